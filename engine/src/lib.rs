@@ -1,1 +1,38 @@
-//! placeholder
+//! The Boxoffice engine: a pure, deterministic, single-writer booking state machine.
+//!
+//! Input is `(log offset, log time, Request)`; output is exactly one [`Outcome`] per
+//! request, with the consequences it caused (expired holds, waitlist offers) as
+//! [`Effect`]s. There is no I/O, no thread, no wall clock, no randomness and no
+//! hash-map iteration here: the same log gives the same outcomes and the same
+//! [`Engine::state_hash`] on every machine. The shell crates (`runtime`, `ingress`)
+//! do all I/O and drive time with `Tick` records.
+//!
+//! Layout:
+//! - [`command`]: what can be asked ([`Request`], [`Command`], specs).
+//! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
+//! - `engine`: the state ([`State`]) and the one `match` that applies a command.
+//! - `allocate`: best-available seat search; `desk`: service-desk slots.
+//! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
+//! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.
+//! - `invariants`: the full state walk behind [`Engine::check_invariants`].
+//! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
+
+mod allocate;
+pub mod command;
+pub mod config;
+mod desk;
+mod engine;
+pub mod ids;
+mod invariants;
+pub mod layout;
+pub mod outcome;
+pub mod query;
+pub mod tickets;
+pub mod wire;
+
+pub use command::*;
+pub use config::EngineConfig;
+pub use desk::Desks;
+pub use engine::{Engine, State};
+pub use ids::*;
+pub use outcome::*;

@@ -1,1 +1,100 @@
-//! placeholder
+//! `requestlog`: a single-partition, append-only, durable log of opaque byte records.
+//!
+//! Boxoffice is built like an exchange matching engine: ingress threads append every request
+//! to this log, and the engine applies the log in offset order, so replaying the log rebuilds the
+//! engine's state exactly. In Kafka mode a second log carries the engine's outcomes. The crate
+//! knows nothing about the records: payloads are `Vec<u8>`, encoded by their owners.
+//!
+//! # Layout
+//!
+//! - [`LogWriter`] / [`LogReader`] (this file): the two traits every log implements, with
+//!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
+//! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
+//!   one fsync per batch of concurrent appends. Its record format lives in `record_format.rs`
+//!   (versioned, CRC-32C per record, `crc32c.rs`).
+//! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
+//!   transactional) producer writes, an assigned consumer reads.
+//!
+//! # Guarantees
+//!
+//! - **Durable before acknowledged.** `append` returns only once its records are durable: fsync'd
+//!   by RocksDB (`sync = true`), or acknowledged by all in-sync Kafka replicas (`acks=all`).
+//! - **Never read before durable.** An embedded reader sees a record only after the fsync that
+//!   wrote it has returned. A Kafka reader sees records below the high watermark, i.e.
+//!   replicated to the in-sync set, and (with `read_committed`) only committed transactions.
+//! - **One order.** Offsets start at 0 and increase by one per record; each `append`'s records
+//!   are contiguous and in the order given. Readers return records in offset order with no gaps
+//!   (embedded, and Kafka without transactions). A transactional Kafka writer leaves one offset
+//!   per commit marker unused, so offsets there increase with gaps.
+//! - **Timestamps are assigned by the log**, not the caller: wall-clock milliseconds made
+//!   non-decreasing by the embedded writer (`max(previous, now)`, also across restarts), or the
+//!   broker's `LogAppendTime` in Kafka.
+//! - **Corruption is loud.** Every embedded record carries a checksum over its offset and bytes;
+//!   a mismatch, an unknown format version or a missing offset is [`LogError::Corrupt`]. Kafka
+//!   consumers verify Kafka's own CRCs (`check.crcs=true`).
+//! - **Limits everywhere.** Payload size, records per append, records and bytes per group
+//!   commit, and the depth of the writer's queue are all bounded by the options.
+//!
+//! Recovery of the embedded log is RocksDB's write-ahead log (point-in-time recovery: a write
+//! torn by a crash is dropped whole; it was never acknowledged). The end offset is the last key
+//! plus one.
+
+mod crc32c;
+mod embedded;
+mod error;
+mod kafka;
+mod record_format;
+
+use std::time::Duration;
+
+pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
+pub use error::LogError;
+pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter};
+
+/// One record read from a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch, assigned by the log when the record was written.
+    pub timestamp_ms: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Where one appended record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub offset: u64,
+    pub timestamp_ms: u64,
+}
+
+/// Appends records. Implementations are cheap, cloneable handles (an `Arc` inside) shared by
+/// many ingress threads.
+pub trait LogWriter: Send + Sync {
+    /// Appends `payloads` as consecutive records, in order, and returns once all of them are
+    /// durable: one [`Appended`] per payload, same order. An empty `payloads` is a no-op.
+    ///
+    /// On error none of the records may be assumed written, but some may have been (a Kafka
+    /// delivery can fail after a partial write, or a fsync can fail after the write).
+    fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<Appended>, LogError>;
+
+    /// Offset of the next record to be written.
+    fn end_offset(&self) -> Result<u64, LogError>;
+}
+
+/// Reads records in offset order. Owned by one reader thread.
+pub trait LogReader: Send {
+    /// Moves the position to `offset` (at most the end offset: seeking to the end waits for the
+    /// next record).
+    fn seek(&mut self, offset: u64) -> Result<(), LogError>;
+
+    /// Returns up to `max_records` records starting at the position and advances past them.
+    /// Blocks up to `timeout` for the first one; returns an empty vector on timeout. Wakes
+    /// promptly when a record is appended.
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError>;
+
+    /// Offset of the next record `poll` will return (or wait for).
+    fn position(&self) -> u64;
+
+    /// Offset of the next record to be written.
+    fn end_offset(&self) -> Result<u64, LogError>;
+}

@@ -1,0 +1,64 @@
+//! Engine configuration. Every replica must apply the log with the same
+//! configuration, or they diverge; the shell loads it from one file.
+
+/// Limits and policies. Times are log time in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Secret from which ticket codes are derived (HMAC-SHA256), so every replica
+    /// computes the same codes and nobody without it can forge one.
+    pub ticket_secret: Vec<u8>,
+    /// How long past `expires_at` a confirm is still accepted.
+    pub confirm_grace_ms: u64,
+    /// How long a repeated idempotency key returns the first answer.
+    pub idempotency_window_ms: u64,
+    /// At most this many idempotency entries are kept; past it the oldest go first.
+    pub idempotency_entries_max: usize,
+    /// How long an ended hold is remembered (so a late confirm says `hold_expired`).
+    pub ended_hold_retention_ms: u64,
+    pub ended_holds_max: usize,
+    /// Waiters per event.
+    pub waitlist_length_max: u32,
+    /// How long a waiter may wait before its entry ends.
+    pub waitlist_wait_max_ms: u64,
+    /// Hard cap on any event's `seats_per_order_max`.
+    pub seats_per_order_cap: u32,
+    pub hold_ttl_min_ms: u64,
+    pub hold_ttl_max_ms: u64,
+    pub events_max: u32,
+    pub event_seats_max: u32,
+    pub event_rows_max: u32,
+    pub event_categories_max: u32,
+    pub pool_capacity_max: u32,
+    /// Longest accepted text field (names, labels, payment references, keys).
+    pub text_bytes_max: usize,
+    pub desks_max: u32,
+    pub desk_slots_max: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            ticket_secret: b"demo-ticket-secret".to_vec(),
+            confirm_grace_ms: 5_000,
+            idempotency_window_ms: 24 * 3_600_000,
+            idempotency_entries_max: 2_000_000,
+            ended_hold_retention_ms: 24 * 3_600_000,
+            ended_holds_max: 2_000_000,
+            waitlist_length_max: 200_000,
+            waitlist_wait_max_ms: 3_600_000,
+            seats_per_order_cap: 100,
+            hold_ttl_min_ms: 1_000,
+            hold_ttl_max_ms: 7_200_000,
+            events_max: 1_000_000,
+            event_seats_max: 1_000_000,
+            event_rows_max: 100_000,
+            event_categories_max: 64,
+            pool_capacity_max: 10_000_000,
+            text_bytes_max: 1_024,
+            desks_max: 100_000,
+            desk_slots_max: 1_000_000,
+        }
+    }
+}
+
+const _: () = assert!(u16::MAX as u64 >= 64, "category indices are u16");

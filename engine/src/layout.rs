@@ -1,0 +1,114 @@
+//! A reserved-seating map: sections → rows → numbered seats, flattened into dense seat
+//! indices in rank order (first section's first row first). The layout never changes
+//! after an event is created, so the read side builds the same one from the
+//! `EventCreated` outcome and both sides agree on every seat index.
+
+use crate::command::SectionSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    pub section: u16,
+    pub label: String,
+    pub first_seat: u32,
+    pub seat_count: u32,
+    pub category: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub section_names: Vec<String>,
+    /// Rows in rank order; a row's seats are `first_seat .. first_seat + seat_count`.
+    pub rows: Vec<Row>,
+    /// (section, row label) → row index.
+    row_index: BTreeMap<(u16, String), u32>,
+    section_index: BTreeMap<String, u16>,
+    pub seat_count: u32,
+}
+
+impl Layout {
+    /// Builds the layout; `category_of` maps a row's category name to its index.
+    /// The caller has validated names (no '-', unique) and sizes.
+    pub fn build(sections: &[SectionSpec], category_of: impl Fn(&str) -> u16) -> Layout {
+        let mut layout = Layout::default();
+        for (section_index, section) in sections.iter().enumerate() {
+            let section_index = u16::try_from(section_index).expect("sections were validated");
+            layout.section_names.push(section.name.clone());
+            layout.section_index.insert(section.name.clone(), section_index);
+            for row in &section.rows {
+                let row_number = u32::try_from(layout.rows.len()).expect("rows were validated");
+                layout.row_index.insert((section_index, row.label.clone()), row_number);
+                layout.rows.push(Row {
+                    section: section_index,
+                    label: row.label.clone(),
+                    first_seat: layout.seat_count,
+                    seat_count: row.seats,
+                    category: category_of(&row.category),
+                });
+                layout.seat_count += row.seats;
+            }
+        }
+        layout
+    }
+
+    /// `A-1-7` → seat index; `None` when no such seat exists.
+    pub fn seat_of(&self, label: &str) -> Option<u32> {
+        let (rest, number) = label.rsplit_once('-')?;
+        let (section, row) = rest.split_once('-')?;
+        if number.is_empty() || number.len() > 9 || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
+            return None;
+        }
+        let number: u32 = number.parse().ok()?;
+        let section = *self.section_index.get(section)?;
+        let row = &self.rows[*self.row_index.get(&(section, row.to_string()))? as usize];
+        (1..=row.seat_count).contains(&number).then(|| row.first_seat + number - 1)
+    }
+
+    /// The row that holds a seat (binary search over the rows' first seats).
+    pub fn row_of(&self, seat: u32) -> u32 {
+        assert!(seat < self.seat_count, "seat index out of range");
+        let position = self.rows.partition_point(|row| row.first_seat <= seat);
+        // Rows with zero seats share a first_seat with their successor; skip back over them.
+        let mut row = position - 1;
+        while self.rows[row].seat_count == 0 {
+            row -= 1;
+        }
+        row as u32
+    }
+
+    pub fn label_of(&self, seat: u32) -> String {
+        let row = &self.rows[self.row_of(seat) as usize];
+        format!("{}-{}-{}", self.section_names[row.section as usize], row.label, seat - row.first_seat + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::RowSpec;
+
+    fn sections() -> Vec<SectionSpec> {
+        let row = |label: &str, seats, category: &str| RowSpec { label: label.into(), seats, category: category.into() };
+        vec![
+            SectionSpec { name: "A".into(), rows: vec![row("1", 3, "Gold"), row("2", 2, "Silver")] },
+            SectionSpec { name: "Balcony".into(), rows: vec![row("AA", 4, "Silver")] },
+        ]
+    }
+
+    #[test]
+    fn labels_and_indices_round_trip() {
+        let layout = Layout::build(&sections(), |name| if name == "Gold" { 0 } else { 1 });
+        assert_eq!(layout.seat_count, 9);
+        for seat in 0..layout.seat_count {
+            assert_eq!(layout.seat_of(&layout.label_of(seat)), Some(seat));
+        }
+        assert_eq!(layout.seat_of("A-1-1"), Some(0));
+        assert_eq!(layout.seat_of("A-2-2"), Some(4));
+        assert_eq!(layout.seat_of("Balcony-AA-4"), Some(8));
+        assert_eq!(layout.rows[2].category, 1);
+        for bad in ["A-1-0", "A-1-4", "A-3-1", "B-1-1", "A-1", "A-1-01", "", "A--1", "Balcony-AA-x"] {
+            assert_eq!(layout.seat_of(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Outcomes: exactly one per command, plus the consequences it caused.
+//!
+//! An outcome carries enough data for a read model and for notifications to follow
+//! the engine's state without asking it: a created event carries its whole spec, a
+//! hold carries its seats, an expiry names what it freed.
+
+use crate::command::{DeskSpec, EventPatch, EventSpec};
+use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, TicketId, WaiterId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The log offset of the request this answers.
+    pub offset: u64,
+    /// The engine's clock when it applied the request (log time, never earlier than
+    /// any time applied before).
+    pub time_ms: u64,
+    /// True when this is the stored first answer to a repeated idempotency key.
+    pub replayed: bool,
+    pub result: Result<Reply, Rejection>,
+    /// What happened because time passed or seats were freed, in the order it happened.
+    pub effects: Vec<Effect>,
+}
+
+/// The items a hold or booking covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Items {
+    /// Reserved seats, as seat indices of the event's layout.
+    Seats(Vec<u32>),
+    /// A quantity from a general-admission pool, by category index.
+    Pool { category: u16, quantity: u32 },
+}
+
+impl Items {
+    pub fn quantity(&self) -> u32 {
+        match self {
+            Items::Seats(seats) => seats.len() as u32,
+            Items::Pool { quantity, .. } => *quantity,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldView {
+    pub hold: HoldId,
+    pub event: EventId,
+    pub user: String,
+    pub items: Items,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+    /// Set when the hold was offered to a waitlist entry.
+    pub waiter: Option<WaiterId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    pub ticket: TicketId,
+    /// The seat index, for reserved seating.
+    pub seat: Option<u32>,
+    /// The unforgeable code printed on the ticket.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingView {
+    pub booking: BookingId,
+    pub hold: HoldId,
+    pub event: EventId,
+    pub user: String,
+    pub items: Items,
+    pub total_cents: u64,
+    pub payment_ref: String,
+    pub booked_at_ms: u64,
+    pub tickets: Vec<TicketView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskTicketView {
+    pub desk: DeskId,
+    pub ticket: DeskTicketId,
+    pub user: String,
+    pub level: u16,
+    pub agent: u32,
+    pub slot_start_ms: u64,
+    pub slot_end_ms: u64,
+    pub resolve_by_ms: u64,
+    /// Set while the ticket is only validated (a short hold on the slot).
+    pub hold_expires_at_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    EventCreated { event: EventId, tenant: String, spec: Box<EventSpec> },
+    EventUpdated { event: EventId, patch: Box<EventPatch> },
+    EventCanceled {
+        event: EventId,
+        released_holds: Vec<HoldId>,
+        canceled_bookings: Vec<BookingId>,
+        ended_waiters: Vec<WaiterId>,
+    },
+    CheckedIn { event: EventId, ticket: TicketId },
+    HoldPlaced(HoldView),
+    /// `wait` was set and not enough was free: the request joined the waitlist.
+    Waitlisted { waiter: WaiterId, event: EventId, user: String, quantity: u32, category: Option<u16>, position: u32 },
+    HoldConfirmed(BookingView),
+    HoldReleased { hold: HoldId, event: EventId, user: String, items: Items },
+    BookingCanceled { booking: BookingId, event: EventId, user: String, items: Items },
+    WaitlistJoined { waiter: WaiterId, event: EventId, user: String, quantity: u32, category: Option<u16>, position: u32 },
+    WaitlistLeft { waiter: WaiterId, event: EventId, user: String },
+    DeskCreated { desk: DeskId, tenant: String, spec: Box<DeskSpec> },
+    DeskTicketCreated(DeskTicketView),
+    DeskTicketConfirmed(DeskTicketView),
+    DeskTicketCanceled { desk: DeskId, ticket: DeskTicketId, user: String },
+    Ticked,
+}
+
+/// Why a limit was hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Limit {
+    SeatsPerOrder,
+    SeatsPerUser,
+    WaitlistLength,
+    Events,
+    Desks,
+}
+
+/// Why a waitlist entry ended without an offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaitEnd {
+    /// Waited the maximum time.
+    TimedOut,
+    /// Free plus held seats can no longer cover the request.
+    SoldOut,
+    /// The offer would break the per-user limit.
+    LimitExceeded,
+    EventCanceled,
+}
+
+/// A business rejection: a normal outcome, not an error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The command names something that does not exist for this principal (another
+    /// user's hold is "not found" too, so ids leak nothing).
+    NotFound { what: NotFound },
+    /// Seat labels that are not in the event's map.
+    UnknownSeats { seats: Vec<String> },
+    /// Some requested seats are held or booked.
+    SeatsUnavailable { seats: Vec<u32> },
+    SoldOut,
+    LimitExceeded { limit: Limit, max: u32 },
+    SalesClosed,
+    HoldExpired,
+    /// The ticket was already checked in.
+    AlreadyUsed,
+    /// No slot meets the level's deadline; the earliest start that could be served.
+    SlaUnavailable { earliest_start_ms: Option<u64> },
+    /// A state conflict (the event is canceled, the hold is already confirmed, ...).
+    Conflict { reason: String },
+    /// The command's fields are invalid (the ingress should have caught it).
+    Invalid { reason: String },
+    /// The log record could not be decoded; every replica rejects it identically.
+    Undecodable { reason: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotFound {
+    Event,
+    Hold,
+    Booking,
+    Waiter,
+    Ticket,
+    Desk,
+    DeskTicket,
+    Category,
+    Level,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    HoldExpired { hold: HoldId, event: EventId, user: String, items: Items, waiter: Option<WaiterId> },
+    WaitlistOffered { waiter: WaiterId, hold: HoldView },
+    WaitlistEnded { waiter: WaiterId, event: EventId, user: String, reason: WaitEnd },
+    DeskHoldExpired { desk: DeskId, ticket: DeskTicketId, user: String },
+}

@@ -1,0 +1,91 @@
+//! Read-only views of the engine's state. The HTTP read side keeps its own model from
+//! outcomes; these exist for tests, tools and invariant checks.
+
+use crate::engine::Engine;
+use crate::ids::{EventId, HoldId};
+use crate::outcome::Items;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeatStatus {
+    Free,
+    Held,
+    Booked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryAvailability {
+    pub category: String,
+    pub price_cents: u64,
+    pub capacity: u64,
+    pub free: u64,
+    pub held: u64,
+    pub booked: u64,
+}
+
+impl Engine {
+    pub fn event_count(&self) -> u32 {
+        self.state.events.len() as u32
+    }
+
+    pub fn seat_count(&self, event: EventId) -> Option<u32> {
+        self.state.events.get(event.0 as usize).map(|event| event.layout.seat_count)
+    }
+
+    pub fn seat_status(&self, event: EventId, seat: u32) -> Option<SeatStatus> {
+        let state = *self.state.events.get(event.0 as usize)?.seats.get(seat as usize)?;
+        Some(match Engine::seat_owner(state) {
+            None => SeatStatus::Free,
+            Some((true, _)) => SeatStatus::Held,
+            Some((false, _)) => SeatStatus::Booked,
+        })
+    }
+
+    pub fn seat_label(&self, event: EventId, seat: u32) -> Option<String> {
+        let event = self.state.events.get(event.0 as usize)?;
+        (seat < event.layout.seat_count).then(|| event.layout.label_of(seat))
+    }
+
+    pub fn availability(&self, event: EventId) -> Option<Vec<CategoryAvailability>> {
+        let event = self.state.events.get(event.0 as usize)?;
+        Some(
+            event
+                .categories
+                .iter()
+                .map(|category| CategoryAvailability {
+                    category: category.name.clone(),
+                    price_cents: category.price_cents,
+                    capacity: category.capacity,
+                    free: category.capacity - category.held - category.booked,
+                    held: category.held,
+                    booked: category.booked,
+                })
+                .collect(),
+        )
+    }
+
+    pub fn hold_items(&self, hold: HoldId) -> Option<&Items> {
+        self.state.holds.get(&hold).map(|hold| &hold.items)
+    }
+
+    pub fn live_hold_count(&self) -> usize {
+        self.state.holds.len()
+    }
+
+    pub fn waiting_count(&self) -> usize {
+        self.state.waiters.len()
+    }
+
+    pub fn booking_count(&self) -> usize {
+        self.state.bookings.len()
+    }
+
+    /// Bytes of per-seat state across all events (the compact-layout budget).
+    pub fn seat_state_bytes(&self) -> usize {
+        self.state.events.iter().map(|event| event.seats.len() * std::mem::size_of::<u64>() + event.row_free.len() * 4).sum()
+    }
+
+    pub fn total_seats(&self) -> u64 {
+        self.state.events.iter().map(|event| u64::from(event.layout.seat_count)).sum()
+    }
+}

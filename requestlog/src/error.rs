@@ -1,0 +1,63 @@
+//! The one error type of the log boundary.
+
+/// Everything that can go wrong when appending to or reading from a log.
+///
+/// Callers (ingress, the engine's reader thread) convert this at their own edge; the variants are
+/// precise so that they can tell a request to retry (`Timeout`), to give up (`PayloadTooLarge`),
+/// or to stop the process (`Corrupt`, `Fenced`).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// One payload is larger than the configured `payload_size_max_bytes`.
+    #[error("payload {index} of the append is {size_bytes} bytes, over the limit of {size_max_bytes} bytes")]
+    PayloadTooLarge {
+        index: usize,
+        size_bytes: usize,
+        size_max_bytes: usize,
+    },
+
+    /// One append carries more records than `append_records_max`.
+    #[error("append of {count} records is over the limit of {count_max} records")]
+    TooManyRecords { count: usize, count_max: usize },
+
+    /// A stored record failed its checksum, had an unknown format, or is missing from the
+    /// otherwise dense sequence of offsets.
+    #[error("record at offset {offset} is corrupt: {reason}")]
+    Corrupt { offset: u64, reason: &'static str },
+
+    /// `seek` to an offset the log does not have (past its end, or already deleted).
+    #[error("offset {offset} is outside the log [{start_offset}, {end_offset}]")]
+    OffsetOutOfRange {
+        offset: u64,
+        start_offset: u64,
+        end_offset: u64,
+    },
+
+    /// Another producer with the same `transactional.id` has started: this one is a zombie and
+    /// must stop writing. Never retried.
+    #[error("this writer was fenced by a newer writer with the same transactional id")]
+    Fenced,
+
+    /// The log was shut down (or its writer thread died) before the request was answered.
+    #[error("the log is closed")]
+    Closed,
+
+    /// An operation did not finish within its deadline.
+    #[error("timed out after {timeout_ms} ms waiting for {operation}")]
+    Timeout {
+        operation: &'static str,
+        timeout_ms: u64,
+    },
+
+    /// The Kafka topic exists but cannot hold this log (for example it has several partitions),
+    /// or could not be created.
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+
+    /// RocksDB failed. After a failed write the embedded writer refuses further appends.
+    #[error("storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+
+    /// Kafka (librdkafka) failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}

@@ -1,0 +1,696 @@
+//! The Kafka log: one single-partition topic, written by an idempotent (optionally
+//! transactional) producer, read by a consumer assigned to an explicit offset.
+//!
+//! ```text
+//!  appenders ──► KafkaWriter ── enqueue under a lock ──► librdkafka ──► broker (acks=all)
+//!                    ▲                                         │
+//!                    └──── Condvar ◄── delivery report thread ─┘  (offset, LogAppendTime)
+//!  KafkaReader: BaseConsumer, assign(topic, 0, offset), read_committed, no consumer group
+//! ```
+//!
+//! The public API is blocking; librdkafka's own threads do the I/O. The only future (topic
+//! creation through the admin client) is driven by [`block_on`], so no async runtime is needed.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{Client, ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message, Timestamp};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
+
+/// The log always lives in partition 0 of its topic.
+const PARTITION: i32 = 0;
+
+/// Room for Kafka's record-batch framing on top of the largest payload, when sizing
+/// `message.max.bytes` (producer) and `max.message.bytes` (topic).
+const BATCH_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// Back-off while librdkafka's local queue is full (it drains as deliveries complete).
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Back-off between metadata look-ups while a new topic's leader is being elected.
+const METADATA_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How to reach and shape the topic, and the limits of one writer.
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:19092`.
+    pub brokers: String,
+    /// The topic holding the log; it must have exactly one partition.
+    pub topic: String,
+    /// Create the topic at `open` when it does not exist (1 partition, `LogAppendTime`,
+    /// unlimited retention). When false a missing topic is an error.
+    pub create_if_missing: bool,
+    /// Replication factor of a topic created by `open` (1 for a single dev broker, 3 in
+    /// production, with `min.insync.replicas=2`).
+    pub replication_factor: i32,
+    /// When set, the writer is transactional with this `transactional.id`: each `append` is one
+    /// transaction, and starting a second writer with the same id fences the first (its appends
+    /// then fail with [`LogError::Fenced`]). Each committed transaction also writes a commit
+    /// marker, which takes an offset: offsets then increase with gaps instead of being dense.
+    pub transactional_id: Option<String>,
+    /// Largest payload accepted by `append`.
+    pub payload_size_max_bytes: usize,
+    /// Most records in one `append` call.
+    pub append_records_max: usize,
+    /// Deadline of one metadata, watermark, admin or transaction-control request.
+    pub operation_timeout: Duration,
+    /// `message.timeout.ms`: how long librdkafka keeps retrying one record before it reports
+    /// the delivery as failed. `append` waits at most this long (plus `operation_timeout`).
+    pub delivery_timeout: Duration,
+    /// `linger.ms`: how long the producer waits to fill a batch. Concurrent appenders share
+    /// batches (Kafka's group commit); a single appender pays this much latency.
+    pub linger: Duration,
+    /// Extra librdkafka properties for every client (security settings, `client.id`, ...),
+    /// applied last.
+    pub client_properties: Vec<(String, String)>,
+}
+
+impl KafkaOptions {
+    /// Options with defaults for a topic on `brokers`: create if missing, replication factor 1,
+    /// not transactional, 1 MiB payloads, 4096 records per append.
+    pub fn new(brokers: impl Into<String>, topic: impl Into<String>) -> KafkaOptions {
+        KafkaOptions {
+            brokers: brokers.into(),
+            topic: topic.into(),
+            create_if_missing: true,
+            replication_factor: 1,
+            transactional_id: None,
+            payload_size_max_bytes: 1024 * 1024,
+            append_records_max: 4096,
+            operation_timeout: Duration::from_secs(30),
+            delivery_timeout: Duration::from_secs(60),
+            linger: Duration::from_millis(2),
+            client_properties: Vec::new(),
+        }
+    }
+
+    fn assert_valid(&self) {
+        assert!(!self.brokers.is_empty());
+        assert!(!self.topic.is_empty());
+        assert!(self.replication_factor >= 1);
+        assert!(self.payload_size_max_bytes > 0);
+        assert!(self.append_records_max > 0);
+        assert!(!self.operation_timeout.is_zero());
+        assert!(!self.delivery_timeout.is_zero());
+        if let Some(id) = &self.transactional_id {
+            assert!(!id.is_empty());
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("allow.auto.create.topics", "false")
+            .set("socket.timeout.ms", millis(self.operation_timeout).to_string());
+        config
+    }
+
+    fn apply_client_properties(&self, config: &mut ClientConfig) {
+        for (key, value) in &self.client_properties {
+            config.set(key, value);
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A Kafka topic used as a log. Cheap to clone the handles it makes; `open` only checks (and
+/// maybe creates) the topic.
+pub struct KafkaLog {
+    options: Arc<KafkaOptions>,
+}
+
+impl KafkaLog {
+    /// Checks that the topic exists with one partition and a leader, creating it first when
+    /// `create_if_missing` is set.
+    pub fn open(options: KafkaOptions) -> Result<KafkaLog, LogError> {
+        options.assert_valid();
+        let mut config = options.client_config();
+        options.apply_client_properties(&mut config);
+        let admin: AdminClient<DefaultClientContext> = config.create()?;
+        if options.create_if_missing {
+            create_topic(&admin, &options)?;
+        }
+        wait_for_leader(admin.inner(), &options)?;
+        Ok(KafkaLog { options: Arc::new(options) })
+    }
+
+    /// A new producer. In transactional mode this fences any earlier writer with the same
+    /// `transactional.id` (in this process or another).
+    pub fn writer(&self) -> Result<KafkaWriter, LogError> {
+        KafkaWriter::new(Arc::clone(&self.options))
+    }
+
+    /// A new consumer positioned at offset 0.
+    pub fn reader(&self) -> Result<KafkaReader, LogError> {
+        KafkaReader::new(Arc::clone(&self.options))
+    }
+
+    pub fn options(&self) -> &KafkaOptions {
+        &self.options
+    }
+}
+
+fn create_topic(admin: &AdminClient<DefaultClientContext>, options: &KafkaOptions) -> Result<(), LogError> {
+    let max_message_bytes = (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string();
+    let min_insync_replicas = if options.replication_factor >= 3 { "2" } else { "1" };
+    let topic = NewTopic::new(&options.topic, 1, TopicReplication::Fixed(options.replication_factor))
+        // The broker stamps each batch: timestamps are monotonic per partition and do not
+        // depend on the clocks of the ingress hosts.
+        .set("message.timestamp.type", "LogAppendTime")
+        // A request log is the system of record: never expire it.
+        .set("retention.ms", "-1")
+        .set("retention.bytes", "-1")
+        .set("cleanup.policy", "delete")
+        .set("unclean.leader.election.enable", "false")
+        .set("min.insync.replicas", min_insync_replicas)
+        .set("max.message.bytes", &max_message_bytes);
+    let admin_options = AdminOptions::new()
+        .operation_timeout(Some(options.operation_timeout))
+        .request_timeout(Some(options.operation_timeout));
+    let results = block_on(admin.create_topics([&topic], &admin_options))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created kafka topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(LogError::Topic { topic: name, reason: format!("cannot create: {code}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded by `operation_timeout`) until the topic has its one partition with a leader,
+/// so that the first append or fetch does not race the topic's creation.
+fn wait_for_leader<C: ClientContext>(client: &Client<C>, options: &KafkaOptions) -> Result<(), LogError> {
+    let deadline = Instant::now() + options.operation_timeout;
+    let topic_error = |reason: String| LogError::Topic { topic: options.topic.clone(), reason };
+    loop {
+        let metadata = client.fetch_metadata(Some(&options.topic), options.operation_timeout)?;
+        let topic = metadata.topics().iter().find(|topic| topic.name() == options.topic);
+        let last_problem = match topic {
+            None => "missing from metadata".to_owned(),
+            Some(topic) => match topic.error() {
+                Some(error) => format!("does not exist or is unavailable ({:?})", RDKafkaErrorCode::from(error)),
+                None if topic.partitions().len() != 1 => {
+                    let count = topic.partitions().len();
+                    return Err(topic_error(format!("has {count} partitions; a log needs exactly 1")));
+                }
+                None if topic.partitions()[0].leader() >= 0 => return Ok(()),
+                None => "partition 0 has no leader yet".to_owned(),
+            },
+        };
+        if Instant::now() + METADATA_RETRY_BACKOFF > deadline {
+            return Err(topic_error(last_problem));
+        }
+        thread::sleep(METADATA_RETRY_BACKOFF);
+    }
+}
+
+/// Maps a librdkafka error to the log's error, singling out fencing.
+fn log_error(error: KafkaError) -> LogError {
+    match error.rdkafka_error_code() {
+        Some(code) if is_fencing(code) => LogError::Fenced,
+        _ => LogError::Kafka(error),
+    }
+}
+
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::TransactionCoordinatorFenced
+    )
+}
+
+/// Forwards librdkafka's logs and global errors to `tracing`.
+struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for TracingContext {}
+
+/// Where a delivery report lands: the append waiting for it, and the record's index there.
+struct DeliverySlot {
+    batch: Arc<PendingBatch>,
+    index: usize,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        TracingContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        TracingContext.error(error, reason);
+    }
+}
+
+/// Routes each delivery report to its [`DeliverySlot`].
+struct DeliveryContext;
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<DeliverySlot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Box<DeliverySlot>) {
+        let outcome = match result {
+            Ok(message) => {
+                let offset = u64::try_from(message.offset()).expect("a delivered record has an offset");
+                let timestamp_ms = match message.timestamp() {
+                    Timestamp::LogAppendTime(ms) | Timestamp::CreateTime(ms) => u64::try_from(ms).unwrap_or(0),
+                    Timestamp::NotAvailable => 0,
+                };
+                Ok(Appended { offset, timestamp_ms })
+            }
+            Err((error, _message)) => Err(log_error(error.clone())),
+        };
+        slot.batch.complete(slot.index, outcome);
+    }
+}
+
+/// The outcomes of one append's records, filled in by delivery reports.
+struct PendingBatch {
+    state: Mutex<PendingState>,
+    completed: Condvar,
+}
+
+struct PendingState {
+    outcomes: Vec<Option<Result<Appended, LogError>>>,
+    remaining: usize,
+}
+
+impl PendingBatch {
+    fn new(count: usize) -> Arc<PendingBatch> {
+        Arc::new(PendingBatch {
+            state: Mutex::new(PendingState { outcomes: (0..count).map(|_| None).collect(), remaining: count }),
+            completed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().expect("pending batch poisoned")
+    }
+
+    fn complete(&self, index: usize, outcome: Result<Appended, LogError>) {
+        let mut state = self.lock();
+        assert!(state.outcomes[index].is_none(), "one delivery report per record");
+        state.outcomes[index] = Some(outcome);
+        state.remaining -= 1;
+        if state.remaining == 0 {
+            self.completed.notify_all();
+        }
+    }
+
+    /// Waits for every outcome; the first failure (by record index) wins.
+    fn wait(&self, timeout: Duration) -> Result<Vec<Appended>, LogError> {
+        let state = self.lock();
+        let (mut state, wait) = self
+            .completed
+            .wait_timeout_while(state, timeout, |state| state.remaining > 0)
+            .expect("pending batch poisoned");
+        if wait.timed_out() {
+            return Err(LogError::Timeout { operation: "delivery reports", timeout_ms: millis(timeout) });
+        }
+        let outcomes = std::mem::take(&mut state.outcomes);
+        let appended = outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every record reported"))
+            .collect::<Result<Vec<_>, _>>()?;
+        assert!(appended.windows(2).all(|pair| pair[0].offset < pair[1].offset), "one partition keeps order");
+        Ok(appended)
+    }
+}
+
+/// Appends to a [`KafkaLog`]. Clones share one producer.
+#[derive(Clone)]
+pub struct KafkaWriter {
+    inner: Arc<WriterInner>,
+}
+
+struct WriterInner {
+    producer: ThreadedProducer<DeliveryContext>,
+    options: Arc<KafkaOptions>,
+    /// Held while enqueueing one append (so its records are contiguous) and, when
+    /// transactional, for the whole transaction (one transaction at a time per producer).
+    append_lock: Mutex<()>,
+    /// Set once the producer has been fenced: it can never write again.
+    fenced: AtomicBool,
+}
+
+impl KafkaWriter {
+    fn new(options: Arc<KafkaOptions>) -> Result<KafkaWriter, LogError> {
+        let mut config = options.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", millis(options.delivery_timeout).to_string())
+            .set("linger.ms", millis(options.linger).to_string())
+            .set("message.max.bytes", (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string());
+        if let Some(id) = &options.transactional_id {
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", millis(options.delivery_timeout).max(1000).to_string());
+        }
+        options.apply_client_properties(&mut config);
+        let producer: ThreadedProducer<DeliveryContext> = config.create_with_context(DeliveryContext)?;
+        if options.transactional_id.is_some() {
+            // Registers with the transaction coordinator, bumping the epoch: any older producer
+            // with the same id is fenced from here on.
+            producer.init_transactions(options.operation_timeout).map_err(log_error)?;
+        }
+        let inner = WriterInner { producer, options, append_lock: Mutex::new(()), fenced: AtomicBool::new(false) };
+        Ok(KafkaWriter { inner: Arc::new(inner) })
+    }
+
+    fn check_limits(&self, payloads: &[Vec<u8>]) -> Result<(), LogError> {
+        let options = &self.inner.options;
+        if payloads.len() > options.append_records_max {
+            return Err(LogError::TooManyRecords { count: payloads.len(), count_max: options.append_records_max });
+        }
+        match payloads.iter().position(|payload| payload.len() > options.payload_size_max_bytes) {
+            Some(index) => Err(LogError::PayloadTooLarge {
+                index,
+                size_bytes: payloads[index].len(),
+                size_max_bytes: options.payload_size_max_bytes,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a fencing error so that later appends fail fast.
+    fn note(&self, error: LogError) -> LogError {
+        if matches!(error, LogError::Fenced) {
+            self.inner.fenced.store(true, Ordering::Release);
+        }
+        error
+    }
+
+    fn fatal_error(&self) -> Option<LogError> {
+        if self.inner.fenced.load(Ordering::Acquire) {
+            return Some(LogError::Fenced);
+        }
+        let (code, reason) = self.inner.producer.client().fatal_error()?;
+        if is_fencing(code) {
+            return Some(self.note(LogError::Fenced));
+        }
+        tracing::error!(?code, reason, "kafka producer is in a fatal state");
+        Some(LogError::Kafka(KafkaError::MessageProduction(code)))
+    }
+
+    /// Enqueues every payload. On an enqueue failure the records not enqueued are completed with
+    /// that error, so the batch still completes once the enqueued ones are reported.
+    fn enqueue(&self, payloads: &[Vec<u8>]) -> Arc<PendingBatch> {
+        let batch = PendingBatch::new(payloads.len());
+        let deadline = Instant::now() + self.inner.options.delivery_timeout;
+        for (index, payload) in payloads.iter().enumerate() {
+            let slot = Box::new(DeliverySlot { batch: Arc::clone(&batch), index });
+            let mut record = BaseRecord::<(), [u8], Box<DeliverySlot>>::with_opaque_to(&self.inner.options.topic, slot)
+                .partition(PARTITION)
+                .payload(payload.as_slice());
+            loop {
+                match self.inner.producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                        if Instant::now() < deadline =>
+                    {
+                        record = returned;
+                        thread::sleep(QUEUE_FULL_BACKOFF);
+                    }
+                    Err((error, _returned)) => {
+                        let error = log_error(error);
+                        tracing::warn!(%error, index, "kafka enqueue failed");
+                        batch.complete(index, Err(error));
+                        for rest in index + 1..payloads.len() {
+                            batch.complete(rest, Err(LogError::Closed));
+                        }
+                        return batch;
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    fn wait_timeout(&self) -> Duration {
+        self.inner.options.delivery_timeout + self.inner.options.operation_timeout
+    }
+
+    fn append_idempotent(&self, payloads: &[Vec<u8>]) -> Result<Vec<Appended>, LogError> {
+        let batch = {
+            let _guard = self.inner.append_lock.lock().expect("append lock poisoned");
+            self.enqueue(payloads)
+        };
+        batch.wait(self.wait_timeout()).map_err(|error| self.note(error))
+    }
+
+    fn append_transactional(&self, payloads: &[Vec<u8>]) -> Result<Vec<Appended>, LogError> {
+        let _guard = self.inner.append_lock.lock().expect("append lock poisoned");
+        let producer = &self.inner.producer;
+        let timeout = self.inner.options.operation_timeout;
+        producer.begin_transaction().map_err(|error| self.note(log_error(error)))?;
+        let batch = self.enqueue(payloads);
+        let committed = producer.commit_transaction(timeout).map_err(|error| self.abort_after(error));
+        let delivered = batch.wait(self.wait_timeout()).map_err(|error| self.note(error));
+        committed?;
+        delivered
+    }
+
+    /// After a failed commit: abort when the transaction can be aborted, and say why it failed.
+    fn abort_after(&self, error: KafkaError) -> LogError {
+        let abortable = matches!(&error, KafkaError::Transaction(rd) if rd.txn_requires_abort());
+        let error = self.note(log_error(error));
+        if abortable {
+            if let Err(abort_error) = self.inner.producer.abort_transaction(self.inner.options.operation_timeout) {
+                tracing::warn!(error = %abort_error, "abort_transaction failed");
+                self.note(log_error(abort_error));
+            }
+        }
+        error
+    }
+}
+
+impl LogWriter for KafkaWriter {
+    /// Returns once every record is acknowledged by all in-sync replicas (and, when
+    /// transactional, once the transaction is committed).
+    fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<Appended>, LogError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.check_limits(&payloads)?;
+        if let Some(error) = self.fatal_error() {
+            return Err(error);
+        }
+        let appended = if self.inner.options.transactional_id.is_some() {
+            self.append_transactional(&payloads)?
+        } else {
+            self.append_idempotent(&payloads)?
+        };
+        assert_eq!(appended.len(), payloads.len());
+        Ok(appended)
+    }
+
+    fn end_offset(&self) -> Result<u64, LogError> {
+        let options = &self.inner.options;
+        let client = self.inner.producer.client();
+        let (_low, high) = client.fetch_watermarks(&options.topic, PARTITION, options.operation_timeout)?;
+        Ok(u64::try_from(high).unwrap_or(0))
+    }
+}
+
+/// Reads a [`KafkaLog`] in offset order with an assigned (not subscribed) consumer: no group
+/// membership, no rebalances, no committed offsets. The caller owns its position.
+pub struct KafkaReader {
+    consumer: BaseConsumer<TracingContext>,
+    options: Arc<KafkaOptions>,
+    position: u64,
+    /// An error met after some records were already read in the same `poll`; returned by the
+    /// next `poll` so that neither the records nor the error is lost.
+    deferred_error: Option<LogError>,
+}
+
+impl KafkaReader {
+    fn new(options: Arc<KafkaOptions>) -> Result<KafkaReader, LogError> {
+        let mut config = options.client_config();
+        config
+            // librdkafka needs a group id to assign partitions; it is never joined (no
+            // subscribe) and never committed to.
+            .set("group.id", format!("boxoffice-requestlog-{}", options.topic))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "error")
+            .set("check.crcs", "true")
+            .set("isolation.level", "read_committed");
+        options.apply_client_properties(&mut config);
+        let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext)?;
+        let mut reader = KafkaReader { consumer, options, position: 0, deferred_error: None };
+        reader.assign(0)?;
+        Ok(reader)
+    }
+
+    fn assign(&mut self, offset: u64) -> Result<(), LogError> {
+        let mut assignment = TopicPartitionList::new();
+        let kafka_offset = i64::try_from(offset).expect("offset fits i64");
+        assignment.add_partition_offset(&self.options.topic, PARTITION, Offset::Offset(kafka_offset))?;
+        self.consumer.assign(&assignment)?;
+        self.position = offset;
+        self.deferred_error = None;
+        Ok(())
+    }
+
+    fn watermarks(&self) -> Result<(u64, u64), LogError> {
+        let (low, high) =
+            self.consumer.fetch_watermarks(&self.options.topic, PARTITION, self.options.operation_timeout)?;
+        Ok((u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0)))
+    }
+
+    fn out_of_range(&self) -> LogError {
+        let (start_offset, end_offset) = self.watermarks().unwrap_or((0, 0));
+        LogError::OffsetOutOfRange { offset: self.position, start_offset, end_offset }
+    }
+
+    /// A consumer error, or `None` for one librdkafka recovers from by itself (a broker
+    /// connection dropping, a leader moving).
+    fn consumer_error(&self, error: KafkaError) -> Option<LogError> {
+        match error {
+            KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) => {
+                Some(self.out_of_range())
+            }
+            KafkaError::MessageConsumptionFatal(_) => Some(LogError::Kafka(error)),
+            KafkaError::MessageConsumption(code) if !is_transient(code) => Some(LogError::Kafka(error)),
+            error => {
+                tracing::warn!(%error, "kafka consumer error (retrying)");
+                None
+            }
+        }
+    }
+}
+
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::OperationTimedOut
+    )
+}
+
+impl LogReader for KafkaReader {
+    /// Checks `offset` against the partition's watermarks, then re-assigns the consumer there
+    /// (dropping anything prefetched from the old position).
+    fn seek(&mut self, offset: u64) -> Result<(), LogError> {
+        let (start_offset, end_offset) = self.watermarks()?;
+        if offset < start_offset || offset > end_offset {
+            return Err(LogError::OffsetOutOfRange { offset, start_offset, end_offset });
+        }
+        self.assign(offset)
+    }
+
+    /// Waits up to `timeout` for a first record, then takes whatever else is already fetched,
+    /// up to `max_records`. Offsets are strictly increasing from the current position; they are
+    /// consecutive unless the topic holds transaction markers (transactional writers).
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError> {
+        if let Some(error) = self.deferred_error.take() {
+            return Err(error);
+        }
+        let deadline = Instant::now().checked_add(timeout);
+        let mut records = Vec::new();
+        while records.len() < max_records {
+            let wait = match (records.is_empty(), deadline) {
+                (false, _) => Duration::ZERO,
+                (true, Some(deadline)) => deadline.saturating_duration_since(Instant::now()),
+                (true, None) => Duration::from_secs(3600),
+            };
+            let error = match self.consumer.poll(wait) {
+                None if !records.is_empty() || wait.is_zero() => break,
+                None => continue,
+                Some(Ok(message)) => {
+                    let offset = u64::try_from(message.offset()).expect("a fetched record has an offset");
+                    if offset < self.position {
+                        continue; // left over from before a seek, or the start of a fetched batch
+                    }
+                    let timestamp_ms = message.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    records.push(LogRecord { offset, timestamp_ms, payload });
+                    self.position = offset + 1;
+                    continue;
+                }
+                Some(Err(error)) => error,
+            };
+            if let Some(error) = self.consumer_error(error) {
+                if records.is_empty() {
+                    return Err(error);
+                }
+                self.deferred_error = Some(error);
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+
+    fn end_offset(&self) -> Result<u64, LogError> {
+        Ok(self.watermarks()?.1)
+    }
+}
+
+/// Drives one future to completion on the calling thread (admin calls only: their futures are
+/// completed by rdkafka's own polling thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct ThreadWaker(Thread);
+    impl Wake for ThreadWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut context = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        thread::park();
+    }
+}

@@ -1,0 +1,222 @@
+//! The Kafka log against a real broker at `KAFKA_BOOTSTRAP` (start one with
+//! `scripts/kafka.sh start`). Without `KAFKA_BOOTSTRAP` these tests print a note and pass on a
+//! developer's machine, and fail in CI (`CI=true`): they are never skipped silently there.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use requestlog::{Appended, KafkaLog, KafkaOptions, KafkaReader, LogError, LogReader, LogRecord, LogWriter};
+
+/// Upper bound on waiting for records that were already acknowledged.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+fn bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(servers) if !servers.is_empty() => Some(servers),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
+        }
+        _ => {
+            eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)");
+            None
+        }
+    }
+}
+
+/// A topic name no other test (or earlier run) uses.
+fn unique_topic(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("requestlog-test-{test}-{}-{nanos}", std::process::id())
+}
+
+fn payloads(count: usize, prefix: &str) -> Vec<Vec<u8>> {
+    (0..count).map(|index| format!("{prefix}-{index}").into_bytes()).collect()
+}
+
+fn offsets(appended: &[Appended]) -> Vec<u64> {
+    appended.iter().map(|appended| appended.offset).collect()
+}
+
+/// Polls until `count` records have arrived (they were acknowledged, so they must).
+fn read_exactly(reader: &mut KafkaReader, count: usize) -> Vec<LogRecord> {
+    let deadline = Instant::now() + READ_DEADLINE;
+    let mut records = Vec::new();
+    while records.len() < count {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        assert!(!remaining.is_zero(), "only {} of {count} records after {READ_DEADLINE:?}", records.len());
+        records.extend(reader.poll(count - records.len(), remaining).unwrap());
+    }
+    assert_eq!(records.len(), count);
+    records
+}
+
+#[test]
+fn append_and_read_round_trip_on_auto_created_topic() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = unique_topic("round-trip");
+    let log = KafkaLog::open(KafkaOptions::new(&brokers, &topic)).expect("open creates the topic");
+    let writer = log.writer().unwrap();
+    assert_eq!(writer.end_offset().unwrap(), 0);
+
+    let before_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let first = writer.append(payloads(3, "first")).unwrap();
+    let second = writer.append(payloads(2, "second")).unwrap();
+    assert_eq!(offsets(&first), [0, 1, 2]);
+    assert_eq!(offsets(&second), [3, 4]);
+    assert_eq!(writer.append(Vec::new()).unwrap(), vec![]);
+    assert_eq!(writer.end_offset().unwrap(), 5);
+    for appended in first.iter().chain(&second) {
+        // LogAppendTime: the broker's clock, which is this machine's here.
+        assert!(appended.timestamp_ms + 60_000 >= before_ms, "{appended:?}");
+    }
+
+    let mut reader = log.reader().unwrap();
+    let records = read_exactly(&mut reader, 5);
+    let expected: Vec<Vec<u8>> = payloads(3, "first").into_iter().chain(payloads(2, "second")).collect();
+    assert_eq!(records.iter().map(|record| record.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(records.iter().map(|record| record.payload.clone()).collect::<Vec<_>>(), expected);
+    for (record, appended) in records.iter().zip(first.iter().chain(&second)) {
+        assert_eq!(record.timestamp_ms, appended.timestamp_ms, "reader and writer agree on the timestamp");
+    }
+    assert_eq!(reader.position(), 5);
+    assert_eq!(reader.end_offset().unwrap(), 5);
+    assert_eq!(reader.poll(10, Duration::from_millis(200)).unwrap(), vec![], "nothing more");
+
+    // Opening again finds the existing topic and does not recreate it.
+    let again = KafkaLog::open(KafkaOptions::new(&brokers, &topic)).unwrap();
+    assert_eq!(again.writer().unwrap().end_offset().unwrap(), 5);
+}
+
+#[test]
+fn reading_from_the_middle_of_a_producer_batch() {
+    let Some(brokers) = bootstrap() else { return };
+    let log = KafkaLog::open(KafkaOptions::new(&brokers, unique_topic("mid-batch"))).unwrap();
+    let writer = log.writer().unwrap();
+    let appended = writer.append(payloads(20, "record")).unwrap();
+    assert_eq!(offsets(&appended), (0..20).collect::<Vec<_>>());
+
+    let mut reader = log.reader().unwrap();
+    reader.seek(7).unwrap();
+    let records = read_exactly(&mut reader, 13);
+    assert_eq!(records.iter().map(|record| record.offset).collect::<Vec<_>>(), (7..20).collect::<Vec<_>>());
+    for record in &records {
+        assert_eq!(record.payload, format!("record-{}", record.offset).into_bytes());
+    }
+    assert_eq!(reader.poll(10, Duration::from_millis(200)).unwrap(), vec![], "nothing past the end");
+
+    // Seeking backwards re-reads; seeking past the end is refused.
+    reader.seek(18).unwrap();
+    let tail = read_exactly(&mut reader, 2);
+    assert_eq!(tail.iter().map(|record| record.offset).collect::<Vec<_>>(), [18, 19]);
+    match reader.seek(21) {
+        Err(LogError::OffsetOutOfRange { offset: 21, start_offset: 0, end_offset: 20 }) => {}
+        other => panic!("expected OffsetOutOfRange, got {other:?}"),
+    }
+}
+
+#[test]
+fn reader_wakes_when_a_record_is_appended() {
+    let Some(brokers) = bootstrap() else { return };
+    let log = KafkaLog::open(KafkaOptions::new(&brokers, unique_topic("wake"))).unwrap();
+    let mut reader = log.reader().unwrap();
+    let writer = log.writer().unwrap();
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let records = reader.poll(10, Duration::from_secs(60)).unwrap();
+        (records, started.elapsed())
+    });
+    writer.append(vec![b"wake up".to_vec()]).unwrap();
+    let (records, waited) = waiting.join().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].payload, b"wake up");
+    assert!(waited < Duration::from_secs(30), "woke on append, not on timeout ({waited:?})");
+}
+
+#[test]
+fn concurrent_appenders_get_unique_offsets() {
+    let Some(brokers) = bootstrap() else { return };
+    let log = KafkaLog::open(KafkaOptions::new(&brokers, unique_topic("concurrent"))).unwrap();
+    let writer = log.writer().unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|thread_index| {
+            let writer = writer.clone();
+            std::thread::spawn(move || {
+                (0..25)
+                    .map(|append_index| {
+                        let appended = writer.append(payloads(3, &format!("{thread_index}/{append_index}"))).unwrap();
+                        let batch = offsets(&appended);
+                        assert!(batch.windows(2).all(|pair| pair[1] == pair[0] + 1), "one append is contiguous");
+                        batch
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = handles.into_iter().flat_map(|handle| handle.join().unwrap()).flatten().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..300).collect::<Vec<_>>(), "unique and dense");
+}
+
+#[test]
+fn missing_topic_is_an_error_without_create() {
+    let Some(brokers) = bootstrap() else { return };
+    let mut options = KafkaOptions::new(&brokers, unique_topic("missing"));
+    options.create_if_missing = false;
+    options.operation_timeout = Duration::from_secs(3);
+    match KafkaLog::open(options) {
+        Err(LogError::Topic { .. }) => {}
+        Err(other) => panic!("expected a Topic error, got {other:?}"),
+        Ok(_) => panic!("expected a Topic error, got an open log"),
+    }
+}
+
+#[test]
+fn payload_over_the_limit_is_rejected() {
+    let Some(brokers) = bootstrap() else { return };
+    let mut options = KafkaOptions::new(&brokers, unique_topic("limits"));
+    options.payload_size_max_bytes = 100;
+    let log = KafkaLog::open(options).unwrap();
+    let writer = log.writer().unwrap();
+    match writer.append(vec![vec![0; 100], vec![0; 101]]) {
+        Err(LogError::PayloadTooLarge { index: 1, size_bytes: 101, size_max_bytes: 100 }) => {}
+        other => panic!("expected PayloadTooLarge, got {other:?}"),
+    }
+    assert_eq!(writer.end_offset().unwrap(), 0);
+}
+
+#[test]
+fn a_newer_transactional_writer_fences_the_older_one() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = unique_topic("fencing");
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.transactional_id = Some(format!("{topic}-primary"));
+    let log = KafkaLog::open(options).unwrap();
+
+    let old_primary = log.writer().unwrap();
+    let before = old_primary.append(payloads(2, "old")).unwrap();
+    assert_eq!(offsets(&before), [0, 1]);
+
+    let new_primary = log.writer().unwrap(); // same transactional.id: fences the old one
+    match old_primary.append(payloads(1, "zombie")) {
+        Err(LogError::Fenced) => {}
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    match old_primary.append(payloads(1, "zombie-again")) {
+        Err(LogError::Fenced) => {}
+        other => panic!("a fenced writer stays fenced, got {other:?}"),
+    }
+    let after = new_primary.append(payloads(2, "new")).unwrap();
+    assert!(after[0].offset > before[1].offset, "{before:?} then {after:?}");
+
+    // read_committed: the zombie's records never show; offsets skip the commit markers.
+    let mut reader = log.reader().unwrap();
+    let records = read_exactly(&mut reader, 4);
+    let got: Vec<(u64, Vec<u8>)> = records.into_iter().map(|record| (record.offset, record.payload)).collect();
+    let expected: Vec<(u64, Vec<u8>)> = before
+        .iter()
+        .zip(payloads(2, "old"))
+        .chain(after.iter().zip(payloads(2, "new")))
+        .map(|(appended, payload)| (appended.offset, payload))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(reader.poll(10, Duration::from_millis(500)).unwrap(), vec![], "no zombie record");
+}
