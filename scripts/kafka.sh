@@ -4,8 +4,8 @@
 #
 # Usage: scripts/kafka.sh fetch|start|stop|status
 #
-#   fetch   resolve the broker's jars with Maven into $BOXOFFICE_CACHE/kafka/libs (once; a
-#           second run fetches nothing).
+#   fetch   resolve the broker's jars with Maven (repository: $BOXOFFICE_CACHE/kafka/m2) and
+#           copy them into $BOXOFFICE_CACHE/kafka/libs, once: a second run fetches nothing.
 #   start   fetch if needed, write a KRaft server.properties, format fresh storage, start the
 #           broker in the background and wait until it answers a metadata request.
 #   stop    stop the broker started by `start` and wait for it to exit.
@@ -104,7 +104,10 @@ cmd_fetch() {
     write_pom
     local staging="$CACHE_DIR/libs.partial"
     rm -rf "$staging"
-    if ! mvn -q -B -f "$CACHE_DIR/pom/pom.xml" "$DEPENDENCY_PLUGIN:copy-dependencies" \
+    # A Maven repository of its own under the cache: the whole broker is in one directory that
+    # CI can cache, and nothing depends on what ~/.m2 happens to hold.
+    if ! mvn -B -f "$CACHE_DIR/pom/pom.xml" -Dmaven.repo.local="$CACHE_DIR/m2" \
+        "$DEPENDENCY_PLUGIN:copy-dependencies" \
         -DincludeScope=runtime -DoutputDirectory="$staging" >"$CACHE_DIR/fetch.log" 2>&1; then
         tail -n 40 "$CACHE_DIR/fetch.log" >&2 || true
         die "mvn failed (full output in $CACHE_DIR/fetch.log)"

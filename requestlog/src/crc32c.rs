@@ -16,7 +16,11 @@ const fn table() -> [u32; 256] {
         let mut crc = index as u32;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ POLYNOMIAL } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLYNOMIAL
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         table[index] = crc;
@@ -37,7 +41,8 @@ impl Crc32c {
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            self.state = TABLE[((self.state ^ u32::from(byte)) & 0xFF) as usize] ^ (self.state >> 8);
+            self.state =
+                TABLE[((self.state ^ u32::from(byte)) & 0xFF) as usize] ^ (self.state >> 8);
         }
     }
 

@@ -18,7 +18,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use rocksdb::{DBCompressionType, DBRecoveryMode, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    DBCompressionType, DBRecoveryMode, Direction, IteratorMode, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
 
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
 use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
@@ -56,8 +59,14 @@ impl EmbeddedOptions {
     fn assert_valid(&self) {
         assert!(self.payload_size_max_bytes > 0);
         assert!(self.append_records_max > 0);
-        assert!(self.batch_records_max >= self.append_records_max, "one append must fit a batch");
-        assert!(self.batch_size_max_bytes >= self.payload_size_max_bytes, "one payload must fit a batch");
+        assert!(
+            self.batch_records_max >= self.append_records_max,
+            "one append must fit a batch"
+        );
+        assert!(
+            self.batch_size_max_bytes >= self.payload_size_max_bytes,
+            "one payload must fit a batch"
+        );
         assert!(self.queue_depth_max > 0);
     }
 }
@@ -141,7 +150,10 @@ impl EmbeddedLog {
 
         let shared = Arc::new(Shared {
             db,
-            published: Mutex::new(Published { end_offset: tail.end_offset, closed: false }),
+            published: Mutex::new(Published {
+                end_offset: tail.end_offset,
+                closed: false,
+            }),
             published_changed: Condvar::new(),
         });
         let (sender, receiver) = crossbeam_channel::bounded(options.queue_depth_max);
@@ -158,8 +170,17 @@ impl EmbeddedLog {
             .name("requestlog-writer".into())
             .spawn(move || writer_thread.run())
             .map_err(|_| LogError::Closed)?;
-        let handle = WriterHandle { sender, thread: Some(thread), shared, options };
-        Ok(EmbeddedLog { writer: EmbeddedWriter { handle: Arc::new(handle) } })
+        let handle = WriterHandle {
+            sender,
+            thread: Some(thread),
+            shared,
+            options,
+        };
+        Ok(EmbeddedLog {
+            writer: EmbeddedWriter {
+                handle: Arc::new(handle),
+            },
+        })
     }
 
     /// A handle for appending; clones share the writer thread.
@@ -169,7 +190,10 @@ impl EmbeddedLog {
 
     /// A reader positioned at offset 0.
     pub fn reader(&self) -> EmbeddedReader {
-        EmbeddedReader { shared: Arc::clone(&self.writer.handle.shared), position: 0 }
+        EmbeddedReader {
+            shared: Arc::clone(&self.writer.handle.shared),
+            position: 0,
+        }
     }
 
     /// Offset of the next record to be written.
@@ -202,9 +226,15 @@ impl LogWriter for EmbeddedWriter {
 
 fn check_append_limits(payloads: &[Vec<u8>], options: &EmbeddedOptions) -> Result<(), LogError> {
     if payloads.len() > options.append_records_max {
-        return Err(LogError::TooManyRecords { count: payloads.len(), count_max: options.append_records_max });
+        return Err(LogError::TooManyRecords {
+            count: payloads.len(),
+            count_max: options.append_records_max,
+        });
     }
-    match payloads.iter().position(|payload| payload.len() > options.payload_size_max_bytes) {
+    match payloads
+        .iter()
+        .position(|payload| payload.len() > options.payload_size_max_bytes)
+    {
         Some(index) => Err(LogError::PayloadTooLarge {
             index,
             size_bytes: payloads[index].len(),
@@ -229,7 +259,9 @@ impl Drop for WriterHandle {
 
 impl Shared {
     fn lock_published(&self) -> MutexGuard<'_, Published> {
-        self.published.lock().expect("published state poisoned: the writer thread panicked")
+        self.published
+            .lock()
+            .expect("published state poisoned: the writer thread panicked")
     }
 }
 
@@ -240,12 +272,21 @@ struct Tail {
 
 fn recover_tail(db: &DB) -> Result<Tail, LogError> {
     let Some(last) = db.iterator(IteratorMode::End).next() else {
-        return Ok(Tail { end_offset: 0, last_timestamp_ms: 0 });
+        return Ok(Tail {
+            end_offset: 0,
+            last_timestamp_ms: 0,
+        });
     };
     let (key, value) = last?;
-    let offset = decode_key(&key).ok_or(LogError::Corrupt { offset: 0, reason: "last key is not an offset" })?;
+    let offset = decode_key(&key).ok_or(LogError::Corrupt {
+        offset: 0,
+        reason: "last key is not an offset",
+    })?;
     let (timestamp_ms, _payload) = decode_value(offset, &value)?;
-    Ok(Tail { end_offset: offset + 1, last_timestamp_ms: timestamp_ms })
+    Ok(Tail {
+        end_offset: offset + 1,
+        last_timestamp_ms: timestamp_ms,
+    })
 }
 
 /// The group-commit loop. Owns the authoritative next offset.
@@ -307,7 +348,10 @@ impl WriterThread {
         let mut offset = first_offset;
         for request in &batch {
             for payload in &request.payloads {
-                write_batch.put(encode_key(offset), encode_value(offset, timestamp_ms, payload));
+                write_batch.put(
+                    encode_key(offset),
+                    encode_value(offset, timestamp_ms, payload),
+                );
                 offset += 1;
             }
         }
@@ -326,7 +370,10 @@ impl WriterThread {
         self.last_timestamp_ms = timestamp_ms;
         {
             let mut published = self.shared.lock_published();
-            assert_eq!(published.end_offset, first_offset, "only the writer thread advances end_offset");
+            assert_eq!(
+                published.end_offset, first_offset,
+                "only the writer thread advances end_offset"
+            );
             published.end_offset = offset;
         }
         self.shared.published_changed.notify_all();
@@ -334,7 +381,10 @@ impl WriterThread {
         let mut offset = first_offset;
         for request in batch {
             let appended = (offset..offset + request.payloads.len() as u64)
-                .map(|offset| Appended { offset, timestamp_ms })
+                .map(|offset| Appended {
+                    offset,
+                    timestamp_ms,
+                })
                 .collect();
             offset += request.payloads.len() as u64;
             let _ = request.reply.send(Ok(appended)); // an appender that gave up is not an error
@@ -344,7 +394,9 @@ impl WriterThread {
 }
 
 fn wall_clock_ms() -> u64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -383,21 +435,37 @@ impl EmbeddedReader {
         read_options.set_verify_checksums(true);
         read_options.set_iterate_upper_bound(encode_key(until).to_vec());
         let start_key = encode_key(self.position);
-        let iterator = self.shared.db.iterator_opt(IteratorMode::From(&start_key, Direction::Forward), read_options);
+        let iterator = self.shared.db.iterator_opt(
+            IteratorMode::From(&start_key, Direction::Forward),
+            read_options,
+        );
         let mut records = Vec::with_capacity((until - self.position) as usize);
         let mut expected_offset = self.position;
         for item in iterator {
             let (key, value) = item?;
-            let offset = decode_key(&key).ok_or(LogError::Corrupt { offset: expected_offset, reason: "key is not an offset" })?;
+            let offset = decode_key(&key).ok_or(LogError::Corrupt {
+                offset: expected_offset,
+                reason: "key is not an offset",
+            })?;
             if offset != expected_offset {
-                return Err(LogError::Corrupt { offset: expected_offset, reason: "record missing" });
+                return Err(LogError::Corrupt {
+                    offset: expected_offset,
+                    reason: "record missing",
+                });
             }
             let (timestamp_ms, payload) = decode_value(offset, &value)?;
-            records.push(LogRecord { offset, timestamp_ms, payload: payload.to_vec() });
+            records.push(LogRecord {
+                offset,
+                timestamp_ms,
+                payload: payload.to_vec(),
+            });
             expected_offset += 1;
         }
         if expected_offset != until {
-            return Err(LogError::Corrupt { offset: expected_offset, reason: "record missing" });
+            return Err(LogError::Corrupt {
+                offset: expected_offset,
+                reason: "record missing",
+            });
         }
         Ok(records)
     }
@@ -407,7 +475,11 @@ impl LogReader for EmbeddedReader {
     fn seek(&mut self, offset: u64) -> Result<(), LogError> {
         let end_offset = self.shared.lock_published().end_offset;
         if offset > end_offset {
-            return Err(LogError::OffsetOutOfRange { offset, start_offset: 0, end_offset });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start_offset: 0,
+                end_offset,
+            });
         }
         self.position = offset;
         Ok(())
@@ -422,7 +494,9 @@ impl LogReader for EmbeddedReader {
         };
         let until = end_offset.min(self.position.saturating_add(max_records as u64));
         let records = self.read_range(until)?;
-        debug_assert!(records.windows(2).all(|pair| pair[1].offset == pair[0].offset + 1));
+        debug_assert!(records
+            .windows(2)
+            .all(|pair| pair[1].offset == pair[0].offset + 1));
         self.position = until;
         Ok(records)
     }

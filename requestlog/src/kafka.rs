@@ -115,7 +115,10 @@ impl KafkaOptions {
         config
             .set("bootstrap.servers", &self.brokers)
             .set("allow.auto.create.topics", "false")
-            .set("socket.timeout.ms", millis(self.operation_timeout).to_string());
+            .set(
+                "socket.timeout.ms",
+                millis(self.operation_timeout).to_string(),
+            );
         config
     }
 
@@ -148,7 +151,9 @@ impl KafkaLog {
             create_topic(&admin, &options)?;
         }
         wait_for_leader(admin.inner(), &options)?;
-        Ok(KafkaLog { options: Arc::new(options) })
+        Ok(KafkaLog {
+            options: Arc::new(options),
+        })
     }
 
     /// A new producer. In transactional mode this fences any earlier writer with the same
@@ -167,20 +172,31 @@ impl KafkaLog {
     }
 }
 
-fn create_topic(admin: &AdminClient<DefaultClientContext>, options: &KafkaOptions) -> Result<(), LogError> {
+fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    options: &KafkaOptions,
+) -> Result<(), LogError> {
     let max_message_bytes = (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string();
-    let min_insync_replicas = if options.replication_factor >= 3 { "2" } else { "1" };
-    let topic = NewTopic::new(&options.topic, 1, TopicReplication::Fixed(options.replication_factor))
-        // The broker stamps each batch: timestamps are monotonic per partition and do not
-        // depend on the clocks of the ingress hosts.
-        .set("message.timestamp.type", "LogAppendTime")
-        // A request log is the system of record: never expire it.
-        .set("retention.ms", "-1")
-        .set("retention.bytes", "-1")
-        .set("cleanup.policy", "delete")
-        .set("unclean.leader.election.enable", "false")
-        .set("min.insync.replicas", min_insync_replicas)
-        .set("max.message.bytes", &max_message_bytes);
+    let min_insync_replicas = if options.replication_factor >= 3 {
+        "2"
+    } else {
+        "1"
+    };
+    let topic = NewTopic::new(
+        &options.topic,
+        1,
+        TopicReplication::Fixed(options.replication_factor),
+    )
+    // The broker stamps each batch: timestamps are monotonic per partition and do not
+    // depend on the clocks of the ingress hosts.
+    .set("message.timestamp.type", "LogAppendTime")
+    // A request log is the system of record: never expire it.
+    .set("retention.ms", "-1")
+    .set("retention.bytes", "-1")
+    .set("cleanup.policy", "delete")
+    .set("unclean.leader.election.enable", "false")
+    .set("min.insync.replicas", min_insync_replicas)
+    .set("max.message.bytes", &max_message_bytes);
     let admin_options = AdminOptions::new()
         .operation_timeout(Some(options.operation_timeout))
         .request_timeout(Some(options.operation_timeout));
@@ -190,7 +206,10 @@ fn create_topic(admin: &AdminClient<DefaultClientContext>, options: &KafkaOption
             Ok(name) => tracing::info!(topic = %name, "created kafka topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(LogError::Topic { topic: name, reason: format!("cannot create: {code}") });
+                return Err(LogError::Topic {
+                    topic: name,
+                    reason: format!("cannot create: {code}"),
+                });
             }
         }
     }
@@ -199,19 +218,33 @@ fn create_topic(admin: &AdminClient<DefaultClientContext>, options: &KafkaOption
 
 /// Waits (bounded by `operation_timeout`) until the topic has its one partition with a leader,
 /// so that the first append or fetch does not race the topic's creation.
-fn wait_for_leader<C: ClientContext>(client: &Client<C>, options: &KafkaOptions) -> Result<(), LogError> {
+fn wait_for_leader<C: ClientContext>(
+    client: &Client<C>,
+    options: &KafkaOptions,
+) -> Result<(), LogError> {
     let deadline = Instant::now() + options.operation_timeout;
-    let topic_error = |reason: String| LogError::Topic { topic: options.topic.clone(), reason };
+    let topic_error = |reason: String| LogError::Topic {
+        topic: options.topic.clone(),
+        reason,
+    };
     loop {
         let metadata = client.fetch_metadata(Some(&options.topic), options.operation_timeout)?;
-        let topic = metadata.topics().iter().find(|topic| topic.name() == options.topic);
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|topic| topic.name() == options.topic);
         let last_problem = match topic {
             None => "missing from metadata".to_owned(),
             Some(topic) => match topic.error() {
-                Some(error) => format!("does not exist or is unavailable ({:?})", RDKafkaErrorCode::from(error)),
+                Some(error) => format!(
+                    "does not exist or is unavailable ({:?})",
+                    RDKafkaErrorCode::from(error)
+                ),
                 None if topic.partitions().len() != 1 => {
                     let count = topic.partitions().len();
-                    return Err(topic_error(format!("has {count} partitions; a log needs exactly 1")));
+                    return Err(topic_error(format!(
+                        "has {count} partitions; a log needs exactly 1"
+                    )));
                 }
                 None if topic.partitions()[0].leader() >= 0 => return Ok(()),
                 None => "partition 0 has no leader yet".to_owned(),
@@ -248,11 +281,16 @@ struct TracingContext;
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", facility, "{message}")
             }
             RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
         }
     }
@@ -289,12 +327,18 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, slot: Box<DeliverySlot>) {
         let outcome = match result {
             Ok(message) => {
-                let offset = u64::try_from(message.offset()).expect("a delivered record has an offset");
+                let offset =
+                    u64::try_from(message.offset()).expect("a delivered record has an offset");
                 let timestamp_ms = match message.timestamp() {
-                    Timestamp::LogAppendTime(ms) | Timestamp::CreateTime(ms) => u64::try_from(ms).unwrap_or(0),
+                    Timestamp::LogAppendTime(ms) | Timestamp::CreateTime(ms) => {
+                        u64::try_from(ms).unwrap_or(0)
+                    }
                     Timestamp::NotAvailable => 0,
                 };
-                Ok(Appended { offset, timestamp_ms })
+                Ok(Appended {
+                    offset,
+                    timestamp_ms,
+                })
             }
             Err((error, _message)) => Err(log_error(error.clone())),
         };
@@ -316,7 +360,10 @@ struct PendingState {
 impl PendingBatch {
     fn new(count: usize) -> Arc<PendingBatch> {
         Arc::new(PendingBatch {
-            state: Mutex::new(PendingState { outcomes: (0..count).map(|_| None).collect(), remaining: count }),
+            state: Mutex::new(PendingState {
+                outcomes: (0..count).map(|_| None).collect(),
+                remaining: count,
+            }),
             completed: Condvar::new(),
         })
     }
@@ -327,7 +374,10 @@ impl PendingBatch {
 
     fn complete(&self, index: usize, outcome: Result<Appended, LogError>) {
         let mut state = self.lock();
-        assert!(state.outcomes[index].is_none(), "one delivery report per record");
+        assert!(
+            state.outcomes[index].is_none(),
+            "one delivery report per record"
+        );
         state.outcomes[index] = Some(outcome);
         state.remaining -= 1;
         if state.remaining == 0 {
@@ -343,14 +393,22 @@ impl PendingBatch {
             .wait_timeout_while(state, timeout, |state| state.remaining > 0)
             .expect("pending batch poisoned");
         if wait.timed_out() {
-            return Err(LogError::Timeout { operation: "delivery reports", timeout_ms: millis(timeout) });
+            return Err(LogError::Timeout {
+                operation: "delivery reports",
+                timeout_ms: millis(timeout),
+            });
         }
         let outcomes = std::mem::take(&mut state.outcomes);
         let appended = outcomes
             .into_iter()
             .map(|outcome| outcome.expect("every record reported"))
             .collect::<Result<Vec<_>, _>>()?;
-        assert!(appended.windows(2).all(|pair| pair[0].offset < pair[1].offset), "one partition keeps order");
+        assert!(
+            appended
+                .windows(2)
+                .all(|pair| pair[0].offset < pair[1].offset),
+            "one partition keeps order"
+        );
         Ok(appended)
     }
 }
@@ -377,31 +435,54 @@ impl KafkaWriter {
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("message.timeout.ms", millis(options.delivery_timeout).to_string())
+            .set(
+                "message.timeout.ms",
+                millis(options.delivery_timeout).to_string(),
+            )
             .set("linger.ms", millis(options.linger).to_string())
-            .set("message.max.bytes", (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string());
+            .set(
+                "message.max.bytes",
+                (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string(),
+            );
         if let Some(id) = &options.transactional_id {
-            config
-                .set("transactional.id", id)
-                .set("transaction.timeout.ms", millis(options.delivery_timeout).max(1000).to_string());
+            config.set("transactional.id", id).set(
+                "transaction.timeout.ms",
+                millis(options.delivery_timeout).max(1000).to_string(),
+            );
         }
         options.apply_client_properties(&mut config);
-        let producer: ThreadedProducer<DeliveryContext> = config.create_with_context(DeliveryContext)?;
+        let producer: ThreadedProducer<DeliveryContext> =
+            config.create_with_context(DeliveryContext)?;
         if options.transactional_id.is_some() {
             // Registers with the transaction coordinator, bumping the epoch: any older producer
             // with the same id is fenced from here on.
-            producer.init_transactions(options.operation_timeout).map_err(log_error)?;
+            producer
+                .init_transactions(options.operation_timeout)
+                .map_err(log_error)?;
         }
-        let inner = WriterInner { producer, options, append_lock: Mutex::new(()), fenced: AtomicBool::new(false) };
-        Ok(KafkaWriter { inner: Arc::new(inner) })
+        let inner = WriterInner {
+            producer,
+            options,
+            append_lock: Mutex::new(()),
+            fenced: AtomicBool::new(false),
+        };
+        Ok(KafkaWriter {
+            inner: Arc::new(inner),
+        })
     }
 
     fn check_limits(&self, payloads: &[Vec<u8>]) -> Result<(), LogError> {
         let options = &self.inner.options;
         if payloads.len() > options.append_records_max {
-            return Err(LogError::TooManyRecords { count: payloads.len(), count_max: options.append_records_max });
+            return Err(LogError::TooManyRecords {
+                count: payloads.len(),
+                count_max: options.append_records_max,
+            });
         }
-        match payloads.iter().position(|payload| payload.len() > options.payload_size_max_bytes) {
+        match payloads
+            .iter()
+            .position(|payload| payload.len() > options.payload_size_max_bytes)
+        {
             Some(index) => Err(LogError::PayloadTooLarge {
                 index,
                 size_bytes: payloads[index].len(),
@@ -431,16 +512,23 @@ impl KafkaWriter {
         Some(LogError::Kafka(KafkaError::MessageProduction(code)))
     }
 
-    /// Enqueues every payload. On an enqueue failure the records not enqueued are completed with
-    /// that error, so the batch still completes once the enqueued ones are reported.
-    fn enqueue(&self, payloads: &[Vec<u8>]) -> Arc<PendingBatch> {
+    /// Enqueues every payload, in order. If one cannot be enqueued, the ones after it are not
+    /// tried and the error is returned; the batch is then incomplete and must not be waited for
+    /// (delivery reports of the records already enqueued still arrive and are dropped with it).
+    fn enqueue(&self, payloads: &[Vec<u8>]) -> Result<Arc<PendingBatch>, LogError> {
         let batch = PendingBatch::new(payloads.len());
         let deadline = Instant::now() + self.inner.options.delivery_timeout;
         for (index, payload) in payloads.iter().enumerate() {
-            let slot = Box::new(DeliverySlot { batch: Arc::clone(&batch), index });
-            let mut record = BaseRecord::<(), [u8], Box<DeliverySlot>>::with_opaque_to(&self.inner.options.topic, slot)
-                .partition(PARTITION)
-                .payload(payload.as_slice());
+            let slot = Box::new(DeliverySlot {
+                batch: Arc::clone(&batch),
+                index,
+            });
+            let mut record = BaseRecord::<(), [u8], Box<DeliverySlot>>::with_opaque_to(
+                &self.inner.options.topic,
+                slot,
+            )
+            .partition(PARTITION)
+            .payload(payload.as_slice());
             loop {
                 match self.inner.producer.send(record) {
                     Ok(()) => break,
@@ -451,18 +539,14 @@ impl KafkaWriter {
                         thread::sleep(QUEUE_FULL_BACKOFF);
                     }
                     Err((error, _returned)) => {
-                        let error = log_error(error);
+                        let error = self.note(log_error(error));
                         tracing::warn!(%error, index, "kafka enqueue failed");
-                        batch.complete(index, Err(error));
-                        for rest in index + 1..payloads.len() {
-                            batch.complete(rest, Err(LogError::Closed));
-                        }
-                        return batch;
+                        return Err(error);
                     }
                 }
             }
         }
-        batch
+        Ok(batch)
     }
 
     fn wait_timeout(&self) -> Duration {
@@ -472,34 +556,51 @@ impl KafkaWriter {
     fn append_idempotent(&self, payloads: &[Vec<u8>]) -> Result<Vec<Appended>, LogError> {
         let batch = {
             let _guard = self.inner.append_lock.lock().expect("append lock poisoned");
-            self.enqueue(payloads)
+            self.enqueue(payloads)?
         };
-        batch.wait(self.wait_timeout()).map_err(|error| self.note(error))
+        batch
+            .wait(self.wait_timeout())
+            .map_err(|error| self.note(error))
     }
 
+    /// One transaction per append: all of its records are committed, or none is visible to
+    /// `read_committed` readers.
     fn append_transactional(&self, payloads: &[Vec<u8>]) -> Result<Vec<Appended>, LogError> {
         let _guard = self.inner.append_lock.lock().expect("append lock poisoned");
         let producer = &self.inner.producer;
         let timeout = self.inner.options.operation_timeout;
-        producer.begin_transaction().map_err(|error| self.note(log_error(error)))?;
-        let batch = self.enqueue(payloads);
-        let committed = producer.commit_transaction(timeout).map_err(|error| self.abort_after(error));
-        let delivered = batch.wait(self.wait_timeout()).map_err(|error| self.note(error));
-        committed?;
-        delivered
+        producer
+            .begin_transaction()
+            .map_err(|error| self.note(log_error(error)))?;
+        let batch = match self.enqueue(payloads) {
+            Ok(batch) => batch,
+            Err(error) => {
+                self.abort();
+                return Err(error);
+            }
+        };
+        if let Err(error) = producer.commit_transaction(timeout) {
+            let abortable =
+                matches!(&error, KafkaError::Transaction(rd) if rd.txn_requires_abort());
+            let error = self.note(log_error(error));
+            if abortable {
+                self.abort();
+            }
+            return Err(error);
+        }
+        batch
+            .wait(self.wait_timeout())
+            .map_err(|error| self.note(error))
     }
 
-    /// After a failed commit: abort when the transaction can be aborted, and say why it failed.
-    fn abort_after(&self, error: KafkaError) -> LogError {
-        let abortable = matches!(&error, KafkaError::Transaction(rd) if rd.txn_requires_abort());
-        let error = self.note(log_error(error));
-        if abortable {
-            if let Err(abort_error) = self.inner.producer.abort_transaction(self.inner.options.operation_timeout) {
-                tracing::warn!(error = %abort_error, "abort_transaction failed");
-                self.note(log_error(abort_error));
-            }
+    /// Aborts the open transaction; a failure to abort is logged (the next `begin` reports a
+    /// producer that cannot go on).
+    fn abort(&self) {
+        let timeout = self.inner.options.operation_timeout;
+        if let Err(error) = self.inner.producer.abort_transaction(timeout) {
+            let error = self.note(log_error(error));
+            tracing::warn!(%error, "abort_transaction failed");
         }
-        error
     }
 }
 
@@ -526,7 +627,8 @@ impl LogWriter for KafkaWriter {
     fn end_offset(&self) -> Result<u64, LogError> {
         let options = &self.inner.options;
         let client = self.inner.producer.client();
-        let (_low, high) = client.fetch_watermarks(&options.topic, PARTITION, options.operation_timeout)?;
+        let (_low, high) =
+            client.fetch_watermarks(&options.topic, PARTITION, options.operation_timeout)?;
         Ok(u64::try_from(high).unwrap_or(0))
     }
 }
@@ -548,7 +650,10 @@ impl KafkaReader {
         config
             // librdkafka needs a group id to assign partitions; it is never joined (no
             // subscribe) and never committed to.
-            .set("group.id", format!("boxoffice-requestlog-{}", options.topic))
+            .set(
+                "group.id",
+                format!("boxoffice-requestlog-{}", options.topic),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
@@ -557,7 +662,12 @@ impl KafkaReader {
             .set("isolation.level", "read_committed");
         options.apply_client_properties(&mut config);
         let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext)?;
-        let mut reader = KafkaReader { consumer, options, position: 0, deferred_error: None };
+        let mut reader = KafkaReader {
+            consumer,
+            options,
+            position: 0,
+            deferred_error: None,
+        };
         reader.assign(0)?;
         Ok(reader)
     }
@@ -565,7 +675,11 @@ impl KafkaReader {
     fn assign(&mut self, offset: u64) -> Result<(), LogError> {
         let mut assignment = TopicPartitionList::new();
         let kafka_offset = i64::try_from(offset).expect("offset fits i64");
-        assignment.add_partition_offset(&self.options.topic, PARTITION, Offset::Offset(kafka_offset))?;
+        assignment.add_partition_offset(
+            &self.options.topic,
+            PARTITION,
+            Offset::Offset(kafka_offset),
+        )?;
         self.consumer.assign(&assignment)?;
         self.position = offset;
         self.deferred_error = None;
@@ -573,25 +687,37 @@ impl KafkaReader {
     }
 
     fn watermarks(&self) -> Result<(u64, u64), LogError> {
-        let (low, high) =
-            self.consumer.fetch_watermarks(&self.options.topic, PARTITION, self.options.operation_timeout)?;
-        Ok((u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0)))
+        let (low, high) = self.consumer.fetch_watermarks(
+            &self.options.topic,
+            PARTITION,
+            self.options.operation_timeout,
+        )?;
+        Ok((
+            u64::try_from(low).unwrap_or(0),
+            u64::try_from(high).unwrap_or(0),
+        ))
     }
 
     fn out_of_range(&self) -> LogError {
         let (start_offset, end_offset) = self.watermarks().unwrap_or((0, 0));
-        LogError::OffsetOutOfRange { offset: self.position, start_offset, end_offset }
+        LogError::OffsetOutOfRange {
+            offset: self.position,
+            start_offset,
+            end_offset,
+        }
     }
 
     /// A consumer error, or `None` for one librdkafka recovers from by itself (a broker
     /// connection dropping, a leader moving).
     fn consumer_error(&self, error: KafkaError) -> Option<LogError> {
         match error {
-            KafkaError::MessageConsumption(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset) => {
-                Some(self.out_of_range())
-            }
+            KafkaError::MessageConsumption(
+                RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset,
+            ) => Some(self.out_of_range()),
             KafkaError::MessageConsumptionFatal(_) => Some(LogError::Kafka(error)),
-            KafkaError::MessageConsumption(code) if !is_transient(code) => Some(LogError::Kafka(error)),
+            KafkaError::MessageConsumption(code) if !is_transient(code) => {
+                Some(LogError::Kafka(error))
+            }
             error => {
                 tracing::warn!(%error, "kafka consumer error (retrying)");
                 None
@@ -619,7 +745,11 @@ impl LogReader for KafkaReader {
     fn seek(&mut self, offset: u64) -> Result<(), LogError> {
         let (start_offset, end_offset) = self.watermarks()?;
         if offset < start_offset || offset > end_offset {
-            return Err(LogError::OffsetOutOfRange { offset, start_offset, end_offset });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start_offset,
+                end_offset,
+            });
         }
         self.assign(offset)
     }
@@ -643,13 +773,22 @@ impl LogReader for KafkaReader {
                 None if !records.is_empty() || wait.is_zero() => break,
                 None => continue,
                 Some(Ok(message)) => {
-                    let offset = u64::try_from(message.offset()).expect("a fetched record has an offset");
+                    let offset =
+                        u64::try_from(message.offset()).expect("a fetched record has an offset");
                     if offset < self.position {
                         continue; // left over from before a seek, or the start of a fetched batch
                     }
-                    let timestamp_ms = message.timestamp().to_millis().and_then(|ms| u64::try_from(ms).ok()).unwrap_or(0);
+                    let timestamp_ms = message
+                        .timestamp()
+                        .to_millis()
+                        .and_then(|ms| u64::try_from(ms).ok())
+                        .unwrap_or(0);
                     let payload = message.payload().unwrap_or_default().to_vec();
-                    records.push(LogRecord { offset, timestamp_ms, payload });
+                    records.push(LogRecord {
+                        offset,
+                        timestamp_ms,
+                        payload,
+                    });
                     self.position = offset + 1;
                     continue;
                 }

@@ -84,11 +84,16 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for (offset, timestamp_ms, payload) in
-            [(0, 0, &b""[..]), (1, 5, b"x"), (u64::MAX, u64::MAX, &[0xAB; 300])]
-        {
+        for (offset, timestamp_ms, payload) in [
+            (0, 0, &b""[..]),
+            (1, 5, b"x"),
+            (u64::MAX, u64::MAX, &[0xAB; 300]),
+        ] {
             let value = encode_value(offset, timestamp_ms, payload);
-            assert_eq!(decode_value(offset, &value).unwrap(), (timestamp_ms, payload));
+            assert_eq!(
+                decode_value(offset, &value).unwrap(),
+                (timestamp_ms, payload)
+            );
             assert_eq!(decode_key(&encode_key(offset)), Some(offset));
         }
     }
@@ -97,7 +102,10 @@ mod tests {
     fn corruption_is_detected() {
         let value = encode_value(3, 42, b"payload");
         let check = |value: &[u8], offset: u64, expected: &str| match decode_value(offset, value) {
-            Err(LogError::Corrupt { offset: got, reason }) => {
+            Err(LogError::Corrupt {
+                offset: got,
+                reason,
+            }) => {
                 assert_eq!((got, reason), (offset, expected));
             }
             other => panic!("expected Corrupt, got {other:?}"),

@@ -18,8 +18,15 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new() -> TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let unique = format!("requestlog-test-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let unique = format!(
+            "requestlog-test-{}-{nanos}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         let path = std::env::temp_dir().join(unique);
         std::fs::create_dir(&path).expect("create temp dir");
         TempDir(path)
@@ -45,7 +52,15 @@ fn payloads(texts: &[&str]) -> Vec<Vec<u8>> {
 }
 
 fn texts(records: &[LogRecord]) -> Vec<(u64, String)> {
-    records.iter().map(|record| (record.offset, String::from_utf8(record.payload.clone()).unwrap())).collect()
+    records
+        .iter()
+        .map(|record| {
+            (
+                record.offset,
+                String::from_utf8(record.payload.clone()).unwrap(),
+            )
+        })
+        .collect()
 }
 
 fn offsets(appended: &[requestlog::Appended]) -> Vec<u64> {
@@ -80,11 +95,29 @@ fn append_then_read_round_trip() {
     let records = reader.poll(10, NO_WAIT).unwrap();
     assert_eq!(
         texts(&records),
-        [(0, "a".into()), (1, "bb".into()), (2, "".into()), (3, "ccc".into())]
+        [
+            (0, "a".into()),
+            (1, "bb".into()),
+            (2, "".into()),
+            (3, "ccc".into())
+        ]
     );
-    let timestamps: Vec<u64> = first.iter().chain(&second).map(|appended| appended.timestamp_ms).collect();
-    assert_eq!(records.iter().map(|record| record.timestamp_ms).collect::<Vec<_>>(), timestamps);
-    assert!(timestamps.windows(2).all(|pair| pair[0] <= pair[1]), "{timestamps:?}");
+    let timestamps: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|appended| appended.timestamp_ms)
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|record| record.timestamp_ms)
+            .collect::<Vec<_>>(),
+        timestamps
+    );
+    assert!(
+        timestamps.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{timestamps:?}"
+    );
     assert!(timestamps[0] > 1_600_000_000_000, "wall-clock milliseconds");
     assert_eq!(reader.position(), 4);
     assert_eq!(reader.end_offset().unwrap(), 4);
@@ -95,7 +128,9 @@ fn poll_respects_max_records_and_seek() {
     let dir = TempDir::new();
     let log = open(dir.path());
     let writer = log.writer();
-    writer.append((0..10).map(|index| vec![index]).collect()).unwrap();
+    writer
+        .append((0..10).map(|index| vec![index]).collect())
+        .unwrap();
     let mut reader = log.reader();
 
     let check = |reader: &mut requestlog::EmbeddedReader, max: usize, expected: &[u64]| {
@@ -117,7 +152,11 @@ fn poll_respects_max_records_and_seek() {
     reader.seek(10).unwrap(); // the end: valid, waits for the next record
     check(&mut reader, 1, &[]);
     match reader.seek(11) {
-        Err(LogError::OffsetOutOfRange { offset: 11, start_offset: 0, end_offset: 10 }) => {}
+        Err(LogError::OffsetOutOfRange {
+            offset: 11,
+            start_offset: 0,
+            end_offset: 10,
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     assert_eq!(reader.position(), 10, "a failed seek keeps the position");
@@ -150,13 +189,21 @@ fn records_survive_reopen() {
     let writer = log.writer();
     let appended = writer.append(payloads(&["four"])).unwrap();
     assert_eq!(offsets(&appended), [3], "offsets continue after reopen");
-    assert!(appended[0].timestamp_ms >= last_timestamp_ms, "timestamps never go back");
+    assert!(
+        appended[0].timestamp_ms >= last_timestamp_ms,
+        "timestamps never go back"
+    );
 
     let mut reader = log.reader();
     let records = reader.poll(10, NO_WAIT).unwrap();
     assert_eq!(
         texts(&records),
-        [(0, "one".into()), (1, "two".into()), (2, "three".into()), (3, "four".into())]
+        [
+            (0, "one".into()),
+            (1, "two".into()),
+            (2, "three".into()),
+            (3, "four".into())
+        ]
     );
 }
 
@@ -177,40 +224,76 @@ fn concurrent_appenders_get_unique_dense_offsets() {
                 let mut appended_offsets = Vec::new();
                 for append_index in 0..APPENDS_PER_THREAD {
                     let count = 1 + append_index % 3;
-                    let batch = (0..count).map(|record| format!("{thread_index}/{append_index}/{record}").into_bytes()).collect();
+                    let batch = (0..count)
+                        .map(|record| {
+                            format!("{thread_index}/{append_index}/{record}").into_bytes()
+                        })
+                        .collect();
                     let appended = writer.append(batch).unwrap();
                     let batch_offsets = offsets(&appended);
-                    assert!(batch_offsets.windows(2).all(|pair| pair[1] == pair[0] + 1), "one append is contiguous");
+                    assert!(
+                        batch_offsets.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                        "one append is contiguous"
+                    );
                     appended_offsets.push(batch_offsets);
                 }
                 appended_offsets
             })
         })
         .collect();
-    let per_thread: Vec<Vec<Vec<u64>>> = handles.into_iter().map(|handle| handle.join().unwrap()).collect();
+    let per_thread: Vec<Vec<Vec<u64>>> = handles
+        .into_iter()
+        .map(|handle| handle.join().unwrap())
+        .collect();
 
     let mut all: Vec<u64> = per_thread.iter().flatten().flatten().copied().collect();
     let total = all.len();
-    assert_eq!(total, THREADS * (0..APPENDS_PER_THREAD).map(|index| 1 + index % 3).sum::<usize>());
+    assert_eq!(
+        total,
+        THREADS
+            * (0..APPENDS_PER_THREAD)
+                .map(|index| 1 + index % 3)
+                .sum::<usize>()
+    );
     all.sort_unstable();
-    assert_eq!(all, (0..total as u64).collect::<Vec<_>>(), "unique and dense");
+    assert_eq!(
+        all,
+        (0..total as u64).collect::<Vec<_>>(),
+        "unique and dense"
+    );
 
     // The log holds exactly what each appender was told, and each thread's appends in order.
     let mut reader = log.reader();
     let records = reader.poll(total + 1, NO_WAIT).unwrap();
     assert_eq!(records.len(), total);
-    let by_offset: HashMap<u64, String> =
-        records.iter().map(|record| (record.offset, String::from_utf8(record.payload.clone()).unwrap())).collect();
+    let by_offset: HashMap<u64, String> = records
+        .iter()
+        .map(|record| {
+            (
+                record.offset,
+                String::from_utf8(record.payload.clone()).unwrap(),
+            )
+        })
+        .collect();
     for (thread_index, appends) in per_thread.iter().enumerate() {
         for (append_index, batch_offsets) in appends.iter().enumerate() {
             for (record, offset) in batch_offsets.iter().enumerate() {
-                assert_eq!(by_offset[offset], format!("{thread_index}/{append_index}/{record}"));
+                assert_eq!(
+                    by_offset[offset],
+                    format!("{thread_index}/{append_index}/{record}")
+                );
             }
         }
-        assert!(appends.windows(2).all(|pair| pair[0][0] < pair[1][0]), "a thread's appends in order");
+        assert!(
+            appends.windows(2).all(|pair| pair[0][0] < pair[1][0]),
+            "a thread's appends in order"
+        );
     }
     let timestamps: Vec<u64> = records.iter().map(|record| record.timestamp_ms).collect();
-    assert!(timestamps.windows(2).all(|pair| pair[0] <= pair[1]), "timestamps non-decreasing");
+    assert!(
+        timestamps.windows(2).all(|pair| pair[0] <= pair[1]),
+        "timestamps non-decreasing"
+    );
 }
 
 #[test]
@@ -236,7 +319,10 @@ fn reader_wakes_when_a_record_is_appended() {
     log.writer().append(payloads(&["wake up"])).unwrap();
     let (records, waited) = waiting.join().unwrap();
     assert_eq!(texts(&records), [(0, "wake up".into())]);
-    assert!(waited < TIMEOUT / 2, "woke on append, not on timeout ({waited:?})");
+    assert!(
+        waited < TIMEOUT / 2,
+        "woke on append, not on timeout ({waited:?})"
+    );
 }
 
 #[test]
@@ -254,26 +340,40 @@ fn corrupted_value_is_detected() {
     let dir = TempDir::new();
     {
         let log = open(dir.path());
-        log.writer().append(payloads(&["zero", "one", "two"])).unwrap();
+        log.writer()
+            .append(payloads(&["zero", "one", "two"]))
+            .unwrap();
     }
     {
         let db = open_raw(dir.path());
         let key = 1u64.to_be_bytes();
-        let mut value = db.get(key).unwrap().expect("record 1 stored under its big-endian offset");
+        let mut value = db
+            .get(key)
+            .unwrap()
+            .expect("record 1 stored under its big-endian offset");
         *value.last_mut().unwrap() ^= 0x20; // "one" -> "onE"
         db.put(key, value).unwrap();
     }
 
     let log = open(dir.path());
     let mut reader = log.reader();
-    assert_eq!(texts(&reader.poll(1, NO_WAIT).unwrap()), [(0, "zero".into())]);
+    assert_eq!(
+        texts(&reader.poll(1, NO_WAIT).unwrap()),
+        [(0, "zero".into())]
+    );
     match reader.poll(10, NO_WAIT) {
-        Err(LogError::Corrupt { offset: 1, reason: "checksum mismatch" }) => {}
+        Err(LogError::Corrupt {
+            offset: 1,
+            reason: "checksum mismatch",
+        }) => {}
         other => panic!("expected Corrupt at offset 1, got {other:?}"),
     }
     assert_eq!(reader.position(), 1, "a failed poll does not advance");
     reader.seek(2).unwrap();
-    assert_eq!(texts(&reader.poll(10, NO_WAIT).unwrap()), [(2, "two".into())]);
+    assert_eq!(
+        texts(&reader.poll(10, NO_WAIT).unwrap()),
+        [(2, "two".into())]
+    );
 }
 
 #[test]
@@ -281,14 +381,19 @@ fn missing_record_is_detected() {
     let dir = TempDir::new();
     {
         let log = open(dir.path());
-        log.writer().append(payloads(&["zero", "one", "two"])).unwrap();
+        log.writer()
+            .append(payloads(&["zero", "one", "two"]))
+            .unwrap();
     }
     open_raw(dir.path()).delete(1u64.to_be_bytes()).unwrap();
 
     let log = open(dir.path());
     let mut reader = log.reader();
     match reader.poll(10, NO_WAIT) {
-        Err(LogError::Corrupt { offset: 1, reason: "record missing" }) => {}
+        Err(LogError::Corrupt {
+            offset: 1,
+            reason: "record missing",
+        }) => {}
         other => panic!("expected a missing record at offset 1, got {other:?}"),
     }
 }
@@ -317,18 +422,36 @@ fn corrupted_last_record_fails_open() {
 #[test]
 fn limits_are_enforced() {
     let dir = TempDir::new();
-    let options = EmbeddedOptions { payload_size_max_bytes: 16, append_records_max: 4, ..EmbeddedOptions::default() };
+    let options = EmbeddedOptions {
+        payload_size_max_bytes: 16,
+        append_records_max: 4,
+        ..EmbeddedOptions::default()
+    };
     let log = EmbeddedLog::open(dir.path(), options).unwrap();
     let writer = log.writer();
 
     match writer.append(vec![vec![1; 16], vec![2; 17]]) {
-        Err(LogError::PayloadTooLarge { index: 1, size_bytes: 17, size_max_bytes: 16 }) => {}
+        Err(LogError::PayloadTooLarge {
+            index: 1,
+            size_bytes: 17,
+            size_max_bytes: 16,
+        }) => {}
         other => panic!("expected PayloadTooLarge, got {other:?}"),
     }
     match writer.append(vec![vec![0]; 5]) {
-        Err(LogError::TooManyRecords { count: 5, count_max: 4 }) => {}
+        Err(LogError::TooManyRecords {
+            count: 5,
+            count_max: 4,
+        }) => {}
         other => panic!("expected TooManyRecords, got {other:?}"),
     }
-    assert_eq!(writer.end_offset().unwrap(), 0, "a rejected append writes nothing");
-    assert_eq!(offsets(&writer.append(vec![vec![0; 16]; 4]).unwrap()), [0, 1, 2, 3]);
+    assert_eq!(
+        writer.end_offset().unwrap(),
+        0,
+        "a rejected append writes nothing"
+    );
+    assert_eq!(
+        offsets(&writer.append(vec![vec![0; 16]; 4]).unwrap()),
+        [0, 1, 2, 3]
+    );
 }

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use requestlog::{Appended, KafkaLog, KafkaOptions, KafkaReader, LogError, LogReader, LogRecord, LogWriter};
+use requestlog::{
+    Appended, KafkaLog, KafkaOptions, KafkaReader, LogError, LogReader, LogRecord, LogWriter,
+};
 
 /// Upper bound on waiting for records that were already acknowledged.
 const READ_DEADLINE: Duration = Duration::from_secs(30);
@@ -16,7 +18,9 @@ fn bootstrap() -> Option<String> {
             panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
         }
         _ => {
-            eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)");
+            eprintln!(
+                "note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)"
+            );
             None
         }
     }
@@ -24,12 +28,17 @@ fn bootstrap() -> Option<String> {
 
 /// A topic name no other test (or earlier run) uses.
 fn unique_topic(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("requestlog-test-{test}-{}-{nanos}", std::process::id())
 }
 
 fn payloads(count: usize, prefix: &str) -> Vec<Vec<u8>> {
-    (0..count).map(|index| format!("{prefix}-{index}").into_bytes()).collect()
+    (0..count)
+        .map(|index| format!("{prefix}-{index}").into_bytes())
+        .collect()
 }
 
 fn offsets(appended: &[Appended]) -> Vec<u64> {
@@ -42,7 +51,11 @@ fn read_exactly(reader: &mut KafkaReader, count: usize) -> Vec<LogRecord> {
     let mut records = Vec::new();
     while records.len() < count {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        assert!(!remaining.is_zero(), "only {} of {count} records after {READ_DEADLINE:?}", records.len());
+        assert!(
+            !remaining.is_zero(),
+            "only {} of {count} records after {READ_DEADLINE:?}",
+            records.len()
+        );
         records.extend(reader.poll(count - records.len(), remaining).unwrap());
     }
     assert_eq!(records.len(), count);
@@ -57,7 +70,10 @@ fn append_and_read_round_trip_on_auto_created_topic() {
     let writer = log.writer().unwrap();
     assert_eq!(writer.end_offset().unwrap(), 0);
 
-    let before_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let before_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let first = writer.append(payloads(3, "first")).unwrap();
     let second = writer.append(payloads(2, "second")).unwrap();
     assert_eq!(offsets(&first), [0, 1, 2]);
@@ -71,15 +87,37 @@ fn append_and_read_round_trip_on_auto_created_topic() {
 
     let mut reader = log.reader().unwrap();
     let records = read_exactly(&mut reader, 5);
-    let expected: Vec<Vec<u8>> = payloads(3, "first").into_iter().chain(payloads(2, "second")).collect();
-    assert_eq!(records.iter().map(|record| record.offset).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-    assert_eq!(records.iter().map(|record| record.payload.clone()).collect::<Vec<_>>(), expected);
+    let expected: Vec<Vec<u8>> = payloads(3, "first")
+        .into_iter()
+        .chain(payloads(2, "second"))
+        .collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        records
+            .iter()
+            .map(|record| record.payload.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
     for (record, appended) in records.iter().zip(first.iter().chain(&second)) {
-        assert_eq!(record.timestamp_ms, appended.timestamp_ms, "reader and writer agree on the timestamp");
+        assert_eq!(
+            record.timestamp_ms, appended.timestamp_ms,
+            "reader and writer agree on the timestamp"
+        );
     }
     assert_eq!(reader.position(), 5);
     assert_eq!(reader.end_offset().unwrap(), 5);
-    assert_eq!(reader.poll(10, Duration::from_millis(200)).unwrap(), vec![], "nothing more");
+    assert_eq!(
+        reader.poll(10, Duration::from_millis(200)).unwrap(),
+        vec![],
+        "nothing more"
+    );
 
     // Opening again finds the existing topic and does not recreate it.
     let again = KafkaLog::open(KafkaOptions::new(&brokers, &topic)).unwrap();
@@ -97,18 +135,38 @@ fn reading_from_the_middle_of_a_producer_batch() {
     let mut reader = log.reader().unwrap();
     reader.seek(7).unwrap();
     let records = read_exactly(&mut reader, 13);
-    assert_eq!(records.iter().map(|record| record.offset).collect::<Vec<_>>(), (7..20).collect::<Vec<_>>());
+    assert_eq!(
+        records
+            .iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>(),
+        (7..20).collect::<Vec<_>>()
+    );
     for record in &records {
-        assert_eq!(record.payload, format!("record-{}", record.offset).into_bytes());
+        assert_eq!(
+            record.payload,
+            format!("record-{}", record.offset).into_bytes()
+        );
     }
-    assert_eq!(reader.poll(10, Duration::from_millis(200)).unwrap(), vec![], "nothing past the end");
+    assert_eq!(
+        reader.poll(10, Duration::from_millis(200)).unwrap(),
+        vec![],
+        "nothing past the end"
+    );
 
     // Seeking backwards re-reads; seeking past the end is refused.
     reader.seek(18).unwrap();
     let tail = read_exactly(&mut reader, 2);
-    assert_eq!(tail.iter().map(|record| record.offset).collect::<Vec<_>>(), [18, 19]);
+    assert_eq!(
+        tail.iter().map(|record| record.offset).collect::<Vec<_>>(),
+        [18, 19]
+    );
     match reader.seek(21) {
-        Err(LogError::OffsetOutOfRange { offset: 21, start_offset: 0, end_offset: 20 }) => {}
+        Err(LogError::OffsetOutOfRange {
+            offset: 21,
+            start_offset: 0,
+            end_offset: 20,
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
 }
@@ -128,7 +186,10 @@ fn reader_wakes_when_a_record_is_appended() {
     let (records, waited) = waiting.join().unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].payload, b"wake up");
-    assert!(waited < Duration::from_secs(30), "woke on append, not on timeout ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(30),
+        "woke on append, not on timeout ({waited:?})"
+    );
 }
 
 #[test]
@@ -142,16 +203,25 @@ fn concurrent_appenders_get_unique_offsets() {
             std::thread::spawn(move || {
                 (0..25)
                     .map(|append_index| {
-                        let appended = writer.append(payloads(3, &format!("{thread_index}/{append_index}"))).unwrap();
+                        let appended = writer
+                            .append(payloads(3, &format!("{thread_index}/{append_index}")))
+                            .unwrap();
                         let batch = offsets(&appended);
-                        assert!(batch.windows(2).all(|pair| pair[1] == pair[0] + 1), "one append is contiguous");
+                        assert!(
+                            batch.windows(2).all(|pair| pair[1] == pair[0] + 1),
+                            "one append is contiguous"
+                        );
                         batch
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let mut all: Vec<u64> = handles.into_iter().flat_map(|handle| handle.join().unwrap()).flatten().collect();
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|handle| handle.join().unwrap())
+        .flatten()
+        .collect();
     all.sort_unstable();
     assert_eq!(all, (0..300).collect::<Vec<_>>(), "unique and dense");
 }
@@ -177,7 +247,11 @@ fn payload_over_the_limit_is_rejected() {
     let log = KafkaLog::open(options).unwrap();
     let writer = log.writer().unwrap();
     match writer.append(vec![vec![0; 100], vec![0; 101]]) {
-        Err(LogError::PayloadTooLarge { index: 1, size_bytes: 101, size_max_bytes: 100 }) => {}
+        Err(LogError::PayloadTooLarge {
+            index: 1,
+            size_bytes: 101,
+            size_max_bytes: 100,
+        }) => {}
         other => panic!("expected PayloadTooLarge, got {other:?}"),
     }
     assert_eq!(writer.end_offset().unwrap(), 0);
@@ -205,12 +279,18 @@ fn a_newer_transactional_writer_fences_the_older_one() {
         other => panic!("a fenced writer stays fenced, got {other:?}"),
     }
     let after = new_primary.append(payloads(2, "new")).unwrap();
-    assert!(after[0].offset > before[1].offset, "{before:?} then {after:?}");
+    assert!(
+        after[0].offset > before[1].offset,
+        "{before:?} then {after:?}"
+    );
 
     // read_committed: the zombie's records never show; offsets skip the commit markers.
     let mut reader = log.reader().unwrap();
     let records = read_exactly(&mut reader, 4);
-    let got: Vec<(u64, Vec<u8>)> = records.into_iter().map(|record| (record.offset, record.payload)).collect();
+    let got: Vec<(u64, Vec<u8>)> = records
+        .into_iter()
+        .map(|record| (record.offset, record.payload))
+        .collect();
     let expected: Vec<(u64, Vec<u8>)> = before
         .iter()
         .zip(payloads(2, "old"))
@@ -218,5 +298,9 @@ fn a_newer_transactional_writer_fences_the_older_one() {
         .map(|(appended, payload)| (appended.offset, payload))
         .collect();
     assert_eq!(got, expected);
-    assert_eq!(reader.poll(10, Duration::from_millis(500)).unwrap(), vec![], "no zombie record");
+    assert_eq!(
+        reader.poll(10, Duration::from_millis(500)).unwrap(),
+        vec![],
+        "no zombie record"
+    );
 }

@@ -1,0 +1,209 @@
+//! Settings: `config/*.toml` with environment overrides.
+//!
+//! Any key can be overridden as `BOXOFFICE_<SECTION>_<KEY>` (e.g.
+//! `BOXOFFICE_HTTP_LISTEN`, `BOXOFFICE_RATE_LIMIT_ENABLED`); top-level keys as
+//! `BOXOFFICE_<KEY>` (`BOXOFFICE_DATA_DIR`); `BOXOFFICE_LISTEN` is short for the HTTP
+//! listen address.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http: HttpSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub engine: EngineSettings,
+    pub log: LogSettings,
+    pub kafka: KafkaSettings,
+    pub snapshot: SnapshotSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct HttpSettings {
+    pub listen: String,
+    pub body_bytes_max: usize,
+    pub outcome_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuthSettings {
+    pub operator_key: String,
+    pub user_token_secret: String,
+    pub tenants: Vec<TenantSettings>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct TenantSettings {
+    pub id: String,
+    pub admin_key: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_user_per_second: u32,
+    pub per_user_burst: u32,
+    pub per_address_per_second: u32,
+    pub per_address_burst: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct EngineSettings {
+    pub ticket_secret: String,
+    pub confirm_grace_ms: u64,
+    pub waitlist_length_max: u32,
+    pub waitlist_wait_max_ms: u64,
+    pub seats_per_order_cap: u32,
+    pub tick_interval_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogKind {
+    Embedded,
+    Kafka,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct LogSettings {
+    pub kind: LogKind,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub requests_topic: String,
+    pub outcomes_topic: String,
+    pub transactional_id: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SnapshotSettings {
+    pub every_records: u64,
+    pub every_ms: u64,
+    pub keep: usize,
+}
+
+/// The development defaults that must never protect real data.
+pub const DEFAULT_SECRETS: [&str; 4] = ["demo-operator-key", "demo-user-secret", "demo-admin-key", "demo-ticket-secret"];
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, std::env::vars(), path)
+    }
+
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, path: &Path) -> Result<Settings, SettingsError> {
+        let invalid = |message: String| SettingsError::Invalid { path: path.to_path_buf(), message };
+        let mut root: toml::Table = text.parse().map_err(|error: toml::de::Error| invalid(error.to_string()))?;
+        let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(name, _)| name.starts_with("BOXOFFICE_")).collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            let key = name["BOXOFFICE_".len()..].to_ascii_lowercase();
+            let key = if key == "listen" { "http_listen".to_string() } else { key };
+            apply_override(&mut root, &key, &value);
+        }
+        toml::Value::Table(root).try_into().map_err(|error: toml::de::Error| invalid(error.to_string()))
+    }
+
+    /// Which development default secrets are in use (for the start-up warning).
+    pub fn default_secrets_in_use(&self) -> Vec<&'static str> {
+        let mut used = Vec::new();
+        if self.auth.operator_key == DEFAULT_SECRETS[0] {
+            used.push("auth.operator_key");
+        }
+        if self.auth.user_token_secret == DEFAULT_SECRETS[1] {
+            used.push("auth.user_token_secret");
+        }
+        if self.auth.tenants.iter().any(|tenant| tenant.admin_key == DEFAULT_SECRETS[2]) {
+            used.push("auth.tenants.admin_key");
+        }
+        if self.engine.ticket_secret == DEFAULT_SECRETS[3] {
+            used.push("engine.ticket_secret");
+        }
+        used
+    }
+
+    pub fn engine_config(&self) -> engine::EngineConfig {
+        engine::EngineConfig {
+            ticket_secret: self.engine.ticket_secret.as_bytes().to_vec(),
+            confirm_grace_ms: self.engine.confirm_grace_ms,
+            waitlist_length_max: self.engine.waitlist_length_max,
+            waitlist_wait_max_ms: self.engine.waitlist_wait_max_ms,
+            seats_per_order_cap: self.engine.seats_per_order_cap,
+            ..engine::EngineConfig::default()
+        }
+    }
+}
+
+/// `section_key` → `[section] key` when the section exists (longest section name
+/// first, so `rate_limit_enabled` finds `rate_limit`); otherwise a top-level key.
+fn apply_override(root: &mut toml::Table, key: &str, value: &str) {
+    let mut sections: Vec<String> = root.iter().filter(|(_, value)| value.is_table()).map(|(name, _)| name.clone()).collect();
+    sections.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    let parsed = parse_value(value);
+    for section in sections {
+        if let Some(field) = key.strip_prefix(&format!("{section}_")) {
+            if let Some(toml::Value::Table(table)) = root.get_mut(&section) {
+                table.insert(field.to_string(), parsed);
+            }
+            return;
+        }
+    }
+    if root.contains_key(key) {
+        root.insert(key.to_string(), parsed);
+    }
+}
+
+fn parse_value(value: &str) -> toml::Value {
+    if let Ok(flag) = value.parse::<bool>() {
+        return toml::Value::Boolean(flag);
+    }
+    if let Ok(number) = value.parse::<i64>() {
+        return toml::Value::Integer(number);
+    }
+    toml::Value::String(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULT: &str = include_str!("../../config/default.toml");
+
+    #[test]
+    fn defaults_parse_and_environment_overrides_them() {
+        let path = Path::new("config/default.toml");
+        let settings = Settings::parse(DEFAULT, [], path).unwrap();
+        assert_eq!(settings.http.listen, "127.0.0.1:8080");
+        assert_eq!(settings.default_secrets_in_use().len(), 4);
+        let env = [
+            ("BOXOFFICE_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
+            ("BOXOFFICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("BOXOFFICE_RATE_LIMIT_ENABLED".to_string(), "false".to_string()),
+            ("BOXOFFICE_LOG_KIND".to_string(), "kafka".to_string()),
+        ];
+        let settings = Settings::parse(DEFAULT, env, path).unwrap();
+        assert_eq!(settings.http.listen, "127.0.0.1:9999");
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        assert!(!settings.rate_limit.enabled);
+        assert_eq!(settings.log.kind, LogKind::Kafka);
+    }
+
+    #[test]
+    fn a_bad_value_is_a_clear_error() {
+        let env = [("BOXOFFICE_LOG_KIND".to_string(), "floppy".to_string())];
+        let error = Settings::parse(DEFAULT, env, Path::new("x.toml")).unwrap_err();
+        assert!(error.to_string().contains("floppy") || error.to_string().contains("variant"), "{error}");
+    }
+}

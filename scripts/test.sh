@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, starts a real Apache Kafka broker
+# (KRaft, one node, on 127.0.0.1), runs `cargo test --workspace` against it, runs the
+# browser test, and stops the broker whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+
+scripts/kafka.sh fetch
+scripts/kafka.sh start
+trap 'scripts/kafka.sh stop || true' EXIT
+export KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT:-19092}"
+
+cargo test --workspace --no-fail-fast -- --test-threads=2
+if [[ -x scripts/browser-test.sh ]]; then
+  scripts/browser-test.sh
+fi
