@@ -9,8 +9,10 @@ use crate::config::EngineConfig;
 use crate::ids::*;
 use crate::layout::Layout;
 use crate::outcome::*;
+use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// Per-seat state in 8 bytes: 0 is free; the top two bits say held or booked and the
 /// rest is the owning hold's or booking's id.
@@ -23,6 +25,12 @@ const OWNER_MASK: u64 = !TAG_MASK;
 
 const _: () = assert!(std::mem::size_of::<SeatState>() <= 8, "the per-seat budget is 8 bytes");
 const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
+
+/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
+/// (256 KiB of seats, a few hundred bookings), never a whole event or the whole state.
+const SEAT_CHUNK: usize = 32 * 1024;
+const BOOKING_CHUNK: usize = 256;
+const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
 
 fn held_by(hold: HoldId) -> SeatState {
     debug_assert!(hold.0 & TAG_MASK == 0);
@@ -73,15 +81,17 @@ pub(crate) struct Event {
     pub(crate) spec: EventSpec,
     pub(crate) canceled: bool,
     pub(crate) categories: Vec<Category>,
-    pub(crate) layout: Layout,
-    pub(crate) seats: Vec<SeatState>,
+    /// Shared by snapshot copies: a layout never changes once built.
+    #[serde(with = "crate::snapshot::shared")]
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
     pub(crate) row_free: Vec<u32>,
     pub(crate) pools: Vec<Pool>,
     /// FCFS queues by requested category (`None`: any category). A waiter id's order
     /// is its arrival order.
     pub(crate) queues: BTreeMap<Option<u16>, BTreeSet<WaiterId>>,
     pub(crate) waiting: u32,
-    pub(crate) bookings: Vec<BookingId>,
+    pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
 }
 
 impl Event {
@@ -177,7 +187,7 @@ pub struct State {
     pub(crate) holds: BTreeMap<HoldId, Hold>,
     pub(crate) ended_holds: BTreeMap<HoldId, EndedHold>,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
-    pub(crate) bookings: Vec<Booking>,
+    pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
     pub(crate) waiters: BTreeMap<WaiterId, Waiter>,
     pub(crate) timers: BTreeSet<(u64, TimerKind, u64)>,
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
@@ -501,13 +511,13 @@ impl Engine {
             spec: EventSpec { sections: Vec::new(), ..spec.clone() },
             canceled: false,
             categories,
-            seats: vec![SEAT_FREE; layout.seat_count as usize],
+            seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
             row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
-            layout,
+            layout: Arc::new(layout),
             pools,
             queues: BTreeMap::new(),
             waiting: 0,
-            bookings: Vec::new(),
+            bookings: CowVec::new(),
         });
         Ok(Reply::EventCreated { event: event_id, tenant: tenant.to_string(), spec: Box::new(spec.clone()) })
     }

@@ -16,6 +16,8 @@
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
+//! - [`snapshot`]: the state's snapshot encoding, and the copy-on-write storage that
+//!   keeps `State::clone` cheap for the runtime's snapshot hand-off.
 
 mod allocate;
 pub mod command;
@@ -27,6 +29,7 @@ mod invariants;
 pub mod layout;
 pub mod outcome;
 pub mod query;
+pub mod snapshot;
 pub mod tickets;
 pub mod wire;
 

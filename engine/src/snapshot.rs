@@ -1,0 +1,333 @@
+//! Snapshots of the engine's [`State`], and the copy-on-write storage that makes taking
+//! one cheap.
+//!
+//! A snapshot's state bytes are one version byte, then the state in bincode (standard
+//! configuration), the same encoding that [`Engine::state_hash`] digests: so the hash of
+//! a snapshot is `blake3(bytes[1..])` ([`state_hash_of_encoded`]) and needs no second
+//! encoding. Changing the format is deliberate: bump [`STATE_VERSION`].
+//!
+//! The runtime hands a *copy* of the state to a snapshot thread while the engine goes on
+//! applying, so `State::clone` must not cost O(seats). The big, mostly-unchanging parts
+//! of the state are therefore shared between copies: seat maps and bookings live in a
+//! [`CowVec`] (fixed-size chunks behind `Arc`, copied one chunk at a time on the first
+//! write after a clone), and a layout (immutable once built) behind an `Arc`. Both
+//! encode exactly like the `Vec` and the value they replace, so hashes did not change.
+//!
+//! [`Engine::state_hash`]: crate::Engine::state_hash
+
+use crate::engine::State;
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Index, IndexMut};
+use std::sync::Arc;
+
+/// The version byte in front of an encoded state.
+pub const STATE_VERSION: u8 = 1;
+
+/// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
+/// make it allocate, on top of the checksum the snapshot store verifies first).
+pub const STATE_BYTES_MAX: usize = 1 << 36;
+
+fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<STATE_BYTES_MAX>> {
+    bincode::config::standard().with_limit::<STATE_BYTES_MAX>()
+}
+
+/// Encodes a state: `STATE_VERSION`, then bincode.
+pub fn encode_state(state: &State) -> Vec<u8> {
+    let mut bytes = vec![STATE_VERSION];
+    bincode::serde::encode_into_std_write(state, &mut bytes, config()).expect("encoding into a Vec cannot fail");
+    bytes
+}
+
+/// Decodes what [`encode_state`] wrote. The error is a sentence for operators.
+pub fn decode_state(bytes: &[u8]) -> Result<State, String> {
+    let (&version, body) = bytes.split_first().ok_or("empty state")?;
+    if version != STATE_VERSION {
+        return Err(format!("unknown state version {version}"));
+    }
+    let (state, used): (State, usize) = bincode::serde::decode_from_slice(body, config()).map_err(|error| format!("undecodable state: {error}"))?;
+    if used != body.len() {
+        return Err(format!("{} trailing bytes after the state", body.len() - used));
+    }
+    Ok(state)
+}
+
+/// The offset of the last record a state has applied (`None` before the first).
+pub fn applied_offset(state: &State) -> Option<u64> {
+    state.applied_offset
+}
+
+/// The state hash of an encoded state: equal to [`crate::Engine::state_hash`] of the state
+/// it encodes, without encoding it again.
+pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
+    assert_eq!(encoded.first(), Some(&STATE_VERSION), "an encoded state starts with its version");
+    *blake3::hash(&encoded[1..]).as_bytes()
+}
+
+/// A vector stored as fixed-size chunks behind `Arc`s. `clone` copies `len / CHUNK`
+/// pointers; the first write to a shared chunk copies that chunk alone
+/// (`Arc::make_mut`). Encodes exactly like a `Vec<T>`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct CowVec<T, const CHUNK: usize> {
+    chunks: Vec<Arc<Vec<T>>>,
+    len: usize,
+}
+
+impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
+    const CHUNK_IS_POWER_OF_TWO: () = assert!(CHUNK.is_power_of_two());
+
+    pub(crate) fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHUNK_IS_POWER_OF_TWO;
+        CowVec { chunks: Vec::new(), len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+        (index < self.len).then(|| &self.chunks[index / CHUNK][index % CHUNK])
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
+}
+
+impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
+    pub(crate) fn from_elem(value: T, len: usize) -> Self {
+        let mut vec = Self::new();
+        while vec.len < len {
+            let size = CHUNK.min(len - vec.len);
+            vec.chunks.push(Arc::new(vec![value.clone(); size]));
+            vec.len += size;
+        }
+        vec
+    }
+
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        (index < self.len).then(|| &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK])
+    }
+
+    pub(crate) fn push(&mut self, value: T) {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        Arc::make_mut(self.chunks.last_mut().expect("a chunk with room")).push(value);
+        self.len += 1;
+    }
+}
+
+impl<T, const CHUNK: usize> Default for CowVec<T, CHUNK> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const CHUNK: usize> Index<usize> for CowVec<T, CHUNK> {
+    type Output = T;
+
+    fn index(&self, index: usize) -> &T {
+        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        &self.chunks[index / CHUNK][index % CHUNK]
+    }
+}
+
+impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
+    fn index_mut(&mut self, index: usize) -> &mut T {
+        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK]
+    }
+}
+
+impl<'a, T, const CHUNK: usize> IntoIterator for &'a CowVec<T, CHUNK> {
+    type Item = &'a T;
+    type IntoIter = std::iter::Flatten<std::iter::Map<std::slice::Iter<'a, Arc<Vec<T>>>, fn(&'a Arc<Vec<T>>) -> &'a Vec<T>>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let as_vec: fn(&'a Arc<Vec<T>>) -> &'a Vec<T> = |chunk| chunk;
+        self.chunks.iter().map(as_vec).flatten()
+    }
+}
+
+impl<T: fmt::Debug, const CHUNK: usize> fmt::Debug for CowVec<T, CHUNK> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<T: Serialize, const CHUNK: usize> Serialize for CowVec<T, CHUNK> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for value in self.iter() {
+            seq.serialize_element(value)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T, CHUNK> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChunkVisitor<T, const CHUNK: usize>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>, const CHUNK: usize> Visitor<'de> for ChunkVisitor<T, CHUNK> {
+            type Value = CowVec<T, CHUNK>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a sequence")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut vec = CowVec::new();
+                // Never trust a length prefix for more than one chunk of allocation.
+                let mut chunk = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(CHUNK));
+                while let Some(value) = seq.next_element()? {
+                    chunk.push(value);
+                    if chunk.len() == CHUNK {
+                        vec.len += CHUNK;
+                        vec.chunks.push(Arc::new(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))));
+                    }
+                }
+                if !chunk.is_empty() {
+                    vec.len += chunk.len();
+                    vec.chunks.push(Arc::new(chunk));
+                }
+                Ok(vec)
+            }
+        }
+
+        deserializer.deserialize_seq(ChunkVisitor::<T, CHUNK>(PhantomData))
+    }
+}
+
+/// `#[serde(with = "crate::snapshot::shared")]` for an `Arc<T>` that encodes as its `T`.
+pub(crate) mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub(crate) fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        T::serialize(value, serializer)
+    }
+
+    pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
+        T::deserialize(deserializer).map(Arc::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::*;
+    use crate::config::EngineConfig;
+    use crate::engine::Engine;
+
+    fn bincode_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    #[test]
+    fn a_cow_vec_encodes_like_a_vec_and_copies_on_write() {
+        for len in [0usize, 1, 3, 4, 5, 8, 9, 17] {
+            let plain: Vec<u64> = (0..len as u64).map(|value| value * 1000).collect();
+            let mut chunked: CowVec<u64, 4> = CowVec::new();
+            for &value in &plain {
+                chunked.push(value);
+            }
+            assert_eq!(chunked.len(), len);
+            assert_eq!(bincode_bytes(&chunked), bincode_bytes(&plain), "len {len}");
+            let (decoded, _): (CowVec<u64, 4>, usize) = bincode::serde::decode_from_slice(&bincode_bytes(&plain), bincode::config::standard()).unwrap();
+            assert!(decoded == chunked);
+            assert_eq!(decoded.iter().copied().collect::<Vec<_>>(), plain);
+        }
+        let original: CowVec<u32, 4> = CowVec::from_elem(7, 10);
+        let mut copy = original.clone();
+        copy[5] = 8;
+        *copy.get_mut(9).unwrap() = 9;
+        copy.push(10);
+        assert_eq!(original.iter().copied().collect::<Vec<_>>(), vec![7; 10]);
+        assert_eq!(copy.iter().copied().collect::<Vec<_>>(), [7, 7, 7, 7, 7, 8, 7, 7, 7, 9, 10]);
+        assert_eq!((copy.get(10), copy.get(11)), (Some(&10), None));
+        // Only the written chunks were copied.
+        assert!(Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
+        assert!(!Arc::ptr_eq(&original.chunks[1], &copy.chunks[1]));
+    }
+
+    fn busy_engine() -> Engine {
+        let mut engine = Engine::new(EngineConfig::default());
+        let spec = EventSpec {
+            name: "Show".into(),
+            description: String::new(),
+            city: "Lyon".into(),
+            country: "FR".into(),
+            venue: "Hall".into(),
+            starts_at_ms: 10_000_000,
+            ends_at_ms: None,
+            sales_open_at_ms: None,
+            sales_close_at_ms: None,
+            hold_ttl_ms: 60_000,
+            seats_per_order_max: 10,
+            seats_per_user_max: None,
+            waitlist_policy: WaitlistPolicy::Strict,
+            categories: vec![CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
+            sections: vec![SectionSpec { name: "A".into(), rows: vec![RowSpec { label: "1".into(), seats: 40, category: "Standard".into() }] }],
+            general_admission: vec![],
+        };
+        let mut offset = 0;
+        let mut apply = |engine: &mut Engine, command: Command| {
+            let outcome = engine.apply(offset, 1_000 + offset, &Request::with_key(command, format!("k{offset}")));
+            offset += 1;
+            outcome
+        };
+        apply(&mut engine, Command::CreateEvent { tenant: "demo".into(), spec });
+        for user in 0..6 {
+            let selection = Selection::Best { quantity: 3, category: None, together: true };
+            let outcome = apply(&mut engine, Command::PlaceHold { user: format!("u{user}"), event: crate::EventId(0), selection, wait: false });
+            if user % 2 == 0 {
+                let Ok(Reply::HoldPlaced(hold)) = outcome.result else { panic!("{outcome:?}") };
+                apply(&mut engine, Command::ConfirmHold { user: format!("u{user}"), hold: hold.hold, payment_ref: "pay".into() });
+            }
+        }
+        engine
+    }
+
+    #[test]
+    fn a_state_round_trips_and_its_hash_needs_no_second_encoding() {
+        let engine = busy_engine();
+        let bytes = encode_state(engine.state());
+        assert_eq!(bytes[0], STATE_VERSION);
+        assert_eq!(state_hash_of_encoded(&bytes), engine.state_hash());
+        let state = decode_state(&bytes).unwrap();
+        assert!(&state == engine.state());
+        let rebuilt = Engine::from_state(EngineConfig::default(), state);
+        rebuilt.check_invariants();
+        assert_eq!(rebuilt.state_hash(), engine.state_hash());
+    }
+
+    #[test]
+    fn a_copy_is_independent_of_the_engine_that_goes_on() {
+        let mut engine = busy_engine();
+        let copy = engine.state().clone();
+        let hash = engine.state_hash();
+        let request = Request::new(Command::PlaceHold { user: "late".into(), event: crate::EventId(0), selection: Selection::Seats(vec!["A-1-40".into()]), wait: false });
+        assert!(engine.apply(100, 2_000, &request).result.is_ok());
+        assert_ne!(engine.state_hash(), hash);
+        assert_eq!(Engine::from_state(EngineConfig::default(), copy).state_hash(), hash);
+    }
+
+    #[test]
+    fn bad_state_bytes_are_errors_not_panics() {
+        let bytes = encode_state(busy_engine().state());
+        assert!(decode_state(&[]).is_err());
+        assert!(decode_state(&[9]).unwrap_err().contains("version"));
+        assert!(decode_state(&bytes[..bytes.len() / 2]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_state(&longer).unwrap_err().contains("trailing"));
+        // A length prefix claiming far more than there is.
+        assert!(decode_state(&[STATE_VERSION, 0, 0, 0xfc, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The ingress's settings. `boxoffice` builds them from its configuration file; tests
+//! build them from [`IngressConfig::default`] (the development defaults).
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct IngressConfig {
+    /// Larger request bodies are refused with 413 before they are parsed.
+    pub body_bytes_max: usize,
+    /// How long a write waits for its outcome (including the append) before 503; a retry
+    /// with the same Idempotency-Key then returns the real outcome.
+    pub outcome_timeout: Duration,
+    pub operator_key: String,
+    /// HS256 secret of user tokens.
+    pub user_token_secret: String,
+    pub tenants: Vec<Tenant>,
+    pub rate_limit: RateLimitConfig,
+    /// The engine's limits: the ingress refuses what the engine would refuse as invalid, so
+    /// nothing invalid reaches the log.
+    pub engine: engine::EngineConfig,
+    /// Appends waiting for an appender thread; a full queue makes writers wait (bounded by
+    /// `outcome_timeout`).
+    pub append_queue_depth: usize,
+    /// Records per `append` call (group commit at the ingress).
+    pub append_batch_records_max: usize,
+    /// Threads calling the blocking `LogWriter::append`; two let one batch fill while the
+    /// previous one is being made durable.
+    pub appender_threads: usize,
+    /// Outcomes nobody waited for yet, kept for a writer that registers late.
+    pub completed_outcomes_max: usize,
+    /// Ended holds and waitlist entries the read model remembers (for `GET` of an expired
+    /// hold); the oldest are forgotten first.
+    pub ended_entries_max: usize,
+    /// Default hold TTL of a service desk's validated tickets.
+    pub desk_hold_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub admin_key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    pub per_user_per_second: u32,
+    pub per_user_burst: u32,
+    pub per_address_per_second: u32,
+    pub per_address_burst: u32,
+    /// Buckets kept per limiter; idle (full) buckets are dropped first.
+    pub keys_max: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig { enabled: true, per_user_per_second: 20, per_user_burst: 40, per_address_per_second: 100, per_address_burst: 200, keys_max: 100_000 }
+    }
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig {
+            body_bytes_max: 64 * 1024,
+            outcome_timeout: Duration::from_millis(5_000),
+            operator_key: "demo-operator-key".into(),
+            user_token_secret: "demo-user-secret".into(),
+            tenants: vec![Tenant { id: "demo".into(), admin_key: "demo-admin-key".into() }],
+            rate_limit: RateLimitConfig::default(),
+            engine: engine::EngineConfig::default(),
+            append_queue_depth: 4096,
+            append_batch_records_max: 512,
+            appender_threads: 2,
+            completed_outcomes_max: 65_536,
+            ended_entries_max: 1_000_000,
+            desk_hold_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The largest body the wire format can carry comfortably: a record is at most
+/// `engine::wire::RECORD_BYTES_MAX`, and a body is never larger than a quarter of it.
+pub const BODY_BYTES_CAP: usize = engine::wire::RECORD_BYTES_MAX / 4;
+const _: () = assert!(BODY_BYTES_CAP >= 64 * 1024, "the contract's 64 KiB bodies must fit a record");
+
+impl IngressConfig {
+    /// Checks relationships between settings; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.body_bytes_max == 0 || self.body_bytes_max > BODY_BYTES_CAP {
+            return Err(format!("http.body_bytes_max must be from 1 to {BODY_BYTES_CAP}"));
+        }
+        if self.outcome_timeout.is_zero() {
+            return Err("http.outcome_timeout_ms must be positive".into());
+        }
+        if self.user_token_secret.is_empty() || self.operator_key.is_empty() {
+            return Err("auth.user_token_secret and auth.operator_key must not be empty".into());
+        }
+        for tenant in &self.tenants {
+            if tenant.id.is_empty() || tenant.admin_key.is_empty() {
+                return Err("every auth.tenants entry needs an id and an admin_key".into());
+            }
+            if tenant.admin_key == self.operator_key {
+                return Err(format!("tenant {} uses the operator key as its admin key", tenant.id));
+            }
+        }
+        let mut keys: Vec<&str> = self.tenants.iter().map(|tenant| tenant.admin_key.as_str()).collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() != self.tenants.len() {
+            return Err("two tenants share an admin key".into());
+        }
+        if self.append_queue_depth == 0 || self.append_batch_records_max == 0 || self.appender_threads == 0 || self.completed_outcomes_max == 0 {
+            return Err("append queue, batch, thread and completed-outcome limits must be positive".into());
+        }
+        Ok(())
+    }
+}

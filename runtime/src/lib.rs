@@ -1,0 +1,1 @@
+//! The engine runtime (being written).

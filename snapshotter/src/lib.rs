@@ -1,0 +1,200 @@
+//! `snapshotter`: durable snapshots of the engine's state, so a restart replays only the
+//! log's tail.
+//!
+//! A [`Snapshot`] is the engine `State` encoded by `engine::snapshot::encode_state`,
+//! with the log offset it covers (the last applied record), the engine's state hash and
+//! its creation time. Stores write a snapshot atomically with checksums and keep the
+//! newest few; [`load_newest`] walks them newest first and returns the first one that is
+//! intact *and* rebuilds an engine whose `state_hash()` equals the stored hash. Anything
+//! else (a flipped byte, a torn write, a missing value, an unknown format) is skipped
+//! with a reason, down to "no snapshot" (replay from offset 0): a corrupt snapshot never
+//! loads.
+//!
+//! Layout:
+//! - this file: [`Snapshot`], [`SnapshotInfo`], the [`SnapshotStore`] trait, the loading
+//!   and verifying logic, and the boundary's error, [`SnapshotError`].
+//! - `format.rs`: the stored byte format (header with checksums), shared by all stores.
+//! - [`RocksStore`] (`rocks.rs`): RocksDB on local disk; one synced `WriteBatch` per
+//!   snapshot, pruning included.
+//! - [`MemoryStore`] (`memory.rs`): in memory, with fault injection for tests (fail after
+//!   N writes, tear or corrupt the last write, lose a snapshot).
+
+mod format;
+mod memory;
+mod rocks;
+
+pub use memory::MemoryStore;
+pub use rocks::{RocksStore, RocksStoreOptions};
+
+use engine::{Engine, EngineConfig, State};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One snapshot, as written and as read back (after its checksums were verified).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The offset of the last record applied to the state: a restart reads from here + 1.
+    pub offset: u64,
+    /// Wall-clock milliseconds since the Unix epoch when the snapshot was taken.
+    pub created_at_ms: u64,
+    /// `Engine::state_hash` of the state, checked again after every load.
+    pub state_hash: [u8; 32],
+    /// `engine::snapshot::encode_state` bytes (a version byte, then bincode).
+    pub state: Vec<u8>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("offset", &self.offset)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("state_hash", &hex(&self.state_hash))
+            .field("state_bytes", &self.state.len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Encodes a state that has applied at least one record. O(state): the runtime calls
+    /// it on its snapshot thread, on a copy of the state.
+    pub fn of_state(state: &State, created_at_ms: u64) -> Snapshot {
+        let offset = engine::snapshot::applied_offset(state).expect("a snapshot covers at least one record");
+        let encoded = engine::snapshot::encode_state(state);
+        let state_hash = engine::snapshot::state_hash_of_encoded(&encoded);
+        Snapshot { offset, created_at_ms, state_hash, state: encoded }
+    }
+}
+
+/// What a store knows about a snapshot without reading its state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The stored format (`format.rs`), not the state's encoding version.
+    pub format_version: u8,
+    pub offset: u64,
+    pub created_at_ms: u64,
+    pub state_hash: [u8; 32],
+    pub state_bytes: u64,
+    /// blake3 of the state bytes.
+    pub state_checksum: [u8; 32],
+}
+
+impl SnapshotInfo {
+    pub fn state_hash_hex(&self) -> String {
+        hex(&self.state_hash)
+    }
+}
+
+/// One entry of [`SnapshotStore::list`]: a snapshot whose header could not be read is
+/// still listed, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub offset: u64,
+    pub info: Result<SnapshotInfo, String>,
+}
+
+/// Where snapshots live. Implementations write atomically: after a crash a snapshot is
+/// there whole or not at all (torn or corrupted bytes are caught by the checksums anyway).
+pub trait SnapshotStore: Send {
+    /// Writes `snapshot` durably and atomically (replacing one at the same offset), then
+    /// keeps only the newest `keep` snapshots (by offset).
+    fn write(&mut self, snapshot: &Snapshot) -> Result<SnapshotInfo, SnapshotError>;
+
+    /// Every stored snapshot, newest (highest offset) first.
+    fn list(&self) -> Result<Vec<Listed>, SnapshotError>;
+
+    /// Reads one snapshot and verifies its checksums (not its decoding: see [`verify`]).
+    fn read(&self, offset: u64) -> Result<Snapshot, SnapshotError>;
+}
+
+/// The error of the snapshot boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot storage: {0}")]
+    Storage(#[from] rocksdb::Error),
+    #[error("snapshot at offset {offset} is corrupt: {reason}")]
+    Corrupt { offset: u64, reason: String },
+    #[error("no snapshot at offset {offset}")]
+    NotFound { offset: u64 },
+    /// A fault injected by [`MemoryStore`].
+    #[error("injected fault: {0}")]
+    Injected(&'static str),
+}
+
+/// A snapshot that passed every check, rebuilt into an engine.
+pub struct Loaded {
+    pub engine: Engine,
+    pub info: SnapshotInfo,
+}
+
+/// A snapshot that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// What [`load_newest`] found.
+pub struct Recovery {
+    /// The newest snapshot that passed every check; `None`: replay from offset 0.
+    pub loaded: Option<Loaded>,
+    /// Newer snapshots that did not, newest first.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Reads, decodes and rebuilds one snapshot, and checks that the rebuilt engine's
+/// `state_hash()` equals the stored hash and that it covers the stored offset.
+pub fn verify(store: &dyn SnapshotStore, offset: u64, config: &EngineConfig) -> Result<Loaded, SnapshotError> {
+    let corrupt = |reason: String| SnapshotError::Corrupt { offset, reason };
+    let snapshot = store.read(offset)?;
+    let info = SnapshotInfo {
+        format_version: format::FORMAT_VERSION,
+        offset,
+        created_at_ms: snapshot.created_at_ms,
+        state_hash: snapshot.state_hash,
+        state_bytes: snapshot.state.len() as u64,
+        state_checksum: format::checksum(&snapshot.state),
+    };
+    let state = engine::snapshot::decode_state(&snapshot.state).map_err(corrupt)?;
+    drop(snapshot.state);
+    let applied = engine::snapshot::applied_offset(&state);
+    if applied != Some(offset) {
+        return Err(corrupt(format!("the state has applied up to {applied:?}, not {offset}")));
+    }
+    let engine = Engine::from_state(config.clone(), state);
+    let rebuilt = engine.state_hash();
+    if rebuilt != info.state_hash {
+        return Err(corrupt(format!("the rebuilt state hashes to {}, not {}", hex(&rebuilt), hex(&info.state_hash))));
+    }
+    Ok(Loaded { engine, info })
+}
+
+/// The newest snapshot that passes [`verify`], falling back to older ones. Only a store
+/// that cannot even be listed is an error.
+pub fn load_newest(store: &dyn SnapshotStore, config: &EngineConfig) -> Result<Recovery, SnapshotError> {
+    let mut rejected = Vec::new();
+    for listed in store.list()? {
+        let result = match listed.info {
+            Ok(_) => verify(store, listed.offset, config),
+            Err(reason) => Err(SnapshotError::Corrupt { offset: listed.offset, reason }),
+        };
+        match result {
+            Ok(loaded) => {
+                tracing::info!(offset = loaded.info.offset, state_hash = %loaded.info.state_hash_hex(), "snapshot loaded");
+                return Ok(Recovery { loaded: Some(loaded), rejected });
+            }
+            Err(error) => {
+                tracing::warn!(offset = listed.offset, %error, "snapshot skipped");
+                rejected.push(Rejected { offset: listed.offset, reason: error.to_string() });
+            }
+        }
+    }
+    Ok(Recovery { loaded: None, rejected })
+}
+
+/// Lower-case hex, for hashes in logs and tools.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+pub(crate) fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+}
