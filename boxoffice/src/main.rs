@@ -8,6 +8,10 @@
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
+mod cmd_engine;
+mod cmd_log;
+mod cmd_replay;
+mod cmd_snapshot;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -32,11 +36,56 @@ enum Commands {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
+    Engine {
+        #[arg(long, value_enum, default_value_t = EngineRole::Primary)]
+        role: EngineRole,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply the requests log from offset 0 (or the newest snapshot); print the state hash.
+    Replay {
+        #[arg(long)]
+        from_snapshot: bool,
+        /// Last offset to apply, inclusive (default: the log's last record).
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List, inspect or verify snapshots.
+    Snapshot {
+        #[command(subcommand)]
+        command: cmd_snapshot::SnapshotCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Export a log as JSON lines.
+    Log {
+        #[command(subcommand)]
+        command: cmd_log::LogCommand,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum EngineRole {
+    Primary,
+    Standby,
+}
+
+/// Runs one of the engine tools; any error ends the process with status 1.
+fn exit_on_error(result: Result<(), cmd_engine::ToolError>) {
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
     let settings = match settings::Settings::load(&cli.config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -49,6 +98,22 @@ fn main() {
             let _ = settings;
             eprintln!("serve is not built yet");
             std::process::exit(1);
+        }
+        Commands::Engine { role, data_dir } => {
+            let role = match role {
+                EngineRole::Primary => runtime::Role::Primary,
+                EngineRole::Standby => runtime::Role::Standby,
+            };
+            exit_on_error(cmd_engine::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), role));
+        }
+        Commands::Replay { from_snapshot, to, data_dir } => {
+            exit_on_error(cmd_replay::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), from_snapshot, to));
+        }
+        Commands::Snapshot { command, data_dir } => {
+            exit_on_error(cmd_snapshot::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), command));
+        }
+        Commands::Log { command, data_dir } => {
+            exit_on_error(cmd_log::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), command));
         }
     }
 }

@@ -54,6 +54,10 @@ pub enum Command {
     CancelDeskTicket { user: String, desk: DeskId, ticket: DeskTicketId },
     /// Time passes: a record with no other meaning than its timestamp.
     Tick,
+    /// An operator promoted `node` to primary. Written into the requests log itself, so
+    /// every replica sees the new epoch at the same position: the old primary steps down
+    /// when it applies this record, and nothing it computes after it is ever published.
+    Promote { node: String },
 }
 
 impl Command {
@@ -74,7 +78,7 @@ impl Command {
             | Command::CreateDeskTicket { user, .. }
             | Command::ConfirmDeskTicket { user, .. }
             | Command::CancelDeskTicket { user, .. } => Principal::User(user.clone()),
-            Command::Tick => Principal::System,
+            Command::Tick | Command::Promote { .. } => Principal::System,
         }
     }
 }

@@ -198,6 +198,9 @@ pub struct State {
     pub(crate) next_hold: u64,
     pub(crate) next_waiter: u64,
     pub(crate) desks: crate::desk::Desks,
+    /// Bumped by every `Promote` record; the node named there is the primary.
+    pub(crate) epoch: u64,
+    pub(crate) primary: Option<String>,
 }
 
 /// The booking engine. Deterministic: the same requests at the same offsets and
@@ -367,7 +370,20 @@ impl Engine {
             Command::ConfirmDeskTicket { user, desk, ticket } => self.confirm_desk_ticket(user, *desk, *ticket),
             Command::CancelDeskTicket { user, desk, ticket } => self.cancel_desk_ticket(user, *desk, *ticket),
             Command::Tick => Ok(Reply::Ticked),
+            Command::Promote { node } => self.promote(node),
         }
+    }
+
+    fn promote(&mut self, node: &str) -> Answer {
+        self.check_text("node", node, true)?;
+        self.state.epoch += 1;
+        self.state.primary = Some(node.to_string());
+        Ok(Reply::Promoted { epoch: self.state.epoch, node: node.to_string() })
+    }
+
+    /// The current epoch (0 until the first promotion) and the primary it named.
+    pub fn epoch(&self) -> (u64, Option<&str>) {
+        (self.state.epoch, self.state.primary.as_deref())
     }
 
     // ---- events ---------------------------------------------------------------------

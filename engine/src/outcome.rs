@@ -112,6 +112,8 @@ pub enum Reply {
     DeskTicketConfirmed(DeskTicketView),
     DeskTicketCanceled { desk: DeskId, ticket: DeskTicketId, user: String },
     Ticked,
+    /// The epoch is now `epoch`, with `node` as the primary.
+    Promoted { epoch: u64, node: String },
 }
 
 /// Why a limit was hit.

@@ -224,6 +224,7 @@ mod tests {
     use crate::command::*;
     use crate::config::EngineConfig;
     use crate::engine::Engine;
+    use crate::outcome::Reply;
 
     fn bincode_bytes<T: Serialize>(value: &T) -> Vec<u8> {
         bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()

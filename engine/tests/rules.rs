@@ -356,3 +356,12 @@ fn log_time_never_goes_backwards() {
     let outcome = h.run(Command::Tick);
     assert_eq!(outcome.time_ms, T0 + 10_000);
 }
+
+#[test]
+fn a_promote_record_bumps_the_epoch_for_every_replica() {
+    let mut h = Harness::new();
+    assert_eq!(h.engine.epoch(), (0, None));
+    check(&mut h, Command::Promote { node: "standby-1".into() }, r#"Promoted { epoch: 1, node: "standby-1" }"#);
+    check(&mut h, Command::Promote { node: "".into() }, r#"rejected Invalid { reason: "node must not be empty" }"#);
+    assert_eq!(h.engine.epoch(), (1, Some("standby-1")));
+}

@@ -27,6 +27,7 @@ pub struct CityEntry {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// City, case-insensitive.
@@ -86,6 +87,7 @@ pub struct EventSummary {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VenuesQuery {
     pub city: Option<String>,
@@ -401,6 +403,7 @@ pub struct WaitlistJoined {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: wait up to this many seconds (at most 60) for the status to change.

@@ -366,6 +366,12 @@ impl WriterThread {
             return;
         }
 
+        tracing::trace!(
+            appends = batch.len(),
+            records = offset - first_offset,
+            first_offset,
+            "group commit"
+        );
         self.next_offset = offset;
         self.last_timestamp_ms = timestamp_ms;
         {

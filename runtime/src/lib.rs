@@ -1,1 +1,376 @@
-//! The engine runtime (being written).
+//! `runtime`: the engine runtime, the shell that feeds the sans-io `engine` from the
+//! requests log and publishes its outcomes.
+//!
+//! ```text
+//!  requests log ──► reader ──(batches of decoded records)──► engine ──(outcomes)──► publisher ──► outcomes log
+//!       ▲            thread        bounded channel           thread   bounded       thread
+//!       │                                                      │ every N records / T ms:
+//!       │ Tick                                                 │ a copy of the state (cheap:
+//!    ticker ◄── next_due_ms, applied offset (shared) ◄─────────┤ copy-on-write), try_send
+//!    thread                                                    ▼
+//!                                    snapshot thread: encode, hash, wait until published, write
+//! ```
+//!
+//! - **reader** (`reader.rs`): polls the requests [`LogReader`] and decodes each record
+//!   with `engine::wire::decode_request`. A record that does not decode still goes on, as
+//!   an error the engine answers with `apply_undecodable`: never a crash, never a skip.
+//! - **engine** (`applier.rs`): owns the [`Engine`]; applies strictly in offset order, in
+//!   batches; does no I/O (its only waits are on channels: a slow publisher pushes back).
+//!   It hands copies of the state to the snapshot thread (`try_send`, never waiting) and,
+//!   when idle, asks it for the state hash of the current state.
+//! - **publisher** (`publisher.rs`): encodes outcomes with `engine::wire::encode_outcome`
+//!   and appends them in batches to the outcomes log. When it becomes primary it opens the
+//!   outcomes writer, then reads the outcomes log's last record and drops every outcome at
+//!   or below the request offset it answers: after a restart the replayed outcomes that
+//!   were already published are not published twice. A standby publishes nothing; it keeps
+//!   a bounded tail of outcomes for its promotion.
+//! - **ticker** (`ticker.rs`): appends a `Command::Tick` record to the requests log when
+//!   the engine's `next_due_ms()` has passed by the wall clock, the engine is caught up and
+//!   no tick it wrote is still unapplied. It wakes every `tick_interval_ms`, so a hold
+//!   expires within about `tick_interval_ms` (plus one append) of its due time.
+//! - **snapshots** (`snapshots.rs`): encodes a state copy, computes its hash, waits until
+//!   every outcome it covers is published (so a restart from it loses no outcome), writes
+//!   it to the [`SnapshotStore`].
+//!
+//! On start, [`Runtime::start`] loads the newest valid snapshot (falling back to older ones,
+//! then to an empty engine), seeks the reader to its offset + 1, and the threads replay the
+//! tail; outcomes that were never published are published then.
+//!
+//! Architecture invariant: every request offset gets exactly one outcome in the outcomes
+//! log, in offset order, across crashes and restarts (the publisher's dedupe above, and
+//! snapshots never cover unpublished outcomes).
+//!
+//! Architecture invariant: the state after applying offsets `0..=n` is the same, and has
+//! the same hash, whether reached by one run, by restarts, or by [`replay`].
+//!
+//! Other files: `logs.rs` ([`OpenLog`], how the runtime opens log handles, and
+//! [`last_published_offset`]); `shared.rs` (status, stop flag, role); `replay.rs` (offline
+//! replay for tools and tests).
+
+mod applier;
+mod logs;
+mod publisher;
+mod reader;
+mod replay;
+mod shared;
+mod snapshots;
+mod ticker;
+
+pub use logs::{last_published_offset, OpenLog};
+pub use replay::{replay, ReplayProgress, ReplaySummary};
+
+use engine::{Engine, EngineConfig};
+use requestlog::{LogError, LogReader};
+use shared::Shared;
+use snapshotter::{SnapshotError, SnapshotStore};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Whether this runtime publishes outcomes and writes ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Primary,
+    /// Applies the log (a hot copy of the state) but publishes nothing and never ticks.
+    Standby,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// How a runtime runs.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Must be the same on every replica, or they diverge.
+    pub engine: EngineConfig,
+    pub role: Role,
+    /// How often the ticker looks for due timers.
+    pub tick_interval_ms: u64,
+    /// A snapshot is taken after this many applied records...
+    pub snapshot_every_records: u64,
+    /// ...or this long after the last one, if any record was applied since.
+    pub snapshot_every_ms: u64,
+    /// Records per reader poll, which is also the engine's batch.
+    pub batch_records_max: usize,
+    /// Batches in flight on each channel (reader → engine → publisher).
+    pub channel_batches_max: usize,
+    /// Outcomes per append to the outcomes log (at most the log's `append_records_max`).
+    pub publish_records_max: usize,
+    /// How long the engine waits for a record before it counts as idle.
+    pub idle_ms: u64,
+    /// When idle, the state hash in the status is refreshed at most this often.
+    pub idle_hash_every_ms: u64,
+    /// The newest outcomes a standby keeps, to publish if it is promoted.
+    pub standby_outcomes_max: usize,
+}
+
+impl RuntimeOptions {
+    pub fn new(engine: EngineConfig) -> RuntimeOptions {
+        RuntimeOptions {
+            engine,
+            role: Role::Primary,
+            tick_interval_ms: 500,
+            snapshot_every_records: 100_000,
+            snapshot_every_ms: 60_000,
+            batch_records_max: 4_096,
+            channel_batches_max: 16,
+            publish_records_max: 4_096,
+            idle_ms: 20,
+            idle_hash_every_ms: 1_000,
+            standby_outcomes_max: 1_000_000,
+        }
+    }
+
+    fn assert_valid(&self) {
+        assert!(self.tick_interval_ms > 0);
+        assert!(self.snapshot_every_records > 0);
+        assert!(self.snapshot_every_ms > 0);
+        assert!(self.batch_records_max > 0);
+        assert!(self.channel_batches_max > 0);
+        assert!(self.publish_records_max > 0);
+        assert!(self.idle_ms > 0);
+    }
+}
+
+/// The logs a runtime works on.
+pub struct Logs {
+    /// Read by the reader thread; written by the ticker.
+    pub requests: Arc<dyn OpenLog>,
+    /// Written by the publisher (when primary); read once to find the last published outcome.
+    pub outcomes: Arc<dyn OpenLog>,
+}
+
+/// The last snapshot this runtime wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    pub offset: u64,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub state_bytes: u64,
+    /// How long the engine thread paused to copy the state.
+    pub pause_us: u64,
+    /// Encoding and hashing, on the snapshot thread.
+    pub encode_ms: u64,
+    /// The store's write.
+    pub write_ms: u64,
+}
+
+/// What `GET /v1/admin/engine` shows, and what tests wait on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineStatus {
+    pub role: Role,
+    /// The last applied request offset.
+    pub applied_offset: Option<u64>,
+    /// The requests log's end (next offset to be written), as last seen by the reader.
+    pub log_end_offset: u64,
+    /// The highest request offset whose outcome is known to be in the outcomes log.
+    pub published_offset: Option<u64>,
+    pub last_snapshot: Option<SnapshotStatus>,
+    /// The state hash (hex) as of `state_hash_offset`: the last idle moment, snapshot or start.
+    pub state_hash: String,
+    pub state_hash_offset: Option<u64>,
+    /// Set when a thread failed; the runtime has stopped.
+    pub failure: Option<String>,
+}
+
+impl EngineStatus {
+    /// Every record the reader has seen as written is applied.
+    pub fn caught_up(&self) -> bool {
+        self.applied_offset.map_or(0, |applied| applied + 1) >= self.log_end_offset
+    }
+
+    /// Every applied record's outcome is published.
+    pub fn published_all(&self) -> bool {
+        self.published_offset >= self.applied_offset
+    }
+}
+
+/// The runtime boundary's error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("requests log: {0}")]
+    RequestsLog(#[source] LogError),
+    #[error("outcomes log: {0}")]
+    OutcomesLog(#[source] LogError),
+    #[error("snapshots: {0}")]
+    Snapshots(#[from] SnapshotError),
+    #[error("the outcomes log holds an undecodable outcome at offset {offset}: {reason}")]
+    CorruptOutcome { offset: u64, reason: String },
+    #[error("the newest snapshot covers offset {snapshot_offset}, but the requests log ends at {log_end_offset}")]
+    SnapshotAheadOfLog { snapshot_offset: u64, log_end_offset: u64 },
+    #[error("only a standby can be promoted")]
+    NotStandby,
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the engine runtime failed: {0}")]
+    Failed(String),
+}
+
+/// A cheap, cloneable handle for status and promotion (for the HTTP layer).
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    shared: Arc<Shared>,
+}
+
+impl RuntimeHandle {
+    pub fn status(&self) -> EngineStatus {
+        self.shared.status()
+    }
+
+    /// Asks a standby to become primary: it opens the outcomes writer (fencing a Kafka
+    /// primary with the same transactional id), publishes what the outcomes log lacks of
+    /// the outcomes it kept, and starts ticking. Returns at once; the status's role says
+    /// when it is done. Full fail-over (what a standby that kept too few outcomes does) is
+    /// a later issue.
+    pub fn promote(&self) -> Result<(), RuntimeError> {
+        if self.shared.request_promotion() {
+            Ok(())
+        } else {
+            Err(RuntimeError::NotStandby)
+        }
+    }
+
+    /// Waits until `condition` holds on the status (true), or the runtime stops or
+    /// `timeout` passes (false). Returns the last status seen.
+    pub fn wait_for(&self, timeout: Duration, condition: impl Fn(&EngineStatus) -> bool) -> (EngineStatus, bool) {
+        self.shared.wait_for(timeout, condition)
+    }
+}
+
+/// A running engine runtime. Stop it with [`Runtime::shutdown`]; dropping it stops it too.
+pub struct Runtime {
+    handle: RuntimeHandle,
+    threads: Vec<(&'static str, JoinHandle<()>)>,
+    /// Dropped at shutdown, which wakes the ticker from its wait.
+    ticker_stop: Option<crossbeam_channel::Sender<()>>,
+}
+
+impl Runtime {
+    /// Loads the newest valid snapshot, positions the reader after it and starts the
+    /// threads, which replay the log's tail and then follow it. Returns once the threads
+    /// run (not once caught up: see [`EngineStatus::caught_up`]).
+    pub fn start(options: RuntimeOptions, logs: Logs, store: Box<dyn SnapshotStore>) -> Result<Runtime, RuntimeError> {
+        options.assert_valid();
+        let recovery = snapshotter::load_newest(store.as_ref(), &options.engine)?;
+        let (engine, snapshot) = match recovery.loaded {
+            Some(loaded) => (loaded.engine, Some(loaded.info)),
+            None => (Engine::new(options.engine.clone()), None),
+        };
+        let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+        let mut reader = logs.requests.open_reader().map_err(RuntimeError::RequestsLog)?;
+        let log_end_offset = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
+        if start_offset > log_end_offset {
+            return Err(RuntimeError::SnapshotAheadOfLog { snapshot_offset: start_offset - 1, log_end_offset });
+        }
+        reader.seek(start_offset).map_err(RuntimeError::RequestsLog)?;
+        let published = match options.role {
+            Role::Primary => Some(publisher::Publishing::open(logs.outcomes.as_ref())?),
+            Role::Standby => None,
+        };
+        let status = EngineStatus {
+            role: options.role,
+            applied_offset: engine.applied_offset(),
+            log_end_offset,
+            published_offset: published.as_ref().and_then(|publishing| publishing.last_published),
+            last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus { offset: info.offset, at_ms: info.created_at_ms, state_bytes: info.state_bytes, pause_us: 0, encode_ms: 0, write_ms: 0 }),
+            state_hash: engine.state_hash_hex(),
+            state_hash_offset: engine.applied_offset(),
+            failure: None,
+        };
+        tracing::info!(role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
+        let shared = Arc::new(Shared::new(status));
+        shared.next_due_ms.store(engine.next_due_ms().unwrap_or(shared::NO_TIMER), std::sync::atomic::Ordering::Release);
+        let mut runtime = Runtime { handle: RuntimeHandle { shared: Arc::clone(&shared) }, threads: Vec::new(), ticker_stop: None };
+        runtime.spawn_threads(options, logs, store, engine, reader, published)?;
+        Ok(runtime)
+    }
+
+    fn spawn_threads(
+        &mut self,
+        options: RuntimeOptions,
+        logs: Logs,
+        store: Box<dyn SnapshotStore>,
+        engine: Engine,
+        reader: Box<dyn LogReader>,
+        published: Option<publisher::Publishing>,
+    ) -> Result<(), RuntimeError> {
+        let shared = &Arc::clone(&self.handle.shared);
+        let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
+        let (outcomes_sender, outcomes) = crossbeam_channel::bounded(options.channel_batches_max);
+        // One job waiting plus one being written: the engine never queues more copies.
+        let (jobs_sender, jobs) = crossbeam_channel::bounded(1);
+        let (ticker_stop, ticker_stopped) = crossbeam_channel::bounded::<()>(0);
+        self.ticker_stop = Some(ticker_stop);
+
+        let reader_thread = reader::ReaderThread { shared: Arc::clone(shared), reader, sender: records_sender, batch_records_max: options.batch_records_max };
+        self.spawn("reader", move || reader_thread.run())?;
+        let applier = applier::Applier::new(Arc::clone(shared), engine, records, outcomes_sender, jobs_sender, &options);
+        self.spawn("engine", move || applier.run())?;
+        let publisher = publisher::Publisher::new(Arc::clone(shared), Arc::clone(&logs.outcomes), outcomes, published, &options);
+        self.spawn("publisher", move || publisher.run())?;
+        let snapshots = snapshots::SnapshotThread { shared: Arc::clone(shared), store, jobs };
+        self.spawn("snapshot", move || snapshots.run())?;
+        let ticker = ticker::Ticker { shared: Arc::clone(shared), requests: logs.requests, interval: Duration::from_millis(options.tick_interval_ms), stopped: ticker_stopped };
+        self.spawn("ticker", move || ticker.run())?;
+        Ok(())
+    }
+
+    fn spawn(&mut self, name: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(), RuntimeError> {
+        let thread = std::thread::Builder::new().name(format!("engine-{name}")).spawn(body).map_err(|error| {
+            self.handle.shared.request_stop();
+            RuntimeError::Thread(error)
+        })?;
+        self.threads.push((name, thread));
+        Ok(())
+    }
+
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        self.handle.status()
+    }
+
+    /// See [`RuntimeHandle::promote`].
+    pub fn promote(&self) -> Result<(), RuntimeError> {
+        self.handle.promote()
+    }
+
+    /// Stops reading, lets the engine apply what was read and the publisher publish it,
+    /// joins every thread. Returns the runtime's failure, if it had one.
+    pub fn shutdown(mut self) -> Result<EngineStatus, RuntimeError> {
+        self.stop_and_join();
+        let status = self.handle.status();
+        match &status.failure {
+            Some(failure) => Err(RuntimeError::Failed(failure.clone())),
+            None => Ok(status),
+        }
+    }
+
+    fn stop_and_join(&mut self) {
+        self.handle.shared.request_stop();
+        self.ticker_stop = None;
+        for (name, thread) in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!(thread = name, "engine runtime thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+pub(crate) fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+}

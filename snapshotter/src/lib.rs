@@ -27,7 +27,6 @@ pub use memory::MemoryStore;
 pub use rocks::{RocksStore, RocksStoreOptions};
 
 use engine::{Engine, EngineConfig, State};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One snapshot, as written and as read back (after its checksums were verified).
 #[derive(Clone, PartialEq, Eq)]
@@ -193,8 +192,4 @@ pub fn load_newest(store: &dyn SnapshotStore, config: &EngineConfig) -> Result<R
 /// Lower-case hex, for hashes in logs and tools.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-pub(crate) fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }

@@ -1,0 +1,131 @@
+//! `boxoffice engine [--role primary|standby]`: the engine runtime alone, on the configured
+//! log. Also the helpers that open the configured logs and snapshot store, shared by the
+//! offline tools (`replay`, `snapshot`, `log export`) and by `serve`.
+//!
+//! Embedded mode keeps everything under the data directory: `<data_dir>/requests`,
+//! `<data_dir>/outcomes` (RocksDB logs) and `<data_dir>/snapshots`. Kafka mode uses the
+//! `[kafka]` topics and still keeps snapshots in `<data_dir>/snapshots`.
+
+use crate::settings::{LogKind, Settings};
+use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogError};
+use runtime::{Logs, OpenLog, Role, Runtime, RuntimeError, RuntimeOptions};
+use snapshotter::{RocksStore, RocksStoreOptions, SnapshotError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The error of the offline tools and the `engine` command.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ToolError {
+    #[error("{what}: {source}")]
+    Log { what: String, source: LogError },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn log_error(what: impl Into<String>) -> impl FnOnce(LogError) -> ToolError {
+    let what = what.into();
+    move |source| ToolError::Log { what, source }
+}
+
+/// The two logs as configured.
+pub(crate) struct ConfiguredLogs {
+    pub(crate) requests: Arc<dyn OpenLog>,
+    pub(crate) outcomes: Arc<dyn OpenLog>,
+}
+
+fn embedded(dir: PathBuf) -> Result<Arc<dyn OpenLog>, ToolError> {
+    let log = EmbeddedLog::open(&dir, EmbeddedOptions::default()).map_err(log_error(format!("cannot open the log in {}", dir.display())))?;
+    Ok(Arc::new(log))
+}
+
+fn kafka(brokers: &str, topic: &str, transactional_id: Option<&str>) -> Result<Arc<dyn OpenLog>, ToolError> {
+    let mut options = KafkaOptions::new(brokers, topic);
+    options.transactional_id = transactional_id.map(str::to_string);
+    let log = KafkaLog::open(options).map_err(log_error(format!("cannot open Kafka topic {topic} on {brokers}")))?;
+    Ok(Arc::new(log))
+}
+
+pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| ToolError::Io { what: format!("cannot create {}", data_dir.display()), source })
+}
+
+/// Opens the requests and outcomes logs per `[log]` (and `[kafka]`). In Kafka mode the
+/// outcomes writer is transactional, so a second engine fences the first.
+pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<ConfiguredLogs, ToolError> {
+    match settings.log.kind {
+        LogKind::Embedded => {
+            create_data_dir(data_dir)?;
+            Ok(ConfiguredLogs { requests: embedded(data_dir.join("requests"))?, outcomes: embedded(data_dir.join("outcomes"))? })
+        }
+        LogKind::Kafka => {
+            let kafka_settings = &settings.kafka;
+            Ok(ConfiguredLogs {
+                requests: kafka(&kafka_settings.brokers, &kafka_settings.requests_topic, None)?,
+                outcomes: kafka(&kafka_settings.brokers, &kafka_settings.outcomes_topic, Some(&kafka_settings.transactional_id))?,
+            })
+        }
+    }
+}
+
+pub(crate) fn open_snapshots(settings: &Settings, data_dir: &Path) -> Result<RocksStore, ToolError> {
+    create_data_dir(data_dir)?;
+    let options = RocksStoreOptions { keep: settings.snapshot.keep.max(1), ..RocksStoreOptions::default() };
+    Ok(RocksStore::open(data_dir.join("snapshots"), options)?)
+}
+
+pub(crate) fn runtime_options(settings: &Settings, role: Role) -> RuntimeOptions {
+    RuntimeOptions {
+        role,
+        tick_interval_ms: settings.engine.tick_interval_ms,
+        snapshot_every_records: settings.snapshot.every_records,
+        snapshot_every_ms: settings.snapshot.every_ms,
+        ..RuntimeOptions::new(settings.engine_config())
+    }
+}
+
+/// How often `engine` logs its status.
+const STATUS_EVERY: Duration = Duration::from_secs(10);
+
+pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
+    for secret in settings.default_secrets_in_use() {
+        tracing::warn!(setting = secret, "a development default secret is in use");
+    }
+    let logs = open_logs(settings, data_dir)?;
+    let store = open_snapshots(settings, data_dir)?;
+    let runtime = Runtime::start(runtime_options(settings, role), Logs { requests: logs.requests, outcomes: logs.outcomes }, Box::new(store))?;
+    let (interrupted, interrupt) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        let _ = interrupted.try_send(());
+    })
+    .map_err(|error| ToolError::Invalid(format!("cannot install the signal handler: {error}")))?;
+    let handle = runtime.handle();
+    loop {
+        if interrupt.recv_timeout(STATUS_EVERY).is_ok() {
+            tracing::info!("interrupted: stopping the engine runtime");
+            break;
+        }
+        let status = handle.status();
+        if status.failure.is_some() {
+            break;
+        }
+        tracing::info!(
+            role = status.role.as_str(),
+            applied_offset = ?status.applied_offset,
+            log_end_offset = status.log_end_offset,
+            published_offset = ?status.published_offset,
+            last_snapshot = ?status.last_snapshot.as_ref().map(|snapshot| snapshot.offset),
+            state_hash = %status.state_hash,
+            "engine status"
+        );
+    }
+    let status = runtime.shutdown()?;
+    tracing::info!(applied_offset = ?status.applied_offset, published_offset = ?status.published_offset, state_hash = %status.state_hash, "engine runtime stopped");
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! Extractors whose rejections are our error format: JSON bodies (field named, 413 for
+//! large bodies), query strings, the Idempotency-Key header, and who is asking.
+
+use crate::auth::{AdminKey, Auth};
+use crate::error::AppError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+/// The longest Idempotency-Key accepted (the contract's limit).
+pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
+
+/// A JSON body. A wrong content type, malformed JSON or a bad field is a 400 naming the
+/// field (`details.field`); a body over the limit is 413.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(AppError::bad_request("the body must be JSON with Content-Type: application/json"));
+        }
+        let limit = state.config().body_bytes_max;
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::payload_too_large(limit)
+            } else {
+                AppError::bad_request(format!("the body could not be read: {}", rejection.body_text()))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let message = inner.to_string();
+        // A missing field is reported at its parent; name the field itself.
+        let field = match message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+            Some(missing) if path == "." => missing.to_string(),
+            Some(missing) => format!("{path}.{missing}"),
+            None => path,
+        };
+        let message = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("malformed JSON: {message}"),
+            _ if field == "." => message,
+            _ => format!("{field}: {message}"),
+        };
+        if field == "." {
+            AppError::bad_request(message)
+        } else {
+            AppError::field(&field, message)
+        }
+    })
+}
+
+/// A query string; an unknown parameter or a bad value is a 400.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded_deserializer(query);
+        deserializer.map(ApiQuery)
+    }
+}
+
+fn serde_urlencoded_deserializer<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
+    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| AppError::bad_request("malformed query string"))?)
+        .map(|axum::extract::Query(value)| value)
+        .map_err(|rejection| AppError::bad_request(rejection.body_text()))
+}
+
+/// `Idempotency-Key`: at most 64 visible ASCII characters.
+pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
+        let invalid = || AppError::field("Idempotency-Key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"));
+        let key = value.to_str().map_err(|_| invalid())?;
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(invalid());
+        }
+        Ok(IdempotencyKey(Some(key.to_string())))
+    }
+}
+
+/// A user, from a valid user token; also takes a token from the user's rate limit.
+pub(crate) struct UserId(pub(crate) String);
+
+impl FromRequestParts<AppState> for UserId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = Auth::bearer(&parts.headers)?;
+        let user = state.shared.auth.user(token)?;
+        state.check_user_rate(&user)?;
+        Ok(UserId(user))
+    }
+}
+
+/// A tenant admin, from the tenant's admin key. The operator key is 403 here.
+pub(crate) struct TenantAdmin(pub(crate) String);
+
+impl FromRequestParts<AppState> for TenantAdmin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = Auth::bearer(&parts.headers)?;
+        match state.shared.auth.admin_key(token)? {
+            AdminKey::Tenant(tenant) => Ok(TenantAdmin(tenant.to_string())),
+            AdminKey::Operator => Err(AppError::forbidden("the operator key does not administer tenants' events")),
+        }
+    }
+}
+
+/// The operator, from the operator key. A tenant's admin key is 403 here.
+pub(crate) struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = Auth::bearer(&parts.headers)?;
+        match state.shared.auth.admin_key(token)? {
+            AdminKey::Operator => Ok(Operator),
+            AdminKey::Tenant(_) => Err(AppError::forbidden("this endpoint needs the operator key")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        items: Vec<Inner>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        price_cents: u64,
+    }
+
+    fn field_of(body: &str) -> String {
+        let error = parse_json::<Outer>(body.as_bytes()).unwrap_err();
+        assert_eq!(error.code, "bad_request");
+        error.details.map(|details| details["field"].as_str().unwrap().to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert_eq!(field_of(r#"{"items": []}"#), "name");
+        assert_eq!(field_of(r#"{"name": 5, "items": []}"#), "name");
+        assert_eq!(field_of(r#"{"name": "x", "items": [{"price_cents": -1}]}"#), "items[0].price_cents");
+        assert_eq!(field_of(r#"{"name": "x", "items": [{}]}"#), "items[0].price_cents");
+        assert_eq!(field_of(r#"{"name": "x", "items": [], "extra": 1}"#), "extra");
+        assert_eq!(field_of(r#"{"name": "#), "");
+        assert!(parse_json::<Outer>(br#"{"name": "x", "items": []}"#).is_ok());
+    }
+}

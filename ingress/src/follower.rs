@@ -1,0 +1,119 @@
+//! The outcome follower: one thread reads the outcomes log from offset 0, applies each
+//! outcome to the read model, then completes the write waiting on its offset and wakes
+//! long-polls.
+//!
+//! Architecture invariant: a waiter is completed only after the read model applied its
+//! outcome (read-your-writes: after a 201 hold, the seat map already shows the seats held).
+//! Architecture invariant: outcomes are applied in strictly increasing input offsets; a
+//! repeated offset (an engine that restarted re-publishes) is dropped, and a `replayed`
+//! outcome (an idempotent repeat) answers its waiter but changes nothing.
+
+use crate::metrics::Metrics;
+use crate::read_model::ReadModel;
+use crate::state::{FollowerStatus, Watchers};
+use crate::writes::Pending;
+use engine::Outcome;
+use requestlog::LogReader;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const POLL_RECORDS_MAX: usize = 1024;
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often the outcomes log's end is looked up while records keep coming.
+const END_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+pub(crate) struct Follower {
+    pub(crate) model: Arc<RwLock<ReadModel>>,
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) watchers: Arc<Watchers>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: Arc<FollowerStatus>,
+}
+
+impl Follower {
+    pub(crate) fn spawn(self, mut reader: Box<dyn LogReader>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("ingress-follower".into())
+            .spawn(move || {
+                self.status.running.store(true, Ordering::Release);
+                self.run(&mut *reader, &stop);
+                self.status.running.store(false, Ordering::Release);
+            })
+            .expect("spawning the outcome follower")
+    }
+
+    fn run(&self, reader: &mut dyn LogReader, stop: &AtomicBool) {
+        let mut last_end_check: Option<Instant> = None;
+        while !stop.load(Ordering::Acquire) {
+            let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
+                Ok(records) => records,
+                Err(error) => {
+                    self.metrics.outcome_read_errors.inc();
+                    tracing::error!(%error, position = reader.position(), "reading the outcomes log failed");
+                    std::thread::sleep(ERROR_BACKOFF);
+                    continue;
+                }
+            };
+            let drained = records.len() < POLL_RECORDS_MAX;
+            let outcomes: Vec<Outcome> = records
+                .iter()
+                .filter_map(|record| match engine::wire::decode_outcome(&record.payload) {
+                    Ok(outcome) => Some(outcome),
+                    Err(reason) => {
+                        self.metrics.outcomes_undecodable.inc();
+                        tracing::error!(offset = record.offset, %reason, "an outcome record could not be decoded");
+                        None
+                    }
+                })
+                .collect();
+            self.apply(outcomes);
+            self.status.position.store(reader.position(), Ordering::Release);
+            if drained && last_end_check.is_none_or(|checked| checked.elapsed() >= END_CHECK_INTERVAL) {
+                match reader.end_offset() {
+                    Ok(end) => {
+                        self.status.end_offset.store(end, Ordering::Release);
+                        self.status.caught_up.store(reader.position() >= end, Ordering::Release);
+                        last_end_check = Some(Instant::now());
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read the outcomes log's end offset");
+                        self.status.caught_up.store(false, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a batch under one write lock, then answers waiters and long-polls.
+    pub(crate) fn apply(&self, outcomes: Vec<Outcome>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        let mut fresh = Vec::with_capacity(outcomes.len());
+        let mut changed_waiters = Vec::new();
+        {
+            let mut model = self.model.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            for outcome in outcomes {
+                if model.applied_offset.is_some_and(|applied| outcome.offset <= applied) {
+                    self.metrics.outcomes_duplicate.inc();
+                    continue;
+                }
+                if outcome.replayed {
+                    self.metrics.outcomes_replayed.inc();
+                    model.note_processed(&outcome);
+                } else {
+                    self.metrics.outcomes_applied.inc();
+                    changed_waiters.extend(model.apply(&outcome).waiters);
+                }
+                fresh.push(Arc::new(outcome));
+            }
+        }
+        for outcome in fresh {
+            self.pending.complete(outcome);
+        }
+        self.watchers.notify(&changed_waiters);
+    }
+}

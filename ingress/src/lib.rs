@@ -1,0 +1,1 @@
+//! HTTP ingress (being written).

@@ -1,0 +1,876 @@
+//! The read model (CQRS): what the engine's outcomes say about events, seats, holds,
+//! bookings, waitlist entries and desks, kept in memory for reads. It is written only by
+//! the outcome follower thread, in outcome order, and read by handlers under a shared lock.
+//!
+//! Applying an outcome: its result first, then its effects in order. Seat ownership is
+//! tagged with the owning hold or booking, and freeing a seat only frees it when the
+//! ender still owns it, so a hold placed on seats freed by an expiry in the same outcome
+//! (timers fire before the command) ends up right whatever the order.
+//!
+//! A broken expectation here (an outcome about a hold the model never saw) is a bug in
+//! the engine or the model: it is counted and logged, and stops debug builds.
+
+use engine::layout::Layout;
+use engine::{
+    BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId, EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd,
+    WaiterId,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+const TAG_HELD: u64 = 1 << 62;
+const TAG_BOOKED: u64 = 2 << 62;
+const TAG_MASK: u64 = 3 << 62;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SeatOwner {
+    Free,
+    Held(HoldId),
+    Booked(BookingId),
+}
+
+fn pack(owner: SeatOwner) -> u64 {
+    match owner {
+        SeatOwner::Free => 0,
+        SeatOwner::Held(hold) => TAG_HELD | hold.0,
+        SeatOwner::Booked(booking) => TAG_BOOKED | booking.0,
+    }
+}
+
+fn unpack(state: u64) -> SeatOwner {
+    match state & TAG_MASK {
+        0 => SeatOwner::Free,
+        TAG_HELD => SeatOwner::Held(HoldId(state & !TAG_MASK)),
+        _ => SeatOwner::Booked(BookingId(state & !TAG_MASK)),
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct CategoryCounts {
+    pub(crate) name: String,
+    pub(crate) price_cents: u64,
+    pub(crate) capacity: u64,
+    pub(crate) held: u64,
+    pub(crate) booked: u64,
+}
+
+impl CategoryCounts {
+    pub(crate) fn free(&self) -> u64 {
+        self.capacity.saturating_sub(self.held + self.booked)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct EventRecord {
+    pub(crate) id: EventId,
+    pub(crate) tenant: String,
+    /// The spec as last updated (sections included: the seat map shows them).
+    pub(crate) spec: EventSpec,
+    pub(crate) canceled: bool,
+    pub(crate) layout: Layout,
+    seats: Vec<u64>,
+    pub(crate) categories: Vec<CategoryCounts>,
+    /// FCFS queues by requested category, as the engine keeps them.
+    queues: BTreeMap<Option<u16>, BTreeSet<WaiterId>>,
+    pub(crate) waiting: u64,
+    pub(crate) bookings: Vec<BookingId>,
+}
+
+impl EventRecord {
+    pub(crate) fn seat_owner(&self, seat: u32) -> SeatOwner {
+        self.seats.get(seat as usize).map_or(SeatOwner::Free, |state| unpack(*state))
+    }
+
+    pub(crate) fn seat_category(&self, seat: u32) -> u16 {
+        self.layout.rows[self.layout.row_of(seat) as usize].category
+    }
+
+    pub(crate) fn category_index(&self, name: &str) -> Option<u16> {
+        self.categories.iter().position(|category| category.name == name).map(|index| index as u16)
+    }
+
+    pub(crate) fn category_name(&self, index: u16) -> String {
+        self.categories.get(index as usize).map(|category| category.name.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn labels(&self, items: &Items) -> Vec<String> {
+        match items {
+            Items::Seats(seats) => seats.iter().filter(|seat| **seat < self.layout.seat_count).map(|seat| self.layout.label_of(*seat)).collect(),
+            Items::Pool { .. } => Vec::new(),
+        }
+    }
+
+    /// Category names of the items, one per seat (one for a pool).
+    pub(crate) fn item_categories(&self, items: &Items) -> Vec<String> {
+        match items {
+            Items::Seats(seats) => seats.iter().filter(|seat| **seat < self.layout.seat_count).map(|seat| self.category_name(self.seat_category(*seat))).collect(),
+            Items::Pool { category, .. } => vec![self.category_name(*category)],
+        }
+    }
+
+    /// (category, count) pairs of some items.
+    fn category_counts(&self, items: &Items) -> Vec<(u16, u64)> {
+        match items {
+            Items::Seats(seats) => {
+                let mut counts: BTreeMap<u16, u64> = BTreeMap::new();
+                for &seat in seats {
+                    if seat < self.layout.seat_count {
+                        *counts.entry(self.seat_category(seat)).or_default() += 1;
+                    }
+                }
+                counts.into_iter().collect()
+            }
+            Items::Pool { category, quantity } => vec![(*category, u64::from(*quantity))],
+        }
+    }
+
+    pub(crate) fn price_of(&self, items: &Items) -> u64 {
+        self.category_counts(items).iter().map(|(category, count)| self.categories.get(*category as usize).map_or(0, |entry| entry.price_cents) * count).sum()
+    }
+
+    pub(crate) fn free_total(&self) -> u64 {
+        self.categories.iter().map(CategoryCounts::free).sum()
+    }
+
+    pub(crate) fn capacity_total(&self) -> u64 {
+        self.categories.iter().map(|category| category.capacity).sum()
+    }
+
+    /// Live place of a waiting entry in its queue, from 1.
+    pub(crate) fn position(&self, waiter: WaiterId, category: Option<u16>) -> u32 {
+        self.queues.get(&category).map_or(0, |queue| if queue.contains(&waiter) { queue.range(..=waiter).count() as u32 } else { 0 })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HoldStatus {
+    Held,
+    Confirmed(BookingId),
+    Released,
+    Expired,
+}
+
+impl HoldStatus {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            HoldStatus::Held => "held",
+            HoldStatus::Confirmed(_) => "confirmed",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct HoldRecord {
+    pub(crate) view: HoldView,
+    pub(crate) status: HoldStatus,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct BookingRecord {
+    pub(crate) view: BookingView,
+    pub(crate) canceled: bool,
+    pub(crate) tickets_used: Vec<bool>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaiterStatus {
+    Waiting,
+    Offered(HoldId),
+    Ended(WaitEnd),
+    Left,
+}
+
+impl WaiterStatus {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            WaiterStatus::Waiting => "waiting",
+            WaiterStatus::Offered(_) => "offered",
+            WaiterStatus::Ended(_) => "expired",
+            WaiterStatus::Left => "left",
+        }
+    }
+}
+
+pub(crate) fn wait_end_name(reason: WaitEnd) -> &'static str {
+    match reason {
+        WaitEnd::TimedOut => "timed_out",
+        WaitEnd::SoldOut => "sold_out",
+        WaitEnd::LimitExceeded => "limit_exceeded",
+        WaitEnd::EventCanceled => "event_canceled",
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct WaiterRecord {
+    pub(crate) id: WaiterId,
+    pub(crate) event: EventId,
+    pub(crate) user: String,
+    pub(crate) quantity: u32,
+    pub(crate) category: Option<u16>,
+    pub(crate) status: WaiterStatus,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DeskRecord {
+    pub(crate) id: DeskId,
+    pub(crate) tenant: String,
+    pub(crate) spec: DeskSpec,
+    pub(crate) live_tickets: BTreeSet<DeskTicketId>,
+    pub(crate) held_tickets: u64,
+    /// Busy agents per slot start (ms), for slots with at least one.
+    pub(crate) busy: BTreeMap<u64, u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeskTicketStatus {
+    Held,
+    Confirmed,
+    Canceled,
+    Expired,
+}
+
+impl DeskTicketStatus {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DeskTicketStatus::Held => "held",
+            DeskTicketStatus::Confirmed => "confirmed",
+            DeskTicketStatus::Canceled => "canceled",
+            DeskTicketStatus::Expired => "expired",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DeskTicketRecord {
+    pub(crate) view: DeskTicketView,
+    pub(crate) status: DeskTicketStatus,
+}
+
+/// Filters of an event search.
+#[derive(Debug, Default)]
+pub(crate) struct EventFilter {
+    pub(crate) city: Option<String>,
+    pub(crate) country: Option<String>,
+    pub(crate) venue: Option<String>,
+    /// Lower-cased words that must all appear.
+    pub(crate) words: Vec<String>,
+    pub(crate) from_ms: Option<u64>,
+    pub(crate) to_ms: Option<u64>,
+    pub(crate) tenant: Option<String>,
+    pub(crate) include_canceled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventSort {
+    Date,
+    Name,
+}
+
+/// What one applied outcome changed that someone may be waiting on.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Waitlist entries whose status changed (offered, expired, left).
+    pub(crate) waiters: Vec<WaiterId>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ReadModel {
+    /// Input offset of the last applied outcome; `None` before the first.
+    pub(crate) applied_offset: Option<u64>,
+    /// The engine's clock at that outcome.
+    pub(crate) time_ms: u64,
+    events: BTreeMap<EventId, EventRecord>,
+    holds: HashMap<HoldId, HoldRecord>,
+    ended_holds: VecDeque<HoldId>,
+    bookings: HashMap<BookingId, BookingRecord>,
+    user_bookings: HashMap<String, Vec<BookingId>>,
+    waiters: HashMap<WaiterId, WaiterRecord>,
+    ended_waiters: VecDeque<WaiterId>,
+    desks: BTreeMap<DeskId, DeskRecord>,
+    desk_tickets: HashMap<DeskTicketId, DeskTicketRecord>,
+    ended_desk_tickets: VecDeque<DeskTicketId>,
+    pub(crate) live_holds: u64,
+    pub(crate) live_bookings: u64,
+    pub(crate) waiting: u64,
+    /// Outcomes that did not fit the model (bugs); should stay 0.
+    pub(crate) anomalies: u64,
+    ended_entries_max: usize,
+}
+
+impl ReadModel {
+    pub(crate) fn new(ended_entries_max: usize) -> ReadModel {
+        assert!(ended_entries_max > 0);
+        ReadModel {
+            applied_offset: None,
+            time_ms: 0,
+            events: BTreeMap::new(),
+            holds: HashMap::new(),
+            ended_holds: VecDeque::new(),
+            bookings: HashMap::new(),
+            user_bookings: HashMap::new(),
+            waiters: HashMap::new(),
+            ended_waiters: VecDeque::new(),
+            desks: BTreeMap::new(),
+            desk_tickets: HashMap::new(),
+            ended_desk_tickets: VecDeque::new(),
+            live_holds: 0,
+            live_bookings: 0,
+            waiting: 0,
+            anomalies: 0,
+            ended_entries_max,
+        }
+    }
+
+    // ---- reads -----------------------------------------------------------------------
+
+    pub(crate) fn event(&self, id: EventId) -> Option<&EventRecord> {
+        self.events.get(&id)
+    }
+
+    pub(crate) fn events(&self) -> impl Iterator<Item = &EventRecord> {
+        self.events.values()
+    }
+
+    pub(crate) fn hold(&self, id: HoldId) -> Option<&HoldRecord> {
+        self.holds.get(&id)
+    }
+
+    pub(crate) fn booking(&self, id: BookingId) -> Option<&BookingRecord> {
+        self.bookings.get(&id)
+    }
+
+    pub(crate) fn user_bookings(&self, user: &str) -> impl Iterator<Item = &BookingRecord> {
+        self.user_bookings.get(user).into_iter().flatten().filter_map(|id| self.bookings.get(id))
+    }
+
+    pub(crate) fn waiter(&self, id: WaiterId) -> Option<&WaiterRecord> {
+        self.waiters.get(&id)
+    }
+
+    pub(crate) fn desk(&self, id: DeskId) -> Option<&DeskRecord> {
+        self.desks.get(&id)
+    }
+
+    pub(crate) fn desk_ticket(&self, id: DeskTicketId) -> Option<&DeskTicketRecord> {
+        self.desk_tickets.get(&id)
+    }
+
+    /// Events matching the filter, sorted, and the page asked for; plus the total.
+    pub(crate) fn search(&self, filter: &EventFilter, sort: EventSort, page: u32, per_page: u32) -> (Vec<&EventRecord>, u64) {
+        let same = |wanted: &Option<String>, actual: &str| wanted.as_ref().is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase());
+        let mut found: Vec<&EventRecord> = self
+            .events
+            .values()
+            .filter(|event| filter.include_canceled || !event.canceled)
+            .filter(|event| filter.tenant.as_ref().is_none_or(|tenant| *tenant == event.tenant))
+            .filter(|event| same(&filter.city, &event.spec.city) && same(&filter.country, &event.spec.country) && same(&filter.venue, &event.spec.venue))
+            .filter(|event| filter.from_ms.is_none_or(|from| event.spec.starts_at_ms >= from) && filter.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to))
+            .filter(|event| {
+                if filter.words.is_empty() {
+                    return true;
+                }
+                let text = format!("{} {} {}", event.spec.name, event.spec.description, event.spec.venue).to_lowercase();
+                filter.words.iter().all(|word| text.contains(word.as_str()))
+            })
+            .collect();
+        match sort {
+            EventSort::Date => found.sort_by(|a, b| (a.spec.starts_at_ms, a.id).cmp(&(b.spec.starts_at_ms, b.id))),
+            EventSort::Name => found.sort_by(|a, b| (a.spec.name.to_lowercase(), a.id).cmp(&(b.spec.name.to_lowercase(), b.id))),
+        }
+        let total = found.len() as u64;
+        let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
+        let page: Vec<&EventRecord> = found.into_iter().skip(usize::try_from(start).unwrap_or(usize::MAX)).take(per_page as usize).collect();
+        (page, total)
+    }
+
+    /// (city, country) → events not canceled, ordered by city.
+    pub(crate) fn cities(&self) -> Vec<(String, String, u64)> {
+        let mut cities: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for event in self.events.values().filter(|event| !event.canceled) {
+            *cities.entry((event.spec.city.clone(), event.spec.country.clone())).or_default() += 1;
+        }
+        cities.into_iter().map(|((city, country), count)| (city, country, count)).collect()
+    }
+
+    /// (venue, city, country) → events not canceled, optionally in one city.
+    pub(crate) fn venues(&self, city: Option<&str>) -> Vec<(String, String, String, u64)> {
+        let mut venues: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        let city = city.map(str::to_lowercase);
+        for event in self.events.values().filter(|event| !event.canceled) {
+            if city.as_ref().is_some_and(|city| *city != event.spec.city.to_lowercase()) {
+                continue;
+            }
+            *venues.entry((event.spec.venue.clone(), event.spec.city.clone(), event.spec.country.clone())).or_default() += 1;
+        }
+        venues.into_iter().map(|((venue, city, country), count)| (venue, city, country, count)).collect()
+    }
+
+    // ---- writes (the follower thread) -----------------------------------------------
+
+    /// Applies one outcome that is not a replay. Returns what changed for long-polls.
+    pub(crate) fn apply(&mut self, outcome: &Outcome) -> Changes {
+        debug_assert!(!outcome.replayed, "a replayed outcome's result was applied the first time");
+        debug_assert!(self.applied_offset.is_none_or(|applied| outcome.offset > applied));
+        let mut changes = Changes::default();
+        if let Ok(reply) = &outcome.result {
+            self.apply_reply(reply, &mut changes);
+        }
+        for effect in &outcome.effects {
+            self.apply_effect(effect, &mut changes);
+        }
+        self.note_processed(outcome);
+        changes
+    }
+
+    /// Records that an outcome was processed (applied or, for a replay, skipped).
+    pub(crate) fn note_processed(&mut self, outcome: &Outcome) {
+        self.applied_offset = Some(self.applied_offset.map_or(outcome.offset, |applied| applied.max(outcome.offset)));
+        self.time_ms = self.time_ms.max(outcome.time_ms);
+    }
+
+    fn anomaly(&mut self, what: &str) {
+        self.anomalies += 1;
+        tracing::error!(what, "read model: an outcome does not fit the model");
+        debug_assert!(false, "read model anomaly: {what}");
+    }
+
+    fn apply_reply(&mut self, reply: &Reply, changes: &mut Changes) {
+        match reply {
+            Reply::EventCreated { event, tenant, spec } => self.create_event(*event, tenant, spec),
+            Reply::EventUpdated { event, patch } => self.update_event(*event, patch),
+            Reply::EventCanceled { event, released_holds, canceled_bookings, ended_waiters } => {
+                for hold in released_holds {
+                    self.end_hold(*hold, HoldStatus::Released);
+                }
+                for booking in canceled_bookings {
+                    self.cancel_booking(*booking);
+                }
+                for waiter in ended_waiters {
+                    self.end_waiter(*waiter, WaiterStatus::Ended(WaitEnd::EventCanceled), changes);
+                }
+                match self.events.get_mut(event) {
+                    Some(record) => record.canceled = true,
+                    None => self.anomaly("canceled an unknown event"),
+                }
+            }
+            Reply::CheckedIn { ticket, .. } => {
+                let used = self.bookings.get_mut(&ticket.booking).and_then(|booking| booking.tickets_used.get_mut(ticket.index as usize - 1));
+                match used {
+                    Some(used) => *used = true,
+                    None => self.anomaly("checked in an unknown ticket"),
+                }
+            }
+            Reply::HoldPlaced(view) => self.add_hold(view),
+            Reply::Waitlisted { waiter, event, user, quantity, category, .. } | Reply::WaitlistJoined { waiter, event, user, quantity, category, .. } => {
+                self.add_waiter(*waiter, *event, user, *quantity, *category)
+            }
+            Reply::HoldConfirmed(view) => self.confirm(view),
+            Reply::HoldReleased { hold, .. } => self.end_hold(*hold, HoldStatus::Released),
+            Reply::BookingCanceled { booking, .. } => self.cancel_booking(*booking),
+            Reply::WaitlistLeft { waiter, .. } => self.end_waiter(*waiter, WaiterStatus::Left, changes),
+            Reply::DeskCreated { desk, tenant, spec } => {
+                let record = DeskRecord { id: *desk, tenant: tenant.clone(), spec: (**spec).clone(), live_tickets: BTreeSet::new(), held_tickets: 0, busy: BTreeMap::new() };
+                self.desks.insert(*desk, record);
+            }
+            Reply::DeskTicketCreated(view) => self.add_desk_ticket(view),
+            Reply::DeskTicketConfirmed(view) => {
+                let Some(ticket) = self.desk_tickets.get_mut(&view.ticket) else {
+                    return self.anomaly("confirmed an unknown desk ticket");
+                };
+                if ticket.status == DeskTicketStatus::Held {
+                    ticket.status = DeskTicketStatus::Confirmed;
+                    if let Some(desk) = self.desks.get_mut(&view.desk) {
+                        desk.held_tickets = desk.held_tickets.saturating_sub(1);
+                    }
+                }
+                ticket.view = view.clone();
+            }
+            Reply::DeskTicketCanceled { ticket, .. } => self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled),
+            Reply::Ticked => {}
+        }
+    }
+
+    fn apply_effect(&mut self, effect: &Effect, changes: &mut Changes) {
+        match effect {
+            Effect::HoldExpired { hold, .. } => self.end_hold(*hold, HoldStatus::Expired),
+            Effect::WaitlistOffered { waiter, hold } => {
+                self.add_hold(hold);
+                self.end_waiter(*waiter, WaiterStatus::Offered(hold.hold), changes);
+            }
+            Effect::WaitlistEnded { waiter, reason, .. } => self.end_waiter(*waiter, WaiterStatus::Ended(*reason), changes),
+            Effect::DeskHoldExpired { ticket, .. } => self.end_desk_ticket(*ticket, DeskTicketStatus::Expired),
+        }
+    }
+
+    fn create_event(&mut self, id: EventId, tenant: &str, spec: &EventSpec) {
+        let category_of = |name: &str| spec.categories.iter().position(|category| category.name == name).unwrap_or(0) as u16;
+        let layout = Layout::build(&spec.sections, category_of);
+        let mut categories: Vec<CategoryCounts> =
+            spec.categories.iter().map(|category| CategoryCounts { name: category.name.clone(), price_cents: category.price_cents, capacity: 0, held: 0, booked: 0 }).collect();
+        for row in &layout.rows {
+            if let Some(category) = categories.get_mut(row.category as usize) {
+                category.capacity += u64::from(row.seat_count);
+            }
+        }
+        for pool in &spec.general_admission {
+            let index = category_of(&pool.category) as usize;
+            if let Some(category) = categories.get_mut(index) {
+                category.capacity += u64::from(pool.capacity);
+            }
+        }
+        let record = EventRecord {
+            id,
+            tenant: tenant.to_string(),
+            spec: spec.clone(),
+            canceled: false,
+            seats: vec![0; layout.seat_count as usize],
+            layout,
+            categories,
+            queues: BTreeMap::new(),
+            waiting: 0,
+            bookings: Vec::new(),
+        };
+        if self.events.insert(id, record).is_some() {
+            self.anomaly("an event id was created twice");
+        }
+    }
+
+    fn update_event(&mut self, id: EventId, patch: &EventPatch) {
+        let Some(event) = self.events.get_mut(&id) else {
+            return self.anomaly("updated an unknown event");
+        };
+        let spec = &mut event.spec;
+        if let Some(name) = &patch.name {
+            spec.name = name.clone();
+        }
+        if let Some(description) = &patch.description {
+            spec.description = description.clone();
+        }
+        spec.starts_at_ms = patch.starts_at_ms.unwrap_or(spec.starts_at_ms);
+        spec.ends_at_ms = patch.ends_at_ms.unwrap_or(spec.ends_at_ms);
+        spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
+        spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
+        spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
+        spec.seats_per_order_max = patch.seats_per_order_max.unwrap_or(spec.seats_per_order_max);
+        spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
+        spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
+    }
+
+    fn add_hold(&mut self, view: &HoldView) {
+        let Some(event) = self.events.get_mut(&view.event) else {
+            return self.anomaly("a hold on an unknown event");
+        };
+        if let Items::Seats(seats) = &view.items {
+            for &seat in seats {
+                if let Some(state) = event.seats.get_mut(seat as usize) {
+                    *state = pack(SeatOwner::Held(view.hold));
+                }
+            }
+        }
+        for (category, count) in event.category_counts(&view.items) {
+            if let Some(entry) = event.categories.get_mut(category as usize) {
+                entry.held += count;
+            }
+        }
+        self.holds.insert(view.hold, HoldRecord { view: view.clone(), status: HoldStatus::Held });
+        self.live_holds += 1;
+    }
+
+    /// Ends a live hold as released or expired: its seats are free again (those it still owns).
+    fn end_hold(&mut self, hold_id: HoldId, end: HoldStatus) {
+        let Some(hold) = self.holds.get_mut(&hold_id) else {
+            return self.anomaly("ended an unknown hold");
+        };
+        if hold.status != HoldStatus::Held {
+            return self.anomaly("ended a hold that was not held");
+        }
+        hold.status = end;
+        let (event_id, items) = (hold.view.event, hold.view.items.clone());
+        if let Some(event) = self.events.get_mut(&event_id) {
+            if let Items::Seats(seats) = &items {
+                for &seat in seats {
+                    if let Some(state) = event.seats.get_mut(seat as usize) {
+                        if unpack(*state) == SeatOwner::Held(hold_id) {
+                            *state = pack(SeatOwner::Free);
+                        }
+                    }
+                }
+            }
+            for (category, count) in event.category_counts(&items) {
+                if let Some(entry) = event.categories.get_mut(category as usize) {
+                    entry.held = entry.held.saturating_sub(count);
+                }
+            }
+        }
+        self.live_holds = self.live_holds.saturating_sub(1);
+        self.remember_ended_hold(hold_id);
+    }
+
+    fn remember_ended_hold(&mut self, hold_id: HoldId) {
+        self.ended_holds.push_back(hold_id);
+        while self.ended_holds.len() > self.ended_entries_max {
+            let oldest = self.ended_holds.pop_front().expect("longer than the maximum");
+            self.holds.remove(&oldest);
+        }
+    }
+
+    fn confirm(&mut self, view: &BookingView) {
+        match self.holds.get_mut(&view.hold) {
+            Some(hold) if hold.status == HoldStatus::Held => hold.status = HoldStatus::Confirmed(view.booking),
+            _ => return self.anomaly("confirmed a hold that was not held"),
+        }
+        self.live_holds = self.live_holds.saturating_sub(1);
+        self.remember_ended_hold(view.hold);
+        let Some(event) = self.events.get_mut(&view.event) else {
+            return self.anomaly("a booking on an unknown event");
+        };
+        if let Items::Seats(seats) = &view.items {
+            for &seat in seats {
+                if let Some(state) = event.seats.get_mut(seat as usize) {
+                    *state = pack(SeatOwner::Booked(view.booking));
+                }
+            }
+        }
+        for (category, count) in event.category_counts(&view.items) {
+            if let Some(entry) = event.categories.get_mut(category as usize) {
+                entry.held = entry.held.saturating_sub(count);
+                entry.booked += count;
+            }
+        }
+        event.bookings.push(view.booking);
+        self.user_bookings.entry(view.user.clone()).or_default().push(view.booking);
+        let tickets_used = vec![false; view.tickets.len()];
+        self.bookings.insert(view.booking, BookingRecord { view: view.clone(), canceled: false, tickets_used });
+        self.live_bookings += 1;
+    }
+
+    fn cancel_booking(&mut self, booking_id: BookingId) {
+        let Some(booking) = self.bookings.get_mut(&booking_id) else {
+            return self.anomaly("canceled an unknown booking");
+        };
+        if booking.canceled {
+            return self.anomaly("canceled a booking twice");
+        }
+        booking.canceled = true;
+        let (event_id, items) = (booking.view.event, booking.view.items.clone());
+        if let Some(event) = self.events.get_mut(&event_id) {
+            if let Items::Seats(seats) = &items {
+                for &seat in seats {
+                    if let Some(state) = event.seats.get_mut(seat as usize) {
+                        if unpack(*state) == SeatOwner::Booked(booking_id) {
+                            *state = pack(SeatOwner::Free);
+                        }
+                    }
+                }
+            }
+            for (category, count) in event.category_counts(&items) {
+                if let Some(entry) = event.categories.get_mut(category as usize) {
+                    entry.booked = entry.booked.saturating_sub(count);
+                }
+            }
+        }
+        self.live_bookings = self.live_bookings.saturating_sub(1);
+    }
+
+    fn add_waiter(&mut self, id: WaiterId, event_id: EventId, user: &str, quantity: u32, category: Option<u16>) {
+        let Some(event) = self.events.get_mut(&event_id) else {
+            return self.anomaly("a waitlist entry on an unknown event");
+        };
+        event.queues.entry(category).or_default().insert(id);
+        event.waiting += 1;
+        self.waiters.insert(id, WaiterRecord { id, event: event_id, user: user.to_string(), quantity, category, status: WaiterStatus::Waiting });
+        self.waiting += 1;
+    }
+
+    fn end_waiter(&mut self, id: WaiterId, end: WaiterStatus, changes: &mut Changes) {
+        let Some(waiter) = self.waiters.get_mut(&id) else {
+            return self.anomaly("ended an unknown waitlist entry");
+        };
+        if waiter.status != WaiterStatus::Waiting {
+            return self.anomaly("ended a waitlist entry that was not waiting");
+        }
+        waiter.status = end;
+        let (event_id, category) = (waiter.event, waiter.category);
+        if let Some(event) = self.events.get_mut(&event_id) {
+            if let Some(queue) = event.queues.get_mut(&category) {
+                queue.remove(&id);
+                if queue.is_empty() {
+                    event.queues.remove(&category);
+                }
+            }
+            event.waiting = event.waiting.saturating_sub(1);
+        }
+        self.waiting = self.waiting.saturating_sub(1);
+        changes.waiters.push(id);
+        self.ended_waiters.push_back(id);
+        while self.ended_waiters.len() > self.ended_entries_max {
+            let oldest = self.ended_waiters.pop_front().expect("longer than the maximum");
+            self.waiters.remove(&oldest);
+        }
+    }
+
+    fn add_desk_ticket(&mut self, view: &DeskTicketView) {
+        let Some(desk) = self.desks.get_mut(&view.desk) else {
+            return self.anomaly("a ticket at an unknown desk");
+        };
+        let status = if view.hold_expires_at_ms.is_some() { DeskTicketStatus::Held } else { DeskTicketStatus::Confirmed };
+        desk.live_tickets.insert(view.ticket);
+        if status == DeskTicketStatus::Held {
+            desk.held_tickets += 1;
+        }
+        *desk.busy.entry(view.slot_start_ms).or_default() += 1;
+        // Slots that ended long ago are of no interest to the load view.
+        let horizon = self.time_ms.saturating_sub(desk.spec.slot_ms);
+        while desk.busy.first_key_value().is_some_and(|(start, _)| *start < horizon) {
+            desk.busy.pop_first();
+        }
+        self.desk_tickets.insert(view.ticket, DeskTicketRecord { view: view.clone(), status });
+    }
+
+    fn end_desk_ticket(&mut self, id: DeskTicketId, end: DeskTicketStatus) {
+        let Some(ticket) = self.desk_tickets.get_mut(&id) else {
+            return self.anomaly("ended an unknown desk ticket");
+        };
+        let was_held = ticket.status == DeskTicketStatus::Held;
+        ticket.status = end;
+        let (desk_id, slot_start) = (ticket.view.desk, ticket.view.slot_start_ms);
+        if let Some(desk) = self.desks.get_mut(&desk_id) {
+            desk.live_tickets.remove(&id);
+            if was_held {
+                desk.held_tickets = desk.held_tickets.saturating_sub(1);
+            }
+            if let Some(busy) = desk.busy.get_mut(&slot_start) {
+                *busy -= 1;
+                if *busy == 0 {
+                    desk.busy.remove(&slot_start);
+                }
+            }
+        }
+        self.ended_desk_tickets.push_back(id);
+        while self.ended_desk_tickets.len() > self.ended_entries_max {
+            let oldest = self.ended_desk_tickets.pop_front().expect("longer than the maximum");
+            self.desk_tickets.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{CategorySpec, Command, EngineConfig, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+
+    fn spec() -> EventSpec {
+        EventSpec {
+            name: "Concert".into(),
+            description: String::new(),
+            city: "Lyon".into(),
+            country: "FR".into(),
+            venue: "Halle".into(),
+            starts_at_ms: 10_000_000,
+            ends_at_ms: None,
+            sales_open_at_ms: None,
+            sales_close_at_ms: None,
+            hold_ttl_ms: 1_000,
+            seats_per_order_max: 10,
+            seats_per_user_max: None,
+            waitlist_policy: WaitlistPolicy::Strict,
+            categories: vec![CategorySpec { name: "Gold".into(), price_cents: 5000 }, CategorySpec { name: "Floor".into(), price_cents: 2000 }],
+            sections: vec![SectionSpec { name: "A".into(), rows: vec![RowSpec { label: "1".into(), seats: 4, category: "Gold".into() }] }],
+            general_admission: vec![engine::PoolSpec { category: "Floor".into(), capacity: 5 }],
+        }
+    }
+
+    /// Drives a real engine and checks the read model agrees with it after every step.
+    struct Check {
+        engine: engine::Engine,
+        model: ReadModel,
+        offset: u64,
+    }
+
+    impl Check {
+        fn new() -> Check {
+            Check { engine: engine::Engine::new(EngineConfig { confirm_grace_ms: 0, ..EngineConfig::default() }), model: ReadModel::new(100), offset: 0 }
+        }
+
+        fn run(&mut self, time_ms: u64, command: Command) -> Outcome {
+            let outcome = self.engine.apply(self.offset, time_ms, &Request::new(command));
+            self.offset += 1;
+            self.model.apply(&outcome);
+            assert_eq!(self.model.anomalies, 0);
+            let event = self.model.event(EventId(0)).unwrap();
+            let availability = self.engine.availability(EventId(0)).unwrap();
+            for (model, engine) in event.categories.iter().zip(&availability) {
+                assert_eq!((model.capacity, model.held, model.booked), (engine.capacity, engine.held, engine.booked), "{}", model.name);
+            }
+            for seat in 0..event.layout.seat_count {
+                let expected = self.engine.seat_status(EventId(0), seat).unwrap();
+                let actual = match event.seat_owner(seat) {
+                    SeatOwner::Free => engine::query::SeatStatus::Free,
+                    SeatOwner::Held(_) => engine::query::SeatStatus::Held,
+                    SeatOwner::Booked(_) => engine::query::SeatStatus::Booked,
+                };
+                assert_eq!(actual, expected, "seat {seat}");
+            }
+            assert_eq!(self.model.live_holds as usize, self.engine.live_hold_count());
+            assert_eq!(self.model.waiting as usize, self.engine.waiting_count());
+            outcome
+        }
+    }
+
+    fn hold(user: &str, selection: Selection, wait: bool) -> Command {
+        Command::PlaceHold { user: user.into(), event: EventId(0), selection, wait }
+    }
+
+    #[test]
+    fn follows_the_engine_through_holds_expiry_offers_and_cancels() {
+        let mut check = Check::new();
+        check.run(1_000, Command::CreateEvent { tenant: "demo".into(), spec: spec() });
+        let first = check.run(1_000, hold("u1", Selection::Seats(vec!["A-1-1".into(), "A-1-2".into()]), false));
+        let Ok(Reply::HoldPlaced(first)) = first.result else { panic!("{first:?}") };
+        check.run(1_000, hold("u2", Selection::Best { quantity: 2, category: Some("Gold".into()), together: true }, false));
+        let waited = check.run(1_000, hold("u3", Selection::Best { quantity: 2, category: Some("Gold".into()), together: false }, true));
+        let Ok(Reply::Waitlisted { waiter, .. }) = waited.result else { panic!("{waited:?}") };
+        assert_eq!(check.model.waiter(waiter).unwrap().status, WaiterStatus::Waiting);
+        assert_eq!(check.model.event(EventId(0)).unwrap().position(waiter, Some(0)), 1);
+        check.run(1_000, hold("u4", Selection::Best { quantity: 3, category: Some("Floor".into()), together: false }, false));
+        // u1's hold expires; the seats go to u3 in the same outcome.
+        let tick = check.run(2_500, Command::Tick);
+        assert!(tick.effects.iter().any(|effect| matches!(effect, Effect::WaitlistOffered { .. })), "{:?}", tick.effects);
+        assert_eq!(check.model.hold(first.hold).unwrap().status, HoldStatus::Expired);
+        assert!(matches!(check.model.waiter(waiter).unwrap().status, WaiterStatus::Offered(_)));
+        // Someone else books and cancels.
+        let placed = check.run(2_600, hold("u5", Selection::Best { quantity: 1, category: Some("Floor".into()), together: false }, false));
+        let Ok(Reply::HoldPlaced(placed)) = placed.result else { panic!() };
+        let booked = check.run(2_700, Command::ConfirmHold { user: "u5".into(), hold: placed.hold, payment_ref: "p".into() });
+        let Ok(Reply::HoldConfirmed(booking)) = booked.result else { panic!() };
+        assert_eq!(check.model.user_bookings("u5").count(), 1);
+        check.run(2_800, Command::CancelBooking { user: "u5".into(), booking: booking.booking });
+        check.run(2_900, Command::CancelEvent { tenant: "demo".into(), event: EventId(0) });
+        assert!(check.model.event(EventId(0)).unwrap().canceled);
+        assert_eq!(check.model.live_holds, 0);
+    }
+
+    #[test]
+    fn search_filters_sorts_and_pages() {
+        let mut model = ReadModel::new(10);
+        for (index, (name, city, starts)) in [("Zed", "Lyon", 3), ("alpha", "lyon", 1), ("Beta", "Paris", 2)].into_iter().enumerate() {
+            let spec = EventSpec { name: name.into(), city: city.into(), starts_at_ms: starts, ..spec() };
+            let outcome = Outcome {
+                offset: index as u64,
+                time_ms: 0,
+                replayed: false,
+                result: Ok(Reply::EventCreated { event: EventId(index as u32), tenant: "demo".into(), spec: Box::new(spec) }),
+                effects: vec![],
+            };
+            model.apply(&outcome);
+        }
+        let filter = EventFilter { city: Some("LYON".into()), ..EventFilter::default() };
+        let (page, total) = model.search(&filter, EventSort::Name, 1, 20);
+        assert_eq!(total, 2);
+        assert_eq!(page.iter().map(|event| event.spec.name.as_str()).collect::<Vec<_>>(), ["alpha", "Zed"]);
+        let (page, total) = model.search(&EventFilter::default(), EventSort::Date, 2, 2);
+        assert_eq!((total, page.len(), page[0].spec.name.as_str()), (3, 1, "Zed"));
+        assert_eq!(model.cities(), vec![("Lyon".into(), "FR".into(), 1), ("Paris".into(), "FR".into(), 1), ("lyon".into(), "FR".into(), 1)]);
+    }
+}

@@ -1,0 +1,149 @@
+//! The state every handler shares, and what the outcome follower shares with them.
+
+use crate::auth::Auth;
+use crate::config::IngressConfig;
+use crate::engine_control::EngineControl;
+use crate::error::AppError;
+use crate::metrics::{Gauges, Metrics};
+use crate::rate_limit::{retry_after_seconds, RateLimiter};
+use crate::read_model::ReadModel;
+use crate::writes::{Pending, Writes};
+use engine::WaiterId;
+use requestlog::LogWriter;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Instant;
+use tokio::sync::{watch, Notify};
+
+/// Cheap to clone: everything is behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: IngressConfig,
+    pub(crate) auth: Auth,
+    pub(crate) writes: Writes,
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) model: Arc<RwLock<ReadModel>>,
+    pub(crate) follower: Arc<FollowerStatus>,
+    pub(crate) watchers: Arc<Watchers>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) user_limiter: RateLimiter,
+    pub(crate) address_limiter: RateLimiter,
+    pub(crate) engine: Option<Arc<dyn EngineControl>>,
+    pub(crate) writer: Arc<dyn LogWriter>,
+    /// Set when the server begins shutting down: long-polls answer at once.
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// What the follower thread tells the rest (readiness, lag).
+#[derive(Default)]
+pub(crate) struct FollowerStatus {
+    pub(crate) position: AtomicU64,
+    pub(crate) end_offset: AtomicU64,
+    /// The follower has read everything the outcomes log held when it last looked.
+    pub(crate) caught_up: AtomicBool,
+    pub(crate) running: AtomicBool,
+}
+
+/// Long-polls waiting for a waitlist entry's status to change.
+#[derive(Default)]
+pub(crate) struct Watchers {
+    waiting: Mutex<HashMap<WaiterId, Arc<Notify>>>,
+}
+
+impl Watchers {
+    pub(crate) fn watch(&self, waiter: WaiterId) -> Arc<Notify> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(waiting.entry(waiter).or_default())
+    }
+
+    /// Drops the entry when no long-poll holds it any more.
+    pub(crate) fn release(&self, waiter: WaiterId) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if waiting.get(&waiter).is_some_and(|notify| Arc::strong_count(notify) == 1) {
+            waiting.remove(&waiter);
+        }
+    }
+
+    pub(crate) fn notify(&self, waiters: &[WaiterId]) {
+        if waiters.is_empty() {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for waiter in waiters {
+            if let Some(notify) = waiting.remove(waiter) {
+                notify.notify_waiters();
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+}
+
+impl AppState {
+    pub(crate) fn config(&self) -> &IngressConfig {
+        &self.shared.config
+    }
+
+    /// The read model, for a short read. Never held across an `.await`.
+    pub(crate) fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        self.shared.model.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn check_user_rate(&self, user: &str) -> Result<(), AppError> {
+        if !self.shared.config.rate_limit.enabled {
+            return Ok(());
+        }
+        self.shared.user_limiter.check(user, Instant::now()).map_err(|wait| {
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(retry_after_seconds(wait))
+        })
+    }
+
+    pub(crate) fn check_address_rate(&self, address: &str) -> Result<(), AppError> {
+        if !self.shared.config.rate_limit.enabled {
+            return Ok(());
+        }
+        self.shared.address_limiter.check(address, Instant::now()).map_err(|wait| {
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(retry_after_seconds(wait))
+        })
+    }
+
+    pub(crate) fn gauges(&self) -> Gauges {
+        let model = self.model();
+        let follower = &self.shared.follower;
+        Gauges {
+            applied_offset: model.applied_offset,
+            outcomes_position: follower.position.load(Ordering::Relaxed),
+            outcomes_end_offset: follower.end_offset.load(Ordering::Relaxed),
+            live_holds: model.live_holds,
+            live_bookings: model.live_bookings,
+            waiting: model.waiting,
+            events: model.events().count() as u64,
+            pending_writes: self.shared.pending.waiting() as u64,
+            read_model_anomalies: model.anomalies,
+        }
+    }
+
+    /// Input offset of the last outcome applied to the read model.
+    pub fn applied_offset(&self) -> Option<u64> {
+        self.model().applied_offset
+    }
+
+    /// True once the follower has read the whole outcomes log (as of its last look).
+    pub fn caught_up(&self) -> bool {
+        self.shared.follower.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Makes long-polls answer at once; call when shutting down.
+    pub fn begin_shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+}

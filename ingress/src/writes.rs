@@ -1,0 +1,247 @@
+//! The write path: encode a request, append it to the requests log, wait for its outcome.
+//!
+//! ```text
+//! handler ──job──▶ bounded queue ──▶ appender threads (batch, LogWriter::append: durable)
+//!    │                                   │ offset
+//!    ◀───────────────────────────────────┘
+//!    │ register(offset) in Pending ◀── follower: read model applied, then complete(outcome)
+//!    ▼
+//! answer from the outcome (or 503 after outcome_timeout)
+//! ```
+//!
+//! The follower may complete an offset before its writer registers (the append's reply and
+//! the outcome race): completed outcomes nobody waited for are kept, a bounded number of
+//! them, and looked up under the same lock as registration, so no outcome is missed.
+
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use engine::{Outcome, Reply, Request};
+use requestlog::{Appended, LogWriter};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Outcomes waited for, and outcomes that arrived before anyone waited.
+pub(crate) struct Pending {
+    inner: Mutex<PendingInner>,
+    completed_max: usize,
+}
+
+struct PendingInner {
+    waiters: HashMap<u64, oneshot::Sender<Arc<Outcome>>>,
+    completed: HashMap<u64, Arc<Outcome>>,
+    completed_order: VecDeque<u64>,
+    /// The highest input offset completed so far.
+    completed_offset: Option<u64>,
+}
+
+pub(crate) enum Registration {
+    Ready(Arc<Outcome>),
+    Wait(oneshot::Receiver<Arc<Outcome>>),
+    /// The outcome came and was forgotten (the completed cache overflowed).
+    Gone,
+}
+
+impl Pending {
+    pub(crate) fn new(completed_max: usize) -> Pending {
+        assert!(completed_max > 0);
+        Pending {
+            inner: Mutex::new(PendingInner { waiters: HashMap::new(), completed: HashMap::new(), completed_order: VecDeque::new(), completed_offset: None }),
+            completed_max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingInner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn register(&self, offset: u64) -> Registration {
+        let mut inner = self.lock();
+        if let Some(outcome) = inner.completed.remove(&offset) {
+            return Registration::Ready(outcome);
+        }
+        if inner.completed_offset.is_some_and(|completed| completed >= offset) {
+            return Registration::Gone;
+        }
+        let (sender, receiver) = oneshot::channel();
+        let previous = inner.waiters.insert(offset, sender);
+        assert!(previous.is_none(), "one writer per offset");
+        Registration::Wait(receiver)
+    }
+
+    /// A writer gave up waiting.
+    pub(crate) fn cancel(&self, offset: u64) {
+        self.lock().waiters.remove(&offset);
+    }
+
+    /// Called by the follower after the read model applied the outcome.
+    pub(crate) fn complete(&self, outcome: Arc<Outcome>) {
+        let mut inner = self.lock();
+        let offset = outcome.offset;
+        inner.completed_offset = Some(inner.completed_offset.map_or(offset, |completed| completed.max(offset)));
+        if let Some(waiter) = inner.waiters.remove(&offset) {
+            // The writer may have timed out meanwhile; then nobody needs it.
+            let _ = waiter.send(outcome);
+            return;
+        }
+        // Ticks are appended by the engine runtime; nobody will ever wait for them.
+        if matches!(outcome.result, Ok(Reply::Ticked)) {
+            return;
+        }
+        inner.completed.insert(offset, outcome);
+        inner.completed_order.push_back(offset);
+        while inner.completed_order.len() > self.completed_max {
+            let oldest = inner.completed_order.pop_front().expect("longer than the maximum");
+            inner.completed.remove(&oldest);
+        }
+    }
+
+    pub(crate) fn waiting(&self) -> usize {
+        self.lock().waiters.len()
+    }
+}
+
+struct AppendJob {
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<Appended, String>>,
+}
+
+/// Appends requests and waits for their outcomes.
+pub(crate) struct Writes {
+    jobs: mpsc::Sender<AppendJob>,
+    pending: Arc<Pending>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Writes {
+    /// Starts `threads` appender threads. They stop when the last `Writes` is dropped.
+    pub(crate) fn start(writer: Arc<dyn LogWriter>, pending: Arc<Pending>, metrics: Arc<Metrics>, timeout: Duration, queue_depth: usize, batch_max: usize, threads: usize) -> Writes {
+        let (jobs, receiver) = mpsc::channel(queue_depth);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads {
+            let (writer, receiver, metrics) = (Arc::clone(&writer), Arc::clone(&receiver), Arc::clone(&metrics));
+            std::thread::Builder::new()
+                .name(format!("ingress-appender-{index}"))
+                .spawn(move || append_loop(&*writer, &receiver, &metrics, batch_max))
+                .expect("spawning an appender thread");
+        }
+        Writes { jobs, pending, timeout, metrics }
+    }
+
+    /// Appends the request and returns its outcome once the read model has applied it.
+    /// 503 when the log refuses the append or the outcome does not come in time.
+    pub(crate) async fn submit(&self, request: &Request) -> Result<Arc<Outcome>, AppError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let payload = engine::wire::encode_request(request);
+        // Bodies are capped far below this, so only a bug gets here.
+        if payload.len() > engine::wire::RECORD_BYTES_MAX {
+            return Err(AppError::internal(format!("a {}-byte record is over the record limit", payload.len())));
+        }
+        let (reply, replied) = oneshot::channel();
+        let timed_out = || {
+            self.metrics.outcome_timeouts.inc();
+            AppError::unavailable("the request was not answered in time; retry with the same Idempotency-Key to learn its outcome")
+        };
+        match tokio::time::timeout_at(deadline, self.jobs.send(AppendJob { payload, reply })).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
+            Ok(Ok(())) => {}
+        }
+        let appended = match tokio::time::timeout_at(deadline, replied).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
+            Ok(Ok(Err(error))) => {
+                tracing::warn!(%error, "append failed");
+                return Err(AppError::unavailable("the request log is not writable; nothing was applied"));
+            }
+            Ok(Ok(Ok(appended))) => appended,
+        };
+        let receiver = match self.pending.register(appended.offset) {
+            Registration::Ready(outcome) => return Ok(outcome),
+            Registration::Gone => return Err(AppError::unavailable("the outcome was missed; retry with the same Idempotency-Key to learn it")),
+            Registration::Wait(receiver) => receiver,
+        };
+        match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(AppError::unavailable("the outcome follower stopped")),
+            Err(_) => {
+                self.pending.cancel(appended.offset);
+                Err(timed_out())
+            }
+        }
+    }
+}
+
+fn append_loop(writer: &dyn LogWriter, receiver: &Mutex<mpsc::Receiver<AppendJob>>, metrics: &Metrics, batch_max: usize) {
+    loop {
+        let mut batch = Vec::with_capacity(batch_max);
+        {
+            // One thread gathers a batch while another may be appending the previous one.
+            let mut receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(first) = receiver.blocking_recv() else { return };
+            batch.push(first);
+            while batch.len() < batch_max {
+                match receiver.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        // A writer that gave up before its record was written is dropped here: nothing of it
+        // reaches the log.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|job| (job.payload, job.reply)).unzip();
+        let count = payloads.len();
+        let started = Instant::now();
+        let result = writer.append(payloads);
+        metrics.log_append.observe(started.elapsed());
+        match result {
+            Ok(appended) => {
+                assert_eq!(appended.len(), count, "one Appended per payload");
+                metrics.log_appended_records.add(count as u64);
+                for (reply, appended) in replies.into_iter().zip(appended) {
+                    let _ = reply.send(Ok(appended));
+                }
+            }
+            Err(error) => {
+                metrics.log_append_errors.inc();
+                tracing::error!(%error, records = count, "appending to the requests log failed");
+                let message = error.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(offset: u64) -> Arc<Outcome> {
+        Arc::new(Outcome { offset, time_ms: 0, replayed: false, result: Err(engine::Rejection::SoldOut), effects: vec![] })
+    }
+
+    #[test]
+    fn an_outcome_before_its_writer_registers_is_not_lost() {
+        let pending = Pending::new(2);
+        pending.complete(outcome(5));
+        assert!(matches!(pending.register(5), Registration::Ready(found) if found.offset == 5));
+        let Registration::Wait(mut receiver) = pending.register(6) else { panic!() };
+        pending.complete(outcome(6));
+        assert_eq!(receiver.try_recv().unwrap().offset, 6);
+        for offset in 7..10 {
+            pending.complete(outcome(offset));
+        }
+        // Only the last two are kept; an older one is known to be gone.
+        assert!(matches!(pending.register(7), Registration::Gone));
+        assert!(matches!(pending.register(9), Registration::Ready(_)));
+        assert_eq!(pending.waiting(), 0);
+    }
+}

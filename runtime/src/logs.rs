@@ -1,0 +1,99 @@
+//! The runtime's view of a log: something that opens readers and writers.
+//!
+//! The runtime opens its own handles, and only when it needs them: a standby must not open
+//! the outcomes writer (in Kafka it is transactional, and opening it fences the primary).
+
+use crate::RuntimeError;
+use requestlog::{EmbeddedLog, KafkaLog, LogError, LogReader, LogWriter};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Opens handles on one log (the requests log, or the outcomes log).
+pub trait OpenLog: Send + Sync {
+    /// A reader positioned at offset 0.
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError>;
+    /// A writer. For a transactional Kafka log this fences earlier writers.
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError>;
+}
+
+impl OpenLog for EmbeddedLog {
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError> {
+        Ok(Box::new(self.reader()))
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
+        Ok(Arc::new(self.writer()))
+    }
+}
+
+impl OpenLog for KafkaLog {
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError> {
+        Ok(Box::new(self.reader()?))
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
+        Ok(Arc::new(self.writer()?))
+    }
+}
+
+impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError> {
+        (**self).open_reader()
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
+        (**self).open_writer()
+    }
+}
+
+/// Records per poll while looking for the outcomes log's tail.
+const TAIL_POLL_RECORDS: usize = 1024;
+/// A Kafka reader may stop short of the end offset for good (transaction markers, aborted
+/// records take offsets): after this long without a record, what was read is the tail.
+const TAIL_QUIET: Duration = Duration::from_millis(1_000);
+/// Upper bound on reading one window of the tail.
+const TAIL_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The request offset answered by the last outcome in the outcomes log (`None` when it
+/// holds none). Reads backwards in growing windows from the end, so it costs one small
+/// read on a dense log. Call it after opening the outcomes writer, so no earlier writer
+/// can append behind it.
+pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, RuntimeError> {
+    let mut reader = outcomes.open_reader().map_err(RuntimeError::OutcomesLog)?;
+    let end = reader.end_offset().map_err(RuntimeError::OutcomesLog)?;
+    let mut window = 16u64;
+    loop {
+        let start = end.saturating_sub(window);
+        reader.seek(start).map_err(RuntimeError::OutcomesLog)?;
+        if let Some(record) = read_last(reader.as_mut(), end)? {
+            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| RuntimeError::CorruptOutcome { offset: record.offset, reason })?;
+            return Ok(Some(outcome.offset));
+        }
+        if start == 0 {
+            return Ok(None);
+        }
+        window = window.saturating_mul(8);
+    }
+}
+
+/// Reads from the reader's position to `end` and returns the last record.
+fn read_last(reader: &mut dyn LogReader, end: u64) -> Result<Option<requestlog::LogRecord>, RuntimeError> {
+    let deadline = Instant::now() + TAIL_DEADLINE;
+    let mut last = None;
+    let mut quiet_since = Instant::now();
+    while reader.position() < end {
+        let records = reader.poll(TAIL_POLL_RECORDS, Duration::from_millis(100)).map_err(RuntimeError::OutcomesLog)?;
+        match records.into_iter().last() {
+            Some(record) => {
+                last = Some(record);
+                quiet_since = Instant::now();
+            }
+            None if quiet_since.elapsed() >= TAIL_QUIET => break,
+            None => {}
+        }
+        if Instant::now() > deadline {
+            return Err(RuntimeError::OutcomesLog(LogError::Timeout { operation: "reading the outcomes log's tail", timeout_ms: TAIL_DEADLINE.as_millis() as u64 }));
+        }
+    }
+    Ok(last)
+}

@@ -1,0 +1,67 @@
+//! The ticker thread: time only passes in the engine through logged records, so when a
+//! timer is due and nothing else is written, it writes a `Tick`.
+
+use crate::logs::OpenLog;
+use crate::shared::{PanicGuard, Shared, NO_TIMER};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use engine::{Command, Request};
+use requestlog::LogWriter;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) struct Ticker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) requests: Arc<dyn OpenLog>,
+    pub(crate) interval: Duration,
+    /// Disconnected at shutdown.
+    pub(crate) stopped: Receiver<()>,
+}
+
+impl Ticker {
+    pub(crate) fn run(self) {
+        let _guard = PanicGuard { shared: &self.shared, thread: "ticker" };
+        let mut writer: Option<Arc<dyn LogWriter>> = None;
+        // The offset of the last tick written, until the engine has applied it.
+        let mut outstanding: Option<u64> = None;
+        loop {
+            match self.stopped.recv_timeout(self.interval) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.shared.stopping() {
+                return;
+            }
+            if !self.shared.is_primary() {
+                continue;
+            }
+            let status = self.shared.status();
+            if outstanding.is_some_and(|tick| status.applied_offset < Some(tick)) || !status.caught_up() {
+                continue;
+            }
+            outstanding = None;
+            let due_ms = self.shared.next_due_ms.load(Ordering::Acquire);
+            if due_ms == NO_TIMER || due_ms > crate::wall_clock_ms() {
+                continue;
+            }
+            if writer.is_none() {
+                match self.requests.open_writer() {
+                    Ok(opened) => writer = Some(opened),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot open the requests log for ticks");
+                        continue;
+                    }
+                }
+            }
+            let tick = engine::wire::encode_request(&Request::new(Command::Tick));
+            match writer.as_ref().expect("opened").append(vec![tick]) {
+                Ok(appended) => {
+                    outstanding = appended.first().map(|appended| appended.offset);
+                    tracing::debug!(offset = ?outstanding, due_ms, "tick appended");
+                }
+                // The next interval tries again.
+                Err(error) => tracing::warn!(%error, "tick append failed"),
+            }
+        }
+    }
+}
