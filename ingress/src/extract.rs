@@ -88,6 +88,20 @@ fn serde_urlencoded_deserializer<T: DeserializeOwned>(query: &str) -> Result<T, 
         .map_err(|rejection| AppError::bad_request(rejection.body_text()))
 }
 
+/// Path parameters; a segment that does not decode is a 400 in our format.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| AppError::bad_request(rejection.body_text()))
+    }
+}
+
 /// `Idempotency-Key`: at most 64 visible ASCII characters.
 pub(crate) struct IdempotencyKey(pub(crate) Option<String>);
 

@@ -1,1 +1,241 @@
-//! HTTP ingress (being written).
+//! `ingress`: the HTTP API v1 of Boxoffice (axum), over the requests and outcomes logs.
+//!
+//! Writes are validated here (nothing invalid reaches the log), encoded as
+//! `engine::Request`s, appended to the requests log, and answered from the engine's
+//! outcome for that record's offset. Reads are answered from a read model that follows the
+//! outcomes log (CQRS), never from the engine or the log.
+//!
+//! Layout:
+//! - `lib.rs`: [`Ingress`] (starts the appender and follower threads), [`app`] (the
+//!   router), [`serve`] (socket, graceful shutdown), and the middleware.
+//! - `writes`: appender threads (batched, blocking `LogWriter::append`) and the pending
+//!   writes waiting for their outcomes.
+//! - `follower`: the outcome follower thread; `read_model`: what it maintains.
+//! - `routes/`: handlers (`public`, `admin`, `user`, `ops`); `validate`: request bodies to
+//!   engine commands; `views`: records to response bodies; `api`: the bodies themselves.
+//! - `extract`, `auth`, `rate_limit`, `metrics`, `error`, `times`: edge concerns.
+//! - [`engine_control`]: the engine status/promotion seam the operator endpoints use.
+//! - `openapi`: the generated OpenAPI document.
+//!
+//! Architecture invariant: nothing is answered to a write before its record is durable in
+//! the requests log and its outcome has been applied to the read model.
+
+mod api;
+mod auth;
+mod config;
+pub mod engine_control;
+mod error;
+mod extract;
+mod follower;
+mod metrics;
+mod openapi;
+mod rate_limit;
+mod read_model;
+mod routes;
+mod state;
+#[cfg(feature = "test-engine")]
+pub mod test_engine;
+mod times;
+mod validate;
+mod views;
+mod writes;
+
+pub use auth::mint_user_token;
+pub use config::{IngressConfig, RateLimitConfig, Tenant};
+pub use engine_control::{EngineControl, EngineRole, EngineStatus, SnapshotStatus};
+pub use error::AppError;
+pub use openapi::document as openapi_document;
+pub use state::AppState;
+
+use crate::follower::Follower;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::read_model::ReadModel;
+use crate::state::{FollowerStatus, Shared, Watchers};
+use crate::writes::{Pending, Writes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use requestlog::{LogReader, LogWriter};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// A running ingress: its shared state plus the outcome follower thread.
+pub struct Ingress {
+    state: AppState,
+    stop: Arc<AtomicBool>,
+    follower: Option<JoinHandle<()>>,
+}
+
+impl Ingress {
+    /// Starts the appender threads (on `writer`) and the outcome follower (reading
+    /// `outcomes` from its current position, normally offset 0).
+    pub fn start(config: IngressConfig, writer: Arc<dyn LogWriter>, outcomes: Box<dyn LogReader>, engine: Option<Arc<dyn EngineControl>>) -> Result<Ingress, String> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::default());
+        let pending = Arc::new(Pending::new(config.completed_outcomes_max));
+        let model = Arc::new(RwLock::new(ReadModel::new(config.ended_entries_max)));
+        let watchers = Arc::new(Watchers::default());
+        let follower_status = Arc::new(FollowerStatus::default());
+        let writes = Writes::start(
+            Arc::clone(&writer),
+            Arc::clone(&pending),
+            Arc::clone(&metrics),
+            config.outcome_timeout,
+            config.append_queue_depth,
+            config.append_batch_records_max,
+            config.appender_threads,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = Follower {
+            model: Arc::clone(&model),
+            pending: Arc::clone(&pending),
+            watchers: Arc::clone(&watchers),
+            metrics: Arc::clone(&metrics),
+            status: Arc::clone(&follower_status),
+        }
+        .spawn(outcomes, Arc::clone(&stop));
+        let rate = &config.rate_limit;
+        let shared = Shared {
+            auth: auth::Auth::new(config.tenants.clone(), config.operator_key.clone(), &config.user_token_secret),
+            user_limiter: RateLimiter::new(rate.per_user_per_second, rate.per_user_burst, rate.keys_max),
+            address_limiter: RateLimiter::new(rate.per_address_per_second, rate.per_address_burst, rate.keys_max),
+            config,
+            writes,
+            pending,
+            model,
+            follower: follower_status,
+            watchers,
+            metrics,
+            engine,
+            writer,
+            shutdown: tokio::sync::watch::channel(false).0,
+        };
+        Ok(Ingress { state: AppState { shared: Arc::new(shared) }, stop, follower: Some(follower) })
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    pub fn router(&self) -> Router {
+        app(self.state.clone())
+    }
+
+    /// Waits until the read model has applied everything the outcomes log held (start-up:
+    /// before saying "listening"). False on timeout.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.state.caught_up() {
+                return true;
+            }
+            // Polled: start-up only, and the follower has no async signal for it.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.state.caught_up()
+    }
+
+    /// Stops the follower thread. The appender threads stop when the last `AppState`
+    /// clone is dropped.
+    pub fn stop(mut self) {
+        self.state.begin_shutdown();
+        self.stop.store(true, Ordering::Release);
+        if let Some(follower) = self.follower.take() {
+            let _ = follower.join();
+        }
+    }
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// The whole API. Tests call `app(state).oneshot(request)`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config().body_bytes_max;
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route("/v1/openapi.json", get(routes::ops::openapi))
+        .route("/v1/cities", get(routes::public::cities))
+        .route("/v1/venues", get(routes::public::venues))
+        .route("/v1/events", get(routes::public::events))
+        .route("/v1/events/{event_id}", get(routes::public::event))
+        .route("/v1/events/{event_id}/seats", get(routes::public::seats))
+        .route("/v1/events/{event_id}/holds", post(routes::user::place_hold))
+        .route("/v1/events/{event_id}/waitlist", post(routes::user::join_waitlist))
+        .route("/v1/holds/{hold_id}", get(routes::user::get_hold).delete(routes::user::release_hold))
+        .route("/v1/holds/{hold_id}/confirm", post(routes::user::confirm_hold))
+        .route("/v1/bookings", get(routes::user::list_bookings))
+        .route("/v1/bookings/{booking_id}", get(routes::user::get_booking).delete(routes::user::cancel_booking))
+        .route("/v1/waitlist/{waitlist_id}", get(routes::user::get_waitlist).delete(routes::user::leave_waitlist))
+        .route("/v1/desks/{desk_id}/tickets", post(routes::user::create_desk_ticket))
+        .route("/v1/desks/{desk_id}/tickets/{ticket_id}", get(routes::user::get_desk_ticket).delete(routes::user::cancel_desk_ticket))
+        .route("/v1/desks/{desk_id}/tickets/{ticket_id}/confirm", post(routes::user::confirm_desk_ticket))
+        .route("/v1/admin/events", get(routes::admin::list_events).post(routes::admin::create_event))
+        .route("/v1/admin/events/{event_id}", get(routes::admin::get_event).patch(routes::admin::patch_event).delete(routes::admin::cancel_event))
+        .route("/v1/admin/events/{event_id}/checkin", post(routes::admin::checkin))
+        .route("/v1/admin/events/{event_id}/attendees", get(routes::admin::attendees))
+        .route("/v1/admin/desks", post(routes::admin::create_desk))
+        .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))
+        .route("/v1/admin/engine", get(routes::ops::engine))
+        .route("/v1/admin/engine/promote", post(routes::ops::promote))
+        .fallback(|| async { AppError::not_found("route") })
+        .method_not_allowed_fallback(|| async { AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), address_rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every answer by route template, logs it, and turns an unexpected
+/// framework 4xx/5xx without our body into our format.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state.shared.metrics.observe_http(&route, method.as_str(), status.as_u16(), elapsed);
+    if status.is_server_error() {
+        tracing::warn!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
+    response
+}
+
+/// Per-client-address rate limit (health and metrics are exempt).
+async fn address_rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    if !exempt {
+        if let Some(ConnectInfo(address)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            if let Err(error) = state.check_address_rate(&address.ip().to_string()) {
+                return error.into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes; in-flight requests finish
+/// (long-polls answer at once), then this returns.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let router = app(state.clone());
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        state.begin_shutdown();
+    };
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).await
+}

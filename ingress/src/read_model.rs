@@ -487,7 +487,7 @@ impl ReadModel {
                 ticket.view = view.clone();
             }
             Reply::DeskTicketCanceled { ticket, .. } => self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled),
-            Reply::Ticked => {}
+            Reply::Ticked | Reply::Promoted { .. } => {}
         }
     }
 

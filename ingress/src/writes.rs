@@ -85,8 +85,8 @@ impl Pending {
             let _ = waiter.send(outcome);
             return;
         }
-        // Ticks are appended by the engine runtime; nobody will ever wait for them.
-        if matches!(outcome.result, Ok(Reply::Ticked)) {
+        // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
+        if matches!(outcome.result, Ok(Reply::Ticked | Reply::Promoted { .. })) {
             return;
         }
         inner.completed.insert(offset, outcome);

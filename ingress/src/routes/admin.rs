@@ -1,0 +1,206 @@
+//! Tenant administration: events (create, patch, cancel), check-in, attendees, desks.
+//! Every admin sees only its own tenant's events: another tenant's id is 404.
+
+use super::{mismatched, rejection, submit, with_location};
+use crate::api::*;
+use crate::error::{AppError, ErrorBody};
+use crate::extract::{ApiJson, ApiPath, IdempotencyKey, TenantAdmin};
+use crate::read_model::EventFilter;
+use crate::state::AppState;
+use crate::validate;
+use crate::views::{self, answer};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use engine::{Command, DeskId, EventId, Reply};
+
+/// The tenant's event, or 404 (unknown, unparsable or another tenant's).
+fn tenant_event(state: &AppState, tenant: &str, event_id: &str) -> Result<EventId, AppError> {
+    let id = EventId::parse(event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let model = state.model();
+    match model.event(id) {
+        Some(event) if event.tenant == tenant => Ok(id),
+        _ => Err(AppError::not_found("event")),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/admin/events", tag = "admin", request_body = CreateEventBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
+    responses((status = 201, description = "Created", body = EventCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn create_event(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<CreateEventBody>,
+) -> Result<Response, AppError> {
+    let spec = validate::event_spec(body, &state.config().engine)?;
+    let outcome = submit(&state, key, Command::CreateEvent { tenant, spec }).await?;
+    match &outcome.result {
+        Ok(Reply::EventCreated { event, .. }) => {
+            let response = answer(StatusCode::CREATED, Some(outcome.offset), Json(EventCreated { event_id: event.to_string() }));
+            Ok(with_location(response, &format!("/v1/events/{event}")))
+        }
+        Ok(_) => Err(mismatched()),
+        Err(error) => Err(rejection(&state, None, error)),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/events", tag = "admin",
+    responses((status = 200, description = "This tenant's events, canceled ones included", body = AdminEventsResponse), (status = 401, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn list_events(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin) -> Response {
+    let filter = EventFilter { tenant: Some(tenant), include_canceled: true, ..EventFilter::default() };
+    let now_ms = views::wall_clock_ms();
+    let model = state.model();
+    let (found, _) = model.search(&filter, crate::read_model::EventSort::Date, 1, u32::MAX);
+    let events = found.into_iter().map(|event| views::event_summary(event, now_ms)).collect();
+    answer(StatusCode::OK, model.applied_offset, Json(AdminEventsResponse { events }))
+}
+
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}", tag = "admin", params(("event_id" = String, Path)),
+    responses((status = 200, description = "The event", body = EventDetail), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn get_event(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let model = state.model();
+    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
+    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::event_detail(event, views::wall_clock_ms()))))
+}
+
+#[utoipa::path(patch, path = "/v1/admin/events/{event_id}", tag = "admin", request_body = PatchEventBody,
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, description = "The updated event", body = EventDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn patch_event(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchEventBody>,
+) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let current = state.model().event(id).map(|event| event.spec.clone()).ok_or_else(|| AppError::not_found("event"))?;
+    let patch = validate::event_patch(body, &current, &state.config().engine)?;
+    let outcome = submit(&state, key, Command::UpdateEvent { tenant, event: id, patch }).await?;
+    match &outcome.result {
+        Ok(Reply::EventUpdated { event, .. }) => {
+            let model = state.model();
+            let event = model.event(*event).ok_or_else(|| AppError::internal("an updated event is missing from the read model"))?;
+            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(views::event_detail(event, views::wall_clock_ms()))))
+        }
+        Ok(_) => Err(mismatched()),
+        Err(error) => Err(rejection(&state, Some(id), error)),
+    }
+}
+
+#[utoipa::path(delete, path = "/v1/admin/events/{event_id}", tag = "admin",
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, description = "Canceled: holds released, bookings canceled, waitlist ended", body = EventCanceledResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn cancel_event(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, IdempotencyKey(key): IdempotencyKey, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let outcome = submit(&state, key, Command::CancelEvent { tenant, event: id }).await?;
+    match &outcome.result {
+        Ok(Reply::EventCanceled { event, released_holds, canceled_bookings, ended_waiters }) => Ok(answer(
+            StatusCode::OK,
+            Some(outcome.offset),
+            Json(EventCanceledResponse {
+                event_id: event.to_string(),
+                status: "canceled".into(),
+                released_holds: released_holds.len() as u64,
+                canceled_bookings: canceled_bookings.len() as u64,
+                ended_waitlist_entries: ended_waiters.len() as u64,
+            }),
+        )),
+        Ok(_) => Err(mismatched()),
+        Err(error) => Err(rejection(&state, Some(id), error)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/checkin", tag = "admin", request_body = CheckinBody,
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, description = "The ticket is now used", body = CheckinResponse), (status = 404, description = "Unknown or forged code", body = ErrorBody), (status = 409, description = "already_used", body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn checkin(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(body): ApiJson<CheckinBody>,
+) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let code = validate::short_text("code", &body.code)?;
+    // A forged code, or one of another event, never reaches the log.
+    let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code).ok_or_else(|| AppError::not_found("ticket"))?;
+    if state.model().booking(ticket.booking).is_none_or(|booking| booking.view.event != id) {
+        return Err(AppError::not_found("ticket"));
+    }
+    let outcome = submit(&state, key, Command::CheckIn { tenant, event: id, code }).await?;
+    match &outcome.result {
+        Ok(Reply::CheckedIn { event, ticket }) => {
+            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(CheckinResponse { event_id: event.to_string(), ticket_id: ticket.to_string(), status: "used".into() })))
+        }
+        Ok(_) => Err(mismatched()),
+        Err(error) => Err(rejection(&state, Some(id), error)),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/events/{event_id}/attendees", tag = "admin", params(("event_id" = String, Path)),
+    responses(
+        (status = 200, description = "Bookings of the event (JSON, or CSV with Accept: text/csv)", body = AttendeesResponse, content_type = "application/json"),
+        (status = 200, description = "CSV", body = String, content_type = "text/csv"),
+        (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn attendees(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, headers: HeaderMap, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let wants_csv = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.to_ascii_lowercase().contains("text/csv"));
+    let model = state.model();
+    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
+    let attendees = views::attendees(&model, event);
+    if wants_csv {
+        let mut response = answer(StatusCode::OK, model.applied_offset, views::attendees_csv(&attendees));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        let disposition = format!("attachment; filename=\"attendees-{id}.csv\"");
+        if let Ok(value) = HeaderValue::from_str(&disposition) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        }
+        return Ok(response);
+    }
+    Ok(answer(StatusCode::OK, model.applied_offset, Json(AttendeesResponse { event_id: id.to_string(), attendees })))
+}
+
+// ---- service desks ------------------------------------------------------------------------
+
+#[utoipa::path(post, path = "/v1/admin/desks", tag = "desks", request_body = CreateDeskBody,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, description = "Created", body = DeskCreated), (status = 400, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn create_desk(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiJson(body): ApiJson<CreateDeskBody>,
+) -> Result<Response, AppError> {
+    let spec = validate::desk_spec(body, &state.config().engine, state.config().desk_hold_ttl)?;
+    let outcome = submit(&state, key, Command::CreateDesk { tenant, spec }).await?;
+    match &outcome.result {
+        Ok(Reply::DeskCreated { desk, .. }) => {
+            let response = answer(StatusCode::CREATED, Some(outcome.offset), Json(DeskCreated { desk_id: desk.to_string() }));
+            Ok(with_location(response, &format!("/v1/admin/desks/{desk}")))
+        }
+        Ok(_) => Err(mismatched()),
+        Err(error) => Err(rejection(&state, None, error)),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/desks/{desk_id}", tag = "desks", params(("desk_id" = String, Path)),
+    responses((status = 200, description = "The desk and its load", body = DeskLoad), (status = 404, body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn desk(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, ApiPath(desk_id): ApiPath<String>) -> Result<Response, AppError> {
+    let id = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found("desk"))?;
+    let model = state.model();
+    let desk = model.desk(id).filter(|desk| desk.tenant == tenant).ok_or_else(|| AppError::not_found("desk"))?;
+    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::desk_load(desk, views::wall_clock_ms()))))
+}

@@ -1,0 +1,195 @@
+//! Between the two forms of a request: an HTTP call of API v1 and the engine's
+//! `Request`. The HTTP → engine direction follows the ingress's rules (defaults for
+//! absent fields, RFC 3339 → milliseconds); it is what lets a recorded HTTP run be
+//! replayed straight into the requests log. Reads have no engine form.
+
+use engine::{BookingId, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy, WaiterId};
+use serde_json::{json, Value};
+
+use crate::client::{Auth, Call};
+use crate::setup::{parse_rfc3339_ms, rfc3339};
+
+const HOLD_TTL_DEFAULT_SECONDS: u64 = 300;
+const SEATS_PER_ORDER_DEFAULT: u32 = 10;
+
+/// The engine request of an HTTP call; `None` for reads and calls with no engine form.
+pub fn http_to_engine(call: &Call) -> Option<Request> {
+    let path = call.path.split('?').next().unwrap_or("");
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let body = call.body.clone().unwrap_or(Value::Null);
+    let user = || match &call.auth {
+        Auth::User(user) => Some(user.clone()),
+        _ => None,
+    };
+    let tenant = || match &call.auth {
+        Auth::Admin(tenant) => Some(tenant.clone()),
+        _ => None,
+    };
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+    let number = |field: &str| body.get(field).and_then(Value::as_u64);
+    let command = match (call.method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "admin", "events"]) => Command::CreateEvent { tenant: tenant()?, spec: event_spec(&body)? },
+        ("DELETE", ["v1", "admin", "events", event]) => Command::CancelEvent { tenant: tenant()?, event: EventId::parse(event)? },
+        ("POST", ["v1", "admin", "events", event, "checkin"]) => Command::CheckIn { tenant: tenant()?, event: EventId::parse(event)?, code: text("code")? },
+        ("POST", ["v1", "events", event, "holds"]) => {
+            let selection = match body.get("seats").and_then(Value::as_array) {
+                Some(seats) => Selection::Seats(seats.iter().filter_map(Value::as_str).map(str::to_string).collect()),
+                None => Selection::Best { quantity: u32::try_from(number("quantity")?).ok()?, category: text("category"), together: body.get("together").and_then(Value::as_bool).unwrap_or(false) },
+            };
+            let wait = body.get("wait").and_then(Value::as_bool).unwrap_or(false);
+            Command::PlaceHold { user: user()?, event: EventId::parse(event)?, selection, wait }
+        }
+        ("POST", ["v1", "holds", hold, "confirm"]) => Command::ConfirmHold { user: user()?, hold: HoldId::parse(hold)?, payment_ref: text("payment_ref")? },
+        ("DELETE", ["v1", "holds", hold]) => Command::ReleaseHold { user: user()?, hold: HoldId::parse(hold)? },
+        ("DELETE", ["v1", "bookings", booking]) => Command::CancelBooking { user: user()?, booking: BookingId::parse(booking)? },
+        ("POST", ["v1", "events", event, "waitlist"]) => Command::JoinWaitlist {
+            user: user()?,
+            event: EventId::parse(event)?,
+            quantity: u32::try_from(number("quantity")?).ok()?,
+            category: text("category"),
+            together: body.get("together").and_then(Value::as_bool).unwrap_or(false),
+        },
+        ("DELETE", ["v1", "waitlist", waiter]) => Command::LeaveWaitlist { user: user()?, waiter: WaiterId::parse(waiter)? },
+        _ => return None,
+    };
+    Some(Request { idempotency_key: call.idempotency_key.clone(), command })
+}
+
+fn event_spec(body: &Value) -> Option<EventSpec> {
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+    let time = |field: &str| text(field).and_then(|value| parse_rfc3339_ms(&value));
+    let categories = body
+        .get("categories")?
+        .as_array()?
+        .iter()
+        .map(|category| Some(CategorySpec { name: category.get("name")?.as_str()?.to_string(), price_cents: category.get("price_cents")?.as_u64()? }))
+        .collect::<Option<Vec<_>>>()?;
+    let sections = match body.pointer("/seating/sections").and_then(Value::as_array) {
+        Some(sections) => sections
+            .iter()
+            .map(|section| {
+                let rows = section
+                    .get("rows")?
+                    .as_array()?
+                    .iter()
+                    .map(|row| Some(RowSpec { label: row.get("label")?.as_str()?.to_string(), seats: u32::try_from(row.get("seats")?.as_u64()?).ok()?, category: row.get("category")?.as_str()?.to_string() }))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(SectionSpec { name: section.get("name")?.as_str()?.to_string(), rows })
+            })
+            .collect::<Option<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    let general_admission = match body.get("general_admission").and_then(Value::as_array) {
+        Some(pools) => pools
+            .iter()
+            .map(|pool| Some(PoolSpec { category: pool.get("category")?.as_str()?.to_string(), capacity: u32::try_from(pool.get("capacity")?.as_u64()?).ok()? }))
+            .collect::<Option<Vec<_>>>()?,
+        None => Vec::new(),
+    };
+    Some(EventSpec {
+        name: text("name")?,
+        description: text("description").unwrap_or_default(),
+        city: text("city")?,
+        country: text("country")?,
+        venue: text("venue")?,
+        starts_at_ms: time("starts_at")?,
+        ends_at_ms: time("ends_at"),
+        sales_open_at_ms: time("sales_open_at"),
+        sales_close_at_ms: time("sales_close_at"),
+        hold_ttl_ms: body.get("hold_ttl_seconds").and_then(Value::as_u64).unwrap_or(HOLD_TTL_DEFAULT_SECONDS) * 1_000,
+        seats_per_order_max: body.get("max_seats_per_order").and_then(Value::as_u64).and_then(|max| u32::try_from(max).ok()).unwrap_or(SEATS_PER_ORDER_DEFAULT),
+        seats_per_user_max: body.get("max_seats_per_user").and_then(Value::as_u64).and_then(|max| u32::try_from(max).ok()),
+        waitlist_policy: match text("waitlist_policy").as_deref() {
+            Some("skip_ahead") => WaitlistPolicy::SkipAhead,
+            _ => WaitlistPolicy::Strict,
+        },
+        categories,
+        sections,
+        general_admission,
+    })
+}
+
+/// The HTTP call of an engine request (from `boxoffice log export`); `None` for ticks,
+/// desks and updates, which a load replay leaves out.
+pub fn engine_to_http(request: &Request) -> Option<Call> {
+    let mut call = match &request.command {
+        Command::CreateEvent { tenant, spec } => Call::post("/v1/admin/events", Auth::Admin(tenant.clone()), event_body(spec)),
+        Command::CancelEvent { tenant, event } => Call::delete(format!("/v1/admin/events/{event}"), Auth::Admin(tenant.clone())),
+        Command::CheckIn { tenant, event, code } => Call::post(format!("/v1/admin/events/{event}/checkin"), Auth::Admin(tenant.clone()), json!({ "code": code })),
+        Command::PlaceHold { user, event, selection, wait } => {
+            let mut body = match selection {
+                Selection::Seats(seats) => json!({ "seats": seats }),
+                Selection::Best { quantity, category, together } => {
+                    let mut body = json!({ "quantity": quantity, "together": together });
+                    if let Some(category) = category {
+                        body["category"] = json!(category);
+                    }
+                    body
+                }
+            };
+            if *wait {
+                body["wait"] = json!(true);
+            }
+            Call::post(format!("/v1/events/{event}/holds"), Auth::User(user.clone()), body)
+        }
+        Command::ConfirmHold { user, hold, payment_ref } => Call::post(format!("/v1/holds/{hold}/confirm"), Auth::User(user.clone()), json!({ "payment_ref": payment_ref })),
+        Command::ReleaseHold { user, hold } => Call::delete(format!("/v1/holds/{hold}"), Auth::User(user.clone())),
+        Command::CancelBooking { user, booking } => Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user.clone())),
+        Command::JoinWaitlist { user, event, quantity, category, together } => {
+            let mut body = json!({ "quantity": quantity, "together": together });
+            if let Some(category) = category {
+                body["category"] = json!(category);
+            }
+            Call::post(format!("/v1/events/{event}/waitlist"), Auth::User(user.clone()), body)
+        }
+        Command::LeaveWaitlist { user, waiter } => Call::delete(format!("/v1/waitlist/{waiter}"), Auth::User(user.clone())),
+        _ => return None,
+    };
+    call.idempotency_key = request.idempotency_key.clone();
+    Some(call)
+}
+
+fn event_body(spec: &EventSpec) -> Value {
+    let mut body = json!({
+        "name": spec.name,
+        "description": spec.description,
+        "city": spec.city,
+        "country": spec.country,
+        "venue": spec.venue,
+        "starts_at": rfc3339(spec.starts_at_ms),
+        "hold_ttl_seconds": spec.hold_ttl_ms / 1_000,
+        "max_seats_per_order": spec.seats_per_order_max,
+        "waitlist_policy": match spec.waitlist_policy { WaitlistPolicy::Strict => "strict", WaitlistPolicy::SkipAhead => "skip_ahead" },
+        "categories": spec.categories.iter().map(|category| json!({"name": category.name, "price_cents": category.price_cents})).collect::<Vec<_>>(),
+    });
+    for (field, value) in [("ends_at", spec.ends_at_ms), ("sales_open_at", spec.sales_open_at_ms), ("sales_close_at", spec.sales_close_at_ms)] {
+        if let Some(ms) = value {
+            body[field] = json!(rfc3339(ms));
+        }
+    }
+    if let Some(max) = spec.seats_per_user_max {
+        body["max_seats_per_user"] = json!(max);
+    }
+    if !spec.sections.is_empty() {
+        let sections: Vec<Value> = spec
+            .sections
+            .iter()
+            .map(|section| json!({"name": section.name, "rows": section.rows.iter().map(|row| json!({"label": row.label, "seats": row.seats, "category": row.category})).collect::<Vec<_>>()}))
+            .collect();
+        body["seating"] = json!({ "sections": sections });
+    }
+    if !spec.general_admission.is_empty() {
+        body["general_admission"] = json!(spec.general_admission.iter().map(|pool| json!({"category": pool.category, "capacity": pool.capacity})).collect::<Vec<_>>());
+    }
+    body
+}
+
+/// Shifts the RFC 3339 times of a recorded `POST /v1/admin/events` body by `delta_ms`, so
+/// a replay's sales windows sit where they sat relative to the recorded run.
+pub fn shift_event_times(body: &mut Value, delta_ms: i64) {
+    for field in ["starts_at", "ends_at", "sales_open_at", "sales_close_at"] {
+        let Some(ms) = body.get(field).and_then(Value::as_str).and_then(parse_rfc3339_ms) else { continue };
+        let shifted = (ms as i64).saturating_add(delta_ms).max(0) as u64;
+        body[field] = json!(rfc3339(shifted));
+    }
+}

@@ -1,0 +1,287 @@
+//! Replays a request log: against the HTTP API (original pacing, N× faster, or as fast
+//! as `concurrency` allows), or straight into an embedded requests log (engine-only:
+//! no HTTP, for measuring the engine with `boxoffice replay` or `serve` afterwards).
+//!
+//! HTTP replay keeps the recorded order where it matters: admin writes (event creation)
+//! are barriers, and a request naming an id the recorded run was given (`h_12`) waits for
+//! the replayed request that creates it and uses the fresh server's id instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
+
+use crate::client::{Answer, Auth, Client};
+use crate::convert::{engine_to_http, http_to_engine, shift_event_times};
+use crate::record::{Entry, HttpRecord, RequestLog};
+use crate::report::Recorder;
+use crate::scenario::Kind;
+use crate::setup::now_ms;
+
+/// How fast to replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// Recorded times divided by this factor (1 = original pacing).
+    Speed(f64),
+    /// No pacing: as fast as the concurrency bound allows.
+    Max,
+}
+
+/// How long a request waits for the replayed request that creates an id it names.
+const ID_WAIT: Duration = Duration::from_secs(30);
+
+/// Recorded id → the fresh server's id, filled in as replayed answers arrive.
+#[derive(Default)]
+struct IdMap {
+    ids: Mutex<HashMap<String, watch::Receiver<Option<String>>>>,
+}
+
+impl IdMap {
+    /// Promises the ids a record's answer created; returns the senders to keep them.
+    fn promise(&self, created: &BTreeMap<String, String>) -> Vec<(String, String, watch::Sender<Option<String>>)> {
+        let mut ids = self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut promised = Vec::new();
+        for (pointer, old) in created {
+            if ids.contains_key(old) {
+                continue;
+            }
+            let (sender, receiver) = watch::channel(None);
+            ids.insert(old.clone(), receiver);
+            promised.push((pointer.clone(), old.clone(), sender));
+        }
+        promised
+    }
+
+    async fn resolve(&self, old: &str) -> String {
+        let receiver = self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(old).cloned();
+        let Some(mut receiver) = receiver else { return old.to_string() };
+        let waited = tokio::time::timeout(ID_WAIT, receiver.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(value)) => value.clone().unwrap_or_else(|| old.to_string()),
+            _ => old.to_string(),
+        }
+    }
+
+    /// The path with every recorded id replaced by the fresh one.
+    async fn rewrite(&self, path: &str) -> String {
+        let mut out = Vec::new();
+        for segment in path.split('/') {
+            let is_id = ["ev_", "h_", "b_", "w_"].iter().any(|prefix| segment.strip_prefix(prefix).is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())));
+            out.push(if is_id { self.resolve(segment).await } else { segment.to_string() });
+        }
+        out.join("/")
+    }
+}
+
+fn fulfil(promised: Vec<(String, String, watch::Sender<Option<String>>)>, answer: &Answer) {
+    for (pointer, old, sender) in promised {
+        // A failed replay keeps the old id: what names it then fails as it would have.
+        let fresh = answer.text(&pointer).map_or(old, str::to_string);
+        let _ = sender.send(Some(fresh));
+    }
+}
+
+/// Outcome of an HTTP replay.
+pub struct HttpReplay {
+    pub recorder: Recorder,
+    pub sent: u64,
+    pub skipped: u64,
+    pub elapsed: Duration,
+    pub dispatch_lag_max: Duration,
+    /// The replayed answers that differ from the recorded status (recorded HTTP runs only).
+    pub status_mismatches: u64,
+}
+
+fn kind_of(entry: &Entry) -> Kind {
+    match entry {
+        Entry::Http(record) => record.kind,
+        Entry::Engine(record) => match &record.request.command {
+            engine::Command::CreateEvent { .. } => Kind::CreateEvent,
+            engine::Command::PlaceHold { selection: engine::Selection::Seats(_), .. } => Kind::HoldExact,
+            engine::Command::PlaceHold { .. } => Kind::HoldBest,
+            engine::Command::ConfirmHold { .. } => Kind::Confirm,
+            engine::Command::ReleaseHold { .. } => Kind::Release,
+            engine::Command::CancelBooking { .. } => Kind::Cancel,
+            engine::Command::JoinWaitlist { .. } => Kind::WaitlistJoin,
+            _ => Kind::Other,
+        },
+    }
+}
+
+/// Replays `log` against `client`. `concurrency` bounds requests in flight (1 replays
+/// strictly in order, which reproduces the recorded log order).
+pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, concurrency: usize, requests_max: u64, duration_max: Duration) -> HttpReplay {
+    assert!(concurrency > 0);
+    let ids = Arc::new(IdMap::default());
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let mismatches = Arc::new(Mutex::new(0u64));
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let start = Instant::now();
+    let delta_ms = log.header.as_ref().map_or(0, |header| now_ms() as i64 - header.started_at_ms as i64);
+    let mut sent = 0;
+    let mut skipped = 0;
+    let mut dispatch_lag_max = Duration::ZERO;
+    let mut tasks = tokio::task::JoinSet::new();
+    for entry in &log.entries {
+        if sent >= requests_max || start.elapsed() >= duration_max {
+            break;
+        }
+        let (mut call, recorded_status, created) = match entry {
+            Entry::Http(HttpRecord { call, status, created, .. }) => (call.clone(), *status, created.clone()),
+            Entry::Engine(record) => match engine_to_http(&record.request) {
+                Some(call) => (call, None, BTreeMap::new()),
+                None => {
+                    skipped += 1;
+                    continue;
+                }
+            },
+        };
+        let kind = kind_of(entry);
+        let at = Duration::from_micros(entry.at_us(log.first_timestamp_ms));
+        let intended = match pace {
+            Pace::Speed(speed) => {
+                let intended = start + at.div_f64(speed);
+                tokio::time::sleep_until(intended).await;
+                intended
+            }
+            Pace::Max => Instant::now(),
+        };
+        if kind == Kind::CreateEvent {
+            if let Some(body) = call.body.as_mut() {
+                shift_event_times(body, delta_ms);
+            }
+        }
+        let barrier = matches!(call.auth, Auth::Admin(_)) && call.method != "GET";
+        if barrier {
+            while tasks.join_next().await.is_some() {}
+        }
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        dispatch_lag_max = dispatch_lag_max.max(Instant::now().saturating_duration_since(intended));
+        sent += 1;
+        let promised = ids.promise(&created);
+        let (client, ids, recorder, mismatches) = (client.clone(), ids.clone(), recorder.clone(), mismatches.clone());
+        let task = async move {
+            call.path = ids.rewrite(&call.path).await;
+            let answer = client.send(&call).await;
+            let completed = Instant::now();
+            fulfil(promised, &answer);
+            drop(permit);
+            let route = format!("{} {}", call.method, call.route());
+            let latency = completed.saturating_duration_since(intended);
+            recorder.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(kind, &answer.code, latency, completed - start, &route, answer.status);
+            if recorded_status.is_some_and(|status| status != answer.status) {
+                *mismatches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+            }
+        };
+        tasks.spawn(task);
+        if barrier {
+            while tasks.join_next().await.is_some() {}
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let recorder = Arc::try_unwrap(recorder).ok().expect("every task finished").into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let status_mismatches = *mismatches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    HttpReplay { recorder, sent, skipped, elapsed: start.elapsed(), dispatch_lag_max, status_mismatches }
+}
+
+/// Outcome of an engine-only replay.
+pub struct LogReplay {
+    pub recorder: Recorder,
+    pub appended: u64,
+    pub skipped: u64,
+    pub first_offset: Option<u64>,
+    pub last_offset: Option<u64>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogReplayError {
+    #[error("cannot open the requests log under {path}: {message}")]
+    Open { path: String, message: String },
+    #[error("append failed: {0}")]
+    Append(String),
+}
+
+/// Appends the log's requests (encoded with `engine::wire`) to the embedded requests log
+/// at `<data_dir>/requests`, in batches of at most `batch_records`. The server must not be
+/// running on that directory. Latency is per record, from its intended time to the end
+/// of the durable append that carried it.
+pub fn replay_into_log(log: &RequestLog, data_dir: &Path, pace: Pace, batch_records: usize, requests_max: u64) -> Result<LogReplay, LogReplayError> {
+    assert!(batch_records > 0);
+    let path = data_dir.join("requests");
+    std::fs::create_dir_all(&path).map_err(|error| LogReplayError::Open { path: path.display().to_string(), message: error.to_string() })?;
+    let options = EmbeddedOptions::default();
+    let batch_records = batch_records.min(options.append_records_max);
+    let embedded = EmbeddedLog::open(&path, options).map_err(|error| LogReplayError::Open { path: path.display().to_string(), message: error.to_string() })?;
+    let writer = embedded.writer();
+    let mut requests = Vec::new();
+    let mut skipped = 0;
+    for entry in &log.entries {
+        if requests.len() as u64 >= requests_max {
+            break;
+        }
+        let request = match entry {
+            Entry::Http(record) => http_to_engine(&record.call),
+            Entry::Engine(record) => Some(record.request.clone()),
+        };
+        match request {
+            Some(request) => requests.push((Duration::from_micros(entry.at_us(log.first_timestamp_ms)), kind_of(entry), engine::wire::encode_request(&request))),
+            None => skipped += 1,
+        }
+    }
+    let mut recorder = Recorder::default();
+    let start = std::time::Instant::now();
+    let (mut first_offset, mut last_offset) = (None, None);
+    let mut next = 0;
+    while next < requests.len() {
+        let due_at = |index: usize| match pace {
+            Pace::Speed(speed) => requests[index].0.div_f64(speed),
+            Pace::Max => Duration::ZERO,
+        };
+        let wait = due_at(next).saturating_sub(start.elapsed());
+        if !wait.is_zero() {
+            // Pacing, not synchronisation: the next record is not due yet.
+            std::thread::sleep(wait);
+        }
+        let now = start.elapsed();
+        let mut end = next + 1;
+        while end < requests.len() && end - next < batch_records && due_at(end) <= now {
+            end += 1;
+        }
+        let payloads: Vec<Vec<u8>> = requests[next..end].iter().map(|(_, _, bytes)| bytes.clone()).collect();
+        let appended = writer.append(payloads).map_err(|error| LogReplayError::Append(error.to_string()))?;
+        let completed = start.elapsed();
+        first_offset = first_offset.or(appended.first().map(|record| record.offset));
+        last_offset = appended.last().map(|record| record.offset).or(last_offset);
+        for index in next..end {
+            recorder.record(requests[index].1, "ok", completed.saturating_sub(due_at(index)), completed, "APPEND requests", 0);
+        }
+        next = end;
+    }
+    Ok(LogReplay { recorder, appended: next as u64, skipped, first_offset, last_offset, elapsed: start.elapsed() })
+}
+
+/// Reads `/metrics` (Prometheus text) into `"METHOD route" → status → count` from
+/// `boxoffice_http_requests_total`.
+pub fn parse_http_metrics(text: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("boxoffice_http_requests_total{") else { continue };
+        let Some((labels, value)) = rest.rsplit_once('}') else { continue };
+        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let label = |name: &str| -> Option<String> {
+            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = labels[start..].find('"')? + start;
+            Some(labels[start..end].to_string())
+        };
+        if let (Some(route), Some(method), Some(status)) = (label("route"), label("method"), label("status")) {
+            *counts.entry(format!("{method} {route}")).or_default().entry(status).or_default() += value as u64;
+        }
+    }
+    counts
+}

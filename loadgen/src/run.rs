@@ -1,0 +1,355 @@
+//! One run of a scenario: setup, load (open loop, closed loop or step), report, plots,
+//! verification. Everything is bounded: the scenario's (or the flags') request budget and
+//! duration, capped by [`crate::scenario::DURATION_MAX_SECONDS`] and
+//! [`crate::scenario::REQUESTS_MAX`].
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::client::{Answer, Call, Client};
+use crate::record::{ids_in, Header, HttpRecord, RequestLogWriter, FORMAT_VERSION};
+use crate::report::{GrantedSummary, Recorder, Report, StepReport};
+use crate::scenario::{Kind, Scenario};
+use crate::schedule::{drive_open_loop, DriveSummary, Pacer, Slot};
+use crate::setup::{now_ms, rfc3339, setup_calls, EventLayout};
+use crate::verify::{verify, Exclusive, Verification};
+use crate::workload::{Action, Plan, Workload};
+use crate::LoadgenError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A fixed offered rate; latency from each request's intended send time.
+    Open,
+    /// `--concurrency` virtual users, each waiting for its answer (and think time).
+    Closed,
+    /// Open loop at rising rates until p99 passes the threshold.
+    Step,
+}
+
+/// Everything a run needs, already resolved from flags and the scenario.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub scenario: Scenario,
+    pub scale: f64,
+    pub mode: Mode,
+    pub concurrency: usize,
+    pub step_start_rate: Option<f64>,
+    pub step_factor: f64,
+    pub step_seconds: f64,
+    pub step_rate_max: f64,
+    pub p99_threshold_ms: f64,
+    pub tenant: String,
+    pub record: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub plots: bool,
+    pub verify: bool,
+    pub operator: bool,
+    pub progress: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Shared by the dispatcher and the completion callbacks.
+struct Shared {
+    workload: Mutex<Workload>,
+    recorder: Mutex<Recorder>,
+    /// The current step's answers (step mode; reset at each step).
+    step_recorder: Mutex<Recorder>,
+    writer: Option<RequestLogWriter>,
+    progress: ProgressBar,
+    start: Instant,
+}
+
+impl Shared {
+    fn complete(&self, slot: Slot, action: Action, call: Call, answer: Answer, latency: Duration) {
+        let now = self.start.elapsed();
+        lock(&self.workload).observe(&action, &answer, now);
+        let route = format!("{} {}", call.method, call.route());
+        lock(&self.recorder).record(action.kind(), &answer.code, latency, now, &route, answer.status);
+        lock(&self.step_recorder).record(action.kind(), &answer.code, latency, now, &route, answer.status);
+        if let Some(writer) = &self.writer {
+            let record = HttpRecord { at_us: slot.intended.as_micros() as u64, kind: action.kind(), call, status: Some(answer.status), created: ids_in(&answer) };
+            // A full disk must not stop the load: the run's report says what was recorded.
+            let _ = writer.write(&record);
+        }
+        self.progress.inc(1);
+    }
+}
+
+/// Creates the scenario's events; records the calls when recording.
+async fn setup(client: &Client, scenario: &Scenario, tenant: &str, writer: Option<&RequestLogWriter>) -> Result<Vec<EventLayout>, LoadgenError> {
+    let mut layouts = Vec::new();
+    for (call, mut layout) in setup_calls(scenario, tenant, now_ms()) {
+        let answer = client.send(&call).await;
+        let Some(event_id) = answer.text("/event_id").filter(|_| answer.status == 201) else {
+            return Err(LoadgenError::Setup(format!("POST /v1/admin/events answered {} {}: {}", answer.status, answer.code, answer.body)));
+        };
+        layout.event_id = event_id.to_string();
+        if let Some(writer) = writer {
+            let record = HttpRecord { at_us: 0, kind: Kind::CreateEvent, call, status: Some(answer.status), created: ids_in(&answer) };
+            writer.write(&record).map_err(|error| LoadgenError::Io { what: "writing the request log".into(), source: error })?;
+        }
+        layouts.push(layout);
+    }
+    Ok(layouts)
+}
+
+fn progress_bar(enabled: bool, length: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{elapsed_precise} {bar:40} {pos}/{len} answers {per_sec} {msg}").expect("a valid template"));
+    bar
+}
+
+/// One open-loop phase at `rate` for `duration` (at most `requests_max` slots).
+async fn open_phase(client: &Arc<Client>, shared: &Arc<Shared>, rate: f64, duration: Duration, requests_max: u64, seed: u64, scenario: &Scenario, phase_start: Instant) -> DriveSummary {
+    let pacer = Pacer::new(rate, scenario.load.arrivals, seed, requests_max, duration);
+    let planner = shared.clone();
+    let offset = phase_start.saturating_duration_since(shared.start);
+    let plan = move |slot: Slot| -> Result<Option<_>, ()> {
+        let plan = lock(&planner.workload).plan(offset + slot.intended);
+        match plan {
+            Plan::Send(action, call) => {
+                let client = client.clone();
+                Ok(Some(async move {
+                    let answer = client.send(&call).await;
+                    (action, call, answer)
+                }))
+            }
+            Plan::Skip => Ok(None),
+            Plan::Exhausted => Err(()),
+        }
+    };
+    let completer = shared.clone();
+    let complete = move |slot: Slot, (action, call, answer): (Action, Call, Answer), latency: Duration| {
+        let slot = Slot { index: slot.index, intended: offset + slot.intended };
+        completer.complete(slot, action, call, answer, latency);
+    };
+    drive_open_loop(pacer, phase_start, scenario.load.in_flight_max, plan, complete).await
+}
+
+/// Closed loop: `concurrency` users, each sending its next request when the previous
+/// answered (plus the scenario's closed-loop think time).
+async fn closed_phase(client: &Arc<Client>, shared: &Arc<Shared>, concurrency: usize, duration: Duration, requests_max: u64, scenario: &Scenario) -> DriveSummary {
+    let budget = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut users = tokio::task::JoinSet::new();
+    for user in 0..concurrency {
+        let (client, shared, budget) = (client.clone(), shared.clone(), budget.clone());
+        let think = scenario.think.closed_loop_ms;
+        users.spawn(async move {
+            let mut summary = DriveSummary::default();
+            let mut think_rng = user as u64;
+            loop {
+                let now = shared.start.elapsed();
+                if now >= duration {
+                    break;
+                }
+                let plan = lock(&shared.workload).plan(now);
+                let (action, call) = match plan {
+                    Plan::Send(action, call) => (action, call),
+                    Plan::Exhausted => break,
+                    Plan::Skip => {
+                        summary.skipped += 1;
+                        // Nothing due yet: the next follow-up's think time has not passed.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                };
+                let index = budget.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= requests_max {
+                    lock(&shared.workload).observe(&action, &Answer::from_parts(0, serde_json::Value::Null), now);
+                    break;
+                }
+                summary.sent += 1;
+                let sent_at = Instant::now();
+                let answer = client.send(&call).await;
+                let latency = sent_at.elapsed();
+                shared.complete(Slot { index, intended: sent_at - shared.start }, action, call, answer, latency);
+                // A small deterministic spread of think time per user.
+                think_rng = think_rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let span = think.max_ms - think.min_ms;
+                let pause = think.min_ms + if span == 0 { 0 } else { (think_rng >> 33) % (span + 1) };
+                if pause > 0 {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            }
+            summary
+        });
+    }
+    let mut total = DriveSummary::default();
+    while let Some(result) = users.join_next().await {
+        if let Ok(summary) = result {
+            total.sent += summary.sent;
+            total.skipped += summary.skipped;
+        }
+    }
+    total.slots = total.sent + total.skipped;
+    total
+}
+
+/// Runs a scenario against `client` and returns its report (also written to `out`).
+pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Report, LoadgenError> {
+    let scenario = options.scenario.clone();
+    scenario.validate().map_err(LoadgenError::Scenario)?;
+    let ready = client.send(&Call::get("/healthz", crate::client::Auth::None)).await;
+    if ready.status != 200 {
+        return Err(LoadgenError::Setup(format!("{} is not answering /healthz ({} {})", client.base(), ready.status, ready.code)));
+    }
+    let started_at_ms = now_ms();
+    let writer = match &options.record {
+        Some(path) => Some(
+            RequestLogWriter::create(path, &Header { loadgen_request_log: FORMAT_VERSION, started_at_ms, scenario: scenario.name.clone() })
+                .map_err(|source| LoadgenError::Io { what: format!("creating {}", path.display()), source })?,
+        ),
+        None => None,
+    };
+    let layouts = setup(&client, &scenario, &options.tenant, writer.as_ref()).await?;
+    if scenario.load.start_at_sales_open {
+        if let Some(open_at) = layouts.iter().filter_map(|layout| layout.sales_open_at_ms).max() {
+            let wait = open_at.saturating_sub(now_ms());
+            // Pacing: the on-sale starts when the window opens.
+            tokio::time::sleep(Duration::from_millis(wait + 1)).await;
+        }
+    }
+    let duration = Duration::from_secs_f64(scenario.load.duration_seconds);
+    let requests_max = scenario.load.requests_max;
+    let expected = match options.mode {
+        Mode::Open => requests_max.min((scenario.load.rate_per_second * scenario.load.duration_seconds).ceil() as u64),
+        _ => requests_max,
+    };
+    let shared = Arc::new(Shared {
+        workload: Mutex::new(Workload::new(scenario.clone(), layouts.clone())),
+        recorder: Mutex::new(Recorder::default()),
+        step_recorder: Mutex::new(Recorder::default()),
+        writer,
+        progress: progress_bar(options.progress, expected),
+        start: Instant::now(),
+    });
+    let mut steps = Vec::new();
+    let mut knee = None;
+    let summary = match options.mode {
+        Mode::Open => open_phase(&client, &shared, scenario.load.rate_per_second, duration, requests_max, scenario.seed, &scenario, shared.start).await,
+        Mode::Closed => closed_phase(&client, &shared, options.concurrency.max(1), duration, requests_max, &scenario).await,
+        Mode::Step => {
+            let mut rate = options.step_start_rate.unwrap_or(scenario.load.rate_per_second);
+            let step = Duration::from_secs_f64(options.step_seconds);
+            let mut total = DriveSummary::default();
+            let mut issued = 0u64;
+            let mut step_index = 0u64;
+            while rate <= options.step_rate_max && shared.start.elapsed() + step <= duration && issued < requests_max {
+                *lock(&shared.step_recorder) = Recorder::default();
+                let phase_start = Instant::now();
+                shared.progress.set_message(format!("step {rate:.0}/s"));
+                let budget = (requests_max - issued).min((rate * options.step_seconds).ceil() as u64);
+                let phase = open_phase(&client, &shared, rate, step, budget, scenario.seed.wrapping_add(step_index), &scenario, phase_start).await;
+                let elapsed = phase_start.elapsed().as_secs_f64();
+                let measured = std::mem::take(&mut *lock(&shared.step_recorder));
+                issued += phase.slots;
+                total.slots += phase.slots;
+                total.sent += phase.sent;
+                total.skipped += phase.skipped;
+                total.dispatch_lag_max = total.dispatch_lag_max.max(phase.dispatch_lag_max);
+                let summary = measured.summarize();
+                let p99 = summary.overall.p99_us;
+                steps.push(StepReport {
+                    target_rate_per_second: rate,
+                    achieved_rate_per_second: summary.responses as f64 / elapsed.max(1e-9),
+                    responses: summary.responses,
+                    errors: measured.errors(),
+                    p50_us: summary.overall.p50_us,
+                    p99_us: p99,
+                    max_us: summary.overall.max_us,
+                });
+                let transport_errors = summary.errors_by_code.iter().filter(|(code, _)| matches!(code.as_str(), "transport" | "timeout" | "unavailable")).map(|(_, count)| count).sum::<u64>();
+                if (p99 as f64) >= options.p99_threshold_ms * 1_000.0 || transport_errors * 100 > summary.responses.max(1) || phase.sent == 0 {
+                    break;
+                }
+                knee = Some(rate);
+                rate *= options.step_factor;
+                step_index += 1;
+            }
+            total
+        }
+    };
+    shared.progress.finish_and_clear();
+    if let Some(writer) = &shared.writer {
+        writer.flush().map_err(|source| LoadgenError::Io { what: "flushing the request log".into(), source })?;
+    }
+    let elapsed = shared.start.elapsed().as_secs_f64();
+    let measurements = lock(&shared.recorder).summarize();
+    let granted = lock(&shared.workload).granted.clone();
+    let granted_summary = GrantedSummary {
+        holds_granted: granted.holds_granted,
+        bookings_granted: granted.bookings_granted,
+        waitlisted: granted.waitlisted,
+        holds_live: granted.holds.len() as u64,
+        bookings_live: granted.bookings.len() as u64,
+        seats_booked_live: granted.bookings.values().map(|booking| booking.seats.len() as u64 + booking.pool.as_ref().map_or(0, |(_, quantity)| u64::from(*quantity))).sum(),
+    };
+    let verification: Option<Verification> = if options.verify {
+        // Writes the run sent are all answered (the driver waited), so their outcomes are applied.
+        Some(verify(&client, &layouts, Some(&granted), Exclusive::default(), options.operator).await.map_err(|error| LoadgenError::Verify(error.to_string()))?)
+    } else {
+        None
+    };
+    let report = Report {
+        loadgen_version: env!("CARGO_PKG_VERSION").into(),
+        scenario: scenario.name.clone(),
+        scale: options.scale,
+        mode: match options.mode {
+            Mode::Open => "open",
+            Mode::Closed => "closed",
+            Mode::Step => "step",
+        }
+        .into(),
+        target: client.base().to_string(),
+        started_at: rfc3339(started_at_ms),
+        seed: scenario.seed,
+        duration_seconds: elapsed,
+        target_rate_per_second: (options.mode == Mode::Open).then_some(scenario.load.rate_per_second),
+        achieved_rate_per_second: measurements.responses as f64 / elapsed.max(1e-9),
+        concurrency: (options.mode == Mode::Closed).then_some(options.concurrency),
+        slots: summary.slots,
+        requests_sent: summary.sent,
+        skipped_slots: summary.skipped,
+        dispatch_lag_max_us: summary.dispatch_lag_max.as_micros() as u64,
+        events: layouts.iter().map(|layout| layout.event_id.clone()).collect(),
+        measurements,
+        steps,
+        knee_rate_per_second: knee,
+        p99_threshold_ms: (options.mode == Mode::Step).then_some(options.p99_threshold_ms),
+        granted: Some(granted_summary),
+        verification,
+    };
+    if let Some(out) = &options.out {
+        write_outputs(&report, out, options.plots)?;
+        let layouts_path = out.join("events.json");
+        let layouts_json = serde_json::to_string_pretty(&layouts).expect("layouts serialize");
+        std::fs::write(&layouts_path, layouts_json).map_err(|source| LoadgenError::Io { what: format!("writing {}", layouts_path.display()), source })?;
+    }
+    Ok(report)
+}
+
+/// Writes `report.json` and the plots under `out`.
+pub fn write_outputs(report: &Report, out: &Path, plots: bool) -> Result<(), LoadgenError> {
+    std::fs::create_dir_all(out).map_err(|source| LoadgenError::Io { what: format!("creating {}", out.display()), source })?;
+    let path = out.join("report.json");
+    std::fs::write(&path, report.to_json()).map_err(|source| LoadgenError::Io { what: format!("writing {}", path.display()), source })?;
+    if plots {
+        if !report.measurements.timeline.is_empty() {
+            crate::plot::latency_over_time(report, &out.join("latency-over-time.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
+            crate::plot::percentile_curve(report, &out.join("percentile-curve.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
+        }
+        if !report.steps.is_empty() {
+            crate::plot::steps(report, &out.join("steps.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,525 @@
+//! The user population as one state machine: which request a slot becomes ([`Workload::plan`])
+//! and what its answer teaches ([`Workload::observe`]). Seeded: the same scenario and the
+//! same answers give the same requests.
+//!
+//! Users place holds; a granted hold becomes due for a confirm or a release after a think
+//! time; a booking becomes due for a cancel; a waitlist entry becomes due for a poll. The
+//! mix picks a kind per slot; a dependent kind with nothing due places a hold instead.
+//! The workload also keeps what the run was granted (live holds and bookings) for the
+//! verifier.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::client::{Answer, Auth, Call};
+use crate::scenario::{DelayRange, Kind, Scenario};
+use crate::setup::{parse_rfc3339_ms, EventLayout};
+
+/// Picks event ranks with weight `1 / rank^s`.
+#[derive(Clone, Debug)]
+pub struct Zipf {
+    cumulative: Vec<f64>,
+}
+
+impl Zipf {
+    pub fn new(count: usize, exponent: f64) -> Zipf {
+        assert!(count > 0);
+        let mut total = 0.0;
+        let cumulative = (1..=count)
+            .map(|rank| {
+                total += 1.0 / (rank as f64).powf(exponent);
+                total
+            })
+            .collect();
+        Zipf { cumulative }
+    }
+
+    /// An index in `0..count`; 0 is the hottest.
+    pub fn sample(&self, rng: &mut StdRng) -> usize {
+        let total = *self.cumulative.last().expect("not empty");
+        let point = rng.random::<f64>() * total;
+        self.cumulative.partition_point(|&edge| edge <= point).min(self.cumulative.len() - 1)
+    }
+}
+
+/// What a slot asks, with what its answer needs to be understood.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    HoldExact { user: String, event: usize, seats: Vec<u32> },
+    HoldBest { user: String, event: usize, quantity: u32, category: Option<String>, together: bool, wait: bool },
+    Confirm { hold: String },
+    Release { hold: String },
+    Cancel { booking: String },
+    WaitlistJoin { user: String, event: usize, quantity: u32, category: Option<String> },
+    WaitlistRead { waiter: String },
+    ReadEvent { event: usize },
+    ReadSeats { event: usize },
+}
+
+impl Action {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Action::HoldExact { .. } => Kind::HoldExact,
+            Action::HoldBest { .. } => Kind::HoldBest,
+            Action::Confirm { .. } => Kind::Confirm,
+            Action::Release { .. } => Kind::Release,
+            Action::Cancel { .. } => Kind::Cancel,
+            Action::WaitlistJoin { .. } => Kind::WaitlistJoin,
+            Action::WaitlistRead { .. } => Kind::WaitlistRead,
+            Action::ReadEvent { .. } => Kind::ReadEvent,
+            Action::ReadSeats { .. } => Kind::ReadSeats,
+        }
+    }
+}
+
+/// What a slot becomes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plan {
+    Send(Action, Call),
+    /// Nothing to do now (follow-ups are pending).
+    Skip,
+    /// Every user has tried and nothing is left to follow up.
+    Exhausted,
+}
+
+/// A hold the run was granted and has not seen end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackedHold {
+    pub user: String,
+    pub event: usize,
+    pub seats: Vec<u32>,
+    /// (category, quantity) for general admission.
+    pub pool: Option<(String, u32)>,
+    pub expires_at_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrackedBooking {
+    pub user: String,
+    pub event: usize,
+    pub seats: Vec<u32>,
+    pub pool: Option<(String, u32)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackedWaiter {
+    pub user: String,
+    pub event: usize,
+}
+
+/// What the run was granted, for the verifier.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Granted {
+    pub holds: BTreeMap<String, TrackedHold>,
+    pub bookings: BTreeMap<String, TrackedBooking>,
+    pub waiters: BTreeMap<String, TrackedWaiter>,
+    pub holds_granted: u64,
+    pub bookings_granted: u64,
+    pub waitlisted: u64,
+    /// Writes that got no definite answer (no response, or a 5xx): the server may or may
+    /// not have applied them, so the verifier's equalities become bounds.
+    pub uncertain: u64,
+}
+
+/// Follow-ups due at a time; the sequence number breaks ties in order of scheduling.
+type Due = BTreeMap<(Duration, u64), String>;
+
+pub struct Workload {
+    scenario: Scenario,
+    events: Vec<EventLayout>,
+    rng: StdRng,
+    zipf: Zipf,
+    mix_cumulative: Vec<(Kind, f64)>,
+    /// Local knowledge of taken seats per event (ours, and those the server said were taken).
+    taken: Vec<Vec<bool>>,
+    next_user: u64,
+    sequence: u64,
+    payment_sequence: u64,
+    holds_due: Due,
+    bookings_due: Due,
+    waiters_due: Due,
+    in_flight: u64,
+    pub granted: Granted,
+}
+
+impl Workload {
+    pub fn new(scenario: Scenario, events: Vec<EventLayout>) -> Workload {
+        assert!(!events.is_empty(), "a workload needs events");
+        let mut total = 0.0;
+        let mix_cumulative = scenario
+            .mix
+            .weights()
+            .into_iter()
+            .filter(|(_, weight)| *weight > 0.0)
+            .map(|(kind, weight)| {
+                total += weight;
+                (kind, total)
+            })
+            .collect();
+        let taken = events.iter().map(|event| vec![false; event.seats as usize]).collect();
+        Workload {
+            rng: StdRng::seed_from_u64(scenario.seed),
+            zipf: Zipf::new(events.len(), scenario.skew.zipf_exponent),
+            mix_cumulative,
+            taken,
+            next_user: 1,
+            sequence: 0,
+            payment_sequence: 0,
+            holds_due: Due::new(),
+            bookings_due: Due::new(),
+            waiters_due: Due::new(),
+            in_flight: 0,
+            granted: Granted::default(),
+            scenario,
+            events,
+        }
+    }
+
+    pub fn events(&self) -> &[EventLayout] {
+        &self.events
+    }
+
+    fn population_exhausted(&self) -> bool {
+        self.scenario.users.one_attempt_each && self.next_user > self.scenario.users.count
+    }
+
+    fn nothing_pending(&self) -> bool {
+        self.in_flight == 0 && self.holds_due.is_empty() && self.bookings_due.is_empty() && self.waiters_due.is_empty()
+    }
+
+    fn draw_kind(&mut self) -> Kind {
+        let total = self.mix_cumulative.last().expect("validated: a positive weight").1;
+        let point = self.rng.random::<f64>() * total;
+        let position = self.mix_cumulative.partition_point(|(_, edge)| *edge <= point).min(self.mix_cumulative.len() - 1);
+        self.mix_cumulative[position].0
+    }
+
+    /// A user for a new purchase; `None` when everyone had their one attempt.
+    fn draw_user(&mut self) -> Option<String> {
+        let users = &self.scenario.users;
+        let number = if users.one_attempt_each {
+            if self.next_user > users.count {
+                return None;
+            }
+            self.next_user += 1;
+            self.next_user - 1
+        } else {
+            self.rng.random_range(1..=users.count)
+        };
+        Some(format!("{}{number}", users.prefix))
+    }
+
+    fn think(&mut self, range: DelayRange) -> Duration {
+        Duration::from_millis(if range.min_ms == range.max_ms { range.min_ms } else { self.rng.random_range(range.min_ms..=range.max_ms) })
+    }
+
+    fn schedule(due: &mut Due, sequence: &mut u64, at: Duration, id: String) {
+        *sequence += 1;
+        due.insert((at, *sequence), id);
+    }
+
+    fn take_due(due: &mut Due, now: Duration) -> Option<String> {
+        let (&key, _) = due.first_key_value()?;
+        if key.0 > now {
+            return None;
+        }
+        due.remove(&key)
+    }
+
+    /// What the slot at `now` (time since the run's start) becomes.
+    pub fn plan(&mut self, now: Duration) -> Plan {
+        if self.population_exhausted() && self.nothing_pending() {
+            return Plan::Exhausted;
+        }
+        let kind = self.draw_kind();
+        let action = match kind {
+            Kind::Confirm | Kind::Release => Workload::take_due(&mut self.holds_due, now)
+                .map(|hold| if kind == Kind::Confirm { Action::Confirm { hold } } else { Action::Release { hold } }),
+            Kind::Cancel => Workload::take_due(&mut self.bookings_due, now).map(|booking| Action::Cancel { booking }),
+            Kind::WaitlistRead => Workload::take_due(&mut self.waiters_due, now).map(|waiter| Action::WaitlistRead { waiter }),
+            Kind::ReadEvent | Kind::ReadSeats if self.population_exhausted() => None,
+            Kind::ReadEvent => Some(Action::ReadEvent { event: self.zipf.sample(&mut self.rng) }),
+            Kind::ReadSeats => {
+                let event = self.zipf.sample(&mut self.rng);
+                Some(if self.events[event].seats > 0 { Action::ReadSeats { event } } else { Action::ReadEvent { event } })
+            }
+            Kind::HoldExact => self.hold_exact(),
+            Kind::WaitlistJoin => self.waitlist_join(),
+            _ => None,
+        };
+        let action = match action {
+            Some(action) => Some(action),
+            // Nothing due for a dependent kind: a new purchase, or else the oldest due follow-up.
+            None => self.hold_best().or_else(|| self.any_due(now)),
+        };
+        match action {
+            Some(action) => {
+                self.in_flight += 1;
+                let call = self.call(&action);
+                Plan::Send(action, call)
+            }
+            None if self.population_exhausted() && self.nothing_pending() => Plan::Exhausted,
+            None => Plan::Skip,
+        }
+    }
+
+    fn any_due(&mut self, now: Duration) -> Option<Action> {
+        if let Some(hold) = Workload::take_due(&mut self.holds_due, now) {
+            return Some(Action::Confirm { hold });
+        }
+        if let Some(waiter) = Workload::take_due(&mut self.waiters_due, now) {
+            return Some(Action::WaitlistRead { waiter });
+        }
+        None
+    }
+
+    fn quantity(&mut self, event: usize) -> u32 {
+        let holds = &self.scenario.holds;
+        let max = holds.quantity_max.min(self.events[event].max_seats_per_order).max(1);
+        let min = holds.quantity_min.min(max);
+        self.rng.random_range(min..=max)
+    }
+
+    fn hold_exact(&mut self) -> Option<Action> {
+        let event = self.zipf.sample(&mut self.rng);
+        if self.events[event].rows.is_empty() {
+            return self.hold_best_at(event);
+        }
+        let user = self.draw_user()?;
+        let quantity = self.quantity(event);
+        let layout = &self.events[event];
+        let mut pick = Vec::new();
+        // Like a person looking at the map: a few tries at a free run, then take a chance.
+        for _ in 0..8 {
+            let row = &layout.rows[self.rng.random_range(0..layout.rows.len())];
+            let quantity = quantity.min(row.seats);
+            let start = row.first_seat + self.rng.random_range(0..=row.seats - quantity);
+            pick = (start..start + quantity).collect();
+            if pick.iter().all(|&seat| !self.taken[event][seat as usize]) {
+                break;
+            }
+        }
+        Some(Action::HoldExact { user, event, seats: pick })
+    }
+
+    fn hold_best(&mut self) -> Option<Action> {
+        let event = self.zipf.sample(&mut self.rng);
+        self.hold_best_at(event)
+    }
+
+    fn pick_category(&mut self, event: usize) -> Option<String> {
+        if self.rng.random::<f64>() < self.scenario.holds.any_category_probability {
+            return None;
+        }
+        let categories: Vec<&str> = self.events[event].capacity.iter().filter(|(_, capacity)| *capacity > 0).map(|(name, _)| name.as_str()).collect();
+        Some(categories[self.rng.random_range(0..categories.len())].to_string())
+    }
+
+    fn hold_best_at(&mut self, event: usize) -> Option<Action> {
+        let user = self.draw_user()?;
+        let quantity = self.quantity(event);
+        let category = self.pick_category(event);
+        let together = self.rng.random::<f64>() < self.scenario.holds.together_probability;
+        let wait = self.rng.random::<f64>() < self.scenario.holds.wait_probability;
+        Some(Action::HoldBest { user, event, quantity, category, together, wait })
+    }
+
+    fn waitlist_join(&mut self) -> Option<Action> {
+        let event = self.zipf.sample(&mut self.rng);
+        let user = self.draw_user()?;
+        let quantity = self.quantity(event);
+        let category = self.pick_category(event);
+        Some(Action::WaitlistJoin { user, event, quantity, category })
+    }
+
+    fn event_id(&self, event: usize) -> &str {
+        &self.events[event].event_id
+    }
+
+    /// The HTTP call of an action.
+    pub fn call(&mut self, action: &Action) -> Call {
+        let user_of_hold = |granted: &Granted, hold: &str| granted.holds.get(hold).map(|tracked| tracked.user.clone()).unwrap_or_default();
+        match action {
+            Action::HoldExact { user, event, seats } => {
+                let labels: Vec<String> = seats.iter().map(|&seat| self.events[*event].seat_label(seat)).collect();
+                Call::post(format!("/v1/events/{}/holds", self.event_id(*event)), Auth::User(user.clone()), json!({ "seats": labels }))
+            }
+            Action::HoldBest { user, event, quantity, category, together, wait } => {
+                let mut body = json!({ "quantity": quantity });
+                let object = body.as_object_mut().expect("an object");
+                let general_admission = category.as_ref().is_some_and(|category| self.events[*event].pools.contains(category));
+                if let Some(category) = category {
+                    object.insert("category".into(), json!(category));
+                }
+                if !general_admission {
+                    object.insert("together".into(), json!(together));
+                }
+                if *wait {
+                    object.insert("wait".into(), json!(true));
+                }
+                Call::post(format!("/v1/events/{}/holds", self.event_id(*event)), Auth::User(user.clone()), body)
+            }
+            Action::Confirm { hold } => {
+                self.payment_sequence += 1;
+                let user = user_of_hold(&self.granted, hold);
+                Call::post(format!("/v1/holds/{hold}/confirm"), Auth::User(user), json!({ "payment_ref": format!("loadgen-{}", self.payment_sequence) }))
+            }
+            Action::Release { hold } => Call::delete(format!("/v1/holds/{hold}"), Auth::User(user_of_hold(&self.granted, hold))),
+            Action::Cancel { booking } => {
+                let user = self.granted.bookings.get(booking).map(|tracked| tracked.user.clone()).unwrap_or_default();
+                Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user))
+            }
+            Action::WaitlistJoin { user, event, quantity, category } => {
+                let mut body = json!({ "quantity": quantity });
+                if let Some(category) = category {
+                    body.as_object_mut().expect("an object").insert("category".into(), json!(category));
+                }
+                Call::post(format!("/v1/events/{}/waitlist", self.event_id(*event)), Auth::User(user.clone()), body)
+            }
+            Action::WaitlistRead { waiter } => {
+                let user = self.granted.waiters.get(waiter).map(|tracked| tracked.user.clone()).unwrap_or_default();
+                Call::get(format!("/v1/waitlist/{waiter}"), Auth::User(user))
+            }
+            Action::ReadEvent { event } => Call::get(format!("/v1/events/{}", self.event_id(*event)), Auth::None),
+            Action::ReadSeats { event } => Call::get(format!("/v1/events/{}/seats", self.event_id(*event)), Auth::None),
+        }
+    }
+
+    /// Learns from an answer received at `now` (time since the run's start).
+    pub fn observe(&mut self, action: &Action, answer: &Answer, now: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        let write = !matches!(action, Action::WaitlistRead { .. } | Action::ReadEvent { .. } | Action::ReadSeats { .. });
+        if write && (answer.status == 0 || answer.status >= 500) {
+            self.granted.uncertain += 1;
+        }
+        match action {
+            Action::HoldExact { user, event, .. } | Action::HoldBest { user, event, .. } => {
+                if answer.status == 201 {
+                    self.track_hold(user, *event, &answer.body, now);
+                } else if answer.status == 202 {
+                    self.track_waiter(user, *event, &answer.body, now);
+                } else if answer.code == "seats_unavailable" {
+                    self.learn_taken(*event, &answer.body);
+                }
+            }
+            Action::Confirm { hold } => {
+                let tracked = self.granted.holds.remove(hold);
+                if answer.status == 201 {
+                    if let (Some(tracked), Some(booking)) = (tracked, answer.text("/booking_id")) {
+                        self.granted.bookings_granted += 1;
+                        let booking = booking.to_string();
+                        let booking_think = self.scenario.think.booking_ms;
+                        let at = now + self.think(booking_think);
+                        Workload::schedule(&mut self.bookings_due, &mut self.sequence, at, booking.clone());
+                        self.granted.bookings.insert(booking, TrackedBooking { user: tracked.user, event: tracked.event, seats: tracked.seats, pool: tracked.pool });
+                    }
+                } else if let Some(tracked) = tracked {
+                    self.free_seats(tracked.event, &tracked.seats);
+                }
+            }
+            Action::Release { hold } => {
+                if let Some(tracked) = self.granted.holds.remove(hold) {
+                    self.free_seats(tracked.event, &tracked.seats);
+                }
+            }
+            Action::Cancel { booking } => {
+                if let Some(tracked) = self.granted.bookings.remove(booking) {
+                    if answer.is_success() {
+                        self.free_seats(tracked.event, &tracked.seats);
+                    } else if answer.status == 0 || answer.status >= 500 {
+                        // Unknown outcome: keep it so the verifier stays exact about what it knows.
+                        self.granted.bookings.insert(booking.clone(), tracked);
+                    }
+                }
+            }
+            Action::WaitlistJoin { user, event, .. } => {
+                if answer.is_success() {
+                    self.track_waiter(user, *event, &answer.body, now);
+                }
+            }
+            Action::WaitlistRead { waiter } => {
+                let Some(tracked) = self.granted.waiters.get(waiter).cloned() else { return };
+                match answer.text("/status") {
+                    Some("waiting") => {
+                        let waitlist_think = self.scenario.think.waitlist_ms;
+                        let at = now + self.think(waitlist_think);
+                        Workload::schedule(&mut self.waiters_due, &mut self.sequence, at, waiter.clone());
+                    }
+                    Some("offered") => {
+                        self.granted.waiters.remove(waiter);
+                        if let Some(hold) = answer.body.get("hold") {
+                            let hold = hold.clone();
+                            self.track_hold(&tracked.user, tracked.event, &hold, now);
+                        }
+                    }
+                    _ => {
+                        self.granted.waiters.remove(waiter);
+                    }
+                }
+            }
+            Action::ReadEvent { .. } | Action::ReadSeats { .. } => {}
+        }
+    }
+
+    fn track_hold(&mut self, user: &str, event: usize, body: &Value, now: Duration) {
+        let Some(hold) = body.get("hold_id").and_then(Value::as_str) else { return };
+        if self.granted.holds.contains_key(hold) {
+            return;
+        }
+        let layout = &self.events[event];
+        let seats: Vec<u32> = body.get("seats").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).filter_map(|label| layout.seat_index(label)).collect();
+        let quantity = body.get("quantity").and_then(Value::as_u64).unwrap_or(seats.len() as u64) as u32;
+        let pool = if seats.is_empty() {
+            let category = body.pointer("/categories/0").and_then(Value::as_str).map(str::to_string).or_else(|| layout.pools.first().cloned()).unwrap_or_default();
+            Some((category, quantity))
+        } else {
+            None
+        };
+        let expires_at_ms = body.get("expires_at").and_then(Value::as_str).and_then(parse_rfc3339_ms).unwrap_or(0);
+        for &seat in &seats {
+            self.taken[event][seat as usize] = true;
+        }
+        self.granted.holds_granted += 1;
+        self.granted.holds.insert(hold.to_string(), TrackedHold { user: user.to_string(), event, seats, pool, expires_at_ms });
+        let hold_think = self.scenario.think.hold_ms;
+        let at = now + self.think(hold_think);
+        Workload::schedule(&mut self.holds_due, &mut self.sequence, at, hold.to_string());
+    }
+
+    fn track_waiter(&mut self, user: &str, event: usize, body: &Value, now: Duration) {
+        let Some(waiter) = body.get("waitlist_id").and_then(Value::as_str) else { return };
+        self.granted.waitlisted += 1;
+        if let Some(hold) = body.get("hold").filter(|hold| hold.is_object()) {
+            let hold = hold.clone();
+            self.track_hold(user, event, &hold, now);
+            return;
+        }
+        self.granted.waiters.insert(waiter.to_string(), TrackedWaiter { user: user.to_string(), event });
+        let waitlist_think = self.scenario.think.waitlist_ms;
+        let at = now + self.think(waitlist_think);
+        Workload::schedule(&mut self.waiters_due, &mut self.sequence, at, waiter.to_string());
+    }
+
+    fn learn_taken(&mut self, event: usize, body: &Value) {
+        let layout = &self.events[event];
+        let seats: Vec<u32> = body.pointer("/error/details/seats").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).filter_map(|label| layout.seat_index(label)).collect();
+        for seat in seats {
+            self.taken[event][seat as usize] = true;
+        }
+    }
+
+    fn free_seats(&mut self, event: usize, seats: &[u32]) {
+        for &seat in seats {
+            self.taken[event][seat as usize] = false;
+        }
+    }
+
+    /// Follow-ups not yet sent (for the end-of-run summary).
+    pub fn pending(&self) -> (usize, usize, usize) {
+        (self.holds_due.len(), self.bookings_due.len(), self.waiters_due.len())
+    }
+}
