@@ -1,0 +1,265 @@
+//! Shared by the runtime's tests: the logs to run on (embedded in a tempdir, or Kafka when
+//! `KAFKA_BOOTSTRAP` is set), a seeded workload, and the checks every scenario ends with.
+#![allow(dead_code, unreachable_pub)]
+
+use engine::{CategorySpec, Command, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogRecord};
+use runtime::{EngineStatus, Logs, OpenLog, RuntimeHandle};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Upper bound on waiting for something that must happen.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Where a test's logs live. Serializable to one string, so a child process can open the
+/// same logs.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// RocksDB allows one open per directory and process: handles opened while others are
+    /// alive share them.
+    Embedded { dir: PathBuf, open: Arc<Mutex<OpenEmbedded>> },
+    Kafka { brokers: String, requests_topic: String, outcomes_topic: String, transactional_id: String },
+}
+
+impl Backend {
+    pub fn embedded(dir: &std::path::Path) -> Backend {
+        Backend::Embedded { dir: dir.to_path_buf(), open: Arc::default() }
+    }
+
+    /// Fresh topics on the broker at `KAFKA_BOOTSTRAP`; `None` (with a note) when it is not
+    /// set on a developer's machine. In CI (`CI=true`) an unset `KAFKA_BOOTSTRAP` fails the
+    /// test: Kafka tests are never skipped there.
+    pub fn kafka(test: &str) -> Option<Backend> {
+        let brokers = match std::env::var("KAFKA_BOOTSTRAP") {
+            Ok(brokers) if !brokers.is_empty() => brokers,
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
+            }
+            _ => {
+                eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka variant of {test} not run (scripts/kafka.sh start)");
+                return None;
+            }
+        };
+        let unique = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+        Some(Backend::Kafka {
+            brokers,
+            requests_topic: format!("runtime-test-{test}-requests-{unique}"),
+            outcomes_topic: format!("runtime-test-{test}-outcomes-{unique}"),
+            transactional_id: format!("runtime-test-{test}-{unique}"),
+        })
+    }
+
+    /// Opens (requests, outcomes). Embedded logs close when every handle is dropped.
+    pub fn open(&self) -> (Arc<dyn OpenLog>, Arc<dyn OpenLog>) {
+        match self {
+            Backend::Embedded { dir, open } => {
+                let mut open = open.lock().unwrap();
+                let mut get = |cached: &mut Weak<EmbeddedLog>, name: &str| -> Arc<dyn OpenLog> {
+                    if let Some(log) = cached.upgrade() {
+                        return log;
+                    }
+                    let log = Arc::new(EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap());
+                    *cached = Arc::downgrade(&log);
+                    log
+                };
+                let requests = get(&mut open.requests, "requests");
+                let outcomes = get(&mut open.outcomes, "outcomes");
+                (requests, outcomes)
+            }
+            Backend::Kafka { brokers, requests_topic, outcomes_topic, transactional_id } => {
+                let requests = KafkaLog::open(kafka_options(brokers, requests_topic)).unwrap();
+                let mut outcomes_options = kafka_options(brokers, outcomes_topic);
+                outcomes_options.transactional_id = Some(transactional_id.clone());
+                let outcomes = KafkaLog::open(outcomes_options).unwrap();
+                (Arc::new(requests), Arc::new(outcomes))
+            }
+        }
+    }
+
+    pub fn logs(&self) -> Logs {
+        let (requests, outcomes) = self.open();
+        Logs { requests, outcomes }
+    }
+
+    pub fn to_env(&self) -> String {
+        match self {
+            Backend::Embedded { dir, .. } => format!("embedded|{}", dir.display()),
+            Backend::Kafka { brokers, requests_topic, outcomes_topic, transactional_id } => format!("kafka|{brokers}|{requests_topic}|{outcomes_topic}|{transactional_id}"),
+        }
+    }
+
+    pub fn from_env(text: &str) -> Backend {
+        let parts: Vec<&str> = text.split('|').collect();
+        match parts.as_slice() {
+            ["embedded", dir] => Backend::embedded(std::path::Path::new(dir)),
+            ["kafka", brokers, requests, outcomes, id] => Backend::Kafka {
+                brokers: brokers.to_string(),
+                requests_topic: requests.to_string(),
+                outcomes_topic: outcomes.to_string(),
+                transactional_id: id.to_string(),
+            },
+            _ => panic!("bad backend {text:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct OpenEmbedded {
+    requests: Weak<EmbeddedLog>,
+    outcomes: Weak<EmbeddedLog>,
+}
+
+fn kafka_options(brokers: &str, topic: &str) -> KafkaOptions {
+    let mut options = KafkaOptions::new(brokers, topic);
+    options.operation_timeout = Duration::from_secs(20);
+    options.delivery_timeout = Duration::from_secs(20);
+    options
+}
+
+pub fn engine_config() -> EngineConfig {
+    // No grace, so a hold's expiry is due right at its TTL.
+    EngineConfig { confirm_grace_ms: 0, ..EngineConfig::default() }
+}
+
+pub fn event_spec(hold_ttl_ms: u64) -> EventSpec {
+    EventSpec {
+        name: "Show".into(),
+        description: String::new(),
+        city: "Lyon".into(),
+        country: "FR".into(),
+        venue: "Hall".into(),
+        starts_at_ms: u64::MAX / 2,
+        ends_at_ms: None,
+        sales_open_at_ms: None,
+        sales_close_at_ms: None,
+        hold_ttl_ms,
+        seats_per_order_max: 10,
+        seats_per_user_max: Some(30),
+        waitlist_policy: WaitlistPolicy::Strict,
+        categories: vec![CategorySpec { name: "Gold".into(), price_cents: 9_000 }, CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
+        sections: vec![SectionSpec {
+            name: "A".into(),
+            rows: (1..=20).map(|row| RowSpec { label: row.to_string(), seats: 25, category: if row <= 5 { "Gold".into() } else { "Standard".into() } }).collect(),
+        }],
+        general_admission: vec![],
+    }
+}
+
+/// A small deterministic generator (splitmix64).
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+/// The payload of workload record `index` for `seed`: an event first, then holds (exact and
+/// best available, some with repeated idempotency keys), confirms, releases, and now and
+/// then a record that does not decode. The same `(seed, index)` always gives the same bytes.
+pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
+    if index == 0 {
+        return engine::wire::encode_request(&Request::with_key(Command::CreateEvent { tenant: "demo".into(), spec: event_spec(hold_ttl_ms) }, "create"));
+    }
+    let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(index));
+    let user = format!("u{}", rng.below(40));
+    let hold = HoldId(1 + rng.below(index.max(1)));
+    let command = match rng.below(20) {
+        0 => return vec![9, 9, 9],
+        1..=6 => Command::PlaceHold { user, event: EventId(0), selection: Selection::Best { quantity: 1 + rng.below(4) as u32, category: None, together: rng.below(2) == 0 }, wait: false },
+        7..=10 => {
+            let seats = (0..1 + rng.below(3)).map(|_| format!("A-{}-{}", 1 + rng.below(20), 1 + rng.below(25))).collect();
+            Command::PlaceHold { user, event: EventId(0), selection: Selection::Seats(seats), wait: false }
+        }
+        11..=14 => Command::ConfirmHold { user, hold, payment_ref: format!("pay-{index}") },
+        15..=17 => Command::ReleaseHold { user, hold },
+        _ => Command::Tick,
+    };
+    // Now and then a key that an earlier record used: the engine answers with the first outcome.
+    let key = format!("k{}", if rng.below(10) == 0 { rng.below(index) } else { index });
+    engine::wire::encode_request(&Request::with_key(command, key))
+}
+
+/// Every record of a log, from offset 0 to its end.
+pub fn read_all(log: &dyn OpenLog) -> Vec<LogRecord> {
+    let mut reader = log.open_reader().unwrap();
+    let end = reader.end_offset().unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    let mut quiet_since = Instant::now();
+    while reader.position() < end {
+        let batch = reader.poll(4096, Duration::from_millis(100)).unwrap();
+        if batch.is_empty() {
+            // A Kafka reader stops short of the end after a transaction marker.
+            if quiet_since.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+        } else {
+            quiet_since = Instant::now();
+        }
+        records.extend(batch);
+        assert!(Instant::now() < deadline, "reading the log took over {DEADLINE:?}");
+    }
+    records
+}
+
+pub fn decode_outcomes(records: &[LogRecord]) -> Vec<Outcome> {
+    records.iter().map(|record| engine::wire::decode_outcome(&record.payload).unwrap()).collect()
+}
+
+/// Replays `requests` from scratch through `last_offset` and returns the engine and every
+/// outcome.
+pub fn replay_from_scratch(requests: &[LogRecord], last_offset: u64) -> (Engine, Vec<Outcome>) {
+    let mut engine = Engine::new(engine_config());
+    let mut outcomes = Vec::new();
+    for record in requests.iter().filter(|record| record.offset <= last_offset) {
+        outcomes.push(match engine::wire::decode_request(&record.payload) {
+            Ok(request) => engine.apply(record.offset, record.timestamp_ms, &request),
+            Err(reason) => engine.apply_undecodable(record.offset, record.timestamp_ms, &reason),
+        });
+    }
+    engine.check_invariants();
+    (engine, outcomes)
+}
+
+/// Waits until the runtime has applied and published every record up to the log's end, and
+/// its status's state hash is as of that offset.
+pub fn wait_settled(handle: &RuntimeHandle, log_end_offset: u64) -> EngineStatus {
+    let (status, settled) = handle.wait_for(DEADLINE, |status| {
+        status.log_end_offset >= log_end_offset && status.caught_up() && status.published_all() && status.state_hash_offset == status.applied_offset
+    });
+    assert!(settled, "the runtime did not settle at {log_end_offset}: {status:?}");
+    status
+}
+
+/// The checks every scenario ends with: one outcome per request offset, in order, equal to
+/// a from-scratch replay's; and the runtime's state hash equal to the replay's.
+pub fn check_exactly_once(backend: &Backend, status: &EngineStatus) {
+    let (requests_log, outcomes_log) = backend.open();
+    let requests = read_all(requests_log.as_ref());
+    let outcomes = decode_outcomes(&read_all(outcomes_log.as_ref()));
+    let last = requests.last().expect("some requests").offset;
+    assert_eq!(status.applied_offset, Some(last));
+    let offsets: Vec<u64> = outcomes.iter().map(|outcome| outcome.offset).collect();
+    let expected: Vec<u64> = requests.iter().map(|record| record.offset).collect();
+    assert_eq!(offsets, expected, "one outcome per request, in order, none twice");
+    let (engine, replayed) = replay_from_scratch(&requests, last);
+    assert_eq!(status.state_hash, engine.state_hash_hex(), "the runtime's state equals a from-scratch replay");
+    for (published, replayed) in outcomes.iter().zip(&replayed) {
+        assert_eq!(published, replayed, "published outcome differs from the replay's");
+    }
+}

@@ -1,0 +1,199 @@
+//! Crash tests: the engine runs in a child process (this test binary, re-executed with
+//! `CRASH_CHILD` set) that appends a seeded workload and runs the runtime, snapshotting
+//! often. The parent kills it with SIGKILL at seeded points, during apply or right as a
+//! snapshot write begins, restarts it, and kills it again. Finally it recovers in-process
+//! and checks that every acknowledged record has exactly one outcome, that the published
+//! outcomes equal a from-scratch replay's, and that the state hash equals the replay's.
+
+mod common;
+
+use common::*;
+use runtime::{Runtime, RuntimeOptions};
+use snapshotter::{RocksStore, RocksStoreOptions, Snapshot, SnapshotError, SnapshotInfo, SnapshotStore};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+const CHILD_ENV: &str = "CRASH_CHILD";
+const SEED_ENV: &str = "CRASH_SEED";
+const LINE_PREFIX: &str = "CRASH-CHILD ";
+/// The child stops appending after this many records (a bound, not a target: it is killed
+/// long before).
+const CHILD_RECORDS_MAX: u64 = 50_000;
+
+fn child_options() -> RuntimeOptions {
+    RuntimeOptions { tick_interval_ms: 20, idle_ms: 5, snapshot_every_records: 40, snapshot_every_ms: 30, ..RuntimeOptions::new(engine_config()) }
+}
+
+fn snapshot_dir(backend: &Backend, scratch: &std::path::Path) -> std::path::PathBuf {
+    match backend {
+        Backend::Embedded { dir, .. } => dir.join("snapshots"),
+        Backend::Kafka { .. } => scratch.join("snapshots"),
+    }
+}
+
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{LINE_PREFIX}{line}").unwrap();
+    stdout.flush().unwrap();
+}
+
+/// Announces each snapshot write on stdout, so the parent can kill the child mid-write.
+struct AnnouncingStore(RocksStore);
+
+impl SnapshotStore for AnnouncingStore {
+    fn write(&mut self, snapshot: &Snapshot) -> Result<SnapshotInfo, SnapshotError> {
+        say(&format!("snapshot-begin {}", snapshot.offset));
+        let info = self.0.write(snapshot)?;
+        say(&format!("snapshot-end {}", snapshot.offset));
+        Ok(info)
+    }
+
+    fn list(&self) -> Result<Vec<snapshotter::Listed>, SnapshotError> {
+        self.0.list()
+    }
+
+    fn read(&self, offset: u64) -> Result<Snapshot, SnapshotError> {
+        self.0.read(offset)
+    }
+}
+
+/// The child's body: runs until killed. Not a test on its own (it returns at once unless
+/// the parent set `CRASH_CHILD`).
+#[test]
+fn crash_child() {
+    let Ok(backend) = std::env::var(CHILD_ENV) else { return };
+    let backend = Backend::from_env(&backend);
+    let scratch = std::path::PathBuf::from(std::env::var("CRASH_SCRATCH").unwrap());
+    let seed: u64 = std::env::var(SEED_ENV).unwrap().parse().unwrap();
+    let store = RocksStore::open(snapshot_dir(&backend, &scratch), RocksStoreOptions { keep: 2, chunk_bytes: 2048 }).unwrap();
+    let logs = backend.logs();
+    let writer = logs.requests.open_writer().unwrap();
+    let _runtime = Runtime::start(child_options(), backend.logs(), Box::new(AnnouncingStore(store))).unwrap();
+    say("started");
+    // Continue the workload where the log ends: record i is always workload_record(seed, i).
+    let mut next = writer.end_offset().unwrap();
+    let mut rng = Rng::new(seed ^ next);
+    while next < CHILD_RECORDS_MAX {
+        let size = 1 + rng.below(8);
+        let payloads = (next..next + size).map(|index| workload_record(seed, index, 2_000)).collect();
+        let appended = writer.append(payloads).unwrap();
+        let (first, last) = (appended[0].offset, appended.last().unwrap().offset);
+        say(&format!("acked {first} {last}"));
+        next += size;
+    }
+    // Not reached in the tests: the parent kills the child well before.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// What the parent learnt from one child's stdout.
+#[derive(Default)]
+struct ChildReport {
+    acked: BTreeSet<u64>,
+    snapshots_begun: u64,
+}
+
+enum KillPoint {
+    /// After this many more records are acknowledged: mid-stream, the engine applying.
+    AfterAcks(u64),
+    /// As the n-th snapshot write of this run begins.
+    AtSnapshot(u64),
+}
+
+fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u64, kill: &KillPoint) -> ChildReport {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, backend.to_env())
+        .env("CRASH_SCRATCH", scratch)
+        .env(SEED_ENV, seed.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut report = ChildReport::default();
+    let mut killed = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let Some(event) = line.strip_prefix(LINE_PREFIX) else { continue };
+        let words: Vec<&str> = event.split(' ').collect();
+        match words.as_slice() {
+            ["acked", first, last] => report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap()),
+            ["snapshot-begin", _] => report.snapshots_begun += 1,
+            _ => {}
+        }
+        let due = match kill {
+            KillPoint::AfterAcks(count) => report.acked.len() as u64 >= *count,
+            KillPoint::AtSnapshot(count) => report.snapshots_begun >= *count,
+        };
+        if due {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+    }
+    assert!(killed, "the child ended by itself: {:?}", child.wait());
+    // Acks the child printed before it died still count.
+    for line in lines {
+        let Ok(line) = line else { break };
+        if let Some(["acked", first, last]) = line.strip_prefix(LINE_PREFIX).map(|event| event.split(' ').collect::<Vec<_>>()).as_deref() {
+            report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap());
+        }
+    }
+    child.wait().unwrap();
+    report
+}
+
+fn crash_and_recover(backend: Backend, scratch: &std::path::Path, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mut acked = BTreeSet::new();
+    let mut kills = Vec::new();
+    for _ in 0..3 {
+        let kill = match rng.below(2) {
+            0 => KillPoint::AfterAcks(20 + rng.below(300)),
+            _ => KillPoint::AtSnapshot(1 + rng.below(3)),
+        };
+        let report = run_child_until_killed(&backend, scratch, seed, &kill);
+        kills.push(match kill {
+            KillPoint::AfterAcks(count) => format!("after {count} acks"),
+            KillPoint::AtSnapshot(count) => format!("at snapshot {count}"),
+        });
+        acked.extend(report.acked);
+    }
+    // Recover in this process and check.
+    let store = RocksStore::open(snapshot_dir(&backend, scratch), RocksStoreOptions { keep: 2, chunk_bytes: 2048 }).unwrap();
+    for listed in store.list().unwrap() {
+        snapshotter::verify(&store, listed.offset, &engine_config()).unwrap_or_else(|error| panic!("seed {seed}: snapshot {} does not verify: {error}", listed.offset));
+    }
+    let logs = backend.logs();
+    let end = logs.requests.open_writer().unwrap().end_offset().unwrap();
+    let runtime = Runtime::start(child_options(), backend.logs(), Box::new(store)).unwrap();
+    let status = wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    eprintln!("seed {seed}: kills {kills:?}; {} records acknowledged, log end {end}", acked.len());
+    assert!(acked.last().is_none_or(|last| *last < end), "seed {seed}: an acknowledged record is missing from the log");
+    check_exactly_once(&backend, &status);
+    // Every acknowledged record is in the outcomes log (check_exactly_once covered all of
+    // 0..end, and the acknowledged ones are below end).
+    assert!(!acked.is_empty());
+}
+
+#[test]
+fn embedded_engine_survives_kill_9() {
+    for seed in [11, 12, 13, 14] {
+        let dir = tempfile::tempdir().unwrap();
+        crash_and_recover(Backend::embedded(dir.path()), dir.path(), seed);
+    }
+}
+
+#[test]
+fn kafka_engine_survives_kill_9() {
+    for seed in [21, 22] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(backend) = Backend::kafka(&format!("crash{seed}")) else { return };
+        crash_and_recover(backend, dir.path(), seed);
+    }
+}

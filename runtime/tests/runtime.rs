@@ -1,0 +1,244 @@
+//! The runtime end to end: requests appended to the log come out as outcomes, one per
+//! request, in order, equal to a from-scratch replay's; restarts publish nothing twice and
+//! lose nothing; ticks expire holds; a standby publishes nothing until promoted. Every
+//! scenario runs on the embedded log, and on Kafka when `KAFKA_BOOTSTRAP` is set.
+
+mod common;
+
+use common::*;
+use engine::{Effect, Rejection};
+use runtime::{Role, Runtime, RuntimeOptions};
+use snapshotter::{MemoryStore, RocksStore, RocksStoreOptions, SnapshotStore};
+use std::time::Duration;
+
+fn options() -> RuntimeOptions {
+    RuntimeOptions { tick_interval_ms: 50, idle_ms: 5, idle_hash_every_ms: 0, snapshot_every_records: 25, snapshot_every_ms: 200, ..RuntimeOptions::new(engine_config()) }
+}
+
+/// Appends workload records `from..to` in batches of varying size; returns the log's end.
+fn append_workload(backend_logs: &runtime::Logs, seed: u64, from: u64, to: u64) -> u64 {
+    let writer = backend_logs.requests.open_writer().unwrap();
+    let mut rng = Rng::new(seed);
+    let mut next = from;
+    while next < to {
+        let size = (1 + rng.below(16)).min(to - next);
+        let payloads = (next..next + size).map(|index| workload_record(seed, index, 60_000)).collect();
+        let appended = writer.append(payloads).unwrap();
+        next += size;
+        assert_eq!(appended.len() as u64, size);
+    }
+    writer.end_offset().unwrap()
+}
+
+fn rocks_store(dir: &std::path::Path) -> Box<dyn SnapshotStore> {
+    Box::new(RocksStore::open(dir.join("snapshots"), RocksStoreOptions { keep: 3, chunk_bytes: 4096 }).unwrap())
+}
+
+// ---- one request, one outcome -----------------------------------------------------------
+
+fn requests_become_outcomes(backend: Backend, store_dir: &std::path::Path) {
+    let logs = backend.logs();
+    let runtime = Runtime::start(options(), backend.logs(), rocks_store(store_dir)).unwrap();
+    let end = append_workload(&logs, 1, 0, 300);
+    let status = wait_settled(&runtime.handle(), end);
+    let status_after = runtime.shutdown().unwrap();
+    assert_eq!(status_after.applied_offset, status.applied_offset);
+    check_exactly_once(&backend, &status);
+    // The garbage records were answered, not skipped.
+    let outcomes = decode_outcomes(&read_all(logs.outcomes.as_ref()));
+    assert!(outcomes.iter().any(|outcome| matches!(outcome.result, Err(Rejection::Undecodable { .. }))));
+    assert!(outcomes.iter().any(|outcome| outcome.replayed), "some idempotency keys repeat");
+}
+
+#[test]
+fn embedded_requests_become_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    requests_become_outcomes(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_requests_become_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("outcomes") {
+        requests_become_outcomes(backend, dir.path());
+    }
+}
+
+// ---- restarts -----------------------------------------------------------------------------
+
+fn restarts_are_exact(backend: Backend, store_dir: &std::path::Path) {
+    let mut end = 0;
+    for round in 0..4u64 {
+        // Fresh handles each round: the embedded logs are closed and opened again.
+        let logs = backend.logs();
+        let runtime = Runtime::start(options(), backend.logs(), rocks_store(store_dir)).unwrap();
+        let start_status = runtime.status();
+        if round > 0 {
+            // Restarted from a snapshot (not from offset 0) once one was written.
+            assert!(start_status.last_snapshot.is_some(), "round {round}: {start_status:?}");
+        }
+        end = append_workload(&logs, 2, end, end + 120);
+        if round % 2 == 0 {
+            let status = wait_settled(&runtime.handle(), end);
+            runtime.shutdown().unwrap();
+            check_exactly_once(&backend, &status);
+        } else {
+            // Stop while the engine may still be behind: the next start catches up.
+            runtime.shutdown().unwrap();
+        }
+    }
+    let runtime = Runtime::start(options(), backend.logs(), rocks_store(store_dir)).unwrap();
+    let status = wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+}
+
+#[test]
+fn embedded_restarts_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    restarts_are_exact(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_restarts_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("restarts") {
+        restarts_are_exact(backend, dir.path());
+    }
+}
+
+/// A restart whose newest snapshot is corrupt starts from the one before; with every
+/// snapshot corrupt, from offset 0; either way the result is exact.
+#[test]
+fn embedded_restart_falls_back_past_corrupt_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    let store = MemoryStore::new(3);
+    let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
+    let end = append_workload(&logs, 3, 0, 200);
+    let (_, written) = runtime.handle().wait_for(DEADLINE, |status| status.last_snapshot.is_some());
+    assert!(written);
+    wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    let offsets = store.offsets();
+    assert!(!offsets.is_empty());
+
+    store.corrupt_last_write(11);
+    let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
+    let loaded = runtime.status().last_snapshot.map(|snapshot| snapshot.offset);
+    assert!(loaded.is_none() || loaded < offsets.last().copied(), "the corrupt newest snapshot was not loaded: {loaded:?} of {offsets:?}");
+    let status = wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+
+    for offset in store.offsets() {
+        store.replace_state(offset, vec![1, 2, 3]);
+    }
+    let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
+    assert_eq!(runtime.status().applied_offset, None, "no snapshot loads: replay from 0");
+    let status = wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+}
+
+/// Snapshot writes that fail do not stop the runtime.
+#[test]
+fn embedded_failing_snapshot_writes_are_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    let store = MemoryStore::new(3);
+    store.fail_after_writes(0);
+    let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
+    let end = append_workload(&logs, 4, 0, 150);
+    let status = wait_settled(&runtime.handle(), end);
+    assert!(status.failure.is_none());
+    assert_eq!(status.last_snapshot, None);
+    runtime.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+}
+
+// ---- ticks --------------------------------------------------------------------------------
+
+fn holds_expire_by_ticks(backend: Backend, store_dir: &std::path::Path) {
+    let logs = backend.logs();
+    let runtime = Runtime::start(options(), backend.logs(), rocks_store(store_dir)).unwrap();
+    let writer = logs.requests.open_writer().unwrap();
+    let ttl_ms = 1_000;
+    writer.append(vec![workload_record(0, 0, ttl_ms)]).unwrap();
+    let hold = engine::Request::new(engine::Command::PlaceHold { user: "u1".into(), event: engine::EventId(0), selection: engine::Selection::Seats(vec!["A-1-1".into()]), wait: false });
+    let placed = writer.append(vec![engine::wire::encode_request(&hold)]).unwrap()[0];
+    // No other record is written: only the ticker can move time past the hold's expiry.
+    let mut reader = logs.outcomes.open_reader().unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let expired = loop {
+        assert!(std::time::Instant::now() < deadline, "the hold never expired");
+        let outcomes = decode_outcomes(&reader.poll(100, Duration::from_millis(100)).unwrap());
+        if let Some(outcome) = outcomes.into_iter().find(|outcome| outcome.effects.iter().any(|effect| matches!(effect, Effect::HoldExpired { .. }))) {
+            break outcome;
+        }
+    };
+    assert_eq!(expired.result, Ok(engine::Reply::Ticked), "a tick expired it");
+    let due_ms = placed.timestamp_ms + ttl_ms;
+    let late_ms = expired.time_ms.saturating_sub(due_ms);
+    assert!(late_ms < 1_500, "expired {late_ms} ms after its due time");
+    runtime.shutdown().unwrap();
+}
+
+#[test]
+fn embedded_holds_expire_by_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    holds_expire_by_ticks(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_holds_expire_by_ticks() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("ticks") {
+        holds_expire_by_ticks(backend, dir.path());
+    }
+}
+
+// ---- standby ------------------------------------------------------------------------------
+
+fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path::Path) {
+    let logs = backend.logs();
+    let standby_options = RuntimeOptions { role: Role::Standby, ..options() };
+    let standby = Runtime::start(standby_options, backend.logs(), rocks_store(&store_dir.join("standby"))).unwrap();
+    // A primary publishes the first 100 outcomes, then goes away.
+    let primary = Runtime::start(options(), backend.logs(), Box::new(MemoryStore::new(1))).unwrap();
+    assert!(matches!(primary.promote(), Err(runtime::RuntimeError::NotStandby)));
+    let end = append_workload(&logs, 5, 0, 100);
+    wait_settled(&primary.handle(), end);
+    primary.shutdown().unwrap();
+    // The standby applies 30 more that nobody publishes.
+    let end = append_workload(&logs, 5, end, end + 30);
+    let (status, caught_up) = standby.handle().wait_for(DEADLINE, |status| status.log_end_offset >= end && status.caught_up());
+    assert!(caught_up, "{status:?}");
+    assert_eq!((status.role, status.published_offset), (Role::Standby, None));
+    assert_eq!(read_all(logs.outcomes.as_ref()).len(), 100, "a standby publishes nothing");
+    // Promoted, it publishes those 30 and nothing twice, then goes on as the primary.
+    standby.promote().unwrap();
+    assert!(matches!(standby.promote(), Err(runtime::RuntimeError::NotStandby)));
+    let (status, promoted) = standby.handle().wait_for(DEADLINE, |status| status.role == Role::Primary);
+    assert!(promoted, "{status:?}");
+    let end = append_workload(&logs, 5, end, end + 50);
+    let status = wait_settled(&standby.handle(), end);
+    standby.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+}
+
+#[test]
+fn embedded_standby_publishes_only_once_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    standby_publishes_only_once_promoted(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_standby_publishes_only_once_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("standby") {
+        standby_publishes_only_once_promoted(backend, dir.path());
+    }
+}
