@@ -145,7 +145,9 @@ fn percentile_curve(histogram: &Histogram<u64>) -> Vec<CurvePoint> {
     // 1 - 10^(-k/8) for k = 0..=40 gives 0 .. 0.99999, evenly spaced in "nines".
     for step in 0..=40 {
         let quantile = 1.0 - 10f64.powf(-(step as f64) / 8.0);
-        points.push(CurvePoint { percentile: quantile * 100.0, latency_us: histogram.value_at_quantile(quantile) });
+        // Six decimals: short enough to survive a JSON round trip exactly.
+        let percentile = (quantile * 100.0 * 1e6).round() / 1e6;
+        points.push(CurvePoint { percentile, latency_us: histogram.value_at_quantile(quantile) });
     }
     points.push(CurvePoint { percentile: 100.0, latency_us: histogram.max() });
     points

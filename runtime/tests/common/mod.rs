@@ -55,7 +55,7 @@ impl Backend {
         match self {
             Backend::Embedded { dir, open } => {
                 let mut open = open.lock().unwrap();
-                let mut get = |cached: &mut Weak<EmbeddedLog>, name: &str| -> Arc<dyn OpenLog> {
+                let get = |cached: &mut Weak<EmbeddedLog>, name: &str| -> Arc<dyn OpenLog> {
                     if let Some(log) = cached.upgrade() {
                         return log;
                     }
