@@ -9,9 +9,12 @@
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
 mod cmd_engine;
+mod cmd_ingress;
 mod cmd_log;
 mod cmd_replay;
+mod cmd_serve;
 mod cmd_snapshot;
+mod cmd_token;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +38,19 @@ enum Commands {
         listen: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// The HTTP API alone, against the Kafka topics (the engine runs elsewhere).
+    Ingress {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print a user token (HS256 JWT) signed with the configured secret.
+    Token {
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid.
+        #[arg(long, default_value_t = 86_400)]
+        ttl_seconds: u64,
     },
     /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
     Engine {
@@ -94,11 +110,9 @@ fn main() {
         }
     };
     match cli.command {
-        Commands::Serve { .. } => {
-            let _ = settings;
-            eprintln!("serve is not built yet");
-            std::process::exit(1);
-        }
+        Commands::Serve { listen, data_dir } => exit_on_error(cmd_serve::run(&settings, listen, data_dir)),
+        Commands::Ingress { listen } => exit_on_error(cmd_ingress::run(&settings, listen)),
+        Commands::Token { user, ttl_seconds } => exit_on_error(cmd_token::run(&settings, &user, ttl_seconds)),
         Commands::Engine { role, data_dir } => {
             let role = match role {
                 EngineRole::Primary => runtime::Role::Primary,

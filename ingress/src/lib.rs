@@ -40,7 +40,7 @@ mod validate;
 mod views;
 mod writes;
 
-pub use auth::mint_user_token;
+pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use config::{IngressConfig, RateLimitConfig, Tenant};
 pub use engine_control::{EngineControl, EngineRole, EngineStatus, SnapshotStatus};
 pub use error::AppError;

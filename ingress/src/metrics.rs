@@ -99,6 +99,7 @@ pub(crate) struct Gauges {
     pub(crate) waiting: u64,
     pub(crate) events: u64,
     pub(crate) pending_writes: u64,
+    pub(crate) long_polls: u64,
     pub(crate) read_model_anomalies: u64,
 }
 
@@ -145,7 +146,7 @@ impl Metrics {
         }
         let applied = gauges.applied_offset.map_or(-1, |offset| offset as i64);
         let lag = gauges.outcomes_end_offset.saturating_sub(gauges.outcomes_position);
-        let gauge_values: [(&str, &str, i64); 9] = [
+        let gauge_values: [(&str, &str, i64); 10] = [
             ("boxoffice_read_model_applied_offset", "Input offset of the last outcome the read model applied (-1: none).", applied),
             ("boxoffice_outcomes_lag_records", "Outcome records not yet read by the follower.", lag as i64),
             ("boxoffice_outcomes_end_offset", "End offset of the outcomes log when last checked.", gauges.outcomes_end_offset as i64),
@@ -154,6 +155,7 @@ impl Metrics {
             ("boxoffice_waitlist_waiting", "Waitlist entries waiting.", gauges.waiting as i64),
             ("boxoffice_events", "Events known to the read model.", gauges.events as i64),
             ("boxoffice_pending_writes", "Writes waiting for their outcome.", gauges.pending_writes as i64),
+            ("boxoffice_long_polls", "Waitlist long-polls waiting for a change.", gauges.long_polls as i64),
             ("boxoffice_read_model_anomalies", "Outcomes that did not fit the read model (should be 0).", gauges.read_model_anomalies as i64),
         ];
         for (name, help, value) in gauge_values {
@@ -182,6 +184,7 @@ mod tests {
             waiting: 3,
             events: 1,
             pending_writes: 0,
+            long_polls: 0,
             read_model_anomalies: 0,
         };
         let text = metrics.render(&gauges);

@@ -128,6 +128,7 @@ impl AppState {
             waiting: model.waiting,
             events: model.events().count() as u64,
             pending_writes: self.shared.pending.waiting() as u64,
+            long_polls: self.shared.watchers.len() as u64,
             read_model_anomalies: model.anomalies,
         }
     }
@@ -140,6 +141,11 @@ impl AppState {
     /// True once the follower has read the whole outcomes log (as of its last look).
     pub fn caught_up(&self) -> bool {
         self.shared.follower.caught_up.load(Ordering::Acquire)
+    }
+
+    /// Long-polls waiting for a status change right now.
+    pub fn long_polls(&self) -> usize {
+        self.shared.watchers.len()
     }
 
     /// Makes long-polls answer at once; call when shutting down.

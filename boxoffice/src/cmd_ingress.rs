@@ -1,0 +1,100 @@
+//! `boxoffice ingress`: the HTTP API alone, against the Kafka topics (requests topic
+//! writer, outcomes topic reader); the engine runs elsewhere (`boxoffice engine`). Also
+//! what `serve` shares with it: the ingress settings and the HTTP loop.
+
+use crate::cmd_engine::{log_error, ToolError};
+use crate::settings::Settings;
+use ingress::{Ingress, IngressConfig, RateLimitConfig, Tenant};
+use requestlog::{KafkaLog, KafkaOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often start-up reports progress while the read model catches up.
+const CATCH_UP_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
+    let rate = &settings.rate_limit;
+    IngressConfig {
+        body_bytes_max: settings.http.body_bytes_max,
+        outcome_timeout: Duration::from_millis(settings.http.outcome_timeout_ms),
+        operator_key: settings.auth.operator_key.clone(),
+        user_token_secret: settings.auth.user_token_secret.clone(),
+        tenants: settings.auth.tenants.iter().map(|tenant| Tenant { id: tenant.id.clone(), admin_key: tenant.admin_key.clone() }).collect(),
+        rate_limit: RateLimitConfig {
+            enabled: rate.enabled,
+            per_user_per_second: rate.per_user_per_second,
+            per_user_burst: rate.per_user_burst,
+            per_address_per_second: rate.per_address_per_second,
+            per_address_burst: rate.per_address_burst,
+            ..RateLimitConfig::default()
+        },
+        engine: settings.engine_config(),
+        ..IngressConfig::default()
+    }
+}
+
+pub(crate) fn warn_about_default_secrets(settings: &Settings) {
+    let secrets = settings.default_secrets_in_use();
+    if !secrets.is_empty() {
+        tracing::warn!(settings = ?secrets, "development default secrets are in use: set them in the configuration or the environment before real use");
+    }
+}
+
+/// Binds `listen`, waits until the read model has caught up with the outcomes log, prints
+/// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
+/// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
+/// waits for its engine there).
+pub(crate) fn serve_http(listen: &str, ingress: &Ingress, before_ready: impl FnOnce() + Send) -> Result<(), ToolError> {
+    let io_error = |what: String| move |source| ToolError::Io { what, source };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("http").build().map_err(io_error("cannot start the HTTP runtime".into()))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(io_error(format!("cannot listen on {listen}")))?;
+        let address = listener.local_addr().map_err(io_error("cannot read the listening address".into()))?;
+        before_ready();
+        while !ingress.wait_caught_up(CATCH_UP_REPORT_EVERY).await {
+            tracing::info!(applied_offset = ?ingress.state().applied_offset(), "the read model is catching up with the outcomes log");
+        }
+        println!("listening on http://{address}");
+        tracing::info!(%address, "ready");
+        ingress::serve(listener, ingress.state(), shutdown_signal()).await.map_err(io_error("the HTTP server failed".into()))
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
+    warn_about_default_secrets(settings);
+    let kafka = &settings.kafka;
+    let requests = KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.requests_topic)).map_err(log_error(format!("cannot open Kafka topic {}", kafka.requests_topic)))?;
+    let outcomes = KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.outcomes_topic)).map_err(log_error(format!("cannot open Kafka topic {}", kafka.outcomes_topic)))?;
+    let writer = requests.writer().map_err(log_error("cannot open the requests topic's writer"))?;
+    let reader = outcomes.reader().map_err(log_error("cannot open the outcomes topic's reader"))?;
+    // The engine runs in another process: the operator endpoints answer 503 here.
+    let ingress = Ingress::start(ingress_config(settings), Arc::new(writer), Box::new(reader), None).map_err(ToolError::Invalid)?;
+    let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
+    let served = serve_http(&listen, &ingress, || {});
+    ingress.stop();
+    served
+}

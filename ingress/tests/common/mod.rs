@@ -1,0 +1,160 @@
+//! Test harness: embedded requests and outcomes logs in a temporary directory, the
+//! test-engine driver applying them, and an ingress in front.
+
+#![allow(dead_code, unreachable_pub)]
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use engine::EngineConfig;
+use ingress::test_engine::{TestEngine, TestEngineControl};
+use ingress::{AppState, Ingress, IngressConfig};
+use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "demo-admin-key";
+pub const OTHER_ADMIN: &str = "other-admin-key";
+pub const OPERATOR: &str = "demo-operator-key";
+pub const SECRET: &str = "demo-user-secret";
+pub const TICK: Duration = Duration::from_millis(20);
+
+pub fn token(user: &str) -> String {
+    ingress::mint_user_token(SECRET, user, 3600)
+}
+
+pub fn config() -> IngressConfig {
+    let mut config = IngressConfig::default();
+    config.tenants.push(ingress::Tenant { id: "other".into(), admin_key: OTHER_ADMIN.into() });
+    config.rate_limit.enabled = false;
+    config.engine = engine_config();
+    config
+}
+
+/// A short confirm grace, so expiry tests run in about a second.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig { confirm_grace_ms: 200, ..EngineConfig::default() }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub requests: EmbeddedLog,
+    pub outcomes: EmbeddedLog,
+    pub engine: Option<Arc<TestEngine>>,
+    pub ingress: Option<Ingress>,
+    pub state: AppState,
+}
+
+impl Harness {
+    pub fn start() -> Harness {
+        Harness::with_config(config(), true)
+    }
+
+    /// `with_engine: false` leaves the requests unapplied (writes time out) until
+    /// [`Harness::start_engine`].
+    pub fn with_config(config: IngressConfig, with_engine: bool) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let requests = EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
+        let outcomes = EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
+        let engine = with_engine.then(|| start_engine(&requests, &outcomes));
+        let control = engine.clone().map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
+        let ingress = Ingress::start(config, Arc::new(requests.writer()), Box::new(outcomes.reader()), control).unwrap();
+        let state = ingress.state();
+        Harness { dir, requests, outcomes, engine, ingress: Some(ingress), state }
+    }
+
+    /// Starts the engine of a harness made without one.
+    pub fn start_engine(&mut self) {
+        assert!(self.engine.is_none());
+        self.engine = Some(start_engine(&self.requests, &self.outcomes));
+    }
+
+    pub fn router(&self) -> Router {
+        ingress::app(self.state.clone())
+    }
+
+    pub fn requests_end(&self) -> u64 {
+        self.requests.writer().end_offset().unwrap()
+    }
+}
+
+fn start_engine(requests: &EmbeddedLog, outcomes: &EmbeddedLog) -> Arc<TestEngine> {
+    Arc::new(TestEngine::start(engine_config(), Box::new(requests.reader()), Arc::new(requests.writer()), Arc::new(outcomes.writer()), TICK))
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn field(&self) -> &str {
+        self.body["error"]["details"]["field"].as_str().unwrap_or("")
+    }
+
+    pub fn log_offset(&self) -> i64 {
+        self.headers.get("x-log-offset").expect("X-Log-Offset").to_str().unwrap().parse().unwrap()
+    }
+}
+
+/// One request through the router without a socket.
+pub async fn call(router: &Router, method: Method, uri: &str, bearer: Option<&str>, body: Option<Value>) -> Answer {
+    call_with(router, method, uri, bearer, &[], body.map(|body| body.to_string())).await
+}
+
+pub async fn call_with(router: &Router, method: Method, uri: &str, bearer: Option<&str>, headers: &[(&str, &str)], body: Option<String>) -> Answer {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(bearer) = bearer {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {bearer}"));
+    }
+    let has_content_type = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if body.is_some() && !has_content_type {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer { status, headers, body, text }
+}
+
+/// A reserved-seating event: section A, rows 1 and 2 of `seats_per_row` Gold seats, plus
+/// a general-admission Floor pool of 50.
+pub fn event_body(name: &str, seats_per_row: u32, hold_ttl_seconds: u64) -> Value {
+    json!({
+        "name": name,
+        "description": "An evening of tests",
+        "city": "Lyon",
+        "country": "FR",
+        "venue": "Halle Tony Garnier",
+        "starts_at": "2030-05-01T20:00:00Z",
+        "hold_ttl_seconds": hold_ttl_seconds,
+        "max_seats_per_order": 10,
+        "categories": [{"name": "Gold", "price_cents": 5000}, {"name": "Floor", "price_cents": 2000}],
+        "seating": {"sections": [{"name": "A", "rows": [
+            {"label": "1", "seats": seats_per_row, "category": "Gold"},
+            {"label": "2", "seats": seats_per_row, "category": "Gold"}
+        ]}]},
+        "general_admission": [{"category": "Floor", "capacity": 50}]
+    })
+}
+
+pub async fn create_event(router: &Router, body: Value) -> String {
+    let answer = call(router, Method::POST, "/v1/admin/events", Some(ADMIN), Some(body)).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    answer.body["event_id"].as_str().unwrap().to_string()
+}
