@@ -4,3 +4,9 @@ export BOXOFFICE_CACHE="${BOXOFFICE_CACHE:-$HOME/.cache/boxoffice}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$BOXOFFICE_CACHE/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 mkdir -p "$BOXOFFICE_CACHE"
+# C/C++ dependencies (RocksDB, librdkafka) compile through ccache when it is there:
+# feature unification can give librocksdb-sys several build hashes, and ccache makes
+# every rebuild after the first one cheap.
+if command -v ccache >/dev/null 2>&1; then
+  export CC="${CC:-ccache cc}" CXX="${CXX:-ccache c++}"
+fi

@@ -9,7 +9,7 @@ have_pkg() { dpkg -s "$1" >/dev/null 2>&1; }
 
 # RocksDB's build needs a C++ compiler and libclang (bindgen); librdkafka needs make,
 # a C compiler, zlib and pkg-config; the Kafka broker needs Java 17+ and Maven.
-for pkg in build-essential clang libclang-dev cmake pkg-config zlib1g-dev libssl-dev curl ca-certificates; do
+for pkg in build-essential ccache clang libclang-dev cmake pkg-config zlib1g-dev libssl-dev curl ca-certificates; do
   have_pkg "$pkg" || need_apt+=("$pkg")
 done
 have java || need_apt+=(default-jdk-headless)

@@ -183,7 +183,8 @@ impl Report {
 
     fn parse(stdout: &str, seed: u64) -> Report {
         let prefix = format!("determinism-report seed={seed} ");
-        let line = stdout.lines().find_map(|line| line.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no report for seed {seed} in the child's output:\n{stdout}"));
+        // The test harness may print "test ... " on the same line before ours.
+        let line = stdout.lines().find_map(|line| line.find(&prefix).map(|start| &line[start + prefix.len()..])).unwrap_or_else(|| panic!("no report for seed {seed} in the child's output:\n{stdout}"));
         let field = |name: &str| line.split(' ').find_map(|pair| pair.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {line}")).to_string();
         Report { outcomes: field("outcomes"), state: field("state"), accepted: field("accepted").parse().unwrap(), rejected: field("rejected").parse().unwrap() }
     }
