@@ -10,6 +10,7 @@
 
 mod cmd_engine;
 mod cmd_ingress;
+mod cmd_loadgen;
 mod cmd_log;
 mod cmd_replay;
 mod cmd_serve;
@@ -52,6 +53,9 @@ enum Commands {
         #[arg(long, default_value_t = 86_400)]
         ttl_seconds: u64,
     },
+    /// Load tester: scenarios, open-loop load, record and replay, verification
+    /// (loadgen/REHEARSE.md).
+    Loadgen(loadgen::Args),
     /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
     Engine {
         #[arg(long, value_enum, default_value_t = EngineRole::Primary)]
@@ -113,6 +117,7 @@ fn main() {
         Commands::Serve { listen, data_dir } => exit_on_error(cmd_serve::run(&settings, listen, data_dir)),
         Commands::Ingress { listen } => exit_on_error(cmd_ingress::run(&settings, listen)),
         Commands::Token { user, ttl_seconds } => exit_on_error(cmd_token::run(&settings, &user, ttl_seconds)),
+        Commands::Loadgen(args) => cmd_loadgen::run(args),
         Commands::Engine { role, data_dir } => {
             let role = match role {
                 EngineRole::Primary => runtime::Role::Primary,

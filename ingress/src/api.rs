@@ -14,299 +14,299 @@ fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D
 // ---- public reads ----------------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]
-pub struct CitiesResponse {
-    pub cities: Vec<CityEntry>,
+pub(crate) struct CitiesResponse {
+    pub(crate) cities: Vec<CityEntry>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CityEntry {
-    pub city: String,
-    pub country: String,
+pub(crate) struct CityEntry {
+    pub(crate) city: String,
+    pub(crate) country: String,
     /// Events in this city (canceled ones excluded).
-    pub events: u64,
+    pub(crate) events: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct EventsQuery {
+pub(crate) struct EventsQuery {
     /// City, case-insensitive.
-    pub city: Option<String>,
+    pub(crate) city: Option<String>,
     /// Country code, case-insensitive.
-    pub country: Option<String>,
+    pub(crate) country: Option<String>,
     /// Venue, case-insensitive.
-    pub venue: Option<String>,
+    pub(crate) venue: Option<String>,
     /// Words that must all appear in the name, description or venue.
-    pub q: Option<String>,
+    pub(crate) q: Option<String>,
     /// Events starting at or after this time (RFC 3339).
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Events starting at or before this time (RFC 3339).
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// `date` (default) or `name`.
-    pub sort: Option<String>,
+    pub(crate) sort: Option<String>,
     /// From 1.
-    pub page: Option<u32>,
+    pub(crate) page: Option<u32>,
     /// From 1 to 100, default 20.
-    pub per_page: Option<u32>,
+    pub(crate) per_page: Option<u32>,
     /// Include canceled events (default false).
-    pub include_canceled: Option<bool>,
+    pub(crate) include_canceled: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventsResponse {
-    pub events: Vec<EventSummary>,
-    pub page: u32,
-    pub per_page: u32,
-    pub total: u64,
+pub(crate) struct EventsResponse {
+    pub(crate) events: Vec<EventSummary>,
+    pub(crate) page: u32,
+    pub(crate) per_page: u32,
+    pub(crate) total: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventSummary {
-    pub event_id: String,
-    pub name: String,
-    pub description: String,
-    pub city: String,
-    pub country: String,
-    pub venue: String,
-    pub starts_at: String,
+pub(crate) struct EventSummary {
+    pub(crate) event_id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) city: String,
+    pub(crate) country: String,
+    pub(crate) venue: String,
+    pub(crate) starts_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ends_at: Option<String>,
+    pub(crate) ends_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sales_open_at: Option<String>,
+    pub(crate) sales_open_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sales_close_at: Option<String>,
+    pub(crate) sales_close_at: Option<String>,
     /// `scheduled` or `canceled`.
-    pub status: String,
+    pub(crate) status: String,
     /// `upcoming`, `open` or `closed` (canceled events are `closed`).
-    pub sales: String,
+    pub(crate) sales: String,
     /// The lowest category price.
-    pub price_from_cents: u64,
+    pub(crate) price_from_cents: u64,
     /// Seats and places not held or booked.
-    pub free: u64,
-    pub capacity: u64,
+    pub(crate) free: u64,
+    pub(crate) capacity: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct VenuesQuery {
-    pub city: Option<String>,
+pub(crate) struct VenuesQuery {
+    pub(crate) city: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VenuesResponse {
-    pub venues: Vec<VenueEntry>,
+pub(crate) struct VenuesResponse {
+    pub(crate) venues: Vec<VenueEntry>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VenueEntry {
-    pub venue: String,
-    pub city: String,
-    pub country: String,
-    pub events: u64,
+pub(crate) struct VenueEntry {
+    pub(crate) venue: String,
+    pub(crate) city: String,
+    pub(crate) country: String,
+    pub(crate) events: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventDetail {
+pub(crate) struct EventDetail {
     #[serde(flatten)]
-    pub summary: EventSummary,
-    pub hold_ttl_seconds: u64,
-    pub max_seats_per_order: u32,
+    pub(crate) summary: EventSummary,
+    pub(crate) hold_ttl_seconds: u64,
+    pub(crate) max_seats_per_order: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_seats_per_user: Option<u32>,
+    pub(crate) max_seats_per_user: Option<u32>,
     /// `strict` or `skip_ahead`.
-    pub waitlist_policy: String,
-    pub categories: Vec<CategoryBody>,
+    pub(crate) waitlist_policy: String,
+    pub(crate) categories: Vec<CategoryBody>,
     /// Reserved seating: section names (the seat map is at `/seats`).
-    pub sections: Vec<String>,
-    pub general_admission: Vec<PoolBody>,
-    pub availability: Vec<Availability>,
+    pub(crate) sections: Vec<String>,
+    pub(crate) general_admission: Vec<PoolBody>,
+    pub(crate) availability: Vec<Availability>,
     /// Waitlist entries still waiting.
-    pub waiting: u64,
+    pub(crate) waiting: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Availability {
-    pub category: String,
-    pub price_cents: u64,
-    pub capacity: u64,
-    pub free: u64,
-    pub held: u64,
-    pub booked: u64,
+pub(crate) struct Availability {
+    pub(crate) category: String,
+    pub(crate) price_cents: u64,
+    pub(crate) capacity: u64,
+    pub(crate) free: u64,
+    pub(crate) held: u64,
+    pub(crate) booked: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SeatMap {
-    pub event_id: String,
-    pub sections: Vec<SeatMapSection>,
+pub(crate) struct SeatMap {
+    pub(crate) event_id: String,
+    pub(crate) sections: Vec<SeatMapSection>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SeatMapSection {
-    pub name: String,
-    pub rows: Vec<SeatMapRow>,
+pub(crate) struct SeatMapSection {
+    pub(crate) name: String,
+    pub(crate) rows: Vec<SeatMapRow>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SeatMapRow {
-    pub label: String,
-    pub seats: Vec<SeatMapSeat>,
+pub(crate) struct SeatMapRow {
+    pub(crate) label: String,
+    pub(crate) seats: Vec<SeatMapSeat>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SeatMapSeat {
+pub(crate) struct SeatMapSeat {
     /// `<section>-<row>-<number>`.
-    pub id: String,
-    pub category: String,
+    pub(crate) id: String,
+    pub(crate) category: String,
     /// `free`, `held` or `booked`.
-    pub status: String,
+    pub(crate) status: String,
 }
 
 // ---- admin -------------------------------------------------------------------------------
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct CategoryBody {
-    pub name: String,
-    pub price_cents: u64,
+pub(crate) struct CategoryBody {
+    pub(crate) name: String,
+    pub(crate) price_cents: u64,
 }
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct PoolBody {
-    pub category: String,
-    pub capacity: u32,
+pub(crate) struct PoolBody {
+    pub(crate) category: String,
+    pub(crate) capacity: u32,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SeatingBody {
-    pub sections: Vec<SectionBody>,
+pub(crate) struct SeatingBody {
+    pub(crate) sections: Vec<SectionBody>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SectionBody {
-    pub name: String,
-    pub rows: Vec<RowBody>,
+pub(crate) struct SectionBody {
+    pub(crate) name: String,
+    pub(crate) rows: Vec<RowBody>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RowBody {
-    pub label: String,
+pub(crate) struct RowBody {
+    pub(crate) label: String,
     /// How many seats; numbered from 1.
-    pub seats: u32,
-    pub category: String,
+    pub(crate) seats: u32,
+    pub(crate) category: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateEventBody {
-    pub name: String,
-    pub description: Option<String>,
-    pub city: String,
-    pub country: String,
-    pub venue: String,
-    pub starts_at: String,
-    pub ends_at: Option<String>,
-    pub sales_open_at: Option<String>,
-    pub sales_close_at: Option<String>,
+pub(crate) struct CreateEventBody {
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
+    pub(crate) city: String,
+    pub(crate) country: String,
+    pub(crate) venue: String,
+    pub(crate) starts_at: String,
+    pub(crate) ends_at: Option<String>,
+    pub(crate) sales_open_at: Option<String>,
+    pub(crate) sales_close_at: Option<String>,
     /// From 1 to 7200, default 300.
-    pub hold_ttl_seconds: Option<u64>,
+    pub(crate) hold_ttl_seconds: Option<u64>,
     /// Default 10.
-    pub max_seats_per_order: Option<u32>,
-    pub max_seats_per_user: Option<u32>,
+    pub(crate) max_seats_per_order: Option<u32>,
+    pub(crate) max_seats_per_user: Option<u32>,
     /// `strict` (default: nobody passes the head of a waitlist) or `skip_ahead`.
-    pub waitlist_policy: Option<String>,
-    pub categories: Vec<CategoryBody>,
-    pub seating: Option<SeatingBody>,
-    pub general_admission: Option<Vec<PoolBody>>,
+    pub(crate) waitlist_policy: Option<String>,
+    pub(crate) categories: Vec<CategoryBody>,
+    pub(crate) seating: Option<SeatingBody>,
+    pub(crate) general_admission: Option<Vec<PoolBody>>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventCreated {
-    pub event_id: String,
+pub(crate) struct EventCreated {
+    pub(crate) event_id: String,
 }
 
 /// Every field is optional; `null` clears an optional time or limit. Seat maps never change.
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct PatchEventBody {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub starts_at: Option<String>,
+pub(crate) struct PatchEventBody {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) starts_at: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
-    pub ends_at: Option<Option<String>>,
+    pub(crate) ends_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
-    pub sales_open_at: Option<Option<String>>,
+    pub(crate) sales_open_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
-    pub sales_close_at: Option<Option<String>>,
-    pub hold_ttl_seconds: Option<u64>,
-    pub max_seats_per_order: Option<u32>,
+    pub(crate) sales_close_at: Option<Option<String>>,
+    pub(crate) hold_ttl_seconds: Option<u64>,
+    pub(crate) max_seats_per_order: Option<u32>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u32>)]
-    pub max_seats_per_user: Option<Option<u32>>,
-    pub waitlist_policy: Option<String>,
+    pub(crate) max_seats_per_user: Option<Option<u32>>,
+    pub(crate) waitlist_policy: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventCanceledResponse {
-    pub event_id: String,
-    pub status: String,
-    pub released_holds: u64,
-    pub canceled_bookings: u64,
-    pub ended_waitlist_entries: u64,
+pub(crate) struct EventCanceledResponse {
+    pub(crate) event_id: String,
+    pub(crate) status: String,
+    pub(crate) released_holds: u64,
+    pub(crate) canceled_bookings: u64,
+    pub(crate) ended_waitlist_entries: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CheckinBody {
+pub(crate) struct CheckinBody {
     /// The code printed on the ticket.
-    pub code: String,
+    pub(crate) code: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CheckinResponse {
-    pub event_id: String,
-    pub ticket_id: String,
-    pub status: String,
+pub(crate) struct CheckinResponse {
+    pub(crate) event_id: String,
+    pub(crate) ticket_id: String,
+    pub(crate) status: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AttendeesResponse {
-    pub event_id: String,
-    pub attendees: Vec<Attendee>,
+pub(crate) struct AttendeesResponse {
+    pub(crate) event_id: String,
+    pub(crate) attendees: Vec<Attendee>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Attendee {
-    pub booking_id: String,
-    pub user: String,
+pub(crate) struct Attendee {
+    pub(crate) booking_id: String,
+    pub(crate) user: String,
     /// `confirmed` or `canceled`.
-    pub status: String,
-    pub seats: Vec<String>,
-    pub quantity: u32,
-    pub categories: Vec<String>,
-    pub total_cents: u64,
-    pub booked_at: String,
-    pub tickets: Vec<AttendeeTicket>,
+    pub(crate) status: String,
+    pub(crate) seats: Vec<String>,
+    pub(crate) quantity: u32,
+    pub(crate) categories: Vec<String>,
+    pub(crate) total_cents: u64,
+    pub(crate) booked_at: String,
+    pub(crate) tickets: Vec<AttendeeTicket>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AttendeeTicket {
-    pub ticket_id: String,
+pub(crate) struct AttendeeTicket {
+    pub(crate) ticket_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seat: Option<String>,
-    pub checked_in: bool,
+    pub(crate) seat: Option<String>,
+    pub(crate) checked_in: bool,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AdminEventsResponse {
-    pub events: Vec<EventSummary>,
+pub(crate) struct AdminEventsResponse {
+    pub(crate) events: Vec<EventSummary>,
 }
 
 // ---- holds, bookings, waitlist ------------------------------------------------------------
@@ -314,227 +314,227 @@ pub struct AdminEventsResponse {
 /// Either `seats` (exact seats) or `quantity` (best available).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HoldBody {
-    pub seats: Option<Vec<String>>,
-    pub quantity: Option<u32>,
-    pub category: Option<String>,
+pub(crate) struct HoldBody {
+    pub(crate) seats: Option<Vec<String>>,
+    pub(crate) quantity: Option<u32>,
+    pub(crate) category: Option<String>,
     /// Adjacent seats in one row (reserved seating only).
-    pub together: Option<bool>,
+    pub(crate) together: Option<bool>,
     /// When not enough is free now, join the waitlist (answer 202) instead of failing.
-    pub wait: Option<bool>,
+    pub(crate) wait: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HoldResponse {
-    pub hold_id: String,
-    pub event_id: String,
+pub(crate) struct HoldResponse {
+    pub(crate) hold_id: String,
+    pub(crate) event_id: String,
     /// Seat ids (empty for general admission).
-    pub seats: Vec<String>,
-    pub quantity: u32,
+    pub(crate) seats: Vec<String>,
+    pub(crate) quantity: u32,
     /// Categories of the held items, in seat order (one entry for general admission).
-    pub categories: Vec<String>,
-    pub total_cents: u64,
-    pub created_at: String,
-    pub expires_at: String,
+    pub(crate) categories: Vec<String>,
+    pub(crate) total_cents: u64,
+    pub(crate) created_at: String,
+    pub(crate) expires_at: String,
     /// `held`, `confirmed`, `released` or `expired`.
-    pub status: String,
+    pub(crate) status: String,
     /// Set when the hold was offered to this waitlist entry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub waitlist_id: Option<String>,
+    pub(crate) waitlist_id: Option<String>,
     /// Set once confirmed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub booking_id: Option<String>,
+    pub(crate) booking_id: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ConfirmBody {
+pub(crate) struct ConfirmBody {
     /// The payment gateway's reference.
-    pub payment_ref: String,
+    pub(crate) payment_ref: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BookingResponse {
-    pub booking_id: String,
-    pub hold_id: String,
-    pub event_id: String,
-    pub seats: Vec<String>,
-    pub quantity: u32,
-    pub total_cents: u64,
-    pub payment_ref: String,
-    pub booked_at: String,
+pub(crate) struct BookingResponse {
+    pub(crate) booking_id: String,
+    pub(crate) hold_id: String,
+    pub(crate) event_id: String,
+    pub(crate) seats: Vec<String>,
+    pub(crate) quantity: u32,
+    pub(crate) total_cents: u64,
+    pub(crate) payment_ref: String,
+    pub(crate) booked_at: String,
     /// `confirmed` or `canceled`.
-    pub status: String,
-    pub tickets: Vec<TicketBody>,
+    pub(crate) status: String,
+    pub(crate) tickets: Vec<TicketBody>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TicketBody {
-    pub ticket_id: String,
+pub(crate) struct TicketBody {
+    pub(crate) ticket_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seat: Option<String>,
+    pub(crate) seat: Option<String>,
     /// Shown at the door; checked in by `POST /v1/admin/events/{id}/checkin`.
-    pub code: String,
+    pub(crate) code: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BookingsResponse {
-    pub bookings: Vec<BookingResponse>,
+pub(crate) struct BookingsResponse {
+    pub(crate) bookings: Vec<BookingResponse>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WaitlistBody {
-    pub quantity: u32,
-    pub category: Option<String>,
-    pub together: Option<bool>,
+pub(crate) struct WaitlistBody {
+    pub(crate) quantity: u32,
+    pub(crate) category: Option<String>,
+    pub(crate) together: Option<bool>,
 }
 
 /// The answer to joining a waitlist (201) or to a hold that had to wait (202).
 #[derive(Serialize, ToSchema)]
-pub struct WaitlistJoined {
-    pub waitlist_id: String,
-    pub event_id: String,
+pub(crate) struct WaitlistJoined {
+    pub(crate) waitlist_id: String,
+    pub(crate) event_id: String,
     /// Place in the FCFS queue, from 1 (0 once no longer waiting).
-    pub position: u32,
-    pub status: String,
+    pub(crate) position: u32,
+    pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold: Option<HoldResponse>,
+    pub(crate) hold: Option<HoldResponse>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-pub struct WaitQuery {
+pub(crate) struct WaitQuery {
     /// Long-poll: wait up to this many seconds (at most 60) for the status to change.
-    pub wait_seconds: Option<u32>,
+    pub(crate) wait_seconds: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct WaitlistStatus {
-    pub waitlist_id: String,
-    pub event_id: String,
+pub(crate) struct WaitlistStatus {
+    pub(crate) waitlist_id: String,
+    pub(crate) event_id: String,
     /// `waiting`, `offered`, `expired` or `left`.
-    pub status: String,
+    pub(crate) status: String,
     /// Live place in the FCFS queue while waiting, from 1; 0 otherwise.
-    pub position: u32,
-    pub quantity: u32,
+    pub(crate) position: u32,
+    pub(crate) quantity: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub(crate) category: Option<String>,
     /// Why an entry expired: `timed_out`, `sold_out`, `limit_exceeded`, `event_canceled`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The hold offered to this entry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold: Option<HoldResponse>,
+    pub(crate) hold: Option<HoldResponse>,
 }
 
 // ---- service desks ------------------------------------------------------------------------
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct LevelBody {
-    pub name: String,
+pub(crate) struct LevelBody {
+    pub(crate) name: String,
     /// A ticket of this level is resolved (its slot ends) within this many minutes.
-    pub deadline_minutes: u64,
+    pub(crate) deadline_minutes: u64,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateDeskBody {
-    pub name: String,
-    pub agents: u32,
+pub(crate) struct CreateDeskBody {
+    pub(crate) name: String,
+    pub(crate) agents: u32,
     /// Default 1.
-    pub slot_minutes: Option<u64>,
+    pub(crate) slot_minutes: Option<u64>,
     /// Default gold 120, silver 240, bronze 480.
-    pub levels: Option<Vec<LevelBody>>,
+    pub(crate) levels: Option<Vec<LevelBody>>,
     /// How far ahead a slot may be given; default 8.
-    pub horizon_hours: Option<u64>,
+    pub(crate) horizon_hours: Option<u64>,
     /// How long a validated (`hold: true`) ticket keeps its slot; default 300.
-    pub hold_ttl_seconds: Option<u64>,
+    pub(crate) hold_ttl_seconds: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeskCreated {
-    pub desk_id: String,
+pub(crate) struct DeskCreated {
+    pub(crate) desk_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeskLoad {
-    pub desk_id: String,
-    pub name: String,
-    pub agents: u32,
-    pub slot_minutes: u64,
-    pub horizon_hours: u64,
-    pub levels: Vec<LevelBody>,
+pub(crate) struct DeskLoad {
+    pub(crate) desk_id: String,
+    pub(crate) name: String,
+    pub(crate) agents: u32,
+    pub(crate) slot_minutes: u64,
+    pub(crate) horizon_hours: u64,
+    pub(crate) levels: Vec<LevelBody>,
     /// Tickets holding a slot now (confirmed and validated).
-    pub tickets: u64,
-    pub held_tickets: u64,
+    pub(crate) tickets: u64,
+    pub(crate) held_tickets: u64,
     /// Busy agent-slots over the horizon divided by all agent-slots in it.
-    pub utilization: f64,
+    pub(crate) utilization: f64,
     /// Upcoming slots with at least one busy agent (at most 100).
-    pub busy_slots: Vec<DeskSlot>,
+    pub(crate) busy_slots: Vec<DeskSlot>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeskSlot {
-    pub slot_start: String,
-    pub busy_agents: u32,
+pub(crate) struct DeskSlot {
+    pub(crate) slot_start: String,
+    pub(crate) busy_agents: u32,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeskTicketBody {
-    pub level: String,
+pub(crate) struct DeskTicketBody {
+    pub(crate) level: String,
     /// Only validate: keep the slot for a short while until confirmed.
-    pub hold: Option<bool>,
+    pub(crate) hold: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeskTicketResponse {
-    pub ticket_id: String,
-    pub desk_id: String,
-    pub level: String,
-    pub agent: u32,
-    pub slot_start: String,
-    pub slot_end: String,
-    pub resolve_by: String,
+pub(crate) struct DeskTicketResponse {
+    pub(crate) ticket_id: String,
+    pub(crate) desk_id: String,
+    pub(crate) level: String,
+    pub(crate) agent: u32,
+    pub(crate) slot_start: String,
+    pub(crate) slot_end: String,
+    pub(crate) resolve_by: String,
     /// `held`, `confirmed`, `canceled` or `expired`.
-    pub status: String,
+    pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hold_expires_at: Option<String>,
+    pub(crate) hold_expires_at: Option<String>,
 }
 
 // ---- operations ---------------------------------------------------------------------------
 
 #[derive(Serialize, ToSchema)]
-pub struct EngineStatusResponse {
+pub(crate) struct EngineStatusResponse {
     /// `primary` or `standby`.
-    pub role: String,
-    pub applied_offset: Option<u64>,
-    pub log_end_offset: u64,
-    pub last_snapshot: Option<SnapshotBody>,
-    pub state_hash: String,
+    pub(crate) role: String,
+    pub(crate) applied_offset: Option<u64>,
+    pub(crate) log_end_offset: u64,
+    pub(crate) last_snapshot: Option<SnapshotBody>,
+    pub(crate) state_hash: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SnapshotBody {
-    pub offset: u64,
-    pub at: String,
+pub(crate) struct SnapshotBody {
+    pub(crate) offset: u64,
+    pub(crate) at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Health {
-    pub status: String,
+pub(crate) struct Health {
+    pub(crate) status: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Readiness {
-    pub ready: bool,
-    pub log_writable: bool,
-    pub caught_up: bool,
+pub(crate) struct Readiness {
+    pub(crate) ready: bool,
+    pub(crate) log_writable: bool,
+    pub(crate) caught_up: bool,
     /// Input offset of the last outcome the read model applied.
-    pub applied_offset: Option<u64>,
-    pub outcomes_position: u64,
-    pub outcomes_end_offset: u64,
+    pub(crate) applied_offset: Option<u64>,
+    pub(crate) outcomes_position: u64,
+    pub(crate) outcomes_end_offset: u64,
 }

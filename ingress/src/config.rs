@@ -80,7 +80,7 @@ impl Default for IngressConfig {
 
 /// The largest body the wire format can carry comfortably: a record is at most
 /// `engine::wire::RECORD_BYTES_MAX`, and a body is never larger than a quarter of it.
-pub const BODY_BYTES_CAP: usize = engine::wire::RECORD_BYTES_MAX / 4;
+pub(crate) const BODY_BYTES_CAP: usize = engine::wire::RECORD_BYTES_MAX / 4;
 const _: () = assert!(BODY_BYTES_CAP >= 64 * 1024, "the contract's 64 KiB bodies must fit a record");
 
 impl IngressConfig {

@@ -22,20 +22,20 @@ pub struct AppError {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorObject,
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorObject,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorObject {
+pub(crate) struct ErrorObject {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `seats_unavailable`, `sold_out`,
     /// `limit_exceeded`, `hold_expired`, `already_used`, `sales_closed`, `sla_unavailable`,
     /// `conflict`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
-    pub code: String,
-    pub message: String,
+    pub(crate) code: String,
+    pub(crate) message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub details: Option<Value>,
+    pub(crate) details: Option<Value>,
 }
 
 impl AppError {

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 /// The longest Idempotency-Key accepted (the contract's limit).
-pub const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
+pub(crate) const IDEMPOTENCY_KEY_CHARS_MAX: usize = 64;
 
 /// A JSON body. A wrong content type, malformed JSON or a bad field is a 400 naming the
 /// field (`details.field`); a body over the limit is 413.

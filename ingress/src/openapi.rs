@@ -1,7 +1,6 @@
 //! The OpenAPI document of API v1, generated from the handlers' annotations and the
 //! request/response types, served at `GET /v1/openapi.json`.
 
-use crate::api::*;
 use crate::error::{ErrorBody, ErrorObject};
 use crate::routes::{admin, ops, public, user};
 use std::sync::OnceLock;

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 /// Parses an RFC 3339 time (any offset; converted to UTC) into epoch milliseconds.
 /// Times before 1970 are refused: the engine's clock starts there.
-pub fn parse(field: &str, text: &str) -> Result<u64, AppError> {
+pub(crate) fn parse(field: &str, text: &str) -> Result<u64, AppError> {
     let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| AppError::field(field, format!("{field} must be an RFC 3339 time such as 2030-05-01T20:00:00Z")))?;
     let millis = time.unix_timestamp_nanos() / 1_000_000;
     u64::try_from(millis).map_err(|_| AppError::field(field, format!("{field} must not be before 1970")))
@@ -15,7 +15,7 @@ pub fn parse(field: &str, text: &str) -> Result<u64, AppError> {
 
 /// Formats epoch milliseconds as RFC 3339 in UTC (`2030-05-01T20:00:00Z`, with a
 /// fraction only when there is one).
-pub fn format(millis: u64) -> String {
+pub(crate) fn format(millis: u64) -> String {
     let nanos = i128::from(millis) * 1_000_000;
     OffsetDateTime::from_unix_timestamp_nanos(nanos).ok().and_then(|time| time.format(&Rfc3339).ok()).unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
