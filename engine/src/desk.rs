@@ -121,6 +121,10 @@ impl Engine {
         if spec.slot_ms < 1_000 || spec.horizon_ms < spec.slot_ms || spec.horizon_ms / spec.slot_ms > self.config.desk_slots_max {
             return invalid("slot length must be at least 1 s and the horizon at least one slot and at most the slot limit");
         }
+        // Fix: horizons and deadlines are added to the clock; unbounded ones overflowed.
+        if spec.horizon_ms > crate::config::DURATION_MS_MAX || spec.levels.iter().any(|level| level.deadline_ms > crate::config::DURATION_MS_MAX) {
+            return invalid("a desk's horizon and deadlines must be at most DURATION_MS_MAX");
+        }
         if spec.levels.is_empty() || spec.levels.len() > 16 {
             return invalid("a desk has from 1 to 16 service levels");
         }

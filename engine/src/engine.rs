@@ -228,11 +228,13 @@ fn conflict(reason: impl Into<String>) -> Rejection {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
+        assert!(config.durations_are_bounded(), "configured durations must be at most DURATION_MS_MAX");
         Engine { config, state: State { next_hold: 1, next_waiter: 1, ..State::default() }, effects: Vec::new() }
     }
 
     /// Rebuilds an engine from a snapshot's state.
     pub fn from_state(config: EngineConfig, state: State) -> Engine {
+        assert!(config.durations_are_bounded(), "configured durations must be at most DURATION_MS_MAX");
         Engine { config, state, effects: Vec::new() }
     }
 
@@ -316,9 +318,10 @@ impl Engine {
     // ---- time -------------------------------------------------------------------
 
     /// Log time never goes backwards: a record stamped earlier than the clock is
-    /// applied at the clock's time.
+    /// applied at the clock's time. A record stamped past `TIME_MS_MAX` is applied at
+    /// `TIME_MS_MAX` (fix: clock arithmetic used to overflow near `u64::MAX`).
     fn advance_clock(&mut self, time_ms: u64) {
-        self.state.now_ms = self.state.now_ms.max(time_ms);
+        self.state.now_ms = self.state.now_ms.max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
         while let Some(&(due, kind, id)) = self.state.timers.first() {
             if due >= now_ms {
@@ -448,12 +451,22 @@ impl Engine {
         if spec.sections.is_empty() && spec.general_admission.is_empty() {
             return Err(invalid("an event needs seating, general admission, or both"));
         }
+        // Fix: section indices are u16 in the layout, and the section count was never
+        // checked (70,000 empty sections panicked in `Layout::build`).
+        if spec.sections.len() > usize::from(u16::MAX) {
+            return Err(invalid(format!("an event has at most {} sections", u16::MAX)));
+        }
         let (mut seats, mut rows) = (0u64, 0u64);
         let mut section_names = BTreeSet::new();
         for section in &spec.sections {
             self.check_text("section name", &section.name, true)?;
             if section.name.contains('-') || !section_names.insert(section.name.as_str()) {
                 return Err(invalid(format!("section name {:?} contains '-' or is used twice", section.name)));
+            }
+            // Fix: empty sections let an event with no seats and no pools through the
+            // "needs seating" rule above (the ingress already refuses them).
+            if section.rows.is_empty() {
+                return Err(invalid(format!("section {:?} has no rows", section.name)));
             }
             let mut labels = BTreeSet::new();
             for row in &section.rows {

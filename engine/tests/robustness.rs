@@ -15,6 +15,7 @@
 mod common;
 
 use common::T0;
+use engine::config::{DURATION_MS_MAX, TIME_MS_MAX};
 use engine::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -148,6 +149,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::ConfirmDeskTicket { user, desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
         1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::CancelDeskTicket { user, desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
         1 => Just(Command::Tick),
+        1 => text().prop_map(|node| Command::Promote { node }),
     ]
 }
 
@@ -239,6 +241,7 @@ fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option
     let not_found = |what| Some(Rejection::NotFound { what });
     match command {
         Command::CreateEvent { tenant, .. } => text_rejection("tenant", tenant),
+        Command::Promote { node } => text_rejection("node", node),
         Command::UpdateEvent { event, .. } | Command::CancelEvent { event, .. } if no_event(event) => not_found(NotFound::Event),
         Command::CheckIn { event, .. } if no_event(event) => not_found(NotFound::Event),
         // Nobody can forge a ticket code, so a code of an owned event is never found.
@@ -305,7 +308,7 @@ impl Harness {
         self.offset += 1;
         self.engine.check_invariants();
         assert_eq!(outcome.offset, self.offset - 1);
-        assert_eq!(outcome.time_ms, before_ms.max(time_ms), "the clock only moves forward");
+        assert_eq!(outcome.time_ms, before_ms.max(time_ms.min(TIME_MS_MAX)), "the clock only moves forward, and not past the end of time");
         assert_eq!(outcome.time_ms, self.engine.now_ms());
         if let Some(expected) = expected.filter(|_| !outcome.replayed) {
             assert_eq!(outcome.result, Err(expected), "{request:?}");
@@ -457,7 +460,7 @@ fn records_stamped_at_the_ends_of_time_are_applied() {
     assert_eq!((outcome.time_ms, outcome.effects.len()), (T0, 0));
     // The end of time: everything due expires, and the engine still takes commands.
     let outcome = harness.apply(u64::MAX, &Request::new(Command::Tick));
-    assert_eq!(outcome.time_ms, u64::MAX);
+    assert_eq!(outcome.time_ms, TIME_MS_MAX);
     assert!(matches!(outcome.effects[..], [Effect::HoldExpired { .. }]));
     let placed = harness.apply(u64::MAX, &Request::new(hold_in_theatre("bob", Selection::Best { quantity: 2, category: None, together: true })));
     assert!(matches!(&placed.result, Ok(Reply::HoldPlaced(view)) if view.items == Items::Seats(vec![0, 1])), "{placed:?}");
@@ -467,20 +470,26 @@ fn records_stamped_at_the_ends_of_time_are_applied() {
     assert!(matches!(ticket.result, Ok(_) | Err(Rejection::SlaUnavailable { .. })), "{ticket:?}");
     let confirmed = harness.apply(u64::MAX, &Request::new(Command::ConfirmHold { user: "bob".into(), hold: common::hold_id(&placed.result), payment_ref: "p".into() }));
     assert!(matches!(confirmed.result, Ok(Reply::HoldConfirmed(_))), "{confirmed:?}");
+    // Held seats still expire at the end of time: the clock is clamped, not stuck.
+    let joined = harness.apply(u64::MAX, &Request::new(Command::JoinWaitlist { user: "eve".into(), event: EventId(0), quantity: 1, category: None, together: false }));
+    assert!(joined.result.is_ok(), "{joined:?}");
 }
 
 #[test]
-fn desk_specs_with_extreme_times_are_refused_or_served_without_overflow() {
+fn desk_specs_with_extreme_durations_are_refused_and_bounded_ones_never_overflow() {
     let mut harness = Harness::new();
+    let spec = |slot_ms, horizon_ms, deadline_ms| DeskSpec { name: "Edge".into(), agents: 1, slot_ms, horizon_ms, levels: vec![LevelSpec { name: "L".into(), deadline_ms }], hold_ttl_ms: 60_000 };
+    let too_long = Err(Rejection::Invalid { reason: "a desk's horizon and deadlines must be at most DURATION_MS_MAX".into() });
     for (slot_ms, horizon_ms, deadline_ms) in [(u64::MAX, u64::MAX, u64::MAX), (1_000, 1_000, u64::MAX), (u64::MAX / 2, u64::MAX / 2, u64::MAX / 2)] {
-        let spec = DeskSpec { name: "Edge".into(), agents: 1, slot_ms, horizon_ms, levels: vec![LevelSpec { name: "L".into(), deadline_ms }], hold_ttl_ms: 60_000 };
-        let created = harness.apply(T0, &Request::new(Command::CreateDesk { tenant: "a".into(), spec }));
-        if let Ok(Reply::DeskCreated { desk, .. }) = created.result {
-            for _ in 0..3 {
-                let ticket = harness.apply(T0, &Request::new(Command::CreateDeskTicket { user: "ann".into(), desk, level: "L".into(), hold_only: false }));
-                assert!(matches!(ticket.result, Ok(Reply::DeskTicketCreated(_)) | Err(Rejection::SlaUnavailable { .. })), "{ticket:?}");
-            }
-        }
+        let created = harness.apply(T0, &Request::new(Command::CreateDesk { tenant: "a".into(), spec: spec(slot_ms, horizon_ms, deadline_ms) }));
+        assert_eq!(created.result, too_long);
+    }
+    let longest = DURATION_MS_MAX;
+    let created = harness.apply(T0, &Request::new(Command::CreateDesk { tenant: "a".into(), spec: spec(longest / 4, longest, longest) }));
+    let Ok(Reply::DeskCreated { desk, .. }) = created.result else { panic!("{created:?}") };
+    for time_ms in [T0, T0, TIME_MS_MAX - 1, u64::MAX, u64::MAX] {
+        let ticket = harness.apply(time_ms, &Request::new(Command::CreateDeskTicket { user: "ann".into(), desk, level: "L".into(), hold_only: true }));
+        assert!(matches!(ticket.result, Ok(Reply::DeskTicketCreated(_)) | Err(Rejection::SlaUnavailable { .. })), "{ticket:?}");
     }
 }
 
@@ -488,7 +497,13 @@ fn desk_specs_with_extreme_times_are_refused_or_served_without_overflow() {
 fn an_event_with_more_sections_than_a_section_index_holds_is_refused() {
     let mut harness = Harness::new();
     let mut spec = common::theatre(1, 1);
-    spec.sections.extend((0..70_000).map(|index| SectionSpec { name: format!("s{index}"), rows: vec![] }));
+    spec.sections.extend((0..70_000).map(|index| SectionSpec { name: format!("s{index}"), rows: vec![common::theatre(1, 1).sections[0].rows[0].clone()] }));
     let outcome = harness.apply(T0, &Request::new(Command::CreateEvent { tenant: "a".into(), spec }));
-    assert!(matches!(outcome.result, Err(Rejection::Invalid { .. })), "{:?}", outcome.result);
+    assert_eq!(outcome.result, Err(Rejection::Invalid { reason: "an event has at most 65535 sections".into() }));
+    // Empty sections are no seating: an event of nothing but those is refused too.
+    let mut spec = common::festival(1);
+    spec.general_admission.clear();
+    spec.sections = vec![SectionSpec { name: "A".into(), rows: vec![] }];
+    let outcome = harness.apply(T0, &Request::new(Command::CreateEvent { tenant: "a".into(), spec }));
+    assert_eq!(outcome.result, Err(Rejection::Invalid { reason: r#"section "A" has no rows"#.into() }));
 }

@@ -164,7 +164,7 @@ async fn closed_phase(client: &Arc<Client>, shared: &Arc<Shared>, concurrency: u
                 };
                 let index = budget.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if index >= requests_max {
-                    lock(&shared.workload).observe(&action, &Answer::from_parts(0, serde_json::Value::Null), now);
+                    lock(&shared.workload).abandon(&action, now);
                     break;
                 }
                 summary.sent += 1;

@@ -389,6 +389,18 @@ impl Workload {
         }
     }
 
+    /// Takes back a planned action that was never sent (the run's budget ran out): its
+    /// follow-up is due again at `now`.
+    pub fn abandon(&mut self, action: &Action, now: Duration) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match action {
+            Action::Confirm { hold } | Action::Release { hold } => Workload::schedule(&mut self.holds_due, &mut self.sequence, now, hold.clone()),
+            Action::Cancel { booking } => Workload::schedule(&mut self.bookings_due, &mut self.sequence, now, booking.clone()),
+            Action::WaitlistRead { waiter } => Workload::schedule(&mut self.waiters_due, &mut self.sequence, now, waiter.clone()),
+            _ => {}
+        }
+    }
+
     /// Learns from an answer received at `now` (time since the run's start).
     pub fn observe(&mut self, action: &Action, answer: &Answer, now: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
