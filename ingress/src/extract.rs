@@ -45,8 +45,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         let message = inner.to_string();
@@ -56,17 +56,17 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppErro
             Some(missing) => format!("{path}.{missing}"),
             None => path,
         };
-        let message = match inner.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => format!("malformed JSON: {message}"),
-            _ if field == "." => message,
-            _ => format!("{field}: {message}"),
-        };
+        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+            return AppError::bad_request(format!("malformed JSON: {message}"));
+        }
         if field == "." {
             AppError::bad_request(message)
         } else {
-            AppError::field(&field, message)
+            AppError::field(&field, format!("{field}: {message}"))
         }
-    })
+    })?;
+    deserializer.end().map_err(|error| AppError::bad_request(format!("malformed JSON: {error}")))?;
+    Ok(value)
 }
 
 /// A query string; an unknown parameter or a bad value is a 400.
@@ -197,6 +197,7 @@ mod tests {
         assert_eq!(field_of(r#"{"name": "x", "items": [{}]}"#), "items[0].price_cents");
         assert_eq!(field_of(r#"{"name": "x", "items": [], "extra": 1}"#), "extra");
         assert_eq!(field_of(r#"{"name": "#), "");
+        assert_eq!(field_of(r#"{"name": "x", "items": []} trailing"#), "");
         assert!(parse_json::<Outer>(br#"{"name": "x", "items": []}"#).is_ok());
     }
 }

@@ -122,7 +122,8 @@ fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u6
     let mut killed = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let Some(event) = line.strip_prefix(LINE_PREFIX) else { continue };
+        // libtest may print "test crash_child ... " in front of the first line.
+        let Some((_, event)) = line.split_once(LINE_PREFIX) else { continue };
         let words: Vec<&str> = event.split(' ').collect();
         match words.as_slice() {
             ["acked", first, last] => report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap()),
@@ -144,7 +145,7 @@ fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u6
     // Acks the child printed before it died still count.
     for line in lines {
         let Ok(line) = line else { break };
-        if let Some(["acked", first, last]) = line.strip_prefix(LINE_PREFIX).map(|event| event.split(' ').collect::<Vec<_>>()).as_deref() {
+        if let Some(["acked", first, last]) = line.split_once(LINE_PREFIX).map(|(_, event)| event.split(' ').collect::<Vec<_>>()).as_deref() {
             report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap());
         }
     }
