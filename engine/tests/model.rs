@@ -181,7 +181,6 @@ struct ModelHold {
     event: EventId,
     user: String,
     items: Items,
-    created_at_ms: u64,
     expires_at_ms: u64,
     waiter: Option<WaiterId>,
 }
@@ -268,7 +267,7 @@ impl Model {
         let result = self.execute(&request.command);
         if let Some(key) = key {
             if self.keys.len() >= self.config.idempotency_entries_max {
-                self.keys.remove(0);
+                self.keys.drain(..1);
             }
             self.keys.push((self.now_ms, principal, key, result.clone()));
         }
@@ -525,7 +524,7 @@ impl Model {
             }
         }
         let expires_at_ms = self.now_ms + self.event(event).spec.hold_ttl_ms;
-        self.holds.insert(hold, ModelHold { event, user: user.into(), items: items.clone(), created_at_ms: self.now_ms, expires_at_ms, waiter });
+        self.holds.insert(hold, ModelHold { event, user: user.into(), items: items.clone(), expires_at_ms, waiter });
         HoldView { hold, event, user: user.into(), items, created_at_ms: self.now_ms, expires_at_ms, waiter }
     }
 

@@ -291,8 +291,8 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
             let Some(engine) = report.verification.and_then(|verification| verification.engine) else {
                 return Err(LoadgenError::Usage("the report has no engine state hash: run with --verify --operator-key".into()));
             };
-            let replayed = verify::offline_replay_hash(&args.boxoffice, args.config.as_deref(), &args.data_dir, engine.applied_offset).map_err(|error| LoadgenError::Verify(error.to_string()))?;
-            println!("server  state_hash {} at applied_offset {:?}", engine.state_hash, engine.applied_offset);
+            let replayed = verify::offline_replay_hash(&args.boxoffice, args.config.as_deref(), &args.data_dir, engine.hash_offset()).map_err(|error| LoadgenError::Verify(error.to_string()))?;
+            println!("server  state_hash {} at offset {:?}", engine.state_hash, engine.hash_offset());
             println!("replay  state_hash {replayed}");
             if replayed == engine.state_hash {
                 println!("equal");

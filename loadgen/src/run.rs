@@ -110,13 +110,19 @@ fn progress_bar(enabled: bool, length: u64) -> ProgressBar {
 
 /// One open-loop phase at `rate` for `duration` (at most `requests_max` slots).
 async fn open_phase(client: &Arc<Client>, shared: &Arc<Shared>, rate: f64, duration: Duration, requests_max: u64, seed: u64, scenario: &Scenario, phase_start: Instant) -> DriveSummary {
-    let pacer = Pacer::new(rate, scenario.load.arrivals, seed, requests_max, duration);
+    // The budget counts requests, not slots: slots with nothing due are free.
+    let pacer = Pacer::new(rate, scenario.load.arrivals, seed, u64::MAX, duration);
     let planner = shared.clone();
     let offset = phase_start.saturating_duration_since(shared.start);
+    let mut sent = 0u64;
     let plan = move |slot: Slot| -> Result<Option<_>, ()> {
+        if sent >= requests_max {
+            return Err(());
+        }
         let plan = lock(&planner.workload).plan(offset + slot.intended);
         match plan {
             Plan::Send(action, call) => {
+                sent += 1;
                 let client = client.clone();
                 Ok(Some(async move {
                     let answer = client.send(&call).await;
@@ -251,7 +257,7 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
                 let phase = open_phase(&client, &shared, rate, step, budget, scenario.seed.wrapping_add(step_index), &scenario, phase_start).await;
                 let elapsed = phase_start.elapsed().as_secs_f64();
                 let measured = std::mem::take(&mut *lock(&shared.step_recorder));
-                issued += phase.slots;
+                issued += phase.sent;
                 total.slots += phase.slots;
                 total.sent += phase.sent;
                 total.skipped += phase.skipped;

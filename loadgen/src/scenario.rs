@@ -390,7 +390,8 @@ impl Scenario {
 
     /// A smaller (or larger) copy for tests and CI: users, event copies, rows, pools,
     /// the request budget and the rate are multiplied by `factor` (each kept at least 1);
-    /// seats per row, the mix and the durations stay, so the shape of the load stays.
+    /// seats per row, the mix, the durations and the in-flight bound stay, so the shape
+    /// of the load stays.
     pub fn scaled(&self, factor: f64) -> Scenario {
         assert!(factor.is_finite() && factor > 0.0, "the scale factor must be positive");
         let scale = |value: u64| ((value as f64 * factor).round() as u64).max(1);
@@ -398,7 +399,6 @@ impl Scenario {
         scaled.users.count = scale(self.users.count).min(USERS_MAX);
         scaled.load.requests_max = scale(self.load.requests_max).min(REQUESTS_MAX);
         scaled.load.rate_per_second = (self.load.rate_per_second * factor).max(1.0);
-        scaled.load.in_flight_max = (scale(self.load.in_flight_max as u64) as usize).clamp(4, 65_536);
         for event in &mut scaled.events {
             event.count = scale(event.count);
             for section in &mut event.sections {

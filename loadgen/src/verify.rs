@@ -43,6 +43,21 @@ pub struct EngineStatus {
     pub state_hash: String,
     pub applied_offset: Option<u64>,
     pub log_end_offset: u64,
+    /// The offset the hash is of, when the server says (the engine hashes its state at idle
+    /// moments, so the hash can lag `applied_offset`).
+    #[serde(default)]
+    pub state_hash_offset: Option<u64>,
+}
+
+impl EngineStatus {
+    /// The offset an offline replay must stop at to reproduce `state_hash`.
+    pub fn hash_offset(&self) -> Option<u64> {
+        self.state_hash_offset.or(self.applied_offset)
+    }
+
+    fn caught_up(&self) -> bool {
+        self.applied_offset.map_or(0, |applied| applied + 1) >= self.log_end_offset
+    }
 }
 
 impl Verification {
@@ -162,7 +177,7 @@ pub async fn verify(client: &Client, events: &[EventLayout], granted: Option<&Gr
     }
     verification.digest = digest.finalize().to_hex().to_string();
     if operator {
-        verification.engine = Some(engine_status(client).await?);
+        verification.engine = Some(settled_engine_status(client).await?);
     }
     verification.passed = verification.checks.iter().all(|check| check.passed);
     Ok(verification)
@@ -286,7 +301,39 @@ pub async fn engine_status(client: &Client) -> Result<EngineStatus, VerifyError>
         state_hash: state_hash.to_string(),
         applied_offset: body.get("applied_offset").and_then(Value::as_u64),
         log_end_offset: body.get("log_end_offset").and_then(Value::as_u64).unwrap_or(0),
+        state_hash_offset: body.get("state_hash_offset").and_then(Value::as_u64),
     })
+}
+
+/// How often the settling loop asks again.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Without `state_hash_offset`, how long the engine must be quiet (same offset, same hash)
+/// before its hash is taken as current: the runtime re-hashes after about a second idle.
+const SETTLE_QUIET: std::time::Duration = std::time::Duration::from_millis(1_500);
+/// Upper bound on settling; past it the last status is returned as it is.
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The engine status once its state hash is of the last applied offset: exactly when the
+/// server reports `state_hash_offset`, otherwise after a quiet period.
+pub async fn settled_engine_status(client: &Client) -> Result<EngineStatus, VerifyError> {
+    let started = tokio::time::Instant::now();
+    let mut status = engine_status(client).await?;
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        let settled = match status.state_hash_offset {
+            Some(offset) => status.caught_up() && Some(offset) == status.applied_offset,
+            None => status.caught_up() && quiet_since.elapsed() >= SETTLE_QUIET,
+        };
+        if settled || started.elapsed() >= SETTLE_MAX {
+            return Ok(status);
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+        let next = engine_status(client).await?;
+        if next.applied_offset != status.applied_offset || next.state_hash != status.state_hash {
+            quiet_since = tokio::time::Instant::now();
+        }
+        status = next;
+    }
 }
 
 /// Runs `boxoffice replay --to OFFSET` on a stopped server's data directory and returns the

@@ -188,7 +188,7 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
     assert!(recorded.passed, "{}", recorded.summary());
     let recorded_engine = recorded.engine.clone().expect("the operator key gives the engine status");
     let first_dir = first.stop();
-    let replayed_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &first_dir, recorded_engine.applied_offset).expect("boxoffice replay");
+    let replayed_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &first_dir, recorded_engine.hash_offset()).expect("boxoffice replay");
     assert_eq!(replayed_hash, recorded_engine.state_hash, "live engine vs offline replay of the same log");
 
     let second = Server::start(&directory.path().join("second"));
@@ -203,6 +203,6 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
     assert_eq!(again.digest, recorded.digest, "same seat maps and availability on the fresh server");
     let second_engine = again.engine.clone().unwrap();
     let second_dir = second.stop();
-    let second_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &second_dir, second_engine.applied_offset).expect("boxoffice replay");
+    let second_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &second_dir, second_engine.hash_offset()).expect("boxoffice replay");
     assert_eq!(second_hash, second_engine.state_hash, "the replayed server's engine vs an offline replay of its log");
 }

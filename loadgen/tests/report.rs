@@ -46,7 +46,7 @@ fn sample_report() -> Report {
             passed: true,
             checks: vec![Check { name: "ev_0 General: capacity".into(), passed: true, detail: "capacity 50".into() }],
             digest: "ab".repeat(32),
-            engine: Some(EngineStatus { state_hash: "cd".repeat(32), applied_offset: Some(1_060), log_end_offset: 1_061 }),
+            engine: Some(EngineStatus { state_hash: "cd".repeat(32), applied_offset: Some(1_060), log_end_offset: 1_061, state_hash_offset: Some(1_059) }),
         }),
     }
 }
