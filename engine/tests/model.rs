@@ -36,7 +36,7 @@ fn config() -> EngineConfig {
         idempotency_entries_max: 5,
         ended_hold_retention_ms: 200_000,
         ended_holds_max: 6,
-        waitlist_length_max: 3,
+        waitlist_length_max: 4,
         waitlist_wait_max_ms: 500_000,
         ..EngineConfig::default()
     }
@@ -922,7 +922,7 @@ fn who() -> impl Strategy<Value = Who> {
 }
 
 fn reference() -> impl Strategy<Value = Ref> {
-    prop_oneof![6 => (0..8usize).prop_map(Ref::Live), 3 => (0..6u64).prop_map(Ref::Recent), 1 => prop_oneof![Just(0u64), 1..40u64, Just(u64::MAX >> 2)].prop_map(Ref::Id)]
+    prop_oneof![6 => (0..8usize).prop_map(Ref::Live), 3 => (0..10u64).prop_map(Ref::Recent), 1 => prop_oneof![Just(0u64), 1..40u64, Just(u64::MAX >> 2)].prop_map(Ref::Id)]
 }
 
 fn event_index() -> impl Strategy<Value = u32> {
@@ -955,37 +955,68 @@ fn patch() -> impl Strategy<Value = EventPatch> {
         })
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// How often each operation is drawn, and how often a best-available hold waits.
+#[derive(Clone, Copy, Debug)]
+struct Weights {
+    exact: u32,
+    best: u32,
+    wait: f64,
+    confirm: u32,
+    release: u32,
+    cancel_booking: u32,
+    join: u32,
+    leave: u32,
+    check_in: u32,
+    update: u32,
+    cancel_event: u32,
+    tick: u32,
+    repeat: u32,
+}
+
+/// Every operation, holds and payments first.
+const BALANCED: Weights =
+    Weights { exact: 8, best: 8, wait: 0.3, confirm: 7, release: 3, cancel_booking: 2, join: 3, leave: 1, check_in: 1, update: 1, cancel_event: 1, tick: 3, repeat: 2 };
+
+/// Crowded waitlists: many joins and waiting holds, seats coming free in every way,
+/// policy and per-user-limit flips while people wait.
+const WAITLIST_HEAVY: Weights =
+    Weights { exact: 6, best: 8, wait: 0.6, confirm: 5, release: 5, cancel_booking: 4, join: 8, leave: 2, check_in: 1, update: 3, cancel_event: 1, tick: 4, repeat: 1 };
+
+fn op(weights: Weights) -> impl Strategy<Value = Op> {
     let seat = prop_oneof![8 => (0..64usize).prop_map(SeatPick::Seat), 1 => (0..GARBAGE_LABELS.len()).prop_map(SeatPick::Garbage)];
     prop_oneof![
-        8 => (who(), event_index(), proptest::collection::vec(seat, 0..4)).prop_map(|(who, event, seats)| Op::Exact { who, event, seats }),
-        8 => (who(), event_index(), quantity(), category_pick(), any::<bool>(), proptest::bool::weighted(0.3))
+        weights.exact => (who(), event_index(), proptest::collection::vec(seat, 0..4)).prop_map(|(who, event, seats)| Op::Exact { who, event, seats }),
+        weights.best => (who(), event_index(), quantity(), category_pick(), any::<bool>(), proptest::bool::weighted(weights.wait))
             .prop_map(|(who, event, quantity, category, together, wait)| Op::Best { who, event, quantity, category, together, wait }),
-        7 => (who(), reference(), proptest::bool::weighted(0.95)).prop_map(|(who, hold, paid)| Op::Confirm { who, hold, paid }),
-        3 => (who(), reference()).prop_map(|(who, hold)| Op::Release { who, hold }),
-        2 => (who(), reference()).prop_map(|(who, booking)| Op::CancelBooking { who, booking }),
-        3 => (who(), event_index(), quantity(), category_pick(), any::<bool>()).prop_map(|(who, event, quantity, category, together)| Op::Join { who, event, quantity, category, together }),
-        1 => (who(), reference()).prop_map(|(who, waiter)| Op::Leave { who, waiter }),
-        1 => (event_index(), reference(), 1..4u32, proptest::bool::weighted(0.8)).prop_map(|(event, booking, index, genuine)| Op::CheckIn { event, booking, index, genuine }),
-        1 => (event_index(), prop_oneof![4 => Just(0usize), 1 => 1..3usize], patch()).prop_map(|(event, tenant, patch)| Op::Update { event, tenant, patch }),
-        1 => (prop_oneof![Just(0u32), Just(1), Just(2), Just(7)], prop_oneof![3 => Just(0usize), 1 => Just(2usize)]).prop_map(|(event, tenant)| Op::CancelEvent { event, tenant }),
-        3 => Just(Op::Tick),
-        2 => (0..64usize).prop_map(Op::Repeat),
+        weights.confirm => (who(), reference(), proptest::bool::weighted(0.95)).prop_map(|(who, hold, paid)| Op::Confirm { who, hold, paid }),
+        weights.release => (who(), reference()).prop_map(|(who, hold)| Op::Release { who, hold }),
+        weights.cancel_booking => (who(), reference()).prop_map(|(who, booking)| Op::CancelBooking { who, booking }),
+        weights.join => (who(), event_index(), quantity(), category_pick(), any::<bool>()).prop_map(|(who, event, quantity, category, together)| Op::Join { who, event, quantity, category, together }),
+        weights.leave => (who(), reference()).prop_map(|(who, waiter)| Op::Leave { who, waiter }),
+        weights.check_in => (event_index(), reference(), 1..4u32, proptest::bool::weighted(0.8)).prop_map(|(event, booking, index, genuine)| Op::CheckIn { event, booking, index, genuine }),
+        weights.update => (event_index(), prop_oneof![4 => Just(0usize), 1 => 1..3usize], patch()).prop_map(|(event, tenant, patch)| Op::Update { event, tenant, patch }),
+        weights.cancel_event => (prop_oneof![Just(0u32), Just(1), Just(2), Just(7)], prop_oneof![3 => Just(0usize), 1 => Just(2usize)]).prop_map(|(event, tenant)| Op::CancelEvent { event, tenant }),
+        weights.tick => Just(Op::Tick),
+        weights.repeat => (0..64usize).prop_map(Op::Repeat),
     ]
 }
 
-fn step() -> impl Strategy<Value = Step> {
+fn step(weights: Weights) -> impl Strategy<Value = Step> {
+    // Steps straddle the boundaries: hold TTLs + grace (30 s + 5 s, 60 s + 5 s), the
+    // idempotency window (100 s) and ended-hold retention (200 s), each plus 1 ms.
     let clock = prop_oneof![
         8 => Just(Clock::Forward(0)),
         4 => Just(Clock::Forward(1_000)),
         2 => Just(Clock::Forward(12_000)),
         2 => Just(Clock::Forward(30_001)),
+        1 => Just(Clock::Forward(35_000)),
         2 => Just(Clock::Forward(65_001)),
-        1 => Just(Clock::Forward(250_000)),
+        1 => Just(Clock::Forward(100_001)),
+        1 => Just(Clock::Forward(200_001)),
         1 => Just(Clock::Forward(600_000)),
         1 => Just(Clock::Back(100_000)),
     ];
-    (clock, proptest::option::weighted(0.25, 0..3u8), op()).prop_map(|(clock, key, op)| Step { clock, key, op })
+    (clock, proptest::option::weighted(0.25, 0..3u8), op(weights)).prop_map(|(clock, key, op)| Step { clock, key, op })
 }
 
 /// Turns a generated step into a concrete request, naming objects the model knows.
@@ -1139,7 +1170,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 160, max_shrink_iters: 4_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_agrees_with_the_reference_model(steps in proptest::collection::vec(step(), 1..90)) {
+    fn engine_agrees_with_the_reference_model(steps in proptest::collection::vec(step(BALANCED), 1..90)) {
+        run(&steps);
+    }
+
+    #[test]
+    fn crowded_waitlists_agree_with_the_reference_model(steps in proptest::collection::vec(step(WAITLIST_HEAVY), 1..90)) {
         run(&steps);
     }
 }

@@ -268,7 +268,9 @@ impl Runtime {
         if start_offset > log_end_offset {
             return Err(RuntimeError::SnapshotAheadOfLog { snapshot_offset: start_offset - 1, log_end_offset });
         }
-        reader.seek(start_offset).map_err(RuntimeError::RequestsLog)?;
+        if start_offset != reader.position() {
+            reader.seek(start_offset).map_err(RuntimeError::RequestsLog)?;
+        }
         let published = match options.role {
             Role::Primary => Some(publisher::Publishing::open(logs.outcomes.as_ref())?),
             Role::Standby => None,

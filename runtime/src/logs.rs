@@ -61,10 +61,18 @@ const TAIL_DEADLINE: Duration = Duration::from_secs(60);
 pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, RuntimeError> {
     let mut reader = outcomes.open_reader().map_err(RuntimeError::OutcomesLog)?;
     let end = reader.end_offset().map_err(RuntimeError::OutcomesLog)?;
-    let mut window = 16u64;
+    if end == 0 {
+        return Ok(None);
+    }
+    // Wide enough that one seek nearly always finds a record: librdkafka (up to 2.15) can
+    // abort the process when a consumer is re-assigned several times in quick succession
+    // (confluentinc/librdkafka#5573), and every seek of a Kafka reader is a re-assignment.
+    let mut window = 256u64;
     loop {
         let start = end.saturating_sub(window);
-        reader.seek(start).map_err(RuntimeError::OutcomesLog)?;
+        if start != reader.position() {
+            reader.seek(start).map_err(RuntimeError::OutcomesLog)?;
+        }
         if let Some(record) = read_last(reader.as_mut(), end)? {
             let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| RuntimeError::CorruptOutcome { offset: record.offset, reason })?;
             return Ok(Some(outcome.offset));

@@ -52,7 +52,9 @@ pub fn replay(engine: &mut Engine, reader: &mut dyn LogReader, to: Option<u64>, 
         (None, _) => first_offset.wrapping_sub(1),
     };
     if end > 0 && first_offset <= target {
-        reader.seek(first_offset).map_err(RuntimeError::RequestsLog)?;
+        if first_offset != reader.position() {
+            reader.seek(first_offset).map_err(RuntimeError::RequestsLog)?;
+        }
         let (sender, batches) = crossbeam_channel::bounded::<Vec<Record>>(8);
         std::thread::scope(|scope| -> Result<(), RuntimeError> {
             let reading = scope.spawn(move || read_until(reader, target, batch_records_max, &sender));
