@@ -1,5 +1,6 @@
 -- pgbench script: best available in a category (the lowest-numbered free seats), all or
--- nothing, then a confirm 60% of the time or a release 15% of the time.
+-- nothing, then in the same SERIALIZABLE transaction (so a retried script leaves no
+-- hold behind) a confirm 60% of the time or a release 15% of the time.
 \set event random_zipfian(1, :events, 1.01)
 \set quantity random(1, 4)
 \set pick random(1, 3)
@@ -21,16 +22,12 @@ WITH wanted AS (
     RETURNING seat_no
 )
 SELECT coalesce((SELECT id FROM hold), 0) AS hold_id, coalesce((SELECT min(seat_no) FROM taken), 0) AS first_seat, coalesce((SELECT max(seat_no) FROM taken), 0) AS last_seat \gset
-COMMIT;
 
-\if :hold_id > 0 && :next <= 60
-BEGIN ISOLATION LEVEL SERIALIZABLE;
+\if :hold_id > 0 AND :next <= 60
 UPDATE holds SET status = 'c', payment_ref = 'pg-' || :hold_id WHERE id = :hold_id AND status = 'h' AND expires_at > now();
 UPDATE seats SET status = 'b' WHERE event_id = :event AND seat_no BETWEEN :first_seat AND :last_seat AND hold_id = :hold_id;
-COMMIT;
-\elif :hold_id > 0 && :next <= 75
-BEGIN ISOLATION LEVEL SERIALIZABLE;
+\elif :hold_id > 0 AND :next <= 75
 UPDATE holds SET status = 'r' WHERE id = :hold_id AND status = 'h';
 UPDATE seats SET status = 'f', hold_id = NULL WHERE event_id = :event AND seat_no BETWEEN :first_seat AND :last_seat AND hold_id = :hold_id;
-COMMIT;
 \endif
+COMMIT;

@@ -22,16 +22,12 @@ WITH free AS (
     RETURNING seat_no
 )
 SELECT coalesce((SELECT id FROM hold), 0) AS hold_id, (SELECT count(*) FROM taken) AS taken \gset
-COMMIT;
 
-\if :hold_id > 0 && :next <= 60
-BEGIN ISOLATION LEVEL SERIALIZABLE;
+\if :hold_id > 0 AND :next <= 60
 UPDATE holds SET status = 'c', payment_ref = 'pg-' || :hold_id WHERE id = :hold_id AND status = 'h' AND expires_at > now();
 UPDATE seats SET status = 'b' WHERE event_id = :event AND seat_no BETWEEN :first AND :last AND hold_id = :hold_id;
-COMMIT;
-\elif :hold_id > 0 && :next <= 75
-BEGIN ISOLATION LEVEL SERIALIZABLE;
+\elif :hold_id > 0 AND :next <= 75
 UPDATE holds SET status = 'r' WHERE id = :hold_id AND status = 'h';
 UPDATE seats SET status = 'f', hold_id = NULL WHERE event_id = :event AND seat_no BETWEEN :first AND :last AND hold_id = :hold_id;
-COMMIT;
 \endif
+COMMIT;

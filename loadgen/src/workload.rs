@@ -114,8 +114,11 @@ pub struct TrackedWaiter {
 /// What the run was granted, for the verifier.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Granted {
+    /// Live holds by id (granted or offered, not yet confirmed, released or seen expired).
     pub holds: BTreeMap<String, TrackedHold>,
+    /// Live bookings by id (not canceled).
     pub bookings: BTreeMap<String, TrackedBooking>,
+    /// Waitlist entries still waiting, as far as the run knows.
     pub waiters: BTreeMap<String, TrackedWaiter>,
     pub holds_granted: u64,
     pub bookings_granted: u64,
