@@ -4,10 +4,8 @@
 //! - a recorded run replayed on a fresh server gives the same seat maps and answers, and on
 //!   both servers the live engine's state hash equals an offline `boxoffice replay` of its log.
 //!
-//! Finding the binary: `BOXOFFICE_BIN` when set; otherwise the test runs
-//! `cargo build -p boxoffice` once (a no-op when it is up to date) into the same target
-//! directory as this test binary (derived from the test's own path) and uses
-//! `<target>/<profile>/boxoffice`. Server readiness is its `listening on http://ADDR` line.
+//! The binary is this package's own (`CARGO_BIN_EXE_boxoffice`). Server readiness is its
+//! `listening on http://ADDR` line.
 
 use loadgen::client::{Client, Credentials};
 use loadgen::record::RequestLog;
@@ -19,39 +17,20 @@ use loadgen::verify::{offline_replay_hash, verify, Exclusive};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// Upper bound on a server's start-up (a bound, not a wait: readiness is its printed line).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("loadgen sits in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("boxoffice sits in the workspace").to_path_buf()
 }
 
 fn boxoffice_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("BOXOFFICE_BIN") {
-            return PathBuf::from(path);
-        }
-        // <target>/<profile>/deps/end_to_end-<hash>
-        let exe = std::env::current_exe().expect("the test binary's path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("<target>/<profile>").to_path_buf();
-        let target_dir = profile_dir.parent().expect("<target>").to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_root()).args(["build", "-p", "boxoffice", "--bin", "boxoffice"]).env("CARGO_TARGET_DIR", &target_dir);
-        if profile_dir.file_name().is_some_and(|name| name == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "cargo build -p boxoffice failed");
-        let bin = profile_dir.join("boxoffice");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
-    .clone()
+    // Cargo builds the binary before it runs this package's integration tests; a test
+    // must never run cargo itself (it would wait on the lock the running cargo holds).
+    PathBuf::from(env!("CARGO_BIN_EXE_boxoffice"))
 }
 
 struct Server {
