@@ -2,7 +2,7 @@
 //!
 //! - `engine/standard_mix`: the standard mix (see `boxoffice_benches`) on the standard
 //!   venues (one 50,000-seat stadium, 200 shows of 2,000 seats). A 200,000-command log
-//!   is recorded once; each iteration replays it on a fresh copy of the engine, so only
+//!   is recorded once; each iteration replays it on a freshly built engine, so only
 //!   `Engine::apply` is timed. Throughput is in commands.
 //! - `best_available_nearly_full/*`: a best-available hold on the stadium with ~1% of
 //!   its seats free, scattered, followed by the release of what it got (so every
@@ -10,7 +10,7 @@
 //!
 //! Run: `cargo bench -p boxoffice-benches -- --warm-up-time 1 --measurement-time 5`
 
-use boxoffice_benches::{fill_stadium, fresh, record, replay, Venues};
+use boxoffice_benches::{fill_stadium, record, replay, Venues};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::{Command, EventId, Reply, Request, Selection};
 use std::hint::black_box;
@@ -20,14 +20,15 @@ const SEED: u64 = 42;
 
 fn standard_mix(c: &mut Criterion) {
     let venues = Venues::standard();
-    let base = venues.build();
     let log = record(&venues, SEED, MIX_COMMANDS);
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(log.len() as u64));
     group.sample_size(10);
     group.bench_function("standard_mix", |bencher| {
         bencher.iter_batched(
-            || fresh(&base),
+            // A freshly built engine, not a clone: a clone shares its seat chunks
+            // (copy-on-write, for snapshots), and the first writes would copy them.
+            || venues.build(),
             |mut engine| {
                 black_box(replay(&mut engine, &log));
                 engine
@@ -43,16 +44,38 @@ fn best_available_nearly_full(c: &mut Criterion) {
     let mut engine = venues.build();
     let mut offset = fill_stadium(&mut engine, EventId(0), 10, 7);
     let now_ms = engine.now_ms();
-    let free: u64 = engine.availability(EventId(0)).expect("the stadium exists").iter().filter(|category| category.category != "Standing").map(|category| category.free).sum();
+    let free: u64 = engine
+        .availability(EventId(0))
+        .expect("the stadium exists")
+        .iter()
+        .filter(|category| category.category != "Standing")
+        .map(|category| category.free)
+        .sum();
     let mut group = c.benchmark_group("best_available_nearly_full");
     group.throughput(Throughput::Elements(2));
-    for (name, quantity, together) in [("together_2", 2, true), ("together_4", 4, true), ("any_4", 4, false)] {
-        let hold = Request::new(Command::PlaceHold { user: "buyer".into(), event: EventId(0), selection: Selection::Best { quantity, category: None, together }, wait: false });
+    for (name, quantity, together) in [
+        ("together_2", 2, true),
+        ("together_4", 4, true),
+        ("any_4", 4, false),
+    ] {
+        let hold = Request::new(Command::PlaceHold {
+            user: "buyer".into(),
+            event: EventId(0),
+            selection: Selection::Best {
+                quantity,
+                category: None,
+                together,
+            },
+            wait: false,
+        });
         let probe = engine.apply(offset, now_ms, &hold);
         offset += 1;
         let granted = match &probe.result {
             Ok(Reply::HoldPlaced(view)) => {
-                let release = Request::new(Command::ReleaseHold { user: "buyer".into(), hold: view.hold });
+                let release = Request::new(Command::ReleaseHold {
+                    user: "buyer".into(),
+                    hold: view.hold,
+                });
                 engine.apply(offset, now_ms, &release);
                 offset += 1;
                 format!("granted seats {:?}", view.items)
@@ -65,7 +88,10 @@ fn best_available_nearly_full(c: &mut Criterion) {
                 let placed = engine.apply(offset, now_ms, &hold);
                 offset += 1;
                 let release = match &placed.result {
-                    Ok(Reply::HoldPlaced(view)) => Request::new(Command::ReleaseHold { user: "buyer".into(), hold: view.hold }),
+                    Ok(Reply::HoldPlaced(view)) => Request::new(Command::ReleaseHold {
+                        user: "buyer".into(),
+                        hold: view.hold,
+                    }),
                     // Nothing fits (no run of that size is left): the full scan is what was measured.
                     _ => Request::new(Command::Tick),
                 };

@@ -38,6 +38,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+mkdir -p "$WORK/pglog"
 if [[ "$(id -u)" == 0 ]]; then chown postgres "$WORK"; fi
 
 echo "== building boxoffice and loadgen (release)"
@@ -81,10 +82,10 @@ run_flash() {
   as_pg "$PG_BIN/dropdb" -h 127.0.0.1 -p "$PGPORT" -U bench --if-exists flash; as_pg "$PG_BIN/createdb" -h 127.0.0.1 -p "$PGPORT" -U bench flash
   "${PSQL[@]}" -d flash -f "$HERE/schema.sql"
   "${PSQL[@]}" -d flash -c "INSERT INTO events (id, name, hold_ttl, max_per_user) VALUES (1, 'Flash sale', interval '120 seconds', 1); INSERT INTO pools VALUES (1, 'General', $capacity, 0, 0); ANALYZE;"
-  (cd "$WORK" && "${PGBENCH[@]}" -d flash -t "$per_client" -D users="$users" -f "$OLDPWD/$HERE/flash-sale.sql" --log --log-prefix=flash >"$WORK/flash.pgbench" 2>&1)
+  (cd "$WORK" && "${PGBENCH[@]}" -d flash -t "$per_client" -D users="$users" -f "$OLDPWD/$HERE/flash-sale.sql" --log --log-prefix="$WORK/pglog/flash" >"$WORK/flash.pgbench" 2>&1)
   local pg_tps pg_booked; pg_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/flash.pgbench" | head -1)"
   pg_booked="$("${PSQL[@]}" -d flash -At -c "SELECT booked FROM pools")"
-  read -r pg_n pg_p50 pg_p99 pg_max < <(pg_latency "$WORK"/flash.*)
+  read -r pg_n pg_p50 pg_p99 pg_max < <(pg_latency "$WORK"/pglog/flash.*)
   start_boxoffice
   "$LOADGEN" run config/scenarios/flash-sale.toml --target "$TARGET" --scale "$SCALE" --mode closed --concurrency "$CLIENTS" --duration 600 --quiet --no-plots --out "$WORK/flash-box" >"$WORK/flash.loadgen"
   stop_boxoffice
@@ -110,11 +111,11 @@ run_theatre() {
   (cd "$WORK" && "${PGBENCH[@]}" -d theatre -T "$DURATION" -D events="$events" -D rows="$rows" -D users="$users" \
     -f "$OLDPWD/$HERE/theatre-hold-exact.sql@20" -f "$OLDPWD/$HERE/theatre-hold-best.sql@25" \
     -f "$OLDPWD/$HERE/theatre-read-event.sql@20" -f "$OLDPWD/$HERE/theatre-read-seats.sql@10" \
-    --log --log-prefix=theatre >"$WORK/theatre.pgbench" 2>&1)
+    --log --log-prefix="$WORK/pglog/theatre" >"$WORK/theatre.pgbench" 2>&1)
   local pg_tps; pg_tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/theatre.pgbench" | head -1)"
-  read -r pg_n pg_p50 pg_p99 pg_max < <(pg_latency "$WORK"/theatre.*)
+  read -r pg_n pg_p50 pg_p99 pg_max < <(pg_latency "$WORK"/pglog/theatre.*)
   start_boxoffice
-  "$LOADGEN" run config/scenarios/theatre.toml --target "$TARGET" --scale "$SCALE" --mode closed --concurrency "$CLIENTS" --duration "$DURATION" --requests 100000000 --quiet --no-plots --out "$WORK/theatre-box" >"$WORK/theatre.loadgen"
+  "$LOADGEN" run config/scenarios/theatre.toml --target "$TARGET" --scale "$SCALE" --mode closed --concurrency "$CLIENTS" --no-think --duration "$DURATION" --requests 100000000 --quiet --no-plots --out "$WORK/theatre-box" >"$WORK/theatre.loadgen"
   stop_boxoffice
   python3 - "$WORK/theatre-box/report.json" "$pg_tps" "$pg_n" "$pg_p50" "$pg_p99" >>"$RESULTS" <<'PY'
 import json, sys

@@ -6,7 +6,7 @@
 //!   with a 10,000-place standing pool, and 200 shows of 2,000 seats) or the 20-million-
 //!   seat scale setup (400 stadiums).
 //! - [`Generator`]: the standard mix, a seeded state machine that turns a slot into a
-//!   [`Request`] ([`Generator::next`]) and learns hold and booking ids from the engine's
+//!   [`Request`] ([`Generator::next_record`]) and learns hold and booking ids from the engine's
 //!   answers ([`Generator::observe`]). The same seed and the same answers give the same
 //!   requests; since the engine is deterministic, the same seed gives the same log.
 //! - [`record`] runs the generator against a scratch engine and keeps the log, so a
@@ -19,7 +19,10 @@
 //! and 50–500 ms per tick; holds live 2 minutes (plus the 5 s grace), so a long log also
 //! exercises expiry. Users are drawn from 100,000.
 
-use engine::{BookingId, Command, Effect, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome, PoolSpec, Reply, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+use engine::{
+    BookingId, Command, Effect, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome,
+    PoolSpec, Reply, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy,
+};
 use std::collections::VecDeque;
 
 /// Log time of the first record: 2027-01-15.
@@ -107,9 +110,21 @@ pub struct Shape {
 
 impl Shape {
     /// 50 sections × 40 rows × 25 seats = 50,000 seats, plus 10,000 standing.
-    pub const STADIUM: Shape = Shape { sections: 50, rows_per_section: 40, seats_per_row: 25, premium_sections: 10, standing: 10_000 };
+    pub const STADIUM: Shape = Shape {
+        sections: 50,
+        rows_per_section: 40,
+        seats_per_row: 25,
+        premium_sections: 10,
+        standing: 10_000,
+    };
     /// 2 sections × 20 rows × 50 seats = 2,000 seats.
-    pub const SHOW: Shape = Shape { sections: 2, rows_per_section: 20, seats_per_row: 50, premium_sections: 1, standing: 0 };
+    pub const SHOW: Shape = Shape {
+        sections: 2,
+        rows_per_section: 20,
+        seats_per_row: 50,
+        premium_sections: 1,
+        standing: 0,
+    };
 
     pub fn seats(&self) -> u32 {
         self.sections * self.rows_per_section * self.seats_per_row
@@ -125,7 +140,13 @@ impl Shape {
     }
 
     pub fn spec(&self, name: &str) -> EventSpec {
-        let category = |section: u32| if section < self.premium_sections { "Premium" } else { "Standard" };
+        let category = |section: u32| {
+            if section < self.premium_sections {
+                "Premium"
+            } else {
+                "Standard"
+            }
+        };
         EventSpec {
             name: name.into(),
             description: String::new(),
@@ -140,14 +161,35 @@ impl Shape {
             seats_per_order_max: 8,
             seats_per_user_max: Some(8),
             waitlist_policy: WaitlistPolicy::Strict,
-            categories: self.categories().into_iter().enumerate().map(|(index, name)| engine::CategorySpec { name: name.into(), price_cents: 2_000 * (3 - index as u64) }).collect(),
+            categories: self
+                .categories()
+                .into_iter()
+                .enumerate()
+                .map(|(index, name)| engine::CategorySpec {
+                    name: name.into(),
+                    price_cents: 2_000 * (3 - index as u64),
+                })
+                .collect(),
             sections: (0..self.sections)
                 .map(|section| SectionSpec {
                     name: format!("S{}", section + 1),
-                    rows: (0..self.rows_per_section).map(|row| RowSpec { label: (row + 1).to_string(), seats: self.seats_per_row, category: category(section).into() }).collect(),
+                    rows: (0..self.rows_per_section)
+                        .map(|row| RowSpec {
+                            label: (row + 1).to_string(),
+                            seats: self.seats_per_row,
+                            category: category(section).into(),
+                        })
+                        .collect(),
                 })
                 .collect(),
-            general_admission: if self.standing > 0 { vec![PoolSpec { category: "Standing".into(), capacity: self.standing }] } else { vec![] },
+            general_admission: if self.standing > 0 {
+                vec![PoolSpec {
+                    category: "Standing".into(),
+                    capacity: self.standing,
+                }]
+            } else {
+                vec![]
+            },
         }
     }
 
@@ -170,21 +212,33 @@ impl Venues {
     pub fn standard() -> Venues {
         let mut shapes = vec![Shape::STADIUM];
         shapes.extend(std::iter::repeat_n(Shape::SHOW, 200));
-        Venues { shapes, hot_percent: 30 }
+        Venues {
+            shapes,
+            hot_percent: 30,
+        }
     }
 
     /// One stadium alone.
     pub fn stadium() -> Venues {
-        Venues { shapes: vec![Shape::STADIUM], hot_percent: 100 }
+        Venues {
+            shapes: vec![Shape::STADIUM],
+            hot_percent: 100,
+        }
     }
 
     /// 400 stadiums: 20,000,000 reserved seats.
     pub fn scale() -> Venues {
-        Venues { shapes: vec![Shape::STADIUM; 400], hot_percent: 0 }
+        Venues {
+            shapes: vec![Shape::STADIUM; 400],
+            hot_percent: 0,
+        }
     }
 
     pub fn total_seats(&self) -> u64 {
-        self.shapes.iter().map(|shape| u64::from(shape.seats())).sum()
+        self.shapes
+            .iter()
+            .map(|shape| u64::from(shape.seats()))
+            .sum()
     }
 
     /// The `CreateEvent` requests, in event order.
@@ -192,7 +246,12 @@ impl Venues {
         self.shapes
             .iter()
             .enumerate()
-            .map(|(index, shape)| Request::new(Command::CreateEvent { tenant: "bench".into(), spec: shape.spec(&format!("Event {index}")) }))
+            .map(|(index, shape)| {
+                Request::new(Command::CreateEvent {
+                    tenant: "bench".into(),
+                    spec: shape.spec(&format!("Event {index}")),
+                })
+            })
             .collect()
     }
 
@@ -201,13 +260,18 @@ impl Venues {
         let mut engine = Engine::new(EngineConfig::default());
         for (offset, request) in self.setup().iter().enumerate() {
             let outcome = engine.apply(offset as u64, START_MS, request);
-            assert!(matches!(outcome.result, Ok(Reply::EventCreated { .. })), "{:?}", outcome.result);
+            assert!(
+                matches!(outcome.result, Ok(Reply::EventCreated { .. })),
+                "{:?}",
+                outcome.result
+            );
         }
         engine
     }
 }
 
-/// A fresh copy of an engine (its state cloned), for runs that must start alike.
+/// A fresh copy of an engine (its state cloned), for runs that must start alike. The
+/// copy shares seat chunks copy-on-write, so its first writes copy them.
 pub fn fresh(engine: &Engine) -> Engine {
     Engine::from_state(engine.config().clone(), engine.state().clone())
 }
@@ -243,7 +307,14 @@ impl Generator {
 
     pub fn with_mix(venues: &Venues, seed: u64, mix: &[(Kind, u32)]) -> Generator {
         assert!(!venues.shapes.is_empty() && mix.iter().map(|(_, weight)| weight).sum::<u32>() > 0);
-        Generator { rng: Rng::new(seed), venues: venues.clone(), mix: mix.to_vec(), clock_ms: START_MS, holds: VecDeque::new(), bookings: Vec::new() }
+        Generator {
+            rng: Rng::new(seed),
+            venues: venues.clone(),
+            mix: mix.to_vec(),
+            clock_ms: START_MS,
+            holds: VecDeque::new(),
+            bookings: Vec::new(),
+        }
     }
 
     fn user(&mut self) -> String {
@@ -282,12 +353,17 @@ impl Generator {
     }
 
     fn hold(&mut self, event: u32, selection: Selection, wait: bool) -> Command {
-        Command::PlaceHold { user: self.user(), event: EventId(event), selection, wait }
+        Command::PlaceHold {
+            user: self.user(),
+            event: EventId(event),
+            selection,
+            wait,
+        }
     }
 
     /// The next record. A confirm, release or cancel with nothing to act on places a
     /// best-available hold instead.
-    pub fn next(&mut self) -> Record {
+    pub fn next_record(&mut self) -> Record {
         let kind = self.kind();
         self.clock_ms += self.rng.below(4);
         let event = self.event();
@@ -295,39 +371,100 @@ impl Generator {
         let quantity = 1 + self.rng.below(4) as u32;
         let command = match kind {
             Kind::HoldExact => {
-                let (section, row) = (self.rng.below(u64::from(shape.sections)) as u32, self.rng.below(u64::from(shape.rows_per_section)) as u32);
-                let first = self.rng.below(u64::from(shape.seats_per_row - quantity + 1)) as u32;
-                let labels = (first..first + quantity).map(|number| Shape::label(section, row, number)).collect();
+                let (section, row) = (
+                    self.rng.below(u64::from(shape.sections)) as u32,
+                    self.rng.below(u64::from(shape.rows_per_section)) as u32,
+                );
+                let first = self
+                    .rng
+                    .below(u64::from(shape.seats_per_row - quantity + 1))
+                    as u32;
+                let labels = (first..first + quantity)
+                    .map(|number| Shape::label(section, row, number))
+                    .collect();
                 self.hold(event, Selection::Seats(labels), false)
             }
             Kind::HoldBestTogether | Kind::HoldBestAny => {
-                let category = self.rng.chance(50).then(|| shape.categories()[self.rng.below(2) as usize].to_string());
-                self.hold(event, Selection::Best { quantity, category, together: kind == Kind::HoldBestTogether }, false)
+                let category = self
+                    .rng
+                    .chance(50)
+                    .then(|| shape.categories()[self.rng.below(2) as usize].to_string());
+                self.hold(
+                    event,
+                    Selection::Best {
+                        quantity,
+                        category,
+                        together: kind == Kind::HoldBestTogether,
+                    },
+                    false,
+                )
             }
             Kind::HoldGeneralAdmission => {
                 // Shows have no standing pool; the stadium (event 0) has.
                 let event = if shape.standing > 0 { event } else { 0 };
-                let category = if self.venues.shapes[event as usize].standing > 0 { Some("Standing".to_string()) } else { None };
-                self.hold(event, Selection::Best { quantity, category, together: false }, false)
+                let category = if self.venues.shapes[event as usize].standing > 0 {
+                    Some("Standing".to_string())
+                } else {
+                    None
+                };
+                self.hold(
+                    event,
+                    Selection::Best {
+                        quantity,
+                        category,
+                        together: false,
+                    },
+                    false,
+                )
             }
             Kind::Confirm | Kind::Release => match self.take_recent_hold() {
-                Some((hold, user)) if kind == Kind::Confirm => Command::ConfirmHold { user, hold, payment_ref: format!("pay-{}", hold.0) },
+                Some((hold, user)) if kind == Kind::Confirm => Command::ConfirmHold {
+                    user,
+                    hold,
+                    payment_ref: format!("pay-{}", hold.0),
+                },
                 Some((hold, user)) => Command::ReleaseHold { user, hold },
-                None => self.hold(event, Selection::Best { quantity, category: None, together: false }, false),
+                None => self.hold(
+                    event,
+                    Selection::Best {
+                        quantity,
+                        category: None,
+                        together: false,
+                    },
+                    false,
+                ),
             },
             Kind::CancelBooking if !self.bookings.is_empty() => {
                 let index = self.rng.below(self.bookings.len() as u64) as usize;
                 let (booking, user) = self.bookings.swap_remove(index);
                 Command::CancelBooking { user, booking }
             }
-            Kind::CancelBooking => self.hold(event, Selection::Best { quantity, category: None, together: false }, false),
-            Kind::JoinWaitlist => Command::JoinWaitlist { user: self.user(), event: EventId(event), quantity: quantity.min(2), category: None, together: false },
+            Kind::CancelBooking => self.hold(
+                event,
+                Selection::Best {
+                    quantity,
+                    category: None,
+                    together: false,
+                },
+                false,
+            ),
+            Kind::JoinWaitlist => Command::JoinWaitlist {
+                user: self.user(),
+                event: EventId(event),
+                quantity: quantity.min(2),
+                category: None,
+                together: false,
+            },
             Kind::Tick => {
                 self.clock_ms += 50 + self.rng.below(451);
                 Command::Tick
             }
         };
-        Record { time_ms: self.clock_ms, kind, request: Request::new(command) }
+        Record {
+            time_ms: self.clock_ms,
+            kind,
+            request: Request::new(command),
+        }
     }
 
     /// Learns the ids an answer grants.
@@ -365,24 +502,32 @@ impl Tally {
     }
 
     pub fn total(&self) -> (u64, u64) {
-        self.counts.values().fold((0, 0), |(accepted, rejected), (ok, err)| (accepted + ok, rejected + err))
+        self.counts
+            .values()
+            .fold((0, 0), |(accepted, rejected), (ok, err)| {
+                (accepted + ok, rejected + err)
+            })
     }
 }
 
 /// Runs `count` generated commands against `engine` (from offset `first_offset`),
 /// returning the log and what happened.
-pub fn record_on(engine: &mut Engine, venues: &Venues, seed: u64, count: usize) -> (Vec<Record>, Tally) {
+pub fn record_on(
+    engine: &mut Engine,
+    venues: &Venues,
+    seed: u64,
+    count: usize,
+) -> (Vec<Record>, Tally) {
     let mut generator = Generator::new(venues, seed);
-    let mut offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+    let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
     let mut log = Vec::with_capacity(count);
     let mut tally = Tally::default();
-    for _ in 0..count {
-        let record = generator.next();
+    for offset in (first_offset..).take(count) {
+        let record = generator.next_record();
         let outcome = engine.apply(offset, record.time_ms, &record.request);
         generator.observe(&outcome);
         tally.add(record.kind, &outcome);
         log.push(record);
-        offset += 1;
     }
     (log, tally)
 }
@@ -395,11 +540,15 @@ pub fn record(venues: &Venues, seed: u64, count: usize) -> Vec<Record> {
 /// Applies a recorded log to `engine` (which must be where the log was recorded from).
 /// Returns how many commands were accepted.
 pub fn replay(engine: &mut Engine, log: &[Record]) -> u64 {
-    let mut offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+    let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
     let mut accepted = 0;
-    for record in log {
-        accepted += u64::from(engine.apply(offset, record.time_ms, &record.request).result.is_ok());
-        offset += 1;
+    for (offset, record) in (first_offset..).zip(log) {
+        accepted += u64::from(
+            engine
+                .apply(offset, record.time_ms, &record.request)
+                .result
+                .is_ok(),
+        );
     }
     accepted
 }
@@ -418,14 +567,36 @@ pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, se
     };
     for section in 0..shape.sections {
         for row in 0..shape.rows_per_section {
-            let taken: Vec<u32> = (0..shape.seats_per_row).filter(|_| rng.below(1_000) >= free_per_mille).collect();
+            let taken: Vec<u32> = (0..shape.seats_per_row)
+                .filter(|_| rng.below(1_000) >= free_per_mille)
+                .collect();
             for chunk in taken.chunks(8) {
                 filler += 1;
                 let user = format!("filler{filler}");
-                let labels = chunk.iter().map(|&number| Shape::label(section, row, number)).collect();
-                let placed = apply(engine, Command::PlaceHold { user: user.clone(), event, selection: Selection::Seats(labels), wait: false });
-                let Ok(Reply::HoldPlaced(view)) = placed.result else { panic!("filling failed: {:?}", placed.result) };
-                let confirmed = apply(engine, Command::ConfirmHold { user, hold: view.hold, payment_ref: "fill".into() });
+                let labels = chunk
+                    .iter()
+                    .map(|&number| Shape::label(section, row, number))
+                    .collect();
+                let placed = apply(
+                    engine,
+                    Command::PlaceHold {
+                        user: user.clone(),
+                        event,
+                        selection: Selection::Seats(labels),
+                        wait: false,
+                    },
+                );
+                let Ok(Reply::HoldPlaced(view)) = placed.result else {
+                    panic!("filling failed: {:?}", placed.result)
+                };
+                let confirmed = apply(
+                    engine,
+                    Command::ConfirmHold {
+                        user,
+                        hold: view.hold,
+                        payment_ref: "fill".into(),
+                    },
+                );
                 assert!(confirmed.result.is_ok(), "{:?}", confirmed.result);
             }
         }
@@ -433,10 +604,27 @@ pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, se
     offset
 }
 
+/// Nanoseconds this thread has spent on a CPU (Linux `/proc/thread-self/schedstat`).
+/// Unlike wall time, it does not count time the thread waited for a CPU, so on a
+/// shared, busy machine it gives the steadier rate.
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Peak and current resident set size of this process in KiB (Linux `VmHWM`, `VmRSS`).
 pub fn memory_kib() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let field = |name: &str| status.lines().find_map(|line| line.strip_prefix(name)).and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok());
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    };
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
@@ -446,12 +634,21 @@ mod tests {
 
     #[test]
     fn the_mix_is_deterministic_and_exercises_every_kind() {
-        let venues = Venues { shapes: vec![Shape::STADIUM, Shape::SHOW, Shape::SHOW], hot_percent: 30 };
+        let venues = Venues {
+            shapes: vec![Shape::STADIUM, Shape::SHOW, Shape::SHOW],
+            hot_percent: 30,
+        };
         let mut engine = venues.build();
         let (log, tally) = record_on(&mut engine, &venues, 7, 20_000);
         engine.check_invariants();
         let again = record(&venues, 7, 20_000);
-        assert_eq!(log.iter().map(|record| &record.request).collect::<Vec<_>>(), again.iter().map(|record| &record.request).collect::<Vec<_>>());
+        assert_eq!(
+            log.iter().map(|record| &record.request).collect::<Vec<_>>(),
+            again
+                .iter()
+                .map(|record| &record.request)
+                .collect::<Vec<_>>()
+        );
         for (kind, _) in STANDARD_MIX {
             let (accepted, _) = tally.counts.get(&kind).copied().unwrap_or_default();
             assert!(accepted > 0, "{kind:?} never succeeded: {tally:?}");
@@ -475,7 +672,13 @@ mod tests {
         let venues = Venues::stadium();
         let mut engine = venues.build();
         fill_stadium(&mut engine, EventId(0), 10, 1);
-        let free: u64 = engine.availability(EventId(0)).unwrap().iter().filter(|category| category.category != "Standing").map(|category| category.free).sum();
+        let free: u64 = engine
+            .availability(EventId(0))
+            .unwrap()
+            .iter()
+            .filter(|category| category.category != "Standing")
+            .map(|category| category.free)
+            .sum();
         assert!((300..=700).contains(&free), "{free} seats free");
     }
 }

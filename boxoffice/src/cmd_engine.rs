@@ -24,7 +24,10 @@ pub(crate) enum ToolError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -41,19 +44,31 @@ pub(crate) struct ConfiguredLogs {
 }
 
 fn embedded(dir: PathBuf) -> Result<Arc<dyn OpenLog>, ToolError> {
-    let log = EmbeddedLog::open(&dir, EmbeddedOptions::default()).map_err(log_error(format!("cannot open the log in {}", dir.display())))?;
+    let log = EmbeddedLog::open(&dir, EmbeddedOptions::default()).map_err(log_error(format!(
+        "cannot open the log in {}",
+        dir.display()
+    )))?;
     Ok(Arc::new(log))
 }
 
-fn kafka(brokers: &str, topic: &str, transactional_id: Option<&str>) -> Result<Arc<dyn OpenLog>, ToolError> {
+fn kafka(
+    brokers: &str,
+    topic: &str,
+    transactional_id: Option<&str>,
+) -> Result<Arc<dyn OpenLog>, ToolError> {
     let mut options = KafkaOptions::new(brokers, topic);
     options.transactional_id = transactional_id.map(str::to_string);
-    let log = KafkaLog::open(options).map_err(log_error(format!("cannot open Kafka topic {topic} on {brokers}")))?;
+    let log = KafkaLog::open(options).map_err(log_error(format!(
+        "cannot open Kafka topic {topic} on {brokers}"
+    )))?;
     Ok(Arc::new(log))
 }
 
 pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| ToolError::Io { what: format!("cannot create {}", data_dir.display()), source })
+    std::fs::create_dir_all(data_dir).map_err(|source| ToolError::Io {
+        what: format!("cannot create {}", data_dir.display()),
+        source,
+    })
 }
 
 /// Opens the requests and outcomes logs per `[log]` (and `[kafka]`). In Kafka mode the
@@ -62,21 +77,38 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
     match settings.log.kind {
         LogKind::Embedded => {
             create_data_dir(data_dir)?;
-            Ok(ConfiguredLogs { requests: embedded(data_dir.join("requests"))?, outcomes: embedded(data_dir.join("outcomes"))? })
+            Ok(ConfiguredLogs {
+                requests: embedded(data_dir.join("requests"))?,
+                outcomes: embedded(data_dir.join("outcomes"))?,
+            })
         }
         LogKind::Kafka => {
             let kafka_settings = &settings.kafka;
             Ok(ConfiguredLogs {
-                requests: kafka(&kafka_settings.brokers, &kafka_settings.requests_topic, None)?,
-                outcomes: kafka(&kafka_settings.brokers, &kafka_settings.outcomes_topic, Some(&kafka_settings.transactional_id))?,
+                requests: kafka(
+                    &kafka_settings.brokers,
+                    &kafka_settings.requests_topic,
+                    None,
+                )?,
+                outcomes: kafka(
+                    &kafka_settings.brokers,
+                    &kafka_settings.outcomes_topic,
+                    Some(&kafka_settings.transactional_id),
+                )?,
             })
         }
     }
 }
 
-pub(crate) fn open_snapshots(settings: &Settings, data_dir: &Path) -> Result<RocksStore, ToolError> {
+pub(crate) fn open_snapshots(
+    settings: &Settings,
+    data_dir: &Path,
+) -> Result<RocksStore, ToolError> {
     create_data_dir(data_dir)?;
-    let options = RocksStoreOptions { keep: settings.snapshot.keep.max(1), ..RocksStoreOptions::default() };
+    let options = RocksStoreOptions {
+        keep: settings.snapshot.keep.max(1),
+        ..RocksStoreOptions::default()
+    };
     Ok(RocksStore::open(data_dir.join("snapshots"), options)?)
 }
 
@@ -99,7 +131,14 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
     }
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
-    let runtime = Runtime::start(runtime_options(settings, role), Logs { requests: logs.requests, outcomes: logs.outcomes }, Box::new(store))?;
+    let runtime = Runtime::start(
+        runtime_options(settings, role),
+        Logs {
+            requests: logs.requests,
+            outcomes: logs.outcomes,
+        },
+        Box::new(store),
+    )?;
     let (interrupted, interrupt) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         let _ = interrupted.try_send(());

@@ -19,7 +19,15 @@ pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
         outcome_timeout: Duration::from_millis(settings.http.outcome_timeout_ms),
         operator_key: settings.auth.operator_key.clone(),
         user_token_secret: settings.auth.user_token_secret.clone(),
-        tenants: settings.auth.tenants.iter().map(|tenant| Tenant { id: tenant.id.clone(), admin_key: tenant.admin_key.clone() }).collect(),
+        tenants: settings
+            .auth
+            .tenants
+            .iter()
+            .map(|tenant| Tenant {
+                id: tenant.id.clone(),
+                admin_key: tenant.admin_key.clone(),
+            })
+            .collect(),
         rate_limit: RateLimitConfig {
             enabled: rate.enabled,
             per_user_per_second: rate.per_user_per_second,
@@ -44,9 +52,17 @@ pub(crate) fn warn_about_default_secrets(settings: &Settings) {
 /// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
 /// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
 /// waits for its engine there).
-pub(crate) fn serve_http(listen: &str, ingress: &Ingress, before_ready: impl FnOnce() + Send) -> Result<(), ToolError> {
+pub(crate) fn serve_http(
+    listen: &str,
+    ingress: &Ingress,
+    before_ready: impl FnOnce() + Send,
+) -> Result<(), ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("http").build().map_err(io_error("cannot start the HTTP runtime".into()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("http")
+        .build()
+        .map_err(io_error("cannot start the HTTP runtime".into()))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(io_error(format!("cannot listen on {listen}")))?;
         let address = listener.local_addr().map_err(io_error("cannot read the listening address".into()))?;
@@ -87,12 +103,28 @@ async fn shutdown_signal() {
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
     warn_about_default_secrets(settings);
     let kafka = &settings.kafka;
-    let requests = KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.requests_topic)).map_err(log_error(format!("cannot open Kafka topic {}", kafka.requests_topic)))?;
-    let outcomes = KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.outcomes_topic)).map_err(log_error(format!("cannot open Kafka topic {}", kafka.outcomes_topic)))?;
-    let writer = requests.writer().map_err(log_error("cannot open the requests topic's writer"))?;
-    let reader = outcomes.reader().map_err(log_error("cannot open the outcomes topic's reader"))?;
+    let requests =
+        KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.requests_topic)).map_err(
+            log_error(format!("cannot open Kafka topic {}", kafka.requests_topic)),
+        )?;
+    let outcomes =
+        KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.outcomes_topic)).map_err(
+            log_error(format!("cannot open Kafka topic {}", kafka.outcomes_topic)),
+        )?;
+    let writer = requests
+        .writer()
+        .map_err(log_error("cannot open the requests topic's writer"))?;
+    let reader = outcomes
+        .reader()
+        .map_err(log_error("cannot open the outcomes topic's reader"))?;
     // The engine runs in another process: the operator endpoints answer 503 here.
-    let ingress = Ingress::start(ingress_config(settings), Arc::new(writer), Box::new(reader), None).map_err(ToolError::Invalid)?;
+    let ingress = Ingress::start(
+        ingress_config(settings),
+        Arc::new(writer),
+        Box::new(reader),
+        None,
+    )
+    .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(&listen, &ingress, || {});
     ingress.stop();

@@ -12,18 +12,29 @@ use std::path::Path;
 /// Records per read; big batches keep the reader thread ahead of the engine.
 const BATCH_RECORDS: usize = 16 * 1024;
 
-pub(crate) fn run(settings: &Settings, data_dir: &Path, from_snapshot: bool, to: Option<u64>) -> Result<(), ToolError> {
+pub(crate) fn run(
+    settings: &Settings,
+    data_dir: &Path,
+    from_snapshot: bool,
+    to: Option<u64>,
+) -> Result<(), ToolError> {
     let logs = open_logs(settings, data_dir)?;
     let mut engine = Engine::new(settings.engine_config());
     if from_snapshot {
         let store = open_snapshots(settings, data_dir)?;
         let recovery = snapshotter::load_newest(&store, &settings.engine_config())?;
         for rejected in &recovery.rejected {
-            eprintln!("skipped snapshot at offset {}: {}", rejected.offset, rejected.reason);
+            eprintln!(
+                "skipped snapshot at offset {}: {}",
+                rejected.offset, rejected.reason
+            );
         }
         match recovery.loaded {
             Some(loaded) => {
-                eprintln!("starting from the snapshot at offset {}", loaded.info.offset);
+                eprintln!(
+                    "starting from the snapshot at offset {}",
+                    loaded.info.offset
+                );
                 engine = loaded.engine;
             }
             None => eprintln!("no valid snapshot: starting from offset 0"),
@@ -31,18 +42,32 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, from_snapshot: bool, to:
     }
     if let (Some(to), Some(applied)) = (to, engine.applied_offset()) {
         if to < applied {
-            return Err(ToolError::Invalid(format!("--to {to} is before the snapshot's offset {applied}")));
+            return Err(ToolError::Invalid(format!(
+                "--to {to} is before the snapshot's offset {applied}"
+            )));
         }
     }
-    let mut reader = logs.requests.open_reader().map_err(log_error("cannot read the requests log"))?;
+    let mut reader = logs
+        .requests
+        .open_reader()
+        .map_err(log_error("cannot read the requests log"))?;
     let bar = ProgressBar::hidden();
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, eta {eta}").expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, eta {eta}")
+            .expect("a valid template"),
+    );
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     let first = engine.applied_offset().map_or(0, |applied| applied + 1);
-    let summary = runtime::replay(&mut engine, reader.as_mut(), to, BATCH_RECORDS, &mut |progress| {
-        bar.set_length((progress.target_offset + 1).saturating_sub(first));
-        bar.set_position(progress.records);
-    })?;
+    let summary = runtime::replay(
+        &mut engine,
+        reader.as_mut(),
+        to,
+        BATCH_RECORDS,
+        &mut |progress| {
+            bar.set_length((progress.target_offset + 1).saturating_sub(first));
+            bar.set_position(progress.records);
+        },
+    )?;
     bar.finish_and_clear();
     println!("state_hash {}", summary.state_hash);
     match summary.applied_offset {

@@ -33,7 +33,10 @@ impl EngineControl for RuntimeControl {
             },
             applied_offset: status.applied_offset,
             log_end_offset: status.log_end_offset,
-            last_snapshot: status.last_snapshot.map(|snapshot| SnapshotStatus { offset: snapshot.offset, at_ms: snapshot.at_ms }),
+            last_snapshot: status.last_snapshot.map(|snapshot| SnapshotStatus {
+                offset: snapshot.offset,
+                at_ms: snapshot.at_ms,
+            }),
             state_hash: status.state_hash,
         })
     }
@@ -46,7 +49,11 @@ impl EngineControl for RuntimeControl {
 /// How often start-up reports the engine's replay progress.
 const REPLAY_REPORT_EVERY: Duration = Duration::from_secs(5);
 
-pub(crate) fn run(settings: &Settings, listen: Option<String>, data_dir: Option<PathBuf>) -> Result<(), ToolError> {
+pub(crate) fn run(
+    settings: &Settings,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> Result<(), ToolError> {
     cmd_ingress::warn_about_default_secrets(settings);
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
@@ -57,14 +64,35 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>, data_dir: Option<
     embedded.log.kind = LogKind::Embedded;
     let logs = cmd_engine::open_logs(&embedded, &data_dir)?;
     let store = cmd_engine::open_snapshots(settings, &data_dir)?;
-    let runtime_logs = Logs { requests: Arc::clone(&logs.requests), outcomes: Arc::clone(&logs.outcomes) };
-    let runtime = Runtime::start(cmd_engine::runtime_options(settings, Role::Primary), runtime_logs, Box::new(store))?;
+    let runtime_logs = Logs {
+        requests: Arc::clone(&logs.requests),
+        outcomes: Arc::clone(&logs.outcomes),
+    };
+    let runtime = Runtime::start(
+        cmd_engine::runtime_options(settings, Role::Primary),
+        runtime_logs,
+        Box::new(store),
+    )?;
     let handle = runtime.handle();
-    let writer = logs.requests.open_writer().map_err(log_error("cannot open the requests log's writer"))?;
-    let reader = logs.outcomes.open_reader().map_err(log_error("cannot open the outcomes log's reader"))?;
-    let ingress = Ingress::start(cmd_ingress::ingress_config(settings), writer, reader, Some(Arc::new(RuntimeControl(handle.clone())))).map_err(ToolError::Invalid)?;
+    let writer = logs
+        .requests
+        .open_writer()
+        .map_err(log_error("cannot open the requests log's writer"))?;
+    let reader = logs
+        .outcomes
+        .open_reader()
+        .map_err(log_error("cannot open the outcomes log's reader"))?;
+    let ingress = Ingress::start(
+        cmd_ingress::ingress_config(settings),
+        writer,
+        reader,
+        Some(Arc::new(RuntimeControl(handle.clone()))),
+    )
+    .map_err(ToolError::Invalid)?;
     let wait_for_engine = || loop {
-        let (status, done) = handle.wait_for(REPLAY_REPORT_EVERY, |status| status.failure.is_some() || (status.caught_up() && status.published_all()));
+        let (status, done) = handle.wait_for(REPLAY_REPORT_EVERY, |status| {
+            status.failure.is_some() || (status.caught_up() && status.published_all())
+        });
         if done || status.failure.is_some() {
             break;
         }

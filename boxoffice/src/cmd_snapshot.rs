@@ -22,7 +22,11 @@ pub(crate) enum SnapshotCommand {
     Verify { offset: Option<u64> },
 }
 
-pub(crate) fn run(settings: &Settings, data_dir: &Path, command: SnapshotCommand) -> Result<(), ToolError> {
+pub(crate) fn run(
+    settings: &Settings,
+    data_dir: &Path,
+    command: SnapshotCommand,
+) -> Result<(), ToolError> {
     let store = open_snapshots(settings, data_dir)?;
     match command {
         SnapshotCommand::List => list(&store),
@@ -38,7 +42,13 @@ fn list(store: &dyn SnapshotStore) -> Result<(), ToolError> {
     }
     for entry in listed {
         match entry.info {
-            Ok(info) => println!("offset {:>12}  created_at_ms {}  state_bytes {:>12}  state_hash {}", info.offset, info.created_at_ms, info.state_bytes, info.state_hash_hex()),
+            Ok(info) => println!(
+                "offset {:>12}  created_at_ms {}  state_bytes {:>12}  state_hash {}",
+                info.offset,
+                info.created_at_ms,
+                info.state_bytes,
+                info.state_hash_hex()
+            ),
             Err(reason) => println!("offset {:>12}  UNREADABLE: {reason}", entry.offset),
         }
     }
@@ -46,10 +56,18 @@ fn list(store: &dyn SnapshotStore) -> Result<(), ToolError> {
 }
 
 fn newest(store: &dyn SnapshotStore) -> Result<u64, ToolError> {
-    store.list()?.first().map(|entry| entry.offset).ok_or_else(|| ToolError::Invalid("no snapshots".into()))
+    store
+        .list()?
+        .first()
+        .map(|entry| entry.offset)
+        .ok_or_else(|| ToolError::Invalid("no snapshots".into()))
 }
 
-fn inspect(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) -> Result<(), ToolError> {
+fn inspect(
+    store: &dyn SnapshotStore,
+    settings: &Settings,
+    offset: Option<u64>,
+) -> Result<(), ToolError> {
     let offset = match offset {
         Some(offset) => offset,
         None => newest(store)?,
@@ -59,8 +77,12 @@ fn inspect(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) 
     println!("created_at_ms {}", snapshot.created_at_ms);
     println!("state_hash {}", hex(&snapshot.state_hash));
     println!("state_bytes {}", snapshot.state.len());
-    println!("state_version {}", snapshot.state.first().copied().unwrap_or(0));
-    let state = engine::snapshot::decode_state(&snapshot.state).map_err(|reason| ToolError::Invalid(format!("the state does not decode: {reason}")))?;
+    println!(
+        "state_version {}",
+        snapshot.state.first().copied().unwrap_or(0)
+    );
+    let state = engine::snapshot::decode_state(&snapshot.state)
+        .map_err(|reason| ToolError::Invalid(format!("the state does not decode: {reason}")))?;
     let engine = Engine::from_state(settings.engine_config(), state);
     println!("applied_offset {:?}", engine.applied_offset());
     println!("now_ms {}", engine.now_ms());
@@ -74,7 +96,11 @@ fn inspect(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) 
     Ok(())
 }
 
-fn verify(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) -> Result<(), ToolError> {
+fn verify(
+    store: &dyn SnapshotStore,
+    settings: &Settings,
+    offset: Option<u64>,
+) -> Result<(), ToolError> {
     let offsets = match offset {
         Some(offset) => vec![offset],
         None => store.list()?.iter().map(|entry| entry.offset).collect(),
@@ -84,7 +110,10 @@ fn verify(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) -
         match snapshotter::verify(store, *offset, &settings.engine_config()) {
             Ok(loaded) => {
                 loaded.engine.check_invariants();
-                println!("offset {offset}: ok (state_hash {})", loaded.info.state_hash_hex());
+                println!(
+                    "offset {offset}: ok (state_hash {})",
+                    loaded.info.state_hash_hex()
+                );
             }
             Err(error) => {
                 failed += 1;
@@ -94,6 +123,9 @@ fn verify(store: &dyn SnapshotStore, settings: &Settings, offset: Option<u64>) -
     }
     match failed {
         0 => Ok(()),
-        _ => Err(ToolError::Invalid(format!("{failed} of {} snapshots failed verification", offsets.len()))),
+        _ => Err(ToolError::Invalid(format!(
+            "{failed} of {} snapshots failed verification",
+            offsets.len()
+        ))),
     }
 }

@@ -7,11 +7,17 @@ use crate::settings::Settings;
 
 pub(crate) fn run(settings: &Settings, user: &str, ttl_seconds: u64) -> Result<(), ToolError> {
     if user.trim().is_empty() || user.len() > ingress::USER_ID_BYTES_MAX {
-        return Err(ToolError::Invalid(format!("--user must be 1 to {} bytes", ingress::USER_ID_BYTES_MAX)));
+        return Err(ToolError::Invalid(format!(
+            "--user must be 1 to {} bytes",
+            ingress::USER_ID_BYTES_MAX
+        )));
     }
     if ttl_seconds == 0 {
         return Err(ToolError::Invalid("--ttl-seconds must be positive".into()));
     }
-    println!("{}", ingress::mint_user_token(&settings.auth.user_token_secret, user, ttl_seconds));
+    println!(
+        "{}",
+        ingress::mint_user_token(&settings.auth.user_token_secret, user, ttl_seconds)
+    );
     Ok(())
 }

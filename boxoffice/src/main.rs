@@ -22,10 +22,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "boxoffice", version, about = "A seat-booking engine built like an exchange's matching engine")]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "A seat-booking engine built like an exchange's matching engine"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, global = true, default_value = "config/default.toml", env = "BOXOFFICE_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/default.toml",
+        env = "BOXOFFICE_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Commands,
@@ -105,7 +114,12 @@ fn exit_on_error(result: Result<(), cmd_engine::ToolError>) {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let settings = match settings::Settings::load(&cli.config) {
         Ok(settings) => settings,
         Err(error) => {
@@ -114,25 +128,50 @@ fn main() {
         }
     };
     match cli.command {
-        Commands::Serve { listen, data_dir } => exit_on_error(cmd_serve::run(&settings, listen, data_dir)),
+        Commands::Serve { listen, data_dir } => {
+            exit_on_error(cmd_serve::run(&settings, listen, data_dir))
+        }
         Commands::Ingress { listen } => exit_on_error(cmd_ingress::run(&settings, listen)),
-        Commands::Token { user, ttl_seconds } => exit_on_error(cmd_token::run(&settings, &user, ttl_seconds)),
+        Commands::Token { user, ttl_seconds } => {
+            exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))
+        }
         Commands::Loadgen(args) => cmd_loadgen::run(args),
         Commands::Engine { role, data_dir } => {
             let role = match role {
                 EngineRole::Primary => runtime::Role::Primary,
                 EngineRole::Standby => runtime::Role::Standby,
             };
-            exit_on_error(cmd_engine::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), role));
+            exit_on_error(cmd_engine::run(
+                &settings,
+                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                role,
+            ));
         }
-        Commands::Replay { from_snapshot, to, data_dir } => {
-            exit_on_error(cmd_replay::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), from_snapshot, to));
+        Commands::Replay {
+            from_snapshot,
+            to,
+            data_dir,
+        } => {
+            exit_on_error(cmd_replay::run(
+                &settings,
+                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                from_snapshot,
+                to,
+            ));
         }
         Commands::Snapshot { command, data_dir } => {
-            exit_on_error(cmd_snapshot::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), command));
+            exit_on_error(cmd_snapshot::run(
+                &settings,
+                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                command,
+            ));
         }
         Commands::Log { command, data_dir } => {
-            exit_on_error(cmd_log::run(&settings, &data_dir.unwrap_or_else(|| settings.data_dir.clone()), command));
+            exit_on_error(cmd_log::run(
+                &settings,
+                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                command,
+            ));
         }
     }
 }

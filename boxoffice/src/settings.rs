@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration in {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -95,25 +98,51 @@ pub struct SnapshotSettings {
 }
 
 /// The development defaults that must never protect real data.
-pub const DEFAULT_SECRETS: [&str; 4] = ["demo-operator-key", "demo-user-secret", "demo-admin-key", "demo-ticket-secret"];
+pub const DEFAULT_SECRETS: [&str; 4] = [
+    "demo-operator-key",
+    "demo-user-secret",
+    "demo-admin-key",
+    "demo-ticket-secret",
+];
 
 impl Settings {
     pub fn load(path: &Path) -> Result<Settings, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, std::env::vars(), path)
     }
 
-    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>, path: &Path) -> Result<Settings, SettingsError> {
-        let invalid = |message: String| SettingsError::Invalid { path: path.to_path_buf(), message };
-        let mut root: toml::Table = text.parse().map_err(|error: toml::de::Error| invalid(error.to_string()))?;
-        let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(name, _)| name.starts_with("BOXOFFICE_")).collect();
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+        path: &Path,
+    ) -> Result<Settings, SettingsError> {
+        let invalid = |message: String| SettingsError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut root: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| invalid(error.to_string()))?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("BOXOFFICE_"))
+            .collect();
         overrides.sort();
         for (name, value) in overrides {
             let key = name["BOXOFFICE_".len()..].to_ascii_lowercase();
-            let key = if key == "listen" { "http_listen".to_string() } else { key };
+            let key = if key == "listen" {
+                "http_listen".to_string()
+            } else {
+                key
+            };
             apply_override(&mut root, &key, &value);
         }
-        toml::Value::Table(root).try_into().map_err(|error: toml::de::Error| invalid(error.to_string()))
+        toml::Value::Table(root)
+            .try_into()
+            .map_err(|error: toml::de::Error| invalid(error.to_string()))
     }
 
     /// Which development default secrets are in use (for the start-up warning).
@@ -125,7 +154,12 @@ impl Settings {
         if self.auth.user_token_secret == DEFAULT_SECRETS[1] {
             used.push("auth.user_token_secret");
         }
-        if self.auth.tenants.iter().any(|tenant| tenant.admin_key == DEFAULT_SECRETS[2]) {
+        if self
+            .auth
+            .tenants
+            .iter()
+            .any(|tenant| tenant.admin_key == DEFAULT_SECRETS[2])
+        {
             used.push("auth.tenants.admin_key");
         }
         if self.engine.ticket_secret == DEFAULT_SECRETS[3] {
@@ -149,7 +183,11 @@ impl Settings {
 /// `section_key` → `[section] key` when the section exists (longest section name
 /// first, so `rate_limit_enabled` finds `rate_limit`); otherwise a top-level key.
 fn apply_override(root: &mut toml::Table, key: &str, value: &str) {
-    let mut sections: Vec<String> = root.iter().filter(|(_, value)| value.is_table()).map(|(name, _)| name.clone()).collect();
+    let mut sections: Vec<String> = root
+        .iter()
+        .filter(|(_, value)| value.is_table())
+        .map(|(name, _)| name.clone())
+        .collect();
     sections.sort_by_key(|name| std::cmp::Reverse(name.len()));
     let parsed = parse_value(value);
     for section in sections {
@@ -190,7 +228,10 @@ mod tests {
         let env = [
             ("BOXOFFICE_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
             ("BOXOFFICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
-            ("BOXOFFICE_RATE_LIMIT_ENABLED".to_string(), "false".to_string()),
+            (
+                "BOXOFFICE_RATE_LIMIT_ENABLED".to_string(),
+                "false".to_string(),
+            ),
             ("BOXOFFICE_LOG_KIND".to_string(), "kafka".to_string()),
         ];
         let settings = Settings::parse(DEFAULT, env, path).unwrap();
@@ -204,6 +245,9 @@ mod tests {
     fn a_bad_value_is_a_clear_error() {
         let env = [("BOXOFFICE_LOG_KIND".to_string(), "floppy".to_string())];
         let error = Settings::parse(DEFAULT, env, Path::new("x.toml")).unwrap_err();
-        assert!(error.to_string().contains("floppy") || error.to_string().contains("variant"), "{error}");
+        assert!(
+            error.to_string().contains("floppy") || error.to_string().contains("variant"),
+            "{error}"
+        );
     }
 }

@@ -23,8 +23,19 @@ use std::time::Duration;
 /// Upper bound on a server's start-up (a bound, not a wait: readiness is its printed line).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The package directory as cargo gives it to the running test. Read at run time, not
+/// compiled in with `env!`: a target directory reused from a clone at another path keeps
+/// the old path in compiled code.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("boxoffice sits in the workspace").to_path_buf()
+    manifest_dir()
+        .parent()
+        .expect("boxoffice sits in the workspace")
+        .to_path_buf()
 }
 
 fn boxoffice_bin() -> PathBuf {
@@ -43,7 +54,14 @@ impl Server {
     fn start(data_dir: &Path) -> Server {
         let mut child = Command::new(boxoffice_bin())
             .current_dir(workspace_root())
-            .args(["--config", "config/default.toml", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--config",
+                "config/default.toml",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false")
             .env("RUST_LOG", "warn")
@@ -66,20 +84,32 @@ impl Server {
             Ok(base) => base,
             Err(error) => {
                 let _ = child.kill();
-                panic!("boxoffice serve did not print `listening on` ({error}): see its stderr above");
+                panic!(
+                    "boxoffice serve did not print `listening on` ({error}): see its stderr above"
+                );
             }
         };
-        Server { child, base, data_dir: data_dir.to_path_buf() }
+        Server {
+            child,
+            base,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     fn client(&self) -> Arc<Client> {
         let credentials = Credentials::default();
-        Arc::new(Client::new(&self.base, credentials, Duration::from_secs(30)).expect("a loopback address"))
+        Arc::new(
+            Client::new(&self.base, credentials, Duration::from_secs(30))
+                .expect("a loopback address"),
+        )
     }
 
     /// SIGTERM, then wait for the graceful shutdown (the data directory is free afterwards).
     fn stop(mut self) -> PathBuf {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill runs");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
         assert!(status.success());
         let exit = self.child.wait().expect("the server exits");
         assert!(exit.success(), "boxoffice serve exited with {exit}");
@@ -97,8 +127,12 @@ impl Drop for Server {
 }
 
 fn scenario(name: &str, scale: f64) -> Scenario {
-    let path = workspace_root().join("config/scenarios").join(format!("{name}.toml"));
-    Scenario::load(&path).expect("a shipped scenario").scaled(scale)
+    let path = workspace_root()
+        .join("config/scenarios")
+        .join(format!("{name}.toml"));
+    Scenario::load(&path)
+        .expect("a shipped scenario")
+        .scaled(scale)
 }
 
 fn options(scenario: Scenario, mode: Mode, record: Option<PathBuf>, out: &Path) -> RunOptions {
@@ -131,20 +165,49 @@ async fn an_open_loop_run_verifies_and_its_counts_match_the_server_metrics() {
     let mut flash = scenario("flash-sale", 0.002);
     flash.load.rate_per_second = 100.0;
     flash.load.duration_seconds = 10.0;
-    flash.think.hold_ms = loadgen::scenario::DelayRange { min_ms: 0, max_ms: 200 };
+    flash.think.hold_ms = loadgen::scenario::DelayRange {
+        min_ms: 0,
+        max_ms: 200,
+    };
     let out = directory.path().join("out");
-    let report = run_scenario(client.clone(), options(flash, Mode::Open, None, &out)).await.expect("the run completes");
+    let report = run_scenario(client.clone(), options(flash, Mode::Open, None, &out))
+        .await
+        .expect("the run completes");
     let verification = report.verification.clone().expect("verified");
     assert!(verification.passed, "{}", verification.summary());
     let granted = report.granted.clone().unwrap();
-    assert_eq!(granted.bookings_granted, 10, "every ticket sold once: {}", report.table());
-    assert_eq!(report.measurements.kinds["hold_best"].count, 100, "each user tried once");
-    assert_eq!(report.measurements.kinds["hold_best"].errors_by_code.get("sold_out"), Some(&90));
-    assert!(out.join("report.json").exists() && out.join("latency-over-time.svg").exists() && out.join("percentile-curve.svg").exists());
+    assert_eq!(
+        granted.bookings_granted,
+        10,
+        "every ticket sold once: {}",
+        report.table()
+    );
+    assert_eq!(
+        report.measurements.kinds["hold_best"].count, 100,
+        "each user tried once"
+    );
+    assert_eq!(
+        report.measurements.kinds["hold_best"]
+            .errors_by_code
+            .get("sold_out"),
+        Some(&90)
+    );
+    assert!(
+        out.join("report.json").exists()
+            && out.join("latency-over-time.svg").exists()
+            && out.join("percentile-curve.svg").exists()
+    );
 
     let metrics = parse_http_metrics(&client.get_text("/metrics").await.expect("metrics"));
-    for route in ["POST /v1/events/{event_id}/holds", "POST /v1/holds/{hold_id}/confirm"] {
-        assert_eq!(metrics.get(route), report.measurements.by_route.get(route), "{route}: server vs loadgen");
+    for route in [
+        "POST /v1/events/{event_id}/holds",
+        "POST /v1/holds/{hold_id}/confirm",
+    ] {
+        assert_eq!(
+            metrics.get(route),
+            report.measurements.by_route.get(route),
+            "{route}: server vs loadgen"
+        );
     }
     server.stop();
 }
@@ -157,31 +220,102 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
     let mut theatre = scenario("theatre", 0.01);
     theatre.load.requests_max = 150;
     theatre.load.duration_seconds = 20.0;
-    theatre.think.hold_ms = loadgen::scenario::DelayRange { min_ms: 0, max_ms: 50 };
-    theatre.think.booking_ms = loadgen::scenario::DelayRange { min_ms: 0, max_ms: 50 };
-    theatre.think.waitlist_ms = loadgen::scenario::DelayRange { min_ms: 0, max_ms: 50 };
+    theatre.think.hold_ms = loadgen::scenario::DelayRange {
+        min_ms: 0,
+        max_ms: 50,
+    };
+    theatre.think.booking_ms = loadgen::scenario::DelayRange {
+        min_ms: 0,
+        max_ms: 50,
+    };
+    theatre.think.waitlist_ms = loadgen::scenario::DelayRange {
+        min_ms: 0,
+        max_ms: 50,
+    };
 
     let first = Server::start(&directory.path().join("first"));
-    let report = run_scenario(first.client(), options(theatre, Mode::Closed, Some(log_path.clone()), &directory.path().join("out"))).await.expect("the run completes");
+    let report = run_scenario(
+        first.client(),
+        options(
+            theatre,
+            Mode::Closed,
+            Some(log_path.clone()),
+            &directory.path().join("out"),
+        ),
+    )
+    .await
+    .expect("the run completes");
     let recorded = report.verification.clone().expect("verified");
     assert!(recorded.passed, "{}", recorded.summary());
-    let recorded_engine = recorded.engine.clone().expect("the operator key gives the engine status");
+    let recorded_engine = recorded
+        .engine
+        .clone()
+        .expect("the operator key gives the engine status");
     let first_dir = first.stop();
-    let replayed_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &first_dir, recorded_engine.hash_offset()).expect("boxoffice replay");
-    assert_eq!(replayed_hash, recorded_engine.state_hash, "live engine vs offline replay of the same log");
+    let replayed_hash = offline_replay_hash(
+        &boxoffice_bin(),
+        Some(&workspace_root().join("config/default.toml")),
+        &first_dir,
+        recorded_engine.hash_offset(),
+    )
+    .expect("boxoffice replay");
+    assert_eq!(
+        replayed_hash, recorded_engine.state_hash,
+        "live engine vs offline replay of the same log"
+    );
 
     let second = Server::start(&directory.path().join("second"));
     let client = second.client();
     let log = RequestLog::read(&log_path).expect("the recorded log");
-    assert_eq!(log.entries.len() as u64, report.requests_sent + report.events.len() as u64);
-    let replay = replay_http(client.clone(), &log, Pace::Max, 1, u64::MAX, Duration::from_secs(120)).await;
-    assert_eq!(replay.status_mismatches, 0, "every replayed answer has the recorded status");
-    let layouts: Vec<EventLayout> = serde_json::from_str(&std::fs::read_to_string(directory.path().join("out/events.json")).unwrap()).unwrap();
-    let again = verify(&client, &layouts, None, Exclusive { exclusive: false, ..Default::default() }, true).await.expect("verification runs");
+    assert_eq!(
+        log.entries.len() as u64,
+        report.requests_sent + report.events.len() as u64
+    );
+    let replay = replay_http(
+        client.clone(),
+        &log,
+        Pace::Max,
+        1,
+        u64::MAX,
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(
+        replay.status_mismatches, 0,
+        "every replayed answer has the recorded status"
+    );
+    let layouts: Vec<EventLayout> = serde_json::from_str(
+        &std::fs::read_to_string(directory.path().join("out/events.json")).unwrap(),
+    )
+    .unwrap();
+    let again = verify(
+        &client,
+        &layouts,
+        None,
+        Exclusive {
+            exclusive: false,
+            ..Default::default()
+        },
+        true,
+    )
+    .await
+    .expect("verification runs");
     assert!(again.passed, "{}", again.summary());
-    assert_eq!(again.digest, recorded.digest, "same seat maps and availability on the fresh server");
+    assert_eq!(
+        again.digest, recorded.digest,
+        "same seat maps and availability on the fresh server"
+    );
     let second_engine = again.engine.clone().unwrap();
     let second_dir = second.stop();
-    let second_hash = offline_replay_hash(&boxoffice_bin(), Some(&workspace_root().join("config/default.toml")), &second_dir, second_engine.hash_offset()).expect("boxoffice replay");
-    assert_eq!(second_hash, second_engine.state_hash, "the replayed server's engine vs an offline replay of its log");
+    let second_hash = offline_replay_hash(
+        &boxoffice_bin(),
+        Some(&workspace_root().join("config/default.toml")),
+        &second_dir,
+        second_engine.hash_offset(),
+    )
+    .expect("boxoffice replay");
+    assert_eq!(
+        second_hash, second_engine.state_hash,
+        "the replayed server's engine vs an offline replay of its log"
+    );
 }

@@ -7,7 +7,12 @@ use crate::outcome::Items;
 
 /// What `quantity` seats of `category` (any when `None`) would be granted now, or
 /// `None` when the request cannot be met. Pure: nothing is changed.
-pub(crate) fn find(event: &Event, quantity: u32, category: Option<u16>, together: bool) -> Option<Items> {
+pub(crate) fn find(
+    event: &Event,
+    quantity: u32,
+    category: Option<u16>,
+    together: bool,
+) -> Option<Items> {
     if quantity == 0 {
         return None;
     }
@@ -18,21 +23,47 @@ pub(crate) fn find(event: &Event, quantity: u32, category: Option<u16>, together
                 return None;
             }
             match entry.pool {
-                Some(pool) => (event.pools[pool as usize].free() >= quantity).then_some(Items::Pool { category, quantity }),
+                Some(pool) => (event.pools[pool as usize].free() >= quantity)
+                    .then_some(Items::Pool { category, quantity }),
                 None => find_seats(event, quantity, Some(category), together),
             }
         }
         None if !event.layout.rows.is_empty() => find_seats(event, quantity, None, together),
         // General admission only, any category: the first pool (in category order) that fits.
-        None => event.pools.iter().find(|pool| pool.free() >= quantity).map(|pool| Items::Pool { category: pool.category, quantity }),
+        None => event
+            .pools
+            .iter()
+            .find(|pool| pool.free() >= quantity)
+            .map(|pool| Items::Pool {
+                category: pool.category,
+                quantity,
+            }),
     }
 }
 
-fn rows_of(event: &Event, category: Option<u16>, minimum_free: u32) -> impl Iterator<Item = usize> + '_ {
-    event.layout.rows.iter().enumerate().filter(move |(index, row)| category.is_none_or(|category| row.category == category) && event.row_free[*index] >= minimum_free).map(|(index, _)| index)
+fn rows_of(
+    event: &Event,
+    category: Option<u16>,
+    minimum_free: u32,
+) -> impl Iterator<Item = usize> + '_ {
+    event
+        .layout
+        .rows
+        .iter()
+        .enumerate()
+        .filter(move |(index, row)| {
+            category.is_none_or(|category| row.category == category)
+                && event.row_free[*index] >= minimum_free
+        })
+        .map(|(index, _)| index)
 }
 
-fn find_seats(event: &Event, quantity: u32, category: Option<u16>, together: bool) -> Option<Items> {
+fn find_seats(
+    event: &Event,
+    quantity: u32,
+    category: Option<u16>,
+    together: bool,
+) -> Option<Items> {
     if together {
         return find_together(event, quantity, category);
     }

@@ -18,11 +18,17 @@ pub struct Request {
 
 impl Request {
     pub fn new(command: Command) -> Self {
-        Request { idempotency_key: None, command }
+        Request {
+            idempotency_key: None,
+            command,
+        }
     }
 
     pub fn with_key(command: Command, key: impl Into<String>) -> Self {
-        Request { idempotency_key: Some(key.into()), command }
+        Request {
+            idempotency_key: Some(key.into()),
+            command,
+        }
     }
 }
 
@@ -38,26 +44,82 @@ pub enum Principal {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    CreateEvent { tenant: String, spec: EventSpec },
-    UpdateEvent { tenant: String, event: EventId, patch: EventPatch },
-    CancelEvent { tenant: String, event: EventId },
-    CheckIn { tenant: String, event: EventId, code: String },
-    PlaceHold { user: String, event: EventId, selection: Selection, wait: bool },
-    ConfirmHold { user: String, hold: HoldId, payment_ref: String },
-    ReleaseHold { user: String, hold: HoldId },
-    CancelBooking { user: String, booking: BookingId },
-    JoinWaitlist { user: String, event: EventId, quantity: u32, category: Option<String>, together: bool },
-    LeaveWaitlist { user: String, waiter: WaiterId },
-    CreateDesk { tenant: String, spec: DeskSpec },
-    CreateDeskTicket { user: String, desk: DeskId, level: String, hold_only: bool },
-    ConfirmDeskTicket { user: String, desk: DeskId, ticket: DeskTicketId },
-    CancelDeskTicket { user: String, desk: DeskId, ticket: DeskTicketId },
+    CreateEvent {
+        tenant: String,
+        spec: EventSpec,
+    },
+    UpdateEvent {
+        tenant: String,
+        event: EventId,
+        patch: EventPatch,
+    },
+    CancelEvent {
+        tenant: String,
+        event: EventId,
+    },
+    CheckIn {
+        tenant: String,
+        event: EventId,
+        code: String,
+    },
+    PlaceHold {
+        user: String,
+        event: EventId,
+        selection: Selection,
+        wait: bool,
+    },
+    ConfirmHold {
+        user: String,
+        hold: HoldId,
+        payment_ref: String,
+    },
+    ReleaseHold {
+        user: String,
+        hold: HoldId,
+    },
+    CancelBooking {
+        user: String,
+        booking: BookingId,
+    },
+    JoinWaitlist {
+        user: String,
+        event: EventId,
+        quantity: u32,
+        category: Option<String>,
+        together: bool,
+    },
+    LeaveWaitlist {
+        user: String,
+        waiter: WaiterId,
+    },
+    CreateDesk {
+        tenant: String,
+        spec: DeskSpec,
+    },
+    CreateDeskTicket {
+        user: String,
+        desk: DeskId,
+        level: String,
+        hold_only: bool,
+    },
+    ConfirmDeskTicket {
+        user: String,
+        desk: DeskId,
+        ticket: DeskTicketId,
+    },
+    CancelDeskTicket {
+        user: String,
+        desk: DeskId,
+        ticket: DeskTicketId,
+    },
     /// Time passes: a record with no other meaning than its timestamp.
     Tick,
     /// An operator promoted `node` to primary. Written into the requests log itself, so
     /// every replica sees the new epoch at the same position: the old primary steps down
     /// when it applies this record, and nothing it computes after it is ever published.
-    Promote { node: String },
+    Promote {
+        node: String,
+    },
 }
 
 impl Command {
@@ -90,7 +152,11 @@ pub enum Selection {
     Seats(Vec<String>),
     /// Best available: `quantity` seats of `category` (any category when `None`); on a
     /// general-admission category, a quantity from its pool.
-    Best { quantity: u32, category: Option<String>, together: bool },
+    Best {
+        quantity: u32,
+        category: Option<String>,
+        together: bool,
+    },
 }
 
 /// When the head of a waitlist queue cannot be served yet but a later, smaller request

@@ -69,11 +69,20 @@ const _: () = assert!(u16::MAX as u64 >= 64, "category indices are u16");
 pub const TIME_MS_MAX: u64 = u64::MAX / 4;
 /// The longest duration a configuration or a desk spec may name.
 pub const DURATION_MS_MAX: u64 = u64::MAX / 16;
-const _: () = assert!(TIME_MS_MAX as u128 + 4 * DURATION_MS_MAX as u128 <= u64::MAX as u128, "time plus durations fits a u64");
+const _: () = assert!(
+    TIME_MS_MAX as u128 + 4 * DURATION_MS_MAX as u128 <= u64::MAX as u128,
+    "time plus durations fits a u64"
+);
 
 impl EngineConfig {
     /// Durations that are added to the clock are bounded by `DURATION_MS_MAX`.
     pub fn durations_are_bounded(&self) -> bool {
-        [self.confirm_grace_ms, self.hold_ttl_max_ms, self.waitlist_wait_max_ms].iter().all(|&duration| duration <= DURATION_MS_MAX)
+        [
+            self.confirm_grace_ms,
+            self.hold_ttl_max_ms,
+            self.waitlist_wait_max_ms,
+        ]
+        .iter()
+        .all(|&duration| duration <= DURATION_MS_MAX)
     }
 }

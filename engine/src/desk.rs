@@ -53,7 +53,9 @@ impl Desk {
     fn occupy(&mut self, slot: u64) -> u32 {
         let agents = self.spec.agents;
         let busy = self.busy.entry(slot).or_default();
-        let agent = (0..agents).find(|agent| !busy.contains(agent)).expect("the slot has a free agent");
+        let agent = (0..agents)
+            .find(|agent| !busy.contains(agent))
+            .expect("the slot has a free agent");
         busy.insert(agent);
         if busy.len() as u32 == agents {
             let mut start = slot;
@@ -79,7 +81,11 @@ impl Desk {
             self.busy.remove(&slot);
         }
         if was_full {
-            let (&start, &end) = self.full_runs.range(..=slot).next_back().expect("a full slot is in a run");
+            let (&start, &end) = self
+                .full_runs
+                .range(..=slot)
+                .next_back()
+                .expect("a full slot is in a run");
             assert!(start <= slot && slot < end);
             self.full_runs.remove(&start);
             if start < slot {
@@ -93,7 +99,11 @@ impl Desk {
 
     /// Forgets slots that ended before `slot`; tickets keep their own copy.
     fn prune_before(&mut self, slot: u64) {
-        while self.busy.first_key_value().is_some_and(|(first, _)| *first < slot) {
+        while self
+            .busy
+            .first_key_value()
+            .is_some_and(|(first, _)| *first < slot)
+        {
             self.busy.pop_first();
         }
         while let Some((&start, &end)) = self.full_runs.first_key_value() {
@@ -110,44 +120,107 @@ impl Desk {
 }
 
 impl Engine {
-    pub(crate) fn create_desk(&mut self, tenant: &str, spec: &DeskSpec) -> Result<Reply, Rejection> {
-        let invalid = |reason: &str| Err(Rejection::Invalid { reason: reason.to_string() });
-        if tenant.is_empty() || spec.name.trim().is_empty() || spec.name.len() > self.config.text_bytes_max {
+    pub(crate) fn create_desk(
+        &mut self,
+        tenant: &str,
+        spec: &DeskSpec,
+    ) -> Result<Reply, Rejection> {
+        let invalid = |reason: &str| {
+            Err(Rejection::Invalid {
+                reason: reason.to_string(),
+            })
+        };
+        if tenant.is_empty()
+            || spec.name.trim().is_empty()
+            || spec.name.len() > self.config.text_bytes_max
+        {
             return invalid("a desk needs a name");
         }
         if spec.agents == 0 || spec.agents > 10_000 {
             return invalid("a desk has from 1 to 10000 agents");
         }
-        if spec.slot_ms < 1_000 || spec.horizon_ms < spec.slot_ms || spec.horizon_ms / spec.slot_ms > self.config.desk_slots_max {
+        if spec.slot_ms < 1_000
+            || spec.horizon_ms < spec.slot_ms
+            || spec.horizon_ms / spec.slot_ms > self.config.desk_slots_max
+        {
             return invalid("slot length must be at least 1 s and the horizon at least one slot and at most the slot limit");
         }
         // Fix: horizons and deadlines are added to the clock; unbounded ones overflowed.
-        if spec.horizon_ms > crate::config::DURATION_MS_MAX || spec.levels.iter().any(|level| level.deadline_ms > crate::config::DURATION_MS_MAX) {
+        if spec.horizon_ms > crate::config::DURATION_MS_MAX
+            || spec
+                .levels
+                .iter()
+                .any(|level| level.deadline_ms > crate::config::DURATION_MS_MAX)
+        {
             return invalid("a desk's horizon and deadlines must be at most DURATION_MS_MAX");
         }
         if spec.levels.is_empty() || spec.levels.len() > 16 {
             return invalid("a desk has from 1 to 16 service levels");
         }
-        let names: BTreeSet<&str> = spec.levels.iter().map(|level| level.name.as_str()).collect();
-        if names.len() != spec.levels.len() || spec.levels.iter().any(|level| level.name.is_empty() || level.deadline_ms < spec.slot_ms) {
-            return invalid("service levels need distinct names and deadlines of at least one slot");
+        let names: BTreeSet<&str> = spec
+            .levels
+            .iter()
+            .map(|level| level.name.as_str())
+            .collect();
+        if names.len() != spec.levels.len()
+            || spec
+                .levels
+                .iter()
+                .any(|level| level.name.is_empty() || level.deadline_ms < spec.slot_ms)
+        {
+            return invalid(
+                "service levels need distinct names and deadlines of at least one slot",
+            );
         }
-        if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec.hold_ttl_ms) {
+        if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec.hold_ttl_ms)
+        {
             return invalid("the desk's hold TTL is out of range");
         }
         let desks = &mut self.state.desks.desks;
         if desks.len() >= self.config.desks_max as usize {
-            return Err(Rejection::LimitExceeded { limit: Limit::Desks, max: self.config.desks_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::Desks,
+                max: self.config.desks_max,
+            });
         }
         let desk = DeskId(desks.len() as u32);
-        desks.push(Desk { tenant: tenant.to_string(), spec: spec.clone(), busy: BTreeMap::new(), full_runs: BTreeMap::new() });
-        Ok(Reply::DeskCreated { desk, tenant: tenant.to_string(), spec: Box::new(spec.clone()) })
+        desks.push(Desk {
+            tenant: tenant.to_string(),
+            spec: spec.clone(),
+            busy: BTreeMap::new(),
+            full_runs: BTreeMap::new(),
+        });
+        Ok(Reply::DeskCreated {
+            desk,
+            tenant: tenant.to_string(),
+            spec: Box::new(spec.clone()),
+        })
     }
 
-    pub(crate) fn create_desk_ticket(&mut self, user: &str, desk_id: DeskId, level: &str, hold_only: bool) -> Result<Reply, Rejection> {
+    pub(crate) fn create_desk_ticket(
+        &mut self,
+        user: &str,
+        desk_id: DeskId,
+        level: &str,
+        hold_only: bool,
+    ) -> Result<Reply, Rejection> {
         let now_ms = self.state.now_ms;
-        let desk = self.state.desks.desks.get_mut(desk_id.0 as usize).ok_or(Rejection::NotFound { what: NotFound::Desk })?;
-        let level_index = desk.spec.levels.iter().position(|candidate| candidate.name == level).ok_or(Rejection::NotFound { what: NotFound::Level })? as u16;
+        let desk =
+            self.state
+                .desks
+                .desks
+                .get_mut(desk_id.0 as usize)
+                .ok_or(Rejection::NotFound {
+                    what: NotFound::Desk,
+                })?;
+        let level_index = desk
+            .spec
+            .levels
+            .iter()
+            .position(|candidate| candidate.name == level)
+            .ok_or(Rejection::NotFound {
+                what: NotFound::Level,
+            })? as u16;
         let slot_ms = desk.spec.slot_ms;
         let first_slot = now_ms.div_ceil(slot_ms);
         desk.prune_before(first_slot);
@@ -156,19 +229,34 @@ impl Engine {
         let slot = desk.earliest_open(first_slot);
         let start_ms = slot * slot_ms;
         if start_ms > last_start_ms {
-            return Err(Rejection::SlaUnavailable { earliest_start_ms: None });
+            return Err(Rejection::SlaUnavailable {
+                earliest_start_ms: None,
+            });
         }
         if start_ms + slot_ms > resolve_by_ms {
-            return Err(Rejection::SlaUnavailable { earliest_start_ms: Some(start_ms) });
+            return Err(Rejection::SlaUnavailable {
+                earliest_start_ms: Some(start_ms),
+            });
         }
         let agent = desk.occupy(slot);
         let ticket_id = DeskTicketId(self.state.desks.next_ticket + 1);
         self.state.desks.next_ticket += 1;
-        let hold_expires_at_ms = hold_only.then(|| now_ms + self.state.desks.desks[desk_id.0 as usize].spec.hold_ttl_ms);
+        let hold_expires_at_ms =
+            hold_only.then(|| now_ms + self.state.desks.desks[desk_id.0 as usize].spec.hold_ttl_ms);
         if let Some(expires) = hold_expires_at_ms {
-            self.state.timers.insert((expires, TimerKind::DeskHoldExpiry, ticket_id.0));
+            self.state
+                .timers
+                .insert((expires, TimerKind::DeskHoldExpiry, ticket_id.0));
         }
-        let ticket = DeskTicket { desk: desk_id, user: user.to_string(), level: level_index, agent, slot, resolve_by_ms, hold_expires_at_ms };
+        let ticket = DeskTicket {
+            desk: desk_id,
+            user: user.to_string(),
+            level: level_index,
+            agent,
+            slot,
+            resolve_by_ms,
+            hold_expires_at_ms,
+        };
         self.state.desks.tickets.insert(ticket_id, ticket);
         Ok(Reply::DeskTicketCreated(self.desk_ticket_view(ticket_id)))
     }
@@ -189,46 +277,103 @@ impl Engine {
         }
     }
 
-    fn owned_desk_ticket(&self, user: &str, desk: DeskId, ticket_id: DeskTicketId) -> Result<&DeskTicket, Rejection> {
-        self.state.desks.tickets.get(&ticket_id).filter(|ticket| ticket.user == user && ticket.desk == desk).ok_or(Rejection::NotFound { what: NotFound::DeskTicket })
+    fn owned_desk_ticket(
+        &self,
+        user: &str,
+        desk: DeskId,
+        ticket_id: DeskTicketId,
+    ) -> Result<&DeskTicket, Rejection> {
+        self.state
+            .desks
+            .tickets
+            .get(&ticket_id)
+            .filter(|ticket| ticket.user == user && ticket.desk == desk)
+            .ok_or(Rejection::NotFound {
+                what: NotFound::DeskTicket,
+            })
     }
 
-    pub(crate) fn confirm_desk_ticket(&mut self, user: &str, desk: DeskId, ticket_id: DeskTicketId) -> Result<Reply, Rejection> {
+    pub(crate) fn confirm_desk_ticket(
+        &mut self,
+        user: &str,
+        desk: DeskId,
+        ticket_id: DeskTicketId,
+    ) -> Result<Reply, Rejection> {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         let Some(expires) = ticket.hold_expires_at_ms else {
-            return Err(Rejection::Conflict { reason: "the ticket is already allocated".into() });
+            return Err(Rejection::Conflict {
+                reason: "the ticket is already allocated".into(),
+            });
         };
-        assert!(self.state.timers.remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0)), "a held desk ticket has a timer");
-        self.state.desks.tickets.get_mut(&ticket_id).expect("checked").hold_expires_at_ms = None;
+        assert!(
+            self.state
+                .timers
+                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0)),
+            "a held desk ticket has a timer"
+        );
+        self.state
+            .desks
+            .tickets
+            .get_mut(&ticket_id)
+            .expect("checked")
+            .hold_expires_at_ms = None;
         Ok(Reply::DeskTicketConfirmed(self.desk_ticket_view(ticket_id)))
     }
 
     fn remove_desk_ticket(&mut self, ticket_id: DeskTicketId) -> DeskTicket {
-        let ticket = self.state.desks.tickets.remove(&ticket_id).expect("the ticket exists");
+        let ticket = self
+            .state
+            .desks
+            .tickets
+            .remove(&ticket_id)
+            .expect("the ticket exists");
         let desk = &mut self.state.desks.desks[ticket.desk.0 as usize];
         // Slots already in the past were pruned; nothing to return for them.
-        if desk.busy.get(&ticket.slot).is_some_and(|busy| busy.contains(&ticket.agent)) {
+        if desk
+            .busy
+            .get(&ticket.slot)
+            .is_some_and(|busy| busy.contains(&ticket.agent))
+        {
             desk.vacate(ticket.slot, ticket.agent);
         }
         ticket
     }
 
-    pub(crate) fn cancel_desk_ticket(&mut self, user: &str, desk: DeskId, ticket_id: DeskTicketId) -> Result<Reply, Rejection> {
+    pub(crate) fn cancel_desk_ticket(
+        &mut self,
+        user: &str,
+        desk: DeskId,
+        ticket_id: DeskTicketId,
+    ) -> Result<Reply, Rejection> {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         if let Some(expires) = ticket.hold_expires_at_ms {
-            self.state.timers.remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0));
+            self.state
+                .timers
+                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0));
         }
         self.remove_desk_ticket(ticket_id);
-        Ok(Reply::DeskTicketCanceled { desk, ticket: ticket_id, user: user.to_string() })
+        Ok(Reply::DeskTicketCanceled {
+            desk,
+            ticket: ticket_id,
+            user: user.to_string(),
+        })
     }
 
     pub(crate) fn expire_desk_hold(&mut self, ticket_id: DeskTicketId) {
         let ticket = self.remove_desk_ticket(ticket_id);
-        self.effects.push(Effect::DeskHoldExpired { desk: ticket.desk, ticket: ticket_id, user: ticket.user });
+        self.effects.push(Effect::DeskHoldExpired {
+            desk: ticket.desk,
+            ticket: ticket_id,
+            user: ticket.user,
+        });
     }
 
     /// The tenant owning a desk, for admin reads.
     pub fn desk_tenant(&self, desk: DeskId) -> Option<&str> {
-        self.state.desks.desks.get(desk.0 as usize).map(|desk| desk.tenant.as_str())
+        self.state
+            .desks
+            .desks
+            .get(desk.0 as usize)
+            .map(|desk| desk.tenant.as_str())
     }
 }

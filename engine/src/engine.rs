@@ -23,7 +23,10 @@ const TAG_BOOKED: u64 = 2 << 62;
 const TAG_MASK: u64 = 3 << 62;
 const OWNER_MASK: u64 = !TAG_MASK;
 
-const _: () = assert!(std::mem::size_of::<SeatState>() <= 8, "the per-seat budget is 8 bytes");
+const _: () = assert!(
+    std::mem::size_of::<SeatState>() <= 8,
+    "the per-seat budget is 8 bytes"
+);
 const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
 
 /// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
@@ -96,11 +99,18 @@ pub(crate) struct Event {
 
 impl Event {
     fn category_index(&self, name: &str) -> Option<u16> {
-        self.categories.iter().position(|category| category.name == name).map(|index| index as u16)
+        self.categories
+            .iter()
+            .position(|category| category.name == name)
+            .map(|index| index as u16)
     }
 
     fn sales_open(&self, now_ms: u64) -> bool {
-        self.spec.sales_open_at_ms.is_none_or(|open| now_ms >= open) && self.spec.sales_close_at_ms.is_none_or(|close| now_ms < close)
+        self.spec.sales_open_at_ms.is_none_or(|open| now_ms >= open)
+            && self
+                .spec
+                .sales_close_at_ms
+                .is_none_or(|close| now_ms < close)
     }
 
     /// Seats that are free or may come free (held), for the "can never be met" test.
@@ -110,7 +120,11 @@ impl Event {
                 let category = &self.categories[category as usize];
                 category.free() + category.held
             }
-            None => self.categories.iter().map(|category| category.free() + category.held).sum(),
+            None => self
+                .categories
+                .iter()
+                .map(|category| category.free() + category.held)
+                .sum(),
         }
     }
 }
@@ -219,23 +233,45 @@ fn not_found(what: NotFound) -> Rejection {
 }
 
 fn invalid(reason: impl Into<String>) -> Rejection {
-    Rejection::Invalid { reason: reason.into() }
+    Rejection::Invalid {
+        reason: reason.into(),
+    }
 }
 
 fn conflict(reason: impl Into<String>) -> Rejection {
-    Rejection::Conflict { reason: reason.into() }
+    Rejection::Conflict {
+        reason: reason.into(),
+    }
 }
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
-        assert!(config.durations_are_bounded(), "configured durations must be at most DURATION_MS_MAX");
-        Engine { config, state: State { next_hold: 1, next_waiter: 1, ..State::default() }, effects: Vec::new() }
+        assert!(
+            config.durations_are_bounded(),
+            "configured durations must be at most DURATION_MS_MAX"
+        );
+        Engine {
+            config,
+            state: State {
+                next_hold: 1,
+                next_waiter: 1,
+                ..State::default()
+            },
+            effects: Vec::new(),
+        }
     }
 
     /// Rebuilds an engine from a snapshot's state.
     pub fn from_state(config: EngineConfig, state: State) -> Engine {
-        assert!(config.durations_are_bounded(), "configured durations must be at most DURATION_MS_MAX");
-        Engine { config, state, effects: Vec::new() }
+        assert!(
+            config.durations_are_bounded(),
+            "configured durations must be at most DURATION_MS_MAX"
+        );
+        Engine {
+            config,
+            state,
+            effects: Vec::new(),
+        }
     }
 
     pub fn state(&self) -> &State {
@@ -264,9 +300,15 @@ impl Engine {
     /// in the shell, so it stops the process.
     pub fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.begin(offset, time_ms);
-        let principal = request.command.principal();
-        let key = match (&request.idempotency_key, &principal) {
-            (Some(key), Principal::User(_) | Principal::Admin(_)) => Some((principal, key.clone())),
+        // Perf: the principal (a cloned name) is only built for keyed requests.
+        let key = match request
+            .idempotency_key
+            .as_ref()
+            .map(|key| (request.command.principal(), key))
+        {
+            Some((principal @ (Principal::User(_) | Principal::Admin(_)), key)) => {
+                Some((principal, key.clone()))
+            }
             _ => None,
         };
         if let Some(entry) = key.as_ref().and_then(|key| self.state.idempotency.get(key)) {
@@ -284,11 +326,23 @@ impl Engine {
     /// the answer is a rejection, identical on every replica.
     pub fn apply_undecodable(&mut self, offset: u64, time_ms: u64, reason: &str) -> Outcome {
         self.begin(offset, time_ms);
-        self.finish(offset, false, Err(Rejection::Undecodable { reason: reason.to_string() }))
+        self.finish(
+            offset,
+            false,
+            Err(Rejection::Undecodable {
+                reason: reason.to_string(),
+            }),
+        )
     }
 
     fn begin(&mut self, offset: u64, time_ms: u64) {
-        assert!(self.state.applied_offset.is_none_or(|applied| offset > applied), "log offsets must increase: {offset} after {:?}", self.state.applied_offset);
+        assert!(
+            self.state
+                .applied_offset
+                .is_none_or(|applied| offset > applied),
+            "log offsets must increase: {offset} after {:?}",
+            self.state.applied_offset
+        );
         assert!(self.effects.is_empty());
         self.state.applied_offset = Some(offset);
         self.advance_clock(time_ms);
@@ -297,7 +351,13 @@ impl Engine {
     fn finish(&mut self, offset: u64, replayed: bool, result: Answer) -> Outcome {
         #[cfg(debug_assertions)]
         self.check_counters();
-        Outcome { offset, time_ms: self.state.now_ms, replayed, result, effects: std::mem::take(&mut self.effects) }
+        Outcome {
+            offset,
+            time_ms: self.state.now_ms,
+            replayed,
+            result,
+            effects: std::mem::take(&mut self.effects),
+        }
     }
 
     fn remember(&mut self, key: (Principal, String), result: &Answer) {
@@ -305,14 +365,29 @@ impl Engine {
             self.forget_oldest_key();
         }
         let now_ms = self.state.now_ms;
-        self.state.idempotency_queue.push_back((now_ms, key.0.clone(), key.1.clone()));
-        let previous = self.state.idempotency.insert(key, IdempotencyEntry { stored_at_ms: now_ms, result: result.clone() });
+        self.state
+            .idempotency_queue
+            .push_back((now_ms, key.0.clone(), key.1.clone()));
+        let previous = self.state.idempotency.insert(
+            key,
+            IdempotencyEntry {
+                stored_at_ms: now_ms,
+                result: result.clone(),
+            },
+        );
         assert!(previous.is_none());
     }
 
     fn forget_oldest_key(&mut self) {
-        let (_, principal, key) = self.state.idempotency_queue.pop_front().expect("the queue mirrors the map");
-        self.state.idempotency.remove(&(principal, key)).expect("the queue mirrors the map");
+        let (_, principal, key) = self
+            .state
+            .idempotency_queue
+            .pop_front()
+            .expect("the queue mirrors the map");
+        self.state
+            .idempotency
+            .remove(&(principal, key))
+            .expect("the queue mirrors the map");
     }
 
     // ---- time -------------------------------------------------------------------
@@ -321,7 +396,10 @@ impl Engine {
     /// applied at the clock's time. A record stamped past `TIME_MS_MAX` is applied at
     /// `TIME_MS_MAX` (fix: clock arithmetic used to overflow near `u64::MAX`).
     fn advance_clock(&mut self, time_ms: u64) {
-        self.state.now_ms = self.state.now_ms.max(time_ms.min(crate::config::TIME_MS_MAX));
+        self.state.now_ms = self
+            .state
+            .now_ms
+            .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
         while let Some(&(due, kind, id)) = self.state.timers.first() {
             if due >= now_ms {
@@ -335,11 +413,21 @@ impl Engine {
             }
         }
         let horizon = now_ms.saturating_sub(self.config.idempotency_window_ms);
-        while self.state.idempotency_queue.front().is_some_and(|(stored, _, _)| *stored < horizon) {
+        while self
+            .state
+            .idempotency_queue
+            .front()
+            .is_some_and(|(stored, _, _)| *stored < horizon)
+        {
             self.forget_oldest_key();
         }
         let horizon = now_ms.saturating_sub(self.config.ended_hold_retention_ms);
-        while self.state.ended_hold_queue.front().is_some_and(|(ended, _)| *ended < horizon) {
+        while self
+            .state
+            .ended_hold_queue
+            .front()
+            .is_some_and(|(ended, _)| *ended < horizon)
+        {
             let (_, hold) = self.state.ended_hold_queue.pop_front().expect("checked");
             self.state.ended_holds.remove(&hold);
         }
@@ -348,7 +436,13 @@ impl Engine {
     fn expire_hold(&mut self, hold_id: HoldId) {
         let hold = self.take_hold(hold_id, HoldEnd::Expired);
         let event = hold.event;
-        self.effects.push(Effect::HoldExpired { hold: hold_id, event, user: hold.user, items: hold.items, waiter: hold.waiter });
+        self.effects.push(Effect::HoldExpired {
+            hold: hold_id,
+            event,
+            user: hold.user,
+            items: hold.items,
+            waiter: hold.waiter,
+        });
         self.serve_waitlist(event);
     }
 
@@ -357,21 +451,51 @@ impl Engine {
     fn execute(&mut self, command: &Command) -> Answer {
         match command {
             Command::CreateEvent { tenant, spec } => self.create_event(tenant, spec),
-            Command::UpdateEvent { tenant, event, patch } => self.update_event(tenant, *event, patch),
+            Command::UpdateEvent {
+                tenant,
+                event,
+                patch,
+            } => self.update_event(tenant, *event, patch),
             Command::CancelEvent { tenant, event } => self.cancel_event(tenant, *event),
-            Command::CheckIn { tenant, event, code } => self.check_in(tenant, *event, code),
-            Command::PlaceHold { user, event, selection, wait } => self.place_hold(user, *event, selection, *wait),
-            Command::ConfirmHold { user, hold, payment_ref } => self.confirm_hold(user, *hold, payment_ref),
+            Command::CheckIn {
+                tenant,
+                event,
+                code,
+            } => self.check_in(tenant, *event, code),
+            Command::PlaceHold {
+                user,
+                event,
+                selection,
+                wait,
+            } => self.place_hold(user, *event, selection, *wait),
+            Command::ConfirmHold {
+                user,
+                hold,
+                payment_ref,
+            } => self.confirm_hold(user, *hold, payment_ref),
             Command::ReleaseHold { user, hold } => self.release_hold(user, *hold),
             Command::CancelBooking { user, booking } => self.cancel_booking(user, *booking),
-            Command::JoinWaitlist { user, event, quantity, category, together } => {
-                self.join_waitlist(user, *event, *quantity, category.as_deref(), *together)
-            }
+            Command::JoinWaitlist {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => self.join_waitlist(user, *event, *quantity, category.as_deref(), *together),
             Command::LeaveWaitlist { user, waiter } => self.leave_waitlist(user, *waiter),
             Command::CreateDesk { tenant, spec } => self.create_desk(tenant, spec),
-            Command::CreateDeskTicket { user, desk, level, hold_only } => self.create_desk_ticket(user, *desk, level, *hold_only),
-            Command::ConfirmDeskTicket { user, desk, ticket } => self.confirm_desk_ticket(user, *desk, *ticket),
-            Command::CancelDeskTicket { user, desk, ticket } => self.cancel_desk_ticket(user, *desk, *ticket),
+            Command::CreateDeskTicket {
+                user,
+                desk,
+                level,
+                hold_only,
+            } => self.create_desk_ticket(user, *desk, level, *hold_only),
+            Command::ConfirmDeskTicket { user, desk, ticket } => {
+                self.confirm_desk_ticket(user, *desk, *ticket)
+            }
+            Command::CancelDeskTicket { user, desk, ticket } => {
+                self.cancel_desk_ticket(user, *desk, *ticket)
+            }
             Command::Tick => Ok(Reply::Ticked),
             Command::Promote { node } => self.promote(node),
         }
@@ -381,7 +505,10 @@ impl Engine {
         self.check_text("node", node, true)?;
         self.state.epoch += 1;
         self.state.primary = Some(node.to_string());
-        Ok(Reply::Promoted { epoch: self.state.epoch, node: node.to_string() })
+        Ok(Reply::Promoted {
+            epoch: self.state.epoch,
+            node: node.to_string(),
+        })
     }
 
     /// The current epoch (0 until the first promotion) and the primary it named.
@@ -396,17 +523,31 @@ impl Engine {
             return Err(invalid(format!("{field} must not be empty")));
         }
         if text.len() > self.config.text_bytes_max {
-            return Err(invalid(format!("{field} is longer than {} bytes", self.config.text_bytes_max)));
+            return Err(invalid(format!(
+                "{field} is longer than {} bytes",
+                self.config.text_bytes_max
+            )));
         }
         Ok(())
     }
 
-    fn check_limits(&self, spec_ttl: u64, per_order: u32, per_user: Option<u32>) -> Result<(), Rejection> {
+    fn check_limits(
+        &self,
+        spec_ttl: u64,
+        per_order: u32,
+        per_user: Option<u32>,
+    ) -> Result<(), Rejection> {
         if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec_ttl) {
-            return Err(invalid(format!("hold TTL must be from {} to {} ms", self.config.hold_ttl_min_ms, self.config.hold_ttl_max_ms)));
+            return Err(invalid(format!(
+                "hold TTL must be from {} to {} ms",
+                self.config.hold_ttl_min_ms, self.config.hold_ttl_max_ms
+            )));
         }
         if per_order == 0 || per_order > self.config.seats_per_order_cap {
-            return Err(invalid(format!("seats per order must be from 1 to {}", self.config.seats_per_order_cap)));
+            return Err(invalid(format!(
+                "seats per order must be from 1 to {}",
+                self.config.seats_per_order_cap
+            )));
         }
         if per_user == Some(0) {
             return Err(invalid("seats per user must be at least 1"));
@@ -414,7 +555,12 @@ impl Engine {
         Ok(())
     }
 
-    fn check_times(starts_at_ms: u64, ends_at_ms: Option<u64>, open: Option<u64>, close: Option<u64>) -> Result<(), Rejection> {
+    fn check_times(
+        starts_at_ms: u64,
+        ends_at_ms: Option<u64>,
+        open: Option<u64>,
+        close: Option<u64>,
+    ) -> Result<(), Rejection> {
         if ends_at_ms.is_some_and(|ends| ends < starts_at_ms) {
             return Err(invalid("ends_at is before starts_at"));
         }
@@ -436,32 +582,57 @@ impl Engine {
         ] {
             self.check_text(field, text, required)?;
         }
-        self.check_limits(spec.hold_ttl_ms, spec.seats_per_order_max, spec.seats_per_user_max)?;
-        Self::check_times(spec.starts_at_ms, spec.ends_at_ms, spec.sales_open_at_ms, spec.sales_close_at_ms)?;
-        if spec.categories.is_empty() || spec.categories.len() > self.config.event_categories_max as usize {
-            return Err(invalid(format!("an event needs from 1 to {} categories", self.config.event_categories_max)));
+        self.check_limits(
+            spec.hold_ttl_ms,
+            spec.seats_per_order_max,
+            spec.seats_per_user_max,
+        )?;
+        Self::check_times(
+            spec.starts_at_ms,
+            spec.ends_at_ms,
+            spec.sales_open_at_ms,
+            spec.sales_close_at_ms,
+        )?;
+        if spec.categories.is_empty()
+            || spec.categories.len() > self.config.event_categories_max as usize
+        {
+            return Err(invalid(format!(
+                "an event needs from 1 to {} categories",
+                self.config.event_categories_max
+            )));
         }
         let mut names = BTreeSet::new();
         for category in &spec.categories {
             self.check_text("category name", &category.name, true)?;
             if !names.insert(category.name.as_str()) {
-                return Err(invalid(format!("category {:?} is named twice", category.name)));
+                return Err(invalid(format!(
+                    "category {:?} is named twice",
+                    category.name
+                )));
             }
         }
         if spec.sections.is_empty() && spec.general_admission.is_empty() {
-            return Err(invalid("an event needs seating, general admission, or both"));
+            return Err(invalid(
+                "an event needs seating, general admission, or both",
+            ));
         }
         // Fix: section indices are u16 in the layout, and the section count was never
         // checked (70,000 empty sections panicked in `Layout::build`).
         if spec.sections.len() > usize::from(u16::MAX) {
-            return Err(invalid(format!("an event has at most {} sections", u16::MAX)));
+            return Err(invalid(format!(
+                "an event has at most {} sections",
+                u16::MAX
+            )));
         }
         let (mut seats, mut rows) = (0u64, 0u64);
         let mut section_names = BTreeSet::new();
         for section in &spec.sections {
             self.check_text("section name", &section.name, true)?;
             if section.name.contains('-') || !section_names.insert(section.name.as_str()) {
-                return Err(invalid(format!("section name {:?} contains '-' or is used twice", section.name)));
+                return Err(invalid(format!(
+                    "section name {:?} contains '-' or is used twice",
+                    section.name
+                )));
             }
             // Fix: empty sections let an event with no seats and no pools through the
             // "needs seating" rule above (the ingress already refuses them).
@@ -472,10 +643,16 @@ impl Engine {
             for row in &section.rows {
                 self.check_text("row label", &row.label, true)?;
                 if row.label.contains('-') || !labels.insert(row.label.as_str()) {
-                    return Err(invalid(format!("row label {:?} in section {:?} contains '-' or is used twice", row.label, section.name)));
+                    return Err(invalid(format!(
+                        "row label {:?} in section {:?} contains '-' or is used twice",
+                        row.label, section.name
+                    )));
                 }
                 if row.seats == 0 {
-                    return Err(invalid(format!("row {:?} in section {:?} has no seats", row.label, section.name)));
+                    return Err(invalid(format!(
+                        "row {:?} in section {:?} has no seats",
+                        row.label, section.name
+                    )));
                 }
                 if !names.contains(row.category.as_str()) {
                     return Err(not_found(NotFound::Category));
@@ -484,8 +661,13 @@ impl Engine {
                 rows += 1;
             }
         }
-        if seats > u64::from(self.config.event_seats_max) || rows > u64::from(self.config.event_rows_max) {
-            return Err(invalid(format!("an event has at most {} seats in {} rows", self.config.event_seats_max, self.config.event_rows_max)));
+        if seats > u64::from(self.config.event_seats_max)
+            || rows > u64::from(self.config.event_rows_max)
+        {
+            return Err(invalid(format!(
+                "an event has at most {} seats in {} rows",
+                self.config.event_seats_max, self.config.event_rows_max
+            )));
         }
         let mut pooled = BTreeSet::new();
         for pool in &spec.general_admission {
@@ -493,13 +675,27 @@ impl Engine {
                 return Err(not_found(NotFound::Category));
             }
             if !pooled.insert(pool.category.as_str()) {
-                return Err(invalid(format!("category {:?} has two general-admission pools", pool.category)));
+                return Err(invalid(format!(
+                    "category {:?} has two general-admission pools",
+                    pool.category
+                )));
             }
             if pool.capacity == 0 || pool.capacity > self.config.pool_capacity_max {
-                return Err(invalid(format!("a pool's capacity must be from 1 to {}", self.config.pool_capacity_max)));
+                return Err(invalid(format!(
+                    "a pool's capacity must be from 1 to {}",
+                    self.config.pool_capacity_max
+                )));
             }
-            if spec.sections.iter().flat_map(|section| &section.rows).any(|row| row.category == pool.category) {
-                return Err(invalid(format!("category {:?} is both seated and general admission", pool.category)));
+            if spec
+                .sections
+                .iter()
+                .flat_map(|section| &section.rows)
+                .any(|row| row.category == pool.category)
+            {
+                return Err(invalid(format!(
+                    "category {:?} is both seated and general admission",
+                    pool.category
+                )));
             }
         }
         Ok(())
@@ -509,14 +705,30 @@ impl Engine {
         self.check_text("tenant", tenant, true)?;
         self.validate_event(spec)?;
         if self.state.events.len() >= self.config.events_max as usize {
-            return Err(Rejection::LimitExceeded { limit: Limit::Events, max: self.config.events_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::Events,
+                max: self.config.events_max,
+            });
         }
-        let category_of = |name: &str| spec.categories.iter().position(|category| category.name == name).expect("validated") as u16;
+        let category_of = |name: &str| {
+            spec.categories
+                .iter()
+                .position(|category| category.name == name)
+                .expect("validated") as u16
+        };
         let layout = Layout::build(&spec.sections, category_of);
         let mut categories: Vec<Category> = spec
             .categories
             .iter()
-            .map(|category| Category { name: category.name.clone(), price_cents: category.price_cents, capacity: 0, held: 0, booked: 0, pool: None, has_seats: false })
+            .map(|category| Category {
+                name: category.name.clone(),
+                price_cents: category.price_cents,
+                capacity: 0,
+                held: 0,
+                booked: 0,
+                pool: None,
+                has_seats: false,
+            })
             .collect();
         for row in &layout.rows {
             let category = &mut categories[row.category as usize];
@@ -531,13 +743,21 @@ impl Engine {
                 let category = category_of(&pool.category);
                 categories[category as usize].capacity += u64::from(pool.capacity);
                 categories[category as usize].pool = Some(index as u16);
-                Pool { category, capacity: pool.capacity, held: 0, booked: 0 }
+                Pool {
+                    category,
+                    capacity: pool.capacity,
+                    held: 0,
+                    booked: 0,
+                }
             })
             .collect();
         let event_id = EventId(self.state.events.len() as u32);
         self.state.events.push(Event {
             tenant: tenant.to_string(),
-            spec: EventSpec { sections: Vec::new(), ..spec.clone() },
+            spec: EventSpec {
+                sections: Vec::new(),
+                ..spec.clone()
+            },
             canceled: false,
             categories,
             seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
@@ -548,17 +768,28 @@ impl Engine {
             waiting: 0,
             bookings: CowVec::new(),
         });
-        Ok(Reply::EventCreated { event: event_id, tenant: tenant.to_string(), spec: Box::new(spec.clone()) })
+        Ok(Reply::EventCreated {
+            event: event_id,
+            tenant: tenant.to_string(),
+            spec: Box::new(spec.clone()),
+        })
     }
 
     /// The event if it exists and belongs to the tenant; another tenant's event is
     /// "not found".
     fn tenant_event(&self, tenant: &str, event: EventId) -> Result<&Event, Rejection> {
-        self.state.events.get(event.0 as usize).filter(|found| found.tenant == tenant).ok_or(not_found(NotFound::Event))
+        self.state
+            .events
+            .get(event.0 as usize)
+            .filter(|found| found.tenant == tenant)
+            .ok_or(not_found(NotFound::Event))
     }
 
     fn event(&self, event: EventId) -> Result<&Event, Rejection> {
-        self.state.events.get(event.0 as usize).ok_or(not_found(NotFound::Event))
+        self.state
+            .events
+            .get(event.0 as usize)
+            .ok_or(not_found(NotFound::Event))
     }
 
     fn update_event(&mut self, tenant: &str, event_id: EventId, patch: &EventPatch) -> Answer {
@@ -580,17 +811,32 @@ impl Engine {
         spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
         spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
         spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
-        spec.seats_per_order_max = patch.seats_per_order_max.unwrap_or(spec.seats_per_order_max);
+        spec.seats_per_order_max = patch
+            .seats_per_order_max
+            .unwrap_or(spec.seats_per_order_max);
         spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
         spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
-        self.check_limits(spec.hold_ttl_ms, spec.seats_per_order_max, spec.seats_per_user_max)?;
-        Self::check_times(spec.starts_at_ms, spec.ends_at_ms, spec.sales_open_at_ms, spec.sales_close_at_ms)?;
-        let policy_changed = spec.waitlist_policy != self.state.events[event_id.0 as usize].spec.waitlist_policy;
+        self.check_limits(
+            spec.hold_ttl_ms,
+            spec.seats_per_order_max,
+            spec.seats_per_user_max,
+        )?;
+        Self::check_times(
+            spec.starts_at_ms,
+            spec.ends_at_ms,
+            spec.sales_open_at_ms,
+            spec.sales_close_at_ms,
+        )?;
+        let policy_changed =
+            spec.waitlist_policy != self.state.events[event_id.0 as usize].spec.waitlist_policy;
         self.state.events[event_id.0 as usize].spec = spec;
         if policy_changed {
             self.serve_waitlist(event_id);
         }
-        Ok(Reply::EventUpdated { event: event_id, patch: Box::new(patch.clone()) })
+        Ok(Reply::EventUpdated {
+            event: event_id,
+            patch: Box::new(patch.clone()),
+        })
     }
 
     fn cancel_event(&mut self, tenant: &str, event_id: EventId) -> Answer {
@@ -600,7 +846,13 @@ impl Engine {
         }
         let booking_ids = event.bookings.clone();
         let waiter_ids: Vec<WaiterId> = event.queues.values().flatten().copied().collect();
-        let hold_ids: Vec<HoldId> = self.state.holds.iter().filter(|(_, hold)| hold.event == event_id).map(|(id, _)| *id).collect();
+        let hold_ids: Vec<HoldId> = self
+            .state
+            .holds
+            .iter()
+            .filter(|(_, hold)| hold.event == event_id)
+            .map(|(id, _)| *id)
+            .collect();
         for &hold in &hold_ids {
             self.take_hold(hold, HoldEnd::Released);
         }
@@ -617,14 +869,28 @@ impl Engine {
             self.remove_waiter(waiter);
         }
         self.state.events[event_id.0 as usize].canceled = true;
-        Ok(Reply::EventCanceled { event: event_id, released_holds: hold_ids, canceled_bookings, ended_waiters })
+        Ok(Reply::EventCanceled {
+            event: event_id,
+            released_holds: hold_ids,
+            canceled_bookings,
+            ended_waiters,
+        })
     }
 
     fn check_in(&mut self, tenant: &str, event_id: EventId, code: &str) -> Answer {
         self.tenant_event(tenant, event_id)?;
-        let ticket = crate::tickets::verify(&self.config.ticket_secret, code).ok_or(not_found(NotFound::Ticket))?;
-        let booking = self.state.bookings.get_mut((ticket.booking.0 as usize).wrapping_sub(1)).filter(|booking| booking.event == event_id).ok_or(not_found(NotFound::Ticket))?;
-        let used = booking.tickets_used.get_mut(ticket.index as usize - 1).ok_or(not_found(NotFound::Ticket))?;
+        let ticket = crate::tickets::verify(&self.config.ticket_secret, code)
+            .ok_or(not_found(NotFound::Ticket))?;
+        let booking = self
+            .state
+            .bookings
+            .get_mut((ticket.booking.0 as usize).wrapping_sub(1))
+            .filter(|booking| booking.event == event_id)
+            .ok_or(not_found(NotFound::Ticket))?;
+        let used = booking
+            .tickets_used
+            .get_mut(ticket.index as usize - 1)
+            .ok_or(not_found(NotFound::Ticket))?;
         if booking.canceled {
             return Err(conflict("the booking is canceled"));
         }
@@ -632,39 +898,67 @@ impl Engine {
             return Err(Rejection::AlreadyUsed);
         }
         *used = true;
-        Ok(Reply::CheckedIn { event: event_id, ticket })
+        Ok(Reply::CheckedIn {
+            event: event_id,
+            ticket,
+        })
     }
 
     // ---- holds ----------------------------------------------------------------------
 
     fn user_usage(&self, event: EventId, user: &str) -> u32 {
-        self.state.usage.get(&(event, user.to_string())).copied().unwrap_or(0)
+        self.state
+            .usage
+            .get(&(event, user.to_string()))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn add_usage(&mut self, event: EventId, user: &str, delta: i64) {
-        let key = (event, user.to_string());
-        let current = i64::from(self.state.usage.get(&key).copied().unwrap_or(0));
-        let next = current + delta;
-        assert!(next >= 0, "usage went negative");
-        if next == 0 {
-            self.state.usage.remove(&key);
-        } else {
-            self.state.usage.insert(key, next as u32);
+        use std::collections::btree_map::Entry;
+        // Perf: one tree search (the entry) instead of a get and then an insert or remove.
+        match self.state.usage.entry((event, user.to_string())) {
+            Entry::Occupied(mut occupied) => {
+                let next = i64::from(*occupied.get()) + delta;
+                assert!(next >= 0, "usage went negative");
+                if next == 0 {
+                    occupied.remove();
+                } else {
+                    *occupied.get_mut() = next as u32;
+                }
+            }
+            Entry::Vacant(vacant) => {
+                assert!(delta >= 0, "usage went negative");
+                if delta > 0 {
+                    vacant.insert(delta as u32);
+                }
+            }
         }
     }
 
     /// Checks a request's size against the per-order and per-user limits.
-    fn check_quantity(&self, event_id: EventId, user: &str, quantity: u32) -> Result<(), Rejection> {
+    fn check_quantity(
+        &self,
+        event_id: EventId,
+        user: &str,
+        quantity: u32,
+    ) -> Result<(), Rejection> {
         let event = &self.state.events[event_id.0 as usize];
         if quantity == 0 {
             return Err(invalid("quantity must be at least 1"));
         }
         if quantity > event.spec.seats_per_order_max {
-            return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerOrder, max: event.spec.seats_per_order_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: event.spec.seats_per_order_max,
+            });
         }
         if let Some(max) = event.spec.seats_per_user_max {
             if u64::from(self.user_usage(event_id, user)) + u64::from(quantity) > u64::from(max) {
-                return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerUser, max });
+                return Err(Rejection::LimitExceeded {
+                    limit: Limit::SeatsPerUser,
+                    max,
+                });
             }
         }
         Ok(())
@@ -681,22 +975,54 @@ impl Engine {
         Ok(event)
     }
 
-    fn place_hold(&mut self, user: &str, event_id: EventId, selection: &Selection, wait: bool) -> Answer {
+    fn place_hold(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        selection: &Selection,
+        wait: bool,
+    ) -> Answer {
         self.check_text("user", user, true)?;
         self.open_event(event_id)?;
         let items = match selection {
             Selection::Seats(labels) => self.pick_exact(event_id, user, labels)?,
-            Selection::Best { quantity, category, together } => {
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            } => {
                 let category = self.resolve_category(event_id, category.as_deref())?;
                 self.check_quantity(event_id, user, *quantity)?;
                 let event = &self.state.events[event_id.0 as usize];
-                let found = if self.queue_blocks(event, category) { None } else { crate::allocate::find(event, *quantity, category, *together) };
+                let found = if self.queue_blocks(event, category) {
+                    None
+                } else {
+                    crate::allocate::find(event, *quantity, category, *together)
+                };
                 match found {
                     Some(items) => items,
-                    None if wait => return self.enqueue(user, event_id, *quantity, category, *together).map(|reply| match reply {
-                        Reply::WaitlistJoined { waiter, event, user, quantity, category, position } => Reply::Waitlisted { waiter, event, user, quantity, category, position },
-                        other => other,
-                    }),
+                    None if wait => {
+                        return self
+                            .enqueue(user, event_id, *quantity, category, *together)
+                            .map(|reply| match reply {
+                                Reply::WaitlistJoined {
+                                    waiter,
+                                    event,
+                                    user,
+                                    quantity,
+                                    category,
+                                    position,
+                                } => Reply::Waitlisted {
+                                    waiter,
+                                    event,
+                                    user,
+                                    quantity,
+                                    category,
+                                    position,
+                                },
+                                other => other,
+                            })
+                    }
                     None => return Err(Rejection::SoldOut),
                 }
             }
@@ -711,21 +1037,38 @@ impl Engine {
         if event.spec.waitlist_policy != WaitlistPolicy::Strict || event.waiting == 0 {
             return false;
         }
-        event.queues.iter().any(|(queued, waiters)| !waiters.is_empty() && (category.is_none() || queued.is_none() || *queued == category))
+        event.queues.iter().any(|(queued, waiters)| {
+            !waiters.is_empty() && (category.is_none() || queued.is_none() || *queued == category)
+        })
     }
 
-    fn resolve_category(&self, event_id: EventId, name: Option<&str>) -> Result<Option<u16>, Rejection> {
+    fn resolve_category(
+        &self,
+        event_id: EventId,
+        name: Option<&str>,
+    ) -> Result<Option<u16>, Rejection> {
         let event = &self.state.events[event_id.0 as usize];
         match name {
             None => Ok(None),
-            Some(name) => event.category_index(name).map(Some).ok_or(not_found(NotFound::Category)),
+            Some(name) => event
+                .category_index(name)
+                .map(Some)
+                .ok_or(not_found(NotFound::Category)),
         }
     }
 
-    fn pick_exact(&self, event_id: EventId, user: &str, labels: &[String]) -> Result<Items, Rejection> {
+    fn pick_exact(
+        &self,
+        event_id: EventId,
+        user: &str,
+        labels: &[String],
+    ) -> Result<Items, Rejection> {
         let event = &self.state.events[event_id.0 as usize];
         if labels.len() > self.config.seats_per_order_cap as usize {
-            return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerOrder, max: event.spec.seats_per_order_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: event.spec.seats_per_order_max,
+            });
         }
         let mut seats = Vec::with_capacity(labels.len());
         let mut unknown = Vec::new();
@@ -738,12 +1081,18 @@ impl Engine {
         if !unknown.is_empty() {
             return Err(Rejection::UnknownSeats { seats: unknown });
         }
-        let distinct: BTreeSet<u32> = seats.iter().copied().collect();
-        if distinct.len() != seats.len() {
+        // Perf: a sorted copy finds repeats without building a tree.
+        let mut sorted = seats.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
             return Err(invalid("a seat is requested twice"));
         }
         self.check_quantity(event_id, user, seats.len() as u32)?;
-        let taken: Vec<u32> = seats.iter().copied().filter(|&seat| event.seats[seat as usize] != SEAT_FREE).collect();
+        let taken: Vec<u32> = seats
+            .iter()
+            .copied()
+            .filter(|&seat| event.seats[seat as usize] != SEAT_FREE)
+            .collect();
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
@@ -751,7 +1100,13 @@ impl Engine {
     }
 
     /// Marks the items held and files the hold; the caller has checked availability.
-    fn create_hold(&mut self, event_id: EventId, user: &str, items: Items, waiter: Option<WaiterId>) -> HoldView {
+    fn create_hold(
+        &mut self,
+        event_id: EventId,
+        user: &str,
+        items: Items,
+        waiter: Option<WaiterId>,
+    ) -> HoldView {
         let hold_id = HoldId(self.state.next_hold);
         self.state.next_hold += 1;
         let now_ms = self.state.now_ms;
@@ -760,7 +1115,10 @@ impl Engine {
         match &items {
             Items::Seats(seats) => {
                 for &seat in seats {
-                    assert_eq!(event.seats[seat as usize], SEAT_FREE, "a seat has at most one owner");
+                    assert_eq!(
+                        event.seats[seat as usize], SEAT_FREE,
+                        "a seat has at most one owner"
+                    );
                     event.seats[seat as usize] = held_by(hold_id);
                     let row = event.layout.row_of(seat) as usize;
                     event.row_free[row] -= 1;
@@ -768,7 +1126,9 @@ impl Engine {
                 }
             }
             Items::Pool { category, quantity } => {
-                let pool = &mut event.pools[event.categories[*category as usize].pool.expect("pool category") as usize];
+                let pool = &mut event.pools[event.categories[*category as usize]
+                    .pool
+                    .expect("pool category") as usize];
                 assert!(pool.free() >= *quantity);
                 pool.held += quantity;
                 event.categories[*category as usize].held += u64::from(*quantity);
@@ -776,8 +1136,17 @@ impl Engine {
         }
         self.add_usage(event_id, user, i64::from(items.quantity()));
         let due = expires_at_ms + self.config.confirm_grace_ms;
-        self.state.timers.insert((due, TimerKind::HoldExpiry, hold_id.0));
-        let hold = Hold { event: event_id, user: user.to_string(), items, created_at_ms: now_ms, expires_at_ms, waiter };
+        self.state
+            .timers
+            .insert((due, TimerKind::HoldExpiry, hold_id.0));
+        let hold = Hold {
+            event: event_id,
+            user: user.to_string(),
+            items,
+            created_at_ms: now_ms,
+            expires_at_ms,
+            waiter,
+        };
         let view = HoldView {
             hold: hold_id,
             event: event_id,
@@ -796,14 +1165,21 @@ impl Engine {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
         let due = hold.expires_at_ms + self.config.confirm_grace_ms;
         // An expiring hold's timer was popped already; the others are still filed.
-        let filed = self.state.timers.remove(&(due, TimerKind::HoldExpiry, hold_id.0));
+        let filed = self
+            .state
+            .timers
+            .remove(&(due, TimerKind::HoldExpiry, hold_id.0));
         debug_assert!(filed || end == HoldEnd::Expired);
         let event = &mut self.state.events[hold.event.0 as usize];
         if end != HoldEnd::Confirmed {
             match &hold.items {
                 Items::Seats(seats) => {
                     for &seat in seats {
-                        assert_eq!(event.seats[seat as usize], held_by(hold_id), "the hold owns its seats");
+                        assert_eq!(
+                            event.seats[seat as usize],
+                            held_by(hold_id),
+                            "the hold owns its seats"
+                        );
                         event.seats[seat as usize] = SEAT_FREE;
                         let row = event.layout.row_of(seat) as usize;
                         event.row_free[row] += 1;
@@ -811,7 +1187,10 @@ impl Engine {
                     }
                 }
                 Items::Pool { category, quantity } => {
-                    let pool = &mut event.pools[event.categories[*category as usize].pool.expect("pool category") as usize];
+                    let pool = &mut event.pools[event.categories[*category as usize]
+                        .pool
+                        .expect("pool category")
+                        as usize];
                     pool.held -= quantity;
                     event.categories[*category as usize].held -= u64::from(*quantity);
                 }
@@ -824,20 +1203,47 @@ impl Engine {
                 self.state.ended_holds.remove(&oldest);
             }
         }
-        self.state.ended_holds.insert(hold_id, EndedHold { user: hold.user.clone(), end });
-        self.state.ended_hold_queue.push_back((self.state.now_ms, hold_id));
+        self.state.ended_holds.insert(
+            hold_id,
+            EndedHold {
+                user: hold.user.clone(),
+                end,
+            },
+        );
+        self.state
+            .ended_hold_queue
+            .push_back((self.state.now_ms, hold_id));
         hold
     }
 
     /// A live hold owned by `user`, or the reason it cannot be used.
     fn owned_hold(&self, user: &str, hold_id: HoldId) -> Result<&Hold, Rejection> {
-        if let Some(hold) = self.state.holds.get(&hold_id).filter(|hold| hold.user == user) {
+        if let Some(hold) = self
+            .state
+            .holds
+            .get(&hold_id)
+            .filter(|hold| hold.user == user)
+        {
             return Ok(hold);
         }
-        match self.state.ended_holds.get(&hold_id).filter(|ended| ended.user == user) {
-            Some(EndedHold { end: HoldEnd::Expired, .. }) => Err(Rejection::HoldExpired),
-            Some(EndedHold { end: HoldEnd::Released, .. }) => Err(conflict("the hold was released")),
-            Some(EndedHold { end: HoldEnd::Confirmed, .. }) => Err(conflict("the hold is already confirmed")),
+        match self
+            .state
+            .ended_holds
+            .get(&hold_id)
+            .filter(|ended| ended.user == user)
+        {
+            Some(EndedHold {
+                end: HoldEnd::Expired,
+                ..
+            }) => Err(Rejection::HoldExpired),
+            Some(EndedHold {
+                end: HoldEnd::Released,
+                ..
+            }) => Err(conflict("the hold was released")),
+            Some(EndedHold {
+                end: HoldEnd::Confirmed,
+                ..
+            }) => Err(conflict("the hold is already confirmed")),
             None => Err(not_found(NotFound::Hold)),
         }
     }
@@ -858,7 +1264,8 @@ impl Engine {
                 for &seat in seats {
                     assert_eq!(event.seats[seat as usize], held_by(hold_id));
                     event.seats[seat as usize] = booked_by(booking_id);
-                    let category = &mut event.categories[event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
+                    let category = &mut event.categories
+                        [event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
                     category.held -= 1;
                     category.booked += 1;
                     total += category.price_cents;
@@ -888,7 +1295,10 @@ impl Engine {
             canceled: false,
         };
         let quantity = booking.items.quantity();
-        self.state.bookings.push(Booking { tickets_used: vec![false; quantity as usize], ..booking });
+        self.state.bookings.push(Booking {
+            tickets_used: vec![false; quantity as usize],
+            ..booking
+        });
         // Held seats became booked: some waiters may now be impossible to serve.
         self.serve_waitlist(event_id);
         Ok(Reply::HoldConfirmed(self.booking_view(booking_id)))
@@ -898,12 +1308,19 @@ impl Engine {
         let booking = &self.state.bookings[booking_id.0 as usize - 1];
         let tickets = (0..booking.items.quantity())
             .map(|index| {
-                let ticket = TicketId { booking: booking_id, index: index + 1 };
+                let ticket = TicketId {
+                    booking: booking_id,
+                    index: index + 1,
+                };
                 let seat = match &booking.items {
                     Items::Seats(seats) => Some(seats[index as usize]),
                     Items::Pool { .. } => None,
                 };
-                TicketView { ticket, seat, code: crate::tickets::code(&self.config.ticket_secret, ticket) }
+                TicketView {
+                    ticket,
+                    seat,
+                    code: crate::tickets::code(&self.config.ticket_secret, ticket),
+                }
             })
             .collect();
         BookingView {
@@ -924,7 +1341,12 @@ impl Engine {
         let hold = self.take_hold(hold_id, HoldEnd::Released);
         let event = hold.event;
         self.serve_waitlist(event);
-        Ok(Reply::HoldReleased { hold: hold_id, event, user: hold.user, items: hold.items })
+        Ok(Reply::HoldReleased {
+            hold: hold_id,
+            event,
+            user: hold.user,
+            items: hold.items,
+        })
     }
 
     /// Returns a booking's seats to free and marks it canceled.
@@ -936,7 +1358,11 @@ impl Engine {
         match &booking.items {
             Items::Seats(seats) => {
                 for &seat in seats {
-                    assert_eq!(event.seats[seat as usize], booked_by(booking_id), "the booking owns its seats");
+                    assert_eq!(
+                        event.seats[seat as usize],
+                        booked_by(booking_id),
+                        "the booking owns its seats"
+                    );
                     event.seats[seat as usize] = SEAT_FREE;
                     let row = event.layout.row_of(seat) as usize;
                     event.row_free[row] += 1;
@@ -949,12 +1375,21 @@ impl Engine {
                 entry.booked -= u64::from(*quantity);
             }
         }
-        let (event_id, user, quantity) = (booking.event, booking.user.clone(), booking.items.quantity());
+        let (event_id, user, quantity) = (
+            booking.event,
+            booking.user.clone(),
+            booking.items.quantity(),
+        );
         self.add_usage(event_id, &user, -i64::from(quantity));
     }
 
     fn cancel_booking(&mut self, user: &str, booking_id: BookingId) -> Answer {
-        let booking = self.state.bookings.get((booking_id.0 as usize).wrapping_sub(1)).filter(|booking| booking.user == user).ok_or(not_found(NotFound::Booking))?;
+        let booking = self
+            .state
+            .bookings
+            .get((booking_id.0 as usize).wrapping_sub(1))
+            .filter(|booking| booking.user == user)
+            .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {
             return Err(conflict("the booking is already canceled"));
         }
@@ -964,12 +1399,24 @@ impl Engine {
         let (event, items) = (booking.event, booking.items.clone());
         self.free_booking(booking_id);
         self.serve_waitlist(event);
-        Ok(Reply::BookingCanceled { booking: booking_id, event, user: user.to_string(), items })
+        Ok(Reply::BookingCanceled {
+            booking: booking_id,
+            event,
+            user: user.to_string(),
+            items,
+        })
     }
 
     // ---- waitlist ---------------------------------------------------------------------
 
-    fn join_waitlist(&mut self, user: &str, event_id: EventId, quantity: u32, category: Option<&str>, together: bool) -> Answer {
+    fn join_waitlist(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<&str>,
+        together: bool,
+    ) -> Answer {
         self.check_text("user", user, true)?;
         self.open_event(event_id)?;
         let category = self.resolve_category(event_id, category)?;
@@ -980,13 +1427,23 @@ impl Engine {
         Ok(reply)
     }
 
-    fn enqueue(&mut self, user: &str, event_id: EventId, quantity: u32, category: Option<u16>, together: bool) -> Answer {
+    fn enqueue(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Answer {
         let event = &self.state.events[event_id.0 as usize];
         if event.obtainable(category) < u64::from(quantity) {
             return Err(Rejection::SoldOut);
         }
         if event.waiting >= self.config.waitlist_length_max {
-            return Err(Rejection::LimitExceeded { limit: Limit::WaitlistLength, max: self.config.waitlist_length_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitlistLength,
+                max: self.config.waitlist_length_max,
+            });
         }
         let waiter_id = WaiterId(self.state.next_waiter);
         self.state.next_waiter += 1;
@@ -996,37 +1453,79 @@ impl Engine {
         queue.insert(waiter_id);
         let position = queue.len() as u32;
         event.waiting += 1;
-        self.state.timers.insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
-        self.state.waiters.insert(waiter_id, Waiter { event: event_id, user: user.to_string(), quantity, category, together, expires_at_ms });
-        Ok(Reply::WaitlistJoined { waiter: waiter_id, event: event_id, user: user.to_string(), quantity, category, position })
+        self.state
+            .timers
+            .insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        self.state.waiters.insert(
+            waiter_id,
+            Waiter {
+                event: event_id,
+                user: user.to_string(),
+                quantity,
+                category,
+                together,
+                expires_at_ms,
+            },
+        );
+        Ok(Reply::WaitlistJoined {
+            waiter: waiter_id,
+            event: event_id,
+            user: user.to_string(),
+            quantity,
+            category,
+            position,
+        })
     }
 
     fn remove_waiter(&mut self, waiter_id: WaiterId) -> Waiter {
-        let waiter = self.state.waiters.remove(&waiter_id).expect("the waiter is live");
+        let waiter = self
+            .state
+            .waiters
+            .remove(&waiter_id)
+            .expect("the waiter is live");
         let event = &mut self.state.events[waiter.event.0 as usize];
-        let queue = event.queues.get_mut(&waiter.category).expect("the waiter's queue exists");
+        let queue = event
+            .queues
+            .get_mut(&waiter.category)
+            .expect("the waiter's queue exists");
         assert!(queue.remove(&waiter_id), "every waiter is in its queue");
         if queue.is_empty() {
             event.queues.remove(&waiter.category);
         }
         event.waiting -= 1;
         // A timed-out waiter's timer was popped already.
-        self.state.timers.remove(&(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        self.state
+            .timers
+            .remove(&(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
         waiter
     }
 
     fn end_waiter(&mut self, waiter_id: WaiterId, reason: WaitEnd) {
         let waiter = self.remove_waiter(waiter_id);
-        self.effects.push(Effect::WaitlistEnded { waiter: waiter_id, event: waiter.event, user: waiter.user, reason });
+        self.effects.push(Effect::WaitlistEnded {
+            waiter: waiter_id,
+            event: waiter.event,
+            user: waiter.user,
+            reason,
+        });
     }
 
     fn leave_waitlist(&mut self, user: &str, waiter_id: WaiterId) -> Answer {
-        let waiter = self.state.waiters.get(&waiter_id).filter(|waiter| waiter.user == user).ok_or(not_found(NotFound::Waiter))?;
+        let waiter = self
+            .state
+            .waiters
+            .get(&waiter_id)
+            .filter(|waiter| waiter.user == user)
+            .ok_or(not_found(NotFound::Waiter))?;
         let event = waiter.event;
         self.remove_waiter(waiter_id);
         // The head may have been the one blocking a strict queue.
         self.serve_waitlist(event);
-        Ok(Reply::WaitlistLeft { waiter: waiter_id, event, user: user.to_string() })
+        Ok(Reply::WaitlistLeft {
+            waiter: waiter_id,
+            event,
+            user: user.to_string(),
+        })
     }
 
     /// Offers free seats to waiters in FCFS order, queue by queue (in category order).
@@ -1043,27 +1542,41 @@ impl Engine {
             let mut cursor = WaiterId(0);
             loop {
                 let event = &self.state.events[event_id.0 as usize];
-                let Some(waiter_id) = event.queues.get(&key).and_then(|queue| queue.range(cursor..).next().copied()) else { break };
+                let Some(waiter_id) = event
+                    .queues
+                    .get(&key)
+                    .and_then(|queue| queue.range(cursor..).next().copied())
+                else {
+                    break;
+                };
                 cursor = WaiterId(waiter_id.0 + 1);
                 let waiter = &self.state.waiters[&waiter_id];
                 if event.obtainable(waiter.category) < u64::from(waiter.quantity) {
                     self.end_waiter(waiter_id, WaitEnd::SoldOut);
                     continue;
                 }
-                let Some(items) = crate::allocate::find(event, waiter.quantity, waiter.category, waiter.together) else {
+                let Some(items) =
+                    crate::allocate::find(event, waiter.quantity, waiter.category, waiter.together)
+                else {
                     if strict {
                         break;
                     }
                     continue;
                 };
-                let over_limit = event.spec.seats_per_user_max.is_some_and(|max| u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity) > u64::from(max));
+                let over_limit = event.spec.seats_per_user_max.is_some_and(|max| {
+                    u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity)
+                        > u64::from(max)
+                });
                 if over_limit {
                     self.end_waiter(waiter_id, WaitEnd::LimitExceeded);
                     continue;
                 }
                 let waiter = self.remove_waiter(waiter_id);
                 let hold = self.create_hold(event_id, &waiter.user, items, Some(waiter_id));
-                self.effects.push(Effect::WaitlistOffered { waiter: waiter_id, hold });
+                self.effects.push(Effect::WaitlistOffered {
+                    waiter: waiter_id,
+                    hold,
+                });
             }
         }
     }
@@ -1090,12 +1603,20 @@ impl Engine {
     /// every machine.
     pub fn state_hash(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
-        bincode::serde::encode_into_std_write(&self.state, &mut hasher, bincode::config::standard()).expect("hashing cannot fail");
+        bincode::serde::encode_into_std_write(
+            &self.state,
+            &mut hasher,
+            bincode::config::standard(),
+        )
+        .expect("hashing cannot fail");
         *hasher.finalize().as_bytes()
     }
 
     pub fn state_hash_hex(&self) -> String {
-        self.state_hash().iter().map(|byte| format!("{byte:02x}")).collect()
+        self.state_hash()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 
     pub(crate) fn seat_owner(state: SeatState) -> Option<(bool, u64)> {

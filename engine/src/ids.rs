@@ -96,10 +96,22 @@ mod tests {
     fn ids_round_trip_and_reject_garbage() {
         assert_eq!(EventId::parse("ev_12"), Some(EventId(12)));
         assert_eq!(EventId(12).to_string(), "ev_12");
-        for bad in ["", "ev_", "ev_x", "ev_012", "h_1", "ev_99999999999", "ev_-1", "ev_1 "] {
+        for bad in [
+            "",
+            "ev_",
+            "ev_x",
+            "ev_012",
+            "h_1",
+            "ev_99999999999",
+            "ev_-1",
+            "ev_1 ",
+        ] {
             assert_eq!(EventId::parse(bad), None, "{bad:?}");
         }
-        let ticket = TicketId { booking: BookingId(5), index: 2 };
+        let ticket = TicketId {
+            booking: BookingId(5),
+            index: 2,
+        };
         assert_eq!(ticket.to_string(), "t_5_2");
         assert_eq!(TicketId::parse("t_5_2"), Some(ticket));
         assert_eq!(TicketId::parse("t_5_0"), None);

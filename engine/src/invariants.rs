@@ -14,11 +14,20 @@ pub(crate) fn check(engine: &Engine) {
         assert!(!event.canceled, "a canceled event has no holds");
         if let Items::Seats(seats) = &hold.items {
             for &seat in seats {
-                assert_eq!(Engine::seat_owner(event.seats[seat as usize]), Some((true, hold_id.0)), "hold {hold_id} owns seat {seat}");
+                assert_eq!(
+                    Engine::seat_owner(event.seats[seat as usize]),
+                    Some((true, hold_id.0)),
+                    "hold {hold_id} owns seat {seat}"
+                );
             }
         }
         let due = hold.expires_at_ms + engine.config.confirm_grace_ms;
-        assert!(state.timers.contains(&(due, TimerKind::HoldExpiry, hold_id.0)), "hold {hold_id} is in the expiry index");
+        assert!(
+            state
+                .timers
+                .contains(&(due, TimerKind::HoldExpiry, hold_id.0)),
+            "hold {hold_id} is in the expiry index"
+        );
         *usage.entry((hold.event, hold.user.clone())).or_default() += hold.items.quantity();
     }
     for (index, booking) in state.bookings.iter().enumerate() {
@@ -30,12 +39,21 @@ pub(crate) fn check(engine: &Engine) {
         let event = &state.events[booking.event.0 as usize];
         if let Items::Seats(seats) = &booking.items {
             for &seat in seats {
-                assert_eq!(Engine::seat_owner(event.seats[seat as usize]), Some((false, booking_id.0)), "booking {booking_id} owns seat {seat}");
+                assert_eq!(
+                    Engine::seat_owner(event.seats[seat as usize]),
+                    Some((false, booking_id.0)),
+                    "booking {booking_id} owns seat {seat}"
+                );
             }
         }
-        *usage.entry((booking.event, booking.user.clone())).or_default() += booking.items.quantity();
+        *usage
+            .entry((booking.event, booking.user.clone()))
+            .or_default() += booking.items.quantity();
     }
-    assert_eq!(usage, state.usage, "per-user usage matches holds and bookings");
+    assert_eq!(
+        usage, state.usage,
+        "per-user usage matches holds and bookings"
+    );
     for (event_index, event) in state.events.iter().enumerate() {
         let event_id = EventId(event_index as u32);
         let mut held = vec![0u64; event.categories.len()];
@@ -52,7 +70,10 @@ pub(crate) fn check(engine: &Engine) {
                     }
                     Some((false, booking)) => {
                         let booking = &state.bookings[booking as usize - 1];
-                        assert!(booking.event == event_id && !booking.canceled, "a seat's booking is live and of its event");
+                        assert!(
+                            booking.event == event_id && !booking.canceled,
+                            "a seat's booking is live and of its event"
+                        );
                         booked[row.category as usize] += 1;
                     }
                 }
@@ -64,18 +85,39 @@ pub(crate) fn check(engine: &Engine) {
             held[pool.category as usize] += u64::from(pool.held);
             booked[pool.category as usize] += u64::from(pool.booked);
         }
-        let pool_held: BTreeMap<u16, u64> = state.holds.values().filter(|hold| hold.event == event_id).fold(BTreeMap::new(), |mut sums, hold| {
-            if let Items::Pool { category, quantity } = hold.items {
-                *sums.entry(category).or_default() += u64::from(quantity);
-            }
-            sums
-        });
+        let pool_held: BTreeMap<u16, u64> = state
+            .holds
+            .values()
+            .filter(|hold| hold.event == event_id)
+            .fold(BTreeMap::new(), |mut sums, hold| {
+                if let Items::Pool { category, quantity } = hold.items {
+                    *sums.entry(category).or_default() += u64::from(quantity);
+                }
+                sums
+            });
         for (category_index, category) in event.categories.iter().enumerate() {
-            assert_eq!(category.held, held[category_index], "held count of {}", category.name);
-            assert_eq!(category.booked, booked[category_index], "booked count of {}", category.name);
-            assert!(category.held + category.booked <= category.capacity, "held + booked + free = capacity");
+            assert_eq!(
+                category.held, held[category_index],
+                "held count of {}",
+                category.name
+            );
+            assert_eq!(
+                category.booked, booked[category_index],
+                "booked count of {}",
+                category.name
+            );
+            assert!(
+                category.held + category.booked <= category.capacity,
+                "held + booked + free = capacity"
+            );
             if let Some(pool) = category.pool {
-                assert_eq!(u64::from(event.pools[pool as usize].held), pool_held.get(&(category_index as u16)).copied().unwrap_or(0));
+                assert_eq!(
+                    u64::from(event.pools[pool as usize].held),
+                    pool_held
+                        .get(&(category_index as u16))
+                        .copied()
+                        .unwrap_or(0)
+                );
             }
         }
         let queued: usize = event.queues.values().map(|queue| queue.len()).sum();
@@ -84,33 +126,60 @@ pub(crate) fn check(engine: &Engine) {
             assert!(!queue.is_empty(), "empty queues are removed");
             for waiter_id in queue {
                 let waiter = &state.waiters[waiter_id];
-                assert!(waiter.event == event_id && waiter.category == *category, "every waiter is in exactly its own queue");
+                assert!(
+                    waiter.event == event_id && waiter.category == *category,
+                    "every waiter is in exactly its own queue"
+                );
             }
         }
     }
     let queued: u32 = state.events.iter().map(|event| event.waiting).sum();
-    assert_eq!(queued as usize, state.waiters.len(), "every waiter is in exactly one queue");
+    assert_eq!(
+        queued as usize,
+        state.waiters.len(),
+        "every waiter is in exactly one queue"
+    );
     for (waiter_id, waiter) in &state.waiters {
-        assert!(state.timers.contains(&(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0)));
+        assert!(state.timers.contains(&(
+            waiter.expires_at_ms,
+            TimerKind::WaiterExpiry,
+            waiter_id.0
+        )));
     }
     for &(due, kind, id) in &state.timers {
         match kind {
-            TimerKind::HoldExpiry => assert!(state.holds.get(&HoldId(id)).is_some_and(|hold| hold.expires_at_ms + engine.config.confirm_grace_ms == due)),
-            TimerKind::WaiterExpiry => assert!(state.waiters.contains_key(&crate::ids::WaiterId(id))),
-            TimerKind::DeskHoldExpiry => assert!(state.desks.tickets.get(&crate::ids::DeskTicketId(id)).is_some_and(|ticket| ticket.hold_expires_at_ms == Some(due))),
+            TimerKind::HoldExpiry => assert!(state
+                .holds
+                .get(&HoldId(id))
+                .is_some_and(|hold| hold.expires_at_ms + engine.config.confirm_grace_ms == due)),
+            TimerKind::WaiterExpiry => {
+                assert!(state.waiters.contains_key(&crate::ids::WaiterId(id)))
+            }
+            TimerKind::DeskHoldExpiry => assert!(state
+                .desks
+                .tickets
+                .get(&crate::ids::DeskTicketId(id))
+                .is_some_and(|ticket| ticket.hold_expires_at_ms == Some(due))),
         }
     }
     assert_eq!(state.idempotency.len(), state.idempotency_queue.len());
     for desk in &state.desks.desks {
         for (slot, busy) in &desk.busy {
             let full = busy.len() as u32 == desk.spec.agents;
-            assert_eq!(desk.earliest_open(*slot) != *slot, full, "full runs mirror full slots");
+            assert_eq!(
+                desk.earliest_open(*slot) != *slot,
+                full,
+                "full runs mirror full slots"
+            );
         }
     }
     for (ticket_id, ticket) in &state.desks.tickets {
         let desk = &state.desks.desks[ticket.desk.0 as usize];
         if let Some(busy) = desk.busy.get(&ticket.slot) {
-            assert!(busy.contains(&ticket.agent), "desk ticket {ticket_id} holds its agent");
+            assert!(
+                busy.contains(&ticket.agent),
+                "desk ticket {ticket_id} holds its agent"
+            );
         }
     }
 }

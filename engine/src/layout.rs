@@ -35,10 +35,14 @@ impl Layout {
         for (section_index, section) in sections.iter().enumerate() {
             let section_index = u16::try_from(section_index).expect("sections were validated");
             layout.section_names.push(section.name.clone());
-            layout.section_index.insert(section.name.clone(), section_index);
+            layout
+                .section_index
+                .insert(section.name.clone(), section_index);
             for row in &section.rows {
                 let row_number = u32::try_from(layout.rows.len()).expect("rows were validated");
-                layout.row_index.insert((section_index, row.label.clone()), row_number);
+                layout
+                    .row_index
+                    .insert((section_index, row.label.clone()), row_number);
                 layout.rows.push(Row {
                     section: section_index,
                     label: row.label.clone(),
@@ -56,13 +60,19 @@ impl Layout {
     pub fn seat_of(&self, label: &str) -> Option<u32> {
         let (rest, number) = label.rsplit_once('-')?;
         let (section, row) = rest.split_once('-')?;
-        if number.is_empty() || number.len() > 9 || !number.bytes().all(|b| b.is_ascii_digit()) || number.starts_with('0') {
+        if number.is_empty()
+            || number.len() > 9
+            || !number.bytes().all(|b| b.is_ascii_digit())
+            || number.starts_with('0')
+        {
             return None;
         }
         let number: u32 = number.parse().ok()?;
         let section = *self.section_index.get(section)?;
         let row = &self.rows[*self.row_index.get(&(section, row.to_string()))? as usize];
-        (1..=row.seat_count).contains(&number).then(|| row.first_seat + number - 1)
+        (1..=row.seat_count)
+            .contains(&number)
+            .then(|| row.first_seat + number - 1)
     }
 
     /// The row that holds a seat (binary search over the rows' first seats).
@@ -79,7 +89,12 @@ impl Layout {
 
     pub fn label_of(&self, seat: u32) -> String {
         let row = &self.rows[self.row_of(seat) as usize];
-        format!("{}-{}-{}", self.section_names[row.section as usize], row.label, seat - row.first_seat + 1)
+        format!(
+            "{}-{}-{}",
+            self.section_names[row.section as usize],
+            row.label,
+            seat - row.first_seat + 1
+        )
     }
 }
 
@@ -89,10 +104,20 @@ mod tests {
     use crate::command::RowSpec;
 
     fn sections() -> Vec<SectionSpec> {
-        let row = |label: &str, seats, category: &str| RowSpec { label: label.into(), seats, category: category.into() };
+        let row = |label: &str, seats, category: &str| RowSpec {
+            label: label.into(),
+            seats,
+            category: category.into(),
+        };
         vec![
-            SectionSpec { name: "A".into(), rows: vec![row("1", 3, "Gold"), row("2", 2, "Silver")] },
-            SectionSpec { name: "Balcony".into(), rows: vec![row("AA", 4, "Silver")] },
+            SectionSpec {
+                name: "A".into(),
+                rows: vec![row("1", 3, "Gold"), row("2", 2, "Silver")],
+            },
+            SectionSpec {
+                name: "Balcony".into(),
+                rows: vec![row("AA", 4, "Silver")],
+            },
         ]
     }
 
@@ -107,7 +132,17 @@ mod tests {
         assert_eq!(layout.seat_of("A-2-2"), Some(4));
         assert_eq!(layout.seat_of("Balcony-AA-4"), Some(8));
         assert_eq!(layout.rows[2].category, 1);
-        for bad in ["A-1-0", "A-1-4", "A-3-1", "B-1-1", "A-1", "A-1-01", "", "A--1", "Balcony-AA-x"] {
+        for bad in [
+            "A-1-0",
+            "A-1-4",
+            "A-3-1",
+            "B-1-1",
+            "A-1",
+            "A-1-01",
+            "",
+            "A--1",
+            "Balcony-AA-x",
+        ] {
             assert_eq!(layout.seat_of(bad), None, "{bad:?}");
         }
     }

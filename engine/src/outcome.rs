@@ -90,30 +90,79 @@ pub struct DeskTicketView {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
-    EventCreated { event: EventId, tenant: String, spec: Box<EventSpec> },
-    EventUpdated { event: EventId, patch: Box<EventPatch> },
+    EventCreated {
+        event: EventId,
+        tenant: String,
+        spec: Box<EventSpec>,
+    },
+    EventUpdated {
+        event: EventId,
+        patch: Box<EventPatch>,
+    },
     EventCanceled {
         event: EventId,
         released_holds: Vec<HoldId>,
         canceled_bookings: Vec<BookingId>,
         ended_waiters: Vec<WaiterId>,
     },
-    CheckedIn { event: EventId, ticket: TicketId },
+    CheckedIn {
+        event: EventId,
+        ticket: TicketId,
+    },
     HoldPlaced(HoldView),
     /// `wait` was set and not enough was free: the request joined the waitlist.
-    Waitlisted { waiter: WaiterId, event: EventId, user: String, quantity: u32, category: Option<u16>, position: u32 },
+    Waitlisted {
+        waiter: WaiterId,
+        event: EventId,
+        user: String,
+        quantity: u32,
+        category: Option<u16>,
+        position: u32,
+    },
     HoldConfirmed(BookingView),
-    HoldReleased { hold: HoldId, event: EventId, user: String, items: Items },
-    BookingCanceled { booking: BookingId, event: EventId, user: String, items: Items },
-    WaitlistJoined { waiter: WaiterId, event: EventId, user: String, quantity: u32, category: Option<u16>, position: u32 },
-    WaitlistLeft { waiter: WaiterId, event: EventId, user: String },
-    DeskCreated { desk: DeskId, tenant: String, spec: Box<DeskSpec> },
+    HoldReleased {
+        hold: HoldId,
+        event: EventId,
+        user: String,
+        items: Items,
+    },
+    BookingCanceled {
+        booking: BookingId,
+        event: EventId,
+        user: String,
+        items: Items,
+    },
+    WaitlistJoined {
+        waiter: WaiterId,
+        event: EventId,
+        user: String,
+        quantity: u32,
+        category: Option<u16>,
+        position: u32,
+    },
+    WaitlistLeft {
+        waiter: WaiterId,
+        event: EventId,
+        user: String,
+    },
+    DeskCreated {
+        desk: DeskId,
+        tenant: String,
+        spec: Box<DeskSpec>,
+    },
     DeskTicketCreated(DeskTicketView),
     DeskTicketConfirmed(DeskTicketView),
-    DeskTicketCanceled { desk: DeskId, ticket: DeskTicketId, user: String },
+    DeskTicketCanceled {
+        desk: DeskId,
+        ticket: DeskTicketId,
+        user: String,
+    },
     Ticked,
     /// The epoch is now `epoch`, with `node` as the primary.
-    Promoted { epoch: u64, node: String },
+    Promoted {
+        epoch: u64,
+        node: String,
+    },
 }
 
 /// Why a limit was hit.
@@ -143,25 +192,42 @@ pub enum WaitEnd {
 pub enum Rejection {
     /// The command names something that does not exist for this principal (another
     /// user's hold is "not found" too, so ids leak nothing).
-    NotFound { what: NotFound },
+    NotFound {
+        what: NotFound,
+    },
     /// Seat labels that are not in the event's map.
-    UnknownSeats { seats: Vec<String> },
+    UnknownSeats {
+        seats: Vec<String>,
+    },
     /// Some requested seats are held or booked.
-    SeatsUnavailable { seats: Vec<u32> },
+    SeatsUnavailable {
+        seats: Vec<u32>,
+    },
     SoldOut,
-    LimitExceeded { limit: Limit, max: u32 },
+    LimitExceeded {
+        limit: Limit,
+        max: u32,
+    },
     SalesClosed,
     HoldExpired,
     /// The ticket was already checked in.
     AlreadyUsed,
     /// No slot meets the level's deadline; the earliest start that could be served.
-    SlaUnavailable { earliest_start_ms: Option<u64> },
+    SlaUnavailable {
+        earliest_start_ms: Option<u64>,
+    },
     /// A state conflict (the event is canceled, the hold is already confirmed, ...).
-    Conflict { reason: String },
+    Conflict {
+        reason: String,
+    },
     /// The command's fields are invalid (the ingress should have caught it).
-    Invalid { reason: String },
+    Invalid {
+        reason: String,
+    },
     /// The log record could not be decoded; every replica rejects it identically.
-    Undecodable { reason: String },
+    Undecodable {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,8 +245,26 @@ pub enum NotFound {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    HoldExpired { hold: HoldId, event: EventId, user: String, items: Items, waiter: Option<WaiterId> },
-    WaitlistOffered { waiter: WaiterId, hold: HoldView },
-    WaitlistEnded { waiter: WaiterId, event: EventId, user: String, reason: WaitEnd },
-    DeskHoldExpired { desk: DeskId, ticket: DeskTicketId, user: String },
+    HoldExpired {
+        hold: HoldId,
+        event: EventId,
+        user: String,
+        items: Items,
+        waiter: Option<WaiterId>,
+    },
+    WaitlistOffered {
+        waiter: WaiterId,
+        hold: HoldView,
+    },
+    WaitlistEnded {
+        waiter: WaiterId,
+        event: EventId,
+        user: String,
+        reason: WaitEnd,
+    },
+    DeskHoldExpired {
+        desk: DeskId,
+        ticket: DeskTicketId,
+        user: String,
+    },
 }

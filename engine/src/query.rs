@@ -29,11 +29,19 @@ impl Engine {
     }
 
     pub fn seat_count(&self, event: EventId) -> Option<u32> {
-        self.state.events.get(event.0 as usize).map(|event| event.layout.seat_count)
+        self.state
+            .events
+            .get(event.0 as usize)
+            .map(|event| event.layout.seat_count)
     }
 
     pub fn seat_status(&self, event: EventId, seat: u32) -> Option<SeatStatus> {
-        let state = *self.state.events.get(event.0 as usize)?.seats.get(seat as usize)?;
+        let state = *self
+            .state
+            .events
+            .get(event.0 as usize)?
+            .seats
+            .get(seat as usize)?;
         Some(match Engine::seat_owner(state) {
             None => SeatStatus::Free,
             Some((true, _)) => SeatStatus::Held,
@@ -82,10 +90,18 @@ impl Engine {
 
     /// Bytes of per-seat state across all events (the compact-layout budget).
     pub fn seat_state_bytes(&self) -> usize {
-        self.state.events.iter().map(|event| event.seats.len() * std::mem::size_of::<u64>() + event.row_free.len() * 4).sum()
+        self.state
+            .events
+            .iter()
+            .map(|event| event.seats.len() * std::mem::size_of::<u64>() + event.row_free.len() * 4)
+            .sum()
     }
 
     pub fn total_seats(&self) -> u64 {
-        self.state.events.iter().map(|event| u64::from(event.layout.seat_count)).sum()
+        self.state
+            .events
+            .iter()
+            .map(|event| u64::from(event.layout.seat_count))
+            .sum()
     }
 }

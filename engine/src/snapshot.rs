@@ -31,14 +31,19 @@ pub const STATE_VERSION: u8 = 1;
 /// make it allocate, on top of the checksum the snapshot store verifies first).
 pub const STATE_BYTES_MAX: usize = 1 << 36;
 
-fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<STATE_BYTES_MAX>> {
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<STATE_BYTES_MAX>,
+> {
     bincode::config::standard().with_limit::<STATE_BYTES_MAX>()
 }
 
 /// Encodes a state: `STATE_VERSION`, then bincode.
 pub fn encode_state(state: &State) -> Vec<u8> {
     let mut bytes = vec![STATE_VERSION];
-    bincode::serde::encode_into_std_write(state, &mut bytes, config()).expect("encoding into a Vec cannot fail");
+    bincode::serde::encode_into_std_write(state, &mut bytes, config())
+        .expect("encoding into a Vec cannot fail");
     bytes
 }
 
@@ -48,9 +53,13 @@ pub fn decode_state(bytes: &[u8]) -> Result<State, String> {
     if version != STATE_VERSION {
         return Err(format!("unknown state version {version}"));
     }
-    let (state, used): (State, usize) = bincode::serde::decode_from_slice(body, config()).map_err(|error| format!("undecodable state: {error}"))?;
+    let (state, used): (State, usize) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|error| format!("undecodable state: {error}"))?;
     if used != body.len() {
-        return Err(format!("{} trailing bytes after the state", body.len() - used));
+        return Err(format!(
+            "{} trailing bytes after the state",
+            body.len() - used
+        ));
     }
     Ok(state)
 }
@@ -63,7 +72,11 @@ pub fn applied_offset(state: &State) -> Option<u64> {
 /// The state hash of an encoded state: equal to [`crate::Engine::state_hash`] of the state
 /// it encodes, without encoding it again.
 pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
-    assert_eq!(encoded.first(), Some(&STATE_VERSION), "an encoded state starts with its version");
+    assert_eq!(
+        encoded.first(),
+        Some(&STATE_VERSION),
+        "an encoded state starts with its version"
+    );
     *blake3::hash(&encoded[1..]).as_bytes()
 }
 
@@ -82,7 +95,10 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
     pub(crate) fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHUNK_IS_POWER_OF_TWO;
-        CowVec { chunks: Vec::new(), len: 0 }
+        CowVec {
+            chunks: Vec::new(),
+            len: 0,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -110,11 +126,12 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     }
 
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        (index < self.len).then(|| &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK])
+        (index < self.len)
+            .then(|| &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK])
     }
 
     pub(crate) fn push(&mut self, value: T) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         Arc::make_mut(self.chunks.last_mut().expect("a chunk with room")).push(value);
@@ -132,25 +149,37 @@ impl<T, const CHUNK: usize> Index<usize> for CowVec<T, CHUNK> {
     type Output = T;
 
     fn index(&self, index: usize) -> &T {
-        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        assert!(
+            index < self.len,
+            "index {index} out of range for length {}",
+            self.len
+        );
         &self.chunks[index / CHUNK][index % CHUNK]
     }
 }
 
 impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
     fn index_mut(&mut self, index: usize) -> &mut T {
-        assert!(index < self.len, "index {index} out of range for length {}", self.len);
+        assert!(
+            index < self.len,
+            "index {index} out of range for length {}",
+            self.len
+        );
         &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK]
     }
 }
 
 impl<'a, T, const CHUNK: usize> IntoIterator for &'a CowVec<T, CHUNK> {
     type Item = &'a T;
-    type IntoIter = std::iter::Flatten<std::iter::Map<std::slice::Iter<'a, Arc<Vec<T>>>, fn(&'a Arc<Vec<T>>) -> &'a Vec<T>>>;
+    type IntoIter = std::iter::FlatMap<
+        std::slice::Iter<'a, Arc<Vec<T>>>,
+        &'a Vec<T>,
+        fn(&'a Arc<Vec<T>>) -> &'a Vec<T>,
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         let as_vec: fn(&'a Arc<Vec<T>>) -> &'a Vec<T> = |chunk| chunk;
-        self.chunks.iter().map(as_vec).flatten()
+        self.chunks.iter().flat_map(as_vec)
     }
 }
 
@@ -189,7 +218,10 @@ impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T
                     chunk.push(value);
                     if chunk.len() == CHUNK {
                         vec.len += CHUNK;
-                        vec.chunks.push(Arc::new(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))));
+                        vec.chunks.push(Arc::new(std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(CHUNK),
+                        )));
                     }
                 }
                 if !chunk.is_empty() {
@@ -209,11 +241,16 @@ pub(crate) mod shared {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::sync::Arc;
 
-    pub(crate) fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<T: Serialize, S: Serializer>(
+        value: &Arc<T>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         T::serialize(value, serializer)
     }
 
-    pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
+    pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Arc<T>, D::Error> {
         T::deserialize(deserializer).map(Arc::new)
     }
 }
@@ -240,7 +277,11 @@ mod tests {
             }
             assert_eq!(chunked.len(), len);
             assert_eq!(bincode_bytes(&chunked), bincode_bytes(&plain), "len {len}");
-            let (decoded, _): (CowVec<u64, 4>, usize) = bincode::serde::decode_from_slice(&bincode_bytes(&plain), bincode::config::standard()).unwrap();
+            let (decoded, _): (CowVec<u64, 4>, usize) = bincode::serde::decode_from_slice(
+                &bincode_bytes(&plain),
+                bincode::config::standard(),
+            )
+            .unwrap();
             assert!(decoded == chunked);
             assert_eq!(decoded.iter().copied().collect::<Vec<_>>(), plain);
         }
@@ -250,7 +291,10 @@ mod tests {
         *copy.get_mut(9).unwrap() = 9;
         copy.push(10);
         assert_eq!(original.iter().copied().collect::<Vec<_>>(), vec![7; 10]);
-        assert_eq!(copy.iter().copied().collect::<Vec<_>>(), [7, 7, 7, 7, 7, 8, 7, 7, 7, 9, 10]);
+        assert_eq!(
+            copy.iter().copied().collect::<Vec<_>>(),
+            [7, 7, 7, 7, 7, 8, 7, 7, 7, 9, 10]
+        );
         assert_eq!((copy.get(10), copy.get(11)), (Some(&10), None));
         // Only the written chunks were copied.
         assert!(Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
@@ -273,23 +317,64 @@ mod tests {
             seats_per_order_max: 10,
             seats_per_user_max: None,
             waitlist_policy: WaitlistPolicy::Strict,
-            categories: vec![CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
-            sections: vec![SectionSpec { name: "A".into(), rows: vec![RowSpec { label: "1".into(), seats: 40, category: "Standard".into() }] }],
+            categories: vec![CategorySpec {
+                name: "Standard".into(),
+                price_cents: 5_000,
+            }],
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: vec![RowSpec {
+                    label: "1".into(),
+                    seats: 40,
+                    category: "Standard".into(),
+                }],
+            }],
             general_admission: vec![],
         };
         let mut offset = 0;
         let mut apply = |engine: &mut Engine, command: Command| {
-            let outcome = engine.apply(offset, 1_000 + offset, &Request::with_key(command, format!("k{offset}")));
+            let outcome = engine.apply(
+                offset,
+                1_000 + offset,
+                &Request::with_key(command, format!("k{offset}")),
+            );
             offset += 1;
             outcome
         };
-        apply(&mut engine, Command::CreateEvent { tenant: "demo".into(), spec });
+        apply(
+            &mut engine,
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec,
+            },
+        );
         for user in 0..6 {
-            let selection = Selection::Best { quantity: 3, category: None, together: true };
-            let outcome = apply(&mut engine, Command::PlaceHold { user: format!("u{user}"), event: crate::EventId(0), selection, wait: false });
+            let selection = Selection::Best {
+                quantity: 3,
+                category: None,
+                together: true,
+            };
+            let outcome = apply(
+                &mut engine,
+                Command::PlaceHold {
+                    user: format!("u{user}"),
+                    event: crate::EventId(0),
+                    selection,
+                    wait: false,
+                },
+            );
             if user % 2 == 0 {
-                let Ok(Reply::HoldPlaced(hold)) = outcome.result else { panic!("{outcome:?}") };
-                apply(&mut engine, Command::ConfirmHold { user: format!("u{user}"), hold: hold.hold, payment_ref: "pay".into() });
+                let Ok(Reply::HoldPlaced(hold)) = outcome.result else {
+                    panic!("{outcome:?}")
+                };
+                apply(
+                    &mut engine,
+                    Command::ConfirmHold {
+                        user: format!("u{user}"),
+                        hold: hold.hold,
+                        payment_ref: "pay".into(),
+                    },
+                );
             }
         }
         engine
@@ -313,10 +398,18 @@ mod tests {
         let mut engine = busy_engine();
         let copy = engine.state().clone();
         let hash = engine.state_hash();
-        let request = Request::new(Command::PlaceHold { user: "late".into(), event: crate::EventId(0), selection: Selection::Seats(vec!["A-1-40".into()]), wait: false });
+        let request = Request::new(Command::PlaceHold {
+            user: "late".into(),
+            event: crate::EventId(0),
+            selection: Selection::Seats(vec!["A-1-40".into()]),
+            wait: false,
+        });
         assert!(engine.apply(100, 2_000, &request).result.is_ok());
         assert_ne!(engine.state_hash(), hash);
-        assert_eq!(Engine::from_state(EngineConfig::default(), copy).state_hash(), hash);
+        assert_eq!(
+            Engine::from_state(EngineConfig::default(), copy).state_hash(),
+            hash
+        );
     }
 
     #[test]

@@ -9,13 +9,18 @@ pub const VERSION: u8 = 1;
 /// The largest record the engine will decode; the ingress never writes a larger one.
 pub const RECORD_BYTES_MAX: usize = 256 * 1024;
 
-fn config() -> bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Varint, bincode::config::Limit<RECORD_BYTES_MAX>> {
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<RECORD_BYTES_MAX>,
+> {
     bincode::config::standard().with_limit::<RECORD_BYTES_MAX>()
 }
 
 pub fn encode_request(request: &Request) -> Vec<u8> {
     let mut bytes = vec![VERSION];
-    bincode::serde::encode_into_std_write(request, &mut bytes, config()).expect("encoding into a Vec cannot fail");
+    bincode::serde::encode_into_std_write(request, &mut bytes, config())
+        .expect("encoding into a Vec cannot fail");
     bytes
 }
 
@@ -26,11 +31,18 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
         return Err(format!("unknown record version {version}"));
     }
     if body.len() > RECORD_BYTES_MAX {
-        return Err(format!("record of {} bytes is over the {RECORD_BYTES_MAX}-byte limit", body.len()));
+        return Err(format!(
+            "record of {} bytes is over the {RECORD_BYTES_MAX}-byte limit",
+            body.len()
+        ));
     }
-    let (request, used) = bincode::serde::decode_from_slice(body, config()).map_err(|error| format!("undecodable record: {error}"))?;
+    let (request, used) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|error| format!("undecodable record: {error}"))?;
     if used != body.len() {
-        return Err(format!("{} trailing bytes after the record", body.len() - used));
+        return Err(format!(
+            "{} trailing bytes after the record",
+            body.len() - used
+        ));
     }
     Ok(request)
 }
@@ -38,7 +50,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
 /// Outcomes travel the same way (the outcomes topic, the snapshot of unpublished ones).
 pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
     let mut bytes = vec![VERSION];
-    bincode::serde::encode_into_std_write(outcome, &mut bytes, bincode::config::standard()).expect("encoding into a Vec cannot fail");
+    bincode::serde::encode_into_std_write(outcome, &mut bytes, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail");
     bytes
 }
 
@@ -61,12 +74,20 @@ mod tests {
     #[test]
     fn golden_bytes_of_a_hold_request() {
         let request = Request::with_key(
-            Command::PlaceHold { user: "u1".into(), event: EventId(3), selection: Selection::Seats(vec!["A-1-7".into()]), wait: false },
+            Command::PlaceHold {
+                user: "u1".into(),
+                event: EventId(3),
+                selection: Selection::Seats(vec!["A-1-7".into()]),
+                wait: false,
+            },
             "k",
         );
         let bytes = encode_request(&request);
         // Version 1; Some("k"); variant 4 (PlaceHold); "u1"; event 3; Seats(["A-1-7"]); wait false.
-        assert_eq!(bytes, [1, 1, 1, b'k', 4, 2, b'u', b'1', 3, 0, 1, 5, b'A', b'-', b'1', b'-', b'7', 0]);
+        assert_eq!(
+            bytes,
+            [1, 1, 1, b'k', 4, 2, b'u', b'1', 3, 0, 1, 5, b'A', b'-', b'1', b'-', b'7', 0]
+        );
         assert_eq!(decode_request(&bytes), Ok(request));
     }
 

@@ -14,11 +14,19 @@ pub const T0: u64 = 1_800_000_000_000;
 
 impl Harness {
     pub fn new() -> Harness {
-        Harness { engine: Engine::new(EngineConfig::default()), offset: 0, now_ms: T0 }
+        Harness {
+            engine: Engine::new(EngineConfig::default()),
+            offset: 0,
+            now_ms: T0,
+        }
     }
 
     pub fn with_config(config: EngineConfig) -> Harness {
-        Harness { engine: Engine::new(config), offset: 0, now_ms: T0 }
+        Harness {
+            engine: Engine::new(config),
+            offset: 0,
+            now_ms: T0,
+        }
     }
 
     pub fn run(&mut self, command: Command) -> Outcome {
@@ -38,23 +46,59 @@ impl Harness {
     }
 
     pub fn create(&mut self, spec: EventSpec) -> EventId {
-        match self.run(Command::CreateEvent { tenant: "t1".into(), spec }).result {
+        match self
+            .run(Command::CreateEvent {
+                tenant: "t1".into(),
+                spec,
+            })
+            .result
+        {
             Ok(Reply::EventCreated { event, .. }) => event,
             other => panic!("create failed: {other:?}"),
         }
     }
 
-    pub fn hold_seats(&mut self, user: &str, event: EventId, seats: &[&str]) -> Result<Reply, Rejection> {
-        self.run(Command::PlaceHold { user: user.into(), event, selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()), wait: false }).result
+    pub fn hold_seats(
+        &mut self,
+        user: &str,
+        event: EventId,
+        seats: &[&str],
+    ) -> Result<Reply, Rejection> {
+        self.run(Command::PlaceHold {
+            user: user.into(),
+            event,
+            selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()),
+            wait: false,
+        })
+        .result
     }
 
-    pub fn hold_best(&mut self, user: &str, event: EventId, quantity: u32, category: Option<&str>, together: bool) -> Outcome {
-        self.run(Command::PlaceHold { user: user.into(), event, selection: Selection::Best { quantity, category: category.map(String::from), together }, wait: false })
+    pub fn hold_best(
+        &mut self,
+        user: &str,
+        event: EventId,
+        quantity: u32,
+        category: Option<&str>,
+        together: bool,
+    ) -> Outcome {
+        self.run(Command::PlaceHold {
+            user: user.into(),
+            event,
+            selection: Selection::Best {
+                quantity,
+                category: category.map(String::from),
+                together,
+            },
+            wait: false,
+        })
     }
 
     pub fn seat_labels(&self, event: EventId, items: &Items) -> Vec<String> {
         match items {
-            Items::Seats(seats) => seats.iter().map(|&seat| self.engine.seat_label(event, seat).unwrap()).collect(),
+            Items::Seats(seats) => seats
+                .iter()
+                .map(|&seat| self.engine.seat_label(event, seat).unwrap())
+                .collect(),
             Items::Pool { quantity, .. } => vec![format!("GA x{quantity}")],
         }
     }
@@ -90,10 +134,19 @@ pub fn theatre(rows: u32, seats: u32) -> EventSpec {
         seats_per_order_max: 10,
         seats_per_user_max: None,
         waitlist_policy: WaitlistPolicy::Strict,
-        categories: vec![CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
+        categories: vec![CategorySpec {
+            name: "Standard".into(),
+            price_cents: 5_000,
+        }],
         sections: vec![SectionSpec {
             name: "A".into(),
-            rows: (1..=rows).map(|row| RowSpec { label: row.to_string(), seats, category: "Standard".into() }).collect(),
+            rows: (1..=rows)
+                .map(|row| RowSpec {
+                    label: row.to_string(),
+                    seats,
+                    category: "Standard".into(),
+                })
+                .collect(),
         }],
         general_admission: vec![],
     }
@@ -103,7 +156,10 @@ pub fn theatre(rows: u32, seats: u32) -> EventSpec {
 pub fn festival(capacity: u32) -> EventSpec {
     EventSpec {
         sections: vec![],
-        general_admission: vec![PoolSpec { category: "Standard".into(), capacity }],
+        general_admission: vec![PoolSpec {
+            category: "Standard".into(),
+            capacity,
+        }],
         ..theatre(0, 0)
     }
 }
@@ -111,25 +167,65 @@ pub fn festival(capacity: u32) -> EventSpec {
 /// One line per outcome, with seat labels, so table tests read like a transcript.
 pub fn render(engine: &Engine, outcome: &Outcome) -> String {
     let items = |event: EventId, items: &Items| match items {
-        Items::Seats(seats) => format!("[{}]", seats.iter().map(|&seat| engine.seat_label(event, seat).unwrap()).collect::<Vec<_>>().join(",")),
+        Items::Seats(seats) => format!(
+            "[{}]",
+            seats
+                .iter()
+                .map(|&seat| engine.seat_label(event, seat).unwrap())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         Items::Pool { category, quantity } => format!("[pool{category} x{quantity}]"),
     };
     let mut line = match &outcome.result {
-        Ok(Reply::HoldPlaced(view)) => format!("held {} {}", view.hold, items(view.event, &view.items)),
-        Ok(Reply::HoldConfirmed(view)) => format!("booked {} {} {}c", view.booking, items(view.event, &view.items), view.total_cents),
-        Ok(Reply::HoldReleased { hold, event, items: held, .. }) => format!("released {hold} {}", items(*event, held)),
-        Ok(Reply::BookingCanceled { booking, event, items: booked, .. }) => format!("canceled {booking} {}", items(*event, booked)),
-        Ok(Reply::Waitlisted { waiter, position, .. }) => format!("waitlisted {waiter} #{position}"),
-        Ok(Reply::WaitlistJoined { waiter, position, .. }) => format!("joined {waiter} #{position}"),
+        Ok(Reply::HoldPlaced(view)) => {
+            format!("held {} {}", view.hold, items(view.event, &view.items))
+        }
+        Ok(Reply::HoldConfirmed(view)) => format!(
+            "booked {} {} {}c",
+            view.booking,
+            items(view.event, &view.items),
+            view.total_cents
+        ),
+        Ok(Reply::HoldReleased {
+            hold,
+            event,
+            items: held,
+            ..
+        }) => format!("released {hold} {}", items(*event, held)),
+        Ok(Reply::BookingCanceled {
+            booking,
+            event,
+            items: booked,
+            ..
+        }) => format!("canceled {booking} {}", items(*event, booked)),
+        Ok(Reply::Waitlisted {
+            waiter, position, ..
+        }) => format!("waitlisted {waiter} #{position}"),
+        Ok(Reply::WaitlistJoined {
+            waiter, position, ..
+        }) => format!("joined {waiter} #{position}"),
         Ok(Reply::WaitlistLeft { waiter, .. }) => format!("left {waiter}"),
         Ok(Reply::Ticked) => "tick".to_string(),
-        Ok(Reply::EventCanceled { released_holds, canceled_bookings, ended_waiters, .. }) => {
+        Ok(Reply::EventCanceled {
+            released_holds,
+            canceled_bookings,
+            ended_waiters,
+            ..
+        }) => {
             format!("event canceled holds={released_holds:?} bookings={canceled_bookings:?} waiters={ended_waiters:?}")
         }
         Ok(Reply::CheckedIn { ticket, .. }) => format!("checked in {ticket}"),
         Ok(other) => format!("{other:?}"),
         Err(Rejection::SeatsUnavailable { seats }) => {
-            format!("rejected seats_unavailable [{}]", seats.iter().map(|&seat| engine.seat_label(EventId(0), seat).unwrap()).collect::<Vec<_>>().join(","))
+            format!(
+                "rejected seats_unavailable [{}]",
+                seats
+                    .iter()
+                    .map(|&seat| engine.seat_label(EventId(0), seat).unwrap())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
         }
         Err(rejection) => format!("rejected {rejection:?}"),
     };
@@ -139,8 +235,17 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
     for effect in &outcome.effects {
         line.push_str(" | ");
         line.push_str(&match effect {
-            Effect::HoldExpired { hold, event, items: held, .. } => format!("expired {hold} {}", items(*event, held)),
-            Effect::WaitlistOffered { waiter, hold } => format!("offered {waiter} {} {}", hold.hold, items(hold.event, &hold.items)),
+            Effect::HoldExpired {
+                hold,
+                event,
+                items: held,
+                ..
+            } => format!("expired {hold} {}", items(*event, held)),
+            Effect::WaitlistOffered { waiter, hold } => format!(
+                "offered {waiter} {} {}",
+                hold.hold,
+                items(hold.event, &hold.items)
+            ),
             Effect::WaitlistEnded { waiter, reason, .. } => format!("ended {waiter} {reason:?}"),
             Effect::DeskHoldExpired { ticket, .. } => format!("desk hold expired {ticket}"),
         });
@@ -157,25 +262,61 @@ pub fn check(harness: &mut Harness, command: Command, expected: &str) -> Outcome
 }
 
 pub fn hold(user: &str, event: EventId, seats: &[&str]) -> Command {
-    Command::PlaceHold { user: user.into(), event, selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()), wait: false }
+    Command::PlaceHold {
+        user: user.into(),
+        event,
+        selection: Selection::Seats(seats.iter().map(|s| s.to_string()).collect()),
+        wait: false,
+    }
 }
 
 pub fn best(user: &str, event: EventId, quantity: u32, together: bool) -> Command {
-    Command::PlaceHold { user: user.into(), event, selection: Selection::Best { quantity, category: None, together }, wait: false }
+    Command::PlaceHold {
+        user: user.into(),
+        event,
+        selection: Selection::Best {
+            quantity,
+            category: None,
+            together,
+        },
+        wait: false,
+    }
 }
 
 pub fn best_or_wait(user: &str, event: EventId, quantity: u32, together: bool) -> Command {
-    Command::PlaceHold { user: user.into(), event, selection: Selection::Best { quantity, category: None, together }, wait: true }
+    Command::PlaceHold {
+        user: user.into(),
+        event,
+        selection: Selection::Best {
+            quantity,
+            category: None,
+            together,
+        },
+        wait: true,
+    }
 }
 
 pub fn confirm(user: &str, hold: u64) -> Command {
-    Command::ConfirmHold { user: user.into(), hold: HoldId(hold), payment_ref: "pay-1".into() }
+    Command::ConfirmHold {
+        user: user.into(),
+        hold: HoldId(hold),
+        payment_ref: "pay-1".into(),
+    }
 }
 
 pub fn release(user: &str, hold: u64) -> Command {
-    Command::ReleaseHold { user: user.into(), hold: HoldId(hold) }
+    Command::ReleaseHold {
+        user: user.into(),
+        hold: HoldId(hold),
+    }
 }
 
 pub fn join(user: &str, event: EventId, quantity: u32, together: bool) -> Command {
-    Command::JoinWaitlist { user: user.into(), event, quantity, category: None, together }
+    Command::JoinWaitlist {
+        user: user.into(),
+        event,
+        quantity,
+        category: None,
+        together,
+    }
 }

@@ -53,11 +53,23 @@ impl Rng {
 
 fn mixed_event() -> EventSpec {
     let mut spec = theatre(4, 6);
-    spec.categories = vec![CategorySpec { name: "Gold".into(), price_cents: 9_000 }, CategorySpec { name: "Floor".into(), price_cents: 2_000 }];
+    spec.categories = vec![
+        CategorySpec {
+            name: "Gold".into(),
+            price_cents: 9_000,
+        },
+        CategorySpec {
+            name: "Floor".into(),
+            price_cents: 2_000,
+        },
+    ];
     for row in &mut spec.sections[0].rows {
         row.category = "Gold".into();
     }
-    spec.general_admission = vec![PoolSpec { category: "Floor".into(), capacity: 20 }];
+    spec.general_admission = vec![PoolSpec {
+        category: "Floor".into(),
+        capacity: 20,
+    }];
     spec.seats_per_user_max = Some(8);
     spec
 }
@@ -68,24 +80,71 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
     let mut log = Vec::with_capacity(count);
     let mut clock_ms = T0;
     let events: [(&str, EventSpec, u32, u32); 4] = [
-        ("t1", EventSpec { hold_ttl_ms: 60_000, ..theatre(10, 12) }, 10, 12),
-        ("t1", EventSpec { hold_ttl_ms: 30_000, ..festival(40) }, 0, 0),
+        (
+            "t1",
+            EventSpec {
+                hold_ttl_ms: 60_000,
+                ..theatre(10, 12)
+            },
+            10,
+            12,
+        ),
+        (
+            "t1",
+            EventSpec {
+                hold_ttl_ms: 30_000,
+                ..festival(40)
+            },
+            0,
+            0,
+        ),
         ("t2", mixed_event(), 4, 6),
-        ("t2", EventSpec { waitlist_policy: WaitlistPolicy::SkipAhead, hold_ttl_ms: 20_000, ..theatre(2, 3) }, 2, 3),
+        (
+            "t2",
+            EventSpec {
+                waitlist_policy: WaitlistPolicy::SkipAhead,
+                hold_ttl_ms: 20_000,
+                ..theatre(2, 3)
+            },
+            2,
+            3,
+        ),
     ];
     for (tenant, spec, _, _) in &events {
-        log.push((clock_ms, wire::encode_request(&Request::new(Command::CreateEvent { tenant: (*tenant).into(), spec: spec.clone() }))));
+        log.push((
+            clock_ms,
+            wire::encode_request(&Request::new(Command::CreateEvent {
+                tenant: (*tenant).into(),
+                spec: spec.clone(),
+            })),
+        ));
     }
     let desk = DeskSpec {
         name: "Help".into(),
         agents: 2,
         slot_ms: 60_000,
         horizon_ms: 7_200_000,
-        levels: vec![LevelSpec { name: "Gold".into(), deadline_ms: 900_000 }, LevelSpec { name: "Std".into(), deadline_ms: 3_600_000 }],
+        levels: vec![
+            LevelSpec {
+                name: "Gold".into(),
+                deadline_ms: 900_000,
+            },
+            LevelSpec {
+                name: "Std".into(),
+                deadline_ms: 3_600_000,
+            },
+        ],
         hold_ttl_ms: 30_000,
     };
-    log.push((clock_ms, wire::encode_request(&Request::new(Command::CreateDesk { tenant: "t1".into(), spec: desk }))));
-    let (mut holds_issued, mut confirms_issued, mut waiters_issued, mut desk_tickets_issued) = (0u64, 0u64, 0u64, 0u64);
+    log.push((
+        clock_ms,
+        wire::encode_request(&Request::new(Command::CreateDesk {
+            tenant: "t1".into(),
+            spec: desk,
+        })),
+    ));
+    let (mut holds_issued, mut confirms_issued, mut waiters_issued, mut desk_tickets_issued) =
+        (0u64, 0u64, 0u64, 0u64);
     let mut keyed: Vec<Request> = Vec::new();
     while log.len() < count {
         clock_ms += match rng.below(100) {
@@ -93,55 +152,135 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
             60..=94 => rng.below(3_000),
             _ => 25_000 + rng.below(50_000),
         };
-        let stamp_ms = if rng.chance(2) { clock_ms - rng.below(100_000) } else { clock_ms };
+        let stamp_ms = if rng.chance(2) {
+            clock_ms - rng.below(100_000)
+        } else {
+            clock_ms
+        };
         let user = rng.pick(&USERS).to_string();
         let event_index = rng.below(events.len() as u64 + 1) as u32;
-        let (tenant, _, rows, seats) = events.get(event_index as usize).cloned().unwrap_or(("t1", theatre(1, 1), 1, 1));
+        let (tenant, _, rows, seats) =
+            events
+                .get(event_index as usize)
+                .cloned()
+                .unwrap_or(("t1", theatre(1, 1), 1, 1));
         let category = match event_index {
             2 => (*rng.pick(&[None, Some("Gold"), Some("Floor")])).map(String::from),
             _ => None,
         };
         let command = match rng.below(100) {
             0..=19 => {
-                let labels = (0..1 + rng.below(3)).map(|_| format!("A-{}-{}", 1 + rng.below(u64::from(rows) + 1), 1 + rng.below(u64::from(seats) + 1))).collect();
+                let labels = (0..1 + rng.below(3))
+                    .map(|_| {
+                        format!(
+                            "A-{}-{}",
+                            1 + rng.below(u64::from(rows) + 1),
+                            1 + rng.below(u64::from(seats) + 1)
+                        )
+                    })
+                    .collect();
                 holds_issued += 1;
-                Command::PlaceHold { user, event: EventId(event_index), selection: Selection::Seats(labels), wait: false }
+                Command::PlaceHold {
+                    user,
+                    event: EventId(event_index),
+                    selection: Selection::Seats(labels),
+                    wait: false,
+                }
             }
             20..=37 => {
                 holds_issued += 1;
-                let selection = Selection::Best { quantity: 1 + rng.below(4) as u32, category, together: rng.chance(50) };
-                Command::PlaceHold { user, event: EventId(event_index), selection, wait: rng.chance(20) }
+                let selection = Selection::Best {
+                    quantity: 1 + rng.below(4) as u32,
+                    category,
+                    together: rng.chance(50),
+                };
+                Command::PlaceHold {
+                    user,
+                    event: EventId(event_index),
+                    selection,
+                    wait: rng.chance(20),
+                }
             }
             38..=52 => {
                 confirms_issued += 1;
-                Command::ConfirmHold { user, hold: HoldId(1 + rng.below(holds_issued + 2)), payment_ref: format!("pay-{}", rng.below(1_000)) }
+                Command::ConfirmHold {
+                    user,
+                    hold: HoldId(1 + rng.below(holds_issued + 2)),
+                    payment_ref: format!("pay-{}", rng.below(1_000)),
+                }
             }
-            53..=58 => Command::ReleaseHold { user, hold: HoldId(1 + rng.below(holds_issued + 2)) },
-            59..=62 => Command::CancelBooking { user, booking: BookingId(1 + rng.below(confirms_issued / 3 + 1)) },
+            53..=58 => Command::ReleaseHold {
+                user,
+                hold: HoldId(1 + rng.below(holds_issued + 2)),
+            },
+            59..=62 => Command::CancelBooking {
+                user,
+                booking: BookingId(1 + rng.below(confirms_issued / 3 + 1)),
+            },
             63..=67 => {
                 waiters_issued += 1;
-                Command::JoinWaitlist { user, event: EventId(event_index), quantity: 1 + rng.below(3) as u32, category, together: rng.chance(30) }
+                Command::JoinWaitlist {
+                    user,
+                    event: EventId(event_index),
+                    quantity: 1 + rng.below(3) as u32,
+                    category,
+                    together: rng.chance(30),
+                }
             }
-            68..=69 => Command::LeaveWaitlist { user, waiter: WaiterId(1 + rng.below(waiters_issued + 1)) },
+            68..=69 => Command::LeaveWaitlist {
+                user,
+                waiter: WaiterId(1 + rng.below(waiters_issued + 1)),
+            },
             70..=72 => {
-                let ticket = TicketId { booking: BookingId(1 + rng.below(confirms_issued / 3 + 1)), index: 1 + rng.below(3) as u32 };
-                Command::CheckIn { tenant: tenant.into(), event: EventId(event_index), code: tickets::code(b"demo-ticket-secret", ticket) }
+                let ticket = TicketId {
+                    booking: BookingId(1 + rng.below(confirms_issued / 3 + 1)),
+                    index: 1 + rng.below(3) as u32,
+                };
+                Command::CheckIn {
+                    tenant: tenant.into(),
+                    event: EventId(event_index),
+                    code: tickets::code(b"demo-ticket-secret", ticket),
+                }
             }
             73 => {
                 let patch = EventPatch {
-                    waitlist_policy: Some(*rng.pick(&[WaitlistPolicy::Strict, WaitlistPolicy::SkipAhead])),
-                    seats_per_user_max: rng.chance(50).then(|| rng.pick(&[None, Some(4), Some(0)]).to_owned()),
+                    waitlist_policy: Some(
+                        *rng.pick(&[WaitlistPolicy::Strict, WaitlistPolicy::SkipAhead]),
+                    ),
+                    seats_per_user_max: rng
+                        .chance(50)
+                        .then(|| rng.pick(&[None, Some(4), Some(0)]).to_owned()),
                     ..EventPatch::default()
                 };
-                Command::UpdateEvent { tenant: tenant.into(), event: EventId(event_index), patch }
+                Command::UpdateEvent {
+                    tenant: tenant.into(),
+                    event: EventId(event_index),
+                    patch,
+                }
             }
-            74 if rng.chance(10) => Command::CancelEvent { tenant: tenant.into(), event: EventId(event_index) },
+            74 if rng.chance(10) => Command::CancelEvent {
+                tenant: tenant.into(),
+                event: EventId(event_index),
+            },
             75..=77 => {
                 desk_tickets_issued += 1;
-                Command::CreateDeskTicket { user, desk: DeskId(rng.below(2) as u32), level: rng.pick(&["Gold", "Std", "Nope"]).to_string(), hold_only: rng.chance(50) }
+                Command::CreateDeskTicket {
+                    user,
+                    desk: DeskId(rng.below(2) as u32),
+                    level: rng.pick(&["Gold", "Std", "Nope"]).to_string(),
+                    hold_only: rng.chance(50),
+                }
             }
-            78 => Command::ConfirmDeskTicket { user, desk: DeskId(0), ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)) },
-            79 => Command::CancelDeskTicket { user, desk: DeskId(0), ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)) },
+            78 => Command::ConfirmDeskTicket {
+                user,
+                desk: DeskId(0),
+                ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)),
+            },
+            79 => Command::CancelDeskTicket {
+                user,
+                desk: DeskId(0),
+                ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)),
+            },
             80..=83 if !keyed.is_empty() => {
                 let repeat = rng.pick(&keyed).clone();
                 log.push((stamp_ms, wire::encode_request(&repeat)));
@@ -157,7 +296,11 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
             }
             _ => Command::Tick,
         };
-        let request = if rng.chance(15) { Request::with_key(command, format!("k{}", rng.below(50))) } else { Request::new(command) };
+        let request = if rng.chance(15) {
+            Request::with_key(command, format!("k{}", rng.below(50)))
+        } else {
+            Request::new(command)
+        };
         if request.idempotency_key.is_some() {
             keyed.push(request.clone());
         }
@@ -178,15 +321,36 @@ struct Report {
 
 impl Report {
     fn line(&self, seed: u64) -> String {
-        format!("determinism-report seed={seed} outcomes={} state={} accepted={} rejected={}", self.outcomes, self.state, self.accepted, self.rejected)
+        format!(
+            "determinism-report seed={seed} outcomes={} state={} accepted={} rejected={}",
+            self.outcomes, self.state, self.accepted, self.rejected
+        )
     }
 
     fn parse(stdout: &str, seed: u64) -> Report {
         let prefix = format!("determinism-report seed={seed} ");
         // The test harness may print "test ... " on the same line before ours.
-        let line = stdout.lines().find_map(|line| line.find(&prefix).map(|start| &line[start + prefix.len()..])).unwrap_or_else(|| panic!("no report for seed {seed} in the child's output:\n{stdout}"));
-        let field = |name: &str| line.split(' ').find_map(|pair| pair.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {line}")).to_string();
-        Report { outcomes: field("outcomes"), state: field("state"), accepted: field("accepted").parse().unwrap(), rejected: field("rejected").parse().unwrap() }
+        let line = stdout
+            .lines()
+            .find_map(|line| {
+                line.find(&prefix)
+                    .map(|start| &line[start + prefix.len()..])
+            })
+            .unwrap_or_else(|| {
+                panic!("no report for seed {seed} in the child's output:\n{stdout}")
+            });
+        let field = |name: &str| {
+            line.split(' ')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+                .to_string()
+        };
+        Report {
+            outcomes: field("outcomes"),
+            state: field("state"),
+            accepted: field("accepted").parse().unwrap(),
+            rejected: field("rejected").parse().unwrap(),
+        }
     }
 }
 
@@ -207,7 +371,12 @@ fn replay(log: &[(u64, Vec<u8>)]) -> Report {
         digest.update(&wire::encode_outcome(&outcome));
     }
     engine.check_invariants();
-    Report { outcomes: digest.finalize().to_hex().to_string(), state: engine.state_hash_hex(), accepted, rejected }
+    Report {
+        outcomes: digest.finalize().to_hex().to_string(),
+        state: engine.state_hash_hex(),
+        accepted,
+        rejected,
+    }
 }
 
 /// Allocates and frees blocks of scattered sizes and keeps some, so the child's heap
@@ -233,19 +402,38 @@ fn child_replays_the_log() {
     let _kept = perturb.then(perturb_heap);
     for seed in SEEDS {
         let log = generate(seed, RECORDS);
-        let report = if perturb { std::thread::Builder::new().stack_size(8 << 20).spawn(move || replay(&log)).unwrap().join().unwrap() } else { replay(&log) };
+        let report = if perturb {
+            std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || replay(&log))
+                .unwrap()
+                .join()
+                .unwrap()
+        } else {
+            replay(&log)
+        };
         if child {
             println!("{}", report.line(seed));
         }
         assert_eq!(report.accepted + report.rejected, RECORDS);
-        assert!(report.accepted > RECORDS / 5 && report.rejected > RECORDS / 10, "the log should exercise both paths: {report:?}");
+        assert!(
+            report.accepted > RECORDS / 5 && report.rejected > RECORDS / 10,
+            "the log should exercise both paths: {report:?}"
+        );
     }
 }
 
 fn run_child(perturb: bool) -> String {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     let mut process = Process::new(exe);
-    process.args(["child_replays_the_log", "--exact", "--nocapture", "--test-threads=1"]).env(CHILD, "1");
+    process
+        .args([
+            "child_replays_the_log",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1");
     if perturb {
         process.env(PERTURB, "1");
     } else {
@@ -253,7 +441,11 @@ fn run_child(perturb: bool) -> String {
     }
     let output = process.output().expect("the test binary runs");
     let stdout = String::from_utf8(output.stdout).expect("utf-8 output");
-    assert!(output.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 
@@ -268,10 +460,16 @@ fn two_processes_give_identical_outcomes_and_state_hash() {
         let in_process = replay(&generate(seed, RECORDS));
         let (first, second) = (Report::parse(&first, seed), Report::parse(&second, seed));
         assert_eq!(first, second, "seed {seed}: two processes disagree");
-        assert_eq!(first, in_process, "seed {seed}: a child disagrees with the in-process run");
+        assert_eq!(
+            first, in_process,
+            "seed {seed}: a child disagrees with the in-process run"
+        );
     }
     // Different logs give different digests: the comparison above is not vacuous.
-    assert_ne!(Report::parse(&first, SEEDS[0]).outcomes, Report::parse(&first, SEEDS[1]).outcomes);
+    assert_ne!(
+        Report::parse(&first, SEEDS[0]).outcomes,
+        Report::parse(&first, SEEDS[1]).outcomes
+    );
 }
 
 #[test]

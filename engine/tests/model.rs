@@ -16,7 +16,12 @@
 //! category, seated and general admission, with `wait`), confirms, releases, booking
 //! cancels, waitlist joins and leaves (FCFS, strict and skip-ahead), check-ins, event
 //! updates and cancels, ticks, idempotent repeats, and ids that name nothing or
-//! somebody else's objects. Desks are left to the robustness test.
+//! somebody else's objects. Desks are left to the robustness test. Two mixes run: a
+//! balanced one on roomy events with big clock steps, and a crowded one (tiny events,
+//! small clock steps, many joins) where events sell out and waitlists form. Each of
+//! twenty hand-made engine mutations (orphan-seat rule, strict head blocking, timer
+//! boundary, per-user limit, retention and idempotency windows, queue positions, ...)
+//! made this test fail when it was written.
 
 mod common;
 
@@ -64,11 +69,18 @@ fn base_spec() -> EventSpec {
 }
 
 fn category(name: &str, price_cents: u64) -> CategorySpec {
-    CategorySpec { name: name.into(), price_cents }
+    CategorySpec {
+        name: name.into(),
+        price_cents,
+    }
 }
 
 fn row(label: &str, seats: u32, category: &str) -> RowSpec {
-    RowSpec { label: label.into(), seats, category: category.into() }
+    RowSpec {
+        label: label.into(),
+        seats,
+        category: category.into(),
+    }
 }
 
 /// The three events every sequence starts with, as (tenant, spec); `crowded` makes
@@ -80,13 +92,26 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
         (
             "t1",
             EventSpec {
-                seats_per_user_max: Some(6),
-                categories: vec![category("Gold", 9_000), category("Silver", 5_000), category("Floor", 2_000)],
-                sections: vec![
-                    SectionSpec { name: "A".into(), rows: vec![row("1", size(4, 2), "Gold"), row("2", size(5, 3), "Silver")] },
-                    SectionSpec { name: "B".into(), rows: vec![row("1", size(3, 2), "Silver")] },
+                seats_per_user_max: Some(size(6, 3)),
+                categories: vec![
+                    category("Gold", 9_000),
+                    category("Silver", 5_000),
+                    category("Floor", 2_000),
                 ],
-                general_admission: vec![PoolSpec { category: "Floor".into(), capacity: size(5, 2) }],
+                sections: vec![
+                    SectionSpec {
+                        name: "A".into(),
+                        rows: vec![row("1", size(4, 2), "Gold"), row("2", size(5, 3), "Silver")],
+                    },
+                    SectionSpec {
+                        name: "B".into(),
+                        rows: vec![row("1", size(3, 2), "Silver")],
+                    },
+                ],
+                general_admission: vec![PoolSpec {
+                    category: "Floor".into(),
+                    capacity: size(5, 2),
+                }],
                 ..base_spec()
             },
         ),
@@ -97,7 +122,14 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
                 hold_ttl_ms: 30_000,
                 waitlist_policy: WaitlistPolicy::SkipAhead,
                 categories: vec![category("Standard", 5_000)],
-                sections: vec![SectionSpec { name: "A".into(), rows: vec![row("1", size(4, 3), "Standard"), row("2", size(4, 3), "Standard"), row("3", size(4, 1), "Standard")] }],
+                sections: vec![SectionSpec {
+                    name: "A".into(),
+                    rows: vec![
+                        row("1", size(4, 3), "Standard"),
+                        row("2", size(4, 3), "Standard"),
+                        row("3", size(4, 1), "Standard"),
+                    ],
+                }],
                 ..base_spec()
             },
         ),
@@ -107,11 +139,20 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
             EventSpec {
                 hold_ttl_ms: 45_000,
                 seats_per_order_max: 3,
-                seats_per_user_max: Some(4),
+                seats_per_user_max: Some(size(4, 2)),
                 sales_open_at_ms: Some(T0 + 10_000),
                 sales_close_at_ms: Some(T0 + 4_000_000),
                 categories: vec![category("Early", 3_000), category("Late", 4_000)],
-                general_admission: vec![PoolSpec { category: "Early".into(), capacity: size(3, 2) }, PoolSpec { category: "Late".into(), capacity: size(4, 3) }],
+                general_admission: vec![
+                    PoolSpec {
+                        category: "Early".into(),
+                        capacity: size(3, 2),
+                    },
+                    PoolSpec {
+                        category: "Late".into(),
+                        capacity: size(4, 3),
+                    },
+                ],
                 ..base_spec()
             },
         ),
@@ -145,19 +186,34 @@ struct ModelEvent {
 
 impl ModelEvent {
     fn new(tenant: &str, spec: &EventSpec) -> ModelEvent {
-        let category_of = |name: &str| spec.categories.iter().position(|category| category.name == name).expect("known category") as u16;
+        let category_of = |name: &str| {
+            spec.categories
+                .iter()
+                .position(|category| category.name == name)
+                .expect("known category") as u16
+        };
         let (mut rows, mut labels, mut seat_category) = (Vec::new(), BTreeMap::new(), Vec::new());
         for section in &spec.sections {
             for row in &section.rows {
                 let first = seat_category.len() as u32;
                 for number in 1..=row.seats {
-                    labels.insert(format!("{}-{}-{}", section.name, row.label, number), seat_category.len() as u32);
+                    labels.insert(
+                        format!("{}-{}-{}", section.name, row.label, number),
+                        seat_category.len() as u32,
+                    );
                     seat_category.push(category_of(&row.category));
                 }
                 rows.push((first, row.seats, category_of(&row.category)));
             }
         }
-        ModelEvent { tenant: tenant.into(), spec: spec.clone(), canceled: false, rows, labels, seat_category }
+        ModelEvent {
+            tenant: tenant.into(),
+            spec: spec.clone(),
+            canceled: false,
+            rows,
+            labels,
+            seat_category,
+        }
     }
 
     /// General-admission pools in spec order: (category, capacity).
@@ -165,16 +221,32 @@ impl ModelEvent {
         self.spec
             .general_admission
             .iter()
-            .map(|pool| (self.spec.categories.iter().position(|category| category.name == pool.category).unwrap() as u16, pool.capacity))
+            .map(|pool| {
+                (
+                    self.spec
+                        .categories
+                        .iter()
+                        .position(|category| category.name == pool.category)
+                        .unwrap() as u16,
+                    pool.capacity,
+                )
+            })
             .collect()
     }
 
     fn pool_capacity(&self, category: u16) -> Option<u32> {
-        self.pools().into_iter().find(|(pooled, _)| *pooled == category).map(|(_, capacity)| capacity)
+        self.pools()
+            .into_iter()
+            .find(|(pooled, _)| *pooled == category)
+            .map(|(_, capacity)| capacity)
     }
 
     fn capacity(&self, category: u16) -> u64 {
-        let seats = self.seat_category.iter().filter(|&&seat_category| seat_category == category).count() as u64;
+        let seats = self
+            .seat_category
+            .iter()
+            .filter(|&&seat_category| seat_category == category)
+            .count() as u64;
         seats + u64::from(self.pool_capacity(category).unwrap_or(0))
     }
 }
@@ -227,11 +299,15 @@ struct Model {
 }
 
 fn invalid(reason: &str) -> Rejection {
-    Rejection::Invalid { reason: reason.into() }
+    Rejection::Invalid {
+        reason: reason.into(),
+    }
 }
 
 fn conflict(reason: &str) -> Rejection {
-    Rejection::Conflict { reason: reason.into() }
+    Rejection::Conflict {
+        reason: reason.into(),
+    }
 }
 
 fn not_found(what: NotFound) -> Rejection {
@@ -259,9 +335,16 @@ impl Model {
     fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.advance(time_ms);
         let principal = request.command.principal();
-        let key = request.idempotency_key.clone().filter(|_| principal != Principal::System);
+        let key = request
+            .idempotency_key
+            .clone()
+            .filter(|_| principal != Principal::System);
         if let Some(key) = &key {
-            if let Some((_, _, _, answer)) = self.keys.iter().find(|(_, answered, answered_key, _)| *answered == principal && answered_key == key) {
+            if let Some((_, _, _, answer)) =
+                self.keys.iter().find(|(_, answered, answered_key, _)| {
+                    *answered == principal && answered_key == key
+                })
+            {
                 let result = answer.clone();
                 return self.outcome(offset, true, result);
             }
@@ -271,20 +354,33 @@ impl Model {
             if self.keys.len() >= self.config.idempotency_entries_max {
                 self.keys.drain(..1);
             }
-            self.keys.push((self.now_ms, principal, key, result.clone()));
+            self.keys
+                .push((self.now_ms, principal, key, result.clone()));
         }
         self.outcome(offset, false, result)
     }
 
     fn outcome(&mut self, offset: u64, replayed: bool, result: Answer) -> Outcome {
-        Outcome { offset, time_ms: self.now_ms, replayed, result, effects: std::mem::take(&mut self.effects) }
+        Outcome {
+            offset,
+            time_ms: self.now_ms,
+            replayed,
+            result,
+            effects: std::mem::take(&mut self.effects),
+        }
     }
 
     /// The earliest timer: (due, kind, id) with holds before waiters at equal due times.
     fn next_timer(&self) -> Option<(u64, u8, u64)> {
         let grace = self.config.confirm_grace_ms;
-        let holds = self.holds.iter().map(|(id, hold)| (hold.expires_at_ms + grace, 0, id.0));
-        let waiters = self.waiters.iter().map(|(id, waiter)| (waiter.expires_at_ms, 1, id.0));
+        let holds = self
+            .holds
+            .iter()
+            .map(|(id, hold)| (hold.expires_at_ms + grace, 0, id.0));
+        let waiters = self
+            .waiters
+            .iter()
+            .map(|(id, waiter)| (waiter.expires_at_ms, 1, id.0));
         holds.chain(waiters).min()
     }
 
@@ -296,17 +392,34 @@ impl Model {
             }
             if kind == 0 {
                 let hold = self.take_hold(HoldId(id), End::Expired);
-                self.effects.push(Effect::HoldExpired { hold: HoldId(id), event: hold.event, user: hold.user.clone(), items: hold.items.clone(), waiter: hold.waiter });
+                self.effects.push(Effect::HoldExpired {
+                    hold: HoldId(id),
+                    event: hold.event,
+                    user: hold.user.clone(),
+                    items: hold.items.clone(),
+                    waiter: hold.waiter,
+                });
                 self.serve(hold.event);
             } else {
                 let waiter = self.waiters.remove(&WaiterId(id)).unwrap();
-                self.effects.push(Effect::WaitlistEnded { waiter: WaiterId(id), event: waiter.event, user: waiter.user, reason: WaitEnd::TimedOut });
+                self.effects.push(Effect::WaitlistEnded {
+                    waiter: WaiterId(id),
+                    event: waiter.event,
+                    user: waiter.user,
+                    reason: WaitEnd::TimedOut,
+                });
             }
         }
-        let horizon = self.now_ms.saturating_sub(self.config.idempotency_window_ms);
-        self.keys.retain(|(stored_at_ms, ..)| *stored_at_ms >= horizon);
-        let horizon = self.now_ms.saturating_sub(self.config.ended_hold_retention_ms);
-        self.ended.retain(|(ended_at_ms, ..)| *ended_at_ms >= horizon);
+        let horizon = self
+            .now_ms
+            .saturating_sub(self.config.idempotency_window_ms);
+        self.keys
+            .retain(|(stored_at_ms, ..)| *stored_at_ms >= horizon);
+        let horizon = self
+            .now_ms
+            .saturating_sub(self.config.ended_hold_retention_ms);
+        self.ended
+            .retain(|(ended_at_ms, ..)| *ended_at_ms >= horizon);
     }
 
     fn execute(&mut self, command: &Command) -> Answer {
@@ -314,16 +427,43 @@ impl Model {
             Command::CreateEvent { tenant, spec } => {
                 let event = EventId(self.events.len() as u32);
                 self.events.push(ModelEvent::new(tenant, spec));
-                Ok(Reply::EventCreated { event, tenant: tenant.clone(), spec: Box::new(spec.clone()) })
+                Ok(Reply::EventCreated {
+                    event,
+                    tenant: tenant.clone(),
+                    spec: Box::new(spec.clone()),
+                })
             }
-            Command::UpdateEvent { tenant, event, patch } => self.update_event(tenant, *event, patch),
+            Command::UpdateEvent {
+                tenant,
+                event,
+                patch,
+            } => self.update_event(tenant, *event, patch),
             Command::CancelEvent { tenant, event } => self.cancel_event(tenant, *event),
-            Command::CheckIn { tenant, event, code } => self.check_in(tenant, *event, code),
-            Command::PlaceHold { user, event, selection, wait } => self.place_hold(user, *event, selection, *wait),
-            Command::ConfirmHold { user, hold, payment_ref } => self.confirm(user, *hold, payment_ref),
+            Command::CheckIn {
+                tenant,
+                event,
+                code,
+            } => self.check_in(tenant, *event, code),
+            Command::PlaceHold {
+                user,
+                event,
+                selection,
+                wait,
+            } => self.place_hold(user, *event, selection, *wait),
+            Command::ConfirmHold {
+                user,
+                hold,
+                payment_ref,
+            } => self.confirm(user, *hold, payment_ref),
             Command::ReleaseHold { user, hold } => self.release(user, *hold),
             Command::CancelBooking { user, booking } => self.cancel_booking(user, *booking),
-            Command::JoinWaitlist { user, event, quantity, category, together } => self.join(user, *event, *quantity, category.as_deref(), *together),
+            Command::JoinWaitlist {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => self.join(user, *event, *quantity, category.as_deref(), *together),
             Command::LeaveWaitlist { user, waiter } => self.leave(user, *waiter),
             Command::Tick => Ok(Reply::Ticked),
             other => unreachable!("the model test does not generate {other:?}"),
@@ -342,59 +482,130 @@ impl Model {
 
     fn pool_quantity(items: &Items, category: u16) -> u64 {
         match items {
-            Items::Pool { category: pooled, quantity } if *pooled == category => u64::from(*quantity),
+            Items::Pool {
+                category: pooled,
+                quantity,
+            } if *pooled == category => u64::from(*quantity),
             _ => 0,
         }
     }
 
     fn held(&self, event: EventId, category: u16) -> u64 {
-        let seats = self.seats.iter().filter(|((seat_event, seat), owner)| *seat_event == event.0 && matches!(owner, Owner::Held(_)) && self.event(event).seat_category[*seat as usize] == category).count() as u64;
-        let pooled: u64 = self.holds.values().filter(|hold| hold.event == event).map(|hold| Self::pool_quantity(&hold.items, category)).sum();
+        let seats = self
+            .seats
+            .iter()
+            .filter(|((seat_event, seat), owner)| {
+                *seat_event == event.0
+                    && matches!(owner, Owner::Held(_))
+                    && self.event(event).seat_category[*seat as usize] == category
+            })
+            .count() as u64;
+        let pooled: u64 = self
+            .holds
+            .values()
+            .filter(|hold| hold.event == event)
+            .map(|hold| Self::pool_quantity(&hold.items, category))
+            .sum();
         seats + pooled
     }
 
     fn booked(&self, event: EventId, category: u16) -> u64 {
-        let seats = self.seats.iter().filter(|((seat_event, seat), owner)| *seat_event == event.0 && matches!(owner, Owner::Booked(_)) && self.event(event).seat_category[*seat as usize] == category).count() as u64;
-        let pooled: u64 = self.bookings.iter().filter(|booking| booking.event == event && !booking.canceled).map(|booking| Self::pool_quantity(&booking.items, category)).sum();
+        let seats = self
+            .seats
+            .iter()
+            .filter(|((seat_event, seat), owner)| {
+                *seat_event == event.0
+                    && matches!(owner, Owner::Booked(_))
+                    && self.event(event).seat_category[*seat as usize] == category
+            })
+            .count() as u64;
+        let pooled: u64 = self
+            .bookings
+            .iter()
+            .filter(|booking| booking.event == event && !booking.canceled)
+            .map(|booking| Self::pool_quantity(&booking.items, category))
+            .sum();
         seats + pooled
     }
 
     fn usage(&self, event: EventId, user: &str) -> u64 {
-        let held: u64 = self.holds.values().filter(|hold| hold.event == event && hold.user == user).map(|hold| u64::from(hold.items.quantity())).sum();
-        let booked: u64 = self.bookings.iter().filter(|booking| booking.event == event && booking.user == user && !booking.canceled).map(|booking| u64::from(booking.items.quantity())).sum();
+        let held: u64 = self
+            .holds
+            .values()
+            .filter(|hold| hold.event == event && hold.user == user)
+            .map(|hold| u64::from(hold.items.quantity()))
+            .sum();
+        let booked: u64 = self
+            .bookings
+            .iter()
+            .filter(|booking| booking.event == event && booking.user == user && !booking.canceled)
+            .map(|booking| u64::from(booking.items.quantity()))
+            .sum();
         held + booked
     }
 
     fn waiting(&self, event: EventId) -> usize {
-        self.waiters.values().filter(|waiter| waiter.event == event).count()
+        self.waiters
+            .values()
+            .filter(|waiter| waiter.event == event)
+            .count()
     }
 
     /// Seats that are free or held (may come free) in a category, or in all.
     fn obtainable(&self, event: EventId, category: Option<u16>) -> u64 {
         let categories = self.event(event).spec.categories.len() as u16;
-        (0..categories).filter(|index| category.is_none_or(|category| category == *index)).map(|index| self.event(event).capacity(index) - self.booked(event, index)).sum()
+        (0..categories)
+            .filter(|index| category.is_none_or(|category| category == *index))
+            .map(|index| self.event(event).capacity(index) - self.booked(event, index))
+            .sum()
     }
 
     /// Best available, restated: `quantity` free seats in rank order; together, the
     /// first maximal free run (in rank order) of exactly `quantity` or of at least
     /// `quantity + 2` seats, else the first of `quantity + 1` (which strands one seat).
-    fn find(&self, event: EventId, quantity: u32, category: Option<u16>, together: bool) -> Option<Items> {
+    fn find(
+        &self,
+        event: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Option<Items> {
         let model_event = self.event(event);
         if let Some(category) = category {
             if let Some(capacity) = model_event.pool_capacity(category) {
-                let free = u64::from(capacity) - self.held(event, category) - self.booked(event, category);
+                let free =
+                    u64::from(capacity) - self.held(event, category) - self.booked(event, category);
                 return (free >= u64::from(quantity)).then_some(Items::Pool { category, quantity });
             }
         } else if model_event.rows.is_empty() {
-            return model_event.pools().into_iter().find(|(pooled, capacity)| u64::from(*capacity) - self.held(event, *pooled) - self.booked(event, *pooled) >= u64::from(quantity)).map(|(pooled, _)| Items::Pool { category: pooled, quantity });
+            return model_event
+                .pools()
+                .into_iter()
+                .find(|(pooled, capacity)| {
+                    u64::from(*capacity) - self.held(event, *pooled) - self.booked(event, *pooled)
+                        >= u64::from(quantity)
+                })
+                .map(|(pooled, _)| Items::Pool {
+                    category: pooled,
+                    quantity,
+                });
         }
-        let in_category = |seat: u32| category.is_none_or(|category| model_event.seat_category[seat as usize] == category);
+        let in_category = |seat: u32| {
+            category.is_none_or(|category| model_event.seat_category[seat as usize] == category)
+        };
         if !together {
-            let seats: Vec<u32> = (0..model_event.seat_category.len() as u32).filter(|&seat| in_category(seat) && self.is_free(event, seat)).take(quantity as usize).collect();
+            let seats: Vec<u32> = (0..model_event.seat_category.len() as u32)
+                .filter(|&seat| in_category(seat) && self.is_free(event, seat))
+                .take(quantity as usize)
+                .collect();
             return (seats.len() == quantity as usize).then_some(Items::Seats(seats));
         }
         let mut runs = Vec::new();
-        for &(first, count, _) in model_event.rows.iter().filter(|(first, _, _)| in_category(*first)) {
+        for &(first, count, _) in model_event
+            .rows
+            .iter()
+            .filter(|(first, _, _)| in_category(*first))
+        {
             let mut start = None;
             for seat in first..=first + count {
                 let free = seat < first + count && self.is_free(event, seat);
@@ -408,9 +619,13 @@ impl Model {
                 }
             }
         }
-        let clean = runs.iter().find(|(_, length)| *length == quantity || *length >= quantity + 2);
+        let clean = runs
+            .iter()
+            .find(|(_, length)| *length == quantity || *length >= quantity + 2);
         let stranding = runs.iter().find(|(_, length)| *length == quantity + 1);
-        clean.or(stranding).map(|(start, _)| Items::Seats((*start..*start + quantity).collect()))
+        clean
+            .or(stranding)
+            .map(|(start, _)| Items::Seats((*start..*start + quantity).collect()))
     }
 
     // ---- checks --------------------------------------------------------------------------
@@ -420,28 +635,48 @@ impl Model {
             return Err(invalid(&format!("{field} must not be empty")));
         }
         if text.len() > self.config.text_bytes_max {
-            return Err(invalid(&format!("{field} is longer than {} bytes", self.config.text_bytes_max)));
+            return Err(invalid(&format!(
+                "{field} is longer than {} bytes",
+                self.config.text_bytes_max
+            )));
         }
         Ok(())
     }
 
     fn open_event(&self, event: EventId) -> Result<(), Rejection> {
-        let model_event = self.events.get(event.0 as usize).ok_or(not_found(NotFound::Event))?;
+        let model_event = self
+            .events
+            .get(event.0 as usize)
+            .ok_or(not_found(NotFound::Event))?;
         if model_event.canceled {
             return Err(conflict("the event is canceled"));
         }
         let spec = &model_event.spec;
-        let open = spec.sales_open_at_ms.is_none_or(|open| self.now_ms >= open) && spec.sales_close_at_ms.is_none_or(|close| self.now_ms < close);
+        let open = spec.sales_open_at_ms.is_none_or(|open| self.now_ms >= open)
+            && spec
+                .sales_close_at_ms
+                .is_none_or(|close| self.now_ms < close);
         if !open {
             return Err(Rejection::SalesClosed);
         }
         Ok(())
     }
 
-    fn resolve_category(&self, event: EventId, name: Option<&str>) -> Result<Option<u16>, Rejection> {
+    fn resolve_category(
+        &self,
+        event: EventId,
+        name: Option<&str>,
+    ) -> Result<Option<u16>, Rejection> {
         match name {
             None => Ok(None),
-            Some(name) => self.event(event).spec.categories.iter().position(|category| category.name == name).map(|index| Some(index as u16)).ok_or(not_found(NotFound::Category)),
+            Some(name) => self
+                .event(event)
+                .spec
+                .categories
+                .iter()
+                .position(|category| category.name == name)
+                .map(|index| Some(index as u16))
+                .ok_or(not_found(NotFound::Category)),
         }
     }
 
@@ -451,11 +686,17 @@ impl Model {
             return Err(invalid("quantity must be at least 1"));
         }
         if quantity > spec.seats_per_order_max {
-            return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerOrder, max: spec.seats_per_order_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: spec.seats_per_order_max,
+            });
         }
         if let Some(max) = spec.seats_per_user_max {
             if self.usage(event, user) + u64::from(quantity) > u64::from(max) {
-                return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerUser, max });
+                return Err(Rejection::LimitExceeded {
+                    limit: Limit::SeatsPerUser,
+                    max,
+                });
             }
         }
         Ok(())
@@ -470,22 +711,55 @@ impl Model {
 
     // ---- holds -----------------------------------------------------------------------------
 
-    fn place_hold(&mut self, user: &str, event: EventId, selection: &Selection, wait: bool) -> Answer {
+    fn place_hold(
+        &mut self,
+        user: &str,
+        event: EventId,
+        selection: &Selection,
+        wait: bool,
+    ) -> Answer {
         self.check_text("user", user)?;
         self.open_event(event)?;
         let items = match selection {
             Selection::Seats(labels) => self.pick_exact(event, user, labels)?,
-            Selection::Best { quantity, category, together } => {
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            } => {
                 let category = self.resolve_category(event, category.as_deref())?;
                 self.check_quantity(event, user, *quantity)?;
                 let strict = self.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
                 // Under the strict policy nobody passes a waiter of an overlapping queue.
-                let blocked = strict && self.waiters.values().any(|waiter| waiter.event == event && (category.is_none() || waiter.category.is_none() || waiter.category == category));
-                match (!blocked).then(|| self.find(event, *quantity, category, *together)).flatten() {
+                let blocked = strict
+                    && self.waiters.values().any(|waiter| {
+                        waiter.event == event
+                            && (category.is_none()
+                                || waiter.category.is_none()
+                                || waiter.category == category)
+                    });
+                match (!blocked)
+                    .then(|| self.find(event, *quantity, category, *together))
+                    .flatten()
+                {
                     Some(items) => items,
                     None if wait => {
                         return match self.enqueue(user, event, *quantity, category, *together)? {
-                            Reply::WaitlistJoined { waiter, event, user, quantity, category, position } => Ok(Reply::Waitlisted { waiter, event, user, quantity, category, position }),
+                            Reply::WaitlistJoined {
+                                waiter,
+                                event,
+                                user,
+                                quantity,
+                                category,
+                                position,
+                            } => Ok(Reply::Waitlisted {
+                                waiter,
+                                event,
+                                user,
+                                quantity,
+                                category,
+                                position,
+                            }),
                             other => unreachable!("{other:?}"),
                         }
                     }
@@ -493,48 +767,100 @@ impl Model {
                 }
             }
         };
-        Ok(Reply::HoldPlaced(self.create_hold(event, user, items, None)))
+        Ok(Reply::HoldPlaced(
+            self.create_hold(event, user, items, None),
+        ))
     }
 
-    fn pick_exact(&self, event: EventId, user: &str, labels: &[String]) -> Result<Items, Rejection> {
+    fn pick_exact(
+        &self,
+        event: EventId,
+        user: &str,
+        labels: &[String],
+    ) -> Result<Items, Rejection> {
         let model_event = self.event(event);
         if labels.len() > self.config.seats_per_order_cap as usize {
-            return Err(Rejection::LimitExceeded { limit: Limit::SeatsPerOrder, max: model_event.spec.seats_per_order_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: model_event.spec.seats_per_order_max,
+            });
         }
-        let unknown: Vec<String> = labels.iter().filter(|label| !model_event.labels.contains_key(*label)).cloned().collect();
+        let unknown: Vec<String> = labels
+            .iter()
+            .filter(|label| !model_event.labels.contains_key(*label))
+            .cloned()
+            .collect();
         if !unknown.is_empty() {
             return Err(Rejection::UnknownSeats { seats: unknown });
         }
-        let seats: Vec<u32> = labels.iter().map(|label| model_event.labels[label]).collect();
+        let seats: Vec<u32> = labels
+            .iter()
+            .map(|label| model_event.labels[label])
+            .collect();
         if seats.iter().collect::<BTreeSet<_>>().len() != seats.len() {
             return Err(invalid("a seat is requested twice"));
         }
         self.check_quantity(event, user, seats.len() as u32)?;
-        let taken: Vec<u32> = seats.iter().copied().filter(|&seat| !self.is_free(event, seat)).collect();
+        let taken: Vec<u32> = seats
+            .iter()
+            .copied()
+            .filter(|&seat| !self.is_free(event, seat))
+            .collect();
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
         Ok(Items::Seats(seats))
     }
 
-    fn create_hold(&mut self, event: EventId, user: &str, items: Items, waiter: Option<WaiterId>) -> HoldView {
+    fn create_hold(
+        &mut self,
+        event: EventId,
+        user: &str,
+        items: Items,
+        waiter: Option<WaiterId>,
+    ) -> HoldView {
         let hold = HoldId(self.next_hold);
         self.next_hold += 1;
         if let Items::Seats(seats) = &items {
             for &seat in seats {
-                assert!(self.seats.insert((event.0, seat), Owner::Held(hold)).is_none(), "model: seat {seat} given twice");
+                assert!(
+                    self.seats
+                        .insert((event.0, seat), Owner::Held(hold))
+                        .is_none(),
+                    "model: seat {seat} given twice"
+                );
             }
         }
         let expires_at_ms = self.now_ms + self.event(event).spec.hold_ttl_ms;
-        self.holds.insert(hold, ModelHold { event, user: user.into(), items: items.clone(), expires_at_ms, waiter });
-        HoldView { hold, event, user: user.into(), items, created_at_ms: self.now_ms, expires_at_ms, waiter }
+        self.holds.insert(
+            hold,
+            ModelHold {
+                event,
+                user: user.into(),
+                items: items.clone(),
+                expires_at_ms,
+                waiter,
+            },
+        );
+        HoldView {
+            hold,
+            event,
+            user: user.into(),
+            items,
+            created_at_ms: self.now_ms,
+            expires_at_ms,
+            waiter,
+        }
     }
 
     fn take_hold(&mut self, id: HoldId, end: End) -> ModelHold {
         let hold = self.holds.remove(&id).unwrap();
         if let (Items::Seats(seats), false) = (&hold.items, end == End::Confirmed) {
             for &seat in seats {
-                assert_eq!(self.seats.remove(&(hold.event.0, seat)), Some(Owner::Held(id)));
+                assert_eq!(
+                    self.seats.remove(&(hold.event.0, seat)),
+                    Some(Owner::Held(id))
+                );
             }
         }
         if self.ended.len() >= self.config.ended_holds_max {
@@ -548,7 +874,11 @@ impl Model {
         if self.holds.get(&id).is_some_and(|hold| hold.user == user) {
             return Ok(());
         }
-        match self.ended.iter().find(|(_, ended, owner, _)| *ended == id && owner == user) {
+        match self
+            .ended
+            .iter()
+            .find(|(_, ended, owner, _)| *ended == id && owner == user)
+        {
             Some((.., End::Expired)) => Err(Rejection::HoldExpired),
             Some((.., End::Released)) => Err(conflict("the hold was released")),
             Some((.., End::Confirmed)) => Err(conflict("the hold is already confirmed")),
@@ -563,12 +893,24 @@ impl Model {
         let booking = BookingId(self.bookings.len() as u64 + 1);
         let model_event = self.event(hold.event);
         let total_cents = match &hold.items {
-            Items::Seats(seats) => seats.iter().map(|&seat| model_event.spec.categories[model_event.seat_category[seat as usize] as usize].price_cents).sum(),
-            Items::Pool { category, quantity } => model_event.spec.categories[*category as usize].price_cents * u64::from(*quantity),
+            Items::Seats(seats) => seats
+                .iter()
+                .map(|&seat| {
+                    model_event.spec.categories[model_event.seat_category[seat as usize] as usize]
+                        .price_cents
+                })
+                .sum(),
+            Items::Pool { category, quantity } => {
+                model_event.spec.categories[*category as usize].price_cents * u64::from(*quantity)
+            }
         };
         if let Items::Seats(seats) = &hold.items {
             for &seat in seats {
-                assert_eq!(self.seats.insert((hold.event.0, seat), Owner::Booked(booking)), Some(Owner::Held(id)));
+                assert_eq!(
+                    self.seats
+                        .insert((hold.event.0, seat), Owner::Booked(booking)),
+                    Some(Owner::Held(id))
+                );
             }
         }
         let event = hold.event;
@@ -591,12 +933,19 @@ impl Model {
         let booking = &self.bookings[id.0 as usize - 1];
         let tickets = (0..booking.items.quantity())
             .map(|index| {
-                let ticket = TicketId { booking: id, index: index + 1 };
+                let ticket = TicketId {
+                    booking: id,
+                    index: index + 1,
+                };
                 let seat = match &booking.items {
                     Items::Seats(seats) => Some(seats[index as usize]),
                     Items::Pool { .. } => None,
                 };
-                TicketView { ticket, seat, code: tickets::code(&self.config.ticket_secret, ticket) }
+                TicketView {
+                    ticket,
+                    seat,
+                    code: tickets::code(&self.config.ticket_secret, ticket),
+                }
             })
             .collect();
         BookingView {
@@ -616,7 +965,12 @@ impl Model {
         self.owned_hold(user, id)?;
         let hold = self.take_hold(id, End::Released);
         self.serve(hold.event);
-        Ok(Reply::HoldReleased { hold: id, event: hold.event, user: hold.user, items: hold.items })
+        Ok(Reply::HoldReleased {
+            hold: id,
+            event: hold.event,
+            user: hold.user,
+            items: hold.items,
+        })
     }
 
     fn free_booking(&mut self, id: BookingId) {
@@ -624,13 +978,20 @@ impl Model {
         booking.canceled = true;
         if let Items::Seats(seats) = &booking.items {
             for &seat in seats {
-                assert_eq!(self.seats.remove(&(booking.event.0, seat)), Some(Owner::Booked(id)));
+                assert_eq!(
+                    self.seats.remove(&(booking.event.0, seat)),
+                    Some(Owner::Booked(id))
+                );
             }
         }
     }
 
     fn cancel_booking(&mut self, user: &str, id: BookingId) -> Answer {
-        let booking = self.bookings.get((id.0 as usize).wrapping_sub(1)).filter(|booking| booking.user == user).ok_or(not_found(NotFound::Booking))?;
+        let booking = self
+            .bookings
+            .get((id.0 as usize).wrapping_sub(1))
+            .filter(|booking| booking.user == user)
+            .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {
             return Err(conflict("the booking is already canceled"));
         }
@@ -640,27 +1001,70 @@ impl Model {
         let (event, items) = (booking.event, booking.items.clone());
         self.free_booking(id);
         self.serve(event);
-        Ok(Reply::BookingCanceled { booking: id, event, user: user.into(), items })
+        Ok(Reply::BookingCanceled {
+            booking: id,
+            event,
+            user: user.into(),
+            items,
+        })
     }
 
     // ---- waitlist --------------------------------------------------------------------------
 
-    fn enqueue(&mut self, user: &str, event: EventId, quantity: u32, category: Option<u16>, together: bool) -> Answer {
+    fn enqueue(
+        &mut self,
+        user: &str,
+        event: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Answer {
         if self.obtainable(event, category) < u64::from(quantity) {
             return Err(Rejection::SoldOut);
         }
         if self.waiting(event) >= self.config.waitlist_length_max as usize {
-            return Err(Rejection::LimitExceeded { limit: Limit::WaitlistLength, max: self.config.waitlist_length_max });
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitlistLength,
+                max: self.config.waitlist_length_max,
+            });
         }
         let waiter = WaiterId(self.next_waiter);
         self.next_waiter += 1;
         let expires_at_ms = self.now_ms + self.config.waitlist_wait_max_ms;
-        self.waiters.insert(waiter, ModelWaiter { event, user: user.into(), quantity, category, together, expires_at_ms });
-        let position = self.waiters.values().filter(|queued| queued.event == event && queued.category == category).count() as u32;
-        Ok(Reply::WaitlistJoined { waiter, event, user: user.into(), quantity, category, position })
+        self.waiters.insert(
+            waiter,
+            ModelWaiter {
+                event,
+                user: user.into(),
+                quantity,
+                category,
+                together,
+                expires_at_ms,
+            },
+        );
+        let position = self
+            .waiters
+            .values()
+            .filter(|queued| queued.event == event && queued.category == category)
+            .count() as u32;
+        Ok(Reply::WaitlistJoined {
+            waiter,
+            event,
+            user: user.into(),
+            quantity,
+            category,
+            position,
+        })
     }
 
-    fn join(&mut self, user: &str, event: EventId, quantity: u32, category: Option<&str>, together: bool) -> Answer {
+    fn join(
+        &mut self,
+        user: &str,
+        event: EventId,
+        quantity: u32,
+        category: Option<&str>,
+        together: bool,
+    ) -> Answer {
         self.check_text("user", user)?;
         self.open_event(event)?;
         let category = self.resolve_category(event, category)?;
@@ -671,15 +1075,29 @@ impl Model {
     }
 
     fn leave(&mut self, user: &str, id: WaiterId) -> Answer {
-        let event = self.waiters.get(&id).filter(|waiter| waiter.user == user).ok_or(not_found(NotFound::Waiter))?.event;
+        let event = self
+            .waiters
+            .get(&id)
+            .filter(|waiter| waiter.user == user)
+            .ok_or(not_found(NotFound::Waiter))?
+            .event;
         self.waiters.remove(&id);
         self.serve(event);
-        Ok(Reply::WaitlistLeft { waiter: id, event, user: user.into() })
+        Ok(Reply::WaitlistLeft {
+            waiter: id,
+            event,
+            user: user.into(),
+        })
     }
 
     fn end_waiter(&mut self, id: WaiterId, reason: WaitEnd) {
         let waiter = self.waiters.remove(&id).unwrap();
-        self.effects.push(Effect::WaitlistEnded { waiter: id, event: waiter.event, user: waiter.user, reason });
+        self.effects.push(Effect::WaitlistEnded {
+            waiter: id,
+            event: waiter.event,
+            user: waiter.user,
+            reason,
+        });
     }
 
     /// FCFS: queue by queue in category order (any-category first), each queue in
@@ -690,13 +1108,30 @@ impl Model {
             return;
         }
         let strict = self.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
-        let queues: BTreeSet<Option<u16>> = self.waiters.values().filter(|waiter| waiter.event == event).map(|waiter| waiter.category).collect();
+        let queues: BTreeSet<Option<u16>> = self
+            .waiters
+            .values()
+            .filter(|waiter| waiter.event == event)
+            .map(|waiter| waiter.category)
+            .collect();
         for queue in queues {
             let mut after = 0;
-            while let Some(id) = self.waiters.iter().find(|(id, waiter)| id.0 >= after && waiter.event == event && waiter.category == queue).map(|(id, _)| *id) {
+            while let Some(id) = self
+                .waiters
+                .iter()
+                .find(|(id, waiter)| {
+                    id.0 >= after && waiter.event == event && waiter.category == queue
+                })
+                .map(|(id, _)| *id)
+            {
                 after = id.0 + 1;
                 let waiter = &self.waiters[&id];
-                let (user, quantity, category, together) = (waiter.user.clone(), waiter.quantity, waiter.category, waiter.together);
+                let (user, quantity, category, together) = (
+                    waiter.user.clone(),
+                    waiter.quantity,
+                    waiter.category,
+                    waiter.together,
+                );
                 if self.obtainable(event, category) < u64::from(quantity) {
                     self.end_waiter(id, WaitEnd::SoldOut);
                     continue;
@@ -707,13 +1142,21 @@ impl Model {
                     }
                     continue;
                 };
-                if self.event(event).spec.seats_per_user_max.is_some_and(|max| self.usage(event, &user) + u64::from(quantity) > u64::from(max)) {
+                if self
+                    .event(event)
+                    .spec
+                    .seats_per_user_max
+                    .is_some_and(|max| {
+                        self.usage(event, &user) + u64::from(quantity) > u64::from(max)
+                    })
+                {
                     self.end_waiter(id, WaitEnd::LimitExceeded);
                     continue;
                 }
                 self.waiters.remove(&id);
                 let hold = self.create_hold(event, &user, items, Some(id));
-                self.effects.push(Effect::WaitlistOffered { waiter: id, hold });
+                self.effects
+                    .push(Effect::WaitlistOffered { waiter: id, hold });
             }
         }
     }
@@ -726,20 +1169,34 @@ impl Model {
             return Err(conflict("the event is canceled"));
         }
         let mut spec = self.event(event).spec.clone();
-        assert!(patch.name.is_none() && patch.description.is_none(), "the model test does not rename events");
+        assert!(
+            patch.name.is_none() && patch.description.is_none(),
+            "the model test does not rename events"
+        );
         spec.starts_at_ms = patch.starts_at_ms.unwrap_or(spec.starts_at_ms);
         spec.ends_at_ms = patch.ends_at_ms.unwrap_or(spec.ends_at_ms);
         spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
         spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
         spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
-        spec.seats_per_order_max = patch.seats_per_order_max.unwrap_or(spec.seats_per_order_max);
+        spec.seats_per_order_max = patch
+            .seats_per_order_max
+            .unwrap_or(spec.seats_per_order_max);
         spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
         spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
-        if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec.hold_ttl_ms) {
-            return Err(invalid(&format!("hold TTL must be from {} to {} ms", self.config.hold_ttl_min_ms, self.config.hold_ttl_max_ms)));
+        if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec.hold_ttl_ms)
+        {
+            return Err(invalid(&format!(
+                "hold TTL must be from {} to {} ms",
+                self.config.hold_ttl_min_ms, self.config.hold_ttl_max_ms
+            )));
         }
-        if spec.seats_per_order_max == 0 || spec.seats_per_order_max > self.config.seats_per_order_cap {
-            return Err(invalid(&format!("seats per order must be from 1 to {}", self.config.seats_per_order_cap)));
+        if spec.seats_per_order_max == 0
+            || spec.seats_per_order_max > self.config.seats_per_order_cap
+        {
+            return Err(invalid(&format!(
+                "seats per order must be from 1 to {}",
+                self.config.seats_per_order_cap
+            )));
         }
         if spec.seats_per_user_max == Some(0) {
             return Err(invalid("seats per user must be at least 1"));
@@ -757,7 +1214,10 @@ impl Model {
         if policy_changed {
             self.serve(event);
         }
-        Ok(Reply::EventUpdated { event, patch: Box::new(patch.clone()) })
+        Ok(Reply::EventUpdated {
+            event,
+            patch: Box::new(patch.clone()),
+        })
     }
 
     fn cancel_event(&mut self, tenant: &str, event: EventId) -> Answer {
@@ -765,21 +1225,41 @@ impl Model {
         if self.event(event).canceled {
             return Err(conflict("the event is already canceled"));
         }
-        let released_holds: Vec<HoldId> = self.holds.iter().filter(|(_, hold)| hold.event == event).map(|(id, _)| *id).collect();
+        let released_holds: Vec<HoldId> = self
+            .holds
+            .iter()
+            .filter(|(_, hold)| hold.event == event)
+            .map(|(id, _)| *id)
+            .collect();
         for &hold in &released_holds {
             self.take_hold(hold, End::Released);
         }
-        let canceled_bookings: Vec<BookingId> =
-            self.bookings.iter().enumerate().filter(|(_, booking)| booking.event == event && !booking.canceled).map(|(index, _)| BookingId(index as u64 + 1)).collect();
+        let canceled_bookings: Vec<BookingId> = self
+            .bookings
+            .iter()
+            .enumerate()
+            .filter(|(_, booking)| booking.event == event && !booking.canceled)
+            .map(|(index, _)| BookingId(index as u64 + 1))
+            .collect();
         for &booking in &canceled_bookings {
             self.free_booking(booking);
         }
-        let ended_waiters: Vec<WaiterId> = self.waiters.iter().filter(|(_, waiter)| waiter.event == event).map(|(id, _)| *id).collect();
+        let ended_waiters: Vec<WaiterId> = self
+            .waiters
+            .iter()
+            .filter(|(_, waiter)| waiter.event == event)
+            .map(|(id, _)| *id)
+            .collect();
         for waiter in &ended_waiters {
             self.waiters.remove(waiter);
         }
         self.events[event.0 as usize].canceled = true;
-        Ok(Reply::EventCanceled { event, released_holds, canceled_bookings, ended_waiters })
+        Ok(Reply::EventCanceled {
+            event,
+            released_holds,
+            canceled_bookings,
+            ended_waiters,
+        })
     }
 
     fn check_in(&mut self, tenant: &str, event: EventId, code: &str) -> Answer {
@@ -790,7 +1270,11 @@ impl Model {
             .and_then(|(ticket, _)| TicketId::parse(ticket))
             .filter(|ticket| tickets::code(&self.config.ticket_secret, *ticket) == code)
             .ok_or(not_found(NotFound::Ticket))?;
-        let booking = self.bookings.get_mut((ticket.booking.0 as usize).wrapping_sub(1)).filter(|booking| booking.event == event).ok_or(not_found(NotFound::Ticket))?;
+        let booking = self
+            .bookings
+            .get_mut((ticket.booking.0 as usize).wrapping_sub(1))
+            .filter(|booking| booking.event == event)
+            .ok_or(not_found(NotFound::Ticket))?;
         if ticket.index > booking.items.quantity() {
             return Err(not_found(NotFound::Ticket));
         }
@@ -817,7 +1301,11 @@ impl Model {
         let spec = &self.event(event).spec;
         (0..spec.categories.len() as u16)
             .map(|index| {
-                let (capacity, held, booked) = (self.event(event).capacity(index), self.held(event, index), self.booked(event, index));
+                let (capacity, held, booked) = (
+                    self.event(event).capacity(index),
+                    self.held(event, index),
+                    self.booked(event, index),
+                );
                 query::CategoryAvailability {
                     category: spec.categories[index as usize].name.clone(),
                     price_cents: spec.categories[index as usize].price_cents,
@@ -838,11 +1326,22 @@ fn assert_same_state(engine: &Engine, model: &Model) {
     assert_eq!(engine.event_count() as usize, model.events.len());
     for (index, model_event) in model.events.iter().enumerate() {
         let event = EventId(index as u32);
-        assert_eq!(engine.seat_count(event), Some(model_event.seat_category.len() as u32));
+        assert_eq!(
+            engine.seat_count(event),
+            Some(model_event.seat_category.len() as u32)
+        );
         for seat in 0..model_event.seat_category.len() as u32 {
-            assert_eq!(engine.seat_status(event, seat), Some(model.seat_status(event, seat)), "{event} seat {seat}");
+            assert_eq!(
+                engine.seat_status(event, seat),
+                Some(model.seat_status(event, seat)),
+                "{event} seat {seat}"
+            );
         }
-        assert_eq!(engine.availability(event), Some(model.availability(event)), "{event}");
+        assert_eq!(
+            engine.availability(event),
+            Some(model.availability(event)),
+            "{event}"
+        );
     }
     assert_eq!(engine.live_hold_count(), model.holds.len());
     for (id, hold) in &model.holds {
@@ -850,7 +1349,10 @@ fn assert_same_state(engine: &Engine, model: &Model) {
     }
     assert_eq!(engine.waiting_count(), model.waiters.len());
     assert_eq!(engine.booking_count(), model.bookings.len());
-    assert_eq!(engine.next_due_ms(), model.next_timer().map(|(due, _, _)| due + 1));
+    assert_eq!(
+        engine.next_due_ms(),
+        model.next_timer().map(|(due, _, _)| due + 1)
+    );
 }
 
 // ---- generated operations -----------------------------------------------------------
@@ -887,16 +1389,58 @@ enum CategoryPick {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Exact { who: Who, event: u32, seats: Vec<SeatPick> },
-    Best { who: Who, event: u32, quantity: u32, category: CategoryPick, together: bool, wait: bool },
-    Confirm { who: Who, hold: Ref, paid: bool },
-    Release { who: Who, hold: Ref },
-    CancelBooking { who: Who, booking: Ref },
-    Join { who: Who, event: u32, quantity: u32, category: CategoryPick, together: bool },
-    Leave { who: Who, waiter: Ref },
-    CheckIn { event: u32, booking: Ref, index: u32, genuine: bool },
-    Update { event: u32, tenant: usize, patch: EventPatch },
-    CancelEvent { event: u32, tenant: usize },
+    Exact {
+        who: Who,
+        event: u32,
+        seats: Vec<SeatPick>,
+    },
+    Best {
+        who: Who,
+        event: u32,
+        quantity: u32,
+        category: CategoryPick,
+        together: bool,
+        wait: bool,
+    },
+    Confirm {
+        who: Who,
+        hold: Ref,
+        paid: bool,
+    },
+    Release {
+        who: Who,
+        hold: Ref,
+    },
+    CancelBooking {
+        who: Who,
+        booking: Ref,
+    },
+    Join {
+        who: Who,
+        event: u32,
+        quantity: u32,
+        category: CategoryPick,
+        together: bool,
+    },
+    Leave {
+        who: Who,
+        waiter: Ref,
+    },
+    CheckIn {
+        event: u32,
+        booking: Ref,
+        index: u32,
+        genuine: bool,
+    },
+    Update {
+        event: u32,
+        tenant: usize,
+        patch: EventPatch,
+    },
+    CancelEvent {
+        event: u32,
+        tenant: usize,
+    },
     Tick,
     /// Send an earlier request again, exactly.
     Repeat(usize),
@@ -943,18 +1487,35 @@ fn patch() -> impl Strategy<Value = EventPatch> {
     (
         proptest::option::weighted(0.3, 0..6u32),
         proptest::option::weighted(0.3, proptest::option::of(0..8u32)),
-        proptest::option::weighted(0.5, prop_oneof![Just(WaitlistPolicy::Strict), Just(WaitlistPolicy::SkipAhead)]),
+        proptest::option::weighted(
+            0.5,
+            prop_oneof![
+                Just(WaitlistPolicy::Strict),
+                Just(WaitlistPolicy::SkipAhead)
+            ],
+        ),
         proptest::option::weighted(0.2, prop_oneof![Just(500u64), Just(20_000), Just(90_000)]),
-        proptest::option::weighted(0.03, proptest::option::of(prop_oneof![Just(T0), Just(T0 + 2_000_000)])),
+        proptest::option::weighted(
+            0.03,
+            proptest::option::of(prop_oneof![Just(T0), Just(T0 + 2_000_000)]),
+        ),
     )
-        .prop_map(|(seats_per_order_max, seats_per_user_max, waitlist_policy, hold_ttl_ms, sales_close_at_ms)| EventPatch {
-            seats_per_order_max,
-            seats_per_user_max,
-            waitlist_policy,
-            hold_ttl_ms,
-            sales_close_at_ms,
-            ..EventPatch::default()
-        })
+        .prop_map(
+            |(
+                seats_per_order_max,
+                seats_per_user_max,
+                waitlist_policy,
+                hold_ttl_ms,
+                sales_close_at_ms,
+            )| EventPatch {
+                seats_per_order_max,
+                seats_per_user_max,
+                waitlist_policy,
+                hold_ttl_ms,
+                sales_close_at_ms,
+                ..EventPatch::default()
+            },
+        )
 }
 
 /// How often each operation is drawn, and how often a best-available hold waits.
@@ -1052,7 +1613,8 @@ fn step(weights: Weights) -> impl Strategy<Value = Step> {
         1 => Just(Clock::Forward(600_000)),
         1 => Just(Clock::Back(100_000)),
     ];
-    (clock, proptest::option::weighted(0.25, 0..3u8), op(weights)).prop_map(|(clock, key, op)| Step { clock, key, op })
+    (clock, proptest::option::weighted(0.25, 0..3u8), op(weights))
+        .prop_map(|(clock, key, op)| Step { clock, key, op })
 }
 
 /// Turns a generated step into a concrete request, naming objects the model knows.
@@ -1066,22 +1628,38 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
     };
     let hold_of = |reference: &Ref| -> HoldId {
         match reference {
-            Ref::Live(index) => model.holds.keys().nth(index % model.holds.len().max(1)).copied().unwrap_or(HoldId(1)),
+            Ref::Live(index) => model
+                .holds
+                .keys()
+                .nth(index % model.holds.len().max(1))
+                .copied()
+                .unwrap_or(HoldId(1)),
             Ref::Recent(back) => HoldId(model.next_hold.saturating_sub(1 + back).max(1)),
             Ref::Id(id) => HoldId(*id),
         }
     };
     let booking_of = |reference: &Ref| -> BookingId {
-        let live: Vec<u64> = (1..=model.bookings.len() as u64).filter(|id| !model.bookings[*id as usize - 1].canceled).collect();
+        let live: Vec<u64> = (1..=model.bookings.len() as u64)
+            .filter(|id| !model.bookings[*id as usize - 1].canceled)
+            .collect();
         match reference {
-            Ref::Live(index) => live.get(index % live.len().max(1)).map_or(BookingId(1), |id| BookingId(*id)),
-            Ref::Recent(back) => BookingId((model.bookings.len() as u64).saturating_sub(*back).max(1)),
+            Ref::Live(index) => live
+                .get(index % live.len().max(1))
+                .map_or(BookingId(1), |id| BookingId(*id)),
+            Ref::Recent(back) => {
+                BookingId((model.bookings.len() as u64).saturating_sub(*back).max(1))
+            }
             Ref::Id(id) => BookingId(*id),
         }
     };
     let waiter_of = |reference: &Ref| -> WaiterId {
         match reference {
-            Ref::Live(index) => model.waiters.keys().nth(index % model.waiters.len().max(1)).copied().unwrap_or(WaiterId(1)),
+            Ref::Live(index) => model
+                .waiters
+                .keys()
+                .nth(index % model.waiters.len().max(1))
+                .copied()
+                .unwrap_or(WaiterId(1)),
             Ref::Recent(back) => WaiterId(model.next_waiter.saturating_sub(1 + back).max(1)),
             Ref::Id(id) => WaiterId(*id),
         }
@@ -1090,7 +1668,12 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
         match pick {
             CategoryPick::Any => None,
             CategoryPick::Named(index) => {
-                let categories = &model.events.get(event as usize).unwrap_or(&model.events[0]).spec.categories;
+                let categories = &model
+                    .events
+                    .get(event as usize)
+                    .unwrap_or(&model.events[0])
+                    .spec
+                    .categories;
                 Some(categories[index % categories.len()].name.clone())
             }
             CategoryPick::Unknown => Some("Nope".into()),
@@ -1098,61 +1681,168 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
     };
     let command = match &step.op {
         Op::Exact { who, event, seats } => {
-            let labels: Vec<&String> = model.events.get(*event as usize).unwrap_or(&model.events[0]).labels.keys().collect();
+            let labels: Vec<&String> = model
+                .events
+                .get(*event as usize)
+                .unwrap_or(&model.events[0])
+                .labels
+                .keys()
+                .collect();
             let seats = seats
                 .iter()
                 .map(|pick| match pick {
-                    SeatPick::Seat(index) if !labels.is_empty() => labels[index % labels.len()].clone(),
+                    SeatPick::Seat(index) if !labels.is_empty() => {
+                        labels[index % labels.len()].clone()
+                    }
                     SeatPick::Seat(index) => format!("A-1-{}", index + 1),
                     SeatPick::Garbage(index) => GARBAGE_LABELS[*index].into(),
                 })
                 .collect();
-            Command::PlaceHold { user: user(who, None), event: EventId(*event), selection: Selection::Seats(seats), wait: false }
+            Command::PlaceHold {
+                user: user(who, None),
+                event: EventId(*event),
+                selection: Selection::Seats(seats),
+                wait: false,
+            }
         }
-        Op::Best { who, event, quantity, category, together, wait } => Command::PlaceHold {
+        Op::Best {
+            who,
+            event,
+            quantity,
+            category,
+            together,
+            wait,
+        } => Command::PlaceHold {
             user: user(who, None),
             event: EventId(*event),
-            selection: Selection::Best { quantity: *quantity, category: category_of(*event, category), together: *together },
+            selection: Selection::Best {
+                quantity: *quantity,
+                category: category_of(*event, category),
+                together: *together,
+            },
             wait: *wait,
         },
         Op::Confirm { who, hold, paid } => {
             let hold = hold_of(hold);
             let owner = model.holds.get(&hold).map(|hold| hold.user.as_str());
-            Command::ConfirmHold { user: user(who, owner), hold, payment_ref: if *paid { "pay-1".into() } else { "".into() } }
+            Command::ConfirmHold {
+                user: user(who, owner),
+                hold,
+                payment_ref: if *paid { "pay-1".into() } else { "".into() },
+            }
         }
         Op::Release { who, hold } => {
             let hold = hold_of(hold);
             let owner = model.holds.get(&hold).map(|hold| hold.user.as_str());
-            Command::ReleaseHold { user: user(who, owner), hold }
+            Command::ReleaseHold {
+                user: user(who, owner),
+                hold,
+            }
         }
         Op::CancelBooking { who, booking } => {
             let booking = booking_of(booking);
-            let owner = model.bookings.get((booking.0 as usize).wrapping_sub(1)).map(|booking| booking.user.as_str());
-            Command::CancelBooking { user: user(who, owner), booking }
+            let owner = model
+                .bookings
+                .get((booking.0 as usize).wrapping_sub(1))
+                .map(|booking| booking.user.as_str());
+            Command::CancelBooking {
+                user: user(who, owner),
+                booking,
+            }
         }
-        Op::Join { who, event, quantity, category, together } => {
-            Command::JoinWaitlist { user: user(who, None), event: EventId(*event), quantity: *quantity, category: category_of(*event, category), together: *together }
-        }
+        Op::Join {
+            who,
+            event,
+            quantity,
+            category,
+            together,
+        } => Command::JoinWaitlist {
+            user: user(who, None),
+            event: EventId(*event),
+            quantity: *quantity,
+            category: category_of(*event, category),
+            together: *together,
+        },
         Op::Leave { who, waiter } => {
             let waiter = waiter_of(waiter);
-            let owner = model.waiters.get(&waiter).map(|waiter| waiter.user.as_str());
-            Command::LeaveWaitlist { user: user(who, owner), waiter }
+            let owner = model
+                .waiters
+                .get(&waiter)
+                .map(|waiter| waiter.user.as_str());
+            Command::LeaveWaitlist {
+                user: user(who, owner),
+                waiter,
+            }
         }
-        Op::CheckIn { event, booking, index, genuine } => {
+        Op::CheckIn {
+            event,
+            booking,
+            index,
+            genuine,
+        } => {
             let booking = booking_of(booking);
-            let ticket = TicketId { booking, index: *index };
-            let code = if *genuine { tickets::code(&model.config.ticket_secret, ticket) } else { format!("{ticket}.0123456789abcdef") };
-            let event = model.bookings.get((booking.0 as usize).wrapping_sub(1)).map_or(EventId(*event), |booking| if *event == 0 { booking.event } else { EventId(*event) });
-            let tenant = model.events.get(event.0 as usize).map_or("t1".to_string(), |found| found.tenant.clone());
-            Command::CheckIn { tenant, event, code }
+            let ticket = TicketId {
+                booking,
+                index: *index,
+            };
+            let code = if *genuine {
+                tickets::code(&model.config.ticket_secret, ticket)
+            } else {
+                format!("{ticket}.0123456789abcdef")
+            };
+            // Event 0 drawn means "the booking's own event", so most scans are at the right door.
+            let event = model
+                .bookings
+                .get((booking.0 as usize).wrapping_sub(1))
+                .map_or(EventId(*event), |booking| {
+                    if *event == 0 {
+                        booking.event
+                    } else {
+                        EventId(*event)
+                    }
+                });
+            let tenant = model
+                .events
+                .get(event.0 as usize)
+                .map_or("t1".to_string(), |found| found.tenant.clone());
+            Command::CheckIn {
+                tenant,
+                event,
+                code,
+            }
         }
-        Op::Update { event, tenant, patch } => {
-            let owner = model.events.get(*event as usize).map_or("t1", |found| found.tenant.as_str());
-            Command::UpdateEvent { tenant: if *tenant == 0 { owner.into() } else { TENANTS[*tenant].into() }, event: EventId(*event), patch: patch.clone() }
+        Op::Update {
+            event,
+            tenant,
+            patch,
+        } => {
+            let owner = model
+                .events
+                .get(*event as usize)
+                .map_or("t1", |found| found.tenant.as_str());
+            Command::UpdateEvent {
+                tenant: if *tenant == 0 {
+                    owner.into()
+                } else {
+                    TENANTS[*tenant].into()
+                },
+                event: EventId(*event),
+                patch: patch.clone(),
+            }
         }
         Op::CancelEvent { event, tenant } => {
-            let owner = model.events.get(*event as usize).map_or("t1", |found| found.tenant.as_str());
-            Command::CancelEvent { tenant: if *tenant == 0 { owner.into() } else { TENANTS[*tenant].into() }, event: EventId(*event) }
+            let owner = model
+                .events
+                .get(*event as usize)
+                .map_or("t1", |found| found.tenant.as_str());
+            Command::CancelEvent {
+                tenant: if *tenant == 0 {
+                    owner.into()
+                } else {
+                    TENANTS[*tenant].into()
+                },
+                event: EventId(*event),
+            }
         }
         Op::Tick => Command::Tick,
         Op::Repeat(back) => {
@@ -1162,7 +1852,10 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             Command::Tick
         }
     };
-    Request { idempotency_key: step.key.map(|key| format!("k{key}")), command }
+    Request {
+        idempotency_key: step.key.map(|key| format!("k{key}")),
+        command,
+    }
 }
 
 /// Runs a sequence against engine and model; panics (with the step) on any difference.
@@ -1173,9 +1866,15 @@ fn run(steps: &[Step], crowded: bool) -> Vec<Outcome> {
     let mut offset = 0;
     let mut clock_ms = T0;
     for (tenant, spec) in events(crowded) {
-        let request = Request::new(Command::CreateEvent { tenant: tenant.into(), spec });
+        let request = Request::new(Command::CreateEvent {
+            tenant: tenant.into(),
+            spec,
+        });
         let outcome = engine.apply(offset, clock_ms, &request);
-        assert!(matches!(outcome.result, Ok(Reply::EventCreated { .. })), "{outcome:?}");
+        assert!(
+            matches!(outcome.result, Ok(Reply::EventCreated { .. })),
+            "{outcome:?}"
+        );
         assert_eq!(outcome, model.apply(offset, clock_ms, &request));
         offset += 1;
     }
@@ -1222,14 +1921,73 @@ proptest! {
 fn the_model_harness_itself_follows_a_known_story() {
     let user = |index| Who::User(index);
     let steps = vec![
-        Step { clock: Clock::Forward(10_000), key: None, op: Op::Exact { who: user(0), event: 1, seats: vec![SeatPick::Seat(0), SeatPick::Seat(1)] } },
-        Step { clock: Clock::Forward(0), key: None, op: Op::Best { who: user(1), event: 1, quantity: 4, category: CategoryPick::Any, together: true, wait: false } },
-        Step { clock: Clock::Forward(0), key: Some(0), op: Op::Confirm { who: Who::Owner, hold: Ref::Recent(1), paid: true } },
-        Step { clock: Clock::Forward(0), key: Some(0), op: Op::Repeat(0) },
-        Step { clock: Clock::Forward(0), key: None, op: Op::Join { who: user(2), event: 2, quantity: 2, category: CategoryPick::Named(1), together: false } },
-        Step { clock: Clock::Forward(65_001), key: None, op: Op::Tick },
-        Step { clock: Clock::Back(100_000), key: None, op: Op::Release { who: Who::Owner, hold: Ref::Live(0) } },
-        Step { clock: Clock::Forward(0), key: None, op: Op::CancelEvent { event: 1, tenant: 0 } },
+        Step {
+            clock: Clock::Forward(10_000),
+            key: None,
+            op: Op::Exact {
+                who: user(0),
+                event: 1,
+                seats: vec![SeatPick::Seat(0), SeatPick::Seat(1)],
+            },
+        },
+        Step {
+            clock: Clock::Forward(0),
+            key: None,
+            op: Op::Best {
+                who: user(1),
+                event: 1,
+                quantity: 4,
+                category: CategoryPick::Any,
+                together: true,
+                wait: false,
+            },
+        },
+        Step {
+            clock: Clock::Forward(0),
+            key: Some(0),
+            op: Op::Confirm {
+                who: Who::Owner,
+                hold: Ref::Recent(1),
+                paid: true,
+            },
+        },
+        Step {
+            clock: Clock::Forward(0),
+            key: Some(0),
+            op: Op::Repeat(0),
+        },
+        Step {
+            clock: Clock::Forward(0),
+            key: None,
+            op: Op::Join {
+                who: user(2),
+                event: 2,
+                quantity: 2,
+                category: CategoryPick::Named(1),
+                together: false,
+            },
+        },
+        Step {
+            clock: Clock::Forward(65_001),
+            key: None,
+            op: Op::Tick,
+        },
+        Step {
+            clock: Clock::Back(100_000),
+            key: None,
+            op: Op::Release {
+                who: Who::Owner,
+                hold: Ref::Live(0),
+            },
+        },
+        Step {
+            clock: Clock::Forward(0),
+            key: None,
+            op: Op::CancelEvent {
+                event: 1,
+                tenant: 0,
+            },
+        },
     ];
     let outcomes = run(&steps, false);
     let held = |outcome: &Outcome| match &outcome.result {
@@ -1238,21 +1996,49 @@ fn the_model_harness_itself_follows_a_known_story() {
     };
     assert_eq!(held(&outcomes[0]), (HoldId(1), Items::Seats(vec![0, 1])));
     // Row 1 has two seats left: four together go to row 2 (seats 4..8).
-    assert_eq!(held(&outcomes[1]), (HoldId(2), Items::Seats(vec![4, 5, 6, 7])));
-    assert!(matches!(&outcomes[2].result, Ok(Reply::HoldConfirmed(view)) if view.booking == BookingId(1) && view.total_cents == 10_000));
+    assert_eq!(
+        held(&outcomes[1]),
+        (HoldId(2), Items::Seats(vec![4, 5, 6, 7]))
+    );
+    assert!(
+        matches!(&outcomes[2].result, Ok(Reply::HoldConfirmed(view)) if view.booking == BookingId(1) && view.total_cents == 10_000)
+    );
     assert!(outcomes[3].replayed);
     assert_eq!(outcomes[3].result, outcomes[2].result);
     // The festival's "Late" pool has room: the waiter is offered a hold at once.
-    assert!(matches!(&outcomes[4].result, Ok(Reply::WaitlistJoined { waiter: WaiterId(1), position: 1, .. })));
-    assert!(matches!(&outcomes[4].effects[..], [Effect::WaitlistOffered { waiter: WaiterId(1), hold }] if hold.items == Items::Pool { category: 1, quantity: 2 }));
+    assert!(matches!(
+        &outcomes[4].result,
+        Ok(Reply::WaitlistJoined {
+            waiter: WaiterId(1),
+            position: 1,
+            ..
+        })
+    ));
+    assert!(
+        matches!(&outcomes[4].effects[..], [Effect::WaitlistOffered { waiter: WaiterId(1), hold }] if hold.items == Items::Pool { category: 1, quantity: 2 })
+    );
     // bob's theatre hold (30 s) expires; the festival offer (45 s) too.
-    let expired: Vec<HoldId> = outcomes[5].effects.iter().map(|effect| match effect {
-        Effect::HoldExpired { hold, .. } => *hold,
-        other => panic!("{other:?}"),
-    }).collect();
+    let expired: Vec<HoldId> = outcomes[5]
+        .effects
+        .iter()
+        .map(|effect| match effect {
+            Effect::HoldExpired { hold, .. } => *hold,
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(expired, [HoldId(2), HoldId(3)]);
     // Nothing is live any more, so "the first live hold" falls back to h_1: confirmed.
-    assert_eq!(outcomes[6].result, Err(Rejection::Conflict { reason: "the hold is already confirmed".into() }));
-    assert_eq!(outcomes[6].time_ms, outcomes[5].time_ms, "a record stamped in the past is applied at the clock's time");
-    assert!(matches!(&outcomes[7].result, Ok(Reply::EventCanceled { canceled_bookings, .. }) if canceled_bookings == &[BookingId(1)]));
+    assert_eq!(
+        outcomes[6].result,
+        Err(Rejection::Conflict {
+            reason: "the hold is already confirmed".into()
+        })
+    );
+    assert_eq!(
+        outcomes[6].time_ms, outcomes[5].time_ms,
+        "a record stamped in the past is applied at the clock's time"
+    );
+    assert!(
+        matches!(&outcomes[7].result, Ok(Reply::EventCanceled { canceled_bookings, .. }) if canceled_bookings == &[BookingId(1)])
+    );
 }

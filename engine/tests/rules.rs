@@ -8,13 +8,33 @@ use engine::*;
 fn exact_seats_are_all_or_nothing_and_name_the_taken_seats() {
     let mut h = Harness::new();
     let ev = h.create(theatre(2, 4));
-    check(&mut h, hold("ann", ev, &["A-1-1", "A-1-2"]), "held h_1 [A-1-1,A-1-2]");
-    check(&mut h, hold("bob", ev, &["A-1-2", "A-1-3"]), "rejected seats_unavailable [A-1-2]");
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
+    check(
+        &mut h,
+        hold("bob", ev, &["A-1-2", "A-1-3"]),
+        "rejected seats_unavailable [A-1-2]",
+    );
     // Nothing of bob's request was applied: A-1-3 is still free.
     check(&mut h, hold("bob", ev, &["A-1-3"]), "held h_2 [A-1-3]");
-    check(&mut h, hold("bob", ev, &["A-9-1", "Z-1-1"]), r#"rejected UnknownSeats { seats: ["A-9-1", "Z-1-1"] }"#);
-    check(&mut h, hold("bob", ev, &["A-2-1", "A-2-1"]), r#"rejected Invalid { reason: "a seat is requested twice" }"#);
-    check(&mut h, hold("bob", EventId(99), &["A-1-1"]), "rejected NotFound { what: Event }");
+    check(
+        &mut h,
+        hold("bob", ev, &["A-9-1", "Z-1-1"]),
+        r#"rejected UnknownSeats { seats: ["A-9-1", "Z-1-1"] }"#,
+    );
+    check(
+        &mut h,
+        hold("bob", ev, &["A-2-1", "A-2-1"]),
+        r#"rejected Invalid { reason: "a seat is requested twice" }"#,
+    );
+    check(
+        &mut h,
+        hold("bob", EventId(99), &["A-1-1"]),
+        "rejected NotFound { what: Event }",
+    );
 }
 
 #[test]
@@ -25,13 +45,25 @@ fn best_available_prefers_best_rows_and_avoids_orphans() {
     // Row 1 has runs of 2 and 2: a pair fits exactly at A-1-1.
     check(&mut h, best("ann", ev, 2, true), "held h_2 [A-1-1,A-1-2]");
     // Three together do not fit in row 1 (run of 2 left); row 2 takes them.
-    check(&mut h, best("bob", ev, 3, true), "held h_3 [A-2-1,A-2-2,A-2-3]");
+    check(
+        &mut h,
+        best("bob", ev, 3, true),
+        "held h_3 [A-2-1,A-2-2,A-2-3]",
+    );
     // Row 2 has a run of 2 left; four together would leave row 3 with one orphan, so
     // the planner still takes row 3 (no better choice), but a pair prefers A-2-4..5.
     check(&mut h, best("cat", ev, 2, true), "held h_4 [A-1-4,A-1-5]");
-    check(&mut h, best("dan", ev, 4, true), "held h_5 [A-3-1,A-3-2,A-3-3,A-3-4]");
+    check(
+        &mut h,
+        best("dan", ev, 4, true),
+        "held h_5 [A-3-1,A-3-2,A-3-3,A-3-4]",
+    );
     // Not together: the best free seats anywhere.
-    check(&mut h, best("eve", ev, 3, false), "held h_6 [A-2-4,A-2-5,A-3-5]");
+    check(
+        &mut h,
+        best("eve", ev, 3, false),
+        "held h_6 [A-2-4,A-2-5,A-3-5]",
+    );
     check(&mut h, best("fay", ev, 1, false), "rejected SoldOut");
 }
 
@@ -41,9 +73,17 @@ fn a_run_leaving_one_orphan_is_used_only_as_a_last_resort() {
     let ev = h.create(theatre(2, 4));
     check(&mut h, hold("x", ev, &["A-2-1"]), "held h_1 [A-2-1]");
     // Row 1 (run of 4) would leave one orphan for 3 seats; row 2's run of 3 is exact.
-    check(&mut h, best("ann", ev, 3, true), "held h_2 [A-2-2,A-2-3,A-2-4]");
+    check(
+        &mut h,
+        best("ann", ev, 3, true),
+        "held h_2 [A-2-2,A-2-3,A-2-4]",
+    );
     // Now only row 1 remains: the orphan-leaving run is taken rather than failing.
-    check(&mut h, best("bob", ev, 3, true), "held h_3 [A-1-1,A-1-2,A-1-3]");
+    check(
+        &mut h,
+        best("bob", ev, 3, true),
+        "held h_3 [A-1-1,A-1-2,A-1-3]",
+    );
 }
 
 #[test]
@@ -54,29 +94,76 @@ fn general_admission_holds_a_quantity() {
     check(&mut h, best("bob", ev, 3, false), "rejected SoldOut");
     check(&mut h, confirm("ann", 1), "booked b_1 [pool0 x3] 15000c");
     let availability = h.engine.availability(ev).unwrap();
-    assert_eq!((availability[0].free, availability[0].held, availability[0].booked), (2, 0, 3));
+    assert_eq!(
+        (
+            availability[0].free,
+            availability[0].held,
+            availability[0].booked
+        ),
+        (2, 0, 3)
+    );
 }
 
 #[test]
 fn limits_per_order_and_per_user() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { seats_per_order_max: 3, seats_per_user_max: Some(4), ..theatre(2, 10) });
-    check(&mut h, best("ann", ev, 4, true), "rejected LimitExceeded { limit: SeatsPerOrder, max: 3 }");
-    check(&mut h, best("ann", ev, 0, true), r#"rejected Invalid { reason: "quantity must be at least 1" }"#);
-    check(&mut h, best("ann", ev, 3, true), "held h_1 [A-1-1,A-1-2,A-1-3]");
-    check(&mut h, best("ann", ev, 2, true), "rejected LimitExceeded { limit: SeatsPerUser, max: 4 }");
-    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1,A-1-2,A-1-3] 15000c");
+    let ev = h.create(EventSpec {
+        seats_per_order_max: 3,
+        seats_per_user_max: Some(4),
+        ..theatre(2, 10)
+    });
+    check(
+        &mut h,
+        best("ann", ev, 4, true),
+        "rejected LimitExceeded { limit: SeatsPerOrder, max: 3 }",
+    );
+    check(
+        &mut h,
+        best("ann", ev, 0, true),
+        r#"rejected Invalid { reason: "quantity must be at least 1" }"#,
+    );
+    check(
+        &mut h,
+        best("ann", ev, 3, true),
+        "held h_1 [A-1-1,A-1-2,A-1-3]",
+    );
+    check(
+        &mut h,
+        best("ann", ev, 2, true),
+        "rejected LimitExceeded { limit: SeatsPerUser, max: 4 }",
+    );
+    check(
+        &mut h,
+        confirm("ann", 1),
+        "booked b_1 [A-1-1,A-1-2,A-1-3] 15000c",
+    );
     // Booked seats count too; another user is not affected.
-    check(&mut h, best("ann", ev, 2, true), "rejected LimitExceeded { limit: SeatsPerUser, max: 4 }");
+    check(
+        &mut h,
+        best("ann", ev, 2, true),
+        "rejected LimitExceeded { limit: SeatsPerUser, max: 4 }",
+    );
     check(&mut h, best("ann", ev, 1, true), "held h_2 [A-1-4]");
-    check(&mut h, best("bob", ev, 3, true), "held h_3 [A-1-5,A-1-6,A-1-7]");
-    check(&mut h, best("bob", ev, u32::MAX, true), "rejected LimitExceeded { limit: SeatsPerOrder, max: 3 }");
+    check(
+        &mut h,
+        best("bob", ev, 3, true),
+        "held h_3 [A-1-5,A-1-6,A-1-7]",
+    );
+    check(
+        &mut h,
+        best("bob", ev, u32::MAX, true),
+        "rejected LimitExceeded { limit: SeatsPerOrder, max: 3 }",
+    );
 }
 
 #[test]
 fn sales_window_opens_and_closes_by_log_time() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { sales_open_at_ms: Some(T0 + 60_000), sales_close_at_ms: Some(T0 + 120_000), ..theatre(1, 4) });
+    let ev = h.create(EventSpec {
+        sales_open_at_ms: Some(T0 + 60_000),
+        sales_close_at_ms: Some(T0 + 120_000),
+        ..theatre(1, 4)
+    });
     check(&mut h, best("ann", ev, 1, true), "rejected SalesClosed");
     h.now_ms = T0 + 60_000;
     check(&mut h, best("ann", ev, 1, true), "held h_1 [A-1-1]");
@@ -89,7 +176,10 @@ fn sales_window_opens_and_closes_by_log_time() {
 #[test]
 fn holds_expire_by_log_time_after_the_grace() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { hold_ttl_ms: 60_000, ..theatre(1, 4) });
+    let ev = h.create(EventSpec {
+        hold_ttl_ms: 60_000,
+        ..theatre(1, 4)
+    });
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, hold("bob", ev, &["A-1-2"]), "held h_2 [A-1-2]");
     // Past expires_at but within the 5 s grace: still confirmable.
@@ -97,7 +187,11 @@ fn holds_expire_by_log_time_after_the_grace() {
     check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1] 5000c");
     // One millisecond past the grace: bob's hold expires before his confirm applies.
     h.now_ms += 1;
-    check(&mut h, confirm("bob", 2), "rejected HoldExpired | expired h_2 [A-1-2]");
+    check(
+        &mut h,
+        confirm("bob", 2),
+        "rejected HoldExpired | expired h_2 [A-1-2]",
+    );
     check(&mut h, confirm("bob", 2), "rejected HoldExpired");
     assert_eq!(h.engine.next_due_ms(), None);
 }
@@ -105,31 +199,79 @@ fn holds_expire_by_log_time_after_the_grace() {
 #[test]
 fn expiry_runs_in_due_time_then_hold_id_order() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { hold_ttl_ms: 60_000, ..theatre(1, 4) });
+    let ev = h.create(EventSpec {
+        hold_ttl_ms: 60_000,
+        ..theatre(1, 4)
+    });
     check(&mut h, hold("ann", ev, &["A-1-3"]), "held h_1 [A-1-3]");
     check(&mut h, hold("bob", ev, &["A-1-1"]), "held h_2 [A-1-1]");
     h.now_ms += 1;
     check(&mut h, hold("cat", ev, &["A-1-2"]), "held h_3 [A-1-2]");
     assert_eq!(h.engine.next_due_ms(), Some(T0 + 65_001));
     h.now_ms = T0 + 70_000;
-    check(&mut h, Command::Tick, "tick | expired h_1 [A-1-3] | expired h_2 [A-1-1] | expired h_3 [A-1-2]");
+    check(
+        &mut h,
+        Command::Tick,
+        "tick | expired h_1 [A-1-3] | expired h_2 [A-1-1] | expired h_3 [A-1-2]",
+    );
 }
 
 #[test]
 fn release_and_cancel_free_seats_at_once() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 4));
-    check(&mut h, hold("ann", ev, &["A-1-1", "A-1-2"]), "held h_1 [A-1-1,A-1-2]");
-    check(&mut h, release("bob", 1), "rejected NotFound { what: Hold }");
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
+    check(
+        &mut h,
+        release("bob", 1),
+        "rejected NotFound { what: Hold }",
+    );
     check(&mut h, release("ann", 1), "released h_1 [A-1-1,A-1-2]");
-    check(&mut h, release("ann", 1), r#"rejected Conflict { reason: "the hold was released" }"#);
-    check(&mut h, confirm("ann", 1), r#"rejected Conflict { reason: "the hold was released" }"#);
+    check(
+        &mut h,
+        release("ann", 1),
+        r#"rejected Conflict { reason: "the hold was released" }"#,
+    );
+    check(
+        &mut h,
+        confirm("ann", 1),
+        r#"rejected Conflict { reason: "the hold was released" }"#,
+    );
     check(&mut h, hold("bob", ev, &["A-1-1"]), "held h_2 [A-1-1]");
     check(&mut h, confirm("bob", 2), "booked b_1 [A-1-1] 5000c");
-    check(&mut h, confirm("bob", 2), r#"rejected Conflict { reason: "the hold is already confirmed" }"#);
-    check(&mut h, Command::CancelBooking { user: "ann".into(), booking: BookingId(1) }, "rejected NotFound { what: Booking }");
-    check(&mut h, Command::CancelBooking { user: "bob".into(), booking: BookingId(1) }, "canceled b_1 [A-1-1]");
-    check(&mut h, Command::CancelBooking { user: "bob".into(), booking: BookingId(1) }, r#"rejected Conflict { reason: "the booking is already canceled" }"#);
+    check(
+        &mut h,
+        confirm("bob", 2),
+        r#"rejected Conflict { reason: "the hold is already confirmed" }"#,
+    );
+    check(
+        &mut h,
+        Command::CancelBooking {
+            user: "ann".into(),
+            booking: BookingId(1),
+        },
+        "rejected NotFound { what: Booking }",
+    );
+    check(
+        &mut h,
+        Command::CancelBooking {
+            user: "bob".into(),
+            booking: BookingId(1),
+        },
+        "canceled b_1 [A-1-1]",
+    );
+    check(
+        &mut h,
+        Command::CancelBooking {
+            user: "bob".into(),
+            booking: BookingId(1),
+        },
+        r#"rejected Conflict { reason: "the booking is already canceled" }"#,
+    );
     check(&mut h, hold("cat", ev, &["A-1-1"]), "held h_3 [A-1-1]");
 }
 
@@ -138,22 +280,49 @@ fn a_user_cannot_touch_another_users_hold() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 4));
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
-    check(&mut h, confirm("bob", 1), "rejected NotFound { what: Hold }");
-    check(&mut h, confirm("bob", 999), "rejected NotFound { what: Hold }");
+    check(
+        &mut h,
+        confirm("bob", 1),
+        "rejected NotFound { what: Hold }",
+    );
+    check(
+        &mut h,
+        confirm("bob", 999),
+        "rejected NotFound { what: Hold }",
+    );
 }
 
 #[test]
 fn waitlist_offers_freed_seats_in_fcfs_order() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { hold_ttl_ms: 60_000, ..theatre(1, 2) });
+    let ev = h.create(EventSpec {
+        hold_ttl_ms: 60_000,
+        ..theatre(1, 2)
+    });
     check(&mut h, best("ann", ev, 2, true), "held h_1 [A-1-1,A-1-2]");
-    check(&mut h, best_or_wait("bob", ev, 1, false), "waitlisted w_1 #1");
-    check(&mut h, best_or_wait("cat", ev, 1, false), "waitlisted w_2 #2");
+    check(
+        &mut h,
+        best_or_wait("bob", ev, 1, false),
+        "waitlisted w_1 #1",
+    );
+    check(
+        &mut h,
+        best_or_wait("cat", ev, 1, false),
+        "waitlisted w_2 #2",
+    );
     // More than the venue could ever free: refused, not queued.
-    check(&mut h, best_or_wait("dan", ev, 3, false), "rejected SoldOut");
+    check(
+        &mut h,
+        best_or_wait("dan", ev, 3, false),
+        "rejected SoldOut",
+    );
     // Ann's hold expires: both seats go to the waiters in arrival order.
     h.now_ms += 65_001;
-    check(&mut h, Command::Tick, "tick | expired h_1 [A-1-1,A-1-2] | offered w_1 h_2 [A-1-1] | offered w_2 h_3 [A-1-2]");
+    check(
+        &mut h,
+        Command::Tick,
+        "tick | expired h_1 [A-1-1,A-1-2] | offered w_1 h_2 [A-1-1] | offered w_2 h_3 [A-1-2]",
+    );
     check(&mut h, confirm("bob", 2), "booked b_1 [A-1-1] 5000c");
 }
 
@@ -161,12 +330,22 @@ fn waitlist_offers_freed_seats_in_fcfs_order() {
 fn strict_waitlist_head_blocks_and_skip_ahead_lets_smaller_requests_pass() {
     for (policy, expected) in [
         (WaitlistPolicy::Strict, "released h_1 [A-1-1]"),
-        (WaitlistPolicy::SkipAhead, "released h_1 [A-1-1] | offered w_2 h_3 [A-1-1]"),
+        (
+            WaitlistPolicy::SkipAhead,
+            "released h_1 [A-1-1] | offered w_2 h_3 [A-1-1]",
+        ),
     ] {
         let mut h = Harness::new();
-        let ev = h.create(EventSpec { waitlist_policy: policy, ..theatre(1, 3) });
+        let ev = h.create(EventSpec {
+            waitlist_policy: policy,
+            ..theatre(1, 3)
+        });
         check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
-        check(&mut h, hold("ann", ev, &["A-1-2", "A-1-3"]), "held h_2 [A-1-2,A-1-3]");
+        check(
+            &mut h,
+            hold("ann", ev, &["A-1-2", "A-1-3"]),
+            "held h_2 [A-1-2,A-1-3]",
+        );
         check(&mut h, join("bob", ev, 2, true), "joined w_1 #1");
         check(&mut h, join("cat", ev, 1, false), "joined w_2 #2");
         // One seat comes free: bob (head) needs two together.
@@ -182,7 +361,10 @@ fn strict_waitlist_head_blocks_and_skip_ahead_lets_smaller_requests_pass() {
 #[test]
 fn a_group_waiter_gets_seats_together_or_nothing() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { waitlist_policy: WaitlistPolicy::SkipAhead, ..theatre(1, 4) });
+    let ev = h.create(EventSpec {
+        waitlist_policy: WaitlistPolicy::SkipAhead,
+        ..theatre(1, 4)
+    });
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, hold("ann", ev, &["A-1-2"]), "held h_2 [A-1-2]");
     check(&mut h, hold("ann", ev, &["A-1-3"]), "held h_3 [A-1-3]");
@@ -191,19 +373,31 @@ fn a_group_waiter_gets_seats_together_or_nothing() {
     check(&mut h, release("ann", 1), "released h_1 [A-1-1]");
     check(&mut h, release("ann", 3), "released h_3 [A-1-3]");
     // Two free seats, but not adjacent: still waiting.
-    check(&mut h, release("ann", 2), "released h_2 [A-1-2] | offered w_1 h_5 [A-1-1,A-1-2]");
+    check(
+        &mut h,
+        release("ann", 2),
+        "released h_2 [A-1-2] | offered w_1 h_5 [A-1-1,A-1-2]",
+    );
 }
 
 #[test]
 fn a_waiter_that_can_never_be_served_ends_sold_out() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 3));
-    check(&mut h, hold("ann", ev, &["A-1-1", "A-1-2"]), "held h_1 [A-1-1,A-1-2]");
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
     check(&mut h, hold("ann", ev, &["A-1-3"]), "held h_2 [A-1-3]");
     check(&mut h, join("bob", ev, 3, false), "joined w_1 #1");
     check(&mut h, join("cat", ev, 4, false), "rejected SoldOut");
     // Once held seats become booked, three can never come free.
-    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1,A-1-2] 10000c | ended w_1 SoldOut");
+    check(
+        &mut h,
+        confirm("ann", 1),
+        "booked b_1 [A-1-1,A-1-2] 10000c | ended w_1 SoldOut",
+    );
 }
 
 #[test]
@@ -212,13 +406,34 @@ fn waiting_has_a_maximum() {
     let ev = h.create(theatre(1, 1));
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, join("bob", ev, 1, false), "joined w_1 #1");
-    check(&mut h, Command::LeaveWaitlist { user: "cat".into(), waiter: WaiterId(1) }, "rejected NotFound { what: Waiter }");
+    check(
+        &mut h,
+        Command::LeaveWaitlist {
+            user: "cat".into(),
+            waiter: WaiterId(1),
+        },
+        "rejected NotFound { what: Waiter }",
+    );
     check(&mut h, join("cat", ev, 1, false), "joined w_2 #2");
-    check(&mut h, Command::LeaveWaitlist { user: "cat".into(), waiter: WaiterId(2) }, "left w_2");
+    check(
+        &mut h,
+        Command::LeaveWaitlist {
+            user: "cat".into(),
+            waiter: WaiterId(2),
+        },
+        "left w_2",
+    );
     h.now_ms += 3_600_001;
-    check(&mut h, Command::Tick, "tick | expired h_1 [A-1-1] | offered w_1 h_2 [A-1-1]");
+    check(
+        &mut h,
+        Command::Tick,
+        "tick | expired h_1 [A-1-1] | offered w_1 h_2 [A-1-1]",
+    );
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { hold_ttl_ms: 7_200_000, ..theatre(1, 1) });
+    let ev = h.create(EventSpec {
+        hold_ttl_ms: 7_200_000,
+        ..theatre(1, 1)
+    });
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, join("bob", ev, 1, false), "joined w_1 #1");
     h.now_ms += 3_600_001;
@@ -227,12 +442,19 @@ fn waiting_has_a_maximum() {
 
 #[test]
 fn waitlist_length_is_bounded() {
-    let mut h = Harness::with_config(EngineConfig { waitlist_length_max: 2, ..EngineConfig::default() });
+    let mut h = Harness::with_config(EngineConfig {
+        waitlist_length_max: 2,
+        ..EngineConfig::default()
+    });
     let ev = h.create(theatre(1, 1));
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, join("b", ev, 1, false), "joined w_1 #1");
     check(&mut h, join("c", ev, 1, false), "joined w_2 #2");
-    check(&mut h, join("d", ev, 1, false), "rejected LimitExceeded { limit: WaitlistLength, max: 2 }");
+    check(
+        &mut h,
+        join("d", ev, 1, false),
+        "rejected LimitExceeded { limit: WaitlistLength, max: 2 }",
+    );
 }
 
 #[test]
@@ -240,15 +462,51 @@ fn canceling_an_event_releases_everything() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 3));
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
-    check(&mut h, hold("bob", ev, &["A-1-2", "A-1-3"]), "held h_2 [A-1-2,A-1-3]");
+    check(
+        &mut h,
+        hold("bob", ev, &["A-1-2", "A-1-3"]),
+        "held h_2 [A-1-2,A-1-3]",
+    );
     check(&mut h, confirm("bob", 2), "booked b_1 [A-1-2,A-1-3] 10000c");
     check(&mut h, join("cat", ev, 1, false), "joined w_1 #1");
-    check(&mut h, Command::CancelEvent { tenant: "t2".into(), event: ev }, "rejected NotFound { what: Event }");
-    check(&mut h, Command::CancelEvent { tenant: "t1".into(), event: ev }, "event canceled holds=[HoldId(1)] bookings=[BookingId(1)] waiters=[WaiterId(1)]");
-    check(&mut h, hold("dan", ev, &["A-1-1"]), r#"rejected Conflict { reason: "the event is canceled" }"#);
-    check(&mut h, Command::CancelEvent { tenant: "t1".into(), event: ev }, r#"rejected Conflict { reason: "the event is already canceled" }"#);
+    check(
+        &mut h,
+        Command::CancelEvent {
+            tenant: "t2".into(),
+            event: ev,
+        },
+        "rejected NotFound { what: Event }",
+    );
+    check(
+        &mut h,
+        Command::CancelEvent {
+            tenant: "t1".into(),
+            event: ev,
+        },
+        "event canceled holds=[HoldId(1)] bookings=[BookingId(1)] waiters=[WaiterId(1)]",
+    );
+    check(
+        &mut h,
+        hold("dan", ev, &["A-1-1"]),
+        r#"rejected Conflict { reason: "the event is canceled" }"#,
+    );
+    check(
+        &mut h,
+        Command::CancelEvent {
+            tenant: "t1".into(),
+            event: ev,
+        },
+        r#"rejected Conflict { reason: "the event is already canceled" }"#,
+    );
     let availability = h.engine.availability(ev).unwrap();
-    assert_eq!((availability[0].free, availability[0].held, availability[0].booked), (3, 0, 0));
+    assert_eq!(
+        (
+            availability[0].free,
+            availability[0].held,
+            availability[0].booked
+        ),
+        (3, 0, 0)
+    );
 }
 
 #[test]
@@ -259,7 +517,10 @@ fn an_idempotent_repeat_returns_the_first_answer_and_changes_nothing() {
     assert_eq!(render(&h.engine, &first), "held h_1 [A-1-1,A-1-2]");
     let hash = h.engine.state_hash();
     let repeat = h.send(Request::with_key(best("ann", ev, 2, true), "k1"));
-    assert_eq!(render(&h.engine, &repeat), "held h_1 [A-1-1,A-1-2] (replayed)");
+    assert_eq!(
+        render(&h.engine, &repeat),
+        "held h_1 [A-1-1,A-1-2] (replayed)"
+    );
     assert_eq!(repeat.result, first.result);
     // The same key from another user is another request.
     let other = h.send(Request::with_key(best("bob", ev, 2, true), "k1"));
@@ -267,21 +528,61 @@ fn an_idempotent_repeat_returns_the_first_answer_and_changes_nothing() {
     assert_ne!(h.engine.state_hash(), hash);
     // After 24 h of log time the key is forgotten.
     h.now_ms += 24 * 3_600_000 + 1;
-    let late = h.send(Request::with_key(Command::ReleaseHold { user: "ann".into(), hold: HoldId(1) }, "k1"));
-    assert_eq!(render(&h.engine, &late), "rejected HoldExpired | expired h_1 [A-1-1,A-1-2] | expired h_2 [A-1-3,A-1-4]");
+    let late = h.send(Request::with_key(
+        Command::ReleaseHold {
+            user: "ann".into(),
+            hold: HoldId(1),
+        },
+        "k1",
+    ));
+    assert_eq!(
+        render(&h.engine, &late),
+        "rejected HoldExpired | expired h_1 [A-1-1,A-1-2] | expired h_2 [A-1-3,A-1-4]"
+    );
 }
 
 #[test]
 fn event_updates_change_limits_and_windows_but_not_seats() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 4));
-    let patch = EventPatch { seats_per_order_max: Some(1), sales_close_at_ms: Some(Some(T0 + 1_000)), ..EventPatch::default() };
-    check(&mut h, Command::UpdateEvent { tenant: "t2".into(), event: ev, patch: patch.clone() }, "rejected NotFound { what: Event }");
-    let outcome = h.run(Command::UpdateEvent { tenant: "t1".into(), event: ev, patch });
+    let patch = EventPatch {
+        seats_per_order_max: Some(1),
+        sales_close_at_ms: Some(Some(T0 + 1_000)),
+        ..EventPatch::default()
+    };
+    check(
+        &mut h,
+        Command::UpdateEvent {
+            tenant: "t2".into(),
+            event: ev,
+            patch: patch.clone(),
+        },
+        "rejected NotFound { what: Event }",
+    );
+    let outcome = h.run(Command::UpdateEvent {
+        tenant: "t1".into(),
+        event: ev,
+        patch,
+    });
     assert!(matches!(outcome.result, Ok(Reply::EventUpdated { .. })));
-    check(&mut h, best("ann", ev, 2, true), "rejected LimitExceeded { limit: SeatsPerOrder, max: 1 }");
-    let bad = EventPatch { hold_ttl_ms: Some(0), ..EventPatch::default() };
-    check(&mut h, Command::UpdateEvent { tenant: "t1".into(), event: ev, patch: bad }, r#"rejected Invalid { reason: "hold TTL must be from 1000 to 7200000 ms" }"#);
+    check(
+        &mut h,
+        best("ann", ev, 2, true),
+        "rejected LimitExceeded { limit: SeatsPerOrder, max: 1 }",
+    );
+    let bad = EventPatch {
+        hold_ttl_ms: Some(0),
+        ..EventPatch::default()
+    };
+    check(
+        &mut h,
+        Command::UpdateEvent {
+            tenant: "t1".into(),
+            event: ev,
+            patch: bad,
+        },
+        r#"rejected Invalid { reason: "hold TTL must be from 1000 to 7200000 ms" }"#,
+    );
     h.now_ms += 1_000;
     check(&mut h, best("ann", ev, 1, true), "rejected SalesClosed");
 }
@@ -290,21 +591,78 @@ fn event_updates_change_limits_and_windows_but_not_seats() {
 fn invalid_event_specs_are_rejected() {
     let mut h = Harness::new();
     let cases: Vec<(EventSpec, &str)> = vec![
-        (EventSpec { name: " ".into(), ..theatre(1, 1) }, "name must not be empty"),
-        (EventSpec { sections: vec![], general_admission: vec![], ..theatre(1, 1) }, "an event needs seating, general admission, or both"),
-        (EventSpec { categories: vec![], ..theatre(1, 1) }, "an event needs from 1 to 64 categories"),
-        (EventSpec { hold_ttl_ms: 7_200_001, ..theatre(1, 1) }, "hold TTL must be from 1000 to 7200000 ms"),
-        (EventSpec { seats_per_order_max: 0, ..theatre(1, 1) }, "seats per order must be from 1 to 100"),
-        (theatre(1, 2_000_000), "an event has at most 1000000 seats in 100000 rows"),
-        (EventSpec { ends_at_ms: Some(1), ..theatre(1, 1) }, "ends_at is before starts_at"),
+        (
+            EventSpec {
+                name: " ".into(),
+                ..theatre(1, 1)
+            },
+            "name must not be empty",
+        ),
+        (
+            EventSpec {
+                sections: vec![],
+                general_admission: vec![],
+                ..theatre(1, 1)
+            },
+            "an event needs seating, general admission, or both",
+        ),
+        (
+            EventSpec {
+                categories: vec![],
+                ..theatre(1, 1)
+            },
+            "an event needs from 1 to 64 categories",
+        ),
+        (
+            EventSpec {
+                hold_ttl_ms: 7_200_001,
+                ..theatre(1, 1)
+            },
+            "hold TTL must be from 1000 to 7200000 ms",
+        ),
+        (
+            EventSpec {
+                seats_per_order_max: 0,
+                ..theatre(1, 1)
+            },
+            "seats per order must be from 1 to 100",
+        ),
+        (
+            theatre(1, 2_000_000),
+            "an event has at most 1000000 seats in 100000 rows",
+        ),
+        (
+            EventSpec {
+                ends_at_ms: Some(1),
+                ..theatre(1, 1)
+            },
+            "ends_at is before starts_at",
+        ),
     ];
     for (spec, reason) in cases {
-        let outcome = h.run(Command::CreateEvent { tenant: "t1".into(), spec });
-        assert_eq!(outcome.result, Err(Rejection::Invalid { reason: reason.into() }));
+        let outcome = h.run(Command::CreateEvent {
+            tenant: "t1".into(),
+            spec,
+        });
+        assert_eq!(
+            outcome.result,
+            Err(Rejection::Invalid {
+                reason: reason.into()
+            })
+        );
     }
     let mut spec = theatre(1, 1);
     spec.sections[0].rows[0].category = "Nope".into();
-    assert_eq!(h.run(Command::CreateEvent { tenant: "t1".into(), spec }).result, Err(Rejection::NotFound { what: NotFound::Category }));
+    assert_eq!(
+        h.run(Command::CreateEvent {
+            tenant: "t1".into(),
+            spec
+        })
+        .result,
+        Err(Rejection::NotFound {
+            what: NotFound::Category
+        })
+    );
     assert_eq!(h.engine.event_count(), 0);
 }
 
@@ -319,23 +677,58 @@ fn tickets_check_in_once_and_forgeries_are_not_found() {
     };
     assert_eq!(booking.tickets.len(), 2);
     let code = booking.tickets[0].code.clone();
-    let scan = |code: &str| Command::CheckIn { tenant: "t1".into(), event: ev, code: code.into() };
+    let scan = |code: &str| Command::CheckIn {
+        tenant: "t1".into(),
+        event: ev,
+        code: code.into(),
+    };
     check(&mut h, scan(&code), "checked in t_1_1");
     check(&mut h, scan(&code), "rejected AlreadyUsed");
-    check(&mut h, scan("t_1_2.0000000000000000"), "rejected NotFound { what: Ticket }");
-    check(&mut h, Command::CheckIn { tenant: "t2".into(), event: ev, code: booking.tickets[1].code.clone() }, "rejected NotFound { what: Event }");
-    check(&mut h, Command::CancelBooking { user: "ann".into(), booking: BookingId(1) }, "rejected AlreadyUsed");
+    check(
+        &mut h,
+        scan("t_1_2.0000000000000000"),
+        "rejected NotFound { what: Ticket }",
+    );
+    check(
+        &mut h,
+        Command::CheckIn {
+            tenant: "t2".into(),
+            event: ev,
+            code: booking.tickets[1].code.clone(),
+        },
+        "rejected NotFound { what: Event }",
+    );
+    check(
+        &mut h,
+        Command::CancelBooking {
+            user: "ann".into(),
+            booking: BookingId(1),
+        },
+        "rejected AlreadyUsed",
+    );
 }
 
 #[test]
 fn undecodable_records_are_rejections_that_still_advance_time() {
     let mut h = Harness::new();
-    let ev = h.create(EventSpec { hold_ttl_ms: 1_000, ..theatre(1, 1) });
+    let ev = h.create(EventSpec {
+        hold_ttl_ms: 1_000,
+        ..theatre(1, 1)
+    });
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
-    let outcome = h.engine.apply(h.offset, h.now_ms + 10_000, &Request::new(Command::Tick));
+    let outcome = h
+        .engine
+        .apply(h.offset, h.now_ms + 10_000, &Request::new(Command::Tick));
     assert_eq!(outcome.effects.len(), 1);
-    let outcome = h.engine.apply_undecodable(h.offset + 1, h.now_ms, "garbage");
-    assert_eq!(outcome.result, Err(Rejection::Undecodable { reason: "garbage".into() }));
+    let outcome = h
+        .engine
+        .apply_undecodable(h.offset + 1, h.now_ms, "garbage");
+    assert_eq!(
+        outcome.result,
+        Err(Rejection::Undecodable {
+            reason: "garbage".into()
+        })
+    );
     h.engine.check_invariants();
 }
 
@@ -361,7 +754,17 @@ fn log_time_never_goes_backwards() {
 fn a_promote_record_bumps_the_epoch_for_every_replica() {
     let mut h = Harness::new();
     assert_eq!(h.engine.epoch(), (0, None));
-    check(&mut h, Command::Promote { node: "standby-1".into() }, r#"Promoted { epoch: 1, node: "standby-1" }"#);
-    check(&mut h, Command::Promote { node: "".into() }, r#"rejected Invalid { reason: "node must not be empty" }"#);
+    check(
+        &mut h,
+        Command::Promote {
+            node: "standby-1".into(),
+        },
+        r#"Promoted { epoch: 1, node: "standby-1" }"#,
+    );
+    check(
+        &mut h,
+        Command::Promote { node: "".into() },
+        r#"rejected Invalid { reason: "node must not be empty" }"#,
+    );
     assert_eq!(h.engine.epoch(), (1, Some("standby-1")));
 }

@@ -47,16 +47,29 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
-        Auth { tenants, operator_key, decoding_key: DecodingKey::from_secret(user_token_secret.as_bytes()), validation }
+        Auth {
+            tenants,
+            operator_key,
+            decoding_key: DecodingKey::from_secret(user_token_secret.as_bytes()),
+            validation,
+        }
     }
 
     /// The bearer token of a request, or 401.
     pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
-        let value = headers.get(header::AUTHORIZATION).ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let value = value.to_str().map_err(|_| AppError::unauthorized("the Authorization header is not valid text"))?;
-        let (scheme, token) = value.split_once(' ').ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer <token>"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| AppError::unauthorized("the Authorization header is not valid text"))?;
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(AppError::unauthorized("expected Authorization: Bearer <token>"));
+            return Err(AppError::unauthorized(
+                "expected Authorization: Bearer <token>",
+            ));
         }
         Ok(token.trim())
     }
@@ -78,10 +91,16 @@ impl Auth {
 
     /// The user id of a valid user token, or 401.
     pub(crate) fn user(&self, token: &str) -> Result<String, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation).map_err(|error| AppError::unauthorized(format!("invalid user token: {error}")))?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
+            .map_err(|error| AppError::unauthorized(format!("invalid user token: {error}")))?;
         let user = data.claims.sub;
-        if user.trim().is_empty() || user.len() > USER_ID_BYTES_MAX || user.chars().any(char::is_control) {
-            return Err(AppError::unauthorized(format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes")));
+        if user.trim().is_empty()
+            || user.len() > USER_ID_BYTES_MAX
+            || user.chars().any(char::is_control)
+        {
+            return Err(AppError::unauthorized(format!(
+                "the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"
+            )));
         }
         Ok(user)
     }
@@ -90,9 +109,21 @@ impl Auth {
 /// Mints a user token (HS256, `sub` = user, valid for `ttl_seconds`), as a frontend would
 /// after its own login. Used by `boxoffice token` and the tests.
 pub fn mint_user_token(secret: &str, user: &str, ttl_seconds: u64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
-    let claims = Claims { sub: user.to_string(), exp: now + ttl_seconds, iat: Some(now) };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HS256 encoding cannot fail")
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0);
+    let claims = Claims {
+        sub: user.to_string(),
+        exp: now + ttl_seconds,
+        iat: Some(now),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 encoding cannot fail")
 }
 
 #[cfg(test)]
@@ -100,18 +131,42 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::new(vec![Tenant { id: "demo".into(), admin_key: "k1".into() }, Tenant { id: "other".into(), admin_key: "k2".into() }], "op".into(), "secret")
+        Auth::new(
+            vec![
+                Tenant {
+                    id: "demo".into(),
+                    admin_key: "k1".into(),
+                },
+                Tenant {
+                    id: "other".into(),
+                    admin_key: "k2".into(),
+                },
+            ],
+            "op".into(),
+            "secret",
+        )
     }
 
     #[test]
     fn keys_and_tokens() {
         let auth = auth();
-        assert!(matches!(auth.admin_key("k2"), Ok(AdminKey::Tenant("other"))));
+        assert!(matches!(
+            auth.admin_key("k2"),
+            Ok(AdminKey::Tenant("other"))
+        ));
         assert!(matches!(auth.admin_key("op"), Ok(AdminKey::Operator)));
         assert!(auth.admin_key("k").is_err());
         assert!(auth.admin_key("k11").is_err());
-        assert_eq!(auth.user(&mint_user_token("secret", "alice", 60)).unwrap(), "alice");
-        assert_eq!(auth.user(&mint_user_token("wrong", "alice", 60)).unwrap_err().code, "unauthorized");
+        assert_eq!(
+            auth.user(&mint_user_token("secret", "alice", 60)).unwrap(),
+            "alice"
+        );
+        assert_eq!(
+            auth.user(&mint_user_token("wrong", "alice", 60))
+                .unwrap_err()
+                .code,
+            "unauthorized"
+        );
         assert!(auth.user("not-a-jwt").is_err());
         assert!(auth.user(&mint_user_token("secret", "", 60)).is_err());
     }

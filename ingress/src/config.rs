@@ -54,7 +54,14 @@ pub struct RateLimitConfig {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        RateLimitConfig { enabled: true, per_user_per_second: 20, per_user_burst: 40, per_address_per_second: 100, per_address_burst: 200, keys_max: 100_000 }
+        RateLimitConfig {
+            enabled: true,
+            per_user_per_second: 20,
+            per_user_burst: 40,
+            per_address_per_second: 100,
+            per_address_burst: 200,
+            keys_max: 100_000,
+        }
     }
 }
 
@@ -65,7 +72,10 @@ impl Default for IngressConfig {
             outcome_timeout: Duration::from_millis(5_000),
             operator_key: "demo-operator-key".into(),
             user_token_secret: "demo-user-secret".into(),
-            tenants: vec![Tenant { id: "demo".into(), admin_key: "demo-admin-key".into() }],
+            tenants: vec![Tenant {
+                id: "demo".into(),
+                admin_key: "demo-admin-key".into(),
+            }],
             rate_limit: RateLimitConfig::default(),
             engine: engine::EngineConfig::default(),
             append_queue_depth: 4096,
@@ -81,13 +91,18 @@ impl Default for IngressConfig {
 /// The largest body the wire format can carry comfortably: a record is at most
 /// `engine::wire::RECORD_BYTES_MAX`, and a body is never larger than a quarter of it.
 pub(crate) const BODY_BYTES_CAP: usize = engine::wire::RECORD_BYTES_MAX / 4;
-const _: () = assert!(BODY_BYTES_CAP >= 64 * 1024, "the contract's 64 KiB bodies must fit a record");
+const _: () = assert!(
+    BODY_BYTES_CAP >= 64 * 1024,
+    "the contract's 64 KiB bodies must fit a record"
+);
 
 impl IngressConfig {
     /// Checks relationships between settings; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.body_bytes_max == 0 || self.body_bytes_max > BODY_BYTES_CAP {
-            return Err(format!("http.body_bytes_max must be from 1 to {BODY_BYTES_CAP}"));
+            return Err(format!(
+                "http.body_bytes_max must be from 1 to {BODY_BYTES_CAP}"
+            ));
         }
         if self.outcome_timeout.is_zero() {
             return Err("http.outcome_timeout_ms must be positive".into());
@@ -100,17 +115,30 @@ impl IngressConfig {
                 return Err("every auth.tenants entry needs an id and an admin_key".into());
             }
             if tenant.admin_key == self.operator_key {
-                return Err(format!("tenant {} uses the operator key as its admin key", tenant.id));
+                return Err(format!(
+                    "tenant {} uses the operator key as its admin key",
+                    tenant.id
+                ));
             }
         }
-        let mut keys: Vec<&str> = self.tenants.iter().map(|tenant| tenant.admin_key.as_str()).collect();
+        let mut keys: Vec<&str> = self
+            .tenants
+            .iter()
+            .map(|tenant| tenant.admin_key.as_str())
+            .collect();
         keys.sort();
         keys.dedup();
         if keys.len() != self.tenants.len() {
             return Err("two tenants share an admin key".into());
         }
-        if self.append_queue_depth == 0 || self.append_batch_records_max == 0 || self.appender_threads == 0 || self.completed_outcomes_max == 0 {
-            return Err("append queue, batch, thread and completed-outcome limits must be positive".into());
+        if self.append_queue_depth == 0
+            || self.append_batch_records_max == 0
+            || self.appender_threads == 0
+            || self.completed_outcomes_max == 0
+        {
+            return Err(
+                "append queue, batch, thread and completed-outcome limits must be positive".into(),
+            );
         }
         Ok(())
     }

@@ -40,7 +40,13 @@ pub(crate) struct ErrorObject {
 
 impl AppError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
-        AppError { status, code, message: message.into(), details: None, retry_after_seconds: None }
+        AppError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after_seconds: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> AppError {
@@ -50,7 +56,8 @@ impl AppError {
 
     /// 400 naming the offending field in `details.field`.
     pub fn field(field: &str, message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::BAD_REQUEST, "bad_request", message).with_details(json!({ "field": field }))
+        AppError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+            .with_details(json!({ "field": field }))
     }
 
     pub fn bad_request(message: impl Into<String>) -> AppError {
@@ -66,7 +73,11 @@ impl AppError {
     }
 
     pub fn not_found(what: &str) -> AppError {
-        AppError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> AppError {
@@ -74,17 +85,29 @@ impl AppError {
     }
 
     pub fn limit_exceeded(limit: &str, max: u64) -> AppError {
-        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", format!("over the limit: at most {max} ({limit})"))
-            .with_details(json!({ "limit": limit, "max": max }))
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            format!("over the limit: at most {max} ({limit})"),
+        )
+        .with_details(json!({ "limit": limit, "max": max }))
     }
 
     pub fn payload_too_large(limit_bytes: usize) -> AppError {
-        AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the request body is larger than {limit_bytes} bytes"))
-            .with_details(json!({ "limit_bytes": limit_bytes }))
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit_bytes} bytes"),
+        )
+        .with_details(json!({ "limit_bytes": limit_bytes }))
     }
 
     pub fn rate_limited(retry_after_seconds: u64) -> AppError {
-        let mut error = AppError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", format!("too many requests; retry in {retry_after_seconds} s"));
+        let mut error = AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry in {retry_after_seconds} s"),
+        );
         error.retry_after_seconds = Some(retry_after_seconds);
         error
     }
@@ -97,37 +120,78 @@ impl AppError {
     /// 500: a bug or an unexpected state. The detail is logged, never sent.
     pub fn internal(detail: impl std::fmt::Display) -> AppError {
         tracing::error!(%detail, "internal error");
-        AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// Maps an engine rejection to its HTTP answer. Seat indices are turned into labels with
     /// the event's layout when there is one.
     pub fn from_rejection(rejection: &Rejection, layout: Option<&Layout>) -> AppError {
         match rejection {
-            Rejection::NotFound { what: NotFound::Category } => AppError::field("category", "no such category in this event"),
-            Rejection::NotFound { what: NotFound::Level } => AppError::field("level", "no such service level at this desk"),
+            Rejection::NotFound {
+                what: NotFound::Category,
+            } => AppError::field("category", "no such category in this event"),
+            Rejection::NotFound {
+                what: NotFound::Level,
+            } => AppError::field("level", "no such service level at this desk"),
             Rejection::NotFound { what } => AppError::not_found(not_found_noun(*what)),
-            Rejection::UnknownSeats { seats } => {
-                AppError::new(StatusCode::NOT_FOUND, "not_found", format!("no such seats: {}", seats.join(", "))).with_details(json!({ "seats": seats }))
-            }
+            Rejection::UnknownSeats { seats } => AppError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such seats: {}", seats.join(", ")),
+            )
+            .with_details(json!({ "seats": seats })),
             Rejection::SeatsUnavailable { seats } => {
                 let labels: Vec<String> = match layout {
-                    Some(layout) => seats.iter().filter(|seat| **seat < layout.seat_count).map(|seat| layout.label_of(*seat)).collect(),
+                    Some(layout) => seats
+                        .iter()
+                        .filter(|seat| **seat < layout.seat_count)
+                        .map(|seat| layout.label_of(*seat))
+                        .collect(),
                     None => seats.iter().map(|seat| seat.to_string()).collect(),
                 };
-                AppError::new(StatusCode::CONFLICT, "seats_unavailable", format!("seats already held or booked: {}", labels.join(", ")))
-                    .with_details(json!({ "seats": labels }))
+                AppError::new(
+                    StatusCode::CONFLICT,
+                    "seats_unavailable",
+                    format!("seats already held or booked: {}", labels.join(", ")),
+                )
+                .with_details(json!({ "seats": labels }))
             }
-            Rejection::SoldOut => AppError::new(StatusCode::CONFLICT, "sold_out", "not enough seats are available"),
-            Rejection::LimitExceeded { limit, max } => AppError::limit_exceeded(limit_name(*limit), u64::from(*max)),
-            Rejection::SalesClosed => AppError::new(StatusCode::CONFLICT, "sales_closed", "sales are not open for this event"),
-            Rejection::HoldExpired => AppError::new(StatusCode::CONFLICT, "hold_expired", "the hold has expired"),
-            Rejection::AlreadyUsed => AppError::new(StatusCode::CONFLICT, "already_used", "the ticket was already checked in"),
-            Rejection::SlaUnavailable { earliest_start_ms } => AppError::new(StatusCode::CONFLICT, "sla_unavailable", "no slot meets this service level's deadline")
-                .with_details(json!({ "earliest_start": earliest_start_ms.map(crate::times::format) })),
+            Rejection::SoldOut => AppError::new(
+                StatusCode::CONFLICT,
+                "sold_out",
+                "not enough seats are available",
+            ),
+            Rejection::LimitExceeded { limit, max } => {
+                AppError::limit_exceeded(limit_name(*limit), u64::from(*max))
+            }
+            Rejection::SalesClosed => AppError::new(
+                StatusCode::CONFLICT,
+                "sales_closed",
+                "sales are not open for this event",
+            ),
+            Rejection::HoldExpired => {
+                AppError::new(StatusCode::CONFLICT, "hold_expired", "the hold has expired")
+            }
+            Rejection::AlreadyUsed => AppError::new(
+                StatusCode::CONFLICT,
+                "already_used",
+                "the ticket was already checked in",
+            ),
+            Rejection::SlaUnavailable { earliest_start_ms } => AppError::new(
+                StatusCode::CONFLICT,
+                "sla_unavailable",
+                "no slot meets this service level's deadline",
+            )
+            .with_details(json!({ "earliest_start": earliest_start_ms.map(crate::times::format) })),
             Rejection::Conflict { reason } => AppError::conflict(reason.clone()),
             Rejection::Invalid { reason } => AppError::bad_request(reason.clone()),
-            Rejection::Undecodable { reason } => AppError::bad_request(format!("the request could not be decoded: {reason}")),
+            Rejection::Undecodable { reason } => {
+                AppError::bad_request(format!("the request could not be decoded: {reason}"))
+            }
         }
     }
 }
@@ -158,10 +222,18 @@ pub(crate) fn limit_name(limit: Limit) -> &'static str {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorObject { code: self.code.to_string(), message: self.message, details: self.details } };
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code.to_string(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after_seconds {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -169,7 +241,13 @@ impl IntoResponse for AppError {
 
 impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 

@@ -30,16 +30,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .and_then(|value| value.split(';').next())
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !json {
-            return Err(AppError::bad_request("the body must be JSON with Content-Type: application/json"));
+            return Err(AppError::bad_request(
+                "the body must be JSON with Content-Type: application/json",
+            ));
         }
         let limit = state.config().body_bytes_max;
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::payload_too_large(limit)
-            } else {
-                AppError::bad_request(format!("the body could not be read: {}", rejection.body_text()))
-            }
-        })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        AppError::payload_too_large(limit)
+                    } else {
+                        AppError::bad_request(format!(
+                            "the body could not be read: {}",
+                            rejection.body_text()
+                        ))
+                    }
+                })?;
         parse_json(&bytes).map(ApiJson)
     }
 }
@@ -51,12 +59,18 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppErro
         let inner = error.into_inner();
         let message = inner.to_string();
         // A missing field is reported at its parent; name the field itself.
-        let field = match message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next()) {
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
             Some(missing) if path == "." => missing.to_string(),
             Some(missing) => format!("{path}.{missing}"),
             None => path,
         };
-        if matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof) {
+        if matches!(
+            inner.classify(),
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+        ) {
             return AppError::bad_request(format!("malformed JSON: {message}"));
         }
         if field == "." {
@@ -65,7 +79,9 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppErro
             AppError::field(&field, format!("{field}: {message}"))
         }
     })?;
-    deserializer.end().map_err(|error| AppError::bad_request(format!("malformed JSON: {error}")))?;
+    deserializer
+        .end()
+        .map_err(|error| AppError::bad_request(format!("malformed JSON: {error}")))?;
     Ok(value)
 }
 
@@ -83,9 +99,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 }
 
 fn serde_urlencoded_deserializer<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
-    axum::extract::Query::<T>::try_from_uri(&format!("/?{query}").parse().map_err(|_| AppError::bad_request("malformed query string"))?)
-        .map(|axum::extract::Query(value)| value)
-        .map_err(|rejection| AppError::bad_request(rejection.body_text()))
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| AppError::bad_request("malformed query string"))?,
+    )
+    .map(|axum::extract::Query(value)| value)
+    .map_err(|rejection| AppError::bad_request(rejection.body_text()))
 }
 
 /// Path parameters; a segment that does not decode is a 400 in our format.
@@ -109,10 +129,17 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
-        let Some(value) = parts.headers.get("idempotency-key") else { return Ok(IdempotencyKey(None)) };
-        let invalid = || AppError::field("Idempotency-Key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"));
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let invalid = || {
+            AppError::field("Idempotency-Key", format!("Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} visible ASCII characters"))
+        };
         let key = value.to_str().map_err(|_| invalid())?;
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_CHARS_MAX || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        if key.is_empty()
+            || key.len() > IDEMPOTENCY_KEY_CHARS_MAX
+            || !key.bytes().all(|byte| byte.is_ascii_graphic())
+        {
             return Err(invalid());
         }
         Ok(IdempotencyKey(Some(key.to_string())))
@@ -143,7 +170,9 @@ impl FromRequestParts<AppState> for TenantAdmin {
         let token = Auth::bearer(&parts.headers)?;
         match state.shared.auth.admin_key(token)? {
             AdminKey::Tenant(tenant) => Ok(TenantAdmin(tenant.to_string())),
-            AdminKey::Operator => Err(AppError::forbidden("the operator key does not administer tenants' events")),
+            AdminKey::Operator => Err(AppError::forbidden(
+                "the operator key does not administer tenants' events",
+            )),
         }
     }
 }
@@ -186,16 +215,28 @@ mod tests {
     fn field_of(body: &str) -> String {
         let error = parse_json::<Outer>(body.as_bytes()).unwrap_err();
         assert_eq!(error.code, "bad_request");
-        error.details.map(|details| details["field"].as_str().unwrap().to_string()).unwrap_or_default()
+        error
+            .details
+            .map(|details| details["field"].as_str().unwrap().to_string())
+            .unwrap_or_default()
     }
 
     #[test]
     fn errors_name_the_field() {
         assert_eq!(field_of(r#"{"items": []}"#), "name");
         assert_eq!(field_of(r#"{"name": 5, "items": []}"#), "name");
-        assert_eq!(field_of(r#"{"name": "x", "items": [{"price_cents": -1}]}"#), "items[0].price_cents");
-        assert_eq!(field_of(r#"{"name": "x", "items": [{}]}"#), "items[0].price_cents");
-        assert_eq!(field_of(r#"{"name": "x", "items": [], "extra": 1}"#), "extra");
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [{"price_cents": -1}]}"#),
+            "items[0].price_cents"
+        );
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [{}]}"#),
+            "items[0].price_cents"
+        );
+        assert_eq!(
+            field_of(r#"{"name": "x", "items": [], "extra": 1}"#),
+            "extra"
+        );
         assert_eq!(field_of(r#"{"name": "#), "");
         assert_eq!(field_of(r#"{"name": "x", "items": []} trailing"#), "");
         assert!(parse_json::<Outer>(br#"{"name": "x", "items": []}"#).is_ok());

@@ -34,7 +34,11 @@ pub(crate) struct Follower {
 }
 
 impl Follower {
-    pub(crate) fn spawn(self, mut reader: Box<dyn LogReader>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    pub(crate) fn spawn(
+        self,
+        mut reader: Box<dyn LogReader>,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
         std::thread::Builder::new()
             .name("ingress-follower".into())
             .spawn(move || {
@@ -70,12 +74,18 @@ impl Follower {
                 })
                 .collect();
             self.apply(outcomes);
-            self.status.position.store(reader.position(), Ordering::Release);
-            if drained && last_end_check.is_none_or(|checked| checked.elapsed() >= END_CHECK_INTERVAL) {
+            self.status
+                .position
+                .store(reader.position(), Ordering::Release);
+            if drained
+                && last_end_check.is_none_or(|checked| checked.elapsed() >= END_CHECK_INTERVAL)
+            {
                 match reader.end_offset() {
                     Ok(end) => {
                         self.status.end_offset.store(end, Ordering::Release);
-                        self.status.caught_up.store(reader.position() >= end, Ordering::Release);
+                        self.status
+                            .caught_up
+                            .store(reader.position() >= end, Ordering::Release);
                         last_end_check = Some(Instant::now());
                     }
                     Err(error) => {
@@ -95,9 +105,15 @@ impl Follower {
         let mut fresh = Vec::with_capacity(outcomes.len());
         let mut changed_waiters = Vec::new();
         {
-            let mut model = self.model.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut model = self
+                .model
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             for outcome in outcomes {
-                if model.applied_offset.is_some_and(|applied| outcome.offset <= applied) {
+                if model
+                    .applied_offset
+                    .is_some_and(|applied| outcome.offset <= applied)
+                {
                     self.metrics.outcomes_duplicate.inc();
                     continue;
                 }

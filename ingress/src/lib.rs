@@ -75,7 +75,12 @@ pub struct Ingress {
 impl Ingress {
     /// Starts the appender threads (on `writer`) and the outcome follower (reading
     /// `outcomes` from its current position, normally offset 0).
-    pub fn start(config: IngressConfig, writer: Arc<dyn LogWriter>, outcomes: Box<dyn LogReader>, engine: Option<Arc<dyn EngineControl>>) -> Result<Ingress, String> {
+    pub fn start(
+        config: IngressConfig,
+        writer: Arc<dyn LogWriter>,
+        outcomes: Box<dyn LogReader>,
+        engine: Option<Arc<dyn EngineControl>>,
+    ) -> Result<Ingress, String> {
         config.validate()?;
         let metrics = Arc::new(Metrics::default());
         let pending = Arc::new(Pending::new(config.completed_outcomes_max));
@@ -102,9 +107,21 @@ impl Ingress {
         .spawn(outcomes, Arc::clone(&stop));
         let rate = &config.rate_limit;
         let shared = Shared {
-            auth: auth::Auth::new(config.tenants.clone(), config.operator_key.clone(), &config.user_token_secret),
-            user_limiter: RateLimiter::new(rate.per_user_per_second, rate.per_user_burst, rate.keys_max),
-            address_limiter: RateLimiter::new(rate.per_address_per_second, rate.per_address_burst, rate.keys_max),
+            auth: auth::Auth::new(
+                config.tenants.clone(),
+                config.operator_key.clone(),
+                &config.user_token_secret,
+            ),
+            user_limiter: RateLimiter::new(
+                rate.per_user_per_second,
+                rate.per_user_burst,
+                rate.keys_max,
+            ),
+            address_limiter: RateLimiter::new(
+                rate.per_address_per_second,
+                rate.per_address_burst,
+                rate.keys_max,
+            ),
             config,
             writes,
             pending,
@@ -116,7 +133,13 @@ impl Ingress {
             writer,
             shutdown: tokio::sync::watch::channel(false).0,
         };
-        Ok(Ingress { state: AppState { shared: Arc::new(shared) }, stop, follower: Some(follower) })
+        Ok(Ingress {
+            state: AppState {
+                shared: Arc::new(shared),
+            },
+            stop,
+            follower: Some(follower),
+        })
     }
 
     pub fn state(&self) -> AppState {
@@ -141,10 +164,12 @@ impl Ingress {
         self.state.caught_up()
     }
 
-    /// Stops the follower thread. The appender threads stop when the last `AppState`
-    /// clone is dropped.
+    /// Stops the ingress's threads: new writes are refused (503), queued appends finish,
+    /// the appenders and the follower are joined. Call it once the HTTP server has
+    /// stopped.
     pub fn stop(mut self) {
         self.state.begin_shutdown();
+        self.state.shared.writes.close();
         self.stop.store(true, Ordering::Release);
         if let Some(follower) = self.follower.take() {
             let _ = follower.join();
@@ -171,42 +196,97 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", get(routes::public::events))
         .route("/v1/events/{event_id}", get(routes::public::event))
         .route("/v1/events/{event_id}/seats", get(routes::public::seats))
-        .route("/v1/events/{event_id}/holds", post(routes::user::place_hold))
-        .route("/v1/events/{event_id}/waitlist", post(routes::user::join_waitlist))
-        .route("/v1/holds/{hold_id}", get(routes::user::get_hold).delete(routes::user::release_hold))
-        .route("/v1/holds/{hold_id}/confirm", post(routes::user::confirm_hold))
+        .route(
+            "/v1/events/{event_id}/holds",
+            post(routes::user::place_hold),
+        )
+        .route(
+            "/v1/events/{event_id}/waitlist",
+            post(routes::user::join_waitlist),
+        )
+        .route(
+            "/v1/holds/{hold_id}",
+            get(routes::user::get_hold).delete(routes::user::release_hold),
+        )
+        .route(
+            "/v1/holds/{hold_id}/confirm",
+            post(routes::user::confirm_hold),
+        )
         .route("/v1/bookings", get(routes::user::list_bookings))
-        .route("/v1/bookings/{booking_id}", get(routes::user::get_booking).delete(routes::user::cancel_booking))
-        .route("/v1/waitlist/{waitlist_id}", get(routes::user::get_waitlist).delete(routes::user::leave_waitlist))
-        .route("/v1/desks/{desk_id}/tickets", post(routes::user::create_desk_ticket))
-        .route("/v1/desks/{desk_id}/tickets/{ticket_id}", get(routes::user::get_desk_ticket).delete(routes::user::cancel_desk_ticket))
-        .route("/v1/desks/{desk_id}/tickets/{ticket_id}/confirm", post(routes::user::confirm_desk_ticket))
-        .route("/v1/admin/events", get(routes::admin::list_events).post(routes::admin::create_event))
-        .route("/v1/admin/events/{event_id}", get(routes::admin::get_event).patch(routes::admin::patch_event).delete(routes::admin::cancel_event))
-        .route("/v1/admin/events/{event_id}/checkin", post(routes::admin::checkin))
-        .route("/v1/admin/events/{event_id}/attendees", get(routes::admin::attendees))
+        .route(
+            "/v1/bookings/{booking_id}",
+            get(routes::user::get_booking).delete(routes::user::cancel_booking),
+        )
+        .route(
+            "/v1/waitlist/{waitlist_id}",
+            get(routes::user::get_waitlist).delete(routes::user::leave_waitlist),
+        )
+        .route(
+            "/v1/desks/{desk_id}/tickets",
+            post(routes::user::create_desk_ticket),
+        )
+        .route(
+            "/v1/desks/{desk_id}/tickets/{ticket_id}",
+            get(routes::user::get_desk_ticket).delete(routes::user::cancel_desk_ticket),
+        )
+        .route(
+            "/v1/desks/{desk_id}/tickets/{ticket_id}/confirm",
+            post(routes::user::confirm_desk_ticket),
+        )
+        .route(
+            "/v1/admin/events",
+            get(routes::admin::list_events).post(routes::admin::create_event),
+        )
+        .route(
+            "/v1/admin/events/{event_id}",
+            get(routes::admin::get_event)
+                .patch(routes::admin::patch_event)
+                .delete(routes::admin::cancel_event),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/checkin",
+            post(routes::admin::checkin),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/attendees",
+            get(routes::admin::attendees),
+        )
         .route("/v1/admin/desks", post(routes::admin::create_desk))
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))
         .route("/v1/admin/engine", get(routes::ops::engine))
         .route("/v1/admin/engine/promote", post(routes::ops::promote))
         .fallback(|| async { AppError::not_found("route") })
-        .method_not_allowed_fallback(|| async { AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed here") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), address_rate_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            address_rate_limit,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Counts and times every answer by route template, logs it, and turns an unexpected
-/// framework 4xx/5xx without our body into our format.
+/// Counts and times every answer by route template, and logs it (5xx as warnings).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     let status = response.status();
-    state.shared.metrics.observe_http(&route, method.as_str(), status.as_u16(), elapsed);
+    state
+        .shared
+        .metrics
+        .observe_http(&route, method.as_str(), status.as_u16(), elapsed);
     if status.is_server_error() {
         tracing::warn!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
     } else {
@@ -216,7 +296,11 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
 }
 
 /// Per-client-address rate limit (health and metrics are exempt).
-async fn address_rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn address_rate_limit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
     if !exempt {
         if let Some(ConnectInfo(address)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
@@ -230,12 +314,21 @@ async fn address_rate_limit(State(state): State<AppState>, request: Request, nex
 
 /// Serves the API on `listener` until `shutdown` completes; in-flight requests finish
 /// (long-polls answer at once), then this returns.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let router = app(state.clone());
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
         state.begin_shutdown();
     };
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(signal).await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signal)
+    .await
 }

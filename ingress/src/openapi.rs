@@ -58,14 +58,23 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
         let mut document = ApiDoc::openapi();
-        document.paths.paths.entry("/v1/openapi.json".into()).or_insert_with(|| {
-            let operation = utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some("This document"))
-                .tag("operations")
-                .response("200", utoipa::openapi::ResponseBuilder::new().description("OpenAPI 3.1 JSON").build())
-                .build();
-            utoipa::openapi::PathItem::new(utoipa::openapi::HttpMethod::Get, operation)
-        });
+        document
+            .paths
+            .paths
+            .entry("/v1/openapi.json".into())
+            .or_insert_with(|| {
+                let operation = utoipa::openapi::path::OperationBuilder::new()
+                    .summary(Some("This document"))
+                    .tag("operations")
+                    .response(
+                        "200",
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description("OpenAPI 3.1 JSON")
+                            .build(),
+                    )
+                    .build();
+                utoipa::openapi::PathItem::new(utoipa::openapi::HttpMethod::Get, operation)
+            });
         document
     })
 }

@@ -37,10 +37,16 @@ impl RateLimiter {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
-        let mut buckets = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if !buckets.contains_key(key) && buckets.len() >= self.keys_max_per_shard {
             let (per_second, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, bucket| bucket.tokens + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second < burst);
+            buckets.retain(|_, bucket| {
+                bucket.tokens
+                    + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second
+                    < burst
+            });
             if buckets.len() >= self.keys_max_per_shard {
                 // Every tracked key is active: forget one (it starts over with a full bucket).
                 if let Some(victim) = buckets.keys().next().cloned() {
@@ -48,7 +54,10 @@ impl RateLimiter {
                 }
             }
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
@@ -56,7 +65,9 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.per_second,
+            ))
         }
     }
 }
@@ -81,8 +92,12 @@ mod tests {
         assert!(wait <= Duration::from_millis(500) && wait > Duration::ZERO);
         assert_eq!(retry_after_seconds(wait), 1);
         assert!(limiter.check("b", start).is_ok(), "keys are independent");
-        assert!(limiter.check("a", start + Duration::from_millis(500)).is_ok());
-        assert!(limiter.check("a", start + Duration::from_millis(500)).is_err());
+        assert!(limiter
+            .check("a", start + Duration::from_millis(500))
+            .is_ok());
+        assert!(limiter
+            .check("a", start + Duration::from_millis(500))
+            .is_err());
     }
 
     #[test]
@@ -92,7 +107,11 @@ mod tests {
         for index in 0..1000 {
             let _ = limiter.check(&format!("k{index}"), now);
         }
-        let total: usize = limiter.shards.iter().map(|shard| shard.lock().unwrap().len()).sum();
+        let total: usize = limiter
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap().len())
+            .sum();
         assert!(total <= SHARDS, "{total}");
     }
 

@@ -12,8 +12,8 @@
 
 use engine::layout::Layout;
 use engine::{
-    BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId, EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd,
-    WaiterId,
+    BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId,
+    EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd, WaiterId,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -77,7 +77,9 @@ pub(crate) struct EventRecord {
 
 impl EventRecord {
     pub(crate) fn seat_owner(&self, seat: u32) -> SeatOwner {
-        self.seats.get(seat as usize).map_or(SeatOwner::Free, |state| unpack(*state))
+        self.seats
+            .get(seat as usize)
+            .map_or(SeatOwner::Free, |state| unpack(*state))
     }
 
     pub(crate) fn seat_category(&self, seat: u32) -> u16 {
@@ -85,16 +87,26 @@ impl EventRecord {
     }
 
     pub(crate) fn category_index(&self, name: &str) -> Option<u16> {
-        self.categories.iter().position(|category| category.name == name).map(|index| index as u16)
+        self.categories
+            .iter()
+            .position(|category| category.name == name)
+            .map(|index| index as u16)
     }
 
     pub(crate) fn category_name(&self, index: u16) -> String {
-        self.categories.get(index as usize).map(|category| category.name.clone()).unwrap_or_default()
+        self.categories
+            .get(index as usize)
+            .map(|category| category.name.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn labels(&self, items: &Items) -> Vec<String> {
         match items {
-            Items::Seats(seats) => seats.iter().filter(|seat| **seat < self.layout.seat_count).map(|seat| self.layout.label_of(*seat)).collect(),
+            Items::Seats(seats) => seats
+                .iter()
+                .filter(|seat| **seat < self.layout.seat_count)
+                .map(|seat| self.layout.label_of(*seat))
+                .collect(),
             Items::Pool { .. } => Vec::new(),
         }
     }
@@ -102,7 +114,11 @@ impl EventRecord {
     /// Category names of the items, one per seat (one for a pool).
     pub(crate) fn item_categories(&self, items: &Items) -> Vec<String> {
         match items {
-            Items::Seats(seats) => seats.iter().filter(|seat| **seat < self.layout.seat_count).map(|seat| self.category_name(self.seat_category(*seat))).collect(),
+            Items::Seats(seats) => seats
+                .iter()
+                .filter(|seat| **seat < self.layout.seat_count)
+                .map(|seat| self.category_name(self.seat_category(*seat)))
+                .collect(),
             Items::Pool { category, .. } => vec![self.category_name(*category)],
         }
     }
@@ -124,7 +140,15 @@ impl EventRecord {
     }
 
     pub(crate) fn price_of(&self, items: &Items) -> u64 {
-        self.category_counts(items).iter().map(|(category, count)| self.categories.get(*category as usize).map_or(0, |entry| entry.price_cents) * count).sum()
+        self.category_counts(items)
+            .iter()
+            .map(|(category, count)| {
+                self.categories
+                    .get(*category as usize)
+                    .map_or(0, |entry| entry.price_cents)
+                    * count
+            })
+            .sum()
     }
 
     pub(crate) fn free_total(&self) -> u64 {
@@ -132,12 +156,21 @@ impl EventRecord {
     }
 
     pub(crate) fn capacity_total(&self) -> u64 {
-        self.categories.iter().map(|category| category.capacity).sum()
+        self.categories
+            .iter()
+            .map(|category| category.capacity)
+            .sum()
     }
 
     /// Live place of a waiting entry in its queue, from 1.
     pub(crate) fn position(&self, waiter: WaiterId, category: Option<u16>) -> u32 {
-        self.queues.get(&category).map_or(0, |queue| if queue.contains(&waiter) { queue.range(..=waiter).count() as u32 } else { 0 })
+        self.queues.get(&category).map_or(0, |queue| {
+            if queue.contains(&waiter) {
+                queue.range(..=waiter).count() as u32
+            } else {
+                0
+            }
+        })
     }
 }
 
@@ -341,7 +374,11 @@ impl ReadModel {
     }
 
     pub(crate) fn user_bookings(&self, user: &str) -> impl Iterator<Item = &BookingRecord> {
-        self.user_bookings.get(user).into_iter().flatten().filter_map(|id| self.bookings.get(id))
+        self.user_bookings
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.bookings.get(id))
     }
 
     pub(crate) fn waiter(&self, id: WaiterId) -> Option<&WaiterRecord> {
@@ -357,30 +394,64 @@ impl ReadModel {
     }
 
     /// Events matching the filter, sorted, and the page asked for; plus the total.
-    pub(crate) fn search(&self, filter: &EventFilter, sort: EventSort, page: u32, per_page: u32) -> (Vec<&EventRecord>, u64) {
-        let same = |wanted: &Option<String>, actual: &str| wanted.as_ref().is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase());
+    pub(crate) fn search(
+        &self,
+        filter: &EventFilter,
+        sort: EventSort,
+        page: u32,
+        per_page: u32,
+    ) -> (Vec<&EventRecord>, u64) {
+        let same = |wanted: &Option<String>, actual: &str| {
+            wanted
+                .as_ref()
+                .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
+        };
         let mut found: Vec<&EventRecord> = self
             .events
             .values()
             .filter(|event| filter.include_canceled || !event.canceled)
-            .filter(|event| filter.tenant.as_ref().is_none_or(|tenant| *tenant == event.tenant))
-            .filter(|event| same(&filter.city, &event.spec.city) && same(&filter.country, &event.spec.country) && same(&filter.venue, &event.spec.venue))
-            .filter(|event| filter.from_ms.is_none_or(|from| event.spec.starts_at_ms >= from) && filter.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to))
+            .filter(|event| {
+                filter
+                    .tenant
+                    .as_ref()
+                    .is_none_or(|tenant| *tenant == event.tenant)
+            })
+            .filter(|event| {
+                same(&filter.city, &event.spec.city)
+                    && same(&filter.country, &event.spec.country)
+                    && same(&filter.venue, &event.spec.venue)
+            })
+            .filter(|event| {
+                filter
+                    .from_ms
+                    .is_none_or(|from| event.spec.starts_at_ms >= from)
+                    && filter.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to)
+            })
             .filter(|event| {
                 if filter.words.is_empty() {
                     return true;
                 }
-                let text = format!("{} {} {}", event.spec.name, event.spec.description, event.spec.venue).to_lowercase();
+                let text = format!(
+                    "{} {} {}",
+                    event.spec.name, event.spec.description, event.spec.venue
+                )
+                .to_lowercase();
                 filter.words.iter().all(|word| text.contains(word.as_str()))
             })
             .collect();
         match sort {
-            EventSort::Date => found.sort_by(|a, b| (a.spec.starts_at_ms, a.id).cmp(&(b.spec.starts_at_ms, b.id))),
-            EventSort::Name => found.sort_by(|a, b| (a.spec.name.to_lowercase(), a.id).cmp(&(b.spec.name.to_lowercase(), b.id))),
+            EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
+            EventSort::Name => {
+                found.sort_by_cached_key(|event| (event.spec.name.to_lowercase(), event.id))
+            }
         }
         let total = found.len() as u64;
         let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
-        let page: Vec<&EventRecord> = found.into_iter().skip(usize::try_from(start).unwrap_or(usize::MAX)).take(per_page as usize).collect();
+        let page: Vec<&EventRecord> = found
+            .into_iter()
+            .skip(usize::try_from(start).unwrap_or(usize::MAX))
+            .take(per_page as usize)
+            .collect();
         (page, total)
     }
 
@@ -388,9 +459,14 @@ impl ReadModel {
     pub(crate) fn cities(&self) -> Vec<(String, String, u64)> {
         let mut cities: BTreeMap<(String, String), u64> = BTreeMap::new();
         for event in self.events.values().filter(|event| !event.canceled) {
-            *cities.entry((event.spec.city.clone(), event.spec.country.clone())).or_default() += 1;
+            *cities
+                .entry((event.spec.city.clone(), event.spec.country.clone()))
+                .or_default() += 1;
         }
-        cities.into_iter().map(|((city, country), count)| (city, country, count)).collect()
+        cities
+            .into_iter()
+            .map(|((city, country), count)| (city, country, count))
+            .collect()
     }
 
     /// (venue, city, country) → events not canceled, optionally in one city.
@@ -398,20 +474,37 @@ impl ReadModel {
         let mut venues: BTreeMap<(String, String, String), u64> = BTreeMap::new();
         let city = city.map(str::to_lowercase);
         for event in self.events.values().filter(|event| !event.canceled) {
-            if city.as_ref().is_some_and(|city| *city != event.spec.city.to_lowercase()) {
+            if city
+                .as_ref()
+                .is_some_and(|city| *city != event.spec.city.to_lowercase())
+            {
                 continue;
             }
-            *venues.entry((event.spec.venue.clone(), event.spec.city.clone(), event.spec.country.clone())).or_default() += 1;
+            *venues
+                .entry((
+                    event.spec.venue.clone(),
+                    event.spec.city.clone(),
+                    event.spec.country.clone(),
+                ))
+                .or_default() += 1;
         }
-        venues.into_iter().map(|((venue, city, country), count)| (venue, city, country, count)).collect()
+        venues
+            .into_iter()
+            .map(|((venue, city, country), count)| (venue, city, country, count))
+            .collect()
     }
 
     // ---- writes (the follower thread) -----------------------------------------------
 
     /// Applies one outcome that is not a replay. Returns what changed for long-polls.
     pub(crate) fn apply(&mut self, outcome: &Outcome) -> Changes {
-        debug_assert!(!outcome.replayed, "a replayed outcome's result was applied the first time");
-        debug_assert!(self.applied_offset.is_none_or(|applied| outcome.offset > applied));
+        debug_assert!(
+            !outcome.replayed,
+            "a replayed outcome's result was applied the first time"
+        );
+        debug_assert!(self
+            .applied_offset
+            .is_none_or(|applied| outcome.offset > applied));
         let mut changes = Changes::default();
         if let Ok(reply) = &outcome.result {
             self.apply_reply(reply, &mut changes);
@@ -425,7 +518,10 @@ impl ReadModel {
 
     /// Records that an outcome was processed (applied or, for a replay, skipped).
     pub(crate) fn note_processed(&mut self, outcome: &Outcome) {
-        self.applied_offset = Some(self.applied_offset.map_or(outcome.offset, |applied| applied.max(outcome.offset)));
+        self.applied_offset = Some(
+            self.applied_offset
+                .map_or(outcome.offset, |applied| applied.max(outcome.offset)),
+        );
         self.time_ms = self.time_ms.max(outcome.time_ms);
     }
 
@@ -437,9 +533,18 @@ impl ReadModel {
 
     fn apply_reply(&mut self, reply: &Reply, changes: &mut Changes) {
         match reply {
-            Reply::EventCreated { event, tenant, spec } => self.create_event(*event, tenant, spec),
+            Reply::EventCreated {
+                event,
+                tenant,
+                spec,
+            } => self.create_event(*event, tenant, spec),
             Reply::EventUpdated { event, patch } => self.update_event(*event, patch),
-            Reply::EventCanceled { event, released_holds, canceled_bookings, ended_waiters } => {
+            Reply::EventCanceled {
+                event,
+                released_holds,
+                canceled_bookings,
+                ended_waiters,
+            } => {
                 for hold in released_holds {
                     self.end_hold(*hold, HoldStatus::Released);
                 }
@@ -447,7 +552,11 @@ impl ReadModel {
                     self.cancel_booking(*booking);
                 }
                 for waiter in ended_waiters {
-                    self.end_waiter(*waiter, WaiterStatus::Ended(WaitEnd::EventCanceled), changes);
+                    self.end_waiter(
+                        *waiter,
+                        WaiterStatus::Ended(WaitEnd::EventCanceled),
+                        changes,
+                    );
                 }
                 match self.events.get_mut(event) {
                     Some(record) => record.canceled = true,
@@ -455,22 +564,47 @@ impl ReadModel {
                 }
             }
             Reply::CheckedIn { ticket, .. } => {
-                let used = self.bookings.get_mut(&ticket.booking).and_then(|booking| booking.tickets_used.get_mut(ticket.index as usize - 1));
+                let used = self
+                    .bookings
+                    .get_mut(&ticket.booking)
+                    .and_then(|booking| booking.tickets_used.get_mut(ticket.index as usize - 1));
                 match used {
                     Some(used) => *used = true,
                     None => self.anomaly("checked in an unknown ticket"),
                 }
             }
             Reply::HoldPlaced(view) => self.add_hold(view),
-            Reply::Waitlisted { waiter, event, user, quantity, category, .. } | Reply::WaitlistJoined { waiter, event, user, quantity, category, .. } => {
-                self.add_waiter(*waiter, *event, user, *quantity, *category)
+            Reply::Waitlisted {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                ..
             }
+            | Reply::WaitlistJoined {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                ..
+            } => self.add_waiter(*waiter, *event, user, *quantity, *category),
             Reply::HoldConfirmed(view) => self.confirm(view),
             Reply::HoldReleased { hold, .. } => self.end_hold(*hold, HoldStatus::Released),
             Reply::BookingCanceled { booking, .. } => self.cancel_booking(*booking),
-            Reply::WaitlistLeft { waiter, .. } => self.end_waiter(*waiter, WaiterStatus::Left, changes),
+            Reply::WaitlistLeft { waiter, .. } => {
+                self.end_waiter(*waiter, WaiterStatus::Left, changes)
+            }
             Reply::DeskCreated { desk, tenant, spec } => {
-                let record = DeskRecord { id: *desk, tenant: tenant.clone(), spec: (**spec).clone(), live_tickets: BTreeSet::new(), held_tickets: 0, busy: BTreeMap::new() };
+                let record = DeskRecord {
+                    id: *desk,
+                    tenant: tenant.clone(),
+                    spec: (**spec).clone(),
+                    live_tickets: BTreeSet::new(),
+                    held_tickets: 0,
+                    busy: BTreeMap::new(),
+                };
                 self.desks.insert(*desk, record);
             }
             Reply::DeskTicketCreated(view) => self.add_desk_ticket(view),
@@ -486,7 +620,9 @@ impl ReadModel {
                 }
                 ticket.view = view.clone();
             }
-            Reply::DeskTicketCanceled { ticket, .. } => self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled),
+            Reply::DeskTicketCanceled { ticket, .. } => {
+                self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled)
+            }
             Reply::Ticked | Reply::Promoted { .. } => {}
         }
     }
@@ -498,16 +634,34 @@ impl ReadModel {
                 self.add_hold(hold);
                 self.end_waiter(*waiter, WaiterStatus::Offered(hold.hold), changes);
             }
-            Effect::WaitlistEnded { waiter, reason, .. } => self.end_waiter(*waiter, WaiterStatus::Ended(*reason), changes),
-            Effect::DeskHoldExpired { ticket, .. } => self.end_desk_ticket(*ticket, DeskTicketStatus::Expired),
+            Effect::WaitlistEnded { waiter, reason, .. } => {
+                self.end_waiter(*waiter, WaiterStatus::Ended(*reason), changes)
+            }
+            Effect::DeskHoldExpired { ticket, .. } => {
+                self.end_desk_ticket(*ticket, DeskTicketStatus::Expired)
+            }
         }
     }
 
     fn create_event(&mut self, id: EventId, tenant: &str, spec: &EventSpec) {
-        let category_of = |name: &str| spec.categories.iter().position(|category| category.name == name).unwrap_or(0) as u16;
+        let category_of = |name: &str| {
+            spec.categories
+                .iter()
+                .position(|category| category.name == name)
+                .unwrap_or(0) as u16
+        };
         let layout = Layout::build(&spec.sections, category_of);
-        let mut categories: Vec<CategoryCounts> =
-            spec.categories.iter().map(|category| CategoryCounts { name: category.name.clone(), price_cents: category.price_cents, capacity: 0, held: 0, booked: 0 }).collect();
+        let mut categories: Vec<CategoryCounts> = spec
+            .categories
+            .iter()
+            .map(|category| CategoryCounts {
+                name: category.name.clone(),
+                price_cents: category.price_cents,
+                capacity: 0,
+                held: 0,
+                booked: 0,
+            })
+            .collect();
         for row in &layout.rows {
             if let Some(category) = categories.get_mut(row.category as usize) {
                 category.capacity += u64::from(row.seat_count);
@@ -552,7 +706,9 @@ impl ReadModel {
         spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
         spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
         spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
-        spec.seats_per_order_max = patch.seats_per_order_max.unwrap_or(spec.seats_per_order_max);
+        spec.seats_per_order_max = patch
+            .seats_per_order_max
+            .unwrap_or(spec.seats_per_order_max);
         spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
         spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
     }
@@ -573,7 +729,13 @@ impl ReadModel {
                 entry.held += count;
             }
         }
-        self.holds.insert(view.hold, HoldRecord { view: view.clone(), status: HoldStatus::Held });
+        self.holds.insert(
+            view.hold,
+            HoldRecord {
+                view: view.clone(),
+                status: HoldStatus::Held,
+            },
+        );
         self.live_holds += 1;
     }
 
@@ -610,14 +772,19 @@ impl ReadModel {
     fn remember_ended_hold(&mut self, hold_id: HoldId) {
         self.ended_holds.push_back(hold_id);
         while self.ended_holds.len() > self.ended_entries_max {
-            let oldest = self.ended_holds.pop_front().expect("longer than the maximum");
+            let oldest = self
+                .ended_holds
+                .pop_front()
+                .expect("longer than the maximum");
             self.holds.remove(&oldest);
         }
     }
 
     fn confirm(&mut self, view: &BookingView) {
         match self.holds.get_mut(&view.hold) {
-            Some(hold) if hold.status == HoldStatus::Held => hold.status = HoldStatus::Confirmed(view.booking),
+            Some(hold) if hold.status == HoldStatus::Held => {
+                hold.status = HoldStatus::Confirmed(view.booking)
+            }
             _ => return self.anomaly("confirmed a hold that was not held"),
         }
         self.live_holds = self.live_holds.saturating_sub(1);
@@ -639,9 +806,19 @@ impl ReadModel {
             }
         }
         event.bookings.push(view.booking);
-        self.user_bookings.entry(view.user.clone()).or_default().push(view.booking);
+        self.user_bookings
+            .entry(view.user.clone())
+            .or_default()
+            .push(view.booking);
         let tickets_used = vec![false; view.tickets.len()];
-        self.bookings.insert(view.booking, BookingRecord { view: view.clone(), canceled: false, tickets_used });
+        self.bookings.insert(
+            view.booking,
+            BookingRecord {
+                view: view.clone(),
+                canceled: false,
+                tickets_used,
+            },
+        );
         self.live_bookings += 1;
     }
 
@@ -673,13 +850,30 @@ impl ReadModel {
         self.live_bookings = self.live_bookings.saturating_sub(1);
     }
 
-    fn add_waiter(&mut self, id: WaiterId, event_id: EventId, user: &str, quantity: u32, category: Option<u16>) {
+    fn add_waiter(
+        &mut self,
+        id: WaiterId,
+        event_id: EventId,
+        user: &str,
+        quantity: u32,
+        category: Option<u16>,
+    ) {
         let Some(event) = self.events.get_mut(&event_id) else {
             return self.anomaly("a waitlist entry on an unknown event");
         };
         event.queues.entry(category).or_default().insert(id);
         event.waiting += 1;
-        self.waiters.insert(id, WaiterRecord { id, event: event_id, user: user.to_string(), quantity, category, status: WaiterStatus::Waiting });
+        self.waiters.insert(
+            id,
+            WaiterRecord {
+                id,
+                event: event_id,
+                user: user.to_string(),
+                quantity,
+                category,
+                status: WaiterStatus::Waiting,
+            },
+        );
         self.waiting += 1;
     }
 
@@ -705,7 +899,10 @@ impl ReadModel {
         changes.waiters.push(id);
         self.ended_waiters.push_back(id);
         while self.ended_waiters.len() > self.ended_entries_max {
-            let oldest = self.ended_waiters.pop_front().expect("longer than the maximum");
+            let oldest = self
+                .ended_waiters
+                .pop_front()
+                .expect("longer than the maximum");
             self.waiters.remove(&oldest);
         }
     }
@@ -714,7 +911,11 @@ impl ReadModel {
         let Some(desk) = self.desks.get_mut(&view.desk) else {
             return self.anomaly("a ticket at an unknown desk");
         };
-        let status = if view.hold_expires_at_ms.is_some() { DeskTicketStatus::Held } else { DeskTicketStatus::Confirmed };
+        let status = if view.hold_expires_at_ms.is_some() {
+            DeskTicketStatus::Held
+        } else {
+            DeskTicketStatus::Confirmed
+        };
         desk.live_tickets.insert(view.ticket);
         if status == DeskTicketStatus::Held {
             desk.held_tickets += 1;
@@ -722,10 +923,20 @@ impl ReadModel {
         *desk.busy.entry(view.slot_start_ms).or_default() += 1;
         // Slots that ended long ago are of no interest to the load view.
         let horizon = self.time_ms.saturating_sub(desk.spec.slot_ms);
-        while desk.busy.first_key_value().is_some_and(|(start, _)| *start < horizon) {
+        while desk
+            .busy
+            .first_key_value()
+            .is_some_and(|(start, _)| *start < horizon)
+        {
             desk.busy.pop_first();
         }
-        self.desk_tickets.insert(view.ticket, DeskTicketRecord { view: view.clone(), status });
+        self.desk_tickets.insert(
+            view.ticket,
+            DeskTicketRecord {
+                view: view.clone(),
+                status,
+            },
+        );
     }
 
     fn end_desk_ticket(&mut self, id: DeskTicketId, end: DeskTicketStatus) {
@@ -749,7 +960,10 @@ impl ReadModel {
         }
         self.ended_desk_tickets.push_back(id);
         while self.ended_desk_tickets.len() > self.ended_entries_max {
-            let oldest = self.ended_desk_tickets.pop_front().expect("longer than the maximum");
+            let oldest = self
+                .ended_desk_tickets
+                .pop_front()
+                .expect("longer than the maximum");
             self.desk_tickets.remove(&oldest);
         }
     }
@@ -758,7 +972,10 @@ impl ReadModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::{CategorySpec, Command, EngineConfig, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+    use engine::{
+        CategorySpec, Command, EngineConfig, Request, RowSpec, SectionSpec, Selection,
+        WaitlistPolicy,
+    };
 
     fn spec() -> EventSpec {
         EventSpec {
@@ -775,9 +992,28 @@ mod tests {
             seats_per_order_max: 10,
             seats_per_user_max: None,
             waitlist_policy: WaitlistPolicy::Strict,
-            categories: vec![CategorySpec { name: "Gold".into(), price_cents: 5000 }, CategorySpec { name: "Floor".into(), price_cents: 2000 }],
-            sections: vec![SectionSpec { name: "A".into(), rows: vec![RowSpec { label: "1".into(), seats: 4, category: "Gold".into() }] }],
-            general_admission: vec![engine::PoolSpec { category: "Floor".into(), capacity: 5 }],
+            categories: vec![
+                CategorySpec {
+                    name: "Gold".into(),
+                    price_cents: 5000,
+                },
+                CategorySpec {
+                    name: "Floor".into(),
+                    price_cents: 2000,
+                },
+            ],
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: vec![RowSpec {
+                    label: "1".into(),
+                    seats: 4,
+                    category: "Gold".into(),
+                }],
+            }],
+            general_admission: vec![engine::PoolSpec {
+                category: "Floor".into(),
+                capacity: 5,
+            }],
         }
     }
 
@@ -790,18 +1026,32 @@ mod tests {
 
     impl Check {
         fn new() -> Check {
-            Check { engine: engine::Engine::new(EngineConfig { confirm_grace_ms: 0, ..EngineConfig::default() }), model: ReadModel::new(100), offset: 0 }
+            Check {
+                engine: engine::Engine::new(EngineConfig {
+                    confirm_grace_ms: 0,
+                    ..EngineConfig::default()
+                }),
+                model: ReadModel::new(100),
+                offset: 0,
+            }
         }
 
         fn run(&mut self, time_ms: u64, command: Command) -> Outcome {
-            let outcome = self.engine.apply(self.offset, time_ms, &Request::new(command));
+            let outcome = self
+                .engine
+                .apply(self.offset, time_ms, &Request::new(command));
             self.offset += 1;
             self.model.apply(&outcome);
             assert_eq!(self.model.anomalies, 0);
             let event = self.model.event(EventId(0)).unwrap();
             let availability = self.engine.availability(EventId(0)).unwrap();
             for (model, engine) in event.categories.iter().zip(&availability) {
-                assert_eq!((model.capacity, model.held, model.booked), (engine.capacity, engine.held, engine.booked), "{}", model.name);
+                assert_eq!(
+                    (model.capacity, model.held, model.booked),
+                    (engine.capacity, engine.held, engine.booked),
+                    "{}",
+                    model.name
+                );
             }
             for seat in 0..event.layout.seat_count {
                 let expected = self.engine.seat_status(EventId(0), seat).unwrap();
@@ -812,41 +1062,155 @@ mod tests {
                 };
                 assert_eq!(actual, expected, "seat {seat}");
             }
-            assert_eq!(self.model.live_holds as usize, self.engine.live_hold_count());
+            assert_eq!(
+                self.model.live_holds as usize,
+                self.engine.live_hold_count()
+            );
             assert_eq!(self.model.waiting as usize, self.engine.waiting_count());
             outcome
         }
     }
 
     fn hold(user: &str, selection: Selection, wait: bool) -> Command {
-        Command::PlaceHold { user: user.into(), event: EventId(0), selection, wait }
+        Command::PlaceHold {
+            user: user.into(),
+            event: EventId(0),
+            selection,
+            wait,
+        }
     }
 
     #[test]
     fn follows_the_engine_through_holds_expiry_offers_and_cancels() {
         let mut check = Check::new();
-        check.run(1_000, Command::CreateEvent { tenant: "demo".into(), spec: spec() });
-        let first = check.run(1_000, hold("u1", Selection::Seats(vec!["A-1-1".into(), "A-1-2".into()]), false));
-        let Ok(Reply::HoldPlaced(first)) = first.result else { panic!("{first:?}") };
-        check.run(1_000, hold("u2", Selection::Best { quantity: 2, category: Some("Gold".into()), together: true }, false));
-        let waited = check.run(1_000, hold("u3", Selection::Best { quantity: 2, category: Some("Gold".into()), together: false }, true));
-        let Ok(Reply::Waitlisted { waiter, .. }) = waited.result else { panic!("{waited:?}") };
-        assert_eq!(check.model.waiter(waiter).unwrap().status, WaiterStatus::Waiting);
-        assert_eq!(check.model.event(EventId(0)).unwrap().position(waiter, Some(0)), 1);
-        check.run(1_000, hold("u4", Selection::Best { quantity: 3, category: Some("Floor".into()), together: false }, false));
+        check.run(
+            1_000,
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: spec(),
+            },
+        );
+        let first = check.run(
+            1_000,
+            hold(
+                "u1",
+                Selection::Seats(vec!["A-1-1".into(), "A-1-2".into()]),
+                false,
+            ),
+        );
+        let Ok(Reply::HoldPlaced(first)) = first.result else {
+            panic!("{first:?}")
+        };
+        check.run(
+            1_000,
+            hold(
+                "u2",
+                Selection::Best {
+                    quantity: 2,
+                    category: Some("Gold".into()),
+                    together: true,
+                },
+                false,
+            ),
+        );
+        let waited = check.run(
+            1_000,
+            hold(
+                "u3",
+                Selection::Best {
+                    quantity: 2,
+                    category: Some("Gold".into()),
+                    together: false,
+                },
+                true,
+            ),
+        );
+        let Ok(Reply::Waitlisted { waiter, .. }) = waited.result else {
+            panic!("{waited:?}")
+        };
+        assert_eq!(
+            check.model.waiter(waiter).unwrap().status,
+            WaiterStatus::Waiting
+        );
+        assert_eq!(
+            check
+                .model
+                .event(EventId(0))
+                .unwrap()
+                .position(waiter, Some(0)),
+            1
+        );
+        check.run(
+            1_000,
+            hold(
+                "u4",
+                Selection::Best {
+                    quantity: 3,
+                    category: Some("Floor".into()),
+                    together: false,
+                },
+                false,
+            ),
+        );
         // u1's hold expires; the seats go to u3 in the same outcome.
         let tick = check.run(2_500, Command::Tick);
-        assert!(tick.effects.iter().any(|effect| matches!(effect, Effect::WaitlistOffered { .. })), "{:?}", tick.effects);
-        assert_eq!(check.model.hold(first.hold).unwrap().status, HoldStatus::Expired);
-        assert!(matches!(check.model.waiter(waiter).unwrap().status, WaiterStatus::Offered(_)));
+        assert!(
+            tick.effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::WaitlistOffered { .. })),
+            "{:?}",
+            tick.effects
+        );
+        assert_eq!(
+            check.model.hold(first.hold).unwrap().status,
+            HoldStatus::Expired
+        );
+        assert!(matches!(
+            check.model.waiter(waiter).unwrap().status,
+            WaiterStatus::Offered(_)
+        ));
         // Someone else books and cancels.
-        let placed = check.run(2_600, hold("u5", Selection::Best { quantity: 1, category: Some("Floor".into()), together: false }, false));
-        let Ok(Reply::HoldPlaced(placed)) = placed.result else { panic!() };
-        let booked = check.run(2_700, Command::ConfirmHold { user: "u5".into(), hold: placed.hold, payment_ref: "p".into() });
-        let Ok(Reply::HoldConfirmed(booking)) = booked.result else { panic!() };
+        let placed = check.run(
+            2_600,
+            hold(
+                "u5",
+                Selection::Best {
+                    quantity: 1,
+                    category: Some("Floor".into()),
+                    together: false,
+                },
+                false,
+            ),
+        );
+        let Ok(Reply::HoldPlaced(placed)) = placed.result else {
+            panic!()
+        };
+        let booked = check.run(
+            2_700,
+            Command::ConfirmHold {
+                user: "u5".into(),
+                hold: placed.hold,
+                payment_ref: "p".into(),
+            },
+        );
+        let Ok(Reply::HoldConfirmed(booking)) = booked.result else {
+            panic!()
+        };
         assert_eq!(check.model.user_bookings("u5").count(), 1);
-        check.run(2_800, Command::CancelBooking { user: "u5".into(), booking: booking.booking });
-        check.run(2_900, Command::CancelEvent { tenant: "demo".into(), event: EventId(0) });
+        check.run(
+            2_800,
+            Command::CancelBooking {
+                user: "u5".into(),
+                booking: booking.booking,
+            },
+        );
+        check.run(
+            2_900,
+            Command::CancelEvent {
+                tenant: "demo".into(),
+                event: EventId(0),
+            },
+        );
         assert!(check.model.event(EventId(0)).unwrap().canceled);
         assert_eq!(check.model.live_holds, 0);
     }
@@ -854,23 +1218,57 @@ mod tests {
     #[test]
     fn search_filters_sorts_and_pages() {
         let mut model = ReadModel::new(10);
-        for (index, (name, city, starts)) in [("Zed", "Lyon", 3), ("alpha", "lyon", 1), ("Beta", "Paris", 2)].into_iter().enumerate() {
-            let spec = EventSpec { name: name.into(), city: city.into(), starts_at_ms: starts, ..spec() };
+        for (index, (name, city, starts)) in [
+            ("Zed", "Lyon", 3),
+            ("alpha", "lyon", 1),
+            ("Beta", "Paris", 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let spec = EventSpec {
+                name: name.into(),
+                city: city.into(),
+                starts_at_ms: starts,
+                ..spec()
+            };
             let outcome = Outcome {
                 offset: index as u64,
                 time_ms: 0,
                 replayed: false,
-                result: Ok(Reply::EventCreated { event: EventId(index as u32), tenant: "demo".into(), spec: Box::new(spec) }),
+                result: Ok(Reply::EventCreated {
+                    event: EventId(index as u32),
+                    tenant: "demo".into(),
+                    spec: Box::new(spec),
+                }),
                 effects: vec![],
             };
             model.apply(&outcome);
         }
-        let filter = EventFilter { city: Some("LYON".into()), ..EventFilter::default() };
+        let filter = EventFilter {
+            city: Some("LYON".into()),
+            ..EventFilter::default()
+        };
         let (page, total) = model.search(&filter, EventSort::Name, 1, 20);
         assert_eq!(total, 2);
-        assert_eq!(page.iter().map(|event| event.spec.name.as_str()).collect::<Vec<_>>(), ["alpha", "Zed"]);
+        assert_eq!(
+            page.iter()
+                .map(|event| event.spec.name.as_str())
+                .collect::<Vec<_>>(),
+            ["alpha", "Zed"]
+        );
         let (page, total) = model.search(&EventFilter::default(), EventSort::Date, 2, 2);
-        assert_eq!((total, page.len(), page[0].spec.name.as_str()), (3, 1, "Zed"));
-        assert_eq!(model.cities(), vec![("Lyon".into(), "FR".into(), 1), ("Paris".into(), "FR".into(), 1), ("lyon".into(), "FR".into(), 1)]);
+        assert_eq!(
+            (total, page.len(), page[0].spec.name.as_str()),
+            (3, 1, "Zed")
+        );
+        assert_eq!(
+            model.cities(),
+            vec![
+                ("Lyon".into(), "FR".into(), 1),
+                ("Paris".into(), "FR".into(), 1),
+                ("lyon".into(), "FR".into(), 1)
+            ]
+        );
     }
 }

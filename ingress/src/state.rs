@@ -57,14 +57,23 @@ pub(crate) struct Watchers {
 
 impl Watchers {
     pub(crate) fn watch(&self, waiter: WaiterId) -> Arc<Notify> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(waiting.entry(waiter).or_default())
     }
 
     /// Drops the entry when no long-poll holds it any more.
     pub(crate) fn release(&self, waiter: WaiterId) {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if waiting.get(&waiter).is_some_and(|notify| Arc::strong_count(notify) == 1) {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if waiting
+            .get(&waiter)
+            .is_some_and(|notify| Arc::strong_count(notify) == 1)
+        {
             waiting.remove(&waiter);
         }
     }
@@ -73,7 +82,10 @@ impl Watchers {
         if waiters.is_empty() {
             return;
         }
-        let mut waiting = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for waiter in waiters {
             if let Some(notify) = waiting.remove(waiter) {
                 notify.notify_waiters();
@@ -82,7 +94,10 @@ impl Watchers {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 }
 
@@ -93,27 +108,36 @@ impl AppState {
 
     /// The read model, for a short read. Never held across an `.await`.
     pub(crate) fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
-        self.shared.model.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn check_user_rate(&self, user: &str) -> Result<(), AppError> {
         if !self.shared.config.rate_limit.enabled {
             return Ok(());
         }
-        self.shared.user_limiter.check(user, Instant::now()).map_err(|wait| {
-            self.shared.metrics.rate_limited.inc();
-            AppError::rate_limited(retry_after_seconds(wait))
-        })
+        self.shared
+            .user_limiter
+            .check(user, Instant::now())
+            .map_err(|wait| {
+                self.shared.metrics.rate_limited.inc();
+                AppError::rate_limited(retry_after_seconds(wait))
+            })
     }
 
     pub(crate) fn check_address_rate(&self, address: &str) -> Result<(), AppError> {
         if !self.shared.config.rate_limit.enabled {
             return Ok(());
         }
-        self.shared.address_limiter.check(address, Instant::now()).map_err(|wait| {
-            self.shared.metrics.rate_limited.inc();
-            AppError::rate_limited(retry_after_seconds(wait))
-        })
+        self.shared
+            .address_limiter
+            .check(address, Instant::now())
+            .map_err(|wait| {
+                self.shared.metrics.rate_limited.inc();
+                AppError::rate_limited(retry_after_seconds(wait))
+            })
     }
 
     pub(crate) fn gauges(&self) -> Gauges {

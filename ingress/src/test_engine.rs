@@ -18,20 +18,33 @@ pub struct TestEngine {
     engine: Arc<Mutex<Engine>>,
     requests: Arc<dyn LogWriter>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl TestEngine {
     /// Starts the driver. `requests_reader` should be at offset 0 (the engine starts empty).
-    pub fn start(config: EngineConfig, mut requests_reader: Box<dyn LogReader>, requests: Arc<dyn LogWriter>, outcomes: Arc<dyn LogWriter>, tick_interval: Duration) -> TestEngine {
+    pub fn start(
+        config: EngineConfig,
+        mut requests_reader: Box<dyn LogReader>,
+        requests: Arc<dyn LogWriter>,
+        outcomes: Arc<dyn LogWriter>,
+        tick_interval: Duration,
+    ) -> TestEngine {
         let engine = Arc::new(Mutex::new(Engine::new(config)));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (engine, requests, stop) = (Arc::clone(&engine), Arc::clone(&requests), Arc::clone(&stop));
+            let (engine, requests, stop) = (
+                Arc::clone(&engine),
+                Arc::clone(&requests),
+                Arc::clone(&stop),
+            );
             std::thread::Builder::new()
                 .name("test-engine".into())
                 .spawn(move || {
@@ -41,21 +54,32 @@ impl TestEngine {
                         let timeout = {
                             let engine = engine.lock().expect("engine lock");
                             match engine.next_due_ms() {
-                                Some(due) if tick_pending.is_none() => Duration::from_millis(due.saturating_sub(wall_clock_ms()).clamp(1, tick_interval.as_millis() as u64)),
+                                Some(due) if tick_pending.is_none() => Duration::from_millis(
+                                    due.saturating_sub(wall_clock_ms())
+                                        .clamp(1, tick_interval.as_millis() as u64),
+                                ),
                                 _ => tick_interval,
                             }
                         };
                         let records = match requests_reader.poll(POLL_RECORDS_MAX, timeout) {
                             Ok(records) => records,
-                            Err(error) => panic!("test engine: reading the requests log failed: {error}"),
+                            Err(error) => {
+                                panic!("test engine: reading the requests log failed: {error}")
+                            }
                         };
                         let mut encoded = Vec::with_capacity(records.len());
                         {
                             let mut engine = engine.lock().expect("engine lock");
                             for record in &records {
                                 let outcome = match engine::wire::decode_request(&record.payload) {
-                                    Ok(request) => engine.apply(record.offset, record.timestamp_ms, &request),
-                                    Err(reason) => engine.apply_undecodable(record.offset, record.timestamp_ms, &reason),
+                                    Ok(request) => {
+                                        engine.apply(record.offset, record.timestamp_ms, &request)
+                                    }
+                                    Err(reason) => engine.apply_undecodable(
+                                        record.offset,
+                                        record.timestamp_ms,
+                                        &reason,
+                                    ),
                                 };
                                 if tick_pending.is_some_and(|offset| record.offset >= offset) {
                                     tick_pending = None;
@@ -64,18 +88,29 @@ impl TestEngine {
                             }
                         }
                         if !encoded.is_empty() {
-                            outcomes.append(encoded).expect("test engine: appending outcomes failed");
+                            outcomes
+                                .append(encoded)
+                                .expect("test engine: appending outcomes failed");
                         }
                         let due = engine.lock().expect("engine lock").next_due_ms();
                         if tick_pending.is_none() && due.is_some_and(|due| wall_clock_ms() >= due) {
-                            let appended = requests.append(vec![engine::wire::encode_request(&Request::new(Command::Tick))]).expect("test engine: appending a tick failed");
+                            let appended = requests
+                                .append(vec![engine::wire::encode_request(&Request::new(
+                                    Command::Tick,
+                                ))])
+                                .expect("test engine: appending a tick failed");
                             tick_pending = Some(appended[0].offset);
                         }
                     }
                 })
                 .expect("spawning the test engine")
         };
-        TestEngine { engine, requests, stop, thread: Some(thread) }
+        TestEngine {
+            engine,
+            requests,
+            stop,
+            thread: Mutex::new(Some(thread)),
+        }
     }
 
     /// Runs `f` on the engine (between batches).
@@ -83,13 +118,15 @@ impl TestEngine {
         f(&self.engine.lock().expect("engine lock"))
     }
 
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
+    /// Stops and joins the driver thread (it finishes the batch it is applying).
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
     }
@@ -97,7 +134,7 @@ impl TestEngine {
 
 impl Drop for TestEngine {
     fn drop(&mut self) {
-        self.shutdown();
+        self.stop();
     }
 }
 
@@ -108,7 +145,13 @@ impl EngineControl for TestEngineControl {
     fn status(&self) -> Option<EngineStatus> {
         let log_end_offset = self.0.requests.end_offset().ok()?;
         self.0.with_engine(|engine| {
-            Some(EngineStatus { role: EngineRole::Primary, applied_offset: engine.applied_offset(), log_end_offset, last_snapshot: None, state_hash: engine.state_hash_hex() })
+            Some(EngineStatus {
+                role: EngineRole::Primary,
+                applied_offset: engine.applied_offset(),
+                log_end_offset,
+                last_snapshot: None,
+                state_hash: engine.state_hash_hex(),
+            })
         })
     }
 

@@ -5,7 +5,10 @@
 use crate::api::{CreateDeskBody, CreateEventBody, HoldBody, PatchEventBody};
 use crate::error::AppError;
 use crate::times;
-use engine::{CategorySpec, DeskSpec, EngineConfig, EventPatch, EventSpec, LevelSpec, PoolSpec, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+use engine::{
+    CategorySpec, DeskSpec, EngineConfig, EventPatch, EventSpec, LevelSpec, PoolSpec, RowSpec,
+    SectionSpec, Selection, WaitlistPolicy,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -18,34 +21,58 @@ pub(crate) const SEATS_PER_ORDER_DEFAULT: u32 = 10;
 pub(crate) const SHORT_TEXT_BYTES_MAX: usize = 1024;
 
 /// A text field: trimmed emptiness and byte length checked.
-fn text(field: &str, value: &str, required: bool, limits: &EngineConfig) -> Result<String, AppError> {
+fn text(
+    field: &str,
+    value: &str,
+    required: bool,
+    limits: &EngineConfig,
+) -> Result<String, AppError> {
     if required && value.trim().is_empty() {
         return Err(AppError::field(field, format!("{field} must not be empty")));
     }
     if value.len() > limits.text_bytes_max {
-        return Err(AppError::field(field, format!("{field} is longer than {} bytes", limits.text_bytes_max)));
+        return Err(AppError::field(
+            field,
+            format!("{field} is longer than {} bytes", limits.text_bytes_max),
+        ));
     }
     Ok(value.to_string())
 }
 
 fn hold_ttl_ms(seconds: u64, limits: &EngineConfig) -> Result<u64, AppError> {
     let millis = seconds.saturating_mul(1000);
-    if !(HOLD_TTL_SECONDS_MIN..=HOLD_TTL_SECONDS_MAX).contains(&seconds) || !(limits.hold_ttl_min_ms..=limits.hold_ttl_max_ms).contains(&millis) {
-        return Err(AppError::field("hold_ttl_seconds", format!("hold_ttl_seconds must be from {HOLD_TTL_SECONDS_MIN} to {HOLD_TTL_SECONDS_MAX}")));
+    if !(HOLD_TTL_SECONDS_MIN..=HOLD_TTL_SECONDS_MAX).contains(&seconds)
+        || !(limits.hold_ttl_min_ms..=limits.hold_ttl_max_ms).contains(&millis)
+    {
+        return Err(AppError::field(
+            "hold_ttl_seconds",
+            format!(
+                "hold_ttl_seconds must be from {HOLD_TTL_SECONDS_MIN} to {HOLD_TTL_SECONDS_MAX}"
+            ),
+        ));
     }
     Ok(millis)
 }
 
 fn seats_per_order(value: u32, limits: &EngineConfig) -> Result<u32, AppError> {
     if value == 0 || value > limits.seats_per_order_cap {
-        return Err(AppError::field("max_seats_per_order", format!("max_seats_per_order must be from 1 to {}", limits.seats_per_order_cap)));
+        return Err(AppError::field(
+            "max_seats_per_order",
+            format!(
+                "max_seats_per_order must be from 1 to {}",
+                limits.seats_per_order_cap
+            ),
+        ));
     }
     Ok(value)
 }
 
 fn seats_per_user(value: Option<u32>) -> Result<Option<u32>, AppError> {
     if value == Some(0) {
-        return Err(AppError::field("max_seats_per_user", "max_seats_per_user must be at least 1"));
+        return Err(AppError::field(
+            "max_seats_per_user",
+            "max_seats_per_user must be at least 1",
+        ));
     }
     Ok(value)
 }
@@ -54,7 +81,10 @@ fn policy(value: &str) -> Result<WaitlistPolicy, AppError> {
     match value {
         "strict" => Ok(WaitlistPolicy::Strict),
         "skip_ahead" => Ok(WaitlistPolicy::SkipAhead),
-        _ => Err(AppError::field("waitlist_policy", "waitlist_policy must be strict or skip_ahead")),
+        _ => Err(AppError::field(
+            "waitlist_policy",
+            "waitlist_policy must be strict or skip_ahead",
+        )),
     }
 }
 
@@ -63,13 +93,21 @@ fn optional_time(field: &str, value: Option<&str>) -> Result<Option<u64>, AppErr
 }
 
 /// The time relationships the engine checks.
-fn check_times(starts_at_ms: u64, ends_at_ms: Option<u64>, open: Option<u64>, close: Option<u64>) -> Result<(), AppError> {
+fn check_times(
+    starts_at_ms: u64,
+    ends_at_ms: Option<u64>,
+    open: Option<u64>,
+    close: Option<u64>,
+) -> Result<(), AppError> {
     if ends_at_ms.is_some_and(|ends| ends < starts_at_ms) {
         return Err(AppError::field("ends_at", "ends_at is before starts_at"));
     }
     if let (Some(open), Some(close)) = (open, close) {
         if close <= open {
-            return Err(AppError::field("sales_close_at", "sales_close_at is not after sales_open_at"));
+            return Err(AppError::field(
+                "sales_close_at",
+                "sales_close_at is not after sales_open_at",
+            ));
         }
     }
     Ok(())
@@ -77,14 +115,25 @@ fn check_times(starts_at_ms: u64, ends_at_ms: Option<u64>, open: Option<u64>, cl
 
 fn no_dash(field: &str, value: &str) -> Result<(), AppError> {
     if value.contains('-') {
-        return Err(AppError::field(field, format!("{field} must not contain '-' (seat ids are <section>-<row>-<number>)")));
+        return Err(AppError::field(
+            field,
+            format!("{field} must not contain '-' (seat ids are <section>-<row>-<number>)"),
+        ));
     }
     Ok(())
 }
 
-pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result<EventSpec, AppError> {
+pub(crate) fn event_spec(
+    body: CreateEventBody,
+    limits: &EngineConfig,
+) -> Result<EventSpec, AppError> {
     let name = text("name", &body.name, true, limits)?;
-    let description = text("description", body.description.as_deref().unwrap_or(""), false, limits)?;
+    let description = text(
+        "description",
+        body.description.as_deref().unwrap_or(""),
+        false,
+        limits,
+    )?;
     let city = text("city", &body.city, true, limits)?;
     let country = text("country", &body.country, true, limits)?;
     let venue = text("venue", &body.venue, true, limits)?;
@@ -92,14 +141,37 @@ pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result
     let ends_at_ms = optional_time("ends_at", body.ends_at.as_deref())?;
     let sales_open_at_ms = optional_time("sales_open_at", body.sales_open_at.as_deref())?;
     let sales_close_at_ms = optional_time("sales_close_at", body.sales_close_at.as_deref())?;
-    check_times(starts_at_ms, ends_at_ms, sales_open_at_ms, sales_close_at_ms)?;
-    let hold_ttl_ms = hold_ttl_ms(body.hold_ttl_seconds.unwrap_or(HOLD_TTL_SECONDS_DEFAULT), limits)?;
-    let seats_per_order_max = seats_per_order(body.max_seats_per_order.unwrap_or(SEATS_PER_ORDER_DEFAULT.min(limits.seats_per_order_cap)), limits)?;
+    check_times(
+        starts_at_ms,
+        ends_at_ms,
+        sales_open_at_ms,
+        sales_close_at_ms,
+    )?;
+    let hold_ttl_ms = hold_ttl_ms(
+        body.hold_ttl_seconds.unwrap_or(HOLD_TTL_SECONDS_DEFAULT),
+        limits,
+    )?;
+    let seats_per_order_max = seats_per_order(
+        body.max_seats_per_order
+            .unwrap_or(SEATS_PER_ORDER_DEFAULT.min(limits.seats_per_order_cap)),
+        limits,
+    )?;
     let seats_per_user_max = seats_per_user(body.max_seats_per_user)?;
-    let waitlist_policy = body.waitlist_policy.as_deref().map(policy).transpose()?.unwrap_or_default();
+    let waitlist_policy = body
+        .waitlist_policy
+        .as_deref()
+        .map(policy)
+        .transpose()?
+        .unwrap_or_default();
 
     if body.categories.is_empty() || body.categories.len() > limits.event_categories_max as usize {
-        return Err(AppError::field("categories", format!("an event needs from 1 to {} categories", limits.event_categories_max)));
+        return Err(AppError::field(
+            "categories",
+            format!(
+                "an event needs from 1 to {} categories",
+                limits.event_categories_max
+            ),
+        ));
     }
     let mut names = BTreeSet::new();
     let mut categories = Vec::with_capacity(body.categories.len());
@@ -107,15 +179,27 @@ pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result
         let field = format!("categories[{index}].name");
         let name = text(&field, &category.name, true, limits)?;
         if !names.insert(name.clone()) {
-            return Err(AppError::field(&field, format!("category {name:?} is named twice")));
+            return Err(AppError::field(
+                &field,
+                format!("category {name:?} is named twice"),
+            ));
         }
-        categories.push(CategorySpec { name, price_cents: category.price_cents });
+        categories.push(CategorySpec {
+            name,
+            price_cents: category.price_cents,
+        });
     }
 
-    let sections_body = body.seating.map(|seating| seating.sections).unwrap_or_default();
+    let sections_body = body
+        .seating
+        .map(|seating| seating.sections)
+        .unwrap_or_default();
     let pools_body = body.general_admission.unwrap_or_default();
     if sections_body.is_empty() && pools_body.is_empty() {
-        return Err(AppError::field("seating", "an event needs seating (with at least one section), general_admission, or both"));
+        return Err(AppError::field(
+            "seating",
+            "an event needs seating (with at least one section), general_admission, or both",
+        ));
     }
     let (mut seat_total, mut row_total) = (0u64, 0u64);
     let mut section_names = BTreeSet::new();
@@ -126,10 +210,16 @@ pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result
         let section_name = text(&format!("{field}.name"), &section.name, true, limits)?;
         no_dash(&format!("{field}.name"), &section_name)?;
         if !section_names.insert(section_name.clone()) {
-            return Err(AppError::field(&format!("{field}.name"), format!("section {section_name:?} is named twice")));
+            return Err(AppError::field(
+                &format!("{field}.name"),
+                format!("section {section_name:?} is named twice"),
+            ));
         }
         if section.rows.is_empty() {
-            return Err(AppError::field(&format!("{field}.rows"), "a section needs at least one row"));
+            return Err(AppError::field(
+                &format!("{field}.rows"),
+                "a section needs at least one row",
+            ));
         }
         let mut labels = BTreeSet::new();
         let mut rows = Vec::with_capacity(section.rows.len());
@@ -138,41 +228,86 @@ pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result
             let label = text(&format!("{field}.label"), &row.label, true, limits)?;
             no_dash(&format!("{field}.label"), &label)?;
             if !labels.insert(label.clone()) {
-                return Err(AppError::field(&format!("{field}.label"), format!("row {label:?} appears twice in section {section_name:?}")));
+                return Err(AppError::field(
+                    &format!("{field}.label"),
+                    format!("row {label:?} appears twice in section {section_name:?}"),
+                ));
             }
             if row.seats == 0 {
-                return Err(AppError::field(&format!("{field}.seats"), "a row needs at least one seat"));
+                return Err(AppError::field(
+                    &format!("{field}.seats"),
+                    "a row needs at least one seat",
+                ));
             }
             if !names.contains(&row.category) {
-                return Err(AppError::field(&format!("{field}.category"), format!("category {:?} is not in categories", row.category)));
+                return Err(AppError::field(
+                    &format!("{field}.category"),
+                    format!("category {:?} is not in categories", row.category),
+                ));
             }
             seated_categories.insert(row.category.clone());
             seat_total += u64::from(row.seats);
             row_total += 1;
-            if seat_total > u64::from(limits.event_seats_max) || row_total > u64::from(limits.event_rows_max) {
-                return Err(AppError::field("seating", format!("an event has at most {} seats in {} rows", limits.event_seats_max, limits.event_rows_max)));
+            if seat_total > u64::from(limits.event_seats_max)
+                || row_total > u64::from(limits.event_rows_max)
+            {
+                return Err(AppError::field(
+                    "seating",
+                    format!(
+                        "an event has at most {} seats in {} rows",
+                        limits.event_seats_max, limits.event_rows_max
+                    ),
+                ));
             }
-            rows.push(RowSpec { label, seats: row.seats, category: row.category.clone() });
+            rows.push(RowSpec {
+                label,
+                seats: row.seats,
+                category: row.category.clone(),
+            });
         }
-        sections.push(SectionSpec { name: section_name, rows });
+        sections.push(SectionSpec {
+            name: section_name,
+            rows,
+        });
     }
     let mut pooled = BTreeSet::new();
     let mut general_admission = Vec::with_capacity(pools_body.len());
     for (index, pool) in pools_body.iter().enumerate() {
         let field = format!("general_admission[{index}]");
         if !names.contains(&pool.category) {
-            return Err(AppError::field(&format!("{field}.category"), format!("category {:?} is not in categories", pool.category)));
+            return Err(AppError::field(
+                &format!("{field}.category"),
+                format!("category {:?} is not in categories", pool.category),
+            ));
         }
         if !pooled.insert(pool.category.clone()) {
-            return Err(AppError::field(&format!("{field}.category"), format!("category {:?} has two general-admission pools", pool.category)));
+            return Err(AppError::field(
+                &format!("{field}.category"),
+                format!(
+                    "category {:?} has two general-admission pools",
+                    pool.category
+                ),
+            ));
         }
         if seated_categories.contains(&pool.category) {
-            return Err(AppError::field(&format!("{field}.category"), format!("category {:?} is both seated and general admission", pool.category)));
+            return Err(AppError::field(
+                &format!("{field}.category"),
+                format!(
+                    "category {:?} is both seated and general admission",
+                    pool.category
+                ),
+            ));
         }
         if pool.capacity == 0 || pool.capacity > limits.pool_capacity_max {
-            return Err(AppError::field(&format!("{field}.capacity"), format!("capacity must be from 1 to {}", limits.pool_capacity_max)));
+            return Err(AppError::field(
+                &format!("{field}.capacity"),
+                format!("capacity must be from 1 to {}", limits.pool_capacity_max),
+            ));
         }
-        general_admission.push(PoolSpec { category: pool.category.clone(), capacity: pool.capacity });
+        general_admission.push(PoolSpec {
+            category: pool.category.clone(),
+            capacity: pool.capacity,
+        });
     }
     Ok(EventSpec {
         name,
@@ -195,7 +330,11 @@ pub(crate) fn event_spec(body: CreateEventBody, limits: &EngineConfig) -> Result
 }
 
 /// A patch, checked against the event as it is now (the engine checks again).
-pub(crate) fn event_patch(body: PatchEventBody, current: &EventSpec, limits: &EngineConfig) -> Result<EventPatch, AppError> {
+pub(crate) fn event_patch(
+    body: PatchEventBody,
+    current: &EventSpec,
+    limits: &EngineConfig,
+) -> Result<EventPatch, AppError> {
     let mut patch = EventPatch::default();
     if let Some(name) = &body.name {
         patch.name = Some(text("name", name, true, limits)?);
@@ -228,7 +367,9 @@ pub(crate) fn event_patch(body: PatchEventBody, current: &EventSpec, limits: &En
         patch.waitlist_policy = Some(policy(value)?);
     }
     if patch == EventPatch::default() {
-        return Err(AppError::bad_request("the patch changes nothing: give at least one field"));
+        return Err(AppError::bad_request(
+            "the patch changes nothing: give at least one field",
+        ));
     }
     check_times(
         patch.starts_at_ms.unwrap_or(current.starts_at_ms),
@@ -240,31 +381,62 @@ pub(crate) fn event_patch(body: PatchEventBody, current: &EventSpec, limits: &En
 }
 
 /// The selection of a hold request, with the seats-per-order cap applied.
-pub(crate) fn selection(body: &HoldBody, limits: &EngineConfig) -> Result<(Selection, bool), AppError> {
+pub(crate) fn selection(
+    body: &HoldBody,
+    limits: &EngineConfig,
+) -> Result<(Selection, bool), AppError> {
     let wait = body.wait.unwrap_or(false);
     match (&body.seats, body.quantity) {
-        (Some(_), Some(_)) => Err(AppError::field("quantity", "give either seats or quantity, not both")),
-        (None, None) => Err(AppError::field("seats", "give either seats (exact seats) or quantity (best available)")),
+        (Some(_), Some(_)) => Err(AppError::field(
+            "quantity",
+            "give either seats or quantity, not both",
+        )),
+        (None, None) => Err(AppError::field(
+            "seats",
+            "give either seats (exact seats) or quantity (best available)",
+        )),
         (Some(seats), None) => {
             if body.category.is_some() || body.together.is_some() {
-                return Err(AppError::field(if body.category.is_some() { "category" } else { "together" }, "category and together apply to quantity requests"));
+                return Err(AppError::field(
+                    if body.category.is_some() {
+                        "category"
+                    } else {
+                        "together"
+                    },
+                    "category and together apply to quantity requests",
+                ));
             }
             if wait {
-                return Err(AppError::field("wait", "wait applies to quantity requests (the waitlist is for quantities)"));
+                return Err(AppError::field(
+                    "wait",
+                    "wait applies to quantity requests (the waitlist is for quantities)",
+                ));
             }
             if seats.is_empty() {
-                return Err(AppError::field("seats", "seats must name at least one seat"));
+                return Err(AppError::field(
+                    "seats",
+                    "seats must name at least one seat",
+                ));
             }
             if seats.len() > limits.seats_per_order_cap as usize {
-                return Err(AppError::limit_exceeded("seats_per_order", u64::from(limits.seats_per_order_cap)));
+                return Err(AppError::limit_exceeded(
+                    "seats_per_order",
+                    u64::from(limits.seats_per_order_cap),
+                ));
             }
             let mut distinct = BTreeSet::new();
             for (index, seat) in seats.iter().enumerate() {
                 if seat.is_empty() || seat.len() > limits.text_bytes_max {
-                    return Err(AppError::field(&format!("seats[{index}]"), "a seat id is <section>-<row>-<number>"));
+                    return Err(AppError::field(
+                        &format!("seats[{index}]"),
+                        "a seat id is <section>-<row>-<number>",
+                    ));
                 }
                 if !distinct.insert(seat.as_str()) {
-                    return Err(AppError::field(&format!("seats[{index}]"), format!("seat {seat} is requested twice")));
+                    return Err(AppError::field(
+                        &format!("seats[{index}]"),
+                        format!("seat {seat} is requested twice"),
+                    ));
                 }
             }
             Ok((Selection::Seats(seats.clone()), false))
@@ -274,12 +446,22 @@ pub(crate) fn selection(body: &HoldBody, limits: &EngineConfig) -> Result<(Selec
                 return Err(AppError::field("quantity", "quantity must be at least 1"));
             }
             if quantity > limits.seats_per_order_cap {
-                return Err(AppError::limit_exceeded("seats_per_order", u64::from(limits.seats_per_order_cap)));
+                return Err(AppError::limit_exceeded(
+                    "seats_per_order",
+                    u64::from(limits.seats_per_order_cap),
+                ));
             }
             if let Some(category) = &body.category {
                 text("category", category, true, limits)?;
             }
-            Ok((Selection::Best { quantity, category: body.category.clone(), together: body.together.unwrap_or(false) }, wait))
+            Ok((
+                Selection::Best {
+                    quantity,
+                    category: body.category.clone(),
+                    together: body.together.unwrap_or(false),
+                },
+                wait,
+            ))
         }
     }
 }
@@ -290,39 +472,67 @@ pub(crate) fn short_text(field: &str, value: &str) -> Result<String, AppError> {
         return Err(AppError::field(field, format!("{field} must not be empty")));
     }
     if value.len() > SHORT_TEXT_BYTES_MAX {
-        return Err(AppError::field(field, format!("{field} is longer than {SHORT_TEXT_BYTES_MAX} bytes")));
+        return Err(AppError::field(
+            field,
+            format!("{field} is longer than {SHORT_TEXT_BYTES_MAX} bytes"),
+        ));
     }
     Ok(value.to_string())
 }
 
 /// The default service levels: gold 2 h, silver 4 h, bronze 8 h.
 pub(crate) fn default_levels() -> Vec<LevelSpec> {
-    [("gold", 120), ("silver", 240), ("bronze", 480)].into_iter().map(|(name, minutes)| LevelSpec { name: name.into(), deadline_ms: minutes * 60_000 }).collect()
+    [("gold", 120), ("silver", 240), ("bronze", 480)]
+        .into_iter()
+        .map(|(name, minutes)| LevelSpec {
+            name: name.into(),
+            deadline_ms: minutes * 60_000,
+        })
+        .collect()
 }
 
-pub(crate) fn desk_spec(body: CreateDeskBody, limits: &EngineConfig, default_hold_ttl: Duration) -> Result<DeskSpec, AppError> {
+pub(crate) fn desk_spec(
+    body: CreateDeskBody,
+    limits: &EngineConfig,
+    default_hold_ttl: Duration,
+) -> Result<DeskSpec, AppError> {
     let name = text("name", &body.name, true, limits)?;
     if body.agents == 0 || body.agents > 10_000 {
         return Err(AppError::field("agents", "agents must be from 1 to 10000"));
     }
     let slot_minutes = body.slot_minutes.unwrap_or(1);
     if slot_minutes == 0 || slot_minutes > 24 * 60 {
-        return Err(AppError::field("slot_minutes", "slot_minutes must be from 1 to 1440"));
+        return Err(AppError::field(
+            "slot_minutes",
+            "slot_minutes must be from 1 to 1440",
+        ));
     }
     let slot_ms = slot_minutes * 60_000;
     let horizon_hours = body.horizon_hours.unwrap_or(8);
     if horizon_hours == 0 || horizon_hours > 24 * 365 {
-        return Err(AppError::field("horizon_hours", "horizon_hours must be from 1 to 8760"));
+        return Err(AppError::field(
+            "horizon_hours",
+            "horizon_hours must be from 1 to 8760",
+        ));
     }
     let horizon_ms = horizon_hours * 3_600_000;
     if horizon_ms < slot_ms || horizon_ms / slot_ms > limits.desk_slots_max {
-        return Err(AppError::field("horizon_hours", format!("the horizon must hold from 1 to {} slots", limits.desk_slots_max)));
+        return Err(AppError::field(
+            "horizon_hours",
+            format!(
+                "the horizon must hold from 1 to {} slots",
+                limits.desk_slots_max
+            ),
+        ));
     }
     let levels = match body.levels {
         None => default_levels(),
         Some(levels) => {
             if levels.is_empty() || levels.len() > 16 {
-                return Err(AppError::field("levels", "a desk has from 1 to 16 service levels"));
+                return Err(AppError::field(
+                    "levels",
+                    "a desk has from 1 to 16 service levels",
+                ));
             }
             let mut names = BTreeSet::new();
             let mut specs = Vec::with_capacity(levels.len());
@@ -330,11 +540,17 @@ pub(crate) fn desk_spec(body: CreateDeskBody, limits: &EngineConfig, default_hol
                 let field = format!("levels[{index}]");
                 let name = text(&format!("{field}.name"), &level.name, true, limits)?;
                 if !names.insert(name.clone()) {
-                    return Err(AppError::field(&format!("{field}.name"), format!("level {name:?} is named twice")));
+                    return Err(AppError::field(
+                        &format!("{field}.name"),
+                        format!("level {name:?} is named twice"),
+                    ));
                 }
                 let deadline_ms = level.deadline_minutes.saturating_mul(60_000);
                 if deadline_ms < slot_ms || level.deadline_minutes > 24 * 60 * 365 {
-                    return Err(AppError::field(&format!("{field}.deadline_minutes"), "deadline_minutes must be at least one slot and at most a year"));
+                    return Err(AppError::field(
+                        &format!("{field}.deadline_minutes"),
+                        "deadline_minutes must be at least one slot and at most a year",
+                    ));
                 }
                 specs.push(LevelSpec { name, deadline_ms });
             }
@@ -342,13 +558,23 @@ pub(crate) fn desk_spec(body: CreateDeskBody, limits: &EngineConfig, default_hol
         }
     };
     if levels.iter().any(|level| level.deadline_ms < slot_ms) {
-        return Err(AppError::field("slot_minutes", "every level's deadline must be at least one slot"));
+        return Err(AppError::field(
+            "slot_minutes",
+            "every level's deadline must be at least one slot",
+        ));
     }
     let hold_ttl_ms = match body.hold_ttl_seconds {
         Some(seconds) => hold_ttl_ms(seconds, limits)?,
         None => default_hold_ttl.as_millis() as u64,
     };
-    Ok(DeskSpec { name, agents: body.agents, slot_ms, horizon_ms, levels, hold_ttl_ms })
+    Ok(DeskSpec {
+        name,
+        agents: body.agents,
+        slot_ms,
+        horizon_ms,
+        levels,
+        hold_ttl_ms,
+    })
 }
 
 #[cfg(test)]
@@ -360,7 +586,10 @@ mod tests {
         let body: CreateEventBody = parse_json(body.to_string().as_bytes()).unwrap();
         let error = event_spec(body, &EngineConfig::default()).unwrap_err();
         assert_eq!(error.code, "bad_request");
-        error.details.expect("a field")["field"].as_str().unwrap().to_string()
+        error.details.expect("a field")["field"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn base() -> serde_json::Value {
@@ -372,7 +601,11 @@ mod tests {
         })
     }
 
-    fn with(mut value: serde_json::Value, path: &[&str], new: serde_json::Value) -> serde_json::Value {
+    fn with(
+        mut value: serde_json::Value,
+        path: &[&str],
+        new: serde_json::Value,
+    ) -> serde_json::Value {
         let mut target = &mut value;
         for (index, key) in path.iter().enumerate() {
             if index + 1 == path.len() {
@@ -393,7 +626,14 @@ mod tests {
         let spec = event_spec(body, &EngineConfig::default()).unwrap();
         assert_eq!((spec.hold_ttl_ms, spec.seats_per_order_max), (300_000, 10));
         let mut engine = engine::Engine::new(EngineConfig::default());
-        let outcome = engine.apply(0, 0, &engine::Request::new(engine::Command::CreateEvent { tenant: "demo".into(), spec }));
+        let outcome = engine.apply(
+            0,
+            0,
+            &engine::Request::new(engine::Command::CreateEvent {
+                tenant: "demo".into(),
+                spec,
+            }),
+        );
         assert!(outcome.result.is_ok(), "{outcome:?}");
     }
 
@@ -403,30 +643,135 @@ mod tests {
         let cases: Vec<(serde_json::Value, &str)> = vec![
             (with(base(), &["name"], json!("  ")), "name"),
             (with(base(), &["starts_at"], json!("tomorrow")), "starts_at"),
-            (with(base(), &["ends_at"], json!("2030-04-01T20:00:00Z")), "ends_at"),
-            (with(with(base(), &["sales_open_at"], json!("2030-04-02T00:00:00Z")), &["sales_close_at"], json!("2030-04-01T00:00:00Z")), "sales_close_at"),
-            (with(base(), &["hold_ttl_seconds"], json!(0)), "hold_ttl_seconds"),
-            (with(base(), &["hold_ttl_seconds"], json!(7201)), "hold_ttl_seconds"),
-            (with(base(), &["max_seats_per_order"], json!(0)), "max_seats_per_order"),
-            (with(base(), &["max_seats_per_order"], json!(101)), "max_seats_per_order"),
-            (with(base(), &["max_seats_per_user"], json!(0)), "max_seats_per_user"),
-            (with(base(), &["waitlist_policy"], json!("lottery")), "waitlist_policy"),
-            (with(base(), &["categories"], json!([])), "categories"),
-            (with(base(), &["categories"], json!([{"name": "Gold", "price_cents": 1}, {"name": "Gold", "price_cents": 2}])), "categories[1].name"),
-            (with(with(base(), &["seating"], json!(null)), &["general_admission"], json!([])), "seating"),
-            (with(base(), &["seating", "sections"], json!([{"name": "A-B", "rows": [{"label": "1", "seats": 1, "category": "Gold"}]}])), "seating.sections[0].name"),
-            (with(base(), &["seating", "sections"], json!([{"name": "A", "rows": []}])), "seating.sections[0].rows"),
-            (with(base(), &["seating", "sections"], json!([{"name": "A", "rows": [{"label": "1", "seats": 0, "category": "Gold"}]}])), "seating.sections[0].rows[0].seats"),
-            (with(base(), &["seating", "sections"], json!([{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Nope"}]}])), "seating.sections[0].rows[0].category"),
             (
-                with(base(), &["seating", "sections"], json!([{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Gold"}, {"label": "1", "seats": 1, "category": "Gold"}]}])),
+                with(base(), &["ends_at"], json!("2030-04-01T20:00:00Z")),
+                "ends_at",
+            ),
+            (
+                with(
+                    with(base(), &["sales_open_at"], json!("2030-04-02T00:00:00Z")),
+                    &["sales_close_at"],
+                    json!("2030-04-01T00:00:00Z"),
+                ),
+                "sales_close_at",
+            ),
+            (
+                with(base(), &["hold_ttl_seconds"], json!(0)),
+                "hold_ttl_seconds",
+            ),
+            (
+                with(base(), &["hold_ttl_seconds"], json!(7201)),
+                "hold_ttl_seconds",
+            ),
+            (
+                with(base(), &["max_seats_per_order"], json!(0)),
+                "max_seats_per_order",
+            ),
+            (
+                with(base(), &["max_seats_per_order"], json!(101)),
+                "max_seats_per_order",
+            ),
+            (
+                with(base(), &["max_seats_per_user"], json!(0)),
+                "max_seats_per_user",
+            ),
+            (
+                with(base(), &["waitlist_policy"], json!("lottery")),
+                "waitlist_policy",
+            ),
+            (with(base(), &["categories"], json!([])), "categories"),
+            (
+                with(
+                    base(),
+                    &["categories"],
+                    json!([{"name": "Gold", "price_cents": 1}, {"name": "Gold", "price_cents": 2}]),
+                ),
+                "categories[1].name",
+            ),
+            (
+                with(
+                    with(base(), &["seating"], json!(null)),
+                    &["general_admission"],
+                    json!([]),
+                ),
+                "seating",
+            ),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A-B", "rows": [{"label": "1", "seats": 1, "category": "Gold"}]}]),
+                ),
+                "seating.sections[0].name",
+            ),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A", "rows": []}]),
+                ),
+                "seating.sections[0].rows",
+            ),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A", "rows": [{"label": "1", "seats": 0, "category": "Gold"}]}]),
+                ),
+                "seating.sections[0].rows[0].seats",
+            ),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Nope"}]}]),
+                ),
+                "seating.sections[0].rows[0].category",
+            ),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Gold"}, {"label": "1", "seats": 1, "category": "Gold"}]}]),
+                ),
                 "seating.sections[0].rows[1].label",
             ),
-            (with(base(), &["seating", "sections"], json!([{"name": "A", "rows": [{"label": "1", "seats": 1000001, "category": "Gold"}]}])), "seating"),
-            (with(base(), &["general_admission"], json!([{"category": "Gold", "capacity": 5}])), "general_admission[0].category"),
-            (with(base(), &["general_admission"], json!([{"category": "Floor", "capacity": 0}])), "general_admission[0].capacity"),
-            (with(base(), &["general_admission"], json!([{"category": "X", "capacity": 1}])), "general_admission[0].category"),
-            (with(base(), &["description"], json!("x".repeat(1025))), "description"),
+            (
+                with(
+                    base(),
+                    &["seating", "sections"],
+                    json!([{"name": "A", "rows": [{"label": "1", "seats": 1000001, "category": "Gold"}]}]),
+                ),
+                "seating",
+            ),
+            (
+                with(
+                    base(),
+                    &["general_admission"],
+                    json!([{"category": "Gold", "capacity": 5}]),
+                ),
+                "general_admission[0].category",
+            ),
+            (
+                with(
+                    base(),
+                    &["general_admission"],
+                    json!([{"category": "Floor", "capacity": 0}]),
+                ),
+                "general_admission[0].capacity",
+            ),
+            (
+                with(
+                    base(),
+                    &["general_admission"],
+                    json!([{"category": "X", "capacity": 1}]),
+                ),
+                "general_admission[0].category",
+            ),
+            (
+                with(base(), &["description"], json!("x".repeat(1025))),
+                "description",
+            ),
         ];
         for (body, field) in cases {
             assert_eq!(field_of(body.clone()), field, "{body}");
@@ -436,9 +781,16 @@ mod tests {
     #[test]
     fn hold_selections() {
         let limits = EngineConfig::default();
-        let parse = |text: &str| selection(&parse_json::<HoldBody>(text.as_bytes()).unwrap(), &limits);
-        assert!(matches!(parse(r#"{"seats": ["A-1-1"]}"#), Ok((Selection::Seats(_), false))));
-        assert!(matches!(parse(r#"{"quantity": 2, "wait": true}"#), Ok((Selection::Best { quantity: 2, .. }, true))));
+        let parse =
+            |text: &str| selection(&parse_json::<HoldBody>(text.as_bytes()).unwrap(), &limits);
+        assert!(matches!(
+            parse(r#"{"seats": ["A-1-1"]}"#),
+            Ok((Selection::Seats(_), false))
+        ));
+        assert!(matches!(
+            parse(r#"{"quantity": 2, "wait": true}"#),
+            Ok((Selection::Best { quantity: 2, .. }, true))
+        ));
         for (body, field) in [
             (r#"{}"#, "seats"),
             (r#"{"seats": ["A-1-1"], "quantity": 1}"#, "quantity"),
@@ -450,19 +802,45 @@ mod tests {
             let error = parse(body).unwrap_err();
             assert_eq!(error.details.unwrap()["field"], field, "{body}");
         }
-        assert_eq!(parse(r#"{"quantity": 101}"#).unwrap_err().code, "limit_exceeded");
+        assert_eq!(
+            parse(r#"{"quantity": 101}"#).unwrap_err().code,
+            "limit_exceeded"
+        );
     }
 
     #[test]
     fn patches_need_a_field_and_consistent_times() {
         let body: CreateEventBody = parse_json(base().to_string().as_bytes()).unwrap();
         let current = event_spec(body, &EngineConfig::default()).unwrap();
-        let patch = |text: &str| event_patch(parse_json(text.as_bytes()).unwrap(), &current, &EngineConfig::default());
+        let patch = |text: &str| {
+            event_patch(
+                parse_json(text.as_bytes()).unwrap(),
+                &current,
+                &EngineConfig::default(),
+            )
+        };
         assert!(patch("{}").is_err());
-        assert_eq!(patch(r#"{"ends_at": null}"#).unwrap().ends_at_ms, Some(None));
-        assert_eq!(patch(r#"{"ends_at": "2030-04-01T00:00:00Z"}"#).unwrap_err().details.unwrap()["field"], "ends_at");
-        assert_eq!(patch(r#"{"max_seats_per_user": null}"#).unwrap().seats_per_user_max, Some(None));
-        assert_eq!(patch(r#"{"name": "New"}"#).unwrap().name.as_deref(), Some("New"));
+        assert_eq!(
+            patch(r#"{"ends_at": null}"#).unwrap().ends_at_ms,
+            Some(None)
+        );
+        assert_eq!(
+            patch(r#"{"ends_at": "2030-04-01T00:00:00Z"}"#)
+                .unwrap_err()
+                .details
+                .unwrap()["field"],
+            "ends_at"
+        );
+        assert_eq!(
+            patch(r#"{"max_seats_per_user": null}"#)
+                .unwrap()
+                .seats_per_user_max,
+            Some(None)
+        );
+        assert_eq!(
+            patch(r#"{"name": "New"}"#).unwrap().name.as_deref(),
+            Some("New")
+        );
     }
 
     #[test]
@@ -470,14 +848,25 @@ mod tests {
         let limits = EngineConfig::default();
         let body: CreateDeskBody = parse_json(br#"{"name": "Help", "agents": 2}"#).unwrap();
         let spec = desk_spec(body, &limits, Duration::from_secs(300)).unwrap();
-        assert_eq!((spec.slot_ms, spec.horizon_ms, spec.levels.len()), (60_000, 8 * 3_600_000, 3));
+        assert_eq!(
+            (spec.slot_ms, spec.horizon_ms, spec.levels.len()),
+            (60_000, 8 * 3_600_000, 3)
+        );
         for (text, field) in [
             (r#"{"name": "Help", "agents": 0}"#, "agents"),
             (r#"{"name": "", "agents": 1}"#, "name"),
             (r#"{"name": "Help", "agents": 1, "levels": []}"#, "levels"),
-            (r#"{"name": "Help", "agents": 1, "slot_minutes": 30, "levels": [{"name": "fast", "deadline_minutes": 10}]}"#, "levels[0].deadline_minutes"),
+            (
+                r#"{"name": "Help", "agents": 1, "slot_minutes": 30, "levels": [{"name": "fast", "deadline_minutes": 10}]}"#,
+                "levels[0].deadline_minutes",
+            ),
         ] {
-            let error = desk_spec(parse_json(text.as_bytes()).unwrap(), &limits, Duration::from_secs(300)).unwrap_err();
+            let error = desk_spec(
+                parse_json(text.as_bytes()).unwrap(),
+                &limits,
+                Duration::from_secs(300),
+            )
+            .unwrap_err();
             assert_eq!(error.details.unwrap()["field"], field, "{text}");
         }
     }

@@ -2,7 +2,9 @@
 //! `X-Log-Offset` header every read (and write) answer carries.
 
 use crate::api::*;
-use crate::read_model::{BookingRecord, DeskRecord, DeskTicketRecord, EventRecord, ReadModel, WaiterRecord, WaiterStatus};
+use crate::read_model::{
+    BookingRecord, DeskRecord, DeskTicketRecord, EventRecord, ReadModel, WaiterRecord, WaiterStatus,
+};
 use crate::times;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,10 @@ pub(crate) fn answer(status: StatusCode, offset: Option<u64>, body: impl IntoRes
 }
 
 pub(crate) fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn policy_name(policy: WaitlistPolicy) -> &'static str {
@@ -51,9 +56,20 @@ pub(crate) fn event_summary(event: &EventRecord, now_ms: u64) -> EventSummary {
         ends_at: spec.ends_at_ms.map(times::format),
         sales_open_at: spec.sales_open_at_ms.map(times::format),
         sales_close_at: spec.sales_close_at_ms.map(times::format),
-        status: if event.canceled { "canceled" } else { "scheduled" }.to_string(),
+        status: if event.canceled {
+            "canceled"
+        } else {
+            "scheduled"
+        }
+        .to_string(),
         sales: sales.to_string(),
-        price_from_cents: event.categories.iter().filter(|category| category.capacity > 0).map(|category| category.price_cents).min().unwrap_or(0),
+        price_from_cents: event
+            .categories
+            .iter()
+            .filter(|category| category.capacity > 0)
+            .map(|category| category.price_cents)
+            .min()
+            .unwrap_or(0),
         free: event.free_total(),
         capacity: event.capacity_total(),
     }
@@ -67,9 +83,27 @@ pub(crate) fn event_detail(event: &EventRecord, now_ms: u64) -> EventDetail {
         max_seats_per_order: spec.seats_per_order_max,
         max_seats_per_user: spec.seats_per_user_max,
         waitlist_policy: policy_name(spec.waitlist_policy).to_string(),
-        categories: spec.categories.iter().map(|category| CategoryBody { name: category.name.clone(), price_cents: category.price_cents }).collect(),
-        sections: spec.sections.iter().map(|section| section.name.clone()).collect(),
-        general_admission: spec.general_admission.iter().map(|pool| PoolBody { category: pool.category.clone(), capacity: pool.capacity }).collect(),
+        categories: spec
+            .categories
+            .iter()
+            .map(|category| CategoryBody {
+                name: category.name.clone(),
+                price_cents: category.price_cents,
+            })
+            .collect(),
+        sections: spec
+            .sections
+            .iter()
+            .map(|section| section.name.clone())
+            .collect(),
+        general_admission: spec
+            .general_admission
+            .iter()
+            .map(|pool| PoolBody {
+                category: pool.category.clone(),
+                capacity: pool.capacity,
+            })
+            .collect(),
         availability: event
             .categories
             .iter()
@@ -89,7 +123,14 @@ pub(crate) fn event_detail(event: &EventRecord, now_ms: u64) -> EventDetail {
 pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
     use crate::read_model::SeatOwner;
     let layout = &event.layout;
-    let mut sections: Vec<SeatMapSection> = layout.section_names.iter().map(|name| SeatMapSection { name: name.clone(), rows: Vec::new() }).collect();
+    let mut sections: Vec<SeatMapSection> = layout
+        .section_names
+        .iter()
+        .map(|name| SeatMapSection {
+            name: name.clone(),
+            rows: Vec::new(),
+        })
+        .collect();
     for row in &layout.rows {
         let section_name = &layout.section_names[row.section as usize];
         let category = event.category_name(row.category);
@@ -101,23 +142,42 @@ pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
                     SeatOwner::Held(_) => "held",
                     SeatOwner::Booked(_) => "booked",
                 };
-                SeatMapSeat { id: format!("{section_name}-{}-{}", row.label, number + 1), category: category.clone(), status: status.to_string() }
+                SeatMapSeat {
+                    id: format!("{section_name}-{}-{}", row.label, number + 1),
+                    category: category.clone(),
+                    status: status.to_string(),
+                }
             })
             .collect();
-        sections[row.section as usize].rows.push(SeatMapRow { label: row.label.clone(), seats });
+        sections[row.section as usize].rows.push(SeatMapRow {
+            label: row.label.clone(),
+            seats,
+        });
     }
-    SeatMap { event_id: event.id.to_string(), sections }
+    SeatMap {
+        event_id: event.id.to_string(),
+        sections,
+    }
 }
 
 /// A hold as answered; `status` and `booking` come from the caller (the outcome or the
 /// read model).
-pub(crate) fn hold_response(event: Option<&EventRecord>, view: &HoldView, status: &str, booking: Option<engine::BookingId>) -> HoldResponse {
+pub(crate) fn hold_response(
+    event: Option<&EventRecord>,
+    view: &HoldView,
+    status: &str,
+    booking: Option<engine::BookingId>,
+) -> HoldResponse {
     HoldResponse {
         hold_id: view.hold.to_string(),
         event_id: view.event.to_string(),
-        seats: event.map(|event| event.labels(&view.items)).unwrap_or_default(),
+        seats: event
+            .map(|event| event.labels(&view.items))
+            .unwrap_or_default(),
         quantity: view.items.quantity(),
-        categories: event.map(|event| event.item_categories(&view.items)).unwrap_or_default(),
+        categories: event
+            .map(|event| event.item_categories(&view.items))
+            .unwrap_or_default(),
         total_cents: event.map_or(0, |event| event.price_of(&view.items)),
         created_at: times::format(view.created_at_ms),
         expires_at: times::format(view.expires_at_ms),
@@ -134,35 +194,70 @@ pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<Ho
         crate::read_model::HoldStatus::Confirmed(booking) => Some(booking),
         _ => None,
     };
-    Some(hold_response(model.event(record.view.event), &record.view, record.status.name(), booking))
+    Some(hold_response(
+        model.event(record.view.event),
+        &record.view,
+        record.status.name(),
+        booking,
+    ))
 }
 
-pub(crate) fn booking_response(event: Option<&EventRecord>, view: &BookingView, canceled: bool) -> BookingResponse {
-    let label = |seat: u32| event.filter(|event| seat < event.layout.seat_count).map(|event| event.layout.label_of(seat));
+pub(crate) fn booking_response(
+    event: Option<&EventRecord>,
+    view: &BookingView,
+    canceled: bool,
+) -> BookingResponse {
+    let label = |seat: u32| {
+        event
+            .filter(|event| seat < event.layout.seat_count)
+            .map(|event| event.layout.label_of(seat))
+    };
     BookingResponse {
         booking_id: view.booking.to_string(),
         hold_id: view.hold.to_string(),
         event_id: view.event.to_string(),
-        seats: event.map(|event| event.labels(&view.items)).unwrap_or_default(),
+        seats: event
+            .map(|event| event.labels(&view.items))
+            .unwrap_or_default(),
         quantity: view.items.quantity(),
         total_cents: view.total_cents,
         payment_ref: view.payment_ref.clone(),
         booked_at: times::format(view.booked_at_ms),
         status: if canceled { "canceled" } else { "confirmed" }.to_string(),
-        tickets: view.tickets.iter().map(|ticket| TicketBody { ticket_id: ticket.ticket.to_string(), seat: ticket.seat.and_then(label), code: ticket.code.clone() }).collect(),
+        tickets: view
+            .tickets
+            .iter()
+            .map(|ticket| TicketBody {
+                ticket_id: ticket.ticket.to_string(),
+                seat: ticket.seat.and_then(label),
+                code: ticket.code.clone(),
+            })
+            .collect(),
     }
 }
 
 pub(crate) fn current_booking(model: &ReadModel, record: &BookingRecord) -> BookingResponse {
-    booking_response(model.event(record.view.event), &record.view, record.canceled)
+    booking_response(
+        model.event(record.view.event),
+        &record.view,
+        record.canceled,
+    )
 }
 
 pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> WaitlistStatus {
     let event = model.event(waiter.event);
     let (position, reason, hold) = match waiter.status {
-        WaiterStatus::Waiting => (event.map_or(0, |event| event.position(waiter.id, waiter.category)), None, None),
+        WaiterStatus::Waiting => (
+            event.map_or(0, |event| event.position(waiter.id, waiter.category)),
+            None,
+            None,
+        ),
         WaiterStatus::Offered(hold) => (0, None, current_hold(model, hold)),
-        WaiterStatus::Ended(reason) => (0, Some(crate::read_model::wait_end_name(reason).to_string()), None),
+        WaiterStatus::Ended(reason) => (
+            0,
+            Some(crate::read_model::wait_end_name(reason).to_string()),
+            None,
+        ),
         WaiterStatus::Left => (0, None, None),
     };
     WaitlistStatus {
@@ -171,7 +266,9 @@ pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> Waitl
         status: waiter.status.name().to_string(),
         position,
         quantity: waiter.quantity,
-        category: waiter.category.and_then(|category| event.map(|event| event.category_name(category))),
+        category: waiter
+            .category
+            .and_then(|category| event.map(|event| event.category_name(category))),
         reason,
         hold,
     }
@@ -187,7 +284,12 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
             Attendee {
                 booking_id: view.booking.to_string(),
                 user: view.user.clone(),
-                status: if booking.canceled { "canceled" } else { "confirmed" }.to_string(),
+                status: if booking.canceled {
+                    "canceled"
+                } else {
+                    "confirmed"
+                }
+                .to_string(),
                 seats: event.labels(&view.items),
                 quantity: view.items.quantity(),
                 categories: event.item_categories(&view.items),
@@ -199,7 +301,10 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
                     .enumerate()
                     .map(|(index, ticket)| AttendeeTicket {
                         ticket_id: ticket.ticket.to_string(),
-                        seat: ticket.seat.filter(|seat| *seat < event.layout.seat_count).map(|seat| event.layout.label_of(seat)),
+                        seat: ticket
+                            .seat
+                            .filter(|seat| *seat < event.layout.seat_count)
+                            .map(|seat| event.layout.label_of(seat)),
                         checked_in: booking.tickets_used.get(index).copied().unwrap_or(false),
                     })
                     .collect(),
@@ -211,7 +316,11 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
 fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) || text.starts_with(['=', '+', '-', '@']) {
         // Quoted, and a leading formula character neutralised for spreadsheets.
-        let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_string() };
+        let text = if text.starts_with(['=', '+', '-', '@']) {
+            format!("'{text}")
+        } else {
+            text.to_string()
+        };
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -219,9 +328,15 @@ fn csv_field(text: &str) -> String {
 }
 
 pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
-    let mut out = String::from("booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in\n");
+    let mut out = String::from(
+        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in\n",
+    );
     for attendee in attendees {
-        let checked_in = attendee.tickets.iter().filter(|ticket| ticket.checked_in).count();
+        let checked_in = attendee
+            .tickets
+            .iter()
+            .filter(|ticket| ticket.checked_in)
+            .count();
         let row = [
             csv_field(&attendee.booking_id),
             csv_field(&attendee.user),
@@ -239,11 +354,18 @@ pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
     out
 }
 
-pub(crate) fn desk_ticket_response(desk: Option<&DeskRecord>, view: &DeskTicketView, status: &str) -> DeskTicketResponse {
+pub(crate) fn desk_ticket_response(
+    desk: Option<&DeskRecord>,
+    view: &DeskTicketView,
+    status: &str,
+) -> DeskTicketResponse {
     DeskTicketResponse {
         ticket_id: view.ticket.to_string(),
         desk_id: view.desk.to_string(),
-        level: desk.and_then(|desk| desk.spec.levels.get(view.level as usize)).map(|level| level.name.clone()).unwrap_or_default(),
+        level: desk
+            .and_then(|desk| desk.spec.levels.get(view.level as usize))
+            .map(|level| level.name.clone())
+            .unwrap_or_default(),
         agent: view.agent,
         slot_start: times::format(view.slot_start_ms),
         slot_end: times::format(view.slot_end_ms),
@@ -253,8 +375,15 @@ pub(crate) fn desk_ticket_response(desk: Option<&DeskRecord>, view: &DeskTicketV
     }
 }
 
-pub(crate) fn current_desk_ticket(model: &ReadModel, record: &DeskTicketRecord) -> DeskTicketResponse {
-    desk_ticket_response(model.desk(record.view.desk), &record.view, record.status.name())
+pub(crate) fn current_desk_ticket(
+    model: &ReadModel,
+    record: &DeskTicketRecord,
+) -> DeskTicketResponse {
+    desk_ticket_response(
+        model.desk(record.view.desk),
+        &record.view,
+        record.status.name(),
+    )
 }
 
 pub(crate) fn desk_load(desk: &DeskRecord, now_ms: u64) -> DeskLoad {
@@ -271,11 +400,24 @@ pub(crate) fn desk_load(desk: &DeskRecord, now_ms: u64) -> DeskLoad {
         agents: spec.agents,
         slot_minutes: spec.slot_ms / 60_000,
         horizon_hours: spec.horizon_ms / 3_600_000,
-        levels: spec.levels.iter().map(|level| LevelBody { name: level.name.clone(), deadline_minutes: level.deadline_ms / 60_000 }).collect(),
+        levels: spec
+            .levels
+            .iter()
+            .map(|level| LevelBody {
+                name: level.name.clone(),
+                deadline_minutes: level.deadline_ms / 60_000,
+            })
+            .collect(),
         tickets: desk.live_tickets.len() as u64,
         held_tickets: desk.held_tickets,
         utilization: busy_agent_slots as f64 / agent_slots as f64,
-        busy_slots: upcoming.take(100).map(|(start, busy)| DeskSlot { slot_start: times::format(*start), busy_agents: *busy }).collect(),
+        busy_slots: upcoming
+            .take(100)
+            .map(|(start, busy)| DeskSlot {
+                slot_start: times::format(*start),
+                busy_agents: *busy,
+            })
+            .collect(),
     }
 }
 

@@ -47,13 +47,20 @@ impl Pending {
     pub(crate) fn new(completed_max: usize) -> Pending {
         assert!(completed_max > 0);
         Pending {
-            inner: Mutex::new(PendingInner { waiters: HashMap::new(), completed: HashMap::new(), completed_order: VecDeque::new(), completed_offset: None }),
+            inner: Mutex::new(PendingInner {
+                waiters: HashMap::new(),
+                completed: HashMap::new(),
+                completed_order: VecDeque::new(),
+                completed_offset: None,
+            }),
             completed_max,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PendingInner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn register(&self, offset: u64) -> Registration {
@@ -61,7 +68,10 @@ impl Pending {
         if let Some(outcome) = inner.completed.remove(&offset) {
             return Registration::Ready(outcome);
         }
-        if inner.completed_offset.is_some_and(|completed| completed >= offset) {
+        if inner
+            .completed_offset
+            .is_some_and(|completed| completed >= offset)
+        {
             return Registration::Gone;
         }
         let (sender, receiver) = oneshot::channel();
@@ -79,7 +89,11 @@ impl Pending {
     pub(crate) fn complete(&self, outcome: Arc<Outcome>) {
         let mut inner = self.lock();
         let offset = outcome.offset;
-        inner.completed_offset = Some(inner.completed_offset.map_or(offset, |completed| completed.max(offset)));
+        inner.completed_offset = Some(
+            inner
+                .completed_offset
+                .map_or(offset, |completed| completed.max(offset)),
+        );
         if let Some(waiter) = inner.waiters.remove(&offset) {
             // The writer may have timed out meanwhile; then nobody needs it.
             let _ = waiter.send(outcome);
@@ -92,7 +106,10 @@ impl Pending {
         inner.completed.insert(offset, outcome);
         inner.completed_order.push_back(offset);
         while inner.completed_order.len() > self.completed_max {
-            let oldest = inner.completed_order.pop_front().expect("longer than the maximum");
+            let oldest = inner
+                .completed_order
+                .pop_front()
+                .expect("longer than the maximum");
             inner.completed.remove(&oldest);
         }
     }
@@ -109,25 +126,67 @@ struct AppendJob {
 
 /// Appends requests and waits for their outcomes.
 pub(crate) struct Writes {
-    jobs: mpsc::Sender<AppendJob>,
+    /// `None` once closed: new writes are refused, the appenders drain and stop.
+    jobs: Mutex<Option<mpsc::Sender<AppendJob>>>,
+    appenders: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pending: Arc<Pending>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Writes {
-    /// Starts `threads` appender threads. They stop when the last `Writes` is dropped.
-    pub(crate) fn start(writer: Arc<dyn LogWriter>, pending: Arc<Pending>, metrics: Arc<Metrics>, timeout: Duration, queue_depth: usize, batch_max: usize, threads: usize) -> Writes {
+    /// Starts `threads` appender threads. They stop at [`Writes::close`] (or when the last
+    /// `Writes` is dropped).
+    pub(crate) fn start(
+        writer: Arc<dyn LogWriter>,
+        pending: Arc<Pending>,
+        metrics: Arc<Metrics>,
+        timeout: Duration,
+        queue_depth: usize,
+        batch_max: usize,
+        threads: usize,
+    ) -> Writes {
         let (jobs, receiver) = mpsc::channel(queue_depth);
         let receiver = Arc::new(Mutex::new(receiver));
-        for index in 0..threads {
-            let (writer, receiver, metrics) = (Arc::clone(&writer), Arc::clone(&receiver), Arc::clone(&metrics));
-            std::thread::Builder::new()
-                .name(format!("ingress-appender-{index}"))
-                .spawn(move || append_loop(&*writer, &receiver, &metrics, batch_max))
-                .expect("spawning an appender thread");
+        let appenders = (0..threads)
+            .map(|index| {
+                let (writer, receiver, metrics) = (
+                    Arc::clone(&writer),
+                    Arc::clone(&receiver),
+                    Arc::clone(&metrics),
+                );
+                std::thread::Builder::new()
+                    .name(format!("ingress-appender-{index}"))
+                    .spawn(move || append_loop(&*writer, &receiver, &metrics, batch_max))
+                    .expect("spawning an appender thread")
+            })
+            .collect();
+        Writes {
+            jobs: Mutex::new(Some(jobs)),
+            appenders: Mutex::new(appenders),
+            pending,
+            timeout,
+            metrics,
         }
-        Writes { jobs, pending, timeout, metrics }
+    }
+
+    /// Refuses new writes, lets the appenders finish what is queued, and joins them.
+    pub(crate) fn close(&self) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let appenders = std::mem::take(
+            &mut *self
+                .appenders
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for appender in appenders {
+            if appender.join().is_err() {
+                tracing::error!("an appender thread panicked");
+            }
+        }
     }
 
     /// Appends the request and returns its outcome once the read model has applied it.
@@ -137,14 +196,25 @@ impl Writes {
         let payload = engine::wire::encode_request(request);
         // Bodies are capped far below this, so only a bug gets here.
         if payload.len() > engine::wire::RECORD_BYTES_MAX {
-            return Err(AppError::internal(format!("a {}-byte record is over the record limit", payload.len())));
+            return Err(AppError::internal(format!(
+                "a {}-byte record is over the record limit",
+                payload.len()
+            )));
         }
         let (reply, replied) = oneshot::channel();
         let timed_out = || {
             self.metrics.outcome_timeouts.inc();
             AppError::unavailable("the request was not answered in time; retry with the same Idempotency-Key to learn its outcome")
         };
-        match tokio::time::timeout_at(deadline, self.jobs.send(AppendJob { payload, reply })).await {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let jobs = jobs.ok_or_else(|| {
+            AppError::unavailable("the service is shutting down; nothing was applied")
+        })?;
+        match tokio::time::timeout_at(deadline, jobs.send(AppendJob { payload, reply })).await {
             Err(_) => return Err(timed_out()),
             Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
             Ok(Ok(())) => {}
@@ -154,13 +224,19 @@ impl Writes {
             Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "append failed");
-                return Err(AppError::unavailable("the request log is not writable; nothing was applied"));
+                return Err(AppError::unavailable(
+                    "the request log is not writable; nothing was applied",
+                ));
             }
             Ok(Ok(Ok(appended))) => appended,
         };
         let receiver = match self.pending.register(appended.offset) {
             Registration::Ready(outcome) => return Ok(outcome),
-            Registration::Gone => return Err(AppError::unavailable("the outcome was missed; retry with the same Idempotency-Key to learn it")),
+            Registration::Gone => {
+                return Err(AppError::unavailable(
+                    "the outcome was missed; retry with the same Idempotency-Key to learn it",
+                ))
+            }
             Registration::Wait(receiver) => receiver,
         };
         match tokio::time::timeout_at(deadline, receiver).await {
@@ -174,13 +250,22 @@ impl Writes {
     }
 }
 
-fn append_loop(writer: &dyn LogWriter, receiver: &Mutex<mpsc::Receiver<AppendJob>>, metrics: &Metrics, batch_max: usize) {
+fn append_loop(
+    writer: &dyn LogWriter,
+    receiver: &Mutex<mpsc::Receiver<AppendJob>>,
+    metrics: &Metrics,
+    batch_max: usize,
+) {
     loop {
         let mut batch = Vec::with_capacity(batch_max);
         {
             // One thread gathers a batch while another may be appending the previous one.
-            let mut receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let Some(first) = receiver.blocking_recv() else { return };
+            let mut receiver = receiver
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(first) = receiver.blocking_recv() else {
+                return;
+            };
             batch.push(first);
             while batch.len() < batch_max {
                 match receiver.try_recv() {
@@ -195,7 +280,10 @@ fn append_loop(writer: &dyn LogWriter, receiver: &Mutex<mpsc::Receiver<AppendJob
         if batch.is_empty() {
             continue;
         }
-        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|job| (job.payload, job.reply)).unzip();
+        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = batch
+            .into_iter()
+            .map(|job| (job.payload, job.reply))
+            .unzip();
         let count = payloads.len();
         let started = Instant::now();
         let result = writer.append(payloads);
@@ -225,7 +313,13 @@ mod tests {
     use super::*;
 
     fn outcome(offset: u64) -> Arc<Outcome> {
-        Arc::new(Outcome { offset, time_ms: 0, replayed: false, result: Err(engine::Rejection::SoldOut), effects: vec![] })
+        Arc::new(Outcome {
+            offset,
+            time_ms: 0,
+            replayed: false,
+            result: Err(engine::Rejection::SoldOut),
+            effects: vec![],
+        })
     }
 
     #[test]
@@ -233,7 +327,9 @@ mod tests {
         let pending = Pending::new(2);
         pending.complete(outcome(5));
         assert!(matches!(pending.register(5), Registration::Ready(found) if found.offset == 5));
-        let Registration::Wait(mut receiver) = pending.register(6) else { panic!() };
+        let Registration::Wait(mut receiver) = pending.register(6) else {
+            panic!()
+        };
         pending.complete(outcome(6));
         assert_eq!(receiver.try_recv().unwrap().offset, 6);
         for offset in 7..10 {

@@ -38,15 +38,33 @@ pub struct Call {
 
 impl Call {
     pub fn get(path: impl Into<String>, auth: Auth) -> Call {
-        Call { method: "GET".into(), path: path.into(), auth, idempotency_key: None, body: None }
+        Call {
+            method: "GET".into(),
+            path: path.into(),
+            auth,
+            idempotency_key: None,
+            body: None,
+        }
     }
 
     pub fn post(path: impl Into<String>, auth: Auth, body: Value) -> Call {
-        Call { method: "POST".into(), path: path.into(), auth, idempotency_key: None, body: Some(body) }
+        Call {
+            method: "POST".into(),
+            path: path.into(),
+            auth,
+            idempotency_key: None,
+            body: Some(body),
+        }
     }
 
     pub fn delete(path: impl Into<String>, auth: Auth) -> Call {
-        Call { method: "DELETE".into(), path: path.into(), auth, idempotency_key: None, body: None }
+        Call {
+            method: "DELETE".into(),
+            path: path.into(),
+            auth,
+            idempotency_key: None,
+            body: None,
+        }
     }
 
     /// The route template the server's metrics use (`/v1/holds/{hold_id}/confirm`).
@@ -85,15 +103,25 @@ impl Answer {
     }
 
     pub fn transport(error: &reqwest::Error) -> Answer {
-        let code = if error.is_timeout() { "timeout" } else { "transport" };
-        Answer { status: 0, code: code.into(), body: Value::String(error.to_string()) }
+        let code = if error.is_timeout() {
+            "timeout"
+        } else {
+            "transport"
+        };
+        Answer {
+            status: 0,
+            code: code.into(),
+            body: Value::String(error.to_string()),
+        }
     }
 
     pub fn from_parts(status: u16, body: Value) -> Answer {
         let code = if (200..300).contains(&status) {
             "ok".to_string()
         } else {
-            body.pointer("/error/code").and_then(Value::as_str).map_or_else(|| format!("http_{status}"), str::to_string)
+            body.pointer("/error/code")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("http_{status}"), str::to_string)
         };
         Answer { status, code, body }
     }
@@ -140,17 +168,31 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3_600);
 
 impl Tokens {
     pub fn new(secret: &str) -> Tokens {
-        Tokens { key: EncodingKey::from_secret(secret.as_bytes()), cache: Mutex::new(HashMap::new()) }
+        Tokens {
+            key: EncodingKey::from_secret(secret.as_bytes()),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn token(&self, user: &str) -> String {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(token) = cache.get(user) {
             return token.clone();
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let claims = Claims { sub: user, iat: now, exp: now + TOKEN_LIFETIME.as_secs() };
-        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.key).expect("HS256 signing cannot fail");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Claims {
+            sub: user,
+            iat: now,
+            exp: now + TOKEN_LIFETIME.as_secs(),
+        };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.key)
+            .expect("HS256 signing cannot fail");
         cache.insert(user.to_string(), token.clone());
         token
     }
@@ -172,7 +214,10 @@ pub fn loopback_target(url: &str) -> Result<reqwest::Url, TargetError> {
     }
     let host = parsed.host_str().unwrap_or("");
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|address| address.is_loopback());
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
     if !loopback {
         return Err(TargetError::NotLoopback(url.to_string()));
     }
@@ -188,8 +233,15 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(target: &str, credentials: Credentials, timeout: Duration) -> Result<Client, TargetError> {
-        let base = loopback_target(target)?.as_str().trim_end_matches('/').to_string();
+    pub fn new(
+        target: &str,
+        credentials: Credentials,
+        timeout: Duration,
+    ) -> Result<Client, TargetError> {
+        let base = loopback_target(target)?
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(4_096)
@@ -197,7 +249,12 @@ impl Client {
             .no_proxy()
             .build()
             .expect("a plain HTTP client always builds");
-        Ok(Client { http, base, tokens: Tokens::new(&credentials.user_token_secret), credentials })
+        Ok(Client {
+            http,
+            base,
+            tokens: Tokens::new(&credentials.user_token_secret),
+            credentials,
+        })
     }
 
     pub fn base(&self) -> &str {
@@ -211,13 +268,19 @@ impl Client {
     /// Sends one call; never fails: transport errors become an [`Answer`] with status 0.
     pub async fn send(&self, call: &Call) -> Answer {
         let url = format!("{}{}", self.base, call.path);
-        let method = reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let method =
+            reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut request = self.http.request(method, url);
         match &call.auth {
             Auth::None => {}
             Auth::User(user) => request = request.bearer_auth(self.tokens.token(user)),
             Auth::Admin(tenant) => {
-                let key = self.credentials.admin_keys.iter().find(|(name, _)| name == tenant).or(self.credentials.admin_keys.first());
+                let key = self
+                    .credentials
+                    .admin_keys
+                    .iter()
+                    .find(|(name, _)| name == tenant)
+                    .or(self.credentials.admin_keys.first());
                 if let Some((_, key)) = key {
                     request = request.bearer_auth(key);
                 }
@@ -240,13 +303,22 @@ impl Client {
         };
         let status = response.status().as_u16();
         match response.bytes().await {
-            Ok(bytes) => Answer::from_parts(status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
+            Ok(bytes) => Answer::from_parts(
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ),
             Err(error) => Answer::transport(&error),
         }
     }
 
     /// A GET answered as text (for `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, reqwest::Error> {
-        self.http.get(format!("{}{}", self.base, path)).send().await?.error_for_status()?.text().await
+        self.http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
     }
 }

@@ -3,7 +3,10 @@
 //! absent fields, RFC 3339 → milliseconds); it is what lets a recorded HTTP run be
 //! replayed straight into the requests log. Reads have no engine form.
 
-use engine::{BookingId, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy, WaiterId};
+use engine::{
+    BookingId, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request, RowSpec,
+    SectionSpec, Selection, WaiterId, WaitlistPolicy,
+};
 use serde_json::{json, Value};
 
 use crate::client::{Auth, Call};
@@ -28,31 +31,78 @@ pub fn http_to_engine(call: &Call) -> Option<Request> {
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
     let number = |field: &str| body.get(field).and_then(Value::as_u64);
     let command = match (call.method.as_str(), segments.as_slice()) {
-        ("POST", ["v1", "admin", "events"]) => Command::CreateEvent { tenant: tenant()?, spec: event_spec(&body)? },
-        ("DELETE", ["v1", "admin", "events", event]) => Command::CancelEvent { tenant: tenant()?, event: EventId::parse(event)? },
-        ("POST", ["v1", "admin", "events", event, "checkin"]) => Command::CheckIn { tenant: tenant()?, event: EventId::parse(event)?, code: text("code")? },
+        ("POST", ["v1", "admin", "events"]) => Command::CreateEvent {
+            tenant: tenant()?,
+            spec: event_spec(&body)?,
+        },
+        ("DELETE", ["v1", "admin", "events", event]) => Command::CancelEvent {
+            tenant: tenant()?,
+            event: EventId::parse(event)?,
+        },
+        ("POST", ["v1", "admin", "events", event, "checkin"]) => Command::CheckIn {
+            tenant: tenant()?,
+            event: EventId::parse(event)?,
+            code: text("code")?,
+        },
         ("POST", ["v1", "events", event, "holds"]) => {
             let selection = match body.get("seats").and_then(Value::as_array) {
-                Some(seats) => Selection::Seats(seats.iter().filter_map(Value::as_str).map(str::to_string).collect()),
-                None => Selection::Best { quantity: u32::try_from(number("quantity")?).ok()?, category: text("category"), together: body.get("together").and_then(Value::as_bool).unwrap_or(false) },
+                Some(seats) => Selection::Seats(
+                    seats
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect(),
+                ),
+                None => Selection::Best {
+                    quantity: u32::try_from(number("quantity")?).ok()?,
+                    category: text("category"),
+                    together: body
+                        .get("together")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                },
             };
             let wait = body.get("wait").and_then(Value::as_bool).unwrap_or(false);
-            Command::PlaceHold { user: user()?, event: EventId::parse(event)?, selection, wait }
+            Command::PlaceHold {
+                user: user()?,
+                event: EventId::parse(event)?,
+                selection,
+                wait,
+            }
         }
-        ("POST", ["v1", "holds", hold, "confirm"]) => Command::ConfirmHold { user: user()?, hold: HoldId::parse(hold)?, payment_ref: text("payment_ref")? },
-        ("DELETE", ["v1", "holds", hold]) => Command::ReleaseHold { user: user()?, hold: HoldId::parse(hold)? },
-        ("DELETE", ["v1", "bookings", booking]) => Command::CancelBooking { user: user()?, booking: BookingId::parse(booking)? },
+        ("POST", ["v1", "holds", hold, "confirm"]) => Command::ConfirmHold {
+            user: user()?,
+            hold: HoldId::parse(hold)?,
+            payment_ref: text("payment_ref")?,
+        },
+        ("DELETE", ["v1", "holds", hold]) => Command::ReleaseHold {
+            user: user()?,
+            hold: HoldId::parse(hold)?,
+        },
+        ("DELETE", ["v1", "bookings", booking]) => Command::CancelBooking {
+            user: user()?,
+            booking: BookingId::parse(booking)?,
+        },
         ("POST", ["v1", "events", event, "waitlist"]) => Command::JoinWaitlist {
             user: user()?,
             event: EventId::parse(event)?,
             quantity: u32::try_from(number("quantity")?).ok()?,
             category: text("category"),
-            together: body.get("together").and_then(Value::as_bool).unwrap_or(false),
+            together: body
+                .get("together")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         },
-        ("DELETE", ["v1", "waitlist", waiter]) => Command::LeaveWaitlist { user: user()?, waiter: WaiterId::parse(waiter)? },
+        ("DELETE", ["v1", "waitlist", waiter]) => Command::LeaveWaitlist {
+            user: user()?,
+            waiter: WaiterId::parse(waiter)?,
+        },
         _ => return None,
     };
-    Some(Request { idempotency_key: call.idempotency_key.clone(), command })
+    Some(Request {
+        idempotency_key: call.idempotency_key.clone(),
+        command,
+    })
 }
 
 fn event_spec(body: &Value) -> Option<EventSpec> {
@@ -62,7 +112,12 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
         .get("categories")?
         .as_array()?
         .iter()
-        .map(|category| Some(CategorySpec { name: category.get("name")?.as_str()?.to_string(), price_cents: category.get("price_cents")?.as_u64()? }))
+        .map(|category| {
+            Some(CategorySpec {
+                name: category.get("name")?.as_str()?.to_string(),
+                price_cents: category.get("price_cents")?.as_u64()?,
+            })
+        })
         .collect::<Option<Vec<_>>>()?;
     let sections = match body.pointer("/seating/sections").and_then(Value::as_array) {
         Some(sections) => sections
@@ -72,9 +127,18 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
                     .get("rows")?
                     .as_array()?
                     .iter()
-                    .map(|row| Some(RowSpec { label: row.get("label")?.as_str()?.to_string(), seats: u32::try_from(row.get("seats")?.as_u64()?).ok()?, category: row.get("category")?.as_str()?.to_string() }))
+                    .map(|row| {
+                        Some(RowSpec {
+                            label: row.get("label")?.as_str()?.to_string(),
+                            seats: u32::try_from(row.get("seats")?.as_u64()?).ok()?,
+                            category: row.get("category")?.as_str()?.to_string(),
+                        })
+                    })
                     .collect::<Option<Vec<_>>>()?;
-                Some(SectionSpec { name: section.get("name")?.as_str()?.to_string(), rows })
+                Some(SectionSpec {
+                    name: section.get("name")?.as_str()?.to_string(),
+                    rows,
+                })
             })
             .collect::<Option<Vec<_>>>()?,
         None => Vec::new(),
@@ -82,7 +146,12 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
     let general_admission = match body.get("general_admission").and_then(Value::as_array) {
         Some(pools) => pools
             .iter()
-            .map(|pool| Some(PoolSpec { category: pool.get("category")?.as_str()?.to_string(), capacity: u32::try_from(pool.get("capacity")?.as_u64()?).ok()? }))
+            .map(|pool| {
+                Some(PoolSpec {
+                    category: pool.get("category")?.as_str()?.to_string(),
+                    capacity: u32::try_from(pool.get("capacity")?.as_u64()?).ok()?,
+                })
+            })
             .collect::<Option<Vec<_>>>()?,
         None => Vec::new(),
     };
@@ -96,9 +165,20 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
         ends_at_ms: time("ends_at"),
         sales_open_at_ms: time("sales_open_at"),
         sales_close_at_ms: time("sales_close_at"),
-        hold_ttl_ms: body.get("hold_ttl_seconds").and_then(Value::as_u64).unwrap_or(HOLD_TTL_DEFAULT_SECONDS) * 1_000,
-        seats_per_order_max: body.get("max_seats_per_order").and_then(Value::as_u64).and_then(|max| u32::try_from(max).ok()).unwrap_or(SEATS_PER_ORDER_DEFAULT),
-        seats_per_user_max: body.get("max_seats_per_user").and_then(Value::as_u64).and_then(|max| u32::try_from(max).ok()),
+        hold_ttl_ms: body
+            .get("hold_ttl_seconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(HOLD_TTL_DEFAULT_SECONDS)
+            * 1_000,
+        seats_per_order_max: body
+            .get("max_seats_per_order")
+            .and_then(Value::as_u64)
+            .and_then(|max| u32::try_from(max).ok())
+            .unwrap_or(SEATS_PER_ORDER_DEFAULT),
+        seats_per_user_max: body
+            .get("max_seats_per_user")
+            .and_then(Value::as_u64)
+            .and_then(|max| u32::try_from(max).ok()),
         waitlist_policy: match text("waitlist_policy").as_deref() {
             Some("skip_ahead") => WaitlistPolicy::SkipAhead,
             _ => WaitlistPolicy::Strict,
@@ -113,13 +193,37 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
 /// desks and updates, which a load replay leaves out.
 pub fn engine_to_http(request: &Request) -> Option<Call> {
     let mut call = match &request.command {
-        Command::CreateEvent { tenant, spec } => Call::post("/v1/admin/events", Auth::Admin(tenant.clone()), event_body(spec)),
-        Command::CancelEvent { tenant, event } => Call::delete(format!("/v1/admin/events/{event}"), Auth::Admin(tenant.clone())),
-        Command::CheckIn { tenant, event, code } => Call::post(format!("/v1/admin/events/{event}/checkin"), Auth::Admin(tenant.clone()), json!({ "code": code })),
-        Command::PlaceHold { user, event, selection, wait } => {
+        Command::CreateEvent { tenant, spec } => Call::post(
+            "/v1/admin/events",
+            Auth::Admin(tenant.clone()),
+            event_body(spec),
+        ),
+        Command::CancelEvent { tenant, event } => Call::delete(
+            format!("/v1/admin/events/{event}"),
+            Auth::Admin(tenant.clone()),
+        ),
+        Command::CheckIn {
+            tenant,
+            event,
+            code,
+        } => Call::post(
+            format!("/v1/admin/events/{event}/checkin"),
+            Auth::Admin(tenant.clone()),
+            json!({ "code": code }),
+        ),
+        Command::PlaceHold {
+            user,
+            event,
+            selection,
+            wait,
+        } => {
             let mut body = match selection {
                 Selection::Seats(seats) => json!({ "seats": seats }),
-                Selection::Best { quantity, category, together } => {
+                Selection::Best {
+                    quantity,
+                    category,
+                    together,
+                } => {
                     let mut body = json!({ "quantity": quantity, "together": together });
                     if let Some(category) = category {
                         body["category"] = json!(category);
@@ -130,19 +234,47 @@ pub fn engine_to_http(request: &Request) -> Option<Call> {
             if *wait {
                 body["wait"] = json!(true);
             }
-            Call::post(format!("/v1/events/{event}/holds"), Auth::User(user.clone()), body)
+            Call::post(
+                format!("/v1/events/{event}/holds"),
+                Auth::User(user.clone()),
+                body,
+            )
         }
-        Command::ConfirmHold { user, hold, payment_ref } => Call::post(format!("/v1/holds/{hold}/confirm"), Auth::User(user.clone()), json!({ "payment_ref": payment_ref })),
-        Command::ReleaseHold { user, hold } => Call::delete(format!("/v1/holds/{hold}"), Auth::User(user.clone())),
-        Command::CancelBooking { user, booking } => Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user.clone())),
-        Command::JoinWaitlist { user, event, quantity, category, together } => {
+        Command::ConfirmHold {
+            user,
+            hold,
+            payment_ref,
+        } => Call::post(
+            format!("/v1/holds/{hold}/confirm"),
+            Auth::User(user.clone()),
+            json!({ "payment_ref": payment_ref }),
+        ),
+        Command::ReleaseHold { user, hold } => {
+            Call::delete(format!("/v1/holds/{hold}"), Auth::User(user.clone()))
+        }
+        Command::CancelBooking { user, booking } => {
+            Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user.clone()))
+        }
+        Command::JoinWaitlist {
+            user,
+            event,
+            quantity,
+            category,
+            together,
+        } => {
             let mut body = json!({ "quantity": quantity, "together": together });
             if let Some(category) = category {
                 body["category"] = json!(category);
             }
-            Call::post(format!("/v1/events/{event}/waitlist"), Auth::User(user.clone()), body)
+            Call::post(
+                format!("/v1/events/{event}/waitlist"),
+                Auth::User(user.clone()),
+                body,
+            )
         }
-        Command::LeaveWaitlist { user, waiter } => Call::delete(format!("/v1/waitlist/{waiter}"), Auth::User(user.clone())),
+        Command::LeaveWaitlist { user, waiter } => {
+            Call::delete(format!("/v1/waitlist/{waiter}"), Auth::User(user.clone()))
+        }
         _ => return None,
     };
     call.idempotency_key = request.idempotency_key.clone();
@@ -162,7 +294,11 @@ fn event_body(spec: &EventSpec) -> Value {
         "waitlist_policy": match spec.waitlist_policy { WaitlistPolicy::Strict => "strict", WaitlistPolicy::SkipAhead => "skip_ahead" },
         "categories": spec.categories.iter().map(|category| json!({"name": category.name, "price_cents": category.price_cents})).collect::<Vec<_>>(),
     });
-    for (field, value) in [("ends_at", spec.ends_at_ms), ("sales_open_at", spec.sales_open_at_ms), ("sales_close_at", spec.sales_close_at_ms)] {
+    for (field, value) in [
+        ("ends_at", spec.ends_at_ms),
+        ("sales_open_at", spec.sales_open_at_ms),
+        ("sales_close_at", spec.sales_close_at_ms),
+    ] {
         if let Some(ms) = value {
             body[field] = json!(rfc3339(ms));
         }
@@ -179,7 +315,11 @@ fn event_body(spec: &EventSpec) -> Value {
         body["seating"] = json!({ "sections": sections });
     }
     if !spec.general_admission.is_empty() {
-        body["general_admission"] = json!(spec.general_admission.iter().map(|pool| json!({"category": pool.category, "capacity": pool.capacity})).collect::<Vec<_>>());
+        body["general_admission"] = json!(spec
+            .general_admission
+            .iter()
+            .map(|pool| json!({"category": pool.category, "capacity": pool.capacity}))
+            .collect::<Vec<_>>());
     }
     body
 }
@@ -188,7 +328,13 @@ fn event_body(spec: &EventSpec) -> Value {
 /// a replay's sales windows sit where they sat relative to the recorded run.
 pub fn shift_event_times(body: &mut Value, delta_ms: i64) {
     for field in ["starts_at", "ends_at", "sales_open_at", "sales_close_at"] {
-        let Some(ms) = body.get(field).and_then(Value::as_str).and_then(parse_rfc3339_ms) else { continue };
+        let Some(ms) = body
+            .get(field)
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339_ms)
+        else {
+            continue;
+        };
         let shifted = (ms as i64).saturating_add(delta_ms).max(0) as u64;
         body[field] = json!(rfc3339(shifted));
     }

@@ -57,7 +57,10 @@ pub enum LoadgenError {
     #[error("setup failed: {0}")]
     Setup(String),
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Record(#[from] record::RecordError),
     #[error(transparent)]
@@ -106,7 +109,11 @@ pub struct ConnectArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "LOADGEN_TARGET")]
     pub target: String,
     /// Secret that signs user tokens (HS256, `sub` = user id).
-    #[arg(long, default_value = "demo-user-secret", env = "BOXOFFICE_AUTH_USER_TOKEN_SECRET")]
+    #[arg(
+        long,
+        default_value = "demo-user-secret",
+        env = "BOXOFFICE_AUTH_USER_TOKEN_SECRET"
+    )]
     pub user_token_secret: String,
     /// Tenant whose admin key creates the events.
     #[arg(long, default_value = "demo")]
@@ -128,7 +135,11 @@ impl ConnectArgs {
             admin_keys: vec![(self.tenant.clone(), self.admin_key.clone())],
             operator_key: self.operator_key.clone(),
         };
-        Ok(Client::new(&self.target, credentials, Duration::from_secs_f64(self.timeout_seconds.clamp(0.1, 600.0)))?)
+        Ok(Client::new(
+            &self.target,
+            credentials,
+            Duration::from_secs_f64(self.timeout_seconds.clamp(0.1, 600.0)),
+        )?)
     }
 }
 
@@ -160,6 +171,10 @@ pub struct RunArgs {
     /// Closed loop: concurrent virtual users.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Closed loop: no pause between a user's requests (the scenario's `think.closed_loop_ms`
+    /// is ignored), for throughput comparisons with tools that do not pause either.
+    #[arg(long)]
+    pub no_think: bool,
     /// Step mode: first rate (default: the scenario's rate).
     #[arg(long)]
     pub step_start: Option<f64>,
@@ -253,7 +268,10 @@ pub fn run(args: Args) -> Result<(), LoadgenError> {
         .worker_threads(args.threads.clamp(1, 64))
         .enable_all()
         .build()
-        .map_err(|source| LoadgenError::Io { what: "starting the async runtime".into(), source })?;
+        .map_err(|source| LoadgenError::Io {
+            what: "starting the async runtime".into(),
+            source,
+        })?;
     runtime.block_on(run_async(args.command))
 }
 
@@ -265,7 +283,11 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
             let report = run::run_scenario(client, options).await?;
             print!("{}", report.table());
             println!("report: {}", args.out.join("report.json").display());
-            if report.verification.as_ref().is_some_and(|verification| !verification.passed) {
+            if report
+                .verification
+                .as_ref()
+                .is_some_and(|verification| !verification.passed)
+            {
                 return Err(LoadgenError::VerificationFailed);
             }
             Ok(())
@@ -273,11 +295,27 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
         Command::Replay(args) => replay_command(args).await,
         Command::Verify(args) => {
             let client = args.connect.client()?;
-            let text = std::fs::read_to_string(&args.events).map_err(|source| LoadgenError::Io { what: format!("reading {}", args.events.display()), source })?;
-            let layouts: Vec<setup::EventLayout> = serde_json::from_str(&text).map_err(|error| LoadgenError::Usage(format!("{}: {error}", args.events.display())))?;
-            let verification = verify::verify(&client, &layouts, None, verify::Exclusive { exclusive: false, ..Default::default() }, args.connect.operator_key.is_some())
-                .await
-                .map_err(|error| LoadgenError::Verify(error.to_string()))?;
+            let text =
+                std::fs::read_to_string(&args.events).map_err(|source| LoadgenError::Io {
+                    what: format!("reading {}", args.events.display()),
+                    source,
+                })?;
+            let layouts: Vec<setup::EventLayout> =
+                serde_json::from_str(&text).map_err(|error| {
+                    LoadgenError::Usage(format!("{}: {error}", args.events.display()))
+                })?;
+            let verification = verify::verify(
+                &client,
+                &layouts,
+                None,
+                verify::Exclusive {
+                    exclusive: false,
+                    ..Default::default()
+                },
+                args.connect.operator_key.is_some(),
+            )
+            .await
+            .map_err(|error| LoadgenError::Verify(error.to_string()))?;
             print!("{}", verification.summary());
             if verification.passed {
                 Ok(())
@@ -286,13 +324,34 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
             }
         }
         Command::CheckReplay(args) => {
-            let text = std::fs::read_to_string(&args.report).map_err(|source| LoadgenError::Io { what: format!("reading {}", args.report.display()), source })?;
-            let report = Report::from_json(&text).map_err(|error| LoadgenError::Usage(format!("{}: {error}", args.report.display())))?;
-            let Some(engine) = report.verification.and_then(|verification| verification.engine) else {
-                return Err(LoadgenError::Usage("the report has no engine state hash: run with --verify --operator-key".into()));
+            let text =
+                std::fs::read_to_string(&args.report).map_err(|source| LoadgenError::Io {
+                    what: format!("reading {}", args.report.display()),
+                    source,
+                })?;
+            let report = Report::from_json(&text).map_err(|error| {
+                LoadgenError::Usage(format!("{}: {error}", args.report.display()))
+            })?;
+            let Some(engine) = report
+                .verification
+                .and_then(|verification| verification.engine)
+            else {
+                return Err(LoadgenError::Usage(
+                    "the report has no engine state hash: run with --verify --operator-key".into(),
+                ));
             };
-            let replayed = verify::offline_replay_hash(&args.boxoffice, args.config.as_deref(), &args.data_dir, engine.hash_offset()).map_err(|error| LoadgenError::Verify(error.to_string()))?;
-            println!("server  state_hash {} at offset {:?}", engine.state_hash, engine.hash_offset());
+            let replayed = verify::offline_replay_hash(
+                &args.boxoffice,
+                args.config.as_deref(),
+                &args.data_dir,
+                engine.hash_offset(),
+            )
+            .map_err(|error| LoadgenError::Verify(error.to_string()))?;
+            println!(
+                "server  state_hash {} at offset {:?}",
+                engine.state_hash,
+                engine.hash_offset()
+            );
             println!("replay  state_hash {replayed}");
             if replayed == engine.state_hash {
                 println!("equal");
@@ -303,9 +362,18 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
         }
         Command::Scenario { path, scale } => {
             let scenario = Scenario::load(&path)?;
-            let scaled = if scale == 1.0 { scenario } else { scenario.scaled(scale) };
+            let scaled = if scale == 1.0 {
+                scenario
+            } else {
+                scenario.scaled(scale)
+            };
             print!("{}", scaled.to_toml());
-            eprintln!("{} events, {} seats, {} users", scaled.event_instances().len(), scaled.seats_total(), scaled.users.count);
+            eprintln!(
+                "{} events, {} seats, {} users",
+                scaled.event_instances().len(),
+                scaled.seats_total(),
+                scaled.users.count
+            );
             Ok(())
         }
     }
@@ -317,7 +385,11 @@ pub fn run_options(args: &RunArgs) -> Result<RunOptions, LoadgenError> {
         return Err(LoadgenError::Usage("--scale must be positive".into()));
     }
     let loaded = Scenario::load(&args.scenario)?;
-    let mut scenario = if args.scale == 1.0 { loaded } else { loaded.scaled(args.scale) };
+    let mut scenario = if args.scale == 1.0 {
+        loaded
+    } else {
+        loaded.scaled(args.scale)
+    };
     if let Some(rate) = args.rate {
         scenario.load.rate_per_second = rate;
     }
@@ -333,9 +405,20 @@ pub fn run_options(args: &RunArgs) -> Result<RunOptions, LoadgenError> {
     if let Some(in_flight) = args.in_flight {
         scenario.load.in_flight_max = in_flight;
     }
+    if args.no_think {
+        scenario.think.closed_loop_ms = scenario::DelayRange {
+            min_ms: 0,
+            max_ms: 0,
+        };
+    }
     scenario.validate().map_err(LoadgenError::Scenario)?;
-    if args.mode == Mode::Step && !(args.step_factor > 1.0 && args.step_seconds > 0.0 && args.p99_threshold_ms > 0.0) {
-        return Err(LoadgenError::Usage("step mode needs --step-factor > 1, --step-seconds > 0 and --p99-threshold-ms > 0".into()));
+    if args.mode == Mode::Step
+        && !(args.step_factor > 1.0 && args.step_seconds > 0.0 && args.p99_threshold_ms > 0.0)
+    {
+        return Err(LoadgenError::Usage(
+            "step mode needs --step-factor > 1, --step-seconds > 0 and --p99-threshold-ms > 0"
+                .into(),
+        ));
     }
     Ok(RunOptions {
         scenario,
@@ -366,12 +449,18 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
     } else {
         return Err(LoadgenError::Usage("--speed must be positive".into()));
     };
-    let scenario = log.header.as_ref().map_or_else(|| "boxoffice-log".to_string(), |header| header.scenario.clone());
-    let duration_max = Duration::from_secs_f64(args.duration.clamp(0.001, scenario::DURATION_MAX_SECONDS));
+    let scenario = log.header.as_ref().map_or_else(
+        || "boxoffice-log".to_string(),
+        |header| header.scenario.clone(),
+    );
+    let duration_max =
+        Duration::from_secs_f64(args.duration.clamp(0.001, scenario::DURATION_MAX_SECONDS));
     let (mode, target, recorder, sent, skipped, elapsed, lag) = match &args.into_data_dir {
         Some(data_dir) => {
             let batch = args.batch.max(1);
-            let replayed = tokio::task::block_in_place(|| replay::replay_into_log(&log, data_dir, pace, batch, args.requests))?;
+            let replayed = tokio::task::block_in_place(|| {
+                replay::replay_into_log(&log, data_dir, pace, batch, args.requests)
+            })?;
             println!(
                 "appended {} records (offsets {:?}..={:?}), skipped {} without an engine form, in {:.3} s = {:.0} records/s",
                 replayed.appended,
@@ -381,15 +470,42 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
                 replayed.elapsed.as_secs_f64(),
                 replayed.appended as f64 / replayed.elapsed.as_secs_f64().max(1e-9)
             );
-            ("replay_log", data_dir.display().to_string(), replayed.recorder, replayed.appended, replayed.skipped, replayed.elapsed, Duration::ZERO)
+            (
+                "replay_log",
+                data_dir.display().to_string(),
+                replayed.recorder,
+                replayed.appended,
+                replayed.skipped,
+                replayed.elapsed,
+                Duration::ZERO,
+            )
         }
         None => {
             let client = Arc::new(args.connect.client()?);
-            let replayed = replay::replay_http(client.clone(), &log, pace, args.concurrency.max(1), args.requests, duration_max).await;
+            let replayed = replay::replay_http(
+                client.clone(),
+                &log,
+                pace,
+                args.concurrency.max(1),
+                args.requests,
+                duration_max,
+            )
+            .await;
             if replayed.status_mismatches > 0 {
-                println!("{} answers differ from the recorded status", replayed.status_mismatches);
+                println!(
+                    "{} answers differ from the recorded status",
+                    replayed.status_mismatches
+                );
             }
-            ("replay_http", client.base().to_string(), replayed.recorder, replayed.sent, replayed.skipped, replayed.elapsed, replayed.dispatch_lag_max)
+            (
+                "replay_http",
+                client.base().to_string(),
+                replayed.recorder,
+                replayed.sent,
+                replayed.skipped,
+                replayed.elapsed,
+                replayed.dispatch_lag_max,
+            )
         }
     };
     let measurements = recorder.summarize();

@@ -3,7 +3,11 @@
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "loadgen", version, about = "Load tester for Boxoffice: scenarios, open-loop load, record and replay")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load tester for Boxoffice: scenarios, open-loop load, record and replay"
+)]
 struct Cli {
     #[command(flatten)]
     args: loadgen::Args,

@@ -86,23 +86,46 @@ pub struct RequestLog {
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {message}")]
-    Line { path: String, line: usize, message: String },
+    Line {
+        path: String,
+        line: usize,
+        message: String,
+    },
 }
 
 /// The JSON pointers whose ids a replay maps from the recorded run to the fresh server.
-pub const ID_POINTERS: [&str; 5] = ["/event_id", "/hold_id", "/booking_id", "/waitlist_id", "/hold/hold_id"];
+pub const ID_POINTERS: [&str; 5] = [
+    "/event_id",
+    "/hold_id",
+    "/booking_id",
+    "/waitlist_id",
+    "/hold/hold_id",
+];
 
 /// The ids in an answer, by pointer.
 pub fn ids_in(answer: &Answer) -> BTreeMap<String, String> {
-    ID_POINTERS.iter().filter_map(|pointer| answer.text(pointer).map(|id| (pointer.to_string(), id.to_string()))).collect()
+    ID_POINTERS
+        .iter()
+        .filter_map(|pointer| {
+            answer
+                .text(pointer)
+                .map(|id| (pointer.to_string(), id.to_string()))
+        })
+        .collect()
 }
 
 impl RequestLog {
     pub fn read(path: &Path) -> Result<RequestLog, RecordError> {
         let shown = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|source| RecordError::Io { path: shown.clone(), source })?;
+        let file = std::fs::File::open(path).map_err(|source| RecordError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         RequestLog::parse(std::io::BufReader::new(file), &shown)
     }
 
@@ -110,26 +133,50 @@ impl RequestLog {
         let mut log = RequestLog::default();
         let mut first_timestamp: Option<u64> = None;
         for (number, line) in reader.lines().enumerate() {
-            let line = line.map_err(|source| RecordError::Io { path: path.to_string(), source })?;
-            let line_error = |message: String| RecordError::Line { path: path.to_string(), line: number + 1, message };
+            let line = line.map_err(|source| RecordError::Io {
+                path: path.to_string(),
+                source,
+            })?;
+            let line_error = |message: String| RecordError::Line {
+                path: path.to_string(),
+                line: number + 1,
+                message,
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let value: Value = serde_json::from_str(&line).map_err(|error| line_error(error.to_string()))?;
+            let value: Value =
+                serde_json::from_str(&line).map_err(|error| line_error(error.to_string()))?;
             if value.get("loadgen_request_log").is_some() {
-                log.header = Some(serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?);
+                log.header = Some(
+                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?,
+                );
             } else if value.get("call").is_some() {
-                log.entries.push(Entry::Http(serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?));
+                log.entries.push(Entry::Http(
+                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?,
+                ));
             } else if let Some(request) = value.get("request") {
-                let request: engine::Request = serde_json::from_value(request.clone()).map_err(|error| line_error(format!("not an engine request: {error}")))?;
-                let number_field = |field: &str| value.get(field).and_then(Value::as_u64).ok_or_else(|| line_error(format!("no {field}")));
-                let record = EngineRecord { offset: number_field("offset")?, timestamp_ms: number_field("timestamp_ms")?, request };
+                let request: engine::Request = serde_json::from_value(request.clone())
+                    .map_err(|error| line_error(format!("not an engine request: {error}")))?;
+                let number_field = |field: &str| {
+                    value
+                        .get(field)
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| line_error(format!("no {field}")))
+                };
+                let record = EngineRecord {
+                    offset: number_field("offset")?,
+                    timestamp_ms: number_field("timestamp_ms")?,
+                    request,
+                };
                 first_timestamp.get_or_insert(record.timestamp_ms);
                 log.entries.push(Entry::Engine(record));
             } else if value.get("undecodable").is_some() || value.get("outcome").is_some() {
                 log.skipped += 1;
             } else {
-                return Err(line_error("neither a loadgen request nor a `boxoffice log export` record".into()));
+                return Err(line_error(
+                    "neither a loadgen request nor a `boxoffice log export` record".into(),
+                ));
             }
         }
         log.first_timestamp_ms = first_timestamp.unwrap_or(0);
@@ -147,22 +194,33 @@ pub struct RequestLogWriter {
 
 impl RequestLogWriter {
     pub fn create(path: &Path, header: &Header) -> std::io::Result<RequestLogWriter> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent)?;
         }
         let mut out = BufWriter::new(std::fs::File::create(path)?);
         serde_json::to_writer(&mut out, header)?;
         out.write_all(b"\n")?;
-        Ok(RequestLogWriter { out: Mutex::new(out) })
+        Ok(RequestLogWriter {
+            out: Mutex::new(out),
+        })
     }
 
     pub fn write(&self, record: &HttpRecord) -> std::io::Result<()> {
-        let mut out = self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         serde_json::to_writer(&mut *out, record)?;
         out.write_all(b"\n")
     }
 
     pub fn flush(&self) -> std::io::Result<()> {
-        self.out.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).flush()
+        self.out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .flush()
     }
 }

@@ -42,8 +42,14 @@ struct IdMap {
 
 impl IdMap {
     /// Promises the ids a record's answer created; returns the senders to keep them.
-    fn promise(&self, created: &BTreeMap<String, String>) -> Vec<(String, String, watch::Sender<Option<String>>)> {
-        let mut ids = self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn promise(
+        &self,
+        created: &BTreeMap<String, String>,
+    ) -> Vec<(String, String, watch::Sender<Option<String>>)> {
+        let mut ids = self
+            .ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut promised = Vec::new();
         for (pointer, old) in created {
             if ids.contains_key(old) {
@@ -57,8 +63,15 @@ impl IdMap {
     }
 
     async fn resolve(&self, old: &str) -> String {
-        let receiver = self.ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(old).cloned();
-        let Some(mut receiver) = receiver else { return old.to_string() };
+        let receiver = self
+            .ids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(old)
+            .cloned();
+        let Some(mut receiver) = receiver else {
+            return old.to_string();
+        };
         let waited = tokio::time::timeout(ID_WAIT, receiver.wait_for(Option::is_some)).await;
         match waited {
             Ok(Ok(value)) => value.clone().unwrap_or_else(|| old.to_string()),
@@ -70,8 +83,16 @@ impl IdMap {
     async fn rewrite(&self, path: &str) -> String {
         let mut out = Vec::new();
         for segment in path.split('/') {
-            let is_id = ["ev_", "h_", "b_", "w_"].iter().any(|prefix| segment.strip_prefix(prefix).is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())));
-            out.push(if is_id { self.resolve(segment).await } else { segment.to_string() });
+            let is_id = ["ev_", "h_", "b_", "w_"].iter().any(|prefix| {
+                segment.strip_prefix(prefix).is_some_and(|digits| {
+                    !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit())
+                })
+            });
+            out.push(if is_id {
+                self.resolve(segment).await
+            } else {
+                segment.to_string()
+            });
         }
         out.join("/")
     }
@@ -101,7 +122,10 @@ fn kind_of(entry: &Entry) -> Kind {
         Entry::Http(record) => record.kind,
         Entry::Engine(record) => match &record.request.command {
             engine::Command::CreateEvent { .. } => Kind::CreateEvent,
-            engine::Command::PlaceHold { selection: engine::Selection::Seats(_), .. } => Kind::HoldExact,
+            engine::Command::PlaceHold {
+                selection: engine::Selection::Seats(_),
+                ..
+            } => Kind::HoldExact,
             engine::Command::PlaceHold { .. } => Kind::HoldBest,
             engine::Command::ConfirmHold { .. } => Kind::Confirm,
             engine::Command::ReleaseHold { .. } => Kind::Release,
@@ -114,14 +138,24 @@ fn kind_of(entry: &Entry) -> Kind {
 
 /// Replays `log` against `client`. `concurrency` bounds requests in flight (1 replays
 /// strictly in order, which reproduces the recorded log order).
-pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, concurrency: usize, requests_max: u64, duration_max: Duration) -> HttpReplay {
+pub async fn replay_http(
+    client: Arc<Client>,
+    log: &RequestLog,
+    pace: Pace,
+    concurrency: usize,
+    requests_max: u64,
+    duration_max: Duration,
+) -> HttpReplay {
     assert!(concurrency > 0);
     let ids = Arc::new(IdMap::default());
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let mismatches = Arc::new(Mutex::new(0u64));
     let permits = Arc::new(Semaphore::new(concurrency));
     let start = Instant::now();
-    let delta_ms = log.header.as_ref().map_or(0, |header| now_ms() as i64 - header.started_at_ms as i64);
+    let delta_ms = log
+        .header
+        .as_ref()
+        .map_or(0, |header| now_ms() as i64 - header.started_at_ms as i64);
     let mut sent = 0;
     let mut skipped = 0;
     let mut dispatch_lag_max = Duration::ZERO;
@@ -131,7 +165,12 @@ pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, conc
             break;
         }
         let (mut call, recorded_status, created) = match entry {
-            Entry::Http(HttpRecord { call, status, created, .. }) => (call.clone(), *status, created.clone()),
+            Entry::Http(HttpRecord {
+                call,
+                status,
+                created,
+                ..
+            }) => (call.clone(), *status, created.clone()),
             Entry::Engine(record) => match engine_to_http(&record.request) {
                 Some(call) => (call, None, BTreeMap::new()),
                 None => {
@@ -163,7 +202,12 @@ pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, conc
         dispatch_lag_max = dispatch_lag_max.max(Instant::now().saturating_duration_since(intended));
         sent += 1;
         let promised = ids.promise(&created);
-        let (client, ids, recorder, mismatches) = (client.clone(), ids.clone(), recorder.clone(), mismatches.clone());
+        let (client, ids, recorder, mismatches) = (
+            client.clone(),
+            ids.clone(),
+            recorder.clone(),
+            mismatches.clone(),
+        );
         let task = async move {
             call.path = ids.rewrite(&call.path).await;
             let answer = client.send(&call).await;
@@ -172,9 +216,21 @@ pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, conc
             drop(permit);
             let route = format!("{} {}", call.method, call.route());
             let latency = completed.saturating_duration_since(intended);
-            recorder.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).record(kind, &answer.code, latency, completed - start, &route, answer.status);
+            recorder
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .record(
+                    kind,
+                    &answer.code,
+                    latency,
+                    completed - start,
+                    &route,
+                    answer.status,
+                );
             if recorded_status.is_some_and(|status| status != answer.status) {
-                *mismatches.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+                *mismatches
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
             }
         };
         tasks.spawn(task);
@@ -184,9 +240,22 @@ pub async fn replay_http(client: Arc<Client>, log: &RequestLog, pace: Pace, conc
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let recorder = Arc::try_unwrap(recorder).ok().expect("every task finished").into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let status_mismatches = *mismatches.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    HttpReplay { recorder, sent, skipped, elapsed: start.elapsed(), dispatch_lag_max, status_mismatches }
+    let recorder = Arc::try_unwrap(recorder)
+        .ok()
+        .expect("every task finished")
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let status_mismatches = *mismatches
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    HttpReplay {
+        recorder,
+        sent,
+        skipped,
+        elapsed: start.elapsed(),
+        dispatch_lag_max,
+        status_mismatches,
+    }
 }
 
 /// Outcome of an engine-only replay.
@@ -211,13 +280,25 @@ pub enum LogReplayError {
 /// at `<data_dir>/requests`, in batches of at most `batch_records`. The server must not be
 /// running on that directory. Latency is per record, from its intended time to the end
 /// of the durable append that carried it.
-pub fn replay_into_log(log: &RequestLog, data_dir: &Path, pace: Pace, batch_records: usize, requests_max: u64) -> Result<LogReplay, LogReplayError> {
+pub fn replay_into_log(
+    log: &RequestLog,
+    data_dir: &Path,
+    pace: Pace,
+    batch_records: usize,
+    requests_max: u64,
+) -> Result<LogReplay, LogReplayError> {
     assert!(batch_records > 0);
     let path = data_dir.join("requests");
-    std::fs::create_dir_all(&path).map_err(|error| LogReplayError::Open { path: path.display().to_string(), message: error.to_string() })?;
+    std::fs::create_dir_all(&path).map_err(|error| LogReplayError::Open {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })?;
     let options = EmbeddedOptions::default();
     let batch_records = batch_records.min(options.append_records_max);
-    let embedded = EmbeddedLog::open(&path, options).map_err(|error| LogReplayError::Open { path: path.display().to_string(), message: error.to_string() })?;
+    let embedded = EmbeddedLog::open(&path, options).map_err(|error| LogReplayError::Open {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })?;
     let writer = embedded.writer();
     let mut requests = Vec::new();
     let mut skipped = 0;
@@ -230,7 +311,11 @@ pub fn replay_into_log(log: &RequestLog, data_dir: &Path, pace: Pace, batch_reco
             Entry::Engine(record) => Some(record.request.clone()),
         };
         match request {
-            Some(request) => requests.push((Duration::from_micros(entry.at_us(log.first_timestamp_ms)), kind_of(entry), engine::wire::encode_request(&request))),
+            Some(request) => requests.push((
+                Duration::from_micros(entry.at_us(log.first_timestamp_ms)),
+                kind_of(entry),
+                engine::wire::encode_request(&request),
+            )),
             None => skipped += 1,
         }
     }
@@ -253,17 +338,36 @@ pub fn replay_into_log(log: &RequestLog, data_dir: &Path, pace: Pace, batch_reco
         while end < requests.len() && end - next < batch_records && due_at(end) <= now {
             end += 1;
         }
-        let payloads: Vec<Vec<u8>> = requests[next..end].iter().map(|(_, _, bytes)| bytes.clone()).collect();
-        let appended = writer.append(payloads).map_err(|error| LogReplayError::Append(error.to_string()))?;
+        let payloads: Vec<Vec<u8>> = requests[next..end]
+            .iter()
+            .map(|(_, _, bytes)| bytes.clone())
+            .collect();
+        let appended = writer
+            .append(payloads)
+            .map_err(|error| LogReplayError::Append(error.to_string()))?;
         let completed = start.elapsed();
         first_offset = first_offset.or(appended.first().map(|record| record.offset));
         last_offset = appended.last().map(|record| record.offset).or(last_offset);
         for index in next..end {
-            recorder.record(requests[index].1, "ok", completed.saturating_sub(due_at(index)), completed, "APPEND requests", 0);
+            recorder.record(
+                requests[index].1,
+                "ok",
+                completed.saturating_sub(due_at(index)),
+                completed,
+                "APPEND requests",
+                0,
+            );
         }
         next = end;
     }
-    Ok(LogReplay { recorder, appended: next as u64, skipped, first_offset, last_offset, elapsed: start.elapsed() })
+    Ok(LogReplay {
+        recorder,
+        appended: next as u64,
+        skipped,
+        first_offset,
+        last_offset,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Reads `/metrics` (Prometheus text) into `"METHOD route" → status → count` from
@@ -271,16 +375,28 @@ pub fn replay_into_log(log: &RequestLog, data_dir: &Path, pace: Pace, batch_reco
 pub fn parse_http_metrics(text: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("boxoffice_http_requests_total{") else { continue };
-        let Some((labels, value)) = rest.rsplit_once('}') else { continue };
-        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let Some(rest) = line.strip_prefix("boxoffice_http_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once('}') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
         let label = |name: &str| -> Option<String> {
             let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
             let end = labels[start..].find('"')? + start;
             Some(labels[start..end].to_string())
         };
-        if let (Some(route), Some(method), Some(status)) = (label("route"), label("method"), label("status")) {
-            *counts.entry(format!("{method} {route}")).or_default().entry(status).or_default() += value as u64;
+        if let (Some(route), Some(method), Some(status)) =
+            (label("route"), label("method"), label("status"))
+        {
+            *counts
+                .entry(format!("{method} {route}"))
+                .or_default()
+                .entry(status)
+                .or_default() += value as u64;
         }
     }
     counts

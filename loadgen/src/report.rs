@@ -13,12 +13,15 @@ use crate::scenario::Kind;
 pub const LATENCY_MAX: Duration = Duration::from_secs(600);
 
 fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX.as_micros() as u64, 3).expect("valid histogram bounds")
+    Histogram::new_with_bounds(1, LATENCY_MAX.as_micros() as u64, 3)
+        .expect("valid histogram bounds")
 }
 
 fn record(histogram: &mut Histogram<u64>, latency: Duration) {
     let micros = (latency.as_micros() as u64).clamp(1, LATENCY_MAX.as_micros() as u64);
-    histogram.record(micros).expect("clamped into the histogram's range");
+    histogram
+        .record(micros)
+        .expect("clamped into the histogram's range");
 }
 
 /// Collects samples during a run.
@@ -41,16 +44,35 @@ struct KindRecorder {
 
 impl Default for Recorder {
     fn default() -> Self {
-        Recorder { kinds: BTreeMap::new(), overall: new_histogram(), timeline: Vec::new(), routes: BTreeMap::new(), responses: 0 }
+        Recorder {
+            kinds: BTreeMap::new(),
+            overall: new_histogram(),
+            timeline: Vec::new(),
+            routes: BTreeMap::new(),
+            responses: 0,
+        }
     }
 }
 
 impl Recorder {
     /// One answer: its kind, `ok` or the error code, the charged latency, when it
     /// completed (since the run's start), and its route and HTTP status.
-    pub fn record(&mut self, kind: Kind, code: &str, latency: Duration, completed: Duration, route: &str, status: u16) {
+    pub fn record(
+        &mut self,
+        kind: Kind,
+        code: &str,
+        latency: Duration,
+        completed: Duration,
+        route: &str,
+        status: u16,
+    ) {
         self.responses += 1;
-        let entry = self.kinds.entry(kind).or_insert_with(|| KindRecorder { histogram: new_histogram(), count: 0, ok: 0, errors: BTreeMap::new() });
+        let entry = self.kinds.entry(kind).or_insert_with(|| KindRecorder {
+            histogram: new_histogram(),
+            count: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+        });
         entry.count += 1;
         if code == "ok" {
             entry.ok += 1;
@@ -61,11 +83,20 @@ impl Recorder {
         record(&mut self.overall, latency);
         let second = completed.as_secs();
         let position = self.timeline.partition_point(|(at, _)| *at < second);
-        if self.timeline.get(position).is_none_or(|(at, _)| *at != second) {
+        if self
+            .timeline
+            .get(position)
+            .is_none_or(|(at, _)| *at != second)
+        {
             self.timeline.insert(position, (second, new_histogram()));
         }
         record(&mut self.timeline[position].1, latency);
-        *self.routes.entry(route.to_string()).or_default().entry(status.to_string()).or_default() += 1;
+        *self
+            .routes
+            .entry(route.to_string())
+            .or_default()
+            .entry(status.to_string())
+            .or_default() += 1;
     }
 
     pub fn overall_p99(&self) -> Duration {
@@ -73,7 +104,10 @@ impl Recorder {
     }
 
     pub fn errors(&self) -> u64 {
-        self.kinds.values().map(|kind| kind.errors.values().sum::<u64>()).sum()
+        self.kinds
+            .values()
+            .map(|kind| kind.errors.values().sum::<u64>())
+            .sum()
     }
 
     /// The summary of what was recorded.
@@ -86,7 +120,15 @@ impl Recorder {
                 for (code, count) in &recorder.errors {
                     *errors_by_code.entry(code.clone()).or_default() += count;
                 }
-                (kind.name().to_string(), KindReport { count: recorder.count, ok: recorder.ok, errors_by_code: recorder.errors.clone(), latency: Percentiles::of(&recorder.histogram) })
+                (
+                    kind.name().to_string(),
+                    KindReport {
+                        count: recorder.count,
+                        ok: recorder.ok,
+                        errors_by_code: recorder.errors.clone(),
+                        latency: Percentiles::of(&recorder.histogram),
+                    },
+                )
             })
             .collect();
         let timeline = self
@@ -100,7 +142,15 @@ impl Recorder {
                 max_us: histogram.max(),
             })
             .collect();
-        Measurements { responses: self.responses, errors_by_code, kinds, overall: Percentiles::of(&self.overall), timeline, by_route: self.routes.clone(), percentile_curve: percentile_curve(&self.overall) }
+        Measurements {
+            responses: self.responses,
+            errors_by_code,
+            kinds,
+            overall: Percentiles::of(&self.overall),
+            timeline,
+            by_route: self.routes.clone(),
+            percentile_curve: percentile_curve(&self.overall),
+        }
     }
 }
 
@@ -147,9 +197,15 @@ fn percentile_curve(histogram: &Histogram<u64>) -> Vec<CurvePoint> {
         let quantile = 1.0 - 10f64.powf(-(step as f64) / 8.0);
         // Six decimals: short enough to survive a JSON round trip exactly.
         let percentile = (quantile * 100.0 * 1e6).round() / 1e6;
-        points.push(CurvePoint { percentile, latency_us: histogram.value_at_quantile(quantile) });
+        points.push(CurvePoint {
+            percentile,
+            latency_us: histogram.value_at_quantile(quantile),
+        });
     }
-    points.push(CurvePoint { percentile: 100.0, latency_us: histogram.max() });
+    points.push(CurvePoint {
+        percentile: 100.0,
+        latency_us: histogram.max(),
+    });
     points
 }
 
@@ -260,7 +316,12 @@ impl Report {
         let mut out = String::new();
         out.push_str(&format!(
             "{} ({}) against {}: {} responses in {:.1} s = {:.0}/s",
-            self.scenario, self.mode, self.target, self.measurements.responses, self.duration_seconds, self.achieved_rate_per_second
+            self.scenario,
+            self.mode,
+            self.target,
+            self.measurements.responses,
+            self.duration_seconds,
+            self.achieved_rate_per_second
         ));
         if let Some(rate) = self.target_rate_per_second {
             out.push_str(&format!(" (target {rate:.0}/s)"));
@@ -268,12 +329,26 @@ impl Report {
         out.push('\n');
         out.push_str(&format!(
             "{:<14} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
-            "kind", "count", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "p99.99 ms", "max ms"
+            "kind",
+            "count",
+            "errors",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "p99.99 ms",
+            "max ms"
         ));
-        let mut rows: Vec<(&str, &KindReport)> = self.measurements.kinds.iter().map(|(name, report)| (name.as_str(), report)).collect();
+        let mut rows: Vec<(&str, &KindReport)> = self
+            .measurements
+            .kinds
+            .iter()
+            .map(|(name, report)| (name.as_str(), report))
+            .collect();
         let overall = KindReport {
             count: self.measurements.responses,
-            ok: self.measurements.responses - self.measurements.errors_by_code.values().sum::<u64>(),
+            ok: self.measurements.responses
+                - self.measurements.errors_by_code.values().sum::<u64>(),
             errors_by_code: self.measurements.errors_by_code.clone(),
             latency: self.measurements.overall.clone(),
         };
@@ -294,7 +369,12 @@ impl Report {
             ));
         }
         if !self.measurements.errors_by_code.is_empty() {
-            let codes: Vec<String> = self.measurements.errors_by_code.iter().map(|(code, count)| format!("{code} {count}")).collect();
+            let codes: Vec<String> = self
+                .measurements
+                .errors_by_code
+                .iter()
+                .map(|(code, count)| format!("{code} {count}"))
+                .collect();
             out.push_str(&format!("errors by code: {}\n", codes.join(", ")));
         }
         for step in &self.steps {
@@ -308,7 +388,10 @@ impl Report {
             ));
         }
         if let Some(knee) = self.knee_rate_per_second {
-            out.push_str(&format!("knee: {knee:.0}/s is the highest rate with p99 < {} ms\n", self.p99_threshold_ms.unwrap_or(50.0)));
+            out.push_str(&format!(
+                "knee: {knee:.0}/s is the highest rate with p99 < {} ms\n",
+                self.p99_threshold_ms.unwrap_or(50.0)
+            ));
         }
         if self.dispatch_lag_max_us > 100_000 {
             out.push_str(&format!("warning: the load generator fell up to {:.0} ms behind its schedule (charged to latency)\n", ms(self.dispatch_lag_max_us)));

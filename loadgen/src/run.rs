@@ -51,7 +51,9 @@ pub struct RunOptions {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Shared by the dispatcher and the completion callbacks.
@@ -70,10 +72,30 @@ impl Shared {
         let now = self.start.elapsed();
         lock(&self.workload).observe(&action, &answer, now);
         let route = format!("{} {}", call.method, call.route());
-        lock(&self.recorder).record(action.kind(), &answer.code, latency, now, &route, answer.status);
-        lock(&self.step_recorder).record(action.kind(), &answer.code, latency, now, &route, answer.status);
+        lock(&self.recorder).record(
+            action.kind(),
+            &answer.code,
+            latency,
+            now,
+            &route,
+            answer.status,
+        );
+        lock(&self.step_recorder).record(
+            action.kind(),
+            &answer.code,
+            latency,
+            now,
+            &route,
+            answer.status,
+        );
         if let Some(writer) = &self.writer {
-            let record = HttpRecord { at_us: slot.intended.as_micros() as u64, kind: action.kind(), call, status: Some(answer.status), created: ids_in(&answer) };
+            let record = HttpRecord {
+                at_us: slot.intended.as_micros() as u64,
+                kind: action.kind(),
+                call,
+                status: Some(answer.status),
+                created: ids_in(&answer),
+            };
             // A full disk must not stop the load: the run's report says what was recorded.
             let _ = writer.write(&record);
         }
@@ -82,17 +104,34 @@ impl Shared {
 }
 
 /// Creates the scenario's events; records the calls when recording.
-async fn setup(client: &Client, scenario: &Scenario, tenant: &str, writer: Option<&RequestLogWriter>) -> Result<Vec<EventLayout>, LoadgenError> {
+async fn setup(
+    client: &Client,
+    scenario: &Scenario,
+    tenant: &str,
+    writer: Option<&RequestLogWriter>,
+) -> Result<Vec<EventLayout>, LoadgenError> {
     let mut layouts = Vec::new();
     for (call, mut layout) in setup_calls(scenario, tenant, now_ms()) {
         let answer = client.send(&call).await;
         let Some(event_id) = answer.text("/event_id").filter(|_| answer.status == 201) else {
-            return Err(LoadgenError::Setup(format!("POST /v1/admin/events answered {} {}: {}", answer.status, answer.code, answer.body)));
+            return Err(LoadgenError::Setup(format!(
+                "POST /v1/admin/events answered {} {}: {}",
+                answer.status, answer.code, answer.body
+            )));
         };
         layout.event_id = event_id.to_string();
         if let Some(writer) = writer {
-            let record = HttpRecord { at_us: 0, kind: Kind::CreateEvent, call, status: Some(answer.status), created: ids_in(&answer) };
-            writer.write(&record).map_err(|error| LoadgenError::Io { what: "writing the request log".into(), source: error })?;
+            let record = HttpRecord {
+                at_us: 0,
+                kind: Kind::CreateEvent,
+                call,
+                status: Some(answer.status),
+                created: ids_in(&answer),
+            };
+            writer.write(&record).map_err(|error| LoadgenError::Io {
+                what: "writing the request log".into(),
+                source: error,
+            })?;
         }
         layouts.push(layout);
     }
@@ -104,12 +143,26 @@ fn progress_bar(enabled: bool, length: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{elapsed_precise} {bar:40} {pos}/{len} answers {per_sec} {msg}").expect("a valid template"));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} {bar:40} {pos}/{len} answers {per_sec} {msg}",
+        )
+        .expect("a valid template"),
+    );
     bar
 }
 
 /// One open-loop phase at `rate` for `duration` (at most `requests_max` slots).
-async fn open_phase(client: &Arc<Client>, shared: &Arc<Shared>, rate: f64, duration: Duration, requests_max: u64, seed: u64, scenario: &Scenario, phase_start: Instant) -> DriveSummary {
+async fn open_phase(
+    client: &Arc<Client>,
+    shared: &Arc<Shared>,
+    rate: f64,
+    duration: Duration,
+    requests_max: u64,
+    seed: u64,
+    scenario: &Scenario,
+    phase_start: Instant,
+) -> DriveSummary {
     // The budget counts requests, not slots: slots with nothing due are free.
     let pacer = Pacer::new(rate, scenario.load.arrivals, seed, u64::MAX, duration);
     let planner = shared.clone();
@@ -134,16 +187,34 @@ async fn open_phase(client: &Arc<Client>, shared: &Arc<Shared>, rate: f64, durat
         }
     };
     let completer = shared.clone();
-    let complete = move |slot: Slot, (action, call, answer): (Action, Call, Answer), latency: Duration| {
-        let slot = Slot { index: slot.index, intended: offset + slot.intended };
-        completer.complete(slot, action, call, answer, latency);
-    };
-    drive_open_loop(pacer, phase_start, scenario.load.in_flight_max, plan, complete).await
+    let complete =
+        move |slot: Slot, (action, call, answer): (Action, Call, Answer), latency: Duration| {
+            let slot = Slot {
+                index: slot.index,
+                intended: offset + slot.intended,
+            };
+            completer.complete(slot, action, call, answer, latency);
+        };
+    drive_open_loop(
+        pacer,
+        phase_start,
+        scenario.load.in_flight_max,
+        plan,
+        complete,
+    )
+    .await
 }
 
 /// Closed loop: `concurrency` users, each sending its next request when the previous
 /// answered (plus the scenario's closed-loop think time).
-async fn closed_phase(client: &Arc<Client>, shared: &Arc<Shared>, concurrency: usize, duration: Duration, requests_max: u64, scenario: &Scenario) -> DriveSummary {
+async fn closed_phase(
+    client: &Arc<Client>,
+    shared: &Arc<Shared>,
+    concurrency: usize,
+    duration: Duration,
+    requests_max: u64,
+    scenario: &Scenario,
+) -> DriveSummary {
     let budget = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut users = tokio::task::JoinSet::new();
     for user in 0..concurrency {
@@ -177,11 +248,27 @@ async fn closed_phase(client: &Arc<Client>, shared: &Arc<Shared>, concurrency: u
                 let sent_at = Instant::now();
                 let answer = client.send(&call).await;
                 let latency = sent_at.elapsed();
-                shared.complete(Slot { index, intended: sent_at - shared.start }, action, call, answer, latency);
+                shared.complete(
+                    Slot {
+                        index,
+                        intended: sent_at - shared.start,
+                    },
+                    action,
+                    call,
+                    answer,
+                    latency,
+                );
                 // A small deterministic spread of think time per user.
-                think_rng = think_rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                think_rng = think_rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let span = think.max_ms - think.min_ms;
-                let pause = think.min_ms + if span == 0 { 0 } else { (think_rng >> 33) % (span + 1) };
+                let pause = think.min_ms
+                    + if span == 0 {
+                        0
+                    } else {
+                        (think_rng >> 33) % (span + 1)
+                    };
                 if pause > 0 {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
@@ -201,24 +288,48 @@ async fn closed_phase(client: &Arc<Client>, shared: &Arc<Shared>, concurrency: u
 }
 
 /// Runs a scenario against `client` and returns its report (also written to `out`).
-pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Report, LoadgenError> {
+pub async fn run_scenario(
+    client: Arc<Client>,
+    options: RunOptions,
+) -> Result<Report, LoadgenError> {
     let scenario = options.scenario.clone();
     scenario.validate().map_err(LoadgenError::Scenario)?;
-    let ready = client.send(&Call::get("/healthz", crate::client::Auth::None)).await;
+    let ready = client
+        .send(&Call::get("/healthz", crate::client::Auth::None))
+        .await;
     if ready.status != 200 {
-        return Err(LoadgenError::Setup(format!("{} is not answering /healthz ({} {})", client.base(), ready.status, ready.code)));
+        return Err(LoadgenError::Setup(format!(
+            "{} is not answering /healthz ({} {})",
+            client.base(),
+            ready.status,
+            ready.code
+        )));
     }
     let started_at_ms = now_ms();
     let writer = match &options.record {
         Some(path) => Some(
-            RequestLogWriter::create(path, &Header { loadgen_request_log: FORMAT_VERSION, started_at_ms, scenario: scenario.name.clone() })
-                .map_err(|source| LoadgenError::Io { what: format!("creating {}", path.display()), source })?,
+            RequestLogWriter::create(
+                path,
+                &Header {
+                    loadgen_request_log: FORMAT_VERSION,
+                    started_at_ms,
+                    scenario: scenario.name.clone(),
+                },
+            )
+            .map_err(|source| LoadgenError::Io {
+                what: format!("creating {}", path.display()),
+                source,
+            })?,
         ),
         None => None,
     };
     let layouts = setup(&client, &scenario, &options.tenant, writer.as_ref()).await?;
     if scenario.load.start_at_sales_open {
-        if let Some(open_at) = layouts.iter().filter_map(|layout| layout.sales_open_at_ms).max() {
+        if let Some(open_at) = layouts
+            .iter()
+            .filter_map(|layout| layout.sales_open_at_ms)
+            .max()
+        {
             let wait = open_at.saturating_sub(now_ms());
             // Pacing: the on-sale starts when the window opens.
             tokio::time::sleep(Duration::from_millis(wait + 1)).await;
@@ -227,7 +338,8 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
     let duration = Duration::from_secs_f64(scenario.load.duration_seconds);
     let requests_max = scenario.load.requests_max;
     let expected = match options.mode {
-        Mode::Open => requests_max.min((scenario.load.rate_per_second * scenario.load.duration_seconds).ceil() as u64),
+        Mode::Open => requests_max
+            .min((scenario.load.rate_per_second * scenario.load.duration_seconds).ceil() as u64),
         _ => requests_max,
     };
     let shared = Arc::new(Shared {
@@ -241,20 +353,58 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
     let mut steps = Vec::new();
     let mut knee = None;
     let summary = match options.mode {
-        Mode::Open => open_phase(&client, &shared, scenario.load.rate_per_second, duration, requests_max, scenario.seed, &scenario, shared.start).await,
-        Mode::Closed => closed_phase(&client, &shared, options.concurrency.max(1), duration, requests_max, &scenario).await,
+        Mode::Open => {
+            open_phase(
+                &client,
+                &shared,
+                scenario.load.rate_per_second,
+                duration,
+                requests_max,
+                scenario.seed,
+                &scenario,
+                shared.start,
+            )
+            .await
+        }
+        Mode::Closed => {
+            closed_phase(
+                &client,
+                &shared,
+                options.concurrency.max(1),
+                duration,
+                requests_max,
+                &scenario,
+            )
+            .await
+        }
         Mode::Step => {
-            let mut rate = options.step_start_rate.unwrap_or(scenario.load.rate_per_second);
+            let mut rate = options
+                .step_start_rate
+                .unwrap_or(scenario.load.rate_per_second);
             let step = Duration::from_secs_f64(options.step_seconds);
             let mut total = DriveSummary::default();
             let mut issued = 0u64;
             let mut step_index = 0u64;
-            while rate <= options.step_rate_max && shared.start.elapsed() + step <= duration && issued < requests_max {
+            while rate <= options.step_rate_max
+                && shared.start.elapsed() + step <= duration
+                && issued < requests_max
+            {
                 *lock(&shared.step_recorder) = Recorder::default();
                 let phase_start = Instant::now();
                 shared.progress.set_message(format!("step {rate:.0}/s"));
-                let budget = (requests_max - issued).min((rate * options.step_seconds).ceil() as u64);
-                let phase = open_phase(&client, &shared, rate, step, budget, scenario.seed.wrapping_add(step_index), &scenario, phase_start).await;
+                let budget =
+                    (requests_max - issued).min((rate * options.step_seconds).ceil() as u64);
+                let phase = open_phase(
+                    &client,
+                    &shared,
+                    rate,
+                    step,
+                    budget,
+                    scenario.seed.wrapping_add(step_index),
+                    &scenario,
+                    phase_start,
+                )
+                .await;
                 let elapsed = phase_start.elapsed().as_secs_f64();
                 let measured = std::mem::take(&mut *lock(&shared.step_recorder));
                 issued += phase.sent;
@@ -273,8 +423,18 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
                     p99_us: p99,
                     max_us: summary.overall.max_us,
                 });
-                let transport_errors = summary.errors_by_code.iter().filter(|(code, _)| matches!(code.as_str(), "transport" | "timeout" | "unavailable")).map(|(_, count)| count).sum::<u64>();
-                if (p99 as f64) >= options.p99_threshold_ms * 1_000.0 || transport_errors * 100 > summary.responses.max(1) || phase.sent == 0 {
+                let transport_errors = summary
+                    .errors_by_code
+                    .iter()
+                    .filter(|(code, _)| {
+                        matches!(code.as_str(), "transport" | "timeout" | "unavailable")
+                    })
+                    .map(|(_, count)| count)
+                    .sum::<u64>();
+                if (p99 as f64) >= options.p99_threshold_ms * 1_000.0
+                    || transport_errors * 100 > summary.responses.max(1)
+                    || phase.sent == 0
+                {
                     break;
                 }
                 knee = Some(rate);
@@ -286,7 +446,10 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
     };
     shared.progress.finish_and_clear();
     if let Some(writer) = &shared.writer {
-        writer.flush().map_err(|source| LoadgenError::Io { what: "flushing the request log".into(), source })?;
+        writer.flush().map_err(|source| LoadgenError::Io {
+            what: "flushing the request log".into(),
+            source,
+        })?;
     }
     let elapsed = shared.start.elapsed().as_secs_f64();
     let measurements = lock(&shared.recorder).summarize();
@@ -297,11 +460,31 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
         waitlisted: granted.waitlisted,
         holds_live: granted.holds.len() as u64,
         bookings_live: granted.bookings.len() as u64,
-        seats_booked_live: granted.bookings.values().map(|booking| booking.seats.len() as u64 + booking.pool.as_ref().map_or(0, |(_, quantity)| u64::from(*quantity))).sum(),
+        seats_booked_live: granted
+            .bookings
+            .values()
+            .map(|booking| {
+                booking.seats.len() as u64
+                    + booking
+                        .pool
+                        .as_ref()
+                        .map_or(0, |(_, quantity)| u64::from(*quantity))
+            })
+            .sum(),
     };
     let verification: Option<Verification> = if options.verify {
         // Writes the run sent are all answered (the driver waited), so their outcomes are applied.
-        Some(verify(&client, &layouts, Some(&granted), Exclusive::default(), options.operator).await.map_err(|error| LoadgenError::Verify(error.to_string()))?)
+        Some(
+            verify(
+                &client,
+                &layouts,
+                Some(&granted),
+                Exclusive::default(),
+                options.operator,
+            )
+            .await
+            .map_err(|error| LoadgenError::Verify(error.to_string()))?,
+        )
     } else {
         None
     };
@@ -319,14 +502,18 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
         started_at: rfc3339(started_at_ms),
         seed: scenario.seed,
         duration_seconds: elapsed,
-        target_rate_per_second: (options.mode == Mode::Open).then_some(scenario.load.rate_per_second),
+        target_rate_per_second: (options.mode == Mode::Open)
+            .then_some(scenario.load.rate_per_second),
         achieved_rate_per_second: measurements.responses as f64 / elapsed.max(1e-9),
         concurrency: (options.mode == Mode::Closed).then_some(options.concurrency),
         slots: summary.slots,
         requests_sent: summary.sent,
         skipped_slots: summary.skipped,
         dispatch_lag_max_us: summary.dispatch_lag_max.as_micros() as u64,
-        events: layouts.iter().map(|layout| layout.event_id.clone()).collect(),
+        events: layouts
+            .iter()
+            .map(|layout| layout.event_id.clone())
+            .collect(),
         measurements,
         steps,
         knee_rate_per_second: knee,
@@ -338,23 +525,35 @@ pub async fn run_scenario(client: Arc<Client>, options: RunOptions) -> Result<Re
         write_outputs(&report, out, options.plots)?;
         let layouts_path = out.join("events.json");
         let layouts_json = serde_json::to_string_pretty(&layouts).expect("layouts serialize");
-        std::fs::write(&layouts_path, layouts_json).map_err(|source| LoadgenError::Io { what: format!("writing {}", layouts_path.display()), source })?;
+        std::fs::write(&layouts_path, layouts_json).map_err(|source| LoadgenError::Io {
+            what: format!("writing {}", layouts_path.display()),
+            source,
+        })?;
     }
     Ok(report)
 }
 
 /// Writes `report.json` and the plots under `out`.
 pub fn write_outputs(report: &Report, out: &Path, plots: bool) -> Result<(), LoadgenError> {
-    std::fs::create_dir_all(out).map_err(|source| LoadgenError::Io { what: format!("creating {}", out.display()), source })?;
+    std::fs::create_dir_all(out).map_err(|source| LoadgenError::Io {
+        what: format!("creating {}", out.display()),
+        source,
+    })?;
     let path = out.join("report.json");
-    std::fs::write(&path, report.to_json()).map_err(|source| LoadgenError::Io { what: format!("writing {}", path.display()), source })?;
+    std::fs::write(&path, report.to_json()).map_err(|source| LoadgenError::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    })?;
     if plots {
         if !report.measurements.timeline.is_empty() {
-            crate::plot::latency_over_time(report, &out.join("latency-over-time.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
-            crate::plot::percentile_curve(report, &out.join("percentile-curve.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
+            crate::plot::latency_over_time(report, &out.join("latency-over-time.svg"))
+                .map_err(|error| LoadgenError::Plot(error.to_string()))?;
+            crate::plot::percentile_curve(report, &out.join("percentile-curve.svg"))
+                .map_err(|error| LoadgenError::Plot(error.to_string()))?;
         }
         if !report.steps.is_empty() {
-            crate::plot::steps(report, &out.join("steps.svg")).map_err(|error| LoadgenError::Plot(error.to_string()))?;
+            crate::plot::steps(report, &out.join("steps.svg"))
+                .map_err(|error| LoadgenError::Plot(error.to_string()))?;
         }
     }
     Ok(())

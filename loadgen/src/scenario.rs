@@ -31,9 +31,15 @@ pub const REQUESTS_MAX: u64 = 100_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -248,7 +254,13 @@ fn one_f64() -> f64 {
 
 impl Default for HoldsSpec {
     fn default() -> Self {
-        HoldsSpec { quantity_min: 1, quantity_max: 2, together_probability: 1.0, wait_probability: 0.0, any_category_probability: 0.0 }
+        HoldsSpec {
+            quantity_min: 1,
+            quantity_max: 2,
+            together_probability: 1.0,
+            wait_probability: 0.0,
+            any_category_probability: 0.0,
+        }
     }
 }
 
@@ -278,19 +290,31 @@ pub struct ThinkSpec {
 }
 
 fn default_hold_think() -> DelayRange {
-    DelayRange { min_ms: 200, max_ms: 2_000 }
+    DelayRange {
+        min_ms: 200,
+        max_ms: 2_000,
+    }
 }
 
 fn default_booking_think() -> DelayRange {
-    DelayRange { min_ms: 1_000, max_ms: 5_000 }
+    DelayRange {
+        min_ms: 1_000,
+        max_ms: 5_000,
+    }
 }
 
 fn default_waitlist_think() -> DelayRange {
-    DelayRange { min_ms: 500, max_ms: 2_000 }
+    DelayRange {
+        min_ms: 500,
+        max_ms: 2_000,
+    }
 }
 
 fn default_closed_think() -> DelayRange {
-    DelayRange { min_ms: 0, max_ms: 0 }
+    DelayRange {
+        min_ms: 0,
+        max_ms: 0,
+    }
 }
 
 impl Default for ThinkSpec {
@@ -307,13 +331,24 @@ impl Default for ThinkSpec {
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         Scenario::parse(&text, &shown)
     }
 
     pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Parse { path: path.to_string(), source })?;
-        scenario.validate().map_err(|message| ScenarioError::Invalid { path: path.to_string(), message })?;
+        let scenario: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: path.to_string(),
+            source,
+        })?;
+        scenario
+            .validate()
+            .map_err(|message| ScenarioError::Invalid {
+                path: path.to_string(),
+                message,
+            })?;
         Ok(scenario)
     }
 
@@ -327,8 +362,13 @@ impl Scenario {
         if !(load.rate_per_second.is_finite() && load.rate_per_second > 0.0) {
             return Err("load.rate_per_second must be positive".into());
         }
-        if !(load.duration_seconds.is_finite() && load.duration_seconds > 0.0 && load.duration_seconds <= DURATION_MAX_SECONDS) {
-            return Err(format!("load.duration_seconds must be in (0, {DURATION_MAX_SECONDS}]"));
+        if !(load.duration_seconds.is_finite()
+            && load.duration_seconds > 0.0
+            && load.duration_seconds <= DURATION_MAX_SECONDS)
+        {
+            return Err(format!(
+                "load.duration_seconds must be in (0, {DURATION_MAX_SECONDS}]"
+            ));
         }
         if load.requests_max == 0 || load.requests_max > REQUESTS_MAX {
             return Err(format!("load.requests_max must be in [1, {REQUESTS_MAX}]"));
@@ -347,23 +387,36 @@ impl Scenario {
         }
         let events: u64 = self.events.iter().map(|event| event.count).sum();
         if events == 0 || events > EVENTS_MAX {
-            return Err(format!("the events add up to {events}; it must be in [1, {EVENTS_MAX}]"));
+            return Err(format!(
+                "the events add up to {events}; it must be in [1, {EVENTS_MAX}]"
+            ));
         }
         for (index, event) in self.events.iter().enumerate() {
-            event.validate().map_err(|message| format!("events[{index}]: {message}"))?;
+            event
+                .validate()
+                .map_err(|message| format!("events[{index}]: {message}"))?;
         }
-        if !(self.skew.zipf_exponent.is_finite() && self.skew.zipf_exponent >= 0.0 && self.skew.zipf_exponent <= 10.0) {
+        if !(self.skew.zipf_exponent.is_finite()
+            && self.skew.zipf_exponent >= 0.0
+            && self.skew.zipf_exponent <= 10.0)
+        {
             return Err("skew.zipf_exponent must be in [0, 10]".into());
         }
         let weights = self.mix.weights();
-        if weights.iter().any(|(_, weight)| !(weight.is_finite() && *weight >= 0.0)) {
+        if weights
+            .iter()
+            .any(|(_, weight)| !(weight.is_finite() && *weight >= 0.0))
+        {
             return Err("mix weights must be finite and not negative".into());
         }
         if weights.iter().map(|(_, weight)| weight).sum::<f64>() <= 0.0 {
             return Err("mix: at least one weight must be positive".into());
         }
         let holds = &self.holds;
-        if holds.quantity_min == 0 || holds.quantity_min > holds.quantity_max || holds.quantity_max > 100 {
+        if holds.quantity_min == 0
+            || holds.quantity_min > holds.quantity_max
+            || holds.quantity_max > 100
+        {
             return Err("holds: need 1 <= quantity_min <= quantity_max <= 100".into());
         }
         for (name, probability) in [
@@ -393,7 +446,10 @@ impl Scenario {
     /// seats per row, the mix, the durations and the in-flight bound stay, so the shape
     /// of the load stays.
     pub fn scaled(&self, factor: f64) -> Scenario {
-        assert!(factor.is_finite() && factor > 0.0, "the scale factor must be positive");
+        assert!(
+            factor.is_finite() && factor > 0.0,
+            "the scale factor must be positive"
+        );
         let scale = |value: u64| ((value as f64 * factor).round() as u64).max(1);
         let mut scaled = self.clone();
         scaled.users.count = scale(self.users.count).min(USERS_MAX);
@@ -413,11 +469,18 @@ impl Scenario {
 
     /// Event copies in creation order: (template index, copy number from 1).
     pub fn event_instances(&self) -> Vec<(usize, u64)> {
-        self.events.iter().enumerate().flat_map(|(template, event)| (1..=event.count).map(move |copy| (template, copy))).collect()
+        self.events
+            .iter()
+            .enumerate()
+            .flat_map(|(template, event)| (1..=event.count).map(move |copy| (template, copy)))
+            .collect()
     }
 
     pub fn seats_total(&self) -> u64 {
-        self.events.iter().map(|event| event.count * event.capacity()).sum()
+        self.events
+            .iter()
+            .map(|event| event.count * event.capacity())
+            .sum()
     }
 }
 
@@ -436,27 +499,50 @@ impl EventTemplate {
         for section in &self.sections {
             // Seat ids are `<section>-<row>-<number>`: a dash in the name would be ambiguous.
             if section.name.is_empty() || section.name.contains('-') {
-                return Err(format!("section {:?}: the name must be non-empty and have no '-'", section.name));
+                return Err(format!(
+                    "section {:?}: the name must be non-empty and have no '-'",
+                    section.name
+                ));
             }
             if section.rows == 0 || section.seats_per_row == 0 {
-                return Err(format!("section {:?}: rows and seats_per_row must be positive", section.name));
+                return Err(format!(
+                    "section {:?}: rows and seats_per_row must be positive",
+                    section.name
+                ));
             }
             if !known(&section.category) {
-                return Err(format!("section {:?}: unknown category {:?}", section.name, section.category));
+                return Err(format!(
+                    "section {:?}: unknown category {:?}",
+                    section.name, section.category
+                ));
             }
         }
         for pool in &self.general_admission {
             if pool.capacity == 0 || !known(&pool.category) {
-                return Err(format!("general_admission {:?}: needs a known category and a positive capacity", pool.category));
+                return Err(format!(
+                    "general_admission {:?}: needs a known category and a positive capacity",
+                    pool.category
+                ));
             }
-            if self.sections.iter().any(|section| section.category == pool.category) {
-                return Err(format!("category {:?} is both seated and general admission", pool.category));
+            if self
+                .sections
+                .iter()
+                .any(|section| section.category == pool.category)
+            {
+                return Err(format!(
+                    "category {:?} is both seated and general admission",
+                    pool.category
+                ));
             }
         }
         if self.capacity() > EVENT_SEATS_MAX {
-            return Err(format!("{} seats is over the {EVENT_SEATS_MAX} limit", self.capacity()));
+            return Err(format!(
+                "{} seats is over the {EVENT_SEATS_MAX} limit",
+                self.capacity()
+            ));
         }
-        if let (Some(open), Some(close)) = (self.sales_open_in_seconds, self.sales_close_in_seconds) {
+        if let (Some(open), Some(close)) = (self.sales_open_in_seconds, self.sales_close_in_seconds)
+        {
             if close <= open {
                 return Err("sales_close_in_seconds must be after sales_open_in_seconds".into());
             }
@@ -465,8 +551,16 @@ impl EventTemplate {
     }
 
     pub fn capacity(&self) -> u64 {
-        let seated: u64 = self.sections.iter().map(|section| u64::from(section.rows) * u64::from(section.seats_per_row)).sum();
-        let pools: u64 = self.general_admission.iter().map(|pool| u64::from(pool.capacity)).sum();
+        let seated: u64 = self
+            .sections
+            .iter()
+            .map(|section| u64::from(section.rows) * u64::from(section.seats_per_row))
+            .sum();
+        let pools: u64 = self
+            .general_admission
+            .iter()
+            .map(|pool| u64::from(pool.capacity))
+            .sum();
         seated + pools
     }
 
@@ -481,18 +575,28 @@ impl EventTemplate {
                     .filter(|section| section.category == category.name)
                     .map(|section| u64::from(section.rows) * u64::from(section.seats_per_row))
                     .sum();
-                let pools: u64 = self.general_admission.iter().filter(|pool| pool.category == category.name).map(|pool| u64::from(pool.capacity)).sum();
+                let pools: u64 = self
+                    .general_admission
+                    .iter()
+                    .filter(|pool| pool.category == category.name)
+                    .map(|pool| u64::from(pool.capacity))
+                    .sum();
                 (category.name.clone(), seated + pools)
             })
             .collect()
     }
 
     pub fn is_general_admission(&self, category: &str) -> bool {
-        self.general_admission.iter().any(|pool| pool.category == category)
+        self.general_admission
+            .iter()
+            .any(|pool| pool.category == category)
     }
 
     pub fn price_cents(&self, category: &str) -> u64 {
-        self.categories.iter().find(|entry| entry.name == category).map_or(0, |entry| entry.price_cents)
+        self.categories
+            .iter()
+            .find(|entry| entry.name == category)
+            .map_or(0, |entry| entry.price_cents)
     }
 }
 

@@ -43,9 +43,26 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    pub fn new(rate_per_second: f64, arrivals: Arrivals, seed: u64, requests_max: u64, duration: Duration) -> Pacer {
-        assert!(rate_per_second.is_finite() && rate_per_second > 0.0, "rate must be positive");
-        let mut pacer = Pacer { rate_per_second, arrivals, rng: StdRng::seed_from_u64(seed), requests_max, duration, next_index: 0, next_intended: Duration::ZERO };
+    pub fn new(
+        rate_per_second: f64,
+        arrivals: Arrivals,
+        seed: u64,
+        requests_max: u64,
+        duration: Duration,
+    ) -> Pacer {
+        assert!(
+            rate_per_second.is_finite() && rate_per_second > 0.0,
+            "rate must be positive"
+        );
+        let mut pacer = Pacer {
+            rate_per_second,
+            arrivals,
+            rng: StdRng::seed_from_u64(seed),
+            requests_max,
+            duration,
+            next_index: 0,
+            next_intended: Duration::ZERO,
+        };
         if arrivals == Arrivals::Poisson {
             pacer.next_intended = pacer.poisson_gap();
         }
@@ -70,7 +87,10 @@ impl Pacer {
         if self.next_index >= self.requests_max || self.next_intended >= self.duration {
             return None;
         }
-        let slot = Slot { index: self.next_index, intended: self.next_intended };
+        let slot = Slot {
+            index: self.next_index,
+            intended: self.next_intended,
+        };
         self.next_index += 1;
         self.next_intended = match self.arrivals {
             Arrivals::Uniform => Pacer::uniform_intended(self.rate_per_second, self.next_index),
@@ -83,7 +103,10 @@ impl Pacer {
     /// stall this is a burst: each keeps its own intended time.
     pub fn due(&mut self, elapsed: Duration) -> Vec<Slot> {
         let mut due = Vec::new();
-        while self.next_index < self.requests_max && self.next_intended < self.duration && self.next_intended <= elapsed {
+        while self.next_index < self.requests_max
+            && self.next_intended < self.duration
+            && self.next_intended <= elapsed
+        {
             due.extend(self.next_slot());
         }
         due
@@ -91,7 +114,8 @@ impl Pacer {
 
     /// When the next slot is due; `None` when the budget is spent.
     pub fn next_due(&self) -> Option<Duration> {
-        (self.next_index < self.requests_max && self.next_intended < self.duration).then_some(self.next_intended)
+        (self.next_index < self.requests_max && self.next_intended < self.duration)
+            .then_some(self.next_intended)
     }
 
     pub fn issued(&self) -> u64 {
@@ -124,7 +148,13 @@ pub struct DriveSummary {
 /// request to send (or `None` to skip the slot, or stops the run with `Err(())`), which is
 /// spawned once one of `in_flight_max` permits is free; `complete(slot, output, latency)`
 /// receives its result with the latency charged from the intended time.
-pub async fn drive_open_loop<P, F, T, C>(mut pacer: Pacer, start: Instant, in_flight_max: usize, mut plan: P, complete: C) -> DriveSummary
+pub async fn drive_open_loop<P, F, T, C>(
+    mut pacer: Pacer,
+    start: Instant,
+    in_flight_max: usize,
+    mut plan: P,
+    complete: C,
+) -> DriveSummary
 where
     P: FnMut(Slot) -> Result<Option<F>, ()>,
     F: Future<Output = T> + Send + 'static,
@@ -149,8 +179,15 @@ where
                 Err(()) => break 'run,
             };
             // Waiting for a permit delays the send, never the intended time.
-            let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
-            summary.dispatch_lag_max = summary.dispatch_lag_max.max(charged_latency(start, slot, Instant::now()));
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            summary.dispatch_lag_max =
+                summary
+                    .dispatch_lag_max
+                    .max(charged_latency(start, slot, Instant::now()));
             summary.sent += 1;
             let complete = complete.clone();
             tasks.spawn(async move {

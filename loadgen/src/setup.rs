@@ -38,12 +38,22 @@ pub struct EventLayout {
 }
 
 impl EventLayout {
-    pub fn from_template(template_index: usize, copy: u64, template: &EventTemplate) -> EventLayout {
+    pub fn from_template(
+        template_index: usize,
+        copy: u64,
+        template: &EventTemplate,
+    ) -> EventLayout {
         let mut rows = Vec::new();
         let mut next_seat = 0u32;
         for section in &template.sections {
             for row in 1..=section.rows {
-                rows.push(RowLayout { section: section.name.clone(), label: row.to_string(), seats: section.seats_per_row, first_seat: next_seat, category: section.category.clone() });
+                rows.push(RowLayout {
+                    section: section.name.clone(),
+                    label: row.to_string(),
+                    seats: section.seats_per_row,
+                    first_seat: next_seat,
+                    category: section.category.clone(),
+                });
                 next_seat += section.seats_per_row;
             }
         }
@@ -53,7 +63,11 @@ impl EventLayout {
             copy,
             rows,
             seats: next_seat,
-            pools: template.general_admission.iter().map(|pool| pool.category.clone()).collect(),
+            pools: template
+                .general_admission
+                .iter()
+                .map(|pool| pool.category.clone())
+                .collect(),
             capacity: template.capacity_by_category(),
             max_seats_per_order: template.max_seats_per_order.unwrap_or(10),
             sales_open_at_ms: None,
@@ -63,7 +77,12 @@ impl EventLayout {
     /// `<section>-<row>-<number>` of a seat index.
     pub fn seat_label(&self, seat: u32) -> String {
         let row = self.row_of(seat);
-        format!("{}-{}-{}", row.section, row.label, seat - row.first_seat + 1)
+        format!(
+            "{}-{}-{}",
+            row.section,
+            row.label,
+            seat - row.first_seat + 1
+        )
     }
 
     fn row_of(&self, seat: u32) -> &RowLayout {
@@ -77,7 +96,10 @@ impl EventLayout {
         let number: u32 = parts.next()?.parse().ok()?;
         let row_label = parts.next()?;
         let section = parts.next()?;
-        let row = self.rows.iter().find(|row| row.section == section && row.label == row_label)?;
+        let row = self
+            .rows
+            .iter()
+            .find(|row| row.section == section && row.label == row_label)?;
         (number >= 1 && number <= row.seats).then(|| row.first_seat + number - 1)
     }
 
@@ -91,17 +113,22 @@ impl EventLayout {
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// RFC 3339 in UTC with milliseconds.
 pub fn rfc3339(ms: u64) -> String {
     let time = time::OffsetDateTime::UNIX_EPOCH + Duration::from_millis(ms);
-    time.format(&time::format_description::well_known::Rfc3339).expect("a valid timestamp formats")
+    time.format(&time::format_description::well_known::Rfc3339)
+        .expect("a valid timestamp formats")
 }
 
 pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
-    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let time =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     u64::try_from(time.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
@@ -121,10 +148,16 @@ pub fn create_event_body(template: &EventTemplate, copy: u64, now_ms: u64) -> Va
     });
     let object = body.as_object_mut().expect("an object");
     if let Some(seconds) = template.sales_open_in_seconds {
-        object.insert("sales_open_at".into(), json!(rfc3339(now_ms + seconds * 1_000)));
+        object.insert(
+            "sales_open_at".into(),
+            json!(rfc3339(now_ms + seconds * 1_000)),
+        );
     }
     if let Some(seconds) = template.sales_close_in_seconds {
-        object.insert("sales_close_at".into(), json!(rfc3339(now_ms + seconds * 1_000)));
+        object.insert(
+            "sales_close_at".into(),
+            json!(rfc3339(now_ms + seconds * 1_000)),
+        );
     }
     if let Some(seconds) = template.hold_ttl_seconds {
         object.insert("hold_ttl_seconds".into(), json!(seconds));
@@ -150,7 +183,11 @@ pub fn create_event_body(template: &EventTemplate, copy: u64, now_ms: u64) -> Va
         object.insert("seating".into(), json!({ "sections": sections }));
     }
     if !template.general_admission.is_empty() {
-        let pools: Vec<Value> = template.general_admission.iter().map(|pool| json!({"category": pool.category, "capacity": pool.capacity})).collect();
+        let pools: Vec<Value> = template
+            .general_admission
+            .iter()
+            .map(|pool| json!({"category": pool.category, "capacity": pool.capacity}))
+            .collect();
         object.insert("general_admission".into(), Value::Array(pools));
     }
     body
@@ -164,8 +201,14 @@ pub fn setup_calls(scenario: &Scenario, tenant: &str, now_ms: u64) -> Vec<(Call,
         .map(|(template_index, copy)| {
             let template = &scenario.events[template_index];
             let mut layout = EventLayout::from_template(template_index, copy, template);
-            layout.sales_open_at_ms = template.sales_open_in_seconds.map(|seconds| now_ms + seconds * 1_000);
-            let call = Call::post("/v1/admin/events", Auth::Admin(tenant.to_string()), create_event_body(template, copy, now_ms));
+            layout.sales_open_at_ms = template
+                .sales_open_in_seconds
+                .map(|seconds| now_ms + seconds * 1_000);
+            let call = Call::post(
+                "/v1/admin/events",
+                Auth::Admin(tenant.to_string()),
+                create_event_body(template, copy, now_ms),
+            );
             (call, layout)
         })
         .collect()

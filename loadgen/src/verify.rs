@@ -63,18 +63,31 @@ impl EngineStatus {
 impl Verification {
     pub fn summary(&self) -> String {
         let failed: Vec<&Check> = self.checks.iter().filter(|check| !check.passed).collect();
-        let mut out = format!("verification: {} ({} checks, {} failed), digest {}\n", if self.passed { "passed" } else { "FAILED" }, self.checks.len(), failed.len(), short(&self.digest));
+        let mut out = format!(
+            "verification: {} ({} checks, {} failed), digest {}\n",
+            if self.passed { "passed" } else { "FAILED" },
+            self.checks.len(),
+            failed.len(),
+            short(&self.digest)
+        );
         for check in failed.iter().take(20) {
             out.push_str(&format!("  FAILED {}: {}\n", check.name, check.detail));
         }
         if let Some(engine) = &self.engine {
-            out.push_str(&format!("engine: state_hash {} at applied_offset {:?} (log end {})\n", engine.state_hash, engine.applied_offset, engine.log_end_offset));
+            out.push_str(&format!(
+                "engine: state_hash {} at applied_offset {:?} (log end {})\n",
+                engine.state_hash, engine.applied_offset, engine.log_end_offset
+            ));
         }
         out
     }
 
     fn push(&mut self, name: String, passed: bool, detail: String) {
-        self.checks.push(Check { name, passed, detail });
+        self.checks.push(Check {
+            name,
+            passed,
+            detail,
+        });
     }
 }
 
@@ -93,14 +106,21 @@ pub struct Exclusive {
 
 impl Default for Exclusive {
     fn default() -> Self {
-        Exclusive { exclusive: true, expiry_slack_ms: 5_000 + 2_000 }
+        Exclusive {
+            exclusive: true,
+            expiry_slack_ms: 5_000 + 2_000,
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("GET {path}: HTTP {status} {code}")]
-    Http { path: String, status: u16, code: String },
+    Http {
+        path: String,
+        status: u16,
+        code: String,
+    },
     #[error("GET {path}: unexpected body: {message}")]
     Body { path: String, message: String },
     #[error("{0}")]
@@ -110,7 +130,11 @@ pub enum VerifyError {
 async fn get_json(client: &Client, path: &str, auth: Auth) -> Result<Value, VerifyError> {
     let answer = client.send(&Call::get(path, auth)).await;
     if answer.status != 200 {
-        return Err(VerifyError::Http { path: path.into(), status: answer.status, code: answer.code });
+        return Err(VerifyError::Http {
+            path: path.into(),
+            status: answer.status,
+            code: answer.code,
+        });
     }
     Ok(answer.body)
 }
@@ -119,7 +143,13 @@ async fn get_json(client: &Client, path: &str, auth: Auth) -> Result<Value, Veri
 type Counts = BTreeMap<String, [u64; 4]>;
 
 /// Verifies the run's events. `granted` is the run's own record (None for a bare check).
-pub async fn verify(client: &Client, events: &[EventLayout], granted: Option<&Granted>, exclusive: Exclusive, operator: bool) -> Result<Verification, VerifyError> {
+pub async fn verify(
+    client: &Client,
+    events: &[EventLayout],
+    granted: Option<&Granted>,
+    exclusive: Exclusive,
+    operator: bool,
+) -> Result<Verification, VerifyError> {
     let mut verification = Verification::default();
     let mut digest = blake3::Hasher::new();
     let now = now_ms();
@@ -127,7 +157,10 @@ pub async fn verify(client: &Client, events: &[EventLayout], granted: Option<&Gr
         let id = &layout.event_id;
         let path = format!("/v1/events/{id}");
         let detail = get_json(client, &path, Auth::None).await?;
-        let availability = parse_availability(&detail).map_err(|message| VerifyError::Body { path: path.clone(), message })?;
+        let availability = parse_availability(&detail).map_err(|message| VerifyError::Body {
+            path: path.clone(),
+            message,
+        })?;
         digest.update(id.as_bytes());
         for (category, counts) in &availability {
             digest.update(category.as_bytes());
@@ -145,7 +178,11 @@ pub async fn verify(client: &Client, events: &[EventLayout], granted: Option<&Gr
                         format!("capacity {reported} (scenario {capacity}), free {free} + held {held} + booked {booked}"),
                     );
                 }
-                None => verification.push(format!("{id} {category}: present"), false, "category missing from availability".into()),
+                None => verification.push(
+                    format!("{id} {category}: present"),
+                    false,
+                    "category missing from availability".into(),
+                ),
             }
         }
         // The seat map: every seat once, statuses adding up to the availability.
@@ -153,26 +190,44 @@ pub async fn verify(client: &Client, events: &[EventLayout], granted: Option<&Gr
         if layout.seats > 0 {
             let path = format!("/v1/events/{id}/seats");
             let map = get_json(client, &path, Auth::None).await?;
-            let (listed, duplicates, unknown, by_category) = read_seat_map(layout, &map, &mut seat_status);
+            let (listed, duplicates, unknown, by_category) =
+                read_seat_map(layout, &map, &mut seat_status);
             for status in seat_status.iter().flatten() {
                 digest.update(status.as_bytes());
             }
             verification.push(
                 format!("{id}: seat map lists each seat once"),
                 duplicates.is_empty() && unknown.is_empty() && listed == u64::from(layout.seats),
-                format!("{listed} listed of {}, duplicates {:?}, unknown {:?}", layout.seats, first(&duplicates), first(&unknown)),
+                format!(
+                    "{listed} listed of {}, duplicates {:?}, unknown {:?}",
+                    layout.seats,
+                    first(&duplicates),
+                    first(&unknown)
+                ),
             );
             for (category, [_, free, held, booked]) in &by_category {
                 let reported = availability.get(category).copied().unwrap_or_default();
                 verification.push(
                     format!("{id} {category}: seat map = availability"),
                     [*free, *held, *booked] == [reported[1], reported[2], reported[3]],
-                    format!("map free/held/booked {free}/{held}/{booked}, availability {}/{}/{}", reported[1], reported[2], reported[3]),
+                    format!(
+                        "map free/held/booked {free}/{held}/{booked}, availability {}/{}/{}",
+                        reported[1], reported[2], reported[3]
+                    ),
                 );
             }
         }
         if let Some(granted) = granted {
-            check_against_run(&mut verification, index, layout, &availability, &seat_status, granted, exclusive, now);
+            check_against_run(
+                &mut verification,
+                index,
+                layout,
+                &availability,
+                &seat_status,
+                granted,
+                exclusive,
+                now,
+            );
         }
     }
     verification.digest = digest.finalize().to_hex().to_string();
@@ -188,30 +243,72 @@ fn first(values: &[String]) -> Vec<&String> {
 }
 
 fn parse_availability(detail: &Value) -> Result<Counts, String> {
-    let entries = detail.get("availability").and_then(Value::as_array).ok_or("no availability array")?;
+    let entries = detail
+        .get("availability")
+        .and_then(Value::as_array)
+        .ok_or("no availability array")?;
     let mut counts = Counts::new();
     for entry in entries {
-        let number = |field: &str| entry.get(field).and_then(Value::as_u64).ok_or(format!("availability entry without {field}"));
-        let category = entry.get("category").and_then(Value::as_str).ok_or("availability entry without category")?;
-        counts.insert(category.to_string(), [number("capacity")?, number("free")?, number("held")?, number("booked")?]);
+        let number = |field: &str| {
+            entry
+                .get(field)
+                .and_then(Value::as_u64)
+                .ok_or(format!("availability entry without {field}"))
+        };
+        let category = entry
+            .get("category")
+            .and_then(Value::as_str)
+            .ok_or("availability entry without category")?;
+        counts.insert(
+            category.to_string(),
+            [
+                number("capacity")?,
+                number("free")?,
+                number("held")?,
+                number("booked")?,
+            ],
+        );
     }
     Ok(counts)
 }
 
 /// Reads a seat map into `status` (by layout index); returns (seats listed, duplicate
 /// ids, ids not on the layout, counts by category).
-fn read_seat_map(layout: &EventLayout, map: &Value, status: &mut [Option<String>]) -> (u64, Vec<String>, Vec<String>, Counts) {
+fn read_seat_map(
+    layout: &EventLayout,
+    map: &Value,
+    status: &mut [Option<String>],
+) -> (u64, Vec<String>, Vec<String>, Counts) {
     let mut listed = 0;
     let mut duplicates = Vec::new();
     let mut unknown = Vec::new();
     let mut by_category = Counts::new();
-    let seats = map.get("sections").and_then(Value::as_array).into_iter().flatten().flat_map(|section| {
-        section.get("rows").and_then(Value::as_array).into_iter().flatten().flat_map(|row| row.get("seats").and_then(Value::as_array).into_iter().flatten())
-    });
+    let seats = map
+        .get("sections")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|section| {
+            section
+                .get("rows")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|row| {
+                    row.get("seats")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                })
+        });
     for seat in seats {
         listed += 1;
         let id = seat.get("id").and_then(Value::as_str).unwrap_or("");
-        let seat_status = seat.get("status").and_then(Value::as_str).unwrap_or("").to_string();
+        let seat_status = seat
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let Some(index) = layout.seat_index(id) else {
             unknown.push(id.to_string());
             continue;
@@ -221,7 +318,9 @@ fn read_seat_map(layout: &EventLayout, map: &Value, status: &mut [Option<String>
             duplicates.push(id.to_string());
             continue;
         }
-        let counts = by_category.entry(layout.category_of_seat(index).to_string()).or_default();
+        let counts = by_category
+            .entry(layout.category_of_seat(index).to_string())
+            .or_default();
         match seat_status.as_str() {
             "free" => counts[1] += 1,
             "held" => counts[2] += 1,
@@ -234,19 +333,34 @@ fn read_seat_map(layout: &EventLayout, map: &Value, status: &mut [Option<String>
 }
 
 #[allow(clippy::too_many_arguments)]
-fn check_against_run(verification: &mut Verification, index: usize, layout: &EventLayout, availability: &Counts, seat_status: &[Option<String>], granted: &Granted, exclusive: Exclusive, now: u64) {
+fn check_against_run(
+    verification: &mut Verification,
+    index: usize,
+    layout: &EventLayout,
+    availability: &Counts,
+    seat_status: &[Option<String>],
+    granted: &Granted,
+    exclusive: Exclusive,
+    now: u64,
+) {
     let id = &layout.event_id;
     // No seat in two live bookings of this run.
     let mut seen = BTreeSet::new();
     let mut double = Vec::new();
     let mut booked_by_category: BTreeMap<String, u64> = BTreeMap::new();
     let mut not_booked = Vec::new();
-    for booking in granted.bookings.values().filter(|booking| booking.event == index) {
+    for booking in granted
+        .bookings
+        .values()
+        .filter(|booking| booking.event == index)
+    {
         for &seat in &booking.seats {
             if !seen.insert(seat) {
                 double.push(layout.seat_label(seat));
             }
-            *booked_by_category.entry(layout.category_of_seat(seat).to_string()).or_default() += 1;
+            *booked_by_category
+                .entry(layout.category_of_seat(seat).to_string())
+                .or_default() += 1;
             if seat_status.get(seat as usize).and_then(Option::as_deref) != Some("booked") {
                 not_booked.push(layout.seat_label(seat));
             }
@@ -255,8 +369,16 @@ fn check_against_run(verification: &mut Verification, index: usize, layout: &Eve
             *booked_by_category.entry(category.clone()).or_default() += u64::from(*quantity);
         }
     }
-    verification.push(format!("{id}: no seat booked twice"), double.is_empty(), format!("seats in two bookings: {:?}", first(&double)));
-    verification.push(format!("{id}: the run's booked seats show booked"), not_booked.is_empty(), format!("not booked on the map: {:?}", first(&not_booked)));
+    verification.push(
+        format!("{id}: no seat booked twice"),
+        double.is_empty(),
+        format!("seats in two bookings: {:?}", first(&double)),
+    );
+    verification.push(
+        format!("{id}: the run's booked seats show booked"),
+        not_booked.is_empty(),
+        format!("not booked on the map: {:?}", first(&not_booked)),
+    );
     if !exclusive.exclusive {
         return;
     }
@@ -283,12 +405,27 @@ fn check_against_run(verification: &mut Verification, index: usize, layout: &Eve
     for (category, _) in &layout.capacity {
         let [_, _, held, booked] = availability.get(category).copied().unwrap_or_default();
         let ours = booked_by_category.get(category).copied().unwrap_or(0);
-        let booked_ok = if granted.uncertain == 0 { booked == ours } else { booked >= ours };
-        verification.push(format!("{id} {category}: booked = the run's bookings"), booked_ok, format!("server {booked}, run {ours} ({} writes without a definite answer)", granted.uncertain));
+        let booked_ok = if granted.uncertain == 0 {
+            booked == ours
+        } else {
+            booked >= ours
+        };
+        verification.push(
+            format!("{id} {category}: booked = the run's bookings"),
+            booked_ok,
+            format!(
+                "server {booked}, run {ours} ({} writes without a definite answer)",
+                granted.uncertain
+            ),
+        );
         let low = certain_held.get(category).copied().unwrap_or(0);
         let high = possible_held.get(category).copied().unwrap_or(0);
         let held_ok = held >= low && (waiters_unpolled || granted.uncertain > 0 || held <= high);
-        verification.push(format!("{id} {category}: held within the run's live holds"), held_ok, format!("server {held}, run: {low} certainly and {high} possibly alive"));
+        verification.push(
+            format!("{id} {category}: held within the run's live holds"),
+            held_ok,
+            format!("server {held}, run: {low} certainly and {high} possibly alive"),
+        );
     }
 }
 
@@ -296,11 +433,20 @@ fn check_against_run(verification: &mut Verification, index: usize, layout: &Eve
 pub async fn engine_status(client: &Client) -> Result<EngineStatus, VerifyError> {
     let path = "/v1/admin/engine";
     let body = get_json(client, path, Auth::Operator).await?;
-    let state_hash = body.get("state_hash").and_then(Value::as_str).ok_or(VerifyError::Body { path: path.into(), message: "no state_hash".into() })?;
+    let state_hash = body
+        .get("state_hash")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::Body {
+            path: path.into(),
+            message: "no state_hash".into(),
+        })?;
     Ok(EngineStatus {
         state_hash: state_hash.to_string(),
         applied_offset: body.get("applied_offset").and_then(Value::as_u64),
-        log_end_offset: body.get("log_end_offset").and_then(Value::as_u64).unwrap_or(0),
+        log_end_offset: body
+            .get("log_end_offset")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         state_hash_offset: body.get("state_hash_offset").and_then(Value::as_u64),
     })
 }
@@ -338,7 +484,12 @@ pub async fn settled_engine_status(client: &Client) -> Result<EngineStatus, Veri
 
 /// Runs `boxoffice replay --to OFFSET` on a stopped server's data directory and returns the
 /// state hash it prints (`state_hash <hex>`).
-pub fn offline_replay_hash(boxoffice: &Path, config: Option<&Path>, data_dir: &Path, to: Option<u64>) -> Result<String, VerifyError> {
+pub fn offline_replay_hash(
+    boxoffice: &Path,
+    config: Option<&Path>,
+    data_dir: &Path,
+    to: Option<u64>,
+) -> Result<String, VerifyError> {
     let mut command = Command::new(boxoffice);
     if let Some(config) = config {
         command.arg("--config").arg(config);
@@ -347,11 +498,18 @@ pub fn offline_replay_hash(boxoffice: &Path, config: Option<&Path>, data_dir: &P
     if let Some(to) = to {
         command.arg("--to").arg(to.to_string());
     }
-    let output = command.output().map_err(|error| VerifyError::Replay(format!("cannot run {}: {error}", boxoffice.display())))?;
+    let output = command.output().map_err(|error| {
+        VerifyError::Replay(format!("cannot run {}: {error}", boxoffice.display()))
+    })?;
     if !output.status.success() {
-        return Err(VerifyError::Replay(format!("{} replay failed: {}", boxoffice.display(), String::from_utf8_lossy(&output.stderr).trim())));
+        return Err(VerifyError::Replay(format!(
+            "{} replay failed: {}",
+            boxoffice.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
-    parse_replay_hash(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| VerifyError::Replay("no state_hash in the replay's output".into()))
+    parse_replay_hash(&String::from_utf8_lossy(&output.stdout))
+        .ok_or_else(|| VerifyError::Replay("no state_hash in the replay's output".into()))
 }
 
 /// The hash in `boxoffice replay` output: a `state_hash <hex>` line (or JSON field).
@@ -359,7 +517,10 @@ pub fn parse_replay_hash(output: &str) -> Option<String> {
     for line in output.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("state_hash") {
-            let hash = rest.trim_start_matches([' ', ':', '=', '"']).trim_end_matches(['"', ',']).trim();
+            let hash = rest
+                .trim_start_matches([' ', ':', '=', '"'])
+                .trim_end_matches(['"', ','])
+                .trim();
             if !hash.is_empty() && hash.bytes().all(|byte| byte.is_ascii_hexdigit()) {
                 return Some(hash.to_string());
             }

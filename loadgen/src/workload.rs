@@ -42,22 +42,52 @@ impl Zipf {
     pub fn sample(&self, rng: &mut StdRng) -> usize {
         let total = *self.cumulative.last().expect("not empty");
         let point = rng.random::<f64>() * total;
-        self.cumulative.partition_point(|&edge| edge <= point).min(self.cumulative.len() - 1)
+        self.cumulative
+            .partition_point(|&edge| edge <= point)
+            .min(self.cumulative.len() - 1)
     }
 }
 
 /// What a slot asks, with what its answer needs to be understood.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    HoldExact { user: String, event: usize, seats: Vec<u32> },
-    HoldBest { user: String, event: usize, quantity: u32, category: Option<String>, together: bool, wait: bool },
-    Confirm { hold: String },
-    Release { hold: String },
-    Cancel { booking: String },
-    WaitlistJoin { user: String, event: usize, quantity: u32, category: Option<String> },
-    WaitlistRead { waiter: String },
-    ReadEvent { event: usize },
-    ReadSeats { event: usize },
+    HoldExact {
+        user: String,
+        event: usize,
+        seats: Vec<u32>,
+    },
+    HoldBest {
+        user: String,
+        event: usize,
+        quantity: u32,
+        category: Option<String>,
+        together: bool,
+        wait: bool,
+    },
+    Confirm {
+        hold: String,
+    },
+    Release {
+        hold: String,
+    },
+    Cancel {
+        booking: String,
+    },
+    WaitlistJoin {
+        user: String,
+        event: usize,
+        quantity: u32,
+        category: Option<String>,
+    },
+    WaitlistRead {
+        waiter: String,
+    },
+    ReadEvent {
+        event: usize,
+    },
+    ReadSeats {
+        event: usize,
+    },
 }
 
 impl Action {
@@ -163,7 +193,10 @@ impl Workload {
                 (kind, total)
             })
             .collect();
-        let taken = events.iter().map(|event| vec![false; event.seats as usize]).collect();
+        let taken = events
+            .iter()
+            .map(|event| vec![false; event.seats as usize])
+            .collect();
         Workload {
             rng: StdRng::seed_from_u64(scenario.seed),
             zipf: Zipf::new(events.len(), scenario.skew.zipf_exponent),
@@ -190,14 +223,31 @@ impl Workload {
         self.scenario.users.one_attempt_each && self.next_user > self.scenario.users.count
     }
 
+    /// Bookings wait for a cancel only when the mix cancels: holds and waitlist entries are
+    /// always followed up (see `any_due`), bookings are not, so a run without cancels can end
+    /// once every user has tried.
+    fn cancels(&self) -> bool {
+        self.scenario.mix.cancel > 0.0
+    }
+
     fn nothing_pending(&self) -> bool {
-        self.in_flight == 0 && self.holds_due.is_empty() && self.bookings_due.is_empty() && self.waiters_due.is_empty()
+        self.in_flight == 0
+            && self.holds_due.is_empty()
+            && self.bookings_due.is_empty()
+            && self.waiters_due.is_empty()
     }
 
     fn draw_kind(&mut self) -> Kind {
-        let total = self.mix_cumulative.last().expect("validated: a positive weight").1;
+        let total = self
+            .mix_cumulative
+            .last()
+            .expect("validated: a positive weight")
+            .1;
         let point = self.rng.random::<f64>() * total;
-        let position = self.mix_cumulative.partition_point(|(_, edge)| *edge <= point).min(self.mix_cumulative.len() - 1);
+        let position = self
+            .mix_cumulative
+            .partition_point(|(_, edge)| *edge <= point)
+            .min(self.mix_cumulative.len() - 1);
         self.mix_cumulative[position].0
     }
 
@@ -217,7 +267,11 @@ impl Workload {
     }
 
     fn think(&mut self, range: DelayRange) -> Duration {
-        Duration::from_millis(if range.min_ms == range.max_ms { range.min_ms } else { self.rng.random_range(range.min_ms..=range.max_ms) })
+        Duration::from_millis(if range.min_ms == range.max_ms {
+            range.min_ms
+        } else {
+            self.rng.random_range(range.min_ms..=range.max_ms)
+        })
     }
 
     fn schedule(due: &mut Due, sequence: &mut u64, at: Duration, id: String) {
@@ -240,15 +294,30 @@ impl Workload {
         }
         let kind = self.draw_kind();
         let action = match kind {
-            Kind::Confirm | Kind::Release => Workload::take_due(&mut self.holds_due, now)
-                .map(|hold| if kind == Kind::Confirm { Action::Confirm { hold } } else { Action::Release { hold } }),
-            Kind::Cancel => Workload::take_due(&mut self.bookings_due, now).map(|booking| Action::Cancel { booking }),
-            Kind::WaitlistRead => Workload::take_due(&mut self.waiters_due, now).map(|waiter| Action::WaitlistRead { waiter }),
+            Kind::Confirm | Kind::Release => {
+                Workload::take_due(&mut self.holds_due, now).map(|hold| {
+                    if kind == Kind::Confirm {
+                        Action::Confirm { hold }
+                    } else {
+                        Action::Release { hold }
+                    }
+                })
+            }
+            Kind::Cancel => Workload::take_due(&mut self.bookings_due, now)
+                .map(|booking| Action::Cancel { booking }),
+            Kind::WaitlistRead => Workload::take_due(&mut self.waiters_due, now)
+                .map(|waiter| Action::WaitlistRead { waiter }),
             Kind::ReadEvent | Kind::ReadSeats if self.population_exhausted() => None,
-            Kind::ReadEvent => Some(Action::ReadEvent { event: self.zipf.sample(&mut self.rng) }),
+            Kind::ReadEvent => Some(Action::ReadEvent {
+                event: self.zipf.sample(&mut self.rng),
+            }),
             Kind::ReadSeats => {
                 let event = self.zipf.sample(&mut self.rng);
-                Some(if self.events[event].seats > 0 { Action::ReadSeats { event } } else { Action::ReadEvent { event } })
+                Some(if self.events[event].seats > 0 {
+                    Action::ReadSeats { event }
+                } else {
+                    Action::ReadEvent { event }
+                })
             }
             Kind::HoldExact => self.hold_exact(),
             Kind::WaitlistJoin => self.waitlist_join(),
@@ -282,7 +351,10 @@ impl Workload {
 
     fn quantity(&mut self, event: usize) -> u32 {
         let holds = &self.scenario.holds;
-        let max = holds.quantity_max.min(self.events[event].max_seats_per_order).max(1);
+        let max = holds
+            .quantity_max
+            .min(self.events[event].max_seats_per_order)
+            .max(1);
         let min = holds.quantity_min.min(max);
         self.rng.random_range(min..=max)
     }
@@ -306,7 +378,11 @@ impl Workload {
                 break;
             }
         }
-        Some(Action::HoldExact { user, event, seats: pick })
+        Some(Action::HoldExact {
+            user,
+            event,
+            seats: pick,
+        })
     }
 
     fn hold_best(&mut self) -> Option<Action> {
@@ -318,7 +394,12 @@ impl Workload {
         if self.rng.random::<f64>() < self.scenario.holds.any_category_probability {
             return None;
         }
-        let categories: Vec<&str> = self.events[event].capacity.iter().filter(|(_, capacity)| *capacity > 0).map(|(name, _)| name.as_str()).collect();
+        let categories: Vec<&str> = self.events[event]
+            .capacity
+            .iter()
+            .filter(|(_, capacity)| *capacity > 0)
+            .map(|(name, _)| name.as_str())
+            .collect();
         Some(categories[self.rng.random_range(0..categories.len())].to_string())
     }
 
@@ -328,7 +409,14 @@ impl Workload {
         let category = self.pick_category(event);
         let together = self.rng.random::<f64>() < self.scenario.holds.together_probability;
         let wait = self.rng.random::<f64>() < self.scenario.holds.wait_probability;
-        Some(Action::HoldBest { user, event, quantity, category, together, wait })
+        Some(Action::HoldBest {
+            user,
+            event,
+            quantity,
+            category,
+            together,
+            wait,
+        })
     }
 
     fn waitlist_join(&mut self) -> Option<Action> {
@@ -336,7 +424,12 @@ impl Workload {
         let user = self.draw_user()?;
         let quantity = self.quantity(event);
         let category = self.pick_category(event);
-        Some(Action::WaitlistJoin { user, event, quantity, category })
+        Some(Action::WaitlistJoin {
+            user,
+            event,
+            quantity,
+            category,
+        })
     }
 
     fn event_id(&self, event: usize) -> &str {
@@ -345,16 +438,38 @@ impl Workload {
 
     /// The HTTP call of an action.
     pub fn call(&mut self, action: &Action) -> Call {
-        let user_of_hold = |granted: &Granted, hold: &str| granted.holds.get(hold).map(|tracked| tracked.user.clone()).unwrap_or_default();
+        let user_of_hold = |granted: &Granted, hold: &str| {
+            granted
+                .holds
+                .get(hold)
+                .map(|tracked| tracked.user.clone())
+                .unwrap_or_default()
+        };
         match action {
             Action::HoldExact { user, event, seats } => {
-                let labels: Vec<String> = seats.iter().map(|&seat| self.events[*event].seat_label(seat)).collect();
-                Call::post(format!("/v1/events/{}/holds", self.event_id(*event)), Auth::User(user.clone()), json!({ "seats": labels }))
+                let labels: Vec<String> = seats
+                    .iter()
+                    .map(|&seat| self.events[*event].seat_label(seat))
+                    .collect();
+                Call::post(
+                    format!("/v1/events/{}/holds", self.event_id(*event)),
+                    Auth::User(user.clone()),
+                    json!({ "seats": labels }),
+                )
             }
-            Action::HoldBest { user, event, quantity, category, together, wait } => {
+            Action::HoldBest {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+                wait,
+            } => {
                 let mut body = json!({ "quantity": quantity });
                 let object = body.as_object_mut().expect("an object");
-                let general_admission = category.as_ref().is_some_and(|category| self.events[*event].pools.contains(category));
+                let general_admission = category
+                    .as_ref()
+                    .is_some_and(|category| self.events[*event].pools.contains(category));
                 if let Some(category) = category {
                     object.insert("category".into(), json!(category));
                 }
@@ -364,31 +479,68 @@ impl Workload {
                 if *wait {
                     object.insert("wait".into(), json!(true));
                 }
-                Call::post(format!("/v1/events/{}/holds", self.event_id(*event)), Auth::User(user.clone()), body)
+                Call::post(
+                    format!("/v1/events/{}/holds", self.event_id(*event)),
+                    Auth::User(user.clone()),
+                    body,
+                )
             }
             Action::Confirm { hold } => {
                 self.payment_sequence += 1;
                 let user = user_of_hold(&self.granted, hold);
-                Call::post(format!("/v1/holds/{hold}/confirm"), Auth::User(user), json!({ "payment_ref": format!("loadgen-{}", self.payment_sequence) }))
+                Call::post(
+                    format!("/v1/holds/{hold}/confirm"),
+                    Auth::User(user),
+                    json!({ "payment_ref": format!("loadgen-{}", self.payment_sequence) }),
+                )
             }
-            Action::Release { hold } => Call::delete(format!("/v1/holds/{hold}"), Auth::User(user_of_hold(&self.granted, hold))),
+            Action::Release { hold } => Call::delete(
+                format!("/v1/holds/{hold}"),
+                Auth::User(user_of_hold(&self.granted, hold)),
+            ),
             Action::Cancel { booking } => {
-                let user = self.granted.bookings.get(booking).map(|tracked| tracked.user.clone()).unwrap_or_default();
+                let user = self
+                    .granted
+                    .bookings
+                    .get(booking)
+                    .map(|tracked| tracked.user.clone())
+                    .unwrap_or_default();
                 Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user))
             }
-            Action::WaitlistJoin { user, event, quantity, category } => {
+            Action::WaitlistJoin {
+                user,
+                event,
+                quantity,
+                category,
+            } => {
                 let mut body = json!({ "quantity": quantity });
                 if let Some(category) = category {
-                    body.as_object_mut().expect("an object").insert("category".into(), json!(category));
+                    body.as_object_mut()
+                        .expect("an object")
+                        .insert("category".into(), json!(category));
                 }
-                Call::post(format!("/v1/events/{}/waitlist", self.event_id(*event)), Auth::User(user.clone()), body)
+                Call::post(
+                    format!("/v1/events/{}/waitlist", self.event_id(*event)),
+                    Auth::User(user.clone()),
+                    body,
+                )
             }
             Action::WaitlistRead { waiter } => {
-                let user = self.granted.waiters.get(waiter).map(|tracked| tracked.user.clone()).unwrap_or_default();
+                let user = self
+                    .granted
+                    .waiters
+                    .get(waiter)
+                    .map(|tracked| tracked.user.clone())
+                    .unwrap_or_default();
                 Call::get(format!("/v1/waitlist/{waiter}"), Auth::User(user))
             }
-            Action::ReadEvent { event } => Call::get(format!("/v1/events/{}", self.event_id(*event)), Auth::None),
-            Action::ReadSeats { event } => Call::get(format!("/v1/events/{}/seats", self.event_id(*event)), Auth::None),
+            Action::ReadEvent { event } => {
+                Call::get(format!("/v1/events/{}", self.event_id(*event)), Auth::None)
+            }
+            Action::ReadSeats { event } => Call::get(
+                format!("/v1/events/{}/seats", self.event_id(*event)),
+                Auth::None,
+            ),
         }
     }
 
@@ -397,9 +549,21 @@ impl Workload {
     pub fn abandon(&mut self, action: &Action, now: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
         match action {
-            Action::Confirm { hold } | Action::Release { hold } => Workload::schedule(&mut self.holds_due, &mut self.sequence, now, hold.clone()),
-            Action::Cancel { booking } => Workload::schedule(&mut self.bookings_due, &mut self.sequence, now, booking.clone()),
-            Action::WaitlistRead { waiter } => Workload::schedule(&mut self.waiters_due, &mut self.sequence, now, waiter.clone()),
+            Action::Confirm { hold } | Action::Release { hold } => {
+                Workload::schedule(&mut self.holds_due, &mut self.sequence, now, hold.clone())
+            }
+            Action::Cancel { booking } => Workload::schedule(
+                &mut self.bookings_due,
+                &mut self.sequence,
+                now,
+                booking.clone(),
+            ),
+            Action::WaitlistRead { waiter } => Workload::schedule(
+                &mut self.waiters_due,
+                &mut self.sequence,
+                now,
+                waiter.clone(),
+            ),
             _ => {}
         }
     }
@@ -407,7 +571,10 @@ impl Workload {
     /// Learns from an answer received at `now` (time since the run's start).
     pub fn observe(&mut self, action: &Action, answer: &Answer, now: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        let write = !matches!(action, Action::WaitlistRead { .. } | Action::ReadEvent { .. } | Action::ReadSeats { .. });
+        let write = !matches!(
+            action,
+            Action::WaitlistRead { .. } | Action::ReadEvent { .. } | Action::ReadSeats { .. }
+        );
         if write && (answer.status == 0 || answer.status >= 500) {
             self.granted.uncertain += 1;
         }
@@ -427,10 +594,25 @@ impl Workload {
                     if let (Some(tracked), Some(booking)) = (tracked, answer.text("/booking_id")) {
                         self.granted.bookings_granted += 1;
                         let booking = booking.to_string();
-                        let booking_think = self.scenario.think.booking_ms;
-                        let at = now + self.think(booking_think);
-                        Workload::schedule(&mut self.bookings_due, &mut self.sequence, at, booking.clone());
-                        self.granted.bookings.insert(booking, TrackedBooking { user: tracked.user, event: tracked.event, seats: tracked.seats, pool: tracked.pool });
+                        if self.cancels() {
+                            let booking_think = self.scenario.think.booking_ms;
+                            let at = now + self.think(booking_think);
+                            Workload::schedule(
+                                &mut self.bookings_due,
+                                &mut self.sequence,
+                                at,
+                                booking.clone(),
+                            );
+                        }
+                        self.granted.bookings.insert(
+                            booking,
+                            TrackedBooking {
+                                user: tracked.user,
+                                event: tracked.event,
+                                seats: tracked.seats,
+                                pool: tracked.pool,
+                            },
+                        );
                     }
                 } else if let Some(tracked) = tracked {
                     self.free_seats(tracked.event, &tracked.seats);
@@ -457,12 +639,19 @@ impl Workload {
                 }
             }
             Action::WaitlistRead { waiter } => {
-                let Some(tracked) = self.granted.waiters.get(waiter).cloned() else { return };
+                let Some(tracked) = self.granted.waiters.get(waiter).cloned() else {
+                    return;
+                };
                 match answer.text("/status") {
                     Some("waiting") => {
                         let waitlist_think = self.scenario.think.waitlist_ms;
                         let at = now + self.think(waitlist_think);
-                        Workload::schedule(&mut self.waiters_due, &mut self.sequence, at, waiter.clone());
+                        Workload::schedule(
+                            &mut self.waiters_due,
+                            &mut self.sequence,
+                            at,
+                            waiter.clone(),
+                        );
                     }
                     Some("offered") => {
                         self.granted.waiters.remove(waiter);
@@ -481,47 +670,102 @@ impl Workload {
     }
 
     fn track_hold(&mut self, user: &str, event: usize, body: &Value, now: Duration) {
-        let Some(hold) = body.get("hold_id").and_then(Value::as_str) else { return };
+        let Some(hold) = body.get("hold_id").and_then(Value::as_str) else {
+            return;
+        };
         if self.granted.holds.contains_key(hold) {
             return;
         }
         let layout = &self.events[event];
-        let seats: Vec<u32> = body.get("seats").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).filter_map(|label| layout.seat_index(label)).collect();
-        let quantity = body.get("quantity").and_then(Value::as_u64).unwrap_or(seats.len() as u64) as u32;
+        let seats: Vec<u32> = body
+            .get("seats")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|label| layout.seat_index(label))
+            .collect();
+        let quantity = body
+            .get("quantity")
+            .and_then(Value::as_u64)
+            .unwrap_or(seats.len() as u64) as u32;
         let pool = if seats.is_empty() {
-            let category = body.pointer("/categories/0").and_then(Value::as_str).map(str::to_string).or_else(|| layout.pools.first().cloned()).unwrap_or_default();
+            let category = body
+                .pointer("/categories/0")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| layout.pools.first().cloned())
+                .unwrap_or_default();
             Some((category, quantity))
         } else {
             None
         };
-        let expires_at_ms = body.get("expires_at").and_then(Value::as_str).and_then(parse_rfc3339_ms).unwrap_or(0);
+        let expires_at_ms = body
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .and_then(parse_rfc3339_ms)
+            .unwrap_or(0);
         for &seat in &seats {
             self.taken[event][seat as usize] = true;
         }
         self.granted.holds_granted += 1;
-        self.granted.holds.insert(hold.to_string(), TrackedHold { user: user.to_string(), event, seats, pool, expires_at_ms });
+        self.granted.holds.insert(
+            hold.to_string(),
+            TrackedHold {
+                user: user.to_string(),
+                event,
+                seats,
+                pool,
+                expires_at_ms,
+            },
+        );
         let hold_think = self.scenario.think.hold_ms;
         let at = now + self.think(hold_think);
-        Workload::schedule(&mut self.holds_due, &mut self.sequence, at, hold.to_string());
+        Workload::schedule(
+            &mut self.holds_due,
+            &mut self.sequence,
+            at,
+            hold.to_string(),
+        );
     }
 
     fn track_waiter(&mut self, user: &str, event: usize, body: &Value, now: Duration) {
-        let Some(waiter) = body.get("waitlist_id").and_then(Value::as_str) else { return };
+        let Some(waiter) = body.get("waitlist_id").and_then(Value::as_str) else {
+            return;
+        };
         self.granted.waitlisted += 1;
         if let Some(hold) = body.get("hold").filter(|hold| hold.is_object()) {
             let hold = hold.clone();
             self.track_hold(user, event, &hold, now);
             return;
         }
-        self.granted.waiters.insert(waiter.to_string(), TrackedWaiter { user: user.to_string(), event });
+        self.granted.waiters.insert(
+            waiter.to_string(),
+            TrackedWaiter {
+                user: user.to_string(),
+                event,
+            },
+        );
         let waitlist_think = self.scenario.think.waitlist_ms;
         let at = now + self.think(waitlist_think);
-        Workload::schedule(&mut self.waiters_due, &mut self.sequence, at, waiter.to_string());
+        Workload::schedule(
+            &mut self.waiters_due,
+            &mut self.sequence,
+            at,
+            waiter.to_string(),
+        );
     }
 
     fn learn_taken(&mut self, event: usize, body: &Value) {
         let layout = &self.events[event];
-        let seats: Vec<u32> = body.pointer("/error/details/seats").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).filter_map(|label| layout.seat_index(label)).collect();
+        let seats: Vec<u32> = body
+            .pointer("/error/details/seats")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .filter_map(|label| layout.seat_index(label))
+            .collect();
         for seat in seats {
             self.taken[event][seat as usize] = true;
         }
@@ -535,6 +779,10 @@ impl Workload {
 
     /// Follow-ups not yet sent (for the end-of-run summary).
     pub fn pending(&self) -> (usize, usize, usize) {
-        (self.holds_due.len(), self.bookings_due.len(), self.waiters_due.len())
+        (
+            self.holds_due.len(),
+            self.bookings_due.len(),
+            self.waiters_due.len(),
+        )
     }
 }

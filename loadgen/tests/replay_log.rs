@@ -12,7 +12,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn record(at_us: u64, kind: Kind, call: Call) -> Entry {
-    Entry::Http(HttpRecord { at_us, kind, call, status: Some(201), created: BTreeMap::new() })
+    Entry::Http(HttpRecord {
+        at_us,
+        kind,
+        call,
+        status: Some(201),
+        created: BTreeMap::new(),
+    })
 }
 
 #[test]
@@ -22,27 +28,64 @@ fn a_recorded_run_is_appended_as_engine_requests() {
         "categories": [{"name": "Stalls", "price_cents": 5000}],
         "seating": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 10, "category": "Stalls"}]}]},
     });
-    let mut entries = vec![record(0, Kind::CreateEvent, Call::post("/v1/admin/events", Auth::Admin("demo".into()), event))];
+    let mut entries = vec![record(
+        0,
+        Kind::CreateEvent,
+        Call::post("/v1/admin/events", Auth::Admin("demo".into()), event),
+    )];
     for index in 0..2_500u64 {
         let user = Auth::User(format!("u{index}"));
-        entries.push(record(index * 10, Kind::HoldBest, Call::post("/v1/events/ev_0/holds", user.clone(), json!({"quantity": 1, "together": false}))));
-        entries.push(record(index * 10 + 5, Kind::ReadEvent, Call::get("/v1/events/ev_0", Auth::None)));
+        entries.push(record(
+            index * 10,
+            Kind::HoldBest,
+            Call::post(
+                "/v1/events/ev_0/holds",
+                user.clone(),
+                json!({"quantity": 1, "together": false}),
+            ),
+        ));
+        entries.push(record(
+            index * 10 + 5,
+            Kind::ReadEvent,
+            Call::get("/v1/events/ev_0", Auth::None),
+        ));
     }
-    let log = RequestLog { entries, ..RequestLog::default() };
+    let log = RequestLog {
+        entries,
+        ..RequestLog::default()
+    };
     let directory = tempfile::tempdir().unwrap();
-    let replayed = replay_into_log(&log, directory.path(), Pace::Max, 1_000, u64::MAX).expect("appended");
-    assert_eq!((replayed.appended, replayed.skipped), (2_501, 2_500), "reads have no engine form");
-    assert_eq!((replayed.first_offset, replayed.last_offset), (Some(0), Some(2_500)));
+    let replayed =
+        replay_into_log(&log, directory.path(), Pace::Max, 1_000, u64::MAX).expect("appended");
+    assert_eq!(
+        (replayed.appended, replayed.skipped),
+        (2_501, 2_500),
+        "reads have no engine form"
+    );
+    assert_eq!(
+        (replayed.first_offset, replayed.last_offset),
+        (Some(0), Some(2_500))
+    );
     assert_eq!(replayed.recorder.summarize().responses, 2_501);
 
     // Read it back the way the engine's reader does.
-    let embedded = EmbeddedLog::open(directory.path().join("requests"), EmbeddedOptions::default()).expect("the log reopens");
+    let embedded = EmbeddedLog::open(
+        directory.path().join("requests"),
+        EmbeddedOptions::default(),
+    )
+    .expect("the log reopens");
     let mut reader = embedded.reader();
     let mut decoded = Vec::new();
     while decoded.len() < 2_501 {
-        let records = reader.poll(4_096, Duration::from_secs(5)).expect("readable");
+        let records = reader
+            .poll(4_096, Duration::from_secs(5))
+            .expect("readable");
         assert!(!records.is_empty(), "every appended record is readable");
-        decoded.extend(records.into_iter().map(|record| engine::wire::decode_request(&record.payload).expect("decodable")));
+        decoded.extend(
+            records
+                .into_iter()
+                .map(|record| engine::wire::decode_request(&record.payload).expect("decodable")),
+        );
     }
     let expected: Vec<engine::Request> = log
         .entries

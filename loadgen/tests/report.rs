@@ -18,7 +18,14 @@ fn sample_report() -> Report {
         let kind = [Kind::HoldBest, Kind::Confirm, Kind::ReadSeats][(index % 3) as usize];
         let code = if index % 10 == 0 { "sold_out" } else { "ok" };
         let route = format!("POST /v1/events/{{event_id}}/holds");
-        recorder.record(kind, code, Duration::from_micros(200 + index * 37), Duration::from_millis(index * 3), &route, if code == "ok" { 201 } else { 409 });
+        recorder.record(
+            kind,
+            code,
+            Duration::from_micros(200 + index * 37),
+            Duration::from_millis(index * 3),
+            &route,
+            if code == "ok" { 201 } else { 409 },
+        );
     }
     Report {
         loadgen_version: "0.1.0".into(),
@@ -38,15 +45,39 @@ fn sample_report() -> Report {
         dispatch_lag_max_us: 1_234,
         events: vec!["ev_0".into()],
         measurements: recorder.summarize(),
-        steps: vec![StepReport { target_rate_per_second: 1_000.0, achieved_rate_per_second: 998.5, responses: 10_000, errors: 3, p50_us: 900, p99_us: 12_000, max_us: 40_000 }],
+        steps: vec![StepReport {
+            target_rate_per_second: 1_000.0,
+            achieved_rate_per_second: 998.5,
+            responses: 10_000,
+            errors: 3,
+            p50_us: 900,
+            p99_us: 12_000,
+            max_us: 40_000,
+        }],
         knee_rate_per_second: Some(1_000.0),
         p99_threshold_ms: Some(50.0),
-        granted: Some(GrantedSummary { holds_granted: 50, bookings_granted: 40, waitlisted: 3, holds_live: 10, bookings_live: 39, seats_booked_live: 39 }),
+        granted: Some(GrantedSummary {
+            holds_granted: 50,
+            bookings_granted: 40,
+            waitlisted: 3,
+            holds_live: 10,
+            bookings_live: 39,
+            seats_booked_live: 39,
+        }),
         verification: Some(Verification {
             passed: true,
-            checks: vec![Check { name: "ev_0 General: capacity".into(), passed: true, detail: "capacity 50".into() }],
+            checks: vec![Check {
+                name: "ev_0 General: capacity".into(),
+                passed: true,
+                detail: "capacity 50".into(),
+            }],
             digest: "ab".repeat(32),
-            engine: Some(EngineStatus { state_hash: "cd".repeat(32), applied_offset: Some(1_060), log_end_offset: 1_061, state_hash_offset: Some(1_059) }),
+            engine: Some(EngineStatus {
+                state_hash: "cd".repeat(32),
+                applied_offset: Some(1_060),
+                log_end_offset: 1_061,
+                state_hash_offset: Some(1_059),
+            }),
         }),
     }
 }
@@ -58,10 +89,19 @@ fn the_report_json_round_trips() {
     assert_eq!(Report::from_json(&text).unwrap(), report);
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     // The fields people and scripts read.
-    for pointer in ["/measurements/kinds/hold_best/latency/p99_us", "/measurements/overall/p9999_us", "/measurements/errors_by_code/sold_out", "/knee_rate_per_second", "/verification/engine/state_hash"] {
+    for pointer in [
+        "/measurements/kinds/hold_best/latency/p99_us",
+        "/measurements/overall/p9999_us",
+        "/measurements/errors_by_code/sold_out",
+        "/knee_rate_per_second",
+        "/verification/engine/state_hash",
+    ] {
         assert!(value.pointer(pointer).is_some(), "{pointer} in {text}");
     }
-    assert_eq!(value.pointer("/measurements/errors_by_code/sold_out"), Some(&json!(100)));
+    assert_eq!(
+        value.pointer("/measurements/errors_by_code/sold_out"),
+        Some(&json!(100))
+    );
     assert!(report.table().contains("knee: 1000/s"));
 }
 
@@ -69,34 +109,82 @@ fn the_report_json_round_trips() {
 fn percentiles_come_from_the_histograms() {
     let mut recorder = Recorder::default();
     for millis in 1..=1_000u64 {
-        recorder.record(Kind::HoldExact, "ok", Duration::from_millis(millis), Duration::from_secs(millis / 500), "POST /v1/events/{event_id}/holds", 201);
+        recorder.record(
+            Kind::HoldExact,
+            "ok",
+            Duration::from_millis(millis),
+            Duration::from_secs(millis / 500),
+            "POST /v1/events/{event_id}/holds",
+            201,
+        );
     }
     let summary = recorder.summarize();
     let latency = &summary.kinds["hold_exact"].latency;
     // HDR with three significant digits: within 0.1%.
-    let near = |value: u64, expected: u64| (value as f64 - expected as f64).abs() <= expected as f64 * 0.001 + 1.0;
+    let near = |value: u64, expected: u64| {
+        (value as f64 - expected as f64).abs() <= expected as f64 * 0.001 + 1.0
+    };
     assert!(near(latency.p50_us, 500_000), "{latency:?}");
     assert!(near(latency.p90_us, 900_000));
     assert!(near(latency.p99_us, 990_000));
     assert!(near(latency.max_us, 1_000_000));
-    assert_eq!(summary.timeline.iter().map(|point| point.second).collect::<Vec<_>>(), [0, 1, 2]);
-    assert_eq!(summary.timeline.iter().map(|point| point.responses).sum::<u64>(), 1_000);
-    assert_eq!(summary.by_route["POST /v1/events/{event_id}/holds"]["201"], 1_000);
+    assert_eq!(
+        summary
+            .timeline
+            .iter()
+            .map(|point| point.second)
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(
+        summary
+            .timeline
+            .iter()
+            .map(|point| point.responses)
+            .sum::<u64>(),
+        1_000
+    );
+    assert_eq!(
+        summary.by_route["POST /v1/events/{event_id}/holds"]["201"],
+        1_000
+    );
 }
 
 #[test]
 fn request_logs_accept_our_records_and_boxoffice_exports() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("requests.jsonl");
-    let writer = RequestLogWriter::create(&path, &Header { loadgen_request_log: FORMAT_VERSION, started_at_ms: 1_700_000_000_000, scenario: "theatre".into() }).unwrap();
+    let writer = RequestLogWriter::create(
+        &path,
+        &Header {
+            loadgen_request_log: FORMAT_VERSION,
+            started_at_ms: 1_700_000_000_000,
+            scenario: "theatre".into(),
+        },
+    )
+    .unwrap();
     let hold = HttpRecord {
         at_us: 2_000,
         kind: Kind::HoldBest,
-        call: Call::post("/v1/events/ev_0/holds", Auth::User("u1".into()), json!({"quantity": 2, "category": "Stalls", "together": true})),
+        call: Call::post(
+            "/v1/events/ev_0/holds",
+            Auth::User("u1".into()),
+            json!({"quantity": 2, "category": "Stalls", "together": true}),
+        ),
         status: Some(201),
         created: BTreeMap::from([("/hold_id".to_string(), "h_0".to_string())]),
     };
-    let create = HttpRecord { at_us: 0, kind: Kind::CreateEvent, call: Call::post("/v1/admin/events", Auth::Admin("demo".into()), json!({"name": "x"})), status: Some(201), created: BTreeMap::new() };
+    let create = HttpRecord {
+        at_us: 0,
+        kind: Kind::CreateEvent,
+        call: Call::post(
+            "/v1/admin/events",
+            Auth::Admin("demo".into()),
+            json!({"name": "x"}),
+        ),
+        status: Some(201),
+        created: BTreeMap::new(),
+    };
     // Written in completion order; read back in send order.
     writer.write(&hold).unwrap();
     writer.write(&create).unwrap();
@@ -117,9 +205,22 @@ fn request_logs_accept_our_records_and_boxoffice_exports() {
     assert_eq!(log.skipped, 1);
     assert_eq!(log.entries.len(), 2);
     assert_eq!(log.entries[1].at_us(log.first_timestamp_ms), 250_000);
-    let Entry::Engine(first) = &log.entries[0] else { panic!("an engine record") };
-    assert_eq!(first.request.command, engine::Command::PlaceHold { user: "u1".into(), event: engine::EventId(3), selection: engine::Selection::Seats(vec!["A-1-7".into()]), wait: false });
-    assert!(RequestLog::parse("{\"what\": 1}\n".as_bytes(), "bad").unwrap_err().to_string().contains("bad:1"));
+    let Entry::Engine(first) = &log.entries[0] else {
+        panic!("an engine record")
+    };
+    assert_eq!(
+        first.request.command,
+        engine::Command::PlaceHold {
+            user: "u1".into(),
+            event: engine::EventId(3),
+            selection: engine::Selection::Seats(vec!["A-1-7".into()]),
+            wait: false
+        }
+    );
+    assert!(RequestLog::parse("{\"what\": 1}\n".as_bytes(), "bad")
+        .unwrap_err()
+        .to_string()
+        .contains("bad:1"));
 }
 
 #[test]
@@ -134,54 +235,117 @@ fn calls_and_engine_requests_convert_both_ways() {
     });
     let calls = [
         Call::post("/v1/admin/events", Auth::Admin("demo".into()), event_body),
-        Call::post("/v1/events/ev_3/holds", Auth::User("u1".into()), json!({"seats": ["A-1-1", "A-1-2"]})),
-        Call::post("/v1/events/ev_3/holds", Auth::User("u1".into()), json!({"quantity": 2, "category": "Stalls", "together": true, "wait": true})),
-        Call::post("/v1/holds/h_9/confirm", Auth::User("u1".into()), json!({"payment_ref": "pay-1"})),
+        Call::post(
+            "/v1/events/ev_3/holds",
+            Auth::User("u1".into()),
+            json!({"seats": ["A-1-1", "A-1-2"]}),
+        ),
+        Call::post(
+            "/v1/events/ev_3/holds",
+            Auth::User("u1".into()),
+            json!({"quantity": 2, "category": "Stalls", "together": true, "wait": true}),
+        ),
+        Call::post(
+            "/v1/holds/h_9/confirm",
+            Auth::User("u1".into()),
+            json!({"payment_ref": "pay-1"}),
+        ),
         Call::delete("/v1/holds/h_9", Auth::User("u1".into())),
         Call::delete("/v1/bookings/b_4", Auth::User("u1".into())),
-        Call::post("/v1/events/ev_3/waitlist", Auth::User("u2".into()), json!({"quantity": 1, "category": "Floor", "together": false})),
+        Call::post(
+            "/v1/events/ev_3/waitlist",
+            Auth::User("u2".into()),
+            json!({"quantity": 1, "category": "Floor", "together": false}),
+        ),
         Call::delete("/v1/waitlist/w_2", Auth::User("u2".into())),
     ];
     for call in calls {
-        let request = http_to_engine(&call).unwrap_or_else(|| panic!("{call:?} has an engine form"));
+        let request =
+            http_to_engine(&call).unwrap_or_else(|| panic!("{call:?} has an engine form"));
         let back = engine_to_http(&request).unwrap();
-        assert_eq!((back.method.as_str(), back.path.as_str(), &back.auth), (call.method.as_str(), call.path.as_str(), &call.auth));
+        assert_eq!(
+            (back.method.as_str(), back.path.as_str(), &back.auth),
+            (call.method.as_str(), call.path.as_str(), &call.auth)
+        );
         assert_eq!(http_to_engine(&back), Some(request), "{call:?}");
         // And the record format carries it.
         let bytes = engine::wire::encode_request(&http_to_engine(&call).unwrap());
         assert!(engine::wire::decode_request(&bytes).is_ok());
     }
-    assert_eq!(http_to_engine(&Call::get("/v1/events/ev_3", Auth::None)), None, "reads have no engine form");
+    assert_eq!(
+        http_to_engine(&Call::get("/v1/events/ev_3", Auth::None)),
+        None,
+        "reads have no engine form"
+    );
     let spec = match http_to_engine(&Call::post("/v1/admin/events", Auth::Admin("demo".into()), json!({"name": "n", "city": "c", "country": "FR", "venue": "v", "starts_at": "2030-01-01T00:00:00Z", "categories": [{"name": "G", "price_cents": 1}], "general_admission": [{"category": "G", "capacity": 5}]}))).unwrap().command {
         engine::Command::CreateEvent { spec, .. } => spec,
         other => panic!("{other:?}"),
     };
-    assert_eq!((spec.hold_ttl_ms, spec.seats_per_order_max), (300_000, 10), "the API's defaults");
+    assert_eq!(
+        (spec.hold_ttl_ms, spec.seats_per_order_max),
+        (300_000, 10),
+        "the API's defaults"
+    );
 }
 
 #[test]
 fn answers_routes_metrics_and_replay_output_are_read_tolerantly() {
-    let answer = Answer::from_parts(409, json!({"error": {"code": "seats_unavailable", "message": "taken", "details": {"seats": ["A-1-1"]}}}));
+    let answer = Answer::from_parts(
+        409,
+        json!({"error": {"code": "seats_unavailable", "message": "taken", "details": {"seats": ["A-1-1"]}}}),
+    );
     assert_eq!(answer.code, "seats_unavailable");
-    assert_eq!(Answer::from_parts(502, serde_json::Value::Null).code, "http_502");
+    assert_eq!(
+        Answer::from_parts(502, serde_json::Value::Null).code,
+        "http_502"
+    );
     assert_eq!(Answer::from_parts(201, json!({})).code, "ok");
-    assert_eq!(Call::post("/v1/holds/h_12/confirm", Auth::None, json!({})).route(), "/v1/holds/{hold_id}/confirm");
-    assert_eq!(Call::get("/v1/events/ev_1/seats", Auth::None).route(), "/v1/events/{event_id}/seats");
-    assert_eq!(Call::get("/v1/waitlist/w_1?wait_seconds=5", Auth::None).route(), "/v1/waitlist/{waitlist_id}");
+    assert_eq!(
+        Call::post("/v1/holds/h_12/confirm", Auth::None, json!({})).route(),
+        "/v1/holds/{hold_id}/confirm"
+    );
+    assert_eq!(
+        Call::get("/v1/events/ev_1/seats", Auth::None).route(),
+        "/v1/events/{event_id}/seats"
+    );
+    assert_eq!(
+        Call::get("/v1/waitlist/w_1?wait_seconds=5", Auth::None).route(),
+        "/v1/waitlist/{waitlist_id}"
+    );
     let metrics = "# TYPE boxoffice_http_requests_total counter\nboxoffice_http_requests_total{route=\"/v1/holds/{hold_id}/confirm\",method=\"POST\",status=\"201\"} 12\nboxoffice_http_request_duration_seconds_count{route=\"x\"} 3\n";
-    assert_eq!(parse_http_metrics(metrics)["POST /v1/holds/{hold_id}/confirm"]["201"], 12);
+    assert_eq!(
+        parse_http_metrics(metrics)["POST /v1/holds/{hold_id}/confirm"]["201"],
+        12
+    );
     let hash = "0f".repeat(32);
-    assert_eq!(parse_replay_hash(&format!("state_hash {hash}\napplied_offset 3\n")), Some(hash.clone()));
-    assert_eq!(parse_replay_hash(&format!("{{\"state_hash\": \"{hash}\"}}")), Some(hash));
+    assert_eq!(
+        parse_replay_hash(&format!("state_hash {hash}\napplied_offset 3\n")),
+        Some(hash.clone())
+    );
+    assert_eq!(
+        parse_replay_hash(&format!("{{\"state_hash\": \"{hash}\"}}")),
+        Some(hash)
+    );
     assert_eq!(parse_replay_hash("nothing here"), None);
 }
 
 #[test]
 fn only_loopback_targets_are_accepted() {
-    for good in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80/", "http://127.10.0.3:9"] {
+    for good in [
+        "http://127.0.0.1:8080",
+        "http://localhost:1",
+        "http://[::1]:80/",
+        "http://127.10.0.3:9",
+    ] {
         assert!(loadgen::client::loopback_target(good).is_ok(), "{good}");
     }
-    for bad in ["http://10.0.0.1:8080", "http://example.com", "https://127.0.0.1", "http://192.168.1.1", "127.0.0.1:8080"] {
+    for bad in [
+        "http://10.0.0.1:8080",
+        "http://example.com",
+        "https://127.0.0.1",
+        "http://192.168.1.1",
+        "127.0.0.1:8080",
+    ] {
         assert!(loadgen::client::loopback_target(bad).is_err(), "{bad}");
     }
 }

@@ -2,35 +2,66 @@
 //! have the shapes their descriptions promise; `--scale` keeps them valid.
 
 use loadgen::scenario::{Scenario, ScenarioError};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+/// The package directory as cargo gives it to the running test. Read at run time, not
+/// compiled in with `env!`: a target directory reused from a clone at another path keeps
+/// the old path in compiled code.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
 
 fn scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/scenarios")
+    manifest_dir().join("../config/scenarios")
 }
 
 fn shipped() -> Vec<(PathBuf, Scenario)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
         .expect("config/scenarios exists")
         .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "toml")
+        })
         .collect();
     files.sort();
-    files.into_iter().map(|path| (path.clone(), Scenario::load(&path).unwrap_or_else(|error| panic!("{error}")))).collect()
+    files
+        .into_iter()
+        .map(|path| {
+            (
+                path.clone(),
+                Scenario::load(&path).unwrap_or_else(|error| panic!("{error}")),
+            )
+        })
+        .collect()
 }
 
 fn named(name: &str) -> Scenario {
-    shipped().into_iter().map(|(_, scenario)| scenario).find(|scenario| scenario.name == name).unwrap_or_else(|| panic!("no scenario named {name}"))
+    shipped()
+        .into_iter()
+        .map(|(_, scenario)| scenario)
+        .find(|scenario| scenario.name == name)
+        .unwrap_or_else(|| panic!("no scenario named {name}"))
 }
 
 #[test]
 fn every_shipped_scenario_parses_and_round_trips() {
     let scenarios = shipped();
-    assert!(scenarios.len() >= 3, "theatre, stadium-onsale and flash-sale are shipped");
+    assert!(
+        scenarios.len() >= 3,
+        "theatre, stadium-onsale and flash-sale are shipped"
+    );
     for (path, scenario) in scenarios {
         let text = scenario.to_toml();
-        let again = Scenario::parse(&text, "round-trip").unwrap_or_else(|error| panic!("{}: {error}\n{text}", path.display()));
+        let again = Scenario::parse(&text, "round-trip")
+            .unwrap_or_else(|error| panic!("{}: {error}\n{text}", path.display()));
         assert_eq!(again, scenario, "{}", path.display());
-        assert_eq!(path.file_stem().unwrap().to_str().unwrap(), scenario.name, "the file is named after the scenario");
+        assert_eq!(
+            path.file_stem().unwrap().to_str().unwrap(),
+            scenario.name,
+            "the file is named after the scenario"
+        );
     }
 }
 
@@ -39,7 +70,9 @@ fn every_shipped_scenario_scales_down_and_stays_valid() {
     for (path, scenario) in shipped() {
         for factor in [0.001, 0.01, 0.1, 2.0] {
             let scaled = scenario.scaled(factor);
-            scaled.validate().unwrap_or_else(|error| panic!("{} at scale {factor}: {error}", path.display()));
+            scaled
+                .validate()
+                .unwrap_or_else(|error| panic!("{} at scale {factor}: {error}", path.display()));
             let again = Scenario::parse(&scaled.to_toml(), "scaled").unwrap();
             assert_eq!(again, scaled);
         }
@@ -56,7 +89,16 @@ fn the_named_scenarios_have_their_promised_shapes() {
     assert!(theatre.events.iter().all(|event| event.capacity() == 2_000));
     assert!(theatre.skew.zipf_exponent > 0.0);
     let mix = &theatre.mix;
-    for weight in [mix.hold_exact, mix.hold_best, mix.confirm, mix.release, mix.cancel, mix.waitlist_join, mix.read_event, mix.read_seats] {
+    for weight in [
+        mix.hold_exact,
+        mix.hold_best,
+        mix.confirm,
+        mix.release,
+        mix.cancel,
+        mix.waitlist_join,
+        mix.read_event,
+        mix.read_seats,
+    ] {
         assert!(weight > 0.0, "theatre mixes every kind");
     }
 
@@ -66,13 +108,21 @@ fn the_named_scenarios_have_their_promised_shapes() {
     assert_eq!(stadium.users.count, 100_000);
     assert!(stadium.users.one_attempt_each && stadium.load.start_at_sales_open);
     assert!(stadium.events[0].sales_open_in_seconds.is_some());
-    assert_eq!(stadium.holds.wait_probability, 1.0, "those who cannot be served are waitlisted");
+    assert_eq!(
+        stadium.holds.wait_probability, 1.0,
+        "those who cannot be served are waitlisted"
+    );
     // Demand (at least one seat per user) is twice the supply: most users wait.
-    assert!(stadium.users.count * u64::from(stadium.holds.quantity_min) >= 2 * stadium.seats_total());
+    assert!(
+        stadium.users.count * u64::from(stadium.holds.quantity_min) >= 2 * stadium.seats_total()
+    );
 
     let flash = named("flash-sale");
     let event = &flash.events[0];
-    assert!(event.sections.is_empty() && !event.general_admission.is_empty(), "general admission only");
+    assert!(
+        event.sections.is_empty() && !event.general_admission.is_empty(),
+        "general admission only"
+    );
     assert_eq!(event.max_seats_per_user, Some(1));
     assert_eq!((flash.holds.quantity_min, flash.holds.quantity_max), (1, 1));
     assert_eq!(flash.users.count, 10 * flash.seats_total());
@@ -83,15 +133,36 @@ fn the_named_scenarios_have_their_promised_shapes() {
 fn invalid_scenarios_are_clear_errors() {
     let base = std::fs::read_to_string(scenarios_dir().join("flash-sale.toml")).unwrap();
     let cases = [
-        (base.replace("rate_per_second = 2000.0", "rate_per_second = 0.0"), "rate_per_second"),
+        (
+            base.replace("rate_per_second = 2000.0", "rate_per_second = 0.0"),
+            "rate_per_second",
+        ),
         (base.replace("hold_best = 80.0", "hold_best = -1.0"), "mix"),
         (base.replace("capacity = 5000", "capacity = 0"), "capacity"),
-        (base.replace("name = \"flash-sale\"", "name = \"flash-sale\"\nsurprise = 1"), "surprise"),
-        (base.replace("category = \"General\", capacity", "category = \"Nope\", capacity"), "Nope"),
+        (
+            base.replace(
+                "name = \"flash-sale\"",
+                "name = \"flash-sale\"\nsurprise = 1",
+            ),
+            "surprise",
+        ),
+        (
+            base.replace(
+                "category = \"General\", capacity",
+                "category = \"Nope\", capacity",
+            ),
+            "Nope",
+        ),
     ];
     for (text, expected) in cases {
         let error = Scenario::parse(&text, "case").expect_err(expected);
-        assert!(matches!(error, ScenarioError::Parse { .. } | ScenarioError::Invalid { .. }));
-        assert!(error.to_string().contains(expected) || error.to_string().contains("unknown"), "{error} should name {expected}");
+        assert!(matches!(
+            error,
+            ScenarioError::Parse { .. } | ScenarioError::Invalid { .. }
+        ));
+        assert!(
+            error.to_string().contains(expected) || error.to_string().contains("unknown"),
+            "{error} should name {expected}"
+        );
     }
 }

@@ -14,7 +14,11 @@ fn main() {
         eprintln!("usage: append_bench <dir> <appenders> <records per append> <seconds>");
         std::process::exit(2);
     };
-    let (appenders, batch, seconds): (usize, usize, u64) = (appenders.parse().unwrap(), batch.parse().unwrap(), seconds.parse().unwrap());
+    let (appenders, batch, seconds): (usize, usize, u64) = (
+        appenders.parse().unwrap(),
+        batch.parse().unwrap(),
+        seconds.parse().unwrap(),
+    );
     let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -34,7 +38,10 @@ fn main() {
                 })
             })
             .collect();
-        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect()
     });
     let elapsed = started.elapsed().as_secs_f64();
     let mut all = hdrhistogram::Histogram::<u64>::new(3).unwrap();

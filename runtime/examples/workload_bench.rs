@@ -9,7 +9,10 @@
 //!     encode and write times and the size; then restarts from it and prints the times
 //! ```
 
-use engine::{CategorySpec, Command, EngineConfig, EventId, EventSpec, HoldId, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+use engine::{
+    CategorySpec, Command, EngineConfig, EventId, EventSpec, HoldId, Request, RowSpec, SectionSpec,
+    Selection, WaitlistPolicy,
+};
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
 use runtime::{Logs, OpenLog, Runtime, RuntimeOptions};
 use snapshotter::{RocksStore, RocksStoreOptions};
@@ -17,10 +20,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SEATS_PER_ROW: u32 = 100;
+const SEATS_PER_ROW: u32 = 1_000;
+const ROWS_PER_SECTION: u32 = 10;
 
+/// `seats` (a multiple of 10,000) in sections of 10 rows of 1,000 seats. (Long rows: the
+/// 256 KiB decode limit of a record (`engine::wire`) counts about 70 bytes per row of a
+/// `CreateEvent`, so an event has at most about 3,600 rows.)
 fn event_spec(seats: u32) -> EventSpec {
-    let rows = seats / SEATS_PER_ROW;
+    let sections = seats / (SEATS_PER_ROW * ROWS_PER_SECTION);
     EventSpec {
         name: "Stadium".into(),
         description: String::new(),
@@ -35,11 +42,32 @@ fn event_spec(seats: u32) -> EventSpec {
         seats_per_order_max: 10,
         seats_per_user_max: None,
         waitlist_policy: WaitlistPolicy::Strict,
-        categories: vec![CategorySpec { name: "Gold".into(), price_cents: 9_000 }, CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
-        sections: vec![SectionSpec {
-            name: "S".into(),
-            rows: (0..rows).map(|row| RowSpec { label: row.to_string(), seats: SEATS_PER_ROW, category: if row < rows / 5 { "Gold".into() } else { "Standard".into() } }).collect(),
-        }],
+        categories: vec![
+            CategorySpec {
+                name: "Gold".into(),
+                price_cents: 9_000,
+            },
+            CategorySpec {
+                name: "Standard".into(),
+                price_cents: 5_000,
+            },
+        ],
+        sections: (0..sections)
+            .map(|section| SectionSpec {
+                name: format!("S{section}"),
+                rows: (0..ROWS_PER_SECTION)
+                    .map(|row| RowSpec {
+                        label: row.to_string(),
+                        seats: SEATS_PER_ROW,
+                        category: if section < sections / 5 {
+                            "Gold".into()
+                        } else {
+                            "Standard".into()
+                        },
+                    })
+                    .collect(),
+            })
+            .collect(),
         general_admission: vec![],
     }
 }
@@ -56,7 +84,11 @@ impl Rng {
 }
 
 fn request(command: Command, keys: bool, index: u64) -> Vec<u8> {
-    let request = if keys { Request::with_key(command, format!("key-{index}")) } else { Request::new(command) };
+    let request = if keys {
+        Request::with_key(command, format!("key-{index}"))
+    } else {
+        Request::new(command)
+    };
     engine::wire::encode_request(&request)
 }
 
@@ -80,7 +112,16 @@ fn open(dir: &Path, name: &str) -> Arc<EmbeddedLog> {
 }
 
 fn create_events(events: u32, seats: u32, keys: bool) -> impl Iterator<Item = Vec<u8>> {
-    (0..events).map(move |event| request(Command::CreateEvent { tenant: "demo".into(), spec: event_spec(seats) }, keys, u64::from(event)))
+    (0..events).map(move |event| {
+        request(
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: event_spec(seats),
+            },
+            keys,
+            u64::from(event),
+        )
+    })
 }
 
 fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bool) {
@@ -98,21 +139,45 @@ fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bo
             match rng.below(20) {
                 0..=11 => {
                     placed += 1;
-                    Command::PlaceHold { user, event, selection: Selection::Best { quantity: 1 + rng.below(4) as u32, category: None, together: true }, wait: false }
+                    Command::PlaceHold {
+                        user,
+                        event,
+                        selection: Selection::Best {
+                            quantity: 1 + rng.below(4) as u32,
+                            category: None,
+                            together: true,
+                        },
+                        wait: false,
+                    }
                 }
-                12..=16 => Command::ConfirmHold { user, hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)), payment_ref: "pay".into() },
-                17..=18 => Command::ReleaseHold { user, hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)) },
+                12..=16 => Command::ConfirmHold {
+                    user,
+                    hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)),
+                    payment_ref: "pay".into(),
+                },
+                17..=18 => Command::ReleaseHold {
+                    user,
+                    hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)),
+                },
                 _ => Command::Tick,
             }
         };
         request(command, keys, 1_000 + index)
     });
     let count = append_all(&writer, create_events(events, seats, keys).chain(workload));
-    println!("appended {count} records in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "appended {count} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn options(records: u64) -> RuntimeOptions {
-    RuntimeOptions { snapshot_every_records: records, snapshot_every_ms: 3_600_000, idle_hash_every_ms: 3_600_000, ..RuntimeOptions::new(EngineConfig::default()) }
+    RuntimeOptions {
+        snapshot_every_records: records,
+        snapshot_every_ms: 3_600_000,
+        idle_hash_every_ms: 3_600_000,
+        ..RuntimeOptions::new(EngineConfig::default())
+    }
 }
 
 fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
@@ -121,22 +186,63 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
     let started = Instant::now();
     let workload = (1..=holds).flat_map(move |hold| {
         let user = format!("user{}", hold % 100_000);
-        let place = request(Command::PlaceHold { user: user.clone(), event: EventId((hold % u64::from(events)) as u32), selection: Selection::Best { quantity: 4, category: None, together: true }, wait: false }, keys, 2 * hold);
-        let confirm = (hold % 2 == 0).then(|| request(Command::ConfirmHold { user, hold: HoldId(hold), payment_ref: "pay".into() }, keys, 2 * hold + 1));
+        let place = request(
+            Command::PlaceHold {
+                user: user.clone(),
+                event: EventId((hold % u64::from(events)) as u32),
+                selection: Selection::Best {
+                    quantity: 4,
+                    category: None,
+                    together: true,
+                },
+                wait: false,
+            },
+            keys,
+            2 * hold,
+        );
+        let confirm = (hold % 2 == 0).then(|| {
+            request(
+                Command::ConfirmHold {
+                    user,
+                    hold: HoldId(hold),
+                    payment_ref: "pay".into(),
+                },
+                keys,
+                2 * hold + 1,
+            )
+        });
         std::iter::once(place).chain(confirm)
     });
     let count = append_all(&writer, create_events(events, seats, keys).chain(workload));
-    println!("appended {count} records in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "appended {count} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let end = writer.end_offset().unwrap();
 
-    let store = || Box::new(RocksStore::open(dir.join("snapshots"), RocksStoreOptions::default()).unwrap());
-    let logs = || Logs { requests: Arc::clone(&requests) as Arc<dyn OpenLog>, outcomes: Arc::clone(&outcomes) as Arc<dyn OpenLog> };
+    let store =
+        || Box::new(RocksStore::open(dir.join("snapshots"), RocksStoreOptions::default()).unwrap());
+    let logs = || Logs {
+        requests: Arc::clone(&requests) as Arc<dyn OpenLog>,
+        outcomes: Arc::clone(&outcomes) as Arc<dyn OpenLog>,
+    };
     let started = Instant::now();
     let runtime = Runtime::start(options(end), logs(), store()).unwrap();
-    let (status, done) = runtime.handle().wait_for(Duration::from_secs(3_600), |status| status.caught_up() && status.log_end_offset >= end);
+    let (status, done) = runtime
+        .handle()
+        .wait_for(Duration::from_secs(3_600), |status| {
+            status.caught_up() && status.log_end_offset >= end
+        });
     assert!(done, "{status:?}");
     let applied_s = started.elapsed().as_secs_f64();
-    let (status, written) = runtime.handle().wait_for(Duration::from_secs(3_600), |status| status.last_snapshot.as_ref().is_some_and(|snapshot| snapshot.offset + 1 == end));
+    let (status, written) = runtime
+        .handle()
+        .wait_for(Duration::from_secs(3_600), |status| {
+            status
+                .last_snapshot
+                .as_ref()
+                .is_some_and(|snapshot| snapshot.offset + 1 == end)
+        });
     assert!(written, "{status:?}");
     runtime.shutdown().unwrap();
     let snapshot = status.last_snapshot.unwrap();
@@ -168,19 +274,43 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
     let started = Instant::now();
     let runtime = Runtime::start(options(u64::MAX), logs(), store()).unwrap();
     let started_s = started.elapsed().as_secs_f64();
-    let (status, done) = runtime.handle().wait_for(Duration::from_secs(3_600), |status| status.caught_up() && status.published_all());
+    let (status, done) = runtime
+        .handle()
+        .wait_for(Duration::from_secs(3_600), |status| {
+            status.caught_up() && status.published_all()
+        });
     assert!(done, "{status:?}");
-    println!("restart: Runtime::start {started_s:.2} s, caught up and published after {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "restart: Runtime::start {started_s:.2} s, caught up and published after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     runtime.shutdown().unwrap();
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let keys = args.iter().any(|arg| arg == "--keys");
-    let args: Vec<&str> = args.iter().map(String::as_str).filter(|arg| *arg != "--keys").collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|arg| *arg != "--keys")
+        .collect();
     match args.as_slice() {
-        [_, "fill", dir, events, seats, records, mix] => fill(Path::new(dir), events.parse().unwrap(), seats.parse().unwrap(), records.parse().unwrap(), *mix == "mixed", keys),
-        [_, "snapshot", dir, events, seats, holds] => snapshot(Path::new(dir), events.parse().unwrap(), seats.parse().unwrap(), holds.parse().unwrap(), keys),
+        [_, "fill", dir, events, seats, records, mix] => fill(
+            Path::new(dir),
+            events.parse().unwrap(),
+            seats.parse().unwrap(),
+            records.parse().unwrap(),
+            *mix == "mixed",
+            keys,
+        ),
+        [_, "snapshot", dir, events, seats, holds] => snapshot(
+            Path::new(dir),
+            events.parse().unwrap(),
+            seats.parse().unwrap(),
+            holds.parse().unwrap(),
+            keys,
+        ),
         _ => {
             eprintln!("usage: see the top of runtime/examples/workload_bench.rs");
             std::process::exit(2);

@@ -30,7 +30,14 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn new(shared: Arc<Shared>, engine: Engine, records: Receiver<Vec<Record>>, outcomes: Sender<Vec<Outcome>>, jobs: Sender<Job>, options: &RuntimeOptions) -> Applier {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        engine: Engine,
+        records: Receiver<Vec<Record>>,
+        outcomes: Sender<Vec<Outcome>>,
+        jobs: Sender<Job>,
+        options: &RuntimeOptions,
+    ) -> Applier {
         let hashed_offset = engine.applied_offset();
         Applier {
             shared,
@@ -51,7 +58,10 @@ impl Applier {
 
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
-        let _guard = PanicGuard { shared: &shared, thread: "engine" };
+        let _guard = PanicGuard {
+            shared: &shared,
+            thread: "engine",
+        };
         loop {
             match self.records.recv_timeout(self.idle) {
                 Ok(batch) => {
@@ -74,23 +84,34 @@ impl Applier {
         let mut outcomes = Vec::with_capacity(batch.len());
         for record in batch {
             let outcome = match &record.request {
-                Ok(request) => self.engine.apply(record.offset, record.timestamp_ms, request),
-                Err(reason) => self.engine.apply_undecodable(record.offset, record.timestamp_ms, reason),
+                Ok(request) => self
+                    .engine
+                    .apply(record.offset, record.timestamp_ms, request),
+                Err(reason) => {
+                    self.engine
+                        .apply_undecodable(record.offset, record.timestamp_ms, reason)
+                }
             };
             debug_assert_eq!(outcome.offset, record.offset);
             outcomes.push(outcome);
         }
         self.records_since_snapshot += outcomes.len() as u64;
         let applied_offset = self.engine.applied_offset();
-        self.shared.next_due_ms.store(self.engine.next_due_ms().unwrap_or(NO_TIMER), Ordering::Release);
+        self.shared.next_due_ms.store(
+            self.engine.next_due_ms().unwrap_or(NO_TIMER),
+            Ordering::Release,
+        );
         // The status may say "applied" before the publisher has the outcomes: published_offset
         // tells the rest.
-        self.shared.update(|status| status.applied_offset = applied_offset);
+        self.shared
+            .update(|status| status.applied_offset = applied_offset);
         self.outcomes.send(outcomes).is_ok()
     }
 
     fn snapshot_due(&self) -> bool {
-        self.records_since_snapshot >= self.snapshot_every_records || (self.records_since_snapshot > 0 && self.last_snapshot_at.elapsed() >= self.snapshot_every)
+        self.records_since_snapshot >= self.snapshot_every_records
+            || (self.records_since_snapshot > 0
+                && self.last_snapshot_at.elapsed() >= self.snapshot_every)
     }
 
     fn on_idle(&mut self) {
@@ -103,14 +124,21 @@ impl Applier {
     /// Gives a copy of the state to the snapshot thread, if it is free. The copy is cheap
     /// (the big parts of the state are copy-on-write); the pause is measured and reported.
     fn hand_off(&mut self, write: bool) {
-        let Some(offset) = self.engine.applied_offset() else { return };
+        let Some(offset) = self.engine.applied_offset() else {
+            return;
+        };
         if self.jobs.is_full() {
             return; // busy: try again after the next batch
         }
         let started = Instant::now();
         let state = self.engine.state().clone();
         let pause = started.elapsed();
-        let job = Job { state, offset, write, pause_us: pause.as_micros() as u64 };
+        let job = Job {
+            state,
+            offset,
+            write,
+            pause_us: pause.as_micros() as u64,
+        };
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.hashed_offset = Some(offset);

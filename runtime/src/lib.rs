@@ -203,7 +203,10 @@ pub enum RuntimeError {
     #[error("the outcomes log holds an undecodable outcome at offset {offset}: {reason}")]
     CorruptOutcome { offset: u64, reason: String },
     #[error("the newest snapshot covers offset {snapshot_offset}, but the requests log ends at {log_end_offset}")]
-    SnapshotAheadOfLog { snapshot_offset: u64, log_end_offset: u64 },
+    SnapshotAheadOfLog {
+        snapshot_offset: u64,
+        log_end_offset: u64,
+    },
     #[error("only a standby can be promoted")]
     NotStandby,
     #[error("cannot start a thread: {0}")]
@@ -238,7 +241,11 @@ impl RuntimeHandle {
 
     /// Waits until `condition` holds on the status (true), or the runtime stops or
     /// `timeout` passes (false). Returns the last status seen.
-    pub fn wait_for(&self, timeout: Duration, condition: impl Fn(&EngineStatus) -> bool) -> (EngineStatus, bool) {
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&EngineStatus) -> bool,
+    ) -> (EngineStatus, bool) {
         self.shared.wait_for(timeout, condition)
     }
 }
@@ -255,7 +262,11 @@ impl Runtime {
     /// Loads the newest valid snapshot, positions the reader after it and starts the
     /// threads, which replay the log's tail and then follow it. Returns once the threads
     /// run (not once caught up: see [`EngineStatus::caught_up`]).
-    pub fn start(options: RuntimeOptions, logs: Logs, store: Box<dyn SnapshotStore>) -> Result<Runtime, RuntimeError> {
+    pub fn start(
+        options: RuntimeOptions,
+        logs: Logs,
+        store: Box<dyn SnapshotStore>,
+    ) -> Result<Runtime, RuntimeError> {
         options.assert_valid();
         let recovery = snapshotter::load_newest(store.as_ref(), &options.engine)?;
         let (engine, snapshot) = match recovery.loaded {
@@ -263,13 +274,21 @@ impl Runtime {
             None => (Engine::new(options.engine.clone()), None),
         };
         let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
-        let mut reader = logs.requests.open_reader().map_err(RuntimeError::RequestsLog)?;
+        let mut reader = logs
+            .requests
+            .open_reader()
+            .map_err(RuntimeError::RequestsLog)?;
         let log_end_offset = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
         if start_offset > log_end_offset {
-            return Err(RuntimeError::SnapshotAheadOfLog { snapshot_offset: start_offset - 1, log_end_offset });
+            return Err(RuntimeError::SnapshotAheadOfLog {
+                snapshot_offset: start_offset - 1,
+                log_end_offset,
+            });
         }
         if start_offset != reader.position() {
-            reader.seek(start_offset).map_err(RuntimeError::RequestsLog)?;
+            reader
+                .seek(start_offset)
+                .map_err(RuntimeError::RequestsLog)?;
         }
         let published = match options.role {
             Role::Primary => Some(publisher::Publishing::open(logs.outcomes.as_ref())?),
@@ -279,16 +298,34 @@ impl Runtime {
             role: options.role,
             applied_offset: engine.applied_offset(),
             log_end_offset,
-            published_offset: published.as_ref().and_then(|publishing| publishing.last_published),
-            last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus { offset: info.offset, at_ms: info.created_at_ms, state_bytes: info.state_bytes, pause_us: 0, encode_ms: 0, write_ms: 0 }),
+            published_offset: published
+                .as_ref()
+                .and_then(|publishing| publishing.last_published),
+            last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus {
+                offset: info.offset,
+                at_ms: info.created_at_ms,
+                state_bytes: info.state_bytes,
+                pause_us: 0,
+                encode_ms: 0,
+                write_ms: 0,
+            }),
             state_hash: engine.state_hash_hex(),
             state_hash_offset: engine.applied_offset(),
             failure: None,
         };
         tracing::info!(role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
         let shared = Arc::new(Shared::new(status));
-        shared.next_due_ms.store(engine.next_due_ms().unwrap_or(shared::NO_TIMER), std::sync::atomic::Ordering::Release);
-        let mut runtime = Runtime { handle: RuntimeHandle { shared: Arc::clone(&shared) }, threads: Vec::new(), ticker_stop: None };
+        shared.next_due_ms.store(
+            engine.next_due_ms().unwrap_or(shared::NO_TIMER),
+            std::sync::atomic::Ordering::Release,
+        );
+        let mut runtime = Runtime {
+            handle: RuntimeHandle {
+                shared: Arc::clone(&shared),
+            },
+            threads: Vec::new(),
+            ticker_stop: None,
+        };
         runtime.spawn_threads(options, logs, store, engine, reader, published)?;
         Ok(runtime)
     }
@@ -310,24 +347,58 @@ impl Runtime {
         let (ticker_stop, ticker_stopped) = crossbeam_channel::bounded::<()>(0);
         self.ticker_stop = Some(ticker_stop);
 
-        let reader_thread = reader::ReaderThread { shared: Arc::clone(shared), reader, sender: records_sender, batch_records_max: options.batch_records_max };
+        let reader_thread = reader::ReaderThread {
+            shared: Arc::clone(shared),
+            reader,
+            sender: records_sender,
+            batch_records_max: options.batch_records_max,
+        };
         self.spawn("reader", move || reader_thread.run())?;
-        let applier = applier::Applier::new(Arc::clone(shared), engine, records, outcomes_sender, jobs_sender, &options);
+        let applier = applier::Applier::new(
+            Arc::clone(shared),
+            engine,
+            records,
+            outcomes_sender,
+            jobs_sender,
+            &options,
+        );
         self.spawn("engine", move || applier.run())?;
-        let publisher = publisher::Publisher::new(Arc::clone(shared), Arc::clone(&logs.outcomes), outcomes, published, &options);
+        let publisher = publisher::Publisher::new(
+            Arc::clone(shared),
+            Arc::clone(&logs.outcomes),
+            outcomes,
+            published,
+            &options,
+        );
         self.spawn("publisher", move || publisher.run())?;
-        let snapshots = snapshots::SnapshotThread { shared: Arc::clone(shared), store, jobs };
+        let snapshots = snapshots::SnapshotThread {
+            shared: Arc::clone(shared),
+            store,
+            jobs,
+        };
         self.spawn("snapshot", move || snapshots.run())?;
-        let ticker = ticker::Ticker { shared: Arc::clone(shared), requests: logs.requests, interval: Duration::from_millis(options.tick_interval_ms), stopped: ticker_stopped };
+        let ticker = ticker::Ticker {
+            shared: Arc::clone(shared),
+            requests: logs.requests,
+            interval: Duration::from_millis(options.tick_interval_ms),
+            stopped: ticker_stopped,
+        };
         self.spawn("ticker", move || ticker.run())?;
         Ok(())
     }
 
-    fn spawn(&mut self, name: &'static str, body: impl FnOnce() + Send + 'static) -> Result<(), RuntimeError> {
-        let thread = std::thread::Builder::new().name(format!("engine-{name}")).spawn(body).map_err(|error| {
-            self.handle.shared.request_stop();
-            RuntimeError::Thread(error)
-        })?;
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(body)
+            .map_err(|error| {
+                self.handle.shared.request_stop();
+                RuntimeError::Thread(error)
+            })?;
         self.threads.push((name, thread));
         Ok(())
     }
@@ -374,5 +445,7 @@ impl Drop for Runtime {
 }
 
 pub(crate) fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }

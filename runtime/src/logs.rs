@@ -74,7 +74,12 @@ pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, Runt
             reader.seek(start).map_err(RuntimeError::OutcomesLog)?;
         }
         if let Some(record) = read_last(reader.as_mut(), end)? {
-            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| RuntimeError::CorruptOutcome { offset: record.offset, reason })?;
+            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| {
+                RuntimeError::CorruptOutcome {
+                    offset: record.offset,
+                    reason,
+                }
+            })?;
             return Ok(Some(outcome.offset));
         }
         if start == 0 {
@@ -85,12 +90,17 @@ pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, Runt
 }
 
 /// Reads from the reader's position to `end` and returns the last record.
-fn read_last(reader: &mut dyn LogReader, end: u64) -> Result<Option<requestlog::LogRecord>, RuntimeError> {
+fn read_last(
+    reader: &mut dyn LogReader,
+    end: u64,
+) -> Result<Option<requestlog::LogRecord>, RuntimeError> {
     let deadline = Instant::now() + TAIL_DEADLINE;
     let mut last = None;
     let mut quiet_since = Instant::now();
     while reader.position() < end {
-        let records = reader.poll(TAIL_POLL_RECORDS, Duration::from_millis(100)).map_err(RuntimeError::OutcomesLog)?;
+        let records = reader
+            .poll(TAIL_POLL_RECORDS, Duration::from_millis(100))
+            .map_err(RuntimeError::OutcomesLog)?;
         match records.into_iter().last() {
             Some(record) => {
                 last = Some(record);
@@ -100,7 +110,10 @@ fn read_last(reader: &mut dyn LogReader, end: u64) -> Result<Option<requestlog::
             None => {}
         }
         if Instant::now() > deadline {
-            return Err(RuntimeError::OutcomesLog(LogError::Timeout { operation: "reading the outcomes log's tail", timeout_ms: TAIL_DEADLINE.as_millis() as u64 }));
+            return Err(RuntimeError::OutcomesLog(LogError::Timeout {
+                operation: "reading the outcomes log's tail",
+                timeout_ms: TAIL_DEADLINE.as_millis() as u64,
+            }));
         }
     }
     Ok(last)

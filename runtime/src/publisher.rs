@@ -30,7 +30,10 @@ impl Publishing {
         let writer = outcomes.open_writer().map_err(RuntimeError::OutcomesLog)?;
         let last_published = last_published_offset(outcomes)?;
         tracing::info!(?last_published, "outcomes log opened for publishing");
-        Ok(Publishing { writer, last_published })
+        Ok(Publishing {
+            writer,
+            last_published,
+        })
     }
 }
 
@@ -46,13 +49,30 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn new(shared: Arc<Shared>, outcomes_log: Arc<dyn OpenLog>, outcomes: Receiver<Vec<Outcome>>, publishing: Option<Publishing>, options: &RuntimeOptions) -> Publisher {
-        Publisher { shared, outcomes_log, outcomes, publishing, retained: VecDeque::new(), retained_max: options.standby_outcomes_max, publish_records_max: options.publish_records_max }
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        outcomes_log: Arc<dyn OpenLog>,
+        outcomes: Receiver<Vec<Outcome>>,
+        publishing: Option<Publishing>,
+        options: &RuntimeOptions,
+    ) -> Publisher {
+        Publisher {
+            shared,
+            outcomes_log,
+            outcomes,
+            publishing,
+            retained: VecDeque::new(),
+            retained_max: options.standby_outcomes_max,
+            publish_records_max: options.publish_records_max,
+        }
     }
 
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
-        let _guard = PanicGuard { shared: &shared, thread: "publisher" };
+        let _guard = PanicGuard {
+            shared: &shared,
+            thread: "publisher",
+        };
         if let Err(error) = self.serve() {
             self.shared.fail(format!("publishing outcomes: {error}"));
         }
@@ -96,12 +116,21 @@ impl Publisher {
     fn promote(&mut self) -> Result<(), RuntimeError> {
         let publishing = Publishing::open(self.outcomes_log.as_ref())?;
         let missing_from = publishing.last_published.map_or(0, |last| last + 1);
-        if let Some(first) = self.retained.front().filter(|first| first.offset > missing_from) {
+        if let Some(first) = self
+            .retained
+            .front()
+            .filter(|first| first.offset > missing_from)
+        {
             // The primary published less than this standby kept: outcomes in between are
             // lost to readers until a full fail-over replays them (a later issue).
-            tracing::error!(missing_from, first_kept = first.offset, "promoted standby cannot publish every missing outcome");
+            tracing::error!(
+                missing_from,
+                first_kept = first.offset,
+                "promoted standby cannot publish every missing outcome"
+            );
         }
-        self.shared.update(|status| status.published_offset = publishing.last_published);
+        self.shared
+            .update(|status| status.published_offset = publishing.last_published);
         self.publishing = Some(publishing);
         let retained: Vec<Outcome> = std::mem::take(&mut self.retained).into();
         self.publish(retained)?;
@@ -116,9 +145,14 @@ impl Publisher {
         let mut failures = 0;
         loop {
             let publishing = self.publishing.as_mut().expect("publishing");
-            let skip = pending.iter().take_while(|outcome| Some(outcome.offset) <= publishing.last_published).count();
+            let skip = pending
+                .iter()
+                .take_while(|outcome| Some(outcome.offset) <= publishing.last_published)
+                .count();
             pending = &pending[skip..];
-            let Some(last) = pending.len().checked_sub(1) else { break };
+            let Some(last) = pending.len().checked_sub(1) else {
+                break;
+            };
             let chunk = &pending[..=last.min(self.publish_records_max - 1)];
             let payloads = chunk.iter().map(engine::wire::encode_outcome).collect();
             match publishing.writer.append(payloads) {
@@ -126,10 +160,17 @@ impl Publisher {
                     failures = 0;
                     let published = chunk.last().map(|outcome| outcome.offset);
                     publishing.last_published = published;
-                    self.shared.update(|status| status.published_offset = published);
+                    self.shared
+                        .update(|status| status.published_offset = published);
                     pending = &pending[chunk.len()..];
                 }
-                Err(error @ (LogError::Fenced | LogError::Closed | LogError::Storage(_) | LogError::PayloadTooLarge { .. } | LogError::TooManyRecords { .. })) => {
+                Err(
+                    error @ (LogError::Fenced
+                    | LogError::Closed
+                    | LogError::Storage(_)
+                    | LogError::PayloadTooLarge { .. }
+                    | LogError::TooManyRecords { .. }),
+                ) => {
                     return Err(RuntimeError::OutcomesLog(error));
                 }
                 Err(error) if failures < APPEND_RETRIES_MAX => {
@@ -137,7 +178,8 @@ impl Publisher {
                     tracing::warn!(%error, failures, "outcomes append failed; retrying");
                     std::thread::sleep(APPEND_RETRY_PAUSE);
                     // Part of the failed append may have landed: ask the log what it holds.
-                    publishing.last_published = last_published_offset(self.outcomes_log.as_ref())?.max(publishing.last_published);
+                    publishing.last_published = last_published_offset(self.outcomes_log.as_ref())?
+                        .max(publishing.last_published);
                 }
                 Err(error) => return Err(RuntimeError::OutcomesLog(error)),
             }

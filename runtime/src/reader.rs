@@ -30,12 +30,19 @@ pub(crate) struct ReaderThread {
 }
 
 pub(crate) fn decode(record: requestlog::LogRecord) -> Record {
-    Record { offset: record.offset, timestamp_ms: record.timestamp_ms, request: engine::wire::decode_request(&record.payload) }
+    Record {
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
+        request: engine::wire::decode_request(&record.payload),
+    }
 }
 
 impl ReaderThread {
     pub(crate) fn run(mut self) {
-        let _guard = PanicGuard { shared: &self.shared, thread: "reader" };
+        let _guard = PanicGuard {
+            shared: &self.shared,
+            thread: "reader",
+        };
         let mut refreshed_at = Instant::now();
         let mut failures = 0;
         while !self.shared.stopping() {
@@ -51,7 +58,8 @@ impl ReaderThread {
                     continue;
                 }
                 Err(error) => {
-                    self.shared.fail(format!("reading the requests log: {error}"));
+                    self.shared
+                        .fail(format!("reading the requests log: {error}"));
                     return;
                 }
             };
@@ -60,7 +68,8 @@ impl ReaderThread {
                 self.refresh_end_offset(last_read);
                 refreshed_at = Instant::now();
             } else if let Some(last) = last_read {
-                self.shared.update(|status| status.log_end_offset = status.log_end_offset.max(last + 1));
+                self.shared
+                    .update(|status| status.log_end_offset = status.log_end_offset.max(last + 1));
             }
             if records.is_empty() {
                 continue;
@@ -75,7 +84,8 @@ impl ReaderThread {
         match self.reader.end_offset() {
             Ok(end) => {
                 let end = end.max(last_read.map_or(0, |last| last + 1));
-                self.shared.update(|status| status.log_end_offset = status.log_end_offset.max(end));
+                self.shared
+                    .update(|status| status.log_end_offset = status.log_end_offset.max(end));
             }
             Err(error) => tracing::warn!(%error, "cannot read the requests log's end offset"),
         }

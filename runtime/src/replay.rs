@@ -1,6 +1,6 @@
 //! Offline replay: apply a log to an engine as fast as it can be read, with no publishing,
 //! ticking or snapshots. For `boxoffice replay` and for tests that compare a runtime's state
-//! with a from-scratch replay. Reading and decoding run on a second thread.
+//! with a from-scratch replay. Reading, decoding and applying run on three threads.
 
 use crate::reader::{decode, Record};
 use crate::RuntimeError;
@@ -41,11 +41,24 @@ impl ReplaySummary {
 
 /// Applies `reader`'s log to `engine` from the engine's applied offset + 1 through `to`
 /// (inclusive), or through the log's last record at the start when `to` is `None`.
-pub fn replay(engine: &mut Engine, reader: &mut dyn LogReader, to: Option<u64>, batch_records_max: usize, progress: &mut dyn FnMut(&ReplayProgress)) -> Result<ReplaySummary, RuntimeError> {
+pub fn replay(
+    engine: &mut Engine,
+    reader: &mut dyn LogReader,
+    to: Option<u64>,
+    batch_records_max: usize,
+    progress: &mut dyn FnMut(&ReplayProgress),
+) -> Result<ReplaySummary, RuntimeError> {
     let started = Instant::now();
     let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
     let end = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
-    let mut summary = ReplaySummary { first_offset, applied_offset: engine.applied_offset(), records: 0, undecodable: 0, elapsed: Duration::ZERO, state_hash: String::new() };
+    let mut summary = ReplaySummary {
+        first_offset,
+        applied_offset: engine.applied_offset(),
+        records: 0,
+        undecodable: 0,
+        elapsed: Duration::ZERO,
+        state_hash: String::new(),
+    };
     let target = match (end.checked_sub(1), to) {
         (Some(last), Some(to)) => last.min(to),
         (Some(last), None) => last,
@@ -53,11 +66,34 @@ pub fn replay(engine: &mut Engine, reader: &mut dyn LogReader, to: Option<u64>, 
     };
     if end > 0 && first_offset <= target {
         if first_offset != reader.position() {
-            reader.seek(first_offset).map_err(RuntimeError::RequestsLog)?;
+            reader
+                .seek(first_offset)
+                .map_err(RuntimeError::RequestsLog)?;
         }
-        let (sender, batches) = crossbeam_channel::bounded::<Vec<Record>>(8);
+        let (sender, read) = crossbeam_channel::bounded::<Vec<requestlog::LogRecord>>(4);
+        let (decoded, batches) = crossbeam_channel::bounded::<Vec<Record>>(4);
         std::thread::scope(|scope| -> Result<(), RuntimeError> {
-            let reading = scope.spawn(move || read_until(reader, target, batch_records_max, &sender));
+            // Three stages on their own threads: reading (RocksDB, checksums), decoding,
+            // applying. Each is a large part of a replay's time.
+            let reading = std::thread::Builder::new()
+                .name("replay-reader".into())
+                .spawn_scoped(scope, move || {
+                    read_until(reader, target, batch_records_max, &sender)
+                })
+                .map_err(RuntimeError::Thread)?;
+            std::thread::Builder::new()
+                .name("replay-decoder".into())
+                .spawn_scoped(scope, move || {
+                    for batch in read.iter() {
+                        if decoded
+                            .send(batch.into_iter().map(decode).collect())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                })
+                .map_err(RuntimeError::Thread)?;
             for batch in batches.iter() {
                 for record in batch {
                     let outcome = match &record.request {
@@ -70,7 +106,11 @@ pub fn replay(engine: &mut Engine, reader: &mut dyn LogReader, to: Option<u64>, 
                     drop(outcome);
                     summary.records += 1;
                 }
-                progress(&ReplayProgress { applied_offset: engine.applied_offset(), target_offset: target, records: summary.records });
+                progress(&ReplayProgress {
+                    applied_offset: engine.applied_offset(),
+                    target_offset: target,
+                    records: summary.records,
+                });
             }
             reading.join().expect("the replay reader panicked")
         })?;
@@ -81,10 +121,17 @@ pub fn replay(engine: &mut Engine, reader: &mut dyn LogReader, to: Option<u64>, 
     Ok(summary)
 }
 
-fn read_until(reader: &mut dyn LogReader, target: u64, batch_records_max: usize, sender: &crossbeam_channel::Sender<Vec<Record>>) -> Result<(), RuntimeError> {
+fn read_until(
+    reader: &mut dyn LogReader,
+    target: u64,
+    batch_records_max: usize,
+    sender: &crossbeam_channel::Sender<Vec<requestlog::LogRecord>>,
+) -> Result<(), RuntimeError> {
     let mut quiet_since = Instant::now();
     while reader.position() <= target {
-        let records = reader.poll(batch_records_max, Duration::from_millis(100)).map_err(RuntimeError::RequestsLog)?;
+        let records = reader
+            .poll(batch_records_max, Duration::from_millis(100))
+            .map_err(RuntimeError::RequestsLog)?;
         if records.is_empty() {
             if quiet_since.elapsed() >= QUIET {
                 break;
@@ -92,7 +139,10 @@ fn read_until(reader: &mut dyn LogReader, target: u64, batch_records_max: usize,
             continue;
         }
         quiet_since = Instant::now();
-        let batch: Vec<Record> = records.into_iter().filter(|record| record.offset <= target).map(decode).collect();
+        let batch = records
+            .into_iter()
+            .filter(|record| record.offset <= target)
+            .collect();
         if sender.send(batch).is_err() {
             break;
         }

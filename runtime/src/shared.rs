@@ -29,7 +29,13 @@ impl Shared {
             Role::Primary => ROLE_PRIMARY,
             Role::Standby => ROLE_STANDBY,
         };
-        Shared { status: Mutex::new(status), changed: Condvar::new(), stop: AtomicBool::new(false), role: AtomicU8::new(role), next_due_ms: AtomicU64::new(NO_TIMER) }
+        Shared {
+            status: Mutex::new(status),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            role: AtomicU8::new(role),
+            next_due_ms: AtomicU64::new(NO_TIMER),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, EngineStatus> {
@@ -48,7 +54,11 @@ impl Shared {
 
     /// Waits until `condition` holds, the runtime stops, or `timeout` passes; returns the
     /// last status seen and whether the condition held.
-    pub(crate) fn wait_for(&self, timeout: Duration, condition: impl Fn(&EngineStatus) -> bool) -> (EngineStatus, bool) {
+    pub(crate) fn wait_for(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&EngineStatus) -> bool,
+    ) -> (EngineStatus, bool) {
         let deadline = Instant::now() + timeout;
         let mut status = self.lock();
         loop {
@@ -59,7 +69,11 @@ impl Shared {
             if remaining.is_zero() || self.stopping() {
                 return (status.clone(), false);
             }
-            status = self.changed.wait_timeout(status, remaining).expect("runtime status poisoned").0;
+            status = self
+                .changed
+                .wait_timeout(status, remaining)
+                .expect("runtime status poisoned")
+                .0;
         }
     }
 
@@ -91,7 +105,14 @@ impl Shared {
 
     /// Standby → promoting; false when not a standby.
     pub(crate) fn request_promotion(&self) -> bool {
-        self.role.compare_exchange(ROLE_STANDBY, ROLE_PROMOTING, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.role
+            .compare_exchange(
+                ROLE_STANDBY,
+                ROLE_PROMOTING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Called by the publisher once it can publish.
@@ -115,7 +136,8 @@ pub(crate) struct PanicGuard<'a> {
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.shared.fail(format!("the {} thread panicked", self.thread));
+            self.shared
+                .fail(format!("the {} thread panicked", self.thread));
         }
     }
 }

@@ -27,7 +27,10 @@ pub(crate) struct SnapshotThread {
 impl SnapshotThread {
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
-        let _guard = PanicGuard { shared: &shared, thread: "snapshot" };
+        let _guard = PanicGuard {
+            shared: &shared,
+            thread: "snapshot",
+        };
         while let Ok(job) = self.jobs.recv() {
             let started = Instant::now();
             let snapshot = Snapshot::of_state(&job.state, crate::wall_clock_ms());
@@ -52,12 +55,17 @@ impl SnapshotThread {
     /// nothing. False when the runtime stopped first.
     fn wait_until_published(&self, offset: u64) -> bool {
         loop {
-            let (status, published) = self.shared.wait_for(Duration::from_secs(1), |status| status.role == crate::Role::Standby || status.published_offset >= Some(offset));
+            let (status, published) = self.shared.wait_for(Duration::from_secs(1), |status| {
+                status.role == crate::Role::Standby || status.published_offset >= Some(offset)
+            });
             if published {
                 return true;
             }
             if self.shared.stopping() || status.failure.is_some() {
-                tracing::info!(offset, "snapshot abandoned: stopping before its outcomes were published");
+                tracing::info!(
+                    offset,
+                    "snapshot abandoned: stopping before its outcomes were published"
+                );
                 return false;
             }
         }
@@ -68,8 +76,22 @@ impl SnapshotThread {
         match self.store.write(snapshot) {
             Ok(info) => {
                 let write_ms = started.elapsed().as_millis() as u64;
-                tracing::info!(offset = info.offset, state_bytes = info.state_bytes, pause_us, encode_ms, write_ms, "snapshot written");
-                self.shared.snapshot_written(SnapshotStatus { offset: info.offset, at_ms: info.created_at_ms, state_bytes: info.state_bytes, pause_us, encode_ms, write_ms });
+                tracing::info!(
+                    offset = info.offset,
+                    state_bytes = info.state_bytes,
+                    pause_us,
+                    encode_ms,
+                    write_ms,
+                    "snapshot written"
+                );
+                self.shared.snapshot_written(SnapshotStatus {
+                    offset: info.offset,
+                    at_ms: info.created_at_ms,
+                    state_bytes: info.state_bytes,
+                    pause_us,
+                    encode_ms,
+                    write_ms,
+                });
             }
             // Not fatal: the log still holds everything; the next snapshot may succeed.
             Err(error) => tracing::warn!(offset = snapshot.offset, %error, "snapshot write failed"),

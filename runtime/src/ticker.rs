@@ -20,7 +20,10 @@ pub(crate) struct Ticker {
 
 impl Ticker {
     pub(crate) fn run(self) {
-        let _guard = PanicGuard { shared: &self.shared, thread: "ticker" };
+        let _guard = PanicGuard {
+            shared: &self.shared,
+            thread: "ticker",
+        };
         let mut writer: Option<Arc<dyn LogWriter>> = None;
         // The offset of the last tick written, until the engine has applied it.
         let mut outstanding: Option<u64> = None;
@@ -36,7 +39,9 @@ impl Ticker {
                 continue;
             }
             let status = self.shared.status();
-            if outstanding.is_some_and(|tick| status.applied_offset < Some(tick)) || !status.caught_up() {
+            if outstanding.is_some_and(|tick| status.applied_offset < Some(tick))
+                || !status.caught_up()
+            {
                 continue;
             }
             outstanding = None;

@@ -9,7 +9,9 @@ mod common;
 
 use common::*;
 use runtime::{Runtime, RuntimeOptions};
-use snapshotter::{RocksStore, RocksStoreOptions, Snapshot, SnapshotError, SnapshotInfo, SnapshotStore};
+use snapshotter::{
+    RocksStore, RocksStoreOptions, Snapshot, SnapshotError, SnapshotInfo, SnapshotStore,
+};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -22,7 +24,13 @@ const LINE_PREFIX: &str = "CRASH-CHILD ";
 const CHILD_RECORDS_MAX: u64 = 50_000;
 
 fn child_options() -> RuntimeOptions {
-    RuntimeOptions { tick_interval_ms: 20, idle_ms: 5, snapshot_every_records: 40, snapshot_every_ms: 30, ..RuntimeOptions::new(engine_config()) }
+    RuntimeOptions {
+        tick_interval_ms: 20,
+        idle_ms: 5,
+        snapshot_every_records: 40,
+        snapshot_every_ms: 30,
+        ..RuntimeOptions::new(engine_config())
+    }
 }
 
 fn snapshot_dir(backend: &Backend, scratch: &std::path::Path) -> std::path::PathBuf {
@@ -62,23 +70,45 @@ impl SnapshotStore for AnnouncingStore {
 /// the parent set `CRASH_CHILD`).
 #[test]
 fn crash_child() {
-    let Ok(backend) = std::env::var(CHILD_ENV) else { return };
+    let Ok(backend) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let backend = Backend::from_env(&backend);
     let scratch = std::path::PathBuf::from(std::env::var("CRASH_SCRATCH").unwrap());
     let seed: u64 = std::env::var(SEED_ENV).unwrap().parse().unwrap();
-    let store = RocksStore::open(snapshot_dir(&backend, &scratch), RocksStoreOptions { keep: 2, chunk_bytes: 2048 }).unwrap();
+    let store = RocksStore::open(
+        snapshot_dir(&backend, &scratch),
+        RocksStoreOptions {
+            keep: 2,
+            chunk_bytes: 2048,
+        },
+    )
+    .unwrap();
     let logs = backend.logs();
     let writer = logs.requests.open_writer().unwrap();
-    let runtime = Runtime::start(child_options(), backend.logs(), Box::new(AnnouncingStore(store))).unwrap();
+    let runtime = Runtime::start(
+        child_options(),
+        backend.logs(),
+        Box::new(AnnouncingStore(store)),
+    )
+    .unwrap();
     let status = runtime.status();
-    let snapshot = status.last_snapshot.as_ref().map(|snapshot| snapshot.offset);
-    say(&format!("started snapshot={snapshot:?} published={:?} log_end={}", status.published_offset, status.log_end_offset));
+    let snapshot = status
+        .last_snapshot
+        .as_ref()
+        .map(|snapshot| snapshot.offset);
+    say(&format!(
+        "started snapshot={snapshot:?} published={:?} log_end={}",
+        status.published_offset, status.log_end_offset
+    ));
     // Continue the workload where the log ends: record i is always workload_record(seed, i).
     let mut next = writer.end_offset().unwrap();
     let mut rng = Rng::new(seed ^ next);
     while next < CHILD_RECORDS_MAX {
         let size = 1 + rng.below(8);
-        let payloads = (next..next + size).map(|index| workload_record(seed, index, 2_000)).collect();
+        let payloads = (next..next + size)
+            .map(|index| workload_record(seed, index, 2_000))
+            .collect();
         let appended = writer.append(payloads).unwrap();
         let (first, last) = (appended[0].offset, appended.last().unwrap().offset);
         say(&format!("acked {first} {last}"));
@@ -106,7 +136,12 @@ enum KillPoint {
     AtSnapshot(u64),
 }
 
-fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u64, kill: &KillPoint) -> ChildReport {
+fn run_child_until_killed(
+    backend: &Backend,
+    scratch: &std::path::Path,
+    seed: u64,
+    kill: &KillPoint,
+) -> ChildReport {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, backend.to_env())
@@ -123,10 +158,14 @@ fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u6
     for line in lines.by_ref() {
         let line = line.unwrap();
         // libtest may print "test crash_child ... " in front of the first line.
-        let Some((_, event)) = line.split_once(LINE_PREFIX) else { continue };
+        let Some((_, event)) = line.split_once(LINE_PREFIX) else {
+            continue;
+        };
         let words: Vec<&str> = event.split(' ').collect();
         match words.as_slice() {
-            ["acked", first, last] => report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap()),
+            ["acked", first, last] => report
+                .acked
+                .extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap()),
             ["snapshot-begin", _] => report.snapshots_begun += 1,
             ["started", ..] => report.starts.push(event.to_string()),
             _ => {}
@@ -145,8 +184,14 @@ fn run_child_until_killed(backend: &Backend, scratch: &std::path::Path, seed: u6
     // Acks the child printed before it died still count.
     for line in lines {
         let Ok(line) = line else { break };
-        if let Some(["acked", first, last]) = line.split_once(LINE_PREFIX).map(|(_, event)| event.split(' ').collect::<Vec<_>>()).as_deref() {
-            report.acked.extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap());
+        if let Some(["acked", first, last]) = line
+            .split_once(LINE_PREFIX)
+            .map(|(_, event)| event.split(' ').collect::<Vec<_>>())
+            .as_deref()
+        {
+            report
+                .acked
+                .extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap());
         }
     }
     child.wait().unwrap();
@@ -172,20 +217,41 @@ fn crash_and_recover(backend: Backend, scratch: &std::path::Path, seed: u64) {
         starts.extend(report.starts);
     }
     // Recover in this process and check.
-    let store = RocksStore::open(snapshot_dir(&backend, scratch), RocksStoreOptions { keep: 2, chunk_bytes: 2048 }).unwrap();
+    let store = RocksStore::open(
+        snapshot_dir(&backend, scratch),
+        RocksStoreOptions {
+            keep: 2,
+            chunk_bytes: 2048,
+        },
+    )
+    .unwrap();
     for listed in store.list().unwrap() {
-        snapshotter::verify(&store, listed.offset, &engine_config()).unwrap_or_else(|error| panic!("seed {seed}: snapshot {} does not verify: {error}", listed.offset));
+        snapshotter::verify(&store, listed.offset, &engine_config()).unwrap_or_else(|error| {
+            panic!(
+                "seed {seed}: snapshot {} does not verify: {error}",
+                listed.offset
+            )
+        });
     }
     let logs = backend.logs();
     let end = logs.requests.open_writer().unwrap().end_offset().unwrap();
     // No ticks while recovering here: a tick appended after the check's "settled" would have
     // no outcome yet when the log is read.
-    let recovery_options = RuntimeOptions { tick_interval_ms: 3_600_000, ..child_options() };
+    let recovery_options = RuntimeOptions {
+        tick_interval_ms: 3_600_000,
+        ..child_options()
+    };
     let runtime = Runtime::start(recovery_options, backend.logs(), Box::new(store)).unwrap();
     let status = wait_settled(&runtime.handle(), end);
     runtime.shutdown().unwrap();
-    eprintln!("seed {seed}: kills {kills:?}; starts {starts:?}; {} records acknowledged, log end {end}", acked.len());
-    assert!(acked.last().is_none_or(|last| *last < end), "seed {seed}: an acknowledged record is missing from the log");
+    eprintln!(
+        "seed {seed}: kills {kills:?}; starts {starts:?}; {} records acknowledged, log end {end}",
+        acked.len()
+    );
+    assert!(
+        acked.last().is_none_or(|last| *last < end),
+        "seed {seed}: an acknowledged record is missing from the log"
+    );
     check_exactly_once(&backend, &status);
     // Every acknowledged record is in the outcomes log (check_exactly_once covered all of
     // 0..end, and the acknowledged ones are below end).
@@ -204,7 +270,9 @@ fn embedded_engine_survives_kill_9() {
 fn kafka_engine_survives_kill_9() {
     for seed in [21, 22] {
         let dir = tempfile::tempdir().unwrap();
-        let Some(backend) = Backend::kafka(&format!("crash{seed}")) else { return };
+        let Some(backend) = Backend::kafka(&format!("crash{seed}")) else {
+            return;
+        };
         crash_and_recover(backend, dir.path(), seed);
     }
 }

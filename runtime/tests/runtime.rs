@@ -12,7 +12,14 @@ use snapshotter::{MemoryStore, RocksStore, RocksStoreOptions, SnapshotStore};
 use std::time::Duration;
 
 fn options() -> RuntimeOptions {
-    RuntimeOptions { tick_interval_ms: 50, idle_ms: 5, idle_hash_every_ms: 0, snapshot_every_records: 25, snapshot_every_ms: 200, ..RuntimeOptions::new(engine_config()) }
+    RuntimeOptions {
+        tick_interval_ms: 50,
+        idle_ms: 5,
+        idle_hash_every_ms: 0,
+        snapshot_every_records: 25,
+        snapshot_every_ms: 200,
+        ..RuntimeOptions::new(engine_config())
+    }
 }
 
 /// Appends workload records `from..to` in batches of varying size; returns the log's end.
@@ -22,7 +29,9 @@ fn append_workload(backend_logs: &runtime::Logs, seed: u64, from: u64, to: u64) 
     let mut next = from;
     while next < to {
         let size = (1 + rng.below(16)).min(to - next);
-        let payloads = (next..next + size).map(|index| workload_record(seed, index, 60_000)).collect();
+        let payloads = (next..next + size)
+            .map(|index| workload_record(seed, index, 60_000))
+            .collect();
         let appended = writer.append(payloads).unwrap();
         next += size;
         assert_eq!(appended.len() as u64, size);
@@ -31,7 +40,16 @@ fn append_workload(backend_logs: &runtime::Logs, seed: u64, from: u64, to: u64) 
 }
 
 fn rocks_store(dir: &std::path::Path) -> Box<dyn SnapshotStore> {
-    Box::new(RocksStore::open(dir.join("snapshots"), RocksStoreOptions { keep: 3, chunk_bytes: 4096 }).unwrap())
+    Box::new(
+        RocksStore::open(
+            dir.join("snapshots"),
+            RocksStoreOptions {
+                keep: 3,
+                chunk_bytes: 4096,
+            },
+        )
+        .unwrap(),
+    )
 }
 
 // ---- one request, one outcome -----------------------------------------------------------
@@ -46,8 +64,13 @@ fn requests_become_outcomes(backend: Backend, store_dir: &std::path::Path) {
     check_exactly_once(&backend, &status);
     // The garbage records were answered, not skipped.
     let outcomes = decode_outcomes(&read_all(logs.outcomes.as_ref()));
-    assert!(outcomes.iter().any(|outcome| matches!(outcome.result, Err(Rejection::Undecodable { .. }))));
-    assert!(outcomes.iter().any(|outcome| outcome.replayed), "some idempotency keys repeat");
+    assert!(outcomes
+        .iter()
+        .any(|outcome| matches!(outcome.result, Err(Rejection::Undecodable { .. }))));
+    assert!(
+        outcomes.iter().any(|outcome| outcome.replayed),
+        "some idempotency keys repeat"
+    );
 }
 
 #[test]
@@ -75,7 +98,10 @@ fn restarts_are_exact(backend: Backend, store_dir: &std::path::Path) {
         let start_status = runtime.status();
         if round > 0 {
             // Restarted from a snapshot (not from offset 0) once one was written.
-            assert!(start_status.last_snapshot.is_some(), "round {round}: {start_status:?}");
+            assert!(
+                start_status.last_snapshot.is_some(),
+                "round {round}: {start_status:?}"
+            );
         }
         end = append_workload(&logs, 2, end, end + 120);
         if round % 2 == 0 {
@@ -117,7 +143,9 @@ fn embedded_restart_falls_back_past_corrupt_snapshots() {
     let store = MemoryStore::new(3);
     let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
     let end = append_workload(&logs, 3, 0, 200);
-    let (_, written) = runtime.handle().wait_for(DEADLINE, |status| status.last_snapshot.is_some());
+    let (_, written) = runtime
+        .handle()
+        .wait_for(DEADLINE, |status| status.last_snapshot.is_some());
     assert!(written);
     wait_settled(&runtime.handle(), end);
     runtime.shutdown().unwrap();
@@ -126,8 +154,14 @@ fn embedded_restart_falls_back_past_corrupt_snapshots() {
 
     store.corrupt_last_write(11);
     let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
-    let loaded = runtime.status().last_snapshot.map(|snapshot| snapshot.offset);
-    assert!(loaded.is_none() || loaded < offsets.last().copied(), "the corrupt newest snapshot was not loaded: {loaded:?} of {offsets:?}");
+    let loaded = runtime
+        .status()
+        .last_snapshot
+        .map(|snapshot| snapshot.offset);
+    assert!(
+        loaded.is_none() || loaded < offsets.last().copied(),
+        "the corrupt newest snapshot was not loaded: {loaded:?} of {offsets:?}"
+    );
     let status = wait_settled(&runtime.handle(), end);
     runtime.shutdown().unwrap();
     check_exactly_once(&backend, &status);
@@ -136,7 +170,11 @@ fn embedded_restart_falls_back_past_corrupt_snapshots() {
         store.replace_state(offset, vec![1, 2, 3]);
     }
     let runtime = Runtime::start(options(), backend.logs(), Box::new(store.clone())).unwrap();
-    assert_eq!(runtime.status().applied_offset, None, "no snapshot loads: replay from 0");
+    assert_eq!(
+        runtime.status().applied_offset,
+        None,
+        "no snapshot loads: replay from 0"
+    );
     let status = wait_settled(&runtime.handle(), end);
     runtime.shutdown().unwrap();
     check_exactly_once(&backend, &status);
@@ -167,19 +205,38 @@ fn holds_expire_by_ticks(backend: Backend, store_dir: &std::path::Path) {
     let writer = logs.requests.open_writer().unwrap();
     let ttl_ms = 1_000;
     writer.append(vec![workload_record(0, 0, ttl_ms)]).unwrap();
-    let hold = engine::Request::new(engine::Command::PlaceHold { user: "u1".into(), event: engine::EventId(0), selection: engine::Selection::Seats(vec!["A-1-1".into()]), wait: false });
-    let placed = writer.append(vec![engine::wire::encode_request(&hold)]).unwrap()[0];
+    let hold = engine::Request::new(engine::Command::PlaceHold {
+        user: "u1".into(),
+        event: engine::EventId(0),
+        selection: engine::Selection::Seats(vec!["A-1-1".into()]),
+        wait: false,
+    });
+    let placed = writer
+        .append(vec![engine::wire::encode_request(&hold)])
+        .unwrap()[0];
     // No other record is written: only the ticker can move time past the hold's expiry.
     let mut reader = logs.outcomes.open_reader().unwrap();
     let deadline = std::time::Instant::now() + DEADLINE;
     let expired = loop {
-        assert!(std::time::Instant::now() < deadline, "the hold never expired");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hold never expired"
+        );
         let outcomes = decode_outcomes(&reader.poll(100, Duration::from_millis(100)).unwrap());
-        if let Some(outcome) = outcomes.into_iter().find(|outcome| outcome.effects.iter().any(|effect| matches!(effect, Effect::HoldExpired { .. }))) {
+        if let Some(outcome) = outcomes.into_iter().find(|outcome| {
+            outcome
+                .effects
+                .iter()
+                .any(|effect| matches!(effect, Effect::HoldExpired { .. }))
+        }) {
             break outcome;
         }
     };
-    assert_eq!(expired.result, Ok(engine::Reply::Ticked), "a tick expired it");
+    assert_eq!(
+        expired.result,
+        Ok(engine::Reply::Ticked),
+        "a tick expired it"
+    );
     let due_ms = placed.timestamp_ms + ttl_ms;
     let late_ms = expired.time_ms.saturating_sub(due_ms);
     assert!(late_ms < 1_500, "expired {late_ms} ms after its due time");
@@ -204,24 +261,49 @@ fn kafka_holds_expire_by_ticks() {
 
 fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path::Path) {
     let logs = backend.logs();
-    let standby_options = RuntimeOptions { role: Role::Standby, ..options() };
-    let standby = Runtime::start(standby_options, backend.logs(), rocks_store(&store_dir.join("standby"))).unwrap();
+    let standby_options = RuntimeOptions {
+        role: Role::Standby,
+        ..options()
+    };
+    let standby = Runtime::start(
+        standby_options,
+        backend.logs(),
+        rocks_store(&store_dir.join("standby")),
+    )
+    .unwrap();
     // A primary publishes the first 100 outcomes, then goes away.
     let primary = Runtime::start(options(), backend.logs(), Box::new(MemoryStore::new(1))).unwrap();
-    assert!(matches!(primary.promote(), Err(runtime::RuntimeError::NotStandby)));
+    assert!(matches!(
+        primary.promote(),
+        Err(runtime::RuntimeError::NotStandby)
+    ));
     let end = append_workload(&logs, 5, 0, 100);
     wait_settled(&primary.handle(), end);
     primary.shutdown().unwrap();
     // The standby applies 30 more that nobody publishes.
     let end = append_workload(&logs, 5, end, end + 30);
-    let (status, caught_up) = standby.handle().wait_for(DEADLINE, |status| status.log_end_offset >= end && status.caught_up());
+    let (status, caught_up) = standby.handle().wait_for(DEADLINE, |status| {
+        status.log_end_offset >= end && status.caught_up()
+    });
     assert!(caught_up, "{status:?}");
-    assert_eq!((status.role, status.published_offset), (Role::Standby, None));
-    assert_eq!(read_all(logs.outcomes.as_ref()).len(), 100, "a standby publishes nothing");
+    assert_eq!(
+        (status.role, status.published_offset),
+        (Role::Standby, None)
+    );
+    assert_eq!(
+        read_all(logs.outcomes.as_ref()).len(),
+        100,
+        "a standby publishes nothing"
+    );
     // Promoted, it publishes those 30 and nothing twice, then goes on as the primary.
     standby.promote().unwrap();
-    assert!(matches!(standby.promote(), Err(runtime::RuntimeError::NotStandby)));
-    let (status, promoted) = standby.handle().wait_for(DEADLINE, |status| status.role == Role::Primary);
+    assert!(matches!(
+        standby.promote(),
+        Err(runtime::RuntimeError::NotStandby)
+    ));
+    let (status, promoted) = standby
+        .handle()
+        .wait_for(DEADLINE, |status| status.role == Role::Primary);
     assert!(promoted, "{status:?}");
     let end = append_workload(&logs, 5, end, end + 50);
     let status = wait_settled(&standby.handle(), end);

@@ -66,7 +66,10 @@ pub(crate) fn decode_meta(offset: u64, meta: &[u8]) -> Result<SnapshotInfo, Stri
         state_checksum: array_at(61),
     };
     if info.offset != offset {
-        return Err(format!("header says offset {} but is stored under {offset}", info.offset));
+        return Err(format!(
+            "header says offset {} but is stored under {offset}",
+            info.offset
+        ));
     }
     Ok(info)
 }
@@ -74,12 +77,21 @@ pub(crate) fn decode_meta(offset: u64, meta: &[u8]) -> Result<SnapshotInfo, Stri
 /// Checks the state bytes against their header and returns the whole snapshot.
 pub(crate) fn assemble(info: &SnapshotInfo, state: Vec<u8>) -> Result<Snapshot, String> {
     if state.len() as u64 != info.state_bytes {
-        return Err(format!("state is {} bytes, the header says {}", state.len(), info.state_bytes));
+        return Err(format!(
+            "state is {} bytes, the header says {}",
+            state.len(),
+            info.state_bytes
+        ));
     }
     if checksum(&state) != info.state_checksum {
         return Err("state checksum mismatch".into());
     }
-    Ok(Snapshot { offset: info.offset, created_at_ms: info.created_at_ms, state_hash: info.state_hash, state })
+    Ok(Snapshot {
+        offset: info.offset,
+        created_at_ms: info.created_at_ms,
+        state_hash: info.state_hash,
+        state,
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +99,12 @@ mod tests {
     use super::*;
 
     fn snapshot() -> Snapshot {
-        Snapshot { offset: 7, created_at_ms: 1_700_000_000_123, state_hash: [0xAB; 32], state: b"\x01state".to_vec() }
+        Snapshot {
+            offset: 7,
+            created_at_ms: 1_700_000_000_123,
+            state_hash: [0xAB; 32],
+            state: b"\x01state".to_vec(),
+        }
     }
 
     #[test]
@@ -96,12 +113,18 @@ mod tests {
         let meta = encode_meta(&snapshot, &checksum(&snapshot.state));
         assert_eq!(&meta[..5], b"BXSN\x01");
         assert_eq!(&meta[5..13], &7u64.to_be_bytes());
-        assert_eq!(&meta[13..21], &[0x00, 0x00, 0x01, 0x8B, 0xCF, 0xE5, 0x68, 0x7B]);
+        assert_eq!(
+            &meta[13..21],
+            &[0x00, 0x00, 0x01, 0x8B, 0xCF, 0xE5, 0x68, 0x7B]
+        );
         assert_eq!(&meta[21..53], &[0xAB; 32]);
         assert_eq!(&meta[53..61], &6u64.to_be_bytes());
         assert_eq!(&meta[61..93], &checksum(b"\x01state"));
         let info = decode_meta(7, &meta).unwrap();
-        assert_eq!((info.offset, info.created_at_ms, info.state_bytes), (7, 1_700_000_000_123, 6));
+        assert_eq!(
+            (info.offset, info.created_at_ms, info.state_bytes),
+            (7, 1_700_000_000_123, 6)
+        );
         assert_eq!(assemble(&info, snapshot.state.clone()).unwrap(), snapshot);
     }
 
@@ -113,7 +136,10 @@ mod tests {
             for bit in 0..8 {
                 let mut flipped = meta.clone();
                 flipped[index] ^= 1 << bit;
-                assert!(decode_meta(7, &flipped).is_err(), "meta byte {index} bit {bit}");
+                assert!(
+                    decode_meta(7, &flipped).is_err(),
+                    "meta byte {index} bit {bit}"
+                );
             }
         }
         for len in 0..meta.len() {

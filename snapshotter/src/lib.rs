@@ -56,10 +56,16 @@ impl Snapshot {
     /// Encodes a state that has applied at least one record. O(state): the runtime calls
     /// it on its snapshot thread, on a copy of the state.
     pub fn of_state(state: &State, created_at_ms: u64) -> Snapshot {
-        let offset = engine::snapshot::applied_offset(state).expect("a snapshot covers at least one record");
+        let offset =
+            engine::snapshot::applied_offset(state).expect("a snapshot covers at least one record");
         let encoded = engine::snapshot::encode_state(state);
         let state_hash = engine::snapshot::state_hash_of_encoded(&encoded);
-        Snapshot { offset, created_at_ms, state_hash, state: encoded }
+        Snapshot {
+            offset,
+            created_at_ms,
+            state_hash,
+            state: encoded,
+        }
     }
 }
 
@@ -141,7 +147,11 @@ pub struct Recovery {
 
 /// Reads, decodes and rebuilds one snapshot, and checks that the rebuilt engine's
 /// `state_hash()` equals the stored hash and that it covers the stored offset.
-pub fn verify(store: &dyn SnapshotStore, offset: u64, config: &EngineConfig) -> Result<Loaded, SnapshotError> {
+pub fn verify(
+    store: &dyn SnapshotStore,
+    offset: u64,
+    config: &EngineConfig,
+) -> Result<Loaded, SnapshotError> {
     let corrupt = |reason: String| SnapshotError::Corrupt { offset, reason };
     let snapshot = store.read(offset)?;
     let info = SnapshotInfo {
@@ -156,37 +166,58 @@ pub fn verify(store: &dyn SnapshotStore, offset: u64, config: &EngineConfig) -> 
     drop(snapshot.state);
     let applied = engine::snapshot::applied_offset(&state);
     if applied != Some(offset) {
-        return Err(corrupt(format!("the state has applied up to {applied:?}, not {offset}")));
+        return Err(corrupt(format!(
+            "the state has applied up to {applied:?}, not {offset}"
+        )));
     }
     let engine = Engine::from_state(config.clone(), state);
     let rebuilt = engine.state_hash();
     if rebuilt != info.state_hash {
-        return Err(corrupt(format!("the rebuilt state hashes to {}, not {}", hex(&rebuilt), hex(&info.state_hash))));
+        return Err(corrupt(format!(
+            "the rebuilt state hashes to {}, not {}",
+            hex(&rebuilt),
+            hex(&info.state_hash)
+        )));
     }
     Ok(Loaded { engine, info })
 }
 
 /// The newest snapshot that passes [`verify`], falling back to older ones. Only a store
 /// that cannot even be listed is an error.
-pub fn load_newest(store: &dyn SnapshotStore, config: &EngineConfig) -> Result<Recovery, SnapshotError> {
+pub fn load_newest(
+    store: &dyn SnapshotStore,
+    config: &EngineConfig,
+) -> Result<Recovery, SnapshotError> {
     let mut rejected = Vec::new();
     for listed in store.list()? {
         let result = match listed.info {
             Ok(_) => verify(store, listed.offset, config),
-            Err(reason) => Err(SnapshotError::Corrupt { offset: listed.offset, reason }),
+            Err(reason) => Err(SnapshotError::Corrupt {
+                offset: listed.offset,
+                reason,
+            }),
         };
         match result {
             Ok(loaded) => {
                 tracing::info!(offset = loaded.info.offset, state_hash = %loaded.info.state_hash_hex(), "snapshot loaded");
-                return Ok(Recovery { loaded: Some(loaded), rejected });
+                return Ok(Recovery {
+                    loaded: Some(loaded),
+                    rejected,
+                });
             }
             Err(error) => {
                 tracing::warn!(offset = listed.offset, %error, "snapshot skipped");
-                rejected.push(Rejected { offset: listed.offset, reason: error.to_string() });
+                rejected.push(Rejected {
+                    offset: listed.offset,
+                    reason: error.to_string(),
+                });
             }
         }
     }
-    Ok(Recovery { loaded: None, rejected })
+    Ok(Recovery {
+        loaded: None,
+        rejected,
+    })
 }
 
 /// Lower-case hex, for hashes in logs and tools.

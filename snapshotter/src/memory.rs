@@ -29,8 +29,16 @@ struct Inner {
 impl MemoryStore {
     pub fn new(keep: usize) -> MemoryStore {
         assert!(keep >= 1);
-        let inner = Inner { keep, snapshots: BTreeMap::new(), writes: 0, fail_after_writes: None, last_written: None };
-        MemoryStore { inner: Arc::new(Mutex::new(inner)) }
+        let inner = Inner {
+            keep,
+            snapshots: BTreeMap::new(),
+            writes: 0,
+            fail_after_writes: None,
+            last_written: None,
+        };
+        MemoryStore {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -77,7 +85,11 @@ impl MemoryStore {
 
     /// Replaces a stored snapshot's state bytes outright, checksums and all untouched.
     pub fn replace_state(&self, offset: u64, state: Vec<u8>) {
-        self.lock().snapshots.get_mut(&offset).expect("a stored snapshot").1 = state;
+        self.lock()
+            .snapshots
+            .get_mut(&offset)
+            .expect("a stored snapshot")
+            .1 = state;
     }
 
     /// Loses a snapshot, as if it had never been written.
@@ -88,7 +100,10 @@ impl MemoryStore {
     fn with_last(&self, change: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>)) {
         let mut inner = self.lock();
         let offset = inner.last_written.expect("a write happened");
-        let (meta, state) = inner.snapshots.get_mut(&offset).expect("the last write is kept");
+        let (meta, state) = inner
+            .snapshots
+            .get_mut(&offset)
+            .expect("the last write is kept");
         change(meta, state);
     }
 }
@@ -96,12 +111,17 @@ impl MemoryStore {
 impl SnapshotStore for MemoryStore {
     fn write(&mut self, snapshot: &Snapshot) -> Result<SnapshotInfo, SnapshotError> {
         let mut inner = self.lock();
-        if inner.fail_after_writes.is_some_and(|limit| inner.writes >= limit) {
+        if inner
+            .fail_after_writes
+            .is_some_and(|limit| inner.writes >= limit)
+        {
             return Err(SnapshotError::Injected("write failed"));
         }
         let meta = format::encode_meta(snapshot, &format::checksum(&snapshot.state));
         let info = format::decode_meta(snapshot.offset, &meta).expect("a fresh header decodes");
-        inner.snapshots.insert(snapshot.offset, (meta, snapshot.state.clone()));
+        inner
+            .snapshots
+            .insert(snapshot.offset, (meta, snapshot.state.clone()));
         while inner.snapshots.len() > inner.keep {
             inner.snapshots.pop_first();
         }
@@ -112,12 +132,23 @@ impl SnapshotStore for MemoryStore {
 
     fn list(&self) -> Result<Vec<Listed>, SnapshotError> {
         let inner = self.lock();
-        Ok(inner.snapshots.iter().rev().map(|(&offset, (meta, _))| Listed { offset, info: format::decode_meta(offset, meta) }).collect())
+        Ok(inner
+            .snapshots
+            .iter()
+            .rev()
+            .map(|(&offset, (meta, _))| Listed {
+                offset,
+                info: format::decode_meta(offset, meta),
+            })
+            .collect())
     }
 
     fn read(&self, offset: u64) -> Result<Snapshot, SnapshotError> {
         let inner = self.lock();
-        let (meta, state) = inner.snapshots.get(&offset).ok_or(SnapshotError::NotFound { offset })?;
+        let (meta, state) = inner
+            .snapshots
+            .get(&offset)
+            .ok_or(SnapshotError::NotFound { offset })?;
         let corrupt = |reason: String| SnapshotError::Corrupt { offset, reason };
         let info = format::decode_meta(offset, meta).map_err(corrupt)?;
         format::assemble(&info, state.clone()).map_err(corrupt)

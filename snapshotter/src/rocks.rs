@@ -11,7 +11,10 @@
 
 use crate::format;
 use crate::{Listed, Snapshot, SnapshotError, SnapshotInfo, SnapshotStore};
-use rocksdb::{DBCompressionType, DBRecoveryMode, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{
+    DBCompressionType, DBRecoveryMode, Direction, IteratorMode, ReadOptions, WriteBatch,
+    WriteOptions, DB,
+};
 use std::path::Path;
 
 const META_PREFIX: u8 = b'm';
@@ -28,7 +31,10 @@ pub struct RocksStoreOptions {
 
 impl Default for RocksStoreOptions {
     fn default() -> Self {
-        RocksStoreOptions { keep: 3, chunk_bytes: 4 << 20 }
+        RocksStoreOptions {
+            keep: 3,
+            chunk_bytes: 4 << 20,
+        }
     }
 }
 
@@ -53,7 +59,10 @@ fn data_key(offset: u64, chunk: u32) -> [u8; 13] {
 
 impl RocksStore {
     /// Opens (creating if needed) the store in `dir`.
-    pub fn open(dir: impl AsRef<Path>, options: RocksStoreOptions) -> Result<RocksStore, SnapshotError> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: RocksStoreOptions,
+    ) -> Result<RocksStore, SnapshotError> {
         assert!(options.keep >= 1, "keep at least one snapshot");
         assert!(options.chunk_bytes >= 1024);
         let mut db_options = rocksdb::Options::default();
@@ -68,12 +77,18 @@ impl RocksStore {
 
     fn offsets(&self) -> Result<Vec<u64>, SnapshotError> {
         let mut offsets = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&[META_PREFIX], Direction::Forward))
+        {
             let (key, _) = item?;
             if key.first() != Some(&META_PREFIX) {
                 break;
             }
-            let bytes: [u8; 8] = key[1..].try_into().map_err(|_| SnapshotError::Corrupt { offset: 0, reason: "a meta key is not an offset".into() })?;
+            let bytes: [u8; 8] = key[1..].try_into().map_err(|_| SnapshotError::Corrupt {
+                offset: 0,
+                reason: "a meta key is not an offset".into(),
+            })?;
             offsets.push(u64::from_be_bytes(bytes));
         }
         Ok(offsets)
@@ -91,18 +106,23 @@ impl RocksStore {
         read_options.set_iterate_upper_bound(data_key(offset + 1, 0).to_vec());
         // A corrupt length must not make us reserve more than the chunks can hold.
         let mut state = Vec::with_capacity(expected_bytes.min(1 << 32) as usize);
-        let mut expected_chunk = 0u32;
-        for item in self.db.iterator_opt(IteratorMode::From(&data_key(offset, 0), Direction::Forward), read_options) {
+        let chunks = self.db.iterator_opt(
+            IteratorMode::From(&data_key(offset, 0), Direction::Forward),
+            read_options,
+        );
+        for (item, expected_chunk) in chunks.zip(0u32..) {
             let (key, value) = item?;
             if key.len() != 13 || key[..9] != data_key(offset, 0)[..9] {
                 break;
             }
             let chunk = u32::from_be_bytes(key[9..].try_into().expect("4 bytes"));
             if chunk != expected_chunk {
-                return Err(SnapshotError::Corrupt { offset, reason: format!("state chunk {expected_chunk} is missing") });
+                return Err(SnapshotError::Corrupt {
+                    offset,
+                    reason: format!("state chunk {expected_chunk} is missing"),
+                });
             }
             state.extend_from_slice(&value);
-            expected_chunk += 1;
         }
         Ok(state)
     }
@@ -122,7 +142,13 @@ impl SnapshotStore for RocksStore {
             offsets.sort_unstable();
         }
         for (index, chunk) in snapshot.state.chunks(self.options.chunk_bytes).enumerate() {
-            batch.put(data_key(snapshot.offset, u32::try_from(index).expect("fewer than 2^32 chunks")), chunk);
+            batch.put(
+                data_key(
+                    snapshot.offset,
+                    u32::try_from(index).expect("fewer than 2^32 chunks"),
+                ),
+                chunk,
+            );
         }
         batch.put(meta_key(snapshot.offset), &meta);
         let excess = offsets.len().saturating_sub(self.options.keep);
@@ -150,7 +176,10 @@ impl SnapshotStore for RocksStore {
 
     fn read(&self, offset: u64) -> Result<Snapshot, SnapshotError> {
         let corrupt = |reason: String| SnapshotError::Corrupt { offset, reason };
-        let meta = self.db.get(meta_key(offset))?.ok_or(SnapshotError::NotFound { offset })?;
+        let meta = self
+            .db
+            .get(meta_key(offset))?
+            .ok_or(SnapshotError::NotFound { offset })?;
         let info = format::decode_meta(offset, &meta).map_err(corrupt)?;
         let state = self.read_state(offset, info.state_bytes)?;
         format::assemble(&info, state).map_err(corrupt)

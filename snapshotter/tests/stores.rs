@@ -2,8 +2,14 @@
 //! snapshot, loading falls back to the previous one, then to none, and a corrupt snapshot
 //! never loads.
 
-use engine::{Command, CategorySpec, Engine, EngineConfig, EventId, EventSpec, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
-use snapshotter::{load_newest, verify, MemoryStore, RocksStore, RocksStoreOptions, Snapshot, SnapshotError, SnapshotStore};
+use engine::{
+    CategorySpec, Command, Engine, EngineConfig, EventId, EventSpec, Request, RowSpec, SectionSpec,
+    Selection, WaitlistPolicy,
+};
+use snapshotter::{
+    load_newest, verify, MemoryStore, RocksStore, RocksStoreOptions, Snapshot, SnapshotError,
+    SnapshotStore,
+};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -26,8 +32,20 @@ fn event_spec() -> EventSpec {
         seats_per_order_max: 10,
         seats_per_user_max: None,
         waitlist_policy: WaitlistPolicy::Strict,
-        categories: vec![CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
-        sections: vec![SectionSpec { name: "A".into(), rows: (1..=20).map(|row| RowSpec { label: row.to_string(), seats: 30, category: "Standard".into() }).collect() }],
+        categories: vec![CategorySpec {
+            name: "Standard".into(),
+            price_cents: 5_000,
+        }],
+        sections: vec![SectionSpec {
+            name: "A".into(),
+            rows: (1..=20)
+                .map(|row| RowSpec {
+                    label: row.to_string(),
+                    seats: 30,
+                    category: "Standard".into(),
+                })
+                .collect(),
+        }],
         general_admission: vec![],
     }
 }
@@ -38,9 +56,21 @@ fn engine_through(last: u64) -> (Engine, Vec<[u8; 32]>) {
     let mut hashes = Vec::new();
     for offset in 0..=last {
         let command = if offset == 0 {
-            Command::CreateEvent { tenant: "demo".into(), spec: event_spec() }
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: event_spec(),
+            }
         } else {
-            Command::PlaceHold { user: format!("u{offset}"), event: EventId(0), selection: Selection::Best { quantity: 2, category: None, together: true }, wait: false }
+            Command::PlaceHold {
+                user: format!("u{offset}"),
+                event: EventId(0),
+                selection: Selection::Best {
+                    quantity: 2,
+                    category: None,
+                    together: true,
+                },
+                wait: false,
+            }
         };
         engine.apply(offset, 1_000 + offset, &Request::new(command));
         hashes.push(engine.state_hash());
@@ -54,7 +84,11 @@ fn three_snapshots() -> &'static (Vec<Snapshot>, Vec<[u8; 32]>) {
     static SNAPSHOTS: OnceLock<(Vec<Snapshot>, Vec<[u8; 32]>)> = OnceLock::new();
     SNAPSHOTS.get_or_init(|| {
         let (_, hashes) = engine_through(30);
-        let snapshots = [10, 20, 30].map(|offset| Snapshot::of_state(engine_through(offset).0.state(), 1_700_000_000_000 + offset)).to_vec();
+        let snapshots = [10, 20, 30]
+            .map(|offset| {
+                Snapshot::of_state(engine_through(offset).0.state(), 1_700_000_000_000 + offset)
+            })
+            .to_vec();
         (snapshots, hashes)
     })
 }
@@ -86,26 +120,58 @@ fn memory_store_faults_fall_back_to_older_snapshots() {
     type Fault = fn(&MemoryStore);
     let cases: &[(&str, Fault, Option<u64>)] = &[
         ("intact", |_| {}, Some(30)),
-        ("flipped state byte at the start", |store| store.corrupt_last_write(0), Some(20)),
-        ("flipped state byte in the middle", |store| store.corrupt_last_write(5_000), Some(20)),
-        ("flipped state byte at the end", |store| store.corrupt_last_write(usize::MAX), Some(20)),
-        ("flipped header byte", |store| store.corrupt_last_meta(30), Some(20)),
+        (
+            "flipped state byte at the start",
+            |store| store.corrupt_last_write(0),
+            Some(20),
+        ),
+        (
+            "flipped state byte in the middle",
+            |store| store.corrupt_last_write(5_000),
+            Some(20),
+        ),
+        (
+            "flipped state byte at the end",
+            |store| store.corrupt_last_write(usize::MAX),
+            Some(20),
+        ),
+        (
+            "flipped header byte",
+            |store| store.corrupt_last_meta(30),
+            Some(20),
+        ),
         ("torn to half", |store| store.tear_last_write(100), Some(20)),
-        ("torn to nothing", |store| store.tear_last_write(0), Some(20)),
+        (
+            "torn to nothing",
+            |store| store.tear_last_write(0),
+            Some(20),
+        ),
         ("newest missing", |store| store.remove(30), Some(20)),
-        ("two newest missing", |store| {
-            store.remove(30);
-            store.remove(20);
-        }, Some(10)),
-        ("newest missing, next corrupt", |store| {
-            store.corrupt_last_write(77);
-            store.remove(20);
-        }, Some(10)),
-        ("all missing", |store| {
-            for offset in [10, 20, 30] {
-                store.remove(offset);
-            }
-        }, None),
+        (
+            "two newest missing",
+            |store| {
+                store.remove(30);
+                store.remove(20);
+            },
+            Some(10),
+        ),
+        (
+            "newest missing, next corrupt",
+            |store| {
+                store.corrupt_last_write(77);
+                store.remove(20);
+            },
+            Some(10),
+        ),
+        (
+            "all missing",
+            |store| {
+                for offset in [10, 20, 30] {
+                    store.remove(offset);
+                }
+            },
+            None,
+        ),
     ];
     for (name, fault, expected) in cases {
         let mut store = MemoryStore::new(3);
@@ -147,7 +213,10 @@ fn intact_bytes_with_the_wrong_state_hash_do_not_load() {
     forged.offset = 30;
     forged.state_hash = hashes[30];
     store.write(&forged).unwrap();
-    assert!(matches!(verify(&store, 30, &config()), Err(SnapshotError::Corrupt { .. })));
+    assert!(matches!(
+        verify(&store, 30, &config()),
+        Err(SnapshotError::Corrupt { .. })
+    ));
     assert_eq!(loaded_offset(&store, &hashes), Some(20));
     // The right state with a wrong hash.
     let (engine_30, _) = engine_through(30);
@@ -166,14 +235,24 @@ fn a_failed_write_changes_nothing_and_only_the_newest_are_kept() {
     assert_eq!(store.offsets(), [20, 30]);
     store.fail_after_writes(0);
     let (engine, _) = engine_through(31);
-    assert!(matches!(store.write(&Snapshot::of_state(engine.state(), 1)), Err(SnapshotError::Injected(_))));
+    assert!(matches!(
+        store.write(&Snapshot::of_state(engine.state(), 1)),
+        Err(SnapshotError::Injected(_))
+    ));
     assert_eq!(store.offsets(), [20, 30]);
     assert_eq!(loaded_offset(&store, &hashes), Some(30));
 }
 
 fn rocks(dir: &Path, keep: usize) -> RocksStore {
     // Small chunks, so a snapshot spans several values.
-    RocksStore::open(dir, RocksStoreOptions { keep, chunk_bytes: 1024 }).unwrap()
+    RocksStore::open(
+        dir,
+        RocksStoreOptions {
+            keep,
+            chunk_bytes: 1024,
+        },
+    )
+    .unwrap()
 }
 
 /// Changes the raw database of a closed store.
@@ -196,46 +275,82 @@ fn rocks_store_faults_fall_back_to_older_snapshots() {
     type Fault = fn(&rocksdb::DB);
     let cases: &[(&str, Fault, Option<u64>)] = &[
         ("intact", |_| {}, Some(30)),
-        ("flipped byte in the first chunk", |db| {
-            let mut value = db.get(data_key(30, 0)).unwrap().unwrap();
-            value[3] ^= 0x80;
-            db.put(data_key(30, 0), value).unwrap();
-        }, Some(20)),
-        ("flipped byte in the last chunk", |db| {
-            let mut chunk = 0;
-            while db.get(data_key(30, chunk + 1)).unwrap().is_some() {
-                chunk += 1;
-            }
-            let mut value = db.get(data_key(30, chunk)).unwrap().unwrap();
-            let last = value.len() - 1;
-            value[last] ^= 0x01;
-            db.put(data_key(30, chunk), value).unwrap();
-        }, Some(20)),
-        ("flipped header byte", |db| {
-            let mut value = db.get(meta_key(30)).unwrap().unwrap();
-            value[40] ^= 0x01;
-            db.put(meta_key(30), value).unwrap();
-        }, Some(20)),
-        ("truncated chunk", |db| {
-            let value = db.get(data_key(30, 1)).unwrap().unwrap();
-            db.put(data_key(30, 1), &value[..value.len() / 2]).unwrap();
-        }, Some(20)),
-        ("missing middle chunk", |db| db.delete(data_key(30, 1)).unwrap(), Some(20)),
-        ("missing last chunks", |db| {
-            for chunk in 2..100 {
-                db.delete(data_key(30, chunk)).unwrap();
-            }
-        }, Some(20)),
-        ("missing newest header", |db| db.delete(meta_key(30)).unwrap(), Some(20)),
-        ("newest and next corrupt", |db| {
-            db.delete(meta_key(30)).unwrap();
-            db.put(meta_key(20), b"garbage").unwrap();
-        }, Some(10)),
-        ("everything corrupt", |db| {
-            for offset in [10, 20, 30] {
-                db.delete(data_key(offset, 0)).unwrap();
-            }
-        }, None),
+        (
+            "flipped byte in the first chunk",
+            |db| {
+                let mut value = db.get(data_key(30, 0)).unwrap().unwrap();
+                value[3] ^= 0x80;
+                db.put(data_key(30, 0), value).unwrap();
+            },
+            Some(20),
+        ),
+        (
+            "flipped byte in the last chunk",
+            |db| {
+                let mut chunk = 0;
+                while db.get(data_key(30, chunk + 1)).unwrap().is_some() {
+                    chunk += 1;
+                }
+                let mut value = db.get(data_key(30, chunk)).unwrap().unwrap();
+                let last = value.len() - 1;
+                value[last] ^= 0x01;
+                db.put(data_key(30, chunk), value).unwrap();
+            },
+            Some(20),
+        ),
+        (
+            "flipped header byte",
+            |db| {
+                let mut value = db.get(meta_key(30)).unwrap().unwrap();
+                value[40] ^= 0x01;
+                db.put(meta_key(30), value).unwrap();
+            },
+            Some(20),
+        ),
+        (
+            "truncated chunk",
+            |db| {
+                let value = db.get(data_key(30, 1)).unwrap().unwrap();
+                db.put(data_key(30, 1), &value[..value.len() / 2]).unwrap();
+            },
+            Some(20),
+        ),
+        (
+            "missing middle chunk",
+            |db| db.delete(data_key(30, 1)).unwrap(),
+            Some(20),
+        ),
+        (
+            "missing last chunks",
+            |db| {
+                for chunk in 2..100 {
+                    db.delete(data_key(30, chunk)).unwrap();
+                }
+            },
+            Some(20),
+        ),
+        (
+            "missing newest header",
+            |db| db.delete(meta_key(30)).unwrap(),
+            Some(20),
+        ),
+        (
+            "newest and next corrupt",
+            |db| {
+                db.delete(meta_key(30)).unwrap();
+                db.put(meta_key(20), b"garbage").unwrap();
+            },
+            Some(10),
+        ),
+        (
+            "everything corrupt",
+            |db| {
+                for offset in [10, 20, 30] {
+                    db.delete(data_key(offset, 0)).unwrap();
+                }
+            },
+            None,
+        ),
     ];
     for (name, fault, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -251,12 +366,22 @@ fn rocks_store_survives_reopening_and_keeps_only_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let hashes = write_three(&mut rocks(dir.path(), 2));
     let mut store = rocks(dir.path(), 2);
-    let listed: Vec<u64> = store.list().unwrap().iter().map(|listed| listed.offset).collect();
+    let listed: Vec<u64> = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|listed| listed.offset)
+        .collect();
     assert_eq!(listed, [30, 20]);
-    assert!(matches!(store.read(10), Err(SnapshotError::NotFound { offset: 10 })));
+    assert!(matches!(
+        store.read(10),
+        Err(SnapshotError::NotFound { offset: 10 })
+    ));
     // No chunk of the pruned snapshot is left behind.
     drop(store);
-    with_raw_db(dir.path(), |db| assert!(db.get(data_key(10, 0)).unwrap().is_none()));
+    with_raw_db(dir.path(), |db| {
+        assert!(db.get(data_key(10, 0)).unwrap().is_none())
+    });
     store = rocks(dir.path(), 2);
     // Rewriting an offset replaces it whole.
     let (engine, _) = engine_through(30);

@@ -39,7 +39,13 @@ pub(crate) async fn create_event(
     let outcome = submit(&state, key, Command::CreateEvent { tenant, spec }).await?;
     match &outcome.result {
         Ok(Reply::EventCreated { event, .. }) => {
-            let response = answer(StatusCode::CREATED, Some(outcome.offset), Json(EventCreated { event_id: event.to_string() }));
+            let response = answer(
+                StatusCode::CREATED,
+                Some(outcome.offset),
+                Json(EventCreated {
+                    event_id: event.to_string(),
+                }),
+            );
             Ok(with_location(response, &format!("/v1/events/{event}")))
         }
         Ok(_) => Err(mismatched()),
@@ -50,23 +56,47 @@ pub(crate) async fn create_event(
 #[utoipa::path(get, path = "/v1/admin/events", tag = "admin",
     responses((status = 200, description = "This tenant's events, canceled ones included", body = AdminEventsResponse), (status = 401, body = ErrorBody)),
     security(("admin_key" = [])))]
-pub(crate) async fn list_events(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin) -> Response {
-    let filter = EventFilter { tenant: Some(tenant), include_canceled: true, ..EventFilter::default() };
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+) -> Response {
+    let filter = EventFilter {
+        tenant: Some(tenant),
+        include_canceled: true,
+        ..EventFilter::default()
+    };
     let now_ms = views::wall_clock_ms();
     let model = state.model();
     let (found, _) = model.search(&filter, crate::read_model::EventSort::Date, 1, u32::MAX);
-    let events = found.into_iter().map(|event| views::event_summary(event, now_ms)).collect();
-    answer(StatusCode::OK, model.applied_offset, Json(AdminEventsResponse { events }))
+    let events = found
+        .into_iter()
+        .map(|event| views::event_summary(event, now_ms))
+        .collect();
+    answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(AdminEventsResponse { events }),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}", tag = "admin", params(("event_id" = String, Path)),
     responses((status = 200, description = "The event", body = EventDetail), (status = 404, body = ErrorBody)),
     security(("admin_key" = [])))]
-pub(crate) async fn get_event(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn get_event(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
     let model = state.model();
-    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::event_detail(event, views::wall_clock_ms()))))
+    let event = model
+        .event(id)
+        .ok_or_else(|| AppError::not_found("event"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::event_detail(event, views::wall_clock_ms())),
+    ))
 }
 
 #[utoipa::path(patch, path = "/v1/admin/events/{event_id}", tag = "admin", request_body = PatchEventBody,
@@ -81,14 +111,33 @@ pub(crate) async fn patch_event(
     ApiJson(body): ApiJson<PatchEventBody>,
 ) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
-    let current = state.model().event(id).map(|event| event.spec.clone()).ok_or_else(|| AppError::not_found("event"))?;
+    let current = state
+        .model()
+        .event(id)
+        .map(|event| event.spec.clone())
+        .ok_or_else(|| AppError::not_found("event"))?;
     let patch = validate::event_patch(body, &current, &state.config().engine)?;
-    let outcome = submit(&state, key, Command::UpdateEvent { tenant, event: id, patch }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::UpdateEvent {
+            tenant,
+            event: id,
+            patch,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::EventUpdated { event, .. }) => {
             let model = state.model();
-            let event = model.event(*event).ok_or_else(|| AppError::internal("an updated event is missing from the read model"))?;
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(views::event_detail(event, views::wall_clock_ms()))))
+            let event = model.event(*event).ok_or_else(|| {
+                AppError::internal("an updated event is missing from the read model")
+            })?;
+            Ok(answer(
+                StatusCode::OK,
+                Some(outcome.offset),
+                Json(views::event_detail(event, views::wall_clock_ms())),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, Some(id), error)),
@@ -99,11 +148,21 @@ pub(crate) async fn patch_event(
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, description = "Canceled: holds released, bookings canceled, waitlist ended", body = EventCanceledResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("admin_key" = [])))]
-pub(crate) async fn cancel_event(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, IdempotencyKey(key): IdempotencyKey, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn cancel_event(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
     let outcome = submit(&state, key, Command::CancelEvent { tenant, event: id }).await?;
     match &outcome.result {
-        Ok(Reply::EventCanceled { event, released_holds, canceled_bookings, ended_waiters }) => Ok(answer(
+        Ok(Reply::EventCanceled {
+            event,
+            released_holds,
+            canceled_bookings,
+            ended_waiters,
+        }) => Ok(answer(
             StatusCode::OK,
             Some(outcome.offset),
             Json(EventCanceledResponse {
@@ -133,15 +192,35 @@ pub(crate) async fn checkin(
     let id = tenant_event(&state, &tenant, &event_id)?;
     let code = validate::short_text("code", &body.code)?;
     // A forged code, or one of another event, never reaches the log.
-    let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code).ok_or_else(|| AppError::not_found("ticket"))?;
-    if state.model().booking(ticket.booking).is_none_or(|booking| booking.view.event != id) {
+    let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code)
+        .ok_or_else(|| AppError::not_found("ticket"))?;
+    if state
+        .model()
+        .booking(ticket.booking)
+        .is_none_or(|booking| booking.view.event != id)
+    {
         return Err(AppError::not_found("ticket"));
     }
-    let outcome = submit(&state, key, Command::CheckIn { tenant, event: id, code }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::CheckIn {
+            tenant,
+            event: id,
+            code,
+        },
+    )
+    .await?;
     match &outcome.result {
-        Ok(Reply::CheckedIn { event, ticket }) => {
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(CheckinResponse { event_id: event.to_string(), ticket_id: ticket.to_string(), status: "used".into() })))
-        }
+        Ok(Reply::CheckedIn { event, ticket }) => Ok(answer(
+            StatusCode::OK,
+            Some(outcome.offset),
+            Json(CheckinResponse {
+                event_id: event.to_string(),
+                ticket_id: ticket.to_string(),
+                status: "used".into(),
+            }),
+        )),
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
@@ -153,22 +232,48 @@ pub(crate) async fn checkin(
         (status = 200, description = "CSV", body = String, content_type = "text/csv"),
         (status = 404, body = ErrorBody)),
     security(("admin_key" = [])))]
-pub(crate) async fn attendees(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, headers: HeaderMap, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn attendees(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    headers: HeaderMap,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
-    let wants_csv = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.to_ascii_lowercase().contains("text/csv"));
+    let wants_csv = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/csv"));
     let model = state.model();
-    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
+    let event = model
+        .event(id)
+        .ok_or_else(|| AppError::not_found("event"))?;
     let attendees = views::attendees(&model, event);
     if wants_csv {
-        let mut response = answer(StatusCode::OK, model.applied_offset, views::attendees_csv(&attendees));
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        let mut response = answer(
+            StatusCode::OK,
+            model.applied_offset,
+            views::attendees_csv(&attendees),
+        );
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
         let disposition = format!("attachment; filename=\"attendees-{id}.csv\"");
         if let Ok(value) = HeaderValue::from_str(&disposition) {
-            response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, value);
         }
         return Ok(response);
     }
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(AttendeesResponse { event_id: id.to_string(), attendees })))
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(AttendeesResponse {
+            event_id: id.to_string(),
+            attendees,
+        }),
+    ))
 }
 
 // ---- service desks ------------------------------------------------------------------------
@@ -187,7 +292,13 @@ pub(crate) async fn create_desk(
     let outcome = submit(&state, key, Command::CreateDesk { tenant, spec }).await?;
     match &outcome.result {
         Ok(Reply::DeskCreated { desk, .. }) => {
-            let response = answer(StatusCode::CREATED, Some(outcome.offset), Json(DeskCreated { desk_id: desk.to_string() }));
+            let response = answer(
+                StatusCode::CREATED,
+                Some(outcome.offset),
+                Json(DeskCreated {
+                    desk_id: desk.to_string(),
+                }),
+            );
             Ok(with_location(response, &format!("/v1/admin/desks/{desk}")))
         }
         Ok(_) => Err(mismatched()),
@@ -198,9 +309,20 @@ pub(crate) async fn create_desk(
 #[utoipa::path(get, path = "/v1/admin/desks/{desk_id}", tag = "desks", params(("desk_id" = String, Path)),
     responses((status = 200, description = "The desk and its load", body = DeskLoad), (status = 404, body = ErrorBody)),
     security(("admin_key" = [])))]
-pub(crate) async fn desk(State(state): State<AppState>, TenantAdmin(tenant): TenantAdmin, ApiPath(desk_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn desk(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    ApiPath(desk_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found("desk"))?;
     let model = state.model();
-    let desk = model.desk(id).filter(|desk| desk.tenant == tenant).ok_or_else(|| AppError::not_found("desk"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::desk_load(desk, views::wall_clock_ms()))))
+    let desk = model
+        .desk(id)
+        .filter(|desk| desk.tenant == tenant)
+        .ok_or_else(|| AppError::not_found("desk"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::desk_load(desk, views::wall_clock_ms())),
+    ))
 }

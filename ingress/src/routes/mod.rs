@@ -14,8 +14,19 @@ use engine::{Command, EventId, Outcome, Rejection, Request};
 use std::sync::Arc;
 
 /// Appends the command and waits for its outcome (applied to the read model).
-pub(crate) async fn submit(state: &AppState, idempotency_key: Option<String>, command: Command) -> Result<Arc<Outcome>, AppError> {
-    state.shared.writes.submit(&Request { idempotency_key, command }).await
+pub(crate) async fn submit(
+    state: &AppState,
+    idempotency_key: Option<String>,
+    command: Command,
+) -> Result<Arc<Outcome>, AppError> {
+    state
+        .shared
+        .writes
+        .submit(&Request {
+            idempotency_key,
+            command,
+        })
+        .await
 }
 
 /// The engine answered a repeated Idempotency-Key with the first request's result, which
@@ -25,9 +36,15 @@ pub(crate) fn mismatched() -> AppError {
 }
 
 /// A rejection as an HTTP answer, with seat labels from the event's layout.
-pub(crate) fn rejection(state: &AppState, event: Option<EventId>, rejection: &Rejection) -> AppError {
+pub(crate) fn rejection(
+    state: &AppState,
+    event: Option<EventId>,
+    rejection: &Rejection,
+) -> AppError {
     let model = state.model();
-    let layout = event.and_then(|event| model.event(event)).map(|event| &event.layout);
+    let layout = event
+        .and_then(|event| model.event(event))
+        .map(|event| &event.layout);
     AppError::from_rejection(rejection, layout)
 }
 

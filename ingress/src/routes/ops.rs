@@ -21,16 +21,26 @@ const LOG_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive", body = Health)))]
 pub(crate) async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Log writable and read model caught up", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let writer = Arc::clone(&state.shared.writer);
-    let log_writable = matches!(tokio::time::timeout(LOG_CHECK_TIMEOUT, tokio::task::spawn_blocking(move || writer.end_offset())).await, Ok(Ok(Ok(_))));
+    let log_writable = matches!(
+        tokio::time::timeout(
+            LOG_CHECK_TIMEOUT,
+            tokio::task::spawn_blocking(move || writer.end_offset())
+        )
+        .await,
+        Ok(Ok(Ok(_)))
+    );
     let follower = &state.shared.follower;
-    let caught_up = follower.caught_up.load(Ordering::Acquire) && follower.running.load(Ordering::Acquire);
+    let caught_up =
+        follower.caught_up.load(Ordering::Acquire) && follower.running.load(Ordering::Acquire);
     let readiness = Readiness {
         ready: log_writable && caught_up,
         log_writable,
@@ -43,26 +53,44 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
     }
     let details = serde_json::to_value(&readiness).unwrap_or_default();
-    let message = if log_writable { "the read model is catching up with the outcomes log" } else { "the requests log is not writable" };
-    AppError::unavailable(message).with_details(details).into_response()
+    let message = if log_writable {
+        "the read model is catching up with the outcomes log"
+    } else {
+        "the requests log is not writable"
+    };
+    AppError::unavailable(message)
+        .with_details(details)
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.shared.metrics.render(&state.gauges());
     let mut response = text.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     response
 }
 
 fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
-    let engine = state.shared.engine.as_ref().ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
-    let status = engine.status().ok_or_else(|| AppError::unavailable("the engine is starting"))?;
+    let engine = state
+        .shared
+        .engine
+        .as_ref()
+        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let status = engine
+        .status()
+        .ok_or_else(|| AppError::unavailable("the engine is starting"))?;
     Ok(EngineStatusResponse {
         role: status.role.name().to_string(),
         applied_offset: status.applied_offset,
         log_end_offset: status.log_end_offset,
-        last_snapshot: status.last_snapshot.map(|snapshot| SnapshotBody { offset: snapshot.offset, at: times::format(snapshot.at_ms) }),
+        last_snapshot: status.last_snapshot.map(|snapshot| SnapshotBody {
+            offset: snapshot.offset,
+            at: times::format(snapshot.at_ms),
+        }),
         state_hash: status.state_hash,
     })
 }
@@ -70,23 +98,40 @@ fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
 #[utoipa::path(get, path = "/v1/admin/engine", tag = "operations",
     responses((status = 200, description = "The engine's role, offsets, last snapshot and state hash", body = EngineStatusResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("operator_key" = [])))]
-pub(crate) async fn engine(State(state): State<AppState>, _operator: Operator) -> Result<Json<EngineStatusResponse>, AppError> {
+pub(crate) async fn engine(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<EngineStatusResponse>, AppError> {
     engine_status(&state).map(Json)
 }
 
 #[utoipa::path(post, path = "/v1/admin/engine/promote", tag = "operations",
     responses((status = 200, description = "Promoted; the new status", body = EngineStatusResponse), (status = 409, description = "Cannot promote (already primary, ...)", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("operator_key" = [])))]
-pub(crate) async fn promote(State(state): State<AppState>, _operator: Operator) -> Result<Json<EngineStatusResponse>, AppError> {
-    let engine = state.shared.engine.clone().ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
-    let result = tokio::task::spawn_blocking(move || engine.promote()).await.map_err(AppError::internal)?;
-    result.map_err(|reason| AppError::conflict(reason).with_details(json!({ "reason": "promotion_refused" })))?;
+pub(crate) async fn promote(
+    State(state): State<AppState>,
+    _operator: Operator,
+) -> Result<Json<EngineStatusResponse>, AppError> {
+    let engine = state
+        .shared
+        .engine
+        .clone()
+        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let result = tokio::task::spawn_blocking(move || engine.promote())
+        .await
+        .map_err(AppError::internal)?;
+    result.map_err(|reason| {
+        AppError::conflict(reason).with_details(json!({ "reason": "promotion_refused" }))
+    })?;
     tracing::warn!("engine promoted to primary by the operator");
     engine_status(&state).map(Json)
 }
 
 pub(crate) async fn openapi() -> Response {
     let mut response = Json(crate::openapi::document()).into_response();
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     response
 }

@@ -22,70 +22,158 @@ const QUERY_BYTES_MAX: usize = 256;
     responses((status = 200, description = "Cities with events", body = CitiesResponse)))]
 pub(crate) async fn cities(State(state): State<AppState>) -> Response {
     let model = state.model();
-    let cities = model.cities().into_iter().map(|(city, country, events)| CityEntry { city, country, events }).collect();
-    answer(StatusCode::OK, model.applied_offset, Json(CitiesResponse { cities }))
+    let cities = model
+        .cities()
+        .into_iter()
+        .map(|(city, country, events)| CityEntry {
+            city,
+            country,
+            events,
+        })
+        .collect();
+    answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(CitiesResponse { cities }),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "public", params(EventsQuery),
     responses((status = 200, description = "A page of events", body = EventsResponse), (status = 400, body = ErrorBody)))]
-pub(crate) async fn events(State(state): State<AppState>, ApiQuery(query): ApiQuery<EventsQuery>) -> Result<Response, AppError> {
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Response, AppError> {
     let page = query.page.unwrap_or(1);
     if page == 0 {
         return Err(AppError::field("page", "page starts at 1"));
     }
     let per_page = query.per_page.unwrap_or(PER_PAGE_DEFAULT);
     if per_page == 0 || per_page > PER_PAGE_MAX {
-        return Err(AppError::field("per_page", format!("per_page must be from 1 to {PER_PAGE_MAX}")));
+        return Err(AppError::field(
+            "per_page",
+            format!("per_page must be from 1 to {PER_PAGE_MAX}"),
+        ));
     }
     let sort = match query.sort.as_deref() {
         None | Some("date") => EventSort::Date,
         Some("name") => EventSort::Name,
         Some(_) => return Err(AppError::field("sort", "sort must be date or name")),
     };
-    for (field, value) in [("q", &query.q), ("city", &query.city), ("country", &query.country), ("venue", &query.venue)] {
-        if value.as_ref().is_some_and(|value| value.len() > QUERY_BYTES_MAX) {
-            return Err(AppError::field(field, format!("{field} is longer than {QUERY_BYTES_MAX} bytes")));
+    for (field, value) in [
+        ("q", &query.q),
+        ("city", &query.city),
+        ("country", &query.country),
+        ("venue", &query.venue),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|value| value.len() > QUERY_BYTES_MAX)
+        {
+            return Err(AppError::field(
+                field,
+                format!("{field} is longer than {QUERY_BYTES_MAX} bytes"),
+            ));
         }
     }
     let filter = EventFilter {
         city: query.city,
         country: query.country,
         venue: query.venue,
-        words: query.q.unwrap_or_default().split_whitespace().map(str::to_lowercase).collect(),
-        from_ms: query.from.as_deref().map(|from| times::parse("from", from)).transpose()?,
-        to_ms: query.to.as_deref().map(|to| times::parse("to", to)).transpose()?,
+        words: query
+            .q
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect(),
+        from_ms: query
+            .from
+            .as_deref()
+            .map(|from| times::parse("from", from))
+            .transpose()?,
+        to_ms: query
+            .to
+            .as_deref()
+            .map(|to| times::parse("to", to))
+            .transpose()?,
         tenant: None,
         include_canceled: query.include_canceled.unwrap_or(false),
     };
     let now_ms = views::wall_clock_ms();
     let model = state.model();
     let (found, total) = model.search(&filter, sort, page, per_page);
-    let events = found.into_iter().map(|event| views::event_summary(event, now_ms)).collect();
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(EventsResponse { events, page, per_page, total })))
+    let events = found
+        .into_iter()
+        .map(|event| views::event_summary(event, now_ms))
+        .collect();
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(EventsResponse {
+            events,
+            page,
+            per_page,
+            total,
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/venues", tag = "public", params(VenuesQuery),
     responses((status = 200, description = "Venues with their events count", body = VenuesResponse)))]
-pub(crate) async fn venues(State(state): State<AppState>, ApiQuery(query): ApiQuery<VenuesQuery>) -> Response {
+pub(crate) async fn venues(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<VenuesQuery>,
+) -> Response {
     let model = state.model();
-    let venues = model.venues(query.city.as_deref()).into_iter().map(|(venue, city, country, events)| VenueEntry { venue, city, country, events }).collect();
-    answer(StatusCode::OK, model.applied_offset, Json(VenuesResponse { venues }))
+    let venues = model
+        .venues(query.city.as_deref())
+        .into_iter()
+        .map(|(venue, city, country, events)| VenueEntry {
+            venue,
+            city,
+            country,
+            events,
+        })
+        .collect();
+    answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(VenuesResponse { venues }),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "public", params(("event_id" = String, Path, description = "ev_<n>")),
     responses((status = 200, description = "The event with availability per category", body = EventDetail), (status = 404, body = ErrorBody)))]
-pub(crate) async fn event(State(state): State<AppState>, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn event(
+    State(state): State<AppState>,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
     let model = state.model();
-    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::event_detail(event, views::wall_clock_ms()))))
+    let event = model
+        .event(id)
+        .ok_or_else(|| AppError::not_found("event"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::event_detail(event, views::wall_clock_ms())),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/events/{event_id}/seats", tag = "public", params(("event_id" = String, Path)),
     responses((status = 200, description = "Seat map: sections, rows, seats with status", body = SeatMap), (status = 404, body = ErrorBody)))]
-pub(crate) async fn seats(State(state): State<AppState>, ApiPath(event_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn seats(
+    State(state): State<AppState>,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
     let model = state.model();
-    let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::seat_map(event))))
+    let event = model
+        .event(id)
+        .ok_or_else(|| AppError::not_found("event"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::seat_map(event)),
+    ))
 }

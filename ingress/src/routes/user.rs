@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use engine::{BookingId, Command, DeskId, DeskTicketId, EventId, HoldId, Reply, Selection, WaiterId};
+use engine::{
+    BookingId, Command, DeskId, DeskTicketId, EventId, HoldId, Reply, Selection, WaiterId,
+};
 use std::time::Duration;
 
 /// The longest long-poll.
@@ -43,9 +45,15 @@ fn own_waiter(state: &AppState, user: &str, waiter_id: &str) -> Result<WaiterId,
     }
 }
 
-fn own_desk_ticket(state: &AppState, user: &str, desk_id: &str, ticket_id: &str) -> Result<(DeskId, DeskTicketId), AppError> {
+fn own_desk_ticket(
+    state: &AppState,
+    user: &str,
+    desk_id: &str,
+    ticket_id: &str,
+) -> Result<(DeskId, DeskTicketId), AppError> {
     let desk = DeskId::parse(desk_id).ok_or_else(|| AppError::not_found("desk ticket"))?;
-    let ticket = DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found("desk ticket"))?;
+    let ticket =
+        DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found("desk ticket"))?;
     match state.model().desk_ticket(ticket) {
         Some(record) if record.view.user == user && record.view.desk == desk => Ok((desk, ticket)),
         _ => Err(AppError::not_found("desk ticket")),
@@ -75,30 +83,73 @@ pub(crate) async fn place_hold(
     {
         // Seat labels and category names never change: check them here, not in the log.
         let model = state.model();
-        let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
+        let event = model
+            .event(id)
+            .ok_or_else(|| AppError::not_found("event"))?;
         match &selection {
             Selection::Seats(labels) => {
-                let unknown: Vec<&String> = labels.iter().filter(|label| event.layout.seat_of(label).is_none()).collect();
+                let unknown: Vec<&String> = labels
+                    .iter()
+                    .filter(|label| event.layout.seat_of(label).is_none())
+                    .collect();
                 if !unknown.is_empty() {
-                    return Err(AppError::from_rejection(&engine::Rejection::UnknownSeats { seats: unknown.into_iter().cloned().collect() }, None));
+                    return Err(AppError::from_rejection(
+                        &engine::Rejection::UnknownSeats {
+                            seats: unknown.into_iter().cloned().collect(),
+                        },
+                        None,
+                    ));
                 }
             }
-            Selection::Best { category: Some(category), .. } if event.category_index(category).is_none() => {
-                return Err(AppError::field("category", format!("event {id} has no category {category:?}")));
+            Selection::Best {
+                category: Some(category),
+                ..
+            } if event.category_index(category).is_none() => {
+                return Err(AppError::field(
+                    "category",
+                    format!("event {id} has no category {category:?}"),
+                ));
             }
             Selection::Best { .. } => {}
         }
     }
-    let outcome = submit(&state, key, Command::PlaceHold { user, event: id, selection, wait }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::PlaceHold {
+            user,
+            event: id,
+            selection,
+            wait,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::HoldPlaced(view)) => {
             let model = state.model();
             let body = views::hold_response(model.event(view.event), view, "held", None);
-            Ok(with_location(answer(StatusCode::CREATED, Some(outcome.offset), Json(body)), &format!("/v1/holds/{}", view.hold)))
+            Ok(with_location(
+                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                &format!("/v1/holds/{}", view.hold),
+            ))
         }
-        Ok(Reply::Waitlisted { waiter, event, position, .. }) => {
-            let body = WaitlistJoined { waitlist_id: waiter.to_string(), event_id: event.to_string(), position: *position, status: "waiting".into(), hold: None };
-            Ok(with_location(answer(StatusCode::ACCEPTED, Some(outcome.offset), Json(body)), &format!("/v1/waitlist/{waiter}")))
+        Ok(Reply::Waitlisted {
+            waiter,
+            event,
+            position,
+            ..
+        }) => {
+            let body = WaitlistJoined {
+                waitlist_id: waiter.to_string(),
+                event_id: event.to_string(),
+                position: *position,
+                status: "waiting".into(),
+                hold: None,
+            };
+            Ok(with_location(
+                answer(StatusCode::ACCEPTED, Some(outcome.offset), Json(body)),
+                &format!("/v1/waitlist/{waiter}"),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, Some(id), error)),
@@ -108,7 +159,11 @@ pub(crate) async fn place_hold(
 #[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "holds", params(("hold_id" = String, Path)),
     responses((status = 200, description = "The hold: held, confirmed, released or expired", body = HoldResponse), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn get_hold(State(state): State<AppState>, UserId(user): UserId, ApiPath(hold_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn get_hold(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    ApiPath(hold_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
     let model = state.model();
     let body = views::current_hold(&model, id).ok_or_else(|| AppError::not_found("hold"))?;
@@ -128,12 +183,24 @@ pub(crate) async fn confirm_hold(
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
     let payment_ref = validate::short_text("payment_ref", &body.payment_ref)?;
-    let outcome = submit(&state, key, Command::ConfirmHold { user, hold: id, payment_ref }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::ConfirmHold {
+            user,
+            hold: id,
+            payment_ref,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::HoldConfirmed(view)) => {
             let model = state.model();
             let body = views::booking_response(model.event(view.event), view, false);
-            Ok(with_location(answer(StatusCode::CREATED, Some(outcome.offset), Json(body)), &format!("/v1/bookings/{}", view.booking)))
+            Ok(with_location(
+                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                &format!("/v1/bookings/{}", view.booking),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => {
@@ -147,13 +214,20 @@ pub(crate) async fn confirm_hold(
     params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, description = "Released: the seats are free again", body = HoldResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn release_hold(State(state): State<AppState>, UserId(user): UserId, IdempotencyKey(key): IdempotencyKey, ApiPath(hold_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn release_hold(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(hold_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
     let outcome = submit(&state, key, Command::ReleaseHold { user, hold: id }).await?;
     match &outcome.result {
         Ok(Reply::HoldReleased { hold, .. }) => {
             let model = state.model();
-            let mut body = views::current_hold(&model, *hold).ok_or_else(|| AppError::internal("a released hold is missing from the read model"))?;
+            let mut body = views::current_hold(&model, *hold).ok_or_else(|| {
+                AppError::internal("a released hold is missing from the read model")
+            })?;
             body.status = HoldStatus::Released.name().to_string();
             Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))
         }
@@ -172,32 +246,64 @@ pub(crate) async fn release_hold(State(state): State<AppState>, UserId(user): Us
     security(("user_token" = [])))]
 pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): UserId) -> Response {
     let model = state.model();
-    let bookings = model.user_bookings(&user).map(|booking| views::current_booking(&model, booking)).collect();
-    answer(StatusCode::OK, model.applied_offset, Json(BookingsResponse { bookings }))
+    let bookings = model
+        .user_bookings(&user)
+        .map(|booking| views::current_booking(&model, booking))
+        .collect();
+    answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(BookingsResponse { bookings }),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/bookings/{booking_id}", tag = "bookings", params(("booking_id" = String, Path)),
     responses((status = 200, description = "The booking", body = BookingResponse), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn get_booking(State(state): State<AppState>, UserId(user): UserId, ApiPath(booking_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn get_booking(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    ApiPath(booking_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
     let model = state.model();
-    let booking = model.booking(id).ok_or_else(|| AppError::not_found("booking"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::current_booking(&model, booking))))
+    let booking = model
+        .booking(id)
+        .ok_or_else(|| AppError::not_found("booking"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::current_booking(&model, booking)),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/bookings/{booking_id}", tag = "bookings",
     params(("booking_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, description = "Canceled: the seats are free again", body = BookingResponse), (status = 404, body = ErrorBody), (status = 409, description = "already canceled, or a ticket was used (already_used)", body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn cancel_booking(State(state): State<AppState>, UserId(user): UserId, IdempotencyKey(key): IdempotencyKey, ApiPath(booking_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn cancel_booking(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(booking_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
     let outcome = submit(&state, key, Command::CancelBooking { user, booking: id }).await?;
     match &outcome.result {
         Ok(Reply::BookingCanceled { booking, .. }) => {
             let model = state.model();
-            let record = model.booking(*booking).ok_or_else(|| AppError::internal("a canceled booking is missing from the read model"))?;
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(views::booking_response(model.event(record.view.event), &record.view, true))))
+            let record = model.booking(*booking).ok_or_else(|| {
+                AppError::internal("a canceled booking is missing from the read model")
+            })?;
+            Ok(answer(
+                StatusCode::OK,
+                Some(outcome.offset),
+                Json(views::booking_response(
+                    model.event(record.view.event),
+                    &record.view,
+                    true,
+                )),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, None, error)),
@@ -223,29 +329,57 @@ pub(crate) async fn join_waitlist(
     }
     let limits = &state.config().engine;
     if body.quantity > limits.seats_per_order_cap {
-        return Err(AppError::limit_exceeded("seats_per_order", u64::from(limits.seats_per_order_cap)));
+        return Err(AppError::limit_exceeded(
+            "seats_per_order",
+            u64::from(limits.seats_per_order_cap),
+        ));
     }
     {
         let model = state.model();
-        let event = model.event(id).ok_or_else(|| AppError::not_found("event"))?;
+        let event = model
+            .event(id)
+            .ok_or_else(|| AppError::not_found("event"))?;
         if let Some(category) = &body.category {
             if event.category_index(category).is_none() {
-                return Err(AppError::field("category", format!("event {id} has no category {category:?}")));
+                return Err(AppError::field(
+                    "category",
+                    format!("event {id} has no category {category:?}"),
+                ));
             }
         }
     }
-    let command = Command::JoinWaitlist { user, event: id, quantity: body.quantity, category: body.category, together: body.together.unwrap_or(false) };
+    let command = Command::JoinWaitlist {
+        user,
+        event: id,
+        quantity: body.quantity,
+        category: body.category,
+        together: body.together.unwrap_or(false),
+    };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
-        Ok(Reply::WaitlistJoined { waiter, event, position, .. }) => {
+        Ok(Reply::WaitlistJoined {
+            waiter,
+            event,
+            position,
+            ..
+        }) => {
             let model = state.model();
             let (status, hold) = match model.waiter(*waiter).map(|record| record.status) {
                 Some(WaiterStatus::Offered(hold)) => ("offered", views::current_hold(&model, hold)),
                 Some(other) => (other.name(), None),
                 None => ("waiting", None),
             };
-            let body = WaitlistJoined { waitlist_id: waiter.to_string(), event_id: event.to_string(), position: *position, status: status.into(), hold };
-            Ok(with_location(answer(StatusCode::CREATED, Some(outcome.offset), Json(body)), &format!("/v1/waitlist/{waiter}")))
+            let body = WaitlistJoined {
+                waitlist_id: waiter.to_string(),
+                event_id: event.to_string(),
+                position: *position,
+                status: status.into(),
+                hold,
+            };
+            Ok(with_location(
+                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                &format!("/v1/waitlist/{waiter}"),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, Some(id), error)),
@@ -264,7 +398,10 @@ pub(crate) async fn get_waitlist(
     let id = own_waiter(&state, &user, &waitlist_id)?;
     let wait_seconds = query.wait_seconds.unwrap_or(0);
     if wait_seconds > WAIT_SECONDS_MAX {
-        return Err(AppError::field("wait_seconds", format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}")));
+        return Err(AppError::field(
+            "wait_seconds",
+            format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
+        ));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait_seconds));
     let mut shutdown = state.shared.shutdown.subscribe();
@@ -277,11 +414,21 @@ pub(crate) async fn get_waitlist(
             notified.as_mut().enable();
             let looked = {
                 let model = state.model();
-                model.waiter(id).map(|waiter| (model.applied_offset, waiter.status, views::waitlist_status(&model, waiter)))
+                model.waiter(id).map(|waiter| {
+                    (
+                        model.applied_offset,
+                        waiter.status,
+                        views::waitlist_status(&model, waiter),
+                    )
+                })
             };
             match looked {
                 None => Some(Err(AppError::not_found("waitlist entry"))),
-                Some((offset, status, body)) if status != WaiterStatus::Waiting || tokio::time::Instant::now() >= deadline || *shutdown.borrow() => {
+                Some((offset, status, body))
+                    if status != WaiterStatus::Waiting
+                        || tokio::time::Instant::now() >= deadline
+                        || *shutdown.borrow() =>
+                {
                     Some(Ok(answer(StatusCode::OK, offset, Json(body))))
                 }
                 Some(_) => {
@@ -306,14 +453,25 @@ pub(crate) async fn get_waitlist(
     params(("waitlist_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, description = "Left the waitlist", body = WaitlistStatus), (status = 404, description = "Unknown, another user's, or no longer waiting", body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn leave_waitlist(State(state): State<AppState>, UserId(user): UserId, IdempotencyKey(key): IdempotencyKey, ApiPath(waitlist_id): ApiPath<String>) -> Result<Response, AppError> {
+pub(crate) async fn leave_waitlist(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(waitlist_id): ApiPath<String>,
+) -> Result<Response, AppError> {
     let id = own_waiter(&state, &user, &waitlist_id)?;
     let outcome = submit(&state, key, Command::LeaveWaitlist { user, waiter: id }).await?;
     match &outcome.result {
         Ok(Reply::WaitlistLeft { waiter, .. }) => {
             let model = state.model();
-            let record = model.waiter(*waiter).ok_or_else(|| AppError::internal("a left waitlist entry is missing from the read model"))?;
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(views::waitlist_status(&model, record))))
+            let record = model.waiter(*waiter).ok_or_else(|| {
+                AppError::internal("a left waitlist entry is missing from the read model")
+            })?;
+            Ok(answer(
+                StatusCode::OK,
+                Some(outcome.offset),
+                Json(views::waitlist_status(&model, record)),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, None, error)),
@@ -337,18 +495,45 @@ pub(crate) async fn create_desk_ticket(
     let level = validate::short_text("level", &body.level)?;
     {
         let model = state.model();
-        let record = model.desk(desk).ok_or_else(|| AppError::not_found("desk"))?;
-        if !record.spec.levels.iter().any(|candidate| candidate.name == level) {
-            return Err(AppError::field("level", format!("desk {desk} has no level {level:?}")));
+        let record = model
+            .desk(desk)
+            .ok_or_else(|| AppError::not_found("desk"))?;
+        if !record
+            .spec
+            .levels
+            .iter()
+            .any(|candidate| candidate.name == level)
+        {
+            return Err(AppError::field(
+                "level",
+                format!("desk {desk} has no level {level:?}"),
+            ));
         }
     }
-    let outcome = submit(&state, key, Command::CreateDeskTicket { user, desk, level, hold_only: body.hold.unwrap_or(false) }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::CreateDeskTicket {
+            user,
+            desk,
+            level,
+            hold_only: body.hold.unwrap_or(false),
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketCreated(view)) => {
             let model = state.model();
-            let status = if view.hold_expires_at_ms.is_some() { "held" } else { "confirmed" };
+            let status = if view.hold_expires_at_ms.is_some() {
+                "held"
+            } else {
+                "confirmed"
+            };
             let body = views::desk_ticket_response(model.desk(view.desk), view, status);
-            Ok(with_location(answer(StatusCode::CREATED, Some(outcome.offset), Json(body)), &format!("/v1/desks/{}/tickets/{}", view.desk, view.ticket)))
+            Ok(with_location(
+                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                &format!("/v1/desks/{}/tickets/{}", view.desk, view.ticket),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, None, error)),
@@ -366,11 +551,24 @@ pub(crate) async fn confirm_desk_ticket(
     ApiPath((desk_id, ticket_id)): ApiPath<(String, String)>,
 ) -> Result<Response, AppError> {
     let (desk, ticket) = own_desk_ticket(&state, &user, &desk_id, &ticket_id)?;
-    let outcome = submit(&state, key, Command::ConfirmDeskTicket { user, desk, ticket }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::ConfirmDeskTicket { user, desk, ticket },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketConfirmed(view)) => {
             let model = state.model();
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(views::desk_ticket_response(model.desk(view.desk), view, "confirmed"))))
+            Ok(answer(
+                StatusCode::OK,
+                Some(outcome.offset),
+                Json(views::desk_ticket_response(
+                    model.desk(view.desk),
+                    view,
+                    "confirmed",
+                )),
+            ))
         }
         Ok(_) => Err(mismatched()),
         Err(error) => Err(rejection(&state, None, error)),
@@ -380,11 +578,21 @@ pub(crate) async fn confirm_desk_ticket(
 #[utoipa::path(get, path = "/v1/desks/{desk_id}/tickets/{ticket_id}", tag = "desks", params(("desk_id" = String, Path), ("ticket_id" = String, Path)),
     responses((status = 200, description = "The ticket", body = DeskTicketResponse), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
-pub(crate) async fn get_desk_ticket(State(state): State<AppState>, UserId(user): UserId, ApiPath((desk_id, ticket_id)): ApiPath<(String, String)>) -> Result<Response, AppError> {
+pub(crate) async fn get_desk_ticket(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    ApiPath((desk_id, ticket_id)): ApiPath<(String, String)>,
+) -> Result<Response, AppError> {
     let (_, ticket) = own_desk_ticket(&state, &user, &desk_id, &ticket_id)?;
     let model = state.model();
-    let record = model.desk_ticket(ticket).ok_or_else(|| AppError::not_found("desk ticket"))?;
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(views::current_desk_ticket(&model, record))))
+    let record = model
+        .desk_ticket(ticket)
+        .ok_or_else(|| AppError::not_found("desk ticket"))?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::current_desk_ticket(&model, record)),
+    ))
 }
 
 #[utoipa::path(delete, path = "/v1/desks/{desk_id}/tickets/{ticket_id}", tag = "desks",
@@ -398,11 +606,18 @@ pub(crate) async fn cancel_desk_ticket(
     ApiPath((desk_id, ticket_id)): ApiPath<(String, String)>,
 ) -> Result<Response, AppError> {
     let (desk, ticket) = own_desk_ticket(&state, &user, &desk_id, &ticket_id)?;
-    let outcome = submit(&state, key, Command::CancelDeskTicket { user, desk, ticket }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::CancelDeskTicket { user, desk, ticket },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketCanceled { ticket, .. }) => {
             let model = state.model();
-            let record = model.desk_ticket(*ticket).ok_or_else(|| AppError::internal("a canceled desk ticket is missing from the read model"))?;
+            let record = model.desk_ticket(*ticket).ok_or_else(|| {
+                AppError::internal("a canceled desk ticket is missing from the read model")
+            })?;
             let mut body = views::current_desk_ticket(&model, record);
             body.status = "canceled".into();
             Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))

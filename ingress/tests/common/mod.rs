@@ -27,7 +27,10 @@ pub fn token(user: &str) -> String {
 
 pub fn config() -> IngressConfig {
     let mut config = IngressConfig::default();
-    config.tenants.push(ingress::Tenant { id: "other".into(), admin_key: OTHER_ADMIN.into() });
+    config.tenants.push(ingress::Tenant {
+        id: "other".into(),
+        admin_key: OTHER_ADMIN.into(),
+    });
     config.rate_limit.enabled = false;
     config.engine = engine_config();
     config
@@ -35,16 +38,32 @@ pub fn config() -> IngressConfig {
 
 /// A short confirm grace, so expiry tests run in about a second.
 pub fn engine_config() -> EngineConfig {
-    EngineConfig { confirm_grace_ms: 200, ..EngineConfig::default() }
+    EngineConfig {
+        confirm_grace_ms: 200,
+        ..EngineConfig::default()
+    }
 }
 
+/// Dropping it stops the ingress and the engine, joins their threads, closes the logs and
+/// only then removes the directory.
 pub struct Harness {
-    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    pub ingress: Option<Ingress>,
+    pub engine: Option<Arc<TestEngine>>,
     pub requests: EmbeddedLog,
     pub outcomes: EmbeddedLog,
-    pub engine: Option<Arc<TestEngine>>,
-    pub ingress: Option<Ingress>,
-    pub state: AppState,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(ingress) = self.ingress.take() {
+            ingress.stop();
+        }
+        if let Some(engine) = &self.engine {
+            engine.stop();
+        }
+    }
 }
 
 impl Harness {
@@ -56,13 +75,30 @@ impl Harness {
     /// [`Harness::start_engine`].
     pub fn with_config(config: IngressConfig, with_engine: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let requests = EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
-        let outcomes = EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
+        let requests =
+            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
+        let outcomes =
+            EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
         let engine = with_engine.then(|| start_engine(&requests, &outcomes));
-        let control = engine.clone().map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
-        let ingress = Ingress::start(config, Arc::new(requests.writer()), Box::new(outcomes.reader()), control).unwrap();
+        let control = engine
+            .clone()
+            .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
+        let ingress = Ingress::start(
+            config,
+            Arc::new(requests.writer()),
+            Box::new(outcomes.reader()),
+            control,
+        )
+        .unwrap();
         let state = ingress.state();
-        Harness { dir, requests, outcomes, engine, ingress: Some(ingress), state }
+        Harness {
+            dir,
+            requests,
+            outcomes,
+            engine,
+            ingress: Some(ingress),
+            state,
+        }
     }
 
     /// Starts the engine of a harness made without one.
@@ -81,7 +117,13 @@ impl Harness {
 }
 
 fn start_engine(requests: &EmbeddedLog, outcomes: &EmbeddedLog) -> Arc<TestEngine> {
-    Arc::new(TestEngine::start(engine_config(), Box::new(requests.reader()), Arc::new(requests.writer()), Arc::new(outcomes.writer()), TICK))
+    Arc::new(TestEngine::start(
+        engine_config(),
+        Box::new(requests.reader()),
+        Arc::new(requests.writer()),
+        Arc::new(outcomes.writer()),
+        TICK,
+    ))
 }
 
 pub struct Answer {
@@ -97,39 +139,79 @@ impl Answer {
     }
 
     pub fn field(&self) -> &str {
-        self.body["error"]["details"]["field"].as_str().unwrap_or("")
+        self.body["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or("")
     }
 
     pub fn log_offset(&self) -> i64 {
-        self.headers.get("x-log-offset").expect("X-Log-Offset").to_str().unwrap().parse().unwrap()
+        self.headers
+            .get("x-log-offset")
+            .expect("X-Log-Offset")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
 /// One request through the router without a socket.
-pub async fn call(router: &Router, method: Method, uri: &str, bearer: Option<&str>, body: Option<Value>) -> Answer {
-    call_with(router, method, uri, bearer, &[], body.map(|body| body.to_string())).await
+pub async fn call(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    call_with(
+        router,
+        method,
+        uri,
+        bearer,
+        &[],
+        body.map(|body| body.to_string()),
+    )
+    .await
 }
 
-pub async fn call_with(router: &Router, method: Method, uri: &str, bearer: Option<&str>, headers: &[(&str, &str)], body: Option<String>) -> Answer {
+pub async fn call_with(
+    router: &Router,
+    method: Method,
+    uri: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Answer {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(bearer) = bearer {
         request = request.header(header::AUTHORIZATION, format!("Bearer {bearer}"));
     }
-    let has_content_type = headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    let has_content_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
     if body.is_some() && !has_content_type {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let request = request
+        .body(body.map_or_else(Body::empty, Body::from))
+        .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&bytes).to_string();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer { status, headers, body, text }
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 /// A reserved-seating event: section A, rows 1 and 2 of `seats_per_row` Gold seats, plus
@@ -154,7 +236,14 @@ pub fn event_body(name: &str, seats_per_row: u32, hold_ttl_seconds: u64) -> Valu
 }
 
 pub async fn create_event(router: &Router, body: Value) -> String {
-    let answer = call(router, Method::POST, "/v1/admin/events", Some(ADMIN), Some(body)).await;
+    let answer = call(
+        router,
+        Method::POST,
+        "/v1/admin/events",
+        Some(ADMIN),
+        Some(body),
+    )
+    .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
     answer.body["event_id"].as_str().unwrap().to_string()
 }

@@ -2,7 +2,10 @@
 //! `KAFKA_BOOTSTRAP` is set), a seeded workload, and the checks every scenario ends with.
 #![allow(dead_code, unreachable_pub)]
 
-use engine::{CategorySpec, Command, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy};
+use engine::{
+    CategorySpec, Command, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome, Request,
+    RowSpec, SectionSpec, Selection, WaitlistPolicy,
+};
 use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogRecord};
 use runtime::{EngineStatus, Logs, OpenLog, RuntimeHandle};
 use std::path::PathBuf;
@@ -18,13 +21,24 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub enum Backend {
     /// RocksDB allows one open per directory and process: handles opened while others are
     /// alive share them.
-    Embedded { dir: PathBuf, open: Arc<Mutex<OpenEmbedded>> },
-    Kafka { brokers: String, requests_topic: String, outcomes_topic: String, transactional_id: String },
+    Embedded {
+        dir: PathBuf,
+        open: Arc<Mutex<OpenEmbedded>>,
+    },
+    Kafka {
+        brokers: String,
+        requests_topic: String,
+        outcomes_topic: String,
+        transactional_id: String,
+    },
 }
 
 impl Backend {
     pub fn embedded(dir: &std::path::Path) -> Backend {
-        Backend::Embedded { dir: dir.to_path_buf(), open: Arc::default() }
+        Backend::Embedded {
+            dir: dir.to_path_buf(),
+            open: Arc::default(),
+        }
     }
 
     /// Fresh topics on the broker at `KAFKA_BOOTSTRAP`; `None` (with a note) when it is not
@@ -41,7 +55,14 @@ impl Backend {
                 return None;
             }
         };
-        let unique = format!("{}-{}", std::process::id(), SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
         Some(Backend::Kafka {
             brokers,
             requests_topic: format!("runtime-test-{test}-requests-{unique}"),
@@ -59,7 +80,9 @@ impl Backend {
                     if let Some(log) = cached.upgrade() {
                         return log;
                     }
-                    let log = Arc::new(EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap());
+                    let log = Arc::new(
+                        EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap(),
+                    );
                     *cached = Arc::downgrade(&log);
                     log
                 };
@@ -67,7 +90,12 @@ impl Backend {
                 let outcomes = get(&mut open.outcomes, "outcomes");
                 (requests, outcomes)
             }
-            Backend::Kafka { brokers, requests_topic, outcomes_topic, transactional_id } => {
+            Backend::Kafka {
+                brokers,
+                requests_topic,
+                outcomes_topic,
+                transactional_id,
+            } => {
                 let requests = KafkaLog::open(kafka_options(brokers, requests_topic)).unwrap();
                 let mut outcomes_options = kafka_options(brokers, outcomes_topic);
                 outcomes_options.transactional_id = Some(transactional_id.clone());
@@ -85,7 +113,12 @@ impl Backend {
     pub fn to_env(&self) -> String {
         match self {
             Backend::Embedded { dir, .. } => format!("embedded|{}", dir.display()),
-            Backend::Kafka { brokers, requests_topic, outcomes_topic, transactional_id } => format!("kafka|{brokers}|{requests_topic}|{outcomes_topic}|{transactional_id}"),
+            Backend::Kafka {
+                brokers,
+                requests_topic,
+                outcomes_topic,
+                transactional_id,
+            } => format!("kafka|{brokers}|{requests_topic}|{outcomes_topic}|{transactional_id}"),
         }
     }
 
@@ -119,7 +152,10 @@ fn kafka_options(brokers: &str, topic: &str) -> KafkaOptions {
 
 pub fn engine_config() -> EngineConfig {
     // No grace, so a hold's expiry is due right at its TTL.
-    EngineConfig { confirm_grace_ms: 0, ..EngineConfig::default() }
+    EngineConfig {
+        confirm_grace_ms: 0,
+        ..EngineConfig::default()
+    }
 }
 
 pub fn event_spec(hold_ttl_ms: u64) -> EventSpec {
@@ -137,10 +173,29 @@ pub fn event_spec(hold_ttl_ms: u64) -> EventSpec {
         seats_per_order_max: 10,
         seats_per_user_max: Some(30),
         waitlist_policy: WaitlistPolicy::Strict,
-        categories: vec![CategorySpec { name: "Gold".into(), price_cents: 9_000 }, CategorySpec { name: "Standard".into(), price_cents: 5_000 }],
+        categories: vec![
+            CategorySpec {
+                name: "Gold".into(),
+                price_cents: 9_000,
+            },
+            CategorySpec {
+                name: "Standard".into(),
+                price_cents: 5_000,
+            },
+        ],
         sections: vec![SectionSpec {
             name: "A".into(),
-            rows: (1..=20).map(|row| RowSpec { label: row.to_string(), seats: 25, category: if row <= 5 { "Gold".into() } else { "Standard".into() } }).collect(),
+            rows: (1..=20)
+                .map(|row| RowSpec {
+                    label: row.to_string(),
+                    seats: 25,
+                    category: if row <= 5 {
+                        "Gold".into()
+                    } else {
+                        "Standard".into()
+                    },
+                })
+                .collect(),
         }],
         general_admission: vec![],
     }
@@ -173,24 +228,57 @@ impl Rng {
 /// then a record that does not decode. The same `(seed, index)` always gives the same bytes.
 pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
     if index == 0 {
-        return engine::wire::encode_request(&Request::with_key(Command::CreateEvent { tenant: "demo".into(), spec: event_spec(hold_ttl_ms) }, "create"));
+        return engine::wire::encode_request(&Request::with_key(
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: event_spec(hold_ttl_ms),
+            },
+            "create",
+        ));
     }
     let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(index));
     let user = format!("u{}", rng.below(40));
     let hold = HoldId(1 + rng.below(index.max(1)));
     let command = match rng.below(20) {
         0 => return vec![9, 9, 9],
-        1..=6 => Command::PlaceHold { user, event: EventId(0), selection: Selection::Best { quantity: 1 + rng.below(4) as u32, category: None, together: rng.below(2) == 0 }, wait: false },
+        1..=6 => Command::PlaceHold {
+            user,
+            event: EventId(0),
+            selection: Selection::Best {
+                quantity: 1 + rng.below(4) as u32,
+                category: None,
+                together: rng.below(2) == 0,
+            },
+            wait: false,
+        },
         7..=10 => {
-            let seats = (0..1 + rng.below(3)).map(|_| format!("A-{}-{}", 1 + rng.below(20), 1 + rng.below(25))).collect();
-            Command::PlaceHold { user, event: EventId(0), selection: Selection::Seats(seats), wait: false }
+            let seats = (0..1 + rng.below(3))
+                .map(|_| format!("A-{}-{}", 1 + rng.below(20), 1 + rng.below(25)))
+                .collect();
+            Command::PlaceHold {
+                user,
+                event: EventId(0),
+                selection: Selection::Seats(seats),
+                wait: false,
+            }
         }
-        11..=14 => Command::ConfirmHold { user, hold, payment_ref: format!("pay-{index}") },
+        11..=14 => Command::ConfirmHold {
+            user,
+            hold,
+            payment_ref: format!("pay-{index}"),
+        },
         15..=17 => Command::ReleaseHold { user, hold },
         _ => Command::Tick,
     };
     // Now and then a key that an earlier record used: the engine answers with the first outcome.
-    let key = format!("k{}", if rng.below(10) == 0 { rng.below(index) } else { index });
+    let key = format!(
+        "k{}",
+        if rng.below(10) == 0 {
+            rng.below(index)
+        } else {
+            index
+        }
+    );
     engine::wire::encode_request(&Request::with_key(command, key))
 }
 
@@ -212,13 +300,19 @@ pub fn read_all(log: &dyn OpenLog) -> Vec<LogRecord> {
             quiet_since = Instant::now();
         }
         records.extend(batch);
-        assert!(Instant::now() < deadline, "reading the log took over {DEADLINE:?}");
+        assert!(
+            Instant::now() < deadline,
+            "reading the log took over {DEADLINE:?}"
+        );
     }
     records
 }
 
 pub fn decode_outcomes(records: &[LogRecord]) -> Vec<Outcome> {
-    records.iter().map(|record| engine::wire::decode_outcome(&record.payload).unwrap()).collect()
+    records
+        .iter()
+        .map(|record| engine::wire::decode_outcome(&record.payload).unwrap())
+        .collect()
 }
 
 /// Replays `requests` from scratch through `last_offset` and returns the engine and every
@@ -226,7 +320,10 @@ pub fn decode_outcomes(records: &[LogRecord]) -> Vec<Outcome> {
 pub fn replay_from_scratch(requests: &[LogRecord], last_offset: u64) -> (Engine, Vec<Outcome>) {
     let mut engine = Engine::new(engine_config());
     let mut outcomes = Vec::new();
-    for record in requests.iter().filter(|record| record.offset <= last_offset) {
+    for record in requests
+        .iter()
+        .filter(|record| record.offset <= last_offset)
+    {
         outcomes.push(match engine::wire::decode_request(&record.payload) {
             Ok(request) => engine.apply(record.offset, record.timestamp_ms, &request),
             Err(reason) => engine.apply_undecodable(record.offset, record.timestamp_ms, &reason),
@@ -240,9 +337,15 @@ pub fn replay_from_scratch(requests: &[LogRecord], last_offset: u64) -> (Engine,
 /// its status's state hash is as of that offset.
 pub fn wait_settled(handle: &RuntimeHandle, log_end_offset: u64) -> EngineStatus {
     let (status, settled) = handle.wait_for(DEADLINE, |status| {
-        status.log_end_offset >= log_end_offset && status.caught_up() && status.published_all() && status.state_hash_offset == status.applied_offset
+        status.log_end_offset >= log_end_offset
+            && status.caught_up()
+            && status.published_all()
+            && status.state_hash_offset == status.applied_offset
     });
-    assert!(settled, "the runtime did not settle at {log_end_offset}: {status:?}");
+    assert!(
+        settled,
+        "the runtime did not settle at {log_end_offset}: {status:?}"
+    );
     status
 }
 
@@ -256,10 +359,20 @@ pub fn check_exactly_once(backend: &Backend, status: &EngineStatus) {
     assert_eq!(status.applied_offset, Some(last));
     let offsets: Vec<u64> = outcomes.iter().map(|outcome| outcome.offset).collect();
     let expected: Vec<u64> = requests.iter().map(|record| record.offset).collect();
-    assert_eq!(offsets, expected, "one outcome per request, in order, none twice");
+    assert_eq!(
+        offsets, expected,
+        "one outcome per request, in order, none twice"
+    );
     let (engine, replayed) = replay_from_scratch(&requests, last);
-    assert_eq!(status.state_hash, engine.state_hash_hex(), "the runtime's state equals a from-scratch replay");
+    assert_eq!(
+        status.state_hash,
+        engine.state_hash_hex(),
+        "the runtime's state equals a from-scratch replay"
+    );
     for (published, replayed) in outcomes.iter().zip(&replayed) {
-        assert_eq!(published, replayed, "published outcome differs from the replay's");
+        assert_eq!(
+            published, replayed,
+            "published outcome differs from the replay's"
+        );
     }
 }

@@ -1,0 +1,197 @@
+//! `boxoffice serve` and `boxoffice token` as a user runs them: the real binary on a
+//! temporary data directory and a free port; stopped with SIGTERM and started again on the
+//! same data.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+
+/// The package directory as cargo gives it to the running test. Read at run time, not
+/// compiled in with `env!`: a target directory reused from a clone at another path keeps
+/// the old path in compiled code.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
+fn config() -> std::path::PathBuf {
+    manifest_dir().join("../config/default.toml")
+}
+
+fn boxoffice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .arg("--config")
+        .arg(config())
+        .env("RUST_LOG", "warn")
+        .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false");
+    command
+}
+
+/// Starts `serve` and returns it with the address it printed once ready.
+fn serve(data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = boxoffice()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("boxoffice serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let address = loop {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break None;
+        }
+        if let Some(address) = line.trim().strip_prefix("listening on http://") {
+            break Some(address.to_string());
+        }
+    };
+    match address {
+        Some(address) => (child, address),
+        None => panic!("serve exited before it was ready: {:?}", child.wait()),
+    }
+}
+
+/// SIGTERM, then the exit status (a graceful stop exits 0).
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "serve did not stop cleanly"
+    );
+}
+
+/// One HTTP/1.1 request; returns the status and the body.
+fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(bearer) = bearer {
+        request.push_str(&format!("Authorization: Bearer {bearer}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let (head, rest) = response.split_once("\r\n\r\n").expect("a header block");
+    let text = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn unchunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        body.push_str(&tail[..size]);
+        rest = &tail[size + 2..];
+    }
+    body
+}
+
+#[test]
+fn serve_answers_stops_gracefully_and_keeps_its_data() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let output = boxoffice()
+        .args(["token", "--user", "alice"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let (child, address) = serve(data_dir.path());
+    assert_eq!(http(&address, "GET", "/healthz", None, None).0, 200);
+    let event = r#"{"name": "Serve", "city": "Lyon", "country": "FR", "venue": "Halle", "starts_at": "2030-05-01T20:00:00Z",
+        "categories": [{"name": "Gold", "price_cents": 100}],
+        "seating": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 3, "category": "Gold"}]}]}}"#;
+    let (status, created) = http(
+        &address,
+        "POST",
+        "/v1/admin/events",
+        Some("demo-admin-key"),
+        Some(event),
+    );
+    assert_eq!(
+        (status, created["event_id"].as_str()),
+        (201, Some("ev_0")),
+        "{created}"
+    );
+    let (status, held) = http(
+        &address,
+        "POST",
+        "/v1/events/ev_0/holds",
+        Some(&token),
+        Some(r#"{"seats": ["A-1-2"]}"#),
+    );
+    assert_eq!(status, 201, "{held}");
+    let (status, engine) = http(
+        &address,
+        "GET",
+        "/v1/admin/engine",
+        Some("demo-operator-key"),
+        None,
+    );
+    assert_eq!(
+        (status, engine["role"].as_str()),
+        (200, Some("primary")),
+        "{engine}"
+    );
+    stop(child);
+
+    let (child, address) = serve(data_dir.path());
+    let (_, map) = http(&address, "GET", "/v1/events/ev_0/seats", None, None);
+    let statuses: Vec<&str> = map["sections"][0]["rows"][0]["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|seat| seat["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["free", "held", "free"]);
+    let (status, hold) = http(
+        &address,
+        "GET",
+        &format!("/v1/holds/{}", held["hold_id"].as_str().unwrap()),
+        Some(&token),
+        None,
+    );
+    assert_eq!((status, hold["status"].as_str()), (200, Some("held")));
+    stop(child);
+}
