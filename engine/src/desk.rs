@@ -53,9 +53,13 @@ impl Desk {
     fn occupy(&mut self, slot: u64) -> u32 {
         let agents = self.spec.agents;
         let busy = self.busy.entry(slot).or_default();
-        let agent = (0..agents)
-            .find(|agent| !busy.contains(agent))
-            .expect("the slot has a free agent");
+        assert!((busy.len() as u32) < agents, "the slot has a free agent");
+        // The lowest free agent: the first place where the sorted busy agents skip one.
+        let agent = busy
+            .iter()
+            .zip(0..)
+            .find(|(busy_agent, index)| **busy_agent != *index)
+            .map_or(busy.len() as u32, |(_, index)| index);
         busy.insert(agent);
         if busy.len() as u32 == agents {
             let mut start = slot;
@@ -226,18 +230,16 @@ impl Engine {
         desk.prune_before(first_slot);
         let resolve_by_ms = now_ms + desk.spec.levels[level_index as usize].deadline_ms;
         let last_start_ms = now_ms + desk.spec.horizon_ms;
+        // The earliest free slot is the only candidate: if it starts beyond the horizon
+        // or ends after the deadline, so does every later one.
         let slot = desk.earliest_open(first_slot);
         let start_ms = slot * slot_ms;
-        if start_ms > last_start_ms {
-            return Err(Rejection::SlaUnavailable {
-                earliest_start_ms: None,
-            });
-        }
-        if start_ms + slot_ms > resolve_by_ms {
+        if start_ms > last_start_ms || start_ms + slot_ms > resolve_by_ms {
             return Err(Rejection::SlaUnavailable {
                 earliest_start_ms: Some(start_ms),
             });
         }
+        debug_assert!(start_ms >= now_ms && start_ms + slot_ms <= resolve_by_ms);
         let agent = desk.occupy(slot);
         let ticket_id = DeskTicketId(self.state.desks.next_ticket + 1);
         self.state.desks.next_ticket += 1;
@@ -366,6 +368,23 @@ impl Engine {
             ticket: ticket_id,
             user: ticket.user,
         });
+    }
+
+    /// Busy agents in the slot of `desk` that starts at `slot_start_ms`, for tests and
+    /// tools. Exact for slots that start at or after now; slots in the past may have
+    /// been forgotten (0). `None` if the desk does not exist or the time is not a slot
+    /// start.
+    pub fn desk_busy_agents(&self, desk: DeskId, slot_start_ms: u64) -> Option<u32> {
+        let desk = self.state.desks.desks.get(desk.0 as usize)?;
+        let slot_ms = desk.spec.slot_ms;
+        if slot_start_ms % slot_ms != 0 {
+            return None;
+        }
+        Some(
+            desk.busy
+                .get(&(slot_start_ms / slot_ms))
+                .map_or(0, |busy| busy.len() as u32),
+        )
     }
 
     /// The tenant owning a desk, for admin reads.

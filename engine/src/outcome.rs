@@ -212,7 +212,9 @@ pub enum Rejection {
     HoldExpired,
     /// The ticket was already checked in.
     AlreadyUsed,
-    /// No slot meets the level's deadline; the earliest start that could be served.
+    /// No slot meets the level's deadline (or starts within the desk's horizon):
+    /// `earliest_start_ms` is the start of the earliest free slot, the earliest time a
+    /// ticket could be served. Always set; an `Option` so that older records decode.
     SlaUnavailable {
         earliest_start_ms: Option<u64>,
     },

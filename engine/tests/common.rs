@@ -216,7 +216,14 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
             format!("event canceled holds={released_holds:?} bookings={canceled_bookings:?} waiters={ended_waiters:?}")
         }
         Ok(Reply::CheckedIn { ticket, .. }) => format!("checked in {ticket}"),
+        Ok(Reply::DeskCreated { desk, tenant, .. }) => format!("desk {desk} of {tenant}"),
+        Ok(Reply::DeskTicketCreated(view)) => format!("ticket {}", desk_ticket(view)),
+        Ok(Reply::DeskTicketConfirmed(view)) => format!("confirmed {}", desk_ticket(view)),
+        Ok(Reply::DeskTicketCanceled { ticket, .. }) => format!("canceled {ticket}"),
         Ok(other) => format!("{other:?}"),
+        Err(Rejection::SlaUnavailable {
+            earliest_start_ms: Some(earliest),
+        }) => format!("rejected sla_unavailable earliest {}", clock(*earliest)),
         Err(Rejection::SeatsUnavailable { seats }) => {
             format!(
                 "rejected seats_unavailable [{}]",
@@ -251,6 +258,96 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
         });
     }
     line
+}
+
+/// Log time as an offset from `T0`: `+HH:MM:SS`, with `.mmm` when not a whole second.
+pub fn clock(time_ms: u64) -> String {
+    let offset_ms = time_ms - T0;
+    let seconds = offset_ms / 1_000;
+    let mut text = format!(
+        "+{:02}:{:02}:{:02}",
+        seconds / 3_600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    if offset_ms % 1_000 != 0 {
+        text.push_str(&format!(".{:03}", offset_ms % 1_000));
+    }
+    text
+}
+
+/// `dt_1 agent 0 +00:00:00..+00:30:00 by +02:00:00`, plus `held to ...` while validated.
+pub fn desk_ticket(view: &DeskTicketView) -> String {
+    let mut text = format!(
+        "{} agent {} {}..{} by {}",
+        view.ticket,
+        view.agent,
+        clock(view.slot_start_ms),
+        clock(view.slot_end_ms),
+        clock(view.resolve_by_ms)
+    );
+    if let Some(expires) = view.hold_expires_at_ms {
+        text.push_str(&format!(" held to {}", clock(expires)));
+    }
+    text
+}
+
+/// A desk of `tenant` with the default levels (gold 2 h, silver 4 h, bronze 8 h), an
+/// 8 h horizon and a 5-minute hold TTL.
+pub fn desk_spec(agents: u32, slot_minutes: u64) -> DeskSpec {
+    let level = |name: &str, hours: u64| LevelSpec {
+        name: name.into(),
+        deadline_ms: hours * 3_600_000,
+    };
+    DeskSpec {
+        name: "Support".into(),
+        agents,
+        slot_ms: slot_minutes * 60_000,
+        horizon_ms: 8 * 3_600_000,
+        levels: vec![level("gold", 2), level("silver", 4), level("bronze", 8)],
+        hold_ttl_ms: 300_000,
+    }
+}
+
+pub fn create_desk(tenant: &str, spec: DeskSpec) -> Command {
+    Command::CreateDesk {
+        tenant: tenant.into(),
+        spec,
+    }
+}
+
+pub fn desk_ticket_of(user: &str, desk: u32, level: &str) -> Command {
+    Command::CreateDeskTicket {
+        user: user.into(),
+        desk: DeskId(desk),
+        level: level.into(),
+        hold_only: false,
+    }
+}
+
+pub fn validate_desk_ticket(user: &str, desk: u32, level: &str) -> Command {
+    Command::CreateDeskTicket {
+        user: user.into(),
+        desk: DeskId(desk),
+        level: level.into(),
+        hold_only: true,
+    }
+}
+
+pub fn allocate_desk_ticket(user: &str, desk: u32, ticket: u64) -> Command {
+    Command::ConfirmDeskTicket {
+        user: user.into(),
+        desk: DeskId(desk),
+        ticket: DeskTicketId(ticket),
+    }
+}
+
+pub fn cancel_desk_ticket(user: &str, desk: u32, ticket: u64) -> Command {
+    Command::CancelDeskTicket {
+        user: user.into(),
+        desk: DeskId(desk),
+        ticket: DeskTicketId(ticket),
+    }
 }
 
 /// Applies `command` and compares the rendered outcome with `expected`.

@@ -768,3 +768,310 @@ fn a_promote_record_bumps_the_epoch_for_every_replica() {
     );
     assert_eq!(h.engine.epoch(), (1, Some("standby-1")));
 }
+
+// ---- service desks -------------------------------------------------------------------------
+//
+// Desks of 30-minute slots with the default levels (gold 2 h, silver 4 h, bronze 8 h) and an
+// 8 h horizon, so a level's window is a handful of slots. `T0` is on an hour boundary.
+
+/// Fills `count` slots of desk 0 with tickets of `level`, one agent each, without checking
+/// the lines (the edges are checked by the caller).
+fn fill_desk(h: &mut Harness, level: &str, count: u64) {
+    for _ in 0..count {
+        let outcome = h.run(desk_ticket_of("filler", 0, level));
+        assert!(
+            matches!(outcome.result, Ok(Reply::DeskTicketCreated(_))),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn each_level_gets_the_last_slot_that_ends_exactly_at_its_deadline() {
+    for (level, earlier_slots, last, refused) in [
+        (
+            "gold",
+            3,
+            "ticket dt_4 agent 0 +01:30:00..+02:00:00 by +02:00:00",
+            "rejected sla_unavailable earliest +02:00:00",
+        ),
+        (
+            "silver",
+            7,
+            "ticket dt_8 agent 0 +03:30:00..+04:00:00 by +04:00:00",
+            "rejected sla_unavailable earliest +04:00:00",
+        ),
+        (
+            "bronze",
+            15,
+            "ticket dt_16 agent 0 +07:30:00..+08:00:00 by +08:00:00",
+            "rejected sla_unavailable earliest +08:00:00",
+        ),
+    ] {
+        let mut h = Harness::new();
+        check(
+            &mut h,
+            create_desk("t1", desk_spec(1, 30)),
+            "desk desk_0 of t1",
+        );
+        fill_desk(&mut h, level, earlier_slots);
+        check(&mut h, desk_ticket_of("ann", 0, level), last);
+        check(&mut h, desk_ticket_of("bob", 0, level), refused);
+    }
+}
+
+#[test]
+fn each_level_never_gets_the_slot_that_just_started() {
+    // One millisecond after a slot boundary: the slot in progress is free but is never
+    // given, and the level's window holds one slot fewer.
+    for (level, first, earlier_slots, last, refused) in [
+        (
+            "gold",
+            "ticket dt_1 agent 0 +00:30:00..+01:00:00 by +02:00:00.001",
+            1,
+            "ticket dt_3 agent 0 +01:30:00..+02:00:00 by +02:00:00.001",
+            "rejected sla_unavailable earliest +02:00:00",
+        ),
+        (
+            "silver",
+            "ticket dt_1 agent 0 +00:30:00..+01:00:00 by +04:00:00.001",
+            5,
+            "ticket dt_7 agent 0 +03:30:00..+04:00:00 by +04:00:00.001",
+            "rejected sla_unavailable earliest +04:00:00",
+        ),
+        (
+            "bronze",
+            "ticket dt_1 agent 0 +00:30:00..+01:00:00 by +08:00:00.001",
+            13,
+            "ticket dt_15 agent 0 +07:30:00..+08:00:00 by +08:00:00.001",
+            "rejected sla_unavailable earliest +08:00:00",
+        ),
+    ] {
+        let mut h = Harness::new();
+        check(
+            &mut h,
+            create_desk("t1", desk_spec(1, 30)),
+            "desk desk_0 of t1",
+        );
+        h.now_ms = T0 + 1;
+        check(&mut h, desk_ticket_of("ann", 0, level), first);
+        fill_desk(&mut h, level, earlier_slots);
+        check(&mut h, desk_ticket_of("ann", 0, level), last);
+        check(&mut h, desk_ticket_of("bob", 0, level), refused);
+    }
+}
+
+#[test]
+fn a_slot_that_starts_exactly_now_is_given() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_0 of t1",
+    );
+    h.now_ms = T0 + 1_800_000 - 1;
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "gold"),
+        "ticket dt_1 agent 0 +00:30:00..+01:00:00 by +02:29:59.999",
+    );
+    h.now_ms = T0 + 1_800_000;
+    // dt_1's slot starts now and is taken; the next one is given.
+    check(
+        &mut h,
+        desk_ticket_of("bob", 0, "gold"),
+        "ticket dt_2 agent 0 +01:00:00..+01:30:00 by +02:30:00",
+    );
+    h.now_ms = T0 + 3_600_000;
+    check(
+        &mut h,
+        desk_ticket_of("cat", 0, "gold"),
+        "ticket dt_3 agent 0 +01:30:00..+02:00:00 by +03:00:00",
+    );
+}
+
+#[test]
+fn levels_share_the_desk_earliest_slot_first() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_0 of t1",
+    );
+    // Bronze tickets take the earliest slots too: no slot is kept back for gold.
+    fill_desk(&mut h, "bronze", 4);
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "gold"),
+        "rejected sla_unavailable earliest +02:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "silver"),
+        "ticket dt_5 agent 0 +02:00:00..+02:30:00 by +04:00:00",
+    );
+}
+
+#[test]
+fn agents_share_a_slot_and_a_canceled_ticket_returns_its_slot() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(2, 30)),
+        "desk desk_0 of t1",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "gold"),
+        "ticket dt_1 agent 0 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("bob", 0, "gold"),
+        "ticket dt_2 agent 1 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    fill_desk(&mut h, "gold", 6);
+    check(
+        &mut h,
+        desk_ticket_of("bob", 0, "gold"),
+        "rejected sla_unavailable earliest +02:00:00",
+    );
+    // Only the owner can cancel, and only under the ticket's own desk.
+    check(
+        &mut h,
+        cancel_desk_ticket("bob", 0, 1),
+        "rejected NotFound { what: DeskTicket }",
+    );
+    check(
+        &mut h,
+        cancel_desk_ticket("ann", 1, 1),
+        "rejected NotFound { what: DeskTicket }",
+    );
+    check(&mut h, cancel_desk_ticket("ann", 0, 1), "canceled dt_1");
+    check(
+        &mut h,
+        cancel_desk_ticket("ann", 0, 1),
+        "rejected NotFound { what: DeskTicket }",
+    );
+    assert_eq!(h.engine.desk_busy_agents(DeskId(0), T0), Some(1));
+    check(
+        &mut h,
+        desk_ticket_of("cat", 0, "gold"),
+        "ticket dt_9 agent 0 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    assert_eq!(h.engine.desk_busy_agents(DeskId(0), T0), Some(2));
+}
+
+#[test]
+fn a_validated_ticket_holds_its_slot_until_allocated_or_expired() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_0 of t1",
+    );
+    check(
+        &mut h,
+        validate_desk_ticket("ann", 0, "gold"),
+        "ticket dt_1 agent 0 +00:00:00..+00:30:00 by +02:00:00 held to +00:05:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("bob", 0, "gold"),
+        "ticket dt_2 agent 0 +00:30:00..+01:00:00 by +02:00:00",
+    );
+    check(
+        &mut h,
+        allocate_desk_ticket("bob", 0, 1),
+        "rejected NotFound { what: DeskTicket }",
+    );
+    check(
+        &mut h,
+        allocate_desk_ticket("ann", 0, 1),
+        "confirmed dt_1 agent 0 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    check(
+        &mut h,
+        allocate_desk_ticket("ann", 0, 1),
+        r#"rejected Conflict { reason: "the ticket is already allocated" }"#,
+    );
+    check(
+        &mut h,
+        validate_desk_ticket("cat", 0, "gold"),
+        "ticket dt_3 agent 0 +01:00:00..+01:30:00 by +02:00:00 held to +00:05:00",
+    );
+    // At its expiry time the hold still stands; one millisecond later it is gone and
+    // its slot is given to the next ticket.
+    h.now_ms = T0 + 300_000;
+    check(&mut h, Command::Tick, "tick");
+    h.now_ms = T0 + 300_001;
+    check(&mut h, Command::Tick, "tick | desk hold expired dt_3");
+    check(
+        &mut h,
+        allocate_desk_ticket("cat", 0, 3),
+        "rejected NotFound { what: DeskTicket }",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("dan", 0, "gold"),
+        "ticket dt_4 agent 0 +01:00:00..+01:30:00 by +02:05:00.001",
+    );
+}
+
+#[test]
+fn a_level_longer_than_the_horizon_is_cut_by_the_horizon() {
+    let mut h = Harness::new();
+    let spec = DeskSpec {
+        horizon_ms: 3_600_000,
+        ..desk_spec(1, 30)
+    };
+    check(&mut h, create_desk("t1", spec), "desk desk_0 of t1");
+    fill_desk(&mut h, "bronze", 2);
+    // Starts exactly at now + horizon: still within it.
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "ticket dt_3 agent 0 +01:00:00..+01:30:00 by +08:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "rejected sla_unavailable earliest +01:30:00",
+    );
+}
+
+#[test]
+fn one_tenants_full_desk_takes_nothing_from_anothers() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_0 of t1",
+    );
+    check(
+        &mut h,
+        create_desk("t2", desk_spec(1, 30)),
+        "desk desk_1 of t2",
+    );
+    fill_desk(&mut h, "gold", 4);
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "gold"),
+        "rejected sla_unavailable earliest +02:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 1, "gold"),
+        "ticket dt_5 agent 0 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 2, "gold"),
+        "rejected NotFound { what: Desk }",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 1, "platinum"),
+        "rejected NotFound { what: Level }",
+    );
+}
