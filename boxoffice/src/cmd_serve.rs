@@ -38,11 +38,12 @@ impl EngineControl for RuntimeControl {
                 at_ms: snapshot.at_ms,
             }),
             state_hash: status.state_hash,
+            state_hash_offset: status.state_hash_offset,
         })
     }
 
     fn promote(&self) -> Result<(), String> {
-        self.0.promote().map_err(|error| error.to_string())
+        self.0.promote().map(|_| ()).map_err(|error| error.to_string())
     }
 }
 
@@ -91,7 +92,8 @@ pub(crate) fn run(
     .map_err(ToolError::Invalid)?;
     let wait_for_engine = || loop {
         let (status, done) = handle.wait_for(REPLAY_REPORT_EVERY, |status| {
-            status.failure.is_some() || (status.caught_up() && status.published_all())
+            status.failure.is_some()
+                || (status.role == Role::Primary && status.caught_up() && status.published_all())
         });
         if done || status.failure.is_some() {
             break;

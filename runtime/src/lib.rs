@@ -89,7 +89,10 @@ impl Role {
 pub struct RuntimeOptions {
     /// Must be the same on every replica, or they diverge.
     pub engine: EngineConfig,
+    /// The role while the log names no primary (see `publisher.rs` for the rules).
     pub role: Role,
+    /// This replica's name, as `Promote` records name it. Replicas need distinct names.
+    pub node: String,
     /// How often the ticker looks for due timers.
     pub tick_interval_ms: u64,
     /// A snapshot is taken after this many applied records...
@@ -115,6 +118,7 @@ impl RuntimeOptions {
         RuntimeOptions {
             engine,
             role: Role::Primary,
+            node: "engine".to_string(),
             tick_interval_ms: 500,
             snapshot_every_records: 100_000,
             snapshot_every_ms: 60_000,
@@ -135,6 +139,7 @@ impl RuntimeOptions {
         assert!(self.channel_batches_max > 0);
         assert!(self.publish_records_max > 0);
         assert!(self.idle_ms > 0);
+        assert!(!self.node.is_empty());
     }
 }
 
@@ -219,6 +224,8 @@ pub enum RuntimeError {
 #[derive(Clone)]
 pub struct RuntimeHandle {
     shared: Arc<Shared>,
+    requests: Arc<dyn OpenLog>,
+    node: String,
 }
 
 impl RuntimeHandle {
@@ -226,17 +233,25 @@ impl RuntimeHandle {
         self.shared.status()
     }
 
-    /// Asks a standby to become primary: it opens the outcomes writer (fencing a Kafka
-    /// primary with the same transactional id), publishes what the outcomes log lacks of
-    /// the outcomes it kept, and starts ticking. Returns at once; the status's role says
-    /// when it is done. Full fail-over (what a standby that kept too few outcomes does) is
-    /// a later issue.
-    pub fn promote(&self) -> Result<(), RuntimeError> {
-        if self.shared.request_promotion() {
-            Ok(())
-        } else {
-            Err(RuntimeError::NotStandby)
+    /// Asks for this standby to become primary: appends a `Promote` record naming this
+    /// node to the requests log and returns its offset. Every replica applies it at that
+    /// offset: this one opens the outcomes writer there (fencing the old primary's Kafka
+    /// producer) and publishes what the outcomes log lacks; a primary that reads it steps
+    /// down. Returns once the record is durable; the status's role says when it is done.
+    pub fn promote(&self) -> Result<u64, RuntimeError> {
+        if !self.shared.request_promotion() {
+            return Err(RuntimeError::NotStandby);
         }
+        let appended = append_promote(self.requests.as_ref(), &self.node);
+        if appended.is_err() {
+            self.shared.promotion_failed();
+        }
+        appended
+    }
+
+    /// This replica's node name.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// Waits until `condition` holds on the status (true), or the runtime stops or
@@ -248,6 +263,19 @@ impl RuntimeHandle {
     ) -> (EngineStatus, bool) {
         self.shared.wait_for(timeout, condition)
     }
+}
+
+/// Appends a `Promote` record naming `node` to the requests log; returns its offset.
+/// (`boxoffice promote` calls this directly: the log, not a process, is what promotes.)
+pub fn append_promote(requests: &dyn OpenLog, node: &str) -> Result<u64, RuntimeError> {
+    let record = engine::wire::encode_request(&engine::Request::new(engine::Command::Promote {
+        node: node.to_string(),
+    }));
+    let writer = requests.open_writer().map_err(RuntimeError::RequestsLog)?;
+    let appended = writer
+        .append(vec![record])
+        .map_err(RuntimeError::RequestsLog)?;
+    Ok(appended.first().expect("one record appended").offset)
 }
 
 /// A running engine runtime. Stop it with [`Runtime::shutdown`]; dropping it stops it too.
@@ -290,17 +318,15 @@ impl Runtime {
                 .seek(start_offset)
                 .map_err(RuntimeError::RequestsLog)?;
         }
-        let published = match options.role {
-            Role::Primary => Some(publisher::Publishing::open(logs.outcomes.as_ref())?),
-            Role::Standby => None,
-        };
+        // Read only: the writer is opened once the log says this replica is primary.
+        let published_at_start = last_published_offset(logs.outcomes.as_ref())?;
         let status = EngineStatus {
-            role: options.role,
+            // Every replica starts as a standby: it publishes nothing until it has caught
+            // up and the log says it is primary (`publisher.rs`).
+            role: Role::Standby,
             applied_offset: engine.applied_offset(),
             log_end_offset,
-            published_offset: published
-                .as_ref()
-                .and_then(|publishing| publishing.last_published),
+            published_offset: published_at_start,
             last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus {
                 offset: info.offset,
                 at_ms: info.created_at_ms,
@@ -313,7 +339,13 @@ impl Runtime {
             state_hash_offset: engine.applied_offset(),
             failure: None,
         };
-        tracing::info!(role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
+        let start = publisher::PublisherStart {
+            log_end_offset,
+            start_offset,
+            named_primary: engine.epoch().1.map(str::to_string),
+            published_at_start,
+        };
+        tracing::info!(node = options.node, role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
         let shared = Arc::new(Shared::new(status));
         shared.next_due_ms.store(
             engine.next_due_ms().unwrap_or(shared::NO_TIMER),
@@ -322,11 +354,13 @@ impl Runtime {
         let mut runtime = Runtime {
             handle: RuntimeHandle {
                 shared: Arc::clone(&shared),
+                requests: Arc::clone(&logs.requests),
+                node: options.node.clone(),
             },
             threads: Vec::new(),
             ticker_stop: None,
         };
-        runtime.spawn_threads(options, logs, store, engine, reader, published)?;
+        runtime.spawn_threads(options, logs, store, engine, reader, start)?;
         Ok(runtime)
     }
 
@@ -337,7 +371,7 @@ impl Runtime {
         store: Box<dyn SnapshotStore>,
         engine: Engine,
         reader: Box<dyn LogReader>,
-        published: Option<publisher::Publishing>,
+        start: publisher::PublisherStart,
     ) -> Result<(), RuntimeError> {
         let shared = &Arc::clone(&self.handle.shared);
         let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
@@ -367,7 +401,7 @@ impl Runtime {
             Arc::clone(shared),
             Arc::clone(&logs.outcomes),
             outcomes,
-            published,
+            start,
             &options,
         );
         self.spawn("publisher", move || publisher.run())?;
@@ -412,7 +446,7 @@ impl Runtime {
     }
 
     /// See [`RuntimeHandle::promote`].
-    pub fn promote(&self) -> Result<(), RuntimeError> {
+    pub fn promote(&self) -> Result<u64, RuntimeError> {
         self.handle.promote()
     }
 

@@ -2,15 +2,15 @@
 
 use crate::logs::{last_published_offset, OpenLog};
 use crate::shared::{PanicGuard, Shared};
-use crate::{RuntimeError, RuntimeOptions};
+use crate::{Role, RuntimeError, RuntimeOptions};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use engine::Outcome;
+use engine::{Outcome, Reply};
 use requestlog::{LogError, LogWriter};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a waiting publisher looks at its role (for promotion).
+/// How long a waiting publisher blocks before it looks again (for shutdown).
 const ROLE_CHECK: Duration = Duration::from_millis(50);
 /// A failing append is retried this many times before the runtime stops.
 const APPEND_RETRIES_MAX: u32 = 20;
@@ -37,15 +37,56 @@ impl Publishing {
     }
 }
 
+/// Where this replica stands on publishing.
+enum Mode {
+    /// The outcomes writer is open: this replica is the primary.
+    Publishing(Publishing),
+    /// Keeping a bounded tail of outcomes, for a promotion.
+    Retaining,
+    /// Just started: retaining until the outcome of offset `until - 1` (the requests log's
+    /// end at start) has come by, then deciding the role from what the log says.
+    Claiming { until: u64 },
+}
+
+/// The role rules, applied in log order so every replica agrees on them:
+/// - A `Promote` record naming this node makes it primary at that offset: it opens the
+///   outcomes writer (in Kafka, a shared `transactional.id`: this fences the old primary's
+///   producer) and publishes every outcome the outcomes log lacks.
+/// - A `Promote` record naming another node makes a primary step down at that offset:
+///   it publishes through that record's outcome, drops its writer and becomes a standby.
+/// - At start, once caught up with the log's end as it was then: the node the log last
+///   named is primary; while the log has named no one, the configured role decides.
+///   Nothing is published before that point, so a restarted old primary never fences the
+///   one the log has since named.
+/// - A fenced writer (another replica opened one) steps down, keeping its outcomes; only
+///   a later `Promote` record naming this node makes it primary again.
 pub(crate) struct Publisher {
     shared: Arc<Shared>,
     outcomes_log: Arc<dyn OpenLog>,
     outcomes: Receiver<Vec<Outcome>>,
-    publishing: Option<Publishing>,
-    /// A standby's newest outcomes, to publish if promoted.
+    mode: Mode,
+    node: String,
+    /// The configured role: decides at start while the log names no primary.
+    configured_role: Role,
+    /// The node the log named last (`Promote` records), as of the outcomes handled.
+    named_primary: Option<String>,
+    /// The outcomes log's last outcome when this replica started (read without opening a
+    /// writer): older outcomes need not be retained.
+    published_at_start: Option<u64>,
     retained: VecDeque<Outcome>,
     retained_max: usize,
     publish_records_max: usize,
+}
+
+/// How a publisher starts.
+pub(crate) struct PublisherStart {
+    /// The requests log's end offset when the runtime started.
+    pub(crate) log_end_offset: u64,
+    /// The next offset to apply.
+    pub(crate) start_offset: u64,
+    /// The primary the loaded state names.
+    pub(crate) named_primary: Option<String>,
+    pub(crate) published_at_start: Option<u64>,
 }
 
 impl Publisher {
@@ -53,14 +94,20 @@ impl Publisher {
         shared: Arc<Shared>,
         outcomes_log: Arc<dyn OpenLog>,
         outcomes: Receiver<Vec<Outcome>>,
-        publishing: Option<Publishing>,
+        start: PublisherStart,
         options: &RuntimeOptions,
     ) -> Publisher {
         Publisher {
             shared,
             outcomes_log,
             outcomes,
-            publishing,
+            mode: Mode::Claiming {
+                until: start.log_end_offset.max(start.start_offset),
+            },
+            node: options.node.clone(),
+            configured_role: options.role,
+            named_primary: start.named_primary,
+            published_at_start: start.published_at_start,
             retained: VecDeque::new(),
             retained_max: options.standby_outcomes_max,
             publish_records_max: options.publish_records_max,
@@ -79,41 +126,130 @@ impl Publisher {
     }
 
     fn serve(&mut self) -> Result<(), RuntimeError> {
-        loop {
-            if self.publishing.is_none() && self.shared.promotion_requested() {
-                self.promote()?;
+        // Nothing to replay: the claim is decided at once.
+        if let Mode::Claiming { until } = self.mode {
+            if self
+                .shared
+                .status()
+                .applied_offset
+                .map_or(0, |applied| applied + 1)
+                >= until
+            {
+                self.decide_claim()?;
             }
+        }
+        loop {
             let first = match self.outcomes.recv_timeout(ROLE_CHECK) {
                 Ok(batch) => batch,
                 Err(RecvTimeoutError::Timeout) => continue,
                 // The engine stopped and everything it applied has been handled.
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
-            match self.publishing.is_some() {
-                true => {
-                    // Whatever else is already waiting joins this append (group commit).
-                    let mut batch = first;
-                    while batch.len() < self.publish_records_max {
-                        match self.outcomes.try_recv() {
-                            Ok(more) => batch.extend(more),
-                            Err(_) => break,
-                        }
-                    }
-                    self.publish(batch)?;
+            // Whatever else is already waiting joins this append (group commit).
+            let mut batch = first;
+            while batch.len() < self.publish_records_max {
+                match self.outcomes.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
                 }
-                false => self.retain(first),
             }
+            self.handle(batch)?;
+        }
+    }
+
+    /// Delivers a batch in order, cutting it after every outcome that can change the role.
+    fn handle(&mut self, mut batch: Vec<Outcome>) -> Result<(), RuntimeError> {
+        loop {
+            let cut = batch.iter().position(|outcome| {
+                promoted_node(outcome).is_some() || self.claim_reached(outcome)
+            });
+            let Some(cut) = cut else {
+                return self.deliver(batch);
+            };
+            let rest = batch.split_off(cut + 1);
+            let turning = batch.last().expect("cut inside the batch");
+            let claim_reached = self.claim_reached(turning);
+            let named = promoted_node(turning).map(str::to_string);
+            self.deliver(batch)?;
+            if let Some(node) = named {
+                self.on_promote_record(node)?;
+            }
+            if claim_reached {
+                self.decide_claim()?;
+            }
+            batch = rest;
+        }
+    }
+
+    fn claim_reached(&self, outcome: &Outcome) -> bool {
+        matches!(self.mode, Mode::Claiming { until } if outcome.offset + 1 >= until)
+    }
+
+    fn on_promote_record(&mut self, node: String) -> Result<(), RuntimeError> {
+        let mine = node == self.node;
+        tracing::info!(node, mine, "the log names a new primary");
+        self.named_primary = Some(node);
+        match (&self.mode, mine) {
+            (Mode::Retaining, true) => self.become_primary(),
+            (Mode::Publishing(_), false) => {
+                self.step_down("the log names another primary");
+                Ok(())
+            }
+            // Already primary, already standby, or decided at the claim point.
+            _ => Ok(()),
+        }
+    }
+
+    fn decide_claim(&mut self) -> Result<(), RuntimeError> {
+        let primary = match &self.named_primary {
+            Some(node) => *node == self.node,
+            None => self.configured_role == Role::Primary,
+        };
+        tracing::info!(named_primary = ?self.named_primary, node = self.node, primary, "caught up with the log: role decided");
+        self.mode = Mode::Retaining;
+        if primary {
+            self.become_primary()
+        } else {
+            self.shared.stepped_down();
+            Ok(())
+        }
+    }
+
+    /// Publishes or retains, by mode. A fenced writer steps down and keeps the outcomes.
+    fn deliver(&mut self, outcomes: Vec<Outcome>) -> Result<(), RuntimeError> {
+        if !matches!(self.mode, Mode::Publishing(_)) {
+            self.retain(outcomes);
+            return Ok(());
+        }
+        match self.publish(&outcomes) {
+            Err(RuntimeError::OutcomesLog(LogError::Fenced)) => {
+                self.step_down("fenced: another replica opened the outcomes writer");
+                self.retain(outcomes);
+                Ok(())
+            }
+            result => result,
         }
     }
 
     fn retain(&mut self, batch: Vec<Outcome>) {
-        self.retained.extend(batch);
+        let published = self.published_at_start;
+        self.retained.extend(
+            batch
+                .into_iter()
+                .filter(|outcome| Some(outcome.offset) > published),
+        );
         while self.retained.len() > self.retained_max {
             self.retained.pop_front();
         }
     }
 
-    fn promote(&mut self) -> Result<(), RuntimeError> {
+    fn step_down(&mut self, why: &str) {
+        tracing::warn!(why, "stepping down: publishing nothing from here on");
+        self.mode = Mode::Retaining;
+        self.shared.stepped_down();
+    }
+
+    fn become_primary(&mut self) -> Result<(), RuntimeError> {
         let publishing = Publishing::open(self.outcomes_log.as_ref())?;
         let missing_from = publishing.last_published.map_or(0, |last| last + 1);
         if let Some(first) = self
@@ -121,30 +257,32 @@ impl Publisher {
             .front()
             .filter(|first| first.offset > missing_from)
         {
-            // The primary published less than this standby kept: outcomes in between are
-            // lost to readers until a full fail-over replays them (a later issue).
+            // The primary published less than this replica kept (over
+            // `standby_outcomes_max` behind): clients waiting on those retry (idempotency
+            // keys give them their answers); the outcomes log has a gap.
             tracing::error!(
                 missing_from,
                 first_kept = first.offset,
-                "promoted standby cannot publish every missing outcome"
+                "new primary cannot publish every missing outcome"
             );
         }
         self.shared
             .update(|status| status.published_offset = publishing.last_published);
-        self.publishing = Some(publishing);
+        self.mode = Mode::Publishing(publishing);
         let retained: Vec<Outcome> = std::mem::take(&mut self.retained).into();
-        self.publish(retained)?;
         self.shared.promoted();
-        tracing::info!("standby promoted to primary");
-        Ok(())
+        tracing::info!(node = self.node, "primary: publishing outcomes");
+        self.deliver(retained)
     }
 
     /// Appends the outcomes the log does not hold yet, in chunks, retrying failures.
-    fn publish(&mut self, outcomes: Vec<Outcome>) -> Result<(), RuntimeError> {
-        let mut pending: &[Outcome] = &outcomes;
+    fn publish(&mut self, outcomes: &[Outcome]) -> Result<(), RuntimeError> {
+        let mut pending: &[Outcome] = outcomes;
         let mut failures = 0;
         loop {
-            let publishing = self.publishing.as_mut().expect("publishing");
+            let Mode::Publishing(publishing) = &mut self.mode else {
+                unreachable!("publish is only called while publishing");
+            };
             let skip = pending
                 .iter()
                 .take_while(|outcome| Some(outcome.offset) <= publishing.last_published)
@@ -185,5 +323,13 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+}
+
+/// The node a `Promote` record's outcome names.
+fn promoted_node(outcome: &Outcome) -> Option<&str> {
+    match &outcome.result {
+        Ok(Reply::Promoted { node, .. }) => Some(node),
+        _ => None,
     }
 }

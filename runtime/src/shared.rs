@@ -13,27 +13,27 @@ pub(crate) struct Shared {
     status: Mutex<EngineStatus>,
     changed: Condvar,
     stop: AtomicBool,
-    /// 0: primary, 1: standby, 2: standby asked to become primary.
+    /// What the publisher is doing (`ROLE_*`); the status's `role` is what it shows.
     role: AtomicU8,
     /// The engine's `next_due_ms()` after its last batch, for the ticker.
     pub(crate) next_due_ms: AtomicU64,
 }
 
+/// Publishing outcomes and ticking.
 const ROLE_PRIMARY: u8 = 0;
 const ROLE_STANDBY: u8 = 1;
+/// A standby that has appended a `Promote` record naming itself, not yet applied.
 const ROLE_PROMOTING: u8 = 2;
+/// Just started: the role is decided once caught up with the log (see `publisher.rs`).
+const ROLE_CLAIMING: u8 = 3;
 
 impl Shared {
     pub(crate) fn new(status: EngineStatus) -> Shared {
-        let role = match status.role {
-            Role::Primary => ROLE_PRIMARY,
-            Role::Standby => ROLE_STANDBY,
-        };
         Shared {
             status: Mutex::new(status),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            role: AtomicU8::new(role),
+            role: AtomicU8::new(ROLE_CLAIMING),
             next_due_ms: AtomicU64::new(NO_TIMER),
         }
     }
@@ -99,26 +99,56 @@ impl Shared {
         self.role.load(Ordering::Acquire) == ROLE_PRIMARY
     }
 
-    pub(crate) fn promotion_requested(&self) -> bool {
-        self.role.load(Ordering::Acquire) == ROLE_PROMOTING
+    /// A standby (promoting or not): it publishes nothing and its snapshots wait for
+    /// nothing. A replica still deciding its role is not one: it may be about to publish.
+    pub(crate) fn publishes_nothing(&self) -> bool {
+        matches!(
+            self.role.load(Ordering::Acquire),
+            ROLE_STANDBY | ROLE_PROMOTING
+        )
     }
 
-    /// Standby → promoting; false when not a standby.
+    /// Standby (or still deciding) → promoting; false when primary or already promoting.
     pub(crate) fn request_promotion(&self) -> bool {
-        self.role
-            .compare_exchange(
-                ROLE_STANDBY,
-                ROLE_PROMOTING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        [ROLE_STANDBY, ROLE_CLAIMING].into_iter().any(|from| {
+            self.role
+                .compare_exchange(from, ROLE_PROMOTING, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
     }
 
-    /// Called by the publisher once it can publish.
+    /// The `Promote` record could not be appended: back to standby.
+    pub(crate) fn promotion_failed(&self) {
+        let _ = self.role.compare_exchange(
+            ROLE_PROMOTING,
+            ROLE_STANDBY,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Called by the publisher once its writer is open.
     pub(crate) fn promoted(&self) {
         self.role.store(ROLE_PRIMARY, Ordering::Release);
         self.update(|status| status.role = Role::Primary);
+    }
+
+    /// Called by the publisher when it publishes nothing from here on.
+    pub(crate) fn stepped_down(&self) {
+        // A promotion asked for meanwhile stays asked for: its record is still to come.
+        let _ = self.role.compare_exchange(
+            ROLE_PRIMARY,
+            ROLE_STANDBY,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        let _ = self.role.compare_exchange(
+            ROLE_CLAIMING,
+            ROLE_STANDBY,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.update(|status| status.role = Role::Standby);
     }
 
     pub(crate) fn snapshot_written(&self, snapshot: SnapshotStatus) {

@@ -55,8 +55,9 @@ impl SnapshotThread {
     /// nothing. False when the runtime stopped first.
     fn wait_until_published(&self, offset: u64) -> bool {
         loop {
-            let (status, published) = self.shared.wait_for(Duration::from_secs(1), |status| {
-                status.role == crate::Role::Standby || status.published_offset >= Some(offset)
+            let shared = &self.shared;
+            let (status, published) = shared.wait_for(Duration::from_secs(1), |status| {
+                shared.publishes_nothing() || status.published_offset >= Some(offset)
             });
             if published {
                 return true;

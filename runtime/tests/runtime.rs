@@ -259,20 +259,39 @@ fn kafka_holds_expire_by_ticks() {
 
 // ---- standby ------------------------------------------------------------------------------
 
+fn node_options(node: &str, role: Role) -> RuntimeOptions {
+    RuntimeOptions {
+        node: node.to_string(),
+        role,
+        ..options()
+    }
+}
+
+fn wait_role(handle: &runtime::RuntimeHandle, role: Role) {
+    let (status, reached) = handle.wait_for(DEADLINE, |status| status.role == role);
+    assert!(
+        reached,
+        "{} did not become {role:?}: {status:?}",
+        handle.node()
+    );
+}
+
 fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path::Path) {
     let logs = backend.logs();
-    let standby_options = RuntimeOptions {
-        role: Role::Standby,
-        ..options()
-    };
     let standby = Runtime::start(
-        standby_options,
+        node_options("b", Role::Standby),
         backend.logs(),
         rocks_store(&store_dir.join("standby")),
     )
     .unwrap();
     // A primary publishes the first 100 outcomes, then goes away.
-    let primary = Runtime::start(options(), backend.logs(), Box::new(MemoryStore::new(1))).unwrap();
+    let primary = Runtime::start(
+        node_options("a", Role::Primary),
+        backend.logs(),
+        Box::new(MemoryStore::new(1)),
+    )
+    .unwrap();
+    wait_role(&primary.handle(), Role::Primary);
     assert!(matches!(
         primary.promote(),
         Err(runtime::RuntimeError::NotStandby)
@@ -295,20 +314,94 @@ fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path:
         100,
         "a standby publishes nothing"
     );
-    // Promoted, it publishes those 30 and nothing twice, then goes on as the primary.
-    standby.promote().unwrap();
+    // Promoted (a record in the log), it publishes those 30 and nothing twice, then goes
+    // on as the primary.
+    let promote_offset = standby.promote().unwrap();
+    assert_eq!(
+        promote_offset, end,
+        "the Promote record goes at the log's end"
+    );
     assert!(matches!(
         standby.promote(),
         Err(runtime::RuntimeError::NotStandby)
     ));
-    let (status, promoted) = standby
-        .handle()
-        .wait_for(DEADLINE, |status| status.role == Role::Primary);
-    assert!(promoted, "{status:?}");
-    let end = append_workload(&logs, 5, end, end + 50);
+    wait_role(&standby.handle(), Role::Primary);
+    let end = append_workload(&logs, 5, end + 1, end + 51);
     let status = wait_settled(&standby.handle(), end);
     standby.shutdown().unwrap();
     check_exactly_once(&backend, &status);
+}
+
+/// Both replicas alive: the role moves at the `Promote` record's offset, the old primary
+/// steps down by itself, and it can be promoted back. A restarted replica takes the role
+/// the log gives it, whatever its configuration says.
+fn promotion_moves_the_role_at_its_record(backend: Backend, store_dir: &std::path::Path) {
+    let logs = backend.logs();
+    let a = Runtime::start(
+        node_options("a", Role::Primary),
+        backend.logs(),
+        rocks_store(&store_dir.join("a")),
+    )
+    .unwrap();
+    let b = Runtime::start(
+        node_options("b", Role::Standby),
+        backend.logs(),
+        rocks_store(&store_dir.join("b")),
+    )
+    .unwrap();
+    let end = append_workload(&logs, 9, 0, 80);
+    wait_settled(&a.handle(), end);
+    let promote_b = b.promote().unwrap();
+    wait_role(&b.handle(), Role::Primary);
+    wait_role(&a.handle(), Role::Standby);
+    let end = append_workload(&logs, 9, promote_b + 1, promote_b + 61);
+    let status_b = wait_settled(&b.handle(), end);
+    let status_a = a.status();
+    assert!(
+        status_a.published_offset <= Some(promote_b),
+        "the old primary publishes nothing after the record that named another: {status_a:?}"
+    );
+    // Fail back, with both still alive.
+    let promote_a = a.promote().unwrap();
+    assert!(promote_a > promote_b);
+    wait_role(&a.handle(), Role::Primary);
+    wait_role(&b.handle(), Role::Standby);
+    let end = append_workload(&logs, 9, promote_a + 1, promote_a + 41);
+    let status = wait_settled(&a.handle(), end);
+    assert_eq!(status_b.state_hash_offset.is_some(), true);
+    // B restarts configured as primary: the log named A last, so it comes back standby.
+    b.shutdown().unwrap();
+    let b = Runtime::start(
+        node_options("b", Role::Primary),
+        backend.logs(),
+        rocks_store(&store_dir.join("b")),
+    )
+    .unwrap();
+    let (status_b, caught_up) = b.handle().wait_for(DEADLINE, |status| {
+        status.caught_up()
+            && status.log_end_offset >= end
+            && status.state_hash_offset == status.applied_offset
+    });
+    assert!(caught_up, "{status_b:?}");
+    assert_eq!(status_b.role, Role::Standby);
+    assert_eq!(status_b.state_hash, status.state_hash, "the replicas agree");
+    b.shutdown().unwrap();
+    a.shutdown().unwrap();
+    check_at_least_once_identical(&backend, &status);
+}
+
+#[test]
+fn embedded_promotion_moves_the_role_at_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    promotion_moves_the_role_at_its_record(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_promotion_moves_the_role_at_its_record() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("promotion") {
+        promotion_moves_the_role_at_its_record(backend, dir.path());
+    }
 }
 
 #[test]
