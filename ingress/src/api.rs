@@ -164,6 +164,36 @@ pub(crate) struct SeatMapSeat {
     pub(crate) status: String,
 }
 
+/// One frame of a seat-map stream (`event: availability`): the event with its availability
+/// and, for reserved seating, the whole seat map, as of `log_offset`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LiveFrame {
+    pub(crate) event_id: String,
+    /// Input offset of the last outcome this frame reflects (`null` before the first).
+    pub(crate) log_offset: Option<u64>,
+    pub(crate) event: EventDetail,
+    /// Absent for general-admission-only events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) seats: Option<SeatMap>,
+}
+
+// ---- demo --------------------------------------------------------------------------------
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DemoTokenBody {
+    /// 1 to 64 letters, digits, `.`, `_` or `-`.
+    pub(crate) user: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DemoTokenResponse {
+    pub(crate) user: String,
+    /// A user token (HS256 JWT) for `Authorization: Bearer`.
+    pub(crate) token: String,
+    pub(crate) expires_in_seconds: u64,
+}
+
 // ---- admin -------------------------------------------------------------------------------
 
 #[derive(Deserialize, Serialize, ToSchema, Clone)]
@@ -516,7 +546,11 @@ pub(crate) struct EngineStatusResponse {
     pub(crate) applied_offset: Option<u64>,
     pub(crate) log_end_offset: u64,
     pub(crate) last_snapshot: Option<SnapshotBody>,
+    /// Hex digest of the engine state as of `state_hash_offset`.
     pub(crate) state_hash: String,
+    /// The offset `state_hash` is of (it can lag `applied_offset`): an offline
+    /// `boxoffice replay --to <state_hash_offset>` prints the same hash.
+    pub(crate) state_hash_offset: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -33,7 +33,13 @@ pub struct IngressConfig {
     pub ended_entries_max: usize,
     /// Default hold TTL of a service desk's validated tickets.
     pub desk_hold_ttl: Duration,
+    /// Seat-map streams (`GET /v1/events/{id}/stream`) open at once; more are 503.
+    pub streams_max: usize,
 }
+
+/// The development default user-token secret (`config/default.toml`). Anyone can mint
+/// tokens with it, so while it is in use the demo user switcher may mint them too.
+pub const DEVELOPMENT_USER_TOKEN_SECRET: &str = "demo-user-secret";
 
 #[derive(Clone, Debug)]
 pub struct Tenant {
@@ -71,7 +77,7 @@ impl Default for IngressConfig {
             body_bytes_max: 64 * 1024,
             outcome_timeout: Duration::from_millis(5_000),
             operator_key: "demo-operator-key".into(),
-            user_token_secret: "demo-user-secret".into(),
+            user_token_secret: DEVELOPMENT_USER_TOKEN_SECRET.into(),
             tenants: vec![Tenant {
                 id: "demo".into(),
                 admin_key: "demo-admin-key".into(),
@@ -84,6 +90,7 @@ impl Default for IngressConfig {
             completed_outcomes_max: 65_536,
             ended_entries_max: 1_000_000,
             desk_hold_ttl: Duration::from_secs(300),
+            streams_max: 10_000,
         }
     }
 }
@@ -140,6 +147,16 @@ impl IngressConfig {
                 "append queue, batch, thread and completed-outcome limits must be positive".into(),
             );
         }
+        if self.streams_max == 0 {
+            return Err("the seat-map stream limit must be positive".into());
+        }
         Ok(())
+    }
+
+    /// True only with the development default user-token secret: then (and only then) the
+    /// demo user switcher mints user tokens. With any other secret a minted token would be
+    /// a real credential, so the endpoint answers 404.
+    pub fn demo_tokens_enabled(&self) -> bool {
+        self.user_token_secret == DEVELOPMENT_USER_TOKEN_SECRET
     }
 }

@@ -8,6 +8,7 @@
 //! repeated offset (an engine that restarted re-publishes) is dropped, and a `replayed`
 //! outcome (an idempotent repeat) answers its waiter but changes nothing.
 
+use crate::live::{self, EventFeeds};
 use crate::metrics::Metrics;
 use crate::read_model::ReadModel;
 use crate::state::{FollowerStatus, Watchers};
@@ -31,6 +32,8 @@ pub(crate) struct Follower {
     pub(crate) watchers: Arc<Watchers>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<FollowerStatus>,
+    /// Seat-map streams, woken per event after the model applied a change to it.
+    pub(crate) feeds: Arc<EventFeeds>,
 }
 
 impl Follower {
@@ -104,6 +107,8 @@ impl Follower {
         }
         let mut fresh = Vec::with_capacity(outcomes.len());
         let mut changed_waiters = Vec::new();
+        let mut changed_events = Vec::new();
+        let applied_offset;
         {
             let mut model = self
                 .model
@@ -123,13 +128,16 @@ impl Follower {
                 } else {
                     self.metrics.outcomes_applied.inc();
                     changed_waiters.extend(model.apply(&outcome).waiters);
+                    live::touched_events(&outcome, &mut changed_events);
                 }
                 fresh.push(Arc::new(outcome));
             }
+            applied_offset = model.applied_offset.unwrap_or(0);
         }
         for outcome in fresh {
             self.pending.complete(outcome);
         }
         self.watchers.notify(&changed_waiters);
+        self.feeds.notify(&mut changed_events, applied_offset);
     }
 }

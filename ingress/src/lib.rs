@@ -11,8 +11,10 @@
 //! - `writes`: appender threads (batched, blocking `LogWriter::append`) and the pending
 //!   writes waiting for their outcomes.
 //! - `follower`: the outcome follower thread; `read_model`: what it maintains.
-//! - `routes/`: handlers (`public`, `admin`, `user`, `ops`); `validate`: request bodies to
-//!   engine commands; `views`: records to response bodies; `api`: the bodies themselves.
+//! - `routes/`: handlers (`public`, `admin`, `user`, `ops`, and `web`: the seat-map page,
+//!   its live stream and the demo user switcher; the page itself is in `ingress/web/`);
+//!   `live`: which events an outcome changed, and a watch per event for the streams;
+//!   `validate`: request bodies to engine commands; `views`: records to response bodies; `api`: the bodies themselves.
 //! - `extract`, `auth`, `rate_limit`, `metrics`, `error`, `times`: edge concerns.
 //! - [`engine_control`]: the engine status/promotion seam the operator endpoints use.
 //! - `openapi`: the generated OpenAPI document.
@@ -27,6 +29,7 @@ pub mod engine_control;
 mod error;
 mod extract;
 mod follower;
+mod live;
 mod metrics;
 mod openapi;
 mod rate_limit;
@@ -41,13 +44,14 @@ mod views;
 mod writes;
 
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
-pub use config::{IngressConfig, RateLimitConfig, Tenant};
+pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
 pub use engine_control::{EngineControl, EngineRole, EngineStatus, SnapshotStatus};
 pub use error::AppError;
 pub use openapi::document as openapi_document;
 pub use state::AppState;
 
 use crate::follower::Follower;
+use crate::live::EventFeeds;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::read_model::ReadModel;
@@ -86,6 +90,7 @@ impl Ingress {
         let pending = Arc::new(Pending::new(config.completed_outcomes_max));
         let model = Arc::new(RwLock::new(ReadModel::new(config.ended_entries_max)));
         let watchers = Arc::new(Watchers::default());
+        let feeds = Arc::new(EventFeeds::new(config.streams_max));
         let follower_status = Arc::new(FollowerStatus::default());
         let writes = Writes::start(
             Arc::clone(&writer),
@@ -103,6 +108,7 @@ impl Ingress {
             watchers: Arc::clone(&watchers),
             metrics: Arc::clone(&metrics),
             status: Arc::clone(&follower_status),
+            feeds: Arc::clone(&feeds),
         }
         .spawn(outcomes, Arc::clone(&stop));
         let rate = &config.rate_limit;
@@ -128,6 +134,7 @@ impl Ingress {
             model,
             follower: follower_status,
             watchers,
+            feeds,
             metrics,
             engine,
             writer,
@@ -186,7 +193,14 @@ impl Drop for Ingress {
 /// The whole API. Tests call `app(state).oneshot(request)`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config().body_bytes_max;
-    Router::new()
+    let mut router = Router::new();
+    if state.config().demo_tokens_enabled() {
+        router = router.route("/v1/demo/tokens", post(routes::web::demo_token));
+    }
+    router
+        .route("/", get(routes::web::page))
+        .route("/events/{event_id}", get(routes::web::page))
+        .route("/web/{asset}", get(routes::web::asset))
         .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
@@ -196,6 +210,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", get(routes::public::events))
         .route("/v1/events/{event_id}", get(routes::public::event))
         .route("/v1/events/{event_id}/seats", get(routes::public::seats))
+        .route("/v1/events/{event_id}/stream", get(routes::web::stream))
         .route(
             "/v1/events/{event_id}/holds",
             post(routes::user::place_hold),

@@ -119,6 +119,7 @@ pub(crate) struct Gauges {
     pub(crate) events: u64,
     pub(crate) pending_writes: u64,
     pub(crate) long_polls: u64,
+    pub(crate) seat_map_streams: u64,
     pub(crate) read_model_anomalies: u64,
 }
 
@@ -224,7 +225,7 @@ impl Metrics {
         let lag = gauges
             .outcomes_end_offset
             .saturating_sub(gauges.outcomes_position);
-        let gauge_values: [(&str, &str, i64); 10] = [
+        let gauge_values: [(&str, &str, i64); 11] = [
             (
                 "boxoffice_read_model_applied_offset",
                 "Input offset of the last outcome the read model applied (-1: none).",
@@ -269,6 +270,11 @@ impl Metrics {
                 "boxoffice_long_polls",
                 "Waitlist long-polls waiting for a change.",
                 gauges.long_polls as i64,
+            ),
+            (
+                "boxoffice_seat_map_streams",
+                "Seat-map streams (server-sent events) open.",
+                gauges.seat_map_streams as i64,
             ),
             (
                 "boxoffice_read_model_anomalies",
@@ -316,6 +322,7 @@ mod tests {
             events: 1,
             pending_writes: 0,
             long_polls: 0,
+            seat_map_streams: 0,
             read_model_anomalies: 0,
         };
         let text = metrics.render(&gauges);

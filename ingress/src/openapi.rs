@@ -2,7 +2,7 @@
 //! request/response types, served at `GET /v1/openapi.json`.
 
 use crate::error::{ErrorBody, ErrorObject};
-use crate::routes::{admin, ops, public, user};
+use crate::routes::{admin, ops, public, user, web};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -30,7 +30,7 @@ impl Modify for Security {
 #[openapi(
     info(title = "Boxoffice API", version = "1", description = "Seat booking over a durable log: events, holds, bookings, waitlists, service desks."),
     paths(
-        public::cities, public::events, public::venues, public::event, public::seats,
+        public::cities, public::events, public::venues, public::event, public::seats, web::stream,
         admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
@@ -38,6 +38,7 @@ impl Modify for Security {
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
         ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote,
+        web::demo_token,
     ),
     components(schemas(ErrorBody, ErrorObject)),
     modifiers(&Security),
@@ -49,6 +50,7 @@ impl Modify for Security {
         (name = "waitlist", description = "Waitlist (user token)"),
         (name = "desks", description = "Service desks"),
         (name = "operations", description = "Health, readiness, metrics, engine control (operator key)"),
+        (name = "demo", description = "The demo user switcher: only with the development user-token secret"),
     )
 )]
 struct ApiDoc;

@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::config::IngressConfig;
 use crate::engine_control::EngineControl;
 use crate::error::AppError;
+use crate::live::EventFeeds;
 use crate::metrics::{Gauges, Metrics};
 use crate::rate_limit::{retry_after_seconds, RateLimiter};
 use crate::read_model::ReadModel;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) model: Arc<RwLock<ReadModel>>,
     pub(crate) follower: Arc<FollowerStatus>,
     pub(crate) watchers: Arc<Watchers>,
+    /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
+    pub(crate) feeds: Arc<EventFeeds>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) user_limiter: RateLimiter,
     pub(crate) address_limiter: RateLimiter,
@@ -153,6 +156,7 @@ impl AppState {
             events: model.events().count() as u64,
             pending_writes: self.shared.pending.waiting() as u64,
             long_polls: self.shared.watchers.len() as u64,
+            seat_map_streams: self.shared.feeds.streams() as u64,
             read_model_anomalies: model.anomalies,
         }
     }

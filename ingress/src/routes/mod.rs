@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod ops;
 pub(crate) mod public;
 pub(crate) mod user;
+pub(crate) mod web;
 
 use crate::error::AppError;
 use crate::state::AppState;
