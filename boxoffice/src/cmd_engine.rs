@@ -115,6 +115,7 @@ pub(crate) fn open_snapshots(
 pub(crate) fn runtime_options(settings: &Settings, role: Role) -> RuntimeOptions {
     RuntimeOptions {
         role,
+        node: settings.engine.node.clone(),
         tick_interval_ms: settings.engine.tick_interval_ms,
         snapshot_every_records: settings.snapshot.every_records,
         snapshot_every_ms: settings.snapshot.every_ms,
@@ -122,8 +123,50 @@ pub(crate) fn runtime_options(settings: &Settings, role: Role) -> RuntimeOptions
     }
 }
 
-/// How often `engine` logs its status.
-const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// How often `engine` looks at its status (role changes are printed when seen).
+const STATUS_EVERY: Duration = Duration::from_millis(200);
+
+/// Serves the operator endpoints on their own thread and tokio runtime (the engine's
+/// threads never wait on it). Prints `operator endpoint on http://ADDR` once bound.
+fn serve_operator(
+    settings: &Settings,
+    handle: runtime::RuntimeHandle,
+    stop: crossbeam_channel::Receiver<()>,
+) -> Result<std::thread::JoinHandle<()>, ToolError> {
+    let io_error = |what: String| move |source| ToolError::Io { what, source };
+    let listen = settings.engine.operator_listen.clone();
+    let http = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("operator-http")
+        .build()
+        .map_err(io_error("cannot start the operator HTTP runtime".into()))?;
+    let listener = http
+        .block_on(tokio::net::TcpListener::bind(&listen))
+        .map_err(io_error(format!("cannot listen on {listen}")))?;
+    let address = listener
+        .local_addr()
+        .map_err(io_error("cannot read the operator address".into()))?;
+    let router = crate::operator_http::router(handle, &settings.auth.operator_key);
+    println!("operator endpoint on http://{address}");
+    tracing::info!(%address, "operator endpoint listening");
+    std::thread::Builder::new()
+        .name("operator-http".into())
+        .spawn(move || {
+            http.block_on(async move {
+                let stopped = async move {
+                    let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+                };
+                if let Err(error) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(%error, "the operator endpoint failed");
+                }
+            });
+        })
+        .map_err(io_error("cannot start the operator thread".into()))
+}
 
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
     for secret in settings.default_secrets_in_use() {
@@ -145,16 +188,24 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
     })
     .map_err(|error| ToolError::Invalid(format!("cannot install the signal handler: {error}")))?;
     let handle = runtime.handle();
+    let (operator_stop, operator_stopped) = crossbeam_channel::bounded::<()>(0);
+    let operator = serve_operator(settings, handle.clone(), operator_stopped)?;
+    let mut last_role = None;
     loop {
+        let status = handle.status();
+        if last_role != Some(status.role) {
+            // One line per role change, on stdout for scripts and tests.
+            println!("node {} is {}", handle.node(), status.role.as_str());
+            last_role = Some(status.role);
+        }
+        if status.failure.is_some() {
+            break;
+        }
         if interrupt.recv_timeout(STATUS_EVERY).is_ok() {
             tracing::info!("interrupted: stopping the engine runtime");
             break;
         }
-        let status = handle.status();
-        if status.failure.is_some() {
-            break;
-        }
-        tracing::info!(
+        tracing::debug!(
             role = status.role.as_str(),
             applied_offset = ?status.applied_offset,
             log_end_offset = status.log_end_offset,
@@ -164,6 +215,8 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
             "engine status"
         );
     }
+    drop(operator_stop);
+    let _ = operator.join();
     let status = runtime.shutdown()?;
     tracing::info!(applied_offset = ?status.applied_offset, published_offset = ?status.published_offset, state_hash = %status.state_hash, "engine runtime stopped");
     Ok(())

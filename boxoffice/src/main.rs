@@ -4,6 +4,7 @@
 //! - `engine`: the engine runtime alone (Kafka mode; `--role standby` for a hot standby).
 //! - `ingress`: the HTTP service alone against Kafka.
 //! - `replay`, `snapshot`, `log export`: offline tools.
+//! - `promote`: makes a replica primary (a `Promote` record in the requests log).
 //! - `token`: mints a user token with the configured secret.
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
@@ -12,10 +13,12 @@ mod cmd_engine;
 mod cmd_ingress;
 mod cmd_loadgen;
 mod cmd_log;
+mod cmd_promote;
 mod cmd_replay;
 mod cmd_serve;
 mod cmd_snapshot;
 mod cmd_token;
+mod operator_http;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -67,8 +70,29 @@ enum Commands {
     Loadgen(loadgen::Args),
     /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
     Engine {
+        /// The role while the requests log names no primary; after a `Promote` record, the
+        /// log decides.
         #[arg(long, value_enum, default_value_t = EngineRole::Primary)]
         role: EngineRole,
+        /// This replica's name (default: `engine.node`).
+        #[arg(long)]
+        node: Option<String>,
+        /// Operator endpoints' address (default: `engine.operator_listen`; port 0 picks one).
+        #[arg(long)]
+        operator_listen: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Make the replica NODE the primary: appends a `Promote` record to the requests log.
+    /// Every replica applies it at the same offset; NODE starts publishing there and the
+    /// old primary steps down.
+    Promote {
+        #[arg(long)]
+        node: String,
+        /// Wait up to this long for NODE's first outcome (the Promote record's) in the
+        /// outcomes log; 0 returns once the record is durable.
+        #[arg(long, default_value_t = 30)]
+        wait_seconds: u64,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -136,17 +160,39 @@ fn main() {
             exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))
         }
         Commands::Loadgen(args) => cmd_loadgen::run(args),
-        Commands::Engine { role, data_dir } => {
+        Commands::Engine {
+            role,
+            node,
+            operator_listen,
+            data_dir,
+        } => {
             let role = match role {
                 EngineRole::Primary => runtime::Role::Primary,
                 EngineRole::Standby => runtime::Role::Standby,
             };
+            let mut settings = settings;
+            if let Some(node) = node {
+                settings.engine.node = node;
+            }
+            if let Some(listen) = operator_listen {
+                settings.engine.operator_listen = listen;
+            }
             exit_on_error(cmd_engine::run(
                 &settings,
                 &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
                 role,
             ));
         }
+        Commands::Promote {
+            node,
+            wait_seconds,
+            data_dir,
+        } => exit_on_error(cmd_promote::run(
+            &settings,
+            &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+            &node,
+            std::time::Duration::from_secs(wait_seconds),
+        )),
         Commands::Replay {
             from_snapshot,
             to,

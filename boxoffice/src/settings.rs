@@ -68,6 +68,21 @@ pub struct EngineSettings {
     pub waitlist_wait_max_ms: u64,
     pub seats_per_order_cap: u32,
     pub tick_interval_ms: u64,
+    /// This replica's name, as `boxoffice promote --node` names it. Replicas that share a
+    /// log need distinct names.
+    #[serde(default = "default_node")]
+    pub node: String,
+    /// Where `boxoffice engine` serves its operator endpoints (status, promote, metrics).
+    #[serde(default = "default_operator_listen")]
+    pub operator_listen: String,
+}
+
+fn default_node() -> String {
+    "engine-1".to_string()
+}
+
+fn default_operator_listen() -> String {
+    "127.0.0.1:8081".to_string()
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -1,0 +1,72 @@
+//! `boxoffice promote --node NODE`: appends a `Promote` record naming NODE to the requests
+//! log, then (unless `--wait-seconds 0`) waits for that record's outcome in the outcomes
+//! log, which the new primary publishes once it has taken over.
+//!
+//! The log, not a process, promotes: every replica applies the record at the same offset,
+//! NODE opens the outcomes writer there (fencing the old primary's Kafka producer) and the
+//! old primary, if it is alive, steps down when it reads it. Nothing needs to reach the
+//! standby's process, so this works while the old primary hangs.
+
+use crate::cmd_engine::{log_error, open_logs, ToolError};
+use crate::settings::Settings;
+use engine::Reply;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub(crate) fn run(
+    settings: &Settings,
+    data_dir: &Path,
+    node: &str,
+    wait: Duration,
+) -> Result<(), ToolError> {
+    if node.is_empty() {
+        return Err(ToolError::Invalid("--node must name a replica".into()));
+    }
+    let logs = open_logs(settings, data_dir)?;
+    // The Promote record's outcome can only be published after the record exists, so
+    // reading from the outcomes log's current end is enough to find it.
+    let mut outcomes = logs
+        .outcomes
+        .open_reader()
+        .map_err(log_error("cannot read the outcomes log"))?;
+    let outcomes_end = outcomes
+        .end_offset()
+        .map_err(log_error("cannot read the outcomes log's end"))?;
+    let started = Instant::now();
+    let offset = runtime::append_promote(logs.requests.as_ref(), node)?;
+    println!("Promote record for {node} appended at offset {offset}");
+    if wait.is_zero() {
+        return Ok(());
+    }
+    if outcomes_end != outcomes.position() {
+        outcomes
+            .seek(outcomes_end)
+            .map_err(log_error("cannot seek the outcomes log"))?;
+    }
+    while started.elapsed() < wait {
+        let records = outcomes
+            .poll(1024, Duration::from_millis(100))
+            .map_err(log_error("cannot read the outcomes log"))?;
+        for record in records {
+            let outcome = engine::wire::decode_outcome(&record.payload)
+                .map_err(|reason| ToolError::Invalid(format!("undecodable outcome at {}: {reason}", record.offset)))?;
+            if outcome.offset != offset {
+                continue;
+            }
+            let elapsed_ms = started.elapsed().as_millis();
+            return match outcome.result {
+                Ok(Reply::Promoted { epoch, node: named }) => {
+                    println!("promoted: {named} is primary from offset {offset} (epoch {epoch}); its outcome was published {elapsed_ms} ms after the request");
+                    Ok(())
+                }
+                other => Err(ToolError::Invalid(format!(
+                    "the Promote record at {offset} was answered {other:?}"
+                ))),
+            };
+        }
+    }
+    Err(ToolError::Invalid(format!(
+        "no outcome for the Promote record at offset {offset} within {} s: is a replica named {node} running?",
+        wait.as_secs()
+    )))
+}
