@@ -16,7 +16,7 @@
 //! category, seated and general admission, with `wait`), confirms, releases, booking
 //! cancels, waitlist joins and leaves (FCFS, strict and skip-ahead), check-ins, event
 //! updates and cancels, ticks, idempotent repeats, and ids that name nothing or
-//! somebody else's objects. Desks are left to the robustness test. Two mixes run: a
+//! somebody else's objects. Desks have their own brute-force model (`desk_model.rs`). Two mixes run: a
 //! balanced one on roomy events with big clock steps, and a crowded one (tiny events,
 //! small clock steps, many joins) where events sell out and waitlists form. Each of
 //! twenty hand-made engine mutations (orphan-seat rule, strict head blocking, timer
