@@ -16,12 +16,12 @@
 //! category, seated and general admission, with `wait`), confirms, releases, booking
 //! cancels, waitlist joins and leaves (FCFS, strict and skip-ahead), check-ins, event
 //! updates and cancels, ticks, idempotent repeats, and ids that name nothing or
-//! somebody else's objects. Desks have their own brute-force model (`desk_model.rs`). Two mixes run: a
-//! balanced one on roomy events with big clock steps, and a crowded one (tiny events,
-//! small clock steps, many joins) where events sell out and waitlists form. Each of
-//! twenty hand-made engine mutations (orphan-seat rule, strict head blocking, timer
-//! boundary, per-user limit, retention and idempotency windows, queue positions, ...)
-//! made this test fail when it was written.
+//! somebody else's objects. Desks have their own brute-force model (`desk_model.rs`).
+//! Two mixes run: a balanced one on roomy events with big clock steps, and a crowded
+//! one (tiny events, small clock steps, many joins) where events sell out and waitlists
+//! form. Each of twenty hand-made engine mutations (orphan-seat rule, strict head
+//! blocking, timer boundary, per-user limit, retention and idempotency windows, queue
+//! positions, ...) made this test fail when it was written.
 
 mod common;
 
