@@ -270,7 +270,7 @@
     if (seatMap) updateSeats(seatMap);
     drawPools(event);
     const soldOut = event.free === 0 && event.status !== 'canceled';
-    if (soldOut || state.waitlist) $('waitlist-panel').hidden = false;
+    $('waitlist-panel').hidden = !(soldOut || state.waitlist);
   }
 
   function categoryIndex(name) {
@@ -323,12 +323,14 @@
     }
     for (const select of [$('best-category'), $('waitlist-category')]) {
       for (const category of event.categories) {
+        if (select.id === 'best-category' && !seated.has(category.name)) continue;
         const option = element('option', null, category.name);
         option.value = category.name;
         select.append(option);
       }
     }
-    if (seated.size === 0) $('best-together').parentElement.hidden = true;
+    // General admission only: the pools' own buttons are the whole choice.
+    if (seated.size === 0) $('pick-panel').hidden = true;
   }
 
   function updateSeats(seatMap) {
@@ -339,7 +341,8 @@
           const button = state.seatButtons.get(seat.id);
           if (!button) continue;
           state.seatStatus.set(seat.id, seat.status);
-          if (seat.status !== 'free') state.selected.delete(seat.id);
+          // A selected seat someone else just took stays selected, marked taken: the
+          // buyer sees it, and the server's answer to a hold says which seats are gone.
           button.className = `seat cat-${categoryIndex(seat.category)} ${seat.status}`;
           button.classList.toggle('mine', mine.has(seat.id));
           button.classList.toggle('selected', state.selected.has(seat.id));
@@ -400,7 +403,7 @@
   }
 
   function drawSelection() {
-    const seats = [...state.selected];
+    const seats = [...state.selected].map((id) => (state.seatStatus.get(id) === 'free' ? id : `${id} (just taken)`));
     $('selection').textContent = seats.length ? `Selected: ${seats.join(', ')}` : 'Click free seats on the map.';
     $('hold-button').disabled = seats.length === 0 || state.hold !== null;
   }
@@ -414,9 +417,7 @@
     });
     $('best-form').addEventListener('submit', (submit) => {
       submit.preventDefault();
-      const request = { quantity: Number($('best-quantity').value), category: $('best-category').value };
-      if (!$('best-together').parentElement.hidden) request.together = $('best-together').checked;
-      placeHold(request);
+      placeHold({ quantity: Number($('best-quantity').value), category: $('best-category').value, together: $('best-together').checked });
     });
     $('pay-button').addEventListener('click', pay);
     $('release-button').addEventListener('click', release);
@@ -447,6 +448,14 @@
       showMessage('info', `Held ${answer.body.seats.length ? answer.body.seats.join(', ') : `${answer.body.quantity} × ${answer.body.categories[0]}`}. Pay before the countdown ends.`, 'held');
     } catch (error) {
       showError(error);
+      if (error.code === 'seats_unavailable') {
+        for (const seat of error.details.seats || []) {
+          state.selected.delete(seat);
+          const button = state.seatButtons.get(seat);
+          if (button) button.classList.remove('selected');
+        }
+        drawSelection();
+      }
       if (error.code === 'sold_out') $('waitlist-panel').hidden = false;
     }
   }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The browser test of the seat-map page: starts `boxoffice serve` on a temporary data
+# directory and a free port, then runs browser-tests/ (Node's test runner, playwright-core
+# driving Debian's headless Chromium). Screenshots go to artifacts/browser/.
+# Run by scripts/test.sh after `cargo test`; on its own: scripts/browser-test.sh.
+#
+# BOXOFFICE_BIN: a boxoffice binary to test (default: build the debug one with cargo).
+# CHROMIUM: the browser (default /usr/bin/chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/env.sh
+
+chromium=${CHROMIUM:-/usr/bin/chromium}
+for tool in node npm "$chromium"; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "browser-test: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+# Node packages, pinned by browser-tests/package-lock.json, installed outside the clone and
+# again only when the lock file changes.
+modules_dir="$BOXOFFICE_CACHE/browser-tests"
+mkdir -p "$modules_dir"
+if ! cmp -s browser-tests/package-lock.json "$modules_dir/package-lock.json" || [[ ! -d "$modules_dir/node_modules" ]]; then
+  cp browser-tests/package.json browser-tests/package-lock.json "$modules_dir/"
+  (cd "$modules_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
+  binary=$BOXOFFICE_BIN
+else
+  # Runs after `cargo test` has finished, so this build does not compete with it.
+  cargo build -p boxoffice
+  binary="$CARGO_TARGET_DIR/debug/boxoffice"
+fi
+
+work=$(mktemp -d)
+server_pid=""
+stop() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# The server prints `listening on http://ADDR` on stdout once it is ready; read it from a
+# FIFO (no polling), then keep draining its output into the log.
+mkfifo "$work/stdout"
+"$binary" serve --config config/default.toml --listen 127.0.0.1:0 --data-dir "$work/data" \
+  >"$work/stdout" 2>"$work/server.log" &
+server_pid=$!
+exec 3<"$work/stdout"
+address=""
+while IFS= read -r -t 120 line <&3; do
+  echo "$line" >>"$work/server.log"
+  if [[ "$line" == "listening on http://"* ]]; then
+    address=${line#listening on }
+    break
+  fi
+done
+if [[ -z "$address" ]]; then
+  echo "browser-test: the server did not start; its log:" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
+cat <&3 >>"$work/server.log" &
+echo "browser-test: boxoffice serve at $address"
+
+mkdir -p artifacts/browser
+status=0
+BASE_URL="$address" ARTIFACTS_DIR="$root/artifacts/browser" CHROMIUM="$chromium" \
+  NODE_PATH="$modules_dir/node_modules" \
+  node --test --test-reporter=spec browser-tests/seatmap.test.js || status=$?
+if ((status != 0)); then
+  echo "browser-test: failed; the server's log:" >&2
+  tail -n 50 "$work/server.log" >&2
+  exit "$status"
+fi
+echo "browser-test: screenshots in artifacts/browser/"
