@@ -272,3 +272,78 @@ test('search by city and date finds the event and opens it', async () => {
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('every error code of the API has a clear message; limits and closed sales are shown', async () => {
+  const now = Date.now();
+  const eventId = await createEvent({
+    name: 'Strict Rules',
+    city: 'Paris',
+    country: 'FR',
+    venue: 'Olympia',
+    starts_at: '2031-09-01T20:00:00Z',
+    max_seats_per_order: 2,
+    categories: [{ name: 'Seated', price_cents: 4000 }],
+    seating: { sections: [{ name: 'Main', rows: [{ label: 'A', seats: 8, category: 'Seated' }] }] },
+  });
+  const later = await createEvent({
+    name: 'Not Yet',
+    city: 'Paris',
+    country: 'FR',
+    venue: 'Olympia',
+    starts_at: '2031-10-01T20:00:00Z',
+    sales_open_at: new Date(now + 30 * 24 * 3600 * 1000).toISOString(),
+    categories: [{ name: 'Seated', price_cents: 4000 }],
+    seating: { sections: [{ name: 'Main', rows: [{ label: 'A', seats: 8, category: 'Seated' }] }] },
+  });
+
+  const page = await buyer('carol', eventId);
+  await page.fill('#best-quantity', '3');
+  await page.click('#best-form button[type="submit"]');
+  await expectMessage(page, 'limit_exceeded', /^Limit exceeded: at most 2 seats per order\.$/);
+
+  await page.goto(`${BASE_URL}/events/${later}`);
+  await page.locator('#live[data-state="live"]').waitFor();
+  await page.locator('#event-sales', { hasText: 'sales upcoming' }).waitFor();
+  await page.locator('[data-seat="Main-A-1"]').click();
+  await page.click('#hold-button');
+  await expectMessage(page, 'sales_closed', /^Sales are closed/);
+
+  // The sentence for each code, as the page builds it from an API error body.
+  const sentences = await page.evaluate(() => {
+    const cases = [
+      [409, { code: 'seats_unavailable', message: 'm', details: { seats: ['A-1-1', 'A-1-2'] } }],
+      [409, { code: 'sold_out', message: 'm' }],
+      [422, { code: 'limit_exceeded', message: 'm', details: { limit: 'seats_per_user', max: 4 } }],
+      [409, { code: 'sales_closed', message: 'm' }],
+      [409, { code: 'hold_expired', message: 'm' }],
+      [429, { code: 'rate_limited', message: 'm' }, '3'],
+      [400, { code: 'bad_request', message: 'quantity must be positive', details: { field: 'quantity' } }],
+      [404, { code: 'not_found', message: 'hold not found' }],
+      [409, { code: 'already_used', message: 'm' }],
+      [409, { code: 'conflict', message: 'the hold is not held' }],
+      [413, { code: 'payload_too_large', message: 'm' }],
+      [503, { code: 'unavailable', message: 'm' }],
+      [403, { code: 'forbidden', message: 'operator only' }],
+    ];
+    return cases.map(([status, error, retryAfter]) =>
+      [error.code, window.Boxoffice.describe(new window.Boxoffice.ApiError(status, { error }, retryAfter))]);
+  });
+  const expected = {
+    seats_unavailable: /^Seats taken: A-1-1, A-1-2 were just held or booked by someone else/,
+    sold_out: /^Sold out: .*waitlist/,
+    limit_exceeded: /^Limit exceeded: one buyer may have at most 4 seats/,
+    sales_closed: /^Sales are closed/,
+    hold_expired: /^Your hold expired/,
+    rate_limited: /^Too many requests: please wait 3 s/,
+    bad_request: /quantity must be positive \(field quantity\)/,
+    not_found: /^Not found: hold not found/,
+    already_used: /already checked in/,
+    conflict: /the hold is not held/,
+    payload_too_large: /too large/,
+    unavailable: /nothing was changed/,
+    forbidden: /^Not allowed: operator only/,
+  };
+  for (const [code, sentence] of sentences) assert.match(sentence, expected[code], code);
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
+});

@@ -698,5 +698,7 @@
     else startSearch();
   }
 
+  // The error sentences, for the browser test's table of codes (and for the curious).
+  window.Boxoffice = { describe, ApiError };
   start();
 })();
