@@ -506,6 +506,20 @@ pub(crate) struct DeskLoad {
     pub(crate) utilization: f64,
     /// Upcoming slots with at least one busy agent (at most 100).
     pub(crate) busy_slots: Vec<DeskSlot>,
+    /// Per service level, the slots a ticket of that level asked now could get.
+    pub(crate) level_windows: Vec<DeskLevelWindow>,
+}
+
+/// A level's window: the slots that start at or after now (within the horizon) and end
+/// by `resolve_by`. Counts are agent-slots (one ticket each).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeskLevelWindow {
+    pub(crate) level: String,
+    /// Now plus the level's deadline.
+    pub(crate) resolve_by: String,
+    pub(crate) slots_used: u64,
+    /// How many tickets of this level could be accepted now, if nothing else arrives.
+    pub(crate) slots_free: u64,
 }
 
 #[derive(Serialize, ToSchema)]

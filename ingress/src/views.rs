@@ -418,6 +418,44 @@ pub(crate) fn desk_load(desk: &DeskRecord, now_ms: u64) -> DeskLoad {
                 busy_agents: *busy,
             })
             .collect(),
+        level_windows: spec
+            .levels
+            .iter()
+            .map(|level| desk_level_window(desk, &level.name, level.deadline_ms, now_ms))
+            .collect(),
+    }
+}
+
+/// The engine's rule, counted on the read model: slots that start at or after `now_ms`,
+/// no later than now + horizon, and end by now + the level's deadline.
+fn desk_level_window(
+    desk: &DeskRecord,
+    level: &str,
+    deadline_ms: u64,
+    now_ms: u64,
+) -> DeskLevelWindow {
+    let spec = &desk.spec;
+    let slot_ms = spec.slot_ms.max(1);
+    let first_start_ms = now_ms.div_ceil(slot_ms) * slot_ms;
+    let resolve_by_ms = now_ms + deadline_ms;
+    let last_start_ms = now_ms + spec.horizon_ms;
+    let ending_in_time = resolve_by_ms.saturating_sub(first_start_ms) / slot_ms;
+    let starting_in_horizon = if last_start_ms >= first_start_ms {
+        (last_start_ms - first_start_ms) / slot_ms + 1
+    } else {
+        0
+    };
+    let slots = ending_in_time.min(starting_in_horizon);
+    let used: u64 = desk
+        .busy
+        .range(first_start_ms..first_start_ms + slots * slot_ms)
+        .map(|(_, busy)| u64::from(*busy))
+        .sum();
+    DeskLevelWindow {
+        level: level.to_string(),
+        resolve_by: times::format(resolve_by_ms),
+        slots_used: used,
+        slots_free: (slots * u64::from(spec.agents)).saturating_sub(used),
     }
 }
 

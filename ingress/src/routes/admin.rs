@@ -278,9 +278,15 @@ pub(crate) async fn attendees(
 
 // ---- service desks ------------------------------------------------------------------------
 
+/// Create a service desk
+///
+/// A desk of the admin's tenant: `agents` parallel agents, slots of `slot_minutes`
+/// (default 1), service levels with their deadlines (default gold 120, silver 240,
+/// bronze 480 minutes) and a booking horizon (default 8 hours). Every ticket takes one
+/// slot of one agent.
 #[utoipa::path(post, path = "/v1/admin/desks", tag = "desks", request_body = CreateDeskBody,
-    params(("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = "Created", body = DeskCreated), (status = 400, body = ErrorBody)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
+    responses((status = 201, description = "Created; `Location` is the desk", body = DeskCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, description = "limit_exceeded (desks)", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn create_desk(
     State(state): State<AppState>,
@@ -306,8 +312,13 @@ pub(crate) async fn create_desk(
     }
 }
 
+/// A desk and its load
+///
+/// The desk's settings, its live tickets, the busy agents per upcoming slot, and per
+/// service level the slots used and free in the window a ticket of that level asked now
+/// could get. Another tenant's desk is 404.
 #[utoipa::path(get, path = "/v1/admin/desks/{desk_id}", tag = "desks", params(("desk_id" = String, Path)),
-    responses((status = 200, description = "The desk and its load", body = DeskLoad), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The desk and its load", body = DeskLoad), (status = 401, body = ErrorBody), (status = 404, description = "Unknown or another tenant's", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn desk(
     State(state): State<AppState>,

@@ -480,9 +480,16 @@ pub(crate) async fn leave_waitlist(
 
 // ---- service desk tickets -------------------------------------------------------------------
 
+/// Book a desk ticket of a service level
+///
+/// The earliest free slot that starts at or after now (log time) and ends by now + the
+/// level's deadline, or a refusal at once: 409 `sla_unavailable` with
+/// `details.earliest_start`, the start of the earliest free slot; nothing is created.
+/// With `"hold": true` the ticket is only validated: the slot is held until
+/// `hold_expires_at` and becomes the ticket on `POST .../confirm`.
 #[utoipa::path(post, path = "/v1/desks/{desk_id}/tickets", tag = "desks", request_body = DeskTicketBody,
-    params(("desk_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = "A slot that meets the level's deadline", body = DeskTicketResponse), (status = 404, body = ErrorBody), (status = 409, description = "sla_unavailable with details.earliest_start", body = ErrorBody)),
+    params(("desk_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
+    responses((status = 201, description = "A slot that meets the level's deadline; `Location` is the ticket", body = DeskTicketResponse), (status = 400, description = "Unknown level (`details.field` = `level`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "sla_unavailable with details.earliest_start", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn create_desk_ticket(
     State(state): State<AppState>,
@@ -540,9 +547,13 @@ pub(crate) async fn create_desk_ticket(
     }
 }
 
+/// Allocate a validated desk ticket
+///
+/// Turns a held (`"hold": true`) ticket into the ticket, keeping its slot. Another
+/// user's ticket, or one under another desk, is 404; an expired hold is 404 too.
 #[utoipa::path(post, path = "/v1/desks/{desk_id}/tickets/{ticket_id}/confirm", tag = "desks",
-    params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Confirmed", body = DeskTicketResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
+    responses((status = 200, description = "Confirmed", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "conflict: already allocated", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn confirm_desk_ticket(
     State(state): State<AppState>,
@@ -575,8 +586,12 @@ pub(crate) async fn confirm_desk_ticket(
     }
 }
 
+/// A desk ticket
+///
+/// The user's own ticket, with its status (`held`, `confirmed`, `canceled`, `expired`).
+/// Another user's is 404.
 #[utoipa::path(get, path = "/v1/desks/{desk_id}/tickets/{ticket_id}", tag = "desks", params(("desk_id" = String, Path), ("ticket_id" = String, Path)),
-    responses((status = 200, description = "The ticket", body = DeskTicketResponse), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The ticket", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn get_desk_ticket(
     State(state): State<AppState>,
@@ -595,9 +610,12 @@ pub(crate) async fn get_desk_ticket(
     ))
 }
 
+/// Cancel a desk ticket
+///
+/// Cancels the user's own ticket (held or allocated); its slot is free again at once.
 #[utoipa::path(delete, path = "/v1/desks/{desk_id}/tickets/{ticket_id}", tag = "desks",
-    params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Canceled: the slot is free again", body = DeskTicketResponse), (status = 404, body = ErrorBody)),
+    params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
+    responses((status = 200, description = "Canceled: the slot is free again", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn cancel_desk_ticket(
     State(state): State<AppState>,
