@@ -246,3 +246,31 @@ async fn demo_tokens_are_never_minted_with_another_secret() {
     let page = call(&router, Method::GET, "/", None, None).await;
     assert_eq!(page.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_are_capped_and_a_closed_one_frees_its_place() {
+    let mut config = config();
+    config.streams_max = 1;
+    let harness = Harness::with_config(config, true);
+    let router = harness.router();
+    let event = create_event(&router, event_body("Capped", 2, 300)).await;
+    let mut first = Stream::open(&router, &event).await;
+    assert!(first.next().await.is_some());
+    let refused = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}/stream"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    let metrics = call(&router, Method::GET, "/metrics", None, None).await;
+    assert!(metrics.text.contains("boxoffice_seat_map_streams 1"));
+    drop(first);
+    let mut second = Stream::open(&router, &event).await;
+    assert!(second.next().await.is_some());
+}
