@@ -35,8 +35,11 @@ pub struct EngineStatus {
     /// End offset of the requests log.
     pub log_end_offset: u64,
     pub last_snapshot: Option<SnapshotStatus>,
-    /// Hex digest of the engine state (`Engine::state_hash_hex`).
+    /// Hex digest of the engine state (`Engine::state_hash_hex`) as of `state_hash_offset`.
     pub state_hash: String,
+    /// The last applied offset `state_hash` is of: the runtime hashes at idle moments,
+    /// snapshots and start, so the hash can lag `applied_offset`. `None`: nothing applied.
+    pub state_hash_offset: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

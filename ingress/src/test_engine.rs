@@ -151,6 +151,7 @@ impl EngineControl for TestEngineControl {
                 log_end_offset,
                 last_snapshot: None,
                 state_hash: engine.state_hash_hex(),
+                state_hash_offset: engine.applied_offset(),
             })
         })
     }

@@ -1583,6 +1583,10 @@ async fn operations_health_metrics_engine_and_openapi() {
     assert_eq!(engine.status, StatusCode::OK, "{}", engine.text);
     assert_eq!(engine.body["role"], "primary");
     assert_eq!(engine.body["state_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        engine.body["state_hash_offset"], engine.body["applied_offset"],
+        "the test engine hashes its current state"
+    );
     assert!(engine.body["log_end_offset"].as_u64().unwrap() >= 2);
     let promote = call(
         &router,

@@ -92,6 +92,7 @@ fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
             at: times::format(snapshot.at_ms),
         }),
         state_hash: status.state_hash,
+        state_hash_offset: status.state_hash_offset,
     })
 }
 
