@@ -639,6 +639,9 @@ pub struct KafkaReader {
     consumer: BaseConsumer<TracingContext>,
     options: Arc<KafkaOptions>,
     position: u64,
+    /// A record was returned since the last (re-)assignment: from then on the consumer's own
+    /// position is of this assignment and can be trusted to step over transaction markers.
+    delivered_since_assign: bool,
     /// An error met after some records were already read in the same `poll`; returned by the
     /// next `poll` so that neither the records nor the error is lost.
     deferred_error: Option<LogError>,
@@ -666,6 +669,7 @@ impl KafkaReader {
             consumer,
             options,
             position: 0,
+            delivered_since_assign: false,
             deferred_error: None,
         };
         reader.assign(0)?;
@@ -682,8 +686,33 @@ impl KafkaReader {
         )?;
         self.consumer.assign(&assignment)?;
         self.position = offset;
+        self.delivered_since_assign = false;
         self.deferred_error = None;
         Ok(())
+    }
+
+    /// Moves `position` over transaction markers. A marker (the commit record a transactional
+    /// writer adds after each transaction) takes an offset but is never returned, so after
+    /// the last record of a transaction `position` would stay on the marker and never reach
+    /// the end offset: a reader could never tell it has caught up. librdkafka advances the
+    /// consumer's own position over the markers it consumes; it is used only once a record
+    /// was returned since the last assignment (before that it may still be the old one's).
+    fn step_over_markers(&mut self) {
+        if !self.delivered_since_assign {
+            return;
+        }
+        let Ok(positions) = self.consumer.position() else {
+            return;
+        };
+        let next = positions
+            .find_partition(&self.options.topic, PARTITION)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(next) => u64::try_from(next).ok(),
+                _ => None,
+            });
+        if let Some(next) = next.filter(|next| *next > self.position) {
+            self.position = next;
+        }
     }
 
     fn watermarks(&self) -> Result<(u64, u64), LogError> {
@@ -790,6 +819,7 @@ impl LogReader for KafkaReader {
                         payload,
                     });
                     self.position = offset + 1;
+                    self.delivered_since_assign = true;
                     continue;
                 }
                 Some(Err(error)) => error,
@@ -802,6 +832,7 @@ impl LogReader for KafkaReader {
                 break;
             }
         }
+        self.step_over_markers();
         Ok(records)
     }
 

@@ -304,3 +304,48 @@ fn a_newer_transactional_writer_fences_the_older_one() {
         "no zombie record"
     );
 }
+
+/// A transactional writer's commit markers take offsets but are never returned; the reader's
+/// position still steps over them to the end offset, so a follower can tell it caught up.
+#[test]
+fn a_reader_of_a_transactional_topic_reaches_its_end() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = unique_topic("markers");
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.transactional_id = Some(format!("{topic}-writer"));
+    let log = KafkaLog::open(options).unwrap();
+    let writer = log.writer().unwrap();
+    for round in 0..3 {
+        writer
+            .append(payloads(2, &format!("round-{round}")))
+            .unwrap();
+    }
+    // Three transactions of two records, each followed by its commit marker (written by the
+    // transaction coordinator, so the end offset may show it a moment after the commit).
+    let deadline = Instant::now() + READ_DEADLINE;
+    while writer.end_offset().unwrap() < 9 {
+        assert!(Instant::now() < deadline, "the last marker never showed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let end = writer.end_offset().unwrap();
+    assert_eq!(end, 9);
+
+    let mut reader = log.reader().unwrap();
+    let records = read_exactly(&mut reader, 6);
+    assert_eq!(
+        records
+            .iter()
+            .map(|record| record.offset)
+            .collect::<Vec<_>>(),
+        [0, 1, 3, 4, 6, 7]
+    );
+    while reader.position() < end {
+        assert!(
+            Instant::now() < deadline,
+            "the position stayed at {} before the end {end}",
+            reader.position()
+        );
+        assert_eq!(reader.poll(10, Duration::from_millis(100)).unwrap(), vec![]);
+    }
+    assert_eq!(reader.position(), end);
+}
