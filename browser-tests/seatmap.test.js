@@ -100,7 +100,7 @@ async function decodeTickets(page) {
   });
 }
 
-test('two buyers: a hold shows live, the loser is told which seats, the winner gets tickets', async () => {
+test('two buyers: a hold shows live, the loser is told which seats, the winner gets tickets', async (t) => {
   const eventId = await createEvent({
     name: 'Browser Night',
     description: 'Two buyers, one pair of seats',
@@ -153,6 +153,7 @@ test('two buyers: a hold shows live, the loser is told which seats, the winner g
   await seat(alice, 'Stalls-C-7').click();
   await seat(alice, 'Stalls-C-8').click();
   await alice.click('#hold-button');
+  const heldAt = Date.now();
   await expectMessage(alice, 'held', /Held Stalls-C-7, Stalls-C-8/);
   await alice.locator('#hold-panel').waitFor();
   await alice.waitForFunction(() => /^\d+:\d\d$/.test(document.getElementById('countdown').textContent));
@@ -164,6 +165,7 @@ test('two buyers: a hold shows live, the loser is told which seats, the winner g
   // Bob's map shows them held, without a reload.
   await bob.locator('[data-seat="Stalls-C-7"][data-status="held"]').waitFor();
   await bob.locator('[data-seat="Stalls-C-8"][data-status="held"]').waitFor();
+  t.diagnostic(`the hold reached the other buyer's map ${Date.now() - heldAt} ms after the click`);
   await bob.locator('#availability tr[data-category="Standard"] td:nth-child(4)', { hasText: '2' }).waitFor();
   await bob.locator('#selection', { hasText: 'Stalls-C-8 (just taken)' }).waitFor();
   await assertHealthy(bob);
