@@ -1,0 +1,749 @@
+//! Hot standby and fail-over with real processes and the real Kafka broker: two
+//! `boxoffice engine` replicas (primary `a`, standby `b`) and a `boxoffice ingress` on fresh
+//! topics, driven over HTTP.
+//!
+//! - kill -9 the primary in the middle of a load of holds and confirms, `boxoffice promote`
+//!   the standby: every booking a client was told about is there, no seat is owned twice,
+//!   every idempotent retry gets its original answer, and the new primary's state hash at
+//!   the last offset equals a from-scratch `boxoffice replay`. At several seeded kill points.
+//! - Zombie: SIGSTOP the primary, promote the standby (its operator endpoint), SIGCONT the
+//!   old primary: it publishes nothing more and steps down by itself.
+//! - The standby restarts from its own snapshot while the primary keeps serving.
+//!
+//! Needs `KAFKA_BOOTSTRAP` (the test command starts a broker); with `CI=true` a missing
+//! broker fails the tests instead of skipping them.
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const OPERATOR: &str = "demo-operator-key";
+const ADMIN: &str = "demo-admin-key";
+const SECRET: &str = "demo-user-secret";
+/// Upper bound on anything that must happen (a bound, not a wait).
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The package directory, read at run time (a reused target directory may hold another path).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
+}
+
+fn kafka_bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(brokers) if !brokers.is_empty() => Some(brokers),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("KAFKA_BOOTSTRAP is not set: CI must run the fail-over tests against a broker")
+        }
+        _ => {
+            eprintln!(
+                "note: KAFKA_BOOTSTRAP is not set; fail-over test not run (scripts/kafka.sh start)"
+            );
+            None
+        }
+    }
+}
+
+/// A child process whose stdout lines arrive on a channel; killed when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn spawn(name: &str, env: &[(String, String)], args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .arg("--config")
+            .arg(manifest_dir().join("../config/default.toml"))
+            .args(args)
+            .envs(
+                env.iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = mpsc::channel();
+        let label = name.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[{label}] {line}");
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+        }
+    }
+
+    /// The rest of the first line that starts with `prefix`.
+    fn wait_line(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.trim().to_string();
+                    }
+                }
+                Err(error) => panic!("{} never printed {prefix:?}: {error}", self.name),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An engine replica and its operator endpoint.
+struct Replica {
+    process: Proc,
+    operator: String,
+}
+
+/// Fresh topics, a data directory per replica, and the processes on them.
+struct Cluster {
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    fn new(brokers: &str, test: &str) -> Cluster {
+        let unique = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let env = [
+            ("BOXOFFICE_LOG_KIND", "kafka".to_string()),
+            ("BOXOFFICE_KAFKA_BROKERS", brokers.to_string()),
+            (
+                "BOXOFFICE_KAFKA_REQUESTS_TOPIC",
+                format!("failover-{unique}-requests"),
+            ),
+            (
+                "BOXOFFICE_KAFKA_OUTCOMES_TOPIC",
+                format!("failover-{unique}-outcomes"),
+            ),
+            (
+                "BOXOFFICE_KAFKA_TRANSACTIONAL_ID",
+                format!("failover-{unique}"),
+            ),
+            ("BOXOFFICE_RATE_LIMIT_ENABLED", "false".to_string()),
+            // A write with no primary to answer it gives up soon (503) and is retried.
+            ("BOXOFFICE_HTTP_OUTCOME_TIMEOUT_MS", "2000".to_string()),
+            ("BOXOFFICE_SNAPSHOT_EVERY_RECORDS", "50".to_string()),
+            ("BOXOFFICE_SNAPSHOT_EVERY_MS", "500".to_string()),
+            ("BOXOFFICE_ENGINE_TICK_INTERVAL_MS", "100".to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
+        Cluster {
+            env,
+            dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn data_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
+    fn engine(&self, node: &str, role: &str) -> Replica {
+        let data_dir = self.data_dir(node);
+        let process = Proc::spawn(
+            &format!("engine-{node}"),
+            &self.env,
+            &[
+                "engine",
+                "--role",
+                role,
+                "--node",
+                node,
+                "--operator-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                path_str(&data_dir),
+            ],
+        );
+        let operator = process.wait_line("operator endpoint on ");
+        Replica { process, operator }
+    }
+
+    fn ingress(&self) -> (Proc, String) {
+        let process = Proc::spawn(
+            "ingress",
+            &self.env,
+            &["ingress", "--listen", "127.0.0.1:0"],
+        );
+        let base = process.wait_line("listening on ");
+        (process, base)
+    }
+
+    async fn operator_status(&self, replica: &Replica) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/v1/admin/engine", replica.operator))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Polls the replica's status until `condition` holds (bounded).
+    async fn wait_status(
+        &self,
+        replica: &Replica,
+        what: &str,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let status = self.operator_status(replica).await;
+            if condition(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} never {what}: {status}",
+                replica.process.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the replica has applied the whole log and hashed that state.
+    async fn wait_settled(&self, replica: &Replica) -> Value {
+        self.wait_status(replica, "settled", |status| {
+            let applied = status["applied_offset"].as_u64();
+            applied.is_some()
+                && applied.map(|applied| applied + 1) == status["log_end_offset"].as_u64()
+                && status["state_hash_offset"] == status["applied_offset"]
+        })
+        .await
+    }
+}
+
+/// Runs a `boxoffice` tool to completion on the cluster's settings; its stdout.
+fn tool(env: &[(String, String)], args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .arg("--config")
+        .arg(manifest_dir().join("../config/default.toml"))
+        .args(args)
+        .envs(
+            env.iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "boxoffice {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+fn token(user: &str) -> String {
+    ingress::mint_user_token(SECRET, user, 3600)
+}
+
+/// One request a client sent, with its idempotency key, and the answer it settled on.
+#[derive(Clone, Debug)]
+struct Sent {
+    user: String,
+    path: String,
+    body: Value,
+    key: String,
+    status: u16,
+    answer: Value,
+}
+
+/// POSTs with an idempotency key; a 503 or a connection error (no primary yet) is retried
+/// with the same key until a real answer comes.
+async fn post_until_answered(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    path: &str,
+    body: Value,
+    key: &str,
+) -> Sent {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let sent = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(token(user))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            if status != 503 {
+                return Sent {
+                    user: user.to_string(),
+                    path: path.to_string(),
+                    body,
+                    key: key.to_string(),
+                    status,
+                    answer,
+                };
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} ({key}) was never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_event(http: &reqwest::Client, base: &str, rows: u32) -> String {
+    let body = json!({
+        "name": "Failover night", "city": "Lyon", "country": "FR", "venue": "Hall",
+        "starts_at": "2030-05-01T20:00:00Z", "hold_ttl_seconds": 600, "max_seats_per_order": 4,
+        "categories": [{"name": "Gold", "price_cents": 5000}],
+        "seating": {"sections": [{"name": "A", "rows": (1..=rows).map(|row| json!({"label": row.to_string(), "seats": 20, "category": "Gold"})).collect::<Vec<_>>()}]}
+    });
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let response = http
+            .post(format!("{base}/v1/admin/events"))
+            .bearer_auth(ADMIN)
+            .header("Idempotency-Key", "create-event")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        if status == 201 {
+            return answer["event_id"].as_str().unwrap().to_string();
+        }
+        assert!(
+            status == 503 && Instant::now() < deadline,
+            "create event: {status} {answer}"
+        );
+    }
+}
+
+/// Users each hold two adjacent seats and confirm, `orders` times. Every request counts in
+/// `done` once answered.
+/// `run` keeps the idempotency keys of separate runs apart.
+async fn run_load(
+    http: reqwest::Client,
+    base: String,
+    event: String,
+    run: &str,
+    users: usize,
+    orders: usize,
+    done: Arc<AtomicUsize>,
+) -> Vec<Sent> {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for user in 0..users {
+        let (http, base, event, done, sent) = (
+            http.clone(),
+            base.clone(),
+            event.clone(),
+            Arc::clone(&done),
+            Arc::clone(&sent),
+        );
+        let run = run.to_string();
+        tasks.push(tokio::spawn(async move {
+            let user = format!("user{user}");
+            for order in 0..orders {
+                let hold = post_until_answered(
+                    &http,
+                    &base,
+                    &user,
+                    &format!("/v1/events/{event}/holds"),
+                    json!({"quantity": 2, "category": "Gold", "together": true}),
+                    &format!("{run}-{user}-hold-{order}"),
+                )
+                .await;
+                done.fetch_add(1, Ordering::AcqRel);
+                let hold_id = (hold.status == 201)
+                    .then(|| hold.answer["hold_id"].as_str().unwrap().to_string());
+                sent.lock().unwrap().push(hold);
+                let Some(hold_id) = hold_id else { continue };
+                let confirm = post_until_answered(
+                    &http,
+                    &base,
+                    &user,
+                    &format!("/v1/holds/{hold_id}/confirm"),
+                    json!({"payment_ref": format!("psp-{user}-{order}")}),
+                    &format!("{run}-{user}-confirm-{order}"),
+                )
+                .await;
+                done.fetch_add(1, Ordering::AcqRel);
+                sent.lock().unwrap().push(confirm);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    Arc::try_unwrap(sent).unwrap().into_inner().unwrap()
+}
+
+/// Every booking a client was told about is there; no seat is owned twice; the seat map's
+/// booked seats are exactly the bookings'; every request repeated with its key gets its
+/// original answer.
+async fn verify_clients(http: &reqwest::Client, base: &str, event: &str, sent: &[Sent]) {
+    let mut owned: BTreeMap<String, String> = BTreeMap::new();
+    for confirm in sent.iter().filter(|sent| sent.path.ends_with("/confirm")) {
+        assert_eq!(
+            confirm.status, 201,
+            "a confirm of a fresh hold is booked: {confirm:?}"
+        );
+        let booking_id = confirm.answer["booking_id"].as_str().unwrap();
+        let response = http
+            .get(format!("{base}/v1/bookings/{booking_id}"))
+            .bearer_auth(token(&confirm.user))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "booking {booking_id} told to {} is there",
+            confirm.user
+        );
+        let booking: Value = response.json().await.unwrap();
+        assert_ne!(booking["status"], "canceled");
+        assert_eq!(booking["seats"], confirm.answer["seats"]);
+        for seat in confirm.answer["seats"].as_array().unwrap() {
+            let seat = seat.as_str().unwrap().to_string();
+            if let Some(other) = owned.insert(seat.clone(), booking_id.to_string()) {
+                panic!("seat {seat} is owned by {other} and {booking_id}");
+            }
+        }
+    }
+    let map: Value = http
+        .get(format!("{base}/v1/events/{event}/seats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let booked: BTreeSet<String> = map["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|section| section["rows"].as_array().unwrap().iter())
+        .flat_map(|row| row["seats"].as_array().unwrap().iter())
+        .filter(|seat| seat["status"] == "booked")
+        .map(|seat| seat["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        booked,
+        owned.keys().cloned().collect::<BTreeSet<_>>(),
+        "the seat map's booked seats are the bookings'"
+    );
+    for original in sent {
+        let again = post_until_answered(
+            http,
+            base,
+            &original.user,
+            &original.path,
+            original.body.clone(),
+            &original.key,
+        )
+        .await;
+        assert_eq!(
+            (again.status, &again.answer),
+            (original.status, &original.answer),
+            "a retry of {} gets its original answer",
+            original.key
+        );
+    }
+}
+
+fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
+    let cluster = Cluster::new(brokers, &format!("kill{seed}"));
+    let a = cluster.engine("a", "primary");
+    a.process.wait_line("node a is primary");
+    let b = cluster.engine("b", "standby");
+    let (_ingress, base) = cluster.ingress();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let event = create_event(&cluster.http, &base, 30).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let load = tokio::spawn(run_load(
+            cluster.http.clone(),
+            base.clone(),
+            event.clone(),
+            "load",
+            12,
+            10,
+            Arc::clone(&done),
+        ));
+        // The kill point: after a seeded number of answered requests (of 240).
+        let kill_after = 20 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as usize % 160;
+        let deadline = Instant::now() + DEADLINE;
+        while done.load(Ordering::Acquire) < kill_after {
+            assert!(
+                Instant::now() < deadline,
+                "the load stalled before the kill point"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut a = a;
+        a.process.child.kill().unwrap(); // SIGKILL
+        a.process.child.wait().unwrap();
+        eprintln!(
+            "seed {seed}: primary killed after {} answers",
+            done.load(Ordering::Acquire)
+        );
+        let env = cluster.env.clone();
+        let scratch = path_str(&cluster.data_dir("tools")).to_string();
+        let promoted = tokio::task::spawn_blocking(move || {
+            tool(
+                &env,
+                &[
+                    "promote",
+                    "--node",
+                    "b",
+                    "--wait-seconds",
+                    "60",
+                    "--data-dir",
+                    &scratch,
+                ],
+            )
+        })
+        .await
+        .unwrap();
+        eprintln!("seed {seed}: {}", promoted.trim());
+        b.process.wait_line("node b is primary");
+        let sent = load.await.unwrap();
+        verify_clients(&cluster.http, &base, &event, &sent).await;
+        let status = cluster.wait_settled(&b).await;
+        assert_eq!(status["role"], "primary");
+        let last = status["applied_offset"].as_u64().unwrap();
+        let env = cluster.env.clone();
+        let scratch = path_str(&cluster.data_dir("tools")).to_string();
+        let replayed = tokio::task::spawn_blocking(move || {
+            tool(
+                &env,
+                &["replay", "--to", &last.to_string(), "--data-dir", &scratch],
+            )
+        })
+        .await
+        .unwrap();
+        let replayed = replayed
+            .lines()
+            .find_map(|line| line.strip_prefix("state_hash "))
+            .expect("a state_hash line")
+            .to_string();
+        assert_eq!(
+            status["state_hash"].as_str().unwrap(),
+            replayed,
+            "the new primary's state equals a from-scratch replay at {last}"
+        );
+    });
+}
+
+#[test]
+fn kill_9_the_primary_mid_load_then_promote_the_standby() {
+    let Some(brokers) = kafka_bootstrap() else {
+        return;
+    };
+    for seed in [1, 2, 3] {
+        kill_9_the_primary_and_promote(&brokers, seed);
+    }
+}
+
+#[test]
+fn a_stopped_old_primary_is_fenced_and_steps_down() {
+    let Some(brokers) = kafka_bootstrap() else {
+        return;
+    };
+    let cluster = Cluster::new(&brokers, "zombie");
+    let a = cluster.engine("a", "primary");
+    a.process.wait_line("node a is primary");
+    let b = cluster.engine("b", "standby");
+    let (_ingress, base) = cluster.ingress();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let event = create_event(&cluster.http, &base, 10).await;
+        let before = run_load(
+            cluster.http.clone(),
+            base.clone(),
+            event.clone(),
+            "before",
+            4,
+            2,
+            Arc::default(),
+        )
+        .await;
+        let a_before = cluster.wait_settled(&a).await;
+        let published_before = a_before["published_offset"].clone();
+        assert_eq!(published_before, a_before["applied_offset"]);
+        a.process.signal("STOP");
+        let response = cluster
+            .http
+            .post(format!("{}/v1/admin/engine/promote", b.operator))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        let promote_offset = response.json::<Value>().await.unwrap()["promote_offset"]
+            .as_u64()
+            .unwrap();
+        b.process.wait_line("node b is primary");
+        // The new primary answers while the old one is frozen.
+        let during = run_load(
+            cluster.http.clone(),
+            base.clone(),
+            event.clone(),
+            "during",
+            4,
+            2,
+            Arc::default(),
+        )
+        .await;
+        a.process.signal("CONT");
+        a.process.wait_line("node a is standby");
+        let after = run_load(
+            cluster.http.clone(),
+            base.clone(),
+            event.clone(),
+            "after",
+            4,
+            2,
+            Arc::default(),
+        )
+        .await;
+        let b_status = cluster.wait_settled(&b).await;
+        let a_status = cluster
+            .wait_status(&a, "caught up", |status| {
+                status["applied_offset"] == b_status["applied_offset"]
+                    && status["state_hash_offset"] == status["applied_offset"]
+            })
+            .await;
+        assert_eq!(a_status["role"], "standby");
+        assert_eq!(
+            a_status["published_offset"], published_before,
+            "the old primary published nothing after the promotion at {promote_offset}"
+        );
+        assert_eq!(
+            a_status["state_hash"], b_status["state_hash"],
+            "the old primary follows as a standby"
+        );
+        let sent: Vec<Sent> = before.into_iter().chain(during).chain(after).collect();
+        verify_clients(&cluster.http, &base, &event, &sent).await;
+        // Promoting the already-primary replica is refused.
+        let response = cluster
+            .http
+            .post(format!("{}/v1/admin/engine/promote", b.operator))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 409);
+    });
+}
+
+#[test]
+fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
+    let Some(brokers) = kafka_bootstrap() else {
+        return;
+    };
+    let cluster = Cluster::new(&brokers, "restart");
+    let a = cluster.engine("a", "primary");
+    a.process.wait_line("node a is primary");
+    let b = cluster.engine("b", "standby");
+    let (_ingress, base) = cluster.ingress();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let event = create_event(&cluster.http, &base, 30).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let load = tokio::spawn(run_load(
+            cluster.http.clone(),
+            base.clone(),
+            event.clone(),
+            "load",
+            8,
+            12,
+            Arc::clone(&done),
+        ));
+        let snapshot = cluster
+            .wait_status(&b, "wrote a snapshot", |status| {
+                status["last_snapshot"]["offset"].as_u64().is_some()
+            })
+            .await;
+        let mut b = b;
+        b.process.child.kill().unwrap();
+        b.process.child.wait().unwrap();
+        let answered_at_kill = done.load(Ordering::Acquire);
+        let b = cluster.engine("b", "standby");
+        let restarted = cluster.operator_status(&b).await;
+        let loaded = restarted["last_snapshot"]["offset"]
+            .as_u64()
+            .expect("the restarted standby loaded a snapshot");
+        assert!(loaded >= snapshot["last_snapshot"]["offset"].as_u64().unwrap());
+        assert_eq!(restarted["role"], "standby");
+        let sent = load.await.unwrap();
+        assert!(
+            done.load(Ordering::Acquire) > answered_at_kill,
+            "the primary kept serving"
+        );
+        let a_status = cluster.wait_settled(&a).await;
+        let b_status = cluster
+            .wait_status(&b, "caught up", |status| {
+                status["applied_offset"] == a_status["applied_offset"]
+                    && status["state_hash_offset"] == status["applied_offset"]
+            })
+            .await;
+        assert_eq!(
+            b_status["state_hash"], a_status["state_hash"],
+            "the restarted standby has the primary's state"
+        );
+        verify_clients(&cluster.http, &base, &event, &sent).await;
+    });
+}
