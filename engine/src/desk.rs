@@ -377,7 +377,7 @@ impl Engine {
     pub fn desk_busy_agents(&self, desk: DeskId, slot_start_ms: u64) -> Option<u32> {
         let desk = self.state.desks.desks.get(desk.0 as usize)?;
         let slot_ms = desk.spec.slot_ms;
-        if slot_start_ms % slot_ms != 0 {
+        if !slot_start_ms.is_multiple_of(slot_ms) {
             return None;
         }
         Some(

@@ -600,7 +600,6 @@ fn resolve(model: &Model, issued: &Issued, op: &Op) -> Request {
 fn run(steps: &[Step]) -> Vec<Outcome> {
     let mut engine = Engine::new(EngineConfig::default());
     let mut model = Model::new();
-    let mut offset = 0;
     let mut clock_ms = T0;
     let mut issued: Issued = Vec::new();
     let mut outcomes = Vec::new();
@@ -632,7 +631,8 @@ fn run(steps: &[Step]) -> Vec<Outcome> {
         clock: Clock::Forward(0),
         op,
     });
-    for (index, step) in setup.chain(steps.iter().cloned()).enumerate() {
+    for (offset, step) in setup.chain(steps.iter().cloned()).enumerate() {
+        let offset = offset as u64;
         let stamp_ms = match step.clock {
             Clock::Forward(ms) => {
                 clock_ms += ms;
@@ -648,13 +648,12 @@ fn run(steps: &[Step]) -> Vec<Outcome> {
         let request = resolve(&model, &issued, &step.op);
         let expected = model.apply(offset, stamp_ms, &request);
         let outcome = engine.apply(offset, stamp_ms, &request);
-        assert_eq!(outcome, expected, "step {index}: {request:?}");
+        assert_eq!(outcome, expected, "step {offset}: {request:?}");
         check_properties(&engine, &model, &request, &outcome);
         if let Ok(Reply::DeskTicketCreated(view)) = &outcome.result {
             issued.push((view.ticket, view.user.clone(), view.desk));
         }
         outcomes.push(outcome);
-        offset += 1;
     }
     outcomes
 }
