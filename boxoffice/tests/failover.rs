@@ -525,12 +525,21 @@ fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
         // The kill point: after a seeded number of answered requests (of 240).
         let kill_after = 20 + (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33) as usize % 160;
         let deadline = Instant::now() + DEADLINE;
+        // The standby's lag under load, sampled from its status (a measurement for
+        // BENCHMARKS.md, printed, not asserted).
+        let mut lag_samples = Vec::new();
         while done.load(Ordering::Acquire) < kill_after {
             assert!(
                 Instant::now() < deadline,
                 "the load stalled before the kill point"
             );
+            let status = cluster.operator_status(&b).await;
+            lag_samples.push(status["lag_records"].as_u64().unwrap());
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lag_samples.sort_unstable();
+        if let (Some(median), Some(max)) = (lag_samples.get(lag_samples.len() / 2), lag_samples.last()) {
+            eprintln!("seed {seed}: standby lag under load: median {median} records, max {max} records ({} samples)", lag_samples.len());
         }
         let mut a = a;
         a.process.child.kill().unwrap(); // SIGKILL
@@ -557,7 +566,9 @@ fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
         })
         .await
         .unwrap();
-        eprintln!("seed {seed}: {}", promoted.trim());
+        for line in promoted.lines() {
+            eprintln!("seed {seed}: {line}");
+        }
         b.process.wait_line("node b is primary");
         let sent = load.await.unwrap();
         verify_clients(&cluster.http, &base, &event, &sent).await;
