@@ -20,7 +20,10 @@ struct OperatorState {
 
 pub(crate) fn router(runtime: RuntimeHandle, operator_key: &str) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/metrics", get(metrics))
         .route("/v1/admin/engine", get(status))
         .route("/v1/admin/engine/promote", post(promote))
@@ -110,7 +113,11 @@ async fn promote(State(state): State<OperatorState>, headers: HeaderMap) -> Resp
     let appended = tokio::task::spawn_blocking(move || runtime.promote()).await;
     match appended {
         Ok(Ok(offset)) => {
-            tracing::warn!(node = state.runtime.node(), offset, "promotion requested by the operator");
+            tracing::warn!(
+                node = state.runtime.node(),
+                offset,
+                "promotion requested by the operator"
+            );
             (
                 StatusCode::ACCEPTED,
                 Json(json!({ "node": state.runtime.node(), "promote_offset": offset })),
@@ -170,13 +177,154 @@ async fn metrics(State(state): State<OperatorState>) -> Response {
         gauge(
             "boxoffice_engine_last_snapshot_records",
             "Request offset covered by the last snapshot + 1.",
-            offset(status.last_snapshot.as_ref().map(|snapshot| snapshot.offset)),
+            offset(
+                status
+                    .last_snapshot
+                    .as_ref()
+                    .map(|snapshot| snapshot.offset),
+            ),
         ),
     ]
     .concat();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use requestlog::{EmbeddedLog, EmbeddedOptions};
+    use runtime::{Logs, Runtime, RuntimeOptions};
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    const KEY: &str = "operator-key-for-tests";
+
+    /// A replica on embedded logs in `dir` (a standby needs a primary's logs to follow; here
+    /// the log is empty, so a standby just waits).
+    fn replica(dir: &std::path::Path, node: &str, role: Role) -> Runtime {
+        let open = |name: &str| -> Arc<dyn runtime::OpenLog> {
+            Arc::new(EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap())
+        };
+        let options = RuntimeOptions {
+            node: node.to_string(),
+            role,
+            ..RuntimeOptions::new(engine::EngineConfig::default())
+        };
+        let logs = Logs {
+            requests: open("requests"),
+            outcomes: open("outcomes"),
+        };
+        Runtime::start(options, logs, Box::new(snapshotter::MemoryStore::new(1))).unwrap()
+    }
+
+    async fn call(
+        router: &Router,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_operator_key_guards_status_and_promotion() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = replica(dir.path(), "a", Role::Primary);
+        let router = router(runtime.handle(), KEY);
+        let (status, body) = call(&router, "GET", "/v1/admin/engine", None).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::UNAUTHORIZED, &json!("unauthorized"))
+        );
+        let (status, body) = call(&router, "GET", "/v1/admin/engine", Some("demo-admin-key")).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::FORBIDDEN, &json!("forbidden"))
+        );
+        let (status, _) = call(&router, "POST", "/v1/admin/engine/promote", Some("wrong")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = call(&router, "GET", "/healthz", None).await;
+        assert_eq!(status, StatusCode::OK);
+        runtime.shutdown().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standby_is_promoted_through_its_own_log_and_a_primary_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = replica(dir.path(), "b", Role::Standby);
+        let handle = runtime.handle();
+        let (_, settled) = handle.wait_for(Duration::from_secs(30), |status| {
+            status.role == Role::Standby
+        });
+        assert!(settled);
+        let router = router(runtime.handle(), KEY);
+        let (status, body) = call(&router, "GET", "/v1/admin/engine", Some(KEY)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            (&body["node"], &body["role"], &body["lag_records"]),
+            (&json!("b"), &json!("standby"), &json!(0))
+        );
+        let (status, body) = call(&router, "POST", "/v1/admin/engine/promote", Some(KEY)).await;
+        assert_eq!(
+            (status, &body["promote_offset"]),
+            (StatusCode::ACCEPTED, &json!(0))
+        );
+        let (_, promoted) = handle.wait_for(Duration::from_secs(30), |status| {
+            status.role == Role::Primary && status.published_offset == Some(0)
+        });
+        assert!(
+            promoted,
+            "the Promote record made b primary, and it published its outcome"
+        );
+        let (status, body) = call(&router, "POST", "/v1/admin/engine/promote", Some(KEY)).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (StatusCode::CONFLICT, &json!("conflict"))
+        );
+        let (status, body) = call(&router, "GET", "/v1/admin/engine", Some(KEY)).await;
+        assert_eq!(
+            (status, &body["role"], &body["published_offset"]),
+            (StatusCode::OK, &json!("primary"), &json!(0))
+        );
+        let metrics = router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let text = axum::body::to_bytes(metrics.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let text = String::from_utf8(text.to_vec()).unwrap();
+        assert!(text.contains("boxoffice_engine_primary 1\n"), "{text}");
+        assert!(
+            text.contains("boxoffice_engine_published_records 1\n"),
+            "{text}"
+        );
+        runtime.shutdown().unwrap();
+    }
 }
