@@ -19,11 +19,16 @@
 //!   It hands copies of the state to the snapshot thread (`try_send`, never waiting) and,
 //!   when idle, asks it for the state hash of the current state.
 //! - **publisher** (`publisher.rs`): encodes outcomes with `engine::wire::encode_outcome`
-//!   and appends them in batches to the outcomes log. When it becomes primary it opens the
-//!   outcomes writer, then reads the outcomes log's last record and drops every outcome at
-//!   or below the request offset it answers: after a restart the replayed outcomes that
-//!   were already published are not published twice. A standby publishes nothing; it keeps
-//!   a bounded tail of outcomes for its promotion.
+//!   and appends them in batches to the outcomes log, when this replica is primary. Who is
+//!   primary is decided by the log: a `Promote { node }` record names the primary from its
+//!   offset on (the named replica opens the outcomes writer there — in Kafka this fences
+//!   the old primary's producer — and publishes what the outcomes log lacks; a primary
+//!   that reads a record naming another steps down). At start every replica publishes
+//!   nothing until it has caught up with the log's end as of its start, then takes the
+//!   role the log gives it (the configured role only while no record names anyone).
+//!   Opening the writer reads the outcomes log's last record first, so outcomes that were
+//!   already published are not published twice. A standby keeps a bounded tail of
+//!   outcomes for its promotion.
 //! - **ticker** (`ticker.rs`): appends a `Command::Tick` record to the requests log when
 //!   the engine's `next_due_ms()` has passed by the wall clock, the engine is caught up and
 //!   no tick it wrote is still unapplied. It wakes every `tick_interval_ms`, so a hold
