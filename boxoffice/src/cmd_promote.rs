@@ -48,8 +48,12 @@ pub(crate) fn run(
             .poll(1024, Duration::from_millis(100))
             .map_err(log_error("cannot read the outcomes log"))?;
         for record in records {
-            let outcome = engine::wire::decode_outcome(&record.payload)
-                .map_err(|reason| ToolError::Invalid(format!("undecodable outcome at {}: {reason}", record.offset)))?;
+            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| {
+                ToolError::Invalid(format!(
+                    "undecodable outcome at {}: {reason}",
+                    record.offset
+                ))
+            })?;
             if outcome.offset != offset {
                 continue;
             }

@@ -43,7 +43,10 @@ impl EngineControl for RuntimeControl {
     }
 
     fn promote(&self) -> Result<(), String> {
-        self.0.promote().map(|_| ()).map_err(|error| error.to_string())
+        self.0
+            .promote()
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
 }
 
