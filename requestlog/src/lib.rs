@@ -11,7 +11,7 @@
 //!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
 //! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
 //!   one fsync per batch of concurrent appends. Its record format lives in `record_format.rs`
-//!   (versioned, CRC-32C per record, `crc32c.rs`).
+//!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
 //!
@@ -39,7 +39,6 @@
 //! torn by a crash is dropped whole; it was never acknowledged). The end offset is the last key
 //! plus one.
 
-mod crc32c;
 mod embedded;
 mod error;
 mod kafka;
