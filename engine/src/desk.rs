@@ -310,7 +310,8 @@ impl Engine {
         assert!(
             self.state
                 .timers
-                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0)),
+                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0))
+                .is_some(),
             "a held desk ticket has a timer"
         );
         self.state

@@ -11,7 +11,16 @@ use crate::layout::Layout;
 use crate::outcome::*;
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Persistent collections for the parts of the state that grow with traffic (holds, timers,
+/// waiters, usage, idempotency): a clone shares structure and costs O(1), so the engine
+/// thread's pause to hand a state copy to the snapshot thread does not grow with them.
+/// They encode exactly like `BTreeMap`, `BTreeSet` and `VecDeque` (ordered, length
+/// prefixed), so snapshots and state hashes are the same bytes as before.
+pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
+pub(crate) type Set<T> = imbl::OrdSet<T>;
+pub(crate) type Queue<T> = imbl::Vector<T>;
 use std::sync::Arc;
 
 /// Per-seat state in 8 bytes: 0 is free; the top two bits say held or booked and the
@@ -92,7 +101,7 @@ pub(crate) struct Event {
     pub(crate) pools: Vec<Pool>,
     /// FCFS queues by requested category (`None`: any category). A waiter id's order
     /// is its arrival order.
-    pub(crate) queues: BTreeMap<Option<u16>, BTreeSet<WaiterId>>,
+    pub(crate) queues: BTreeMap<Option<u16>, Set<WaiterId>>,
     pub(crate) waiting: u32,
     pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
 }
@@ -198,17 +207,17 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    pub(crate) holds: BTreeMap<HoldId, Hold>,
-    pub(crate) ended_holds: BTreeMap<HoldId, EndedHold>,
-    pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
+    pub(crate) holds: Map<HoldId, Hold>,
+    pub(crate) ended_holds: Map<HoldId, EndedHold>,
+    pub(crate) ended_hold_queue: Queue<(u64, HoldId)>,
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
-    pub(crate) waiters: BTreeMap<WaiterId, Waiter>,
-    pub(crate) timers: BTreeSet<(u64, TimerKind, u64)>,
+    pub(crate) waiters: Map<WaiterId, Waiter>,
+    pub(crate) timers: Set<(u64, TimerKind, u64)>,
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
     /// are removed so equal states encode equally.
-    pub(crate) usage: BTreeMap<(EventId, String), u32>,
-    pub(crate) idempotency: BTreeMap<(Principal, String), IdempotencyEntry>,
-    pub(crate) idempotency_queue: VecDeque<(u64, Principal, String)>,
+    pub(crate) usage: Map<(EventId, String), u32>,
+    pub(crate) idempotency: Map<(Principal, String), IdempotencyEntry>,
+    pub(crate) idempotency_queue: Queue<(u64, Principal, String)>,
     pub(crate) next_hold: u64,
     pub(crate) next_waiter: u64,
     pub(crate) desks: crate::desk::Desks,
@@ -293,7 +302,7 @@ impl Engine {
     /// The log time at which the next timer falls due, so the shell knows when a tick
     /// is needed (like quinn's `poll_timeout`). Timers fire once time passes `due`.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.state.timers.first().map(|(due, _, _)| due + 1)
+        self.state.timers.get_min().map(|(due, _, _)| due + 1)
     }
 
     /// Applies one log record. Offsets must strictly increase: anything else is a bug
@@ -401,11 +410,11 @@ impl Engine {
             .now_ms
             .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
-        while let Some(&(due, kind, id)) = self.state.timers.first() {
+        while let Some(&(due, kind, id)) = self.state.timers.get_min() {
             if due >= now_ms {
                 break;
             }
-            self.state.timers.pop_first();
+            self.state.timers.remove_min();
             match kind {
                 TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
                 TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),
@@ -915,7 +924,7 @@ impl Engine {
     }
 
     fn add_usage(&mut self, event: EventId, user: &str, delta: i64) {
-        use std::collections::btree_map::Entry;
+        use imbl::ordmap::Entry;
         // Perf: one tree search (the entry) instead of a get and then an insert or remove.
         match self.state.usage.entry((event, user.to_string())) {
             Entry::Occupied(mut occupied) => {
@@ -1168,7 +1177,8 @@ impl Engine {
         let filed = self
             .state
             .timers
-            .remove(&(due, TimerKind::HoldExpiry, hold_id.0));
+            .remove(&(due, TimerKind::HoldExpiry, hold_id.0))
+            .is_some();
         debug_assert!(filed || end == HoldEnd::Expired);
         let event = &mut self.state.events[hold.event.0 as usize];
         if end != HoldEnd::Confirmed {
@@ -1488,7 +1498,10 @@ impl Engine {
             .queues
             .get_mut(&waiter.category)
             .expect("the waiter's queue exists");
-        assert!(queue.remove(&waiter_id), "every waiter is in its queue");
+        assert!(
+            queue.remove(&waiter_id).is_some(),
+            "every waiter is in its queue"
+        );
         if queue.is_empty() {
             event.queues.remove(&waiter.category);
         }

@@ -51,7 +51,12 @@ pub(crate) fn check(engine: &Engine) {
             .or_default() += booking.items.quantity();
     }
     assert_eq!(
-        usage, state.usage,
+        usage,
+        state
+            .usage
+            .iter()
+            .map(|(key, count)| (key.clone(), *count))
+            .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );
     for (event_index, event) in state.events.iter().enumerate() {

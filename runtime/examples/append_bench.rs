@@ -1,11 +1,15 @@
-//! Embedded log append throughput and latency.
+//! Log append throughput and latency, embedded or Kafka.
 //!
 //! `cargo run --release -p runtime --example append_bench -- <dir> <appenders> <records per append> <seconds>`
+//!
+//! `<dir>` may be `kafka://HOST:PORT/TOPIC` for the Kafka log (idempotent producer,
+//! acks=all: an append returns once every record is acknowledged).
 //!
 //! Each appender thread appends batches of 100-byte payloads in a loop; group commit
 //! batches concurrent appends into one fsync. Prints records/s and append latency.
 
-use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
+use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogWriter};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -19,13 +23,28 @@ fn main() {
         batch.parse().unwrap(),
         seconds.parse().unwrap(),
     );
-    let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).unwrap();
+    let writer: Arc<dyn LogWriter> = match dir.strip_prefix("kafka://") {
+        Some(target) => {
+            let (brokers, topic) = target.split_once('/').expect("kafka://HOST:PORT/TOPIC");
+            Arc::new(
+                KafkaLog::open(KafkaOptions::new(brokers, topic))
+                    .unwrap()
+                    .writer()
+                    .unwrap(),
+            )
+        }
+        None => Arc::new(
+            EmbeddedLog::open(dir, EmbeddedOptions::default())
+                .unwrap()
+                .writer(),
+        ),
+    };
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let histograms: Vec<hdrhistogram::Histogram<u64>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..appenders)
             .map(|_| {
-                let writer = log.writer();
+                let writer = Arc::clone(&writer);
                 scope.spawn(move || {
                     let mut histogram = hdrhistogram::Histogram::<u64>::new(3).unwrap();
                     while Instant::now() < deadline {

@@ -124,9 +124,24 @@ fn create_events(events: u32, seats: u32, keys: bool) -> impl Iterator<Item = Ve
     })
 }
 
+/// `dir` may be `kafka://HOST:PORT/TOPIC`: the records go to that topic instead (replay
+/// it with `BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_REQUESTS_TOPIC=TOPIC boxoffice replay`).
 fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bool) {
-    let requests = open(dir, "requests");
-    let writer = requests.writer();
+    let writer: Arc<dyn LogWriter> = match dir.to_str().and_then(|dir| dir.strip_prefix("kafka://"))
+    {
+        Some(target) => {
+            let (brokers, topic) = target.split_once('/').expect("kafka://HOST:PORT/TOPIC");
+            let mut options = requestlog::KafkaOptions::new(brokers, topic);
+            options.append_records_max = 8192;
+            Arc::new(
+                requestlog::KafkaLog::open(options)
+                    .unwrap()
+                    .writer()
+                    .unwrap(),
+            )
+        }
+        None => Arc::new(open(dir, "requests").writer()),
+    };
     let started = Instant::now();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let mut placed = 0u64;
@@ -164,7 +179,10 @@ fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bo
         };
         request(command, keys, 1_000 + index)
     });
-    let count = append_all(&writer, create_events(events, seats, keys).chain(workload));
+    let count = append_all(
+        writer.as_ref(),
+        create_events(events, seats, keys).chain(workload),
+    );
     println!(
         "appended {count} records in {:.1} s",
         started.elapsed().as_secs_f64()
