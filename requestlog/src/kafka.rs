@@ -40,6 +40,10 @@ const BATCH_OVERHEAD_BYTES: usize = 64 * 1024;
 /// Back-off while librdkafka's local queue is full (it drains as deliveries complete).
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
+/// How long a transactional append waits for the producer's queues to empty before it
+/// commits (they empty microseconds after the last delivery report).
+const QUEUES_EMPTY_WAIT_MAX: Duration = Duration::from_millis(10);
+
 /// Back-off between metadata look-ups while a new topic's leader is being elected.
 const METADATA_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -579,6 +583,24 @@ impl KafkaWriter {
                 return Err(error);
             }
         };
+        // Every record acknowledged first, and its delivery report served: with nothing left
+        // in the producer's queues, the flush inside `commit_transaction` returns at once. With
+        // records still in flight it would poll the event queue for up to 100 ms, which the
+        // producer's own polling thread drains first: every transaction took 100 ms.
+        let appended = match batch.wait(self.wait_timeout()) {
+            Ok(appended) => appended,
+            Err(error) => {
+                // A fenced producer purges its queue: the delivery error then only says
+                // "purged", and the producer's fatal error says why.
+                if let Some(fatal) = self.fatal_error() {
+                    return Err(fatal);
+                }
+                let error = self.note(error);
+                self.abort();
+                return Err(error);
+            }
+        };
+        self.wait_queues_empty();
         if let Err(error) = producer.commit_transaction(timeout) {
             let abortable =
                 matches!(&error, KafkaError::Transaction(rd) if rd.txn_requires_abort());
@@ -588,9 +610,16 @@ impl KafkaWriter {
             }
             return Err(error);
         }
-        batch
-            .wait(self.wait_timeout())
-            .map_err(|error| self.note(error))
+        Ok(appended)
+    }
+
+    /// Waits (briefly, bounded) until the producer holds no record and no delivery report:
+    /// the last report is released by the polling thread just after its callback ran.
+    fn wait_queues_empty(&self) {
+        let deadline = Instant::now() + QUEUES_EMPTY_WAIT_MAX;
+        while self.inner.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            thread::yield_now();
+        }
     }
 
     /// Aborts the open transaction; a failure to abort is logged (the next `begin` reports a

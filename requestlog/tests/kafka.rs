@@ -349,3 +349,34 @@ fn a_reader_of_a_transactional_topic_reaches_its_end() {
     }
     assert_eq!(reader.position(), end);
 }
+
+/// A transaction costs a few broker round trips, not a client-side poll interval: the
+/// commit used to start while the records were in flight, and the flush inside it then
+/// waited 100 ms for an event the producer's own thread had already taken (every
+/// transactional append took ≥ 100 ms, so an engine publishing outcomes capped at ~10
+/// batches per second). The median of 9 appends is far below that even on a busy machine.
+#[test]
+fn a_transactional_append_takes_round_trips_not_a_poll_interval() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = unique_topic("txn-latency");
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.transactional_id = Some(format!("{topic}-writer"));
+    let log = KafkaLog::open(options).unwrap();
+    let writer = log.writer().unwrap();
+    writer.append(payloads(1, "warm-up")).unwrap();
+    let mut took: Vec<Duration> = (0..9)
+        .map(|round| {
+            let began = Instant::now();
+            writer
+                .append(payloads(2, &format!("round-{round}")))
+                .unwrap();
+            began.elapsed()
+        })
+        .collect();
+    took.sort();
+    assert!(
+        took[4] < Duration::from_millis(50),
+        "median transactional append {:?} (all: {took:?})",
+        took[4]
+    );
+}
