@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# HTTP hold + confirm, on the embedded log and on Kafka, in one run sequence.
+#
+#   benches/http-hold-confirm/run.sh
+#
+# Each run starts fresh processes (release build, rate limits off) and drives them with
+# `boxoffice loadgen run hold-confirm.toml --mode closed --concurrency $CLIENTS --no-think`
+# for $DURATION seconds, then verifies the server's state through the API:
+#   embedded: `boxoffice serve` on a temporary data directory;
+#   kafka:    `boxoffice engine` and `boxoffice ingress` (two processes) on fresh topics of
+#             the broker at $KAFKA_BOOTSTRAP.
+# The two sides alternate ($RUNS runs each) and the medians are printed at the end.
+#
+# Environment: RUNS (default 3), CLIENTS (32), DURATION (20), KAFKA_BOOTSTRAP
+# (127.0.0.1:19092; start one with scripts/kafka.sh start).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/env.sh
+RUNS="${RUNS:-3}"
+CLIENTS="${CLIENTS:-32}"
+DURATION="${DURATION:-20}"
+KAFKA="${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
+HERE=benches/http-hold-confirm
+
+cargo build --release -q -p boxoffice
+BOXOFFICE="$CARGO_TARGET_DIR/release/boxoffice"
+WORK="$(mktemp -d /tmp/http-hold-confirm.XXXXXX)"
+PIDS=()
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop_all; rm -rf "$WORK"' EXIT
+export BOXOFFICE_RATE_LIMIT_ENABLED=false RUST_LOG=warn
+
+# wait_for FILE PATTERN PID: until FILE has a line matching PATTERN (at most 120 s).
+wait_for() {
+  for _ in $(seq 1 1200); do
+    if grep -q "$2" "$1"; then return 0; fi
+    if ! kill -0 "$3" 2>/dev/null; then echo "process $3 exited:"; cat "$1" "${1%.out}.err"; exit 1; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1"; exit 1
+}
+
+start_embedded() {
+  local run="$1"
+  "$BOXOFFICE" serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
+    >"$WORK/serve-$run.out" 2>"$WORK/serve-$run.err" &
+  PIDS+=($!)
+  wait_for "$WORK/serve-$run.out" "^listening on" "$!"
+  TARGET="$(sed -n 's/^listening on //p' "$WORK/serve-$run.out" | head -1)"
+}
+
+start_kafka() {
+  local run="$1" unique="http-bench-$$-$1-$(date +%s%N)"
+  export BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_BROKERS="$KAFKA" \
+    BOXOFFICE_KAFKA_REQUESTS_TOPIC="$unique-requests" BOXOFFICE_KAFKA_OUTCOMES_TOPIC="$unique-outcomes" \
+    BOXOFFICE_KAFKA_TRANSACTIONAL_ID="$unique"
+  BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" engine --data-dir "$WORK/kafka-$run" \
+    >"$WORK/engine-$run.out" 2>"$WORK/engine-$run.err" &
+  PIDS+=($!)
+  wait_for "$WORK/engine-$run.out" " is primary$" "$!"
+  "$BOXOFFICE" ingress --listen 127.0.0.1:0 >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
+  PIDS+=($!)
+  wait_for "$WORK/ingress-$run.out" "^listening on" "$!"
+  TARGET="$(sed -n 's/^listening on //p' "$WORK/ingress-$run.out" | head -1)"
+  unset BOXOFFICE_LOG_KIND BOXOFFICE_KAFKA_BROKERS BOXOFFICE_KAFKA_REQUESTS_TOPIC \
+    BOXOFFICE_KAFKA_OUTCOMES_TOPIC BOXOFFICE_KAFKA_TRANSACTIONAL_ID
+}
+
+RESULTS="$WORK/results.jsonl"
+for run in $(seq 1 "$RUNS"); do
+  for side in embedded kafka; do
+    "start_$side" "$run"
+    echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    "$BOXOFFICE" loadgen run "$HERE/hold-confirm.toml" --target "$TARGET" --mode closed \
+      --concurrency "$CLIENTS" --no-think --duration "$DURATION" --quiet --no-plots --verify \
+      --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
+    grep -E "^verification" "$WORK/$side-$run.loadgen" || true
+    stop_all
+    python3 - "$side" "$WORK/$side-$run/report.json" >>"$RESULTS" <<'PY'
+import json, sys
+side, path = sys.argv[1], sys.argv[2]
+report = json.load(open(path))
+kinds = report["measurements"]["kinds"]
+row = {"side": side, "requests_per_second": report["achieved_rate_per_second"],
+       "errors": report["measurements"].get("errors_by_code", {})}
+for kind in ("hold_best", "confirm"):
+    latency = kinds[kind]["latency"]
+    row[kind] = {"count": kinds[kind]["count"], "ok": kinds[kind]["ok"],
+                 "p50_ms": latency["p50_us"] / 1000, "p99_ms": latency["p99_us"] / 1000,
+                 "p999_ms": latency["p999_us"] / 1000}
+overall = report["measurements"]["overall"]
+row["overall"] = {"p50_ms": overall["p50_us"] / 1000, "p99_ms": overall["p99_us"] / 1000,
+                  "p999_ms": overall["p999_us"] / 1000}
+print(json.dumps(row))
+PY
+    tail -1 "$RESULTS"
+  done
+done
+
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print()
+print("| log | requests/s | hold p50 / p99 / p99.9 (ms) | confirm p50 / p99 / p99.9 (ms) | all p50 / p99 / p99.9 (ms) |")
+print("|---|---|---|---|---|")
+for side in ("embedded", "kafka"):
+    mine = [row for row in rows if row["side"] == side]
+    median = lambda pick: statistics.median(pick(row) for row in mine)
+    cells = []
+    for kind in ("hold_best", "confirm", "overall"):
+        cells.append(" / ".join(f"{median(lambda row: row[kind][p]):.1f}" for p in ("p50_ms", "p99_ms", "p999_ms")))
+    rates = ", ".join(f"{row['requests_per_second']:,.0f}" for row in mine)
+    print(f"| {side} | **{median(lambda row: row['requests_per_second']):,.0f}** ({rates}) | {cells[0]} | {cells[1]} | {cells[2]} |")
+PY
