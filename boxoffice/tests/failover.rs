@@ -503,12 +503,18 @@ async fn verify_clients(http: &reqwest::Client, base: &str, event: &str, sent: &
     }
 }
 
-fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
-    let cluster = Cluster::new(brokers, &format!("kill{seed}"));
+/// A primary `a`, a standby `b` and an ingress on fresh topics; the ingress's base URL.
+fn start_cluster(brokers: &str, test: &str) -> (Cluster, Replica, Replica, Proc, String) {
+    let cluster = Cluster::new(brokers, test);
     let a = cluster.engine("a", "primary");
     a.process.wait_line("node a is primary");
     let b = cluster.engine("b", "standby");
-    let (_ingress, base) = cluster.ingress();
+    let (ingress, base) = cluster.ingress();
+    (cluster, a, b, ingress, base)
+}
+
+fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
+    let (cluster, a, b, _ingress, base) = start_cluster(brokers, &format!("kill{seed}"));
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         let event = create_event(&cluster.http, &base, 30).await;
@@ -613,11 +619,7 @@ fn a_stopped_old_primary_is_fenced_and_steps_down() {
     let Some(brokers) = kafka_bootstrap() else {
         return;
     };
-    let cluster = Cluster::new(&brokers, "zombie");
-    let a = cluster.engine("a", "primary");
-    a.process.wait_line("node a is primary");
-    let b = cluster.engine("b", "standby");
-    let (_ingress, base) = cluster.ingress();
+    let (cluster, a, b, _ingress, base) = start_cluster(&brokers, "zombie");
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         let event = create_event(&cluster.http, &base, 10).await;
@@ -705,11 +707,7 @@ fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
     let Some(brokers) = kafka_bootstrap() else {
         return;
     };
-    let cluster = Cluster::new(&brokers, "restart");
-    let a = cluster.engine("a", "primary");
-    a.process.wait_line("node a is primary");
-    let b = cluster.engine("b", "standby");
-    let (_ingress, base) = cluster.ingress();
+    let (cluster, a, b, _ingress, base) = start_cluster(&brokers, "restart");
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         let event = create_event(&cluster.http, &base, 30).await;
