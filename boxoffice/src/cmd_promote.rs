@@ -8,7 +8,7 @@
 //! standby's process, so this works while the old primary hangs.
 
 use crate::cmd_engine::{log_error, open_logs, ToolError};
-use crate::settings::Settings;
+use crate::settings::{LogKind, Settings};
 use engine::Reply;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,8 +19,15 @@ pub(crate) fn run(
     node: &str,
     wait: Duration,
 ) -> Result<(), ToolError> {
-    if node.is_empty() {
+    if node.trim().is_empty() {
         return Err(ToolError::Invalid("--node must name a replica".into()));
+    }
+    // On the embedded log there is one engine (`serve`) and no standby to hand over to: a
+    // Promote record naming anyone else would only make that engine step down.
+    if settings.log.kind == LogKind::Embedded {
+        return Err(ToolError::Invalid(
+            "promotion needs replicas sharing a Kafka log (log.kind = \"kafka\"); the embedded log has a single engine".into(),
+        ));
     }
     let logs = open_logs(settings, data_dir)?;
     // The Promote record's outcome can only be published after the record exists, so

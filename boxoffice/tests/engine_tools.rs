@@ -239,3 +239,51 @@ fn engine_then_the_offline_tools_agree_on_the_state() {
     );
     assert!(outcomes.last().unwrap()["outcome"]["result"]["Err"]["Undecodable"].is_object());
 }
+
+/// `boxoffice promote` refuses what cannot work, says why, and writes nothing: an empty
+/// node name, and the embedded log (one engine, no standby to hand over to).
+#[test]
+fn promote_refuses_bad_input_and_the_embedded_log_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let end_before = {
+        let log =
+            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
+        log.writer().end_offset().unwrap()
+    };
+    for (node, expected) in [
+        ("b", "the embedded log has a single engine"),
+        ("", "--node must name a replica"),
+    ] {
+        let output = Process::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .arg("--config")
+            .arg(config())
+            .args([
+                "promote",
+                "--node",
+                node,
+                "--wait-seconds",
+                "0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "promote --node {node:?} must fail"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(expected),
+            "promote --node {node:?}: {stderr}"
+        );
+    }
+    let log = EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
+    assert_eq!(
+        log.writer().end_offset().unwrap(),
+        end_before,
+        "nothing was appended"
+    );
+}
