@@ -168,12 +168,88 @@ fn serve_operator(
         .map_err(io_error("cannot start the operator thread".into()))
 }
 
+/// Automatic fail-over (`engine.auto_promote_after_ms` > 0): the sign of life is the
+/// outcomes log growing. A standby that has applied new requests while the outcomes log
+/// has not grown for the configured time promotes itself (a `Promote` record, as
+/// `boxoffice promote` writes; fencing keeps a primary that was only slow from doing
+/// harm). An idle system needs no primary and never fails over.
+struct AutoPromote {
+    after: Duration,
+    outcomes: Box<dyn requestlog::LogReader>,
+    last_outcomes_end: Option<u64>,
+    /// The standby's applied offset when the outcomes log last grew.
+    applied_at_growth: Option<u64>,
+    /// When an applied request was first seen unanswered since the last growth.
+    unanswered_since: Option<std::time::Instant>,
+}
+
+impl AutoPromote {
+    fn new(after: Duration, outcomes: &dyn OpenLog) -> Result<AutoPromote, ToolError> {
+        let outcomes = outcomes
+            .open_reader()
+            .map_err(log_error("cannot read the outcomes log"))?;
+        Ok(AutoPromote {
+            after,
+            outcomes,
+            last_outcomes_end: None,
+            applied_at_growth: None,
+            unanswered_since: None,
+        })
+    }
+
+    fn check(&mut self, handle: &runtime::RuntimeHandle, status: &runtime::EngineStatus) {
+        if status.role != Role::Standby {
+            self.unanswered_since = None;
+            return;
+        }
+        let end = match self.outcomes.end_offset() {
+            Ok(end) => end,
+            Err(error) => {
+                tracing::warn!(%error, "automatic fail-over cannot read the outcomes log's end");
+                return;
+            }
+        };
+        if Some(end) != self.last_outcomes_end {
+            self.last_outcomes_end = Some(end);
+            self.applied_at_growth = status.applied_offset;
+            self.unanswered_since = None;
+            return;
+        }
+        if status.applied_offset <= self.applied_at_growth {
+            return; // nothing new to answer: no sign of death either
+        }
+        let since = *self
+            .unanswered_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < self.after {
+            return;
+        }
+        tracing::warn!(
+            unanswered_ms = since.elapsed().as_millis() as u64,
+            applied_offset = ?status.applied_offset,
+            "no outcome published while requests wait: promoting this standby"
+        );
+        match handle.promote() {
+            Ok(offset) => println!("node {} auto-promoting at offset {offset}", handle.node()),
+            Err(error) => tracing::warn!(%error, "automatic promotion failed"),
+        }
+        self.unanswered_since = None;
+    }
+}
+
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
     for secret in settings.default_secrets_in_use() {
         tracing::warn!(setting = secret, "a development default secret is in use");
     }
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
+    let mut auto_promote = match settings.engine.auto_promote_after_ms {
+        0 => None,
+        after_ms => Some(AutoPromote::new(
+            Duration::from_millis(after_ms),
+            logs.outcomes.as_ref(),
+        )?),
+    };
     let runtime = Runtime::start(
         runtime_options(settings, role),
         Logs {
@@ -200,6 +276,9 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
         }
         if status.failure.is_some() {
             break;
+        }
+        if let Some(auto_promote) = auto_promote.as_mut() {
+            auto_promote.check(&handle, &status);
         }
         if interrupt.recv_timeout(STATUS_EVERY).is_ok() {
             tracing::info!("interrupted: stopping the engine runtime");

@@ -75,6 +75,10 @@ pub struct EngineSettings {
     /// Where `boxoffice engine` serves its operator endpoints (status, promote, metrics).
     #[serde(default = "default_operator_listen")]
     pub operator_listen: String,
+    /// Automatic fail-over, off at 0: a standby promotes itself once requests it has
+    /// applied have gone unanswered (the outcomes log not growing) for this long.
+    #[serde(default)]
+    pub auto_promote_after_ms: u64,
 }
 
 fn default_node() -> String {

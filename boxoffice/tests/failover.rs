@@ -182,10 +182,25 @@ impl Cluster {
     }
 
     fn engine(&self, node: &str, role: &str) -> Replica {
+        self.engine_with(node, role, &[])
+    }
+
+    /// An engine replica with settings of its own on top of the cluster's.
+    fn engine_with(&self, node: &str, role: &str, extra: &[(&str, &str)]) -> Replica {
         let data_dir = self.data_dir(node);
+        let env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .cloned()
+            .chain(
+                extra
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string())),
+            )
+            .collect();
         let process = Proc::spawn(
             &format!("engine-{node}"),
-            &self.env,
+            &env,
             &[
                 "engine",
                 "--role",
@@ -777,5 +792,48 @@ fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
             "the restarted standby has the primary's state"
         );
         verify_clients(&cluster.http, &base, &event, &sent).await;
+    });
+}
+
+/// Automatic fail-over (`engine.auto_promote_after_ms`): while the primary answers, the
+/// standby stays a standby under load; once the primary is killed, requests go unanswered
+/// and the standby promotes itself; every client still gets its real answer.
+#[test]
+fn a_standby_with_automatic_fail_over_takes_over_when_the_primary_dies() {
+    let Some(brokers) = kafka_bootstrap() else {
+        return;
+    };
+    let cluster = Cluster::new(&brokers, "auto");
+    let a = cluster.engine("a", "primary");
+    a.process.wait_line("node a is primary");
+    let b = cluster.engine_with(
+        "b",
+        "standby",
+        &[("BOXOFFICE_ENGINE_AUTO_PROMOTE_AFTER_MS", "1500")],
+    );
+    let (_ingress, base) = cluster.ingress();
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let event = create_event(&cluster.http, &base, 30).await;
+        let done = Arc::new(AtomicUsize::new(0));
+        let load = tokio::spawn(run_load(cluster.http.clone(), base.clone(), event.clone(), "load", 12, 10, Arc::clone(&done)));
+        let deadline = Instant::now() + DEADLINE;
+        while done.load(Ordering::Acquire) < 80 {
+            assert!(Instant::now() < deadline, "the load stalled");
+            let status = cluster.operator_status(&b).await;
+            assert_eq!(status["role"], "standby", "no fail-over while the primary answers");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut a = a;
+        a.process.child.kill().unwrap(); // SIGKILL
+        a.process.child.wait().unwrap();
+        let killed_at = Instant::now();
+        let promote_line = b.process.wait_line("node b auto-promoting at offset ");
+        b.process.wait_line("node b is primary");
+        eprintln!("auto fail-over: b promoted itself (Promote record at offset {promote_line}) and published {} ms after the kill", killed_at.elapsed().as_millis());
+        let sent = load.await.unwrap();
+        verify_clients(&cluster.http, &base, &event, &sent).await;
+        let status = cluster.wait_settled(&b).await;
+        assert_eq!(status["role"], "primary");
     });
 }
