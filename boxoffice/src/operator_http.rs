@@ -41,20 +41,21 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-/// The operator key as a bearer token, compared in constant time.
-fn authorize(headers: &HeaderMap, state: &OperatorState) -> Result<(), Response> {
+/// The operator key as a bearer token, compared in constant time; the refusal to send
+/// when it is missing or wrong.
+fn refusal(headers: &HeaderMap, state: &OperatorState) -> Option<Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     match token {
-        None => Err(error(
+        None => Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "send the operator key as `Authorization: Bearer <key>`",
         )),
-        Some(token) if constant_time_eq(token.as_bytes(), state.operator_key.as_bytes()) => Ok(()),
-        Some(_) => Err(error(
+        Some(token) if constant_time_eq(token.as_bytes(), state.operator_key.as_bytes()) => None,
+        Some(_) => Some(error(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this endpoint needs the operator key",
@@ -97,7 +98,7 @@ fn status_body(node: &str, status: &EngineStatus) -> Value {
 }
 
 async fn status(State(state): State<OperatorState>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&headers, &state) {
+    if let Some(response) = refusal(&headers, &state) {
         return response;
     }
     Json(status_body(state.runtime.node(), &state.runtime.status())).into_response()
@@ -106,7 +107,7 @@ async fn status(State(state): State<OperatorState>, headers: HeaderMap) -> Respo
 /// Appends a `Promote` record naming this replica; answers 202 with its offset. The role
 /// changes when the replica applies it (poll `GET /v1/admin/engine`).
 async fn promote(State(state): State<OperatorState>, headers: HeaderMap) -> Response {
-    if let Err(response) = authorize(&headers, &state) {
+    if let Some(response) = refusal(&headers, &state) {
         return response;
     }
     let runtime = state.runtime.clone();

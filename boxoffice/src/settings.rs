@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -20,65 +20,65 @@ pub enum SettingsError {
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct Settings {
-    pub data_dir: PathBuf,
-    pub http: HttpSettings,
-    pub auth: AuthSettings,
-    pub rate_limit: RateLimitSettings,
-    pub engine: EngineSettings,
-    pub log: LogSettings,
-    pub kafka: KafkaSettings,
-    pub snapshot: SnapshotSettings,
+pub(crate) struct Settings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) http: HttpSettings,
+    pub(crate) auth: AuthSettings,
+    pub(crate) rate_limit: RateLimitSettings,
+    pub(crate) engine: EngineSettings,
+    pub(crate) log: LogSettings,
+    pub(crate) kafka: KafkaSettings,
+    pub(crate) snapshot: SnapshotSettings,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct HttpSettings {
-    pub listen: String,
-    pub body_bytes_max: usize,
-    pub outcome_timeout_ms: u64,
+pub(crate) struct HttpSettings {
+    pub(crate) listen: String,
+    pub(crate) body_bytes_max: usize,
+    pub(crate) outcome_timeout_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct AuthSettings {
-    pub operator_key: String,
-    pub user_token_secret: String,
-    pub tenants: Vec<TenantSettings>,
+pub(crate) struct AuthSettings {
+    pub(crate) operator_key: String,
+    pub(crate) user_token_secret: String,
+    pub(crate) tenants: Vec<TenantSettings>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct TenantSettings {
-    pub id: String,
-    pub admin_key: String,
+pub(crate) struct TenantSettings {
+    pub(crate) id: String,
+    pub(crate) admin_key: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct RateLimitSettings {
-    pub enabled: bool,
-    pub per_user_per_second: u32,
-    pub per_user_burst: u32,
-    pub per_address_per_second: u32,
-    pub per_address_burst: u32,
+pub(crate) struct RateLimitSettings {
+    pub(crate) enabled: bool,
+    pub(crate) per_user_per_second: u32,
+    pub(crate) per_user_burst: u32,
+    pub(crate) per_address_per_second: u32,
+    pub(crate) per_address_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct EngineSettings {
-    pub ticket_secret: String,
-    pub confirm_grace_ms: u64,
-    pub waitlist_length_max: u32,
-    pub waitlist_wait_max_ms: u64,
-    pub seats_per_order_cap: u32,
-    pub tick_interval_ms: u64,
+pub(crate) struct EngineSettings {
+    pub(crate) ticket_secret: String,
+    pub(crate) confirm_grace_ms: u64,
+    pub(crate) waitlist_length_max: u32,
+    pub(crate) waitlist_wait_max_ms: u64,
+    pub(crate) seats_per_order_cap: u32,
+    pub(crate) tick_interval_ms: u64,
     /// This replica's name, as `boxoffice promote --node` names it. Replicas that share a
     /// log need distinct names.
     #[serde(default = "default_node")]
-    pub node: String,
+    pub(crate) node: String,
     /// Where `boxoffice engine` serves its operator endpoints (status, promote, metrics).
     #[serde(default = "default_operator_listen")]
-    pub operator_listen: String,
+    pub(crate) operator_listen: String,
     /// Automatic fail-over, off at 0: a standby promotes itself once requests it has
     /// applied have gone unanswered (the outcomes log not growing) for this long.
     #[serde(default)]
-    pub auto_promote_after_ms: u64,
+    pub(crate) auto_promote_after_ms: u64,
 }
 
 fn default_node() -> String {
@@ -91,33 +91,33 @@ fn default_operator_listen() -> String {
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum LogKind {
+pub(crate) enum LogKind {
     Embedded,
     Kafka,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct LogSettings {
-    pub kind: LogKind,
+pub(crate) struct LogSettings {
+    pub(crate) kind: LogKind,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct KafkaSettings {
-    pub brokers: String,
-    pub requests_topic: String,
-    pub outcomes_topic: String,
-    pub transactional_id: String,
+pub(crate) struct KafkaSettings {
+    pub(crate) brokers: String,
+    pub(crate) requests_topic: String,
+    pub(crate) outcomes_topic: String,
+    pub(crate) transactional_id: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-pub struct SnapshotSettings {
-    pub every_records: u64,
-    pub every_ms: u64,
-    pub keep: usize,
+pub(crate) struct SnapshotSettings {
+    pub(crate) every_records: u64,
+    pub(crate) every_ms: u64,
+    pub(crate) keep: usize,
 }
 
 /// The development defaults that must never protect real data.
-pub const DEFAULT_SECRETS: [&str; 4] = [
+pub(crate) const DEFAULT_SECRETS: [&str; 4] = [
     "demo-operator-key",
     "demo-user-secret",
     "demo-admin-key",
@@ -125,7 +125,7 @@ pub const DEFAULT_SECRETS: [&str; 4] = [
 ];
 
 impl Settings {
-    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+    pub(crate) fn load(path: &Path) -> Result<Settings, SettingsError> {
         let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
             path: path.to_path_buf(),
             source,
@@ -133,7 +133,7 @@ impl Settings {
         Self::parse(&text, std::env::vars(), path)
     }
 
-    pub fn parse(
+    pub(crate) fn parse(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
         path: &Path,
@@ -165,7 +165,7 @@ impl Settings {
     }
 
     /// Which development default secrets are in use (for the start-up warning).
-    pub fn default_secrets_in_use(&self) -> Vec<&'static str> {
+    pub(crate) fn default_secrets_in_use(&self) -> Vec<&'static str> {
         let mut used = Vec::new();
         if self.auth.operator_key == DEFAULT_SECRETS[0] {
             used.push("auth.operator_key");
@@ -187,7 +187,7 @@ impl Settings {
         used
     }
 
-    pub fn engine_config(&self) -> engine::EngineConfig {
+    pub(crate) fn engine_config(&self) -> engine::EngineConfig {
         engine::EngineConfig {
             ticket_secret: self.engine.ticket_secret.as_bytes().to_vec(),
             confirm_grace_ms: self.engine.confirm_grace_ms,
