@@ -11,8 +11,8 @@
 # /tmp/loadgen-e2e), KAFKA_BOOTSTRAP (default 127.0.0.1:19092), STEP_SECONDS (default 8),
 # P99_MS (step mode's p99 threshold, default 50), STEP_START (step mode's first rate,
 # default per scenario), BIN (directory of the boxoffice and loadgen binaries, default the
-# release build), QUIET_LOAD (wait up to 3 minutes before each run for the 1-minute load
-# average to fall under this, on a shared machine).
+# release build), QUIET_LOAD (on a shared machine: wait up to QUIET_WAIT seconds, default
+# 60, before each run for the 1-minute load average to fall under this).
 # Every run leaves OUT/<log>-<scenario>-<open|step>/ with report.json, the SVG plots and
 # loadgen's printed report (loadgen.out); data directories are deleted after each run.
 set -euo pipefail
@@ -27,6 +27,7 @@ STEP_SECONDS="${STEP_SECONDS:-8}"
 P99_MS="${P99_MS:-50}"
 B="${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/boxoffice/target}/release}"
 QUIET_LOAD="${QUIET_LOAD:-}"
+QUIET_WAIT="${QUIET_WAIT:-60}"
 mkdir -p "$OUT"
 DATA="$(mktemp -d /tmp/loadgen-data.XXXXXX)"
 PIDS=()
@@ -93,7 +94,7 @@ for item in "${SCENARIOS[@]}"; do
   for kind in "${kinds[@]}"; do
     run="$LOG_KIND-$scenario-$kind"
     if [[ -n "$QUIET_LOAD" ]]; then
-      for _ in $(seq 1 180); do
+      for _ in $(seq 1 "$QUIET_WAIT"); do
         awk -v max="$QUIET_LOAD" '{exit !($1 < max)}' /proc/loadavg && break
         sleep 1
       done

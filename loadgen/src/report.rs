@@ -256,6 +256,10 @@ pub struct StepReport {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// The scenario's users ran out before the step's end: not a measurement at this rate,
+    /// and never the knee.
+    #[serde(default)]
+    pub cut_short: bool,
 }
 
 /// The JSON result file of a run.
@@ -379,12 +383,17 @@ impl Report {
         }
         for step in &self.steps {
             out.push_str(&format!(
-                "step {:>8.0}/s: achieved {:>8.0}/s, p50 {:>8.2} ms, p99 {:>8.2} ms, errors {}\n",
+                "step {:>8.0}/s: achieved {:>8.0}/s, p50 {:>8.2} ms, p99 {:>8.2} ms, errors {}{}\n",
                 step.target_rate_per_second,
                 step.achieved_rate_per_second,
                 ms(step.p50_us),
                 ms(step.p99_us),
-                step.errors
+                step.errors,
+                if step.cut_short {
+                    " (cut short: the scenario's users ran out)"
+                } else {
+                    ""
+                }
             ));
         }
         if let Some(knee) = self.knee_rate_per_second {

@@ -152,7 +152,8 @@ fn progress_bar(enabled: bool, length: u64) -> ProgressBar {
     bar
 }
 
-/// One open-loop phase at `rate` for `duration` (at most `requests_max` slots).
+/// One open-loop phase at `rate` for `duration` (at most `requests_max` slots); true with
+/// it when the workload ran out (every user done) before the phase did.
 async fn open_phase(
     client: &Arc<Client>,
     shared: &Arc<Shared>,
@@ -162,10 +163,12 @@ async fn open_phase(
     seed: u64,
     scenario: &Scenario,
     phase_start: Instant,
-) -> DriveSummary {
+) -> (DriveSummary, bool) {
     // The budget counts requests, not slots: slots with nothing due are free.
     let pacer = Pacer::new(rate, scenario.load.arrivals, seed, u64::MAX, duration);
     let planner = shared.clone();
+    let exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ran_out = exhausted.clone();
     let offset = phase_start.saturating_duration_since(shared.start);
     let mut sent = 0u64;
     let plan = move |slot: Slot| -> Result<Option<_>, ()> {
@@ -183,7 +186,10 @@ async fn open_phase(
                 }))
             }
             Plan::Skip => Ok(None),
-            Plan::Exhausted => Err(()),
+            Plan::Exhausted => {
+                ran_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                Err(())
+            }
         }
     };
     let completer = shared.clone();
@@ -195,14 +201,34 @@ async fn open_phase(
             };
             completer.complete(slot, action, call, answer, latency);
         };
-    drive_open_loop(
+    let summary = drive_open_loop(
         pacer,
         phase_start,
         scenario.load.in_flight_max,
         plan,
         complete,
     )
-    .await
+    .await;
+    (
+        summary,
+        exhausted.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// Whether a step counts as sustained for the knee: p99 under the threshold, at most 1% of
+/// answers lost to transport errors, timeouts or 503s, and the step ran its full length (a
+/// step cut short because the scenario's users ran out measured a burst, not that rate).
+pub fn step_sustained(
+    p99_us: u64,
+    p99_threshold_ms: f64,
+    transport_errors: u64,
+    responses: u64,
+    cut_short: bool,
+) -> bool {
+    (p99_us as f64) < p99_threshold_ms * 1_000.0
+        && transport_errors * 100 <= responses.max(1)
+        && responses > 0
+        && !cut_short
 }
 
 /// Closed loop: `concurrency` users, each sending its next request when the previous
@@ -365,6 +391,7 @@ pub async fn run_scenario(
                 shared.start,
             )
             .await
+            .0
         }
         Mode::Closed => {
             closed_phase(
@@ -394,7 +421,7 @@ pub async fn run_scenario(
                 shared.progress.set_message(format!("step {rate:.0}/s"));
                 let budget =
                     (requests_max - issued).min((rate * options.step_seconds).ceil() as u64);
-                let phase = open_phase(
+                let (phase, cut_short) = open_phase(
                     &client,
                     &shared,
                     rate,
@@ -412,6 +439,9 @@ pub async fn run_scenario(
                 total.sent += phase.sent;
                 total.skipped += phase.skipped;
                 total.dispatch_lag_max = total.dispatch_lag_max.max(phase.dispatch_lag_max);
+                if phase.sent == 0 {
+                    break; // nothing left to send: not a step
+                }
                 let summary = measured.summarize();
                 let p99 = summary.overall.p99_us;
                 steps.push(StepReport {
@@ -422,6 +452,7 @@ pub async fn run_scenario(
                     p50_us: summary.overall.p50_us,
                     p99_us: p99,
                     max_us: summary.overall.max_us,
+                    cut_short,
                 });
                 let transport_errors = summary
                     .errors_by_code
@@ -431,10 +462,13 @@ pub async fn run_scenario(
                     })
                     .map(|(_, count)| count)
                     .sum::<u64>();
-                if (p99 as f64) >= options.p99_threshold_ms * 1_000.0
-                    || transport_errors * 100 > summary.responses.max(1)
-                    || phase.sent == 0
-                {
+                if !step_sustained(
+                    p99,
+                    options.p99_threshold_ms,
+                    transport_errors,
+                    summary.responses,
+                    cut_short,
+                ) {
                     break;
                 }
                 knee = Some(rate);

@@ -53,6 +53,7 @@ fn sample_report() -> Report {
             p50_us: 900,
             p99_us: 12_000,
             max_us: 40_000,
+            cut_short: false,
         }],
         knee_rate_per_second: Some(1_000.0),
         p99_threshold_ms: Some(50.0),
