@@ -256,8 +256,8 @@ pub struct StepReport {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    /// The scenario's users ran out before the step's end: not a measurement at this rate,
-    /// and never the knee.
+    /// The scenario's users (or the run's request budget) ran out before the step's end: not
+    /// a measurement at this rate, and never the knee.
     #[serde(default)]
     pub cut_short: bool,
 }
@@ -390,7 +390,7 @@ impl Report {
                 ms(step.p99_us),
                 step.errors,
                 if step.cut_short {
-                    " (cut short: the scenario's users ran out)"
+                    " (cut short: the users or the request budget ran out)"
                 } else {
                     ""
                 }

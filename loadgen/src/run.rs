@@ -217,7 +217,7 @@ async fn open_phase(
 
 /// Whether a step counts as sustained for the knee: p99 under the threshold, at most 1% of
 /// answers lost to transport errors, timeouts or 503s, and the step ran its full length (a
-/// step cut short because the scenario's users ran out measured a burst, not that rate).
+/// step cut short because the users or the request budget ran out measured a burst).
 pub fn step_sustained(
     p99_us: u64,
     p99_threshold_ms: f64,
@@ -419,9 +419,9 @@ pub async fn run_scenario(
                 *lock(&shared.step_recorder) = Recorder::default();
                 let phase_start = Instant::now();
                 shared.progress.set_message(format!("step {rate:.0}/s"));
-                let budget =
-                    (requests_max - issued).min((rate * options.step_seconds).ceil() as u64);
-                let (phase, cut_short) = open_phase(
+                let full_step = (rate * options.step_seconds).ceil() as u64;
+                let budget = (requests_max - issued).min(full_step);
+                let (phase, users_ran_out) = open_phase(
                     &client,
                     &shared,
                     rate,
@@ -442,6 +442,8 @@ pub async fn run_scenario(
                 if phase.sent == 0 {
                     break; // nothing left to send: not a step
                 }
+                // The users or the run's request budget ran out before the step's end.
+                let cut_short = users_ran_out || budget < full_step;
                 let summary = measured.summarize();
                 let p99 = summary.overall.p99_us;
                 steps.push(StepReport {
