@@ -56,7 +56,7 @@ start_service() {
     "$B/boxoffice" serve --listen 127.0.0.1:0 --data-dir "$DATA/serve" >"$DATA/serve.out" 2>"$DATA/serve.err" &
     PIDS+=($!)
     TARGET="$(wait_line "$DATA/serve.out" "listening on ")"
-    # the run records the engine's state hash (the ingress of Kafka mode has no engine)
+    # the run records the engine's state hash
     OPERATOR_KEY="--operator-key demo-operator-key"
   else
     local unique; unique="loadgen-$name-$(date +%s%N)"
@@ -70,7 +70,8 @@ start_service() {
     "$B/boxoffice" ingress --listen 127.0.0.1:0 >"$DATA/ingress.out" 2>"$DATA/ingress.err" &
     PIDS+=($!)
     TARGET="$(wait_line "$DATA/ingress.out" "listening on ")"
-    OPERATOR_KEY=""
+    # the engine's own operator endpoint gives the run its state hash
+    OPERATOR_KEY="--operator-key demo-operator-key --engine-target $OPERATOR"
     echo "   topics $unique-requests / $unique-outcomes, engine operator endpoint $OPERATOR"
   fi
 }

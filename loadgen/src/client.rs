@@ -228,6 +228,9 @@ pub fn loopback_target(url: &str) -> Result<reqwest::Url, TargetError> {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Where operator calls go when the engine is not behind the target (Kafka mode: the
+    /// `boxoffice engine` operator endpoint); `None` sends them to `base`.
+    operator_base: Option<String>,
     tokens: Tokens,
     credentials: Credentials,
 }
@@ -252,6 +255,7 @@ impl Client {
         Ok(Client {
             http,
             base,
+            operator_base: None,
             tokens: Tokens::new(&credentials.user_token_secret),
             credentials,
         })
@@ -261,13 +265,33 @@ impl Client {
         &self.base
     }
 
+    /// Sends operator calls (`Auth::Operator`: the engine's status) to `target` instead of
+    /// the ingress: in Kafka mode the engine runs in its own process with its own operator
+    /// endpoint (`boxoffice engine --operator-listen`).
+    pub fn with_operator_target(mut self, target: &str) -> Result<Client, TargetError> {
+        let base = loopback_target(target)?
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        self.operator_base = Some(base);
+        Ok(self)
+    }
+
+    /// The base URL a call goes to.
+    fn base_for(&self, call: &Call) -> &str {
+        match (&call.auth, &self.operator_base) {
+            (Auth::Operator, Some(operator_base)) => operator_base,
+            _ => &self.base,
+        }
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
 
     /// Sends one call; never fails: transport errors become an [`Answer`] with status 0.
     pub async fn send(&self, call: &Call) -> Answer {
-        let url = format!("{}{}", self.base, call.path);
+        let url = format!("{}{}", self.base_for(call), call.path);
         let method =
             reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
         let mut request = self.http.request(method, url);
@@ -320,5 +344,47 @@ impl Client {
             .error_for_status()?
             .text()
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credentials() -> Credentials {
+        Credentials {
+            user_token_secret: "secret".into(),
+            admin_keys: vec![("demo".into(), "admin".into())],
+            operator_key: Some("operator".into()),
+        }
+    }
+
+    #[test]
+    fn operator_calls_go_to_the_engine_when_it_has_its_own_endpoint() {
+        let client = Client::new(
+            "http://127.0.0.1:8080",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let status = Call::get("/v1/admin/engine", Auth::Operator);
+        let seats = Call::get("/v1/events/ev_0/seats", Auth::None);
+        assert_eq!(client.base_for(&status), "http://127.0.0.1:8080");
+        let client = client
+            .with_operator_target("http://127.0.0.1:8081/")
+            .unwrap();
+        assert_eq!(client.base_for(&status), "http://127.0.0.1:8081");
+        assert_eq!(client.base_for(&seats), "http://127.0.0.1:8080");
+        assert!(
+            Client::new(
+                "http://127.0.0.1:8080",
+                credentials(),
+                Duration::from_secs(1)
+            )
+            .unwrap()
+            .with_operator_target("http://example.com:8081")
+            .is_err(),
+            "only loopback targets"
+        );
     }
 }

@@ -123,6 +123,10 @@ pub struct ConnectArgs {
     /// Operator key: enables the engine state-hash check.
     #[arg(long, env = "LOADGEN_OPERATOR_KEY")]
     pub operator_key: Option<String>,
+    /// The engine's operator endpoint, when the engine is not behind `--target` (Kafka
+    /// mode: the address `boxoffice engine --operator-listen` printed).
+    #[arg(long, env = "LOADGEN_ENGINE_TARGET")]
+    pub engine_target: Option<String>,
     /// Per-request timeout.
     #[arg(long, default_value_t = 30.0)]
     pub timeout_seconds: f64,
@@ -135,11 +139,15 @@ impl ConnectArgs {
             admin_keys: vec![(self.tenant.clone(), self.admin_key.clone())],
             operator_key: self.operator_key.clone(),
         };
-        Ok(Client::new(
+        let client = Client::new(
             &self.target,
             credentials,
             Duration::from_secs_f64(self.timeout_seconds.clamp(0.1, 600.0)),
-        )?)
+        )?;
+        Ok(match &self.engine_target {
+            Some(engine_target) => client.with_operator_target(engine_target)?,
+            None => client,
+        })
     }
 }
 
