@@ -227,6 +227,27 @@ impl Cluster {
         (process, base)
     }
 
+    /// A load run whose progress nobody watches (see [`run_load`]).
+    async fn load(
+        &self,
+        base: &str,
+        event: &str,
+        run: &str,
+        users: usize,
+        orders: usize,
+    ) -> Vec<Sent> {
+        run_load(
+            self.http.clone(),
+            base.to_string(),
+            event.to_string(),
+            run,
+            users,
+            orders,
+            Arc::default(),
+        )
+        .await
+    }
+
     async fn operator_status(&self, replica: &Replica) -> Value {
         let response = self
             .http
@@ -638,16 +659,7 @@ fn a_stopped_old_primary_is_fenced_and_steps_down() {
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
         let event = create_event(&cluster.http, &base, 10).await;
-        let before = run_load(
-            cluster.http.clone(),
-            base.clone(),
-            event.clone(),
-            "before",
-            4,
-            2,
-            Arc::default(),
-        )
-        .await;
+        let before = cluster.load(&base, &event, "before", 4, 2).await;
         let a_before = cluster.wait_settled(&a).await;
         let published_before = a_before["published_offset"].clone();
         assert_eq!(published_before, a_before["applied_offset"]);
@@ -665,28 +677,10 @@ fn a_stopped_old_primary_is_fenced_and_steps_down() {
             .unwrap();
         b.process.wait_line("node b is primary");
         // The new primary answers while the old one is frozen.
-        let during = run_load(
-            cluster.http.clone(),
-            base.clone(),
-            event.clone(),
-            "during",
-            4,
-            2,
-            Arc::default(),
-        )
-        .await;
+        let during = cluster.load(&base, &event, "during", 4, 2).await;
         a.process.signal("CONT");
         a.process.wait_line("node a is standby");
-        let after = run_load(
-            cluster.http.clone(),
-            base.clone(),
-            event.clone(),
-            "after",
-            4,
-            2,
-            Arc::default(),
-        )
-        .await;
+        let after = cluster.load(&base, &event, "after", 4, 2).await;
         let b_status = cluster.wait_settled(&b).await;
         let a_status = cluster
             .wait_status(&a, "caught up", |status| {
@@ -746,16 +740,7 @@ fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
         b.process.child.wait().unwrap();
         // The primary serves on while the standby is down...
         let mut sent = load.await.unwrap();
-        let down = run_load(
-            cluster.http.clone(),
-            base.clone(),
-            event.clone(),
-            "down",
-            4,
-            4,
-            Arc::default(),
-        )
-        .await;
+        let down = cluster.load(&base, &event, "down", 4, 4).await;
         assert_eq!(
             down.len(),
             32,
