@@ -83,7 +83,14 @@ fn inspect(
     );
     let state = engine::snapshot::decode_state(&snapshot.state)
         .map_err(|reason| ToolError::Invalid(format!("the state does not decode: {reason}")))?;
-    let engine = Engine::from_state(settings.engine_config(), state);
+    for (key, value) in state.config_stamp() {
+        println!("config.{key} {value}");
+    }
+    let config = settings.engine_config();
+    if let Some(mismatch) = Engine::config_mismatch(&state, &config) {
+        return Err(ToolError::Invalid(mismatch.to_string()));
+    }
+    let engine = Engine::from_state(config, state);
     println!("applied_offset {:?}", engine.applied_offset());
     println!("now_ms {}", engine.now_ms());
     println!("next_due_ms {:?}", engine.next_due_ms());

@@ -86,3 +86,110 @@ impl EngineConfig {
         .all(|&duration| duration <= DURATION_MS_MAX)
     }
 }
+
+/// The configuration a state was applied with, key by key, as printable values (secrets
+/// as a digest, never the secret). A state records it and carries it into every
+/// snapshot, so a replica started with another configuration is refused with the key
+/// that differs ([`ConfigStamp::first_difference`]) instead of silently deciding
+/// differently from the log's history.
+pub type ConfigStamp = std::collections::BTreeMap<String, String>;
+
+/// A key whose configured value differs from the one a state was applied with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigMismatch {
+    pub key: String,
+    /// The value the state was applied with (`None`: the state predates the key).
+    pub applied: Option<String>,
+    pub configured: Option<String>,
+}
+
+impl std::fmt::Display for ConfigMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "unset".into());
+        write!(
+            f,
+            "engine.{} is {} here but the state was applied with {}: every replica must apply the log with the configuration it was applied with (see ARCHITECTURE.md, \"Configuration is part of the history\")",
+            self.key,
+            show(&self.configured),
+            show(&self.applied)
+        )
+    }
+}
+
+impl EngineConfig {
+    /// Every key that decides outcomes, with its value (secrets as a digest).
+    pub fn stamp(&self) -> ConfigStamp {
+        let secret = |bytes: &[u8]| {
+            let digest = blake3::hash(bytes);
+            format!("blake3:{}", &digest.to_hex()[..16])
+        };
+        let EngineConfig {
+            ticket_secret,
+            confirm_grace_ms,
+            idempotency_window_ms,
+            idempotency_entries_max,
+            ended_hold_retention_ms,
+            ended_holds_max,
+            waitlist_length_max,
+            waitlist_wait_max_ms,
+            seats_per_order_cap,
+            hold_ttl_min_ms,
+            hold_ttl_max_ms,
+            events_max,
+            event_seats_max,
+            event_rows_max,
+            event_categories_max,
+            pool_capacity_max,
+            text_bytes_max,
+            desks_max,
+            desk_slots_max,
+        } = self;
+        // Destructured above so a new field cannot be forgotten here.
+        [
+            ("ticket_secret", secret(ticket_secret)),
+            ("confirm_grace_ms", confirm_grace_ms.to_string()),
+            ("idempotency_window_ms", idempotency_window_ms.to_string()),
+            (
+                "idempotency_entries_max",
+                idempotency_entries_max.to_string(),
+            ),
+            (
+                "ended_hold_retention_ms",
+                ended_hold_retention_ms.to_string(),
+            ),
+            ("ended_holds_max", ended_holds_max.to_string()),
+            ("waitlist_length_max", waitlist_length_max.to_string()),
+            ("waitlist_wait_max_ms", waitlist_wait_max_ms.to_string()),
+            ("seats_per_order_cap", seats_per_order_cap.to_string()),
+            ("hold_ttl_min_ms", hold_ttl_min_ms.to_string()),
+            ("hold_ttl_max_ms", hold_ttl_max_ms.to_string()),
+            ("events_max", events_max.to_string()),
+            ("event_seats_max", event_seats_max.to_string()),
+            ("event_rows_max", event_rows_max.to_string()),
+            ("event_categories_max", event_categories_max.to_string()),
+            ("pool_capacity_max", pool_capacity_max.to_string()),
+            ("text_bytes_max", text_bytes_max.to_string()),
+            ("desks_max", desks_max.to_string()),
+            ("desk_slots_max", desk_slots_max.to_string()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect()
+    }
+}
+
+/// The first key (in key order) whose value differs between a state's stamp and a
+/// configuration's, if any.
+pub fn first_difference(applied: &ConfigStamp, configured: &ConfigStamp) -> Option<ConfigMismatch> {
+    applied
+        .keys()
+        .chain(configured.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .find(|key| applied.get(*key) != configured.get(*key))
+        .map(|key| ConfigMismatch {
+            key: key.clone(),
+            applied: applied.get(key).cloned(),
+            configured: configured.get(key).cloned(),
+        })
+}

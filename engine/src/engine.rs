@@ -5,7 +5,7 @@
 //! timers in (due time, kind, id) order before the command itself runs.
 
 use crate::command::*;
-use crate::config::EngineConfig;
+use crate::config::{ConfigMismatch, ConfigStamp, EngineConfig};
 use crate::ids::*;
 use crate::layout::Layout;
 use crate::outcome::*;
@@ -145,6 +145,10 @@ pub(crate) struct Hold {
     pub(crate) items: Items,
     pub(crate) created_at_ms: u64,
     pub(crate) expires_at_ms: u64,
+    /// When the hold's seats return: `expires_at_ms` plus the confirm grace in force
+    /// when the hold was made. Stored, never recomputed from the configuration, so the
+    /// expiry timer's key and every check agree whatever is configured later.
+    pub(crate) due_ms: u64,
     pub(crate) waiter: Option<WaiterId>,
 }
 
@@ -224,6 +228,8 @@ pub struct State {
     /// Bumped by every `Promote` record; the node named there is the primary.
     pub(crate) epoch: u64,
     pub(crate) primary: Option<String>,
+    /// The configuration this state was applied with (see `ConfigStamp`).
+    pub(crate) config: ConfigStamp,
 }
 
 /// The booking engine. Deterministic: the same requests at the same offsets and
@@ -253,29 +259,50 @@ fn conflict(reason: impl Into<String>) -> Rejection {
     }
 }
 
+impl State {
+    /// The configuration this state was applied with.
+    pub fn config_stamp(&self) -> &ConfigStamp {
+        &self.config
+    }
+}
+
 impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         assert!(
             config.durations_are_bounded(),
             "configured durations must be at most DURATION_MS_MAX"
         );
+        let stamp = config.stamp();
         Engine {
             config,
             state: State {
                 next_hold: 1,
                 next_waiter: 1,
+                config: stamp,
                 ..State::default()
             },
             effects: Vec::new(),
         }
     }
 
-    /// Rebuilds an engine from a snapshot's state.
+    /// The first configuration key whose value differs from the one `state` was applied
+    /// with. Shells check it before [`Engine::from_state`] and refuse to start on a
+    /// mismatch, naming the key.
+    pub fn config_mismatch(state: &State, config: &EngineConfig) -> Option<ConfigMismatch> {
+        crate::config::first_difference(&state.config, &config.stamp())
+    }
+
+    /// Rebuilds an engine from a snapshot's state. The configuration must be the one the
+    /// state was applied with ([`Engine::config_mismatch`]): anything else is a bug in
+    /// the shell, which must refuse to start instead.
     pub fn from_state(config: EngineConfig, state: State) -> Engine {
         assert!(
             config.durations_are_bounded(),
             "configured durations must be at most DURATION_MS_MAX"
         );
+        if let Some(mismatch) = Engine::config_mismatch(&state, &config) {
+            panic!("{mismatch}");
+        }
         Engine {
             config,
             state,
@@ -1144,16 +1171,17 @@ impl Engine {
             }
         }
         self.add_usage(event_id, user, i64::from(items.quantity()));
-        let due = expires_at_ms + self.config.confirm_grace_ms;
+        let due_ms = expires_at_ms + self.config.confirm_grace_ms;
         self.state
             .timers
-            .insert((due, TimerKind::HoldExpiry, hold_id.0));
+            .insert((due_ms, TimerKind::HoldExpiry, hold_id.0));
         let hold = Hold {
             event: event_id,
             user: user.to_string(),
             items,
             created_at_ms: now_ms,
             expires_at_ms,
+            due_ms,
             waiter,
         };
         let view = HoldView {
@@ -1172,12 +1200,11 @@ impl Engine {
     /// Removes a live hold, returning its seats to free, and remembers how it ended.
     fn take_hold(&mut self, hold_id: HoldId, end: HoldEnd) -> Hold {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
-        let due = hold.expires_at_ms + self.config.confirm_grace_ms;
         // An expiring hold's timer was popped already; the others are still filed.
         let filed = self
             .state
             .timers
-            .remove(&(due, TimerKind::HoldExpiry, hold_id.0))
+            .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0))
             .is_some();
         debug_assert!(filed || end == HoldEnd::Expired);
         let event = &mut self.state.events[hold.event.0 as usize];
@@ -1263,7 +1290,7 @@ impl Engine {
         let hold = self.owned_hold(user, hold_id)?;
         // The timer fires only once time passes expires_at + grace, so a live hold is
         // still confirmable; this assert keeps the two rules tied together.
-        assert!(self.state.now_ms <= hold.expires_at_ms + self.config.confirm_grace_ms);
+        assert!(self.state.now_ms <= hold.due_ms);
         let event_id = hold.event;
         let hold = self.take_hold(hold_id, HoldEnd::Confirmed);
         let booking_id = BookingId(self.state.bookings.len() as u64 + 1);

@@ -21,7 +21,7 @@ pub(crate) fn check(engine: &Engine) {
                 );
             }
         }
-        let due = hold.expires_at_ms + engine.config.confirm_grace_ms;
+        let due = hold.due_ms;
         assert!(
             state
                 .timers
@@ -156,7 +156,7 @@ pub(crate) fn check(engine: &Engine) {
             TimerKind::HoldExpiry => assert!(state
                 .holds
                 .get(&HoldId(id))
-                .is_some_and(|hold| hold.expires_at_ms + engine.config.confirm_grace_ms == due)),
+                .is_some_and(|hold| hold.due_ms == due)),
             TimerKind::WaiterExpiry => {
                 assert!(state.waiters.contains_key(&crate::ids::WaiterId(id)))
             }

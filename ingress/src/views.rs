@@ -9,7 +9,6 @@ use crate::times;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use engine::{BookingView, DeskTicketView, HoldView, WaitlistPolicy};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) const LOG_OFFSET_HEADER: HeaderName = HeaderName::from_static("x-log-offset");
 
@@ -20,13 +19,6 @@ pub(crate) fn answer(status: StatusCode, offset: Option<u64>, body: impl IntoRes
     let value = offset.map_or_else(|| HeaderValue::from_static("-1"), HeaderValue::from);
     response.headers_mut().insert(LOG_OFFSET_HEADER, value);
     response
-}
-
-pub(crate) fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn policy_name(policy: WaitlistPolicy) -> &'static str {

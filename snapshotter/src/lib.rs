@@ -119,6 +119,14 @@ pub enum SnapshotError {
     Corrupt { offset: u64, reason: String },
     #[error("no snapshot at offset {offset}")]
     NotFound { offset: u64 },
+    /// The snapshot's state was applied with another engine configuration. Not skipped:
+    /// an older snapshot, or a replay from offset 0, would decide the history again with
+    /// the new configuration, so the replica refuses to start and names the key.
+    #[error("snapshot at offset {offset}: {mismatch}")]
+    ConfigMismatch {
+        offset: u64,
+        mismatch: engine::config::ConfigMismatch,
+    },
     /// A fault injected by [`MemoryStore`].
     #[error("injected fault: {0}")]
     Injected(&'static str),
@@ -170,6 +178,9 @@ pub fn verify(
             "the state has applied up to {applied:?}, not {offset}"
         )));
     }
+    if let Some(mismatch) = Engine::config_mismatch(&state, config) {
+        return Err(SnapshotError::ConfigMismatch { offset, mismatch });
+    }
     let engine = Engine::from_state(config.clone(), state);
     let rebuilt = engine.state_hash();
     if rebuilt != info.state_hash {
@@ -205,6 +216,7 @@ pub fn load_newest(
                     rejected,
                 });
             }
+            Err(error @ SnapshotError::ConfigMismatch { .. }) => return Err(error),
             Err(error) => {
                 tracing::warn!(offset = listed.offset, %error, "snapshot skipped");
                 rejected.push(Rejected {

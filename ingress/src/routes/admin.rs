@@ -65,8 +65,9 @@ pub(crate) async fn list_events(
         include_canceled: true,
         ..EventFilter::default()
     };
-    let now_ms = views::wall_clock_ms();
     let model = state.model();
+    // Log time, as the engine decides sales windows; never this machine's clock.
+    let now_ms = model.time_ms;
     let (found, _) = model.search(&filter, crate::read_model::EventSort::Date, 1, u32::MAX);
     let events = found
         .into_iter()
@@ -95,7 +96,7 @@ pub(crate) async fn get_event(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::event_detail(event, views::wall_clock_ms())),
+        Json(views::event_detail(event, model.time_ms)),
     ))
 }
 
@@ -136,7 +137,7 @@ pub(crate) async fn patch_event(
             Ok(answer(
                 StatusCode::OK,
                 Some(outcome.offset),
-                Json(views::event_detail(event, views::wall_clock_ms())),
+                Json(views::event_detail(event, model.time_ms)),
             ))
         }
         Ok(_) => Err(mismatched()),
@@ -334,6 +335,6 @@ pub(crate) async fn desk(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::desk_load(desk, views::wall_clock_ms())),
+        Json(views::desk_load(desk, model.time_ms)),
     ))
 }

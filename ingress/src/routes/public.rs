@@ -99,8 +99,9 @@ pub(crate) async fn events(
         tenant: None,
         include_canceled: query.include_canceled.unwrap_or(false),
     };
-    let now_ms = views::wall_clock_ms();
     let model = state.model();
+    // Log time, as the engine decides sales windows; never this machine's clock.
+    let now_ms = model.time_ms;
     let (found, total) = model.search(&filter, sort, page, per_page);
     let events = found
         .into_iter()
@@ -156,7 +157,7 @@ pub(crate) async fn event(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::event_detail(event, views::wall_clock_ms())),
+        Json(views::event_detail(event, model.time_ms)),
     ))
 }
 
