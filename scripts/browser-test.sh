@@ -48,7 +48,7 @@ trap 'exit 130' INT TERM
 # The server prints `listening on http://ADDR` on stdout once it is ready; read it from a
 # FIFO (no polling), then keep draining its output into the log.
 mkfifo "$work/stdout"
-"$binary" serve --config config/default.toml --listen 127.0.0.1:0 --data-dir "$work/data" \
+"$binary" --dev serve --config config/default.toml --listen 127.0.0.1:0 --data-dir "$work/data" \
   >"$work/stdout" 2>"$work/server.log" &
 server_pid=$!
 exec 3<"$work/stdout"

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 BOXOFFICE_BROWSER_TESTS=0 scripts/setup.sh
 source scripts/env.sh
 cargo build --release -p boxoffice
-exec "$CARGO_TARGET_DIR/release/boxoffice" serve "$@"
+# Development mode: the demo secrets of config/default.toml are accepted (see README).
+exec "$CARGO_TARGET_DIR/release/boxoffice" --dev serve "$@"

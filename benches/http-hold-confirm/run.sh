@@ -46,7 +46,7 @@ wait_for() {
 
 start_embedded() {
   local run="$1"
-  "$BOXOFFICE" serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
+  "$BOXOFFICE" --dev serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
     >"$WORK/serve-$run.out" 2>"$WORK/serve-$run.err" &
   PIDS+=($!)
   wait_for "$WORK/serve-$run.out" "^listening on" "$!"
@@ -58,11 +58,11 @@ start_kafka() {
   export BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_BROKERS="$KAFKA" \
     BOXOFFICE_KAFKA_REQUESTS_TOPIC="$unique-requests" BOXOFFICE_KAFKA_OUTCOMES_TOPIC="$unique-outcomes" \
     BOXOFFICE_KAFKA_TRANSACTIONAL_ID="$unique"
-  BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" engine --data-dir "$WORK/kafka-$run" \
+  BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" --dev engine --data-dir "$WORK/kafka-$run" \
     >"$WORK/engine-$run.out" 2>"$WORK/engine-$run.err" &
   PIDS+=($!)
   wait_for "$WORK/engine-$run.out" " is primary$" "$!"
-  "$BOXOFFICE" ingress --listen 127.0.0.1:0 >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
+  "$BOXOFFICE" --dev ingress --listen 127.0.0.1:0 >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
   PIDS+=($!)
   wait_for "$WORK/ingress-$run.out" "^listening on" "$!"
   TARGET="$(sed -n 's/^listening on //p' "$WORK/ingress-$run.out" | head -1)"

@@ -61,7 +61,7 @@ pg_latency() {
 
 start_boxoffice() {
   rm -rf "$WORK/box"
-  BOXOFFICE_RATE_LIMIT_ENABLED=false RUST_LOG=warn "$BOXOFFICE" serve --listen 127.0.0.1:0 --data-dir "$WORK/box" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+  BOXOFFICE_RATE_LIMIT_ENABLED=false RUST_LOG=warn "$BOXOFFICE" --dev serve --listen 127.0.0.1:0 --data-dir "$WORK/box" >"$WORK/serve.out" 2>"$WORK/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 1 600); do
     if grep -q "listening on" "$WORK/serve.out"; then break; fi

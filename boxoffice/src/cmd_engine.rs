@@ -238,9 +238,6 @@ impl AutoPromote {
 }
 
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
-    for secret in settings.default_secrets_in_use() {
-        tracing::warn!(setting = secret, "a development default secret is in use");
-    }
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
     let mut auto_promote = match settings.engine.auto_promote_after_ms {

@@ -37,14 +37,8 @@ pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
             ..RateLimitConfig::default()
         },
         engine: settings.engine_config(),
+        development: settings.development,
         ..IngressConfig::default()
-    }
-}
-
-pub(crate) fn warn_about_default_secrets(settings: &Settings) {
-    let secrets = settings.default_secrets_in_use();
-    if !secrets.is_empty() {
-        tracing::warn!(settings = ?secrets, "development default secrets are in use: set them in the configuration or the environment before real use");
     }
 }
 
@@ -101,7 +95,6 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
-    warn_about_default_secrets(settings);
     let kafka = &settings.kafka;
     let requests =
         KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.requests_topic)).map_err(

@@ -58,7 +58,6 @@ pub(crate) fn run(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> Result<(), ToolError> {
-    cmd_ingress::warn_about_default_secrets(settings);
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     if settings.log.kind != LogKind::Embedded {

@@ -39,6 +39,11 @@ struct Cli {
         env = "BOXOFFICE_CONFIG"
     )]
     config: PathBuf,
+    /// Development mode: accept the demo secrets of `config/default.toml` and serve the
+    /// development-only endpoints. Without it a demo secret stops `serve`, `engine` and
+    /// `ingress` at start-up, naming it.
+    #[arg(long, global = true)]
+    dev: bool,
     #[command(subcommand)]
     command: Commands,
 }
@@ -144,13 +149,29 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let settings = match settings::Settings::load(&cli.config) {
+    let mut settings = match settings::Settings::load(&cli.config) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");
             std::process::exit(2);
         }
     };
+    settings.development = cli.dev;
+    let serves = matches!(
+        cli.command,
+        Commands::Serve { .. } | Commands::Engine { .. } | Commands::Ingress { .. }
+    );
+    if serves {
+        if let Err(error) = settings.check_secrets() {
+            eprintln!("error: {error}");
+            std::process::exit(2);
+        }
+        if settings.development {
+            tracing::warn!(
+                "development mode: demo secrets are accepted and development-only endpoints exist"
+            );
+        }
+    }
     match cli.command {
         Commands::Serve { listen, data_dir } => {
             exit_on_error(cmd_serve::run(&settings, listen, data_dir))

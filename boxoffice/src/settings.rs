@@ -17,6 +17,8 @@ pub(crate) enum SettingsError {
     },
     #[error("invalid configuration in {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("refusing to start outside development mode: development default secrets are set for {}; set real secrets in the configuration or the environment (e.g. BOXOFFICE_AUTH_OPERATOR_KEY), or pass --dev for development", settings.join(", "))]
+    DemoSecrets { settings: Vec<&'static str> },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -29,6 +31,10 @@ pub(crate) struct Settings {
     pub(crate) log: LogSettings,
     pub(crate) kafka: KafkaSettings,
     pub(crate) snapshot: SnapshotSettings,
+    /// Development mode (`--dev`), never read from a file: the demo secrets are accepted
+    /// and development-only endpoints exist. Outside it a demo secret stops start-up.
+    #[serde(skip)]
+    pub(crate) development: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -164,7 +170,16 @@ impl Settings {
             .map_err(|error: toml::de::Error| invalid(error.to_string()))
     }
 
-    /// Which development default secrets are in use (for the start-up warning).
+    /// Outside development mode no development default secret may protect anything.
+    pub(crate) fn check_secrets(&self) -> Result<(), SettingsError> {
+        let settings = self.default_secrets_in_use();
+        if self.development || settings.is_empty() {
+            return Ok(());
+        }
+        Err(SettingsError::DemoSecrets { settings })
+    }
+
+    /// Which development default secrets are in use.
     pub(crate) fn default_secrets_in_use(&self) -> Vec<&'static str> {
         let mut used = Vec::new();
         if self.auth.operator_key == DEFAULT_SECRETS[0] {
@@ -258,6 +273,35 @@ mod tests {
         assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
         assert!(!settings.rate_limit.enabled);
         assert_eq!(settings.log.kind, LogKind::Kafka);
+    }
+
+    #[test]
+    fn demo_secrets_are_refused_outside_development_mode() {
+        let path = Path::new("config/default.toml");
+        let mut settings = Settings::parse(DEFAULT, [], path).unwrap();
+        let error = settings.check_secrets().unwrap_err().to_string();
+        for key in [
+            "auth.operator_key",
+            "auth.user_token_secret",
+            "auth.tenants.admin_key",
+            "engine.ticket_secret",
+        ] {
+            assert!(error.contains(key), "{error}");
+        }
+        settings.development = true;
+        assert!(settings.check_secrets().is_ok());
+        // One demo secret left is enough to refuse, and the error names only it.
+        let mut settings = Settings::parse(DEFAULT, [], path).unwrap();
+        settings.auth.operator_key = "a-real-operator-key".into();
+        settings.auth.user_token_secret = "a-real-user-secret".into();
+        settings.auth.tenants[0].admin_key = "a-real-admin-key".into();
+        let error = settings.check_secrets().unwrap_err().to_string();
+        assert!(
+            error.contains("engine.ticket_secret") && !error.contains("auth."),
+            "{error}"
+        );
+        settings.engine.ticket_secret = "a-real-ticket-secret".into();
+        assert!(settings.check_secrets().is_ok());
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn engine_then_the_offline_tools_agree_on_the_state() {
     let mut engine = Process::new(env!("CARGO_BIN_EXE_boxoffice"))
         .arg("--config")
         .arg(config())
+        .arg("--dev")
         .args(["engine", "--data-dir"])
         .arg(dir.path())
         .env("BOXOFFICE_SNAPSHOT_EVERY_RECORDS", "10")

@@ -61,6 +61,8 @@ impl Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
             .arg("--config")
             .arg(manifest_dir().join("../config/default.toml"))
+            // The demo secrets of config/default.toml: development mode.
+            .arg("--dev")
             .args(args)
             .envs(
                 env.iter()
@@ -299,6 +301,7 @@ fn tool(env: &[(String, String)], args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
         .arg("--config")
         .arg(manifest_dir().join("../config/default.toml"))
+        .arg("--dev")
         .args(args)
         .envs(
             env.iter()

@@ -57,6 +57,7 @@ impl Server {
             .args([
                 "--config",
                 "config/default.toml",
+                "--dev",
                 "serve",
                 "--listen",
                 "127.0.0.1:0",

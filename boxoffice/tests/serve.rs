@@ -23,6 +23,8 @@ fn boxoffice() -> Command {
     command
         .arg("--config")
         .arg(config())
+        // The suite runs on the demo secrets of config/default.toml: development mode.
+        .arg("--dev")
         .env("RUST_LOG", "warn")
         .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false");
     command
@@ -30,7 +32,11 @@ fn boxoffice() -> Command {
 
 /// Starts `serve` and returns it with the address it printed once ready.
 fn serve(data_dir: &std::path::Path) -> (Child, String) {
-    let mut child = boxoffice()
+    serve_with(boxoffice(), data_dir)
+}
+
+fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, String) {
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::piped())
@@ -194,4 +200,86 @@ fn serve_answers_stops_gracefully_and_keeps_its_data() {
     );
     assert_eq!((status, hold["status"].as_str()), (200, Some("held")));
     stop(child);
+}
+
+/// Production is not development: without `--dev` the demo secrets stop start-up, each
+/// one named; with real secrets it serves, and the development-only token endpoint does
+/// not exist.
+#[test]
+fn production_refuses_demo_secrets_and_has_no_demo_endpoint() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let dir = data_dir.path().to_str().unwrap();
+    for args in [
+        ["serve", "--data-dir", dir],
+        ["engine", "--data-dir", dir],
+        ["ingress", "--listen", "127.0.0.1:0"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .arg("--config")
+            .arg(config())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        check_refused(&output);
+    }
+    assert!(
+        std::fs::read_dir(data_dir.path()).unwrap().next().is_none(),
+        "a refused start writes nothing"
+    );
+
+    // A production configuration: every secret set, no --dev.
+    let text = std::fs::read_to_string(config())
+        .unwrap()
+        .replace("demo-operator-key", "prod-operator-key-0b7f")
+        .replace("demo-user-secret", "prod-user-secret-91ac")
+        .replace("demo-admin-key", "prod-admin-key-44d2")
+        .replace("demo-ticket-secret", "prod-ticket-secret-7e13");
+    let production = data_dir.path().join("production.toml");
+    std::fs::write(&production, text).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .arg("--config")
+        .arg(&production)
+        .env("RUST_LOG", "warn");
+    let (child, address) = serve_with(command, &data_dir.path().join("data"));
+    let (status, body) = http(
+        &address,
+        "POST",
+        "/v1/demo/tokens",
+        None,
+        Some(r#"{"user":"alice"}"#),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(
+        &address,
+        "GET",
+        "/v1/admin/events",
+        Some("prod-admin-key-44d2"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(
+        &address,
+        "GET",
+        "/v1/admin/events",
+        Some("demo-admin-key"),
+        None,
+    );
+    assert_eq!(status, 401, "the demo key opens nothing in production");
+    stop(child);
+}
+
+fn check_refused(output: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for key in [
+        "auth.operator_key",
+        "auth.user_token_secret",
+        "auth.tenants.admin_key",
+        "engine.ticket_secret",
+    ] {
+        assert!(stderr.contains(key), "{key} named in: {stderr}");
+    }
+    assert!(stderr.contains("--dev"), "{stderr}");
 }

@@ -35,6 +35,9 @@ pub struct IngressConfig {
     pub desk_hold_ttl: Duration,
     /// Seat-map streams (`GET /v1/events/{id}/stream`) open at once; more are 503.
     pub streams_max: usize,
+    /// Development mode (`boxoffice --dev`): development-only endpoints exist. Off by
+    /// default; the binary refuses demo secrets outside it.
+    pub development: bool,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -91,6 +94,7 @@ impl Default for IngressConfig {
             ended_entries_max: 1_000_000,
             desk_hold_ttl: Duration::from_secs(300),
             streams_max: 10_000,
+            development: false,
         }
     }
 }
@@ -153,10 +157,11 @@ impl IngressConfig {
         Ok(())
     }
 
-    /// True only with the development default user-token secret: then (and only then) the
-    /// demo user switcher mints user tokens. With any other secret a minted token would be
-    /// a real credential, so the endpoint answers 404.
+    /// True only in development mode with the development default user-token secret:
+    /// then (and only then) the demo user switcher mints user tokens. With any other
+    /// secret a minted token would be a real credential, and outside development mode the
+    /// endpoint does not exist (404).
     pub fn demo_tokens_enabled(&self) -> bool {
-        self.user_token_secret == DEVELOPMENT_USER_TOKEN_SECRET
+        self.development && self.user_token_secret == DEVELOPMENT_USER_TOKEN_SECRET
     }
 }

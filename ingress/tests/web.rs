@@ -223,6 +223,27 @@ async fn demo_tokens_are_minted_with_the_development_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn outside_development_mode_the_demo_token_endpoint_does_not_exist() {
+    let mut config = config();
+    config.development = false;
+    assert!(!config.demo_tokens_enabled());
+    let harness = Harness::with_config(config, true);
+    let answer = call(
+        &harness.router(),
+        Method::POST,
+        "/v1/demo/tokens",
+        None,
+        Some(json!({"user": "alice"})),
+    )
+    .await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    assert!(!answer.text.contains("eyJ"), "no token in {}", answer.text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn demo_tokens_are_never_minted_with_another_secret() {
     let mut config = config();
     config.user_token_secret = "a-secret-of-production".into();

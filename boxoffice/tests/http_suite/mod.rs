@@ -164,6 +164,8 @@ fn boxoffice(config: &Path) -> Command {
     command
         .arg("--config")
         .arg(config)
+        // The suite runs on the demo secrets of config/default.toml: development mode.
+        .arg("--dev")
         .env("RUST_LOG", "info")
         .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false")
         // A short grace, so an expired hold is refused about a second after it was made.

@@ -32,6 +32,8 @@ pub fn config() -> IngressConfig {
         admin_key: OTHER_ADMIN.into(),
     });
     config.rate_limit.enabled = false;
+    // The harness runs with the development secrets, as `boxoffice --dev` does.
+    config.development = true;
     config.engine = engine_config();
     config
 }
