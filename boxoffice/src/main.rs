@@ -32,13 +32,10 @@ use std::path::PathBuf;
 )]
 struct Cli {
     /// Configuration file.
-    #[arg(
-        long,
-        global = true,
-        default_value = "config/default.toml",
-        env = "BOXOFFICE_CONFIG"
-    )]
-    config: PathBuf,
+    /// A configuration file over the built-in defaults (`config/default.toml` is built
+    /// in); `BOXOFFICE_*` variables override both.
+    #[arg(long, global = true, env = "BOXOFFICE_CONFIG")]
+    config: Option<PathBuf>,
     /// Development mode: accept the demo secrets of `config/default.toml` and serve the
     /// development-only endpoints. Without it a demo secret stops `serve`, `engine` and
     /// `ingress` at start-up, naming it.
@@ -73,6 +70,8 @@ enum Commands {
     /// Load tester: scenarios, open-loop load, record and replay, verification
     /// (loadgen/REHEARSE.md).
     Loadgen(loadgen::Args),
+    /// Prints the effective configuration (defaults, file, environment), secrets masked.
+    Config,
     /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
     Engine {
         /// The role while the requests log names no primary; after a `Promote` record, the
@@ -149,7 +148,7 @@ fn main() {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let mut settings = match settings::Settings::load(&cli.config) {
+    let mut settings = match settings::Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");
@@ -181,6 +180,7 @@ fn main() {
             exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))
         }
         Commands::Loadgen(args) => cmd_loadgen::run(args),
+        Commands::Config => print!("{}", settings.effective_toml()),
         Commands::Engine {
             role,
             node,

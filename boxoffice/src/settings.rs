@@ -1,11 +1,12 @@
-//! Settings: `config/*.toml` with environment overrides.
+//! Settings: the defaults built into the binary (`config/default.toml`), then a
+//! configuration file (`--config FILE`) over them, then the environment over both.
 //!
 //! Any key can be overridden as `BOXOFFICE_<SECTION>_<KEY>` (e.g.
 //! `BOXOFFICE_HTTP_LISTEN`, `BOXOFFICE_RATE_LIMIT_ENABLED`); top-level keys as
 //! `BOXOFFICE_<KEY>` (`BOXOFFICE_DATA_DIR`); `BOXOFFICE_LISTEN` is short for the HTTP
 //! listen address.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +22,7 @@ pub(crate) enum SettingsError {
     DemoSecrets { settings: Vec<&'static str> },
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     pub(crate) http: HttpSettings,
@@ -37,27 +38,27 @@ pub(crate) struct Settings {
     pub(crate) development: bool,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct HttpSettings {
     pub(crate) listen: String,
     pub(crate) body_bytes_max: usize,
     pub(crate) outcome_timeout_ms: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct AuthSettings {
     pub(crate) operator_key: String,
     pub(crate) user_token_secret: String,
     pub(crate) tenants: Vec<TenantSettings>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct TenantSettings {
     pub(crate) id: String,
     pub(crate) admin_key: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct RateLimitSettings {
     pub(crate) enabled: bool,
     pub(crate) per_user_per_second: u32,
@@ -66,7 +67,7 @@ pub(crate) struct RateLimitSettings {
     pub(crate) per_address_burst: u32,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct EngineSettings {
     pub(crate) ticket_secret: String,
     pub(crate) confirm_grace_ms: u64,
@@ -95,19 +96,19 @@ fn default_operator_listen() -> String {
     "127.0.0.1:8081".to_string()
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogKind {
     Embedded,
     Kafka,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct LogSettings {
     pub(crate) kind: LogKind,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct KafkaSettings {
     pub(crate) brokers: String,
     pub(crate) requests_topic: String,
@@ -115,7 +116,7 @@ pub(crate) struct KafkaSettings {
     pub(crate) transactional_id: String,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct SnapshotSettings {
     pub(crate) every_records: u64,
     pub(crate) every_ms: u64,
@@ -130,27 +131,59 @@ pub(crate) const DEFAULT_SECRETS: [&str; 4] = [
     "demo-ticket-secret",
 ];
 
+/// The defaults, compiled in: the binary runs from any directory with no file at all.
+pub(crate) const DEFAULTS: &str = include_str!("../../config/default.toml");
+const DEFAULTS_NAME: &str = "the built-in defaults (config/default.toml)";
+
 impl Settings {
-    pub(crate) fn load(path: &Path) -> Result<Settings, SettingsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, std::env::vars(), path)
+    /// The built-in defaults, `file` over them when given, the environment over both.
+    pub(crate) fn load(file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
+            .transpose()?;
+        let file = file.zip(text.as_deref());
+        Self::parse_layers(file, std::env::vars())
     }
 
+    /// The configuration file alone over the defaults (tests pass the file's text).
     pub(crate) fn parse(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
         path: &Path,
     ) -> Result<Settings, SettingsError> {
+        Self::parse_layers(Some((path, text)), env)
+    }
+
+    fn parse_layers(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, SettingsError> {
+        let name = file.map_or_else(
+            || PathBuf::from(DEFAULTS_NAME),
+            |(path, _)| path.to_path_buf(),
+        );
         let invalid = |message: String| SettingsError::Invalid {
-            path: path.to_path_buf(),
+            path: name.clone(),
             message,
         };
-        let mut root: toml::Table = text
-            .parse()
-            .map_err(|error: toml::de::Error| invalid(error.to_string()))?;
+        let mut root: toml::Table =
+            DEFAULTS
+                .parse()
+                .map_err(|error: toml::de::Error| SettingsError::Invalid {
+                    path: PathBuf::from(DEFAULTS_NAME),
+                    message: error.to_string(),
+                })?;
+        if let Some((_, text)) = file {
+            let layer: toml::Table = text
+                .parse()
+                .map_err(|error: toml::de::Error| invalid(error.to_string()))?;
+            merge(&mut root, layer);
+        }
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(name, _)| name.starts_with("BOXOFFICE_"))
@@ -177,6 +210,13 @@ impl Settings {
             return Ok(());
         }
         Err(SettingsError::DemoSecrets { settings })
+    }
+
+    /// The effective configuration as TOML, every secret masked (`boxoffice config`).
+    pub(crate) fn effective_toml(&self) -> String {
+        let mut value = toml::Value::try_from(self).expect("settings serialize");
+        mask_secrets(&mut value);
+        toml::to_string_pretty(&value).expect("settings serialize")
     }
 
     /// Which development default secrets are in use.
@@ -210,6 +250,38 @@ impl Settings {
             waitlist_wait_max_ms: self.engine.waitlist_wait_max_ms,
             seats_per_order_cap: self.engine.seats_per_order_cap,
             ..engine::EngineConfig::default()
+        }
+    }
+}
+
+/// Keys that hold a secret (`*_key`, `*secret*`, `*password*`) show as `***`.
+fn mask_secrets(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                let secret =
+                    key.ends_with("_key") || key.contains("secret") || key.contains("password");
+                if secret && value.is_str() {
+                    *value = toml::Value::String("***".into());
+                } else {
+                    mask_secrets(value);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(mask_secrets),
+        _ => {}
+    }
+}
+
+/// `layer` over `base`: tables merge key by key, anything else (arrays included) is
+/// replaced whole.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base)), toml::Value::Table(layer)) => merge(base, layer),
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }
@@ -251,7 +323,38 @@ fn parse_value(value: &str) -> toml::Value {
 mod tests {
     use super::*;
 
-    const DEFAULT: &str = include_str!("../../config/default.toml");
+    const DEFAULT: &str = DEFAULTS;
+
+    #[test]
+    fn the_defaults_are_built_in_and_a_file_overrides_only_what_it_names() {
+        let built_in = Settings::parse_layers(None, []).unwrap();
+        assert_eq!(built_in.http.listen, "127.0.0.1:8080");
+        assert_eq!(built_in.engine.confirm_grace_ms, 5_000);
+        let file = "[engine]\nconfirm_grace_ms = 7000\n[[auth.tenants]]\nid = \"acme\"\nadmin_key = \"k\"\n";
+        let settings = Settings::parse(file, [], Path::new("site.toml")).unwrap();
+        assert_eq!(settings.engine.confirm_grace_ms, 7_000);
+        assert_eq!(
+            settings.engine.waitlist_length_max,
+            built_in.engine.waitlist_length_max
+        );
+        assert_eq!(settings.http.listen, "127.0.0.1:8080");
+        // Arrays are replaced whole: the file's tenants, not the demo tenant plus them.
+        assert_eq!(settings.auth.tenants.len(), 1);
+        assert_eq!(settings.auth.tenants[0].id, "acme");
+        let error = Settings::parse("[engine\n", [], Path::new("broken.toml")).unwrap_err();
+        assert!(error.to_string().contains("broken.toml"), "{error}");
+    }
+
+    #[test]
+    fn the_effective_configuration_masks_every_secret() {
+        let settings = Settings::parse_layers(None, []).unwrap();
+        let shown = settings.effective_toml();
+        for secret in DEFAULT_SECRETS {
+            assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+        }
+        assert!(shown.contains("confirm_grace_ms = 5000"), "{shown}");
+        assert!(shown.contains("operator_key = \"***\""), "{shown}");
+    }
 
     #[test]
     fn defaults_parse_and_environment_overrides_them() {

@@ -283,3 +283,41 @@ fn check_refused(output: &std::process::Output) {
     }
     assert!(stderr.contains("--dev"), "{stderr}");
 }
+
+/// The binary runs from any directory: the defaults are built in, the environment
+/// overrides them, and `boxoffice config` shows the result with every secret masked.
+#[test]
+fn the_binary_runs_from_anywhere_and_shows_its_configuration() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        .current_dir(elsewhere.path())
+        .arg("config")
+        .env("BOXOFFICE_ENGINE_CONFIRM_GRACE_MS", "1234")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(shown.contains("confirm_grace_ms = 1234"), "{shown}");
+    for secret in [
+        "demo-operator-key",
+        "demo-user-secret",
+        "demo-admin-key",
+        "demo-ticket-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in:\n{shown}");
+    }
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .current_dir(elsewhere.path())
+        .arg("--dev")
+        .env("RUST_LOG", "warn");
+    let (child, address) = serve_with(command, &elsewhere.path().join("data"));
+    let (status, _) = http(&address, "GET", "/healthz", None, None);
+    assert_eq!(status, 200);
+    stop(child);
+}
