@@ -43,6 +43,7 @@ fn config() -> EngineConfig {
         ended_holds_max: 6,
         waitlist_length_max: 4,
         waitlist_wait_max_ms: 500_000,
+        waiters_per_user_max: 2,
         ..EngineConfig::default()
     }
 }
@@ -83,7 +84,7 @@ fn row(label: &str, seats: u32, category: &str) -> RowSpec {
     }
 }
 
-/// The three events every sequence starts with, as (tenant, spec); `crowded` makes
+/// The four events every sequence starts with, as (tenant, spec); `crowded` makes
 /// them so small that a few holds sell them out and waitlists form.
 fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
     let size = |roomy: u32, small: u32| if crowded { small } else { roomy };
@@ -143,16 +144,48 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
                 sales_open_at_ms: Some(T0 + 10_000),
                 sales_close_at_ms: Some(T0 + 4_000_000),
                 categories: vec![category("Early", 3_000), category("Late", 4_000)],
+                // Listed out of category order: a request without a category still tries
+                // "Early" first.
                 general_admission: vec![
-                    PoolSpec {
-                        category: "Early".into(),
-                        capacity: size(3, 2),
-                    },
                     PoolSpec {
                         category: "Late".into(),
                         capacity: size(4, 3),
                     },
+                    PoolSpec {
+                        category: "Early".into(),
+                        capacity: size(3, 2),
+                    },
                 ],
+                ..base_spec()
+            },
+        ),
+        // Short rows (a `together` request can outgrow every row) beside a standing pool,
+        // on a strict waitlist: a waiter of one kind must not stop sales of the other.
+        (
+            "t1",
+            EventSpec {
+                categories: vec![
+                    category("Stalls", 6_000),
+                    category("Circle", 4_000),
+                    category("Floor", 2_500),
+                ],
+                sections: vec![
+                    SectionSpec {
+                        name: "A".into(),
+                        rows: vec![
+                            row("1", size(4, 3), "Stalls"),
+                            row("2", size(3, 2), "Stalls"),
+                        ],
+                    },
+                    SectionSpec {
+                        name: "C".into(),
+                        rows: vec![row("1", size(2, 1), "Circle")],
+                    },
+                ],
+                general_admission: vec![PoolSpec {
+                    category: "Floor".into(),
+                    capacity: size(6, 3),
+                }],
                 ..base_spec()
             },
         ),
@@ -551,60 +584,174 @@ impl Model {
             .count()
     }
 
-    /// Seats that are free or held (may come free) in a category, or in all.
-    fn obtainable(&self, event: EventId, category: Option<u16>) -> u64 {
-        let categories = self.event(event).spec.categories.len() as u16;
-        (0..categories)
-            .filter(|index| category.is_none_or(|category| category == *index))
-            .map(|index| self.event(event).capacity(index) - self.booked(event, index))
-            .sum()
+    /// Seats or places of a category that are free or held: what may still come free.
+    fn obtainable(&self, event: EventId, category: u16) -> u64 {
+        self.event(event).capacity(category) - self.booked(event, category)
     }
 
-    /// Best available, restated: `quantity` free seats in rank order; together, the
-    /// first maximal free run (in rank order) of exactly `quantity` or of at least
-    /// `quantity + 2` seats, else the first of `quantity + 1` (which strands one seat).
+    fn is_pooled(&self, event: EventId, category: u16) -> bool {
+        self.event(event).pool_capacity(category).is_some()
+    }
+
+    fn categories(&self, event: EventId) -> std::ops::Range<u16> {
+        0..self.event(event).spec.categories.len() as u16
+    }
+
+    /// The longest run of seats of a row (by index) that are not booked.
+    fn open_run(&self, event: EventId, row: usize) -> u32 {
+        let (first, count, _) = self.event(event).rows[row];
+        let (mut longest, mut current) = (0, 0);
+        for seat in first..first + count {
+            if matches!(self.seats.get(&(event.0, seat)), Some(Owner::Booked(_))) {
+                current = 0;
+            } else {
+                current += 1;
+                longest = longest.max(current);
+            }
+        }
+        longest
+    }
+
+    /// Whether seats of the categories `in_category` accepts could ever serve the request:
+    /// one row's run of seats that are not booked for `together`, else enough of them.
+    fn seats_servable_ever(
+        &self,
+        event: EventId,
+        quantity: u32,
+        in_category: &dyn Fn(u16) -> bool,
+        together: bool,
+    ) -> bool {
+        if together {
+            (0..self.event(event).rows.len()).any(|row| {
+                in_category(self.event(event).rows[row].2)
+                    && self.open_run(event, row) >= quantity
+            })
+        } else {
+            self.categories(event)
+                .filter(|category| !self.is_pooled(event, *category) && in_category(*category))
+                .map(|category| self.obtainable(event, category))
+                .sum::<u64>()
+                >= u64::from(quantity)
+        }
+    }
+
+    /// Whether the request could ever be served if every hold came free.
+    fn servable_ever(
+        &self,
+        event: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> bool {
+        match category {
+            Some(category) if self.is_pooled(event, category) => {
+                self.obtainable(event, category) >= u64::from(quantity)
+            }
+            Some(category) => {
+                self.seats_servable_ever(event, quantity, &|seated| seated == category, together)
+            }
+            None => {
+                self.seats_servable_ever(event, quantity, &|_| true, together)
+                    || self.categories(event).any(|category| {
+                        self.is_pooled(event, category)
+                            && self.obtainable(event, category) >= u64::from(quantity)
+                    })
+            }
+        }
+    }
+
+    /// The categories a waiter could ever be served from (what it keeps for itself under
+    /// the strict policy).
+    fn usable(
+        &self,
+        event: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> BTreeSet<u16> {
+        match category {
+            Some(category) => self
+                .servable_ever(event, quantity, Some(category), together)
+                .then_some(category)
+                .into_iter()
+                .collect(),
+            None => self
+                .categories(event)
+                .filter(|&category| {
+                    if self.is_pooled(event, category) {
+                        return self.obtainable(event, category) >= u64::from(quantity);
+                    }
+                    if together {
+                        self.seats_servable_ever(event, quantity, &|seated| seated == category, true)
+                    } else {
+                        self.obtainable(event, category) > 0
+                            && self.seats_servable_ever(event, quantity, &|_| true, false)
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn pool_free(&self, event: EventId, category: u16) -> u64 {
+        self.event(event)
+            .pool_capacity(category)
+            .map_or(0, |capacity| {
+                u64::from(capacity) - self.held(event, category) - self.booked(event, category)
+            })
+    }
+
+    /// Best available, restated: `category`'s pool, or seats; without a category, seats
+    /// of any category and then the first pool in category order that has room. Seats:
+    /// the first maximal free run (in rank order) of exactly `quantity` or of at least
+    /// `quantity + 2` seats, else the first of `quantity + 1` (which strands one seat),
+    /// else (not together) the first `quantity` free seats in rank order. Only
+    /// categories `allowed` accepts are taken from.
     fn find(
         &self,
         event: EventId,
         quantity: u32,
         category: Option<u16>,
         together: bool,
+        allowed: &dyn Fn(u16) -> bool,
+    ) -> Option<Items> {
+        if quantity == 0 {
+            return None;
+        }
+        match category {
+            Some(category) if !allowed(category) => None,
+            Some(category) if self.is_pooled(event, category) => (self.pool_free(event, category)
+                >= u64::from(quantity))
+            .then_some(Items::Pool { category, quantity }),
+            Some(category) => {
+                self.find_seats(event, quantity, &|seated| seated == category, together)
+            }
+            None => self
+                .find_seats(event, quantity, allowed, together)
+                .or_else(|| {
+                    self.categories(event)
+                        .find(|&category| {
+                            allowed(category)
+                                && self.is_pooled(event, category)
+                                && self.pool_free(event, category) >= u64::from(quantity)
+                        })
+                        .map(|category| Items::Pool { category, quantity })
+                }),
+        }
+    }
+
+    fn find_seats(
+        &self,
+        event: EventId,
+        quantity: u32,
+        in_category: &dyn Fn(u16) -> bool,
+        together: bool,
     ) -> Option<Items> {
         let model_event = self.event(event);
-        if let Some(category) = category {
-            if let Some(capacity) = model_event.pool_capacity(category) {
-                let free =
-                    u64::from(capacity) - self.held(event, category) - self.booked(event, category);
-                return (free >= u64::from(quantity)).then_some(Items::Pool { category, quantity });
-            }
-        } else if model_event.rows.is_empty() {
-            return model_event
-                .pools()
-                .into_iter()
-                .find(|(pooled, capacity)| {
-                    u64::from(*capacity) - self.held(event, *pooled) - self.booked(event, *pooled)
-                        >= u64::from(quantity)
-                })
-                .map(|(pooled, _)| Items::Pool {
-                    category: pooled,
-                    quantity,
-                });
-        }
-        let in_category = |seat: u32| {
-            category.is_none_or(|category| model_event.seat_category[seat as usize] == category)
-        };
-        if !together {
-            let seats: Vec<u32> = (0..model_event.seat_category.len() as u32)
-                .filter(|&seat| in_category(seat) && self.is_free(event, seat))
-                .take(quantity as usize)
-                .collect();
-            return (seats.len() == quantity as usize).then_some(Items::Seats(seats));
-        }
         let mut runs = Vec::new();
         for &(first, count, _) in model_event
             .rows
             .iter()
-            .filter(|(first, _, _)| in_category(*first))
+            .filter(|(_, _, category)| in_category(*category))
         {
             let mut start = None;
             for seat in first..=first + count {
@@ -623,9 +770,33 @@ impl Model {
             .iter()
             .find(|(_, length)| *length == quantity || *length >= quantity + 2);
         let stranding = runs.iter().find(|(_, length)| *length == quantity + 1);
-        clean
-            .or(stranding)
-            .map(|(start, _)| Items::Seats((*start..*start + quantity).collect()))
+        if let Some((start, _)) = clean.or(stranding) {
+            return Some(Items::Seats((*start..*start + quantity).collect()));
+        }
+        if together {
+            return None;
+        }
+        let seats: Vec<u32> = (0..model_event.seat_category.len() as u32)
+            .filter(|&seat| {
+                in_category(model_event.seat_category[seat as usize]) && self.is_free(event, seat)
+            })
+            .take(quantity as usize)
+            .collect();
+        (seats.len() == quantity as usize).then_some(Items::Seats(seats))
+    }
+
+    /// Under the strict policy, the categories some waiter of the event could use.
+    fn kept_for_waiters(&self, event: EventId) -> BTreeSet<u16> {
+        if self.event(event).spec.waitlist_policy != WaitlistPolicy::Strict {
+            return BTreeSet::new();
+        }
+        self.waiters
+            .values()
+            .filter(|waiter| waiter.event == event)
+            .flat_map(|waiter| {
+                self.usable(event, waiter.quantity, waiter.category, waiter.together)
+            })
+            .collect()
     }
 
     // ---- checks --------------------------------------------------------------------------
@@ -729,19 +900,11 @@ impl Model {
             } => {
                 let category = self.resolve_category(event, category.as_deref())?;
                 self.check_quantity(event, user, *quantity)?;
-                let strict = self.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
-                // Under the strict policy nobody passes a waiter of an overlapping queue.
-                let blocked = strict
-                    && self.waiters.values().any(|waiter| {
-                        waiter.event == event
-                            && (category.is_none()
-                                || waiter.category.is_none()
-                                || waiter.category == category)
-                    });
-                match (!blocked)
-                    .then(|| self.find(event, *quantity, category, *together))
-                    .flatten()
-                {
+                // Under the strict policy nobody takes what a waiter could use.
+                let kept = self.kept_for_waiters(event);
+                match self.find(event, *quantity, category, *together, &|category| {
+                    !kept.contains(&category)
+                }) {
                     Some(items) => items,
                     None if wait => {
                         return match self.enqueue(user, event, *quantity, category, *together)? {
@@ -1019,8 +1182,19 @@ impl Model {
         category: Option<u16>,
         together: bool,
     ) -> Answer {
-        if self.obtainable(event, category) < u64::from(quantity) {
+        if !self.servable_ever(event, quantity, category, together) {
             return Err(Rejection::SoldOut);
+        }
+        let mine = self
+            .waiters
+            .values()
+            .filter(|waiter| waiter.event == event && waiter.user == user)
+            .count();
+        if mine >= self.config.waiters_per_user_max as usize {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitersPerUser,
+                max: self.config.waiters_per_user_max,
+            });
         }
         if self.waiting(event) >= self.config.waitlist_length_max as usize {
             return Err(Rejection::LimitExceeded {
@@ -1100,64 +1274,66 @@ impl Model {
         });
     }
 
-    /// FCFS: queue by queue in category order (any-category first), each queue in
-    /// arrival order. A waiter that can never be served ends; under the strict policy a
-    /// head that cannot be served yet stops its queue.
+    /// First every waiter that could never be served ends (in arrival order). Then FCFS
+    /// over the whole event, in arrival order: a waiter takes what `find` gives it from
+    /// the categories no earlier waiter kept; under the strict policy a waiter that gets
+    /// nothing keeps every category it could ever use.
     fn serve(&mut self, event: EventId) {
         if self.event(event).canceled {
             return;
         }
-        let strict = self.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
-        let queues: BTreeSet<Option<u16>> = self
+        let waiting: Vec<WaiterId> = self
             .waiters
-            .values()
-            .filter(|waiter| waiter.event == event)
-            .map(|waiter| waiter.category)
+            .iter()
+            .filter(|(_, waiter)| waiter.event == event)
+            .map(|(id, _)| *id)
             .collect();
-        for queue in queues {
-            let mut after = 0;
-            while let Some(id) = self
-                .waiters
-                .iter()
-                .find(|(id, waiter)| {
-                    id.0 >= after && waiter.event == event && waiter.category == queue
-                })
-                .map(|(id, _)| *id)
-            {
-                after = id.0 + 1;
-                let waiter = &self.waiters[&id];
-                let (user, quantity, category, together) = (
-                    waiter.user.clone(),
-                    waiter.quantity,
-                    waiter.category,
-                    waiter.together,
-                );
-                if self.obtainable(event, category) < u64::from(quantity) {
-                    self.end_waiter(id, WaitEnd::SoldOut);
-                    continue;
-                }
-                let Some(items) = self.find(event, quantity, category, together) else {
-                    if strict {
-                        break;
-                    }
-                    continue;
+        for &id in &waiting {
+            let waiter = &self.waiters[&id];
+            let (quantity, category, together) =
+                (waiter.quantity, waiter.category, waiter.together);
+            if !self.servable_ever(event, quantity, category, together) {
+                let reason = if together && self.servable_ever(event, quantity, category, false) {
+                    WaitEnd::NoRowLongEnough
+                } else {
+                    WaitEnd::SoldOut
                 };
-                if self
-                    .event(event)
-                    .spec
-                    .seats_per_user_max
-                    .is_some_and(|max| {
-                        self.usage(event, &user) + u64::from(quantity) > u64::from(max)
-                    })
-                {
-                    self.end_waiter(id, WaitEnd::LimitExceeded);
-                    continue;
-                }
-                self.waiters.remove(&id);
-                let hold = self.create_hold(event, &user, items, Some(id));
-                self.effects
-                    .push(Effect::WaitlistOffered { waiter: id, hold });
+                self.end_waiter(id, reason);
             }
+        }
+        let strict = self.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
+        let mut kept = BTreeSet::new();
+        for id in waiting {
+            let Some(waiter) = self.waiters.get(&id) else {
+                continue;
+            };
+            let (user, quantity, category, together) = (
+                waiter.user.clone(),
+                waiter.quantity,
+                waiter.category,
+                waiter.together,
+            );
+            let Some(items) = self.find(event, quantity, category, together, &|category| {
+                !kept.contains(&category)
+            }) else {
+                if strict {
+                    kept.extend(self.usable(event, quantity, category, together));
+                }
+                continue;
+            };
+            if self
+                .event(event)
+                .spec
+                .seats_per_user_max
+                .is_some_and(|max| self.usage(event, &user) + u64::from(quantity) > u64::from(max))
+            {
+                self.end_waiter(id, WaitEnd::LimitExceeded);
+                continue;
+            }
+            self.waiters.remove(&id);
+            let hold = self.create_hold(event, &user, items, Some(id));
+            self.effects
+                .push(Effect::WaitlistOffered { waiter: id, hold });
         }
     }
 
@@ -1472,7 +1648,7 @@ fn reference() -> impl Strategy<Value = Ref> {
 }
 
 fn event_index() -> impl Strategy<Value = u32> {
-    prop_oneof![30 => 0..3u32, 1 => Just(3u32), 1 => Just(u32::MAX)]
+    prop_oneof![40 => 0..4u32, 1 => Just(4u32), 1 => Just(u32::MAX)]
 }
 
 fn quantity() -> impl Strategy<Value = u32> {
@@ -1590,7 +1766,7 @@ fn op(weights: Weights) -> impl Strategy<Value = Op> {
         weights.leave => (who(), reference()).prop_map(|(who, waiter)| Op::Leave { who, waiter }),
         weights.check_in => (event_index(), reference(), 1..4u32, proptest::bool::weighted(0.8)).prop_map(|(event, booking, index, genuine)| Op::CheckIn { event, booking, index, genuine }),
         weights.update => (event_index(), prop_oneof![4 => Just(0usize), 1 => 1..3usize], patch()).prop_map(|(event, tenant, patch)| Op::Update { event, tenant, patch }),
-        weights.cancel_event => (prop_oneof![Just(0u32), Just(1), Just(2), Just(7)], prop_oneof![3 => Just(0usize), 1 => Just(2usize)]).prop_map(|(event, tenant)| Op::CancelEvent { event, tenant }),
+        weights.cancel_event => (prop_oneof![Just(0u32), Just(1), Just(2), Just(3), Just(7)], prop_oneof![3 => Just(0usize), 1 => Just(2usize)]).prop_map(|(event, tenant)| Op::CancelEvent { event, tenant }),
         weights.tick => Just(Op::Tick),
         weights.repeat => (0..64usize).prop_map(Op::Repeat),
     ]

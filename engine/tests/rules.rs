@@ -775,10 +775,11 @@ fn a_promote_record_bumps_the_epoch_for_every_replica() {
 // 8 h horizon, so a level's window is a handful of slots. `T0` is on an hour boundary.
 
 /// Fills `count` slots of desk 0 with tickets of `level`, one agent each, without checking
-/// the lines (the edges are checked by the caller).
+/// the lines (the edges are checked by the caller). Each ticket is another user's, so the
+/// per-user cap does not stop the filling.
 fn fill_desk(h: &mut Harness, level: &str, count: u64) {
-    for _ in 0..count {
-        let outcome = h.run(desk_ticket_of("filler", 0, level));
+    for index in 0..count {
+        let outcome = h.run(desk_ticket_of(&format!("filler{index}"), 0, level));
         assert!(
             matches!(outcome.result, Ok(Reply::DeskTicketCreated(_))),
             "{outcome:?}"
