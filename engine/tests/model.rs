@@ -17,11 +17,24 @@
 //! cancels, waitlist joins and leaves (FCFS, strict and skip-ahead), check-ins, event
 //! updates and cancels, ticks, idempotent repeats, and ids that name nothing or
 //! somebody else's objects. Desks have their own brute-force model (`desk_model.rs`).
-//! Two mixes run: a balanced one on roomy events with big clock steps, and a crowded
-//! one (tiny events, small clock steps, many joins) where events sell out and waitlists
-//! form. Each of twenty hand-made engine mutations (orphan-seat rule, strict head
-//! blocking, timer boundary, per-user limit, retention and idempotency windows, queue
-//! positions, ...) made this test fail when it was written.
+//!
+//! The model restates the waitlist rules from scratch: what a waiter could use (every
+//! category that could still serve it if every hold came free, from runs of seats that
+//! are not booked, recounted per row), which waiters can never be served (ended in
+//! arrival order after every change), what a strict waitlist keeps for its waiters (the
+//! union of what each could use), and the per-user waiter cap by counting.
+//!
+//! Three mixes run: a balanced one on roomy events with big clock steps; a crowded one
+//! (tiny events, small clock steps, many joins) where events sell out and waitlists form;
+//! and one on the two events that mix seats and pools (rows shorter than many requests,
+//! category-less requests and waiters), where waiters of one kind stand beside sales of
+//! another. `the_generator_reaches_every_waitlist_case` shows the last one reaches each
+//! waitlist case many times. Each of twenty hand-made engine mutations (orphan-seat rule,
+//! strict head blocking, timer boundary, per-user limit, retention and idempotency
+//! windows, queue positions, ...) made this test fail when it was written, and so did
+//! each of thirteen on the waitlist rules (a category-less waiter keeping every category,
+//! no hopeless check, no keeping under strict, scattered before adjacent seats, no
+//! waiter cap, pools in list order, a `together` waiter keeping every row, ...).
 
 mod common;
 
