@@ -71,31 +71,31 @@ fn prepared() -> (Engine, u64) {
         assert!(matches!(outcome.result, Ok(Reply::DeskCreated { .. })));
     }
     let mut tickets = Vec::new();
-    for _ in 0..PREBOOKED_MINUTES * u64::from(AGENTS) {
+    // One early user per round, so the per-user cap on open tickets never binds.
+    for round in 0..PREBOOKED_MINUTES * u64::from(AGENTS) {
+        let user = format!("early-{round}");
         for desk in 0..DESKS {
             let outcome = apply(
                 &mut engine,
                 Command::CreateDeskTicket {
-                    user: "early".into(),
+                    user: user.clone(),
                     desk: DeskId(desk),
                     level: "bronze".into(),
                     hold_only: false,
                 },
             );
             match outcome.result {
-                Ok(Reply::DeskTicketCreated(view)) => tickets.push((view.desk, view.ticket)),
+                Ok(Reply::DeskTicketCreated(view)) => {
+                    tickets.push((view.desk, view.ticket, user.clone()))
+                }
                 other => panic!("prebooking: {other:?}"),
             }
         }
     }
-    for (desk, ticket) in tickets.into_iter().step_by(3) {
+    for (desk, ticket, user) in tickets.into_iter().step_by(3) {
         let outcome = apply(
             &mut engine,
-            Command::CancelDeskTicket {
-                user: "early".into(),
-                desk,
-                ticket,
-            },
+            Command::CancelDeskTicket { user, desk, ticket },
         );
         assert!(matches!(
             outcome.result,
@@ -105,18 +105,17 @@ fn prepared() -> (Engine, u64) {
     (engine, offset)
 }
 
-/// Requests for every (level, desk), in the order they are sent.
+/// One engine's requests, in the order they are sent: round-robin over the desks, levels
+/// in turn, each from another user (a user at a desk every 6 s would soon hold more open
+/// tickets than the per-user cap allows).
 fn requests() -> Vec<Request> {
-    LEVELS
-        .iter()
-        .flat_map(|level| {
-            (0..DESKS).map(move |desk| {
-                Request::new(Command::CreateDeskTicket {
-                    user: format!("user-{}", desk % 97),
-                    desk: DeskId(desk),
-                    level: (*level).into(),
-                    hold_only: false,
-                })
+    (0..REQUESTS_PER_ENGINE)
+        .map(|index| {
+            Request::new(Command::CreateDeskTicket {
+                user: format!("user-{index}"),
+                desk: DeskId((index % u64::from(DESKS)) as u32),
+                level: LEVELS[(index / u64::from(DESKS)) as usize % LEVELS.len()].into(),
+                hold_only: false,
             })
         })
         .collect()
@@ -147,7 +146,7 @@ fn allocate(c: &mut Criterion) {
                 let started = Instant::now();
                 for _ in 0..batch {
                     clock_ms += STEP_MS;
-                    let request = &requests[(sent % requests.len() as u64) as usize];
+                    let request = &requests[sent as usize];
                     let outcome = engine.apply(offset, clock_ms, request);
                     refused += u64::from(outcome.result.is_err());
                     black_box(outcome);
@@ -184,7 +183,14 @@ fn refuse(c: &mut Criterion) {
     });
     let mut last = DeskTicketId(0);
     loop {
-        let outcome = engine.apply(offset, T0, &gold);
+        // Other users fill the window: the per-user cap must not be what refuses.
+        let filler = Request::new(Command::CreateDeskTicket {
+            user: format!("filler-{}", last.0),
+            desk: DeskId(0),
+            level: "gold".into(),
+            hold_only: false,
+        });
+        let outcome = engine.apply(offset, T0, &filler);
         offset += 1;
         match outcome.result {
             Ok(Reply::DeskTicketCreated(view)) => last = view.ticket,
@@ -193,6 +199,12 @@ fn refuse(c: &mut Criterion) {
         }
     }
     assert_eq!(last.0, 120 * u64::from(AGENTS), "the gold window is full");
+    let refused = engine.apply(offset, T0, &gold);
+    offset += 1;
+    assert!(
+        matches!(refused.result, Err(Rejection::SlaUnavailable { .. })),
+        "{refused:?}"
+    );
     let mut group = c.benchmark_group("desks");
     group.throughput(Throughput::Elements(1));
     group.bench_function("refuse_full_gold_window", |bencher| {

@@ -73,6 +73,13 @@ pub(crate) struct EngineSettings {
     pub(crate) confirm_grace_ms: u64,
     pub(crate) waitlist_length_max: u32,
     pub(crate) waitlist_wait_max_ms: u64,
+    /// Live waitlist entries one user may have per event. Optional in a file (the
+    /// engine's default), so configurations written before it still load.
+    #[serde(default = "default_waiters_per_user_max")]
+    pub(crate) waiters_per_user_max: u32,
+    /// Open desk tickets one user may have per desk (optional, as above).
+    #[serde(default = "default_desk_tickets_per_user_max")]
+    pub(crate) desk_tickets_per_user_max: u32,
     pub(crate) seats_per_order_cap: u32,
     pub(crate) tick_interval_ms: u64,
     /// This replica's name, as `boxoffice promote --node` names it. Replicas that share a
@@ -86,6 +93,14 @@ pub(crate) struct EngineSettings {
     /// applied have gone unanswered (the outcomes log not growing) for this long.
     #[serde(default)]
     pub(crate) auto_promote_after_ms: u64,
+}
+
+fn default_waiters_per_user_max() -> u32 {
+    engine::EngineConfig::default().waiters_per_user_max
+}
+
+fn default_desk_tickets_per_user_max() -> u32 {
+    engine::EngineConfig::default().desk_tickets_per_user_max
 }
 
 fn default_node() -> String {
@@ -151,6 +166,7 @@ impl Settings {
     }
 
     /// The configuration file alone over the defaults (tests pass the file's text).
+    #[cfg(test)]
     pub(crate) fn parse(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
@@ -248,6 +264,8 @@ impl Settings {
             confirm_grace_ms: self.engine.confirm_grace_ms,
             waitlist_length_max: self.engine.waitlist_length_max,
             waitlist_wait_max_ms: self.engine.waitlist_wait_max_ms,
+            waiters_per_user_max: self.engine.waiters_per_user_max,
+            desk_tickets_per_user_max: self.engine.desk_tickets_per_user_max,
             seats_per_order_cap: self.engine.seats_per_order_cap,
             ..engine::EngineConfig::default()
         }
@@ -405,6 +423,51 @@ mod tests {
         );
         settings.engine.ticket_secret = "a-real-ticket-secret".into();
         assert!(settings.check_secrets().is_ok());
+    }
+
+    #[test]
+    fn the_per_user_caps_load_from_the_file_and_the_environment() {
+        let path = Path::new("config/default.toml");
+        let config = Settings::parse(DEFAULT, [], path).unwrap().engine_config();
+        assert_eq!(
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
+            (4, 4)
+        );
+        let env = [
+            (
+                "BOXOFFICE_ENGINE_WAITERS_PER_USER_MAX".to_string(),
+                "2".to_string(),
+            ),
+            (
+                "BOXOFFICE_ENGINE_DESK_TICKETS_PER_USER_MAX".to_string(),
+                "7".to_string(),
+            ),
+        ];
+        let config = Settings::parse(DEFAULT, env, path).unwrap().engine_config();
+        assert_eq!(
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
+            (2, 7)
+        );
+        // A file written before the caps existed still loads, with the defaults.
+        let older: String = DEFAULT
+            .lines()
+            .filter(|line| !line.contains("_per_user_max"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = Settings::parse(&older, [], path).unwrap().engine_config();
+        assert_eq!(
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
+            (4, 4)
+        );
     }
 
     #[test]

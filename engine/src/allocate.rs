@@ -1,74 +1,129 @@
-//! Best-available allocation. Rows are ranked by layout order (first section's first
-//! row is best). Rows with too few free seats are skipped by their free count, so a
-//! sold-out or nearly sold-out venue is not scanned seat by seat.
+//! Best-available allocation, and what a request could ever be given.
+//!
+//! Rows are ranked by layout order (first section's first row is best). A request gets
+//! adjacent seats in one row: the first run of free seats (in rank order) that fits exactly
+//! or leaves at least two seats, else the first run that strands a single seat. Only when
+//! no run fits anywhere does a request without `together` get scattered seats, the first
+//! free ones in rank order. A request without a category tries seats first (every seated
+//! category, as above), then the general-admission pools in category order. Rows with too
+//! few free seats are skipped by their free count, so a sold-out or nearly sold-out venue
+//! is not scanned seat by seat.
+//!
+//! Under the strict waitlist policy a request may take only from the categories that no
+//! waiter before it could use: `allowed`, indexed by category. What a waiter could use is
+//! what could ever come free for it ([`usable_categories`]): seats and places that are
+//! free or held, never booked ones, and for `together` a run of seats in one row that are
+//! not booked ([`open_run`]). A waiter that could use nothing ([`servable_ever`] is false)
+//! can never be served.
 
-use crate::engine::{Event, FREE};
+use crate::engine::{is_booked, Category, Event, FREE};
 use crate::outcome::Items;
 
-/// What `quantity` seats of `category` (any when `None`) would be granted now, or
-/// `None` when the request cannot be met. Pure: nothing is changed.
+/// What `quantity` seats or places of `category` (any when `None`) would be granted now,
+/// taking only from `allowed` categories, or `None` when the request cannot be met. Pure:
+/// nothing is changed.
 pub(crate) fn find(
     event: &Event,
     quantity: u32,
     category: Option<u16>,
     together: bool,
+    allowed: &[bool],
 ) -> Option<Items> {
+    assert_eq!(allowed.len(), event.categories.len());
     if quantity == 0 {
         return None;
     }
-    match category {
+    let found = match category {
         Some(category) => {
             let entry = &event.categories[category as usize];
-            if entry.free() < u64::from(quantity) {
+            if !allowed[category as usize] || entry.free() < u64::from(quantity) {
                 return None;
             }
             match entry.pool {
                 Some(pool) => (event.pools[pool as usize].free() >= quantity)
                     .then_some(Items::Pool { category, quantity }),
-                None => find_seats(event, quantity, Some(category), together),
+                None => find_seats(event, quantity, &|row| row == category, together),
             }
         }
-        None if !event.layout.rows.is_empty() => find_seats(event, quantity, None, together),
-        // General admission only, any category: the first pool (in category order) that fits.
-        None => event
-            .pools
-            .iter()
-            .find(|pool| pool.free() >= quantity)
-            .map(|pool| Items::Pool {
-                category: pool.category,
-                quantity,
-            }),
-    }
+        None => {
+            let seats_free: u64 = event
+                .categories
+                .iter()
+                .zip(allowed)
+                .filter(|(entry, allowed)| entry.has_seats && **allowed)
+                .map(|(entry, _)| entry.free())
+                .sum();
+            let seats = if seats_free >= u64::from(quantity) {
+                find_seats(event, quantity, &|row| allowed[row as usize], together)
+            } else {
+                None
+            };
+            seats.or_else(|| first_pool(event, quantity, allowed))
+        }
+    };
+    debug_assert!(found
+        .as_ref()
+        .is_none_or(|items| items.quantity() == quantity));
+    found
 }
 
-fn rows_of(
-    event: &Event,
-    category: Option<u16>,
+/// The first pool, in category order, that is allowed and has `quantity` places free.
+fn first_pool(event: &Event, quantity: u32, allowed: &[bool]) -> Option<Items> {
+    event
+        .categories
+        .iter()
+        .enumerate()
+        .find(|(index, entry)| {
+            allowed[*index]
+                && entry
+                    .pool
+                    .is_some_and(|pool| event.pools[pool as usize].free() >= quantity)
+        })
+        .map(|(index, _)| Items::Pool {
+            category: index as u16,
+            quantity,
+        })
+}
+
+fn rows_of<'a>(
+    event: &'a Event,
+    in_category: &'a dyn Fn(u16) -> bool,
     minimum_free: u32,
-) -> impl Iterator<Item = usize> + '_ {
+) -> impl Iterator<Item = usize> + 'a {
     event
         .layout
         .rows
         .iter()
         .enumerate()
         .filter(move |(index, row)| {
-            category.is_none_or(|category| row.category == category)
-                && event.row_free[*index] >= minimum_free
+            event.row_free[*index] >= minimum_free && in_category(row.category)
         })
         .map(|(index, _)| index)
 }
 
+/// Adjacent seats first (see the module docs); scattered ones only without `together`
+/// and only when no run fits.
 fn find_seats(
     event: &Event,
     quantity: u32,
-    category: Option<u16>,
+    in_category: &dyn Fn(u16) -> bool,
     together: bool,
 ) -> Option<Items> {
+    if let Some(start) = find_run(event, quantity, in_category) {
+        let seats: Vec<u32> = (start..start + quantity).collect();
+        debug_assert!(seats.iter().all(|&seat| event.seats[seat as usize] == FREE));
+        debug_assert_eq!(
+            event.layout.row_of(start),
+            event.layout.row_of(start + quantity - 1),
+            "a run is in one row"
+        );
+        return Some(Items::Seats(seats));
+    }
     if together {
-        return find_together(event, quantity, category);
+        return None;
     }
     let mut seats = Vec::with_capacity(quantity as usize);
-    for row in rows_of(event, category, 1) {
+    for row in rows_of(event, in_category, 1) {
         let row = &event.layout.rows[row];
         for seat in row.first_seat..row.first_seat + row.seat_count {
             if event.seats[seat as usize] == FREE {
@@ -82,11 +137,11 @@ fn find_seats(
     None
 }
 
-/// `quantity` adjacent seats in one row. A run that would leave exactly one seat
-/// stranded is used only when no better run exists anywhere.
-fn find_together(event: &Event, quantity: u32, category: Option<u16>) -> Option<Items> {
+/// The first seat of `quantity` adjacent free seats in one row. A run that would leave
+/// exactly one seat stranded is used only when no better run exists anywhere.
+fn find_run(event: &Event, quantity: u32, in_category: &dyn Fn(u16) -> bool) -> Option<u32> {
     let mut fallback = None;
-    for row in rows_of(event, category, quantity) {
+    for row in rows_of(event, in_category, quantity) {
         let row = &event.layout.rows[row];
         let end = row.first_seat + row.seat_count;
         let mut seat = row.first_seat;
@@ -101,12 +156,170 @@ fn find_together(event: &Event, quantity: u32, category: Option<u16>) -> Option<
             }
             let run = seat - start;
             if run == quantity || run >= quantity + 2 {
-                return Some(Items::Seats((start..start + quantity).collect()));
+                return Some(start);
             }
             if run == quantity + 1 && fallback.is_none() {
                 fallback = Some(start);
             }
         }
     }
-    fallback.map(|start| Items::Seats((start..start + quantity).collect()))
+    fallback
+}
+
+/// Seats or places of a category that are free or held: what could still come free.
+fn obtainable(entry: &Category) -> u64 {
+    entry.capacity - entry.booked
+}
+
+/// The longest run of seats in a row that are not booked: the largest `together`
+/// request the row could ever serve.
+pub(crate) fn open_run(event: &Event, row: usize) -> u32 {
+    let row = &event.layout.rows[row];
+    let (mut longest, mut current) = (0, 0);
+    for seat in row.first_seat..row.first_seat + row.seat_count {
+        if is_booked(event.seats[seat as usize]) {
+            current = 0;
+        } else {
+            current += 1;
+            longest = longest.max(current);
+        }
+    }
+    debug_assert!(longest <= row.seat_count);
+    longest
+}
+
+/// Seats `quantity` could ever be served from in rows of `in_category`: a run of seats
+/// that are not booked for `together`, otherwise enough of them in those categories.
+fn seats_servable_ever(
+    event: &Event,
+    quantity: u32,
+    in_category: &dyn Fn(u16) -> bool,
+    together: bool,
+) -> bool {
+    if together {
+        event
+            .layout
+            .rows
+            .iter()
+            .zip(&event.row_open_run)
+            .any(|(row, run)| *run >= quantity && in_category(row.category))
+    } else {
+        event
+            .categories
+            .iter()
+            .enumerate()
+            .filter(|(index, entry)| entry.has_seats && in_category(*index as u16))
+            .map(|(_, entry)| obtainable(entry))
+            .sum::<u64>()
+            >= u64::from(quantity)
+    }
+}
+
+/// Whether a request could ever be served, if every hold came free (bookings stay).
+pub(crate) fn servable_ever(
+    event: &Event,
+    quantity: u32,
+    category: Option<u16>,
+    together: bool,
+) -> bool {
+    match category {
+        Some(category) => {
+            let entry = &event.categories[category as usize];
+            if entry.pool.is_some() {
+                obtainable(entry) >= u64::from(quantity)
+            } else {
+                seats_servable_ever(event, quantity, &|row| row == category, together)
+            }
+        }
+        None => {
+            seats_servable_ever(event, quantity, &|_| true, together)
+                || event
+                    .categories
+                    .iter()
+                    .any(|entry| entry.pool.is_some() && obtainable(entry) >= u64::from(quantity))
+        }
+    }
+}
+
+/// The largest quantity a request of `category` (any when `None`), `together` or not,
+/// could ever be served: `servable_ever(q)` is exactly `q <= most_servable()`. O(rows)
+/// for `together`.
+pub(crate) fn most_servable(event: &Event, category: Option<u16>, together: bool) -> u64 {
+    let seats = |in_category: &dyn Fn(u16) -> bool| -> u64 {
+        if together {
+            event
+                .layout
+                .rows
+                .iter()
+                .zip(&event.row_open_run)
+                .filter(|(row, _)| in_category(row.category))
+                .map(|(_, run)| u64::from(*run))
+                .max()
+                .unwrap_or(0)
+        } else {
+            event
+                .categories
+                .iter()
+                .enumerate()
+                .filter(|(index, entry)| entry.has_seats && in_category(*index as u16))
+                .map(|(_, entry)| obtainable(entry))
+                .sum()
+        }
+    };
+    match category {
+        Some(category) => {
+            let entry = &event.categories[category as usize];
+            if entry.pool.is_some() {
+                obtainable(entry)
+            } else {
+                seats(&|row| row == category)
+            }
+        }
+        None => event
+            .categories
+            .iter()
+            .filter(|entry| entry.pool.is_some())
+            .map(obtainable)
+            .fold(seats(&|_| true), u64::max),
+    }
+}
+
+/// Calls `usable` with every category a request could ever be served from (each once,
+/// in no particular order): under the strict policy a waiter keeps these for itself.
+pub(crate) fn usable_categories(
+    event: &Event,
+    quantity: u32,
+    category: Option<u16>,
+    together: bool,
+    mut usable: impl FnMut(u16),
+) {
+    match category {
+        Some(category) => {
+            if servable_ever(event, quantity, Some(category), together) {
+                usable(category);
+            }
+        }
+        None => {
+            let mut seated = vec![false; event.categories.len()];
+            if together {
+                for (row, run) in event.layout.rows.iter().zip(&event.row_open_run) {
+                    if *run >= quantity {
+                        seated[row.category as usize] = true;
+                    }
+                }
+            } else if seats_servable_ever(event, quantity, &|_| true, false) {
+                // Scattered seats may mix categories: every seated category that could
+                // still give a seat may be part of the answer.
+                for (index, entry) in event.categories.iter().enumerate() {
+                    seated[index] = entry.has_seats && obtainable(entry) > 0;
+                }
+            }
+            for (index, entry) in event.categories.iter().enumerate() {
+                let pooled = entry.pool.is_some() && obtainable(entry) >= u64::from(quantity);
+                if seated[index] || pooled {
+                    usable(index as u16);
+                }
+            }
+        }
+    }
 }

@@ -163,7 +163,8 @@ pub enum Selection {
 /// could be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WaitlistPolicy {
-    /// The head keeps its place and nobody passes it.
+    /// Nobody passes a waiter within what it could use: a later request takes only from
+    /// categories no earlier waiter could ever be served from.
     #[default]
     Strict,
     /// Later requests that fit are served before a head that does not.

@@ -20,6 +20,11 @@ pub struct EngineConfig {
     pub waitlist_length_max: u32,
     /// How long a waiter may wait before its entry ends.
     pub waitlist_wait_max_ms: u64,
+    /// Live waitlist entries one user may have per event, so one user cannot fill a
+    /// queue (or the event's `waitlist_length_max`) alone.
+    pub waiters_per_user_max: u32,
+    /// Open desk tickets (live, their slot not yet over) one user may have per desk.
+    pub desk_tickets_per_user_max: u32,
     /// Hard cap on any event's `seats_per_order_max`.
     pub seats_per_order_cap: u32,
     pub hold_ttl_min_ms: u64,
@@ -46,6 +51,8 @@ impl Default for EngineConfig {
             ended_holds_max: 2_000_000,
             waitlist_length_max: 200_000,
             waitlist_wait_max_ms: 3_600_000,
+            waiters_per_user_max: 4,
+            desk_tickets_per_user_max: 4,
             seats_per_order_cap: 100,
             hold_ttl_min_ms: 1_000,
             hold_ttl_max_ms: 7_200_000,
@@ -132,6 +139,8 @@ impl EngineConfig {
             ended_holds_max,
             waitlist_length_max,
             waitlist_wait_max_ms,
+            waiters_per_user_max,
+            desk_tickets_per_user_max,
             seats_per_order_cap,
             hold_ttl_min_ms,
             hold_ttl_max_ms,
@@ -160,6 +169,11 @@ impl EngineConfig {
             ("ended_holds_max", ended_holds_max.to_string()),
             ("waitlist_length_max", waitlist_length_max.to_string()),
             ("waitlist_wait_max_ms", waitlist_wait_max_ms.to_string()),
+            ("waiters_per_user_max", waiters_per_user_max.to_string()),
+            (
+                "desk_tickets_per_user_max",
+                desk_tickets_per_user_max.to_string(),
+            ),
             ("seats_per_order_cap", seats_per_order_cap.to_string()),
             ("hold_ttl_min_ms", hold_ttl_min_ms.to_string()),
             ("hold_ttl_max_ms", hold_ttl_max_ms.to_string()),

@@ -5,6 +5,9 @@
 //!
 //! Per desk, maximal runs of full slots are kept as intervals, so "the earliest slot
 //! with a free agent at or after k" is one ordered-map lookup, never a scan of slots.
+//!
+//! A user may have at most `desk_tickets_per_user_max` open tickets per desk: live ones
+//! (not canceled, not an expired validation) whose slot has not ended yet.
 
 use crate::command::DeskSpec;
 use crate::engine::{Engine, TimerKind};
@@ -18,6 +21,10 @@ pub struct Desks {
     pub(crate) desks: Vec<Desk>,
     pub(crate) tickets: BTreeMap<DeskTicketId, DeskTicket>,
     pub(crate) next_ticket: u64,
+    /// Per (desk, user), the user's live tickets there that were open when last looked
+    /// at: every open ticket is here; one whose slot has ended since is dropped at the
+    /// user's next ticket, so a set holds at most the per-user cap. Empty sets are removed.
+    pub(crate) open_by_user: BTreeMap<(DeskId, String), BTreeSet<DeskTicketId>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +46,46 @@ pub(crate) struct DeskTicket {
     pub(crate) slot: u64,
     pub(crate) resolve_by_ms: u64,
     pub(crate) hold_expires_at_ms: Option<u64>,
+}
+
+impl Desks {
+    /// Whether a live ticket's slot has not ended at `now_ms`.
+    pub(crate) fn is_open(&self, ticket: &DeskTicket, now_ms: u64) -> bool {
+        let slot_ms = self.desks[ticket.desk.0 as usize].spec.slot_ms;
+        (ticket.slot + 1) * slot_ms > now_ms
+    }
+
+    /// The user's open tickets at the desk.
+    fn open_tickets(&self, desk: DeskId, user: &str, now_ms: u64) -> usize {
+        self.open_by_user
+            .get(&(desk, user.to_string()))
+            .map_or(0, |tickets| {
+                tickets
+                    .iter()
+                    .filter(|ticket| self.is_open(&self.tickets[ticket], now_ms))
+                    .count()
+            })
+    }
+
+    /// Files a new ticket under its user, dropping those whose slot has ended.
+    fn file_open(&mut self, ticket_id: DeskTicketId, now_ms: u64) {
+        let ticket = &self.tickets[&ticket_id];
+        let key = (ticket.desk, ticket.user.clone());
+        let mut open = self.open_by_user.remove(&key).unwrap_or_default();
+        open.retain(|ticket| self.is_open(&self.tickets[ticket], now_ms));
+        assert!(open.insert(ticket_id), "a new ticket is filed once");
+        self.open_by_user.insert(key, open);
+    }
+
+    fn unfile_open(&mut self, ticket_id: DeskTicketId, ticket: &DeskTicket) {
+        let key = (ticket.desk, ticket.user.clone());
+        if let Some(open) = self.open_by_user.get_mut(&key) {
+            open.remove(&ticket_id);
+            if open.is_empty() {
+                self.open_by_user.remove(&key);
+            }
+        }
+    }
 }
 
 impl Desk {
@@ -209,14 +256,14 @@ impl Engine {
         hold_only: bool,
     ) -> Result<Reply, Rejection> {
         let now_ms = self.state.now_ms;
-        let desk =
-            self.state
-                .desks
-                .desks
-                .get_mut(desk_id.0 as usize)
-                .ok_or(Rejection::NotFound {
-                    what: NotFound::Desk,
-                })?;
+        let desk = self
+            .state
+            .desks
+            .desks
+            .get(desk_id.0 as usize)
+            .ok_or(Rejection::NotFound {
+                what: NotFound::Desk,
+            })?;
         let level_index = desk
             .spec
             .levels
@@ -225,6 +272,14 @@ impl Engine {
             .ok_or(Rejection::NotFound {
                 what: NotFound::Level,
             })? as u16;
+        let max = self.config.desk_tickets_per_user_max;
+        if self.state.desks.open_tickets(desk_id, user, now_ms) >= max as usize {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::DeskTicketsPerUser,
+                max,
+            });
+        }
+        let desk = &mut self.state.desks.desks[desk_id.0 as usize];
         let slot_ms = desk.spec.slot_ms;
         let first_slot = now_ms.div_ceil(slot_ms);
         desk.prune_before(first_slot);
@@ -260,6 +315,8 @@ impl Engine {
             hold_expires_at_ms,
         };
         self.state.desks.tickets.insert(ticket_id, ticket);
+        self.state.desks.file_open(ticket_id, now_ms);
+        debug_assert!(self.state.desks.open_tickets(desk_id, user, now_ms) <= max as usize);
         Ok(Reply::DeskTicketCreated(self.desk_ticket_view(ticket_id)))
     }
 
@@ -330,6 +387,7 @@ impl Engine {
             .tickets
             .remove(&ticket_id)
             .expect("the ticket exists");
+        self.state.desks.unfile_open(ticket_id, &ticket);
         let desk = &mut self.state.desks.desks[ticket.desk.0 as usize];
         // Slots already in the past were pruned; nothing to return for them.
         if desk

@@ -54,6 +54,11 @@ fn booked_by(booking: BookingId) -> SeatState {
     TAG_BOOKED | booking.0
 }
 
+/// Whether a seat is booked (sold for good, unless the booking is canceled).
+pub(crate) fn is_booked(state: SeatState) -> bool {
+    state & TAG_MASK == TAG_BOOKED
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Category {
     pub(crate) name: String,
@@ -98,10 +103,16 @@ pub(crate) struct Event {
     pub(crate) layout: Arc<Layout>,
     pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
     pub(crate) row_free: Vec<u32>,
+    /// Per row, the longest run of seats that are not booked (free or held): the largest
+    /// `together` request the row could ever serve (see `allocate::open_run`).
+    pub(crate) row_open_run: Vec<u32>,
     pub(crate) pools: Vec<Pool>,
     /// FCFS queues by requested category (`None`: any category). A waiter id's order
     /// is its arrival order.
     pub(crate) queues: BTreeMap<Option<u16>, Set<WaiterId>>,
+    /// Waiters per (queue, together, quantity): a queue's largest and smallest requests
+    /// without walking it. Zero counts are removed.
+    pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
     pub(crate) waiting: u32,
     pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
 }
@@ -122,19 +133,42 @@ impl Event {
                 .is_none_or(|close| now_ms < close)
     }
 
-    /// Seats that are free or may come free (held), for the "can never be met" test.
-    fn obtainable(&self, category: Option<u16>) -> u64 {
-        match category {
-            Some(category) => {
-                let category = &self.categories[category as usize];
-                category.free() + category.held
-            }
-            None => self
-                .categories
-                .iter()
-                .map(|category| category.free() + category.held)
-                .sum(),
+    /// Recomputes the open runs of the rows `items` has seats in, after they were booked
+    /// or their booking canceled.
+    fn refresh_open_runs(&mut self, items: &Items) {
+        let Items::Seats(seats) = items else {
+            return;
+        };
+        let mut rows: Vec<u32> = seats.iter().map(|&seat| self.layout.row_of(seat)).collect();
+        rows.sort_unstable();
+        rows.dedup();
+        for row in rows {
+            self.row_open_run[row as usize] = crate::allocate::open_run(self, row as usize);
         }
+    }
+
+    /// The count of waiters of (queue, together, quantity) moves by one.
+    fn count_need(&mut self, need: (Option<u16>, bool, u32), joined: bool) {
+        if joined {
+            *self.waiter_needs.entry(need).or_default() += 1;
+            return;
+        }
+        let count = self
+            .waiter_needs
+            .get_mut(&need)
+            .expect("every waiter is counted in its need");
+        *count -= 1;
+        if *count == 0 {
+            self.waiter_needs.remove(&need);
+        }
+    }
+
+    /// The smallest quantity a waiter of `queue` with `together` asks for.
+    fn smallest_need(&self, queue: Option<u16>, together: bool) -> Option<u32> {
+        self.waiter_needs
+            .range((queue, together, 0)..=(queue, together, u32::MAX))
+            .next()
+            .map(|((_, _, quantity), _)| *quantity)
     }
 }
 
@@ -220,6 +254,9 @@ pub struct State {
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
     /// are removed so equal states encode equally.
     pub(crate) usage: Map<(EventId, String), u32>,
+    /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
+    /// are removed.
+    pub(crate) waiters_by_user: Map<(EventId, String), u32>,
     pub(crate) idempotency: Map<(Principal, String), IdempotencyEntry>,
     pub(crate) idempotency_queue: Queue<(u64, Principal, String)>,
     pub(crate) next_hold: u64,
@@ -798,9 +835,11 @@ impl Engine {
             categories,
             seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
             row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
+            row_open_run: layout.rows.iter().map(|row| row.seat_count).collect(),
             layout: Arc::new(layout),
             pools,
             queues: BTreeMap::new(),
+            waiter_needs: BTreeMap::new(),
             waiting: 0,
             bookings: CowVec::new(),
         });
@@ -1030,11 +1069,8 @@ impl Engine {
                 let category = self.resolve_category(event_id, category.as_deref())?;
                 self.check_quantity(event_id, user, *quantity)?;
                 let event = &self.state.events[event_id.0 as usize];
-                let found = if self.queue_blocks(event, category) {
-                    None
-                } else {
-                    crate::allocate::find(event, *quantity, category, *together)
-                };
+                let allowed = Self::allowed_for_newcomers(event);
+                let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
                 match found {
                     Some(items) => items,
                     None if wait => {
@@ -1067,15 +1103,35 @@ impl Engine {
         Ok(Reply::HoldPlaced(view))
     }
 
-    /// Under the strict policy nobody passes a waiter: a quantity request that competes
-    /// with a non-empty queue is treated as unavailable.
-    fn queue_blocks(&self, event: &Event, category: Option<u16>) -> bool {
+    /// The categories a new quantity request may take from. Under the strict policy
+    /// nobody passes a waiter: every category some waiter could ever use is kept for the
+    /// waiters; the rest (what no waiter could use) is open to newcomers. A category's
+    /// queue keeps its category; the any-category queue keeps what its smallest request
+    /// of each kind could use (a larger request could use no more).
+    fn allowed_for_newcomers(event: &Event) -> Vec<bool> {
+        let mut allowed = vec![true; event.categories.len()];
         if event.spec.waitlist_policy != WaitlistPolicy::Strict || event.waiting == 0 {
-            return false;
+            return allowed;
         }
-        event.queues.iter().any(|(queued, waiters)| {
-            !waiters.is_empty() && (category.is_none() || queued.is_none() || *queued == category)
-        })
+        for queue in event.queues.keys() {
+            match queue {
+                Some(category) => allowed[*category as usize] = false,
+                None => {
+                    for together in [false, true] {
+                        if let Some(smallest) = event.smallest_need(None, together) {
+                            crate::allocate::usable_categories(
+                                event,
+                                smallest,
+                                None,
+                                together,
+                                |category| allowed[category as usize] = false,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        allowed
     }
 
     fn resolve_category(
@@ -1319,6 +1375,7 @@ impl Engine {
                 entry.price_cents * u64::from(*quantity)
             }
         };
+        event.refresh_open_runs(&hold.items);
         event.bookings.push(booking_id);
         let booking = Booking {
             hold: hold_id,
@@ -1412,6 +1469,7 @@ impl Engine {
                 entry.booked -= u64::from(*quantity);
             }
         }
+        event.refresh_open_runs(&booking.items);
         let (event_id, user, quantity) = (
             booking.event,
             booking.user.clone(),
@@ -1473,8 +1531,15 @@ impl Engine {
         together: bool,
     ) -> Answer {
         let event = &self.state.events[event_id.0 as usize];
-        if event.obtainable(category) < u64::from(quantity) {
+        // A request that could never be served would only keep others waiting.
+        if !crate::allocate::servable_ever(event, quantity, category, together) {
             return Err(Rejection::SoldOut);
+        }
+        if self.user_waiters(event_id, user) >= self.config.waiters_per_user_max {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitersPerUser,
+                max: self.config.waiters_per_user_max,
+            });
         }
         if event.waiting >= self.config.waitlist_length_max {
             return Err(Rejection::LimitExceeded {
@@ -1490,6 +1555,12 @@ impl Engine {
         queue.insert(waiter_id);
         let position = queue.len() as u32;
         event.waiting += 1;
+        event.count_need((category, together, quantity), true);
+        *self
+            .state
+            .waiters_by_user
+            .entry((event_id, user.to_string()))
+            .or_default() += 1;
         self.state
             .timers
             .insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
@@ -1533,6 +1604,17 @@ impl Engine {
             event.queues.remove(&waiter.category);
         }
         event.waiting -= 1;
+        event.count_need((waiter.category, waiter.together, waiter.quantity), false);
+        let key = (waiter.event, waiter.user.clone());
+        let count = self
+            .state
+            .waiters_by_user
+            .get_mut(&key)
+            .expect("every waiter is counted for its user");
+        *count -= 1;
+        if *count == 0 {
+            self.state.waiters_by_user.remove(&key);
+        }
         // A timed-out waiter's timer was popped already.
         self.state
             .timers
@@ -1568,56 +1650,141 @@ impl Engine {
         })
     }
 
-    /// Offers free seats to waiters in FCFS order, queue by queue (in category order).
-    /// A waiter that can never be served ends with `SoldOut`; under the strict policy a
-    /// head that cannot be served yet blocks its queue.
+    fn user_waiters(&self, event: EventId, user: &str) -> u32 {
+        self.state
+            .waiters_by_user
+            .get(&(event, user.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Ends, in arrival order, every waiter of the event that could never be served (a
+    /// booking took for good what it was waiting for): `NoRowLongEnough` for a `together`
+    /// request that enough seats could still serve, scattered, `SoldOut` otherwise. Each
+    /// (queue, together) class is checked by its largest request first, so no queue is
+    /// walked unless one of its waiters is hopeless.
+    fn end_hopeless_waiters(&mut self, event_id: EventId) {
+        let event = &self.state.events[event_id.0 as usize];
+        let mut largest: BTreeMap<(Option<u16>, bool), u32> = BTreeMap::new();
+        for &(queue, together, quantity) in event.waiter_needs.keys() {
+            largest.insert((queue, together), quantity);
+        }
+        let mut hopeless = Vec::new();
+        for ((queue, together), quantity) in largest {
+            if crate::allocate::servable_ever(event, quantity, queue, together) {
+                continue;
+            }
+            let most = crate::allocate::most_servable(event, queue, together);
+            let before = hopeless.len();
+            for waiter_id in &event.queues[&queue] {
+                let waiter = &self.state.waiters[waiter_id];
+                if waiter.together == together && u64::from(waiter.quantity) > most {
+                    let scattered =
+                        crate::allocate::servable_ever(event, waiter.quantity, queue, false);
+                    let reason = if together && scattered {
+                        WaitEnd::NoRowLongEnough
+                    } else {
+                        WaitEnd::SoldOut
+                    };
+                    hopeless.push((*waiter_id, reason));
+                }
+            }
+            assert!(hopeless.len() > before, "the largest request is hopeless");
+        }
+        hopeless.sort_unstable_by_key(|(waiter_id, _)| *waiter_id);
+        for (waiter_id, reason) in hopeless {
+            self.end_waiter(waiter_id, reason);
+        }
+    }
+
+    /// Ends the waiters that can never be served, then offers free seats to the others
+    /// in arrival order, across queues. Under the strict policy a waiter that cannot be
+    /// served yet keeps every category it could ever use for itself: nobody after it
+    /// takes from those (so a category's queue stops at its head), but a later waiter may
+    /// still take from a category it could never use.
     fn serve_waitlist(&mut self, event_id: EventId) {
         let event = &self.state.events[event_id.0 as usize];
         if event.waiting == 0 || event.canceled {
             return;
         }
+        self.end_hopeless_waiters(event_id);
+        let event = &self.state.events[event_id.0 as usize];
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
-        let queue_keys: Vec<Option<u16>> = event.queues.keys().copied().collect();
-        for key in queue_keys {
-            let mut cursor = WaiterId(0);
-            loop {
-                let event = &self.state.events[event_id.0 as usize];
-                let Some(waiter_id) = event
-                    .queues
-                    .get(&key)
-                    .and_then(|queue| queue.range(cursor..).next().copied())
-                else {
-                    break;
-                };
-                cursor = WaiterId(waiter_id.0 + 1);
-                let waiter = &self.state.waiters[&waiter_id];
-                if event.obtainable(waiter.category) < u64::from(waiter.quantity) {
-                    self.end_waiter(waiter_id, WaitEnd::SoldOut);
-                    continue;
-                }
-                let Some(items) =
-                    crate::allocate::find(event, waiter.quantity, waiter.category, waiter.together)
-                else {
-                    if strict {
-                        break;
-                    }
-                    continue;
-                };
-                let over_limit = event.spec.seats_per_user_max.is_some_and(|max| {
-                    u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity)
-                        > u64::from(max)
-                });
-                if over_limit {
-                    self.end_waiter(waiter_id, WaitEnd::LimitExceeded);
-                    continue;
-                }
-                let waiter = self.remove_waiter(waiter_id);
-                let hold = self.create_hold(event_id, &waiter.user, items, Some(waiter_id));
-                self.effects.push(Effect::WaitlistOffered {
-                    waiter: waiter_id,
-                    hold,
-                });
+        let mut allowed = vec![true; event.categories.len()];
+        // Per live queue, the first waiter id not yet looked at.
+        let mut cursors: Vec<(Option<u16>, WaiterId)> = event
+            .queues
+            .keys()
+            .map(|queue| (*queue, WaiterId(0)))
+            .collect();
+        loop {
+            let event = &self.state.events[event_id.0 as usize];
+            let anything_to_give = event
+                .categories
+                .iter()
+                .zip(&allowed)
+                .any(|(category, allowed)| *allowed && category.free() > 0);
+            if !anything_to_give {
+                break;
             }
+            let next = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(index, (queue, cursor))| {
+                    let queue = event.queues.get(queue)?;
+                    queue.range(*cursor..).next().map(|id| (*id, index))
+                })
+                .min();
+            let Some((waiter_id, index)) = next else {
+                break;
+            };
+            cursors[index].1 = WaiterId(waiter_id.0 + 1);
+            let waiter = &self.state.waiters[&waiter_id];
+            debug_assert!(
+                crate::allocate::servable_ever(
+                    event,
+                    waiter.quantity,
+                    waiter.category,
+                    waiter.together
+                ),
+                "hopeless waiters were ended"
+            );
+            let Some(items) = crate::allocate::find(
+                event,
+                waiter.quantity,
+                waiter.category,
+                waiter.together,
+                &allowed,
+            ) else {
+                if strict {
+                    crate::allocate::usable_categories(
+                        event,
+                        waiter.quantity,
+                        waiter.category,
+                        waiter.together,
+                        |category| allowed[category as usize] = false,
+                    );
+                    if waiter.category.is_some() {
+                        // Its category is kept for it now: nobody behind it can pass.
+                        cursors.swap_remove(index);
+                    }
+                }
+                continue;
+            };
+            let over_limit = event.spec.seats_per_user_max.is_some_and(|max| {
+                u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity)
+                    > u64::from(max)
+            });
+            if over_limit {
+                self.end_waiter(waiter_id, WaitEnd::LimitExceeded);
+                continue;
+            }
+            let waiter = self.remove_waiter(waiter_id);
+            let hold = self.create_hold(event_id, &waiter.user, items, Some(waiter_id));
+            self.effects.push(Effect::WaitlistOffered {
+                waiter: waiter_id,
+                hold,
+            });
         }
     }
 

@@ -84,6 +84,11 @@ pub(crate) fn check(engine: &Engine) {
                 }
             }
             assert_eq!(event.row_free[row_index], free, "row free count");
+            assert_eq!(
+                event.row_open_run[row_index],
+                crate::allocate::open_run(event, row_index),
+                "row open run"
+            );
         }
         for pool in &event.pools {
             assert!(pool.held + pool.booked <= pool.capacity);
@@ -127,6 +132,7 @@ pub(crate) fn check(engine: &Engine) {
         }
         let queued: usize = event.queues.values().map(|queue| queue.len()).sum();
         assert_eq!(queued as u32, event.waiting, "waiting count");
+        let mut needs: BTreeMap<(Option<u16>, bool, u32), u32> = BTreeMap::new();
         for (category, queue) in &event.queues {
             assert!(!queue.is_empty(), "empty queues are removed");
             for waiter_id in queue {
@@ -135,14 +141,43 @@ pub(crate) fn check(engine: &Engine) {
                     waiter.event == event_id && waiter.category == *category,
                     "every waiter is in exactly its own queue"
                 );
+                assert!(
+                    event.canceled
+                        || crate::allocate::servable_ever(
+                            event,
+                            waiter.quantity,
+                            waiter.category,
+                            waiter.together
+                        ),
+                    "waiter {waiter_id} could never be served but still waits"
+                );
+                *needs
+                    .entry((waiter.category, waiter.together, waiter.quantity))
+                    .or_default() += 1;
             }
         }
+        assert_eq!(needs, event.waiter_needs, "waiter needs count the queues");
     }
     let queued: u32 = state.events.iter().map(|event| event.waiting).sum();
     assert_eq!(
         queued as usize,
         state.waiters.len(),
         "every waiter is in exactly one queue"
+    );
+    let mut waiters_by_user: BTreeMap<(EventId, String), u32> = BTreeMap::new();
+    for waiter in state.waiters.values() {
+        *waiters_by_user
+            .entry((waiter.event, waiter.user.clone()))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        waiters_by_user,
+        state
+            .waiters_by_user
+            .iter()
+            .map(|(key, count)| (key.clone(), *count))
+            .collect::<BTreeMap<_, _>>(),
+        "per-user waiter counts match the waiters"
     );
     for (waiter_id, waiter) in &state.waiters {
         assert!(state.timers.contains(&(
@@ -178,7 +213,27 @@ pub(crate) fn check(engine: &Engine) {
             );
         }
     }
+    for ((desk, user), open) in &state.desks.open_by_user {
+        assert!(!open.is_empty(), "empty open sets are removed");
+        for ticket_id in open {
+            let ticket = &state.desks.tickets[ticket_id];
+            assert!(
+                ticket.desk == *desk && ticket.user == *user,
+                "desk ticket {ticket_id} is filed under its own desk and user"
+            );
+        }
+    }
     for (ticket_id, ticket) in &state.desks.tickets {
+        if state.desks.is_open(ticket, state.now_ms) {
+            assert!(
+                state
+                    .desks
+                    .open_by_user
+                    .get(&(ticket.desk, ticket.user.clone()))
+                    .is_some_and(|open| open.contains(ticket_id)),
+                "open desk ticket {ticket_id} is filed under its user"
+            );
+        }
         let desk = &state.desks.desks[ticket.desk.0 as usize];
         if let Some(busy) = desk.busy.get(&ticket.slot) {
             assert!(

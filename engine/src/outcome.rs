@@ -173,6 +173,10 @@ pub enum Limit {
     WaitlistLength,
     Events,
     Desks,
+    /// `waiters_per_user_max`: live waitlist entries of one user for one event.
+    WaitersPerUser,
+    /// `desk_tickets_per_user_max`: open tickets of one user at one desk.
+    DeskTicketsPerUser,
 }
 
 /// Why a waitlist entry ended without an offer.
@@ -185,6 +189,9 @@ pub enum WaitEnd {
     /// The offer would break the per-user limit.
     LimitExceeded,
     EventCanceled,
+    /// Enough seats could still come free, but no row has a long enough run of seats
+    /// that are not booked: a `together` request can never be served.
+    NoRowLongEnough,
 }
 
 /// A business rejection: a normal outcome, not an error.

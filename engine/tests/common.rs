@@ -417,3 +417,61 @@ pub fn join(user: &str, event: EventId, quantity: u32, together: bool) -> Comman
         together,
     }
 }
+
+/// `theatre(rows, seats)` ("Standard" seats) plus a "Floor" standing pool of `floor`
+/// places: category 0 is seated, category 1 (`pool1` in transcripts) general admission.
+pub fn arena(rows: u32, seats: u32, floor: u32) -> EventSpec {
+    let mut spec = theatre(rows, seats);
+    spec.categories.push(CategorySpec {
+        name: "Floor".into(),
+        price_cents: 2_000,
+    });
+    spec.general_admission.push(PoolSpec {
+        category: "Floor".into(),
+        capacity: floor,
+    });
+    spec
+}
+
+/// Best available of a named category (or any), failing instead of waiting.
+pub fn best_of(
+    user: &str,
+    event: EventId,
+    quantity: u32,
+    category: Option<&str>,
+    together: bool,
+) -> Command {
+    Command::PlaceHold {
+        user: user.into(),
+        event,
+        selection: Selection::Best {
+            quantity,
+            category: category.map(String::from),
+            together,
+        },
+        wait: false,
+    }
+}
+
+pub fn join_of(
+    user: &str,
+    event: EventId,
+    quantity: u32,
+    category: Option<&str>,
+    together: bool,
+) -> Command {
+    Command::JoinWaitlist {
+        user: user.into(),
+        event,
+        quantity,
+        category: category.map(String::from),
+        together,
+    }
+}
+
+pub fn leave(user: &str, waiter: u64) -> Command {
+    Command::LeaveWaitlist {
+        user: user.into(),
+        waiter: WaiterId(waiter),
+    }
+}

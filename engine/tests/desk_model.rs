@@ -21,6 +21,9 @@
 //!   or an expired validation returns its capacity at once;
 //! - `check_invariants()` holds.
 //!
+//! A user may have at most `DESK_TICKETS_PER_USER_MAX` open tickets per desk (live, slot not
+//! yet over); the model counts them by brute force too.
+//!
 //! Each of these engine mutations made this test fail when it was written: a slot that
 //! ends exactly at the deadline refused (`>=` for `>`), a cancel that does not return
 //! its slot, a newly full slot not merged with the run of full slots after it.
@@ -39,6 +42,15 @@ const TENANTS: [&str; 2] = ["t1", "t2"];
 /// Level names; a desk defines the first one to three, so the others are unknown to it.
 const LEVELS: [&str; 4] = ["gold", "silver", "bronze", "platinum"];
 const SLOT_LENGTHS_MS: [u64; 3] = [1_000, 7_000, 60_000];
+/// Small, so the three users reach it in most sequences.
+const DESK_TICKETS_PER_USER_MAX: u32 = 2;
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        desk_tickets_per_user_max: DESK_TICKETS_PER_USER_MAX,
+        ..EngineConfig::default()
+    }
+}
 
 struct ModelTicket {
     desk: DeskId,
@@ -213,6 +225,21 @@ impl Model {
                 what: NotFound::Level,
             });
         };
+        let open = self
+            .tickets
+            .values()
+            .filter(|ticket| {
+                ticket.desk == desk
+                    && ticket.user == user
+                    && ticket.slot_start_ms + spec.slot_ms > self.now_ms
+            })
+            .count();
+        if open >= DESK_TICKETS_PER_USER_MAX as usize {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::DeskTicketsPerUser,
+                max: DESK_TICKETS_PER_USER_MAX,
+            });
+        }
         let feasible: Vec<u64> = self
             .window(desk, level_index)
             .into_iter()
@@ -598,7 +625,7 @@ fn resolve(model: &Model, issued: &Issued, op: &Op) -> Request {
 /// with gold 2 min / silver 4 min, and 1 agent of 7-second slots with one 3-slot level);
 /// returns the outcomes.
 fn run(steps: &[Step]) -> Vec<Outcome> {
-    let mut engine = Engine::new(EngineConfig::default());
+    let mut engine = Engine::new(config());
     let mut model = Model::new();
     let mut clock_ms = T0;
     let mut issued: Issued = Vec::new();
@@ -772,6 +799,7 @@ fn the_generator_reaches_every_kind_of_outcome() {
                 Ok(Reply::DeskTicketConfirmed(_)) => "allocated",
                 Ok(Reply::DeskTicketCanceled { .. }) => "canceled",
                 Err(Rejection::SlaUnavailable { .. }) => "sla_unavailable",
+                Err(Rejection::LimitExceeded { .. }) => "limit exceeded",
                 Err(Rejection::NotFound { .. }) => "not found",
                 _ => "other",
             };
@@ -790,6 +818,7 @@ fn the_generator_reaches_every_kind_of_outcome() {
         "allocated",
         "canceled",
         "sla_unavailable",
+        "limit exceeded",
         "not found",
         "hold expired",
     ] {

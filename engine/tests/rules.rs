@@ -87,6 +87,62 @@ fn a_run_leaving_one_orphan_is_used_only_as_a_last_resort() {
 }
 
 #[test]
+fn best_available_without_together_still_prefers_adjacent_seats() {
+    let mut h = Harness::new();
+    let ev = h.create(theatre(3, 6));
+    check(&mut h, hold("x", ev, &["A-1-6"]), "held h_1 [A-1-6]");
+    // Four in row 1 would strand A-1-5: row 2 fits them leaving two.
+    check(
+        &mut h,
+        best("ann", ev, 4, false),
+        "held h_2 [A-2-1,A-2-2,A-2-3,A-2-4]",
+    );
+    // Two fit row 1 and leave three: the best row wins.
+    check(&mut h, best("bob", ev, 2, false), "held h_3 [A-1-1,A-1-2]");
+    check(
+        &mut h,
+        hold("x", ev, &["A-1-4", "A-3-2", "A-3-4", "A-3-6"]),
+        "held h_4 [A-1-4,A-3-2,A-3-4,A-3-6]",
+    );
+    // Only single free seats in rows 1 and 3, a pair in row 2: the pair.
+    check(&mut h, best("cat", ev, 2, false), "held h_5 [A-2-5,A-2-6]");
+    // Nothing adjacent fits three: scattered seats, the first free in rank order.
+    check(
+        &mut h,
+        best("dan", ev, 3, false),
+        "held h_6 [A-1-3,A-1-5,A-3-1]",
+    );
+    check(&mut h, best("eve", ev, 2, true), "rejected SoldOut");
+    check(&mut h, best("eve", ev, 2, false), "held h_7 [A-3-3,A-3-5]");
+}
+
+#[test]
+fn best_available_without_a_category_takes_seats_then_pools_in_category_order() {
+    let mut h = Harness::new();
+    let mut spec = arena(1, 2, 3);
+    // Listed before Floor, but a later category: Floor is tried first.
+    spec.categories.push(CategorySpec {
+        name: "Terrace".into(),
+        price_cents: 1_000,
+    });
+    spec.general_admission.insert(
+        0,
+        PoolSpec {
+            category: "Terrace".into(),
+            capacity: 5,
+        },
+    );
+    let ev = h.create(spec);
+    check(&mut h, best("ann", ev, 2, false), "held h_1 [A-1-1,A-1-2]");
+    check(&mut h, best("bob", ev, 2, true), "held h_2 [pool1 x2]");
+    // One place left on the floor: four go to the terrace, whole.
+    check(&mut h, best("cat", ev, 4, false), "held h_3 [pool2 x4]");
+    check(&mut h, best("dan", ev, 1, false), "held h_4 [pool1 x1]");
+    check(&mut h, best("eve", ev, 1, false), "held h_5 [pool2 x1]");
+    check(&mut h, best("fay", ev, 1, false), "rejected SoldOut");
+}
+
+#[test]
 fn general_admission_holds_a_quantity() {
     let mut h = Harness::new();
     let ev = h.create(festival(5));
@@ -397,6 +453,306 @@ fn a_waiter_that_can_never_be_served_ends_sold_out() {
         &mut h,
         confirm("ann", 1),
         "booked b_1 [A-1-1,A-1-2] 10000c | ended w_1 SoldOut",
+    );
+}
+
+// ---- no waiter blocks what it cannot use ---------------------------------------------------
+
+#[test]
+fn a_waiter_for_any_category_is_served_from_a_pool_and_the_pool_stays_on_sale() {
+    // Reproduction: two seats, sold; a standing pool of 50; one user waits for one place
+    // of any category; two Floor places used to be refused `sold_out` with 50 free.
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 2, 50));
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
+    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1,A-1-2] 10000c");
+    // "Any" takes seats first, then pools: the pool has room, so the waiter is served now.
+    check(
+        &mut h,
+        join("bob", ev, 1, false),
+        "joined w_1 #1 | offered w_1 h_2 [pool1 x1]",
+    );
+    check(
+        &mut h,
+        best_of("cat", ev, 2, Some("Floor"), false),
+        "held h_3 [pool1 x2]",
+    );
+    check(&mut h, best("dan", ev, 3, true), "held h_4 [pool1 x3]");
+}
+
+#[test]
+fn a_waiter_keeps_only_what_it_could_use() {
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 4, 2));
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2", "A-1-3", "A-1-4"]),
+        "held h_1 [A-1-1,A-1-2,A-1-3,A-1-4]",
+    );
+    // Three together: the pool (2 places) could never hold them, only the row can.
+    check(&mut h, join("bob", ev, 3, true), "joined w_1 #1");
+    // So the pool stays on sale to newcomers, with or without a category ...
+    check(
+        &mut h,
+        best_of("cat", ev, 1, Some("Floor"), false),
+        "held h_2 [pool1 x1]",
+    );
+    check(&mut h, best("dan", ev, 1, false), "held h_3 [pool1 x1]");
+    // ... but the row is kept for bob: a free seat is not given to a newcomer.
+    check(&mut h, release("cat", 2), "released h_2 [pool1 x1]");
+    check(
+        &mut h,
+        Command::ReleaseHold {
+            user: "ann".into(),
+            hold: HoldId(1),
+        },
+        "released h_1 [A-1-1,A-1-2,A-1-3,A-1-4] | offered w_1 h_4 [A-1-1,A-1-2,A-1-3]",
+    );
+    check(
+        &mut h,
+        best_of("eve", ev, 1, Some("Standard"), false),
+        "held h_5 [A-1-4]",
+    );
+}
+
+#[test]
+fn a_pool_waiter_does_not_stop_the_sale_of_seats() {
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 4, 2));
+    check(
+        &mut h,
+        best_of("ann", ev, 2, Some("Floor"), false),
+        "held h_1 [pool1 x2]",
+    );
+    check(
+        &mut h,
+        join_of("bob", ev, 2, Some("Floor"), false),
+        "joined w_1 #1",
+    );
+    // The Floor queue keeps the pool; seats are sold, also to a request of any category.
+    check(&mut h, best("cat", ev, 2, true), "held h_2 [A-1-1,A-1-2]");
+    check(
+        &mut h,
+        best_of("dan", ev, 1, Some("Floor"), false),
+        "rejected SoldOut",
+    );
+    check(
+        &mut h,
+        release("ann", 1),
+        "released h_1 [pool1 x2] | offered w_1 h_3 [pool1 x2]",
+    );
+}
+
+#[test]
+fn a_later_waiter_passes_only_with_what_the_earlier_one_cannot_use() {
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 4, 2));
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2", "A-1-3", "A-1-4"]),
+        "held h_1 [A-1-1,A-1-2,A-1-3,A-1-4]",
+    );
+    check(
+        &mut h,
+        best_of("ann", ev, 2, Some("Floor"), false),
+        "held h_2 [pool1 x2]",
+    );
+    check(
+        &mut h,
+        join_of("bob", ev, 2, Some("Standard"), false),
+        "joined w_1 #1",
+    );
+    check(&mut h, join("cat", ev, 1, false), "joined w_2 #1");
+    check(&mut h, join("dan", ev, 1, false), "joined w_3 #2");
+    // A place on the floor: bob could never use it, so cat (next in arrival order) gets it.
+    check(
+        &mut h,
+        Command::ReleaseHold {
+            user: "ann".into(),
+            hold: HoldId(2),
+        },
+        "released h_2 [pool1 x2] | offered w_2 h_3 [pool1 x1] | offered w_3 h_4 [pool1 x1]",
+    );
+    check(&mut h, join("eve", ev, 1, false), "joined w_4 #1");
+    // The seats come free: bob, first in line for them, takes two; eve gets a third.
+    check(
+        &mut h,
+        release("ann", 1),
+        "released h_1 [A-1-1,A-1-2,A-1-3,A-1-4] | offered w_1 h_5 [A-1-1,A-1-2] | offered w_4 h_6 [A-1-3]",
+    );
+}
+
+#[test]
+fn a_together_request_longer_than_every_row_never_waits() {
+    // Reproduction: rows of 4; one user waits for 5 together; two of the 12 free seats used
+    // to be refused `sold_out`.
+    let mut h = Harness::new();
+    let ev = h.create(theatre(3, 4));
+    check(&mut h, join("ann", ev, 5, true), "rejected SoldOut");
+    check(&mut h, best_or_wait("ann", ev, 5, true), "rejected SoldOut");
+    check(&mut h, best("bob", ev, 2, false), "held h_1 [A-1-1,A-1-2]");
+    // Five scattered seats are another request: it can be met (the first free seats in
+    // rank order, as no row has five).
+    check(
+        &mut h,
+        best("cat", ev, 5, false),
+        "held h_2 [A-1-3,A-1-4,A-2-1,A-2-2,A-2-3]",
+    );
+}
+
+#[test]
+fn a_waiter_whose_rows_are_booked_apart_ends_no_row_long_enough() {
+    let mut h = Harness::new();
+    let ev = h.create(theatre(2, 4));
+    check(&mut h, hold("ann", ev, &["A-1-2"]), "held h_1 [A-1-2]");
+    check(&mut h, hold("ann", ev, &["A-2-3"]), "held h_2 [A-2-3]");
+    // No run of three is free, but both rows could still give one.
+    check(&mut h, join("bob", ev, 3, true), "joined w_1 #1");
+    check(&mut h, best("cat", ev, 1, false), "rejected SoldOut");
+    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-2] 5000c");
+    // Row 2 is the last that could: once A-2-3 is booked, no row ever will. Three
+    // scattered seats could, so the reason is the rows.
+    check(
+        &mut h,
+        confirm("ann", 2),
+        "booked b_2 [A-2-3] 5000c | ended w_1 NoRowLongEnough",
+    );
+    check(&mut h, best("cat", ev, 1, false), "held h_3 [A-1-1]");
+    // A booking canceled makes the row whole again for the next one who asks.
+    check(
+        &mut h,
+        Command::CancelBooking {
+            user: "ann".into(),
+            booking: BookingId(2),
+        },
+        "canceled b_2 [A-2-3]",
+    );
+    check(
+        &mut h,
+        best("dan", ev, 4, true),
+        "held h_4 [A-2-1,A-2-2,A-2-3,A-2-4]",
+    );
+}
+
+#[test]
+fn every_waiter_is_checked_when_seats_are_booked_not_only_the_head() {
+    let mut h = Harness::new();
+    let ev = h.create(theatre(1, 4));
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-3", "A-1-4"]),
+        "held h_2 [A-1-3,A-1-4]",
+    );
+    check(&mut h, join("bob", ev, 2, true), "joined w_1 #1");
+    check(&mut h, join("cat", ev, 3, false), "joined w_2 #2");
+    check(&mut h, join("dan", ev, 4, true), "joined w_3 #3");
+    // Two seats are booked: cat's three and dan's four can never come free; bob, at the
+    // head, still can be served.
+    check(
+        &mut h,
+        confirm("ann", 1),
+        "booked b_1 [A-1-1,A-1-2] 10000c | ended w_2 SoldOut | ended w_3 SoldOut",
+    );
+    check(
+        &mut h,
+        release("ann", 2),
+        "released h_2 [A-1-3,A-1-4] | offered w_1 h_3 [A-1-3,A-1-4]",
+    );
+}
+
+#[test]
+fn a_waiter_for_a_sold_pool_is_refused_at_once() {
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 2, 3));
+    check(
+        &mut h,
+        best_of("ann", ev, 3, Some("Floor"), false),
+        "held h_1 [pool1 x3]",
+    );
+    check(&mut h, confirm("ann", 1), "booked b_1 [pool1 x3] 6000c");
+    // Nothing of its kind is left: no wait, and no queue to keep the seats from others.
+    check(
+        &mut h,
+        join_of("bob", ev, 1, Some("Floor"), false),
+        "rejected SoldOut",
+    );
+    // More than the seats and more than any pool: no single kind could ever serve it.
+    check(&mut h, join("bob", ev, 3, false), "rejected SoldOut");
+    check(&mut h, best("cat", ev, 2, true), "held h_2 [A-1-1,A-1-2]");
+}
+
+// ---- per-user caps ---------------------------------------------------------------------------
+
+#[test]
+fn one_user_holds_at_most_four_waitlist_entries_per_event() {
+    let mut h = Harness::new();
+    let ev = h.create(theatre(1, 4));
+    let other = h.create(theatre(1, 1));
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2", "A-1-3", "A-1-4"]),
+        "held h_1 [A-1-1,A-1-2,A-1-3,A-1-4]",
+    );
+    check(&mut h, hold("ann", other, &["A-1-1"]), "held h_2 [A-1-1]");
+    for (waiter, position) in [(1, 1), (2, 2), (3, 3)] {
+        check(
+            &mut h,
+            join("bob", ev, 1, false),
+            &format!("joined w_{waiter} #{position}"),
+        );
+    }
+    check(
+        &mut h,
+        best_or_wait("bob", ev, 1, false),
+        "waitlisted w_4 #4",
+    );
+    // The fifth entry, whichever way it is asked for.
+    check(
+        &mut h,
+        join("bob", ev, 1, false),
+        "rejected LimitExceeded { limit: WaitersPerUser, max: 4 }",
+    );
+    check(
+        &mut h,
+        best_or_wait("bob", ev, 2, true),
+        "rejected LimitExceeded { limit: WaitersPerUser, max: 4 }",
+    );
+    // Per user and per event: others, and bob elsewhere, still join.
+    check(&mut h, join("cat", ev, 1, false), "joined w_5 #5");
+    check(&mut h, join("bob", other, 1, false), "joined w_6 #1");
+    // An entry that ends (left, offered, timed out) gives its place back.
+    check(&mut h, leave("bob", 2), "left w_2");
+    check(&mut h, join("bob", ev, 1, false), "joined w_7 #5");
+    check(
+        &mut h,
+        release("ann", 1),
+        "released h_1 [A-1-1,A-1-2,A-1-3,A-1-4] | offered w_1 h_3 [A-1-1] | offered w_3 h_4 [A-1-2] | offered w_4 h_5 [A-1-3] | offered w_5 h_6 [A-1-4]",
+    );
+    check(&mut h, join("bob", ev, 1, false), "joined w_8 #2");
+}
+
+#[test]
+fn the_waiter_cap_is_configured() {
+    let mut h = Harness::with_config(EngineConfig {
+        waiters_per_user_max: 1,
+        ..EngineConfig::default()
+    });
+    let ev = h.create(theatre(1, 1));
+    check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
+    check(&mut h, join("bob", ev, 1, false), "joined w_1 #1");
+    check(
+        &mut h,
+        join("bob", ev, 1, false),
+        "rejected LimitExceeded { limit: WaitersPerUser, max: 1 }",
     );
 }
 
@@ -775,10 +1131,11 @@ fn a_promote_record_bumps_the_epoch_for_every_replica() {
 // 8 h horizon, so a level's window is a handful of slots. `T0` is on an hour boundary.
 
 /// Fills `count` slots of desk 0 with tickets of `level`, one agent each, without checking
-/// the lines (the edges are checked by the caller).
+/// the lines (the edges are checked by the caller). Each ticket is another user's, so the
+/// per-user cap does not stop the filling.
 fn fill_desk(h: &mut Harness, level: &str, count: u64) {
-    for _ in 0..count {
-        let outcome = h.run(desk_ticket_of("filler", 0, level));
+    for index in 0..count {
+        let outcome = h.run(desk_ticket_of(&format!("filler{index}"), 0, level));
         assert!(
             matches!(outcome.result, Ok(Reply::DeskTicketCreated(_))),
             "{outcome:?}"
@@ -1073,5 +1430,82 @@ fn one_tenants_full_desk_takes_nothing_from_anothers() {
         &mut h,
         desk_ticket_of("ann", 1, "platinum"),
         "rejected NotFound { what: Level }",
+    );
+}
+
+#[test]
+fn one_user_holds_at_most_four_open_tickets_per_desk() {
+    let mut h = Harness::new();
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_0 of t1",
+    );
+    check(
+        &mut h,
+        create_desk("t1", desk_spec(1, 30)),
+        "desk desk_1 of t1",
+    );
+    for (ticket, slot) in [
+        (1, "+00:00:00..+00:30:00"),
+        (2, "+00:30:00..+01:00:00"),
+        (3, "+01:00:00..+01:30:00"),
+    ] {
+        check(
+            &mut h,
+            desk_ticket_of("ann", 0, "bronze"),
+            &format!("ticket dt_{ticket} agent 0 {slot} by +08:00:00"),
+        );
+    }
+    // A validated ticket is open too.
+    check(
+        &mut h,
+        validate_desk_ticket("ann", 0, "bronze"),
+        "ticket dt_4 agent 0 +01:30:00..+02:00:00 by +08:00:00 held to +00:05:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "gold"),
+        "rejected LimitExceeded { limit: DeskTicketsPerUser, max: 4 }",
+    );
+    // Per user and per desk.
+    check(
+        &mut h,
+        desk_ticket_of("bob", 0, "bronze"),
+        "ticket dt_5 agent 0 +02:00:00..+02:30:00 by +08:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 1, "gold"),
+        "ticket dt_6 agent 0 +00:00:00..+00:30:00 by +02:00:00",
+    );
+    // A canceled ticket, an expired validation and a slot that has ended are not open.
+    check(&mut h, cancel_desk_ticket("ann", 0, 2), "canceled dt_2");
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "ticket dt_7 agent 0 +00:30:00..+01:00:00 by +08:00:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "rejected LimitExceeded { limit: DeskTicketsPerUser, max: 4 }",
+    );
+    h.now_ms = T0 + 300_001;
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "ticket dt_8 agent 0 +01:30:00..+02:00:00 by +08:05:00.001 | desk hold expired dt_4",
+    );
+    h.now_ms = T0 + 1_800_000;
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "ticket dt_9 agent 0 +02:30:00..+03:00:00 by +08:30:00",
+    );
+    check(
+        &mut h,
+        desk_ticket_of("ann", 0, "bronze"),
+        "rejected LimitExceeded { limit: DeskTicketsPerUser, max: 4 }",
     );
 }

@@ -453,7 +453,8 @@ pub(crate) struct WaitlistStatus {
     pub(crate) quantity: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) category: Option<String>,
-    /// Why an entry expired: `timed_out`, `sold_out`, `limit_exceeded`, `event_canceled`.
+    /// Why an entry expired: `timed_out`, `sold_out`, `limit_exceeded`, `event_canceled`,
+    /// `no_row_long_enough` (a `together` request that no row could ever hold any more).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<String>,
     /// The hold offered to this entry.

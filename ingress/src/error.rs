@@ -85,10 +85,21 @@ impl AppError {
     }
 
     pub fn limit_exceeded(limit: &str, max: u64) -> AppError {
+        // The per-user caps count what a user already has, not what this request asks:
+        // say so, or a client retrying with a smaller request is left guessing.
+        let what = match limit {
+            "waiters_per_user" => {
+                format!("at most {max} waitlist entries per user for one event ({limit})")
+            }
+            "desk_tickets_per_user" => {
+                format!("at most {max} open tickets per user at one desk ({limit})")
+            }
+            _ => format!("at most {max} ({limit})"),
+        };
         AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
-            format!("over the limit: at most {max} ({limit})"),
+            format!("over the limit: {what}"),
         )
         .with_details(json!({ "limit": limit, "max": max }))
     }
@@ -217,6 +228,8 @@ pub(crate) fn limit_name(limit: Limit) -> &'static str {
         Limit::WaitlistLength => "waitlist_length",
         Limit::Events => "events",
         Limit::Desks => "desks",
+        Limit::WaitersPerUser => "waiters_per_user",
+        Limit::DeskTicketsPerUser => "desk_tickets_per_user",
     }
 }
 

@@ -231,6 +231,7 @@ pub(crate) fn wait_end_name(reason: WaitEnd) -> &'static str {
         WaitEnd::SoldOut => "sold_out",
         WaitEnd::LimitExceeded => "limit_exceeded",
         WaitEnd::EventCanceled => "event_canceled",
+        WaitEnd::NoRowLongEnough => "no_row_long_enough",
     }
 }
 
