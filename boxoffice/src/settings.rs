@@ -282,7 +282,10 @@ mod tests {
         let path = Path::new("config/default.toml");
         let config = Settings::parse(DEFAULT, [], path).unwrap().engine_config();
         assert_eq!(
-            (config.waiters_per_user_max, config.desk_tickets_per_user_max),
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
             (4, 4)
         );
         let env = [
@@ -297,7 +300,10 @@ mod tests {
         ];
         let config = Settings::parse(DEFAULT, env, path).unwrap().engine_config();
         assert_eq!(
-            (config.waiters_per_user_max, config.desk_tickets_per_user_max),
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
             (2, 7)
         );
         // A file written before the caps existed still loads, with the defaults.
@@ -308,7 +314,10 @@ mod tests {
             .collect();
         let config = Settings::parse(&older, [], path).unwrap().engine_config();
         assert_eq!(
-            (config.waiters_per_user_max, config.desk_tickets_per_user_max),
+            (
+                config.waiters_per_user_max,
+                config.desk_tickets_per_user_max
+            ),
             (4, 4)
         );
     }

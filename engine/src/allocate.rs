@@ -54,19 +54,16 @@ pub(crate) fn find(
                 .map(|(entry, _)| entry.free())
                 .sum();
             let seats = if seats_free >= u64::from(quantity) {
-                find_seats(
-                    event,
-                    quantity,
-                    &|row| allowed[row as usize],
-                    together,
-                )
+                find_seats(event, quantity, &|row| allowed[row as usize], together)
             } else {
                 None
             };
             seats.or_else(|| first_pool(event, quantity, allowed))
         }
     };
-    debug_assert!(found.as_ref().is_none_or(|items| items.quantity() == quantity));
+    debug_assert!(found
+        .as_ref()
+        .is_none_or(|items| items.quantity() == quantity));
     found
 }
 
@@ -236,9 +233,10 @@ pub(crate) fn servable_ever(
         }
         None => {
             seats_servable_ever(event, quantity, &|_| true, together)
-                || event.categories.iter().any(|entry| {
-                    entry.pool.is_some() && obtainable(entry) >= u64::from(quantity)
-                })
+                || event
+                    .categories
+                    .iter()
+                    .any(|entry| entry.pool.is_some() && obtainable(entry) >= u64::from(quantity))
         }
     }
 }

@@ -1043,8 +1043,7 @@ impl Engine {
                 self.check_quantity(event_id, user, *quantity)?;
                 let event = &self.state.events[event_id.0 as usize];
                 let allowed = Self::allowed_for_newcomers(event);
-                let found =
-                    crate::allocate::find(event, *quantity, category, *together, &allowed);
+                let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
                 match found {
                     Some(items) => items,
                     None if wait => {

@@ -636,8 +636,7 @@ impl Model {
     ) -> bool {
         if together {
             (0..self.event(event).rows.len()).any(|row| {
-                in_category(self.event(event).rows[row].2)
-                    && self.open_run(event, row) >= quantity
+                in_category(self.event(event).rows[row].2) && self.open_run(event, row) >= quantity
             })
         } else {
             self.categories(event)
@@ -695,7 +694,12 @@ impl Model {
                         return self.obtainable(event, category) >= u64::from(quantity);
                     }
                     if together {
-                        self.seats_servable_ever(event, quantity, &|seated| seated == category, true)
+                        self.seats_servable_ever(
+                            event,
+                            quantity,
+                            &|seated| seated == category,
+                            true,
+                        )
                     } else {
                         self.obtainable(event, category) > 0
                             && self.seats_servable_ever(event, quantity, &|_| true, false)
@@ -1674,8 +1678,7 @@ fn quantity(mixed: bool) -> BoxedStrategy<u32> {
     if mixed {
         prop_oneof![24 => 1..=3u32, 2 => Just(4u32), 1 => Just(5u32)].boxed()
     } else {
-        prop_oneof![24 => 1..=4u32, 1 => Just(5u32), 1 => Just(0u32), 1 => Just(u32::MAX)]
-            .boxed()
+        prop_oneof![24 => 1..=4u32, 1 => Just(5u32), 1 => Just(0u32), 1 => Just(u32::MAX)].boxed()
     }
 }
 
@@ -2304,13 +2307,15 @@ fn the_generator_reaches_every_waitlist_case() {
                 return;
             }
             let mut count = |kind| *counts.entry(kind).or_default() += 1;
-            let strict = |event: EventId| {
-                model.event(event).spec.waitlist_policy == WaitlistPolicy::Strict
-            };
+            let strict =
+                |event: EventId| model.event(event).spec.waitlist_policy == WaitlistPolicy::Strict;
             match (&request.command, &outcome.result) {
                 (
                     Command::PlaceHold {
-                        selection: Selection::Best { category, together, .. },
+                        selection:
+                            Selection::Best {
+                                category, together, ..
+                            },
                         ..
                     },
                     Ok(Reply::HoldPlaced(view)),

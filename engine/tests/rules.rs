@@ -512,7 +512,11 @@ fn a_waiter_keeps_only_what_it_could_use() {
         },
         "released h_1 [A-1-1,A-1-2,A-1-3,A-1-4] | offered w_1 h_4 [A-1-1,A-1-2,A-1-3]",
     );
-    check(&mut h, best_of("eve", ev, 1, Some("Standard"), false), "held h_5 [A-1-4]");
+    check(
+        &mut h,
+        best_of("eve", ev, 1, Some("Standard"), false),
+        "held h_5 [A-1-4]",
+    );
 }
 
 #[test]
@@ -524,7 +528,11 @@ fn a_pool_waiter_does_not_stop_the_sale_of_seats() {
         best_of("ann", ev, 2, Some("Floor"), false),
         "held h_1 [pool1 x2]",
     );
-    check(&mut h, join_of("bob", ev, 2, Some("Floor"), false), "joined w_1 #1");
+    check(
+        &mut h,
+        join_of("bob", ev, 2, Some("Floor"), false),
+        "joined w_1 #1",
+    );
     // The Floor queue keeps the pool; seats are sold, also to a request of any category.
     check(&mut h, best("cat", ev, 2, true), "held h_2 [A-1-1,A-1-2]");
     check(
@@ -623,15 +631,27 @@ fn a_waiter_whose_rows_are_booked_apart_ends_no_row_long_enough() {
         },
         "canceled b_2 [A-2-3]",
     );
-    check(&mut h, best("dan", ev, 4, true), "held h_4 [A-2-1,A-2-2,A-2-3,A-2-4]");
+    check(
+        &mut h,
+        best("dan", ev, 4, true),
+        "held h_4 [A-2-1,A-2-2,A-2-3,A-2-4]",
+    );
 }
 
 #[test]
 fn every_waiter_is_checked_when_seats_are_booked_not_only_the_head() {
     let mut h = Harness::new();
     let ev = h.create(theatre(1, 4));
-    check(&mut h, hold("ann", ev, &["A-1-1", "A-1-2"]), "held h_1 [A-1-1,A-1-2]");
-    check(&mut h, hold("ann", ev, &["A-1-3", "A-1-4"]), "held h_2 [A-1-3,A-1-4]");
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-1", "A-1-2"]),
+        "held h_1 [A-1-1,A-1-2]",
+    );
+    check(
+        &mut h,
+        hold("ann", ev, &["A-1-3", "A-1-4"]),
+        "held h_2 [A-1-3,A-1-4]",
+    );
     check(&mut h, join("bob", ev, 2, true), "joined w_1 #1");
     check(&mut h, join("cat", ev, 3, false), "joined w_2 #2");
     check(&mut h, join("dan", ev, 4, true), "joined w_3 #3");
@@ -690,7 +710,11 @@ fn one_user_holds_at_most_four_waitlist_entries_per_event() {
             &format!("joined w_{waiter} #{position}"),
         );
     }
-    check(&mut h, best_or_wait("bob", ev, 1, false), "waitlisted w_4 #4");
+    check(
+        &mut h,
+        best_or_wait("bob", ev, 1, false),
+        "waitlisted w_4 #4",
+    );
     // The fifth entry, whichever way it is asked for.
     check(
         &mut h,

@@ -77,7 +77,13 @@ async fn a_waiter_that_could_never_be_served_does_not_stop_the_sale_of_free_plac
     let arena = create_event(&router, event_body("Arena", 1, 300)).await;
     let holds = format!("/v1/events/{arena}/holds");
     let waitlist = format!("/v1/events/{arena}/waitlist");
-    let sold = post(&router, "holder", &holds, json!({"quantity": 2, "category": "Gold"})).await;
+    let sold = post(
+        &router,
+        "holder",
+        &holds,
+        json!({"quantity": 2, "category": "Gold"}),
+    )
+    .await;
     assert_eq!(sold.status, StatusCode::CREATED, "{}", sold.text);
     let hold = sold.body["hold_id"].as_str().unwrap();
     let booked = post(
@@ -97,21 +103,39 @@ async fn a_waiter_that_could_never_be_served_does_not_stop_the_sale_of_free_plac
         any.text
     );
     // A Gold seat can never come free: refused, not queued in front of anybody.
-    let gold = post(&router, "bob", &waitlist, json!({"quantity": 1, "category": "Gold"})).await;
+    let gold = post(
+        &router,
+        "bob",
+        &waitlist,
+        json!({"quantity": 1, "category": "Gold"}),
+    )
+    .await;
     assert_eq!(
         (gold.status, gold.code()),
         (StatusCode::CONFLICT, "sold_out"),
         "{}",
         gold.text
     );
-    let floor = post(&router, "cat", &holds, json!({"quantity": 2, "category": "Floor"})).await;
+    let floor = post(
+        &router,
+        "cat",
+        &holds,
+        json!({"quantity": 2, "category": "Floor"}),
+    )
+    .await;
     assert_eq!(floor.status, StatusCode::CREATED, "{}", floor.text);
 
     // Rows of 4: five together never fit a row, so nobody waits for them ...
     let theatre = create_event(&router, rows_body("Rows", 3, 4)).await;
     let holds = format!("/v1/events/{theatre}/holds");
     let five = json!({"quantity": 5, "together": true});
-    let joined = post(&router, "dan", &format!("/v1/events/{theatre}/waitlist"), five.clone()).await;
+    let joined = post(
+        &router,
+        "dan",
+        &format!("/v1/events/{theatre}/waitlist"),
+        five.clone(),
+    )
+    .await;
     assert_eq!(
         (joined.status, joined.code()),
         (StatusCode::CONFLICT, "sold_out"),
@@ -157,7 +181,12 @@ async fn a_waiter_whose_rows_are_booked_apart_ends_and_the_seats_sell() {
     );
     let entry = waiter.body["waitlist_id"].as_str().unwrap();
     let passed = post(&router, "cat", &holds, json!({"quantity": 1})).await;
-    assert_eq!(passed.code(), "sold_out", "nobody passes bob: {}", passed.text);
+    assert_eq!(
+        passed.code(),
+        "sold_out",
+        "nobody passes bob: {}",
+        passed.text
+    );
     // A-1-2 is booked: no run of three is left in any row, ever.
     let hold = middle.body["hold_id"].as_str().unwrap();
     let confirmed = post(
@@ -286,7 +315,10 @@ async fn per_user_limits_hold_across_orders_and_idempotency_keys() {
     }
     // A retried join is its first answer; another user still joins behind bob.
     let retried = post_keyed(&router, "bob", &waitlist, "wait-1", one.clone()).await;
-    assert_eq!((retried.status, &retried.body), (entries[0].status, &entries[0].body));
+    assert_eq!(
+        (retried.status, &retried.body),
+        (entries[0].status, &entries[0].body)
+    );
     let cat = post(&router, "cat", &waitlist, one.clone()).await;
     assert_eq!(
         (cat.status, cat.body["position"].as_u64()),
