@@ -175,9 +175,10 @@ fn obtainable(entry: &Category) -> u64 {
 /// request the row could ever serve.
 pub(crate) fn open_run(event: &Event, row: usize) -> u32 {
     let row = &event.layout.rows[row];
+    let seats = row.first_seat as usize..(row.first_seat + row.seat_count) as usize;
     let (mut longest, mut current) = (0, 0);
-    for seat in row.first_seat..row.first_seat + row.seat_count {
-        if is_booked(event.seats[seat as usize]) {
+    for &seat in event.seats.slices(seats).flatten() {
+        if is_booked(seat) {
             current = 0;
         } else {
             current += 1;

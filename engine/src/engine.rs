@@ -139,11 +139,18 @@ impl Event {
         let Items::Seats(seats) = items else {
             return;
         };
-        let mut rows: Vec<u32> = seats.iter().map(|&seat| self.layout.row_of(seat)).collect();
-        rows.sort_unstable();
-        rows.dedup();
-        for row in rows {
-            self.row_open_run[row as usize] = crate::allocate::open_run(self, row as usize);
+        // Perf: a hold's seats are mostly in one row; its seats after the first are found
+        // in it without a search, and the row is scanned once (a row seen again, in a
+        // hold that goes back and forth between rows, is scanned again: same result).
+        let mut last: Option<std::ops::Range<u32>> = None;
+        for &seat in seats {
+            if last.as_ref().is_some_and(|range| range.contains(&seat)) {
+                continue;
+            }
+            let row = self.layout.row_of(seat) as usize;
+            self.row_open_run[row] = crate::allocate::open_run(self, row);
+            let found = &self.layout.rows[row];
+            last = Some(found.first_seat..found.first_seat + found.seat_count);
         }
     }
 
@@ -1108,10 +1115,17 @@ impl Engine {
     /// waiters; the rest (what no waiter could use) is open to newcomers. A category's
     /// queue keeps its category; the any-category queue keeps what its smallest request
     /// of each kind could use (a larger request could use no more).
-    fn allowed_for_newcomers(event: &Event) -> Vec<bool> {
-        let mut allowed = vec![true; event.categories.len()];
-        if event.spec.waitlist_policy != WaitlistPolicy::Strict || event.waiting == 0 {
-            return allowed;
+    fn allowed_for_newcomers(event: &Event) -> std::borrow::Cow<'static, [bool]> {
+        /// Perf: no allocation when nothing is kept (no waiter, or `skip_ahead`).
+        const EVERY: [bool; 64] = [true; 64];
+        let categories = event.categories.len();
+        let kept = event.spec.waitlist_policy == WaitlistPolicy::Strict && event.waiting > 0;
+        if !kept && categories <= EVERY.len() {
+            return std::borrow::Cow::Borrowed(&EVERY[..categories]);
+        }
+        let mut allowed = vec![true; categories];
+        if !kept {
+            return allowed.into();
         }
         for queue in event.queues.keys() {
             match queue {
@@ -1131,7 +1145,7 @@ impl Engine {
                 }
             }
         }
-        allowed
+        allowed.into()
     }
 
     fn resolve_category(
