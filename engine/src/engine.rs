@@ -399,7 +399,10 @@ impl Engine {
                 result: result.clone(),
             },
         );
-        assert!(previous.is_none(), "a remembered key is answered, not stored again");
+        assert!(
+            previous.is_none(),
+            "a remembered key is answered, not stored again"
+        );
     }
 
     fn forget_oldest_key(&mut self) {

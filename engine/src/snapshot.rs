@@ -25,7 +25,8 @@ use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 
 /// The version byte in front of an encoded state.
-pub const STATE_VERSION: u8 = 1;
+/// 2: idempotency entries are keyed by digest and carry the request's fingerprint.
+pub const STATE_VERSION: u8 = 2;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

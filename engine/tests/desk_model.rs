@@ -81,6 +81,7 @@ impl Model {
             replayed: false,
             result,
             effects: std::mem::take(&mut self.effects),
+            idempotency: None,
         }
     }
 
