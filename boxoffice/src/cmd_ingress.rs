@@ -37,8 +37,14 @@ pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
             ..RateLimitConfig::default()
         },
         engine: settings.engine_config(),
+        idempotency_index_dir: Some(idempotency_index_dir(&settings.data_dir)),
         ..IngressConfig::default()
     }
+}
+
+/// Where ingresses keep their idempotency index (each in a slot of its own).
+pub(crate) fn idempotency_index_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("idempotency")
 }
 
 pub(crate) fn warn_about_default_secrets(settings: &Settings) {

@@ -1,6 +1,7 @@
 //! The ingress's settings. `boxoffice` builds them from its configuration file; tests
 //! build them from [`IngressConfig::default`] (the development defaults).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -35,6 +36,10 @@ pub struct IngressConfig {
     pub desk_hold_ttl: Duration,
     /// Seat-map streams (`GET /v1/events/{id}/stream`) open at once; more are 503.
     pub streams_max: usize,
+    /// Where the idempotency index keeps its RocksDB (a slot per running ingress under
+    /// it); `None` keeps it in memory, for tests and tools. Its window is
+    /// `engine.idempotency_window_ms`.
+    pub idempotency_index_dir: Option<PathBuf>,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -91,6 +96,7 @@ impl Default for IngressConfig {
             ended_entries_max: 1_000_000,
             desk_hold_ttl: Duration::from_secs(300),
             streams_max: 10_000,
+            idempotency_index_dir: None,
         }
     }
 }

@@ -1242,6 +1242,7 @@ mod tests {
                     spec: Box::new(spec),
                 }),
                 effects: vec![],
+                idempotency: None,
             };
             model.apply(&outcome);
         }
