@@ -162,14 +162,17 @@ impl IdempotencyIndex {
         table.set_bloom_filter(10.0, false);
         options.set_block_based_table_factory(&table);
         options.set_periodic_compaction_seconds(PERIODIC_COMPACTION_SECONDS);
-        options.set_compaction_filter("idempotency-expiry", move |_level, key: &[u8], value: &[u8]| {
-            match (key.first(), stored_at_ms(value)) {
-                (Some(&ENTRY_PREFIX), Some(stored)) if stored < horizon_ms.load(Ordering::Relaxed) => {
+        options.set_compaction_filter(
+            "idempotency-expiry",
+            move |_level, key: &[u8], value: &[u8]| match (key.first(), stored_at_ms(value)) {
+                (Some(&ENTRY_PREFIX), Some(stored))
+                    if stored < horizon_ms.load(Ordering::Relaxed) =>
+                {
                     Decision::Remove
                 }
                 _ => Decision::Keep,
-            }
-        });
+            },
+        );
         options
     }
 
@@ -280,7 +283,9 @@ fn encode_entry(outcome: &Outcome, stamp: &IdempotencyStamp) -> Vec<u8> {
 }
 
 fn stored_at_ms(value: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(value.get(..TIME_BYTES)?.try_into().ok()?))
+    Some(u64::from_be_bytes(
+        value.get(..TIME_BYTES)?.try_into().ok()?,
+    ))
 }
 
 type Answer = Result<Reply, Rejection>;
@@ -400,7 +405,10 @@ mod tests {
         assert_eq!(index.stored_entries(), 2);
         index.compact().unwrap();
         assert_eq!(index.stored_entries(), 1);
-        assert!(matches!(index.look_up(&fresh).unwrap(), Some(Found::Answer(_))));
+        assert!(matches!(
+            index.look_up(&fresh).unwrap(),
+            Some(Found::Answer(_))
+        ));
     }
 
     #[test]
@@ -425,7 +433,10 @@ mod tests {
         let index = IdempotencyIndex::open(None, 1_000).unwrap();
         let stamp = IdempotencyStamp::of(&hold(2), "k1").unwrap();
         index.record([&released(1, T0, Some(stamp))]).unwrap();
-        assert!(matches!(index.look_up(&stamp).unwrap(), Some(Found::Answer(_))));
+        assert!(matches!(
+            index.look_up(&stamp).unwrap(),
+            Some(Found::Answer(_))
+        ));
         index.record([&tick(2, T0 + 1_001)]).unwrap();
         assert_eq!(index.look_up(&stamp).unwrap(), None);
     }

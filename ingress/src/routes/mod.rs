@@ -8,10 +8,10 @@ pub(crate) mod user;
 pub(crate) mod web;
 
 use crate::error::AppError;
+use crate::idempotency_index::Found;
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
-use crate::idempotency_index::Found;
 use engine::{Command, EventId, IdempotencyStamp, Outcome, Rejection, Reply, Request};
 use std::sync::Arc;
 
