@@ -38,8 +38,14 @@ pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
         },
         engine: settings.engine_config(),
         development: settings.development,
+        idempotency_index_dir: Some(idempotency_index_dir(&settings.data_dir)),
         ..IngressConfig::default()
     }
+}
+
+/// Where ingresses keep their idempotency index (each in a slot of its own).
+pub(crate) fn idempotency_index_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("idempotency")
 }
 
 /// Binds `listen`, waits until the read model has caught up with the outcomes log, prints

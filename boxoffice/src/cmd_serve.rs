@@ -1,6 +1,7 @@
 //! `boxoffice serve`: everything in one process on the embedded log — the engine runtime
 //! (reader, engine, publisher, ticker, snapshots) on `<data_dir>/requests`,
-//! `<data_dir>/outcomes` and `<data_dir>/snapshots`, and the HTTP ingress in front of it.
+//! `<data_dir>/outcomes` and `<data_dir>/snapshots`, and the HTTP ingress in front of it
+//! (its idempotency index in `<data_dir>/idempotency`).
 //!
 //! Start-up: open the logs and the snapshot store, start the runtime (it restores the
 //! newest snapshot and replays the tail), start the ingress (its follower reads the outcomes
@@ -11,7 +12,7 @@
 use crate::cmd_engine::{self, log_error, ToolError};
 use crate::cmd_ingress;
 use crate::settings::{LogKind, Settings};
-use ingress::{EngineControl, EngineRole, EngineStatus, Ingress, SnapshotStatus};
+use ingress::{EngineControl, EngineRole, EngineStatus, Ingress, IngressConfig, SnapshotStatus};
 use runtime::{Logs, Role, Runtime, RuntimeHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,7 +87,10 @@ pub(crate) fn run(
         .open_reader()
         .map_err(log_error("cannot open the outcomes log's reader"))?;
     let ingress = Ingress::start(
-        cmd_ingress::ingress_config(settings),
+        IngressConfig {
+            idempotency_index_dir: Some(cmd_ingress::idempotency_index_dir(&data_dir)),
+            ..cmd_ingress::ingress_config(settings)
+        },
         writer,
         reader,
         Some(Arc::new(RuntimeControl(handle.clone()))),

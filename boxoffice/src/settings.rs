@@ -93,6 +93,22 @@ pub(crate) struct EngineSettings {
     /// applied have gone unanswered (the outcomes log not growing) for this long.
     #[serde(default)]
     pub(crate) auto_promote_after_ms: u64,
+    /// How long a repeated Idempotency-Key returns the first answer (the contract's 24 h;
+    /// the ingress's index keeps keys this long).
+    #[serde(default = "default_idempotency_window_ms")]
+    pub(crate) idempotency_window_ms: u64,
+    /// How long the engine itself remembers a key: the retries that reach the log before
+    /// the ingress has indexed the first answer.
+    #[serde(default = "default_idempotency_engine_window_ms")]
+    pub(crate) idempotency_engine_window_ms: u64,
+}
+
+fn default_idempotency_window_ms() -> u64 {
+    engine::EngineConfig::default().idempotency_window_ms
+}
+
+fn default_idempotency_engine_window_ms() -> u64 {
+    engine::EngineConfig::default().idempotency_engine_window_ms
 }
 
 fn default_waiters_per_user_max() -> u32 {
@@ -267,6 +283,8 @@ impl Settings {
             waiters_per_user_max: self.engine.waiters_per_user_max,
             desk_tickets_per_user_max: self.engine.desk_tickets_per_user_max,
             seats_per_order_cap: self.engine.seats_per_order_cap,
+            idempotency_window_ms: self.engine.idempotency_window_ms,
+            idempotency_engine_window_ms: self.engine.idempotency_engine_window_ms,
             ..engine::EngineConfig::default()
         }
     }
@@ -394,6 +412,18 @@ mod tests {
         assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
         assert!(!settings.rate_limit.enabled);
         assert_eq!(settings.log.kind, LogKind::Kafka);
+        let defaults = engine::EngineConfig::default();
+        assert_eq!(
+            (
+                settings.engine_config().idempotency_window_ms,
+                settings.engine_config().idempotency_engine_window_ms
+            ),
+            (
+                defaults.idempotency_window_ms,
+                defaults.idempotency_engine_window_ms
+            ),
+            "the file's idempotency windows are the engine's defaults"
+        );
     }
 
     #[test]

@@ -220,11 +220,13 @@ impl Cluster {
     }
 
     fn ingress(&self) -> (Proc, String) {
-        let process = Proc::spawn(
-            "ingress",
-            &self.env,
-            &["ingress", "--listen", "127.0.0.1:0"],
-        );
+        // Its idempotency index (a slot per ingress) stays in the test's directory.
+        let mut env = self.env.clone();
+        env.push((
+            "BOXOFFICE_DATA_DIR".to_string(),
+            path_str(&self.data_dir("ingress")).to_string(),
+        ));
+        let process = Proc::spawn("ingress", &env, &["ingress", "--listen", "127.0.0.1:0"]);
         let base = process.wait_line("listening on ");
         (process, base)
     }

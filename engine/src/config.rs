@@ -9,8 +9,15 @@ pub struct EngineConfig {
     pub ticket_secret: Vec<u8>,
     /// How long past `expires_at` a confirm is still accepted.
     pub confirm_grace_ms: u64,
-    /// How long a repeated idempotency key returns the first answer.
+    /// How long a repeated idempotency key returns the first answer (the contract's 24 h).
+    /// The engine keeps keys only for `idempotency_engine_window_ms`; the ingress's
+    /// durable index answers repeats for this long.
     pub idempotency_window_ms: u64,
+    /// How long the engine itself remembers a key (log time): long enough for a retry that
+    /// reaches the log before the ingress has indexed the first answer (the outcome
+    /// follower's lag plus a write's time in the append queue), short enough that the
+    /// state stays small at any throughput.
+    pub idempotency_engine_window_ms: u64,
     /// At most this many idempotency entries are kept; past it the oldest go first.
     pub idempotency_entries_max: usize,
     /// How long an ended hold is remembered (so a late confirm says `hold_expired`).
@@ -46,6 +53,7 @@ impl Default for EngineConfig {
             ticket_secret: b"demo-ticket-secret".to_vec(),
             confirm_grace_ms: 5_000,
             idempotency_window_ms: 24 * 3_600_000,
+            idempotency_engine_window_ms: 300_000,
             idempotency_entries_max: 2_000_000,
             ended_hold_retention_ms: 24 * 3_600_000,
             ended_holds_max: 2_000_000,
@@ -134,6 +142,7 @@ impl EngineConfig {
             ticket_secret,
             confirm_grace_ms,
             idempotency_window_ms,
+            idempotency_engine_window_ms,
             idempotency_entries_max,
             ended_hold_retention_ms,
             ended_holds_max,
@@ -158,6 +167,10 @@ impl EngineConfig {
             ("ticket_secret", secret(ticket_secret)),
             ("confirm_grace_ms", confirm_grace_ms.to_string()),
             ("idempotency_window_ms", idempotency_window_ms.to_string()),
+            (
+                "idempotency_engine_window_ms",
+                idempotency_engine_window_ms.to_string(),
+            ),
             (
                 "idempotency_entries_max",
                 idempotency_entries_max.to_string(),

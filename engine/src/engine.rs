@@ -6,6 +6,7 @@
 
 use crate::command::*;
 use crate::config::{ConfigMismatch, ConfigStamp, EngineConfig};
+use crate::idempotency::{IdempotencyStamp, DIGEST_BYTES};
 use crate::ids::*;
 use crate::layout::Layout;
 use crate::outcome::*;
@@ -238,9 +239,11 @@ pub(crate) enum TimerKind {
     DeskHoldExpiry,
 }
 
+/// What a repeat of a key needs: which request the key answered, and its answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IdempotencyEntry {
     pub(crate) stored_at_ms: u64,
+    pub(crate) fingerprint: [u8; DIGEST_BYTES],
     pub(crate) result: Result<Reply, Rejection>,
 }
 
@@ -264,8 +267,11 @@ pub struct State {
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
     pub(crate) waiters_by_user: Map<(EventId, String), u32>,
-    pub(crate) idempotency: Map<(Principal, String), IdempotencyEntry>,
-    pub(crate) idempotency_queue: Queue<(u64, Principal, String)>,
+    /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
+    /// (the raw key is not kept).
+    pub(crate) idempotency: Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
+    /// The same keys by the time they were stored, oldest first.
+    pub(crate) idempotency_queue: Queue<(u64, [u8; DIGEST_BYTES])>,
     pub(crate) next_hold: u64,
     pub(crate) next_waiter: u64,
     pub(crate) desks: crate::desk::Desks,
@@ -380,26 +386,25 @@ impl Engine {
     /// in the shell, so it stops the process.
     pub fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.begin(offset, time_ms);
-        // Perf: the principal (a cloned name) is only built for keyed requests.
-        let key = match request
+        // Perf: stamps (two digests) are only computed for keyed requests.
+        let stamp = request
             .idempotency_key
             .as_ref()
-            .map(|key| (request.command.principal(), key))
-        {
-            Some((principal @ (Principal::User(_) | Principal::Admin(_)), key)) => {
-                Some((principal, key.clone()))
+            .and_then(|key| IdempotencyStamp::of(&request.command, key));
+        if let Some(stamp) = &stamp {
+            if let Some(entry) = self.state.idempotency.get(&stamp.key_digest) {
+                if entry.fingerprint == stamp.fingerprint {
+                    let result = entry.result.clone();
+                    return self.finish(offset, true, result, None);
+                }
+                return self.finish(offset, false, Err(Rejection::IdempotencyKeyReused), None);
             }
-            _ => None,
-        };
-        if let Some(entry) = key.as_ref().and_then(|key| self.state.idempotency.get(key)) {
-            let result = entry.result.clone();
-            return self.finish(offset, true, result);
         }
         let result = self.execute(&request.command);
-        if let Some(key) = key {
-            self.remember(key, &result);
+        if let Some(stamp) = &stamp {
+            self.remember(stamp, &result);
         }
-        self.finish(offset, false, result)
+        self.finish(offset, false, result, stamp)
     }
 
     /// A record that did not decode still takes its place in the log: time advances and
@@ -412,6 +417,7 @@ impl Engine {
             Err(Rejection::Undecodable {
                 reason: reason.to_string(),
             }),
+            None,
         )
     }
 
@@ -428,45 +434,57 @@ impl Engine {
         self.advance_clock(time_ms);
     }
 
-    fn finish(&mut self, offset: u64, replayed: bool, result: Answer) -> Outcome {
+    fn finish(
+        &mut self,
+        offset: u64,
+        replayed: bool,
+        result: Answer,
+        idempotency: Option<IdempotencyStamp>,
+    ) -> Outcome {
         #[cfg(debug_assertions)]
         self.check_counters();
+        debug_assert!(!(replayed && idempotency.is_some()));
         Outcome {
             offset,
             time_ms: self.state.now_ms,
             replayed,
             result,
             effects: std::mem::take(&mut self.effects),
+            idempotency,
         }
     }
 
-    fn remember(&mut self, key: (Principal, String), result: &Answer) {
+    fn remember(&mut self, stamp: &IdempotencyStamp, result: &Answer) {
         if self.state.idempotency.len() >= self.config.idempotency_entries_max {
             self.forget_oldest_key();
         }
         let now_ms = self.state.now_ms;
         self.state
             .idempotency_queue
-            .push_back((now_ms, key.0.clone(), key.1.clone()));
+            .push_back((now_ms, stamp.key_digest));
         let previous = self.state.idempotency.insert(
-            key,
+            stamp.key_digest,
             IdempotencyEntry {
                 stored_at_ms: now_ms,
+                fingerprint: stamp.fingerprint,
                 result: result.clone(),
             },
         );
-        assert!(previous.is_none());
+        assert!(
+            previous.is_none(),
+            "a remembered key is answered, not stored again"
+        );
     }
 
     fn forget_oldest_key(&mut self) {
-        let (_, principal, key) = self
+        let (_, key_digest) = self
             .state
             .idempotency_queue
             .pop_front()
             .expect("the queue mirrors the map");
         self.state
             .idempotency
-            .remove(&(principal, key))
+            .remove(&key_digest)
             .expect("the queue mirrors the map");
     }
 
@@ -492,12 +510,13 @@ impl Engine {
                 TimerKind::DeskHoldExpiry => self.expire_desk_hold(DeskTicketId(id)),
             }
         }
-        let horizon = now_ms.saturating_sub(self.config.idempotency_window_ms);
+        // Past its short window a key is the ingress index's to answer (`idempotency`).
+        let horizon = now_ms.saturating_sub(self.config.idempotency_engine_window_ms);
         while self
             .state
             .idempotency_queue
             .front()
-            .is_some_and(|(stored, _, _)| *stored < horizon)
+            .is_some_and(|(stored, _)| *stored < horizon)
         {
             self.forget_oldest_key();
         }

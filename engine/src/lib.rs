@@ -14,6 +14,7 @@
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.
+//! - [`idempotency`]: key scopes and request fingerprints ([`IdempotencyStamp`]).
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
 //! - [`snapshot`]: the state's snapshot encoding, and the copy-on-write storage that
@@ -24,6 +25,7 @@ pub mod command;
 pub mod config;
 mod desk;
 mod engine;
+pub mod idempotency;
 pub mod ids;
 mod invariants;
 pub mod layout;
@@ -37,5 +39,6 @@ pub use command::*;
 pub use config::EngineConfig;
 pub use desk::Desks;
 pub use engine::{Engine, State};
+pub use idempotency::{IdempotencyScope, IdempotencyStamp};
 pub use ids::*;
 pub use outcome::*;

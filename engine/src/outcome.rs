@@ -5,6 +5,7 @@
 //! hold carries its seats, an expiry names what it freed.
 
 use crate::command::{DeskSpec, EventPatch, EventSpec};
+use crate::idempotency::IdempotencyStamp;
 use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, TicketId, WaiterId};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,10 @@ pub struct Outcome {
     pub result: Result<Reply, Rejection>,
     /// What happened because time passed or seats were freed, in the order it happened.
     pub effects: Vec<Effect>,
+    /// Set on the first answer to a keyed request (never on a replay or a refusal of a
+    /// reused key): the ingress's idempotency index records it, so a repeat after the
+    /// engine's short window is still answered (see `idempotency`).
+    pub idempotency: Option<IdempotencyStamp>,
 }
 
 /// The items a hold or booking covers.
@@ -237,6 +242,9 @@ pub enum Rejection {
     Undecodable {
         reason: String,
     },
+    /// The idempotency key already answered another request in its scope (another body,
+    /// method or path); the first answer is not this request's, and nothing was applied.
+    IdempotencyKeyReused,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

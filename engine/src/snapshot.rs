@@ -25,6 +25,8 @@ use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 
 /// The version byte in front of an encoded state.
+/// 2: the configuration stamp, holds' due times, waiter indexes, and idempotency entries
+/// keyed by digest with the request's fingerprint.
 pub const STATE_VERSION: u8 = 2;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can

@@ -93,6 +93,7 @@ impl Model {
             replayed: false,
             result,
             effects: std::mem::take(&mut self.effects),
+            idempotency: None,
         }
     }
 

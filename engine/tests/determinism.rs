@@ -482,8 +482,10 @@ fn the_log_generator_is_itself_deterministic_and_seed_sensitive() {
 /// state hash: a change of representation (such as the persistent maps the state uses so a
 /// snapshot copy costs O(1)) must not change a single byte. Pinned from the `BTreeMap`
 /// representation; changing it on purpose is a snapshot format change. Re-pinned (state
-/// version 2) when waiters started keeping only what they could use and the state gained
-/// per-row open runs, waiter counts per need and per user, and open desk tickets per user.
+/// version 2) when the state gained the configuration stamp, holds their due time,
+/// waiters kept only what they could use (per-row open runs, waiter counts per need and
+/// per user, open desk tickets per user), and idempotency entries were keyed by their
+/// stamp's digest with the request's fingerprint (outcomes carry the stamp).
 #[test]
 fn the_state_hash_of_a_fixed_log_is_pinned() {
     let report = replay(&generate(SEEDS[1], RECORDS));

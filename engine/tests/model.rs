@@ -45,12 +45,36 @@ use std::collections::{BTreeMap, BTreeSet};
 
 type Answer = Result<Reply, Rejection>;
 
+struct ModelKey {
+    stored_at_ms: u64,
+    principal: Principal,
+    scope: Option<(bool, u32)>,
+    key: String,
+    command: Command,
+    answer: Answer,
+}
+
+/// The event (false, id) or desk (true, id) a command names, if any: a key's scope.
+fn scope(command: &Command) -> Option<(bool, u32)> {
+    match command {
+        Command::UpdateEvent { event, .. }
+        | Command::CancelEvent { event, .. }
+        | Command::CheckIn { event, .. }
+        | Command::PlaceHold { event, .. }
+        | Command::JoinWaitlist { event, .. } => Some((false, event.0)),
+        Command::CreateDeskTicket { desk, .. }
+        | Command::ConfirmDeskTicket { desk, .. }
+        | Command::CancelDeskTicket { desk, .. } => Some((true, desk.0)),
+        _ => None,
+    }
+}
+
 const USERS: [&str; 3] = ["ann", "bob", "cat"];
 
 /// Small windows and limits so that sequences of a few dozen commands reach them.
 fn config() -> EngineConfig {
     EngineConfig {
-        idempotency_window_ms: 100_000,
+        idempotency_engine_window_ms: 100_000,
         idempotency_entries_max: 5,
         ended_hold_retention_ms: 200_000,
         ended_holds_max: 6,
@@ -337,8 +361,9 @@ struct Model {
     waiters: BTreeMap<WaiterId, ModelWaiter>,
     /// Ended holds in the order they ended: (when, hold, owner, how).
     ended: Vec<(u64, HoldId, String, End)>,
-    /// Answered idempotency keys in the order they were answered.
-    keys: Vec<(u64, Principal, String, Answer)>,
+    /// Answered idempotency keys in the order they were answered: (when, principal, the
+    /// event or desk the command names, key, the command it answered, its answer).
+    keys: Vec<ModelKey>,
     next_hold: u64,
     next_waiter: u64,
     effects: Vec<Effect>,
@@ -380,39 +405,59 @@ impl Model {
 
     fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.advance(time_ms);
-        let principal = request.command.principal();
+        let command = &request.command;
+        let principal = command.principal();
         let key = request
             .idempotency_key
             .clone()
             .filter(|_| principal != Principal::System);
         if let Some(key) = &key {
-            if let Some((_, _, _, answer)) =
-                self.keys.iter().find(|(_, answered, answered_key, _)| {
-                    *answered == principal && answered_key == key
-                })
-            {
-                let result = answer.clone();
-                return self.outcome(offset, true, result);
+            if let Some(answered) = self.keys.iter().find(|answered| {
+                answered.principal == principal
+                    && answered.scope == scope(command)
+                    && answered.key == *key
+            }) {
+                // The key answers its own request only; another is refused.
+                if answered.command == *command {
+                    let result = answered.answer.clone();
+                    return self.outcome(offset, true, result, None);
+                }
+                return self.outcome(offset, false, Err(Rejection::IdempotencyKeyReused), None);
             }
         }
-        let result = self.execute(&request.command);
+        let result = self.execute(command);
+        let mut stamp = None;
         if let Some(key) = key {
             if self.keys.len() >= self.config.idempotency_entries_max {
                 self.keys.drain(..1);
             }
-            self.keys
-                .push((self.now_ms, principal, key, result.clone()));
+            stamp = IdempotencyStamp::of(command, &key);
+            self.keys.push(ModelKey {
+                stored_at_ms: self.now_ms,
+                principal,
+                scope: scope(command),
+                key,
+                command: command.clone(),
+                answer: result.clone(),
+            });
         }
-        self.outcome(offset, false, result)
+        self.outcome(offset, false, result, stamp)
     }
 
-    fn outcome(&mut self, offset: u64, replayed: bool, result: Answer) -> Outcome {
+    fn outcome(
+        &mut self,
+        offset: u64,
+        replayed: bool,
+        result: Answer,
+        idempotency: Option<IdempotencyStamp>,
+    ) -> Outcome {
         Outcome {
             offset,
             time_ms: self.now_ms,
             replayed,
             result,
             effects: std::mem::take(&mut self.effects),
+            idempotency,
         }
     }
 
@@ -458,9 +503,8 @@ impl Model {
         }
         let horizon = self
             .now_ms
-            .saturating_sub(self.config.idempotency_window_ms);
-        self.keys
-            .retain(|(stored_at_ms, ..)| *stored_at_ms >= horizon);
+            .saturating_sub(self.config.idempotency_engine_window_ms);
+        self.keys.retain(|key| key.stored_at_ms >= horizon);
         let horizon = self
             .now_ms
             .saturating_sub(self.config.ended_hold_retention_ms);

@@ -459,7 +459,10 @@ impl Harness {
             "the clock only moves forward, and not past the end of time"
         );
         assert_eq!(outcome.time_ms, self.engine.now_ms());
-        if let Some(expected) = expected.filter(|_| !outcome.replayed) {
+        // A repeated key answers first (with the first answer, or a refusal of its reuse).
+        let repeated_key =
+            outcome.replayed || outcome.result == Err(Rejection::IdempotencyKeyReused);
+        if let Some(expected) = expected.filter(|_| !repeated_key) {
             assert_eq!(outcome.result, Err(expected), "{request:?}");
         }
         if let Err(Rejection::Invalid { reason } | Rejection::Conflict { reason }) = &outcome.result

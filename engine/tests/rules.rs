@@ -866,35 +866,132 @@ fn canceling_an_event_releases_everything() {
 }
 
 #[test]
-fn an_idempotent_repeat_returns_the_first_answer_and_changes_nothing() {
-    let mut h = Harness::new();
-    let ev = h.create(theatre(1, 4));
-    let first = h.send(Request::with_key(best("ann", ev, 2, true), "k1"));
-    assert_eq!(render(&h.engine, &first), "held h_1 [A-1-1,A-1-2]");
-    let hash = h.engine.state_hash();
-    let repeat = h.send(Request::with_key(best("ann", ev, 2, true), "k1"));
-    assert_eq!(
-        render(&h.engine, &repeat),
-        "held h_1 [A-1-1,A-1-2] (replayed)"
-    );
-    assert_eq!(repeat.result, first.result);
-    // The same key from another user is another request.
-    let other = h.send(Request::with_key(best("bob", ev, 2, true), "k1"));
-    assert_eq!(render(&h.engine, &other), "held h_2 [A-1-3,A-1-4]");
-    assert_ne!(h.engine.state_hash(), hash);
-    // After 24 h of log time the key is forgotten.
-    h.now_ms += 24 * 3_600_000 + 1;
-    let late = h.send(Request::with_key(
-        Command::ReleaseHold {
-            user: "ann".into(),
-            hold: HoldId(1),
-        },
-        "k1",
-    ));
-    assert_eq!(
-        render(&h.engine, &late),
-        "rejected HoldExpired | expired h_1 [A-1-1,A-1-2] | expired h_2 [A-1-3,A-1-4]"
-    );
+fn an_idempotency_key_answers_only_its_own_request_within_the_engine_window() {
+    let mut h = Harness::with_config(EngineConfig {
+        idempotency_engine_window_ms: 60_000,
+        ..EngineConfig::default()
+    });
+    let ev = h.create(theatre(1, 6));
+    let other_ev = h.create(theatre(1, 2));
+    // (log time since the previous step, key, command, expected)
+    let steps = [
+        (0, "k1", best("ann", ev, 2, true), "held h_1 [A-1-1,A-1-2]"),
+        // A repeat within the window: the first answer, and nothing is applied.
+        (
+            59_000,
+            "k1",
+            best("ann", ev, 2, true),
+            "held h_1 [A-1-1,A-1-2] (replayed)",
+        ),
+        // The same key with another request (another body) is refused, not answered with
+        // the first request's result, and nothing is applied.
+        (
+            0,
+            "k1",
+            best("ann", ev, 3, true),
+            "rejected IdempotencyKeyReused",
+        ),
+        (
+            0,
+            "k1",
+            best_or_wait("ann", ev, 2, true),
+            "rejected IdempotencyKeyReused",
+        ),
+        (
+            0,
+            "k1",
+            hold("ann", ev, &["A-1-5"]),
+            "rejected IdempotencyKeyReused",
+        ),
+        // Another user's key, or the same key on another event, is another key.
+        (0, "k1", best("bob", ev, 2, true), "held h_2 [A-1-3,A-1-4]"),
+        (
+            0,
+            "k1",
+            best("ann", other_ev, 2, true),
+            "held h_3 [A-1-1,A-1-2]",
+        ),
+        // A command that names no event is scoped to its user alone.
+        (0, "k1", release("ann", 1), "released h_1 [A-1-1,A-1-2]"),
+        (0, "k1", release("ann", 3), "rejected IdempotencyKeyReused"),
+        (
+            0,
+            "k1",
+            release("ann", 1),
+            "released h_1 [A-1-1,A-1-2] (replayed)",
+        ),
+        // Past the engine's window the engine treats the key as new: a later repeat is
+        // the ingress's durable index to answer (or refuse), never the engine's state.
+        (
+            1_001,
+            "k1",
+            best("ann", ev, 2, true),
+            "held h_4 [A-1-1,A-1-2]",
+        ),
+        (
+            0,
+            "k1",
+            best("ann", ev, 2, true),
+            "held h_4 [A-1-1,A-1-2] (replayed)",
+        ),
+    ];
+    for (elapsed_ms, key, command, expected) in steps {
+        h.now_ms += elapsed_ms;
+        // What a tick instead of this request would leave: a repeat changes nothing more.
+        let mut twin = Engine::from_state(h.engine.config().clone(), h.engine.state().clone());
+        twin.apply(h.offset, h.now_ms, &Request::new(Command::Tick));
+        let stamp = IdempotencyStamp::of(&command, key);
+        let outcome = h.send(Request::with_key(command, key));
+        assert_eq!(render(&h.engine, &outcome), expected);
+        let first_answer =
+            !outcome.replayed && outcome.result != Err(Rejection::IdempotencyKeyReused);
+        // Only a first answer is stamped: the ingress indexes exactly those.
+        assert_eq!(
+            outcome.idempotency,
+            stamp.filter(|_| first_answer),
+            "{expected}"
+        );
+        if !first_answer {
+            assert_eq!(
+                h.engine.state_hash(),
+                twin.state_hash(),
+                "{expected} changed the state"
+            );
+        }
+    }
+    // A tick is the runtime's: a key on it is not remembered.
+    let tick = h.send(Request::with_key(Command::Tick, "k1"));
+    assert_eq!((tick.replayed, tick.idempotency), (false, None));
+}
+
+#[test]
+fn the_engine_keeps_at_most_the_configured_number_of_keys() {
+    let mut h = Harness::with_config(EngineConfig {
+        idempotency_entries_max: 2,
+        ..EngineConfig::default()
+    });
+    let ev = h.create(theatre(1, 6));
+    let steps = [
+        ("k1", best("ann", ev, 1, true), "held h_1 [A-1-1]"),
+        ("k2", best("ann", ev, 1, true), "held h_2 [A-1-2]"),
+        ("k3", best("ann", ev, 1, true), "held h_3 [A-1-3]"),
+        // k1, the oldest, was forgotten to make room; k2 and k3 are remembered.
+        (
+            "k3",
+            best("ann", ev, 1, true),
+            "held h_3 [A-1-3] (replayed)",
+        ),
+        (
+            "k2",
+            best("ann", ev, 1, true),
+            "held h_2 [A-1-2] (replayed)",
+        ),
+        ("k1", best("ann", ev, 1, true), "held h_4 [A-1-4]"),
+    ];
+    for (key, command, expected) in steps {
+        let outcome = h.send(Request::with_key(command, key));
+        assert_eq!(render(&h.engine, &outcome), expected);
+    }
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The ingress's settings. `boxoffice` builds them from its configuration file; tests
 //! build them from [`IngressConfig::default`] (the development defaults).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -38,6 +39,10 @@ pub struct IngressConfig {
     /// Development mode (`boxoffice --dev`): development-only endpoints exist. Off by
     /// default; the binary refuses demo secrets outside it.
     pub development: bool,
+    /// Where the idempotency index keeps its RocksDB (a slot per running ingress under
+    /// it); `None` keeps it in memory, for tests and tools. Its window is
+    /// `engine.idempotency_window_ms`.
+    pub idempotency_index_dir: Option<PathBuf>,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -95,6 +100,7 @@ impl Default for IngressConfig {
             desk_hold_ttl: Duration::from_secs(300),
             streams_max: 10_000,
             development: false,
+            idempotency_index_dir: None,
         }
     }
 }

@@ -30,7 +30,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorObject {
     /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `seats_unavailable`, `sold_out`,
     /// `limit_exceeded`, `hold_expired`, `already_used`, `sales_closed`, `sla_unavailable`,
-    /// `conflict`, `payload_too_large`, `rate_limited`, `unavailable`, `internal`.
+    /// `conflict`, `payload_too_large`, `rate_limited`, `idempotency_key_reused`, `unavailable`,
+    /// `internal`.
     pub(crate) code: String,
     pub(crate) message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +124,17 @@ impl AppError {
         error
     }
 
+    /// 422: the Idempotency-Key already answered another request of this user and scope
+    /// (the status of the IETF Idempotency-Key draft); nothing was applied.
+    pub fn idempotency_key_reused() -> AppError {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used for a different request; use a new key",
+        )
+        .with_details(json!({ "reason": "idempotency_key_reused" }))
+    }
+
     /// 503: the log is not writable or the outcome did not come in time.
     pub fn unavailable(message: impl Into<String>) -> AppError {
         AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -203,6 +215,7 @@ impl AppError {
             Rejection::Undecodable { reason } => {
                 AppError::bad_request(format!("the request could not be decoded: {reason}"))
             }
+            Rejection::IdempotencyKeyReused => AppError::idempotency_key_reused(),
         }
     }
 }

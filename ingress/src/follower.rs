@@ -8,6 +8,7 @@
 //! repeated offset (an engine that restarted re-publishes) is dropped, and a `replayed`
 //! outcome (an idempotent repeat) answers its waiter but changes nothing.
 
+use crate::idempotency_index::IdempotencyIndex;
 use crate::live::{self, EventFeeds};
 use crate::metrics::Metrics;
 use crate::read_model::ReadModel;
@@ -29,6 +30,8 @@ const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 pub(crate) struct Follower {
     pub(crate) model: Arc<RwLock<ReadModel>>,
     pub(crate) pending: Arc<Pending>,
+    /// Fed with every outcome before its waiter is answered.
+    pub(crate) idempotency: Arc<IdempotencyIndex>,
     pub(crate) watchers: Arc<Watchers>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<FollowerStatus>,
@@ -133,6 +136,10 @@ impl Follower {
                 fresh.push(Arc::new(outcome));
             }
             applied_offset = model.applied_offset.unwrap_or(0);
+        }
+        if let Err(error) = self.idempotency.record(fresh.iter().map(Arc::as_ref)) {
+            self.metrics.idempotency_index_errors.inc();
+            tracing::error!(%error, "recording outcomes in the idempotency index failed");
         }
         for outcome in fresh {
             self.pending.complete(outcome);

@@ -10,7 +10,9 @@
 //!   router), [`serve`] (socket, graceful shutdown), and the middleware.
 //! - `writes`: appender threads (batched, blocking `LogWriter::append`) and the pending
 //!   writes waiting for their outcomes.
-//! - `follower`: the outcome follower thread; `read_model`: what it maintains.
+//! - `follower`: the outcome follower thread; `read_model`: what it maintains;
+//!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
+//!   (RocksDB), which it feeds too.
 //! - `routes/`: handlers (`public`, `admin`, `user`, `ops`, and `web`: the seat-map page,
 //!   its live stream and the demo user switcher; the page itself is in `ingress/web/`);
 //!   `live`: which events an outcome changed, and a watch per event for the streams;
@@ -29,6 +31,7 @@ pub mod engine_control;
 mod error;
 mod extract;
 mod follower;
+pub mod idempotency_index;
 mod live;
 mod metrics;
 mod openapi;
@@ -51,6 +54,7 @@ pub use openapi::document as openapi_document;
 pub use state::AppState;
 
 use crate::follower::Follower;
+use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -92,6 +96,13 @@ impl Ingress {
         let watchers = Arc::new(Watchers::default());
         let feeds = Arc::new(EventFeeds::new(config.streams_max));
         let follower_status = Arc::new(FollowerStatus::default());
+        let idempotency = Arc::new(
+            IdempotencyIndex::open(
+                config.idempotency_index_dir.as_deref(),
+                config.engine.idempotency_window_ms,
+            )
+            .map_err(|error| error.to_string())?,
+        );
         let writes = Writes::start(
             Arc::clone(&writer),
             Arc::clone(&pending),
@@ -105,6 +116,7 @@ impl Ingress {
         let follower = Follower {
             model: Arc::clone(&model),
             pending: Arc::clone(&pending),
+            idempotency: Arc::clone(&idempotency),
             watchers: Arc::clone(&watchers),
             metrics: Arc::clone(&metrics),
             status: Arc::clone(&follower_status),
@@ -132,6 +144,7 @@ impl Ingress {
             writes,
             pending,
             model,
+            idempotency,
             follower: follower_status,
             watchers,
             feeds,

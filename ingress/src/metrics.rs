@@ -106,6 +106,9 @@ pub(crate) struct Metrics {
     pub(crate) outcomes_duplicate: Counter,
     pub(crate) outcomes_undecodable: Counter,
     pub(crate) outcome_read_errors: Counter,
+    pub(crate) idempotency_index_answers: Counter,
+    pub(crate) idempotency_index_reused: Counter,
+    pub(crate) idempotency_index_errors: Counter,
 }
 
 /// Values read at scrape time.
@@ -167,7 +170,7 @@ impl Metrics {
         self.log_append
             .snapshot()
             .render(&mut out, "boxoffice_log_append_duration_seconds", "");
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "boxoffice_log_appended_records_total",
                 "Records appended to the requests log by this ingress.",
@@ -212,6 +215,21 @@ impl Metrics {
                 "boxoffice_outcome_read_errors_total",
                 "Errors reading the outcomes log.",
                 &self.outcome_read_errors,
+            ),
+            (
+                "boxoffice_idempotency_index_answers_total",
+                "Repeated keyed requests answered from the idempotency index, not appended.",
+                &self.idempotency_index_answers,
+            ),
+            (
+                "boxoffice_idempotency_index_reused_total",
+                "Keys reused for another request, refused (422) by the idempotency index.",
+                &self.idempotency_index_reused,
+            ),
+            (
+                "boxoffice_idempotency_index_errors_total",
+                "Errors reading or writing the idempotency index.",
+                &self.idempotency_index_errors,
             ),
         ];
         for (name, help, counter) in counters {

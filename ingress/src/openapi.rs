@@ -80,3 +80,37 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
         document
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every operation that takes an `Idempotency-Key` (every write) says that a key reused
+    /// for another request is 422 `idempotency_key_reused`.
+    #[test]
+    fn every_write_lists_a_reused_idempotency_key() {
+        let document = serde_json::to_value(super::document()).unwrap();
+        let mut writes = 0;
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let keyed = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|parameters| {
+                        parameters
+                            .iter()
+                            .any(|parameter| parameter["name"] == "Idempotency-Key")
+                    });
+                if !keyed {
+                    continue;
+                }
+                writes += 1;
+                let description = operation["responses"]["422"]["description"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(
+                    description.contains("idempotency_key_reused"),
+                    "{method} {path}: 422 says {description:?}"
+                );
+            }
+        }
+        assert_eq!(writes, 14, "the writes that take an Idempotency-Key");
+    }
+}

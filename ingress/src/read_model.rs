@@ -1243,6 +1243,7 @@ mod tests {
                     spec: Box::new(spec),
                 }),
                 effects: vec![],
+                idempotency: None,
             };
             model.apply(&outcome);
         }

@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::config::IngressConfig;
 use crate::engine_control::EngineControl;
 use crate::error::AppError;
+use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
 use crate::metrics::{Gauges, Metrics};
 use crate::rate_limit::{retry_after_seconds, RateLimiter};
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) writes: Writes,
     pub(crate) pending: Arc<Pending>,
     pub(crate) model: Arc<RwLock<ReadModel>>,
+    /// First answers to keyed requests, for the contract's window (fed by the follower).
+    pub(crate) idempotency: Arc<IdempotencyIndex>,
     pub(crate) follower: Arc<FollowerStatus>,
     pub(crate) watchers: Arc<Watchers>,
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).

@@ -319,6 +319,7 @@ mod tests {
             replayed: false,
             result: Err(engine::Rejection::SoldOut),
             effects: vec![],
+            idempotency: None,
         })
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
+use requestlog::LogWriter;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -628,9 +629,47 @@ async fn idempotent_retries_return_the_first_answer() {
     )
     .await;
     assert_eq!(detail.body["availability"][0]["held"], 4);
-    // A key reused for a different kind of request does not pretend to be its answer.
-    let hold = first.body["hold_id"].as_str().unwrap();
+    // The same key with another body is another request: 422, never the first answer, and
+    // nothing is applied.
+    let end = harness.requests_end();
     let reused = call_with(
+        &router,
+        Method::POST,
+        &uri,
+        Some(&dave),
+        &[("idempotency-key", "order-42")],
+        Some(json!({"quantity": 3, "category": "Gold"}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (
+            reused.status,
+            reused.code(),
+            &reused.body["error"]["details"]["reason"]
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            &json!("idempotency_key_reused")
+        ),
+        "{}",
+        reused.text
+    );
+    let detail = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(detail.body["availability"][0]["held"], 4);
+    // Known to the index by now, the refusal did not even reach the log.
+    assert_eq!(harness.requests_end(), end);
+    // A key is scoped to the event the request names: on a hold's own route (which names
+    // no event) it is the user's key alone, another key, so this release is a new request.
+    let hold = first.body["hold_id"].as_str().unwrap();
+    let released = call_with(
         &router,
         Method::DELETE,
         &format!("/v1/holds/{hold}"),
@@ -640,21 +679,95 @@ async fn idempotent_retries_return_the_first_answer() {
     )
     .await;
     assert_eq!(
-        (reused.status, reused.code()),
-        (StatusCode::CONFLICT, "conflict")
+        (released.status, &released.body["status"]),
+        (StatusCode::OK, &json!("released")),
+        "{}",
+        released.text
     );
+}
+
+/// The engine keeps keys for a short window only; after it, the ingress's durable index
+/// still answers a repeat with the first answer, and refuses the key for another body,
+/// without appending anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeat_after_the_engine_window_is_answered_by_the_index() {
+    const ENGINE_WINDOW_MS: u64 = 300;
+    let mut config = config();
+    config.engine.idempotency_engine_window_ms = ENGINE_WINDOW_MS;
+    let harness = Harness::with_config(config, true);
+    let router = harness.router();
+    let event = create_event(&router, event_body("Later", 5, 300)).await;
+    let erin = token("erin");
+    let uri = format!("/v1/events/{event}/holds");
+    let key = [("idempotency-key", "order-7")];
+    let body = json!({"quantity": 2, "category": "Gold"}).to_string();
+    let first = call_with(
+        &router,
+        Method::POST,
+        &uri,
+        Some(&erin),
+        &key,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let engine = harness.engine.as_ref().unwrap();
+    // Log time passes the engine's window (ticks, as the runtime's ticker appends them):
+    // the engine has forgotten the key.
+    let answered_ms = engine.with_engine(|engine| engine.now_ms());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let ticks = harness.requests.writer();
+    while engine.with_engine(|engine| engine.now_ms()) <= answered_ms + ENGINE_WINDOW_MS + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log time does not pass"
+        );
+        let tick = engine::Request::new(engine::Command::Tick);
+        ticks
+            .append(vec![engine::wire::encode_request(&tick)])
+            .unwrap();
+        tokio::time::sleep(TICK).await;
+    }
+    let end = harness.requests_end();
+    let again = call_with(&router, Method::POST, &uri, Some(&erin), &key, Some(body)).await;
+    assert_eq!((again.status, &again.body), (first.status, &first.body));
     assert_eq!(
-        call(
-            &router,
-            Method::GET,
-            &format!("/v1/holds/{hold}"),
-            Some(&dave),
-            None
-        )
-        .await
-        .body["status"],
-        "held"
+        again.log_offset(),
+        first.log_offset(),
+        "the first answer's offset"
     );
+    let reused = call_with(
+        &router,
+        Method::POST,
+        &uri,
+        Some(&erin),
+        &key,
+        Some(json!({"seats": ["A-1-5"]}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+        "{}",
+        reused.text
+    );
+    assert_eq!(harness.requests_end(), end, "neither reached the log");
+    let seats = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}/seats"),
+        None,
+        None,
+    )
+    .await;
+    let held: usize = seats.body["sections"][0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row["seats"].as_array().unwrap())
+        .filter(|seat| seat["status"] == "held")
+        .count();
+    assert_eq!(held, 2, "only the first request holds seats");
 }
 
 #[tokio::test(flavor = "multi_thread")]

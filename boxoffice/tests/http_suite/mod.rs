@@ -442,12 +442,16 @@ impl Service {
 /// said so.
 fn start_ingress(deployment: &Deployment, name: &'static str) -> String {
     let mut command = boxoffice(&deployment.config);
-    command.args(["ingress", "--listen", "127.0.0.1:0"]).envs(
-        deployment
-            .kafka_env
-            .iter()
-            .map(|(name, value)| (name, value)),
-    );
+    command
+        .args(["ingress", "--listen", "127.0.0.1:0"])
+        .envs(
+            deployment
+                .kafka_env
+                .iter()
+                .map(|(name, value)| (name, value)),
+        )
+        // Its idempotency index (a slot per ingress) stays in the test's directory.
+        .env("BOXOFFICE_DATA_DIR", deployment.dir.path().join("ingress"));
     let (mut process, listening) = start(name, command, deployment.dir.path());
     let address = wait_line(&mut process, &listening, listening_address);
     deployment.processes.lock().unwrap().push(process);
@@ -751,7 +755,8 @@ pub async fn expiry_frees_seats_for_the_waitlist_in_fcfs_order(service: &Service
 }
 
 /// A retry with the same `Idempotency-Key` returns the first answer and changes nothing,
-/// for holds and for confirms; the same key from another user is another request.
+/// for holds and for confirms; the same key from another user is another request; the
+/// same key with another body is 422 `idempotency_key_reused` and changes nothing.
 pub async fn idempotent_retry_returns_the_first_answer(service: &Service) {
     let event = service.create_event(event_body("Retry", 5, 300)).await;
     let dave = token("dave");
@@ -789,6 +794,45 @@ pub async fn idempotent_retry_returns_the_first_answer(service: &Service) {
         .send_with(Method::POST, &confirm, Some(&dave), &key, pay)
         .await;
     assert_eq!((again.status, &again.body), (booked.status, &booked.body));
+    // The same key with another body is another request: 422, and nothing changes.
+    let other_pay = Some(json!({"payment_ref": "pay-2"}).to_string());
+    let reused = service
+        .send_with(Method::POST, &confirm, Some(&dave), &key, other_pay)
+        .await;
+    assert_eq!(
+        (
+            reused.status,
+            reused.body["error"]["code"].as_str(),
+            reused.body["error"]["details"]["reason"].as_str()
+        ),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("idempotency_key_reused"),
+            Some("idempotency_key_reused")
+        ),
+        "{}",
+        reused.text
+    );
+    let reused_hold = service
+        .send_with(
+            Method::POST,
+            &holds,
+            Some(&dave),
+            &[("idempotency-key", "order-42")],
+            Some(json!({"quantity": 1, "category": "Gold"}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        reused_hold.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reused_hold.text
+    );
+    assert_eq!(
+        service.seat_rows(&event).await,
+        ["bbhhf", "fffff"],
+        "a reused key held or booked nothing more"
+    );
     let (_, bookings) = service.get("/v1/bookings", Some(&dave)).await;
     assert_eq!(
         bookings["bookings"].as_array().map(Vec::len),

@@ -1,7 +1,7 @@
 //! Tenant administration: events (create, patch, cancel), check-in, attendees, desks.
 //! Every admin sees only its own tenant's events: another tenant's id is 404.
 
-use super::{mismatched, rejection, submit, with_location};
+use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, IdempotencyKey, TenantAdmin};
@@ -27,7 +27,7 @@ fn tenant_event(state: &AppState, tenant: &str, event_id: &str) -> Result<EventI
 
 #[utoipa::path(post, path = "/v1/admin/events", tag = "admin", request_body = CreateEventBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
-    responses((status = 201, description = "Created", body = EventCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody)),
+    responses((status = 201, description = "Created", body = EventCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn create_event(
     State(state): State<AppState>,
@@ -48,7 +48,7 @@ pub(crate) async fn create_event(
             );
             Ok(with_location(response, &format!("/v1/events/{event}")))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }
@@ -102,7 +102,7 @@ pub(crate) async fn get_event(
 
 #[utoipa::path(patch, path = "/v1/admin/events/{event_id}", tag = "admin", request_body = PatchEventBody,
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "The updated event", body = EventDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, description = "The updated event", body = EventDetail), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn patch_event(
     State(state): State<AppState>,
@@ -140,14 +140,14 @@ pub(crate) async fn patch_event(
                 Json(views::event_detail(event, model.time_ms)),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
 }
 
 #[utoipa::path(delete, path = "/v1/admin/events/{event_id}", tag = "admin",
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Canceled: holds released, bookings canceled, waitlist ended", body = EventCanceledResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, description = "Canceled: holds released, bookings canceled, waitlist ended", body = EventCanceledResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn cancel_event(
     State(state): State<AppState>,
@@ -174,14 +174,14 @@ pub(crate) async fn cancel_event(
                 ended_waitlist_entries: ended_waiters.len() as u64,
             }),
         )),
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
 }
 
 #[utoipa::path(post, path = "/v1/admin/events/{event_id}/checkin", tag = "admin", request_body = CheckinBody,
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "The ticket is now used", body = CheckinResponse), (status = 404, description = "Unknown or forged code", body = ErrorBody), (status = 409, description = "already_used", body = ErrorBody)),
+    responses((status = 200, description = "The ticket is now used", body = CheckinResponse), (status = 404, description = "Unknown or forged code", body = ErrorBody), (status = 409, description = "already_used", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn checkin(
     State(state): State<AppState>,
@@ -222,7 +222,7 @@ pub(crate) async fn checkin(
                 status: "used".into(),
             }),
         )),
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
 }
@@ -287,7 +287,7 @@ pub(crate) async fn attendees(
 /// slot of one agent.
 #[utoipa::path(post, path = "/v1/admin/desks", tag = "desks", request_body = CreateDeskBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
-    responses((status = 201, description = "Created; `Location` is the desk", body = DeskCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, description = "limit_exceeded (desks)", body = ErrorBody)),
+    responses((status = 201, description = "Created; `Location` is the desk", body = DeskCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, description = "limit_exceeded (desks); idempotency_key_reused (the Idempotency-Key already answered another request)", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn create_desk(
     State(state): State<AppState>,
@@ -308,7 +308,7 @@ pub(crate) async fn create_desk(
             );
             Ok(with_location(response, &format!("/v1/admin/desks/{desk}")))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }

@@ -1,7 +1,7 @@
 //! A user's holds, bookings, waitlist entries and desk tickets (user token). Another user's
 //! id is 404, as is an unknown or unparsable one; neither reaches the log.
 
-use super::{mismatched, rejection, submit, with_location};
+use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, UserId};
@@ -69,7 +69,7 @@ fn own_desk_ticket(
         (status = 202, description = "Not enough free: waiting in the waitlist (`wait: true`)", body = WaitlistJoined),
         (status = 404, description = "Unknown event or seats (`details.seats`)", body = ErrorBody),
         (status = 409, description = "seats_unavailable (`details.seats`), sold_out, sales_closed", body = ErrorBody),
-        (status = 422, description = "limit_exceeded", body = ErrorBody)),
+        (status = 422, description = "limit_exceeded; idempotency_key_reused (the Idempotency-Key already answered another request)", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn place_hold(
     State(state): State<AppState>,
@@ -151,7 +151,7 @@ pub(crate) async fn place_hold(
                 &format!("/v1/waitlist/{waiter}"),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
 }
@@ -172,7 +172,7 @@ pub(crate) async fn get_hold(
 
 #[utoipa::path(post, path = "/v1/holds/{hold_id}/confirm", tag = "holds", request_body = ConfirmBody,
     params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = "Booked", body = BookingResponse), (status = 404, body = ErrorBody), (status = 409, description = "hold_expired, or conflict (released, already confirmed)", body = ErrorBody)),
+    responses((status = 201, description = "Booked", body = BookingResponse), (status = 404, body = ErrorBody), (status = 409, description = "hold_expired, or conflict (released, already confirmed)", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn confirm_hold(
     State(state): State<AppState>,
@@ -202,7 +202,7 @@ pub(crate) async fn confirm_hold(
                 &format!("/v1/bookings/{}", view.booking),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => {
             let event = state.model().hold(id).map(|hold| hold.view.event);
             Err(rejection(&state, event, error))
@@ -212,7 +212,7 @@ pub(crate) async fn confirm_hold(
 
 #[utoipa::path(delete, path = "/v1/holds/{hold_id}", tag = "holds",
     params(("hold_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Released: the seats are free again", body = HoldResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, description = "Released: the seats are free again", body = HoldResponse), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn release_hold(
     State(state): State<AppState>,
@@ -231,7 +231,7 @@ pub(crate) async fn release_hold(
             body.status = HoldStatus::Released.name().to_string();
             Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => {
             let event = state.model().hold(id).map(|hold| hold.view.event);
             Err(rejection(&state, event, error))
@@ -279,7 +279,7 @@ pub(crate) async fn get_booking(
 
 #[utoipa::path(delete, path = "/v1/bookings/{booking_id}", tag = "bookings",
     params(("booking_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Canceled: the seats are free again", body = BookingResponse), (status = 404, body = ErrorBody), (status = 409, description = "already canceled, or a ticket was used (already_used)", body = ErrorBody)),
+    responses((status = 200, description = "Canceled: the seats are free again", body = BookingResponse), (status = 404, body = ErrorBody), (status = 409, description = "already canceled, or a ticket was used (already_used)", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn cancel_booking(
     State(state): State<AppState>,
@@ -305,7 +305,7 @@ pub(crate) async fn cancel_booking(
                 )),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }
@@ -314,7 +314,7 @@ pub(crate) async fn cancel_booking(
 
 #[utoipa::path(post, path = "/v1/events/{event_id}/waitlist", tag = "waitlist", request_body = WaitlistBody,
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 201, description = "Joined (or offered at once when seats were free)", body = WaitlistJoined), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, description = "Joined (or offered at once when seats were free)", body = WaitlistJoined), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "limit_exceeded; idempotency_key_reused (the Idempotency-Key already answered another request)", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn join_waitlist(
     State(state): State<AppState>,
@@ -381,7 +381,7 @@ pub(crate) async fn join_waitlist(
                 &format!("/v1/waitlist/{waiter}"),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
 }
@@ -451,7 +451,7 @@ pub(crate) async fn get_waitlist(
 
 #[utoipa::path(delete, path = "/v1/waitlist/{waitlist_id}", tag = "waitlist",
     params(("waitlist_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, description = "Left the waitlist", body = WaitlistStatus), (status = 404, description = "Unknown, another user's, or no longer waiting", body = ErrorBody)),
+    responses((status = 200, description = "Left the waitlist", body = WaitlistStatus), (status = 404, description = "Unknown, another user's, or no longer waiting", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn leave_waitlist(
     State(state): State<AppState>,
@@ -473,7 +473,7 @@ pub(crate) async fn leave_waitlist(
                 Json(views::waitlist_status(&model, record)),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }
@@ -489,7 +489,7 @@ pub(crate) async fn leave_waitlist(
 /// `hold_expires_at` and becomes the ticket on `POST .../confirm`.
 #[utoipa::path(post, path = "/v1/desks/{desk_id}/tickets", tag = "desks", request_body = DeskTicketBody,
     params(("desk_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
-    responses((status = 201, description = "A slot that meets the level's deadline; `Location` is the ticket", body = DeskTicketResponse), (status = 400, description = "Unknown level (`details.field` = `level`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "sla_unavailable with details.earliest_start", body = ErrorBody)),
+    responses((status = 201, description = "A slot that meets the level's deadline; `Location` is the ticket", body = DeskTicketResponse), (status = 400, description = "Unknown level (`details.field` = `level`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "sla_unavailable with details.earliest_start", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn create_desk_ticket(
     State(state): State<AppState>,
@@ -542,7 +542,7 @@ pub(crate) async fn create_desk_ticket(
                 &format!("/v1/desks/{}/tickets/{}", view.desk, view.ticket),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }
@@ -553,7 +553,7 @@ pub(crate) async fn create_desk_ticket(
 /// user's ticket, or one under another desk, is 404; an expired hold is 404 too.
 #[utoipa::path(post, path = "/v1/desks/{desk_id}/tickets/{ticket_id}/confirm", tag = "desks",
     params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
-    responses((status = 200, description = "Confirmed", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "conflict: already allocated", body = ErrorBody)),
+    responses((status = 200, description = "Confirmed", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "conflict: already allocated", body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn confirm_desk_ticket(
     State(state): State<AppState>,
@@ -581,7 +581,7 @@ pub(crate) async fn confirm_desk_ticket(
                 )),
             ))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }
@@ -615,7 +615,7 @@ pub(crate) async fn get_desk_ticket(
 /// Cancels the user's own ticket (held or allocated); its slot is free again at once.
 #[utoipa::path(delete, path = "/v1/desks/{desk_id}/tickets/{ticket_id}", tag = "desks",
     params(("desk_id" = String, Path), ("ticket_id" = String, Path), ("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters")),
-    responses((status = 200, description = "Canceled: the slot is free again", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "Canceled: the slot is free again", body = DeskTicketResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn cancel_desk_ticket(
     State(state): State<AppState>,
@@ -640,7 +640,7 @@ pub(crate) async fn cancel_desk_ticket(
             body.status = "canceled".into();
             Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))
         }
-        Ok(_) => Err(mismatched()),
+        Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, None, error)),
     }
 }

@@ -50,6 +50,8 @@ pub fn engine_config() -> EngineConfig {
 /// only then removes the directory.
 pub struct Harness {
     pub state: AppState,
+    /// The test engine's configuration: the ingress's own `config.engine`.
+    pub engine_config: EngineConfig,
     pub ingress: Option<Ingress>,
     pub engine: Option<Arc<TestEngine>>,
     pub requests: EmbeddedLog,
@@ -74,14 +76,15 @@ impl Harness {
     }
 
     /// `with_engine: false` leaves the requests unapplied (writes time out) until
-    /// [`Harness::start_engine`].
+    /// [`Harness::start_engine`]. The engine runs with `config.engine`.
     pub fn with_config(config: IngressConfig, with_engine: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let requests =
             EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
         let outcomes =
             EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
-        let engine = with_engine.then(|| start_engine(&requests, &outcomes));
+        let engine_config = config.engine.clone();
+        let engine = with_engine.then(|| start_engine(&requests, &outcomes, engine_config.clone()));
         let control = engine
             .clone()
             .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
@@ -94,6 +97,7 @@ impl Harness {
         .unwrap();
         let state = ingress.state();
         Harness {
+            engine_config,
             dir,
             requests,
             outcomes,
@@ -106,7 +110,11 @@ impl Harness {
     /// Starts the engine of a harness made without one.
     pub fn start_engine(&mut self) {
         assert!(self.engine.is_none());
-        self.engine = Some(start_engine(&self.requests, &self.outcomes));
+        self.engine = Some(start_engine(
+            &self.requests,
+            &self.outcomes,
+            self.engine_config.clone(),
+        ));
     }
 
     pub fn router(&self) -> Router {
@@ -118,9 +126,13 @@ impl Harness {
     }
 }
 
-fn start_engine(requests: &EmbeddedLog, outcomes: &EmbeddedLog) -> Arc<TestEngine> {
+fn start_engine(
+    requests: &EmbeddedLog,
+    outcomes: &EmbeddedLog,
+    config: EngineConfig,
+) -> Arc<TestEngine> {
     Arc::new(TestEngine::start(
-        engine_config(),
+        config,
         Box::new(requests.reader()),
         Arc::new(requests.writer()),
         Arc::new(outcomes.writer()),
