@@ -23,9 +23,6 @@ struct RuntimeControl(RuntimeHandle);
 impl EngineControl for RuntimeControl {
     fn status(&self) -> Option<EngineStatus> {
         let status = self.0.status();
-        if let Some(failure) = &status.failure {
-            tracing::error!(%failure, "the engine runtime has failed");
-        }
         Some(EngineStatus {
             role: match status.role {
                 Role::Primary => EngineRole::Primary,
@@ -39,6 +36,7 @@ impl EngineControl for RuntimeControl {
             }),
             state_hash: status.state_hash,
             state_hash_offset: status.state_hash_offset,
+            failure: status.failure,
         })
     }
 

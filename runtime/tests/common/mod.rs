@@ -308,11 +308,24 @@ pub fn read_all(log: &dyn OpenLog) -> Vec<LogRecord> {
     records
 }
 
+/// The outcomes a log's records make, reassembled from their frames. Fails the test on a
+/// record that is not a frame, or on frames that complete no outcome.
 pub fn decode_outcomes(records: &[LogRecord]) -> Vec<Outcome> {
-    records
+    let mut assembler = engine::wire::OutcomeAssembler::new();
+    let outcomes = records
         .iter()
-        .map(|record| engine::wire::decode_outcome(&record.payload).unwrap())
-        .collect()
+        .filter_map(|record| {
+            assembler
+                .push(&record.payload)
+                .unwrap_or_else(|reason| panic!("outcome record {}: {reason}", record.offset))
+        })
+        .collect();
+    assert_eq!(
+        (assembler.frames_ignored(), assembler.unfinished_offset()),
+        (0, None),
+        "every outcome frame is part of a whole outcome"
+    );
+    outcomes
 }
 
 /// Replays `requests` from scratch through `last_offset` and returns the engine and every
@@ -362,30 +375,27 @@ pub fn check_exactly_once(backend: &Backend, status: &EngineStatus) {
 /// promotion (consumers drop duplicates by input offset).
 pub fn check_at_least_once_identical(backend: &Backend, status: &EngineStatus) {
     let (_, outcomes_log) = backend.open();
-    let records = read_all(outcomes_log.as_ref());
-    let mut unique: Vec<LogRecord> = Vec::with_capacity(records.len());
-    for record in records {
-        let offset = engine::wire::decode_outcome(&record.payload)
-            .unwrap()
-            .offset;
+    let outcomes = decode_outcomes(&read_all(outcomes_log.as_ref()));
+    let mut unique: Vec<Outcome> = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
         match unique.last() {
-            Some(last) if engine::wire::decode_outcome(&last.payload).unwrap().offset >= offset => {
+            Some(last) if last.offset >= outcome.offset => {
                 let first = unique
                     .iter()
                     .rev()
-                    .find(|kept| {
-                        engine::wire::decode_outcome(&kept.payload).unwrap().offset == offset
-                    })
-                    .unwrap_or_else(|| panic!("outcome of offset {offset} out of order"));
+                    .find(|kept| kept.offset == outcome.offset)
+                    .unwrap_or_else(|| panic!("outcome of offset {} out of order", outcome.offset));
                 assert_eq!(
-                    first.payload, record.payload,
-                    "a re-published outcome of offset {offset} differs"
+                    engine::wire::encode_outcome_frames(first),
+                    engine::wire::encode_outcome_frames(&outcome),
+                    "a re-published outcome of offset {} differs",
+                    outcome.offset
                 );
             }
-            _ => unique.push(record),
+            _ => unique.push(outcome),
         }
     }
-    check_outcomes(backend, status, decode_outcomes(&unique));
+    check_outcomes(backend, status, unique);
 }
 
 fn check_outcomes(backend: &Backend, status: &EngineStatus, outcomes: Vec<Outcome>) {
