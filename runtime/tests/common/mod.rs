@@ -2,6 +2,8 @@
 //! `KAFKA_BOOTSTRAP` is set), a seeded workload, and the checks every scenario ends with.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod stack;
+
 use engine::{
     CategorySpec, Command, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome, Request,
     RowSpec, SectionSpec, Selection, WaitlistPolicy,
