@@ -171,7 +171,9 @@ impl Lines {
                     lines.push(line("skipped", skipped.into()));
                 }
                 match pushed {
-                    Ok(Some(outcome)) => lines.push(value(serde_json::to_value(outcome), "outcome")),
+                    Ok(Some(outcome)) => {
+                        lines.push(value(serde_json::to_value(outcome), "outcome"))
+                    }
                     Ok(None) => {}
                     Err(reason) => lines.push(line("undecodable", reason.into())),
                 }
@@ -251,10 +253,19 @@ mod tests {
         let printed = lines(WhichLog::Outcomes, &records);
         assert_eq!(printed.len(), 3, "{printed:#?}");
         assert!(printed[0].starts_with(r#"{"offset":10,"skipped":"frame 3 of 3 of the outcome of request 5 continues no outcome"#), "{}", printed[0]);
-        assert!(printed[1].starts_with(r#"{"offset":12,"skipped":"the outcome of request 5 was cut short"#), "{}", printed[1]);
+        assert!(
+            printed[1]
+                .starts_with(r#"{"offset":12,"skipped":"the outcome of request 5 was cut short"#),
+            "{}",
+            printed[1]
+        );
         let whole: serde_json::Value = serde_json::from_str(&printed[2]).unwrap();
         assert_eq!(
-            (&whole["offset"], &whole["timestamp_ms"], &whole["outcome"]["offset"]),
+            (
+                &whole["offset"],
+                &whole["timestamp_ms"],
+                &whole["outcome"]["offset"]
+            ),
             (&14.into(), &114.into(), &5.into())
         );
         assert_eq!(

@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(status_after, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         let error = &body["error"];
         assert_eq!(
-            (&error["details"]["reason"], &error["details"]["engine_answering"]),
+            (
+                &error["details"]["reason"],
+                &error["details"]["engine_answering"]
+            ),
             (&json!("engine_stopped"), &json!(false))
         );
         let message = error["message"].as_str().unwrap();

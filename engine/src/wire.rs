@@ -43,7 +43,8 @@ pub const OUTCOME_FRAME_HEADER_BYTES: usize = 1 + 8 + 4 + 4;
 /// The largest outcome record, header included.
 pub const OUTCOME_FRAME_BYTES_MAX: usize = 256 * 1024;
 /// The largest share of an outcome one frame carries.
-pub const OUTCOME_FRAME_BODY_BYTES_MAX: usize = OUTCOME_FRAME_BYTES_MAX - OUTCOME_FRAME_HEADER_BYTES;
+pub const OUTCOME_FRAME_BODY_BYTES_MAX: usize =
+    OUTCOME_FRAME_BYTES_MAX - OUTCOME_FRAME_HEADER_BYTES;
 /// The smallest record limit of the logs that carry outcomes, by default: Kafka's
 /// producer `message.max.bytes` (1,000,000 bytes; the broker's is 1,048,588); the embedded
 /// log's default payload limit is 1 MiB.
@@ -199,9 +200,8 @@ pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {
 /// Decodes a whole outcome's bincode bytes; `offset` is what its frames said.
 fn decode_outcome_body(offset: u64, body: &[u8]) -> Result<Outcome, String> {
     let (outcome, used): (Outcome, usize) =
-        bincode::serde::decode_from_slice(body, bincode::config::standard()).map_err(|error| {
-            format!("undecodable outcome of request {offset}: {error}")
-        })?;
+        bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map_err(|error| format!("undecodable outcome of request {offset}: {error}"))?;
     if used != body.len() {
         return Err(format!(
             "{} trailing bytes after the outcome of request {offset}",

@@ -44,9 +44,10 @@
 //! then to an empty engine), seeks the reader to its offset + 1, and the threads replay the
 //! tail; outcomes that were never published are published then.
 //!
-//! Architecture invariant: every request offset gets exactly one outcome in the outcomes
-//! log, in offset order, across crashes and restarts (the publisher's dedupe above, and
-//! snapshots never cover unpublished outcomes).
+//! Architecture invariant: every request offset gets exactly one whole outcome in the
+//! outcomes log, in offset order, across crashes and restarts (the publisher's dedupe
+//! above, and snapshots never cover unpublished outcomes). The frames of an outcome cut
+//! short by a crash may precede its whole copy; readers reassemble and skip them.
 //!
 //! Architecture invariant: the state after applying offsets `0..=n` is the same, and has
 //! the same hash, whether reached by one run, by restarts, or by [`replay`].

@@ -523,10 +523,7 @@ mod tests {
         let large = |offset| outcome(offset, OUTCOME_FRAME_BYTES_MAX * 3 / 4);
         assert_eq!(
             cut(&[large(0), large(1), large(2)], budget, None),
-            [
-                (vec![(0, 0), (1, 0)], Some(1)),
-                (vec![(2, 0)], Some(2)),
-            ]
+            [(vec![(0, 0), (1, 0)], Some(1)), (vec![(2, 0)], Some(2)),]
         );
     }
 
@@ -540,7 +537,11 @@ mod tests {
         let frames = engine::wire::encode_outcome_frames(&huge).len() as u32;
         assert_eq!(frames, 5);
         assert_eq!(
-            cut(&[outcome(0, 10), huge.clone(), outcome(2, 10)], budget, None),
+            cut(
+                &[outcome(0, 10), huge.clone(), outcome(2, 10)],
+                budget,
+                None
+            ),
             [
                 (vec![(0, 0)], Some(0)),
                 (vec![(1, 0), (1, 1)], None),

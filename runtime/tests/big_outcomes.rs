@@ -101,7 +101,11 @@ fn waiters_ended_by_one_confirm(backend: Backend) {
         Some(&token("waiter-0")),
         None,
     );
-    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("expired")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("expired")),
+        "{body}"
+    );
     stack.stop();
 }
 
@@ -140,7 +144,12 @@ fn bookings_cancelled_with_their_event(backend: Backend) {
     stack.wait_read_model(end - 1);
     stack.say("the read model has every booking");
 
-    let (status, body) = stack.call(Method::DELETE, &format!("/v1/admin/events/{BIG}"), Some(ADMIN), None);
+    let (status, body) = stack.call(
+        Method::DELETE,
+        &format!("/v1/admin/events/{BIG}"),
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(status, StatusCode::OK, "{body}");
     stack.say("the cancel is answered 200");
     let (status, body) = stack.hold("after", SPARE, "A-1-1");
@@ -157,8 +166,17 @@ fn bookings_cancelled_with_their_event(backend: Backend) {
     let frames = engine::wire::encode_outcome_frames(outcome_at(&outcomes, end)).len();
     assert!(frames >= 2, "the outcome spans {frames} frames");
     assert_eq!(records, outcomes.len() + frames - 1);
-    let (status, body) = stack.call(Method::GET, "/v1/bookings/b_1", Some(&token(&user(0))), None);
-    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("canceled")), "{body}");
+    let (status, body) = stack.call(
+        Method::GET,
+        "/v1/bookings/b_1",
+        Some(&token(&user(0))),
+        None,
+    );
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("canceled")),
+        "{body}"
+    );
     stack.stop();
 }
 
@@ -186,7 +204,8 @@ fn holds_expire_after_a_quiet_day(backend: Backend) {
         create_event(seated_event(1, 10, HOLD_TTL_MS)),
         create_event(seated_event(HOLDS / 1_000, 1_000, HOLD_TTL_MS)),
     ];
-    payloads.extend((0..HOLDS).map(|index| hold_seat(&format!("holder-{index}"), BIG, &seat(index))));
+    payloads
+        .extend((0..HOLDS).map(|index| hold_seat(&format!("holder-{index}"), BIG, &seat(index))));
     // The setup happened a day ago, over an hour (less than the holds' TTL, so none
     // expires during it); later records keep the time the log gave them.
     let quiet_from = payloads.len() as u64;
@@ -230,13 +249,20 @@ fn holds_expire_after_a_quiet_day(backend: Backend) {
 
     let (outcomes, records) = stack.check(&[SPARE, BIG]);
     let first = outcome_at(&outcomes, end);
-    assert!(matches!(first.result, Ok(Reply::HoldPlaced(_))), "{:?}", first.result);
+    assert!(
+        matches!(first.result, Ok(Reply::HoldPlaced(_))),
+        "{:?}",
+        first.result
+    );
     let expired = first
         .effects
         .iter()
         .filter(|effect| matches!(effect, Effect::HoldExpired { .. }))
         .count();
-    assert_eq!(expired, HOLDS as usize, "every hold expired in the first record");
+    assert_eq!(
+        expired, HOLDS as usize,
+        "every hold expired in the first record"
+    );
     let frames = engine::wire::encode_outcome_frames(first).len();
     assert!(frames >= 4, "the outcome spans {frames} frames");
     assert_eq!(records, outcomes.len() + frames - 1);

@@ -239,9 +239,11 @@ fn embedded_a_torn_outcome_is_published_again_from_its_first_frame() {
         .handle()
         .wait_for(DEADLINE, |status| status.failure.is_some());
     assert_eq!(status.published_offset, Some(end - 2), "{status:?}");
-    assert!(
-        runtime.shutdown().unwrap_err().to_string().contains("publishing outcomes: outcomes log"),
-    );
+    assert!(runtime
+        .shutdown()
+        .unwrap_err()
+        .to_string()
+        .contains("publishing outcomes: outcomes log"),);
     let records = read_all(logs.outcomes.as_ref());
     let tail: Vec<(u64, u32, u32)> = records[records.len() - 2..]
         .iter()
@@ -265,8 +267,35 @@ fn embedded_a_torn_outcome_is_published_again_from_its_first_frame() {
     assert_eq!(check_exactly_once_after_tears(&backend, &status), 2);
     let outcomes = decode_outcomes_allowing_torn(&read_all(logs.outcomes.as_ref())).0;
     let confirmed = outcomes.last().unwrap();
-    assert!(matches!(confirmed.result, Ok(engine::Reply::HoldConfirmed(_))));
+    assert!(matches!(
+        confirmed.result,
+        Ok(engine::Reply::HoldConfirmed(_))
+    ));
     assert_eq!(confirmed.effects.len(), 5_000, "every waiter ended");
+}
+
+/// An outcomes log written before outcomes were framed (version 1) is refused at start,
+/// with what to do: outcomes are re-derived from the requests log by replay.
+#[test]
+fn embedded_an_outcomes_log_of_version_1_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    append_all(logs.requests.as_ref(), vec![request(engine::Command::Tick)]);
+    // Version 1: one whole outcome (a Tick's) per record.
+    append_all(logs.outcomes.as_ref(), vec![vec![1, 0, 0, 0, 0, 15, 0]]);
+    let Err(error) = Runtime::start(options(), backend.logs(), Box::new(MemoryStore::new(1)))
+    else {
+        panic!("a runtime started on a version-1 outcomes log");
+    };
+    let error = error.to_string();
+    assert!(
+        error.starts_with(
+            "the outcomes log holds an undecodable outcome at offset 0: outcome record version 1"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("re-derive them by replay"), "{error}");
 }
 
 // ---- ticks --------------------------------------------------------------------------------

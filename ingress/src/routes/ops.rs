@@ -86,7 +86,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
     }
     let (reason, message) = if let Some(failure) = &readiness.engine_failure {
-        ("engine_stopped", format!("the engine has stopped: {failure}"))
+        (
+            "engine_stopped",
+            format!("the engine has stopped: {failure}"),
+        )
     } else if !log_writable {
         (
             "log_not_writable",

@@ -9,8 +9,8 @@ use engine::{
     RowSpec, SectionSpec, Selection, WaitlistPolicy,
 };
 use requestlog::{
-    Appended, EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogError, LogReader,
-    LogRecord, LogWriter,
+    Appended, EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogError, LogReader, LogRecord,
+    LogWriter,
 };
 use runtime::{EngineStatus, Logs, OpenLog, RuntimeHandle};
 use std::path::PathBuf;
@@ -317,7 +317,10 @@ pub fn read_all(log: &dyn OpenLog) -> Vec<LogRecord> {
 /// record that is not a frame, or on frames that complete no outcome.
 pub fn decode_outcomes(records: &[LogRecord]) -> Vec<Outcome> {
     let (outcomes, frames_ignored) = decode_outcomes_allowing_torn(records);
-    assert_eq!(frames_ignored, 0, "every outcome frame is part of a whole outcome");
+    assert_eq!(
+        frames_ignored, 0,
+        "every outcome frame is part of a whole outcome"
+    );
     outcomes
 }
 
@@ -615,7 +618,9 @@ pub fn append_all(log: &dyn OpenLog, payloads: Vec<Vec<u8>>) -> u64 {
     let writer = log.open_writer().unwrap();
     let mut payloads = payloads.into_iter().peekable();
     while payloads.peek().is_some() {
-        writer.append(payloads.by_ref().take(4096).collect()).unwrap();
+        writer
+            .append(payloads.by_ref().take(4096).collect())
+            .unwrap();
     }
     writer.end_offset().unwrap()
 }

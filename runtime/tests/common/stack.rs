@@ -132,7 +132,10 @@ impl Stack {
             let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
                 .await
                 .unwrap();
-            (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
         })
     }
 
@@ -191,7 +194,13 @@ impl Stack {
             .expect("availability")
             .iter()
             .map(|category| {
-                json!([category["category"], category["capacity"], category["free"], category["held"], category["booked"]])
+                json!([
+                    category["category"],
+                    category["capacity"],
+                    category["free"],
+                    category["held"],
+                    category["booked"]
+                ])
             })
             .collect();
         let expected: Vec<Value> = engine
@@ -199,12 +208,23 @@ impl Stack {
             .unwrap()
             .into_iter()
             .map(|category| {
-                json!([category.category, category.capacity, category.free, category.held, category.booked])
+                json!([
+                    category.category,
+                    category.capacity,
+                    category.free,
+                    category.held,
+                    category.booked
+                ])
             })
             .collect();
         assert_eq!(shown, expected, "availability of {event}");
 
-        let (status, map) = self.call(Method::GET, &format!("/v1/events/{event}/seats"), None, None);
+        let (status, map) = self.call(
+            Method::GET,
+            &format!("/v1/events/{event}/seats"),
+            None,
+            None,
+        );
         assert_eq!(status, StatusCode::OK, "{map}");
         let shown: Vec<(&str, &str)> = map["sections"]
             .as_array()
@@ -212,7 +232,12 @@ impl Stack {
             .iter()
             .flat_map(|section| section["rows"].as_array().unwrap())
             .flat_map(|row| row["seats"].as_array().unwrap())
-            .map(|seat| (seat["id"].as_str().unwrap(), seat["status"].as_str().unwrap()))
+            .map(|seat| {
+                (
+                    seat["id"].as_str().unwrap(),
+                    seat["status"].as_str().unwrap(),
+                )
+            })
             .collect();
         let seats = engine.seat_count(event).unwrap();
         let labels: Vec<String> = (0..seats)
@@ -228,7 +253,10 @@ impl Stack {
                 (labels[seat as usize].as_str(), status)
             })
             .collect();
-        assert!(shown == expected, "the seat map of {event} differs from the engine's");
+        assert!(
+            shown == expected,
+            "the seat map of {event} differs from the engine's"
+        );
     }
 
     pub fn stop(mut self) {
@@ -241,4 +269,3 @@ impl Stack {
         self.say("stopped");
     }
 }
-
