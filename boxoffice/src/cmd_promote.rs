@@ -50,20 +50,32 @@ pub(crate) fn run(
             .seek(outcomes_end)
             .map_err(log_error("cannot seek the outcomes log"))?;
     }
+    let mut assembler = engine::wire::OutcomeAssembler::new();
     while started.elapsed() < wait {
         let records = outcomes
             .poll(1024, Duration::from_millis(100))
             .map_err(log_error("cannot read the outcomes log"))?;
         for record in records {
-            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| {
+            // Only the Promote record's outcome is decoded (from its frames); the rest is
+            // skipped by header.
+            let header = engine::wire::frame_header(&record.payload).map_err(|reason| {
                 ToolError::Invalid(format!(
                     "undecodable outcome at {}: {reason}",
                     record.offset
                 ))
             })?;
-            if outcome.offset != offset {
+            if header.offset != offset {
                 continue;
             }
+            let assembled = assembler.push(&record.payload).map_err(|reason| {
+                ToolError::Invalid(format!(
+                    "undecodable outcome at {}: {reason}",
+                    record.offset
+                ))
+            })?;
+            let Some(outcome) = assembled else {
+                continue;
+            };
             let elapsed_ms = started.elapsed().as_millis();
             return match outcome.result {
                 Ok(Reply::Promoted { epoch, node: named }) => {

@@ -24,9 +24,6 @@ struct RuntimeControl(RuntimeHandle);
 impl EngineControl for RuntimeControl {
     fn status(&self) -> Option<EngineStatus> {
         let status = self.0.status();
-        if let Some(failure) = &status.failure {
-            tracing::error!(%failure, "the engine runtime has failed");
-        }
         Some(EngineStatus {
             role: match status.role {
                 Role::Primary => EngineRole::Primary,
@@ -40,6 +37,7 @@ impl EngineControl for RuntimeControl {
             }),
             state_hash: status.state_hash,
             state_hash_offset: status.state_hash_offset,
+            failure: status.failure,
         })
     }
 
@@ -113,4 +111,106 @@ pub(crate) fn run(
     let status = stopped?;
     tracing::info!(applied_offset = ?status.applied_offset, state_hash = %status.state_hash, "stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use requestlog::{EmbeddedLog, EmbeddedOptions};
+    use runtime::{OpenLog, RuntimeOptions};
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    /// The runtime next to the ingress stops (here its outcomes log refuses every outcome,
+    /// as a payload limit once did with a large one): `/readyz` answers 503 at once, with
+    /// the runtime's reason.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readyz_is_503_with_the_reason_once_the_runtime_has_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let requests: Arc<dyn OpenLog> = Arc::new(
+            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap(),
+        );
+        let outcomes: Arc<dyn OpenLog> = Arc::new(
+            EmbeddedLog::open(
+                dir.path().join("outcomes"),
+                EmbeddedOptions {
+                    payload_size_max_bytes: 8,
+                    ..EmbeddedOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let runtime = Runtime::start(
+            RuntimeOptions::new(engine::EngineConfig::default()),
+            Logs {
+                requests: Arc::clone(&requests),
+                outcomes: Arc::clone(&outcomes),
+            },
+            Box::new(snapshotter::MemoryStore::new(1)),
+        )
+        .unwrap();
+        let handle = runtime.handle();
+        let ingress = Ingress::start(
+            ingress::IngressConfig::default(),
+            requests.open_writer().unwrap(),
+            outcomes.open_reader().unwrap(),
+            Some(Arc::new(RuntimeControl(handle.clone()))),
+        )
+        .unwrap();
+        let readyz = || async {
+            let response = ingress
+                .router()
+                .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        };
+        // Before: the engine answers (the read model may still be catching up).
+        let (status, body) = readyz().await;
+        let readiness = match status {
+            StatusCode::OK => &body,
+            _ => &body["error"]["details"],
+        };
+        assert_eq!(
+            (&readiness["engine_answering"], &readiness["engine_failure"]),
+            (&json!(true), &Value::Null),
+            "{body}"
+        );
+
+        let tick = engine::wire::encode_request(&engine::Request::new(engine::Command::Tick));
+        requests.open_writer().unwrap().append(vec![tick]).unwrap();
+        let (stopped, failed) = tokio::task::spawn_blocking(move || {
+            handle.wait_for(Duration::from_secs(30), |status| status.failure.is_some())
+        })
+        .await
+        .unwrap();
+        assert!(failed, "{stopped:?}");
+        let (status_after, body) = readyz().await;
+        assert_eq!(status_after, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let error = &body["error"];
+        assert_eq!(
+            (
+                &error["details"]["reason"],
+                &error["details"]["engine_answering"]
+            ),
+            (&json!("engine_stopped"), &json!(false))
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the engine has stopped: publishing outcomes: outcomes log: payload 0 of the append is"),
+            "{message}"
+        );
+        assert_eq!(
+            error["details"]["engine_failure"].as_str(),
+            stopped.failure.as_deref()
+        );
+        ingress.stop();
+        assert!(runtime.shutdown().is_err());
+    }
 }

@@ -1,13 +1,59 @@
-//! The log record format: one version byte, then the request in bincode (standard
-//! configuration). Changing the format is deliberate: bump `VERSION`, keep decoding
-//! the old one, and update the golden bytes in the tests.
+//! The log record formats.
+//!
+//! **Requests** (the requests log): one version byte ([`VERSION`]), then the request in
+//! bincode (standard configuration), at most [`RECORD_BYTES_MAX`] bytes.
+//!
+//! **Outcomes** (the outcomes log): an outcome is encoded once, in bincode (standard
+//! configuration), and cut into frames of at most [`OUTCOME_FRAME_BYTES_MAX`] bytes, one
+//! frame per record, so an outcome of any size fits logs whose records are bounded (the
+//! embedded log's payload limit, Kafka's `message.max.bytes`). Every frame starts with a
+//! fixed header of [`OUTCOME_FRAME_HEADER_BYTES`] bytes:
+//!
+//! ```text
+//!  byte  0       version (OUTCOME_VERSION = 2)
+//!  bytes 1..9    the request offset the outcome answers, u64 little-endian
+//!  bytes 9..13   this frame's index, u32 little-endian (0 first)
+//!  bytes 13..17  the outcome's frame count, u32 little-endian (at least 1)
+//!  bytes 17..    this frame's share of the outcome's bincode bytes
+//! ```
+//!
+//! Readers reassemble with an [`OutcomeAssembler`]: a frame with index 0 starts an outcome
+//! (a publisher that stopped in the middle of one publishes it again from frame 0), and a
+//! frame that does not continue the outcome being assembled is ignored. [`frame_header`]
+//! reads the header alone, for tools that only need the offset.
+//!
+//! Changing a format is deliberate: bump the version and update the golden bytes in the
+//! tests. Outcome records of version 1 (one whole outcome per record) are refused rather
+//! than decoded: the `Outcome` type has changed since, and outcomes are a pure function of
+//! the requests log, so an old outcomes log is re-derived by replaying the requests log
+//! from offset 0 (remove the outcomes log and the snapshots, then start the engine).
 
 use crate::command::Request;
 use crate::outcome::Outcome;
 
+/// The requests log's record version.
 pub const VERSION: u8 = 1;
 /// The largest record the engine will decode; the ingress never writes a larger one.
 pub const RECORD_BYTES_MAX: usize = 256 * 1024;
+
+/// The outcomes log's record version: every record is one frame of an outcome.
+pub const OUTCOME_VERSION: u8 = 2;
+/// Version byte, request offset (u64), frame index (u32), frame count (u32).
+pub const OUTCOME_FRAME_HEADER_BYTES: usize = 1 + 8 + 4 + 4;
+/// The largest outcome record, header included.
+pub const OUTCOME_FRAME_BYTES_MAX: usize = 256 * 1024;
+/// The largest share of an outcome one frame carries.
+pub const OUTCOME_FRAME_BODY_BYTES_MAX: usize =
+    OUTCOME_FRAME_BYTES_MAX - OUTCOME_FRAME_HEADER_BYTES;
+/// The smallest record limit of the logs that carry outcomes, by default: Kafka's
+/// producer `message.max.bytes` (1,000,000 bytes; the broker's is 1,048,588); the embedded
+/// log's default payload limit is 1 MiB.
+pub const LOG_RECORD_BYTES_DEFAULT_MIN: usize = 1_000_000;
+
+// A frame fits any log at its default limits with room to spare (Kafka's record-batch
+// framing, a log configured tighter than its default).
+const _: () = assert!(OUTCOME_FRAME_BYTES_MAX * 2 <= LOG_RECORD_BYTES_DEFAULT_MIN);
+const _: () = assert!(OUTCOME_FRAME_BODY_BYTES_MAX >= 64 * 1024);
 
 fn config() -> bincode::config::Configuration<
     bincode::config::LittleEndian,
@@ -47,29 +93,218 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
     Ok(request)
 }
 
-/// Outcomes travel the same way (the outcomes topic, the snapshot of unpublished ones).
-pub fn encode_outcome(outcome: &Outcome) -> Vec<u8> {
-    let mut bytes = vec![VERSION];
+/// An outcome's bincode bytes, unframed: what its frames carry, and what tests digest.
+/// Never append these to the outcomes log: use [`encode_outcome_frames`].
+pub fn encode_outcome_body(outcome: &Outcome) -> Vec<u8> {
+    let mut bytes = Vec::new();
     bincode::serde::encode_into_std_write(outcome, &mut bytes, bincode::config::standard())
         .expect("encoding into a Vec cannot fail");
     bytes
 }
 
-pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, String> {
-    let (&version, body) = bytes.split_first().ok_or("empty outcome record")?;
-    if version != VERSION {
-        return Err(format!("unknown outcome version {version}"));
+/// The outcome as outcomes-log records: one frame when it is at most
+/// [`OUTCOME_FRAME_BODY_BYTES_MAX`] bytes (nearly always), else as many as it takes, each
+/// at most [`OUTCOME_FRAME_BYTES_MAX`] bytes. Append them in order.
+pub fn encode_outcome_frames(outcome: &Outcome) -> Vec<Vec<u8>> {
+    // Encoded after room for the header, so the usual single frame is never copied.
+    let mut first = vec![0; OUTCOME_FRAME_HEADER_BYTES];
+    bincode::serde::encode_into_std_write(outcome, &mut first, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail");
+    let body_bytes = first.len() - OUTCOME_FRAME_HEADER_BYTES;
+    if body_bytes <= OUTCOME_FRAME_BODY_BYTES_MAX {
+        write_frame_header(&mut first, outcome.offset, 0, 1);
+        return vec![first];
     }
-    bincode::serde::decode_from_slice(body, bincode::config::standard())
-        .map(|(outcome, _)| outcome)
-        .map_err(|error| format!("undecodable outcome: {error}"))
+    let body = &first[OUTCOME_FRAME_HEADER_BYTES..];
+    let count = u32::try_from(body_bytes.div_ceil(OUTCOME_FRAME_BODY_BYTES_MAX))
+        .expect("an outcome is far smaller than 2^32 frames");
+    let frames: Vec<Vec<u8>> = body
+        .chunks(OUTCOME_FRAME_BODY_BYTES_MAX)
+        .zip(0..)
+        .map(|(chunk, index)| {
+            let mut frame = vec![0; OUTCOME_FRAME_HEADER_BYTES];
+            write_frame_header(&mut frame, outcome.offset, index, count);
+            frame.extend_from_slice(chunk);
+            frame
+        })
+        .collect();
+    debug_assert_eq!(frames.len(), count as usize);
+    debug_assert!(frames
+        .iter()
+        .all(|frame| frame.len() <= OUTCOME_FRAME_BYTES_MAX));
+    frames
+}
+
+fn write_frame_header(frame: &mut [u8], offset: u64, index: u32, count: u32) {
+    assert!(index < count);
+    frame[0] = OUTCOME_VERSION;
+    frame[1..9].copy_from_slice(&offset.to_le_bytes());
+    frame[9..13].copy_from_slice(&index.to_le_bytes());
+    frame[13..17].copy_from_slice(&count.to_le_bytes());
+}
+
+/// What an outcome frame's header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The request offset the outcome answers.
+    pub offset: u64,
+    pub index: u32,
+    pub count: u32,
+}
+
+impl FrameHeader {
+    /// The frame that completes its outcome.
+    pub fn is_last(&self) -> bool {
+        self.index + 1 == self.count
+    }
+}
+
+/// The sentence for an outcome record of version 1.
+const VERSION_1_REFUSED: &str = "outcome record version 1 (one record per outcome) is no longer read: outcomes are now framed (version 2); outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
+
+/// Reads a frame's header without touching its body. The error is a sentence.
+pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {
+    match record.first() {
+        None => return Err("empty outcome record".into()),
+        Some(1) => return Err(VERSION_1_REFUSED.into()),
+        Some(&OUTCOME_VERSION) => {}
+        Some(version) => return Err(format!("unknown outcome record version {version}")),
+    }
+    if record.len() < OUTCOME_FRAME_HEADER_BYTES {
+        return Err(format!(
+            "outcome record of {} bytes is shorter than the {OUTCOME_FRAME_HEADER_BYTES}-byte frame header",
+            record.len()
+        ));
+    }
+    if record.len() > OUTCOME_FRAME_BYTES_MAX {
+        return Err(format!(
+            "outcome frame of {} bytes is over the {OUTCOME_FRAME_BYTES_MAX}-byte limit",
+            record.len()
+        ));
+    }
+    let field = |range: std::ops::Range<usize>| &record[range];
+    let header = FrameHeader {
+        offset: u64::from_le_bytes(field(1..9).try_into().expect("8 bytes")),
+        index: u32::from_le_bytes(field(9..13).try_into().expect("4 bytes")),
+        count: u32::from_le_bytes(field(13..17).try_into().expect("4 bytes")),
+    };
+    if header.index >= header.count {
+        return Err(format!(
+            "outcome frame {} of {} (of request {}): the index is not below the count",
+            header.index, header.count, header.offset
+        ));
+    }
+    Ok(header)
+}
+
+/// Decodes a whole outcome's bincode bytes; `offset` is what its frames said.
+fn decode_outcome_body(offset: u64, body: &[u8]) -> Result<Outcome, String> {
+    let (outcome, used): (Outcome, usize) =
+        bincode::serde::decode_from_slice(body, bincode::config::standard())
+            .map_err(|error| format!("undecodable outcome of request {offset}: {error}"))?;
+    if used != body.len() {
+        return Err(format!(
+            "{} trailing bytes after the outcome of request {offset}",
+            body.len() - used
+        ));
+    }
+    if outcome.offset != offset {
+        return Err(format!(
+            "the frames say request {offset} but the outcome answers request {}",
+            outcome.offset
+        ));
+    }
+    Ok(outcome)
+}
+
+/// Reassembles outcomes from frames read in log order (sans-io: push records, take
+/// outcomes). Rules:
+/// - a frame with index 0 starts a new outcome, dropping any unfinished one (a publisher
+///   that stopped in the middle of an outcome publishes it again from frame 0);
+/// - a frame that does not continue the unfinished outcome (another request offset,
+///   another count, not the next index) is ignored;
+/// - frames that end up in no outcome are counted ([`OutcomeAssembler::frames_ignored`]).
+///
+/// An unfinished outcome holds at most the bytes of one outcome, which the engine held
+/// in memory to produce it.
+#[derive(Debug, Default)]
+pub struct OutcomeAssembler {
+    partial: Option<Partial>,
+    frames_ignored: u64,
+}
+
+#[derive(Debug)]
+struct Partial {
+    offset: u64,
+    count: u32,
+    next_index: u32,
+    body: Vec<u8>,
+}
+
+impl OutcomeAssembler {
+    pub fn new() -> OutcomeAssembler {
+        OutcomeAssembler::default()
+    }
+
+    /// Takes the next record of the outcomes log: `Some` when it completes an outcome.
+    /// An error (a sentence) is a record that is not a frame, or frames that do not decode
+    /// to an outcome; the assembler stays usable.
+    pub fn push(&mut self, record: &[u8]) -> Result<Option<Outcome>, String> {
+        let header = frame_header(record)?;
+        let body = &record[OUTCOME_FRAME_HEADER_BYTES..];
+        if header.index == 0 {
+            self.drop_partial();
+            if header.count == 1 {
+                return decode_outcome_body(header.offset, body).map(Some);
+            }
+            self.partial = Some(Partial {
+                offset: header.offset,
+                count: header.count,
+                next_index: 1,
+                body: body.to_vec(),
+            });
+            return Ok(None);
+        }
+        let Some(partial) = self.partial.as_mut().filter(|partial| {
+            (partial.offset, partial.count, partial.next_index)
+                == (header.offset, header.count, header.index)
+        }) else {
+            self.frames_ignored += 1;
+            return Ok(None);
+        };
+        partial.body.extend_from_slice(body);
+        partial.next_index += 1;
+        if partial.next_index < partial.count {
+            return Ok(None);
+        }
+        let partial = self.partial.take().expect("just extended");
+        decode_outcome_body(partial.offset, &partial.body).map(Some)
+    }
+
+    /// Frames that made no outcome: those that continued nothing, and those of outcomes
+    /// dropped unfinished.
+    pub fn frames_ignored(&self) -> u64 {
+        self.frames_ignored
+    }
+
+    /// The request offset of the outcome being assembled, if one is unfinished.
+    pub fn unfinished_offset(&self) -> Option<u64> {
+        self.partial.as_ref().map(|partial| partial.offset)
+    }
+
+    fn drop_partial(&mut self) {
+        if let Some(partial) = self.partial.take() {
+            self.frames_ignored += u64::from(partial.next_index);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::command::{Command, Selection};
-    use crate::ids::EventId;
+    use crate::ids::{EventId, WaiterId};
+    use crate::outcome::{Effect, Reply, WaitEnd};
 
     #[test]
     fn golden_bytes_of_a_hold_request() {
@@ -101,5 +336,191 @@ mod tests {
         assert!(decode_request(&bytes).unwrap_err().contains("trailing"));
         // A length prefix claiming far more than the record holds.
         assert!(decode_request(&[1, 1, 0xfc, 0xff, 0xff, 0xff, 0x7f]).is_err());
+    }
+
+    fn tick_outcome(offset: u64) -> Outcome {
+        Outcome {
+            offset,
+            time_ms: 7,
+            replayed: false,
+            result: Ok(Reply::Ticked),
+            effects: Vec::new(),
+        }
+    }
+
+    /// An outcome of about `bytes` bytes: a confirm that ended a long waitlist.
+    fn big_outcome(offset: u64, bytes: usize) -> Outcome {
+        let effects = (0..bytes as u64 / 24)
+            .map(|waiter| Effect::WaitlistEnded {
+                waiter: WaiterId(waiter),
+                event: EventId(1),
+                user: format!("user-{waiter:012}"),
+                reason: WaitEnd::SoldOut,
+            })
+            .collect();
+        Outcome {
+            effects,
+            ..tick_outcome(offset)
+        }
+    }
+
+    fn assemble(assembler: &mut OutcomeAssembler, frames: &[Vec<u8>]) -> Vec<Outcome> {
+        frames
+            .iter()
+            .filter_map(|frame| assembler.push(frame).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn golden_bytes_of_a_one_frame_outcome() {
+        let outcome = tick_outcome(0x0102);
+        let frames = encode_outcome_frames(&outcome);
+        assert_eq!(frames.len(), 1);
+        let (header, body) = frames[0].split_at(OUTCOME_FRAME_HEADER_BYTES);
+        // Version 2; request offset 0x0102 (u64 LE); frame 0 (u32 LE); of 1 (u32 LE).
+        assert_eq!(
+            header,
+            [2, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+        );
+        // The outcome's bincode (it changes with the `Outcome` type; the header does not):
+        // offset 0x0102 (varint 251 + u16 LE); time 7; replayed false; Ok; Reply::Ticked
+        // (variant 15); no effects.
+        assert_eq!(body, [251, 0x02, 0x01, 7, 0, 0, 15, 0]);
+        assert_eq!(body, encode_outcome_body(&outcome));
+        assert_eq!(
+            frame_header(&frames[0]),
+            Ok(FrameHeader {
+                offset: 0x0102,
+                index: 0,
+                count: 1
+            })
+        );
+        assert_eq!(OutcomeAssembler::new().push(&frames[0]), Ok(Some(outcome)));
+    }
+
+    #[test]
+    fn a_ten_megabyte_outcome_goes_in_frames_and_comes_back_whole() {
+        let outcome = big_outcome(42, 10 << 20);
+        let body_bytes = encode_outcome_body(&outcome).len();
+        assert!(body_bytes >= 10 << 20, "{body_bytes}");
+        let frames = encode_outcome_frames(&outcome);
+        assert_eq!(
+            frames.len(),
+            body_bytes.div_ceil(OUTCOME_FRAME_BODY_BYTES_MAX)
+        );
+        for (index, frame) in frames.iter().enumerate() {
+            assert!(frame.len() <= OUTCOME_FRAME_BYTES_MAX);
+            let header = frame_header(frame).unwrap();
+            assert_eq!(
+                (header.offset, header.index as usize, header.count as usize),
+                (42, index, frames.len())
+            );
+            assert_eq!(header.is_last(), index + 1 == frames.len());
+        }
+        let mut assembler = OutcomeAssembler::new();
+        for frame in &frames[..frames.len() - 1] {
+            assert_eq!(assembler.push(frame), Ok(None));
+            assert_eq!(assembler.unfinished_offset(), Some(42));
+        }
+        assert_eq!(assembler.push(frames.last().unwrap()), Ok(Some(outcome)));
+        assert_eq!(
+            (assembler.unfinished_offset(), assembler.frames_ignored()),
+            (None, 0)
+        );
+    }
+
+    #[test]
+    fn a_torn_outcome_is_dropped_when_it_is_published_again_from_frame_0() {
+        let torn = big_outcome(7, 1 << 20);
+        let frames = encode_outcome_frames(&torn);
+        assert!(frames.len() >= 4);
+        let next = tick_outcome(8);
+        let mut log: Vec<Vec<u8>> = encode_outcome_frames(&tick_outcome(6));
+        // The publisher stopped after three frames, then published it again, whole.
+        log.extend_from_slice(&frames[..3]);
+        log.extend_from_slice(&frames);
+        log.extend(encode_outcome_frames(&next));
+        let mut assembler = OutcomeAssembler::new();
+        let outcomes = assemble(&mut assembler, &log);
+        assert_eq!(outcomes, [tick_outcome(6), torn, next]);
+        assert_eq!(assembler.frames_ignored(), 3);
+    }
+
+    #[test]
+    fn frames_that_continue_nothing_are_ignored_and_counted() {
+        let big = big_outcome(3, 600 << 10);
+        let frames = encode_outcome_frames(&big);
+        assert_eq!(frames.len(), 3);
+        let other = encode_outcome_frames(&big_outcome(4, 600 << 10));
+        let mut assembler = OutcomeAssembler::new();
+        // A reader that starts inside an outcome: its tail continues nothing.
+        assert_eq!(assembler.push(&frames[1]), Ok(None));
+        assert_eq!(assembler.push(&frames[2]), Ok(None));
+        assert_eq!(assembler.frames_ignored(), 2);
+        // Mid-outcome: another outcome's frame 1, a repeated frame, a skipped index.
+        assert_eq!(assembler.push(&frames[0]), Ok(None));
+        assert_eq!(assembler.push(&other[1]), Ok(None));
+        assert_eq!(assembler.push(&frames[2]), Ok(None));
+        assert_eq!(assembler.push(&frames[1]), Ok(None));
+        assert_eq!(assembler.push(&frames[1]), Ok(None));
+        assert_eq!(assembler.frames_ignored(), 5);
+        // The outcome being assembled was kept through all that.
+        assert_eq!(assembler.push(&frames[2]), Ok(Some(big)));
+    }
+
+    #[test]
+    fn garbage_frames_are_errors_not_panics() {
+        fn check_in(assembler: &mut OutcomeAssembler, record: &[u8], expected: &str) {
+            let error = assembler.push(record).unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{record:?}: {error:?} does not say {expected:?}"
+            );
+        }
+        let mut assembler = OutcomeAssembler::new();
+        let check = |record: &[u8], expected: &str| {
+            check_in(&mut OutcomeAssembler::new(), record, expected)
+        };
+        let mut header = vec![2, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        check(&[], "empty");
+        check(&[9, 0, 0], "unknown outcome record version 9");
+        // Version 1 is refused with what to do about it.
+        let version_1 = [1, 0, 0, 15, 0];
+        check(&version_1, "version 1");
+        check(&version_1, "re-derive them by replay");
+        check(&header[..10], "shorter than the 17-byte frame header");
+        // Frame 1 of 1, and a count of 0.
+        header[9] = 1;
+        check(&header, "the index is not below the count");
+        header[9] = 0;
+        header[13] = 0;
+        check(&header, "the index is not below the count");
+        header[13] = 1;
+        // A whole frame of garbage, bytes after the outcome, an offset the body denies.
+        let mut garbage = header.clone();
+        garbage.extend_from_slice(&[0xff; 8]);
+        check(&garbage, "undecodable outcome of request 9");
+        let mut trailing = encode_outcome_frames(&tick_outcome(9)).remove(0);
+        trailing.push(0);
+        check(&trailing, "1 trailing bytes after the outcome of request 9");
+        let mut other_offset = encode_outcome_frames(&tick_outcome(9)).remove(0);
+        other_offset[1] = 8;
+        check(
+            &other_offset,
+            "the frames say request 8 but the outcome answers request 9",
+        );
+        let mut oversized = header.clone();
+        oversized.resize(OUTCOME_FRAME_BYTES_MAX + 1, 0);
+        check(&oversized, "over the 262144-byte limit");
+        // Frames of garbage split over two records are an error at the last one.
+        let mut first = vec![2, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0xff];
+        assert_eq!(assembler.push(&first), Ok(None));
+        first[9] = 1;
+        check_in(&mut assembler, &first, "undecodable outcome of request 5");
+        // Still usable.
+        assert_eq!(
+            assembler.push(&encode_outcome_frames(&tick_outcome(10))[0]),
+            Ok(Some(tick_outcome(10)))
+        );
     }
 }

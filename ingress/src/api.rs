@@ -584,8 +584,15 @@ pub(crate) struct Readiness {
     pub(crate) ready: bool,
     pub(crate) log_writable: bool,
     pub(crate) caught_up: bool,
+    /// False when requests wait for outcomes and none has come for the outcome timeout,
+    /// or when the engine in this process has stopped.
+    pub(crate) engine_answering: bool,
+    /// Why the engine in this process stopped (`boxoffice serve`), if it did.
+    pub(crate) engine_failure: Option<String>,
     /// Input offset of the last outcome the read model applied.
     pub(crate) applied_offset: Option<u64>,
+    /// The requests log's end (next offset to be written), when it could be read.
+    pub(crate) requests_end_offset: Option<u64>,
     pub(crate) outcomes_position: u64,
     pub(crate) outcomes_end_offset: u64,
 }

@@ -40,6 +40,9 @@ pub struct EngineStatus {
     /// The last applied offset `state_hash` is of: the runtime hashes at idle moments,
     /// snapshots and start, so the hash can lag `applied_offset`. `None`: nothing applied.
     pub state_hash_offset: Option<u64>,
+    /// Set when the engine runtime has stopped on a failure (the reason, a sentence): it
+    /// applies and publishes nothing more, and readiness says so.
+    pub failure: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
-//! The outcome follower: one thread reads the outcomes log from offset 0, applies each
-//! outcome to the read model, then completes the write waiting on its offset and wakes
-//! long-polls.
+//! The outcome follower: one thread reads the outcomes log from offset 0, reassembles
+//! each outcome from its frames (`engine::wire::OutcomeAssembler`: an outcome of any size
+//! spans several records), applies it to the read model, then completes the write
+//! waiting on its offset and wakes long-polls.
 //!
 //! Architecture invariant: a waiter is completed only after the read model applied its
 //! outcome (read-your-writes: after a 201 hold, the seat map already shows the seats held).
@@ -14,8 +15,9 @@ use crate::metrics::Metrics;
 use crate::read_model::ReadModel;
 use crate::state::{FollowerStatus, Watchers};
 use crate::writes::Pending;
+use engine::wire::OutcomeAssembler;
 use engine::Outcome;
-use requestlog::LogReader;
+use requestlog::{LogReader, LogRecord};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -48,6 +50,7 @@ impl Follower {
         std::thread::Builder::new()
             .name("ingress-follower".into())
             .spawn(move || {
+                self.status.note_outcome();
                 self.status.running.store(true, Ordering::Release);
                 self.run(&mut *reader, &stop);
                 self.status.running.store(false, Ordering::Release);
@@ -57,6 +60,7 @@ impl Follower {
 
     fn run(&self, reader: &mut dyn LogReader, stop: &AtomicBool) {
         let mut last_end_check: Option<Instant> = None;
+        let mut assembler = OutcomeAssembler::new();
         while !stop.load(Ordering::Acquire) {
             let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
                 Ok(records) => records,
@@ -68,17 +72,7 @@ impl Follower {
                 }
             };
             let drained = records.len() < POLL_RECORDS_MAX;
-            let outcomes: Vec<Outcome> = records
-                .iter()
-                .filter_map(|record| match engine::wire::decode_outcome(&record.payload) {
-                    Ok(outcome) => Some(outcome),
-                    Err(reason) => {
-                        self.metrics.outcomes_undecodable.inc();
-                        tracing::error!(offset = record.offset, %reason, "an outcome record could not be decoded");
-                        None
-                    }
-                })
-                .collect();
+            let outcomes = self.assemble(&mut assembler, &records);
             self.apply(outcomes);
             self.status
                 .position
@@ -101,6 +95,33 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// The outcomes that `records` complete. A record that is not a frame, or frames that
+    /// do not decode, are counted and logged; frames that continue no outcome (a torn
+    /// outcome, published again from frame 0) are logged.
+    fn assemble(&self, assembler: &mut OutcomeAssembler, records: &[LogRecord]) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        for record in records {
+            let ignored_before = assembler.frames_ignored();
+            match assembler.push(&record.payload) {
+                Ok(Some(outcome)) => outcomes.push(outcome),
+                Ok(None) => {}
+                Err(reason) => {
+                    self.metrics.outcomes_undecodable.inc();
+                    tracing::error!(offset = record.offset, %reason, "an outcome record could not be decoded");
+                }
+            }
+            let ignored = assembler.frames_ignored() - ignored_before;
+            if ignored > 0 {
+                tracing::warn!(
+                    offset = record.offset,
+                    ignored,
+                    "outcome frames that complete no outcome were skipped"
+                );
+            }
+        }
+        outcomes
     }
 
     /// Applies a batch under one write lock, then answers waiters and long-polls.
@@ -140,6 +161,9 @@ impl Follower {
         if let Err(error) = self.idempotency.record(fresh.iter().map(Arc::as_ref)) {
             self.metrics.idempotency_index_errors.inc();
             tracing::error!(%error, "recording outcomes in the idempotency index failed");
+        }
+        if !fresh.is_empty() {
+            self.status.note_outcome();
         }
         for outcome in fresh {
             self.pending.complete(outcome);

@@ -53,6 +53,26 @@ pub(crate) struct FollowerStatus {
     /// The follower has read everything the outcomes log held when it last looked.
     pub(crate) caught_up: AtomicBool,
     pub(crate) running: AtomicBool,
+    /// When the read model last applied a new outcome (or the follower started): how long
+    /// the engine has been silent, for readiness.
+    pub(crate) last_outcome_at: Mutex<Option<Instant>>,
+}
+
+impl FollowerStatus {
+    pub(crate) fn note_outcome(&self) {
+        *self
+            .last_outcome_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+    }
+
+    /// How long since the read model last applied a new outcome (or the follower started).
+    pub(crate) fn silent_for(&self) -> Option<std::time::Duration> {
+        self.last_outcome_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .map(|at| at.elapsed())
+    }
 }
 
 /// Long-polls waiting for a waitlist entry's status to change.

@@ -1,8 +1,8 @@
 //! A small in-process engine driver, for tests (feature `test-engine`): one thread reads
 //! the requests log, applies each record with [`engine::Engine`] at the record's log time,
-//! appends the encoded outcomes to the outcomes log, and appends a `Tick` to the requests
-//! log when a timer is due and nothing else came. It is the runtime in miniature, without
-//! snapshots, standby or epochs.
+//! appends the outcomes to the outcomes log as frames (`engine::wire`), and appends a
+//! `Tick` to the requests log when a timer is due and nothing else came. It is the runtime
+//! in miniature, without snapshots, standby or epochs.
 
 use crate::engine_control::{EngineControl, EngineRole, EngineStatus};
 use engine::{Command, Engine, EngineConfig, Request};
@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const POLL_RECORDS_MAX: usize = 512;
+/// Outcome frames per append: the default `append_records_max` of both logs.
+const APPEND_RECORDS_MAX: usize = 4096;
 
 pub struct TestEngine {
     engine: Arc<Mutex<Engine>>,
@@ -84,12 +86,13 @@ impl TestEngine {
                                 if tick_pending.is_some_and(|offset| record.offset >= offset) {
                                     tick_pending = None;
                                 }
-                                encoded.push(engine::wire::encode_outcome(&outcome));
+                                encoded.extend(engine::wire::encode_outcome_frames(&outcome));
                             }
                         }
-                        if !encoded.is_empty() {
+                        // Frames of one outcome may straddle two appends: readers reassemble.
+                        for chunk in encoded.chunks(APPEND_RECORDS_MAX) {
                             outcomes
-                                .append(encoded)
+                                .append(chunk.to_vec())
                                 .expect("test engine: appending outcomes failed");
                         }
                         let due = engine.lock().expect("engine lock").next_due_ms();
@@ -152,6 +155,7 @@ impl EngineControl for TestEngineControl {
                 last_snapshot: None,
                 state_hash: engine.state_hash_hex(),
                 state_hash_offset: engine.applied_offset(),
+                failure: None,
             })
         })
     }

@@ -18,17 +18,20 @@
 //!   batches; does no I/O (its only waits are on channels: a slow publisher pushes back).
 //!   It hands copies of the state to the snapshot thread (`try_send`, never waiting) and,
 //!   when idle, asks it for the state hash of the current state.
-//! - **publisher** (`publisher.rs`): encodes outcomes with `engine::wire::encode_outcome`
-//!   and appends them in batches to the outcomes log, when this replica is primary. Who is
+//! - **publisher** (`publisher.rs`): encodes outcomes as frames
+//!   (`engine::wire::encode_outcome_frames`: an outcome of any size becomes records of at
+//!   most `OUTCOME_FRAME_BYTES_MAX` bytes) and appends them to the outcomes log in appends
+//!   bounded in records and bytes, when this replica is primary. Who is
 //!   primary is decided by the log: a `Promote { node }` record names the primary from its
 //!   offset on (the named replica opens the outcomes writer there — in Kafka this fences
 //!   the old primary's producer — and publishes what the outcomes log lacks; a primary
 //!   that reads a record naming another steps down). At start every replica publishes
 //!   nothing until it has caught up with the log's end as of its start, then takes the
 //!   role the log gives it (the configured role only while no record names anyone).
-//!   Opening the writer reads the outcomes log's last record first, so outcomes that were
-//!   already published are not published twice. A standby keeps a bounded tail of
-//!   outcomes for its promotion.
+//!   Opening the writer reads the outcomes log's last complete outcome first, so outcomes
+//!   that were already published are not published twice, and an outcome whose frames
+//!   were cut short (a publisher that stopped in the middle) is published again from
+//!   frame 0. A standby keeps a bounded tail of outcomes for its promotion.
 //! - **ticker** (`ticker.rs`): appends a `Command::Tick` record to the requests log when
 //!   the engine's `next_due_ms()` has passed by the wall clock, the engine is caught up and
 //!   no tick it wrote is still unapplied. It wakes every `tick_interval_ms`, so a hold
@@ -41,9 +44,10 @@
 //! then to an empty engine), seeks the reader to its offset + 1, and the threads replay the
 //! tail; outcomes that were never published are published then.
 //!
-//! Architecture invariant: every request offset gets exactly one outcome in the outcomes
-//! log, in offset order, across crashes and restarts (the publisher's dedupe above, and
-//! snapshots never cover unpublished outcomes).
+//! Architecture invariant: every request offset gets exactly one whole outcome in the
+//! outcomes log, in offset order, across crashes and restarts (the publisher's dedupe
+//! above, and snapshots never cover unpublished outcomes). The frames of an outcome cut
+//! short by a crash may precede its whole copy; readers reassemble and skip them.
 //!
 //! Architecture invariant: the state after applying offsets `0..=n` is the same, and has
 //! the same hash, whether reached by one run, by restarts, or by [`replay`].
@@ -108,8 +112,14 @@ pub struct RuntimeOptions {
     pub batch_records_max: usize,
     /// Batches in flight on each channel (reader → engine → publisher).
     pub channel_batches_max: usize,
-    /// Outcomes per append to the outcomes log (at most the log's `append_records_max`).
+    /// Records (outcome frames) per append to the outcomes log (at most the log's
+    /// `append_records_max`).
     pub publish_records_max: usize,
+    /// Bytes per append to the outcomes log: at most the embedded log's
+    /// `batch_size_max_bytes` (one group commit), and at least one frame
+    /// (`engine::wire::OUTCOME_FRAME_BYTES_MAX`). An outcome larger than this is published
+    /// over several appends.
+    pub publish_bytes_max: usize,
     /// How long the engine waits for a record before it counts as idle.
     pub idle_ms: u64,
     /// When idle, the state hash in the status is refreshed at most this often.
@@ -130,6 +140,7 @@ impl RuntimeOptions {
             batch_records_max: 4_096,
             channel_batches_max: 16,
             publish_records_max: 4_096,
+            publish_bytes_max: 8 * 1024 * 1024,
             idle_ms: 20,
             idle_hash_every_ms: 1_000,
             standby_outcomes_max: 1_000_000,
@@ -143,6 +154,10 @@ impl RuntimeOptions {
         assert!(self.batch_records_max > 0);
         assert!(self.channel_batches_max > 0);
         assert!(self.publish_records_max > 0);
+        assert!(
+            self.publish_bytes_max >= engine::wire::OUTCOME_FRAME_BYTES_MAX,
+            "one outcome frame must fit an append"
+        );
         assert!(self.idle_ms > 0);
         assert!(!self.node.is_empty());
     }
@@ -179,7 +194,8 @@ pub struct EngineStatus {
     pub applied_offset: Option<u64>,
     /// The requests log's end (next offset to be written), as last seen by the reader.
     pub log_end_offset: u64,
-    /// The highest request offset whose outcome is known to be in the outcomes log.
+    /// The highest request offset whose outcome is known to be in the outcomes log (all of
+    /// its frames).
     pub published_offset: Option<u64>,
     pub last_snapshot: Option<SnapshotStatus>,
     /// The state hash (hex) as of `state_hash_offset`: the last idle moment, snapshot or start.

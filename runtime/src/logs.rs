@@ -54,10 +54,13 @@ const TAIL_QUIET: Duration = Duration::from_millis(1_000);
 /// Upper bound on reading one window of the tail.
 const TAIL_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The request offset answered by the last outcome in the outcomes log (`None` when it
-/// holds none). Reads backwards in growing windows from the end, so it costs one small
-/// read on a dense log. Call it after opening the outcomes writer, so no earlier writer
-/// can append behind it.
+/// The request offset answered by the last complete outcome in the outcomes log (`None`
+/// when it holds none): the last record that is the last frame of its outcome. When the
+/// log ends in the middle of an outcome (a publisher stopped between the appends of a
+/// large one), that outcome is not published: the publisher publishes it again from
+/// frame 0, and readers drop the torn copy. Reads only frame headers, backwards in growing
+/// windows from the end, so it costs one small read on a dense log. Call it after opening
+/// the outcomes writer, so no earlier writer can append behind it.
 pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, RuntimeError> {
     let mut reader = outcomes.open_reader().map_err(RuntimeError::OutcomesLog)?;
     let end = reader.end_offset().map_err(RuntimeError::OutcomesLog)?;
@@ -73,14 +76,8 @@ pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, Runt
         if start != reader.position() {
             reader.seek(start).map_err(RuntimeError::OutcomesLog)?;
         }
-        if let Some(record) = read_last(reader.as_mut(), end)? {
-            let outcome = engine::wire::decode_outcome(&record.payload).map_err(|reason| {
-                RuntimeError::CorruptOutcome {
-                    offset: record.offset,
-                    reason,
-                }
-            })?;
-            return Ok(Some(outcome.offset));
+        if let Some(offset) = last_complete(reader.as_mut(), end)? {
+            return Ok(Some(offset));
         }
         if start == 0 {
             return Ok(None);
@@ -89,11 +86,9 @@ pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, Runt
     }
 }
 
-/// Reads from the reader's position to `end` and returns the last record.
-fn read_last(
-    reader: &mut dyn LogReader,
-    end: u64,
-) -> Result<Option<requestlog::LogRecord>, RuntimeError> {
+/// Reads from the reader's position to `end` and returns the request offset of the last
+/// frame there that completes its outcome.
+fn last_complete(reader: &mut dyn LogReader, end: u64) -> Result<Option<u64>, RuntimeError> {
     let deadline = Instant::now() + TAIL_DEADLINE;
     let mut last = None;
     let mut quiet_since = Instant::now();
@@ -101,13 +96,23 @@ fn read_last(
         let records = reader
             .poll(TAIL_POLL_RECORDS, Duration::from_millis(100))
             .map_err(RuntimeError::OutcomesLog)?;
-        match records.into_iter().last() {
-            Some(record) => {
-                last = Some(record);
-                quiet_since = Instant::now();
+        if records.is_empty() {
+            if quiet_since.elapsed() >= TAIL_QUIET {
+                break;
             }
-            None if quiet_since.elapsed() >= TAIL_QUIET => break,
-            None => {}
+        } else {
+            quiet_since = Instant::now();
+        }
+        for record in records {
+            let header = engine::wire::frame_header(&record.payload).map_err(|reason| {
+                RuntimeError::CorruptOutcome {
+                    offset: record.offset,
+                    reason,
+                }
+            })?;
+            if header.is_last() {
+                last = Some(header.offset);
+            }
         }
         if Instant::now() > deadline {
             return Err(RuntimeError::OutcomesLog(LogError::Timeout {

@@ -1,4 +1,5 @@
-//! The publisher thread: outcomes → the outcomes log, each exactly once.
+//! The publisher thread: outcomes → the outcomes log, each exactly once, as frames
+//! (`engine::wire`: one record per frame of at most `OUTCOME_FRAME_BYTES_MAX` bytes).
 
 use crate::logs::{last_published_offset, OpenLog};
 use crate::shared::{PanicGuard, Shared};
@@ -75,7 +76,10 @@ pub(crate) struct Publisher {
     published_at_start: Option<u64>,
     retained: VecDeque<Outcome>,
     retained_max: usize,
+    /// Outcomes gathered from the engine before publishing (each append is also cut by
+    /// `append_budget`).
     publish_records_max: usize,
+    append_budget: AppendBudget,
 }
 
 /// How a publisher starts.
@@ -111,6 +115,10 @@ impl Publisher {
             retained: VecDeque::new(),
             retained_max: options.standby_outcomes_max,
             publish_records_max: options.publish_records_max,
+            append_budget: AppendBudget {
+                records_max: options.publish_records_max,
+                bytes_max: options.publish_bytes_max,
+            },
         }
     }
 
@@ -275,32 +283,27 @@ impl Publisher {
         self.deliver(retained)
     }
 
-    /// Appends the outcomes the log does not hold yet, in chunks, retrying failures.
+    /// Appends the outcomes the log does not hold yet, as frames cut into appends (see
+    /// [`Appends`]), retrying failures. After a failure the log is asked for its last
+    /// complete outcome, and publishing goes on from the next outcome's frame 0.
     fn publish(&mut self, outcomes: &[Outcome]) -> Result<(), RuntimeError> {
-        let mut pending: &[Outcome] = outcomes;
+        let mut appends = Appends::new(outcomes, self.append_budget);
         let mut failures = 0;
         loop {
             let Mode::Publishing(publishing) = &mut self.mode else {
                 unreachable!("publish is only called while publishing");
             };
-            let skip = pending
-                .iter()
-                .take_while(|outcome| Some(outcome.offset) <= publishing.last_published)
-                .count();
-            pending = &pending[skip..];
-            let Some(last) = pending.len().checked_sub(1) else {
+            let Some(append) = appends.next(publishing.last_published) else {
                 break;
             };
-            let chunk = &pending[..=last.min(self.publish_records_max - 1)];
-            let payloads = chunk.iter().map(engine::wire::encode_outcome).collect();
-            match publishing.writer.append(payloads) {
+            match publishing.writer.append(append.payloads) {
                 Ok(_) => {
                     failures = 0;
-                    let published = chunk.last().map(|outcome| outcome.offset);
-                    publishing.last_published = published;
-                    self.shared
-                        .update(|status| status.published_offset = published);
-                    pending = &pending[chunk.len()..];
+                    if let Some(completed) = append.completed {
+                        publishing.last_published = Some(completed);
+                        self.shared
+                            .update(|status| status.published_offset = Some(completed));
+                    }
                 }
                 Err(
                     error @ (LogError::Fenced
@@ -318,6 +321,7 @@ impl Publisher {
                     // Part of the failed append may have landed: ask the log what it holds.
                     publishing.last_published = last_published_offset(self.outcomes_log.as_ref())?
                         .max(publishing.last_published);
+                    appends = Appends::new(outcomes, self.append_budget);
                 }
                 Err(error) => return Err(RuntimeError::OutcomesLog(error)),
             }
@@ -326,10 +330,232 @@ impl Publisher {
     }
 }
 
+/// The most one append to the outcomes log may carry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AppendBudget {
+    pub(crate) records_max: usize,
+    pub(crate) bytes_max: usize,
+}
+
+/// One append's frames, and the last outcome they complete.
+struct Append {
+    payloads: Vec<Vec<u8>>,
+    completed: Option<u64>,
+}
+
+/// Cuts outcomes into appends of frames within the budget. An outcome's frames go in one
+/// append whenever they fit one (an append that cannot take them all is cut before
+/// them); an outcome too large for any append is spread over several, whole appends of
+/// its own frames. Readers reassemble, and a publisher that stops in the middle of an
+/// outcome publishes it again from frame 0, so a torn outcome is never lost.
+struct Appends<'a> {
+    outcomes: &'a [Outcome],
+    budget: AppendBudget,
+    /// The next outcome to take frames from.
+    next: usize,
+    /// Frames of `outcomes[next]` not appended yet (empty: not encoded yet).
+    frames: VecDeque<Vec<u8>>,
+}
+
+impl<'a> Appends<'a> {
+    fn new(outcomes: &'a [Outcome], budget: AppendBudget) -> Appends<'a> {
+        assert!(budget.records_max > 0);
+        assert!(budget.bytes_max >= engine::wire::OUTCOME_FRAME_BYTES_MAX);
+        Appends {
+            outcomes,
+            budget,
+            next: 0,
+            frames: VecDeque::new(),
+        }
+    }
+
+    /// The next append, skipping outcomes at or below `published`; `None` when done.
+    fn next(&mut self, published: Option<u64>) -> Option<Append> {
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        let mut completed = None;
+        loop {
+            if self.frames.is_empty() {
+                while self
+                    .outcomes
+                    .get(self.next)
+                    .is_some_and(|outcome| Some(outcome.offset) <= published)
+                {
+                    self.next += 1;
+                }
+                let Some(outcome) = self.outcomes.get(self.next) else {
+                    break;
+                };
+                self.frames = engine::wire::encode_outcome_frames(outcome).into();
+            }
+            let offset = self.outcomes[self.next].offset;
+            let frames_bytes: usize = self.frames.iter().map(Vec::len).sum();
+            if payloads.len() + self.frames.len() <= self.budget.records_max
+                && bytes + frames_bytes <= self.budget.bytes_max
+            {
+                bytes += frames_bytes;
+                payloads.extend(self.frames.drain(..));
+                completed = Some(offset);
+                self.next += 1;
+                continue;
+            }
+            if !payloads.is_empty() {
+                break;
+            }
+            // Too large for any append: as many of its frames as fit this one.
+            while let Some(frame) = self.frames.front() {
+                if payloads.len() == self.budget.records_max
+                    || bytes + frame.len() > self.budget.bytes_max
+                {
+                    break;
+                }
+                bytes += frame.len();
+                payloads.extend(self.frames.pop_front());
+            }
+            assert!(!payloads.is_empty(), "one frame always fits an append");
+            if self.frames.is_empty() {
+                completed = Some(offset);
+                self.next += 1;
+            }
+            break;
+        }
+        debug_assert!(payloads.len() <= self.budget.records_max);
+        debug_assert!(bytes <= self.budget.bytes_max);
+        (!payloads.is_empty()).then_some(Append {
+            payloads,
+            completed,
+        })
+    }
+}
+
 /// The node a `Promote` record's outcome names.
 fn promoted_node(outcome: &Outcome) -> Option<&str> {
     match &outcome.result {
         Ok(Reply::Promoted { node, .. }) => Some(node),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::wire::{frame_header, OUTCOME_FRAME_BYTES_MAX};
+    use engine::{Effect, EventId, WaitEnd, WaiterId};
+
+    /// An outcome of about `bytes` bytes (at least a few).
+    fn outcome(offset: u64, bytes: usize) -> Outcome {
+        Outcome {
+            offset,
+            time_ms: 1,
+            replayed: false,
+            result: Ok(Reply::Ticked),
+            effects: (0..bytes as u64 / 24)
+                .map(|waiter| Effect::WaitlistEnded {
+                    waiter: WaiterId(waiter),
+                    event: EventId(0),
+                    user: format!("user-{waiter:012}"),
+                    reason: WaitEnd::SoldOut,
+                })
+                .collect(),
+        }
+    }
+
+    /// Every append as (request offset, frame index) per record, and what it completes.
+    fn cut(
+        outcomes: &[Outcome],
+        budget: AppendBudget,
+        published: Option<u64>,
+    ) -> Vec<(Vec<(u64, u32)>, Option<u64>)> {
+        let mut appends = Appends::new(outcomes, budget);
+        std::iter::from_fn(|| appends.next(published))
+            .map(|append| {
+                let bytes: usize = append.payloads.iter().map(Vec::len).sum();
+                assert!(append.payloads.len() <= budget.records_max);
+                assert!(bytes <= budget.bytes_max, "{bytes} bytes");
+                let frames = append
+                    .payloads
+                    .iter()
+                    .map(|payload| {
+                        let header = frame_header(payload).unwrap();
+                        (header.offset, header.index)
+                    })
+                    .collect();
+                (frames, append.completed)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn appends_are_cut_by_records_and_bytes_keeping_an_outcome_whole_when_it_fits() {
+        let budget = AppendBudget {
+            records_max: 3,
+            bytes_max: 3 * OUTCOME_FRAME_BYTES_MAX,
+        };
+        let small = |offset| outcome(offset, 10);
+        // By records: three outcomes an append.
+        assert_eq!(
+            cut(&(0..5).map(small).collect::<Vec<_>>(), budget, None),
+            [
+                (vec![(0, 0), (1, 0), (2, 0)], Some(2)),
+                (vec![(3, 0), (4, 0)], Some(4)),
+            ]
+        );
+        // Published outcomes are skipped.
+        assert_eq!(
+            cut(&(0..5).map(small).collect::<Vec<_>>(), budget, Some(3)),
+            [(vec![(4, 0)], Some(4))]
+        );
+        // A two-frame outcome that does not fit after two others starts the next append.
+        let two_frames = outcome(2, OUTCOME_FRAME_BYTES_MAX + 1000);
+        assert_eq!(
+            cut(&[small(0), small(1), two_frames, small(3)], budget, None),
+            [
+                (vec![(0, 0), (1, 0)], Some(1)),
+                (vec![(2, 0), (2, 1), (3, 0)], Some(3)),
+            ]
+        );
+        // By bytes: two outcomes of most of a frame each cannot share an append of two
+        // frames' bytes with a third.
+        let budget = AppendBudget {
+            records_max: 100,
+            bytes_max: 2 * OUTCOME_FRAME_BYTES_MAX,
+        };
+        let large = |offset| outcome(offset, OUTCOME_FRAME_BYTES_MAX * 3 / 4);
+        assert_eq!(
+            cut(&[large(0), large(1), large(2)], budget, None),
+            [(vec![(0, 0), (1, 0)], Some(1)), (vec![(2, 0)], Some(2)),]
+        );
+    }
+
+    #[test]
+    fn an_outcome_larger_than_an_append_goes_over_several_of_its_own() {
+        let budget = AppendBudget {
+            records_max: 2,
+            bytes_max: 100 * OUTCOME_FRAME_BYTES_MAX,
+        };
+        let huge = outcome(1, 4 * OUTCOME_FRAME_BYTES_MAX + 1000);
+        let frames = engine::wire::encode_outcome_frames(&huge).len() as u32;
+        assert_eq!(frames, 5);
+        assert_eq!(
+            cut(
+                &[outcome(0, 10), huge.clone(), outcome(2, 10)],
+                budget,
+                None
+            ),
+            [
+                (vec![(0, 0)], Some(0)),
+                (vec![(1, 0), (1, 1)], None),
+                (vec![(1, 2), (1, 3)], None),
+                (vec![(1, 4), (2, 0)], Some(2)),
+            ]
+        );
+        // The same by bytes.
+        let budget = AppendBudget {
+            records_max: 100,
+            bytes_max: 2 * OUTCOME_FRAME_BYTES_MAX,
+        };
+        let appends = cut(&[huge], budget, None);
+        assert_eq!(appends.len(), 3);
+        assert_eq!(appends.last().unwrap().1, Some(1));
     }
 }

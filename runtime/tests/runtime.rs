@@ -7,8 +7,9 @@ mod common;
 
 use common::*;
 use engine::{Effect, Rejection};
-use runtime::{Role, Runtime, RuntimeOptions};
+use runtime::{Logs, Role, Runtime, RuntimeOptions};
 use snapshotter::{MemoryStore, RocksStore, RocksStoreOptions, SnapshotStore};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn options() -> RuntimeOptions {
@@ -195,6 +196,106 @@ fn embedded_failing_snapshot_writes_are_not_fatal() {
     assert_eq!(status.last_snapshot, None);
     runtime.shutdown().unwrap();
     check_exactly_once(&backend, &status);
+}
+
+// ---- outcomes in frames -------------------------------------------------------------------
+
+/// The publisher stops between two appends of one large outcome (its writer refuses the
+/// third frame, which stops the runtime): the outcomes log ends inside that outcome.
+/// Started again, the runtime counts only complete outcomes as published and publishes the
+/// torn one again from its first frame; readers drop the torn frames.
+#[test]
+fn embedded_a_torn_outcome_is_published_again_from_its_first_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    // One seat, held then confirmed: the confirm ends 5,000 waiters with long names, an
+    // outcome of about a megabyte (several frames).
+    let event = engine::EventId(0);
+    let mut payloads = vec![
+        create_event(seated_event(1, 1, 60_000)),
+        hold_seat("holder", event, "A-1-1"),
+    ];
+    let user = |index: u32| format!("{index:0>200}");
+    payloads.extend((0..5_000).map(|index| join_waitlist(&user(index), event)));
+    payloads.push(confirm("holder", engine::HoldId(1)));
+    let end = append_all(logs.requests.as_ref(), payloads);
+    let options = RuntimeOptions {
+        // One frame an append, so the outcome's frames go in appends of their own.
+        publish_bytes_max: engine::wire::OUTCOME_FRAME_BYTES_MAX,
+        ..options()
+    };
+    let refusing = Logs {
+        requests: Arc::clone(&logs.requests),
+        outcomes: Arc::new(RefusingLog {
+            log: Arc::clone(&logs.outcomes),
+            refuse: Arc::new(|payloads: &[Vec<u8>]| {
+                engine::wire::frame_header(&payloads[0]).unwrap().index >= 2
+            }),
+        }),
+    };
+    let runtime = Runtime::start(options.clone(), refusing, Box::new(MemoryStore::new(1))).unwrap();
+    let (status, _) = runtime
+        .handle()
+        .wait_for(DEADLINE, |status| status.failure.is_some());
+    assert_eq!(status.published_offset, Some(end - 2), "{status:?}");
+    assert!(runtime
+        .shutdown()
+        .unwrap_err()
+        .to_string()
+        .contains("publishing outcomes: outcomes log"),);
+    let records = read_all(logs.outcomes.as_ref());
+    let tail: Vec<(u64, u32, u32)> = records[records.len() - 2..]
+        .iter()
+        .map(|record| {
+            let header = engine::wire::frame_header(&record.payload).unwrap();
+            (header.offset, header.index, header.count)
+        })
+        .collect();
+    let frames = tail[0].2;
+    assert!(frames >= 4, "{tail:?}");
+    assert_eq!(tail, [(end - 1, 0, frames), (end - 1, 1, frames)]);
+    assert_eq!(
+        runtime::last_published_offset(logs.outcomes.as_ref()).unwrap(),
+        Some(end - 2),
+        "a torn outcome is not published"
+    );
+
+    let runtime = Runtime::start(options, backend.logs(), Box::new(MemoryStore::new(1))).unwrap();
+    let status = wait_settled(&runtime.handle(), end);
+    runtime.shutdown().unwrap();
+    assert_eq!(check_exactly_once_after_tears(&backend, &status), 2);
+    let outcomes = decode_outcomes_allowing_torn(&read_all(logs.outcomes.as_ref())).0;
+    let confirmed = outcomes.last().unwrap();
+    assert!(matches!(
+        confirmed.result,
+        Ok(engine::Reply::HoldConfirmed(_))
+    ));
+    assert_eq!(confirmed.effects.len(), 5_000, "every waiter ended");
+}
+
+/// An outcomes log written before outcomes were framed (version 1) is refused at start,
+/// with what to do: outcomes are re-derived from the requests log by replay.
+#[test]
+fn embedded_an_outcomes_log_of_version_1_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    append_all(logs.requests.as_ref(), vec![request(engine::Command::Tick)]);
+    // Version 1: one whole outcome (a Tick's) per record.
+    append_all(logs.outcomes.as_ref(), vec![vec![1, 0, 0, 0, 0, 15, 0]]);
+    let Err(error) = Runtime::start(options(), backend.logs(), Box::new(MemoryStore::new(1)))
+    else {
+        panic!("a runtime started on a version-1 outcomes log");
+    };
+    let error = error.to_string();
+    assert!(
+        error.starts_with(
+            "the outcomes log holds an undecodable outcome at offset 0: outcome record version 1"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("re-derive them by replay"), "{error}");
 }
 
 // ---- ticks --------------------------------------------------------------------------------

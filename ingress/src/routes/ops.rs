@@ -26,38 +26,91 @@ pub(crate) async fn healthz() -> Json<Health> {
     })
 }
 
+/// Readiness: the requests log is writable, the read model has caught up with the
+/// outcomes log, and the engine answers.
+///
+/// Whether the engine answers: when it runs in this process (`boxoffice serve`), its
+/// status says whether it has stopped on a failure, and readiness gives the reason. In
+/// every deployment (and the only sign an ingress of Kafka mode has, the engine being
+/// another process): the engine is not answering when requests wait for outcomes (the
+/// requests log's end is past the last outcome the read model applied) and no new
+/// outcome has come for the outcome timeout (`http.outcome_timeout_ms`), the time after
+/// which a write gives up on its outcome and answers 503. An engine that is alive keeps
+/// answering, even far behind; one that stopped while nothing is written is noticed once
+/// something is written and goes unanswered.
+///
+/// `details` is the [`Readiness`] body plus `reason`: `engine_stopped`,
+/// `log_not_writable`, `engine_not_answering` or `catching_up`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Log writable and read model caught up", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
+    responses((status = 200, description = "Log writable, read model caught up, engine answering", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let writer = Arc::clone(&state.shared.writer);
-    let log_writable = matches!(
-        tokio::time::timeout(
-            LOG_CHECK_TIMEOUT,
-            tokio::task::spawn_blocking(move || writer.end_offset())
-        )
-        .await,
-        Ok(Ok(Ok(_)))
-    );
+    let requests_end_offset = match tokio::time::timeout(
+        LOG_CHECK_TIMEOUT,
+        tokio::task::spawn_blocking(move || writer.end_offset()),
+    )
+    .await
+    {
+        Ok(Ok(Ok(end))) => Some(end),
+        _ => None,
+    };
+    let log_writable = requests_end_offset.is_some();
     let follower = &state.shared.follower;
     let caught_up =
         follower.caught_up.load(Ordering::Acquire) && follower.running.load(Ordering::Acquire);
+    let applied_offset = state.applied_offset();
+    let engine_failure = state
+        .shared
+        .engine
+        .as_ref()
+        .and_then(|engine| engine.status())
+        .and_then(|status| status.failure);
+    let unanswered = requests_end_offset
+        .is_some_and(|end| end > applied_offset.map_or(0, |applied| applied + 1));
+    let silent = follower
+        .silent_for()
+        .is_some_and(|silent| silent >= state.config().outcome_timeout);
+    let engine_answering = engine_failure.is_none() && !(unanswered && silent);
     let readiness = Readiness {
-        ready: log_writable && caught_up,
+        ready: log_writable && caught_up && engine_answering,
         log_writable,
         caught_up,
-        applied_offset: state.applied_offset(),
+        engine_answering,
+        engine_failure,
+        applied_offset,
+        requests_end_offset,
         outcomes_position: follower.position.load(Ordering::Acquire),
         outcomes_end_offset: follower.end_offset.load(Ordering::Acquire),
     };
     if readiness.ready {
         return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
     }
-    let details = serde_json::to_value(&readiness).unwrap_or_default();
-    let message = if log_writable {
-        "the read model is catching up with the outcomes log"
+    let (reason, message) = if let Some(failure) = &readiness.engine_failure {
+        (
+            "engine_stopped",
+            format!("the engine has stopped: {failure}"),
+        )
+    } else if !log_writable {
+        (
+            "log_not_writable",
+            "the requests log is not writable".to_string(),
+        )
+    } else if !engine_answering {
+        (
+            "engine_not_answering",
+            format!(
+                "the engine is not answering: requests wait for outcomes and none has come for {} ms",
+                state.config().outcome_timeout.as_millis()
+            ),
+        )
     } else {
-        "the requests log is not writable"
+        (
+            "catching_up",
+            "the read model is catching up with the outcomes log".to_string(),
+        )
     };
+    let mut details = serde_json::to_value(&readiness).unwrap_or_default();
+    details["reason"] = reason.into();
     AppError::unavailable(message)
         .with_details(details)
         .into_response()
