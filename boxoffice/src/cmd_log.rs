@@ -226,6 +226,7 @@ mod tests {
             offset: 5,
             time_ms: 9,
             replayed: false,
+            idempotency: None,
             result: Ok(Reply::Ticked),
             effects: (0..30_000)
                 .map(|waiter| Effect::WaitlistEnded {

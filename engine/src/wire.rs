@@ -345,6 +345,7 @@ mod tests {
             replayed: false,
             result: Ok(Reply::Ticked),
             effects: Vec::new(),
+            idempotency: None,
         }
     }
 

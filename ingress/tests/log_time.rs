@@ -7,9 +7,8 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use engine::{
-    CategorySpec, Command, Engine, EventSpec, PoolSpec, Request, WaitlistPolicy,
-};
+use engine::{CategorySpec, Command, Engine, EventSpec, PoolSpec, Request, WaitlistPolicy};
+use requestlog::LogWriter;
 use std::time::{Duration, Instant};
 
 const HOUR_MS: u64 = 3_600_000;
@@ -50,7 +49,14 @@ fn spec() -> EventSpec {
 async fn sales_after(harness: &Harness, offset: i64) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer = call(&harness.router(), Method::GET, "/v1/events/ev_0", None, None).await;
+        let answer = call(
+            &harness.router(),
+            Method::GET,
+            "/v1/events/ev_0",
+            None,
+            None,
+        )
+        .await;
         if answer.status == StatusCode::OK && answer.log_offset() >= offset {
             return answer.body["sales"].as_str().unwrap().to_string();
         }

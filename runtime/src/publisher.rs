@@ -448,6 +448,7 @@ mod tests {
             offset,
             time_ms: 1,
             replayed: false,
+            idempotency: None,
             result: Ok(Reply::Ticked),
             effects: (0..bytes as u64 / 24)
                 .map(|waiter| Effect::WaitlistEnded {
