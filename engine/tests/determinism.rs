@@ -481,15 +481,17 @@ fn the_log_generator_is_itself_deterministic_and_seed_sensitive() {
 /// The state's canonical encoding is part of the snapshot format and of every replica's
 /// state hash: a change of representation (such as the persistent maps the state uses so a
 /// snapshot copy costs O(1)) must not change a single byte. Pinned from the `BTreeMap`
-/// representation; changing it on purpose is a snapshot format change.
+/// representation; changing it on purpose is a snapshot format change. Re-pinned when
+/// rejections gained typed reasons (`ConflictReason`, `SoldOut`'s category and free count,
+/// `SalesClosedReason`): stored idempotent answers and outcomes encode them.
 #[test]
 fn the_state_hash_of_a_fixed_log_is_pinned() {
     let report = replay(&generate(SEEDS[1], RECORDS));
     assert_eq!(
         (report.state.as_str(), report.outcomes.as_str()),
         (
-            "5e78e6c5ceb173cb9360a7dd153e36f5642db53622f4825a937f6743c20280f4",
-            "fd3daf11b57cc97eff175157ba476bff35b103a28a29a049a19d4f4dfa719030"
+            "3961e28031459c2f3bf7442ff235c6fe0313771c0dc34a08f335eeefb6208649",
+            "866e7f94c94ca093b0ab5fce94488ec6dde381d1c504c9a5551d0b799ac65432"
         )
     );
 }
