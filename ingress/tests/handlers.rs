@@ -285,8 +285,8 @@ async fn hold_confirm_book_and_cancel() {
     )
     .await;
     assert_eq!(
-        (again.status, again.code()),
-        (StatusCode::CONFLICT, "conflict")
+        (again.status, again.code(), again.reason()),
+        (StatusCode::CONFLICT, "conflict", "hold_already_confirmed")
     );
     let shown = call(
         &router,
@@ -984,6 +984,27 @@ async fn bad_input_never_reaches_the_log() {
     };
     let mut without_name = created.clone();
     without_name.as_object_mut().unwrap().remove("name");
+    // Raw JSON text, so numbers no JSON library would produce get sent too.
+    let priced = |price: &str| {
+        let text = created.to_string();
+        assert!(text.contains(r#""price_cents":5000"#));
+        Some(text.replacen(
+            r#""price_cents":5000"#,
+            &format!(r#""price_cents":{price}"#),
+            1,
+        ))
+    };
+    let waitlist = format!("/v1/events/{event}/waitlist");
+    let availability = |answer: &common::Answer| answer.body["availability"].clone();
+    let event_before = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    let events_before = call(&router, Method::GET, "/v1/admin/events", Some(ADMIN), None).await;
     type Case<'a> = (
         Method,
         String,
@@ -991,6 +1012,7 @@ async fn bad_input_never_reaches_the_log() {
         Vec<(&'a str, &'a str)>,
         Option<String>,
         StatusCode,
+        &'a str,
         &'a str,
         &'a str,
     );
@@ -1003,6 +1025,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "missing_token",
             "",
         ),
         (
@@ -1013,6 +1036,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "unknown_admin_key",
             "",
         ),
         (
@@ -1023,6 +1047,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": ".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_json",
             "",
         ),
         (
@@ -1033,6 +1058,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "not_json",
             "",
         ),
         (
@@ -1043,6 +1069,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(without_name.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "name",
         ),
         (
@@ -1053,6 +1080,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("colour", json!("red")),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "colour",
         ),
         (
@@ -1063,6 +1091,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("starts_at", json!("soon")),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "starts_at",
         ),
         (
@@ -1073,6 +1102,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("hold_ttl_seconds", json!(-5)),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "hold_ttl_seconds",
         ),
         (
@@ -1083,6 +1113,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("hold_ttl_seconds", json!(9000)),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "hold_ttl_seconds",
         ),
         (
@@ -1096,6 +1127,7 @@ async fn bad_input_never_reaches_the_log() {
             ),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "general_admission[0].category",
         ),
         (
@@ -1106,6 +1138,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(big),
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
+            "body_too_large",
             "",
         ),
         (
@@ -1116,6 +1149,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "Idempotency-Key",
         ),
         (
@@ -1126,6 +1160,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "empty_patch",
             "",
         ),
         (
@@ -1136,6 +1171,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": \"x\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1146,6 +1182,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"code\": \"t_1_1.0123456789abcdef\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "ticket_not_found",
             "",
         ),
         (
@@ -1156,6 +1193,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"code\": \"\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "code",
         ),
         (
@@ -1166,6 +1204,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "missing_token",
             "",
         ),
         (
@@ -1176,6 +1215,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "invalid_token",
             "",
         ),
         (
@@ -1186,6 +1226,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "seats",
         ),
         (
@@ -1196,6 +1237,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-1-2\"], \"quantity\": 1}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1206,6 +1248,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1216,6 +1259,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": \"two\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1226,6 +1270,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 500}".into()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
+            "seats_per_order_max",
             "",
         ),
         (
@@ -1236,6 +1281,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1, \"category\": \"Nope\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "category_not_found",
             "category",
         ),
         (
@@ -1246,6 +1292,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-1-2\", \"A-1-2\"]}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "seats[1]",
         ),
         (
@@ -1256,6 +1303,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-9-1\", \"A-1-2\"]}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "unknown_seats",
             "",
         ),
         (
@@ -1266,6 +1314,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1276,6 +1325,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1286,6 +1336,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"payment_ref\": \"  \"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "payment_ref",
         ),
         (
@@ -1296,6 +1347,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "not_json",
             "",
         ),
         (
@@ -1306,6 +1358,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"payment_ref\": \"p\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "hold_not_found",
             "",
         ),
         (
@@ -1316,6 +1369,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "hold_not_found",
             "",
         ),
         (
@@ -1326,6 +1380,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "booking_not_found",
             "",
         ),
         (
@@ -1336,6 +1391,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "waitlist_entry_not_found",
             "",
         ),
         (
@@ -1346,6 +1402,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1356,6 +1413,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": \"d\", \"agents\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "agents",
         ),
         (
@@ -1366,6 +1424,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"level\": \"gold\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "desk_not_found",
             "",
         ),
         (
@@ -1376,6 +1435,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "per_page",
         ),
         (
@@ -1386,6 +1446,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "page",
         ),
         (
@@ -1396,6 +1457,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "sort",
         ),
         (
@@ -1406,6 +1468,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_query",
             "",
         ),
         (
@@ -1416,6 +1479,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_query",
             "",
         ),
         (
@@ -1426,6 +1490,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "from",
         ),
         (
@@ -1436,6 +1501,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1446,6 +1512,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "route_not_found",
             "",
         ),
         (
@@ -1456,14 +1523,301 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
+            "method_not_allowed",
             "",
         ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"-1"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"1000000001"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"9223372036854775808"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"18446744073709551615"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"18446744073709551616"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"1e300"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"50.5"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#""5000""#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"null"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"true"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": -1}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1.5}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967296}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1e3}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": "2"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": null}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "seats",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967295}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            "seats_per_order_max",
+            "",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 0}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": -1}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1.5}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967296}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1e3}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": "2"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": null}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967295}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            "seats_per_order_max",
+            "",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 0}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
     ];
-    for (method, uri, bearer, headers, body, status, code, field) in cases {
+    for (method, uri, bearer, headers, body, status, code, reason, field) in cases {
         let answer = call_with(&router, method.clone(), &uri, bearer, &headers, body).await;
         assert_eq!(
-            (answer.status, answer.code()),
-            (status, code),
+            (answer.status, answer.code(), answer.reason()),
+            (status, code, reason),
             "{method} {uri}: {}",
             answer.text
         );
@@ -1482,6 +1836,84 @@ async fn bad_input_never_reaches_the_log() {
         harness.requests_end(),
         end,
         "a refused request reached the log"
+    );
+    // And nothing changed: the same events, the same availability.
+    let event_after = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(availability(&event_after), availability(&event_before));
+    let events_after = call(&router, Method::GET, "/v1/admin/events", Some(ADMIN), None).await;
+    assert_eq!(events_after.body, events_before.body);
+}
+
+/// Money is exact: the most places an order may have, at the maximum price, hold and book
+/// at their exact total (seated and pooled); `sold_out` then names the category and what
+/// is left of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn totals_are_exact_at_the_maximum_price() {
+    let harness = Harness::start();
+    let router = harness.router();
+    let cap = common::engine_config().seats_per_order_cap;
+    let mut body = event_body("Priciest", cap, 300);
+    body["max_seats_per_order"] = json!(cap);
+    body["categories"] = json!([
+        {"name": "Gold", "price_cents": engine::PRICE_CENTS_MAX},
+        {"name": "Floor", "price_cents": engine::PRICE_CENTS_MAX}
+    ]);
+    body["general_admission"] = json!([{"category": "Floor", "capacity": cap}]);
+    let event = create_event(&router, body).await;
+    let order_cents = u64::from(cap) * engine::PRICE_CENTS_MAX;
+    for (user, category) in [("alice", "Floor"), ("bob", "Gold")] {
+        let user = token(user);
+        let held = call(
+            &router,
+            Method::POST,
+            &format!("/v1/events/{event}/holds"),
+            Some(&user),
+            Some(json!({"quantity": cap, "category": category})),
+        )
+        .await;
+        assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+        assert_eq!(held.body["total_cents"].as_u64(), Some(order_cents));
+        let hold = held.body["hold_id"].as_str().unwrap();
+        let booked = call(
+            &router,
+            Method::POST,
+            &format!("/v1/holds/{hold}/confirm"),
+            Some(&user),
+            Some(json!({"payment_ref": "pay"})),
+        )
+        .await;
+        assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
+        assert_eq!(booked.body["total_cents"].as_u64(), Some(order_cents));
+        let booking = booked.body["booking_id"].as_str().unwrap();
+        let shown = call(
+            &router,
+            Method::GET,
+            &format!("/v1/bookings/{booking}"),
+            Some(&user),
+            None,
+        )
+        .await;
+        assert_eq!(shown.body["total_cents"].as_u64(), Some(order_cents));
+    }
+    let refused = call(
+        &router,
+        Method::POST,
+        &format!("/v1/events/{event}/holds"),
+        Some(&token("carol")),
+        Some(json!({"quantity": 1, "category": "Floor"})),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["details"],
+        json!({"reason": "sold_out", "category": "Floor", "free": 0})
     );
 }
 

@@ -7,7 +7,7 @@ pub(crate) mod public;
 pub(crate) mod user;
 pub(crate) mod web;
 
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -33,7 +33,10 @@ pub(crate) async fn submit(
 /// The engine answered a repeated Idempotency-Key with the first request's result, which
 /// is of another kind than this request.
 pub(crate) fn mismatched() -> AppError {
-    AppError::conflict("this Idempotency-Key was already used for a different request")
+    AppError::conflict(
+        Reason::IdempotencyKeyReused,
+        "this Idempotency-Key was already used for a different request",
+    )
 }
 
 /// A rejection as an HTTP answer, with seat labels from the event's layout.
@@ -43,10 +46,7 @@ pub(crate) fn rejection(
     rejection: &Rejection,
 ) -> AppError {
     let model = state.model();
-    let layout = event
-        .and_then(|event| model.event(event))
-        .map(|event| &event.layout);
-    AppError::from_rejection(rejection, layout)
+    AppError::from_rejection(rejection, event.and_then(|event| model.event(event)))
 }
 
 pub(crate) fn with_location(mut response: Response, location: &str) -> Response {

@@ -2,7 +2,7 @@
 //! OpenAPI document.
 
 use crate::api::*;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::Operator;
 use crate::state::AppState;
 use crate::times;
@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,12 +52,15 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
     }
     let details = serde_json::to_value(&readiness).unwrap_or_default();
-    let message = if log_writable {
-        "the read model is catching up with the outcomes log"
+    let (reason, message) = if log_writable {
+        (
+            Reason::CatchingUp,
+            "the read model is catching up with the outcomes log",
+        )
     } else {
-        "the requests log is not writable"
+        (Reason::LogNotWritable, "the requests log is not writable")
     };
-    AppError::unavailable(message)
+    AppError::unavailable(reason, message)
         .with_details(details)
         .into_response()
 }
@@ -75,14 +77,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
-    let engine = state
-        .shared
-        .engine
-        .as_ref()
-        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let engine =
+        state.shared.engine.as_ref().ok_or_else(|| {
+            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
+        })?;
     let status = engine
         .status()
-        .ok_or_else(|| AppError::unavailable("the engine is starting"))?;
+        .ok_or_else(|| AppError::unavailable(Reason::EngineStarting, "the engine is starting"))?;
     Ok(EngineStatusResponse {
         role: status.role.name().to_string(),
         applied_offset: status.applied_offset,
@@ -113,17 +114,14 @@ pub(crate) async fn promote(
     State(state): State<AppState>,
     _operator: Operator,
 ) -> Result<Json<EngineStatusResponse>, AppError> {
-    let engine = state
-        .shared
-        .engine
-        .clone()
-        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let engine =
+        state.shared.engine.clone().ok_or_else(|| {
+            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
+        })?;
     let result = tokio::task::spawn_blocking(move || engine.promote())
         .await
         .map_err(AppError::internal)?;
-    result.map_err(|reason| {
-        AppError::conflict(reason).with_details(json!({ "reason": "promotion_refused" }))
-    })?;
+    result.map_err(|reason| AppError::conflict(Reason::PromotionRefused, reason))?;
     tracing::warn!("engine promoted to primary by the operator");
     engine_status(&state).map(Json)
 }
