@@ -194,7 +194,41 @@ pub struct EventSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CategorySpec {
     pub name: String,
+    /// At most [`PRICE_CENTS_MAX`].
     pub price_cents: u64,
+}
+
+/// The highest `price_cents` a category may have (the contract's maximum: ten million in
+/// major units). The ingress refuses more with a 400 naming the field; the engine refuses
+/// it as `Invalid`. Both compare with this one constant.
+pub const PRICE_CENTS_MAX: u64 = 1_000_000_000;
+
+// An order covers at most `u32::MAX` places (quantities, seat counts and
+// `seats_per_order_cap` are u32), so its total at the maximum price fits a u64: the checked
+// arithmetic of `order_total_cents` can never fail on an order the engine accepted.
+const _: () = assert!(
+    PRICE_CENTS_MAX as u128 * u32::MAX as u128 <= u64::MAX as u128,
+    "an order of u32::MAX places at PRICE_CENTS_MAX fits a u64"
+);
+
+/// The exact total of an order given as `(price_cents, places)` lines: the engine's
+/// booking totals and the read side's hold totals both come from here.
+pub fn order_total_cents(lines: impl IntoIterator<Item = (u64, u32)>) -> u64 {
+    let (mut places, mut total_cents) = (0u32, 0u64);
+    for (price_cents, count) in lines {
+        assert!(
+            price_cents <= PRICE_CENTS_MAX,
+            "prices are validated against PRICE_CENTS_MAX"
+        );
+        places = places
+            .checked_add(count)
+            .expect("an order covers at most u32::MAX places");
+        total_cents = price_cents
+            .checked_mul(u64::from(count))
+            .and_then(|line_cents| total_cents.checked_add(line_cents))
+            .expect("u32::MAX places at PRICE_CENTS_MAX fit a u64 (asserted at compile time)");
+    }
+    total_cents
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 use crate::command::DeskSpec;
 use crate::engine::{Engine, TimerKind};
 use crate::ids::{DeskId, DeskTicketId};
-use crate::outcome::{DeskTicketView, Effect, Limit, NotFound, Rejection, Reply};
+use crate::outcome::{ConflictReason, DeskTicketView, Effect, Limit, NotFound, Rejection, Reply};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -361,7 +361,7 @@ impl Engine {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         let Some(expires) = ticket.hold_expires_at_ms else {
             return Err(Rejection::Conflict {
-                reason: "the ticket is already allocated".into(),
+                reason: ConflictReason::DeskTicketAllocated,
             });
         };
         assert!(

@@ -126,12 +126,35 @@ impl Event {
             .map(|index| index as u16)
     }
 
-    fn sales_open(&self, now_ms: u64) -> bool {
-        self.spec.sales_open_at_ms.is_none_or(|open| now_ms >= open)
-            && self
-                .spec
-                .sales_close_at_ms
-                .is_none_or(|close| now_ms < close)
+    /// Why sales are closed at `now_ms`, or `None` while they are open.
+    fn sales_closed(&self, now_ms: u64) -> Option<SalesClosedReason> {
+        if self.spec.sales_open_at_ms.is_some_and(|open| now_ms < open) {
+            Some(SalesClosedReason::NotOpenYet)
+        } else if self
+            .spec
+            .sales_close_at_ms
+            .is_some_and(|close| now_ms >= close)
+        {
+            Some(SalesClosedReason::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// Seats free right now in a category (in every category for `None`).
+    fn free(&self, category: Option<u16>) -> u64 {
+        match category {
+            Some(category) => self.categories[category as usize].free(),
+            None => self.categories.iter().map(Category::free).sum(),
+        }
+    }
+
+    /// The refusal of a request for `category` that cannot be met, saying what is left.
+    fn sold_out(&self, category: Option<u16>) -> Rejection {
+        Rejection::SoldOut {
+            category,
+            free: self.free(category),
+        }
     }
 
     /// Recomputes the open runs of the rows `items` has seats in, after they were booked
@@ -303,10 +326,8 @@ fn invalid(reason: impl Into<String>) -> Rejection {
     }
 }
 
-fn conflict(reason: impl Into<String>) -> Rejection {
-    Rejection::Conflict {
-        reason: reason.into(),
-    }
+fn conflict(reason: ConflictReason) -> Rejection {
+    Rejection::Conflict { reason }
 }
 
 impl State {
@@ -703,6 +724,12 @@ impl Engine {
         let mut names = BTreeSet::new();
         for category in &spec.categories {
             self.check_text("category name", &category.name, true)?;
+            if category.price_cents > PRICE_CENTS_MAX {
+                return Err(invalid(format!(
+                    "category {:?} costs more than {PRICE_CENTS_MAX} cents",
+                    category.name
+                )));
+            }
             if !names.insert(category.name.as_str()) {
                 return Err(invalid(format!(
                     "category {:?} is named twice",
@@ -896,7 +923,7 @@ impl Engine {
     fn update_event(&mut self, tenant: &str, event_id: EventId, patch: &EventPatch) -> Answer {
         let event = self.tenant_event(tenant, event_id)?;
         if event.canceled {
-            return Err(conflict("the event is canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
         let mut spec = event.spec.clone();
         if let Some(name) = &patch.name {
@@ -943,7 +970,7 @@ impl Engine {
     fn cancel_event(&mut self, tenant: &str, event_id: EventId) -> Answer {
         let event = self.tenant_event(tenant, event_id)?;
         if event.canceled {
-            return Err(conflict("the event is already canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
         let booking_ids = event.bookings.clone();
         let waiter_ids: Vec<WaiterId> = event.queues.values().flatten().copied().collect();
@@ -993,7 +1020,7 @@ impl Engine {
             .get_mut(ticket.index as usize - 1)
             .ok_or(not_found(NotFound::Ticket))?;
         if booking.canceled {
-            return Err(conflict("the booking is canceled"));
+            return Err(conflict(ConflictReason::BookingCanceled));
         }
         if *used {
             return Err(Rejection::AlreadyUsed);
@@ -1068,10 +1095,10 @@ impl Engine {
     fn open_event(&self, event_id: EventId) -> Result<&Event, Rejection> {
         let event = self.event(event_id)?;
         if event.canceled {
-            return Err(conflict("the event is canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
-        if !event.sales_open(self.state.now_ms) {
-            return Err(Rejection::SalesClosed);
+        if let Some(reason) = event.sales_closed(self.state.now_ms) {
+            return Err(Rejection::SalesClosed { reason });
         }
         Ok(event)
     }
@@ -1121,7 +1148,7 @@ impl Engine {
                                 other => other,
                             })
                     }
-                    None => return Err(Rejection::SoldOut),
+                    None => return Err(event.sold_out(category)),
                 }
             }
         };
@@ -1365,11 +1392,11 @@ impl Engine {
             Some(EndedHold {
                 end: HoldEnd::Released,
                 ..
-            }) => Err(conflict("the hold was released")),
+            }) => Err(conflict(ConflictReason::HoldReleased)),
             Some(EndedHold {
                 end: HoldEnd::Confirmed,
                 ..
-            }) => Err(conflict("the hold is already confirmed")),
+            }) => Err(conflict(ConflictReason::HoldAlreadyConfirmed)),
             None => Err(not_found(NotFound::Hold)),
         }
     }
@@ -1386,7 +1413,12 @@ impl Engine {
         let event = &mut self.state.events[event_id.0 as usize];
         let total_cents = match &hold.items {
             Items::Seats(seats) => {
-                let mut total = 0;
+                let category_of =
+                    |seat: u32| event.layout.rows[event.layout.row_of(seat) as usize].category;
+                let total_cents =
+                    order_total_cents(seats.iter().map(|&seat| {
+                        (event.categories[category_of(seat) as usize].price_cents, 1)
+                    }));
                 for &seat in seats {
                     assert_eq!(event.seats[seat as usize], held_by(hold_id));
                     event.seats[seat as usize] = booked_by(booking_id);
@@ -1394,9 +1426,8 @@ impl Engine {
                         [event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
                     category.held -= 1;
                     category.booked += 1;
-                    total += category.price_cents;
                 }
-                total
+                total_cents
             }
             Items::Pool { category, quantity } => {
                 let entry = &mut event.categories[*category as usize];
@@ -1405,7 +1436,7 @@ impl Engine {
                 pool.booked += quantity;
                 entry.held -= u64::from(*quantity);
                 entry.booked += u64::from(*quantity);
-                entry.price_cents * u64::from(*quantity)
+                order_total_cents([(entry.price_cents, *quantity)])
             }
         };
         event.refresh_open_runs(&hold.items);
@@ -1519,7 +1550,7 @@ impl Engine {
             .filter(|booking| booking.user == user)
             .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {
-            return Err(conflict("the booking is already canceled"));
+            return Err(conflict(ConflictReason::BookingCanceled));
         }
         if booking.tickets_used.iter().any(|used| *used) {
             return Err(Rejection::AlreadyUsed);
@@ -1566,7 +1597,7 @@ impl Engine {
         let event = &self.state.events[event_id.0 as usize];
         // A request that could never be served would only keep others waiting.
         if !crate::allocate::servable_ever(event, quantity, category, together) {
-            return Err(Rejection::SoldOut);
+            return Err(event.sold_out(category));
         }
         if self.user_waiters(event_id, user) >= self.config.waiters_per_user_max {
             return Err(Rejection::LimitExceeded {

@@ -120,6 +120,10 @@ pub(crate) fn check(engine: &Engine) {
                 category.held + category.booked <= category.capacity,
                 "held + booked + free = capacity"
             );
+            assert!(
+                category.price_cents <= crate::command::PRICE_CENTS_MAX,
+                "prices are at most PRICE_CENTS_MAX, so every order's total fits"
+            );
             if let Some(pool) = category.pool {
                 assert_eq!(
                     u64::from(event.pools[pool as usize].held),

@@ -215,12 +215,21 @@ pub enum Rejection {
     SeatsUnavailable {
         seats: Vec<u32>,
     },
-    SoldOut,
+    /// Not enough is free for the request (or it could never be met). `category` is the
+    /// category asked for (`None`: any), `free` what is free of it right now (of every
+    /// category for `None`).
+    SoldOut {
+        category: Option<u16>,
+        free: u64,
+    },
     LimitExceeded {
         limit: Limit,
         max: u32,
     },
-    SalesClosed,
+    /// Outside the event's sales window, at the engine's clock.
+    SalesClosed {
+        reason: SalesClosedReason,
+    },
     HoldExpired,
     /// The ticket was already checked in.
     AlreadyUsed,
@@ -230,9 +239,9 @@ pub enum Rejection {
     SlaUnavailable {
         earliest_start_ms: Option<u64>,
     },
-    /// A state conflict (the event is canceled, the hold is already confirmed, ...).
+    /// A state conflict: what is asked for is in a state that refuses it.
     Conflict {
-        reason: String,
+        reason: ConflictReason,
     },
     /// The command's fields are invalid (the ingress should have caught it).
     Invalid {
@@ -258,6 +267,28 @@ pub enum NotFound {
     DeskTicket,
     Category,
     Level,
+}
+
+/// Which state refused a command with `Rejection::Conflict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictReason {
+    /// The event is canceled (also: canceling it again).
+    EventCanceled,
+    HoldReleased,
+    HoldAlreadyConfirmed,
+    /// The booking is canceled (also: canceling it again, or checking in one of its tickets).
+    BookingCanceled,
+    /// The desk ticket already has its slot: only a held ticket can be confirmed.
+    DeskTicketAllocated,
+}
+
+/// Why sales are closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SalesClosedReason {
+    /// Before `sales_open_at`.
+    NotOpenYet,
+    /// At or after `sales_close_at`.
+    Closed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

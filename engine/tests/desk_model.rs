@@ -142,7 +142,7 @@ impl Model {
                 let record = self.tickets.get_mut(ticket).unwrap();
                 if record.hold_expires_at_ms.is_none() {
                     return Err(Rejection::Conflict {
-                        reason: "the ticket is already allocated".into(),
+                        reason: ConflictReason::DeskTicketAllocated,
                     });
                 }
                 record.hold_expires_at_ms = None;

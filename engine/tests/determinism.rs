@@ -492,8 +492,8 @@ fn the_state_hash_of_a_fixed_log_is_pinned() {
     assert_eq!(
         (report.state.as_str(), report.outcomes.as_str()),
         (
-            "892ccf3bbf21c61d381063a43961f0d2ef8127b52b2aa828b89cf78afc734ff9",
-            "e9c9069beace73fca2fe5b1f24b7f02f72c67242d81f04dae99772de083d6646"
+            "c8ef6aac2e570ce2eee1c5376b9b6e290057d50a93a39ed762c742a6df4c3a22",
+            "3e287f8d7ddc6e0255d87b544f1242d36cada104c7ff5fe563faeff7b8277a04"
         )
     );
 }

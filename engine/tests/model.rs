@@ -375,10 +375,8 @@ fn invalid(reason: &str) -> Rejection {
     }
 }
 
-fn conflict(reason: &str) -> Rejection {
-    Rejection::Conflict {
-        reason: reason.into(),
-    }
+fn conflict(reason: ConflictReason) -> Rejection {
+    Rejection::Conflict { reason }
 }
 
 fn not_found(what: NotFound) -> Rejection {
@@ -646,6 +644,26 @@ impl Model {
         self.event(event).capacity(category) - self.booked(event, category)
     }
 
+    /// Seats free right now in a category, or in all.
+    fn free(&self, event: EventId, category: Option<u16>) -> u64 {
+        let categories = self.event(event).spec.categories.len() as u16;
+        (0..categories)
+            .filter(|index| category.is_none_or(|category| category == *index))
+            .map(|index| {
+                self.event(event).capacity(index)
+                    - self.held(event, index)
+                    - self.booked(event, index)
+            })
+            .sum()
+    }
+
+    fn sold_out(&self, event: EventId, category: Option<u16>) -> Rejection {
+        Rejection::SoldOut {
+            category,
+            free: self.free(event, category),
+        }
+    }
+
     fn is_pooled(&self, event: EventId, category: u16) -> bool {
         self.event(event).pool_capacity(category).is_some()
     }
@@ -881,15 +899,21 @@ impl Model {
             .get(event.0 as usize)
             .ok_or(not_found(NotFound::Event))?;
         if model_event.canceled {
-            return Err(conflict("the event is canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
         let spec = &model_event.spec;
-        let open = spec.sales_open_at_ms.is_none_or(|open| self.now_ms >= open)
-            && spec
-                .sales_close_at_ms
-                .is_none_or(|close| self.now_ms < close);
-        if !open {
-            return Err(Rejection::SalesClosed);
+        if spec.sales_open_at_ms.is_some_and(|open| self.now_ms < open) {
+            return Err(Rejection::SalesClosed {
+                reason: SalesClosedReason::NotOpenYet,
+            });
+        }
+        if spec
+            .sales_close_at_ms
+            .is_some_and(|close| self.now_ms >= close)
+        {
+            return Err(Rejection::SalesClosed {
+                reason: SalesClosedReason::Closed,
+            });
         }
         Ok(())
     }
@@ -987,7 +1011,7 @@ impl Model {
                             other => unreachable!("{other:?}"),
                         }
                     }
-                    None => return Err(Rejection::SoldOut),
+                    None => return Err(self.sold_out(event, category)),
                 }
             }
         };
@@ -1104,8 +1128,8 @@ impl Model {
             .find(|(_, ended, owner, _)| *ended == id && owner == user)
         {
             Some((.., End::Expired)) => Err(Rejection::HoldExpired),
-            Some((.., End::Released)) => Err(conflict("the hold was released")),
-            Some((.., End::Confirmed)) => Err(conflict("the hold is already confirmed")),
+            Some((.., End::Released)) => Err(conflict(ConflictReason::HoldReleased)),
+            Some((.., End::Confirmed)) => Err(conflict(ConflictReason::HoldAlreadyConfirmed)),
             None => Err(not_found(NotFound::Hold)),
         }
     }
@@ -1217,7 +1241,7 @@ impl Model {
             .filter(|booking| booking.user == user)
             .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {
-            return Err(conflict("the booking is already canceled"));
+            return Err(conflict(ConflictReason::BookingCanceled));
         }
         if !booking.used.is_empty() {
             return Err(Rejection::AlreadyUsed);
@@ -1244,7 +1268,7 @@ impl Model {
         together: bool,
     ) -> Answer {
         if !self.servable_ever(event, quantity, category, together) {
-            return Err(Rejection::SoldOut);
+            return Err(self.sold_out(event, category));
         }
         let mine = self
             .waiters
@@ -1403,7 +1427,7 @@ impl Model {
     fn update_event(&mut self, tenant: &str, event: EventId, patch: &EventPatch) -> Answer {
         self.tenant_event(tenant, event)?;
         if self.event(event).canceled {
-            return Err(conflict("the event is canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
         let mut spec = self.event(event).spec.clone();
         assert!(
@@ -1460,7 +1484,7 @@ impl Model {
     fn cancel_event(&mut self, tenant: &str, event: EventId) -> Answer {
         self.tenant_event(tenant, event)?;
         if self.event(event).canceled {
-            return Err(conflict("the event is already canceled"));
+            return Err(conflict(ConflictReason::EventCanceled));
         }
         let released_holds: Vec<HoldId> = self
             .holds
@@ -1516,7 +1540,7 @@ impl Model {
             return Err(not_found(NotFound::Ticket));
         }
         if booking.canceled {
-            return Err(conflict("the booking is canceled"));
+            return Err(conflict(ConflictReason::BookingCanceled));
         }
         if !booking.used.insert(ticket.index) {
             return Err(Rejection::AlreadyUsed);
@@ -2319,7 +2343,7 @@ fn the_model_harness_itself_follows_a_known_story() {
     assert_eq!(
         outcomes[6].result,
         Err(Rejection::Conflict {
-            reason: "the hold is already confirmed".into()
+            reason: ConflictReason::HoldAlreadyConfirmed
         })
     );
     assert_eq!(
@@ -2414,7 +2438,7 @@ fn the_generator_reaches_every_waitlist_case() {
                 }
                 (
                     Command::JoinWaitlist { .. } | Command::PlaceHold { wait: true, .. },
-                    Err(Rejection::SoldOut),
+                    Err(Rejection::SoldOut { .. }),
                 ) => count("a hopeless join is refused"),
                 (
                     _,

@@ -465,8 +465,7 @@ impl Harness {
         if let Some(expected) = expected.filter(|_| !repeated_key) {
             assert_eq!(outcome.result, Err(expected), "{request:?}");
         }
-        if let Err(Rejection::Invalid { reason } | Rejection::Conflict { reason }) = &outcome.result
-        {
+        if let Err(Rejection::Invalid { reason }) = &outcome.result {
             assert!(!reason.is_empty());
         }
         // A rejection changes nothing but the clock (and what time itself causes). Desk
@@ -598,6 +597,11 @@ fn nonsensical_commands_get_precise_rejections() {
         category: None,
         together: false,
     };
+    let priced = |price_cents| {
+        let mut spec = common::theatre(1, 1);
+        spec.categories[0].price_cents = price_cents;
+        spec
+    };
     let cases: Vec<(Command, Result<Reply, Rejection>)> = vec![
         (
             hold_in_theatre("", best(1)),
@@ -724,7 +728,10 @@ fn nonsensical_commands_get_precise_rejections() {
                 category: None,
                 together: false,
             },
-            Err(Rejection::SoldOut),
+            Err(Rejection::SoldOut {
+                category: None,
+                free: 5,
+            }),
         ),
         (
             Command::LeaveWaitlist {
@@ -868,6 +875,27 @@ fn nonsensical_commands_get_precise_rejections() {
                 spec: common::theatre(1, 0),
             },
             invalid(r#"row "1" in section "A" has no seats"#),
+        ),
+        (
+            Command::CreateEvent {
+                tenant: "a".into(),
+                spec: priced(PRICE_CENTS_MAX + 1),
+            },
+            invalid(r#"category "Standard" costs more than 1000000000 cents"#),
+        ),
+        (
+            Command::CreateEvent {
+                tenant: "a".into(),
+                spec: priced(1 << 63),
+            },
+            invalid(r#"category "Standard" costs more than 1000000000 cents"#),
+        ),
+        (
+            Command::CreateEvent {
+                tenant: "a".into(),
+                spec: priced(u64::MAX),
+            },
+            invalid(r#"category "Standard" costs more than 1000000000 cents"#),
         ),
     ];
     for (command, expected) in cases {

@@ -64,7 +64,11 @@ fn best_available_prefers_best_rows_and_avoids_orphans() {
         best("eve", ev, 3, false),
         "held h_6 [A-2-4,A-2-5,A-3-5]",
     );
-    check(&mut h, best("fay", ev, 1, false), "rejected SoldOut");
+    check(
+        &mut h,
+        best("fay", ev, 1, false),
+        "rejected SoldOut { category: None, free: 0 }",
+    );
 }
 
 #[test]
@@ -147,7 +151,11 @@ fn general_admission_holds_a_quantity() {
     let mut h = Harness::new();
     let ev = h.create(festival(5));
     check(&mut h, best("ann", ev, 3, false), "held h_1 [pool0 x3]");
-    check(&mut h, best("bob", ev, 3, false), "rejected SoldOut");
+    check(
+        &mut h,
+        best("bob", ev, 3, false),
+        "rejected SoldOut { category: None, free: 2 }",
+    );
     check(&mut h, confirm("ann", 1), "booked b_1 [pool0 x3] 15000c");
     let availability = h.engine.availability(ev).unwrap();
     assert_eq!(
@@ -157,6 +165,165 @@ fn general_admission_holds_a_quantity() {
             availability[0].booked
         ),
         (2, 0, 3)
+    );
+}
+
+/// Money is exact: the most places an order may have (the default `seats_per_order_cap`)
+/// at the maximum price confirm at their exact total, seated or pooled; a price above the
+/// maximum never gets in (it used to wrap: two places at 2^63 confirmed at 0).
+#[test]
+fn totals_are_exact_at_the_maximum_price() {
+    let cap = EngineConfig::default().seats_per_order_cap;
+    let priced = |mut spec: EventSpec, prices: &[u64]| {
+        spec.seats_per_order_max = cap;
+        spec.categories = prices
+            .iter()
+            .enumerate()
+            .map(|(index, &price_cents)| CategorySpec {
+                name: if index == 0 {
+                    "Standard".into()
+                } else {
+                    format!("C{index}")
+                },
+                price_cents,
+            })
+            .collect();
+        spec
+    };
+    // Row 1 is Standard, row 2 the second category.
+    let mixed = |prices: &[u64]| {
+        let mut spec = priced(theatre(2, cap), prices);
+        spec.sections[0].rows[1].category = "C1".into();
+        spec
+    };
+    let over = || {
+        Err(Rejection::Invalid {
+            reason: format!(r#"category "Standard" costs more than {PRICE_CENTS_MAX} cents"#),
+        })
+    };
+    let cap_cents = u64::from(cap);
+    // (spec, what to hold, the booking's total or why the event was refused)
+    let cases: Vec<(EventSpec, Selection, Result<u64, Rejection>)> = vec![
+        (
+            priced(theatre(1, cap), &[PRICE_CENTS_MAX]),
+            Selection::Best {
+                quantity: cap,
+                category: None,
+                together: false,
+            },
+            Ok(cap_cents * PRICE_CENTS_MAX),
+        ),
+        (
+            priced(festival(cap), &[PRICE_CENTS_MAX]),
+            Selection::Best {
+                quantity: cap,
+                category: None,
+                together: false,
+            },
+            Ok(cap_cents * PRICE_CENTS_MAX),
+        ),
+        (
+            mixed(&[PRICE_CENTS_MAX, 1]),
+            Selection::Seats(vec!["A-1-1".into(), "A-2-1".into(), "A-2-2".into()]),
+            Ok(PRICE_CENTS_MAX + 2),
+        ),
+        (
+            priced(festival(2), &[0]),
+            Selection::Best {
+                quantity: 2,
+                category: None,
+                together: false,
+            },
+            Ok(0),
+        ),
+        (
+            priced(festival(2), &[PRICE_CENTS_MAX + 1]),
+            Selection::Seats(vec![]),
+            over(),
+        ),
+        (
+            priced(festival(2), &[1 << 63]),
+            Selection::Seats(vec![]),
+            over(),
+        ),
+        (
+            priced(festival(2), &[u64::MAX]),
+            Selection::Seats(vec![]),
+            over(),
+        ),
+        (
+            mixed(&[1, PRICE_CENTS_MAX + 1]),
+            Selection::Seats(vec![]),
+            Err(Rejection::Invalid {
+                reason: format!(r#"category "C1" costs more than {PRICE_CENTS_MAX} cents"#),
+            }),
+        ),
+    ];
+    for (spec, selection, expected) in cases {
+        let mut h = Harness::new();
+        let created = h.run(Command::CreateEvent {
+            tenant: "t1".into(),
+            spec: spec.clone(),
+        });
+        let total = match created.result {
+            Ok(Reply::EventCreated { event, .. }) => {
+                let held = h.run(Command::PlaceHold {
+                    user: "ann".into(),
+                    event,
+                    selection,
+                    wait: false,
+                });
+                let hold = hold_id(&held.result);
+                match h.run(confirm("ann", hold.0)).result {
+                    Ok(Reply::HoldConfirmed(view)) => Ok(view.total_cents),
+                    other => panic!("{other:?}"),
+                }
+            }
+            Err(rejection) => {
+                assert_eq!(h.engine.event_count(), 0, "a refused event changes nothing");
+                Err(rejection)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(total, expected, "{:?}", spec.categories);
+    }
+}
+
+/// `sold_out` says which category was asked for and how much of it is free.
+#[test]
+fn sold_out_names_the_category_and_what_is_left() {
+    let mut h = Harness::new();
+    let mut spec = theatre(1, 2);
+    spec.categories.push(CategorySpec {
+        name: "Floor".into(),
+        price_cents: 1_000,
+    });
+    spec.general_admission.push(PoolSpec {
+        category: "Floor".into(),
+        capacity: 3,
+    });
+    let ev = h.create(spec);
+    let floor = |quantity| Command::PlaceHold {
+        user: "ann".into(),
+        event: ev,
+        selection: Selection::Best {
+            quantity,
+            category: Some("Floor".into()),
+            together: false,
+        },
+        wait: false,
+    };
+    check(&mut h, floor(2), "held h_1 [pool1 x2]");
+    check(
+        &mut h,
+        floor(2),
+        "rejected SoldOut { category: Some(1), free: 1 }",
+    );
+    // Any category: 2 seats and 1 Floor place are free, 4 are asked for.
+    check(
+        &mut h,
+        best("bob", ev, 4, false),
+        "rejected SoldOut { category: None, free: 3 }",
     );
 }
 
@@ -220,11 +387,19 @@ fn sales_window_opens_and_closes_by_log_time() {
         sales_close_at_ms: Some(T0 + 120_000),
         ..theatre(1, 4)
     });
-    check(&mut h, best("ann", ev, 1, true), "rejected SalesClosed");
+    check(
+        &mut h,
+        best("ann", ev, 1, true),
+        "rejected SalesClosed { reason: NotOpenYet }",
+    );
     h.now_ms = T0 + 60_000;
     check(&mut h, best("ann", ev, 1, true), "held h_1 [A-1-1]");
     h.now_ms = T0 + 120_000;
-    check(&mut h, best("bob", ev, 1, true), "rejected SalesClosed");
+    check(
+        &mut h,
+        best("bob", ev, 1, true),
+        "rejected SalesClosed { reason: Closed }",
+    );
     // A hold placed while sales were open may still be paid.
     check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1] 5000c");
 }
@@ -290,19 +465,19 @@ fn release_and_cancel_free_seats_at_once() {
     check(
         &mut h,
         release("ann", 1),
-        r#"rejected Conflict { reason: "the hold was released" }"#,
+        "rejected Conflict { reason: HoldReleased }",
     );
     check(
         &mut h,
         confirm("ann", 1),
-        r#"rejected Conflict { reason: "the hold was released" }"#,
+        "rejected Conflict { reason: HoldReleased }",
     );
     check(&mut h, hold("bob", ev, &["A-1-1"]), "held h_2 [A-1-1]");
     check(&mut h, confirm("bob", 2), "booked b_1 [A-1-1] 5000c");
     check(
         &mut h,
         confirm("bob", 2),
-        r#"rejected Conflict { reason: "the hold is already confirmed" }"#,
+        "rejected Conflict { reason: HoldAlreadyConfirmed }",
     );
     check(
         &mut h,
@@ -326,7 +501,7 @@ fn release_and_cancel_free_seats_at_once() {
             user: "bob".into(),
             booking: BookingId(1),
         },
-        r#"rejected Conflict { reason: "the booking is already canceled" }"#,
+        "rejected Conflict { reason: BookingCanceled }",
     );
     check(&mut h, hold("cat", ev, &["A-1-1"]), "held h_3 [A-1-1]");
 }
@@ -370,7 +545,7 @@ fn waitlist_offers_freed_seats_in_fcfs_order() {
     check(
         &mut h,
         best_or_wait("dan", ev, 3, false),
-        "rejected SoldOut",
+        "rejected SoldOut { category: None, free: 0 }",
     );
     // Ann's hold expires: both seats go to the waiters in arrival order.
     h.now_ms += 65_001;
@@ -408,7 +583,11 @@ fn strict_waitlist_head_blocks_and_skip_ahead_lets_smaller_requests_pass() {
         check(&mut h, release("ann", 1), expected);
         if policy == WaitlistPolicy::Strict {
             // Nobody passes the head, not even a newcomer.
-            check(&mut h, best("dan", ev, 1, false), "rejected SoldOut");
+            check(
+                &mut h,
+                best("dan", ev, 1, false),
+                "rejected SoldOut { category: None, free: 1 }",
+            );
             check(&mut h, release("ann", 2), "released h_2 [A-1-2,A-1-3] | offered w_1 h_3 [A-1-1,A-1-2] | offered w_2 h_4 [A-1-3]");
         }
     }
@@ -447,7 +626,11 @@ fn a_waiter_that_can_never_be_served_ends_sold_out() {
     );
     check(&mut h, hold("ann", ev, &["A-1-3"]), "held h_2 [A-1-3]");
     check(&mut h, join("bob", ev, 3, false), "joined w_1 #1");
-    check(&mut h, join("cat", ev, 4, false), "rejected SoldOut");
+    check(
+        &mut h,
+        join("cat", ev, 4, false),
+        "rejected SoldOut { category: None, free: 0 }",
+    );
     // Once held seats become booked, three can never come free.
     check(
         &mut h,
@@ -844,7 +1027,7 @@ fn canceling_an_event_releases_everything() {
     check(
         &mut h,
         hold("dan", ev, &["A-1-1"]),
-        r#"rejected Conflict { reason: "the event is canceled" }"#,
+        "rejected Conflict { reason: EventCanceled }",
     );
     check(
         &mut h,
@@ -852,7 +1035,7 @@ fn canceling_an_event_releases_everything() {
             tenant: "t1".into(),
             event: ev,
         },
-        r#"rejected Conflict { reason: "the event is already canceled" }"#,
+        "rejected Conflict { reason: EventCanceled }",
     );
     let availability = h.engine.availability(ev).unwrap();
     assert_eq!(
@@ -1037,7 +1220,11 @@ fn event_updates_change_limits_and_windows_but_not_seats() {
         r#"rejected Invalid { reason: "hold TTL must be from 1000 to 7200000 ms" }"#,
     );
     h.now_ms += 1_000;
-    check(&mut h, best("ann", ev, 1, true), "rejected SalesClosed");
+    check(
+        &mut h,
+        best("ann", ev, 1, true),
+        "rejected SalesClosed { reason: Closed }",
+    );
 }
 
 #[test]
@@ -1447,7 +1634,7 @@ fn a_validated_ticket_holds_its_slot_until_allocated_or_expired() {
     check(
         &mut h,
         allocate_desk_ticket("ann", 0, 1),
-        r#"rejected Conflict { reason: "the ticket is already allocated" }"#,
+        "rejected Conflict { reason: DeskTicketAllocated }",
     );
     check(
         &mut h,

@@ -200,6 +200,8 @@ pub(crate) struct DemoTokenResponse {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CategoryBody {
     pub(crate) name: String,
+    /// From 0 to `engine::PRICE_CENTS_MAX` (a test checks the two agree).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub(crate) price_cents: u64,
 }
 

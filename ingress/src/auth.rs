@@ -2,7 +2,7 @@
 //! users (HS256 JWTs whose `sub` is the user id, signed with the user-token secret).
 
 use crate::config::Tenant;
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -57,17 +57,27 @@ impl Auth {
 
     /// The bearer token of a request, or 401.
     pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, AppError> {
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer <token>"))?;
-        let value = value
-            .to_str()
-            .map_err(|_| AppError::unauthorized("the Authorization header is not valid text"))?;
-        let (scheme, token) = value
-            .split_once(' ')
-            .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
+        let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
+            AppError::unauthorized(
+                Reason::MissingToken,
+                "missing Authorization: Bearer <token>",
+            )
+        })?;
+        let value = value.to_str().map_err(|_| {
+            AppError::unauthorized(
+                Reason::MalformedAuthorization,
+                "the Authorization header is not valid text",
+            )
+        })?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+            AppError::unauthorized(
+                Reason::MalformedAuthorization,
+                "expected Authorization: Bearer <token>",
+            )
+        })?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
             return Err(AppError::unauthorized(
+                Reason::MalformedAuthorization,
                 "expected Authorization: Bearer <token>",
             ));
         }
@@ -86,21 +96,24 @@ impl Auth {
         if same_secret(token, &self.operator_key) {
             found = Some(AdminKey::Operator);
         }
-        found.ok_or_else(|| AppError::unauthorized("unknown admin key"))
+        found.ok_or_else(|| AppError::unauthorized(Reason::UnknownAdminKey, "unknown admin key"))
     }
 
     /// The user id of a valid user token, or 401.
     pub(crate) fn user(&self, token: &str) -> Result<String, AppError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
-            .map_err(|error| AppError::unauthorized(format!("invalid user token: {error}")))?;
+            .map_err(|error| {
+                AppError::unauthorized(Reason::InvalidToken, format!("invalid user token: {error}"))
+            })?;
         let user = data.claims.sub;
         if user.trim().is_empty()
             || user.len() > USER_ID_BYTES_MAX
             || user.chars().any(char::is_control)
         {
-            return Err(AppError::unauthorized(format!(
-                "the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"
-            )));
+            return Err(AppError::unauthorized(
+                Reason::InvalidToken,
+                format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"),
+            ));
         }
         Ok(user)
     }

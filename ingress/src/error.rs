@@ -1,13 +1,202 @@
 //! The ingress's one error type at the HTTP edge: every 4xx/5xx answer is
-//! `{"error": {"code", "message", "details"?}}`. Internal failures are logged with their
-//! details and answered with a generic sentence, so nothing internal leaks.
+//! `{"error": {"code", "message", "details"}}`, and `details.reason` always names the rule
+//! that refused the request ([`Reason`], a stable snake_case word; the OpenAPI document
+//! lists them all as `ErrorReason`). Internal failures are logged with their details and
+//! answered with a generic sentence, so nothing internal leaks.
 
+use crate::read_model::EventRecord;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use engine::layout::Layout;
-use engine::{Limit, NotFound, Rejection};
+use engine::{ConflictReason, Limit, NotFound, Rejection, SalesClosedReason};
 use serde::Serialize;
 use serde_json::{json, Value};
+
+/// Defines [`Reason`] from one list, so the words, `Reason::ALL` and the OpenAPI enum can
+/// never disagree.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident = $word:literal,)*) => {
+        /// Which rule refused a request: `details.reason` of every error answer. Codes say
+        /// what kind of refusal it is; reasons say which rule, so a frontend can act without
+        /// parsing the message. Words never change meaning; new ones may be added.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in the order of the list.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The word sent in `details.reason`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $word,)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    // 400 bad_request
+    /// A field is missing, of the wrong type or out of range; `details.field` names it.
+    InvalidField = "invalid_field",
+    MalformedJson = "malformed_json",
+    /// The body is JSON of the wrong shape (not an object, ...).
+    InvalidBody = "invalid_body",
+    /// The body is not sent as `Content-Type: application/json`.
+    NotJson = "not_json",
+    UnreadableBody = "unreadable_body",
+    MalformedQuery = "malformed_query",
+    MalformedPath = "malformed_path",
+    /// A PATCH that changes nothing.
+    EmptyPatch = "empty_patch",
+    /// The event has no category of that name (`details.field` is `category`).
+    CategoryNotFound = "category_not_found",
+    /// The desk has no service level of that name (`details.field` is `level`).
+    LevelNotFound = "level_not_found",
+    /// The engine found the command invalid (the ingress refuses these before the log).
+    Invalid = "invalid",
+    /// The log record could not be decoded.
+    Undecodable = "undecodable",
+    // 401 unauthorized
+    MissingToken = "missing_token",
+    /// The Authorization header is not `Bearer <token>`.
+    MalformedAuthorization = "malformed_authorization",
+    UnknownAdminKey = "unknown_admin_key",
+    /// The user token is not valid (signature, expiry, subject).
+    InvalidToken = "invalid_token",
+    // 403 forbidden
+    /// A tenant endpoint was called with the operator key.
+    TenantKeyRequired = "tenant_key_required",
+    /// An operator endpoint was called with a tenant's admin key.
+    OperatorKeyRequired = "operator_key_required",
+    // 404 not_found
+    EventNotFound = "event_not_found",
+    HoldNotFound = "hold_not_found",
+    BookingNotFound = "booking_not_found",
+    WaitlistEntryNotFound = "waitlist_entry_not_found",
+    TicketNotFound = "ticket_not_found",
+    DeskNotFound = "desk_not_found",
+    DeskTicketNotFound = "desk_ticket_not_found",
+    /// No such seat labels in the event's map (`details.seats`).
+    UnknownSeats = "unknown_seats",
+    RouteNotFound = "route_not_found",
+    // 405 method_not_allowed
+    MethodNotAllowed = "method_not_allowed",
+    // 409
+    /// Some requested seats are held or booked (`details.seats`).
+    SeatsUnavailable = "seats_unavailable",
+    /// Not enough is free (`details.category`: the category asked for, null for any;
+    /// `details.free`: what is free of it now).
+    SoldOut = "sold_out",
+    HoldExpired = "hold_expired",
+    /// A ticket was already checked in.
+    AlreadyUsed = "already_used",
+    /// `sales_closed`: before the event's `sales_open_at`.
+    NotOpenYet = "not_open_yet",
+    /// `sales_closed`: at or after the event's `sales_close_at`.
+    Closed = "closed",
+    /// No desk slot meets the level's deadline (`details.earliest_start`).
+    SlaUnavailable = "sla_unavailable",
+    EventCanceled = "event_canceled",
+    HoldReleased = "hold_released",
+    HoldAlreadyConfirmed = "hold_already_confirmed",
+    BookingCanceled = "booking_canceled",
+    /// Only a held (validated) desk ticket can be confirmed.
+    DeskTicketAllocated = "desk_ticket_allocated",
+    /// The Idempotency-Key was used for a different request.
+    IdempotencyKeyReused = "idempotency_key_reused",
+    /// The operator's promotion was refused (already primary, ...).
+    PromotionRefused = "promotion_refused",
+    // 413 payload_too_large
+    BodyTooLarge = "body_too_large",
+    // 422 limit_exceeded (`details.limit` and `details.max`)
+    SeatsPerOrderMax = "seats_per_order_max",
+    SeatsPerUserMax = "seats_per_user_max",
+    WaitlistLengthMax = "waitlist_length_max",
+    EventsMax = "events_max",
+    DesksMax = "desks_max",
+    /// Waitlist entries one user holds for one event (`engine.waiters_per_user_max`).
+    WaitersPerUserMax = "waiters_per_user_max",
+    /// Open tickets one user holds at one desk (`engine.desk_tickets_per_user_max`).
+    DeskTicketsPerUserMax = "desk_tickets_per_user_max",
+    // 429 rate_limited
+    UserRateLimit = "user_rate_limit",
+    AddressRateLimit = "address_rate_limit",
+    // 500 internal
+    Internal = "internal",
+    // 503 unavailable
+    /// The outcome did not come in time: retry with the same Idempotency-Key.
+    NotAnsweredInTime = "not_answered_in_time",
+    /// The outcome came before the request waited for it and was dropped: retry with the
+    /// same Idempotency-Key.
+    OutcomeMissed = "outcome_missed",
+    ShuttingDown = "shutting_down",
+    LogNotWritable = "log_not_writable",
+    FollowerStopped = "follower_stopped",
+    /// The read model is behind the outcomes log (`/readyz`).
+    CatchingUp = "catching_up",
+    /// The engine runtime has stopped (`/readyz` in `serve`).
+    EngineStopped = "engine_stopped",
+    /// Requests wait for outcomes and none has come for the outcome timeout (`/readyz`).
+    EngineNotAnswering = "engine_not_answering",
+    NoEngine = "no_engine",
+    EngineStarting = "engine_starting",
+    TooManyStreams = "too_many_streams",
+}
+
+impl utoipa::PartialSchema for Reason {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Reason::ALL.iter().map(|reason| reason.as_str())))
+            .description(Some(
+                "Which rule refused the request: a stable snake_case word (new ones may be added)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Reason {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ErrorReason")
+    }
+}
+
+/// The schema of `details`: always `reason`, plus what the code names (`field`, `seats`,
+/// `limit` and `max`, `category` and `free`, `earliest_start`, `limit_bytes`).
+pub(crate) struct ErrorDetails;
+
+impl utoipa::PartialSchema for ErrorDetails {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Ref};
+        ObjectBuilder::new()
+            .property("reason", Ref::from_schema_name("ErrorReason"))
+            .required("reason")
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .description(Some(
+                "`reason` always; `field` (400), `seats` (404 unknown_seats, 409 seats_unavailable), \
+                 `limit` and `max` (422), `category` and `free` (409 sold_out), `earliest_start` \
+                 (409 sla_unavailable), `limit_bytes` (413)",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorDetails {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <Reason as utoipa::ToSchema>::name().into(),
+            <Reason as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
 
 /// An answer that is not a success. Built by the helpers below; rendered by `IntoResponse`.
 #[derive(Debug)]
@@ -15,7 +204,10 @@ pub struct AppError {
     pub status: StatusCode,
     /// One of the contract's snake_case codes (`bad_request`, `not_found`, ...).
     pub code: &'static str,
+    /// The rule that refused the request: `details.reason`.
+    pub reason: Reason,
     pub message: String,
+    /// More details by code; `reason` is added when the answer is rendered.
     pub details: Option<Value>,
     /// Seconds, for `429` answers.
     pub retry_after_seconds: Option<u64>,
@@ -28,22 +220,27 @@ pub(crate) struct ErrorBody {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ErrorObject {
-    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `seats_unavailable`, `sold_out`,
-    /// `limit_exceeded`, `hold_expired`, `already_used`, `sales_closed`, `sla_unavailable`,
-    /// `conflict`, `payload_too_large`, `rate_limited`, `idempotency_key_reused`, `unavailable`,
-    /// `internal`.
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `seats_unavailable`, `sold_out`, `limit_exceeded`, `hold_expired`, `already_used`,
+    /// `sales_closed`, `sla_unavailable`, `conflict`, `payload_too_large`, `rate_limited`,
+    /// `idempotency_key_reused`, `unavailable`, `internal`.
     pub(crate) code: String,
     pub(crate) message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub(crate) details: Option<Value>,
+    #[schema(value_type = ErrorDetails)]
+    pub(crate) details: Value,
 }
 
 impl AppError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> AppError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> AppError {
         AppError {
             status,
             code,
+            reason,
             message: message.into(),
             details: None,
             retry_after_seconds: None,
@@ -55,69 +252,115 @@ impl AppError {
         self
     }
 
+    /// The same answer for a more precise rule.
+    pub fn because(mut self, reason: Reason) -> AppError {
+        self.reason = reason;
+        self
+    }
+
     /// 400 naming the offending field in `details.field`.
     pub fn field(field: &str, message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::BAD_REQUEST, "bad_request", message)
-            .with_details(json!({ "field": field }))
+        AppError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            Reason::InvalidField,
+            message,
+        )
+        .with_details(json!({ "field": field }))
     }
 
-    pub fn bad_request(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    pub fn bad_request(reason: Reason, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::BAD_REQUEST, "bad_request", reason, message)
     }
 
-    pub fn unauthorized(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    pub fn unauthorized(reason: Reason, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::UNAUTHORIZED, "unauthorized", reason, message)
     }
 
-    pub fn forbidden(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    pub fn forbidden(reason: Reason, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::FORBIDDEN, "forbidden", reason, message)
     }
 
-    pub fn not_found(what: &str) -> AppError {
+    /// 404 for something the engine names (another user's thing is "not found" too).
+    pub fn not_found(what: NotFound) -> AppError {
+        let (noun, reason) = match what {
+            NotFound::Event => ("event", Reason::EventNotFound),
+            NotFound::Hold => ("hold", Reason::HoldNotFound),
+            NotFound::Booking => ("booking", Reason::BookingNotFound),
+            NotFound::Waiter => ("waitlist entry", Reason::WaitlistEntryNotFound),
+            NotFound::Ticket => ("ticket", Reason::TicketNotFound),
+            NotFound::Desk => ("desk", Reason::DeskNotFound),
+            NotFound::DeskTicket => ("desk ticket", Reason::DeskTicketNotFound),
+            NotFound::Category => ("category", Reason::CategoryNotFound),
+            NotFound::Level => ("service level", Reason::LevelNotFound),
+        };
         AppError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{what} not found"),
+            reason,
+            format!("{noun} not found"),
         )
     }
 
-    pub fn conflict(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::CONFLICT, "conflict", message)
+    /// 404 for a path nothing answers.
+    pub fn no_route() -> AppError {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Reason::RouteNotFound,
+            "route not found",
+        )
     }
 
-    pub fn limit_exceeded(limit: &str, max: u64) -> AppError {
+    pub fn conflict(reason: Reason, message: impl Into<String>) -> AppError {
+        AppError::new(StatusCode::CONFLICT, "conflict", reason, message)
+    }
+
+    pub fn limit_exceeded(limit: Limit, max: u64) -> AppError {
+        let (name, reason) = match limit {
+            Limit::SeatsPerOrder => ("seats_per_order", Reason::SeatsPerOrderMax),
+            Limit::SeatsPerUser => ("seats_per_user", Reason::SeatsPerUserMax),
+            Limit::WaitlistLength => ("waitlist_length", Reason::WaitlistLengthMax),
+            Limit::Events => ("events", Reason::EventsMax),
+            Limit::Desks => ("desks", Reason::DesksMax),
+            Limit::WaitersPerUser => ("waiters_per_user", Reason::WaitersPerUserMax),
+            Limit::DeskTicketsPerUser => ("desk_tickets_per_user", Reason::DeskTicketsPerUserMax),
+        };
         // The per-user caps count what a user already has, not what this request asks:
         // say so, or a client retrying with a smaller request is left guessing.
         let what = match limit {
-            "waiters_per_user" => {
-                format!("at most {max} waitlist entries per user for one event ({limit})")
+            Limit::WaitersPerUser => {
+                format!("at most {max} waitlist entries per user for one event ({name})")
             }
-            "desk_tickets_per_user" => {
-                format!("at most {max} open tickets per user at one desk ({limit})")
+            Limit::DeskTicketsPerUser => {
+                format!("at most {max} open tickets per user at one desk ({name})")
             }
-            _ => format!("at most {max} ({limit})"),
+            _ => format!("at most {max} ({name})"),
         };
         AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
+            reason,
             format!("over the limit: {what}"),
         )
-        .with_details(json!({ "limit": limit, "max": max }))
+        .with_details(json!({ "limit": name, "max": max }))
     }
 
     pub fn payload_too_large(limit_bytes: usize) -> AppError {
         AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
+            Reason::BodyTooLarge,
             format!("the request body is larger than {limit_bytes} bytes"),
         )
         .with_details(json!({ "limit_bytes": limit_bytes }))
     }
 
-    pub fn rate_limited(retry_after_seconds: u64) -> AppError {
+    pub fn rate_limited(reason: Reason, retry_after_seconds: u64) -> AppError {
         let mut error = AppError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
+            reason,
             format!("too many requests; retry in {retry_after_seconds} s"),
         );
         error.retry_after_seconds = Some(retry_after_seconds);
@@ -130,14 +373,19 @@ impl AppError {
         AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
+            Reason::IdempotencyKeyReused,
             "this Idempotency-Key was already used for a different request; use a new key",
         )
-        .with_details(json!({ "reason": "idempotency_key_reused" }))
     }
 
     /// 503: the log is not writable or the outcome did not come in time.
-    pub fn unavailable(message: impl Into<String>) -> AppError {
-        AppError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    pub fn unavailable(reason: Reason, message: impl Into<String>) -> AppError {
+        AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            reason,
+            message,
+        )
     }
 
     /// 500: a bug or an unexpected state. The detail is logged, never sent.
@@ -146,29 +394,34 @@ impl AppError {
         AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
+            Reason::Internal,
             "internal error",
         )
     }
 
-    /// Maps an engine rejection to its HTTP answer. Seat indices are turned into labels with
-    /// the event's layout when there is one.
-    pub fn from_rejection(rejection: &Rejection, layout: Option<&Layout>) -> AppError {
+    /// Maps an engine rejection to its HTTP answer: the one place where a rejection gets its
+    /// code and reason. Seat indices become labels and category indices names with the
+    /// event's read-model record when there is one.
+    pub(crate) fn from_rejection(rejection: &Rejection, event: Option<&EventRecord>) -> AppError {
         match rejection {
             Rejection::NotFound {
-                what: NotFound::Category,
-            } => AppError::field("category", "no such category in this event"),
+                what: what @ NotFound::Category,
+            } => AppError::field("category", "no such category in this event")
+                .because(AppError::not_found(*what).reason),
             Rejection::NotFound {
-                what: NotFound::Level,
-            } => AppError::field("level", "no such service level at this desk"),
-            Rejection::NotFound { what } => AppError::not_found(not_found_noun(*what)),
+                what: what @ NotFound::Level,
+            } => AppError::field("level", "no such service level at this desk")
+                .because(AppError::not_found(*what).reason),
+            Rejection::NotFound { what } => AppError::not_found(*what),
             Rejection::UnknownSeats { seats } => AppError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
+                Reason::UnknownSeats,
                 format!("no such seats: {}", seats.join(", ")),
             )
             .with_details(json!({ "seats": seats })),
             Rejection::SeatsUnavailable { seats } => {
-                let labels: Vec<String> = match layout {
+                let labels: Vec<String> = match event.map(|event| &event.layout) {
                     Some(layout) => seats
                         .iter()
                         .filter(|seat| **seat < layout.seat_count)
@@ -179,80 +432,100 @@ impl AppError {
                 AppError::new(
                     StatusCode::CONFLICT,
                     "seats_unavailable",
+                    Reason::SeatsUnavailable,
                     format!("seats already held or booked: {}", labels.join(", ")),
                 )
                 .with_details(json!({ "seats": labels }))
             }
-            Rejection::SoldOut => AppError::new(
-                StatusCode::CONFLICT,
-                "sold_out",
-                "not enough seats are available",
-            ),
+            Rejection::SoldOut { category, free } => {
+                let name = category.map(|index| match event {
+                    Some(event) => event.category_name(index),
+                    None => index.to_string(),
+                });
+                let message = match &name {
+                    Some(name) => format!("not enough places are available: {free} left in {name}"),
+                    None => format!("not enough places are available: {free} left"),
+                };
+                AppError::new(StatusCode::CONFLICT, "sold_out", Reason::SoldOut, message)
+                    .with_details(json!({ "category": name, "free": free }))
+            }
             Rejection::LimitExceeded { limit, max } => {
-                AppError::limit_exceeded(limit_name(*limit), u64::from(*max))
+                AppError::limit_exceeded(*limit, u64::from(*max))
             }
-            Rejection::SalesClosed => AppError::new(
+            Rejection::SalesClosed { reason } => {
+                let (reason, message) = match reason {
+                    SalesClosedReason::NotOpenYet => {
+                        (Reason::NotOpenYet, "sales for this event are not open yet")
+                    }
+                    SalesClosedReason::Closed => {
+                        (Reason::Closed, "sales for this event are closed")
+                    }
+                };
+                AppError::new(StatusCode::CONFLICT, "sales_closed", reason, message)
+            }
+            Rejection::HoldExpired => AppError::new(
                 StatusCode::CONFLICT,
-                "sales_closed",
-                "sales are not open for this event",
+                "hold_expired",
+                Reason::HoldExpired,
+                "the hold has expired",
             ),
-            Rejection::HoldExpired => {
-                AppError::new(StatusCode::CONFLICT, "hold_expired", "the hold has expired")
-            }
             Rejection::AlreadyUsed => AppError::new(
                 StatusCode::CONFLICT,
                 "already_used",
-                "the ticket was already checked in",
+                Reason::AlreadyUsed,
+                "a ticket was already checked in",
             ),
             Rejection::SlaUnavailable { earliest_start_ms } => AppError::new(
                 StatusCode::CONFLICT,
                 "sla_unavailable",
+                Reason::SlaUnavailable,
                 "no slot meets this service level's deadline",
             )
             .with_details(json!({ "earliest_start": earliest_start_ms.map(crate::times::format) })),
-            Rejection::Conflict { reason } => AppError::conflict(reason.clone()),
-            Rejection::Invalid { reason } => AppError::bad_request(reason.clone()),
-            Rejection::Undecodable { reason } => {
-                AppError::bad_request(format!("the request could not be decoded: {reason}"))
+            Rejection::Conflict { reason } => {
+                let (reason, message) = match reason {
+                    ConflictReason::EventCanceled => {
+                        (Reason::EventCanceled, "the event is canceled")
+                    }
+                    ConflictReason::HoldReleased => (Reason::HoldReleased, "the hold was released"),
+                    ConflictReason::HoldAlreadyConfirmed => (
+                        Reason::HoldAlreadyConfirmed,
+                        "the hold is already confirmed",
+                    ),
+                    ConflictReason::BookingCanceled => {
+                        (Reason::BookingCanceled, "the booking is canceled")
+                    }
+                    ConflictReason::DeskTicketAllocated => (
+                        Reason::DeskTicketAllocated,
+                        "the desk ticket already has its slot",
+                    ),
+                };
+                AppError::conflict(reason, message)
             }
             Rejection::IdempotencyKeyReused => AppError::idempotency_key_reused(),
+            Rejection::Invalid { reason } => AppError::bad_request(Reason::Invalid, reason.clone()),
+            Rejection::Undecodable { reason } => AppError::bad_request(
+                Reason::Undecodable,
+                format!("the request could not be decoded: {reason}"),
+            ),
         }
-    }
-}
-
-fn not_found_noun(what: NotFound) -> &'static str {
-    match what {
-        NotFound::Event => "event",
-        NotFound::Hold => "hold",
-        NotFound::Booking => "booking",
-        NotFound::Waiter => "waitlist entry",
-        NotFound::Ticket => "ticket",
-        NotFound::Desk => "desk",
-        NotFound::DeskTicket => "desk ticket",
-        NotFound::Category => "category",
-        NotFound::Level => "service level",
-    }
-}
-
-pub(crate) fn limit_name(limit: Limit) -> &'static str {
-    match limit {
-        Limit::SeatsPerOrder => "seats_per_order",
-        Limit::SeatsPerUser => "seats_per_user",
-        Limit::WaitlistLength => "waitlist_length",
-        Limit::Events => "events",
-        Limit::Desks => "desks",
-        Limit::WaitersPerUser => "waiters_per_user",
-        Limit::DeskTicketsPerUser => "desk_tickets_per_user",
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let mut details = match self.details {
+            Some(Value::Object(details)) => details,
+            // Every caller passes an object; keep anything else rather than lose it.
+            Some(other) => serde_json::Map::from_iter([("value".to_string(), other)]),
+            None => serde_json::Map::new(),
+        };
+        details.insert("reason".into(), Value::from(self.reason.as_str()));
         let body = ErrorBody {
             error: ErrorObject {
                 code: self.code.to_string(),
                 message: self.message,
-                details: self.details,
+                details: Value::Object(details),
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -269,9 +542,10 @@ impl std::fmt::Display for AppError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {}: {}",
+            "{} {} ({}): {}",
             self.status.as_u16(),
             self.code,
+            self.reason.as_str(),
             self.message
         )
     }

@@ -2,7 +2,7 @@
 //! large bodies), query strings, the Idempotency-Key header, and who is asking.
 
 use crate::auth::{AdminKey, Auth};
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -31,6 +31,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
         if !json {
             return Err(AppError::bad_request(
+                Reason::NotJson,
                 "the body must be JSON with Content-Type: application/json",
             ));
         }
@@ -42,10 +43,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         AppError::payload_too_large(limit)
                     } else {
-                        AppError::bad_request(format!(
-                            "the body could not be read: {}",
-                            rejection.body_text()
-                        ))
+                        AppError::bad_request(
+                            Reason::UnreadableBody,
+                            format!("the body could not be read: {}", rejection.body_text()),
+                        )
                     }
                 })?;
         parse_json(&bytes).map(ApiJson)
@@ -71,17 +72,20 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppErro
             inner.classify(),
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof
         ) {
-            return AppError::bad_request(format!("malformed JSON: {message}"));
+            return AppError::bad_request(
+                Reason::MalformedJson,
+                format!("malformed JSON: {message}"),
+            );
         }
         if field == "." {
-            AppError::bad_request(message)
+            AppError::bad_request(Reason::InvalidBody, message)
         } else {
             AppError::field(&field, format!("{field}: {message}"))
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|error| AppError::bad_request(format!("malformed JSON: {error}")))?;
+    deserializer.end().map_err(|error| {
+        AppError::bad_request(Reason::MalformedJson, format!("malformed JSON: {error}"))
+    })?;
     Ok(value)
 }
 
@@ -102,10 +106,10 @@ fn serde_urlencoded_deserializer<T: DeserializeOwned>(query: &str) -> Result<T, 
     axum::extract::Query::<T>::try_from_uri(
         &format!("/?{query}")
             .parse()
-            .map_err(|_| AppError::bad_request("malformed query string"))?,
+            .map_err(|_| AppError::bad_request(Reason::MalformedQuery, "malformed query string"))?,
     )
     .map(|axum::extract::Query(value)| value)
-    .map_err(|rejection| AppError::bad_request(rejection.body_text()))
+    .map_err(|rejection| AppError::bad_request(Reason::MalformedQuery, rejection.body_text()))
 }
 
 /// Path parameters; a segment that does not decode is a 400 in our format.
@@ -118,7 +122,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection| AppError::bad_request(rejection.body_text()))
+            .map_err(|rejection| {
+                AppError::bad_request(Reason::MalformedPath, rejection.body_text())
+            })
     }
 }
 
@@ -171,6 +177,7 @@ impl FromRequestParts<AppState> for TenantAdmin {
         match state.shared.auth.admin_key(token)? {
             AdminKey::Tenant(tenant) => Ok(TenantAdmin(tenant.to_string())),
             AdminKey::Operator => Err(AppError::forbidden(
+                Reason::TenantKeyRequired,
                 "the operator key does not administer tenants' events",
             )),
         }
@@ -187,7 +194,10 @@ impl FromRequestParts<AppState> for Operator {
         let token = Auth::bearer(&parts.headers)?;
         match state.shared.auth.admin_key(token)? {
             AdminKey::Operator => Ok(Operator),
-            AdminKey::Tenant(_) => Err(AppError::forbidden("this endpoint needs the operator key")),
+            AdminKey::Tenant(_) => Err(AppError::forbidden(
+                Reason::OperatorKeyRequired,
+                "this endpoint needs the operator key",
+            )),
         }
     }
 }

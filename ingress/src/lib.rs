@@ -283,11 +283,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))
         .route("/v1/admin/engine", get(routes::ops::engine))
         .route("/v1/admin/engine/promote", post(routes::ops::promote))
-        .fallback(|| async { AppError::not_found("route") })
+        .fallback(|| async { AppError::no_route() })
         .method_not_allowed_fallback(|| async {
             AppError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
+                error::Reason::MethodNotAllowed,
                 "this method is not allowed here",
             )
         })

@@ -1,7 +1,8 @@
 //! The OpenAPI document of API v1, generated from the handlers' annotations and the
-//! request/response types, served at `GET /v1/openapi.json`.
+//! request/response types, served at `GET /v1/openapi.json`. Error answers' `details.reason`
+//! words are the `ErrorReason` enum schema, built from `error::Reason::ALL`.
 
-use crate::error::{ErrorBody, ErrorObject};
+use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::routes::{admin, ops, public, user, web};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -40,7 +41,7 @@ impl Modify for Security {
         ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote,
         web::demo_token,
     ),
-    components(schemas(ErrorBody, ErrorObject)),
+    components(schemas(ErrorBody, ErrorObject, ErrorDetails, Reason)),
     modifiers(&Security),
     tags(
         (name = "public", description = "Reads without a token"),
@@ -83,6 +84,251 @@ pub fn document() -> &'static utoipa::openapi::OpenApi {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::error::AppError;
+    use axum::response::IntoResponse;
+    use engine::{ConflictReason, Limit, NotFound, Rejection, SalesClosedReason};
+    use serde_json::Value;
+
+    /// The words of the document's `ErrorReason` enum.
+    fn documented_reasons() -> Vec<String> {
+        let document = serde_json::to_value(document()).unwrap();
+        document["components"]["schemas"]["ErrorReason"]["enum"]
+            .as_array()
+            .expect("ErrorReason is an enum schema")
+            .iter()
+            .map(|word| word.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// One of every rejection, with every cause of those that carry one. The match makes a
+    /// new variant fail to compile here until it is listed below.
+    fn every_rejection() -> Vec<Rejection> {
+        let listed = |rejection: &Rejection| match rejection {
+            Rejection::NotFound { .. }
+            | Rejection::UnknownSeats { .. }
+            | Rejection::SeatsUnavailable { .. }
+            | Rejection::SoldOut { .. }
+            | Rejection::LimitExceeded { .. }
+            | Rejection::SalesClosed { .. }
+            | Rejection::HoldExpired
+            | Rejection::AlreadyUsed
+            | Rejection::SlaUnavailable { .. }
+            | Rejection::Conflict { .. }
+            | Rejection::Invalid { .. }
+            | Rejection::Undecodable { .. }
+            | Rejection::IdempotencyKeyReused => (),
+        };
+        let mut rejections = vec![
+            Rejection::UnknownSeats {
+                seats: vec!["Z-1-1".into()],
+            },
+            Rejection::SeatsUnavailable { seats: vec![3] },
+            Rejection::SoldOut {
+                category: None,
+                free: 0,
+            },
+            Rejection::SoldOut {
+                category: Some(1),
+                free: 2,
+            },
+            Rejection::HoldExpired,
+            Rejection::AlreadyUsed,
+            Rejection::IdempotencyKeyReused,
+            Rejection::SlaUnavailable {
+                earliest_start_ms: Some(0),
+            },
+            Rejection::Invalid {
+                reason: "bad".into(),
+            },
+            Rejection::Undecodable {
+                reason: "bad".into(),
+            },
+        ];
+        for what in [
+            NotFound::Event,
+            NotFound::Hold,
+            NotFound::Booking,
+            NotFound::Waiter,
+            NotFound::Ticket,
+            NotFound::Desk,
+            NotFound::DeskTicket,
+            NotFound::Category,
+            NotFound::Level,
+        ] {
+            rejections.push(Rejection::NotFound { what });
+        }
+        for limit in [
+            Limit::SeatsPerOrder,
+            Limit::SeatsPerUser,
+            Limit::WaitlistLength,
+            Limit::Events,
+            Limit::Desks,
+            Limit::WaitersPerUser,
+            Limit::DeskTicketsPerUser,
+        ] {
+            rejections.push(Rejection::LimitExceeded { limit, max: 1 });
+        }
+        for reason in [SalesClosedReason::NotOpenYet, SalesClosedReason::Closed] {
+            rejections.push(Rejection::SalesClosed { reason });
+        }
+        for reason in [
+            ConflictReason::EventCanceled,
+            ConflictReason::HoldReleased,
+            ConflictReason::HoldAlreadyConfirmed,
+            ConflictReason::BookingCanceled,
+            ConflictReason::DeskTicketAllocated,
+        ] {
+            rejections.push(Rejection::Conflict { reason });
+        }
+        rejections.iter().for_each(listed);
+        rejections
+    }
+
+    /// The `error` object of a rendered answer.
+    async fn rendered(error: AppError) -> Value {
+        let body = axum::body::to_bytes(error.into_response().into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice::<Value>(&body).unwrap()["error"].clone()
+    }
+
+    #[test]
+    fn every_reason_word_is_in_the_document_once_and_snake_case() {
+        let words: Vec<&str> = Reason::ALL.iter().map(|reason| reason.as_str()).collect();
+        assert_eq!(documented_reasons(), words);
+        let mut distinct = words.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), words.len(), "reason words are distinct");
+        for word in words {
+            assert!(
+                !word.is_empty()
+                    && !word.starts_with('_')
+                    && !word.ends_with('_')
+                    && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{word:?} is snake_case"
+            );
+        }
+        // `details` refers to the reasons.
+        let document = serde_json::to_value(document()).unwrap();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(
+            schemas["ErrorObject"]["properties"]["details"]["$ref"],
+            "#/components/schemas/ErrorDetails"
+        );
+        assert_eq!(
+            schemas["ErrorDetails"]["properties"]["reason"]["$ref"],
+            "#/components/schemas/ErrorReason"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_rejection_answers_with_a_documented_reason() {
+        let documented = documented_reasons();
+        let mut seen = Vec::new();
+        for rejection in every_rejection() {
+            let error = rendered(AppError::from_rejection(&rejection, None)).await;
+            let reason = error["details"]["reason"].as_str().unwrap_or_default();
+            assert!(
+                documented.iter().any(|word| word == reason),
+                "{rejection:?} answers reason {reason:?}, which the document does not list"
+            );
+            seen.push((
+                error["code"].as_str().unwrap().to_string(),
+                reason.to_string(),
+            ));
+        }
+        let expect = |code: &str, reason: &str| {
+            assert!(
+                seen.contains(&(code.to_string(), reason.to_string())),
+                "no {code}/{reason} in {seen:?}"
+            );
+        };
+        // The contract's examples, and each cause apart.
+        expect("conflict", "event_canceled");
+        expect("conflict", "hold_released");
+        expect("conflict", "hold_already_confirmed");
+        expect("conflict", "booking_canceled");
+        expect("conflict", "desk_ticket_allocated");
+        expect("sales_closed", "not_open_yet");
+        expect("sales_closed", "closed");
+        expect("sold_out", "sold_out");
+        expect("limit_exceeded", "seats_per_order_max");
+        expect("not_found", "waitlist_entry_not_found");
+        expect("bad_request", "category_not_found");
+        let conflicts: Vec<_> = seen.iter().filter(|(code, _)| code == "conflict").collect();
+        let mut causes: Vec<_> = conflicts.iter().map(|(_, reason)| reason).collect();
+        causes.dedup();
+        assert_eq!(
+            causes.len(),
+            conflicts.len(),
+            "each conflict cause has its own word"
+        );
+    }
+
+    #[tokio::test]
+    async fn sold_out_says_which_category_and_what_is_left() {
+        let error = rendered(AppError::from_rejection(
+            &Rejection::SoldOut {
+                category: None,
+                free: 3,
+            },
+            None,
+        ))
+        .await;
+        assert_eq!(
+            error["details"],
+            serde_json::json!({"reason": "sold_out", "category": null, "free": 3})
+        );
+    }
+
+    #[tokio::test]
+    async fn the_ingress_own_answers_carry_their_reason_too() {
+        for (error, code, reason) in [
+            (AppError::no_route(), "not_found", "route_not_found"),
+            (
+                AppError::payload_too_large(10),
+                "payload_too_large",
+                "body_too_large",
+            ),
+            (
+                AppError::rate_limited(Reason::UserRateLimit, 1),
+                "rate_limited",
+                "user_rate_limit",
+            ),
+            (AppError::internal("test"), "internal", "internal"),
+            (
+                AppError::field("categories[0].price_cents", "too much"),
+                "bad_request",
+                "invalid_field",
+            ),
+        ] {
+            let error = rendered(error).await;
+            assert_eq!(
+                (error["code"].as_str(), error["details"]["reason"].as_str()),
+                (Some(code), Some(reason))
+            );
+        }
+        // Details a helper sets are kept next to the reason.
+        let error = rendered(AppError::field("name", "missing")).await;
+        assert_eq!(
+            error["details"],
+            serde_json::json!({"field": "name", "reason": "invalid_field"})
+        );
+    }
+
+    #[test]
+    fn the_documented_price_maximum_is_the_engines() {
+        let document = serde_json::to_value(document()).unwrap();
+        let price = &document["components"]["schemas"]["CategoryBody"]["properties"]["price_cents"];
+        assert_eq!(
+            price["maximum"].as_f64(),
+            Some(engine::PRICE_CENTS_MAX as f64)
+        );
+        assert_eq!(price["minimum"].as_f64(), Some(0.0));
+    }
+
     /// Every operation that takes an `Idempotency-Key` (every write) says that a key reused
     /// for another request is 422 `idempotency_key_reused`.
     #[test]

@@ -139,16 +139,18 @@ impl EventRecord {
         }
     }
 
+    /// The exact total of some items, as the engine computes a booking's.
     pub(crate) fn price_of(&self, items: &Items) -> u64 {
-        self.category_counts(items)
-            .iter()
-            .map(|(category, count)| {
-                self.categories
-                    .get(*category as usize)
-                    .map_or(0, |entry| entry.price_cents)
-                    * count
-            })
-            .sum()
+        engine::order_total_cents(self.category_counts(items).into_iter().map(
+            |(category, count)| {
+                let price_cents = self
+                    .categories
+                    .get(category as usize)
+                    .map_or(0, |entry| entry.price_cents);
+                let count = u32::try_from(count).expect("items count at most u32::MAX places");
+                (price_cents, count)
+            },
+        ))
     }
 
     pub(crate) fn free_total(&self) -> u64 {

@@ -3,7 +3,7 @@
 use crate::auth::Auth;
 use crate::config::IngressConfig;
 use crate::engine_control::EngineControl;
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
 use crate::metrics::{Gauges, Metrics};
@@ -149,7 +149,7 @@ impl AppState {
             .check(user, Instant::now())
             .map_err(|wait| {
                 self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(retry_after_seconds(wait))
+                AppError::rate_limited(Reason::UserRateLimit, retry_after_seconds(wait))
             })
     }
 
@@ -162,7 +162,7 @@ impl AppState {
             .check(address, Instant::now())
             .map_err(|wait| {
                 self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(retry_after_seconds(wait))
+                AppError::rate_limited(Reason::AddressRateLimit, retry_after_seconds(wait))
             })
     }
 

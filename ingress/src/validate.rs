@@ -3,11 +3,11 @@
 //! reaches the log. The engine's limits come from the same `EngineConfig`.
 
 use crate::api::{CreateDeskBody, CreateEventBody, HoldBody, PatchEventBody};
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::times;
 use engine::{
-    CategorySpec, DeskSpec, EngineConfig, EventPatch, EventSpec, LevelSpec, PoolSpec, RowSpec,
-    SectionSpec, Selection, WaitlistPolicy,
+    CategorySpec, DeskSpec, EngineConfig, EventPatch, EventSpec, LevelSpec, Limit, PoolSpec,
+    RowSpec, SectionSpec, Selection, WaitlistPolicy, PRICE_CENTS_MAX,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -182,6 +182,12 @@ pub(crate) fn event_spec(
             return Err(AppError::field(
                 &field,
                 format!("category {name:?} is named twice"),
+            ));
+        }
+        if category.price_cents > PRICE_CENTS_MAX {
+            return Err(AppError::field(
+                &format!("categories[{index}].price_cents"),
+                format!("price_cents must be from 0 to {PRICE_CENTS_MAX}"),
             ));
         }
         categories.push(CategorySpec {
@@ -368,6 +374,7 @@ pub(crate) fn event_patch(
     }
     if patch == EventPatch::default() {
         return Err(AppError::bad_request(
+            Reason::EmptyPatch,
             "the patch changes nothing: give at least one field",
         ));
     }
@@ -420,7 +427,7 @@ pub(crate) fn selection(
             }
             if seats.len() > limits.seats_per_order_cap as usize {
                 return Err(AppError::limit_exceeded(
-                    "seats_per_order",
+                    Limit::SeatsPerOrder,
                     u64::from(limits.seats_per_order_cap),
                 ));
             }
@@ -447,7 +454,7 @@ pub(crate) fn selection(
             }
             if quantity > limits.seats_per_order_cap {
                 return Err(AppError::limit_exceeded(
-                    "seats_per_order",
+                    Limit::SeatsPerOrder,
                     u64::from(limits.seats_per_order_cap),
                 ));
             }

@@ -13,7 +13,7 @@
 //! the outcome race): completed outcomes nobody waited for are kept, a bounded number of
 //! them, and looked up under the same lock as registration, so no outcome is missed.
 
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::metrics::Metrics;
 use engine::{Outcome, Reply, Request};
 use requestlog::{Appended, LogWriter};
@@ -204,7 +204,7 @@ impl Writes {
         let (reply, replied) = oneshot::channel();
         let timed_out = || {
             self.metrics.outcome_timeouts.inc();
-            AppError::unavailable("the request was not answered in time; retry with the same Idempotency-Key to learn its outcome")
+            AppError::unavailable(Reason::NotAnsweredInTime, "the request was not answered in time; retry with the same Idempotency-Key to learn its outcome")
         };
         let jobs = self
             .jobs
@@ -212,19 +212,33 @@ impl Writes {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         let jobs = jobs.ok_or_else(|| {
-            AppError::unavailable("the service is shutting down; nothing was applied")
+            AppError::unavailable(
+                Reason::ShuttingDown,
+                "the service is shutting down; nothing was applied",
+            )
         })?;
         match tokio::time::timeout_at(deadline, jobs.send(AppendJob { payload, reply })).await {
             Err(_) => return Err(timed_out()),
-            Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
+            Ok(Err(_)) => {
+                return Err(AppError::unavailable(
+                    Reason::ShuttingDown,
+                    "the log is shut down",
+                ))
+            }
             Ok(Ok(())) => {}
         }
         let appended = match tokio::time::timeout_at(deadline, replied).await {
             Err(_) => return Err(timed_out()),
-            Ok(Err(_)) => return Err(AppError::unavailable("the log is shut down")),
+            Ok(Err(_)) => {
+                return Err(AppError::unavailable(
+                    Reason::ShuttingDown,
+                    "the log is shut down",
+                ))
+            }
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "append failed");
                 return Err(AppError::unavailable(
+                    Reason::LogNotWritable,
                     "the request log is not writable; nothing was applied",
                 ));
             }
@@ -234,6 +248,7 @@ impl Writes {
             Registration::Ready(outcome) => return Ok(outcome),
             Registration::Gone => {
                 return Err(AppError::unavailable(
+                    Reason::OutcomeMissed,
                     "the outcome was missed; retry with the same Idempotency-Key to learn it",
                 ))
             }
@@ -241,7 +256,10 @@ impl Writes {
         };
         match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(AppError::unavailable("the outcome follower stopped")),
+            Ok(Err(_)) => Err(AppError::unavailable(
+                Reason::FollowerStopped,
+                "the outcome follower stopped",
+            )),
             Err(_) => {
                 self.pending.cancel(appended.offset);
                 Err(timed_out())
@@ -317,7 +335,10 @@ mod tests {
             offset,
             time_ms: 0,
             replayed: false,
-            result: Err(engine::Rejection::SoldOut),
+            result: Err(engine::Rejection::SoldOut {
+                category: None,
+                free: 0,
+            }),
             effects: vec![],
             idempotency: None,
         })

@@ -286,8 +286,8 @@ async fn hold_confirm_book_and_cancel() {
     )
     .await;
     assert_eq!(
-        (again.status, again.code()),
-        (StatusCode::CONFLICT, "conflict")
+        (again.status, again.code(), again.reason()),
+        (StatusCode::CONFLICT, "conflict", "hold_already_confirmed")
     );
     let shown = call(
         &router,
@@ -1097,6 +1097,27 @@ async fn bad_input_never_reaches_the_log() {
     };
     let mut without_name = created.clone();
     without_name.as_object_mut().unwrap().remove("name");
+    // Raw JSON text, so numbers no JSON library would produce get sent too.
+    let priced = |price: &str| {
+        let text = created.to_string();
+        assert!(text.contains(r#""price_cents":5000"#));
+        Some(text.replacen(
+            r#""price_cents":5000"#,
+            &format!(r#""price_cents":{price}"#),
+            1,
+        ))
+    };
+    let waitlist = format!("/v1/events/{event}/waitlist");
+    let availability = |answer: &common::Answer| answer.body["availability"].clone();
+    let event_before = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    let events_before = call(&router, Method::GET, "/v1/admin/events", Some(ADMIN), None).await;
     type Case<'a> = (
         Method,
         String,
@@ -1104,6 +1125,7 @@ async fn bad_input_never_reaches_the_log() {
         Vec<(&'a str, &'a str)>,
         Option<String>,
         StatusCode,
+        &'a str,
         &'a str,
         &'a str,
     );
@@ -1116,6 +1138,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "missing_token",
             "",
         ),
         (
@@ -1126,6 +1149,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "unknown_admin_key",
             "",
         ),
         (
@@ -1136,6 +1160,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": ".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_json",
             "",
         ),
         (
@@ -1146,6 +1171,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "not_json",
             "",
         ),
         (
@@ -1156,6 +1182,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(without_name.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "name",
         ),
         (
@@ -1166,6 +1193,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("colour", json!("red")),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "colour",
         ),
         (
@@ -1176,6 +1204,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("starts_at", json!("soon")),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "starts_at",
         ),
         (
@@ -1186,6 +1215,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("hold_ttl_seconds", json!(-5)),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "hold_ttl_seconds",
         ),
         (
@@ -1196,6 +1226,7 @@ async fn bad_input_never_reaches_the_log() {
             with_field("hold_ttl_seconds", json!(9000)),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "hold_ttl_seconds",
         ),
         (
@@ -1209,6 +1240,7 @@ async fn bad_input_never_reaches_the_log() {
             ),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "general_admission[0].category",
         ),
         (
@@ -1219,6 +1251,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(big),
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
+            "body_too_large",
             "",
         ),
         (
@@ -1229,6 +1262,7 @@ async fn bad_input_never_reaches_the_log() {
             Some(created.to_string()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "Idempotency-Key",
         ),
         (
@@ -1239,6 +1273,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "empty_patch",
             "",
         ),
         (
@@ -1249,6 +1284,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": \"x\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1259,6 +1295,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"code\": \"t_1_1.0123456789abcdef\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "ticket_not_found",
             "",
         ),
         (
@@ -1269,6 +1306,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"code\": \"\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "code",
         ),
         (
@@ -1279,6 +1317,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "missing_token",
             "",
         ),
         (
@@ -1289,6 +1328,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
+            "invalid_token",
             "",
         ),
         (
@@ -1299,6 +1339,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "seats",
         ),
         (
@@ -1309,6 +1350,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-1-2\"], \"quantity\": 1}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1319,6 +1361,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1329,6 +1372,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": \"two\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1339,6 +1383,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 500}".into()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
+            "seats_per_order_max",
             "",
         ),
         (
@@ -1349,6 +1394,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1, \"category\": \"Nope\"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "category_not_found",
             "category",
         ),
         (
@@ -1359,6 +1405,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-1-2\", \"A-1-2\"]}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "seats[1]",
         ),
         (
@@ -1369,6 +1416,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"seats\": [\"A-9-1\", \"A-1-2\"]}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "unknown_seats",
             "",
         ),
         (
@@ -1379,6 +1427,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1389,6 +1438,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 1}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1399,6 +1449,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"payment_ref\": \"  \"}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "payment_ref",
         ),
         (
@@ -1409,6 +1460,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "not_json",
             "",
         ),
         (
@@ -1419,6 +1471,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"payment_ref\": \"p\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "hold_not_found",
             "",
         ),
         (
@@ -1429,6 +1482,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "hold_not_found",
             "",
         ),
         (
@@ -1439,6 +1493,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "booking_not_found",
             "",
         ),
         (
@@ -1449,6 +1504,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "waitlist_entry_not_found",
             "",
         ),
         (
@@ -1459,6 +1515,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"quantity\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "quantity",
         ),
         (
@@ -1469,6 +1526,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"name\": \"d\", \"agents\": 0}".into()),
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "agents",
         ),
         (
@@ -1479,6 +1537,7 @@ async fn bad_input_never_reaches_the_log() {
             Some("{\"level\": \"gold\"}".into()),
             StatusCode::NOT_FOUND,
             "not_found",
+            "desk_not_found",
             "",
         ),
         (
@@ -1489,6 +1548,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "per_page",
         ),
         (
@@ -1499,6 +1559,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "page",
         ),
         (
@@ -1509,6 +1570,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "sort",
         ),
         (
@@ -1519,6 +1581,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_query",
             "",
         ),
         (
@@ -1529,6 +1592,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "malformed_query",
             "",
         ),
         (
@@ -1539,6 +1603,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::BAD_REQUEST,
             "bad_request",
+            "invalid_field",
             "from",
         ),
         (
@@ -1549,6 +1614,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "event_not_found",
             "",
         ),
         (
@@ -1559,6 +1625,7 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::NOT_FOUND,
             "not_found",
+            "route_not_found",
             "",
         ),
         (
@@ -1569,14 +1636,301 @@ async fn bad_input_never_reaches_the_log() {
             None,
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
+            "method_not_allowed",
             "",
         ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"-1"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"1000000001"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"9223372036854775808"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"18446744073709551615"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"18446744073709551616"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"1e300"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"50.5"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#""5000""#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"null"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            "/v1/admin/events".into(),
+            Some(ADMIN),
+            vec![],
+            priced(r#"true"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "categories[0].price_cents",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": -1}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1.5}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967296}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1e3}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": "2"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": null}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "seats",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967295}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            "seats_per_order_max",
+            "",
+        ),
+        (
+            Method::POST,
+            holds.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 0}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": -1}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1.5}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967296}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 1e3}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": "2"}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": null}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 4294967295}"#.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            "seats_per_order_max",
+            "",
+        ),
+        (
+            Method::POST,
+            waitlist.clone(),
+            Some(&alice),
+            vec![],
+            Some(r#"{"quantity": 0}"#.into()),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "invalid_field",
+            "quantity",
+        ),
     ];
-    for (method, uri, bearer, headers, body, status, code, field) in cases {
+    for (method, uri, bearer, headers, body, status, code, reason, field) in cases {
         let answer = call_with(&router, method.clone(), &uri, bearer, &headers, body).await;
         assert_eq!(
-            (answer.status, answer.code()),
-            (status, code),
+            (answer.status, answer.code(), answer.reason()),
+            (status, code, reason),
             "{method} {uri}: {}",
             answer.text
         );
@@ -1595,6 +1949,84 @@ async fn bad_input_never_reaches_the_log() {
         harness.requests_end(),
         end,
         "a refused request reached the log"
+    );
+    // And nothing changed: the same events, the same availability.
+    let event_after = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(availability(&event_after), availability(&event_before));
+    let events_after = call(&router, Method::GET, "/v1/admin/events", Some(ADMIN), None).await;
+    assert_eq!(events_after.body, events_before.body);
+}
+
+/// Money is exact: the most places an order may have, at the maximum price, hold and book
+/// at their exact total (seated and pooled); `sold_out` then names the category and what
+/// is left of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn totals_are_exact_at_the_maximum_price() {
+    let harness = Harness::start();
+    let router = harness.router();
+    let cap = common::engine_config().seats_per_order_cap;
+    let mut body = event_body("Priciest", cap, 300);
+    body["max_seats_per_order"] = json!(cap);
+    body["categories"] = json!([
+        {"name": "Gold", "price_cents": engine::PRICE_CENTS_MAX},
+        {"name": "Floor", "price_cents": engine::PRICE_CENTS_MAX}
+    ]);
+    body["general_admission"] = json!([{"category": "Floor", "capacity": cap}]);
+    let event = create_event(&router, body).await;
+    let order_cents = u64::from(cap) * engine::PRICE_CENTS_MAX;
+    for (user, category) in [("alice", "Floor"), ("bob", "Gold")] {
+        let user = token(user);
+        let held = call(
+            &router,
+            Method::POST,
+            &format!("/v1/events/{event}/holds"),
+            Some(&user),
+            Some(json!({"quantity": cap, "category": category})),
+        )
+        .await;
+        assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+        assert_eq!(held.body["total_cents"].as_u64(), Some(order_cents));
+        let hold = held.body["hold_id"].as_str().unwrap();
+        let booked = call(
+            &router,
+            Method::POST,
+            &format!("/v1/holds/{hold}/confirm"),
+            Some(&user),
+            Some(json!({"payment_ref": "pay"})),
+        )
+        .await;
+        assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
+        assert_eq!(booked.body["total_cents"].as_u64(), Some(order_cents));
+        let booking = booked.body["booking_id"].as_str().unwrap();
+        let shown = call(
+            &router,
+            Method::GET,
+            &format!("/v1/bookings/{booking}"),
+            Some(&user),
+            None,
+        )
+        .await;
+        assert_eq!(shown.body["total_cents"].as_u64(), Some(order_cents));
+    }
+    let refused = call(
+        &router,
+        Method::POST,
+        &format!("/v1/events/{event}/holds"),
+        Some(&token("carol")),
+        Some(json!({"quantity": 1, "category": "Floor"})),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["details"],
+        json!({"reason": "sold_out", "category": "Floor", "free": 0})
     );
 }
 

@@ -13,15 +13,15 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
-use engine::{Command, DeskId, EventId, Reply};
+use engine::{Command, DeskId, EventId, NotFound, Reply};
 
 /// The tenant's event, or 404 (unknown, unparsable or another tenant's).
 fn tenant_event(state: &AppState, tenant: &str, event_id: &str) -> Result<EventId, AppError> {
-    let id = EventId::parse(event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let id = EventId::parse(event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let model = state.model();
     match model.event(id) {
         Some(event) if event.tenant == tenant => Ok(id),
-        _ => Err(AppError::not_found("event")),
+        _ => Err(AppError::not_found(NotFound::Event)),
     }
 }
 
@@ -92,7 +92,7 @@ pub(crate) async fn get_event(
     let model = state.model();
     let event = model
         .event(id)
-        .ok_or_else(|| AppError::not_found("event"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
@@ -116,7 +116,7 @@ pub(crate) async fn patch_event(
         .model()
         .event(id)
         .map(|event| event.spec.clone())
-        .ok_or_else(|| AppError::not_found("event"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let patch = validate::event_patch(body, &current, &state.config().engine)?;
     let outcome = submit(
         &state,
@@ -194,13 +194,13 @@ pub(crate) async fn checkin(
     let code = validate::short_text("code", &body.code)?;
     // A forged code, or one of another event, never reaches the log.
     let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code)
-        .ok_or_else(|| AppError::not_found("ticket"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Ticket))?;
     if state
         .model()
         .booking(ticket.booking)
         .is_none_or(|booking| booking.view.event != id)
     {
-        return Err(AppError::not_found("ticket"));
+        return Err(AppError::not_found(NotFound::Ticket));
     }
     let outcome = submit(
         &state,
@@ -247,7 +247,7 @@ pub(crate) async fn attendees(
     let model = state.model();
     let event = model
         .event(id)
-        .ok_or_else(|| AppError::not_found("event"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let attendees = views::attendees(&model, event);
     if wants_csv {
         let mut response = answer(
@@ -326,12 +326,12 @@ pub(crate) async fn desk(
     TenantAdmin(tenant): TenantAdmin,
     ApiPath(desk_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    let id = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found("desk"))?;
+    let id = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found(NotFound::Desk))?;
     let model = state.model();
     let desk = model
         .desk(id)
         .filter(|desk| desk.tenant == tenant)
-        .ok_or_else(|| AppError::not_found("desk"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Desk))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,

@@ -69,10 +69,7 @@ pub(crate) fn rejection(
     rejection: &Rejection,
 ) -> AppError {
     let model = state.model();
-    let layout = event
-        .and_then(|event| model.event(event))
-        .map(|event| &event.layout);
-    AppError::from_rejection(rejection, layout)
+    AppError::from_rejection(rejection, event.and_then(|event| model.event(event)))
 }
 
 pub(crate) fn with_location(mut response: Response, location: &str) -> Response {

@@ -2,7 +2,7 @@
 //! OpenAPI document.
 
 use crate::api::*;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::Operator;
 use crate::state::AppState;
 use crate::times;
@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,17 +86,17 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
     let (reason, message) = if let Some(failure) = &readiness.engine_failure {
         (
-            "engine_stopped",
+            Reason::EngineStopped,
             format!("the engine has stopped: {failure}"),
         )
     } else if !log_writable {
         (
-            "log_not_writable",
+            Reason::LogNotWritable,
             "the requests log is not writable".to_string(),
         )
     } else if !engine_answering {
         (
-            "engine_not_answering",
+            Reason::EngineNotAnswering,
             format!(
                 "the engine is not answering: requests wait for outcomes and none has come for {} ms",
                 state.config().outcome_timeout.as_millis()
@@ -105,13 +104,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         )
     } else {
         (
-            "catching_up",
+            Reason::CatchingUp,
             "the read model is catching up with the outcomes log".to_string(),
         )
     };
-    let mut details = serde_json::to_value(&readiness).unwrap_or_default();
-    details["reason"] = reason.into();
-    AppError::unavailable(message)
+    let details = serde_json::to_value(&readiness).unwrap_or_default();
+    AppError::unavailable(reason, message)
         .with_details(details)
         .into_response()
 }
@@ -128,14 +126,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
-    let engine = state
-        .shared
-        .engine
-        .as_ref()
-        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let engine =
+        state.shared.engine.as_ref().ok_or_else(|| {
+            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
+        })?;
     let status = engine
         .status()
-        .ok_or_else(|| AppError::unavailable("the engine is starting"))?;
+        .ok_or_else(|| AppError::unavailable(Reason::EngineStarting, "the engine is starting"))?;
     Ok(EngineStatusResponse {
         role: status.role.name().to_string(),
         applied_offset: status.applied_offset,
@@ -166,17 +163,14 @@ pub(crate) async fn promote(
     State(state): State<AppState>,
     _operator: Operator,
 ) -> Result<Json<EngineStatusResponse>, AppError> {
-    let engine = state
-        .shared
-        .engine
-        .clone()
-        .ok_or_else(|| AppError::unavailable("no engine runs in this process"))?;
+    let engine =
+        state.shared.engine.clone().ok_or_else(|| {
+            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
+        })?;
     let result = tokio::task::spawn_blocking(move || engine.promote())
         .await
         .map_err(AppError::internal)?;
-    result.map_err(|reason| {
-        AppError::conflict(reason).with_details(json!({ "reason": "promotion_refused" }))
-    })?;
+    result.map_err(|reason| AppError::conflict(Reason::PromotionRefused, reason))?;
     tracing::warn!("engine promoted to primary by the operator");
     engine_status(&state).map(Json)
 }

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use engine::EventId;
+use engine::{EventId, NotFound};
 
 pub(crate) const PER_PAGE_MAX: u32 = 100;
 pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
@@ -149,11 +149,11 @@ pub(crate) async fn event(
     State(state): State<AppState>,
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let model = state.model();
     let event = model
         .event(id)
-        .ok_or_else(|| AppError::not_found("event"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
@@ -167,11 +167,11 @@ pub(crate) async fn seats(
     State(state): State<AppState>,
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
-    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let model = state.model();
     let event = model
         .event(id)
-        .ok_or_else(|| AppError::not_found("event"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,

@@ -3,7 +3,7 @@
 
 use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, UserId};
 use crate::read_model::{HoldStatus, WaiterStatus};
 use crate::state::AppState;
@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use engine::{
-    BookingId, Command, DeskId, DeskTicketId, EventId, HoldId, Reply, Selection, WaiterId,
+    BookingId, Command, DeskId, DeskTicketId, EventId, HoldId, Limit, NotFound, Reply, Selection,
+    WaiterId,
 };
 use std::time::Duration;
 
@@ -22,26 +23,26 @@ use std::time::Duration;
 pub(crate) const WAIT_SECONDS_MAX: u32 = 60;
 
 fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppError> {
-    let id = HoldId::parse(hold_id).ok_or_else(|| AppError::not_found("hold"))?;
+    let id = HoldId::parse(hold_id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
     match state.model().hold(id) {
         Some(hold) if hold.view.user == user => Ok(id),
-        _ => Err(AppError::not_found("hold")),
+        _ => Err(AppError::not_found(NotFound::Hold)),
     }
 }
 
 fn own_booking(state: &AppState, user: &str, booking_id: &str) -> Result<BookingId, AppError> {
-    let id = BookingId::parse(booking_id).ok_or_else(|| AppError::not_found("booking"))?;
+    let id = BookingId::parse(booking_id).ok_or_else(|| AppError::not_found(NotFound::Booking))?;
     match state.model().booking(id) {
         Some(booking) if booking.view.user == user => Ok(id),
-        _ => Err(AppError::not_found("booking")),
+        _ => Err(AppError::not_found(NotFound::Booking)),
     }
 }
 
 fn own_waiter(state: &AppState, user: &str, waiter_id: &str) -> Result<WaiterId, AppError> {
-    let id = WaiterId::parse(waiter_id).ok_or_else(|| AppError::not_found("waitlist entry"))?;
+    let id = WaiterId::parse(waiter_id).ok_or_else(|| AppError::not_found(NotFound::Waiter))?;
     match state.model().waiter(id) {
         Some(waiter) if waiter.user == user => Ok(id),
-        _ => Err(AppError::not_found("waitlist entry")),
+        _ => Err(AppError::not_found(NotFound::Waiter)),
     }
 }
 
@@ -51,12 +52,12 @@ fn own_desk_ticket(
     desk_id: &str,
     ticket_id: &str,
 ) -> Result<(DeskId, DeskTicketId), AppError> {
-    let desk = DeskId::parse(desk_id).ok_or_else(|| AppError::not_found("desk ticket"))?;
+    let desk = DeskId::parse(desk_id).ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
     let ticket =
-        DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found("desk ticket"))?;
+        DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
     match state.model().desk_ticket(ticket) {
         Some(record) if record.view.user == user && record.view.desk == desk => Ok((desk, ticket)),
-        _ => Err(AppError::not_found("desk ticket")),
+        _ => Err(AppError::not_found(NotFound::DeskTicket)),
     }
 }
 
@@ -78,14 +79,14 @@ pub(crate) async fn place_hold(
     ApiPath(event_id): ApiPath<String>,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, AppError> {
-    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     let (selection, wait) = validate::selection(&body, &state.config().engine)?;
     {
         // Seat labels and category names never change: check them here, not in the log.
         let model = state.model();
         let event = model
             .event(id)
-            .ok_or_else(|| AppError::not_found("event"))?;
+            .ok_or_else(|| AppError::not_found(NotFound::Event))?;
         match &selection {
             Selection::Seats(labels) => {
                 let unknown: Vec<&String> = labels
@@ -108,7 +109,8 @@ pub(crate) async fn place_hold(
                 return Err(AppError::field(
                     "category",
                     format!("event {id} has no category {category:?}"),
-                ));
+                )
+                .because(Reason::CategoryNotFound));
             }
             Selection::Best { .. } => {}
         }
@@ -166,7 +168,8 @@ pub(crate) async fn get_hold(
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
     let model = state.model();
-    let body = views::current_hold(&model, id).ok_or_else(|| AppError::not_found("hold"))?;
+    let body =
+        views::current_hold(&model, id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
     Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
 }
 
@@ -269,7 +272,7 @@ pub(crate) async fn get_booking(
     let model = state.model();
     let booking = model
         .booking(id)
-        .ok_or_else(|| AppError::not_found("booking"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
@@ -323,14 +326,14 @@ pub(crate) async fn join_waitlist(
     ApiPath(event_id): ApiPath<String>,
     ApiJson(body): ApiJson<WaitlistBody>,
 ) -> Result<Response, AppError> {
-    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     if body.quantity == 0 {
         return Err(AppError::field("quantity", "quantity must be at least 1"));
     }
     let limits = &state.config().engine;
     if body.quantity > limits.seats_per_order_cap {
         return Err(AppError::limit_exceeded(
-            "seats_per_order",
+            Limit::SeatsPerOrder,
             u64::from(limits.seats_per_order_cap),
         ));
     }
@@ -338,13 +341,14 @@ pub(crate) async fn join_waitlist(
         let model = state.model();
         let event = model
             .event(id)
-            .ok_or_else(|| AppError::not_found("event"))?;
+            .ok_or_else(|| AppError::not_found(NotFound::Event))?;
         if let Some(category) = &body.category {
             if event.category_index(category).is_none() {
                 return Err(AppError::field(
                     "category",
                     format!("event {id} has no category {category:?}"),
-                ));
+                )
+                .because(Reason::CategoryNotFound));
             }
         }
     }
@@ -423,7 +427,7 @@ pub(crate) async fn get_waitlist(
                 })
             };
             match looked {
-                None => Some(Err(AppError::not_found("waitlist entry"))),
+                None => Some(Err(AppError::not_found(NotFound::Waiter))),
                 Some((offset, status, body))
                     if status != WaiterStatus::Waiting
                         || tokio::time::Instant::now() >= deadline
@@ -498,23 +502,23 @@ pub(crate) async fn create_desk_ticket(
     ApiPath(desk_id): ApiPath<String>,
     ApiJson(body): ApiJson<DeskTicketBody>,
 ) -> Result<Response, AppError> {
-    let desk = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found("desk"))?;
+    let desk = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found(NotFound::Desk))?;
     let level = validate::short_text("level", &body.level)?;
     {
         let model = state.model();
         let record = model
             .desk(desk)
-            .ok_or_else(|| AppError::not_found("desk"))?;
+            .ok_or_else(|| AppError::not_found(NotFound::Desk))?;
         if !record
             .spec
             .levels
             .iter()
             .any(|candidate| candidate.name == level)
         {
-            return Err(AppError::field(
-                "level",
-                format!("desk {desk} has no level {level:?}"),
-            ));
+            return Err(
+                AppError::field("level", format!("desk {desk} has no level {level:?}"))
+                    .because(Reason::LevelNotFound),
+            );
         }
     }
     let outcome = submit(
@@ -602,7 +606,7 @@ pub(crate) async fn get_desk_ticket(
     let model = state.model();
     let record = model
         .desk_ticket(ticket)
-        .ok_or_else(|| AppError::not_found("desk ticket"))?;
+        .ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,

@@ -11,7 +11,7 @@
 
 use crate::api::*;
 use crate::auth::mint_user_token;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath};
 use crate::live::Subscription;
 use crate::state::AppState;
@@ -21,7 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::EventId;
+use engine::{EventId, NotFound};
 use futures_util::Stream;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -70,7 +70,7 @@ pub(crate) async fn asset(ApiPath(name): ApiPath<String>) -> Result<Response, Ap
         "app.js" => Ok(asset_response("text/javascript; charset=utf-8", APP_JS)),
         "qrcode.js" => Ok(asset_response("text/javascript; charset=utf-8", QRCODE_JS)),
         "app.css" => Ok(asset_response("text/css; charset=utf-8", APP_CSS)),
-        _ => Err(AppError::not_found("asset")),
+        _ => Err(AppError::no_route()),
     }
 }
 
@@ -97,12 +97,15 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    let event = EventId::parse(&event_id).ok_or_else(|| AppError::not_found("event"))?;
+    let event = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     if state.model().event(event).is_none() {
-        return Err(AppError::not_found("event"));
+        return Err(AppError::not_found(NotFound::Event));
     }
     let subscription = state.shared.feeds.subscribe(event).ok_or_else(|| {
-        AppError::unavailable("too many seat-map streams are open; retry in a moment")
+        AppError::unavailable(
+            Reason::TooManyStreams,
+            "too many seat-map streams are open; retry in a moment",
+        )
     })?;
     let feed = Feed {
         shutdown: state.shared.shutdown.subscribe(),
@@ -177,7 +180,7 @@ pub(crate) async fn demo_token(
 ) -> Result<Response, AppError> {
     // The route exists only then; this guards against a router built another way.
     if !state.config().demo_tokens_enabled() {
-        return Err(AppError::not_found("route"));
+        return Err(AppError::no_route());
     }
     if !valid_demo_user(&body.user) {
         return Err(AppError::field(

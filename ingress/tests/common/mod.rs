@@ -152,6 +152,13 @@ impl Answer {
         self.body["error"]["code"].as_str().unwrap_or("")
     }
 
+    /// `details.reason`: which rule refused the request.
+    pub fn reason(&self) -> &str {
+        self.body["error"]["details"]["reason"]
+            .as_str()
+            .unwrap_or("")
+    }
+
     pub fn field(&self) -> &str {
         self.body["error"]["details"]["field"]
             .as_str()
