@@ -203,12 +203,13 @@ fn measure_position(dir: &Path, keys: u64) -> Measured {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args
-        .next()
-        .expect("usage: idempotency_index <dir> [keys]");
+    let dir = args.next().expect("usage: idempotency_index <dir> [keys]");
     let keys: u64 = args.next().map_or(1_000_000, |keys| keys.parse().unwrap());
     let dir = Path::new(&dir);
-    println!("{keys} keys per kind, batches of {BATCH}, under {}", dir.display());
+    println!(
+        "{keys} keys per kind, batches of {BATCH}, under {}",
+        dir.display()
+    );
     let mut rows = Vec::new();
     for kind in ["hold", "confirm", "position"] {
         let kind_dir = dir.join(kind);
