@@ -70,7 +70,13 @@ fn requests_become_outcomes(backend: Backend, store_dir: &std::path::Path) {
         .any(|outcome| matches!(outcome.result, Err(Rejection::Undecodable { .. }))));
     assert!(
         outcomes.iter().any(|outcome| outcome.replayed),
-        "some idempotency keys repeat"
+        "some requests are retried under their key"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| outcome.result == Err(Rejection::IdempotencyKeyReused)),
+        "some keys are reused for another request"
     );
 }
 

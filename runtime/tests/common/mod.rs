@@ -229,8 +229,8 @@ impl Rng {
 }
 
 /// The payload of workload record `index` for `seed`: an event first, then holds (exact and
-/// best available, some with repeated idempotency keys), confirms, releases, and now and
-/// then a record that does not decode. The same `(seed, index)` always gives the same bytes.
+/// best available), confirms, releases, now and then a retry of an earlier record or an
+/// earlier record's key reused for another request, and a record that does not decode. The same `(seed, index)` always gives the same bytes.
 pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
     if index == 0 {
         return engine::wire::encode_request(&Request::with_key(
@@ -275,16 +275,18 @@ pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
         15..=17 => Command::ReleaseHold { user, hold },
         _ => Command::Tick,
     };
-    // Now and then a key that an earlier record used: the engine answers with the first outcome.
-    let key = format!(
-        "k{}",
-        if rng.below(10) == 0 {
-            rng.below(index)
-        } else {
-            index
-        }
-    );
-    engine::wire::encode_request(&Request::with_key(command, key))
+    // Now and then a key that an earlier record used: half of those retry that record
+    // exactly (the engine answers with its first outcome), the other half send another
+    // request under it (refused: a key is bound to its first request).
+    let key_index = if rng.below(10) == 0 {
+        rng.below(index)
+    } else {
+        index
+    };
+    if key_index != index && rng.below(2) == 0 {
+        return workload_record(seed, key_index, hold_ttl_ms);
+    }
+    engine::wire::encode_request(&Request::with_key(command, format!("k{key_index}")))
 }
 
 /// Every record of a log, from offset 0 to its end.
