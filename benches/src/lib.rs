@@ -554,7 +554,9 @@ pub fn replay(engine: &mut Engine, log: &[Record]) -> u64 {
 }
 
 /// Books all but about `free_per_mille`‰ of the stadium's seats (the free ones
-/// scattered by `seed`), confirming every hold. Returns the offset to continue from.
+/// scattered by `seed`), and every standing place (so that a request without a category,
+/// which takes pool places when no seats fit, still measures the seat search),
+/// confirming every hold. Returns the offset to continue from.
 pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, seed: u64) -> u64 {
     let shape = Shape::STADIUM;
     let mut rng = Rng::new(seed);
@@ -600,6 +602,35 @@ pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, se
                 assert!(confirmed.result.is_ok(), "{:?}", confirmed.result);
             }
         }
+    }
+    for order in 0..shape.standing.div_ceil(8) {
+        let user = format!("standing{order}");
+        let quantity = 8.min(shape.standing - order * 8);
+        let placed = apply(
+            engine,
+            Command::PlaceHold {
+                user: user.clone(),
+                event,
+                selection: Selection::Best {
+                    quantity,
+                    category: Some("Standing".into()),
+                    together: false,
+                },
+                wait: false,
+            },
+        );
+        let Ok(Reply::HoldPlaced(view)) = placed.result else {
+            panic!("filling the standing pool failed: {:?}", placed.result)
+        };
+        let confirmed = apply(
+            engine,
+            Command::ConfirmHold {
+                user,
+                hold: view.hold,
+                payment_ref: "fill".into(),
+            },
+        );
+        assert!(confirmed.result.is_ok(), "{:?}", confirmed.result);
     }
     offset
 }
@@ -680,5 +711,11 @@ mod tests {
             .map(|category| category.free)
             .sum();
         assert!((300..=700).contains(&free), "{free} seats free");
+        let standing = engine.availability(EventId(0)).unwrap();
+        let standing = standing
+            .iter()
+            .find(|category| category.category == "Standing")
+            .unwrap();
+        assert_eq!((standing.free, standing.held), (0, 0));
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn find(
             match entry.pool {
                 Some(pool) => (event.pools[pool as usize].free() >= quantity)
                     .then_some(Items::Pool { category, quantity }),
-                None => find_seats(event, quantity, &|row| row == category, together),
+                None => find_seats(event, quantity, |row| row == category, together),
             }
         }
         None => {
@@ -85,85 +85,107 @@ fn first_pool(event: &Event, quantity: u32, allowed: &[bool]) -> Option<Items> {
         })
 }
 
-fn rows_of<'a>(
-    event: &'a Event,
-    in_category: &'a dyn Fn(u16) -> bool,
-    minimum_free: u32,
-) -> impl Iterator<Item = usize> + 'a {
-    event
-        .layout
-        .rows
-        .iter()
-        .enumerate()
-        .filter(move |(index, row)| {
-            event.row_free[*index] >= minimum_free && in_category(row.category)
-        })
-        .map(|(index, _)| index)
-}
-
 /// Adjacent seats first (see the module docs); scattered ones only without `together`
-/// and only when no run fits.
+/// and only when no run fits. One pass over the rows: a row is skipped by its free count
+/// unless it could hold a run, or scattered seats are still being gathered (perf: a
+/// request that finds no run costs one pass, not one per kind of answer).
 fn find_seats(
     event: &Event,
     quantity: u32,
-    in_category: &dyn Fn(u16) -> bool,
+    in_category: impl Fn(u16) -> bool,
     together: bool,
 ) -> Option<Items> {
-    if let Some(start) = find_run(event, quantity, in_category) {
-        let seats: Vec<u32> = (start..start + quantity).collect();
-        debug_assert!(seats.iter().all(|&seat| event.seats[seat as usize] == FREE));
-        debug_assert_eq!(
-            event.layout.row_of(start),
-            event.layout.row_of(start + quantity - 1),
-            "a run is in one row"
-        );
-        return Some(Items::Seats(seats));
-    }
-    if together {
-        return None;
-    }
-    let mut seats = Vec::with_capacity(quantity as usize);
-    for row in rows_of(event, in_category, 1) {
-        let row = &event.layout.rows[row];
-        for seat in row.first_seat..row.first_seat + row.seat_count {
-            if event.seats[seat as usize] == FREE {
-                seats.push(seat);
-                if seats.len() == quantity as usize {
-                    return Some(Items::Seats(seats));
+    let mut stranding = None;
+    let mut scattered = Vec::new();
+    let scattering = !together;
+    let mut next = 0;
+    loop {
+        let gathering = scattering && scattered.len() < quantity as usize;
+        let enough = if gathering { 1 } else { quantity };
+        // Perf: a tight scan of the free counts skips the rows that cannot help.
+        let Some(skipped) = event.row_free[next..]
+            .iter()
+            .position(|free| *free >= enough)
+        else {
+            break;
+        };
+        let index = next + skipped;
+        next = index + 1;
+        let row = &event.layout.rows[index];
+        if !in_category(row.category) {
+            continue;
+        }
+        let free = event.row_free[index];
+        let end = row.first_seat + row.seat_count;
+        if gathering {
+            for seat in row.first_seat..end {
+                if event.seats[seat as usize] == FREE {
+                    scattered.push(seat);
+                    if scattered.len() == quantity as usize {
+                        break;
+                    }
                 }
             }
         }
-    }
-    None
-}
-
-/// The first seat of `quantity` adjacent free seats in one row. A run that would leave
-/// exactly one seat stranded is used only when no better run exists anywhere.
-fn find_run(event: &Event, quantity: u32, in_category: &dyn Fn(u16) -> bool) -> Option<u32> {
-    let mut fallback = None;
-    for row in rows_of(event, in_category, quantity) {
-        let row = &event.layout.rows[row];
-        let end = row.first_seat + row.seat_count;
-        let mut seat = row.first_seat;
-        while seat < end {
-            if event.seats[seat as usize] != FREE {
-                seat += 1;
-                continue;
+        if free < quantity {
+            continue;
+        }
+        match find_run(event, row.first_seat..end, quantity) {
+            Run::Clean(start) => return Some(run_of(event, start, quantity)),
+            Run::Stranding(start) => {
+                stranding.get_or_insert(start);
             }
-            let start = seat;
-            while seat < end && event.seats[seat as usize] == FREE {
-                seat += 1;
-            }
-            let run = seat - start;
-            if run == quantity || run >= quantity + 2 {
-                return Some(start);
-            }
-            if run == quantity + 1 && fallback.is_none() {
-                fallback = Some(start);
-            }
+            Run::None => {}
         }
     }
-    fallback
+    if let Some(start) = stranding {
+        return Some(run_of(event, start, quantity));
+    }
+    (scattering && scattered.len() == quantity as usize).then_some(Items::Seats(scattered))
+}
+
+fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
+    let seats: Vec<u32> = (start..start + quantity).collect();
+    debug_assert!(seats.iter().all(|&seat| event.seats[seat as usize] == FREE));
+    debug_assert_eq!(
+        event.layout.row_of(start),
+        event.layout.row_of(start + quantity - 1),
+        "a run is in one row"
+    );
+    Items::Seats(seats)
+}
+
+/// The best run of `quantity` free seats within one row's seats.
+enum Run {
+    /// The first that fits exactly or leaves at least two seats.
+    Clean(u32),
+    /// None does; this one would leave exactly one seat stranded.
+    Stranding(u32),
+    None,
+}
+
+fn find_run(event: &Event, seats: std::ops::Range<u32>, quantity: u32) -> Run {
+    let mut stranding = None;
+    let end = seats.end;
+    let mut seat = seats.start;
+    while seat < end {
+        if event.seats[seat as usize] != FREE {
+            seat += 1;
+            continue;
+        }
+        let start = seat;
+        while seat < end && event.seats[seat as usize] == FREE {
+            seat += 1;
+        }
+        let run = seat - start;
+        if run == quantity || run >= quantity + 2 {
+            return Run::Clean(start);
+        }
+        if run == quantity + 1 && stranding.is_none() {
+            stranding = Some(start);
+        }
+    }
+    stranding.map_or(Run::None, Run::Stranding)
 }
 
 /// Seats or places of a category that are free or held: what could still come free.

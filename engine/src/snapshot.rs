@@ -171,6 +171,7 @@ impl<T, const CHUNK: usize> Default for CowVec<T, CHUNK> {
 impl<T, const CHUNK: usize> Index<usize> for CowVec<T, CHUNK> {
     type Output = T;
 
+    #[inline]
     fn index(&self, index: usize) -> &T {
         assert!(
             index < self.len,
