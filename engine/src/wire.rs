@@ -385,8 +385,8 @@ mod tests {
         );
         // The outcome's bincode (it changes with the `Outcome` type; the header does not):
         // offset 0x0102 (varint 251 + u16 LE); time 7; replayed false; Ok; Reply::Ticked
-        // (variant 15); no effects.
-        assert_eq!(body, [251, 0x02, 0x01, 7, 0, 0, 15, 0]);
+        // (variant 15); no effects; no idempotency stamp.
+        assert_eq!(body, [251, 0x02, 0x01, 7, 0, 0, 15, 0, 0]);
         assert_eq!(body, encode_outcome_body(&outcome));
         assert_eq!(
             frame_header(&frames[0]),

@@ -116,7 +116,11 @@ fn best_available_without_together_still_prefers_adjacent_seats() {
         best("dan", ev, 3, false),
         "held h_6 [A-1-3,A-1-5,A-3-1]",
     );
-    check(&mut h, best("eve", ev, 2, true), "rejected SoldOut");
+    check(
+        &mut h,
+        best("eve", ev, 2, true),
+        "rejected SoldOut { category: None, free: 2 }",
+    );
     check(&mut h, best("eve", ev, 2, false), "held h_7 [A-3-3,A-3-5]");
 }
 
@@ -143,7 +147,11 @@ fn best_available_without_a_category_takes_seats_then_pools_in_category_order() 
     check(&mut h, best("cat", ev, 4, false), "held h_3 [pool2 x4]");
     check(&mut h, best("dan", ev, 1, false), "held h_4 [pool1 x1]");
     check(&mut h, best("eve", ev, 1, false), "held h_5 [pool2 x1]");
-    check(&mut h, best("fay", ev, 1, false), "rejected SoldOut");
+    check(
+        &mut h,
+        best("fay", ev, 1, false),
+        "rejected SoldOut { category: None, free: 0 }",
+    );
 }
 
 #[test]
@@ -721,7 +729,7 @@ fn a_pool_waiter_does_not_stop_the_sale_of_seats() {
     check(
         &mut h,
         best_of("dan", ev, 1, Some("Floor"), false),
-        "rejected SoldOut",
+        "rejected SoldOut { category: Some(1), free: 0 }",
     );
     check(
         &mut h,
@@ -775,8 +783,16 @@ fn a_together_request_longer_than_every_row_never_waits() {
     // to be refused `sold_out`.
     let mut h = Harness::new();
     let ev = h.create(theatre(3, 4));
-    check(&mut h, join("ann", ev, 5, true), "rejected SoldOut");
-    check(&mut h, best_or_wait("ann", ev, 5, true), "rejected SoldOut");
+    check(
+        &mut h,
+        join("ann", ev, 5, true),
+        "rejected SoldOut { category: None, free: 12 }",
+    );
+    check(
+        &mut h,
+        best_or_wait("ann", ev, 5, true),
+        "rejected SoldOut { category: None, free: 12 }",
+    );
     check(&mut h, best("bob", ev, 2, false), "held h_1 [A-1-1,A-1-2]");
     // Five scattered seats are another request: it can be met (the first free seats in
     // rank order, as no row has five).
@@ -795,7 +811,11 @@ fn a_waiter_whose_rows_are_booked_apart_ends_no_row_long_enough() {
     check(&mut h, hold("ann", ev, &["A-2-3"]), "held h_2 [A-2-3]");
     // No run of three is free, but both rows could still give one.
     check(&mut h, join("bob", ev, 3, true), "joined w_1 #1");
-    check(&mut h, best("cat", ev, 1, false), "rejected SoldOut");
+    check(
+        &mut h,
+        best("cat", ev, 1, false),
+        "rejected SoldOut { category: None, free: 6 }",
+    );
     check(&mut h, confirm("ann", 1), "booked b_1 [A-1-2] 5000c");
     // Row 2 is the last that could: once A-2-3 is booked, no row ever will. Three
     // scattered seats could, so the reason is the rows.
@@ -866,10 +886,14 @@ fn a_waiter_for_a_sold_pool_is_refused_at_once() {
     check(
         &mut h,
         join_of("bob", ev, 1, Some("Floor"), false),
-        "rejected SoldOut",
+        "rejected SoldOut { category: Some(1), free: 0 }",
     );
     // More than the seats and more than any pool: no single kind could ever serve it.
-    check(&mut h, join("bob", ev, 3, false), "rejected SoldOut");
+    check(
+        &mut h,
+        join("bob", ev, 3, false),
+        "rejected SoldOut { category: None, free: 2 }",
+    );
     check(&mut h, best("cat", ev, 2, true), "held h_2 [A-1-1,A-1-2]");
 }
 
