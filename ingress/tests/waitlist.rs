@@ -250,7 +250,7 @@ async fn per_user_limits_hold_across_orders_and_idempotency_keys() {
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
-            &json!({"limit": "seats_per_user", "max": 4})
+            &json!({"limit": "seats_per_user", "max": 4, "reason": "seats_per_user_max"})
         ),
         "{}",
         second.text
@@ -302,7 +302,7 @@ async fn per_user_limits_hold_across_orders_and_idempotency_keys() {
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "limit_exceeded",
-                &json!({"limit": "waiters_per_user", "max": 4})
+                &json!({"limit": "waiters_per_user", "max": 4, "reason": "waiters_per_user_max"})
             ),
             "{}",
             fifth.text
@@ -374,7 +374,7 @@ async fn one_user_holds_at_most_four_open_tickets_per_desk() {
         (
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
-            &json!({"limit": "desk_tickets_per_user", "max": 4})
+            &json!({"limit": "desk_tickets_per_user", "max": 4, "reason": "desk_tickets_per_user_max"})
         ),
         "{}",
         fifth.text
