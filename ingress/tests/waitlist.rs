@@ -291,12 +291,14 @@ async fn per_user_limits_hold_across_orders_and_idempotency_keys() {
         assert_eq!(answer.body["position"], json!(index + 1), "{}", answer.text);
         entries.push(answer);
     }
-    for (uri, wait) in [(&waitlist, false), (&holds, true)] {
+    // Two different requests, so two keys (one key for both would be 422
+    // idempotency_key_reused: keys are bound to their request).
+    for (uri, wait, key) in [(&waitlist, false, "wait-5"), (&holds, true, "hold-5")] {
         let mut body = one.clone();
         if wait {
             body["wait"] = json!(true);
         }
-        let fifth = post_keyed(&router, "bob", uri, "wait-5", body).await;
+        let fifth = post_keyed(&router, "bob", uri, key, body).await;
         assert_eq!(
             (fifth.status, fifth.code(), &fifth.body["error"]["details"]),
             (
