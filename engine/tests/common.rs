@@ -352,7 +352,6 @@ pub fn cancel_desk_ticket(user: &str, desk: u32, ticket: u64) -> Command {
 
 /// Applies `command` and compares the rendered outcome with `expected`.
 #[track_caller]
-#[track_caller]
 pub fn check(harness: &mut Harness, command: Command, expected: &str) -> Outcome {
     let outcome = harness.run(command);
     assert_eq!(render(&harness.engine, &outcome), expected);
