@@ -211,21 +211,20 @@ pub(crate) fn open_run(event: &Event, row: usize) -> u32 {
     longest
 }
 
-/// Seats `quantity` could ever be served from in rows of `in_category`: a run of seats
-/// that are not booked for `together`, otherwise enough of them in those categories.
-fn seats_servable_ever(
-    event: &Event,
-    quantity: u32,
-    in_category: &dyn Fn(u16) -> bool,
-    together: bool,
-) -> bool {
+/// The most seats of the categories `in_category` accepts that one request could ever be
+/// served: the longest run of seats that are not booked for `together`, otherwise the
+/// free plus held seats of those categories.
+fn most_seats(event: &Event, in_category: &dyn Fn(u16) -> bool, together: bool) -> u64 {
     if together {
         event
             .layout
             .rows
             .iter()
             .zip(&event.row_open_run)
-            .any(|(row, run)| *run >= quantity && in_category(row.category))
+            .filter(|(row, _)| in_category(row.category))
+            .map(|(_, run)| u64::from(*run))
+            .max()
+            .unwrap_or(0)
     } else {
         event
             .categories
@@ -233,9 +232,18 @@ fn seats_servable_ever(
             .enumerate()
             .filter(|(index, entry)| entry.has_seats && in_category(*index as u16))
             .map(|(_, entry)| obtainable(entry))
-            .sum::<u64>()
-            >= u64::from(quantity)
+            .sum()
     }
+}
+
+/// Whether seats of the categories `in_category` accepts could ever serve `quantity`.
+fn seats_servable_ever(
+    event: &Event,
+    quantity: u32,
+    in_category: &dyn Fn(u16) -> bool,
+    together: bool,
+) -> bool {
+    most_seats(event, in_category, together) >= u64::from(quantity)
 }
 
 /// Whether a request could ever be served, if every hold came free (bookings stay).
@@ -268,27 +276,7 @@ pub(crate) fn servable_ever(
 /// could ever be served: `servable_ever(q)` is exactly `q <= most_servable()`. O(rows)
 /// for `together`.
 pub(crate) fn most_servable(event: &Event, category: Option<u16>, together: bool) -> u64 {
-    let seats = |in_category: &dyn Fn(u16) -> bool| -> u64 {
-        if together {
-            event
-                .layout
-                .rows
-                .iter()
-                .zip(&event.row_open_run)
-                .filter(|(row, _)| in_category(row.category))
-                .map(|(_, run)| u64::from(*run))
-                .max()
-                .unwrap_or(0)
-        } else {
-            event
-                .categories
-                .iter()
-                .enumerate()
-                .filter(|(index, entry)| entry.has_seats && in_category(*index as u16))
-                .map(|(_, entry)| obtainable(entry))
-                .sum()
-        }
-    };
+    let seats = |in_category: &dyn Fn(u16) -> bool| most_seats(event, in_category, together);
     match category {
         Some(category) => {
             let entry = &event.categories[category as usize];
