@@ -120,6 +120,15 @@ pub enum Command {
     Promote {
         node: String,
     },
+    /// The configuration (`EngineConfig::stamp`: every key that decides outcomes, secrets
+    /// as digests) that the replica which took the primary role applies the log with.
+    /// Written by that replica once it has caught up, so the log itself records what it
+    /// was applied with: a replica whose configuration differs stops at this record,
+    /// naming the key (`Engine::logged_config_mismatch`), even when it replays from
+    /// offset 0 with no snapshot. Applying it changes nothing.
+    Configure {
+        stamp: crate::config::ConfigStamp,
+    },
 }
 
 impl Command {
@@ -140,7 +149,9 @@ impl Command {
             | Command::CreateDeskTicket { user, .. }
             | Command::ConfirmDeskTicket { user, .. }
             | Command::CancelDeskTicket { user, .. } => Principal::User(user.clone()),
-            Command::Tick | Command::Promote { .. } => Principal::System,
+            Command::Tick | Command::Promote { .. } | Command::Configure { .. } => {
+                Principal::System
+            }
         }
     }
 }

@@ -113,7 +113,8 @@ pub type ConfigStamp = std::collections::BTreeMap<String, String>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigMismatch {
     pub key: String,
-    /// The value the state was applied with (`None`: the state predates the key).
+    /// The value the log (a snapshot's state or a `Configure` record) was applied with
+    /// (`None`: it predates the key).
     pub applied: Option<String>,
     pub configured: Option<String>,
 }
@@ -123,7 +124,7 @@ impl std::fmt::Display for ConfigMismatch {
         let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "unset".into());
         write!(
             f,
-            "engine.{} is {} here but the state was applied with {}: every replica must apply the log with the configuration it was applied with (see ARCHITECTURE.md, \"Configuration is part of the history\")",
+            "engine.{} is {} here but the log was applied with {}: every replica must apply the log with the configuration it was applied with (see ARCHITECTURE.md, \"Configuration is part of the history\")",
             self.key,
             show(&self.configured),
             show(&self.applied)

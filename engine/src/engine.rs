@@ -363,6 +363,19 @@ impl Engine {
         crate::config::first_difference(&state.config, &config.stamp())
     }
 
+    /// Whether `request` is a `Configure` record naming a configuration other than this
+    /// engine's, and the first key that differs. Shells (the runtime, replay) check every
+    /// record with it before [`Engine::apply`] and stop on a mismatch instead of applying
+    /// the log's history with another configuration than it was applied with.
+    pub fn logged_config_mismatch(&self, request: &Request) -> Option<ConfigMismatch> {
+        match &request.command {
+            Command::Configure { stamp } => {
+                crate::config::first_difference(stamp, &self.config.stamp())
+            }
+            _ => None,
+        }
+    }
+
     /// Rebuilds an engine from a snapshot's state. The configuration must be the one the
     /// state was applied with ([`Engine::config_mismatch`]): anything else is a bug in
     /// the shell, which must refuse to start instead.
@@ -618,6 +631,9 @@ impl Engine {
             }
             Command::Tick => Ok(Reply::Ticked),
             Command::Promote { node } => self.promote(node),
+            // A replica with another configuration never gets here: its shell stops
+            // before this record (`logged_config_mismatch`).
+            Command::Configure { .. } => Ok(Reply::Configured),
         }
     }
 

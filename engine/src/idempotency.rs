@@ -52,7 +52,8 @@ impl IdempotencyScope {
             | Command::LeaveWaitlist { .. }
             | Command::CreateDesk { .. }
             | Command::Tick
-            | Command::Promote { .. } => IdempotencyScope::Principal,
+            | Command::Promote { .. }
+            | Command::Configure { .. } => IdempotencyScope::Principal,
         }
     }
 }

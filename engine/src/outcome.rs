@@ -168,6 +168,8 @@ pub enum Reply {
         epoch: u64,
         node: String,
     },
+    /// A `Configure` record: the log records the configuration it is applied with.
+    Configured,
 }
 
 /// Why a limit was hit.

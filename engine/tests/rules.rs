@@ -1433,6 +1433,57 @@ fn a_promote_record_bumps_the_epoch_for_every_replica() {
     assert_eq!(h.engine.epoch(), (1, Some("standby-1")));
 }
 
+#[test]
+fn a_configure_record_changes_nothing_and_a_different_one_is_named_before_it_applies() {
+    let mut h = Harness::new();
+    let stamp = h.engine.config().stamp();
+    let configure = Request::new(Command::Configure {
+        stamp: stamp.clone(),
+    });
+    assert_eq!(h.engine.logged_config_mismatch(&configure), None);
+    let mut twin = Engine::from_state(h.engine.config().clone(), h.engine.state().clone());
+    twin.apply(h.offset, h.now_ms, &Request::new(Command::Tick));
+    check(
+        &mut h,
+        Command::Configure {
+            stamp: stamp.clone(),
+        },
+        "Configured",
+    );
+    assert_eq!(
+        h.engine.state_hash_hex(),
+        twin.state_hash_hex(),
+        "it changes no more than a tick"
+    );
+
+    let mut other = stamp.clone();
+    other.insert("confirm_grace_ms".into(), "1".into());
+    let mismatch = h
+        .engine
+        .logged_config_mismatch(&Request::new(Command::Configure { stamp: other }))
+        .expect("another grace is a mismatch");
+    assert_eq!(
+        (mismatch.key.as_str(), mismatch.applied.as_deref()),
+        ("confirm_grace_ms", Some("1"))
+    );
+    // A key the log does not know (a newer build's) is a mismatch too.
+    let mut older = stamp;
+    older.remove("waiters_per_user_max");
+    let mismatch = h
+        .engine
+        .logged_config_mismatch(&Request::new(Command::Configure { stamp: older }))
+        .unwrap();
+    assert_eq!(
+        (mismatch.key.as_str(), mismatch.applied),
+        ("waiters_per_user_max", None)
+    );
+    assert_eq!(
+        h.engine
+            .logged_config_mismatch(&Request::new(Command::Tick)),
+        None
+    );
+}
+
 // ---- service desks -------------------------------------------------------------------------
 //
 // Desks of 30-minute slots with the default levels (gold 2 h, silver 4 h, bronze 8 h) and an

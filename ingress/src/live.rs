@@ -37,7 +37,8 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
             | Reply::DeskTicketConfirmed(_)
             | Reply::DeskTicketCanceled { .. }
             | Reply::Ticked
-            | Reply::Promoted { .. } => {}
+            | Reply::Promoted { .. }
+            | Reply::Configured => {}
         }
     }
     for effect in &outcome.effects {

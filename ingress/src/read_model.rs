@@ -626,7 +626,7 @@ impl ReadModel {
             Reply::DeskTicketCanceled { ticket, .. } => {
                 self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled)
             }
-            Reply::Ticked | Reply::Promoted { .. } => {}
+            Reply::Ticked | Reply::Promoted { .. } | Reply::Configured => {}
         }
     }
 

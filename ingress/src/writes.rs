@@ -100,7 +100,10 @@ impl Pending {
             return;
         }
         // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
-        if matches!(outcome.result, Ok(Reply::Ticked | Reply::Promoted { .. })) {
+        if matches!(
+            outcome.result,
+            Ok(Reply::Ticked | Reply::Promoted { .. } | Reply::Configured)
+        ) {
             return;
         }
         inner.completed.insert(offset, outcome);

@@ -82,11 +82,26 @@ impl Applier {
     /// Applies one batch; false when the publisher is gone.
     fn apply(&mut self, batch: Vec<Record>) -> bool {
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut stop = None;
         for record in batch {
             let outcome = match &record.request {
-                Ok(request) => self
-                    .engine
-                    .apply(record.offset, record.timestamp_ms, request),
+                Ok(request) => {
+                    if let Some(mismatch) = self.engine.logged_config_mismatch(request) {
+                        // The log was applied with another configuration: applying its
+                        // history with this one could decide differently. Stop before the
+                        // record; what came before it is still published.
+                        stop = Some(
+                            crate::RuntimeError::ConfigMismatch {
+                                offset: record.offset,
+                                mismatch,
+                            }
+                            .to_string(),
+                        );
+                        break;
+                    }
+                    self.engine
+                        .apply(record.offset, record.timestamp_ms, request)
+                }
                 Err(reason) => {
                     self.engine
                         .apply_undecodable(record.offset, record.timestamp_ms, reason)
@@ -105,7 +120,13 @@ impl Applier {
         // tells the rest.
         self.shared
             .update(|status| status.applied_offset = applied_offset);
-        self.outcomes.send(outcomes).is_ok()
+        let sent = self.outcomes.send(outcomes).is_ok();
+        if let Some(failure) = stop {
+            tracing::error!(%failure, "stopping the engine runtime");
+            self.shared.fail(failure);
+            return false;
+        }
+        sent
     }
 
     fn snapshot_due(&self) -> bool {

@@ -233,6 +233,11 @@ pub enum RuntimeError {
         snapshot_offset: u64,
         log_end_offset: u64,
     },
+    #[error("the requests log's Configure record at offset {offset}: {mismatch}")]
+    ConfigMismatch {
+        offset: u64,
+        mismatch: engine::config::ConfigMismatch,
+    },
     #[error("only a standby can be promoted")]
     NotStandby,
     #[error("cannot start a thread: {0}")]
@@ -436,6 +441,7 @@ impl Runtime {
             shared: Arc::clone(shared),
             requests: logs.requests,
             interval: Duration::from_millis(options.tick_interval_ms),
+            config: options.engine.stamp(),
             stopped: ticker_stopped,
         };
         self.spawn("ticker", move || ticker.run())?;

@@ -94,10 +94,22 @@ pub fn replay(
                     }
                 })
                 .map_err(RuntimeError::Thread)?;
-            for batch in batches.iter() {
+            // Owned here, so that stopping early drops it and the stages behind it end.
+            let batches = batches;
+            let mut stopped = None;
+            'batches: for batch in batches.iter() {
                 for record in batch {
                     let outcome = match &record.request {
-                        Ok(request) => engine.apply(record.offset, record.timestamp_ms, request),
+                        Ok(request) => {
+                            if let Some(mismatch) = engine.logged_config_mismatch(request) {
+                                stopped = Some(RuntimeError::ConfigMismatch {
+                                    offset: record.offset,
+                                    mismatch,
+                                });
+                                break 'batches;
+                            }
+                            engine.apply(record.offset, record.timestamp_ms, request)
+                        }
                         Err(reason) => {
                             summary.undecodable += 1;
                             engine.apply_undecodable(record.offset, record.timestamp_ms, reason)
@@ -111,6 +123,12 @@ pub fn replay(
                     target_offset: target,
                     records: summary.records,
                 });
+            }
+            if let Some(error) = stopped {
+                drop(batches);
+                // The reader ends on its closed channel; its error says nothing more.
+                let _ = reading.join().expect("the replay reader panicked");
+                return Err(error);
             }
             reading.join().expect("the replay reader panicked")
         })?;

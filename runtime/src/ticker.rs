@@ -1,5 +1,7 @@
 //! The ticker thread: time only passes in the engine through logged records, so when a
-//! timer is due and nothing else is written, it writes a `Tick`.
+//! timer is due and nothing else is written, it writes a `Tick`. It also writes the
+//! primary's `Configure` record (the configuration it applies the log with) once per
+//! term, when this replica has become primary and caught up.
 
 use crate::logs::OpenLog;
 use crate::shared::{PanicGuard, Shared, NO_TIMER};
@@ -14,6 +16,8 @@ pub(crate) struct Ticker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) requests: Arc<dyn OpenLog>,
     pub(crate) interval: Duration,
+    /// This replica's `EngineConfig::stamp`, for its `Configure` record.
+    pub(crate) config: engine::config::ConfigStamp,
     /// Disconnected at shutdown.
     pub(crate) stopped: Receiver<()>,
 }
@@ -27,6 +31,8 @@ impl Ticker {
         let mut writer: Option<Arc<dyn LogWriter>> = None;
         // The offset of the last tick written, until the engine has applied it.
         let mut outstanding: Option<u64> = None;
+        // Whether this primary term's `Configure` record is written.
+        let mut configured = false;
         loop {
             match self.stopped.recv_timeout(self.interval) {
                 Err(RecvTimeoutError::Timeout) => {}
@@ -36,6 +42,7 @@ impl Ticker {
                 return;
             }
             if !self.shared.is_primary() {
+                configured = false;
                 continue;
             }
             let status = self.shared.status();
@@ -46,7 +53,8 @@ impl Ticker {
             }
             outstanding = None;
             let due_ms = self.shared.next_due_ms.load(Ordering::Acquire);
-            if due_ms == NO_TIMER || due_ms > crate::wall_clock_ms() {
+            let tick_due = due_ms != NO_TIMER && due_ms <= crate::wall_clock_ms();
+            if configured && !tick_due {
                 continue;
             }
             if writer.is_none() {
@@ -58,8 +66,23 @@ impl Ticker {
                     }
                 }
             }
+            let writer = writer.as_ref().expect("opened");
+            if !configured {
+                let configure = Command::Configure {
+                    stamp: self.config.clone(),
+                };
+                let record = engine::wire::encode_request(&Request::new(configure));
+                match writer.append(vec![record]) {
+                    Ok(appended) => {
+                        configured = true;
+                        tracing::info!(offset = ?appended.first().map(|a| a.offset), "configuration recorded in the requests log");
+                    }
+                    Err(error) => tracing::warn!(%error, "Configure append failed"),
+                }
+                continue;
+            }
             let tick = engine::wire::encode_request(&Request::new(Command::Tick));
-            match writer.as_ref().expect("opened").append(vec![tick]) {
+            match writer.append(vec![tick]) {
                 Ok(appended) => {
                     outstanding = appended.first().map(|appended| appended.offset);
                     tracing::debug!(offset = ?outstanding, due_ms, "tick appended");

@@ -272,7 +272,11 @@ fn embedded_a_torn_outcome_is_published_again_from_its_first_frame() {
     runtime.shutdown().unwrap();
     assert_eq!(check_exactly_once_after_tears(&backend, &status), 2);
     let outcomes = decode_outcomes_allowing_torn(&read_all(logs.outcomes.as_ref())).0;
-    let confirmed = outcomes.last().unwrap();
+    // The restarted primary's `Configure` record may follow it.
+    let confirmed = outcomes
+        .iter()
+        .find(|outcome| outcome.offset == end - 1)
+        .unwrap();
     assert!(matches!(
         confirmed.result,
         Ok(engine::Reply::HoldConfirmed(_))
@@ -403,9 +407,19 @@ fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path:
         primary.promote(),
         Err(runtime::RuntimeError::NotStandby)
     ));
+    // Its `Configure` record first (the log was empty), so the workload follows it.
+    let (status, configured) = primary.handle().wait_for(DEADLINE, |status| {
+        status.log_end_offset == 1 && status.caught_up() && status.published_all()
+    });
+    assert!(configured, "{status:?}");
     let end = append_workload(&logs, 5, 0, 100);
     wait_settled(&primary.handle(), end);
     primary.shutdown().unwrap();
+    let published = read_all(logs.outcomes.as_ref()).len();
+    assert_eq!(
+        published as u64, end,
+        "the Configure record and 100 requests"
+    );
     // The standby applies 30 more that nobody publishes.
     let end = append_workload(&logs, 5, end, end + 30);
     let (status, caught_up) = standby.handle().wait_for(DEADLINE, |status| {
@@ -418,7 +432,7 @@ fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path:
     );
     assert_eq!(
         read_all(logs.outcomes.as_ref()).len(),
-        100,
+        published,
         "a standby publishes nothing"
     );
     // Promoted (a record in the log), it publishes those 30 and nothing twice, then goes
@@ -491,6 +505,11 @@ fn promotion_moves_the_role_at_its_record(backend: Backend, store_dir: &std::pat
     });
     assert!(caught_up, "{status_b:?}");
     assert_eq!(status_b.role, Role::Standby);
+    // A's `Configure` record for its new term may have come after `end`: compare at B's offset.
+    let (status, same_offset) = a.handle().wait_for(DEADLINE, |status| {
+        status.state_hash_offset == status_b.state_hash_offset
+    });
+    assert!(same_offset, "{status:?} vs {status_b:?}");
     assert_eq!(status_b.state_hash, status.state_hash, "the replicas agree");
     b.shutdown().unwrap();
     a.shutdown().unwrap();
