@@ -1053,28 +1053,31 @@ impl Engine {
     fn user_usage(&self, event: EventId, user: &str) -> u32 {
         self.state
             .usage
-            .get(&(event, user.to_string()))
+            .get(&UsageKey(event, user))
             .copied()
             .unwrap_or(0)
     }
 
     fn add_usage(&mut self, event: EventId, user: &str, delta: i64) {
-        use imbl::ordmap::Entry;
-        // Perf: one tree search (the entry) instead of a get and then an insert or remove.
-        match self.state.usage.entry((event, user.to_string())) {
-            Entry::Occupied(mut occupied) => {
-                let next = i64::from(*occupied.get()) + delta;
+        // Perf: looked up by a borrowed key (no `String` built unless a user's first places
+        // are inserted), and no `entry`, which searches the tree twice in imbl.
+        let key = UsageKey(event, user);
+        match self.state.usage.get_mut(&key) {
+            Some(usage) => {
+                let next = i64::from(*usage) + delta;
                 assert!(next >= 0, "usage went negative");
                 if next == 0 {
-                    occupied.remove();
+                    self.state.usage.remove(&key);
                 } else {
-                    *occupied.get_mut() = next as u32;
+                    *usage = next as u32;
                 }
             }
-            Entry::Vacant(vacant) => {
+            None => {
                 assert!(delta >= 0, "usage went negative");
                 if delta > 0 {
-                    vacant.insert(delta as u32);
+                    self.state
+                        .usage
+                        .insert((event, user.to_string()), delta as u32);
                 }
             }
         }
@@ -1733,7 +1736,7 @@ impl Engine {
     fn user_waiters(&self, event: EventId, user: &str) -> u32 {
         self.state
             .waiters_by_user
-            .get(&(event, user.to_string()))
+            .get(&UsageKey(event, user))
             .copied()
             .unwrap_or(0)
     }
@@ -1917,3 +1920,18 @@ impl Engine {
 }
 
 pub(crate) const FREE: SeatState = SEAT_FREE;
+
+/// The key of `State::usage` and `State::waiters_by_user`, borrowed: compares like `(EventId, String)` without building one.
+struct UsageKey<'a>(EventId, &'a str);
+
+impl equivalent::Equivalent<(EventId, String)> for UsageKey<'_> {
+    fn equivalent(&self, key: &(EventId, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+impl equivalent::Comparable<(EventId, String)> for UsageKey<'_> {
+    fn compare(&self, key: &(EventId, String)) -> std::cmp::Ordering {
+        (self.0, self.1).cmp(&(key.0, key.1.as_str()))
+    }
+}

@@ -203,6 +203,9 @@ pub struct EngineStatus {
     pub state_hash_offset: Option<u64>,
     /// Set when a thread failed; the runtime has stopped.
     pub failure: Option<String>,
+    /// The offset of the `Configure` record this replica wrote for its current term as
+    /// primary (`ticker.rs`); `None` on a standby and until it is written.
+    pub configure_offset: Option<u64>,
 }
 
 impl EngineStatus {
@@ -214,6 +217,15 @@ impl EngineStatus {
     /// Every applied record's outcome is published.
     pub fn published_all(&self) -> bool {
         self.published_offset >= self.applied_offset
+    }
+
+    /// A primary has written its `Configure` record for this term and applied it, so it
+    /// appends nothing more until a timer is due (a standby appends nothing at all).
+    pub fn configured(&self) -> bool {
+        self.role != Role::Primary
+            || self
+                .configure_offset
+                .is_some_and(|offset| self.applied_offset >= Some(offset))
     }
 }
 
@@ -364,6 +376,7 @@ impl Runtime {
             state_hash: engine.state_hash_hex(),
             state_hash_offset: engine.applied_offset(),
             failure: None,
+            configure_offset: None,
         };
         let start = publisher::PublisherStart {
             log_end_offset,

@@ -42,7 +42,10 @@ impl Ticker {
                 return;
             }
             if !self.shared.is_primary() {
-                configured = false;
+                if configured {
+                    configured = false;
+                    self.shared.update(|status| status.configure_offset = None);
+                }
                 continue;
             }
             let status = self.shared.status();
@@ -75,7 +78,10 @@ impl Ticker {
                 match writer.append(vec![record]) {
                     Ok(appended) => {
                         configured = true;
-                        tracing::info!(offset = ?appended.first().map(|a| a.offset), "configuration recorded in the requests log");
+                        let offset = appended.first().map(|appended| appended.offset);
+                        self.shared
+                            .update(|status| status.configure_offset = offset);
+                        tracing::info!(?offset, "configuration recorded in the requests log");
                     }
                     Err(error) => tracing::warn!(%error, "Configure append failed"),
                 }

@@ -372,6 +372,7 @@ pub fn wait_settled(handle: &RuntimeHandle, log_end_offset: u64) -> EngineStatus
             && status.caught_up()
             && status.published_all()
             && status.state_hash_offset == status.applied_offset
+            && status.configured()
     });
     assert!(
         settled,
