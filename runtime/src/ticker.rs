@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often a replica that has not written its `Configure` record looks whether it may.
+const CONFIGURE_POLL: Duration = Duration::from_millis(20);
+
 pub(crate) struct Ticker {
     pub(crate) shared: Arc<Shared>,
     pub(crate) requests: Arc<dyn OpenLog>,
@@ -34,7 +37,14 @@ impl Ticker {
         // Whether this primary term's `Configure` record is written.
         let mut configured = false;
         loop {
-            match self.stopped.recv_timeout(self.interval) {
+            // Until this term's `Configure` record is written, look often: it should be in
+            // the log right after the role is taken, whatever the tick interval.
+            let wait = if configured {
+                self.interval
+            } else {
+                self.interval.min(CONFIGURE_POLL)
+            };
+            match self.stopped.recv_timeout(wait) {
                 Err(RecvTimeoutError::Timeout) => {}
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
             }

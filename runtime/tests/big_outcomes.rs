@@ -207,8 +207,9 @@ fn holds_expire_after_a_quiet_day(backend: Backend) {
     payloads
         .extend((0..HOLDS).map(|index| hold_seat(&format!("holder-{index}"), BIG, &seat(index))));
     // The setup happened a day ago, over an hour (less than the holds' TTL, so none
-    // expires during it); later records keep the time the log gave them.
-    let quiet_from = payloads.len() as u64;
+    // expires during it); later records keep the time the log gave them. The primary's
+    // `Configure` record is at offset 0 (`Stack::start` waits for it).
+    let quiet_from = payloads.len() as u64 + 1;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -506,11 +506,14 @@ fn promotion_moves_the_role_at_its_record(backend: Backend, store_dir: &std::pat
     assert!(caught_up, "{status_b:?}");
     assert_eq!(status_b.role, Role::Standby);
     // A's `Configure` record for its new term may have come after `end`: compare at B's offset.
-    let (status, same_offset) = a.handle().wait_for(DEADLINE, |status| {
+    let (status_a, same_offset) = a.handle().wait_for(DEADLINE, |status| {
         status.state_hash_offset == status_b.state_hash_offset
     });
-    assert!(same_offset, "{status:?} vs {status_b:?}");
-    assert_eq!(status_b.state_hash, status.state_hash, "the replicas agree");
+    assert!(same_offset, "{status_a:?} vs {status_b:?}");
+    assert_eq!(
+        status_b.state_hash, status_a.state_hash,
+        "the replicas agree"
+    );
     b.shutdown().unwrap();
     a.shutdown().unwrap();
     check_at_least_once_identical(&backend, &status);

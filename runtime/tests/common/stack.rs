@@ -58,6 +58,12 @@ impl Stack {
             Box::new(MemoryStore::new(1)),
         )
         .unwrap();
+        // The primary's `Configure` record first, so on a fresh log it is at offset 0 and
+        // the test's records follow it.
+        let (status, configured) = runtime.handle().wait_for(DEADLINE, |status| {
+            status.role == runtime::Role::Primary && status.configured()
+        });
+        assert!(configured, "{status:?}");
         let mut config = IngressConfig {
             engine: engine_config(),
             outcome_timeout,
