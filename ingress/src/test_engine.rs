@@ -4,7 +4,7 @@
 //! `Tick` to the requests log when a timer is due and nothing else came. It is the runtime
 //! in miniature, without snapshots, standby or epochs.
 
-use crate::engine_control::{EngineControl, EngineRole, EngineStatus};
+use crate::engine_control::EngineControl;
 use engine::{Command, Engine, EngineConfig, Request};
 use requestlog::{LogReader, LogWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,26 +141,11 @@ impl Drop for TestEngine {
     }
 }
 
-/// The driver as the operator endpoints see it: always primary, no snapshots.
+/// The driver as readiness sees it: it never stops on a failure.
 pub struct TestEngineControl(pub Arc<TestEngine>);
 
 impl EngineControl for TestEngineControl {
-    fn status(&self) -> Option<EngineStatus> {
-        let log_end_offset = self.0.requests.end_offset().ok()?;
-        self.0.with_engine(|engine| {
-            Some(EngineStatus {
-                role: EngineRole::Primary,
-                applied_offset: engine.applied_offset(),
-                log_end_offset,
-                last_snapshot: None,
-                state_hash: engine.state_hash_hex(),
-                state_hash_offset: engine.applied_offset(),
-                failure: None,
-            })
-        })
-    }
-
-    fn promote(&self) -> Result<(), String> {
-        Err("this engine is already the primary".into())
+    fn failure(&self) -> Option<String> {
+        None
     }
 }
