@@ -797,6 +797,13 @@ fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
             Arc::default(),
         ));
         let b = cluster.engine("b", "standby");
+        // Replaying what it missed, it is neither standby nor primary; then a standby.
+        let catching_up = cluster.operator_status(&b).await;
+        assert!(
+            catching_up["role"] == "catching_up" || catching_up["role"] == "standby",
+            "{catching_up}"
+        );
+        b.process.wait_line("node b is standby");
         let restarted = cluster.operator_status(&b).await;
         let loaded = restarted["last_snapshot"]["offset"]
             .as_u64()
@@ -835,6 +842,7 @@ fn a_standby_with_automatic_fail_over_takes_over_when_the_primary_dies() {
         "standby",
         &[("BOXOFFICE_ENGINE_AUTO_PROMOTE_AFTER_MS", "1500")],
     );
+    b.process.wait_line("node b is standby");
     let (_ingress, base) = cluster.ingress();
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
