@@ -75,7 +75,11 @@ fn kafka_log(
 /// its node there ([`requestlog::ReplicaAnnouncer`]) and `promote` refuses a node none
 /// has announced.
 pub(crate) fn requests_topic(settings: &Settings) -> Result<KafkaLog, ToolError> {
-    kafka_log(&settings.kafka.brokers, &settings.kafka.requests_topic, None)
+    kafka_log(
+        &settings.kafka.brokers,
+        &settings.kafka.requests_topic,
+        None,
+    )
 }
 
 pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
@@ -166,7 +170,10 @@ impl Announcement {
     }
 
     fn announce_if_due(&mut self, status: &runtime::EngineStatus) {
-        if self.last.is_some_and(|last| last.elapsed() < ANNOUNCE_EVERY) {
+        if self
+            .last
+            .is_some_and(|last| last.elapsed() < ANNOUNCE_EVERY)
+        {
             return;
         }
         self.last = Some(std::time::Instant::now());
@@ -250,7 +257,10 @@ impl AutoPromote {
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match handle.auto_promote(end, now_ms) {
             Ok(Some(offset)) => {
-                tracing::warn!(offset, "no outcome published while requests wait: promoting this standby");
+                tracing::warn!(
+                    offset,
+                    "no outcome published while requests wait: promoting this standby"
+                );
                 println!("node {} auto-promoting at offset {offset}", handle.node());
             }
             Ok(None) => {}

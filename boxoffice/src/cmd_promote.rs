@@ -38,7 +38,9 @@ pub(crate) fn run(
     // leave no one publishing: refused.
     let announced = requests_topic(settings)?
         .announced_replicas()
-        .map_err(log_error("cannot list the replicas announced on the requests topic"))?;
+        .map_err(log_error(
+            "cannot list the replicas announced on the requests topic",
+        ))?;
     if !announced.iter().any(|announced| announced == node) {
         return Err(ToolError::Invalid(format!(
             "no replica has announced node {node} on topic {} (announced: {}); start `boxoffice engine --node {node}` first",

@@ -110,7 +110,10 @@ fn role_body(role: Role) -> ingress::EngineRole {
 fn format_time(millis: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
 
@@ -396,8 +399,11 @@ mod tests {
         });
         assert!(settled);
         let requests: Arc<dyn runtime::OpenLog> = Arc::new(
-            EmbeddedLog::open(dir.path().join("requests-ingress"), EmbeddedOptions::default())
-                .unwrap(),
+            EmbeddedLog::open(
+                dir.path().join("requests-ingress"),
+                EmbeddedOptions::default(),
+            )
+            .unwrap(),
         );
         struct Running;
         impl ingress::EngineControl for Running {
@@ -424,13 +430,19 @@ mod tests {
         let (serve_status, serve_body) = call(&serve, "GET", "/v1/admin/engine", Some(KEY)).await;
         let (engine_status, engine_body) =
             call(&engine, "GET", "/v1/admin/engine", Some(KEY)).await;
-        assert_eq!((serve_status, engine_status), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(
+            (serve_status, engine_status),
+            (StatusCode::OK, StatusCode::OK)
+        );
         assert_eq!(serve_body, engine_body);
         assert_eq!(
             (&serve_body["node"], &serve_body["role"]),
             (&json!("a"), &json!("primary"))
         );
-        assert_eq!(keys(&serve_body), documented_properties("EngineStatusResponse"));
+        assert_eq!(
+            keys(&serve_body),
+            documented_properties("EngineStatusResponse")
+        );
         for router in [&serve, &engine] {
             let (status, body) = call(router, "POST", "/v1/admin/engine/promote", Some(KEY)).await;
             assert_eq!(

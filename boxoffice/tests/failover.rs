@@ -673,7 +673,15 @@ fn promote_refuses_a_node_no_replica_has_announced() {
     let scratch = path_str(&cluster.data_dir("tools")).to_string();
     let refused = tool_output(
         &cluster.env,
-        &["promote", "--node", "c", "--wait-seconds", "0", "--data-dir", &scratch],
+        &[
+            "promote",
+            "--node",
+            "c",
+            "--wait-seconds",
+            "0",
+            "--data-dir",
+            &scratch,
+        ],
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
@@ -683,7 +691,15 @@ fn promote_refuses_a_node_no_replica_has_announced() {
     );
     let promoted = tool(
         &cluster.env,
-        &["promote", "--node", "b", "--wait-seconds", "60", "--data-dir", &scratch],
+        &[
+            "promote",
+            "--node",
+            "b",
+            "--wait-seconds",
+            "60",
+            "--data-dir",
+            &scratch,
+        ],
     );
     assert!(promoted.contains("promoted: b is primary"), "{promoted}");
     b.process.wait_line("node b is primary");

@@ -233,7 +233,11 @@ impl ReplicaAnnouncer {
     pub fn announce(&self, next_offset: u64) -> Result<(), LogError> {
         let mut offsets = TopicPartitionList::new();
         let kafka_offset = i64::try_from(next_offset).expect("offset fits i64");
-        offsets.add_partition_offset(&self.options.topic, PARTITION, Offset::Offset(kafka_offset))?;
+        offsets.add_partition_offset(
+            &self.options.topic,
+            PARTITION,
+            Offset::Offset(kafka_offset),
+        )?;
         self.consumer.commit(&offsets, CommitMode::Sync)?;
         Ok(())
     }

@@ -191,7 +191,10 @@ impl Publisher {
     }
 
     fn step_down(&mut self) {
-        tracing::warn!(node = self.node, "stepping down: publishing nothing from here on");
+        tracing::warn!(
+            node = self.node,
+            "stepping down: publishing nothing from here on"
+        );
         self.writer = None;
     }
 

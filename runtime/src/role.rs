@@ -86,7 +86,9 @@ pub enum PromotionRefused {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     /// Seeing outcomes until that of offset `until - 1`.
-    CatchingUp { until: u64 },
+    CatchingUp {
+        until: u64,
+    },
     Standby,
     /// `OpenWriter` asked for, `writer_opened` not said yet.
     Opening,

@@ -59,7 +59,10 @@ impl Shared {
 
     /// Gives the role machine an input; returns its answer and the actions it asked for,
     /// which are the caller's to carry out (see `role.rs`). The status shows the new role.
-    pub(crate) fn role_input<T>(&self, input: impl FnOnce(&mut RoleMachine) -> T) -> (T, Vec<Action>) {
+    pub(crate) fn role_input<T>(
+        &self,
+        input: impl FnOnce(&mut RoleMachine) -> T,
+    ) -> (T, Vec<Action>) {
         let mut role = self.role.lock().expect("runtime role poisoned");
         let answer = input(&mut role);
         let actions = std::iter::from_fn(|| role.poll_action()).collect();

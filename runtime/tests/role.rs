@@ -250,7 +250,11 @@ fn a_standby_promotes_itself_when_what_it_applied_goes_unanswered_for_the_config
     check(&mut b, In::Seen(1), "standby");
     check(&mut b, In::Tick(70_100), "standby");
     check(&mut b, In::Tick(71_099), "standby");
-    check(&mut b, In::Tick(71_100), "standby promoting: append_promote");
+    check(
+        &mut b,
+        In::Tick(71_100),
+        "standby promoting: append_promote",
+    );
     check(&mut b, In::Tick(90_000), "standby promoting");
     check(&mut b, In::Promote(2, "b"), "standby: open_writer");
     check(&mut b, In::WriterOpened, "primary");
@@ -309,7 +313,11 @@ fn automatic_promotion_never_fires_while_catching_up_nor_for_what_was_replayed()
     // A new record it applies that goes unanswered is.
     check(&mut b, In::Seen(1_000), "standby");
     check(&mut b, In::Tick(20_001), "standby");
-    check(&mut b, In::Tick(21_001), "standby promoting: append_promote");
+    check(
+        &mut b,
+        In::Tick(21_001),
+        "standby promoting: append_promote",
+    );
 }
 
 #[test]
