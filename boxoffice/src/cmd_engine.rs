@@ -56,12 +56,30 @@ fn kafka(
     topic: &str,
     transactional_id: Option<&str>,
 ) -> Result<Arc<dyn OpenLog>, ToolError> {
+    Ok(Arc::new(kafka_log(brokers, topic, transactional_id)?))
+}
+
+fn kafka_log(
+    brokers: &str,
+    topic: &str,
+    transactional_id: Option<&str>,
+) -> Result<KafkaLog, ToolError> {
     let mut options = KafkaOptions::new(brokers, topic);
     options.transactional_id = transactional_id.map(str::to_string);
-    let log = KafkaLog::open(options).map_err(log_error(format!(
+    KafkaLog::open(options).map_err(log_error(format!(
         "cannot open Kafka topic {topic} on {brokers}"
-    )))?;
-    Ok(Arc::new(log))
+    )))
+}
+
+/// The requests topic (Kafka mode), for replica announcements: each `engine` announces
+/// its node there ([`requestlog::ReplicaAnnouncer`]) and `promote` refuses a node none
+/// has announced.
+pub(crate) fn requests_topic(settings: &Settings) -> Result<KafkaLog, ToolError> {
+    kafka_log(
+        &settings.kafka.brokers,
+        &settings.kafka.requests_topic,
+        None,
+    )
 }
 
 pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
@@ -125,6 +143,46 @@ pub(crate) fn runtime_options(settings: &Settings, role: Role) -> RuntimeOptions
 
 /// How often `engine` looks at its status (role changes are printed when seen).
 const STATUS_EVERY: Duration = Duration::from_millis(200);
+/// How often a replica announces itself again (Kafka keeps an announcement for
+/// `offsets.retention.minutes` after the last one, 7 days by default).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+
+/// A replica's announcement on the requests topic (Kafka mode), repeated every
+/// `ANNOUNCE_EVERY` with the replica's next offset to apply. A failure is logged, not
+/// fatal: the replica runs, and `promote --node` refuses it until an announcement lands.
+struct Announcement {
+    announcer: requestlog::ReplicaAnnouncer,
+    last: Option<std::time::Instant>,
+}
+
+impl Announcement {
+    fn new(settings: &Settings) -> Result<Option<Announcement>, ToolError> {
+        if settings.log.kind != LogKind::Kafka {
+            return Ok(None);
+        }
+        let announcer = requests_topic(settings)?
+            .replica_announcer(&settings.engine.node)
+            .map_err(log_error("cannot create the replica announcer"))?;
+        Ok(Some(Announcement {
+            announcer,
+            last: None,
+        }))
+    }
+
+    fn announce_if_due(&mut self, status: &runtime::EngineStatus) {
+        if self
+            .last
+            .is_some_and(|last| last.elapsed() < ANNOUNCE_EVERY)
+        {
+            return;
+        }
+        self.last = Some(std::time::Instant::now());
+        let next_offset = status.applied_offset.map_or(0, |applied| applied + 1);
+        if let Err(error) = self.announcer.announce(next_offset) {
+            tracing::warn!(%error, "cannot announce this replica on the requests topic; `boxoffice promote --node` refuses it until it can");
+        }
+    }
+}
 
 /// Serves the operator endpoints on their own thread and tokio runtime (the engine's
 /// threads never wait on it). Prints `operator endpoint on http://ADDR` once bound.
@@ -168,40 +226,27 @@ fn serve_operator(
         .map_err(io_error("cannot start the operator thread".into()))
 }
 
-/// Automatic fail-over (`engine.auto_promote_after_ms` > 0): the sign of life is the
-/// outcomes log growing. A standby that has applied new requests while the outcomes log
-/// has not grown for the configured time promotes itself (a `Promote` record, as
-/// `boxoffice promote` writes; fencing keeps a primary that was only slow from doing
-/// harm). An idle system needs no primary and never fails over.
+/// Automatic fail-over (`engine.auto_promote_after_ms` > 0) reads the outcomes log's end
+/// and gives it, with the time, to the runtime's role machine (`runtime/src/role.rs`
+/// holds the rule), which appends a `Promote` record naming this standby when outcomes
+/// it applied have gone unanswered for that long.
 struct AutoPromote {
-    after: Duration,
     outcomes: Box<dyn requestlog::LogReader>,
-    last_outcomes_end: Option<u64>,
-    /// The standby's applied offset when the outcomes log last grew.
-    applied_at_growth: Option<u64>,
-    /// When an applied request was first seen unanswered since the last growth.
-    unanswered_since: Option<std::time::Instant>,
+    started: std::time::Instant,
 }
 
 impl AutoPromote {
-    fn new(after: Duration, outcomes: &dyn OpenLog) -> Result<AutoPromote, ToolError> {
+    fn new(outcomes: &dyn OpenLog) -> Result<AutoPromote, ToolError> {
         let outcomes = outcomes
             .open_reader()
             .map_err(log_error("cannot read the outcomes log"))?;
         Ok(AutoPromote {
-            after,
             outcomes,
-            last_outcomes_end: None,
-            applied_at_growth: None,
-            unanswered_since: None,
+            started: std::time::Instant::now(),
         })
     }
 
-    fn check(&mut self, handle: &runtime::RuntimeHandle, status: &runtime::EngineStatus) {
-        if status.role != Role::Standby {
-            self.unanswered_since = None;
-            return;
-        }
+    fn check(&mut self, handle: &runtime::RuntimeHandle) {
         let end = match self.outcomes.end_offset() {
             Ok(end) => end,
             Err(error) => {
@@ -209,31 +254,18 @@ impl AutoPromote {
                 return;
             }
         };
-        if Some(end) != self.last_outcomes_end {
-            self.last_outcomes_end = Some(end);
-            self.applied_at_growth = status.applied_offset;
-            self.unanswered_since = None;
-            return;
-        }
-        if status.applied_offset <= self.applied_at_growth {
-            return; // nothing new to answer: no sign of death either
-        }
-        let since = *self
-            .unanswered_since
-            .get_or_insert_with(std::time::Instant::now);
-        if since.elapsed() < self.after {
-            return;
-        }
-        tracing::warn!(
-            unanswered_ms = since.elapsed().as_millis() as u64,
-            applied_offset = ?status.applied_offset,
-            "no outcome published while requests wait: promoting this standby"
-        );
-        match handle.promote() {
-            Ok(offset) => println!("node {} auto-promoting at offset {offset}", handle.node()),
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match handle.auto_promote(end, now_ms) {
+            Ok(Some(offset)) => {
+                tracing::warn!(
+                    offset,
+                    "no outcome published while requests wait: promoting this standby"
+                );
+                println!("node {} auto-promoting at offset {offset}", handle.node());
+            }
+            Ok(None) => {}
             Err(error) => tracing::warn!(%error, "automatic promotion failed"),
         }
-        self.unanswered_since = None;
     }
 }
 
@@ -242,13 +274,13 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
     let store = open_snapshots(settings, data_dir)?;
     let mut auto_promote = match settings.engine.auto_promote_after_ms {
         0 => None,
-        after_ms => Some(AutoPromote::new(
-            Duration::from_millis(after_ms),
-            logs.outcomes.as_ref(),
-        )?),
+        _ => Some(AutoPromote::new(logs.outcomes.as_ref())?),
     };
     let runtime = Runtime::start(
-        runtime_options(settings, role),
+        RuntimeOptions {
+            auto_promote_after_ms: settings.engine.auto_promote_after_ms,
+            ..runtime_options(settings, role)
+        },
         Logs {
             requests: logs.requests,
             outcomes: logs.outcomes,
@@ -263,9 +295,13 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
     let handle = runtime.handle();
     let (operator_stop, operator_stopped) = crossbeam_channel::bounded::<()>(0);
     let operator = serve_operator(settings, handle.clone(), operator_stopped)?;
+    let mut announcement = Announcement::new(settings)?;
     let mut last_role = None;
     loop {
         let status = handle.status();
+        if let Some(announcement) = announcement.as_mut() {
+            announcement.announce_if_due(&status);
+        }
         if last_role != Some(status.role) {
             // One line per role change, on stdout for scripts and tests.
             println!("node {} is {}", handle.node(), status.role.as_str());
@@ -275,7 +311,7 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
             break;
         }
         if let Some(auto_promote) = auto_promote.as_mut() {
-            auto_promote.check(&handle, &status);
+            auto_promote.check(&handle);
         }
         if interrupt.recv_timeout(STATUS_EVERY).is_ok() {
             tracing::info!("interrupted: stopping the engine runtime");

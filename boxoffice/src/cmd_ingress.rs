@@ -55,6 +55,7 @@ pub(crate) fn idempotency_index_dir(data_dir: &std::path::Path) -> std::path::Pa
 pub(crate) fn serve_http(
     listen: &str,
     ingress: &Ingress,
+    extra: axum::Router,
     before_ready: impl FnOnce() + Send,
 ) -> Result<(), ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
@@ -72,7 +73,7 @@ pub(crate) fn serve_http(
         }
         println!("listening on http://{address}");
         tracing::info!(%address, "ready");
-        ingress::serve(listener, ingress.state(), shutdown_signal()).await.map_err(io_error("the HTTP server failed".into()))
+        ingress::serve_with(listener, ingress.state(), extra, shutdown_signal()).await.map_err(io_error("the HTTP server failed".into()))
     })
 }
 
@@ -125,7 +126,7 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
     )
     .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
-    let served = serve_http(&listen, &ingress, || {});
+    let served = serve_http(&listen, &ingress, axum::Router::new(), || {});
     ingress.stop();
     served
 }

@@ -6,8 +6,13 @@
 //! NODE opens the outcomes writer there (fencing the old primary's Kafka producer) and the
 //! old primary, if it is alive, steps down when it reads it. Nothing needs to reach the
 //! standby's process, so this works while the old primary hangs.
+//!
+//! NODE must be a replica's: every `boxoffice engine` announces its node on the requests
+//! topic (a consumer group `boxoffice-replica.<topic>.<node>` holding its position, see
+//! `requestlog::ReplicaAnnouncer`), and a node none has announced is refused: a record
+//! naming it would make the primary step down with no one to take over.
 
-use crate::cmd_engine::{log_error, open_logs, ToolError};
+use crate::cmd_engine::{log_error, open_logs, requests_topic, ToolError};
 use crate::settings::{LogKind, Settings};
 use engine::Reply;
 use std::path::Path;
@@ -28,6 +33,20 @@ pub(crate) fn run(
         return Err(ToolError::Invalid(
             "promotion needs replicas sharing a Kafka log (log.kind = \"kafka\"); the embedded log has a single engine".into(),
         ));
+    }
+    // A record naming a node no replica runs as would make the primary step down and
+    // leave no one publishing: refused.
+    let announced = requests_topic(settings)?
+        .announced_replicas()
+        .map_err(log_error(
+            "cannot list the replicas announced on the requests topic",
+        ))?;
+    if !announced.iter().any(|announced| announced == node) {
+        return Err(ToolError::Invalid(format!(
+            "no replica has announced node {node} on topic {} (announced: {}); start `boxoffice engine --node {node}` first",
+            settings.kafka.requests_topic,
+            if announced.is_empty() { "none".to_string() } else { announced.join(", ") },
+        )));
     }
     let logs = open_logs(settings, data_dir)?;
     // The Promote record's outcome can only be published after the record exists, so

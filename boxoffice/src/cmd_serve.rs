@@ -12,40 +12,18 @@
 use crate::cmd_engine::{self, log_error, ToolError};
 use crate::cmd_ingress;
 use crate::settings::{LogKind, Settings};
-use ingress::{EngineControl, EngineRole, EngineStatus, Ingress, IngressConfig, SnapshotStatus};
+use ingress::{EngineControl, Ingress, IngressConfig};
 use runtime::{Logs, Role, Runtime, RuntimeHandle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The runtime as the operator endpoints see it.
+/// The runtime as readiness sees it.
 struct RuntimeControl(RuntimeHandle);
 
 impl EngineControl for RuntimeControl {
-    fn status(&self) -> Option<EngineStatus> {
-        let status = self.0.status();
-        Some(EngineStatus {
-            role: match status.role {
-                Role::Primary => EngineRole::Primary,
-                Role::Standby => EngineRole::Standby,
-            },
-            applied_offset: status.applied_offset,
-            log_end_offset: status.log_end_offset,
-            last_snapshot: status.last_snapshot.map(|snapshot| SnapshotStatus {
-                offset: snapshot.offset,
-                at_ms: snapshot.at_ms,
-            }),
-            state_hash: status.state_hash,
-            state_hash_offset: status.state_hash_offset,
-            failure: status.failure,
-        })
-    }
-
-    fn promote(&self) -> Result<(), String> {
-        self.0
-            .promote()
-            .map(|_| ())
-            .map_err(|error| error.to_string())
+    fn failure(&self) -> Option<String> {
+        self.0.status().failure
     }
 }
 
@@ -104,7 +82,8 @@ pub(crate) fn run(
         }
         tracing::info!(applied_offset = ?status.applied_offset, log_end_offset = status.log_end_offset, "the engine is replaying the requests log");
     };
-    let served = cmd_ingress::serve_http(&listen, &ingress, wait_for_engine);
+    let operator = crate::operator_http::engine_routes(handle.clone(), &settings.auth.operator_key);
+    let served = cmd_ingress::serve_http(&listen, &ingress, operator, wait_for_engine);
     ingress.stop();
     let stopped = runtime.shutdown();
     served?;

@@ -300,7 +300,19 @@ impl Cluster {
 
 /// Runs a `boxoffice` tool to completion on the cluster's settings; its stdout.
 fn tool(env: &[(String, String)], args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let output = tool_output(env, args);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "boxoffice {args:?} failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a `boxoffice` tool to completion on the cluster's settings, however it ends.
+fn tool_output(env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_boxoffice"))
         .arg("--config")
         .arg(manifest_dir().join("../config/default.toml"))
         .arg("--dev")
@@ -311,14 +323,7 @@ fn tool(env: &[(String, String)], args: &[&str]) -> String {
         )
         .env("RUST_LOG", "warn")
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "boxoffice {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+        .unwrap()
 }
 
 fn path_str(path: &Path) -> &str {
@@ -655,6 +660,51 @@ fn kill_9_the_primary_mid_load_then_promote_the_standby() {
     }
 }
 
+/// Every `engine` announces its node on the requests topic; `promote` refuses a node none
+/// has announced (a record naming it would make the primary step down for no one), and
+/// promotes one that has.
+#[test]
+fn promote_refuses_a_node_no_replica_has_announced() {
+    let Some(brokers) = kafka_bootstrap() else {
+        return;
+    };
+    let (cluster, _a, b, _ingress, _base) = start_cluster(&brokers, "announce");
+    b.process.wait_line("node b is standby");
+    let scratch = path_str(&cluster.data_dir("tools")).to_string();
+    let refused = tool_output(
+        &cluster.env,
+        &[
+            "promote",
+            "--node",
+            "c",
+            "--wait-seconds",
+            "0",
+            "--data-dir",
+            &scratch,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no replica has announced node c") && stderr.contains("(announced: a, b)"),
+        "{stderr}"
+    );
+    let promoted = tool(
+        &cluster.env,
+        &[
+            "promote",
+            "--node",
+            "b",
+            "--wait-seconds",
+            "60",
+            "--data-dir",
+            &scratch,
+        ],
+    );
+    assert!(promoted.contains("promoted: b is primary"), "{promoted}");
+    b.process.wait_line("node b is primary");
+}
+
 #[test]
 fn a_stopped_old_primary_is_fenced_and_steps_down() {
     let Some(brokers) = kafka_bootstrap() else {
@@ -763,6 +813,13 @@ fn the_standby_restarts_from_its_own_snapshot_while_the_primary_serves() {
             Arc::default(),
         ));
         let b = cluster.engine("b", "standby");
+        // Replaying what it missed, it is neither standby nor primary; then a standby.
+        let catching_up = cluster.operator_status(&b).await;
+        assert!(
+            catching_up["role"] == "catching_up" || catching_up["role"] == "standby",
+            "{catching_up}"
+        );
+        b.process.wait_line("node b is standby");
         let restarted = cluster.operator_status(&b).await;
         let loaded = restarted["last_snapshot"]["offset"]
             .as_u64()
@@ -801,6 +858,7 @@ fn a_standby_with_automatic_fail_over_takes_over_when_the_primary_dies() {
         "standby",
         &[("BOXOFFICE_ENGINE_AUTO_PROMOTE_AFTER_MS", "1500")],
     );
+    b.process.wait_line("node b is standby");
     let (_ingress, base) = cluster.ingress();
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {

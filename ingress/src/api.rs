@@ -556,24 +556,51 @@ pub(crate) struct DeskTicketResponse {
 
 // ---- operations ---------------------------------------------------------------------------
 
+/// A replica's status (served by the operator router of `boxoffice serve` and
+/// `boxoffice engine`; the ingress only documents it).
 #[derive(Serialize, ToSchema)]
-pub(crate) struct EngineStatusResponse {
-    /// `primary` or `standby`.
-    pub(crate) role: String,
-    pub(crate) applied_offset: Option<u64>,
-    pub(crate) log_end_offset: u64,
-    pub(crate) last_snapshot: Option<SnapshotBody>,
+pub struct EngineStatusResponse {
+    /// The replica's name, as `Promote` records name it.
+    pub node: String,
+    pub role: EngineRole,
+    pub applied_offset: Option<u64>,
+    pub log_end_offset: u64,
+    /// Records in the requests log not applied yet.
+    pub lag_records: u64,
+    /// The last request offset whose outcome is known to be in the outcomes log.
+    pub published_offset: Option<u64>,
+    pub last_snapshot: Option<SnapshotBody>,
     /// Hex digest of the engine state as of `state_hash_offset`.
-    pub(crate) state_hash: String,
+    pub state_hash: String,
     /// The offset `state_hash` is of (it can lag `applied_offset`): an offline
     /// `boxoffice replay --to <state_hash_offset>` prints the same hash.
-    pub(crate) state_hash_offset: Option<u64>,
+    pub state_hash_offset: Option<u64>,
+    /// Why the engine runtime stopped, if it did.
+    pub failure: Option<String>,
+}
+
+/// `primary` publishes outcomes; `standby` applies the log and publishes nothing;
+/// `catching_up` has just started and replays the log: it is neither until it has caught
+/// up with the log's end as of its start, and is never promoted automatically.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineRole {
+    Primary,
+    Standby,
+    CatchingUp,
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct SnapshotBody {
-    pub(crate) offset: u64,
-    pub(crate) at: String,
+pub struct SnapshotBody {
+    pub offset: u64,
+    pub at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PromoteResponse {
+    pub node: String,
+    /// The offset of the `Promote` record.
+    pub promote_offset: u64,
 }
 
 #[derive(Serialize, ToSchema)]

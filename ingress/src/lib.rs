@@ -18,7 +18,7 @@
 //!   `live`: which events an outcome changed, and a watch per event for the streams;
 //!   `validate`: request bodies to engine commands; `views`: records to response bodies; `api`: the bodies themselves.
 //! - `extract`, `auth`, `rate_limit`, `metrics`, `error`, `times`: edge concerns.
-//! - [`engine_control`]: the engine status/promotion seam the operator endpoints use.
+//! - [`engine_control`]: the engine runtime next to this ingress (`serve`), for readiness.
 //! - `openapi`: the generated OpenAPI document.
 //!
 //! Architecture invariant: nothing is answered to a write before its record is durable in
@@ -46,10 +46,11 @@ mod validate;
 mod views;
 mod writes;
 
+pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, SnapshotBody};
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
-pub use engine_control::{EngineControl, EngineRole, EngineStatus, SnapshotStatus};
-pub use error::AppError;
+pub use engine_control::EngineControl;
+pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use state::AppState;
 
@@ -210,6 +211,13 @@ pub fn app(state: AppState) -> Router {
     if state.config().demo_tokens_enabled() {
         router = router.route("/v1/demo/tokens", post(routes::web::demo_token));
     }
+    // With an engine in this process (`serve`), the operator router of the `boxoffice`
+    // binary serves these next to this one; without one they say where to go.
+    if state.shared.engine.is_none() {
+        router = router
+            .route("/v1/admin/engine", get(routes::ops::no_engine))
+            .route("/v1/admin/engine/promote", post(routes::ops::no_engine));
+    }
     router
         .route("/", get(routes::web::page))
         .route("/events/{event_id}", get(routes::web::page))
@@ -281,8 +289,6 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/admin/desks", post(routes::admin::create_desk))
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))
-        .route("/v1/admin/engine", get(routes::ops::engine))
-        .route("/v1/admin/engine/promote", post(routes::ops::promote))
         .fallback(|| async { AppError::no_route() })
         .method_not_allowed_fallback(|| async {
             AppError::new(
@@ -348,7 +354,18 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = app(state.clone());
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`], with `extra` routes next to the API's (`boxoffice serve` adds the engine's
+/// operator routes).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone()).merge(extra);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");

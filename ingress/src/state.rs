@@ -56,6 +56,8 @@ pub(crate) struct FollowerStatus {
     /// When the read model last applied a new outcome (or the follower started): how long
     /// the engine has been silent, for readiness.
     pub(crate) last_outcome_at: Mutex<Option<Instant>>,
+    /// When readiness last appended a `Tick` to ask an idle engine whether it answers.
+    pub(crate) probed_at: Mutex<Option<Instant>>,
 }
 
 impl FollowerStatus {
@@ -66,12 +68,25 @@ impl FollowerStatus {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
     }
 
-    /// How long since the read model last applied a new outcome (or the follower started).
+    /// How long since the read model last applied a new outcome (or the follower started)
+    /// and since readiness last asked the engine (`note_probe`), whichever is shorter.
     pub(crate) fn silent_for(&self) -> Option<std::time::Duration> {
-        self.last_outcome_at
+        let since = |at: &Mutex<Option<Instant>>| {
+            at.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .map(|at| at.elapsed())
+        };
+        match (since(&self.last_outcome_at), since(&self.probed_at)) {
+            (Some(outcome), Some(probe)) => Some(outcome.min(probe)),
+            (outcome, probe) => outcome.or(probe),
+        }
+    }
+
+    pub(crate) fn note_probe(&self) {
+        *self
+            .probed_at
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .map(|at| at.elapsed())
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
     }
 }
 

@@ -4,7 +4,6 @@
 //! `Tick` to the requests log when a timer is due and nothing else came. It is the runtime
 //! in miniature, without snapshots, standby or epochs.
 
-use crate::engine_control::{EngineControl, EngineRole, EngineStatus};
 use engine::{Command, Engine, EngineConfig, Request};
 use requestlog::{LogReader, LogWriter};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,6 @@ const APPEND_RECORDS_MAX: usize = 4096;
 
 pub struct TestEngine {
     engine: Arc<Mutex<Engine>>,
-    requests: Arc<dyn LogWriter>,
     stop: Arc<AtomicBool>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -42,11 +40,7 @@ impl TestEngine {
         let engine = Arc::new(Mutex::new(Engine::new(config)));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (engine, requests, stop) = (
-                Arc::clone(&engine),
-                Arc::clone(&requests),
-                Arc::clone(&stop),
-            );
+            let (engine, stop) = (Arc::clone(&engine), Arc::clone(&stop));
             std::thread::Builder::new()
                 .name("test-engine".into())
                 .spawn(move || {
@@ -110,7 +104,6 @@ impl TestEngine {
         };
         TestEngine {
             engine,
-            requests,
             stop,
             thread: Mutex::new(Some(thread)),
         }
@@ -138,29 +131,5 @@ impl TestEngine {
 impl Drop for TestEngine {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// The driver as the operator endpoints see it: always primary, no snapshots.
-pub struct TestEngineControl(pub Arc<TestEngine>);
-
-impl EngineControl for TestEngineControl {
-    fn status(&self) -> Option<EngineStatus> {
-        let log_end_offset = self.0.requests.end_offset().ok()?;
-        self.0.with_engine(|engine| {
-            Some(EngineStatus {
-                role: EngineRole::Primary,
-                applied_offset: engine.applied_offset(),
-                log_end_offset,
-                last_snapshot: None,
-                state_hash: engine.state_hash_hex(),
-                state_hash_offset: engine.applied_offset(),
-                failure: None,
-            })
-        })
-    }
-
-    fn promote(&self) -> Result<(), String> {
-        Err("this engine is already the primary".into())
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -173,6 +173,73 @@ impl KafkaLog {
 
     pub fn options(&self) -> &KafkaOptions {
         &self.options
+    }
+
+    /// A handle that announces `node` as a replica reading this log (see
+    /// [`ReplicaAnnouncer`]).
+    pub fn replica_announcer(&self, node: &str) -> Result<ReplicaAnnouncer, LogError> {
+        assert!(!node.is_empty());
+        let group = format!("{}{node}", replica_group_prefix(&self.options.topic));
+        let mut config = self.options.client_config();
+        config
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        self.options.apply_client_properties(&mut config);
+        let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext)?;
+        Ok(ReplicaAnnouncer {
+            consumer,
+            options: Arc::clone(&self.options),
+        })
+    }
+
+    /// The nodes announced as replicas of this log ([`ReplicaAnnouncer::announce`]), sorted.
+    pub fn announced_replicas(&self) -> Result<Vec<String>, LogError> {
+        let mut config = self.options.client_config();
+        // A consumer needs a group id; this one only lists groups, never joins or commits.
+        config.set("group.id", "boxoffice-replica-list");
+        self.options.apply_client_properties(&mut config);
+        let consumer: BaseConsumer<TracingContext> = config.create_with_context(TracingContext)?;
+        let groups = consumer.fetch_group_list(None, self.options.operation_timeout)?;
+        let prefix = replica_group_prefix(&self.options.topic);
+        let mut nodes: Vec<String> = groups
+            .groups()
+            .iter()
+            .filter_map(|group| group.name().strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        Ok(nodes)
+    }
+}
+
+/// The consumer groups replicas of `topic` announce themselves under.
+fn replica_group_prefix(topic: &str) -> String {
+    format!("boxoffice-replica.{topic}.")
+}
+
+/// Announces a replica: commits its next offset to read for the log's topic under the
+/// consumer group `boxoffice-replica.<topic>.<node>`. No member ever joins the group; the
+/// broker lists it with its committed offset (so lag tools see each replica's position)
+/// and keeps it for `offsets.retention.minutes` (7 days by default) after the last commit,
+/// so a running replica announces itself again now and then.
+pub struct ReplicaAnnouncer {
+    consumer: BaseConsumer<TracingContext>,
+    options: Arc<KafkaOptions>,
+}
+
+impl ReplicaAnnouncer {
+    pub fn announce(&self, next_offset: u64) -> Result<(), LogError> {
+        let mut offsets = TopicPartitionList::new();
+        let kafka_offset = i64::try_from(next_offset).expect("offset fits i64");
+        offsets.add_partition_offset(
+            &self.options.topic,
+            PARTITION,
+            Offset::Offset(kafka_offset),
+        )?;
+        self.consumer.commit(&offsets, CommitMode::Sync)?;
+        Ok(())
     }
 }
 

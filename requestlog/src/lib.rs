@@ -48,7 +48,7 @@ use std::time::Duration;
 
 pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
 pub use error::LogError;
-pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter};
+pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
 
 /// One record read from a log.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,9 +25,11 @@
 //!   primary is decided by the log: a `Promote { node }` record names the primary from its
 //!   offset on (the named replica opens the outcomes writer there — in Kafka this fences
 //!   the old primary's producer — and publishes what the outcomes log lacks; a primary
-//!   that reads a record naming another steps down). At start every replica publishes
-//!   nothing until it has caught up with the log's end as of its start, then takes the
-//!   role the log gives it (the configured role only while no record names anyone).
+//!   that reads a record naming another steps down). At start every replica is catching
+//!   up and publishes nothing until it has caught up with the log's end as of its start,
+//!   then takes the role the log gives it (the configured role only while no record names
+//!   anyone). The rules are [`role`]'s, a sans-io state machine the publisher feeds with
+//!   the outcomes it handles and whose actions (open the writer, step down) it carries out.
 //!   Opening the writer reads the outcomes log's last complete outcome first, so outcomes
 //!   that were already published are not published twice, and an outcome whose frames
 //!   were cut short (a publisher that stopped in the middle) is published again from
@@ -53,7 +55,8 @@
 //! the same hash, whether reached by one run, by restarts, or by [`replay`].
 //!
 //! Other files: `logs.rs` ([`OpenLog`], how the runtime opens log handles, and
-//! [`last_published_offset`]); `shared.rs` (status, stop flag, role); `replay.rs` (offline
+//! [`last_published_offset`]); `shared.rs` (status, stop flag, the role machine);
+//! `role.rs` (the role rules, sans-io); `replay.rs` (offline
 //! replay for tools and tests).
 
 mod applier;
@@ -61,12 +64,14 @@ mod logs;
 mod publisher;
 mod reader;
 mod replay;
+pub mod role;
 mod shared;
 mod snapshots;
 mod ticker;
 
 pub use logs::{last_published_offset, OpenLog};
 pub use replay::{replay, ReplayProgress, ReplaySummary};
+pub use role::Role;
 
 use engine::{Engine, EngineConfig};
 use requestlog::{LogError, LogReader};
@@ -75,23 +80,6 @@ use snapshotter::{SnapshotError, SnapshotStore};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Whether this runtime publishes outcomes and writes ticks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Primary,
-    /// Applies the log (a hot copy of the state) but publishes nothing and never ticks.
-    Standby,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Standby => "standby",
-        }
-    }
-}
 
 /// How a runtime runs.
 #[derive(Clone, Debug)]
@@ -126,6 +114,10 @@ pub struct RuntimeOptions {
     pub idle_hash_every_ms: u64,
     /// The newest outcomes a standby keeps, to publish if it is promoted.
     pub standby_outcomes_max: usize,
+    /// Automatic fail-over: a standby promotes itself once outcomes it applied have gone
+    /// unanswered by the outcomes log for this long (`role.rs`; the driver calls
+    /// [`RuntimeHandle::auto_promote`]). 0: off.
+    pub auto_promote_after_ms: u64,
 }
 
 impl RuntimeOptions {
@@ -144,6 +136,7 @@ impl RuntimeOptions {
             idle_ms: 20,
             idle_hash_every_ms: 1_000,
             standby_outcomes_max: 1_000_000,
+            auto_promote_after_ms: 0,
         }
     }
 
@@ -160,6 +153,10 @@ impl RuntimeOptions {
         );
         assert!(self.idle_ms > 0);
         assert!(!self.node.is_empty());
+        assert!(
+            self.role != Role::CatchingUp,
+            "the configured role is primary or standby"
+        );
     }
 }
 
@@ -250,8 +247,8 @@ pub enum RuntimeError {
         offset: u64,
         mismatch: engine::config::ConfigMismatch,
     },
-    #[error("only a standby can be promoted")]
-    NotStandby,
+    #[error("cannot promote: {0}")]
+    PromotionRefused(#[from] role::PromotionRefused),
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("the engine runtime failed: {0}")]
@@ -277,14 +274,48 @@ impl RuntimeHandle {
     /// producer) and publishes what the outcomes log lacks; a primary that reads it steps
     /// down. Returns once the record is durable; the status's role says when it is done.
     pub fn promote(&self) -> Result<u64, RuntimeError> {
-        if !self.shared.request_promotion() {
-            return Err(RuntimeError::NotStandby);
+        let (asked, actions) = self.shared.role_input(|role| role.request_promotion());
+        asked?;
+        self.append_promote_if_asked(actions)
+            .map(|offset| offset.expect("a promotion asked for is an AppendPromote"))
+    }
+
+    /// Automatic fail-over's inputs: the outcomes log's end as just read, and the time
+    /// (milliseconds on a clock that never goes back). When the role machine says the
+    /// primary is gone (`role.rs`), appends a `Promote` record naming this node and
+    /// returns its offset. Does nothing unless `auto_promote_after_ms` is set.
+    pub fn auto_promote(
+        &self,
+        outcomes_end_offset: u64,
+        now_ms: u64,
+    ) -> Result<Option<u64>, RuntimeError> {
+        let ((), actions) = self.shared.role_input(|role| {
+            role.outcomes_log_end(outcomes_end_offset);
+            role.tick(now_ms);
+        });
+        self.append_promote_if_asked(actions)
+    }
+
+    fn append_promote_if_asked(
+        &self,
+        actions: Vec<role::Action>,
+    ) -> Result<Option<u64>, RuntimeError> {
+        let mut appended = None;
+        for action in actions {
+            assert_eq!(
+                action,
+                role::Action::AppendPromote,
+                "the handle's inputs ask for nothing else"
+            );
+            match append_promote(self.requests.as_ref(), &self.node) {
+                Ok(offset) => appended = Some(offset),
+                Err(error) => {
+                    self.shared.role_input(|role| role.promote_append_failed());
+                    return Err(error);
+                }
+            }
         }
-        let appended = append_promote(self.requests.as_ref(), &self.node);
-        if appended.is_err() {
-            self.shared.promotion_failed();
-        }
-        appended
+        Ok(appended)
     }
 
     /// This replica's node name.
@@ -359,9 +390,9 @@ impl Runtime {
         // Read only: the writer is opened once the log says this replica is primary.
         let published_at_start = last_published_offset(logs.outcomes.as_ref())?;
         let status = EngineStatus {
-            // Every replica starts as a standby: it publishes nothing until it has caught
-            // up and the log says it is primary (`publisher.rs`).
-            role: Role::Standby,
+            // Every replica starts catching up: it publishes nothing until it has caught
+            // up and the log says it is primary (`role.rs`).
+            role: Role::CatchingUp,
             applied_offset: engine.applied_offset(),
             log_end_offset,
             published_offset: published_at_start,
@@ -378,14 +409,16 @@ impl Runtime {
             failure: None,
             configure_offset: None,
         };
-        let start = publisher::PublisherStart {
-            log_end_offset,
-            start_offset,
+        let role = role::RoleMachine::new(role::RoleStart {
+            node: options.node.clone(),
+            configured: options.role,
             named_primary: engine.epoch().1.map(str::to_string),
-            published_at_start,
-        };
+            next_offset: start_offset,
+            log_end_offset,
+            auto_promote_after_ms: options.auto_promote_after_ms,
+        });
         tracing::info!(node = options.node, role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
-        let shared = Arc::new(Shared::new(status));
+        let shared = Arc::new(Shared::new(status, role));
         shared.next_due_ms.store(
             engine.next_due_ms().unwrap_or(shared::NO_TIMER),
             std::sync::atomic::Ordering::Release,
@@ -399,7 +432,7 @@ impl Runtime {
             threads: Vec::new(),
             ticker_stop: None,
         };
-        runtime.spawn_threads(options, logs, store, engine, reader, start)?;
+        runtime.spawn_threads(options, logs, store, engine, reader, published_at_start)?;
         Ok(runtime)
     }
 
@@ -410,7 +443,7 @@ impl Runtime {
         store: Box<dyn SnapshotStore>,
         engine: Engine,
         reader: Box<dyn LogReader>,
-        start: publisher::PublisherStart,
+        published_at_start: Option<u64>,
     ) -> Result<(), RuntimeError> {
         let shared = &Arc::clone(&self.handle.shared);
         let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
@@ -440,7 +473,7 @@ impl Runtime {
             Arc::clone(shared),
             Arc::clone(&logs.outcomes),
             outcomes,
-            start,
+            published_at_start,
             &options,
         );
         self.spawn("publisher", move || publisher.run())?;

@@ -2,8 +2,9 @@
 //! (`engine::wire`: one record per frame of at most `OUTCOME_FRAME_BYTES_MAX` bytes).
 
 use crate::logs::{last_published_offset, OpenLog};
+use crate::role::Action;
 use crate::shared::{PanicGuard, Shared};
-use crate::{Role, RuntimeError, RuntimeOptions};
+use crate::{RuntimeError, RuntimeOptions};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::{Outcome, Reply};
 use requestlog::{LogError, LogWriter};
@@ -38,39 +39,16 @@ impl Publishing {
     }
 }
 
-/// Where this replica stands on publishing.
-enum Mode {
-    /// The outcomes writer is open: this replica is the primary.
-    Publishing(Publishing),
-    /// Keeping a bounded tail of outcomes, for a promotion.
-    Retaining,
-    /// Just started: retaining until the outcome of offset `until - 1` (the requests log's
-    /// end at start) has come by, then deciding the role from what the log says.
-    Claiming { until: u64 },
-}
-
-/// The role rules, applied in log order so every replica agrees on them:
-/// - A `Promote` record naming this node makes it primary at that offset: it opens the
-///   outcomes writer (in Kafka, a shared `transactional.id`: this fences the old primary's
-///   producer) and publishes every outcome the outcomes log lacks.
-/// - A `Promote` record naming another node makes a primary step down at that offset:
-///   it publishes through that record's outcome, drops its writer and becomes a standby.
-/// - At start, once caught up with the log's end as it was then: the node the log last
-///   named is primary; while the log has named no one, the configured role decides.
-///   Nothing is published before that point, so a restarted old primary never fences the
-///   one the log has since named.
-/// - A fenced writer (another replica opened one) steps down, keeping its outcomes; only
-///   a later `Promote` record naming this node makes it primary again.
+/// Publishes outcomes while the role machine (`role.rs`) says this replica is primary,
+/// and keeps a bounded tail of them otherwise, for a promotion. It feeds the machine the
+/// outcomes it handles, in order, and carries out `OpenWriter` and `StepDown`.
 pub(crate) struct Publisher {
     shared: Arc<Shared>,
     outcomes_log: Arc<dyn OpenLog>,
     outcomes: Receiver<Vec<Outcome>>,
-    mode: Mode,
+    /// The open outcomes writer, while primary.
+    writer: Option<Publishing>,
     node: String,
-    /// The configured role: decides at start while the log names no primary.
-    configured_role: Role,
-    /// The node the log named last (`Promote` records), as of the outcomes handled.
-    named_primary: Option<String>,
     /// The outcomes log's last outcome when this replica started (read without opening a
     /// writer): older outcomes need not be retained.
     published_at_start: Option<u64>,
@@ -82,36 +60,21 @@ pub(crate) struct Publisher {
     append_budget: AppendBudget,
 }
 
-/// How a publisher starts.
-pub(crate) struct PublisherStart {
-    /// The requests log's end offset when the runtime started.
-    pub(crate) log_end_offset: u64,
-    /// The next offset to apply.
-    pub(crate) start_offset: u64,
-    /// The primary the loaded state names.
-    pub(crate) named_primary: Option<String>,
-    pub(crate) published_at_start: Option<u64>,
-}
-
 impl Publisher {
     pub(crate) fn new(
         shared: Arc<Shared>,
         outcomes_log: Arc<dyn OpenLog>,
         outcomes: Receiver<Vec<Outcome>>,
-        start: PublisherStart,
+        published_at_start: Option<u64>,
         options: &RuntimeOptions,
     ) -> Publisher {
         Publisher {
             shared,
             outcomes_log,
             outcomes,
-            mode: Mode::Claiming {
-                until: start.log_end_offset.max(start.start_offset),
-            },
+            writer: None,
             node: options.node.clone(),
-            configured_role: options.role,
-            named_primary: start.named_primary,
-            published_at_start: start.published_at_start,
+            published_at_start,
             retained: VecDeque::new(),
             retained_max: options.standby_outcomes_max,
             publish_records_max: options.publish_records_max,
@@ -134,18 +97,9 @@ impl Publisher {
     }
 
     fn serve(&mut self) -> Result<(), RuntimeError> {
-        // Nothing to replay: the claim is decided at once.
-        if let Mode::Claiming { until } = self.mode {
-            if self
-                .shared
-                .status()
-                .applied_offset
-                .map_or(0, |applied| applied + 1)
-                >= until
-            {
-                self.decide_claim()?;
-            }
-        }
+        // What the machine decided at start (nothing to replay: caught up at once).
+        let ((), actions) = self.shared.role_input(|_| ());
+        self.carry_out(actions)?;
         loop {
             let first = match self.outcomes.recv_timeout(ROLE_CHECK) {
                 Ok(batch) => batch,
@@ -165,73 +119,58 @@ impl Publisher {
         }
     }
 
-    /// Delivers a batch in order, cutting it after every outcome that can change the role.
+    /// Delivers a batch in order, cutting it after every outcome that can change the role
+    /// (a `Promote` record's, and the one that ends catching up), and tells the role
+    /// machine what was seen.
     fn handle(&mut self, mut batch: Vec<Outcome>) -> Result<(), RuntimeError> {
-        loop {
-            let cut = batch.iter().position(|outcome| {
-                promoted_node(outcome).is_some() || self.claim_reached(outcome)
-            });
-            let Some(cut) = cut else {
-                return self.deliver(batch);
-            };
-            let rest = batch.split_off(cut + 1);
-            let turning = batch.last().expect("cut inside the batch");
-            let claim_reached = self.claim_reached(turning);
+        while !batch.is_empty() {
+            let until = self.shared.role_query(|role| role.catching_up_until());
+            let cut = batch
+                .iter()
+                .position(|outcome| {
+                    promoted_node(outcome).is_some()
+                        || until.is_some_and(|until| outcome.offset + 1 >= until)
+                })
+                .map_or(batch.len(), |cut| cut + 1);
+            let rest = batch.split_off(cut);
+            let turning = batch.last().expect("a cut keeps at least one outcome");
+            let offset = turning.offset;
             let named = promoted_node(turning).map(str::to_string);
             self.deliver(batch)?;
-            if let Some(node) = named {
-                self.on_promote_record(node)?;
-            }
-            if claim_reached {
-                self.decide_claim()?;
-            }
+            let ((), actions) = self
+                .shared
+                .role_input(|role| role.outcome_seen(offset, named.as_deref()));
+            self.carry_out(actions)?;
             batch = rest;
         }
+        Ok(())
     }
 
-    fn claim_reached(&self, outcome: &Outcome) -> bool {
-        matches!(self.mode, Mode::Claiming { until } if outcome.offset + 1 >= until)
-    }
-
-    fn on_promote_record(&mut self, node: String) -> Result<(), RuntimeError> {
-        let mine = node == self.node;
-        tracing::info!(node, mine, "the log names a new primary");
-        self.named_primary = Some(node);
-        match (&self.mode, mine) {
-            (Mode::Retaining, true) => self.become_primary(),
-            (Mode::Publishing(_), false) => {
-                self.step_down("the log names another primary");
-                Ok(())
+    fn carry_out(&mut self, actions: Vec<Action>) -> Result<(), RuntimeError> {
+        for action in actions {
+            match action {
+                Action::OpenWriter => self.become_primary()?,
+                Action::StepDown => self.step_down(),
+                Action::AppendPromote => {
+                    unreachable!("the publisher's inputs never ask for a Promote record")
+                }
             }
-            // Already primary, already standby, or decided at the claim point.
-            _ => Ok(()),
         }
+        Ok(())
     }
 
-    fn decide_claim(&mut self) -> Result<(), RuntimeError> {
-        let primary = match &self.named_primary {
-            Some(node) => *node == self.node,
-            None => self.configured_role == Role::Primary,
-        };
-        tracing::info!(named_primary = ?self.named_primary, node = self.node, primary, "caught up with the log: role decided");
-        self.mode = Mode::Retaining;
-        if primary {
-            self.become_primary()
-        } else {
-            self.shared.stepped_down();
-            Ok(())
-        }
-    }
-
-    /// Publishes or retains, by mode. A fenced writer steps down and keeps the outcomes.
+    /// Publishes or retains, by whether the writer is open. A fenced writer steps down
+    /// and keeps the outcomes.
     fn deliver(&mut self, outcomes: Vec<Outcome>) -> Result<(), RuntimeError> {
-        if !matches!(self.mode, Mode::Publishing(_)) {
+        if self.writer.is_none() {
             self.retain(outcomes);
             return Ok(());
         }
         match self.publish(&outcomes) {
             Err(RuntimeError::OutcomesLog(LogError::Fenced)) => {
-                self.step_down("fenced: another replica opened the outcomes writer");
+                tracing::warn!("fenced: another replica opened the outcomes writer");
+                let ((), actions) = self.shared.role_input(|role| role.fenced());
+                self.carry_out(actions)?;
                 self.retain(outcomes);
                 Ok(())
             }
@@ -251,10 +190,12 @@ impl Publisher {
         }
     }
 
-    fn step_down(&mut self, why: &str) {
-        tracing::warn!(why, "stepping down: publishing nothing from here on");
-        self.mode = Mode::Retaining;
-        self.shared.stepped_down();
+    fn step_down(&mut self) {
+        tracing::warn!(
+            node = self.node,
+            "stepping down: publishing nothing from here on"
+        );
+        self.writer = None;
     }
 
     fn become_primary(&mut self) -> Result<(), RuntimeError> {
@@ -276,9 +217,9 @@ impl Publisher {
         }
         self.shared
             .update(|status| status.published_offset = publishing.last_published);
-        self.mode = Mode::Publishing(publishing);
+        self.writer = Some(publishing);
         let retained: Vec<Outcome> = std::mem::take(&mut self.retained).into();
-        self.shared.promoted();
+        self.shared.role_input(|role| role.writer_opened());
         tracing::info!(node = self.node, "primary: publishing outcomes");
         self.deliver(retained)
     }
@@ -290,8 +231,8 @@ impl Publisher {
         let mut appends = Appends::new(outcomes, self.append_budget);
         let mut failures = 0;
         loop {
-            let Mode::Publishing(publishing) = &mut self.mode else {
-                unreachable!("publish is only called while publishing");
+            let Some(publishing) = &mut self.writer else {
+                unreachable!("publish is only called while the writer is open");
             };
             let Some(append) = appends.next(publishing.last_published) else {
                 break;

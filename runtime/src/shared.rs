@@ -1,7 +1,8 @@
 //! State shared by the runtime's threads and its handles: the status, the stop flag and
-//! the role. Everything else flows through channels.
+//! the role machine. Everything else flows through channels.
 
-use crate::{EngineStatus, Role, SnapshotStatus};
+use crate::role::{Action, RoleMachine};
+use crate::{EngineStatus, SnapshotStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -13,29 +14,68 @@ pub(crate) struct Shared {
     status: Mutex<EngineStatus>,
     changed: Condvar,
     stop: AtomicBool,
-    /// What the publisher is doing (`ROLE_*`); the status's `role` is what it shows.
-    role: AtomicU8,
+    /// The role rules (`role.rs`); fed by the publisher and the handles.
+    role: Mutex<RoleMachine>,
+    /// What the role machine says, for the ticker and the snapshot thread (`ROLE_*`).
+    role_now: AtomicU8,
     /// The engine's `next_due_ms()` after its last batch, for the ticker.
     pub(crate) next_due_ms: AtomicU64,
 }
 
 /// Publishing outcomes and ticking.
 const ROLE_PRIMARY: u8 = 0;
+/// Publishing nothing (`RoleMachine::publishes_nothing`).
 const ROLE_STANDBY: u8 = 1;
-/// A standby that has appended a `Promote` record naming itself, not yet applied.
-const ROLE_PROMOTING: u8 = 2;
-/// Just started: the role is decided once caught up with the log (see `publisher.rs`).
-const ROLE_CLAIMING: u8 = 3;
+/// Catching up or opening the writer: about to decide, or to publish.
+const ROLE_DECIDING: u8 = 2;
+
+fn role_now(role: &RoleMachine) -> u8 {
+    if role.publishes_nothing() {
+        ROLE_STANDBY
+    } else if role.role() == crate::Role::Primary {
+        ROLE_PRIMARY
+    } else {
+        ROLE_DECIDING
+    }
+}
 
 impl Shared {
-    pub(crate) fn new(status: EngineStatus) -> Shared {
+    pub(crate) fn new(mut status: EngineStatus, role: RoleMachine) -> Shared {
+        status.role = role.role();
         Shared {
             status: Mutex::new(status),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
-            role: AtomicU8::new(ROLE_CLAIMING),
+            role_now: AtomicU8::new(role_now(&role)),
+            role: Mutex::new(role),
             next_due_ms: AtomicU64::new(NO_TIMER),
         }
+    }
+
+    /// Asks the role machine something (no input, so no action).
+    pub(crate) fn role_query<T>(&self, query: impl FnOnce(&RoleMachine) -> T) -> T {
+        query(&self.role.lock().expect("runtime role poisoned"))
+    }
+
+    /// Gives the role machine an input; returns its answer and the actions it asked for,
+    /// which are the caller's to carry out (see `role.rs`). The status shows the new role.
+    pub(crate) fn role_input<T>(
+        &self,
+        input: impl FnOnce(&mut RoleMachine) -> T,
+    ) -> (T, Vec<Action>) {
+        let mut role = self.role.lock().expect("runtime role poisoned");
+        let answer = input(&mut role);
+        let actions = std::iter::from_fn(|| role.poll_action()).collect();
+        self.role_now.store(role_now(&role), Ordering::Release);
+        let shown = role.role();
+        // Lock order: the role, then the status (nothing takes them the other way).
+        let mut status = self.lock();
+        if status.role != shown {
+            status.role = shown;
+            drop(status);
+            self.changed.notify_all();
+        }
+        (answer, actions)
     }
 
     fn lock(&self) -> MutexGuard<'_, EngineStatus> {
@@ -96,59 +136,12 @@ impl Shared {
     }
 
     pub(crate) fn is_primary(&self) -> bool {
-        self.role.load(Ordering::Acquire) == ROLE_PRIMARY
+        self.role_now.load(Ordering::Acquire) == ROLE_PRIMARY
     }
 
-    /// A standby (promoting or not): it publishes nothing and its snapshots wait for
-    /// nothing. A replica still deciding its role is not one: it may be about to publish.
+    /// See `RoleMachine::publishes_nothing`.
     pub(crate) fn publishes_nothing(&self) -> bool {
-        matches!(
-            self.role.load(Ordering::Acquire),
-            ROLE_STANDBY | ROLE_PROMOTING
-        )
-    }
-
-    /// Standby (or still deciding) → promoting; false when primary or already promoting.
-    pub(crate) fn request_promotion(&self) -> bool {
-        [ROLE_STANDBY, ROLE_CLAIMING].into_iter().any(|from| {
-            self.role
-                .compare_exchange(from, ROLE_PROMOTING, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        })
-    }
-
-    /// The `Promote` record could not be appended: back to standby.
-    pub(crate) fn promotion_failed(&self) {
-        let _ = self.role.compare_exchange(
-            ROLE_PROMOTING,
-            ROLE_STANDBY,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-    }
-
-    /// Called by the publisher once its writer is open.
-    pub(crate) fn promoted(&self) {
-        self.role.store(ROLE_PRIMARY, Ordering::Release);
-        self.update(|status| status.role = Role::Primary);
-    }
-
-    /// Called by the publisher when it publishes nothing from here on.
-    pub(crate) fn stepped_down(&self) {
-        // A promotion asked for meanwhile stays asked for: its record is still to come.
-        let _ = self.role.compare_exchange(
-            ROLE_PRIMARY,
-            ROLE_STANDBY,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        let _ = self.role.compare_exchange(
-            ROLE_CLAIMING,
-            ROLE_STANDBY,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-        self.update(|status| status.role = Role::Standby);
+        self.role_now.load(Ordering::Acquire) == ROLE_STANDBY
     }
 
     pub(crate) fn snapshot_written(&self, snapshot: SnapshotStatus) {

@@ -2,7 +2,8 @@
 //! `KAFKA_BOOTSTRAP` is set). The ingress cannot see the engine's process (in Kafka mode it
 //! is another one): it is ready while the engine answers, answers 503
 //! `engine_not_answering` once requests wait for outcomes and none has come for the
-//! outcome timeout, and is ready again once an engine publishes what was missing.
+//! outcome timeout, and is ready again once an engine publishes what was missing. An engine
+//! that stops while nothing is written is noticed too: readiness asks it with a `Tick`.
 //! (`boxoffice serve`, where the engine shares the ingress's process, also reports the
 //! runtime's failure at once: see `boxoffice/src/cmd_serve.rs`.)
 
@@ -116,5 +117,50 @@ fn embedded_readiness_follows_the_engine() {
 fn kafka_readiness_follows_the_engine() {
     if let Some(backend) = Backend::kafka("readiness") {
         readiness_follows_the_engine(backend);
+    }
+}
+
+/// The engine stops while nothing is written: readiness writes a `Tick` once the engine
+/// has been silent for the outcome timeout, and the unanswered tick turns it 503.
+fn readiness_notices_an_engine_gone_while_idle(backend: Backend) {
+    let mut stack = Stack::start(backend, None, options(), OUTCOME_TIMEOUT);
+    let end = stack.append(vec![create_event(seated_event(1, 10, 600_000))]);
+    stack.wait_read_model(end - 1);
+    wait_readyz(&stack, StatusCode::OK);
+
+    stack.runtime.take().unwrap().shutdown().unwrap();
+    let body = wait_readyz(&stack, StatusCode::SERVICE_UNAVAILABLE);
+    let details = &body["error"]["details"];
+    assert_eq!(
+        (&details["reason"], &details["engine_answering"]),
+        (&json!("engine_not_answering"), &json!(false)),
+        "{body}"
+    );
+    let probes = details["requests_end_offset"].as_u64().unwrap() - end;
+    assert!(probes >= 1, "{body}");
+
+    // An engine starts again and answers the probe: ready again.
+    stack.runtime = Some(
+        Runtime::start(
+            options(),
+            stack.runtime_logs(),
+            Box::new(MemoryStore::new(1)),
+        )
+        .unwrap(),
+    );
+    wait_readyz(&stack, StatusCode::OK);
+    stack.stop();
+}
+
+#[test]
+fn embedded_readiness_notices_an_engine_gone_while_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    readiness_notices_an_engine_gone_while_idle(Backend::embedded(dir.path()));
+}
+
+#[test]
+fn kafka_readiness_notices_an_engine_gone_while_idle() {
+    if let Some(backend) = Backend::kafka("readiness-idle") {
+        readiness_notices_an_engine_gone_while_idle(backend);
     }
 }

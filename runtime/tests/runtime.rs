@@ -405,7 +405,7 @@ fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path:
     wait_role(&primary.handle(), Role::Primary);
     assert!(matches!(
         primary.promote(),
-        Err(runtime::RuntimeError::NotStandby)
+        Err(runtime::RuntimeError::PromotionRefused(_))
     ));
     // Its `Configure` record first (the log was empty), so the workload follows it.
     let (status, configured) = primary.handle().wait_for(DEADLINE, |status| {
@@ -444,7 +444,7 @@ fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path:
     );
     assert!(matches!(
         standby.promote(),
-        Err(runtime::RuntimeError::NotStandby)
+        Err(runtime::RuntimeError::PromotionRefused(_))
     ));
     wait_role(&standby.handle(), Role::Primary);
     let end = append_workload(&logs, 5, end + 1, end + 51);
@@ -498,10 +498,12 @@ fn promotion_moves_the_role_at_its_record(backend: Backend, store_dir: &std::pat
         rocks_store(&store_dir.join("b")),
     )
     .unwrap();
+    // Replaying, it is neither standby nor primary; once caught up the log decides.
     let (status_b, caught_up) = b.handle().wait_for(DEADLINE, |status| {
         status.caught_up()
             && status.log_end_offset >= end
             && status.state_hash_offset == status.applied_offset
+            && status.role != Role::CatchingUp
     });
     assert!(caught_up, "{status_b:?}");
     assert_eq!(status_b.role, Role::Standby);

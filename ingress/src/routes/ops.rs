@@ -5,7 +5,6 @@ use crate::api::*;
 use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::Operator;
 use crate::state::AppState;
-use crate::times;
 use crate::views::answer;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -36,7 +35,9 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// outcome has come for the outcome timeout (`http.outcome_timeout_ms`), the time after
 /// which a write gives up on its outcome and answers 503. An engine that is alive keeps
 /// answering, even far behind; one that stopped while nothing is written is noticed once
-/// something is written and goes unanswered.
+/// something is written and goes unanswered: to notice that, readiness itself writes a
+/// `Tick` once the engine has been silent for the outcome timeout while nothing waits
+/// (`probe_engine`), so `/readyz` turns 503 within about two timeouts of an engine's end.
 ///
 /// `details` is the [`Readiness`] body plus `reason`: `engine_stopped`,
 /// `log_not_writable`, `engine_not_answering` or `catching_up`.
@@ -62,14 +63,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         .shared
         .engine
         .as_ref()
-        .and_then(|engine| engine.status())
-        .and_then(|status| status.failure);
+        .and_then(|engine| engine.failure());
     let unanswered = requests_end_offset
         .is_some_and(|end| end > applied_offset.map_or(0, |applied| applied + 1));
     let silent = follower
         .silent_for()
         .is_some_and(|silent| silent >= state.config().outcome_timeout);
     let engine_answering = engine_failure.is_none() && !(unanswered && silent);
+    if log_writable && !unanswered && silent {
+        probe_engine(&state);
+    }
     let readiness = Readiness {
         ready: log_writable && caught_up && engine_answering,
         log_writable,
@@ -114,6 +117,23 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Nothing waits for an outcome and none has come for the outcome timeout: asks the
+/// engine whether it answers with a `Tick` (it changes nothing but the engine's clock, as
+/// the engine's own ticks do), so an engine that has gone while nothing was written is
+/// noticed by the next readiness check after its timeout: the tick waits, unanswered. At
+/// most one probe per outcome timeout, and only while readiness is asked.
+fn probe_engine(state: &AppState) {
+    let follower = Arc::clone(&state.shared.follower);
+    follower.note_probe();
+    let writer = Arc::clone(&state.shared.writer);
+    let tick = engine::wire::encode_request(&engine::Request::new(engine::Command::Tick));
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = writer.append(vec![tick]) {
+            tracing::warn!(%error, "readiness cannot append its probe tick");
+        }
+    });
+}
+
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.shared.metrics.render(&state.gauges());
@@ -125,55 +145,31 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     response
 }
 
-fn engine_status(state: &AppState) -> Result<EngineStatusResponse, AppError> {
-    let engine =
-        state.shared.engine.as_ref().ok_or_else(|| {
-            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
-        })?;
-    let status = engine
-        .status()
-        .ok_or_else(|| AppError::unavailable(Reason::EngineStarting, "the engine is starting"))?;
-    Ok(EngineStatusResponse {
-        role: status.role.name().to_string(),
-        applied_offset: status.applied_offset,
-        log_end_offset: status.log_end_offset,
-        last_snapshot: status.last_snapshot.map(|snapshot| SnapshotBody {
-            offset: snapshot.offset,
-            at: times::format(snapshot.at_ms),
-        }),
-        state_hash: status.state_hash,
-        state_hash_offset: status.state_hash_offset,
-    })
+/// `/v1/admin/engine` and promotion on an ingress without an engine in its process: the
+/// engine's own operator endpoint answers them (`boxoffice engine --operator-listen`).
+pub(crate) async fn no_engine(_operator: Operator) -> AppError {
+    AppError::unavailable(
+        Reason::NoEngine,
+        "no engine runs in this process: ask the engine's operator endpoint",
+    )
 }
 
+/// Documentation only: the operator router of `boxoffice serve` and `boxoffice engine`
+/// (`boxoffice/src/operator_http.rs`) serves this, and its tests check its answers against
+/// this document.
 #[utoipa::path(get, path = "/v1/admin/engine", tag = "operations",
-    responses((status = 200, description = "The engine's role, offsets, last snapshot and state hash", body = EngineStatusResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, description = "The replica's role, offsets, last snapshot and state hash", body = EngineStatusResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, description = "No engine runs in this process (an ingress alone)", body = ErrorBody)),
     security(("operator_key" = [])))]
-pub(crate) async fn engine(
-    State(state): State<AppState>,
-    _operator: Operator,
-) -> Result<Json<EngineStatusResponse>, AppError> {
-    engine_status(&state).map(Json)
-}
+#[allow(dead_code)]
+pub(crate) fn engine() {}
 
+/// Documentation only, as [`engine`]: appends a `Promote` record naming this replica;
+/// the role changes once the replica applies it (poll `GET /v1/admin/engine`).
 #[utoipa::path(post, path = "/v1/admin/engine/promote", tag = "operations",
-    responses((status = 200, description = "Promoted; the new status", body = EngineStatusResponse), (status = 409, description = "Cannot promote (already primary, ...)", body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 202, description = "The Promote record is in the requests log", body = PromoteResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "Already primary, or a promotion is under way", body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("operator_key" = [])))]
-pub(crate) async fn promote(
-    State(state): State<AppState>,
-    _operator: Operator,
-) -> Result<Json<EngineStatusResponse>, AppError> {
-    let engine =
-        state.shared.engine.clone().ok_or_else(|| {
-            AppError::unavailable(Reason::NoEngine, "no engine runs in this process")
-        })?;
-    let result = tokio::task::spawn_blocking(move || engine.promote())
-        .await
-        .map_err(AppError::internal)?;
-    result.map_err(|reason| AppError::conflict(Reason::PromotionRefused, reason))?;
-    tracing::warn!("engine promoted to primary by the operator");
-    engine_status(&state).map(Json)
-}
+#[allow(dead_code)]
+pub(crate) fn promote() {}
 
 pub(crate) async fn openapi() -> Response {
     let mut response = Json(crate::openapi::document()).into_response();

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use engine::EngineConfig;
-use ingress::test_engine::{TestEngine, TestEngineControl};
+use ingress::test_engine::TestEngine;
 use ingress::{AppState, Ingress, IngressConfig};
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
 use serde_json::{json, Value};
@@ -85,14 +85,12 @@ impl Harness {
             EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
         let engine_config = config.engine.clone();
         let engine = with_engine.then(|| start_engine(&requests, &outcomes, engine_config.clone()));
-        let control = engine
-            .clone()
-            .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
+        // The test engine stands for an engine in another process (as in Kafka mode).
         let ingress = Ingress::start(
             config,
             Arc::new(requests.writer()),
             Box::new(outcomes.reader()),
-            control,
+            None,
         )
         .unwrap();
         let state = ingress.state();
