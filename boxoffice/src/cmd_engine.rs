@@ -6,8 +6,8 @@
 //! `<data_dir>/outcomes` (RocksDB logs) and `<data_dir>/snapshots`. Kafka mode uses the
 //! `[kafka]` topics and still keeps snapshots in `<data_dir>/snapshots`.
 
-use crate::settings::{LogKind, Settings};
-use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogError};
+use crate::settings::{KafkaSettings, LogKind, Settings};
+use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, LogError};
 use runtime::{Logs, OpenLog, Role, Runtime, RuntimeError, RuntimeOptions};
 use snapshotter::{RocksStore, RocksStoreOptions, SnapshotError};
 use std::path::{Path, PathBuf};
@@ -52,14 +52,15 @@ fn embedded(dir: PathBuf) -> Result<Arc<dyn OpenLog>, ToolError> {
 }
 
 fn kafka(
-    brokers: &str,
+    settings: &KafkaSettings,
     topic: &str,
     transactional_id: Option<&str>,
 ) -> Result<Arc<dyn OpenLog>, ToolError> {
-    let mut options = KafkaOptions::new(brokers, topic);
+    let mut options = settings.options(topic);
     options.transactional_id = transactional_id.map(str::to_string);
     let log = KafkaLog::open(options).map_err(log_error(format!(
-        "cannot open Kafka topic {topic} on {brokers}"
+        "cannot open Kafka topic {topic} on {}",
+        settings.brokers
     )))?;
     Ok(Arc::new(log))
 }
@@ -85,13 +86,9 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
         LogKind::Kafka => {
             let kafka_settings = &settings.kafka;
             Ok(ConfiguredLogs {
-                requests: kafka(
-                    &kafka_settings.brokers,
-                    &kafka_settings.requests_topic,
-                    None,
-                )?,
+                requests: kafka(kafka_settings, &kafka_settings.requests_topic, None)?,
                 outcomes: kafka(
-                    &kafka_settings.brokers,
+                    kafka_settings,
                     &kafka_settings.outcomes_topic,
                     Some(&kafka_settings.transactional_id),
                 )?,
