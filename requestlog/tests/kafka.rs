@@ -449,7 +449,9 @@ fn topic_config(brokers: &str, topic: &str, name: &str) -> Option<String> {
 #[test]
 fn an_existing_topic_that_cannot_keep_the_log_is_refused_naming_the_setting() {
     let Some(brokers) = bootstrap() else { return };
-    let cases: &[(&str, i32, &[(&str, &str)], &str)] = &[
+    // (name, partitions, settings unlike a log's, what the refusal says)
+    type Case<'a> = (&'a str, i32, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         ("two-partitions", 2, &[], "partitions is 2"),
         (
             "compacted",
