@@ -6,8 +6,8 @@
 //! `<data_dir>/outcomes` (RocksDB logs) and `<data_dir>/snapshots`. Kafka mode uses the
 //! `[kafka]` topics and still keeps snapshots in `<data_dir>/snapshots`.
 
-use crate::settings::{LogKind, Settings};
-use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, KafkaOptions, LogError};
+use crate::settings::{KafkaSettings, LogKind, Settings};
+use requestlog::{EmbeddedLog, EmbeddedOptions, KafkaLog, LogError};
 use runtime::{Logs, OpenLog, Role, Runtime, RuntimeError, RuntimeOptions};
 use snapshotter::{RocksStore, RocksStoreOptions, SnapshotError};
 use std::path::{Path, PathBuf};
@@ -52,22 +52,23 @@ fn embedded(dir: PathBuf) -> Result<Arc<dyn OpenLog>, ToolError> {
 }
 
 fn kafka(
-    brokers: &str,
+    settings: &KafkaSettings,
     topic: &str,
     transactional_id: Option<&str>,
 ) -> Result<Arc<dyn OpenLog>, ToolError> {
-    Ok(Arc::new(kafka_log(brokers, topic, transactional_id)?))
+    Ok(Arc::new(kafka_log(settings, topic, transactional_id)?))
 }
 
 fn kafka_log(
-    brokers: &str,
+    settings: &KafkaSettings,
     topic: &str,
     transactional_id: Option<&str>,
 ) -> Result<KafkaLog, ToolError> {
-    let mut options = KafkaOptions::new(brokers, topic);
+    let mut options = settings.options(topic);
     options.transactional_id = transactional_id.map(str::to_string);
     KafkaLog::open(options).map_err(log_error(format!(
-        "cannot open Kafka topic {topic} on {brokers}"
+        "cannot open Kafka topic {topic} on {}",
+        settings.brokers
     )))
 }
 
@@ -75,11 +76,7 @@ fn kafka_log(
 /// its node there ([`requestlog::ReplicaAnnouncer`]) and `promote` refuses a node none
 /// has announced.
 pub(crate) fn requests_topic(settings: &Settings) -> Result<KafkaLog, ToolError> {
-    kafka_log(
-        &settings.kafka.brokers,
-        &settings.kafka.requests_topic,
-        None,
-    )
+    kafka_log(&settings.kafka, &settings.kafka.requests_topic, None)
 }
 
 pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
@@ -103,13 +100,9 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
         LogKind::Kafka => {
             let kafka_settings = &settings.kafka;
             Ok(ConfiguredLogs {
-                requests: kafka(
-                    &kafka_settings.brokers,
-                    &kafka_settings.requests_topic,
-                    None,
-                )?,
+                requests: kafka(kafka_settings, &kafka_settings.requests_topic, None)?,
                 outcomes: kafka(
-                    &kafka_settings.brokers,
+                    kafka_settings,
                     &kafka_settings.outcomes_topic,
                     Some(&kafka_settings.transactional_id),
                 )?,

@@ -5,7 +5,7 @@
 use crate::cmd_engine::{log_error, ToolError};
 use crate::settings::Settings;
 use ingress::{Ingress, IngressConfig, RateLimitConfig, Tenant};
-use requestlog::{KafkaLog, KafkaOptions};
+use requestlog::KafkaLog;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,14 +103,12 @@ async fn shutdown_signal() {
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
     let kafka = &settings.kafka;
-    let requests =
-        KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.requests_topic)).map_err(
-            log_error(format!("cannot open Kafka topic {}", kafka.requests_topic)),
-        )?;
-    let outcomes =
-        KafkaLog::open(KafkaOptions::new(&kafka.brokers, &kafka.outcomes_topic)).map_err(
-            log_error(format!("cannot open Kafka topic {}", kafka.outcomes_topic)),
-        )?;
+    let requests = KafkaLog::open(kafka.options(&kafka.requests_topic)).map_err(log_error(
+        format!("cannot open Kafka topic {}", kafka.requests_topic),
+    ))?;
+    let outcomes = KafkaLog::open(kafka.options(&kafka.outcomes_topic)).map_err(log_error(
+        format!("cannot open Kafka topic {}", kafka.outcomes_topic),
+    ))?;
     let writer = requests
         .writer()
         .map_err(log_error("cannot open the requests topic's writer"))?;

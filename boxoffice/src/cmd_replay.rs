@@ -20,9 +20,19 @@ pub(crate) fn run(
 ) -> Result<(), ToolError> {
     let logs = open_logs(settings, data_dir)?;
     let mut engine = Engine::new(settings.engine_config());
+    let mut reader = logs
+        .requests
+        .open_reader()
+        .map_err(log_error("cannot read the requests log"))?;
     if from_snapshot {
         let store = open_snapshots(settings, data_dir)?;
-        let recovery = snapshotter::load_newest(&store, &settings.engine_config())?;
+        let current_log = snapshotter::CurrentLog {
+            log_id: logs.requests.log_id(),
+            end_offset: reader
+                .end_offset()
+                .map_err(log_error("cannot read the requests log's end"))?,
+        };
+        let recovery = snapshotter::load_newest(&store, &settings.engine_config(), &current_log)?;
         for rejected in &recovery.rejected {
             eprintln!(
                 "skipped snapshot at offset {}: {}",
@@ -47,10 +57,6 @@ pub(crate) fn run(
             )));
         }
     }
-    let mut reader = logs
-        .requests
-        .open_reader()
-        .map_err(log_error("cannot read the requests log"))?;
     let bar = ProgressBar::hidden();
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} records, {per_sec}, eta {eta}")

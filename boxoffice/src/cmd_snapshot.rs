@@ -43,11 +43,12 @@ fn list(store: &dyn SnapshotStore) -> Result<(), ToolError> {
     for entry in listed {
         match entry.info {
             Ok(info) => println!(
-                "offset {:>12}  created_at_ms {}  state_bytes {:>12}  state_hash {}",
+                "offset {:>12}  created_at_ms {}  state_bytes {:>12}  state_hash {}  log {}",
                 info.offset,
                 info.created_at_ms,
                 info.state_bytes,
-                info.state_hash_hex()
+                info.state_hash_hex(),
+                info.log_id.as_deref().unwrap_or("(not recorded)")
             ),
             Err(reason) => println!("offset {:>12}  UNREADABLE: {reason}", entry.offset),
         }
@@ -75,6 +76,10 @@ fn inspect(
     let snapshot = store.read(offset)?;
     println!("offset {}", snapshot.offset);
     println!("created_at_ms {}", snapshot.created_at_ms);
+    println!(
+        "log_id {}",
+        snapshot.log_id.as_deref().unwrap_or("(not recorded)")
+    );
     println!("state_hash {}", hex(&snapshot.state_hash));
     println!("state_bytes {}", snapshot.state.len());
     println!(

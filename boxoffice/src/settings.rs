@@ -4,9 +4,14 @@
 //! Any key can be overridden as `BOXOFFICE_<SECTION>_<KEY>` (e.g.
 //! `BOXOFFICE_HTTP_LISTEN`, `BOXOFFICE_RATE_LIMIT_ENABLED`); top-level keys as
 //! `BOXOFFICE_<KEY>` (`BOXOFFICE_DATA_DIR`); `BOXOFFICE_LISTEN` is short for the HTTP
-//! listen address.
+//! listen address. Kafka client properties (`[kafka.client]`, dotted librdkafka names) are
+//! `BOXOFFICE_KAFKA_CLIENT_<PROPERTY>` with every `.` written `_`
+//! (`BOXOFFICE_KAFKA_CLIENT_SASL_PASSWORD` sets `sasl.password`: librdkafka's string
+//! properties have no `_` of their own).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::num::NonZeroU16;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +150,82 @@ pub(crate) struct KafkaSettings {
     pub(crate) requests_topic: String,
     pub(crate) outcomes_topic: String,
     pub(crate) transactional_id: String,
+    /// Replicas of a topic Boxoffice creates, and the fewest an existing topic may have.
+    #[serde(default = "default_one")]
+    pub(crate) replication_factor: NonZeroU16,
+    /// `min.insync.replicas` of a topic Boxoffice creates, and the least an existing topic
+    /// may have (at most `replication_factor`).
+    #[serde(default = "default_one")]
+    pub(crate) min_insync_replicas: NonZeroU16,
+    /// The shortest `retention.ms` an existing topic may have; -1: it must keep records for
+    /// ever (replay from offset 0 needs the whole log).
+    #[serde(default = "default_unlimited")]
+    pub(crate) retention_ms_min: i64,
+    /// The smallest `retention.bytes` an existing topic may have; -1: no size limit.
+    #[serde(default = "default_unlimited")]
+    pub(crate) retention_bytes_min: i64,
+    /// librdkafka properties for every client (producers, consumers, the admin client),
+    /// passed verbatim and applied last: `security.protocol`, `sasl.*`, `ssl.*`,
+    /// `client.id`... Values may be written as strings, numbers or booleans.
+    #[serde(default, deserialize_with = "client_properties")]
+    pub(crate) client: BTreeMap<String, String>,
 }
+
+fn default_one() -> NonZeroU16 {
+    NonZeroU16::MIN
+}
+
+fn default_unlimited() -> i64 {
+    -1
+}
+
+/// A table of librdkafka properties: scalar values, each as librdkafka reads it (a string).
+fn client_properties<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let table = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
+    table
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Float(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                    "kafka.client.{name} is a {}; a client property is a string, number or boolean",
+                    other.type_str()
+                )))
+                }
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+impl KafkaSettings {
+    /// The options of one of the two topics: its shape and checks from `[kafka]`, and the
+    /// client properties of `[kafka.client]`.
+    pub(crate) fn options(&self, topic: &str) -> requestlog::KafkaOptions {
+        let minimum = |value: i64| u64::try_from(value).ok();
+        requestlog::KafkaOptions {
+            replication_factor: i32::from(self.replication_factor.get()),
+            min_insync_replicas: i32::from(self.min_insync_replicas.get()),
+            retention_ms_min: minimum(self.retention_ms_min),
+            retention_bytes_min: minimum(self.retention_bytes_min),
+            client_properties: self
+                .client
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            ..requestlog::KafkaOptions::new(&self.brokers, topic)
+        }
+    }
+}
+
+/// How `BOXOFFICE_KAFKA_CLIENT_<PROPERTY>` variables start, lower-cased.
+const CLIENT_PROPERTY_PREFIX: &str = "kafka_client_";
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct SnapshotSettings {
@@ -223,6 +303,10 @@ impl Settings {
         overrides.sort();
         for (name, value) in overrides {
             let key = name["BOXOFFICE_".len()..].to_ascii_lowercase();
+            if let Some(property) = key.strip_prefix(CLIENT_PROPERTY_PREFIX) {
+                set_client_property(&mut root, &property.replace('_', "."), value);
+                continue;
+            }
             let key = if key == "listen" {
                 "http_listen".to_string()
             } else {
@@ -290,13 +374,37 @@ impl Settings {
     }
 }
 
-/// Keys that hold a secret (`*_key`, `*secret*`, `*password*`) show as `***`.
+/// `[kafka.client] property = value` (always a string: librdkafka reads strings).
+fn set_client_property(root: &mut toml::Table, property: &str, value: String) {
+    let kafka = root
+        .entry("kafka")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(kafka) = kafka {
+        let client = kafka
+            .entry("client")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(client) = client {
+            client.insert(property.to_string(), toml::Value::String(value));
+        }
+    }
+}
+
+/// Whether a key holds a secret: `*_key`, `*secret*`, `*password*`, and the Kafka client's
+/// private key (`ssl.key.pem`) and OAuth configuration (`sasl.oauthbearer.config`).
+fn is_secret(key: &str) -> bool {
+    key.ends_with("_key")
+        || key.contains("secret")
+        || key.contains("password")
+        || key == "ssl.key.pem"
+        || key == "sasl.oauthbearer.config"
+}
+
+/// Keys that hold a secret ([`is_secret`]) show as `***`.
 fn mask_secrets(value: &mut toml::Value) {
     match value {
         toml::Value::Table(table) => {
             for (key, value) in table.iter_mut() {
-                let secret =
-                    key.ends_with("_key") || key.contains("secret") || key.contains("password");
+                let secret = is_secret(key);
                 if secret && value.is_str() {
                     *value = toml::Value::String("***".into());
                 } else {
@@ -498,6 +606,119 @@ mod tests {
             ),
             (4, 4)
         );
+    }
+
+    #[test]
+    fn kafka_client_properties_come_from_the_file_and_the_environment() {
+        let path = Path::new("site.toml");
+        let file = "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"from-file\"\n\"socket.keepalive.enable\" = true\n\"reconnect.backoff.ms\" = 250\n";
+        let env = [
+            (
+                "BOXOFFICE_KAFKA_CLIENT_SASL_USERNAME".to_string(),
+                "boxoffice".to_string(),
+            ),
+            (
+                "BOXOFFICE_KAFKA_CLIENT_SASL_PASSWORD".to_string(),
+                "Hunter2-Secret".to_string(),
+            ),
+            (
+                "BOXOFFICE_KAFKA_CLIENT_SSL_KEY_PEM".to_string(),
+                "-----BEGIN PRIVATE KEY-----".to_string(),
+            ),
+        ];
+        let settings = Settings::parse(file, env, path).unwrap();
+        let options = settings.kafka.options("boxoffice.requests");
+        assert_eq!(options.topic, "boxoffice.requests");
+        let properties: Vec<(&str, &str)> = options
+            .client_properties
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        assert_eq!(
+            properties,
+            [
+                ("reconnect.backoff.ms", "250"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.password", "Hunter2-Secret"),
+                ("sasl.username", "boxoffice"),
+                ("security.protocol", "SASL_SSL"),
+                ("socket.keepalive.enable", "true"),
+                ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----"),
+            ]
+        );
+        let shown = settings.effective_toml();
+        assert!(!shown.contains("Hunter2"), "{shown}");
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+        assert!(shown.contains("\"sasl.password\" = \"***\""), "{shown}");
+        assert!(
+            shown.contains("\"sasl.username\" = \"boxoffice\""),
+            "{shown}"
+        );
+        // No properties by default.
+        let defaults = Settings::parse(DEFAULT, [], path).unwrap();
+        assert!(defaults.kafka.options("t").client_properties.is_empty());
+    }
+
+    #[test]
+    fn a_client_property_reaches_the_kafka_client() {
+        // librdkafka refuses an unknown security protocol when the client is made, before
+        // any broker is contacted: the error names the property, so it was passed on.
+        let env = [(
+            "BOXOFFICE_KAFKA_CLIENT_SECURITY_PROTOCOL".to_string(),
+            "carrier_pigeon".to_string(),
+        )];
+        let settings = Settings::parse(DEFAULT, env, Path::new("x.toml")).unwrap();
+        let error = requestlog::KafkaLog::open(settings.kafka.options("boxoffice.requests"))
+            .err()
+            .expect("refused");
+        let error = error.to_string();
+        assert!(
+            error.contains("security.protocol") && error.contains("carrier_pigeon"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn kafka_topic_checks_come_from_the_kafka_section() {
+        let path = Path::new("site.toml");
+        let defaults = Settings::parse(DEFAULT, [], path)
+            .unwrap()
+            .kafka
+            .options("t");
+        assert_eq!(
+            (
+                defaults.replication_factor,
+                defaults.min_insync_replicas,
+                defaults.retention_ms_min,
+                defaults.retention_bytes_min
+            ),
+            (1, 1, None, None)
+        );
+        let file = "[kafka]\nreplication_factor = 3\nmin_insync_replicas = 2\nretention_ms_min = 604800000\n";
+        let env = [(
+            "BOXOFFICE_KAFKA_RETENTION_BYTES_MIN".to_string(),
+            "1099511627776".to_string(),
+        )];
+        let options = Settings::parse(file, env, path).unwrap().kafka.options("t");
+        assert_eq!(
+            (
+                options.replication_factor,
+                options.min_insync_replicas,
+                options.retention_ms_min,
+                options.retention_bytes_min
+            ),
+            (3, 2, Some(604_800_000), Some(1 << 40))
+        );
+        for (file, named) in [
+            ("[kafka]\nreplication_factor = 0\n", "replication_factor"),
+            (
+                "[kafka.client]\n\"sasl.mechanism\" = [\"PLAIN\"]\n",
+                "kafka.client.sasl.mechanism",
+            ),
+        ] {
+            let error = Settings::parse(file, [], path).unwrap_err().to_string();
+            assert!(error.contains(named), "{file}: {error}");
+        }
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!
 //! Readers never look past the published `end_offset`, which the writer thread advances only
 //! after RocksDB's synced write has returned: a reader cannot see a record that is not durable.
+//!
+//! The records live in RocksDB's default column family; the `meta` column family holds the
+//! log's identity ([`EmbeddedLog::log_id`]), a random id written once, when a log is first
+//! opened by a version that knows it, and kept for the life of the directory.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,6 +28,7 @@ use rocksdb::{
 };
 
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
+use crate::EMBEDDED_LOG_ID_PREFIX;
 use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
 
 /// Limits of an [`EmbeddedLog`].
@@ -79,7 +84,12 @@ impl EmbeddedOptions {
 /// the same directory be opened again.
 pub struct EmbeddedLog {
     writer: EmbeddedWriter,
+    log_id: String,
 }
+
+/// The column family of the log's own facts (today its identity), apart from the records.
+const META_COLUMN_FAMILY: &str = "meta";
+const LOG_ID_KEY: &[u8] = b"log_id";
 
 /// Appends to an [`EmbeddedLog`]. Clone it freely: all clones feed the same writer thread.
 #[derive(Clone)]
@@ -140,11 +150,14 @@ impl EmbeddedLog {
         db_options.set_paranoid_checks(true);
         db_options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
         db_options.set_compression_type(DBCompressionType::Lz4);
-        let db = DB::open(&db_options, dir.as_ref())?;
+        db_options.create_missing_column_families(true);
+        let db = DB::open_cf(&db_options, dir.as_ref(), [META_COLUMN_FAMILY])?;
         let tail = recover_tail(&db)?;
+        let log_id = read_or_create_log_id(&db)?;
         tracing::info!(
             dir = %dir.as_ref().display(),
             end_offset = tail.end_offset,
+            log_id,
             "embedded log opened"
         );
 
@@ -180,7 +193,15 @@ impl EmbeddedLog {
             writer: EmbeddedWriter {
                 handle: Arc::new(handle),
             },
+            log_id,
         })
+    }
+
+    /// The identity of this log: `embedded:` and 32 hex digits, random, written to the log's
+    /// directory the first time it was opened and the same on every later open. Snapshots
+    /// record it, so a snapshot is never loaded against another log.
+    pub fn log_id(&self) -> &str {
+        &self.log_id
     }
 
     /// A handle for appending; clones share the writer thread.
@@ -263,6 +284,25 @@ impl Shared {
             .lock()
             .expect("published state poisoned: the writer thread panicked")
     }
+}
+
+/// Reads the log's id, or makes one (random) and writes it, synced, before any record can be
+/// appended by this process.
+fn read_or_create_log_id(db: &DB) -> Result<String, LogError> {
+    let meta = db
+        .cf_handle(META_COLUMN_FAMILY)
+        .expect("the meta column family is opened with the log");
+    if let Some(stored) = db.get_cf(meta, LOG_ID_KEY)? {
+        return String::from_utf8(stored).map_err(|_| LogError::Corrupt {
+            offset: 0,
+            reason: "the log id is not UTF-8",
+        });
+    }
+    let log_id = format!("{EMBEDDED_LOG_ID_PREFIX}{:032x}", rand::random::<u128>());
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    db.put_cf_opt(meta, LOG_ID_KEY, log_id.as_bytes(), &write_options)?;
+    Ok(log_id)
 }
 
 struct Tail {

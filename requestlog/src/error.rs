@@ -53,6 +53,17 @@ pub enum LogError {
     #[error("topic {topic}: {reason}")]
     Topic { topic: String, reason: String },
 
+    /// The Kafka topic exists, but one of its settings (or the options it is opened with)
+    /// cannot keep a log safe. `setting` is the topic's configuration key (`cleanup.policy`,
+    /// `retention.ms`, ...) or `partitions` / `replication factor`.
+    #[error("topic {topic}: {setting} is {found}, but the log needs {required}")]
+    TopicSetting {
+        topic: String,
+        setting: &'static str,
+        found: String,
+        required: String,
+    },
+
     /// RocksDB failed. After a failed write the embedded writer refuses further appends.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),

@@ -8,8 +8,29 @@
 //!  KafkaReader: BaseConsumer, assign(topic, 0, offset), read_committed, no consumer group
 //! ```
 //!
-//! The public API is blocking; librdkafka's own threads do the I/O. The only future (topic
-//! creation through the admin client) is driven by [`block_on`], so no async runtime is needed.
+//! The public API is blocking; librdkafka's own threads do the I/O. The only futures (topic
+//! creation and description through the admin client) are driven by [`block_on`], so no async
+//! runtime is needed.
+//!
+//! [`KafkaLog::open`] checks the topic before anything reads or writes it (`check_topic`):
+//! whether `open` created it or an operator did, a topic that cannot keep a log safe is refused
+//! with [`LogError::TopicSetting`] naming the setting. Why each one matters:
+//!
+//! - `partitions` = 1: one partition is one order.
+//! - `cleanup.policy` = `delete`: compaction keeps only the last record per key and would
+//!   remove requests.
+//! - `retention.ms` / `retention.bytes`: a replica with no snapshot replays the requests log
+//!   from offset 0, and the ingress rebuilds its read model from the outcomes log's offset 0,
+//!   so by default both must be unlimited (`-1`); `retention_ms_min` / `retention_bytes_min`
+//!   accept a finite retention at least that long.
+//! - `message.timestamp.type` = `LogAppendTime`: a record's timestamp is the engine's clock
+//!   (holds expire by it). With `CreateTime` it would be whatever each producer's host clock
+//!   (or a producer's choice) says, so one ingress with a skewed clock would move expiry for
+//!   everyone; the broker's append time is one clock, assigned in log order.
+//! - the partition's replicas ≥ `replication_factor`, `min.insync.replicas` ≥
+//!   `min_insync_replicas`, `unclean.leader.election.enable` = `false`: an acknowledged
+//!   (`acks=all`) record survives the loss of a broker, and an out-of-date replica never
+//!   becomes leader (which would drop acknowledged records).
 
 use std::future::Future;
 use std::pin::pin;
@@ -19,7 +40,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{Client, ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -28,7 +49,7 @@ use rdkafka::message::{DeliveryResult, Message, Timestamp};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
+use crate::{Appended, LogError, LogReader, LogRecord, LogWriter, KAFKA_LOG_ID_PREFIX};
 
 /// The log always lives in partition 0 of its topic.
 const PARTITION: i32 = 0;
@@ -57,9 +78,19 @@ pub struct KafkaOptions {
     /// Create the topic at `open` when it does not exist (1 partition, `LogAppendTime`,
     /// unlimited retention). When false a missing topic is an error.
     pub create_if_missing: bool,
-    /// Replication factor of a topic created by `open` (1 for a single dev broker, 3 in
-    /// production, with `min.insync.replicas=2`).
+    /// Replication factor of a topic created by `open`, and the fewest replicas an existing
+    /// topic's partition may have (1 for a single dev broker, 3 in production).
     pub replication_factor: i32,
+    /// `min.insync.replicas` of a topic created by `open`, and the least an existing topic may
+    /// have: an `acks=all` append is acknowledged once this many replicas have it (1 for a
+    /// single dev broker, 2 in production with 3 replicas). At most `replication_factor`.
+    pub min_insync_replicas: i32,
+    /// The shortest `retention.ms` an existing topic may have; `None` (the default): the
+    /// topic must keep records for ever (`-1`), as replay from offset 0 needs.
+    pub retention_ms_min: Option<u64>,
+    /// The smallest `retention.bytes` an existing topic may have; `None` (the default): no
+    /// size limit (`-1`).
+    pub retention_bytes_min: Option<u64>,
     /// When set, the writer is transactional with this `transactional.id`: each `append` is one
     /// transaction, and starting a second writer with the same id fences the first (its appends
     /// then fail with [`LogError::Fenced`]). Each committed transaction also writes a commit
@@ -91,6 +122,9 @@ impl KafkaOptions {
             topic: topic.into(),
             create_if_missing: true,
             replication_factor: 1,
+            min_insync_replicas: 1,
+            retention_ms_min: None,
+            retention_bytes_min: None,
             transactional_id: None,
             payload_size_max_bytes: 1024 * 1024,
             append_records_max: 4096,
@@ -105,6 +139,7 @@ impl KafkaOptions {
         assert!(!self.brokers.is_empty());
         assert!(!self.topic.is_empty());
         assert!(self.replication_factor >= 1);
+        assert!(self.min_insync_replicas >= 1);
         assert!(self.payload_size_max_bytes > 0);
         assert!(self.append_records_max > 0);
         assert!(!self.operation_timeout.is_zero());
@@ -141,23 +176,55 @@ fn millis(duration: Duration) -> u64 {
 /// maybe creates) the topic.
 pub struct KafkaLog {
     options: Arc<KafkaOptions>,
+    log_id: String,
 }
 
 impl KafkaLog {
     /// Checks that the topic exists with one partition and a leader, creating it first when
-    /// `create_if_missing` is set.
+    /// `create_if_missing` is set, then that its settings can keep a log (see the module's
+    /// documentation): a mismatch is [`LogError::TopicSetting`].
     pub fn open(options: KafkaOptions) -> Result<KafkaLog, LogError> {
         options.assert_valid();
+        if options.min_insync_replicas > options.replication_factor {
+            return Err(LogError::TopicSetting {
+                topic: options.topic.clone(),
+                setting: "min.insync.replicas",
+                found: options.min_insync_replicas.to_string(),
+                required: format!(
+                    "at most the replication factor ({}): every append would be refused",
+                    options.replication_factor
+                ),
+            });
+        }
         let mut config = options.client_config();
         options.apply_client_properties(&mut config);
         let admin: AdminClient<DefaultClientContext> = config.create()?;
         if options.create_if_missing {
             create_topic(&admin, &options)?;
         }
-        wait_for_leader(admin.inner(), &options)?;
+        let replicas = wait_for_leader(admin.inner(), &options)?;
+        let topic_configs = describe_topic(&admin, &options)?;
+        check_topic(&options, replicas, &topic_configs)?;
+        let cluster_id = admin
+            .inner()
+            .fetch_cluster_id(options.operation_timeout)
+            .ok_or(LogError::Timeout {
+                operation: "the Kafka cluster id",
+                timeout_ms: millis(options.operation_timeout),
+            })?;
+        let log_id = format!("{KAFKA_LOG_ID_PREFIX}{cluster_id}/{}", options.topic);
         Ok(KafkaLog {
             options: Arc::new(options),
+            log_id,
         })
+    }
+
+    /// The identity of this log: `kafka:<cluster id>/<topic>`. Snapshots record it, so a
+    /// snapshot is never loaded against another topic or cluster. (A topic deleted and
+    /// created again under the same name keeps the id; Kafka's topic ids are not exposed by
+    /// the client library yet.)
+    pub fn log_id(&self) -> &str {
+        &self.log_id
     }
 
     /// A new producer. In transactional mode this fences any earlier writer with the same
@@ -248,11 +315,7 @@ fn create_topic(
     options: &KafkaOptions,
 ) -> Result<(), LogError> {
     let max_message_bytes = (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string();
-    let min_insync_replicas = if options.replication_factor >= 3 {
-        "2"
-    } else {
-        "1"
-    };
+    let min_insync_replicas = options.min_insync_replicas.to_string();
     let topic = NewTopic::new(
         &options.topic,
         1,
@@ -266,7 +329,7 @@ fn create_topic(
     .set("retention.bytes", "-1")
     .set("cleanup.policy", "delete")
     .set("unclean.leader.election.enable", "false")
-    .set("min.insync.replicas", min_insync_replicas)
+    .set("min.insync.replicas", &min_insync_replicas)
     .set("max.message.bytes", &max_message_bytes);
     let admin_options = AdminOptions::new()
         .operation_timeout(Some(options.operation_timeout))
@@ -288,11 +351,12 @@ fn create_topic(
 }
 
 /// Waits (bounded by `operation_timeout`) until the topic has its one partition with a leader,
-/// so that the first append or fetch does not race the topic's creation.
+/// so that the first append or fetch does not race the topic's creation. Returns how many
+/// replicas the partition has.
 fn wait_for_leader<C: ClientContext>(
     client: &Client<C>,
     options: &KafkaOptions,
-) -> Result<(), LogError> {
+) -> Result<usize, LogError> {
     let deadline = Instant::now() + options.operation_timeout;
     let topic_error = |reason: String| LogError::Topic {
         topic: options.topic.clone(),
@@ -312,12 +376,16 @@ fn wait_for_leader<C: ClientContext>(
                     RDKafkaErrorCode::from(error)
                 ),
                 None if topic.partitions().len() != 1 => {
-                    let count = topic.partitions().len();
-                    return Err(topic_error(format!(
-                        "has {count} partitions; a log needs exactly 1"
-                    )));
+                    return Err(LogError::TopicSetting {
+                        topic: options.topic.clone(),
+                        setting: "partitions",
+                        found: topic.partitions().len().to_string(),
+                        required: "exactly 1 (one partition is one order)".into(),
+                    });
                 }
-                None if topic.partitions()[0].leader() >= 0 => return Ok(()),
+                None if topic.partitions()[0].leader() >= 0 => {
+                    return Ok(topic.partitions()[0].replicas().len())
+                }
                 None => "partition 0 has no leader yet".to_owned(),
             },
         };
@@ -326,6 +394,124 @@ fn wait_for_leader<C: ClientContext>(
         }
         thread::sleep(METADATA_RETRY_BACKOFF);
     }
+}
+
+/// The topic's configuration as the broker reports it (explicit and inherited values alike).
+fn describe_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    options: &KafkaOptions,
+) -> Result<Vec<(String, String)>, LogError> {
+    let admin_options = AdminOptions::new()
+        .operation_timeout(Some(options.operation_timeout))
+        .request_timeout(Some(options.operation_timeout));
+    let topic = ResourceSpecifier::Topic(&options.topic);
+    let results = block_on(admin.describe_configs([&topic], &admin_options))?;
+    let mut configs = Vec::new();
+    for result in results {
+        let resource = result.map_err(|code| LogError::Topic {
+            topic: options.topic.clone(),
+            reason: format!("cannot describe its configuration: {code}"),
+        })?;
+        configs.extend(
+            resource
+                .entries
+                .into_iter()
+                .filter_map(|entry| Some((entry.name, entry.value?))),
+        );
+    }
+    Ok(configs)
+}
+
+/// Checks an existing topic's replica count and configuration (`configs`: name, value)
+/// against what a log needs. The first mismatch, in the order of the module's documentation,
+/// is the error.
+fn check_topic(
+    options: &KafkaOptions,
+    replicas: usize,
+    configs: &[(String, String)],
+) -> Result<(), LogError> {
+    let mismatch = |setting: &'static str, found: &str, required: String| LogError::TopicSetting {
+        topic: options.topic.clone(),
+        setting,
+        found: found.to_string(),
+        required,
+    };
+    let value = |setting: &'static str| -> Result<&str, LogError> {
+        configs
+            .iter()
+            .find(|(name, _)| name == setting)
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| mismatch(setting, "not reported by the broker", "a value".into()))
+    };
+    let integer = |setting: &'static str| -> Result<i64, LogError> {
+        let found = value(setting)?;
+        found
+            .parse::<i64>()
+            .map_err(|_| mismatch(setting, found, "an integer".into()))
+    };
+
+    let cleanup_policy = value("cleanup.policy")?;
+    if cleanup_policy != "delete" {
+        return Err(mismatch(
+            "cleanup.policy",
+            cleanup_policy,
+            "delete (compaction would remove records)".into(),
+        ));
+    }
+    let retentions = [
+        ("retention.ms", options.retention_ms_min, "ms"),
+        ("retention.bytes", options.retention_bytes_min, "bytes"),
+    ];
+    for (setting, minimum, unit) in retentions {
+        let found = integer(setting)?;
+        let long_enough = found < 0 || minimum.is_some_and(|minimum| found as u64 >= minimum);
+        if !long_enough {
+            let required = match minimum {
+                None => {
+                    "-1 (unlimited: a replica without a snapshot replays from offset 0)".to_string()
+                }
+                Some(minimum) => format!("-1 (unlimited) or at least {minimum} {unit}"),
+            };
+            return Err(mismatch(setting, &found.to_string(), required));
+        }
+    }
+    let timestamp_type = value("message.timestamp.type")?;
+    if timestamp_type != "LogAppendTime" {
+        return Err(mismatch(
+            "message.timestamp.type",
+            timestamp_type,
+            "LogAppendTime (record timestamps are the engine's clock: one clock, the broker's)"
+                .into(),
+        ));
+    }
+    let replication_factor = usize::try_from(options.replication_factor).unwrap_or(usize::MAX);
+    if replicas < replication_factor {
+        return Err(mismatch(
+            "replication factor",
+            &replicas.to_string(),
+            format!("at least {replication_factor} (the configured replication factor)"),
+        ));
+    }
+    let min_insync_replicas = integer("min.insync.replicas")?;
+    if min_insync_replicas < i64::from(options.min_insync_replicas) {
+        return Err(mismatch(
+            "min.insync.replicas",
+            &min_insync_replicas.to_string(),
+            format!(
+                "at least {} (the configured min_insync_replicas)",
+                options.min_insync_replicas
+            ),
+        ));
+    }
+    let unclean = value("unclean.leader.election.enable")?;
+    if unclean != "false" {
+        return Err(mismatch(
+            "unclean.leader.election.enable",
+            unclean,
+            "false (an out-of-date leader would drop acknowledged records)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Maps a librdkafka error to the log's error, singling out fencing.
@@ -958,5 +1144,150 @@ fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A topic as `open` creates it, as the broker describes it.
+    fn sound_configs() -> Vec<(String, String)> {
+        [
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("min.insync.replicas", "2"),
+            ("unclean.leader.election.enable", "false"),
+        ]
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .to_vec()
+    }
+
+    fn options() -> KafkaOptions {
+        let mut options = KafkaOptions::new("broker:9092", "requests");
+        options.replication_factor = 3;
+        options.min_insync_replicas = 2;
+        options
+    }
+
+    /// The setting named by the refusal of a topic with `replicas` replicas and `changed`
+    /// configuration values (`None`: accepted).
+    #[track_caller]
+    fn check(
+        options: &KafkaOptions,
+        replicas: usize,
+        changed: &[(&str, &str)],
+        refused: Option<&str>,
+    ) {
+        let mut configs = sound_configs();
+        for (name, value) in changed {
+            match configs.iter_mut().find(|(existing, _)| existing == name) {
+                Some(entry) => entry.1 = value.to_string(),
+                None => configs.push((name.to_string(), value.to_string())),
+            }
+        }
+        match (check_topic(options, replicas, &configs), refused) {
+            (Ok(()), None) => {}
+            (Err(LogError::TopicSetting { setting, topic, .. }), Some(expected)) => {
+                assert_eq!((setting, topic.as_str()), (expected, "requests"));
+            }
+            (result, expected) => panic!("expected {expected:?}, got {result:?}"),
+        }
+    }
+
+    #[test]
+    fn a_topic_that_cannot_keep_the_log_is_refused_naming_the_setting() {
+        let options = options();
+        check(&options, 3, &[], None);
+        check(
+            &options,
+            3,
+            &[("cleanup.policy", "compact")],
+            Some("cleanup.policy"),
+        );
+        check(
+            &options,
+            3,
+            &[("cleanup.policy", "compact,delete")],
+            Some("cleanup.policy"),
+        );
+        check(
+            &options,
+            3,
+            &[("retention.ms", "604800000")],
+            Some("retention.ms"),
+        );
+        check(
+            &options,
+            3,
+            &[("retention.bytes", "1073741824")],
+            Some("retention.bytes"),
+        );
+        check(
+            &options,
+            3,
+            &[("message.timestamp.type", "CreateTime")],
+            Some("message.timestamp.type"),
+        );
+        check(&options, 2, &[], Some("replication factor"));
+        check(&options, 4, &[], None);
+        check(
+            &options,
+            3,
+            &[("min.insync.replicas", "1")],
+            Some("min.insync.replicas"),
+        );
+        check(&options, 3, &[("min.insync.replicas", "3")], None);
+        check(
+            &options,
+            3,
+            &[("unclean.leader.election.enable", "true")],
+            Some("unclean.leader.election.enable"),
+        );
+        check(
+            &options,
+            3,
+            &[("retention.ms", "forever")],
+            Some("retention.ms"),
+        );
+    }
+
+    #[test]
+    fn a_finite_retention_is_accepted_from_its_configured_minimum() {
+        let mut options = options();
+        options.retention_ms_min = Some(7 * 24 * 3_600_000);
+        options.retention_bytes_min = Some(1 << 40);
+        check(&options, 3, &[("retention.ms", "604800000")], None);
+        check(
+            &options,
+            3,
+            &[("retention.ms", "604799999")],
+            Some("retention.ms"),
+        );
+        check(&options, 3, &[("retention.ms", "-1")], None);
+        check(&options, 3, &[("retention.bytes", "1099511627776")], None);
+        check(
+            &options,
+            3,
+            &[("retention.bytes", "1099511627775")],
+            Some("retention.bytes"),
+        );
+    }
+
+    #[test]
+    fn a_setting_the_broker_does_not_report_is_refused_naming_it() {
+        let options = options();
+        let configs: Vec<(String, String)> = sound_configs()
+            .into_iter()
+            .filter(|(name, _)| name != "message.timestamp.type")
+            .collect();
+        match check_topic(&options, 3, &configs) {
+            Err(LogError::TopicSetting { setting, .. }) => {
+                assert_eq!(setting, "message.timestamp.type")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -35,6 +35,14 @@
 //! - **Limits everywhere.** Payload size, records per append, records and bytes per group
 //!   commit, and the depth of the writer's queue are all bounded by the options.
 //!
+//! - **Every log has an identity** (`log_id`): `embedded:<random id>` written once into the
+//!   embedded log's directory, or `kafka:<cluster id>/<topic>`. Snapshots record the identity of
+//!   the requests log they were taken from, so a snapshot is never applied to another log.
+//! - **A Kafka topic is checked before use.** `KafkaLog::open` refuses a topic that cannot hold
+//!   a log (more than one partition, `cleanup.policy` other than `delete`, a retention shorter
+//!   than configured, `CreateTime` timestamps, fewer replicas or in-sync replicas than
+//!   configured, unclean leader election) with [`LogError::TopicSetting`], naming the setting.
+//!
 //! Recovery of the embedded log is RocksDB's write-ahead log (point-in-time recovery: a write
 //! torn by a crash is dropped whole; it was never acknowledged). The end offset is the last key
 //! plus one.
@@ -49,6 +57,11 @@ use std::time::Duration;
 pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
 pub use error::LogError;
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
+
+/// How every embedded log's id starts ([`EmbeddedLog::log_id`]).
+pub const EMBEDDED_LOG_ID_PREFIX: &str = "embedded:";
+/// How every Kafka log's id starts ([`KafkaLog::log_id`]): then the cluster id, `/`, the topic.
+pub const KAFKA_LOG_ID_PREFIX: &str = "kafka:";
 
 /// One record read from a log.
 #[derive(Clone, Debug, PartialEq, Eq)]

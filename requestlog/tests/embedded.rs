@@ -67,11 +67,57 @@ fn offsets(appended: &[requestlog::Appended]) -> Vec<u64> {
     appended.iter().map(|appended| appended.offset).collect()
 }
 
-/// Opens the RocksDB directory directly, as an operator (or a disk) could.
+/// Opens the RocksDB directory directly, as an operator (or a disk) could. The records are
+/// in the default column family.
 fn open_raw(dir: &Path) -> rocksdb::DB {
     let mut options = rocksdb::Options::default();
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    rocksdb::DB::open(&options, dir).expect("open rocksdb directly")
+    rocksdb::DB::open_cf(&options, dir, ["meta"]).expect("open rocksdb directly")
+}
+
+#[test]
+fn a_log_keeps_its_identity_and_another_log_has_another() {
+    let dir = TempDir::new();
+    let other_dir = TempDir::new();
+    let log = open(dir.path());
+    let log_id = log.log_id().to_string();
+    assert!(
+        log_id.starts_with(requestlog::EMBEDDED_LOG_ID_PREFIX),
+        "{log_id}"
+    );
+    log.writer().append(payloads(&["a", "b"])).unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.log_id(), log_id, "the same directory is the same log");
+    assert_eq!(log.end_offset(), 2);
+    let other = open(other_dir.path());
+    assert_ne!(other.log_id(), log_id);
+    // The identity is not a record.
+    let mut reader = log.reader();
+    assert_eq!(
+        texts(&reader.poll(10, Duration::ZERO).unwrap()),
+        [(0, "a".to_string()), (1, "b".to_string())]
+    );
+}
+
+#[test]
+fn a_log_written_before_logs_had_an_identity_gets_one_and_keeps_its_records() {
+    let dir = TempDir::new();
+    {
+        // An old log: records in the default column family, nothing else.
+        let log = open(dir.path());
+        log.writer().append(payloads(&["old"])).unwrap();
+    }
+    {
+        let mut raw = open_raw(dir.path());
+        raw.drop_cf("meta").unwrap();
+    }
+    let log = open(dir.path());
+    let log_id = log.log_id().to_string();
+    assert!(log_id.starts_with(requestlog::EMBEDDED_LOG_ID_PREFIX));
+    assert_eq!(log.end_offset(), 1);
+    drop(log);
+    assert_eq!(open(dir.path()).log_id(), log_id);
 }
 
 #[test]

@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 use requestlog::{
     Appended, KafkaLog, KafkaOptions, KafkaReader, LogError, LogReader, LogRecord, LogWriter,
 };
@@ -379,4 +382,210 @@ fn a_transactional_append_takes_round_trips_not_a_poll_interval() {
         "median transactional append {:?} (all: {took:?})",
         took[4]
     );
+}
+
+/// Drives one admin future on this thread (rdkafka's own polling thread completes it), as
+/// the library does.
+fn admin_call<F: std::future::Future>(future: F) -> F::Output {
+    struct ThreadWaker(std::thread::Thread);
+    impl std::task::Wake for ThreadWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let mut future = std::pin::pin!(future);
+    let waker = std::task::Waker::from(std::sync::Arc::new(ThreadWaker(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap()
+}
+
+/// Creates a topic by hand, as an operator would: `partitions`, and the settings a log needs
+/// except where `configs` says otherwise.
+fn create_topic_by_hand(brokers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut settings = vec![
+        ("cleanup.policy", "delete"),
+        ("retention.ms", "-1"),
+        ("retention.bytes", "-1"),
+        ("message.timestamp.type", "LogAppendTime"),
+        ("min.insync.replicas", "1"),
+        ("unclean.leader.election.enable", "false"),
+    ];
+    for (name, value) in configs {
+        settings.retain(|(existing, _)| existing != name);
+        settings.push((name, value));
+    }
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (name, value) in &settings {
+        new_topic = new_topic.set(name, value);
+    }
+    let results =
+        admin_call(admin(brokers).create_topics([&new_topic], &AdminOptions::new())).unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+/// The configuration of `topic` as the broker describes it.
+fn topic_config(brokers: &str, topic: &str, name: &str) -> Option<String> {
+    let specifier = ResourceSpecifier::Topic(topic);
+    let results =
+        admin_call(admin(brokers).describe_configs([&specifier], &AdminOptions::new())).unwrap();
+    let resource = results.into_iter().next().unwrap().unwrap();
+    resource.get(name).and_then(|entry| entry.value.clone())
+}
+
+#[test]
+fn an_existing_topic_that_cannot_keep_the_log_is_refused_naming_the_setting() {
+    let Some(brokers) = bootstrap() else { return };
+    // (name, partitions, settings unlike a log's, what the refusal says)
+    type Case<'a> = (&'a str, i32, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        ("two-partitions", 2, &[], "partitions is 2"),
+        (
+            "compacted",
+            1,
+            &[("cleanup.policy", "compact")],
+            "cleanup.policy is compact",
+        ),
+        (
+            "short-retention",
+            1,
+            &[("retention.ms", "3600000")],
+            "retention.ms is 3600000",
+        ),
+        (
+            "size-retention",
+            1,
+            &[("retention.bytes", "1048576")],
+            "retention.bytes is 1048576",
+        ),
+        (
+            "create-time",
+            1,
+            &[("message.timestamp.type", "CreateTime")],
+            "message.timestamp.type is CreateTime",
+        ),
+        (
+            "unclean",
+            1,
+            &[("unclean.leader.election.enable", "true")],
+            "unclean.leader.election.enable is true",
+        ),
+    ];
+    for (name, partitions, configs, named) in cases {
+        let topic = unique_topic(name);
+        create_topic_by_hand(&brokers, &topic, *partitions, configs);
+        let error = KafkaLog::open(KafkaOptions::new(&brokers, &topic))
+            .err()
+            .unwrap_or_else(|| panic!("{name}: a topic with {configs:?} was accepted"));
+        assert!(
+            matches!(error, LogError::TopicSetting { .. }),
+            "{name}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&topic) && message.contains(named),
+            "{name}: {message}"
+        );
+    }
+    // The same topic, sound: accepted; a finite retention is accepted from its minimum.
+    let topic = unique_topic("sound");
+    create_topic_by_hand(&brokers, &topic, 1, &[]);
+    KafkaLog::open(KafkaOptions::new(&brokers, &topic)).unwrap();
+    let topic = unique_topic("week-retention");
+    create_topic_by_hand(&brokers, &topic, 1, &[("retention.ms", "604800000")]);
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.retention_ms_min = Some(604_800_000);
+    KafkaLog::open(options).unwrap();
+}
+
+#[test]
+fn a_created_topic_has_the_configured_replication_and_passes_its_own_check() {
+    let Some(brokers) = bootstrap() else { return };
+    let topic = unique_topic("created");
+    KafkaLog::open(KafkaOptions::new(&brokers, &topic)).unwrap();
+    for (name, value) in [
+        ("min.insync.replicas", "1"),
+        ("message.timestamp.type", "LogAppendTime"),
+        ("cleanup.policy", "delete"),
+        ("retention.ms", "-1"),
+    ] {
+        assert_eq!(
+            topic_config(&brokers, &topic, name).as_deref(),
+            Some(value),
+            "{name}"
+        );
+    }
+    // More in-sync replicas than replicas would refuse every append: refused before the
+    // topic is created.
+    let topic = unique_topic("isr-above-replicas");
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.min_insync_replicas = 2;
+    let error = KafkaLog::open(options).err().expect("refused");
+    assert!(
+        error.to_string().contains("min.insync.replicas is 2"),
+        "{error}"
+    );
+    assert_eq!(topic_config(&brokers, &topic, "cleanup.policy"), None);
+    // An existing topic with fewer in-sync replicas than configured is refused (one broker
+    // here: the configured replication factor stays 1).
+    let topic = unique_topic("isr-below");
+    create_topic_by_hand(&brokers, &topic, 1, &[]);
+    let mut options = KafkaOptions::new(&brokers, &topic);
+    options.replication_factor = 1;
+    options.min_insync_replicas = 1;
+    KafkaLog::open(options.clone()).unwrap();
+    options.replication_factor = 3;
+    let error = KafkaLog::open(options).err().expect("refused");
+    assert!(
+        error.to_string().contains("replication factor is 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_client_property_reaches_every_client() {
+    let Some(brokers) = bootstrap() else { return };
+    let mut options = KafkaOptions::new(&brokers, unique_topic("client-properties"));
+    options
+        .client_properties
+        .push(("security.protocol".into(), "carrier_pigeon".into()));
+    let error = KafkaLog::open(options).err().expect("refused");
+    assert!(error.to_string().contains("security.protocol"), "{error}");
+}
+
+#[test]
+fn a_log_id_names_the_cluster_and_the_topic() {
+    let Some(brokers) = bootstrap() else { return };
+    let (first_topic, second_topic) = (unique_topic("id-first"), unique_topic("id-second"));
+    let first = KafkaLog::open(KafkaOptions::new(&brokers, &first_topic)).unwrap();
+    let second = KafkaLog::open(KafkaOptions::new(&brokers, &second_topic)).unwrap();
+    let cluster = |log_id: &str| {
+        let rest = log_id
+            .strip_prefix(requestlog::KAFKA_LOG_ID_PREFIX)
+            .unwrap_or_else(|| panic!("{log_id}"));
+        rest.split_once('/').unwrap().0.to_string()
+    };
+    assert!(
+        first.log_id().ends_with(&format!("/{first_topic}")),
+        "{}",
+        first.log_id()
+    );
+    assert!(!cluster(first.log_id()).is_empty());
+    assert_eq!(cluster(first.log_id()), cluster(second.log_id()));
+    assert_ne!(first.log_id(), second.log_id());
+    let again = KafkaLog::open(KafkaOptions::new(&brokers, &first_topic)).unwrap();
+    assert_eq!(again.log_id(), first.log_id());
 }

@@ -276,7 +276,12 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
 
     // Restart: load (read, checksum, decode, rebuild, hash check), then nothing to replay.
     let started = Instant::now();
-    let recovery = snapshotter::load_newest(store().as_ref(), &EngineConfig::default()).unwrap();
+    let current_log = snapshotter::CurrentLog {
+        log_id: requests.log_id().to_string(),
+        end_offset: requests.end_offset(),
+    };
+    let recovery =
+        snapshotter::load_newest(store().as_ref(), &EngineConfig::default(), &current_log).unwrap();
     let load_s = started.elapsed().as_secs_f64();
     let engine = recovery.loaded.unwrap().engine;
     let mut clones = Vec::new();

@@ -42,9 +42,11 @@
 //!   every outcome it covers is published (so a restart from it loses no outcome), writes
 //!   it to the [`SnapshotStore`].
 //!
-//! On start, [`Runtime::start`] loads the newest valid snapshot (falling back to older ones,
-//! then to an empty engine), seeks the reader to its offset + 1, and the threads replay the
-//! tail; outcomes that were never published are published then.
+//! On start, [`Runtime::start`] loads the newest valid snapshot of this requests log that
+//! fits its end (falling back to older ones, then to an empty engine; a snapshot from
+//! another log, or only snapshots ahead of the log's end, stop the start: see
+//! `snapshotter`), seeks the reader to its offset + 1, and the threads replay the tail;
+//! outcomes that were never published are published then.
 //!
 //! Architecture invariant: every request offset gets exactly one whole outcome in the
 //! outcomes log, in offset order, across crashes and restarts (the publisher's dedupe
@@ -237,11 +239,6 @@ pub enum RuntimeError {
     Snapshots(#[from] SnapshotError),
     #[error("the outcomes log holds an undecodable outcome at offset {offset}: {reason}")]
     CorruptOutcome { offset: u64, reason: String },
-    #[error("the newest snapshot covers offset {snapshot_offset}, but the requests log ends at {log_end_offset}")]
-    SnapshotAheadOfLog {
-        snapshot_offset: u64,
-        log_end_offset: u64,
-    },
     #[error("the requests log's Configure record at offset {offset}: {mismatch}")]
     ConfigMismatch {
         offset: u64,
@@ -365,23 +362,25 @@ impl Runtime {
         store: Box<dyn SnapshotStore>,
     ) -> Result<Runtime, RuntimeError> {
         options.assert_valid();
-        let recovery = snapshotter::load_newest(store.as_ref(), &options.engine)?;
-        let (engine, snapshot) = match recovery.loaded {
-            Some(loaded) => (loaded.engine, Some(loaded.info)),
-            None => (Engine::new(options.engine.clone()), None),
-        };
-        let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
         let mut reader = logs
             .requests
             .open_reader()
             .map_err(RuntimeError::RequestsLog)?;
         let log_end_offset = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
-        if start_offset > log_end_offset {
-            return Err(RuntimeError::SnapshotAheadOfLog {
-                snapshot_offset: start_offset - 1,
-                log_end_offset,
-            });
-        }
+        let current_log = snapshotter::CurrentLog {
+            log_id: logs.requests.log_id(),
+            end_offset: log_end_offset,
+        };
+        let recovery = snapshotter::load_newest(store.as_ref(), &options.engine, &current_log)?;
+        let (engine, snapshot) = match recovery.loaded {
+            Some(loaded) => (loaded.engine, Some(loaded.info)),
+            None => (Engine::new(options.engine.clone()), None),
+        };
+        let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+        assert!(
+            start_offset <= log_end_offset,
+            "a loaded snapshot fits the log"
+        );
         if start_offset != reader.position() {
             reader
                 .seek(start_offset)
@@ -481,6 +480,7 @@ impl Runtime {
             shared: Arc::clone(shared),
             store,
             jobs,
+            log_id: logs.requests.log_id(),
         };
         self.spawn("snapshot", move || snapshots.run())?;
         let ticker = ticker::Ticker {

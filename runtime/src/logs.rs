@@ -14,6 +14,9 @@ pub trait OpenLog: Send + Sync {
     fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError>;
     /// A writer. For a transactional Kafka log this fences earlier writers.
     fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError>;
+    /// The log's identity (`EmbeddedLog::log_id`, `KafkaLog::log_id`), which snapshots
+    /// record: a snapshot is only loaded against the log it was taken from.
+    fn log_id(&self) -> String;
 }
 
 impl OpenLog for EmbeddedLog {
@@ -23,6 +26,10 @@ impl OpenLog for EmbeddedLog {
 
     fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
         Ok(Arc::new(self.writer()))
+    }
+
+    fn log_id(&self) -> String {
+        EmbeddedLog::log_id(self).to_string()
     }
 }
 
@@ -34,6 +41,10 @@ impl OpenLog for KafkaLog {
     fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
         Ok(Arc::new(self.writer()?))
     }
+
+    fn log_id(&self) -> String {
+        KafkaLog::log_id(self).to_string()
+    }
 }
 
 impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
@@ -43,6 +54,10 @@ impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
 
     fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
         (**self).open_writer()
+    }
+
+    fn log_id(&self) -> String {
+        (**self).log_id()
     }
 }
 

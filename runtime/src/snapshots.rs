@@ -22,6 +22,8 @@ pub(crate) struct SnapshotThread {
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Box<dyn SnapshotStore>,
     pub(crate) jobs: Receiver<Job>,
+    /// The requests log's identity, recorded in every snapshot.
+    pub(crate) log_id: String,
 }
 
 impl SnapshotThread {
@@ -33,7 +35,7 @@ impl SnapshotThread {
         };
         while let Ok(job) = self.jobs.recv() {
             let started = Instant::now();
-            let snapshot = Snapshot::of_state(&job.state, crate::wall_clock_ms());
+            let snapshot = Snapshot::of_state(&job.state, crate::wall_clock_ms(), &self.log_id);
             drop(job.state);
             assert_eq!(snapshot.offset, job.offset);
             let encode_ms = started.elapsed().as_millis() as u64;

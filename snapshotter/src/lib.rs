@@ -2,13 +2,26 @@
 //! log's tail.
 //!
 //! A [`Snapshot`] is the engine `State` encoded by `engine::snapshot::encode_state`,
-//! with the log offset it covers (the last applied record), the engine's state hash and
-//! its creation time. Stores write a snapshot atomically with checksums and keep the
-//! newest few; [`load_newest`] walks them newest first and returns the first one that is
-//! intact *and* rebuilds an engine whose `state_hash()` equals the stored hash. Anything
-//! else (a flipped byte, a torn write, a missing value, an unknown format) is skipped
-//! with a reason, down to "no snapshot" (replay from offset 0): a corrupt snapshot never
-//! loads.
+//! with the log offset it covers (the last applied record), the identity of the requests
+//! log it was applied from, the engine's state hash and its creation time. Stores write a
+//! snapshot atomically with checksums and keep the newest few; [`load_newest`] walks them
+//! newest first and returns the first one that is intact, fits the log it is loaded
+//! against, *and* rebuilds an engine whose `state_hash()` equals the stored hash. A
+//! damaged snapshot (a flipped byte, a torn write, a missing value, an unknown format) is
+//! skipped with a reason, down to "no snapshot" (replay from offset 0): a corrupt snapshot
+//! never loads.
+//!
+//! Some mismatches are not skipped but stop the load, because falling back would quietly
+//! decide the history again: a snapshot applied with another engine configuration
+//! ([`SnapshotError::ConfigMismatch`]), a snapshot from another log
+//! ([`SnapshotError::OtherLog`]: the replica points at the wrong topic or directory, and a
+//! replay from 0 would rebuild some other history and then overwrite the snapshots). A
+//! snapshot ahead of the log's end is skipped in favour of an older one that fits; when
+//! none fits the load stops ([`SnapshotError::AheadOfLog`]: the log lost records it had
+//! acknowledged, and replaying what is left from 0 would not give the state those records
+//! built). A snapshot written before snapshots recorded their log (format version 1) has no
+//! log id: it still loads, so an upgrade does not cost a replay from 0, and the next
+//! snapshot records the id.
 //!
 //! Layout:
 //! - this file: [`Snapshot`], [`SnapshotInfo`], the [`SnapshotStore`] trait, the loading
@@ -23,6 +36,7 @@ mod format;
 mod memory;
 mod rocks;
 
+pub use format::LOG_ID_BYTES_MAX;
 pub use memory::MemoryStore;
 pub use rocks::{RocksStore, RocksStoreOptions};
 
@@ -35,6 +49,9 @@ pub struct Snapshot {
     pub offset: u64,
     /// Wall-clock milliseconds since the Unix epoch when the snapshot was taken.
     pub created_at_ms: u64,
+    /// The identity of the requests log the state was applied from (`requestlog`'s
+    /// `log_id`). `None` only for a snapshot written before snapshots recorded it.
+    pub log_id: Option<String>,
     /// `Engine::state_hash` of the state, checked again after every load.
     pub state_hash: [u8; 32],
     /// `engine::snapshot::encode_state` bytes (a version byte, then bincode).
@@ -46,6 +63,7 @@ impl std::fmt::Debug for Snapshot {
         f.debug_struct("Snapshot")
             .field("offset", &self.offset)
             .field("created_at_ms", &self.created_at_ms)
+            .field("log_id", &self.log_id)
             .field("state_hash", &hex(&self.state_hash))
             .field("state_bytes", &self.state.len())
             .finish()
@@ -53,16 +71,21 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// Encodes a state that has applied at least one record. O(state): the runtime calls
-    /// it on its snapshot thread, on a copy of the state.
-    pub fn of_state(state: &State, created_at_ms: u64) -> Snapshot {
+    /// Encodes a state that has applied at least one record of the log `log_id`. O(state):
+    /// the runtime calls it on its snapshot thread, on a copy of the state.
+    pub fn of_state(state: &State, created_at_ms: u64, log_id: &str) -> Snapshot {
         let offset =
             engine::snapshot::applied_offset(state).expect("a snapshot covers at least one record");
+        assert!(
+            (1..=LOG_ID_BYTES_MAX).contains(&log_id.len()),
+            "log id {log_id:?}"
+        );
         let encoded = engine::snapshot::encode_state(state);
         let state_hash = engine::snapshot::state_hash_of_encoded(&encoded);
         Snapshot {
             offset,
             created_at_ms,
+            log_id: Some(log_id.to_string()),
             state_hash,
             state: encoded,
         }
@@ -80,6 +103,8 @@ pub struct SnapshotInfo {
     pub state_bytes: u64,
     /// blake3 of the state bytes.
     pub state_checksum: [u8; 32],
+    /// See [`Snapshot::log_id`].
+    pub log_id: Option<String>,
 }
 
 impl SnapshotInfo {
@@ -127,6 +152,17 @@ pub enum SnapshotError {
         offset: u64,
         mismatch: engine::config::ConfigMismatch,
     },
+    /// The snapshot was taken from another log than the one it is loaded against. Not
+    /// skipped (see the crate's documentation).
+    #[error("snapshot at offset {offset} was taken from the log {snapshot_log_id}, not from this replica's requests log {log_id}: the configured log or data directory is not the one these snapshots belong to (move the snapshots away to start this log from offset 0)")]
+    OtherLog {
+        offset: u64,
+        snapshot_log_id: String,
+        log_id: String,
+    },
+    /// Every snapshot that is otherwise sound covers records the log does not have.
+    #[error("the snapshot at offset {offset} covers records past the requests log's end ({log_end_offset}) and no older snapshot fits: the log lost records it had acknowledged; refusing to replay what is left")]
+    AheadOfLog { offset: u64, log_end_offset: u64 },
     /// A fault injected by [`MemoryStore`].
     #[error("injected fault: {0}")]
     Injected(&'static str),
@@ -163,7 +199,8 @@ pub fn verify(
     let corrupt = |reason: String| SnapshotError::Corrupt { offset, reason };
     let snapshot = store.read(offset)?;
     let info = SnapshotInfo {
-        format_version: format::FORMAT_VERSION,
+        format_version: format::version_of(&snapshot),
+        log_id: snapshot.log_id.clone(),
         offset,
         created_at_ms: snapshot.created_at_ms,
         state_hash: snapshot.state_hash,
@@ -193,23 +230,66 @@ pub fn verify(
     Ok(Loaded { engine, info })
 }
 
-/// The newest snapshot that passes [`verify`], falling back to older ones. Only a store
-/// that cannot even be listed is an error.
+/// The requests log a snapshot is loaded against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentLog {
+    /// Its identity (`requestlog`'s `log_id`).
+    pub log_id: String,
+    /// The offset of the next record to be written: a snapshot fits when its offset is below.
+    pub end_offset: u64,
+}
+
+/// The newest snapshot that passes [`verify`] and fits `log`, falling back to older ones.
+/// Errors: a store that cannot be listed, and the mismatches that must stop a replica
+/// (another configuration, another log, every snapshot ahead of the log).
 pub fn load_newest(
     store: &dyn SnapshotStore,
     config: &EngineConfig,
+    log: &CurrentLog,
 ) -> Result<Recovery, SnapshotError> {
     let mut rejected = Vec::new();
+    let mut ahead_of_log = None;
     for listed in store.list()? {
-        let result = match listed.info {
-            Ok(_) => verify(store, listed.offset, config),
-            Err(reason) => Err(SnapshotError::Corrupt {
-                offset: listed.offset,
-                reason,
-            }),
+        let offset = listed.offset;
+        if let Ok(SnapshotInfo {
+            log_id: Some(snapshot_log_id),
+            ..
+        }) = &listed.info
+        {
+            if *snapshot_log_id != log.log_id {
+                return Err(SnapshotError::OtherLog {
+                    offset,
+                    snapshot_log_id: snapshot_log_id.clone(),
+                    log_id: log.log_id.clone(),
+                });
+            }
+        }
+        // By the offset the store files it under: even a damaged snapshot there says the
+        // log once reached that far.
+        let result = if offset >= log.end_offset {
+            ahead_of_log.get_or_insert(offset);
+            Err(SnapshotError::AheadOfLog {
+                offset,
+                log_end_offset: log.end_offset,
+            })
+        } else {
+            match listed.info {
+                Ok(SnapshotInfo { log_id: None, .. }) => {
+                    tracing::warn!(
+                        offset,
+                        "snapshot written before snapshots recorded their log: loading it without checking its log"
+                    );
+                    verify(store, offset, config)
+                }
+                Ok(_) => verify(store, offset, config),
+                Err(reason) => Err(SnapshotError::Corrupt { offset, reason }),
+            }
         };
         match result {
             Ok(loaded) => {
+                if ahead_of_log.is_some() {
+                    tracing::warn!(offset = loaded.info.offset, log_end_offset = log.end_offset, "newer snapshots cover records past the requests log's end: falling back to an older one");
+                }
                 tracing::info!(offset = loaded.info.offset, state_hash = %loaded.info.state_hash_hex(), "snapshot loaded");
                 return Ok(Recovery {
                     loaded: Some(loaded),
@@ -225,6 +305,12 @@ pub fn load_newest(
                 });
             }
         }
+    }
+    if let Some(offset) = ahead_of_log {
+        return Err(SnapshotError::AheadOfLog {
+            offset,
+            log_end_offset: log.end_offset,
+        });
     }
     Ok(Recovery {
         loaded: None,

@@ -7,11 +7,22 @@ use engine::{
     Selection, WaitlistPolicy,
 };
 use snapshotter::{
-    load_newest, verify, MemoryStore, RocksStore, RocksStoreOptions, Snapshot, SnapshotError,
-    SnapshotStore,
+    load_newest, verify, CurrentLog, MemoryStore, RocksStore, RocksStoreOptions, Snapshot,
+    SnapshotError, SnapshotStore,
 };
 use std::path::Path;
 use std::sync::OnceLock;
+
+/// The log every snapshot of these tests was taken from.
+const LOG_ID: &str = "embedded:00000000000000000000000000000001";
+
+/// The log the snapshots are loaded against: `LOG_ID`, long enough for all of them.
+fn current_log() -> CurrentLog {
+    CurrentLog {
+        log_id: LOG_ID.into(),
+        end_offset: 100,
+    }
+}
 
 fn config() -> EngineConfig {
     EngineConfig::default()
@@ -86,7 +97,11 @@ fn three_snapshots() -> &'static (Vec<Snapshot>, Vec<[u8; 32]>) {
         let (_, hashes) = engine_through(30);
         let snapshots = [10, 20, 30]
             .map(|offset| {
-                Snapshot::of_state(engine_through(offset).0.state(), 1_700_000_000_000 + offset)
+                Snapshot::of_state(
+                    engine_through(offset).0.state(),
+                    1_700_000_000_000 + offset,
+                    LOG_ID,
+                )
             })
             .to_vec();
         (snapshots, hashes)
@@ -106,7 +121,7 @@ fn write_three(store: &mut dyn SnapshotStore) -> Vec<[u8; 32]> {
 /// Loads and returns the offset that loaded (None: replay from 0), after checking the
 /// loaded engine's hash is the true hash at that offset.
 fn loaded_offset(store: &dyn SnapshotStore, hashes: &[[u8; 32]]) -> Option<u64> {
-    let recovery = load_newest(store, &config()).unwrap();
+    let recovery = load_newest(store, &config(), &current_log()).unwrap();
     let loaded = recovery.loaded?;
     let offset = loaded.info.offset;
     assert_eq!(loaded.engine.applied_offset(), Some(offset));
@@ -209,7 +224,7 @@ fn intact_bytes_with_the_wrong_state_hash_do_not_load() {
     // A state from offset 20 filed as offset 30 with 30's hash: checksums are right, the
     // rebuilt hash or offset is not.
     let (engine_20, _) = engine_through(20);
-    let mut forged = Snapshot::of_state(engine_20.state(), 1);
+    let mut forged = Snapshot::of_state(engine_20.state(), 1, LOG_ID);
     forged.offset = 30;
     forged.state_hash = hashes[30];
     store.write(&forged).unwrap();
@@ -220,7 +235,7 @@ fn intact_bytes_with_the_wrong_state_hash_do_not_load() {
     assert_eq!(loaded_offset(&store, &hashes), Some(20));
     // The right state with a wrong hash.
     let (engine_30, _) = engine_through(30);
-    let mut wrong_hash = Snapshot::of_state(engine_30.state(), 1);
+    let mut wrong_hash = Snapshot::of_state(engine_30.state(), 1, LOG_ID);
     wrong_hash.state_hash[0] ^= 1;
     store.write(&wrong_hash).unwrap();
     let error = verify(&store, 30, &config()).err().expect("rejected");
@@ -236,7 +251,7 @@ fn a_failed_write_changes_nothing_and_only_the_newest_are_kept() {
     store.fail_after_writes(0);
     let (engine, _) = engine_through(31);
     assert!(matches!(
-        store.write(&Snapshot::of_state(engine.state(), 1)),
+        store.write(&Snapshot::of_state(engine.state(), 1, LOG_ID)),
         Err(SnapshotError::Injected(_))
     ));
     assert_eq!(store.offsets(), [20, 30]);
@@ -385,7 +400,122 @@ fn rocks_store_survives_reopening_and_keeps_only_the_newest() {
     store = rocks(dir.path(), 2);
     // Rewriting an offset replaces it whole.
     let (engine, _) = engine_through(30);
-    store.write(&Snapshot::of_state(engine.state(), 5)).unwrap();
+    store
+        .write(&Snapshot::of_state(engine.state(), 5, LOG_ID))
+        .unwrap();
     assert_eq!(store.read(30).unwrap().created_at_ms, 5);
     assert_eq!(loaded_offset(&store, &hashes), Some(30));
+}
+
+/// What loading the three snapshots (10, 20, 30) against `log` gives: the offset loaded
+/// (`None`: replay from 0), or the error's text.
+fn load_against(
+    store: &dyn SnapshotStore,
+    log_id: &str,
+    end_offset: u64,
+) -> Result<Option<u64>, String> {
+    let log = CurrentLog {
+        log_id: log_id.into(),
+        end_offset,
+    };
+    match load_newest(store, &config(), &log) {
+        Ok(recovery) => Ok(recovery.loaded.map(|loaded| loaded.info.offset)),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[test]
+fn a_snapshot_ahead_of_the_log_falls_back_to_an_older_one_that_fits() {
+    let mut store = MemoryStore::new(3);
+    write_three(&mut store);
+    // A snapshot at offset N fits a log whose end is past N (it holds records 0..=N).
+    let cases: &[(u64, Result<Option<u64>, &str>)] = &[
+        (100, Ok(Some(30))),
+        (31, Ok(Some(30))),
+        (30, Ok(Some(20))),
+        (21, Ok(Some(20))),
+        (20, Ok(Some(10))),
+        (11, Ok(Some(10))),
+        (
+            10,
+            Err("the snapshot at offset 30 covers records past the requests log's end (10)"),
+        ),
+        (
+            0,
+            Err("the snapshot at offset 30 covers records past the requests log's end (0)"),
+        ),
+    ];
+    for (end_offset, expected) in cases {
+        let loaded = load_against(&store, LOG_ID, *end_offset);
+        match (&loaded, expected) {
+            (Ok(offset), Ok(expected)) => assert_eq!(offset, expected, "end {end_offset}"),
+            (Err(error), Err(expected)) => {
+                assert!(error.contains(expected), "end {end_offset}: {error}")
+            }
+            _ => panic!("end {end_offset}: {loaded:?}, expected {expected:?}"),
+        }
+    }
+    // The one that would fit is damaged: the next older one loads; with none left, the
+    // load stops rather than replaying from 0.
+    store.corrupt_last_meta(3); // 30, which does not fit anyway
+    store.remove(20);
+    assert_eq!(load_against(&store, LOG_ID, 25), Ok(Some(10)));
+    store.remove(10);
+    let error = load_against(&store, LOG_ID, 25).unwrap_err();
+    assert!(error.contains("no older snapshot fits"), "{error}");
+}
+
+#[test]
+fn a_snapshot_from_another_log_is_refused_naming_both_logs() {
+    let other = "kafka:cluster-b/boxoffice.requests";
+    let mut store = MemoryStore::new(3);
+    write_three(&mut store);
+    let error = load_against(&store, other, 100).unwrap_err();
+    assert!(
+        error.contains("snapshot at offset 30") && error.contains(LOG_ID) && error.contains(other),
+        "{error}"
+    );
+    // Not skipped in favour of an older snapshot, nor of a replay from 0, even when the
+    // newest would not fit the other log either.
+    let error = load_against(&store, other, 0).unwrap_err();
+    assert!(error.contains(other), "{error}");
+    // The same from RocksDB: the log id survives the round trip.
+    let dir = tempfile::tempdir().unwrap();
+    write_three(&mut rocks(dir.path(), 3));
+    let store = rocks(dir.path(), 3);
+    let listed = store.list().unwrap();
+    assert_eq!(
+        listed[0].info.as_ref().unwrap().log_id.as_deref(),
+        Some(LOG_ID)
+    );
+    assert_eq!(store.read(20).unwrap().log_id.as_deref(), Some(LOG_ID));
+    assert_eq!(load_against(&store, LOG_ID, 100), Ok(Some(30)));
+    assert!(load_against(&store, other, 100)
+        .unwrap_err()
+        .contains(other));
+}
+
+#[test]
+fn a_snapshot_written_before_snapshots_had_a_log_id_still_loads() {
+    let (snapshots, hashes) = three_snapshots();
+    let mut store = MemoryStore::new(3);
+    for snapshot in snapshots {
+        let old = Snapshot {
+            log_id: None,
+            ..snapshot.clone()
+        };
+        store.write(&old).unwrap();
+    }
+    let listed = store.list().unwrap();
+    let info = listed[0].info.as_ref().unwrap();
+    assert_eq!((info.format_version, info.log_id.as_deref()), (1, None));
+    assert_eq!(load_against(&store, "embedded:any", 100), Ok(Some(30)));
+    assert_eq!(load_against(&store, "embedded:any", 25), Ok(Some(20)));
+    // The next snapshot records its log; from then on another log is refused.
+    let (engine, _) = engine_through(30);
+    store
+        .write(&Snapshot::of_state(engine.state(), 9, LOG_ID))
+        .unwrap();
+    assert_eq!(loaded_offset(&store, hashes), Some(30));
+    assert!(load_against(&store, "embedded:any", 100).is_err());
 }

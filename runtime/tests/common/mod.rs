@@ -486,6 +486,10 @@ impl OpenLog for LogTime {
     fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
         self.log.open_writer()
     }
+
+    fn log_id(&self) -> String {
+        self.log.log_id()
+    }
 }
 
 struct TimedReader {
@@ -532,6 +536,10 @@ impl OpenLog for RefusingLog {
             writer: self.log.open_writer()?,
             refuse: Arc::clone(&self.refuse),
         }))
+    }
+
+    fn log_id(&self) -> String {
+        self.log.log_id()
     }
 }
 
