@@ -43,6 +43,59 @@ pub(crate) struct HttpSettings {
     pub(crate) listen: String,
     pub(crate) body_bytes_max: usize,
     pub(crate) outcome_timeout_ms: u64,
+    /// Every request is answered within this (503 otherwise). Optional in a file, as are
+    /// the keys below, so configurations written before them still load.
+    #[serde(default = "default_request_timeout_ms")]
+    pub(crate) request_timeout_ms: u64,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the client; empty:
+    /// the TCP peer is the client. A list in a file; in the environment a comma-separated
+    /// string (`BOXOFFICE_HTTP_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub(crate) trusted_proxies: Vec<String>,
+    #[serde(default = "default_long_polls_per_user_max")]
+    pub(crate) long_polls_per_user_max: usize,
+    #[serde(default = "default_long_polls_per_address_max")]
+    pub(crate) long_polls_per_address_max: usize,
+    #[serde(default = "default_streams_per_address_max")]
+    pub(crate) streams_per_address_max: usize,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    ingress::IngressConfig::default().request_timeout.as_millis() as u64
+}
+
+fn default_long_polls_per_user_max() -> usize {
+    ingress::IngressConfig::default().long_polls_per_user_max
+}
+
+fn default_long_polls_per_address_max() -> usize {
+    ingress::IngressConfig::default().long_polls_per_address_max
+}
+
+fn default_streams_per_address_max() -> usize {
+    ingress::IngressConfig::default().streams_per_address_max
+}
+
+/// A list of strings, or one string of comma-separated items (what an environment
+/// variable can say).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
