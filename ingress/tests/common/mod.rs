@@ -78,6 +78,22 @@ impl Harness {
     /// `with_engine: false` leaves the requests unapplied (writes time out) until
     /// [`Harness::start_engine`]. The engine runs with `config.engine`.
     pub fn with_config(config: IngressConfig, with_engine: bool) -> Harness {
+        Harness::build(config, with_engine, None)
+    }
+
+    /// No engine applies anything; the operator endpoints talk to `control`.
+    pub fn with_engine_control(
+        config: IngressConfig,
+        control: Arc<dyn ingress::EngineControl>,
+    ) -> Harness {
+        Harness::build(config, false, Some(control))
+    }
+
+    fn build(
+        config: IngressConfig,
+        with_engine: bool,
+        control: Option<Arc<dyn ingress::EngineControl>>,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let requests =
             EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
@@ -85,9 +101,11 @@ impl Harness {
             EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
         let engine_config = config.engine.clone();
         let engine = with_engine.then(|| start_engine(&requests, &outcomes, engine_config.clone()));
-        let control = engine
-            .clone()
-            .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>);
+        let control = control.or_else(|| {
+            engine
+                .clone()
+                .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>)
+        });
         let ingress = Ingress::start(
             config,
             Arc::new(requests.writer()),
