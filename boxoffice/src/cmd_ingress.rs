@@ -131,13 +131,8 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
         .reader()
         .map_err(log_error("cannot open the outcomes topic's reader"))?;
     // The engine runs in another process: the operator endpoints answer 503 here.
-    let ingress = Ingress::start(
-        config,
-        Arc::new(writer),
-        Box::new(reader),
-        None,
-    )
-    .map_err(ToolError::Invalid)?;
+    let ingress = Ingress::start(config, Arc::new(writer), Box::new(reader), None)
+        .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(&listen, &ingress, || {});
     ingress.stop();

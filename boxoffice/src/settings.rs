@@ -61,7 +61,9 @@ pub(crate) struct HttpSettings {
 }
 
 fn default_request_timeout_ms() -> u64 {
-    ingress::IngressConfig::default().request_timeout.as_millis() as u64
+    ingress::IngressConfig::default()
+        .request_timeout
+        .as_millis() as u64
 }
 
 fn default_long_polls_per_user_max() -> usize {
@@ -506,6 +508,64 @@ mod tests {
         );
         settings.engine.ticket_secret = "a-real-ticket-secret".into();
         assert!(settings.check_secrets().is_ok());
+    }
+
+    #[test]
+    fn the_edge_settings_load_from_the_file_and_the_environment() {
+        let path = Path::new("site.toml");
+        let ingress_config = |file: &str, env: &[(&str, &str)]| {
+            let env = env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()));
+            crate::cmd_ingress::ingress_config(&Settings::parse(file, env, path).unwrap())
+        };
+        let defaults = ingress::IngressConfig::default();
+        let config = ingress_config("", &[]).unwrap();
+        assert!(
+            config.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+        assert_eq!(
+            (
+                config.request_timeout,
+                config.long_polls_per_user_max,
+                config.long_polls_per_address_max,
+                config.streams_per_address_max
+            ),
+            (
+                defaults.request_timeout,
+                defaults.long_polls_per_user_max,
+                defaults.long_polls_per_address_max,
+                defaults.streams_per_address_max
+            ),
+            "config/default.toml says what the ingress defaults to"
+        );
+        let file = "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nrequest_timeout_ms = 9000\n";
+        let config = ingress_config(file, &[]).unwrap();
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|proxy| proxy.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32"]);
+        assert_eq!(config.request_timeout, std::time::Duration::from_secs(9));
+        // The environment says a list as a comma-separated string.
+        let config = ingress_config(
+            "",
+            &[
+                ("BOXOFFICE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+                ("BOXOFFICE_HTTP_STREAMS_PER_ADDRESS_MAX", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.streams_per_address_max, 3);
+        let error =
+            ingress_config("[http]\ntrusted_proxies = [\"proxy.local\"]\n", &[]).unwrap_err();
+        assert!(
+            error.contains("http.trusted_proxies") && error.contains("proxy.local"),
+            "{error}"
+        );
     }
 
     #[test]

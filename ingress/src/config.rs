@@ -182,7 +182,10 @@ impl IngressConfig {
         for (name, value) in [
             ("http.streams_per_address_max", self.streams_per_address_max),
             ("http.long_polls_per_user_max", self.long_polls_per_user_max),
-            ("http.long_polls_per_address_max", self.long_polls_per_address_max),
+            (
+                "http.long_polls_per_address_max",
+                self.long_polls_per_address_max,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be positive"));

@@ -60,10 +60,10 @@ pub use error::AppError;
 pub use openapi::document as openapi_document;
 pub use state::AppState;
 
+use crate::client_address::ClientAddress;
 use crate::follower::Follower;
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
-use crate::client_address::ClientAddress;
 use crate::metrics::{MethodLabel, Metrics};
 use crate::open_caps::OpenCounts;
 use crate::rate_limit::RateLimiter;

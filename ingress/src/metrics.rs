@@ -129,9 +129,10 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
-        let http_duration = Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let http_duration =
+            Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         // Counters are registered without `_total`: the encoder appends it.
         registry.register(
             "boxoffice_http_requests",
@@ -316,7 +317,8 @@ impl Metrics {
         set.live_bookings.set(saturating_i64(gauges.live_bookings));
         set.waiting.set(saturating_i64(gauges.waiting));
         set.events.set(saturating_i64(gauges.events));
-        set.pending_writes.set(saturating_i64(gauges.pending_writes));
+        set.pending_writes
+            .set(saturating_i64(gauges.pending_writes));
         set.long_polls.set(saturating_i64(gauges.long_polls));
         set.seat_map_streams
             .set(saturating_i64(gauges.seat_map_streams));
@@ -388,7 +390,10 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(!text.contains("BREW") && !text.contains("X-RANDOM"), "{text}");
+        assert!(
+            !text.contains("BREW") && !text.contains("X-RANDOM"),
+            "{text}"
+        );
         assert_eq!(MethodLabel::of(&Method::PATCH).0, "PATCH");
     }
 }

@@ -23,12 +23,8 @@ const PRUNE_EVERY_CHECKS: u64 = 256;
 const SHRINK_EVERY_CHECKS: u64 = 65_536;
 const _: () = assert!(SHRINK_EVERY_CHECKS % PRUNE_EVERY_CHECKS == 0);
 
-type Keyed<K, C> = governor::RateLimiter<
-    K,
-    DefaultKeyedStateStore<K>,
-    C,
-    NoOpMiddleware<<C as Clock>::Instant>,
->;
+type Keyed<K, C> =
+    governor::RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 pub(crate) struct RateLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
     limiter: Keyed<K, C>,

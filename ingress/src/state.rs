@@ -7,8 +7,8 @@ use crate::engine_control::EngineControl;
 use crate::error::{AppError, Reason};
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
-use crate::open_caps::{OpenCounts, OpenPlace};
 use crate::metrics::{Gauges, Metrics};
+use crate::open_caps::{OpenCounts, OpenPlace};
 use crate::rate_limit::{retry_after_seconds, RateLimiter};
 use crate::read_model::ReadModel;
 use crate::writes::{Pending, Writes};
@@ -162,9 +162,9 @@ impl AppState {
             return Ok(());
         }
         self.shared.user_limiter.check(user).map_err(|wait| {
-                self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(Reason::UserRateLimit, retry_after_seconds(wait))
-            })
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(Reason::UserRateLimit, retry_after_seconds(wait))
+        })
     }
 
     pub(crate) fn check_address_rate(&self, address: ClientAddress) -> Result<(), AppError> {
@@ -173,9 +173,9 @@ impl AppState {
         }
         let key = address.limit_key();
         self.shared.address_limiter.check(&key).map_err(|wait| {
-                self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(Reason::AddressRateLimit, retry_after_seconds(wait))
-            })
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(Reason::AddressRateLimit, retry_after_seconds(wait))
+        })
     }
 
     /// Places for one waitlist long-poll under the per-user and per-address caps (off with
@@ -193,13 +193,16 @@ impl AppState {
             shared.metrics.rate_limited.inc();
             AppError::too_many_open(reason, limit, max, "waitlist long-polls")
         };
-        let user = shared.long_polls_per_user.open(user.to_string()).ok_or_else(|| {
-            refused(
-                Reason::LongPollsPerUserMax,
-                "long_polls_per_user",
-                shared.long_polls_per_user.max(),
-            )
-        })?;
+        let user = shared
+            .long_polls_per_user
+            .open(user.to_string())
+            .ok_or_else(|| {
+                refused(
+                    Reason::LongPollsPerUserMax,
+                    "long_polls_per_user",
+                    shared.long_polls_per_user.max(),
+                )
+            })?;
         let address = address
             .map(|address| {
                 shared

@@ -96,7 +96,11 @@ fn assert_refused(answer: &Answer, reason: &str) {
         "{}",
         answer.text
     );
-    assert!(answer.headers.contains_key("retry-after"), "{:?}", answer.headers);
+    assert!(
+        answer.headers.contains_key("retry-after"),
+        "{:?}",
+        answer.headers
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,15 +133,23 @@ async fn random_methods_do_not_grow_the_metrics() {
         assert!(status.is_client_error(), "{status}");
     }
     call(&router, Method::GET, "/metrics", None, None).await;
-    let before = call(&router, Method::GET, "/metrics", None, None).await.text;
+    let before = call(&router, Method::GET, "/metrics", None, None)
+        .await
+        .text;
     let mut sent = Vec::new();
     for index in 0..500 {
         let method = random_method();
         sent.push(method.to_string());
-        let uri = if index % 2 == 0 { "/v1/events" } else { "/no/such/path" };
+        let uri = if index % 2 == 0 {
+            "/v1/events"
+        } else {
+            "/no/such/path"
+        };
         send(method, uri).await;
     }
-    let after = call(&router, Method::GET, "/metrics", None, None).await.text;
+    let after = call(&router, Method::GET, "/metrics", None, None)
+        .await
+        .text;
     assert_eq!(
         metrics_lines(&after),
         metrics_lines(&before),
@@ -157,10 +169,24 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     let harness = Harness::with_config(one_request_per_address(), true);
     let router = harness.router();
     let spoofed = |address| [("x-forwarded-for", address)];
-    let first = get_from(&router, "203.0.113.9", "/v1/events", None, &spoofed("198.51.100.1")).await;
+    let first = get_from(
+        &router,
+        "203.0.113.9",
+        "/v1/events",
+        None,
+        &spoofed("198.51.100.1"),
+    )
+    .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     // Another claimed address does not get another bucket: the peer is the client.
-    let second = get_from(&router, "203.0.113.9", "/v1/events", None, &spoofed("198.51.100.2")).await;
+    let second = get_from(
+        &router,
+        "203.0.113.9",
+        "/v1/events",
+        None,
+        &spoofed("198.51.100.2"),
+    )
+    .await;
     assert_refused(&second, "address_rate_limit");
 }
 
@@ -172,7 +198,14 @@ async fn forwarded_for_from_a_trusted_proxy_names_the_client() {
     let router = harness.router();
     let proxy = "10.0.0.2";
     for client in ["198.51.100.1", "198.51.100.2"] {
-        let answer = get_from(&router, proxy, "/v1/events", None, &[("x-forwarded-for", client)]).await;
+        let answer = get_from(
+            &router,
+            proxy,
+            "/v1/events",
+            None,
+            &[("x-forwarded-for", client)],
+        )
+        .await;
         assert_eq!(answer.status, StatusCode::OK, "{client}: {}", answer.text);
     }
     // The first client again, with a forged entry on the left: still the first client.
@@ -273,7 +306,11 @@ async fn long_polls_are_capped_per_user() {
     let long_poll = format!("/v1/waitlist/{second}?wait_seconds=30");
     let refused = get_from(&router, "192.0.2.2", &long_poll, Some(&bob), &[]).await;
     assert_refused(&refused, "long_polls_per_user_max");
-    assert_eq!(refused.body["error"]["details"]["max"], 1, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["details"]["max"], 1,
+        "{}",
+        refused.text
+    );
     // A plain read is not a long-poll.
     let read = format!("/v1/waitlist/{second}");
     let status = get_from(&router, "192.0.2.2", &read, Some(&bob), &[]).await;
@@ -372,11 +409,22 @@ async fn a_request_over_the_timeout_is_503_and_says_to_retry_with_the_same_key()
     });
     let harness = Harness::with_engine_control(config, engine);
     let router = harness.router();
-    let stuck = call(&router, Method::POST, "/v1/admin/engine/promote", Some(OPERATOR), None).await;
+    let stuck = call(
+        &router,
+        Method::POST,
+        "/v1/admin/engine/promote",
+        Some(OPERATOR),
+        None,
+    )
+    .await;
     release.send(()).unwrap();
     assert_eq!(
         (stuck.status, stuck.code(), stuck.reason()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "request_timeout"),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "request_timeout"
+        ),
         "{}",
         stuck.text
     );

@@ -102,9 +102,9 @@ impl Harness {
         let engine_config = config.engine.clone();
         let engine = with_engine.then(|| start_engine(&requests, &outcomes, engine_config.clone()));
         let control = control.or_else(|| {
-            engine
-                .clone()
-                .map(|engine| Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>)
+            engine.clone().map(|engine| {
+                Arc::new(TestEngineControl(engine)) as Arc<dyn ingress::EngineControl>
+            })
         });
         let ingress = Ingress::start(
             config,
