@@ -203,6 +203,18 @@ impl FromRequestParts<AppState> for Operator {
     }
 }
 
+/// The client's address as the edge middleware found it (`client_address`); `None` when
+/// the request came without a socket (tests calling the router directly).
+pub(crate) struct Client(pub(crate) Option<ClientAddress>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(parts.extensions.get::<ClientAddress>().copied()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,17 +263,5 @@ mod tests {
         assert_eq!(field_of(r#"{"name": "#), "");
         assert_eq!(field_of(r#"{"name": "x", "items": []} trailing"#), "");
         assert!(parse_json::<Outer>(br#"{"name": "x", "items": []}"#).is_ok());
-    }
-}
-
-/// The client's address as the edge middleware found it (`client_address`); `None` when
-/// the request came without a socket (tests calling the router directly).
-pub(crate) struct Client(pub(crate) Option<ClientAddress>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(parts.extensions.get::<ClientAddress>().copied()))
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 const PRUNE_EVERY_CHECKS: u64 = 256;
 /// How often (in checks) idle keys are dropped whatever their number.
 const SHRINK_EVERY_CHECKS: u64 = 65_536;
-const _: () = assert!(SHRINK_EVERY_CHECKS % PRUNE_EVERY_CHECKS == 0);
+const _: () = assert!(SHRINK_EVERY_CHECKS.is_multiple_of(PRUNE_EVERY_CHECKS));
 
 type Keyed<K, C> =
     governor::RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
@@ -57,8 +57,8 @@ impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
     /// Takes one token for `key`; when there is none, how long until there is.
     pub(crate) fn check(&self, key: &K) -> Result<(), Duration> {
         let checks = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
-        if checks % SHRINK_EVERY_CHECKS == 0
-            || (checks % PRUNE_EVERY_CHECKS == 0 && self.limiter.len() > self.keys_max)
+        if checks.is_multiple_of(SHRINK_EVERY_CHECKS)
+            || (checks.is_multiple_of(PRUNE_EVERY_CHECKS) && self.limiter.len() > self.keys_max)
         {
             self.prune();
         }

@@ -451,8 +451,10 @@ fn the_request_timeout_must_leave_room_for_a_write() {
     config.request_timeout = config.outcome_timeout;
     let error = config.validate().unwrap_err();
     assert!(error.contains("http.request_timeout_ms"), "{error}");
-    let mut config = IngressConfig::default();
-    config.long_polls_per_user_max = 0;
+    let config = IngressConfig {
+        long_polls_per_user_max: 0,
+        ..IngressConfig::default()
+    };
     let error = config.validate().unwrap_err();
     assert!(error.contains("http.long_polls_per_user_max"), "{error}");
 }
