@@ -188,7 +188,7 @@ impl utoipa::PartialSchema for ErrorDetails {
             .additional_properties(Some(AdditionalProperties::FreeForm(true)))
             .description(Some(
                 "`reason` always; `field` (400), `seats` (404 unknown_seats, 409 seats_unavailable), \
-                 `limit` and `max` (422), `category` and `free` (409 sold_out), `earliest_start` \
+                 `limit` and `max` (422, and 429 for the caps on open long-polls and streams), `category` and `free` (409 sold_out), `earliest_start` \
                  (409 sla_unavailable), `limit_bytes` (413)",
             ))
             .into()
