@@ -12,11 +12,23 @@ use std::time::Duration;
 /// How often start-up reports progress while the read model catches up.
 const CATCH_UP_REPORT_EVERY: Duration = Duration::from_secs(5);
 
-pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
+/// The ingress's settings; an unreadable `http.trusted_proxies` entry is an error naming it.
+pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, String> {
     let rate = &settings.rate_limit;
-    IngressConfig {
-        body_bytes_max: settings.http.body_bytes_max,
-        outcome_timeout: Duration::from_millis(settings.http.outcome_timeout_ms),
+    let http = &settings.http;
+    let trusted_proxies = http
+        .trusted_proxies
+        .iter()
+        .map(|entry| ingress::parse_trusted_proxy(entry))
+        .collect::<Result<_, _>>()?;
+    Ok(IngressConfig {
+        body_bytes_max: http.body_bytes_max,
+        outcome_timeout: Duration::from_millis(http.outcome_timeout_ms),
+        request_timeout: Duration::from_millis(http.request_timeout_ms),
+        trusted_proxies,
+        long_polls_per_user_max: http.long_polls_per_user_max,
+        long_polls_per_address_max: http.long_polls_per_address_max,
+        streams_per_address_max: http.streams_per_address_max,
         operator_key: settings.auth.operator_key.clone(),
         user_token_secret: settings.auth.user_token_secret.clone(),
         tenants: settings
@@ -40,7 +52,7 @@ pub(crate) fn ingress_config(settings: &Settings) -> IngressConfig {
         development: settings.development,
         idempotency_index_dir: Some(idempotency_index_dir(&settings.data_dir)),
         ..IngressConfig::default()
-    }
+    })
 }
 
 /// Where ingresses keep their idempotency index (each in a slot of its own).
@@ -102,6 +114,8 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
+    let config = ingress_config(settings).map_err(ToolError::Invalid)?;
+    config.validate().map_err(ToolError::Invalid)?;
     let kafka = &settings.kafka;
     let requests = KafkaLog::open(kafka.options(&kafka.requests_topic)).map_err(log_error(
         format!("cannot open Kafka topic {}", kafka.requests_topic),
@@ -116,13 +130,8 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
         .reader()
         .map_err(log_error("cannot open the outcomes topic's reader"))?;
     // The engine runs in another process: the operator endpoints answer 503 here.
-    let ingress = Ingress::start(
-        ingress_config(settings),
-        Arc::new(writer),
-        Box::new(reader),
-        None,
-    )
-    .map_err(ToolError::Invalid)?;
+    let ingress = Ingress::start(config, Arc::new(writer), Box::new(reader), None)
+        .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(&listen, &ingress, axum::Router::new(), || {});
     ingress.stop();

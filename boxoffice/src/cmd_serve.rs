@@ -37,6 +37,11 @@ pub(crate) fn run(
 ) -> Result<(), ToolError> {
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
+    let ingress_config = IngressConfig {
+        idempotency_index_dir: Some(cmd_ingress::idempotency_index_dir(&data_dir)),
+        ..cmd_ingress::ingress_config(settings).map_err(ToolError::Invalid)?
+    };
+    ingress_config.validate().map_err(ToolError::Invalid)?;
     if settings.log.kind != LogKind::Embedded {
         tracing::warn!("serve always runs on the embedded log; log.kind = kafka applies to `engine` and `ingress`");
     }
@@ -63,10 +68,7 @@ pub(crate) fn run(
         .open_reader()
         .map_err(log_error("cannot open the outcomes log's reader"))?;
     let ingress = Ingress::start(
-        IngressConfig {
-            idempotency_index_dir: Some(cmd_ingress::idempotency_index_dir(&data_dir)),
-            ..cmd_ingress::ingress_config(settings)
-        },
+        ingress_config,
         writer,
         reader,
         Some(Arc::new(RuntimeControl(handle.clone()))),

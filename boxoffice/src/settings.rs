@@ -48,6 +48,61 @@ pub(crate) struct HttpSettings {
     pub(crate) listen: String,
     pub(crate) body_bytes_max: usize,
     pub(crate) outcome_timeout_ms: u64,
+    /// Every request is answered within this (503 otherwise). Optional in a file, as are
+    /// the keys below, so configurations written before them still load.
+    #[serde(default = "default_request_timeout_ms")]
+    pub(crate) request_timeout_ms: u64,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the client; empty:
+    /// the TCP peer is the client. A list in a file; in the environment a comma-separated
+    /// string (`BOXOFFICE_HTTP_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub(crate) trusted_proxies: Vec<String>,
+    #[serde(default = "default_long_polls_per_user_max")]
+    pub(crate) long_polls_per_user_max: usize,
+    #[serde(default = "default_long_polls_per_address_max")]
+    pub(crate) long_polls_per_address_max: usize,
+    #[serde(default = "default_streams_per_address_max")]
+    pub(crate) streams_per_address_max: usize,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    ingress::IngressConfig::default()
+        .request_timeout
+        .as_millis() as u64
+}
+
+fn default_long_polls_per_user_max() -> usize {
+    ingress::IngressConfig::default().long_polls_per_user_max
+}
+
+fn default_long_polls_per_address_max() -> usize {
+    ingress::IngressConfig::default().long_polls_per_address_max
+}
+
+fn default_streams_per_address_max() -> usize {
+    ingress::IngressConfig::default().streams_per_address_max
+}
+
+/// A list of strings, or one string of comma-separated items (what an environment
+/// variable can say).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::String(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -561,6 +616,64 @@ mod tests {
         );
         settings.engine.ticket_secret = "a-real-ticket-secret".into();
         assert!(settings.check_secrets().is_ok());
+    }
+
+    #[test]
+    fn the_edge_settings_load_from_the_file_and_the_environment() {
+        let path = Path::new("site.toml");
+        let ingress_config = |file: &str, env: &[(&str, &str)]| {
+            let env = env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()));
+            crate::cmd_ingress::ingress_config(&Settings::parse(file, env, path).unwrap())
+        };
+        let defaults = ingress::IngressConfig::default();
+        let config = ingress_config("", &[]).unwrap();
+        assert!(
+            config.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+        assert_eq!(
+            (
+                config.request_timeout,
+                config.long_polls_per_user_max,
+                config.long_polls_per_address_max,
+                config.streams_per_address_max
+            ),
+            (
+                defaults.request_timeout,
+                defaults.long_polls_per_user_max,
+                defaults.long_polls_per_address_max,
+                defaults.streams_per_address_max
+            ),
+            "config/default.toml says what the ingress defaults to"
+        );
+        let file = "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\nrequest_timeout_ms = 9000\n";
+        let config = ingress_config(file, &[]).unwrap();
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|proxy| proxy.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32"]);
+        assert_eq!(config.request_timeout, std::time::Duration::from_secs(9));
+        // The environment says a list as a comma-separated string.
+        let config = ingress_config(
+            "",
+            &[
+                ("BOXOFFICE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
+                ("BOXOFFICE_HTTP_STREAMS_PER_ADDRESS_MAX", "3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert_eq!(config.streams_per_address_max, 3);
+        let error =
+            ingress_config("[http]\ntrusted_proxies = [\"proxy.local\"]\n", &[]).unwrap_err();
+        assert!(
+            error.contains("http.trusted_proxies") && error.contains("proxy.local"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -36,6 +36,20 @@ pub struct IngressConfig {
     pub desk_hold_ttl: Duration,
     /// Seat-map streams (`GET /v1/events/{id}/stream`) open at once; more are 503.
     pub streams_max: usize,
+    /// Seat-map streams one client address (an IPv6 /64) may have open; more are 429.
+    pub streams_per_address_max: usize,
+    /// Waitlist long-polls (`wait_seconds` > 0) one user may have waiting; more are 429.
+    pub long_polls_per_user_max: usize,
+    /// Waitlist long-polls one client address (an IPv6 /64) may have waiting; more are 429.
+    pub long_polls_per_address_max: usize,
+    /// Every request is answered within this (503 `request_timeout` otherwise). Writes
+    /// answer by `outcome_timeout` and long-polls wait a little less than this, so only a
+    /// request stuck somewhere unexpected meets it. A stream's head is answered at once;
+    /// its body is not bounded by it.
+    pub request_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` is believed (see `client_address`); empty: none, the
+    /// TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Development mode (`boxoffice --dev`): development-only endpoints exist. Off by
     /// default; the binary refuses demo secrets outside it.
     pub development: bool,
@@ -62,7 +76,7 @@ pub struct RateLimitConfig {
     pub per_user_burst: u32,
     pub per_address_per_second: u32,
     pub per_address_burst: u32,
-    /// Buckets kept per limiter; idle (full) buckets are dropped first.
+    /// Keys held per limiter before idle (full) buckets are dropped (see `rate_limit`).
     pub keys_max: usize,
 }
 
@@ -99,6 +113,11 @@ impl Default for IngressConfig {
             ended_entries_max: 1_000_000,
             desk_hold_ttl: Duration::from_secs(300),
             streams_max: 10_000,
+            streams_per_address_max: 32,
+            long_polls_per_user_max: 8,
+            long_polls_per_address_max: 256,
+            request_timeout: Duration::from_millis(70_000),
+            trusted_proxies: Vec::new(),
             development: false,
             idempotency_index_dir: None,
         }
@@ -159,6 +178,25 @@ impl IngressConfig {
         }
         if self.streams_max == 0 {
             return Err("the seat-map stream limit must be positive".into());
+        }
+        for (name, value) in [
+            ("http.streams_per_address_max", self.streams_per_address_max),
+            ("http.long_polls_per_user_max", self.long_polls_per_user_max),
+            (
+                "http.long_polls_per_address_max",
+                self.long_polls_per_address_max,
+            ),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if self.request_timeout <= self.outcome_timeout {
+            return Err(format!(
+                "http.request_timeout_ms ({} ms) must exceed http.outcome_timeout_ms ({} ms): a write must be able to answer first",
+                self.request_timeout.as_millis(),
+                self.outcome_timeout.as_millis()
+            ));
         }
         Ok(())
     }

@@ -121,14 +121,25 @@ reasons! {
     WaitersPerUserMax = "waiters_per_user_max",
     /// Open tickets one user holds at one desk (`engine.desk_tickets_per_user_max`).
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
-    // 429 rate_limited
+    // 429 rate_limited (with `Retry-After`)
     UserRateLimit = "user_rate_limit",
     AddressRateLimit = "address_rate_limit",
+    /// Waitlist long-polls one user may have waiting (`http.long_polls_per_user_max`;
+    /// `details.limit` and `details.max`).
+    LongPollsPerUserMax = "long_polls_per_user_max",
+    /// Waitlist long-polls one client address may have waiting
+    /// (`http.long_polls_per_address_max`).
+    LongPollsPerAddressMax = "long_polls_per_address_max",
+    /// Seat-map streams one client address may have open (`http.streams_per_address_max`).
+    StreamsPerAddressMax = "streams_per_address_max",
     // 500 internal
     Internal = "internal",
     // 503 unavailable
     /// The outcome did not come in time: retry with the same Idempotency-Key.
     NotAnsweredInTime = "not_answered_in_time",
+    /// The request was not answered within `http.request_timeout_ms`: retry with the same
+    /// Idempotency-Key.
+    RequestTimeout = "request_timeout",
     /// The outcome came before the request waited for it and was dropped: retry with the
     /// same Idempotency-Key.
     OutcomeMissed = "outcome_missed",
@@ -177,7 +188,7 @@ impl utoipa::PartialSchema for ErrorDetails {
             .additional_properties(Some(AdditionalProperties::FreeForm(true)))
             .description(Some(
                 "`reason` always; `field` (400), `seats` (404 unknown_seats, 409 seats_unavailable), \
-                 `limit` and `max` (422), `category` and `free` (409 sold_out), `earliest_start` \
+                 `limit` and `max` (422, and 429 for the caps on open long-polls and streams), `category` and `free` (409 sold_out), `earliest_start` \
                  (409 sla_unavailable), `limit_bytes` (413)",
             ))
             .into()
@@ -375,6 +386,31 @@ impl AppError {
             "idempotency_key_reused",
             Reason::IdempotencyKeyReused,
             "this Idempotency-Key was already used for a different request; use a new key",
+        )
+    }
+
+    /// 429 for a request that would stay open (long-poll, stream) over a cap of open ones.
+    pub(crate) fn too_many_open(reason: Reason, limit: &str, max: usize, what: &str) -> AppError {
+        let mut error = AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            reason,
+            format!("at most {max} {what} may be open at once ({limit}); retry once one has ended"),
+        )
+        .with_details(json!({ "limit": limit, "max": max }));
+        error.retry_after_seconds = Some(1);
+        error
+    }
+
+    /// 503 for a request that may have reached the log: whether it was applied is unknown
+    /// here, and a retry with the same Idempotency-Key returns the real outcome without
+    /// applying it twice. `what` says what happened.
+    pub fn outcome_unknown(reason: Reason, what: &str) -> AppError {
+        AppError::unavailable(
+            reason,
+            format!(
+                "{what}; the request may or may not have been applied: retry with the same Idempotency-Key to learn its outcome"
+            ),
         )
     }
 

@@ -2,6 +2,7 @@
 //! large bodies), query strings, the Idempotency-Key header, and who is asking.
 
 use crate::auth::{AdminKey, Auth};
+use crate::client_address::ClientAddress;
 use crate::error::{AppError, Reason};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -199,6 +200,18 @@ impl FromRequestParts<AppState> for Operator {
                 "this endpoint needs the operator key",
             )),
         }
+    }
+}
+
+/// The client's address as the edge middleware found it (`client_address`); `None` when
+/// the request came without a socket (tests calling the router directly).
+pub(crate) struct Client(pub(crate) Option<ClientAddress>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(parts.extensions.get::<ClientAddress>().copied()))
     }
 }
 

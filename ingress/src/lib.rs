@@ -17,7 +17,11 @@
 //!   its live stream and the demo user switcher; the page itself is in `ingress/web/`);
 //!   `live`: which events an outcome changed, and a watch per event for the streams;
 //!   `validate`: request bodies to engine commands; `views`: records to response bodies; `api`: the bodies themselves.
-//! - `extract`, `auth`, `rate_limit`, `metrics`, `error`, `times`: edge concerns.
+//! - `extract`, `auth`, `client_address` (trusted proxies, `X-Forwarded-For`),
+//!   `rate_limit` (`governor`), `open_caps` (open long-polls and streams), `metrics`
+//!   (`prometheus-client`), `error`, `times`: edge concerns. Every request passes
+//!   [`app`]'s layers: metrics and logging, the request timeout, the client address and
+//!   its rate limit, the body limit.
 //! - [`engine_control`]: the engine runtime next to this ingress (`serve`), for readiness.
 //! - `openapi`: the generated OpenAPI document.
 //!
@@ -26,6 +30,7 @@
 
 mod api;
 mod auth;
+mod client_address;
 mod config;
 pub mod engine_control;
 mod error;
@@ -34,6 +39,7 @@ mod follower;
 pub mod idempotency_index;
 mod live;
 mod metrics;
+mod open_caps;
 mod openapi;
 mod rate_limit;
 mod read_model;
@@ -48,20 +54,24 @@ mod writes;
 
 pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, SnapshotBody};
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
+pub use client_address::parse_trusted_proxy;
 pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use state::AppState;
 
+use crate::client_address::ClientAddress;
 use crate::follower::Follower;
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
-use crate::metrics::Metrics;
+use crate::metrics::{MethodLabel, Metrics};
+use crate::open_caps::OpenCounts;
 use crate::rate_limit::RateLimiter;
 use crate::read_model::ReadModel;
 use crate::state::{FollowerStatus, Shared, Watchers};
 use crate::writes::{Pending, Writes};
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -141,6 +151,9 @@ impl Ingress {
                 rate.per_address_burst,
                 rate.keys_max,
             ),
+            long_polls_per_user: Arc::new(OpenCounts::new(config.long_polls_per_user_max)),
+            long_polls_per_address: Arc::new(OpenCounts::new(config.long_polls_per_address_max)),
+            streams_per_address: Arc::new(OpenCounts::new(config.streams_per_address_max)),
             config,
             writes,
             pending,
@@ -206,7 +219,15 @@ impl Drop for Ingress {
 
 /// The whole API. Tests call `app(state).oneshot(request)`.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// [`app`] with `extra` routes next to the API's, behind the same layers (metrics,
+/// logging, the request timeout, the client address and its rate limit, the body limit):
+/// `boxoffice serve` adds the engine's operator endpoints.
+pub fn app_with(state: AppState, extra: Router) -> Router {
     let body_limit = state.config().body_bytes_max;
+    let request_timeout = state.config().request_timeout;
     let mut router = Router::new();
     if state.config().demo_tokens_enabled() {
         router = router.route("/v1/demo/tokens", post(routes::web::demo_token));
@@ -298,13 +319,26 @@ pub fn app(state: AppState) -> Router {
                 "this method is not allowed here",
             )
         })
+        .with_state(state.clone())
+        .merge(extra)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             address_rate_limit,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        // A handler still running at the timeout is dropped and answered 503; the answer
+        // is still counted and logged by `observe`.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    AppError::outcome_unknown(
+                        error::Reason::RequestTimeout,
+                        "the request was not answered in time",
+                    )
+                }))
+                .timeout(request_timeout),
+        )
+        .layer(middleware::from_fn_with_state(state, observe))
 }
 
 /// Counts and times every answer by route template, and logs it (5xx as warnings).
@@ -321,7 +355,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     state
         .shared
         .metrics
-        .observe_http(&route, method.as_str(), status.as_u16(), elapsed);
+        .observe_http(&route, MethodLabel::of(&method), status.as_u16(), elapsed);
     if status.is_server_error() {
         tracing::warn!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
     } else {
@@ -330,16 +364,28 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     response
 }
 
-/// Per-client-address rate limit (health and metrics are exempt).
+/// Finds the client's address (`client_address`: the peer, or behind a trusted proxy
+/// the `X-Forwarded-For` hop it saw), keeps it in the request's extensions for the caps
+/// on long-polls and streams, and applies its rate limit (health and metrics are exempt).
 async fn address_rate_limit(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
-    if !exempt {
-        if let Some(ConnectInfo(address)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-            if let Err(error) = state.check_address_rate(&address.ip().to_string()) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    if let Some(peer) = peer {
+        let address = ClientAddress(client_address::client_address(
+            peer,
+            request.headers(),
+            &state.config().trusted_proxies,
+        ));
+        request.extensions_mut().insert(address);
+        let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
+        if !exempt {
+            if let Err(error) = state.check_address_rate(address) {
                 return error.into_response();
             }
         }
@@ -365,7 +411,7 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = app(state.clone()).merge(extra);
+    let router = app_with(state.clone(), extra);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");

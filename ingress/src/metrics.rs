@@ -1,11 +1,23 @@
-//! Prometheus metrics in the text exposition format, kept by hand: a few counters and
-//! fixed-bucket histograms behind one small lock each, rendered on `GET /metrics`. Gauges
-//! (applied offset, lag, live holds) are read from the read model at scrape time.
+//! Metrics on `GET /metrics`, kept and rendered by `prometheus-client` (the Prometheus
+//! project's Rust client) in the OpenMetrics text format. Counters and histograms are
+//! updated where things happen; gauges (applied offset, lag, live holds) are read from the
+//! read model at scrape time.
+//!
+//! Label values are bounded: `route` is the matched route template (`unmatched` for any
+//! other path), `method` one of the standard methods or `other`, `status` a status code.
+//! So a client sending random paths or methods cannot grow the exposition.
+//!
+//! The hot path (one request) takes a read lock on the HTTP family's map (a new series
+//! takes its write lock once) and the lock of its own series' histogram: there is no
+//! lock every request shares exclusively.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use axum::http::Method;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 /// Upper bounds in seconds.
@@ -13,89 +25,56 @@ const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl Counter {
-    pub(crate) fn inc(&self) {
-        self.add(1);
-    }
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
 
-    pub(crate) fn add(&self, count: u64) {
-        self.0.fetch_add(count, Ordering::Relaxed);
-    }
+/// An HTTP method as a label: the standard ones by name, anything else `other`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(crate) struct MethodLabel(&'static str);
 
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+impl MethodLabel {
+    pub(crate) fn of(method: &Method) -> MethodLabel {
+        const KNOWN: [Method; 9] = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::CONNECT,
+            Method::TRACE,
+        ];
+        let name = KNOWN
+            .iter()
+            .find(|known| *known == method)
+            .map_or("other", |known| known.as_str());
+        MethodLabel(name)
     }
 }
 
-#[derive(Clone, Default)]
-struct HistogramData {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
-}
-
-impl HistogramData {
-    fn observe(&mut self, seconds: f64) {
-        for (bucket, bound) in self.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum_seconds += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let separator = if labels.is_empty() { "" } else { "," };
-        for (bucket, bound) in self.buckets.iter().zip(BUCKETS) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{separator}le=\"{bound}\"}} {bucket}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_seconds);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.0, encoder)
     }
 }
 
-#[derive(Default)]
-pub(crate) struct Histogram(Mutex<HistogramData>);
-
-impl Histogram {
-    pub(crate) fn observe(&self, elapsed: Duration) {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .observe(elapsed.as_secs_f64());
-    }
-
-    fn snapshot(&self) -> HistogramData {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
+/// The labels of the HTTP series, in this order (`loadgen` reads them by name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: MethodLabel,
+    status: u16,
 }
 
-/// (route template, method, status) → latency histogram (whose count is the request count).
-type HttpKey = (String, String, u16);
-
-#[derive(Default)]
 pub(crate) struct Metrics {
-    http: Mutex<BTreeMap<HttpKey, HistogramData>>,
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub(crate) log_append: Histogram,
     pub(crate) log_appended_records: Counter,
     pub(crate) log_append_errors: Counter,
@@ -109,6 +88,7 @@ pub(crate) struct Metrics {
     pub(crate) idempotency_index_answers: Counter,
     pub(crate) idempotency_index_reused: Counter,
     pub(crate) idempotency_index_errors: Counter,
+    gauges: GaugeSet,
 }
 
 /// Values read at scrape time.
@@ -126,187 +106,230 @@ pub(crate) struct Gauges {
     pub(crate) read_model_anomalies: u64,
 }
 
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+#[derive(Default)]
+struct GaugeSet {
+    applied_offset: Gauge,
+    outcomes_lag: Gauge,
+    outcomes_end_offset: Gauge,
+    live_holds: Gauge,
+    live_bookings: Gauge,
+    waiting: Gauge,
+    events: Gauge,
+    pending_writes: Gauge,
+    long_polls: Gauge,
+    seat_map_streams: Gauge,
+    read_model_anomalies: Gauge,
 }
 
-impl Metrics {
-    pub(crate) fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        let mut http = self
-            .http
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        http.entry((route.to_string(), method.to_string(), status))
-            .or_default()
-            .observe(elapsed.as_secs_f64());
-    }
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
 
-    pub(crate) fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::new();
-        let http = self
-            .http
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        out.push_str("# HELP boxoffice_http_requests_total HTTP requests answered, by route, method and status.\n");
-        out.push_str("# TYPE boxoffice_http_requests_total counter\n");
-        for ((route, method, status), data) in &http {
-            let _ = writeln!(out, "boxoffice_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}", escape(route), data.count);
-        }
-        out.push_str("# HELP boxoffice_http_request_duration_seconds HTTP request latency, by route, method and status.\n");
-        out.push_str("# TYPE boxoffice_http_request_duration_seconds histogram\n");
-        for ((route, method, status), data) in &http {
-            let labels = format!(
-                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-                escape(route)
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
             );
-            data.render(&mut out, "boxoffice_http_request_duration_seconds", &labels);
-        }
-        out.push_str("# HELP boxoffice_log_append_duration_seconds Latency of one durable append (a batch) to the requests log.\n");
-        out.push_str("# TYPE boxoffice_log_append_duration_seconds histogram\n");
-        self.log_append
-            .snapshot()
-            .render(&mut out, "boxoffice_log_append_duration_seconds", "");
-        let counters: [(&str, &str, &Counter); 12] = [
-            (
-                "boxoffice_log_appended_records_total",
-                "Records appended to the requests log by this ingress.",
-                &self.log_appended_records,
-            ),
-            (
-                "boxoffice_log_append_errors_total",
-                "Failed appends to the requests log.",
-                &self.log_append_errors,
-            ),
-            (
-                "boxoffice_outcome_timeouts_total",
-                "Writes answered 503 because their outcome did not come in time.",
-                &self.outcome_timeouts,
-            ),
-            (
-                "boxoffice_rate_limited_total",
-                "Requests refused by a rate limit.",
-                &self.rate_limited,
-            ),
-            (
-                "boxoffice_outcomes_applied_total",
-                "Outcomes applied to the read model.",
-                &self.outcomes_applied,
-            ),
-            (
-                "boxoffice_outcomes_replayed_total",
-                "Replayed (idempotent repeat) outcomes, answered but not re-applied.",
-                &self.outcomes_replayed,
-            ),
-            (
-                "boxoffice_outcomes_duplicate_total",
-                "Outcomes dropped because their offset was already applied.",
-                &self.outcomes_duplicate,
-            ),
-            (
-                "boxoffice_outcomes_undecodable_total",
-                "Outcome records that could not be decoded.",
-                &self.outcomes_undecodable,
-            ),
-            (
-                "boxoffice_outcome_read_errors_total",
-                "Errors reading the outcomes log.",
-                &self.outcome_read_errors,
-            ),
-            (
-                "boxoffice_idempotency_index_answers_total",
-                "Repeated keyed requests answered from the idempotency index, not appended.",
-                &self.idempotency_index_answers,
-            ),
-            (
-                "boxoffice_idempotency_index_reused_total",
-                "Keys reused for another request, refused (422) by the idempotency index.",
-                &self.idempotency_index_reused,
-            ),
-            (
-                "boxoffice_idempotency_index_errors_total",
-                "Errors reading or writing the idempotency index.",
-                &self.idempotency_index_errors,
-            ),
-        ];
-        for (name, help, counter) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.get()
-            );
-        }
-        let applied = gauges.applied_offset.map_or(-1, |offset| offset as i64);
-        let lag = gauges
-            .outcomes_end_offset
-            .saturating_sub(gauges.outcomes_position);
-        let gauge_values: [(&str, &str, i64); 11] = [
+        // Counters are registered without `_total`: the encoder appends it.
+        registry.register(
+            "boxoffice_http_requests",
+            "HTTP requests answered, by route, method and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "boxoffice_http_request_duration_seconds",
+            "HTTP request latency, by route, method and status",
+            http_duration.clone(),
+        );
+        let log_append = latency_histogram();
+        registry.register(
+            "boxoffice_log_append_duration_seconds",
+            "Latency of one durable append (a batch) to the requests log",
+            log_append.clone(),
+        );
+        let mut counter = |name: &str, help: &str| {
+            let counter = Counter::default();
+            registry.register(name, help, counter.clone());
+            counter
+        };
+        let log_appended_records = counter(
+            "boxoffice_log_appended_records",
+            "Records appended to the requests log by this ingress",
+        );
+        let log_append_errors = counter(
+            "boxoffice_log_append_errors",
+            "Failed appends to the requests log",
+        );
+        let outcome_timeouts = counter(
+            "boxoffice_outcome_timeouts",
+            "Writes answered 503 because their outcome did not come in time",
+        );
+        let rate_limited = counter(
+            "boxoffice_rate_limited",
+            "Requests refused by a rate limit or a cap on open long-polls and streams",
+        );
+        let outcomes_applied = counter(
+            "boxoffice_outcomes_applied",
+            "Outcomes applied to the read model",
+        );
+        let outcomes_replayed = counter(
+            "boxoffice_outcomes_replayed",
+            "Replayed (idempotent repeat) outcomes, answered but not re-applied",
+        );
+        let outcomes_duplicate = counter(
+            "boxoffice_outcomes_duplicate",
+            "Outcomes dropped because their offset was already applied",
+        );
+        let outcomes_undecodable = counter(
+            "boxoffice_outcomes_undecodable",
+            "Outcome records that could not be decoded",
+        );
+        let outcome_read_errors = counter(
+            "boxoffice_outcome_read_errors",
+            "Errors reading the outcomes log",
+        );
+        let idempotency_index_answers = counter(
+            "boxoffice_idempotency_index_answers",
+            "Repeated keyed requests answered from the idempotency index, not appended",
+        );
+        let idempotency_index_reused = counter(
+            "boxoffice_idempotency_index_reused",
+            "Keys reused for another request, refused (422) by the idempotency index",
+        );
+        let idempotency_index_errors = counter(
+            "boxoffice_idempotency_index_errors",
+            "Errors reading or writing the idempotency index",
+        );
+        let gauges = GaugeSet::default();
+        for (name, help, gauge) in [
             (
                 "boxoffice_read_model_applied_offset",
-                "Input offset of the last outcome the read model applied (-1: none).",
-                applied,
+                "Input offset of the last outcome the read model applied (-1: none)",
+                &gauges.applied_offset,
             ),
             (
                 "boxoffice_outcomes_lag_records",
-                "Outcome records not yet read by the follower.",
-                lag as i64,
+                "Outcome records not yet read by the follower",
+                &gauges.outcomes_lag,
             ),
             (
                 "boxoffice_outcomes_end_offset",
-                "End offset of the outcomes log when last checked.",
-                gauges.outcomes_end_offset as i64,
+                "End offset of the outcomes log when last checked",
+                &gauges.outcomes_end_offset,
             ),
-            (
-                "boxoffice_holds_active",
-                "Live holds.",
-                gauges.live_holds as i64,
-            ),
+            ("boxoffice_holds_active", "Live holds", &gauges.live_holds),
             (
                 "boxoffice_bookings_active",
-                "Bookings not canceled.",
-                gauges.live_bookings as i64,
+                "Bookings not canceled",
+                &gauges.live_bookings,
             ),
             (
                 "boxoffice_waitlist_waiting",
-                "Waitlist entries waiting.",
-                gauges.waiting as i64,
+                "Waitlist entries waiting",
+                &gauges.waiting,
             ),
             (
                 "boxoffice_events",
-                "Events known to the read model.",
-                gauges.events as i64,
+                "Events known to the read model",
+                &gauges.events,
             ),
             (
                 "boxoffice_pending_writes",
-                "Writes waiting for their outcome.",
-                gauges.pending_writes as i64,
+                "Writes waiting for their outcome",
+                &gauges.pending_writes,
             ),
             (
                 "boxoffice_long_polls",
-                "Waitlist long-polls waiting for a change.",
-                gauges.long_polls as i64,
+                "Waitlist long-polls waiting for a change",
+                &gauges.long_polls,
             ),
             (
                 "boxoffice_seat_map_streams",
-                "Seat-map streams (server-sent events) open.",
-                gauges.seat_map_streams as i64,
+                "Seat-map streams (server-sent events) open",
+                &gauges.seat_map_streams,
             ),
             (
                 "boxoffice_read_model_anomalies",
-                "Outcomes that did not fit the read model (should be 0).",
-                gauges.read_model_anomalies as i64,
+                "Outcomes that did not fit the read model (should be 0)",
+                &gauges.read_model_anomalies,
             ),
-        ];
-        for (name, help, value) in gauge_values {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+        ] {
+            registry.register(name, help, gauge.clone());
         }
-        out
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            log_append,
+            log_appended_records,
+            log_append_errors,
+            outcome_timeouts,
+            rate_limited,
+            outcomes_applied,
+            outcomes_replayed,
+            outcomes_duplicate,
+            outcomes_undecodable,
+            outcome_read_errors,
+            idempotency_index_answers,
+            idempotency_index_reused,
+            idempotency_index_errors,
+            gauges,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts and times one answer. `route` is a route template or `unmatched`.
+    pub(crate) fn observe_http(
+        &self,
+        route: &str,
+        method: MethodLabel,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let labels = HttpLabels {
+            route: route.to_string(),
+            method,
+            status,
+        };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition (OpenMetrics text, [`CONTENT_TYPE`]), with `gauges` as of now.
+    pub(crate) fn render(&self, gauges: &Gauges) -> String {
+        let set = &self.gauges;
+        set.applied_offset
+            .set(gauges.applied_offset.map_or(-1, saturating_i64));
+        set.outcomes_lag.set(saturating_i64(
+            gauges
+                .outcomes_end_offset
+                .saturating_sub(gauges.outcomes_position),
+        ));
+        set.outcomes_end_offset
+            .set(saturating_i64(gauges.outcomes_end_offset));
+        set.live_holds.set(saturating_i64(gauges.live_holds));
+        set.live_bookings.set(saturating_i64(gauges.live_bookings));
+        set.waiting.set(saturating_i64(gauges.waiting));
+        set.events.set(saturating_i64(gauges.events));
+        set.pending_writes
+            .set(saturating_i64(gauges.pending_writes));
+        set.long_polls.set(saturating_i64(gauges.long_polls));
+        set.seat_map_streams
+            .set(saturating_i64(gauges.seat_map_streams));
+        set.read_model_anomalies
+            .set(saturating_i64(gauges.read_model_anomalies));
+        let mut text = String::new();
+        // Writing to a String cannot fail; an encoder error would be a bug in a label.
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(%error, "the metrics could not be encoded");
+        }
+        text
     }
 }
 
@@ -314,23 +337,8 @@ impl Metrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn renders_counts_and_cumulative_buckets() {
-        let metrics = Metrics::default();
-        metrics.observe_http(
-            "/v1/events/{event_id}",
-            "GET",
-            200,
-            Duration::from_millis(3),
-        );
-        metrics.observe_http(
-            "/v1/events/{event_id}",
-            "GET",
-            200,
-            Duration::from_millis(30),
-        );
-        metrics.log_append.observe(Duration::from_micros(200));
-        let gauges = Gauges {
+    fn gauges() -> Gauges {
+        Gauges {
             applied_offset: Some(4),
             outcomes_position: 5,
             outcomes_end_offset: 7,
@@ -342,13 +350,50 @@ mod tests {
             long_polls: 0,
             seat_map_streams: 0,
             read_model_anomalies: 0,
-        };
-        let text = metrics.render(&gauges);
-        assert!(text.contains("boxoffice_http_requests_total{route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 2"), "{text}");
-        assert!(text.contains("boxoffice_http_request_duration_seconds_bucket{route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\",le=\"0.005\"} 1"));
-        assert!(text.contains("le=\"0.05\"} 2"));
-        assert!(text.contains("boxoffice_log_append_duration_seconds_count 1"));
-        assert!(text.contains("boxoffice_outcomes_lag_records 2"));
-        assert!(text.contains("boxoffice_read_model_applied_offset 4"));
+        }
+    }
+
+    #[test]
+    fn renders_counts_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        let get = MethodLabel::of(&Method::GET);
+        metrics.observe_http("/v1/events/{event_id}", get, 200, Duration::from_millis(3));
+        metrics.observe_http("/v1/events/{event_id}", get, 200, Duration::from_millis(30));
+        metrics.log_append.observe(0.0002);
+        metrics.log_appended_records.inc_by(3);
+        let text = metrics.render(&gauges());
+        for expected in [
+            "boxoffice_http_requests_total{route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 2\n",
+            "boxoffice_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 1\n",
+            "le=\"0.05\",route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 2\n",
+            "boxoffice_log_append_duration_seconds_count 1\n",
+            "boxoffice_log_appended_records_total 3\n",
+            "boxoffice_outcomes_lag_records 2\n",
+            "boxoffice_read_model_applied_offset 4\n",
+            "# EOF\n",
+        ] {
+            assert!(text.contains(expected), "no {expected} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        let metrics = Metrics::default();
+        for name in ["BREW", "PROPFIND", "X-RANDOM-1", "X-RANDOM-2"] {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            metrics.observe_http("unmatched", MethodLabel::of(&method), 405, Duration::ZERO);
+        }
+        let text = metrics.render(&gauges());
+        assert!(
+            text.contains(
+                "boxoffice_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 4\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("BREW") && !text.contains("X-RANDOM"),
+            "{text}"
+        );
+        assert_eq!(MethodLabel::of(&Method::PATCH).0, "PATCH");
     }
 }

@@ -29,7 +29,10 @@ impl Modify for Security {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Boxoffice API", version = "1", description = "Seat booking over a durable log: events, holds, bookings, waitlists, service desks."),
+    info(title = "Boxoffice API", version = "1", description = "Seat booking over a durable log: events, holds, bookings, waitlists, service desks. \
+        Any operation may also answer 429 `rate_limited` (per user or per client address, with `Retry-After`) and \
+        503 `unavailable`, `request_timeout` among its reasons when no answer came within the server's request timeout \
+        (`http.request_timeout_ms`): the request may or may not have been applied, so retry with the same `Idempotency-Key`."),
     paths(
         public::cities, public::events, public::venues, public::event, public::seats, web::stream,
         admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,

@@ -1,74 +1,81 @@
-//! Token-bucket rate limits keyed by user or client address. Buckets live in a few
-//! mutex-guarded shards; their number is bounded, and idle (full) buckets are dropped
-//! first when the bound is reached — a full bucket is the same as no bucket.
+//! Rate limits keyed by user or client address: `governor`'s keyed GCRA limiter (a token
+//! bucket of `burst` tokens refilled at `per_second`, lock-free per key in a sharded
+//! `DashMap`), plus the housekeeping that bounds its memory.
+//!
+//! A key's state is dropped once it is indistinguishable from a fresh one (its bucket is
+//! full again: `retain_recent`). That runs every [`PRUNE_EVERY_CHECKS`] checks once more
+//! than `keys_max` keys are held, and every [`SHRINK_EVERY_CHECKS`] checks regardless, so
+//! the map shrinks after a burst of many clients. What remains after pruning are keys
+//! that made a request within the last `burst / per_second` seconds.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::Quota;
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-const SHARDS: usize = 16;
+/// How often (in checks) the number of keys is compared with `keys_max`.
+const PRUNE_EVERY_CHECKS: u64 = 256;
+/// How often (in checks) idle keys are dropped whatever their number.
+const SHRINK_EVERY_CHECKS: u64 = 65_536;
+const _: () = assert!(SHRINK_EVERY_CHECKS.is_multiple_of(PRUNE_EVERY_CHECKS));
 
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+type Keyed<K, C> =
+    governor::RateLimiter<K, DefaultKeyedStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+pub(crate) struct RateLimiter<K: Hash + Eq + Clone, C: Clock = DefaultClock> {
+    limiter: Keyed<K, C>,
+    keys_max: usize,
+    checks: AtomicU64,
 }
 
-pub(crate) struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    keys_max_per_shard: usize,
-    shards: Vec<Mutex<HashMap<String, Bucket>>>,
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    pub(crate) fn new(per_second: u32, burst: u32, keys_max: usize) -> RateLimiter<K> {
+        RateLimiter::with_clock(per_second, burst, keys_max, DefaultClock::default())
+    }
 }
 
-impl RateLimiter {
-    pub(crate) fn new(per_second: u32, burst: u32, keys_max: usize) -> RateLimiter {
+impl<K: Hash + Eq + Clone, C: Clock> RateLimiter<K, C> {
+    pub(crate) fn with_clock(
+        per_second: u32,
+        burst: u32,
+        keys_max: usize,
+        clock: C,
+    ) -> RateLimiter<K, C> {
+        let positive = |value: u32| NonZeroU32::new(value.max(1)).expect("at least 1");
+        let quota = Quota::per_second(positive(per_second)).allow_burst(positive(burst));
         RateLimiter {
-            per_second: f64::from(per_second.max(1)),
-            burst: f64::from(burst.max(1)),
-            keys_max_per_shard: (keys_max / SHARDS).max(1),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            limiter: governor::RateLimiter::dashmap_with_clock(quota, clock),
+            keys_max: keys_max.max(1),
+            checks: AtomicU64::new(0),
         }
     }
 
     /// Takes one token for `key`; when there is none, how long until there is.
-    pub(crate) fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let shard = &self.shards[hasher.finish() as usize % SHARDS];
-        let mut buckets = shard
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !buckets.contains_key(key) && buckets.len() >= self.keys_max_per_shard {
-            let (per_second, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, bucket| {
-                bucket.tokens
-                    + now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second
-                    < burst
-            });
-            if buckets.len() >= self.keys_max_per_shard {
-                // Every tracked key is active: forget one (it starts over with a full bucket).
-                if let Some(victim) = buckets.keys().next().cloned() {
-                    buckets.remove(&victim);
-                }
-            }
+    pub(crate) fn check(&self, key: &K) -> Result<(), Duration> {
+        let checks = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        if checks.is_multiple_of(SHRINK_EVERY_CHECKS)
+            || (checks.is_multiple_of(PRUNE_EVERY_CHECKS) && self.limiter.len() > self.keys_max)
+        {
+            self.prune();
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.per_second,
-            ))
-        }
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// Drops every key whose bucket is full again, and returns the memory.
+    fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.limiter.len()
     }
 }
 
@@ -80,39 +87,51 @@ pub(crate) fn retry_after_seconds(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
     fn burst_then_refill_per_key() {
-        let limiter = RateLimiter::new(2, 3, 100);
-        let start = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(2, 3, 100, clock.clone());
         for _ in 0..3 {
-            assert!(limiter.check("a", start).is_ok());
+            assert!(limiter.check(&"a").is_ok());
         }
-        let wait = limiter.check("a", start).unwrap_err();
+        let wait = limiter.check(&"a").unwrap_err();
         assert!(wait <= Duration::from_millis(500) && wait > Duration::ZERO);
         assert_eq!(retry_after_seconds(wait), 1);
-        assert!(limiter.check("b", start).is_ok(), "keys are independent");
-        assert!(limiter
-            .check("a", start + Duration::from_millis(500))
-            .is_ok());
-        assert!(limiter
-            .check("a", start + Duration::from_millis(500))
-            .is_err());
+        assert!(limiter.check(&"b").is_ok(), "keys are independent");
+        clock.advance(Duration::from_millis(500));
+        assert!(limiter.check(&"a").is_ok());
+        assert!(limiter.check(&"a").is_err());
     }
 
     #[test]
-    fn the_number_of_buckets_is_bounded() {
-        let limiter = RateLimiter::new(1, 1, SHARDS);
-        let now = Instant::now();
-        for index in 0..1000 {
-            let _ = limiter.check(&format!("k{index}"), now);
+    fn idle_keys_are_dropped_once_there_are_too_many() {
+        let clock = FakeRelativeClock::default();
+        let keys_max = 16;
+        // Each key's bucket is full again 10 ms after its one request.
+        let limiter = RateLimiter::with_clock(100, 1, keys_max, clock.clone());
+        for index in 0..10 * PRUNE_EVERY_CHECKS {
+            assert!(limiter.check(&index).is_ok());
+            clock.advance(Duration::from_millis(10));
+            assert!(
+                limiter.keys() <= keys_max + PRUNE_EVERY_CHECKS as usize,
+                "{} keys after {index}",
+                limiter.keys()
+            );
         }
-        let total: usize = limiter
-            .shards
-            .iter()
-            .map(|shard| shard.lock().unwrap().len())
-            .sum();
-        assert!(total <= SHARDS, "{total}");
+    }
+
+    #[test]
+    fn active_keys_are_kept_when_pruning() {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::with_clock(1, 1, 1, clock.clone());
+        assert!(limiter.check(&u64::MAX).is_ok());
+        // Enough new keys to prune several times, within the active key's refill time.
+        for index in 0..4 * PRUNE_EVERY_CHECKS {
+            let _ = limiter.check(&index);
+        }
+        assert!(limiter.check(&u64::MAX).is_err(), "still limited");
     }
 
     #[test]

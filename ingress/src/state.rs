@@ -1,22 +1,35 @@
 //! The state every handler shares, and what the outcome follower shares with them.
 
 use crate::auth::Auth;
+use crate::client_address::ClientAddress;
 use crate::config::IngressConfig;
 use crate::engine_control::EngineControl;
 use crate::error::{AppError, Reason};
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::EventFeeds;
 use crate::metrics::{Gauges, Metrics};
+use crate::open_caps::{OpenCounts, OpenPlace};
 use crate::rate_limit::{retry_after_seconds, RateLimiter};
 use crate::read_model::ReadModel;
 use crate::writes::{Pending, Writes};
 use engine::WaiterId;
 use requestlog::LogWriter;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
+
+/// How long before the request timeout a long-poll answers at the latest.
+const LONG_POLL_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
+
+/// A long-poll's places under its caps, freed when it answers.
+#[derive(Default)]
+pub(crate) struct LongPollPlaces {
+    _user: Option<OpenPlace<String>>,
+    _address: Option<OpenPlace<IpAddr>>,
+}
 
 /// Cheap to clone: everything is behind one `Arc`.
 #[derive(Clone)]
@@ -37,8 +50,12 @@ pub(crate) struct Shared {
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
     pub(crate) feeds: Arc<EventFeeds>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) user_limiter: RateLimiter,
-    pub(crate) address_limiter: RateLimiter,
+    pub(crate) user_limiter: RateLimiter<String>,
+    /// Keyed by [`ClientAddress::limit_key`] (an IPv6 client by its /64).
+    pub(crate) address_limiter: RateLimiter<IpAddr>,
+    pub(crate) long_polls_per_user: Arc<OpenCounts<String>>,
+    pub(crate) long_polls_per_address: Arc<OpenCounts<IpAddr>>,
+    pub(crate) streams_per_address: Arc<OpenCounts<IpAddr>>,
     pub(crate) engine: Option<Arc<dyn EngineControl>>,
     pub(crate) writer: Arc<dyn LogWriter>,
     /// Set when the server begins shutting down: long-polls answer at once.
@@ -155,30 +172,98 @@ impl AppState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn check_user_rate(&self, user: &str) -> Result<(), AppError> {
+    pub(crate) fn check_user_rate(&self, user: &String) -> Result<(), AppError> {
         if !self.shared.config.rate_limit.enabled {
             return Ok(());
         }
-        self.shared
-            .user_limiter
-            .check(user, Instant::now())
-            .map_err(|wait| {
-                self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(Reason::UserRateLimit, retry_after_seconds(wait))
-            })
+        self.shared.user_limiter.check(user).map_err(|wait| {
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(Reason::UserRateLimit, retry_after_seconds(wait))
+        })
     }
 
-    pub(crate) fn check_address_rate(&self, address: &str) -> Result<(), AppError> {
+    pub(crate) fn check_address_rate(&self, address: ClientAddress) -> Result<(), AppError> {
         if !self.shared.config.rate_limit.enabled {
             return Ok(());
         }
-        self.shared
-            .address_limiter
-            .check(address, Instant::now())
-            .map_err(|wait| {
-                self.shared.metrics.rate_limited.inc();
-                AppError::rate_limited(Reason::AddressRateLimit, retry_after_seconds(wait))
+        let key = address.limit_key();
+        self.shared.address_limiter.check(&key).map_err(|wait| {
+            self.shared.metrics.rate_limited.inc();
+            AppError::rate_limited(Reason::AddressRateLimit, retry_after_seconds(wait))
+        })
+    }
+
+    /// Places for one waitlist long-poll under the per-user and per-address caps (off with
+    /// the rate limits); 429 over either.
+    pub(crate) fn open_long_poll(
+        &self,
+        user: &str,
+        address: Option<ClientAddress>,
+    ) -> Result<LongPollPlaces, AppError> {
+        if !self.shared.config.rate_limit.enabled {
+            return Ok(LongPollPlaces::default());
+        }
+        let shared = &self.shared;
+        let refused = |reason, limit, max| {
+            shared.metrics.rate_limited.inc();
+            AppError::too_many_open(reason, limit, max, "waitlist long-polls")
+        };
+        let user = shared
+            .long_polls_per_user
+            .open(user.to_string())
+            .ok_or_else(|| {
+                refused(
+                    Reason::LongPollsPerUserMax,
+                    "long_polls_per_user",
+                    shared.long_polls_per_user.max(),
+                )
+            })?;
+        let address = address
+            .map(|address| {
+                shared
+                    .long_polls_per_address
+                    .open(address.limit_key())
+                    .ok_or_else(|| {
+                        refused(
+                            Reason::LongPollsPerAddressMax,
+                            "long_polls_per_address",
+                            shared.long_polls_per_address.max(),
+                        )
+                    })
             })
+            .transpose()?;
+        Ok(LongPollPlaces {
+            _user: Some(user),
+            _address: address,
+        })
+    }
+
+    /// A place for one seat-map stream under the per-address cap (off with the rate
+    /// limits); 429 over it.
+    pub(crate) fn open_stream(
+        &self,
+        address: Option<ClientAddress>,
+    ) -> Result<Option<OpenPlace<IpAddr>>, AppError> {
+        let Some(address) = address.filter(|_| self.shared.config.rate_limit.enabled) else {
+            return Ok(None);
+        };
+        let streams = &self.shared.streams_per_address;
+        streams.open(address.limit_key()).map(Some).ok_or_else(|| {
+            self.shared.metrics.rate_limited.inc();
+            AppError::too_many_open(
+                Reason::StreamsPerAddressMax,
+                "streams_per_address",
+                streams.max(),
+                "seat-map streams per client address",
+            )
+        })
+    }
+
+    /// The longest a long-poll waits: below the request timeout, so it answers (with the
+    /// current status) before the timeout would.
+    pub(crate) fn long_poll_wait_max(&self) -> Duration {
+        let timeout = self.shared.config.request_timeout;
+        timeout.saturating_sub(LONG_POLL_TIMEOUT_MARGIN.min(timeout / 2))
     }
 
     pub(crate) fn gauges(&self) -> Gauges {

@@ -207,7 +207,10 @@ impl Writes {
         let (reply, replied) = oneshot::channel();
         let timed_out = || {
             self.metrics.outcome_timeouts.inc();
-            AppError::unavailable(Reason::NotAnsweredInTime, "the request was not answered in time; retry with the same Idempotency-Key to learn its outcome")
+            AppError::outcome_unknown(
+                Reason::NotAnsweredInTime,
+                "the engine did not answer in time",
+            )
         };
         let jobs = self
             .jobs
@@ -225,24 +228,26 @@ impl Writes {
             Ok(Err(_)) => {
                 return Err(AppError::unavailable(
                     Reason::ShuttingDown,
-                    "the log is shut down",
+                    "the log is shut down; nothing was applied",
                 ))
             }
             Ok(Ok(())) => {}
         }
         let appended = match tokio::time::timeout_at(deadline, replied).await {
             Err(_) => return Err(timed_out()),
+            // The appender took the job: the record may be in the log.
             Ok(Err(_)) => {
-                return Err(AppError::unavailable(
+                return Err(AppError::outcome_unknown(
                     Reason::ShuttingDown,
-                    "the log is shut down",
+                    "the service is shutting down",
                 ))
             }
+            // A failed append (a Kafka delivery timeout, say) may still have written it.
             Ok(Ok(Err(error))) => {
                 tracing::warn!(%error, "append failed");
-                return Err(AppError::unavailable(
+                return Err(AppError::outcome_unknown(
                     Reason::LogNotWritable,
-                    "the request log is not writable; nothing was applied",
+                    "the request log is not writable",
                 ));
             }
             Ok(Ok(Ok(appended))) => appended,
@@ -250,16 +255,16 @@ impl Writes {
         let receiver = match self.pending.register(appended.offset) {
             Registration::Ready(outcome) => return Ok(outcome),
             Registration::Gone => {
-                return Err(AppError::unavailable(
+                return Err(AppError::outcome_unknown(
                     Reason::OutcomeMissed,
-                    "the outcome was missed; retry with the same Idempotency-Key to learn it",
+                    "the outcome was missed",
                 ))
             }
             Registration::Wait(receiver) => receiver,
         };
         match tokio::time::timeout_at(deadline, receiver).await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(AppError::unavailable(
+            Ok(Err(_)) => Err(AppError::outcome_unknown(
                 Reason::FollowerStopped,
                 "the outcome follower stopped",
             )),
@@ -308,11 +313,11 @@ fn append_loop(
         let count = payloads.len();
         let started = Instant::now();
         let result = writer.append(payloads);
-        metrics.log_append.observe(started.elapsed());
+        metrics.log_append.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(appended) => {
                 assert_eq!(appended.len(), count, "one Appended per payload");
-                metrics.log_appended_records.add(count as u64);
+                metrics.log_appended_records.inc_by(count as u64);
                 for (reply, appended) in replies.into_iter().zip(appended) {
                     let _ = reply.send(Ok(appended));
                 }

@@ -793,6 +793,13 @@ async fn an_outcome_that_does_not_come_is_503_and_a_retry_learns_it() {
         "{}",
         late.text
     );
+    // The client cannot tell whether it was applied; the answer says what to do.
+    let message = late.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("may or may not have been applied")
+            && message.contains("retry with the same Idempotency-Key"),
+        "{message}"
+    );
     harness.start_engine();
     // Retrying with the same key is what a client does after a 503; a busy machine may need
     // more than one 300 ms window for the engine to start and catch up.
@@ -2104,10 +2111,10 @@ async fn operations_health_metrics_engine_and_openapi() {
     assert!(metrics.headers["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     for expected in [
         "boxoffice_http_requests_total{route=\"/v1/events/{event_id}/holds\",method=\"POST\",status=\"201\"} 1",
-        "boxoffice_http_request_duration_seconds_bucket{route=\"/v1/admin/events\",method=\"POST\",status=\"201\",le=\"+Inf\"} 1",
+        "boxoffice_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/v1/admin/events\",method=\"POST\",status=\"201\"} 1",
         "boxoffice_log_append_duration_seconds_count",
         "boxoffice_holds_active 1",
         "boxoffice_read_model_applied_offset",

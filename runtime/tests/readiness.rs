@@ -65,18 +65,17 @@ fn readiness_follows_the_engine(backend: Backend) {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let details = &body["error"]["details"];
     assert_eq!(
-        (
-            &details["reason"],
-            &details["engine_answering"],
-            &details["requests_end_offset"],
-            &details["applied_offset"]
-        ),
-        (
-            &json!("engine_not_answering"),
-            &json!(false),
-            &json!(end + 1),
-            &json!(end - 1)
-        ),
+        (&details["reason"], &details["engine_answering"]),
+        (&json!("engine_not_answering"), &json!(false)),
+        "{body}"
+    );
+    // The hold (and perhaps a readiness probe's tick) waits past what the engine applied.
+    let (requests_end, applied) = (
+        details["requests_end_offset"].as_u64().unwrap(),
+        details["applied_offset"].as_u64().unwrap(),
+    );
+    assert!(
+        requests_end > end && applied >= end - 1 && applied < requests_end,
         "{body}"
     );
     assert!(
@@ -97,7 +96,8 @@ fn readiness_follows_the_engine(backend: Backend) {
         .unwrap(),
     );
     let ready = wait_readyz(&stack, StatusCode::OK);
-    assert_eq!(ready["applied_offset"], json!(end), "{ready}");
+    // The hold, then perhaps the restarted primary's `Configure` record.
+    assert!(ready["applied_offset"].as_u64().unwrap() >= end, "{ready}");
     let (_, map) = stack.call(Method::GET, "/v1/events/ev_0/seats", None, None);
     assert_eq!(
         map["sections"][0]["rows"][0]["seats"][0]["status"],

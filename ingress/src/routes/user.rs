@@ -4,7 +4,7 @@
 use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
 use crate::error::{AppError, ErrorBody, Reason};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, UserId};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Client, IdempotencyKey, UserId};
 use crate::read_model::{HoldStatus, WaiterStatus};
 use crate::state::AppState;
 use crate::validate;
@@ -391,11 +391,16 @@ pub(crate) async fn join_waitlist(
 }
 
 #[utoipa::path(get, path = "/v1/waitlist/{waitlist_id}", tag = "waitlist", params(("waitlist_id" = String, Path), WaitQuery),
-    responses((status = 200, description = "Status; with wait_seconds, answered as soon as it changes from waiting", body = WaitlistStatus), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "Status; with wait_seconds, answered as soon as it changes from waiting \
+        (and at the latest shortly before the server's request timeout, `http.request_timeout_ms`)", body = WaitlistStatus),
+        (status = 404, body = ErrorBody),
+        (status = 429, description = "rate_limited: user_rate_limit, address_rate_limit, or with wait_seconds \
+            long_polls_per_user_max / long_polls_per_address_max (too many long-polls waiting at once); see Retry-After", body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn get_waitlist(
     State(state): State<AppState>,
     UserId(user): UserId,
+    Client(client): Client,
     ApiPath(waitlist_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Response, AppError> {
@@ -407,7 +412,14 @@ pub(crate) async fn get_waitlist(
             format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
         ));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait_seconds));
+    // Held until this answers: a long-poll counts against its user's and address's caps.
+    let _places = if wait_seconds > 0 {
+        Some(state.open_long_poll(&user, client)?)
+    } else {
+        None
+    };
+    let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
+    let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shared.shutdown.subscribe();
     loop {
         let notify = state.shared.watchers.watch(id);

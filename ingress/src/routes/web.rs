@@ -12,8 +12,9 @@
 use crate::api::*;
 use crate::auth::mint_user_token;
 use crate::error::{AppError, ErrorBody, Reason};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, Client};
 use crate::live::Subscription;
+use crate::open_caps::OpenPlace;
 use crate::state::AppState;
 use crate::views;
 use axum::extract::State;
@@ -24,6 +25,7 @@ use axum::Json;
 use engine::{EventId, NotFound};
 use futures_util::Stream;
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -79,6 +81,8 @@ struct Feed {
     state: AppState,
     event: EventId,
     subscription: Subscription,
+    /// The stream's place under its address's cap, freed when the stream ends.
+    _place: Option<OpenPlace<IpAddr>>,
     shutdown: watch::Receiver<bool>,
     first: bool,
 }
@@ -92,15 +96,19 @@ struct Feed {
             latest state; `id` is the frame's log offset. Comment lines keep an idle stream open. The stream ends \
             when the server shuts down; EventSource reconnects by itself."),
         (status = 404, body = ErrorBody),
+        (status = 429, description = "rate_limited: address_rate_limit, or streams_per_address_max (too many streams \
+            open from this client address, `http.streams_per_address_max`); see Retry-After", body = ErrorBody),
         (status = 503, description = "Too many streams are open", body = ErrorBody)))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let event = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
     if state.model().event(event).is_none() {
         return Err(AppError::not_found(NotFound::Event));
     }
+    let place = state.open_stream(client)?;
     let subscription = state.shared.feeds.subscribe(event).ok_or_else(|| {
         AppError::unavailable(
             Reason::TooManyStreams,
@@ -112,6 +120,7 @@ pub(crate) async fn stream(
         state,
         event,
         subscription,
+        _place: place,
         first: true,
     };
     let frames = futures_util::stream::unfold(feed, next_frame);
