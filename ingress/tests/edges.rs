@@ -9,11 +9,10 @@ mod common;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Method, Request, StatusCode};
-use axum::response::Response;
 use axum::Router;
 use common::*;
 use ingress::IngressConfig;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -39,22 +38,6 @@ fn request_from(
         request = request.header(*name, *value);
     }
     request.body(Body::empty()).unwrap()
-}
-
-async fn answer(response: Response) -> Answer {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&bytes).to_string();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
-        text,
-    }
 }
 
 async fn get_from(

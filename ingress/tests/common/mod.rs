@@ -218,6 +218,11 @@ pub async fn call_with(
         .body(body.map_or_else(Body::empty, Body::from))
         .unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
+    answer(response).await
+}
+
+/// A response read whole: status, headers, body as text and as JSON (`Null` if not JSON).
+pub async fn answer(response: axum::response::Response) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
