@@ -624,4 +624,7 @@ pub(crate) struct Readiness {
     pub(crate) requests_end_offset: Option<u64>,
     pub(crate) outcomes_position: u64,
     pub(crate) outcomes_end_offset: u64,
+    /// The first outcome offset the read model expected but never got (the outcomes log
+    /// has a gap), if any: then the read model is stale and this ingress is not ready.
+    pub(crate) outcomes_missing_from: Option<u64>,
 }

@@ -148,6 +148,7 @@ reasons! {
     FollowerStopped = "follower_stopped",
     /// The read model is behind the outcomes log (`/readyz`).
     CatchingUp = "catching_up",
+    OutcomesGap = "outcomes_gap",
     /// The engine runtime has stopped (`/readyz` in `serve`).
     EngineStopped = "engine_stopped",
     /// Requests wait for outcomes and none has come for the outcome timeout (`/readyz`).

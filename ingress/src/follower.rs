@@ -146,6 +146,11 @@ impl Follower {
                     self.metrics.outcomes_duplicate.inc();
                     continue;
                 }
+                // Every request offset has an outcome, in order: a jump is a gap.
+                let expected = model.applied_offset.map_or(0, |applied| applied + 1);
+                if outcome.offset > expected {
+                    self.status.note_gap(expected, outcome.offset);
+                }
                 if outcome.replayed {
                     self.metrics.outcomes_replayed.inc();
                     model.note_processed(&outcome);

@@ -75,6 +75,9 @@ pub(crate) struct FollowerStatus {
     pub(crate) last_outcome_at: Mutex<Option<Instant>>,
     /// When readiness last appended a `Tick` to ask an idle engine whether it answers.
     pub(crate) probed_at: Mutex<Option<Instant>>,
+    /// The first gap seen in the outcomes log: (the offset expected, the offset that came).
+    /// The read model then lacks what those outcomes did, so readiness stays 503.
+    pub(crate) gap: Mutex<Option<(u64, u64)>>,
 }
 
 impl FollowerStatus {
@@ -97,6 +100,28 @@ impl FollowerStatus {
             (Some(outcome), Some(probe)) => Some(outcome.min(probe)),
             (outcome, probe) => outcome.or(probe),
         }
+    }
+
+    pub(crate) fn note_gap(&self, expected: u64, seen: u64) {
+        let mut gap = self
+            .gap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if gap.is_none() {
+            tracing::error!(
+                expected,
+                seen,
+                "the outcomes log has a gap: the read model is missing outcomes and readiness says so"
+            );
+            *gap = Some((expected, seen));
+        }
+    }
+
+    pub(crate) fn gap(&self) -> Option<(u64, u64)> {
+        *self
+            .gap
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn note_probe(&self) {

@@ -2296,3 +2296,42 @@ async fn service_desks_sell_slots_under_a_deadline() {
         again.text
     );
 }
+
+/// An outcomes log with a gap (outcome 1 never published): the follower notices, and the
+/// ingress says it is not ready (503 `outcomes_gap`, naming the missing offset) instead of
+/// answering from a read model that lacks what the missing outcome did.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gap_in_the_outcomes_log_makes_the_ingress_not_ready() {
+    let harness = Harness::with_config(config(), false);
+    let router = harness.router();
+    let tick = engine::Request::new(engine::Command::Tick);
+    let mut engine = engine::Engine::new(harness.engine_config.clone());
+    let first = engine.apply(0, 1_000, &tick);
+    let mut later = engine::Engine::new(harness.engine_config.clone());
+    let third = later.apply(2, 1_000, &tick);
+    let frames: Vec<Vec<u8>> = [first, third]
+        .iter()
+        .flat_map(engine::wire::encode_outcome_frames)
+        .collect();
+    harness.outcomes.writer().append(frames).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let answer = call(&router, Method::GET, "/readyz", None, None).await;
+        if answer.reason() == "outcomes_gap" {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never named the gap: {}",
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        answer.body["error"]["details"]["outcomes_missing_from"],
+        json!(1),
+        "{}",
+        answer.text
+    );
+}

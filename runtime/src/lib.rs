@@ -459,6 +459,7 @@ impl Runtime {
             batch_records_max: options.batch_records_max,
         };
         self.spawn("reader", move || reader_thread.run())?;
+        let next_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
         let applier = applier::Applier::new(
             Arc::clone(shared),
             engine,
@@ -470,9 +471,13 @@ impl Runtime {
         self.spawn("engine", move || applier.run())?;
         let publisher = publisher::Publisher::new(
             Arc::clone(shared),
-            Arc::clone(&logs.outcomes),
+            publisher::PublisherLogs {
+                outcomes: Arc::clone(&logs.outcomes),
+                requests: Arc::clone(&logs.requests),
+            },
             outcomes,
             published_at_start,
+            next_offset,
             &options,
         );
         self.spawn("publisher", move || publisher.run())?;

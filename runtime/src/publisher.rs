@@ -6,7 +6,7 @@ use crate::role::Action;
 use crate::shared::{PanicGuard, Shared};
 use crate::{RuntimeError, RuntimeOptions};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use engine::{Outcome, Reply};
+use engine::{EngineConfig, Outcome, Reply};
 use requestlog::{LogError, LogWriter};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,13 +39,25 @@ impl Publishing {
     }
 }
 
+/// The logs a publisher works on: it appends to `outcomes`, and reads `requests` only to
+/// re-derive outcomes the outcomes log lacks when it becomes primary.
+pub(crate) struct PublisherLogs {
+    pub(crate) outcomes: Arc<dyn OpenLog>,
+    pub(crate) requests: Arc<dyn OpenLog>,
+}
+
 /// Publishes outcomes while the role machine (`role.rs`) says this replica is primary,
 /// and keeps a bounded tail of them otherwise, for a promotion. It feeds the machine the
 /// outcomes it handles, in order, and carries out `OpenWriter` and `StepDown`.
 pub(crate) struct Publisher {
     shared: Arc<Shared>,
     outcomes_log: Arc<dyn OpenLog>,
+    requests_log: Arc<dyn OpenLog>,
+    /// Every replica applies the log with this configuration (`Configure` records check it).
+    engine_config: EngineConfig,
     outcomes: Receiver<Vec<Outcome>>,
+    /// The offset of the next outcome the engine hands over.
+    next_offset: u64,
     /// The open outcomes writer, while primary.
     writer: Option<Publishing>,
     node: String,
@@ -63,15 +75,19 @@ pub(crate) struct Publisher {
 impl Publisher {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        outcomes_log: Arc<dyn OpenLog>,
+        logs: PublisherLogs,
         outcomes: Receiver<Vec<Outcome>>,
         published_at_start: Option<u64>,
+        next_offset: u64,
         options: &RuntimeOptions,
     ) -> Publisher {
         Publisher {
             shared,
-            outcomes_log,
+            outcomes_log: logs.outcomes,
+            requests_log: logs.requests,
+            engine_config: options.engine.clone(),
             outcomes,
+            next_offset,
             writer: None,
             node: options.node.clone(),
             published_at_start,
@@ -162,6 +178,9 @@ impl Publisher {
     /// Publishes or retains, by whether the writer is open. A fenced writer steps down
     /// and keeps the outcomes.
     fn deliver(&mut self, outcomes: Vec<Outcome>) -> Result<(), RuntimeError> {
+        if let Some(last) = outcomes.last() {
+            self.next_offset = self.next_offset.max(last.offset + 1);
+        }
         if self.writer.is_none() {
             self.retain(outcomes);
             return Ok(());
@@ -201,27 +220,72 @@ impl Publisher {
     fn become_primary(&mut self) -> Result<(), RuntimeError> {
         let publishing = Publishing::open(self.outcomes_log.as_ref())?;
         let missing_from = publishing.last_published.map_or(0, |last| last + 1);
-        if let Some(first) = self
+        // What this replica can publish from memory starts at its oldest retained outcome,
+        // or (nothing retained: a restart from a snapshot) at the next one the engine
+        // hands over. Anything before it that the log lacks is re-derived below.
+        let first_kept = self
             .retained
             .front()
-            .filter(|first| first.offset > missing_from)
-        {
-            // The primary published less than this replica kept (over
-            // `standby_outcomes_max` behind): clients waiting on those retry (idempotency
-            // keys give them their answers); the outcomes log has a gap.
-            tracing::error!(
-                missing_from,
-                first_kept = first.offset,
-                "new primary cannot publish every missing outcome"
-            );
-        }
+            .map_or(self.next_offset, |first| first.offset);
         self.shared
             .update(|status| status.published_offset = publishing.last_published);
         self.writer = Some(publishing);
+        if missing_from < first_kept {
+            self.rederive(missing_from, first_kept)?;
+        }
         let retained: Vec<Outcome> = std::mem::take(&mut self.retained).into();
         self.shared.role_input(|role| role.writer_opened());
         tracing::info!(node = self.node, "primary: publishing outcomes");
         self.deliver(retained)
+    }
+
+    /// Publishes the outcomes of offsets `from..until`, which the outcomes log lacks and
+    /// this replica no longer holds (a backlog over `standby_outcomes_max`, or a restart
+    /// from a snapshot past the last published outcome): outcomes are a pure function of
+    /// the requests log, so a replay from offset 0 on a second engine derives them exactly
+    /// as they were first computed. Never skipped: the outcomes log has no gap.
+    /// (Cost: a replay of the log up to `until`; starting from an older snapshot is the
+    /// follow-up.)
+    fn rederive(&mut self, from: u64, until: u64) -> Result<(), RuntimeError> {
+        tracing::warn!(
+            from,
+            until,
+            "re-deriving outcomes the outcomes log lacks: replaying the requests log from offset 0"
+        );
+        let mut engine = engine::Engine::new(self.engine_config.clone());
+        let mut reader = self
+            .requests_log
+            .open_reader()
+            .map_err(RuntimeError::RequestsLog)?;
+        let mut next = 0;
+        while next < until {
+            let wanted = usize::try_from(until - next)
+                .unwrap_or(usize::MAX)
+                .min(self.publish_records_max);
+            let records = reader
+                .poll(wanted, ROLE_CHECK)
+                .map_err(RuntimeError::RequestsLog)?;
+            let mut derived = Vec::new();
+            for record in records.into_iter().map(crate::reader::decode) {
+                if record.offset >= until {
+                    break;
+                }
+                let outcome = match &record.request {
+                    Ok(request) => engine.apply(record.offset, record.timestamp_ms, request),
+                    Err(reason) => {
+                        engine.apply_undecodable(record.offset, record.timestamp_ms, reason)
+                    }
+                };
+                next = record.offset + 1;
+                if outcome.offset >= from {
+                    derived.push(outcome);
+                }
+            }
+            if !derived.is_empty() {
+                self.publish(&derived)?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends the outcomes the log does not hold yet, as frames cut into appends (see

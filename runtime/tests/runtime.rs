@@ -387,10 +387,19 @@ fn wait_role(handle: &runtime::RuntimeHandle, role: Role) {
     );
 }
 
-fn standby_publishes_only_once_promoted(backend: Backend, store_dir: &std::path::Path) {
+/// With `standby_outcomes_max` below the 30 outcomes nobody published, the promoted
+/// standby re-derives the ones it no longer holds: the outcomes log has no gap.
+fn standby_publishes_only_once_promoted(
+    backend: Backend,
+    store_dir: &std::path::Path,
+    standby_outcomes_max: usize,
+) {
     let logs = backend.logs();
     let standby = Runtime::start(
-        node_options("b", Role::Standby),
+        RuntimeOptions {
+            standby_outcomes_max,
+            ..node_options("b", Role::Standby)
+        },
         backend.logs(),
         rocks_store(&store_dir.join("standby")),
     )
@@ -538,13 +547,103 @@ fn kafka_promotion_moves_the_role_at_its_record() {
 #[test]
 fn embedded_standby_publishes_only_once_promoted() {
     let dir = tempfile::tempdir().unwrap();
-    standby_publishes_only_once_promoted(Backend::embedded(dir.path()), dir.path());
+    standby_publishes_only_once_promoted(Backend::embedded(dir.path()), dir.path(), 1_000_000);
 }
 
 #[test]
 fn kafka_standby_publishes_only_once_promoted() {
     let dir = tempfile::tempdir().unwrap();
     if let Some(backend) = Backend::kafka("standby") {
-        standby_publishes_only_once_promoted(backend, dir.path());
+        standby_publishes_only_once_promoted(backend, dir.path(), 1_000_000);
+    }
+}
+
+#[test]
+fn embedded_a_backlog_over_the_standby_buffer_is_re_derived_when_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    standby_publishes_only_once_promoted(Backend::embedded(dir.path()), dir.path(), 5);
+}
+
+#[test]
+fn kafka_a_backlog_over_the_standby_buffer_is_re_derived_when_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("backlog") {
+        standby_publishes_only_once_promoted(backend, dir.path(), 5);
+    }
+}
+
+/// A standby that snapshotted past the last published outcome, restarted from that
+/// snapshot (it holds none of those outcomes any more) and then promoted, publishes the
+/// range between the last published outcome and its snapshot (re-derived), then goes on.
+fn restarted_standby_promoted_publishes_the_gap(backend: Backend, store_dir: &std::path::Path) {
+    let logs = backend.logs();
+    let standby_options = || RuntimeOptions {
+        snapshot_every_records: 1,
+        ..node_options("b", Role::Standby)
+    };
+    let standby = Runtime::start(
+        standby_options(),
+        backend.logs(),
+        rocks_store(&store_dir.join("standby")),
+    )
+    .unwrap();
+    let primary = Runtime::start(
+        node_options("a", Role::Primary),
+        backend.logs(),
+        Box::new(MemoryStore::new(1)),
+    )
+    .unwrap();
+    let end = append_workload(&logs, 7, 0, 60);
+    wait_settled(&primary.handle(), end);
+    primary.shutdown().unwrap();
+    let published = read_all(logs.outcomes.as_ref()).len();
+    // 30 more that nobody publishes; the standby snapshots them.
+    let end = append_workload(&logs, 7, end, end + 30);
+    let (status, snapshotted) = standby.handle().wait_for(DEADLINE, |status| {
+        status.log_end_offset >= end
+            && status.caught_up()
+            && status
+                .last_snapshot
+                .as_ref()
+                .is_some_and(|snapshot| snapshot.offset + 1 >= end)
+    });
+    assert!(snapshotted, "{status:?}");
+    standby.shutdown().unwrap();
+    assert_eq!(read_all(logs.outcomes.as_ref()).len(), published);
+
+    let standby = Runtime::start(
+        standby_options(),
+        backend.logs(),
+        rocks_store(&store_dir.join("standby")),
+    )
+    .unwrap();
+    assert!(
+        standby.status().applied_offset >= Some(end - 1),
+        "restarted from its snapshot: {:?}",
+        standby.status()
+    );
+    let (status, caught_up) = standby
+        .handle()
+        .wait_for(DEADLINE, |status| status.role == Role::Standby);
+    assert!(caught_up, "{status:?}");
+    standby.promote().unwrap();
+    wait_role(&standby.handle(), Role::Primary);
+    let end = append_workload(&logs, 7, end + 1, end + 21);
+    let status = wait_settled(&standby.handle(), end);
+    standby.shutdown().unwrap();
+    check_exactly_once(&backend, &status);
+}
+
+#[test]
+fn embedded_a_restarted_standby_promoted_publishes_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    restarted_standby_promoted_publishes_the_gap(Backend::embedded(dir.path()), dir.path());
+}
+
+#[test]
+fn kafka_a_restarted_standby_promoted_publishes_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(backend) = Backend::kafka("restarted-standby") {
+        restarted_standby_promoted_publishes_the_gap(backend, dir.path());
     }
 }

@@ -40,7 +40,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// (`probe_engine`), so `/readyz` turns 503 within about two timeouts of an engine's end.
 ///
 /// `details` is the [`Readiness`] body plus `reason`: `engine_stopped`,
-/// `log_not_writable`, `engine_not_answering` or `catching_up`.
+/// `log_not_writable`, `engine_not_answering`, `outcomes_gap` or `catching_up`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Log writable, read model caught up, engine answering", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
@@ -73,8 +73,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if log_writable && !unanswered && silent {
         probe_engine(&state);
     }
+    let gap = follower.gap();
     let readiness = Readiness {
-        ready: log_writable && caught_up && engine_answering,
+        ready: log_writable && caught_up && engine_answering && gap.is_none(),
         log_writable,
         caught_up,
         engine_answering,
@@ -83,6 +84,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         requests_end_offset,
         outcomes_position: follower.position.load(Ordering::Acquire),
         outcomes_end_offset: follower.end_offset.load(Ordering::Acquire),
+        outcomes_missing_from: gap.map(|(expected, _)| expected),
     };
     if readiness.ready {
         return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
@@ -91,6 +93,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         (
             Reason::EngineStopped,
             format!("the engine has stopped: {failure}"),
+        )
+    } else if let Some((expected, seen)) = gap {
+        (
+            Reason::OutcomesGap,
+            format!("the outcomes log has a gap: outcome {expected} never came (the next was {seen}); the read model is stale"),
         )
     } else if !log_writable {
         (
