@@ -33,7 +33,8 @@
 //!   Opening the writer reads the outcomes log's last complete outcome first, so outcomes
 //!   that were already published are not published twice, and an outcome whose frames
 //!   were cut short (a publisher that stopped in the middle) is published again from
-//!   frame 0. A standby keeps a bounded tail of outcomes for its promotion.
+//!   frame 0. A standby keeps a bounded tail of outcomes for its promotion; what the
+//!   outcomes log lacks beyond that tail is re-derived by a replay from offset 0.
 //! - **ticker** (`ticker.rs`): appends a `Command::Tick` record to the requests log when
 //!   the engine's `next_due_ms()` has passed by the wall clock, the engine is caught up and
 //!   no tick it wrote is still unapplied. It wakes every `tick_interval_ms`, so a hold
