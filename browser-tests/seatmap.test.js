@@ -87,8 +87,12 @@ async function assertHealthy(page) {
   assert.deepEqual(page.problems, []);
 }
 
-/** Reads every ticket's QR canvas back and decodes it. */
+/** Reads every ticket's QR canvas back (once the server's SVG is drawn on it) and decodes it. */
 async function decodeTickets(page) {
+  await page.waitForFunction(() => {
+    const canvases = [...document.querySelectorAll('#tickets canvas')];
+    return canvases.length > 0 && canvases.every((canvas) => canvas.dataset.drawn === 'true');
+  });
   const images = await page.$$eval('#tickets canvas', (canvases) => canvases.map((canvas) => {
     const image = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
     return { width: image.width, height: image.height, data: Array.from(image.data), code: canvas.dataset.code };

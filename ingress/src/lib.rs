@@ -275,6 +275,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             get(routes::user::get_booking).delete(routes::user::cancel_booking),
         )
         .route(
+            "/v1/bookings/{booking_id}/tickets/{ticket_id}/qr.svg",
+            get(routes::user::ticket_qr),
+        )
+        .route(
             "/v1/waitlist/{waitlist_id}",
             get(routes::user::get_waitlist).delete(routes::user::leave_waitlist),
         )

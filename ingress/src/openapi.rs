@@ -38,7 +38,7 @@ impl Modify for Security {
         admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
-        user::list_bookings, user::get_booking, user::cancel_booking,
+        user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
         ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote,

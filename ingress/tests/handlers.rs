@@ -3,7 +3,7 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use common::*;
 use requestlog::LogWriter;
 use serde_json::{json, Value};
@@ -276,6 +276,44 @@ async fn hold_confirm_book_and_cancel() {
     );
     let booking = booked.body["booking_id"].as_str().unwrap().to_string();
     let code = tickets[0]["code"].as_str().unwrap().to_string();
+
+    // Each ticket's QR code, as SVG, for its owner only (the browser test decodes it).
+    let ticket = tickets[0]["ticket_id"].as_str().unwrap();
+    let qr = |user: &str, ticket: &str| {
+        (
+            format!("/v1/bookings/{booking}/tickets/{ticket}/qr.svg"),
+            user.to_string(),
+        )
+    };
+    let (uri, owner) = qr(&alice, ticket);
+    let svg = call(&router, Method::GET, &uri, Some(&owner), None).await;
+    assert_eq!(
+        (
+            svg.status,
+            svg.headers[header::CONTENT_TYPE].to_str().unwrap()
+        ),
+        (StatusCode::OK, "image/svg+xml"),
+        "{}",
+        svg.text
+    );
+    assert!(
+        svg.text.contains("<svg") && svg.text.contains("</svg>"),
+        "{}",
+        svg.text
+    );
+    for (uri, user) in [
+        qr(&bob, ticket),
+        qr(&alice, "t_9999_9"),
+        qr(&alice, "nonsense"),
+    ] {
+        let answer = call(&router, Method::GET, &uri, Some(&user), None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{uri}: {}",
+            answer.text
+        );
+    }
 
     let again = call(
         &router,

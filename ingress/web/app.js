@@ -6,7 +6,7 @@
 //   sold out    POST /v1/events/{id}/waitlist, GET /v1/waitlist/{id}?wait_seconds=N
 //   demo users  POST /v1/demo/tokens (only with the development secret)
 //
-// No framework and no build step; `qrcode` (vendored qrcode.js) draws ticket codes.
+// No framework and no build step; ticket QR codes come from the server as SVG.
 'use strict';
 
 (function () {
@@ -554,31 +554,43 @@
     for (const ticket of booking.tickets) {
       const item = element('li', 'ticket');
       item.dataset.ticket = ticket.ticket_id;
-      item.append(qrCanvas(ticket.code), element('div', null, ticket.seat || ticket.ticket_id), element('div', 'code', ticket.code));
+      item.append(qrCanvas(booking.booking_id, ticket), element('div', null, ticket.seat || ticket.ticket_id), element('div', 'code', ticket.code));
       list.append(item);
     }
   }
 
-  /** The ticket's code as a QR code on a canvas (error correction M, 4 modules of margin). */
-  function qrCanvas(text) {
-    const code = qrcode(0, 'M');
-    code.addData(text, 'Byte');
-    code.make();
-    const modules = code.getModuleCount();
-    const margin = 4;
-    const scale = Math.max(2, Math.floor(148 / (modules + 2 * margin)));
+  /**
+   * The ticket's QR code, rendered by the server as SVG (owner only, so fetched with the
+   * buyer's token: a plain <img> cannot send it), drawn into a canvas. The canvas gets
+   * `data-drawn` once the image is on it.
+   */
+  function qrCanvas(bookingId, ticket) {
     const canvas = element('canvas', 'qr');
-    canvas.width = canvas.height = (modules + 2 * margin) * scale;
-    canvas.dataset.code = text;
-    const context = canvas.getContext('2d');
-    context.fillStyle = '#ffffff';
-    context.fillRect(0, 0, canvas.width, canvas.height);
-    context.fillStyle = '#000000';
-    for (let row = 0; row < modules; row += 1) {
-      for (let column = 0; column < modules; column += 1) {
-        if (code.isDark(row, column)) context.fillRect((column + margin) * scale, (row + margin) * scale, scale, scale);
-      }
-    }
+    canvas.width = canvas.height = 164;
+    canvas.dataset.code = ticket.code;
+    const path = `/v1/bookings/${encodeURIComponent(bookingId)}/tickets/${encodeURIComponent(ticket.ticket_id)}/qr.svg`;
+    const headers = state.token ? { Authorization: `Bearer ${state.token}` } : {};
+    fetch(path, { headers })
+      .then((response) => {
+        if (!response.ok) throw new Error(`QR code: HTTP ${response.status}`);
+        return response.blob();
+      })
+      .then((blob) => new Promise((resolve, reject) => {
+        const url = URL.createObjectURL(blob);
+        const image = new Image();
+        image.onload = () => { URL.revokeObjectURL(url); resolve(image); };
+        image.onerror = () => { URL.revokeObjectURL(url); reject(new Error('QR code: not an image')); };
+        image.src = url;
+      }))
+      .then((image) => {
+        const context = canvas.getContext('2d');
+        context.fillStyle = '#ffffff';
+        context.fillRect(0, 0, canvas.width, canvas.height);
+        context.imageSmoothingEnabled = false;
+        context.drawImage(image, 0, 0, canvas.width, canvas.height);
+        canvas.dataset.drawn = 'true';
+      })
+      .catch((error) => showMessage('error', error.message, 'qr_code'));
     return canvas;
   }
 

@@ -10,8 +10,8 @@ use crate::state::AppState;
 use crate::validate;
 use crate::views::{self, answer};
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::{
     BookingId, Command, DeskId, DeskTicketId, EventId, HoldId, Limit, NotFound, Reply, Selection,
@@ -278,6 +278,49 @@ pub(crate) async fn get_booking(
         model.applied_offset,
         Json(views::current_booking(&model, booking)),
     ))
+}
+
+/// Rendered on the server (the `qrcode` crate), so the page needs no QR code library:
+/// error correction M, a quiet zone of 4 modules, black on white.
+#[utoipa::path(get, path = "/v1/bookings/{booking_id}/tickets/{ticket_id}/qr.svg", tag = "bookings",
+    params(("booking_id" = String, Path), ("ticket_id" = String, Path)),
+    responses((status = 200, description = "The ticket's code as a QR code (SVG)", body = String, content_type = "image/svg+xml"), (status = 404, description = "No such booking of this user, or no such ticket in it", body = ErrorBody)),
+    security(("user_token" = [])))]
+pub(crate) async fn ticket_qr(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    ApiPath((booking_id, ticket_id)): ApiPath<(String, String)>,
+) -> Result<Response, AppError> {
+    let id = own_booking(&state, &user, &booking_id)?;
+    let code = {
+        let model = state.model();
+        let booking = model
+            .booking(id)
+            .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
+        views::current_booking(&model, booking)
+            .tickets
+            .into_iter()
+            .find(|ticket| ticket.ticket_id == ticket_id)
+            .ok_or_else(|| AppError::not_found(NotFound::Ticket))?
+            .code
+    };
+    let qr = qrcode::QrCode::with_error_correction_level(code.as_bytes(), qrcode::EcLevel::M)
+        .map_err(|error| {
+            AppError::internal(format!("a ticket code too long for a QR code: {error}"))
+        })?;
+    let svg = qr
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(160, 160)
+        .quiet_zone(true)
+        .build();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        svg,
+    )
+        .into_response())
 }
 
 #[utoipa::path(delete, path = "/v1/bookings/{booking_id}", tag = "bookings",

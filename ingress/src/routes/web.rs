@@ -32,7 +32,6 @@ use tokio::sync::watch;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
-const QRCODE_JS: &str = include_str!("../../web/qrcode.js");
 
 /// A stream sends at most one frame per interval: a burst of changes (an on-sale) becomes
 /// one frame with the latest state instead of one frame per outcome.
@@ -43,7 +42,8 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub(crate) const DEMO_TOKEN_TTL_SECONDS: u64 = 12 * 3600;
 const DEMO_USER_CHARS_MAX: usize = 64;
 /// The page talks only to its own origin and runs only its own scripts.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+// `blob:` images: ticket QR codes are fetched with the buyer's token and drawn from a blob.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; \
      style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
 
 fn asset_response(content_type: &'static str, body: &'static str) -> Response {
@@ -70,7 +70,6 @@ pub(crate) async fn page() -> Response {
 pub(crate) async fn asset(ApiPath(name): ApiPath<String>) -> Result<Response, AppError> {
     match name.as_str() {
         "app.js" => Ok(asset_response("text/javascript; charset=utf-8", APP_JS)),
-        "qrcode.js" => Ok(asset_response("text/javascript; charset=utf-8", QRCODE_JS)),
         "app.css" => Ok(asset_response("text/css; charset=utf-8", APP_CSS)),
         _ => Err(AppError::no_route()),
     }
