@@ -142,8 +142,9 @@ fn hold_ttl_seconds(limits: &EngineConfig) -> Value {
     range(minimum, maximum)
 }
 
-/// RFC 3339 from 1970 (the engine's clock starts there). The pattern checks the year; a
-/// time on 1970-01-01 with a positive offset (before 1970 in UTC) is refused too.
+/// RFC 3339 from 1970 (the engine's clock starts there). The pattern checks the year only:
+/// a time on 1970-01-01 with a positive offset matches it yet is before 1970 in UTC, and the
+/// server refuses it (400 `invalid_field`); JSON Schema cannot say that more exactly.
 fn time() -> Value {
     json!({
         "format": "date-time",
@@ -716,5 +717,71 @@ mod tests {
             }
         }
         assert_eq!(writes, 14, "the writes that take an Idempotency-Key");
+    }
+
+    /// Every operation lists the answers any request may get, and the documented limits are
+    /// the configured ones, not copies.
+    #[test]
+    fn every_operation_lists_the_shared_answers_and_limits_follow_the_config() {
+        let document = serde_json::to_value(document()).unwrap();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            if path == "/v1/openapi.json" {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = &operation["responses"];
+                let mut expected = vec!["429", "503"];
+                if operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty())
+                {
+                    expected.push("401");
+                }
+                if operation.get("requestBody").is_some() {
+                    expected.extend(["400", "413"]);
+                }
+                for status in expected {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path} does not list {status}"
+                    );
+                }
+            }
+        }
+        let limits = EngineConfig {
+            seats_per_order_cap: 7,
+            text_bytes_max: 9,
+            ..EngineConfig::default()
+        };
+        let document = serde_json::to_value(document_for(&limits)).unwrap();
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["HoldBody"]["properties"]["quantity"]["maximum"], 7);
+        assert_eq!(schemas["HoldBody"]["properties"]["seats"]["maxItems"], 7);
+        assert_eq!(
+            schemas["CreateEventBody"]["properties"]["name"]["maxLength"],
+            9
+        );
+        assert_eq!(schemas["PatchEventBody"]["minProperties"], 1);
+        let holds = &document["paths"]["/v1/events/{event_id}/holds"]["post"];
+        let key = holds["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "Idempotency-Key")
+            .unwrap();
+        assert_eq!(key["schema"]["maxLength"], IDEMPOTENCY_KEY_CHARS_MAX);
+        let events = &document["paths"]["/v1/events"]["get"];
+        let per_page = events["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|parameter| parameter["name"] == "per_page")
+            .unwrap();
+        assert_eq!(per_page["schema"]["maximum"], public::PER_PAGE_MAX);
+        // An unsigned integer without a stated limit takes every u32.
+        assert_eq!(
+            schemas["EventsResponse"]["properties"]["page"]["maximum"],
+            u32::MAX
+        );
     }
 }
