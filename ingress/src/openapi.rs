@@ -127,6 +127,14 @@ fn short_text() -> Value {
     })
 }
 
+/// A search filter of `GET /v1/events`.
+fn query_text() -> Value {
+    json!({
+        "maxLength": public::QUERY_BYTES_MAX,
+        "description": format!("At most {} bytes of UTF-8", public::QUERY_BYTES_MAX),
+    })
+}
+
 fn optional_text(limits: &EngineConfig) -> Value {
     json!({ "maxLength": limits.text_bytes_max })
 }
@@ -154,7 +162,12 @@ fn time() -> Value {
 }
 
 /// The limits the handlers enforce (`validate`, `extract`, the routes), stated from the same
-/// constants and engine configuration: (schema or `path parameter`, property, constraints).
+/// constants and engine configuration: (schema, property or `""` for the schema itself,
+/// constraints), or (`query`/`header`, optionally followed by one path, parameter,
+/// constraints).
+///
+/// Text limits are in UTF-8 bytes on the server (the engine counts bytes) and in characters
+/// in JSON Schema (`maxLength`): they agree for ASCII, and the descriptions say bytes.
 fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value)> {
     let cap = u64::from(limits.seats_per_order_cap);
     vec![
@@ -286,6 +299,10 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
             "deadline_minutes",
             range(1, validate::DEADLINE_MINUTES_MAX),
         ),
+        ("query /v1/events", "q", query_text()),
+        ("query /v1/events", "city", query_text()),
+        ("query /v1/events", "country", query_text()),
+        ("query /v1/events", "venue", query_text()),
         ("query", "page", json!({ "minimum": 1 })),
         (
             "query",
@@ -327,18 +344,21 @@ fn constrain(schema: &mut Value, constraints: &Value) {
 fn add_limits(document: &mut Value, limits: &EngineConfig) {
     for (owner, property, constraints) in limits_table(limits) {
         let mut found = false;
-        if owner == "query" || owner == "header" {
-            for item in document["paths"]
-                .as_object_mut()
-                .expect("paths")
-                .values_mut()
-            {
+        let place = ["query", "header"]
+            .into_iter()
+            .find(|place| owner.split(' ').next() == Some(*place));
+        if let Some(place) = place {
+            let only_path = owner.split(' ').nth(1);
+            for (path, item) in document["paths"].as_object_mut().expect("paths") {
+                if only_path.is_some_and(|only| only != path) {
+                    continue;
+                }
                 for operation in item.as_object_mut().expect("path item").values_mut() {
                     let Some(parameters) = operation["parameters"].as_array_mut() else {
                         continue;
                     };
                     for parameter in parameters {
-                        if parameter["in"] == owner && parameter["name"] == property {
+                        if parameter["in"] == place && parameter["name"] == property {
                             constrain(&mut parameter["schema"], &constraints);
                             found = true;
                         }
