@@ -37,3 +37,12 @@ if ! have cargo; then
     have rustup && rustup default stable
   fi
 fi
+
+# schemathesis (PyPI, pinned) for scripts/schemathesis.sh, the OpenAPI contract check.
+# Not fatal: only that script needs it, and it says so when it is missing.
+if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]] && ! schemathesis --version 2>/dev/null | grep -q "4.32.5"; then
+  echo "setup: installing schemathesis 4.32.5 (pip)"
+  python3 -m pip install --quiet "schemathesis==4.32.5" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "schemathesis==4.32.5" \
+    || echo "setup: could not install schemathesis; scripts/schemathesis.sh needs it" >&2
+fi

@@ -54,7 +54,54 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// A JSON body. A number with a zero fraction (`2.0`) is the integer it equals, as JSON
+/// Schema's `integer` says, so the body is read again with such numbers as integers when
+/// the first reading fails; errors name what the client sent.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let error = match parse_json_as_sent(bytes) {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Err(error);
+    };
+    if !integral_floats_to_integers(&mut value) {
+        return Err(error);
+    }
+    let normalized = serde_json::to_vec(&value).expect("a JSON value serializes");
+    parse_json_as_sent(&normalized).map_err(|_| error)
+}
+
+/// Turns numbers like `2.0` into `2`; whether any changed.
+fn integral_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().expect("an f64");
+            // Within ±2^53 every integer is exact, and the engine's integers are below it.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if float.fract() == 0.0 && float.abs() <= EXACT {
+                *value = if float < 0.0 {
+                    Value::from(float as i64)
+                } else {
+                    Value::from(float as u64)
+                };
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+            integral_floats_to_integers(item) | changed
+        }),
+        Value::Object(fields) => fields.values_mut().fold(false, |changed, field| {
+            integral_floats_to_integers(field) | changed
+        }),
+        _ => false,
+    }
+}
+
+fn parse_json_as_sent<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -263,5 +310,25 @@ mod tests {
         assert_eq!(field_of(r#"{"name": "#), "");
         assert_eq!(field_of(r#"{"name": "x", "items": []} trailing"#), "");
         assert!(parse_json::<Outer>(br#"{"name": "x", "items": []}"#).is_ok());
+    }
+
+    /// JSON Schema's `integer` includes `7.0`; the OpenAPI document says `integer`, so the
+    /// server takes it (schemathesis sends such numbers). A fraction or a negative stays a 400.
+    #[test]
+    fn integral_floats_are_integers() {
+        let outer = parse_json::<Outer>(br#"{"name": "x", "items": [{"price_cents": 7.0}]}"#)
+            .expect("7.0 is the integer 7");
+        assert_eq!(outer.items[0].price_cents, 7);
+        assert_eq!(
+            parse_json::<Outer>(br#"{"name": "x", "items": [{"price_cents": 1e3}]}"#)
+                .unwrap()
+                .items[0]
+                .price_cents,
+            1000
+        );
+        for bad in ["7.5", "-1.0", "1e300"] {
+            let body = format!(r#"{{"name": "x", "items": [{{"price_cents": {bad}}}]}}"#);
+            assert_eq!(field_of(&body), "items[0].price_cents", "{bad}");
+        }
     }
 }

@@ -19,6 +19,12 @@ pub(crate) const HOLD_TTL_SECONDS_DEFAULT: u64 = 300;
 pub(crate) const SEATS_PER_ORDER_DEFAULT: u32 = 10;
 /// The longest payment reference, check-in code or other free text a user sends.
 pub(crate) const SHORT_TEXT_BYTES_MAX: usize = 1024;
+/// A desk's limits (the OpenAPI document states them from these).
+pub(crate) const DESK_AGENTS_MAX: u32 = 10_000;
+pub(crate) const SLOT_MINUTES_MAX: u64 = 24 * 60;
+pub(crate) const HORIZON_HOURS_MAX: u64 = 24 * 365;
+pub(crate) const DESK_LEVELS_MAX: usize = 16;
+pub(crate) const DEADLINE_MINUTES_MAX: u64 = 24 * 60 * 365;
 
 /// A text field: trimmed emptiness and byte length checked.
 fn text(
@@ -504,22 +510,25 @@ pub(crate) fn desk_spec(
     default_hold_ttl: Duration,
 ) -> Result<DeskSpec, AppError> {
     let name = text("name", &body.name, true, limits)?;
-    if body.agents == 0 || body.agents > 10_000 {
-        return Err(AppError::field("agents", "agents must be from 1 to 10000"));
+    if body.agents == 0 || body.agents > DESK_AGENTS_MAX {
+        return Err(AppError::field(
+            "agents",
+            format!("agents must be from 1 to {DESK_AGENTS_MAX}"),
+        ));
     }
     let slot_minutes = body.slot_minutes.unwrap_or(1);
-    if slot_minutes == 0 || slot_minutes > 24 * 60 {
+    if slot_minutes == 0 || slot_minutes > SLOT_MINUTES_MAX {
         return Err(AppError::field(
             "slot_minutes",
-            "slot_minutes must be from 1 to 1440",
+            format!("slot_minutes must be from 1 to {SLOT_MINUTES_MAX}"),
         ));
     }
     let slot_ms = slot_minutes * 60_000;
     let horizon_hours = body.horizon_hours.unwrap_or(8);
-    if horizon_hours == 0 || horizon_hours > 24 * 365 {
+    if horizon_hours == 0 || horizon_hours > HORIZON_HOURS_MAX {
         return Err(AppError::field(
             "horizon_hours",
-            "horizon_hours must be from 1 to 8760",
+            format!("horizon_hours must be from 1 to {HORIZON_HOURS_MAX}"),
         ));
     }
     let horizon_ms = horizon_hours * 3_600_000;
@@ -535,10 +544,10 @@ pub(crate) fn desk_spec(
     let levels = match body.levels {
         None => default_levels(),
         Some(levels) => {
-            if levels.is_empty() || levels.len() > 16 {
+            if levels.is_empty() || levels.len() > DESK_LEVELS_MAX {
                 return Err(AppError::field(
                     "levels",
-                    "a desk has from 1 to 16 service levels",
+                    format!("a desk has from 1 to {DESK_LEVELS_MAX} service levels"),
                 ));
             }
             let mut names = BTreeSet::new();
@@ -553,7 +562,7 @@ pub(crate) fn desk_spec(
                     ));
                 }
                 let deadline_ms = level.deadline_minutes.saturating_mul(60_000);
-                if deadline_ms < slot_ms || level.deadline_minutes > 24 * 60 * 365 {
+                if deadline_ms < slot_ms || level.deadline_minutes > DEADLINE_MINUTES_MAX {
                     return Err(AppError::field(
                         &format!("{field}.deadline_minutes"),
                         "deadline_minutes must be at least one slot and at most a year",

@@ -178,8 +178,8 @@ pub(crate) fn engine() {}
 #[allow(dead_code)]
 pub(crate) fn promote() {}
 
-pub(crate) async fn openapi() -> Response {
-    let mut response = Json(crate::openapi::document()).into_response();
+pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
+    let mut response = Json(crate::openapi::document_for(&state.config().engine)).into_response();
     response.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=60"),

@@ -16,7 +16,7 @@ use engine::{EventId, NotFound};
 pub(crate) const PER_PAGE_MAX: u32 = 100;
 pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
 /// The longest search text accepted.
-const QUERY_BYTES_MAX: usize = 256;
+pub(crate) const QUERY_BYTES_MAX: usize = 256;
 
 #[utoipa::path(get, path = "/v1/cities", tag = "public",
     responses((status = 200, description = "Cities with events", body = CitiesResponse)))]

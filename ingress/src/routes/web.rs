@@ -40,7 +40,7 @@ pub(crate) const FRAME_INTERVAL_MIN: Duration = Duration::from_millis(250);
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long a demo token is valid.
 pub(crate) const DEMO_TOKEN_TTL_SECONDS: u64 = 12 * 3600;
-const DEMO_USER_CHARS_MAX: usize = 64;
+pub(crate) const DEMO_USER_CHARS_MAX: usize = 64;
 /// The page talks only to its own origin and runs only its own scripts.
 // `blob:` images: ticket QR codes are fetched with the buyer's token and drawn from a blob.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; \

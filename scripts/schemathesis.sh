@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The OpenAPI document is the exact contract: runs schemathesis (`--checks all`, a fixed
+# seed, a bounded number of examples) against `boxoffice serve --dev` on a temporary data
+# directory and a free port, once with a user token and once with the demo admin key.
+# Any failure fails the script. Exceptions JSON Schema cannot express are in
+# scripts/schemathesis.toml. Run by scripts/test.sh after `cargo test`.
+#
+# BOXOFFICE_BIN: a boxoffice binary to test (default: build the debug one with cargo).
+# SCHEMATHESIS_EXAMPLES (default 60), SCHEMATHESIS_SEED (default 1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/env.sh
+
+command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis: schemathesis is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+
+if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
+  binary=$BOXOFFICE_BIN
+else
+  cargo build -p boxoffice
+  binary="$CARGO_TARGET_DIR/debug/boxoffice"
+fi
+
+work=$(mktemp -d)
+server_pid=""
+stop() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+
+# Rate limits off: schemathesis sends hundreds of requests a second from one address.
+mkfifo "$work/stdout"
+BOXOFFICE_RATE_LIMIT_ENABLED=false "$binary" --dev serve --config config/default.toml \
+  --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/server.log" &
+server_pid=$!
+exec 3<"$work/stdout"
+address=""
+while IFS= read -r -t 120 line <&3; do
+  echo "$line" >>"$work/server.log"
+  if [[ "$line" == "listening on http://"* ]]; then
+    address=${line#listening on }
+    break
+  fi
+done
+if [[ -z "$address" ]]; then
+  echo "schemathesis: the server did not start; its log:" >&2
+  cat "$work/server.log" >&2
+  exit 1
+fi
+cat <&3 >>"$work/server.log" &
+echo "schemathesis: boxoffice serve at $address"
+
+token=$(curl -sf -X POST "$address/v1/demo/tokens" -H 'Content-Type: application/json' \
+  -d '{"user":"schemathesis"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+admin_key=$(sed -n 's/^admin_key = "\(.*\)"$/\1/p' config/default.toml | head -n 1)
+
+status=0
+for who in user admin; do
+  if [[ $who == user ]]; then credential=$token; else credential=$admin_key; fi
+  echo "schemathesis: as the $who"
+  (cd "$work" && schemathesis --config-file "$root/scripts/schemathesis.toml" run \
+    "$address/v1/openapi.json" --checks all -H "Authorization: Bearer $credential" \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-60}" --seed "${SCHEMATHESIS_SEED:-1}" \
+    --workers 2 --generation-database none --no-color) || status=1
+done
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  echo "schemathesis: the server stopped; its log:" >&2
+  tail -n 50 "$work/server.log" >&2
+  exit 1
+fi
+if ((status != 0)); then
+  echo "schemathesis: failures above; the server's log ends:" >&2
+  tail -n 20 "$work/server.log" >&2
+fi
+exit "$status"
