@@ -558,8 +558,26 @@ pub fn replay(engine: &mut Engine, log: &[Record]) -> u64 {
 /// which takes pool places when no seats fit, still measures the seat search),
 /// confirming every hold. Returns the offset to continue from.
 pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, seed: u64) -> u64 {
+    fill_stadium_with_runs(engine, event, free_per_mille, seed, 0)
+}
+
+/// [`fill_stadium`], but `runs_of_4` rows (drawn by `seed`) also keep their first four
+/// seats free, so a request for 4 seats together can be granted on a nearly full stadium.
+pub fn fill_stadium_with_runs(
+    engine: &mut Engine,
+    event: EventId,
+    free_per_mille: u64,
+    seed: u64,
+    runs_of_4: u32,
+) -> u64 {
     let shape = Shape::STADIUM;
     let mut rng = Rng::new(seed);
+    let rows_total = shape.sections * shape.rows_per_section;
+    // Drawn from a second generator, so `runs_of_4 = 0` fills exactly like before.
+    let mut run_rng = Rng::new(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let run_rows: std::collections::BTreeSet<u32> = (0..runs_of_4)
+        .map(|_| run_rng.below(u64::from(rows_total)) as u32)
+        .collect();
     let mut offset = engine.applied_offset().map_or(0, |applied| applied + 1);
     let mut filler = 0u64;
     let mut apply = |engine: &mut Engine, command: Command| {
@@ -569,8 +587,10 @@ pub fn fill_stadium(engine: &mut Engine, event: EventId, free_per_mille: u64, se
     };
     for section in 0..shape.sections {
         for row in 0..shape.rows_per_section {
+            let keep_run = run_rows.contains(&(section * shape.rows_per_section + row));
             let taken: Vec<u32> = (0..shape.seats_per_row)
                 .filter(|_| rng.below(1_000) >= free_per_mille)
+                .filter(|&number| !keep_run || number >= 4)
                 .collect();
             for chunk in taken.chunks(8) {
                 filler += 1;

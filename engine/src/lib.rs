@@ -10,7 +10,9 @@
 //! Layout:
 //! - [`command`]: what can be asked ([`Request`], [`Command`], specs).
 //! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
-//! - `engine`: the state ([`State`]) and the one `match` that applies a command.
+//! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
+//!   submodules each own one part: `state` (the replicated [`State`] and seat tags),
+//!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`.
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.

@@ -1,0 +1,178 @@
+//! Bookings: confirming a hold into a booking, its view, releasing holds, cancelling
+//! bookings.
+
+use super::*;
+
+impl Engine {
+    // ---- bookings ------------------------------------------------------------------
+
+    pub(super) fn confirm_hold(
+        &mut self,
+        user: &str,
+        hold_id: HoldId,
+        payment_ref: &str,
+    ) -> Answer {
+        self.check_text("payment_ref", payment_ref, true)?;
+        let hold = self.owned_hold(user, hold_id)?;
+        // The timer fires only once time passes expires_at + grace, so a live hold is
+        // still confirmable; this assert keeps the two rules tied together.
+        assert!(self.state.now_ms <= hold.due_ms);
+        let event_id = hold.event;
+        let hold = self.take_hold(hold_id, HoldEnd::Confirmed);
+        let booking_id = BookingId(self.state.bookings.len() as u64 + 1);
+        let event = &mut self.state.events[event_id.0 as usize];
+        let total_cents = match &hold.items {
+            Items::Seats(seats) => {
+                let category_of =
+                    |seat: u32| event.layout.rows[event.layout.row_of(seat) as usize].category;
+                let total_cents =
+                    order_total_cents(seats.iter().map(|&seat| {
+                        (event.categories[category_of(seat) as usize].price_cents, 1)
+                    }));
+                for &seat in seats {
+                    assert_eq!(event.seats[seat as usize], held_by(hold_id));
+                    event.seats[seat as usize] = booked_by(booking_id);
+                    let category = &mut event.categories
+                        [event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
+                    category.held -= 1;
+                    category.booked += 1;
+                }
+                total_cents
+            }
+            Items::Pool { category, quantity } => {
+                let entry = &mut event.categories[*category as usize];
+                let pool = &mut event.pools[entry.pool.expect("pool category") as usize];
+                pool.held -= quantity;
+                pool.booked += quantity;
+                entry.held -= u64::from(*quantity);
+                entry.booked += u64::from(*quantity);
+                order_total_cents([(entry.price_cents, *quantity)])
+            }
+        };
+        event.refresh_open_runs(&hold.items);
+        event.bookings.push(booking_id);
+        let booking = Booking {
+            hold: hold_id,
+            event: event_id,
+            user: hold.user,
+            items: hold.items,
+            total_cents,
+            payment_ref: payment_ref.to_string(),
+            booked_at_ms: self.state.now_ms,
+            tickets_used: vec![false; 0],
+            canceled: false,
+        };
+        let quantity = booking.items.quantity();
+        self.state.bookings.push(Booking {
+            tickets_used: vec![false; quantity as usize],
+            ..booking
+        });
+        // Held seats became booked: some waiters may now be impossible to serve.
+        self.serve_waitlist(event_id);
+        Ok(Reply::HoldConfirmed(self.booking_view(booking_id)))
+    }
+
+    pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView {
+        let booking = &self.state.bookings[booking_id.0 as usize - 1];
+        let tickets = (0..booking.items.quantity())
+            .map(|index| {
+                let ticket = TicketId {
+                    booking: booking_id,
+                    index: index + 1,
+                };
+                let seat = match &booking.items {
+                    Items::Seats(seats) => Some(seats[index as usize]),
+                    Items::Pool { .. } => None,
+                };
+                TicketView {
+                    ticket,
+                    seat,
+                    code: crate::tickets::code(&self.config.ticket_secret, ticket),
+                }
+            })
+            .collect();
+        BookingView {
+            booking: booking_id,
+            hold: booking.hold,
+            event: booking.event,
+            user: booking.user.clone(),
+            items: booking.items.clone(),
+            total_cents: booking.total_cents,
+            payment_ref: booking.payment_ref.clone(),
+            booked_at_ms: booking.booked_at_ms,
+            tickets,
+        }
+    }
+
+    pub(super) fn release_hold(&mut self, user: &str, hold_id: HoldId) -> Answer {
+        self.owned_hold(user, hold_id)?;
+        let hold = self.take_hold(hold_id, HoldEnd::Released);
+        let event = hold.event;
+        self.serve_waitlist(event);
+        Ok(Reply::HoldReleased {
+            hold: hold_id,
+            event,
+            user: hold.user,
+            items: hold.items,
+        })
+    }
+
+    /// Returns a booking's seats to free and marks it canceled.
+    pub(super) fn free_booking(&mut self, booking_id: BookingId) {
+        let booking = &mut self.state.bookings[booking_id.0 as usize - 1];
+        assert!(!booking.canceled);
+        booking.canceled = true;
+        let event = &mut self.state.events[booking.event.0 as usize];
+        match &booking.items {
+            Items::Seats(seats) => {
+                for &seat in seats {
+                    assert_eq!(
+                        event.seats[seat as usize],
+                        booked_by(booking_id),
+                        "the booking owns its seats"
+                    );
+                    event.seats[seat as usize] = SEAT_FREE;
+                    let row = event.layout.row_of(seat) as usize;
+                    event.row_free[row] += 1;
+                    event.categories[event.layout.rows[row].category as usize].booked -= 1;
+                }
+            }
+            Items::Pool { category, quantity } => {
+                let entry = &mut event.categories[*category as usize];
+                event.pools[entry.pool.expect("pool category") as usize].booked -= quantity;
+                entry.booked -= u64::from(*quantity);
+            }
+        }
+        event.refresh_open_runs(&booking.items);
+        let (event_id, user, quantity) = (
+            booking.event,
+            booking.user.clone(),
+            booking.items.quantity(),
+        );
+        self.add_usage(event_id, &user, -i64::from(quantity));
+    }
+
+    pub(super) fn cancel_booking(&mut self, user: &str, booking_id: BookingId) -> Answer {
+        let booking = self
+            .state
+            .bookings
+            .get((booking_id.0 as usize).wrapping_sub(1))
+            .filter(|booking| booking.user == user)
+            .ok_or(not_found(NotFound::Booking))?;
+        if booking.canceled {
+            return Err(conflict(ConflictReason::BookingCanceled));
+        }
+        if booking.tickets_used.iter().any(|used| *used) {
+            return Err(Rejection::AlreadyUsed);
+        }
+        let (event, items) = (booking.event, booking.items.clone());
+        self.free_booking(booking_id);
+        self.serve_waitlist(event);
+        Ok(Reply::BookingCanceled {
+            booking: booking_id,
+            event,
+            user: user.to_string(),
+            items,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Time: log time only moves forward, through `advance_clock`, which fires due timers
+//! in (due time, kind, id) order before the command itself runs.
+
+use super::*;
+
+impl Engine {
+    // ---- time -------------------------------------------------------------------
+
+    /// Log time never goes backwards: a record stamped earlier than the clock is
+    /// applied at the clock's time. A record stamped past `TIME_MS_MAX` is applied at
+    /// `TIME_MS_MAX` (fix: clock arithmetic used to overflow near `u64::MAX`).
+    pub(super) fn advance_clock(&mut self, time_ms: u64) {
+        self.state.now_ms = self
+            .state
+            .now_ms
+            .max(time_ms.min(crate::config::TIME_MS_MAX));
+        let now_ms = self.state.now_ms;
+        while let Some(&(due, kind, id)) = self.state.timers.get_min() {
+            if due >= now_ms {
+                break;
+            }
+            self.state.timers.remove_min();
+            match kind {
+                TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
+                TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),
+                TimerKind::DeskHoldExpiry => self.expire_desk_hold(DeskTicketId(id)),
+            }
+        }
+        // Past its short window a key is the ingress index's to answer (`idempotency`).
+        let horizon = now_ms.saturating_sub(self.config.idempotency_engine_window_ms);
+        while self
+            .state
+            .idempotency_queue
+            .front()
+            .is_some_and(|(stored, _)| *stored < horizon)
+        {
+            self.forget_oldest_key();
+        }
+        let horizon = now_ms.saturating_sub(self.config.ended_hold_retention_ms);
+        while self
+            .state
+            .ended_hold_queue
+            .front()
+            .is_some_and(|(ended, _)| *ended < horizon)
+        {
+            let (_, hold) = self.state.ended_hold_queue.pop_front().expect("checked");
+            self.state.ended_holds.remove(&hold);
+        }
+    }
+
+    pub(super) fn expire_hold(&mut self, hold_id: HoldId) {
+        let hold = self.take_hold(hold_id, HoldEnd::Expired);
+        let event = hold.event;
+        self.effects.push(Effect::HoldExpired {
+            hold: hold_id,
+            event,
+            user: hold.user,
+            items: hold.items,
+            waiter: hold.waiter,
+        });
+        self.serve_waitlist(event);
+    }
+}

@@ -1,0 +1,378 @@
+//! Holds: per-user usage, placing a hold (exact seats, best available, general
+//! admission) and taking it back.
+
+use super::*;
+
+impl Engine {
+    // ---- holds ----------------------------------------------------------------------
+
+    pub(super) fn user_usage(&self, event: EventId, user: &str) -> u32 {
+        self.state
+            .usage
+            .get(&UsageKey(event, user))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(super) fn add_usage(&mut self, event: EventId, user: &str, delta: i64) {
+        // Perf: looked up by a borrowed key (no `String` built unless a user's first places
+        // are inserted), and no `entry`, which searches the tree twice in imbl.
+        let key = UsageKey(event, user);
+        match self.state.usage.get_mut(&key) {
+            Some(usage) => {
+                let next = i64::from(*usage) + delta;
+                assert!(next >= 0, "usage went negative");
+                if next == 0 {
+                    self.state.usage.remove(&key);
+                } else {
+                    *usage = next as u32;
+                }
+            }
+            None => {
+                assert!(delta >= 0, "usage went negative");
+                if delta > 0 {
+                    self.state
+                        .usage
+                        .insert((event, user.to_string()), delta as u32);
+                }
+            }
+        }
+    }
+
+    /// Checks a request's size against the per-order and per-user limits.
+    pub(super) fn check_quantity(
+        &self,
+        event_id: EventId,
+        user: &str,
+        quantity: u32,
+    ) -> Result<(), Rejection> {
+        let event = &self.state.events[event_id.0 as usize];
+        if quantity == 0 {
+            return Err(invalid("quantity must be at least 1"));
+        }
+        if quantity > event.spec.seats_per_order_max {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: event.spec.seats_per_order_max,
+            });
+        }
+        if let Some(max) = event.spec.seats_per_user_max {
+            if u64::from(self.user_usage(event_id, user)) + u64::from(quantity) > u64::from(max) {
+                return Err(Rejection::LimitExceeded {
+                    limit: Limit::SeatsPerUser,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn open_event(&self, event_id: EventId) -> Result<&Event, Rejection> {
+        let event = self.event(event_id)?;
+        if event.canceled {
+            return Err(conflict(ConflictReason::EventCanceled));
+        }
+        if let Some(reason) = event.sales_closed(self.state.now_ms) {
+            return Err(Rejection::SalesClosed { reason });
+        }
+        Ok(event)
+    }
+
+    pub(super) fn place_hold(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        selection: &Selection,
+        wait: bool,
+    ) -> Answer {
+        self.check_text("user", user, true)?;
+        self.open_event(event_id)?;
+        let items = match selection {
+            Selection::Seats(labels) => self.pick_exact(event_id, user, labels)?,
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            } => {
+                let category = self.resolve_category(event_id, category.as_deref())?;
+                self.check_quantity(event_id, user, *quantity)?;
+                let event = &self.state.events[event_id.0 as usize];
+                let allowed = Self::allowed_for_newcomers(event);
+                let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
+                match found {
+                    Some(items) => items,
+                    None if wait => {
+                        return self
+                            .enqueue(user, event_id, *quantity, category, *together)
+                            .map(|reply| match reply {
+                                Reply::WaitlistJoined {
+                                    waiter,
+                                    event,
+                                    user,
+                                    quantity,
+                                    category,
+                                    position,
+                                } => Reply::Waitlisted {
+                                    waiter,
+                                    event,
+                                    user,
+                                    quantity,
+                                    category,
+                                    position,
+                                },
+                                other => other,
+                            })
+                    }
+                    None => return Err(event.sold_out(category)),
+                }
+            }
+        };
+        let view = self.create_hold(event_id, user, items, None);
+        Ok(Reply::HoldPlaced(view))
+    }
+
+    /// The categories a new quantity request may take from. Under the strict policy
+    /// nobody passes a waiter: every category some waiter could ever use is kept for the
+    /// waiters; the rest (what no waiter could use) is open to newcomers. A category's
+    /// queue keeps its category; the any-category queue keeps what its smallest request
+    /// of each kind could use (a larger request could use no more).
+    pub(super) fn allowed_for_newcomers(event: &Event) -> std::borrow::Cow<'static, [bool]> {
+        /// Perf: no allocation when nothing is kept (no waiter, or `skip_ahead`).
+        const EVERY: [bool; 64] = [true; 64];
+        let categories = event.categories.len();
+        let kept = event.spec.waitlist_policy == WaitlistPolicy::Strict && event.waiting > 0;
+        if !kept && categories <= EVERY.len() {
+            return std::borrow::Cow::Borrowed(&EVERY[..categories]);
+        }
+        let mut allowed = vec![true; categories];
+        if !kept {
+            return allowed.into();
+        }
+        for queue in event.queues.keys() {
+            match queue {
+                Some(category) => allowed[*category as usize] = false,
+                None => {
+                    for together in [false, true] {
+                        if let Some(smallest) = event.smallest_need(None, together) {
+                            crate::allocate::usable_categories(
+                                event,
+                                smallest,
+                                None,
+                                together,
+                                |category| allowed[category as usize] = false,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        allowed.into()
+    }
+
+    pub(super) fn resolve_category(
+        &self,
+        event_id: EventId,
+        name: Option<&str>,
+    ) -> Result<Option<u16>, Rejection> {
+        let event = &self.state.events[event_id.0 as usize];
+        match name {
+            None => Ok(None),
+            Some(name) => event
+                .category_index(name)
+                .map(Some)
+                .ok_or(not_found(NotFound::Category)),
+        }
+    }
+
+    pub(super) fn pick_exact(
+        &self,
+        event_id: EventId,
+        user: &str,
+        labels: &[String],
+    ) -> Result<Items, Rejection> {
+        let event = &self.state.events[event_id.0 as usize];
+        if labels.len() > self.config.seats_per_order_cap as usize {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: event.spec.seats_per_order_max,
+            });
+        }
+        let mut seats = Vec::with_capacity(labels.len());
+        let mut unknown = Vec::new();
+        for label in labels {
+            match event.layout.seat_of(label) {
+                Some(seat) => seats.push(seat),
+                None => unknown.push(label.clone()),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(Rejection::UnknownSeats { seats: unknown });
+        }
+        // Perf: a sorted copy finds repeats without building a tree.
+        let mut sorted = seats.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(invalid("a seat is requested twice"));
+        }
+        self.check_quantity(event_id, user, seats.len() as u32)?;
+        let taken: Vec<u32> = seats
+            .iter()
+            .copied()
+            .filter(|&seat| event.seats[seat as usize] != SEAT_FREE)
+            .collect();
+        if !taken.is_empty() {
+            return Err(Rejection::SeatsUnavailable { seats: taken });
+        }
+        Ok(Items::Seats(seats))
+    }
+
+    /// Marks the items held and files the hold; the caller has checked availability.
+    pub(super) fn create_hold(
+        &mut self,
+        event_id: EventId,
+        user: &str,
+        items: Items,
+        waiter: Option<WaiterId>,
+    ) -> HoldView {
+        let hold_id = HoldId(self.state.next_hold);
+        self.state.next_hold += 1;
+        let now_ms = self.state.now_ms;
+        let event = &mut self.state.events[event_id.0 as usize];
+        let expires_at_ms = now_ms + event.spec.hold_ttl_ms;
+        match &items {
+            Items::Seats(seats) => {
+                for &seat in seats {
+                    assert_eq!(
+                        event.seats[seat as usize], SEAT_FREE,
+                        "a seat has at most one owner"
+                    );
+                    event.seats[seat as usize] = held_by(hold_id);
+                    let row = event.layout.row_of(seat) as usize;
+                    event.row_free[row] -= 1;
+                    event.categories[event.layout.rows[row].category as usize].held += 1;
+                }
+            }
+            Items::Pool { category, quantity } => {
+                let pool = &mut event.pools[event.categories[*category as usize]
+                    .pool
+                    .expect("pool category") as usize];
+                assert!(pool.free() >= *quantity);
+                pool.held += quantity;
+                event.categories[*category as usize].held += u64::from(*quantity);
+            }
+        }
+        self.add_usage(event_id, user, i64::from(items.quantity()));
+        let due_ms = expires_at_ms + self.config.confirm_grace_ms;
+        self.state
+            .timers
+            .insert((due_ms, TimerKind::HoldExpiry, hold_id.0));
+        let hold = Hold {
+            event: event_id,
+            user: user.to_string(),
+            items,
+            created_at_ms: now_ms,
+            expires_at_ms,
+            due_ms,
+            waiter,
+        };
+        let view = HoldView {
+            hold: hold_id,
+            event: event_id,
+            user: hold.user.clone(),
+            items: hold.items.clone(),
+            created_at_ms: now_ms,
+            expires_at_ms,
+            waiter,
+        };
+        self.state.holds.insert(hold_id, hold);
+        view
+    }
+
+    /// Removes a live hold, returning its seats to free, and remembers how it ended.
+    pub(super) fn take_hold(&mut self, hold_id: HoldId, end: HoldEnd) -> Hold {
+        let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
+        // An expiring hold's timer was popped already; the others are still filed.
+        let filed = self
+            .state
+            .timers
+            .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0))
+            .is_some();
+        debug_assert!(filed || end == HoldEnd::Expired);
+        let event = &mut self.state.events[hold.event.0 as usize];
+        if end != HoldEnd::Confirmed {
+            match &hold.items {
+                Items::Seats(seats) => {
+                    for &seat in seats {
+                        assert_eq!(
+                            event.seats[seat as usize],
+                            held_by(hold_id),
+                            "the hold owns its seats"
+                        );
+                        event.seats[seat as usize] = SEAT_FREE;
+                        let row = event.layout.row_of(seat) as usize;
+                        event.row_free[row] += 1;
+                        event.categories[event.layout.rows[row].category as usize].held -= 1;
+                    }
+                }
+                Items::Pool { category, quantity } => {
+                    let pool = &mut event.pools[event.categories[*category as usize]
+                        .pool
+                        .expect("pool category")
+                        as usize];
+                    pool.held -= quantity;
+                    event.categories[*category as usize].held -= u64::from(*quantity);
+                }
+            }
+            let quantity = hold.items.quantity();
+            self.add_usage(hold.event, &hold.user, -i64::from(quantity));
+        }
+        if self.state.ended_holds.len() >= self.config.ended_holds_max {
+            if let Some((_, oldest)) = self.state.ended_hold_queue.pop_front() {
+                self.state.ended_holds.remove(&oldest);
+            }
+        }
+        self.state.ended_holds.insert(
+            hold_id,
+            EndedHold {
+                user: hold.user.clone(),
+                end,
+            },
+        );
+        self.state
+            .ended_hold_queue
+            .push_back((self.state.now_ms, hold_id));
+        hold
+    }
+
+    /// A live hold owned by `user`, or the reason it cannot be used.
+    pub(super) fn owned_hold(&self, user: &str, hold_id: HoldId) -> Result<&Hold, Rejection> {
+        if let Some(hold) = self
+            .state
+            .holds
+            .get(&hold_id)
+            .filter(|hold| hold.user == user)
+        {
+            return Ok(hold);
+        }
+        match self
+            .state
+            .ended_holds
+            .get(&hold_id)
+            .filter(|ended| ended.user == user)
+        {
+            Some(EndedHold {
+                end: HoldEnd::Expired,
+                ..
+            }) => Err(Rejection::HoldExpired),
+            Some(EndedHold {
+                end: HoldEnd::Released,
+                ..
+            }) => Err(conflict(ConflictReason::HoldReleased)),
+            Some(EndedHold {
+                end: HoldEnd::Confirmed,
+                ..
+            }) => Err(conflict(ConflictReason::HoldAlreadyConfirmed)),
+            None => Err(not_found(NotFound::Hold)),
+        }
+    }
+}

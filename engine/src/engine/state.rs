@@ -1,0 +1,315 @@
+//! The replicated state: per-seat tags, events with their categories, pools and
+//! queues, holds, bookings, waiters, timers and usage. `State` is exactly what a
+//! snapshot holds.
+
+use crate::command::*;
+use crate::config::ConfigStamp;
+use crate::idempotency::DIGEST_BYTES;
+use crate::ids::*;
+use crate::layout::Layout;
+use crate::outcome::*;
+use crate::snapshot::CowVec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Persistent collections for the parts of the state that grow with traffic (holds, timers,
+/// waiters, usage, idempotency): a clone shares structure and costs O(1), so the engine
+/// thread's pause to hand a state copy to the snapshot thread does not grow with them.
+/// They encode exactly like `BTreeMap`, `BTreeSet` and `VecDeque` (ordered, length
+/// prefixed), so snapshots and state hashes are the same bytes as before.
+pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
+pub(crate) type Set<T> = imbl::OrdSet<T>;
+pub(crate) type Queue<T> = imbl::Vector<T>;
+use std::sync::Arc;
+
+/// Per-seat state in 8 bytes: 0 is free; the top two bits say held or booked and the
+/// rest is the owning hold's or booking's id.
+pub(crate) type SeatState = u64;
+pub(super) const SEAT_FREE: SeatState = 0;
+pub(super) const TAG_HELD: u64 = 1 << 62;
+pub(super) const TAG_BOOKED: u64 = 2 << 62;
+pub(super) const TAG_MASK: u64 = 3 << 62;
+pub(super) const OWNER_MASK: u64 = !TAG_MASK;
+
+const _: () = assert!(
+    std::mem::size_of::<SeatState>() <= 8,
+    "the per-seat budget is 8 bytes"
+);
+const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
+
+/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
+/// (256 KiB of seats, a few hundred bookings), never a whole event or the whole state.
+pub(super) const SEAT_CHUNK: usize = 32 * 1024;
+pub(super) const BOOKING_CHUNK: usize = 256;
+pub(super) const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
+
+pub(super) fn held_by(hold: HoldId) -> SeatState {
+    debug_assert!(hold.0 & TAG_MASK == 0);
+    TAG_HELD | hold.0
+}
+
+pub(super) fn booked_by(booking: BookingId) -> SeatState {
+    debug_assert!(booking.0 & TAG_MASK == 0);
+    TAG_BOOKED | booking.0
+}
+
+/// Whether a seat is booked (sold for good, unless the booking is canceled).
+pub(crate) fn is_booked(state: SeatState) -> bool {
+    state & TAG_MASK == TAG_BOOKED
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Category {
+    pub(crate) name: String,
+    pub(crate) price_cents: u64,
+    pub(crate) capacity: u64,
+    pub(crate) held: u64,
+    pub(crate) booked: u64,
+    /// Index into the event's pools when the category is general admission.
+    pub(crate) pool: Option<u16>,
+    pub(crate) has_seats: bool,
+}
+
+impl Category {
+    pub(crate) fn free(&self) -> u64 {
+        self.capacity - self.held - self.booked
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub(crate) category: u16,
+    pub(crate) capacity: u32,
+    pub(crate) held: u32,
+    pub(crate) booked: u32,
+}
+
+impl Pool {
+    pub(crate) fn free(&self) -> u32 {
+        self.capacity - self.held - self.booked
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Event {
+    pub(crate) tenant: String,
+    /// The spec as last updated, without its sections (the layout has them).
+    pub(crate) spec: EventSpec,
+    pub(crate) canceled: bool,
+    pub(crate) categories: Vec<Category>,
+    /// Shared by snapshot copies: a layout never changes once built.
+    #[serde(with = "crate::snapshot::shared")]
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
+    pub(crate) row_free: Vec<u32>,
+    /// Per row, the longest run of seats that are not booked (free or held): the largest
+    /// `together` request the row could ever serve (see `allocate::open_run`).
+    pub(crate) row_open_run: Vec<u32>,
+    pub(crate) pools: Vec<Pool>,
+    /// FCFS queues by requested category (`None`: any category). A waiter id's order
+    /// is its arrival order.
+    pub(crate) queues: BTreeMap<Option<u16>, Set<WaiterId>>,
+    /// Waiters per (queue, together, quantity): a queue's largest and smallest requests
+    /// without walking it. Zero counts are removed.
+    pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
+    pub(crate) waiting: u32,
+    pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
+}
+
+impl Event {
+    pub(super) fn category_index(&self, name: &str) -> Option<u16> {
+        self.categories
+            .iter()
+            .position(|category| category.name == name)
+            .map(|index| index as u16)
+    }
+
+    /// Why sales are closed at `now_ms`, or `None` while they are open.
+    pub(super) fn sales_closed(&self, now_ms: u64) -> Option<SalesClosedReason> {
+        if self.spec.sales_open_at_ms.is_some_and(|open| now_ms < open) {
+            Some(SalesClosedReason::NotOpenYet)
+        } else if self
+            .spec
+            .sales_close_at_ms
+            .is_some_and(|close| now_ms >= close)
+        {
+            Some(SalesClosedReason::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// Seats free right now in a category (in every category for `None`).
+    pub(super) fn free(&self, category: Option<u16>) -> u64 {
+        match category {
+            Some(category) => self.categories[category as usize].free(),
+            None => self.categories.iter().map(Category::free).sum(),
+        }
+    }
+
+    /// The refusal of a request for `category` that cannot be met, saying what is left.
+    pub(super) fn sold_out(&self, category: Option<u16>) -> Rejection {
+        Rejection::SoldOut {
+            category,
+            free: self.free(category),
+        }
+    }
+
+    /// Recomputes the open runs of the rows `items` has seats in, after they were booked
+    /// or their booking canceled.
+    pub(super) fn refresh_open_runs(&mut self, items: &Items) {
+        let Items::Seats(seats) = items else {
+            return;
+        };
+        // Perf: a hold's seats are mostly in one row; its seats after the first are found
+        // in it without a search, and the row is scanned once (a row seen again, in a
+        // hold that goes back and forth between rows, is scanned again: same result).
+        let mut last: Option<std::ops::Range<u32>> = None;
+        for &seat in seats {
+            if last.as_ref().is_some_and(|range| range.contains(&seat)) {
+                continue;
+            }
+            let row = self.layout.row_of(seat) as usize;
+            self.row_open_run[row] = crate::allocate::open_run(self, row);
+            let found = &self.layout.rows[row];
+            last = Some(found.first_seat..found.first_seat + found.seat_count);
+        }
+    }
+
+    /// The count of waiters of (queue, together, quantity) moves by one.
+    pub(super) fn count_need(&mut self, need: (Option<u16>, bool, u32), joined: bool) {
+        if joined {
+            *self.waiter_needs.entry(need).or_default() += 1;
+            return;
+        }
+        let count = self
+            .waiter_needs
+            .get_mut(&need)
+            .expect("every waiter is counted in its need");
+        *count -= 1;
+        if *count == 0 {
+            self.waiter_needs.remove(&need);
+        }
+    }
+
+    /// The smallest quantity a waiter of `queue` with `together` asks for.
+    pub(super) fn smallest_need(&self, queue: Option<u16>, together: bool) -> Option<u32> {
+        self.waiter_needs
+            .range((queue, together, 0)..=(queue, together, u32::MAX))
+            .next()
+            .map(|((_, _, quantity), _)| *quantity)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Hold {
+    pub(crate) event: EventId,
+    pub(crate) user: String,
+    pub(crate) items: Items,
+    pub(crate) created_at_ms: u64,
+    pub(crate) expires_at_ms: u64,
+    /// When the hold's seats return: `expires_at_ms` plus the confirm grace in force
+    /// when the hold was made. Stored, never recomputed from the configuration, so the
+    /// expiry timer's key and every check agree whatever is configured later.
+    pub(crate) due_ms: u64,
+    pub(crate) waiter: Option<WaiterId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum HoldEnd {
+    Confirmed,
+    Released,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EndedHold {
+    pub(crate) user: String,
+    pub(crate) end: HoldEnd,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Booking {
+    pub(crate) hold: HoldId,
+    pub(crate) event: EventId,
+    pub(crate) user: String,
+    pub(crate) items: Items,
+    pub(crate) total_cents: u64,
+    pub(crate) payment_ref: String,
+    pub(crate) booked_at_ms: u64,
+    pub(crate) tickets_used: Vec<bool>,
+    pub(crate) canceled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Waiter {
+    pub(crate) event: EventId,
+    pub(crate) user: String,
+    pub(crate) quantity: u32,
+    pub(crate) category: Option<u16>,
+    pub(crate) together: bool,
+    pub(crate) expires_at_ms: u64,
+}
+
+/// Timers fire in (due, kind, id) order, so expiry order never depends on anything
+/// but the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+// The shared suffix says what fires; the kinds are named where they are matched.
+#[allow(clippy::enum_variant_names)]
+pub(crate) enum TimerKind {
+    HoldExpiry,
+    WaiterExpiry,
+    DeskHoldExpiry,
+}
+
+/// What a repeat of a key needs: which request the key answered, and its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IdempotencyEntry {
+    pub(crate) stored_at_ms: u64,
+    pub(crate) fingerprint: [u8; DIGEST_BYTES],
+    pub(crate) result: Result<Reply, Rejection>,
+}
+
+/// Everything that is replicated: the snapshot is exactly this, and `state_hash` is a
+/// digest of its canonical encoding (ordered maps only, so no hash-order leaks in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub(crate) now_ms: u64,
+    /// The offset of the last applied record; `None` before the first.
+    pub(crate) applied_offset: Option<u64>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) holds: Map<HoldId, Hold>,
+    pub(crate) ended_holds: Map<HoldId, EndedHold>,
+    pub(crate) ended_hold_queue: Queue<(u64, HoldId)>,
+    pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
+    pub(crate) waiters: Map<WaiterId, Waiter>,
+    pub(crate) timers: Set<(u64, TimerKind, u64)>,
+    /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
+    /// are removed so equal states encode equally.
+    pub(crate) usage: Map<(EventId, String), u32>,
+    /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
+    /// are removed.
+    pub(crate) waiters_by_user: Map<(EventId, String), u32>,
+    /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
+    /// (the raw key is not kept).
+    pub(crate) idempotency: Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
+    /// The same keys by the time they were stored, oldest first.
+    pub(crate) idempotency_queue: Queue<(u64, [u8; DIGEST_BYTES])>,
+    pub(crate) next_hold: u64,
+    pub(crate) next_waiter: u64,
+    pub(crate) desks: crate::desk::Desks,
+    /// Bumped by every `Promote` record; the node named there is the primary.
+    pub(crate) epoch: u64,
+    pub(crate) primary: Option<String>,
+    /// The configuration this state was applied with (see `ConfigStamp`).
+    pub(crate) config: ConfigStamp,
+}
+
+impl State {
+    /// The configuration this state was applied with.
+    pub fn config_stamp(&self) -> &ConfigStamp {
+        &self.config
+    }
+}
+
+pub(crate) const FREE: SeatState = SEAT_FREE;

@@ -1,0 +1,291 @@
+//! The FCFS waitlist: joining, leaving, ending hopeless waiters and serving offers.
+
+use super::*;
+
+impl Engine {
+    // ---- waitlist ---------------------------------------------------------------------
+
+    pub(super) fn join_waitlist(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<&str>,
+        together: bool,
+    ) -> Answer {
+        self.check_text("user", user, true)?;
+        self.open_event(event_id)?;
+        let category = self.resolve_category(event_id, category)?;
+        self.check_quantity(event_id, user, quantity)?;
+        let reply = self.enqueue(user, event_id, quantity, category, together)?;
+        // Seats may be free right now (nobody waits ahead): offer at once.
+        self.serve_waitlist(event_id);
+        Ok(reply)
+    }
+
+    pub(super) fn enqueue(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Answer {
+        let event = &self.state.events[event_id.0 as usize];
+        // A request that could never be served would only keep others waiting.
+        if !crate::allocate::servable_ever(event, quantity, category, together) {
+            return Err(event.sold_out(category));
+        }
+        if self.user_waiters(event_id, user) >= self.config.waiters_per_user_max {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitersPerUser,
+                max: self.config.waiters_per_user_max,
+            });
+        }
+        if event.waiting >= self.config.waitlist_length_max {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::WaitlistLength,
+                max: self.config.waitlist_length_max,
+            });
+        }
+        let waiter_id = WaiterId(self.state.next_waiter);
+        self.state.next_waiter += 1;
+        let expires_at_ms = self.state.now_ms + self.config.waitlist_wait_max_ms;
+        let event = &mut self.state.events[event_id.0 as usize];
+        let queue = event.queues.entry(category).or_default();
+        queue.insert(waiter_id);
+        let position = queue.len() as u32;
+        event.waiting += 1;
+        event.count_need((category, together, quantity), true);
+        *self
+            .state
+            .waiters_by_user
+            .entry((event_id, user.to_string()))
+            .or_default() += 1;
+        self.state
+            .timers
+            .insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        self.state.waiters.insert(
+            waiter_id,
+            Waiter {
+                event: event_id,
+                user: user.to_string(),
+                quantity,
+                category,
+                together,
+                expires_at_ms,
+            },
+        );
+        Ok(Reply::WaitlistJoined {
+            waiter: waiter_id,
+            event: event_id,
+            user: user.to_string(),
+            quantity,
+            category,
+            position,
+        })
+    }
+
+    pub(super) fn remove_waiter(&mut self, waiter_id: WaiterId) -> Waiter {
+        let waiter = self
+            .state
+            .waiters
+            .remove(&waiter_id)
+            .expect("the waiter is live");
+        let event = &mut self.state.events[waiter.event.0 as usize];
+        let queue = event
+            .queues
+            .get_mut(&waiter.category)
+            .expect("the waiter's queue exists");
+        assert!(
+            queue.remove(&waiter_id).is_some(),
+            "every waiter is in its queue"
+        );
+        if queue.is_empty() {
+            event.queues.remove(&waiter.category);
+        }
+        event.waiting -= 1;
+        event.count_need((waiter.category, waiter.together, waiter.quantity), false);
+        let key = (waiter.event, waiter.user.clone());
+        let count = self
+            .state
+            .waiters_by_user
+            .get_mut(&key)
+            .expect("every waiter is counted for its user");
+        *count -= 1;
+        if *count == 0 {
+            self.state.waiters_by_user.remove(&key);
+        }
+        // A timed-out waiter's timer was popped already.
+        self.state
+            .timers
+            .remove(&(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        waiter
+    }
+
+    pub(super) fn end_waiter(&mut self, waiter_id: WaiterId, reason: WaitEnd) {
+        let waiter = self.remove_waiter(waiter_id);
+        self.effects.push(Effect::WaitlistEnded {
+            waiter: waiter_id,
+            event: waiter.event,
+            user: waiter.user,
+            reason,
+        });
+    }
+
+    pub(super) fn leave_waitlist(&mut self, user: &str, waiter_id: WaiterId) -> Answer {
+        let waiter = self
+            .state
+            .waiters
+            .get(&waiter_id)
+            .filter(|waiter| waiter.user == user)
+            .ok_or(not_found(NotFound::Waiter))?;
+        let event = waiter.event;
+        self.remove_waiter(waiter_id);
+        // The head may have been the one blocking a strict queue.
+        self.serve_waitlist(event);
+        Ok(Reply::WaitlistLeft {
+            waiter: waiter_id,
+            event,
+            user: user.to_string(),
+        })
+    }
+
+    pub(super) fn user_waiters(&self, event: EventId, user: &str) -> u32 {
+        self.state
+            .waiters_by_user
+            .get(&UsageKey(event, user))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Ends, in arrival order, every waiter of the event that could never be served (a
+    /// booking took for good what it was waiting for): `NoRowLongEnough` for a `together`
+    /// request that enough seats could still serve, scattered, `SoldOut` otherwise. Each
+    /// (queue, together) class is checked by its largest request first, so no queue is
+    /// walked unless one of its waiters is hopeless.
+    pub(super) fn end_hopeless_waiters(&mut self, event_id: EventId) {
+        let event = &self.state.events[event_id.0 as usize];
+        let mut largest: BTreeMap<(Option<u16>, bool), u32> = BTreeMap::new();
+        for &(queue, together, quantity) in event.waiter_needs.keys() {
+            largest.insert((queue, together), quantity);
+        }
+        let mut hopeless = Vec::new();
+        for ((queue, together), quantity) in largest {
+            if crate::allocate::servable_ever(event, quantity, queue, together) {
+                continue;
+            }
+            let most = crate::allocate::most_servable(event, queue, together);
+            let before = hopeless.len();
+            for waiter_id in &event.queues[&queue] {
+                let waiter = &self.state.waiters[waiter_id];
+                if waiter.together == together && u64::from(waiter.quantity) > most {
+                    let scattered =
+                        crate::allocate::servable_ever(event, waiter.quantity, queue, false);
+                    let reason = if together && scattered {
+                        WaitEnd::NoRowLongEnough
+                    } else {
+                        WaitEnd::SoldOut
+                    };
+                    hopeless.push((*waiter_id, reason));
+                }
+            }
+            assert!(hopeless.len() > before, "the largest request is hopeless");
+        }
+        hopeless.sort_unstable_by_key(|(waiter_id, _)| *waiter_id);
+        for (waiter_id, reason) in hopeless {
+            self.end_waiter(waiter_id, reason);
+        }
+    }
+
+    /// Ends the waiters that can never be served, then offers free seats to the others
+    /// in arrival order, across queues. Under the strict policy a waiter that cannot be
+    /// served yet keeps every category it could ever use for itself: nobody after it
+    /// takes from those (so a category's queue stops at its head), but a later waiter may
+    /// still take from a category it could never use.
+    pub(super) fn serve_waitlist(&mut self, event_id: EventId) {
+        let event = &self.state.events[event_id.0 as usize];
+        if event.waiting == 0 || event.canceled {
+            return;
+        }
+        self.end_hopeless_waiters(event_id);
+        let event = &self.state.events[event_id.0 as usize];
+        let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
+        let mut allowed = vec![true; event.categories.len()];
+        // Per live queue, the first waiter id not yet looked at.
+        let mut cursors: Vec<(Option<u16>, WaiterId)> = event
+            .queues
+            .keys()
+            .map(|queue| (*queue, WaiterId(0)))
+            .collect();
+        loop {
+            let event = &self.state.events[event_id.0 as usize];
+            let anything_to_give = event
+                .categories
+                .iter()
+                .zip(&allowed)
+                .any(|(category, allowed)| *allowed && category.free() > 0);
+            if !anything_to_give {
+                break;
+            }
+            let next = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(index, (queue, cursor))| {
+                    let queue = event.queues.get(queue)?;
+                    queue.range(*cursor..).next().map(|id| (*id, index))
+                })
+                .min();
+            let Some((waiter_id, index)) = next else {
+                break;
+            };
+            cursors[index].1 = WaiterId(waiter_id.0 + 1);
+            let waiter = &self.state.waiters[&waiter_id];
+            debug_assert!(
+                crate::allocate::servable_ever(
+                    event,
+                    waiter.quantity,
+                    waiter.category,
+                    waiter.together
+                ),
+                "hopeless waiters were ended"
+            );
+            let Some(items) = crate::allocate::find(
+                event,
+                waiter.quantity,
+                waiter.category,
+                waiter.together,
+                &allowed,
+            ) else {
+                if strict {
+                    crate::allocate::usable_categories(
+                        event,
+                        waiter.quantity,
+                        waiter.category,
+                        waiter.together,
+                        |category| allowed[category as usize] = false,
+                    );
+                    if waiter.category.is_some() {
+                        // Its category is kept for it now: nobody behind it can pass.
+                        cursors.swap_remove(index);
+                    }
+                }
+                continue;
+            };
+            let over_limit = event.spec.seats_per_user_max.is_some_and(|max| {
+                u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity)
+                    > u64::from(max)
+            });
+            if over_limit {
+                self.end_waiter(waiter_id, WaitEnd::LimitExceeded);
+                continue;
+            }
+            let waiter = self.remove_waiter(waiter_id);
+            let hold = self.create_hold(event_id, &waiter.user, items, Some(waiter_id));
+            self.effects.push(Effect::WaitlistOffered {
+                waiter: waiter_id,
+                hold,
+            });
+        }
+    }
+}
