@@ -75,7 +75,7 @@ fn best_available_nearly_full(c: &mut Criterion) {
         });
         // Places the hold (the timed part) and releases it again (untimed), so every
         // iteration searches the same stadium.
-        let mut hold_then_release = |engine: &mut engine::Engine, offset: &mut u64| {
+        let hold_then_release = |engine: &mut engine::Engine, offset: &mut u64| {
             let started = Instant::now();
             let placed = engine.apply(*offset, now_ms, &hold);
             let elapsed = started.elapsed();
