@@ -81,7 +81,10 @@ fn best_available_nearly_full(c: &mut Criterion) {
             let elapsed = started.elapsed();
             *offset += 1;
             let Ok(Reply::HoldPlaced(view)) = &placed.result else {
-                panic!("best_available_nearly_full/{name} must be granted: {:?}", placed.result)
+                panic!(
+                    "best_available_nearly_full/{name} must be granted: {:?}",
+                    placed.result
+                )
             };
             let release = Request::new(Command::ReleaseHold {
                 user: "buyer".into(),

@@ -5,7 +5,9 @@
 #
 # Each run starts fresh processes (release build, rate limits off) and drives them with
 # `boxoffice loadgen run hold-confirm.toml --mode closed --concurrency $CLIENTS --no-think`
-# for $DURATION seconds, then verifies the server's state through the API:
+# for $DURATION seconds (with `--cpu-of` for every service process and the broker, so each
+# figure comes with the CPU microseconds per response of each process and of loadgen),
+# then verifies the server's state through the API:
 #   embedded: `boxoffice serve` on a temporary data directory;
 #   kafka:    `boxoffice engine` and `boxoffice ingress` (two processes) on fresh topics of
 #             the broker at $KAFKA_BOOTSTRAP.
@@ -21,6 +23,8 @@ CLIENTS="${CLIENTS:-32}"
 DURATION="${DURATION:-20}"
 KAFKA="${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
 HERE=benches/http-hold-confirm
+# The broker's pid, for its CPU figure (scripts/kafka.sh writes it; empty when absent).
+KAFKA_PID="$(cat "${KAFKA_PID_FILE:-$HOME/.cache/boxoffice/kafka/run-${KAFKA##*:}/kafka.pid}" 2>/dev/null || true)"
 
 cargo build --release -q -p boxoffice
 BOXOFFICE="$CARGO_TARGET_DIR/release/boxoffice"
@@ -49,6 +53,7 @@ start_embedded() {
   "$BOXOFFICE" --dev serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
     >"$WORK/serve-$run.out" 2>"$WORK/serve-$run.err" &
   PIDS+=($!)
+  CPU_OF=(--cpu-of "serve=$!")
   wait_for "$WORK/serve-$run.out" "^listening on" "$!"
   TARGET="$(sed -n 's/^listening on //p' "$WORK/serve-$run.out" | head -1)"
 }
@@ -61,9 +66,12 @@ start_kafka() {
   BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" --dev engine --data-dir "$WORK/kafka-$run" \
     >"$WORK/engine-$run.out" 2>"$WORK/engine-$run.err" &
   PIDS+=($!)
+  CPU_OF=(--cpu-of "engine=$!")
+  if [[ -n "${KAFKA_PID:-}" ]]; then CPU_OF+=(--cpu-of "broker=$KAFKA_PID"); fi
   wait_for "$WORK/engine-$run.out" " is primary$" "$!"
   "$BOXOFFICE" --dev ingress --listen 127.0.0.1:0 >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
   PIDS+=($!)
+  CPU_OF+=(--cpu-of "ingress=$!")
   wait_for "$WORK/ingress-$run.out" "^listening on" "$!"
   TARGET="$(sed -n 's/^listening on //p' "$WORK/ingress-$run.out" | head -1)"
   unset BOXOFFICE_LOG_KIND BOXOFFICE_KAFKA_BROKERS BOXOFFICE_KAFKA_REQUESTS_TOPIC \
@@ -77,7 +85,7 @@ for run in $(seq 1 "$RUNS"); do
     echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$BOXOFFICE" loadgen run "$HERE/hold-confirm.toml" --target "$TARGET" --mode closed \
       --concurrency "$CLIENTS" --no-think --duration "$DURATION" --quiet --no-plots --verify \
-      --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
+      "${CPU_OF[@]}" --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
     grep -E "^verification" "$WORK/$side-$run.loadgen" || true
     stop_all
     python3 - "$side" "$WORK/$side-$run/report.json" >>"$RESULTS" <<'PY'
@@ -95,6 +103,8 @@ for kind in ("hold_best", "confirm"):
 overall = report["measurements"]["overall"]
 row["overall"] = {"p50_ms": overall["p50_us"] / 1000, "p99_ms": overall["p99_us"] / 1000,
                   "p999_ms": overall["p999_us"] / 1000}
+# CPU per response of each process over the measured phase (loadgen --cpu-of).
+row["cpu_us_per_response"] = {p["name"]: p["cpu_us_per_response"] for p in report.get("cpu", [])}
 print(json.dumps(row))
 PY
     tail -1 "$RESULTS"
@@ -105,8 +115,8 @@ python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 print()
-print("| log | requests/s | hold p50 / p99 / p99.9 (ms) | confirm p50 / p99 / p99.9 (ms) | all p50 / p99 / p99.9 (ms) |")
-print("|---|---|---|---|---|")
+print("| log | requests/s | hold p50 / p99 / p99.9 (ms) | confirm p50 / p99 / p99.9 (ms) | all p50 / p99 / p99.9 (ms) | CPU us per response (median) |")
+print("|---|---|---|---|---|---|")
 for side in ("embedded", "kafka"):
     mine = [row for row in rows if row["side"] == side]
     median = lambda pick: statistics.median(pick(row) for row in mine)
@@ -114,5 +124,7 @@ for side in ("embedded", "kafka"):
     for kind in ("hold_best", "confirm", "overall"):
         cells.append(" / ".join(f"{median(lambda row: row[kind][p]):.1f}" for p in ("p50_ms", "p99_ms", "p999_ms")))
     rates = ", ".join(f"{row['requests_per_second']:,.0f}" for row in mine)
-    print(f"| {side} | **{median(lambda row: row['requests_per_second']):,.0f}** ({rates}) | {cells[0]} | {cells[1]} | {cells[2]} |")
+    names = sorted({name for row in mine for name in row.get("cpu_us_per_response", {})})
+    cpu = ", ".join(f"{name} {median(lambda row: row['cpu_us_per_response'].get(name, 0)):.0f}" for name in names)
+    print(f"| {side} | **{median(lambda row: row['requests_per_second']):,.0f}** ({rates}) | {cells[0]} | {cells[1]} | {cells[2]} | {cpu} |")
 PY

@@ -154,6 +154,7 @@ fn options(scenario: Scenario, mode: Mode, record: Option<PathBuf>, out: &Path) 
         verify: true,
         operator: true,
         progress: false,
+        cpu_of: Vec::new(),
     }
 }
 
@@ -171,9 +172,27 @@ async fn an_open_loop_run_verifies_and_its_counts_match_the_server_metrics() {
         max_ms: 200,
     };
     let out = directory.path().join("out");
-    let report = run_scenario(client.clone(), options(flash, Mode::Open, None, &out))
+    let mut run_options = options(flash, Mode::Open, None, &out);
+    let server_pid = server.child.id();
+    run_options.cpu_of = vec![loadgen::cpu::Watched {
+        name: "serve".into(),
+        pid: Some(server_pid),
+    }];
+    let report = run_scenario(client.clone(), run_options)
         .await
         .expect("the run completes");
+    // The server's CPU and the load generator's own, over the measured phase: serving
+    // about 200 requests costs the server more than one 10 ms clock tick.
+    let cpu_names: Vec<(&str, Option<u32>)> = report
+        .cpu
+        .iter()
+        .map(|process| (process.name.as_str(), process.pid))
+        .collect();
+    assert_eq!(cpu_names, [("serve", Some(server_pid)), ("loadgen", None)]);
+    assert!(report.cpu[0].cpu_ms > 0, "{:?}", report.cpu);
+    assert!(report
+        .table()
+        .contains(&format!("cpu serve (pid {server_pid}):")));
     let verification = report.verification.clone().expect("verified");
     assert!(verification.passed, "{}", verification.summary());
     let granted = report.granted.clone().unwrap();

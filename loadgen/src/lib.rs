@@ -24,6 +24,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod cpu;
 pub mod plot;
 pub mod record;
 pub mod replay;
@@ -212,6 +213,11 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Report the CPU time of this process over the measured phase, per response:
+    /// `NAME=PID`, repeatable (e.g. `--cpu-of serve=$(pgrep -f 'boxoffice.*serve')`).
+    /// The load generator's own is always reported.
+    #[arg(long, value_name = "NAME=PID", value_parser = cpu::Watched::parse)]
+    pub cpu_of: Vec<cpu::Watched>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -445,6 +451,7 @@ pub fn run_options(args: &RunArgs) -> Result<RunOptions, LoadgenError> {
         verify: args.verify,
         operator: args.connect.operator_key.is_some(),
         progress: !args.quiet,
+        cpu_of: args.cpu_of.clone(),
     })
 }
 

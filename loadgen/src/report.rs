@@ -292,6 +292,9 @@ pub struct Report {
     pub p99_threshold_ms: Option<f64>,
     pub granted: Option<GrantedSummary>,
     pub verification: Option<crate::verify::Verification>,
+    /// CPU time of each watched process (and the load generator) over the measured phase.
+    #[serde(default)]
+    pub cpu: Vec<crate::cpu::ProcessCpu>,
 }
 
 /// What the run was granted, in counts.
@@ -409,6 +412,18 @@ impl Report {
             out.push_str(&format!(
                 "granted: {} holds, {} bookings, {} waitlisted; live at the end: {} holds, {} bookings ({} seats)\n",
                 granted.holds_granted, granted.bookings_granted, granted.waitlisted, granted.holds_live, granted.bookings_live, granted.seats_booked_live
+            ));
+        }
+        for process in &self.cpu {
+            out.push_str(&format!(
+                "cpu {}{}: {} ms, {:.1} us per response\n",
+                process.name,
+                process
+                    .pid
+                    .map(|pid| format!(" (pid {pid})"))
+                    .unwrap_or_default(),
+                process.cpu_ms,
+                process.cpu_us_per_response
             ));
         }
         if let Some(verification) = &self.verification {

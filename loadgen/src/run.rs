@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub verify: bool,
     pub operator: bool,
     pub progress: bool,
+    /// Processes whose CPU time the report gives per response (`--cpu-of`); the load
+    /// generator's own is always given.
+    pub cpu_of: Vec<crate::cpu::Watched>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -368,6 +371,8 @@ pub async fn run_scenario(
             .min((scenario.load.rate_per_second * scenario.load.duration_seconds).ceil() as u64),
         _ => requests_max,
     };
+    // The measured phase starts here: setup is not charged to anyone's CPU figure.
+    let cpu_start = crate::cpu::CpuStart::take(&options.cpu_of).map_err(LoadgenError::Setup)?;
     let shared = Arc::new(Shared {
         workload: Mutex::new(Workload::new(scenario.clone(), layouts.clone())),
         recorder: Mutex::new(Recorder::default()),
@@ -489,6 +494,9 @@ pub async fn run_scenario(
     }
     let elapsed = shared.start.elapsed().as_secs_f64();
     let measurements = lock(&shared.recorder).summarize();
+    let cpu = cpu_start
+        .finish(measurements.responses)
+        .map_err(LoadgenError::Setup)?;
     let granted = lock(&shared.workload).granted.clone();
     let granted_summary = GrantedSummary {
         holds_granted: granted.holds_granted,
@@ -556,6 +564,7 @@ pub async fn run_scenario(
         p99_threshold_ms: (options.mode == Mode::Step).then_some(options.p99_threshold_ms),
         granted: Some(granted_summary),
         verification,
+        cpu,
     };
     if let Some(out) = &options.out {
         write_outputs(&report, out, options.plots)?;

@@ -65,6 +65,12 @@ fn sample_report() -> Report {
             bookings_live: 39,
             seats_booked_live: 39,
         }),
+        cpu: vec![loadgen::cpu::ProcessCpu {
+            name: "serve".into(),
+            pid: Some(4242),
+            cpu_ms: 1_190,
+            cpu_us_per_response: 119.0,
+        }],
         verification: Some(Verification {
             passed: true,
             checks: vec![Check {
@@ -104,6 +110,17 @@ fn the_report_json_round_trips() {
         Some(&json!(100))
     );
     assert!(report.table().contains("knee: 1000/s"));
+    assert!(
+        report
+            .table()
+            .contains("cpu serve (pid 4242): 1190 ms, 119.0 us per response"),
+        "{}",
+        report.table()
+    );
+    // A report written before CPU figures existed still reads.
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    old.as_object_mut().unwrap().remove("cpu");
+    assert!(Report::from_json(&old.to_string()).unwrap().cpu.is_empty());
 }
 
 #[test]
