@@ -54,7 +54,7 @@ pub(crate) fn find(
                 .map(|(entry, _)| entry.free())
                 .sum();
             let seats = if seats_free >= u64::from(quantity) {
-                find_seats(event, quantity, &|row| allowed[row as usize], together)
+                find_seats(event, quantity, |row| allowed[row as usize], together)
             } else {
                 None
             };

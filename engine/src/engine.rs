@@ -18,10 +18,12 @@ mod clock;
 mod events;
 mod holds;
 mod state;
+mod users;
 mod waitlist;
 
 pub use state::State;
 pub(crate) use state::*;
+pub(crate) use users::{UserId, UserIndex};
 
 /// The booking engine. Deterministic: the same requests at the same offsets and
 /// times give the same outcomes and the same `state_hash`.
@@ -30,6 +32,8 @@ pub struct Engine {
     pub(crate) state: State,
     /// Effects of the request being applied; drained into its outcome.
     pub(crate) effects: Vec<Effect>,
+    /// User name → id for `state.users` (derived: rebuilt by `from_state`).
+    pub(crate) users: UserIndex,
 }
 
 type Answer = Result<Reply, Rejection>;
@@ -64,6 +68,7 @@ impl Engine {
                 ..State::default()
             },
             effects: Vec::new(),
+            users: UserIndex::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Engine {
         }
         Engine {
             config,
+            users: UserIndex::of(&state.users),
             state,
             effects: Vec::new(),
         }
@@ -351,20 +357,5 @@ impl Engine {
             TAG_BOOKED => Some((false, state & OWNER_MASK)),
             _ => panic!("corrupt seat state {state:#x}"),
         }
-    }
-}
-
-/// The key of `State::usage` and `State::waiters_by_user`, borrowed: compares like `(EventId, String)` without building one.
-struct UsageKey<'a>(EventId, &'a str);
-
-impl equivalent::Equivalent<(EventId, String)> for UsageKey<'_> {
-    fn equivalent(&self, key: &(EventId, String)) -> bool {
-        self.0 == key.0 && self.1 == key.1
-    }
-}
-
-impl equivalent::Comparable<(EventId, String)> for UsageKey<'_> {
-    fn compare(&self, key: &(EventId, String)) -> std::cmp::Ordering {
-        (self.0, self.1).cmp(&(key.0, key.1.as_str()))
     }
 }

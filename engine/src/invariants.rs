@@ -1,13 +1,34 @@
 //! The full invariant walk behind `Engine::check_invariants`.
 
-use crate::engine::{Engine, TimerKind};
+use crate::engine::{Engine, TimerKind, UserId, UserIndex};
 use crate::ids::{BookingId, EventId, HoldId};
 use crate::outcome::Items;
 use std::collections::BTreeMap;
 
 pub(crate) fn check(engine: &Engine) {
     let state = &engine.state;
-    let mut usage: BTreeMap<(EventId, String), u32> = BTreeMap::new();
+    // Users: each name interned once, and the engine's index agrees with the state's
+    // table (the index is rebuilt from the table on restart, so they must match).
+    let rebuilt = UserIndex::of(&state.users);
+    assert_eq!(
+        rebuilt.len(),
+        engine.users.len(),
+        "every user is interned once"
+    );
+    for (id, name) in state.users.iter().enumerate() {
+        assert_eq!(
+            engine.user_id(name),
+            Some(UserId(id as u32)),
+            "user {name:?}"
+        );
+    }
+    let interned = |user: UserId| {
+        assert!(
+            (user.0 as usize) < state.users.len(),
+            "user {user:?} is interned"
+        );
+    };
+    let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
     for (&hold_id, hold) in &state.holds {
         let event = &state.events[hold.event.0 as usize];
@@ -28,7 +49,8 @@ pub(crate) fn check(engine: &Engine) {
                 .contains(&(due, TimerKind::HoldExpiry, hold_id.0)),
             "hold {hold_id} is in the expiry index"
         );
-        *usage.entry((hold.event, hold.user.clone())).or_default() += hold.items.quantity();
+        interned(hold.user);
+        *usage.entry((hold.event, hold.user)).or_default() += hold.items.quantity();
     }
     for (index, booking) in state.bookings.iter().enumerate() {
         let booking_id = BookingId(index as u64 + 1);
@@ -46,16 +68,15 @@ pub(crate) fn check(engine: &Engine) {
                 );
             }
         }
-        *usage
-            .entry((booking.event, booking.user.clone()))
-            .or_default() += booking.items.quantity();
+        interned(booking.user);
+        *usage.entry((booking.event, booking.user)).or_default() += booking.items.quantity();
     }
     assert_eq!(
         usage,
         state
             .usage
             .iter()
-            .map(|(key, count)| (key.clone(), *count))
+            .map(|(key, count)| (*key, *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );
@@ -168,10 +189,11 @@ pub(crate) fn check(engine: &Engine) {
         state.waiters.len(),
         "every waiter is in exactly one queue"
     );
-    let mut waiters_by_user: BTreeMap<(EventId, String), u32> = BTreeMap::new();
+    let mut waiters_by_user: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     for waiter in state.waiters.values() {
+        interned(waiter.user);
         *waiters_by_user
-            .entry((waiter.event, waiter.user.clone()))
+            .entry((waiter.event, waiter.user))
             .or_default() += 1;
     }
     assert_eq!(
@@ -179,7 +201,7 @@ pub(crate) fn check(engine: &Engine) {
         state
             .waiters_by_user
             .iter()
-            .map(|(key, count)| (key.clone(), *count))
+            .map(|(key, count)| (*key, *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user waiter counts match the waiters"
     );

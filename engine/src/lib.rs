@@ -12,7 +12,8 @@
 //! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
 //! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
 //!   submodules each own one part: `state` (the replicated [`State`] and seat tags),
-//!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`.
+//!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `users` (user
+//!   names interned to dense ids in log order).
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.

@@ -27,7 +27,9 @@ use std::sync::Arc;
 /// The version byte in front of an encoded state.
 /// 2: the configuration stamp, holds' due times, waiter indexes, and idempotency entries
 /// keyed by digest with the request's fingerprint.
-pub const STATE_VERSION: u8 = 2;
+/// 3: users interned to dense ids (`State::users`); holds, bookings, waiters and the
+/// per-user counters keep the id instead of the name.
+pub const STATE_VERSION: u8 = 3;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

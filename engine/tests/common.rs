@@ -12,6 +12,12 @@ pub struct Harness {
 
 pub const T0: u64 = 1_800_000_000_000;
 
+impl Default for Harness {
+    fn default() -> Harness {
+        Harness::new()
+    }
+}
+
 impl Harness {
     pub fn new() -> Harness {
         Harness {
@@ -270,7 +276,7 @@ pub fn clock(time_ms: u64) -> String {
         seconds / 60 % 60,
         seconds % 60
     );
-    if offset_ms % 1_000 != 0 {
+    if !offset_ms.is_multiple_of(1_000) {
         text.push_str(&format!(".{:03}", offset_ms % 1_000));
     }
     text

@@ -95,7 +95,7 @@ impl Engine {
             booking: booking_id,
             hold: booking.hold,
             event: booking.event,
-            user: booking.user.clone(),
+            user: self.user_name(booking.user).to_string(),
             items: booking.items.clone(),
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
@@ -112,7 +112,7 @@ impl Engine {
         Ok(Reply::HoldReleased {
             hold: hold_id,
             event,
-            user: hold.user,
+            user: user.to_string(),
             items: hold.items,
         })
     }
@@ -144,12 +144,8 @@ impl Engine {
             }
         }
         event.refresh_open_runs(&booking.items);
-        let (event_id, user, quantity) = (
-            booking.event,
-            booking.user.clone(),
-            booking.items.quantity(),
-        );
-        self.add_usage(event_id, &user, -i64::from(quantity));
+        let (event_id, user, quantity) = (booking.event, booking.user, booking.items.quantity());
+        self.add_usage(event_id, user, -i64::from(quantity));
     }
 
     pub(super) fn cancel_booking(&mut self, user: &str, booking_id: BookingId) -> Answer {
@@ -157,7 +153,7 @@ impl Engine {
             .state
             .bookings
             .get((booking_id.0 as usize).wrapping_sub(1))
-            .filter(|booking| booking.user == user)
+            .filter(|booking| self.user_name(booking.user) == user)
             .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));

@@ -54,7 +54,7 @@ impl Engine {
         self.effects.push(Effect::HoldExpired {
             hold: hold_id,
             event,
-            user: hold.user,
+            user: self.user_name(hold.user).to_string(),
             items: hold.items,
             waiter: hold.waiter,
         });

@@ -6,18 +6,19 @@ use super::*;
 impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
+    /// Seats held plus booked by the user (by name: a user never seen has none).
     pub(super) fn user_usage(&self, event: EventId, user: &str) -> u32 {
-        self.state
-            .usage
-            .get(&UsageKey(event, user))
-            .copied()
-            .unwrap_or(0)
+        self.user_id(user)
+            .map_or(0, |user| self.user_usage_of(event, user))
     }
 
-    pub(super) fn add_usage(&mut self, event: EventId, user: &str, delta: i64) {
-        // Perf: looked up by a borrowed key (no `String` built unless a user's first places
-        // are inserted), and no `entry`, which searches the tree twice in imbl.
-        let key = UsageKey(event, user);
+    pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
+        self.state.usage.get(&(event, user)).copied().unwrap_or(0)
+    }
+
+    pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
+        // Perf: no `entry`, which searches the tree twice in imbl.
+        let key = (event, user);
         match self.state.usage.get_mut(&key) {
             Some(usage) => {
                 let next = i64::from(*usage) + delta;
@@ -31,9 +32,7 @@ impl Engine {
             None => {
                 assert!(delta >= 0, "usage went negative");
                 if delta > 0 {
-                    self.state
-                        .usage
-                        .insert((event, user.to_string()), delta as u32);
+                    self.state.usage.insert(key, delta as u32);
                 }
             }
         }
@@ -127,6 +126,7 @@ impl Engine {
                 }
             }
         };
+        let user = self.intern_user(user);
         let view = self.create_hold(event_id, user, items, None);
         Ok(Reply::HoldPlaced(view))
     }
@@ -230,7 +230,7 @@ impl Engine {
     pub(super) fn create_hold(
         &mut self,
         event_id: EventId,
-        user: &str,
+        user: UserId,
         items: Items,
         waiter: Option<WaiterId>,
     ) -> HoldView {
@@ -268,7 +268,7 @@ impl Engine {
             .insert((due_ms, TimerKind::HoldExpiry, hold_id.0));
         let hold = Hold {
             event: event_id,
-            user: user.to_string(),
+            user,
             items,
             created_at_ms: now_ms,
             expires_at_ms,
@@ -278,7 +278,7 @@ impl Engine {
         let view = HoldView {
             hold: hold_id,
             event: event_id,
-            user: hold.user.clone(),
+            user: self.user_name(user).to_string(),
             items: hold.items.clone(),
             created_at_ms: now_ms,
             expires_at_ms,
@@ -324,7 +324,7 @@ impl Engine {
                 }
             }
             let quantity = hold.items.quantity();
-            self.add_usage(hold.event, &hold.user, -i64::from(quantity));
+            self.add_usage(hold.event, hold.user, -i64::from(quantity));
         }
         if self.state.ended_holds.len() >= self.config.ended_holds_max {
             if let Some((_, oldest)) = self.state.ended_hold_queue.pop_front() {
@@ -334,7 +334,7 @@ impl Engine {
         self.state.ended_holds.insert(
             hold_id,
             EndedHold {
-                user: hold.user.clone(),
+                user: hold.user,
                 end,
             },
         );
@@ -350,7 +350,7 @@ impl Engine {
             .state
             .holds
             .get(&hold_id)
-            .filter(|hold| hold.user == user)
+            .filter(|hold| self.user_name(hold.user) == user)
         {
             return Ok(hold);
         }
@@ -358,7 +358,7 @@ impl Engine {
             .state
             .ended_holds
             .get(&hold_id)
-            .filter(|ended| ended.user == user)
+            .filter(|ended| self.user_name(ended.user) == user)
         {
             Some(EndedHold {
                 end: HoldEnd::Expired,

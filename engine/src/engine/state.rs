@@ -2,6 +2,7 @@
 //! queues, holds, bookings, waiters, timers and usage. `State` is exactly what a
 //! snapshot holds.
 
+use super::users::UserId;
 use crate::command::*;
 use crate::config::ConfigStamp;
 use crate::idempotency::DIGEST_BYTES;
@@ -42,6 +43,7 @@ const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0
 pub(super) const SEAT_CHUNK: usize = 32 * 1024;
 pub(super) const BOOKING_CHUNK: usize = 256;
 pub(super) const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
+pub(crate) const USER_CHUNK: usize = 1024;
 
 pub(super) fn held_by(hold: HoldId) -> SeatState {
     debug_assert!(hold.0 & TAG_MASK == 0);
@@ -204,7 +206,7 @@ impl Event {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hold {
     pub(crate) event: EventId,
-    pub(crate) user: String,
+    pub(crate) user: UserId,
     pub(crate) items: Items,
     pub(crate) created_at_ms: u64,
     pub(crate) expires_at_ms: u64,
@@ -224,7 +226,7 @@ pub(crate) enum HoldEnd {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EndedHold {
-    pub(crate) user: String,
+    pub(crate) user: UserId,
     pub(crate) end: HoldEnd,
 }
 
@@ -232,7 +234,7 @@ pub(crate) struct EndedHold {
 pub(crate) struct Booking {
     pub(crate) hold: HoldId,
     pub(crate) event: EventId,
-    pub(crate) user: String,
+    pub(crate) user: UserId,
     pub(crate) items: Items,
     pub(crate) total_cents: u64,
     pub(crate) payment_ref: String,
@@ -244,7 +246,7 @@ pub(crate) struct Booking {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Waiter {
     pub(crate) event: EventId,
-    pub(crate) user: String,
+    pub(crate) user: UserId,
     pub(crate) quantity: u32,
     pub(crate) category: Option<u16>,
     pub(crate) together: bool,
@@ -286,15 +288,17 @@ pub struct State {
     pub(crate) timers: Set<(u64, TimerKind, u64)>,
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
     /// are removed so equal states encode equally.
-    pub(crate) usage: Map<(EventId, String), u32>,
+    pub(crate) usage: Map<(EventId, UserId), u32>,
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
-    pub(crate) waiters_by_user: Map<(EventId, String), u32>,
+    pub(crate) waiters_by_user: Map<(EventId, UserId), u32>,
     /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
     /// (the raw key is not kept).
     pub(crate) idempotency: Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
     /// The same keys by the time they were stored, oldest first.
     pub(crate) idempotency_queue: Queue<(u64, [u8; DIGEST_BYTES])>,
+    /// Every user that ever had state here, by `UserId` (see `users`).
+    pub(crate) users: CowVec<String, USER_CHUNK>,
     pub(crate) next_hold: u64,
     pub(crate) next_waiter: u64,
     pub(crate) desks: crate::desk::Desks,

@@ -48,6 +48,8 @@ impl Engine {
                 max: self.config.waitlist_length_max,
             });
         }
+        // Interned only now that the entry is made: a refusal leaves no trace.
+        let user_id = self.intern_user(user);
         let waiter_id = WaiterId(self.state.next_waiter);
         self.state.next_waiter += 1;
         let expires_at_ms = self.state.now_ms + self.config.waitlist_wait_max_ms;
@@ -60,7 +62,7 @@ impl Engine {
         *self
             .state
             .waiters_by_user
-            .entry((event_id, user.to_string()))
+            .entry((event_id, user_id))
             .or_default() += 1;
         self.state
             .timers
@@ -69,7 +71,7 @@ impl Engine {
             waiter_id,
             Waiter {
                 event: event_id,
-                user: user.to_string(),
+                user: user_id,
                 quantity,
                 category,
                 together,
@@ -106,7 +108,7 @@ impl Engine {
         }
         event.waiting -= 1;
         event.count_need((waiter.category, waiter.together, waiter.quantity), false);
-        let key = (waiter.event, waiter.user.clone());
+        let key = (waiter.event, waiter.user);
         let count = self
             .state
             .waiters_by_user
@@ -128,7 +130,7 @@ impl Engine {
         self.effects.push(Effect::WaitlistEnded {
             waiter: waiter_id,
             event: waiter.event,
-            user: waiter.user,
+            user: self.user_name(waiter.user).to_string(),
             reason,
         });
     }
@@ -138,7 +140,7 @@ impl Engine {
             .state
             .waiters
             .get(&waiter_id)
-            .filter(|waiter| waiter.user == user)
+            .filter(|waiter| self.user_name(waiter.user) == user)
             .ok_or(not_found(NotFound::Waiter))?;
         let event = waiter.event;
         self.remove_waiter(waiter_id);
@@ -152,11 +154,13 @@ impl Engine {
     }
 
     pub(super) fn user_waiters(&self, event: EventId, user: &str) -> u32 {
-        self.state
-            .waiters_by_user
-            .get(&UsageKey(event, user))
-            .copied()
-            .unwrap_or(0)
+        self.user_id(user).map_or(0, |user| {
+            self.state
+                .waiters_by_user
+                .get(&(event, user))
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// Ends, in arrival order, every waiter of the event that could never be served (a
@@ -273,7 +277,7 @@ impl Engine {
                 continue;
             };
             let over_limit = event.spec.seats_per_user_max.is_some_and(|max| {
-                u64::from(self.user_usage(event_id, &waiter.user)) + u64::from(waiter.quantity)
+                u64::from(self.user_usage_of(event_id, waiter.user)) + u64::from(waiter.quantity)
                     > u64::from(max)
             });
             if over_limit {
@@ -281,7 +285,7 @@ impl Engine {
                 continue;
             }
             let waiter = self.remove_waiter(waiter_id);
-            let hold = self.create_hold(event_id, &waiter.user, items, Some(waiter_id));
+            let hold = self.create_hold(event_id, waiter.user, items, Some(waiter_id));
             self.effects.push(Effect::WaitlistOffered {
                 waiter: waiter_id,
                 hold,
