@@ -12,7 +12,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/env.sh
 
-command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis: schemathesis is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+schemathesis="$SCHEMATHESIS_VENV/bin/schemathesis"
+[[ -x "$schemathesis" ]] || { echo "schemathesis: $schemathesis is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+seed=${SCHEMATHESIS_SEED:-1}
+examples=${SCHEMATHESIS_EXAMPLES:-60}
+echo "schemathesis: seed $seed, $examples examples per operation; rerun with:"
+echo "  SCHEMATHESIS_SEED=$seed SCHEMATHESIS_EXAMPLES=$examples scripts/schemathesis.sh"
 
 if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
   binary=$BOXOFFICE_BIN
@@ -63,9 +68,9 @@ status=0
 for who in user admin; do
   if [[ $who == user ]]; then credential=$token; else credential=$admin_key; fi
   echo "schemathesis: as the $who"
-  (cd "$work" && schemathesis --config-file "$root/scripts/schemathesis.toml" run \
+  (cd "$work" && "$schemathesis" --config-file "$root/scripts/schemathesis.toml" run \
     "$address/v1/openapi.json" --checks all -H "Authorization: Bearer $credential" \
-    --max-examples "${SCHEMATHESIS_EXAMPLES:-60}" --seed "${SCHEMATHESIS_SEED:-1}" \
+    --max-examples "$examples" --seed "$seed" \
     --workers 2 --generation-database none --no-color) || status=1
 done
 if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -76,5 +81,6 @@ fi
 if ((status != 0)); then
   echo "schemathesis: failures above; the server's log ends:" >&2
   tail -n 20 "$work/server.log" >&2
+  echo "schemathesis: rerun with SCHEMATHESIS_SEED=$seed SCHEMATHESIS_EXAMPLES=$examples scripts/schemathesis.sh" >&2
 fi
 exit "$status"
