@@ -460,7 +460,10 @@ fn add_shared_answers(document: &mut Value) {
                 add("413", "payload_too_large (`details.limit_bytes`)");
             }
             add("429", "rate_limited (`Retry-After`)");
-            add("503", "unavailable: retry (a write with the same Idempotency-Key)");
+            add(
+                "503",
+                "unavailable: retry (a write with the same Idempotency-Key)",
+            );
         }
     }
 }
@@ -488,7 +491,8 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
         .into_iter()
         .flatten()
         .collect();
-    let has_parameter_in = |place: &str| parameters.iter().any(|parameter| parameter["in"] == place);
+    let has_parameter_in =
+        |place: &str| parameters.iter().any(|parameter| parameter["in"] == place);
     let write = parameters
         .iter()
         .any(|parameter| parameter["name"] == "Idempotency-Key");
@@ -496,7 +500,13 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
     if operation.contains_key("requestBody") {
         reasons.push((
             400,
-            vec![NotJson, MalformedJson, InvalidBody, InvalidField, UnreadableBody],
+            vec![
+                NotJson,
+                MalformedJson,
+                InvalidBody,
+                InvalidField,
+                UnreadableBody,
+            ],
         ));
         reasons.push((413, vec![BodyTooLarge]));
     }
@@ -526,15 +536,24 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
     for scheme in security_schemes(operation) {
         match scheme {
             "user_token" => {
-                reasons.push((401, vec![MissingToken, MalformedAuthorization, InvalidToken]));
+                reasons.push((
+                    401,
+                    vec![MissingToken, MalformedAuthorization, InvalidToken],
+                ));
                 reasons.push((429, vec![UserRateLimit]));
             }
             "admin_key" => {
-                reasons.push((401, vec![MissingToken, MalformedAuthorization, UnknownAdminKey]));
+                reasons.push((
+                    401,
+                    vec![MissingToken, MalformedAuthorization, UnknownAdminKey],
+                ));
                 reasons.push((403, vec![TenantKeyRequired]));
             }
             "operator_key" => {
-                reasons.push((401, vec![MissingToken, MalformedAuthorization, UnknownAdminKey]));
+                reasons.push((
+                    401,
+                    vec![MissingToken, MalformedAuthorization, UnknownAdminKey],
+                ));
                 reasons.push((403, vec![OperatorKeyRequired]));
             }
             other => panic!("unknown security scheme {other}"),
@@ -574,7 +593,10 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "place_hold" => vec![
             (400, vec![CategoryNotFound]),
             (404, vec![EventNotFound, UnknownSeats]),
-            (409, [&[SeatsUnavailable, SoldOut][..], &on_sale[..]].concat()),
+            (
+                409,
+                [&[SeatsUnavailable, SoldOut][..], &on_sale[..]].concat(),
+            ),
             (
                 422,
                 vec![
@@ -638,7 +660,10 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             ],
         )],
         "engine" => vec![(503, vec![NoEngine])],
-        "promote" => vec![(409, vec![PromotionRefused]), (503, vec![NoEngine, LogNotWritable])],
+        "promote" => vec![
+            (409, vec![PromotionRefused]),
+            (503, vec![NoEngine, LogNotWritable]),
+        ],
         "demo_token" => vec![(404, vec![RouteNotFound])],
         other => panic!("operation {other} does not list its reasons in operation_reasons"),
     }
@@ -675,9 +700,7 @@ fn add_reasons(document: &mut Value) {
                     }
                 }
             }
-            let responses = operation["responses"]
-                .as_object_mut()
-                .expect("responses");
+            let responses = operation["responses"].as_object_mut().expect("responses");
             for status in responses.keys() {
                 let code: u16 = status.parse().expect("a numeric status");
                 assert!(
@@ -978,7 +1001,10 @@ mod tests {
                 "{c:?}"
             );
         }
-        assert!(required.is_match(" \u{1c} "), "U+001C is not whitespace in Rust");
+        assert!(
+            required.is_match(" \u{1c} "),
+            "U+001C is not whitespace in Rust"
+        );
         assert!(!required.is_match(" \t\u{3000}\u{85}"));
         assert!(part.is_match(" A "));
         assert!(!part.is_match("A-1"));
@@ -988,8 +1014,8 @@ mod tests {
     fn listed_reasons(document: &Value, path: &str, method: &str, status: &str) -> Vec<String> {
         let schema = &document["paths"][path][method]["responses"][status]["content"]
             ["application/json"]["schema"];
-        schema["allOf"][1]["properties"]["error"]["properties"]["details"]["properties"]
-            ["reason"]["enum"]
+        schema["allOf"][1]["properties"]["error"]["properties"]["details"]["properties"]["reason"]
+            ["enum"]
             .as_array()
             .unwrap_or_else(|| panic!("{method} {path} {status} has no reason enum: {schema}"))
             .iter()
@@ -1013,7 +1039,10 @@ mod tests {
                     assert!(!words.is_empty(), "{method} {path} {status}");
                     for word in &words {
                         assert!(
-                            response["description"].as_str().unwrap().contains(word.as_str()),
+                            response["description"]
+                                .as_str()
+                                .unwrap()
+                                .contains(word.as_str()),
                             "{method} {path} {status}: the description names {word}"
                         );
                     }
@@ -1028,8 +1057,12 @@ mod tests {
             .collect();
         // Not an operation's: a path or method nothing answers, a bug, and a word kept
         // for compatibility.
-        assert_eq!(unused, ["method_not_allowed", "internal", "engine_starting"]);
-        let holds = |status| listed_reasons(&document, "/v1/events/{event_id}/holds", "post", status);
+        assert_eq!(
+            unused,
+            ["method_not_allowed", "internal", "engine_starting"]
+        );
+        let holds =
+            |status| listed_reasons(&document, "/v1/events/{event_id}/holds", "post", status);
         for (status, word) in [
             ("400", "not_json"),
             ("400", "invalid_field"),
@@ -1047,13 +1080,24 @@ mod tests {
             ("503", "request_timeout"),
             ("503", "not_answered_in_time"),
         ] {
-            assert!(holds(status).iter().any(|listed| listed == word), "{status} {word}");
+            assert!(
+                holds(status).iter().any(|listed| listed == word),
+                "{status} {word}"
+            );
         }
-        assert!(!holds("401").iter().any(|listed| listed == "unknown_admin_key"));
+        assert!(!holds("401")
+            .iter()
+            .any(|listed| listed == "unknown_admin_key"));
         let created = listed_reasons(&document, "/v1/admin/events", "post", "403");
         assert_eq!(created, ["tenant_key_required"]);
         let ready = listed_reasons(&document, "/readyz", "get", "503");
-        for word in ["engine_stopped", "outcomes_gap", "log_not_writable", "engine_not_answering", "catching_up"] {
+        for word in [
+            "engine_stopped",
+            "outcomes_gap",
+            "log_not_writable",
+            "engine_not_answering",
+            "catching_up",
+        ] {
             assert!(ready.iter().any(|listed| listed == word), "{word}");
         }
         // Reads are not writes: no write-path reasons.

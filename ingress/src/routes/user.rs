@@ -185,7 +185,8 @@ pub(crate) async fn confirm_hold(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
-    let payment_ref = validate::required_text("payment_ref", &body.payment_ref, &state.config().engine)?;
+    let payment_ref =
+        validate::required_text("payment_ref", &body.payment_ref, &state.config().engine)?;
     let outcome = submit(
         &state,
         key,
