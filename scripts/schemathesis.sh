@@ -3,7 +3,9 @@
 # seed, a bounded number of examples) against `boxoffice serve --dev` on a temporary data
 # directory and a free port, once with a user token and once with the demo admin key.
 # Any failure fails the script. Exceptions JSON Schema cannot express are in
-# scripts/schemathesis.toml. Run by scripts/test.sh after `cargo test`.
+# scripts/schemathesis.toml. Run by scripts/test.sh after `cargo test`; schemathesis
+# itself (pinned) comes from the virtual environment scripts/setup.sh makes
+# ($SCHEMATHESIS_VENV, see scripts/env.sh), so the check needs no network.
 #
 # BOXOFFICE_BIN: a boxoffice binary to test (default: build the debug one with cargo).
 # SCHEMATHESIS_EXAMPLES (default 60), SCHEMATHESIS_SEED (default 1).
