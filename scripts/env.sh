@@ -10,3 +10,7 @@ mkdir -p "$BOXOFFICE_CACHE"
 if command -v ccache >/dev/null 2>&1; then
   export CC="${CC:-ccache cc}" CXX="${CXX:-ccache c++}"
 fi
+# The OpenAPI contract check's schemathesis, pinned, in its own virtual environment
+# (scripts/setup.sh makes it; scripts/schemathesis.sh runs it).
+export SCHEMATHESIS_VERSION=4.32.5
+export SCHEMATHESIS_VENV="${SCHEMATHESIS_VENV:-$BOXOFFICE_CACHE/schemathesis-$SCHEMATHESIS_VERSION}"

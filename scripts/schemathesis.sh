@@ -3,7 +3,9 @@
 # seed, a bounded number of examples) against `boxoffice serve --dev` on a temporary data
 # directory and a free port, once with a user token and once with the demo admin key.
 # Any failure fails the script. Exceptions JSON Schema cannot express are in
-# scripts/schemathesis.toml. Run by scripts/test.sh after `cargo test`.
+# scripts/schemathesis.toml. Run by scripts/test.sh after `cargo test`; schemathesis
+# itself (pinned) comes from the virtual environment scripts/setup.sh makes
+# ($SCHEMATHESIS_VENV, see scripts/env.sh), so the check needs no network.
 #
 # BOXOFFICE_BIN: a boxoffice binary to test (default: build the debug one with cargo).
 # SCHEMATHESIS_EXAMPLES (default 60), SCHEMATHESIS_SEED (default 1).
@@ -12,7 +14,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 source scripts/env.sh
 
-command -v schemathesis >/dev/null 2>&1 || { echo "schemathesis: schemathesis is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+schemathesis="$SCHEMATHESIS_VENV/bin/schemathesis"
+[[ -x "$schemathesis" ]] || { echo "schemathesis: $schemathesis is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+seed=${SCHEMATHESIS_SEED:-1}
+examples=${SCHEMATHESIS_EXAMPLES:-60}
+echo "schemathesis: seed $seed, $examples examples per operation; rerun with:"
+echo "  SCHEMATHESIS_SEED=$seed SCHEMATHESIS_EXAMPLES=$examples scripts/schemathesis.sh"
 
 if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
   binary=$BOXOFFICE_BIN
@@ -63,9 +70,9 @@ status=0
 for who in user admin; do
   if [[ $who == user ]]; then credential=$token; else credential=$admin_key; fi
   echo "schemathesis: as the $who"
-  (cd "$work" && schemathesis --config-file "$root/scripts/schemathesis.toml" run \
+  (cd "$work" && "$schemathesis" --config-file "$root/scripts/schemathesis.toml" run \
     "$address/v1/openapi.json" --checks all -H "Authorization: Bearer $credential" \
-    --max-examples "${SCHEMATHESIS_EXAMPLES:-60}" --seed "${SCHEMATHESIS_SEED:-1}" \
+    --max-examples "$examples" --seed "$seed" \
     --workers 2 --generation-database none --no-color) || status=1
 done
 if ! kill -0 "$server_pid" 2>/dev/null; then
@@ -76,5 +83,6 @@ fi
 if ((status != 0)); then
   echo "schemathesis: failures above; the server's log ends:" >&2
   tail -n 20 "$work/server.log" >&2
+  echo "schemathesis: rerun with SCHEMATHESIS_SEED=$seed SCHEMATHESIS_EXAMPLES=$examples scripts/schemathesis.sh" >&2
 fi
 exit "$status"

@@ -2,6 +2,7 @@
 # Installs what building and testing Boxoffice needs on a Debian machine, only when it
 # is missing, so a second run does nothing. Called by scripts/run.sh and scripts/test.sh.
 set -euo pipefail
+source "$(dirname "$0")/env.sh"
 
 need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -13,6 +14,10 @@ for pkg in build-essential ccache clang libclang-dev cmake pkg-config zlib1g-dev
   have_pkg "$pkg" || need_apt+=("$pkg")
 done
 have java || need_apt+=(default-jdk-headless)
+# schemathesis (below) runs in a Python virtual environment.
+if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]]; then
+  have python3 && python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3 python3-venv)
+fi
 have mvn || need_apt+=(maven)
 if [[ "${BOXOFFICE_BROWSER_TESTS:-1}" == "1" ]]; then
   have chromium || need_apt+=(chromium)
@@ -38,11 +43,13 @@ if ! have cargo; then
   fi
 fi
 
-# schemathesis (PyPI, pinned) for scripts/schemathesis.sh, the OpenAPI contract check.
-# Not fatal: only that script needs it, and it says so when it is missing.
-if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]] && ! schemathesis --version 2>/dev/null | grep -q "4.32.5"; then
-  echo "setup: installing schemathesis 4.32.5 (pip)"
-  python3 -m pip install --quiet "schemathesis==4.32.5" 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages "schemathesis==4.32.5" \
-    || echo "setup: could not install schemathesis; scripts/schemathesis.sh needs it" >&2
+# schemathesis (PyPI, pinned) for scripts/schemathesis.sh, the OpenAPI contract check that
+# scripts/test.sh runs: in its own virtual environment in the cache (Debian's Python
+# refuses system-wide pip installs), made once.
+if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]] && [[ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]]; then
+  echo "setup: installing schemathesis $SCHEMATHESIS_VERSION (pip) in $SCHEMATHESIS_VENV"
+  rm -rf "$SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION"
 fi

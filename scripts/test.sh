@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a real Apache Kafka broker
-# (KRaft, one node, on 127.0.0.1), runs `cargo test --workspace` against it, runs the
-# browser test, and stops the broker whatever happens.
+# (KRaft, one node, on 127.0.0.1), runs `cargo test --workspace` against it, checks the
+# OpenAPI document against a running server (scripts/schemathesis.sh), runs the browser
+# test, and stops the broker whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,9 @@ trap 'scripts/kafka.sh stop || true' EXIT
 export KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT:-19092}"
 
 cargo test --workspace --no-fail-fast -- --test-threads=2
+# The OpenAPI document is the exact contract: schemathesis against `serve --dev` with a
+# fixed seed (it prints the seed and the command to rerun it); any failure fails the suite.
+SCHEMATHESIS_SEED="${SCHEMATHESIS_SEED:-1}" scripts/schemathesis.sh
 if [[ -x scripts/browser-test.sh ]]; then
   scripts/browser-test.sh
 fi

@@ -17,8 +17,6 @@ pub(crate) const HOLD_TTL_SECONDS_MIN: u64 = 1;
 pub(crate) const HOLD_TTL_SECONDS_MAX: u64 = 7200;
 pub(crate) const HOLD_TTL_SECONDS_DEFAULT: u64 = 300;
 pub(crate) const SEATS_PER_ORDER_DEFAULT: u32 = 10;
-/// The longest payment reference, check-in code or other free text a user sends.
-pub(crate) const SHORT_TEXT_BYTES_MAX: usize = 1024;
 /// A desk's limits (the OpenAPI document states them from these).
 pub(crate) const DESK_AGENTS_MAX: u32 = 10_000;
 pub(crate) const SLOT_MINUTES_MAX: u64 = 24 * 60;
@@ -26,7 +24,23 @@ pub(crate) const HORIZON_HOURS_MAX: u64 = 24 * 365;
 pub(crate) const DESK_LEVELS_MAX: usize = 16;
 pub(crate) const DEADLINE_MINUTES_MAX: u64 = 24 * 60 * 365;
 
-/// A text field: trimmed emptiness and byte length checked.
+/// The longest text field, in characters. The contract counts characters, as JSON
+/// Schema's `maxLength` does; the engine bounds text in UTF-8 bytes
+/// (`engine.text_bytes_max`), and a character takes at most four, so text of this many
+/// characters always fits and the engine never refuses what the ingress accepted.
+pub(crate) fn text_chars_max(limits: &EngineConfig) -> usize {
+    limits.text_bytes_max / 4
+}
+
+/// The longest seat id (`<section>-<row>-<number>`), in characters: the longest section
+/// name and row label, two dashes and a `u32` seat number, so every seat of every event
+/// can be named.
+pub(crate) fn seat_id_chars_max(limits: &EngineConfig) -> usize {
+    2 * text_chars_max(limits) + 2 + u32::MAX.to_string().len()
+}
+
+/// A text field: blank (only whitespace, `char::is_whitespace`) refused when required,
+/// and at most [`text_chars_max`] characters.
 fn text(
     field: &str,
     value: &str,
@@ -36,10 +50,11 @@ fn text(
     if required && value.trim().is_empty() {
         return Err(AppError::field(field, format!("{field} must not be empty")));
     }
-    if value.len() > limits.text_bytes_max {
+    let chars_max = text_chars_max(limits);
+    if value.chars().count() > chars_max {
         return Err(AppError::field(
             field,
-            format!("{field} is longer than {} bytes", limits.text_bytes_max),
+            format!("{field} is longer than {chars_max} characters"),
         ));
     }
     Ok(value.to_string())
@@ -439,7 +454,7 @@ pub(crate) fn selection(
             }
             let mut distinct = BTreeSet::new();
             for (index, seat) in seats.iter().enumerate() {
-                if seat.is_empty() || seat.len() > limits.text_bytes_max {
+                if seat.is_empty() || seat.chars().count() > seat_id_chars_max(limits) {
                     return Err(AppError::field(
                         &format!("seats[{index}]"),
                         "a seat id is <section>-<row>-<number>",
@@ -479,18 +494,13 @@ pub(crate) fn selection(
     }
 }
 
-/// Short free text from users (payment references, check-in codes).
-pub(crate) fn short_text(field: &str, value: &str) -> Result<String, AppError> {
-    if value.trim().is_empty() {
-        return Err(AppError::field(field, format!("{field} must not be empty")));
-    }
-    if value.len() > SHORT_TEXT_BYTES_MAX {
-        return Err(AppError::field(
-            field,
-            format!("{field} is longer than {SHORT_TEXT_BYTES_MAX} bytes"),
-        ));
-    }
-    Ok(value.to_string())
+/// Required free text from users (payment references, check-in codes, level names).
+pub(crate) fn required_text(
+    field: &str,
+    value: &str,
+    limits: &EngineConfig,
+) -> Result<String, AppError> {
+    text(field, value, true, limits)
 }
 
 /// The default service levels: gold 2 h, silver 4 h, bronze 8 h.

@@ -191,7 +191,7 @@ pub(crate) async fn checkin(
     ApiJson(body): ApiJson<CheckinBody>,
 ) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
-    let code = validate::short_text("code", &body.code)?;
+    let code = validate::required_text("code", &body.code, &state.config().engine)?;
     // A forged code, or one of another event, never reaches the log.
     let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code)
         .ok_or_else(|| AppError::not_found(NotFound::Ticket))?;

@@ -15,8 +15,9 @@ use engine::{EventId, NotFound};
 
 pub(crate) const PER_PAGE_MAX: u32 = 100;
 pub(crate) const PER_PAGE_DEFAULT: u32 = 20;
-/// The longest search text accepted.
-pub(crate) const QUERY_BYTES_MAX: usize = 256;
+/// The longest search text accepted, in characters (as the contract and JSON Schema's
+/// `maxLength` count).
+pub(crate) const QUERY_CHARS_MAX: usize = 256;
 
 #[utoipa::path(get, path = "/v1/cities", tag = "public",
     responses((status = 200, description = "Cities with events", body = CitiesResponse)))]
@@ -68,11 +69,11 @@ pub(crate) async fn events(
     ] {
         if value
             .as_ref()
-            .is_some_and(|value| value.len() > QUERY_BYTES_MAX)
+            .is_some_and(|value| value.chars().count() > QUERY_CHARS_MAX)
         {
             return Err(AppError::field(
                 field,
-                format!("{field} is longer than {QUERY_BYTES_MAX} bytes"),
+                format!("{field} is longer than {QUERY_CHARS_MAX} characters"),
             ));
         }
     }

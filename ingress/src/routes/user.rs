@@ -185,7 +185,8 @@ pub(crate) async fn confirm_hold(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
-    let payment_ref = validate::short_text("payment_ref", &body.payment_ref)?;
+    let payment_ref =
+        validate::required_text("payment_ref", &body.payment_ref, &state.config().engine)?;
     let outcome = submit(
         &state,
         key,
@@ -558,7 +559,7 @@ pub(crate) async fn create_desk_ticket(
     ApiJson(body): ApiJson<DeskTicketBody>,
 ) -> Result<Response, AppError> {
     let desk = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found(NotFound::Desk))?;
-    let level = validate::short_text("level", &body.level)?;
+    let level = validate::required_text("level", &body.level, &state.config().engine)?;
     {
         let model = state.model();
         let record = model
