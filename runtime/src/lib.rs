@@ -11,7 +11,7 @@
 //!                                    snapshot thread: encode, hash, wait until published, write
 //! ```
 //!
-//! - **reader** (`reader.rs`): polls the requests [`LogReader`] and decodes each record
+//! - **reader** (`reader.rs`): polls the requests [`requestlog::LogReader`] and decodes each record
 //!   with `engine::wire::decode_request`. A record that does not decode still goes on, as
 //!   an error the engine answers with `apply_undecodable`: never a crash, never a skip.
 //! - **engine** (`applier.rs`): owns the [`Engine`]; applies strictly in offset order, in
@@ -43,6 +43,19 @@
 //!   every outcome it covers is published (so a restart from it loses no outcome), writes
 //!   it to the [`SnapshotStore`].
 //!
+//! Every component is a step function (`step(now_ms, wait) -> Progress`: one bounded unit
+//! of work, a poll, a batch, a job, a look at the clock) that never sleeps; its only wait is
+//! the `wait` it is given on its input, and a full output channel makes it return
+//! [`Progress::Blocked`] with the batch kept, rather than wait. [`Runtime`] drives each one
+//! from its own thread (`run`: step, and wait on the channel, the log or the clock when
+//! idle or blocked). [`SteppedRuntime`] (`stepped.rs`) holds the same components with no
+//! thread: the simulation tests (`tests/simulation.rs`) pick which one steps, on virtual
+//! time, with seeded faults in `requestlog::MemoryLog` and `snapshotter::MemoryStore`, and
+//! check the invariants below after every seed. Time reaches the components only as
+//! `now_ms` (the wall clock in production, for ticks and snapshot times; a monotonic clock
+//! for the engine's intervals), so a simulated replica sees only virtual time. (The
+//! publisher still pauses between retries of a failed append in production.)
+//!
 //! On start, [`Runtime::start`] loads the newest valid snapshot of this requests log that
 //! fits its end (falling back to older ones, then to an empty engine; a snapshot from
 //! another log, or only snapshots ahead of the log's end, stop the start: see
@@ -58,7 +71,7 @@
 //! the same hash, whether reached by one run, by restarts, or by [`replay`].
 //!
 //! Other files: `logs.rs` ([`OpenLog`], how the runtime opens log handles, and
-//! [`last_published_offset`]); `shared.rs` (status, stop flag, the role machine);
+//! [`last_published_offset`]); `stepped.rs` ([`SteppedRuntime`], [`Progress`]); `shared.rs` (status, stop flag, the role machine);
 //! `role.rs` (the role rules, sans-io); `replay.rs` (offline
 //! replay for tools and tests).
 
@@ -70,14 +83,16 @@ mod replay;
 pub mod role;
 mod shared;
 mod snapshots;
+mod stepped;
 mod ticker;
 
 pub use logs::{last_published_offset, OpenLog};
 pub use replay::{replay, ReplayProgress, ReplaySummary};
 pub use role::Role;
+pub use stepped::{Component, Progress, SteppedRuntime};
 
 use engine::{Engine, EngineConfig};
-use requestlog::{LogError, LogReader};
+use requestlog::LogError;
 use shared::Shared;
 use snapshotter::{SnapshotError, SnapshotStore};
 use std::sync::Arc;
@@ -362,6 +377,114 @@ impl Runtime {
         logs: Logs,
         store: Box<dyn SnapshotStore>,
     ) -> Result<Runtime, RuntimeError> {
+        let (handle, parts) = Parts::assemble(options, logs, store, Driver::Threads)?;
+        let mut runtime = Runtime {
+            handle,
+            threads: Vec::new(),
+            ticker_stop: None,
+        };
+        let (ticker_stop, ticker_stopped) = crossbeam_channel::bounded::<()>(0);
+        runtime.ticker_stop = Some(ticker_stop);
+        let Parts {
+            reader,
+            applier,
+            publisher,
+            snapshots,
+            mut ticker,
+        } = parts;
+        ticker.stopped = ticker_stopped;
+        runtime.spawn("reader", move || reader.run())?;
+        runtime.spawn("engine", move || applier.run())?;
+        runtime.spawn("publisher", move || publisher.run())?;
+        runtime.spawn("snapshot", move || snapshots.run())?;
+        runtime.spawn("ticker", move || ticker.run())?;
+        Ok(runtime)
+    }
+
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<(), RuntimeError> {
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(body)
+            .map_err(|error| {
+                self.handle.shared.request_stop();
+                RuntimeError::Thread(error)
+            })?;
+        self.threads.push((name, thread));
+        Ok(())
+    }
+
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        self.handle.status()
+    }
+
+    /// See [`RuntimeHandle::promote`].
+    pub fn promote(&self) -> Result<u64, RuntimeError> {
+        self.handle.promote()
+    }
+
+    /// Stops reading, lets the engine apply what was read and the publisher publish it,
+    /// joins every thread. Returns the runtime's failure, if it had one.
+    pub fn shutdown(mut self) -> Result<EngineStatus, RuntimeError> {
+        self.stop_and_join();
+        let status = self.handle.status();
+        match &status.failure {
+            Some(failure) => Err(RuntimeError::Failed(failure.clone())),
+            None => Ok(status),
+        }
+    }
+
+    fn stop_and_join(&mut self) {
+        self.handle.shared.request_stop();
+        self.ticker_stop = None;
+        for (name, thread) in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!(thread = name, "engine runtime thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// What drives the runtime's step functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// One thread each, waiting on channels and sleeping between retries ([`Runtime`]).
+    Threads,
+    /// A single-threaded simulator on virtual time ([`SteppedRuntime`]): nothing waits.
+    Simulator { now_ms: u64 },
+}
+
+/// The runtime's components, connected by their channels, not running yet.
+pub(crate) struct Parts {
+    pub(crate) reader: reader::Reader,
+    pub(crate) applier: applier::Applier,
+    pub(crate) publisher: publisher::Publisher,
+    pub(crate) snapshots: snapshots::SnapshotThread,
+    pub(crate) ticker: ticker::Ticker,
+}
+
+impl Parts {
+    /// Loads the newest valid snapshot, positions the reader after it and builds the
+    /// components (see [`Runtime::start`]).
+    pub(crate) fn assemble(
+        options: RuntimeOptions,
+        logs: Logs,
+        store: Box<dyn SnapshotStore>,
+        driver: Driver,
+    ) -> Result<(RuntimeHandle, Parts), RuntimeError> {
         options.assert_valid();
         let mut reader = logs
             .requests
@@ -423,138 +546,80 @@ impl Runtime {
             engine.next_due_ms().unwrap_or(shared::NO_TIMER),
             std::sync::atomic::Ordering::Release,
         );
-        let mut runtime = Runtime {
-            handle: RuntimeHandle {
-                shared: Arc::clone(&shared),
-                requests: Arc::clone(&logs.requests),
-                node: options.node.clone(),
-            },
-            threads: Vec::new(),
-            ticker_stop: None,
+        let handle = RuntimeHandle {
+            shared: Arc::clone(&shared),
+            requests: Arc::clone(&logs.requests),
+            node: options.node.clone(),
         };
-        runtime.spawn_threads(options, logs, store, engine, reader, published_at_start)?;
-        Ok(runtime)
-    }
-
-    fn spawn_threads(
-        &mut self,
-        options: RuntimeOptions,
-        logs: Logs,
-        store: Box<dyn SnapshotStore>,
-        engine: Engine,
-        reader: Box<dyn LogReader>,
-        published_at_start: Option<u64>,
-    ) -> Result<(), RuntimeError> {
-        let shared = &Arc::clone(&self.handle.shared);
+        let (now_ms, append_retry_pause) = match driver {
+            Driver::Threads => (monotonic_ms(), publisher::APPEND_RETRY_PAUSE),
+            Driver::Simulator { now_ms } => (now_ms, Duration::ZERO),
+        };
         let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
         let (outcomes_sender, outcomes) = crossbeam_channel::bounded(options.channel_batches_max);
         // One job waiting plus one being written: the engine never queues more copies.
         let (jobs_sender, jobs) = crossbeam_channel::bounded(1);
-        let (ticker_stop, ticker_stopped) = crossbeam_channel::bounded::<()>(0);
-        self.ticker_stop = Some(ticker_stop);
-
-        let reader_thread = reader::ReaderThread {
-            shared: Arc::clone(shared),
-            reader,
-            sender: records_sender,
-            batch_records_max: options.batch_records_max,
-        };
-        self.spawn("reader", move || reader_thread.run())?;
-        let next_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
-        let applier = applier::Applier::new(
-            Arc::clone(shared),
-            engine,
-            records,
-            outcomes_sender,
-            jobs_sender,
-            &options,
-        );
-        self.spawn("engine", move || applier.run())?;
-        let publisher = publisher::Publisher::new(
-            Arc::clone(shared),
-            publisher::PublisherLogs {
-                outcomes: Arc::clone(&logs.outcomes),
-                requests: Arc::clone(&logs.requests),
+        let next_offset = start_offset;
+        let parts = Parts {
+            reader: reader::Reader {
+                shared: Arc::clone(&shared),
+                reader,
+                sender: records_sender,
+                batch_records_max: options.batch_records_max,
+                end_refreshed_at_ms: None,
+                failures: 0,
+                outbox: None,
             },
-            outcomes,
-            published_at_start,
-            next_offset,
-            &options,
-        );
-        self.spawn("publisher", move || publisher.run())?;
-        let snapshots = snapshots::SnapshotThread {
-            shared: Arc::clone(shared),
-            store,
-            jobs,
-            log_id: logs.requests.log_id(),
+            applier: applier::Applier::new(
+                Arc::clone(&shared),
+                engine,
+                records,
+                outcomes_sender,
+                jobs_sender,
+                &options,
+                now_ms,
+            ),
+            publisher: publisher::Publisher::new(
+                Arc::clone(&shared),
+                publisher::PublisherLogs {
+                    outcomes: Arc::clone(&logs.outcomes),
+                    requests: Arc::clone(&logs.requests),
+                },
+                outcomes,
+                published_at_start,
+                next_offset,
+                &options,
+                append_retry_pause,
+            ),
+            snapshots: snapshots::SnapshotThread::new(
+                Arc::clone(&shared),
+                store,
+                jobs,
+                logs.requests.log_id(),
+            ),
+            ticker: ticker::Ticker {
+                shared,
+                requests: logs.requests,
+                interval: Duration::from_millis(options.tick_interval_ms),
+                config: options.engine.stamp(),
+                // Replaced by the thread driver; the simulator never waits on it.
+                stopped: crossbeam_channel::never(),
+                writer: None,
+                outstanding: None,
+                configured: false,
+            },
         };
-        self.spawn("snapshot", move || snapshots.run())?;
-        let ticker = ticker::Ticker {
-            shared: Arc::clone(shared),
-            requests: logs.requests,
-            interval: Duration::from_millis(options.tick_interval_ms),
-            config: options.engine.stamp(),
-            stopped: ticker_stopped,
-        };
-        self.spawn("ticker", move || ticker.run())?;
-        Ok(())
-    }
-
-    fn spawn(
-        &mut self,
-        name: &'static str,
-        body: impl FnOnce() + Send + 'static,
-    ) -> Result<(), RuntimeError> {
-        let thread = std::thread::Builder::new()
-            .name(format!("engine-{name}"))
-            .spawn(body)
-            .map_err(|error| {
-                self.handle.shared.request_stop();
-                RuntimeError::Thread(error)
-            })?;
-        self.threads.push((name, thread));
-        Ok(())
-    }
-
-    pub fn handle(&self) -> RuntimeHandle {
-        self.handle.clone()
-    }
-
-    pub fn status(&self) -> EngineStatus {
-        self.handle.status()
-    }
-
-    /// See [`RuntimeHandle::promote`].
-    pub fn promote(&self) -> Result<u64, RuntimeError> {
-        self.handle.promote()
-    }
-
-    /// Stops reading, lets the engine apply what was read and the publisher publish it,
-    /// joins every thread. Returns the runtime's failure, if it had one.
-    pub fn shutdown(mut self) -> Result<EngineStatus, RuntimeError> {
-        self.stop_and_join();
-        let status = self.handle.status();
-        match &status.failure {
-            Some(failure) => Err(RuntimeError::Failed(failure.clone())),
-            None => Ok(status),
-        }
-    }
-
-    fn stop_and_join(&mut self) {
-        self.handle.shared.request_stop();
-        self.ticker_stop = None;
-        for (name, thread) in self.threads.drain(..) {
-            if thread.join().is_err() {
-                tracing::error!(thread = name, "engine runtime thread panicked");
-            }
-        }
+        Ok((handle, parts))
     }
 }
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop_and_join();
-    }
+/// Milliseconds on a clock that never goes back (for intervals, not for log times).
+pub(crate) fn monotonic_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 pub(crate) fn wall_clock_ms() -> u64 {
