@@ -532,7 +532,7 @@ impl Parts {
             failure: None,
             configure_offset: None,
         };
-        let role = role::RoleMachine::new(role::RoleStart {
+        let mut role = role::RoleMachine::new(role::RoleStart {
             node: options.node.clone(),
             configured: options.role,
             named_primary: engine.epoch().1.map(str::to_string),
@@ -541,6 +541,11 @@ impl Parts {
             auto_promote_after_ms: options.auto_promote_after_ms,
         });
         tracing::info!(node = options.node, role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
+        // What the machine decided at start (nothing to replay: caught up at once) is the
+        // publisher's to carry out. Taken here, before any handle exists: a handle's input
+        // polls every queued action, and would take (and lose) an `OpenWriter` that its
+        // caller cannot carry out.
+        let start_actions: Vec<role::Action> = std::iter::from_fn(|| role.poll_action()).collect();
         let shared = Arc::new(Shared::new(status, role));
         shared.next_due_ms.store(
             engine.next_due_ms().unwrap_or(shared::NO_TIMER),
@@ -590,6 +595,7 @@ impl Parts {
                 next_offset,
                 &options,
                 append_retry_pause,
+                start_actions,
             ),
             snapshots: snapshots::SnapshotThread::new(
                 Arc::clone(&shared),

@@ -75,8 +75,8 @@ pub(crate) struct Publisher {
     /// The pause before a failed append is retried (none in a simulation: its time is
     /// virtual, and its log's failures are drawn, not waited out).
     append_retry_pause: Duration,
-    /// Whether the role machine's decision at start has been carried out.
-    started: bool,
+    /// The role machine's decision at start, until the first step carries it out.
+    start_actions: Option<Vec<Action>>,
 }
 
 impl Publisher {
@@ -88,6 +88,7 @@ impl Publisher {
         next_offset: u64,
         options: &RuntimeOptions,
         append_retry_pause: Duration,
+        start_actions: Vec<Action>,
     ) -> Publisher {
         Publisher {
             shared,
@@ -107,7 +108,7 @@ impl Publisher {
                 bytes_max: options.publish_bytes_max,
             },
             append_retry_pause,
-            started: false,
+            start_actions: Some(start_actions),
         }
     }
 
@@ -135,10 +136,7 @@ impl Publisher {
     }
 
     fn try_step(&mut self, wait: Duration) -> Result<Progress, RuntimeError> {
-        if !self.started {
-            self.started = true;
-            // What the machine decided at start (nothing to replay: caught up at once).
-            let ((), actions) = self.shared.role_input(|_| ());
+        if let Some(actions) = self.start_actions.take() {
             self.carry_out(actions)?;
             return Ok(Progress::Worked);
         }

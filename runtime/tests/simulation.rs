@@ -68,6 +68,46 @@ fn one_seed() {
     eprintln!("seed {seed}: {summary:?}");
 }
 
+/// Found by seed 2: a handle's input (a promotion, automatic fail-over's tick) given
+/// before the publisher's first step polled the role machine's decision at start, an
+/// `OpenWriter` the handle cannot carry out: `promote` dropped it (the primary never
+/// opened its writer), `auto_promote` panicked on it. The decision is the publisher's now.
+#[test]
+fn handle_inputs_before_the_first_step_leave_the_start_decision_to_the_publisher() {
+    for auto_promote in [false, true] {
+        let requests = MemoryLog::new("memory:requests", FaultPlan::NONE, 1);
+        let outcomes = MemoryLog::fencing("memory:outcomes", FaultPlan::NONE, 1);
+        let mut options = RuntimeOptions::new(EngineConfig::default());
+        options.auto_promote_after_ms = if auto_promote { 1_000 } else { 0 };
+        let logs = Logs {
+            requests: Arc::new(requests.clone()),
+            outcomes: Arc::new(outcomes.clone()),
+        };
+        let store = Box::new(MemoryStore::new(1));
+        let mut replica = SteppedRuntime::start(options, logs, store, START_MS).unwrap();
+        let handle = replica.handle();
+        if auto_promote {
+            assert_eq!(handle.auto_promote(0, START_MS).unwrap(), None);
+        } else {
+            assert!(matches!(
+                handle.promote(),
+                Err(runtime::RuntimeError::PromotionRefused(
+                    runtime::role::PromotionRefused::Primary
+                ))
+            ));
+        }
+        for _ in 0..20 {
+            for component in Component::ALL {
+                replica.step(component, START_MS);
+            }
+        }
+        let status = replica.status();
+        assert_eq!(status.role, Role::Primary, "{status:?}");
+        assert!(status.configured(), "{status:?}");
+        assert_eq!(outcomes.visible_records().len(), 1, "the Configure record's outcome");
+    }
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
     Some(
