@@ -144,6 +144,7 @@ struct Summary {
     replica_failures: u64,
     log_crashes: u64,
     promotions: u64,
+    operator_promotions_after_a_race: u64,
     snapshots_loaded: u64,
     appends_failed: u64,
     appends_torn: u64,
@@ -159,6 +160,7 @@ impl Summary {
         self.replica_failures += other.replica_failures;
         self.log_crashes += other.log_crashes;
         self.promotions += other.promotions;
+        self.operator_promotions_after_a_race += other.operator_promotions_after_a_race;
         self.snapshots_loaded += other.snapshots_loaded;
         self.appends_failed += other.appends_failed;
         self.appends_torn += other.appends_torn;
@@ -369,8 +371,13 @@ impl Simulation {
         let index = *self.random.pick(&running);
         let component = *self.random.pick(&Component::ALL);
         let now_ms = self.now_ms;
-        let runtime = self.replicas[index].runtime.as_mut().expect("running");
-        runtime.step(component, now_ms);
+        // A few steps in a row, so replicas keep up with the clients most of the time.
+        for _ in 0..1 + self.random.below(4) {
+            let runtime = self.replicas[index].runtime.as_mut().expect("running");
+            if runtime.step(component, now_ms) == runtime::Progress::Stopped {
+                break;
+            }
+        }
         self.note_failure(index);
     }
 
@@ -405,9 +412,9 @@ impl Simulation {
         self.summary.replica_crashes += 1;
         // The crash may have torn the last snapshot written, or flipped a bit of it: the
         // restart must skip it for an older one (or a replay from offset 0).
-        if replica.store.writes() > 0 {
+        if replica.store.last_write_kept() {
             match self.random.below(10) {
-                0 => replica.store.tear_last_write(self.random.below(64) as usize),
+                0 => replica.store.tear_last_write(1 + self.random.below(64) as usize),
                 1 => replica.store.corrupt_last_write(self.random.next() as usize),
                 _ => {}
             }
@@ -634,9 +641,12 @@ impl Simulation {
             }
         }
         for round in 0..SETTLE_ROUNDS_MAX {
-            if round % 64 == 0 && self.quiet() {
-                self.observe_all();
-                return;
+            if round % 64 == 0 {
+                if self.quiet() {
+                    self.observe_all();
+                    return;
+                }
+                self.promote_if_leaderless();
             }
             for index in 0..self.replicas.len() {
                 for component in Component::ALL {
@@ -656,11 +666,44 @@ impl Simulation {
             .iter()
             .map(|replica| replica.runtime.as_ref().map(SteppedRuntime::status))
             .collect();
+        let promotions: Vec<(u64, String)> = self
+            .requests
+            .visible_records()
+            .iter()
+            .filter_map(|record| match engine::wire::decode_request(&record.payload) {
+                Ok(Request {
+                    command: Command::Promote { node },
+                    ..
+                }) => Some((record.offset, node)),
+                _ => None,
+            })
+            .collect();
         panic!(
-            "the cluster did not settle: requests log end {}, outcomes log end {}, replicas {statuses:#?}",
+            "the cluster did not settle: requests log end {}, outcomes log end {}, \
+             Promote records (offset, node) {promotions:?}, replicas {statuses:#?}",
             self.requests.visible_records().len(),
             self.outcomes.visible_records().len(),
         );
+    }
+
+    /// Every replica has applied the whole log and none is primary: a promotion raced a
+    /// restarted old primary (which opened its writer, fencing the new one, before it
+    /// applied the `Promote` record that names the new one), and both are standbys. As
+    /// ARCHITECTURE.md says, the operator promotes again.
+    fn promote_if_leaderless(&mut self) {
+        let last = (self.requests.visible_records().len() as u64).checked_sub(1);
+        let leaderless = self.replicas.iter().all(|replica| {
+            let runtime = replica.runtime.as_ref().expect("running while settling");
+            runtime.applied_offset() == last && runtime.status().role == Role::Standby
+        });
+        if !leaderless {
+            return;
+        }
+        let index = self.random.below(self.replicas.len() as u64) as usize;
+        let runtime = self.replicas[index].runtime.as_ref().expect("running");
+        if runtime.handle().promote().is_ok() {
+            self.summary.operator_promotions_after_a_race += 1;
+        }
     }
 
     fn observe_all(&mut self) {
