@@ -42,10 +42,23 @@ fn seeds() {
     let first = env_u64("SIM_SEED_FIRST").unwrap_or(0);
     let count = env_u64("SIM_SEEDS").unwrap_or(SEEDS_DEFAULT);
     let started = Instant::now();
-    let mut totals = Summary::default();
-    for seed in first..first + count {
-        totals.add(&run_seed_or_explain(seed));
-    }
+    // Seeds are independent: one worker per core, each taking the next seed.
+    let workers = std::thread::available_parallelism().map_or(1, |cores| cores.get().min(4));
+    let next_seed = std::sync::atomic::AtomicU64::new(first);
+    let totals = std::sync::Mutex::new(Summary::default());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let seed = next_seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if seed >= first + count {
+                    return;
+                }
+                let summary = run_seed_or_explain(seed);
+                totals.lock().expect("no worker panics holding it").add(&summary);
+            });
+        }
+    });
+    let totals = totals.into_inner().expect("no worker panics holding it");
     let elapsed = started.elapsed();
     eprintln!(
         "simulation: {count} seeds in {:.1} s ({:.0} seeds per minute); {totals:?}",
