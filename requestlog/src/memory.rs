@@ -51,9 +51,8 @@ impl FaultPlan {
     };
 
     fn assert_valid(&self) {
-        let total = self.append_failed_per_mille
-            + self.append_torn_per_mille
-            + self.fsync_failed_per_mille;
+        let total =
+            self.append_failed_per_mille + self.append_torn_per_mille + self.fsync_failed_per_mille;
         assert!(total <= 1000, "fault rates add up to {total} per mille");
     }
 }
@@ -388,7 +387,10 @@ mod tests {
         let log = MemoryLog::new("memory:test", FaultPlan::NONE, 1);
         log.set_now_ms(100);
         let appended = log.writer().append(payloads(3)).unwrap();
-        assert_eq!(appended.iter().map(|a| a.offset).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            appended.iter().map(|a| a.offset).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
         let mut reader = log.reader();
         assert_eq!(reader.end_offset().unwrap(), 3);
         let records = reader.poll(2, Duration::ZERO).unwrap();
@@ -415,7 +417,11 @@ mod tests {
         writer.append(Vec::new()).unwrap();
         assert!(writer.append(payloads(2)).is_err());
         assert_eq!(writer.end_offset().unwrap(), 2);
-        assert_eq!(log.reader().end_offset().unwrap(), 0, "never read before durable");
+        assert_eq!(
+            log.reader().end_offset().unwrap(),
+            0,
+            "never read before durable"
+        );
         assert!(log.is_broken());
         log.set_faults(FaultPlan::NONE);
         assert!(matches!(writer.append(payloads(1)), Err(LogError::Closed)));

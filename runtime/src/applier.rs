@@ -12,7 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-
 pub(crate) struct Applier {
     shared: Arc<Shared>,
     engine: Engine,

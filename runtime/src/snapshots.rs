@@ -69,7 +69,12 @@ impl SnapshotThread {
             match self.step(crate::wall_clock_ms(), WAIT) {
                 Progress::Worked | Progress::Idle => {}
                 Progress::Blocked => {
-                    let offset = self.waiting.as_ref().expect("blocked on a snapshot").snapshot.offset;
+                    let offset = self
+                        .waiting
+                        .as_ref()
+                        .expect("blocked on a snapshot")
+                        .snapshot
+                        .offset;
                     self.shared
                         .wait_for(WAIT, |status| self.published(status, offset));
                 }

@@ -5,8 +5,8 @@
 //! ([`crate::Runtime`]), which wait on their channels, logs and clock between steps.
 
 use crate::{
-    applier, publisher, reader, snapshots, ticker, Driver, EngineStatus, Logs, Parts,
-    RuntimeError, RuntimeHandle, RuntimeOptions,
+    applier, publisher, reader, snapshots, ticker, Driver, EngineStatus, Logs, Parts, RuntimeError,
+    RuntimeHandle, RuntimeOptions,
 };
 use snapshotter::SnapshotStore;
 use std::time::Duration;

@@ -54,7 +54,10 @@ fn seeds() {
                     return;
                 }
                 let summary = run_seed_or_explain(seed);
-                totals.lock().expect("no worker panics holding it").add(&summary);
+                totals
+                    .lock()
+                    .expect("no worker panics holding it")
+                    .add(&summary);
             });
         }
     });
@@ -67,9 +70,18 @@ fn seeds() {
     );
     // The faults the plan promises did happen, somewhere in the run.
     if count >= 100 {
-        assert!(totals.replica_crashes > 0 && totals.log_crashes > 0, "{totals:?}");
-        assert!(totals.promotions > 0 && totals.snapshots_loaded > 0, "{totals:?}");
-        assert!(totals.appends_torn > 0 && totals.fsyncs_failed > 0, "{totals:?}");
+        assert!(
+            totals.replica_crashes > 0 && totals.log_crashes > 0,
+            "{totals:?}"
+        );
+        assert!(
+            totals.promotions > 0 && totals.snapshots_loaded > 0,
+            "{totals:?}"
+        );
+        assert!(
+            totals.appends_torn > 0 && totals.fsyncs_failed > 0,
+            "{totals:?}"
+        );
     }
 }
 
@@ -117,7 +129,11 @@ fn handle_inputs_before_the_first_step_leave_the_start_decision_to_the_publisher
         let status = replica.status();
         assert_eq!(status.role, Role::Primary, "{status:?}");
         assert!(status.configured(), "{status:?}");
-        assert_eq!(outcomes.visible_records().len(), 1, "the Configure record's outcome");
+        assert_eq!(
+            outcomes.visible_records().len(),
+            1,
+            "the Configure record's outcome"
+        );
     }
 }
 
@@ -398,7 +414,10 @@ impl Simulation {
     /// it later. Only failures the faults explain are expected: anything else is a bug.
     fn note_failure(&mut self, index: usize) {
         let replica = &mut self.replicas[index];
-        let Some(failure) = replica.runtime.as_ref().and_then(|runtime| runtime.status().failure)
+        let Some(failure) = replica
+            .runtime
+            .as_ref()
+            .and_then(|runtime| runtime.status().failure)
         else {
             return;
         };
@@ -427,8 +446,12 @@ impl Simulation {
         // restart must skip it for an older one (or a replay from offset 0).
         if replica.store.last_write_kept() {
             match self.random.below(10) {
-                0 => replica.store.tear_last_write(1 + self.random.below(64) as usize),
-                1 => replica.store.corrupt_last_write(self.random.next() as usize),
+                0 => replica
+                    .store
+                    .tear_last_write(1 + self.random.below(64) as usize),
+                1 => replica
+                    .store
+                    .corrupt_last_write(self.random.next() as usize),
                 _ => {}
             }
         }
@@ -496,7 +519,11 @@ impl Simulation {
             Ok(appended) => {
                 for (appended, payload) in appended.iter().zip(payloads) {
                     let earlier = self.clients.acknowledged.insert(appended.offset, payload);
-                    assert!(earlier.is_none(), "offset {} acknowledged twice", appended.offset);
+                    assert!(
+                        earlier.is_none(),
+                        "offset {} acknowledged twice",
+                        appended.offset
+                    );
                 }
             }
             // Some of it may have landed; a client retries what has an idempotency key.
@@ -628,7 +655,9 @@ impl Simulation {
             Ok(Reply::HoldConfirmed(view)) => {
                 clients.bookings.push((view.user.clone(), view.booking));
             }
-            Ok(Reply::WaitlistJoined { user, waiter, .. } | Reply::Waitlisted { user, waiter, .. }) => {
+            Ok(
+                Reply::WaitlistJoined { user, waiter, .. } | Reply::Waitlisted { user, waiter, .. },
+            ) => {
                 clients.waiters.push((user.clone(), *waiter));
             }
             _ => {}
@@ -683,13 +712,15 @@ impl Simulation {
             .requests
             .visible_records()
             .iter()
-            .filter_map(|record| match engine::wire::decode_request(&record.payload) {
-                Ok(Request {
-                    command: Command::Promote { node },
-                    ..
-                }) => Some((record.offset, node)),
-                _ => None,
-            })
+            .filter_map(
+                |record| match engine::wire::decode_request(&record.payload) {
+                    Ok(Request {
+                        command: Command::Promote { node },
+                        ..
+                    }) => Some((record.offset, node)),
+                    _ => None,
+                },
+            )
             .collect();
         panic!(
             "the cluster did not settle: requests log end {}, outcomes log end {}, \
@@ -751,7 +782,10 @@ impl Simulation {
             let record = requests
                 .get(offset as usize)
                 .unwrap_or_else(|| panic!("acknowledged request {offset} is gone from the log"));
-            assert_eq!(&record.payload, payload, "acknowledged request {offset} changed");
+            assert_eq!(
+                &record.payload, payload,
+                "acknowledged request {offset} changed"
+            );
         }
         // The reference: an engine applying the requests log from offset 0.
         let mut reference = Engine::new(self.config.clone());
@@ -770,7 +804,10 @@ impl Simulation {
         let mut assembler = OutcomeAssembler::new();
         let mut published = Vec::new();
         for record in self.outcomes.visible_records() {
-            if let Some(outcome) = assembler.push(&record.payload).expect("outcome frames decode") {
+            if let Some(outcome) = assembler
+                .push(&record.payload)
+                .expect("outcome frames decode")
+            {
                 published.push(outcome);
             }
         }
