@@ -591,11 +591,13 @@ impl Parts {
                     requests: Arc::clone(&logs.requests),
                 },
                 outcomes,
-                published_at_start,
-                next_offset,
+                publisher::PublisherStart {
+                    published_at_start,
+                    next_offset,
+                    actions: start_actions,
+                },
                 &options,
                 append_retry_pause,
-                start_actions,
             ),
             snapshots: snapshots::SnapshotThread::new(
                 Arc::clone(&shared),

@@ -48,6 +48,16 @@ pub(crate) struct PublisherLogs {
     pub(crate) requests: Arc<dyn OpenLog>,
 }
 
+/// Where a publisher starts.
+pub(crate) struct PublisherStart {
+    /// The outcomes log's last outcome, read without opening a writer.
+    pub(crate) published_at_start: Option<u64>,
+    /// The offset of the first outcome the engine will hand over.
+    pub(crate) next_offset: u64,
+    /// What the role machine decided at start (nothing to replay: caught up at once).
+    pub(crate) actions: Vec<Action>,
+}
+
 /// Publishes outcomes while the role machine (`role.rs`) says this replica is primary,
 /// and keeps a bounded tail of them otherwise, for a promotion. It feeds the machine the
 /// outcomes it handles, in order, and carries out `OpenWriter` and `StepDown`.
@@ -84,12 +94,15 @@ impl Publisher {
         shared: Arc<Shared>,
         logs: PublisherLogs,
         outcomes: Receiver<Vec<Outcome>>,
-        published_at_start: Option<u64>,
-        next_offset: u64,
+        start: PublisherStart,
         options: &RuntimeOptions,
         append_retry_pause: Duration,
-        start_actions: Vec<Action>,
     ) -> Publisher {
+        let PublisherStart {
+            published_at_start,
+            next_offset,
+            actions: start_actions,
+        } = start;
         Publisher {
             shared,
             outcomes_log: logs.outcomes,
