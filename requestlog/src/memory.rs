@@ -473,6 +473,17 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "fault rates add up to 1200 per mille")]
+    fn a_fault_plan_over_every_append_is_refused() {
+        let impossible = FaultPlan {
+            append_failed_per_mille: 600,
+            append_torn_per_mille: 600,
+            ..FaultPlan::NONE
+        };
+        MemoryLog::new("memory:test", impossible, 1);
+    }
+
+    #[test]
     fn delayed_records_become_visible_in_order_after_steps() {
         let delayed = FaultPlan {
             visibility_delay_steps_max: 5,
