@@ -14,6 +14,9 @@
 //!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
+//! - [`MemoryLog`] (`memory.rs`): in memory, for simulation tests, with a seeded fault plan
+//!   (failed, torn and unsynced appends, fencing, delayed visibility, crashes); it never
+//!   blocks, so a single-threaded simulator can drive it on virtual time.
 //!
 //! # Guarantees
 //!
@@ -50,6 +53,7 @@
 mod embedded;
 mod error;
 mod kafka;
+mod memory;
 mod record_format;
 
 use std::time::Duration;
@@ -57,6 +61,7 @@ use std::time::Duration;
 pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
 pub use error::LogError;
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
+pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
 
 /// How every embedded log's id starts ([`EmbeddedLog::log_id`]).
 pub const EMBEDDED_LOG_ID_PREFIX: &str = "embedded:";

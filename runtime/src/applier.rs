@@ -1,10 +1,11 @@
-//! The engine thread: applies decoded records in offset order, hands outcomes to the
-//! publisher and state copies to the snapshot thread. It does no I/O.
+//! The engine: applies decoded records in offset order, hands outcomes to the publisher
+//! and state copies to the snapshot thread. It does no I/O. A step function (one batch, or
+//! one idle moment) driven by its own thread in production and by the simulator in tests.
 
 use crate::reader::Record;
 use crate::shared::{PanicGuard, Shared, NO_TIMER};
 use crate::snapshots::Job;
-use crate::RuntimeOptions;
+use crate::{Progress, RuntimeOptions};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use engine::{Engine, Outcome};
 use std::sync::atomic::Ordering;
@@ -18,15 +19,20 @@ pub(crate) struct Applier {
     outcomes: Sender<Vec<Outcome>>,
     jobs: Sender<Job>,
     snapshot_every_records: u64,
-    snapshot_every: Duration,
+    snapshot_every_ms: u64,
     idle: Duration,
-    idle_hash_every: Duration,
+    idle_hash_every_ms: u64,
     /// Records applied since the last snapshot hand-off.
     records_since_snapshot: u64,
-    last_snapshot_at: Instant,
+    last_snapshot_at_ms: u64,
     /// The offset whose state hash was last asked for.
     hashed_offset: Option<u64>,
-    last_hash_at: Instant,
+    last_hash_at_ms: u64,
+    /// Outcomes the publisher's channel had no room for yet.
+    outbox: Option<Vec<Outcome>>,
+    /// Set when a record must not be applied (a `Configure` mismatch): the runtime fails
+    /// with it once the outcomes before that record are handed over.
+    failure: Option<String>,
 }
 
 impl Applier {
@@ -37,6 +43,7 @@ impl Applier {
         outcomes: Sender<Vec<Outcome>>,
         jobs: Sender<Job>,
         options: &RuntimeOptions,
+        now_ms: u64,
     ) -> Applier {
         let hashed_offset = engine.applied_offset();
         Applier {
@@ -46,16 +53,24 @@ impl Applier {
             outcomes,
             jobs,
             snapshot_every_records: options.snapshot_every_records,
-            snapshot_every: Duration::from_millis(options.snapshot_every_ms),
+            snapshot_every_ms: options.snapshot_every_ms,
             idle: Duration::from_millis(options.idle_ms),
-            idle_hash_every: Duration::from_millis(options.idle_hash_every_ms),
+            idle_hash_every_ms: options.idle_hash_every_ms,
             records_since_snapshot: 0,
-            last_snapshot_at: Instant::now(),
+            last_snapshot_at_ms: now_ms,
             hashed_offset,
-            last_hash_at: Instant::now(),
+            last_hash_at_ms: now_ms,
+            outbox: None,
+            failure: None,
         }
     }
 
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The production driver: steps, waiting up to `idle_ms` for a batch, and waiting on
+    /// the publisher's channel while the publisher is behind.
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
         let _guard = PanicGuard {
@@ -63,24 +78,67 @@ impl Applier {
             thread: "engine",
         };
         loop {
-            match self.records.recv_timeout(self.idle) {
-                Ok(batch) => {
-                    if !self.apply(batch) {
+            match self.step(crate::monotonic_ms(), self.idle) {
+                Progress::Worked | Progress::Idle => {}
+                // The back-pressure: wait until the publisher takes the outcomes.
+                Progress::Blocked => {
+                    let outcomes = self.outbox.take().expect("blocked on outcomes");
+                    if self.outcomes.send(outcomes).is_err() {
                         return;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.on_idle(),
-                // The reader stopped; everything it read is applied.
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-            if self.snapshot_due() {
-                self.hand_off(true);
+                Progress::Stopped => return,
             }
         }
     }
 
-    /// Applies one batch; false when the publisher is gone.
-    fn apply(&mut self, batch: Vec<Record>) -> bool {
+    /// Applies one batch (waiting up to `wait` for it) or, when none comes, does the idle
+    /// work; then hands a state copy to the snapshot thread if one is due. Blocked while
+    /// the publisher's channel is full; stopped once the reader is gone and everything it
+    /// read is applied, or the log holds a record this configuration must not apply.
+    pub(crate) fn step(&mut self, now_ms: u64, wait: Duration) -> Progress {
+        if let Some(outcomes) = self.outbox.take() {
+            return self.send(outcomes);
+        }
+        if let Some(failure) = self.failure.take() {
+            tracing::error!(%failure, "stopping the engine runtime");
+            self.shared.fail(failure);
+            return Progress::Stopped;
+        }
+        let progress = match self.records.recv_timeout(wait) {
+            Ok(batch) => {
+                let outcomes = self.apply(batch);
+                self.send(outcomes)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.on_idle(now_ms);
+                Progress::Idle
+            }
+            // The reader stopped; everything it read is applied.
+            Err(RecvTimeoutError::Disconnected) => return Progress::Stopped,
+        };
+        if self.snapshot_due(now_ms) {
+            self.hand_off(true, now_ms);
+        }
+        progress
+    }
+
+    /// Hands outcomes to the publisher without waiting; keeps them when the channel is full.
+    fn send(&mut self, outcomes: Vec<Outcome>) -> Progress {
+        match self.outcomes.try_send(outcomes) {
+            Ok(()) => Progress::Worked,
+            Err(TrySendError::Full(outcomes)) => {
+                self.outbox = Some(outcomes);
+                Progress::Blocked
+            }
+            // The publisher is gone.
+            Err(TrySendError::Disconnected(_)) => Progress::Stopped,
+        }
+    }
+
+    /// Applies one batch, up to a record this configuration must not apply (which sets
+    /// `failure`), and returns its outcomes.
+    fn apply(&mut self, batch: Vec<Record>) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut stop = None;
         for record in batch {
@@ -120,31 +178,28 @@ impl Applier {
         // tells the rest.
         self.shared
             .update(|status| status.applied_offset = applied_offset);
-        let sent = self.outcomes.send(outcomes).is_ok();
-        if let Some(failure) = stop {
-            tracing::error!(%failure, "stopping the engine runtime");
-            self.shared.fail(failure);
-            return false;
-        }
-        sent
+        self.failure = stop;
+        outcomes
     }
 
-    fn snapshot_due(&self) -> bool {
+    fn snapshot_due(&self, now_ms: u64) -> bool {
         self.records_since_snapshot >= self.snapshot_every_records
             || (self.records_since_snapshot > 0
-                && self.last_snapshot_at.elapsed() >= self.snapshot_every)
+                && now_ms.saturating_sub(self.last_snapshot_at_ms) >= self.snapshot_every_ms)
     }
 
-    fn on_idle(&mut self) {
+    fn on_idle(&mut self, now_ms: u64) {
         let applied = self.engine.applied_offset();
-        if applied != self.hashed_offset && self.last_hash_at.elapsed() >= self.idle_hash_every {
-            self.hand_off(false);
+        if applied != self.hashed_offset
+            && now_ms.saturating_sub(self.last_hash_at_ms) >= self.idle_hash_every_ms
+        {
+            self.hand_off(false, now_ms);
         }
     }
 
     /// Gives a copy of the state to the snapshot thread, if it is free. The copy is cheap
     /// (the big parts of the state are copy-on-write); the pause is measured and reported.
-    fn hand_off(&mut self, write: bool) {
+    fn hand_off(&mut self, write: bool, now_ms: u64) {
         let Some(offset) = self.engine.applied_offset() else {
             return;
         };
@@ -163,10 +218,10 @@ impl Applier {
         match self.jobs.try_send(job) {
             Ok(()) => {
                 self.hashed_offset = Some(offset);
-                self.last_hash_at = Instant::now();
+                self.last_hash_at_ms = now_ms;
                 if write {
                     self.records_since_snapshot = 0;
-                    self.last_snapshot_at = Instant::now();
+                    self.last_snapshot_at_ms = now_ms;
                 }
             }
             Err(TrySendError::Full(_)) => {}

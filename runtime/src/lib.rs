@@ -11,7 +11,7 @@
 //!                                    snapshot thread: encode, hash, wait until published, write
 //! ```
 //!
-//! - **reader** (`reader.rs`): polls the requests [`LogReader`] and decodes each record
+//! - **reader** (`reader.rs`): polls the requests [`requestlog::LogReader`] and decodes each record
 //!   with `engine::wire::decode_request`. A record that does not decode still goes on, as
 //!   an error the engine answers with `apply_undecodable`: never a crash, never a skip.
 //! - **engine** (`applier.rs`): owns the [`Engine`]; applies strictly in offset order, in
@@ -43,6 +43,19 @@
 //!   every outcome it covers is published (so a restart from it loses no outcome), writes
 //!   it to the [`SnapshotStore`].
 //!
+//! Every component is a step function (`step(now_ms, wait) -> Progress`: one bounded unit
+//! of work, a poll, a batch, a job, a look at the clock) that never sleeps; its only wait is
+//! the `wait` it is given on its input, and a full output channel makes it return
+//! [`Progress::Blocked`] with the batch kept, rather than wait. [`Runtime`] drives each one
+//! from its own thread (`run`: step, and wait on the channel, the log or the clock when
+//! idle or blocked). [`SteppedRuntime`] (`stepped.rs`) holds the same components with no
+//! thread: the simulation tests (`tests/simulation.rs`) pick which one steps, on virtual
+//! time, with seeded faults in `requestlog::MemoryLog` and `snapshotter::MemoryStore`, and
+//! check the invariants below after every seed. Time reaches the components only as
+//! `now_ms` (the wall clock in production, for ticks and snapshot times; a monotonic clock
+//! for the engine's intervals), so a simulated replica sees only virtual time. (The
+//! publisher still pauses between retries of a failed append in production.)
+//!
 //! On start, [`Runtime::start`] loads the newest valid snapshot of this requests log that
 //! fits its end (falling back to older ones, then to an empty engine; a snapshot from
 //! another log, or only snapshots ahead of the log's end, stop the start: see
@@ -58,7 +71,7 @@
 //! the same hash, whether reached by one run, by restarts, or by [`replay`].
 //!
 //! Other files: `logs.rs` ([`OpenLog`], how the runtime opens log handles, and
-//! [`last_published_offset`]); `shared.rs` (status, stop flag, the role machine);
+//! [`last_published_offset`]); `stepped.rs` ([`SteppedRuntime`], [`Progress`]); `shared.rs` (status, stop flag, the role machine);
 //! `role.rs` (the role rules, sans-io); `replay.rs` (offline
 //! replay for tools and tests).
 
@@ -70,14 +83,16 @@ mod replay;
 pub mod role;
 mod shared;
 mod snapshots;
+mod stepped;
 mod ticker;
 
 pub use logs::{last_published_offset, OpenLog};
 pub use replay::{replay, ReplayProgress, ReplaySummary};
 pub use role::Role;
+pub use stepped::{Component, Progress, SteppedRuntime};
 
 use engine::{Engine, EngineConfig};
-use requestlog::{LogError, LogReader};
+use requestlog::LogError;
 use shared::Shared;
 use snapshotter::{SnapshotError, SnapshotStore};
 use std::sync::Arc;
@@ -362,142 +377,28 @@ impl Runtime {
         logs: Logs,
         store: Box<dyn SnapshotStore>,
     ) -> Result<Runtime, RuntimeError> {
-        options.assert_valid();
-        let mut reader = logs
-            .requests
-            .open_reader()
-            .map_err(RuntimeError::RequestsLog)?;
-        let log_end_offset = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
-        let current_log = snapshotter::CurrentLog {
-            log_id: logs.requests.log_id(),
-            end_offset: log_end_offset,
-        };
-        let recovery = snapshotter::load_newest(store.as_ref(), &options.engine, &current_log)?;
-        let (engine, snapshot) = match recovery.loaded {
-            Some(loaded) => (loaded.engine, Some(loaded.info)),
-            None => (Engine::new(options.engine.clone()), None),
-        };
-        let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
-        assert!(
-            start_offset <= log_end_offset,
-            "a loaded snapshot fits the log"
-        );
-        if start_offset != reader.position() {
-            reader
-                .seek(start_offset)
-                .map_err(RuntimeError::RequestsLog)?;
-        }
-        // Read only: the writer is opened once the log says this replica is primary.
-        let published_at_start = last_published_offset(logs.outcomes.as_ref())?;
-        let status = EngineStatus {
-            // Every replica starts catching up: it publishes nothing until it has caught
-            // up and the log says it is primary (`role.rs`).
-            role: Role::CatchingUp,
-            applied_offset: engine.applied_offset(),
-            log_end_offset,
-            published_offset: published_at_start,
-            last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus {
-                offset: info.offset,
-                at_ms: info.created_at_ms,
-                state_bytes: info.state_bytes,
-                pause_us: 0,
-                encode_ms: 0,
-                write_ms: 0,
-            }),
-            state_hash: engine.state_hash_hex(),
-            state_hash_offset: engine.applied_offset(),
-            failure: None,
-            configure_offset: None,
-        };
-        let role = role::RoleMachine::new(role::RoleStart {
-            node: options.node.clone(),
-            configured: options.role,
-            named_primary: engine.epoch().1.map(str::to_string),
-            next_offset: start_offset,
-            log_end_offset,
-            auto_promote_after_ms: options.auto_promote_after_ms,
-        });
-        tracing::info!(node = options.node, role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
-        let shared = Arc::new(Shared::new(status, role));
-        shared.next_due_ms.store(
-            engine.next_due_ms().unwrap_or(shared::NO_TIMER),
-            std::sync::atomic::Ordering::Release,
-        );
+        let (handle, parts) = Parts::assemble(options, logs, store, Driver::Threads)?;
         let mut runtime = Runtime {
-            handle: RuntimeHandle {
-                shared: Arc::clone(&shared),
-                requests: Arc::clone(&logs.requests),
-                node: options.node.clone(),
-            },
+            handle,
             threads: Vec::new(),
             ticker_stop: None,
         };
-        runtime.spawn_threads(options, logs, store, engine, reader, published_at_start)?;
-        Ok(runtime)
-    }
-
-    fn spawn_threads(
-        &mut self,
-        options: RuntimeOptions,
-        logs: Logs,
-        store: Box<dyn SnapshotStore>,
-        engine: Engine,
-        reader: Box<dyn LogReader>,
-        published_at_start: Option<u64>,
-    ) -> Result<(), RuntimeError> {
-        let shared = &Arc::clone(&self.handle.shared);
-        let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
-        let (outcomes_sender, outcomes) = crossbeam_channel::bounded(options.channel_batches_max);
-        // One job waiting plus one being written: the engine never queues more copies.
-        let (jobs_sender, jobs) = crossbeam_channel::bounded(1);
         let (ticker_stop, ticker_stopped) = crossbeam_channel::bounded::<()>(0);
-        self.ticker_stop = Some(ticker_stop);
-
-        let reader_thread = reader::ReaderThread {
-            shared: Arc::clone(shared),
+        runtime.ticker_stop = Some(ticker_stop);
+        let Parts {
             reader,
-            sender: records_sender,
-            batch_records_max: options.batch_records_max,
-        };
-        self.spawn("reader", move || reader_thread.run())?;
-        let next_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
-        let applier = applier::Applier::new(
-            Arc::clone(shared),
-            engine,
-            records,
-            outcomes_sender,
-            jobs_sender,
-            &options,
-        );
-        self.spawn("engine", move || applier.run())?;
-        let publisher = publisher::Publisher::new(
-            Arc::clone(shared),
-            publisher::PublisherLogs {
-                outcomes: Arc::clone(&logs.outcomes),
-                requests: Arc::clone(&logs.requests),
-            },
-            outcomes,
-            published_at_start,
-            next_offset,
-            &options,
-        );
-        self.spawn("publisher", move || publisher.run())?;
-        let snapshots = snapshots::SnapshotThread {
-            shared: Arc::clone(shared),
-            store,
-            jobs,
-            log_id: logs.requests.log_id(),
-        };
-        self.spawn("snapshot", move || snapshots.run())?;
-        let ticker = ticker::Ticker {
-            shared: Arc::clone(shared),
-            requests: logs.requests,
-            interval: Duration::from_millis(options.tick_interval_ms),
-            config: options.engine.stamp(),
-            stopped: ticker_stopped,
-        };
-        self.spawn("ticker", move || ticker.run())?;
-        Ok(())
+            applier,
+            publisher,
+            snapshots,
+            mut ticker,
+        } = parts;
+        ticker.stopped = ticker_stopped;
+        runtime.spawn("reader", move || reader.run())?;
+        runtime.spawn("engine", move || applier.run())?;
+        runtime.spawn("publisher", move || publisher.run())?;
+        runtime.spawn("snapshot", move || snapshots.run())?;
+        runtime.spawn("ticker", move || ticker.run())?;
+        Ok(runtime)
     }
 
     fn spawn(
@@ -555,6 +456,178 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// What drives the runtime's step functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Driver {
+    /// One thread each, waiting on channels and sleeping between retries ([`Runtime`]).
+    Threads,
+    /// A single-threaded simulator on virtual time ([`SteppedRuntime`]): nothing waits.
+    Simulator { now_ms: u64 },
+}
+
+/// The runtime's components, connected by their channels, not running yet.
+pub(crate) struct Parts {
+    pub(crate) reader: reader::Reader,
+    pub(crate) applier: applier::Applier,
+    pub(crate) publisher: publisher::Publisher,
+    pub(crate) snapshots: snapshots::SnapshotThread,
+    pub(crate) ticker: ticker::Ticker,
+}
+
+impl Parts {
+    /// Loads the newest valid snapshot, positions the reader after it and builds the
+    /// components (see [`Runtime::start`]).
+    pub(crate) fn assemble(
+        options: RuntimeOptions,
+        logs: Logs,
+        store: Box<dyn SnapshotStore>,
+        driver: Driver,
+    ) -> Result<(RuntimeHandle, Parts), RuntimeError> {
+        options.assert_valid();
+        let mut reader = logs
+            .requests
+            .open_reader()
+            .map_err(RuntimeError::RequestsLog)?;
+        let log_end_offset = reader.end_offset().map_err(RuntimeError::RequestsLog)?;
+        let current_log = snapshotter::CurrentLog {
+            log_id: logs.requests.log_id(),
+            end_offset: log_end_offset,
+        };
+        let recovery = snapshotter::load_newest(store.as_ref(), &options.engine, &current_log)?;
+        let (engine, snapshot) = match recovery.loaded {
+            Some(loaded) => (loaded.engine, Some(loaded.info)),
+            None => (Engine::new(options.engine.clone()), None),
+        };
+        let start_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+        assert!(
+            start_offset <= log_end_offset,
+            "a loaded snapshot fits the log"
+        );
+        if start_offset != reader.position() {
+            reader
+                .seek(start_offset)
+                .map_err(RuntimeError::RequestsLog)?;
+        }
+        // Read only: the writer is opened once the log says this replica is primary.
+        let published_at_start = last_published_offset(logs.outcomes.as_ref())?;
+        let status = EngineStatus {
+            // Every replica starts catching up: it publishes nothing until it has caught
+            // up and the log says it is primary (`role.rs`).
+            role: Role::CatchingUp,
+            applied_offset: engine.applied_offset(),
+            log_end_offset,
+            published_offset: published_at_start,
+            last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus {
+                offset: info.offset,
+                at_ms: info.created_at_ms,
+                state_bytes: info.state_bytes,
+                pause_us: 0,
+                encode_ms: 0,
+                write_ms: 0,
+            }),
+            state_hash: engine.state_hash_hex(),
+            state_hash_offset: engine.applied_offset(),
+            failure: None,
+            configure_offset: None,
+        };
+        let mut role = role::RoleMachine::new(role::RoleStart {
+            node: options.node.clone(),
+            configured: options.role,
+            named_primary: engine.epoch().1.map(str::to_string),
+            next_offset: start_offset,
+            log_end_offset,
+            auto_promote_after_ms: options.auto_promote_after_ms,
+        });
+        tracing::info!(node = options.node, role = options.role.as_str(), start_offset, log_end_offset, snapshot = ?snapshot.map(|info| info.offset), "engine runtime starting");
+        // What the machine decided at start (nothing to replay: caught up at once) is the
+        // publisher's to carry out. Taken here, before any handle exists: a handle's input
+        // polls every queued action, and would take (and lose) an `OpenWriter` that its
+        // caller cannot carry out.
+        let start_actions: Vec<role::Action> = std::iter::from_fn(|| role.poll_action()).collect();
+        let shared = Arc::new(Shared::new(status, role));
+        shared.next_due_ms.store(
+            engine.next_due_ms().unwrap_or(shared::NO_TIMER),
+            std::sync::atomic::Ordering::Release,
+        );
+        let handle = RuntimeHandle {
+            shared: Arc::clone(&shared),
+            requests: Arc::clone(&logs.requests),
+            node: options.node.clone(),
+        };
+        let (now_ms, append_retry_pause) = match driver {
+            Driver::Threads => (monotonic_ms(), publisher::APPEND_RETRY_PAUSE),
+            Driver::Simulator { now_ms } => (now_ms, Duration::ZERO),
+        };
+        let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
+        let (outcomes_sender, outcomes) = crossbeam_channel::bounded(options.channel_batches_max);
+        // One job waiting plus one being written: the engine never queues more copies.
+        let (jobs_sender, jobs) = crossbeam_channel::bounded(1);
+        let next_offset = start_offset;
+        let parts = Parts {
+            reader: reader::Reader {
+                shared: Arc::clone(&shared),
+                reader,
+                sender: records_sender,
+                batch_records_max: options.batch_records_max,
+                end_refreshed_at_ms: None,
+                failures: 0,
+                outbox: None,
+            },
+            applier: applier::Applier::new(
+                Arc::clone(&shared),
+                engine,
+                records,
+                outcomes_sender,
+                jobs_sender,
+                &options,
+                now_ms,
+            ),
+            publisher: publisher::Publisher::new(
+                Arc::clone(&shared),
+                publisher::PublisherLogs {
+                    outcomes: Arc::clone(&logs.outcomes),
+                    requests: Arc::clone(&logs.requests),
+                },
+                outcomes,
+                publisher::PublisherStart {
+                    published_at_start,
+                    next_offset,
+                    actions: start_actions,
+                },
+                &options,
+                append_retry_pause,
+            ),
+            snapshots: snapshots::SnapshotThread::new(
+                Arc::clone(&shared),
+                store,
+                jobs,
+                logs.requests.log_id(),
+            ),
+            ticker: ticker::Ticker {
+                shared,
+                requests: logs.requests,
+                interval: Duration::from_millis(options.tick_interval_ms),
+                config: options.engine.stamp(),
+                // Replaced by the thread driver; the simulator never waits on it.
+                stopped: crossbeam_channel::never(),
+                writer: None,
+                outstanding: None,
+                configured: false,
+            },
+        };
+        Ok((handle, parts))
+    }
+}
+
+/// Milliseconds on a clock that never goes back (for intervals, not for log times).
+pub(crate) fn monotonic_ms() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 pub(crate) fn wall_clock_ms() -> u64 {

@@ -4,7 +4,7 @@
 //! the outcomes writer (in Kafka it is transactional, and opening it fences the primary).
 
 use crate::RuntimeError;
-use requestlog::{EmbeddedLog, KafkaLog, LogError, LogReader, LogWriter};
+use requestlog::{EmbeddedLog, KafkaLog, LogError, LogReader, LogWriter, MemoryLog};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,22 @@ impl OpenLog for KafkaLog {
 
     fn log_id(&self) -> String {
         KafkaLog::log_id(self).to_string()
+    }
+}
+
+/// The simulation tests' log: opening a writer of a fencing `MemoryLog` fences the older
+/// ones, as a transactional Kafka producer does.
+impl OpenLog for MemoryLog {
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, LogError> {
+        Ok(Box::new(self.reader()))
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, LogError> {
+        Ok(Arc::new(self.writer()))
+    }
+
+    fn log_id(&self) -> String {
+        MemoryLog::log_id(self)
     }
 }
 

@@ -1,10 +1,12 @@
-//! The publisher thread: outcomes → the outcomes log, each exactly once, as frames
-//! (`engine::wire`: one record per frame of at most `OUTCOME_FRAME_BYTES_MAX` bytes).
+//! The publisher: outcomes → the outcomes log, each exactly once, as frames
+//! (`engine::wire`: one record per frame of at most `OUTCOME_FRAME_BYTES_MAX` bytes). A
+//! step function (one batch of outcomes) driven by its own thread in production and by the
+//! simulator in tests.
 
 use crate::logs::{last_published_offset, OpenLog};
 use crate::role::Action;
 use crate::shared::{PanicGuard, Shared};
-use crate::{RuntimeError, RuntimeOptions};
+use crate::{Progress, RuntimeError, RuntimeOptions};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::{EngineConfig, Outcome, Reply};
 use requestlog::{LogError, LogWriter};
@@ -16,7 +18,7 @@ use std::time::Duration;
 const ROLE_CHECK: Duration = Duration::from_millis(50);
 /// A failing append is retried this many times before the runtime stops.
 const APPEND_RETRIES_MAX: u32 = 20;
-const APPEND_RETRY_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const APPEND_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// An open outcomes writer and what the outcomes log already holds.
 pub(crate) struct Publishing {
@@ -46,6 +48,16 @@ pub(crate) struct PublisherLogs {
     pub(crate) requests: Arc<dyn OpenLog>,
 }
 
+/// Where a publisher starts.
+pub(crate) struct PublisherStart {
+    /// The outcomes log's last outcome, read without opening a writer.
+    pub(crate) published_at_start: Option<u64>,
+    /// The offset of the first outcome the engine will hand over.
+    pub(crate) next_offset: u64,
+    /// What the role machine decided at start (nothing to replay: caught up at once).
+    pub(crate) actions: Vec<Action>,
+}
+
 /// Publishes outcomes while the role machine (`role.rs`) says this replica is primary,
 /// and keeps a bounded tail of them otherwise, for a promotion. It feeds the machine the
 /// outcomes it handles, in order, and carries out `OpenWriter` and `StepDown`.
@@ -70,6 +82,11 @@ pub(crate) struct Publisher {
     /// `append_budget`).
     publish_records_max: usize,
     append_budget: AppendBudget,
+    /// The pause before a failed append is retried (none in a simulation: its time is
+    /// virtual, and its log's failures are drawn, not waited out).
+    append_retry_pause: Duration,
+    /// The role machine's decision at start, until the first step carries it out.
+    start_actions: Option<Vec<Action>>,
 }
 
 impl Publisher {
@@ -77,10 +94,15 @@ impl Publisher {
         shared: Arc<Shared>,
         logs: PublisherLogs,
         outcomes: Receiver<Vec<Outcome>>,
-        published_at_start: Option<u64>,
-        next_offset: u64,
+        start: PublisherStart,
         options: &RuntimeOptions,
+        append_retry_pause: Duration,
     ) -> Publisher {
+        let PublisherStart {
+            published_at_start,
+            next_offset,
+            actions: start_actions,
+        } = start;
         Publisher {
             shared,
             outcomes_log: logs.outcomes,
@@ -98,41 +120,55 @@ impl Publisher {
                 records_max: options.publish_records_max,
                 bytes_max: options.publish_bytes_max,
             },
+            append_retry_pause,
+            start_actions: Some(start_actions),
         }
     }
 
+    /// The production driver: steps, waiting up to `ROLE_CHECK` for outcomes.
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
         let _guard = PanicGuard {
             shared: &shared,
             thread: "publisher",
         };
-        if let Err(error) = self.serve() {
-            self.shared.fail(format!("publishing outcomes: {error}"));
+        while self.step(ROLE_CHECK) != Progress::Stopped {}
+    }
+
+    /// Handles one batch of outcomes (waiting up to `wait` for it), with whatever else is
+    /// already waiting. Stopped once the engine is gone and everything it applied is
+    /// handled, or when publishing failed (the runtime then fails).
+    pub(crate) fn step(&mut self, wait: Duration) -> Progress {
+        match self.try_step(wait) {
+            Ok(progress) => progress,
+            Err(error) => {
+                self.shared.fail(format!("publishing outcomes: {error}"));
+                Progress::Stopped
+            }
         }
     }
 
-    fn serve(&mut self) -> Result<(), RuntimeError> {
-        // What the machine decided at start (nothing to replay: caught up at once).
-        let ((), actions) = self.shared.role_input(|_| ());
-        self.carry_out(actions)?;
-        loop {
-            let first = match self.outcomes.recv_timeout(ROLE_CHECK) {
-                Ok(batch) => batch,
-                Err(RecvTimeoutError::Timeout) => continue,
-                // The engine stopped and everything it applied has been handled.
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            // Whatever else is already waiting joins this append (group commit).
-            let mut batch = first;
-            while batch.len() < self.publish_records_max {
-                match self.outcomes.try_recv() {
-                    Ok(more) => batch.extend(more),
-                    Err(_) => break,
-                }
-            }
-            self.handle(batch)?;
+    fn try_step(&mut self, wait: Duration) -> Result<Progress, RuntimeError> {
+        if let Some(actions) = self.start_actions.take() {
+            self.carry_out(actions)?;
+            return Ok(Progress::Worked);
         }
+        let first = match self.outcomes.recv_timeout(wait) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Timeout) => return Ok(Progress::Idle),
+            // The engine stopped and everything it applied has been handled.
+            Err(RecvTimeoutError::Disconnected) => return Ok(Progress::Stopped),
+        };
+        // Whatever else is already waiting joins this append (group commit).
+        let mut batch = first;
+        while batch.len() < self.publish_records_max {
+            match self.outcomes.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        self.handle(batch)?;
+        Ok(Progress::Worked)
     }
 
     /// Delivers a batch in order, cutting it after every outcome that can change the role
@@ -322,7 +358,9 @@ impl Publisher {
                 Err(error) if failures < APPEND_RETRIES_MAX => {
                     failures += 1;
                     tracing::warn!(%error, failures, "outcomes append failed; retrying");
-                    std::thread::sleep(APPEND_RETRY_PAUSE);
+                    if !self.append_retry_pause.is_zero() {
+                        std::thread::sleep(self.append_retry_pause);
+                    }
                     // Part of the failed append may have landed: ask the log what it holds.
                     publishing.last_published = last_published_offset(self.outcomes_log.as_ref())?
                         .max(publishing.last_published);

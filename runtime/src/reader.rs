@@ -1,11 +1,13 @@
-//! The reader thread: requests log → decoded records → the engine thread.
+//! The reader: requests log → decoded records → the engine. A step function (one poll,
+//! one hand-off) driven by its own thread in production and by the simulator in tests.
 
 use crate::shared::{PanicGuard, Shared};
-use crossbeam_channel::Sender;
+use crate::Progress;
+use crossbeam_channel::{Sender, TrySendError};
 use engine::Request;
 use requestlog::{LogError, LogReader};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One record, decoded (or the reason it did not decode).
 pub(crate) struct Record {
@@ -15,18 +17,24 @@ pub(crate) struct Record {
 }
 
 /// How long one poll waits for a record; also how soon the thread sees a stop.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+pub(crate) const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// The log's end offset is refreshed at most this often (it is a broker call in Kafka).
-const END_OFFSET_REFRESH: Duration = Duration::from_millis(100);
+const END_OFFSET_REFRESH_MS: u64 = 100;
 /// A failing poll is retried this many times, with a pause between, before the runtime
 /// stops: a transient broker error heals, a corrupt record does not.
 const POLL_RETRIES_MAX: u32 = 20;
 
-pub(crate) struct ReaderThread {
+pub(crate) struct Reader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) reader: Box<dyn LogReader>,
     pub(crate) sender: Sender<Vec<Record>>,
     pub(crate) batch_records_max: usize,
+    /// When the log's end offset was last refreshed (`None`: not yet).
+    pub(crate) end_refreshed_at_ms: Option<u64>,
+    /// Failed polls in a row.
+    pub(crate) failures: u32,
+    /// A decoded batch the engine's channel had no room for yet.
+    pub(crate) outbox: Option<Vec<Record>>,
 }
 
 pub(crate) fn decode(record: requestlog::LogRecord) -> Record {
@@ -37,47 +45,72 @@ pub(crate) fn decode(record: requestlog::LogRecord) -> Record {
     }
 }
 
-impl ReaderThread {
+impl Reader {
+    /// The production driver: steps, waiting in the log's poll while idle, pausing after a
+    /// failed poll, and waiting on the channel while the engine is behind.
     pub(crate) fn run(mut self) {
+        let shared = Arc::clone(&self.shared);
         let _guard = PanicGuard {
-            shared: &self.shared,
+            shared: &shared,
             thread: "reader",
         };
-        let mut refreshed_at = Instant::now();
-        let mut failures = 0;
-        while !self.shared.stopping() {
-            let records = match self.reader.poll(self.batch_records_max, POLL_TIMEOUT) {
-                Ok(records) => {
-                    failures = 0;
-                    records
+        loop {
+            match self.step(crate::monotonic_ms(), POLL_TIMEOUT) {
+                Progress::Worked => {}
+                Progress::Idle if self.failures > 0 => std::thread::sleep(POLL_TIMEOUT),
+                Progress::Idle => {}
+                // The back-pressure: wait until the engine takes the batch.
+                Progress::Blocked => {
+                    let batch = self.outbox.take().expect("blocked on a batch");
+                    if self.sender.send(batch).is_err() {
+                        return;
+                    }
                 }
-                Err(error) if failures < POLL_RETRIES_MAX && retryable(&error) => {
-                    failures += 1;
-                    tracing::warn!(%error, failures, "requests log poll failed; retrying");
-                    std::thread::sleep(POLL_TIMEOUT);
-                    continue;
-                }
-                Err(error) => {
-                    self.shared
-                        .fail(format!("reading the requests log: {error}"));
-                    return;
-                }
-            };
-            let last_read = records.last().map(|record| record.offset);
-            if records.is_empty() || refreshed_at.elapsed() >= END_OFFSET_REFRESH {
-                self.refresh_end_offset(last_read);
-                refreshed_at = Instant::now();
-            } else if let Some(last) = last_read {
-                self.shared
-                    .update(|status| status.log_end_offset = status.log_end_offset.max(last + 1));
-            }
-            if records.is_empty() {
-                continue;
-            }
-            if !self.send(records.into_iter().map(decode).collect()) {
-                return;
+                Progress::Stopped => return,
             }
         }
+    }
+
+    /// One poll of the requests log (waiting up to `poll_timeout` for a record), decoded
+    /// and handed to the engine. Blocked while the engine's channel is full.
+    pub(crate) fn step(&mut self, now_ms: u64, poll_timeout: Duration) -> Progress {
+        if self.shared.stopping() {
+            return Progress::Stopped;
+        }
+        if let Some(batch) = self.outbox.take() {
+            return self.send(batch);
+        }
+        let records = match self.reader.poll(self.batch_records_max, poll_timeout) {
+            Ok(records) => {
+                self.failures = 0;
+                records
+            }
+            Err(error) if self.failures < POLL_RETRIES_MAX && retryable(&error) => {
+                self.failures += 1;
+                tracing::warn!(%error, failures = self.failures, "requests log poll failed; retrying");
+                return Progress::Idle;
+            }
+            Err(error) => {
+                self.shared
+                    .fail(format!("reading the requests log: {error}"));
+                return Progress::Stopped;
+            }
+        };
+        let last_read = records.last().map(|record| record.offset);
+        let refresh_due = self
+            .end_refreshed_at_ms
+            .is_none_or(|at_ms| now_ms.saturating_sub(at_ms) >= END_OFFSET_REFRESH_MS);
+        if records.is_empty() || refresh_due {
+            self.refresh_end_offset(last_read);
+            self.end_refreshed_at_ms = Some(now_ms);
+        } else if let Some(last) = last_read {
+            self.shared
+                .update(|status| status.log_end_offset = status.log_end_offset.max(last + 1));
+        }
+        if records.is_empty() {
+            return Progress::Idle;
+        }
+        self.send(records.into_iter().map(decode).collect())
     }
 
     fn refresh_end_offset(&self, last_read: Option<u64>) {
@@ -91,10 +124,17 @@ impl ReaderThread {
         }
     }
 
-    /// Hands a batch to the engine thread (waiting while it is behind: that is the
-    /// back-pressure); false when the engine thread is gone.
-    fn send(&self, batch: Vec<Record>) -> bool {
-        self.sender.send(batch).is_ok()
+    /// Hands a batch to the engine without waiting; keeps it when the channel is full.
+    fn send(&mut self, batch: Vec<Record>) -> Progress {
+        match self.sender.try_send(batch) {
+            Ok(()) => Progress::Worked,
+            Err(TrySendError::Full(batch)) => {
+                self.outbox = Some(batch);
+                Progress::Blocked
+            }
+            // The engine thread is gone.
+            Err(TrySendError::Disconnected(_)) => Progress::Stopped,
+        }
     }
 }
 

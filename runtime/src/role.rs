@@ -6,7 +6,8 @@
 //! carries out `OpenWriter` and `StepDown`; the runtime's handle feeds it the operator's
 //! promotions (`request_promotion`) and automatic fail-over's inputs (`outcomes_log_end`,
 //! `tick`) and carries out `AppendPromote`. An action goes to whoever gave the input that
-//! caused it (`Shared::role_input`), so no thread takes another's action.
+//! caused it (`Shared::role_input`), so no thread takes another's action; the decision
+//! `new` makes when there is nothing to replay goes to the publisher (`Parts::assemble`).
 //!
 //! The rules, applied in log order so every replica agrees on them:
 //! - At start a replica is `CatchingUp`: it publishes nothing until it has seen the outcome

@@ -1,12 +1,19 @@
-//! The snapshot thread: encodes and hashes state copies; writes the ones that are due.
+//! The snapshot thread: encodes and hashes state copies; writes the ones that are due,
+//! once every outcome they cover is published. A step function (one job, or one look at
+//! whether the waiting snapshot's outcomes are published) driven by its own thread in
+//! production and by the simulator in tests.
 
 use crate::shared::{PanicGuard, Shared};
-use crate::SnapshotStatus;
-use crossbeam_channel::Receiver;
+use crate::{Progress, SnapshotStatus};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::State;
 use snapshotter::{Snapshot, SnapshotStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long the production driver waits for a job, or for outcomes to be published,
+/// before it looks again.
+const WAIT: Duration = Duration::from_secs(1);
 
 /// A copy of the state as of `offset`, from the engine thread.
 pub(crate) struct Job {
@@ -18,60 +25,117 @@ pub(crate) struct Job {
     pub(crate) pause_us: u64,
 }
 
+/// An encoded snapshot waiting for its outcomes to be published.
+struct Waiting {
+    snapshot: Snapshot,
+    pause_us: u64,
+    encode_ms: u64,
+}
+
 pub(crate) struct SnapshotThread {
     pub(crate) shared: Arc<Shared>,
     pub(crate) store: Box<dyn SnapshotStore>,
     pub(crate) jobs: Receiver<Job>,
     /// The requests log's identity, recorded in every snapshot.
     pub(crate) log_id: String,
+    waiting: Option<Waiting>,
 }
 
 impl SnapshotThread {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        store: Box<dyn SnapshotStore>,
+        jobs: Receiver<Job>,
+        log_id: String,
+    ) -> SnapshotThread {
+        SnapshotThread {
+            shared,
+            store,
+            jobs,
+            log_id,
+            waiting: None,
+        }
+    }
+
+    /// The production driver: steps, and while a snapshot waits for its outcomes, waits
+    /// on the status until they are published or the runtime stops.
     pub(crate) fn run(mut self) {
         let shared = Arc::clone(&self.shared);
         let _guard = PanicGuard {
             shared: &shared,
             thread: "snapshot",
         };
-        while let Ok(job) = self.jobs.recv() {
-            let started = Instant::now();
-            let snapshot = Snapshot::of_state(&job.state, crate::wall_clock_ms(), &self.log_id);
-            drop(job.state);
-            assert_eq!(snapshot.offset, job.offset);
-            let encode_ms = started.elapsed().as_millis() as u64;
-            let hash = snapshotter::hex(&snapshot.state_hash);
-            self.shared.update(|status| {
-                if status.state_hash_offset < Some(job.offset) {
-                    status.state_hash = hash;
-                    status.state_hash_offset = Some(job.offset);
+        loop {
+            match self.step(crate::wall_clock_ms(), WAIT) {
+                Progress::Worked | Progress::Idle => {}
+                Progress::Blocked => {
+                    let offset = self
+                        .waiting
+                        .as_ref()
+                        .expect("blocked on a snapshot")
+                        .snapshot
+                        .offset;
+                    self.shared
+                        .wait_for(WAIT, |status| self.published(status, offset));
                 }
-            });
-            if job.write && self.wait_until_published(job.offset) {
-                self.write(&snapshot, job.pause_us, encode_ms);
+                Progress::Stopped => return,
             }
         }
     }
 
-    /// A snapshot must never cover an outcome that is not in the outcomes log: a restart
-    /// from it would never publish that outcome. A standby publishes nothing and waits for
-    /// nothing. False when the runtime stopped first.
-    fn wait_until_published(&self, offset: u64) -> bool {
-        loop {
-            let shared = &self.shared;
-            let (status, published) = shared.wait_for(Duration::from_secs(1), |status| {
-                shared.publishes_nothing() || status.published_offset >= Some(offset)
-            });
-            if published {
-                return true;
+    /// Writes the waiting snapshot once its outcomes are published (blocked until then),
+    /// or takes the next job (waiting up to `wait` for it): encodes it, hashes it, and
+    /// writes it if it is due. Stopped once the engine is gone.
+    pub(crate) fn step(&mut self, now_ms: u64, wait: Duration) -> Progress {
+        if let Some(waiting) = self.waiting.take() {
+            let offset = waiting.snapshot.offset;
+            let status = self.shared.status();
+            if self.published(&status, offset) {
+                self.write(&waiting.snapshot, waiting.pause_us, waiting.encode_ms);
+                return Progress::Worked;
             }
             if self.shared.stopping() || status.failure.is_some() {
                 tracing::info!(
                     offset,
                     "snapshot abandoned: stopping before its outcomes were published"
                 );
-                return false;
+                return Progress::Worked;
             }
+            self.waiting = Some(waiting);
+            return Progress::Blocked;
         }
+        let job = match self.jobs.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => return Progress::Idle,
+            Err(RecvTimeoutError::Disconnected) => return Progress::Stopped,
+        };
+        let started = Instant::now();
+        let snapshot = Snapshot::of_state(&job.state, now_ms, &self.log_id);
+        drop(job.state);
+        assert_eq!(snapshot.offset, job.offset);
+        let encode_ms = started.elapsed().as_millis() as u64;
+        let hash = snapshotter::hex(&snapshot.state_hash);
+        self.shared.update(|status| {
+            if status.state_hash_offset < Some(job.offset) {
+                status.state_hash = hash;
+                status.state_hash_offset = Some(job.offset);
+            }
+        });
+        if job.write {
+            self.waiting = Some(Waiting {
+                snapshot,
+                pause_us: job.pause_us,
+                encode_ms,
+            });
+        }
+        Progress::Worked
+    }
+
+    /// A snapshot must never cover an outcome that is not in the outcomes log: a restart
+    /// from it would never publish that outcome. A standby publishes nothing and waits for
+    /// nothing.
+    fn published(&self, status: &crate::EngineStatus, offset: u64) -> bool {
+        self.shared.publishes_nothing() || status.published_offset >= Some(offset)
     }
 
     fn write(&mut self, snapshot: &Snapshot, pause_us: u64, encode_ms: u64) {

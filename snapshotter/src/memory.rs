@@ -61,6 +61,15 @@ impl MemoryStore {
         self.lock().snapshots.keys().copied().collect()
     }
 
+    /// Whether the last write is still stored: a write below the newest kept offsets (a
+    /// replica that restarted from an older snapshot) is pruned at once.
+    pub fn last_write_kept(&self) -> bool {
+        let inner = self.lock();
+        inner
+            .last_written
+            .is_some_and(|offset| inner.snapshots.contains_key(&offset))
+    }
+
     /// Keeps only the first `state_bytes` bytes of the last write's state, as a write torn
     /// by a crash would.
     pub fn tear_last_write(&self, state_bytes: usize) {
