@@ -326,7 +326,11 @@ impl IdempotencyIndex {
 
     /// Entries on disk, expired or not (a full scan: tests and tools only).
     pub fn stored_entries(&self) -> usize {
-        self.db.iterator(rocksdb::IteratorMode::Start).count()
+        self.db
+            .prefix_iterator([ENTRY_PREFIX])
+            .filter_map(Result::ok)
+            .take_while(|(key, _)| key.first() == Some(&ENTRY_PREFIX))
+            .count()
     }
 
     /// Flushes and compacts everything, so expired entries leave the disk now.
