@@ -87,7 +87,9 @@ impl Follower {
             let drained = records.len() < POLL_RECORDS_MAX;
             let outcomes = self.assemble(&mut assembler, &records);
             let count = outcomes.len() as u64;
-            self.status.outcomes_read.fetch_add(count, Ordering::Relaxed);
+            self.status
+                .outcomes_read
+                .fetch_add(count, Ordering::Relaxed);
             self.apply(outcomes);
             self.snapshots.note_outcomes(count);
             if self.snapshots.due() {

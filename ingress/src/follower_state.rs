@@ -102,10 +102,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<FollowerState, String> {
         bincode::serde::decode_from_slice(body, bincode::config::standard())
             .map_err(|error| format!("the read model does not decode: {error}"))?;
     if read != body.len() {
-        return Err(format!(
-            "{} bytes follow the read model",
-            body.len() - read
-        ));
+        return Err(format!("{} bytes follow the read model", body.len() - read));
     }
     Ok(FollowerState { model, position })
 }
@@ -161,11 +158,7 @@ pub(crate) fn load_newest(
         };
         match loaded {
             Ok(state) => {
-                tracing::info!(
-                    offset,
-                    position = state.position,
-                    "ingress snapshot loaded"
-                );
+                tracing::info!(offset, position = state.position, "ingress snapshot loaded");
                 return Ok((Some(state), skipped));
             }
             Err(reason) => {
@@ -352,7 +345,11 @@ mod tests {
         assert_eq!(&bytes[..5], b"BXRM\x01");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
-        assert_eq!(encode(42, &decoded.model), bytes, "canonical: the same bytes");
+        assert_eq!(
+            encode(42, &decoded.model),
+            bytes,
+            "canonical: the same bytes"
+        );
 
         let mut other_version = bytes.clone();
         other_version[4] = 2;

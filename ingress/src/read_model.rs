@@ -24,7 +24,9 @@ fn sorted<K: Ord + Serialize, V: Serialize, S: Serializer>(
     map: &HashMap<K, V>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    map.iter().collect::<BTreeMap<&K, &V>>().serialize(serializer)
+    map.iter()
+        .collect::<BTreeMap<&K, &V>>()
+        .serialize(serializer)
 }
 
 const TAG_HELD: u64 = 1 << 62;

@@ -129,7 +129,12 @@ fn stop(ingress: Ingress) -> Option<u64> {
 }
 
 /// What a user and the admin see, as JSON, for comparing two ingresses.
-async fn views(ingress: &Ingress, event: &str, holds: &[String], bookings: &[String]) -> Vec<Value> {
+async fn views(
+    ingress: &Ingress,
+    event: &str,
+    holds: &[String],
+    bookings: &[String],
+) -> Vec<Value> {
     let router = ingress.router();
     let ann = token("ann");
     let mut seen = Vec::new();
@@ -207,7 +212,11 @@ async fn a_restarted_ingress_reads_only_the_outcomes_after_its_snapshot_and_answ
     assert_eq!(first.state().resumed_from(), None);
     let (event, holds, bookings) = history(&first).await;
     let applied = first.state().applied_offset().unwrap();
-    assert_eq!(stop(first), Some(applied), "the last snapshot is taken at stop");
+    assert_eq!(
+        stop(first),
+        Some(applied),
+        "the last snapshot is taken at stop"
+    );
 
     // Outcomes the stopped ingress has not seen.
     let tail = [
@@ -241,12 +250,24 @@ async fn a_restarted_ingress_reads_only_the_outcomes_after_its_snapshot_and_answ
     let requests_end = logs.requests.writer().end_offset().unwrap();
     let from_resumed = hold(&resumed.router(), &event, 3, "h2").await;
     let from_rebuilt = hold(&rebuilt.router(), &event, 3, "h2").await;
-    assert_eq!(from_resumed.status, from_rebuilt.status, "{}", from_resumed.text);
+    assert_eq!(
+        from_resumed.status, from_rebuilt.status,
+        "{}",
+        from_resumed.text
+    );
     assert_eq!(from_resumed.body, from_rebuilt.body);
-    assert_eq!(from_resumed.body["hold_id"].as_str(), Some(holds[1].as_str()));
+    assert_eq!(
+        from_resumed.body["hold_id"].as_str(),
+        Some(holds[1].as_str())
+    );
     assert_eq!(logs.requests.writer().end_offset().unwrap(), requests_end);
     let reused = hold(&resumed.router(), &event, 4, "h2").await;
-    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reused.text);
+    assert_eq!(
+        reused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reused.text
+    );
 
     // New writes go on from the resumed model.
     let more = hold(&resumed.router(), &event, 2, "h4").await;

@@ -24,7 +24,9 @@ fn bootstrap() -> Option<String> {
             panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
         }
         _ => {
-            eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)");
+            eprintln!(
+                "note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)"
+            );
             None
         }
     }

@@ -140,8 +140,13 @@ fn main() {
         .next()
         .and_then(|count| count.parse().ok())
         .expect("usage: ingress_restart OUTCOMES DIR [TAIL]");
-    let dir = std::path::PathBuf::from(args.next().expect("usage: ingress_restart OUTCOMES DIR [TAIL]"));
-    let tail: u64 = args.next().map_or(10_000, |tail| tail.parse().expect("TAIL"));
+    let dir = std::path::PathBuf::from(
+        args.next()
+            .expect("usage: ingress_restart OUTCOMES DIR [TAIL]"),
+    );
+    let tail: u64 = args
+        .next()
+        .map_or(10_000, |tail| tail.parse().expect("TAIL"));
     let _ = std::fs::remove_dir_all(&dir);
     let requests = EmbeddedLog::open(dir.join("requests"), EmbeddedOptions::default())
         .expect("opening the requests log");
@@ -158,7 +163,12 @@ fn main() {
         dir_bytes(&dir.join("outcomes")) >> 20
     );
     let state_dir = dir.join("ingress");
-    time_start("no snapshot (rebuilt from offset 0)", &requests, &outcomes, &state_dir);
+    time_start(
+        "no snapshot (rebuilt from offset 0)",
+        &requests,
+        &outcomes,
+        &state_dir,
+    );
     filler.fill(&outcomes, tail);
     time_start(
         &format!("from its snapshot, {tail} outcomes after it"),
