@@ -77,6 +77,15 @@ impl Follower {
         while !stop.load(Ordering::Acquire) {
             let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
                 Ok(records) => records,
+                Err(requestlog::LogError::OffsetOutOfRange { start_offset, .. })
+                    if reader.position() < start_offset =>
+                {
+                    // Retention removed what this follower has not read: never skip it.
+                    self.metrics.outcome_read_errors.inc();
+                    self.status.note_truncated(reader.position(), start_offset);
+                    std::thread::sleep(ERROR_BACKOFF);
+                    continue;
+                }
                 Err(error) => {
                     self.metrics.outcome_read_errors.inc();
                     tracing::error!(%error, position = reader.position(), "reading the outcomes log failed");

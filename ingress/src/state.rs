@@ -78,6 +78,10 @@ pub(crate) struct FollowerStatus {
     /// The first gap seen in the outcomes log: (the offset expected, the offset that came).
     /// The read model then lacks what those outcomes did, so readiness stays 503.
     pub(crate) gap: Mutex<Option<(u64, u64)>>,
+    /// Set when the outcomes log no longer holds the record the follower reads next:
+    /// (that record, the log's first record). The read model then lacks what the removed
+    /// outcomes did, so readiness stays 503.
+    pub(crate) truncated: Mutex<Option<(u64, u64)>>,
     /// Outcomes read from the outcomes log since start (duplicates and replays included).
     pub(crate) outcomes_read: AtomicU64,
     /// The offset of the snapshot the read model started from, plus one (0: from offset 0).
@@ -121,6 +125,28 @@ impl FollowerStatus {
             );
             *gap = Some((expected, seen));
         }
+    }
+
+    pub(crate) fn note_truncated(&self, position: u64, start_offset: u64) {
+        let mut truncated = self
+            .truncated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if truncated.is_none() {
+            tracing::error!(
+                position,
+                start_offset,
+                "the outcomes log no longer holds the records this ingress reads next: the read model is stale and readiness says so"
+            );
+            *truncated = Some((position, start_offset));
+        }
+    }
+
+    pub(crate) fn truncated(&self) -> Option<(u64, u64)> {
+        *self
+            .truncated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn gap(&self) -> Option<(u64, u64)> {

@@ -13,6 +13,7 @@ use requestlog::{EmbeddedLog, EmbeddedOptions, LogError, LogReader, LogRecord, L
 use serde_json::{json, Value};
 use snapshotter::{RocksStore, RocksStoreOptions, Snapshot, SnapshotStore};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -276,30 +277,37 @@ async fn a_restarted_ingress_reads_only_the_outcomes_after_its_snapshot_and_answ
     stop(resumed);
 }
 
-/// Reads `inner`, as a log whose records before `start_offset` retention has removed.
+/// Reads `inner`, as a log whose records before `start_offset` retention has removed
+/// (raised while it is read, as retention does).
 struct Truncated {
     inner: Box<dyn LogReader>,
-    start_offset: u64,
+    start_offset: Arc<AtomicU64>,
+}
+
+impl Truncated {
+    fn out_of_range(&self, offset: u64) -> Option<LogError> {
+        let start_offset = self.start_offset.load(Ordering::Acquire);
+        (offset < start_offset).then(|| LogError::OffsetOutOfRange {
+            offset,
+            start_offset,
+            end_offset: self.inner.end_offset().unwrap(),
+        })
+    }
 }
 
 impl LogReader for Truncated {
     fn seek(&mut self, offset: u64) -> Result<(), LogError> {
-        if offset < self.start_offset {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start_offset: self.start_offset,
-                end_offset: self.inner.end_offset()?,
-            });
+        match self.out_of_range(offset) {
+            Some(error) => Err(error),
+            None => self.inner.seek(offset),
         }
-        self.inner.seek(offset)
     }
 
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError> {
-        assert!(
-            self.inner.position() >= self.start_offset,
-            "read a removed record"
-        );
-        self.inner.poll(max_records, timeout)
+        match self.out_of_range(self.inner.position()) {
+            Some(error) => Err(error),
+            None => self.inner.poll(max_records, timeout),
+        }
     }
 
     fn position(&self) -> u64 {
@@ -325,7 +333,7 @@ async fn an_ingress_follows_a_log_whose_early_outcomes_are_gone_from_its_snapsho
     let truncated = || {
         Box::new(Truncated {
             inner: Box::new(logs.outcomes.reader()),
-            start_offset,
+            start_offset: Arc::new(AtomicU64::new(start_offset)),
         })
     };
     let resumed = logs.resume(truncated()).unwrap();
@@ -354,6 +362,47 @@ async fn an_ingress_follows_a_log_whose_early_outcomes_are_gone_from_its_snapsho
             && refused.contains("retention"),
         "{refused}"
     );
+}
+
+/// Retention removes outcomes a running ingress has not read yet (it lagged behind the
+/// outcomes log's retention): `/readyz` says so, instead of serving a stale model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_whose_unread_outcomes_are_removed_is_not_ready_and_says_why() {
+    let logs = Logs::open();
+    let start_offset = Arc::new(AtomicU64::new(0));
+    let ingress = logs
+        .resume(Box::new(Truncated {
+            inner: Box::new(logs.outcomes.reader()),
+            start_offset: Arc::clone(&start_offset),
+        }))
+        .unwrap();
+    ready(&ingress).await;
+    history(&ingress).await;
+    let end = logs.outcomes.end_offset();
+    start_offset.store(end + 2, Ordering::Release);
+    let router = ingress.router();
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    let answer = loop {
+        let answer = call(&router, Method::GET, "/readyz", None, None).await;
+        if answer.reason() == "outcomes_truncated" {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never named the removed outcomes: {}",
+            answer.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    let message = answer.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("now starts at record {}", end + 2))
+            && message.contains(&format!("read only up to record {end}")),
+        "{message}"
+    );
+    drop(router);
+    stop(ingress);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
