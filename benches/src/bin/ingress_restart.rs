@@ -63,7 +63,7 @@ impl Filler {
             if frames.len() >= APPEND_RECORDS_MAX {
                 append(outcomes, std::mem::take(&mut frames));
             }
-            if self.next_offset % 1_000_000 == 0 {
+            if self.next_offset.is_multiple_of(1_000_000) {
                 eprintln!("filled {} outcomes", self.next_offset);
             }
         }
