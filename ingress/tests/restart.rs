@@ -406,7 +406,8 @@ async fn an_ingress_whose_unread_outcomes_are_removed_is_not_ready_and_says_why(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_of_another_log_is_refused_and_a_corrupt_one_is_skipped_for_an_older_one() {
+async fn a_snapshot_of_another_log_is_refused_a_corrupt_one_is_skipped_for_an_older_one_and_one_without_its_index_too(
+) {
     let logs = Logs::open();
     let first = logs.resume(Box::new(logs.outcomes.reader())).unwrap();
     ready(&first).await;
@@ -473,5 +474,21 @@ async fn a_snapshot_of_another_log_is_refused_and_a_corrupt_one_is_skipped_for_a
         views(&rebuilt, &event, &holds, &bookings).await
     );
     rebuilt.stop();
-    stop(resumed);
+    let last = stop(resumed).unwrap();
+
+    // The index lost (a snapshot counts on the index beside it covering it): every
+    // snapshot is skipped and the model and index are rebuilt from offset 0.
+    std::fs::remove_dir_all(logs.state_dir().join("slot-0").join("index")).unwrap();
+    let rebuilt_here = logs.resume(Box::new(logs.outcomes.reader())).unwrap();
+    ready(&rebuilt_here).await;
+    assert_eq!(rebuilt_here.state().resumed_from(), None);
+    assert_eq!(rebuilt_here.state().outcomes_read(), last + 1);
+    let repeat = hold(&rebuilt_here.router(), &event, 3, "h2").await;
+    assert_eq!(
+        repeat.body["hold_id"].as_str(),
+        Some(holds[1].as_str()),
+        "{}",
+        repeat.text
+    );
+    stop(rebuilt_here);
 }
