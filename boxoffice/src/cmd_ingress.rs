@@ -50,14 +50,18 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
         },
         engine: settings.engine_config(),
         development: settings.development,
-        idempotency_index_dir: Some(idempotency_index_dir(&settings.data_dir)),
+        state_dir: Some(ingress_state_dir(&settings.data_dir)),
+        snapshot_every_outcomes: settings.snapshot.ingress_every_outcomes,
+        snapshot_interval: Duration::from_millis(settings.snapshot.ingress_every_ms),
+        snapshots_keep: settings.snapshot.ingress_keep,
         ..IngressConfig::default()
     })
 }
 
-/// Where ingresses keep their idempotency index (each in a slot of its own).
-pub(crate) fn idempotency_index_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
-    data_dir.join("idempotency")
+/// Where ingresses keep their state, each in a slot of its own: the idempotency index and
+/// read-model snapshots (`ingress::follower_state`).
+pub(crate) fn ingress_state_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("ingress")
 }
 
 /// Binds `listen`, waits until the read model has caught up with the outcomes log, prints
@@ -130,8 +134,14 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
         .reader()
         .map_err(log_error("cannot open the outcomes topic's reader"))?;
     // The engine runs in another process: the operator endpoints answer 503 here.
-    let ingress = Ingress::start(config, Arc::new(writer), Box::new(reader), None)
-        .map_err(ToolError::Invalid)?;
+    let ingress = Ingress::start_resuming(
+        config,
+        Arc::new(writer),
+        Box::new(reader),
+        outcomes.log_id(),
+        None,
+    )
+    .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(&listen, &ingress, axum::Router::new(), || {});
     ingress.stop();

@@ -1,11 +1,11 @@
 //! `boxoffice serve`: everything in one process on the embedded log — the engine runtime
 //! (reader, engine, publisher, ticker, snapshots) on `<data_dir>/requests`,
 //! `<data_dir>/outcomes` and `<data_dir>/snapshots`, and the HTTP ingress in front of it
-//! (its idempotency index in `<data_dir>/idempotency`).
+//! (its idempotency index and read-model snapshots in `<data_dir>/ingress`).
 //!
 //! Start-up: open the logs and the snapshot store, start the runtime (it restores the
-//! newest snapshot and replays the tail), start the ingress (its follower reads the outcomes
-//! log from 0), wait until both have caught up, then print `listening on http://ADDR`.
+//! newest snapshot and replays the tail), start the ingress (it loads its newest read-model
+//! snapshot and its follower reads the outcomes after it), wait until both have caught up, then print `listening on http://ADDR`.
 //! Shutdown (SIGINT/SIGTERM): stop accepting, finish in-flight requests, stop the ingress,
 //! then the runtime (which publishes what it applied).
 
@@ -38,7 +38,7 @@ pub(crate) fn run(
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let ingress_config = IngressConfig {
-        idempotency_index_dir: Some(cmd_ingress::idempotency_index_dir(&data_dir)),
+        state_dir: Some(cmd_ingress::ingress_state_dir(&data_dir)),
         ..cmd_ingress::ingress_config(settings).map_err(ToolError::Invalid)?
     };
     ingress_config.validate().map_err(ToolError::Invalid)?;
@@ -67,10 +67,11 @@ pub(crate) fn run(
         .outcomes
         .open_reader()
         .map_err(log_error("cannot open the outcomes log's reader"))?;
-    let ingress = Ingress::start(
+    let ingress = Ingress::start_resuming(
         ingress_config,
         writer,
         reader,
+        &logs.outcomes.log_id(),
         Some(Arc::new(RuntimeControl(handle.clone()))),
     )
     .map_err(ToolError::Invalid)?;

@@ -287,6 +287,27 @@ pub(crate) struct SnapshotSettings {
     pub(crate) every_records: u64,
     pub(crate) every_ms: u64,
     pub(crate) keep: usize,
+    /// The ingress's read-model snapshots: every this many outcomes...
+    #[serde(default = "default_ingress_every_outcomes")]
+    pub(crate) ingress_every_outcomes: u64,
+    /// ...or this long after the last one...
+    #[serde(default = "default_ingress_every_ms")]
+    pub(crate) ingress_every_ms: u64,
+    /// ...keeping the newest this many.
+    #[serde(default = "default_ingress_keep")]
+    pub(crate) ingress_keep: usize,
+}
+
+fn default_ingress_every_outcomes() -> u64 {
+    1_000_000
+}
+
+fn default_ingress_every_ms() -> u64 {
+    60_000
+}
+
+fn default_ingress_keep() -> usize {
+    2
 }
 
 /// The development defaults that must never protect real data.

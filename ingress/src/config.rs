@@ -53,10 +53,18 @@ pub struct IngressConfig {
     /// Development mode (`boxoffice --dev`): development-only endpoints exist. Off by
     /// default; the binary refuses demo secrets outside it.
     pub development: bool,
-    /// Where the idempotency index keeps its RocksDB (a slot per running ingress under
-    /// it); `None` keeps it in memory, for tests and tools. Its window is
-    /// `engine.idempotency_window_ms`.
-    pub idempotency_index_dir: Option<PathBuf>,
+    /// Where the follower keeps its state: a slot per running ingress under it, each with
+    /// the idempotency index (window `engine.idempotency_window_ms`) and, for an ingress
+    /// started with its outcomes log's identity (`Ingress::start_resuming`), read-model
+    /// snapshots (`follower_state`). `None` keeps the index in memory and takes no
+    /// snapshots, for tests and tools.
+    pub state_dir: Option<PathBuf>,
+    /// A read-model snapshot is taken after this many outcomes...
+    pub snapshot_every_outcomes: u64,
+    /// ...or this long after the last one, if any outcome came since.
+    pub snapshot_interval: Duration,
+    /// Read-model snapshots kept per slot (the newest).
+    pub snapshots_keep: usize,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -119,7 +127,10 @@ impl Default for IngressConfig {
             request_timeout: Duration::from_millis(70_000),
             trusted_proxies: Vec::new(),
             development: false,
-            idempotency_index_dir: None,
+            state_dir: None,
+            snapshot_every_outcomes: 1_000_000,
+            snapshot_interval: Duration::from_secs(60),
+            snapshots_keep: 2,
         }
     }
 }
@@ -190,6 +201,12 @@ impl IngressConfig {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
             }
+        }
+        if self.snapshot_every_outcomes == 0
+            || self.snapshot_interval.is_zero()
+            || self.snapshots_keep == 0
+        {
+            return Err("ingress.snapshot_every_outcomes, ingress.snapshot_interval_ms and ingress.snapshots_keep must be positive".into());
         }
         if self.request_timeout <= self.outcome_timeout {
             return Err(format!(

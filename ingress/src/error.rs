@@ -149,6 +149,9 @@ reasons! {
     /// The read model is behind the outcomes log (`/readyz`).
     CatchingUp = "catching_up",
     OutcomesGap = "outcomes_gap",
+    /// The outcomes log no longer holds the records the follower reads next (retention
+    /// removed them): the read model is stale (`/readyz`).
+    OutcomesTruncated = "outcomes_truncated",
     /// The engine runtime has stopped (`/readyz` in `serve`).
     EngineStopped = "engine_stopped",
     /// Requests wait for outcomes and none has come for the outcome timeout (`/readyz`).

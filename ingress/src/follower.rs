@@ -1,4 +1,5 @@
-//! The outcome follower: one thread reads the outcomes log from offset 0, reassembles
+//! The outcome follower: one thread reads the outcomes log (from offset 0, or from after
+//! the snapshot it resumed from: `follower_state`), reassembles
 //! each outcome from its frames (`engine::wire::OutcomeAssembler`: an outcome of any size
 //! spans several records), applies it to the read model, then completes the write
 //! waiting on its offset and wakes long-polls.
@@ -8,7 +9,13 @@
 //! Architecture invariant: outcomes are applied in strictly increasing input offsets; a
 //! repeated offset (an engine that restarted re-publishes) is dropped, and a `replayed`
 //! outcome (an idempotent repeat) answers its waiter but changes nothing.
+//!
+//! Every `snapshot_every_outcomes` outcomes or `snapshot_interval` it hands a copy of the
+//! model to the snapshot thread (`follower_state`), never waiting for it, with the outcomes
+//! log position after the record that completed the model's last outcome (where a restart
+//! reads from: a fresh assembler there sees only whole outcomes or torn copies it drops).
 
+use crate::follower_state::{SnapshotJob, SnapshotTrigger};
 use crate::idempotency_index::IdempotencyIndex;
 use crate::live::{self, EventFeeds};
 use crate::metrics::Metrics;
@@ -39,11 +46,14 @@ pub(crate) struct Follower {
     pub(crate) status: Arc<FollowerStatus>,
     /// Seat-map streams, woken per event after the model applied a change to it.
     pub(crate) feeds: Arc<EventFeeds>,
+    pub(crate) snapshots: SnapshotTrigger,
+    /// The outcomes log record after the one that completed the last outcome read.
+    pub(crate) resume_position: u64,
 }
 
 impl Follower {
     pub(crate) fn spawn(
-        self,
+        mut self,
         mut reader: Box<dyn LogReader>,
         stop: Arc<AtomicBool>,
     ) -> JoinHandle<()> {
@@ -54,16 +64,28 @@ impl Follower {
                 self.status.running.store(true, Ordering::Release);
                 self.run(&mut *reader, &stop);
                 self.status.running.store(false, Ordering::Release);
+                // The last snapshot: a restart after a clean stop reads nothing again.
+                let job = self.snapshot_job();
+                self.snapshots.finish(job);
             })
             .expect("spawning the outcome follower")
     }
 
-    fn run(&self, reader: &mut dyn LogReader, stop: &AtomicBool) {
+    fn run(&mut self, reader: &mut dyn LogReader, stop: &AtomicBool) {
         let mut last_end_check: Option<Instant> = None;
         let mut assembler = OutcomeAssembler::new();
         while !stop.load(Ordering::Acquire) {
             let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
                 Ok(records) => records,
+                Err(requestlog::LogError::OffsetOutOfRange { start_offset, .. })
+                    if reader.position() < start_offset =>
+                {
+                    // Retention removed what this follower has not read: never skip it.
+                    self.metrics.outcome_read_errors.inc();
+                    self.status.note_truncated(reader.position(), start_offset);
+                    std::thread::sleep(ERROR_BACKOFF);
+                    continue;
+                }
                 Err(error) => {
                     self.metrics.outcome_read_errors.inc();
                     tracing::error!(%error, position = reader.position(), "reading the outcomes log failed");
@@ -73,7 +95,17 @@ impl Follower {
             };
             let drained = records.len() < POLL_RECORDS_MAX;
             let outcomes = self.assemble(&mut assembler, &records);
+            let count = outcomes.len() as u64;
+            self.status
+                .outcomes_read
+                .fetch_add(count, Ordering::Relaxed);
             self.apply(outcomes);
+            self.snapshots.note_outcomes(count);
+            if self.snapshots.due() {
+                if let Some(job) = self.snapshot_job() {
+                    self.snapshots.offer(job);
+                }
+            }
             self.status
                 .position
                 .store(reader.position(), Ordering::Release);
@@ -100,12 +132,19 @@ impl Follower {
     /// The outcomes that `records` complete. A record that is not a frame, or frames that
     /// do not decode, are counted and logged; frames that continue no outcome (a torn
     /// outcome, published again from frame 0) are logged.
-    fn assemble(&self, assembler: &mut OutcomeAssembler, records: &[LogRecord]) -> Vec<Outcome> {
+    fn assemble(
+        &mut self,
+        assembler: &mut OutcomeAssembler,
+        records: &[LogRecord],
+    ) -> Vec<Outcome> {
         let mut outcomes = Vec::new();
         for record in records {
             let ignored_before = assembler.frames_ignored();
             match assembler.push(&record.payload) {
-                Ok(Some(outcome)) => outcomes.push(outcome),
+                Ok(Some(outcome)) => {
+                    outcomes.push(outcome);
+                    self.resume_position = record.offset + 1;
+                }
                 Ok(None) => {}
                 Err(reason) => {
                     self.metrics.outcomes_undecodable.inc();
@@ -122,6 +161,25 @@ impl Follower {
             }
         }
         outcomes
+    }
+
+    /// A copy of the model for a snapshot; `None` when there is nothing to snapshot, or the
+    /// model is stale (a gap: a restart must not resume from it).
+    fn snapshot_job(&self) -> Option<SnapshotJob> {
+        if !self.snapshots.pending() || self.status.gap().is_some() {
+            return None;
+        }
+        // The follower is the model's only writer: a read lock gives a consistent copy.
+        let model = self
+            .model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        model.applied_offset?;
+        Some(SnapshotJob {
+            model,
+            position: self.resume_position,
+        })
     }
 
     /// Applies a batch under one write lock, then answers waiters and long-polls.

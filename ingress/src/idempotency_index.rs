@@ -24,10 +24,15 @@
 //! and a compaction filter deletes it from disk when RocksDB next compacts its file
 //! (periodic compaction bounds how long that can wait).
 //!
-//! Like the read model, the index is rebuilt from the outcomes log at every start (the
-//! follower reads it from offset 0), so it needs no write-ahead log and no recovery: on
-//! open it claims a free slot directory (`slot-<n>`, one per running ingress, so several
-//! ingresses may share a data directory) and empties it.
+//! Like the read model, the index is derived from the outcomes log, so it needs no
+//! write-ahead log: every batch also records the last outcome it covers (`covered`), and
+//! what a crash loses is a suffix, which the follower records again. An ingress claims a
+//! free slot directory (`slot-<n>`, one per running ingress, so several ingresses may
+//! share a state directory; the index lives in `slot-<n>/index`, the read-model snapshots
+//! beside it). [`IdempotencyIndex::open`] empties the slot (rebuilt from offset 0);
+//! [`IdempotencyIndex::open_resumable`] keeps it, for an ingress that resumes from a
+//! read-model snapshot (`follower_state`), and refuses a slot built from another outcomes
+//! log.
 
 use engine::{IdempotencyStamp, Outcome, Rejection, Reply};
 use rocksdb::compaction_filter::Decision;
@@ -43,6 +48,12 @@ const SLOTS_MAX: usize = 64;
 const PERIODIC_COMPACTION_SECONDS: u64 = 6 * 3600;
 /// Key prefix of entries (leaves room for other kinds of keys later).
 const ENTRY_PREFIX: u8 = b'k';
+/// The identity of the outcomes log a resumable index is built from.
+const LOG_ID_KEY: &[u8] = b"l";
+/// What the index covers (`Covered`: two u64, big-endian), written with every batch.
+const COVERED_KEY: &[u8] = b"p";
+/// The index's directory inside its slot.
+const INDEX_DIR: &str = "index";
 /// An entry's value: log time (8 bytes, big-endian, read by the compaction filter without
 /// decoding), the request's fingerprint, then bincode of (input offset, answer).
 const TIME_BYTES: usize = 8;
@@ -56,6 +67,12 @@ pub enum IndexError {
     NoFreeSlot(PathBuf),
     #[error("idempotency index: corrupt entry: {0}")]
     Corrupt(String),
+    #[error("the ingress state in {} was built from the outcomes log {found}, not from this ingress's outcomes log {log_id}: the configured log or data directory is not the one this state belongs to (move the directory away to rebuild it from this log)", slot.display())]
+    OtherLog {
+        slot: PathBuf,
+        found: String,
+        log_id: String,
+    },
 }
 
 /// What the index knows of a stamped key.
@@ -114,32 +131,93 @@ impl IdempotencyIndex {
             let db = DB::open(&options, "/idempotency")?;
             return Ok(Self::new(db, None, window_ms, horizon_ms));
         };
-        std::fs::create_dir_all(dir).map_err(|error| {
-            IndexError::Corrupt(format!("cannot create {}: {error}", dir.display()))
-        })?;
-        let mut claimed = None;
-        for slot in 0..SLOTS_MAX {
-            let path = dir.join(format!("slot-{slot}"));
-            // Destroying takes the slot's lock, so it fails while another ingress holds it;
-            // a slot left by an ingress that stopped is emptied (and reused, or removed).
-            if path.exists() {
-                match DB::destroy(&options, &path) {
-                    Ok(()) => {}
-                    Err(error) if is_lock_error(&error) => continue,
-                    Err(error) => return Err(error.into()),
-                }
+        let (db, slot) = claim_slot(dir, &options)?;
+        let index = Self::new(db, Some(slot), window_ms, horizon_ms);
+        index.clear()?;
+        Ok(index)
+    }
+
+    /// Opens the index of a free slot under `dir` as it was left, for an ingress that resumes
+    /// from a read-model snapshot of the outcomes log `log_id` (`follower_state`). A slot
+    /// built from no log yet (new, or left by [`IdempotencyIndex::open`]) is emptied and
+    /// marked with `log_id`; a slot built from another log is refused, naming both.
+    /// Returns the index and what it covers (`None`: nothing, rebuild from offset 0).
+    pub fn open_resumable(
+        dir: &Path,
+        window_ms: u64,
+        log_id: &str,
+    ) -> Result<(IdempotencyIndex, Option<Covered>), IndexError> {
+        let horizon_ms = Arc::new(AtomicU64::new(0));
+        let options = Self::options(Arc::clone(&horizon_ms));
+        let (db, slot) = claim_slot(dir, &options)?;
+        let index = Self::new(db, Some(slot), window_ms, horizon_ms);
+        match index.db.get(LOG_ID_KEY)? {
+            Some(found) if found == log_id.as_bytes() => {}
+            Some(found) => {
+                return Err(IndexError::OtherLog {
+                    slot: index.path.clone().unwrap_or_default(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                    log_id: log_id.to_string(),
+                })
             }
-            if claimed.is_some() {
-                continue;
-            }
-            match DB::open(&options, &path) {
-                Ok(db) => claimed = Some((db, path)),
-                Err(error) if is_lock_error(&error) => continue,
-                Err(error) => return Err(error.into()),
+            None => {
+                index.clear()?;
+                let mut write = WriteOptions::default();
+                write.set_sync(true);
+                index.db.put_opt(LOG_ID_KEY, log_id.as_bytes(), &write)?;
             }
         }
-        let (db, path) = claimed.ok_or_else(|| IndexError::NoFreeSlot(dir.to_path_buf()))?;
-        Ok(Self::new(db, Some(path), window_ms, horizon_ms))
+        let covered = index.covered()?;
+        if let Some(covered) = covered {
+            index.set_clock(covered.clock_ms);
+        }
+        Ok((index, covered))
+    }
+
+    /// What the index has recorded (as far as it is on disk after a crash: entries are
+    /// written without a write-ahead log, and RocksDB flushes them in order, so what
+    /// survives is a prefix, and this key says which).
+    pub fn covered(&self) -> Result<Option<Covered>, IndexError> {
+        let Some(value) = self.db.get(COVERED_KEY)? else {
+            return Ok(None);
+        };
+        let word = |at: usize| {
+            value
+                .get(at..at + 8)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| IndexError::Corrupt(format!("a {}-byte coverage", value.len())))
+        };
+        Ok(Some(Covered {
+            offset: word(0)?,
+            clock_ms: word(8)?,
+        }))
+    }
+
+    /// Forgets every entry and what the index covered (an index that will be rebuilt from
+    /// offset 0).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range([ENTRY_PREFIX], [ENTRY_PREFIX + 1]);
+        batch.delete(COVERED_KEY);
+        let mut write = WriteOptions::default();
+        write.set_sync(true);
+        self.db.write_opt(batch, &write)?;
+        self.set_clock(0);
+        Ok(())
+    }
+
+    /// Makes everything recorded so far durable (before a read-model snapshot that counts
+    /// on it is written).
+    pub fn flush(&self) -> Result<(), IndexError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn set_clock(&self, clock_ms: u64) {
+        self.clock_ms.store(clock_ms, Ordering::Release);
+        self.horizon_ms
+            .store(clock_ms.saturating_sub(self.window_ms), Ordering::Relaxed);
     }
 
     fn new(db: DB, path: Option<PathBuf>, window_ms: u64, horizon_ms: Arc<AtomicU64>) -> Self {
@@ -189,23 +267,30 @@ impl IdempotencyIndex {
     ) -> Result<(), IndexError> {
         let mut batch = WriteBatch::default();
         let mut clock_ms = self.clock_ms();
+        let mut last_offset = None;
         for outcome in outcomes {
             clock_ms = clock_ms.max(outcome.time_ms);
+            last_offset = Some(outcome.offset);
             let Some(stamp) = &outcome.idempotency else {
                 continue;
             };
             debug_assert!(!outcome.replayed);
             batch.put(entry_key(stamp), encode_entry(outcome, stamp));
         }
+        if let Some(offset) = last_offset {
+            let mut covered = [0; 16];
+            covered[..8].copy_from_slice(&offset.to_be_bytes());
+            covered[8..].copy_from_slice(&clock_ms.to_be_bytes());
+            batch.put(COVERED_KEY, covered);
+        }
         if !batch.is_empty() {
             let mut write = WriteOptions::default();
-            // Rebuilt from the outcomes log at every start: nothing to recover.
+            // No write-ahead log: what a crash loses is a suffix (see `covered`), which the
+            // follower records again from its snapshot's offset (or from offset 0).
             write.disable_wal(true);
             self.db.write_opt(batch, &write)?;
         }
-        self.clock_ms.store(clock_ms, Ordering::Release);
-        self.horizon_ms
-            .store(clock_ms.saturating_sub(self.window_ms), Ordering::Relaxed);
+        self.set_clock(clock_ms);
         Ok(())
     }
 
@@ -241,7 +326,11 @@ impl IdempotencyIndex {
 
     /// Entries on disk, expired or not (a full scan: tests and tools only).
     pub fn stored_entries(&self) -> usize {
-        self.db.iterator(rocksdb::IteratorMode::Start).count()
+        self.db
+            .prefix_iterator([ENTRY_PREFIX])
+            .filter_map(Result::ok)
+            .take_while(|(key, _)| key.first() == Some(&ENTRY_PREFIX))
+            .count()
     }
 
     /// Flushes and compacts everything, so expired entries leave the disk now.
@@ -251,10 +340,36 @@ impl IdempotencyIndex {
         Ok(())
     }
 
-    /// The slot directory in use (`None`: in memory).
+    /// The slot directory in use (`None`: in memory); the index itself is in its `index`
+    /// directory, the read-model snapshots in its `snapshots` directory.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
+}
+
+/// What a resumable index has recorded: up to the outcome of this input offset, with the
+/// clock it had then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Covered {
+    pub offset: u64,
+    pub clock_ms: u64,
+}
+
+/// Claims the first slot under `dir` that no running ingress holds (RocksDB's lock on
+/// `slot-<n>/index`): the index in it, and the slot directory.
+fn claim_slot(dir: &Path, options: &Options) -> Result<(DB, PathBuf), IndexError> {
+    for slot in 0..SLOTS_MAX {
+        let path = dir.join(format!("slot-{slot}"));
+        std::fs::create_dir_all(&path).map_err(|error| {
+            IndexError::Corrupt(format!("cannot create {}: {error}", path.display()))
+        })?;
+        match DB::open(options, path.join(INDEX_DIR)) {
+            Ok(db) => return Ok((db, path)),
+            Err(error) if is_lock_error(&error) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(IndexError::NoFreeSlot(dir.to_path_buf()))
 }
 
 fn is_lock_error(error: &rocksdb::Error) -> bool {
@@ -426,6 +541,52 @@ mod tests {
         let third = IdempotencyIndex::open(Some(dir.path()), WINDOW_MS).unwrap();
         assert_eq!(third.path(), Some(first_path.as_path()));
         assert_eq!(third.look_up(&stamp).unwrap(), None);
+    }
+
+    #[test]
+    fn a_resumable_slot_keeps_its_entries_and_coverage_and_refuses_another_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = IdempotencyStamp::of(&hold(2), "k1").unwrap();
+        {
+            let (index, covered) =
+                IdempotencyIndex::open_resumable(dir.path(), WINDOW_MS, "embedded:a").unwrap();
+            assert_eq!(covered, None);
+            index
+                .record([&released(3, T0, Some(stamp)), &tick(4, T0 + 5)])
+                .unwrap();
+            index.flush().unwrap();
+        }
+        let (index, covered) =
+            IdempotencyIndex::open_resumable(dir.path(), WINDOW_MS, "embedded:a").unwrap();
+        assert_eq!(
+            covered,
+            Some(Covered {
+                offset: 4,
+                clock_ms: T0 + 5
+            })
+        );
+        assert_eq!(index.clock_ms(), T0 + 5);
+        assert!(matches!(
+            index.look_up(&stamp).unwrap(),
+            Some(Found::Answer(_))
+        ));
+        drop(index);
+        let refused = IdempotencyIndex::open_resumable(dir.path(), WINDOW_MS, "embedded:b")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            refused.contains("embedded:a") && refused.contains("embedded:b"),
+            "{refused}"
+        );
+        // Opened to be rebuilt, the slot is emptied: it covers nothing.
+        let index = IdempotencyIndex::open(Some(dir.path()), WINDOW_MS).unwrap();
+        assert_eq!(index.covered().unwrap(), None);
+        assert_eq!(index.look_up(&stamp).unwrap(), None);
+        drop(index);
+        let (_, covered) =
+            IdempotencyIndex::open_resumable(dir.path(), WINDOW_MS, "embedded:a").unwrap();
+        assert_eq!(covered, None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - `writes`: appender threads (batched, blocking `LogWriter::append`) and the pending
 //!   writes waiting for their outcomes.
 //! - `follower`: the outcome follower thread; `read_model`: what it maintains;
+//!   [`follower_state`]: its snapshots, so a restart reads only the outcomes after one;
 //!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
 //!   (RocksDB), which it feeds too.
 //! - `routes/`: handlers (`public`, `admin`, `user`, `ops`, and `web`: the seat-map page,
@@ -36,6 +37,7 @@ pub mod engine_control;
 mod error;
 mod extract;
 mod follower;
+pub mod follower_state;
 pub mod idempotency_index;
 mod live;
 mod metrics;
@@ -89,31 +91,118 @@ pub struct Ingress {
     state: AppState,
     stop: Arc<AtomicBool>,
     follower: Option<JoinHandle<()>>,
+    /// Joined after the follower, which hands it the last snapshot as it stops.
+    snapshot_thread: Option<JoinHandle<()>>,
 }
 
 impl Ingress {
     /// Starts the appender threads (on `writer`) and the outcome follower (reading
-    /// `outcomes` from its current position, normally offset 0).
+    /// `outcomes` from its current position, normally offset 0), with an idempotency index
+    /// emptied at start and no read-model snapshots.
     pub fn start(
         config: IngressConfig,
         writer: Arc<dyn LogWriter>,
         outcomes: Box<dyn LogReader>,
         engine: Option<Arc<dyn EngineControl>>,
     ) -> Result<Ingress, String> {
+        Self::start_inner(config, writer, outcomes, None, engine)
+    }
+
+    /// [`Ingress::start`], resuming from the newest read-model snapshot of the outcomes log
+    /// `outcomes_log_id` in `config.state_dir` (and taking snapshots): the follower reads
+    /// only the outcomes after it (`follower_state`). Without a state directory it is
+    /// [`Ingress::start`] from offset 0. An error, naming the cause, when the state there
+    /// was built from another outcomes log, or when the outcomes log no longer holds the
+    /// records the follower needs (retention removed them).
+    pub fn start_resuming(
+        config: IngressConfig,
+        writer: Arc<dyn LogWriter>,
+        outcomes: Box<dyn LogReader>,
+        outcomes_log_id: &str,
+        engine: Option<Arc<dyn EngineControl>>,
+    ) -> Result<Ingress, String> {
+        Self::start_inner(config, writer, outcomes, Some(outcomes_log_id), engine)
+    }
+
+    fn start_inner(
+        config: IngressConfig,
+        writer: Arc<dyn LogWriter>,
+        mut outcomes: Box<dyn LogReader>,
+        outcomes_log_id: Option<&str>,
+        engine: Option<Arc<dyn EngineControl>>,
+    ) -> Result<Ingress, String> {
         config.validate()?;
         let metrics = Arc::new(Metrics::default());
         let pending = Arc::new(Pending::new(config.completed_outcomes_max));
-        let model = Arc::new(RwLock::new(ReadModel::new(config.ended_entries_max)));
         let watchers = Arc::new(Watchers::default());
         let feeds = Arc::new(EventFeeds::new(config.streams_max));
         let follower_status = Arc::new(FollowerStatus::default());
-        let idempotency = Arc::new(
-            IdempotencyIndex::open(
-                config.idempotency_index_dir.as_deref(),
-                config.engine.idempotency_window_ms,
-            )
-            .map_err(|error| error.to_string())?,
-        );
+        let window_ms = config.engine.idempotency_window_ms;
+        let (idempotency, resumed, store) = match (config.state_dir.as_deref(), outcomes_log_id) {
+            (Some(dir), Some(log_id)) => {
+                let (index, covered) = IdempotencyIndex::open_resumable(dir, window_ms, log_id)
+                    .map_err(|error| error.to_string())?;
+                let slot = index.path().expect("an index on disk has a slot");
+                let store = snapshotter::RocksStore::open(
+                    slot.join(follower_state::SNAPSHOTS_DIR),
+                    snapshotter::RocksStoreOptions {
+                        keep: config.snapshots_keep,
+                        ..snapshotter::RocksStoreOptions::default()
+                    },
+                )
+                .map_err(|error| format!("ingress snapshots in {}: {error}", slot.display()))?;
+                let (resumed, _skipped) =
+                    follower_state::load_newest(&store, log_id, covered.map(|c| c.offset))
+                        .map_err(|error| error.to_string())?;
+                if resumed.is_none() && covered.is_some() {
+                    // Rebuilt from offset 0: start from an empty index.
+                    index.clear().map_err(|error| error.to_string())?;
+                }
+                (index, resumed, Some((store, log_id.to_string())))
+            }
+            (dir, _) => (
+                IdempotencyIndex::open(dir, window_ms).map_err(|error| error.to_string())?,
+                None,
+                None,
+            ),
+        };
+        let idempotency = Arc::new(idempotency);
+        let (model, position) = match resumed {
+            Some(state) => {
+                let mut model = state.model;
+                model.set_ended_entries_max(config.ended_entries_max);
+                follower_status.resumed_from.store(
+                    model.applied_offset.map_or(0, |offset| offset + 1),
+                    Ordering::Release,
+                );
+                (model, Some(state.position))
+            }
+            None => (
+                ReadModel::new(config.ended_entries_max),
+                store.as_ref().map(|_| 0),
+            ),
+        };
+        if let Some(position) = position {
+            outcomes
+                .seek(position)
+                .map_err(|error| cannot_follow_from(&model, position, error))?;
+        }
+        let resume_position = outcomes.position();
+        let model = Arc::new(RwLock::new(model));
+        let (snapshots, snapshot_thread) = match store {
+            Some((store, log_id)) => {
+                let (trigger, thread) = follower_state::start_writer(
+                    Box::new(store),
+                    Arc::clone(&idempotency),
+                    log_id,
+                    config.snapshot_every_outcomes,
+                    config.snapshot_interval,
+                    Arc::clone(&follower_status.snapshot_written),
+                );
+                (trigger, Some(thread))
+            }
+            None => (follower_state::SnapshotTrigger::off(), None),
+        };
         let writes = Writes::start(
             Arc::clone(&writer),
             Arc::clone(&pending),
@@ -132,6 +221,8 @@ impl Ingress {
             metrics: Arc::clone(&metrics),
             status: Arc::clone(&follower_status),
             feeds: Arc::clone(&feeds),
+            snapshots,
+            resume_position,
         }
         .spawn(outcomes, Arc::clone(&stop));
         let rate = &config.rate_limit;
@@ -173,6 +264,7 @@ impl Ingress {
             },
             stop,
             follower: Some(follower),
+            snapshot_thread,
         })
     }
 
@@ -199,21 +291,40 @@ impl Ingress {
     }
 
     /// Stops the ingress's threads: new writes are refused (503), queued appends finish,
-    /// the appenders and the follower are joined. Call it once the HTTP server has
-    /// stopped.
-    pub fn stop(mut self) {
+    /// the appenders and the follower are joined, and the follower's last snapshot is
+    /// written. Call it once the HTTP server has stopped. Returns the outcome offset of the
+    /// last snapshot written, if any.
+    pub fn stop(mut self) -> Option<u64> {
         self.state.begin_shutdown();
         self.state.shared.writes.close();
         self.stop.store(true, Ordering::Release);
         if let Some(follower) = self.follower.take() {
             let _ = follower.join();
         }
+        if let Some(snapshots) = self.snapshot_thread.take() {
+            let _ = snapshots.join();
+        }
+        self.state.snapshot_written()
     }
 }
 
 impl Drop for Ingress {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Why the follower cannot start at `position` of the outcomes log.
+fn cannot_follow_from(model: &ReadModel, position: u64, error: requestlog::LogError) -> String {
+    let from = match model.applied_offset {
+        Some(offset) => format!("its newest usable snapshot covers the outcomes up to offset {offset}, so it reads the outcomes log from record {position}"),
+        None => "it has no usable snapshot, so it rebuilds the read model from the outcomes log's record 0".to_string(),
+    };
+    match error {
+        requestlog::LogError::OffsetOutOfRange { start_offset, end_offset, .. } if position < start_offset => format!(
+            "the ingress cannot follow the outcomes log: {from}, but the log now starts at record {start_offset} (it ends at {end_offset}): retention removed the records between. Start it with a snapshot that the log still covers (another ingress's state directory), or keep the outcomes log longer"
+        ),
+        error => format!("the ingress cannot follow the outcomes log: {from}: {error}"),
     }
 }
 

@@ -15,7 +15,19 @@ use engine::{
     BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId,
     EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd, WaiterId,
 };
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Serializes a hash map in key order, so one model always encodes to the same bytes
+/// (snapshots are compared and checksummed as bytes).
+fn sorted<K: Ord + Serialize, V: Serialize, S: Serializer>(
+    map: &HashMap<K, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    map.iter()
+        .collect::<BTreeMap<&K, &V>>()
+        .serialize(serializer)
+}
 
 const TAG_HELD: u64 = 1 << 62;
 const TAG_BOOKED: u64 = 2 << 62;
@@ -44,7 +56,7 @@ fn unpack(state: u64) -> SeatOwner {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct CategoryCounts {
     pub(crate) name: String,
     pub(crate) price_cents: u64,
@@ -59,7 +71,7 @@ impl CategoryCounts {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct EventRecord {
     pub(crate) id: EventId,
     pub(crate) tenant: String,
@@ -176,7 +188,7 @@ impl EventRecord {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum HoldStatus {
     Held,
     Confirmed(BookingId),
@@ -195,20 +207,20 @@ impl HoldStatus {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct HoldRecord {
     pub(crate) view: HoldView,
     pub(crate) status: HoldStatus,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct BookingRecord {
     pub(crate) view: BookingView,
     pub(crate) canceled: bool,
     pub(crate) tickets_used: Vec<bool>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum WaiterStatus {
     Waiting,
     Offered(HoldId),
@@ -237,7 +249,7 @@ pub(crate) fn wait_end_name(reason: WaitEnd) -> &'static str {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct WaiterRecord {
     pub(crate) id: WaiterId,
     pub(crate) event: EventId,
@@ -247,7 +259,7 @@ pub(crate) struct WaiterRecord {
     pub(crate) status: WaiterStatus,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct DeskRecord {
     pub(crate) id: DeskId,
     pub(crate) tenant: String,
@@ -258,7 +270,7 @@ pub(crate) struct DeskRecord {
     pub(crate) busy: BTreeMap<u64, u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum DeskTicketStatus {
     Held,
     Confirmed,
@@ -277,7 +289,7 @@ impl DeskTicketStatus {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct DeskTicketRecord {
     pub(crate) view: DeskTicketView,
     pub(crate) status: DeskTicketStatus,
@@ -310,20 +322,25 @@ pub(crate) struct Changes {
     pub(crate) waiters: Vec<WaiterId>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct ReadModel {
     /// Input offset of the last applied outcome; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     /// The engine's clock at that outcome.
     pub(crate) time_ms: u64,
     events: BTreeMap<EventId, EventRecord>,
+    #[serde(serialize_with = "sorted")]
     holds: HashMap<HoldId, HoldRecord>,
     ended_holds: VecDeque<HoldId>,
+    #[serde(serialize_with = "sorted")]
     bookings: HashMap<BookingId, BookingRecord>,
+    #[serde(serialize_with = "sorted")]
     user_bookings: HashMap<String, Vec<BookingId>>,
+    #[serde(serialize_with = "sorted")]
     waiters: HashMap<WaiterId, WaiterRecord>,
     ended_waiters: VecDeque<WaiterId>,
     desks: BTreeMap<DeskId, DeskRecord>,
+    #[serde(serialize_with = "sorted")]
     desk_tickets: HashMap<DeskTicketId, DeskTicketRecord>,
     ended_desk_tickets: VecDeque<DeskTicketId>,
     pub(crate) live_holds: u64,
@@ -356,6 +373,13 @@ impl ReadModel {
             anomalies: 0,
             ended_entries_max,
         }
+    }
+
+    /// A model loaded from a snapshot takes this ingress's limit (the oldest ended entries
+    /// beyond it are forgotten as new ones end).
+    pub(crate) fn set_ended_entries_max(&mut self, ended_entries_max: usize) {
+        assert!(ended_entries_max > 0);
+        self.ended_entries_max = ended_entries_max;
     }
 
     // ---- reads -----------------------------------------------------------------------

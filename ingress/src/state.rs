@@ -78,6 +78,16 @@ pub(crate) struct FollowerStatus {
     /// The first gap seen in the outcomes log: (the offset expected, the offset that came).
     /// The read model then lacks what those outcomes did, so readiness stays 503.
     pub(crate) gap: Mutex<Option<(u64, u64)>>,
+    /// Set when the outcomes log no longer holds the record the follower reads next:
+    /// (that record, the log's first record). The read model then lacks what the removed
+    /// outcomes did, so readiness stays 503.
+    pub(crate) truncated: Mutex<Option<(u64, u64)>>,
+    /// Outcomes read from the outcomes log since start (duplicates and replays included).
+    pub(crate) outcomes_read: AtomicU64,
+    /// The offset of the snapshot the read model started from, plus one (0: from offset 0).
+    pub(crate) resumed_from: AtomicU64,
+    /// The offset of the last snapshot written, plus one (0: none yet).
+    pub(crate) snapshot_written: Arc<AtomicU64>,
 }
 
 impl FollowerStatus {
@@ -115,6 +125,28 @@ impl FollowerStatus {
             );
             *gap = Some((expected, seen));
         }
+    }
+
+    pub(crate) fn note_truncated(&self, position: u64, start_offset: u64) {
+        let mut truncated = self
+            .truncated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if truncated.is_none() {
+            tracing::error!(
+                position,
+                start_offset,
+                "the outcomes log no longer holds the records this ingress reads next: the read model is stale and readiness says so"
+            );
+            *truncated = Some((position, start_offset));
+        }
+    }
+
+    pub(crate) fn truncated(&self) -> Option<(u64, u64)> {
+        *self
+            .truncated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn gap(&self) -> Option<(u64, u64)> {
@@ -317,6 +349,37 @@ impl AppState {
     /// True once the follower has read the whole outcomes log (as of its last look).
     pub fn caught_up(&self) -> bool {
         self.shared.follower.caught_up.load(Ordering::Acquire)
+    }
+
+    /// blake3 of the read model's canonical encoding (`follower_state`): equal for two
+    /// ingresses whose models are the same, whatever their history (tests and tools).
+    pub fn read_model_digest(&self) -> String {
+        let bytes = crate::follower_state::encode(0, &self.model());
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+
+    /// Outcomes the follower has read since this ingress started.
+    pub fn outcomes_read(&self) -> u64 {
+        self.shared.follower.outcomes_read.load(Ordering::Acquire)
+    }
+
+    /// The outcome offset of the snapshot the read model was loaded from (`None`: it was
+    /// rebuilt from offset 0).
+    pub fn resumed_from(&self) -> Option<u64> {
+        self.shared
+            .follower
+            .resumed_from
+            .load(Ordering::Acquire)
+            .checked_sub(1)
+    }
+
+    /// The outcome offset of the last snapshot this ingress wrote.
+    pub fn snapshot_written(&self) -> Option<u64> {
+        self.shared
+            .follower
+            .snapshot_written
+            .load(Ordering::Acquire)
+            .checked_sub(1)
     }
 
     /// Long-polls waiting for a status change right now.

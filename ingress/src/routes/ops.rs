@@ -40,7 +40,8 @@ pub(crate) async fn healthz() -> Json<Health> {
 /// (`probe_engine`), so `/readyz` turns 503 within about two timeouts of an engine's end.
 ///
 /// `details` is the [`Readiness`] body plus `reason`: `engine_stopped`,
-/// `log_not_writable`, `engine_not_answering`, `outcomes_gap` or `catching_up`.
+/// `log_not_writable`, `engine_not_answering`, `outcomes_truncated`, `outcomes_gap` or
+/// `catching_up`.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Log writable, read model caught up, engine answering", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
@@ -74,8 +75,13 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         probe_engine(&state);
     }
     let gap = follower.gap();
+    let truncated = follower.truncated();
     let readiness = Readiness {
-        ready: log_writable && caught_up && engine_answering && gap.is_none(),
+        ready: log_writable
+            && caught_up
+            && engine_answering
+            && gap.is_none()
+            && truncated.is_none(),
         log_writable,
         caught_up,
         engine_answering,
@@ -93,6 +99,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         (
             Reason::EngineStopped,
             format!("the engine has stopped: {failure}"),
+        )
+    } else if let Some((position, start_offset)) = truncated {
+        (
+            Reason::OutcomesTruncated,
+            format!("the outcomes log now starts at record {start_offset}, but this ingress has read only up to record {position}: retention removed outcomes it has not applied; the read model is stale (restart it from a snapshot the log still covers)"),
         )
     } else if let Some((expected, seen)) = gap {
         (
