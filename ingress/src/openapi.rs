@@ -653,6 +653,7 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             vec![
                 EngineStopped,
                 OutcomesGap,
+                OutcomesTruncated,
                 LogNotWritable,
                 EngineNotAnswering,
                 CatchingUp,
@@ -1090,6 +1091,7 @@ mod tests {
         for word in [
             "engine_stopped",
             "outcomes_gap",
+            "outcomes_truncated",
             "log_not_writable",
             "engine_not_answering",
             "catching_up",

@@ -628,7 +628,10 @@ pub async fn two_hundred_users_race_for_ten_seats(service: &Service) {
 /// offers), confirming it after expiry + grace is 409 `hold_expired`, and a released offer
 /// goes on to the next waiter who fits.
 pub async fn expiry_frees_seats_for_the_waitlist_in_fcfs_order(service: &Service) {
-    let event = service.create_event(event_body("Expiry", 2, 1)).await;
+    // The hold must outlive the three joins below (their positions assume it is still
+    // held): 4 s, not 1 s, so a loaded machine's slower Kafka round trips fit in it (at
+    // 1 s, a run at load average 15 expired it before the third join).
+    let event = service.create_event(event_body("Expiry", 2, 4)).await;
     let holder = token("holder");
     let held = service
         .send(
@@ -664,7 +667,7 @@ pub async fn expiry_frees_seats_for_the_waitlist_in_fcfs_order(service: &Service
         [1, 2, 3]
     );
 
-    // The hold expires (1 s TTL); the long-polls of the first two return the offers.
+    // The hold expires (4 s TTL); the long-polls of the first two return the offers.
     let poll = |user: &str, entry: &str| {
         let path = format!("/v1/waitlist/{entry}?wait_seconds=30");
         let user = user.to_string();
