@@ -3,7 +3,7 @@
 //! lose nothing; ticks expire holds; a standby publishes nothing until promoted. Every
 //! scenario runs on the embedded log, and on Kafka when `KAFKA_BOOTSTRAP` is set.
 
-mod common;
+use crate::common;
 
 use common::*;
 use engine::{Effect, Rejection};
