@@ -29,6 +29,15 @@ pub const ADMIN: &str = "demo-admin-key";
 /// The second tenant's admin key, added to the configuration by [`Service`].
 pub const OTHER_ADMIN: &str = "other-admin-key";
 pub const OPERATOR: &str = "demo-operator-key";
+/// A refused request: method, path, token, body, and the status and error code expected.
+type BadRequestCase = (
+    Method,
+    String,
+    String,
+    Option<Value>,
+    StatusCode,
+    &'static str,
+);
 const USER_SECRET: &str = "demo-user-secret";
 
 /// Instantiates every scenario as a `#[tokio::test]` on the services `$start` makes:
@@ -975,7 +984,7 @@ pub async fn tenants_and_users_are_kept_apart(service: &Service) {
 
     let end = service.requests_end().await;
     let pay = Some(json!({"payment_ref": "x"}));
-    let cases: Vec<(Method, String, String, Option<Value>, StatusCode, &str)> = vec![
+    let cases: Vec<BadRequestCase> = vec![
         // Another tenant's admin.
         (
             Method::GET,
