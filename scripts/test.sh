@@ -13,6 +13,9 @@ scripts/kafka.sh start
 trap 'scripts/kafka.sh stop || true' EXIT
 export KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT:-19092}"
 
+# The system tests (tests/) run the `boxoffice` binary and would build it on first use;
+# built here first, so no test runs beside that build.
+cargo build -p boxoffice --bin boxoffice
 cargo test --workspace --no-fail-fast -- --test-threads=2
 # The OpenAPI document is the exact contract: schemathesis against `serve --dev` with a
 # fixed seed (it prints the seed and the command to rerun it); any failure fails the suite.

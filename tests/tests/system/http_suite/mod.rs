@@ -5,7 +5,7 @@
 //! - Kafka: `boxoffice engine` and `boxoffice ingress` as two processes on fresh topics of
 //!   the broker at `KAFKA_BOOTSTRAP`.
 //!
-//! `tests/serve_suite.rs` and `tests/kafka_mode.rs` each instantiate [`suite!`] with their
+//! The modules `serve_suite` and `kafka_mode` each instantiate [`suite!`] with their
 //! way of starting a [`Service`], so both run literally the same scenarios. Every scenario
 //! gets its own processes (and topics, and data directory), so "the log's end offset did not
 //! move" is about that scenario's requests alone.
@@ -29,6 +29,15 @@ pub const ADMIN: &str = "demo-admin-key";
 /// The second tenant's admin key, added to the configuration by [`Service`].
 pub const OTHER_ADMIN: &str = "other-admin-key";
 pub const OPERATOR: &str = "demo-operator-key";
+/// A refused request: method, path, token, body, and the status and error code expected.
+type BadRequestCase = (
+    Method,
+    String,
+    String,
+    Option<Value>,
+    StatusCode,
+    &'static str,
+);
 const USER_SECRET: &str = "demo-user-secret";
 
 /// Instantiates every scenario as a `#[tokio::test]` on the services `$start` makes:
@@ -57,17 +66,10 @@ macro_rules! suite {
     };
 }
 
-/// The package directory as cargo gives it to the running test, read at run time (a target
-/// directory reused from a clone at another path keeps the old path in compiled code).
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
 /// `config/default.toml` plus a second tenant, written into the test's directory. Everything
 /// else comes from the environment (`BOXOFFICE_*`), as an operator would do it.
 fn write_config(dir: &Path) -> PathBuf {
-    let default = manifest_dir().join("../config/default.toml");
+    let default = boxoffice_system_tests::default_config();
     let mut text = std::fs::read_to_string(&default)
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", default.display()));
     text.push_str(&format!(
@@ -160,7 +162,7 @@ pub struct Service {
 /// The command line every child starts from: the binary, the test's configuration, fast
 /// timers, and rate limits off (the race comes from one address).
 fn boxoffice(config: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
     command
         .arg("--config")
         .arg(config)
@@ -985,7 +987,7 @@ pub async fn tenants_and_users_are_kept_apart(service: &Service) {
 
     let end = service.requests_end().await;
     let pay = Some(json!({"payment_ref": "x"}));
-    let cases: Vec<(Method, String, String, Option<Value>, StatusCode, &str)> = vec![
+    let cases: Vec<BadRequestCase> = vec![
         // Another tenant's admin.
         (
             Method::GET,

@@ -1,7 +1,6 @@
 //! The end-to-end HTTP suite (`http_suite`) against one `boxoffice serve` process per
 //! scenario: ingress and engine in one process on the embedded log.
 
-#[macro_use]
-mod http_suite;
+use crate::http_suite;
 
 suite!(http_suite::Service::serve);

@@ -519,11 +519,14 @@ impl LogReader for TimedReader {
     }
 }
 
+/// Picks the appends a [`RefusingLog`] refuses.
+pub type RefusePredicate = Arc<dyn Fn(&[Vec<u8>]) -> bool + Send + Sync>;
+
 /// A log whose writers refuse (`Closed`, which stops a runtime) the appends `refuse` picks:
 /// a publisher that stops in the middle of its work.
 pub struct RefusingLog {
     pub log: Arc<dyn OpenLog>,
-    pub refuse: Arc<dyn Fn(&[Vec<u8>]) -> bool + Send + Sync>,
+    pub refuse: RefusePredicate,
 }
 
 impl OpenLog for RefusingLog {
@@ -545,7 +548,7 @@ impl OpenLog for RefusingLog {
 
 struct RefusingWriter {
     writer: Arc<dyn LogWriter>,
-    refuse: Arc<dyn Fn(&[Vec<u8>]) -> bool + Send + Sync>,
+    refuse: RefusePredicate,
 }
 
 impl LogWriter for RefusingWriter {

@@ -4,9 +4,10 @@
 //! - a recorded run replayed on a fresh server gives the same seat maps and answers, and on
 //!   both servers the live engine's state hash equals an offline `boxoffice replay` of its log.
 //!
-//! The binary is this package's own (`CARGO_BIN_EXE_boxoffice`). Server readiness is its
-//! `listening on http://ADDR` line.
+//! The binary is the one `boxoffice_system_tests::boxoffice_bin` builds. Server readiness is
+//! its `listening on http://ADDR` line.
 
+use boxoffice_system_tests::{boxoffice_bin, workspace_dir as workspace_root};
 use loadgen::client::{Client, Credentials};
 use loadgen::record::RequestLog;
 use loadgen::replay::{parse_http_metrics, replay_http, Pace};
@@ -22,27 +23,6 @@ use std::time::Duration;
 
 /// Upper bound on a server's start-up (a bound, not a wait: readiness is its printed line).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The package directory as cargo gives it to the running test. Read at run time, not
-/// compiled in with `env!`: a target directory reused from a clone at another path keeps
-/// the old path in compiled code.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
-fn workspace_root() -> PathBuf {
-    manifest_dir()
-        .parent()
-        .expect("boxoffice sits in the workspace")
-        .to_path_buf()
-}
-
-fn boxoffice_bin() -> PathBuf {
-    // Cargo builds the binary before it runs this package's integration tests; a test
-    // must never run cargo itself (it would wait on the lock the running cargo holds).
-    PathBuf::from(env!("CARGO_BIN_EXE_boxoffice"))
-}
 
 struct Server {
     child: Child,
@@ -273,7 +253,7 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
         .expect("the operator key gives the engine status");
     let first_dir = first.stop();
     let replayed_hash = offline_replay_hash(
-        &boxoffice_bin(),
+        boxoffice_bin(),
         Some(&workspace_root().join("config/default.toml")),
         &first_dir,
         recorded_engine.hash_offset(),
@@ -328,7 +308,7 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
     let second_engine = again.engine.clone().unwrap();
     let second_dir = second.stop();
     let second_hash = offline_replay_hash(
-        &boxoffice_bin(),
+        boxoffice_bin(),
         Some(&workspace_root().join("config/default.toml")),
         &second_dir,
         second_engine.hash_offset(),

@@ -3,7 +3,7 @@
 //! lose nothing; ticks expire holds; a standby publishes nothing until promoted. Every
 //! scenario runs on the embedded log, and on Kafka when `KAFKA_BOOTSTRAP` is set.
 
-mod common;
+use crate::common;
 
 use common::*;
 use engine::{Effect, Rejection};
@@ -498,7 +498,7 @@ fn promotion_moves_the_role_at_its_record(backend: Backend, store_dir: &std::pat
     wait_role(&b.handle(), Role::Standby);
     let end = append_workload(&logs, 9, promote_a + 1, promote_a + 41);
     let status = wait_settled(&a.handle(), end);
-    assert_eq!(status_b.state_hash_offset.is_some(), true);
+    assert!(status_b.state_hash_offset.is_some());
     // B restarts configured as primary: the log named A last, so it comes back standby.
     b.shutdown().unwrap();
     let b = Runtime::start(

@@ -3,7 +3,7 @@
 //! the log's end falls back to an older one that fits, or stops the start when none does.
 //! On the embedded log, and on Kafka when `KAFKA_BOOTSTRAP` is set.
 
-mod common;
+use crate::common;
 
 use common::*;
 use requestlog::LogRecord;

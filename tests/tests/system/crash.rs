@@ -5,7 +5,7 @@
 //! and checks that every acknowledged record has exactly one outcome, that the published
 //! outcomes equal a from-scratch replay's, and that the state hash equals the replay's.
 
-mod common;
+use crate::common;
 
 use common::*;
 use runtime::{Runtime, RuntimeOptions};
@@ -142,8 +142,14 @@ fn run_child_until_killed(
     seed: u64,
     kill: &KillPoint,
 ) -> ChildReport {
+    // `crash_child`'s path in the system tests' executable: `--exact` runs it alone.
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "crash::crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, backend.to_env())
         .env("CRASH_SCRATCH", scratch)
         .env(SEED_ENV, seed.to_string())
@@ -157,7 +163,7 @@ fn run_child_until_killed(
     let mut killed = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        // libtest may print "test crash_child ... " in front of the first line.
+        // libtest may print "test crash::crash_child ... " in front of the first line.
         let Some((_, event)) = line.split_once(LINE_PREFIX) else {
             continue;
         };

@@ -7,7 +7,7 @@
 //! (`boxoffice serve`, where the engine shares the ingress's process, also reports the
 //! runtime's failure at once: see `boxoffice/src/cmd_serve.rs`.)
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::stack::Stack;

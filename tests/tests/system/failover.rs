@@ -28,12 +28,6 @@ const SECRET: &str = "demo-user-secret";
 /// Upper bound on anything that must happen (a bound, not a wait).
 const DEADLINE: Duration = Duration::from_secs(90);
 
-/// The package directory, read at run time (a reused target directory may hold another path).
-fn manifest_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
 fn kafka_bootstrap() -> Option<String> {
     match std::env::var("KAFKA_BOOTSTRAP") {
         Ok(brokers) if !brokers.is_empty() => Some(brokers),
@@ -58,9 +52,9 @@ struct Proc {
 
 impl Proc {
     fn spawn(name: &str, env: &[(String, String)], args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let mut child = Command::new(boxoffice_system_tests::boxoffice_bin())
             .arg("--config")
-            .arg(manifest_dir().join("../config/default.toml"))
+            .arg(boxoffice_system_tests::default_config())
             // The demo secrets of config/default.toml: development mode.
             .arg("--dev")
             .args(args)
@@ -312,9 +306,9 @@ fn tool(env: &[(String, String)], args: &[&str]) -> String {
 
 /// Runs a `boxoffice` tool to completion on the cluster's settings, however it ends.
 fn tool_output(env: &[(String, String)], args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    Command::new(boxoffice_system_tests::boxoffice_bin())
         .arg("--config")
-        .arg(manifest_dir().join("../config/default.toml"))
+        .arg(boxoffice_system_tests::default_config())
         .arg("--dev")
         .args(args)
         .envs(

@@ -2,8 +2,7 @@
 //! `boxoffice ingress` as two processes per scenario, on fresh topics of the real broker
 //! at `KAFKA_BOOTSTRAP`. With `CI=true` an unset `KAFKA_BOOTSTRAP` fails every test.
 
-#[macro_use]
-mod http_suite;
+use crate::http_suite;
 
 suite!(http_suite::Service::kafka);
 

@@ -10,21 +10,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command as Process, Output, Stdio};
 
-/// The package directory as cargo gives it to the running test. Read at run time, not
-/// compiled in with `env!`: a target directory reused from a clone at another path keeps
-/// the old path in compiled code.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
-fn config() -> std::path::PathBuf {
-    manifest_dir().join("../config/default.toml")
-}
+use boxoffice_system_tests::default_config as config;
 const RECORDS: u64 = 40;
 
 fn boxoffice(data_dir: &Path, args: &[&str]) -> Output {
-    let output = Process::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let output = Process::new(boxoffice_system_tests::boxoffice_bin())
         .arg("--config")
         .arg(config())
         .args(args)
@@ -132,7 +122,7 @@ fn engine_then_the_offline_tools_agree_on_the_state() {
     fill(dir.path());
 
     // The engine applies the log, publishes, snapshots; SIGINT stops it cleanly.
-    let mut engine = Process::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let mut engine = Process::new(boxoffice_system_tests::boxoffice_bin())
         .arg("--config")
         .arg(config())
         .arg("--dev")
@@ -267,7 +257,7 @@ fn promote_refuses_bad_input_and_the_embedded_log_without_writing() {
         ("b", "the embedded log has a single engine"),
         ("", "--node must name a replica"),
     ] {
-        let output = Process::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let output = Process::new(boxoffice_system_tests::boxoffice_bin())
             .arg("--config")
             .arg(config())
             .args([

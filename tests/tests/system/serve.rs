@@ -6,20 +6,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 
-/// The package directory as cargo gives it to the running test. Read at run time, not
-/// compiled in with `env!`: a target directory reused from a clone at another path keeps
-/// the old path in compiled code.
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), Into::into)
-}
-
-fn config() -> std::path::PathBuf {
-    manifest_dir().join("../config/default.toml")
-}
+use boxoffice_system_tests::default_config as config;
 
 fn boxoffice() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
     command
         .arg("--config")
         .arg(config())
@@ -214,7 +204,7 @@ fn production_refuses_demo_secrets_and_has_no_demo_endpoint() {
         ["engine", "--data-dir", dir],
         ["ingress", "--listen", "127.0.0.1:0"],
     ] {
-        let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+        let output = Command::new(boxoffice_system_tests::boxoffice_bin())
             .arg("--config")
             .arg(config())
             .args(args)
@@ -237,7 +227,7 @@ fn production_refuses_demo_secrets_and_has_no_demo_endpoint() {
         .replace("demo-ticket-secret", "prod-ticket-secret-7e13");
     let production = data_dir.path().join("production.toml");
     std::fs::write(&production, text).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
     command
         .arg("--config")
         .arg(&production)
@@ -289,7 +279,7 @@ fn check_refused(output: &std::process::Output) {
 #[test]
 fn the_binary_runs_from_anywhere_and_shows_its_configuration() {
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+    let output = Command::new(boxoffice_system_tests::boxoffice_bin())
         .current_dir(elsewhere.path())
         .arg("config")
         .env("BOXOFFICE_ENGINE_CONFIRM_GRACE_MS", "1234")
@@ -311,7 +301,7 @@ fn the_binary_runs_from_anywhere_and_shows_its_configuration() {
         assert!(!shown.contains(secret), "{secret} in:\n{shown}");
     }
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
     command
         .current_dir(elsewhere.path())
         .arg("--dev")

@@ -12,7 +12,7 @@
 //! state hash equal to the replay's; the ingress's availability and seat map equal to the
 //! replayed engine's; the hold after the big outcome is answered 201.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::stack::{token, Stack, ADMIN};

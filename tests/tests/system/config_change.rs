@@ -5,7 +5,7 @@
 //! (a replay from offset 0), the primary's `Configure` record in the log stops it, naming
 //! the key, before it applies anything with the other configuration.
 
-mod common;
+use crate::common;
 
 use common::*;
 use engine::{Command, EngineConfig, Request, Selection};
