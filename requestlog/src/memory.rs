@@ -1,4 +1,4 @@
-//! An in-memory log with a fault plan, for simulation tests (`runtime/tests/simulation.rs`).
+//! An in-memory log with a fault plan, for simulation tests (`tests/tests/system/simulation.rs`).
 //!
 //! It keeps the guarantees of the real logs that the runtime relies on and breaks, on a
 //! seeded plan, the ones it must survive:

@@ -1,6 +1,6 @@
 //! The runtime without threads: every component is a step function, and whoever holds a
 //! [`SteppedRuntime`] decides which one steps next and what time it is. The simulation
-//! tests (`runtime/tests/simulation.rs`) drive replicas this way with a seeded scheduler on
+//! tests (`tests/tests/system/simulation.rs`) drive replicas this way with a seeded scheduler on
 //! virtual time; production drives the same step functions from one thread each
 //! ([`crate::Runtime`]), which wait on their channels, logs and clock between steps.
 

@@ -29,3 +29,7 @@ mod crash;
 mod log_identity;
 mod readiness;
 mod runtime;
+
+// The simulated cluster: the runtime's components stepped on virtual time over faulty
+// in-memory logs, a few hundred seeds.
+mod simulation;

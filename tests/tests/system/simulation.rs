@@ -158,7 +158,7 @@ fn run_seed_or_explain(seed: u64) -> Summary {
             panic!(
                 "simulation seed {seed} failed: {message}\n\
                  run just this seed again with:\n    \
-                 SIM_SEED={seed} cargo test -p runtime -p boxoffice --test simulation -- one_seed --nocapture"
+                 SIM_SEED={seed} cargo test -p boxoffice-system-tests -- simulation::one_seed --nocapture"
             );
         }
     }
