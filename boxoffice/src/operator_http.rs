@@ -484,6 +484,7 @@ mod tests {
         let status = EngineStatus {
             role: Role::CatchingUp,
             applied_offset: Some(4),
+            applied_log_time_ms: Some(1_000),
             log_end_offset: 10,
             published_offset: Some(9),
             last_snapshot: None,

@@ -47,8 +47,6 @@ mod rate_limit;
 mod read_model;
 mod routes;
 mod state;
-#[cfg(feature = "test-engine")]
-pub mod test_engine;
 mod times;
 mod validate;
 mod views;

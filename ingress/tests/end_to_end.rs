@@ -166,18 +166,12 @@ async fn two_hundred_users_race_for_ten_seats() {
         )
         .await;
     assert_eq!(detail["availability"][0]["held"], 10);
-    // The read model agrees with the engine itself.
-    let engine_view: Vec<SeatStatus> =
-        server
-            .harness
-            .engine
-            .as_ref()
-            .unwrap()
-            .with_engine(|engine| {
-                (0..20)
-                    .map(|seat| engine.seat_status(EventId(0), seat).unwrap())
-                    .collect()
-            });
+    // The read model agrees with the engine itself (its state, replayed from the log up
+    // to what the runtime applied).
+    let engine = server.harness.engine_replayed();
+    let engine_view: Vec<SeatStatus> = (0..20)
+        .map(|seat| engine.seat_status(EventId(0), seat).unwrap())
+        .collect();
     assert!(
         engine_view[..10]
             .iter()

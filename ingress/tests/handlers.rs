@@ -749,21 +749,28 @@ async fn a_repeat_after_the_engine_window_is_answered_by_the_index() {
     )
     .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    let engine = harness.engine.as_ref().unwrap();
     // Log time passes the engine's window (ticks, as the runtime's ticker appends them):
-    // the engine has forgotten the key.
-    let answered_ms = engine.with_engine(|engine| engine.now_ms());
+    // the engine has forgotten the key. The engine's clock is the log time of what it
+    // applied, which its status shows.
+    let log_time_ms =
+        |status: runtime::EngineStatus| status.applied_log_time_ms.expect("the hold is applied");
+    let answered_ms = log_time_ms(harness.engine_status());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let ticks = harness.requests.writer();
-    while engine.with_engine(|engine| engine.now_ms()) <= answered_ms + ENGINE_WINDOW_MS + 1 {
+    loop {
+        let tick = engine::Request::new(engine::Command::Tick);
+        let tick_offset = ticks
+            .append(vec![engine::wire::encode_request(&tick)])
+            .unwrap()[0]
+            .offset;
+        if log_time_ms(harness.wait_applied(tick_offset)) > answered_ms + ENGINE_WINDOW_MS + 1 {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "log time does not pass"
         );
-        let tick = engine::Request::new(engine::Command::Tick);
-        ticks
-            .append(vec![engine::wire::encode_request(&tick)])
-            .unwrap();
+        // Lets log time pass before the next tick (pacing, not a wait for anything).
         tokio::time::sleep(TICK).await;
     }
     let end = harness.requests_end();

@@ -7,7 +7,6 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use ingress::test_engine::TestEngine;
 use ingress::{Ingress, IngressConfig};
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogError, LogReader, LogRecord, LogWriter};
 use serde_json::{json, Value};
@@ -17,40 +16,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CATCH_UP: Duration = Duration::from_secs(30);
-
-/// Embedded logs and the test engine, which outlive the ingresses started on them.
+/// Embedded logs and the engine runtime, which outlive the ingresses started on them.
 struct Logs {
-    requests: EmbeddedLog,
-    outcomes: EmbeddedLog,
-    engine: Arc<TestEngine>,
+    requests: Arc<EmbeddedLog>,
+    outcomes: Arc<EmbeddedLog>,
+    engine: Option<runtime::Runtime>,
     dir: tempfile::TempDir,
 }
 
 impl Drop for Logs {
     fn drop(&mut self) {
-        self.engine.stop();
+        if let Some(engine) = self.engine.take() {
+            // A failed runtime fails the test that made it fail, not the drop.
+            let _ = engine.shutdown();
+        }
     }
 }
 
 impl Logs {
     fn open() -> Logs {
         let dir = tempfile::tempdir().unwrap();
-        let requests =
-            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
-        let outcomes =
-            EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
-        let engine = Arc::new(TestEngine::start(
-            engine_config(),
-            Box::new(requests.reader()),
-            Arc::new(requests.writer()),
-            Arc::new(outcomes.writer()),
-            TICK,
-        ));
+        let requests = Arc::new(
+            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap(),
+        );
+        let outcomes = Arc::new(
+            EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap(),
+        );
+        let engine = start_runtime(requests.clone(), outcomes.clone(), engine_config());
         Logs {
             requests,
             outcomes,
-            engine,
+            engine: Some(engine),
             dir,
         }
     }

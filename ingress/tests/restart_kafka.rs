@@ -7,7 +7,6 @@
 mod common;
 
 use common::*;
-use ingress::test_engine::TestEngine;
 use ingress::{Ingress, IngressConfig};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -69,13 +68,8 @@ async fn a_kafka_ingress_resumes_from_its_snapshot_after_retention_and_refuses_w
         ..KafkaOptions::new(&brokers, &outcomes_topic)
     })
     .unwrap();
-    let engine = TestEngine::start(
-        engine_config(),
-        Box::new(requests.reader().unwrap()),
-        Arc::new(requests.writer().unwrap()),
-        Arc::new(outcomes.writer().unwrap()),
-        TICK,
-    );
+    let (requests, outcomes) = (Arc::new(requests), Arc::new(outcomes));
+    let engine = start_runtime(requests.clone(), outcomes.clone(), engine_config());
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str| IngressConfig {
         state_dir: Some(dir.path().join(name)),
@@ -158,5 +152,5 @@ async fn a_kafka_ingress_resumes_from_its_snapshot_after_retention_and_refuses_w
         refused.contains("has no usable snapshot") && refused.contains("retention"),
         "{refused}"
     );
-    engine.stop();
+    engine.shutdown().unwrap();
 }

@@ -170,14 +170,17 @@ impl Applier {
         }
         self.records_since_snapshot += outcomes.len() as u64;
         let applied_offset = self.engine.applied_offset();
+        let applied_log_time_ms = applied_offset.map(|_| self.engine.now_ms());
         self.shared.next_due_ms.store(
             self.engine.next_due_ms().unwrap_or(NO_TIMER),
             Ordering::Release,
         );
         // The status may say "applied" before the publisher has the outcomes: published_offset
         // tells the rest.
-        self.shared
-            .update(|status| status.applied_offset = applied_offset);
+        self.shared.update(|status| {
+            status.applied_offset = applied_offset;
+            status.applied_log_time_ms = applied_log_time_ms;
+        });
         self.failure = stop;
         outcomes
     }

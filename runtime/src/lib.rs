@@ -207,6 +207,10 @@ pub struct EngineStatus {
     pub role: Role,
     /// The last applied request offset.
     pub applied_offset: Option<u64>,
+    /// The engine's clock after the last applied record: the log time (milliseconds since
+    /// the Unix epoch, from the records' timestamps) its time rules (hold expiry, the
+    /// idempotency window) go by. `None` until a record is applied.
+    pub applied_log_time_ms: Option<u64>,
     /// The requests log's end (next offset to be written), as last seen by the reader.
     pub log_end_offset: u64,
     /// The highest request offset whose outcome is known to be in the outcomes log (all of
@@ -517,6 +521,7 @@ impl Parts {
             // up and the log says it is primary (`role.rs`).
             role: Role::CatchingUp,
             applied_offset: engine.applied_offset(),
+            applied_log_time_ms: engine.applied_offset().map(|_| engine.now_ms()),
             log_end_offset,
             published_offset: published_at_start,
             last_snapshot: snapshot.as_ref().map(|info| SnapshotStatus {

@@ -144,3 +144,61 @@ impl SteppedRuntime {
             .and_then(|applier| applier.engine().applied_offset())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Logs, Role};
+    use requestlog::{FaultPlan, LogWriter, MemoryLog};
+    use snapshotter::MemoryStore;
+    use std::sync::Arc;
+
+    fn append_tick(requests: &MemoryLog, now_ms: u64) -> u64 {
+        requests.set_now_ms(now_ms);
+        let tick = engine::wire::encode_request(&engine::Request::new(engine::Command::Tick));
+        requests.writer().append(vec![tick]).unwrap()[0].offset
+    }
+
+    /// Steps the reader and the engine until the engine has applied `offset`.
+    fn apply_through(runtime: &mut SteppedRuntime, offset: u64, now_ms: u64) {
+        for _ in 0..100 {
+            if runtime.status().applied_offset >= Some(offset) {
+                return;
+            }
+            runtime.step(Component::Reader, now_ms);
+            runtime.step(Component::Engine, now_ms);
+        }
+        panic!("offset {offset} not applied: {:?}", runtime.status());
+    }
+
+    /// The status shows the engine's clock: the log time of what it applied, not the
+    /// time it was applied at.
+    #[test]
+    fn the_status_shows_the_log_time_of_the_last_applied_record() {
+        let requests = MemoryLog::new("requests", FaultPlan::NONE, 1);
+        let outcomes = MemoryLog::new("outcomes", FaultPlan::NONE, 2);
+        let options = RuntimeOptions {
+            role: Role::Standby,
+            ..RuntimeOptions::new(engine::EngineConfig::default())
+        };
+        let logs = Logs {
+            requests: Arc::new(requests.clone()),
+            outcomes: Arc::new(outcomes),
+        };
+        let mut runtime =
+            SteppedRuntime::start(options, logs, Box::new(MemoryStore::new(1)), 0).unwrap();
+        assert_eq!(
+            runtime.status().applied_log_time_ms,
+            None,
+            "nothing applied"
+        );
+
+        let first = append_tick(&requests, 1_000);
+        apply_through(&mut runtime, first, 9_000);
+        assert_eq!(runtime.status().applied_log_time_ms, Some(1_000));
+
+        let second = append_tick(&requests, 5_000);
+        apply_through(&mut runtime, second, 9_500);
+        assert_eq!(runtime.status().applied_log_time_ms, Some(5_000));
+    }
+}

@@ -1,5 +1,6 @@
-//! Test harness: embedded requests and outcomes logs in a temporary directory, the
-//! test-engine driver applying them, and an ingress in front.
+//! Test harness: embedded requests and outcomes logs in a temporary directory, the engine
+//! runtime (`runtime::Runtime`, as `boxoffice engine` runs it) applying them, and an
+//! ingress in front.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -7,9 +8,9 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use engine::EngineConfig;
-use ingress::test_engine::TestEngine;
 use ingress::{AppState, Ingress, IngressConfig};
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
+use runtime::{EngineStatus, Role, Runtime, RuntimeOptions};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,12 +51,12 @@ pub fn engine_config() -> EngineConfig {
 /// only then removes the directory.
 pub struct Harness {
     pub state: AppState,
-    /// The test engine's configuration: the ingress's own `config.engine`.
+    /// The engine's configuration: the ingress's own `config.engine`.
     pub engine_config: EngineConfig,
     pub ingress: Option<Ingress>,
-    pub engine: Option<Arc<TestEngine>>,
-    pub requests: EmbeddedLog,
-    pub outcomes: EmbeddedLog,
+    pub engine: Option<Runtime>,
+    pub requests: Arc<EmbeddedLog>,
+    pub outcomes: Arc<EmbeddedLog>,
     pub dir: tempfile::TempDir,
 }
 
@@ -64,8 +65,9 @@ impl Drop for Harness {
         if let Some(ingress) = self.ingress.take() {
             ingress.stop();
         }
-        if let Some(engine) = &self.engine {
-            engine.stop();
+        if let Some(engine) = self.engine.take() {
+            // A failed runtime fails the test that made it fail, not the drop.
+            let _ = engine.shutdown();
         }
     }
 }
@@ -79,13 +81,15 @@ impl Harness {
     /// [`Harness::start_engine`]. The engine runs with `config.engine`.
     pub fn with_config(config: IngressConfig, with_engine: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let requests =
-            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap();
-        let outcomes =
-            EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap();
+        let requests = Arc::new(
+            EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap(),
+        );
+        let outcomes = Arc::new(
+            EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap(),
+        );
         let engine_config = config.engine.clone();
         let engine = with_engine.then(|| start_engine(&requests, &outcomes, engine_config.clone()));
-        // The test engine stands for an engine in another process (as in Kafka mode).
+        // The runtime stands for an engine in another process (as in Kafka mode).
         let ingress = Ingress::start(
             config,
             Arc::new(requests.writer()),
@@ -122,20 +126,77 @@ impl Harness {
     pub fn requests_end(&self) -> u64 {
         self.requests.writer().end_offset().unwrap()
     }
+
+    /// The engine runtime's status.
+    pub fn engine_status(&self) -> EngineStatus {
+        self.engine.as_ref().expect("an engine runs").status()
+    }
+
+    /// Waits until the engine has applied `offset`; returns its status then.
+    pub fn wait_applied(&self, offset: u64) -> EngineStatus {
+        let (status, applied) = self
+            .engine
+            .as_ref()
+            .expect("an engine runs")
+            .handle()
+            .wait_for(CATCH_UP, |status| status.applied_offset >= Some(offset));
+        assert!(applied, "offset {offset} not applied: {status:?}");
+        status
+    }
+
+    /// The engine's state as of what the runtime has applied, replayed from the requests
+    /// log (the same state, by the runtime's replay invariant).
+    pub fn engine_replayed(&self) -> engine::Engine {
+        let applied = self.engine_status().applied_offset;
+        let mut engine = engine::Engine::new(self.engine_config.clone());
+        if let Some(applied) = applied {
+            let mut reader = self.requests.reader();
+            runtime::replay(&mut engine, &mut reader, Some(applied), 512, &mut |_| {}).unwrap();
+        }
+        engine
+    }
+}
+
+/// How long the harness waits for the engine to catch up.
+pub const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// The runtime's options in tests: the harness's engine configuration, ticks every `TICK`.
+pub fn runtime_options(config: EngineConfig) -> RuntimeOptions {
+    RuntimeOptions {
+        tick_interval_ms: TICK.as_millis() as u64,
+        ..RuntimeOptions::new(config)
+    }
+}
+
+/// Starts the engine runtime as primary and waits until it has written and applied its
+/// `Configure` record, so nothing it appends at start lands between a test's requests.
+pub fn start_runtime(
+    requests: Arc<dyn runtime::OpenLog>,
+    outcomes: Arc<dyn runtime::OpenLog>,
+    config: EngineConfig,
+) -> Runtime {
+    let runtime = Runtime::start(
+        runtime_options(config),
+        runtime::Logs { requests, outcomes },
+        Box::new(snapshotter::MemoryStore::new(1)),
+    )
+    .unwrap();
+    let (status, configured) = runtime.handle().wait_for(CATCH_UP, |status| {
+        status.role == Role::Primary && status.configured()
+    });
+    assert!(
+        configured,
+        "the engine did not start as primary: {status:?}"
+    );
+    runtime
 }
 
 fn start_engine(
-    requests: &EmbeddedLog,
-    outcomes: &EmbeddedLog,
+    requests: &Arc<EmbeddedLog>,
+    outcomes: &Arc<EmbeddedLog>,
     config: EngineConfig,
-) -> Arc<TestEngine> {
-    Arc::new(TestEngine::start(
-        config,
-        Box::new(requests.reader()),
-        Arc::new(requests.writer()),
-        Arc::new(outcomes.writer()),
-        TICK,
-    ))
+) -> Runtime {
+    start_runtime(requests.clone(), outcomes.clone(), config)
 }
 
 pub struct Answer {
