@@ -17,18 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(servers) if !servers.is_empty() => Some(servers),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
-        }
-        _ => {
-            eprintln!(
-                "note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)"
-            );
-            None
-        }
-    }
+    requestlog::test_kafka_bootstrap("the Kafka ingress restart test")
 }
 
 fn unique_topic(name: &str) -> String {

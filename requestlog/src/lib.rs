@@ -63,6 +63,23 @@ pub use error::LogError;
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
 pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
 
+/// The Kafka broker a test runs against: `KAFKA_BOOTSTRAP`, the one rule every crate's
+/// Kafka tests follow. Unset on a developer's machine, the test is skipped with a note
+/// naming `what`; under `CI=true` an unset `KAFKA_BOOTSTRAP` fails it instead, so CI never
+/// passes without having run the Kafka tests (`scripts/test.sh` starts the broker).
+pub fn test_kafka_bootstrap(what: &str) -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(servers) if !servers.is_empty() => Some(servers),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!(
+            "KAFKA_BOOTSTRAP is not set: CI must run {what} against a broker (scripts/kafka.sh start)"
+        ),
+        _ => {
+            eprintln!("note: KAFKA_BOOTSTRAP is not set; {what} not run (scripts/kafka.sh start)");
+            None
+        }
+    }
+}
+
 /// How every embedded log's id starts ([`EmbeddedLog::log_id`]).
 pub const EMBEDDED_LOG_ID_PREFIX: &str = "embedded:";
 /// How every Kafka log's id starts ([`KafkaLog::log_id`]): then the cluster id, `/`, the topic.

@@ -15,18 +15,7 @@ use requestlog::{
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 
 fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(servers) if !servers.is_empty() => Some(servers),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
-        }
-        _ => {
-            eprintln!(
-                "note: KAFKA_BOOTSTRAP is not set; Kafka test not run (scripts/kafka.sh start)"
-            );
-            None
-        }
-    }
+    requestlog::test_kafka_bootstrap("the Kafka log tests")
 }
 
 /// A topic name no other test (or earlier run) uses.

@@ -29,18 +29,7 @@ const SECRET: &str = "demo-user-secret";
 const DEADLINE: Duration = Duration::from_secs(90);
 
 fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("KAFKA_BOOTSTRAP is not set: CI must run the fail-over tests against a broker")
-        }
-        _ => {
-            eprintln!(
-                "note: KAFKA_BOOTSTRAP is not set; fail-over test not run (scripts/kafka.sh start)"
-            );
-            None
-        }
-    }
+    requestlog::test_kafka_bootstrap("the fail-over tests")
 }
 
 /// A child process whose stdout lines arrive on a channel; killed when dropped.

@@ -50,16 +50,7 @@ impl Backend {
     /// set on a developer's machine. In CI (`CI=true`) an unset `KAFKA_BOOTSTRAP` fails the
     /// test: Kafka tests are never skipped there.
     pub fn kafka(test: &str) -> Option<Backend> {
-        let brokers = match std::env::var("KAFKA_BOOTSTRAP") {
-            Ok(brokers) if !brokers.is_empty() => brokers,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
-            }
-            _ => {
-                eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka variant of {test} not run (scripts/kafka.sh start)");
-                return None;
-            }
-        };
+        let brokers = requestlog::test_kafka_bootstrap(&format!("the Kafka variant of {test}"))?;
         let unique = format!(
             "{}-{}",
             std::process::id(),

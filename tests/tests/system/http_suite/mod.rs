@@ -237,16 +237,7 @@ impl Service {
     /// `KAFKA_BOOTSTRAP`. `None` (with a note) when it is not set on a developer's machine;
     /// in CI (`CI=true`) an unset `KAFKA_BOOTSTRAP` fails the test: never skipped there.
     pub async fn kafka(test: &str) -> Option<Service> {
-        let brokers = match std::env::var("KAFKA_BOOTSTRAP") {
-            Ok(brokers) if !brokers.is_empty() => brokers,
-            _ if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("KAFKA_BOOTSTRAP is not set: CI must run the Kafka tests against a broker (scripts/kafka.sh start)")
-            }
-            _ => {
-                eprintln!("note: KAFKA_BOOTSTRAP is not set; Kafka run of {test} skipped (scripts/kafka.sh start)");
-                return None;
-            }
-        };
+        let brokers = requestlog::test_kafka_bootstrap(&format!("the Kafka run of {test}"))?;
         let unique = unique_suffix();
         let requests_topic = format!("http-suite-{test}-requests-{unique}");
         let outcomes_topic = format!("http-suite-{test}-outcomes-{unique}");
