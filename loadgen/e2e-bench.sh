@@ -67,7 +67,7 @@ start_service() {
     "$B/boxoffice" engine --role primary --node a --operator-listen 127.0.0.1:0 --data-dir "$DATA/a" >"$DATA/engine.out" 2>"$DATA/engine.err" &
     PIDS+=($!)
     OPERATOR="$(wait_line "$DATA/engine.out" "operator endpoint on ")"
-    "$B/boxoffice" ingress --listen 127.0.0.1:0 >"$DATA/ingress.out" 2>"$DATA/ingress.err" &
+    "$B/boxoffice" ingress --listen 127.0.0.1:0 --data-dir "$DATA/ingress" >"$DATA/ingress.out" 2>"$DATA/ingress.err" &
     PIDS+=($!)
     TARGET="$(wait_line "$DATA/ingress.out" "listening on ")"
     # the engine's own operator endpoint gives the run its state hash

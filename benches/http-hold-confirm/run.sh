@@ -69,7 +69,7 @@ start_kafka() {
   CPU_OF=(--cpu-of "engine=$!")
   if [[ -n "${KAFKA_PID:-}" ]]; then CPU_OF+=(--cpu-of "broker=$KAFKA_PID"); fi
   wait_for "$WORK/engine-$run.out" " is primary$" "$!"
-  "$BOXOFFICE" --dev ingress --listen 127.0.0.1:0 >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
+  "$BOXOFFICE" --dev ingress --listen 127.0.0.1:0 --data-dir "$WORK/ingress-$run" >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
   PIDS+=($!)
   CPU_OF+=(--cpu-of "ingress=$!")
   wait_for "$WORK/ingress-$run.out" "^listening on" "$!"

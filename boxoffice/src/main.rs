@@ -58,6 +58,10 @@ enum Commands {
     Ingress {
         #[arg(long)]
         listen: Option<String>,
+        /// Where this ingress keeps its state (idempotency index, read-model snapshots,
+        /// under `ingress/`; default: `data_dir`). Two ingresses on one machine need two.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print a user token (HS256 JWT) signed with the configured secret.
     Token {
@@ -175,7 +179,13 @@ fn main() {
         Commands::Serve { listen, data_dir } => {
             exit_on_error(cmd_serve::run(&settings, listen, data_dir))
         }
-        Commands::Ingress { listen } => exit_on_error(cmd_ingress::run(&settings, listen)),
+        Commands::Ingress { listen, data_dir } => {
+            let mut settings = settings;
+            if let Some(data_dir) = data_dir {
+                settings.data_dir = data_dir;
+            }
+            exit_on_error(cmd_ingress::run(&settings, listen))
+        }
         Commands::Token { user, ttl_seconds } => {
             exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))
         }
@@ -240,5 +250,26 @@ fn main() {
                 command,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ingress` keeps state since it restarts from snapshots: like `serve` and `engine`,
+    /// it takes the directory on the command line (fix: it could only use `data_dir`
+    /// from the configuration, `./data` by default).
+    #[test]
+    fn ingress_takes_a_data_dir_like_serve_and_engine() {
+        let cli = Cli::try_parse_from(["boxoffice", "ingress", "--data-dir", "/var/lib/ingress"])
+            .expect("parses");
+        match cli.command {
+            Commands::Ingress { data_dir, .. } => {
+                assert_eq!(data_dir, Some(PathBuf::from("/var/lib/ingress")));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["boxoffice", "ingress", "--data-dir"]).is_err());
     }
 }
