@@ -59,7 +59,13 @@ pub fn latency_over_time(report: &Report, path: &Path) -> Result<(), PlotError> 
         .y_desc("latency (ms, from intended send time)")
         .draw()
         .map_err(|e| error(e.to_string()))?;
-    let series: [(&str, RGBColor, fn(&crate::report::TimelinePoint) -> u64); 3] = [
+    /// A line of the plot: its name, colour, and the value it draws of each point.
+    type Series = (
+        &'static str,
+        RGBColor,
+        fn(&crate::report::TimelinePoint) -> u64,
+    );
+    let series: [Series; 3] = [
         ("p50", BLUE, |point| point.p50_us),
         ("p99", RED, |point| point.p99_us),
         ("max", BLACK, |point| point.max_us),

@@ -348,9 +348,9 @@ pub fn replay_into_log(
         let completed = start.elapsed();
         first_offset = first_offset.or(appended.first().map(|record| record.offset));
         last_offset = appended.last().map(|record| record.offset).or(last_offset);
-        for index in next..end {
+        for (index, request) in requests.iter().enumerate().take(end).skip(next) {
             recorder.record(
-                requests[index].1,
+                request.1,
                 "ok",
                 completed.saturating_sub(due_at(index)),
                 completed,

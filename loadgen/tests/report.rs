@@ -17,7 +17,7 @@ fn sample_report() -> Report {
     for index in 0..1_000u64 {
         let kind = [Kind::HoldBest, Kind::Confirm, Kind::ReadSeats][(index % 3) as usize];
         let code = if index % 10 == 0 { "sold_out" } else { "ok" };
-        let route = format!("POST /v1/events/{{event_id}}/holds");
+        let route = "POST /v1/events/{event_id}/holds".to_string();
         recorder.record(
             kind,
             code,

@@ -504,12 +504,11 @@ mod tests {
         }
     }
 
+    /// One append as (request offset, frame index) per record, and what it completes.
+    type CutAppend = (Vec<(u64, u32)>, Option<u64>);
+
     /// Every append as (request offset, frame index) per record, and what it completes.
-    fn cut(
-        outcomes: &[Outcome],
-        budget: AppendBudget,
-        published: Option<u64>,
-    ) -> Vec<(Vec<(u64, u32)>, Option<u64>)> {
+    fn cut(outcomes: &[Outcome], budget: AppendBudget, published: Option<u64>) -> Vec<CutAppend> {
         let mut appends = Appends::new(outcomes, budget);
         std::iter::from_fn(|| appends.next(published))
             .map(|append| {
