@@ -25,48 +25,8 @@ if ! cmp -s browser-tests/package-lock.json "$modules_dir/package-lock.json" || 
   (cd "$modules_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
-  binary=$BOXOFFICE_BIN
-else
-  # Runs after `cargo test` has finished, so this build does not compete with it.
-  cargo build -p boxoffice
-  binary="$CARGO_TARGET_DIR/debug/boxoffice"
-fi
-
-work=$(mktemp -d)
-server_pid=""
-stop() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-# The server prints `listening on http://ADDR` on stdout once it is ready; read it from a
-# FIFO (no polling), then keep draining its output into the log.
-mkfifo "$work/stdout"
-"$binary" --dev serve --config config/default.toml --listen 127.0.0.1:0 --data-dir "$work/data" \
-  >"$work/stdout" 2>"$work/server.log" &
-server_pid=$!
-exec 3<"$work/stdout"
-address=""
-while IFS= read -r -t 120 line <&3; do
-  echo "$line" >>"$work/server.log"
-  if [[ "$line" == "listening on http://"* ]]; then
-    address=${line#listening on }
-    break
-  fi
-done
-if [[ -z "$address" ]]; then
-  echo "browser-test: the server did not start; its log:" >&2
-  cat "$work/server.log" >&2
-  exit 1
-fi
-cat <&3 >>"$work/server.log" &
-echo "browser-test: boxoffice serve at $address"
+source scripts/dev-server.sh
+start_dev_server browser-test
 
 mkdir -p artifacts/browser
 status=0

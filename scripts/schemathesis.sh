@@ -21,46 +21,9 @@ examples=${SCHEMATHESIS_EXAMPLES:-60}
 echo "schemathesis: seed $seed, $examples examples per operation; rerun with:"
 echo "  SCHEMATHESIS_SEED=$seed SCHEMATHESIS_EXAMPLES=$examples scripts/schemathesis.sh"
 
-if [[ -n "${BOXOFFICE_BIN:-}" ]]; then
-  binary=$BOXOFFICE_BIN
-else
-  cargo build -p boxoffice
-  binary="$CARGO_TARGET_DIR/debug/boxoffice"
-fi
-
-work=$(mktemp -d)
-server_pid=""
-stop() {
-  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
 # Rate limits off: schemathesis sends hundreds of requests a second from one address.
-mkfifo "$work/stdout"
-BOXOFFICE_RATE_LIMIT_ENABLED=false "$binary" --dev serve --config config/default.toml \
-  --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/stdout" 2>"$work/server.log" &
-server_pid=$!
-exec 3<"$work/stdout"
-address=""
-while IFS= read -r -t 120 line <&3; do
-  echo "$line" >>"$work/server.log"
-  if [[ "$line" == "listening on http://"* ]]; then
-    address=${line#listening on }
-    break
-  fi
-done
-if [[ -z "$address" ]]; then
-  echo "schemathesis: the server did not start; its log:" >&2
-  cat "$work/server.log" >&2
-  exit 1
-fi
-cat <&3 >>"$work/server.log" &
-echo "schemathesis: boxoffice serve at $address"
+source scripts/dev-server.sh
+start_dev_server schemathesis BOXOFFICE_RATE_LIMIT_ENABLED=false
 
 token=$(curl -sf -X POST "$address/v1/demo/tokens" -H 'Content-Type: application/json' \
   -d '{"user":"schemathesis"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
@@ -75,7 +38,7 @@ for who in user admin; do
     --max-examples "$examples" --seed "$seed" \
     --workers 2 --generation-database none --no-color) || status=1
 done
-if ! kill -0 "$server_pid" 2>/dev/null; then
+if ! kill -0 "$dev_server_pid" 2>/dev/null; then
   echo "schemathesis: the server stopped; its log:" >&2
   tail -n 50 "$work/server.log" >&2
   exit 1
