@@ -532,6 +532,40 @@ pub fn record_on(
     (log, tally)
 }
 
+/// What a run of the standard mix decided, independent of how the engine stores its
+/// state: a digest of every encoded outcome, the engine's [`Engine::seat_digest`] at the
+/// end, and the count of accepted commands. Two engines that agree here took the same
+/// decisions record for record and ended with the same seats (the old-versus-new check of
+/// an engine rewrite; `engine_equivalence` runs it over millions of records).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decisions {
+    pub outcomes: String,
+    pub seats: String,
+    pub accepted: u64,
+}
+
+pub fn decisions(venues: &Venues, seed: u64, count: usize) -> Decisions {
+    let mut engine = venues.build();
+    let mut generator = Generator::new(venues, seed);
+    let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
+    let mut digest = blake3::Hasher::new();
+    let mut accepted = 0;
+    for offset in (first_offset..).take(count) {
+        let record = generator.next_record();
+        let outcome = engine.apply(offset, record.time_ms, &record.request);
+        digest.update(&engine::wire::encode_outcome_body(&outcome));
+        accepted += u64::from(outcome.result.is_ok());
+        generator.observe(&outcome);
+    }
+    Decisions {
+        outcomes: digest.finalize().to_hex().to_string(),
+        seats: blake3::Hash::from(engine.seat_digest())
+            .to_hex()
+            .to_string(),
+        accepted,
+    }
+}
+
 /// The standard mix's log for `venues`: what a run from a fresh `venues.build()` sends.
 pub fn record(venues: &Venues, seed: u64, count: usize) -> Vec<Record> {
     record_on(&mut venues.build(), venues, seed, count).0
@@ -708,6 +742,27 @@ mod tests {
         let mut replayed = venues.build();
         replay(&mut replayed, &log);
         assert_eq!(replayed.state_hash(), engine.state_hash());
+    }
+
+    /// Pinned from the engine before its dense rewrite (issue "The engine at exchange
+    /// speed"): a representation change must not change a single decision. Changing an
+    /// outcome's format on purpose re-pins `outcomes` (and says why); `seats` is in terms
+    /// of the public model and should never move. `engine_equivalence` checks millions.
+    #[test]
+    fn the_standard_mix_decides_as_pinned() {
+        let found = decisions(&Venues::standard(), 42, 100_000);
+        assert_eq!(
+            (
+                found.outcomes.as_str(),
+                found.seats.as_str(),
+                found.accepted
+            ),
+            (
+                "73af3e4f7e4245a09a44b0add4af5230e5c98d05d45d0d77a8321b1ce253e03a",
+                "7c6854023205830f38d1acb60494152b01e69c2f61bbc549b493187c37aca849",
+                98_188
+            )
+        );
     }
 
     #[test]

@@ -97,6 +97,41 @@ impl Engine {
             .sum()
     }
 
+    /// Who holds each seat (free, held by hold h, booked by booking b), every category's
+    /// counters and every pool's, as one digest: the seat state in terms of the public
+    /// model, independent of how the engine stores it. Two engines that took the same
+    /// decisions have the same seat digest whatever their representation (the state hash,
+    /// a digest of the encoding, changes with the representation).
+    pub fn seat_digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        for event in &self.state.events {
+            for seat in 0..event.layout.seat_count {
+                let owner = Engine::seat_owner(event.seats[seat as usize]);
+                let (tag, id) = match owner {
+                    None => (0u8, 0u64),
+                    Some((true, hold)) => (1, hold),
+                    Some((false, booking)) => (2, booking),
+                };
+                hasher.update(&[tag]);
+                hasher.update(&id.to_le_bytes());
+            }
+            for category in &event.categories {
+                for count in [category.capacity, category.held, category.booked] {
+                    hasher.update(&count.to_le_bytes());
+                }
+            }
+            for pool in &event.pools {
+                for count in [pool.capacity, pool.held, pool.booked] {
+                    hasher.update(&count.to_le_bytes());
+                }
+            }
+        }
+        hasher.update(&(self.live_hold_count() as u64).to_le_bytes());
+        hasher.update(&(self.booking_count() as u64).to_le_bytes());
+        hasher.update(&(self.waiting_count() as u64).to_le_bytes());
+        *hasher.finalize().as_bytes()
+    }
+
     pub fn total_seats(&self) -> u64 {
         self.state
             .events
