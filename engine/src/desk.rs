@@ -367,8 +367,7 @@ impl Engine {
         assert!(
             self.state
                 .timers
-                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0))
-                .is_some(),
+                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0)),
             "a held desk ticket has a timer"
         );
         self.state

@@ -130,7 +130,7 @@ impl Engine {
     /// The log time at which the next timer falls due, so the shell knows when a tick
     /// is needed (like quinn's `poll_timeout`). Timers fire once time passes `due`.
     pub fn next_due_ms(&self) -> Option<u64> {
-        self.state.timers.get_min().map(|(due, _, _)| due + 1)
+        self.state.timers.first().map(|(due, _, _)| due + 1)
     }
 
     /// Applies one log record. Offsets must strictly increase: anything else is a bug

@@ -15,11 +15,11 @@ impl Engine {
             .now_ms
             .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
-        while let Some(&(due, kind, id)) = self.state.timers.get_min() {
+        while let Some(&(due, kind, id)) = self.state.timers.first() {
             if due >= now_ms {
                 break;
             }
-            self.state.timers.remove_min();
+            self.state.timers.pop_first();
             match kind {
                 TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
                 TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),

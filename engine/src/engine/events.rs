@@ -352,13 +352,15 @@ impl Engine {
         }
         let booking_ids = event.bookings.clone();
         let waiter_ids: Vec<WaiterId> = event.queues.values().flatten().copied().collect();
-        let hold_ids: Vec<HoldId> = self
+        // Sorted: `holds` is a hash map, whose order must not leak into anything.
+        let mut hold_ids: Vec<HoldId> = self
             .state
             .holds
             .iter()
             .filter(|(_, hold)| hold.event == event_id)
             .map(|(id, _)| *id)
             .collect();
+        hold_ids.sort_unstable();
         for &hold in &hold_ids {
             self.take_hold(hold, HoldEnd::Released);
         }

@@ -17,22 +17,21 @@ impl Engine {
     }
 
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
-        // Perf: no `entry`, which searches the tree twice in imbl.
-        let key = (event, user);
-        match self.state.usage.get_mut(&key) {
-            Some(usage) => {
-                let next = i64::from(*usage) + delta;
+        use std::collections::hash_map::Entry;
+        match self.state.usage.entry((event, user)) {
+            Entry::Occupied(mut usage) => {
+                let next = i64::from(*usage.get()) + delta;
                 assert!(next >= 0, "usage went negative");
                 if next == 0 {
-                    self.state.usage.remove(&key);
+                    usage.remove();
                 } else {
-                    *usage = next as u32;
+                    *usage.get_mut() = next as u32;
                 }
             }
-            None => {
+            Entry::Vacant(usage) => {
                 assert!(delta >= 0, "usage went negative");
                 if delta > 0 {
-                    self.state.usage.insert(key, delta as u32);
+                    usage.insert(delta as u32);
                 }
             }
         }
@@ -295,8 +294,7 @@ impl Engine {
         let filed = self
             .state
             .timers
-            .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0))
-            .is_some();
+            .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0));
         debug_assert!(filed || end == HoldEnd::Expired);
         let event = &mut self.state.events[hold.event.0 as usize];
         if end != HoldEnd::Confirmed {

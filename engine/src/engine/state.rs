@@ -11,7 +11,7 @@ use crate::layout::Layout;
 use crate::outcome::*;
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Persistent collections for the parts of the state that grow with traffic (holds, timers,
 /// waiters, usage, idempotency): a clone shares structure and costs O(1), so the engine
@@ -22,6 +22,46 @@ pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
 pub(crate) type Set<T> = imbl::OrdSet<T>;
 pub(crate) type Queue<T> = imbl::Vector<T>;
 use std::sync::Arc;
+
+/// The hot tables (live holds, waiters, per-user counters): hash maps with a fixed,
+/// fast hasher for integer keys, looked up but never iterated on the engine thread.
+/// Their copy for a snapshot is a flat copy of plain entries (no pointers to chase, no
+/// allocation per entry). They encode sorted by key, exactly like a `BTreeMap`
+/// (`sorted_map`), so the encoding, and with it `state_hash`, has one canonical form.
+pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+
+/// `#[serde(with = "sorted_map")]`: a [`FastMap`] encoded in key order, like a `BTreeMap`.
+pub(crate) mod sorted_map {
+    use super::FastMap;
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::hash::Hash;
+
+    pub(crate) fn serialize<K: Ord + Serialize, V: Serialize, S: Serializer>(
+        map: &FastMap<K, V>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&K, &V)> = map.iter().collect();
+        entries.sort_unstable_by(|left, right| left.0.cmp(right.0));
+        let mut encoded = serializer.serialize_map(Some(entries.len()))?;
+        for (key, value) in entries {
+            encoded.serialize_entry(key, value)?;
+        }
+        encoded.end()
+    }
+
+    pub(crate) fn deserialize<'de, K, V, D>(deserializer: D) -> Result<FastMap<K, V>, D::Error>
+    where
+        K: Ord + Hash + Deserialize<'de>,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(BTreeMap::<K, V>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
 
 /// Per-seat state in 8 bytes: 0 is free; the top two bits say held or booked and the
 /// rest is the owning hold's or booking's id.
@@ -280,18 +320,25 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    pub(crate) holds: Map<HoldId, Hold>,
-    pub(crate) ended_holds: Map<HoldId, EndedHold>,
-    pub(crate) ended_hold_queue: Queue<(u64, HoldId)>,
+    #[serde(with = "sorted_map")]
+    pub(crate) holds: FastMap<HoldId, Hold>,
+    #[serde(with = "sorted_map")]
+    pub(crate) ended_holds: FastMap<HoldId, EndedHold>,
+    pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
-    pub(crate) waiters: Map<WaiterId, Waiter>,
-    pub(crate) timers: Set<(u64, TimerKind, u64)>,
+    #[serde(with = "sorted_map")]
+    pub(crate) waiters: FastMap<WaiterId, Waiter>,
+    /// Every pending expiry, in firing order. Small (live holds and waiters only), so
+    /// a plain ordered set: its copy for a snapshot is short.
+    pub(crate) timers: BTreeSet<(u64, TimerKind, u64)>,
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
     /// are removed so equal states encode equally.
-    pub(crate) usage: Map<(EventId, UserId), u32>,
+    #[serde(with = "sorted_map")]
+    pub(crate) usage: FastMap<(EventId, UserId), u32>,
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
-    pub(crate) waiters_by_user: Map<(EventId, UserId), u32>,
+    #[serde(with = "sorted_map")]
+    pub(crate) waiters_by_user: FastMap<(EventId, UserId), u32>,
     /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
     /// (the raw key is not kept).
     pub(crate) idempotency: Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
