@@ -129,6 +129,14 @@ pub enum Command {
     Configure {
         stamp: crate::config::ConfigStamp,
     },
+    /// Check-in by ticket id: the ingress verified the code's MAC (the engine no longer
+    /// derives or checks codes on its thread). `CheckIn` (by code) stays decodable and is
+    /// decided as before, so old logs replay to the same outcomes.
+    CheckInTicket {
+        tenant: String,
+        event: EventId,
+        ticket: crate::ids::TicketId,
+    },
 }
 
 impl Command {
@@ -139,6 +147,7 @@ impl Command {
             | Command::UpdateEvent { tenant, .. }
             | Command::CancelEvent { tenant, .. }
             | Command::CheckIn { tenant, .. }
+            | Command::CheckInTicket { tenant, .. }
             | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
             Command::PlaceHold { user, .. }
             | Command::ConfirmHold { user, .. }

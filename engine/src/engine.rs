@@ -254,7 +254,12 @@ impl Engine {
                 tenant,
                 event,
                 code,
-            } => self.check_in(tenant, *event, code),
+            } => self.check_in_code(tenant, *event, code),
+            Command::CheckInTicket {
+                tenant,
+                event,
+                ticket,
+            } => self.check_in(tenant, *event, *ticket),
             Command::PlaceHold {
                 user,
                 event,

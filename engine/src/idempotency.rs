@@ -40,6 +40,7 @@ impl IdempotencyScope {
             Command::UpdateEvent { event, .. }
             | Command::CancelEvent { event, .. }
             | Command::CheckIn { event, .. }
+            | Command::CheckInTicket { event, .. }
             | Command::PlaceHold { event, .. }
             | Command::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
             Command::CreateDeskTicket { desk, .. }

@@ -62,8 +62,8 @@ pub struct TicketView {
     pub ticket: TicketId,
     /// The seat index, for reserved seating.
     pub seat: Option<u32>,
-    /// The unforgeable code printed on the ticket.
-    pub code: String,
+    // No code: the unforgeable code printed on the ticket is derived from the ticket id
+    // where it is shown (`tickets::code`, on the read side), not on the engine thread.
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,6 +60,7 @@ fn scope(command: &Command) -> Option<(bool, u32)> {
         Command::UpdateEvent { event, .. }
         | Command::CancelEvent { event, .. }
         | Command::CheckIn { event, .. }
+        | Command::CheckInTicket { event, .. }
         | Command::PlaceHold { event, .. }
         | Command::JoinWaitlist { event, .. } => Some((false, event.0)),
         Command::CreateDeskTicket { desk, .. }
@@ -531,7 +532,12 @@ impl Model {
                 tenant,
                 event,
                 code,
-            } => self.check_in(tenant, *event, code),
+            } => self.check_in_code(tenant, *event, code),
+            Command::CheckInTicket {
+                tenant,
+                event,
+                ticket,
+            } => self.check_in(tenant, *event, *ticket),
             Command::PlaceHold {
                 user,
                 event,
@@ -1189,11 +1195,7 @@ impl Model {
                     Items::Seats(seats) => Some(seats[index as usize]),
                     Items::Pool { .. } => None,
                 };
-                TicketView {
-                    ticket,
-                    seat,
-                    code: tickets::code(&self.config.ticket_secret, ticket),
-                }
+                TicketView { ticket, seat }
             })
             .collect();
         BookingView {
@@ -1523,7 +1525,7 @@ impl Model {
         })
     }
 
-    fn check_in(&mut self, tenant: &str, event: EventId, code: &str) -> Answer {
+    fn check_in_code(&mut self, tenant: &str, event: EventId, code: &str) -> Answer {
         self.tenant_event(tenant, event)?;
         // Genuine means: exactly the code the secret gives for the ticket it names.
         let ticket = code
@@ -1531,12 +1533,17 @@ impl Model {
             .and_then(|(ticket, _)| TicketId::parse(ticket))
             .filter(|ticket| tickets::code(&self.config.ticket_secret, *ticket) == code)
             .ok_or(not_found(NotFound::Ticket))?;
+        self.check_in(tenant, event, ticket)
+    }
+
+    fn check_in(&mut self, tenant: &str, event: EventId, ticket: TicketId) -> Answer {
+        self.tenant_event(tenant, event)?;
         let booking = self
             .bookings
             .get_mut((ticket.booking.0 as usize).wrapping_sub(1))
             .filter(|booking| booking.event == event)
             .ok_or(not_found(NotFound::Ticket))?;
-        if ticket.index > booking.items.quantity() {
+        if ticket.index == 0 || ticket.index > booking.items.quantity() {
             return Err(not_found(NotFound::Ticket));
         }
         if booking.canceled {
@@ -1692,6 +1699,9 @@ enum Op {
         booking: Ref,
         index: u32,
         genuine: bool,
+        /// `CheckInTicket` (the id the ingress appends after verifying the code) instead
+        /// of `CheckIn` by code; not genuine then means ticket index 0, which names nothing.
+        by_id: bool,
     },
     Update {
         event: u32,
@@ -1885,7 +1895,7 @@ fn op(weights: Weights) -> impl Strategy<Value = Op> {
         weights.cancel_booking => (who(), reference()).prop_map(|(who, booking)| Op::CancelBooking { who, booking }),
         weights.join => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>()).prop_map(|(who, event, quantity, category, together)| Op::Join { who, event, quantity, category, together }),
         weights.leave => (who(), reference()).prop_map(|(who, waiter)| Op::Leave { who, waiter }),
-        weights.check_in => (event_index(weights.mixed), reference(), 1..4u32, proptest::bool::weighted(0.8)).prop_map(|(event, booking, index, genuine)| Op::CheckIn { event, booking, index, genuine }),
+        weights.check_in => (event_index(weights.mixed), reference(), 1..4u32, proptest::bool::weighted(0.8), any::<bool>()).prop_map(|(event, booking, index, genuine, by_id)| Op::CheckIn { event, booking, index, genuine, by_id }),
         weights.update => (event_index(weights.mixed), prop_oneof![4 => Just(0usize), 1 => 1..3usize], patch()).prop_map(|(event, tenant, patch)| Op::Update { event, tenant, patch }),
         weights.cancel_event => (prop_oneof![Just(0u32), Just(1), Just(2), Just(3), Just(7)], prop_oneof![3 => Just(0usize), 1 => Just(2usize)]).prop_map(|(event, tenant)| Op::CancelEvent { event, tenant }),
         weights.tick => Just(Op::Tick),
@@ -2076,6 +2086,7 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             booking,
             index,
             genuine,
+            by_id,
         } => {
             let booking = booking_of(booking);
             let ticket = TicketId {
@@ -2102,10 +2113,19 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
                 .events
                 .get(event.0 as usize)
                 .map_or("t1".to_string(), |found| found.tenant.clone());
-            Command::CheckIn {
-                tenant,
-                event,
-                code,
+            if *by_id {
+                let index = if *genuine { ticket.index } else { 0 };
+                Command::CheckInTicket {
+                    tenant,
+                    event,
+                    ticket: TicketId { index, ..ticket },
+                }
+            } else {
+                Command::CheckIn {
+                    tenant,
+                    event,
+                    code,
+                }
             }
         }
         Op::Update {

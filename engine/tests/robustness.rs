@@ -209,6 +209,7 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (text(), event_id(), patch()).prop_map(|(tenant, event, patch)| Command::UpdateEvent { tenant, event, patch }),
         1 => (text(), event_id()).prop_map(|(tenant, event)| Command::CancelEvent { tenant, event }),
         1 => (text(), event_id(), text()).prop_map(|(tenant, event, code)| Command::CheckIn { tenant, event, code }),
+        1 => (text(), event_id(), any::<u64>(), any::<u32>()).prop_map(|(tenant, event, booking, index)| Command::CheckInTicket { tenant, event, ticket: TicketId { booking: BookingId(booking), index } }),
         6 => (text(), event_id(), selection(), any::<bool>()).prop_map(|(user, event, selection, wait)| Command::PlaceHold { user, event, selection, wait }),
         3 => (text(), small_u64(), text()).prop_map(|(user, hold, payment_ref)| Command::ConfirmHold { user, hold: HoldId(hold), payment_ref }),
         2 => (text(), small_u64()).prop_map(|(user, hold)| Command::ReleaseHold { user, hold: HoldId(hold) }),
@@ -336,7 +337,20 @@ fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option
         {
             not_found(NotFound::Event)
         }
-        Command::CheckIn { event, .. } if no_event(event) => not_found(NotFound::Event),
+        Command::CheckIn { event, .. } | Command::CheckInTicket { event, .. }
+            if no_event(event) =>
+        {
+            not_found(NotFound::Event)
+        }
+        // A ticket id that names no ticket of a booking of the event.
+        Command::CheckInTicket { tenant, event, ticket }
+            if seen.tenants.get(event) == Some(tenant)
+                && (ticket.index == 0
+                    || ticket.booking.0 == 0
+                    || ticket.booking.0 > engine.booking_count() as u64) =>
+        {
+            not_found(NotFound::Ticket)
+        }
         // Nobody can forge a ticket code, so a code of an owned event is never found.
         Command::CheckIn { tenant, event, .. } if seen.tenants.get(event) == Some(tenant) => {
             not_found(NotFound::Ticket)

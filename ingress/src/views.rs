@@ -194,10 +194,13 @@ pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<Ho
     ))
 }
 
+/// A booking as the API shows it. Ticket codes are derived here from the ticket ids and
+/// `ticket_secret` (the engine keeps ids only: an HMAC per ticket is read-side work).
 pub(crate) fn booking_response(
     event: Option<&EventRecord>,
     view: &BookingView,
     canceled: bool,
+    ticket_secret: &[u8],
 ) -> BookingResponse {
     let label = |seat: u32| {
         event
@@ -222,17 +225,22 @@ pub(crate) fn booking_response(
             .map(|ticket| TicketBody {
                 ticket_id: ticket.ticket.to_string(),
                 seat: ticket.seat.and_then(label),
-                code: ticket.code.clone(),
+                code: engine::tickets::code(ticket_secret, ticket.ticket),
             })
             .collect(),
     }
 }
 
-pub(crate) fn current_booking(model: &ReadModel, record: &BookingRecord) -> BookingResponse {
+pub(crate) fn current_booking(
+    model: &ReadModel,
+    record: &BookingRecord,
+    ticket_secret: &[u8],
+) -> BookingResponse {
     booking_response(
         model.event(record.view.event),
         &record.view,
         record.canceled,
+        ticket_secret,
     )
 }
 

@@ -62,7 +62,6 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
             waiter: None,
         })),
         "confirm" => {
-            let secret = b"demo-ticket-secret";
             let tickets = (1..=2u32)
                 .map(|index| {
                     let ticket = TicketId {
@@ -72,7 +71,6 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
                     TicketView {
                         ticket,
                         seat: Some(seat + index - 1),
-                        code: engine::tickets::code(secret, ticket),
                     }
                 })
                 .collect();

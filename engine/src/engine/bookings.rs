@@ -84,11 +84,7 @@ impl Engine {
                     Items::Seats(seats) => Some(seats[index as usize]),
                     Items::Pool { .. } => None,
                 };
-                TicketView {
-                    ticket,
-                    seat,
-                    code: crate::tickets::code(&self.config.ticket_secret, ticket),
-                }
+                TicketView { ticket, seat }
             })
             .collect();
         BookingView {

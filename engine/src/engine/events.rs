@@ -385,10 +385,16 @@ impl Engine {
         })
     }
 
-    pub(super) fn check_in(&mut self, tenant: &str, event_id: EventId, code: &str) -> Answer {
+    /// A check-in by code (the format before `CheckInTicket`): the code is verified here.
+    pub(super) fn check_in_code(&mut self, tenant: &str, event_id: EventId, code: &str) -> Answer {
         self.tenant_event(tenant, event_id)?;
         let ticket = crate::tickets::verify(&self.config.ticket_secret, code)
             .ok_or(not_found(NotFound::Ticket))?;
+        self.check_in(tenant, event_id, ticket)
+    }
+
+    pub(super) fn check_in(&mut self, tenant: &str, event_id: EventId, ticket: TicketId) -> Answer {
+        self.tenant_event(tenant, event_id)?;
         let booking = self
             .state
             .bookings
@@ -397,7 +403,7 @@ impl Engine {
             .ok_or(not_found(NotFound::Ticket))?;
         let used = booking
             .tickets_used
-            .get_mut(ticket.index as usize - 1)
+            .get_mut((ticket.index as usize).wrapping_sub(1))
             .ok_or(not_found(NotFound::Ticket))?;
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));

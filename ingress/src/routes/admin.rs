@@ -205,10 +205,10 @@ pub(crate) async fn checkin(
     let outcome = submit(
         &state,
         key,
-        Command::CheckIn {
+        Command::CheckInTicket {
             tenant,
             event: id,
-            code,
+            ticket,
         },
     )
     .await?;

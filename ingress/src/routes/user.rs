@@ -200,7 +200,12 @@ pub(crate) async fn confirm_hold(
     match &outcome.result {
         Ok(Reply::HoldConfirmed(view)) => {
             let model = state.model();
-            let body = views::booking_response(model.event(view.event), view, false);
+            let body = views::booking_response(
+                model.event(view.event),
+                view,
+                false,
+                &state.config().engine.ticket_secret,
+            );
             Ok(with_location(
                 answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
                 &format!("/v1/bookings/{}", view.booking),
@@ -252,7 +257,9 @@ pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): U
     let model = state.model();
     let bookings = model
         .user_bookings(&user)
-        .map(|booking| views::current_booking(&model, booking))
+        .map(|booking| {
+            views::current_booking(&model, booking, &state.config().engine.ticket_secret)
+        })
         .collect();
     answer(
         StatusCode::OK,
@@ -277,7 +284,11 @@ pub(crate) async fn get_booking(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::current_booking(&model, booking)),
+        Json(views::current_booking(
+            &model,
+            booking,
+            &state.config().engine.ticket_secret,
+        )),
     ))
 }
 
@@ -298,7 +309,7 @@ pub(crate) async fn ticket_qr(
         let booking = model
             .booking(id)
             .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-        views::current_booking(&model, booking)
+        views::current_booking(&model, booking, &state.config().engine.ticket_secret)
             .tickets
             .into_iter()
             .find(|ticket| ticket.ticket_id == ticket_id)
@@ -349,6 +360,7 @@ pub(crate) async fn cancel_booking(
                     model.event(record.view.event),
                     &record.view,
                     true,
+                    &state.config().engine.ticket_secret,
                 )),
             ))
         }
