@@ -16,8 +16,12 @@ fn record(at_us: u64, kind: Kind, call: Call) -> Entry {
         at_us,
         kind,
         call,
+        times: Vec::new(),
         status: Some(201),
+        code: None,
+        shape: None,
         created: BTreeMap::new(),
+        line: 0,
     })
 }
 
