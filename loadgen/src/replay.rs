@@ -335,7 +335,6 @@ pub async fn replay_http(
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut comparison = Arc::try_unwrap(comparison)
-        .ok()
         .expect("every task finished")
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
