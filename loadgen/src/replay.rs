@@ -461,6 +461,11 @@ pub fn replay_into_log(
         }
         let now = start.elapsed();
         let now_wall_ms = now_ms();
+        // At full speed a record is due when its batch may go (after any gate).
+        let charged_from = |index: usize| match pace {
+            Pace::Speed(_) => due_at(index),
+            Pace::Max => now,
+        };
         let mut end = next + 1;
         while end < requests.len()
             && end - next < batch_records
@@ -485,7 +490,7 @@ pub fn replay_into_log(
             recorder.record(
                 request.1,
                 "ok",
-                completed.saturating_sub(due_at(index)),
+                completed.saturating_sub(charged_from(index)),
                 completed,
                 "APPEND requests",
                 0,
