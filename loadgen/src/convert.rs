@@ -323,19 +323,3 @@ fn event_body(spec: &EventSpec) -> Value {
     }
     body
 }
-
-/// Shifts the RFC 3339 times of a recorded `POST /v1/admin/events` body by `delta_ms`, so
-/// a replay's sales windows sit where they sat relative to the recorded run.
-pub fn shift_event_times(body: &mut Value, delta_ms: i64) {
-    for field in ["starts_at", "ends_at", "sales_open_at", "sales_close_at"] {
-        let Some(ms) = body
-            .get(field)
-            .and_then(Value::as_str)
-            .and_then(parse_rfc3339_ms)
-        else {
-            continue;
-        };
-        let shifted = (ms as i64).saturating_add(delta_ms).max(0) as u64;
-        body[field] = json!(rfc3339(shifted));
-    }
-}

@@ -16,6 +16,7 @@
 //! - [`client`]: API calls as data, user tokens (HS256), the loopback-only HTTP client.
 //! - [`report`]: per-kind histograms, error codes, the JSON report; [`plot`]: SVG plots.
 //! - [`record`]: request logs (ours, and `boxoffice log export`); [`replay`]: replays;
+//!   [`timeline`]: the replay's clock, gates and the outcome comparison (sans-io);
 //!   [`convert`]: HTTP call ⇄ `engine::Request`.
 //! - [`verify`]: post-run checks through the API and the engine's state hash.
 //! - [`run`]: one run, wiring all of the above.
@@ -33,6 +34,7 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod setup;
+pub mod timeline;
 pub mod verify;
 pub mod workload;
 
@@ -99,6 +101,8 @@ pub enum Command {
     /// Parse a scenario (and scale it) and print it back as TOML.
     Scenario {
         path: PathBuf,
+        /// As `run --scale`: inventory, users, request budget and rate times this factor,
+        /// the duration too (never below 20 s nor above the scenario's).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
@@ -158,7 +162,10 @@ pub struct RunArgs {
     pub scenario: PathBuf,
     #[command(flatten)]
     pub connect: ConnectArgs,
-    /// Multiplies users, events, rows, pools, the request budget and the rate.
+    /// Multiplies the inventory (event copies, rows, general-admission pools), the users,
+    /// the request budget and the rate by this factor, and the duration too but never
+    /// below 20 s nor above the scenario's: `--scale 0.01` is a dry run of at most 20 s.
+    /// Seats per row, the mix, think times and sales windows stay.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     #[arg(long, value_enum, default_value_t = Mode::Open)]
@@ -230,13 +237,17 @@ pub struct ReplayArgs {
     /// (engine-only replay; the server must not be running on it).
     #[arg(long)]
     pub into_data_dir: Option<PathBuf>,
-    /// Replay N times faster than recorded (1 = original pacing).
+    /// Replay N times faster than recorded (1 = original pacing); the times in the
+    /// recorded bodies (sales windows, `starts_at`) move with the replay's clock.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// No pacing: as fast as the concurrency allows.
+    /// No pacing: as fast as the concurrency allows, except that a request recorded after
+    /// a time its bodies name (a sales opening) waits for that time in the replay (a gate;
+    /// the report says how long).
     #[arg(long)]
     pub max_speed: bool,
-    /// Requests in flight at most (1 keeps the recorded order exactly).
+    /// Requests in flight at most (1 keeps the recorded order exactly, and its "same
+    /// outcome" figure should be every request; above 1 it measures order sensitivity).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Records per append (engine-only replay).
@@ -266,9 +277,10 @@ pub struct CheckReplayArgs {
     /// `report.json` of a run made with `--verify --operator-key`.
     #[arg(long)]
     pub report: PathBuf,
-    /// The `boxoffice` binary.
-    #[arg(long, default_value = "boxoffice")]
-    pub boxoffice: PathBuf,
+    /// The `boxoffice` binary (default: this executable when it is `boxoffice`, else the
+    /// `boxoffice` next to it, else `boxoffice` on the `PATH`).
+    #[arg(long)]
+    pub boxoffice: Option<PathBuf>,
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// The stopped server's data directory.
@@ -354,8 +366,9 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
                     "the report has no engine state hash: run with --verify --operator-key".into(),
                 ));
             };
+            let boxoffice = args.boxoffice.clone().unwrap_or_else(boxoffice_executable);
             let replayed = verify::offline_replay_hash(
-                &args.boxoffice,
+                &boxoffice,
                 args.config.as_deref(),
                 &args.data_dir,
                 engine.hash_offset(),
@@ -390,6 +403,26 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
             );
             Ok(())
         }
+    }
+}
+
+/// The `boxoffice` binary a command runs by default: this executable when it is
+/// `boxoffice` (`boxoffice loadgen ...`), else the `boxoffice` beside it (the standalone
+/// `loadgen` that cargo builds into the same directory), else `boxoffice` on the `PATH`.
+pub fn boxoffice_executable() -> PathBuf {
+    let name = format!("boxoffice{}", std::env::consts::EXE_SUFFIX);
+    let Ok(current) = std::env::current_exe() else {
+        return PathBuf::from(name);
+    };
+    if current
+        .file_name()
+        .is_some_and(|file| file == name.as_str())
+    {
+        return current;
+    }
+    match current.parent().map(|directory| directory.join(&name)) {
+        Some(sibling) if sibling.is_file() => sibling,
+        _ => PathBuf::from(name),
     }
 }
 
@@ -470,6 +503,7 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
     );
     let duration_max =
         Duration::from_secs_f64(args.duration.clamp(0.001, scenario::DURATION_MAX_SECONDS));
+    let mut comparison = None;
     let (mode, target, recorder, sent, skipped, elapsed, lag) = match &args.into_data_dir {
         Some(data_dir) => {
             let batch = args.batch.max(1);
@@ -485,6 +519,24 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
                 replayed.elapsed.as_secs_f64(),
                 replayed.appended as f64 / replayed.elapsed.as_secs_f64().max(1e-9)
             );
+            if replayed.gates_waited > 0 {
+                println!(
+                    "waited {:.3} s at {} gate(s) (recorded times the records after them must follow)",
+                    replayed.gate_wait.as_secs_f64(),
+                    replayed.gates_waited
+                );
+            }
+            if let Some(engine) = log.end.as_ref().and_then(|end| end.engine.as_ref()) {
+                // Not a claim of equality: the log stamps these records with the replay's
+                // times, and the server's own Configure and Tick records are not in an
+                // HTTP recording, so `boxoffice replay` of this directory hashes another
+                // state. `check-replay` compares the server's own log.
+                println!(
+                    "the recorded server ended at state_hash {} (offset {:?}); this log is rebuilt from its requests at today's times, so its hash differs",
+                    engine.state_hash,
+                    engine.hash_offset(),
+                );
+            }
             (
                 "replay_log",
                 data_dir.display().to_string(),
@@ -506,12 +558,7 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
                 duration_max,
             )
             .await;
-            if replayed.status_mismatches > 0 {
-                println!(
-                    "{} answers differ from the recorded status",
-                    replayed.status_mismatches
-                );
-            }
+            comparison = Some(replayed.comparison);
             (
                 "replay_http",
                 client.base().to_string(),
@@ -539,10 +586,14 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
         skipped_slots: skipped,
         dispatch_lag_max_us: lag.as_micros() as u64,
         measurements,
+        replay: comparison,
         ..Report::default()
     };
     run::write_outputs(&report, &args.out, !args.no_plots)?;
     print!("{}", report.table());
+    if let Some(comparison) = report.replay.as_ref().filter(|c| c.compared > 0) {
+        print!("{}", comparison.summary());
+    }
     println!("report: {}", args.out.join("report.json").display());
     Ok(())
 }

@@ -1,14 +1,23 @@
 //! Request logs: JSON lines, one request a line.
 //!
-//! The load tester writes its own form (a header line, then one line per request sent,
-//! with its intended send time and the ids its answer created, so a replay can map them
-//! to the ids a fresh server gives):
+//! The load tester writes its own form, a timeline: a header line with the wall-clock
+//! time the recording started, one line per request sent (setup included) with its
+//! intended send time as an offset from that start, the absolute times its body carries
+//! (`times`, JSON pointers: a replay moves exactly these onto its own clock), what it was
+//! answered (status, error code, body shape) and the ids its answer created (a replay maps
+//! them to the ids a fresh server gives), and a last line written when the run ended,
+//! with the server's engine state hash when the run had the operator key:
 //!
 //! ```text
-//! {"loadgen_request_log":1,"started_at_ms":1700000000000,"scenario":"theatre"}
-//! {"at_us":0,"kind":"create_event","call":{"method":"POST","path":"/v1/admin/events","auth":{"admin":"demo"},"body":{...}},"status":201,"created":{"/event_id":"ev_0"}}
-//! {"at_us":2000,"kind":"hold_best","call":{...},"status":201,"created":{"/hold_id":"h_0"}}
+//! {"loadgen_request_log":2,"started_at_ms":1700000000000,"scenario":"theatre"}
+//! {"at_us":1830,"kind":"create_event","call":{"method":"POST","path":"/v1/admin/events","auth":{"admin":"demo"},"body":{...}},"times":["/starts_at","/sales_open_at"],"status":201,"shape":"{event_id}","created":{"/event_id":"ev_0"}}
+//! {"at_us":3004120,"kind":"hold_best","call":{...},"status":201,"shape":"{...}","created":{"/hold_id":"h_0"}}
+//! {"loadgen_recording_end":{"at_us":20511000,"engine":{"state_hash":"9f...","applied_offset":402,...}}}
 //! ```
+//!
+//! Format 1 (before the timeline) put setup at 0 and the load from the load's start, and
+//! marked no times: it is still read, with the event bodies' four time fields taken as
+//! its times.
 //!
 //! `boxoffice log export` output is accepted too: lines with `offset`, `timestamp_ms` and
 //! `request` (the engine's request in serde JSON) become engine records paced by their
@@ -24,7 +33,8 @@ use std::sync::Mutex;
 use crate::client::{Answer, Call};
 use crate::scenario::Kind;
 
-pub const FORMAT_VERSION: u64 = 1;
+/// 2: the timeline (setup included), marked times, answer shapes, the end line.
+pub const FORMAT_VERSION: u64 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -37,16 +47,77 @@ pub struct Header {
 /// A request the load tester sent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HttpRecord {
-    /// Intended send time, microseconds after the run's start.
+    /// Intended send time, microseconds after the recording's start (`started_at_ms`).
     pub at_us: u64,
     pub kind: Kind,
     pub call: Call,
+    /// JSON pointers of the body's absolute times (RFC 3339 strings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times: Vec<String>,
     /// The answer's status (0: none came).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The error's code when the answer was not a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The answer body's [`crate::timeline::shape_of`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<String>,
     /// Ids the answer carried, by JSON pointer (`/hold_id` → `h_12`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub created: BTreeMap<String, String>,
+    /// Line in the file it was read from (1-based; 0 when not read from a file).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+impl HttpRecord {
+    /// A record of `call` sent at `at_us`, answered `answer`.
+    pub fn answered(at_us: u64, kind: Kind, call: Call, answer: &Answer) -> HttpRecord {
+        let times = match (&call.body, kind) {
+            (Some(body), Kind::CreateEvent) => crate::timeline::event_time_pointers(body),
+            _ => Vec::new(),
+        };
+        HttpRecord {
+            at_us,
+            kind,
+            call,
+            times,
+            status: Some(answer.status),
+            code: (answer.code != "ok").then(|| answer.code.clone()),
+            shape: Some(crate::timeline::shape_of(&answer.body)),
+            created: ids_in(answer),
+            line: 0,
+        }
+    }
+
+    /// What the recording says the request was answered, if it says.
+    pub fn outcome(&self) -> Option<crate::timeline::Outcome> {
+        let status = self.status?;
+        Some(crate::timeline::Outcome {
+            status,
+            code: self.code.clone().unwrap_or_else(|| {
+                if (200..300).contains(&status) {
+                    "ok".into()
+                } else {
+                    // Format 1 kept the status only.
+                    Answer::from_parts(status, Value::Null).code
+                }
+            }),
+            shape: self.shape.clone(),
+        })
+    }
+}
+
+/// The recording's last line: when the run ended and the server's engine state then.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecordingEnd {
+    /// Offset of the run's end in the timeline.
+    pub at_us: u64,
+    /// The engine's state hash after the run (runs with `--verify --operator-key`): an
+    /// exact replay of the server's requests log ends in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<crate::verify::EngineStatus>,
 }
 
 /// A record of the engine's requests log (`boxoffice log export`).
@@ -55,6 +126,8 @@ pub struct EngineRecord {
     pub offset: u64,
     pub timestamp_ms: u64,
     pub request: engine::Request,
+    /// Line in the file it was read from (1-based).
+    pub line: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +144,14 @@ impl Entry {
             Entry::Engine(record) => record.timestamp_ms.saturating_sub(first_timestamp_ms) * 1_000,
         }
     }
+
+    /// Line in the file it was read from.
+    pub fn line(&self) -> usize {
+        match self {
+            Entry::Http(record) => record.line,
+            Entry::Engine(record) => record.line,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -81,6 +162,34 @@ pub struct RequestLog {
     /// Lines that are not requests (outcomes, undecodable records).
     pub skipped: u64,
     pub first_timestamp_ms: u64,
+    /// The recording's end line, when it has one (format 2).
+    pub end: Option<RecordingEnd>,
+}
+
+impl RequestLog {
+    /// Wall-clock ms at which the timeline starts: the recording's start, or the first
+    /// record's log time for a `boxoffice log export`.
+    pub fn start_ms(&self) -> u64 {
+        self.header
+            .as_ref()
+            .map_or(self.first_timestamp_ms, |header| header.started_at_ms)
+    }
+
+    /// The offset of the last request in the timeline.
+    pub fn last_at_us(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|entry| entry.at_us(self.first_timestamp_ms))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The recording's format (1 without a header).
+    pub fn format(&self) -> u64 {
+        self.header
+            .as_ref()
+            .map_or(1, |header| header.loadgen_request_log)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,13 +257,31 @@ impl RequestLog {
             let value: Value =
                 serde_json::from_str(&line).map_err(|error| line_error(error.to_string()))?;
             if value.get("loadgen_request_log").is_some() {
-                log.header = Some(
-                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?,
+                let header: Header =
+                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?;
+                if header.loadgen_request_log > FORMAT_VERSION {
+                    return Err(line_error(format!(
+                        "request log format {} is newer than this loadgen reads ({FORMAT_VERSION})",
+                        header.loadgen_request_log
+                    )));
+                }
+                log.header = Some(header);
+            } else if let Some(end) = value.get("loadgen_recording_end") {
+                log.end = Some(
+                    serde_json::from_value(end.clone())
+                        .map_err(|error| line_error(error.to_string()))?,
                 );
             } else if value.get("call").is_some() {
-                log.entries.push(Entry::Http(
-                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?,
-                ));
+                let mut record: HttpRecord =
+                    serde_json::from_value(value).map_err(|error| line_error(error.to_string()))?;
+                record.line = number + 1;
+                if record.times.is_empty() && record.kind == Kind::CreateEvent && log.format() < 2 {
+                    // Format 1 marked no times: its event bodies carry the four time fields.
+                    if let Some(body) = &record.call.body {
+                        record.times = crate::timeline::event_time_pointers(body);
+                    }
+                }
+                log.entries.push(Entry::Http(record));
             } else if let Some(request) = value.get("request") {
                 let request: engine::Request = serde_json::from_value(request.clone())
                     .map_err(|error| line_error(format!("not an engine request: {error}")))?;
@@ -168,6 +295,7 @@ impl RequestLog {
                     offset: number_field("offset")?,
                     timestamp_ms: number_field("timestamp_ms")?,
                     request,
+                    line: number + 1,
                 };
                 first_timestamp.get_or_insert(record.timestamp_ms);
                 log.entries.push(Entry::Engine(record));
@@ -181,7 +309,7 @@ impl RequestLog {
         }
         log.first_timestamp_ms = first_timestamp.unwrap_or(0);
         let first = log.first_timestamp_ms;
-        // Send order; a stable sort keeps setup calls (all at 0) in the order they were made.
+        // Send order; a stable sort keeps calls recorded at the same time in file order.
         log.entries.sort_by_key(|entry| entry.at_us(first));
         Ok(log)
     }
@@ -215,6 +343,20 @@ impl RequestLogWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         serde_json::to_writer(&mut *out, record)?;
         out.write_all(b"\n")
+    }
+
+    /// Writes the recording's end line.
+    pub fn finish(&self, end: &RecordingEnd) -> std::io::Result<()> {
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "loadgen_recording_end": end }),
+        )?;
+        out.write_all(b"\n")?;
+        out.flush()
     }
 
     pub fn flush(&self) -> std::io::Result<()> {

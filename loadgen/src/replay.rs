@@ -4,7 +4,11 @@
 //!
 //! HTTP replay keeps the recorded order where it matters: admin writes (event creation)
 //! are barriers, and a request naming an id the recorded run was given (`h_12`) waits for
-//! the replayed request that creates it and uses the fresh server's id instead.
+//! the replayed request that creates it and uses the fresh server's id instead. Times
+//! follow the replay's clock ([`crate::timeline`]): the recorded timeline is replayed at
+//! `--speed`, the marked times of the bodies move with it, and at `--max-speed` a request
+//! recorded after a marked time (a sales opening) waits until that time has come in the
+//! replay. Every answer is compared with the recorded one ([`Comparison`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -15,21 +19,15 @@ use tokio::time::Instant;
 
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
 
-use crate::client::{Answer, Auth, Client};
-use crate::convert::{engine_to_http, http_to_engine, shift_event_times};
-use crate::record::{Entry, HttpRecord, RequestLog};
+use crate::client::{Answer, Auth, Call, Client};
+use crate::convert::{engine_to_http, http_to_engine};
+use crate::record::{Entry, RequestLog};
 use crate::report::Recorder;
 use crate::scenario::Kind;
 use crate::setup::now_ms;
+use crate::timeline::{event_time_pointers, Comparison, Gates, Outcome, ReplayClock};
 
-/// How fast to replay.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Pace {
-    /// Recorded times divided by this factor (1 = original pacing).
-    Speed(f64),
-    /// No pacing: as fast as the concurrency bound allows.
-    Max,
-}
+pub use crate::timeline::Pace;
 
 /// How long a request waits for the replayed request that creates an id it names.
 const ID_WAIT: Duration = Duration::from_secs(30);
@@ -113,8 +111,85 @@ pub struct HttpReplay {
     pub skipped: u64,
     pub elapsed: Duration,
     pub dispatch_lag_max: Duration,
-    /// The replayed answers that differ from the recorded status (recorded HTTP runs only).
-    pub status_mismatches: u64,
+    /// The replayed answers against the recorded ones (recorded HTTP runs only).
+    pub comparison: Comparison,
+}
+
+/// One entry of a log as an HTTP replay sends it.
+struct Planned {
+    call: Call,
+    /// Pointers of the body's absolute times.
+    times: Vec<String>,
+    recorded: Option<Outcome>,
+    created: BTreeMap<String, String>,
+}
+
+fn planned(entry: &Entry) -> Option<Planned> {
+    match entry {
+        Entry::Http(record) => Some(Planned {
+            call: record.call.clone(),
+            times: record.times.clone(),
+            recorded: record.outcome(),
+            created: record.created.clone(),
+        }),
+        Entry::Engine(record) => engine_to_http(&record.request).map(|call| Planned {
+            times: match (&record.request.command, &call.body) {
+                (engine::Command::CreateEvent { .. }, Some(body)) => event_time_pointers(body),
+                _ => Vec::new(),
+            },
+            call,
+            recorded: None,
+            created: BTreeMap::new(),
+        }),
+    }
+}
+
+/// The marked times of `log` that fall inside its timeline.
+fn gates_of(log: &RequestLog) -> Gates {
+    let calls: Vec<(usize, Planned)> = log
+        .entries
+        .iter()
+        .filter_map(|entry| planned(entry).map(|planned| (entry.line(), planned)))
+        .collect();
+    Gates::collect(
+        log.start_ms(),
+        log.last_at_us(),
+        calls.iter().filter_map(|(line, planned)| {
+            planned
+                .call
+                .body
+                .as_ref()
+                .map(|body| (body, planned.times.as_slice(), format!("line {line}")))
+        }),
+    )
+}
+
+/// Waits until the replay's wall clock has reached the replayed time of the last gate
+/// before the recorded offset `at_us`; returns how long it waited, and which gate.
+/// Pacing against the clock the server stamps requests with, not synchronisation.
+fn gate_wait(gates: &Gates, clock: &ReplayClock, at_us: u64) -> Option<(Duration, u64)> {
+    let gate = gates.before(at_us)?;
+    let due_ms = clock.map_ms(gate.recorded_ms);
+    let now = now_ms();
+    (now < due_ms).then(|| (Duration::from_millis(due_ms - now), gate.at_us))
+}
+
+/// Counts gate waits once per gate.
+#[derive(Default)]
+struct GateLog {
+    last_gate_us: Option<u64>,
+    waited: u64,
+    wait: Duration,
+}
+
+impl GateLog {
+    fn note(&mut self, gate_us: u64, wait: Duration) {
+        if self.last_gate_us != Some(gate_us) {
+            self.last_gate_us = Some(gate_us);
+            self.waited += 1;
+        }
+        self.wait += wait;
+    }
 }
 
 fn kind_of(entry: &Entry) -> Kind {
@@ -149,50 +224,51 @@ pub async fn replay_http(
     assert!(concurrency > 0);
     let ids = Arc::new(IdMap::default());
     let recorder = Arc::new(Mutex::new(Recorder::default()));
-    let mismatches = Arc::new(Mutex::new(0u64));
+    let comparison = Arc::new(Mutex::new(Comparison {
+        concurrency,
+        ..Comparison::default()
+    }));
     let permits = Arc::new(Semaphore::new(concurrency));
+    let gates = gates_of(log);
+    let mut gate_log = GateLog::default();
     let start = Instant::now();
-    let delta_ms = log
-        .header
-        .as_ref()
-        .map_or(0, |header| now_ms() as i64 - header.started_at_ms as i64);
+    let clock = ReplayClock {
+        recorded_start_ms: log.start_ms(),
+        replay_start_ms: now_ms(),
+        pace,
+    };
     let mut sent = 0;
     let mut skipped = 0;
+    let mut bookings_recorded = 0;
     let mut dispatch_lag_max = Duration::ZERO;
     let mut tasks = tokio::task::JoinSet::new();
     for entry in &log.entries {
         if sent >= requests_max || start.elapsed() >= duration_max {
             break;
         }
-        let (mut call, recorded_status, created) = match entry {
-            Entry::Http(HttpRecord {
-                call,
-                status,
-                created,
-                ..
-            }) => (call.clone(), *status, created.clone()),
-            Entry::Engine(record) => match engine_to_http(&record.request) {
-                Some(call) => (call, None, BTreeMap::new()),
-                None => {
-                    skipped += 1;
-                    continue;
-                }
-            },
+        let Some(Planned {
+            mut call,
+            times,
+            recorded,
+            created,
+        }) = planned(entry)
+        else {
+            skipped += 1;
+            continue;
         };
         let kind = kind_of(entry);
-        let at = Duration::from_micros(entry.at_us(log.first_timestamp_ms));
-        let intended = match pace {
-            Pace::Speed(speed) => {
-                let intended = start + at.div_f64(speed);
-                tokio::time::sleep_until(intended).await;
-                intended
-            }
-            Pace::Max => Instant::now(),
-        };
-        if kind == Kind::CreateEvent {
-            if let Some(body) = call.body.as_mut() {
-                shift_event_times(body, delta_ms);
-            }
+        let at_us = entry.at_us(log.first_timestamp_ms);
+        let mut intended = start + Duration::from_micros(clock.map_offset_us(at_us));
+        tokio::time::sleep_until(intended).await;
+        if let Some((wait, gate_us)) = gate_wait(&gates, &clock, at_us) {
+            tokio::time::sleep(wait).await;
+            gate_log.note(gate_us, wait);
+        }
+        if pace == Pace::Max {
+            intended = Instant::now();
+        }
+        if let Some(body) = call.body.as_mut() {
+            clock.rewrite_times(body, &times);
         }
         let barrier = matches!(call.auth, Auth::Admin(_)) && call.method != "GET";
         if barrier {
@@ -201,14 +277,23 @@ pub async fn replay_http(
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         dispatch_lag_max = dispatch_lag_max.max(Instant::now().saturating_duration_since(intended));
         sent += 1;
+        if kind == Kind::Confirm
+            && recorded
+                .as_ref()
+                .is_some_and(|outcome| outcome.status == 201)
+        {
+            bookings_recorded += 1;
+        }
         let promised = ids.promise(&created);
-        let (client, ids, recorder, mismatches) = (
+        let (client, ids, recorder, comparison) = (
             client.clone(),
             ids.clone(),
             recorder.clone(),
-            mismatches.clone(),
+            comparison.clone(),
         );
+        let line = entry.line();
         let task = async move {
+            let request = format!("{} {}", call.method, call.path);
             call.path = ids.rewrite(&call.path).await;
             let answer = client.send(&call).await;
             let completed = Instant::now();
@@ -227,10 +312,14 @@ pub async fn replay_http(
                     &route,
                     answer.status,
                 );
-            if recorded_status.is_some_and(|status| status != answer.status) {
-                *mismatches
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) += 1;
+            let mut comparison = comparison
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if kind == Kind::Confirm && answer.status == 201 {
+                comparison.bookings_replayed += 1;
+            }
+            if let Some(recorded) = recorded {
+                comparison.record(line, request, &recorded, &Outcome::of(&answer));
             }
         };
         tasks.spawn(task);
@@ -245,16 +334,20 @@ pub async fn replay_http(
         .expect("every task finished")
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let status_mismatches = *mismatches
-        .lock()
+    let mut comparison = Arc::try_unwrap(comparison)
+        .expect("every task finished")
+        .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    comparison.bookings_recorded = bookings_recorded;
+    comparison.gates_waited = gate_log.waited;
+    comparison.gate_wait_ms = gate_log.wait.as_millis() as u64;
     HttpReplay {
         recorder,
         sent,
         skipped,
         elapsed: start.elapsed(),
         dispatch_lag_max,
-        status_mismatches,
+        comparison,
     }
 }
 
@@ -266,6 +359,9 @@ pub struct LogReplay {
     pub first_offset: Option<u64>,
     pub last_offset: Option<u64>,
     pub elapsed: Duration,
+    /// Gates waited at, and for how long in all.
+    pub gates_waited: u64,
+    pub gate_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +396,15 @@ pub fn replay_into_log(
         message: error.to_string(),
     })?;
     let writer = embedded.writer();
+    let gates = gates_of(log);
+    let mut gate_log = GateLog::default();
+    let clock = ReplayClock {
+        recorded_start_ms: log.start_ms(),
+        replay_start_ms: now_ms(),
+        pace,
+    };
+    let start = std::time::Instant::now();
+    // (due offset, kind, encoded request, wall-clock ms it may not be appended before)
     let mut requests = Vec::new();
     let mut skipped = 0;
     for entry in &log.entries {
@@ -307,40 +412,73 @@ pub fn replay_into_log(
             break;
         }
         let request = match entry {
-            Entry::Http(record) => http_to_engine(&record.call),
-            Entry::Engine(record) => Some(record.request.clone()),
+            Entry::Http(record) => {
+                let mut call = record.call.clone();
+                if let Some(body) = call.body.as_mut() {
+                    clock.rewrite_times(body, &record.times);
+                }
+                http_to_engine(&call)
+            }
+            Entry::Engine(record) => {
+                let mut request = record.request.clone();
+                if let engine::Command::CreateEvent { spec, .. } = &mut request.command {
+                    move_spec_times(spec, &clock);
+                }
+                Some(request)
+            }
         };
+        let at_us = entry.at_us(log.first_timestamp_ms);
         match request {
             Some(request) => requests.push((
-                Duration::from_micros(entry.at_us(log.first_timestamp_ms)),
+                Duration::from_micros(clock.map_offset_us(at_us)),
                 kind_of(entry),
                 engine::wire::encode_request(&request),
+                gates
+                    .before(at_us)
+                    .map(|gate| (clock.map_ms(gate.recorded_ms), gate.at_us)),
             )),
             None => skipped += 1,
         }
     }
     let mut recorder = Recorder::default();
-    let start = std::time::Instant::now();
     let (mut first_offset, mut last_offset) = (None, None);
     let mut next = 0;
     while next < requests.len() {
-        let due_at = |index: usize| match pace {
-            Pace::Speed(speed) => requests[index].0.div_f64(speed),
-            Pace::Max => Duration::ZERO,
-        };
+        let due_at = |index: usize| requests[index].0;
         let wait = due_at(next).saturating_sub(start.elapsed());
         if !wait.is_zero() {
             // Pacing, not synchronisation: the next record is not due yet.
             std::thread::sleep(wait);
         }
+        if let Some((gate_ms, gate_us)) = requests[next].3 {
+            let now = now_ms();
+            if now < gate_ms {
+                // Pacing against the clock the log stamps records with: a gate.
+                let wait = Duration::from_millis(gate_ms - now);
+                std::thread::sleep(wait);
+                gate_log.note(gate_us, wait);
+            }
+        }
         let now = start.elapsed();
+        let now_wall_ms = now_ms();
+        // At full speed a record is due when its batch may go (after any gate).
+        let charged_from = |index: usize| match pace {
+            Pace::Speed(_) => due_at(index),
+            Pace::Max => now,
+        };
         let mut end = next + 1;
-        while end < requests.len() && end - next < batch_records && due_at(end) <= now {
+        while end < requests.len()
+            && end - next < batch_records
+            && due_at(end) <= now
+            && requests[end]
+                .3
+                .is_none_or(|(gate_ms, _)| gate_ms <= now_wall_ms)
+        {
             end += 1;
         }
         let payloads: Vec<Vec<u8>> = requests[next..end]
             .iter()
-            .map(|(_, _, bytes)| bytes.clone())
+            .map(|(_, _, bytes, _)| bytes.clone())
             .collect();
         let appended = writer
             .append(payloads)
@@ -352,7 +490,7 @@ pub fn replay_into_log(
             recorder.record(
                 request.1,
                 "ok",
-                completed.saturating_sub(due_at(index)),
+                completed.saturating_sub(charged_from(index)),
                 completed,
                 "APPEND requests",
                 0,
@@ -367,7 +505,21 @@ pub fn replay_into_log(
         first_offset,
         last_offset,
         elapsed: start.elapsed(),
+        gates_waited: gate_log.waited,
+        gate_wait: gate_log.wait,
     })
+}
+
+/// Moves an event spec's times (a `boxoffice log export` record) onto the replay's clock.
+fn move_spec_times(spec: &mut engine::EventSpec, clock: &ReplayClock) {
+    spec.starts_at_ms = clock.map_ms(spec.starts_at_ms);
+    for time in [
+        &mut spec.ends_at_ms,
+        &mut spec.sales_open_at_ms,
+        &mut spec.sales_close_at_ms,
+    ] {
+        *time = time.map(|ms| clock.map_ms(ms));
+    }
 }
 
 /// Reads `/metrics` (Prometheus text) into `"METHOD route" → status → count` from

@@ -295,6 +295,9 @@ pub struct Report {
     /// CPU time of each watched process (and the load generator) over the measured phase.
     #[serde(default)]
     pub cpu: Vec<crate::cpu::ProcessCpu>,
+    /// A replay: its answers against the recorded ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<crate::timeline::Comparison>,
 }
 
 /// What the run was granted, in counts.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::{Answer, Call, Client};
-use crate::record::{ids_in, Header, HttpRecord, RequestLogWriter, FORMAT_VERSION};
+use crate::record::{Header, HttpRecord, RecordingEnd, RequestLogWriter, FORMAT_VERSION};
 use crate::report::{GrantedSummary, Recorder, Report, StepReport};
 use crate::scenario::{Kind, Scenario};
 use crate::schedule::{drive_open_loop, DriveSummary, Pacer, Slot};
@@ -68,6 +68,8 @@ struct Shared {
     writer: Option<RequestLogWriter>,
     progress: ProgressBar,
     start: Instant,
+    /// Where `start` sits in the recording's timeline (after setup).
+    timeline_offset: Duration,
 }
 
 impl Shared {
@@ -92,13 +94,8 @@ impl Shared {
             answer.status,
         );
         if let Some(writer) = &self.writer {
-            let record = HttpRecord {
-                at_us: slot.intended.as_micros() as u64,
-                kind: action.kind(),
-                call,
-                status: Some(answer.status),
-                created: ids_in(&answer),
-            };
+            let at = self.timeline_offset + slot.intended;
+            let record = HttpRecord::answered(at.as_micros() as u64, action.kind(), call, &answer);
             // A full disk must not stop the load: the run's report says what was recorded.
             let _ = writer.write(&record);
         }
@@ -106,15 +103,18 @@ impl Shared {
     }
 }
 
-/// Creates the scenario's events; records the calls when recording.
+/// Creates the scenario's events; records the calls, at their place in the timeline
+/// that starts at `timeline_start`, when recording.
 async fn setup(
     client: &Client,
     scenario: &Scenario,
     tenant: &str,
     writer: Option<&RequestLogWriter>,
+    timeline_start: Instant,
 ) -> Result<Vec<EventLayout>, LoadgenError> {
     let mut layouts = Vec::new();
     for (call, mut layout) in setup_calls(scenario, tenant, now_ms()) {
+        let at = timeline_start.elapsed();
         let answer = client.send(&call).await;
         let Some(event_id) = answer.text("/event_id").filter(|_| answer.status == 201) else {
             return Err(LoadgenError::Setup(format!(
@@ -124,13 +124,8 @@ async fn setup(
         };
         layout.event_id = event_id.to_string();
         if let Some(writer) = writer {
-            let record = HttpRecord {
-                at_us: 0,
-                kind: Kind::CreateEvent,
-                call,
-                status: Some(answer.status),
-                created: ids_in(&answer),
-            };
+            let record =
+                HttpRecord::answered(at.as_micros() as u64, Kind::CreateEvent, call, &answer);
             writer.write(&record).map_err(|error| LoadgenError::Io {
                 what: "writing the request log".into(),
                 source: error,
@@ -334,7 +329,9 @@ pub async fn run_scenario(
             ready.code
         )));
     }
+    // The recording's timeline: wall-clock `started_at_ms` is offset 0 of `timeline_start`.
     let started_at_ms = now_ms();
+    let timeline_start = Instant::now();
     let writer = match &options.record {
         Some(path) => Some(
             RequestLogWriter::create(
@@ -352,7 +349,14 @@ pub async fn run_scenario(
         ),
         None => None,
     };
-    let layouts = setup(&client, &scenario, &options.tenant, writer.as_ref()).await?;
+    let layouts = setup(
+        &client,
+        &scenario,
+        &options.tenant,
+        writer.as_ref(),
+        timeline_start,
+    )
+    .await?;
     if scenario.load.start_at_sales_open {
         if let Some(open_at) = layouts
             .iter()
@@ -373,13 +377,15 @@ pub async fn run_scenario(
     };
     // The measured phase starts here: setup is not charged to anyone's CPU figure.
     let cpu_start = crate::cpu::CpuStart::take(&options.cpu_of).map_err(LoadgenError::Setup)?;
+    let load_start = Instant::now();
     let shared = Arc::new(Shared {
         workload: Mutex::new(Workload::new(scenario.clone(), layouts.clone())),
         recorder: Mutex::new(Recorder::default()),
         step_recorder: Mutex::new(Recorder::default()),
         writer,
         progress: progress_bar(options.progress, expected),
-        start: Instant::now(),
+        start: load_start,
+        timeline_offset: load_start - timeline_start,
     });
     let mut steps = Vec::new();
     let mut knee = None;
@@ -532,6 +538,18 @@ pub async fn run_scenario(
     } else {
         None
     };
+    if let Some(writer) = &shared.writer {
+        let end = RecordingEnd {
+            at_us: timeline_start.elapsed().as_micros() as u64,
+            engine: verification
+                .as_ref()
+                .and_then(|verification| verification.engine.clone()),
+        };
+        writer.finish(&end).map_err(|source| LoadgenError::Io {
+            what: "finishing the request log".into(),
+            source,
+        })?;
+    }
     let report = Report {
         loadgen_version: env!("CARGO_PKG_VERSION").into(),
         scenario: scenario.name.clone(),
@@ -565,6 +583,7 @@ pub async fn run_scenario(
         granted: Some(granted_summary),
         verification,
         cpu,
+        replay: None,
     };
     if let Some(out) = &options.out {
         write_outputs(&report, out, options.plots)?;

@@ -25,6 +25,8 @@ pub const EVENTS_MAX: u64 = 100_000;
 pub const EVENT_SEATS_MAX: u64 = 1_000_000;
 /// Longest a run may last, whatever a scenario or flag asks.
 pub const DURATION_MAX_SECONDS: f64 = 3_600.0;
+/// `--scale` below 1 shortens a run, never below this many seconds (a dry run's length).
+pub const SCALED_DURATION_MIN_SECONDS: f64 = 20.0;
 /// Most requests one run may send.
 pub const REQUESTS_MAX: u64 = 100_000_000;
 
@@ -441,10 +443,12 @@ impl Scenario {
         Ok(())
     }
 
-    /// A smaller (or larger) copy for tests and CI: users, event copies, rows, pools,
-    /// the request budget and the rate are multiplied by `factor` (each kept at least 1);
-    /// seats per row, the mix, the durations and the in-flight bound stay, so the shape
-    /// of the load stays.
+    /// A smaller (or larger) copy for dry runs, tests and CI: the inventory (event copies,
+    /// rows, pools), the users, the request budget and the rate are multiplied by `factor`
+    /// (each kept at least 1); the run's duration too, but never below
+    /// [`SCALED_DURATION_MIN_SECONDS`] nor above the scenario's, so a dry run ends within
+    /// that time. Seats per row, the mix, think times, sales windows and the in-flight bound
+    /// stay, so the shape of the load stays.
     pub fn scaled(&self, factor: f64) -> Scenario {
         assert!(
             factor.is_finite() && factor > 0.0,
@@ -455,6 +459,10 @@ impl Scenario {
         scaled.users.count = scale(self.users.count).min(USERS_MAX);
         scaled.load.requests_max = scale(self.load.requests_max).min(REQUESTS_MAX);
         scaled.load.rate_per_second = (self.load.rate_per_second * factor).max(1.0);
+        scaled.load.duration_seconds = self
+            .load
+            .duration_seconds
+            .min((self.load.duration_seconds * factor).max(SCALED_DURATION_MIN_SECONDS));
         for event in &mut scaled.events {
             event.count = scale(event.count);
             for section in &mut event.sections {

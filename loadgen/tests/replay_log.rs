@@ -3,7 +3,7 @@
 
 use loadgen::client::{Auth, Call};
 use loadgen::convert::http_to_engine;
-use loadgen::record::{Entry, HttpRecord, RequestLog};
+use loadgen::record::{Entry, Header, HttpRecord, RequestLog, FORMAT_VERSION};
 use loadgen::replay::{replay_into_log, Pace};
 use loadgen::scenario::Kind;
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogReader};
@@ -16,8 +16,12 @@ fn record(at_us: u64, kind: Kind, call: Call) -> Entry {
         at_us,
         kind,
         call,
+        times: Vec::new(),
         status: Some(201),
+        code: None,
+        shape: None,
         created: BTreeMap::new(),
+        line: 0,
     })
 }
 
@@ -96,4 +100,75 @@ fn a_recorded_run_is_appended_as_engine_requests() {
         })
         .collect();
     assert_eq!(decoded, expected);
+}
+
+/// A recording made yesterday: its event's sales window opened 1 s after the recording
+/// started, and a hold came 1.5 s in. Appended into a log today at full speed, the window
+/// opens 1 s after the replay started and the hold waits for it (a gate).
+#[test]
+fn an_engine_only_replay_moves_marked_times_to_its_own_clock_and_waits_at_gates() {
+    const DAY_MS: u64 = 86_400_000;
+    let recorded_start_ms = loadgen::setup::now_ms() - DAY_MS;
+    let open_ms = recorded_start_ms + 1_000;
+    let event = json!({
+        "name": "Show", "city": "Lyon", "country": "FR", "venue": "Opéra",
+        "starts_at": loadgen::setup::rfc3339(recorded_start_ms + 30 * DAY_MS),
+        "sales_open_at": loadgen::setup::rfc3339(open_ms),
+        "categories": [{"name": "Stalls", "price_cents": 5000}],
+        "general_admission": [{"category": "Stalls", "capacity": 10}],
+    });
+    let Entry::Http(mut create) = record(
+        0,
+        Kind::CreateEvent,
+        Call::post("/v1/admin/events", Auth::Admin("demo".into()), event),
+    ) else {
+        unreachable!()
+    };
+    create.times = vec!["/starts_at".into(), "/sales_open_at".into()];
+    let hold = record(
+        1_500_000,
+        Kind::HoldBest,
+        Call::post(
+            "/v1/events/ev_0/holds",
+            Auth::User("u1".into()),
+            json!({"quantity": 1}),
+        ),
+    );
+    let log = RequestLog {
+        header: Some(Header {
+            loadgen_request_log: FORMAT_VERSION,
+            started_at_ms: recorded_start_ms,
+            scenario: "yesterday".into(),
+        }),
+        entries: vec![Entry::Http(create), hold],
+        ..RequestLog::default()
+    };
+    let directory = tempfile::tempdir().unwrap();
+    let before_ms = loadgen::setup::now_ms();
+    let replayed =
+        replay_into_log(&log, directory.path(), Pace::Max, 1_000, u64::MAX).expect("appended");
+    assert_eq!(replayed.appended, 2);
+    assert_eq!(replayed.gates_waited, 1, "the hold waited for the opening");
+
+    let embedded = EmbeddedLog::open(
+        directory.path().join("requests"),
+        EmbeddedOptions::default(),
+    )
+    .expect("the log reopens");
+    let records = embedded
+        .reader()
+        .poll(2, Duration::from_secs(5))
+        .expect("readable");
+    assert_eq!(records.len(), 2);
+    let request = engine::wire::decode_request(&records[0].payload).expect("decodable");
+    let engine::Command::CreateEvent { spec, .. } = request.command else {
+        panic!("the event comes first: {request:?}")
+    };
+    let open_at = spec.sales_open_at_ms.expect("a sales window");
+    assert!(
+        open_at >= before_ms + 1_000 && open_at <= records[1].timestamp_ms,
+        "opens 1 s after the replay started ({before_ms}), before the hold's log time: {open_at} vs {}",
+        records[1].timestamp_ms
+    );
+    assert!(spec.starts_at_ms >= before_ms + 30 * DAY_MS);
 }

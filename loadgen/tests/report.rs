@@ -3,7 +3,9 @@
 
 use loadgen::client::{Answer, Auth, Call};
 use loadgen::convert::{engine_to_http, http_to_engine};
-use loadgen::record::{Entry, Header, HttpRecord, RequestLog, RequestLogWriter, FORMAT_VERSION};
+use loadgen::record::{
+    Entry, Header, HttpRecord, RecordingEnd, RequestLog, RequestLogWriter, FORMAT_VERSION,
+};
 use loadgen::replay::parse_http_metrics;
 use loadgen::report::{GrantedSummary, Recorder, Report, StepReport};
 use loadgen::scenario::Kind;
@@ -71,6 +73,7 @@ fn sample_report() -> Report {
             cpu_ms: 1_190,
             cpu_us_per_response: 119.0,
         }],
+        replay: None,
         verification: Some(Verification {
             passed: true,
             checks: vec![Check {
@@ -189,8 +192,12 @@ fn request_logs_accept_our_records_and_boxoffice_exports() {
             Auth::User("u1".into()),
             json!({"quantity": 2, "category": "Stalls", "together": true}),
         ),
+        times: Vec::new(),
         status: Some(201),
+        code: None,
+        shape: Some("{hold_id}".into()),
         created: BTreeMap::from([("/hold_id".to_string(), "h_0".to_string())]),
+        line: 0,
     };
     let create = HttpRecord {
         at_us: 0,
@@ -198,18 +205,66 @@ fn request_logs_accept_our_records_and_boxoffice_exports() {
         call: Call::post(
             "/v1/admin/events",
             Auth::Admin("demo".into()),
-            json!({"name": "x"}),
+            json!({"name": "x", "sales_open_at": "2023-11-14T22:13:23Z"}),
         ),
+        times: vec!["/sales_open_at".into()],
         status: Some(201),
+        code: None,
+        shape: None,
         created: BTreeMap::new(),
+        line: 0,
     };
-    // Written in completion order; read back in send order.
+    // Written in completion order; read back in send order, with their lines.
     writer.write(&hold).unwrap();
     writer.write(&create).unwrap();
-    writer.flush().unwrap();
+    let end = RecordingEnd {
+        at_us: 9_000,
+        engine: Some(EngineStatus {
+            state_hash: "ab".repeat(32),
+            applied_offset: Some(2),
+            log_end_offset: 3,
+            state_hash_offset: Some(2),
+        }),
+    };
+    writer.finish(&end).unwrap();
     let log = RequestLog::read(&path).unwrap();
     assert_eq!(log.header.as_ref().unwrap().scenario, "theatre");
+    let (hold, create) = (
+        HttpRecord { line: 2, ..hold },
+        HttpRecord { line: 3, ..create },
+    );
     assert_eq!(log.entries, vec![Entry::Http(create), Entry::Http(hold)]);
+    assert_eq!(log.end, Some(end));
+    assert_eq!(
+        (log.start_ms(), log.last_at_us()),
+        (1_700_000_000_000, 2_000)
+    );
+
+    // A format this loadgen does not know is refused, naming the line.
+    let newer = format!(
+        "{{\"loadgen_request_log\":{},\"started_at_ms\":0}}\n",
+        FORMAT_VERSION + 1
+    );
+    let error = RequestLog::parse(newer.as_bytes(), "newer")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("newer:1") && error.contains("newer than"),
+        "{error}"
+    );
+    // Format 1 marked no times: an event body's time fields are its times.
+    let old = concat!(
+        r#"{"loadgen_request_log":1,"started_at_ms":1700000000000,"scenario":"x"}"#,
+        "\n",
+        r#"{"at_us":0,"kind":"create_event","call":{"method":"POST","path":"/v1/admin/events","auth":{"admin":"demo"},"body":{"name":"x","starts_at":"2030-01-01T00:00:00Z"}},"status":201}"#,
+        "\n",
+    );
+    let old = RequestLog::parse(old.as_bytes(), "old").unwrap();
+    let Entry::Http(old_create) = &old.entries[0] else {
+        panic!("an HTTP record")
+    };
+    assert_eq!(old_create.times, ["/starts_at"]);
+    assert_eq!(old_create.outcome().unwrap().code, "ok");
 
     let export = concat!(
         r#"{"offset":0,"timestamp_ms":1700000000100,"request":{"idempotency_key":null,"command":{"PlaceHold":{"user":"u1","event":3,"selection":{"Seats":["A-1-7"]},"wait":false}}}}"#,

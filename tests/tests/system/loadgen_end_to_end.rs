@@ -24,14 +24,15 @@ use std::time::Duration;
 /// Upper bound on a server's start-up (a bound, not a wait: readiness is its printed line).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-struct Server {
-    child: Child,
-    base: String,
+/// A `boxoffice serve` process (also used by `replay_timeline`).
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     data_dir: PathBuf,
 }
 
 impl Server {
-    fn start(data_dir: &Path) -> Server {
+    pub(crate) fn start(data_dir: &Path) -> Server {
         let mut child = Command::new(boxoffice_bin())
             .current_dir(workspace_root())
             .args([
@@ -86,7 +87,7 @@ impl Server {
     }
 
     /// SIGTERM, then wait for the graceful shutdown (the data directory is free afterwards).
-    fn stop(mut self) -> PathBuf {
+    pub(crate) fn stop(mut self) -> PathBuf {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -281,9 +282,12 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
     )
     .await;
     assert_eq!(
-        replay.status_mismatches, 0,
-        "every replayed answer has the recorded status"
+        replay.comparison.same,
+        replay.comparison.compared,
+        "every replayed answer is the recorded one: {}",
+        replay.comparison.summary()
     );
+    assert_eq!(replay.comparison.compared, log.entries.len() as u64);
     let layouts: Vec<EventLayout> = serde_json::from_str(
         &std::fs::read_to_string(directory.path().join("out/events.json")).unwrap(),
     )
