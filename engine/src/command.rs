@@ -177,6 +177,11 @@ pub enum Selection {
         category: Option<String>,
         together: bool,
     },
+    /// Exact seats by index in the event's layout: what the ingress appends, having
+    /// resolved the labels against its copy of the layout (layouts never change), so the
+    /// engine thread parses no label. An index past the layout is an unknown seat,
+    /// named `#<index>`. `Seats` (by label) stays decodable and is decided the same way.
+    SeatIndices(Vec<u32>),
 }
 
 /// When the head of a waitlist queue cannot be served yet but a later, smaller request

@@ -984,6 +984,21 @@ impl Model {
         self.open_event(event)?;
         let items = match selection {
             Selection::Seats(labels) => self.pick_exact(event, user, labels)?,
+            Selection::SeatIndices(seats) => {
+                // An index names the seat whose label maps to it; one past the layout
+                // is unknown, reported as `#<index>`.
+                let labels = &self.event(event).labels;
+                let named: Vec<String> = seats
+                    .iter()
+                    .map(|seat| {
+                        labels
+                            .iter()
+                            .find(|(_, index)| *index == seat)
+                            .map_or(format!("#{seat}"), |(label, _)| label.clone())
+                    })
+                    .collect();
+                self.pick_exact(event, user, &named)?
+            }
             Selection::Best {
                 quantity,
                 category,
@@ -1661,6 +1676,9 @@ enum Op {
         who: Who,
         event: u32,
         seats: Vec<SeatPick>,
+        /// By seat index (`SeatIndices`, what the ingress appends) instead of by label;
+        /// a garbage pick is then an index past the layout.
+        by_index: bool,
     },
     Best {
         who: Who,
@@ -1887,7 +1905,7 @@ const WAITLIST_KINDS: Weights = Weights {
 fn op(weights: Weights) -> impl Strategy<Value = Op> {
     let seat = prop_oneof![8 => (0..64usize).prop_map(SeatPick::Seat), 1 => (0..GARBAGE_LABELS.len()).prop_map(SeatPick::Garbage)];
     prop_oneof![
-        weights.exact => (who(), event_index(weights.mixed), prop_oneof![9 => proptest::collection::vec(seat, 1..4), 1 => Just(vec![])]).prop_map(|(who, event, seats)| Op::Exact { who, event, seats }),
+        weights.exact => (who(), event_index(weights.mixed), prop_oneof![9 => proptest::collection::vec(seat, 1..4), 1 => Just(vec![])]).prop_map(|(who, event, seats)| (who, event, seats)).prop_flat_map(|(who, event, seats)| any::<bool>().prop_map(move |by_index| Op::Exact { who: who.clone(), event, seats: seats.clone(), by_index })),
         weights.best => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>(), proptest::bool::weighted(weights.wait))
             .prop_map(|(who, event, quantity, category, together, wait)| Op::Best { who, event, quantity, category, together, wait }),
         weights.confirm => (who(), reference(), proptest::bool::weighted(0.95)).prop_map(|(who, hold, paid)| Op::Confirm { who, hold, paid }),
@@ -1987,7 +2005,12 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
         }
     };
     let command = match &step.op {
-        Op::Exact { who, event, seats } => {
+        Op::Exact {
+            who,
+            event,
+            seats,
+            by_index,
+        } => {
             let labels: Vec<&String> = model
                 .events
                 .get(*event as usize)
@@ -1995,7 +2018,7 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
                 .labels
                 .keys()
                 .collect();
-            let seats = seats
+            let seats: Vec<String> = seats
                 .iter()
                 .map(|pick| match pick {
                     SeatPick::Seat(index) if !labels.is_empty() => {
@@ -2005,10 +2028,26 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
                     SeatPick::Garbage(index) => GARBAGE_LABELS[*index].into(),
                 })
                 .collect();
+            let selection = if *by_index {
+                let of_event = model.events.get(*event as usize);
+                Selection::SeatIndices(
+                    seats
+                        .iter()
+                        .map(|label: &String| {
+                            of_event
+                                .and_then(|found| found.labels.get(label).copied())
+                                // Garbage: an index past any layout here.
+                                .unwrap_or(1_000_000 + label.len() as u32)
+                        })
+                        .collect(),
+                )
+            } else {
+                Selection::Seats(seats)
+            };
             Command::PlaceHold {
                 user: user(who, None),
                 event: EventId(*event),
-                selection: Selection::Seats(seats),
+                selection,
                 wait: false,
             }
         }
@@ -2260,6 +2299,7 @@ fn the_model_harness_itself_follows_a_known_story() {
                 who: user(0),
                 event: 1,
                 seats: vec![SeatPick::Seat(0), SeatPick::Seat(1)],
+                by_index: false,
             },
         },
         Step {

@@ -343,11 +343,14 @@ fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option
             not_found(NotFound::Event)
         }
         // A ticket id that names no ticket of a booking of the event.
-        Command::CheckInTicket { tenant, event, ticket }
-            if seen.tenants.get(event) == Some(tenant)
-                && (ticket.index == 0
-                    || ticket.booking.0 == 0
-                    || ticket.booking.0 > engine.booking_count() as u64) =>
+        Command::CheckInTicket {
+            tenant,
+            event,
+            ticket,
+        } if seen.tenants.get(event) == Some(tenant)
+            && (ticket.index == 0
+                || ticket.booking.0 == 0
+                || ticket.booking.0 > engine.booking_count() as u64) =>
         {
             not_found(NotFound::Ticket)
         }

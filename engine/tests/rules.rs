@@ -1342,9 +1342,8 @@ fn tickets_check_in_once_and_forgeries_are_not_found() {
     assert_eq!(booking.tickets.len(), 2);
     // Codes are derived from ticket ids where they are shown; the engine checks the old
     // by-code record with the same secret.
-    let code_of = |index: usize| {
-        engine::tickets::code(b"demo-ticket-secret", booking.tickets[index].ticket)
-    };
+    let code_of =
+        |index: usize| engine::tickets::code(b"demo-ticket-secret", booking.tickets[index].ticket);
     let code = code_of(0);
     let scan = |code: &str| Command::CheckIn {
         tenant: "t1".into(),
@@ -1398,10 +1397,22 @@ fn check_in_by_ticket_id() {
     check(&mut h, scan("t1", ev, 1, 2), "checked in t_1_2");
     check(&mut h, scan("t1", ev, 1, 2), "rejected AlreadyUsed");
     for (booking, index) in [(1, 0), (1, 3), (2, 1), (0, 1), (u64::MAX, u32::MAX)] {
-        check(&mut h, scan("t1", ev, booking, index), "rejected NotFound { what: Ticket }");
+        check(
+            &mut h,
+            scan("t1", ev, booking, index),
+            "rejected NotFound { what: Ticket }",
+        );
     }
-    check(&mut h, scan("t1", other, 1, 1), "rejected NotFound { what: Ticket }");
-    check(&mut h, scan("t2", ev, 1, 1), "rejected NotFound { what: Event }");
+    check(
+        &mut h,
+        scan("t1", other, 1, 1),
+        "rejected NotFound { what: Ticket }",
+    );
+    check(
+        &mut h,
+        scan("t2", ev, 1, 1),
+        "rejected NotFound { what: Event }",
+    );
     check(&mut h, scan("t1", ev, 1, 1), "checked in t_1_1");
 }
 

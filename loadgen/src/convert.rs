@@ -189,9 +189,57 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
     })
 }
 
+/// Seat labels of the events an engine log creates, for the holds it appends by seat
+/// index (`Selection::SeatIndices`, what the ingress appends): the k-th `CreateEvent` of
+/// the log is taken to be event k, as on the fresh server a replay runs against (a
+/// replay of a log whose creations failed sends other ids anyway).
+#[derive(Default)]
+pub struct SeatLabels {
+    layouts: Vec<Option<engine::layout::Layout>>,
+}
+
+impl SeatLabels {
+    /// The layouts of the events `requests` create, in order.
+    pub fn of<'a>(requests: impl IntoIterator<Item = &'a Request>) -> SeatLabels {
+        let layouts = requests
+            .into_iter()
+            .filter_map(|request| match &request.command {
+                Command::CreateEvent { spec, .. } => Some(layout_of(spec)),
+                _ => None,
+            })
+            .collect();
+        SeatLabels { layouts }
+    }
+
+    fn label(&self, event: EventId, seat: u32) -> String {
+        match self.layouts.get(event.0 as usize) {
+            Some(Some(layout)) if seat < layout.seat_count => layout.label_of(seat),
+            // A seat no layout knows: a label no event has, so the replay is refused
+            // as unknown, as the index was.
+            _ => format!("#{seat}"),
+        }
+    }
+}
+
+/// The layout of a spec, or `None` for one no engine would accept (too many sections
+/// or seats to index).
+fn layout_of(spec: &EventSpec) -> Option<engine::layout::Layout> {
+    let rows: usize = spec.sections.iter().map(|section| section.rows.len()).sum();
+    let seats = spec
+        .sections
+        .iter()
+        .flat_map(|section| &section.rows)
+        .try_fold(0u32, |total, row| total.checked_add(row.seats));
+    (spec.sections.len() <= usize::from(u16::MAX) && u32::try_from(rows).is_ok())
+        .then_some(seats)
+        .flatten()
+        .map(|_| engine::layout::Layout::build(&spec.sections, |_| 0))
+}
+
 /// The HTTP call of an engine request (from `boxoffice log export`); `None` for ticks,
-/// desks and updates, which a load replay leaves out.
-pub fn engine_to_http(request: &Request) -> Option<Call> {
+/// desks and updates, which a load replay leaves out. `labels` names the seats of holds
+/// appended by index.
+pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
     let mut call = match &request.command {
         Command::CreateEvent { tenant, spec } => Call::post(
             "/v1/admin/events",
@@ -219,6 +267,12 @@ pub fn engine_to_http(request: &Request) -> Option<Call> {
         } => {
             let mut body = match selection {
                 Selection::Seats(seats) => json!({ "seats": seats }),
+                Selection::SeatIndices(seats) => json!({
+                    "seats": seats
+                        .iter()
+                        .map(|seat| labels.label(*event, *seat))
+                        .collect::<Vec<_>>()
+                }),
                 Selection::Best {
                     quantity,
                     category,

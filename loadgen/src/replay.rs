@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
 
 use crate::client::{Answer, Auth, Call, Client};
-use crate::convert::{engine_to_http, http_to_engine};
+use crate::convert::{engine_to_http, http_to_engine, SeatLabels};
 use crate::record::{Entry, RequestLog};
 use crate::report::Recorder;
 use crate::scenario::Kind;
@@ -124,7 +124,7 @@ struct Planned {
     created: BTreeMap<String, String>,
 }
 
-fn planned(entry: &Entry) -> Option<Planned> {
+fn planned(entry: &Entry, labels: &SeatLabels) -> Option<Planned> {
     match entry {
         Entry::Http(record) => Some(Planned {
             call: record.call.clone(),
@@ -132,7 +132,7 @@ fn planned(entry: &Entry) -> Option<Planned> {
             recorded: record.outcome(),
             created: record.created.clone(),
         }),
-        Entry::Engine(record) => engine_to_http(&record.request).map(|call| Planned {
+        Entry::Engine(record) => engine_to_http(&record.request, labels).map(|call| Planned {
             times: match (&record.request.command, &call.body) {
                 (engine::Command::CreateEvent { .. }, Some(body)) => event_time_pointers(body),
                 _ => Vec::new(),
@@ -144,12 +144,21 @@ fn planned(entry: &Entry) -> Option<Planned> {
     }
 }
 
+/// The seat labels of the events an engine log creates (HTTP recordings carry labels).
+fn seat_labels(log: &RequestLog) -> SeatLabels {
+    SeatLabels::of(log.entries.iter().filter_map(|entry| match entry {
+        Entry::Engine(record) => Some(&record.request),
+        Entry::Http(_) => None,
+    }))
+}
+
 /// The marked times of `log` that fall inside its timeline.
 fn gates_of(log: &RequestLog) -> Gates {
+    let labels = seat_labels(log);
     let calls: Vec<(usize, Planned)> = log
         .entries
         .iter()
-        .filter_map(|entry| planned(entry).map(|planned| (entry.line(), planned)))
+        .filter_map(|entry| planned(entry, &labels).map(|planned| (entry.line(), planned)))
         .collect();
     Gates::collect(
         log.start_ms(),
@@ -242,6 +251,7 @@ pub async fn replay_http(
     let mut bookings_recorded = 0;
     let mut dispatch_lag_max = Duration::ZERO;
     let mut tasks = tokio::task::JoinSet::new();
+    let labels = seat_labels(log);
     for entry in &log.entries {
         if sent >= requests_max || start.elapsed() >= duration_max {
             break;
@@ -251,7 +261,7 @@ pub async fn replay_http(
             times,
             recorded,
             created,
-        }) = planned(entry)
+        }) = planned(entry, &labels)
         else {
             skipped += 1;
             continue;

@@ -2,7 +2,7 @@
 //! `boxoffice log export`); HTTP calls and engine requests convert both ways.
 
 use loadgen::client::{Answer, Auth, Call};
-use loadgen::convert::{engine_to_http, http_to_engine};
+use loadgen::convert::{engine_to_http, http_to_engine, SeatLabels};
 use loadgen::record::{
     Entry, Header, HttpRecord, RecordingEnd, RequestLog, RequestLogWriter, FORMAT_VERSION,
 };
@@ -335,7 +335,7 @@ fn calls_and_engine_requests_convert_both_ways() {
     for call in calls {
         let request =
             http_to_engine(&call).unwrap_or_else(|| panic!("{call:?} has an engine form"));
-        let back = engine_to_http(&request).unwrap();
+        let back = engine_to_http(&request, &SeatLabels::default()).unwrap();
         assert_eq!(
             (back.method.as_str(), back.path.as_str(), &back.auth),
             (call.method.as_str(), call.path.as_str(), &call.auth)

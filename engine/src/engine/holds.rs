@@ -86,7 +86,8 @@ impl Engine {
         self.check_text("user", user, true)?;
         self.open_event(event_id)?;
         let items = match selection {
-            Selection::Seats(labels) => self.pick_exact(event_id, user, labels)?,
+            Selection::Seats(labels) => self.pick_labels(event_id, user, labels)?,
+            Selection::SeatIndices(seats) => self.pick_exact(event_id, user, seats)?,
             Selection::Best {
                 quantity,
                 category,
@@ -183,19 +184,15 @@ impl Engine {
         }
     }
 
-    pub(super) fn pick_exact(
+    /// Exact seats by label: resolved to indices, then [`Engine::pick_exact`].
+    pub(super) fn pick_labels(
         &self,
         event_id: EventId,
         user: &str,
         labels: &[String],
     ) -> Result<Items, Rejection> {
         let event = &self.state.events[event_id.0 as usize];
-        if labels.len() > self.config.seats_per_order_cap as usize {
-            return Err(Rejection::LimitExceeded {
-                limit: Limit::SeatsPerOrder,
-                max: event.spec.seats_per_order_max,
-            });
-        }
+        self.check_order_size(event, labels.len())?;
         let mut seats = Vec::with_capacity(labels.len());
         let mut unknown = Vec::new();
         for label in labels {
@@ -207,10 +204,49 @@ impl Engine {
         if !unknown.is_empty() {
             return Err(Rejection::UnknownSeats { seats: unknown });
         }
-        // Perf: a sorted copy finds repeats without building a tree.
-        let mut sorted = seats.clone();
-        sorted.sort_unstable();
-        if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+        self.pick_exact(event_id, user, &seats)
+    }
+
+    /// The order-size cap, checked before anything is done per seat.
+    fn check_order_size(&self, event: &Event, seats: usize) -> Result<(), Rejection> {
+        if seats > self.config.seats_per_order_cap as usize {
+            return Err(Rejection::LimitExceeded {
+                limit: Limit::SeatsPerOrder,
+                max: event.spec.seats_per_order_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Exact seats by index: every seat known, none twice, within the limits, all free.
+    pub(super) fn pick_exact(
+        &self,
+        event_id: EventId,
+        user: &str,
+        seats: &[u32],
+    ) -> Result<Items, Rejection> {
+        let event = &self.state.events[event_id.0 as usize];
+        self.check_order_size(event, seats.len())?;
+        let seat_count = event.layout.seat_count;
+        if seats.iter().any(|&seat| seat >= seat_count) {
+            return Err(Rejection::UnknownSeats {
+                seats: seats
+                    .iter()
+                    .filter(|&&seat| seat >= seat_count)
+                    .map(|seat| format!("#{seat}"))
+                    .collect(),
+            });
+        }
+        // Perf: a short order (nearly all) is checked pairwise, without allocating; a
+        // long one through a sorted copy.
+        let repeated = if seats.len() <= 16 {
+            (1..seats.len()).any(|index| seats[..index].contains(&seats[index]))
+        } else {
+            let mut sorted = seats.to_vec();
+            sorted.sort_unstable();
+            sorted.windows(2).any(|pair| pair[0] == pair[1])
+        };
+        if repeated {
             return Err(invalid("a seat is requested twice"));
         }
         self.check_quantity(event_id, user, seats.len() as u32)?;
@@ -222,7 +258,7 @@ impl Engine {
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
-        Ok(Items::Seats(seats))
+        Ok(Items::Seats(seats.to_vec()))
     }
 
     /// Marks the items held and files the hold; the caller has checked availability.

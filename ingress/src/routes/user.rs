@@ -80,9 +80,10 @@ pub(crate) async fn place_hold(
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<Response, AppError> {
     let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let (selection, wait) = validate::selection(&body, &state.config().engine)?;
+    let (mut selection, wait) = validate::selection(&body, &state.config().engine)?;
     {
-        // Seat labels and category names never change: check them here, not in the log.
+        // Seat labels and category names never change: check them here, not in the log,
+        // and append seat indices (the engine thread parses no label).
         let model = state.model();
         let event = model
             .event(id)
@@ -101,7 +102,14 @@ pub(crate) async fn place_hold(
                         None,
                     ));
                 }
+                selection = Selection::SeatIndices(
+                    labels
+                        .iter()
+                        .filter_map(|label| event.layout.seat_of(label))
+                        .collect(),
+                );
             }
+            Selection::SeatIndices(_) => unreachable!("validation gives labels"),
             Selection::Best {
                 category: Some(category),
                 ..
