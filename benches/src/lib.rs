@@ -476,13 +476,15 @@ impl Generator {
     /// Learns the ids an answer grants.
     pub fn observe(&mut self, outcome: &Outcome) {
         match &outcome.result {
-            Ok(Reply::HoldPlaced(view)) => self.holds.push_back((view.hold, view.user.clone())),
-            Ok(Reply::HoldConfirmed(view)) => self.bookings.push((view.booking, view.user.clone())),
+            Ok(Reply::HoldPlaced(view)) => self.holds.push_back((view.hold, view.user.to_string())),
+            Ok(Reply::HoldConfirmed(view)) => {
+                self.bookings.push((view.booking, view.user.to_string()))
+            }
             _ => {}
         }
         for effect in &outcome.effects {
             if let Effect::WaitlistOffered { hold, .. } = effect {
-                self.holds.push_back((hold.hold, hold.user.clone()));
+                self.holds.push_back((hold.hold, hold.user.to_string()));
             }
         }
         while self.holds.len() > REMEMBERED_HOLDS_MAX {

@@ -232,7 +232,7 @@ mod tests {
                 .map(|waiter| Effect::WaitlistEnded {
                     waiter: WaiterId(waiter),
                     event: EventId(0),
-                    user: format!("user-{waiter:012}"),
+                    user: format!("user-{waiter:012}").into(),
                     reason: WaitEnd::SoldOut,
                 })
                 .collect(),

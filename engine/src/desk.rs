@@ -326,7 +326,7 @@ impl Engine {
         DeskTicketView {
             desk: ticket.desk,
             ticket: ticket_id,
-            user: ticket.user.clone(),
+            user: ticket.user.as_str().into(),
             level: ticket.level,
             agent: ticket.agent,
             slot_start_ms: ticket.slot * slot_ms,
@@ -415,7 +415,7 @@ impl Engine {
         Ok(Reply::DeskTicketCanceled {
             desk,
             ticket: ticket_id,
-            user: user.to_string(),
+            user: crate::UserName::from(user),
         })
     }
 
@@ -424,7 +424,7 @@ impl Engine {
         self.effects.push(Effect::DeskHoldExpired {
             desk: ticket.desk,
             ticket: ticket_id,
-            user: ticket.user,
+            user: ticket.user.into(),
         });
     }
 

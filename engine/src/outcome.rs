@@ -9,6 +9,10 @@ use crate::idempotency::IdempotencyStamp;
 use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, TicketId, WaiterId};
 use serde::{Deserialize, Serialize};
 
+/// A user's name in an outcome: shared with the engine's user table (a reference count,
+/// not a copy per outcome). Encodes exactly like a `String`.
+pub type UserName = std::sync::Arc<str>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The log offset of the request this answers.
@@ -49,7 +53,7 @@ impl Items {
 pub struct HoldView {
     pub hold: HoldId,
     pub event: EventId,
-    pub user: String,
+    pub user: UserName,
     pub items: Items,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
@@ -71,7 +75,7 @@ pub struct BookingView {
     pub booking: BookingId,
     pub hold: HoldId,
     pub event: EventId,
-    pub user: String,
+    pub user: UserName,
     pub items: Items,
     pub total_cents: u64,
     pub payment_ref: String,
@@ -83,7 +87,7 @@ pub struct BookingView {
 pub struct DeskTicketView {
     pub desk: DeskId,
     pub ticket: DeskTicketId,
-    pub user: String,
+    pub user: UserName,
     pub level: u16,
     pub agent: u32,
     pub slot_start_ms: u64,
@@ -119,7 +123,7 @@ pub enum Reply {
     Waitlisted {
         waiter: WaiterId,
         event: EventId,
-        user: String,
+        user: UserName,
         quantity: u32,
         category: Option<u16>,
         position: u32,
@@ -128,19 +132,19 @@ pub enum Reply {
     HoldReleased {
         hold: HoldId,
         event: EventId,
-        user: String,
+        user: UserName,
         items: Items,
     },
     BookingCanceled {
         booking: BookingId,
         event: EventId,
-        user: String,
+        user: UserName,
         items: Items,
     },
     WaitlistJoined {
         waiter: WaiterId,
         event: EventId,
-        user: String,
+        user: UserName,
         quantity: u32,
         category: Option<u16>,
         position: u32,
@@ -148,7 +152,7 @@ pub enum Reply {
     WaitlistLeft {
         waiter: WaiterId,
         event: EventId,
-        user: String,
+        user: UserName,
     },
     DeskCreated {
         desk: DeskId,
@@ -160,7 +164,7 @@ pub enum Reply {
     DeskTicketCanceled {
         desk: DeskId,
         ticket: DeskTicketId,
-        user: String,
+        user: UserName,
     },
     Ticked,
     /// The epoch is now `epoch`, with `node` as the primary.
@@ -298,7 +302,7 @@ pub enum Effect {
     HoldExpired {
         hold: HoldId,
         event: EventId,
-        user: String,
+        user: UserName,
         items: Items,
         waiter: Option<WaiterId>,
     },
@@ -309,12 +313,12 @@ pub enum Effect {
     WaitlistEnded {
         waiter: WaiterId,
         event: EventId,
-        user: String,
+        user: UserName,
         reason: WaitEnd,
     },
     DeskHoldExpired {
         desk: DeskId,
         ticket: DeskTicketId,
-        user: String,
+        user: UserName,
     },
 }

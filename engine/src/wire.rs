@@ -360,7 +360,7 @@ mod tests {
             .map(|waiter| Effect::WaitlistEnded {
                 waiter: WaiterId(waiter),
                 event: EventId(1),
-                user: format!("user-{waiter:012}"),
+                user: format!("user-{waiter:012}").into(),
                 reason: WaitEnd::SoldOut,
             })
             .collect();

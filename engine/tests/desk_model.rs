@@ -115,7 +115,7 @@ impl Model {
             self.effects.push(Effect::DeskHoldExpired {
                 desk: ticket.desk,
                 ticket: id,
-                user: ticket.user,
+                user: ticket.user.into(),
             });
         }
     }
@@ -154,7 +154,7 @@ impl Model {
                 Ok(Reply::DeskTicketCanceled {
                     desk: *desk,
                     ticket: *ticket,
-                    user: user.clone(),
+                    user: user.as_str().into(),
                 })
             }
             Command::Tick => Ok(Reply::Ticked),
@@ -277,7 +277,7 @@ impl Model {
         DeskTicketView {
             desk: ticket.desk,
             ticket: id,
-            user: ticket.user.clone(),
+            user: ticket.user.as_str().into(),
             level: ticket.level,
             agent: ticket.agent,
             slot_start_ms: ticket.slot_start_ms,
@@ -679,7 +679,7 @@ fn run(steps: &[Step]) -> Vec<Outcome> {
         assert_eq!(outcome, expected, "step {offset}: {request:?}");
         check_properties(&engine, &model, &request, &outcome);
         if let Ok(Reply::DeskTicketCreated(view)) = &outcome.result {
-            issued.push((view.ticket, view.user.clone(), view.desk));
+            issued.push((view.ticket, view.user.to_string(), view.desk));
         }
         outcomes.push(outcome);
     }

@@ -485,7 +485,7 @@ impl Model {
                 self.effects.push(Effect::HoldExpired {
                     hold: HoldId(id),
                     event: hold.event,
-                    user: hold.user.clone(),
+                    user: hold.user.as_str().into(),
                     items: hold.items.clone(),
                     waiter: hold.waiter,
                 });
@@ -495,7 +495,7 @@ impl Model {
                 self.effects.push(Effect::WaitlistEnded {
                     waiter: WaiterId(id),
                     event: waiter.event,
-                    user: waiter.user,
+                    user: waiter.user.into(),
                     reason: WaitEnd::TimedOut,
                 });
             }
@@ -1217,7 +1217,7 @@ impl Model {
             booking: id,
             hold: booking.hold,
             event: booking.event,
-            user: booking.user.clone(),
+            user: booking.user.as_str().into(),
             items: booking.items.clone(),
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
@@ -1233,7 +1233,7 @@ impl Model {
         Ok(Reply::HoldReleased {
             hold: id,
             event: hold.event,
-            user: hold.user,
+            user: hold.user.into(),
             items: hold.items,
         })
     }
@@ -1371,7 +1371,7 @@ impl Model {
         self.effects.push(Effect::WaitlistEnded {
             waiter: id,
             event: waiter.event,
-            user: waiter.user,
+            user: waiter.user.into(),
             reason,
         });
     }

@@ -834,7 +834,7 @@ impl ReadModel {
         }
         event.bookings.push(view.booking);
         self.user_bookings
-            .entry(view.user.clone())
+            .entry(view.user.to_string())
             .or_default()
             .push(view.booking);
         let tickets_used = vec![false; view.tickets.len()];

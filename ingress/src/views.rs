@@ -283,7 +283,7 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
             let view = &booking.view;
             Attendee {
                 booking_id: view.booking.to_string(),
-                user: view.user.clone(),
+                user: view.user.to_string(),
                 status: if booking.canceled {
                     "canceled"
                 } else {

@@ -55,7 +55,7 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
         "hold" => Ok(Reply::HoldPlaced(HoldView {
             hold: HoldId(i + 1),
             event,
-            user: user(i),
+            user: user(i).into(),
             items: Items::Seats(vec![seat, seat + 1]),
             created_at_ms: T0 + i / 25,
             expires_at_ms: T0 + i / 25 + 300_000,
@@ -78,7 +78,7 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
                 booking: BookingId(i + 1),
                 hold: HoldId(i + 1),
                 event,
-                user: user(i),
+                user: user(i).into(),
                 items: Items::Seats(vec![seat, seat + 1]),
                 total_cents: 10_000,
                 payment_ref: format!("pay_{:016x}", i * 104_729),

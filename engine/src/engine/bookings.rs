@@ -91,7 +91,7 @@ impl Engine {
             booking: booking_id,
             hold: booking.hold,
             event: booking.event,
-            user: self.user_name(booking.user).to_string(),
+            user: self.user_shared(booking.user),
             items: booking.items.clone(),
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
@@ -108,7 +108,7 @@ impl Engine {
         Ok(Reply::HoldReleased {
             hold: hold_id,
             event,
-            user: user.to_string(),
+            user: self.user_shared(hold.user),
             items: hold.items,
         })
     }
@@ -157,13 +157,13 @@ impl Engine {
         if booking.tickets_used.iter().any(|used| *used) {
             return Err(Rejection::AlreadyUsed);
         }
-        let (event, items) = (booking.event, booking.items.clone());
+        let (event, items, user) = (booking.event, booking.items.clone(), booking.user);
         self.free_booking(booking_id);
         self.serve_waitlist(event);
         Ok(Reply::BookingCanceled {
             booking: booking_id,
             event,
-            user: user.to_string(),
+            user: self.user_shared(user),
             items,
         })
     }

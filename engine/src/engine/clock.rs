@@ -54,7 +54,7 @@ impl Engine {
         self.effects.push(Effect::HoldExpired {
             hold: hold_id,
             event,
-            user: self.user_name(hold.user).to_string(),
+            user: self.user_shared(hold.user),
             items: hold.items,
             waiter: hold.waiter,
         });

@@ -313,7 +313,7 @@ impl Engine {
         let view = HoldView {
             hold: hold_id,
             event: event_id,
-            user: self.user_name(user).to_string(),
+            user: self.user_shared(user),
             items: hold.items.clone(),
             created_at_ms: now_ms,
             expires_at_ms,

@@ -345,7 +345,7 @@ pub struct State {
     /// The same keys by the time they were stored, oldest first.
     pub(crate) idempotency_queue: Queue<(u64, [u8; DIGEST_BYTES])>,
     /// Every user that ever had state here, by `UserId` (see `users`).
-    pub(crate) users: CowVec<String, USER_CHUNK>,
+    pub(crate) users: CowVec<UserName, USER_CHUNK>,
     pub(crate) next_hold: u64,
     pub(crate) next_waiter: u64,
     pub(crate) desks: crate::desk::Desks,

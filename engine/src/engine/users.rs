@@ -16,16 +16,19 @@ use std::collections::HashMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct UserId(pub(crate) u32);
 
-/// Name → id, for the users in `State::users`.
+/// Name → id, for the users in `State::users`. Names are chosen outside (an identity
+/// provider), so the hasher is seeded per process (no chosen-collision flood), and fast
+/// (foldhash rather than SipHash: this lookup runs for nearly every command).
 #[derive(Default)]
-pub(crate) struct UserIndex(HashMap<String, UserId>);
+pub(crate) struct UserIndex(HashMap<String, UserId, foldhash::fast::RandomState>);
 
 impl UserIndex {
-    pub(crate) fn of(names: &CowVec<String, USER_CHUNK>) -> UserIndex {
-        let mut index = HashMap::with_capacity(names.len());
+    pub(crate) fn of(names: &CowVec<UserName, USER_CHUNK>) -> UserIndex {
+        let mut index =
+            HashMap::with_capacity_and_hasher(names.len(), foldhash::fast::RandomState::default());
         for (id, name) in names.iter().enumerate() {
             let id = UserId(u32::try_from(id).expect("user ids fit in u32"));
-            let previous = index.insert(name.clone(), id);
+            let previous = index.insert(name.to_string(), id);
             assert!(previous.is_none(), "a user is interned once: {name:?}");
         }
         UserIndex(index)
@@ -48,7 +51,7 @@ impl Engine {
             return id;
         }
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
-        self.state.users.push(name.to_string());
+        self.state.users.push(UserName::from(name));
         self.users.0.insert(name.to_string(), id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
         id
@@ -56,5 +59,10 @@ impl Engine {
 
     pub(crate) fn user_name(&self, id: UserId) -> &str {
         &self.state.users[id.0 as usize]
+    }
+
+    /// The user's name to put in an outcome: shared, not copied.
+    pub(crate) fn user_shared(&self, id: UserId) -> UserName {
+        self.state.users[id.0 as usize].clone()
     }
 }

@@ -81,7 +81,7 @@ impl Engine {
         Ok(Reply::WaitlistJoined {
             waiter: waiter_id,
             event: event_id,
-            user: user.to_string(),
+            user: self.user_shared(user_id),
             quantity,
             category,
             position,
@@ -130,7 +130,7 @@ impl Engine {
         self.effects.push(Effect::WaitlistEnded {
             waiter: waiter_id,
             event: waiter.event,
-            user: self.user_name(waiter.user).to_string(),
+            user: self.user_shared(waiter.user),
             reason,
         });
     }
@@ -142,14 +142,14 @@ impl Engine {
             .get(&waiter_id)
             .filter(|waiter| self.user_name(waiter.user) == user)
             .ok_or(not_found(NotFound::Waiter))?;
-        let event = waiter.event;
+        let (event, user) = (waiter.event, waiter.user);
         self.remove_waiter(waiter_id);
         // The head may have been the one blocking a strict queue.
         self.serve_waitlist(event);
         Ok(Reply::WaitlistLeft {
             waiter: waiter_id,
             event,
-            user: user.to_string(),
+            user: self.user_shared(user),
         })
     }
 

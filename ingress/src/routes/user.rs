@@ -25,7 +25,7 @@ pub(crate) const WAIT_SECONDS_MAX: u32 = 60;
 fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppError> {
     let id = HoldId::parse(hold_id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
     match state.model().hold(id) {
-        Some(hold) if hold.view.user == user => Ok(id),
+        Some(hold) if *hold.view.user == *user => Ok(id),
         _ => Err(AppError::not_found(NotFound::Hold)),
     }
 }
@@ -33,7 +33,7 @@ fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppEr
 fn own_booking(state: &AppState, user: &str, booking_id: &str) -> Result<BookingId, AppError> {
     let id = BookingId::parse(booking_id).ok_or_else(|| AppError::not_found(NotFound::Booking))?;
     match state.model().booking(id) {
-        Some(booking) if booking.view.user == user => Ok(id),
+        Some(booking) if *booking.view.user == *user => Ok(id),
         _ => Err(AppError::not_found(NotFound::Booking)),
     }
 }
@@ -56,7 +56,9 @@ fn own_desk_ticket(
     let ticket =
         DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
     match state.model().desk_ticket(ticket) {
-        Some(record) if record.view.user == user && record.view.desk == desk => Ok((desk, ticket)),
+        Some(record) if *record.view.user == *user && record.view.desk == desk => {
+            Ok((desk, ticket))
+        }
         _ => Err(AppError::not_found(NotFound::DeskTicket)),
     }
 }

@@ -651,14 +651,14 @@ impl Simulation {
     fn learn(&mut self, outcome: &Outcome) {
         let clients = &mut self.clients;
         match &outcome.result {
-            Ok(Reply::HoldPlaced(view)) => clients.holds.push((view.user.clone(), view.hold)),
+            Ok(Reply::HoldPlaced(view)) => clients.holds.push((view.user.to_string(), view.hold)),
             Ok(Reply::HoldConfirmed(view)) => {
-                clients.bookings.push((view.user.clone(), view.booking));
+                clients.bookings.push((view.user.to_string(), view.booking));
             }
             Ok(
                 Reply::WaitlistJoined { user, waiter, .. } | Reply::Waitlisted { user, waiter, .. },
             ) => {
-                clients.waiters.push((user.clone(), *waiter));
+                clients.waiters.push((user.to_string(), *waiter));
             }
             _ => {}
         }
