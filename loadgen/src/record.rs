@@ -303,7 +303,7 @@ impl RequestLog {
                 log.entries.push(Entry::Http(record));
             } else if let Some(line) = value.get("server_log") {
                 match export_line(line, number + 1).map_err(line_error)? {
-                    ExportLine::Request(record) => log.server_log.push(record),
+                    ExportLine::Request(record) => log.server_log.push(*record),
                     ExportLine::Undecodable { offset, reason } => {
                         log.server_log_undecodable.get_or_insert((offset, reason));
                     }
@@ -318,7 +318,7 @@ impl RequestLog {
                     unreachable!("a line with a request is a request");
                 };
                 first_timestamp.get_or_insert(record.timestamp_ms);
-                log.entries.push(Entry::Engine(record));
+                log.entries.push(Entry::Engine(*record));
             } else if value.get("undecodable").is_some() || value.get("outcome").is_some() {
                 log.skipped += 1;
             } else {
@@ -337,7 +337,7 @@ impl RequestLog {
 
 /// One line of `boxoffice log export`.
 enum ExportLine {
-    Request(EngineRecord),
+    Request(Box<EngineRecord>),
     Undecodable {
         offset: u64,
         reason: String,
@@ -356,12 +356,12 @@ fn export_line(value: &Value, line: usize) -> Result<ExportLine, String> {
     if let Some(request) = value.get("request") {
         let request: engine::Request = serde_json::from_value(request.clone())
             .map_err(|error| format!("not an engine request: {error}"))?;
-        return Ok(ExportLine::Request(EngineRecord {
+        return Ok(ExportLine::Request(Box::new(EngineRecord {
             offset: number_field("offset")?,
             timestamp_ms: number_field("timestamp_ms")?,
             request,
             line,
-        }));
+        })));
     }
     if let Some(reason) = value.get("undecodable") {
         return Ok(ExportLine::Undecodable {
