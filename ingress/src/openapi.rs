@@ -660,7 +660,7 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             ],
         )],
         "engine" => vec![(503, vec![NoEngine])],
-        "requests_log" => vec![(500, vec![Internal]), (503, vec![NoEngine])],
+        "requests_log" => vec![(503, vec![NoEngine])],
         "promote" => vec![
             (409, vec![PromotionRefused]),
             (503, vec![NoEngine, LogNotWritable]),

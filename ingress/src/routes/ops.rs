@@ -198,7 +198,7 @@ pub(crate) fn promote() {}
         ("from" = Option<u64>, Query, description = "First offset (default 0)"),
         ("to" = Option<u64>, Query, description = "Last offset, inclusive (default: the log's last record when asked); past the end, the export stops at the end"),
     ),
-    responses((status = 200, description = "The records from `from` through `to`, one JSON object a line", body = String, content_type = "application/x-ndjson"), (status = 400, description = "`from` or `to` is not an offset, or another parameter is given", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 500, description = "The log cannot be read", body = ErrorBody), (status = 503, description = "No engine runs in this process (an ingress alone)", body = ErrorBody)),
+    responses((status = 200, description = "The records from `from` through `to`, one JSON object a line", body = String, content_type = "application/x-ndjson"), (status = 400, description = "`from` or `to` is not an offset, or another parameter is given", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, description = "No engine runs in this process (an ingress alone)", body = ErrorBody)),
     security(("operator_key" = [])))]
 #[allow(dead_code)]
 pub(crate) fn requests_log() {}
