@@ -182,6 +182,7 @@ impl Announcement {
 fn serve_operator(
     settings: &Settings,
     handle: runtime::RuntimeHandle,
+    requests: Arc<dyn OpenLog>,
     stop: crossbeam_channel::Receiver<()>,
 ) -> Result<std::thread::JoinHandle<()>, ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
@@ -198,7 +199,7 @@ fn serve_operator(
     let address = listener
         .local_addr()
         .map_err(io_error("cannot read the operator address".into()))?;
-    let router = crate::operator_http::router(handle, &settings.auth.operator_key);
+    let router = crate::operator_http::router(handle, requests, &settings.auth.operator_key);
     println!("operator endpoint on http://{address}");
     tracing::info!(%address, "operator endpoint listening");
     std::thread::Builder::new()
@@ -275,8 +276,8 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
             ..runtime_options(settings, role)
         },
         Logs {
-            requests: logs.requests,
-            outcomes: logs.outcomes,
+            requests: Arc::clone(&logs.requests),
+            outcomes: Arc::clone(&logs.outcomes),
         },
         Box::new(store),
     )?;
@@ -287,7 +288,12 @@ pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<()
     .map_err(|error| ToolError::Invalid(format!("cannot install the signal handler: {error}")))?;
     let handle = runtime.handle();
     let (operator_stop, operator_stopped) = crossbeam_channel::bounded::<()>(0);
-    let operator = serve_operator(settings, handle.clone(), operator_stopped)?;
+    let operator = serve_operator(
+        settings,
+        handle.clone(),
+        Arc::clone(&logs.requests),
+        operator_stopped,
+    )?;
     let mut announcement = Announcement::new(settings)?;
     let mut last_role = None;
     loop {

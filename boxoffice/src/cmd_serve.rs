@@ -85,7 +85,11 @@ pub(crate) fn run(
         }
         tracing::info!(applied_offset = ?status.applied_offset, log_end_offset = status.log_end_offset, "the engine is replaying the requests log");
     };
-    let operator = crate::operator_http::engine_routes(handle.clone(), &settings.auth.operator_key);
+    let operator = crate::operator_http::engine_routes(
+        handle.clone(),
+        Arc::clone(&logs.requests),
+        &settings.auth.operator_key,
+    );
     let served = cmd_ingress::serve_http(&listen, &ingress, operator, wait_for_engine);
     ingress.stop();
     let stopped = runtime.shutdown();

@@ -18,6 +18,7 @@ mod cmd_replay;
 mod cmd_serve;
 mod cmd_snapshot;
 mod cmd_token;
+mod log_export;
 mod operator_http;
 mod settings;
 

@@ -1,57 +1,72 @@
 //! The operator router: one for `boxoffice serve` and `boxoffice engine`. It serves a
-//! replica's status (`GET /v1/admin/engine`) and promotion (`POST
-//! /v1/admin/engine/promote`), in the shapes of the ingress's OpenAPI document
+//! replica's status (`GET /v1/admin/engine`), promotion (`POST
+//! /v1/admin/engine/promote`) and its requests log as JSON lines (`GET
+//! /v1/admin/engine/requests`, the lines of `boxoffice log export`: a load tester stores
+//! them in its recording for an exact replay), in the shapes of the ingress's OpenAPI document
 //! (`ingress::EngineStatusResponse`, `ingress::PromoteResponse`) and its error format,
 //! with the operator key as a bearer token. `engine` serves it alone on its operator
 //! listener, with `/healthz` and the replica's `/metrics` ([`router`]); `serve` merges its
 //! engine routes into the ingress's router ([`engine_routes`]), whose health, readiness
 //! and metrics are the ingress's.
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ingress::{AppError, EngineStatusResponse, PromoteResponse, Reason, SnapshotBody};
-use runtime::{EngineStatus, Role, RuntimeError, RuntimeHandle};
+use runtime::{EngineStatus, OpenLog, Role, RuntimeError, RuntimeHandle};
 use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Clone)]
 struct OperatorState {
     runtime: RuntimeHandle,
+    /// The requests log the replica applies, read by `GET /v1/admin/engine/requests`.
+    requests: Arc<dyn OpenLog>,
     operator_key: Arc<str>,
 }
 
-/// `/v1/admin/engine` and promotion, with their state.
+/// `/v1/admin/engine`, promotion and the requests log, with their state.
 fn routes() -> Router<OperatorState> {
     Router::new()
         .route("/v1/admin/engine", get(status))
         .route("/v1/admin/engine/promote", post(promote))
+        .route("/v1/admin/engine/requests", get(requests_log))
 }
 
-fn state(runtime: RuntimeHandle, operator_key: &str) -> OperatorState {
+fn state(runtime: RuntimeHandle, requests: Arc<dyn OpenLog>, operator_key: &str) -> OperatorState {
     OperatorState {
         runtime,
+        requests,
         operator_key: operator_key.into(),
     }
 }
 
 /// The operator endpoints of a process that runs an engine next to an ingress (`serve`):
 /// merged into the ingress's router.
-pub(crate) fn engine_routes(runtime: RuntimeHandle, operator_key: &str) -> Router {
-    routes().with_state(state(runtime, operator_key))
+pub(crate) fn engine_routes(
+    runtime: RuntimeHandle,
+    requests: Arc<dyn OpenLog>,
+    operator_key: &str,
+) -> Router {
+    routes().with_state(state(runtime, requests, operator_key))
 }
 
 /// The whole operator listener of `boxoffice engine` (no ingress in its process).
-pub(crate) fn router(runtime: RuntimeHandle, operator_key: &str) -> Router {
+pub(crate) fn router(
+    runtime: RuntimeHandle,
+    requests: Arc<dyn OpenLog>,
+    operator_key: &str,
+) -> Router {
     routes()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics))
-        .with_state(state(runtime, operator_key))
+        .with_state(state(runtime, requests, operator_key))
 }
 
 /// The operator key as a bearer token, compared in constant time.
@@ -181,6 +196,111 @@ async fn promote(
     }
 }
 
+/// Chunks of the export in flight to the client at most; the reading thread waits for the
+/// client beyond them.
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 8;
+const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+
+/// `GET /v1/admin/engine/requests?from=F&to=T`: the requests log from offset `from`
+/// (default 0) through `to` (inclusive; default the last record when asked), as
+/// `application/x-ndjson` in the lines of `boxoffice log export` (`log_export.rs`),
+/// streamed as it is read. A load tester asks for `to` = the `state_hash_offset` of
+/// `GET /v1/admin/engine`, so the lines and the hash describe the same log. A read that
+/// fails after the answer has begun ends the body with an error (the client sees a body
+/// cut short, never a shorter log passed off as whole).
+async fn requests_log(
+    State(state): State<OperatorState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, AppError> {
+    authorize(&headers, &state)?;
+    let (from, to) = export_range(query.as_deref().unwrap_or(""))?;
+    let requests = Arc::clone(&state.requests);
+    let started = tokio::task::spawn_blocking(move || {
+        let mut reader = requests.open_reader()?;
+        let last = crate::log_export::start(reader.as_mut(), from, to)?;
+        Ok::<_, requestlog::LogError>((reader, last))
+    })
+    .await
+    .map_err(AppError::internal)?;
+    let (mut reader, last) = started.map_err(|error| {
+        AppError::internal(format!(
+            "cannot read the requests log from offset {from}: {error}"
+        ))
+    })?;
+    let (sender, mut receiver) =
+        tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(EXPORT_CHUNKS_IN_FLIGHT);
+    if let Some(last) = last {
+        tokio::task::spawn_blocking(move || {
+            let mut out =
+                std::io::BufWriter::with_capacity(EXPORT_CHUNK_BYTES, ChunkSender(sender.clone()));
+            let written = crate::log_export::export(
+                reader.as_mut(),
+                last,
+                crate::log_export::WhichLog::Requests,
+                &mut out,
+            )
+            .and_then(|()| std::io::Write::flush(&mut out));
+            if let Err(error) = written {
+                if error.kind() != std::io::ErrorKind::BrokenPipe {
+                    tracing::warn!(%error, "the requests log export stopped");
+                    let _ = sender.blocking_send(Err(error));
+                }
+            }
+        });
+    }
+    let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `from` and `to` of the export's query string.
+fn export_range(query: &str) -> Result<(u64, Option<u64>), AppError> {
+    let (mut from, mut to) = (0, None);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let offset = || {
+            value.parse::<u64>().map_err(|_| {
+                AppError::bad_request(
+                    Reason::MalformedQuery,
+                    format!("{name} must be a record offset (an integer from 0), not `{value}`"),
+                )
+            })
+        };
+        match name {
+            "from" => from = offset()?,
+            "to" => to = Some(offset()?),
+            _ => {
+                return Err(AppError::bad_request(
+                    Reason::MalformedQuery,
+                    format!("unknown query parameter `{name}`: from and to are known"),
+                ))
+            }
+        }
+    }
+    Ok((from, to))
+}
+
+/// Hands the export's bytes to the response body; a client that went away is a broken
+/// pipe, which stops the export.
+struct ChunkSender(tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>);
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.blocking_send(Ok(bytes.to_vec())).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn metrics(State(state): State<OperatorState>) -> Response {
     let status = state.runtime.status();
     let gauge = |name: &str, help: &str, value: u64| {
@@ -250,7 +370,7 @@ mod tests {
 
     /// A replica on embedded logs in `dir` (a standby needs a primary's logs to follow; here
     /// the log is empty, so a standby just waits).
-    fn replica(dir: &std::path::Path, node: &str, role: Role) -> Runtime {
+    fn replica(dir: &std::path::Path, node: &str, role: Role) -> (Runtime, Arc<dyn OpenLog>) {
         let open = |name: &str| -> Arc<dyn runtime::OpenLog> {
             Arc::new(EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap())
         };
@@ -259,11 +379,14 @@ mod tests {
             role,
             ..RuntimeOptions::new(engine::EngineConfig::default())
         };
+        let requests = open("requests");
         let logs = Logs {
-            requests: open("requests"),
+            requests: Arc::clone(&requests),
             outcomes: open("outcomes"),
         };
-        Runtime::start(options, logs, Box::new(snapshotter::MemoryStore::new(1))).unwrap()
+        let runtime =
+            Runtime::start(options, logs, Box::new(snapshotter::MemoryStore::new(1))).unwrap();
+        (runtime, requests)
     }
 
     async fn call(
@@ -272,6 +395,19 @@ mod tests {
         path: &str,
         key: Option<&str>,
     ) -> (StatusCode, Value) {
+        let (status, bytes) = call_bytes(router, method, path, key).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn call_bytes(
+        router: &Router,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+    ) -> (StatusCode, Vec<u8>) {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(key) = key {
             request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -282,20 +418,108 @@ mod tests {
             .await
             .unwrap();
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
             .await
             .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        (status, bytes.to_vec())
+    }
+
+    /// The requests log as `boxoffice log export` prints it, over HTTP: every record from
+    /// `from` through `to`, with the operator key only; bad ranges are 400.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_requests_log_streams_as_export_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, requests) = replica(dir.path(), "a", Role::Primary);
+        // The primary's own Configure record first (offset 0), so ours are 1..=3001.
+        let (_, configured) = runtime
+            .handle()
+            .wait_for(Duration::from_secs(30), |status| {
+                status.role == Role::Primary && status.configured()
+            });
+        assert!(configured);
+        // More than one chunk of the stream.
+        let payloads: Vec<Vec<u8>> = (0..3_000)
+            .map(|index| {
+                engine::wire::encode_request(&engine::Request::with_key(
+                    engine::Command::Tick,
+                    format!("tick-{index}"),
+                ))
+            })
+            .chain([vec![9, 9]])
+            .collect();
+        requests.open_writer().unwrap().append(payloads).unwrap();
+        let mut reader = requests.open_reader().unwrap();
+        let mut lines = crate::log_export::Lines::new(crate::log_export::WhichLog::Requests);
+        let mut expected = Vec::new();
+        while expected.len() < 3_002 {
+            for record in reader.poll(4_096, Duration::from_secs(5)).unwrap() {
+                expected.extend(lines.lines(&record).iter().map(Value::to_string));
+            }
+        }
+        let router = router(runtime.handle(), requests, KEY);
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+
+        let (status, body) = call_bytes(
+            &router,
+            "GET",
+            "/v1/admin/engine/requests?to=3001",
+            Some(KEY),
         )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let body = text(body);
+        let got: Vec<&str> = body.lines().collect();
+        assert_eq!(got, expected[..3_002]);
+        assert!(got[0].contains(r#""Configure""#), "{}", got[0]);
+        assert!(got[3_001].contains(r#""undecodable":"unknown record version 9""#));
+
+        let (status, body) = call_bytes(
+            &router,
+            "GET",
+            "/v1/admin/engine/requests?from=10&to=12",
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(text(body).lines().collect::<Vec<_>>(), expected[10..=12]);
+
+        // Past the end: nothing, not an error (the log may still grow to it).
+        let (status, body) = call_bytes(
+            &router,
+            "GET",
+            "/v1/admin/engine/requests?from=1000000",
+            Some(KEY),
+        )
+        .await;
+        assert_eq!((status, body.len()), (StatusCode::OK, 0));
+
+        let (status, body) = call(&router, "GET", "/v1/admin/engine/requests", None).await;
+        assert_eq!(
+            (status, &body["error"]["details"]["reason"]),
+            (StatusCode::UNAUTHORIZED, &json!("missing_token"))
+        );
+        for query in ["to=-1", "from=x", "upto=3"] {
+            let (status, body) = call(
+                &router,
+                "GET",
+                &format!("/v1/admin/engine/requests?{query}"),
+                Some(KEY),
+            )
+            .await;
+            assert_eq!(
+                (status, &body["error"]["details"]["reason"]),
+                (StatusCode::BAD_REQUEST, &json!("malformed_query")),
+                "{query}: {body}"
+            );
+        }
+        runtime.shutdown().unwrap();
     }
 
     #[tokio::test]
     async fn the_operator_key_guards_status_and_promotion() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = replica(dir.path(), "a", Role::Primary);
-        let router = router(runtime.handle(), KEY);
+        let (runtime, requests) = replica(dir.path(), "a", Role::Primary);
+        let router = router(runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", None).await;
         assert_eq!(
             (status, &body["error"]["code"]),
@@ -316,13 +540,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_standby_is_promoted_through_its_own_log_and_a_primary_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = replica(dir.path(), "b", Role::Standby);
+        let (runtime, requests) = replica(dir.path(), "b", Role::Standby);
         let handle = runtime.handle();
         let (_, settled) = handle.wait_for(Duration::from_secs(30), |status| {
             status.role == Role::Standby
         });
         assert!(settled);
-        let router = router(runtime.handle(), KEY);
+        let router = router(runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", Some(KEY)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -392,7 +616,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn serve_and_engine_answer_the_operator_endpoints_from_one_router() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = replica(dir.path(), "a", Role::Primary);
+        let (runtime, replica_requests) = replica(dir.path(), "a", Role::Primary);
         let handle = runtime.handle();
         let (_, settled) = handle.wait_for(Duration::from_secs(30), |status| {
             status.role == Role::Primary
@@ -422,10 +646,12 @@ mod tests {
             Some(Arc::new(Running)),
         )
         .unwrap();
-        let serve = with_engine
-            .router()
-            .merge(engine_routes(handle.clone(), KEY));
-        let engine = router(handle.clone(), KEY);
+        let serve = with_engine.router().merge(engine_routes(
+            handle.clone(),
+            Arc::clone(&replica_requests),
+            KEY,
+        ));
+        let engine = router(handle.clone(), replica_requests, KEY);
 
         let (serve_status, serve_body) = call(&serve, "GET", "/v1/admin/engine", Some(KEY)).await;
         let (engine_status, engine_body) =

@@ -346,7 +346,8 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
     if state.shared.engine.is_none() {
         router = router
             .route("/v1/admin/engine", get(routes::ops::no_engine))
-            .route("/v1/admin/engine/promote", post(routes::ops::no_engine));
+            .route("/v1/admin/engine/promote", post(routes::ops::no_engine))
+            .route("/v1/admin/engine/requests", get(routes::ops::no_engine));
     }
     router
         .route("/", get(routes::web::page))

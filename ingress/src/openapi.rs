@@ -45,7 +45,7 @@ impl Modify for Security {
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
-        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote,
+        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log,
         web::demo_token,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorDetails, Reason)),
@@ -660,6 +660,7 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             ],
         )],
         "engine" => vec![(503, vec![NoEngine])],
+        "requests_log" => vec![(503, vec![NoEngine])],
         "promote" => vec![
             (409, vec![PromotionRefused]),
             (503, vec![NoEngine, LogNotWritable]),

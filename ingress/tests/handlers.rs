@@ -2174,6 +2174,7 @@ async fn operations_health_metrics_engine_and_openapi() {
     for (method, path) in [
         (Method::GET, "/v1/admin/engine"),
         (Method::POST, "/v1/admin/engine/promote"),
+        (Method::GET, "/v1/admin/engine/requests"),
     ] {
         let answer = call(&router, method, path, Some(OPERATOR), None).await;
         assert_eq!(
@@ -2200,6 +2201,7 @@ async fn operations_health_metrics_engine_and_openapi() {
         "/v1/admin/events/{event_id}/checkin",
         "/v1/admin/engine",
         "/v1/admin/engine/promote",
+        "/v1/admin/engine/requests",
         "/v1/desks/{desk_id}/tickets",
         "/v1/openapi.json",
     ] {

@@ -224,6 +224,9 @@ pub fn loopback_target(url: &str) -> Result<reqwest::Url, TargetError> {
     Ok(parsed)
 }
 
+/// The longest a [`Client::get_operator_lines`] read may take.
+const LINES_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Sends [`Call`]s to one loopback server.
 pub struct Client {
     http: reqwest::Client,
@@ -333,6 +336,54 @@ impl Client {
             ),
             Err(error) => Answer::transport(&error),
         }
+    }
+
+    /// A GET with the operator key answered as lines (`application/x-ndjson`), handed to
+    /// `line` one by one as they arrive, without a line break; a `line` error stops the
+    /// read. The body is not held whole (a server's requests log can be large).
+    pub async fn get_operator_lines(
+        &self,
+        path: &str,
+        mut line: impl FnMut(&[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let call = Call::get(path, Auth::Operator);
+        // A long log takes longer than one API call may: the read has its own bound.
+        let mut request = self
+            .http
+            .get(format!("{}{}", self.base_for(&call), path))
+            .timeout(LINES_TIMEOUT);
+        if let Some(key) = &self.credentials.operator_key {
+            request = request.bearer_auth(key);
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|error| format!("GET {path}: {error}"))?;
+        if !response.status().is_success() {
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap_or_default();
+            let answer =
+                Answer::from_parts(status, serde_json::from_slice(&body).unwrap_or(Value::Null));
+            return Err(format!("GET {path}: HTTP {status} {}", answer.code));
+        }
+        let mut pending = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| format!("GET {path}: the answer was cut short: {error}"))?
+        {
+            pending.extend_from_slice(&chunk);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
+                line(&pending[start..start + end])?;
+                start += end + 1;
+            }
+            pending.drain(..start);
+        }
+        if !pending.is_empty() {
+            line(&pending)?;
+        }
+        Ok(())
     }
 
     /// A GET answered as text (for `/metrics`).

@@ -234,9 +234,20 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Append into the embedded requests log under this data directory instead of HTTP
-    /// (engine-only replay; the server must not be running on it).
+    /// (engine-only replay; the server must not be running on it). A recording that holds
+    /// the server's requests log (recorded with --operator-key) is written exactly (its
+    /// offsets and times, into an empty log; no pacing), then `boxoffice replay` of the
+    /// directory is compared with the recorded state hash: "state hash: same" or
+    /// "differs" (exit status 1).
     #[arg(long)]
     pub into_data_dir: Option<PathBuf>,
+    /// The `boxoffice` binary that replays an exact import (default: as check-replay's).
+    #[arg(long)]
+    pub boxoffice: Option<PathBuf>,
+    /// The configuration `boxoffice replay` runs with for an exact import: the recorded
+    /// server's (its engine keys are checked against the log's Configure record).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Replay N times faster than recorded (1 = original pacing); the times in the
     /// recorded bodies (sales windows, `starts_at`) move with the replay's clock.
     #[arg(long, default_value_t = 1.0)]
@@ -426,6 +437,44 @@ pub fn boxoffice_executable() -> PathBuf {
     }
 }
 
+/// `replay --into-data-dir` of a recording that holds the server's requests log: imports
+/// it exactly, replays it with `boxoffice replay` and compares the state hash.
+fn exact_replay(
+    log: &RequestLog,
+    data_dir: &std::path::Path,
+    args: &ReplayArgs,
+) -> Result<(), LoadgenError> {
+    let imported = tokio::task::block_in_place(|| replay::import_server_log(log, data_dir))?;
+    println!(
+        "imported the recorded server's requests log: {} records (offsets 0..={}) with their recorded times, in {:.3} s (no pacing: the times are the server's)",
+        imported.records,
+        imported.hash_offset,
+        imported.elapsed.as_secs_f64()
+    );
+    let boxoffice = args.boxoffice.clone().unwrap_or_else(boxoffice_executable);
+    let replayed = tokio::task::block_in_place(|| {
+        verify::offline_replay_hash(
+            &boxoffice,
+            args.config.as_deref(),
+            data_dir,
+            Some(imported.hash_offset),
+        )
+    })
+    .map_err(|error| LoadgenError::Verify(error.to_string()))?;
+    println!(
+        "recorded state_hash {} at offset {}",
+        imported.state_hash, imported.hash_offset
+    );
+    println!("replayed state_hash {replayed}");
+    if replayed == imported.state_hash {
+        println!("state hash: same");
+        Ok(())
+    } else {
+        println!("state hash: differs");
+        Err(LoadgenError::VerificationFailed)
+    }
+}
+
 /// Resolves a run's flags over its scenario.
 pub fn run_options(args: &RunArgs) -> Result<RunOptions, LoadgenError> {
     if !(args.scale.is_finite() && args.scale > 0.0) {
@@ -503,6 +552,13 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
     );
     let duration_max =
         Duration::from_secs_f64(args.duration.clamp(0.001, scenario::DURATION_MAX_SECONDS));
+    if let Some(data_dir) = args.into_data_dir.as_ref().filter(|_| {
+        log.end
+            .as_ref()
+            .is_some_and(|end| end.server_log_records.is_some())
+    }) {
+        return exact_replay(&log, data_dir, &args);
+    }
     let mut comparison = None;
     let (mode, target, recorder, sent, skipped, elapsed, lag) = match &args.into_data_dir {
         Some(data_dir) => {
@@ -530,9 +586,9 @@ async fn replay_command(args: ReplayArgs) -> Result<(), LoadgenError> {
                 // Not a claim of equality: the log stamps these records with the replay's
                 // times, and the server's own Configure and Tick records are not in an
                 // HTTP recording, so `boxoffice replay` of this directory hashes another
-                // state. `check-replay` compares the server's own log.
+                // state. A recording with the server's log replays exactly.
                 println!(
-                    "the recorded server ended at state_hash {} (offset {:?}); this log is rebuilt from its requests at today's times, so its hash differs",
+                    "the recorded server ended at state_hash {} (offset {:?}); this log is rebuilt from its HTTP requests at today's times, so its hash differs (record with --operator-key to carry the server's log for an exact replay)",
                     engine.state_hash,
                     engine.hash_offset(),
                 );

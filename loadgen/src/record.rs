@@ -12,8 +12,17 @@
 //! {"loadgen_request_log":2,"started_at_ms":1700000000000,"scenario":"theatre"}
 //! {"at_us":1830,"kind":"create_event","call":{"method":"POST","path":"/v1/admin/events","auth":{"admin":"demo"},"body":{...}},"times":["/starts_at","/sales_open_at"],"status":201,"shape":"{event_id}","created":{"/event_id":"ev_0"}}
 //! {"at_us":3004120,"kind":"hold_best","call":{...},"status":201,"shape":"{...}","created":{"/hold_id":"h_0"}}
-//! {"loadgen_recording_end":{"at_us":20511000,"engine":{"state_hash":"9f...","applied_offset":402,...}}}
+//! {"server_log":{"offset":0,"timestamp_ms":1700000000002,"request":{"command":{"CreateEvent":{...}},...}}}
+//! {"loadgen_recording_end":{"at_us":20511000,"engine":{"state_hash":"9f...","applied_offset":402,...},"server_log_records":403}}
 //! ```
+//!
+//! With the operator key the recording also carries the server's own requests log (format
+//! 3): `server_log` lines, each one line of `boxoffice log export` as the server's
+//! `GET /v1/admin/engine/requests` streamed it, from offset 0 through the offset the end
+//! line's state hash is of. That log holds what no HTTP client sees (the server's
+//! `Configure`, `Tick` and `Promote` records, and the log's own times), so a replay of it
+//! into a fresh embedded log (`loadgen replay --into-data-dir`) rebuilds the same state,
+//! hash for hash; the HTTP timeline cannot.
 //!
 //! Format 1 (before the timeline) put setup at 0 and the load from the load's start, and
 //! marked no times: it is still read, with the event bodies' four time fields taken as
@@ -34,7 +43,8 @@ use crate::client::{Answer, Call};
 use crate::scenario::Kind;
 
 /// 2: the timeline (setup included), marked times, answer shapes, the end line.
-pub const FORMAT_VERSION: u64 = 2;
+/// 3: the server's requests log (`server_log` lines).
+pub const FORMAT_VERSION: u64 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -118,6 +128,10 @@ pub struct RecordingEnd {
     /// exact replay of the server's requests log ends in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<crate::verify::EngineStatus>,
+    /// How many `server_log` lines the recording holds (offsets 0 through the engine's
+    /// hash offset), when it holds the server's requests log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_log_records: Option<u64>,
 }
 
 /// A record of the engine's requests log (`boxoffice log export`).
@@ -164,6 +178,11 @@ pub struct RequestLog {
     pub first_timestamp_ms: u64,
     /// The recording's end line, when it has one (format 2).
     pub end: Option<RecordingEnd>,
+    /// The server's requests log, in offset order, when the recording carries it (format 3).
+    pub server_log: Vec<EngineRecord>,
+    /// The first record of the server's log that was stored as undecodable (its offset and
+    /// reason): such a log cannot be rebuilt exactly.
+    pub server_log_undecodable: Option<(u64, String)>,
 }
 
 impl RequestLog {
@@ -282,23 +301,24 @@ impl RequestLog {
                     }
                 }
                 log.entries.push(Entry::Http(record));
-            } else if let Some(request) = value.get("request") {
-                let request: engine::Request = serde_json::from_value(request.clone())
-                    .map_err(|error| line_error(format!("not an engine request: {error}")))?;
-                let number_field = |field: &str| {
-                    value
-                        .get(field)
-                        .and_then(Value::as_u64)
-                        .ok_or_else(|| line_error(format!("no {field}")))
-                };
-                let record = EngineRecord {
-                    offset: number_field("offset")?,
-                    timestamp_ms: number_field("timestamp_ms")?,
-                    request,
-                    line: number + 1,
+            } else if let Some(line) = value.get("server_log") {
+                match export_line(line, number + 1).map_err(line_error)? {
+                    ExportLine::Request(record) => log.server_log.push(*record),
+                    ExportLine::Undecodable { offset, reason } => {
+                        log.server_log_undecodable.get_or_insert((offset, reason));
+                    }
+                    ExportLine::Other => {
+                        return Err(line_error("a server_log line holds no request".into()))
+                    }
+                }
+            } else if value.get("request").is_some() {
+                let ExportLine::Request(record) =
+                    export_line(&value, number + 1).map_err(line_error)?
+                else {
+                    unreachable!("a line with a request is a request");
                 };
                 first_timestamp.get_or_insert(record.timestamp_ms);
-                log.entries.push(Entry::Engine(record));
+                log.entries.push(Entry::Engine(*record));
             } else if value.get("undecodable").is_some() || value.get("outcome").is_some() {
                 log.skipped += 1;
             } else {
@@ -312,6 +332,108 @@ impl RequestLog {
         // Send order; a stable sort keeps calls recorded at the same time in file order.
         log.entries.sort_by_key(|entry| entry.at_us(first));
         Ok(log)
+    }
+}
+
+/// One line of `boxoffice log export`.
+enum ExportLine {
+    Request(Box<EngineRecord>),
+    Undecodable {
+        offset: u64,
+        reason: String,
+    },
+    /// An outcome or a skipped frame.
+    Other,
+}
+
+fn export_line(value: &Value, line: usize) -> Result<ExportLine, String> {
+    let number_field = |field: &str| {
+        value
+            .get(field)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("no {field}"))
+    };
+    if let Some(request) = value.get("request") {
+        let request: engine::Request = serde_json::from_value(request.clone())
+            .map_err(|error| format!("not an engine request: {error}"))?;
+        return Ok(ExportLine::Request(Box::new(EngineRecord {
+            offset: number_field("offset")?,
+            timestamp_ms: number_field("timestamp_ms")?,
+            request,
+            line,
+        })));
+    }
+    if let Some(reason) = value.get("undecodable") {
+        return Ok(ExportLine::Undecodable {
+            offset: number_field("offset")?,
+            reason: reason.as_str().unwrap_or_default().to_string(),
+        });
+    }
+    Ok(ExportLine::Other)
+}
+
+/// Why a recording's server log cannot be replayed exactly.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ServerLogError {
+    #[error("the recording holds no server log (record with --operator-key so it does)")]
+    Missing,
+    #[error("the server's log holds an undecodable record at offset {offset} ({reason}): it cannot be rebuilt from its lines")]
+    Undecodable { offset: u64, reason: String },
+    #[error("the server log's record {index} has offset {found}, expected {expected}: the recording's server log is not whole")]
+    Gap {
+        index: usize,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the recording's end says the server log has {said} records, it holds {held}: it is not whole")]
+    Count { said: u64, held: u64 },
+    #[error("the server log ends at offset {last:?}, the recorded state hash is of offset {hash_offset:?}")]
+    NotTheHashedLog {
+        last: Option<u64>,
+        hash_offset: Option<u64>,
+    },
+}
+
+impl RequestLog {
+    /// The server's requests log and the state hash it ends in, checked whole: offsets
+    /// 0, 1, 2, ... up to the offset the recorded hash is of, every record decoded.
+    pub fn exact_server_log(
+        &self,
+    ) -> Result<(&[EngineRecord], &crate::verify::EngineStatus), ServerLogError> {
+        let end = self.end.as_ref();
+        let (Some(engine), Some(said)) = (
+            end.and_then(|end| end.engine.as_ref()),
+            end.and_then(|end| end.server_log_records),
+        ) else {
+            return Err(ServerLogError::Missing);
+        };
+        if let Some((offset, reason)) = &self.server_log_undecodable {
+            return Err(ServerLogError::Undecodable {
+                offset: *offset,
+                reason: reason.clone(),
+            });
+        }
+        for (index, record) in self.server_log.iter().enumerate() {
+            if record.offset != index as u64 {
+                return Err(ServerLogError::Gap {
+                    index,
+                    expected: index as u64,
+                    found: record.offset,
+                });
+            }
+        }
+        let held = self.server_log.len() as u64;
+        if said != held {
+            return Err(ServerLogError::Count { said, held });
+        }
+        let last = held.checked_sub(1);
+        if last != engine.hash_offset() {
+            return Err(ServerLogError::NotTheHashedLog {
+                last,
+                hash_offset: engine.hash_offset(),
+            });
+        }
+        Ok((&self.server_log, engine))
     }
 }
 
@@ -343,6 +465,18 @@ impl RequestLogWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         serde_json::to_writer(&mut *out, record)?;
         out.write_all(b"\n")
+    }
+
+    /// Writes one line of the server's requests log (a `boxoffice log export` line, kept
+    /// as the server sent it).
+    pub fn write_server_log_line(&self, export_line: &str) -> std::io::Result<()> {
+        let mut out = self
+            .out
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        out.write_all(b"{\"server_log\":")?;
+        out.write_all(export_line.trim_end().as_bytes())?;
+        out.write_all(b"}\n")
     }
 
     /// Writes the recording's end line.

@@ -1,6 +1,9 @@
 //! Replays a request log: against the HTTP API (original pacing, N× faster, or as fast
 //! as `concurrency` allows), or straight into an embedded requests log (engine-only:
 //! no HTTP, for measuring the engine with `boxoffice replay` or `serve` afterwards).
+//! A recording that carries the server's own requests log goes into the embedded log
+//! exactly instead ([`import_server_log`]: the server's offsets and times), so `boxoffice
+//! replay` of it ends in the recorded state hash.
 //!
 //! HTTP replay keeps the recorded order where it matters: admin writes (event creation)
 //! are barriers, and a request naming an id the recorded run was given (`h_12`) waits for
@@ -380,6 +383,51 @@ pub enum LogReplayError {
     Open { path: String, message: String },
     #[error("append failed: {0}")]
     Append(String),
+    #[error("no exact replay: {0}")]
+    ServerLog(#[from] crate::record::ServerLogError),
+    #[error("cannot import the server's log: {0}")]
+    Import(#[from] requestlog::ImportError),
+}
+
+/// What an exact replay wrote: the recorded server's own log.
+pub struct ExactImport {
+    pub records: u64,
+    /// The state hash the recorded server reported, and the offset it is of (the log's
+    /// last record): `boxoffice replay` of the data directory must print it.
+    pub state_hash: String,
+    pub hash_offset: u64,
+    pub elapsed: Duration,
+}
+
+/// Writes the recorded server's requests log (the recording's `server_log`, checked whole)
+/// into a fresh embedded requests log at `<data_dir>/requests`: the same offsets and the
+/// same timestamps, each request encoded by `engine::wire` as the ingress encodes it. The
+/// log must be empty or absent ([`requestlog::EmbeddedLog::import`] refuses anything else,
+/// writing nothing), and no server may run on it.
+pub fn import_server_log(log: &RequestLog, data_dir: &Path) -> Result<ExactImport, LogReplayError> {
+    let started = std::time::Instant::now();
+    let (server_log, engine) = log.exact_server_log()?;
+    let records: Vec<requestlog::LogRecord> = server_log
+        .iter()
+        .map(|record| requestlog::LogRecord {
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+            payload: engine::wire::encode_request(&record.request),
+        })
+        .collect();
+    let imported = EmbeddedLog::import(
+        data_dir.join("requests"),
+        &EmbeddedOptions::default(),
+        &records,
+    )?;
+    Ok(ExactImport {
+        records: imported.records,
+        state_hash: engine.state_hash.clone(),
+        hash_offset: engine
+            .hash_offset()
+            .expect("a whole server log ends at the hash's offset"),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Appends the log's requests (encoded with `engine::wire`) to the embedded requests log

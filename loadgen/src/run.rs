@@ -539,11 +539,27 @@ pub async fn run_scenario(
         None
     };
     if let Some(writer) = &shared.writer {
+        let at_us = timeline_start.elapsed().as_micros() as u64;
+        let engine = match verification
+            .as_ref()
+            .and_then(|verification| verification.engine.clone())
+        {
+            Some(engine) => Some(engine),
+            None if options.operator => Some(
+                crate::verify::settled_engine_status(&client)
+                    .await
+                    .map_err(|error| LoadgenError::Verify(error.to_string()))?,
+            ),
+            None => None,
+        };
+        let server_log_records = match engine.as_ref().and_then(|engine| engine.hash_offset()) {
+            Some(hash_offset) => Some(record_server_log(&client, writer, hash_offset).await?),
+            None => None,
+        };
         let end = RecordingEnd {
-            at_us: timeline_start.elapsed().as_micros() as u64,
-            engine: verification
-                .as_ref()
-                .and_then(|verification| verification.engine.clone()),
+            at_us,
+            engine,
+            server_log_records,
         };
         writer.finish(&end).map_err(|source| LoadgenError::Io {
             what: "finishing the request log".into(),
@@ -595,6 +611,45 @@ pub async fn run_scenario(
         })?;
     }
     Ok(report)
+}
+
+/// Stores the server's requests log, offsets 0 through `hash_offset` (the offset of the
+/// state hash the recording ends with, so the two describe one log), in the recording as
+/// `server_log` lines; returns how many. Each line is checked (JSON, the next offset) as
+/// it arrives, and the whole must arrive: a log cut short fails the run's recording.
+async fn record_server_log(
+    client: &Client,
+    writer: &RequestLogWriter,
+    hash_offset: u64,
+) -> Result<u64, LoadgenError> {
+    let mut next_offset = 0;
+    let path = format!("/v1/admin/engine/requests?to={hash_offset}");
+    client
+        .get_operator_lines(&path, |line| {
+            let value: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|error| format!("line {}: not JSON: {error}", next_offset + 1))?;
+            let offset = value.get("offset").and_then(serde_json::Value::as_u64);
+            if offset != Some(next_offset) {
+                return Err(format!(
+                    "expected the record at offset {next_offset}, got {offset:?}"
+                ));
+            }
+            next_offset += 1;
+            writer
+                .write_server_log_line(std::str::from_utf8(line).expect("JSON is UTF-8"))
+                .map_err(|error| format!("cannot write the recording: {error}"))
+        })
+        .await
+        .and_then(|()| {
+            (next_offset == hash_offset + 1)
+                .then_some(next_offset)
+                .ok_or_else(|| {
+                    format!("the log ended at offset {next_offset}, before offset {hash_offset}")
+                })
+        })
+        .map_err(|error| {
+            LoadgenError::Verify(format!("cannot record the server's requests log: {error}"))
+        })
 }
 
 /// Writes `report.json` and the plots under `out`.

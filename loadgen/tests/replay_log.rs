@@ -4,7 +4,7 @@
 use loadgen::client::{Auth, Call};
 use loadgen::convert::http_to_engine;
 use loadgen::record::{Entry, Header, HttpRecord, RequestLog, FORMAT_VERSION};
-use loadgen::replay::{replay_into_log, Pace};
+use loadgen::replay::{import_server_log, replay_into_log, Pace};
 use loadgen::scenario::Kind;
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogReader};
 use serde_json::json;
@@ -171,4 +171,150 @@ fn an_engine_only_replay_moves_marked_times_to_its_own_clock_and_waits_at_gates(
         records[1].timestamp_ms
     );
     assert!(spec.starts_at_ms >= before_ms + 30 * DAY_MS);
+}
+
+/// A recording (format 3) that carries the server's requests log: `server_log` lines as
+/// `GET /v1/admin/engine/requests` streamed them, and the end line with the state hash of
+/// the log's last offset.
+fn recording_with_server_log(server_log: &[(u64, u64, engine::Request)], said: u64) -> String {
+    let mut text = format!(
+        "{}\n",
+        json!({"loadgen_request_log": FORMAT_VERSION, "started_at_ms": 1_700_000_000_000u64, "scenario": "t"})
+    );
+    text.push_str(
+        &json!({"at_us": 0, "kind": "read_event", "call": {"method": "GET", "path": "/v1/events", "auth": "none"}, "status": 200})
+            .to_string(),
+    );
+    text.push('\n');
+    for (offset, timestamp_ms, request) in server_log {
+        let export_line =
+            json!({"offset": offset, "timestamp_ms": timestamp_ms, "request": request});
+        text.push_str(&json!({ "server_log": export_line }).to_string());
+        text.push('\n');
+    }
+    let last = server_log.last().map(|(offset, _, _)| *offset);
+    text.push_str(
+        &json!({"loadgen_recording_end": {"at_us": 5, "engine": {"state_hash": "ab12", "applied_offset": last, "log_end_offset": said, "state_hash_offset": last}, "server_log_records": said}})
+            .to_string(),
+    );
+    text.push('\n');
+    text
+}
+
+fn tick(key: &str) -> engine::Request {
+    engine::Request::with_key(engine::Command::Tick, key)
+}
+
+#[test]
+fn an_exact_replay_imports_the_servers_log_with_its_offsets_and_times() {
+    let server_log = vec![
+        (0, 1_700_000_000_010, tick("a")),
+        (1, 1_700_000_000_010, tick("b")),
+        (
+            2,
+            1_700_000_003_000,
+            engine::Request::new(engine::Command::Tick),
+        ),
+    ];
+    let text = recording_with_server_log(&server_log, 3);
+    let log = RequestLog::parse(text.as_bytes(), "rec.jsonl").expect("a recording");
+    assert_eq!(
+        log.entries.len(),
+        1,
+        "server log lines are not replayed over HTTP"
+    );
+    assert_eq!(log.server_log.len(), 3);
+
+    let directory = tempfile::tempdir().unwrap();
+    let imported = import_server_log(&log, directory.path()).expect("imported");
+    assert_eq!(
+        (
+            imported.records,
+            imported.hash_offset,
+            imported.state_hash.as_str()
+        ),
+        (3, 2, "ab12")
+    );
+    let embedded = EmbeddedLog::open(
+        directory.path().join("requests"),
+        EmbeddedOptions::default(),
+    )
+    .expect("the log reopens");
+    let records = embedded
+        .reader()
+        .poll(10, Duration::from_secs(5))
+        .expect("readable");
+    let read: Vec<(u64, u64, engine::Request)> = records
+        .into_iter()
+        .map(|record| {
+            (
+                record.offset,
+                record.timestamp_ms,
+                engine::wire::decode_request(&record.payload).expect("decodable"),
+            )
+        })
+        .collect();
+    assert_eq!(read, server_log);
+}
+
+/// A server log that is not whole, or not decodable, or a data directory that already
+/// holds a log: refused with the cause, nothing written.
+#[test]
+fn an_exact_replay_refuses_a_partial_server_log_and_a_used_data_directory() {
+    let whole = vec![(0, 1_000, tick("a")), (1, 1_000, tick("b"))];
+    let cases = [
+        (
+            recording_with_server_log(&whole, 3),
+            "the recording's end says the server log has 3 records, it holds 2",
+        ),
+        (
+            recording_with_server_log(&[(0, 1_000, tick("a")), (2, 1_000, tick("b"))], 2),
+            "record 1 has offset 2, expected 1",
+        ),
+        (
+            recording_with_server_log(&whole, 2).replace(
+                r#"{"server_log":{"offset":1,"request":{"command":"Tick","idempotency_key":"b"},"timestamp_ms":1000}}"#,
+                r#"{"server_log":{"offset":1,"timestamp_ms":1000,"undecodable":"unknown record version 9"}}"#,
+            ),
+            "undecodable record at offset 1 (unknown record version 9)",
+        ),
+    ];
+    for (text, message) in cases {
+        let log = RequestLog::parse(text.as_bytes(), "rec.jsonl").expect("a recording");
+        let directory = tempfile::tempdir().unwrap();
+        let error = import_server_log(&log, directory.path())
+            .err()
+            .expect("refused");
+        assert!(error.to_string().contains(message), "{error}");
+        assert!(!directory.path().join("requests").exists());
+    }
+
+    let log = RequestLog::parse(recording_with_server_log(&whole, 2).as_bytes(), "rec.jsonl")
+        .expect("a recording");
+    let directory = tempfile::tempdir().unwrap();
+    import_server_log(&log, directory.path()).expect("imported");
+    let error = import_server_log(&log, directory.path())
+        .err()
+        .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("already holds records (offsets 0..2)"),
+        "{error}"
+    );
+
+    let without = RequestLog::parse(
+        recording_with_server_log(&whole, 2)
+            .lines()
+            .filter(|line| !line.starts_with(r#"{"loadgen_recording_end""#))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_bytes(),
+        "rec.jsonl",
+    )
+    .expect("a recording");
+    let error = import_server_log(&without, tempfile::tempdir().unwrap().path())
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("holds no server log"), "{error}");
 }

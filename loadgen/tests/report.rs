@@ -225,6 +225,7 @@ fn request_logs_accept_our_records_and_boxoffice_exports() {
             log_end_offset: 3,
             state_hash_offset: Some(2),
         }),
+        server_log_records: None,
     };
     writer.finish(&end).unwrap();
     let log = RequestLog::read(&path).unwrap();

@@ -145,13 +145,7 @@ impl EmbeddedLog {
     /// checksum is verified.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedLog, LogError> {
         options.assert_valid();
-        let mut db_options = rocksdb::Options::default();
-        db_options.create_if_missing(true);
-        db_options.set_paranoid_checks(true);
-        db_options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
-        db_options.set_compression_type(DBCompressionType::Lz4);
-        db_options.create_missing_column_families(true);
-        let db = DB::open_cf(&db_options, dir.as_ref(), [META_COLUMN_FAMILY])?;
+        let db = open_db(dir.as_ref())?;
         let tail = recover_tail(&db)?;
         let log_id = read_or_create_log_id(&db)?;
         tracing::info!(
@@ -286,9 +280,21 @@ impl Shared {
     }
 }
 
+/// The log's RocksDB, as every opener of an embedded log opens it (the log itself, and
+/// [`EmbeddedLog::import`] in `import.rs`).
+pub(crate) fn open_db(dir: &Path) -> Result<DB, LogError> {
+    let mut db_options = rocksdb::Options::default();
+    db_options.create_if_missing(true);
+    db_options.set_paranoid_checks(true);
+    db_options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    db_options.set_compression_type(DBCompressionType::Lz4);
+    db_options.create_missing_column_families(true);
+    Ok(DB::open_cf(&db_options, dir, [META_COLUMN_FAMILY])?)
+}
+
 /// Reads the log's id, or makes one (random) and writes it, synced, before any record can be
 /// appended by this process.
-fn read_or_create_log_id(db: &DB) -> Result<String, LogError> {
+pub(crate) fn read_or_create_log_id(db: &DB) -> Result<String, LogError> {
     let meta = db
         .cf_handle(META_COLUMN_FAMILY)
         .expect("the meta column family is opened with the log");

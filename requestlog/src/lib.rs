@@ -14,6 +14,8 @@
 //!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
+//! - [`EmbeddedLog::import`] (`import.rs`): an exact copy of another log's records (their
+//!   offsets and timestamps) into an empty embedded log, for exact replays of a recording.
 //! - [`MemoryLog`] (`memory.rs`): in memory, for simulation tests, with a seeded fault plan
 //!   (failed, torn and unsynced appends, fencing, delayed visibility, crashes); it never
 //!   blocks, so a single-threaded simulator can drive it on virtual time.
@@ -31,7 +33,8 @@
 //!   per commit marker unused, so offsets there increase with gaps.
 //! - **Timestamps are assigned by the log**, not the caller: wall-clock milliseconds made
 //!   non-decreasing by the embedded writer (`max(previous, now)`, also across restarts), or the
-//!   broker's `LogAppendTime` in Kafka.
+//!   broker's `LogAppendTime` in Kafka. The one exception is [`EmbeddedLog::import`], which
+//!   writes a whole log's records with their own times into an empty log.
 //! - **Corruption is loud.** Every embedded record carries a checksum over its offset and bytes;
 //!   a mismatch, an unknown format version or a missing offset is [`LogError::Corrupt`]. Kafka
 //!   consumers verify Kafka's own CRCs (`check.crcs=true`).
@@ -52,6 +55,7 @@
 
 mod embedded;
 mod error;
+mod import;
 mod kafka;
 mod memory;
 mod record_format;
@@ -60,6 +64,7 @@ use std::time::Duration;
 
 pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
 pub use error::LogError;
+pub use import::{ImportError, Imported};
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
 pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
 

@@ -189,6 +189,20 @@ pub(crate) fn engine() {}
 #[allow(dead_code)]
 pub(crate) fn promote() {}
 
+/// Documentation only, as [`engine`]: the replica's requests log as JSON lines, one record a
+/// line in the form of `boxoffice log export` (`{"offset","timestamp_ms","request"}`, or
+/// `"undecodable"` with the reason), streamed. A load tester stores it in its recording
+/// (from 0 to the status's `state_hash_offset`) so a replay can rebuild the exact log.
+#[utoipa::path(get, path = "/v1/admin/engine/requests", tag = "operations",
+    params(
+        ("from" = Option<u64>, Query, description = "First offset (default 0)"),
+        ("to" = Option<u64>, Query, description = "Last offset, inclusive (default: the log's last record when asked); past the end, the export stops at the end"),
+    ),
+    responses((status = 200, description = "The records from `from` through `to`, one JSON object a line", body = String, content_type = "application/x-ndjson"), (status = 400, description = "`from` or `to` is not an offset, or another parameter is given", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, description = "No engine runs in this process (an ingress alone)", body = ErrorBody)),
+    security(("operator_key" = [])))]
+#[allow(dead_code)]
+pub(crate) fn requests_log() {}
+
 pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
     let mut response = Json(crate::openapi::document_for(&state.config().engine)).into_response();
     response.headers_mut().insert(

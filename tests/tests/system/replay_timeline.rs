@@ -3,7 +3,9 @@
 //! the recording is moved to the day before (as if made yesterday), and `boxoffice
 //! loadgen replay --concurrency 1` on fresh servers, at the recorded pace and at
 //! `--max-speed`, answers every request as recorded, with the same bookings.
-//! `check-replay` finds its `boxoffice` without the `PATH`.
+//! `check-replay` finds its `boxoffice` without the `PATH`. A recording made with the
+//! operator key carries the server's requests log, and `loadgen replay --into-data-dir`
+//! of it ends, through `boxoffice replay`, in the recorded server's state hash.
 
 use crate::loadgen_end_to_end::Server;
 use boxoffice_system_tests::{boxoffice_bin, workspace_dir};
@@ -213,4 +215,112 @@ fn check_replay_runs_its_own_boxoffice_without_the_path() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// `boxoffice ARGS` from the repository; its output, whatever its status.
+fn boxoffice(args: &[&str]) -> Output {
+    Command::new(boxoffice_bin())
+        .current_dir(workspace_dir())
+        .args(args)
+        .output()
+        .expect("boxoffice runs")
+}
+
+fn replay_hash(data_dir: &str) -> String {
+    let output = boxoffice(&[
+        "--config",
+        "config/default.toml",
+        "replay",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    loadgen::verify::parse_replay_hash(&String::from_utf8_lossy(&output.stdout))
+        .expect("boxoffice replay prints a state hash")
+}
+
+#[test]
+fn an_engine_level_replay_of_a_recording_ends_in_the_recorded_state_hash() {
+    let directory = tempfile::tempdir().unwrap();
+    let recording = directory.path().join("requests.jsonl");
+    let recording_text = recording.to_str().unwrap();
+    let server = Server::start(&directory.path().join("recorded-data"));
+    // With the operator key (no --verify needed): the recording ends with the server's
+    // state hash and carries its requests log up to the hash's offset.
+    loadgen(
+        &server,
+        &[
+            "run",
+            "config/scenarios/flash-sale.toml",
+            "--scale",
+            "0.002",
+            "--duration",
+            "2",
+            "--operator-key",
+            "demo-operator-key",
+            "--record",
+            recording_text,
+            "--out",
+            directory.path().join("out").to_str().unwrap(),
+            "--quiet",
+            "--no-plots",
+        ],
+    );
+    server.stop();
+    let log = RequestLog::read(&recording).expect("the recording");
+    let (server_log, engine) = log.exact_server_log().expect("a whole server log");
+    assert!(
+        server_log
+            .iter()
+            .any(|record| matches!(record.request.command, engine::Command::Configure { .. })),
+        "the server's own Configure record, which no HTTP client sent, is in it"
+    );
+    assert!(
+        server_log.len() > log.entries.len() / 2,
+        "{}",
+        server_log.len()
+    );
+
+    let data_dir = directory.path().join("replayed-data");
+    let data_dir_text = data_dir.to_str().unwrap();
+    let replay = |data_dir: &str| {
+        boxoffice(&[
+            "loadgen",
+            "replay",
+            recording_text,
+            "--into-data-dir",
+            data_dir,
+            "--config",
+            "config/default.toml",
+            "--out",
+            directory.path().join("replay-out").to_str().unwrap(),
+            "--no-plots",
+        ])
+    };
+    let output = replay(data_dir_text);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("state hash: same\n"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("recorded state_hash {}", engine.state_hash)),
+        "{stdout}"
+    );
+    // `boxoffice replay` of the directory, by hand, prints the recorded hash.
+    assert_eq!(replay_hash(data_dir_text), engine.state_hash);
+
+    // Again into the same directory: refused, naming the cause, and the log is untouched.
+    let output = replay(data_dir_text);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "already holds records (offsets 0..{})",
+            server_log.len()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(replay_hash(data_dir_text), engine.state_hash);
 }
