@@ -38,6 +38,14 @@ pub struct Engine {
 
 type Answer = Result<Reply, Rejection>;
 
+/// A seat's holder in terms of the public model (see [`Engine::seat_holders`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SeatHolder {
+    Free,
+    Held(HoldId),
+    Booked(BookingId),
+}
+
 fn not_found(what: NotFound) -> Rejection {
     Rejection::NotFound { what }
 }
@@ -57,6 +65,11 @@ impl Engine {
         assert!(
             config.durations_are_bounded(),
             "configured durations must be at most DURATION_MS_MAX"
+        );
+        assert!(
+            config.event_seats_max <= state::EVENT_SEATS_LIMIT,
+            "event_seats_max must be at most {} (a held seat names its hold's slot in 30 bits)",
+            state::EVENT_SEATS_LIMIT
         );
         let stamp = config.stamp();
         Engine {
@@ -99,6 +112,11 @@ impl Engine {
         assert!(
             config.durations_are_bounded(),
             "configured durations must be at most DURATION_MS_MAX"
+        );
+        assert!(
+            config.event_seats_max <= state::EVENT_SEATS_LIMIT,
+            "event_seats_max must be at most {} (a held seat names its hold's slot in 30 bits)",
+            state::EVENT_SEATS_LIMIT
         );
         if let Some(mismatch) = Engine::config_mismatch(&state, &config) {
             panic!("{mismatch}");
@@ -355,12 +373,37 @@ impl Engine {
             .collect()
     }
 
-    pub(crate) fn seat_owner(state: SeatState) -> Option<(bool, u64)> {
+    /// What a seat word says: free (`None`), held by the hold in slot `n`
+    /// (`Some((true, n))`) or booked (`Some((false, 0))`).
+    pub(crate) fn seat_owner(state: SeatState) -> Option<(bool, u32)> {
         match state & TAG_MASK {
             0 => None,
             TAG_HELD => Some((true, state & OWNER_MASK)),
-            TAG_BOOKED => Some((false, state & OWNER_MASK)),
+            TAG_BOOKED => {
+                assert_eq!(state & OWNER_MASK, 0, "a booked seat names nobody");
+                Some((false, 0))
+            }
             _ => panic!("corrupt seat state {state:#x}"),
         }
+    }
+
+    /// Who holds each seat of an event: the live hold's id or the live booking's id, in
+    /// terms of the public model (for queries and checks: O(the event's bookings)).
+    pub(crate) fn seat_holders(&self, event: &Event) -> Vec<SeatHolder> {
+        let mut holders = vec![SeatHolder::Free; event.layout.seat_count as usize];
+        for booking_id in event.bookings.iter() {
+            let booking = &self.state.bookings[booking_id.0 as usize - 1];
+            if let (false, Items::Seats(seats)) = (booking.canceled, &booking.items) {
+                for &seat in seats {
+                    holders[seat as usize] = SeatHolder::Booked(*booking_id);
+                }
+            }
+        }
+        for (seat, holder) in holders.iter_mut().enumerate() {
+            if let Some((true, slot)) = Engine::seat_owner(event.seats[seat]) {
+                *holder = SeatHolder::Held(HoldId(event.hold_slots[slot as usize]));
+            }
+        }
+        holders
     }
 }

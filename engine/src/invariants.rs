@@ -33,14 +33,23 @@ pub(crate) fn check(engine: &Engine) {
     for (&hold_id, hold) in &state.holds {
         let event = &state.events[hold.event.0 as usize];
         assert!(!event.canceled, "a canceled event has no holds");
-        if let Items::Seats(seats) = &hold.items {
-            for &seat in seats {
+        match (&hold.items, hold.slot) {
+            (Items::Seats(seats), Some(slot)) => {
                 assert_eq!(
-                    Engine::seat_owner(event.seats[seat as usize]),
-                    Some((true, hold_id.0)),
-                    "hold {hold_id} owns seat {seat}"
+                    event.hold_slots.get(slot as usize),
+                    Some(&hold_id.0),
+                    "hold {hold_id} owns its slot {slot}"
                 );
+                for &seat in seats {
+                    assert_eq!(
+                        Engine::seat_owner(event.seats[seat as usize]),
+                        Some((true, slot)),
+                        "hold {hold_id} owns seat {seat}"
+                    );
+                }
             }
+            (Items::Pool { .. }, None) => {}
+            (_, slot) => panic!("hold {hold_id}: slot {slot:?} does not match its items"),
         }
         let due = hold.due_ms;
         assert!(
@@ -52,6 +61,7 @@ pub(crate) fn check(engine: &Engine) {
         interned(hold.user);
         *usage.entry((hold.event, hold.user)).or_default() += hold.items.quantity();
     }
+    let mut booked_seats = std::collections::BTreeSet::new();
     for (index, booking) in state.bookings.iter().enumerate() {
         let booking_id = BookingId(index as u64 + 1);
         assert_eq!(booking.tickets_used.len() as u32, booking.items.quantity());
@@ -63,8 +73,14 @@ pub(crate) fn check(engine: &Engine) {
             for &seat in seats {
                 assert_eq!(
                     Engine::seat_owner(event.seats[seat as usize]),
-                    Some((false, booking_id.0)),
-                    "booking {booking_id} owns seat {seat}"
+                    Some((false, 0)),
+                    "booking {booking_id}'s seat {seat} is booked"
+                );
+                // One owner per seat: no other live booking of the event has it.
+                assert!(
+                    booked_seats.insert((booking.event, seat)),
+                    "seat {seat} of {} is in two live bookings",
+                    booking.event
                 );
             }
         }
@@ -84,21 +100,41 @@ pub(crate) fn check(engine: &Engine) {
         let event_id = EventId(event_index as u32);
         let mut held = vec![0u64; event.categories.len()];
         let mut booked = vec![0u64; event.categories.len()];
+        // The slot table: every used slot is its live hold's, every free one is listed once.
+        let mut free_slots: Vec<u32> = event.free_hold_slots.clone();
+        free_slots.sort_unstable();
+        free_slots.dedup();
+        assert_eq!(
+            free_slots.len(),
+            event.free_hold_slots.len(),
+            "a slot is freed once"
+        );
+        for (slot, &hold_id) in event.hold_slots.iter().enumerate() {
+            let free = free_slots.binary_search(&(slot as u32)).is_ok();
+            if hold_id == 0 {
+                assert!(free, "an empty slot {slot} is free");
+            } else {
+                assert!(!free, "a used slot {slot} is not free");
+                let hold = &state.holds[&HoldId(hold_id)];
+                assert_eq!((hold.event, hold.slot), (event_id, Some(slot as u32)));
+            }
+        }
         for (row_index, row) in event.layout.rows.iter().enumerate() {
             let mut free = 0;
             for seat in row.first_seat..row.first_seat + row.seat_count {
                 match Engine::seat_owner(event.seats[seat as usize]) {
                     None => free += 1,
-                    Some((true, hold)) => {
-                        let hold = &state.holds[&HoldId(hold)];
+                    Some((true, slot)) => {
+                        let hold_id = HoldId(event.hold_slots[slot as usize]);
+                        let hold = &state.holds[&hold_id];
                         assert_eq!(hold.event, event_id, "a seat's hold is of its event");
+                        assert_eq!(hold.slot, Some(slot), "a seat's slot is its hold's");
                         held[row.category as usize] += 1;
                     }
-                    Some((false, booking)) => {
-                        let booking = &state.bookings[booking as usize - 1];
+                    Some((false, _)) => {
                         assert!(
-                            booking.event == event_id && !booking.canceled,
-                            "a seat's booking is live and of its event"
+                            booked_seats.contains(&(event_id, seat)),
+                            "a booked seat is in a live booking of its event"
                         );
                         booked[row.category as usize] += 1;
                     }

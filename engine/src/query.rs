@@ -93,7 +93,10 @@ impl Engine {
         self.state
             .events
             .iter()
-            .map(|event| event.seats.len() * std::mem::size_of::<u64>() + event.row_free.len() * 4)
+            .map(|event| {
+                event.seats.len() * std::mem::size_of::<crate::engine::SeatState>()
+                    + event.row_free.len() * 4
+            })
             .sum()
     }
 
@@ -105,12 +108,11 @@ impl Engine {
     pub fn seat_digest(&self) -> [u8; 32] {
         let mut hasher = blake3::Hasher::new();
         for event in &self.state.events {
-            for seat in 0..event.layout.seat_count {
-                let owner = Engine::seat_owner(event.seats[seat as usize]);
-                let (tag, id) = match owner {
-                    None => (0u8, 0u64),
-                    Some((true, hold)) => (1, hold),
-                    Some((false, booking)) => (2, booking),
+            for holder in self.seat_holders(event) {
+                let (tag, id) = match holder {
+                    crate::engine::SeatHolder::Free => (0u8, 0u64),
+                    crate::engine::SeatHolder::Held(hold) => (1, hold.0),
+                    crate::engine::SeatHolder::Booked(booking) => (2, booking.0),
                 };
                 hasher.update(&[tag]);
                 hasher.update(&id.to_le_bytes());

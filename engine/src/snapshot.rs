@@ -29,7 +29,9 @@ use std::sync::Arc;
 /// keyed by digest with the request's fingerprint.
 /// 3: users interned to dense ids (`State::users`); holds, bookings, waiters and the
 /// per-user counters keep the id instead of the name.
-pub const STATE_VERSION: u8 = 3;
+/// 4: 4-byte seat words (a held seat names its hold's slot in the event's `hold_slots`, a
+/// booked seat names nobody); holds keep their slot.
+pub const STATE_VERSION: u8 = 4;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

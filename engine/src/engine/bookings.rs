@@ -29,9 +29,10 @@ impl Engine {
                     order_total_cents(seats.iter().map(|&seat| {
                         (event.categories[category_of(seat) as usize].price_cents, 1)
                     }));
+                let held = held_in(hold.slot.expect("a hold of seats has a slot"));
                 for &seat in seats {
-                    assert_eq!(event.seats[seat as usize], held_by(hold_id));
-                    event.seats[seat as usize] = booked_by(booking_id);
+                    assert_eq!(event.seats[seat as usize], held, "the hold owns its seats");
+                    event.seats[seat as usize] = SEAT_BOOKED;
                     let category = &mut event.categories
                         [event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
                     category.held -= 1;
@@ -122,10 +123,10 @@ impl Engine {
         match &booking.items {
             Items::Seats(seats) => {
                 for &seat in seats {
+                    // Which booking a seat's is, `check_invariants` verifies for all.
                     assert_eq!(
-                        event.seats[seat as usize],
-                        booked_by(booking_id),
-                        "the booking owns its seats"
+                        event.seats[seat as usize], SEAT_BOOKED,
+                        "the booking's seats are booked"
                     );
                     event.seats[seat as usize] = SEAT_FREE;
                     let row = event.layout.row_of(seat) as usize;

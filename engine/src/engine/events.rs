@@ -268,6 +268,8 @@ impl Engine {
             waiter_needs: BTreeMap::new(),
             waiting: 0,
             bookings: CowVec::new(),
+            hold_slots: Vec::new(),
+            free_hold_slots: Vec::new(),
         });
         Ok(Reply::EventCreated {
             event: event_id,

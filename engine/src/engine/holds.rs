@@ -274,14 +274,16 @@ impl Engine {
         let now_ms = self.state.now_ms;
         let event = &mut self.state.events[event_id.0 as usize];
         let expires_at_ms = now_ms + event.spec.hold_ttl_ms;
+        let mut slot = None;
         match &items {
             Items::Seats(seats) => {
+                let held = held_in(*slot.insert(event.take_hold_slot(hold_id)));
                 for &seat in seats {
                     assert_eq!(
                         event.seats[seat as usize], SEAT_FREE,
                         "a seat has at most one owner"
                     );
-                    event.seats[seat as usize] = held_by(hold_id);
+                    event.seats[seat as usize] = held;
                     let row = event.layout.row_of(seat) as usize;
                     event.row_free[row] -= 1;
                     event.categories[event.layout.rows[row].category as usize].held += 1;
@@ -309,6 +311,7 @@ impl Engine {
             expires_at_ms,
             due_ms,
             waiter,
+            slot,
         };
         let view = HoldView {
             hold: hold_id,
@@ -333,15 +336,16 @@ impl Engine {
             .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0));
         debug_assert!(filed || end == HoldEnd::Expired);
         let event = &mut self.state.events[hold.event.0 as usize];
+        if let Some(slot) = hold.slot {
+            // A confirmed hold's seats still name the slot: the caller books them next.
+            event.free_hold_slot(slot, hold_id);
+        }
         if end != HoldEnd::Confirmed {
             match &hold.items {
                 Items::Seats(seats) => {
+                    let held = held_in(hold.slot.expect("a hold of seats has a slot"));
                     for &seat in seats {
-                        assert_eq!(
-                            event.seats[seat as usize],
-                            held_by(hold_id),
-                            "the hold owns its seats"
-                        );
+                        assert_eq!(event.seats[seat as usize], held, "the hold owns its seats");
                         event.seats[seat as usize] = SEAT_FREE;
                         let row = event.layout.row_of(seat) as usize;
                         event.row_free[row] += 1;

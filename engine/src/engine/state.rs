@@ -63,18 +63,23 @@ pub(crate) mod sorted_map {
     }
 }
 
-/// Per-seat state in 8 bytes: 0 is free; the top two bits say held or booked and the
-/// rest is the owning hold's or booking's id.
-pub(crate) type SeatState = u64;
+/// Per-seat state in 4 bytes: 0 is free; the top two bits say held or booked. A held
+/// seat's low 30 bits are its hold's slot in the event's `hold_slots` (dense and reused,
+/// so they fit however many holds the log has made); a booked seat's are zero (its
+/// booking is found from the bookings, which only queries and checks need).
+pub(crate) type SeatState = u32;
 pub(super) const SEAT_FREE: SeatState = 0;
-pub(super) const TAG_HELD: u64 = 1 << 62;
-pub(super) const TAG_BOOKED: u64 = 2 << 62;
-pub(super) const TAG_MASK: u64 = 3 << 62;
-pub(super) const OWNER_MASK: u64 = !TAG_MASK;
+pub(super) const TAG_HELD: SeatState = 1 << 30;
+pub(super) const TAG_BOOKED: SeatState = 2 << 30;
+pub(super) const TAG_MASK: SeatState = 3 << 30;
+pub(super) const OWNER_MASK: SeatState = !TAG_MASK;
+pub(super) const SEAT_BOOKED: SeatState = TAG_BOOKED;
+/// The most seats an event may have: every held seat's hold must have a slot.
+pub(crate) const EVENT_SEATS_LIMIT: u32 = OWNER_MASK;
 
 const _: () = assert!(
-    std::mem::size_of::<SeatState>() <= 8,
-    "the per-seat budget is 8 bytes"
+    std::mem::size_of::<SeatState>() <= 4,
+    "the per-seat budget is 4 bytes"
 );
 const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
 
@@ -85,14 +90,10 @@ pub(super) const BOOKING_CHUNK: usize = 256;
 pub(super) const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
 pub(crate) const USER_CHUNK: usize = 1024;
 
-pub(super) fn held_by(hold: HoldId) -> SeatState {
-    debug_assert!(hold.0 & TAG_MASK == 0);
-    TAG_HELD | hold.0
-}
-
-pub(super) fn booked_by(booking: BookingId) -> SeatState {
-    debug_assert!(booking.0 & TAG_MASK == 0);
-    TAG_BOOKED | booking.0
+/// A seat held by the hold in `slot` of its event's `hold_slots`.
+pub(super) fn held_in(slot: u32) -> SeatState {
+    assert!(slot <= OWNER_MASK, "hold slots fit in 30 bits");
+    TAG_HELD | slot
 }
 
 /// Whether a seat is booked (sold for good, unless the booking is canceled).
@@ -156,9 +157,41 @@ pub(crate) struct Event {
     pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
     pub(crate) waiting: u32,
     pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
+    /// Slot → id of the live hold of seats in it (0: a free slot). A held seat names its
+    /// hold's slot, not its id (see `SeatState`). At most one slot per held seat.
+    pub(crate) hold_slots: Vec<u64>,
+    /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
+    pub(crate) free_hold_slots: Vec<u32>,
 }
 
 impl Event {
+    /// A slot for a new hold of seats.
+    pub(super) fn take_hold_slot(&mut self, hold: HoldId) -> u32 {
+        assert!(hold.0 != 0, "hold ids start at 1");
+        match self.free_hold_slots.pop() {
+            Some(slot) => {
+                assert_eq!(self.hold_slots[slot as usize], 0, "a free slot is empty");
+                self.hold_slots[slot as usize] = hold.0;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.hold_slots.len()).expect("fewer slots than seats");
+                self.hold_slots.push(hold.0);
+                slot
+            }
+        }
+    }
+
+    /// Frees a hold's slot (the hold ended).
+    pub(super) fn free_hold_slot(&mut self, slot: u32, hold: HoldId) {
+        assert_eq!(
+            self.hold_slots[slot as usize], hold.0,
+            "the hold owns its slot"
+        );
+        self.hold_slots[slot as usize] = 0;
+        self.free_hold_slots.push(slot);
+    }
+
     pub(super) fn category_index(&self, name: &str) -> Option<u16> {
         self.categories
             .iter()
@@ -255,6 +288,8 @@ pub(crate) struct Hold {
     /// expiry timer's key and every check agree whatever is configured later.
     pub(crate) due_ms: u64,
     pub(crate) waiter: Option<WaiterId>,
+    /// The hold's slot in its event's `hold_slots`, when it holds seats.
+    pub(crate) slot: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
