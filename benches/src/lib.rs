@@ -553,19 +553,19 @@ pub struct Decisions {
 }
 
 /// An outcome as decided, in a rendering that does not depend on its wire format: its
-/// `Debug` form without ticket codes (outcomes of version 2 carried one per ticket;
-/// since version 3 the read side derives them from the ticket id), so the same
-/// decisions give the same text before and after that change.
+/// `Debug` form without ticket lists (outcomes of version 2 carried one per booking, with
+/// a code per ticket; since version 3 both follow from the booking's id and items and are
+/// derived where they are shown), so the same decisions give the same text before and
+/// after that change.
 pub fn decided(outcome: &engine::Outcome) -> String {
     let text = format!("{outcome:?}");
     let mut decided = String::with_capacity(text.len());
     let mut rest = text.as_str();
-    while let Some(start) = rest.find(", code: \"") {
+    while let Some(start) = rest.find(", tickets: [") {
         decided.push_str(&rest[..start]);
-        let after = &rest[start + ", code: \"".len()..];
-        let end = after
-            .find('"')
-            .expect("a code is a quoted string without quotes");
+        let after = &rest[start..];
+        // A ticket's `Debug` form has no brackets: the list ends at the first `]`.
+        let end = after.find(']').expect("a ticket list is closed");
         rest = &after[end + 1..];
     }
     decided.push_str(rest);
@@ -787,7 +787,7 @@ mod tests {
                 found.accepted
             ),
             (
-                "2da2c7bc10e7aec2f1994aee347b41812e09ebb41ce4c660370a22f41949780e",
+                "04a40bc6ab4ee4978f68eddc14039f016541bc64d14b7749ea7c77d259eb4218",
                 "7c6854023205830f38d1acb60494152b01e69c2f61bbc549b493187c37aca849",
                 98_188
             )

@@ -80,7 +80,24 @@ pub struct BookingView {
     pub total_cents: u64,
     pub payment_ref: String,
     pub booked_at_ms: u64,
-    pub tickets: Vec<TicketView>,
+    // No ticket list: a booking's tickets follow from it ([`BookingView::tickets`]).
+}
+
+impl BookingView {
+    /// The booking's tickets, one per seat or place: ticket `i` (from 1) is the `i`-th
+    /// item, with its seat for reserved seating. Derived, so outcomes do not carry them.
+    pub fn tickets(&self) -> impl Iterator<Item = TicketView> + '_ {
+        (0..self.items.quantity()).map(move |index| TicketView {
+            ticket: TicketId {
+                booking: self.booking,
+                index: index + 1,
+            },
+            seat: match &self.items {
+                Items::Seats(seats) => Some(seats[index as usize]),
+                Items::Pool { .. } => None,
+            },
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

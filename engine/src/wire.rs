@@ -24,7 +24,7 @@
 //!
 //! Changing a format is deliberate: bump the version and update the golden bytes in the
 //! tests. Outcome records of version 1 (one whole outcome per record) and 2 (framed, with
-//! ticket codes in confirmations) are refused rather than decoded: the `Outcome` type has
+//! ticket lists and codes in confirmations) are refused rather than decoded: the `Outcome` type has
 //! changed since, and outcomes are a pure function of
 //! the requests log, so an old outcomes log is re-derived by replaying the requests log
 //! from offset 0 (remove the outcomes log and the snapshots, then start the engine).
@@ -38,7 +38,8 @@ pub const VERSION: u8 = 1;
 pub const RECORD_BYTES_MAX: usize = 256 * 1024;
 
 /// The outcomes log's record version: every record is one frame of an outcome.
-/// Version 3: tickets carry no code (the read side derives it from the ticket id).
+/// Version 3: a confirmation carries no ticket list and no codes (both follow from the
+/// booking's id and items; the read side derives them, codes with its secret).
 pub const OUTCOME_VERSION: u8 = 3;
 /// Version byte, request offset (u64), frame index (u32), frame count (u32).
 pub const OUTCOME_FRAME_HEADER_BYTES: usize = 1 + 8 + 4 + 4;
@@ -164,7 +165,7 @@ impl FrameHeader {
 /// The sentence for an outcome record of version 1.
 const VERSION_1_REFUSED: &str = "outcome record version 1 (one record per outcome) is no longer read: outcomes are now framed (version 3); outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
 /// The sentence for an outcome record of version 2.
-const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket codes in confirmations) is no longer read: outcomes are now version 3; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
+const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket lists and codes in confirmations) is no longer read: outcomes are now version 3; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
 
 /// Reads a frame's header without touching its body. The error is a sentence.
 pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {

@@ -488,8 +488,8 @@ fn the_log_generator_is_itself_deterministic_and_seed_sensitive() {
 /// stamp's digest with the request's fingerprint (outcomes carry the stamp). Re-pinned
 /// (state version 3) when users were interned to dense ids: the outcomes digest did not
 /// move (the same decisions, record for record), only the state's encoding. The outcomes
-/// digest was re-pinned (outcome version 3) when tickets stopped carrying their code (the
-/// read side derives it); the state hash did not move, nor did any decision
+/// digest was re-pinned (outcome version 3) when confirmations stopped carrying their
+/// ticket list and codes (both follow from the booking; the read side derives them); the state hash did not move, nor did any decision
 /// (`boxoffice_benches::decided`, old engine against new). Re-pinned (state version 4)
 /// for 4-byte seat words naming hold slots: the outcomes digest did not move.
 #[test]
@@ -499,7 +499,7 @@ fn the_state_hash_of_a_fixed_log_is_pinned() {
         (report.state.as_str(), report.outcomes.as_str()),
         (
             "2db688363c143db0a10531d34ad296a958dfc14b6ab3efd9dfb9f7b9d3105556",
-            "92bd0d1e4beb4fbaf5a982e6c973fcfd551ef84f37c75fa60793c5170bde9af1"
+            "8195e1eea63339cb57c719e5ac33d8201dab6a19e8bff29010d73cc2d1ca2c16"
         )
     );
 }

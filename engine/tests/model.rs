@@ -1200,19 +1200,6 @@ impl Model {
 
     fn booking_view(&self, id: BookingId) -> BookingView {
         let booking = &self.bookings[id.0 as usize - 1];
-        let tickets = (0..booking.items.quantity())
-            .map(|index| {
-                let ticket = TicketId {
-                    booking: id,
-                    index: index + 1,
-                };
-                let seat = match &booking.items {
-                    Items::Seats(seats) => Some(seats[index as usize]),
-                    Items::Pool { .. } => None,
-                };
-                TicketView { ticket, seat }
-            })
-            .collect();
         BookingView {
             booking: id,
             hold: booking.hold,
@@ -1222,7 +1209,6 @@ impl Model {
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
             booked_at_ms: booking.booked_at_ms,
-            tickets,
         }
     }
 

@@ -1339,11 +1339,26 @@ fn tickets_check_in_once_and_forgeries_are_not_found() {
         Ok(Reply::HoldConfirmed(view)) => view,
         other => panic!("{other:?}"),
     };
-    assert_eq!(booking.tickets.len(), 2);
+    // A booking's tickets follow from it: one per seat, numbered from 1, with the seat.
+    let tickets: Vec<TicketView> = booking.tickets().collect();
+    let seat = |label: &str| h.engine.seat_label(ev, 0).map(|_| label.to_string());
+    assert_eq!(
+        tickets
+            .iter()
+            .map(|ticket| (
+                ticket.ticket.to_string(),
+                ticket.seat.and_then(|index| h.engine.seat_label(ev, index))
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("t_1_1".to_string(), seat("A-1-1")),
+            ("t_1_2".to_string(), seat("A-1-2"))
+        ]
+    );
     // Codes are derived from ticket ids where they are shown; the engine checks the old
     // by-code record with the same secret.
     let code_of =
-        |index: usize| engine::tickets::code(b"demo-ticket-secret", booking.tickets[index].ticket);
+        |index: usize| engine::tickets::code(b"demo-ticket-secret", tickets[index].ticket);
     let code = code_of(0);
     let scan = |code: &str| Command::CheckIn {
         tenant: "t1".into(),

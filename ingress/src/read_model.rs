@@ -837,7 +837,7 @@ impl ReadModel {
             .entry(view.user.to_string())
             .or_default()
             .push(view.booking);
-        let tickets_used = vec![false; view.tickets.len()];
+        let tickets_used = vec![false; view.items.quantity() as usize];
         self.bookings.insert(
             view.booking,
             BookingRecord {

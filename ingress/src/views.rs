@@ -220,8 +220,7 @@ pub(crate) fn booking_response(
         booked_at: times::format(view.booked_at_ms),
         status: if canceled { "canceled" } else { "confirmed" }.to_string(),
         tickets: view
-            .tickets
-            .iter()
+            .tickets()
             .map(|ticket| TicketBody {
                 ticket_id: ticket.ticket.to_string(),
                 seat: ticket.seat.and_then(label),
@@ -296,8 +295,7 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
                 total_cents: view.total_cents,
                 booked_at: times::format(view.booked_at_ms),
                 tickets: view
-                    .tickets
-                    .iter()
+                    .tickets()
                     .enumerate()
                     .map(|(index, ticket)| AttendeeTicket {
                         ticket_id: ticket.ticket.to_string(),

@@ -16,7 +16,7 @@
 
 use engine::{
     BookingId, BookingView, Command, EventId, HoldId, HoldView, IdempotencyStamp, Items, Outcome,
-    Reply, Selection, TicketId, TicketView,
+    Reply, Selection,
 };
 use ingress::idempotency_index::{Found, IdempotencyIndex};
 use std::path::Path;
@@ -61,31 +61,16 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
             expires_at_ms: T0 + i / 25 + 300_000,
             waiter: None,
         })),
-        "confirm" => {
-            let tickets = (1..=2u32)
-                .map(|index| {
-                    let ticket = TicketId {
-                        booking: BookingId(i + 1),
-                        index,
-                    };
-                    TicketView {
-                        ticket,
-                        seat: Some(seat + index - 1),
-                    }
-                })
-                .collect();
-            Ok(Reply::HoldConfirmed(BookingView {
-                booking: BookingId(i + 1),
-                hold: HoldId(i + 1),
-                event,
-                user: user(i).into(),
-                items: Items::Seats(vec![seat, seat + 1]),
-                total_cents: 10_000,
-                payment_ref: format!("pay_{:016x}", i * 104_729),
-                booked_at_ms: T0 + i / 25,
-                tickets,
-            }))
-        }
+        "confirm" => Ok(Reply::HoldConfirmed(BookingView {
+            booking: BookingId(i + 1),
+            hold: HoldId(i + 1),
+            event,
+            user: user(i).into(),
+            items: Items::Seats(vec![seat, seat + 1]),
+            total_cents: 10_000,
+            payment_ref: format!("pay_{:016x}", i * 104_729),
+            booked_at_ms: T0 + i / 25,
+        })),
         other => panic!("unknown kind {other}"),
     }
 }

@@ -75,19 +75,7 @@ impl Engine {
 
     pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView {
         let booking = &self.state.bookings[booking_id.0 as usize - 1];
-        let tickets = (0..booking.items.quantity())
-            .map(|index| {
-                let ticket = TicketId {
-                    booking: booking_id,
-                    index: index + 1,
-                };
-                let seat = match &booking.items {
-                    Items::Seats(seats) => Some(seats[index as usize]),
-                    Items::Pool { .. } => None,
-                };
-                TicketView { ticket, seat }
-            })
-            .collect();
+
         BookingView {
             booking: booking_id,
             hold: booking.hold,
@@ -97,7 +85,6 @@ impl Engine {
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
             booked_at_ms: booking.booked_at_ms,
-            tickets,
         }
     }
 
