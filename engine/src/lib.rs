@@ -3,7 +3,8 @@
 //! Input is `(log offset, log time, Request)`; output is exactly one [`Outcome`] per
 //! request, with the consequences it caused (expired holds, waitlist offers) as
 //! [`Effect`]s. There is no I/O, no thread, no wall clock, no randomness and no
-//! hash-map iteration here: the same log gives the same outcomes and the same
+//! hash-map iteration whose order could leak out (hash maps are looked up, and encoded
+//! sorted by key): the same log gives the same outcomes and the same
 //! [`Engine::state_hash`] on every machine. The shell crates (`runtime`, `ingress`)
 //! do all I/O and drive time with `Tick` records.
 //!
@@ -16,7 +17,8 @@
 //!   names interned to dense ids in log order).
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
-//! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes.
+//! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes (derived and
+//!   verified by the read side; the engine checks them only for old by-code check-ins).
 //! - [`idempotency`]: key scopes and request fingerprints ([`IdempotencyStamp`]).
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.

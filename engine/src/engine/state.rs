@@ -13,11 +13,12 @@ use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// Persistent collections for the parts of the state that grow with traffic (holds, timers,
-/// waiters, usage, idempotency): a clone shares structure and costs O(1), so the engine
-/// thread's pause to hand a state copy to the snapshot thread does not grow with them.
-/// They encode exactly like `BTreeMap`, `BTreeSet` and `VecDeque` (ordered, length
-/// prefixed), so snapshots and state hashes are the same bytes as before.
+/// Persistent collections for the idempotency window (up to millions of keys, each with
+/// its answer) and the waitlist queues: a clone shares structure and costs O(1), so the
+/// engine thread's pause to hand a state copy to the snapshot thread does not grow with
+/// them. They encode exactly like `BTreeMap`, `BTreeSet` and `VecDeque` (ordered, length
+/// prefixed). The hot tables (holds, waiters, usage) are `FastMap`s instead: a lookup there
+/// costs a fraction of a persistent map's, and their copy is a flat copy of small entries.
 pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
 pub(crate) type Set<T> = imbl::OrdSet<T>;
 pub(crate) type Queue<T> = imbl::Vector<T>;
