@@ -34,6 +34,30 @@ pub struct Engine {
     pub(crate) effects: Vec<Effect>,
     /// User name → id for `state.users` (derived: rebuilt by `from_state`).
     pub(crate) users: UserIndex,
+    /// Layouts by content, so events with the same seating (the shows of one hall) share
+    /// one layout in memory (derived: rebuilt by `from_state`, which also re-shares them).
+    pub(crate) layouts: LayoutIndex,
+}
+
+/// Layouts by a digest of their encoding. Looked up, never iterated.
+#[derive(Default)]
+pub(crate) struct LayoutIndex(std::collections::HashMap<[u8; 32], std::sync::Arc<Layout>>);
+
+impl LayoutIndex {
+    /// The shared copy of `layout`: one already indexed that is equal, or this one.
+    pub(crate) fn share(&mut self, layout: std::sync::Arc<Layout>) -> std::sync::Arc<Layout> {
+        let encoded = bincode::serde::encode_to_vec(&*layout, bincode::config::standard())
+            .expect("encoding into a Vec cannot fail");
+        let shared = self
+            .0
+            .entry(*blake3::hash(&encoded).as_bytes())
+            .or_insert_with(|| layout.clone());
+        if **shared == *layout {
+            shared.clone()
+        } else {
+            layout // a digest collision: keep it unshared
+        }
+    }
 }
 
 type Answer = Result<Reply, Rejection>;
@@ -82,6 +106,7 @@ impl Engine {
             },
             effects: Vec::new(),
             users: UserIndex::default(),
+            layouts: LayoutIndex::default(),
         }
     }
 
@@ -121,11 +146,17 @@ impl Engine {
         if let Some(mismatch) = Engine::config_mismatch(&state, &config) {
             panic!("{mismatch}");
         }
+        let mut state = state;
+        let mut layouts = LayoutIndex::default();
+        for event in &mut state.events {
+            event.layout = layouts.share(event.layout.clone());
+        }
         Engine {
             config,
             users: UserIndex::of(&state.users),
             state,
             effects: Vec::new(),
+            layouts,
         }
     }
 

@@ -215,7 +215,9 @@ impl Engine {
                 .position(|category| category.name == name)
                 .expect("validated") as u16
         };
-        let layout = Layout::build(&spec.sections, category_of);
+        let layout = self
+            .layouts
+            .share(Arc::new(Layout::build(&spec.sections, category_of)));
         let mut categories: Vec<Category> = spec
             .categories
             .iter()
@@ -262,7 +264,7 @@ impl Engine {
             seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
             row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
             row_open_run: layout.rows.iter().map(|row| row.seat_count).collect(),
-            layout: Arc::new(layout),
+            layout,
             pools,
             queues: BTreeMap::new(),
             waiter_needs: BTreeMap::new(),
