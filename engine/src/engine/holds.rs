@@ -322,13 +322,15 @@ impl Engine {
             expires_at_ms,
             waiter,
         };
-        self.state.holds.insert(hold_id, hold);
+        self.state.holds.insert(hold_id, std::sync::Arc::new(hold));
         view
     }
 
     /// Removes a live hold, returning its seats to free, and remembers how it ended.
     pub(super) fn take_hold(&mut self, hold_id: HoldId, end: HoldEnd) -> Hold {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
+        // The only owner but for a snapshot copy still being encoded.
+        let hold = std::sync::Arc::unwrap_or_clone(hold);
         // An expiring hold's timer was popped already; the others are still filed.
         let filed = self
             .state

@@ -356,8 +356,10 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
+    /// Live holds. Behind `Arc`s (a hold never changes once made), so the state's copy
+    /// for a snapshot copies pointers, not each hold's seats.
     #[serde(with = "sorted_map")]
-    pub(crate) holds: FastMap<HoldId, Hold>,
+    pub(crate) holds: FastMap<HoldId, Arc<Hold>>,
     #[serde(with = "sorted_map")]
     pub(crate) ended_holds: FastMap<HoldId, EndedHold>,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
