@@ -19,6 +19,11 @@
 //! and 50–500 ms per tick; holds live 2 minutes (plus the 5 s grace), so a long log also
 //! exercises expiry. Users are drawn from 100,000.
 
+/// The allocator of the `boxoffice` binary, so the benches (every binary linking this
+/// library) measure the engine as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use engine::{
     BookingId, Command, Effect, Engine, EngineConfig, EventId, EventSpec, HoldId, Outcome,
     PoolSpec, Reply, Request, RowSpec, SectionSpec, Selection, WaitlistPolicy,

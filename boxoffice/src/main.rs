@@ -9,6 +9,11 @@
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
+/// mimalloc: per-thread free lists instead of glibc's arenas, whose consolidation showed
+/// up as a fifth of the engine thread's time (BENCHMARKS.md, "Engine core").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cmd_engine;
 mod cmd_ingress;
 mod cmd_loadgen;
