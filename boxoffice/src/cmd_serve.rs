@@ -86,7 +86,13 @@ pub(crate) fn run(
         tracing::info!(applied_offset = ?status.applied_offset, log_end_offset = status.log_end_offset, "the engine is replaying the requests log");
     };
     let operator = crate::operator_http::engine_routes(handle.clone(), &settings.auth.operator_key);
-    let served = cmd_ingress::serve_http(&listen, &ingress, operator, wait_for_engine);
+    let served = cmd_ingress::serve_http(
+        &listen,
+        &ingress,
+        operator,
+        settings.http.worker_threads_resolved(),
+        wait_for_engine,
+    );
     ingress.stop();
     let stopped = runtime.shutdown();
     served?;

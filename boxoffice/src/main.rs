@@ -24,6 +24,12 @@ mod settings;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+/// mimalloc, not glibc's malloc: buffers made on one thread and freed on another (a
+/// request's bytes, an outcome) are the write path's common case, and glibc's allocator
+/// spent a sixth of `serve`'s CPU on them (BENCHMARKS.md, "HTTP hold + confirm").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "boxoffice",

@@ -22,8 +22,12 @@
 //!
 //! - **Durable before acknowledged.** `append` returns only once its records are durable: fsync'd
 //!   by RocksDB (`sync = true`), or acknowledged by all in-sync Kafka replicas (`acks=all`).
+//!   The one exception is an embedded log opened with `sync_appends: false` (the outcomes
+//!   log of `serve` and of an embedded `engine`, whose records are a function of the requests
+//!   log): its appends survive a process crash, and a machine crash once
+//!   [`LogReader::make_durable`] (or [`EmbeddedLog::sync`]) has returned.
 //! - **Never read before durable.** An embedded reader sees a record only after the fsync that
-//!   wrote it has returned. A Kafka reader sees records below the high watermark, i.e.
+//!   wrote it has returned (only after RocksDB's write, without `sync_appends`). A Kafka reader sees records below the high watermark, i.e.
 //!   replicated to the in-sync set, and (with `read_committed`) only committed transactions.
 //! - **One order.** Offsets start at 0 and increase by one per record; each `append`'s records
 //!   are contiguous and in the order given. Readers return records in offset order with no gaps
@@ -113,6 +117,24 @@ pub trait LogWriter: Send + Sync {
 
     /// Offset of the next record to be written.
     fn end_offset(&self) -> Result<u64, LogError>;
+
+    /// Starts an append without waiting for it: `done` is called, on a thread of the log,
+    /// with what [`LogWriter::append`] would have returned. Hands both back when the append
+    /// cannot start without blocking (the log's queue is full, or the log has no such path,
+    /// as by default): append from a thread of the caller's own then.
+    fn start_append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) -> Result<(), StartRefused> {
+        Err(StartRefused { payloads, done })
+    }
+}
+
+/// Called once with an append's result ([`LogWriter::start_append`]). It runs on the log's
+/// own thread: it must not block.
+pub type AppendDone = Box<dyn FnOnce(Result<Vec<Appended>, LogError>) + Send>;
+
+/// An append [`LogWriter::start_append`] could not start, handed back.
+pub struct StartRefused {
+    pub payloads: Vec<Vec<u8>>,
+    pub done: AppendDone,
 }
 
 /// Reads records in offset order. Owned by one reader thread.
@@ -131,4 +153,10 @@ pub trait LogReader: Send {
 
     /// Offset of the next record to be written.
     fn end_offset(&self) -> Result<u64, LogError>;
+
+    /// Makes every record this reader can see durable. Every log but an embedded one opened
+    /// without `sync_appends` shows only durable records, so this is a no-op there.
+    fn make_durable(&self) -> Result<(), LogError> {
+        Ok(())
+    }
 }
