@@ -144,6 +144,9 @@ struct TailCache {
     bytes_max: usize,
 }
 
+/// A cached commit as a reader takes it: (first offset, timestamp, payloads).
+type CommitRef = (u64, u64, Arc<Vec<Vec<u8>>>);
+
 /// One group commit's records: offsets `first_offset..first_offset + payloads.len()`.
 struct CachedCommit {
     first_offset: u64,
@@ -175,7 +178,7 @@ impl TailCache {
     }
 
     /// The commits holding `[from, until)`, if the cache holds all of it.
-    fn covering(&self, from: u64, until: u64) -> Option<Vec<(u64, u64, Arc<Vec<Vec<u8>>>)>> {
+    fn covering(&self, from: u64, until: u64) -> Option<Vec<CommitRef>> {
         let first = self.commits.front()?;
         if from < first.first_offset {
             return None;
