@@ -10,7 +10,9 @@
 //! - [`LogWriter`] / [`LogReader`] (this file): the two traits every log implements, with
 //!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
 //! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
-//!   one fsync per batch of concurrent appends. Its record format lives in `record_format.rs`
+//!   one fsync per batch of concurrent appends, which callers may also queue without waiting
+//!   ([`LogWriter::start_append`]); its newest records stay in memory for the readers that
+//!   follow it. Its record format lives in `record_format.rs`
 //!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
