@@ -10,11 +10,14 @@
 # then verifies the server's state through the API:
 #   embedded: `boxoffice serve` on a temporary data directory;
 #   kafka:    `boxoffice engine` and `boxoffice ingress` (two processes) on fresh topics of
-#             the broker at $KAFKA_BOOTSTRAP.
-# The two sides alternate ($RUNS runs each) and the medians are printed at the end.
+#             the broker at $KAFKA_BOOTSTRAP;
+#   noop:     `boxoffice serve` as for embedded, driven the same way with `noop.toml`
+#             (`GET /healthz` only): the same HTTP stack with no write behind it, the
+#             baseline the two write paths are compared with.
+# The sides alternate ($RUNS runs each) and the medians are printed at the end.
 #
 # Environment: RUNS (default 3), CLIENTS (32), DURATION (20), KAFKA_BOOTSTRAP
-# (127.0.0.1:19092; start one with scripts/kafka.sh start).
+# (127.0.0.1:19092; start one with scripts/kafka.sh start), SIDES ("embedded kafka noop").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -22,6 +25,7 @@ RUNS="${RUNS:-3}"
 CLIENTS="${CLIENTS:-32}"
 DURATION="${DURATION:-20}"
 KAFKA="${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
+SIDES="${SIDES:-embedded kafka noop}"
 HERE=benches/http-hold-confirm
 # The broker's pid, for its CPU figure (scripts/kafka.sh writes it; empty when absent).
 KAFKA_PID="$(cat "${KAFKA_PID_FILE:-$HOME/.cache/boxoffice/kafka/run-${KAFKA##*:}/kafka.pid}" 2>/dev/null || true)"
@@ -58,6 +62,10 @@ start_embedded() {
   TARGET="$(sed -n 's/^listening on //p' "$WORK/serve-$run.out" | head -1)"
 }
 
+start_noop() {
+  start_embedded "noop-$1"
+}
+
 start_kafka() {
   local run="$1" unique="http-bench-$$-$1-$(date +%s%N)"
   export BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_BROKERS="$KAFKA" \
@@ -80,10 +88,12 @@ start_kafka() {
 
 RESULTS="$WORK/results.jsonl"
 for run in $(seq 1 "$RUNS"); do
-  for side in embedded kafka; do
+  for side in $SIDES; do
     "start_$side" "$run"
+    scenario=hold-confirm
+    if [[ "$side" == noop ]]; then scenario=noop; fi
     echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    "$BOXOFFICE" loadgen run "$HERE/hold-confirm.toml" --target "$TARGET" --mode closed \
+    "$BOXOFFICE" loadgen run "$HERE/$scenario.toml" --target "$TARGET" --mode closed \
       --concurrency "$CLIENTS" --no-think --duration "$DURATION" --quiet --no-plots --verify \
       "${CPU_OF[@]}" --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
     grep -E "^verification" "$WORK/$side-$run.loadgen" || true
@@ -95,7 +105,9 @@ report = json.load(open(path))
 kinds = report["measurements"]["kinds"]
 row = {"side": side, "requests_per_second": report["achieved_rate_per_second"],
        "errors": report["measurements"].get("errors_by_code", {})}
-for kind in ("hold_best", "confirm"):
+for kind in ("hold_best", "confirm", "noop"):
+    if kind not in kinds:
+        continue
     latency = kinds[kind]["latency"]
     row[kind] = {"count": kinds[kind]["count"], "ok": kinds[kind]["ok"],
                  "p50_ms": latency["p50_us"] / 1000, "p99_ms": latency["p99_us"] / 1000,
@@ -117,14 +129,30 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 print()
 print("| log | requests/s | hold p50 / p99 / p99.9 (ms) | confirm p50 / p99 / p99.9 (ms) | all p50 / p99 / p99.9 (ms) | CPU us per response (median) |")
 print("|---|---|---|---|---|---|")
-for side in ("embedded", "kafka"):
+for side in ("embedded", "kafka", "noop"):
     mine = [row for row in rows if row["side"] == side]
+    if not mine:
+        continue
     median = lambda pick: statistics.median(pick(row) for row in mine)
     cells = []
     for kind in ("hold_best", "confirm", "overall"):
+        if kind not in mine[0]:
+            cells.append("-")
+            continue
         cells.append(" / ".join(f"{median(lambda row: row[kind][p]):.1f}" for p in ("p50_ms", "p99_ms", "p999_ms")))
     rates = ", ".join(f"{row['requests_per_second']:,.0f}" for row in mine)
     names = sorted({name for row in mine for name in row.get("cpu_us_per_response", {})})
     cpu = ", ".join(f"{name} {median(lambda row: row['cpu_us_per_response'].get(name, 0)):.0f}" for name in names)
     print(f"| {side} | **{median(lambda row: row['requests_per_second']):,.0f}** ({rates}) | {cells[0]} | {cells[1]} | {cells[2]} | {cpu} |")
+PY
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+rate = {side: statistics.median(row["requests_per_second"] for row in rows if row["side"] == side)
+        for side in {row["side"] for row in rows}}
+if "noop" in rate:
+    print()
+    for side in ("embedded", "kafka"):
+        if side in rate:
+            print(f"{side}: {rate[side] / rate['noop']:.0%} of the no-op endpoint's requests/s")
 PY

@@ -43,8 +43,8 @@ pub(crate) struct ConfiguredLogs {
     pub(crate) outcomes: Arc<dyn OpenLog>,
 }
 
-fn embedded(dir: PathBuf) -> Result<Arc<dyn OpenLog>, ToolError> {
-    let log = EmbeddedLog::open(&dir, EmbeddedOptions::default()).map_err(log_error(format!(
+fn embedded(dir: PathBuf, options: EmbeddedOptions) -> Result<Arc<dyn OpenLog>, ToolError> {
+    let log = EmbeddedLog::open(&dir, options).map_err(log_error(format!(
         "cannot open the log in {}",
         dir.display()
     )))?;
@@ -93,8 +93,18 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
         LogKind::Embedded => {
             create_data_dir(data_dir)?;
             Ok(ConfiguredLogs {
-                requests: embedded(data_dir.join("requests"))?,
-                outcomes: embedded(data_dir.join("outcomes"))?,
+                requests: embedded(data_dir.join("requests"), EmbeddedOptions::default())?,
+                // Outcomes are a function of the requests log: only the requests log is
+                // fsync'd on the write path; the snapshot thread makes outcomes durable
+                // before a snapshot claims them, and a restart publishes what a machine
+                // crash lost again (`runtime`).
+                outcomes: embedded(
+                    data_dir.join("outcomes"),
+                    EmbeddedOptions {
+                        sync_appends: false,
+                        ..EmbeddedOptions::default()
+                    },
+                )?,
             })
         }
         LogKind::Kafka => {

@@ -72,10 +72,12 @@ pub(crate) fn serve_http(
     listen: &str,
     ingress: &Ingress,
     extra: axum::Router,
+    worker_threads: usize,
     before_ready: impl FnOnce() + Send,
 ) -> Result<(), ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
         .enable_all()
         .thread_name("http")
         .build()
@@ -143,7 +145,13 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
     )
     .map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
-    let served = serve_http(&listen, &ingress, axum::Router::new(), || {});
+    let served = serve_http(
+        &listen,
+        &ingress,
+        axum::Router::new(),
+        settings.http.worker_threads_resolved(),
+        || {},
+    );
     ingress.stop();
     served
 }

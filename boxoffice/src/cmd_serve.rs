@@ -90,7 +90,13 @@ pub(crate) fn run(
         Arc::clone(&logs.requests),
         &settings.auth.operator_key,
     );
-    let served = cmd_ingress::serve_http(&listen, &ingress, operator, wait_for_engine);
+    let served = cmd_ingress::serve_http(
+        &listen,
+        &ingress,
+        operator,
+        settings.http.worker_threads_resolved(),
+        wait_for_engine,
+    );
     ingress.stop();
     let stopped = runtime.shutdown();
     served?;
@@ -109,25 +115,70 @@ mod tests {
     use serde_json::{json, Value};
     use tower::ServiceExt;
 
-    /// The runtime next to the ingress stops (here its outcomes log refuses every outcome,
-    /// as a payload limit once did with a large one): `/readyz` answers 503 at once, with
-    /// the runtime's reason.
+    /// An outcomes log that refuses every append once armed, as a payload limit once did
+    /// with a large outcome.
+    struct Armed {
+        log: Arc<dyn OpenLog>,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct ArmedWriter {
+        writer: Arc<dyn requestlog::LogWriter>,
+        armed: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl OpenLog for Armed {
+        fn open_reader(&self) -> Result<Box<dyn requestlog::LogReader>, requestlog::LogError> {
+            self.log.open_reader()
+        }
+
+        fn open_writer(&self) -> Result<Arc<dyn requestlog::LogWriter>, requestlog::LogError> {
+            Ok(Arc::new(ArmedWriter {
+                writer: self.log.open_writer()?,
+                armed: Arc::clone(&self.armed),
+            }))
+        }
+
+        fn log_id(&self) -> String {
+            self.log.log_id()
+        }
+    }
+
+    impl requestlog::LogWriter for ArmedWriter {
+        fn append(
+            &self,
+            payloads: Vec<Vec<u8>>,
+        ) -> Result<Vec<requestlog::Appended>, requestlog::LogError> {
+            if self.armed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(requestlog::LogError::PayloadTooLarge {
+                    index: 0,
+                    size_bytes: payloads[0].len(),
+                    size_max_bytes: 8,
+                });
+            }
+            self.writer.append(payloads)
+        }
+
+        fn end_offset(&self) -> Result<u64, requestlog::LogError> {
+            self.writer.end_offset()
+        }
+    }
+
+    /// The runtime next to the ingress stops (here its outcomes log starts refusing every
+    /// outcome): `/readyz` answers 503 at once, with the runtime's reason.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readyz_is_503_with_the_reason_once_the_runtime_has_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let requests: Arc<dyn OpenLog> = Arc::new(
             EmbeddedLog::open(dir.path().join("requests"), EmbeddedOptions::default()).unwrap(),
         );
-        let outcomes: Arc<dyn OpenLog> = Arc::new(
-            EmbeddedLog::open(
-                dir.path().join("outcomes"),
-                EmbeddedOptions {
-                    payload_size_max_bytes: 8,
-                    ..EmbeddedOptions::default()
-                },
-            )
-            .unwrap(),
-        );
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcomes: Arc<dyn OpenLog> = Arc::new(Armed {
+            log: Arc::new(
+                EmbeddedLog::open(dir.path().join("outcomes"), EmbeddedOptions::default()).unwrap(),
+            ),
+            armed: Arc::clone(&armed),
+        });
         let runtime = Runtime::start(
             RuntimeOptions::new(engine::EngineConfig::default()),
             Logs {
@@ -169,6 +220,7 @@ mod tests {
             "{body}"
         );
 
+        armed.store(true, std::sync::atomic::Ordering::Release);
         let tick = engine::wire::encode_request(&engine::Request::new(engine::Command::Tick));
         requests.open_writer().unwrap().append(vec![tick]).unwrap();
         let (stopped, failed) = tokio::task::spawn_blocking(move || {

@@ -9,11 +9,6 @@
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
-/// mimalloc: per-thread free lists instead of glibc's arenas, whose consolidation showed
-/// up as a fifth of the engine thread's time (BENCHMARKS.md, "Engine core").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cmd_engine;
 mod cmd_ingress;
 mod cmd_loadgen;
@@ -29,6 +24,13 @@ mod settings;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+
+/// mimalloc, not glibc's malloc: buffers made on one thread and freed on another (a
+/// request's bytes, an outcome) are the write path's common case, and glibc's allocator
+/// spent a sixth of `serve`'s CPU on them (BENCHMARKS.md, "HTTP hold + confirm"), and a
+/// fifth of the engine thread's time in the standard mix ("Engine core").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -63,6 +63,20 @@ pub(crate) struct HttpSettings {
     pub(crate) long_polls_per_address_max: usize,
     #[serde(default = "default_streams_per_address_max")]
     pub(crate) streams_per_address_max: usize,
+    /// Threads of the HTTP runtime; 0: half the cores, at least one (the other half runs
+    /// the log writer, the engine's threads and the outcome follower).
+    #[serde(default)]
+    pub(crate) worker_threads: usize,
+}
+
+impl HttpSettings {
+    /// [`HttpSettings::worker_threads`], with 0 resolved.
+    pub(crate) fn worker_threads_resolved(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
+            threads => threads,
+        }
+    }
 }
 
 fn default_request_timeout_ms() -> u64 {

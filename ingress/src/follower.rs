@@ -36,6 +36,19 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const END_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 
+/// A snapshot records a position in the outcomes log: what it covers must survive a
+/// machine crash (an embedded outcomes log does not fsync each append), or a restart would
+/// find the log shorter than the snapshot. False (logged) when it cannot be made so.
+fn outcomes_durable(reader: &dyn LogReader) -> bool {
+    match reader.make_durable() {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "no read-model snapshot: the outcomes log cannot be made durable");
+            false
+        }
+    }
+}
+
 pub(crate) struct Follower {
     pub(crate) model: Arc<RwLock<ReadModel>>,
     pub(crate) pending: Arc<Pending>,
@@ -65,7 +78,7 @@ impl Follower {
                 self.run(&mut *reader, &stop);
                 self.status.running.store(false, Ordering::Release);
                 // The last snapshot: a restart after a clean stop reads nothing again.
-                let job = self.snapshot_job();
+                let job = self.snapshot_job().filter(|_| outcomes_durable(&*reader));
                 self.snapshots.finish(job);
             })
             .expect("spawning the outcome follower")
@@ -101,7 +114,7 @@ impl Follower {
                 .fetch_add(count, Ordering::Relaxed);
             self.apply(outcomes);
             self.snapshots.note_outcomes(count);
-            if self.snapshots.due() {
+            if self.snapshots.due() && outcomes_durable(reader) {
                 if let Some(job) = self.snapshot_job() {
                     self.snapshots.offer(job);
                 }

@@ -1,7 +1,9 @@
 //! The write path: encode a request, append it to the requests log, wait for its outcome.
 //!
 //! ```text
-//! handler ──job──▶ bounded queue ──▶ appender threads (batch, LogWriter::append: durable)
+//! handler ──start_append──▶ the log's own queue (embedded: its writer thread's group commit)
+//!    │       or, when the log has no such path or its queue is full:
+//!    │ ──job──▶ bounded queue ──▶ appender threads (batch, LogWriter::append: durable)
 //!    │                                   │ offset
 //!    ◀───────────────────────────────────┘
 //!    │ register(offset) in Pending ◀── follower: read model applied, then complete(outcome)
@@ -16,7 +18,7 @@
 use crate::error::{AppError, Reason};
 use crate::metrics::Metrics;
 use engine::{Outcome, Reply, Request};
-use requestlog::{Appended, LogWriter};
+use requestlog::{AppendDone, Appended, LogWriter};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,6 +137,8 @@ pub(crate) struct Writes {
     pending: Arc<Pending>,
     timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Tried first (`LogWriter::start_append`): no appender thread in between.
+    writer: Arc<dyn LogWriter>,
 }
 
 impl Writes {
@@ -170,6 +174,7 @@ impl Writes {
             pending,
             timeout,
             metrics,
+            writer,
         }
     }
 
@@ -204,14 +209,7 @@ impl Writes {
                 payload.len()
             )));
         }
-        let (reply, replied) = oneshot::channel();
-        let timed_out = || {
-            self.metrics.outcome_timeouts.inc();
-            AppError::outcome_unknown(
-                Reason::NotAnsweredInTime,
-                "the engine did not answer in time",
-            )
-        };
+        let (reply, mut replied) = oneshot::channel();
         let jobs = self
             .jobs
             .lock()
@@ -223,16 +221,81 @@ impl Writes {
                 "the service is shutting down; nothing was applied",
             )
         })?;
-        match tokio::time::timeout_at(deadline, jobs.send(AppendJob { payload, reply })).await {
-            Err(_) => return Err(timed_out()),
-            Ok(Err(_)) => {
-                return Err(AppError::unavailable(
-                    Reason::ShuttingDown,
-                    "the log is shut down; nothing was applied",
-                ))
+        let payload = match self
+            .writer
+            .start_append(vec![payload], self.completion(reply))
+        {
+            Ok(()) => None,
+            Err(refused) => {
+                // Through an appender thread, with a reply of its own (`done` owns the
+                // first one).
+                drop(refused.done);
+                let (reply, fallback) = oneshot::channel();
+                replied = fallback;
+                let payload = refused.payloads.into_iter().next();
+                Some((payload.expect("one payload handed back"), reply))
             }
-            Ok(Ok(())) => {}
+        };
+        if let Some((payload, reply)) = payload {
+            self.queue(&jobs, deadline, AppendJob { payload, reply })
+                .await?;
         }
+        self.wait(deadline, replied).await
+    }
+
+    /// A `start_append` callback: counts the append and hands its offset to `reply`.
+    fn completion(&self, reply: oneshot::Sender<Result<Appended, String>>) -> AppendDone {
+        let metrics = Arc::clone(&self.metrics);
+        let started = Instant::now();
+        Box::new(move |result| {
+            metrics.log_append.observe(started.elapsed().as_secs_f64());
+            let result = match result {
+                Ok(appended) => {
+                    metrics.log_appended_records.inc();
+                    Ok(appended.into_iter().next().expect("one record appended"))
+                }
+                Err(error) => {
+                    metrics.log_append_errors.inc();
+                    tracing::error!(%error, "appending to the requests log failed");
+                    Err(error.to_string())
+                }
+            };
+            let _ = reply.send(result);
+        })
+    }
+
+    /// Queues `job` for the appender threads.
+    async fn queue(
+        &self,
+        jobs: &mpsc::Sender<AppendJob>,
+        deadline: tokio::time::Instant,
+        job: AppendJob,
+    ) -> Result<(), AppError> {
+        match tokio::time::timeout_at(deadline, jobs.send(job)).await {
+            Err(_) => Err(self.timed_out()),
+            Ok(Err(_)) => Err(AppError::unavailable(
+                Reason::ShuttingDown,
+                "the log is shut down; nothing was applied",
+            )),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    fn timed_out(&self) -> AppError {
+        self.metrics.outcome_timeouts.inc();
+        AppError::outcome_unknown(
+            Reason::NotAnsweredInTime,
+            "the engine did not answer in time",
+        )
+    }
+
+    /// Waits for the append's offset, then for its outcome.
+    async fn wait(
+        &self,
+        deadline: tokio::time::Instant,
+        replied: oneshot::Receiver<Result<Appended, String>>,
+    ) -> Result<Arc<Outcome>, AppError> {
+        let timed_out = || self.timed_out();
         let appended = match tokio::time::timeout_at(deadline, replied).await {
             Err(_) => return Err(timed_out()),
             // The appender took the job: the record may be in the log.
@@ -369,5 +432,96 @@ mod tests {
         assert!(matches!(pending.register(7), Registration::Gone));
         assert!(matches!(pending.register(9), Registration::Ready(_)));
         assert_eq!(pending.waiting(), 0);
+    }
+
+    /// A log whose `start_append` keeps the callback until the test says the record is
+    /// durable, as the embedded log's writer thread does until its group commit returns.
+    #[derive(Default)]
+    struct HeldLog {
+        held: Mutex<Vec<(usize, AppendDone)>>,
+    }
+
+    impl LogWriter for HeldLog {
+        fn append(&self, _: Vec<Vec<u8>>) -> Result<Vec<Appended>, requestlog::LogError> {
+            unreachable!("start_append takes every append")
+        }
+
+        fn end_offset(&self) -> Result<u64, requestlog::LogError> {
+            Ok(0)
+        }
+
+        fn start_append(
+            &self,
+            payloads: Vec<Vec<u8>>,
+            done: AppendDone,
+        ) -> Result<(), requestlog::StartRefused> {
+            self.held.lock().unwrap().push((payloads.len(), done));
+            Ok(())
+        }
+    }
+
+    fn poll<F: std::future::Future>(
+        future: &mut std::pin::Pin<&mut F>,
+    ) -> std::task::Poll<F::Output> {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        future.as_mut().poll(&mut context)
+    }
+
+    /// Nothing is acknowledged before its request is durable and its outcome known: with
+    /// no appender thread between the handler and the log, the answer still waits for the
+    /// log's "durable" and then for the outcome, in that order.
+    #[tokio::test]
+    async fn a_write_is_answered_only_once_durable_and_its_outcome_is_known() {
+        let log = Arc::new(HeldLog::default());
+        let pending = Arc::new(Pending::new(16));
+        let writes = Writes::start(
+            Arc::clone(&log) as Arc<dyn LogWriter>,
+            Arc::clone(&pending),
+            Arc::new(Metrics::default()),
+            Duration::from_secs(60),
+            16,
+            16,
+            1,
+        );
+        let request = Request::new(engine::Command::Tick);
+        let mut submitted = std::pin::pin!(writes.submit(&request));
+        assert!(poll(&mut submitted).is_pending());
+        // The outcome may even come first (the follower raced ahead): still not answered,
+        // since the append has not said "durable".
+        pending.complete(outcome(7));
+        assert!(poll(&mut submitted).is_pending());
+        let (count, done) = log.held.lock().unwrap().pop().expect("the append started");
+        assert_eq!(count, 1);
+        assert_eq!(pending.waiting(), 0, "nobody registered before durable");
+        done(Ok(vec![Appended {
+            offset: 7,
+            timestamp_ms: 1,
+        }]));
+        match poll(&mut submitted) {
+            std::task::Poll::Ready(Ok(outcome)) => assert_eq!(outcome.offset, 7),
+            other => panic!(
+                "answered with {:?}",
+                other.map(|result| result.map(|o| o.offset))
+            ),
+        }
+
+        // And the usual order: durable, then the outcome.
+        let mut submitted = std::pin::pin!(writes.submit(&request));
+        assert!(poll(&mut submitted).is_pending());
+        let (_, done) = log.held.lock().unwrap().pop().expect("the append started");
+        done(Ok(vec![Appended {
+            offset: 8,
+            timestamp_ms: 1,
+        }]));
+        assert!(
+            poll(&mut submitted).is_pending(),
+            "durable, outcome unknown"
+        );
+        assert_eq!(pending.waiting(), 1);
+        pending.complete(outcome(8));
+        assert!(
+            matches!(poll(&mut submitted), std::task::Poll::Ready(Ok(found)) if found.offset == 8)
+        );
+        writes.close();
     }
 }

@@ -222,6 +222,10 @@ pub struct MixSpec {
     pub read_event: f64,
     #[serde(default)]
     pub read_seats: f64,
+    /// `GET /healthz`: the HTTP stack's own cost (routing, middleware, the answer), as the
+    /// no-op baseline the write paths are measured against.
+    #[serde(default)]
+    pub noop: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -622,12 +626,13 @@ pub enum Kind {
     WaitlistRead,
     ReadEvent,
     ReadSeats,
+    Noop,
     /// A replayed record that is none of the above.
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::CreateEvent,
         Kind::HoldExact,
         Kind::HoldBest,
@@ -638,6 +643,7 @@ impl Kind {
         Kind::WaitlistRead,
         Kind::ReadEvent,
         Kind::ReadSeats,
+        Kind::Noop,
         Kind::Other,
     ];
 
@@ -653,6 +659,7 @@ impl Kind {
             Kind::WaitlistRead => "waitlist_read",
             Kind::ReadEvent => "read_event",
             Kind::ReadSeats => "read_seats",
+            Kind::Noop => "noop",
             Kind::Other => "other",
         }
     }
@@ -663,7 +670,7 @@ impl Kind {
 }
 
 impl MixSpec {
-    pub fn weights(&self) -> [(Kind, f64); 9] {
+    pub fn weights(&self) -> [(Kind, f64); 10] {
         [
             (Kind::HoldExact, self.hold_exact),
             (Kind::HoldBest, self.hold_best),
@@ -674,6 +681,7 @@ impl MixSpec {
             (Kind::WaitlistRead, self.waitlist_read),
             (Kind::ReadEvent, self.read_event),
             (Kind::ReadSeats, self.read_seats),
+            (Kind::Noop, self.noop),
         ]
     }
 }

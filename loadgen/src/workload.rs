@@ -88,6 +88,7 @@ pub enum Action {
     ReadSeats {
         event: usize,
     },
+    Noop,
 }
 
 impl Action {
@@ -102,6 +103,7 @@ impl Action {
             Action::WaitlistRead { .. } => Kind::WaitlistRead,
             Action::ReadEvent { .. } => Kind::ReadEvent,
             Action::ReadSeats { .. } => Kind::ReadSeats,
+            Action::Noop => Kind::Noop,
         }
     }
 }
@@ -321,6 +323,7 @@ impl Workload {
             }
             Kind::HoldExact => self.hold_exact(),
             Kind::WaitlistJoin => self.waitlist_join(),
+            Kind::Noop => Some(Action::Noop),
             _ => None,
         };
         let action = match action {
@@ -541,6 +544,7 @@ impl Workload {
                 format!("/v1/events/{}/seats", self.event_id(*event)),
                 Auth::None,
             ),
+            Action::Noop => Call::get("/healthz".to_string(), Auth::None),
         }
     }
 
@@ -573,7 +577,10 @@ impl Workload {
         self.in_flight = self.in_flight.saturating_sub(1);
         let write = !matches!(
             action,
-            Action::WaitlistRead { .. } | Action::ReadEvent { .. } | Action::ReadSeats { .. }
+            Action::WaitlistRead { .. }
+                | Action::ReadEvent { .. }
+                | Action::ReadSeats { .. }
+                | Action::Noop
         );
         if write && (answer.status == 0 || answer.status >= 500) {
             self.granted.uncertain += 1;
@@ -665,7 +672,7 @@ impl Workload {
                     }
                 }
             }
-            Action::ReadEvent { .. } | Action::ReadSeats { .. } => {}
+            Action::ReadEvent { .. } | Action::ReadSeats { .. } | Action::Noop => {}
         }
     }
 

@@ -11,11 +11,20 @@
 //!
 //! Readers never look past the published `end_offset`, which the writer thread advances only
 //! after RocksDB's synced write has returned: a reader cannot see a record that is not durable.
+//! A log opened with `sync_appends: false` (the outcomes log, which is re-derived from the
+//! requests log after a crash) skips the fsync: its records survive a crash of the process
+//! (they are in the operating system's cache) but a crash of the machine only once
+//! [`EmbeddedLog::sync`] has returned.
+//!
+//! The newest group commits also stay in memory (`tail_cache_records_max`), so a reader that
+//! follows the writer (the engine's reader, an outcome follower) takes them from there instead
+//! of reading RocksDB again and checking and decoding what the writer just encoded.
 //!
 //! The records live in RocksDB's default column family; the `meta` column family holds the
 //! log's identity ([`EmbeddedLog::log_id`]), a random id written once, when a log is first
 //! opened by a version that knows it, and kept for the life of the directory.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -29,7 +38,7 @@ use rocksdb::{
 
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
 use crate::EMBEDDED_LOG_ID_PREFIX;
-use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
+use crate::{AppendDone, Appended, LogError, LogReader, LogRecord, LogWriter, StartRefused};
 
 /// Limits of an [`EmbeddedLog`].
 #[derive(Clone, Debug)]
@@ -46,6 +55,15 @@ pub struct EmbeddedOptions {
     pub batch_size_max_bytes: usize,
     /// Appends waiting for the writer thread; further appenders block (back-pressure).
     pub queue_depth_max: usize,
+    /// Every group commit is fsync'd before it is acknowledged or read (true: a log that is
+    /// the source of truth). False for a log whose records can be derived again from
+    /// another (the outcomes log): appends then return once RocksDB has written them to the
+    /// operating system, and [`EmbeddedLog::sync`] makes them durable.
+    pub sync_appends: bool,
+    /// The newest records kept in memory for readers that follow the writer (0: none).
+    pub tail_cache_records_max: usize,
+    /// Same as `tail_cache_records_max`, in payload bytes.
+    pub tail_cache_bytes_max: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -56,6 +74,9 @@ impl Default for EmbeddedOptions {
             batch_records_max: 8192,
             batch_size_max_bytes: 16 * 1024 * 1024,
             queue_depth_max: 1024,
+            sync_appends: true,
+            tail_cache_records_max: 65_536,
+            tail_cache_bytes_max: 32 * 1024 * 1024,
         }
     }
 }
@@ -108,6 +129,78 @@ struct Shared {
     db: DB,
     published: Mutex<Published>,
     published_changed: Condvar,
+    /// The newest group commits, oldest first, every one published (or being published:
+    /// readers never look past `end_offset`).
+    tail: Mutex<TailCache>,
+}
+
+/// The newest records, as the writer thread wrote them.
+#[derive(Default)]
+struct TailCache {
+    commits: VecDeque<CachedCommit>,
+    records: usize,
+    bytes: usize,
+    records_max: usize,
+    bytes_max: usize,
+}
+
+/// A cached commit as a reader takes it: (first offset, timestamp, payloads).
+type CommitRef = (u64, u64, Arc<Vec<Vec<u8>>>);
+
+/// One group commit's records: offsets `first_offset..first_offset + payloads.len()`.
+struct CachedCommit {
+    first_offset: u64,
+    timestamp_ms: u64,
+    payloads: Arc<Vec<Vec<u8>>>,
+    bytes: usize,
+}
+
+impl TailCache {
+    fn push(&mut self, commit: CachedCommit) {
+        if commit.payloads.len() > self.records_max || commit.bytes > self.bytes_max {
+            // Larger than the whole cache: readers read it from RocksDB, and nothing older
+            // may stay (the cache holds a contiguous run of offsets).
+            self.commits.clear();
+            (self.records, self.bytes) = (0, 0);
+            return;
+        }
+        self.records += commit.payloads.len();
+        self.bytes += commit.bytes;
+        self.commits.push_back(commit);
+        while self.records > self.records_max || self.bytes > self.bytes_max {
+            let oldest = self
+                .commits
+                .pop_front()
+                .expect("over the bounds, so not empty");
+            self.records -= oldest.payloads.len();
+            self.bytes -= oldest.bytes;
+        }
+    }
+
+    /// The commits holding `[from, until)`, if the cache holds all of it.
+    fn covering(&self, from: u64, until: u64) -> Option<Vec<CommitRef>> {
+        let first = self.commits.front()?;
+        if from < first.first_offset {
+            return None;
+        }
+        let found: Vec<_> = self
+            .commits
+            .iter()
+            .filter(|commit| {
+                commit.first_offset < until
+                    && commit.first_offset + commit.payloads.len() as u64 > from
+            })
+            .map(|commit| {
+                (
+                    commit.first_offset,
+                    commit.timestamp_ms,
+                    Arc::clone(&commit.payloads),
+                )
+            })
+            .collect();
+        let last = found.last()?;
+        (last.0 + last.2.len() as u64 >= until).then_some(found)
+    }
 }
 
 /// What readers may see. Changed only by the writer thread, after a synced write.
@@ -123,6 +216,7 @@ struct WriterHandle {
     sender: Sender<WriterMessage>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    core: Arc<Mutex<WriterCore>>,
     options: EmbeddedOptions,
 }
 
@@ -133,7 +227,27 @@ enum WriterMessage {
 
 struct AppendRequest {
     payloads: Vec<Vec<u8>>,
-    reply: Sender<Result<Vec<Appended>, LogError>>,
+    reply: Reply,
+}
+
+/// Where an append's result goes.
+enum Reply {
+    /// A blocked `append` call.
+    Channel(Sender<Result<Vec<Appended>, LogError>>),
+    /// A `start_append`'s callback, called on the writer thread.
+    Callback(AppendDone),
+}
+
+impl Reply {
+    fn send(self, result: Result<Vec<Appended>, LogError>) {
+        match self {
+            // An appender that gave up is not an error.
+            Reply::Channel(sender) => {
+                let _ = sender.send(result);
+            }
+            Reply::Callback(done) => done(result),
+        }
+    }
 }
 
 impl EmbeddedLog {
@@ -162,16 +276,25 @@ impl EmbeddedLog {
                 closed: false,
             }),
             published_changed: Condvar::new(),
+            tail: Mutex::new(TailCache {
+                records_max: options.tail_cache_records_max,
+                bytes_max: options.tail_cache_bytes_max,
+                ..TailCache::default()
+            }),
         });
         let (sender, receiver) = crossbeam_channel::bounded(options.queue_depth_max);
-        let writer_thread = WriterThread {
+        let core = Arc::new(Mutex::new(WriterCore {
             shared: Arc::clone(&shared),
-            receiver,
-            batch_records_max: options.batch_records_max,
-            batch_size_max_bytes: options.batch_size_max_bytes,
+            sync_appends: options.sync_appends,
             next_offset: tail.end_offset,
             last_timestamp_ms: tail.last_timestamp_ms,
             failure: None,
+        }));
+        let writer_thread = WriterThread {
+            receiver,
+            batch_records_max: options.batch_records_max,
+            batch_size_max_bytes: options.batch_size_max_bytes,
+            core: Arc::clone(&core),
         };
         let thread = thread::Builder::new()
             .name("requestlog-writer".into())
@@ -181,6 +304,7 @@ impl EmbeddedLog {
             sender,
             thread: Some(thread),
             shared,
+            core,
             options,
         };
         Ok(EmbeddedLog {
@@ -215,6 +339,12 @@ impl EmbeddedLog {
     pub fn end_offset(&self) -> u64 {
         self.writer.handle.shared.lock_published().end_offset
     }
+
+    /// Makes every record appended so far durable (fsync of RocksDB's write-ahead log). A
+    /// no-op in effect for a log with `sync_appends`, whose appends are durable already.
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.writer.handle.shared.sync()
+    }
 }
 
 impl LogWriter for EmbeddedWriter {
@@ -225,10 +355,18 @@ impl LogWriter for EmbeddedWriter {
         check_append_limits(&payloads, &self.handle.options)?;
         let (reply, replied) = crossbeam_channel::bounded(1);
         let count = payloads.len();
-        self.handle
-            .sender
-            .send(WriterMessage::Append(AppendRequest { payloads, reply }))
-            .map_err(|_| LogError::Closed)?;
+        let request = AppendRequest {
+            payloads,
+            reply: Reply::Channel(reply),
+        };
+        if self.handle.options.sync_appends {
+            self.handle
+                .sender
+                .send(WriterMessage::Append(request))
+                .map_err(|_| LogError::Closed)?;
+        } else {
+            lock_core(&self.handle.core).commit(vec![request]);
+        }
         let appended = replied.recv().map_err(|_| LogError::Closed)??;
         assert_eq!(appended.len(), count);
         Ok(appended)
@@ -236,6 +374,38 @@ impl LogWriter for EmbeddedWriter {
 
     fn end_offset(&self) -> Result<u64, LogError> {
         Ok(self.handle.shared.lock_published().end_offset)
+    }
+
+    /// Queues the append for the writer thread, which calls `done` after its group commit:
+    /// no thread waits in between. Handed back when the queue is full.
+    fn start_append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) -> Result<(), StartRefused> {
+        if payloads.is_empty() {
+            done(Ok(Vec::new()));
+            return Ok(());
+        }
+        if let Err(error) = check_append_limits(&payloads, &self.handle.options) {
+            done(Err(error));
+            return Ok(());
+        }
+        let request = AppendRequest {
+            payloads,
+            reply: Reply::Callback(done),
+        };
+        match self.handle.sender.try_send(WriterMessage::Append(request)) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                let WriterMessage::Append(request) = refused.into_inner() else {
+                    unreachable!("an append was sent")
+                };
+                let Reply::Callback(done) = request.reply else {
+                    unreachable!("a callback was sent")
+                };
+                Err(StartRefused {
+                    payloads: request.payloads,
+                    done,
+                })
+            }
+        }
     }
 }
 
@@ -273,6 +443,17 @@ impl Drop for WriterHandle {
 }
 
 impl Shared {
+    fn sync(&self) -> Result<(), LogError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    fn lock_tail(&self) -> MutexGuard<'_, TailCache> {
+        self.tail
+            .lock()
+            .expect("tail cache poisoned: the writer thread panicked")
+    }
+
     fn lock_published(&self) -> MutexGuard<'_, Published> {
         self.published
             .lock()
@@ -335,12 +516,21 @@ fn recover_tail(db: &DB) -> Result<Tail, LogError> {
     })
 }
 
-/// The group-commit loop. Owns the authoritative next offset.
+/// The group-commit loop.
 struct WriterThread {
-    shared: Arc<Shared>,
     receiver: Receiver<WriterMessage>,
     batch_records_max: usize,
     batch_size_max_bytes: usize,
+    core: Arc<Mutex<WriterCore>>,
+}
+
+/// The authoritative next offset, and the commit. The writer thread commits under its
+/// lock; so does `append` on a log without `sync_appends`, on the caller's thread (there is
+/// no fsync to share, so handing the write to the writer thread would only cost two
+/// thread switches).
+struct WriterCore {
+    shared: Arc<Shared>,
+    sync_appends: bool,
     next_offset: u64,
     last_timestamp_ms: u64,
     /// After a failed write the on-disk state is unknown (RocksDB may hold part of the batch, or
@@ -349,7 +539,7 @@ struct WriterThread {
 }
 
 impl WriterThread {
-    fn run(mut self) {
+    fn run(self) {
         let mut shutdown = false;
         while !shutdown {
             let mut batch = Vec::new();
@@ -373,18 +563,27 @@ impl WriterThread {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            lock_core(&self.core).commit(batch);
         }
-        self.shared.lock_published().closed = true;
-        self.shared.published_changed.notify_all();
-        tracing::debug!(end_offset = self.next_offset, "embedded log writer stopped");
+        let core = lock_core(&self.core);
+        core.shared.lock_published().closed = true;
+        core.shared.published_changed.notify_all();
+        tracing::debug!(end_offset = core.next_offset, "embedded log writer stopped");
     }
+}
 
-    /// Writes the batch with one synced write, publishes it, then answers every appender.
+fn lock_core(core: &Mutex<WriterCore>) -> MutexGuard<'_, WriterCore> {
+    core.lock()
+        .expect("writer state poisoned: a commit panicked")
+}
+
+impl WriterCore {
+    /// Writes the batch with one write (synced with `sync_appends`), publishes it, then
+    /// answers every appender.
     fn commit(&mut self, batch: Vec<AppendRequest>) {
         if let Some(failure) = &self.failure {
             for request in batch {
-                let _ = request.reply.send(Err(LogError::Storage(failure.clone())));
+                request.reply.send(Err(LogError::Storage(failure.clone())));
             }
             return;
         }
@@ -402,11 +601,11 @@ impl WriterThread {
             }
         }
         let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
+        write_options.set_sync(self.sync_appends);
         if let Err(error) = self.shared.db.write_opt(write_batch, &write_options) {
             tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
             for request in batch {
-                let _ = request.reply.send(Err(LogError::Storage(error.clone())));
+                request.reply.send(Err(LogError::Storage(error.clone())));
             }
             self.failure = Some(error);
             return;
@@ -420,26 +619,41 @@ impl WriterThread {
         );
         self.next_offset = offset;
         self.last_timestamp_ms = timestamp_ms;
+        // Into the cache before end_offset moves, so a reader woken by it finds them there.
+        let counts: Vec<usize> = batch.iter().map(|request| request.payloads.len()).collect();
+        let mut payloads = Vec::with_capacity(counts.iter().sum());
+        let mut replies = Vec::with_capacity(batch.len());
+        for request in batch {
+            payloads.extend(request.payloads);
+            replies.push(request.reply);
+        }
+        let bytes = payloads.iter().map(Vec::len).sum();
+        self.shared.lock_tail().push(CachedCommit {
+            first_offset,
+            timestamp_ms,
+            payloads: Arc::new(payloads),
+            bytes,
+        });
         {
             let mut published = self.shared.lock_published();
             assert_eq!(
                 published.end_offset, first_offset,
-                "only the writer thread advances end_offset"
+                "only commits advance end_offset, one at a time"
             );
             published.end_offset = offset;
         }
         self.shared.published_changed.notify_all();
 
         let mut offset = first_offset;
-        for request in batch {
-            let appended = (offset..offset + request.payloads.len() as u64)
+        for (reply, count) in replies.into_iter().zip(counts) {
+            let appended = (offset..offset + count as u64)
                 .map(|offset| Appended {
                     offset,
                     timestamp_ms,
                 })
                 .collect();
-            offset += request.payloads.len() as u64;
-            let _ = request.reply.send(Ok(appended)); // an appender that gave up is not an error
+            offset += count as u64;
+            reply.send(Ok(appended));
         }
         assert_eq!(offset, self.next_offset);
     }
@@ -481,8 +695,34 @@ impl EmbeddedReader {
         }
     }
 
-    /// Reads `[self.position, until)`, which must all be published.
+    /// Reads `[self.position, until)`, which must all be published: from the tail cache
+    /// when it holds all of it, otherwise from RocksDB.
     fn read_range(&self, until: u64) -> Result<Vec<LogRecord>, LogError> {
+        let cached = self.shared.lock_tail().covering(self.position, until);
+        if let Some(commits) = cached {
+            let mut records = Vec::with_capacity((until - self.position) as usize);
+            for (first_offset, timestamp_ms, payloads) in commits {
+                let from = self.position.max(first_offset);
+                let to = until.min(first_offset + payloads.len() as u64);
+                for offset in from..to {
+                    records.push(LogRecord {
+                        offset,
+                        timestamp_ms,
+                        payload: payloads[(offset - first_offset) as usize].clone(),
+                    });
+                }
+            }
+            assert_eq!(
+                records.len() as u64,
+                until - self.position,
+                "a contiguous run"
+            );
+            return Ok(records);
+        }
+        self.read_range_stored(until)
+    }
+
+    fn read_range_stored(&self, until: u64) -> Result<Vec<LogRecord>, LogError> {
         let mut read_options = ReadOptions::default();
         read_options.set_verify_checksums(true);
         read_options.set_iterate_upper_bound(encode_key(until).to_vec());
@@ -559,5 +799,9 @@ impl LogReader for EmbeddedReader {
 
     fn end_offset(&self) -> Result<u64, LogError> {
         Ok(self.shared.lock_published().end_offset)
+    }
+
+    fn make_durable(&self) -> Result<(), LogError> {
+        self.shared.sync()
     }
 }

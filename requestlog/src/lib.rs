@@ -10,7 +10,9 @@
 //! - [`LogWriter`] / [`LogReader`] (this file): the two traits every log implements, with
 //!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
 //! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
-//!   one fsync per batch of concurrent appends. Its record format lives in `record_format.rs`
+//!   one fsync per batch of concurrent appends, which callers may also queue without waiting
+//!   ([`LogWriter::start_append`]); its newest records stay in memory for the readers that
+//!   follow it. Its record format lives in `record_format.rs`
 //!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
@@ -24,8 +26,12 @@
 //!
 //! - **Durable before acknowledged.** `append` returns only once its records are durable: fsync'd
 //!   by RocksDB (`sync = true`), or acknowledged by all in-sync Kafka replicas (`acks=all`).
+//!   The one exception is an embedded log opened with `sync_appends: false` (the outcomes
+//!   log of `serve` and of an embedded `engine`, whose records are a function of the requests
+//!   log): its appends survive a process crash, and a machine crash once
+//!   [`LogReader::make_durable`] (or [`EmbeddedLog::sync`]) has returned.
 //! - **Never read before durable.** An embedded reader sees a record only after the fsync that
-//!   wrote it has returned. A Kafka reader sees records below the high watermark, i.e.
+//!   wrote it has returned (only after RocksDB's write, without `sync_appends`). A Kafka reader sees records below the high watermark, i.e.
 //!   replicated to the in-sync set, and (with `read_committed`) only committed transactions.
 //! - **One order.** Offsets start at 0 and increase by one per record; each `append`'s records
 //!   are contiguous and in the order given. Readers return records in offset order with no gaps
@@ -118,6 +124,24 @@ pub trait LogWriter: Send + Sync {
 
     /// Offset of the next record to be written.
     fn end_offset(&self) -> Result<u64, LogError>;
+
+    /// Starts an append without waiting for it: `done` is called, on a thread of the log,
+    /// with what [`LogWriter::append`] would have returned. Hands both back when the append
+    /// cannot start without blocking (the log's queue is full, or the log has no such path,
+    /// as by default): append from a thread of the caller's own then.
+    fn start_append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) -> Result<(), StartRefused> {
+        Err(StartRefused { payloads, done })
+    }
+}
+
+/// Called once with an append's result ([`LogWriter::start_append`]). It runs on the log's
+/// own thread: it must not block.
+pub type AppendDone = Box<dyn FnOnce(Result<Vec<Appended>, LogError>) + Send>;
+
+/// An append [`LogWriter::start_append`] could not start, handed back.
+pub struct StartRefused {
+    pub payloads: Vec<Vec<u8>>,
+    pub done: AppendDone,
 }
 
 /// Reads records in offset order. Owned by one reader thread.
@@ -136,4 +160,10 @@ pub trait LogReader: Send {
 
     /// Offset of the next record to be written.
     fn end_offset(&self) -> Result<u64, LogError>;
+
+    /// Makes every record this reader can see durable. Every log but an embedded one opened
+    /// without `sync_appends` shows only durable records, so this is a no-op there.
+    fn make_durable(&self) -> Result<(), LogError> {
+        Ok(())
+    }
 }

@@ -501,3 +501,113 @@ fn limits_are_enforced() {
         [0, 1, 2, 3]
     );
 }
+
+/// The tail cache: a reader that follows the writer takes records from memory, one that
+/// lags behind it (or a commit larger than the cache) from RocksDB; both read the same.
+#[test]
+fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
+    let dir = TempDir::new();
+    let options = EmbeddedOptions {
+        tail_cache_records_max: 8,
+        tail_cache_bytes_max: 1024,
+        ..EmbeddedOptions::default()
+    };
+    let log = EmbeddedLog::open(dir.path(), options).unwrap();
+    let writer = log.writer();
+    let mut following = log.reader();
+    let mut lagging = log.reader();
+    let mut followed = Vec::new();
+    let mut expected = Vec::new();
+    for (round, size) in [1usize, 3, 5, 20, 2, 7, 1, 9, 4].into_iter().enumerate() {
+        let batch: Vec<Vec<u8>> = (0..size)
+            .map(|index| format!("round {round} record {index}").into_bytes())
+            .collect();
+        expected.extend(batch.iter().cloned());
+        writer.append(batch).unwrap();
+        followed.extend(following.poll(1000, NO_WAIT).unwrap());
+    }
+    assert_eq!(following.position(), expected.len() as u64);
+    let lagged = lagging.poll(1000, NO_WAIT).unwrap();
+    assert_eq!(lagged, followed);
+    assert_eq!(
+        followed
+            .iter()
+            .map(|record| record.payload.clone())
+            .collect::<Vec<_>>(),
+        expected
+    );
+    drop((writer, following, lagging, log));
+    let reopened = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let from_disk = reopened.reader().poll(1000, NO_WAIT).unwrap();
+    assert_eq!(from_disk, followed, "the cache gave what the disk holds");
+}
+
+/// A log without `sync_appends` (the outcomes log): appends are read at once and survive
+/// the process; `sync` and a reader's `make_durable` make them survive the machine.
+#[test]
+fn an_unsynced_log_shows_its_records_at_once_and_keeps_them() {
+    let dir = TempDir::new();
+    let options = EmbeddedOptions {
+        sync_appends: false,
+        ..EmbeddedOptions::default()
+    };
+    let log = EmbeddedLog::open(dir.path(), options.clone()).unwrap();
+    let appended = log.writer().append(payloads(&["a", "b"])).unwrap();
+    assert_eq!(offsets(&appended), vec![0, 1]);
+    let mut reader = log.reader();
+    assert_eq!(
+        texts(&reader.poll(10, NO_WAIT).unwrap()),
+        vec![(0, "a".to_string()), (1, "b".to_string())]
+    );
+    log.sync().unwrap();
+    log.writer().append(payloads(&["c"])).unwrap();
+    reader.make_durable().unwrap();
+    drop((reader, log));
+    let reopened = EmbeddedLog::open(dir.path(), options).unwrap();
+    assert_eq!(reopened.end_offset(), 3);
+    assert_eq!(
+        texts(&reopened.reader().poll(10, NO_WAIT).unwrap())[2],
+        (2, "c".to_string())
+    );
+}
+
+/// `start_append` calls back once the records are written and readable, with their
+/// offsets; a payload over the limit is refused through the callback, nothing written.
+#[test]
+fn start_append_calls_back_after_the_commit() {
+    let dir = TempDir::new();
+    let log = EmbeddedLog::open(
+        dir.path(),
+        EmbeddedOptions {
+            payload_size_max_bytes: 16,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .unwrap();
+    let writer = log.writer();
+    let (sender, results) = crossbeam_channel::unbounded();
+    for text in ["first", "second"] {
+        let sender = sender.clone();
+        let started = writer.start_append(
+            payloads(&[text]),
+            Box::new(move |result| sender.send(result).unwrap()),
+        );
+        assert!(started.is_ok());
+    }
+    let first = results.recv().unwrap().unwrap();
+    let second = results.recv().unwrap().unwrap();
+    assert_eq!((offsets(&first), offsets(&second)), (vec![0], vec![1]));
+    assert_eq!(log.reader().poll(10, NO_WAIT).unwrap().len(), 2);
+
+    let sender = sender.clone();
+    let started = writer.start_append(
+        vec![vec![0; 17]],
+        Box::new(move |result| sender.send(result).unwrap()),
+    );
+    assert!(started.is_ok());
+    assert!(matches!(
+        results.recv().unwrap(),
+        Err(LogError::PayloadTooLarge { index: 0, .. })
+    ));
+    assert_eq!(log.end_offset(), 2);
+}

@@ -609,6 +609,7 @@ impl Parts {
                 store,
                 jobs,
                 logs.requests.log_id(),
+                Arc::clone(&logs.outcomes),
             ),
             ticker: ticker::Ticker {
                 shared,

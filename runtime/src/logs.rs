@@ -17,6 +17,11 @@ pub trait OpenLog: Send + Sync {
     /// The log's identity (`EmbeddedLog::log_id`, `KafkaLog::log_id`), which snapshots
     /// record: a snapshot is only loaded against the log it was taken from.
     fn log_id(&self) -> String;
+    /// Makes every record appended so far durable: a no-op but for an embedded log that
+    /// does not fsync its appends (`EmbeddedOptions::sync_appends`).
+    fn make_durable(&self) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 impl OpenLog for EmbeddedLog {
@@ -30,6 +35,10 @@ impl OpenLog for EmbeddedLog {
 
     fn log_id(&self) -> String {
         EmbeddedLog::log_id(self).to_string()
+    }
+
+    fn make_durable(&self) -> Result<(), LogError> {
+        self.sync()
     }
 }
 
@@ -74,6 +83,10 @@ impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
 
     fn log_id(&self) -> String {
         (**self).log_id()
+    }
+
+    fn make_durable(&self) -> Result<(), LogError> {
+        (**self).make_durable()
     }
 }
 

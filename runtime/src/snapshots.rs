@@ -3,6 +3,7 @@
 //! whether the waiting snapshot's outcomes are published) driven by its own thread in
 //! production and by the simulator in tests.
 
+use crate::logs::OpenLog;
 use crate::shared::{PanicGuard, Shared};
 use crate::{Progress, SnapshotStatus};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -38,6 +39,9 @@ pub(crate) struct SnapshotThread {
     pub(crate) jobs: Receiver<Job>,
     /// The requests log's identity, recorded in every snapshot.
     pub(crate) log_id: String,
+    /// Made durable before a snapshot claims its outcomes (an embedded outcomes log does
+    /// not fsync its appends).
+    outcomes: Arc<dyn OpenLog>,
     waiting: Option<Waiting>,
 }
 
@@ -47,12 +51,14 @@ impl SnapshotThread {
         store: Box<dyn SnapshotStore>,
         jobs: Receiver<Job>,
         log_id: String,
+        outcomes: Arc<dyn OpenLog>,
     ) -> SnapshotThread {
         SnapshotThread {
             shared,
             store,
             jobs,
             log_id,
+            outcomes,
             waiting: None,
         }
     }
@@ -140,6 +146,12 @@ impl SnapshotThread {
 
     fn write(&mut self, snapshot: &Snapshot, pause_us: u64, encode_ms: u64) {
         let started = Instant::now();
+        // The outcomes it covers are published; they must also survive a machine crash, or
+        // a restart from this snapshot would never publish the ones lost.
+        if let Err(error) = self.outcomes.make_durable() {
+            tracing::warn!(offset = snapshot.offset, %error, "snapshot not written: the outcomes log cannot be made durable");
+            return;
+        }
         match self.store.write(snapshot) {
             Ok(info) => {
                 let write_ms = started.elapsed().as_millis() as u64;

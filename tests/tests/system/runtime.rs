@@ -94,6 +94,74 @@ fn kafka_requests_become_outcomes() {
     }
 }
 
+/// The outcomes log as the runtime opens it, counting the runtime's calls to make it
+/// durable and the outcomes it held at each.
+struct CountingDurability {
+    log: Arc<dyn runtime::OpenLog>,
+    durable_ends: std::sync::Mutex<Vec<u64>>,
+}
+
+impl runtime::OpenLog for CountingDurability {
+    fn open_reader(&self) -> Result<Box<dyn requestlog::LogReader>, requestlog::LogError> {
+        self.log.open_reader()
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn requestlog::LogWriter>, requestlog::LogError> {
+        self.log.open_writer()
+    }
+
+    fn log_id(&self) -> String {
+        self.log.log_id()
+    }
+
+    fn make_durable(&self) -> Result<(), requestlog::LogError> {
+        let end = self.log.open_reader()?.end_offset()?;
+        self.durable_ends.lock().unwrap().push(end);
+        self.log.make_durable()
+    }
+}
+
+/// The embedded outcomes log does not fsync its appends (only the requests log is on the
+/// write path's disk): a snapshot makes the outcomes it claims durable before it is
+/// written, or a machine crash could leave a snapshot past the outcomes log's end.
+#[test]
+fn embedded_snapshots_make_their_outcomes_durable_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::embedded(dir.path());
+    let logs = backend.logs();
+    let outcomes = Arc::new(CountingDurability {
+        log: Arc::clone(&logs.outcomes),
+        durable_ends: std::sync::Mutex::default(),
+    });
+    let runtime = Runtime::start(
+        options(),
+        Logs {
+            requests: Arc::clone(&logs.requests),
+            outcomes: Arc::clone(&outcomes) as Arc<dyn runtime::OpenLog>,
+        },
+        rocks_store(dir.path()),
+    )
+    .unwrap();
+    let end = append_workload(&logs, 3, 0, 200);
+    let status = wait_settled(&runtime.handle(), end);
+    let snapshot = runtime
+        .handle()
+        .wait_for(Duration::from_secs(30), |status| {
+            status.last_snapshot.is_some()
+        })
+        .0
+        .last_snapshot
+        .expect("a snapshot is written after 25 records");
+    runtime.shutdown().unwrap();
+    let durable_ends = outcomes.durable_ends.lock().unwrap().clone();
+    assert!(
+        !durable_ends.is_empty(),
+        "snapshot at {} written without making its outcomes durable",
+        snapshot.offset
+    );
+    check_exactly_once(&backend, &status);
+}
+
 // ---- restarts -----------------------------------------------------------------------------
 
 fn restarts_are_exact(backend: Backend, store_dir: &std::path::Path) {

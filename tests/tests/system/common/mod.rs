@@ -76,9 +76,13 @@ impl Backend {
                     if let Some(log) = cached.upgrade() {
                         return log;
                     }
-                    let log = Arc::new(
-                        EmbeddedLog::open(dir.join(name), EmbeddedOptions::default()).unwrap(),
-                    );
+                    // As `boxoffice serve` and `engine` open them: only the requests log
+                    // fsyncs its appends.
+                    let options = EmbeddedOptions {
+                        sync_appends: name != "outcomes",
+                        ..EmbeddedOptions::default()
+                    };
+                    let log = Arc::new(EmbeddedLog::open(dir.join(name), options).unwrap());
                     *cached = Arc::downgrade(&log);
                     log
                 };
