@@ -157,6 +157,29 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
             .then(|| &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK])
     }
 
+    /// Sets every element of `indices` from `from` to `to`, asserting each was `from`
+    /// (`what` names the rule in the panic). Perf: one copy-on-write check per chunk
+    /// touched, not per element (a hold's seats are nearly always in one chunk).
+    pub(crate) fn swap_each(&mut self, indices: &[u32], from: T, to: T, what: &str)
+    where
+        T: Copy + PartialEq + fmt::Debug,
+    {
+        let mut next = 0;
+        while next < indices.len() {
+            let chunk_index = indices[next] as usize / CHUNK;
+            let chunk = Arc::make_mut(&mut self.chunks[chunk_index]);
+            while let Some(&index) = indices.get(next) {
+                if index as usize / CHUNK != chunk_index {
+                    break;
+                }
+                let value = &mut chunk[index as usize % CHUNK];
+                assert_eq!(*value, from, "{what}: element {index}");
+                *value = to;
+                next += 1;
+            }
+        }
+    }
+
     pub(crate) fn push(&mut self, value: T) {
         if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
@@ -327,6 +350,29 @@ mod tests {
         // Only the written chunks were copied.
         assert!(Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
         assert!(!Arc::ptr_eq(&original.chunks[1], &copy.chunks[1]));
+    }
+
+    /// `swap_each` writes through copy-on-write like `IndexMut`: only the chunks it
+    /// touches are copied, and a value other than the expected one stops the process.
+    #[test]
+    fn swap_each_sets_what_it_expects_and_copies_only_touched_chunks() {
+        let mut original: CowVec<u32, 4> = CowVec::from_elem(0, 10);
+        let mut copy = original.clone();
+        copy.swap_each(&[1, 2, 5], 0, 7, "free");
+        assert_eq!(
+            copy.iter().copied().collect::<Vec<_>>(),
+            [0, 7, 7, 0, 0, 7, 0, 0, 0, 0]
+        );
+        assert!(original.iter().all(|value| *value == 0));
+        assert!(!Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
+        assert!(!Arc::ptr_eq(&original.chunks[1], &copy.chunks[1]));
+        assert!(Arc::ptr_eq(&original.chunks[2], &copy.chunks[2]));
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            original.swap_each(&[3, 2], 0, 1, "free");
+            original.swap_each(&[2], 0, 1, "free");
+        }));
+        let message = *refused.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("free: element 2"), "{message}");
     }
 
     /// Events with the same seating (the shows of one hall) share one layout in memory,

@@ -30,14 +30,14 @@ impl Engine {
                         (event.categories[category_of(seat) as usize].price_cents, 1)
                     }));
                 let held = held_in(hold.slot.expect("a hold of seats has a slot"));
-                for &seat in seats {
-                    assert_eq!(event.seats[seat as usize], held, "the hold owns its seats");
-                    event.seats[seat as usize] = SEAT_BOOKED;
-                    let category = &mut event.categories
-                        [event.layout.rows[event.layout.row_of(seat) as usize].category as usize];
+                event
+                    .seats
+                    .swap_each(seats, held, SEAT_BOOKED, "the hold owns its seats");
+                Event::seat_rows(&event.layout, seats, |_, category| {
+                    let category = &mut event.categories[category];
                     category.held -= 1;
                     category.booked += 1;
-                }
+                });
                 total_cents
             }
             Items::Pool { category, quantity } => {
@@ -109,17 +109,17 @@ impl Engine {
         let event = &mut self.state.events[booking.event.0 as usize];
         match &booking.items {
             Items::Seats(seats) => {
-                for &seat in seats {
-                    // Which booking a seat's is, `check_invariants` verifies for all.
-                    assert_eq!(
-                        event.seats[seat as usize], SEAT_BOOKED,
-                        "the booking's seats are booked"
-                    );
-                    event.seats[seat as usize] = SEAT_FREE;
-                    let row = event.layout.row_of(seat) as usize;
+                // Which booking a seat's is, `check_invariants` verifies for all.
+                event.seats.swap_each(
+                    seats,
+                    SEAT_BOOKED,
+                    SEAT_FREE,
+                    "the booking's seats are booked",
+                );
+                Event::seat_rows(&event.layout, seats, |row, category| {
                     event.row_free[row] += 1;
-                    event.categories[event.layout.rows[row].category as usize].booked -= 1;
-                }
+                    event.categories[category].booked -= 1;
+                });
             }
             Items::Pool { category, quantity } => {
                 let entry = &mut event.categories[*category as usize];

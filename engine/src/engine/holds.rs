@@ -6,12 +6,6 @@ use super::*;
 impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
-    /// Seats held plus booked by the user (by name: a user never seen has none).
-    pub(super) fn user_usage(&self, event: EventId, user: &str) -> u32 {
-        self.user_id(user)
-            .map_or(0, |user| self.user_usage_of(event, user))
-    }
-
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
         self.state.usage.get(&(event, user)).copied().unwrap_or(0)
     }
@@ -38,10 +32,11 @@ impl Engine {
     }
 
     /// Checks a request's size against the per-order and per-user limits.
+    /// `user` is the requester's id when it has one (a user never seen has no usage).
     pub(super) fn check_quantity(
         &self,
         event_id: EventId,
-        user: &str,
+        user: Option<UserId>,
         quantity: u32,
     ) -> Result<(), Rejection> {
         let event = &self.state.events[event_id.0 as usize];
@@ -55,7 +50,8 @@ impl Engine {
             });
         }
         if let Some(max) = event.spec.seats_per_user_max {
-            if u64::from(self.user_usage(event_id, user)) + u64::from(quantity) > u64::from(max) {
+            let usage = user.map_or(0, |user| self.user_usage_of(event_id, user));
+            if u64::from(usage) + u64::from(quantity) > u64::from(max) {
                 return Err(Rejection::LimitExceeded {
                     limit: Limit::SeatsPerUser,
                     max,
@@ -83,18 +79,22 @@ impl Engine {
         selection: &Selection,
         wait: bool,
     ) -> Answer {
-        self.check_text("user", user, true)?;
+        // Perf: one look-up of the user; a known name passed this check when interned.
+        let known = self.user_id(user);
+        if known.is_none() {
+            self.check_text("user", user, true)?;
+        }
         self.open_event(event_id)?;
         let items = match selection {
-            Selection::Seats(labels) => self.pick_labels(event_id, user, labels)?,
-            Selection::SeatIndices(seats) => self.pick_exact(event_id, user, seats)?,
+            Selection::Seats(labels) => self.pick_labels(event_id, known, labels)?,
+            Selection::SeatIndices(seats) => self.pick_exact(event_id, known, seats)?,
             Selection::Best {
                 quantity,
                 category,
                 together,
             } => {
                 let category = self.resolve_category(event_id, category.as_deref())?;
-                self.check_quantity(event_id, user, *quantity)?;
+                self.check_quantity(event_id, known, *quantity)?;
                 let event = &self.state.events[event_id.0 as usize];
                 let allowed = Self::allowed_for_newcomers(event);
                 let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
@@ -126,7 +126,10 @@ impl Engine {
                 }
             }
         };
-        let user = self.intern_user(user);
+        let user = match known {
+            Some(id) => id,
+            None => self.intern_user(user),
+        };
         let view = self.create_hold(event_id, user, items, None);
         Ok(Reply::HoldPlaced(view))
     }
@@ -188,7 +191,7 @@ impl Engine {
     pub(super) fn pick_labels(
         &self,
         event_id: EventId,
-        user: &str,
+        user: Option<UserId>,
         labels: &[String],
     ) -> Result<Items, Rejection> {
         let event = &self.state.events[event_id.0 as usize];
@@ -222,7 +225,7 @@ impl Engine {
     pub(super) fn pick_exact(
         &self,
         event_id: EventId,
-        user: &str,
+        user: Option<UserId>,
         seats: &[u32],
     ) -> Result<Items, Rejection> {
         let event = &self.state.events[event_id.0 as usize];
@@ -278,16 +281,13 @@ impl Engine {
         match &items {
             Items::Seats(seats) => {
                 let held = held_in(*slot.insert(event.take_hold_slot(hold_id)));
-                for &seat in seats {
-                    assert_eq!(
-                        event.seats[seat as usize], SEAT_FREE,
-                        "a seat has at most one owner"
-                    );
-                    event.seats[seat as usize] = held;
-                    let row = event.layout.row_of(seat) as usize;
+                event
+                    .seats
+                    .swap_each(seats, SEAT_FREE, held, "a seat has at most one owner");
+                Event::seat_rows(&event.layout, seats, |row, category| {
                     event.row_free[row] -= 1;
-                    event.categories[event.layout.rows[row].category as usize].held += 1;
-                }
+                    event.categories[category].held += 1;
+                });
             }
             Items::Pool { category, quantity } => {
                 let pool = &mut event.pools[event.categories[*category as usize]
@@ -346,13 +346,13 @@ impl Engine {
             match &hold.items {
                 Items::Seats(seats) => {
                     let held = held_in(hold.slot.expect("a hold of seats has a slot"));
-                    for &seat in seats {
-                        assert_eq!(event.seats[seat as usize], held, "the hold owns its seats");
-                        event.seats[seat as usize] = SEAT_FREE;
-                        let row = event.layout.row_of(seat) as usize;
+                    event
+                        .seats
+                        .swap_each(seats, held, SEAT_FREE, "the hold owns its seats");
+                    Event::seat_rows(&event.layout, seats, |row, category| {
                         event.row_free[row] += 1;
-                        event.categories[event.layout.rows[row].category as usize].held -= 1;
-                    }
+                        event.categories[category].held -= 1;
+                    });
                 }
                 Items::Pool { category, quantity } => {
                     let pool = &mut event.pools[event.categories[*category as usize]

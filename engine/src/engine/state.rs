@@ -231,6 +231,30 @@ impl Event {
         }
     }
 
+    /// Calls `f(row index, category index)` for each seat of `seats`, in order. Perf: a
+    /// hold's seats are mostly in one row, so a seat in the row of the one before it is
+    /// placed without the binary search of `Layout::row_of`.
+    pub(super) fn seat_rows(layout: &Layout, seats: &[u32], mut f: impl FnMut(usize, usize)) {
+        let mut last: Option<(std::ops::Range<u32>, usize, usize)> = None;
+        for &seat in seats {
+            let (row, category) = match &last {
+                Some((range, row, category)) if range.contains(&seat) => (*row, *category),
+                _ => {
+                    let row = layout.row_of(seat) as usize;
+                    let found = &layout.rows[row];
+                    let category = found.category as usize;
+                    last = Some((
+                        found.first_seat..found.first_seat + found.seat_count,
+                        row,
+                        category,
+                    ));
+                    (row, category)
+                }
+            };
+            f(row, category);
+        }
+    }
+
     /// Recomputes the open runs of the rows `items` has seats in, after they were booked
     /// or their booking canceled.
     pub(super) fn refresh_open_runs(&mut self, items: &Items) {

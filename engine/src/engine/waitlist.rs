@@ -16,7 +16,7 @@ impl Engine {
         self.check_text("user", user, true)?;
         self.open_event(event_id)?;
         let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, user, quantity)?;
+        self.check_quantity(event_id, self.user_id(user), quantity)?;
         let reply = self.enqueue(user, event_id, quantity, category, together)?;
         // Seats may be free right now (nobody waits ahead): offer at once.
         self.serve_waitlist(event_id);
