@@ -18,6 +18,7 @@ mod clock;
 mod events;
 mod holds;
 mod state;
+mod timers;
 mod users;
 mod waitlist;
 

@@ -11,7 +11,7 @@ use crate::layout::Layout;
 use crate::outcome::*;
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Persistent collections for the idempotency window (up to millions of keys, each with
 /// its answer) and the waitlist queues: a clone shares structure and costs O(1), so the
@@ -30,6 +30,7 @@ use std::sync::Arc;
 /// allocation per entry). They encode sorted by key, exactly like a `BTreeMap`
 /// (`sorted_map`), so the encoding, and with it `state_hash`, has one canonical form.
 pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+pub(crate) type FastSet<T> = rustc_hash::FxHashSet<T>;
 
 /// `#[serde(with = "sorted_map")]`: a [`FastMap`] encoded in key order, like a `BTreeMap`.
 pub(crate) mod sorted_map {
@@ -355,7 +356,7 @@ pub(crate) struct Waiter {
 
 /// Timers fire in (due, kind, id) order, so expiry order never depends on anything
 /// but the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 // The shared suffix says what fires; the kinds are named where they are matched.
 #[allow(clippy::enum_variant_names)]
 pub(crate) enum TimerKind {
@@ -390,9 +391,8 @@ pub struct State {
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
     #[serde(with = "sorted_map")]
     pub(crate) waiters: FastMap<WaiterId, Waiter>,
-    /// Every pending expiry, in firing order. Small (live holds and waiters only), so
-    /// a plain ordered set: its copy for a snapshot is short.
-    pub(crate) timers: BTreeSet<(u64, TimerKind, u64)>,
+    /// Every pending expiry, in firing order (see `timers`).
+    pub(crate) timers: super::timers::Timers,
     /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
     /// are removed so equal states encode equally.
     #[serde(with = "sorted_map")]
