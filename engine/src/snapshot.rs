@@ -379,7 +379,36 @@ mod tests {
     /// in a running engine and in one restored from a snapshot; other seating does not.
     #[test]
     fn events_with_the_same_seating_share_one_layout() {
-        let spec = |seats: u32| EventSpec {
+        let mut engine = Engine::new(EngineConfig::default());
+        for (offset, seats) in [40, 40, 41].into_iter().enumerate() {
+            let outcome = engine.apply(
+                offset as u64,
+                1_000,
+                &Request::new(Command::CreateEvent {
+                    tenant: "demo".into(),
+                    spec: show_spec(seats),
+                }),
+            );
+            assert!(outcome.result.is_ok(), "{outcome:?}");
+        }
+        let shared = |engine: &Engine| {
+            let events = &engine.state().events;
+            (
+                Arc::ptr_eq(&events[0].layout, &events[1].layout),
+                Arc::ptr_eq(&events[0].layout, &events[2].layout),
+            )
+        };
+        assert_eq!(shared(&engine), (true, false));
+        let restored = Engine::from_state(
+            EngineConfig::default(),
+            decode_state(&encode_state(engine.state())).unwrap(),
+        );
+        assert_eq!(shared(&restored), (true, false));
+        assert_eq!(restored.state_hash(), engine.state_hash());
+    }
+
+    fn show_spec(seats: u32) -> EventSpec {
+        EventSpec {
             name: "Show".into(),
             description: String::new(),
             city: "Lyon".into(),
@@ -406,65 +435,12 @@ mod tests {
                 }],
             }],
             general_admission: vec![],
-        };
-        let mut engine = Engine::new(EngineConfig::default());
-        for (offset, seats) in [40, 40, 41].into_iter().enumerate() {
-            let outcome = engine.apply(
-                offset as u64,
-                1_000,
-                &Request::new(Command::CreateEvent {
-                    tenant: "demo".into(),
-                    spec: spec(seats),
-                }),
-            );
-            assert!(outcome.result.is_ok(), "{outcome:?}");
         }
-        let shared = |engine: &Engine| {
-            let events = &engine.state().events;
-            (
-                Arc::ptr_eq(&events[0].layout, &events[1].layout),
-                Arc::ptr_eq(&events[0].layout, &events[2].layout),
-            )
-        };
-        assert_eq!(shared(&engine), (true, false));
-        let restored = Engine::from_state(
-            EngineConfig::default(),
-            decode_state(&encode_state(engine.state())).unwrap(),
-        );
-        assert_eq!(shared(&restored), (true, false));
-        assert_eq!(restored.state_hash(), engine.state_hash());
     }
 
     fn busy_engine() -> Engine {
         let mut engine = Engine::new(EngineConfig::default());
-        let spec = EventSpec {
-            name: "Show".into(),
-            description: String::new(),
-            city: "Lyon".into(),
-            country: "FR".into(),
-            venue: "Hall".into(),
-            starts_at_ms: 10_000_000,
-            ends_at_ms: None,
-            sales_open_at_ms: None,
-            sales_close_at_ms: None,
-            hold_ttl_ms: 60_000,
-            seats_per_order_max: 10,
-            seats_per_user_max: None,
-            waitlist_policy: WaitlistPolicy::Strict,
-            categories: vec![CategorySpec {
-                name: "Standard".into(),
-                price_cents: 5_000,
-            }],
-            sections: vec![SectionSpec {
-                name: "A".into(),
-                rows: vec![RowSpec {
-                    label: "1".into(),
-                    seats: 40,
-                    category: "Standard".into(),
-                }],
-            }],
-            general_admission: vec![],
-        };
+        let spec = show_spec(40);
         let mut offset = 0;
         let mut apply = |engine: &mut Engine, command: Command| {
             let outcome = engine.apply(
