@@ -42,7 +42,8 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_MAGIC: [u8; 4] = *b"BXRM";
-const STATE_VERSION: u8 = 1;
+/// 2: bookings carry no ticket list (outcome version 3; tickets and codes are derived).
+const STATE_VERSION: u8 = 2;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -352,14 +353,14 @@ mod tests {
         );
 
         let mut other_version = bytes.clone();
-        other_version[4] = 2;
+        other_version[4] = 1;
         let mut trailing = bytes.clone();
         trailing.push(0);
         let cases: [(&[u8], &str); 5] = [
             (b"", "not a read-model snapshot"),
             (b"BXRM", "not a read-model snapshot"),
             (b"BXSN\x01\x00", "not a read-model snapshot"),
-            (&other_version, "version 2"),
+            (&other_version, "version 1"),
             (&trailing, "1 bytes follow the read model"),
         ];
         for (bytes, reason) in cases {
