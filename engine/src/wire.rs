@@ -165,7 +165,7 @@ impl FrameHeader {
 /// The sentence for an outcome record of version 1.
 const VERSION_1_REFUSED: &str = "outcome record version 1 (one record per outcome) is no longer read: outcomes are now framed (version 3); outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
 /// The sentence for an outcome record of version 2.
-const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket lists and codes in confirmations) is no longer read: outcomes are now version 3; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
+const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket lists and codes in confirmations) is no longer read: outcomes are now version 3; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots (and each ingress's data directory, whose read model and idempotency index are derived from the outcomes) and start the engine to re-derive them by replay";
 
 /// Reads a frame's header without touching its body. The error is a sentence.
 pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {
