@@ -150,15 +150,7 @@ fn an_engine_only_replay_moves_marked_times_to_its_own_clock_and_waits_at_gates(
     assert_eq!(replayed.appended, 2);
     assert_eq!(replayed.gates_waited, 1, "the hold waited for the opening");
 
-    let embedded = EmbeddedLog::open(
-        directory.path().join("requests"),
-        EmbeddedOptions::default(),
-    )
-    .expect("the log reopens");
-    let records = embedded
-        .reader()
-        .poll(2, Duration::from_secs(5))
-        .expect("readable");
+    let records = read_back(directory.path(), 2);
     assert_eq!(records.len(), 2);
     let request = engine::wire::decode_request(&records[0].payload).expect("decodable");
     let engine::Command::CreateEvent { spec, .. } = request.command else {
@@ -235,15 +227,7 @@ fn an_exact_replay_imports_the_servers_log_with_its_offsets_and_times() {
         ),
         (3, 2, "ab12")
     );
-    let embedded = EmbeddedLog::open(
-        directory.path().join("requests"),
-        EmbeddedOptions::default(),
-    )
-    .expect("the log reopens");
-    let records = embedded
-        .reader()
-        .poll(10, Duration::from_secs(5))
-        .expect("readable");
+    let records = read_back(directory.path(), 10);
     let read: Vec<(u64, u64, engine::Request)> = records
         .into_iter()
         .map(|record| {
@@ -317,4 +301,14 @@ fn an_exact_replay_refuses_a_partial_server_log_and_a_used_data_directory() {
         .err()
         .expect("refused");
     assert!(error.to_string().contains("holds no server log"), "{error}");
+}
+
+/// Up to `count` records of the requests log a replay wrote into `data_dir`, reopened.
+fn read_back(data_dir: &std::path::Path, count: usize) -> Vec<requestlog::LogRecord> {
+    let embedded = EmbeddedLog::open(data_dir.join("requests"), EmbeddedOptions::default())
+        .expect("the log reopens");
+    embedded
+        .reader()
+        .poll(count, Duration::from_secs(5))
+        .expect("readable")
 }

@@ -176,24 +176,7 @@ fn check_replay_runs_its_own_boxoffice_without_the_path() {
     let data_dir = directory.path().join("data");
     let out = directory.path().join("out");
     let server = Server::start(&data_dir);
-    loadgen(
-        &server,
-        &[
-            "run",
-            "config/scenarios/flash-sale.toml",
-            "--scale",
-            "0.002",
-            "--duration",
-            "2",
-            "--verify",
-            "--operator-key",
-            "demo-operator-key",
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-            "--no-plots",
-        ],
-    );
+    run_flash_sale(&server, &out, &["--verify"]);
     server.stop();
     let empty = directory.path().join("empty-path");
     std::fs::create_dir(&empty).unwrap();
@@ -247,24 +230,10 @@ fn an_engine_level_replay_of_a_recording_ends_in_the_recorded_state_hash() {
     let server = Server::start(&directory.path().join("recorded-data"));
     // With the operator key (no --verify needed): the recording ends with the server's
     // state hash and carries its requests log up to the hash's offset.
-    loadgen(
+    run_flash_sale(
         &server,
-        &[
-            "run",
-            "config/scenarios/flash-sale.toml",
-            "--scale",
-            "0.002",
-            "--duration",
-            "2",
-            "--operator-key",
-            "demo-operator-key",
-            "--record",
-            recording_text,
-            "--out",
-            directory.path().join("out").to_str().unwrap(),
-            "--quiet",
-            "--no-plots",
-        ],
+        &directory.path().join("out"),
+        &["--record", recording_text],
     );
     server.stop();
     let log = RequestLog::read(&recording).expect("the recording");
@@ -323,4 +292,24 @@ fn an_engine_level_replay_of_a_recording_ends_in_the_recorded_state_hash() {
         "{stderr}"
     );
     assert_eq!(replay_hash(data_dir_text), engine.state_hash);
+}
+
+/// A short flash-sale run against `server` with the operator key, its report in `out`.
+fn run_flash_sale(server: &Server, out: &std::path::Path, extra: &[&str]) {
+    let mut args = vec![
+        "run",
+        "config/scenarios/flash-sale.toml",
+        "--scale",
+        "0.002",
+        "--duration",
+        "2",
+        "--operator-key",
+        "demo-operator-key",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--no-plots",
+    ];
+    args.extend_from_slice(extra);
+    loadgen(server, &args);
 }
