@@ -6,9 +6,12 @@ use crate::reader::Record;
 use crate::shared::{PanicGuard, Shared, NO_TIMER};
 use crate::snapshots::Job;
 use crate::{Progress, RuntimeOptions};
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+// Records in and outcomes out through std's channels: their blocking receive spins briefly
+// and then parks, where crossbeam's snoozes with `sched_yield` first (4-9% of `serve`'s CPU
+// under load, BENCHMARKS.md "HTTP hold + confirm").
 use engine::{Engine, Outcome};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +19,8 @@ pub(crate) struct Applier {
     shared: Arc<Shared>,
     engine: Engine,
     records: Receiver<Vec<Record>>,
-    outcomes: Sender<Vec<Outcome>>,
-    jobs: Sender<Job>,
+    outcomes: SyncSender<Vec<Outcome>>,
+    jobs: crossbeam_channel::Sender<Job>,
     snapshot_every_records: u64,
     snapshot_every_ms: u64,
     idle: Duration,
@@ -40,8 +43,8 @@ impl Applier {
         shared: Arc<Shared>,
         engine: Engine,
         records: Receiver<Vec<Record>>,
-        outcomes: Sender<Vec<Outcome>>,
-        jobs: Sender<Job>,
+        outcomes: SyncSender<Vec<Outcome>>,
+        jobs: crossbeam_channel::Sender<Job>,
         options: &RuntimeOptions,
         now_ms: u64,
     ) -> Applier {
@@ -227,8 +230,10 @@ impl Applier {
                     self.last_snapshot_at_ms = now_ms;
                 }
             }
-            Err(TrySendError::Full(_)) => {}
-            Err(TrySendError::Disconnected(_)) => tracing::warn!("the snapshot thread is gone"),
+            Err(crossbeam_channel::TrySendError::Full(_)) => {}
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                tracing::warn!("the snapshot thread is gone")
+            }
         }
     }
 }

@@ -565,8 +565,9 @@ impl Parts {
             Driver::Threads => (monotonic_ms(), publisher::APPEND_RETRY_PAUSE),
             Driver::Simulator { now_ms } => (now_ms, Duration::ZERO),
         };
-        let (records_sender, records) = crossbeam_channel::bounded(options.channel_batches_max);
-        let (outcomes_sender, outcomes) = crossbeam_channel::bounded(options.channel_batches_max);
+        let (records_sender, records) = std::sync::mpsc::sync_channel(options.channel_batches_max);
+        let (outcomes_sender, outcomes) =
+            std::sync::mpsc::sync_channel(options.channel_batches_max);
         // One job waiting plus one being written: the engine never queues more copies.
         let (jobs_sender, jobs) = crossbeam_channel::bounded(1);
         let next_offset = start_offset;

@@ -7,10 +7,10 @@ use crate::logs::{last_published_offset, OpenLog};
 use crate::role::Action;
 use crate::shared::{PanicGuard, Shared};
 use crate::{Progress, RuntimeError, RuntimeOptions};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use engine::{EngineConfig, Outcome, Reply};
 use requestlog::{LogError, LogWriter};
 use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -3,9 +3,9 @@
 
 use crate::shared::{PanicGuard, Shared};
 use crate::Progress;
-use crossbeam_channel::{Sender, TrySendError};
 use engine::Request;
 use requestlog::{LogError, LogReader};
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ const POLL_RETRIES_MAX: u32 = 20;
 pub(crate) struct Reader {
     pub(crate) shared: Arc<Shared>,
     pub(crate) reader: Box<dyn LogReader>,
-    pub(crate) sender: Sender<Vec<Record>>,
+    pub(crate) sender: SyncSender<Vec<Record>>,
     pub(crate) batch_records_max: usize,
     /// When the log's end offset was last refreshed (`None`: not yet).
     pub(crate) end_refreshed_at_ms: Option<u64>,
