@@ -262,19 +262,17 @@ impl Event {
         let Items::Seats(seats) = items else {
             return;
         };
-        // Perf: a hold's seats are mostly in one row; its seats after the first are found
-        // in it without a search, and the row is scanned once (a row seen again, in a
-        // hold that goes back and forth between rows, is scanned again: same result).
-        let mut last: Option<std::ops::Range<u32>> = None;
-        for &seat in seats {
-            if last.as_ref().is_some_and(|range| range.contains(&seat)) {
-                continue;
+        // Each row is scanned once per run of seats in it (a row seen again, in a hold
+        // that goes back and forth between rows, is scanned again: same result).
+        let layout = Arc::clone(&self.layout);
+        let mut last_row = None;
+        Event::seat_rows(&layout, seats, |row, _| {
+            if last_row != Some(row) {
+                let run = crate::allocate::open_run(self, row);
+                self.row_open_run[row] = run;
+                last_row = Some(row);
             }
-            let row = self.layout.row_of(seat) as usize;
-            self.row_open_run[row] = crate::allocate::open_run(self, row);
-            let found = &self.layout.rows[row];
-            last = Some(found.first_seat..found.first_seat + found.seat_count);
-        }
+        });
     }
 
     /// The count of waiters of (queue, together, quantity) moves by one.
