@@ -121,6 +121,22 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
     }
 }
 
+/// The control log (`engine::control`) of a deployment of more than one shard: embedded
+/// in `<data_dir>/control`, or the Kafka topic `<requests_topic>.control` (the
+/// configured base name, whatever the shard).
+pub(crate) fn open_control_log(
+    settings: &Settings,
+    data_dir: &Path,
+) -> Result<Arc<dyn OpenLog>, ToolError> {
+    match settings.log.kind {
+        LogKind::Embedded => {
+            create_data_dir(data_dir)?;
+            embedded(data_dir.join("control"), EmbeddedOptions::default())
+        }
+        LogKind::Kafka => kafka(&settings.kafka, &settings.kafka.control_topic(), None),
+    }
+}
+
 pub(crate) fn open_snapshots(
     settings: &Settings,
     data_dir: &Path,
@@ -209,7 +225,8 @@ fn serve_operator(
     let address = listener
         .local_addr()
         .map_err(io_error("cannot read the operator address".into()))?;
-    let router = crate::operator_http::router(handle, requests, &settings.auth.operator_key);
+    let router =
+        crate::operator_http::router(settings.shard, handle, requests, &settings.auth.operator_key);
     println!("operator endpoint on http://{address}");
     tracing::info!(%address, "operator endpoint listening");
     std::thread::Builder::new()

@@ -122,28 +122,46 @@ async fn shutdown_signal() {
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
     let config = ingress_config(settings).map_err(ToolError::Invalid)?;
     config.validate().map_err(ToolError::Invalid)?;
-    let kafka = &settings.kafka;
-    let requests = KafkaLog::open(kafka.options(&kafka.requests_topic)).map_err(log_error(
-        format!("cannot open Kafka topic {}", kafka.requests_topic),
-    ))?;
-    let outcomes = KafkaLog::open(kafka.options(&kafka.outcomes_topic)).map_err(log_error(
-        format!("cannot open Kafka topic {}", kafka.outcomes_topic),
-    ))?;
-    let writer = requests
-        .writer()
-        .map_err(log_error("cannot open the requests topic's writer"))?;
-    let reader = outcomes
-        .reader()
-        .map_err(log_error("cannot open the outcomes topic's reader"))?;
-    // The engine runs in another process: the operator endpoints answer 503 here.
-    let ingress = Ingress::start_resuming(
-        config,
-        Arc::new(writer),
-        Box::new(reader),
-        outcomes.log_id(),
-        None,
-    )
-    .map_err(ToolError::Invalid)?;
+    // Every shard's requests topic (written) and outcomes topic (followed): ids say their
+    // shard, so this ingress routes each request itself.
+    let mut shards = Vec::new();
+    for shard in 0..settings.shards {
+        let kafka = settings.for_shard(shard).map_err(ToolError::Invalid)?.kafka;
+        let requests = KafkaLog::open(kafka.options(&kafka.requests_topic)).map_err(log_error(
+            format!("cannot open Kafka topic {}", kafka.requests_topic),
+        ))?;
+        let outcomes = KafkaLog::open(kafka.options(&kafka.outcomes_topic)).map_err(log_error(
+            format!("cannot open Kafka topic {}", kafka.outcomes_topic),
+        ))?;
+        let writer = requests
+            .writer()
+            .map_err(log_error("cannot open the requests topic's writer"))?;
+        let reader = outcomes
+            .reader()
+            .map_err(log_error("cannot open the outcomes topic's reader"))?;
+        // The engine runs in another process: the operator endpoints answer 503 here.
+        shards.push(ingress::ShardLogs {
+            writer: Arc::new(writer),
+            outcomes: Box::new(reader),
+            outcomes_log_id: Some(outcomes.log_id().to_string()),
+            engine: None,
+        });
+    }
+    let control = match settings.shards {
+        1 => None,
+        _ => {
+            let log = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
+            Some(ingress::ControlLogs {
+                writer: log
+                    .open_writer()
+                    .map_err(log_error("cannot open the control topic's writer"))?,
+                reader: log
+                    .open_reader()
+                    .map_err(log_error("cannot open the control topic's reader"))?,
+            })
+        }
+    };
+    let ingress = Ingress::start_shards(config, shards, control).map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(
         &listen,

@@ -47,47 +47,82 @@ pub(crate) fn run(
     }
     let mut embedded = settings.clone();
     embedded.log.kind = LogKind::Embedded;
-    let logs = cmd_engine::open_logs(&embedded, &data_dir)?;
-    let store = cmd_engine::open_snapshots(settings, &data_dir)?;
-    let runtime_logs = Logs {
-        requests: Arc::clone(&logs.requests),
-        outcomes: Arc::clone(&logs.outcomes),
-    };
-    let runtime = Runtime::start(
-        cmd_engine::runtime_options(settings, Role::Primary),
-        runtime_logs,
-        Box::new(store),
-    )?;
-    let handle = runtime.handle();
-    let writer = logs
-        .requests
-        .open_writer()
-        .map_err(log_error("cannot open the requests log's writer"))?;
-    let reader = logs
-        .outcomes
-        .open_reader()
-        .map_err(log_error("cannot open the outcomes log's reader"))?;
-    let ingress = Ingress::start_resuming(
-        ingress_config,
-        writer,
-        reader,
-        &logs.outcomes.log_id(),
-        Some(Arc::new(RuntimeControl(handle.clone()))),
-    )
-    .map_err(ToolError::Invalid)?;
-    let wait_for_engine = || loop {
-        let (status, done) = handle.wait_for(REPLAY_REPORT_EVERY, |status| {
-            status.failure.is_some()
-                || (status.role == Role::Primary && status.caught_up() && status.published_all())
+    embedded.data_dir = data_dir.clone();
+    // One engine runtime per shard, each on its own logs and snapshots (shard K under
+    // `<data_dir>/shard-K`, shard 0 in `<data_dir>` as a single-shard deployment always
+    // had them).
+    let mut runtimes = Vec::new();
+    let mut shard_logs = Vec::new();
+    let mut first_requests = None;
+    for shard in 0..settings.shards {
+        let shard_settings = embedded.for_shard(shard).map_err(ToolError::Invalid)?;
+        let logs = cmd_engine::open_logs(&shard_settings, &shard_settings.data_dir)?;
+        let store = cmd_engine::open_snapshots(&shard_settings, &shard_settings.data_dir)?;
+        let runtime = Runtime::start(
+            cmd_engine::runtime_options(&shard_settings, Role::Primary),
+            Logs {
+                requests: Arc::clone(&logs.requests),
+                outcomes: Arc::clone(&logs.outcomes),
+            },
+            Box::new(store),
+        )?;
+        let handle = runtime.handle();
+        let writer = logs
+            .requests
+            .open_writer()
+            .map_err(log_error("cannot open the requests log's writer"))?;
+        let reader = logs
+            .outcomes
+            .open_reader()
+            .map_err(log_error("cannot open the outcomes log's reader"))?;
+        shard_logs.push(ingress::ShardLogs {
+            writer,
+            outcomes: reader,
+            outcomes_log_id: Some(logs.outcomes.log_id()),
+            engine: Some(Arc::new(RuntimeControl(handle.clone()))),
         });
-        if done || status.failure.is_some() {
-            break;
+        first_requests.get_or_insert_with(|| Arc::clone(&logs.requests));
+        runtimes.push((shard, runtime));
+    }
+    let control = match settings.shards {
+        1 => None,
+        _ => {
+            let log = cmd_engine::open_control_log(&embedded, &data_dir)?;
+            Some(ingress::ControlLogs {
+                writer: log
+                    .open_writer()
+                    .map_err(log_error("cannot open the control log's writer"))?,
+                reader: log
+                    .open_reader()
+                    .map_err(log_error("cannot open the control log's reader"))?,
+            })
         }
-        tracing::info!(applied_offset = ?status.applied_offset, log_end_offset = status.log_end_offset, "the engine is replaying the requests log");
+    };
+    let ingress = Ingress::start_shards(ingress_config, shard_logs, control)
+        .map_err(ToolError::Invalid)?;
+    let handles: Vec<(u32, RuntimeHandle)> = runtimes
+        .iter()
+        .map(|(shard, runtime)| (*shard, runtime.handle()))
+        .collect();
+    let wait_for_engine = || {
+        for (shard, handle) in &handles {
+            loop {
+                let (status, done) = handle.wait_for(REPLAY_REPORT_EVERY, |status| {
+                    status.failure.is_some()
+                        || (status.role == Role::Primary
+                            && status.caught_up()
+                            && status.published_all())
+                });
+                if done || status.failure.is_some() {
+                    break;
+                }
+                tracing::info!(shard, applied_offset = ?status.applied_offset, log_end_offset = status.log_end_offset, "the engine is replaying the requests log");
+            }
+        }
     };
     let operator = crate::operator_http::engine_routes(
-        handle.clone(),
-        Arc::clone(&logs.requests),
+        handles.clone(),
+        first_requests.expect("at least one shard"),
         &settings.auth.operator_key,
     );
     let served = cmd_ingress::serve_http(
@@ -98,10 +133,21 @@ pub(crate) fn run(
         wait_for_engine,
     );
     ingress.stop();
-    let stopped = runtime.shutdown();
+    let mut stopped = Ok(());
+    for (shard, runtime) in runtimes {
+        match runtime.shutdown() {
+            Ok(status) => {
+                tracing::info!(shard, applied_offset = ?status.applied_offset, state_hash = %status.state_hash, "stopped");
+            }
+            Err(error) => {
+                if stopped.is_ok() {
+                    stopped = Err(error);
+                }
+            }
+        }
+    }
     served?;
-    let status = stopped?;
-    tracing::info!(applied_offset = ?status.applied_offset, state_hash = %status.state_hash, "stopped");
+    stopped?;
     Ok(())
 }
 

@@ -49,6 +49,11 @@ struct Cli {
     /// `ingress` at start-up, naming it.
     #[arg(long, global = true)]
     dev: bool,
+    /// The shard that `engine`, `promote`, `replay`, `snapshot` and `log` act on (0 to
+    /// `shards` - 1; default 0): its topics, its data directory (`<data_dir>/shard-K`
+    /// for K > 0) and its engine's place. `serve` and `ingress` serve every shard.
+    #[arg(long, global = true)]
+    shard: Option<u32>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -168,6 +173,43 @@ fn main() {
         }
     };
     settings.development = cli.dev;
+    if let Err(error) = settings.check_shards() {
+        eprintln!("error: {error}");
+        std::process::exit(2);
+    }
+    let for_shard = matches!(
+        cli.command,
+        Commands::Engine { .. }
+            | Commands::Promote { .. }
+            | Commands::Replay { .. }
+            | Commands::Snapshot { .. }
+            | Commands::Log { .. }
+    );
+    if cli.shard.is_some() && !for_shard {
+        eprintln!("error: --shard applies to engine, promote, replay, snapshot and log; serve and ingress serve every shard");
+        std::process::exit(2);
+    }
+    // The data directory given on the command line, then the shard's place under it.
+    let data_dir_arg = match &cli.command {
+        Commands::Engine { data_dir, .. }
+        | Commands::Promote { data_dir, .. }
+        | Commands::Replay { data_dir, .. }
+        | Commands::Snapshot { data_dir, .. }
+        | Commands::Log { data_dir, .. } => data_dir.clone(),
+        _ => None,
+    };
+    if for_shard {
+        if let Some(data_dir) = data_dir_arg {
+            settings.data_dir = data_dir;
+        }
+        settings = match settings.for_shard(cli.shard.unwrap_or(0)) {
+            Ok(settings) => settings,
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::exit(2);
+            }
+        };
+    }
     let serves = matches!(
         cli.command,
         Commands::Serve { .. } | Commands::Engine { .. } | Commands::Ingress { .. }
@@ -203,7 +245,7 @@ fn main() {
             role,
             node,
             operator_listen,
-            data_dir,
+            data_dir: _,
         } => {
             let role = match role {
                 EngineRole::Primary => runtime::Role::Primary,
@@ -216,45 +258,41 @@ fn main() {
             if let Some(listen) = operator_listen {
                 settings.engine.operator_listen = listen;
             }
-            exit_on_error(cmd_engine::run(
-                &settings,
-                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
-                role,
-            ));
+            exit_on_error(cmd_engine::run(&settings, &settings.data_dir, role));
         }
         Commands::Promote {
             node,
             wait_seconds,
-            data_dir,
+            data_dir: _,
         } => exit_on_error(cmd_promote::run(
             &settings,
-            &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+            &settings.data_dir,
             &node,
             std::time::Duration::from_secs(wait_seconds),
         )),
         Commands::Replay {
             from_snapshot,
             to,
-            data_dir,
+            data_dir: _,
         } => {
             exit_on_error(cmd_replay::run(
                 &settings,
-                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                &settings.data_dir,
                 from_snapshot,
                 to,
             ));
         }
-        Commands::Snapshot { command, data_dir } => {
+        Commands::Snapshot { command, .. } => {
             exit_on_error(cmd_snapshot::run(
                 &settings,
-                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                &settings.data_dir,
                 command,
             ));
         }
-        Commands::Log { command, data_dir } => {
+        Commands::Log { command, .. } => {
             exit_on_error(cmd_log::run(
                 &settings,
-                &data_dir.unwrap_or_else(|| settings.data_dir.clone()),
+                &settings.data_dir,
                 command,
             ));
         }

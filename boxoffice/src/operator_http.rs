@@ -22,7 +22,11 @@ use std::sync::Arc;
 
 #[derive(Clone)]
 struct OperatorState {
+    /// The shard whose engine the top-level fields, promotion and the requests log are of.
+    shard: u32,
     runtime: RuntimeHandle,
+    /// Every shard this process runs (`serve`: all; `engine --shard K`: K), in order.
+    shards: Arc<Vec<(u32, RuntimeHandle)>>,
     /// The requests log the replica applies, read by `GET /v1/admin/engine/requests`.
     requests: Arc<dyn OpenLog>,
     operator_key: Arc<str>,
@@ -36,26 +40,38 @@ fn routes() -> Router<OperatorState> {
         .route("/v1/admin/engine/requests", get(requests_log))
 }
 
-fn state(runtime: RuntimeHandle, requests: Arc<dyn OpenLog>, operator_key: &str) -> OperatorState {
+/// The operator state of the shards `runtimes` (shard index, runtime) of one process;
+/// the first is the one the top-level fields, promotion and `requests` are of.
+fn state(
+    runtimes: Vec<(u32, RuntimeHandle)>,
+    requests: Arc<dyn OpenLog>,
+    operator_key: &str,
+) -> OperatorState {
+    let (shard, runtime) = runtimes.first().cloned().expect("at least one shard's runtime");
     OperatorState {
+        shard,
         runtime,
+        shards: Arc::new(runtimes),
         requests,
         operator_key: operator_key.into(),
     }
 }
 
-/// The operator endpoints of a process that runs an engine next to an ingress (`serve`):
-/// merged into the ingress's router.
+/// The operator endpoints of a process that runs engines next to an ingress (`serve`):
+/// merged into the ingress's router. `runtimes` are (shard, runtime) in shard order;
+/// `requests` is the first's requests log.
 pub(crate) fn engine_routes(
-    runtime: RuntimeHandle,
+    runtimes: Vec<(u32, RuntimeHandle)>,
     requests: Arc<dyn OpenLog>,
     operator_key: &str,
 ) -> Router {
-    routes().with_state(state(runtime, requests, operator_key))
+    routes().with_state(state(runtimes, requests, operator_key))
 }
 
-/// The whole operator listener of `boxoffice engine` (no ingress in its process).
+/// The whole operator listener of `boxoffice engine --shard K` (no ingress in its
+/// process).
 pub(crate) fn router(
+    shard: u32,
     runtime: RuntimeHandle,
     requests: Arc<dyn OpenLog>,
     operator_key: &str,
@@ -66,7 +82,7 @@ pub(crate) fn router(
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics))
-        .with_state(state(runtime, requests, operator_key))
+        .with_state(state(vec![(shard, runtime)], requests, operator_key))
 }
 
 /// The operator key as a bearer token, compared in constant time.
@@ -132,8 +148,36 @@ fn format_time(millis: u64) -> String {
         .unwrap_or_else(|| "9999-12-31T23:59:59Z".to_string())
 }
 
-fn status_body(node: &str, status: EngineStatus) -> EngineStatusResponse {
+/// Every shard this process runs, as `GET /v1/admin/engine` lists them.
+fn shard_bodies(state: &OperatorState) -> Vec<ingress::ShardStatusBody> {
+    state
+        .shards
+        .iter()
+        .map(|(shard, runtime)| {
+            let status = runtime.status();
+            ingress::ShardStatusBody {
+                shard: *shard,
+                node: runtime.node().to_string(),
+                role: role_body(status.role),
+                applied_offset: status.applied_offset,
+                log_end_offset: status.log_end_offset,
+                state_hash: status.state_hash,
+                state_hash_offset: status.state_hash_offset,
+                failure: status.failure,
+            }
+        })
+        .collect()
+}
+
+fn status_body(
+    node: &str,
+    status: EngineStatus,
+    shard: u32,
+    shards: Vec<ingress::ShardStatusBody>,
+) -> EngineStatusResponse {
     EngineStatusResponse {
+        shard,
+        shards,
         node: node.to_string(),
         role: role_body(status.role),
         applied_offset: status.applied_offset,
@@ -158,6 +202,8 @@ async fn status(
     Ok(Json(status_body(
         state.runtime.node(),
         state.runtime.status(),
+        state.shard,
+        shard_bodies(&state),
     )))
 }
 
@@ -456,7 +502,7 @@ mod tests {
                 expected.extend(lines.lines(&record).iter().map(Value::to_string));
             }
         }
-        let router = router(runtime.handle(), requests, KEY);
+        let router = router(0, runtime.handle(), requests, KEY);
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
 
         let (status, body) = call_bytes(
@@ -519,7 +565,7 @@ mod tests {
     async fn the_operator_key_guards_status_and_promotion() {
         let dir = tempfile::tempdir().unwrap();
         let (runtime, requests) = replica(dir.path(), "a", Role::Primary);
-        let router = router(runtime.handle(), requests, KEY);
+        let router = router(0, runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", None).await;
         assert_eq!(
             (status, &body["error"]["code"]),
@@ -546,7 +592,7 @@ mod tests {
             status.role == Role::Standby
         });
         assert!(settled);
-        let router = router(runtime.handle(), requests, KEY);
+        let router = router(0, runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", Some(KEY)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -647,11 +693,11 @@ mod tests {
         )
         .unwrap();
         let serve = with_engine.router().merge(engine_routes(
-            handle.clone(),
+            vec![(0, handle.clone())],
             Arc::clone(&replica_requests),
             KEY,
         ));
-        let engine = router(handle.clone(), replica_requests, KEY);
+        let engine = router(0, handle.clone(), replica_requests, KEY);
 
         let (serve_status, serve_body) = call(&serve, "GET", "/v1/admin/engine", Some(KEY)).await;
         let (engine_status, engine_body) =
@@ -719,7 +765,7 @@ mod tests {
             failure: None,
             configure_offset: None,
         };
-        let body = serde_json::to_value(status_body("b", status)).unwrap();
+        let body = serde_json::to_value(status_body("b", status, 0, Vec::new())).unwrap();
         assert_eq!(
             (&body["role"], &body["lag_records"]),
             (&json!("catching_up"), &json!(5))

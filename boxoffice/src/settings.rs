@@ -30,6 +30,14 @@ pub(crate) enum SettingsError {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
+    /// Shards of this deployment: each one requests log, one outcomes log and one engine
+    /// (issue "Past one engine thread"). Optional in a file (1).
+    #[serde(default = "default_shards")]
+    pub(crate) shards: u32,
+    /// The shard this process's engine tools act on (`--shard`), never read from a file:
+    /// [`Settings::for_shard`] sets it with the topics, data directory and engine place.
+    #[serde(skip)]
+    pub(crate) shard: u32,
     pub(crate) http: HttpSettings,
     pub(crate) auth: AuthSettings,
     pub(crate) rate_limit: RateLimitSettings,
@@ -76,6 +84,27 @@ impl HttpSettings {
             0 => std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1)),
             threads => threads,
         }
+    }
+}
+
+fn default_shards() -> u32 {
+    1
+}
+
+/// The name of shard `shard`'s copy of `base` (a topic, a transactional id): shard 0 keeps
+/// `base`, so a single-shard deployment's names are the ones it always had.
+pub(crate) fn shard_name(base: &str, shard: u32) -> String {
+    match shard {
+        0 => base.to_string(),
+        shard => format!("{base}.shard-{shard}"),
+    }
+}
+
+/// Where shard `shard` keeps its files under `data_dir`: shard 0 in `data_dir` itself.
+pub(crate) fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
+    match shard {
+        0 => data_dir.to_path_buf(),
+        shard => data_dir.join(format!("shard-{shard}")),
     }
 }
 
@@ -274,6 +303,12 @@ fn client_properties<'de, D: Deserializer<'de>>(
 }
 
 impl KafkaSettings {
+    /// The control log's topic (`engine::control`): one for the deployment, named after
+    /// the configured requests topic.
+    pub(crate) fn control_topic(&self) -> String {
+        format!("{}.control", self.requests_topic)
+    }
+
     /// The options of one of the two topics: its shape and checks from `[kafka]`, and the
     /// client properties of `[kafka.client]`.
     pub(crate) fn options(&self, topic: &str) -> requestlog::KafkaOptions {
@@ -448,8 +483,46 @@ impl Settings {
         used
     }
 
+    /// These settings for shard `shard` of `shards`: its topics and transactional id
+    /// (`shard_name`), its data directory (`shard_dir`) and its engine's place. Shard 0's
+    /// are the settings as they are.
+    pub(crate) fn for_shard(&self, shard: u32) -> Result<Settings, String> {
+        if shard >= self.shards {
+            return Err(format!(
+                "--shard {shard} does not exist: this deployment has shards = {} (shards 0 to {})",
+                self.shards,
+                self.shards - 1
+            ));
+        }
+        let mut settings = self.clone();
+        settings.shard = shard;
+        settings.data_dir = shard_dir(&self.data_dir, shard);
+        let kafka = &mut settings.kafka;
+        kafka.requests_topic = shard_name(&self.kafka.requests_topic, shard);
+        kafka.outcomes_topic = shard_name(&self.kafka.outcomes_topic, shard);
+        kafka.transactional_id = shard_name(&self.kafka.transactional_id, shard);
+        Ok(settings)
+    }
+
+    /// Checks what no single key can: `shards` from 1 to `engine::SHARDS_MAX`.
+    pub(crate) fn check_shards(&self) -> Result<(), String> {
+        if (1..=engine::SHARDS_MAX).contains(&self.shards) {
+            Ok(())
+        } else {
+            Err(format!(
+                "shards is {}; it must be from 1 to {}",
+                self.shards,
+                engine::SHARDS_MAX
+            ))
+        }
+    }
+
     pub(crate) fn engine_config(&self) -> engine::EngineConfig {
         engine::EngineConfig {
+            shard: engine::ShardPlace {
+                index: self.shard,
+                count: self.shards,
+            },
             ticket_secret: self.engine.ticket_secret.as_bytes().to_vec(),
             confirm_grace_ms: self.engine.confirm_grace_ms,
             waitlist_length_max: self.engine.waitlist_length_max,

@@ -45,6 +45,32 @@ pub struct EngineConfig {
     pub text_bytes_max: usize,
     pub desks_max: u32,
     pub desk_slots_max: u64,
+    /// Which shard of how many this engine applies (placeholder until helper A's merge).
+    pub shard: ShardPlace,
+}
+
+/// Most shards a deployment may have.
+pub const SHARDS_MAX: u32 = 256;
+
+/// The shard of an id (any of them: events, holds, bookings, waiters, desks, desk
+/// tickets) in a deployment of `count` shards: every id an engine of shard k assigns is
+/// k modulo `count`.
+pub fn shard_of(id: u64, count: u32) -> u32 {
+    assert!(count >= 1, "a deployment has at least one shard");
+    (id % u64::from(count)) as u32
+}
+
+/// Which shard of how many an engine applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardPlace {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Default for ShardPlace {
+    fn default() -> Self {
+        ShardPlace { index: 0, count: 1 }
+    }
 }
 
 impl Default for EngineConfig {
@@ -72,6 +98,7 @@ impl Default for EngineConfig {
             text_bytes_max: 1_024,
             desks_max: 100_000,
             desk_slots_max: 1_000_000,
+            shard: ShardPlace::default(),
         }
     }
 }
@@ -162,6 +189,7 @@ impl EngineConfig {
             text_bytes_max,
             desks_max,
             desk_slots_max,
+            shard: _,
         } = self;
         // Destructured above so a new field cannot be forgotten here.
         [

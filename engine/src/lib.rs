@@ -28,6 +28,7 @@
 mod allocate;
 pub mod command;
 pub mod config;
+pub mod control;
 mod desk;
 mod engine;
 pub mod idempotency;
@@ -41,7 +42,7 @@ pub mod tickets;
 pub mod wire;
 
 pub use command::*;
-pub use config::EngineConfig;
+pub use config::{shard_of, EngineConfig, ShardPlace, SHARDS_MAX};
 pub use desk::Desks;
 pub use engine::{Engine, State};
 pub use idempotency::{IdempotencyScope, IdempotencyStamp};

@@ -577,6 +577,24 @@ pub struct EngineStatusResponse {
     pub state_hash_offset: Option<u64>,
     /// Why the engine runtime stopped, if it did.
     pub failure: Option<String>,
+    /// The shard the fields above are of (0 in a single-shard deployment).
+    pub shard: u32,
+    /// Every shard this process runs an engine of, in shard order: `serve` runs them all,
+    /// `boxoffice engine --shard K` runs one.
+    pub shards: Vec<ShardStatusBody>,
+}
+
+/// One shard's engine as `GET /v1/admin/engine` lists it.
+#[derive(Serialize, ToSchema)]
+pub struct ShardStatusBody {
+    pub shard: u32,
+    pub node: String,
+    pub role: EngineRole,
+    pub applied_offset: Option<u64>,
+    pub log_end_offset: u64,
+    pub state_hash: String,
+    pub state_hash_offset: Option<u64>,
+    pub failure: Option<String>,
 }
 
 /// `primary` publishes outcomes; `standby` applies the log and publishes nothing;
@@ -596,6 +614,25 @@ pub struct SnapshotBody {
     pub at: String,
 }
 
+/// Where a tenant's new events and desks go.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantPlacement {
+    pub(crate) tenant_id: String,
+    /// The shard its new events and desks go to; `null`: spread by request (a stable
+    /// function of the request, so a retry reaches the same shard).
+    pub(crate) shard: Option<u32>,
+    /// The deployment's shards.
+    pub(crate) shards: u32,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantPlacementBody {
+    /// From 0 to shards - 1, or `null` to spread the tenant's new events again.
+    #[schema(minimum = 0)]
+    pub(crate) shard: Option<u32>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct PromoteResponse {
     pub node: String,
@@ -608,7 +645,7 @@ pub(crate) struct Health {
     pub(crate) status: String,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub(crate) struct Readiness {
     pub(crate) ready: bool,
     pub(crate) log_writable: bool,
@@ -627,4 +664,10 @@ pub(crate) struct Readiness {
     /// The first outcome offset the read model expected but never got (the outcomes log
     /// has a gap), if any: then the read model is stale and this ingress is not ready.
     pub(crate) outcomes_missing_from: Option<u64>,
+    /// With more than one shard: each shard's readiness, in shard order (the fields above
+    /// are then shard 0's, but `ready`, which is every shard's read model caught up and
+    /// at least one shard answering: a shard that is down stops only its own events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(no_recursion)]
+    pub(crate) shards: Option<Vec<Readiness>>,
 }

@@ -109,6 +109,12 @@ reasons! {
     IdempotencyKeyReused = "idempotency_key_reused",
     /// The operator's promotion was refused (already primary, ...).
     PromotionRefused = "promotion_refused",
+    /// A tenant placement on a deployment without a control log (a single shard).
+    NoControlLog = "no_control_log",
+    /// No tenant with this id is configured.
+    TenantNotFound = "tenant_not_found",
+    /// Tenant placements one control log may hold (`control::PINS_MAX`).
+    TenantPinsMax = "tenant_pins_max",
     // 413 payload_too_large
     BodyTooLarge = "body_too_large",
     // 422 limit_exceeded (`details.limit` and `details.max`)
@@ -156,6 +162,9 @@ reasons! {
     EngineStopped = "engine_stopped",
     /// Requests wait for outcomes and none has come for the outcome timeout (`/readyz`).
     EngineNotAnswering = "engine_not_answering",
+    /// The write's shard is not answering (its engine stopped, or its requests have gone
+    /// unanswered for the outcome timeout): nothing was appended; the other shards sell.
+    ShardUnavailable = "shard_unavailable",
     NoEngine = "no_engine",
     EngineStarting = "engine_starting",
     TooManyStreams = "too_many_streams",

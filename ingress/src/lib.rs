@@ -34,6 +34,7 @@ mod api;
 mod auth;
 mod client_address;
 mod config;
+mod control;
 pub mod engine_control;
 mod error;
 mod extract;
@@ -53,7 +54,7 @@ mod validate;
 mod views;
 mod writes;
 
-pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, SnapshotBody};
+pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, ShardStatusBody, SnapshotBody};
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use client_address::parse_trusted_proxy;
 pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
@@ -70,7 +71,7 @@ use crate::metrics::{MethodLabel, Metrics};
 use crate::open_caps::OpenCounts;
 use crate::rate_limit::RateLimiter;
 use crate::read_model::ReadModel;
-use crate::state::{FollowerStatus, Shared, Watchers};
+use crate::state::{FollowerStatus, ShardState, Shared, Watchers};
 use crate::writes::{Pending, Writes};
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -85,13 +86,42 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// A running ingress: its shared state plus the outcome follower thread.
+/// A running ingress: its shared state plus each shard's outcome follower and snapshot
+/// threads, and the control log's follower.
 pub struct Ingress {
     state: AppState,
     stop: Arc<AtomicBool>,
-    follower: Option<JoinHandle<()>>,
-    /// Joined after the follower, which hands it the last snapshot as it stops.
-    snapshot_thread: Option<JoinHandle<()>>,
+    followers: Vec<JoinHandle<()>>,
+    /// Joined after the followers, which hand them their last snapshots as they stop.
+    snapshot_threads: Vec<JoinHandle<()>>,
+}
+
+/// One shard's logs, as an ingress uses them.
+pub struct ShardLogs {
+    /// Appends to the shard's requests log.
+    pub writer: Arc<dyn LogWriter>,
+    /// Reads the shard's outcomes log (from its current position, normally offset 0).
+    pub outcomes: Box<dyn LogReader>,
+    /// The outcomes log's identity: with `config.state_dir`, the shard's read model resumes
+    /// from its newest snapshot there (`None`: rebuilt from offset 0, no snapshots).
+    pub outcomes_log_id: Option<String>,
+    /// The shard's engine when it runs in this process (`serve`), for readiness.
+    pub engine: Option<Arc<dyn EngineControl>>,
+}
+
+/// The control log (`engine::control`), as an ingress uses it.
+pub struct ControlLogs {
+    pub writer: Arc<dyn LogWriter>,
+    pub reader: Box<dyn LogReader>,
+}
+
+/// Where shard `shard`'s follower state lives under an ingress's state directory: shard
+/// 0 in it (where a single-shard ingress always kept it), shard K in `shard-K`.
+pub fn shard_state_dir(state_dir: &std::path::Path, shard: u32) -> std::path::PathBuf {
+    match shard {
+        0 => state_dir.to_path_buf(),
+        shard => state_dir.join(format!("shard-{shard}")),
+    }
 }
 
 impl Ingress {
@@ -104,7 +134,16 @@ impl Ingress {
         outcomes: Box<dyn LogReader>,
         engine: Option<Arc<dyn EngineControl>>,
     ) -> Result<Ingress, String> {
-        Self::start_inner(config, writer, outcomes, None, engine)
+        Self::start_shards(
+            config,
+            vec![ShardLogs {
+                writer,
+                outcomes,
+                outcomes_log_id: None,
+                engine,
+            }],
+            None,
+        )
     }
 
     /// [`Ingress::start`], resuming from the newest read-model snapshot of the outcomes log
@@ -120,110 +159,77 @@ impl Ingress {
         outcomes_log_id: &str,
         engine: Option<Arc<dyn EngineControl>>,
     ) -> Result<Ingress, String> {
-        Self::start_inner(config, writer, outcomes, Some(outcomes_log_id), engine)
+        Self::start_shards(
+            config,
+            vec![ShardLogs {
+                writer,
+                outcomes,
+                outcomes_log_id: Some(outcomes_log_id.to_string()),
+                engine,
+            }],
+            None,
+        )
     }
 
-    fn start_inner(
+    /// An ingress over every shard of a deployment (`shards[k]` is shard k's logs; ids say
+    /// their shard, `engine::shard_of`), with the control log when there is one. Each
+    /// shard has its own appenders, pending writes, outcome follower, read model,
+    /// idempotency index and snapshots (shard K's under `shard-K` of the state directory,
+    /// [`shard_state_dir`]).
+    pub fn start_shards(
         config: IngressConfig,
-        writer: Arc<dyn LogWriter>,
-        mut outcomes: Box<dyn LogReader>,
-        outcomes_log_id: Option<&str>,
-        engine: Option<Arc<dyn EngineControl>>,
+        shards: Vec<ShardLogs>,
+        control: Option<ControlLogs>,
     ) -> Result<Ingress, String> {
         config.validate()?;
-        let metrics = Arc::new(Metrics::default());
-        let pending = Arc::new(Pending::new(config.completed_outcomes_max));
+        assert!(!shards.is_empty(), "an ingress serves at least one shard");
+        let shard_count = u32::try_from(shards.len()).map_err(|_| "too many shards".to_string())?;
+        if shard_count > engine::SHARDS_MAX {
+            return Err(format!("{shard_count} shards; at most {}", engine::SHARDS_MAX));
+        }
+        let metrics = Arc::new(Metrics::new(shard_count));
         let watchers = Arc::new(Watchers::default());
         let feeds = Arc::new(EventFeeds::new(config.streams_max));
-        let follower_status = Arc::new(FollowerStatus::default());
-        let window_ms = config.engine.idempotency_window_ms;
-        let (idempotency, resumed, store) = match (config.state_dir.as_deref(), outcomes_log_id) {
-            (Some(dir), Some(log_id)) => {
-                let (index, covered) = IdempotencyIndex::open_resumable(dir, window_ms, log_id)
-                    .map_err(|error| error.to_string())?;
-                let slot = index.path().expect("an index on disk has a slot");
-                let store = snapshotter::RocksStore::open(
-                    slot.join(follower_state::SNAPSHOTS_DIR),
-                    snapshotter::RocksStoreOptions {
-                        keep: config.snapshots_keep,
-                        ..snapshotter::RocksStoreOptions::default()
-                    },
-                )
-                .map_err(|error| format!("ingress snapshots in {}: {error}", slot.display()))?;
-                let (resumed, _skipped) =
-                    follower_state::load_newest(&store, log_id, covered.map(|c| c.offset))
-                        .map_err(|error| error.to_string())?;
-                if resumed.is_none() && covered.is_some() {
-                    // Rebuilt from offset 0: start from an empty index.
-                    index.clear().map_err(|error| error.to_string())?;
-                }
-                (index, resumed, Some((store, log_id.to_string())))
-            }
-            (dir, _) => (
-                IdempotencyIndex::open(dir, window_ms).map_err(|error| error.to_string())?,
-                None,
-                None,
-            ),
-        };
-        let idempotency = Arc::new(idempotency);
-        let (model, position) = match resumed {
-            Some(state) => {
-                let mut model = state.model;
-                model.set_ended_entries_max(config.ended_entries_max);
-                follower_status.resumed_from.store(
-                    model.applied_offset.map_or(0, |offset| offset + 1),
-                    Ordering::Release,
-                );
-                (model, Some(state.position))
-            }
-            None => (
-                ReadModel::new(config.ended_entries_max),
-                store.as_ref().map(|_| 0),
-            ),
-        };
-        if let Some(position) = position {
-            outcomes
-                .seek(position)
-                .map_err(|error| cannot_follow_from(&model, position, error))?;
-        }
-        let resume_position = outcomes.position();
-        let model = Arc::new(RwLock::new(model));
-        let (snapshots, snapshot_thread) = match store {
-            Some((store, log_id)) => {
-                let (trigger, thread) = follower_state::start_writer(
-                    Box::new(store),
-                    Arc::clone(&idempotency),
-                    log_id,
-                    config.snapshot_every_outcomes,
-                    config.snapshot_interval,
-                    Arc::clone(&follower_status.snapshot_written),
-                );
-                (trigger, Some(thread))
-            }
-            None => (follower_state::SnapshotTrigger::off(), None),
-        };
-        let writes = Writes::start(
-            Arc::clone(&writer),
-            Arc::clone(&pending),
-            Arc::clone(&metrics),
-            config.outcome_timeout,
-            config.append_queue_depth,
-            config.append_batch_records_max,
-            config.appender_threads,
-        );
         let stop = Arc::new(AtomicBool::new(false));
-        let follower = Follower {
-            model: Arc::clone(&model),
-            pending: Arc::clone(&pending),
-            idempotency: Arc::clone(&idempotency),
-            watchers: Arc::clone(&watchers),
-            metrics: Arc::clone(&metrics),
-            status: Arc::clone(&follower_status),
-            feeds: Arc::clone(&feeds),
-            snapshots,
-            resume_position,
+        let mut shard_states = Vec::new();
+        let mut followers = Vec::new();
+        let mut snapshot_threads = Vec::new();
+        for (index, logs) in (0u32..).zip(shards) {
+            let state_dir = config
+                .state_dir
+                .as_deref()
+                .map(|dir| shard_state_dir(dir, index));
+            let (shard, follower, snapshot_thread) = start_shard(
+                &config,
+                state_dir.as_deref(),
+                logs,
+                SharedParts {
+                    metrics: &metrics,
+                    watchers: &watchers,
+                    feeds: &feeds,
+                    stop: &stop,
+                },
+            )
+            .map_err(|error| match shard_count {
+                1 => error,
+                _ => format!("shard {index}: {error}"),
+            })?;
+            shard_states.push(shard);
+            followers.push(follower);
+            snapshot_threads.extend(snapshot_thread);
         }
-        .spawn(outcomes, Arc::clone(&stop));
+        let control = match control {
+            Some(ControlLogs { writer, reader }) => {
+                let control = Arc::new(control::Control::new(shard_count, Some(writer)));
+                followers.push(
+                    control
+                        .follow(reader, Arc::clone(&stop))
+                        .map_err(|error| format!("cannot start the control log's follower: {error}"))?,
+                );
+                control
+            }
+            None => Arc::new(control::Control::new(shard_count, None)),
+        };
         let rate = &config.rate_limit;
         let shared = Shared {
             auth: auth::Auth::new(
@@ -245,16 +251,11 @@ impl Ingress {
             long_polls_per_address: Arc::new(OpenCounts::new(config.long_polls_per_address_max)),
             streams_per_address: Arc::new(OpenCounts::new(config.streams_per_address_max)),
             config,
-            writes,
-            pending,
-            model,
-            idempotency,
-            follower: follower_status,
+            shards: shard_states,
+            control,
             watchers,
             feeds,
             metrics,
-            engine,
-            writer,
             shutdown: tokio::sync::watch::channel(false).0,
         };
         Ok(Ingress {
@@ -262,8 +263,8 @@ impl Ingress {
                 shared: Arc::new(shared),
             },
             stop,
-            follower: Some(follower),
-            snapshot_thread,
+            followers,
+            snapshot_threads,
         })
     }
 
@@ -295,12 +296,14 @@ impl Ingress {
     /// last snapshot written, if any.
     pub fn stop(mut self) -> Option<u64> {
         self.state.begin_shutdown();
-        self.state.shared.writes.close();
+        for shard in self.state.shards() {
+            shard.writes.close();
+        }
         self.stop.store(true, Ordering::Release);
-        if let Some(follower) = self.follower.take() {
+        for follower in self.followers.drain(..) {
             let _ = follower.join();
         }
-        if let Some(snapshots) = self.snapshot_thread.take() {
+        for snapshots in self.snapshot_threads.drain(..) {
             let _ = snapshots.join();
         }
         self.state.snapshot_written()
@@ -311,6 +314,130 @@ impl Drop for Ingress {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }
+}
+
+/// What every shard's threads share.
+struct SharedParts<'a> {
+    metrics: &'a Arc<Metrics>,
+    watchers: &'a Arc<Watchers>,
+    feeds: &'a Arc<EventFeeds>,
+    stop: &'a Arc<AtomicBool>,
+}
+
+/// One shard's state and threads: its idempotency index and read model (from its newest
+/// snapshot in `state_dir` when the outcomes log's id is given), its appenders and its
+/// outcome follower.
+fn start_shard(
+    config: &IngressConfig,
+    state_dir: Option<&std::path::Path>,
+    logs: ShardLogs,
+    parts: SharedParts<'_>,
+) -> Result<(ShardState, JoinHandle<()>, Option<JoinHandle<()>>), String> {
+    let ShardLogs {
+        writer,
+        mut outcomes,
+        outcomes_log_id,
+        engine,
+    } = logs;
+    let pending = Arc::new(Pending::new(config.completed_outcomes_max));
+    let follower_status = Arc::new(FollowerStatus::default());
+    let window_ms = config.engine.idempotency_window_ms;
+    let (idempotency, resumed, store) = match (state_dir, outcomes_log_id.as_deref()) {
+        (Some(dir), Some(log_id)) => {
+            let (index, covered) = IdempotencyIndex::open_resumable(dir, window_ms, log_id)
+                .map_err(|error| error.to_string())?;
+            let slot = index.path().expect("an index on disk has a slot");
+            let store = snapshotter::RocksStore::open(
+                slot.join(follower_state::SNAPSHOTS_DIR),
+                snapshotter::RocksStoreOptions {
+                    keep: config.snapshots_keep,
+                    ..snapshotter::RocksStoreOptions::default()
+                },
+            )
+            .map_err(|error| format!("ingress snapshots in {}: {error}", slot.display()))?;
+            let (resumed, _skipped) =
+                follower_state::load_newest(&store, log_id, covered.map(|c| c.offset))
+                    .map_err(|error| error.to_string())?;
+            if resumed.is_none() && covered.is_some() {
+                // Rebuilt from offset 0: start from an empty index.
+                index.clear().map_err(|error| error.to_string())?;
+            }
+            (index, resumed, Some((store, log_id.to_string())))
+        }
+        (dir, _) => (
+            IdempotencyIndex::open(dir, window_ms).map_err(|error| error.to_string())?,
+            None,
+            None,
+        ),
+    };
+    let idempotency = Arc::new(idempotency);
+    let (model, position) = match resumed {
+        Some(state) => {
+            let mut model = state.model;
+            model.set_ended_entries_max(config.ended_entries_max);
+            follower_status.resumed_from.store(
+                model.applied_offset.map_or(0, |offset| offset + 1),
+                Ordering::Release,
+            );
+            (model, Some(state.position))
+        }
+        None => (
+            ReadModel::new(config.ended_entries_max),
+            store.as_ref().map(|_| 0),
+        ),
+    };
+    if let Some(position) = position {
+        outcomes
+            .seek(position)
+            .map_err(|error| cannot_follow_from(&model, position, error))?;
+    }
+    let resume_position = outcomes.position();
+    let model = Arc::new(RwLock::new(model));
+    let (snapshots, snapshot_thread) = match store {
+        Some((store, log_id)) => {
+            let (trigger, thread) = follower_state::start_writer(
+                Box::new(store),
+                Arc::clone(&idempotency),
+                log_id,
+                config.snapshot_every_outcomes,
+                config.snapshot_interval,
+                Arc::clone(&follower_status.snapshot_written),
+            );
+            (trigger, Some(thread))
+        }
+        None => (follower_state::SnapshotTrigger::off(), None),
+    };
+    let writes = Writes::start(
+        Arc::clone(&writer),
+        Arc::clone(&pending),
+        Arc::clone(parts.metrics),
+        config.outcome_timeout,
+        config.append_queue_depth,
+        config.append_batch_records_max,
+        config.appender_threads,
+    );
+    let follower = Follower {
+        model: Arc::clone(&model),
+        pending: Arc::clone(&pending),
+        idempotency: Arc::clone(&idempotency),
+        watchers: Arc::clone(parts.watchers),
+        metrics: Arc::clone(parts.metrics),
+        status: Arc::clone(&follower_status),
+        feeds: Arc::clone(parts.feeds),
+        snapshots,
+        resume_position,
+    }
+    .spawn(outcomes, Arc::clone(parts.stop));
+    let shard = ShardState {
+        writes,
+        pending,
+        model,
+        idempotency,
+        follower: follower_status,
+        engine,
+        writer,
+    };
+    Ok((shard, follower, snapshot_thread))
 }
 
 /// Why the follower cannot start at `position` of the outcomes log.
@@ -344,7 +471,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
     }
     // With an engine in this process (`serve`), the operator router of the `boxoffice`
     // binary serves these next to this one; without one they say where to go.
-    if state.shared.engine.is_none() {
+    if state.shards().iter().all(|shard| shard.engine.is_none()) {
         router = router
             .route("/v1/admin/engine", get(routes::ops::no_engine))
             .route("/v1/admin/engine/promote", post(routes::ops::no_engine))
@@ -358,6 +485,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .route("/v1/openapi.json", get(routes::ops::openapi))
+        .route(
+            "/v1/operator/tenants/{tenant_id}/placement",
+            get(routes::ops::get_placement).put(routes::ops::put_placement),
+        )
         .route("/v1/cities", get(routes::public::cities))
         .route("/v1/venues", get(routes::public::venues))
         .route("/v1/events", get(routes::public::events))

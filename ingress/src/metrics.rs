@@ -101,24 +101,80 @@ pub(crate) struct Gauges {
     pub(crate) waiting: u64,
     pub(crate) events: u64,
     pub(crate) pending_writes: u64,
-    pub(crate) long_polls: u64,
-    pub(crate) seat_map_streams: u64,
     pub(crate) read_model_anomalies: u64,
 }
 
-#[derive(Default)]
+/// The `shard` label of a per-shard gauge (only with more than one shard).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabel {
+    shard: u32,
+}
+
+/// A gauge per shard: unlabelled in a single-shard deployment (so its exposition is the
+/// one it always had), labelled `shard` otherwise.
+#[derive(Clone)]
+enum ShardGauge {
+    One(Gauge),
+    Many(Family<ShardLabel, Gauge>),
+}
+
+impl ShardGauge {
+    fn new(shards: u32) -> ShardGauge {
+        match shards {
+            1 => ShardGauge::One(Gauge::default()),
+            _ => ShardGauge::Many(Family::default()),
+        }
+    }
+
+    fn set(&self, shard: u32, value: i64) {
+        match self {
+            ShardGauge::One(gauge) => {
+                gauge.set(value);
+            }
+            ShardGauge::Many(family) => {
+                family.get_or_create(&ShardLabel { shard }).set(value);
+            }
+        };
+    }
+
+    fn register(&self, registry: &mut Registry, name: &str, help: &str) {
+        match self {
+            ShardGauge::One(gauge) => registry.register(name, help, gauge.clone()),
+            ShardGauge::Many(family) => registry.register(name, help, family.clone()),
+        };
+    }
+}
+
 struct GaugeSet {
-    applied_offset: Gauge,
-    outcomes_lag: Gauge,
-    outcomes_end_offset: Gauge,
-    live_holds: Gauge,
-    live_bookings: Gauge,
-    waiting: Gauge,
-    events: Gauge,
-    pending_writes: Gauge,
+    applied_offset: ShardGauge,
+    outcomes_lag: ShardGauge,
+    outcomes_end_offset: ShardGauge,
+    live_holds: ShardGauge,
+    live_bookings: ShardGauge,
+    waiting: ShardGauge,
+    events: ShardGauge,
+    pending_writes: ShardGauge,
     long_polls: Gauge,
     seat_map_streams: Gauge,
-    read_model_anomalies: Gauge,
+    read_model_anomalies: ShardGauge,
+}
+
+impl GaugeSet {
+    fn new(shards: u32) -> GaugeSet {
+        GaugeSet {
+            applied_offset: ShardGauge::new(shards),
+            outcomes_lag: ShardGauge::new(shards),
+            outcomes_end_offset: ShardGauge::new(shards),
+            live_holds: ShardGauge::new(shards),
+            live_bookings: ShardGauge::new(shards),
+            waiting: ShardGauge::new(shards),
+            events: ShardGauge::new(shards),
+            pending_writes: ShardGauge::new(shards),
+            long_polls: Gauge::default(),
+            seat_map_streams: Gauge::default(),
+            read_model_anomalies: ShardGauge::new(shards),
+        }
+    }
 }
 
 fn saturating_i64(value: u64) -> i64 {
@@ -127,6 +183,14 @@ fn saturating_i64(value: u64) -> i64 {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::new(1)
+    }
+}
+
+impl Metrics {
+    /// The metrics of an ingress of `shards` shards: per-shard gauges are labelled `shard`
+    /// when there is more than one.
+    pub(crate) fn new(shards: u32) -> Self {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_duration =
@@ -203,7 +267,7 @@ impl Default for Metrics {
             "boxoffice_idempotency_index_errors",
             "Errors reading or writing the idempotency index",
         );
-        let gauges = GaugeSet::default();
+        let gauges = GaugeSet::new(shards);
         for (name, help, gauge) in [
             (
                 "boxoffice_read_model_applied_offset",
@@ -242,23 +306,23 @@ impl Default for Metrics {
                 &gauges.pending_writes,
             ),
             (
-                "boxoffice_long_polls",
-                "Waitlist long-polls waiting for a change",
-                &gauges.long_polls,
-            ),
-            (
-                "boxoffice_seat_map_streams",
-                "Seat-map streams (server-sent events) open",
-                &gauges.seat_map_streams,
-            ),
-            (
                 "boxoffice_read_model_anomalies",
                 "Outcomes that did not fit the read model (should be 0)",
                 &gauges.read_model_anomalies,
             ),
         ] {
-            registry.register(name, help, gauge.clone());
+            gauge.register(&mut registry, name, help);
         }
+        registry.register(
+            "boxoffice_long_polls",
+            "Waitlist long-polls waiting for a change",
+            gauges.long_polls.clone(),
+        );
+        registry.register(
+            "boxoffice_seat_map_streams",
+            "Seat-map streams (server-sent events) open",
+            gauges.seat_map_streams.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -301,29 +365,35 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition (OpenMetrics text, [`CONTENT_TYPE`]), with `gauges` as of now.
-    pub(crate) fn render(&self, gauges: &Gauges) -> String {
+    /// The exposition (OpenMetrics text, [`CONTENT_TYPE`]), with each shard's `gauges`
+    /// (in shard order) and the open long-polls and streams as of now.
+    pub(crate) fn render(&self, shards: &[Gauges], long_polls: u64, seat_map_streams: u64) -> String {
         let set = &self.gauges;
-        set.applied_offset
-            .set(gauges.applied_offset.map_or(-1, saturating_i64));
-        set.outcomes_lag.set(saturating_i64(
-            gauges
-                .outcomes_end_offset
-                .saturating_sub(gauges.outcomes_position),
-        ));
-        set.outcomes_end_offset
-            .set(saturating_i64(gauges.outcomes_end_offset));
-        set.live_holds.set(saturating_i64(gauges.live_holds));
-        set.live_bookings.set(saturating_i64(gauges.live_bookings));
-        set.waiting.set(saturating_i64(gauges.waiting));
-        set.events.set(saturating_i64(gauges.events));
-        set.pending_writes
-            .set(saturating_i64(gauges.pending_writes));
-        set.long_polls.set(saturating_i64(gauges.long_polls));
-        set.seat_map_streams
-            .set(saturating_i64(gauges.seat_map_streams));
-        set.read_model_anomalies
-            .set(saturating_i64(gauges.read_model_anomalies));
+        for (shard, gauges) in (0u32..).zip(shards) {
+            set.applied_offset
+                .set(shard, gauges.applied_offset.map_or(-1, saturating_i64));
+            set.outcomes_lag.set(
+                shard,
+                saturating_i64(
+                    gauges
+                        .outcomes_end_offset
+                        .saturating_sub(gauges.outcomes_position),
+                ),
+            );
+            set.outcomes_end_offset
+                .set(shard, saturating_i64(gauges.outcomes_end_offset));
+            set.live_holds.set(shard, saturating_i64(gauges.live_holds));
+            set.live_bookings
+                .set(shard, saturating_i64(gauges.live_bookings));
+            set.waiting.set(shard, saturating_i64(gauges.waiting));
+            set.events.set(shard, saturating_i64(gauges.events));
+            set.pending_writes
+                .set(shard, saturating_i64(gauges.pending_writes));
+            set.read_model_anomalies
+                .set(shard, saturating_i64(gauges.read_model_anomalies));
+        }
+        set.long_polls.set(saturating_i64(long_polls));
+        set.seat_map_streams.set(saturating_i64(seat_map_streams));
         let mut text = String::new();
         // Writing to a String cannot fail; an encoder error would be a bug in a label.
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
@@ -347,8 +417,6 @@ mod tests {
             waiting: 3,
             events: 1,
             pending_writes: 0,
-            long_polls: 0,
-            seat_map_streams: 0,
             read_model_anomalies: 0,
         }
     }
@@ -361,7 +429,7 @@ mod tests {
         metrics.observe_http("/v1/events/{event_id}", get, 200, Duration::from_millis(30));
         metrics.log_append.observe(0.0002);
         metrics.log_appended_records.inc_by(3);
-        let text = metrics.render(&gauges());
+        let text = metrics.render(&[gauges()], 0, 0);
         for expected in [
             "boxoffice_http_requests_total{route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 2\n",
             "boxoffice_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 1\n",
@@ -376,6 +444,25 @@ mod tests {
         }
     }
 
+    /// With more than one shard every per-shard gauge says its shard.
+    #[test]
+    fn gauges_are_labelled_by_shard_with_more_than_one() {
+        let metrics = Metrics::new(2);
+        let second = Gauges {
+            applied_offset: Some(9),
+            ..gauges()
+        };
+        let text = metrics.render(&[gauges(), second], 1, 0);
+        for expected in [
+            "boxoffice_read_model_applied_offset{shard=\"0\"} 4\n",
+            "boxoffice_read_model_applied_offset{shard=\"1\"} 9\n",
+            "boxoffice_outcomes_lag_records{shard=\"1\"} 2\n",
+            "boxoffice_long_polls 1\n",
+        ] {
+            assert!(text.contains(expected), "no {expected} in\n{text}");
+        }
+    }
+
     #[test]
     fn unknown_methods_share_one_label() {
         let metrics = Metrics::default();
@@ -383,7 +470,7 @@ mod tests {
             let method = Method::from_bytes(name.as_bytes()).unwrap();
             metrics.observe_http("unmatched", MethodLabel::of(&method), 405, Duration::ZERO);
         }
-        let text = metrics.render(&gauges());
+        let text = metrics.render(&[gauges()], 0, 0);
         assert!(
             text.contains(
                 "boxoffice_http_requests_total{route=\"unmatched\",method=\"other\",status=\"405\"} 4\n"

@@ -45,7 +45,7 @@ impl Modify for Security {
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
-        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log,
+        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement,
         web::demo_token,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorDetails, Reason)),
@@ -528,6 +528,7 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
                 ShuttingDown,
                 LogNotWritable,
                 FollowerStopped,
+                ShardUnavailable,
             ],
         ));
     }
@@ -666,6 +667,13 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (503, vec![NoEngine, LogNotWritable]),
         ],
         "demo_token" => vec![(404, vec![RouteNotFound])],
+        "get_placement" => vec![(404, vec![TenantNotFound])],
+        "put_placement" => vec![
+            (404, vec![TenantNotFound]),
+            (409, vec![NoControlLog]),
+            (422, vec![TenantPinsMax]),
+            (503, vec![LogNotWritable]),
+        ],
         other => panic!("operation {other} does not list its reasons in operation_reasons"),
     }
 }

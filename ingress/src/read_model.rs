@@ -315,6 +315,30 @@ pub(crate) enum EventSort {
     Name,
 }
 
+/// `found` in `sort` order (ties by id), and page `page` (from 1) of `per_page` of it,
+/// with the total: one ordering for one shard's events and for every shard's merged.
+pub(crate) fn sort_and_page<'a>(
+    mut found: Vec<&'a EventRecord>,
+    sort: EventSort,
+    page: u32,
+    per_page: u32,
+) -> (Vec<&'a EventRecord>, u64) {
+    match sort {
+        EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
+        EventSort::Name => {
+            found.sort_by_cached_key(|event| (event.spec.name.to_lowercase(), event.id))
+        }
+    }
+    let total = found.len() as u64;
+    let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
+    let page: Vec<&EventRecord> = found
+        .into_iter()
+        .skip(usize::try_from(start).unwrap_or(usize::MAX))
+        .take(per_page as usize)
+        .collect();
+    (page, total)
+}
+
 /// What one applied outcome changed that someone may be waiting on.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
@@ -421,6 +445,7 @@ impl ReadModel {
     }
 
     /// Events matching the filter, sorted, and the page asked for; plus the total.
+    #[cfg(test)]
     pub(crate) fn search(
         &self,
         filter: &EventFilter,
@@ -428,13 +453,17 @@ impl ReadModel {
         page: u32,
         per_page: u32,
     ) -> (Vec<&EventRecord>, u64) {
+        sort_and_page(self.matching(filter), sort, page, per_page)
+    }
+
+    /// The events `filter` selects, in no particular order.
+    pub(crate) fn matching(&self, filter: &EventFilter) -> Vec<&EventRecord> {
         let same = |wanted: &Option<String>, actual: &str| {
             wanted
                 .as_ref()
                 .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
         };
-        let mut found: Vec<&EventRecord> = self
-            .events
+        self.events
             .values()
             .filter(|event| filter.include_canceled || !event.canceled)
             .filter(|event| {
@@ -465,21 +494,7 @@ impl ReadModel {
                 .to_lowercase();
                 filter.words.iter().all(|word| text.contains(word.as_str()))
             })
-            .collect();
-        match sort {
-            EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
-            EventSort::Name => {
-                found.sort_by_cached_key(|event| (event.spec.name.to_lowercase(), event.id))
-            }
-        }
-        let total = found.len() as u64;
-        let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
-        let page: Vec<&EventRecord> = found
-            .into_iter()
-            .skip(usize::try_from(start).unwrap_or(usize::MAX))
-            .take(per_page as usize)
-            .collect();
-        (page, total)
+            .collect()
     }
 
     /// (city, country) → events not canceled, ordered by city.

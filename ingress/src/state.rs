@@ -37,15 +37,57 @@ pub struct AppState {
     pub(crate) shared: Arc<Shared>,
 }
 
-pub(crate) struct Shared {
-    pub(crate) config: IngressConfig,
-    pub(crate) auth: Auth,
+/// One shard as this ingress sees it: where its writes go, what follows its outcomes,
+/// and the read model of its events. Ids say their shard (`id % shards`), so a handler
+/// finds the shard of anything it is asked about without asking anyone.
+pub(crate) struct ShardState {
     pub(crate) writes: Writes,
     pub(crate) pending: Arc<Pending>,
     pub(crate) model: Arc<RwLock<ReadModel>>,
     /// First answers to keyed requests, for the contract's window (fed by the follower).
     pub(crate) idempotency: Arc<IdempotencyIndex>,
     pub(crate) follower: Arc<FollowerStatus>,
+    pub(crate) engine: Option<Arc<dyn EngineControl>>,
+    pub(crate) writer: Arc<dyn LogWriter>,
+}
+
+impl ShardState {
+    /// The read model, for a short read. Never held across an `.await`.
+    pub(crate) fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        self.model
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Why this shard's engine is known not to answer now (it stopped, or a request this
+    /// ingress appended has waited for its outcome with none coming for the outcome
+    /// timeout), if it is. Cheap: no log is asked.
+    pub(crate) fn down(&self, outcome_timeout: Duration) -> Option<String> {
+        if let Some(failure) = self.engine.as_ref().and_then(|engine| engine.failure()) {
+            return Some(format!("the engine has stopped: {failure}"));
+        }
+        let answered_end = self.model().applied_offset.map_or(0, |applied| applied + 1);
+        let waiting = self.writes.appended_end() > answered_end;
+        let silent = self
+            .follower
+            .silent_for()
+            .is_some_and(|silent| silent >= outcome_timeout);
+        (waiting && silent).then(|| {
+            format!(
+                "requests wait for outcomes and none has come for {} ms",
+                outcome_timeout.as_millis()
+            )
+        })
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: IngressConfig,
+    pub(crate) auth: Auth,
+    /// Every shard, by index; one in a single-shard deployment.
+    pub(crate) shards: Vec<ShardState>,
+    /// Tenant-wide records (the control log): where a tenant's events are placed.
+    pub(crate) control: Arc<crate::control::Control>,
     pub(crate) watchers: Arc<Watchers>,
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
     pub(crate) feeds: Arc<EventFeeds>,
@@ -56,8 +98,6 @@ pub(crate) struct Shared {
     pub(crate) long_polls_per_user: Arc<OpenCounts<String>>,
     pub(crate) long_polls_per_address: Arc<OpenCounts<IpAddr>>,
     pub(crate) streams_per_address: Arc<OpenCounts<IpAddr>>,
-    pub(crate) engine: Option<Arc<dyn EngineControl>>,
-    pub(crate) writer: Arc<dyn LogWriter>,
     /// Set when the server begins shutting down: long-polls answer at once.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -221,12 +261,33 @@ impl AppState {
         &self.shared.config
     }
 
-    /// The read model, for a short read. Never held across an `.await`.
-    pub(crate) fn model(&self) -> RwLockReadGuard<'_, ReadModel> {
-        self.shared
-            .model
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(crate) fn shards(&self) -> &[ShardState] {
+        &self.shared.shards
+    }
+
+    pub(crate) fn shard_count(&self) -> u32 {
+        self.shared.shards.len() as u32
+    }
+
+    /// The shard of an id (`engine::shard_of`: every id says its shard).
+    pub(crate) fn shard_of(&self, id: impl Into<u64>) -> &ShardState {
+        &self.shared.shards[engine::shard_of(id.into(), self.shard_count()) as usize]
+    }
+
+    /// The read model of the shard that holds `id`, for a short read. Never held across
+    /// an `.await`.
+    pub(crate) fn model_of(&self, id: impl Into<u64>) -> RwLockReadGuard<'_, ReadModel> {
+        self.shard_of(id).model()
+    }
+
+    /// Shard 0's read model: the whole model of a single-shard deployment.
+    pub(crate) fn first_model(&self) -> RwLockReadGuard<'_, ReadModel> {
+        self.shared.shards[0].model()
+    }
+
+    /// Every shard's read model, in shard order, each read-locked for a short read.
+    pub(crate) fn models(&self) -> Vec<RwLockReadGuard<'_, ReadModel>> {
+        self.shared.shards.iter().map(ShardState::model).collect()
     }
 
     pub(crate) fn check_user_rate(&self, user: &String) -> Result<(), AppError> {
@@ -323,59 +384,82 @@ impl AppState {
         timeout.saturating_sub(LONG_POLL_TIMEOUT_MARGIN.min(timeout / 2))
     }
 
-    pub(crate) fn gauges(&self) -> Gauges {
-        let model = self.model();
-        let follower = &self.shared.follower;
-        Gauges {
-            applied_offset: model.applied_offset,
-            outcomes_position: follower.position.load(Ordering::Relaxed),
-            outcomes_end_offset: follower.end_offset.load(Ordering::Relaxed),
-            live_holds: model.live_holds,
-            live_bookings: model.live_bookings,
-            waiting: model.waiting,
-            events: model.events().count() as u64,
-            pending_writes: self.shared.pending.waiting() as u64,
-            long_polls: self.shared.watchers.len() as u64,
-            seat_map_streams: self.shared.feeds.streams() as u64,
-            read_model_anomalies: model.anomalies,
-        }
-    }
-
-    /// Input offset of the last outcome applied to the read model.
-    pub fn applied_offset(&self) -> Option<u64> {
-        self.model().applied_offset
-    }
-
-    /// True once the follower has read the whole outcomes log (as of its last look).
-    pub fn caught_up(&self) -> bool {
-        self.shared.follower.caught_up.load(Ordering::Acquire)
-    }
-
-    /// blake3 of the read model's canonical encoding (`follower_state`): equal for two
-    /// ingresses whose models are the same, whatever their history (tests and tools).
-    pub fn read_model_digest(&self) -> String {
-        let bytes = crate::follower_state::encode(0, &self.model());
-        blake3::hash(&bytes).to_hex().to_string()
-    }
-
-    /// Outcomes the follower has read since this ingress started.
-    pub fn outcomes_read(&self) -> u64 {
-        self.shared.follower.outcomes_read.load(Ordering::Acquire)
-    }
-
-    /// The outcome offset of the snapshot the read model was loaded from (`None`: it was
-    /// rebuilt from offset 0).
-    pub fn resumed_from(&self) -> Option<u64> {
+    /// Each shard's gauges, in shard order (labelled `shard` in the metrics).
+    pub(crate) fn gauges(&self) -> Vec<Gauges> {
         self.shared
+            .shards
+            .iter()
+            .map(|shard| {
+                let model = shard.model();
+                let follower = &shard.follower;
+                Gauges {
+                    applied_offset: model.applied_offset,
+                    outcomes_position: follower.position.load(Ordering::Relaxed),
+                    outcomes_end_offset: follower.end_offset.load(Ordering::Relaxed),
+                    live_holds: model.live_holds,
+                    live_bookings: model.live_bookings,
+                    waiting: model.waiting,
+                    events: model.events().count() as u64,
+                    pending_writes: shard.pending.waiting() as u64,
+                    read_model_anomalies: model.anomalies,
+                }
+            })
+            .collect()
+    }
+
+    /// Input offset of the last outcome applied to shard 0's read model (the whole model
+    /// of a single-shard deployment; [`AppState::applied_offsets`] for every shard).
+    pub fn applied_offset(&self) -> Option<u64> {
+        self.first_model().applied_offset
+    }
+
+    /// Each shard's last applied outcome offset, in shard order.
+    pub fn applied_offsets(&self) -> Vec<Option<u64>> {
+        self.models().iter().map(|model| model.applied_offset).collect()
+    }
+
+    /// True once every shard's follower has read its whole outcomes log (as of its last
+    /// look).
+    pub fn caught_up(&self) -> bool {
+        self.shared
+            .shards
+            .iter()
+            .all(|shard| shard.follower.caught_up.load(Ordering::Acquire))
+    }
+
+    /// blake3 of the read models' canonical encoding (`follower_state`): equal for two
+    /// ingresses whose models are the same, whatever their history (tests and tools).
+    /// With one shard, the digest of its model's encoding alone.
+    pub fn read_model_digest(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for model in self.models() {
+            hasher.update(&crate::follower_state::encode(0, &model));
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
+    /// Outcomes the followers have read since this ingress started.
+    pub fn outcomes_read(&self) -> u64 {
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| shard.follower.outcomes_read.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// The outcome offset of the snapshot shard 0's read model was loaded from (`None`:
+    /// it was rebuilt from offset 0).
+    pub fn resumed_from(&self) -> Option<u64> {
+        self.shared.shards[0]
             .follower
             .resumed_from
             .load(Ordering::Acquire)
             .checked_sub(1)
     }
 
-    /// The outcome offset of the last snapshot this ingress wrote.
+    /// The outcome offset of the last snapshot this ingress wrote of shard 0's model.
     pub fn snapshot_written(&self) -> Option<u64> {
-        self.shared
+        self.shared.shards[0]
             .follower
             .snapshot_written
             .load(Ordering::Acquire)

@@ -21,6 +21,55 @@ pub(crate) fn answer(status: StatusCode, offset: Option<u64>, body: impl IntoRes
     response
 }
 
+pub(crate) const LOG_OFFSETS_HEADER: HeaderName = HeaderName::from_static("x-log-offsets");
+
+/// An answer from every shard's read model: `X-Log-Offset` is shard 0's (the whole
+/// state of a single-shard deployment) and, with more than one shard,
+/// `X-Log-Offsets` lists each shard's in shard order (`-1` before its first outcome).
+pub(crate) fn answer_merged(
+    status: StatusCode,
+    models: &[impl std::ops::Deref<Target = ReadModel>],
+    body: impl IntoResponse,
+) -> Response {
+    let mut response = answer(status, models[0].applied_offset, body);
+    if models.len() > 1 {
+        let offsets = models
+            .iter()
+            .map(|model| model.applied_offset.map_or_else(|| "-1".to_string(), |offset| offset.to_string()))
+            .collect::<Vec<_>>()
+            .join(",");
+        if let Ok(value) = HeaderValue::from_str(&offsets) {
+            response.headers_mut().insert(LOG_OFFSETS_HEADER, value);
+        }
+    }
+    response
+}
+
+/// Every shard's events that `filter` selects, sorted and paged as one list, each with its
+/// shard's log time (sales windows are decided on it); and the total.
+pub(crate) fn search_all<'a>(
+    models: &'a [impl std::ops::Deref<Target = ReadModel>],
+    filter: &crate::read_model::EventFilter,
+    sort: crate::read_model::EventSort,
+    page: u32,
+    per_page: u32,
+) -> (Vec<EventSummary>, u64) {
+    let found: Vec<&'a EventRecord> = models
+        .iter()
+        .flat_map(|model| model.matching(filter))
+        .collect();
+    let (page, total) = crate::read_model::sort_and_page(found, sort, page, per_page);
+    let count = models.len() as u32;
+    let summaries = page
+        .into_iter()
+        .map(|event| {
+            let now_ms = models[engine::shard_of(event.id.into(), count) as usize].time_ms;
+            event_summary(event, now_ms)
+        })
+        .collect();
+    (summaries, total)
+}
+
 pub(crate) fn policy_name(policy: WaitlistPolicy) -> &'static str {
     match policy {
         WaitlistPolicy::Strict => "strict",

@@ -139,6 +139,9 @@ pub(crate) struct Writes {
     metrics: Arc<Metrics>,
     /// Tried first (`LogWriter::start_append`): no appender thread in between.
     writer: Arc<dyn LogWriter>,
+    /// The offset after the last record this ingress appended (0: none yet): with the
+    /// read model's applied offset, whether something it wrote still waits for an outcome.
+    appended_end: std::sync::atomic::AtomicU64,
 }
 
 impl Writes {
@@ -175,7 +178,14 @@ impl Writes {
             timeout,
             metrics,
             writer,
+            appended_end: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The offset after the last record this ingress appended (0: none yet).
+    pub(crate) fn appended_end(&self) -> u64 {
+        self.appended_end
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Refuses new writes, lets the appenders finish what is queued, and joins them.
@@ -315,6 +325,8 @@ impl Writes {
             }
             Ok(Ok(Ok(appended))) => appended,
         };
+        self.appended_end
+            .fetch_max(appended.offset + 1, std::sync::atomic::Ordering::AcqRel);
         let receiver = match self.pending.register(appended.offset) {
             Registration::Ready(outcome) => return Ok(outcome),
             Registration::Gone => {

@@ -18,7 +18,7 @@ use engine::{Command, DeskId, EventId, NotFound, Reply};
 /// The tenant's event, or 404 (unknown, unparsable or another tenant's).
 fn tenant_event(state: &AppState, tenant: &str, event_id: &str) -> Result<EventId, AppError> {
     let id = EventId::parse(event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let model = state.model();
+    let model = state.model_of(id);
     match model.event(id) {
         Some(event) if event.tenant == tenant => Ok(id),
         _ => Err(AppError::not_found(NotFound::Event)),
@@ -65,19 +65,17 @@ pub(crate) async fn list_events(
         include_canceled: true,
         ..EventFilter::default()
     };
-    let model = state.model();
-    // Log time, as the engine decides sales windows; never this machine's clock.
-    let now_ms = model.time_ms;
-    let (found, _) = model.search(&filter, crate::read_model::EventSort::Date, 1, u32::MAX);
-    let events = found
-        .into_iter()
-        .map(|event| views::event_summary(event, now_ms))
-        .collect();
-    answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(AdminEventsResponse { events }),
-    )
+    let models = state.models();
+    // Each shard's log time, as its engine decides sales windows; never this machine's
+    // clock.
+    let (events, _) = views::search_all(
+        &models,
+        &filter,
+        crate::read_model::EventSort::Date,
+        1,
+        u32::MAX,
+    );
+    views::answer_merged(StatusCode::OK, &models, Json(AdminEventsResponse { events }))
 }
 
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}", tag = "admin", params(("event_id" = String, Path)),
@@ -89,7 +87,7 @@ pub(crate) async fn get_event(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
-    let model = state.model();
+    let model = state.model_of(id);
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -113,7 +111,7 @@ pub(crate) async fn patch_event(
 ) -> Result<Response, AppError> {
     let id = tenant_event(&state, &tenant, &event_id)?;
     let current = state
-        .model()
+        .model_of(id)
         .event(id)
         .map(|event| event.spec.clone())
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -130,7 +128,7 @@ pub(crate) async fn patch_event(
     .await?;
     match &outcome.result {
         Ok(Reply::EventUpdated { event, .. }) => {
-            let model = state.model();
+            let model = state.model_of(*event);
             let event = model.event(*event).ok_or_else(|| {
                 AppError::internal("an updated event is missing from the read model")
             })?;
@@ -196,7 +194,7 @@ pub(crate) async fn checkin(
     let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code)
         .ok_or_else(|| AppError::not_found(NotFound::Ticket))?;
     if state
-        .model()
+        .model_of(ticket.booking)
         .booking(ticket.booking)
         .is_none_or(|booking| booking.view.event != id)
     {
@@ -244,7 +242,7 @@ pub(crate) async fn attendees(
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/csv"));
-    let model = state.model();
+    let model = state.model_of(id);
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -327,7 +325,7 @@ pub(crate) async fn desk(
     ApiPath(desk_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found(NotFound::Desk))?;
-    let model = state.model();
+    let model = state.model_of(id);
     let desk = model
         .desk(id)
         .filter(|desk| desk.tenant == tenant)

@@ -7,7 +7,7 @@ pub(crate) mod public;
 pub(crate) mod user;
 pub(crate) mod web;
 
-use crate::error::AppError;
+use crate::error::{AppError, Reason};
 use crate::idempotency_index::Found;
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
@@ -15,21 +15,35 @@ use axum::response::Response;
 use engine::{Command, EventId, IdempotencyStamp, Outcome, Rejection, Reply, Request};
 use std::sync::Arc;
 
-/// Appends the command and waits for its outcome (applied to the read model). A keyed
-/// request the idempotency index already answered is not appended: the same request gets
-/// its first answer (replayed), another request under the same key is 422. A repeat the
-/// index has not seen yet (still in flight) is the engine's to recognise.
+/// Appends the command to its shard's requests log and waits for its outcome (applied to
+/// that shard's read model). The shard is the one its ids name (`engine::shard_of`); a
+/// new event or desk is placed by the control state ([`crate::control::Control::place`]).
+/// A keyed request the shard's idempotency index already answered is not appended: the
+/// same request gets its first answer (replayed), another request under the same key is
+/// 422. A repeat the index has not seen yet (still in flight) is the engine's to
+/// recognise. A shard whose engine is known not to answer gets 503 `shard_unavailable` at
+/// once, with nothing appended: a shard that is down stops only its own events.
 pub(crate) async fn submit(
     state: &AppState,
     idempotency_key: Option<String>,
     command: Command,
 ) -> Result<Arc<Outcome>, AppError> {
+    let shard_index = shard_of_command(state, idempotency_key.as_deref(), &command);
+    let shard = &state.shards()[shard_index as usize];
+    if state.shard_count() > 1 {
+        if let Some(why) = shard.down(state.config().outcome_timeout) {
+            return Err(AppError::unavailable(
+                Reason::ShardUnavailable,
+                format!("shard {shard_index} is not answering ({why}); its events are unavailable for now, every other shard's still sell: retry later with the same Idempotency-Key"),
+            ));
+        }
+    }
     let stamp = idempotency_key
         .as_deref()
         .and_then(|key| IdempotencyStamp::of(&command, key));
     if let Some(stamp) = &stamp {
         // A point look-up (bloom filters answer most new keys without reading a block).
-        match state.shared.idempotency.look_up(stamp) {
+        match shard.idempotency.look_up(stamp) {
             Ok(Some(Found::Answer(answer))) => {
                 state.shared.metrics.idempotency_index_answers.inc();
                 return Ok(Arc::new(answer.into_outcome()));
@@ -46,14 +60,43 @@ pub(crate) async fn submit(
             }
         }
     }
-    state
-        .shared
+    shard
         .writes
         .submit(&Request {
             idempotency_key,
             command,
         })
         .await
+}
+
+/// The shard a command goes to: the shard of the id it names, or, for a creation, the
+/// control state's placement. Commands that name no id and create nothing (only the
+/// engine's own records) go to shard 0.
+fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &Command) -> u32 {
+    let count = state.shard_count();
+    if count == 1 {
+        return 0;
+    }
+    let of = |id: u64| engine::shard_of(id, count);
+    match command {
+        Command::CreateEvent { tenant, .. } | Command::CreateDesk { tenant, .. } => {
+            let request = engine::wire::encode_request(&Request::new(command.clone()));
+            state.shared.control.place(tenant, idempotency_key, &request)
+        }
+        Command::UpdateEvent { event, .. }
+        | Command::CancelEvent { event, .. }
+        | Command::CheckIn { event, .. }
+        | Command::CheckInTicket { event, .. }
+        | Command::PlaceHold { event, .. }
+        | Command::JoinWaitlist { event, .. } => of((*event).into()),
+        Command::ConfirmHold { hold, .. } | Command::ReleaseHold { hold, .. } => of((*hold).into()),
+        Command::CancelBooking { booking, .. } => of((*booking).into()),
+        Command::LeaveWaitlist { waiter, .. } => of((*waiter).into()),
+        Command::CreateDeskTicket { desk, .. }
+        | Command::ConfirmDeskTicket { desk, .. }
+        | Command::CancelDeskTicket { desk, .. } => of((*desk).into()),
+        Command::Tick | Command::Promote { .. } | Command::Configure { .. } => 0,
+    }
 }
 
 /// The engine answered with another kind of reply than this command's: a bug (keys are
@@ -68,8 +111,13 @@ pub(crate) fn rejection(
     event: Option<EventId>,
     rejection: &Rejection,
 ) -> AppError {
-    let model = state.model();
-    AppError::from_rejection(rejection, event.and_then(|event| model.event(event)))
+    match event {
+        Some(event) => {
+            let model = state.model_of(event);
+            AppError::from_rejection(rejection, model.event(event))
+        }
+        None => AppError::from_rejection(rejection, None),
+    }
 }
 
 pub(crate) fn with_location(mut response: Response, location: &str) -> Response {

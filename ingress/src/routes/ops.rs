@@ -3,8 +3,8 @@
 
 use crate::api::*;
 use crate::error::{AppError, ErrorBody, Reason};
-use crate::extract::Operator;
-use crate::state::AppState;
+use crate::extract::{ApiJson, ApiPath, Operator};
+use crate::state::{AppState, ShardState};
 use crate::views::answer;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -45,7 +45,53 @@ pub(crate) async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Log writable, read model caught up, engine answering", body = Readiness), (status = 503, description = "Not ready; details say why", body = ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let writer = Arc::clone(&state.shared.writer);
+    let mut shards = Vec::new();
+    for shard in state.shards() {
+        shards.push(shard_readiness(&state, shard).await);
+    }
+    let (mut readiness, not_ready) = if shards.len() == 1 {
+        shards.pop().expect("one shard")
+    } else {
+        // Every shard's model whole, and at least one shard selling: a shard that is down
+        // answers 503 for its own events only (`submit`).
+        let whole = shards.iter().all(|(shard, not_ready)| {
+            shard.caught_up
+                && !matches!(not_ready, Some((Reason::OutcomesGap | Reason::OutcomesTruncated | Reason::CatchingUp, _)))
+        });
+        let selling = shards.iter().any(|(shard, _)| shard.ready);
+        let not_ready = if whole && selling {
+            None
+        } else {
+            shards
+                .iter()
+                .find_map(|(_, not_ready)| not_ready.clone())
+        };
+        let first = shards[0].0.clone();
+        let readiness = Readiness {
+            ready: not_ready.is_none(),
+            shards: Some(shards.into_iter().map(|(shard, _)| shard).collect()),
+            ..first
+        };
+        (readiness, not_ready)
+    };
+    let Some((reason, message)) = not_ready else {
+        readiness.ready = true;
+        return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
+    };
+    readiness.ready = false;
+    let details = serde_json::to_value(&readiness).unwrap_or_default();
+    AppError::unavailable(reason, message)
+        .with_details(details)
+        .into_response()
+}
+
+/// One shard's readiness, and why it is not ready (the first reason of [`readyz`]'s
+/// list), if it is not.
+async fn shard_readiness(
+    state: &AppState,
+    shard: &ShardState,
+) -> (Readiness, Option<(Reason, String)>) {
+    let writer = Arc::clone(&shard.writer);
     let requests_end_offset = match tokio::time::timeout(
         LOG_CHECK_TIMEOUT,
         tokio::task::spawn_blocking(move || writer.end_offset()),
@@ -56,15 +102,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         _ => None,
     };
     let log_writable = requests_end_offset.is_some();
-    let follower = &state.shared.follower;
+    let follower = &shard.follower;
     let caught_up =
         follower.caught_up.load(Ordering::Acquire) && follower.running.load(Ordering::Acquire);
-    let applied_offset = state.applied_offset();
-    let engine_failure = state
-        .shared
-        .engine
-        .as_ref()
-        .and_then(|engine| engine.failure());
+    let applied_offset = shard.model().applied_offset;
+    let engine_failure = shard.engine.as_ref().and_then(|engine| engine.failure());
     let unanswered = requests_end_offset
         .is_some_and(|end| end > applied_offset.map_or(0, |applied| applied + 1));
     let silent = follower
@@ -72,7 +114,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         .is_some_and(|silent| silent >= state.config().outcome_timeout);
     let engine_answering = engine_failure.is_none() && !(unanswered && silent);
     if log_writable && !unanswered && silent {
-        probe_engine(&state);
+        probe_engine(shard);
     }
     let gap = follower.gap();
     let truncated = follower.truncated();
@@ -91,11 +133,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         outcomes_position: follower.position.load(Ordering::Acquire),
         outcomes_end_offset: follower.end_offset.load(Ordering::Acquire),
         outcomes_missing_from: gap.map(|(expected, _)| expected),
+        shards: None,
     };
     if readiness.ready {
-        return answer(StatusCode::OK, readiness.applied_offset, Json(readiness));
+        return (readiness, None);
     }
-    let (reason, message) = if let Some(failure) = &readiness.engine_failure {
+    let not_ready = if let Some(failure) = &readiness.engine_failure {
         (
             Reason::EngineStopped,
             format!("the engine has stopped: {failure}"),
@@ -129,10 +172,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "the read model is catching up with the outcomes log".to_string(),
         )
     };
-    let details = serde_json::to_value(&readiness).unwrap_or_default();
-    AppError::unavailable(reason, message)
-        .with_details(details)
-        .into_response()
+    (readiness, Some(not_ready))
 }
 
 /// Nothing waits for an outcome and none has come for the outcome timeout: asks the
@@ -140,10 +180,10 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// the engine's own ticks do), so an engine that has gone while nothing was written is
 /// noticed by the next readiness check after its timeout: the tick waits, unanswered. At
 /// most one probe per outcome timeout, and only while readiness is asked.
-fn probe_engine(state: &AppState) {
-    let follower = Arc::clone(&state.shared.follower);
+fn probe_engine(shard: &ShardState) {
+    let follower = Arc::clone(&shard.follower);
     follower.note_probe();
-    let writer = Arc::clone(&state.shared.writer);
+    let writer = Arc::clone(&shard.writer);
     let tick = engine::wire::encode_request(&engine::Request::new(engine::Command::Tick));
     tokio::task::spawn_blocking(move || {
         if let Err(error) = writer.append(vec![tick]) {
@@ -154,7 +194,11 @@ fn probe_engine(state: &AppState) {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format (Prometheus scrapes it)", body = String, content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.shared.metrics.render(&state.gauges());
+    let text = state.shared.metrics.render(
+        &state.gauges(),
+        state.shared.watchers.len() as u64,
+        state.shared.feeds.streams() as u64,
+    );
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -202,6 +246,89 @@ pub(crate) fn promote() {}
     security(("operator_key" = [])))]
 #[allow(dead_code)]
 pub(crate) fn requests_log() {}
+
+fn configured_tenant(state: &AppState, tenant_id: &str) -> Result<(), AppError> {
+    if state.config().tenants.iter().any(|tenant| tenant.id == tenant_id) {
+        Ok(())
+    } else {
+        Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Reason::TenantNotFound,
+            format!("no tenant {tenant_id:?} is configured"),
+        ))
+    }
+}
+
+fn placement(state: &AppState, tenant_id: String) -> TenantPlacement {
+    TenantPlacement {
+        shard: state.shared.control.pin(&tenant_id),
+        tenant_id,
+        shards: state.shard_count(),
+    }
+}
+
+/// Where a tenant's new events go
+///
+/// The shard the tenant's new events and desks are placed on (from the control log), or
+/// `null` when they are spread by request.
+#[utoipa::path(get, path = "/v1/operator/tenants/{tenant_id}/placement", tag = "operations",
+    params(("tenant_id" = String, Path)),
+    responses((status = 200, description = "The tenant's placement", body = TenantPlacement), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody)),
+    security(("operator_key" = [])))]
+pub(crate) async fn get_placement(
+    State(state): State<AppState>,
+    _operator: Operator,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<TenantPlacement>, AppError> {
+    configured_tenant(&state, &tenant_id)?;
+    Ok(Json(placement(&state, tenant_id)))
+}
+
+/// Pin a tenant's new events to a shard
+///
+/// Appends the placement to the control log, which every ingress follows; answers once
+/// this ingress applies it. Events already created stay on their shard (their ids say
+/// which). `{"shard": null}` spreads the tenant's new events by request again.
+#[utoipa::path(put, path = "/v1/operator/tenants/{tenant_id}/placement", tag = "operations",
+    params(("tenant_id" = String, Path)), request_body = TenantPlacementBody,
+    responses((status = 200, description = "Recorded in the control log and applied here", body = TenantPlacement), (status = 400, description = "No such shard (`details.field` = `shard`)", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such tenant", body = ErrorBody), (status = 409, description = "no_control_log: a single-shard deployment places everything on shard 0", body = ErrorBody), (status = 422, description = "tenant_pins_max", body = ErrorBody), (status = 503, description = "The control log cannot be written or read", body = ErrorBody)),
+    security(("operator_key" = [])))]
+pub(crate) async fn put_placement(
+    State(state): State<AppState>,
+    _operator: Operator,
+    ApiPath(tenant_id): ApiPath<String>,
+    ApiJson(body): ApiJson<TenantPlacementBody>,
+) -> Result<Json<TenantPlacement>, AppError> {
+    use crate::control::PlaceError;
+    configured_tenant(&state, &tenant_id)?;
+    state
+        .shared
+        .control
+        .set_pin(&tenant_id, body.shard, state.config().outcome_timeout)
+        .await
+        .map_err(|error| match error {
+            PlaceError::NoControlLog => AppError::conflict(
+                Reason::NoControlLog,
+                "this deployment has one shard and no control log: every event is on shard 0",
+            ),
+            PlaceError::ShardOutOfRange { shard, shards } => AppError::field(
+                "shard",
+                format!("shard {shard} does not exist: shards are 0 to {}", shards - 1),
+            ),
+            PlaceError::TooManyPins => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "limit_exceeded",
+                Reason::TenantPinsMax,
+                format!("at most {} tenants may be pinned", crate::control::PINS_MAX),
+            ),
+            PlaceError::Log(error) => AppError::unavailable(
+                Reason::LogNotWritable,
+                format!("the control log: {error}"),
+            ),
+        })?;
+    Ok(Json(placement(&state, tenant_id)))
+}
 
 pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
     let mut response = Json(crate::openapi::document_for(&state.config().engine)).into_response();

@@ -6,7 +6,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::read_model::{EventFilter, EventSort};
 use crate::state::AppState;
 use crate::times;
-use crate::views::{self, answer};
+use crate::views::{self, answer, answer_merged};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -22,21 +22,22 @@ pub(crate) const QUERY_CHARS_MAX: usize = 256;
 #[utoipa::path(get, path = "/v1/cities", tag = "public",
     responses((status = 200, description = "Cities with events", body = CitiesResponse)))]
 pub(crate) async fn cities(State(state): State<AppState>) -> Response {
-    let model = state.model();
-    let cities = model
-        .cities()
+    let models = state.models();
+    let mut merged: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for model in &models {
+        for (city, country, events) in model.cities() {
+            *merged.entry((city, country)).or_default() += events;
+        }
+    }
+    let cities = merged
         .into_iter()
-        .map(|(city, country, events)| CityEntry {
+        .map(|((city, country), events)| CityEntry {
             city,
             country,
             events,
         })
         .collect();
-    answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(CitiesResponse { cities }),
-    )
+    answer_merged(StatusCode::OK, &models, Json(CitiesResponse { cities }))
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "public", params(EventsQuery),
@@ -100,17 +101,13 @@ pub(crate) async fn events(
         tenant: None,
         include_canceled: query.include_canceled.unwrap_or(false),
     };
-    let model = state.model();
-    // Log time, as the engine decides sales windows; never this machine's clock.
-    let now_ms = model.time_ms;
-    let (found, total) = model.search(&filter, sort, page, per_page);
-    let events = found
-        .into_iter()
-        .map(|event| views::event_summary(event, now_ms))
-        .collect();
-    Ok(answer(
+    let models = state.models();
+    // Each shard's log time, as its engine decides sales windows; never this machine's
+    // clock.
+    let (events, total) = views::search_all(&models, &filter, sort, page, per_page);
+    Ok(answer_merged(
         StatusCode::OK,
-        model.applied_offset,
+        &models,
         Json(EventsResponse {
             events,
             page,
@@ -126,22 +123,24 @@ pub(crate) async fn venues(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<VenuesQuery>,
 ) -> Response {
-    let model = state.model();
-    let venues = model
-        .venues(query.city.as_deref())
+    let models = state.models();
+    let mut merged: std::collections::BTreeMap<(String, String, String), u64> =
+        Default::default();
+    for model in &models {
+        for (venue, city, country, events) in model.venues(query.city.as_deref()) {
+            *merged.entry((venue, city, country)).or_default() += events;
+        }
+    }
+    let venues = merged
         .into_iter()
-        .map(|(venue, city, country, events)| VenueEntry {
+        .map(|((venue, city, country), events)| VenueEntry {
             venue,
             city,
             country,
             events,
         })
         .collect();
-    answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(VenuesResponse { venues }),
-    )
+    answer_merged(StatusCode::OK, &models, Json(VenuesResponse { venues }))
 }
 
 #[utoipa::path(get, path = "/v1/events/{event_id}", tag = "public", params(("event_id" = String, Path, description = "ev_<n>")),
@@ -151,7 +150,7 @@ pub(crate) async fn event(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let model = state.model();
+    let model = state.model_of(id);
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -169,7 +168,7 @@ pub(crate) async fn seats(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let model = state.model();
+    let model = state.model_of(id);
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;

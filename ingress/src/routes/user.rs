@@ -24,7 +24,7 @@ pub(crate) const WAIT_SECONDS_MAX: u32 = 60;
 
 fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppError> {
     let id = HoldId::parse(hold_id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
-    match state.model().hold(id) {
+    match state.model_of(id).hold(id) {
         Some(hold) if *hold.view.user == *user => Ok(id),
         _ => Err(AppError::not_found(NotFound::Hold)),
     }
@@ -32,7 +32,7 @@ fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppEr
 
 fn own_booking(state: &AppState, user: &str, booking_id: &str) -> Result<BookingId, AppError> {
     let id = BookingId::parse(booking_id).ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-    match state.model().booking(id) {
+    match state.model_of(id).booking(id) {
         Some(booking) if *booking.view.user == *user => Ok(id),
         _ => Err(AppError::not_found(NotFound::Booking)),
     }
@@ -40,7 +40,7 @@ fn own_booking(state: &AppState, user: &str, booking_id: &str) -> Result<Booking
 
 fn own_waiter(state: &AppState, user: &str, waiter_id: &str) -> Result<WaiterId, AppError> {
     let id = WaiterId::parse(waiter_id).ok_or_else(|| AppError::not_found(NotFound::Waiter))?;
-    match state.model().waiter(id) {
+    match state.model_of(id).waiter(id) {
         Some(waiter) if waiter.user == user => Ok(id),
         _ => Err(AppError::not_found(NotFound::Waiter)),
     }
@@ -55,7 +55,7 @@ fn own_desk_ticket(
     let desk = DeskId::parse(desk_id).ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
     let ticket =
         DeskTicketId::parse(ticket_id).ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
-    match state.model().desk_ticket(ticket) {
+    match state.model_of(ticket).desk_ticket(ticket) {
         Some(record) if *record.view.user == *user && record.view.desk == desk => {
             Ok((desk, ticket))
         }
@@ -86,7 +86,7 @@ pub(crate) async fn place_hold(
     {
         // Seat labels and category names never change: check them here, not in the log,
         // and append seat indices (the engine thread parses no label).
-        let model = state.model();
+        let model = state.model_of(id);
         let event = model
             .event(id)
             .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -138,7 +138,7 @@ pub(crate) async fn place_hold(
     .await?;
     match &outcome.result {
         Ok(Reply::HoldPlaced(view)) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let body = views::hold_response(model.event(view.event), view, "held", None);
             Ok(with_location(
                 answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
@@ -177,7 +177,7 @@ pub(crate) async fn get_hold(
     ApiPath(hold_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
-    let model = state.model();
+    let model = state.model_of(id);
     let body =
         views::current_hold(&model, id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
     Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
@@ -209,7 +209,7 @@ pub(crate) async fn confirm_hold(
     .await?;
     match &outcome.result {
         Ok(Reply::HoldConfirmed(view)) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let body = views::booking_response(
                 model.event(view.event),
                 view,
@@ -223,7 +223,7 @@ pub(crate) async fn confirm_hold(
         }
         Ok(other) => Err(unexpected(other)),
         Err(error) => {
-            let event = state.model().hold(id).map(|hold| hold.view.event);
+            let event = state.model_of(id).hold(id).map(|hold| hold.view.event);
             Err(rejection(&state, event, error))
         }
     }
@@ -243,7 +243,7 @@ pub(crate) async fn release_hold(
     let outcome = submit(&state, key, Command::ReleaseHold { user, hold: id }).await?;
     match &outcome.result {
         Ok(Reply::HoldReleased { hold, .. }) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let mut body = views::current_hold(&model, *hold).ok_or_else(|| {
                 AppError::internal("a released hold is missing from the read model")
             })?;
@@ -252,7 +252,7 @@ pub(crate) async fn release_hold(
         }
         Ok(other) => Err(unexpected(other)),
         Err(error) => {
-            let event = state.model().hold(id).map(|hold| hold.view.event);
+            let event = state.model_of(id).hold(id).map(|hold| hold.view.event);
             Err(rejection(&state, event, error))
         }
     }
@@ -264,18 +264,21 @@ pub(crate) async fn release_hold(
     responses((status = 200, description = "My bookings, oldest first", body = BookingsResponse)),
     security(("user_token" = [])))]
 pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): UserId) -> Response {
-    let model = state.model();
-    let bookings = model
-        .user_bookings(&user)
-        .map(|booking| {
-            views::current_booking(&model, booking, &state.config().engine.ticket_secret)
+    let models = state.models();
+    let mut bookings: Vec<BookingResponse> = models
+        .iter()
+        .flat_map(|model| {
+            model.user_bookings(&user).map(|booking| {
+                views::current_booking(model, booking, &state.config().engine.ticket_secret)
+            })
         })
         .collect();
-    answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(BookingsResponse { bookings }),
-    )
+    if models.len() > 1 {
+        // Each shard's are in booking order; merged, in booking time (RFC 3339 strings
+        // of one format order as their times do).
+        bookings.sort_by(|a, b| a.booked_at.cmp(&b.booked_at));
+    }
+    views::answer_merged(StatusCode::OK, &models, Json(BookingsResponse { bookings }))
 }
 
 #[utoipa::path(get, path = "/v1/bookings/{booking_id}", tag = "bookings", params(("booking_id" = String, Path)),
@@ -287,7 +290,7 @@ pub(crate) async fn get_booking(
     ApiPath(booking_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
-    let model = state.model();
+    let model = state.model_of(id);
     let booking = model
         .booking(id)
         .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
@@ -315,7 +318,7 @@ pub(crate) async fn ticket_qr(
 ) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
     let code = {
-        let model = state.model();
+        let model = state.model_of(id);
         let booking = model
             .booking(id)
             .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
@@ -359,7 +362,7 @@ pub(crate) async fn cancel_booking(
     let outcome = submit(&state, key, Command::CancelBooking { user, booking: id }).await?;
     match &outcome.result {
         Ok(Reply::BookingCanceled { booking, .. }) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let record = model.booking(*booking).ok_or_else(|| {
                 AppError::internal("a canceled booking is missing from the read model")
             })?;
@@ -404,7 +407,7 @@ pub(crate) async fn join_waitlist(
         ));
     }
     {
-        let model = state.model();
+        let model = state.model_of(id);
         let event = model
             .event(id)
             .ok_or_else(|| AppError::not_found(NotFound::Event))?;
@@ -433,7 +436,7 @@ pub(crate) async fn join_waitlist(
             position,
             ..
         }) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let (status, hold) = match model.waiter(*waiter).map(|record| record.status) {
                 Some(WaiterStatus::Offered(hold)) => ("offered", views::current_hold(&model, hold)),
                 Some(other) => (other.name(), None),
@@ -495,7 +498,7 @@ pub(crate) async fn get_waitlist(
             tokio::pin!(notified);
             notified.as_mut().enable();
             let looked = {
-                let model = state.model();
+                let model = state.model_of(id);
                 model.waiter(id).map(|waiter| {
                     (
                         model.applied_offset,
@@ -545,7 +548,7 @@ pub(crate) async fn leave_waitlist(
     let outcome = submit(&state, key, Command::LeaveWaitlist { user, waiter: id }).await?;
     match &outcome.result {
         Ok(Reply::WaitlistLeft { waiter, .. }) => {
-            let model = state.model();
+            let model = state.model_of(id);
             let record = model.waiter(*waiter).ok_or_else(|| {
                 AppError::internal("a left waitlist entry is missing from the read model")
             })?;
@@ -583,7 +586,7 @@ pub(crate) async fn create_desk_ticket(
     let desk = DeskId::parse(&desk_id).ok_or_else(|| AppError::not_found(NotFound::Desk))?;
     let level = validate::required_text("level", &body.level, &state.config().engine)?;
     {
-        let model = state.model();
+        let model = state.model_of(desk);
         let record = model
             .desk(desk)
             .ok_or_else(|| AppError::not_found(NotFound::Desk))?;
@@ -612,7 +615,7 @@ pub(crate) async fn create_desk_ticket(
     .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketCreated(view)) => {
-            let model = state.model();
+            let model = state.model_of(desk);
             let status = if view.hold_expires_at_ms.is_some() {
                 "held"
             } else {
@@ -652,7 +655,7 @@ pub(crate) async fn confirm_desk_ticket(
     .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketConfirmed(view)) => {
-            let model = state.model();
+            let model = state.model_of(ticket);
             Ok(answer(
                 StatusCode::OK,
                 Some(outcome.offset),
@@ -681,7 +684,7 @@ pub(crate) async fn get_desk_ticket(
     ApiPath((desk_id, ticket_id)): ApiPath<(String, String)>,
 ) -> Result<Response, AppError> {
     let (_, ticket) = own_desk_ticket(&state, &user, &desk_id, &ticket_id)?;
-    let model = state.model();
+    let model = state.model_of(ticket);
     let record = model
         .desk_ticket(ticket)
         .ok_or_else(|| AppError::not_found(NotFound::DeskTicket))?;
@@ -714,7 +717,7 @@ pub(crate) async fn cancel_desk_ticket(
     .await?;
     match &outcome.result {
         Ok(Reply::DeskTicketCanceled { ticket, .. }) => {
-            let model = state.model();
+            let model = state.model_of(*ticket);
             let record = model.desk_ticket(*ticket).ok_or_else(|| {
                 AppError::internal("a canceled desk ticket is missing from the read model")
             })?;

@@ -104,7 +104,7 @@ pub(crate) async fn stream(
     ApiPath(event_id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let event = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    if state.model().event(event).is_none() {
+    if state.model_of(event).event(event).is_none() {
         return Err(AppError::not_found(NotFound::Event));
     }
     let place = state.open_stream(client)?;
@@ -147,7 +147,7 @@ async fn next_frame(mut feed: Feed) -> Option<(Result<Event, Infallible>, Feed)>
     // Seen before reading: a change applied after this wakes the stream again.
     feed.subscription.changes.borrow_and_update();
     let frame = {
-        let model = feed.state.model();
+        let model = feed.state.model_of(feed.event);
         let event = model.event(feed.event)?;
         LiveFrame {
             event_id: event.id.to_string(),

@@ -1,0 +1,97 @@
+//! The control log: tenant-wide records that no shard owns (issue "Past one engine
+//! thread"). Events, holds and bookings live on one shard each; what spans a tenant's
+//! events (where they are placed, and later its API keys, webhook endpoints, venues and
+//! titles) lives in one single-partition control log that every ingress follows, so it is
+//! never split across shards. Its records are versioned like the requests log's:
+//! a version byte, then bincode.
+//!
+//! Today it holds tenant placements. Nothing in it decides an engine's outcome yet, so
+//! engines do not follow it; a record that does (a later issue) must reach each shard's
+//! engine at one offset of that shard's requests log (a barrier record), or two replicas
+//! of one shard could apply it at different points of their history.
+
+use serde::{Deserialize, Serialize};
+
+/// The control log's record format version.
+pub const CONTROL_VERSION: u8 = 1;
+
+/// Longest control record accepted (a tenant id is at most a few hundred bytes).
+pub const CONTROL_RECORD_BYTES_MAX: usize = 64 * 1024;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRecord {
+    /// The events and desks `tenant` creates from now on are placed on `shard` (`None`:
+    /// back to the stable placement by request). Placed events stay where they are.
+    PlaceTenant { tenant: String, shard: Option<u32> },
+}
+
+fn config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<CONTROL_RECORD_BYTES_MAX>,
+> {
+    bincode::config::standard().with_limit::<CONTROL_RECORD_BYTES_MAX>()
+}
+
+pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
+    let mut bytes = vec![CONTROL_VERSION];
+    bincode::serde::encode_into_std_write(record, &mut bytes, config())
+        .expect("encoding into a Vec cannot fail");
+    bytes
+}
+
+/// Decodes a control record; the error is a sentence (a reader logs it and skips the
+/// record, the same on every reader).
+pub fn decode_control(bytes: &[u8]) -> Result<ControlRecord, String> {
+    let (&version, body) = bytes.split_first().ok_or("empty control record")?;
+    if version != CONTROL_VERSION {
+        return Err(format!("unknown control record version {version}"));
+    }
+    let (record, used) = bincode::serde::decode_from_slice(body, config())
+        .map_err(|error| format!("undecodable control record: {error}"))?;
+    if used != body.len() {
+        return Err(format!(
+            "{} trailing bytes after the control record",
+            body.len() - used
+        ));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_records_round_trip_and_bad_bytes_are_refused() {
+        for record in [
+            ControlRecord::PlaceTenant {
+                tenant: "acme".into(),
+                shard: Some(2),
+            },
+            ControlRecord::PlaceTenant {
+                tenant: "acme".into(),
+                shard: None,
+            },
+        ] {
+            assert_eq!(decode_control(&encode_control(&record)), Ok(record));
+        }
+        let good = encode_control(&ControlRecord::PlaceTenant {
+            tenant: "acme".into(),
+            shard: Some(1),
+        });
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let mut version = good.clone();
+        version[0] = 9;
+        for (bytes, error) in [
+            (Vec::new(), "empty control record"),
+            (version, "unknown control record version 9"),
+            (trailing, "1 trailing bytes after the control record"),
+            (vec![CONTROL_VERSION, 7], "undecodable control record"),
+        ] {
+            let refused = decode_control(&bytes).unwrap_err();
+            assert!(refused.starts_with(error), "{refused}");
+        }
+    }
+}

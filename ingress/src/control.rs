@@ -1,0 +1,208 @@
+//! The control log as this ingress sees it (`engine::control`): a follower thread applies
+//! its records to [`Control`]'s state (today: where each tenant's new events go), and the
+//! operator's placement endpoint appends to it and answers once its own follower has
+//! applied the record, so the answer says what this ingress now does.
+//!
+//! Placement of a new event or desk: the tenant's pinned shard if it has one, otherwise a
+//! stable function of the request (the tenant and its idempotency key, or the request's
+//! encoding when it has none), so a retry of one creation always reaches the shard whose
+//! engine (and idempotency index) saw the first try. Once created, an event never moves:
+//! its id says its shard.
+
+use engine::control::{decode_control, encode_control, ControlRecord};
+use requestlog::{LogReader, LogWriter};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long one poll of the control log waits (bounds how long a stop takes).
+const POLL_WAIT: Duration = Duration::from_millis(200);
+/// Records read per poll.
+const POLL_RECORDS_MAX: usize = 256;
+/// Most tenants one control log may pin (a limit on everything).
+pub(crate) const PINS_MAX: usize = 100_000;
+
+/// Tenant-wide state and where to append to it.
+pub(crate) struct Control {
+    shards: u32,
+    writer: Option<Arc<dyn LogWriter>>,
+    pins: RwLock<BTreeMap<String, u32>>,
+    /// The control log's offset after the last record applied.
+    applied: watch::Sender<u64>,
+}
+
+/// Why a placement could not be recorded.
+#[derive(Debug)]
+pub(crate) enum PlaceError {
+    /// This ingress has no control log (a single shard, or an in-process test ingress).
+    NoControlLog,
+    ShardOutOfRange { shard: u32, shards: u32 },
+    TooManyPins,
+    Log(String),
+}
+
+impl Control {
+    /// Control state of a deployment of `shards` shards; `writer` appends to its control
+    /// log (`None`: none, placements are by request only).
+    pub(crate) fn new(shards: u32, writer: Option<Arc<dyn LogWriter>>) -> Control {
+        Control {
+            shards,
+            writer,
+            pins: RwLock::new(BTreeMap::new()),
+            applied: watch::channel(0).0,
+        }
+    }
+
+    /// The shard a new event or desk of `tenant` goes to: its pin, else
+    /// `blake3(tenant, key or request) mod shards`.
+    pub(crate) fn place(&self, tenant: &str, idempotency_key: Option<&str>, request: &[u8]) -> u32 {
+        if self.shards == 1 {
+            return 0;
+        }
+        if let Some(shard) = self
+            .pins
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(tenant)
+        {
+            return *shard;
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&(tenant.len() as u64).to_le_bytes());
+        hasher.update(tenant.as_bytes());
+        match idempotency_key {
+            Some(key) => hasher.update(b"key").update(key.as_bytes()),
+            None => hasher.update(b"request").update(request),
+        };
+        let digest = hasher.finalize();
+        let first = u64::from_le_bytes(digest.as_bytes()[..8].try_into().expect("8 bytes"));
+        engine::shard_of(first, self.shards)
+    }
+
+    pub(crate) fn pin(&self, tenant: &str) -> Option<u32> {
+        self.pins
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(tenant)
+            .copied()
+    }
+
+    /// Appends a placement to the control log and waits (up to `timeout`) until this
+    /// ingress's follower has applied it.
+    pub(crate) async fn set_pin(
+        &self,
+        tenant: &str,
+        shard: Option<u32>,
+        timeout: Duration,
+    ) -> Result<(), PlaceError> {
+        let writer = self.writer.clone().ok_or(PlaceError::NoControlLog)?;
+        if let Some(shard) = shard {
+            if shard >= self.shards {
+                return Err(PlaceError::ShardOutOfRange {
+                    shard,
+                    shards: self.shards,
+                });
+            }
+            let pins = self.pins.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if pins.len() >= PINS_MAX && !pins.contains_key(tenant) {
+                return Err(PlaceError::TooManyPins);
+            }
+        }
+        let record = encode_control(&ControlRecord::PlaceTenant {
+            tenant: tenant.to_string(),
+            shard,
+        });
+        let appended = tokio::task::spawn_blocking(move || writer.append(vec![record]))
+            .await
+            .map_err(|error| PlaceError::Log(error.to_string()))?
+            .map_err(|error| PlaceError::Log(error.to_string()))?;
+        let offset = appended.first().map_or(0, |appended| appended.offset);
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|applied| *applied > offset))
+            .await
+            .map_err(|_| PlaceError::Log("the control log's follower did not apply the record in time".into()))?
+            .map_err(|error| PlaceError::Log(error.to_string()))?;
+        Ok(())
+    }
+
+    fn apply(&self, offset: u64, payload: &[u8]) {
+        match decode_control(payload) {
+            Ok(ControlRecord::PlaceTenant { tenant, shard }) => {
+                let mut pins = self.pins.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match shard {
+                    // A record the appender checked; one from another deployment's shape is
+                    // skipped, identically on every ingress.
+                    Some(shard) if shard < self.shards && (pins.len() < PINS_MAX || pins.contains_key(&tenant)) => {
+                        pins.insert(tenant, shard);
+                    }
+                    Some(shard) => {
+                        tracing::error!(offset, tenant, shard, shards = self.shards, "control record skipped: shard out of range or too many pins");
+                    }
+                    None => {
+                        pins.remove(&tenant);
+                    }
+                }
+            }
+            Err(error) => tracing::error!(offset, %error, "control record skipped"),
+        }
+        self.applied.send_replace(offset + 1);
+    }
+
+    /// Follows the control log from offset 0 on a thread of its own until `stop`.
+    pub(crate) fn follow(
+        self: &Arc<Self>,
+        mut reader: Box<dyn LogReader>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let control = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("control-follower".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    match reader.poll(POLL_RECORDS_MAX, POLL_WAIT) {
+                        Ok(records) => {
+                            for record in records {
+                                control.apply(record.offset, &record.payload);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the control log; retrying");
+                            std::thread::sleep(POLL_WAIT);
+                        }
+                    }
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_is_stable_spread_and_follows_pins() {
+        let control = Control::new(4, None);
+        let request = b"the same request";
+        let first = control.place("acme", Some("key-1"), request);
+        // A retry (same key, any body) goes where the first try went.
+        assert_eq!(control.place("acme", Some("key-1"), b"another body"), first);
+        let spread: std::collections::BTreeSet<u32> = (0..64)
+            .map(|key| control.place("acme", Some(&format!("key-{key}")), request))
+            .collect();
+        assert_eq!(spread.len(), 4, "64 keys reach every shard: {spread:?}");
+        control.apply(0, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: Some(3) }));
+        assert!((0..16).all(|key| control.place("acme", Some(&format!("key-{key}")), request) == 3));
+        assert_eq!(control.pin("acme"), Some(3));
+        // Out of range (another deployment's record) and undecodable records are skipped.
+        control.apply(1, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: Some(9) }));
+        control.apply(2, b"\x01\xff");
+        assert_eq!(control.pin("acme"), Some(3));
+        control.apply(3, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: None }));
+        assert_eq!(control.pin("acme"), None);
+        assert_eq!(*control.applied.borrow(), 4);
+        assert_eq!(Control::new(1, None).place("acme", None, request), 0);
+    }
+}
