@@ -226,7 +226,13 @@ fn serve_operator(
         .local_addr()
         .map_err(io_error("cannot read the operator address".into()))?;
     let router =
-        crate::operator_http::router(settings.shard, handle, requests, &settings.auth.operator_key);
+        crate::operator_http::router(
+            settings.shard,
+            settings.shards,
+            handle,
+            requests,
+            &settings.auth.operator_key,
+        );
     println!("operator endpoint on http://{address}");
     tracing::info!(%address, "operator endpoint listening");
     std::thread::Builder::new()

@@ -24,6 +24,9 @@ use std::sync::Arc;
 struct OperatorState {
     /// The shard whose engine the top-level fields, promotion and the requests log are of.
     shard: u32,
+    /// Whether the deployment has more than one shard: then `/metrics` labels every
+    /// series with the shard (a single-shard exposition is the one it always was).
+    sharded: bool,
     runtime: RuntimeHandle,
     /// Every shard this process runs (`serve`: all; `engine --shard K`: K), in order.
     shards: Arc<Vec<(u32, RuntimeHandle)>>,
@@ -50,6 +53,7 @@ fn state(
     let (shard, runtime) = runtimes.first().cloned().expect("at least one shard's runtime");
     OperatorState {
         shard,
+        sharded: false,
         runtime,
         shards: Arc::new(runtimes),
         requests,
@@ -69,20 +73,25 @@ pub(crate) fn engine_routes(
 }
 
 /// The whole operator listener of `boxoffice engine --shard K` (no ingress in its
-/// process).
+/// process) in a deployment of `shards` shards.
 pub(crate) fn router(
     shard: u32,
+    shards: u32,
     runtime: RuntimeHandle,
     requests: Arc<dyn OpenLog>,
     operator_key: &str,
 ) -> Router {
+    let state = OperatorState {
+        sharded: shards > 1,
+        ..state(vec![(shard, runtime)], requests, operator_key)
+    };
     routes()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics))
-        .with_state(state(vec![(shard, runtime)], requests, operator_key))
+        .with_state(state)
 }
 
 /// The operator key as a bearer token, compared in constant time.
@@ -349,8 +358,12 @@ impl std::io::Write for ChunkSender {
 
 async fn metrics(State(state): State<OperatorState>) -> Response {
     let status = state.runtime.status();
+    let labels = match state.sharded {
+        true => format!("{{shard=\"{}\"}}", state.shard),
+        false => String::new(),
+    };
     let gauge = |name: &str, help: &str, value: u64| {
-        format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n")
+        format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}\n")
     };
     let offset = |offset: Option<u64>| offset.map_or(0, |offset| offset + 1);
     let text = [
@@ -502,7 +515,7 @@ mod tests {
                 expected.extend(lines.lines(&record).iter().map(Value::to_string));
             }
         }
-        let router = router(0, runtime.handle(), requests, KEY);
+        let router = router(0, 1, runtime.handle(), requests, KEY);
         let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
 
         let (status, body) = call_bytes(
@@ -565,7 +578,7 @@ mod tests {
     async fn the_operator_key_guards_status_and_promotion() {
         let dir = tempfile::tempdir().unwrap();
         let (runtime, requests) = replica(dir.path(), "a", Role::Primary);
-        let router = router(0, runtime.handle(), requests, KEY);
+        let router = router(0, 1, runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", None).await;
         assert_eq!(
             (status, &body["error"]["code"]),
@@ -592,7 +605,7 @@ mod tests {
             status.role == Role::Standby
         });
         assert!(settled);
-        let router = router(0, runtime.handle(), requests, KEY);
+        let router = router(0, 1, runtime.handle(), requests, KEY);
         let (status, body) = call(&router, "GET", "/v1/admin/engine", Some(KEY)).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -697,7 +710,7 @@ mod tests {
             Arc::clone(&replica_requests),
             KEY,
         ));
-        let engine = router(0, handle.clone(), replica_requests, KEY);
+        let engine = router(0, 1, handle.clone(), replica_requests, KEY);
 
         let (serve_status, serve_body) = call(&serve, "GET", "/v1/admin/engine", Some(KEY)).await;
         let (engine_status, engine_body) =
@@ -746,6 +759,27 @@ mod tests {
             "{body}"
         );
         alone.stop();
+        runtime.shutdown().unwrap();
+    }
+
+    /// The engine of shard 2 of 3 says its shard in its status and labels its metrics
+    /// with it; a single-shard engine's metrics have no label.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shard_engine_names_its_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let (runtime, requests) = replica(dir.path(), "a", Role::Primary);
+        let sharded = router(2, 3, runtime.handle(), Arc::clone(&requests), KEY);
+        let (status, body) = call(&sharded, "GET", "/v1/admin/engine", Some(KEY)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((&body["shard"], &body["shards"][0]["shard"], &body["shards"][0]["node"]), (&json!(2), &json!(2), &json!("a")));
+        assert_eq!(body["shards"].as_array().unwrap().len(), 1);
+        let (_, text) = call_bytes(&sharded, "GET", "/metrics", None).await;
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("boxoffice_engine_primary{shard=\"2\"} "), "{text}");
+        let single = router(0, 1, runtime.handle(), requests, KEY);
+        let (_, text) = call_bytes(&single, "GET", "/metrics", None).await;
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("\nboxoffice_engine_primary "), "{text}");
         runtime.shutdown().unwrap();
     }
 

@@ -899,6 +899,63 @@ mod tests {
         );
     }
 
+    /// Shard K's settings: its topics, transactional id, data directory and engine place;
+    /// shard 0's names are the single-shard ones; a shard that does not exist, or a shard
+    /// count out of range, is refused with the key named.
+    #[test]
+    fn each_shard_has_its_topics_data_directory_and_engine_place() {
+        let settings = Settings::parse(
+            "shards = 3\ndata_dir = \"/srv/box\"",
+            [],
+            Path::new("site.toml"),
+        )
+        .unwrap();
+        settings.check_shards().unwrap();
+        let first = settings.for_shard(0).unwrap();
+        assert_eq!(
+            (
+                first.kafka.requests_topic.as_str(),
+                first.data_dir.as_path(),
+                first.engine_config().shard
+            ),
+            (
+                "boxoffice.requests",
+                Path::new("/srv/box"),
+                engine::ShardPlace { index: 0, count: 3 }
+            )
+        );
+        let third = settings.for_shard(2).unwrap();
+        assert_eq!(
+            (
+                third.kafka.requests_topic.as_str(),
+                third.kafka.outcomes_topic.as_str(),
+                third.kafka.transactional_id.as_str(),
+                third.data_dir.as_path(),
+                third.engine_config().shard
+            ),
+            (
+                "boxoffice.requests.shard-2",
+                "boxoffice.outcomes.shard-2",
+                format!("{}.shard-2", settings.kafka.transactional_id).as_str(),
+                Path::new("/srv/box/shard-2"),
+                engine::ShardPlace { index: 2, count: 3 }
+            )
+        );
+        assert_eq!(settings.kafka.control_topic(), "boxoffice.requests.control");
+        let error = settings.for_shard(3).unwrap_err();
+        assert!(error.contains("shards = 3"), "{error}");
+        let single = Settings::parse("", [], Path::new("site.toml")).unwrap();
+        assert_eq!(
+            (single.shards, single.engine_config().shard),
+            (1, engine::ShardPlace::default())
+        );
+        for shards in ["0", "257"] {
+            let settings = Settings::parse("", [("BOXOFFICE_SHARDS".to_string(), shards.to_string())], Path::new("site.toml")).unwrap();
+            let error = settings.check_shards().unwrap_err();
+            assert!(error.starts_with(&format!("shards is {shards}")), "{error}");
+        }
+    }
+
     #[test]
     fn kafka_topic_checks_come_from_the_kafka_section() {
         let path = Path::new("site.toml");
