@@ -225,14 +225,13 @@ fn serve_operator(
     let address = listener
         .local_addr()
         .map_err(io_error("cannot read the operator address".into()))?;
-    let router =
-        crate::operator_http::router(
-            settings.shard,
-            settings.shards,
-            handle,
-            requests,
-            &settings.auth.operator_key,
-        );
+    let router = crate::operator_http::router(
+        settings.shard,
+        settings.shards,
+        handle,
+        requests,
+        &settings.auth.operator_key,
+    );
     println!("operator endpoint on http://{address}");
     tracing::info!(%address, "operator endpoint listening");
     std::thread::Builder::new()

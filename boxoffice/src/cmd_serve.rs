@@ -98,8 +98,8 @@ pub(crate) fn run(
             })
         }
     };
-    let ingress = Ingress::start_shards(ingress_config, shard_logs, control)
-        .map_err(ToolError::Invalid)?;
+    let ingress =
+        Ingress::start_shards(ingress_config, shard_logs, control).map_err(ToolError::Invalid)?;
     let handles: Vec<(u32, RuntimeHandle)> = runtimes
         .iter()
         .map(|(shard, runtime)| (*shard, runtime.handle()))

@@ -283,18 +283,10 @@ fn main() {
             ));
         }
         Commands::Snapshot { command, .. } => {
-            exit_on_error(cmd_snapshot::run(
-                &settings,
-                &settings.data_dir,
-                command,
-            ));
+            exit_on_error(cmd_snapshot::run(&settings, &settings.data_dir, command));
         }
         Commands::Log { command, .. } => {
-            exit_on_error(cmd_log::run(
-                &settings,
-                &settings.data_dir,
-                command,
-            ));
+            exit_on_error(cmd_log::run(&settings, &settings.data_dir, command));
         }
     }
 }

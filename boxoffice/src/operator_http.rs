@@ -50,7 +50,10 @@ fn state(
     requests: Arc<dyn OpenLog>,
     operator_key: &str,
 ) -> OperatorState {
-    let (shard, runtime) = runtimes.first().cloned().expect("at least one shard's runtime");
+    let (shard, runtime) = runtimes
+        .first()
+        .cloned()
+        .expect("at least one shard's runtime");
     OperatorState {
         shard,
         sharded: false,
@@ -771,11 +774,21 @@ mod tests {
         let sharded = router(2, 3, runtime.handle(), Arc::clone(&requests), KEY);
         let (status, body) = call(&sharded, "GET", "/v1/admin/engine", Some(KEY)).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!((&body["shard"], &body["shards"][0]["shard"], &body["shards"][0]["node"]), (&json!(2), &json!(2), &json!("a")));
+        assert_eq!(
+            (
+                &body["shard"],
+                &body["shards"][0]["shard"],
+                &body["shards"][0]["node"]
+            ),
+            (&json!(2), &json!(2), &json!("a"))
+        );
         assert_eq!(body["shards"].as_array().unwrap().len(), 1);
         let (_, text) = call_bytes(&sharded, "GET", "/metrics", None).await;
         let text = String::from_utf8(text).unwrap();
-        assert!(text.contains("boxoffice_engine_primary{shard=\"2\"} "), "{text}");
+        assert!(
+            text.contains("boxoffice_engine_primary{shard=\"2\"} "),
+            "{text}"
+        );
         let single = router(0, 1, runtime.handle(), requests, KEY);
         let (_, text) = call_bytes(&single, "GET", "/metrics", None).await;
         let text = String::from_utf8(text).unwrap();

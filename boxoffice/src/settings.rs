@@ -950,7 +950,12 @@ mod tests {
             (1, engine::ShardPlace::default())
         );
         for shards in ["0", "257"] {
-            let settings = Settings::parse("", [("BOXOFFICE_SHARDS".to_string(), shards.to_string())], Path::new("site.toml")).unwrap();
+            let settings = Settings::parse(
+                "",
+                [("BOXOFFICE_SHARDS".to_string(), shards.to_string())],
+                Path::new("site.toml"),
+            )
+            .unwrap();
             let error = settings.check_shards().unwrap_err();
             assert!(error.starts_with(&format!("shards is {shards}")), "{error}");
         }

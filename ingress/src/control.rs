@@ -39,7 +39,10 @@ pub(crate) struct Control {
 pub(crate) enum PlaceError {
     /// This ingress has no control log (a single shard, or an in-process test ingress).
     NoControlLog,
-    ShardOutOfRange { shard: u32, shards: u32 },
+    ShardOutOfRange {
+        shard: u32,
+        shards: u32,
+    },
     TooManyPins,
     Log(String),
 }
@@ -106,7 +109,10 @@ impl Control {
                     shards: self.shards,
                 });
             }
-            let pins = self.pins.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let pins = self
+                .pins
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if pins.len() >= PINS_MAX && !pins.contains_key(tenant) {
                 return Err(PlaceError::TooManyPins);
             }
@@ -123,7 +129,11 @@ impl Control {
         let mut applied = self.applied.subscribe();
         tokio::time::timeout(timeout, applied.wait_for(|applied| *applied > offset))
             .await
-            .map_err(|_| PlaceError::Log("the control log's follower did not apply the record in time".into()))?
+            .map_err(|_| {
+                PlaceError::Log(
+                    "the control log's follower did not apply the record in time".into(),
+                )
+            })?
             .map_err(|error| PlaceError::Log(error.to_string()))?;
         Ok(())
     }
@@ -131,15 +141,27 @@ impl Control {
     fn apply(&self, offset: u64, payload: &[u8]) {
         match decode_control(payload) {
             Ok(ControlRecord::PlaceTenant { tenant, shard }) => {
-                let mut pins = self.pins.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut pins = self
+                    .pins
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 match shard {
                     // A record the appender checked; one from another deployment's shape is
                     // skipped, identically on every ingress.
-                    Some(shard) if shard < self.shards && (pins.len() < PINS_MAX || pins.contains_key(&tenant)) => {
+                    Some(shard)
+                        if shard < self.shards
+                            && (pins.len() < PINS_MAX || pins.contains_key(&tenant)) =>
+                    {
                         pins.insert(tenant, shard);
                     }
                     Some(shard) => {
-                        tracing::error!(offset, tenant, shard, shards = self.shards, "control record skipped: shard out of range or too many pins");
+                        tracing::error!(
+                            offset,
+                            tenant,
+                            shard,
+                            shards = self.shards,
+                            "control record skipped: shard out of range or too many pins"
+                        );
                     }
                     None => {
                         pins.remove(&tenant);
@@ -193,14 +215,32 @@ mod tests {
             .map(|key| control.place("acme", Some(&format!("key-{key}")), request))
             .collect();
         assert_eq!(spread.len(), 4, "64 keys reach every shard: {spread:?}");
-        control.apply(0, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: Some(3) }));
+        control.apply(
+            0,
+            &encode_control(&ControlRecord::PlaceTenant {
+                tenant: "acme".into(),
+                shard: Some(3),
+            }),
+        );
         assert!((0..16).all(|key| control.place("acme", Some(&format!("key-{key}")), request) == 3));
         assert_eq!(control.pin("acme"), Some(3));
         // Out of range (another deployment's record) and undecodable records are skipped.
-        control.apply(1, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: Some(9) }));
+        control.apply(
+            1,
+            &encode_control(&ControlRecord::PlaceTenant {
+                tenant: "acme".into(),
+                shard: Some(9),
+            }),
+        );
         control.apply(2, b"\x01\xff");
         assert_eq!(control.pin("acme"), Some(3));
-        control.apply(3, &encode_control(&ControlRecord::PlaceTenant { tenant: "acme".into(), shard: None }));
+        control.apply(
+            3,
+            &encode_control(&ControlRecord::PlaceTenant {
+                tenant: "acme".into(),
+                shard: None,
+            }),
+        );
         assert_eq!(control.pin("acme"), None);
         assert_eq!(*control.applied.borrow(), 4);
         assert_eq!(Control::new(1, None).place("acme", None, request), 0);

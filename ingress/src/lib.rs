@@ -185,7 +185,10 @@ impl Ingress {
         assert!(!shards.is_empty(), "an ingress serves at least one shard");
         let shard_count = u32::try_from(shards.len()).map_err(|_| "too many shards".to_string())?;
         if shard_count > engine::SHARDS_MAX {
-            return Err(format!("{shard_count} shards; at most {}", engine::SHARDS_MAX));
+            return Err(format!(
+                "{shard_count} shards; at most {}",
+                engine::SHARDS_MAX
+            ));
         }
         let metrics = Arc::new(Metrics::new(shard_count));
         let watchers = Arc::new(Watchers::default());
@@ -221,11 +224,9 @@ impl Ingress {
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
                 let control = Arc::new(control::Control::new(shard_count, Some(writer)));
-                followers.push(
-                    control
-                        .follow(reader, Arc::clone(&stop))
-                        .map_err(|error| format!("cannot start the control log's follower: {error}"))?,
-                );
+                followers.push(control.follow(reader, Arc::clone(&stop)).map_err(|error| {
+                    format!("cannot start the control log's follower: {error}")
+                })?);
                 control
             }
             None => Arc::new(control::Control::new(shard_count, None)),

@@ -367,7 +367,12 @@ impl Metrics {
 
     /// The exposition (OpenMetrics text, [`CONTENT_TYPE`]), with each shard's `gauges`
     /// (in shard order) and the open long-polls and streams as of now.
-    pub(crate) fn render(&self, shards: &[Gauges], long_polls: u64, seat_map_streams: u64) -> String {
+    pub(crate) fn render(
+        &self,
+        shards: &[Gauges],
+        long_polls: u64,
+        seat_map_streams: u64,
+    ) -> String {
         let set = &self.gauges;
         for (shard, gauges) in (0u32..).zip(shards) {
             set.applied_offset

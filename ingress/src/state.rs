@@ -415,7 +415,10 @@ impl AppState {
 
     /// Each shard's last applied outcome offset, in shard order.
     pub fn applied_offsets(&self) -> Vec<Option<u64>> {
-        self.models().iter().map(|model| model.applied_offset).collect()
+        self.models()
+            .iter()
+            .map(|model| model.applied_offset)
+            .collect()
     }
 
     /// True once every shard's follower has read its whole outcomes log (as of its last

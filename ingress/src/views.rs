@@ -35,7 +35,11 @@ pub(crate) fn answer_merged(
     if models.len() > 1 {
         let offsets = models
             .iter()
-            .map(|model| model.applied_offset.map_or_else(|| "-1".to_string(), |offset| offset.to_string()))
+            .map(|model| {
+                model
+                    .applied_offset
+                    .map_or_else(|| "-1".to_string(), |offset| offset.to_string())
+            })
             .collect::<Vec<_>>()
             .join(",");
         if let Ok(value) = HeaderValue::from_str(&offsets) {

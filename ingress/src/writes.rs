@@ -184,8 +184,7 @@ impl Writes {
 
     /// The offset after the last record this ingress appended (0: none yet).
     pub(crate) fn appended_end(&self) -> u64 {
-        self.appended_end
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.appended_end.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Refuses new writes, lets the appenders finish what is queued, and joins them.

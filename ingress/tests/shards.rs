@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::*;
 use axum::http::{Method, StatusCode};
+use common::*;
 use engine::{EngineConfig, ShardPlace};
 use ingress::{ControlLogs, Ingress, ShardLogs};
 use requestlog::{EmbeddedLog, EmbeddedOptions, LogWriter};
@@ -142,12 +142,21 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
     let router = sharded.router();
     let mut events = Vec::new();
     for number in 0..12 {
-        let created = create_keyed(&router, &format!("Show {number}"), &format!("create-{number}")).await;
+        let created = create_keyed(
+            &router,
+            &format!("Show {number}"),
+            &format!("create-{number}"),
+        )
+        .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         events.push(created.body["event_id"].as_str().unwrap().to_string());
     }
     let placed: std::collections::BTreeSet<u32> = events.iter().map(|id| shard_of(id)).collect();
-    assert_eq!(placed.len(), SHARDS as usize, "12 events reach every shard: {events:?}");
+    assert_eq!(
+        placed.len(),
+        SHARDS as usize,
+        "12 events reach every shard: {events:?}"
+    );
     let retry = create_keyed(&router, "Show 0", "create-0").await;
     assert_eq!(
         (retry.status, retry.body["event_id"].as_str()),
@@ -164,8 +173,18 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
         assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
         let hold_id = held.body["hold_id"].as_str().unwrap().to_string();
         assert_eq!(shard_of(&hold_id), shard, "{hold_id} of {event}");
-        let read = call(&router, Method::GET, &format!("/v1/holds/{hold_id}"), Some(&token("ana")), None).await;
-        assert_eq!((read.status, read.body["status"].as_str()), (StatusCode::OK, Some("held")));
+        let read = call(
+            &router,
+            Method::GET,
+            &format!("/v1/holds/{hold_id}"),
+            Some(&token("ana")),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (read.status, read.body["status"].as_str()),
+            (StatusCode::OK, Some("held"))
+        );
         let confirmed = call(
             &router,
             Method::POST,
@@ -179,14 +198,36 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
         assert_eq!(shard_of(&booking), shard);
         for ticket in confirmed.body["tickets"].as_array().unwrap() {
             let ticket_id = ticket["ticket_id"].as_str().unwrap();
-            assert!(ticket_id.starts_with(&format!("t_{}_", &booking[2..])), "{ticket_id}");
+            assert!(
+                ticket_id.starts_with(&format!("t_{}_", &booking[2..])),
+                "{ticket_id}"
+            );
         }
         bookings.push(booking);
-        let seats = call(&router, Method::GET, &format!("/v1/events/{event}"), None, None).await;
+        let seats = call(
+            &router,
+            Method::GET,
+            &format!("/v1/events/{event}"),
+            None,
+            None,
+        )
+        .await;
         let gold = &seats.body["availability"][0];
-        assert_eq!((gold["booked"].as_u64(), gold["held"].as_u64()), (Some(2), Some(0)), "{}", seats.text);
+        assert_eq!(
+            (gold["booked"].as_u64(), gold["held"].as_u64()),
+            (Some(2), Some(0)),
+            "{}",
+            seats.text
+        );
     }
-    let mine = call(&router, Method::GET, "/v1/bookings", Some(&token("ana")), None).await;
+    let mine = call(
+        &router,
+        Method::GET,
+        "/v1/bookings",
+        Some(&token("ana")),
+        None,
+    )
+    .await;
     let listed: Vec<&str> = mine.body["bookings"]
         .as_array()
         .unwrap()
@@ -195,12 +236,27 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
         .collect();
     assert_eq!(listed.len(), SHARDS as usize, "{}", mine.text);
     for booking in &bookings {
-        assert!(listed.contains(&booking.as_str()), "{booking} not in {listed:?}");
+        assert!(
+            listed.contains(&booking.as_str()),
+            "{booking} not in {listed:?}"
+        );
     }
-    let offsets = mine.headers.get("x-log-offsets").expect("X-Log-Offsets").to_str().unwrap();
+    let offsets = mine
+        .headers
+        .get("x-log-offsets")
+        .expect("X-Log-Offsets")
+        .to_str()
+        .unwrap();
     assert_eq!(offsets.split(',').count(), SHARDS as usize, "{offsets}");
 
-    let search = call(&router, Method::GET, "/v1/events?per_page=5&page=2&sort=name", None, None).await;
+    let search = call(
+        &router,
+        Method::GET,
+        "/v1/events?per_page=5&page=2&sort=name",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(search.body["total"], json!(12), "{}", search.text);
     let names: Vec<&str> = search.body["events"]
         .as_array()
@@ -211,7 +267,10 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
     // Names sort as text across every shard: Show 0, 1, 10, 11, 2 | 3, 4, 5, 6, 7 | ...
     assert_eq!(names, ["Show 3", "Show 4", "Show 5", "Show 6", "Show 7"]);
     let cities = call(&router, Method::GET, "/v1/cities", None, None).await;
-    assert_eq!(cities.body["cities"], json!([{"city": "Lyon", "country": "FR", "events": 12}]));
+    assert_eq!(
+        cities.body["cities"],
+        json!([{"city": "Lyon", "country": "FR", "events": 12}])
+    );
     let admin = call(&router, Method::GET, "/v1/admin/events", Some(ADMIN), None).await;
     assert_eq!(admin.body["events"].as_array().unwrap().len(), 12);
 
@@ -219,7 +278,14 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
     for (index, shard) in (0u32..).zip(&sharded.shards) {
         let status = shard.engine.as_ref().unwrap().status();
         let mut replayed = engine::Engine::new(shard.config.clone());
-        runtime::replay(&mut replayed, &mut shard.requests.reader(), status.applied_offset, 512, &mut |_| {}).unwrap();
+        runtime::replay(
+            &mut replayed,
+            &mut shard.requests.reader(),
+            status.applied_offset,
+            512,
+            &mut |_| {},
+        )
+        .unwrap();
         replayed.check_invariants();
         let owned = events.iter().filter(|id| shard_of(id) == index).count();
         assert_eq!(replayed.event_count() as usize, owned, "shard {index}");
@@ -234,32 +300,117 @@ async fn a_tenant_pinned_to_a_shard_places_its_new_events_there() {
     let router = sharded.router();
     let path = "/v1/operator/tenants/demo/placement";
     let before = call(&router, Method::GET, path, Some(OPERATOR), None).await;
-    assert_eq!(before.body, json!({"tenant_id": "demo", "shard": null, "shards": 3}));
-    let pinned = call(&router, Method::PUT, path, Some(OPERATOR), Some(json!({"shard": 2}))).await;
-    assert_eq!((pinned.status, &pinned.body["shard"]), (StatusCode::OK, &json!(2)), "{}", pinned.text);
+    assert_eq!(
+        before.body,
+        json!({"tenant_id": "demo", "shard": null, "shards": 3})
+    );
+    let pinned = call(
+        &router,
+        Method::PUT,
+        path,
+        Some(OPERATOR),
+        Some(json!({"shard": 2})),
+    )
+    .await;
+    assert_eq!(
+        (pinned.status, &pinned.body["shard"]),
+        (StatusCode::OK, &json!(2)),
+        "{}",
+        pinned.text
+    );
     for number in 0..6 {
-        let created = create_keyed(&router, &format!("Pinned {number}"), &format!("pinned-{number}")).await;
-        assert_eq!(shard_of(created.body["event_id"].as_str().unwrap()), 2, "{}", created.text);
+        let created = create_keyed(
+            &router,
+            &format!("Pinned {number}"),
+            &format!("pinned-{number}"),
+        )
+        .await;
+        assert_eq!(
+            shard_of(created.body["event_id"].as_str().unwrap()),
+            2,
+            "{}",
+            created.text
+        );
     }
     for (body, status, reason) in [
-        (json!({"shard": 3}), StatusCode::BAD_REQUEST, "invalid_field"),
-        (json!({"shard": -1}), StatusCode::BAD_REQUEST, "invalid_field"),
-        (json!({"shard": 1, "extra": true}), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            json!({"shard": 3}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"shard": -1}),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            json!({"shard": 1, "extra": true}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
     ] {
-        let refused = call(&router, Method::PUT, path, Some(OPERATOR), Some(body.clone())).await;
-        assert_eq!((refused.status, refused.reason()), (status, reason), "{body}: {}", refused.text);
+        let refused = call(
+            &router,
+            Method::PUT,
+            path,
+            Some(OPERATOR),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (refused.status, refused.reason()),
+            (status, reason),
+            "{body}: {}",
+            refused.text
+        );
     }
-    let unknown = call(&router, Method::PUT, "/v1/operator/tenants/nobody/placement", Some(OPERATOR), Some(json!({"shard": 1}))).await;
-    assert_eq!((unknown.status, unknown.reason()), (StatusCode::NOT_FOUND, "tenant_not_found"));
-    let not_operator = call(&router, Method::PUT, path, Some(ADMIN), Some(json!({"shard": 1}))).await;
+    let unknown = call(
+        &router,
+        Method::PUT,
+        "/v1/operator/tenants/nobody/placement",
+        Some(OPERATOR),
+        Some(json!({"shard": 1})),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (StatusCode::NOT_FOUND, "tenant_not_found")
+    );
+    let not_operator = call(
+        &router,
+        Method::PUT,
+        path,
+        Some(ADMIN),
+        Some(json!({"shard": 1})),
+    )
+    .await;
     assert_eq!(not_operator.status, StatusCode::FORBIDDEN);
-    let unpinned = call(&router, Method::PUT, path, Some(OPERATOR), Some(json!({"shard": null}))).await;
+    let unpinned = call(
+        &router,
+        Method::PUT,
+        path,
+        Some(OPERATOR),
+        Some(json!({"shard": null})),
+    )
+    .await;
     assert_eq!(unpinned.body["shard"], Value::Null);
 
     // One shard: no control log, so nothing to pin.
     let single = Harness::start();
-    let refused = call(&single.router(), Method::PUT, path, Some(OPERATOR), Some(json!({"shard": 0}))).await;
-    assert_eq!((refused.status, refused.reason()), (StatusCode::CONFLICT, "no_control_log"), "{}", refused.text);
+    let refused = call(
+        &single.router(),
+        Method::PUT,
+        path,
+        Some(OPERATOR),
+        Some(json!({"shard": 0})),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.reason()),
+        (StatusCode::CONFLICT, "no_control_log"),
+        "{}",
+        refused.text
+    );
 }
 
 /// One shard's engine stops: its events answer 503 (`shard_unavailable` at once, with
@@ -272,29 +423,61 @@ async fn a_shard_that_is_down_stops_only_its_own_events() {
     let router = sharded.router();
     let mut events = Vec::new();
     for number in 0..12 {
-        let created = create_keyed(&router, &format!("Show {number}"), &format!("k-{number}")).await;
+        let created =
+            create_keyed(&router, &format!("Show {number}"), &format!("k-{number}")).await;
         events.push(created.body["event_id"].as_str().unwrap().to_string());
     }
-    let on = |shard: u32| events.iter().find(|id| shard_of(id) == shard).unwrap().clone();
+    let on = |shard: u32| {
+        events
+            .iter()
+            .find(|id| shard_of(id) == shard)
+            .unwrap()
+            .clone()
+    };
     let down = &mut sharded.shards[1];
     down.engine.take().unwrap().shutdown().unwrap();
     let first = hold(&router, "ana", &on(1), 1).await;
-    assert_eq!((first.status, first.reason()), (StatusCode::SERVICE_UNAVAILABLE, "not_answered_in_time"), "{}", first.text);
+    assert_eq!(
+        (first.status, first.reason()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not_answered_in_time"),
+        "{}",
+        first.text
+    );
     let end = sharded.shards[1].requests.writer().end_offset().unwrap();
     let started = std::time::Instant::now();
     let refused = hold(&router, "ana", &on(1), 1).await;
-    assert_eq!((refused.status, refused.reason()), (StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable"), "{}", refused.text);
-    assert!(started.elapsed() < Duration::from_millis(500), "answered at once, not after the timeout");
-    assert_eq!(sharded.shards[1].requests.writer().end_offset().unwrap(), end, "nothing appended");
+    assert_eq!(
+        (refused.status, refused.reason()),
+        (StatusCode::SERVICE_UNAVAILABLE, "shard_unavailable"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "answered at once, not after the timeout"
+    );
+    assert_eq!(
+        sharded.shards[1].requests.writer().end_offset().unwrap(),
+        end,
+        "nothing appended"
+    );
     for shard in [0, 2] {
         let held = hold(&router, "ana", &on(shard), 1).await;
-        assert_eq!(held.status, StatusCode::CREATED, "shard {shard}: {}", held.text);
+        assert_eq!(
+            held.status,
+            StatusCode::CREATED,
+            "shard {shard}: {}",
+            held.text
+        );
     }
     let ready = call(&router, Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text);
     let shards = ready.body["shards"].as_array().unwrap();
     assert_eq!(
-        shards.iter().map(|shard| shard["ready"].as_bool().unwrap()).collect::<Vec<_>>(),
+        shards
+            .iter()
+            .map(|shard| shard["ready"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
         [true, false, true],
         "{}",
         ready.text
@@ -302,11 +485,18 @@ async fn a_shard_that_is_down_stops_only_its_own_events() {
     // Back: the waiting hold gets its outcome, and the shard sells again once this
     // ingress has applied it.
     let shard = &mut sharded.shards[1];
-    shard.engine = Some(start_runtime(shard.requests.clone(), shard.outcomes.clone(), shard.config.clone()));
+    shard.engine = Some(start_runtime(
+        shard.requests.clone(),
+        shard.outcomes.clone(),
+        shard.config.clone(),
+    ));
     let state = sharded.ingress.as_ref().unwrap().state();
     let deadline = std::time::Instant::now() + CATCH_UP;
     while state.applied_offsets()[1] < Some(end - 1) {
-        assert!(std::time::Instant::now() < deadline, "the restarted shard never answered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted shard never answered"
+        );
         tokio::task::yield_now().await;
     }
     let held = hold(&router, "ana", &on(1), 1).await;

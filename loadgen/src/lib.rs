@@ -378,20 +378,32 @@ async fn run_async(command: Command) -> Result<(), LoadgenError> {
                 ));
             };
             let boxoffice = args.boxoffice.clone().unwrap_or_else(boxoffice_executable);
-            let replayed = verify::offline_replay_hash(
-                &boxoffice,
-                args.config.as_deref(),
-                &args.data_dir,
-                engine.hash_offset(),
-            )
-            .map_err(|error| LoadgenError::Verify(error.to_string()))?;
-            println!(
-                "server  state_hash {} at offset {:?}",
-                engine.state_hash,
-                engine.hash_offset()
-            );
-            println!("replay  state_hash {replayed}");
-            if replayed == engine.state_hash {
+            // Every shard against a replay of its own requests log.
+            let sharded = !engine.shards.is_empty();
+            let mut equal = true;
+            for status in engine.each_shard() {
+                let replayed = verify::offline_replay_hash(
+                    &boxoffice,
+                    args.config.as_deref(),
+                    &args.data_dir,
+                    status.hash_offset(),
+                    sharded.then_some(status.shard),
+                )
+                .map_err(|error| LoadgenError::Verify(error.to_string()))?;
+                let shard = if sharded {
+                    format!(" (shard {})", status.shard)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "server  state_hash {} at offset {:?}{shard}",
+                    status.state_hash,
+                    status.hash_offset()
+                );
+                println!("replay  state_hash {replayed}{shard}");
+                equal &= replayed == status.state_hash;
+            }
+            if equal {
                 println!("equal");
                 Ok(())
             } else {
@@ -458,6 +470,7 @@ fn exact_replay(
             args.config.as_deref(),
             data_dir,
             Some(imported.hash_offset),
+            None,
         )
     })
     .map_err(|error| LoadgenError::Verify(error.to_string()))?;

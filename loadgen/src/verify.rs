@@ -47,6 +47,13 @@ pub struct EngineStatus {
     /// moments, so the hash can lag `applied_offset`).
     #[serde(default)]
     pub state_hash_offset: Option<u64>,
+    /// The shard these fields are of (0 in a single-shard deployment).
+    #[serde(default)]
+    pub shard: u32,
+    /// With more than one shard: every shard's status, in shard order (each checked
+    /// against a replay of its own log by `check-replay`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<EngineStatus>,
 }
 
 impl EngineStatus {
@@ -57,6 +64,26 @@ impl EngineStatus {
 
     fn caught_up(&self) -> bool {
         self.applied_offset.map_or(0, |applied| applied + 1) >= self.log_end_offset
+    }
+
+    /// The state hash is of the last applied offset, for this shard and every listed one.
+    fn settled(&self) -> bool {
+        let one = |status: &EngineStatus| {
+            status.caught_up()
+                && status
+                    .state_hash_offset
+                    .is_some_and(|offset| Some(offset) == status.applied_offset)
+        };
+        one(self) && self.shards.iter().all(one)
+    }
+
+    /// Every shard's status to check against a replay: the listed shards, or this one.
+    pub fn each_shard(&self) -> Vec<&EngineStatus> {
+        if self.shards.is_empty() {
+            vec![self]
+        } else {
+            self.shards.iter().collect()
+        }
     }
 }
 
@@ -440,14 +467,35 @@ pub async fn engine_status(client: &Client) -> Result<EngineStatus, VerifyError>
             path: path.into(),
             message: "no state_hash".into(),
         })?;
-    Ok(EngineStatus {
-        state_hash: state_hash.to_string(),
+    let status_of = |body: &Value| EngineStatus {
+        state_hash: body
+            .get("state_hash")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         applied_offset: body.get("applied_offset").and_then(Value::as_u64),
         log_end_offset: body
             .get("log_end_offset")
             .and_then(Value::as_u64)
             .unwrap_or(0),
         state_hash_offset: body.get("state_hash_offset").and_then(Value::as_u64),
+        shard: body
+            .get("shard")
+            .and_then(Value::as_u64)
+            .and_then(|shard| u32::try_from(shard).ok())
+            .unwrap_or(0),
+        shards: Vec::new(),
+    };
+    let shards: Vec<EngineStatus> = body
+        .get("shards")
+        .and_then(Value::as_array)
+        .map(|shards| shards.iter().map(status_of).collect())
+        .unwrap_or_default();
+    Ok(EngineStatus {
+        state_hash: state_hash.to_string(),
+        // One shard lists only itself: nothing more to check.
+        shards: if shards.len() > 1 { shards } else { Vec::new() },
+        ..status_of(&body)
     })
 }
 
@@ -467,7 +515,7 @@ pub async fn settled_engine_status(client: &Client) -> Result<EngineStatus, Veri
     let mut quiet_since = tokio::time::Instant::now();
     loop {
         let settled = match status.state_hash_offset {
-            Some(offset) => status.caught_up() && Some(offset) == status.applied_offset,
+            Some(_) => status.settled(),
             None => status.caught_up() && quiet_since.elapsed() >= SETTLE_QUIET,
         };
         if settled || started.elapsed() >= SETTLE_MAX {
@@ -482,19 +530,23 @@ pub async fn settled_engine_status(client: &Client) -> Result<EngineStatus, Veri
     }
 }
 
-/// Runs `boxoffice replay --to OFFSET` on a stopped server's data directory and returns the
-/// state hash it prints (`state_hash <hex>`).
+/// Runs `boxoffice replay --to OFFSET` (of shard `shard`'s log, when given) on a stopped
+/// server's data directory and returns the state hash it prints (`state_hash <hex>`).
 pub fn offline_replay_hash(
     boxoffice: &Path,
     config: Option<&Path>,
     data_dir: &Path,
     to: Option<u64>,
+    shard: Option<u32>,
 ) -> Result<String, VerifyError> {
     let mut command = Command::new(boxoffice);
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
     command.arg("replay").arg("--data-dir").arg(data_dir);
+    if let Some(shard) = shard {
+        command.arg("--shard").arg(shard.to_string());
+    }
     if let Some(to) = to {
         command.arg("--to").arg(to.to_string());
     }

@@ -87,6 +87,7 @@ fn sample_report() -> Report {
                 applied_offset: Some(1_060),
                 log_end_offset: 1_061,
                 state_hash_offset: Some(1_059),
+                ..EngineStatus::default()
             }),
         }),
     }
@@ -224,6 +225,7 @@ fn request_logs_accept_our_records_and_boxoffice_exports() {
             applied_offset: Some(2),
             log_end_offset: 3,
             state_hash_offset: Some(2),
+            ..EngineStatus::default()
         }),
         server_log_records: None,
     };

@@ -75,7 +75,11 @@ pub(crate) async fn list_events(
         1,
         u32::MAX,
     );
-    views::answer_merged(StatusCode::OK, &models, Json(AdminEventsResponse { events }))
+    views::answer_merged(
+        StatusCode::OK,
+        &models,
+        Json(AdminEventsResponse { events }),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/admin/events/{event_id}", tag = "admin", params(("event_id" = String, Path)),

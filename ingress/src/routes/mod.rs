@@ -81,7 +81,10 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
     match command {
         Command::CreateEvent { tenant, .. } | Command::CreateDesk { tenant, .. } => {
             let request = engine::wire::encode_request(&Request::new(command.clone()));
-            state.shared.control.place(tenant, idempotency_key, &request)
+            state
+                .shared
+                .control
+                .place(tenant, idempotency_key, &request)
         }
         Command::UpdateEvent { event, .. }
         | Command::CancelEvent { event, .. }

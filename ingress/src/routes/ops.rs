@@ -56,15 +56,19 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         // answers 503 for its own events only (`submit`).
         let whole = shards.iter().all(|(shard, not_ready)| {
             shard.caught_up
-                && !matches!(not_ready, Some((Reason::OutcomesGap | Reason::OutcomesTruncated | Reason::CatchingUp, _)))
+                && !matches!(
+                    not_ready,
+                    Some((
+                        Reason::OutcomesGap | Reason::OutcomesTruncated | Reason::CatchingUp,
+                        _
+                    ))
+                )
         });
         let selling = shards.iter().any(|(shard, _)| shard.ready);
         let not_ready = if whole && selling {
             None
         } else {
-            shards
-                .iter()
-                .find_map(|(_, not_ready)| not_ready.clone())
+            shards.iter().find_map(|(_, not_ready)| not_ready.clone())
         };
         let first = shards[0].0.clone();
         let readiness = Readiness {
@@ -248,7 +252,12 @@ pub(crate) fn promote() {}
 pub(crate) fn requests_log() {}
 
 fn configured_tenant(state: &AppState, tenant_id: &str) -> Result<(), AppError> {
-    if state.config().tenants.iter().any(|tenant| tenant.id == tenant_id) {
+    if state
+        .config()
+        .tenants
+        .iter()
+        .any(|tenant| tenant.id == tenant_id)
+    {
         Ok(())
     } else {
         Err(AppError::new(
@@ -314,7 +323,10 @@ pub(crate) async fn put_placement(
             ),
             PlaceError::ShardOutOfRange { shard, shards } => AppError::field(
                 "shard",
-                format!("shard {shard} does not exist: shards are 0 to {}", shards - 1),
+                format!(
+                    "shard {shard} does not exist: shards are 0 to {}",
+                    shards - 1
+                ),
             ),
             PlaceError::TooManyPins => AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -322,10 +334,9 @@ pub(crate) async fn put_placement(
                 Reason::TenantPinsMax,
                 format!("at most {} tenants may be pinned", crate::control::PINS_MAX),
             ),
-            PlaceError::Log(error) => AppError::unavailable(
-                Reason::LogNotWritable,
-                format!("the control log: {error}"),
-            ),
+            PlaceError::Log(error) => {
+                AppError::unavailable(Reason::LogNotWritable, format!("the control log: {error}"))
+            }
         })?;
     Ok(Json(placement(&state, tenant_id)))
 }

@@ -124,8 +124,7 @@ pub(crate) async fn venues(
     ApiQuery(query): ApiQuery<VenuesQuery>,
 ) -> Response {
     let models = state.models();
-    let mut merged: std::collections::BTreeMap<(String, String, String), u64> =
-        Default::default();
+    let mut merged: std::collections::BTreeMap<(String, String, String), u64> = Default::default();
     for model in &models {
         for (venue, city, country, events) in model.venues(query.city.as_deref()) {
             *merged.entry((venue, city, country)).or_default() += events;

@@ -22,25 +22,25 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const OPERATOR: &str = "demo-operator-key";
-const ADMIN: &str = "demo-admin-key";
+pub(crate) const OPERATOR: &str = "demo-operator-key";
+pub(crate) const ADMIN: &str = "demo-admin-key";
 const SECRET: &str = "demo-user-secret";
 /// Upper bound on anything that must happen (a bound, not a wait).
-const DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
-fn kafka_bootstrap() -> Option<String> {
+pub(crate) fn kafka_bootstrap() -> Option<String> {
     requestlog::test_kafka_bootstrap("the fail-over tests")
 }
 
 /// A child process whose stdout lines arrive on a channel; killed when dropped.
-struct Proc {
-    name: String,
-    child: Child,
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) child: Child,
     lines: mpsc::Receiver<String>,
 }
 
 impl Proc {
-    fn spawn(name: &str, env: &[(String, String)], args: &[&str]) -> Proc {
+    pub(crate) fn spawn(name: &str, env: &[(String, String)], args: &[&str]) -> Proc {
         let mut child = Command::new(boxoffice_system_tests::boxoffice_bin())
             .arg("--config")
             .arg(boxoffice_system_tests::default_config())
@@ -75,7 +75,7 @@ impl Proc {
     }
 
     /// The rest of the first line that starts with `prefix`.
-    fn wait_line(&self, prefix: &str) -> String {
+    pub(crate) fn wait_line(&self, prefix: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -108,20 +108,20 @@ impl Drop for Proc {
 }
 
 /// An engine replica and its operator endpoint.
-struct Replica {
-    process: Proc,
-    operator: String,
+pub(crate) struct Replica {
+    pub(crate) process: Proc,
+    pub(crate) operator: String,
 }
 
 /// Fresh topics, a data directory per replica, and the processes on them.
-struct Cluster {
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    http: reqwest::Client,
+pub(crate) struct Cluster {
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Cluster {
-    fn new(brokers: &str, test: &str) -> Cluster {
+    pub(crate) fn new(brokers: &str, test: &str) -> Cluster {
         let unique = format!(
             "{test}-{}-{}",
             std::process::id(),
@@ -162,7 +162,7 @@ impl Cluster {
         }
     }
 
-    fn data_dir(&self, node: &str) -> PathBuf {
+    pub(crate) fn data_dir(&self, node: &str) -> PathBuf {
         self.dir.path().join(node)
     }
 
@@ -235,7 +235,7 @@ impl Cluster {
         .await
     }
 
-    async fn operator_status(&self, replica: &Replica) -> Value {
+    pub(crate) async fn operator_status(&self, replica: &Replica) -> Value {
         let response = self
             .http
             .get(format!("{}/v1/admin/engine", replica.operator))
@@ -248,7 +248,7 @@ impl Cluster {
     }
 
     /// Polls the replica's status until `condition` holds (bounded).
-    async fn wait_status(
+    pub(crate) async fn wait_status(
         &self,
         replica: &Replica,
         what: &str,
@@ -270,7 +270,7 @@ impl Cluster {
     }
 
     /// Waits until the replica has applied the whole log and hashed that state.
-    async fn wait_settled(&self, replica: &Replica) -> Value {
+    pub(crate) async fn wait_settled(&self, replica: &Replica) -> Value {
         self.wait_status(replica, "settled", |status| {
             let applied = status["applied_offset"].as_u64();
             applied.is_some()
@@ -282,7 +282,7 @@ impl Cluster {
 }
 
 /// Runs a `boxoffice` tool to completion on the cluster's settings; its stdout.
-fn tool(env: &[(String, String)], args: &[&str]) -> String {
+pub(crate) fn tool(env: &[(String, String)], args: &[&str]) -> String {
     let output = tool_output(env, args);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
@@ -309,7 +309,7 @@ fn tool_output(env: &[(String, String)], args: &[&str]) -> std::process::Output 
         .unwrap()
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temporary path")
 }
 
@@ -319,7 +319,7 @@ fn token(user: &str) -> String {
 
 /// One request a client sent, with its idempotency key, and the answer it settled on.
 #[derive(Clone, Debug)]
-struct Sent {
+pub(crate) struct Sent {
     user: String,
     path: String,
     body: Value,
@@ -401,7 +401,7 @@ async fn create_event(http: &reqwest::Client, base: &str, rows: u32) -> String {
 /// Users each hold two adjacent seats and confirm, `orders` times. Every request counts in
 /// `done` once answered.
 /// `run` keeps the idempotency keys of separate runs apart.
-async fn run_load(
+pub(crate) async fn run_load(
     http: reqwest::Client,
     base: String,
     event: String,
@@ -461,7 +461,7 @@ async fn run_load(
 /// Every booking a client was told about is there; no seat is owned twice; the seat map's
 /// booked seats are exactly the bookings'; every request repeated with its key gets its
 /// original answer.
-async fn verify_clients(http: &reqwest::Client, base: &str, event: &str, sent: &[Sent]) {
+pub(crate) async fn verify_clients(http: &reqwest::Client, base: &str, event: &str, sent: &[Sent]) {
     let mut owned: BTreeMap<String, String> = BTreeMap::new();
     for confirm in sent.iter().filter(|sent| sent.path.ends_with("/confirm")) {
         assert_eq!(

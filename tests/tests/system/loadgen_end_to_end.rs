@@ -258,6 +258,7 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
         Some(&workspace_root().join("config/default.toml")),
         &first_dir,
         recorded_engine.hash_offset(),
+        None,
     )
     .expect("boxoffice replay");
     assert_eq!(
@@ -316,6 +317,7 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
         Some(&workspace_root().join("config/default.toml")),
         &second_dir,
         second_engine.hash_offset(),
+        None,
     )
     .expect("boxoffice replay");
     assert_eq!(

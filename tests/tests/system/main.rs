@@ -22,6 +22,7 @@ mod loadgen_end_to_end;
 mod replay_timeline;
 mod serve;
 mod serve_suite;
+mod shards;
 
 // The runtime in this process, or in a child process it kills.
 mod big_outcomes;
