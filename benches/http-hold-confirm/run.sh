@@ -17,7 +17,9 @@
 # The sides alternate ($RUNS runs each) and the medians are printed at the end.
 #
 # Environment: RUNS (default 3), CLIENTS (32), DURATION (20), KAFKA_BOOTSTRAP
-# (127.0.0.1:19092; start one with scripts/kafka.sh start), SIDES ("embedded kafka noop").
+# (127.0.0.1:19092; start one with scripts/kafka.sh start), SIDES ("embedded kafka noop"),
+# SHARDS (1): with more, `serve` runs that many engines (one embedded log pair each) and the
+# Kafka side one `boxoffice engine --shard K` process per shard, behind one ingress.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -26,6 +28,8 @@ CLIENTS="${CLIENTS:-32}"
 DURATION="${DURATION:-20}"
 KAFKA="${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
 SIDES="${SIDES:-embedded kafka noop}"
+SHARDS="${SHARDS:-1}"
+export BOXOFFICE_SHARDS="$SHARDS"
 HERE=benches/http-hold-confirm
 # The broker's pid, for its CPU figure (scripts/kafka.sh writes it; empty when absent).
 KAFKA_PID="$(cat "${KAFKA_PID_FILE:-$HOME/.cache/boxoffice/kafka/run-${KAFKA##*:}/kafka.pid}" 2>/dev/null || true)"
@@ -71,12 +75,15 @@ start_kafka() {
   export BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_BROKERS="$KAFKA" \
     BOXOFFICE_KAFKA_REQUESTS_TOPIC="$unique-requests" BOXOFFICE_KAFKA_OUTCOMES_TOPIC="$unique-outcomes" \
     BOXOFFICE_KAFKA_TRANSACTIONAL_ID="$unique"
-  BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" --dev engine --data-dir "$WORK/kafka-$run" \
-    >"$WORK/engine-$run.out" 2>"$WORK/engine-$run.err" &
-  PIDS+=($!)
-  CPU_OF=(--cpu-of "engine=$!")
+  CPU_OF=()
+  for shard in $(seq 0 $((SHARDS - 1))); do
+    BOXOFFICE_ENGINE_OPERATOR_LISTEN=127.0.0.1:0 "$BOXOFFICE" --dev engine --shard "$shard" \
+      --data-dir "$WORK/kafka-$run" >"$WORK/engine-$run-$shard.out" 2>"$WORK/engine-$run-$shard.err" &
+    PIDS+=($!)
+    CPU_OF+=(--cpu-of "engine-$shard=$!")
+    wait_for "$WORK/engine-$run-$shard.out" " is primary$" "$!"
+  done
   if [[ -n "${KAFKA_PID:-}" ]]; then CPU_OF+=(--cpu-of "broker=$KAFKA_PID"); fi
-  wait_for "$WORK/engine-$run.out" " is primary$" "$!"
   "$BOXOFFICE" --dev ingress --listen 127.0.0.1:0 --data-dir "$WORK/ingress-$run" >"$WORK/ingress-$run.out" 2>"$WORK/ingress-$run.err" &
   PIDS+=($!)
   CPU_OF+=(--cpu-of "ingress=$!")
