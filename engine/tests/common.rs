@@ -665,3 +665,85 @@ pub fn shard_id(index: u32, count: u32) -> impl FnMut(u64) -> u64 {
             .unwrap_or(u64::MAX)
     }
 }
+
+/// Where the shard tests run a workload: the one shard, and shards of three and four.
+pub const SHARD_PLACES: [(u32, u32); 4] = [(0, 1), (0, 3), (2, 3), (1, 4)];
+
+/// Applies a log (offset, log time, request) to a single-shard engine and, for each place
+/// in [`SHARD_PLACES`], to an engine of that shard with every id in every request
+/// translated into the shard's ([`shard_id`]). Each outcome of the shard must be the
+/// single-shard engine's with its ids translated the same way (the same decisions: the
+/// same seats, refusals and effects, in the same order); every id in it must be the
+/// shard's own; `check_invariants` must hold after every request; and at the end every
+/// event has the same seats and counts as its single-shard twin, and every desk slot the
+/// same busy agents.
+pub fn assert_shards_decide_alike(config: &EngineConfig, log: &[(u64, u64, Request)]) {
+    for (index, count) in SHARD_PLACES {
+        let mut single = Engine::new(config.clone());
+        let mut shard = Engine::new(EngineConfig {
+            shard: ShardPlace { index, count },
+            ..config.clone()
+        });
+        for (offset, time_ms, request) in log {
+            let expected = single.apply(*offset, *time_ms, request);
+            let translated = Request {
+                idempotency_key: request.idempotency_key.clone(),
+                command: map_command_ids(
+                    &request.command,
+                    &config.ticket_secret,
+                    &mut shard_id(index, count),
+                ),
+            };
+            let outcome = shard.apply(*offset, *time_ms, &translated);
+            map_outcome_ids(&outcome, &mut |id| {
+                assert_eq!(
+                    id % u64::from(count),
+                    u64::from(index),
+                    "shard {index} of {count} gave out id {id} at offset {offset}: {outcome:?}"
+                );
+                id
+            });
+            let mut expected = map_outcome_ids(&expected, &mut shard_id(index, count));
+            expected.idempotency = expected.idempotency.and(
+                translated
+                    .idempotency_key
+                    .as_deref()
+                    .and_then(|key| IdempotencyStamp::of(&translated.command, key)),
+            );
+            assert_eq!(
+                outcome, expected,
+                "shard {index} of {count} at offset {offset}: {translated:?}"
+            );
+            shard.check_invariants();
+        }
+        assert_eq!(shard.event_count(), single.event_count());
+        for (local, (event, twin)) in single.event_ids().zip(shard.event_ids()).enumerate() {
+            assert_eq!(u64::from(twin.0), shard_id(index, count)(local as u64));
+            assert_eq!(shard.availability(twin), single.availability(event));
+            for seat in 0..single.seat_count(event).unwrap() {
+                assert_eq!(
+                    shard.seat_status(twin, seat),
+                    single.seat_status(event, seat)
+                );
+            }
+        }
+        for local in 0..4u32 {
+            let desk = DeskId(local);
+            let twin = DeskId(shard_id(index, count)(u64::from(local)) as u32);
+            assert_eq!(shard.desk_tenant(twin), single.desk_tenant(desk));
+            let slot_ms = 1_000;
+            let now_ms = single.now_ms() / slot_ms * slot_ms;
+            for slot_start_ms in (0..64).map(|slot| now_ms + slot * slot_ms) {
+                assert_eq!(
+                    shard.desk_busy_agents(twin, slot_start_ms),
+                    single.desk_busy_agents(desk, slot_start_ms)
+                );
+            }
+        }
+        assert_eq!(shard.live_hold_count(), single.live_hold_count());
+        assert_eq!(shard.booking_count(), single.booking_count());
+        assert_eq!(shard.waiting_count(), single.waiting_count());
+        assert_eq!(shard.next_due_ms(), single.next_due_ms());
+        assert_eq!(shard.now_ms(), single.now_ms());
+    }
+}

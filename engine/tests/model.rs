@@ -2272,17 +2272,8 @@ proptest! {
     }
 }
 
-/// Where the shard test runs the workload: the one shard, and shards of three and four.
-const SHARD_PLACES: [(u32, u32); 4] = [(0, 1), (0, 3), (2, 3), (1, 4)];
-
-/// Runs the steps (resolved against the model, as `run` does) once more on an engine of
-/// each place in `SHARD_PLACES`, with every id in every request translated into the
-/// shard's (`local * count + index`, restated in `common::shard_id`), beside a
-/// single-shard engine on the untranslated requests. Each outcome of the shard must be
-/// the single-shard engine's with its ids translated the same way (its decisions are
-/// the same: the same seats, the same refusals, the same effects in the same order); every
-/// id in it must be the shard's own; `check_invariants` must hold after every request; and
-/// at the end every event has the same seats and counts as its single-shard twin.
+/// Runs the steps (resolved against the model, as `run` does) once more on shards (see
+/// `common::assert_shards_decide_alike`): a shard decides as one engine does.
 fn run_on_shards(steps: &[Step], crowded: bool) {
     let mut log: Vec<(u64, u64, Request)> = events(crowded)
         .into_iter()
@@ -2300,65 +2291,7 @@ fn run_on_shards(steps: &[Step], crowded: bool) {
     run_observed(steps, crowded, &mut |_, request, outcome| {
         log.push((outcome.offset, outcome.time_ms, request.clone()));
     });
-    let secret = config().ticket_secret;
-    for (index, count) in SHARD_PLACES {
-        let mut single = Engine::new(config());
-        let mut shard = Engine::new(EngineConfig {
-            shard: ShardPlace { index, count },
-            ..config()
-        });
-        for (offset, time_ms, request) in &log {
-            let expected = single.apply(*offset, *time_ms, request);
-            let translated = Request {
-                idempotency_key: request.idempotency_key.clone(),
-                command: common::map_command_ids(
-                    &request.command,
-                    &secret,
-                    &mut common::shard_id(index, count),
-                ),
-            };
-            let outcome = shard.apply(*offset, *time_ms, &translated);
-            common::map_outcome_ids(&outcome, &mut |id| {
-                assert_eq!(
-                    id % u64::from(count),
-                    u64::from(index),
-                    "shard {index} of {count} gave out id {id} at offset {offset}: {outcome:?}"
-                );
-                id
-            });
-            let mut expected =
-                common::map_outcome_ids(&expected, &mut common::shard_id(index, count));
-            expected.idempotency = expected.idempotency.and(
-                translated
-                    .idempotency_key
-                    .as_deref()
-                    .and_then(|key| IdempotencyStamp::of(&translated.command, key)),
-            );
-            assert_eq!(
-                outcome, expected,
-                "shard {index} of {count} at offset {offset}: {translated:?}"
-            );
-            shard.check_invariants();
-        }
-        assert_eq!(shard.event_count(), single.event_count());
-        for (local, (event, twin)) in single.event_ids().zip(shard.event_ids()).enumerate() {
-            assert_eq!(
-                u64::from(twin.0),
-                common::shard_id(index, count)(local as u64)
-            );
-            assert_eq!(shard.availability(twin), single.availability(event));
-            for seat in 0..single.seat_count(event).unwrap() {
-                assert_eq!(
-                    shard.seat_status(twin, seat),
-                    single.seat_status(event, seat)
-                );
-            }
-        }
-        assert_eq!(shard.live_hold_count(), single.live_hold_count());
-        assert_eq!(shard.booking_count(), single.booking_count());
-        assert_eq!(shard.waiting_count(), single.waiting_count());
-        assert_eq!(shard.next_due_ms(), single.next_due_ms());
-    }
+    common::assert_shards_decide_alike(&config(), &log);
 }
 
 proptest! {
