@@ -4,7 +4,8 @@
 //! refused with one shard; the shard's configuration is validated and stamped, so a
 //! replica of one shard refuses another shard's snapshot or log. (That a shard decides
 //! as one engine does under the id mapping is `model.rs`'s
-//! `a_shard_decides_as_one_engine_under_the_id_mapping`.)
+//! `a_shard_decides_as_one_engine_under_the_id_mapping` and `desk_model.rs`'s
+//! `desks_on_a_shard_decide_as_on_one_engine`.)
 
 mod common;
 
