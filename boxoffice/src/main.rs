@@ -173,7 +173,10 @@ fn main() {
         }
     };
     settings.development = cli.dev;
-    if let Err(error) = settings.check_shards() {
+    if let Err(error) = settings
+        .check_shards()
+        .and_then(|()| settings.engine_config().validate())
+    {
         eprintln!("error: {error}");
         std::process::exit(2);
     }

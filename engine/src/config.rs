@@ -1,6 +1,8 @@
 //! Engine configuration. Every replica must apply the log with the same
 //! configuration, or they diverge; the shell loads it from one file.
 
+use crate::ids::{ShardPlace, SHARDS_MAX};
+
 /// Limits and policies. Times are log time in milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -45,32 +47,9 @@ pub struct EngineConfig {
     pub text_bytes_max: usize,
     pub desks_max: u32,
     pub desk_slots_max: u64,
-    /// Which shard of how many this engine applies (placeholder until helper A's merge).
+    /// Which shard of the deployment this engine runs: it gives out only ids of that
+    /// shard and knows no other (see `ids`). `{0, 1}`: the one shard, ids as always.
     pub shard: ShardPlace,
-}
-
-/// Most shards a deployment may have.
-pub const SHARDS_MAX: u32 = 256;
-
-/// The shard of an id (any of them: events, holds, bookings, waiters, desks, desk
-/// tickets) in a deployment of `count` shards: every id an engine of shard k assigns is
-/// k modulo `count`.
-pub fn shard_of(id: u64, count: u32) -> u32 {
-    assert!(count >= 1, "a deployment has at least one shard");
-    (id % u64::from(count)) as u32
-}
-
-/// Which shard of how many an engine applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShardPlace {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Default for ShardPlace {
-    fn default() -> Self {
-        ShardPlace { index: 0, count: 1 }
-    }
 }
 
 impl Default for EngineConfig {
@@ -117,6 +96,48 @@ const _: () = assert!(
 );
 
 impl EngineConfig {
+    /// Whether the engine can run with this configuration; the reason, naming the key,
+    /// when not. Shells check it when they load their settings; `Engine::new` and
+    /// `Engine::from_state` refuse (panic) a configuration that fails it.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.durations_are_bounded() {
+            return Err(format!(
+                "engine.confirm_grace_ms, engine.hold_ttl_max_ms and engine.waitlist_wait_max_ms must be at most {DURATION_MS_MAX}"
+            ));
+        }
+        if self.event_seats_max > crate::engine::EVENT_SEATS_LIMIT {
+            return Err(format!(
+                "engine.event_seats_max must be at most {} (a held seat names its hold's slot in 30 bits)",
+                crate::engine::EVENT_SEATS_LIMIT
+            ));
+        }
+        let ShardPlace { index, count } = self.shard;
+        if count == 0 || count > SHARDS_MAX {
+            return Err(format!(
+                "shards is {count}: a deployment has from 1 to {SHARDS_MAX} shards"
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "engine.shard is {index} but shards is {count}: shards are numbered from 0 to {}",
+                count - 1
+            ));
+        }
+        // Event and desk ids are u32: the last row of the last shard must have one.
+        let id_space = u64::from(u32::MAX) + 1;
+        for (key, max) in [
+            ("events_max", self.events_max),
+            ("desks_max", self.desks_max),
+        ] {
+            if u64::from(max) * u64::from(count) > id_space {
+                return Err(format!(
+                    "engine.{key} ({max}) times shards ({count}) must be at most {id_space}: every shard's ids must fit a u32"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Durations that are added to the clock are bounded by `DURATION_MS_MAX`.
     pub fn durations_are_bounded(&self) -> bool {
         [
@@ -189,9 +210,15 @@ impl EngineConfig {
             text_bytes_max,
             desks_max,
             desk_slots_max,
-            shard: _,
+            shard,
         } = self;
         // Destructured above so a new field cannot be forgotten here.
+        // The shard is stamped only when there are several, so a single-shard state (its
+        // snapshots, its state hash) is exactly what it was before shards existed; a
+        // replica of one shard started on another shard's log or snapshot is refused by
+        // the stamp checks, naming `shard`.
+        let shard =
+            (shard.count > 1).then(|| ("shard", format!("{}/{}", shard.index, shard.count)));
         [
             ("ticket_secret", secret(ticket_secret)),
             ("confirm_grace_ms", confirm_grace_ms.to_string()),
@@ -229,6 +256,7 @@ impl EngineConfig {
             ("desk_slots_max", desk_slots_max.to_string()),
         ]
         .into_iter()
+        .chain(shard)
         .map(|(key, value)| (key.to_string(), value))
         .collect()
     }

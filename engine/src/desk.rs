@@ -11,7 +11,7 @@
 
 use crate::command::DeskSpec;
 use crate::engine::{Engine, TimerKind};
-use crate::ids::{DeskId, DeskTicketId};
+use crate::ids::{DeskId, DeskTicketId, ShardPlace};
 use crate::outcome::{ConflictReason, DeskTicketView, Effect, Limit, NotFound, Rejection, Reply};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,30 +49,38 @@ pub(crate) struct DeskTicket {
 }
 
 impl Desks {
+    /// The desk a ticket of this shard (`place`) names.
+    pub(crate) fn desk_of(&self, ticket: &DeskTicket, place: ShardPlace) -> &Desk {
+        let index = place
+            .desk_index(ticket.desk)
+            .expect("a desk ticket names a desk of its shard");
+        &self.desks[index]
+    }
+
     /// Whether a live ticket's slot has not ended at `now_ms`.
-    pub(crate) fn is_open(&self, ticket: &DeskTicket, now_ms: u64) -> bool {
-        let slot_ms = self.desks[ticket.desk.0 as usize].spec.slot_ms;
+    pub(crate) fn is_open(&self, ticket: &DeskTicket, now_ms: u64, place: ShardPlace) -> bool {
+        let slot_ms = self.desk_of(ticket, place).spec.slot_ms;
         (ticket.slot + 1) * slot_ms > now_ms
     }
 
     /// The user's open tickets at the desk.
-    fn open_tickets(&self, desk: DeskId, user: &str, now_ms: u64) -> usize {
+    fn open_tickets(&self, desk: DeskId, user: &str, now_ms: u64, place: ShardPlace) -> usize {
         self.open_by_user
             .get(&(desk, user.to_string()))
             .map_or(0, |tickets| {
                 tickets
                     .iter()
-                    .filter(|ticket| self.is_open(&self.tickets[ticket], now_ms))
+                    .filter(|ticket| self.is_open(&self.tickets[ticket], now_ms, place))
                     .count()
             })
     }
 
     /// Files a new ticket under its user, dropping those whose slot has ended.
-    fn file_open(&mut self, ticket_id: DeskTicketId, now_ms: u64) {
+    fn file_open(&mut self, ticket_id: DeskTicketId, now_ms: u64, place: ShardPlace) {
         let ticket = &self.tickets[&ticket_id];
         let key = (ticket.desk, ticket.user.clone());
         let mut open = self.open_by_user.remove(&key).unwrap_or_default();
-        open.retain(|ticket| self.is_open(&self.tickets[ticket], now_ms));
+        open.retain(|ticket| self.is_open(&self.tickets[ticket], now_ms, place));
         assert!(open.insert(ticket_id), "a new ticket is filed once");
         self.open_by_user.insert(key, open);
     }
@@ -227,15 +235,15 @@ impl Engine {
         {
             return invalid("the desk's hold TTL is out of range");
         }
-        let desks = &mut self.state.desks.desks;
-        if desks.len() >= self.config.desks_max as usize {
+        let desk_count = self.state.desks.desks.len();
+        if desk_count >= self.config.desks_max as usize {
             return Err(Rejection::LimitExceeded {
                 limit: Limit::Desks,
                 max: self.config.desks_max,
             });
         }
-        let desk = DeskId(desks.len() as u32);
-        desks.push(Desk {
+        let desk = self.desk_id_at(desk_count);
+        self.state.desks.desks.push(Desk {
             tenant: tenant.to_string(),
             spec: spec.clone(),
             busy: BTreeMap::new(),
@@ -256,14 +264,11 @@ impl Engine {
         hold_only: bool,
     ) -> Result<Reply, Rejection> {
         let now_ms = self.state.now_ms;
-        let desk = self
-            .state
-            .desks
-            .desks
-            .get(desk_id.0 as usize)
-            .ok_or(Rejection::NotFound {
-                what: NotFound::Desk,
-            })?;
+        let place = self.config.shard;
+        let desk_index = self.desk_index(desk_id).ok_or(Rejection::NotFound {
+            what: NotFound::Desk,
+        })?;
+        let desk = &self.state.desks.desks[desk_index];
         let level_index = desk
             .spec
             .levels
@@ -273,13 +278,13 @@ impl Engine {
                 what: NotFound::Level,
             })? as u16;
         let max = self.config.desk_tickets_per_user_max;
-        if self.state.desks.open_tickets(desk_id, user, now_ms) >= max as usize {
+        if self.state.desks.open_tickets(desk_id, user, now_ms, place) >= max as usize {
             return Err(Rejection::LimitExceeded {
                 limit: Limit::DeskTicketsPerUser,
                 max,
             });
         }
-        let desk = &mut self.state.desks.desks[desk_id.0 as usize];
+        let desk = &mut self.state.desks.desks[desk_index];
         let slot_ms = desk.spec.slot_ms;
         let first_slot = now_ms.div_ceil(slot_ms);
         desk.prune_before(first_slot);
@@ -296,10 +301,10 @@ impl Engine {
         }
         debug_assert!(start_ms >= now_ms && start_ms + slot_ms <= resolve_by_ms);
         let agent = desk.occupy(slot);
-        let ticket_id = DeskTicketId(self.state.desks.next_ticket + 1);
+        let ticket_id = DeskTicketId(self.sequence_id(self.state.desks.next_ticket + 1));
         self.state.desks.next_ticket += 1;
         let hold_expires_at_ms =
-            hold_only.then(|| now_ms + self.state.desks.desks[desk_id.0 as usize].spec.hold_ttl_ms);
+            hold_only.then(|| now_ms + self.state.desks.desks[desk_index].spec.hold_ttl_ms);
         if let Some(expires) = hold_expires_at_ms {
             self.state
                 .timers
@@ -315,14 +320,19 @@ impl Engine {
             hold_expires_at_ms,
         };
         self.state.desks.tickets.insert(ticket_id, ticket);
-        self.state.desks.file_open(ticket_id, now_ms);
-        debug_assert!(self.state.desks.open_tickets(desk_id, user, now_ms) <= max as usize);
+        self.state.desks.file_open(ticket_id, now_ms, place);
+        debug_assert!(self.state.desks.open_tickets(desk_id, user, now_ms, place) <= max as usize);
         Ok(Reply::DeskTicketCreated(self.desk_ticket_view(ticket_id)))
     }
 
     pub(crate) fn desk_ticket_view(&self, ticket_id: DeskTicketId) -> DeskTicketView {
         let ticket = &self.state.desks.tickets[&ticket_id];
-        let slot_ms = self.state.desks.desks[ticket.desk.0 as usize].spec.slot_ms;
+        let slot_ms = self
+            .state
+            .desks
+            .desk_of(ticket, self.config.shard)
+            .spec
+            .slot_ms;
         DeskTicketView {
             desk: ticket.desk,
             ticket: ticket_id,
@@ -387,7 +397,8 @@ impl Engine {
             .remove(&ticket_id)
             .expect("the ticket exists");
         self.state.desks.unfile_open(ticket_id, &ticket);
-        let desk = &mut self.state.desks.desks[ticket.desk.0 as usize];
+        let desk_index = self.known_desk_index(ticket.desk);
+        let desk = &mut self.state.desks.desks[desk_index];
         // Slots already in the past were pruned; nothing to return for them.
         if desk
             .busy
@@ -433,7 +444,7 @@ impl Engine {
     /// been forgotten (0). `None` if the desk does not exist or the time is not a slot
     /// start.
     pub fn desk_busy_agents(&self, desk: DeskId, slot_start_ms: u64) -> Option<u32> {
-        let desk = self.state.desks.desks.get(desk.0 as usize)?;
+        let desk = &self.state.desks.desks[self.desk_index(desk)?];
         let slot_ms = desk.spec.slot_ms;
         if !slot_start_ms.is_multiple_of(slot_ms) {
             return None;
@@ -447,10 +458,7 @@ impl Engine {
 
     /// The tenant owning a desk, for admin reads.
     pub fn desk_tenant(&self, desk: DeskId) -> Option<&str> {
-        self.state
-            .desks
-            .desks
-            .get(desk.0 as usize)
-            .map(|desk| desk.tenant.as_str())
+        self.desk_index(desk)
+            .map(|index| self.state.desks.desks[index].tenant.as_str())
     }
 }

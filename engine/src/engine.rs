@@ -86,16 +86,12 @@ fn conflict(reason: ConflictReason) -> Rejection {
 }
 
 impl Engine {
+    /// A new engine. The configuration must pass [`EngineConfig::validate`] (shells
+    /// check it first): anything else is a bug in the shell, so it stops the process.
     pub fn new(config: EngineConfig) -> Engine {
-        assert!(
-            config.durations_are_bounded(),
-            "configured durations must be at most DURATION_MS_MAX"
-        );
-        assert!(
-            config.event_seats_max <= state::EVENT_SEATS_LIMIT,
-            "event_seats_max must be at most {} (a held seat names its hold's slot in 30 bits)",
-            state::EVENT_SEATS_LIMIT
-        );
+        if let Err(reason) = config.validate() {
+            panic!("{reason}");
+        }
         let stamp = config.stamp();
         Engine {
             config,
@@ -135,15 +131,9 @@ impl Engine {
     /// state was applied with ([`Engine::config_mismatch`]): anything else is a bug in
     /// the shell, which must refuse to start instead.
     pub fn from_state(config: EngineConfig, state: State) -> Engine {
-        assert!(
-            config.durations_are_bounded(),
-            "configured durations must be at most DURATION_MS_MAX"
-        );
-        assert!(
-            config.event_seats_max <= state::EVENT_SEATS_LIMIT,
-            "event_seats_max must be at most {} (a held seat names its hold's slot in 30 bits)",
-            state::EVENT_SEATS_LIMIT
-        );
+        if let Err(reason) = config.validate() {
+            panic!("{reason}");
+        }
         if let Some(mismatch) = Engine::config_mismatch(&state, &config) {
             panic!("{mismatch}");
         }
@@ -367,6 +357,93 @@ impl Engine {
         (self.state.epoch, self.state.primary.as_deref())
     }
 
+    // ---- ids and table rows ---------------------------------------------------------------
+    //
+    // Events, desks and bookings are table rows; their ids say the row and the shard (see
+    // `ids`). Every id that reaches a table goes through these: an id from a request may
+    // name nothing here (unknown, or another shard's) and is then "not found"; an id the
+    // state stores names a row of this shard, or the state is corrupt.
+
+    /// The row of event `id`, if it is one of this shard's events.
+    #[inline]
+    pub(crate) fn event_index(&self, id: EventId) -> Option<usize> {
+        self.config
+            .shard
+            .event_index(id)
+            .filter(|&index| index < self.state.events.len())
+    }
+
+    /// The row of an event id the state stores.
+    #[inline]
+    pub(crate) fn known_event_index(&self, id: EventId) -> usize {
+        self.event_index(id)
+            .unwrap_or_else(|| panic!("stored event id {id} names no event of this shard"))
+    }
+
+    /// An event the state stores the id of (or a request's, once found).
+    #[inline]
+    pub(crate) fn known_event(&self, id: EventId) -> &Event {
+        &self.state.events[self.known_event_index(id)]
+    }
+
+    /// The id of the event in row `index`.
+    pub(crate) fn event_id_at(&self, index: usize) -> EventId {
+        self.config.shard.event_id(index)
+    }
+
+    /// The row of booking `id`, if it is one of this shard's bookings.
+    #[inline]
+    pub(crate) fn booking_index(&self, id: BookingId) -> Option<usize> {
+        self.config
+            .shard
+            .booking_index(id)
+            .filter(|&index| index < self.state.bookings.len())
+    }
+
+    /// The row of a booking id the state stores.
+    #[inline]
+    pub(crate) fn known_booking_index(&self, id: BookingId) -> usize {
+        self.booking_index(id)
+            .unwrap_or_else(|| panic!("stored booking id {id} names no booking of this shard"))
+    }
+
+    /// A booking the state stores the id of.
+    pub(crate) fn booking(&self, id: BookingId) -> &Booking {
+        &self.state.bookings[self.known_booking_index(id)]
+    }
+
+    /// The id of the booking in row `index`.
+    pub(crate) fn booking_id_at(&self, index: usize) -> BookingId {
+        self.config.shard.booking_id(index)
+    }
+
+    /// The row of desk `id`, if it is one of this shard's desks.
+    #[inline]
+    pub(crate) fn desk_index(&self, id: DeskId) -> Option<usize> {
+        self.config
+            .shard
+            .desk_index(id)
+            .filter(|&index| index < self.state.desks.desks.len())
+    }
+
+    /// The row of a desk id the state stores.
+    pub(crate) fn known_desk_index(&self, id: DeskId) -> usize {
+        self.desk_index(id)
+            .unwrap_or_else(|| panic!("stored desk id {id} names no desk of this shard"))
+    }
+
+    /// The id of the desk in row `index`.
+    pub(crate) fn desk_id_at(&self, index: usize) -> DeskId {
+        self.config.shard.desk_id(index)
+    }
+
+    /// The id of this shard's `sequence`-th hold, waiter or desk ticket (numbered from 1).
+    #[inline]
+    pub(crate) fn sequence_id(&self, sequence: u64) -> u64 {
+        debug_assert!(sequence >= 1, "sequences start at 1");
+        self.config.shard.global(sequence)
+    }
+
     // ---- checks -------------------------------------------------------------------------
 
     /// Cheap counter checks run after every command in debug builds.
@@ -424,7 +501,7 @@ impl Engine {
     pub(crate) fn seat_holders(&self, event: &Event) -> Vec<SeatHolder> {
         let mut holders = vec![SeatHolder::Free; event.layout.seat_count as usize];
         for booking_id in event.bookings.iter() {
-            let booking = &self.state.bookings[booking_id.0 as usize - 1];
+            let booking = self.booking(*booking_id);
             if let (false, Items::Seats(seats)) = (booking.canceled, &booking.items) {
                 for &seat in seats {
                     holders[seat as usize] = SeatHolder::Booked(*booking_id);

@@ -1,12 +1,31 @@
 //! The full invariant walk behind `Engine::check_invariants`.
 
 use crate::engine::{Engine, TimerKind, UserId, UserIndex};
-use crate::ids::{BookingId, EventId, HoldId};
+use crate::ids::{EventId, HoldId};
 use crate::outcome::Items;
 use std::collections::BTreeMap;
 
 pub(crate) fn check(engine: &Engine) {
     let state = &engine.state;
+    let place = engine.config.shard;
+    // Ids say their shard: every id the state holds is this shard's, and the tables'
+    // rows and the sequences map onto them (see `ids`).
+    let owned = |id: u64, what: &str| {
+        assert!(
+            place.owns(id),
+            "{what} {id} is not of shard {} of {}",
+            place.index,
+            place.count
+        );
+    };
+    let sequence = |id: u64, next: u64, what: &str| {
+        owned(id, what);
+        let number = place.local(id).expect("owned");
+        assert!(
+            (1..next).contains(&number),
+            "{what} {id} is number {number}, not one given out (next {next})"
+        );
+    };
     // Users: each name interned once, and the engine's index agrees with the state's
     // table (the index is rebuilt from the table on restart, so they must match).
     let rebuilt = UserIndex::of(&state.users);
@@ -31,7 +50,8 @@ pub(crate) fn check(engine: &Engine) {
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
     for (&hold_id, hold) in &state.holds {
-        let event = &state.events[hold.event.0 as usize];
+        sequence(hold_id.0, state.next_hold, "hold");
+        let event = engine.known_event(hold.event);
         assert!(!event.canceled, "a canceled event has no holds");
         match (&hold.items, hold.slot) {
             (Items::Seats(seats), Some(slot)) => {
@@ -63,12 +83,14 @@ pub(crate) fn check(engine: &Engine) {
     }
     let mut booked_seats = std::collections::BTreeSet::new();
     for (index, booking) in state.bookings.iter().enumerate() {
-        let booking_id = BookingId(index as u64 + 1);
+        let booking_id = engine.booking_id_at(index);
+        assert_eq!(engine.booking_index(booking_id), Some(index));
         assert_eq!(booking.tickets_used.len() as u32, booking.items.quantity());
+        sequence(booking.hold.0, state.next_hold, "booking's hold");
+        let event = engine.known_event(booking.event);
         if booking.canceled {
             continue;
         }
-        let event = &state.events[booking.event.0 as usize];
         if let Items::Seats(seats) = &booking.items {
             for &seat in seats {
                 assert_eq!(
@@ -97,7 +119,16 @@ pub(crate) fn check(engine: &Engine) {
         "per-user usage matches holds and bookings"
     );
     for (event_index, event) in state.events.iter().enumerate() {
-        let event_id = EventId(event_index as u32);
+        let event_id = engine.event_id_at(event_index);
+        owned(u64::from(event_id.0), "event");
+        assert_eq!(engine.event_index(event_id), Some(event_index));
+        for booking_id in event.bookings.iter() {
+            assert_eq!(
+                engine.booking(*booking_id).event,
+                event_id,
+                "an event lists its own bookings"
+            );
+        }
         let mut held = vec![0u64; event.categories.len()];
         let mut booked = vec![0u64; event.categories.len()];
         // The slot table: every used slot is its live hold's, every free one is listed once.
@@ -226,7 +257,8 @@ pub(crate) fn check(engine: &Engine) {
         "every waiter is in exactly one queue"
     );
     let mut waiters_by_user: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
-    for waiter in state.waiters.values() {
+    for (waiter_id, waiter) in &state.waiters {
+        sequence(waiter_id.0, state.next_waiter, "waiter");
         interned(waiter.user);
         *waiters_by_user
             .entry((waiter.event, waiter.user))
@@ -286,7 +318,8 @@ pub(crate) fn check(engine: &Engine) {
         }
     }
     for (ticket_id, ticket) in &state.desks.tickets {
-        if state.desks.is_open(ticket, state.now_ms) {
+        sequence(ticket_id.0, state.desks.next_ticket + 1, "desk ticket");
+        if state.desks.is_open(ticket, state.now_ms, place) {
             assert!(
                 state
                     .desks
@@ -296,7 +329,7 @@ pub(crate) fn check(engine: &Engine) {
                 "open desk ticket {ticket_id} is filed under its user"
             );
         }
-        let desk = &state.desks.desks[ticket.desk.0 as usize];
+        let desk = &state.desks.desks[engine.known_desk_index(ticket.desk)];
         if let Some(busy) = desk.busy.get(&ticket.slot) {
             assert!(
                 busy.contains(&ticket.agent),

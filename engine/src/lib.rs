@@ -8,6 +8,12 @@
 //! [`Engine::state_hash`] on every machine. The shell crates (`runtime`, `ingress`)
 //! do all I/O and drive time with `Tick` records.
 //!
+//! An engine runs one shard of a deployment (`EngineConfig::shard`, a [`ShardPlace`]):
+//! every id it gives out says that shard (`id mod shards`, see [`ids`]), so any crate
+//! routes an id with [`shard_of`] alone, and an id of another shard is "not found" here.
+//! With one shard (the default) ids, outcomes, snapshots and state hashes are exactly what
+//! they were before shards existed.
+//!
 //! Layout:
 //! - [`command`]: what can be asked ([`Request`], [`Command`], specs).
 //! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
@@ -20,6 +26,9 @@
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes (derived and
 //!   verified by the read side; the engine checks them only for old by-code check-ins).
 //! - [`idempotency`]: key scopes and request fingerprints ([`IdempotencyStamp`]).
+//! - [`ids`]: ids, their string forms and the shard they say ([`ShardPlace`]); the
+//!   engine's `event_index`, `booking_index` and `desk_index` are the one translation
+//!   from an id to a table row.
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
 //! - [`snapshot`]: the state's snapshot encoding, and the copy-on-write storage that
@@ -42,7 +51,7 @@ pub mod tickets;
 pub mod wire;
 
 pub use command::*;
-pub use config::{shard_of, EngineConfig, ShardPlace, SHARDS_MAX};
+pub use config::EngineConfig;
 pub use desk::Desks;
 pub use engine::{Engine, State};
 pub use idempotency::{IdempotencyScope, IdempotencyStamp};

@@ -28,18 +28,19 @@ impl Engine {
         self.state.events.len() as u32
     }
 
+    /// The ids of this engine's events, in creation order (with one shard, `ev_0`,
+    /// `ev_1`, ...; with several, this shard's ids: see `ids`).
+    pub fn event_ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        (0..self.state.events.len()).map(|index| self.event_id_at(index))
+    }
+
     pub fn seat_count(&self, event: EventId) -> Option<u32> {
-        self.state
-            .events
-            .get(event.0 as usize)
-            .map(|event| event.layout.seat_count)
+        self.event_index(event)
+            .map(|index| self.state.events[index].layout.seat_count)
     }
 
     pub fn seat_status(&self, event: EventId, seat: u32) -> Option<SeatStatus> {
-        let state = *self
-            .state
-            .events
-            .get(event.0 as usize)?
+        let state = *self.state.events[self.event_index(event)?]
             .seats
             .get(seat as usize)?;
         Some(match Engine::seat_owner(state) {
@@ -50,12 +51,12 @@ impl Engine {
     }
 
     pub fn seat_label(&self, event: EventId, seat: u32) -> Option<String> {
-        let event = self.state.events.get(event.0 as usize)?;
+        let event = &self.state.events[self.event_index(event)?];
         (seat < event.layout.seat_count).then(|| event.layout.label_of(seat))
     }
 
     pub fn availability(&self, event: EventId) -> Option<Vec<CategoryAvailability>> {
-        let event = self.state.events.get(event.0 as usize)?;
+        let event = &self.state.events[self.event_index(event)?];
         Some(
             event
                 .categories

@@ -481,3 +481,269 @@ pub fn leave(user: &str, waiter: u64) -> Command {
         waiter: WaiterId(waiter),
     }
 }
+
+/// A command with every id in it rewritten by `id` (applied to the number inside the
+/// id; u32 ids that no longer fit become `u32::MAX`, which names nothing). A check-in
+/// code is re-derived for its rewritten ticket when it is genuine (under `secret`) and
+/// keeps its forged MAC otherwise.
+pub fn map_command_ids(
+    command: &Command,
+    secret: &[u8],
+    id: &mut dyn FnMut(u64) -> u64,
+) -> Command {
+    let mut command = command.clone();
+    match &mut command {
+        Command::UpdateEvent { event, .. }
+        | Command::CancelEvent { event, .. }
+        | Command::PlaceHold { event, .. }
+        | Command::JoinWaitlist { event, .. } => *event = map_event(*event, id),
+        Command::CheckIn { event, code, .. } => {
+            *event = map_event(*event, id);
+            *code = match tickets::verify(secret, code) {
+                Some(ticket) => tickets::code(secret, map_ticket(ticket, id)),
+                None => match code.split_once('.') {
+                    Some((ticket, mac)) => match TicketId::parse(ticket) {
+                        Some(ticket) => format!("{}.{mac}", map_ticket(ticket, id)),
+                        None => code.clone(),
+                    },
+                    None => code.clone(),
+                },
+            };
+        }
+        Command::CheckInTicket { event, ticket, .. } => {
+            *event = map_event(*event, id);
+            *ticket = map_ticket(*ticket, id);
+        }
+        Command::ConfirmHold { hold, .. } | Command::ReleaseHold { hold, .. } => {
+            hold.0 = id(hold.0)
+        }
+        Command::CancelBooking { booking, .. } => booking.0 = id(booking.0),
+        Command::LeaveWaitlist { waiter, .. } => waiter.0 = id(waiter.0),
+        Command::CreateDeskTicket { desk, .. } => *desk = map_desk(*desk, id),
+        Command::ConfirmDeskTicket { desk, ticket, .. }
+        | Command::CancelDeskTicket { desk, ticket, .. } => {
+            *desk = map_desk(*desk, id);
+            ticket.0 = id(ticket.0);
+        }
+        Command::CreateEvent { .. }
+        | Command::CreateDesk { .. }
+        | Command::Tick
+        | Command::Promote { .. }
+        | Command::Configure { .. } => {}
+    }
+    command
+}
+
+/// An outcome with every id in its reply and effects rewritten by `id` (see
+/// [`map_command_ids`]); its idempotency stamp is left as it is.
+pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Outcome {
+    let mut outcome = outcome.clone();
+    if let Ok(reply) = &mut outcome.result {
+        match reply {
+            Reply::EventCreated { event, .. }
+            | Reply::EventUpdated { event, .. }
+            | Reply::WaitlistJoined { event, .. }
+            | Reply::Waitlisted { event, .. }
+            | Reply::WaitlistLeft { event, .. }
+            | Reply::HoldReleased { event, .. }
+            | Reply::BookingCanceled { event, .. }
+            | Reply::CheckedIn { event, .. }
+            | Reply::EventCanceled { event, .. } => *event = map_event(*event, id),
+            Reply::HoldPlaced(_)
+            | Reply::HoldConfirmed(_)
+            | Reply::DeskCreated { .. }
+            | Reply::DeskTicketCreated(_)
+            | Reply::DeskTicketConfirmed(_)
+            | Reply::DeskTicketCanceled { .. }
+            | Reply::Ticked
+            | Reply::Promoted { .. }
+            | Reply::Configured => {}
+        }
+        match reply {
+            Reply::EventCanceled {
+                released_holds,
+                canceled_bookings,
+                ended_waiters,
+                ..
+            } => {
+                released_holds
+                    .iter_mut()
+                    .for_each(|hold| hold.0 = id(hold.0));
+                canceled_bookings
+                    .iter_mut()
+                    .for_each(|booking| booking.0 = id(booking.0));
+                ended_waiters
+                    .iter_mut()
+                    .for_each(|waiter| waiter.0 = id(waiter.0));
+            }
+            Reply::CheckedIn { ticket, .. } => *ticket = map_ticket(*ticket, id),
+            Reply::HoldPlaced(view) => map_hold_view(view, id),
+            Reply::HoldConfirmed(view) => {
+                view.booking.0 = id(view.booking.0);
+                view.hold.0 = id(view.hold.0);
+                view.event = map_event(view.event, id);
+            }
+            Reply::Waitlisted { waiter, .. }
+            | Reply::WaitlistJoined { waiter, .. }
+            | Reply::WaitlistLeft { waiter, .. } => waiter.0 = id(waiter.0),
+            Reply::HoldReleased { hold, .. } => hold.0 = id(hold.0),
+            Reply::BookingCanceled { booking, .. } => booking.0 = id(booking.0),
+            Reply::DeskCreated { desk, .. } => *desk = map_desk(*desk, id),
+            Reply::DeskTicketCreated(view) | Reply::DeskTicketConfirmed(view) => {
+                view.desk = map_desk(view.desk, id);
+                view.ticket.0 = id(view.ticket.0);
+            }
+            Reply::DeskTicketCanceled { desk, ticket, .. } => {
+                *desk = map_desk(*desk, id);
+                ticket.0 = id(ticket.0);
+            }
+            _ => {}
+        }
+    }
+    for effect in &mut outcome.effects {
+        match effect {
+            Effect::HoldExpired {
+                hold,
+                event,
+                waiter,
+                ..
+            } => {
+                hold.0 = id(hold.0);
+                *event = map_event(*event, id);
+                if let Some(waiter) = waiter {
+                    waiter.0 = id(waiter.0);
+                }
+            }
+            Effect::WaitlistOffered { waiter, hold } => {
+                waiter.0 = id(waiter.0);
+                map_hold_view(hold, id);
+            }
+            Effect::WaitlistEnded { waiter, event, .. } => {
+                waiter.0 = id(waiter.0);
+                *event = map_event(*event, id);
+            }
+            Effect::DeskHoldExpired { desk, ticket, .. } => {
+                *desk = map_desk(*desk, id);
+                ticket.0 = id(ticket.0);
+            }
+        }
+    }
+    outcome
+}
+
+fn map_hold_view(view: &mut HoldView, id: &mut dyn FnMut(u64) -> u64) {
+    view.hold.0 = id(view.hold.0);
+    view.event = map_event(view.event, id);
+    if let Some(waiter) = &mut view.waiter {
+        waiter.0 = id(waiter.0);
+    }
+}
+
+fn map_event(event: EventId, id: &mut dyn FnMut(u64) -> u64) -> EventId {
+    EventId(u32::try_from(id(u64::from(event.0))).unwrap_or(u32::MAX))
+}
+
+fn map_desk(desk: DeskId, id: &mut dyn FnMut(u64) -> u64) -> DeskId {
+    DeskId(u32::try_from(id(u64::from(desk.0))).unwrap_or(u32::MAX))
+}
+
+fn map_ticket(ticket: TicketId, id: &mut dyn FnMut(u64) -> u64) -> TicketId {
+    TicketId {
+        booking: BookingId(id(ticket.booking.0)),
+        index: ticket.index,
+    }
+}
+
+/// Shard `index` of `count` as the tests restate it: the `local`-th object of a kind
+/// (table row, or sequence number from 1 for holds, bookings, waiters, desk tickets)
+/// has id `local * count + index`; numbers past a u64 saturate (they name nothing).
+pub fn shard_id(index: u32, count: u32) -> impl FnMut(u64) -> u64 {
+    move |local| {
+        local
+            .checked_mul(u64::from(count))
+            .and_then(|id| id.checked_add(u64::from(index)))
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// Where the shard tests run a workload: the one shard, and shards of three and four.
+pub const SHARD_PLACES: [(u32, u32); 4] = [(0, 1), (0, 3), (2, 3), (1, 4)];
+
+/// Applies a log (offset, log time, request) to a single-shard engine and, for each place
+/// in [`SHARD_PLACES`], to an engine of that shard with every id in every request
+/// translated into the shard's ([`shard_id`]). Each outcome of the shard must be the
+/// single-shard engine's with its ids translated the same way (the same decisions: the
+/// same seats, refusals and effects, in the same order); every id in it must be the
+/// shard's own; `check_invariants` must hold after every request; and at the end every
+/// event has the same seats and counts as its single-shard twin, and every desk slot the
+/// same busy agents.
+pub fn assert_shards_decide_alike(config: &EngineConfig, log: &[(u64, u64, Request)]) {
+    for (index, count) in SHARD_PLACES {
+        let mut single = Engine::new(config.clone());
+        let mut shard = Engine::new(EngineConfig {
+            shard: ShardPlace { index, count },
+            ..config.clone()
+        });
+        for (offset, time_ms, request) in log {
+            let expected = single.apply(*offset, *time_ms, request);
+            let translated = Request {
+                idempotency_key: request.idempotency_key.clone(),
+                command: map_command_ids(
+                    &request.command,
+                    &config.ticket_secret,
+                    &mut shard_id(index, count),
+                ),
+            };
+            let outcome = shard.apply(*offset, *time_ms, &translated);
+            map_outcome_ids(&outcome, &mut |id| {
+                assert_eq!(
+                    id % u64::from(count),
+                    u64::from(index),
+                    "shard {index} of {count} gave out id {id} at offset {offset}: {outcome:?}"
+                );
+                id
+            });
+            let mut expected = map_outcome_ids(&expected, &mut shard_id(index, count));
+            expected.idempotency = expected.idempotency.and(
+                translated
+                    .idempotency_key
+                    .as_deref()
+                    .and_then(|key| IdempotencyStamp::of(&translated.command, key)),
+            );
+            assert_eq!(
+                outcome, expected,
+                "shard {index} of {count} at offset {offset}: {translated:?}"
+            );
+            shard.check_invariants();
+        }
+        assert_eq!(shard.event_count(), single.event_count());
+        for (local, (event, twin)) in single.event_ids().zip(shard.event_ids()).enumerate() {
+            assert_eq!(u64::from(twin.0), shard_id(index, count)(local as u64));
+            assert_eq!(shard.availability(twin), single.availability(event));
+            for seat in 0..single.seat_count(event).unwrap() {
+                assert_eq!(
+                    shard.seat_status(twin, seat),
+                    single.seat_status(event, seat)
+                );
+            }
+        }
+        for local in 0..4u32 {
+            let desk = DeskId(local);
+            let twin = DeskId(shard_id(index, count)(u64::from(local)) as u32);
+            assert_eq!(shard.desk_tenant(twin), single.desk_tenant(desk));
+            let slot_ms = 1_000;
+            let now_ms = single.now_ms() / slot_ms * slot_ms;
+            for slot_start_ms in (0..64).map(|slot| now_ms + slot * slot_ms) {
+                assert_eq!(
+                    shard.desk_busy_agents(twin, slot_start_ms),
+                    single.desk_busy_agents(desk, slot_start_ms)
+                );
+            }
+        }
+        assert_eq!(shard.live_hold_count(), single.live_hold_count());
+        assert_eq!(shard.booking_count(), single.booking_count());
+        assert_eq!(shard.waiting_count(), single.waiting_count());
+        assert_eq!(shard.next_due_ms(), single.next_due_ms());
+        assert_eq!(shard.now_ms(), single.now_ms());
+    }
+}

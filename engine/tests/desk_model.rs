@@ -626,6 +626,11 @@ fn resolve(model: &Model, issued: &Issued, op: &Op) -> Request {
 /// with gold 2 min / silver 4 min, and 1 agent of 7-second slots with one 3-slot level);
 /// returns the outcomes.
 fn run(steps: &[Step]) -> Vec<Outcome> {
+    run_logged(steps, &mut Vec::new())
+}
+
+/// `run`, also recording each request with the offset and clock it was applied at.
+fn run_logged(steps: &[Step], log: &mut Vec<(u64, u64, Request)>) -> Vec<Outcome> {
     let mut engine = Engine::new(config());
     let mut model = Model::new();
     let mut clock_ms = T0;
@@ -681,6 +686,7 @@ fn run(steps: &[Step]) -> Vec<Outcome> {
         if let Ok(Reply::DeskTicketCreated(view)) = &outcome.result {
             issued.push((view.ticket, view.user.to_string(), view.desk));
         }
+        log.push((offset, outcome.time_ms, request));
         outcomes.push(outcome);
     }
     outcomes
@@ -692,6 +698,20 @@ proptest! {
     #[test]
     fn desks_agree_with_the_brute_force_model(steps in proptest::collection::vec(step(), 1..120)) {
         run(&steps);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+
+    /// The same sequences on shards 0/1, 0/3, 2/3 and 1/4, ids translated: each decides
+    /// as one engine does, gives out only its own ids and keeps its invariants
+    /// (`common::assert_shards_decide_alike`).
+    #[test]
+    fn desks_on_a_shard_decide_as_on_one_engine(steps in proptest::collection::vec(step(), 1..120)) {
+        let mut log = Vec::new();
+        run_logged(&steps, &mut log);
+        common::assert_shards_decide_alike(&config(), &log);
     }
 }
 

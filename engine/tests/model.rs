@@ -2272,6 +2272,42 @@ proptest! {
     }
 }
 
+/// Runs the steps (resolved against the model, as `run` does) once more on shards (see
+/// `common::assert_shards_decide_alike`): a shard decides as one engine does.
+fn run_on_shards(steps: &[Step], crowded: bool) {
+    let mut log: Vec<(u64, u64, Request)> = events(crowded)
+        .into_iter()
+        .enumerate()
+        .map(|(offset, (tenant, spec))| {
+            let command = Command::CreateEvent {
+                tenant: tenant.into(),
+                spec,
+            };
+            (offset as u64, T0, Request::new(command))
+        })
+        .collect();
+    // The clock an outcome reports is the one its request was applied at (a request
+    // stamped in the past is applied at the clock), so replaying at it decides the same.
+    run_observed(steps, crowded, &mut |_, request, outcome| {
+        log.push((outcome.offset, outcome.time_ms, request.clone()));
+    });
+    common::assert_shards_decide_alike(&config(), &log);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 2_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_shard_decides_as_one_engine_under_the_id_mapping(steps in proptest::collection::vec(step(BALANCED), 1..90)) {
+        run_on_shards(&steps, BALANCED.crowded);
+    }
+
+    #[test]
+    fn a_shard_serves_waitlists_as_one_engine_under_the_id_mapping(steps in proptest::collection::vec(step(WAITLIST_KINDS), 1..120)) {
+        run_on_shards(&steps, WAITLIST_KINDS.crowded);
+    }
+}
+
 /// A fixed, readable sequence through the same harness, so a change that breaks the
 /// model (rather than the engine) shows up as a plain failure too.
 #[test]

@@ -19,8 +19,9 @@ impl Engine {
         assert!(self.state.now_ms <= hold.due_ms);
         let event_id = hold.event;
         let hold = self.take_hold(hold_id, HoldEnd::Confirmed);
-        let booking_id = BookingId(self.state.bookings.len() as u64 + 1);
-        let event = &mut self.state.events[event_id.0 as usize];
+        let booking_id = self.booking_id_at(self.state.bookings.len());
+        let event_index = self.known_event_index(event_id);
+        let event = &mut self.state.events[event_index];
         let total_cents = match &hold.items {
             Items::Seats(seats) => {
                 let category_of =
@@ -74,8 +75,7 @@ impl Engine {
     }
 
     pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView {
-        let booking = &self.state.bookings[booking_id.0 as usize - 1];
-
+        let booking = self.booking(booking_id);
         BookingView {
             booking: booking_id,
             hold: booking.hold,
@@ -103,10 +103,12 @@ impl Engine {
 
     /// Returns a booking's seats to free and marks it canceled.
     pub(super) fn free_booking(&mut self, booking_id: BookingId) {
-        let booking = &mut self.state.bookings[booking_id.0 as usize - 1];
+        let booking_index = self.known_booking_index(booking_id);
+        let event_index = self.known_event_index(self.state.bookings[booking_index].event);
+        let booking = &mut self.state.bookings[booking_index];
         assert!(!booking.canceled);
         booking.canceled = true;
-        let event = &mut self.state.events[booking.event.0 as usize];
+        let event = &mut self.state.events[event_index];
         match &booking.items {
             Items::Seats(seats) => {
                 // Which booking a seat's is, `check_invariants` verifies for all.
@@ -134,9 +136,8 @@ impl Engine {
 
     pub(super) fn cancel_booking(&mut self, user: &str, booking_id: BookingId) -> Answer {
         let booking = self
-            .state
-            .bookings
-            .get((booking_id.0 as usize).wrapping_sub(1))
+            .booking_index(booking_id)
+            .map(|index| &self.state.bookings[index])
             .filter(|booking| self.user_name(booking.user) == user)
             .ok_or(not_found(NotFound::Booking))?;
         if booking.canceled {

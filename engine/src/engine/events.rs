@@ -252,7 +252,7 @@ impl Engine {
                 }
             })
             .collect();
-        let event_id = EventId(self.state.events.len() as u32);
+        let event_id = self.event_id_at(self.state.events.len());
         self.state.events.push(Event {
             tenant: tenant.to_string(),
             spec: EventSpec {
@@ -283,17 +283,15 @@ impl Engine {
     /// The event if it exists and belongs to the tenant; another tenant's event is
     /// "not found".
     pub(super) fn tenant_event(&self, tenant: &str, event: EventId) -> Result<&Event, Rejection> {
-        self.state
-            .events
-            .get(event.0 as usize)
+        self.event_index(event)
+            .map(|index| &self.state.events[index])
             .filter(|found| found.tenant == tenant)
             .ok_or(not_found(NotFound::Event))
     }
 
     pub(super) fn event(&self, event: EventId) -> Result<&Event, Rejection> {
-        self.state
-            .events
-            .get(event.0 as usize)
+        self.event_index(event)
+            .map(|index| &self.state.events[index])
             .ok_or(not_found(NotFound::Event))
     }
 
@@ -337,9 +335,10 @@ impl Engine {
             spec.sales_open_at_ms,
             spec.sales_close_at_ms,
         )?;
+        let event_index = self.known_event_index(event_id);
         let policy_changed =
-            spec.waitlist_policy != self.state.events[event_id.0 as usize].spec.waitlist_policy;
-        self.state.events[event_id.0 as usize].spec = spec;
+            spec.waitlist_policy != self.state.events[event_index].spec.waitlist_policy;
+        self.state.events[event_index].spec = spec;
         if policy_changed {
             self.serve_waitlist(event_id);
         }
@@ -370,7 +369,7 @@ impl Engine {
         }
         let mut canceled_bookings = Vec::new();
         for &booking in &booking_ids {
-            if !self.state.bookings[booking.0 as usize - 1].canceled {
+            if !self.booking(booking).canceled {
                 self.free_booking(booking);
                 canceled_bookings.push(booking);
             }
@@ -380,7 +379,8 @@ impl Engine {
         for &waiter in &ended_waiters {
             self.remove_waiter(waiter);
         }
-        self.state.events[event_id.0 as usize].canceled = true;
+        let event_index = self.known_event_index(event_id);
+        self.state.events[event_index].canceled = true;
         Ok(Reply::EventCanceled {
             event: event_id,
             released_holds: hold_ids,
@@ -400,9 +400,8 @@ impl Engine {
     pub(super) fn check_in(&mut self, tenant: &str, event_id: EventId, ticket: TicketId) -> Answer {
         self.tenant_event(tenant, event_id)?;
         let booking = self
-            .state
-            .bookings
-            .get_mut((ticket.booking.0 as usize).wrapping_sub(1))
+            .booking_index(ticket.booking)
+            .and_then(|index| self.state.bookings.get_mut(index))
             .filter(|booking| booking.event == event_id)
             .ok_or(not_found(NotFound::Ticket))?;
         let used = booking

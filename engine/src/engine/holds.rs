@@ -39,7 +39,7 @@ impl Engine {
         user: Option<UserId>,
         quantity: u32,
     ) -> Result<(), Rejection> {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         if quantity == 0 {
             return Err(invalid("quantity must be at least 1"));
         }
@@ -95,7 +95,7 @@ impl Engine {
             } => {
                 let category = self.resolve_category(event_id, category.as_deref())?;
                 self.check_quantity(event_id, known, *quantity)?;
-                let event = &self.state.events[event_id.0 as usize];
+                let event = self.known_event(event_id);
                 let allowed = Self::allowed_for_newcomers(event);
                 let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
                 match found {
@@ -177,7 +177,7 @@ impl Engine {
         event_id: EventId,
         name: Option<&str>,
     ) -> Result<Option<u16>, Rejection> {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         match name {
             None => Ok(None),
             Some(name) => event
@@ -194,7 +194,7 @@ impl Engine {
         user: Option<UserId>,
         labels: &[String],
     ) -> Result<Items, Rejection> {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         self.check_order_size(event, labels.len())?;
         let mut seats = Vec::with_capacity(labels.len());
         let mut unknown = Vec::new();
@@ -228,7 +228,7 @@ impl Engine {
         user: Option<UserId>,
         seats: &[u32],
     ) -> Result<Items, Rejection> {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         self.check_order_size(event, seats.len())?;
         let seat_count = event.layout.seat_count;
         if seats.iter().any(|&seat| seat >= seat_count) {
@@ -272,10 +272,11 @@ impl Engine {
         items: Items,
         waiter: Option<WaiterId>,
     ) -> HoldView {
-        let hold_id = HoldId(self.state.next_hold);
+        let hold_id = HoldId(self.sequence_id(self.state.next_hold));
         self.state.next_hold += 1;
         let now_ms = self.state.now_ms;
-        let event = &mut self.state.events[event_id.0 as usize];
+        let event_index = self.known_event_index(event_id);
+        let event = &mut self.state.events[event_index];
         let expires_at_ms = now_ms + event.spec.hold_ttl_ms;
         let mut slot = None;
         match &items {
@@ -337,7 +338,8 @@ impl Engine {
             .timers
             .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0));
         debug_assert!(filed || end == HoldEnd::Expired);
-        let event = &mut self.state.events[hold.event.0 as usize];
+        let event_index = self.known_event_index(hold.event);
+        let event = &mut self.state.events[event_index];
         if let Some(slot) = hold.slot {
             // A confirmed hold's seats still name the slot: the caller books them next.
             event.free_hold_slot(slot, hold_id);

@@ -31,7 +31,7 @@ impl Engine {
         category: Option<u16>,
         together: bool,
     ) -> Answer {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         // A request that could never be served would only keep others waiting.
         if !crate::allocate::servable_ever(event, quantity, category, together) {
             return Err(event.sold_out(category));
@@ -50,10 +50,11 @@ impl Engine {
         }
         // Interned only now that the entry is made: a refusal leaves no trace.
         let user_id = self.intern_user(user);
-        let waiter_id = WaiterId(self.state.next_waiter);
+        let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
         self.state.next_waiter += 1;
         let expires_at_ms = self.state.now_ms + self.config.waitlist_wait_max_ms;
-        let event = &mut self.state.events[event_id.0 as usize];
+        let event_index = self.known_event_index(event_id);
+        let event = &mut self.state.events[event_index];
         let queue = event.queues.entry(category).or_default();
         queue.insert(waiter_id);
         let position = queue.len() as u32;
@@ -94,7 +95,8 @@ impl Engine {
             .waiters
             .remove(&waiter_id)
             .expect("the waiter is live");
-        let event = &mut self.state.events[waiter.event.0 as usize];
+        let event_index = self.known_event_index(waiter.event);
+        let event = &mut self.state.events[event_index];
         let queue = event
             .queues
             .get_mut(&waiter.category)
@@ -169,7 +171,7 @@ impl Engine {
     /// (queue, together) class is checked by its largest request first, so no queue is
     /// walked unless one of its waiters is hopeless.
     pub(super) fn end_hopeless_waiters(&mut self, event_id: EventId) {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         let mut largest: BTreeMap<(Option<u16>, bool), u32> = BTreeMap::new();
         for &(queue, together, quantity) in event.waiter_needs.keys() {
             largest.insert((queue, together), quantity);
@@ -208,12 +210,12 @@ impl Engine {
     /// takes from those (so a category's queue stops at its head), but a later waiter may
     /// still take from a category it could never use.
     pub(super) fn serve_waitlist(&mut self, event_id: EventId) {
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         if event.waiting == 0 || event.canceled {
             return;
         }
         self.end_hopeless_waiters(event_id);
-        let event = &self.state.events[event_id.0 as usize];
+        let event = self.known_event(event_id);
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
         let mut allowed = vec![true; event.categories.len()];
         // Per live queue, the first waiter id not yet looked at.
@@ -223,7 +225,7 @@ impl Engine {
             .map(|queue| (*queue, WaiterId(0)))
             .collect();
         loop {
-            let event = &self.state.events[event_id.0 as usize];
+            let event = self.known_event(event_id);
             let anything_to_give = event
                 .categories
                 .iter()
