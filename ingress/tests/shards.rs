@@ -346,7 +346,7 @@ async fn a_tenant_pinned_to_a_shard_places_its_new_events_there() {
         (
             json!({"shard": 1, "extra": true}),
             StatusCode::BAD_REQUEST,
-            "invalid_body",
+            "invalid_field",
         ),
     ] {
         let refused = call(
