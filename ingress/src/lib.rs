@@ -325,6 +325,9 @@ struct SharedParts<'a> {
     stop: &'a Arc<AtomicBool>,
 }
 
+/// A shard's state, its follower thread and its snapshot thread (when it takes snapshots).
+type StartedShard = (ShardState, JoinHandle<()>, Option<JoinHandle<()>>);
+
 /// One shard's state and threads: its idempotency index and read model (from its newest
 /// snapshot in `state_dir` when the outcomes log's id is given), its appenders and its
 /// outcome follower.
@@ -333,7 +336,7 @@ fn start_shard(
     state_dir: Option<&std::path::Path>,
     logs: ShardLogs,
     parts: SharedParts<'_>,
-) -> Result<(ShardState, JoinHandle<()>, Option<JoinHandle<()>>), String> {
+) -> Result<StartedShard, String> {
     let ShardLogs {
         writer,
         mut outcomes,

@@ -317,12 +317,12 @@ pub(crate) enum EventSort {
 
 /// `found` in `sort` order (ties by id), and page `page` (from 1) of `per_page` of it,
 /// with the total: one ordering for one shard's events and for every shard's merged.
-pub(crate) fn sort_and_page<'a>(
-    mut found: Vec<&'a EventRecord>,
+pub(crate) fn sort_and_page(
+    mut found: Vec<&EventRecord>,
     sort: EventSort,
     page: u32,
     per_page: u32,
-) -> (Vec<&'a EventRecord>, u64) {
+) -> (Vec<&EventRecord>, u64) {
     match sort {
         EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
         EventSort::Name => {
