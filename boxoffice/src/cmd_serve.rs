@@ -84,20 +84,16 @@ pub(crate) fn run(
         first_requests.get_or_insert_with(|| Arc::clone(&logs.requests));
         runtimes.push((shard, runtime));
     }
-    let control = match settings.shards {
-        1 => None,
-        _ => {
-            let log = cmd_engine::open_control_log(&embedded, &data_dir)?;
-            Some(ingress::ControlLogs {
-                writer: log
-                    .open_writer()
-                    .map_err(log_error("cannot open the control log's writer"))?,
-                reader: log
-                    .open_reader()
-                    .map_err(log_error("cannot open the control log's reader"))?,
-            })
-        }
-    };
+    // The control log, in every deployment: tenant placements and webhook endpoints.
+    let control_log = cmd_engine::open_control_log(&embedded, &data_dir)?;
+    let control = Some(ingress::ControlLogs {
+        writer: control_log
+            .open_writer()
+            .map_err(log_error("cannot open the control log's writer"))?,
+        reader: control_log
+            .open_reader()
+            .map_err(log_error("cannot open the control log's reader"))?,
+    });
     let ingress =
         Ingress::start_shards(ingress_config, shard_logs, control).map_err(ToolError::Invalid)?;
     let handles: Vec<(u32, RuntimeHandle)> = runtimes
