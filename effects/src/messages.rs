@@ -233,7 +233,11 @@ mod tests {
     use super::*;
     use engine::{BookingId, HoldId, HoldView, Items, WaiterId};
 
-    fn outcome(offset: u64, result: Result<Reply, engine::Rejection>, effects: Vec<Effect>) -> Outcome {
+    fn outcome(
+        offset: u64,
+        result: Result<Reply, engine::Rejection>,
+        effects: Vec<Effect>,
+    ) -> Outcome {
         Outcome {
             offset,
             time_ms: 1_700_000_000_123,
@@ -268,7 +272,10 @@ mod tests {
                     hold: HoldId(7),
                     event: EventId(2),
                     user: user.clone(),
-                    items: Items::Pool { category: 0, quantity: 3 },
+                    items: Items::Pool {
+                        category: 0,
+                        quantity: 3,
+                    },
                     waiter: None,
                 },
                 Effect::WaitlistOffered {
@@ -277,7 +284,10 @@ mod tests {
                         hold: HoldId(10),
                         event: EventId(2),
                         user: "bo".into(),
-                        items: Items::Pool { category: 0, quantity: 3 },
+                        items: Items::Pool {
+                            category: 0,
+                            quantity: 3,
+                        },
                         created_at_ms: 1_700_000_000_123,
                         expires_at_ms: 1_700_000_060_123,
                         waiter: Some(WaiterId(5)),
@@ -303,12 +313,20 @@ mod tests {
         assert_eq!(body(&messages[1])["type"], "hold.expired");
         assert_eq!(body(&messages[1])["data"]["quantity"], 3);
         assert_eq!(body(&messages[2])["type"], "waitlist.offered");
-        assert_eq!(body(&messages[2])["data"]["expires_at"], "2023-11-14T22:14:20.123Z");
-        assert!(messages.iter().all(|message| message.owner == Owner::Event(EventId(2))));
+        assert_eq!(
+            body(&messages[2])["data"]["expires_at"],
+            "2023-11-14T22:14:20.123Z"
+        );
+        assert!(messages
+            .iter()
+            .all(|message| message.owner == Owner::Event(EventId(2))));
         // The same outcome, the same bytes.
         assert_eq!(messages_of(2, &confirmed), messages);
         // A replayed answer made nothing happen.
-        let replayed = Outcome { replayed: true, ..confirmed };
+        let replayed = Outcome {
+            replayed: true,
+            ..confirmed
+        };
         assert!(messages_of(2, &replayed).is_empty());
     }
 

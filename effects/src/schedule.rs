@@ -143,7 +143,8 @@ impl Scheduler {
                 break;
             }
             let lane = self.lanes.get_mut(&endpoint).expect("listed");
-            if lane.enabled && !lane.in_flight && lane.waiting > 0 && lane.next_attempt_ms <= now_ms {
+            if lane.enabled && !lane.in_flight && lane.waiting > 0 && lane.next_attempt_ms <= now_ms
+            {
                 lane.in_flight = true;
                 room -= 1;
                 self.cursor = Some(endpoint.clone());
@@ -166,10 +167,16 @@ impl Scheduler {
             // Deleted while in flight.
             return Verdict::Delivered;
         };
-        assert!(lane.in_flight, "{endpoint}: an attempt finished that was not started");
+        assert!(
+            lane.in_flight,
+            "{endpoint}: an attempt finished that was not started"
+        );
         lane.in_flight = false;
         if delivered {
-            assert!(lane.waiting > 0, "{endpoint}: delivered with nothing waiting");
+            assert!(
+                lane.waiting > 0,
+                "{endpoint}: delivered with nothing waiting"
+            );
             lane.waiting -= 1;
             lane.failures = 0;
             lane.failing_since_ms = None;
@@ -220,10 +227,15 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_its_cap_with_jitter_in_the_upper_half() {
         let policy = RetryPolicy::default();
-        let delays: Vec<u64> = (1..=12).map(|failures| policy.backoff_ms(failures)).collect();
+        let delays: Vec<u64> = (1..=12)
+            .map(|failures| policy.backoff_ms(failures))
+            .collect();
         assert_eq!(
             delays,
-            [5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000, 2_560_000, HOUR_MS, HOUR_MS]
+            [
+                5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000,
+                2_560_000, HOUR_MS, HOUR_MS
+            ]
         );
         let mut scheduler = Scheduler::new(policy);
         scheduler.set_endpoint("wh_a", true);
@@ -237,8 +249,15 @@ mod tests {
             };
             let delay = at_ms - now;
             let backoff = policy.backoff_ms(failures);
-            assert!((backoff / 2..=backoff).contains(&delay), "{failures}: {delay}");
-            assert_eq!(scheduler.due(at_ms - 1, 8), Vec::<String>::new(), "not before its time");
+            assert!(
+                (backoff / 2..=backoff).contains(&delay),
+                "{failures}: {delay}"
+            );
+            assert_eq!(
+                scheduler.due(at_ms - 1, 8),
+                Vec::<String>::new(),
+                "not before its time"
+            );
             assert_eq!(scheduler.next_due_ms(), Some(at_ms));
             now = at_ms;
         }
@@ -267,14 +286,21 @@ mod tests {
                 failing_for_ms: now - start
             }
         );
-        assert!(now - start >= 24 * HOUR_MS && now - start < 26 * HOUR_MS, "{}", now - start);
+        assert!(
+            now - start >= 24 * HOUR_MS && now - start < 26 * HOUR_MS,
+            "{}",
+            now - start
+        );
         assert_eq!(scheduler.due(now + 10 * HOUR_MS, 8), Vec::<String>::new());
         assert_eq!(scheduler.next_due_ms(), None);
         assert_eq!(scheduler.waiting("wh_a"), 3, "nothing is dropped");
         scheduler.set_endpoint("wh_a", true);
         for left in (0..3).rev() {
             assert_eq!(scheduler.due(now, 8), ["wh_a"]);
-            assert_eq!(scheduler.finished("wh_a", now, true, &mut rng), Verdict::Delivered);
+            assert_eq!(
+                scheduler.finished("wh_a", now, true, &mut rng),
+                Verdict::Delivered
+            );
             assert_eq!(scheduler.waiting("wh_a"), left);
         }
         assert_eq!(scheduler.due(now, 8), Vec::<String>::new());
@@ -292,16 +318,35 @@ mod tests {
         }
         assert_eq!(scheduler.due(0, 2), ["wh_a", "wh_b"]);
         assert_eq!(scheduler.due(0, 2), Vec::<String>::new(), "the cap is full");
-        assert!(matches!(scheduler.finished("wh_a", 0, false, &mut rng), Verdict::Retry { .. }));
-        assert_eq!(scheduler.due(0, 2), ["wh_c"], "wh_a waits for its retry; wh_c is next");
-        assert_eq!(scheduler.finished("wh_b", 1, true, &mut rng), Verdict::Delivered);
-        assert_eq!(scheduler.finished("wh_c", 1, true, &mut rng), Verdict::Delivered);
+        assert!(matches!(
+            scheduler.finished("wh_a", 0, false, &mut rng),
+            Verdict::Retry { .. }
+        ));
+        assert_eq!(
+            scheduler.due(0, 2),
+            ["wh_c"],
+            "wh_a waits for its retry; wh_c is next"
+        );
+        assert_eq!(
+            scheduler.finished("wh_b", 1, true, &mut rng),
+            Verdict::Delivered
+        );
+        assert_eq!(
+            scheduler.finished("wh_c", 1, true, &mut rng),
+            Verdict::Delivered
+        );
         assert_eq!(scheduler.due(1, 2), ["wh_b", "wh_c"]);
         // A disabled endpoint's messages wait without being sent; a deleted one is gone.
         scheduler.set_endpoint("wh_b", false);
-        assert_eq!(scheduler.finished("wh_b", 2, true, &mut rng), Verdict::Delivered);
+        assert_eq!(
+            scheduler.finished("wh_b", 2, true, &mut rng),
+            Verdict::Delivered
+        );
         scheduler.remove_endpoint("wh_c");
-        assert_eq!(scheduler.finished("wh_c", 2, true, &mut rng), Verdict::Delivered);
+        assert_eq!(
+            scheduler.finished("wh_c", 2, true, &mut rng),
+            Verdict::Delivered
+        );
         assert_eq!(scheduler.due(2, 2), Vec::<String>::new());
         assert_eq!(scheduler.endpoints().collect::<Vec<_>>(), ["wh_a", "wh_b"]);
     }

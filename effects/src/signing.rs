@@ -32,9 +32,7 @@ mod tests {
     /// with it): secret, id, timestamp and body give this signature.
     #[test]
     fn the_specification_s_example_signs_alike() {
-        let key = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+        let key = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(
             signature(
                 &key,

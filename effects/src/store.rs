@@ -146,7 +146,9 @@ impl Store {
     }
 
     fn lanes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Lane>> {
-        self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn position(&self, shard: u32) -> Result<Position, StoreError> {
@@ -241,7 +243,10 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut lanes = self.lanes();
         let lane = lanes.entry(endpoint.to_string()).or_default();
-        assert_eq!(lane.head, seq, "{endpoint}: an attempt of a message that is not the head");
+        assert_eq!(
+            lane.head, seq,
+            "{endpoint}: an attempt of a message that is not the head"
+        );
         message.attempts.push(attempt);
         if message.attempts.len() > ATTEMPTS_KEPT {
             message.attempts.remove(0);
@@ -269,7 +274,10 @@ impl Store {
         let mut end = prefix.clone();
         end.extend_from_slice(&u64::MAX.to_be_bytes());
         let mut found = Vec::new();
-        for item in self.db.iterator(IteratorMode::From(&end, Direction::Reverse)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&end, Direction::Reverse))
+        {
             let (key, value) = item?;
             if !key.starts_with(&prefix) || found.len() >= limit {
                 break;
@@ -353,19 +361,36 @@ mod tests {
             let owners = [(Owner::Event(EventId(1)), "acme".to_string())];
             let routed = ["msg_0_1_0", "msg_0_2_0", "msg_0_3_0"]
                 .into_iter()
-                .map(|id| Routed { endpoint: "wh_a", message: message(id) })
+                .map(|id| Routed {
+                    endpoint: "wh_a",
+                    message: message(id),
+                })
                 .collect();
-            let position = Position { record: 4, offset: Some(3) };
+            let position = Position {
+                record: 4,
+                offset: Some(3),
+            };
             let (queued, dropped) = store.route(0, position, &owners, routed, 2).unwrap();
             assert_eq!((queued["wh_a"], dropped), (2, 1), "the backlog holds 2");
             assert_eq!(store.position(0).unwrap(), position);
-            assert_eq!(store.owner(Owner::Event(EventId(1))).unwrap().as_deref(), Some("acme"));
+            assert_eq!(
+                store.owner(Owner::Event(EventId(1))).unwrap().as_deref(),
+                Some("acme")
+            );
             let (seq, head) = store.head("wh_a").unwrap().unwrap();
             assert_eq!((seq, head.id.as_str()), (0, "msg_0_1_0"));
-            store.record_attempt("wh_a", 0, head.clone(), attempt(500), false).unwrap();
+            store
+                .record_attempt("wh_a", 0, head.clone(), attempt(500), false)
+                .unwrap();
             let (seq, again) = store.head("wh_a").unwrap().unwrap();
-            assert_eq!((seq, again.attempts_total), (0, 1), "a failure keeps the head");
-            store.record_attempt("wh_a", 0, again, attempt(204), true).unwrap();
+            assert_eq!(
+                (seq, again.attempts_total),
+                (0, 1),
+                "a failure keeps the head"
+            );
+            store
+                .record_attempt("wh_a", 0, again, attempt(204), true)
+                .unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.waiting()["wh_a"], 1);
@@ -374,7 +399,14 @@ mod tests {
         let log = store.messages("wh_a", 10).unwrap();
         let ids: Vec<&str> = log.iter().map(|message| message.id.as_str()).collect();
         assert_eq!(ids, ["msg_0_2_0", "msg_0_1_0"]);
-        assert_eq!(log[1].attempts.iter().map(|a| a.status_code).collect::<Vec<_>>(), [Some(500), Some(204)]);
+        assert_eq!(
+            log[1]
+                .attempts
+                .iter()
+                .map(|a| a.status_code)
+                .collect::<Vec<_>>(),
+            [Some(500), Some(204)]
+        );
         assert!(store.resend("wh_a", "msg_0_1_0").unwrap());
         assert!(!store.resend("wh_a", "msg_9_9_9").unwrap());
         assert_eq!(store.waiting()["wh_a"], 2);

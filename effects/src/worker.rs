@@ -103,8 +103,9 @@ impl Worker {
     /// the start is known before any outcome is routed), then starts the followers and the
     /// delivery thread.
     pub fn start(config: WorkerConfig, logs: WorkerLogs) -> Result<Worker, WorkerError> {
-        std::fs::create_dir_all(&config.state_dir)
-            .map_err(|error| WorkerError::Start(format!("{}: {error}", config.state_dir.display())))?;
+        std::fs::create_dir_all(&config.state_dir).map_err(|error| {
+            WorkerError::Start(format!("{}: {error}", config.state_dir.display()))
+        })?;
         let store = Store::open(&config.state_dir)?;
         let shared = Arc::new(Shared {
             store,
@@ -147,7 +148,9 @@ impl Worker {
             let backlog_max = config.backlog_per_endpoint_max;
             threads.push(spawn(
                 format!("effects-shard-{shard}"),
-                Box::new(move || follow_outcomes(&shared, shard, position, reader, backlog_max, &stop)),
+                Box::new(move || {
+                    follow_outcomes(&shared, shard, position, reader, backlog_max, &stop)
+                }),
             )?);
         }
         {
@@ -196,7 +199,11 @@ impl Worker {
     }
 
     /// Endpoint `webhook`'s newest messages, newest first.
-    pub fn deliveries(&self, webhook: &str, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
+    pub fn deliveries(
+        &self,
+        webhook: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
         self.shared.store.messages(webhook, limit)
     }
 
@@ -204,7 +211,9 @@ impl Worker {
     pub fn resend(&self, webhook: &str, message_id: &str) -> Result<bool, StoreError> {
         let queued = self.shared.store.resend(webhook, message_id)?;
         if queued {
-            *lock(&self.shared.queued).entry(webhook.to_string()).or_default() += 1;
+            *lock(&self.shared.queued)
+                .entry(webhook.to_string())
+                .or_default() += 1;
             self.shared.wake.notify_one();
         }
         Ok(queued)
@@ -219,7 +228,9 @@ impl Drop for Worker {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn apply_control(shared: &Shared, offset: u64, payload: &[u8]) {
@@ -351,13 +362,26 @@ fn follow_outcomes(
             })
             .collect();
         loop {
-            match shared.store.route(shard, next, &owners, batch_clone(&batch), backlog_max) {
+            match shared
+                .store
+                .route(shard, next, &owners, batch_clone(&batch), backlog_max)
+            {
                 Ok((queued, dropped)) => {
                     if dropped > 0 {
-                        tracing::warn!(shard, dropped, "messages dropped: their endpoints' backlogs are full");
-                        shared.metrics.dropped_backlog_full.fetch_add(dropped, Ordering::Relaxed);
+                        tracing::warn!(
+                            shard,
+                            dropped,
+                            "messages dropped: their endpoints' backlogs are full"
+                        );
+                        shared
+                            .metrics
+                            .dropped_backlog_full
+                            .fetch_add(dropped, Ordering::Relaxed);
                     }
-                    shared.metrics.outcomes_routed.fetch_add(routed_outcomes, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .outcomes_routed
+                        .fetch_add(routed_outcomes, Ordering::Relaxed);
                     if !queued.is_empty() {
                         let mut waiting = lock(&shared.queued);
                         for (endpoint, count) in queued {
@@ -400,11 +424,15 @@ impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
-            if let Some(private) = addresses.iter().find(|address| !address_public(address.ip())) {
-                return Err(format!("{host} resolves to {}, a private address", private.ip()).into());
+            let addresses: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(private) = addresses
+                .iter()
+                .find(|address| !address_public(address.ip()))
+            {
+                return Err(
+                    format!("{host} resolves to {}, a private address", private.ip()).into(),
+                );
             }
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
@@ -434,7 +462,11 @@ async fn send(
     let timestamp_s = started_ms / 1000;
     // A literal address never meets the resolver: check it here.
     let literal_private = reqwest::Url::parse(&url).ok().and_then(|parsed| {
-        let host = parsed.host_str()?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = parsed
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         host.parse::<std::net::IpAddr>().ok()
     });
     let result = match literal_private {
@@ -446,7 +478,10 @@ async fn send(
             .header("content-type", "application/json")
             .header("webhook-id", &message.id)
             .header("webhook-timestamp", timestamp_s.to_string())
-            .header("webhook-signature", signature(&key, &message.id, timestamp_s, &message.body))
+            .header(
+                "webhook-signature",
+                signature(&key, &message.id, timestamp_s, &message.body),
+            )
             .body(message.body.clone())
             .send()
             .await
@@ -482,8 +517,16 @@ async fn send(
     }
 }
 
-fn deliver(shared: &Arc<Shared>, config: &WorkerConfig, control_writer: Arc<dyn LogWriter>, stop: &AtomicBool) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+fn deliver(
+    shared: &Arc<Shared>,
+    config: &WorkerConfig,
+    control_writer: Arc<dyn LogWriter>,
+    stop: &AtomicBool,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             tracing::error!(%error, "the effects worker cannot start its delivery runtime");
@@ -564,7 +607,8 @@ async fn deliver_loop(
                     let client = client.clone();
                     let private_allowed = config.private_addresses_allowed;
                     tokio::spawn(async move {
-                        let sent = send(client, private_allowed, endpoint, url, key, seq, message).await;
+                        let sent =
+                            send(client, private_allowed, endpoint, url, key, seq, message).await;
                         let _ = sent_tx.send(sent);
                     });
                 }
@@ -580,7 +624,9 @@ async fn deliver_loop(
         }
         let wait = scheduler
             .next_due_ms()
-            .map_or(IDLE_WAIT, |due| Duration::from_millis(due.saturating_sub(now_ms())))
+            .map_or(IDLE_WAIT, |due| {
+                Duration::from_millis(due.saturating_sub(now_ms()))
+            })
             .min(IDLE_WAIT);
         tokio::select! {
             sent = sent_rx.recv() => {
@@ -612,7 +658,11 @@ async fn finish(
         delivered,
     } = sent;
     let now = now_ms();
-    if let Err(error) = shared.store.record_attempt(&endpoint, seq, message.clone(), attempt.clone(), delivered) {
+    if let Err(error) =
+        shared
+            .store
+            .record_attempt(&endpoint, seq, message.clone(), attempt.clone(), delivered)
+    {
         // Not recorded: it is sent again (same id), at least once.
         tracing::error!(%error, endpoint, "cannot record a delivery attempt");
         scheduler.finished(&endpoint, now, false, rng);
@@ -622,10 +672,14 @@ async fn finish(
         shared.metrics.delivered.fetch_add(1, Ordering::Relaxed);
         lock(&shared.oldest_waiting_since_ms).insert(endpoint.clone(), now);
     } else {
-        shared.metrics.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .failed_attempts
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(endpoint, message = message.id, status = ?attempt.status_code, error = ?attempt.error, "delivery attempt failed");
     }
-    if let Verdict::Disable { failing_for_ms } = scheduler.finished(&endpoint, now, delivered, rng) {
+    if let Verdict::Disable { failing_for_ms } = scheduler.finished(&endpoint, now, delivered, rng)
+    {
         shared.metrics.disabled.fetch_add(1, Ordering::Relaxed);
         let tenant = shared
             .webhooks
@@ -650,9 +704,16 @@ async fn finish(
             });
             let writer = Arc::clone(control_writer);
             match tokio::task::spawn_blocking(move || writer.append(vec![record])).await {
-                Ok(Ok(_)) => tracing::warn!(endpoint, "webhook endpoint disabled after sustained failure"),
-                Ok(Err(error)) => tracing::error!(%error, endpoint, "cannot record a disabled endpoint"),
-                Err(error) => tracing::error!(%error, endpoint, "cannot record a disabled endpoint"),
+                Ok(Ok(_)) => tracing::warn!(
+                    endpoint,
+                    "webhook endpoint disabled after sustained failure"
+                ),
+                Ok(Err(error)) => {
+                    tracing::error!(%error, endpoint, "cannot record a disabled endpoint")
+                }
+                Err(error) => {
+                    tracing::error!(%error, endpoint, "cannot record a disabled endpoint")
+                }
             }
         }
     }
