@@ -89,7 +89,7 @@ struct Shared {
 pub struct Worker {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn now_ms() -> u64 {
@@ -163,16 +163,17 @@ impl Worker {
         Ok(Worker {
             shared,
             stop,
-            threads,
+            threads: Mutex::new(threads),
         })
     }
 
     /// Stops and joins every thread; attempts in flight are abandoned (sent again after a
     /// restart, with the same id).
-    pub fn stop(mut self) {
+    pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
-        for thread in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for thread in threads {
             let _ = thread.join();
         }
     }
