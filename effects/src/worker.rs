@@ -168,7 +168,7 @@ impl Worker {
     }
 
     /// Stops and joins every thread; attempts in flight are abandoned (sent again after a
-    /// restart, with the same id).
+    /// restart, with the same id). The store closes when the worker is dropped.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();

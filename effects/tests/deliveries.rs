@@ -312,6 +312,7 @@ async fn every_message_arrives_signed_in_order_through_500s_darkness_and_a_resta
 
     // A restart mid-backlog (the store is the only state): nothing is lost.
     worker.stop();
+    drop(worker); // closes the store
     setup.publish((16..=20).map(sale));
     let worker = setup.worker(3_600_000);
     let listener = tokio::net::TcpListener::bind(address).await.unwrap();
