@@ -50,6 +50,8 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
         },
         engine: settings.engine_config(),
         development: settings.development,
+        webhook_private_addresses_allowed: settings.development
+            || settings.effects.private_addresses_allowed,
         state_dir: Some(ingress_state_dir(&settings.data_dir)),
         snapshot_every_outcomes: settings.snapshot.ingress_every_outcomes,
         snapshot_interval: Duration::from_millis(settings.snapshot.ingress_every_ms),
@@ -147,20 +149,16 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
             engine: None,
         });
     }
-    let control = match settings.shards {
-        1 => None,
-        _ => {
-            let log = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
-            Some(ingress::ControlLogs {
-                writer: log
-                    .open_writer()
-                    .map_err(log_error("cannot open the control topic's writer"))?,
-                reader: log
-                    .open_reader()
-                    .map_err(log_error("cannot open the control topic's reader"))?,
-            })
-        }
-    };
+    // The control topic, in every deployment: tenant placements and webhook endpoints.
+    let control_log = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
+    let control = Some(ingress::ControlLogs {
+        writer: control_log
+            .open_writer()
+            .map_err(log_error("cannot open the control topic's writer"))?,
+        reader: control_log
+            .open_reader()
+            .map_err(log_error("cannot open the control topic's reader"))?,
+    });
     let ingress = Ingress::start_shards(config, shards, control).map_err(ToolError::Invalid)?;
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(

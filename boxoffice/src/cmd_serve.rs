@@ -1,7 +1,8 @@
 //! `boxoffice serve`: everything in one process on the embedded log — the engine runtime
 //! (reader, engine, publisher, ticker, snapshots) on `<data_dir>/requests`,
-//! `<data_dir>/outcomes` and `<data_dir>/snapshots`, and the HTTP ingress in front of it
-//! (its idempotency index and read-model snapshots in `<data_dir>/ingress`).
+//! `<data_dir>/outcomes` and `<data_dir>/snapshots`, the HTTP ingress in front of it
+//! (its idempotency index and read-model snapshots in `<data_dir>/ingress`), the control
+//! log (`<data_dir>/control`) and the effects worker (webhooks, `<data_dir>/effects`).
 //!
 //! Start-up: open the logs and the snapshot store, start the runtime (it restores the
 //! newest snapshot and replays the tail), start the ingress (it loads its newest read-model
@@ -54,6 +55,7 @@ pub(crate) fn run(
     let mut runtimes = Vec::new();
     let mut shard_logs = Vec::new();
     let mut first_requests = None;
+    let mut outcome_logs = Vec::new();
     for shard in 0..settings.shards {
         let shard_settings = embedded.for_shard(shard).map_err(ToolError::Invalid)?;
         let logs = cmd_engine::open_logs(&shard_settings, &shard_settings.data_dir)?;
@@ -82,24 +84,53 @@ pub(crate) fn run(
             engine: Some(Arc::new(RuntimeControl(handle.clone()))),
         });
         first_requests.get_or_insert_with(|| Arc::clone(&logs.requests));
+        outcome_logs.push(Arc::clone(&logs.outcomes));
         runtimes.push((shard, runtime));
     }
-    let control = match settings.shards {
-        1 => None,
-        _ => {
-            let log = cmd_engine::open_control_log(&embedded, &data_dir)?;
-            Some(ingress::ControlLogs {
-                writer: log
-                    .open_writer()
-                    .map_err(log_error("cannot open the control log's writer"))?,
-                reader: log
-                    .open_reader()
-                    .map_err(log_error("cannot open the control log's reader"))?,
-            })
-        }
-    };
+    // The control log, in every deployment: tenant placements and webhook endpoints.
+    let control_log = cmd_engine::open_control_log(&embedded, &data_dir)?;
+    let control = Some(ingress::ControlLogs {
+        writer: control_log
+            .open_writer()
+            .map_err(log_error("cannot open the control log's writer"))?,
+        reader: control_log
+            .open_reader()
+            .map_err(log_error("cannot open the control log's reader"))?,
+    });
     let ingress =
         Ingress::start_shards(ingress_config, shard_logs, control).map_err(ToolError::Invalid)?;
+    // The effects worker: every shard's outcomes and the control log, its store in
+    // `<data_dir>/effects`.
+    let effects = match settings.effects.enabled {
+        false => None,
+        true => {
+            let outcomes = outcome_logs
+                .iter()
+                .map(|log| log.open_reader())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(log_error(
+                    "cannot open an outcomes log's reader for the effects worker",
+                ))?;
+            let worker = effects::Worker::start(
+                crate::cmd_effects::worker_config(settings, &data_dir),
+                effects::WorkerLogs {
+                    outcomes,
+                    control_reader: control_log
+                        .open_reader()
+                        .map_err(log_error("cannot open the control log's reader"))?,
+                    control_writer: control_log
+                        .open_writer()
+                        .map_err(log_error("cannot open the control log's writer"))?,
+                },
+            )
+            .map_err(|error| ToolError::Invalid(error.to_string()))?;
+            let worker = Arc::new(worker);
+            ingress.set_effects(Arc::new(crate::cmd_effects::EffectsHandle(Arc::clone(
+                &worker,
+            ))));
+            Some(worker)
+        }
+    };
     let handles: Vec<(u32, RuntimeHandle)> = runtimes
         .iter()
         .map(|(shard, runtime)| (*shard, runtime.handle()))
@@ -133,6 +164,9 @@ pub(crate) fn run(
         wait_for_engine,
     );
     ingress.stop();
+    if let Some(worker) = effects {
+        worker.stop();
+    }
     let mut stopped = Ok(());
     for (shard, runtime) in runtimes {
         match runtime.shutdown() {

@@ -9,6 +9,7 @@
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
+mod cmd_effects;
 mod cmd_engine;
 mod cmd_ingress;
 mod cmd_loadgen;
@@ -73,6 +74,14 @@ enum Commands {
         listen: Option<String>,
         /// Where this ingress keeps its state (idempotency index, read-model snapshots,
         /// under `ingress/`; default: `data_dir`). Two ingresses on one machine need two.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The effects worker alone (signed webhook deliveries), against the Kafka topics: every
+    /// shard's outcomes topic and the control topic. `serve` runs one itself.
+    Effects {
+        /// Where the worker keeps its position, backlog and delivery log (under
+        /// `effects/`; default: `data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -215,7 +224,10 @@ fn main() {
     }
     let serves = matches!(
         cli.command,
-        Commands::Serve { .. } | Commands::Engine { .. } | Commands::Ingress { .. }
+        Commands::Serve { .. }
+            | Commands::Engine { .. }
+            | Commands::Ingress { .. }
+            | Commands::Effects { .. }
     );
     if serves {
         if let Err(error) = settings.check_secrets() {
@@ -238,6 +250,13 @@ fn main() {
                 settings.data_dir = data_dir;
             }
             exit_on_error(cmd_ingress::run(&settings, listen))
+        }
+        Commands::Effects { data_dir } => {
+            let mut settings = settings;
+            if let Some(data_dir) = data_dir {
+                settings.data_dir = data_dir;
+            }
+            exit_on_error(cmd_effects::run(&settings))
         }
         Commands::Token { user, ttl_seconds } => {
             exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))

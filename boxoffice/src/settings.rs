@@ -45,6 +45,9 @@ pub(crate) struct Settings {
     pub(crate) log: LogSettings,
     pub(crate) kafka: KafkaSettings,
     pub(crate) snapshot: SnapshotSettings,
+    /// The effects worker (webhook deliveries). Optional in a file.
+    #[serde(default)]
+    pub(crate) effects: EffectsSettings,
     /// Development mode (`--dev`), never read from a file: the demo secrets are accepted
     /// and development-only endpoints exist. Outside it a demo secret stops start-up.
     #[serde(skip)]
@@ -357,6 +360,44 @@ fn default_ingress_every_ms() -> u64 {
 
 fn default_ingress_keep() -> usize {
     2
+}
+
+/// The effects worker: webhook deliveries (`effects` crate).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub(crate) struct EffectsSettings {
+    /// `serve` runs the worker (in Kafka mode it is `boxoffice effects`).
+    pub(crate) enabled: bool,
+    /// Webhook endpoints may be private, loopback or link-local addresses (the SSRF
+    /// guard off); development mode always allows them.
+    pub(crate) private_addresses_allowed: bool,
+    /// One delivery attempt's limit, connecting included.
+    pub(crate) attempt_timeout_ms: u64,
+    /// The first retry's delay; each further one doubles, up to `retry_max_ms`
+    /// (jittered: between half and all of it).
+    pub(crate) first_retry_ms: u64,
+    pub(crate) retry_max_ms: u64,
+    /// An endpoint whose oldest waiting message has failed for this long is disabled.
+    pub(crate) disable_after_ms: u64,
+    /// Messages one endpoint may have waiting on disk; newer ones are dropped (counted).
+    pub(crate) backlog_per_endpoint_max: u64,
+    /// Deliveries in flight at once, every endpoint together (one per endpoint).
+    pub(crate) deliveries_in_flight_max: usize,
+}
+
+impl Default for EffectsSettings {
+    fn default() -> Self {
+        EffectsSettings {
+            enabled: true,
+            private_addresses_allowed: false,
+            attempt_timeout_ms: 10_000,
+            first_retry_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            disable_after_ms: 86_400_000,
+            backlog_per_endpoint_max: 100_000,
+            deliveries_in_flight_max: 64,
+        }
+    }
 }
 
 /// The development defaults that must never protect real data.

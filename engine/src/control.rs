@@ -5,11 +5,12 @@
 //! never split across shards. Its records are versioned like the requests log's:
 //! a version byte, then bincode.
 //!
-//! Today it holds tenant placements. Nothing in it decides an engine's outcome yet, so
+//! Today it holds tenant placements and webhook endpoints (`crate::webhook`). Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
 
+use crate::webhook::WebhookEventType;
 use serde::{Deserialize, Serialize};
 
 /// The control log's record format version.
@@ -22,7 +23,35 @@ pub const CONTROL_RECORD_BYTES_MAX: usize = 64 * 1024;
 pub enum ControlRecord {
     /// The events and desks `tenant` creates from now on are placed on `shard` (`None`:
     /// back to the stable placement by request). Placed events stay where they are.
-    PlaceTenant { tenant: String, shard: Option<u32> },
+    PlaceTenant {
+        tenant: String,
+        shard: Option<u32>,
+    },
+    /// A tenant's admin made a webhook endpoint (`crate::webhook`). The signing key is
+    /// here because every effects worker signs with it; the control log is as private as
+    /// the requests log.
+    WebhookCreated {
+        tenant: String,
+        webhook: String,
+        url: String,
+        event_types: Vec<WebhookEventType>,
+        secret: Vec<u8>,
+    },
+    WebhookDeleted {
+        tenant: String,
+        webhook: String,
+    },
+    /// The effects worker gave up on the endpoint after sustained failure; its events
+    /// wait (up to the worker's backlog cap) until its admin enables it again.
+    WebhookDisabled {
+        tenant: String,
+        webhook: String,
+        reason: String,
+    },
+    WebhookEnabled {
+        tenant: String,
+        webhook: String,
+    },
 }
 
 fn config() -> bincode::config::Configuration<
@@ -72,6 +101,26 @@ mod tests {
             ControlRecord::PlaceTenant {
                 tenant: "acme".into(),
                 shard: None,
+            },
+            ControlRecord::WebhookCreated {
+                tenant: "acme".into(),
+                webhook: "wh_1".into(),
+                url: "https://example.com/hook".into(),
+                event_types: vec![WebhookEventType::HoldExpired],
+                secret: vec![1; 32],
+            },
+            ControlRecord::WebhookDeleted {
+                tenant: "acme".into(),
+                webhook: "wh_1".into(),
+            },
+            ControlRecord::WebhookDisabled {
+                tenant: "acme".into(),
+                webhook: "wh_1".into(),
+                reason: "HTTP 500 for 24 h".into(),
+            },
+            ControlRecord::WebhookEnabled {
+                tenant: "acme".into(),
+                webhook: "wh_1".into(),
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

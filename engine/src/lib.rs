@@ -25,6 +25,8 @@
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes (derived and
 //!   verified by the read side; the engine checks them only for old by-code check-ins).
+//! - `control`: the control log's records; [`webhook`]: webhook endpoints as those
+//!   records define them (the registry, event types, the SSRF address rule).
 //! - [`idempotency`]: key scopes and request fingerprints ([`IdempotencyStamp`]).
 //! - [`ids`]: ids, their string forms and the shard they say ([`ShardPlace`]); the
 //!   engine's `event_index`, `booking_index` and `desk_index` are the one translation
@@ -48,6 +50,7 @@ pub mod outcome;
 pub mod query;
 pub mod snapshot;
 pub mod tickets;
+pub mod webhook;
 pub mod wire;
 
 pub use command::*;

@@ -671,3 +671,44 @@ pub(crate) struct Readiness {
     #[schema(no_recursion)]
     pub(crate) shards: Option<Vec<Readiness>>,
 }
+
+/// `POST /v1/admin/webhooks`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateWebhookBody {
+    /// `http://` or `https://`, at most 2048 bytes; its host must resolve (to public
+    /// addresses, outside development mode).
+    #[schema(max_length = 2048)]
+    pub(crate) url: String,
+    /// At least one of `booking.created`, `booking.canceled`, `hold.expired`,
+    /// `waitlist.offered`, `waitlist.ended`, `event.canceled`, `checkin.used`,
+    /// `desk_ticket.allocated`.
+    #[schema(min_items = 1)]
+    pub(crate) event_types: Vec<String>,
+}
+
+/// A webhook endpoint.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Webhook {
+    pub(crate) webhook_id: String,
+    pub(crate) url: String,
+    pub(crate) event_types: Vec<String>,
+    /// False once the effects worker gave up on it after sustained failure (24 hours of
+    /// failed attempts); `POST .../enable` sends what waits for it again.
+    pub(crate) enabled: bool,
+    pub(crate) disabled_reason: Option<String>,
+    /// The signing secret (`whsec_` + base64 of the key), in the creation's answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WebhookDeliveries {
+    /// Newest first.
+    pub(crate) deliveries: Vec<crate::effects_control::WebhookDelivery>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WebhookResent {
+    pub(crate) message_id: String,
+}

@@ -53,6 +53,9 @@ pub struct IngressConfig {
     /// Development mode (`boxoffice --dev`): development-only endpoints exist. Off by
     /// default; the binary refuses demo secrets outside it.
     pub development: bool,
+    /// Webhook endpoints may be private, loopback or link-local addresses (the SSRF guard
+    /// is off): development mode, or `effects.private_addresses_allowed`.
+    pub webhook_private_addresses_allowed: bool,
     /// Where the follower keeps its state: a slot per running ingress under it, each with
     /// the idempotency index (window `engine.idempotency_window_ms`) and, for an ingress
     /// started with its outcomes log's identity (`Ingress::start_resuming`), read-model
@@ -127,6 +130,7 @@ impl Default for IngressConfig {
             request_timeout: Duration::from_millis(70_000),
             trusted_proxies: Vec::new(),
             development: false,
+            webhook_private_addresses_allowed: false,
             state_dir: None,
             snapshot_every_outcomes: 1_000_000,
             snapshot_interval: Duration::from_secs(60),

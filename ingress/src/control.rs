@@ -1,7 +1,8 @@
 //! The control log as this ingress sees it (`engine::control`): a follower thread applies
-//! its records to [`Control`]'s state (today: where each tenant's new events go), and the
-//! operator's placement endpoint appends to it and answers once its own follower has
-//! applied the record, so the answer says what this ingress now does.
+//! its records to [`Control`]'s state (where each tenant's new events go, and the tenants'
+//! webhook endpoints: `engine::webhook::Webhooks`), and the operator's placement endpoint
+//! and the admins' webhook endpoints append to it and answer once this ingress's own
+//! follower has applied the record, so the answer says what this ingress now does.
 //!
 //! Placement of a new event or desk: the tenant's pinned shard if it has one, otherwise a
 //! stable function of the request (the tenant and its idempotency key, or the request's
@@ -10,6 +11,9 @@
 //! its id says its shard.
 
 use engine::control::{decode_control, encode_control, ControlRecord};
+use engine::webhook::{
+    Webhook, WebhookEventType, Webhooks, WEBHOOKS_PER_TENANT_MAX, WEBHOOK_SECRET_BYTES,
+};
 use requestlog::{LogReader, LogWriter};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,8 +34,25 @@ pub(crate) struct Control {
     shards: u32,
     writer: Option<Arc<dyn LogWriter>>,
     pins: RwLock<BTreeMap<String, u32>>,
+    webhooks: RwLock<Webhooks>,
     /// The control log's offset after the last record applied.
     applied: watch::Sender<u64>,
+}
+
+/// What an admin changes about an endpoint.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum WebhookChange {
+    Delete,
+    Enable,
+}
+
+/// Why a webhook endpoint could not be made or changed.
+#[derive(Debug)]
+pub(crate) enum WebhookError {
+    NoControlLog,
+    NotFound,
+    TooMany,
+    Log(String),
 }
 
 /// Why a placement could not be recorded.
@@ -55,6 +76,7 @@ impl Control {
             shards,
             writer,
             pins: RwLock::new(BTreeMap::new()),
+            webhooks: RwLock::new(Webhooks::default()),
             applied: watch::channel(0).0,
         }
     }
@@ -117,29 +139,131 @@ impl Control {
                 return Err(PlaceError::TooManyPins);
             }
         }
-        let record = encode_control(&ControlRecord::PlaceTenant {
+        let record = ControlRecord::PlaceTenant {
             tenant: tenant.to_string(),
             shard,
-        });
+        };
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map_err(PlaceError::Log)?;
+        Ok(())
+    }
+
+    /// Appends `record` to the control log and waits (up to `timeout`) until this
+    /// ingress's follower has applied it; the record's offset.
+    async fn append_applied(
+        &self,
+        writer: Arc<dyn LogWriter>,
+        record: &ControlRecord,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        let record = encode_control(record);
         let appended = tokio::task::spawn_blocking(move || writer.append(vec![record]))
             .await
-            .map_err(|error| PlaceError::Log(error.to_string()))?
-            .map_err(|error| PlaceError::Log(error.to_string()))?;
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())?;
         let offset = appended.first().map_or(0, |appended| appended.offset);
         let mut applied = self.applied.subscribe();
         tokio::time::timeout(timeout, applied.wait_for(|applied| *applied > offset))
             .await
-            .map_err(|_| {
-                PlaceError::Log(
-                    "the control log's follower did not apply the record in time".into(),
-                )
-            })?
-            .map_err(|error| PlaceError::Log(error.to_string()))?;
-        Ok(())
+            .map_err(|_| "the control log's follower did not apply the record in time".to_string())?
+            .map_err(|error| error.to_string())?;
+        Ok(offset)
+    }
+
+    fn webhooks(&self) -> std::sync::RwLockReadGuard<'_, Webhooks> {
+        self.webhooks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The tenant's endpoints, in order of creation.
+    pub(crate) fn webhooks_of(&self, tenant: &str) -> Vec<Webhook> {
+        self.webhooks().of_tenant(tenant).cloned().collect()
+    }
+
+    /// The tenant's endpoint `webhook` (another tenant's is `None`).
+    pub(crate) fn webhook(&self, tenant: &str, webhook: &str) -> Option<Webhook> {
+        self.webhooks().of(tenant, webhook).cloned()
+    }
+
+    /// Makes an endpoint (`url` and `event_types` already checked): a fresh id and signing
+    /// key, recorded in the control log; the endpoint as this ingress then holds it.
+    /// `TooMany` when the tenant has its cap of endpoints, also when a creation racing
+    /// this one took the last place (the registry skipped this record everywhere).
+    pub(crate) async fn create_webhook(
+        &self,
+        tenant: &str,
+        url: String,
+        event_types: Vec<WebhookEventType>,
+        timeout: Duration,
+    ) -> Result<Webhook, WebhookError> {
+        let writer = self.writer.clone().ok_or(WebhookError::NoControlLog)?;
+        if self.webhooks().of_tenant(tenant).count() >= WEBHOOKS_PER_TENANT_MAX {
+            return Err(WebhookError::TooMany);
+        }
+        let webhook = format!("wh_{:032x}", rand::random::<u128>());
+        let secret: [u8; WEBHOOK_SECRET_BYTES] = rand::random();
+        let record = ControlRecord::WebhookCreated {
+            tenant: tenant.to_string(),
+            webhook: webhook.clone(),
+            url,
+            event_types,
+            secret: secret.to_vec(),
+        };
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map_err(WebhookError::Log)?;
+        self.webhook(tenant, &webhook).ok_or(WebhookError::TooMany)
+    }
+
+    /// Deletes the tenant's endpoint, or enables it again (`enable`); `NotFound` when it
+    /// has no such endpoint.
+    pub(crate) async fn change_webhook(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        change: WebhookChange,
+        timeout: Duration,
+    ) -> Result<Option<Webhook>, WebhookError> {
+        let writer = self.writer.clone().ok_or(WebhookError::NoControlLog)?;
+        if self.webhook(tenant, webhook).is_none() {
+            return Err(WebhookError::NotFound);
+        }
+        let (tenant, webhook_id) = (tenant.to_string(), webhook.to_string());
+        let record = match change {
+            WebhookChange::Delete => ControlRecord::WebhookDeleted {
+                tenant: tenant.clone(),
+                webhook: webhook_id.clone(),
+            },
+            WebhookChange::Enable => ControlRecord::WebhookEnabled {
+                tenant: tenant.clone(),
+                webhook: webhook_id.clone(),
+            },
+        };
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map_err(WebhookError::Log)?;
+        Ok(self.webhook(&tenant, &webhook_id))
     }
 
     fn apply(&self, offset: u64, payload: &[u8]) {
         match decode_control(payload) {
+            Ok(
+                record @ (ControlRecord::WebhookCreated { .. }
+                | ControlRecord::WebhookDeleted { .. }
+                | ControlRecord::WebhookDisabled { .. }
+                | ControlRecord::WebhookEnabled { .. }),
+            ) => {
+                let applied = self
+                    .webhooks
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .apply(offset, &record);
+                if let Err(skipped) = applied {
+                    tracing::warn!(offset, ?skipped, "webhook control record skipped");
+                }
+            }
             Ok(ControlRecord::PlaceTenant { tenant, shard }) => {
                 let mut pins = self
                     .pins

@@ -79,6 +79,9 @@ reasons! {
     TicketNotFound = "ticket_not_found",
     DeskNotFound = "desk_not_found",
     DeskTicketNotFound = "desk_ticket_not_found",
+    WebhookNotFound = "webhook_not_found",
+    /// The effects worker no longer holds that message for the endpoint.
+    WebhookMessageNotFound = "webhook_message_not_found",
     /// No such seat labels in the event's map (`details.seats`).
     UnknownSeats = "unknown_seats",
     RouteNotFound = "route_not_found",
@@ -115,6 +118,11 @@ reasons! {
     TenantNotFound = "tenant_not_found",
     /// Tenant placements one control log may hold (`control::PINS_MAX`).
     TenantPinsMax = "tenant_pins_max",
+    /// A webhook URL whose host does not resolve (`details.field` is `url`).
+    WebhookUrlUnreachable = "webhook_url_unreachable",
+    /// A webhook URL that is, or resolves to, a private, loopback or link-local address
+    /// while the SSRF guard is on (`details.field` is `url`).
+    WebhookAddressPrivate = "webhook_address_private",
     // 413 payload_too_large
     BodyTooLarge = "body_too_large",
     // 422 limit_exceeded (`details.limit` and `details.max`)
@@ -127,6 +135,8 @@ reasons! {
     WaitersPerUserMax = "waiters_per_user_max",
     /// Open tickets one user holds at one desk (`engine.desk_tickets_per_user_max`).
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
+    /// Webhook endpoints one tenant may have (`engine::webhook::WEBHOOKS_PER_TENANT_MAX`).
+    WebhooksPerTenantMax = "webhooks_per_tenant_max",
     // 429 rate_limited (with `Retry-After`)
     UserRateLimit = "user_rate_limit",
     AddressRateLimit = "address_rate_limit",
@@ -168,6 +178,8 @@ reasons! {
     NoEngine = "no_engine",
     EngineStarting = "engine_starting",
     TooManyStreams = "too_many_streams",
+    /// No effects worker runs next to this ingress (its delivery log lives there).
+    NoEffectsWorker = "no_effects_worker",
 }
 
 impl utoipa::PartialSchema for Reason {

@@ -35,6 +35,7 @@ mod auth;
 mod client_address;
 mod config;
 mod control;
+pub mod effects_control;
 pub mod engine_control;
 mod error;
 mod extract;
@@ -58,6 +59,7 @@ pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, ShardStatusBody
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use client_address::parse_trusted_proxy;
 pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
+pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
@@ -258,6 +260,7 @@ impl Ingress {
             feeds,
             metrics,
             shutdown: tokio::sync::watch::channel(false).0,
+            effects: std::sync::OnceLock::new(),
         };
         Ok(Ingress {
             state: AppState {
@@ -271,6 +274,12 @@ impl Ingress {
 
     pub fn state(&self) -> AppState {
         self.state.clone()
+    }
+
+    /// The effects worker running next to this ingress (`serve`): the webhook delivery log
+    /// and re-sends are answered from it. Set once; a second call is ignored.
+    pub fn set_effects(&self, effects: Arc<dyn EffectsControl>) {
+        let _ = self.state.shared.effects.set(effects);
     }
 
     pub fn router(&self) -> Router {
@@ -557,6 +566,26 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/admin/events/{event_id}/attendees",
             get(routes::admin::attendees),
+        )
+        .route(
+            "/v1/admin/webhooks",
+            get(routes::webhooks::list_webhooks).post(routes::webhooks::create_webhook),
+        )
+        .route(
+            "/v1/admin/webhooks/{webhook_id}",
+            get(routes::webhooks::get_webhook).delete(routes::webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/admin/webhooks/{webhook_id}/enable",
+            post(routes::webhooks::enable_webhook),
+        )
+        .route(
+            "/v1/admin/webhooks/{webhook_id}/deliveries",
+            get(routes::webhooks::deliveries),
+        )
+        .route(
+            "/v1/admin/webhooks/{webhook_id}/deliveries/{message_id}/resend",
+            post(routes::webhooks::resend),
         )
         .route("/v1/admin/desks", post(routes::admin::create_desk))
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))

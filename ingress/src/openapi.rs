@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::extract::IDEMPOTENCY_KEY_CHARS_MAX;
-use crate::routes::{admin, ops, public, user, web};
+use crate::routes::{admin, ops, public, user, web, webhooks};
 use crate::validate;
 use engine::EngineConfig;
 use serde_json::{json, Value};
@@ -41,6 +41,7 @@ impl Modify for Security {
         public::cities, public::events, public::venues, public::event, public::seats, web::stream,
         admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
@@ -57,6 +58,7 @@ impl Modify for Security {
         (name = "bookings", description = "Bookings (user token)"),
         (name = "waitlist", description = "Waitlist (user token)"),
         (name = "desks", description = "Service desks"),
+        (name = "webhooks", description = "Webhook endpoints, their delivery log and re-sends (admin key)"),
         (name = "operations", description = "Health, readiness, metrics, engine control (operator key)"),
         (name = "demo", description = "The demo user switcher: only with the development user-token secret"),
     )
@@ -668,6 +670,22 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         ],
         "demo_token" => vec![(404, vec![RouteNotFound])],
         "get_placement" => vec![(404, vec![TenantNotFound])],
+        "list_webhooks" => vec![],
+        "create_webhook" => vec![
+            (400, vec![WebhookUrlUnreachable, WebhookAddressPrivate]),
+            (422, vec![WebhooksPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "get_webhook" => vec![(404, vec![WebhookNotFound])],
+        "delete_webhook" | "enable_webhook" => vec![
+            (404, vec![WebhookNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "deliveries" => vec![(404, vec![WebhookNotFound]), (503, vec![NoEffectsWorker])],
+        "resend" => vec![
+            (404, vec![WebhookNotFound, WebhookMessageNotFound]),
+            (503, vec![NoEffectsWorker]),
+        ],
         "put_placement" => vec![
             (404, vec![TenantNotFound]),
             (409, vec![NoControlLog]),

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) long_polls_per_user: Arc<OpenCounts<String>>,
     pub(crate) long_polls_per_address: Arc<OpenCounts<IpAddr>>,
     pub(crate) streams_per_address: Arc<OpenCounts<IpAddr>>,
+    /// The effects worker in this process, once it runs (`Ingress::set_effects`).
+    pub(crate) effects: std::sync::OnceLock<Arc<dyn crate::EffectsControl>>,
     /// Set when the server begins shutting down: long-polls answer at once.
     pub(crate) shutdown: watch::Sender<bool>,
 }

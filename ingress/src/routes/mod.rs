@@ -1,4 +1,4 @@
-//! Handlers, one module per audience. Each write handler validates, builds one engine
+//! Handlers, one module per audience (`webhooks`: the admins' webhook endpoints). Each write handler validates, builds one engine
 //! command, submits it and answers from its outcome; reads answer from the read model.
 
 pub(crate) mod admin;
@@ -6,6 +6,7 @@ pub(crate) mod ops;
 pub(crate) mod public;
 pub(crate) mod user;
 pub(crate) mod web;
+pub(crate) mod webhooks;
 
 use crate::error::{AppError, Reason};
 use crate::idempotency_index::Found;
