@@ -19,7 +19,9 @@
 # Environment: RUNS (default 3), CLIENTS (32), DURATION (20), KAFKA_BOOTSTRAP
 # (127.0.0.1:19092; start one with scripts/kafka.sh start), SIDES ("embedded kafka noop"),
 # SHARDS (1): with more, `serve` runs that many engines (one embedded log pair each) and the
-# Kafka side one `boxoffice engine --shard K` process per shard, behind one ingress.
+# Kafka side one `boxoffice engine --shard K` process per shard, behind one ingress. A side
+# may name its own shard count, alternated with the others: SIDES="embeddedx1 embeddedx2
+# embeddedx4" (or kafkax2...).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -96,7 +98,13 @@ start_kafka() {
 RESULTS="$WORK/results.jsonl"
 for run in $(seq 1 "$RUNS"); do
   for side in $SIDES; do
-    "start_$side" "$run"
+    base="$side"
+    if [[ "$side" =~ ^(embedded|kafka)x([0-9]+)$ ]]; then
+      base="${BASH_REMATCH[1]}"
+      SHARDS="${BASH_REMATCH[2]}"
+      export BOXOFFICE_SHARDS="$SHARDS"
+    fi
+    "start_$base" "$side-$run"
     scenario=hold-confirm
     if [[ "$side" == noop ]]; then scenario=noop; fi
     echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -136,7 +144,7 @@ rows = [json.loads(line) for line in open(sys.argv[1])]
 print()
 print("| log | requests/s | hold p50 / p99 / p99.9 (ms) | confirm p50 / p99 / p99.9 (ms) | all p50 / p99 / p99.9 (ms) | CPU us per response (median) |")
 print("|---|---|---|---|---|---|")
-for side in ("embedded", "kafka", "noop"):
+for side in dict.fromkeys(row["side"] for row in rows):
     mine = [row for row in rows if row["side"] == side]
     if not mine:
         continue
@@ -159,7 +167,7 @@ rate = {side: statistics.median(row["requests_per_second"] for row in rows if ro
         for side in {row["side"] for row in rows}}
 if "noop" in rate:
     print()
-    for side in ("embedded", "kafka"):
-        if side in rate:
+    for side in sorted(rate):
+        if side != "noop":
             print(f"{side}: {rate[side] / rate['noop']:.0%} of the no-op endpoint's requests/s")
 PY
