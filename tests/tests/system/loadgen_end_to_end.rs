@@ -33,11 +33,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, Path::new("config/default.toml"))
+    }
+
+    /// A server on the configuration file `config` (over the built-in defaults).
+    pub(crate) fn start_with(data_dir: &Path, config: &Path) -> Server {
         let mut child = Command::new(boxoffice_bin())
             .current_dir(workspace_root())
+            .arg("--config")
+            .arg(config)
             .args([
-                "--config",
-                "config/default.toml",
                 "--dev",
                 "serve",
                 "--listen",
@@ -324,4 +329,49 @@ async fn a_recorded_run_replays_to_the_same_state_on_a_fresh_server() {
         second_hash, second_engine.state_hash,
         "the replayed server's engine vs an offline replay of its log"
     );
+}
+
+/// `serve` with two shards: a run verifies on every event of both, the engine status lists
+/// both shards, and each shard's live state hash equals an offline `boxoffice replay
+/// --shard K` of its own requests log (what `loadgen check-replay` does per shard).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_server_verifies_and_every_shard_replays_to_its_hash() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("shards.toml");
+    std::fs::write(&config, "shards = 2\n").unwrap();
+    let mut theatre = scenario("theatre", 0.05);
+    theatre.load.requests_max = 150;
+    theatre.load.duration_seconds = 20.0;
+    let server = Server::start_with(&directory.path().join("data"), &config);
+    let report = run_scenario(
+        server.client(),
+        options(theatre, Mode::Closed, None, &directory.path().join("out")),
+    )
+    .await
+    .expect("the run completes");
+    let verification = report.verification.clone().expect("verified");
+    assert!(verification.passed, "{}", verification.summary());
+    let placed: std::collections::BTreeSet<u64> = report
+        .events
+        .iter()
+        .map(|event| event.trim_start_matches("ev_").parse::<u64>().unwrap() % 2)
+        .collect();
+    assert_eq!(placed.len(), 2, "the run's events are on both shards: {:?}", report.events);
+    let engine = verification.engine.clone().expect("the engine status");
+    assert_eq!(
+        engine.shards.iter().map(|shard| shard.shard).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let data_dir = server.stop();
+    for shard in engine.each_shard() {
+        let replayed = offline_replay_hash(
+            boxoffice_bin(),
+            Some(&config),
+            &data_dir,
+            shard.hash_offset(),
+            Some(shard.shard),
+        )
+        .expect("boxoffice replay --shard");
+        assert_eq!(replayed, shard.state_hash, "shard {}", shard.shard);
+    }
 }
