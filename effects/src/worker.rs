@@ -298,6 +298,14 @@ fn follow_outcomes(
         let mut messages = Vec::new();
         let mut next = position;
         let mut routed_outcomes = 0;
+        // With no endpoint anywhere no message can be routed: skip building them (JSON
+        // bodies) and looking up their owners; the position and new owners still advance,
+        // so an endpoint created later gets every event after its creation is applied.
+        let any_endpoint = !shared
+            .webhooks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty();
         for record in &records {
             match assembler.push(&record.payload) {
                 Ok(Some(outcome)) => {
@@ -308,7 +316,9 @@ fn follow_outcomes(
                     next.offset = Some(outcome.offset);
                     routed_outcomes += 1;
                     owners.extend(owners_created(&outcome));
-                    messages.extend(messages_of(shard, &outcome));
+                    if any_endpoint {
+                        messages.extend(messages_of(shard, &outcome));
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => {
