@@ -77,6 +77,10 @@ impl EffectsControl for EffectsHandle {
             .resend(webhook, message_id)
             .map_err(|error| error.to_string())
     }
+
+    fn metrics_text(&self) -> String {
+        self.0.metrics_text()
+    }
 }
 
 fn rfc3339(time_ms: u64) -> String {
