@@ -15,6 +15,9 @@ pub trait EffectsControl: Send + Sync {
     /// The worker's metrics in the OpenMetrics text format without its `# EOF` line:
     /// `/metrics` writes them before its own.
     fn metrics_text(&self) -> String;
+    /// Whose endpoint `webhook` is, as the worker's control follower has it (`None`:
+    /// unknown or deleted).
+    fn tenant_of(&self, webhook: &str) -> Option<String>;
 }
 
 /// One message to one endpoint and its attempts.
