@@ -89,7 +89,7 @@ async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes)
             .is_some_and(|after| received.distinct() >= after && !known)
         {
             true
-        } else if attempts == 1 && place(&id).1 % 3 == 0 {
+        } else if attempts == 1 && place(&id).1.is_multiple_of(3) {
             // Some first attempts fail (a deterministic third of them, by log offset).
             received.answered_500 += 1;
             return StatusCode::INTERNAL_SERVER_ERROR;
@@ -338,7 +338,7 @@ async fn kill_9_mid_backlog_loses_no_webhook_and_keeps_their_order() {
         })
         .await;
 
-    let received = receiver.received.lock().unwrap();
+    let received = std::mem::take(&mut *receiver.received.lock().unwrap());
     assert_eq!(received.bad_signatures, 0, "every signature checks");
     assert!(received.answered_500 > 0, "some first attempts failed");
     // Distinct ids in order of first arrival; a duplicate carries the same bytes.
@@ -372,7 +372,6 @@ async fn kill_9_mid_backlog_loses_no_webhook_and_keeps_their_order() {
     );
     let places: Vec<(u64, u64, u64)> = arrived.iter().map(|(id, _)| place(id)).collect();
     assert!(places.windows(2).all(|pair| pair[0] < pair[1]));
-    drop(received);
 
     // The delivery log shows every message delivered once the worker recorded the last
     // answer; /metrics counts this run's deliveries and an empty backlog.
