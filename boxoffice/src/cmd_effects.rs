@@ -77,6 +77,14 @@ impl EffectsControl for EffectsHandle {
             .resend(webhook, message_id)
             .map_err(|error| error.to_string())
     }
+
+    fn metrics_text(&self) -> String {
+        self.0.metrics_text()
+    }
+
+    fn tenant_of(&self, webhook: &str) -> Option<String> {
+        self.0.tenant_of(webhook)
+    }
 }
 
 fn rfc3339(time_ms: u64) -> String {
@@ -89,7 +97,9 @@ fn rfc3339(time_ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// `boxoffice effects`: the worker on the Kafka topics until SIGINT or SIGTERM.
+/// `boxoffice effects`: the worker on the Kafka topics until SIGINT or SIGTERM, with its
+/// listener (`effects.listen`: `/healthz`, `/metrics`, the delivery log and re-sends;
+/// prints `effects endpoint on http://ADDR` once bound).
 pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
     let mut outcomes: Vec<Box<dyn requestlog::LogReader>> = Vec::new();
     for shard in 0..settings.shards {
@@ -116,13 +126,53 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
         },
     )
     .map_err(|error| ToolError::Invalid(error.to_string()))?;
+    let worker = Arc::new(worker);
+    let io_error = |what: String| move |source| ToolError::Io { what, source };
+    let http = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("effects-http")
+        .build()
+        .map_err(io_error("cannot start the effects HTTP runtime".into()))?;
+    let listen = settings.effects.listen.clone();
+    let listener = http
+        .block_on(tokio::net::TcpListener::bind(&listen))
+        .map_err(io_error(format!("cannot listen on {listen}")))?;
+    let address = listener.local_addr().map_err(io_error(
+        "cannot read the effects listener's address".into(),
+    ))?;
+    let tenants = settings
+        .auth
+        .tenants
+        .iter()
+        .map(|tenant| ingress::Tenant {
+            id: tenant.id.clone(),
+            admin_key: tenant.admin_key.clone(),
+        })
+        .collect();
+    let router = ingress::effects_router(
+        tenants,
+        settings.auth.operator_key.clone(),
+        Arc::new(EffectsHandle(Arc::clone(&worker))),
+    );
+    println!("effects endpoint on http://{address}");
     println!("effects worker running");
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    tracing::info!(%address, "effects endpoint listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stop_tx = Some(stop_tx);
     ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
+        if let Some(stop) = stop_tx.take() {
+            let _ = stop.send(());
+        }
     })
     .map_err(|error| ToolError::Invalid(format!("cannot handle signals: {error}")))?;
-    let _ = stop_rx.recv();
+    let served = http.block_on(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
     worker.stop();
-    Ok(())
+    served.map_err(io_error("the effects endpoint failed".into()))
 }

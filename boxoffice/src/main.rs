@@ -84,6 +84,10 @@ enum Commands {
         /// `effects/`; default: `data_dir`).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// The worker's listener: `/healthz`, `/metrics`, and the webhooks' delivery log
+        /// and re-sends (default: `effects.listen`; port 0 picks one).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Print a user token (HS256 JWT) signed with the configured secret.
     Token {
@@ -251,10 +255,13 @@ fn main() {
             }
             exit_on_error(cmd_ingress::run(&settings, listen))
         }
-        Commands::Effects { data_dir } => {
+        Commands::Effects { data_dir, listen } => {
             let mut settings = settings;
             if let Some(data_dir) = data_dir {
                 settings.data_dir = data_dir;
+            }
+            if let Some(listen) = listen {
+                settings.effects.listen = listen;
             }
             exit_on_error(cmd_effects::run(&settings))
         }

@@ -383,6 +383,9 @@ pub(crate) struct EffectsSettings {
     pub(crate) backlog_per_endpoint_max: u64,
     /// Deliveries in flight at once, every endpoint together (one per endpoint).
     pub(crate) deliveries_in_flight_max: usize,
+    /// `boxoffice effects`'s listener: health, metrics, the delivery log and re-sends
+    /// (a Kafka-mode ingress has no worker in its process to answer them).
+    pub(crate) listen: String,
 }
 
 impl Default for EffectsSettings {
@@ -396,6 +399,7 @@ impl Default for EffectsSettings {
             disable_after_ms: 86_400_000,
             backlog_per_endpoint_max: 100_000,
             deliveries_in_flight_max: 64,
+            listen: "127.0.0.1:8082".into(),
         }
     }
 }

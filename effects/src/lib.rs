@@ -11,12 +11,15 @@
 //!   disabling).
 //! - [`store`]: the worker's RocksDB (positions, owners, backlogs, the delivery log).
 //! - [`worker`]: the threads and HTTP.
+//! - [`metrics`]: deliveries by outcome, backlogs (a bounded label set), the oldest
+//!   undelivered message's age, in the OpenMetrics text format.
 //!
 //! Architecture invariant: an outcome's messages and the shard's position move together
 //! (one atomic write), so a restart neither loses nor re-routes an outcome; a message
 //! leaves its endpoint's backlog only once a 2xx answer to it is recorded.
 
 pub mod messages;
+pub mod metrics;
 pub mod schedule;
 pub mod signing;
 pub mod store;

@@ -81,9 +81,6 @@ struct Shared {
     queued: Mutex<BTreeMap<String, u64>>,
     wake: tokio::sync::Notify,
     metrics: WorkerMetrics,
-    /// Per endpoint: wall-clock ms since its oldest waiting message was routed or last
-    /// delivered, for "oldest undelivered age".
-    oldest_waiting_since_ms: Mutex<BTreeMap<String, u64>>,
 }
 
 pub struct Worker {
@@ -113,7 +110,6 @@ impl Worker {
             queued: Mutex::new(BTreeMap::new()),
             wake: tokio::sync::Notify::new(),
             metrics: WorkerMetrics::default(),
-            oldest_waiting_since_ms: Mutex::new(BTreeMap::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let WorkerLogs {
@@ -187,16 +183,70 @@ impl Worker {
         self.shared.store.waiting()
     }
 
-    /// The age of the oldest undelivered message over every endpoint, in milliseconds.
+    /// The age of the oldest undelivered message of every enabled endpoint (now minus its
+    /// event's log time), in milliseconds; 0 when none waits. From the store, so a restart
+    /// does not reset it; a disabled endpoint's backlog is not counted (it waits for its
+    /// admin, and `boxoffice_webhook_endpoints{state="disabled"}` says so).
     pub fn oldest_undelivered_age_ms(&self) -> u64 {
         let now = now_ms();
-        let waiting = self.shared.store.waiting();
-        lock(&self.shared.oldest_waiting_since_ms)
+        let enabled: Vec<String> = {
+            let webhooks = self
+                .shared
+                .webhooks
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.shared
+                .store
+                .waiting()
+                .into_keys()
+                .filter(|endpoint| {
+                    webhooks
+                        .get(endpoint)
+                        .is_some_and(|webhook| webhook.enabled)
+                })
+                .collect()
+        };
+        enabled
             .iter()
-            .filter(|(endpoint, _)| waiting.contains_key(*endpoint))
-            .map(|(_, since)| now.saturating_sub(*since))
+            .filter_map(|endpoint| match self.shared.store.head(endpoint) {
+                Ok(head) => head.map(|(_, message)| now.saturating_sub(message.time_ms)),
+                Err(error) => {
+                    tracing::warn!(%error, endpoint, "cannot read an endpoint's oldest message");
+                    None
+                }
+            })
             .max()
             .unwrap_or(0)
+    }
+
+    /// Whose endpoint `webhook` is (`None`: unknown or deleted).
+    pub fn tenant_of(&self, webhook: &str) -> Option<String> {
+        self.shared
+            .webhooks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(webhook)
+            .map(|webhook| webhook.tenant.clone())
+    }
+
+    /// The worker's metrics in the OpenMetrics text format, without the closing `# EOF`
+    /// line, so they can be written into another exposition (`serve`'s `/metrics`) or
+    /// closed alone (`boxoffice effects`). See [`crate::metrics`].
+    pub fn metrics_text(&self) -> String {
+        let endpoints: Vec<(String, bool)> = self
+            .shared
+            .webhooks
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .all()
+            .map(|webhook| (webhook.id.clone(), webhook.enabled))
+            .collect();
+        crate::metrics::render(&crate::metrics::Snapshot {
+            counters: &self.shared.metrics,
+            endpoints,
+            backlog: self.backlog(),
+            oldest_undelivered_age_ms: self.oldest_undelivered_age_ms(),
+        })
     }
 
     /// Endpoint `webhook`'s newest messages, newest first.
@@ -571,7 +621,6 @@ async fn deliver_loop(
     let mut scheduler = Scheduler::new(config.policy);
     for (endpoint, waiting) in shared.store.waiting() {
         scheduler.enqueued(&endpoint, waiting);
-        lock(&shared.oldest_waiting_since_ms).insert(endpoint, now_ms());
     }
     let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel::<Sent>();
     while !stop.load(Ordering::Acquire) {
@@ -588,16 +637,12 @@ async fn deliver_loop(
                 .collect();
             for endpoint in gone {
                 scheduler.remove_endpoint(&endpoint);
-                lock(&shared.oldest_waiting_since_ms).remove(&endpoint);
             }
             for webhook in webhooks.all() {
                 scheduler.set_endpoint(&webhook.id, webhook.enabled);
             }
         }
         for (endpoint, count) in std::mem::take(&mut *lock(&shared.queued)) {
-            if scheduler.waiting(&endpoint) == 0 {
-                lock(&shared.oldest_waiting_since_ms).insert(endpoint.clone(), now_ms());
-            }
             scheduler.enqueued(&endpoint, count);
         }
         let now = now_ms();
@@ -681,7 +726,6 @@ async fn finish(
     }
     if delivered {
         shared.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.oldest_waiting_since_ms).insert(endpoint.clone(), now);
     } else {
         shared
             .metrics

@@ -1,5 +1,5 @@
 //! The effects worker next to this ingress (`boxoffice serve`), for the delivery log and
-//! manual re-sends of `/v1/admin/webhooks/{id}/deliveries`. The worker keeps both in its
+//! manual re-sends of `/v1/admin/webhooks/{id}/deliveries`, and its metrics on `/metrics`. The worker keeps both in its
 //! own store, so an ingress without one in its process (Kafka mode) answers 503
 //! `no_effects_worker` there.
 
@@ -12,6 +12,12 @@ pub trait EffectsControl: Send + Sync {
     /// Queues message `message_id` for endpoint `webhook` again (same id, same body), after
     /// what it already waits to send. False when the worker no longer holds the message.
     fn resend(&self, webhook: &str, message_id: &str) -> Result<bool, String>;
+    /// The worker's metrics in the OpenMetrics text format without its `# EOF` line:
+    /// `/metrics` writes them before its own.
+    fn metrics_text(&self) -> String;
+    /// Whose endpoint `webhook` is, as the worker's control follower has it (`None`:
+    /// unknown or deleted).
+    fn tenant_of(&self, webhook: &str) -> Option<String>;
 }
 
 /// One message to one endpoint and its attempts.

@@ -63,6 +63,8 @@ pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
+pub use openapi::webhooks as openapi_webhooks;
+pub use routes::webhooks::effects_router;
 pub use state::AppState;
 
 use crate::client_address::ClientAddress;

@@ -98,7 +98,155 @@ pub(crate) fn document_for(limits: &EngineConfig) -> utoipa::openapi::OpenApi {
     add_reasons(&mut value);
     unsigned_integers(&mut value);
     add_limits(&mut value, limits);
-    serde_json::from_value(value).expect("the document deserializes")
+    let mut document: utoipa::openapi::OpenApi =
+        serde_json::from_value(value).expect("the document deserializes");
+    // utoipa's model has no `webhooks` (OpenAPI 3.1): written as a top-level field through
+    // the document's flattened extensions, which serialize as they are.
+    document
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert("webhooks".into(), webhooks());
+    document
+}
+
+/// The `webhooks` section: what the effects worker POSTs to an endpoint, one entry per
+/// event type (`engine::webhook::WebhookEventType`), each body's schema exact
+/// (`additionalProperties: false`). `effects/tests/openapi_webhooks.rs` checks every type's
+/// body as the worker makes it (`effects::messages`) against these schemas.
+pub fn webhooks() -> Value {
+    let text = || json!({"type": "string"});
+    let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}[0-9]+$")});
+    let count = || json!({"type": "integer", "minimum": 0});
+    let time = || json!({"type": "string", "format": "date-time"});
+    let ids = |prefix: &str| json!({"type": "array", "items": id(prefix)});
+    let data = |description: &str, properties: Value| {
+        let required: Vec<String> = properties
+            .as_object()
+            .expect("properties are an object")
+            .keys()
+            .cloned()
+            .collect();
+        (
+            description.to_string(),
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": required,
+                "properties": properties,
+            }),
+        )
+    };
+    let types: Vec<(&str, (String, Value))> = vec![
+        (
+            "booking.created",
+            data(
+                "A hold was confirmed: a booking exists",
+                json!({
+                    "booking_id": id("b_"), "hold_id": id("h_"), "event_id": id("ev_"),
+                    "user_id": text(), "quantity": count(), "total_cents": count(),
+                    "payment_ref": text(), "booked_at": time(),
+                }),
+            ),
+        ),
+        (
+            "booking.canceled",
+            data(
+                "A booking was canceled; its seats are free",
+                json!({
+                    "booking_id": id("b_"), "event_id": id("ev_"), "user_id": text(), "quantity": count(),
+                }),
+            ),
+        ),
+        (
+            "hold.expired",
+            data(
+                "A hold ran out unconfirmed; `waitlist_id` when it was a waitlist offer",
+                json!({
+                    "hold_id": id("h_"), "event_id": id("ev_"), "user_id": text(), "quantity": count(),
+                    "waitlist_id": {"type": ["string", "null"], "pattern": "^w_[0-9]+$"},
+                }),
+            ),
+        ),
+        (
+            "waitlist.offered",
+            data(
+                "Seats freed for a waiter are held for it until `expires_at`",
+                json!({
+                    "waitlist_id": id("w_"), "hold_id": id("h_"), "event_id": id("ev_"),
+                    "user_id": text(), "quantity": count(), "expires_at": time(),
+                }),
+            ),
+        ),
+        (
+            "waitlist.ended",
+            data(
+                "A waiter left the waitlist without an offer",
+                json!({
+                    "waitlist_id": id("w_"), "event_id": id("ev_"), "user_id": text(),
+                    "reason": {"type": "string", "enum": ["timed_out", "sold_out", "limit_exceeded", "event_canceled", "no_row_long_enough"]},
+                }),
+            ),
+        ),
+        (
+            "event.canceled",
+            data(
+                "An event was canceled with its holds, bookings and waiters",
+                json!({
+                    "event_id": id("ev_"), "released_hold_ids": ids("h_"),
+                    "canceled_booking_ids": ids("b_"), "ended_waitlist_ids": ids("w_"),
+                }),
+            ),
+        ),
+        (
+            "checkin.used",
+            data(
+                "A ticket was scanned at the door",
+                json!({
+                    "event_id": id("ev_"), "ticket_id": {"type": "string", "pattern": "^t_[0-9]+_[0-9]+$"}, "booking_id": id("b_"),
+                }),
+            ),
+        ),
+        (
+            "desk_ticket.allocated",
+            data(
+                "A service-desk ticket has its slot",
+                json!({
+                    "desk_id": id("desk_"), "desk_ticket_id": id("dt_"), "user_id": text(),
+                    "agent": count(), "slot_start": time(), "slot_end": time(),
+                }),
+            ),
+        ),
+    ];
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": true, "description": description, "schema": {"type": "string"}});
+    let mut section = serde_json::Map::new();
+    for (kind, (description, data)) in types {
+        section.insert(kind.to_string(), json!({"post": {
+            "summary": kind,
+            "description": format!("{description}. Sent to the endpoints of the event's (or desk's) tenant subscribed to `{kind}`, signed as Standard Webhooks say; at least once, in log order per endpoint."),
+            "operationId": format!("webhook_{}", kind.replace('.', "_")),
+            "tags": ["webhooks"],
+            "parameters": [
+                header("webhook-id", "`msg_<shard>_<log offset>_<index>`: the same on every attempt and re-send; deduplicate by it"),
+                header("webhook-timestamp", "Seconds since the epoch when this attempt was signed"),
+                header("webhook-signature", "`v1,` + base64 of HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>.<body>`, keyed with the endpoint's secret"),
+            ],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["type", "timestamp", "data"],
+                "properties": {
+                    "type": {"type": "string", "enum": [kind]},
+                    "timestamp": {"type": "string", "format": "date-time", "description": "When it happened: the engine's log time"},
+                    "data": data,
+                },
+            }}}},
+            "responses": {
+                "2XX": {"description": "Delivered: the message leaves the endpoint's backlog"},
+                "default": {"description": "Any other answer, or none within `effects.attempt_timeout_ms`: retried with backoff"},
+            },
+        }}));
+    }
+    Value::Object(section)
 }
 
 /// The characters Rust's `char::is_whitespace` (`str::trim`) counts as whitespace, the

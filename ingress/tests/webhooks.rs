@@ -415,3 +415,143 @@ async fn a_tenant_has_at_most_its_cap_of_endpoints() {
     .await;
     assert_eq!(other.status, StatusCode::CREATED, "{}", other.text);
 }
+
+/// A worker as `boxoffice effects` runs it: one endpoint of `demo`'s, one message.
+struct FakeWorker {
+    resent: std::sync::Mutex<Vec<String>>,
+}
+
+impl ingress::EffectsControl for FakeWorker {
+    fn deliveries(
+        &self,
+        webhook: &str,
+        _limit: usize,
+    ) -> Result<Vec<ingress::WebhookDelivery>, String> {
+        assert_eq!(webhook, "wh_1");
+        Ok(vec![ingress::WebhookDelivery {
+            message_id: "msg_0_4_0".into(),
+            event_type: "booking.created".into(),
+            status: "delivered".into(),
+            timestamp: "2030-01-01T00:00:00Z".into(),
+            attempts: vec![ingress::WebhookAttempt {
+                at: "2030-01-01T00:00:01Z".into(),
+                status_code: Some(204),
+                error: None,
+                latency_ms: 3,
+            }],
+        }])
+    }
+
+    fn resend(&self, _webhook: &str, message_id: &str) -> Result<bool, String> {
+        self.resent.lock().unwrap().push(message_id.to_string());
+        Ok(message_id == "msg_0_4_0")
+    }
+
+    fn metrics_text(&self) -> String {
+        "# HELP boxoffice_webhook_outcomes_routed Outcomes.\n# TYPE boxoffice_webhook_outcomes_routed counter\nboxoffice_webhook_outcomes_routed_total 1\n".into()
+    }
+
+    fn tenant_of(&self, webhook: &str) -> Option<String> {
+        (webhook == "wh_1").then(|| "demo".to_string())
+    }
+}
+
+/// `boxoffice effects`'s listener (a Kafka-mode ingress has no worker to ask): the delivery
+/// log and re-sends for the endpoint's own tenant admin only, at the ingress's paths and in
+/// its shapes; `/metrics` is a whole exposition.
+#[tokio::test]
+async fn the_effects_listener_serves_the_delivery_log_to_the_endpoint_s_admin() {
+    let worker = Arc::new(FakeWorker {
+        resent: std::sync::Mutex::new(Vec::new()),
+    });
+    let router = ingress::effects_router(
+        config().tenants,
+        OPERATOR.into(),
+        Arc::clone(&worker) as Arc<dyn ingress::EffectsControl>,
+    );
+    let log = call(
+        &router,
+        Method::GET,
+        "/v1/admin/webhooks/wh_1/deliveries",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.text);
+    assert_eq!(log.body["deliveries"][0]["message_id"], "msg_0_4_0");
+    assert_eq!(log.body["deliveries"][0]["attempts"][0]["status_code"], 204);
+    for (bearer, webhook, status, reason) in [
+        (None, "wh_1", StatusCode::UNAUTHORIZED, "missing_token"),
+        (
+            Some("nope"),
+            "wh_1",
+            StatusCode::UNAUTHORIZED,
+            "unknown_admin_key",
+        ),
+        (
+            Some(OPERATOR),
+            "wh_1",
+            StatusCode::FORBIDDEN,
+            "tenant_key_required",
+        ),
+        (
+            Some(OTHER_ADMIN),
+            "wh_1",
+            StatusCode::NOT_FOUND,
+            "webhook_not_found",
+        ),
+        (
+            Some(ADMIN),
+            "wh_2",
+            StatusCode::NOT_FOUND,
+            "webhook_not_found",
+        ),
+    ] {
+        let refused = call(
+            &router,
+            Method::GET,
+            &format!("/v1/admin/webhooks/{webhook}/deliveries"),
+            bearer,
+            None,
+        )
+        .await;
+        assert_eq!(
+            (refused.status, refused.reason()),
+            (status, reason),
+            "{bearer:?} {webhook}"
+        );
+    }
+    let resend = "/v1/admin/webhooks/wh_1/deliveries/msg_0_4_0/resend";
+    let refused = call(&router, Method::POST, resend, Some(OTHER_ADMIN), None).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert!(
+        worker.resent.lock().unwrap().is_empty(),
+        "nothing queued for another tenant"
+    );
+    let resent = call(&router, Method::POST, resend, Some(ADMIN), None).await;
+    assert_eq!(resent.status, StatusCode::ACCEPTED, "{}", resent.text);
+    assert_eq!(resent.body["message_id"], "msg_0_4_0");
+    let unknown = call(
+        &router,
+        Method::POST,
+        "/v1/admin/webhooks/wh_1/deliveries/msg_9_9_9/resend",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (StatusCode::NOT_FOUND, "webhook_message_not_found")
+    );
+    let metrics = call(&router, Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics
+            .text
+            .ends_with("boxoffice_webhook_outcomes_routed_total 1\n# EOF\n"),
+        "{}",
+        metrics.text
+    );
+    let health = call(&router, Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+}

@@ -198,11 +198,18 @@ fn probe_engine(shard: &ShardState) {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text format (Prometheus scrapes it)", body = String, content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.shared.metrics.render(
+    let mut text = state.shared.metrics.render(
         &state.gauges(),
         state.shared.watchers.len() as u64,
         state.shared.feeds.streams() as u64,
     );
+    // The effects worker next to this ingress (`serve`): its families go before the
+    // exposition's closing `# EOF`, which must stay last.
+    if let Some(effects) = state.shared.effects.get() {
+        let worker = effects.metrics_text();
+        let end = text.rfind("# EOF").unwrap_or(text.len());
+        text.insert_str(end, &worker);
+    }
     let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -303,7 +303,7 @@ fn effects(state: &AppState) -> Result<&dyn crate::EffectsControl, AppError> {
     state.shared.effects.get().map(|effects| &**effects).ok_or_else(|| {
         AppError::unavailable(
             Reason::NoEffectsWorker,
-            "no effects worker runs in this process: its delivery log is kept by `boxoffice effects`",
+            "no effects worker runs in this process: ask `boxoffice effects`'s listener (`effects.listen`), which serves the delivery log and re-sends at the same paths",
         )
     })
 }
@@ -325,9 +325,15 @@ pub(crate) async fn deliveries(
         .control
         .webhook(&tenant, &webhook_id)
         .ok_or_else(webhook_not_found)?;
-    let effects = effects(&state)?;
+    list_deliveries(effects(&state)?, &webhook_id)
+}
+
+fn list_deliveries(
+    effects: &dyn crate::EffectsControl,
+    webhook_id: &str,
+) -> Result<Json<WebhookDeliveries>, AppError> {
     let deliveries = effects
-        .deliveries(&webhook_id, DELIVERIES_LISTED_MAX)
+        .deliveries(webhook_id, DELIVERIES_LISTED_MAX)
         .map_err(|error| {
             AppError::unavailable(
                 Reason::NoEffectsWorker,
@@ -355,8 +361,15 @@ pub(crate) async fn resend(
         .control
         .webhook(&tenant, &webhook_id)
         .ok_or_else(webhook_not_found)?;
-    let effects = effects(&state)?;
-    let queued = effects.resend(&webhook_id, &message_id).map_err(|error| {
+    resend_message(effects(&state)?, &webhook_id, message_id)
+}
+
+fn resend_message(
+    effects: &dyn crate::EffectsControl,
+    webhook_id: &str,
+    message_id: String,
+) -> Result<Response, AppError> {
+    let queued = effects.resend(webhook_id, &message_id).map_err(|error| {
         AppError::unavailable(
             Reason::NoEffectsWorker,
             format!("the delivery log cannot be written: {error}"),
@@ -371,6 +384,94 @@ pub(crate) async fn resend(
         ));
     }
     Ok((StatusCode::ACCEPTED, Json(WebhookResent { message_id })).into_response())
+}
+
+/// The listener of an effects worker without an ingress in its process (`boxoffice
+/// effects`, next to a Kafka deployment): the same delivery log and re-sends as an
+/// ingress's, for the endpoint's tenant admin (the worker's own control follower says
+/// whose an endpoint is), plus `/healthz` and the worker's `/metrics`.
+pub fn effects_router(
+    tenants: Vec<crate::Tenant>,
+    operator_key: String,
+    effects: std::sync::Arc<dyn crate::EffectsControl>,
+) -> axum::Router {
+    use axum::routing::{get, post};
+    let state = WorkerState {
+        auth: std::sync::Arc::new(crate::auth::Auth::new(tenants, operator_key, "")),
+        effects,
+    };
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/metrics", get(worker_metrics))
+        .route(
+            "/v1/admin/webhooks/{webhook_id}/deliveries",
+            get(worker_deliveries),
+        )
+        .route(
+            "/v1/admin/webhooks/{webhook_id}/deliveries/{message_id}/resend",
+            post(worker_resend),
+        )
+        .with_state(state)
+}
+
+#[derive(Clone)]
+struct WorkerState {
+    auth: std::sync::Arc<crate::auth::Auth>,
+    effects: std::sync::Arc<dyn crate::EffectsControl>,
+}
+
+/// The tenant whose admin key the request carries, owning endpoint `webhook_id` (an
+/// unknown or another tenant's endpoint is 404, as on an ingress).
+fn worker_tenant_admin(
+    state: &WorkerState,
+    headers: &axum::http::HeaderMap,
+    webhook_id: &str,
+) -> Result<(), AppError> {
+    let token = crate::auth::Auth::bearer(headers)?;
+    match state.auth.admin_key(token)? {
+        crate::auth::AdminKey::Tenant(tenant) => match state.effects.tenant_of(webhook_id) {
+            Some(owner) if owner == tenant => Ok(()),
+            _ => Err(webhook_not_found()),
+        },
+        crate::auth::AdminKey::Operator => Err(AppError::forbidden(
+            Reason::TenantKeyRequired,
+            "the operator key does not administer tenants' webhooks",
+        )),
+    }
+}
+
+async fn worker_metrics(
+    axum::extract::State(state): axum::extract::State<WorkerState>,
+) -> Response {
+    let mut text = state.effects.metrics_text();
+    text.push_str("# EOF\n");
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+async fn worker_deliveries(
+    axum::extract::State(state): axum::extract::State<WorkerState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(webhook_id): axum::extract::Path<String>,
+) -> Result<Json<WebhookDeliveries>, AppError> {
+    worker_tenant_admin(&state, &headers, &webhook_id)?;
+    list_deliveries(&*state.effects, &webhook_id)
+}
+
+async fn worker_resend(
+    axum::extract::State(state): axum::extract::State<WorkerState>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path((webhook_id, message_id)): axum::extract::Path<(String, String)>,
+) -> Result<Response, AppError> {
+    worker_tenant_admin(&state, &headers, &webhook_id)?;
+    resend_message(&*state.effects, &webhook_id, message_id)
 }
 
 #[cfg(test)]

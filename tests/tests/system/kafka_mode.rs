@@ -86,3 +86,113 @@ async fn a_second_ingress_catches_up_and_both_serve_one_engine() {
     first.wait_ready().await;
     second.wait_ready().await;
 }
+
+/// `boxoffice effects` next to a Kafka deployment: an endpoint made through the ingress
+/// (the control topic) gets a booking; the worker's own listener serves the delivery log
+/// and its metrics, which the ingress, with no worker in its process, refuses (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_effects_process_delivers_and_serves_its_delivery_log() {
+    let Some(service) = Service::kafka("effects-process").await else {
+        return;
+    };
+    let effects = service.start_effects();
+    let (sender, mut arrived) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let sender = sender.clone();
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                let _ = sender.send(id);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let receiving = tokio::spawn(async move { axum::serve(listener, router).await });
+    let made = service
+        .send(
+            Method::POST,
+            "/v1/admin/webhooks",
+            Some(http_suite::ADMIN),
+            Some(json!({"url": url, "event_types": ["booking.created"]})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let webhook = made.body["webhook_id"].as_str().unwrap().to_string();
+    let event = service.create_event(event_body("Hooked", 3, 300)).await;
+    let ana = token("ana");
+    let held = service
+        .send(
+            Method::POST,
+            &format!("/v1/events/{event}/holds"),
+            Some(&ana),
+            Some(json!({"seats": ["A-1-1"]})),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+    let hold = held.body["hold_id"].as_str().unwrap();
+    let booked = service
+        .send(
+            Method::POST,
+            &format!("/v1/holds/{hold}/confirm"),
+            Some(&ana),
+            Some(json!({"payment_ref": "p"})),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
+    let id = tokio::time::timeout(DEADLINE, arrived.recv())
+        .await
+        .expect("the booking's webhook arrives")
+        .unwrap();
+    let offset = booked.log_offset.expect("a write names its log offset");
+    assert_eq!(id, format!("msg_0_{offset}_0"));
+
+    let client = reqwest::Client::new();
+    let deliveries = format!("/v1/admin/webhooks/{webhook}/deliveries");
+    let began = Instant::now();
+    loop {
+        let answer = client
+            .get(format!("{effects}{deliveries}"))
+            .bearer_auth(http_suite::ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let log: serde_json::Value = answer.json().await.unwrap();
+        if log["deliveries"][0]["status"] == "delivered" {
+            assert_eq!(log["deliveries"][0]["message_id"], json!(id));
+            break;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "never recorded as delivered: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = client
+        .get(format!("{effects}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("boxoffice_webhook_deliveries_total{outcome=\"delivered\"} 1\n")
+            && metrics.ends_with("# EOF\n"),
+        "{metrics}"
+    );
+    let refused = service
+        .send(Method::GET, &deliveries, Some(http_suite::ADMIN), None)
+        .await;
+    assert_eq!(
+        (
+            refused.status,
+            refused.body["error"]["details"]["reason"].as_str()
+        ),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("no_effects_worker"))
+    );
+    receiving.abort();
+}

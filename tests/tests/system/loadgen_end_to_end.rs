@@ -42,13 +42,7 @@ impl Server {
             .current_dir(workspace_root())
             .arg("--config")
             .arg(config)
-            .args([
-                "--dev",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(["--dev", "serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false")
             .env("RUST_LOG", "warn")
@@ -356,10 +350,19 @@ async fn a_sharded_server_verifies_and_every_shard_replays_to_its_hash() {
         .iter()
         .map(|event| event.trim_start_matches("ev_").parse::<u64>().unwrap() % 2)
         .collect();
-    assert_eq!(placed.len(), 2, "the run's events are on both shards: {:?}", report.events);
+    assert_eq!(
+        placed.len(),
+        2,
+        "the run's events are on both shards: {:?}",
+        report.events
+    );
     let engine = verification.engine.clone().expect("the engine status");
     assert_eq!(
-        engine.shards.iter().map(|shard| shard.shard).collect::<Vec<_>>(),
+        engine
+            .shards
+            .iter()
+            .map(|shard| shard.shard)
+            .collect::<Vec<_>>(),
         [0, 1]
     );
     let data_dir = server.stop();

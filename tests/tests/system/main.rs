@@ -23,6 +23,7 @@ mod replay_timeline;
 mod serve;
 mod serve_suite;
 mod shards;
+mod webhooks;
 
 // The runtime in this process, or in a child process it kills.
 mod big_outcomes;

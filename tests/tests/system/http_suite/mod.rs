@@ -292,6 +292,33 @@ impl Service {
         Service::ready(address, Arc::clone(&self.deployment)).await
     }
 
+    /// Starts `boxoffice effects` on this deployment's topics (Kafka only); returns its
+    /// listener's base URL once it printed it.
+    pub fn start_effects(&self) -> String {
+        let deployment = &self.deployment;
+        assert!(
+            !deployment.kafka_env.is_empty(),
+            "only a Kafka deployment runs the effects worker on its own"
+        );
+        let mut command = boxoffice(&deployment.config);
+        command
+            .args(["effects", "--listen", "127.0.0.1:0"])
+            .envs(
+                deployment
+                    .kafka_env
+                    .iter()
+                    .map(|(name, value)| (name, value)),
+            )
+            .env("BOXOFFICE_DATA_DIR", deployment.dir.path().join("effects"));
+        let (mut process, lines) = start("effects", command, deployment.dir.path());
+        let address = wait_line(&mut process, &lines, |line| {
+            line.strip_prefix("effects endpoint on ")
+                .map(str::to_string)
+        });
+        deployment.processes.lock().unwrap().push(process);
+        address
+    }
+
     /// Polls `/readyz` until it answers 200 (bounded).
     async fn ready(address: String, deployment: Arc<Deployment>) -> Service {
         let service = Service {
