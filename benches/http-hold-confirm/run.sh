@@ -21,7 +21,11 @@
 # SHARDS (1): with more, `serve` runs that many engines (one embedded log pair each) and the
 # Kafka side one `boxoffice engine --shard K` process per shard, behind one ingress. A side
 # may name its own shard count, alternated with the others: SIDES="embeddedx1 embeddedx2
-# embeddedx4" (or kafkax2...).
+# embeddedx4" (or kafkax2...). Webhooks (issue 20): `hooklive` is `serve` with one webhook
+# endpoint (booking.created, hold.expired) on a local receiver that answers 204 at once
+# (`webhook_receiver`, benches/src/bin): the row adds the deliveries received during the
+# load and after the backlog drained; `hookdead` is the same with a receiver that accepts
+# and never answers (the engine's and serve's throughput beside `embedded`'s).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -38,6 +42,10 @@ KAFKA_PID="$(cat "${KAFKA_PID_FILE:-$HOME/.cache/boxoffice/kafka/run-${KAFKA##*:
 
 cargo build --release -q -p boxoffice
 BOXOFFICE="$CARGO_TARGET_DIR/release/boxoffice"
+if [[ "$SIDES" == *hook* ]]; then
+  cargo build --release -q -p boxoffice-benches --bin webhook_receiver
+fi
+RECEIVER="$CARGO_TARGET_DIR/release/webhook_receiver"
 WORK="$(mktemp -d /tmp/http-hold-confirm.XXXXXX)"
 PIDS=()
 stop_all() {
@@ -66,6 +74,53 @@ start_embedded() {
   CPU_OF=(--cpu-of "serve=$!")
   wait_for "$WORK/serve-$run.out" "^listening on" "$!"
   TARGET="$(sed -n 's/^listening on //p' "$WORK/serve-$run.out" | head -1)"
+}
+
+# start_receiver live|dead RUN: a webhook receiver; HOOK_URL is its address.
+start_receiver() {
+  "$RECEIVER" 127.0.0.1:0 "$1" "$WORK/received-$2" >"$WORK/receiver-$2.out" 2>"$WORK/receiver-$2.err" &
+  PIDS+=($!)
+  wait_for "$WORK/receiver-$2.out" "^listening on" "$!"
+  HOOK_URL="$(sed -n 's/^listening on //p' "$WORK/receiver-$2.out" | head -1)/hook"
+}
+
+# create_hook: one endpoint of the demo tenant on HOOK_URL (loopback: serve runs with --dev).
+create_hook() {
+  local status
+  status="$(curl -s -o "$WORK/hook.json" -w '%{http_code}' -X POST "$TARGET/v1/admin/webhooks" \
+    -H "Authorization: Bearer demo-admin-key" -H "Content-Type: application/json" \
+    -d "{\"url\": \"$HOOK_URL\", \"event_types\": [\"booking.created\", \"hold.expired\"]}")"
+  if [[ "$status" != 201 ]]; then echo "creating the webhook endpoint: $status"; cat "$WORK/hook.json"; exit 1; fi
+}
+
+start_hooklive() {
+  start_receiver live "$1"
+  start_embedded "$1"
+  create_hook
+  HOOK_COUNT="$WORK/received-$1"
+}
+
+start_hookdead() {
+  start_receiver dead "$1"
+  start_embedded "$1"
+  create_hook
+  HOOK_COUNT=""
+}
+
+# hook_drain SIDE-RUN: the deliveries received when the load ended, then once the count has
+# not moved for 2 s (at most 120 s), and how long that took.
+hook_drain() {
+  local during after last=-1 still=0 started
+  during="$(cat "$HOOK_COUNT" 2>/dev/null || echo 0)"
+  started="$(date +%s.%N)"
+  for _ in $(seq 1 1200); do
+    after="$(cat "$HOOK_COUNT" 2>/dev/null || echo 0)"
+    if [[ "$after" == "$last" ]]; then still=$((still + 1)); else still=0; fi
+    last="$after"
+    if ((still >= 20)); then break; fi
+    sleep 0.1
+  done
+  echo "$during $after $(echo "$(date +%s.%N) - $started - 2" | bc)" >"$WORK/$1.hook"
 }
 
 start_noop() {
@@ -112,10 +167,11 @@ for run in $(seq 1 "$RUNS"); do
       --concurrency "$CLIENTS" --no-think --duration "$DURATION" --quiet --no-plots --verify \
       "${CPU_OF[@]}" --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
     grep -E "^verification" "$WORK/$side-$run.loadgen" || true
+    if [[ "$base" == hooklive ]]; then hook_drain "$side-$run"; fi
     stop_all
-    python3 - "$side" "$WORK/$side-$run/report.json" >>"$RESULTS" <<'PY'
-import json, sys
-side, path = sys.argv[1], sys.argv[2]
+    python3 - "$side" "$WORK/$side-$run/report.json" "$WORK/$side-$run.hook" "$DURATION" >>"$RESULTS" <<'PY'
+import json, os, sys
+side, path, hook, duration = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 report = json.load(open(path))
 kinds = report["measurements"]["kinds"]
 row = {"side": side, "requests_per_second": report["achieved_rate_per_second"],
@@ -132,6 +188,11 @@ row["overall"] = {"p50_ms": overall["p50_us"] / 1000, "p99_ms": overall["p99_us"
                   "p999_ms": overall["p999_us"] / 1000}
 # CPU per response of each process over the measured phase (loadgen --cpu-of).
 row["cpu_us_per_response"] = {p["name"]: p["cpu_us_per_response"] for p in report.get("cpu", [])}
+if os.path.exists(hook):
+    during, after, drain_seconds = open(hook).read().split()
+    row["webhooks"] = {"during_load": int(during), "total": int(after),
+                       "drain_seconds": float(drain_seconds),
+                       "bookings": kinds.get("confirm", {}).get("ok", 0)}
 print(json.dumps(row))
 PY
     tail -1 "$RESULTS"
@@ -170,4 +231,17 @@ if "noop" in rate:
     for side in sorted(rate):
         if side != "noop":
             print(f"{side}: {rate[side] / rate['noop']:.0%} of the no-op endpoint's requests/s")
+PY
+python3 - "$RESULTS" "$DURATION" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+duration = float(sys.argv[2])
+hooked = [row for row in rows if "webhooks" in row]
+if hooked:
+    print()
+    for row in hooked:
+        hook = row["webhooks"]
+        print(f"{row['side']}: {hook['bookings']:,} bookings; webhook deliveries {hook['during_load']:,} during the load "
+              f"({hook['during_load'] / duration:,.0f}/s), {hook['total']:,} once drained {hook['drain_seconds']:.1f} s later "
+              f"({hook['total'] / (duration + hook['drain_seconds']):,.0f}/s overall)")
 PY
