@@ -23,7 +23,10 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(address.as_str())
         .await
         .expect("the receiver's address is free");
-    println!("listening on http://{}", listener.local_addr().expect("bound"));
+    println!(
+        "listening on http://{}",
+        listener.local_addr().expect("bound")
+    );
     let writer = {
         let (received, count_file) = (Arc::clone(&received), count_file.clone());
         async move {

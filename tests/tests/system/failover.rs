@@ -172,7 +172,25 @@ impl Cluster {
 
     /// An engine replica with settings of its own on top of the cluster's.
     fn engine_with(&self, node: &str, role: &str, extra: &[(&str, &str)]) -> Replica {
-        let data_dir = self.data_dir(node);
+        self.engine_of_shard(None, node, role, extra)
+    }
+
+    /// An engine replica of `shard` (`--shard K`; its data directory `<node>-K`), or of the
+    /// one shard, with settings of its own on top of the cluster's.
+    pub(crate) fn engine_of_shard(
+        &self,
+        shard: Option<u32>,
+        node: &str,
+        role: &str,
+        extra: &[(&str, &str)],
+    ) -> Replica {
+        let (name, data_dir) = match shard {
+            Some(shard) => (
+                format!("engine-{node}-shard-{shard}"),
+                self.data_dir(&format!("{node}-{shard}")),
+            ),
+            None => (format!("engine-{node}"), self.data_dir(node)),
+        };
         let env: Vec<(String, String)> = self
             .env
             .iter()
@@ -183,33 +201,39 @@ impl Cluster {
                     .map(|(key, value)| (key.to_string(), value.to_string())),
             )
             .collect();
-        let process = Proc::spawn(
-            &format!("engine-{node}"),
-            &env,
-            &[
-                "engine",
-                "--role",
-                role,
-                "--node",
-                node,
-                "--operator-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                path_str(&data_dir),
-            ],
-        );
+        let shard = shard.map(|shard| shard.to_string());
+        let mut args = vec!["engine"];
+        if let Some(shard) = &shard {
+            args.extend(["--shard", shard.as_str()]);
+        }
+        args.extend([
+            "--role",
+            role,
+            "--node",
+            node,
+            "--operator-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path_str(&data_dir),
+        ]);
+        let process = Proc::spawn(&name, &env, &args);
         let operator = process.wait_line("operator endpoint on ");
         Replica { process, operator }
     }
 
     fn ingress(&self) -> (Proc, String) {
-        // Its idempotency index (a slot per ingress) stays in the test's directory.
+        self.ingress_named("ingress")
+    }
+
+    /// An ingress whose state (its idempotency index, a slot per ingress) stays in the
+    /// test's directory under `name`.
+    pub(crate) fn ingress_named(&self, name: &str) -> (Proc, String) {
         let mut env = self.env.clone();
         env.push((
             "BOXOFFICE_DATA_DIR".to_string(),
-            path_str(&self.data_dir("ingress")).to_string(),
+            path_str(&self.data_dir(name)).to_string(),
         ));
-        let process = Proc::spawn("ingress", &env, &["ingress", "--listen", "127.0.0.1:0"]);
+        let process = Proc::spawn(name, &env, &["ingress", "--listen", "127.0.0.1:0"]);
         let base = process.wait_line("listening on ");
         (process, base)
     }

@@ -10,7 +10,7 @@
 //! shard's state hash equals `boxoffice replay --shard K` of its own requests topic.
 
 use super::failover::{
-    kafka_bootstrap, path_str, run_load, tool, verify_clients, Cluster, Proc, Replica, Sent, ADMIN,
+    kafka_bootstrap, path_str, run_load, tool, verify_clients, Cluster, Replica, Sent, ADMIN,
     DEADLINE,
 };
 use serde_json::{json, Value};
@@ -23,41 +23,6 @@ const SHARDS: u32 = 3;
 fn shard_of(id: &str) -> u32 {
     let number: u64 = id.rsplit('_').next().unwrap().parse().unwrap();
     engine::shard_of(number, SHARDS)
-}
-
-fn engine(cluster: &Cluster, shard: u32, node: &str, role: &str) -> Replica {
-    let data_dir = cluster.data_dir(&format!("{node}-{shard}"));
-    let shard = shard.to_string();
-    let process = Proc::spawn(
-        &format!("engine-{node}-shard-{shard}"),
-        &cluster.env,
-        &[
-            "engine",
-            "--shard",
-            &shard,
-            "--role",
-            role,
-            "--node",
-            node,
-            "--operator-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            path_str(&data_dir),
-        ],
-    );
-    let operator = process.wait_line("operator endpoint on ");
-    Replica { process, operator }
-}
-
-fn ingress(cluster: &Cluster, name: &str) -> (Proc, String) {
-    let mut env = cluster.env.clone();
-    env.push((
-        "BOXOFFICE_DATA_DIR".to_string(),
-        path_str(&cluster.data_dir(name)).to_string(),
-    ));
-    let process = Proc::spawn(name, &env, &["ingress", "--listen", "127.0.0.1:0"]);
-    let base = process.wait_line("listening on ");
-    (process, base)
 }
 
 /// Creates events with distinct idempotency keys until every shard has one; one event id
@@ -104,14 +69,14 @@ fn three_shards_one_killed_and_promoted_while_the_others_keep_selling() {
         .env
         .push(("BOXOFFICE_SHARDS".into(), SHARDS.to_string()));
     let primaries: Vec<Replica> = (0..SHARDS)
-        .map(|shard| engine(&cluster, shard, "a", "primary"))
+        .map(|shard| cluster.engine_of_shard(Some(shard), "a", "primary", &[]))
         .collect();
     for primary in &primaries {
         primary.process.wait_line("node a is primary");
     }
-    let standby = engine(&cluster, 1, "b", "standby");
-    let (_first, first_base) = ingress(&cluster, "ingress-1");
-    let (_second, second_base) = ingress(&cluster, "ingress-2");
+    let standby = cluster.engine_of_shard(Some(1), "b", "standby", &[]);
+    let (_first, first_base) = cluster.ingress_named("ingress-1");
+    let (_second, second_base) = cluster.ingress_named("ingress-2");
     let bases = [first_base, second_base];
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
