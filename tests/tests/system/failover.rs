@@ -293,6 +293,40 @@ impl Cluster {
         }
     }
 
+    /// Runs a `boxoffice` tool (`args`, then `--data-dir` a scratch directory of the
+    /// cluster's) on a blocking thread; its stdout.
+    pub(crate) async fn tool(&self, args: &[&str]) -> String {
+        let env = self.env.clone();
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        args.extend([
+            "--data-dir".to_string(),
+            path_str(&self.data_dir("tools")).to_string(),
+        ]);
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            tool(&env, &args)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The state hash `boxoffice replay` prints for the log through offset `to` (of
+    /// `shard`'s log, when given).
+    pub(crate) async fn replayed_hash(&self, shard: Option<u32>, to: u64) -> String {
+        let (shard, to) = (shard.map(|shard| shard.to_string()), to.to_string());
+        let mut args = vec!["replay"];
+        if let Some(shard) = &shard {
+            args.extend(["--shard", shard.as_str()]);
+        }
+        args.extend(["--to", to.as_str()]);
+        self.tool(&args)
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix("state_hash "))
+            .expect("a state_hash line")
+            .to_string()
+    }
+
     /// Waits until the replica has applied the whole log and hashed that state.
     pub(crate) async fn wait_settled(&self, replica: &Replica) -> Value {
         self.wait_status(replica, "settled", |status| {
@@ -607,24 +641,9 @@ fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
             "seed {seed}: primary killed after {} answers",
             done.load(Ordering::Acquire)
         );
-        let env = cluster.env.clone();
-        let scratch = path_str(&cluster.data_dir("tools")).to_string();
-        let promoted = tokio::task::spawn_blocking(move || {
-            tool(
-                &env,
-                &[
-                    "promote",
-                    "--node",
-                    "b",
-                    "--wait-seconds",
-                    "60",
-                    "--data-dir",
-                    &scratch,
-                ],
-            )
-        })
-        .await
-        .unwrap();
+        let promoted = cluster
+            .tool(&["promote", "--node", "b", "--wait-seconds", "60"])
+            .await;
         for line in promoted.lines() {
             eprintln!("seed {seed}: {line}");
         }
@@ -634,21 +653,7 @@ fn kill_9_the_primary_and_promote(brokers: &str, seed: u64) {
         let status = cluster.wait_settled(&b).await;
         assert_eq!(status["role"], "primary");
         let last = status["applied_offset"].as_u64().unwrap();
-        let env = cluster.env.clone();
-        let scratch = path_str(&cluster.data_dir("tools")).to_string();
-        let replayed = tokio::task::spawn_blocking(move || {
-            tool(
-                &env,
-                &["replay", "--to", &last.to_string(), "--data-dir", &scratch],
-            )
-        })
-        .await
-        .unwrap();
-        let replayed = replayed
-            .lines()
-            .find_map(|line| line.strip_prefix("state_hash "))
-            .expect("a state_hash line")
-            .to_string();
+        let replayed = cluster.replayed_hash(None, last).await;
         assert_eq!(
             status["state_hash"].as_str().unwrap(),
             replayed,

@@ -10,8 +10,7 @@
 //! shard's state hash equals `boxoffice replay --shard K` of its own requests topic.
 
 use super::failover::{
-    kafka_bootstrap, path_str, run_load, tool, verify_clients, Cluster, Replica, Sent, ADMIN,
-    DEADLINE,
+    kafka_bootstrap, run_load, verify_clients, Cluster, Replica, Sent, ADMIN, DEADLINE,
 };
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,26 +127,17 @@ fn three_shards_one_killed_and_promoted_while_the_others_keep_selling() {
             done[1].load(Ordering::Acquire) < 6 * 6 * 2,
             "shard 1 could not finish without an engine"
         );
-        let env = cluster.env.clone();
-        let scratch = path_str(&cluster.data_dir("tools")).to_string();
-        let promoted = tokio::task::spawn_blocking(move || {
-            tool(
-                &env,
-                &[
-                    "promote",
-                    "--shard",
-                    "1",
-                    "--node",
-                    "b",
-                    "--wait-seconds",
-                    "60",
-                    "--data-dir",
-                    &scratch,
-                ],
-            )
-        })
-        .await
-        .unwrap();
+        let promoted = cluster
+            .tool(&[
+                "promote",
+                "--shard",
+                "1",
+                "--node",
+                "b",
+                "--wait-seconds",
+                "60",
+            ])
+            .await;
         eprintln!("{promoted}");
         standby.process.wait_line("node b is primary");
         let sent_one = one.await.unwrap();
@@ -165,31 +155,8 @@ fn three_shards_one_killed_and_promoted_while_the_others_keep_selling() {
                 (Some("primary"), Some(u64::from(shard))),
                 "{status}"
             );
-            let last = status["applied_offset"].as_u64().unwrap().to_string();
-            let env = cluster.env.clone();
-            let scratch = path_str(&cluster.data_dir("tools")).to_string();
-            let shard_arg = shard.to_string();
-            let replayed = tokio::task::spawn_blocking(move || {
-                tool(
-                    &env,
-                    &[
-                        "replay",
-                        "--shard",
-                        &shard_arg,
-                        "--to",
-                        &last,
-                        "--data-dir",
-                        &scratch,
-                    ],
-                )
-            })
-            .await
-            .unwrap();
-            let replayed = replayed
-                .lines()
-                .find_map(|line| line.strip_prefix("state_hash "))
-                .expect("a state_hash line")
-                .to_string();
+            let last = status["applied_offset"].as_u64().unwrap();
+            let replayed = cluster.replayed_hash(Some(shard), last).await;
             assert_eq!(
                 status["state_hash"].as_str().unwrap(),
                 replayed,
