@@ -10,7 +10,9 @@
 //! bodies and ids, each given to the user it is about.
 
 use crate::webhook::WebhookEventType;
-use crate::{BookingId, DeskId, Effect, EventId, HoldId, Outcome, Reply, UserName, WaitEnd, WaiterId};
+use crate::{
+    BookingId, DeskId, Effect, EventId, HoldId, Outcome, Reply, UserName, WaitEnd, WaiterId,
+};
 use serde_json::{json, Value};
 
 /// Whose a message is: the event or desk it is about (its tenant's endpoints get it).
@@ -369,11 +371,7 @@ mod tests {
     use super::*;
     use crate::{BookingView, DeskTicketId, HoldView, Items, Rejection};
 
-    fn outcome(
-        offset: u64,
-        result: Result<Reply, Rejection>,
-        effects: Vec<Effect>,
-    ) -> Outcome {
+    fn outcome(offset: u64, result: Result<Reply, Rejection>, effects: Vec<Effect>) -> Outcome {
         Outcome {
             offset,
             time_ms: 1_700_000_000_123,

@@ -406,9 +406,10 @@ fn start_shard(
             store.as_ref().map(|_| 0),
         ),
     };
-    model
-        .notifications
-        .set_limits(config.notifications_per_user_max, config.notification_users_max);
+    model.notifications.set_limits(
+        config.notifications_per_user_max,
+        config.notification_users_max,
+    );
     if let Some(position) = position {
         outcomes
             .seek(position)

@@ -289,10 +289,19 @@ mod tests {
         let page = notifications.after("ana", None);
         assert_eq!(places(&page), [(1, 0), (1, 2), (4, 0)]);
         assert!(!page.older_dropped);
-        assert_eq!(places(&notifications.after("ana", at(1, 0))), [(1, 2), (4, 0)]);
+        assert_eq!(
+            places(&notifications.after("ana", at(1, 0))),
+            [(1, 2), (4, 0)]
+        );
         // A place between two kept ones, or past the newest.
-        assert_eq!(places(&notifications.after("ana", at(1, 1))), [(1, 2), (4, 0)]);
-        assert!(notifications.after("ana", at(9, 0)).notifications.is_empty());
+        assert_eq!(
+            places(&notifications.after("ana", at(1, 1))),
+            [(1, 2), (4, 0)]
+        );
+        assert!(notifications
+            .after("ana", at(9, 0))
+            .notifications
+            .is_empty());
         assert_eq!(places(&notifications.after("bo", None)), [(1, 1)]);
         assert!(notifications.after("cy", None).notifications.is_empty());
         // A fourth drops the oldest: a read from before it says so, one after it does not.
@@ -336,7 +345,9 @@ mod tests {
         let text = format_cursor(&places);
         assert_eq!(text, "n.41_2.0_0");
         assert_eq!(parse_cursor(&text, 3).unwrap(), places);
-        for bad in ["", "n", "n.41_2", "x.1_1.n", "n.41.n", "n.41_.n", "n.+1_2.n", "n._2.n"] {
+        for bad in [
+            "", "n", "n.41_2", "x.1_1.n", "n.41.n", "n.41_.n", "n.+1_2.n", "n._2.n",
+        ] {
             assert!(parse_cursor(bad, 3).is_err(), "{bad:?}");
         }
         assert!(parse_cursor("99999999999999999999_0", 1).is_err());

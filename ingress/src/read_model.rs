@@ -10,14 +10,14 @@
 //! A broken expectation here (an outcome about a hold the model never saw) is a bug in
 //! the engine or the model: it is counted and logged, and stops debug builds.
 
+use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
+use engine::messages::Subject;
+use engine::UserName;
 use engine::{
     BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId,
     EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd, WaiterId,
 };
-use crate::notifications::{self, Notifications};
-use engine::messages::Subject;
-use engine::UserName;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 

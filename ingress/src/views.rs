@@ -510,20 +510,6 @@ fn desk_level_window(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("x\"y,"), "\"x\"\"y,\"");
-        assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
-    }
-}
-
 /// One notification as answered: the webhook's body with its id and a cursor.
 pub(crate) fn notification(
     shard: u32,
@@ -549,5 +535,19 @@ pub(crate) fn notification(
         kind: body.kind,
         timestamp: body.timestamp,
         data: body.data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("x\"y,"), "\"x\"\"y,\"");
+        assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
     }
 }

@@ -630,7 +630,10 @@ fn notifications_after(
         cursor: notifications::format_cursor(&cursor),
         older_dropped,
     };
-    (views::answer_merged(StatusCode::OK, &models, Json(body)), any)
+    (
+        views::answer_merged(StatusCode::OK, &models, Json(body)),
+        any,
+    )
 }
 
 #[utoipa::path(delete, path = "/v1/waitlist/{waitlist_id}", tag = "waitlist",
