@@ -11,7 +11,8 @@
 //! - `writes`: appends (straight to the log's writer with `LogWriter::start_append` where
 //!   the log has that path, the embedded one; else appender threads, batched, blocking
 //!   `LogWriter::append`) and the pending writes waiting for their outcomes.
-//! - `follower`: the outcome follower thread; `read_model`: what it maintains;
+//! - `follower`: the outcome follower thread; `read_model`: what it maintains, with
+//!   `notifications` (each user's webhook messages, `GET /v1/me/notifications`);
 //!   [`follower_state`]: its snapshots, so a restart reads only the outcomes after one;
 //!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
 //!   (RocksDB), which it feeds too.
