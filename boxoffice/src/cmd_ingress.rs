@@ -29,6 +29,8 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
         long_polls_per_user_max: http.long_polls_per_user_max,
         long_polls_per_address_max: http.long_polls_per_address_max,
         streams_per_address_max: http.streams_per_address_max,
+        notifications_per_user_max: http.notifications_per_user_max,
+        notification_users_max: http.notification_users_max,
         operator_key: settings.auth.operator_key.clone(),
         user_token_secret: settings.auth.user_token_secret.clone(),
         tenants: settings

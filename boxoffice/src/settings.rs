@@ -74,6 +74,11 @@ pub(crate) struct HttpSettings {
     pub(crate) long_polls_per_address_max: usize,
     #[serde(default = "default_streams_per_address_max")]
     pub(crate) streams_per_address_max: usize,
+    /// `GET /v1/me/notifications`: what a user keeps per shard, and users per shard.
+    #[serde(default = "default_notifications_per_user_max")]
+    pub(crate) notifications_per_user_max: usize,
+    #[serde(default = "default_notification_users_max")]
+    pub(crate) notification_users_max: usize,
     /// Threads of the HTTP runtime; 0: half the cores, at least one (the other half runs
     /// the log writer, the engine's threads and the outcome follower).
     #[serde(default)]
@@ -127,6 +132,14 @@ fn default_long_polls_per_address_max() -> usize {
 
 fn default_streams_per_address_max() -> usize {
     ingress::IngressConfig::default().streams_per_address_max
+}
+
+fn default_notifications_per_user_max() -> usize {
+    ingress::IngressConfig::default().notifications_per_user_max
+}
+
+fn default_notification_users_max() -> usize {
+    ingress::IngressConfig::default().notification_users_max
 }
 
 /// A list of strings, or one string of comma-separated items (what an environment
@@ -791,13 +804,17 @@ mod tests {
                 config.request_timeout,
                 config.long_polls_per_user_max,
                 config.long_polls_per_address_max,
-                config.streams_per_address_max
+                config.streams_per_address_max,
+                config.notifications_per_user_max,
+                config.notification_users_max
             ),
             (
                 defaults.request_timeout,
                 defaults.long_polls_per_user_max,
                 defaults.long_polls_per_address_max,
-                defaults.streams_per_address_max
+                defaults.streams_per_address_max,
+                defaults.notifications_per_user_max,
+                defaults.notification_users_max
             ),
             "config/default.toml says what the ingress defaults to"
         );
@@ -816,11 +833,13 @@ mod tests {
             &[
                 ("BOXOFFICE_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8"),
                 ("BOXOFFICE_HTTP_STREAMS_PER_ADDRESS_MAX", "3"),
+                ("BOXOFFICE_HTTP_NOTIFICATIONS_PER_USER_MAX", "7"),
             ],
         )
         .unwrap();
         assert_eq!(config.trusted_proxies.len(), 2);
         assert_eq!(config.streams_per_address_max, 3);
+        assert_eq!(config.notifications_per_user_max, 7);
         let error =
             ingress_config("[http]\ntrusted_proxies = [\"proxy.local\"]\n", &[]).unwrap_err();
         assert!(

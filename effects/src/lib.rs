@@ -5,7 +5,8 @@
 //! `boxoffice serve` and as `boxoffice effects` next to a Kafka deployment.
 //!
 //! Layout:
-//! - [`messages`]: outcomes to webhook messages (pure; ids `msg_<shard>_<offset>_<index>`).
+//! - [`messages`]: outcomes to webhook messages (pure; ids `msg_<shard>_<offset>_<index>`),
+//!   `engine::messages` re-exported: the ingress's notifications make the same ones.
 //! - [`signing`]: `webhook-signature` and `whsec_` secrets.
 //! - [`schedule`]: the delivery state machine, sans-io (ordering, backoff with jitter,
 //!   disabling).
@@ -18,7 +19,7 @@
 //! (one atomic write), so a restart neither loses nor re-routes an outcome; a message
 //! leaves its endpoint's backlog only once a 2xx answer to it is recorded.
 
-pub mod messages;
+pub use engine::messages;
 pub mod metrics;
 pub mod schedule;
 pub mod signing;

@@ -99,8 +99,13 @@ fn position_key(shard: u32) -> Vec<u8> {
     [&b"p"[..], &shard.to_be_bytes()].concat()
 }
 
+/// `o`, the owner's kind (`e` event, `d` desk), its id big-endian.
 fn owner_key(owner: Owner) -> Vec<u8> {
-    [&b"o"[..], &owner.key()].concat()
+    let (tag, id) = match owner {
+        Owner::Event(event) => (b'e', event.0),
+        Owner::Desk(desk) => (b'd', desk.0),
+    };
+    [&[b'o', tag][..], &id.to_be_bytes()].concat()
 }
 
 fn lane_key(tag: u8, endpoint: &str) -> Vec<u8> {

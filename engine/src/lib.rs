@@ -26,7 +26,9 @@
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes (derived and
 //!   verified by the read side; the engine checks them only for old by-code check-ins).
 //! - `control`: the control log's records; [`webhook`]: webhook endpoints as those
-//!   records define them (the registry, event types, the SSRF address rule).
+//!   records define them (the registry, event types, the SSRF address rule);
+//!   [`messages`]: what an outcome tells the outside world (webhook bodies and ids, and
+//!   each user's share of them for the notifications API).
 //! - [`idempotency`]: key scopes and request fingerprints ([`IdempotencyStamp`]).
 //! - [`ids`]: ids, their string forms and the shard they say ([`ShardPlace`]); the
 //!   engine's `event_index`, `booking_index` and `desk_index` are the one translation
@@ -46,6 +48,7 @@ pub mod idempotency;
 pub mod ids;
 mod invariants;
 pub mod layout;
+pub mod messages;
 pub mod outcome;
 pub mod query;
 pub mod snapshot;

@@ -444,6 +444,52 @@ pub(crate) struct WaitQuery {
     pub(crate) wait_seconds: Option<u32>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotificationsQuery {
+    /// A `cursor` this endpoint answered: only the notifications after it. Without it,
+    /// every one kept.
+    pub(crate) after: Option<String>,
+    /// Long-poll: when none is after `after`, wait up to this many seconds (at most 60)
+    /// for one to arrive.
+    pub(crate) wait_seconds: Option<u32>,
+}
+
+/// A user's own events, oldest first: what the tenant's webhooks are sent, for frontends
+/// that cannot receive webhooks.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotificationsResponse {
+    pub(crate) notifications: Vec<NotificationResponse>,
+    /// Pass as `after` for the notifications after these (with none, the request's
+    /// `after`, or the start).
+    pub(crate) cursor: String,
+    /// Notifications after `after` were dropped (a user keeps the newest
+    /// `http.notifications_per_user_max` per shard; a shard keeps
+    /// `http.notification_users_max` users): the list is not whole, so reload what it
+    /// would have said (`GET /v1/bookings`, the holds and waitlist entries).
+    pub(crate) older_dropped: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotificationResponse {
+    /// The webhook message's id, `msg_<shard>_<offset>_<index>`: one event has one id
+    /// here and in webhooks.
+    pub(crate) id: String,
+    /// Pass as `after` for the notifications after this one.
+    pub(crate) cursor: String,
+    /// As a webhook's `type`: `booking.created`, `booking.canceled`, `hold.expired`,
+    /// `waitlist.offered`, `waitlist.ended`, `event.canceled` (listing only this user's
+    /// holds, bookings and waitlist entries), `checkin.used`, `desk_ticket.allocated`.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    /// When it happened (the engine's log time), RFC 3339.
+    pub(crate) timestamp: String,
+    /// The webhook's `data` for this type (the document's `webhooks` section).
+    #[schema(value_type = Object)]
+    pub(crate) data: serde_json::Value,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct WaitlistStatus {
     pub(crate) waitlist_id: String,

@@ -42,6 +42,11 @@ pub struct IngressConfig {
     pub long_polls_per_user_max: usize,
     /// Waitlist long-polls one client address (an IPv6 /64) may have waiting; more are 429.
     pub long_polls_per_address_max: usize,
+    /// Notifications (`GET /v1/me/notifications`) a user keeps per shard; the oldest are
+    /// dropped, and a read says so.
+    pub notifications_per_user_max: usize,
+    /// Users with notifications a shard keeps; the one told least recently is forgotten.
+    pub notification_users_max: usize,
     /// Every request is answered within this (503 `request_timeout` otherwise). Writes
     /// answer by `outcome_timeout` and long-polls wait a little less than this, so only a
     /// request stuck somewhere unexpected meets it. A stream's head is answered at once;
@@ -127,6 +132,8 @@ impl Default for IngressConfig {
             streams_per_address_max: 32,
             long_polls_per_user_max: 8,
             long_polls_per_address_max: 256,
+            notifications_per_user_max: crate::notifications::PER_USER_MAX_DEFAULT,
+            notification_users_max: crate::notifications::USERS_MAX_DEFAULT,
             request_timeout: Duration::from_millis(70_000),
             trusted_proxies: Vec::new(),
             development: false,
@@ -201,6 +208,11 @@ impl IngressConfig {
                 "http.long_polls_per_address_max",
                 self.long_polls_per_address_max,
             ),
+            (
+                "http.notifications_per_user_max",
+                self.notifications_per_user_max,
+            ),
+            ("http.notification_users_max", self.notification_users_max),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be positive"));

@@ -1,8 +1,8 @@
 //! The outcome follower: one thread reads the outcomes log (from offset 0, or from after
 //! the snapshot it resumed from: `follower_state`), reassembles
 //! each outcome from its frames (`engine::wire::OutcomeAssembler`: an outcome of any size
-//! spans several records), applies it to the read model, then completes the write
-//! waiting on its offset and wakes long-polls.
+//! spans several records), applies it to the read model (each user's notifications included), then completes
+//! the write waiting on its offset and wakes long-polls.
 //!
 //! Architecture invariant: a waiter is completed only after the read model applied its
 //! outcome (read-your-writes: after a 201 hold, the seat map already shows the seats held).
@@ -54,7 +54,9 @@ pub(crate) struct Follower {
     pub(crate) pending: Arc<Pending>,
     /// Fed with every outcome before its waiter is answered.
     pub(crate) idempotency: Arc<IdempotencyIndex>,
-    pub(crate) watchers: Arc<Watchers>,
+    pub(crate) watchers: Arc<Watchers<engine::WaiterId>>,
+    /// Notification long-polls, woken per user told something.
+    pub(crate) user_watchers: Arc<Watchers<String>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<FollowerStatus>,
     /// Seat-map streams, woken per event after the model applied a change to it.
@@ -202,6 +204,7 @@ impl Follower {
         }
         let mut fresh = Vec::with_capacity(outcomes.len());
         let mut changed_waiters = Vec::new();
+        let mut told_users = Vec::new();
         let mut changed_events = Vec::new();
         let applied_offset;
         {
@@ -227,7 +230,9 @@ impl Follower {
                     model.note_processed(&outcome);
                 } else {
                     self.metrics.outcomes_applied.inc();
-                    changed_waiters.extend(model.apply(&outcome).waiters);
+                    let changes = model.apply(&outcome);
+                    changed_waiters.extend(changes.waiters);
+                    told_users.extend(changes.users);
                     live::touched_events(&outcome, &mut changed_events);
                 }
                 fresh.push(Arc::new(outcome));
@@ -245,6 +250,7 @@ impl Follower {
             self.pending.complete(outcome);
         }
         self.watchers.notify(&changed_waiters);
+        self.user_watchers.notify(&told_users);
         self.feeds.notify(&mut changed_events, applied_offset);
     }
 }

@@ -43,7 +43,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// 2: bookings carry no ticket list (outcome version 3; tickets and codes are derived).
-const STATE_VERSION: u8 = 2;
+/// 3: the model keeps each user's notifications (an older snapshot is skipped, and the
+/// model rebuilt from the outcomes log, notifications included).
+const STATE_VERSION: u8 = 3;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -343,7 +345,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x02");
+        assert_eq!(&bytes[..5], b"BXRM\x03");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(
@@ -353,14 +355,15 @@ mod tests {
         );
 
         let mut other_version = bytes.clone();
-        other_version[4] = 1;
+        other_version[4] = 2;
         let mut trailing = bytes.clone();
         trailing.push(0);
         let cases: [(&[u8], &str); 5] = [
             (b"", "not a read-model snapshot"),
             (b"BXRM", "not a read-model snapshot"),
             (b"BXSN\x01\x00", "not a read-model snapshot"),
-            (&other_version, "version 1"),
+            // Version 2 had no notifications: skipped, so the model is rebuilt with them.
+            (&other_version, "version 2"),
             (&trailing, "1 bytes follow the read model"),
         ];
         for (bytes, reason) in cases {

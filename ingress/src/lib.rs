@@ -11,7 +11,8 @@
 //! - `writes`: appends (straight to the log's writer with `LogWriter::start_append` where
 //!   the log has that path, the embedded one; else appender threads, batched, blocking
 //!   `LogWriter::append`) and the pending writes waiting for their outcomes.
-//! - `follower`: the outcome follower thread; `read_model`: what it maintains;
+//! - `follower`: the outcome follower thread; `read_model`: what it maintains, with
+//!   `notifications` (each user's webhook messages, `GET /v1/me/notifications`);
 //!   [`follower_state`]: its snapshots, so a restart reads only the outcomes after one;
 //!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
 //!   (RocksDB), which it feeds too.
@@ -44,6 +45,7 @@ pub mod follower_state;
 pub mod idempotency_index;
 mod live;
 mod metrics;
+mod notifications;
 mod open_caps;
 mod openapi;
 mod rate_limit;
@@ -196,6 +198,7 @@ impl Ingress {
         }
         let metrics = Arc::new(Metrics::new(shard_count));
         let watchers = Arc::new(Watchers::default());
+        let user_watchers = Arc::new(Watchers::default());
         let feeds = Arc::new(EventFeeds::new(config.streams_max));
         let stop = Arc::new(AtomicBool::new(false));
         let mut shard_states = Vec::new();
@@ -213,6 +216,7 @@ impl Ingress {
                 SharedParts {
                     metrics: &metrics,
                     watchers: &watchers,
+                    user_watchers: &user_watchers,
                     feeds: &feeds,
                     stop: &stop,
                 },
@@ -259,6 +263,7 @@ impl Ingress {
             shards: shard_states,
             control,
             watchers,
+            user_watchers,
             feeds,
             metrics,
             shutdown: tokio::sync::watch::channel(false).0,
@@ -331,7 +336,8 @@ impl Drop for Ingress {
 /// What every shard's threads share.
 struct SharedParts<'a> {
     metrics: &'a Arc<Metrics>,
-    watchers: &'a Arc<Watchers>,
+    watchers: &'a Arc<Watchers<engine::WaiterId>>,
+    user_watchers: &'a Arc<Watchers<String>>,
     feeds: &'a Arc<EventFeeds>,
     stop: &'a Arc<AtomicBool>,
 }
@@ -386,7 +392,7 @@ fn start_shard(
         ),
     };
     let idempotency = Arc::new(idempotency);
-    let (model, position) = match resumed {
+    let (mut model, position) = match resumed {
         Some(state) => {
             let mut model = state.model;
             model.set_ended_entries_max(config.ended_entries_max);
@@ -401,6 +407,10 @@ fn start_shard(
             store.as_ref().map(|_| 0),
         ),
     };
+    model.notifications.set_limits(
+        config.notifications_per_user_max,
+        config.notification_users_max,
+    );
     if let Some(position) = position {
         outcomes
             .seek(position)
@@ -436,6 +446,7 @@ fn start_shard(
         pending: Arc::clone(&pending),
         idempotency: Arc::clone(&idempotency),
         watchers: Arc::clone(parts.watchers),
+        user_watchers: Arc::clone(parts.user_watchers),
         metrics: Arc::clone(parts.metrics),
         status: Arc::clone(&follower_status),
         feeds: Arc::clone(parts.feeds),
@@ -525,6 +536,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/holds/{hold_id}/confirm",
             post(routes::user::confirm_hold),
+        )
+        .route(
+            "/v1/me/notifications",
+            get(routes::user::list_notifications),
         )
         .route("/v1/bookings", get(routes::user::list_bookings))
         .route(

@@ -315,7 +315,7 @@ impl Metrics {
         }
         registry.register(
             "boxoffice_long_polls",
-            "Waitlist long-polls waiting for a change",
+            "Long-polls waiting for a change (waitlist entries and users watched)",
             gauges.long_polls.clone(),
         );
         registry.register(

@@ -1,7 +1,8 @@
-//! Caps on requests that stay open: waitlist long-polls (per user and per client address)
-//! and seat-map streams (per client address; a stream carries no token). A rate limit
-//! counts requests as they come; a long-poll or a stream costs for as long as it stays
-//! open, so it is counted while open, and the count is released when it ends.
+//! Caps on requests that stay open: long-polls (a waitlist entry's, a user's
+//! notifications; per user and per client address) and seat-map streams (per client
+//! address; a stream carries no token). A rate limit counts requests as they come; a
+//! long-poll or a stream costs for as long as it stays open, so it is counted while open,
+//! and the count is released when it ends.
 //!
 //! The map holds only keys with something open, so its size is bounded by the open
 //! requests themselves.

@@ -44,7 +44,7 @@ impl Modify for Security {
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
-        user::join_waitlist, user::get_waitlist, user::leave_waitlist,
+        user::join_waitlist, user::get_waitlist, user::leave_waitlist, user::list_notifications,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
         ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement,
         web::demo_token,
@@ -57,6 +57,7 @@ impl Modify for Security {
         (name = "holds", description = "Holds (user token)"),
         (name = "bookings", description = "Bookings (user token)"),
         (name = "waitlist", description = "Waitlist (user token)"),
+        (name = "notifications", description = "My own events, as webhooks tell them, for frontends without webhooks (user token)"),
         (name = "desks", description = "Service desks"),
         (name = "webhooks", description = "Webhook endpoints, their delivery log and re-sends (admin key)"),
         (name = "operations", description = "Health, readiness, metrics, engine control (operator key)"),
@@ -290,6 +291,13 @@ fn optional_text(limits: &EngineConfig) -> Value {
     json!({ "maxLength": validate::text_chars_max(limits) })
 }
 
+/// A notifications cursor of a deployment of `shards` shards (`notifications`): one part
+/// per shard, `n` or `<offset>_<index>`, with digits the server reads (u64, u32).
+fn cursor_pattern(shards: u32) -> String {
+    let part = "(n|[0-9]{1,19}_[0-9]{1,9})";
+    format!("^{part}(\\.{part}){{{}}}$", shards.saturating_sub(1))
+}
+
 fn range(minimum: u64, maximum: u64) -> Value {
     json!({ "minimum": minimum, "maximum": maximum })
 }
@@ -466,6 +474,11 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
             "query",
             "wait_seconds",
             range(0, u64::from(user::WAIT_SECONDS_MAX)),
+        ),
+        (
+            "query /v1/me/notifications",
+            "after",
+            json!({ "pattern": cursor_pattern(limits.shard.count) }),
         ),
         (
             "header",
@@ -788,6 +801,10 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (429, vec![LongPollsPerUserMax, LongPollsPerAddressMax]),
         ],
         "leave_waitlist" => vec![(404, vec![WaitlistEntryNotFound])],
+        "list_notifications" => vec![
+            (400, vec![InvalidField]),
+            (429, vec![LongPollsPerUserMax, LongPollsPerAddressMax]),
+        ],
         "create_desk_ticket" => vec![
             (400, vec![LevelNotFound]),
             (404, vec![DeskNotFound]),

@@ -10,7 +10,10 @@
 //! A broken expectation here (an outcome about a hold the model never saw) is a bug in
 //! the engine or the model: it is counted and logged, and stops debug builds.
 
+use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
+use engine::messages::Subject;
+use engine::UserName;
 use engine::{
     BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId,
     EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd, WaiterId,
@@ -344,6 +347,8 @@ pub(crate) fn sort_and_page(
 pub(crate) struct Changes {
     /// Waitlist entries whose status changed (offered, expired, left).
     pub(crate) waiters: Vec<WaiterId>,
+    /// Users who were told something (`notifications`).
+    pub(crate) users: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -373,6 +378,9 @@ pub(crate) struct ReadModel {
     /// Outcomes that did not fit the model (bugs); should stay 0.
     pub(crate) anomalies: u64,
     ended_entries_max: usize,
+    /// Each user's messages (`GET /v1/me/notifications`), kept here so they survive a
+    /// restart in the model's snapshots.
+    pub(crate) notifications: Notifications,
 }
 
 impl ReadModel {
@@ -396,6 +404,10 @@ impl ReadModel {
             waiting: 0,
             anomalies: 0,
             ended_entries_max,
+            notifications: Notifications::new(
+                notifications::PER_USER_MAX_DEFAULT,
+                notifications::USERS_MAX_DEFAULT,
+            ),
         }
     }
 
@@ -548,14 +560,35 @@ impl ReadModel {
             .applied_offset
             .is_none_or(|applied| outcome.offset > applied));
         let mut changes = Changes::default();
+        // Before the outcome is applied: an event cancel names holds and bookings whose
+        // users are looked up here.
+        let told = engine::messages::user_messages_of(outcome, &|subject| self.user_of(subject));
         if let Ok(reply) = &outcome.result {
             self.apply_reply(reply, &mut changes);
         }
         for effect in &outcome.effects {
             self.apply_effect(effect, &mut changes);
         }
+        changes.users = self
+            .notifications
+            .record(outcome.offset, outcome.time_ms, told);
         self.note_processed(outcome);
         changes
+    }
+
+    /// Whose a hold, booking or waitlist entry is, if the model still knows it.
+    fn user_of(&self, subject: Subject) -> Option<UserName> {
+        match subject {
+            Subject::Hold(hold) => self.holds.get(&hold).map(|hold| hold.view.user.clone()),
+            Subject::Booking(booking) => self
+                .bookings
+                .get(&booking)
+                .map(|booking| booking.view.user.clone()),
+            Subject::Waiter(waiter) => self
+                .waiters
+                .get(&waiter)
+                .map(|waiter| UserName::from(waiter.user.as_str())),
+        }
     }
 
     /// Records that an outcome was processed (applied or, for a replay, skipped).

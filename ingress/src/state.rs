@@ -15,6 +15,7 @@ use crate::writes::{Pending, Writes};
 use engine::WaiterId;
 use requestlog::LogWriter;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -88,7 +89,9 @@ pub(crate) struct Shared {
     pub(crate) shards: Vec<ShardState>,
     /// Tenant-wide records (the control log): where a tenant's events are placed.
     pub(crate) control: Arc<crate::control::Control>,
-    pub(crate) watchers: Arc<Watchers>,
+    pub(crate) watchers: Arc<Watchers<WaiterId>>,
+    /// Notification long-polls, by user (`GET /v1/me/notifications`).
+    pub(crate) user_watchers: Arc<Watchers<String>>,
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
     pub(crate) feeds: Arc<EventFeeds>,
     pub(crate) metrics: Arc<Metrics>,
@@ -206,45 +209,53 @@ impl FollowerStatus {
     }
 }
 
-/// Long-polls waiting for a waitlist entry's status to change.
-#[derive(Default)]
-pub(crate) struct Watchers {
-    waiting: Mutex<HashMap<WaiterId, Arc<Notify>>>,
+/// Long-polls waiting for something keyed by `K` to change: a waitlist entry's status
+/// (`WaiterId`), a user's notifications (their name).
+pub(crate) struct Watchers<K> {
+    waiting: Mutex<HashMap<K, Arc<Notify>>>,
 }
 
-impl Watchers {
-    pub(crate) fn watch(&self, waiter: WaiterId) -> Arc<Notify> {
+impl<K> Default for Watchers<K> {
+    fn default() -> Self {
+        Watchers {
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Watchers<K> {
+    pub(crate) fn watch(&self, key: &K) -> Arc<Notify> {
         let mut waiting = self
             .waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(waiting.entry(waiter).or_default())
+        Arc::clone(waiting.entry(key.clone()).or_default())
     }
 
     /// Drops the entry when no long-poll holds it any more.
-    pub(crate) fn release(&self, waiter: WaiterId) {
+    pub(crate) fn release(&self, key: &K) {
         let mut waiting = self
             .waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if waiting
-            .get(&waiter)
+            .get(key)
             .is_some_and(|notify| Arc::strong_count(notify) == 1)
         {
-            waiting.remove(&waiter);
+            waiting.remove(key);
         }
     }
 
-    pub(crate) fn notify(&self, waiters: &[WaiterId]) {
-        if waiters.is_empty() {
+    pub(crate) fn notify(&self, keys: &[K]) {
+        if keys.is_empty() {
             return;
         }
         let mut waiting = self
             .waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for waiter in waiters {
-            if let Some(notify) = waiting.remove(waiter) {
+        for key in keys {
+            if let Some(notify) = waiting.remove(key) {
                 notify.notify_waiters();
             }
         }
@@ -313,8 +324,8 @@ impl AppState {
         })
     }
 
-    /// Places for one waitlist long-poll under the per-user and per-address caps (off with
-    /// the rate limits); 429 over either.
+    /// Places for one long-poll (a waitlist entry's, a user's notifications) under the
+    /// per-user and per-address caps (off with the rate limits); 429 over either.
     pub(crate) fn open_long_poll(
         &self,
         user: &str,
@@ -326,7 +337,7 @@ impl AppState {
         let shared = &self.shared;
         let refused = |reason, limit, max| {
             shared.metrics.rate_limited.inc();
-            AppError::too_many_open(reason, limit, max, "waitlist long-polls")
+            AppError::too_many_open(reason, limit, max, "long-polls")
         };
         let user = shared
             .long_polls_per_user
@@ -471,9 +482,9 @@ impl AppState {
             .checked_sub(1)
     }
 
-    /// Long-polls waiting for a status change right now.
+    /// Long-polls waiting for a change right now: waitlist entries and users watched.
     pub fn long_polls(&self) -> usize {
-        self.shared.watchers.len()
+        self.shared.watchers.len() + self.shared.user_watchers.len()
     }
 
     /// Makes long-polls answer at once; call when shutting down.

@@ -510,6 +510,34 @@ fn desk_level_window(
     }
 }
 
+/// One notification as answered: the webhook's body with its id and a cursor.
+pub(crate) fn notification(
+    shard: u32,
+    notification: &crate::notifications::Notification,
+    cursor: String,
+) -> NotificationResponse {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(rename = "type")]
+        kind: String,
+        timestamp: String,
+        data: serde_json::Value,
+    }
+    let body: Body = serde_json::from_str(&notification.body)
+        .expect("a notification's body is the JSON engine::messages made");
+    NotificationResponse {
+        id: engine::messages::message_id(
+            shard,
+            notification.place.offset,
+            notification.place.index,
+        ),
+        cursor,
+        kind: body.kind,
+        timestamp: body.timestamp,
+        data: body.data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

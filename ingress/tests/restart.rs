@@ -145,6 +145,7 @@ async fn views(
     seen.push(get(format!("/v1/events/{event}/seats"), ann.clone()).await);
     seen.push(get(format!("/v1/events/{event}"), ann.clone()).await);
     seen.push(get("/v1/bookings".into(), ann.clone()).await);
+    seen.push(get("/v1/me/notifications".into(), ann.clone()).await);
     seen.push(get(format!("/v1/admin/events/{event}/attendees"), ADMIN.into()).await);
     for hold in holds {
         seen.push(get(format!("/v1/holds/{hold}"), ann.clone()).await);
@@ -336,6 +337,23 @@ async fn an_ingress_follows_a_log_whose_early_outcomes_are_gone_from_its_snapsho
     ready(&resumed).await;
     assert_eq!(resumed.state().resumed_from(), Some(snapshot));
     assert_eq!(resumed.state().outcomes_read(), 1);
+    // Notifications are in the snapshot: ann's booking is still told, though its outcome
+    // is gone from the log.
+    let notified = call(
+        &resumed.router(),
+        Method::GET,
+        "/v1/me/notifications",
+        Some(&token("ann")),
+        None,
+    )
+    .await;
+    let types: Vec<&str> = notified.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|notification| notification["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["booking.created"], "{}", notified.text);
     stop(resumed);
 
     // Without a snapshot: a clear error at start, never a model missing the early outcomes.

@@ -249,6 +249,64 @@ async fn events_spread_over_shards_and_every_id_routes_itself() {
         .unwrap();
     assert_eq!(offsets.split(',').count(), SHARDS as usize, "{offsets}");
 
+    // Her notifications merge every shard's: one booking.created per shard, each under the
+    // id of its shard's message, in booking order; the cursor has a part per shard.
+    let notified = call(
+        &router,
+        Method::GET,
+        "/v1/me/notifications",
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    let notifications = notified.body["notifications"].as_array().unwrap();
+    let told: Vec<(&str, &str)> = notifications
+        .iter()
+        .map(|notification| {
+            (
+                notification["id"].as_str().unwrap(),
+                notification["data"]["booking_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(told.len(), SHARDS as usize, "{}", notified.text);
+    for ((id, booking), shard) in told.iter().zip(0..) {
+        assert_eq!(*booking, bookings[shard as usize]);
+        assert!(id.starts_with(&format!("msg_{shard}_")), "{id}");
+    }
+    let cursor = notified.body["cursor"].as_str().unwrap();
+    assert_eq!(cursor.split('.').count(), SHARDS as usize, "{cursor}");
+    let first = notifications[0]["cursor"].as_str().unwrap();
+    let rest = call(
+        &router,
+        Method::GET,
+        &format!("/v1/me/notifications?after={first}"),
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    let rest: Vec<&str> = rest.body["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|notification| notification["data"]["booking_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(rest, bookings[1..]);
+    let one_part = call(
+        &router,
+        Method::GET,
+        "/v1/me/notifications?after=n",
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (one_part.status, one_part.field()),
+        (StatusCode::BAD_REQUEST, "after"),
+        "a cursor of another deployment: {}",
+        one_part.text
+    );
+
     let search = call(
         &router,
         Method::GET,

@@ -200,7 +200,7 @@ fn probe_engine(shard: &ShardState) {
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.shared.metrics.render(
         &state.gauges(),
-        state.shared.watchers.len() as u64,
+        state.long_polls() as u64,
         state.shared.feeds.streams() as u64,
     );
     // The effects worker next to this ingress (`serve`): its families go before the

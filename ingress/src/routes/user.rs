@@ -5,6 +5,7 @@ use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
 use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Client, IdempotencyKey, UserId};
+use crate::notifications;
 use crate::read_model::{HoldStatus, WaiterStatus};
 use crate::state::AppState;
 use crate::validate;
@@ -491,7 +492,7 @@ pub(crate) async fn get_waitlist(
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shared.shutdown.subscribe();
     loop {
-        let notify = state.shared.watchers.watch(id);
+        let notify = state.shared.watchers.watch(&id);
         let answered = {
             // Register before looking, so a change between the look and the wait is not missed.
             let notified = notify.notified();
@@ -528,10 +529,111 @@ pub(crate) async fn get_waitlist(
         };
         drop(notify);
         if let Some(answered) = answered {
-            state.shared.watchers.release(id);
+            state.shared.watchers.release(&id);
             return answered;
         }
     }
+}
+
+// ---- notifications ---------------------------------------------------------------------------
+
+#[utoipa::path(get, path = "/v1/me/notifications", tag = "notifications", params(NotificationsQuery),
+    responses((status = 200, description = "My notifications after `after`, oldest first (each shard's in the order they \
+        happened, shards merged by time). With wait_seconds and none after `after`, answered as soon as one arrives \
+        (and at the latest shortly before the server's request timeout, `http.request_timeout_ms`: then with none)", body = NotificationsResponse),
+        (status = 400, description = "invalid_field: `after` is not a cursor of this deployment, or `wait_seconds` is over 60", body = ErrorBody),
+        (status = 429, description = "rate_limited: user_rate_limit, address_rate_limit, or with wait_seconds \
+            long_polls_per_user_max / long_polls_per_address_max (too many long-polls waiting at once); see Retry-After", body = ErrorBody)),
+    security(("user_token" = [])))]
+pub(crate) async fn list_notifications(
+    State(state): State<AppState>,
+    UserId(user): UserId,
+    Client(client): Client,
+    ApiQuery(query): ApiQuery<NotificationsQuery>,
+) -> Result<Response, AppError> {
+    let shards = state.shards().len();
+    let after = match &query.after {
+        Some(text) => notifications::parse_cursor(text, shards)
+            .map_err(|message| AppError::field("after", message))?,
+        None => vec![None; shards],
+    };
+    let wait_seconds = query.wait_seconds.unwrap_or(0);
+    if wait_seconds > WAIT_SECONDS_MAX {
+        return Err(AppError::field(
+            "wait_seconds",
+            format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
+        ));
+    }
+    // Held until this answers: a long-poll counts against its user's and address's caps.
+    let _places = if wait_seconds > 0 {
+        Some(state.open_long_poll(&user, client)?)
+    } else {
+        None
+    };
+    let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut shutdown = state.shared.shutdown.subscribe();
+    loop {
+        let notify = state.shared.user_watchers.watch(&user);
+        let answered = {
+            // Register before looking, so one told between the look and the wait is not missed.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (response, found) = notifications_after(&state, &user, &after);
+            if found || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+                Some(response)
+            } else {
+                tokio::select! {
+                    _ = &mut notified => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = shutdown.changed() => {}
+                }
+                None
+            }
+        };
+        drop(notify);
+        if let Some(response) = answered {
+            state.shared.user_watchers.release(&user);
+            return Ok(response);
+        }
+    }
+}
+
+/// `user`'s notifications after `after` (a place per shard), every shard's merged in time
+/// order (ties by shard, then place), and whether there was any.
+fn notifications_after(
+    state: &AppState,
+    user: &str,
+    after: &[Option<notifications::Place>],
+) -> (Response, bool) {
+    let models = state.models();
+    let mut older_dropped = false;
+    let mut found: Vec<(u32, &notifications::Notification)> = Vec::new();
+    for ((shard, model), after) in (0u32..).zip(&models).zip(after) {
+        let page = model.notifications.after(user, *after);
+        older_dropped |= page.older_dropped;
+        found.extend(page.notifications.into_iter().map(|found| (shard, found)));
+    }
+    found.sort_by_key(|(shard, notification)| (notification.time_ms, *shard, notification.place));
+    let mut cursor = after.to_vec();
+    let notifications: Vec<NotificationResponse> = found
+        .iter()
+        .map(|(shard, notification)| {
+            cursor[*shard as usize] = Some(notification.place);
+            views::notification(*shard, notification, notifications::format_cursor(&cursor))
+        })
+        .collect();
+    let any = !notifications.is_empty();
+    let body = NotificationsResponse {
+        notifications,
+        cursor: notifications::format_cursor(&cursor),
+        older_dropped,
+    };
+    (
+        views::answer_merged(StatusCode::OK, &models, Json(body)),
+        any,
+    )
 }
 
 #[utoipa::path(delete, path = "/v1/waitlist/{waitlist_id}", tag = "waitlist",

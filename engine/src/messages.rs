@@ -1,0 +1,604 @@
+//! What an outcome tells the outside world: the webhook messages it makes, each with its
+//! stable id `msg_<shard>_<log offset>_<index>` (index: its place among the outcome's
+//! messages, the reply's first, then its effects' in order), so a retry or a re-send
+//! carries the same id and receivers deduplicate by it. Pure: the same outcome gives the
+//! same messages and the same bytes on every worker.
+//!
+//! One implementation for both readers of outcomes that tell someone what happened: the
+//! effects worker sends [`messages_of`] to a tenant's webhook endpoints, and the ingress's
+//! read model keeps [`user_messages_of`] for `GET /v1/me/notifications`, the same types,
+//! bodies and ids, each given to the user it is about.
+
+use crate::webhook::WebhookEventType;
+use crate::{
+    BookingId, DeskId, Effect, EventId, HoldId, Outcome, Reply, UserName, WaitEnd, WaiterId,
+};
+use serde_json::{json, Value};
+
+/// Whose a message is: the event or desk it is about (its tenant's endpoints get it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    Event(EventId),
+    Desk(DeskId),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub owner: Owner,
+    pub kind: WebhookEventType,
+    /// The engine's log time of the outcome.
+    pub time_ms: u64,
+    /// `{"type", "timestamp", "data"}`, as sent.
+    pub body: Vec<u8>,
+}
+
+/// A message of an outcome as one user is told it (`user_messages_of`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserMessage {
+    pub user: UserName,
+    /// Its place among the outcome's messages: its id is [`message_id`] of it.
+    pub index: u32,
+    pub kind: WebhookEventType,
+    /// `{"type", "timestamp", "data"}`: the webhook's body, except that an
+    /// `event.canceled` lists only this user's holds, bookings and waitlist entries.
+    pub body: Vec<u8>,
+}
+
+/// What a user-side reader is asked about: whose hold, booking or waitlist entry an id
+/// is (the outcome names the user of most messages; an event cancel and a check-in name
+/// only ids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Hold(HoldId),
+    Booking(BookingId),
+    Waiter(WaiterId),
+}
+
+/// The id of message `index` of the outcome at `offset` of shard `shard`.
+pub fn message_id(shard: u32, offset: u64, index: u32) -> String {
+    format!("msg_{shard}_{offset}_{index}")
+}
+
+/// Who a message is about, for [`user_messages_of`].
+enum About<'a> {
+    User(&'a UserName),
+    /// A check-in: the booking's user.
+    Booking(BookingId),
+    /// An event cancel: the user of each of these.
+    Canceled {
+        event: EventId,
+        holds: &'a [HoldId],
+        bookings: &'a [BookingId],
+        waiters: &'a [WaiterId],
+    },
+}
+
+struct Made<'a> {
+    owner: Owner,
+    kind: WebhookEventType,
+    data: Value,
+    about: About<'a>,
+}
+
+/// The events and desks an outcome creates, with their tenants: the worker records them
+/// before it routes the outcome's messages.
+pub fn owners_created(outcome: &Outcome) -> Vec<(Owner, String)> {
+    match &outcome.result {
+        Ok(Reply::EventCreated { event, tenant, .. }) if !outcome.replayed => {
+            vec![(Owner::Event(*event), tenant.clone())]
+        }
+        Ok(Reply::DeskCreated { desk, tenant, .. }) if !outcome.replayed => {
+            vec![(Owner::Desk(*desk), tenant.clone())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// An outcome's messages, in order: its reply's, then its effects'. A replayed outcome
+/// (an idempotent repeat) made nothing happen: none.
+fn made_of(outcome: &Outcome) -> Vec<Made<'_>> {
+    if outcome.replayed {
+        return Vec::new();
+    }
+    let mut made = Vec::new();
+    if let Ok(reply) = &outcome.result {
+        made.extend(reply_message(reply));
+    }
+    for effect in &outcome.effects {
+        made.extend(effect_message(effect));
+    }
+    made
+}
+
+fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": kind.as_str(),
+        "timestamp": rfc3339(outcome.time_ms),
+        "data": data,
+    }))
+    .expect("JSON values serialize")
+}
+
+fn index_of(index: usize) -> u32 {
+    u32::try_from(index).expect("an outcome has at most u32::MAX messages")
+}
+
+/// The messages of one outcome of shard `shard`. A replayed outcome (an idempotent repeat)
+/// made nothing happen: none.
+pub fn messages_of(shard: u32, outcome: &Outcome) -> Vec<Message> {
+    made_of(outcome)
+        .into_iter()
+        .enumerate()
+        .map(|(index, made)| Message {
+            id: message_id(shard, outcome.offset, index_of(index)),
+            owner: made.owner,
+            kind: made.kind,
+            time_ms: outcome.time_ms,
+            body: body_of(outcome, made.kind, &made.data),
+        })
+        .collect()
+}
+
+/// The messages of one outcome that are about a user, each with that user: every message
+/// naming its user, a check-in for its booking's user, and an event cancel once for each
+/// user it touched, listing only that user's holds, bookings and waitlist entries (in the
+/// order the cancel lists them; users in name order). `whose` says whose a subject is
+/// (the read model, before it applies the outcome); a subject it does not know is left
+/// out. Same indices, so same ids, as [`messages_of`].
+pub fn user_messages_of(
+    outcome: &Outcome,
+    whose: &dyn Fn(Subject) -> Option<UserName>,
+) -> Vec<UserMessage> {
+    let mut told = Vec::new();
+    for (index, made) in made_of(outcome).into_iter().enumerate() {
+        let index = index_of(index);
+        let message = |user: UserName, data: &Value| UserMessage {
+            user,
+            index,
+            kind: made.kind,
+            body: body_of(outcome, made.kind, data),
+        };
+        match made.about {
+            About::User(user) => told.push(message(user.clone(), &made.data)),
+            About::Booking(booking) => {
+                if let Some(user) = whose(Subject::Booking(booking)) {
+                    told.push(message(user, &made.data));
+                }
+            }
+            About::Canceled {
+                event,
+                holds,
+                bookings,
+                waiters,
+            } => {
+                type Touched = (Vec<HoldId>, Vec<BookingId>, Vec<WaiterId>);
+                let mut by_user: std::collections::BTreeMap<UserName, Touched> =
+                    std::collections::BTreeMap::new();
+                for hold in holds {
+                    if let Some(user) = whose(Subject::Hold(*hold)) {
+                        by_user.entry(user).or_default().0.push(*hold);
+                    }
+                }
+                for booking in bookings {
+                    if let Some(user) = whose(Subject::Booking(*booking)) {
+                        by_user.entry(user).or_default().1.push(*booking);
+                    }
+                }
+                for waiter in waiters {
+                    if let Some(user) = whose(Subject::Waiter(*waiter)) {
+                        by_user.entry(user).or_default().2.push(*waiter);
+                    }
+                }
+                for (user, (holds, bookings, waiters)) in by_user {
+                    let data = event_canceled_data(event, &holds, &bookings, &waiters);
+                    told.push(message(user, &data));
+                }
+            }
+        }
+    }
+    told
+}
+
+fn event_canceled_data(
+    event: EventId,
+    holds: &[HoldId],
+    bookings: &[BookingId],
+    waiters: &[WaiterId],
+) -> Value {
+    json!({
+        "event_id": event.to_string(),
+        "released_hold_ids": holds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "canceled_booking_ids": bookings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ended_waitlist_ids": waiters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
+}
+
+fn reply_message(reply: &Reply) -> Option<Made<'_>> {
+    Some(match reply {
+        Reply::HoldConfirmed(booking) => Made {
+            owner: Owner::Event(booking.event),
+            kind: WebhookEventType::BookingCreated,
+            data: json!({
+                "booking_id": booking.booking.to_string(),
+                "hold_id": booking.hold.to_string(),
+                "event_id": booking.event.to_string(),
+                "user_id": &*booking.user,
+                "quantity": booking.items.quantity(),
+                "total_cents": booking.total_cents,
+                "payment_ref": booking.payment_ref,
+                "booked_at": rfc3339(booking.booked_at_ms),
+            }),
+            about: About::User(&booking.user),
+        },
+        Reply::BookingCanceled {
+            booking,
+            event,
+            user,
+            items,
+        } => Made {
+            owner: Owner::Event(*event),
+            kind: WebhookEventType::BookingCanceled,
+            data: json!({
+                "booking_id": booking.to_string(),
+                "event_id": event.to_string(),
+                "user_id": &**user,
+                "quantity": items.quantity(),
+            }),
+            about: About::User(user),
+        },
+        Reply::EventCanceled {
+            event,
+            released_holds,
+            canceled_bookings,
+            ended_waiters,
+        } => Made {
+            owner: Owner::Event(*event),
+            kind: WebhookEventType::EventCanceled,
+            data: event_canceled_data(*event, released_holds, canceled_bookings, ended_waiters),
+            about: About::Canceled {
+                event: *event,
+                holds: released_holds,
+                bookings: canceled_bookings,
+                waiters: ended_waiters,
+            },
+        },
+        Reply::CheckedIn { event, ticket } => Made {
+            owner: Owner::Event(*event),
+            kind: WebhookEventType::CheckinUsed,
+            data: json!({
+                "event_id": event.to_string(),
+                "ticket_id": ticket.to_string(),
+                "booking_id": ticket.booking.to_string(),
+            }),
+            about: About::Booking(ticket.booking),
+        },
+        // A ticket made without a hold has its slot at once; a held one when confirmed.
+        Reply::DeskTicketCreated(ticket) | Reply::DeskTicketConfirmed(ticket)
+            if ticket.hold_expires_at_ms.is_none() =>
+        {
+            Made {
+                owner: Owner::Desk(ticket.desk),
+                kind: WebhookEventType::DeskTicketAllocated,
+                data: json!({
+                    "desk_id": ticket.desk.to_string(),
+                    "desk_ticket_id": ticket.ticket.to_string(),
+                    "user_id": &*ticket.user,
+                    "agent": ticket.agent,
+                    "slot_start": rfc3339(ticket.slot_start_ms),
+                    "slot_end": rfc3339(ticket.slot_end_ms),
+                }),
+                about: About::User(&ticket.user),
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn effect_message(effect: &Effect) -> Option<Made<'_>> {
+    Some(match effect {
+        Effect::HoldExpired {
+            hold,
+            event,
+            user,
+            items,
+            waiter,
+        } => Made {
+            owner: Owner::Event(*event),
+            kind: WebhookEventType::HoldExpired,
+            data: json!({
+                "hold_id": hold.to_string(),
+                "event_id": event.to_string(),
+                "user_id": &**user,
+                "quantity": items.quantity(),
+                "waitlist_id": waiter.map(|waiter| waiter.to_string()),
+            }),
+            about: About::User(user),
+        },
+        Effect::WaitlistOffered { waiter, hold } => Made {
+            owner: Owner::Event(hold.event),
+            kind: WebhookEventType::WaitlistOffered,
+            data: json!({
+                "waitlist_id": waiter.to_string(),
+                "hold_id": hold.hold.to_string(),
+                "event_id": hold.event.to_string(),
+                "user_id": &*hold.user,
+                "quantity": hold.items.quantity(),
+                "expires_at": rfc3339(hold.expires_at_ms),
+            }),
+            about: About::User(&hold.user),
+        },
+        Effect::WaitlistEnded {
+            waiter,
+            event,
+            user,
+            reason,
+        } => Made {
+            owner: Owner::Event(*event),
+            kind: WebhookEventType::WaitlistEnded,
+            data: json!({
+                "waitlist_id": waiter.to_string(),
+                "event_id": event.to_string(),
+                "user_id": &**user,
+                "reason": match reason {
+                    WaitEnd::TimedOut => "timed_out",
+                    WaitEnd::SoldOut => "sold_out",
+                    WaitEnd::LimitExceeded => "limit_exceeded",
+                    WaitEnd::EventCanceled => "event_canceled",
+                    WaitEnd::NoRowLongEnough => "no_row_long_enough",
+                },
+            }),
+            about: About::User(user),
+        },
+        Effect::DeskHoldExpired { .. } => return None,
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(time_ms: u64) -> String {
+    let nanos = i128::from(time_ms) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|time| {
+            time.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BookingView, DeskTicketId, HoldView, Items, Rejection};
+
+    fn outcome(offset: u64, result: Result<Reply, Rejection>, effects: Vec<Effect>) -> Outcome {
+        Outcome {
+            offset,
+            time_ms: 1_700_000_000_123,
+            replayed: false,
+            result,
+            effects,
+            idempotency: None,
+        }
+    }
+
+    fn body(message: &Message) -> Value {
+        serde_json::from_slice(&message.body).unwrap()
+    }
+
+    #[test]
+    fn an_outcome_makes_its_reply_s_message_then_its_effects_with_stable_ids() {
+        let user: UserName = "ana".into();
+        let confirmed = outcome(
+            41,
+            Ok(Reply::HoldConfirmed(BookingView {
+                booking: BookingId(3),
+                hold: HoldId(9),
+                event: EventId(2),
+                user: user.clone(),
+                items: Items::Seats(vec![4, 5]),
+                total_cents: 5000,
+                payment_ref: "pay_1".into(),
+                booked_at_ms: 1_700_000_000_123,
+            })),
+            vec![
+                Effect::HoldExpired {
+                    hold: HoldId(7),
+                    event: EventId(2),
+                    user: user.clone(),
+                    items: Items::Pool {
+                        category: 0,
+                        quantity: 3,
+                    },
+                    waiter: None,
+                },
+                Effect::WaitlistOffered {
+                    waiter: WaiterId(5),
+                    hold: HoldView {
+                        hold: HoldId(10),
+                        event: EventId(2),
+                        user: "bo".into(),
+                        items: Items::Pool {
+                            category: 0,
+                            quantity: 3,
+                        },
+                        created_at_ms: 1_700_000_000_123,
+                        expires_at_ms: 1_700_000_060_123,
+                        waiter: Some(WaiterId(5)),
+                    },
+                },
+                Effect::DeskHoldExpired {
+                    desk: DeskId(0),
+                    ticket: DeskTicketId(1),
+                    user,
+                },
+            ],
+        );
+        let messages = messages_of(2, &confirmed);
+        let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
+        assert_eq!(ids, ["msg_2_41_0", "msg_2_41_1", "msg_2_41_2"]);
+        assert_eq!(
+            body(&messages[0]),
+            json!({"type": "booking.created", "timestamp": "2023-11-14T22:13:20.123Z", "data": {
+                "booking_id": "b_3", "hold_id": "h_9", "event_id": "ev_2", "user_id": "ana",
+                "quantity": 2, "total_cents": 5000, "payment_ref": "pay_1",
+                "booked_at": "2023-11-14T22:13:20.123Z"}})
+        );
+        assert_eq!(body(&messages[1])["type"], "hold.expired");
+        assert_eq!(body(&messages[1])["data"]["quantity"], 3);
+        assert_eq!(body(&messages[2])["type"], "waitlist.offered");
+        assert_eq!(
+            body(&messages[2])["data"]["expires_at"],
+            "2023-11-14T22:14:20.123Z"
+        );
+        assert!(messages
+            .iter()
+            .all(|message| message.owner == Owner::Event(EventId(2))));
+        // The same outcome, the same bytes.
+        assert_eq!(messages_of(2, &confirmed), messages);
+        // A replayed answer made nothing happen.
+        let replayed = Outcome {
+            replayed: true,
+            ..confirmed
+        };
+        assert!(messages_of(2, &replayed).is_empty());
+    }
+
+    #[test]
+    fn a_rejection_still_carries_its_effects() {
+        let refused = outcome(
+            5,
+            Err(Rejection::HoldExpired),
+            vec![Effect::WaitlistEnded {
+                waiter: WaiterId(1),
+                event: EventId(0),
+                user: "ana".into(),
+                reason: WaitEnd::SoldOut,
+            }],
+        );
+        let messages = messages_of(0, &refused);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].id, "msg_0_5_0");
+        assert_eq!(body(&messages[0])["data"]["reason"], "sold_out");
+    }
+
+    #[test]
+    fn each_user_is_told_their_own_messages_with_the_webhook_s_ids() {
+        let ana: UserName = "ana".into();
+        let offered = outcome(
+            7,
+            Ok(Reply::Ticked),
+            vec![
+                Effect::HoldExpired {
+                    hold: HoldId(1),
+                    event: EventId(0),
+                    user: ana.clone(),
+                    items: Items::Seats(vec![1]),
+                    waiter: None,
+                },
+                Effect::WaitlistOffered {
+                    waiter: WaiterId(2),
+                    hold: HoldView {
+                        hold: HoldId(3),
+                        event: EventId(0),
+                        user: "bo".into(),
+                        items: Items::Seats(vec![1]),
+                        created_at_ms: 1,
+                        expires_at_ms: 2,
+                        waiter: Some(WaiterId(2)),
+                    },
+                },
+            ],
+        );
+        let nobody = |_: Subject| -> Option<UserName> { None };
+        let told = user_messages_of(&offered, &nobody);
+        let webhooks = messages_of(0, &offered);
+        let pairs: Vec<(&str, String, &[u8])> = told
+            .iter()
+            .map(|message| {
+                (
+                    &*message.user,
+                    message_id(0, 7, message.index),
+                    &message.body[..],
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("ana", webhooks[0].id.clone(), &webhooks[0].body[..]),
+                ("bo", webhooks[1].id.clone(), &webhooks[1].body[..]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_cancel_tells_each_user_only_their_own_holds_bookings_and_entries() {
+        let canceled = outcome(
+            9,
+            Ok(Reply::EventCanceled {
+                event: EventId(4),
+                released_holds: vec![HoldId(1), HoldId(2)],
+                canceled_bookings: vec![BookingId(3), BookingId(5)],
+                ended_waiters: vec![WaiterId(6)],
+            }),
+            Vec::new(),
+        );
+        let whose = |subject: Subject| -> Option<UserName> {
+            match subject {
+                Subject::Hold(HoldId(1)) | Subject::Booking(BookingId(5)) => Some("ana".into()),
+                Subject::Hold(HoldId(2)) | Subject::Waiter(WaiterId(6)) => Some("bo".into()),
+                // Forgotten by the reader: left out.
+                _ => None,
+            }
+        };
+        let told = user_messages_of(&canceled, &whose);
+        let bodies: Vec<(&str, u32, Value)> = told
+            .iter()
+            .map(|message| {
+                (
+                    &*message.user,
+                    message.index,
+                    serde_json::from_slice(&message.body).unwrap(),
+                )
+            })
+            .collect();
+        let expected = |holds: &[&str], bookings: &[&str], waiters: &[&str]| {
+            json!({"type": "event.canceled", "timestamp": "2023-11-14T22:13:20.123Z", "data": {
+                "event_id": "ev_4", "released_hold_ids": holds,
+                "canceled_booking_ids": bookings, "ended_waitlist_ids": waiters}})
+        };
+        assert_eq!(
+            bodies,
+            [
+                ("ana", 0, expected(&["h_1"], &["b_5"], &[])),
+                ("bo", 0, expected(&["h_2"], &[], &["w_6"])),
+            ]
+        );
+        // A check-in goes to its booking's user; one the reader does not know, to nobody.
+        let checked_in = outcome(
+            10,
+            Ok(Reply::CheckedIn {
+                event: EventId(4),
+                ticket: engine_ticket(BookingId(5)),
+            }),
+            Vec::new(),
+        );
+        let told = user_messages_of(&checked_in, &whose);
+        assert_eq!(told.len(), 1);
+        assert_eq!(&*told[0].user, "ana");
+        let unknown = outcome(
+            11,
+            Ok(Reply::CheckedIn {
+                event: EventId(4),
+                ticket: engine_ticket(BookingId(3)),
+            }),
+            Vec::new(),
+        );
+        assert!(user_messages_of(&unknown, &whose).is_empty());
+    }
+
+    fn engine_ticket(booking: BookingId) -> crate::TicketId {
+        crate::TicketId { booking, index: 1 }
+    }
+}

@@ -1,0 +1,357 @@
+//! A user's notifications (`GET /v1/me/notifications`): the webhook messages about them
+//! (`engine::messages::user_messages_of`: the same types, bodies and ids), kept per shard
+//! in the read model for frontends that cannot receive webhooks.
+//!
+//! Bounded twice: a user keeps their newest `per_user_max` (older ones are dropped), and
+//! a shard keeps at most `users_max` users (the one told least recently is forgotten
+//! first). A read says when anything after its cursor was dropped (`older_dropped`), so a
+//! client knows to reload its state rather than trust the list as complete. A user
+//! created after others were forgotten cannot know whether some forgotten ones were
+//! theirs, so a read answers `older_dropped` for them too (conservative, never silent).
+//!
+//! Cursors: a notification's place in its shard is its outcome's input offset and its
+//! index among the outcome's messages (its id `msg_<shard>_<offset>_<index>`), in the
+//! order things happened. A cursor says, for every shard, the place of the last
+//! notification read (or none), so shards merge without a clock: a read returns every
+//! kept notification after each shard's place.
+
+use engine::messages::UserMessage;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Notifications a user keeps (`http.notifications_per_user_max`).
+pub(crate) const PER_USER_MAX_DEFAULT: usize = 100;
+/// Users with notifications a shard keeps (`http.notification_users_max`).
+pub(crate) const USERS_MAX_DEFAULT: usize = 10_000;
+
+/// Where a notification sits in its shard's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct Place {
+    /// The input offset of the outcome that made it.
+    pub(crate) offset: u64,
+    /// Its index among that outcome's messages.
+    pub(crate) index: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Notification {
+    pub(crate) place: Place,
+    /// The engine's log time of its outcome (merges shards in time order).
+    pub(crate) time_ms: u64,
+    /// `{"type", "timestamp", "data"}`, as `engine::messages` made it.
+    pub(crate) body: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UserNotifications {
+    /// Oldest first.
+    kept: VecDeque<Notification>,
+    /// The newest place dropped from `kept`, or that may have been this user's when the
+    /// record was made (see the module's doc); `None`: nothing was.
+    dropped_through: Option<Place>,
+    /// This user's key in `Notifications::recency`.
+    touched: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Notifications {
+    users: BTreeMap<String, UserNotifications>,
+    /// Users by when they were last told something, the least recent first.
+    recency: BTreeMap<u64, String>,
+    touches: u64,
+    /// The newest place any forgotten user had kept or dropped.
+    forgotten_through: Option<Place>,
+    per_user_max: usize,
+    users_max: usize,
+}
+
+/// A user's notifications after a place.
+pub(crate) struct Page<'a> {
+    pub(crate) notifications: Vec<&'a Notification>,
+    /// Something after the place was dropped (or may have been): the list is not whole.
+    pub(crate) older_dropped: bool,
+}
+
+impl Notifications {
+    pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
+        let mut notifications = Notifications {
+            users: BTreeMap::new(),
+            recency: BTreeMap::new(),
+            touches: 0,
+            forgotten_through: None,
+            per_user_max,
+            users_max,
+        };
+        notifications.set_limits(per_user_max, users_max);
+        notifications
+    }
+
+    /// Takes this ingress's limits (a model loaded from a snapshot may have been kept
+    /// under others): what is over them is dropped now.
+    pub(crate) fn set_limits(&mut self, per_user_max: usize, users_max: usize) {
+        assert!(per_user_max > 0 && users_max > 0);
+        self.per_user_max = per_user_max;
+        self.users_max = users_max;
+        while self.users.len() > users_max {
+            self.forget_least_recent();
+        }
+        let users: Vec<String> = self.users.keys().cloned().collect();
+        for user in users {
+            self.trim(&user);
+        }
+    }
+
+    /// Keeps the messages one outcome told its users (in its order); returns the users
+    /// told something, for their long-polls.
+    pub(crate) fn record(
+        &mut self,
+        offset: u64,
+        time_ms: u64,
+        messages: Vec<UserMessage>,
+    ) -> Vec<String> {
+        let mut told: Vec<String> = Vec::new();
+        for message in messages {
+            let user: &str = &message.user;
+            let notification = Notification {
+                place: Place {
+                    offset,
+                    index: message.index,
+                },
+                time_ms,
+                body: String::from_utf8(message.body).expect("JSON bodies are UTF-8"),
+            };
+            self.touch(user);
+            let record = self.users.get_mut(user).expect("touched");
+            debug_assert!(record
+                .kept
+                .back()
+                .is_none_or(|last| last.place < notification.place));
+            record.kept.push_back(notification);
+            self.trim(user);
+            if !told.iter().any(|known| known == user) {
+                told.push(user.to_string());
+            }
+        }
+        told
+    }
+
+    /// `user`'s kept notifications after `after` (all of them without it), oldest first.
+    pub(crate) fn after(&self, user: &str, after: Option<Place>) -> Page<'_> {
+        let Some(record) = self.users.get(user) else {
+            return Page {
+                notifications: Vec::new(),
+                older_dropped: self.forgotten_through > after,
+            };
+        };
+        let start = after.map_or(0, |after| {
+            record
+                .kept
+                .partition_point(|notification| notification.place <= after)
+        });
+        Page {
+            notifications: record.kept.range(start..).collect(),
+            older_dropped: record.dropped_through > after,
+        }
+    }
+
+    /// Makes `user` the most recently told, creating their record (forgetting the least
+    /// recent user when the shard is full).
+    fn touch(&mut self, user: &str) {
+        self.touches += 1;
+        let touched = self.touches;
+        if let Some(record) = self.users.get_mut(user) {
+            self.recency.remove(&record.touched);
+            record.touched = touched;
+        } else {
+            if self.users.len() >= self.users_max {
+                self.forget_least_recent();
+            }
+            self.users.insert(
+                user.to_string(),
+                UserNotifications {
+                    kept: VecDeque::new(),
+                    dropped_through: self.forgotten_through,
+                    touched,
+                },
+            );
+        }
+        self.recency.insert(touched, user.to_string());
+    }
+
+    fn forget_least_recent(&mut self) {
+        let Some((_, user)) = self.recency.pop_first() else {
+            return;
+        };
+        let record = self.users.remove(&user).expect("recency names kept users");
+        let newest = record
+            .kept
+            .back()
+            .map(|notification| notification.place)
+            .max(record.dropped_through);
+        self.forgotten_through = self.forgotten_through.max(newest);
+    }
+
+    fn trim(&mut self, user: &str) {
+        let per_user_max = self.per_user_max;
+        let record = self.users.get_mut(user).expect("a kept user");
+        while record.kept.len() > per_user_max {
+            let dropped = record.kept.pop_front().expect("over the cap");
+            record.dropped_through = record.dropped_through.max(Some(dropped.place));
+        }
+    }
+
+    #[cfg(test)]
+    fn users(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// What a cursor looks like, for the message that refuses one.
+pub(crate) const CURSOR_FORM: &str =
+    "a cursor this API answered: one part per shard, joined by '.', each 'n' or <offset>_<index>";
+
+/// A cursor's places, one per shard; an error says what is wrong.
+pub(crate) fn parse_cursor(text: &str, shards: usize) -> Result<Vec<Option<Place>>, String> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() != shards {
+        return Err(format!(
+            "after has {} part(s) and this deployment has {shards} shard(s); expected {CURSOR_FORM}",
+            parts.len()
+        ));
+    }
+    parts
+        .into_iter()
+        .map(|part| {
+            if part == "n" {
+                return Ok(None);
+            }
+            let place = part.split_once('_').and_then(|(offset, index)| {
+                // At most 19 and 9 digits: always a u64 and a u32 (the document's pattern).
+                let digits = |text: &str, max: usize| {
+                    (1..=max).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+                };
+                (digits(offset, 19) && digits(index, 9)).then_some(())?;
+                Some(Place {
+                    offset: offset.parse().ok()?,
+                    index: index.parse().ok()?,
+                })
+            });
+            place
+                .map(Some)
+                .ok_or_else(|| format!("after has the part {part:?}; expected {CURSOR_FORM}"))
+        })
+        .collect()
+}
+
+pub(crate) fn format_cursor(places: &[Option<Place>]) -> String {
+    places
+        .iter()
+        .map(|place| match place {
+            None => "n".to_string(),
+            Some(place) => format!("{}_{}", place.offset, place.index),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(user: &str, index: u32) -> UserMessage {
+        UserMessage {
+            user: user.into(),
+            index,
+            kind: engine::webhook::WebhookEventType::HoldExpired,
+            body: format!("{{\"n\":{index}}}").into_bytes(),
+        }
+    }
+
+    fn places(page: &Page<'_>) -> Vec<(u64, u32)> {
+        page.notifications
+            .iter()
+            .map(|notification| (notification.place.offset, notification.place.index))
+            .collect()
+    }
+
+    fn at(offset: u64, index: u32) -> Option<Place> {
+        Some(Place { offset, index })
+    }
+
+    #[test]
+    fn a_user_reads_their_own_after_a_place_and_hears_of_what_was_dropped() {
+        let mut notifications = Notifications::new(3, 10);
+        assert_eq!(
+            notifications.record(1, 10, vec![told("ana", 0), told("bo", 1), told("ana", 2)]),
+            ["ana", "bo"]
+        );
+        notifications.record(4, 20, vec![told("ana", 0)]);
+        let page = notifications.after("ana", None);
+        assert_eq!(places(&page), [(1, 0), (1, 2), (4, 0)]);
+        assert!(!page.older_dropped);
+        assert_eq!(
+            places(&notifications.after("ana", at(1, 0))),
+            [(1, 2), (4, 0)]
+        );
+        // A place between two kept ones, or past the newest.
+        assert_eq!(
+            places(&notifications.after("ana", at(1, 1))),
+            [(1, 2), (4, 0)]
+        );
+        assert!(notifications
+            .after("ana", at(9, 0))
+            .notifications
+            .is_empty());
+        assert_eq!(places(&notifications.after("bo", None)), [(1, 1)]);
+        assert!(notifications.after("cy", None).notifications.is_empty());
+        // A fourth drops the oldest: a read from before it says so, one after it does not.
+        notifications.record(6, 30, vec![told("ana", 0)]);
+        let page = notifications.after("ana", None);
+        assert_eq!(places(&page), [(1, 2), (4, 0), (6, 0)]);
+        assert!(page.older_dropped);
+        assert!(notifications.after("ana", at(0, 9)).older_dropped);
+        // A client that read (1, 0) before it was dropped missed nothing.
+        assert!(!notifications.after("ana", at(1, 0)).older_dropped);
+        assert!(!notifications.after("ana", at(1, 2)).older_dropped);
+    }
+
+    #[test]
+    fn the_least_recently_told_user_is_forgotten_and_later_users_hear_so() {
+        let mut notifications = Notifications::new(5, 2);
+        notifications.record(1, 1, vec![told("ana", 0)]);
+        notifications.record(2, 2, vec![told("bo", 0)]);
+        notifications.record(3, 3, vec![told("ana", 0)]);
+        // cy makes three: bo, told least recently, is forgotten.
+        notifications.record(4, 4, vec![told("cy", 0)]);
+        assert_eq!(notifications.users(), 2);
+        assert_eq!(places(&notifications.after("ana", None)), [(1, 0), (3, 0)]);
+        assert!(!notifications.after("ana", None).older_dropped);
+        let bo = notifications.after("bo", None);
+        assert!(bo.notifications.is_empty() && bo.older_dropped);
+        // What bo had was at (2, 0): a cursor past it loses nothing.
+        assert!(!notifications.after("bo", at(2, 0)).older_dropped);
+        // cy came after bo was forgotten and cannot tell whether (2, 0) was theirs.
+        assert!(notifications.after("cy", None).older_dropped);
+        assert!(!notifications.after("cy", at(3, 0)).older_dropped);
+        // Smaller limits apply to what a snapshot kept.
+        notifications.set_limits(1, 1);
+        assert_eq!(notifications.users(), 1);
+        assert_eq!(places(&notifications.after("cy", None)), [(4, 0)]);
+    }
+
+    #[test]
+    fn cursors_read_back_and_bad_ones_are_refused() {
+        let places = vec![None, at(41, 2), at(0, 0)];
+        let text = format_cursor(&places);
+        assert_eq!(text, "n.41_2.0_0");
+        assert_eq!(parse_cursor(&text, 3).unwrap(), places);
+        for bad in [
+            "", "n", "n.41_2", "x.1_1.n", "n.41.n", "n.41_.n", "n.+1_2.n", "n._2.n",
+        ] {
+            assert!(parse_cursor(bad, 3).is_err(), "{bad:?}");
+        }
+        assert!(parse_cursor("99999999999999999999_0", 1).is_err());
+        assert!(parse_cursor("9999999999999999999_999999999", 1).is_ok());
+        assert!(parse_cursor("1_9999999999", 1).is_err());
+    }
+}
