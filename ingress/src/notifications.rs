@@ -110,6 +110,9 @@ impl Notifications {
         messages: Vec<UserMessage>,
     ) -> Vec<String> {
         let mut told: Vec<String> = Vec::new();
+        // One outcome may tell 200,000 users (a confirm that ends every waiter): a set,
+        // not a scan of the list, says who was told already.
+        let mut told_set: std::collections::HashSet<String> = std::collections::HashSet::new();
         for message in messages {
             let user: &str = &message.user;
             let notification = Notification {
@@ -128,7 +131,7 @@ impl Notifications {
                 .is_none_or(|last| last.place < notification.place));
             record.kept.push_back(notification);
             self.trim(user);
-            if !told.iter().any(|known| known == user) {
+            if told_set.insert(user.to_string()) {
                 told.push(user.to_string());
             }
         }
