@@ -49,13 +49,16 @@ struct FakeRefund {
     created: u64,
 }
 
+/// A request's sorted parameters, the status and body of its first answer.
+type FirstAnswer = (Vec<(String, String)>, u16, Value);
+
 #[derive(Default)]
 struct FakeState {
     sequence: u64,
     payments: BTreeMap<String, FakePayment>,
     refunds: BTreeMap<String, FakeRefund>,
     /// (path, Idempotency-Key) → (the parameters, the first answer).
-    idempotency: BTreeMap<(String, String), (Vec<(String, String)>, u16, Value)>,
+    idempotency: BTreeMap<(String, String), FirstAnswer>,
     clock_s: u64,
 }
 
@@ -266,19 +269,19 @@ fn stripe_error(status: StatusCode, kind: &str, code: &str, message: &str) -> Re
         .into_response()
 }
 
-fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(inner: &Inner, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let expected = format!("Bearer {}", inner.secret_key);
     match headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
     {
         Some(value) if value == expected => Ok(()),
-        _ => Err(stripe_error(
+        _ => Err(Box::new(stripe_error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "",
             "Invalid API Key provided",
-        )),
+        ))),
     }
 }
 
@@ -345,7 +348,7 @@ async fn create_payment(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     if let Err(response) = authorized(&inner, &headers) {
-        return response;
+        return *response;
     }
     idempotent(
         &inner,
@@ -399,7 +402,7 @@ async fn retrieve_payment(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(response) = authorized(&inner, &headers) {
-        return response;
+        return *response;
     }
     match inner.state().payments.get(&id) {
         Some(payment) => Json(payment_json(payment)).into_response(),
@@ -418,7 +421,7 @@ async fn create_refund(
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     if let Err(response) = authorized(&inner, &headers) {
-        return response;
+        return *response;
     }
     idempotent(&inner, "/v1/refunds", &headers, form, |state, form| {
         let Some(payment_id) = parameter(form, "payment_intent") else {
@@ -520,7 +523,7 @@ async fn list_payments(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(response) = authorized(&inner, &headers) {
-        return response;
+        return *response;
     }
     let payments = inner
         .state()
@@ -537,7 +540,7 @@ async fn list_refunds(
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     if let Err(response) = authorized(&inner, &headers) {
-        return response;
+        return *response;
     }
     let refunds = inner
         .state()
