@@ -11,12 +11,15 @@
 //!   disabling).
 //! - [`store`]: the worker's RocksDB (positions, owners, backlogs, the delivery log).
 //! - [`worker`]: the threads and HTTP.
+//! - [`refunds`]: succeeded payments the control log says are due back, refunded through
+//!   the payment gateway once each and recorded in the control log.
 //!
 //! Architecture invariant: an outcome's messages and the shard's position move together
 //! (one atomic write), so a restart neither loses nor re-routes an outcome; a message
 //! leaves its endpoint's backlog only once a 2xx answer to it is recorded.
 
 pub mod messages;
+pub mod refunds;
 pub mod schedule;
 pub mod signing;
 pub mod store;

@@ -84,6 +84,8 @@ struct Shared {
     /// Per endpoint: wall-clock ms since its oldest waiting message was routed or last
     /// delivered, for "oldest undelivered age".
     oldest_waiting_since_ms: Mutex<BTreeMap<String, u64>>,
+    /// Payments due back and refunded (`refunds`), from the control log.
+    refunds: crate::refunds::RefundsShared,
 }
 
 pub struct Worker {
@@ -103,6 +105,16 @@ impl Worker {
     /// the start is known before any outcome is routed), then starts the followers and the
     /// delivery thread.
     pub fn start(config: WorkerConfig, logs: WorkerLogs) -> Result<Worker, WorkerError> {
+        Worker::start_with_gateway(config, logs, None)
+    }
+
+    /// [`Worker::start`], refunding the payments the control log says are due through
+    /// `gateway` (`refunds`); without one, refunds wait (counted, never dropped).
+    pub fn start_with_gateway(
+        config: WorkerConfig,
+        logs: WorkerLogs,
+        gateway: Option<Arc<dyn payments::PaymentGateway>>,
+    ) -> Result<Worker, WorkerError> {
         std::fs::create_dir_all(&config.state_dir).map_err(|error| {
             WorkerError::Start(format!("{}: {error}", config.state_dir.display()))
         })?;
@@ -114,6 +126,7 @@ impl Worker {
             wake: tokio::sync::Notify::new(),
             metrics: WorkerMetrics::default(),
             oldest_waiting_since_ms: Mutex::new(BTreeMap::new()),
+            refunds: crate::refunds::RefundsShared::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let WorkerLogs {
@@ -153,6 +166,16 @@ impl Worker {
                 }),
             )?);
         }
+        if let Some(gateway) = gateway {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            let control_writer = Arc::clone(&control_writer);
+            threads.push(spawn(
+                "effects-refunds".into(),
+                Box::new(move || {
+                    crate::refunds::run(&shared.refunds, gateway, control_writer, &stop)
+                }),
+            )?);
+        }
         {
             let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
             threads.push(spawn(
@@ -172,6 +195,7 @@ impl Worker {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+        self.shared.refunds.notify();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.join();
@@ -180,6 +204,15 @@ impl Worker {
 
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.shared.metrics
+    }
+
+    pub fn refund_metrics(&self) -> &crate::refunds::RefundMetrics {
+        &self.shared.refunds.metrics
+    }
+
+    /// Payments due back that are not refunded yet.
+    pub fn refunds_due(&self) -> usize {
+        self.shared.refunds.due_count()
     }
 
     /// Messages waiting per endpoint.
@@ -237,6 +270,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn apply_control(shared: &Shared, offset: u64, payload: &[u8]) {
     match decode_control(payload) {
         Ok(record) => {
+            shared.refunds.apply(&record);
             let applied = shared
                 .webhooks
                 .write()
