@@ -90,18 +90,16 @@ impl RefundsShared {
                 amount_cents,
                 currency,
                 reason,
-            } => {
-                if !state.refunded.contains(payment_id) {
-                    state.due.entry(payment_id.clone()).or_insert(Due {
-                        hold: *hold,
-                        amount_cents: *amount_cents,
-                        currency: currency.clone(),
-                        reason: reason.clone(),
-                        not_before: None,
-                        failures: 0,
-                    });
-                    self.wake.notify_all();
-                }
+            } if !state.refunded.contains(payment_id) => {
+                state.due.entry(payment_id.clone()).or_insert(Due {
+                    hold: *hold,
+                    amount_cents: *amount_cents,
+                    currency: currency.clone(),
+                    reason: reason.clone(),
+                    not_before: None,
+                    failures: 0,
+                });
+                self.wake.notify_all();
             }
             ControlRecord::PaymentRefunded { payment_id, .. } => {
                 state.due.remove(payment_id);
