@@ -370,12 +370,43 @@ pub(crate) struct HoldResponse {
     pub(crate) total_cents: u64,
     pub(crate) created_at: String,
     pub(crate) expires_at: String,
-    /// `held`, `confirmed`, `released` or `expired`.
+    /// `held`, `confirmed`, `released`, `expired` or `refunded` (a payment came for it
+    /// too late, or not of its amount, and was given back: `refund_id`).
     pub(crate) status: String,
     /// Set when the hold was offered to this waitlist entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) waitlist_id: Option<String>,
     /// Set once confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) booking_id: Option<String>,
+    /// The gateway's refund of a payment for this hold, once refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
+}
+
+/// A hold's payment at the gateway (`POST /v1/holds/{id}/payment`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PaymentResponse {
+    pub(crate) hold_id: String,
+    /// The gateway's payment id: the booking's `payment_ref` once paid.
+    pub(crate) payment_id: String,
+    /// What the frontend pays with (Stripe.js `confirmPayment`).
+    pub(crate) client_secret: String,
+    /// Exactly the hold's total.
+    pub(crate) amount_cents: u64,
+    /// ISO 4217.
+    pub(crate) currency: String,
+}
+
+/// What a gateway webhook did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PaymentWebhookResponse {
+    /// `confirmed` (the hold is booked), `refund_due` (the payment is given back) or
+    /// `ignored` (an event Boxoffice does not act on).
+    pub(crate) result: String,
+    /// Why a payment is due back: a `details.reason` word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) booking_id: Option<String>,
 }

@@ -46,6 +46,7 @@ mod live;
 mod metrics;
 mod open_caps;
 mod openapi;
+pub mod payments;
 mod rate_limit;
 mod read_model;
 mod routes;
@@ -63,6 +64,7 @@ pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
+pub use payments::PaymentsConfig;
 pub use state::AppState;
 
 use crate::client_address::ClientAddress;
@@ -261,6 +263,7 @@ impl Ingress {
             metrics,
             shutdown: tokio::sync::watch::channel(false).0,
             effects: std::sync::OnceLock::new(),
+            payments: std::sync::OnceLock::new(),
         };
         Ok(Ingress {
             state: AppState {
@@ -280,6 +283,12 @@ impl Ingress {
     /// and re-sends are answered from it. Set once; a second call is ignored.
     pub fn set_effects(&self, effects: Arc<dyn EffectsControl>) {
         let _ = self.state.shared.effects.set(effects);
+    }
+
+    /// Takes payments through `payments.gateway` (`crate::payments`). Set once; a second
+    /// call is ignored.
+    pub fn set_payments(&self, payments: PaymentsConfig) {
+        let _ = self.state.shared.payments.set(payments);
     }
 
     pub fn router(&self) -> Router {
@@ -524,6 +533,11 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             "/v1/holds/{hold_id}/confirm",
             post(routes::user::confirm_hold),
         )
+        .route(
+            "/v1/holds/{hold_id}/payment",
+            post(routes::payments::create_payment),
+        )
+        .route("/v1/payments/webhook", post(routes::payments::webhook))
         .route("/v1/bookings", get(routes::user::list_bookings))
         .route(
             "/v1/bookings/{booking_id}",

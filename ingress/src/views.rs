@@ -229,6 +229,7 @@ pub(crate) fn hold_response(
         status: status.to_string(),
         waitlist_id: view.waiter.map(|waiter| waiter.to_string()),
         booking_id: booking.map(|booking| booking.to_string()),
+        refund_id: None,
     }
 }
 
