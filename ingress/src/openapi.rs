@@ -642,6 +642,7 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
                     PaymentForAnotherHold,
                     PaymentNotSucceeded,
                     PaymentAmountMismatch,
+                    PaymentCurrencyMismatch,
                 ],
             ),
             (503, vec![PaymentGatewayUnavailable]),

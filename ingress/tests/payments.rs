@@ -534,6 +534,13 @@ async fn a_client_s_payment_ref_is_checked_against_the_gateway() {
         (wrong_amount.status, wrong_amount.reason()),
         (StatusCode::CONFLICT, "payment_amount_mismatch")
     );
+    let foreign = setup.fake.insert_payment(5000, "USD", Some(&first));
+    setup.fake.succeed(&foreign);
+    let wrong_currency = confirm(first.clone(), foreign).await;
+    assert_eq!(
+        (wrong_currency.status, wrong_currency.reason()),
+        (StatusCode::CONFLICT, "payment_currency_mismatch")
+    );
     assert_eq!(setup.log_ends(), ends, "nothing appended");
 
     let booked = confirm(first.clone(), payment.clone()).await;

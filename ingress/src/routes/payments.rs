@@ -306,7 +306,16 @@ pub(crate) async fn check_payment_ref(
         ));
     }
     let total_cents = hold_price(state, hold).map_or(0, |price| price.total_cents);
-    if payment.currency != payments.currency || payment.amount_received_cents != total_cents {
+    if payment.currency != payments.currency {
+        return Err(AppError::conflict(
+            Reason::PaymentCurrencyMismatch,
+            format!(
+                "the payment is in {}, the hold's event in {}",
+                payment.currency, payments.currency
+            ),
+        ));
+    }
+    if payment.amount_received_cents != total_cents {
         return Err(AppError::conflict(
             Reason::PaymentAmountMismatch,
             format!(
