@@ -103,7 +103,8 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
             ))?));
     }
     let control = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
-    let worker = Worker::start(
+    let gateway = settings.payments.gateway().map_err(ToolError::Invalid)?;
+    let worker = Worker::start_with_gateway(
         worker_config(settings, &settings.data_dir),
         WorkerLogs {
             outcomes,
@@ -114,6 +115,7 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
                 .open_writer()
                 .map_err(log_error("cannot open the control topic's writer"))?,
         },
+        gateway,
     )
     .map_err(|error| ToolError::Invalid(error.to_string()))?;
     println!("effects worker running");
