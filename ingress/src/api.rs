@@ -743,3 +743,60 @@ pub(crate) struct WebhookDeliveries {
 pub(crate) struct WebhookResent {
     pub(crate) message_id: String,
 }
+
+/// The reconciliation report's period.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReconciliationQuery {
+    /// Start of the period (RFC 3339), included: payments created and bookings made from it.
+    pub(crate) from: String,
+    /// End of the period (RFC 3339), excluded.
+    pub(crate) to: String,
+}
+
+/// One line of the reconciliation report: a payment, a booking, or both matched.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationRow {
+    /// `paid_and_booked`, `paid_and_refunded`, `paid_not_booked` (needs action: paid, neither
+    /// booked nor refunded), `booked_without_payment` (no succeeded payment at the gateway),
+    /// `amount_mismatch` (paid and booked, amounts differ).
+    pub(crate) category: String,
+    pub(crate) event_id: String,
+    pub(crate) hold_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) booking_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) payment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
+    /// What the gateway received (0 without a payment).
+    pub(crate) paid_cents: u64,
+    /// The booking's total (0 without a booking).
+    pub(crate) booked_cents: u64,
+    /// What the gateway gave back.
+    pub(crate) refunded_cents: u64,
+    /// ISO 4217.
+    pub(crate) currency: String,
+}
+
+/// Sums of one category for one event and currency.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationTotal {
+    pub(crate) event_id: String,
+    pub(crate) currency: String,
+    pub(crate) category: String,
+    pub(crate) count: u64,
+    pub(crate) paid_cents: u64,
+    pub(crate) booked_cents: u64,
+    pub(crate) refunded_cents: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationReport {
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) rows: Vec<ReconciliationRow>,
+    /// Per event, currency and category.
+    pub(crate) totals: Vec<ReconciliationTotal>,
+}

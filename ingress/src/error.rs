@@ -153,6 +153,9 @@ reasons! {
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
     /// Webhook endpoints one tenant may have (`engine::webhook::WEBHOOKS_PER_TENANT_MAX`).
     WebhooksPerTenantMax = "webhooks_per_tenant_max",
+    /// Gateway objects one reconciliation report reads
+    /// (`routes::payments::RECONCILIATION_OBJECTS_MAX`): ask for a shorter period.
+    ReconciliationObjectsMax = "reconciliation_objects_max",
     // 429 rate_limited (with `Retry-After`)
     UserRateLimit = "user_rate_limit",
     AddressRateLimit = "address_rate_limit",

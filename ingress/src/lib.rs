@@ -538,6 +538,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             post(routes::payments::create_payment),
         )
         .route("/v1/payments/webhook", post(routes::payments::webhook))
+        .route(
+            "/v1/admin/reports/reconciliation",
+            get(routes::payments::reconciliation),
+        )
         .route("/v1/bookings", get(routes::user::list_bookings))
         .route(
             "/v1/bookings/{booking_id}",

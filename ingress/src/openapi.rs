@@ -43,7 +43,7 @@ impl Modify for Security {
         admin::create_desk, admin::desk,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
-        payments::create_payment, payments::webhook,
+        payments::create_payment, payments::webhook, payments::reconciliation,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
@@ -658,6 +658,12 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
                     PaymentsNotConfigured,
                 ],
             ),
+            (503, vec![PaymentGatewayUnavailable]),
+        ],
+        "reconciliation" => vec![
+            (400, vec![InvalidField]),
+            (409, vec![PaymentsNotConfigured]),
+            (422, vec![ReconciliationObjectsMax]),
             (503, vec![PaymentGatewayUnavailable]),
         ],
         "webhook" => vec![

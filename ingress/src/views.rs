@@ -365,7 +365,7 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
         .collect()
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) || text.starts_with(['=', '+', '-', '@']) {
         // Quoted, and a leading formula character neutralised for spreadsheets.
         let text = if text.starts_with(['=', '+', '-', '@']) {

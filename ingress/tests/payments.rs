@@ -88,15 +88,7 @@ impl Setup {
             })
             .unwrap(),
         );
-        if with_gateway {
-            ingress.set_payments(PaymentsConfig {
-                gateway: gateway.clone(),
-                webhook_secret: WEBHOOK_SECRET.into(),
-                webhook_tolerance_s: 300,
-                currency: "EUR".into(),
-            });
-        }
-        Setup {
+        let setup = Setup {
             ingress: Some(ingress),
             engine: Some(engine),
             worker: None,
@@ -106,7 +98,20 @@ impl Setup {
             fake,
             gateway,
             dir,
+        };
+        if with_gateway {
+            setup.enable_payments();
         }
+        setup
+    }
+
+    fn enable_payments(&self) {
+        self.ingress.as_ref().unwrap().set_payments(PaymentsConfig {
+            gateway: self.gateway.clone(),
+            webhook_secret: WEBHOOK_SECRET.into(),
+            webhook_tolerance_s: 300,
+            currency: "EUR".into(),
+        });
     }
 
     fn router(&self) -> axum::Router {
@@ -586,4 +591,226 @@ async fn without_a_gateway_payments_are_not_configured() {
     )
     .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
+}
+
+async fn confirm(setup: &Setup, hold: &str, payment_ref: &str) -> Answer {
+    call(
+        &setup.router(),
+        Method::POST,
+        &format!("/v1/holds/{hold}/confirm"),
+        Some(&token("ana")),
+        Some(json!({ "payment_ref": payment_ref })),
+    )
+    .await
+}
+
+fn rfc3339(seconds: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds as i64)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_matches_the_log_against_the_gateway() {
+    let mut setup = Setup::start(false).await;
+    let event = setup.event(300).await;
+    let short = setup.event(1).await;
+    // Booked before the gateway was configured: one with no payment at all, one with a
+    // payment of another amount.
+    let cash = setup.hold(&event, "ana", &["A-1-1"]).await;
+    assert_eq!(
+        confirm(&setup, &cash, "cash").await.status,
+        StatusCode::CREATED
+    );
+    let mismatched = setup.hold(&event, "ana", &["A-1-2", "A-1-3"]).await;
+    let half = setup.fake.insert_payment(5000, "EUR", Some(&mismatched));
+    setup.fake.succeed(&half);
+    assert_eq!(
+        confirm(&setup, &mismatched, &half).await.status,
+        StatusCode::CREATED
+    );
+    setup.enable_payments();
+    setup.start_worker();
+    // Paid and booked through the webhook.
+    let booked = setup.hold(&event, "ana", &["A-1-4"]).await;
+    let booked_payment = setup.pay(&booked, "ana").await.body["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        setup
+            .webhook(&setup.fake.succeed(&booked_payment))
+            .await
+            .body["result"],
+        "confirmed"
+    );
+    // Paid, but the gateway's word never came: needs action.
+    let unheard = setup.hold(&event, "ana", &["A-1-5"]).await;
+    let unheard_payment = setup.pay(&unheard, "ana").await.body["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.fake.succeed(&unheard_payment);
+    // Paid too late: refunded.
+    let late = setup.hold(&short, "ana", &["A-1-1"]).await;
+    let late_payment = setup.pay(&late, "ana").await.body["payment_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    setup.wait_hold_status(&late, "ana", "expired").await;
+    assert_eq!(
+        setup.webhook(&setup.fake.succeed(&late_payment)).await.body["result"],
+        "refund_due"
+    );
+    setup.wait_hold_status(&late, "ana", "refunded").await;
+
+    let period = format!(
+        "from={}&to={}",
+        rfc3339(now_s() - 3600),
+        rfc3339(now_s() + 3600)
+    )
+    .replace('+', "%2B");
+    let report = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/admin/reports/reconciliation?{period}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    let mut rows: Vec<(String, String, Option<String>, u64, u64, u64)> = report.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["category"].as_str().unwrap().to_string(),
+                row["hold_id"].as_str().unwrap().to_string(),
+                row["payment_id"].as_str().map(str::to_string),
+                row["paid_cents"].as_u64().unwrap(),
+                row["booked_cents"].as_u64().unwrap(),
+                row["refunded_cents"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let mut expected = vec![
+        (
+            "amount_mismatch".to_string(),
+            mismatched.clone(),
+            Some(half.clone()),
+            5000,
+            10_000,
+            0,
+        ),
+        (
+            "booked_without_payment".to_string(),
+            cash.clone(),
+            None,
+            0,
+            5000,
+            0,
+        ),
+        (
+            "paid_and_booked".to_string(),
+            booked.clone(),
+            Some(booked_payment.clone()),
+            5000,
+            5000,
+            0,
+        ),
+        (
+            "paid_and_refunded".to_string(),
+            late.clone(),
+            Some(late_payment.clone()),
+            5000,
+            0,
+            5000,
+        ),
+        (
+            "paid_not_booked".to_string(),
+            unheard.clone(),
+            Some(unheard_payment.clone()),
+            5000,
+            0,
+            0,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected, "{}", report.text);
+    // Totals per event, currency and category.
+    let totals = report.body["totals"].as_array().unwrap();
+    let of = |event: &str, category: &str| {
+        totals
+            .iter()
+            .find(|total| total["event_id"] == event && total["category"] == category)
+            .map(|total| {
+                (
+                    total["count"].as_u64().unwrap(),
+                    total["paid_cents"].as_u64().unwrap(),
+                    total["currency"].as_str().unwrap().to_string(),
+                )
+            })
+    };
+    assert_eq!(of(&event, "paid_and_booked"), Some((1, 5000, "EUR".into())));
+    assert_eq!(
+        of(&short, "paid_and_refunded"),
+        Some((1, 5000, "EUR".into()))
+    );
+    assert_eq!(totals.len(), 5);
+
+    let csv = call_with(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/admin/reports/reconciliation?{period}"),
+        Some(ADMIN),
+        &[("accept", "text/csv")],
+        None,
+    )
+    .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.text.lines().collect();
+    assert_eq!(lines[0], "category,event_id,hold_id,booking_id,payment_id,refund_id,paid_cents,booked_cents,refunded_cents,currency");
+    assert_eq!(lines.len(), 6, "{}", csv.text);
+    assert!(lines
+        .iter()
+        .any(|line| line.starts_with("paid_not_booked,") && line.contains(&unheard_payment)));
+
+    // Another tenant sees none of it.
+    let other = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/admin/reports/reconciliation?{period}"),
+        Some(OTHER_ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(other.body["rows"], json!([]));
+    // Bad periods are named.
+    for query in [
+        format!("from={}&to={}", rfc3339(now_s()), rfc3339(now_s())),
+        format!(
+            "from={}&to={}",
+            rfc3339(now_s() - 400 * 86_400),
+            rfc3339(now_s())
+        ),
+        "from=yesterday&to=today".to_string(),
+    ] {
+        let refused = call(
+            &setup.router(),
+            Method::GET,
+            &format!("/v1/admin/reports/reconciliation?{query}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "bad_request"),
+            "{query}: {}",
+            refused.text
+        );
+    }
 }

@@ -326,3 +326,311 @@ pub(crate) async fn check_payment_ref(
     }
     Ok(())
 }
+
+/// The longest period one reconciliation report covers.
+pub(crate) const RECONCILIATION_PERIOD_DAYS_MAX: u64 = 366;
+/// Gateway objects (payments, refunds, each) one report reads at most: a limit on
+/// everything. Over it the report is refused (422), never silently partial.
+pub(crate) const RECONCILIATION_OBJECTS_MAX: usize = 10_000;
+/// Payments one report looks up one by one (bookings of the period paid before it).
+const RECONCILIATION_LOOKUPS_MAX: usize = 1_000;
+
+/// A booking of the tenant as the log has it.
+struct LoggedBooking {
+    event: engine::EventId,
+    hold: HoldId,
+    booking: engine::BookingId,
+    payment_ref: String,
+    total_cents: u64,
+    canceled: bool,
+    booked_at_ms: u64,
+}
+
+fn tenant_bookings(state: &AppState, tenant: &str) -> Vec<LoggedBooking> {
+    let mut bookings = Vec::new();
+    for model in state.models() {
+        for event in model.events().filter(|event| event.tenant == tenant) {
+            for booking in event.bookings.iter().filter_map(|id| model.booking(*id)) {
+                bookings.push(LoggedBooking {
+                    event: event.id,
+                    hold: booking.view.hold,
+                    booking: booking.view.booking,
+                    payment_ref: booking.view.payment_ref.clone(),
+                    total_cents: booking.view.total_cents,
+                    canceled: booking.canceled,
+                    booked_at_ms: booking.view.booked_at_ms,
+                });
+            }
+        }
+    }
+    bookings
+}
+
+/// The event of `hold` when it is one of the tenant's.
+fn tenant_hold_event(state: &AppState, tenant: &str, hold: HoldId) -> Option<engine::EventId> {
+    let model = state.model_of(hold);
+    let event = model.hold(hold)?.view.event;
+    (model.event(event)?.tenant == tenant).then_some(event)
+}
+
+fn objects_max_exceeded(what: &str) -> AppError {
+    AppError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "limit_exceeded",
+        Reason::ReconciliationObjectsMax,
+        format!("the period holds more than {RECONCILIATION_OBJECTS_MAX} {what} at the gateway: ask for a shorter one"),
+    )
+    .with_details(serde_json::json!({"limit": "reconciliation_objects", "max": RECONCILIATION_OBJECTS_MAX}))
+}
+
+/// Every page of a period's payments or refunds.
+async fn list_all<T>(
+    gateway: &dyn payments::PaymentGateway,
+    what: &str,
+    (from_s, to_s): (u64, u64),
+    id_of: fn(&T) -> String,
+    list: for<'a> fn(
+        &'a dyn payments::PaymentGateway,
+        &'a payments::ListQuery,
+    ) -> payments::GatewayFuture<'a, payments::Page<T>>,
+) -> Result<Vec<T>, AppError> {
+    let mut all = Vec::new();
+    let mut query = payments::ListQuery {
+        from_s,
+        to_s,
+        starting_after: None,
+        limit: 100,
+    };
+    loop {
+        let page = list(gateway, &query)
+            .await
+            .map_err(|error| gateway_failed(&error))?;
+        let last = page.items.last().map(&id_of);
+        all.extend(page.items);
+        if all.len() > RECONCILIATION_OBJECTS_MAX {
+            return Err(objects_max_exceeded(what));
+        }
+        match (page.has_more, last) {
+            (true, Some(last)) => query.starting_after = Some(last),
+            _ => return Ok(all),
+        }
+    }
+}
+
+fn category_of(payment: &Payment, refunded: bool, booking: Option<&LoggedBooking>) -> &'static str {
+    match booking {
+        _ if refunded => "paid_and_refunded",
+        Some(booking)
+            if !booking.canceled && booking.total_cents == payment.amount_received_cents =>
+        {
+            "paid_and_booked"
+        }
+        Some(booking) if !booking.canceled => "amount_mismatch",
+        _ => "paid_not_booked",
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/reports/reconciliation", tag = "admin", params(crate::api::ReconciliationQuery),
+    description = "Matches the tenant's bookings and refunds in the log against the payment gateway's records for a period \
+        (payments created and bookings made in `[from, to)`): `paid_and_booked`, `paid_and_refunded`, `paid_not_booked` \
+        (needs action), `booked_without_payment`, `amount_mismatch`; totals per event, currency and category. \
+        `Accept: text/csv` gives the rows as CSV.",
+    responses((status = 200, description = "The report", body = crate::api::ReconciliationReport), (status = 400, body = ErrorBody),
+        (status = 409, description = "conflict (payments not configured)", body = ErrorBody),
+        (status = 422, description = "limit_exceeded: more gateway objects than one report reads", body = ErrorBody),
+        (status = 503, description = "The payment gateway did not answer: retry", body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn reconciliation(
+    State(state): State<AppState>,
+    crate::extract::TenantAdmin(tenant): crate::extract::TenantAdmin,
+    headers: HeaderMap,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<crate::api::ReconciliationQuery>,
+) -> Result<Response, AppError> {
+    use crate::api::{ReconciliationReport, ReconciliationRow, ReconciliationTotal};
+    let from_ms = crate::times::parse("from", &query.from)?;
+    let to_ms = crate::times::parse("to", &query.to)?;
+    if to_ms <= from_ms {
+        return Err(AppError::field("to", "to must be after from"));
+    }
+    if to_ms - from_ms > RECONCILIATION_PERIOD_DAYS_MAX * 86_400_000 {
+        return Err(AppError::field(
+            "to",
+            format!("a report covers at most {RECONCILIATION_PERIOD_DAYS_MAX} days"),
+        ));
+    }
+    let payments = configured(&state)?;
+    let bookings = tenant_bookings(&state, &tenant);
+    let (from_s, to_s) = (from_ms / 1000, to_ms.div_ceil(1000));
+    let gateway = payments.gateway.as_ref();
+    let paid = list_all(
+        gateway,
+        "payments",
+        (from_s, to_s),
+        |payment: &Payment| payment.id.clone(),
+        |gateway, query| gateway.list_payments(query),
+    )
+    .await?;
+    // Refunds of the period's payments may come after it.
+    let refunds = list_all(
+        gateway,
+        "refunds",
+        (from_s, now_s().max(to_s) + 1),
+        |refund: &payments::Refund| refund.id.clone(),
+        |gateway, query| gateway.list_refunds(query),
+    )
+    .await?;
+    let refund_of = |payment_id: &str| {
+        refunds
+            .iter()
+            .find(|refund| refund.payment_id.as_deref() == Some(payment_id))
+    };
+    let booking_of = |payment_id: &str| {
+        bookings
+            .iter()
+            .find(|booking| booking.payment_ref == payment_id)
+    };
+    let mut rows = Vec::new();
+    let mut matched = std::collections::BTreeSet::new();
+    let mut row = |category: &str,
+                   event: engine::EventId,
+                   hold: HoldId,
+                   booking: Option<&LoggedBooking>,
+                   payment: Option<&Payment>| {
+        let refund = payment.and_then(|payment| refund_of(&payment.id));
+        rows.push(ReconciliationRow {
+            category: category.to_string(),
+            event_id: event.to_string(),
+            hold_id: hold.to_string(),
+            booking_id: booking.map(|booking| booking.booking.to_string()),
+            payment_id: payment.map(|payment| payment.id.clone()),
+            refund_id: refund.map(|refund| refund.id.clone()),
+            paid_cents: payment.map_or(0, |payment| payment.amount_received_cents),
+            booked_cents: booking.map_or(0, |booking| booking.total_cents),
+            refunded_cents: refund.map_or(0, |refund| refund.amount_cents),
+            currency: payment.map_or_else(
+                || payments.currency.clone(),
+                |payment| payment.currency.clone(),
+            ),
+        });
+    };
+    for payment in paid
+        .iter()
+        .filter(|payment| payment.status == PaymentStatus::Succeeded)
+    {
+        let Some(hold) = payment.hold_id.as_deref().and_then(HoldId::parse) else {
+            continue; // not a hold's payment: not Boxoffice's
+        };
+        let Some(event) = tenant_hold_event(&state, &tenant, hold) else {
+            continue; // another tenant's hold, or one this deployment does not know
+        };
+        let booking = booking_of(&payment.id);
+        matched.insert(payment.id.clone());
+        row(
+            category_of(payment, refund_of(&payment.id).is_some(), booking),
+            event,
+            hold,
+            booking,
+            Some(payment),
+        );
+    }
+    let mut lookups = 0;
+    for booking in bookings.iter().filter(|booking| {
+        !booking.canceled
+            && (from_ms..to_ms).contains(&booking.booked_at_ms)
+            && !matched.contains(&booking.payment_ref)
+    }) {
+        // Paid before the period, perhaps: asked one by one (bounded).
+        let payment = if lookups < RECONCILIATION_LOOKUPS_MAX {
+            lookups += 1;
+            match gateway.retrieve_payment(&booking.payment_ref).await {
+                Ok(payment) => Some(payment),
+                Err(error) if error.is_not_found() => None,
+                Err(error) => return Err(gateway_failed(&error)),
+            }
+        } else {
+            return Err(objects_max_exceeded("bookings paid outside the period"));
+        };
+        match payment.filter(|payment| {
+            payment.status == PaymentStatus::Succeeded
+                && payment.hold_id.as_deref() == Some(booking.hold.to_string().as_str())
+        }) {
+            Some(payment) => row(
+                category_of(&payment, refund_of(&payment.id).is_some(), Some(booking)),
+                booking.event,
+                booking.hold,
+                Some(booking),
+                Some(&payment),
+            ),
+            None => row(
+                "booked_without_payment",
+                booking.event,
+                booking.hold,
+                Some(booking),
+                None,
+            ),
+        }
+    }
+    let mut totals: std::collections::BTreeMap<(String, String, String), ReconciliationTotal> =
+        std::collections::BTreeMap::new();
+    for line in &rows {
+        let total = totals
+            .entry((
+                line.event_id.clone(),
+                line.currency.clone(),
+                line.category.clone(),
+            ))
+            .or_insert_with(|| ReconciliationTotal {
+                event_id: line.event_id.clone(),
+                currency: line.currency.clone(),
+                category: line.category.clone(),
+                count: 0,
+                paid_cents: 0,
+                booked_cents: 0,
+                refunded_cents: 0,
+            });
+        total.count += 1;
+        total.paid_cents += line.paid_cents;
+        total.booked_cents += line.booked_cents;
+        total.refunded_cents += line.refunded_cents;
+    }
+    let wants_csv = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.to_ascii_lowercase().contains("text/csv"));
+    let offset = state.first_model().applied_offset;
+    if wants_csv {
+        let mut out = String::from("category,event_id,hold_id,booking_id,payment_id,refund_id,paid_cents,booked_cents,refunded_cents,currency\n");
+        for line in &rows {
+            let fields = [
+                line.category.clone(),
+                line.event_id.clone(),
+                line.hold_id.clone(),
+                line.booking_id.clone().unwrap_or_default(),
+                crate::views::csv_field(line.payment_id.as_deref().unwrap_or_default()),
+                crate::views::csv_field(line.refund_id.as_deref().unwrap_or_default()),
+                line.paid_cents.to_string(),
+                line.booked_cents.to_string(),
+                line.refunded_cents.to_string(),
+                line.currency.clone(),
+            ];
+            out.push_str(&fields.join(","));
+            out.push('\n');
+        }
+        let mut response = answer(StatusCode::OK, offset, out);
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        return Ok(response);
+    }
+    Ok(answer(
+        StatusCode::OK,
+        offset,
+        Json(ReconciliationReport {
+            from: crate::times::format(from_ms),
+            to: crate::times::format(to_ms),
+            rows,
+            totals: totals.into_values().collect(),
+        }),
+    ))
+}
