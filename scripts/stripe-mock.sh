@@ -39,6 +39,8 @@ cmd_install() {
         say "stripe-mock $STRIPE_MOCK_VERSION already in $BINARY; nothing to install"
         return 0
     fi
+    # The machine's Go lives in /usr/local/go where it is not Debian's.
+    command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || export PATH="$PATH:/usr/local/go/bin"
     command -v go >/dev/null || die "go not found (need Go 1.21+)"
     say "installing stripe-mock $STRIPE_MOCK_VERSION (go install) into $GO_BIN_DIR ..."
     mkdir -p "$GO_BIN_DIR"

@@ -750,8 +750,10 @@ pub(crate) struct WebhookResent {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReconciliationQuery {
     /// Start of the period (RFC 3339), included: payments created and bookings made from it.
+    #[param(format = DateTime)]
     pub(crate) from: String,
-    /// End of the period (RFC 3339), excluded.
+    /// End of the period (RFC 3339), excluded; at most 366 days after `from`.
+    #[param(format = DateTime)]
     pub(crate) to: String,
 }
 

@@ -162,10 +162,23 @@ pub(crate) async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let payments = configured(&state)?;
+    // What no gateway could have sent is refused first, configured or not.
     let signature = headers
         .get("stripe-signature")
         .and_then(|value| value.to_str().ok());
+    if signature.is_none() {
+        return Err(AppError::unauthorized(
+            Reason::InvalidSignature,
+            format!("webhook refused: {}", SignatureError::Missing),
+        ));
+    }
+    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body).is_err() {
+        return Err(AppError::bad_request(
+            Reason::InvalidBody,
+            "a gateway event is a JSON object",
+        ));
+    }
+    let payments = configured(&state)?;
     verify(
         &payments.webhook_secret,
         signature,
