@@ -103,7 +103,14 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
             ))?));
     }
     let control = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
-    let gateway = settings.payments.gateway().map_err(ToolError::Invalid)?;
+    let gateway = settings
+        .payments
+        .gateway()
+        .map_err(ToolError::Invalid)?
+        .map(|gateway| effects::refunds::RefundGateway {
+            gateway,
+            currency: settings.payments.currency.clone(),
+        });
     let worker = Worker::start_with_gateway(
         worker_config(settings, &settings.data_dir),
         WorkerLogs {

@@ -126,7 +126,12 @@ pub(crate) fn run(
                         .open_writer()
                         .map_err(log_error("cannot open the control log's writer"))?,
                 },
-                payments_gateway,
+                payments_gateway
+                    .clone()
+                    .map(|gateway| effects::refunds::RefundGateway {
+                        gateway,
+                        currency: settings.payments.currency.clone(),
+                    }),
             )
             .map_err(|error| ToolError::Invalid(error.to_string()))?;
             let worker = Arc::new(worker);

@@ -3,6 +3,13 @@
 //! the ingress that received the gateway's word) and which were (`PaymentRefunded`,
 //! appended here). A thread refunds what is due and not yet refunded, then records it.
 //!
+//! Cancellations: with a gateway, the worker's outcome followers remember every booking's
+//! payment (`Store::remember_booking_payments`) and, for a booking canceled by its user or
+//! with its event, append `PaymentRefundDue` to the control log ([`observe`]) before the
+//! shard's position moves past the outcome, so a crash between the two appends it again
+//! (and a payment is refunded once all the same). A cancellation is refunded in full; a
+//! per-event cancellation policy is not built.
+//!
 //! Exactly once: the gateway's idempotency key is `refund_<payment id>`, so a payment is
 //! refunded at most once whatever happens: a due record appended twice (the gateway
 //! retried its webhook), or a worker killed between the gateway's answer and its record
@@ -10,8 +17,9 @@
 //! and the gateway answers with the refund it made). Nothing is lost: what is due stays
 //! due (the worker reads the whole control log at start) until its record is in the log.
 
+use crate::store::{BookingPayment, Store, StoreError};
 use engine::control::{encode_control, ControlRecord};
-use engine::HoldId;
+use engine::{HoldId, Outcome, Reply};
 use payments::{GatewayError, NewRefund, PaymentGateway};
 use requestlog::LogWriter;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +63,8 @@ pub struct RefundMetrics {
     /// Refunds the gateway confirmed and this worker recorded.
     pub refunded: AtomicU64,
     pub failed_attempts: AtomicU64,
+    /// Payments due back that the gateway does not know (never refunded: logged).
+    pub unknown: AtomicU64,
 }
 
 pub(crate) struct RefundsShared {
@@ -158,6 +168,98 @@ impl RefundsShared {
     }
 }
 
+/// The gateway the worker refunds through, and the deployment's currency (ISO 4217).
+#[derive(Clone)]
+pub struct RefundGateway {
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub currency: String,
+}
+
+/// Whether [`observe`] needs this outcome: a confirmation (its payment) or a cancellation.
+pub(crate) fn relevant(outcome: &Outcome) -> bool {
+    !outcome.replayed
+        && matches!(
+            outcome.result,
+            Ok(Reply::HoldConfirmed(_)
+                | Reply::BookingCanceled { .. }
+                | Reply::EventCanceled { .. })
+        )
+}
+
+/// Remembers the bookings' payments of `outcomes` and appends a `PaymentRefundDue` for every
+/// paid booking they cancel. Idempotent: called again for the same outcomes (after a crash)
+/// it writes the same values and appends records the refunds skip.
+pub(crate) fn observe(
+    store: &Store,
+    control_writer: &dyn LogWriter,
+    currency: &str,
+    outcomes: &[Outcome],
+) -> Result<(), String> {
+    let confirmed: Vec<(u64, BookingPayment)> = outcomes
+        .iter()
+        .filter_map(|outcome| match &outcome.result {
+            Ok(Reply::HoldConfirmed(view)) if !view.payment_ref.is_empty() => Some((
+                view.booking.into(),
+                BookingPayment {
+                    hold: view.hold.into(),
+                    payment_id: view.payment_ref.clone(),
+                    amount_cents: view.total_cents,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    if !confirmed.is_empty() {
+        store
+            .remember_booking_payments(&confirmed)
+            .map_err(|error: StoreError| error.to_string())?;
+    }
+    let mut due = Vec::new();
+    for outcome in outcomes {
+        let (canceled, reason): (Vec<u64>, &str) = match &outcome.result {
+            Ok(Reply::BookingCanceled { booking, .. }) => {
+                (vec![(*booking).into()], "booking_canceled")
+            }
+            Ok(Reply::EventCanceled {
+                canceled_bookings, ..
+            }) => (
+                canceled_bookings
+                    .iter()
+                    .map(|booking| (*booking).into())
+                    .collect(),
+                "event_canceled",
+            ),
+            _ => continue,
+        };
+        for booking in canceled {
+            if let Some(payment) = store
+                .booking_payment(booking)
+                .map_err(|error| error.to_string())?
+            {
+                due.push(encode_control(&ControlRecord::PaymentRefundDue {
+                    hold: HoldId(payment.hold),
+                    payment_id: payment.payment_id,
+                    amount_cents: payment.amount_cents,
+                    currency: currency.to_string(),
+                    reason: reason.to_string(),
+                }));
+            }
+        }
+    }
+    if !due.is_empty() {
+        control_writer
+            .append(due)
+            .map_err(|error| error.to_string())?;
+    }
+    Ok(())
+}
+
+/// A refund the gateway can never make (no such payment: a booking confirmed with a
+/// reference of its own before the gateway was configured).
+fn never_refundable(error: &GatewayError) -> bool {
+    matches!(error, GatewayError::Api { status: 400 | 404, code, .. } if code == "resource_missing")
+}
+
 /// The refund thread: refunds what is due, records each refund in the control log.
 pub(crate) fn run(
     shared: &RefundsShared,
@@ -189,6 +291,12 @@ pub(crate) fn run(
             let refunded = runtime.block_on(gateway.refund(&request));
             let refund = match refunded {
                 Ok(refund) => refund,
+                Err(error) if never_refundable(&error) => {
+                    tracing::error!(payment = payment_id, %error, hold = %due.hold, "a payment due back is unknown to the gateway: not refunded, see to it by hand");
+                    shared.metrics.unknown.fetch_add(1, Ordering::Relaxed);
+                    shared.done(&payment_id);
+                    continue;
+                }
                 Err(error) => {
                     shared
                         .metrics

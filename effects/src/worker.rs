@@ -113,7 +113,7 @@ impl Worker {
     pub fn start_with_gateway(
         config: WorkerConfig,
         logs: WorkerLogs,
-        gateway: Option<Arc<dyn payments::PaymentGateway>>,
+        gateway: Option<crate::refunds::RefundGateway>,
     ) -> Result<Worker, WorkerError> {
         std::fs::create_dir_all(&config.state_dir).map_err(|error| {
             WorkerError::Start(format!("{}: {error}", config.state_dir.display()))
@@ -159,10 +159,22 @@ impl Worker {
             reader.seek(position.record)?;
             let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
             let backlog_max = config.backlog_per_endpoint_max;
+            // With a gateway, bookings' payments and cancellations (`refunds::observe`).
+            let payments = gateway
+                .as_ref()
+                .map(|gateway| (Arc::clone(&control_writer), gateway.currency.clone()));
             threads.push(spawn(
                 format!("effects-shard-{shard}"),
                 Box::new(move || {
-                    follow_outcomes(&shared, shard, position, reader, backlog_max, &stop)
+                    follow_outcomes(
+                        &shared,
+                        shard,
+                        position,
+                        reader,
+                        backlog_max,
+                        payments,
+                        &stop,
+                    )
                 }),
             )?);
         }
@@ -172,7 +184,7 @@ impl Worker {
             threads.push(spawn(
                 "effects-refunds".into(),
                 Box::new(move || {
-                    crate::refunds::run(&shared.refunds, gateway, control_writer, &stop)
+                    crate::refunds::run(&shared.refunds, gateway.gateway, control_writer, &stop)
                 }),
             )?);
         }
@@ -313,6 +325,7 @@ fn follow_outcomes(
     mut position: Position,
     mut reader: Box<dyn LogReader>,
     backlog_max: u64,
+    payments: Option<(Arc<dyn LogWriter>, String)>,
     stop: &AtomicBool,
 ) {
     let mut assembler = OutcomeAssembler::new();
@@ -330,6 +343,7 @@ fn follow_outcomes(
         }
         let mut owners = Vec::new();
         let mut messages = Vec::new();
+        let mut payment_outcomes = Vec::new();
         let mut next = position;
         let mut routed_outcomes = 0;
         for record in &records {
@@ -343,6 +357,9 @@ fn follow_outcomes(
                     routed_outcomes += 1;
                     owners.extend(owners_created(&outcome));
                     messages.extend(messages_of(shard, &outcome));
+                    if payments.is_some() && crate::refunds::relevant(&outcome) {
+                        payment_outcomes.push(outcome);
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => {
@@ -352,6 +369,22 @@ fn follow_outcomes(
         }
         if next == position {
             continue;
+        }
+        // Before the position moves past them: a crash does this again, never skips it.
+        if let (Some((control_writer, currency)), false) = (&payments, payment_outcomes.is_empty())
+        {
+            while let Err(error) = crate::refunds::observe(
+                &shared.store,
+                control_writer.as_ref(),
+                currency,
+                &payment_outcomes,
+            ) {
+                tracing::error!(%error, shard, "cannot record bookings' payments or refunds due; retrying");
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(ERROR_BACKOFF);
+            }
         }
         let mut routed = Vec::new();
         {

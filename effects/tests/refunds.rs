@@ -2,7 +2,7 @@
 //! the control log says is due is refunded once per payment and recorded in the control
 //! log, also when a worker died between the gateway's answer and its record.
 
-use effects::refunds::refund_key;
+use effects::refunds::{refund_key, RefundGateway};
 use effects::{RetryPolicy, Worker, WorkerConfig, WorkerLogs};
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::HoldId;
@@ -99,7 +99,10 @@ impl Setup {
                 control_reader: Box::new(self.control.reader()),
                 control_writer: Arc::new(self.control.writer()),
             },
-            Some(self.gateway.clone() as Arc<dyn PaymentGateway>),
+            Some(RefundGateway {
+                gateway: self.gateway.clone() as Arc<dyn PaymentGateway>,
+                currency: "EUR".into(),
+            }),
         )
         .unwrap()
     }
@@ -215,4 +218,136 @@ async fn a_refund_made_but_not_recorded_is_recorded_not_repeated() {
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+}
+
+fn outcome(offset: u64, reply: engine::Reply) -> engine::Outcome {
+    engine::Outcome {
+        offset,
+        time_ms: 1_700_000_000_000 + offset,
+        replayed: false,
+        result: Ok(reply),
+        effects: vec![],
+        idempotency: None,
+    }
+}
+
+fn confirmed(offset: u64, booking: u64, hold: u64, payment_ref: &str) -> engine::Outcome {
+    outcome(
+        offset,
+        engine::Reply::HoldConfirmed(engine::BookingView {
+            booking: engine::BookingId(booking),
+            hold: HoldId(hold),
+            event: engine::EventId(0),
+            user: "ana".into(),
+            items: engine::Items::Pool {
+                category: 0,
+                quantity: 1,
+            },
+            total_cents: 5000,
+            payment_ref: payment_ref.into(),
+            booked_at_ms: 1_700_000_000_000,
+        }),
+    )
+}
+
+impl Setup {
+    fn publish(&self, outcomes: impl IntoIterator<Item = engine::Outcome>) {
+        let writer = self.outcomes.writer();
+        for outcome in outcomes {
+            writer
+                .append(engine::wire::encode_outcome_frames(&outcome))
+                .unwrap();
+        }
+    }
+}
+
+/// A booking canceled by its user or with its event, paid through the gateway, is
+/// refunded in full, once, also across a restart; one whose reference the gateway does not
+/// know (confirmed before it was configured) is logged and never asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceled_paid_bookings_are_refunded_once() {
+    let setup = Setup::new().await;
+    let (first, second) = (setup.paid(5, 5000).await, setup.paid(6, 5000).await);
+    setup.publish([
+        confirmed(0, 9, 5, &first),
+        confirmed(1, 10, 6, &second),
+        confirmed(2, 12, 7, "cash"),
+        outcome(
+            3,
+            engine::Reply::BookingCanceled {
+                booking: engine::BookingId(9),
+                event: engine::EventId(0),
+                user: "ana".into(),
+                items: engine::Items::Pool {
+                    category: 0,
+                    quantity: 1,
+                },
+            },
+        ),
+        outcome(
+            4,
+            engine::Reply::EventCanceled {
+                event: engine::EventId(0),
+                released_holds: vec![],
+                canceled_bookings: vec![
+                    engine::BookingId(10),
+                    engine::BookingId(11),
+                    engine::BookingId(12),
+                ],
+                ended_waiters: vec![],
+            },
+        ),
+    ]);
+    let worker = setup.worker();
+    let records = setup.refunded_records(2).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let mut refunds: Vec<(String, u64, String)> = setup
+        .fake
+        .refunds()
+        .into_iter()
+        .map(|refund| (refund.payment_id, refund.amount_cents, refund.reason))
+        .collect();
+    refunds.sort();
+    let mut expected = vec![
+        (first.clone(), 5000, "booking_canceled".to_string()),
+        (second.clone(), 5000, "event_canceled".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(refunds, expected);
+    // The "cash" booking was due too: the gateway does not know it, so it is set aside.
+    let due: Vec<String> = {
+        let mut reader = setup.control.reader();
+        let end = reader.end_offset().unwrap();
+        let mut due = Vec::new();
+        while reader.position() < end {
+            for record in reader.poll(64, Duration::from_millis(100)).unwrap() {
+                if let Ok(ControlRecord::PaymentRefundDue { payment_id, .. }) =
+                    decode_control(&record.payload)
+                {
+                    due.push(payment_id);
+                }
+            }
+        }
+        due
+    };
+    assert_eq!(due.len(), 3, "{due:?}");
+    assert!(due.contains(&"cash".to_string()));
+    worker.stop();
+    assert_eq!(
+        worker
+            .refund_metrics()
+            .unknown
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    drop(worker);
+    // A restart: the outcomes are behind its position, the refunds recorded.
+    let worker = setup.worker();
+    assert_eq!(
+        worker.refunds_due(),
+        1,
+        "only the unknown one, tried once more"
+    );
+    worker.stop();
+    assert_eq!(setup.fake.refunds().len(), 2);
 }

@@ -431,6 +431,9 @@ pub(crate) struct BookingResponse {
     /// `confirmed` or `canceled`.
     pub(crate) status: String,
     pub(crate) tickets: Vec<TicketBody>,
+    /// The gateway's refund of its payment, once a canceled booking was refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

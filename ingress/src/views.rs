@@ -281,6 +281,7 @@ pub(crate) fn booking_response(
                 code: engine::tickets::code(ticket_secret, ticket.ticket),
             })
             .collect(),
+        refund_id: None,
     }
 }
 

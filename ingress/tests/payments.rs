@@ -7,6 +7,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
+use effects::refunds::RefundGateway;
 use effects::{RetryPolicy, Worker, WorkerConfig, WorkerLogs};
 use engine::control::{decode_control, ControlRecord};
 use ingress::{ControlLogs, Ingress, PaymentsConfig, ShardLogs};
@@ -140,7 +141,10 @@ impl Setup {
                     control_reader: Box::new(self.control.reader()),
                     control_writer: Arc::new(self.control.writer()),
                 },
-                Some(self.gateway.clone()),
+                Some(RefundGateway {
+                    gateway: self.gateway.clone(),
+                    currency: "EUR".into(),
+                }),
             )
             .unwrap(),
         );
@@ -813,4 +817,87 @@ async fn reconciliation_matches_the_log_against_the_gateway() {
             refused.text
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canceled_bookings_are_refunded_with_their_event_or_by_their_user() {
+    let mut setup = Setup::start(true).await;
+    setup.start_worker();
+    let event = setup.event(300).await;
+    let mut bookings = Vec::new();
+    for seat in ["A-1-1", "A-1-2"] {
+        let hold = setup.hold(&event, "ana", &[seat]).await;
+        let payment = setup.pay(&hold, "ana").await.body["payment_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let confirmed = setup.webhook(&setup.fake.succeed(&payment)).await;
+        bookings.push((
+            confirmed.body["booking_id"].as_str().unwrap().to_string(),
+            payment,
+        ));
+    }
+    // The user cancels the first; the organiser cancels the event (and so the second).
+    let canceled = call(
+        &setup.router(),
+        Method::DELETE,
+        &format!("/v1/bookings/{}", bookings[0].0),
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text);
+    let event_canceled = call(
+        &setup.router(),
+        Method::DELETE,
+        &format!("/v1/admin/events/{event}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        event_canceled.status,
+        StatusCode::OK,
+        "{}",
+        event_canceled.text
+    );
+    for (booking, payment) in &bookings {
+        let deadline = Instant::now() + PATIENCE;
+        let shown = loop {
+            let shown = call(
+                &setup.router(),
+                Method::GET,
+                &format!("/v1/bookings/{booking}"),
+                Some(&token("ana")),
+                None,
+            )
+            .await;
+            if shown.body.get("refund_id").is_some() {
+                break shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{booking} never refunded: {}",
+                shown.text
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(shown.body["status"], "canceled");
+        let refund = setup
+            .fake
+            .refunds()
+            .into_iter()
+            .find(|refund| &refund.payment_id == payment)
+            .unwrap();
+        assert_eq!(shown.body["refund_id"], refund.id.as_str());
+        assert_eq!(refund.amount_cents, 5000);
+    }
+    let mut reasons: Vec<String> = setup
+        .fake
+        .refunds()
+        .into_iter()
+        .map(|refund| refund.reason)
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["booking_canceled", "event_canceled"]);
 }

@@ -303,15 +303,15 @@ pub(crate) async fn get_booking(
     let booking = model
         .booking(id)
         .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-    Ok(answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(views::current_booking(
-            &model,
-            booking,
-            &state.config().engine.ticket_secret,
-        )),
-    ))
+    let mut body = views::current_booking(&model, booking, &state.config().engine.ticket_secret);
+    // A canceled booking's payment, once the effects worker gave it back.
+    body.refund_id = state
+        .shared
+        .control
+        .refund_of(booking.view.hold)
+        .filter(|refund| booking.canceled && refund.payment_id == booking.view.payment_ref)
+        .and_then(|refund| refund.refund_id);
+    Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
 }
 
 /// Rendered on the server (the `qrcode` crate), so the page needs no QR code library:
