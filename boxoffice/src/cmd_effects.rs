@@ -105,7 +105,7 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
     let control = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
     let gateway = settings
         .payments
-        .gateway()
+        .gateway(settings.development)
         .map_err(ToolError::Invalid)?
         .map(|gateway| effects::refunds::RefundGateway {
             gateway,

@@ -97,7 +97,10 @@ pub(crate) fn run(
             .open_reader()
             .map_err(log_error("cannot open the control log's reader"))?,
     });
-    let payments_gateway = settings.payments.gateway().map_err(ToolError::Invalid)?;
+    let payments_gateway = settings
+        .payments
+        .gateway(settings.development)
+        .map_err(ToolError::Invalid)?;
     let ingress =
         Ingress::start_shards(ingress_config, shard_logs, control).map_err(ToolError::Invalid)?;
     if let Some(gateway) = &payments_gateway {

@@ -409,8 +409,9 @@ impl Default for EffectsSettings {
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub(crate) struct PaymentsSettings {
-    /// `none` (no payment endpoints; a confirm's `payment_ref` is taken as given) or
-    /// `stripe`.
+    /// `none` (no payment endpoints; a confirm's `payment_ref` is taken as given),
+    /// `stripe`, or `test` (development only: an in-memory gateway where every payment
+    /// succeeds at once, `payments::instant`; in `serve`, whose ingress and worker share it).
     pub(crate) gateway: String,
     /// ISO 4217: every event's currency.
     pub(crate) currency: String,
@@ -458,9 +459,11 @@ impl std::fmt::Debug for PaymentsSettings {
 }
 
 impl PaymentsSettings {
-    /// The configured gateway (`None` for `none`), or what is wrong with the settings.
+    /// The configured gateway (`None` for `none`), or what is wrong with the settings;
+    /// `test` only in development mode.
     pub(crate) fn gateway(
         &self,
+        development: bool,
     ) -> Result<Option<std::sync::Arc<dyn payments::PaymentGateway>>, String> {
         if !payments::currency_valid(&self.currency) {
             return Err(format!(
@@ -470,6 +473,12 @@ impl PaymentsSettings {
         }
         match self.gateway.as_str() {
             "none" => Ok(None),
+            "test" if development => Ok(Some(std::sync::Arc::new(
+                payments::instant::InstantGateway::default(),
+            ))),
+            "test" => Err(
+                "payments.gateway = \"test\" takes no money: development mode (--dev) only".into(),
+            ),
             "stripe" => {
                 if self.stripe_secret_key.is_empty() || self.webhook_secret.is_empty() {
                     return Err("payments.gateway = \"stripe\" needs payments.stripe_secret_key and payments.webhook_secret (BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY, BOXOFFICE_PAYMENTS_WEBHOOK_SECRET)".into());
@@ -483,7 +492,7 @@ impl PaymentsSettings {
                 Ok(Some(std::sync::Arc::new(client)))
             }
             other => Err(format!(
-                "payments.gateway = {other:?}: \"none\" or \"stripe\""
+                "payments.gateway = {other:?}: \"none\", \"stripe\" or \"test\""
             )),
         }
     }
@@ -851,7 +860,7 @@ mod tests {
             ),
             ("none", "EUR")
         );
-        assert!(settings.payments.gateway().unwrap().is_none());
+        assert!(settings.payments.gateway(false).unwrap().is_none());
         let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs
                 .iter()
@@ -865,7 +874,7 @@ mod tests {
             ("BOXOFFICE_PAYMENTS_CURRENCY", "CHF"),
         ];
         let settings = Settings::parse(DEFAULT, env(&stripe), path).unwrap();
-        assert!(settings.payments.gateway().unwrap().is_some());
+        assert!(settings.payments.gateway(false).unwrap().is_some());
         assert_eq!(settings.payments.currency, "CHF");
         let shown = format!("{} {:?}", settings.effective_toml(), settings);
         assert!(!shown.contains("hidden"), "{shown}");
@@ -873,14 +882,25 @@ mod tests {
             (&stripe[..1], "needs payments.stripe_secret_key"),
             (
                 &[("BOXOFFICE_PAYMENTS_GATEWAY", "paypal")][..],
-                "\"none\" or \"stripe\"",
+                "\"none\", \"stripe\" or \"test\"",
+            ),
+            (
+                &[("BOXOFFICE_PAYMENTS_GATEWAY", "test")][..],
+                "development mode (--dev) only",
             ),
             (&[("BOXOFFICE_PAYMENTS_CURRENCY", "euro")][..], "ISO 4217"),
         ] {
             let settings = Settings::parse(DEFAULT, env(pairs), path).unwrap();
-            let refused = settings.payments.gateway().err().unwrap();
+            let refused = settings.payments.gateway(false).err().unwrap();
             assert!(refused.contains(error), "{refused}");
         }
+        let test = Settings::parse(
+            DEFAULT,
+            env(&[("BOXOFFICE_PAYMENTS_GATEWAY", "test")]),
+            path,
+        )
+        .unwrap();
+        assert!(test.payments.gateway(true).unwrap().is_some());
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //!   `reqwest` (form-encoded requests, `Idempotency-Key` headers, JSON answers).
 //! - [`signature`]: Stripe's webhook signatures (`Stripe-Signature: t=…,v1=…`) and the
 //!   events they carry.
+//! - [`instant`]: the development gateway (`payments.gateway = "test"`, `--dev` only): in
+//!   memory, every payment succeeds at once; it takes no money.
 //! - `fake` (feature `fake`): a stateful fake gateway, an axum server speaking the same
 //!   endpoints with real amounts, statuses, idempotency and signed events, for tests.
 //!
 //! Money is integer minor units, as everywhere in Boxoffice; currencies are ISO 4217 codes,
 //! upper case here (Stripe's lower case is converted at its edge).
 
+pub mod instant;
 pub mod signature;
 pub mod stripe;
 
