@@ -180,9 +180,11 @@ test('two buyers: a hold shows live, the loser is told which seats, the winner g
   assert.doesNotMatch(taken, /C-9/);
   await bob.screenshot({ path: path.join(ARTIFACTS_DIR, 'seatmap-bob-seats-taken.png'), fullPage: true });
 
-  // Alice pays and gets two tickets whose QR codes carry real ticket codes.
+  // Alice pays (through the development gateway: the hold's payment, then the confirm with
+  // its id) and gets two tickets whose QR codes carry real ticket codes.
   await alice.click('#pay-button');
   await expectMessage(alice, 'booked', /Paid: booking/);
+  assert.match(await alice.textContent('#booking-summary'), /paid with pi_test/);
   await alice.locator('#tickets .ticket').nth(1).waitFor();
   assert.equal(await alice.locator('#tickets .ticket').count(), 2);
   assert.equal(await alice.isHidden('#hold-panel'), true);

@@ -53,3 +53,9 @@ if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]] && [[ ! -x "$SCHEMATHESIS_VENV/bi
   "$SCHEMATHESIS_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+# stripe-mock (a Go module, pinned in scripts/stripe-mock.sh) for the payments adapter's
+# tests; Go comes with the machine (Debian's golang-go where it does not).
+have go || [[ -x /usr/local/go/bin/go ]] || { SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"; $SUDO apt-get install -y -qq --no-install-recommends golang-go; }
+[[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
+"$(dirname "$0")/stripe-mock.sh" install

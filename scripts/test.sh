@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, starts a real Apache Kafka broker
-# (KRaft, one node, on 127.0.0.1), runs `cargo test --workspace` against it, checks the
-# OpenAPI document against a running server (scripts/schemathesis.sh), runs the browser
-# test, and stops the broker whatever happens.
+# (KRaft, one node, on 127.0.0.1) and stripe-mock (the payments adapter's tests), runs
+# `cargo test --workspace` against them, checks the OpenAPI document against a running
+# server (scripts/schemathesis.sh), runs the browser test, and stops both whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,8 +10,10 @@ source scripts/env.sh
 
 scripts/kafka.sh fetch
 scripts/kafka.sh start
-trap 'scripts/kafka.sh stop || true' EXIT
+trap 'scripts/kafka.sh stop || true; scripts/stripe-mock.sh stop || true' EXIT
+scripts/stripe-mock.sh start
 export KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT:-19092}"
+export STRIPE_MOCK_URL="http://127.0.0.1:${STRIPE_MOCK_PORT:-12111}"
 
 # The system tests (tests/) run the `boxoffice` binary and would build it on first use;
 # built here first, so no test runs beside that build.

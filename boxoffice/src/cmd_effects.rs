@@ -113,7 +113,15 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
             ))?));
     }
     let control = crate::cmd_engine::open_control_log(settings, &settings.data_dir)?;
-    let worker = Worker::start(
+    let gateway = settings
+        .payments
+        .gateway(settings.development)
+        .map_err(ToolError::Invalid)?
+        .map(|gateway| effects::refunds::RefundGateway {
+            gateway,
+            currency: settings.payments.currency.clone(),
+        });
+    let worker = Worker::start_with_gateway(
         worker_config(settings, &settings.data_dir),
         WorkerLogs {
             outcomes,
@@ -124,6 +132,7 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
                 .open_writer()
                 .map_err(log_error("cannot open the control topic's writer"))?,
         },
+        gateway,
     )
     .map_err(|error| ToolError::Invalid(error.to_string()))?;
     let worker = Arc::new(worker);

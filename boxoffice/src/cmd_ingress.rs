@@ -161,7 +161,14 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
             .open_reader()
             .map_err(log_error("cannot open the control topic's reader"))?,
     });
+    let gateway = settings
+        .payments
+        .gateway(settings.development)
+        .map_err(ToolError::Invalid)?;
     let ingress = Ingress::start_shards(config, shards, control).map_err(ToolError::Invalid)?;
+    if let Some(gateway) = gateway {
+        ingress.set_payments(settings.payments.ingress(gateway));
+    }
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let served = serve_http(
         &listen,

@@ -97,8 +97,15 @@ pub(crate) fn run(
             .open_reader()
             .map_err(log_error("cannot open the control log's reader"))?,
     });
+    let payments_gateway = settings
+        .payments
+        .gateway(settings.development)
+        .map_err(ToolError::Invalid)?;
     let ingress =
         Ingress::start_shards(ingress_config, shard_logs, control).map_err(ToolError::Invalid)?;
+    if let Some(gateway) = &payments_gateway {
+        ingress.set_payments(settings.payments.ingress(Arc::clone(gateway)));
+    }
     // The effects worker: every shard's outcomes and the control log, its store in
     // `<data_dir>/effects`.
     let effects = match settings.effects.enabled {
@@ -111,7 +118,7 @@ pub(crate) fn run(
                 .map_err(log_error(
                     "cannot open an outcomes log's reader for the effects worker",
                 ))?;
-            let worker = effects::Worker::start(
+            let worker = effects::Worker::start_with_gateway(
                 crate::cmd_effects::worker_config(settings, &data_dir),
                 effects::WorkerLogs {
                     outcomes,
@@ -122,6 +129,12 @@ pub(crate) fn run(
                         .open_writer()
                         .map_err(log_error("cannot open the control log's writer"))?,
                 },
+                payments_gateway
+                    .clone()
+                    .map(|gateway| effects::refunds::RefundGateway {
+                        gateway,
+                        currency: settings.payments.currency.clone(),
+                    }),
             )
             .map_err(|error| ToolError::Invalid(error.to_string()))?;
             let worker = Arc::new(worker);

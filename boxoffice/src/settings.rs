@@ -48,6 +48,10 @@ pub(crate) struct Settings {
     /// The effects worker (webhook deliveries). Optional in a file.
     #[serde(default)]
     pub(crate) effects: EffectsSettings,
+    /// Payments through a gateway (issue "Payments through a real gateway"). Optional in
+    /// a file (none).
+    #[serde(default)]
+    pub(crate) payments: PaymentsSettings,
     /// Development mode (`--dev`), never read from a file: the demo secrets are accepted
     /// and development-only endpoints exist. Outside it a demo secret stops start-up.
     #[serde(skip)]
@@ -417,6 +421,113 @@ impl Default for EffectsSettings {
     }
 }
 
+/// Payments through a gateway (`payments` crate): the ingress creates a hold's payment and
+/// hears the gateway's webhook; the effects worker refunds payments due back.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub(crate) struct PaymentsSettings {
+    /// `none` (no payment endpoints; a confirm's `payment_ref` is taken as given),
+    /// `stripe`, or `test` (development only: an in-memory gateway where every payment
+    /// succeeds at once, `payments::instant`; in `serve`, whose ingress and worker share it).
+    pub(crate) gateway: String,
+    /// ISO 4217: every event's currency.
+    pub(crate) currency: String,
+    /// Stripe's API (`https://api.stripe.com`; stripe-mock or a fake in tests).
+    pub(crate) stripe_api_base: String,
+    /// Stripe's secret API key (`sk_…`): from the environment
+    /// (`BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY`), never logged.
+    pub(crate) stripe_secret_key: String,
+    /// The webhook endpoint's signing secret (`whsec_…`,
+    /// `BOXOFFICE_PAYMENTS_WEBHOOK_SECRET`).
+    pub(crate) webhook_secret: String,
+    /// How far a webhook's signed timestamp may be from now, either side.
+    pub(crate) webhook_tolerance_s: u64,
+    /// One gateway call's limit, connecting included.
+    pub(crate) request_timeout_ms: u64,
+}
+
+impl Default for PaymentsSettings {
+    fn default() -> Self {
+        PaymentsSettings {
+            gateway: "none".into(),
+            currency: "EUR".into(),
+            stripe_api_base: payments::stripe::STRIPE_API_BASE.into(),
+            stripe_secret_key: String::new(),
+            webhook_secret: String::new(),
+            webhook_tolerance_s: payments::signature::TOLERANCE_S_DEFAULT,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl std::fmt::Debug for PaymentsSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PaymentsSettings")
+            .field("gateway", &self.gateway)
+            .field("currency", &self.currency)
+            .field("stripe_api_base", &self.stripe_api_base)
+            .field("stripe_secret_key", &"***")
+            .field("webhook_secret", &"***")
+            .field("webhook_tolerance_s", &self.webhook_tolerance_s)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .finish()
+    }
+}
+
+impl PaymentsSettings {
+    /// The configured gateway (`None` for `none`), or what is wrong with the settings;
+    /// `test` only in development mode.
+    pub(crate) fn gateway(
+        &self,
+        development: bool,
+    ) -> Result<Option<std::sync::Arc<dyn payments::PaymentGateway>>, String> {
+        if !payments::currency_valid(&self.currency) {
+            return Err(format!(
+                "payments.currency = {:?}: an ISO 4217 code of three upper-case letters (EUR)",
+                self.currency
+            ));
+        }
+        match self.gateway.as_str() {
+            "none" => Ok(None),
+            "test" if development => Ok(Some(std::sync::Arc::new(
+                payments::instant::InstantGateway::default(),
+            ))),
+            "test" => Err(
+                "payments.gateway = \"test\" takes no money: development mode (--dev) only".into(),
+            ),
+            "stripe" => {
+                if self.stripe_secret_key.is_empty() || self.webhook_secret.is_empty() {
+                    return Err("payments.gateway = \"stripe\" needs payments.stripe_secret_key and payments.webhook_secret (BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY, BOXOFFICE_PAYMENTS_WEBHOOK_SECRET)".into());
+                }
+                let client = payments::stripe::StripeClient::new(payments::stripe::StripeConfig {
+                    api_base: self.stripe_api_base.clone(),
+                    secret_key: payments::SecretKey::new(self.stripe_secret_key.clone()),
+                    timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+                })
+                .map_err(|error| error.to_string())?;
+                Ok(Some(std::sync::Arc::new(client)))
+            }
+            other => Err(format!(
+                "payments.gateway = {other:?}: \"none\", \"stripe\" or \"test\""
+            )),
+        }
+    }
+
+    /// What the ingress needs to take payments through `gateway`.
+    pub(crate) fn ingress(
+        &self,
+        gateway: std::sync::Arc<dyn payments::PaymentGateway>,
+    ) -> ingress::PaymentsConfig {
+        ingress::PaymentsConfig {
+            gateway,
+            webhook_secret: self.webhook_secret.clone(),
+            webhook_tolerance_s: self.webhook_tolerance_s,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
 /// The development defaults that must never protect real data.
 pub(crate) const DEFAULT_SECRETS: [&str; 4] = [
     "demo-operator-key",
@@ -753,6 +864,60 @@ mod tests {
             ),
             "the file's idempotency windows are the engine's defaults"
         );
+    }
+
+    #[test]
+    fn payments_come_from_the_environment_and_their_secrets_never_show() {
+        let path = Path::new("config/default.toml");
+        let settings = Settings::parse(DEFAULT, [], path).unwrap();
+        assert_eq!(
+            (
+                settings.payments.gateway.as_str(),
+                settings.payments.currency.as_str()
+            ),
+            ("none", "EUR")
+        );
+        assert!(settings.payments.gateway(false).unwrap().is_none());
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect()
+        };
+        let stripe = [
+            ("BOXOFFICE_PAYMENTS_GATEWAY", "stripe"),
+            ("BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY", "sk_test_hidden"),
+            ("BOXOFFICE_PAYMENTS_WEBHOOK_SECRET", "whsec_hidden"),
+            ("BOXOFFICE_PAYMENTS_CURRENCY", "CHF"),
+        ];
+        let settings = Settings::parse(DEFAULT, env(&stripe), path).unwrap();
+        assert!(settings.payments.gateway(false).unwrap().is_some());
+        assert_eq!(settings.payments.currency, "CHF");
+        let shown = format!("{} {:?}", settings.effective_toml(), settings);
+        assert!(!shown.contains("hidden"), "{shown}");
+        for (pairs, error) in [
+            (&stripe[..1], "needs payments.stripe_secret_key"),
+            (
+                &[("BOXOFFICE_PAYMENTS_GATEWAY", "paypal")][..],
+                "\"none\", \"stripe\" or \"test\"",
+            ),
+            (
+                &[("BOXOFFICE_PAYMENTS_GATEWAY", "test")][..],
+                "development mode (--dev) only",
+            ),
+            (&[("BOXOFFICE_PAYMENTS_CURRENCY", "euro")][..], "ISO 4217"),
+        ] {
+            let settings = Settings::parse(DEFAULT, env(pairs), path).unwrap();
+            let refused = settings.payments.gateway(false).err().unwrap();
+            assert!(refused.contains(error), "{refused}");
+        }
+        let test = Settings::parse(
+            DEFAULT,
+            env(&[("BOXOFFICE_PAYMENTS_GATEWAY", "test")]),
+            path,
+        )
+        .unwrap();
+        assert!(test.payments.gateway(true).unwrap().is_some());
     }
 
     #[test]

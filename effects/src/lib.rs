@@ -14,6 +14,8 @@
 //! - [`worker`]: the threads and HTTP.
 //! - [`metrics`]: deliveries by outcome, backlogs (a bounded label set), the oldest
 //!   undelivered message's age, in the OpenMetrics text format.
+//! - [`refunds`]: succeeded payments the control log says are due back, refunded through
+//!   the payment gateway once each and recorded in the control log.
 //!
 //! Architecture invariant: an outcome's messages and the shard's position move together
 //! (one atomic write), so a restart neither loses nor re-routes an outcome; a message
@@ -21,6 +23,7 @@
 
 pub use engine::messages;
 pub mod metrics;
+pub mod refunds;
 pub mod schedule;
 pub mod signing;
 pub mod store;

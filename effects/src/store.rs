@@ -9,7 +9,8 @@
 //! Keys (one column family, by prefix): `p<shard>` position; `o<owner>` tenant;
 //! `h<endpoint>` the oldest undelivered sequence number, `t<endpoint>` the next one;
 //! `m<endpoint>\0<seq>` a message with its attempts. Messages before the head are the
-//! delivery log, the newest [`HISTORY_KEPT`] kept.
+//! delivery log, the newest [`HISTORY_KEPT`] kept. `b<booking>` a booking's payment
+//! (`refunds`: what to give back when it is canceled).
 
 use crate::messages::Owner;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
@@ -95,6 +96,19 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Res
         })
 }
 
+/// A booking paid through the gateway (`refunds`): kept so a cancellation, which names
+/// only the booking, can be refunded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingPayment {
+    pub hold: u64,
+    pub payment_id: String,
+    pub amount_cents: u64,
+}
+
+fn booking_key(booking: u64) -> Vec<u8> {
+    [&b"b"[..], &booking.to_be_bytes()].concat()
+}
+
 fn position_key(shard: u32) -> Vec<u8> {
     [&b"p"[..], &shard.to_be_bytes()].concat()
 }
@@ -161,6 +175,25 @@ impl Store {
             Some(bytes) => decode("position", &bytes),
             None => Ok(Position::default()),
         }
+    }
+
+    /// Records bookings' payments (idempotent: the same booking, the same value).
+    pub fn remember_booking_payments(
+        &self,
+        payments: &[(u64, BookingPayment)],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (booking, payment) in payments {
+            batch.put(booking_key(*booking), encode(payment));
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    pub fn booking_payment(&self, booking: u64) -> Result<Option<BookingPayment>, StoreError> {
+        self.db
+            .get(booking_key(booking))?
+            .map(|bytes| decode("booking payment", &bytes))
+            .transpose()
     }
 
     pub fn owner(&self, owner: Owner) -> Result<Option<String>, StoreError> {

@@ -81,6 +81,8 @@ struct Shared {
     queued: Mutex<BTreeMap<String, u64>>,
     wake: tokio::sync::Notify,
     metrics: WorkerMetrics,
+    /// Payments due back and refunded (`refunds`), from the control log.
+    refunds: crate::refunds::RefundsShared,
 }
 
 pub struct Worker {
@@ -100,6 +102,16 @@ impl Worker {
     /// the start is known before any outcome is routed), then starts the followers and the
     /// delivery thread.
     pub fn start(config: WorkerConfig, logs: WorkerLogs) -> Result<Worker, WorkerError> {
+        Worker::start_with_gateway(config, logs, None)
+    }
+
+    /// [`Worker::start`], refunding the payments the control log says are due through
+    /// `gateway` (`refunds`); without one, refunds wait (counted, never dropped).
+    pub fn start_with_gateway(
+        config: WorkerConfig,
+        logs: WorkerLogs,
+        gateway: Option<crate::refunds::RefundGateway>,
+    ) -> Result<Worker, WorkerError> {
         std::fs::create_dir_all(&config.state_dir).map_err(|error| {
             WorkerError::Start(format!("{}: {error}", config.state_dir.display()))
         })?;
@@ -110,6 +122,7 @@ impl Worker {
             queued: Mutex::new(BTreeMap::new()),
             wake: tokio::sync::Notify::new(),
             metrics: WorkerMetrics::default(),
+            refunds: crate::refunds::RefundsShared::default(),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let WorkerLogs {
@@ -142,10 +155,32 @@ impl Worker {
             reader.seek(position.record)?;
             let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
             let backlog_max = config.backlog_per_endpoint_max;
+            // With a gateway, bookings' payments and cancellations (`refunds::observe`).
+            let payments = gateway
+                .as_ref()
+                .map(|gateway| (Arc::clone(&control_writer), gateway.currency.clone()));
             threads.push(spawn(
                 format!("effects-shard-{shard}"),
                 Box::new(move || {
-                    follow_outcomes(&shared, shard, position, reader, backlog_max, &stop)
+                    follow_outcomes(
+                        &shared,
+                        shard,
+                        position,
+                        reader,
+                        backlog_max,
+                        payments,
+                        &stop,
+                    )
+                }),
+            )?);
+        }
+        if let Some(gateway) = gateway {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            let control_writer = Arc::clone(&control_writer);
+            threads.push(spawn(
+                "effects-refunds".into(),
+                Box::new(move || {
+                    crate::refunds::run(&shared.refunds, gateway.gateway, control_writer, &stop)
                 }),
             )?);
         }
@@ -168,6 +203,7 @@ impl Worker {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
+        self.shared.refunds.notify();
         let threads = std::mem::take(&mut *lock(&self.threads));
         for thread in threads {
             let _ = thread.join();
@@ -176,6 +212,15 @@ impl Worker {
 
     pub fn metrics(&self) -> &WorkerMetrics {
         &self.shared.metrics
+    }
+
+    pub fn refund_metrics(&self) -> &crate::refunds::RefundMetrics {
+        &self.shared.refunds.metrics
+    }
+
+    /// Payments due back that are not refunded yet.
+    pub fn refunds_due(&self) -> usize {
+        self.shared.refunds.due_count()
     }
 
     /// Messages waiting per endpoint.
@@ -287,6 +332,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn apply_control(shared: &Shared, offset: u64, payload: &[u8]) {
     match decode_control(payload) {
         Ok(record) => {
+            shared.refunds.apply(&record);
             let applied = shared
                 .webhooks
                 .write()
@@ -329,6 +375,7 @@ fn follow_outcomes(
     mut position: Position,
     mut reader: Box<dyn LogReader>,
     backlog_max: u64,
+    payments: Option<(Arc<dyn LogWriter>, String)>,
     stop: &AtomicBool,
 ) {
     let mut assembler = OutcomeAssembler::new();
@@ -346,6 +393,7 @@ fn follow_outcomes(
         }
         let mut owners = Vec::new();
         let mut messages = Vec::new();
+        let mut payment_outcomes = Vec::new();
         let mut next = position;
         let mut routed_outcomes = 0;
         // With no endpoint anywhere no message can be routed: skip building them (JSON
@@ -369,6 +417,9 @@ fn follow_outcomes(
                     if any_endpoint {
                         messages.extend(messages_of(shard, &outcome));
                     }
+                    if payments.is_some() && crate::refunds::relevant(&outcome) {
+                        payment_outcomes.push(outcome);
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => {
@@ -378,6 +429,22 @@ fn follow_outcomes(
         }
         if next == position {
             continue;
+        }
+        // Before the position moves past them: a crash does this again, never skips it.
+        if let (Some((control_writer, currency)), false) = (&payments, payment_outcomes.is_empty())
+        {
+            while let Err(error) = crate::refunds::observe(
+                &shared.store,
+                control_writer.as_ref(),
+                currency,
+                &payment_outcomes,
+            ) {
+                tracing::error!(%error, shard, "cannot record bookings' payments or refunds due; retrying");
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                std::thread::sleep(ERROR_BACKOFF);
+            }
         }
         let mut routed = Vec::new();
         {

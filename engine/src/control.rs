@@ -5,11 +5,13 @@
 //! never split across shards. Its records are versioned like the requests log's:
 //! a version byte, then bincode.
 //!
-//! Today it holds tenant placements and webhook endpoints (`crate::webhook`). Nothing in it decides an engine's outcome yet, so
+//! Today it holds tenant placements, webhook endpoints (`crate::webhook`) and refunds due
+//! and made (`payments`). Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
 
+use crate::ids::HoldId;
 use crate::webhook::WebhookEventType;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +53,29 @@ pub enum ControlRecord {
     WebhookEnabled {
         tenant: String,
         webhook: String,
+    },
+    /// A succeeded payment that must be given back (`payments`): its hold expired, was
+    /// released, confirmed by another payment or its event canceled before the gateway's
+    /// word came, or the amount or currency does not match the hold. Appended by the
+    /// ingress that received the gateway's webhook (again on every retry of it: the
+    /// effects worker refunds a payment once, by its id); the effects worker refunds it.
+    PaymentRefundDue {
+        hold: HoldId,
+        payment_id: String,
+        amount_cents: u64,
+        /// ISO 4217.
+        currency: String,
+        /// A `details.reason` word: `hold_expired`, `amount_mismatch`, …
+        reason: String,
+    },
+    /// The effects worker refunded the payment: the gateway's refund id, recorded so that
+    /// a restart never asks again and every ingress shows the hold `refunded`.
+    PaymentRefunded {
+        hold: HoldId,
+        payment_id: String,
+        refund_id: String,
+        amount_cents: u64,
+        currency: String,
     },
 }
 
@@ -121,6 +146,20 @@ mod tests {
             ControlRecord::WebhookEnabled {
                 tenant: "acme".into(),
                 webhook: "wh_1".into(),
+            },
+            ControlRecord::PaymentRefundDue {
+                hold: HoldId(7),
+                payment_id: "pi_1".into(),
+                amount_cents: 5000,
+                currency: "EUR".into(),
+                reason: "hold_expired".into(),
+            },
+            ControlRecord::PaymentRefunded {
+                hold: HoldId(7),
+                payment_id: "pi_1".into(),
+                refund_id: "re_1".into(),
+                amount_cents: 5000,
+                currency: "EUR".into(),
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

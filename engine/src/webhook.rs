@@ -113,7 +113,9 @@ impl Webhooks {
     /// Applies a control record at `offset`; records of other kinds change nothing.
     pub fn apply(&mut self, offset: u64, record: &ControlRecord) -> Result<(), WebhookSkipped> {
         match record {
-            ControlRecord::PlaceTenant { .. } => Ok(()),
+            ControlRecord::PlaceTenant { .. }
+            | ControlRecord::PaymentRefundDue { .. }
+            | ControlRecord::PaymentRefunded { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

@@ -370,12 +370,43 @@ pub(crate) struct HoldResponse {
     pub(crate) total_cents: u64,
     pub(crate) created_at: String,
     pub(crate) expires_at: String,
-    /// `held`, `confirmed`, `released` or `expired`.
+    /// `held`, `confirmed`, `released`, `expired` or `refunded` (a payment came for it
+    /// too late, or not of its amount, and was given back: `refund_id`).
     pub(crate) status: String,
     /// Set when the hold was offered to this waitlist entry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) waitlist_id: Option<String>,
     /// Set once confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) booking_id: Option<String>,
+    /// The gateway's refund of a payment for this hold, once refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
+}
+
+/// A hold's payment at the gateway (`POST /v1/holds/{id}/payment`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PaymentResponse {
+    pub(crate) hold_id: String,
+    /// The gateway's payment id: the booking's `payment_ref` once paid.
+    pub(crate) payment_id: String,
+    /// What the frontend pays with (Stripe.js `confirmPayment`).
+    pub(crate) client_secret: String,
+    /// Exactly the hold's total.
+    pub(crate) amount_cents: u64,
+    /// ISO 4217.
+    pub(crate) currency: String,
+}
+
+/// What a gateway webhook did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PaymentWebhookResponse {
+    /// `confirmed` (the hold is booked), `refund_due` (the payment is given back) or
+    /// `ignored` (an event Boxoffice does not act on).
+    pub(crate) result: String,
+    /// Why a payment is due back: a `details.reason` word.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) booking_id: Option<String>,
 }
@@ -400,6 +431,9 @@ pub(crate) struct BookingResponse {
     /// `confirmed` or `canceled`.
     pub(crate) status: String,
     pub(crate) tickets: Vec<TicketBody>,
+    /// The gateway's refund of its payment, once a canceled booking was refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -757,4 +791,63 @@ pub(crate) struct WebhookDeliveries {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct WebhookResent {
     pub(crate) message_id: String,
+}
+
+/// The reconciliation report's period.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReconciliationQuery {
+    /// Start of the period (RFC 3339), included: payments created and bookings made from it.
+    #[param(format = DateTime)]
+    pub(crate) from: String,
+    /// End of the period (RFC 3339), excluded; at most 366 days after `from`.
+    #[param(format = DateTime)]
+    pub(crate) to: String,
+}
+
+/// One line of the reconciliation report: a payment, a booking, or both matched.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationRow {
+    /// `paid_and_booked`, `paid_and_refunded`, `paid_not_booked` (needs action: paid, neither
+    /// booked nor refunded), `booked_without_payment` (no succeeded payment at the gateway),
+    /// `amount_mismatch` (paid and booked, amounts differ).
+    pub(crate) category: String,
+    pub(crate) event_id: String,
+    pub(crate) hold_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) booking_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) payment_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
+    /// What the gateway received (0 without a payment).
+    pub(crate) paid_cents: u64,
+    /// The booking's total (0 without a booking).
+    pub(crate) booked_cents: u64,
+    /// What the gateway gave back.
+    pub(crate) refunded_cents: u64,
+    /// ISO 4217.
+    pub(crate) currency: String,
+}
+
+/// Sums of one category for one event and currency.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationTotal {
+    pub(crate) event_id: String,
+    pub(crate) currency: String,
+    pub(crate) category: String,
+    pub(crate) count: u64,
+    pub(crate) paid_cents: u64,
+    pub(crate) booked_cents: u64,
+    pub(crate) refunded_cents: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReconciliationReport {
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) rows: Vec<ReconciliationRow>,
+    /// Per event, currency and category.
+    pub(crate) totals: Vec<ReconciliationTotal>,
 }

@@ -35,8 +35,21 @@ pub(crate) struct Control {
     writer: Option<Arc<dyn LogWriter>>,
     pins: RwLock<BTreeMap<String, u32>>,
     webhooks: RwLock<Webhooks>,
+    /// Holds whose payment is due back or was refunded (`payments`), from
+    /// `PaymentRefundDue` / `PaymentRefunded` records: at most one entry per refunded
+    /// payment, and a payment is refunded once.
+    refunds: RwLock<BTreeMap<engine::HoldId, HoldRefund>>,
     /// The control log's offset after the last record applied.
     applied: watch::Sender<u64>,
+}
+
+/// A hold's payment given back, as the control log says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HoldRefund {
+    pub(crate) payment_id: String,
+    pub(crate) reason: String,
+    /// The gateway's refund id, once the effects worker refunded it.
+    pub(crate) refund_id: Option<String>,
 }
 
 /// What an admin changes about an endpoint.
@@ -77,6 +90,7 @@ impl Control {
             writer,
             pins: RwLock::new(BTreeMap::new()),
             webhooks: RwLock::new(Webhooks::default()),
+            refunds: RwLock::new(BTreeMap::new()),
             applied: watch::channel(0).0,
         }
     }
@@ -247,8 +261,67 @@ impl Control {
         Ok(self.webhook(&tenant, &webhook_id))
     }
 
+    /// The hold's refund, if its payment is due back or was refunded.
+    pub(crate) fn refund_of(&self, hold: engine::HoldId) -> Option<HoldRefund> {
+        self.refunds
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&hold)
+            .cloned()
+    }
+
+    /// Records that a succeeded payment is due back (the effects worker refunds it) and
+    /// waits until this ingress applied the record.
+    pub(crate) async fn refund_due(
+        &self,
+        record: ControlRecord,
+        timeout: Duration,
+    ) -> Result<(), WebhookError> {
+        assert!(matches!(record, ControlRecord::PaymentRefundDue { .. }));
+        let writer = self.writer.clone().ok_or(WebhookError::NoControlLog)?;
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map(|_| ())
+            .map_err(WebhookError::Log)
+    }
+
     fn apply(&self, offset: u64, payload: &[u8]) {
         match decode_control(payload) {
+            Ok(ControlRecord::PaymentRefundDue {
+                hold,
+                payment_id,
+                reason,
+                ..
+            }) => {
+                self.refunds
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .entry(hold)
+                    .or_insert(HoldRefund {
+                        payment_id,
+                        reason,
+                        refund_id: None,
+                    });
+            }
+            Ok(ControlRecord::PaymentRefunded {
+                hold,
+                payment_id,
+                refund_id,
+                ..
+            }) => {
+                let mut refunds = self
+                    .refunds
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let entry = refunds.entry(hold).or_insert(HoldRefund {
+                    payment_id: payment_id.clone(),
+                    reason: String::new(),
+                    refund_id: None,
+                });
+                if entry.payment_id == payment_id {
+                    entry.refund_id = Some(refund_id);
+                }
+            }
             Ok(
                 record @ (ControlRecord::WebhookCreated { .. }
                 | ControlRecord::WebhookDeleted { .. }

@@ -66,6 +66,10 @@ reasons! {
     UnknownAdminKey = "unknown_admin_key",
     /// The user token is not valid (signature, expiry, subject).
     InvalidToken = "invalid_token",
+    /// A payment gateway webhook whose `Stripe-Signature` is missing, malformed or forged.
+    InvalidSignature = "invalid_signature",
+    /// A payment gateway webhook signed outside the tolerance window (a replay).
+    StaleSignature = "stale_signature",
     // 403 forbidden
     /// A tenant endpoint was called with the operator key.
     TenantKeyRequired = "tenant_key_required",
@@ -123,6 +127,18 @@ reasons! {
     /// A webhook URL that is, or resolves to, a private, loopback or link-local address
     /// while the SSRF guard is on (`details.field` is `url`).
     WebhookAddressPrivate = "webhook_address_private",
+    /// No payment gateway is configured (`[payments]`).
+    PaymentsNotConfigured = "payments_not_configured",
+    /// The payment gateway knows no payment of that id.
+    PaymentNotFound = "payment_not_found",
+    /// The payment was made for another hold: a payment confirms its own hold only.
+    PaymentForAnotherHold = "payment_for_another_hold",
+    /// The payment has not succeeded (yet).
+    PaymentNotSucceeded = "payment_not_succeeded",
+    /// The payment's amount is not the hold's total.
+    PaymentAmountMismatch = "payment_amount_mismatch",
+    /// The payment's currency is not the event's.
+    PaymentCurrencyMismatch = "payment_currency_mismatch",
     // 413 payload_too_large
     BodyTooLarge = "body_too_large",
     // 422 limit_exceeded (`details.limit` and `details.max`)
@@ -137,6 +153,9 @@ reasons! {
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
     /// Webhook endpoints one tenant may have (`engine::webhook::WEBHOOKS_PER_TENANT_MAX`).
     WebhooksPerTenantMax = "webhooks_per_tenant_max",
+    /// Gateway objects one reconciliation report reads
+    /// (`routes::payments::RECONCILIATION_OBJECTS_MAX`): ask for a shorter period.
+    ReconciliationObjectsMax = "reconciliation_objects_max",
     // 429 rate_limited (with `Retry-After`)
     UserRateLimit = "user_rate_limit",
     AddressRateLimit = "address_rate_limit",
@@ -180,6 +199,8 @@ reasons! {
     TooManyStreams = "too_many_streams",
     /// No effects worker runs next to this ingress (its delivery log lives there).
     NoEffectsWorker = "no_effects_worker",
+    /// The payment gateway did not answer, or not as its API says: retry.
+    PaymentGatewayUnavailable = "payment_gateway_unavailable",
 }
 
 impl utoipa::PartialSchema for Reason {

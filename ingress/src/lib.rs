@@ -48,6 +48,7 @@ mod metrics;
 mod notifications;
 mod open_caps;
 mod openapi;
+pub mod payments;
 mod rate_limit;
 mod read_model;
 mod routes;
@@ -67,6 +68,7 @@ pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use routes::webhooks::effects_router;
+pub use payments::PaymentsConfig;
 pub use state::AppState;
 
 use crate::client_address::ClientAddress;
@@ -268,6 +270,7 @@ impl Ingress {
             metrics,
             shutdown: tokio::sync::watch::channel(false).0,
             effects: std::sync::OnceLock::new(),
+            payments: std::sync::OnceLock::new(),
         };
         Ok(Ingress {
             state: AppState {
@@ -287,6 +290,12 @@ impl Ingress {
     /// and re-sends are answered from it. Set once; a second call is ignored.
     pub fn set_effects(&self, effects: Arc<dyn EffectsControl>) {
         let _ = self.state.shared.effects.set(effects);
+    }
+
+    /// Takes payments through `payments.gateway` (`crate::payments`). Set once; a second
+    /// call is ignored.
+    pub fn set_payments(&self, payments: PaymentsConfig) {
+        let _ = self.state.shared.payments.set(payments);
     }
 
     pub fn router(&self) -> Router {
@@ -540,6 +549,15 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/me/notifications",
             get(routes::user::list_notifications),
+        )
+        .route(
+            "/v1/holds/{hold_id}/payment",
+            post(routes::payments::create_payment),
+        )
+        .route("/v1/payments/webhook", post(routes::payments::webhook))
+        .route(
+            "/v1/admin/reports/reconciliation",
+            get(routes::payments::reconciliation),
         )
         .route("/v1/bookings", get(routes::user::list_bookings))
         .route(

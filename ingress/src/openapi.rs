@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::extract::IDEMPOTENCY_KEY_CHARS_MAX;
-use crate::routes::{admin, ops, public, user, web, webhooks};
+use crate::routes::{admin, ops, payments, public, user, web, webhooks};
 use crate::validate;
 use engine::EngineConfig;
 use serde_json::{json, Value};
@@ -43,6 +43,7 @@ impl Modify for Security {
         admin::create_desk, admin::desk,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
+        payments::create_payment, payments::webhook, payments::reconciliation,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist, user::list_notifications,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
@@ -59,6 +60,7 @@ impl Modify for Security {
         (name = "waitlist", description = "Waitlist (user token)"),
         (name = "notifications", description = "My own events, as webhooks tell them, for frontends without webhooks (user token)"),
         (name = "desks", description = "Service desks"),
+        (name = "payments", description = "The payment gateway's webhook (signed by the gateway, no token)"),
         (name = "webhooks", description = "Webhook endpoints, their delivery log and re-sends (admin key)"),
         (name = "operations", description = "Health, readiness, metrics, engine control (operator key)"),
         (name = "demo", description = "The demo user switcher: only with the development user-token secret"),
@@ -785,9 +787,52 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             ),
         ],
         "get_hold" => vec![(404, vec![HoldNotFound])],
-        "confirm_hold" | "release_hold" => vec![
+        "release_hold" => vec![
             (404, vec![HoldNotFound]),
             (409, vec![HoldExpired, HoldReleased, HoldAlreadyConfirmed]),
+        ],
+        "confirm_hold" => vec![
+            (404, vec![HoldNotFound]),
+            (
+                409,
+                vec![
+                    HoldExpired,
+                    HoldReleased,
+                    HoldAlreadyConfirmed,
+                    PaymentNotFound,
+                    PaymentForAnotherHold,
+                    PaymentNotSucceeded,
+                    PaymentAmountMismatch,
+                    PaymentCurrencyMismatch,
+                ],
+            ),
+            (503, vec![PaymentGatewayUnavailable]),
+        ],
+        "create_payment" => vec![
+            (404, vec![HoldNotFound]),
+            (
+                409,
+                vec![
+                    HoldExpired,
+                    HoldReleased,
+                    HoldAlreadyConfirmed,
+                    PaymentsNotConfigured,
+                ],
+            ),
+            (503, vec![PaymentGatewayUnavailable]),
+        ],
+        "reconciliation" => vec![
+            (400, vec![InvalidField]),
+            (409, vec![PaymentsNotConfigured]),
+            (422, vec![ReconciliationObjectsMax]),
+            (503, vec![PaymentGatewayUnavailable]),
+        ],
+        "webhook" => vec![
+            (400, vec![InvalidBody]),
+            (401, vec![InvalidSignature, StaleSignature]),
+            (404, vec![HoldNotFound]),
+            (409, vec![PaymentsNotConfigured]),
+            (503, vec![LogNotWritable, NoControlLog]),
         ],
         "get_booking" => vec![(404, vec![BookingNotFound])],
         "ticket_qr" => vec![(404, vec![BookingNotFound, TicketNotFound])],

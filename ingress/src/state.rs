@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) streams_per_address: Arc<OpenCounts<IpAddr>>,
     /// The effects worker in this process, once it runs (`Ingress::set_effects`).
     pub(crate) effects: std::sync::OnceLock<Arc<dyn crate::EffectsControl>>,
+    /// The payment gateway, once set (`Ingress::set_payments`).
+    pub(crate) payments: std::sync::OnceLock<crate::payments::PaymentsConfig>,
     /// Set when the server begins shutting down: long-polls answer at once.
     pub(crate) shutdown: watch::Sender<bool>,
 }

@@ -229,6 +229,7 @@ pub(crate) fn hold_response(
         status: status.to_string(),
         waitlist_id: view.waiter.map(|waiter| waiter.to_string()),
         booking_id: booking.map(|booking| booking.to_string()),
+        refund_id: None,
     }
 }
 
@@ -280,6 +281,7 @@ pub(crate) fn booking_response(
                 code: engine::tickets::code(ticket_secret, ticket.ticket),
             })
             .collect(),
+        refund_id: None,
     }
 }
 
@@ -364,7 +366,7 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
         .collect()
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) || text.starts_with(['=', '+', '-', '@']) {
         // Quoted, and a leading formula character neutralised for spreadsheets.
         let text = if text.starts_with(['=', '+', '-', '@']) {

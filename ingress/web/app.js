@@ -2,7 +2,8 @@
 //
 //   search      GET /v1/cities, GET /v1/events?city=&from=&to=&q=
 //   seat map    GET /v1/events/{id} and /seats, then live: GET /v1/events/{id}/stream (SSE)
-//   buy         POST /v1/events/{id}/holds, POST /v1/holds/{id}/confirm, DELETE /v1/holds/{id}
+//   buy         POST /v1/events/{id}/holds, POST /v1/holds/{id}/payment (when a gateway is
+//               configured), POST /v1/holds/{id}/confirm, DELETE /v1/holds/{id}
 //   sold out    POST /v1/events/{id}/waitlist, GET /v1/waitlist/{id}?wait_seconds=N
 //   demo users  POST /v1/demo/tokens (only with the development secret)
 //
@@ -520,9 +521,19 @@
     if (!state.hold) return;
     const hold = state.hold.hold;
     $('pay-button').disabled = true;
-    // A real frontend sends its payment gateway's reference; the key makes a retry safe.
-    const reference = `demo-pay-${hold.hold_id}`;
     try {
+      // The hold's payment at the gateway (one per hold, however often asked). With the
+      // development gateway (`payments.gateway = "test"`) it has succeeded already; with
+      // Stripe a real frontend would pay it with Stripe.js and the client secret first.
+      // Without a gateway the page sends a reference of its own, as a demo.
+      let reference = `demo-pay-${hold.hold_id}`;
+      try {
+        const payment = await api('POST', `/v1/holds/${hold.hold_id}/payment`);
+        reference = payment.body.payment_id;
+      } catch (error) {
+        if (error.details.reason !== 'payments_not_configured') throw error;
+      }
+      // The key makes a retry safe.
       const answer = await api('POST', `/v1/holds/${hold.hold_id}/confirm`, { payment_ref: reference },
         { 'Idempotency-Key': `confirm-${hold.hold_id}` });
       endHold();

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod ops;
+pub(crate) mod payments;
 pub(crate) mod public;
 pub(crate) mod user;
 pub(crate) mod web;

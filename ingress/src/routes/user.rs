@@ -170,7 +170,7 @@ pub(crate) async fn place_hold(
 }
 
 #[utoipa::path(get, path = "/v1/holds/{hold_id}", tag = "holds", params(("hold_id" = String, Path)),
-    responses((status = 200, description = "The hold: held, confirmed, released or expired", body = HoldResponse), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The hold: held, confirmed, released, expired or refunded", body = HoldResponse), (status = 404, body = ErrorBody)),
     security(("user_token" = [])))]
 pub(crate) async fn get_hold(
     State(state): State<AppState>,
@@ -178,9 +178,17 @@ pub(crate) async fn get_hold(
     ApiPath(hold_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
+    let refund = state.shared.control.refund_of(id);
     let model = state.model_of(id);
-    let body =
+    let mut body =
         views::current_hold(&model, id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
+    // A payment given back for a hold that is not booked (one that is keeps its booking).
+    if let Some(refund_id) = refund.and_then(|refund| refund.refund_id) {
+        if body.booking_id.is_none() {
+            body.status = "refunded".to_string();
+            body.refund_id = Some(refund_id);
+        }
+    }
     Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
 }
 
@@ -198,6 +206,7 @@ pub(crate) async fn confirm_hold(
     let id = own_hold(&state, &user, &hold_id)?;
     let payment_ref =
         validate::required_text("payment_ref", &body.payment_ref, &state.config().engine)?;
+    super::payments::check_payment_ref(&state, id, &payment_ref).await?;
     let outcome = submit(
         &state,
         key,
@@ -295,15 +304,15 @@ pub(crate) async fn get_booking(
     let booking = model
         .booking(id)
         .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-    Ok(answer(
-        StatusCode::OK,
-        model.applied_offset,
-        Json(views::current_booking(
-            &model,
-            booking,
-            &state.config().engine.ticket_secret,
-        )),
-    ))
+    let mut body = views::current_booking(&model, booking, &state.config().engine.ticket_secret);
+    // A canceled booking's payment, once the effects worker gave it back.
+    body.refund_id = state
+        .shared
+        .control
+        .refund_of(booking.view.hold)
+        .filter(|refund| booking.canceled && refund.payment_id == booking.view.payment_ref)
+        .and_then(|refund| refund.refund_id);
+    Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
 }
 
 /// Rendered on the server (the `qrcode` crate), so the page needs no QR code library:
