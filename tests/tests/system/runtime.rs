@@ -411,10 +411,16 @@ fn holds_expire_by_ticks(backend: Backend, store_dir: &std::path::Path) {
             break outcome;
         }
     };
-    assert_eq!(
-        expired.result,
-        Ok(engine::Reply::Ticked),
-        "a tick expired it"
+    // The runtime's ticker writes both: a `Tick`, or the `Configure` record it appends once
+    // per term on taking the primary role, when that lands after the hold's expiry (a slow
+    // start on a loaded machine). Either way no client record moved time.
+    assert!(
+        matches!(
+            expired.result,
+            Ok(engine::Reply::Ticked) | Ok(engine::Reply::Configured)
+        ),
+        "a record of the runtime's ticker expired it: {:?}",
+        expired.result
     );
     let due_ms = placed.timestamp_ms + ttl_ms;
     let late_ms = expired.time_ms.saturating_sub(due_ms);
