@@ -137,6 +137,20 @@ pub enum Command {
         event: EventId,
         ticket: crate::ids::TicketId,
     },
+    /// `CreateEvent` with an arrival window and the commitment to its draw's seed
+    /// (`crate::draw`). A variant of its own so `CreateEvent` records decode as before.
+    CreateEventWithDraw {
+        tenant: String,
+        spec: EventSpec,
+        draw: crate::draw::DrawSpec,
+    },
+    /// The organiser reveals the draw's seed (before opening); it must match the
+    /// commitment.
+    RevealDrawSeed {
+        tenant: String,
+        event: EventId,
+        seed: [u8; crate::draw::DRAW_BYTES],
+    },
 }
 
 impl Command {
@@ -148,6 +162,8 @@ impl Command {
             | Command::CancelEvent { tenant, .. }
             | Command::CheckIn { tenant, .. }
             | Command::CheckInTicket { tenant, .. }
+            | Command::CreateEventWithDraw { tenant, .. }
+            | Command::RevealDrawSeed { tenant, .. }
             | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
             Command::PlaceHold { user, .. }
             | Command::ConfirmHold { user, .. }

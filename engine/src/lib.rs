@@ -43,6 +43,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 mod desk;
+pub mod draw;
 mod engine;
 pub mod idempotency;
 pub mod ids;
