@@ -46,7 +46,11 @@ pub enum DrawSeedSource {
     Revealed,
     /// Not revealed by opening: [`fallback_seed`] of the chain of `records` requests applied
     /// from `from_ms` to `to_ms` (log times, within the window's last second).
-    Fallback { records: u32, from_ms: u64, to_ms: u64 },
+    Fallback {
+        records: u32,
+        from_ms: u64,
+        to_ms: u64,
+    },
 }
 
 /// `SHA-256(seed)`: what the organiser commits to.

@@ -233,7 +233,11 @@ pub(crate) fn check(engine: &Engine) {
                     waiter.event == event_id && waiter.category == *category,
                     "every waiter is in exactly its own queue"
                 );
-                assert_eq!(waiter.place, Some(*queue_place), "a queued waiter is at its place");
+                assert_eq!(
+                    waiter.place,
+                    Some(*queue_place),
+                    "a queued waiter is at its place"
+                );
                 assert!(
                     event.canceled
                         || crate::allocate::servable_ever(
@@ -273,7 +277,10 @@ pub(crate) fn check(engine: &Engine) {
                 "an entry is its event's, with no place before the draw"
             );
         }
-        assert!(!draw.made || draw.entries.is_empty(), "a made draw lists no entries");
+        assert!(
+            !draw.made || draw.entries.is_empty(),
+            "a made draw lists no entries"
+        );
         entered += draw.entries.len();
     }
     assert_eq!(
@@ -320,9 +327,9 @@ pub(crate) fn check(engine: &Engine) {
                     .and_then(|id| engine.event_index(crate::ids::EventId(id)))
                     .map(|index| &state.events[index]);
                 assert!(
-                    event.and_then(|event| event.draw.as_ref()).is_some_and(|draw| {
-                        !draw.made && draw.draws_at_ms == due + 1
-                    }),
+                    event
+                        .and_then(|event| event.draw.as_ref())
+                        .is_some_and(|draw| { !draw.made && draw.draws_at_ms == due + 1 }),
                     "a draw timer is its pending draw's"
                 );
             }

@@ -16,7 +16,10 @@ impl Engine {
         self.validate_event(spec)?;
         let draws_at_ms = self.validate_draw(spec, draw)?;
         let reply = self.create_event(tenant, spec)?;
-        let Reply::EventCreated { event: event_id, .. } = &reply else {
+        let Reply::EventCreated {
+            event: event_id, ..
+        } = &reply
+        else {
             unreachable!("a created event is answered EventCreated");
         };
         let event_id = *event_id;
@@ -49,7 +52,11 @@ impl Engine {
     }
 
     /// The draw's part of the event's validation; its time (`sales_open_at`).
-    pub(super) fn validate_draw(&self, spec: &EventSpec, draw: &DrawSpec) -> Result<u64, Rejection> {
+    pub(super) fn validate_draw(
+        &self,
+        spec: &EventSpec,
+        draw: &DrawSpec,
+    ) -> Result<u64, Rejection> {
         let Some(draws_at_ms) = spec.sales_open_at_ms else {
             return Err(invalid("an arrival window needs sales_open_at"));
         };
@@ -253,7 +260,10 @@ impl Engine {
                 .waiters
                 .get_mut(&waiter_id)
                 .expect("every entry is a live waiter");
-            assert!(waiter.place.is_none(), "an entry has no place before the draw");
+            assert!(
+                waiter.place.is_none(),
+                "an entry has no place before the draw"
+            );
             waiter.place = Some(place);
             let need = (waiter.category, waiter.together, waiter.quantity);
             let event = &mut self.state.events[event_index];

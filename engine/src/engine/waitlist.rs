@@ -237,11 +237,8 @@ impl Engine {
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
         let mut allowed = vec![true; event.categories.len()];
         // Per live queue, the first place not yet looked at.
-        let mut cursors: Vec<(Option<u16>, u64)> = event
-            .queues
-            .keys()
-            .map(|queue| (*queue, 0))
-            .collect();
+        let mut cursors: Vec<(Option<u16>, u64)> =
+            event.queues.keys().map(|queue| (*queue, 0)).collect();
         loop {
             let event = self.known_event(event_id);
             let anything_to_give = event
