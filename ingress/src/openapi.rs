@@ -38,8 +38,8 @@ impl Modify for Security {
         503 `unavailable`, `request_timeout` among its reasons when no answer came within the server's request timeout \
         (`http.request_timeout_ms`): the request may or may not have been applied, so retry with the same `Idempotency-Key`."),
     paths(
-        public::cities, public::events, public::venues, public::event, public::seats, web::stream,
-        admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
+        public::cities, public::events, public::venues, public::event, public::seats, public::draw, web::stream,
+        admin::create_event, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
@@ -735,6 +735,12 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         | "openapi" => vec![],
         "events" => vec![(400, vec![InvalidField])],
         "event" | "seats" | "get_event" | "attendees" => vec![(404, vec![EventNotFound])],
+        "draw" => vec![(404, vec![EventNotFound, DrawNotFound])],
+        "reveal_draw_seed" => vec![
+            (400, vec![InvalidField]),
+            (404, vec![EventNotFound, DrawNotFound]),
+            (409, vec![DrawMade, EventCanceled]),
+        ],
         "stream" => vec![
             (404, vec![EventNotFound]),
             (429, vec![StreamsPerAddressMax]),
@@ -1022,6 +1028,7 @@ mod tests {
             ConflictReason::HoldAlreadyConfirmed,
             ConflictReason::BookingCanceled,
             ConflictReason::DeskTicketAllocated,
+            ConflictReason::DrawMade,
         ] {
             rejections.push(Rejection::Conflict { reason });
         }
