@@ -1341,7 +1341,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(writes, 14, "the writes that take an Idempotency-Key");
+        assert_eq!(writes, 15, "the writes that take an Idempotency-Key");
     }
 
     /// Every operation lists the answers any request may get, and the documented limits are

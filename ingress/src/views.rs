@@ -540,20 +540,6 @@ pub(crate) fn notification(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_and_formulas_neutralised() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("x\"y,"), "\"x\"\"y,\"");
-        assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
-    }
-}
-
 /// The event's draw, or 404 `draw_not_found` for an event without an arrival window.
 pub(crate) fn no_draw_unless(draw: Option<&DrawRecord>) -> Result<&DrawRecord, AppError> {
     draw.ok_or_else(|| {
@@ -609,5 +595,19 @@ pub(crate) fn draw(event: &EventRecord, draw: &DrawRecord) -> DrawResponse {
                 place: drawn.then_some(place),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_neutralised() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("x\"y,"), "\"x\"\"y,\"");
+        assert_eq!(csv_field("=SUM(A1)"), "\"'=SUM(A1)\"");
     }
 }
