@@ -486,8 +486,10 @@ pub(crate) struct WaitlistBody {
 pub(crate) struct WaitlistJoined {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
-    /// Place in the FCFS queue, from 1 (0 once no longer waiting).
+    /// Place in the FCFS queue, from 1 (0 once no longer waiting, or while `entered`).
     pub(crate) position: u32,
+    /// `waiting`, `offered`, or `entered` (in the event's arrival window: placed by the
+    /// draw at `sales_open_at`).
     pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hold: Option<HoldResponse>,
@@ -551,7 +553,8 @@ pub(crate) struct NotificationResponse {
 pub(crate) struct WaitlistStatus {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
-    /// `waiting`, `offered`, `expired` or `left`.
+    /// `waiting`, `entered` (in an arrival window's draw, not made yet: no position),
+    /// `offered`, `expired` or `left`.
     pub(crate) status: String,
     /// Live place in the FCFS queue while waiting, from 1; 0 otherwise.
     pub(crate) position: u32,

@@ -353,6 +353,21 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
         ("CreateEventBody", "max_seats_per_order", range(1, cap)),
         (
             "CreateEventBody",
+            "arrival_window_seconds",
+            range(1, engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000),
+        ),
+        (
+            "CreateEventBody",
+            "draw_commitment",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
+        (
+            "RevealSeedBody",
+            "seed",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
+        (
+            "CreateEventBody",
             "max_seats_per_user",
             json!({ "minimum": 1 }),
         ),
