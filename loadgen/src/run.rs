@@ -694,6 +694,9 @@ pub fn write_outputs(report: &Report, out: &Path, plots: bool) -> Result<(), Loa
     Ok(())
 }
 
+/// How long after an event's opening the report waits for its draw to be published.
+const DRAW_WAIT_MS: u64 = 30_000;
+
 /// For each event with an arrival window: its draw as published (`GET
 /// /v1/events/{id}/draw`), and the spread of the places of the run's entries by when they
 /// arrived (their answer's time; ten spans of the window).
@@ -710,12 +713,18 @@ async fn draw_spreads(
         else {
             continue;
         };
-        let answer = client
-            .send(&Call::get(
-                format!("/v1/events/{}/draw", layout.event_id),
-                Auth::None,
-            ))
-            .await;
+        // A run that ends inside the window waits for the draw (made by the engine's first
+        // record at or past the opening; its ticks come at least every second).
+        let call = Call::get(format!("/v1/events/{}/draw", layout.event_id), Auth::None);
+        let give_up_ms = draws_at_ms + DRAW_WAIT_MS;
+        let answer = loop {
+            let answer = client.send(&call).await;
+            if answer.text("/status") != Some("pending") || now_ms() > give_up_ms {
+                break answer;
+            }
+            let until_draw_ms = draws_at_ms.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(until_draw_ms.clamp(50, 1_000))).await;
+        };
         let seed_source = answer.text("/seed_source").unwrap_or_default().to_string();
         let places: BTreeMap<String, u64> = answer
             .body

@@ -132,8 +132,8 @@ fn the_named_scenarios_have_their_promised_shapes() {
     // every hold waits, so each one in the window is an entry into the draw.
     let window = named("flash-sale-window");
     let event = &window.events[0];
-    assert_eq!(event.arrival_window_seconds, Some(20));
-    assert!(event.sales_open_in_seconds.unwrap() > 20);
+    assert_eq!(event.arrival_window_seconds, Some(10));
+    assert!(event.sales_open_in_seconds.unwrap() > 10);
     assert!(window.load.start_at_sales_open);
     assert_eq!(window.holds.wait_probability, 1.0);
     assert_eq!(window.seats_total(), flash.seats_total());
@@ -144,20 +144,20 @@ fn an_arrival_window_needs_an_opening_after_setup_and_a_bounded_length() {
     let base = std::fs::read_to_string(scenarios_dir().join("flash-sale-window.toml")).unwrap();
     for (text, expected) in [
         (
-            base.replace("sales_open_in_seconds = 25\n", ""),
+            base.replace("sales_open_in_seconds = 15\n", ""),
             "arrival_window_seconds needs sales_open_in_seconds of at least 1",
         ),
         (
-            base.replace("sales_open_in_seconds = 25", "sales_open_in_seconds = 0"),
+            base.replace("sales_open_in_seconds = 15", "sales_open_in_seconds = 0"),
             "arrival_window_seconds needs sales_open_in_seconds of at least 1",
         ),
         (
-            base.replace("arrival_window_seconds = 20", "arrival_window_seconds = 0"),
+            base.replace("arrival_window_seconds = 10", "arrival_window_seconds = 0"),
             "arrival_window_seconds must be from 1 to 86400",
         ),
         (
             base.replace(
-                "arrival_window_seconds = 20",
+                "arrival_window_seconds = 10",
                 "arrival_window_seconds = 86401",
             ),
             "arrival_window_seconds must be from 1 to 86400",
