@@ -144,6 +144,14 @@ pub enum Command {
         spec: EventSpec,
         draw: crate::draw::DrawSpec,
     },
+    /// Opens an arrival window on an existing event (one without one, whose
+    /// `sales_open_at` is in the future): as `CreateEventWithDraw` does at creation.
+    /// Waiters already queued (from an earlier sales period) stay ahead of its entries.
+    OpenArrivalWindow {
+        tenant: String,
+        event: EventId,
+        draw: crate::draw::DrawSpec,
+    },
     /// The organiser reveals the draw's seed (before opening); it must match the
     /// commitment.
     RevealDrawSeed {
@@ -164,6 +172,7 @@ impl Command {
             | Command::CheckInTicket { tenant, .. }
             | Command::CreateEventWithDraw { tenant, .. }
             | Command::RevealDrawSeed { tenant, .. }
+            | Command::OpenArrivalWindow { tenant, .. }
             | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
             Command::PlaceHold { user, .. }
             | Command::ConfirmHold { user, .. }

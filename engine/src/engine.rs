@@ -351,6 +351,11 @@ impl Engine {
                 event,
                 seed,
             } => self.reveal_draw_seed(tenant, *event, seed),
+            Command::OpenArrivalWindow {
+                tenant,
+                event,
+                draw,
+            } => self.open_arrival_window(tenant, *event, draw),
         }
     }
 

@@ -43,6 +43,7 @@ impl IdempotencyScope {
             | Command::CheckInTicket { event, .. }
             | Command::PlaceHold { event, .. }
             | Command::RevealDrawSeed { event, .. }
+            | Command::OpenArrivalWindow { event, .. }
             | Command::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
             Command::CreateDeskTicket { desk, .. }
             | Command::ConfirmDeskTicket { desk, .. }

@@ -202,6 +202,11 @@ pub enum Reply {
         category: Option<u16>,
         hold_requested: bool,
     },
+    /// An arrival window was opened on an existing event (`Effect::DrawOpened` says
+    /// when and the commitment).
+    ArrivalWindowOpened {
+        event: EventId,
+    },
     /// The organiser's seed matched the commitment; the draw will use it.
     DrawSeedRevealed {
         event: EventId,

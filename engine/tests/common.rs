@@ -521,6 +521,7 @@ pub fn map_command_ids(
         | Command::CancelEvent { event, .. }
         | Command::PlaceHold { event, .. }
         | Command::RevealDrawSeed { event, .. }
+        | Command::OpenArrivalWindow { event, .. }
         | Command::JoinWaitlist { event, .. } => *event = map_event(*event, id),
         Command::CheckIn { event, code, .. } => {
             *event = map_event(*event, id);
@@ -576,6 +577,7 @@ pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Out
             | Reply::CheckedIn { event, .. }
             | Reply::Entered { event, .. }
             | Reply::DrawSeedRevealed { event, .. }
+            | Reply::ArrivalWindowOpened { event }
             | Reply::EventCanceled { event, .. } => *event = map_event(*event, id),
             Reply::HoldPlaced(_)
             | Reply::HoldConfirmed(_)

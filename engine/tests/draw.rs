@@ -399,3 +399,75 @@ proptest! {
         prop_assert_eq!(run(&reordered, Some(&offsets_ms)), order);
     }
 }
+
+/// A window opened on an existing event works as one given at creation; it is refused
+/// twice, on an event without a future opening, and on another tenant's event. Waiters
+/// from an earlier sales period stay ahead of the entries.
+#[test]
+fn a_window_can_be_opened_on_an_existing_event() {
+    let mut h = Harness::new();
+    let ev = h.create(festival(2));
+    let open = |event: EventId, tenant: &str| Command::OpenArrivalWindow {
+        tenant: tenant.into(),
+        event,
+        draw: DrawSpec {
+            arrival_window_ms: WINDOW_MS,
+            commitment: draw::commitment_of(&SEED),
+        },
+    };
+    check(
+        &mut h,
+        open(ev, "t1"),
+        "rejected Invalid { reason: \"an arrival window needs sales_open_at\" }",
+    );
+    // Sales were open: Ann holds both places and Bob waits; then the opening moves.
+    check(&mut h, best("ann", ev, 2, false), "held h_1 [pool0 x2]");
+    check(
+        &mut h,
+        best_or_wait("bob", ev, 1, false),
+        "waitlisted w_1 #1",
+    );
+    let moved = h.run(Command::UpdateEvent {
+        tenant: "t1".into(),
+        event: ev,
+        patch: EventPatch {
+            sales_open_at_ms: Some(Some(OPEN_MS)),
+            ..EventPatch::default()
+        },
+    });
+    assert!(moved.result.is_ok(), "{moved:?}");
+    check(&mut h, open(ev, "t2"), "rejected NotFound { what: Event }");
+    let opened = check(
+        &mut h,
+        open(ev, "t1"),
+        &format!(
+            "{:?} | draw of ev_0 opens +00:00:30 draws +00:01:00",
+            Reply::ArrivalWindowOpened { event: ev }
+        ),
+    );
+    assert_eq!(opened.effects.len(), 1);
+    check(
+        &mut h,
+        open(ev, "t1"),
+        "rejected Invalid { reason: \"the event already has an arrival window\" }",
+    );
+    h.now_ms = OPEN_MS - 1;
+    check(&mut h, join("cat", ev, 1, false), "entered w_2");
+    check(&mut h, join("dan", ev, 1, false), "entered w_3");
+    h.now_ms = OPEN_MS;
+    let drawn = h.run(Command::Tick);
+    let (_, _, order) = made(&drawn);
+    assert_eq!(
+        order,
+        draw::draw_order(&made(&drawn).1, ev, &[WaiterId(2), WaiterId(3)])
+    );
+    // Ann lets her places go: Bob (who waited before the window) is served first.
+    let released = h.run(release("ann", 1));
+    assert_eq!(
+        render(&h.engine, &released),
+        format!(
+            "released h_1 [pool0 x2] | offered w_1 h_2 [pool0 x1] | offered {} h_3 [pool0 x1]",
+            order[0]
+        )
+    );
+}

@@ -266,6 +266,16 @@ pub(crate) struct CreateEventBody {
     pub(crate) draw_commitment: Option<String>,
 }
 
+/// An arrival window for an existing event whose `sales_open_at` is in the future.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpenWindowBody {
+    /// From 1 to 86400 seconds before `sales_open_at`.
+    pub(crate) arrival_window_seconds: u64,
+    /// SHA-256 of the draw's secret seed (64 hex digits).
+    pub(crate) draw_commitment: String,
+}
+
 /// The organiser's seed for the event's draw.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

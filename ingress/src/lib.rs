@@ -586,6 +586,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             get(routes::admin::attendees),
         )
         .route(
+            "/v1/admin/events/{event_id}/draw",
+            post(routes::admin::open_arrival_window),
+        )
+        .route(
             "/v1/admin/events/{event_id}/draw/reveal",
             post(routes::admin::reveal_draw_seed),
         )

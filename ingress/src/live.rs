@@ -28,6 +28,7 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
             | Reply::BookingCanceled { event, .. }
             | Reply::WaitlistJoined { event, .. }
             | Reply::Entered { event, .. }
+            | Reply::ArrivalWindowOpened { event }
             | Reply::WaitlistLeft { event, .. } => events.push(*event),
             Reply::HoldPlaced(view) => events.push(view.event),
             Reply::HoldConfirmed(view) => events.push(view.event),

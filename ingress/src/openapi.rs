@@ -39,7 +39,7 @@ impl Modify for Security {
         (`http.request_timeout_ms`): the request may or may not have been applied, so retry with the same `Idempotency-Key`."),
     paths(
         public::cities, public::events, public::venues, public::event, public::seats, public::draw, web::stream,
-        admin::create_event, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
+        admin::create_event, admin::open_arrival_window, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
@@ -358,6 +358,16 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
         ),
         (
             "CreateEventBody",
+            "draw_commitment",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
+        (
+            "OpenWindowBody",
+            "arrival_window_seconds",
+            range(1, engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000),
+        ),
+        (
+            "OpenWindowBody",
             "draw_commitment",
             json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
         ),
@@ -751,6 +761,11 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "events" => vec![(400, vec![InvalidField])],
         "event" | "seats" | "get_event" | "attendees" => vec![(404, vec![EventNotFound])],
         "draw" => vec![(404, vec![EventNotFound, DrawNotFound])],
+        "open_arrival_window" => vec![
+            (400, vec![InvalidField]),
+            (404, vec![EventNotFound]),
+            (409, vec![EventCanceled]),
+        ],
         "reveal_draw_seed" => vec![
             (400, vec![InvalidField]),
             (404, vec![EventNotFound, DrawNotFound]),
@@ -1356,7 +1371,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(writes, 15, "the writes that take an Idempotency-Key");
+        assert_eq!(writes, 16, "the writes that take an Idempotency-Key");
     }
 
     /// Every operation lists the answers any request may get, and the documented limits are

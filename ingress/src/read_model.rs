@@ -739,6 +739,8 @@ impl ReadModel {
             Reply::DeskTicketCanceled { ticket, .. } => {
                 self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled)
             }
+            // Its `DrawOpened` effect gives the event its draw.
+            Reply::ArrivalWindowOpened { .. } => {}
             Reply::Ticked | Reply::Promoted { .. } | Reply::Configured => {}
         }
     }

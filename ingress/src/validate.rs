@@ -150,7 +150,21 @@ fn no_dash(field: &str, value: &str) -> Result<(), AppError> {
 pub(crate) fn draw_spec(
     body: &CreateEventBody,
 ) -> Result<Option<engine::draw::DrawSpec>, AppError> {
-    let (seconds, commitment) = match (body.arrival_window_seconds, &body.draw_commitment) {
+    draw_fields(
+        body.arrival_window_seconds,
+        body.draw_commitment.as_deref(),
+        body.sales_open_at.is_some(),
+    )
+}
+
+/// The arrival window's fields, wherever they come from (a create, or opening a window on
+/// an event whose `sales_open_at` is `has_sales_open`).
+pub(crate) fn draw_fields(
+    arrival_window_seconds: Option<u64>,
+    draw_commitment: Option<&str>,
+    has_sales_open: bool,
+) -> Result<Option<engine::draw::DrawSpec>, AppError> {
+    let (seconds, commitment) = match (arrival_window_seconds, draw_commitment) {
         (None, None) => return Ok(None),
         (Some(seconds), Some(commitment)) => (seconds, commitment),
         (Some(_), None) => {
@@ -173,7 +187,7 @@ pub(crate) fn draw_spec(
             format!("arrival_window_seconds must be from 1 to {seconds_max}"),
         ));
     }
-    if body.sales_open_at.is_none() {
+    if !has_sales_open {
         return Err(AppError::field(
             "sales_open_at",
             "an arrival window needs sales_open_at",

@@ -383,3 +383,80 @@ async fn bad_arrival_windows_and_events_without_one_are_refused() {
         reveal.text
     );
 }
+
+/// A window opened on an existing event (`POST /v1/admin/events/{id}/draw`): the event
+/// needs a `sales_open_at`, gets one window only, and its draw is then published as
+/// pending.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_window_opens_on_an_existing_event() {
+    let harness = Harness::start();
+    let router = harness.router();
+    let mut body = flash_sale(1_900_000_000_000);
+    let object = body.as_object_mut().unwrap();
+    object.remove("arrival_window_seconds");
+    object.remove("draw_commitment");
+    let event = create_event(&router, body).await;
+    let plain = create_event(&router, event_body("Plain", 4, 300)).await;
+    let window = json!({
+        "arrival_window_seconds": 600,
+        "draw_commitment": draw::to_hex(&draw::commitment_of(&SEED)),
+    });
+    let refused = admin(
+        &router,
+        &format!("/v1/admin/events/{plain}/draw"),
+        window.clone(),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.field()),
+        (StatusCode::BAD_REQUEST, "sales_open_at"),
+        "{}",
+        refused.text
+    );
+    let garbled = admin(
+        &router,
+        &format!("/v1/admin/events/{event}/draw"),
+        json!({"arrival_window_seconds": 600, "draw_commitment": "zz"}),
+    )
+    .await;
+    assert_eq!(
+        (garbled.status, garbled.field()),
+        (StatusCode::BAD_REQUEST, "draw_commitment"),
+        "{}",
+        garbled.text
+    );
+    let opened = admin(
+        &router,
+        &format!("/v1/admin/events/{event}/draw"),
+        window.clone(),
+    )
+    .await;
+    assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.text);
+    assert_eq!(opened.body["status"], "pending");
+    assert_eq!(
+        opened.body["draws_at"], "2030-03-17T17:46:40Z",
+        "{}",
+        opened.text
+    );
+    assert_eq!(
+        opened.body["opens_at"], "2030-03-17T17:36:40Z",
+        "{}",
+        opened.text
+    );
+    let again = admin(&router, &format!("/v1/admin/events/{event}/draw"), window).await;
+    assert_eq!(
+        (again.status, again.reason()),
+        (StatusCode::BAD_REQUEST, "invalid"),
+        "{}",
+        again.text
+    );
+    let published = call(
+        &router,
+        Method::GET,
+        &format!("/v1/events/{event}/draw"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(published.body["commitment"], opened.body["commitment"]);
+}

@@ -22,7 +22,30 @@ impl Engine {
         else {
             unreachable!("a created event is answered EventCreated");
         };
-        let event_id = *event_id;
+        self.set_draw(*event_id, draws_at_ms, draw);
+        Ok(reply)
+    }
+
+    pub(super) fn open_arrival_window(
+        &mut self,
+        tenant: &str,
+        event_id: EventId,
+        draw: &DrawSpec,
+    ) -> Answer {
+        let event = self.tenant_event(tenant, event_id)?;
+        if event.canceled {
+            return Err(conflict(ConflictReason::EventCanceled));
+        }
+        if event.draw.is_some() {
+            return Err(invalid("the event already has an arrival window"));
+        }
+        let draws_at_ms = self.validate_draw(&event.spec, draw)?;
+        self.set_draw(event_id, draws_at_ms, draw);
+        Ok(Reply::ArrivalWindowOpened { event: event_id })
+    }
+
+    /// Gives a validated event its draw, due at `draws_at_ms`.
+    fn set_draw(&mut self, event_id: EventId, draws_at_ms: u64, draw: &DrawSpec) {
         let opens_at_ms = draws_at_ms.saturating_sub(draw.arrival_window_ms);
         let event_index = self.known_event_index(event_id);
         self.state.events[event_index].draw = Some(Box::new(Draw {
@@ -48,7 +71,6 @@ impl Engine {
             draws_at_ms,
             commitment: draw.commitment,
         });
-        Ok(reply)
     }
 
     /// The draw's part of the event's validation; its time (`sales_open_at`).

@@ -95,6 +95,7 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
         | Command::CheckInTicket { event, .. }
         | Command::PlaceHold { event, .. }
         | Command::RevealDrawSeed { event, .. }
+        | Command::OpenArrivalWindow { event, .. }
         | Command::JoinWaitlist { event, .. } => of((*event).into()),
         Command::ConfirmHold { hold, .. } | Command::ReleaseHold { hold, .. } => of((*hold).into()),
         Command::CancelBooking { booking, .. } => of((*booking).into()),
