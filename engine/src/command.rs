@@ -137,6 +137,28 @@ pub enum Command {
         event: EventId,
         ticket: crate::ids::TicketId,
     },
+    /// `CreateEvent` with an arrival window and the commitment to its draw's seed
+    /// (`crate::draw`). A variant of its own so `CreateEvent` records decode as before.
+    CreateEventWithDraw {
+        tenant: String,
+        spec: EventSpec,
+        draw: crate::draw::DrawSpec,
+    },
+    /// Opens an arrival window on an existing event (one without one, whose
+    /// `sales_open_at` is in the future): as `CreateEventWithDraw` does at creation.
+    /// Waiters already queued (from an earlier sales period) stay ahead of its entries.
+    OpenArrivalWindow {
+        tenant: String,
+        event: EventId,
+        draw: crate::draw::DrawSpec,
+    },
+    /// The organiser reveals the draw's seed (before opening); it must match the
+    /// commitment.
+    RevealDrawSeed {
+        tenant: String,
+        event: EventId,
+        seed: [u8; crate::draw::DRAW_BYTES],
+    },
 }
 
 impl Command {
@@ -148,6 +170,9 @@ impl Command {
             | Command::CancelEvent { tenant, .. }
             | Command::CheckIn { tenant, .. }
             | Command::CheckInTicket { tenant, .. }
+            | Command::CreateEventWithDraw { tenant, .. }
+            | Command::RevealDrawSeed { tenant, .. }
+            | Command::OpenArrivalWindow { tenant, .. }
             | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
             Command::PlaceHold { user, .. }
             | Command::ConfirmHold { user, .. }

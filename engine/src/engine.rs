@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod bookings;
 mod clock;
+mod draws;
 mod events;
 mod holds;
 mod state;
@@ -177,6 +178,9 @@ impl Engine {
     /// in the shell, so it stops the process.
     pub fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.begin(offset, time_ms);
+        if !self.state.draws_pending.is_empty() {
+            self.chain_draw_records(offset, request);
+        }
         // Perf: stamps (two digests) are only computed for keyed requests.
         let stamp = request
             .idempotency_key
@@ -339,6 +343,19 @@ impl Engine {
             // A replica with another configuration never gets here: its shell stops
             // before this record (`logged_config_mismatch`).
             Command::Configure { .. } => Ok(Reply::Configured),
+            Command::CreateEventWithDraw { tenant, spec, draw } => {
+                self.create_event_with_draw(tenant, spec, draw)
+            }
+            Command::RevealDrawSeed {
+                tenant,
+                event,
+                seed,
+            } => self.reveal_draw_seed(tenant, *event, seed),
+            Command::OpenArrivalWindow {
+                tenant,
+                event,
+                draw,
+            } => self.open_arrival_window(tenant, *event, draw),
         }
     }
 

@@ -42,11 +42,14 @@ impl IdempotencyScope {
             | Command::CheckIn { event, .. }
             | Command::CheckInTicket { event, .. }
             | Command::PlaceHold { event, .. }
+            | Command::RevealDrawSeed { event, .. }
+            | Command::OpenArrivalWindow { event, .. }
             | Command::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
             Command::CreateDeskTicket { desk, .. }
             | Command::ConfirmDeskTicket { desk, .. }
             | Command::CancelDeskTicket { desk, .. } => IdempotencyScope::Desk(*desk),
             Command::CreateEvent { .. }
+            | Command::CreateEventWithDraw { .. }
             | Command::ConfirmHold { .. }
             | Command::ReleaseHold { .. }
             | Command::CancelBooking { .. }

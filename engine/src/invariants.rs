@@ -227,11 +227,16 @@ pub(crate) fn check(engine: &Engine) {
         let mut needs: BTreeMap<(Option<u16>, bool, u32), u32> = BTreeMap::new();
         for (category, queue) in &event.queues {
             assert!(!queue.is_empty(), "empty queues are removed");
-            for waiter_id in queue {
+            for (queue_place, waiter_id) in queue {
                 let waiter = &state.waiters[waiter_id];
                 assert!(
                     waiter.event == event_id && waiter.category == *category,
                     "every waiter is in exactly its own queue"
+                );
+                assert_eq!(
+                    waiter.place,
+                    Some(*queue_place),
+                    "a queued waiter is at its place"
                 );
                 assert!(
                     event.canceled
@@ -251,10 +256,37 @@ pub(crate) fn check(engine: &Engine) {
         assert_eq!(needs, event.waiter_needs, "waiter needs count the queues");
     }
     let queued: u32 = state.events.iter().map(|event| event.waiting).sum();
+    let mut entered = 0usize;
+    for (index, event) in state.events.iter().enumerate() {
+        let Some(draw) = &event.draw else { continue };
+        let event_id = engine.event_id_at(index);
+        assert_eq!(
+            state.draws_pending.contains(&(draw.draws_at_ms, event_id)),
+            !draw.made && !event.canceled,
+            "a draw is pending until it is made or its event canceled"
+        );
+        assert!(
+            draw.seed
+                .is_none_or(|seed| crate::draw::commitment_of(&seed) == draw.commitment),
+            "a revealed seed matches its commitment"
+        );
+        for entry in &draw.entries {
+            let waiter = &state.waiters[entry];
+            assert!(
+                waiter.event == event_id && waiter.place.is_none(),
+                "an entry is its event's, with no place before the draw"
+            );
+        }
+        assert!(
+            !draw.made || draw.entries.is_empty(),
+            "a made draw lists no entries"
+        );
+        entered += draw.entries.len();
+    }
     assert_eq!(
-        queued as usize,
+        queued as usize + entered,
         state.waiters.len(),
-        "every waiter is in exactly one queue"
+        "every waiter is in exactly one queue, or entered in one draw"
     );
     let mut waiters_by_user: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     for (waiter_id, waiter) in &state.waiters {
@@ -288,6 +320,18 @@ pub(crate) fn check(engine: &Engine) {
                 .is_some_and(|hold| hold.due_ms == due)),
             TimerKind::WaiterExpiry => {
                 assert!(state.waiters.contains_key(&crate::ids::WaiterId(id)))
+            }
+            TimerKind::Draw => {
+                let event = u32::try_from(id)
+                    .ok()
+                    .and_then(|id| engine.event_index(crate::ids::EventId(id)))
+                    .map(|index| &state.events[index]);
+                assert!(
+                    event
+                        .and_then(|event| event.draw.as_ref())
+                        .is_some_and(|draw| { !draw.made && draw.draws_at_ms == due + 1 }),
+                    "a draw timer is its pending draw's"
+                );
             }
             TimerKind::DeskHoldExpiry => assert!(state
                 .desks

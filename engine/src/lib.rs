@@ -19,9 +19,12 @@
 //! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
 //! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
 //!   submodules each own one part: `state` (the replicated [`State`] and seat tags),
-//!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `users` (user
+//!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `draws`, `users` (user
 //!   names interned to dense ids in log order).
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
+//! - [`draw`]: an arrival window's draw (commit–reveal, the keyed order, the fallback
+//!   seed), pure functions anyone can use to recompute a published draw; the engine's
+//!   `draws` submodule applies them.
 //! - [`layout`]: seat maps flattened to dense seat indices, shared with the read side.
 //! - [`wire`]: the versioned log record format; [`tickets`]: ticket codes (derived and
 //!   verified by the read side; the engine checks them only for old by-code check-ins).
@@ -43,6 +46,7 @@ pub mod command;
 pub mod config;
 pub mod control;
 mod desk;
+pub mod draw;
 mod engine;
 pub mod idempotency;
 pub mod ids;

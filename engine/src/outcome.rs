@@ -191,6 +191,27 @@ pub enum Reply {
     },
     /// A `Configure` record: the log records the configuration it is applied with.
     Configured,
+    /// A waiting hold (`hold_requested`) or a waitlist join in the event's arrival
+    /// window: entered into the draw, with no place until the draw at opening
+    /// (`Effect::DrawMade`). Then it waits like any waitlist entry.
+    Entered {
+        waiter: WaiterId,
+        event: EventId,
+        user: UserName,
+        quantity: u32,
+        category: Option<u16>,
+        hold_requested: bool,
+    },
+    /// An arrival window was opened on an existing event (`Effect::DrawOpened` says
+    /// when and the commitment).
+    ArrivalWindowOpened {
+        event: EventId,
+    },
+    /// The organiser's seed matched the commitment; the draw will use it.
+    DrawSeedRevealed {
+        event: EventId,
+        seed: [u8; crate::draw::DRAW_BYTES],
+    },
 }
 
 /// Why a limit was hit.
@@ -303,6 +324,8 @@ pub enum ConflictReason {
     BookingCanceled,
     /// The desk ticket already has its slot: only a held ticket can be confirmed.
     DeskTicketAllocated,
+    /// The event's draw was made: its seed can no longer be revealed.
+    DrawMade,
 }
 
 /// Why sales are closed.
@@ -337,5 +360,23 @@ pub enum Effect {
         desk: DeskId,
         ticket: DeskTicketId,
         user: UserName,
+    },
+    /// The event was created with an arrival window (`Command::CreateEventWithDraw`):
+    /// entries are taken from `opens_at_ms` and drawn at `draws_at_ms` (its
+    /// `sales_open_at`).
+    DrawOpened {
+        event: EventId,
+        opens_at_ms: u64,
+        draws_at_ms: u64,
+        commitment: [u8; crate::draw::DRAW_BYTES],
+    },
+    /// The draw at opening: `order` is every entry, first place first
+    /// (`draw::draw_order(seed, event, entries)`); they are now the event's waitlist in
+    /// that order (offers follow as effects after this one).
+    DrawMade {
+        event: EventId,
+        seed: [u8; crate::draw::DRAW_BYTES],
+        source: crate::draw::DrawSeedSource,
+        order: Vec<WaiterId>,
     },
 }

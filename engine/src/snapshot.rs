@@ -31,7 +31,9 @@ use std::sync::Arc;
 /// per-user counters keep the id instead of the name.
 /// 4: 4-byte seat words (a held seat names its hold's slot in the event's `hold_slots`, a
 /// booked seat names nobody); holds keep their slot.
-pub const STATE_VERSION: u8 = 4;
+/// 5: arrival windows and their draws (`Event::draw`, `State::draws_pending`); waiters
+/// keep their place, queues map place → waiter.
+pub const STATE_VERSION: u8 = 5;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

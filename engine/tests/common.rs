@@ -212,6 +212,7 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
             waiter, position, ..
         }) => format!("joined {waiter} #{position}"),
         Ok(Reply::WaitlistLeft { waiter, .. }) => format!("left {waiter}"),
+        Ok(Reply::Entered { waiter, .. }) => format!("entered {waiter}"),
         Ok(Reply::Ticked) => "tick".to_string(),
         Ok(Reply::EventCanceled {
             released_holds,
@@ -261,6 +262,29 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
             ),
             Effect::WaitlistEnded { waiter, reason, .. } => format!("ended {waiter} {reason:?}"),
             Effect::DeskHoldExpired { ticket, .. } => format!("desk hold expired {ticket}"),
+            Effect::DrawOpened {
+                event,
+                opens_at_ms,
+                draws_at_ms,
+                ..
+            } => format!(
+                "draw of {event} opens {} draws {}",
+                clock(*opens_at_ms),
+                clock(*draws_at_ms)
+            ),
+            Effect::DrawMade {
+                event,
+                source,
+                order,
+                ..
+            } => format!(
+                "drew {event} {source:?}: {}",
+                order
+                    .iter()
+                    .map(|waiter| waiter.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         });
     }
     line
@@ -496,6 +520,8 @@ pub fn map_command_ids(
         Command::UpdateEvent { event, .. }
         | Command::CancelEvent { event, .. }
         | Command::PlaceHold { event, .. }
+        | Command::RevealDrawSeed { event, .. }
+        | Command::OpenArrivalWindow { event, .. }
         | Command::JoinWaitlist { event, .. } => *event = map_event(*event, id),
         Command::CheckIn { event, code, .. } => {
             *event = map_event(*event, id);
@@ -526,6 +552,7 @@ pub fn map_command_ids(
             ticket.0 = id(ticket.0);
         }
         Command::CreateEvent { .. }
+        | Command::CreateEventWithDraw { .. }
         | Command::CreateDesk { .. }
         | Command::Tick
         | Command::Promote { .. }
@@ -548,6 +575,9 @@ pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Out
             | Reply::HoldReleased { event, .. }
             | Reply::BookingCanceled { event, .. }
             | Reply::CheckedIn { event, .. }
+            | Reply::Entered { event, .. }
+            | Reply::DrawSeedRevealed { event, .. }
+            | Reply::ArrivalWindowOpened { event }
             | Reply::EventCanceled { event, .. } => *event = map_event(*event, id),
             Reply::HoldPlaced(_)
             | Reply::HoldConfirmed(_)
@@ -584,6 +614,7 @@ pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Out
                 view.event = map_event(view.event, id);
             }
             Reply::Waitlisted { waiter, .. }
+            | Reply::Entered { waiter, .. }
             | Reply::WaitlistJoined { waiter, .. }
             | Reply::WaitlistLeft { waiter, .. } => waiter.0 = id(waiter.0),
             Reply::HoldReleased { hold, .. } => hold.0 = id(hold.0),
@@ -625,6 +656,11 @@ pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Out
             Effect::DeskHoldExpired { desk, ticket, .. } => {
                 *desk = map_desk(*desk, id);
                 ticket.0 = id(ticket.0);
+            }
+            Effect::DrawOpened { event, .. } => *event = map_event(*event, id),
+            Effect::DrawMade { event, order, .. } => {
+                *event = map_event(*event, id);
+                order.iter_mut().for_each(|waiter| waiter.0 = id(waiter.0));
             }
         }
     }

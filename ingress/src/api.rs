@@ -256,6 +256,73 @@ pub(crate) struct CreateEventBody {
     pub(crate) categories: Vec<CategoryBody>,
     pub(crate) seating: Option<SeatingBody>,
     pub(crate) general_admission: Option<Vec<PoolBody>>,
+    /// An arrival window of this many seconds before `sales_open_at` (required with it;
+    /// from 1 to 86400): waiting holds and waitlist joins in it are entered into a draw
+    /// made at `sales_open_at` (`GET /v1/events/{event_id}/draw`). Needs
+    /// `draw_commitment`.
+    pub(crate) arrival_window_seconds: Option<u64>,
+    /// SHA-256 of the draw's secret seed (64 hex digits); the seed is revealed before
+    /// opening with `POST /v1/admin/events/{event_id}/draw/reveal`.
+    pub(crate) draw_commitment: Option<String>,
+}
+
+/// An arrival window for an existing event whose `sales_open_at` is in the future.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpenWindowBody {
+    /// From 1 to 86400 seconds before `sales_open_at`.
+    pub(crate) arrival_window_seconds: u64,
+    /// SHA-256 of the draw's secret seed (64 hex digits).
+    pub(crate) draw_commitment: String,
+}
+
+/// The organiser's seed for the event's draw.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevealSeedBody {
+    /// The 32-byte seed as 64 hex digits: its SHA-256 must be the event's `draw_commitment`.
+    pub(crate) seed: String,
+}
+
+/// An event's draw: what anyone needs to recompute it. Each entry's draw key is
+/// HMAC-SHA256(key = seed, message = "<event_id>/<waitlist_id>"); places go by ascending
+/// key. Entries are listed by id only (no user).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DrawResponse {
+    pub(crate) event_id: String,
+    /// `pending` until `draws_at`, then `drawn`.
+    pub(crate) status: String,
+    pub(crate) opens_at: String,
+    pub(crate) draws_at: String,
+    /// SHA-256 of the organiser's seed, hex.
+    pub(crate) commitment: String,
+    /// The organiser's seed once revealed; once drawn, the seed the draw used.
+    pub(crate) seed: Option<String>,
+    /// Once drawn: `revealed` (the organiser's) or `fallback`.
+    pub(crate) seed_source: Option<String>,
+    /// For a `fallback` seed: how it was derived.
+    pub(crate) fallback: Option<DrawFallback>,
+    /// Before the draw: the entries in arrival order, with no place. After: every entry,
+    /// first place first.
+    pub(crate) entries: Vec<DrawEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DrawFallback {
+    /// The requests the engine applied in the window's last second that the seed chains.
+    pub(crate) records: u32,
+    /// Log times of the first and last of them (null when none came).
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+    /// The rule, for a verifier.
+    pub(crate) derivation: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DrawEntry {
+    pub(crate) waitlist_id: String,
+    /// From 1 once drawn.
+    pub(crate) place: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -463,8 +530,10 @@ pub(crate) struct WaitlistBody {
 pub(crate) struct WaitlistJoined {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
-    /// Place in the FCFS queue, from 1 (0 once no longer waiting).
+    /// Place in the FCFS queue, from 1 (0 once no longer waiting, or while `entered`).
     pub(crate) position: u32,
+    /// `waiting`, `offered`, or `entered` (in the event's arrival window: placed by the
+    /// draw at `sales_open_at`).
     pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) hold: Option<HoldResponse>,
@@ -528,7 +597,8 @@ pub(crate) struct NotificationResponse {
 pub(crate) struct WaitlistStatus {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
-    /// `waiting`, `offered`, `expired` or `left`.
+    /// `waiting`, `entered` (in an arrival window's draw, not made yet: no position),
+    /// `offered`, `expired` or `left`.
     pub(crate) status: String,
     /// Live place in the FCFS queue while waiting, from 1; 0 otherwise.
     pub(crate) position: u32,

@@ -84,6 +84,8 @@ reasons! {
     DeskNotFound = "desk_not_found",
     DeskTicketNotFound = "desk_ticket_not_found",
     WebhookNotFound = "webhook_not_found",
+    /// The event has no arrival window, so no draw.
+    DrawNotFound = "draw_not_found",
     /// The effects worker no longer holds that message for the endpoint.
     WebhookMessageNotFound = "webhook_message_not_found",
     /// No such seat labels in the event's map (`details.seats`).
@@ -112,6 +114,8 @@ reasons! {
     BookingCanceled = "booking_canceled",
     /// Only a held (validated) desk ticket can be confirmed.
     DeskTicketAllocated = "desk_ticket_allocated",
+    /// The event's draw was made: its seed can no longer be revealed.
+    DrawMade = "draw_made",
     /// The Idempotency-Key was used for a different request.
     IdempotencyKeyReused = "idempotency_key_reused",
     /// The operator's promotion was refused (already primary, ...).
@@ -580,6 +584,10 @@ impl AppError {
                     ConflictReason::DeskTicketAllocated => (
                         Reason::DeskTicketAllocated,
                         "the desk ticket already has its slot",
+                    ),
+                    ConflictReason::DrawMade => (
+                        Reason::DrawMade,
+                        "the event's draw was made: its seed can no longer be revealed",
                     ),
                 };
                 AppError::conflict(reason, message)

@@ -45,7 +45,8 @@ const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// 2: bookings carry no ticket list (outcome version 3; tickets and codes are derived).
 /// 3: the model keeps each user's notifications (an older snapshot is skipped, and the
 /// model rebuilt from the outcomes log, notifications included).
-const STATE_VERSION: u8 = 3;
+/// 4: waiters keep their place and queues map place → waiter; events keep their draw.
+const STATE_VERSION: u8 = 4;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -345,7 +346,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x03");
+        assert_eq!(&bytes[..5], b"BXRM\x04");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(

@@ -529,6 +529,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route("/v1/events", get(routes::public::events))
         .route("/v1/events/{event_id}", get(routes::public::event))
         .route("/v1/events/{event_id}/seats", get(routes::public::seats))
+        .route("/v1/events/{event_id}/draw", get(routes::public::draw))
         .route("/v1/events/{event_id}/stream", get(routes::web::stream))
         .route(
             "/v1/events/{event_id}/holds",
@@ -601,6 +602,14 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/admin/events/{event_id}/attendees",
             get(routes::admin::attendees),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/draw",
+            post(routes::admin::open_arrival_window),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/draw/reveal",
+            post(routes::admin::reveal_draw_seed),
         )
         .route(
             "/v1/admin/webhooks",

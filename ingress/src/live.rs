@@ -27,6 +27,8 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
             | Reply::HoldReleased { event, .. }
             | Reply::BookingCanceled { event, .. }
             | Reply::WaitlistJoined { event, .. }
+            | Reply::Entered { event, .. }
+            | Reply::ArrivalWindowOpened { event }
             | Reply::WaitlistLeft { event, .. } => events.push(*event),
             Reply::HoldPlaced(view) => events.push(view.event),
             Reply::HoldConfirmed(view) => events.push(view.event),
@@ -38,6 +40,7 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
             | Reply::DeskTicketCanceled { .. }
             | Reply::Ticked
             | Reply::Promoted { .. }
+            | Reply::DrawSeedRevealed { .. }
             | Reply::Configured => {}
         }
     }
@@ -47,7 +50,8 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
                 events.push(*event)
             }
             Effect::WaitlistOffered { hold, .. } => events.push(hold.event),
-            Effect::DeskHoldExpired { .. } => {}
+            Effect::DrawMade { event, .. } => events.push(*event),
+            Effect::DeskHoldExpired { .. } | Effect::DrawOpened { .. } => {}
         }
     }
 }

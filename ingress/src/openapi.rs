@@ -38,8 +38,8 @@ impl Modify for Security {
         503 `unavailable`, `request_timeout` among its reasons when no answer came within the server's request timeout \
         (`http.request_timeout_ms`): the request may or may not have been applied, so retry with the same `Idempotency-Key`."),
     paths(
-        public::cities, public::events, public::venues, public::event, public::seats, web::stream,
-        admin::create_event, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
+        public::cities, public::events, public::venues, public::event, public::seats, public::draw, web::stream,
+        admin::create_event, admin::open_arrival_window, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
@@ -353,6 +353,31 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
             hold_ttl_seconds(limits),
         ),
         ("CreateEventBody", "max_seats_per_order", range(1, cap)),
+        (
+            "CreateEventBody",
+            "arrival_window_seconds",
+            range(1, engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000),
+        ),
+        (
+            "CreateEventBody",
+            "draw_commitment",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
+        (
+            "OpenWindowBody",
+            "arrival_window_seconds",
+            range(1, engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000),
+        ),
+        (
+            "OpenWindowBody",
+            "draw_commitment",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
+        (
+            "RevealSeedBody",
+            "seed",
+            json!({ "pattern": "^[0-9A-Fa-f]{64}$" }),
+        ),
         (
             "CreateEventBody",
             "max_seats_per_user",
@@ -737,6 +762,17 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         | "openapi" => vec![],
         "events" => vec![(400, vec![InvalidField])],
         "event" | "seats" | "get_event" | "attendees" => vec![(404, vec![EventNotFound])],
+        "draw" => vec![(404, vec![EventNotFound, DrawNotFound])],
+        "open_arrival_window" => vec![
+            (400, vec![InvalidField]),
+            (404, vec![EventNotFound]),
+            (409, vec![EventCanceled]),
+        ],
+        "reveal_draw_seed" => vec![
+            (400, vec![InvalidField]),
+            (404, vec![EventNotFound, DrawNotFound]),
+            (409, vec![DrawMade, EventCanceled]),
+        ],
         "stream" => vec![
             (404, vec![EventNotFound]),
             (429, vec![StreamsPerAddressMax]),
@@ -1067,6 +1103,7 @@ mod tests {
             ConflictReason::HoldAlreadyConfirmed,
             ConflictReason::BookingCanceled,
             ConflictReason::DeskTicketAllocated,
+            ConflictReason::DrawMade,
         ] {
             rejections.push(Rejection::Conflict { reason });
         }
@@ -1379,7 +1416,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(writes, 14, "the writes that take an Idempotency-Key");
+        assert_eq!(writes, 16, "the writes that take an Idempotency-Key");
     }
 
     /// Every operation lists the answers any request may get, and the documented limits are

@@ -84,10 +84,27 @@ pub(crate) struct EventRecord {
     pub(crate) layout: Layout,
     seats: Vec<u64>,
     pub(crate) categories: Vec<CategoryCounts>,
-    /// FCFS queues by requested category, as the engine keeps them.
-    queues: BTreeMap<Option<u16>, BTreeSet<WaiterId>>,
+    /// FCFS queues by requested category, place → waiter, as the engine keeps them.
+    queues: BTreeMap<Option<u16>, BTreeMap<u64, WaiterId>>,
     pub(crate) waiting: u64,
     pub(crate) bookings: Vec<BookingId>,
+    /// The arrival window's draw, for an event created with one.
+    pub(crate) draw: Option<DrawRecord>,
+}
+
+/// An event's draw as its outcomes told it (`GET /v1/events/{id}/draw`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DrawRecord {
+    pub(crate) opens_at_ms: u64,
+    pub(crate) draws_at_ms: u64,
+    pub(crate) commitment: [u8; engine::draw::DRAW_BYTES],
+    /// The organiser's seed once revealed; after the draw, the seed it used.
+    pub(crate) seed: Option<[u8; engine::draw::DRAW_BYTES]>,
+    /// Set once the draw is made.
+    pub(crate) source: Option<engine::draw::DrawSeedSource>,
+    /// Before the draw: the entries still in, in arrival order. After: every entry drawn,
+    /// first place first.
+    pub(crate) entries: Vec<WaiterId>,
 }
 
 impl EventRecord {
@@ -179,11 +196,12 @@ impl EventRecord {
             .sum()
     }
 
-    /// Live place of a waiting entry in its queue, from 1.
-    pub(crate) fn position(&self, waiter: WaiterId, category: Option<u16>) -> u32 {
+    /// Live place of a waiting entry in its queue, from 1 (0 for one with no place).
+    pub(crate) fn position(&self, place: Option<u64>, category: Option<u16>) -> u32 {
+        let Some(place) = place else { return 0 };
         self.queues.get(&category).map_or(0, |queue| {
-            if queue.contains(&waiter) {
-                queue.range(..=waiter).count() as u32
+            if queue.contains_key(&place) {
+                queue.range(..=place).count() as u32
             } else {
                 0
             }
@@ -226,6 +244,8 @@ pub(crate) struct BookingRecord {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum WaiterStatus {
     Waiting,
+    /// Entered into an arrival window's draw: no place until it is made.
+    Entered,
     Offered(HoldId),
     Ended(WaitEnd),
     Left,
@@ -235,6 +255,7 @@ impl WaiterStatus {
     pub(crate) fn name(self) -> &'static str {
         match self {
             WaiterStatus::Waiting => "waiting",
+            WaiterStatus::Entered => "entered",
             WaiterStatus::Offered(_) => "offered",
             WaiterStatus::Ended(_) => "expired",
             WaiterStatus::Left => "left",
@@ -260,6 +281,8 @@ pub(crate) struct WaiterRecord {
     pub(crate) quantity: u32,
     pub(crate) category: Option<u16>,
     pub(crate) status: WaiterStatus,
+    /// Its key in its queue (see `engine`'s waiters); `None` while entered in a draw.
+    pub(crate) place: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -664,7 +687,25 @@ impl ReadModel {
                 quantity,
                 category,
                 ..
-            } => self.add_waiter(*waiter, *event, user, *quantity, *category),
+            } => self.add_waiter(*waiter, *event, user, *quantity, *category, false),
+            Reply::Entered {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                ..
+            } => self.add_waiter(*waiter, *event, user, *quantity, *category, true),
+            Reply::DrawSeedRevealed { event, seed } => {
+                match self
+                    .events
+                    .get_mut(event)
+                    .and_then(|record| record.draw.as_mut())
+                {
+                    Some(draw) => draw.seed = Some(*seed),
+                    None => self.anomaly("a seed revealed for no draw"),
+                }
+            }
             Reply::HoldConfirmed(view) => self.confirm(view),
             Reply::HoldReleased { hold, .. } => self.end_hold(*hold, HoldStatus::Released),
             Reply::BookingCanceled { booking, .. } => self.cancel_booking(*booking),
@@ -698,6 +739,8 @@ impl ReadModel {
             Reply::DeskTicketCanceled { ticket, .. } => {
                 self.end_desk_ticket(*ticket, DeskTicketStatus::Canceled)
             }
+            // Its `DrawOpened` effect gives the event its draw.
+            Reply::ArrivalWindowOpened { .. } => {}
             Reply::Ticked | Reply::Promoted { .. } | Reply::Configured => {}
         }
     }
@@ -715,6 +758,76 @@ impl ReadModel {
             Effect::DeskHoldExpired { ticket, .. } => {
                 self.end_desk_ticket(*ticket, DeskTicketStatus::Expired)
             }
+            Effect::DrawOpened {
+                event,
+                opens_at_ms,
+                draws_at_ms,
+                commitment,
+            } => match self.events.get_mut(event) {
+                Some(record) => {
+                    record.draw = Some(DrawRecord {
+                        opens_at_ms: *opens_at_ms,
+                        draws_at_ms: *draws_at_ms,
+                        commitment: *commitment,
+                        seed: None,
+                        source: None,
+                        entries: Vec::new(),
+                    })
+                }
+                None => self.anomaly("a draw opened for an unknown event"),
+            },
+            Effect::DrawMade {
+                event,
+                seed,
+                source,
+                order,
+            } => self.make_draw(*event, seed, *source, order, changes),
+        }
+    }
+
+    /// The engine's draw, mirrored: the entries take their places (their ids in draw
+    /// order) in the queues.
+    fn make_draw(
+        &mut self,
+        event_id: EventId,
+        seed: &[u8; engine::draw::DRAW_BYTES],
+        source: engine::draw::DrawSeedSource,
+        order: &[WaiterId],
+        changes: &mut Changes,
+    ) {
+        let mut places: Vec<u64> = order.iter().map(|waiter| waiter.0).collect();
+        places.sort_unstable();
+        let Some(event) = self.events.get_mut(&event_id) else {
+            return self.anomaly("a draw for an unknown event");
+        };
+        let Some(draw) = event.draw.as_mut() else {
+            return self.anomaly("a draw made for an event without one");
+        };
+        draw.seed = Some(*seed);
+        draw.source = Some(source);
+        draw.entries = order.to_vec();
+        let mut queued = 0;
+        for (waiter_id, place) in order.iter().zip(places) {
+            let Some(waiter) = self.waiters.get_mut(waiter_id) else {
+                continue;
+            };
+            if waiter.status != WaiterStatus::Entered {
+                continue;
+            }
+            waiter.status = WaiterStatus::Waiting;
+            waiter.place = Some(place);
+            event
+                .queues
+                .entry(waiter.category)
+                .or_default()
+                .insert(place, *waiter_id);
+            event.waiting += 1;
+            queued += 1;
+            changes.waiters.push(*waiter_id);
+        }
+        self.waiting += queued;
+        if queued != order.len() as u64 {
+            self.anomaly("a drawn entry was not entered");
         }
     }
 
@@ -759,6 +872,7 @@ impl ReadModel {
             queues: BTreeMap::new(),
             waiting: 0,
             bookings: Vec::new(),
+            draw: None,
         };
         if self.events.insert(id, record).is_some() {
             self.anomaly("an event id was created twice");
@@ -932,12 +1046,23 @@ impl ReadModel {
         user: &str,
         quantity: u32,
         category: Option<u16>,
+        entered: bool,
     ) {
         let Some(event) = self.events.get_mut(&event_id) else {
             return self.anomaly("a waitlist entry on an unknown event");
         };
-        event.queues.entry(category).or_default().insert(id);
-        event.waiting += 1;
+        let (status, place) = if entered {
+            match event.draw.as_mut() {
+                Some(draw) => draw.entries.push(id),
+                None => return self.anomaly("an entry into no draw"),
+            }
+            (WaiterStatus::Entered, None)
+        } else {
+            event.queues.entry(category).or_default().insert(id.0, id);
+            event.waiting += 1;
+            self.waiting += 1;
+            (WaiterStatus::Waiting, Some(id.0))
+        };
         self.waiters.insert(
             id,
             WaiterRecord {
@@ -946,31 +1071,40 @@ impl ReadModel {
                 user: user.to_string(),
                 quantity,
                 category,
-                status: WaiterStatus::Waiting,
+                status,
+                place,
             },
         );
-        self.waiting += 1;
     }
 
     fn end_waiter(&mut self, id: WaiterId, end: WaiterStatus, changes: &mut Changes) {
         let Some(waiter) = self.waiters.get_mut(&id) else {
             return self.anomaly("ended an unknown waitlist entry");
         };
-        if waiter.status != WaiterStatus::Waiting {
+        let was = waiter.status;
+        if !matches!(was, WaiterStatus::Waiting | WaiterStatus::Entered) {
             return self.anomaly("ended a waitlist entry that was not waiting");
         }
         waiter.status = end;
-        let (event_id, category) = (waiter.event, waiter.category);
+        let (event_id, category, place) = (waiter.event, waiter.category, waiter.place);
         if let Some(event) = self.events.get_mut(&event_id) {
-            if let Some(queue) = event.queues.get_mut(&category) {
-                queue.remove(&id);
-                if queue.is_empty() {
-                    event.queues.remove(&category);
+            if was == WaiterStatus::Entered {
+                if let Some(draw) = event.draw.as_mut() {
+                    draw.entries.retain(|entry| *entry != id);
                 }
+            } else {
+                if let Some(queue) = event.queues.get_mut(&category) {
+                    place.map(|place| queue.remove(&place));
+                    if queue.is_empty() {
+                        event.queues.remove(&category);
+                    }
+                }
+                event.waiting = event.waiting.saturating_sub(1);
             }
-            event.waiting = event.waiting.saturating_sub(1);
         }
-        self.waiting = self.waiting.saturating_sub(1);
+        if was == WaiterStatus::Waiting {
+            self.waiting = self.waiting.saturating_sub(1);
+        }
         changes.waiters.push(id);
         self.ended_waiters.push_back(id);
         while self.ended_waiters.len() > self.ended_entries_max {
@@ -1212,7 +1346,7 @@ mod tests {
                 .model
                 .event(EventId(0))
                 .unwrap()
-                .position(waiter, Some(0)),
+                .position(Some(waiter.0), Some(0)),
             1
         );
         check.run(

@@ -144,6 +144,83 @@ fn no_dash(field: &str, value: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The arrival window of a create, if it asks for one: both fields or neither, a window
+/// from 1 s to a day, a commitment of 64 hex digits, and a `sales_open_at` (the engine
+/// also checks that it is in the future, by its clock).
+pub(crate) fn draw_spec(
+    body: &CreateEventBody,
+) -> Result<Option<engine::draw::DrawSpec>, AppError> {
+    draw_fields(
+        body.arrival_window_seconds,
+        body.draw_commitment.as_deref(),
+        body.sales_open_at.is_some(),
+    )
+}
+
+/// The arrival window's fields, wherever they come from (a create, or opening a window on
+/// an event whose `sales_open_at` is `has_sales_open`).
+pub(crate) fn draw_fields(
+    arrival_window_seconds: Option<u64>,
+    draw_commitment: Option<&str>,
+    has_sales_open: bool,
+) -> Result<Option<engine::draw::DrawSpec>, AppError> {
+    let (seconds, commitment) = match (arrival_window_seconds, draw_commitment) {
+        (None, None) => return Ok(None),
+        (Some(seconds), Some(commitment)) => (seconds, commitment),
+        (Some(_), None) => {
+            return Err(AppError::field(
+                "draw_commitment",
+                "an arrival window needs draw_commitment",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(AppError::field(
+                "arrival_window_seconds",
+                "draw_commitment needs arrival_window_seconds",
+            ))
+        }
+    };
+    let seconds_max = engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000;
+    if !(1..=seconds_max).contains(&seconds) {
+        return Err(AppError::field(
+            "arrival_window_seconds",
+            format!("arrival_window_seconds must be from 1 to {seconds_max}"),
+        ));
+    }
+    if !has_sales_open {
+        return Err(AppError::field(
+            "sales_open_at",
+            "an arrival window needs sales_open_at",
+        ));
+    }
+    let commitment = engine::draw::parse_hex32(commitment).ok_or_else(|| {
+        AppError::field(
+            "draw_commitment",
+            "draw_commitment must be 64 hex digits (SHA-256 of the seed)",
+        )
+    })?;
+    Ok(Some(engine::draw::DrawSpec {
+        arrival_window_ms: seconds * 1000,
+        commitment,
+    }))
+}
+
+/// A revealed seed: 64 hex digits whose SHA-256 is `commitment`.
+pub(crate) fn draw_seed(
+    seed: &str,
+    commitment: &[u8; engine::draw::DRAW_BYTES],
+) -> Result<[u8; engine::draw::DRAW_BYTES], AppError> {
+    let seed = engine::draw::parse_hex32(seed)
+        .ok_or_else(|| AppError::field("seed", "seed must be 64 hex digits"))?;
+    if engine::draw::commitment_of(&seed) != *commitment {
+        return Err(AppError::field(
+            "seed",
+            "the seed's SHA-256 is not the event's draw_commitment",
+        ));
+    }
+    Ok(seed)
+}
+
 pub(crate) fn event_spec(
     body: CreateEventBody,
     limits: &EngineConfig,

@@ -2,6 +2,8 @@
 //! `X-Log-Offset` header every read (and write) answer carries.
 
 use crate::api::*;
+use crate::error::{AppError, Reason};
+use crate::read_model::DrawRecord;
 use crate::read_model::{
     BookingRecord, DeskRecord, DeskTicketRecord, EventRecord, ReadModel, WaiterRecord, WaiterStatus,
 };
@@ -302,7 +304,7 @@ pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> Waitl
     let event = model.event(waiter.event);
     let (position, reason, hold) = match waiter.status {
         WaiterStatus::Waiting => (
-            event.map_or(0, |event| event.position(waiter.id, waiter.category)),
+            event.map_or(0, |event| event.position(waiter.place, waiter.category)),
             None,
             None,
         ),
@@ -312,7 +314,7 @@ pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> Waitl
             Some(crate::read_model::wait_end_name(reason).to_string()),
             None,
         ),
-        WaiterStatus::Left => (0, None, None),
+        WaiterStatus::Left | WaiterStatus::Entered => (0, None, None),
     };
     WaitlistStatus {
         waitlist_id: waiter.id.to_string(),
@@ -537,6 +539,64 @@ pub(crate) fn notification(
         kind: body.kind,
         timestamp: body.timestamp,
         data: body.data,
+    }
+}
+
+/// The event's draw, or 404 `draw_not_found` for an event without an arrival window.
+pub(crate) fn no_draw_unless(draw: Option<&DrawRecord>) -> Result<&DrawRecord, AppError> {
+    draw.ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Reason::DrawNotFound,
+            "the event has no arrival window, so no draw",
+        )
+    })
+}
+
+/// `GET /v1/events/{event_id}/draw`: the inputs anyone needs to recompute the order.
+pub(crate) fn draw(event: &EventRecord, draw: &DrawRecord) -> DrawResponse {
+    use engine::draw::{to_hex, DrawSeedSource};
+    let drawn = draw.source.is_some();
+    let (seed_source, fallback) = match draw.source {
+        None => (None, None),
+        Some(DrawSeedSource::Revealed) => (Some("revealed".to_string()), None),
+        Some(DrawSeedSource::Fallback {
+            records,
+            from_ms,
+            to_ms,
+        }) => (
+            Some("fallback".to_string()),
+            Some(DrawFallback {
+                records,
+                from: (records > 0).then(|| crate::times::format(from_ms)),
+                to: (records > 0).then(|| crate::times::format(to_ms)),
+                derivation: "chain = SHA-256(\"boxoffice draw fallback\" || commitment); for each \
+                    request the engine applied in the last second before draws_at, in log order: \
+                    chain = SHA-256(chain || offset as u64 LE || log time in ms as u64 LE || \
+                    SHA-256(the request's log record)); seed = chain"
+                    .to_string(),
+            }),
+        ),
+    };
+    DrawResponse {
+        event_id: event.id.to_string(),
+        status: if drawn { "drawn" } else { "pending" }.to_string(),
+        opens_at: crate::times::format(draw.opens_at_ms),
+        draws_at: crate::times::format(draw.draws_at_ms),
+        commitment: to_hex(&draw.commitment),
+        seed: draw.seed.map(|seed| to_hex(&seed)),
+        seed_source,
+        fallback,
+        entries: draw
+            .entries
+            .iter()
+            .zip(1u32..)
+            .map(|(entry, place)| DrawEntry {
+                waitlist_id: entry.to_string(),
+                place: drawn.then_some(place),
+            })
+            .collect(),
     }
 }
 

@@ -298,6 +298,84 @@ pub struct Report {
     /// A replay: its answers against the recorded ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<crate::timeline::Comparison>,
+    /// Events with an arrival window: how the draw placed the run's entries by when they
+    /// arrived (flat, if arriving early buys nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draws: Vec<DrawSpread>,
+}
+
+/// One event's draw, as the run's entries saw it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrawSpread {
+    pub event_id: String,
+    /// `revealed` or `fallback` (the server's `seed_source`); empty if not drawn.
+    pub seed_source: String,
+    /// Entries the draw placed.
+    pub entries: u64,
+    /// The window cut into equal spans of arrival time, earliest first.
+    pub buckets: Vec<DrawBucket>,
+}
+
+/// The entries that arrived in one span of the window, and where the draw put them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrawBucket {
+    /// The span, in seconds before the opening.
+    pub from_seconds_before: f64,
+    pub to_seconds_before: f64,
+    pub entries: u64,
+    /// The mean of (place - 1) / (entries - 1): 0 first, 1 last, 0.5 for a fair draw.
+    pub mean_place_fraction: f64,
+}
+
+/// Buckets `arrivals` (entry id, wall-clock ms) over the window `[opens_at_ms, draws_at_ms)`
+/// into `buckets` equal spans, with their mean place fraction from `places` (entry id →
+/// place from 1, of `placed` places). Entries without a place, or outside the window, are
+/// left out.
+pub fn draw_spread(
+    opens_at_ms: u64,
+    draws_at_ms: u64,
+    arrivals: &[(String, u64)],
+    places: &BTreeMap<String, u64>,
+    placed: u64,
+    buckets: usize,
+) -> Vec<DrawBucket> {
+    assert!(buckets > 0 && draws_at_ms > opens_at_ms);
+    let span_ms = (draws_at_ms - opens_at_ms) as f64 / buckets as f64;
+    let mut sums = vec![(0u64, 0.0f64); buckets];
+    for (entry, at_ms) in arrivals {
+        let (Some(place), true) = (
+            places.get(entry),
+            (opens_at_ms..draws_at_ms).contains(at_ms),
+        ) else {
+            continue;
+        };
+        let bucket = (((at_ms - opens_at_ms) as f64 / span_ms) as usize).min(buckets - 1);
+        let fraction = if placed > 1 {
+            (place - 1) as f64 / (placed - 1) as f64
+        } else {
+            0.5
+        };
+        sums[bucket].0 += 1;
+        sums[bucket].1 += fraction;
+    }
+    let to_seconds = |ms: f64| ms / 1_000.0;
+    sums.into_iter()
+        .enumerate()
+        .map(|(index, (entries, sum))| DrawBucket {
+            from_seconds_before: to_seconds(
+                (draws_at_ms - opens_at_ms) as f64 - span_ms * index as f64,
+            ),
+            to_seconds_before: to_seconds(
+                (draws_at_ms - opens_at_ms) as f64 - span_ms * (index + 1) as f64,
+            ),
+            entries,
+            mean_place_fraction: if entries > 0 {
+                sum / entries as f64
+            } else {
+                0.0
+            },
+        })
+        .collect()
 }
 
 /// What the run was granted, in counts.
@@ -428,6 +506,19 @@ impl Report {
                 process.cpu_ms,
                 process.cpu_us_per_response
             ));
+        }
+        for draw in &self.draws {
+            out.push_str(&format!(
+                "draw of {} ({} seed): {} entries; mean place (0 first, 1 last) by arrival, earliest first:",
+                draw.event_id, draw.seed_source, draw.entries
+            ));
+            for bucket in &draw.buckets {
+                out.push_str(&format!(
+                    " {:.2} ({})",
+                    bucket.mean_place_fraction, bucket.entries
+                ));
+            }
+            out.push('\n');
         }
         if let Some(verification) = &self.verification {
             out.push_str(&verification.summary());

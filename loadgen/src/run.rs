@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::client::{Answer, Call, Client};
+use crate::client::{Answer, Auth, Call, Client};
 use crate::record::{Header, HttpRecord, RecordingEnd, RequestLogWriter, FORMAT_VERSION};
 use crate::report::{GrantedSummary, Recorder, Report, StepReport};
 use crate::scenario::{Kind, Scenario};
@@ -18,6 +18,8 @@ use crate::setup::{now_ms, rfc3339, setup_calls, EventLayout};
 use crate::verify::{verify, Exclusive, Verification};
 use crate::workload::{Action, Plan, Workload};
 use crate::LoadgenError;
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -358,9 +360,13 @@ pub async fn run_scenario(
     )
     .await?;
     if scenario.load.start_at_sales_open {
+        // An on-sale starts when its window opens, or its arrival window if it has one.
         if let Some(open_at) = layouts
             .iter()
-            .filter_map(|layout| layout.sales_open_at_ms)
+            .filter_map(|layout| {
+                let open = layout.sales_open_at_ms?;
+                Some(open.saturating_sub(layout.arrival_window_ms.unwrap_or(0)))
+            })
             .max()
         {
             let wait = open_at.saturating_sub(now_ms());
@@ -378,6 +384,7 @@ pub async fn run_scenario(
     // The measured phase starts here: setup is not charged to anyone's CPU figure.
     let cpu_start = crate::cpu::CpuStart::take(&options.cpu_of).map_err(LoadgenError::Setup)?;
     let load_start = Instant::now();
+    let load_start_wall_ms = now_ms();
     let shared = Arc::new(Shared {
         workload: Mutex::new(Workload::new(scenario.clone(), layouts.clone())),
         recorder: Mutex::new(Recorder::default()),
@@ -573,6 +580,7 @@ pub async fn run_scenario(
             source,
         })?;
     }
+    let draws = draw_spreads(&client, &layouts, &granted, load_start_wall_ms).await;
     let report = Report {
         loadgen_version: env!("CARGO_PKG_VERSION").into(),
         scenario: scenario.name.clone(),
@@ -607,6 +615,7 @@ pub async fn run_scenario(
         verification,
         cpu,
         replay: None,
+        draws,
     };
     if let Some(out) = &options.out {
         write_outputs(&report, out, options.plots)?;
@@ -683,4 +692,78 @@ pub fn write_outputs(report: &Report, out: &Path, plots: bool) -> Result<(), Loa
         }
     }
     Ok(())
+}
+
+/// How long after an event's opening the report waits for its draw to be published.
+const DRAW_WAIT_MS: u64 = 30_000;
+
+/// For each event with an arrival window: its draw as published (`GET
+/// /v1/events/{id}/draw`), and the spread of the places of the run's entries by when they
+/// arrived (their answer's time; ten spans of the window).
+async fn draw_spreads(
+    client: &Client,
+    layouts: &[EventLayout],
+    granted: &crate::workload::Granted,
+    load_start_wall_ms: u64,
+) -> Vec<crate::report::DrawSpread> {
+    let mut spreads = Vec::new();
+    for (index, layout) in layouts.iter().enumerate() {
+        let (Some(draws_at_ms), Some(window_ms)) =
+            (layout.sales_open_at_ms, layout.arrival_window_ms)
+        else {
+            continue;
+        };
+        // A run that ends inside the window waits for the draw (made by the engine's first
+        // record at or past the opening; its ticks come at least every second).
+        let call = Call::get(format!("/v1/events/{}/draw", layout.event_id), Auth::None);
+        let give_up_ms = draws_at_ms + DRAW_WAIT_MS;
+        let answer = loop {
+            let answer = client.send(&call).await;
+            if answer.text("/status") != Some("pending") || now_ms() > give_up_ms {
+                break answer;
+            }
+            let until_draw_ms = draws_at_ms.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(until_draw_ms.clamp(50, 1_000))).await;
+        };
+        let seed_source = answer.text("/seed_source").unwrap_or_default().to_string();
+        let places: BTreeMap<String, u64> = answer
+            .body
+            .pointer("/entries")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                Some((
+                    entry.get("waitlist_id")?.as_str()?.to_string(),
+                    entry.get("place")?.as_u64()?,
+                ))
+            })
+            .collect();
+        let arrivals: Vec<(String, u64)> = granted
+            .entries
+            .iter()
+            .filter(|entry| entry.event == index)
+            .map(|entry| {
+                (
+                    entry.waitlist_id.clone(),
+                    load_start_wall_ms + entry.answered_after_ms,
+                )
+            })
+            .collect();
+        let opens_at_ms = draws_at_ms.saturating_sub(window_ms);
+        spreads.push(crate::report::DrawSpread {
+            event_id: layout.event_id.clone(),
+            seed_source,
+            entries: places.len() as u64,
+            buckets: crate::report::draw_spread(
+                opens_at_ms,
+                draws_at_ms,
+                &arrivals,
+                &places,
+                places.len() as u64,
+                10,
+            ),
+        });
+    }
+    spreads
 }

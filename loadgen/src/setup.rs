@@ -35,6 +35,9 @@ pub struct EventLayout {
     pub max_seats_per_order: u32,
     /// Wall-clock time the sales window opens, if it is in the future at setup.
     pub sales_open_at_ms: Option<u64>,
+    /// The arrival window's length before `sales_open_at_ms`, if the event has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrival_window_ms: Option<u64>,
 }
 
 impl EventLayout {
@@ -71,6 +74,9 @@ impl EventLayout {
             capacity: template.capacity_by_category(),
             max_seats_per_order: template.max_seats_per_order.unwrap_or(10),
             sales_open_at_ms: None,
+            arrival_window_ms: template
+                .arrival_window_seconds
+                .map(|seconds| seconds * 1_000),
         }
     }
 
@@ -151,6 +157,18 @@ pub fn create_event_body(template: &EventTemplate, copy: u64, now_ms: u64) -> Va
         object.insert(
             "sales_open_at".into(),
             json!(rfc3339(now_ms + seconds * 1_000)),
+        );
+    }
+    if let Some(seconds) = template.arrival_window_seconds {
+        // A seed nobody will reveal (the draw falls back to the log's last second): a
+        // rehearsal needs the window, not the organiser's part.
+        let mut seed = [0u8; engine::draw::DRAW_BYTES];
+        seed[..8].copy_from_slice(&copy.to_le_bytes());
+        seed[8..16].copy_from_slice(&now_ms.to_le_bytes());
+        object.insert("arrival_window_seconds".into(), json!(seconds));
+        object.insert(
+            "draw_commitment".into(),
+            json!(engine::draw::to_hex(&engine::draw::commitment_of(&seed))),
         );
     }
     if let Some(seconds) = template.sales_close_in_seconds {

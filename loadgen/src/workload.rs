@@ -143,6 +143,14 @@ pub struct TrackedWaiter {
     pub event: usize,
 }
 
+/// An entry into an arrival window's draw: when its answer came (since the load's start).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackedEntry {
+    pub waitlist_id: String,
+    pub event: usize,
+    pub answered_after_ms: u64,
+}
+
 /// What the run was granted, for the verifier.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Granted {
@@ -155,6 +163,9 @@ pub struct Granted {
     pub holds_granted: u64,
     pub bookings_granted: u64,
     pub waitlisted: u64,
+    /// Every entry into a draw, in the order their answers came.
+    #[serde(default)]
+    pub entries: Vec<TrackedEntry>,
     /// Writes that got no definite answer (no response, or a 5xx): the server may or may
     /// not have applied them, so the verifier's equalities become bounds.
     pub uncertain: u64,
@@ -650,7 +661,7 @@ impl Workload {
                     return;
                 };
                 match answer.text("/status") {
-                    Some("waiting") => {
+                    Some("waiting" | "entered") => {
                         let waitlist_think = self.scenario.think.waitlist_ms;
                         let at = now + self.think(waitlist_think);
                         Workload::schedule(
@@ -741,6 +752,13 @@ impl Workload {
             return;
         };
         self.granted.waitlisted += 1;
+        if body.get("status").and_then(Value::as_str) == Some("entered") {
+            self.granted.entries.push(TrackedEntry {
+                waitlist_id: waiter.to_string(),
+                event,
+                answered_after_ms: now.as_millis() as u64,
+            });
+        }
         if let Some(hold) = body.get("hold").filter(|hold| hold.is_object()) {
             let hold = hold.clone();
             self.track_hold(user, event, &hold, now);

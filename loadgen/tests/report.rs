@@ -74,6 +74,17 @@ fn sample_report() -> Report {
             cpu_us_per_response: 119.0,
         }],
         replay: None,
+        draws: vec![loadgen::report::DrawSpread {
+            event_id: "ev_0".into(),
+            seed_source: "fallback".into(),
+            entries: 2,
+            buckets: vec![loadgen::report::DrawBucket {
+                from_seconds_before: 20.0,
+                to_seconds_before: 0.0,
+                entries: 2,
+                mean_place_fraction: 0.5,
+            }],
+        }],
         verification: Some(Verification {
             passed: true,
             checks: vec![Check {
@@ -424,4 +435,49 @@ fn only_loopback_targets_are_accepted() {
     ] {
         assert!(loadgen::client::loopback_target(bad).is_err(), "{bad}");
     }
+}
+
+/// The draw's spread: entries bucketed by arrival over the window, each bucket's mean
+/// place as a fraction (0 first, 1 last); entries outside the window or without a place
+/// are left out.
+#[test]
+fn the_draw_spread_buckets_places_by_arrival_time() {
+    use loadgen::report::draw_spread;
+    use std::collections::BTreeMap;
+    let (opens, draws) = (10_000, 20_000);
+    let arrivals: Vec<(String, u64)> = [
+        ("w_1", 10_000), // first span
+        ("w_2", 14_999), // first span (two spans of 5 s)
+        ("w_3", 15_000), // second span
+        ("w_4", 19_999), // second span
+        ("w_5", 20_000), // at opening: not an entry
+        ("w_6", 12_000), // no place
+    ]
+    .iter()
+    .map(|(id, at)| (id.to_string(), *at))
+    .collect();
+    let places: BTreeMap<String, u64> =
+        [("w_1", 1), ("w_2", 5), ("w_3", 2), ("w_4", 3), ("w_5", 4)]
+            .iter()
+            .map(|(id, place)| (id.to_string(), *place))
+            .collect();
+    let buckets = draw_spread(opens, draws, &arrivals, &places, 5, 2);
+    assert_eq!(buckets.len(), 2);
+    assert_eq!(
+        (buckets[0].from_seconds_before, buckets[0].to_seconds_before),
+        (10.0, 5.0)
+    );
+    assert_eq!(
+        (buckets[1].from_seconds_before, buckets[1].to_seconds_before),
+        (5.0, 0.0)
+    );
+    assert_eq!((buckets[0].entries, buckets[1].entries), (2, 2));
+    // Places 1 and 5 of 5: fractions 0 and 1; places 2 and 3: 0.25 and 0.5.
+    assert_eq!(buckets[0].mean_place_fraction, 0.5);
+    assert_eq!(buckets[1].mean_place_fraction, 0.375);
+    // An empty span says so.
+    let empty = draw_spread(opens, draws, &[], &places, 5, 3);
+    assert!(empty
+        .iter()
+        .all(|bucket| bucket.entries == 0 && bucket.mean_place_fraction == 0.0));
 }

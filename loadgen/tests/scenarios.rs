@@ -127,6 +127,48 @@ fn the_named_scenarios_have_their_promised_shapes() {
     assert_eq!((flash.holds.quantity_min, flash.holds.quantity_max), (1, 1));
     assert_eq!(flash.users.count, 10 * flash.seats_total());
     assert!(flash.users.one_attempt_each);
+
+    // The same sale with an arrival window: the load starts as the window opens, and
+    // every hold waits, so each one in the window is an entry into the draw.
+    let window = named("flash-sale-window");
+    let event = &window.events[0];
+    assert_eq!(event.arrival_window_seconds, Some(10));
+    assert!(event.sales_open_in_seconds.unwrap() > 10);
+    assert!(window.load.start_at_sales_open);
+    assert_eq!(window.holds.wait_probability, 1.0);
+    assert_eq!(window.seats_total(), flash.seats_total());
+}
+
+#[test]
+fn an_arrival_window_needs_an_opening_after_setup_and_a_bounded_length() {
+    let base = std::fs::read_to_string(scenarios_dir().join("flash-sale-window.toml")).unwrap();
+    for (text, expected) in [
+        (
+            base.replace("sales_open_in_seconds = 15\n", ""),
+            "arrival_window_seconds needs sales_open_in_seconds of at least 1",
+        ),
+        (
+            base.replace("sales_open_in_seconds = 15", "sales_open_in_seconds = 0"),
+            "arrival_window_seconds needs sales_open_in_seconds of at least 1",
+        ),
+        (
+            base.replace("arrival_window_seconds = 10", "arrival_window_seconds = 0"),
+            "arrival_window_seconds must be from 1 to 86400",
+        ),
+        (
+            base.replace(
+                "arrival_window_seconds = 10",
+                "arrival_window_seconds = 86401",
+            ),
+            "arrival_window_seconds must be from 1 to 86400",
+        ),
+    ] {
+        let error = Scenario::parse(&text, "case").expect_err(expected);
+        assert!(
+            error.to_string().contains(expected),
+            "{error} should say {expected}"
+        );
+    }
 }
 
 #[test]

@@ -24,6 +24,9 @@ impl Engine {
                 TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
                 TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),
                 TimerKind::DeskHoldExpiry => self.expire_desk_hold(DeskTicketId(id)),
+                TimerKind::Draw => self.make_draw(EventId(
+                    u32::try_from(id).expect("a draw timer's id is an event id"),
+                )),
             }
         }
         // Past its short window a key is the ingress index's to answer (`idempotency`).

@@ -272,6 +272,7 @@ impl Engine {
             bookings: CowVec::new(),
             hold_slots: Vec::new(),
             free_hold_slots: Vec::new(),
+            draw: None,
         });
         Ok(Reply::EventCreated {
             event: event_id,
@@ -304,6 +305,16 @@ impl Engine {
         let event = self.tenant_event(tenant, event_id)?;
         if event.canceled {
             return Err(conflict(ConflictReason::EventCanceled));
+        }
+        let draw_pending = event.draw.as_ref().is_some_and(|draw| !draw.made);
+        if draw_pending
+            && patch
+                .sales_open_at_ms
+                .is_some_and(|open| open != event.spec.sales_open_at_ms)
+        {
+            return Err(invalid(
+                "sales_open_at cannot move while its arrival window's draw is pending",
+            ));
         }
         let mut spec = event.spec.clone();
         if let Some(name) = &patch.name {
@@ -354,7 +365,20 @@ impl Engine {
             return Err(conflict(ConflictReason::EventCanceled));
         }
         let booking_ids = event.bookings.clone();
-        let waiter_ids: Vec<WaiterId> = event.queues.values().flatten().copied().collect();
+        let mut waiter_ids: Vec<WaiterId> = event
+            .queues
+            .values()
+            .flat_map(|queue| queue.values())
+            .copied()
+            .collect();
+        // A pending draw's entries end with the event, and so does the draw.
+        let pending_draw = event.draw.as_ref().filter(|draw| !draw.made).map(|draw| {
+            waiter_ids.extend(draw.entries.iter().copied());
+            draw.draws_at_ms
+        });
+        if let Some(draws_at_ms) = pending_draw {
+            self.cancel_draw(event_id, draws_at_ms);
+        }
         // Sorted: `holds` is a hash map, whose order must not leak into anything.
         let mut hold_ids: Vec<HoldId> = self
             .state

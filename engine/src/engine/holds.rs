@@ -84,6 +84,20 @@ impl Engine {
         if known.is_none() {
             self.check_text("user", user, true)?;
         }
+        if let (
+            true,
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            },
+        ) = (wait, selection)
+        {
+            if self.in_arrival_window(event_id) {
+                let category = category.as_deref();
+                return self.enter_draw(user, event_id, *quantity, category, *together, true);
+            }
+        }
         self.open_event(event_id)?;
         let items = match selection {
             Selection::Seats(labels) => self.pick_labels(event_id, known, labels)?,

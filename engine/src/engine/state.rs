@@ -16,11 +16,10 @@ use std::collections::{BTreeMap, VecDeque};
 /// Persistent collections for the idempotency window (up to millions of keys, each with
 /// its answer) and the waitlist queues: a clone shares structure and costs O(1), so the
 /// engine thread's pause to hand a state copy to the snapshot thread does not grow with
-/// them. They encode exactly like `BTreeMap`, `BTreeSet` and `VecDeque` (ordered, length
+/// them. They encode exactly like `BTreeMap` and `VecDeque` (ordered, length
 /// prefixed). The hot tables (holds, waiters, usage) are `FastMap`s instead: a lookup there
 /// costs a fraction of a persistent map's, and their copy is a flat copy of small entries.
 pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
-pub(crate) type Set<T> = imbl::OrdSet<T>;
 pub(crate) type Queue<T> = imbl::Vector<T>;
 use std::sync::Arc;
 
@@ -151,9 +150,11 @@ pub(crate) struct Event {
     /// `together` request the row could ever serve (see `allocate::open_run`).
     pub(crate) row_open_run: Vec<u32>,
     pub(crate) pools: Vec<Pool>,
-    /// FCFS queues by requested category (`None`: any category). A waiter id's order
-    /// is its arrival order.
-    pub(crate) queues: BTreeMap<Option<u16>, Set<WaiterId>>,
+    /// FCFS queues by requested category (`None`: any category), place → waiter. A
+    /// waiter's place is its id (arrival order), except a draw's entries, whose places
+    /// are their ids in draw order (see `Waiter::place`). Places are unique across the
+    /// event's queues, which are served merged by place.
+    pub(crate) queues: BTreeMap<Option<u16>, Map<u64, WaiterId>>,
     /// Waiters per (queue, together, quantity): a queue's largest and smallest requests
     /// without walking it. Zero counts are removed.
     pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
@@ -164,6 +165,35 @@ pub(crate) struct Event {
     pub(crate) hold_slots: Vec<u64>,
     /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
     pub(crate) free_hold_slots: Vec<u32>,
+    /// The arrival window's draw, for an event created with one.
+    pub(crate) draw: Option<Box<Draw>>,
+}
+
+/// An event's arrival window and its draw (see `crate::draw`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Draw {
+    pub(crate) opens_at_ms: u64,
+    /// The event's `sales_open_at` (fixed while the draw is pending).
+    pub(crate) draws_at_ms: u64,
+    pub(crate) commitment: [u8; crate::draw::DRAW_BYTES],
+    /// The organiser's seed, once revealed and checked.
+    pub(crate) seed: Option<[u8; crate::draw::DRAW_BYTES]>,
+    /// Entries not drawn yet, in arrival order: waiters in no queue (`place` `None`).
+    pub(crate) entries: Vec<WaiterId>,
+    /// The fallback chain over the requests applied in the window's last second.
+    pub(crate) chain: [u8; crate::draw::DRAW_BYTES],
+    pub(crate) chain_records: u32,
+    /// Log times of the first and last chained request (0 while none).
+    pub(crate) chain_from_ms: u64,
+    pub(crate) chain_to_ms: u64,
+    pub(crate) made: bool,
+}
+
+impl Draw {
+    /// Whether a request at `now_ms` is an entry rather than `sales_not_open`.
+    pub(crate) fn is_open(&self, now_ms: u64) -> bool {
+        !self.made && (self.opens_at_ms..self.draws_at_ms).contains(&now_ms)
+    }
 }
 
 impl Event {
@@ -350,6 +380,10 @@ pub(crate) struct Waiter {
     pub(crate) category: Option<u16>,
     pub(crate) together: bool,
     pub(crate) expires_at_ms: u64,
+    /// Its key in its queue: its id for a waiter that joined a live waitlist; for a
+    /// draw's entry, `None` until the draw, then the id at its place in draw order among
+    /// the entries' ids.
+    pub(crate) place: Option<u64>,
 }
 
 /// Timers fire in (due, kind, id) order, so expiry order never depends on anything
@@ -361,6 +395,8 @@ pub(crate) enum TimerKind {
     HoldExpiry,
     WaiterExpiry,
     DeskHoldExpiry,
+    /// An event's draw at its opening (id: the event id).
+    Draw,
 }
 
 /// What a repeat of a key needs: which request the key answered, and its answer.
@@ -414,6 +450,8 @@ pub struct State {
     pub(crate) primary: Option<String>,
     /// The configuration this state was applied with (see `ConfigStamp`).
     pub(crate) config: ConfigStamp,
+    /// Draws not made yet, by (draw time, event): whose last second chains records.
+    pub(crate) draws_pending: std::collections::BTreeSet<(u64, EventId)>,
 }
 
 impl State {

@@ -14,6 +14,9 @@ impl Engine {
         together: bool,
     ) -> Answer {
         self.check_text("user", user, true)?;
+        if self.in_arrival_window(event_id) {
+            return self.enter_draw(user, event_id, quantity, category, together, false);
+        }
         self.open_event(event_id)?;
         let category = self.resolve_category(event_id, category)?;
         self.check_quantity(event_id, self.user_id(user), quantity)?;
@@ -56,7 +59,7 @@ impl Engine {
         let event_index = self.known_event_index(event_id);
         let event = &mut self.state.events[event_index];
         let queue = event.queues.entry(category).or_default();
-        queue.insert(waiter_id);
+        queue.insert(waiter_id.0, waiter_id);
         let position = queue.len() as u32;
         event.waiting += 1;
         event.count_need((category, together, quantity), true);
@@ -77,6 +80,7 @@ impl Engine {
                 category,
                 together,
                 expires_at_ms,
+                place: Some(waiter_id.0),
             },
         );
         Ok(Reply::WaitlistJoined {
@@ -97,19 +101,33 @@ impl Engine {
             .expect("the waiter is live");
         let event_index = self.known_event_index(waiter.event);
         let event = &mut self.state.events[event_index];
-        let queue = event
-            .queues
-            .get_mut(&waiter.category)
-            .expect("the waiter's queue exists");
-        assert!(
-            queue.remove(&waiter_id).is_some(),
-            "every waiter is in its queue"
-        );
-        if queue.is_empty() {
-            event.queues.remove(&waiter.category);
+        match waiter.place {
+            Some(place) => {
+                let queue = event
+                    .queues
+                    .get_mut(&waiter.category)
+                    .expect("the waiter's queue exists");
+                assert!(
+                    queue.remove(&place) == Some(waiter_id),
+                    "every waiter is in its queue at its place"
+                );
+                if queue.is_empty() {
+                    event.queues.remove(&waiter.category);
+                }
+                event.waiting -= 1;
+                event.count_need((waiter.category, waiter.together, waiter.quantity), false);
+            }
+            None => {
+                // An entry of a draw not made yet: in no queue.
+                let draw = event.draw.as_mut().expect("an unplaced waiter is an entry");
+                let at = draw
+                    .entries
+                    .iter()
+                    .position(|entry| *entry == waiter_id)
+                    .expect("every entry is listed in its draw");
+                draw.entries.remove(at);
+            }
         }
-        event.waiting -= 1;
-        event.count_need((waiter.category, waiter.together, waiter.quantity), false);
         let key = (waiter.event, waiter.user);
         let count = self
             .state
@@ -183,7 +201,7 @@ impl Engine {
             }
             let most = crate::allocate::most_servable(event, queue, together);
             let before = hopeless.len();
-            for waiter_id in &event.queues[&queue] {
+            for (place, waiter_id) in &event.queues[&queue] {
                 let waiter = &self.state.waiters[waiter_id];
                 if waiter.together == together && u64::from(waiter.quantity) > most {
                     let scattered =
@@ -193,19 +211,19 @@ impl Engine {
                     } else {
                         WaitEnd::SoldOut
                     };
-                    hopeless.push((*waiter_id, reason));
+                    hopeless.push((*place, *waiter_id, reason));
                 }
             }
             assert!(hopeless.len() > before, "the largest request is hopeless");
         }
-        hopeless.sort_unstable_by_key(|(waiter_id, _)| *waiter_id);
-        for (waiter_id, reason) in hopeless {
+        hopeless.sort_unstable_by_key(|(place, _, _)| *place);
+        for (_, waiter_id, reason) in hopeless {
             self.end_waiter(waiter_id, reason);
         }
     }
 
     /// Ends the waiters that can never be served, then offers free seats to the others
-    /// in arrival order, across queues. Under the strict policy a waiter that cannot be
+    /// in order of place (arrival order, a draw's entries in draw order), across queues. Under the strict policy a waiter that cannot be
     /// served yet keeps every category it could ever use for itself: nobody after it
     /// takes from those (so a category's queue stops at its head), but a later waiter may
     /// still take from a category it could never use.
@@ -218,12 +236,9 @@ impl Engine {
         let event = self.known_event(event_id);
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
         let mut allowed = vec![true; event.categories.len()];
-        // Per live queue, the first waiter id not yet looked at.
-        let mut cursors: Vec<(Option<u16>, WaiterId)> = event
-            .queues
-            .keys()
-            .map(|queue| (*queue, WaiterId(0)))
-            .collect();
+        // Per live queue, the first place not yet looked at.
+        let mut cursors: Vec<(Option<u16>, u64)> =
+            event.queues.keys().map(|queue| (*queue, 0)).collect();
         loop {
             let event = self.known_event(event_id);
             let anything_to_give = event
@@ -239,13 +254,16 @@ impl Engine {
                 .enumerate()
                 .filter_map(|(index, (queue, cursor))| {
                     let queue = event.queues.get(queue)?;
-                    queue.range(*cursor..).next().map(|id| (*id, index))
+                    queue
+                        .range(*cursor..)
+                        .next()
+                        .map(|(place, id)| (*place, *id, index))
                 })
                 .min();
-            let Some((waiter_id, index)) = next else {
+            let Some((place, waiter_id, index)) = next else {
                 break;
             };
-            cursors[index].1 = WaiterId(waiter_id.0 + 1);
+            cursors[index].1 = place + 1;
             let waiter = &self.state.waiters[&waiter_id];
             debug_assert!(
                 crate::allocate::servable_ever(

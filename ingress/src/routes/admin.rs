@@ -35,8 +35,13 @@ pub(crate) async fn create_event(
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateEventBody>,
 ) -> Result<Response, AppError> {
+    let draw = validate::draw_spec(&body)?;
     let spec = validate::event_spec(body, &state.config().engine)?;
-    let outcome = submit(&state, key, Command::CreateEvent { tenant, spec }).await?;
+    let command = match draw {
+        Some(draw) => Command::CreateEventWithDraw { tenant, spec, draw },
+        None => Command::CreateEvent { tenant, spec },
+    };
+    let outcome = submit(&state, key, command).await?;
     match &outcome.result {
         Ok(Reply::EventCreated { event, .. }) => {
             let response = answer(
@@ -339,4 +344,94 @@ pub(crate) async fn desk(
         model.applied_offset,
         Json(views::desk_load(desk, model.time_ms)),
     ))
+}
+
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/draw", tag = "admin", request_body = OpenWindowBody,
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, description = "The window is open: the event's draw, pending", body = DrawResponse),
+        (status = 400, description = "invalid_field; invalid: the event already has an arrival window, or its sales_open_at is not in the future", body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn open_arrival_window(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(body): ApiJson<OpenWindowBody>,
+) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let has_sales_open = state
+        .model_of(id)
+        .event(id)
+        .is_some_and(|event| event.spec.sales_open_at_ms.is_some());
+    let draw = validate::draw_fields(
+        Some(body.arrival_window_seconds),
+        Some(&body.draw_commitment),
+        has_sales_open,
+    )?
+    .expect("both fields are given");
+    let command = Command::OpenArrivalWindow {
+        tenant,
+        event: id,
+        draw,
+    };
+    let outcome = submit(&state, key, command).await?;
+    match &outcome.result {
+        Ok(Reply::ArrivalWindowOpened { event }) => {
+            let model = state.model_of(*event);
+            let record = model
+                .event(*event)
+                .ok_or_else(|| AppError::not_found(NotFound::Event))?;
+            let body = views::draw(record, views::no_draw_unless(record.draw.as_ref())?);
+            Ok(with_location(
+                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                &format!("/v1/events/{event}/draw"),
+            ))
+        }
+        Ok(other) => Err(unexpected(other)),
+        Err(error) => Err(rejection(&state, Some(id), error)),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/admin/events/{event_id}/draw/reveal", tag = "admin", request_body = RevealSeedBody,
+    params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, description = "The seed matched the commitment: the draw will use it", body = DrawResponse),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, description = "idempotency_key_reused: the Idempotency-Key already answered another request", body = ErrorBody)),
+    security(("admin_key" = [])))]
+pub(crate) async fn reveal_draw_seed(
+    State(state): State<AppState>,
+    TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
+    ApiPath(event_id): ApiPath<String>,
+    ApiJson(body): ApiJson<RevealSeedBody>,
+) -> Result<Response, AppError> {
+    let id = tenant_event(&state, &tenant, &event_id)?;
+    let commitment = {
+        let model = state.model_of(id);
+        let event = model
+            .event(id)
+            .ok_or_else(|| AppError::not_found(NotFound::Event))?;
+        views::no_draw_unless(event.draw.as_ref())?.commitment
+    };
+    let seed = validate::draw_seed(&body.seed, &commitment)?;
+    let command = Command::RevealDrawSeed {
+        tenant,
+        event: id,
+        seed,
+    };
+    let outcome = submit(&state, key, command).await?;
+    match &outcome.result {
+        Ok(Reply::DrawSeedRevealed { event, .. }) => {
+            let model = state.model_of(*event);
+            let record = model
+                .event(*event)
+                .ok_or_else(|| AppError::not_found(NotFound::Event))?;
+            let body = views::draw(record, views::no_draw_unless(record.draw.as_ref())?);
+            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))
+        }
+        Ok(other) => Err(unexpected(other)),
+        Err(error) => Err(rejection(&state, Some(id), error)),
+    }
 }

@@ -81,7 +81,9 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
     }
     let of = |id: u64| engine::shard_of(id, count);
     match command {
-        Command::CreateEvent { tenant, .. } | Command::CreateDesk { tenant, .. } => {
+        Command::CreateEvent { tenant, .. }
+        | Command::CreateEventWithDraw { tenant, .. }
+        | Command::CreateDesk { tenant, .. } => {
             let request = engine::wire::encode_request(&Request::new(command.clone()));
             state
                 .shared
@@ -93,6 +95,8 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
         | Command::CheckIn { event, .. }
         | Command::CheckInTicket { event, .. }
         | Command::PlaceHold { event, .. }
+        | Command::RevealDrawSeed { event, .. }
+        | Command::OpenArrivalWindow { event, .. }
         | Command::JoinWaitlist { event, .. } => of((*event).into()),
         Command::ConfirmHold { hold, .. } | Command::ReleaseHold { hold, .. } => of((*hold).into()),
         Command::CancelBooking { booking, .. } => of((*booking).into()),

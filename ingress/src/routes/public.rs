@@ -177,3 +177,23 @@ pub(crate) async fn seats(
         Json(views::seat_map(event)),
     ))
 }
+
+#[utoipa::path(get, path = "/v1/events/{event_id}/draw", tag = "public", params(("event_id" = String, Path)),
+    responses((status = 200, description = "The arrival window's draw: commitment, seed once revealed (or the fallback and its derivation), entries by id with their places", body = DrawResponse),
+        (status = 404, body = ErrorBody)))]
+pub(crate) async fn draw(
+    State(state): State<AppState>,
+    ApiPath(event_id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    let id = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
+    let model = state.model_of(id);
+    let event = model
+        .event(id)
+        .ok_or_else(|| AppError::not_found(NotFound::Event))?;
+    let draw = views::no_draw_unless(event.draw.as_ref())?;
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        Json(views::draw(event, draw)),
+    ))
+}

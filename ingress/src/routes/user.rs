@@ -164,6 +164,12 @@ pub(crate) async fn place_hold(
                 &format!("/v1/waitlist/{waiter}"),
             ))
         }
+        Ok(Reply::Entered { waiter, event, .. }) => Ok(entered(
+            *waiter,
+            *event,
+            outcome.offset,
+            StatusCode::ACCEPTED,
+        )),
         Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
@@ -464,9 +470,31 @@ pub(crate) async fn join_waitlist(
                 &format!("/v1/waitlist/{waiter}"),
             ))
         }
+        Ok(Reply::Entered { waiter, event, .. }) => Ok(entered(
+            *waiter,
+            *event,
+            outcome.offset,
+            StatusCode::CREATED,
+        )),
         Ok(other) => Err(unexpected(other)),
         Err(error) => Err(rejection(&state, Some(id), error)),
     }
+}
+
+/// The answer to a request entered into an arrival window's draw: a waitlist entry with
+/// status `entered` and no position until the draw.
+fn entered(waiter: WaiterId, event: EventId, offset: u64, status: StatusCode) -> Response {
+    let body = WaitlistJoined {
+        waitlist_id: waiter.to_string(),
+        event_id: event.to_string(),
+        position: 0,
+        status: "entered".into(),
+        hold: None,
+    };
+    with_location(
+        answer(status, Some(offset), Json(body)),
+        &format!("/v1/waitlist/{waiter}"),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/waitlist/{waitlist_id}", tag = "waitlist", params(("waitlist_id" = String, Path), WaitQuery),
@@ -500,6 +528,9 @@ pub(crate) async fn get_waitlist(
     let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = state.shared.shutdown.subscribe();
+    // Answered once the status changes from the first one seen (waiting, or entered in a
+    // draw: the draw's place is a change).
+    let mut first_status = None;
     loop {
         let notify = state.shared.watchers.watch(&id);
         let answered = {
@@ -520,7 +551,8 @@ pub(crate) async fn get_waitlist(
             match looked {
                 None => Some(Err(AppError::not_found(NotFound::Waiter))),
                 Some((offset, status, body))
-                    if status != WaiterStatus::Waiting
+                    if !matches!(status, WaiterStatus::Waiting | WaiterStatus::Entered)
+                        || *first_status.get_or_insert(status) != status
                         || tokio::time::Instant::now() >= deadline
                         || *shutdown.borrow() =>
                 {
