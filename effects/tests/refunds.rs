@@ -332,14 +332,24 @@ async fn canceled_paid_bookings_are_refunded_once() {
     };
     assert_eq!(due.len(), 3, "{due:?}");
     assert!(due.contains(&"cash".to_string()));
-    worker.stop();
-    assert_eq!(
+    // The refund thread takes the due payments in turn: the two refunds recorded say
+    // nothing of whether it has asked about "cash" yet, so wait (bounded) until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let unknown = || {
         worker
             .refund_metrics()
             .unknown
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    while unknown() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the unknown reference was never asked about"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop();
+    assert_eq!(unknown(), 1);
     drop(worker);
     // A restart: the outcomes are behind its position, the refunds recorded.
     let worker = setup.worker();
