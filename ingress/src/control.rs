@@ -43,6 +43,17 @@ pub(crate) struct Control {
     applied: watch::Sender<u64>,
 }
 
+/// Refunds remembered for `GET /v1/holds/{id}` (a limit on everything): past it the
+/// oldest holds' (the smallest ids) are forgotten first; their refunds stay in the control
+/// log and the gateway, only the hold's answer no longer says `refunded`.
+pub(crate) const HOLD_REFUNDS_KEPT_MAX: usize = 1_000_000;
+
+fn forget_oldest_refunds(refunds: &mut BTreeMap<engine::HoldId, HoldRefund>, kept_max: usize) {
+    while refunds.len() > kept_max {
+        refunds.pop_first();
+    }
+}
+
 /// A hold's payment given back, as the control log says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HoldRefund {
@@ -293,15 +304,16 @@ impl Control {
                 reason,
                 ..
             }) => {
-                self.refunds
+                let mut refunds = self
+                    .refunds
                     .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .entry(hold)
-                    .or_insert(HoldRefund {
-                        payment_id,
-                        reason,
-                        refund_id: None,
-                    });
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                refunds.entry(hold).or_insert(HoldRefund {
+                    payment_id,
+                    reason,
+                    refund_id: None,
+                });
+                forget_oldest_refunds(&mut refunds, HOLD_REFUNDS_KEPT_MAX);
             }
             Ok(ControlRecord::PaymentRefunded {
                 hold,
@@ -321,6 +333,7 @@ impl Control {
                 if entry.payment_id == payment_id {
                     entry.refund_id = Some(refund_id);
                 }
+                forget_oldest_refunds(&mut refunds, HOLD_REFUNDS_KEPT_MAX);
             }
             Ok(
                 record @ (ControlRecord::WebhookCreated { .. }
@@ -400,6 +413,25 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past the cap the oldest holds' refunds are forgotten first.
+    #[test]
+    fn refunds_kept_are_bounded_oldest_first() {
+        let refund = |payment: &str| HoldRefund {
+            payment_id: payment.into(),
+            reason: "late".into(),
+            refund_id: None,
+        };
+        let mut refunds: BTreeMap<engine::HoldId, HoldRefund> = [3, 1, 2]
+            .into_iter()
+            .map(|hold| (engine::HoldId(hold), refund(&format!("pi_{hold}"))))
+            .collect();
+        forget_oldest_refunds(&mut refunds, 2);
+        assert_eq!(
+            refunds.keys().copied().collect::<Vec<_>>(),
+            [engine::HoldId(2), engine::HoldId(3)]
+        );
+    }
 
     #[test]
     fn placement_is_stable_spread_and_follows_pins() {

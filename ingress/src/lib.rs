@@ -67,8 +67,8 @@ pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
-pub use routes::webhooks::effects_router;
 pub use payments::PaymentsConfig;
+pub use routes::webhooks::effects_router;
 pub use state::AppState;
 
 use crate::client_address::ClientAddress;
