@@ -79,37 +79,18 @@ pub enum ControlRecord {
     },
 }
 
-fn config() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<CONTROL_RECORD_BYTES_MAX>,
-> {
-    bincode::config::standard().with_limit::<CONTROL_RECORD_BYTES_MAX>()
-}
-
 pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
-    let mut bytes = vec![CONTROL_VERSION];
-    bincode::serde::encode_into_std_write(record, &mut bytes, config())
-        .expect("encoding into a Vec cannot fail");
-    bytes
+    crate::wire::encode_versioned::<_, CONTROL_RECORD_BYTES_MAX>(CONTROL_VERSION, record)
 }
 
 /// Decodes a control record; the error is a sentence (a reader logs it and skips the
 /// record, the same on every reader).
 pub fn decode_control(bytes: &[u8]) -> Result<ControlRecord, String> {
-    let (&version, body) = bytes.split_first().ok_or("empty control record")?;
-    if version != CONTROL_VERSION {
-        return Err(format!("unknown control record version {version}"));
-    }
-    let (record, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|error| format!("undecodable control record: {error}"))?;
-    if used != body.len() {
-        return Err(format!(
-            "{} trailing bytes after the control record",
-            body.len() - used
-        ));
-    }
-    Ok(record)
+    crate::wire::decode_versioned::<_, CONTROL_RECORD_BYTES_MAX>(
+        bytes,
+        CONTROL_VERSION,
+        "control record",
+    )
 }
 
 #[cfg(test)]

@@ -58,42 +58,60 @@ pub const LOG_RECORD_BYTES_DEFAULT_MIN: usize = 1_000_000;
 const _: () = assert!(OUTCOME_FRAME_BYTES_MAX * 2 <= LOG_RECORD_BYTES_DEFAULT_MIN);
 const _: () = assert!(OUTCOME_FRAME_BODY_BYTES_MAX >= 64 * 1024);
 
-fn config() -> bincode::config::Configuration<
-    bincode::config::LittleEndian,
-    bincode::config::Varint,
-    bincode::config::Limit<RECORD_BYTES_MAX>,
-> {
-    bincode::config::standard().with_limit::<RECORD_BYTES_MAX>()
+/// Encodes `value` in one of the logs' versioned record formats: the `version` byte, then
+/// bincode (varint, little-endian) of at most `LIMIT` bytes. The requests log's records
+/// ([`encode_request`]) and the control log's (`control::encode_control`) share it.
+pub(crate) fn encode_versioned<T: serde::Serialize, const LIMIT: usize>(
+    version: u8,
+    value: &T,
+) -> Vec<u8> {
+    let mut bytes = vec![version];
+    bincode::serde::encode_into_std_write(
+        value,
+        &mut bytes,
+        bincode::config::standard().with_limit::<LIMIT>(),
+    )
+    .expect("encoding into a Vec cannot fail");
+    bytes
+}
+
+/// Decodes a record of [`encode_versioned`]'s form, or says why not in a sentence naming
+/// `what` (`record`, `control record`). The requests log's sentences become `Undecodable`
+/// outcomes, so their words are part of the outcomes' bytes: they do not change.
+pub(crate) fn decode_versioned<T: serde::de::DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+    version: u8,
+    what: &str,
+) -> Result<T, String> {
+    let (&found, body) = bytes.split_first().ok_or_else(|| format!("empty {what}"))?;
+    if found != version {
+        return Err(format!("unknown {what} version {found}"));
+    }
+    if body.len() > LIMIT {
+        return Err(format!(
+            "{what} of {} bytes is over the {LIMIT}-byte limit",
+            body.len()
+        ));
+    }
+    let (value, used) =
+        bincode::serde::decode_from_slice(body, bincode::config::standard().with_limit::<LIMIT>())
+            .map_err(|error| format!("undecodable {what}: {error}"))?;
+    if used != body.len() {
+        return Err(format!(
+            "{} trailing bytes after the {what}",
+            body.len() - used
+        ));
+    }
+    Ok(value)
 }
 
 pub fn encode_request(request: &Request) -> Vec<u8> {
-    let mut bytes = vec![VERSION];
-    bincode::serde::encode_into_std_write(request, &mut bytes, config())
-        .expect("encoding into a Vec cannot fail");
-    bytes
+    encode_versioned::<_, RECORD_BYTES_MAX>(VERSION, request)
 }
 
 /// Decodes a record. The error is a sentence that becomes the `Undecodable` reason.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
-    let (&version, body) = bytes.split_first().ok_or("empty record")?;
-    if version != VERSION {
-        return Err(format!("unknown record version {version}"));
-    }
-    if body.len() > RECORD_BYTES_MAX {
-        return Err(format!(
-            "record of {} bytes is over the {RECORD_BYTES_MAX}-byte limit",
-            body.len()
-        ));
-    }
-    let (request, used) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|error| format!("undecodable record: {error}"))?;
-    if used != body.len() {
-        return Err(format!(
-            "{} trailing bytes after the record",
-            body.len() - used
-        ));
-    }
-    Ok(request)
+    decode_versioned::<_, RECORD_BYTES_MAX>(bytes, VERSION, "record")
 }
 
 /// An outcome's bincode bytes, unframed: what its frames carry, and what tests digest.
