@@ -353,19 +353,14 @@ fn apply_control(shared: &Shared, offset: u64, payload: &[u8]) {
 }
 
 fn follow_control(shared: &Shared, mut reader: Box<dyn LogReader>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        match reader.poll(POLL_RECORDS_MAX, POLL_WAIT) {
-            Ok(records) => {
-                for record in records {
-                    apply_control(shared, record.offset, &record.payload);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the control log; retrying");
-                std::thread::sleep(ERROR_BACKOFF);
-            }
-        }
-    }
+    requestlog::follow(
+        reader.as_mut(),
+        stop,
+        POLL_RECORDS_MAX,
+        POLL_WAIT,
+        "control log",
+        |record| apply_control(shared, record.offset, &record.payload),
+    );
 }
 
 /// Routes shard `shard`'s outcomes from `position` on, one atomic store batch per poll.

@@ -16,7 +16,7 @@ use engine::webhook::{
 };
 use requestlog::{LogReader, LogWriter};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -393,19 +393,14 @@ impl Control {
         std::thread::Builder::new()
             .name("control-follower".into())
             .spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    match reader.poll(POLL_RECORDS_MAX, POLL_WAIT) {
-                        Ok(records) => {
-                            for record in records {
-                                control.apply(record.offset, &record.payload);
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot read the control log; retrying");
-                            std::thread::sleep(POLL_WAIT);
-                        }
-                    }
-                }
+                requestlog::follow(
+                    reader.as_mut(),
+                    &stop,
+                    POLL_RECORDS_MAX,
+                    POLL_WAIT,
+                    "control log",
+                    |record| control.apply(record.offset, &record.payload),
+                );
             })
     }
 }

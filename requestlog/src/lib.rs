@@ -78,6 +78,29 @@ pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
 /// Kafka tests follow. Unset on a developer's machine, the test is skipped with a note
 /// naming `what`; under `CI=true` an unset `KAFKA_BOOTSTRAP` fails it instead, so CI never
 /// passes without having run the Kafka tests (`scripts/test.sh` starts the broker).
+/// Reads `reader` from its position until `stop` is set, handing every record to `apply`
+/// in log order, `records_max` at a time, waiting at most `wait` for each poll (so a stop is
+/// seen within it). A read error is logged and retried after `wait`. The followers of the
+/// control log (each ingress's, the effects worker's) run this loop.
+pub fn follow(
+    reader: &mut dyn LogReader,
+    stop: &std::sync::atomic::AtomicBool,
+    records_max: usize,
+    wait: Duration,
+    what: &str,
+    mut apply: impl FnMut(&LogRecord),
+) {
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        match reader.poll(records_max, wait) {
+            Ok(records) => records.iter().for_each(&mut apply),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the {what}; retrying");
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 pub fn test_kafka_bootstrap(what: &str) -> Option<String> {
     match std::env::var("KAFKA_BOOTSTRAP") {
         Ok(servers) if !servers.is_empty() => Some(servers),
