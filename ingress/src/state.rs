@@ -60,25 +60,24 @@ impl ShardState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Why this shard's engine is known not to answer now (it stopped, or a request this
-    /// ingress appended has waited for its outcome with none coming for the outcome
-    /// timeout), if it is. Cheap: no log is asked.
-    pub(crate) fn down(&self, outcome_timeout: Duration) -> Option<String> {
+    /// Why this shard's engine is known not to answer now, if it is: it stopped (in this
+    /// process), or a write of this ingress gave up waiting for its outcome and no outcome
+    /// has come since. Cheap (no log is asked), and never true of an engine that is merely
+    /// idle or slow: the first outcome after the timeout clears it.
+    pub(crate) fn down(&self) -> Option<String> {
         if let Some(failure) = self.engine.as_ref().and_then(|engine| engine.failure()) {
             return Some(format!("the engine has stopped: {failure}"));
         }
-        let answered_end = self.model().applied_offset.map_or(0, |applied| applied + 1);
-        let waiting = self.writes.appended_end() > answered_end;
-        let silent = self
+        let timed_out_at = self.writes.timed_out_at()?;
+        let last_outcome_at = *self
             .follower
-            .silent_for()
-            .is_some_and(|silent| silent >= outcome_timeout);
-        (waiting && silent).then(|| {
-            format!(
-                "requests wait for outcomes and none has come for {} ms",
-                outcome_timeout.as_millis()
-            )
-        })
+            .last_outcome_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if last_outcome_at.is_some_and(|at| at > timed_out_at) {
+            return None;
+        }
+        Some("a write timed out waiting for its outcome and none has come since".to_string())
     }
 }
 

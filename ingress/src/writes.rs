@@ -139,9 +139,10 @@ pub(crate) struct Writes {
     metrics: Arc<Metrics>,
     /// Tried first (`LogWriter::start_append`): no appender thread in between.
     writer: Arc<dyn LogWriter>,
-    /// The offset after the last record this ingress appended (0: none yet): with the
-    /// read model's applied offset, whether something it wrote still waits for an outcome.
-    appended_end: std::sync::atomic::AtomicU64,
+    /// When a write of this ingress last gave up waiting (its append or its outcome did not
+    /// come within the outcome timeout): with the follower's last outcome, whether the
+    /// shard is answering (`ShardState::down`).
+    timed_out_at: Mutex<Option<Instant>>,
 }
 
 impl Writes {
@@ -178,13 +179,16 @@ impl Writes {
             timeout,
             metrics,
             writer,
-            appended_end: std::sync::atomic::AtomicU64::new(0),
+            timed_out_at: Mutex::new(None),
         }
     }
 
-    /// The offset after the last record this ingress appended (0: none yet).
-    pub(crate) fn appended_end(&self) -> u64 {
-        self.appended_end.load(std::sync::atomic::Ordering::Acquire)
+    /// When a write of this ingress last gave up waiting, if one ever did.
+    pub(crate) fn timed_out_at(&self) -> Option<Instant> {
+        *self
+            .timed_out_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Refuses new writes, lets the appenders finish what is queued, and joins them.
@@ -291,6 +295,10 @@ impl Writes {
     }
 
     fn timed_out(&self) -> AppError {
+        *self
+            .timed_out_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
         self.metrics.outcome_timeouts.inc();
         AppError::outcome_unknown(
             Reason::NotAnsweredInTime,
@@ -324,8 +332,7 @@ impl Writes {
             }
             Ok(Ok(Ok(appended))) => appended,
         };
-        self.appended_end
-            .fetch_max(appended.offset + 1, std::sync::atomic::Ordering::AcqRel);
+
         let receiver = match self.pending.register(appended.offset) {
             Registration::Ready(outcome) => return Ok(outcome),
             Registration::Gone => {

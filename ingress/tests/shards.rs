@@ -492,6 +492,16 @@ async fn a_shard_that_is_down_stops_only_its_own_events() {
             .unwrap()
             .clone()
     };
+    // A shard idle for longer than the outcome timeout is not down: a burst of writes to
+    // it is answered (the idle time is the scenario here, not a wait for something).
+    std::thread::sleep(Duration::from_millis(700));
+    let burst = (0..8).map(|user| {
+        let (router, event) = (router.clone(), on(1));
+        async move { hold(&router, &format!("burst{user}"), &event, 1).await }
+    });
+    for held in futures_util::future::join_all(burst).await {
+        assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+    }
     let down = &mut sharded.shards[1];
     down.engine.take().unwrap().shutdown().unwrap();
     let first = hold(&router, "ana", &on(1), 1).await;

@@ -33,7 +33,7 @@ pub(crate) async fn submit(
     let shard_index = shard_of_command(state, idempotency_key.as_deref(), &command);
     let shard = &state.shards()[shard_index as usize];
     if state.shard_count() > 1 {
-        if let Some(why) = shard.down(state.config().outcome_timeout) {
+        if let Some(why) = shard.down() {
             return Err(AppError::unavailable(
                 Reason::ShardUnavailable,
                 format!("shard {shard_index} is not answering ({why}); its events are unavailable for now, every other shard's still sell: retry later with the same Idempotency-Key"),
