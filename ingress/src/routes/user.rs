@@ -3,11 +3,12 @@
 
 use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
+use crate::client_address::ClientAddress;
 use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Client, IdempotencyKey, UserId};
 use crate::notifications;
 use crate::read_model::{HoldStatus, WaiterStatus};
-use crate::state::AppState;
+use crate::state::{AppState, LongPollPlaces};
 use crate::validate;
 use crate::views::{self, answer};
 use axum::extract::State;
@@ -22,6 +23,31 @@ use std::time::Duration;
 
 /// The longest long-poll.
 pub(crate) const WAIT_SECONDS_MAX: u32 = 60;
+
+/// A long-poll of `wait_seconds` (at most [`WAIT_SECONDS_MAX`]; 0 or none: answer at
+/// once): its places under the user's and address's caps (held until it answers), and
+/// when it answers at the latest (before the request timeout).
+fn long_poll(
+    state: &AppState,
+    user: &str,
+    client: Option<ClientAddress>,
+    wait_seconds: Option<u32>,
+) -> Result<(Option<LongPollPlaces>, tokio::time::Instant), AppError> {
+    let wait_seconds = wait_seconds.unwrap_or(0);
+    if wait_seconds > WAIT_SECONDS_MAX {
+        return Err(AppError::field(
+            "wait_seconds",
+            format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
+        ));
+    }
+    let places = if wait_seconds > 0 {
+        Some(state.open_long_poll(user, client)?)
+    } else {
+        None
+    };
+    let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
+    Ok((places, tokio::time::Instant::now() + wait))
+}
 
 fn own_hold(state: &AppState, user: &str, hold_id: &str) -> Result<HoldId, AppError> {
     let id = HoldId::parse(hold_id).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
@@ -512,21 +538,8 @@ pub(crate) async fn get_waitlist(
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Response, AppError> {
     let id = own_waiter(&state, &user, &waitlist_id)?;
-    let wait_seconds = query.wait_seconds.unwrap_or(0);
-    if wait_seconds > WAIT_SECONDS_MAX {
-        return Err(AppError::field(
-            "wait_seconds",
-            format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
-        ));
-    }
     // Held until this answers: a long-poll counts against its user's and address's caps.
-    let _places = if wait_seconds > 0 {
-        Some(state.open_long_poll(&user, client)?)
-    } else {
-        None
-    };
-    let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
-    let deadline = tokio::time::Instant::now() + wait;
+    let (_places, deadline) = long_poll(&state, &user, client, query.wait_seconds)?;
     let mut shutdown = state.shared.shutdown.subscribe();
     // Answered once the status changes from the first one seen (waiting, or entered in a
     // draw: the draw's place is a change).
@@ -598,21 +611,8 @@ pub(crate) async fn list_notifications(
             .map_err(|message| AppError::field("after", message))?,
         None => vec![None; shards],
     };
-    let wait_seconds = query.wait_seconds.unwrap_or(0);
-    if wait_seconds > WAIT_SECONDS_MAX {
-        return Err(AppError::field(
-            "wait_seconds",
-            format!("wait_seconds must be from 0 to {WAIT_SECONDS_MAX}"),
-        ));
-    }
     // Held until this answers: a long-poll counts against its user's and address's caps.
-    let _places = if wait_seconds > 0 {
-        Some(state.open_long_poll(&user, client)?)
-    } else {
-        None
-    };
-    let wait = Duration::from_secs(u64::from(wait_seconds)).min(state.long_poll_wait_max());
-    let deadline = tokio::time::Instant::now() + wait;
+    let (_places, deadline) = long_poll(&state, &user, client, query.wait_seconds)?;
     let mut shutdown = state.shared.shutdown.subscribe();
     loop {
         let notify = state.shared.user_watchers.watch(&user);
