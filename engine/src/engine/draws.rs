@@ -150,15 +150,7 @@ impl Engine {
             .expect("in the window")
             .entries
             .push(waiter_id);
-        *self
-            .state
-            .waiters_by_user
-            .entry((event_id, user_id))
-            .or_default() += 1;
-        self.state
-            .timers
-            .insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
-        self.state.waiters.insert(
+        self.file_waiter(
             waiter_id,
             Waiter {
                 event: event_id,

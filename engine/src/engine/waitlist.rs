@@ -3,6 +3,20 @@
 use super::*;
 
 impl Engine {
+    /// Files a new waiter: counted for its user, its expiry timer set, kept by id (both
+    /// a queued waitlist entry and a draw's entry are filed so).
+    pub(super) fn file_waiter(&mut self, waiter_id: WaiterId, waiter: Waiter) {
+        *self
+            .state
+            .waiters_by_user
+            .entry((waiter.event, waiter.user))
+            .or_default() += 1;
+        self.state
+            .timers
+            .insert((waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        self.state.waiters.insert(waiter_id, waiter);
+    }
+
     // ---- waitlist ---------------------------------------------------------------------
 
     pub(super) fn join_waitlist(
@@ -63,15 +77,7 @@ impl Engine {
         let position = queue.len() as u32;
         event.waiting += 1;
         event.count_need((category, together, quantity), true);
-        *self
-            .state
-            .waiters_by_user
-            .entry((event_id, user_id))
-            .or_default() += 1;
-        self.state
-            .timers
-            .insert((expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
-        self.state.waiters.insert(
+        self.file_waiter(
             waiter_id,
             Waiter {
                 event: event_id,
