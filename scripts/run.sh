@@ -3,7 +3,7 @@
 # config/default.toml; data under ./data. Extra arguments go to `boxoffice serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BOXOFFICE_BROWSER_TESTS=0 scripts/setup.sh
+BOXOFFICE_BROWSER_TESTS=0 BOXOFFICE_STRIPE_MOCK=0 scripts/setup.sh
 source scripts/env.sh
 cargo build --release -p boxoffice
 # Development mode: the demo secrets of config/default.toml are accepted (see README).

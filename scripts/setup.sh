@@ -55,7 +55,22 @@ if [[ "${BOXOFFICE_SCHEMATHESIS:-1}" == "1" ]] && [[ ! -x "$SCHEMATHESIS_VENV/bi
 fi
 
 # stripe-mock (a Go module, pinned in scripts/stripe-mock.sh) for the payments adapter's
-# tests; Go comes with the machine (Debian's golang-go where it does not).
-have go || [[ -x /usr/local/go/bin/go ]] || { SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"; $SUDO apt-get install -y -qq --no-install-recommends golang-go; }
-[[ -x /usr/local/go/bin/go ]] && export PATH="$PATH:/usr/local/go/bin"
-"$(dirname "$0")/stripe-mock.sh" install
+# tests (not for `run.sh`, which sets BOXOFFICE_STRIPE_MOCK=0). It needs Go 1.22 or newer:
+# the machine's Go where it has one; else Debian's golang-go where that is new enough
+# (Debian 13); else, on Debian 12 (whose golang-go is 1.19), golang-1.23-go from
+# bookworm-backports.
+if [[ "${BOXOFFICE_STRIPE_MOCK:-1}" != 0 ]]; then
+  if ! "$(dirname "$0")/stripe-mock.sh" find-go >/dev/null; then
+    SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    $SUDO apt-get install -y -qq --no-install-recommends golang-go || true
+    if ! "$(dirname "$0")/stripe-mock.sh" find-go >/dev/null \
+      && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+      echo "setup: Debian 12's Go is too old for stripe-mock; installing golang-1.23-go from bookworm-backports" >&2
+      echo "deb http://deb.debian.org/debian bookworm-backports main" \
+        | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+      $SUDO apt-get update -qq
+      $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports golang-1.23-go
+    fi
+  fi
+  "$(dirname "$0")/stripe-mock.sh" install
+fi

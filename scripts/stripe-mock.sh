@@ -3,7 +3,7 @@
 # adapter's tests: it validates every request against Stripe's OpenAPI specification and
 # answers from fixed fixtures, so it proves the adapter speaks Stripe's API, not the flows.
 #
-# Usage: scripts/stripe-mock.sh install|start|stop|status
+# Usage: scripts/stripe-mock.sh install|start|stop|status|find-go
 #
 #   install  `go install github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION` into
 #            $BOXOFFICE_CACHE/go/bin, once: a second run installs nothing.
@@ -11,6 +11,7 @@
 #            (plain HTTP) and wait until it answers.
 #   stop     stop the server started by `start` and wait for it to exit.
 #   status   say whether it is running and answering.
+#   find-go  print a Go of version 1.22 or newer (the one `install` uses), or fail.
 #
 # Environment:
 #   BOXOFFICE_CACHE          cache root (default: $HOME/.cache/boxoffice)
@@ -34,17 +35,32 @@ readonly START_TIMEOUT_S="${STRIPE_MOCK_START_TIMEOUT_S:-30}"
 say() { printf 'stripe-mock.sh: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
+# find_go: prints the first Go of version 1.22 or newer among the one on the PATH, the
+# machine's /usr/local/go and Debian's versioned packages (/usr/lib/go-1.NN); fails if none.
+find_go() {
+    local candidate version
+    for candidate in "$(command -v go || true)" /usr/local/go/bin/go /usr/lib/go-1.*/bin/go; do
+        [[ -n "$candidate" && -x "$candidate" ]] || continue
+        version="$("$candidate" env GOVERSION 2>/dev/null || "$candidate" version | awk '{print $3}')"
+        version="${version#go}"
+        if [[ "${version%%.*}" -gt 1 ]] || { [[ "${version%%.*}" -eq 1 ]] && [[ "$(echo "$version" | cut -d. -f2)" -ge 22 ]]; }; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
 cmd_install() {
     if [[ -x "$BINARY" && -f "$STAMP" ]]; then
         say "stripe-mock $STRIPE_MOCK_VERSION already in $BINARY; nothing to install"
         return 0
     fi
-    # The machine's Go lives in /usr/local/go where it is not Debian's.
-    command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || export PATH="$PATH:/usr/local/go/bin"
-    command -v go >/dev/null || die "go not found (need Go 1.21+)"
-    say "installing stripe-mock $STRIPE_MOCK_VERSION (go install) into $GO_BIN_DIR ..."
+    local go
+    go="$(find_go)" || die "no Go 1.22 or newer found (stripe-mock $STRIPE_MOCK_VERSION's go.mod needs go 1.22.1): scripts/setup.sh installs one"
+    say "installing stripe-mock $STRIPE_MOCK_VERSION ($go install) into $GO_BIN_DIR ..."
     mkdir -p "$GO_BIN_DIR"
-    GOBIN="$GO_BIN_DIR" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+    GOBIN="$GO_BIN_DIR" "$go" install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
     rm -f "$GO_BIN_DIR"/.stripe-mock-*
     touch "$STAMP"
 }
@@ -135,8 +151,9 @@ case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
+    find-go) find_go ;;
     *)
-        echo "usage: $0 install|start|stop|status" >&2
+        echo "usage: $0 install|start|stop|status|find-go" >&2
         exit 2
         ;;
 esac
