@@ -24,6 +24,7 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
     Ok(IngressConfig {
         body_bytes_max: http.body_bytes_max,
         outcome_timeout: Duration::from_millis(http.outcome_timeout_ms),
+        control_lag_max: Duration::from_millis(http.control_lag_ms_max),
         request_timeout: Duration::from_millis(http.request_timeout_ms),
         trusted_proxies,
         long_polls_per_user_max: http.long_polls_per_user_max,

@@ -67,6 +67,10 @@ pub(crate) struct HttpSettings {
     /// the keys below, so configurations written before them still load.
     #[serde(default = "default_request_timeout_ms")]
     pub(crate) request_timeout_ms: u64,
+    /// Tenant keys are refused (503) while the ingress is further than this behind the
+    /// control log, so a revoked key works on another ingress at most this long.
+    #[serde(default = "default_control_lag_ms_max")]
+    pub(crate) control_lag_ms_max: u64,
     /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` names the client; empty:
     /// the TCP peer is the client. A list in a file; in the environment a comma-separated
     /// string (`BOXOFFICE_HTTP_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`).
@@ -118,6 +122,10 @@ pub(crate) fn shard_dir(data_dir: &Path, shard: u32) -> PathBuf {
         0 => data_dir.to_path_buf(),
         shard => data_dir.join(format!("shard-{shard}")),
     }
+}
+
+fn default_control_lag_ms_max() -> u64 {
+    2_000
 }
 
 fn default_request_timeout_ms() -> u64 {

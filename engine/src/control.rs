@@ -5,8 +5,9 @@
 //! never split across shards. Its records are versioned like the requests log's:
 //! a version byte, then bincode.
 //!
-//! Today it holds tenant placements, webhook endpoints (`crate::webhook`) and refunds due
-//! and made (`payments`). Nothing in it decides an engine's outcome yet, so
+//! Today it holds tenant placements, webhook endpoints (`crate::webhook`), refunds due
+//! and made (`payments`), and organiser accounts: tenants, their API keys (hashes only)
+//! and their user-token keys. Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
@@ -77,6 +78,103 @@ pub enum ControlRecord {
         amount_cents: u64,
         currency: String,
     },
+    /// The operator made a tenant (organiser account; issue "Discovery like a real box
+    /// office, and organiser accounts by API"). Config-file tenants exist without one.
+    TenantCreated {
+        tenant: String,
+        name: String,
+    },
+    /// The operator suspended the tenant: its API keys are refused until it is resumed.
+    TenantSuspended {
+        tenant: String,
+        reason: String,
+    },
+    TenantResumed {
+        tenant: String,
+    },
+    /// An API key was issued, or rotated (the same `key` with a new secret: the old
+    /// secret stops working). Only the secret's SHA-256 is recorded: the secret is shown
+    /// once, to whoever asked for it.
+    ApiKeyIssued {
+        tenant: String,
+        key: String,
+        name: String,
+        role: ApiKeyRole,
+        secret_sha256: [u8; 32],
+    },
+    ApiKeyRevoked {
+        tenant: String,
+        key: String,
+    },
+    /// The tenant's own key for verifying its users' tokens (tokens whose `iss` is the
+    /// tenant): an HS256 secret or an RS256 / EdDSA public key (PEM). The control log is
+    /// as private as the requests log, as for webhook signing keys.
+    UserTokenKeySet {
+        tenant: String,
+        algorithm: UserTokenAlgorithm,
+        key: String,
+    },
+    UserTokenKeyRemoved {
+        tenant: String,
+    },
+}
+
+/// What an API key may do: `Admin` everything of its tenant, `Checkin` only check tickets
+/// in (a scanner), `Reports` read only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ApiKeyRole {
+    Admin,
+    Checkin,
+    Reports,
+}
+
+impl ApiKeyRole {
+    pub const ALL: [ApiKeyRole; 3] = [ApiKeyRole::Admin, ApiKeyRole::Checkin, ApiKeyRole::Reports];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyRole::Admin => "admin",
+            ApiKeyRole::Checkin => "checkin",
+            ApiKeyRole::Reports => "reports",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<ApiKeyRole> {
+        ApiKeyRole::ALL
+            .into_iter()
+            .find(|role| role.as_str() == word)
+    }
+}
+
+/// How a tenant's user tokens are signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserTokenAlgorithm {
+    Hs256,
+    Rs256,
+    EdDsa,
+}
+
+impl UserTokenAlgorithm {
+    pub const ALL: [UserTokenAlgorithm; 3] = [
+        UserTokenAlgorithm::Hs256,
+        UserTokenAlgorithm::Rs256,
+        UserTokenAlgorithm::EdDsa,
+    ];
+
+    /// The JOSE name (`alg`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserTokenAlgorithm::Hs256 => "HS256",
+            UserTokenAlgorithm::Rs256 => "RS256",
+            UserTokenAlgorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<UserTokenAlgorithm> {
+        UserTokenAlgorithm::ALL
+            .into_iter()
+            .find(|algorithm| algorithm.as_str() == word)
+    }
 }
 
 pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
@@ -141,6 +239,36 @@ mod tests {
                 refund_id: "re_1".into(),
                 amount_cents: 5000,
                 currency: "EUR".into(),
+            },
+            ControlRecord::TenantCreated {
+                tenant: "acme".into(),
+                name: "Acme Concerts".into(),
+            },
+            ControlRecord::TenantSuspended {
+                tenant: "acme".into(),
+                reason: "unpaid".into(),
+            },
+            ControlRecord::TenantResumed {
+                tenant: "acme".into(),
+            },
+            ControlRecord::ApiKeyIssued {
+                tenant: "acme".into(),
+                key: "key_1".into(),
+                name: "door scanner".into(),
+                role: ApiKeyRole::Checkin,
+                secret_sha256: [7; 32],
+            },
+            ControlRecord::ApiKeyRevoked {
+                tenant: "acme".into(),
+                key: "key_1".into(),
+            },
+            ControlRecord::UserTokenKeySet {
+                tenant: "acme".into(),
+                algorithm: UserTokenAlgorithm::EdDsa,
+                key: "-----BEGIN PUBLIC KEY-----".into(),
+            },
+            ControlRecord::UserTokenKeyRemoved {
+                tenant: "acme".into(),
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

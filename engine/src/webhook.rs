@@ -115,7 +115,14 @@ impl Webhooks {
         match record {
             ControlRecord::PlaceTenant { .. }
             | ControlRecord::PaymentRefundDue { .. }
-            | ControlRecord::PaymentRefunded { .. } => Ok(()),
+            | ControlRecord::PaymentRefunded { .. }
+            | ControlRecord::TenantCreated { .. }
+            | ControlRecord::TenantSuspended { .. }
+            | ControlRecord::TenantResumed { .. }
+            | ControlRecord::ApiKeyIssued { .. }
+            | ControlRecord::ApiKeyRevoked { .. }
+            | ControlRecord::UserTokenKeySet { .. }
+            | ControlRecord::UserTokenKeyRemoved { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

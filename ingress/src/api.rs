@@ -921,3 +921,93 @@ pub(crate) struct ReconciliationReport {
     /// Per event, currency and category.
     pub(crate) totals: Vec<ReconciliationTotal>,
 }
+
+/// `POST /v1/operator/tenants`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTenantBody {
+    /// 1 to 64 of `a-z 0-9 - _`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9_-]{1,64}$")]
+    pub(crate) tenant_id: String,
+    /// A display name, at most 200 bytes.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub(crate) name: String,
+}
+
+/// `POST /v1/operator/tenants/{tenant_id}/suspend`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SuspendTenantBody {
+    /// Why, shown to the tenant's refused keys; at most 200 bytes.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub(crate) reason: String,
+}
+
+/// A tenant (organiser account).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantAccountBody {
+    pub(crate) tenant_id: String,
+    pub(crate) name: String,
+    /// `config` (the configuration file's bootstrap tenants) or `api`.
+    pub(crate) source: String,
+    /// `active` or `suspended`.
+    pub(crate) status: String,
+    pub(crate) suspended_reason: Option<String>,
+    /// API keys it has (config-file admin keys not counted).
+    pub(crate) api_keys: u64,
+    /// Whether it verifies its own users' tokens.
+    pub(crate) user_token_key: bool,
+    /// The initial `admin` key of a tenant just made: in the creation's answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) admin_key: Option<ApiKeyBody>,
+}
+
+/// `POST /v1/admin/keys`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateApiKeyBody {
+    /// `admin` (everything of the tenant), `checkin` (only checks tickets in) or
+    /// `reports` (reads only).
+    #[schema(example = "checkin")]
+    pub(crate) role: String,
+    /// A display name (e.g. "door 3 scanner"), at most 200 bytes.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    pub(crate) name: String,
+}
+
+/// An API key. Only its hash is stored: `secret` is in the answer that made or rotated it
+/// only.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiKeyBody {
+    pub(crate) key_id: String,
+    pub(crate) name: String,
+    pub(crate) role: String,
+    /// Whether its secret was rotated since it was made.
+    pub(crate) rotated: bool,
+    /// Use as `Authorization: Bearer <secret>`; shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret: Option<String>,
+}
+
+/// `PUT /v1/admin/user-token-key`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserTokenKeyBody {
+    /// `HS256`, `RS256` or `EdDSA`.
+    #[schema(example = "EdDSA")]
+    pub(crate) algorithm: String,
+    /// The HS256 secret (at least 32 bytes), or the RS256 / EdDSA public key in PEM.
+    #[schema(min_length = 1, max_length = 8192)]
+    pub(crate) key: String,
+}
+
+/// A tenant's user-token key, as shown (never the key itself).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserTokenKeyShown {
+    pub(crate) algorithm: String,
+    /// SHA-256 of the key as registered, hex.
+    pub(crate) fingerprint: String,
+}

@@ -1,9 +1,15 @@
-//! Who is asking: tenant admins (an admin key per tenant), the operator (its own key), and
-//! users (HS256 JWTs whose `sub` is the user id, signed with the user-token secret).
+//! Who is asking: tenants' API keys (`crate::accounts`, each with a role; a config-file
+//! tenant's admin key is an `admin` key), the operator (its own key), and users: JWTs
+//! whose `sub` is the user id, signed with the deployment's HS256 user-token secret, or,
+//! when the token's `iss` names a tenant, with that tenant's own key (HS256, RS256 or
+//! EdDSA). A tenant's user `sub` is `<tenant>|<sub>` to the engine, so users of two tenants
+//! never share holds, bookings or limits (a tenant id has no `|`).
 
+use crate::accounts::Accounts;
 use crate::config::Tenant;
 use crate::error::{AppError, Reason};
 use axum::http::{header, HeaderMap};
+use engine::control::ApiKeyRole;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,6 +22,8 @@ struct Claims {
     sub: String,
     exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
 }
 
@@ -27,9 +35,34 @@ pub(crate) struct Auth {
 }
 
 /// What an admin-area key turned out to be.
-pub(crate) enum AdminKey<'a> {
-    Tenant(&'a str),
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AdminKey {
+    Tenant { tenant: String, role: ApiKeyRole },
     Operator,
+}
+
+/// A user, from a valid user token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The engine's user id: the token's `sub`, or `<tenant>|<sub>` for a tenant's token.
+    pub(crate) id: String,
+    /// The tenant whose key signed the token; `None`: the deployment's secret.
+    pub(crate) issuer: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Issuer {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+/// The `iss` claim of a token, read before its signature is checked only to choose the
+/// key that checks it (the validation then requires that same `iss`).
+fn issuer_of(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
+    serde_json::from_slice::<Issuer>(&bytes).ok()?.iss
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -84,13 +117,23 @@ impl Auth {
         Ok(token.trim())
     }
 
-    /// An admin-area key: a tenant's admin key or the operator key; anything else is 401.
-    pub(crate) fn admin_key(&self, token: &str) -> Result<AdminKey<'_>, AppError> {
+    /// An admin-area key: an API key (`accounts`), a config-file tenant's admin key or the
+    /// operator key; anything else is 401.
+    pub(crate) fn admin_key(&self, token: &str, accounts: &Accounts) -> Result<AdminKey, AppError> {
+        if let Some(key) = accounts.key_of_secret(token) {
+            return Ok(AdminKey::Tenant {
+                tenant: key.tenant.clone(),
+                role: key.role,
+            });
+        }
         // Check every key so the time taken does not tell which one is close.
         let mut found = None;
         for tenant in &self.tenants {
             if same_secret(token, &tenant.admin_key) {
-                found = Some(AdminKey::Tenant(tenant.id.as_str()));
+                found = Some(AdminKey::Tenant {
+                    tenant: tenant.id.clone(),
+                    role: ApiKeyRole::Admin,
+                });
             }
         }
         if same_secret(token, &self.operator_key) {
@@ -99,13 +142,33 @@ impl Auth {
         found.ok_or_else(|| AppError::unauthorized(Reason::UnknownAdminKey, "unknown admin key"))
     }
 
-    /// The user id of a valid user token, or 401.
-    pub(crate) fn user(&self, token: &str) -> Result<String, AppError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
-            .map_err(|error| {
-                AppError::unauthorized(Reason::InvalidToken, format!("invalid user token: {error}"))
-            })?;
-        let user = data.claims.sub;
+    /// The user of a valid user token, or 401. A token with an `iss` is verified with
+    /// that tenant's registered key only.
+    pub(crate) fn user(&self, token: &str, accounts: &Accounts) -> Result<User, AppError> {
+        let invalid = |error: jsonwebtoken::errors::Error| {
+            AppError::unauthorized(Reason::InvalidToken, format!("invalid user token: {error}"))
+        };
+        let (claims, issuer) = match issuer_of(token) {
+            Some(tenant) => {
+                let key = accounts.token_key(&tenant).ok_or_else(|| {
+                    AppError::unauthorized(
+                        Reason::InvalidToken,
+                        format!("invalid user token: its issuer {tenant:?} is not a tenant with a user-token key"),
+                    )
+                })?;
+                let validation = crate::accounts::tenant_validation(key.algorithm, &tenant);
+                let data = jsonwebtoken::decode::<Claims>(token, &key.decoding_key, &validation)
+                    .map_err(invalid)?;
+                (data.claims, Some(tenant))
+            }
+            None => {
+                let data =
+                    jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
+                        .map_err(invalid)?;
+                (data.claims, None)
+            }
+        };
+        let user = claims.sub;
         if user.trim().is_empty()
             || user.len() > USER_ID_BYTES_MAX
             || user.chars().any(char::is_control)
@@ -115,7 +178,11 @@ impl Auth {
                 format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"),
             ));
         }
-        Ok(user)
+        let id = match &issuer {
+            Some(tenant) => format!("{tenant}|{user}"),
+            None => user,
+        };
+        Ok(User { id, issuer })
     }
 }
 
@@ -130,6 +197,7 @@ pub fn mint_user_token(secret: &str, user: &str, ttl_seconds: u64) -> String {
         sub: user.to_string(),
         exp: now + ttl_seconds,
         iat: Some(now),
+        iss: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -163,25 +231,80 @@ mod tests {
     #[test]
     fn keys_and_tokens() {
         let auth = auth();
-        assert!(matches!(
-            auth.admin_key("k2"),
-            Ok(AdminKey::Tenant("other"))
-        ));
-        assert!(matches!(auth.admin_key("op"), Ok(AdminKey::Operator)));
-        assert!(auth.admin_key("k").is_err());
-        assert!(auth.admin_key("k11").is_err());
+        let accounts = Accounts::new(vec!["demo".into(), "other".into()]);
         assert_eq!(
-            auth.user(&mint_user_token("secret", "alice", 60)).unwrap(),
-            "alice"
+            auth.admin_key("k2", &accounts).unwrap(),
+            AdminKey::Tenant {
+                tenant: "other".into(),
+                role: ApiKeyRole::Admin
+            }
+        );
+        assert_eq!(auth.admin_key("op", &accounts).unwrap(), AdminKey::Operator);
+        assert!(auth.admin_key("k", &accounts).is_err());
+        assert!(auth.admin_key("k11", &accounts).is_err());
+        assert_eq!(
+            auth.user(&mint_user_token("secret", "alice", 60), &accounts)
+                .unwrap(),
+            User {
+                id: "alice".into(),
+                issuer: None
+            }
         );
         assert_eq!(
-            auth.user(&mint_user_token("wrong", "alice", 60))
+            auth.user(&mint_user_token("wrong", "alice", 60), &accounts)
                 .unwrap_err()
                 .code,
             "unauthorized"
         );
-        assert!(auth.user("not-a-jwt").is_err());
-        assert!(auth.user(&mint_user_token("secret", "", 60)).is_err());
+        assert!(auth.user("not-a-jwt", &accounts).is_err());
+        assert!(auth
+            .user(&mint_user_token("secret", "", 60), &accounts)
+            .is_err());
+    }
+
+    /// A tenant's token is checked with that tenant's key only, and its user is the
+    /// tenant's: `<tenant>|<sub>`. The deployment secret cannot sign for a tenant.
+    #[test]
+    fn tenant_tokens_use_the_tenant_key() {
+        let auth = auth();
+        let mut accounts = Accounts::new(vec!["demo".into(), "other".into()]);
+        let tenant_secret = "t".repeat(32);
+        accounts
+            .apply(
+                1,
+                &engine::control::ControlRecord::UserTokenKeySet {
+                    tenant: "demo".into(),
+                    algorithm: engine::control::UserTokenAlgorithm::Hs256,
+                    key: tenant_secret.clone(),
+                },
+            )
+            .unwrap();
+        let mint = |secret: &str, iss: &str| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &Claims {
+                    sub: "alice".into(),
+                    exp: 4_000_000_000,
+                    iat: None,
+                    iss: Some(iss.into()),
+                },
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            auth.user(&mint(&tenant_secret, "demo"), &accounts).unwrap(),
+            User {
+                id: "demo|alice".into(),
+                issuer: Some("demo".into())
+            }
+        );
+        // Signed with the deployment secret but claiming the tenant: refused.
+        assert!(auth.user(&mint("secret", "demo"), &accounts).is_err());
+        // A tenant without a key cannot issue tokens.
+        assert!(auth
+            .user(&mint(&tenant_secret, "other"), &accounts)
+            .is_err());
     }
 
     #[test]

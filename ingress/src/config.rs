@@ -73,6 +73,10 @@ pub struct IngressConfig {
     pub snapshot_interval: Duration,
     /// Read-model snapshots kept per slot (the newest).
     pub snapshots_keep: usize,
+    /// Tenant keys (API keys and config-file admin keys) are refused with 503 while this
+    /// ingress is further than this behind its control log (`crate::accounts::Freshness`):
+    /// a key revoked elsewhere works here at most this long.
+    pub control_lag_max: Duration,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -142,6 +146,7 @@ impl Default for IngressConfig {
             snapshot_every_outcomes: 1_000_000,
             snapshot_interval: Duration::from_secs(60),
             snapshots_keep: 2,
+            control_lag_max: Duration::from_millis(2_000),
         }
     }
 }

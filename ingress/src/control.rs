@@ -10,6 +10,7 @@
 //! engine (and idempotency index) saw the first try. Once created, an event never moves:
 //! its id says its shard.
 
+use crate::accounts::{Accounts, Freshness};
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::webhook::{
     Webhook, WebhookEventType, Webhooks, WEBHOOKS_PER_TENANT_MAX, WEBHOOK_SECRET_BYTES,
@@ -17,13 +18,15 @@ use engine::webhook::{
 use requestlog::{LogReader, LogWriter};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// How long one poll of the control log waits (bounds how long a stop takes).
 const POLL_WAIT: Duration = Duration::from_millis(200);
+/// How often the control follower asks the log's end (a broker round trip on Kafka).
+const END_ASK_INTERVAL: Duration = Duration::from_millis(100);
 /// Records read per poll.
 const POLL_RECORDS_MAX: usize = 256;
 /// Most tenants one control log may pin (a limit on everything).
@@ -39,6 +42,13 @@ pub(crate) struct Control {
     /// `PaymentRefundDue` / `PaymentRefunded` records: at most one entry per refunded
     /// payment, and a payment is refunded once.
     refunds: RwLock<BTreeMap<engine::HoldId, HoldRefund>>,
+    /// Tenants, API keys and user-token keys (`crate::accounts`).
+    accounts: RwLock<Accounts>,
+    /// How far behind the control log this ingress is (tenant keys are refused past a
+    /// bound); `None` without a control log.
+    freshness: Option<Mutex<Freshness>>,
+    /// Notified when the follower catches up with an end it observed.
+    caught_up: std::sync::Condvar,
     /// The control log's offset after the last record applied.
     applied: watch::Sender<u64>,
 }
@@ -94,16 +104,104 @@ pub(crate) enum PlaceError {
 
 impl Control {
     /// Control state of a deployment of `shards` shards; `writer` appends to its control
-    /// log (`None`: none, placements are by request only).
-    pub(crate) fn new(shards: u32, writer: Option<Arc<dyn LogWriter>>) -> Control {
+    /// log (`None`: none, placements are by request only). `bootstrap_tenants` are the
+    /// config file's; past `lag_max` behind the control log tenant keys are refused.
+    pub(crate) fn new(
+        shards: u32,
+        writer: Option<Arc<dyn LogWriter>>,
+        bootstrap_tenants: Vec<String>,
+        lag_max: Duration,
+    ) -> Control {
+        let freshness = writer.as_ref().map(|_| Mutex::new(Freshness::new(lag_max)));
         Control {
             shards,
             writer,
             pins: RwLock::new(BTreeMap::new()),
             webhooks: RwLock::new(Webhooks::default()),
             refunds: RwLock::new(BTreeMap::new()),
+            accounts: RwLock::new(Accounts::new(bootstrap_tenants)),
+            freshness,
+            caught_up: std::sync::Condvar::new(),
             applied: watch::channel(0).0,
         }
+    }
+
+    /// The accounts as this ingress applied them.
+    pub(crate) fn accounts(&self) -> std::sync::RwLockReadGuard<'_, Accounts> {
+        self.accounts
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How far behind the control log this ingress is, when more than the bound for tenant
+    /// keys, and the bound; `None` when fresh enough or without a control log.
+    pub(crate) fn behind(&self) -> Option<(Duration, Duration)> {
+        let freshness = self
+            .freshness
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        freshness
+            .behind(std::time::Instant::now())
+            .map(|behind| (behind, freshness.lag_max()))
+    }
+
+    /// Blocks until this ingress caught up with its control log once, or `timeout` passed
+    /// (then tenant keys are refused until it does); whether it did. An ingress waits for
+    /// it at start so that it does not refuse tenant keys in its first moments.
+    pub(crate) fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let Some(freshness) = &self.freshness else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let mut guard = freshness
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            let now = std::time::Instant::now();
+            if guard.behind(now).is_none() {
+                return true;
+            }
+            if now >= deadline {
+                return false;
+            }
+            guard = self
+                .caught_up
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
+    /// Appends account records (`crate::accounts`) in one append, so they are adjacent,
+    /// and waits until this ingress applied the last; its offset. A record that lost a
+    /// race (two creations of one tenant) was skipped: the caller looks at the accounts.
+    pub(crate) async fn append_accounts(
+        &self,
+        records: Vec<ControlRecord>,
+        timeout: Duration,
+    ) -> Result<u64, WebhookError> {
+        let writer = self.writer.clone().ok_or(WebhookError::NoControlLog)?;
+        let records: Vec<Vec<u8>> = records.iter().map(encode_control).collect();
+        let appended = tokio::task::spawn_blocking(move || writer.append(records))
+            .await
+            .map_err(|error| WebhookError::Log(error.to_string()))?
+            .map_err(|error| WebhookError::Log(error.to_string()))?;
+        let offset = appended.last().map_or(0, |appended| appended.offset);
+        self.wait_applied(offset, timeout)
+            .await
+            .map_err(WebhookError::Log)?;
+        Ok(offset)
+    }
+
+    /// Waits (up to `timeout`) until this ingress's follower applied the record at `offset`.
+    async fn wait_applied(&self, offset: u64, timeout: Duration) -> Result<(), String> {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(timeout, applied.wait_for(|applied| *applied > offset))
+            .await
+            .map_err(|_| "the control log's follower did not apply the record in time".to_string())?
+            .map_err(|error| error.to_string())?;
+        Ok(())
     }
 
     /// The shard a new event or desk of `tenant` goes to: its pin, else
@@ -188,11 +286,7 @@ impl Control {
             .map_err(|error| error.to_string())?
             .map_err(|error| error.to_string())?;
         let offset = appended.first().map_or(0, |appended| appended.offset);
-        let mut applied = self.applied.subscribe();
-        tokio::time::timeout(timeout, applied.wait_for(|applied| *applied > offset))
-            .await
-            .map_err(|_| "the control log's follower did not apply the record in time".to_string())?
-            .map_err(|error| error.to_string())?;
+        self.wait_applied(offset, timeout).await?;
         Ok(offset)
     }
 
@@ -378,12 +472,32 @@ impl Control {
                     }
                 }
             }
+            Ok(
+                record @ (ControlRecord::TenantCreated { .. }
+                | ControlRecord::TenantSuspended { .. }
+                | ControlRecord::TenantResumed { .. }
+                | ControlRecord::ApiKeyIssued { .. }
+                | ControlRecord::ApiKeyRevoked { .. }
+                | ControlRecord::UserTokenKeySet { .. }
+                | ControlRecord::UserTokenKeyRemoved { .. }),
+            ) => {
+                let applied = self
+                    .accounts
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .apply(offset, &record);
+                if let Err(skipped) = applied {
+                    tracing::warn!(offset, ?skipped, "account control record skipped");
+                }
+            }
             Err(error) => tracing::error!(offset, %error, "control record skipped"),
         }
         self.applied.send_replace(offset + 1);
     }
 
-    /// Follows the control log from offset 0 on a thread of its own until `stop`.
+    /// Follows the control log from offset 0 on a thread of its own until `stop`, and
+    /// keeps [`Freshness`] up to date: between polls it asks the log's end (at most every
+    /// [`END_ASK_INTERVAL`]) and notes when its position reached an end it saw.
     pub(crate) fn follow(
         self: &Arc<Self>,
         mut reader: Box<dyn LogReader>,
@@ -393,14 +507,49 @@ impl Control {
         std::thread::Builder::new()
             .name("control-follower".into())
             .spawn(move || {
-                requestlog::follow(
-                    reader.as_mut(),
-                    &stop,
-                    POLL_RECORDS_MAX,
-                    POLL_WAIT,
-                    "control log",
-                    |record| control.apply(record.offset, &record.payload),
-                );
+                let mut end_asked_at: Option<std::time::Instant> = None;
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    match reader.poll(POLL_RECORDS_MAX, POLL_WAIT) {
+                        Ok(records) => records
+                            .iter()
+                            .for_each(|record| control.apply(record.offset, &record.payload)),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the control log; retrying");
+                            std::thread::sleep(POLL_WAIT);
+                            continue;
+                        }
+                    }
+                    let Some(freshness) = &control.freshness else {
+                        continue;
+                    };
+                    let position = reader.position();
+                    let wants_end = {
+                        let mut freshness = freshness
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        freshness.reached(position);
+                        control.caught_up.notify_all();
+                        freshness.wants_end()
+                    };
+                    let due = end_asked_at.is_none_or(|at| at.elapsed() >= END_ASK_INTERVAL);
+                    if wants_end && due {
+                        let asked_at = std::time::Instant::now();
+                        end_asked_at = Some(asked_at);
+                        match reader.end_offset() {
+                            Ok(end) => {
+                                let mut freshness = freshness
+                                    .lock()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                                freshness.observed_end(end, asked_at);
+                                freshness.reached(position);
+                                control.caught_up.notify_all();
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot ask the control log's end")
+                            }
+                        }
+                    }
+                }
             })
     }
 }
@@ -430,7 +579,7 @@ mod tests {
 
     #[test]
     fn placement_is_stable_spread_and_follows_pins() {
-        let control = Control::new(4, None);
+        let control = Control::new(4, None, Vec::new(), Duration::from_secs(1));
         let request = b"the same request";
         let first = control.place("acme", Some("key-1"), request);
         // A retry (same key, any body) goes where the first try went.
@@ -467,6 +616,9 @@ mod tests {
         );
         assert_eq!(control.pin("acme"), None);
         assert_eq!(*control.applied.borrow(), 4);
-        assert_eq!(Control::new(1, None).place("acme", None, request), 0);
+        assert_eq!(
+            Control::new(1, None, Vec::new(), Duration::from_secs(1)).place("acme", None, request),
+            0
+        );
     }
 }

@@ -75,6 +75,15 @@ reasons! {
     TenantKeyRequired = "tenant_key_required",
     /// An operator endpoint was called with a tenant's admin key.
     OperatorKeyRequired = "operator_key_required",
+    /// The API key's role does not allow this (`checkin` keys only check tickets in,
+    /// `reports` keys only read; `details.role`).
+    KeyRoleForbidden = "key_role_forbidden",
+    /// The operator suspended the tenant: its keys are refused until it is resumed.
+    TenantSuspended = "tenant_suspended",
+    /// A user token issued by one tenant (`iss`) used on another tenant's event or desk.
+    UserTokenOfAnotherTenant = "user_token_of_another_tenant",
+    /// The event's tenant registered its own user-token key: only its tokens act on it.
+    TenantUserTokenRequired = "tenant_user_token_required",
     // 404 not_found
     EventNotFound = "event_not_found",
     HoldNotFound = "hold_not_found",
@@ -84,6 +93,10 @@ reasons! {
     DeskNotFound = "desk_not_found",
     DeskTicketNotFound = "desk_ticket_not_found",
     WebhookNotFound = "webhook_not_found",
+    /// The tenant has no API key of that id.
+    KeyNotFound = "key_not_found",
+    /// The tenant registered no user-token key.
+    UserTokenKeyNotFound = "user_token_key_not_found",
     /// The event has no arrival window, so no draw.
     DrawNotFound = "draw_not_found",
     /// The effects worker no longer holds that message for the endpoint.
@@ -124,6 +137,8 @@ reasons! {
     NoControlLog = "no_control_log",
     /// No tenant with this id is configured.
     TenantNotFound = "tenant_not_found",
+    /// A tenant with this id already exists (409).
+    TenantExists = "tenant_exists",
     /// Tenant placements one control log may hold (`control::PINS_MAX`).
     TenantPinsMax = "tenant_pins_max",
     /// A webhook URL whose host does not resolve (`details.field` is `url`).
@@ -157,6 +172,10 @@ reasons! {
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
     /// Webhook endpoints one tenant may have (`engine::webhook::WEBHOOKS_PER_TENANT_MAX`).
     WebhooksPerTenantMax = "webhooks_per_tenant_max",
+    /// API keys one tenant may have (`accounts::KEYS_PER_TENANT_MAX`).
+    KeysPerTenantMax = "keys_per_tenant_max",
+    /// Tenants the control log may make (`accounts::TENANTS_MAX`).
+    TenantsMax = "tenants_max",
     /// Gateway objects one reconciliation report reads
     /// (`routes::payments::RECONCILIATION_OBJECTS_MAX`): ask for a shorter period.
     ReconciliationObjectsMax = "reconciliation_objects_max",
@@ -203,6 +222,9 @@ reasons! {
     TooManyStreams = "too_many_streams",
     /// No effects worker runs next to this ingress (its delivery log lives there).
     NoEffectsWorker = "no_effects_worker",
+    /// This ingress is further behind the control log than `http.control_lag_ms_max`:
+    /// tenant keys are refused until it catches up (a revoked key must not work here).
+    ControlLogBehind = "control_log_behind",
     /// The payment gateway did not answer, or not as its API says: retry.
     PaymentGatewayUnavailable = "payment_gateway_unavailable",
 }

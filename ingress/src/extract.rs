@@ -200,7 +200,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// A user, from a valid user token; also takes a token from the user's rate limit.
+/// A user, from a valid user token; also takes a token from the user's rate limit. On a
+/// route naming an event or a desk, a tenant's token (`iss`) acts only on that tenant's,
+/// and a tenant that registered its own user-token key accepts only its own tokens.
 pub(crate) struct UserId(pub(crate) String);
 
 impl FromRequestParts<AppState> for UserId {
@@ -208,13 +210,65 @@ impl FromRequestParts<AppState> for UserId {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = Auth::bearer(&parts.headers)?;
-        let user = state.shared.auth.user(token)?;
-        state.check_user_rate(&user)?;
-        Ok(UserId(user))
+        let user = {
+            let accounts = state.shared.control.accounts();
+            state.shared.auth.user(token, &accounts)?
+        };
+        if let Some(tenant) = tenant_of_route(parts, state).await {
+            check_user_tenant(state, user.issuer.as_deref(), &tenant)?;
+        }
+        state.check_user_rate(&user.id)?;
+        Ok(UserId(user.id))
     }
 }
 
-/// A tenant admin, from the tenant's admin key. The operator key is 403 here.
+/// The tenant of the event or desk a route names (`None`: none named, or unknown: the
+/// handler answers 404).
+async fn tenant_of_route(parts: &mut Parts, state: &AppState) -> Option<String> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()?;
+    for (name, value) in params.iter() {
+        match name {
+            "event_id" => {
+                let id = engine::EventId::parse(value)?;
+                return state
+                    .model_of(id)
+                    .event(id)
+                    .map(|event| event.tenant.clone());
+            }
+            "desk_id" => {
+                let id = engine::DeskId::parse(value)?;
+                return state.model_of(id).desk(id).map(|desk| desk.tenant.clone());
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A tenant's token acts on its own tenant's events and desks only; a tenant with its own
+/// user-token key takes no deployment-signed token.
+fn check_user_tenant(state: &AppState, issuer: Option<&str>, tenant: &str) -> Result<(), AppError> {
+    match issuer {
+        Some(issuer) if issuer != tenant => Err(AppError::forbidden(
+            Reason::UserTokenOfAnotherTenant,
+            format!("this user token was issued by tenant {issuer:?}, which does not sell this"),
+        )),
+        Some(_) => Ok(()),
+        None if state.shared.control.accounts().token_key(tenant).is_some() => {
+            Err(AppError::forbidden(
+                Reason::TenantUserTokenRequired,
+                format!("tenant {tenant:?} verifies its own users' tokens: sign in through its frontend (a token whose iss is {tenant:?})"),
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// A tenant's API key (or config-file admin key) whose role allows this route, of a tenant
+/// that is not suspended, on an ingress not too far behind the control log. The operator
+/// key is 403 here.
 pub(crate) struct TenantAdmin(pub(crate) String);
 
 impl FromRequestParts<AppState> for TenantAdmin {
@@ -222,17 +276,57 @@ impl FromRequestParts<AppState> for TenantAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = Auth::bearer(&parts.headers)?;
-        match state.shared.auth.admin_key(token)? {
-            AdminKey::Tenant(tenant) => Ok(TenantAdmin(tenant.to_string())),
-            AdminKey::Operator => Err(AppError::forbidden(
-                Reason::TenantKeyRequired,
-                "the operator key does not administer tenants' events",
-            )),
+        let key = {
+            let accounts = state.shared.control.accounts();
+            state.shared.auth.admin_key(token, &accounts)?
+        };
+        let (tenant, role) = match key {
+            AdminKey::Tenant { tenant, role } => (tenant, role),
+            AdminKey::Operator => {
+                return Err(AppError::forbidden(
+                    Reason::TenantKeyRequired,
+                    "the operator key does not administer tenants' events",
+                ))
+            }
+        };
+        if let Some((behind, bound)) = state.shared.control.behind() {
+            return Err(AppError::unavailable(
+                Reason::ControlLogBehind,
+                format!(
+                    "this ingress is {} ms behind the control log (bound {} ms), so it cannot tell whether this key is still valid: retry shortly",
+                    behind.as_millis(),
+                    bound.as_millis()
+                ),
+            ));
         }
+        if let Some(reason) = state
+            .shared
+            .control
+            .accounts()
+            .suspension(&tenant)
+            .map(str::to_string)
+        {
+            return Err(AppError::forbidden(
+                Reason::TenantSuspended,
+                format!("tenant {tenant:?} is suspended by the operator: {reason}"),
+            ));
+        }
+        let route = parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map_or("", |path| path.as_str());
+        if !crate::accounts::role_allows(role, &parts.method, route) {
+            return Err(AppError::forbidden(
+                Reason::KeyRoleForbidden,
+                format!("a {} key cannot do this", role.as_str()),
+            )
+            .with_details(serde_json::json!({"role": role.as_str()})));
+        }
+        Ok(TenantAdmin(tenant))
     }
 }
 
-/// The operator, from the operator key. A tenant's admin key is 403 here.
+/// The operator, from the operator key. A tenant's key is 403 here.
 pub(crate) struct Operator;
 
 impl FromRequestParts<AppState> for Operator {
@@ -240,9 +334,13 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = Auth::bearer(&parts.headers)?;
-        match state.shared.auth.admin_key(token)? {
+        let key = {
+            let accounts = state.shared.control.accounts();
+            state.shared.auth.admin_key(token, &accounts)?
+        };
+        match key {
             AdminKey::Operator => Ok(Operator),
-            AdminKey::Tenant(_) => Err(AppError::forbidden(
+            AdminKey::Tenant { .. } => Err(AppError::forbidden(
                 Reason::OperatorKeyRequired,
                 "this endpoint needs the operator key",
             )),

@@ -31,6 +31,7 @@
 //! Architecture invariant: nothing is answered to a write before its record is durable in
 //! the requests log and its outcome has been applied to the read model.
 
+mod accounts;
 mod api;
 mod auth;
 mod client_address;
@@ -103,6 +104,9 @@ pub struct Ingress {
     /// Joined after the followers, which hand them their last snapshots as they stop.
     snapshot_threads: Vec<JoinHandle<()>>,
 }
+
+/// How long a starting ingress waits to catch up with its control log.
+const CONTROL_CATCH_UP_AT_START: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One shard's logs, as an ingress uses them.
 pub struct ShardLogs {
@@ -231,15 +235,39 @@ impl Ingress {
             followers.push(follower);
             snapshot_threads.extend(snapshot_thread);
         }
+        let bootstrap_tenants: Vec<String> = config
+            .tenants
+            .iter()
+            .map(|tenant| tenant.id.clone())
+            .collect();
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
-                let control = Arc::new(control::Control::new(shard_count, Some(writer)));
+                let control = Arc::new(control::Control::new(
+                    shard_count,
+                    Some(writer),
+                    bootstrap_tenants,
+                    config.control_lag_max,
+                ));
                 followers.push(control.follow(reader, Arc::clone(&stop)).map_err(|error| {
                     format!("cannot start the control log's follower: {error}")
                 })?);
+                // Tenant keys are refused until the control log is applied up to its end
+                // (`accounts::Freshness`): wait for that here, so a starting ingress does
+                // not refuse them in its first moments (bounded: past it, it serves and
+                // refuses tenant keys until caught up).
+                if !control.wait_caught_up(CONTROL_CATCH_UP_AT_START) {
+                    tracing::warn!(
+                        "the control log is not caught up yet: tenant keys are refused until it is"
+                    );
+                }
                 control
             }
-            None => Arc::new(control::Control::new(shard_count, None)),
+            None => Arc::new(control::Control::new(
+                shard_count,
+                None,
+                bootstrap_tenants,
+                config.control_lag_max,
+            )),
         };
         let rate = &config.rate_limit;
         let shared = Shared {
@@ -521,6 +549,22 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route("/metrics", get(routes::ops::metrics))
         .route("/v1/openapi.json", get(routes::ops::openapi))
         .route(
+            "/v1/operator/tenants",
+            get(routes::accounts::list_tenants).post(routes::accounts::create_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}",
+            get(routes::accounts::get_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/suspend",
+            post(routes::accounts::suspend_tenant),
+        )
+        .route(
+            "/v1/operator/tenants/{tenant_id}/resume",
+            post(routes::accounts::resume_tenant),
+        )
+        .route(
             "/v1/operator/tenants/{tenant_id}/placement",
             get(routes::ops::get_placement).put(routes::ops::put_placement),
         )
@@ -630,6 +674,24 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         .route(
             "/v1/admin/webhooks/{webhook_id}/deliveries/{message_id}/resend",
             post(routes::webhooks::resend),
+        )
+        .route(
+            "/v1/admin/keys",
+            get(routes::accounts::list_keys).post(routes::accounts::create_key),
+        )
+        .route(
+            "/v1/admin/keys/{key_id}",
+            axum::routing::delete(routes::accounts::revoke_key),
+        )
+        .route(
+            "/v1/admin/keys/{key_id}/rotate",
+            post(routes::accounts::rotate_key),
+        )
+        .route(
+            "/v1/admin/user-token-key",
+            get(routes::accounts::get_user_token_key)
+                .put(routes::accounts::put_user_token_key)
+                .delete(routes::accounts::delete_user_token_key),
         )
         .route("/v1/admin/desks", post(routes::admin::create_desk))
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))

@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::extract::IDEMPOTENCY_KEY_CHARS_MAX;
-use crate::routes::{admin, ops, payments, public, user, web, webhooks};
+use crate::routes::{accounts, admin, ops, payments, public, user, web, webhooks};
 use crate::validate;
 use engine::EngineConfig;
 use serde_json::{json, Value};
@@ -44,6 +44,9 @@ impl Modify for Security {
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         payments::create_payment, payments::webhook, payments::reconciliation,
+        accounts::create_tenant, accounts::list_tenants, accounts::get_tenant, accounts::suspend_tenant, accounts::resume_tenant,
+        accounts::create_key, accounts::list_keys, accounts::rotate_key, accounts::revoke_key,
+        accounts::put_user_token_key, accounts::get_user_token_key, accounts::delete_user_token_key,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist, user::list_notifications,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
@@ -62,6 +65,7 @@ impl Modify for Security {
         (name = "desks", description = "Service desks"),
         (name = "payments", description = "The payment gateway's webhook (signed by the gateway, no token)"),
         (name = "webhooks", description = "Webhook endpoints, their delivery log and re-sends (admin key)"),
+        (name = "accounts", description = "Organiser accounts: tenants (operator key), a tenant's API keys with roles and its user-token key (admin key)"),
         (name = "operations", description = "Health, readiness, metrics, engine control (operator key)"),
         (name = "demo", description = "The demo user switcher: only with the development user-token secret"),
     )
@@ -668,6 +672,14 @@ fn security_schemes(operation: &serde_json::Map<String, Value>) -> Vec<&str> {
         .collect()
 }
 
+/// Whether an operation's path names an event or a desk (`{event_id}`, `{desk_id}`).
+fn operation_names_event_or_desk(parameters: &[&Value]) -> bool {
+    parameters.iter().any(|parameter| {
+        parameter["in"] == "path"
+            && (parameter["name"] == "event_id" || parameter["name"] == "desk_id")
+    })
+}
+
 /// The `details.reason` words any operation of its kind may answer, by status: what the
 /// extractors, the credentials, the rate limits, the request timeout and the write path
 /// refuse with.
@@ -729,6 +741,11 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
                     401,
                     vec![MissingToken, MalformedAuthorization, InvalidToken],
                 ));
+                // A tenant's token on another tenant's event or desk, or the deployment's
+                // token on a tenant with its own key (routes naming an event or desk).
+                if operation_names_event_or_desk(&parameters) {
+                    reasons.push((403, vec![UserTokenOfAnotherTenant, TenantUserTokenRequired]));
+                }
                 reasons.push((429, vec![UserRateLimit]));
             }
             "admin_key" => {
@@ -736,7 +753,11 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
                     401,
                     vec![MissingToken, MalformedAuthorization, UnknownAdminKey],
                 ));
-                reasons.push((403, vec![TenantKeyRequired]));
+                reasons.push((
+                    403,
+                    vec![TenantKeyRequired, KeyRoleForbidden, TenantSuspended],
+                ));
+                reasons.push((503, vec![ControlLogBehind]));
             }
             "operator_key" => {
                 reasons.push((
@@ -937,6 +958,31 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (409, vec![NoControlLog]),
             (422, vec![TenantPinsMax]),
             (503, vec![LogNotWritable]),
+        ],
+        "create_tenant" => vec![
+            (409, vec![TenantExists]),
+            (422, vec![TenantsMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "list_tenants" | "list_keys" => vec![],
+        "get_tenant" => vec![(404, vec![TenantNotFound])],
+        "suspend_tenant" | "resume_tenant" => vec![
+            (404, vec![TenantNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "create_key" => vec![
+            (422, vec![KeysPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "rotate_key" | "revoke_key" => vec![
+            (404, vec![KeyNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "put_user_token_key" => vec![(503, vec![LogNotWritable, NoControlLog])],
+        "get_user_token_key" => vec![(404, vec![UserTokenKeyNotFound])],
+        "delete_user_token_key" => vec![
+            (404, vec![UserTokenKeyNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
         ],
         other => panic!("operation {other} does not list its reasons in operation_reasons"),
     }
@@ -1360,7 +1406,15 @@ mod tests {
             .iter()
             .any(|listed| listed == "unknown_admin_key"));
         let created = listed_reasons(&document, "/v1/admin/events", "post", "403");
-        assert_eq!(created, ["tenant_key_required"]);
+        assert_eq!(
+            created,
+            ["tenant_key_required", "key_role_forbidden", "tenant_suspended"]
+        );
+        let held = listed_reasons(&document, "/v1/events/{event_id}/holds", "post", "403");
+        assert_eq!(
+            held,
+            ["user_token_of_another_tenant", "tenant_user_token_required"]
+        );
         let ready = listed_reasons(&document, "/readyz", "get", "503");
         for word in [
             "engine_stopped",

@@ -1,6 +1,7 @@
 //! Handlers, one module per audience (`webhooks`: the admins' webhook endpoints). Each write handler validates, builds one engine
 //! command, submits it and answers from its outcome; reads answer from the read model.
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod ops;
 pub(crate) mod payments;

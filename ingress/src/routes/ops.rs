@@ -258,22 +258,22 @@ pub(crate) fn promote() {}
 #[allow(dead_code)]
 pub(crate) fn requests_log() {}
 
-fn configured_tenant(state: &AppState, tenant_id: &str) -> Result<(), AppError> {
-    if state
-        .config()
-        .tenants
-        .iter()
-        .any(|tenant| tenant.id == tenant_id)
-    {
+pub(crate) fn configured_tenant(state: &AppState, tenant_id: &str) -> Result<(), AppError> {
+    if state.shared.control.accounts().exists(tenant_id) {
         Ok(())
     } else {
-        Err(AppError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            Reason::TenantNotFound,
-            format!("no tenant {tenant_id:?} is configured"),
-        ))
+        Err(tenant_not_found(tenant_id))
     }
+}
+
+/// 404 `tenant_not_found`.
+pub(crate) fn tenant_not_found(tenant_id: &str) -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        Reason::TenantNotFound,
+        format!("no tenant {tenant_id:?}"),
+    )
 }
 
 fn placement(state: &AppState, tenant_id: String) -> TenantPlacement {

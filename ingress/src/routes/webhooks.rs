@@ -431,8 +431,11 @@ fn worker_tenant_admin(
     webhook_id: &str,
 ) -> Result<(), AppError> {
     let token = crate::auth::Auth::bearer(headers)?;
-    match state.auth.admin_key(token)? {
-        crate::auth::AdminKey::Tenant(tenant) => match state.effects.tenant_of(webhook_id) {
+    // The worker's listener knows the config-file tenants' admin keys only: API keys are
+    // the ingresses' (`crate::accounts`), which serve the same paths.
+    let accounts = crate::accounts::Accounts::default();
+    match state.auth.admin_key(token, &accounts)? {
+        crate::auth::AdminKey::Tenant { tenant, .. } => match state.effects.tenant_of(webhook_id) {
             Some(owner) if owner == tenant => Ok(()),
             _ => Err(webhook_not_found()),
         },

@@ -196,3 +196,76 @@ async fn the_effects_process_delivers_and_serves_its_delivery_log() {
     );
     receiving.abort();
 }
+
+/// Organiser accounts on Kafka with two ingress processes (issue "Discovery like a real
+/// box office, and organiser accounts by API"): a key made through one ingress works on the
+/// other once its control follower applied the record, and a key revoked through one is
+/// refused on the other. (An ingress behind its control log refusing tenant keys is shown
+/// in-process: `ingress/tests/accounts.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_ingress_is_refused_on_the_other() {
+    let Some(first) = Service::kafka("revoked-key").await else {
+        return;
+    };
+    first.wait_ready().await;
+    let second = first.another_ingress().await;
+    let made = first
+        .send(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(http_suite::ADMIN),
+            Some(json!({"role": "reports", "name": "dashboards"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let key_id = made.body["key_id"].as_str().unwrap().to_string();
+    let secret = made.body["secret"].as_str().unwrap().to_string();
+    // The first ingress answered once it applied the record: the key works there at once.
+    let here = first
+        .send(Method::GET, "/v1/admin/events", Some(&secret), None)
+        .await;
+    assert_eq!(here.status, StatusCode::OK, "{}", here.text);
+    let began = Instant::now();
+    loop {
+        let there = second
+            .send(Method::GET, "/v1/admin/events", Some(&secret), None)
+            .await;
+        if there.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the key never worked on the second ingress: {}",
+            there.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let revoked = first
+        .send(
+            Method::DELETE,
+            &format!("/v1/admin/keys/{key_id}"),
+            Some(http_suite::ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text);
+    let refused = first
+        .send(Method::GET, "/v1/admin/events", Some(&secret), None)
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let began = Instant::now();
+    loop {
+        let there = second
+            .send(Method::GET, "/v1/admin/events", Some(&secret), None)
+            .await;
+        if there.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(there.status, StatusCode::OK, "{}", there.text);
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the revoked key still works on the second ingress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
