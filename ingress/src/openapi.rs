@@ -1408,7 +1408,11 @@ mod tests {
         let created = listed_reasons(&document, "/v1/admin/events", "post", "403");
         assert_eq!(
             created,
-            ["tenant_key_required", "key_role_forbidden", "tenant_suspended"]
+            [
+                "tenant_key_required",
+                "key_role_forbidden",
+                "tenant_suspended"
+            ]
         );
         let held = listed_reasons(&document, "/v1/events/{event_id}/holds", "post", "403");
         assert_eq!(
