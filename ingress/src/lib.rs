@@ -565,6 +565,10 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             post(routes::accounts::resume_tenant),
         )
         .route(
+            "/v1/operator/tenants/{tenant_id}/keys",
+            post(routes::accounts::issue_admin_key),
+        )
+        .route(
             "/v1/operator/tenants/{tenant_id}/placement",
             get(routes::ops::get_placement).put(routes::ops::put_placement),
         )

@@ -44,7 +44,7 @@ impl Modify for Security {
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         payments::create_payment, payments::webhook, payments::reconciliation,
-        accounts::create_tenant, accounts::list_tenants, accounts::get_tenant, accounts::suspend_tenant, accounts::resume_tenant,
+        accounts::create_tenant, accounts::list_tenants, accounts::get_tenant, accounts::suspend_tenant, accounts::resume_tenant, accounts::issue_admin_key,
         accounts::create_key, accounts::list_keys, accounts::rotate_key, accounts::revoke_key,
         accounts::put_user_token_key, accounts::get_user_token_key, accounts::delete_user_token_key,
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
@@ -971,6 +971,11 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (503, vec![LogNotWritable, NoControlLog]),
         ],
         "create_key" => vec![
+            (422, vec![KeysPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "issue_admin_key" => vec![
+            (404, vec![TenantNotFound]),
             (422, vec![KeysPerTenantMax]),
             (503, vec![LogNotWritable, NoControlLog]),
         ],

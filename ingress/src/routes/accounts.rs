@@ -240,6 +240,65 @@ pub(crate) async fn resume_tenant(
     get_tenant(State(state), Operator, ApiPath(tenant_id)).await
 }
 
+/// Give a tenant a new admin key
+///
+/// For a tenant that lost (or revoked) its admin keys: a new `admin` key, its secret shown
+/// only here. The tenant's other keys are untouched.
+#[utoipa::path(post, path = "/v1/operator/tenants/{tenant_id}/keys", tag = "accounts", params(("tenant_id" = String, Path)),
+    responses((status = 201, description = "Made; `secret` is shown only here", body = ApiKeyBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "keys_per_tenant_max", body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("operator_key" = [])))]
+pub(crate) async fn issue_admin_key(
+    State(state): State<AppState>,
+    _operator: Operator,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Response, AppError> {
+    super::ops::configured_tenant(&state, &tenant_id)?;
+    issue_key(
+        &state,
+        &tenant_id,
+        ApiKeyRole::Admin,
+        "issued by the operator".into(),
+    )
+    .await
+}
+
+/// Issues a key of `role` to `tenant` (checked to exist): 201 with the secret.
+async fn issue_key(
+    state: &AppState,
+    tenant: &str,
+    role: ApiKeyRole,
+    name: String,
+) -> Result<Response, AppError> {
+    if state.shared.control.accounts().keys_of(tenant).count() >= KEYS_PER_TENANT_MAX {
+        return Err(too_many_keys());
+    }
+    let (key_id, secret, secret_sha256) = new_key_secret(None);
+    append(
+        state,
+        vec![ControlRecord::ApiKeyIssued {
+            tenant: tenant.to_string(),
+            key: key_id.clone(),
+            name,
+            role,
+            secret_sha256,
+        }],
+    )
+    .await?;
+    let made = state
+        .shared
+        .control
+        .accounts()
+        .key(tenant, &key_id)
+        .map(|key| key_body(key, Some(secret)))
+        // A creation racing this one took the last place.
+        .ok_or_else(too_many_keys)?;
+    let location = format!("/v1/admin/keys/{key_id}");
+    Ok(super::with_location(
+        (StatusCode::CREATED, Json(made)).into_response(),
+        &location,
+    ))
+}
+
 fn key_body(key: &crate::accounts::ApiKey, secret: Option<String>) -> ApiKeyBody {
     ApiKeyBody {
         key_id: key.id.clone(),
@@ -292,34 +351,7 @@ pub(crate) async fn create_key(
         )
     })?;
     name_field("name", &body.name)?;
-    if state.shared.control.accounts().keys_of(&tenant).count() >= KEYS_PER_TENANT_MAX {
-        return Err(too_many_keys());
-    }
-    let (key_id, secret, secret_sha256) = new_key_secret(None);
-    append(
-        &state,
-        vec![ControlRecord::ApiKeyIssued {
-            tenant: tenant.clone(),
-            key: key_id.clone(),
-            name: body.name,
-            role,
-            secret_sha256,
-        }],
-    )
-    .await?;
-    let made = state
-        .shared
-        .control
-        .accounts()
-        .key(&tenant, &key_id)
-        .map(|key| key_body(key, Some(secret)))
-        // A creation racing this one took the last place.
-        .ok_or_else(too_many_keys)?;
-    let location = format!("/v1/admin/keys/{key_id}");
-    Ok(super::with_location(
-        (StatusCode::CREATED, Json(made)).into_response(),
-        &location,
-    ))
+    issue_key(&state, &tenant, role, body.name).await
 }
 
 /// The tenant's API keys
