@@ -5,8 +5,8 @@
 //! never split across shards. Its records are versioned like the requests log's:
 //! a version byte, then bincode.
 //!
-//! Today it holds tenant placements, webhook endpoints (`crate::webhook`) and refunds due
-//! and made (`payments`). Nothing in it decides an engine's outcome yet, so
+//! Today it holds tenant placements, webhook endpoints (`crate::webhook`), refunds due
+//! and made (`payments`) and user erasures (issue 23). Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
@@ -77,6 +77,10 @@ pub enum ControlRecord {
         amount_cents: u64,
         currency: String,
     },
+    /// An operator erased a user (issue 23, crypto-shredding): every ingress destroys the
+    /// key that seals the user's id in its personal-data store, and the pseudonym never
+    /// resolves again. The record names only the pseudonym: the identity is not logged.
+    UserErased { pseudonym: String },
 }
 
 pub fn encode_control(record: &ControlRecord) -> Vec<u8> {
@@ -141,6 +145,9 @@ mod tests {
                 refund_id: "re_1".into(),
                 amount_cents: 5000,
                 currency: "EUR".into(),
+            },
+            ControlRecord::UserErased {
+                pseudonym: "u_aaaaaaaaaaaaaaaaaaaaaaaa".into(),
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

@@ -115,7 +115,8 @@ impl Webhooks {
         match record {
             ControlRecord::PlaceTenant { .. }
             | ControlRecord::PaymentRefundDue { .. }
-            | ControlRecord::PaymentRefunded { .. } => Ok(()),
+            | ControlRecord::PaymentRefunded { .. }
+            | ControlRecord::UserErased { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

@@ -200,7 +200,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// A user, from a valid user token; also takes a token from the user's rate limit.
+/// A user, from a valid user token: the pseudonym of its `sub` (`privacy`), the only user
+/// id anything downstream sees; also takes a token from the user's rate limit.
 pub(crate) struct UserId(pub(crate) String);
 
 impl FromRequestParts<AppState> for UserId {
@@ -208,7 +209,8 @@ impl FromRequestParts<AppState> for UserId {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = Auth::bearer(&parts.headers)?;
-        let user = state.shared.auth.user(token)?;
+        let sub = state.shared.auth.user(token)?;
+        let user = crate::privacy::pseudonym_of_user(state, &sub).await?;
         state.check_user_rate(&user)?;
         Ok(UserId(user))
     }

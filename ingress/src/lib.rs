@@ -49,6 +49,8 @@ mod notifications;
 mod open_caps;
 mod openapi;
 pub mod payments;
+mod personal_data;
+mod privacy;
 mod rate_limit;
 mod read_model;
 mod routes;
@@ -61,7 +63,10 @@ mod writes;
 pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, ShardStatusBody, SnapshotBody};
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use client_address::parse_trusted_proxy;
-pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
+pub use config::{
+    IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_PSEUDONYM_KEY, DEVELOPMENT_USER_TOKEN_SECRET,
+};
+pub use privacy::{PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
@@ -231,18 +236,35 @@ impl Ingress {
             followers.push(follower);
             snapshot_threads.extend(snapshot_thread);
         }
+        // The personal-data store (`personal_data`), before the control follower: an
+        // erasure it applies destroys a key there.
+        let personal = Arc::new(match &config.state_dir {
+            Some(dir) => personal_data::PersonalData::open(&dir.join("personal"))
+                .map_err(|error| error.to_string())?,
+            None => personal_data::PersonalData::in_memory(),
+        });
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
-                let control = Arc::new(control::Control::new(shard_count, Some(writer)));
+                let control = Arc::new(control::Control::new(
+                    shard_count,
+                    Some(writer),
+                    Arc::clone(&personal),
+                ));
                 followers.push(control.follow(reader, Arc::clone(&stop)).map_err(|error| {
                     format!("cannot start the control log's follower: {error}")
                 })?);
                 control
             }
-            None => Arc::new(control::Control::new(shard_count, None)),
+            None => Arc::new(control::Control::new(
+                shard_count,
+                None,
+                Arc::clone(&personal),
+            )),
         };
         let rate = &config.rate_limit;
         let shared = Shared {
+            pseudonyms: privacy::Pseudonyms::new(&config.pseudonym_key),
+            personal,
             auth: auth::Auth::new(
                 config.tenants.clone(),
                 config.operator_key.clone(),
@@ -524,6 +546,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             "/v1/operator/tenants/{tenant_id}/placement",
             get(routes::ops::get_placement).put(routes::ops::put_placement),
         )
+        .route("/v1/operator/users/erase", post(routes::ops::erase_user))
         .route("/v1/cities", get(routes::public::cities))
         .route("/v1/venues", get(routes::public::venues))
         .route("/v1/events", get(routes::public::events))

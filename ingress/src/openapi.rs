@@ -47,7 +47,7 @@ impl Modify for Security {
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist, user::list_notifications,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
-        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement,
+        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement, ops::erase_user,
         web::demo_token,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorDetails, Reason)),
@@ -730,6 +730,10 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
                     vec![MissingToken, MalformedAuthorization, InvalidToken],
                 ));
                 reasons.push((429, vec![UserRateLimit]));
+                // The token's user as a pseudonym (`privacy`): an identity erased past
+                // the generations' cap, a personal-data store that cannot be written.
+                reasons.push((403, vec![UserErased]));
+                reasons.push((503, vec![PersonalDataUnavailable]));
             }
             "admin_key" => {
                 reasons.push((
@@ -761,7 +765,11 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "cities" | "venues" | "list_events" | "list_bookings" | "healthz" | "metrics"
         | "openapi" => vec![],
         "events" => vec![(400, vec![InvalidField])],
-        "event" | "seats" | "get_event" | "attendees" => vec![(404, vec![EventNotFound])],
+        "event" | "seats" | "get_event" => vec![(404, vec![EventNotFound])],
+        "attendees" => vec![
+            (404, vec![EventNotFound]),
+            (503, vec![PersonalDataUnavailable]),
+        ],
         "draw" => vec![(404, vec![EventNotFound, DrawNotFound])],
         "open_arrival_window" => vec![
             (400, vec![InvalidField]),
@@ -931,6 +939,13 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "resend" => vec![
             (404, vec![WebhookNotFound, WebhookMessageNotFound]),
             (503, vec![NoEffectsWorker]),
+        ],
+        "erase_user" => vec![
+            (400, vec![MalformedPseudonym]),
+            (404, vec![UnknownUser]),
+            (409, vec![UserErased]),
+            (422, vec![ErasedUsersMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
         ],
         "put_placement" => vec![
             (404, vec![TenantNotFound]),
