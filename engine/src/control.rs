@@ -80,7 +80,9 @@ pub enum ControlRecord {
     /// An operator erased a user (issue 23, crypto-shredding): every ingress destroys the
     /// key that seals the user's id in its personal-data store, and the pseudonym never
     /// resolves again. The record names only the pseudonym: the identity is not logged.
-    UserErased { pseudonym: String },
+    UserErased {
+        pseudonym: String,
+    },
 }
 
 pub fn encode_control(record: &ControlRecord) -> Vec<u8> {

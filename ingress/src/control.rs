@@ -10,12 +10,12 @@
 //! engine (and idempotency index) saw the first try. Once created, an event never moves:
 //! its id says its shard.
 
+use crate::personal_data::PersonalData;
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::webhook::{
     Webhook, WebhookEventType, Webhooks, WEBHOOKS_PER_TENANT_MAX, WEBHOOK_SECRET_BYTES,
 };
 use requestlog::{LogReader, LogWriter};
-use crate::personal_data::PersonalData;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
@@ -548,6 +548,9 @@ mod tests {
         );
         assert_eq!(control.pin("acme"), None);
         assert_eq!(*control.applied.borrow(), 4);
-        assert_eq!(Control::new(1, None, Arc::new(PersonalData::in_memory())).place("acme", None, request), 0);
+        assert_eq!(
+            Control::new(1, None, Arc::new(PersonalData::in_memory())).place("acme", None, request),
+            0
+        );
     }
 }

@@ -64,15 +64,16 @@ pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, ShardStatusBody
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use client_address::parse_trusted_proxy;
 pub use config::{
-    IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_PSEUDONYM_KEY, DEVELOPMENT_USER_TOKEN_SECRET,
+    IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_PSEUDONYM_KEY,
+    DEVELOPMENT_USER_TOKEN_SECRET,
 };
-pub use privacy::{PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;
+pub use privacy::{PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 

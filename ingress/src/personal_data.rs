@@ -62,8 +62,8 @@ impl PersonalData {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families = [KEYS, IDENTITIES]
-            .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        let families =
+            [KEYS, IDENTITIES].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&options, dir, families)?;
         Ok(PersonalData {
             backing: Backing::Rocks(db),
@@ -111,7 +111,11 @@ impl PersonalData {
             Backing::Rocks(db) => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(&db.cf_handle(KEYS).expect("keys"), pseudonym, key);
-                batch.put_cf(&db.cf_handle(IDENTITIES).expect("identities"), pseudonym, stored);
+                batch.put_cf(
+                    &db.cf_handle(IDENTITIES).expect("identities"),
+                    pseudonym,
+                    stored,
+                );
                 let mut write = WriteOptions::default();
                 // The user's request is appended after this returns: a log record whose
                 // user this store could lose in a crash would be an unknown attendee.
@@ -130,7 +134,8 @@ impl PersonalData {
         let (key, stored) = match &self.backing {
             Backing::Rocks(db) => {
                 let key = db.get_cf(&db.cf_handle(KEYS).expect("keys"), pseudonym)?;
-                let stored = db.get_cf(&db.cf_handle(IDENTITIES).expect("identities"), pseudonym)?;
+                let stored =
+                    db.get_cf(&db.cf_handle(IDENTITIES).expect("identities"), pseudonym)?;
                 match (key, stored) {
                     (Some(key), Some(stored)) => (key, stored),
                     _ => return Ok(Identity::Unknown),
@@ -246,7 +251,9 @@ mod tests {
         drop(store);
         for entry in std::fs::read_dir(&dir).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-            assert!(!bytes.windows(17).any(|window| window == b"alice@example.com"));
+            assert!(!bytes
+                .windows(17)
+                .any(|window| window == b"alice@example.com"));
             assert!(!bytes.windows(15).any(|window| window == b"bob@example.com"));
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -43,6 +43,8 @@ pub(crate) const GENERATIONS_MAX: u32 = 1_000;
 #[derive(Clone)]
 pub(crate) struct Pseudonyms {
     deployment_key: Vec<u8>,
+    /// The deployment scope's key, derived once: most requests are of that scope.
+    deployment_scope: HmacSha256,
 }
 
 /// Whose tokens a pseudonym is for: the deployment's shared user-token secret, or a
@@ -58,24 +60,35 @@ impl Pseudonyms {
     pub(crate) fn new(pseudonym_key: &str) -> Pseudonyms {
         Pseudonyms {
             deployment_key: pseudonym_key.as_bytes().to_vec(),
+            deployment_scope: derive_scope_key(pseudonym_key.as_bytes(), TokenScope::Deployment),
         }
     }
 
     fn scope_key(&self, scope: TokenScope<'_>) -> HmacSha256 {
-        let mut derive = HmacSha256::new_from_slice(&self.deployment_key)
-            .expect("HMAC takes a key of any length");
-        derive.update(b"boxoffice/pseudonym/v1/");
         match scope {
-            TokenScope::Deployment => derive.update(b"deployment"),
-            TokenScope::Tenant(tenant) => {
-                derive.update(b"tenant:");
-                derive.update(tenant.as_bytes());
-            }
+            TokenScope::Deployment => self.deployment_scope.clone(),
+            TokenScope::Tenant(_) => derive_scope_key(&self.deployment_key, scope),
         }
-        let key = derive.finalize().into_bytes();
-        HmacSha256::new_from_slice(&key).expect("HMAC takes a key of any length")
     }
+}
 
+/// `HMAC-SHA256(deployment key, "boxoffice/pseudonym/v1/" + scope)`, as an HMAC key.
+fn derive_scope_key(deployment_key: &[u8], scope: TokenScope<'_>) -> HmacSha256 {
+    let mut derive =
+        HmacSha256::new_from_slice(deployment_key).expect("HMAC takes a key of any length");
+    derive.update(b"boxoffice/pseudonym/v1/");
+    match scope {
+        TokenScope::Deployment => derive.update(b"deployment"),
+        TokenScope::Tenant(tenant) => {
+            derive.update(b"tenant:");
+            derive.update(tenant.as_bytes());
+        }
+    }
+    let key = derive.finalize().into_bytes();
+    HmacSha256::new_from_slice(&key).expect("HMAC takes a key of any length")
+}
+
+impl Pseudonyms {
     /// The pseudonym of `sub` in `scope`, generation `generation` (0 until the first
     /// erasure of that identity).
     pub(crate) fn pseudonym(&self, scope: TokenScope<'_>, sub: &str, generation: u32) -> String {
@@ -89,7 +102,11 @@ impl Pseudonyms {
         let digest = mac.finalize().into_bytes();
         let mut pseudonym = String::with_capacity(PSEUDONYM_CHARS);
         pseudonym.push_str(PSEUDONYM_PREFIX);
-        pseudonym.push_str(&BASE32_NOPAD.encode(&digest[..PSEUDONYM_BYTES]).to_ascii_lowercase());
+        pseudonym.push_str(
+            &BASE32_NOPAD
+                .encode(&digest[..PSEUDONYM_BYTES])
+                .to_ascii_lowercase(),
+        );
         pseudonym
     }
 
@@ -184,10 +201,11 @@ mod tests {
         let mut all: std::collections::BTreeSet<&String> = others.iter().collect();
         all.insert(&alice);
         assert_eq!(all.len(), others.len() + 1);
-        // Pinned: a change of derivation would re-key every user of every log.
+        // Pinned, as computed outside Boxoffice (Python's hmac and base64): a change of
+        // derivation would re-key every user of every log.
         assert_eq!(
             Pseudonyms::new("demo-pseudonym-key").pseudonym(TokenScope::Deployment, "alice", 0),
-            Pseudonyms::new("demo-pseudonym-key").pseudonym(TokenScope::Deployment, "alice", 0)
+            "u_rtc3tmg6aaghref4zseoy2xf"
         );
     }
 

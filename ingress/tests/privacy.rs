@@ -61,8 +61,20 @@ async fn the_logs_carry_pseudonyms_and_the_export_resolves_them() {
     .await;
     assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
     // Her own reads find what she did, under the same token.
-    let mine = call(&router, Method::GET, "/v1/bookings", Some(&token(ALICE)), None).await;
-    assert_eq!(mine.body["bookings"].as_array().unwrap().len(), 1, "{}", mine.text);
+    let mine = call(
+        &router,
+        Method::GET,
+        "/v1/bookings",
+        Some(&token(ALICE)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        mine.body["bookings"].as_array().unwrap().len(),
+        1,
+        "{}",
+        mine.text
+    );
 
     let export = call(
         &router,
@@ -74,10 +86,14 @@ async fn the_logs_carry_pseudonyms_and_the_export_resolves_them() {
     .await;
     assert_eq!(export.status, StatusCode::OK, "{}", export.text);
     let attendee = &export.body["attendees"][0];
-    assert_eq!((&attendee["user"], &attendee["identity"]), (&json!(ALICE), &json!("known")));
+    assert_eq!(
+        (&attendee["user"], &attendee["identity"]),
+        (&json!(ALICE), &json!("known"))
+    );
     let pseudonym = attendee["pseudonym"].as_str().unwrap();
     assert!(
-        pseudonym.starts_with(ingress::PSEUDONYM_PREFIX) && pseudonym.len() == ingress::PSEUDONYM_CHARS,
+        pseudonym.starts_with(ingress::PSEUDONYM_PREFIX)
+            && pseudonym.len() == ingress::PSEUDONYM_CHARS,
         "{pseudonym}"
     );
 

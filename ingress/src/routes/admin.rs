@@ -298,13 +298,16 @@ fn resolve_attendees(state: &AppState, attendees: &mut [Attendee]) -> Result<(),
             attendee.identity = "erased".into();
             continue;
         }
-        let identity = shared.personal.resolve(&attendee.pseudonym).map_err(|error| {
-            tracing::error!(%error, "the personal-data store failed");
-            AppError::unavailable(
-                Reason::PersonalDataUnavailable,
-                "the personal-data store cannot be read; try again",
-            )
-        })?;
+        let identity = shared
+            .personal
+            .resolve(&attendee.pseudonym)
+            .map_err(|error| {
+                tracing::error!(%error, "the personal-data store failed");
+                AppError::unavailable(
+                    Reason::PersonalDataUnavailable,
+                    "the personal-data store cannot be read; try again",
+                )
+            })?;
         if let Identity::Known(user) = identity {
             attendee.user = Some(user);
             attendee.identity = "known".into();

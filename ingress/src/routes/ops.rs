@@ -403,7 +403,10 @@ pub(crate) async fn erase_user(
             if !is_pseudonym(&pseudonym) {
                 return Err(AppError::bad_request(
                     Reason::MalformedPseudonym,
-                    format!("pseudonym must be u_ and {} lowercase base32 characters", PSEUDONYM_CHARS - 2),
+                    format!(
+                        "pseudonym must be u_ and {} lowercase base32 characters",
+                        PSEUDONYM_CHARS - 2
+                    ),
                 )
                 .with_details(serde_json::json!({ "field": "pseudonym" })));
             }

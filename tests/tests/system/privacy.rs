@@ -48,8 +48,13 @@ fn state_hash(address: &str) -> (String, u64) {
     let (status, engine) = http(address, "GET", "/v1/admin/engine", Some(OPERATOR), None);
     assert_eq!(status, 200, "{engine}");
     (
-        engine["state_hash"].to_string().trim_matches('"').to_string(),
-        engine["state_hash_offset"].as_u64().expect("a state hash offset"),
+        engine["state_hash"]
+            .to_string()
+            .trim_matches('"')
+            .to_string(),
+        engine["state_hash_offset"]
+            .as_u64()
+            .expect("a state hash offset"),
     )
 }
 
@@ -73,7 +78,13 @@ fn replayed_hash(data_dir: &Path, to: u64) -> String {
 }
 
 fn attendees(address: &str) -> Vec<serde_json::Value> {
-    let (status, body) = http(address, "GET", "/v1/admin/events/ev_0/attendees", Some(ADMIN), None);
+    let (status, body) = http(
+        address,
+        "GET",
+        "/v1/admin/events/ev_0/attendees",
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     body["attendees"].as_array().unwrap().clone()
 }
@@ -134,8 +145,18 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
         "categories": [{{"name": "Gold", "price_cents": 100}}],
         "seating": {{"sections": [{{"name": "A", "rows": [{{"label": "1", "seats": 3, "category": "Gold"}}]}}]}}}}"#
     );
-    let (status, created) = http(&address, "POST", "/v1/admin/events", Some(ADMIN), Some(&event));
-    assert_eq!((status, created["event_id"].as_str()), (201, Some("ev_0")), "{created}");
+    let (status, created) = http(
+        &address,
+        "POST",
+        "/v1/admin/events",
+        Some(ADMIN),
+        Some(&event),
+    );
+    assert_eq!(
+        (status, created["event_id"].as_str()),
+        (201, Some("ev_0")),
+        "{created}"
+    );
     let alice_booking = book(&address, &alice, "A-1-1");
     let bob_booking = book(&address, &bob, "A-1-2");
     // Carol takes the last seat and releases it, then waits for one.
@@ -155,14 +176,26 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
         None,
     );
     assert!(status == 200 || status == 204, "{status} {released}");
-    let (status, notifications) = http(&address, "GET", "/v1/me/notifications", Some(&token(&alice)), None);
+    let (status, notifications) = http(
+        &address,
+        "GET",
+        "/v1/me/notifications",
+        Some(&token(&alice)),
+        None,
+    );
     assert_eq!(status, 200, "{notifications}");
     // A user's own answers name them by pseudonym, never by the e-mail.
-    assert!(!notifications.to_string().contains(&alice_tag), "{notifications}");
+    assert!(
+        !notifications.to_string().contains(&alice_tag),
+        "{notifications}"
+    );
 
     // The export, the one place that hands user ids out, resolves them.
     let (user, identity, alice_pseudonym) = attendee(&address, &alice_booking);
-    assert_eq!((user, identity.as_str()), (serde_json::json!(alice), "known"));
+    assert_eq!(
+        (user, identity.as_str()),
+        (serde_json::json!(alice), "known")
+    );
     assert!(alice_pseudonym.starts_with("u_"), "{alice_pseudonym}");
     assert_eq!(attendee(&address, &bob_booking).0, serde_json::json!(bob));
 
@@ -174,16 +207,30 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
             400,
             "invalid_body",
         ),
-        (r#"{"pseudonym": "alice@example.org"}"#.to_string(), 400, "malformed_pseudonym"),
+        (
+            r#"{"pseudonym": "alice@example.org"}"#.to_string(),
+            400,
+            "malformed_pseudonym",
+        ),
         (r#"{"user_id": ""}"#.to_string(), 400, "invalid_field"),
-        (r#"{"user_id": "nobody@example.org"}"#.to_string(), 404, "unknown_user"),
+        (
+            r#"{"user_id": "nobody@example.org"}"#.to_string(),
+            404,
+            "unknown_user",
+        ),
         (
             r#"{"pseudonym": "u_aaaaaaaaaaaaaaaaaaaaaaaa"}"#.to_string(),
             404,
             "unknown_user",
         ),
     ] {
-        let (status, refused) = http(&address, "POST", "/v1/operator/users/erase", Some(OPERATOR), Some(&body));
+        let (status, refused) = http(
+            &address,
+            "POST",
+            "/v1/operator/users/erase",
+            Some(OPERATOR),
+            Some(&body),
+        );
         assert_eq!(
             (status, refused["error"]["details"]["reason"].as_str()),
             (expected, Some(reason)),
@@ -216,20 +263,37 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
         Some(OPERATOR),
         Some(&format!(r#"{{"pseudonym": "{alice_pseudonym}"}}"#)),
     );
-    assert_eq!((status, again["error"]["details"]["reason"].as_str()), (409, Some("user_erased")), "{again}");
+    assert_eq!(
+        (status, again["error"]["details"]["reason"].as_str()),
+        (409, Some("user_erased")),
+        "{again}"
+    );
     // Erased from every read: the export, and alice's own reads (she comes back as a new
     // pseudonym that has no bookings); bob is untouched.
     assert_eq!(
         attendee(&address, &alice_booking),
-        (serde_json::Value::Null, "erased".to_string(), alice_pseudonym.clone())
+        (
+            serde_json::Value::Null,
+            "erased".to_string(),
+            alice_pseudonym.clone()
+        )
     );
     assert_eq!(attendee(&address, &bob_booking).1, "known");
     let (status, bookings) = http(&address, "GET", "/v1/bookings", Some(&token(&alice)), None);
     assert_eq!(status, 200, "{bookings}");
     assert_eq!(bookings["bookings"], serde_json::json!([]), "{bookings}");
-    let (status, notifications) = http(&address, "GET", "/v1/me/notifications", Some(&token(&alice)), None);
+    let (status, notifications) = http(
+        &address,
+        "GET",
+        "/v1/me/notifications",
+        Some(&token(&alice)),
+        None,
+    );
     assert_eq!(status, 200, "{notifications}");
-    assert!(!notifications.to_string().contains(&alice_pseudonym), "{notifications}");
+    assert!(
+        !notifications.to_string().contains(&alice_pseudonym),
+        "{notifications}"
+    );
     // The engine never sees an erasure: its state is what it was.
     let (status, held) = http(&address, "GET", "/v1/events/ev_0/seats", None, None);
     assert_eq!(status, 200, "{held}");
@@ -254,7 +318,11 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
     let (child, address) = serve(&data_dir);
     assert_eq!(
         attendee(&address, &alice_booking),
-        (serde_json::Value::Null, "erased".to_string(), alice_pseudonym.clone())
+        (
+            serde_json::Value::Null,
+            "erased".to_string(),
+            alice_pseudonym.clone()
+        )
     );
     assert_eq!(attendee(&address, &bob_booking).0, serde_json::json!(bob));
     let (hash_after, offset_after) = state_hash(&address);
