@@ -43,19 +43,29 @@ fn token(user: &str) -> String {
     ingress::mint_user_token("demo-user-secret", user, 3_600)
 }
 
-/// The engine's settled state hash and its offset (`GET /v1/admin/engine`).
+/// The engine's settled state hash and its offset (`GET /v1/admin/engine`): asked until
+/// the engine has applied its whole log and hashed that state (it hashes at idle moments).
 fn state_hash(address: &str) -> (String, u64) {
-    let (status, engine) = http(address, "GET", "/v1/admin/engine", Some(OPERATOR), None);
-    assert_eq!(status, 200, "{engine}");
-    (
-        engine["state_hash"]
-            .to_string()
-            .trim_matches('"')
-            .to_string(),
-        engine["state_hash_offset"]
-            .as_u64()
-            .expect("a state hash offset"),
-    )
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, engine) = http(address, "GET", "/v1/admin/engine", Some(OPERATOR), None);
+        assert_eq!(status, 200, "{engine}");
+        let applied = engine["applied_offset"].as_u64();
+        let settled = applied.is_some()
+            && applied.map(|applied| applied + 1) == engine["log_end_offset"].as_u64()
+            && engine["state_hash_offset"] == engine["applied_offset"];
+        if settled {
+            return (
+                engine["state_hash"].as_str().unwrap().to_string(),
+                applied.unwrap(),
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never settled: {engine}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// `boxoffice replay --to <offset>` on the stopped server's data: its state hash.
