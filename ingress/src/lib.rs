@@ -73,7 +73,7 @@ pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;
-pub use privacy::{PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
+pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 

@@ -124,6 +124,13 @@ impl Pseudonyms {
     }
 }
 
+/// The pseudonym a token of the deployment's shared secret with `sub` = `user` acts as
+/// until its first erasure: what logs, webhooks and notifications name that user by. For
+/// tests and tools.
+pub fn deployment_pseudonym(pseudonym_key: &str, user: &str) -> String {
+    Pseudonyms::new(pseudonym_key).pseudonym(TokenScope::Deployment, user, 0)
+}
+
 /// Whether `text` has a pseudonym's form (`u_` and 24 lowercase base32 characters).
 pub(crate) fn is_pseudonym(text: &str) -> bool {
     text.len() == PSEUDONYM_CHARS
