@@ -22,7 +22,8 @@
 //! - `retention.ms` / `retention.bytes`: a replica with no snapshot replays the requests log
 //!   from offset 0, and the ingress rebuilds its read model from the outcomes log's offset 0,
 //!   so by default both must be unlimited (`-1`); `retention_ms_min` / `retention_bytes_min`
-//!   accept a finite retention at least that long.
+//!   accept a finite retention at least that long, and a topic `open` creates gets
+//!   `retention_ms` (then also the shortest accepted when no minimum is given).
 //! - `message.timestamp.type` = `LogAppendTime`: a record's timestamp is the engine's clock
 //!   (holds expire by it). With `CreateTime` it would be whatever each producer's host clock
 //!   (or a producer's choice) says, so one ingress with a skewed clock would move expiry for
