@@ -871,7 +871,10 @@ mod tests {
         let path = Path::new("config/default.toml");
         let settings = Settings::parse(DEFAULT, [], path).unwrap();
         assert_eq!(settings.http.listen, "127.0.0.1:8080");
-        assert_eq!(settings.default_secrets_in_use().len(), DEFAULT_SECRETS.len());
+        assert_eq!(
+            settings.default_secrets_in_use().len(),
+            DEFAULT_SECRETS.len()
+        );
         let env = [
             ("BOXOFFICE_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
             ("BOXOFFICE_DATA_DIR".to_string(), "/tmp/x".to_string()),

@@ -46,10 +46,13 @@ pub(crate) enum PersonalDataError {
     Damaged { pseudonym: String },
 }
 
+/// One user's entry: the key, and the nonce and ciphertext of the user id.
+type SealedEntry = ([u8; KEY_BYTES], Vec<u8>);
+
 enum Backing {
     Rocks(DB),
-    /// For an ingress without a state directory (tests, tools): (keys, identities).
-    Memory(Mutex<BTreeMap<String, ([u8; KEY_BYTES], Vec<u8>)>>),
+    /// For an ingress without a state directory (tests, tools).
+    Memory(Mutex<BTreeMap<String, SealedEntry>>),
 }
 
 pub(crate) struct PersonalData {
