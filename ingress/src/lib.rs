@@ -239,8 +239,14 @@ impl Ingress {
         }
         // The personal-data store (`personal_data`), before the control follower: an
         // erasure it applies destroys a key there.
-        let personal = Arc::new(match &config.state_dir {
-            Some(dir) => personal_data::PersonalData::open(&dir.join("personal"))
+        // It lives in this ingress's slot (shard 0's, claimed by its idempotency index:
+        // several ingresses may share a state directory, each with a slot of its own).
+        let slot = shard_states
+            .first()
+            .and_then(|shard| shard.idempotency.path())
+            .map(std::path::Path::to_path_buf);
+        let personal = Arc::new(match slot {
+            Some(slot) => personal_data::PersonalData::open(&slot.join("personal"))
                 .map_err(|error| error.to_string())?,
             None => personal_data::PersonalData::in_memory(),
         });

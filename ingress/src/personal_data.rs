@@ -13,9 +13,10 @@
 //! open. Nothing here is ever rebuilt from a log: the logs hold no identity, so no replay
 //! can bring one back.
 //!
-//! Each ingress keeps its own store (`<state dir>/personal`, or in memory without a state
-//! directory) and learns the users whose requests it takes; see ARCHITECTURE.md
-//! ("Privacy") for what that means with several ingresses.
+//! Each ingress keeps its own store (`<state dir>/slot-<n>/personal`, in its slot beside
+//! the idempotency index, or in memory without a state directory) and learns the users
+//! whose requests it takes; see ARCHITECTURE.md ("Privacy") for what that means with
+//! several ingresses.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};

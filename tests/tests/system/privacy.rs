@@ -6,11 +6,20 @@
 //! restart, and the engine's state hash is the same after the erasure, after a restart
 //! and in an offline replay.
 
-use super::serve::{boxoffice, http, serve, stop};
+use super::serve::{boxoffice, http, serve_with, stop};
 use std::path::Path;
 
 const ADMIN: &str = "demo-admin-key";
 const OPERATOR: &str = "demo-operator-key";
+
+/// `serve` taking an engine snapshot after every record, so the data directory holds
+/// snapshots of every state the run went through (the ingress snapshots its read model as
+/// it stops).
+fn serve(data_dir: &Path) -> (std::process::Child, String) {
+    let mut command = boxoffice();
+    command.env("BOXOFFICE_SNAPSHOT_EVERY_RECORDS", "1");
+    serve_with(command, data_dir)
+}
 
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -309,8 +318,23 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
     assert_eq!(status, 200, "{held}");
     stop(child);
 
-    // No e-mail anywhere in the data directory; the same search finds the event's name,
-    // so it can see through the stores' files.
+    // No e-mail anywhere in the data directory (logs, engine and read-model snapshots,
+    // idempotency index, personal-data store, effects store); the same search finds the
+    // event's name, so it can see through the stores' files.
+    let all = files(&data_dir);
+    for part in [
+        "snapshots",
+        "personal",
+        "index",
+        "requests",
+        "outcomes",
+        "control",
+    ] {
+        assert!(
+            all.iter().any(|path| path.to_string_lossy().contains(part)),
+            "no {part} in {all:?}"
+        );
+    }
     assert!(
         !files_containing(&data_dir, &event_name).is_empty(),
         "the search finds what the logs hold"

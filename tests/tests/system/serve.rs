@@ -25,7 +25,7 @@ pub(crate) fn serve(data_dir: &std::path::Path) -> (Child, String) {
     serve_with(boxoffice(), data_dir)
 }
 
-fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, String) {
+pub(crate) fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, String) {
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
