@@ -145,17 +145,6 @@ pub(crate) fn is_pseudonym(text: &str) -> bool {
 /// request is appended) the first time this ingress sees it.
 pub(crate) async fn pseudonym_of_user(state: &AppState, sub: &str) -> Result<String, AppError> {
     let shared = &state.shared;
-    let pseudonym = shared
-        .pseudonyms
-        .current(TokenScope::Deployment, sub, |pseudonym| {
-            shared.control.is_erased(pseudonym)
-        })
-        .ok_or_else(|| {
-            AppError::forbidden(
-                Reason::UserErased,
-                format!("this user was erased more than {GENERATIONS_MAX} times"),
-            )
-        })?;
     let store_failed = |error: String| {
         tracing::error!(%error, "the personal-data store failed");
         AppError::unavailable(
@@ -163,22 +152,50 @@ pub(crate) async fn pseudonym_of_user(state: &AppState, sub: &str) -> Result<Str
             "the personal-data store cannot be written; try again",
         )
     };
-    if !shared
-        .personal
-        .knows(&pseudonym)
-        .map_err(|error| store_failed(error.to_string()))?
-    {
-        let (personal, remembered, sub) = (
+    loop {
+        let pseudonym = shared
+            .pseudonyms
+            .current(TokenScope::Deployment, sub, |pseudonym| {
+                shared.control.is_erased(pseudonym)
+            })
+            .ok_or_else(|| {
+                AppError::forbidden(
+                    Reason::UserErased,
+                    format!("this user was erased more than {GENERATIONS_MAX} times"),
+                )
+            })?;
+        if shared
+            .personal
+            .knows(&pseudonym)
+            .map_err(|error| store_failed(error.to_string()))?
+        {
+            return Ok(pseudonym);
+        }
+        let (personal, remembered, sub_owned) = (
             std::sync::Arc::clone(&shared.personal),
             pseudonym.clone(),
             sub.to_string(),
         );
-        tokio::task::spawn_blocking(move || personal.remember(&remembered, &sub))
+        let erased_meanwhile = tokio::task::spawn_blocking(move || {
+            personal.remember(&remembered, &sub_owned)?;
+            // An erasure applied while this request was on its way marks the pseudonym
+            // erased before it destroys the key: seen here, the entry just written is
+            // destroyed too, and the user goes on under the next generation.
+            Ok::<_, crate::personal_data::PersonalDataError>(())
+        })
+        .await
+        .map_err(|error| store_failed(error.to_string()))?
+        .map_err(|error| store_failed(error.to_string()))
+        .map(|()| shared.control.is_erased(&pseudonym))?;
+        if !erased_meanwhile {
+            return Ok(pseudonym);
+        }
+        let (personal, forgotten) = (std::sync::Arc::clone(&shared.personal), pseudonym);
+        tokio::task::spawn_blocking(move || personal.forget(&forgotten))
             .await
             .map_err(|error| store_failed(error.to_string()))?
             .map_err(|error| store_failed(error.to_string()))?;
     }
-    Ok(pseudonym)
 }
 
 #[cfg(test)]
