@@ -509,6 +509,30 @@ mod tests {
         );
     }
 
+    /// An erasure marks the pseudonym erased and destroys its key in this ingress's
+    /// store; applied again (every start reads the control log from 0) it changes nothing.
+    #[test]
+    fn an_erasure_destroys_the_users_key_and_is_applied_again_harmlessly() {
+        use crate::personal_data::Identity;
+        let personal = Arc::new(PersonalData::in_memory());
+        personal.remember("u_a", "alice@example.com").unwrap();
+        personal.remember("u_b", "bob@example.com").unwrap();
+        let control = Control::new(1, None, Arc::clone(&personal));
+        let erasure = encode_control(&ControlRecord::UserErased {
+            pseudonym: "u_a".into(),
+        });
+        for offset in [0, 1] {
+            control.apply(offset, &erasure);
+            assert!(control.is_erased("u_a") && !control.is_erased("u_b"));
+            assert_eq!(personal.resolve("u_a").unwrap(), Identity::Unknown);
+            assert_eq!(
+                personal.resolve("u_b").unwrap(),
+                Identity::Known("bob@example.com".into())
+            );
+        }
+        assert_eq!(*control.applied.borrow(), 2);
+    }
+
     #[test]
     fn placement_is_stable_spread_and_follows_pins() {
         let control = Control::new(4, None, Arc::new(PersonalData::in_memory()));
