@@ -34,6 +34,7 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
         notification_users_max: http.notification_users_max,
         operator_key: settings.auth.operator_key.clone(),
         user_token_secret: settings.auth.user_token_secret.clone(),
+        pseudonym_key: settings.privacy.pseudonym_key.clone(),
         tenants: settings
             .auth
             .tenants

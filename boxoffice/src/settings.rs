@@ -52,6 +52,8 @@ pub(crate) struct Settings {
     /// a file (none).
     #[serde(default)]
     pub(crate) payments: PaymentsSettings,
+    /// Pseudonyms and the personal-data store (issue 23; PRIVACY.md).
+    pub(crate) privacy: PrivacySettings,
     /// Development mode (`--dev`), never read from a file: the demo secrets are accepted
     /// and development-only endpoints exist. Outside it a demo secret stops start-up.
     #[serde(skip)]
@@ -184,6 +186,13 @@ pub(crate) struct AuthSettings {
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
+pub(crate) struct PrivacySettings {
+    /// The deployment's secret from which each tenant's pseudonym key is derived
+    /// (`ingress::privacy`). Changing it gives every user new pseudonyms.
+    pub(crate) pseudonym_key: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct TenantSettings {
     pub(crate) id: String,
     pub(crate) admin_key: String,
@@ -290,6 +299,14 @@ pub(crate) struct KafkaSettings {
     /// The smallest `retention.bytes` an existing topic may have; -1: no size limit.
     #[serde(default = "default_unlimited")]
     pub(crate) retention_bytes_min: i64,
+    /// `retention.ms` of the requests and outcomes topics Boxoffice creates (issue 23,
+    /// PRIVACY.md); -1: for ever. Optional in a file (30 days).
+    #[serde(default = "default_log_retention_ms")]
+    pub(crate) retention_ms: i64,
+    /// `retention.ms` of the control topic Boxoffice creates; -1 (the default): for ever,
+    /// as every ingress rebuilds its tenant state from the control log's offset 0.
+    #[serde(default = "default_unlimited")]
+    pub(crate) control_retention_ms: i64,
     /// librdkafka properties for every client (producers, consumers, the admin client),
     /// passed verbatim and applied last: `security.protocol`, `sasl.*`, `ssl.*`,
     /// `client.id`... Values may be written as strings, numbers or booleans.
@@ -303,6 +320,13 @@ fn default_one() -> NonZeroU16 {
 
 fn default_unlimited() -> i64 {
     -1
+}
+
+/// 30 days: PRIVACY.md says why.
+pub(crate) const LOG_RETENTION_MS_DEFAULT: i64 = 30 * 24 * 3_600_000;
+
+fn default_log_retention_ms() -> i64 {
+    LOG_RETENTION_MS_DEFAULT
 }
 
 /// A table of librdkafka properties: scalar values, each as librdkafka reads it (a string).
@@ -341,10 +365,16 @@ impl KafkaSettings {
     /// client properties of `[kafka.client]`.
     pub(crate) fn options(&self, topic: &str) -> requestlog::KafkaOptions {
         let minimum = |value: i64| u64::try_from(value).ok();
+        let retention_ms = if topic == self.control_topic() {
+            self.control_retention_ms
+        } else {
+            self.retention_ms
+        };
         requestlog::KafkaOptions {
             replication_factor: i32::from(self.replication_factor.get()),
             min_insync_replicas: i32::from(self.min_insync_replicas.get()),
             retention_ms_min: minimum(self.retention_ms_min),
+            retention_ms: minimum(retention_ms),
             retention_bytes_min: minimum(self.retention_bytes_min),
             client_properties: self
                 .client
@@ -537,11 +567,12 @@ impl PaymentsSettings {
 }
 
 /// The development defaults that must never protect real data.
-pub(crate) const DEFAULT_SECRETS: [&str; 4] = [
+pub(crate) const DEFAULT_SECRETS: [&str; 5] = [
     "demo-operator-key",
     "demo-user-secret",
     "demo-admin-key",
     "demo-ticket-secret",
+    ingress::DEVELOPMENT_PSEUDONYM_KEY,
 ];
 
 /// The defaults, compiled in: the binary runs from any directory with no file at all.
@@ -656,6 +687,9 @@ impl Settings {
         }
         if self.engine.ticket_secret == DEFAULT_SECRETS[3] {
             used.push("engine.ticket_secret");
+        }
+        if self.privacy.pseudonym_key == DEFAULT_SECRETS[4] {
+            used.push("privacy.pseudonym_key");
         }
         used
     }
@@ -845,7 +879,10 @@ mod tests {
         let path = Path::new("config/default.toml");
         let settings = Settings::parse(DEFAULT, [], path).unwrap();
         assert_eq!(settings.http.listen, "127.0.0.1:8080");
-        assert_eq!(settings.default_secrets_in_use().len(), 4);
+        assert_eq!(
+            settings.default_secrets_in_use().len(),
+            DEFAULT_SECRETS.len()
+        );
         let env = [
             ("BOXOFFICE_LISTEN".to_string(), "127.0.0.1:9999".to_string()),
             ("BOXOFFICE_DATA_DIR".to_string(), "/tmp/x".to_string()),
@@ -938,6 +975,7 @@ mod tests {
             "auth.user_token_secret",
             "auth.tenants.admin_key",
             "engine.ticket_secret",
+            "privacy.pseudonym_key",
         ] {
             assert!(error.contains(key), "{error}");
         }
@@ -948,6 +986,7 @@ mod tests {
         settings.auth.operator_key = "a-real-operator-key".into();
         settings.auth.user_token_secret = "a-real-user-secret".into();
         settings.auth.tenants[0].admin_key = "a-real-admin-key".into();
+        settings.privacy.pseudonym_key = "a-real-pseudonym-key".into();
         let error = settings.check_secrets().unwrap_err().to_string();
         assert!(
             error.contains("engine.ticket_secret") && !error.contains("auth."),
@@ -1213,6 +1252,32 @@ mod tests {
                 defaults.retention_bytes_min
             ),
             (1, 1, None, None)
+        );
+        // Issue 23: the requests and outcomes topics are created with a finite retention
+        // (30 days), the control topic kept for ever; both from the file or environment.
+        let defaults = Settings::parse(DEFAULT, [], path).unwrap().kafka;
+        assert_eq!(
+            (
+                defaults.options("boxoffice.requests").retention_ms,
+                defaults.options("boxoffice.outcomes.shard-1").retention_ms,
+                defaults.options("boxoffice.requests.control").retention_ms,
+            ),
+            (Some(2_592_000_000), Some(2_592_000_000), None)
+        );
+        let env = [
+            ("BOXOFFICE_KAFKA_RETENTION_MS".to_string(), "-1".to_string()),
+            (
+                "BOXOFFICE_KAFKA_CONTROL_RETENTION_MS".to_string(),
+                "86400000".to_string(),
+            ),
+        ];
+        let kafka = Settings::parse("", env, path).unwrap().kafka;
+        assert_eq!(
+            (
+                kafka.options("boxoffice.requests").retention_ms,
+                kafka.options("boxoffice.requests.control").retention_ms,
+            ),
+            (None, Some(86_400_000))
         );
         let file = "[kafka]\nreplication_factor = 3\nmin_insync_replicas = 2\nretention_ms_min = 604800000\n";
         let env = [(

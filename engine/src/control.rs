@@ -6,8 +6,8 @@
 //! a version byte, then bincode.
 //!
 //! Today it holds tenant placements, webhook endpoints (`crate::webhook`), refunds due
-//! and made (`payments`), and organiser accounts: tenants, their API keys (hashes only)
-//! and their user-token keys. Nothing in it decides an engine's outcome yet, so
+//! and made (`payments`), organiser accounts (tenants, their API keys (hashes only) and
+//! their user-token keys) and user erasures (issue 23). Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
@@ -116,6 +116,12 @@ pub enum ControlRecord {
     },
     UserTokenKeyRemoved {
         tenant: String,
+    },
+    /// An operator erased a user (issue 23, crypto-shredding): every ingress destroys the
+    /// key that seals the user's id in its personal-data store, and the pseudonym never
+    /// resolves again. The record names only the pseudonym: the identity is not logged.
+    UserErased {
+        pseudonym: String,
     },
 }
 
@@ -269,6 +275,9 @@ mod tests {
             },
             ControlRecord::UserTokenKeyRemoved {
                 tenant: "acme".into(),
+            },
+            ControlRecord::UserErased {
+                pseudonym: "u_aaaaaaaaaaaaaaaaaaaaaaaa".into(),
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

@@ -122,7 +122,8 @@ impl Webhooks {
             | ControlRecord::ApiKeyIssued { .. }
             | ControlRecord::ApiKeyRevoked { .. }
             | ControlRecord::UserTokenKeySet { .. }
-            | ControlRecord::UserTokenKeyRemoved { .. } => Ok(()),
+            | ControlRecord::UserTokenKeyRemoved { .. }
+            | ControlRecord::UserErased { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

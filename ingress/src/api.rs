@@ -386,7 +386,14 @@ pub(crate) struct AttendeesResponse {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Attendee {
     pub(crate) booking_id: String,
-    pub(crate) user: String,
+    /// The user id behind the pseudonym, from this ingress's personal-data store; `null`
+    /// when the user was erased or this ingress never saw them (`identity` says which).
+    pub(crate) user: Option<String>,
+    /// The user as every log, webhook and notification names them.
+    pub(crate) pseudonym: String,
+    /// `known`, `erased` (the key that sealed the user id was destroyed) or `unknown`
+    /// (the user's requests came through another ingress).
+    pub(crate) identity: String,
     /// `confirmed` or `canceled`.
     pub(crate) status: String,
     pub(crate) seats: Vec<String>,
@@ -1010,4 +1017,30 @@ pub(crate) struct UserTokenKeyShown {
     pub(crate) algorithm: String,
     /// SHA-256 of the key as registered, hex.
     pub(crate) fingerprint: String,
+}
+
+/// Whom to erase: exactly one of the user id (a token's `sub`, e.g. an e-mail: its current
+/// pseudonym is erased) or a pseudonym (as exports and webhooks show it).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EraseUserBody {
+    /// The user id as the user's tokens carry it (`sub`).
+    #[serde(default)]
+    pub(crate) user_id: Option<String>,
+    /// With `user_id`: the tenant whose own user-token key signs the user's tokens (their
+    /// `iss`); absent for users of the deployment's tokens.
+    #[serde(default)]
+    pub(crate) tenant_id: Option<String>,
+    /// `u_` and 24 base32 characters.
+    #[serde(default)]
+    pub(crate) pseudonym: Option<String>,
+}
+
+/// An erasure, recorded in the control log and applied on this ingress.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserErasure {
+    /// The pseudonym erased: it no longer resolves to anyone anywhere.
+    pub(crate) pseudonym: String,
+    /// The `UserErased` record's offset in the control log.
+    pub(crate) control_offset: u64,
 }

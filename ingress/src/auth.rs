@@ -2,8 +2,9 @@
 //! tenant's admin key is an `admin` key), the operator (its own key), and users: JWTs
 //! whose `sub` is the user id, signed with the deployment's HS256 user-token secret, or,
 //! when the token's `iss` names a tenant, with that tenant's own key (HS256, RS256 or
-//! EdDSA). A tenant's user `sub` is `<tenant>|<sub>` to the engine, so users of two tenants
-//! never share holds, bookings or limits (a tenant id has no `|`).
+//! EdDSA). The ingress then replaces `sub` by its pseudonym in the token's scope
+//! (`crate::privacy`: the deployment's, or the issuing tenant's), so users of two tenants
+//! never share holds, bookings or limits.
 
 use crate::accounts::Accounts;
 use crate::config::Tenant;
@@ -44,8 +45,8 @@ pub(crate) enum AdminKey {
 /// A user, from a valid user token.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct User {
-    /// The engine's user id: the token's `sub`, or `<tenant>|<sub>` for a tenant's token.
-    pub(crate) id: String,
+    /// The token's `sub` (an e-mail, a name...: never logged, `crate::privacy`).
+    pub(crate) sub: String,
     /// The tenant whose key signed the token; `None`: the deployment's secret.
     pub(crate) issuer: Option<String>,
 }
@@ -178,11 +179,7 @@ impl Auth {
                 format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"),
             ));
         }
-        let id = match &issuer {
-            Some(tenant) => format!("{tenant}|{user}"),
-            None => user,
-        };
-        Ok(User { id, issuer })
+        Ok(User { sub: user, issuer })
     }
 }
 
@@ -246,7 +243,7 @@ mod tests {
             auth.user(&mint_user_token("secret", "alice", 60), &accounts)
                 .unwrap(),
             User {
-                id: "alice".into(),
+                sub: "alice".into(),
                 issuer: None
             }
         );
@@ -262,8 +259,8 @@ mod tests {
             .is_err());
     }
 
-    /// A tenant's token is checked with that tenant's key only, and its user is the
-    /// tenant's: `<tenant>|<sub>`. The deployment secret cannot sign for a tenant.
+    /// A tenant's token is checked with that tenant's key only, and names its issuer. The
+    /// deployment secret cannot sign for a tenant.
     #[test]
     fn tenant_tokens_use_the_tenant_key() {
         let auth = auth();
@@ -295,7 +292,7 @@ mod tests {
         assert_eq!(
             auth.user(&mint(&tenant_secret, "demo"), &accounts).unwrap(),
             User {
-                id: "demo|alice".into(),
+                sub: "alice".into(),
                 issuer: Some("demo".into())
             }
         );

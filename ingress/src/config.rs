@@ -14,6 +14,10 @@ pub struct IngressConfig {
     pub operator_key: String,
     /// HS256 secret of user tokens.
     pub user_token_secret: String,
+    /// The deployment's secret from which every tenant's pseudonym key is derived
+    /// (`privacy`): user ids become pseudonyms before anything reaches a log. Changing it
+    /// gives every user new pseudonyms (their earlier bookings are no longer theirs).
+    pub pseudonym_key: String,
     pub tenants: Vec<Tenant>,
     pub rate_limit: RateLimitConfig,
     /// The engine's limits: the ingress refuses what the engine would refuse as invalid, so
@@ -83,6 +87,9 @@ pub struct IngressConfig {
 /// tokens with it, so while it is in use the demo user switcher may mint them too.
 pub const DEVELOPMENT_USER_TOKEN_SECRET: &str = "demo-user-secret";
 
+/// The development default pseudonym key (`config/default.toml`), refused outside `--dev`.
+pub const DEVELOPMENT_PSEUDONYM_KEY: &str = "demo-pseudonym-key";
+
 #[derive(Clone, Debug)]
 pub struct Tenant {
     pub id: String,
@@ -120,6 +127,7 @@ impl Default for IngressConfig {
             outcome_timeout: Duration::from_millis(5_000),
             operator_key: "demo-operator-key".into(),
             user_token_secret: DEVELOPMENT_USER_TOKEN_SECRET.into(),
+            pseudonym_key: DEVELOPMENT_PSEUDONYM_KEY.into(),
             tenants: vec![Tenant {
                 id: "demo".into(),
                 admin_key: "demo-admin-key".into(),
@@ -172,6 +180,9 @@ impl IngressConfig {
         }
         if self.user_token_secret.is_empty() || self.operator_key.is_empty() {
             return Err("auth.user_token_secret and auth.operator_key must not be empty".into());
+        }
+        if self.pseudonym_key.len() < 16 {
+            return Err("privacy.pseudonym_key must be at least 16 bytes (a secret: user ids in every log are keyed with it)".into());
         }
         for tenant in &self.tenants {
             if tenant.id.is_empty() || tenant.admin_key.is_empty() {

@@ -11,12 +11,13 @@
 //! its id says its shard.
 
 use crate::accounts::{Accounts, Freshness};
+use crate::personal_data::PersonalData;
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::webhook::{
     Webhook, WebhookEventType, Webhooks, WEBHOOKS_PER_TENANT_MAX, WEBHOOK_SECRET_BYTES,
 };
 use requestlog::{LogReader, LogWriter};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -49,8 +50,26 @@ pub(crate) struct Control {
     freshness: Option<Mutex<Freshness>>,
     /// Notified when the follower catches up with an end it observed.
     caught_up: std::sync::Condvar,
+    /// Pseudonyms erased (`UserErased`): never resolved again, and a user who returns
+    /// gets the next generation (`crate::privacy`).
+    erased: RwLock<HashSet<String>>,
+    /// This ingress's personal-data store: an erasure destroys the user's key in it.
+    personal: Arc<PersonalData>,
     /// The control log's offset after the last record applied.
     applied: watch::Sender<u64>,
+}
+
+/// Erasures one control log may hold (a limit on everything: the erased pseudonyms are
+/// kept in every ingress's memory, 24 bytes each).
+pub(crate) const ERASED_USERS_MAX: usize = 10_000_000;
+
+/// Why an erasure could not be recorded.
+#[derive(Debug)]
+pub(crate) enum EraseError {
+    NoControlLog,
+    AlreadyErased,
+    TooMany,
+    Log(String),
 }
 
 /// Refunds remembered for `GET /v1/holds/{id}` (a limit on everything): past it the
@@ -104,11 +123,13 @@ pub(crate) enum PlaceError {
 
 impl Control {
     /// Control state of a deployment of `shards` shards; `writer` appends to its control
-    /// log (`None`: none, placements are by request only). `bootstrap_tenants` are the
-    /// config file's; past `lag_max` behind the control log tenant keys are refused.
+    /// log (`None`: none, placements are by request only). `personal` is this ingress's
+    /// personal-data store; `bootstrap_tenants` are the config file's; past `lag_max`
+    /// behind the control log tenant keys are refused.
     pub(crate) fn new(
         shards: u32,
         writer: Option<Arc<dyn LogWriter>>,
+        personal: Arc<PersonalData>,
         bootstrap_tenants: Vec<String>,
         lag_max: Duration,
     ) -> Control {
@@ -116,6 +137,8 @@ impl Control {
         Control {
             shards,
             writer,
+            erased: RwLock::new(HashSet::new()),
+            personal,
             pins: RwLock::new(BTreeMap::new()),
             webhooks: RwLock::new(Webhooks::default()),
             refunds: RwLock::new(BTreeMap::new()),
@@ -390,8 +413,64 @@ impl Control {
             .map_err(WebhookError::Log)
     }
 
+    /// Whether `pseudonym` was erased.
+    pub(crate) fn is_erased(&self, pseudonym: &str) -> bool {
+        self.erased
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(pseudonym)
+    }
+
+    /// Records the erasure of `pseudonym` in the control log and waits until this
+    /// ingress applied it (its key is then destroyed here); the record's offset.
+    pub(crate) async fn erase_user(
+        &self,
+        pseudonym: &str,
+        timeout: Duration,
+    ) -> Result<u64, EraseError> {
+        let writer = self.writer.clone().ok_or(EraseError::NoControlLog)?;
+        {
+            let erased = self
+                .erased
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if erased.contains(pseudonym) {
+                return Err(EraseError::AlreadyErased);
+            }
+            if erased.len() >= ERASED_USERS_MAX {
+                return Err(EraseError::TooMany);
+            }
+        }
+        let record = ControlRecord::UserErased {
+            pseudonym: pseudonym.to_string(),
+        };
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map_err(EraseError::Log)
+    }
+
     fn apply(&self, offset: u64, payload: &[u8]) {
         match decode_control(payload) {
+            Ok(ControlRecord::UserErased { pseudonym }) => {
+                {
+                    let mut erased = self
+                        .erased
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if erased.len() < ERASED_USERS_MAX {
+                        erased.insert(pseudonym.clone());
+                    } else {
+                        tracing::error!(offset, "erasure past the cap: the key is still destroyed");
+                    }
+                }
+                // Applied again at every start (the follower reads from offset 0): a no-op
+                // once the key is gone, and the identity never comes back from a log.
+                if let Err(error) = self.personal.forget(&pseudonym) {
+                    // The record stays applied (the pseudonym resolves to nothing through
+                    // `is_erased`); the key is destroyed again at the next start.
+                    tracing::error!(offset, %error, "an erased user's key could not be destroyed");
+                }
+            }
             Ok(ControlRecord::PaymentRefundDue {
                 hold,
                 payment_id,
@@ -577,9 +656,45 @@ mod tests {
         );
     }
 
+    /// An erasure marks the pseudonym erased and destroys its key in this ingress's
+    /// store; applied again (every start reads the control log from 0) it changes nothing.
+    #[test]
+    fn an_erasure_destroys_the_users_key_and_is_applied_again_harmlessly() {
+        use crate::personal_data::Identity;
+        let personal = Arc::new(PersonalData::in_memory());
+        personal.remember("u_a", "alice@example.com").unwrap();
+        personal.remember("u_b", "bob@example.com").unwrap();
+        let control = Control::new(
+            1,
+            None,
+            Arc::clone(&personal),
+            Vec::new(),
+            Duration::from_secs(1),
+        );
+        let erasure = encode_control(&ControlRecord::UserErased {
+            pseudonym: "u_a".into(),
+        });
+        for offset in [0, 1] {
+            control.apply(offset, &erasure);
+            assert!(control.is_erased("u_a") && !control.is_erased("u_b"));
+            assert_eq!(personal.resolve("u_a").unwrap(), Identity::Unknown);
+            assert_eq!(
+                personal.resolve("u_b").unwrap(),
+                Identity::Known("bob@example.com".into())
+            );
+        }
+        assert_eq!(*control.applied.borrow(), 2);
+    }
+
     #[test]
     fn placement_is_stable_spread_and_follows_pins() {
-        let control = Control::new(4, None, Vec::new(), Duration::from_secs(1));
+        let control = Control::new(
+            4,
+            None,
+            Arc::new(PersonalData::in_memory()),
+            Vec::new(),
+            Duration::from_secs(1),
+        );
         let request = b"the same request";
         let first = control.place("acme", Some("key-1"), request);
         // A retry (same key, any body) goes where the first try went.
@@ -617,7 +732,14 @@ mod tests {
         assert_eq!(control.pin("acme"), None);
         assert_eq!(*control.applied.borrow(), 4);
         assert_eq!(
-            Control::new(1, None, Vec::new(), Duration::from_secs(1)).place("acme", None, request),
+            Control::new(
+                1,
+                None,
+                Arc::new(PersonalData::in_memory()),
+                Vec::new(),
+                Duration::from_secs(1)
+            )
+            .place("acme", None, request),
             0
         );
     }

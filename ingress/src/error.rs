@@ -135,6 +135,18 @@ reasons! {
     PromotionRefused = "promotion_refused",
     /// A tenant placement on a deployment without a control log (a single shard).
     NoControlLog = "no_control_log",
+    /// The user's identity was erased too many times to be given another pseudonym (403),
+    /// or is erased already (409 on an erasure).
+    UserErased = "user_erased",
+    /// An erasure's `pseudonym` is not of the form `u_` + 24 base32 characters
+    /// (`details.field` is `pseudonym`).
+    MalformedPseudonym = "malformed_pseudonym",
+    /// An erasure names a user this ingress has never seen (404).
+    UnknownUser = "unknown_user",
+    /// Erasures one control log may hold (`control::ERASED_USERS_MAX`).
+    ErasedUsersMax = "erased_users_max",
+    /// The personal-data store cannot be read or written (503).
+    PersonalDataUnavailable = "personal_data_unavailable",
     /// No tenant with this id is configured.
     TenantNotFound = "tenant_not_found",
     /// A tenant with this id already exists (409).

@@ -200,9 +200,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// A user, from a valid user token; also takes a token from the user's rate limit. On a
-/// route naming an event or a desk, a tenant's token (`iss`) acts only on that tenant's,
-/// and a tenant that registered its own user-token key accepts only its own tokens.
+/// A user, from a valid user token: the pseudonym of its `sub` (`privacy`) in the token's
+/// scope (the deployment's, or the issuing tenant's), the only user id anything downstream
+/// sees; also takes a token from the user's rate limit. On a route naming an event or a
+/// desk, a tenant's token (`iss`) acts only on that tenant's, and a tenant that registered
+/// its own user-token key accepts only its own tokens.
 pub(crate) struct UserId(pub(crate) String);
 
 impl FromRequestParts<AppState> for UserId {
@@ -217,8 +219,13 @@ impl FromRequestParts<AppState> for UserId {
         if let Some(tenant) = tenant_of_route(parts, state).await {
             check_user_tenant(state, user.issuer.as_deref(), &tenant)?;
         }
-        state.check_user_rate(&user.id)?;
-        Ok(UserId(user.id))
+        let scope = match &user.issuer {
+            Some(tenant) => crate::privacy::TokenScope::Tenant(tenant),
+            None => crate::privacy::TokenScope::Deployment,
+        };
+        let pseudonym = crate::privacy::pseudonym_of_user(state, scope, &user.sub).await?;
+        state.check_user_rate(&pseudonym)?;
+        Ok(UserId(pseudonym))
     }
 }
 

@@ -50,6 +50,8 @@ mod notifications;
 mod open_caps;
 mod openapi;
 pub mod payments;
+mod personal_data;
+mod privacy;
 mod rate_limit;
 mod read_model;
 mod routes;
@@ -62,13 +64,17 @@ mod writes;
 pub use api::{EngineRole, EngineStatusResponse, PromoteResponse, ShardStatusBody, SnapshotBody};
 pub use auth::{mint_user_token, USER_ID_BYTES_MAX};
 pub use client_address::parse_trusted_proxy;
-pub use config::{IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_USER_TOKEN_SECRET};
+pub use config::{
+    IngressConfig, RateLimitConfig, Tenant, DEVELOPMENT_PSEUDONYM_KEY,
+    DEVELOPMENT_USER_TOKEN_SECRET,
+};
 pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;
+pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 
@@ -240,11 +246,25 @@ impl Ingress {
             .iter()
             .map(|tenant| tenant.id.clone())
             .collect();
+        // The personal-data store (`personal_data`), before the control follower: an
+        // erasure it applies destroys a key there.
+        // It lives in this ingress's slot (shard 0's, claimed by its idempotency index:
+        // several ingresses may share a state directory, each with a slot of its own).
+        let slot = shard_states
+            .first()
+            .and_then(|shard| shard.idempotency.path())
+            .map(std::path::Path::to_path_buf);
+        let personal = Arc::new(match slot {
+            Some(slot) => personal_data::PersonalData::open(&slot.join("personal"))
+                .map_err(|error| error.to_string())?,
+            None => personal_data::PersonalData::in_memory(),
+        });
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
                 let control = Arc::new(control::Control::new(
                     shard_count,
                     Some(writer),
+                    Arc::clone(&personal),
                     bootstrap_tenants,
                     config.control_lag_max,
                 ));
@@ -265,12 +285,15 @@ impl Ingress {
             None => Arc::new(control::Control::new(
                 shard_count,
                 None,
+                Arc::clone(&personal),
                 bootstrap_tenants,
                 config.control_lag_max,
             )),
         };
         let rate = &config.rate_limit;
         let shared = Shared {
+            pseudonyms: privacy::Pseudonyms::new(&config.pseudonym_key),
+            personal,
             auth: auth::Auth::new(
                 config.tenants.clone(),
                 config.operator_key.clone(),
@@ -572,6 +595,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
             "/v1/operator/tenants/{tenant_id}/placement",
             get(routes::ops::get_placement).put(routes::ops::put_placement),
         )
+        .route("/v1/operator/users/erase", post(routes::ops::erase_user))
         .route("/v1/cities", get(routes::public::cities))
         .route("/v1/venues", get(routes::public::venues))
         .route("/v1/events", get(routes::public::events))

@@ -50,7 +50,7 @@ impl Modify for Security {
         user::list_bookings, user::get_booking, user::ticket_qr, user::cancel_booking,
         user::join_waitlist, user::get_waitlist, user::leave_waitlist, user::list_notifications,
         user::create_desk_ticket, user::confirm_desk_ticket, user::get_desk_ticket, user::cancel_desk_ticket,
-        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement,
+        ops::healthz, ops::readyz, ops::metrics, ops::engine, ops::promote, ops::requests_log, ops::get_placement, ops::put_placement, ops::erase_user,
         web::demo_token,
     ),
     components(schemas(ErrorBody, ErrorObject, ErrorDetails, Reason)),
@@ -747,6 +747,10 @@ fn shared_reasons(operation: &serde_json::Map<String, Value>) -> Vec<(u16, Vec<R
                     reasons.push((403, vec![UserTokenOfAnotherTenant, TenantUserTokenRequired]));
                 }
                 reasons.push((429, vec![UserRateLimit]));
+                // The token's user as a pseudonym (`privacy`): an identity erased past
+                // the generations' cap, a personal-data store that cannot be written.
+                reasons.push((403, vec![UserErased]));
+                reasons.push((503, vec![PersonalDataUnavailable]));
             }
             "admin_key" => {
                 reasons.push((
@@ -782,7 +786,11 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "cities" | "venues" | "list_events" | "list_bookings" | "healthz" | "metrics"
         | "openapi" => vec![],
         "events" => vec![(400, vec![InvalidField])],
-        "event" | "seats" | "get_event" | "attendees" => vec![(404, vec![EventNotFound])],
+        "event" | "seats" | "get_event" => vec![(404, vec![EventNotFound])],
+        "attendees" => vec![
+            (404, vec![EventNotFound]),
+            (503, vec![PersonalDataUnavailable]),
+        ],
         "draw" => vec![(404, vec![EventNotFound, DrawNotFound])],
         "open_arrival_window" => vec![
             (400, vec![InvalidField]),
@@ -952,6 +960,13 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "resend" => vec![
             (404, vec![WebhookNotFound, WebhookMessageNotFound]),
             (503, vec![NoEffectsWorker]),
+        ],
+        "erase_user" => vec![
+            (400, vec![MalformedPseudonym]),
+            (404, vec![UnknownUser]),
+            (409, vec![UserErased]),
+            (422, vec![ErasedUsersMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
         ],
         "put_placement" => vec![
             (404, vec![TenantNotFound]),
@@ -1422,7 +1437,11 @@ mod tests {
         let held = listed_reasons(&document, "/v1/events/{event_id}/holds", "post", "403");
         assert_eq!(
             held,
-            ["user_token_of_another_tenant", "tenant_user_token_required"]
+            [
+                "user_token_of_another_tenant",
+                "tenant_user_token_required",
+                "user_erased"
+            ]
         );
         let ready = listed_reasons(&document, "/readyz", "get", "503");
         for word in [

@@ -84,6 +84,10 @@ impl ShardState {
 pub(crate) struct Shared {
     pub(crate) config: IngressConfig,
     pub(crate) auth: Auth,
+    /// Token `sub` → pseudonym, the only user id that reaches a log (`privacy`).
+    pub(crate) pseudonyms: crate::privacy::Pseudonyms,
+    /// Pseudonym → user id, sealed per user (`personal_data`).
+    pub(crate) personal: Arc<crate::personal_data::PersonalData>,
     /// Every shard, by index; one in a single-shard deployment.
     pub(crate) shards: Vec<ShardState>,
     /// Tenant-wide records (the control log): where a tenant's events are placed.

@@ -339,7 +339,11 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
             let view = &booking.view;
             Attendee {
                 booking_id: view.booking.to_string(),
-                user: view.user.to_string(),
+                // Resolved by the caller (`routes::admin::attendees`), through the
+                // personal-data store.
+                user: None,
+                pseudonym: view.user.to_string(),
+                identity: "unknown".to_string(),
                 status: if booking.canceled {
                     "canceled"
                 } else {
@@ -384,7 +388,7 @@ pub(crate) fn csv_field(text: &str) -> String {
 
 pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
     let mut out = String::from(
-        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in\n",
+        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,pseudonym,identity\n",
     );
     for attendee in attendees {
         let checked_in = attendee
@@ -394,7 +398,7 @@ pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
             .count();
         let row = [
             csv_field(&attendee.booking_id),
-            csv_field(&attendee.user),
+            csv_field(attendee.user.as_deref().unwrap_or_default()),
             csv_field(&attendee.status),
             attendee.quantity.to_string(),
             csv_field(&attendee.seats.join(" ")),
@@ -402,6 +406,8 @@ pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
             attendee.total_cents.to_string(),
             csv_field(&attendee.booked_at),
             checked_in.to_string(),
+            csv_field(&attendee.pseudonym),
+            csv_field(&attendee.identity),
         ];
         out.push_str(&row.join(","));
         out.push('\n');

@@ -740,6 +740,52 @@ async fn a_tenants_user_tokens_act_on_its_own_events_only() {
     let claimed = hold(&router, &demo_event, &tenant_token("other", "mallory")).await;
     assert_eq!(claimed.status, StatusCode::UNAUTHORIZED);
 
+    // acme's alice has a pseudonym of acme's scope: the operator erases her by naming it.
+    let erase = |body: Value| {
+        let router = router.clone();
+        async move {
+            call(
+                &router,
+                Method::POST,
+                "/v1/operator/users/erase",
+                Some(OPERATOR),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let refused = erase(json!({"tenant_id": "acme"})).await;
+    assert_eq!(
+        (refused.status, refused.field()),
+        (StatusCode::BAD_REQUEST, "tenant_id"),
+        "{}",
+        refused.text
+    );
+    let ghost = erase(json!({"user_id": "alice", "tenant_id": "ghost"})).await;
+    assert_eq!(
+        (ghost.status, ghost.reason()),
+        (StatusCode::NOT_FOUND, "tenant_not_found")
+    );
+    let erased = erase(json!({"user_id": "alice", "tenant_id": "acme"})).await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert_ne!(
+        erased.body["pseudonym"].as_str().unwrap(),
+        pseudonym("alice"),
+        "not the deployment's alice"
+    );
+    let erased_hold = call(
+        &router,
+        Method::GET,
+        &format!("/v1/holds/{hold_id}"),
+        Some(&acme_alice),
+        None,
+    )
+    .await;
+    assert_eq!(
+        erased_hold.status,
+        StatusCode::NOT_FOUND,
+        "she comes back as a new pseudonym"
+    );
     let removed = call(
         &router,
         Method::DELETE,

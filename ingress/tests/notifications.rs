@@ -98,7 +98,7 @@ async fn an_expiry_an_offer_and_a_booking_reach_their_own_users_in_order() {
         offered[0],
         (
             "waitlist.offered".to_string(),
-            json!({"hold_id": offer_hold, "waitlist_id": entry, "user_id": "bo"})
+            json!({"hold_id": offer_hold, "waitlist_id": entry, "user_id": pseudonym("bo")})
         )
     );
     let booked = post(
@@ -124,7 +124,7 @@ async fn an_expiry_an_offer_and_a_booking_reach_their_own_users_in_order() {
         listed(&ana).0,
         [(
             "hold.expired".to_string(),
-            json!({"hold_id": ana_hold, "user_id": "ana"})
+            json!({"hold_id": ana_hold, "user_id": pseudonym("ana")})
         )]
     );
     assert_eq!(ana.body["older_dropped"], false);
@@ -134,15 +134,15 @@ async fn an_expiry_an_offer_and_a_booking_reach_their_own_users_in_order() {
         [
             (
                 "waitlist.offered".to_string(),
-                json!({"hold_id": offer_hold, "waitlist_id": entry, "user_id": "bo"})
+                json!({"hold_id": offer_hold, "waitlist_id": entry, "user_id": pseudonym("bo")})
             ),
             (
                 "booking.created".to_string(),
-                json!({"hold_id": offer_hold, "booking_id": booking, "user_id": "bo"})
+                json!({"hold_id": offer_hold, "booking_id": booking, "user_id": pseudonym("bo")})
             ),
             (
                 "booking.canceled".to_string(),
-                json!({"booking_id": booking, "user_id": "bo"})
+                json!({"booking_id": booking, "user_id": pseudonym("bo")})
             ),
         ]
     );
@@ -169,7 +169,7 @@ async fn an_expiry_an_offer_and_a_booking_reach_their_own_users_in_order() {
     );
     assert_eq!(
         offer["data"],
-        json!({"waitlist_id": entry, "hold_id": offer_hold, "event_id": event, "user_id": "bo",
+        json!({"waitlist_id": entry, "hold_id": offer_hold, "event_id": event, "user_id": pseudonym("bo"),
             "quantity": 2, "expires_at": offer["data"]["expires_at"]}),
         "the webhook's data, exactly"
     );

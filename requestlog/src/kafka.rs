@@ -22,7 +22,8 @@
 //! - `retention.ms` / `retention.bytes`: a replica with no snapshot replays the requests log
 //!   from offset 0, and the ingress rebuilds its read model from the outcomes log's offset 0,
 //!   so by default both must be unlimited (`-1`); `retention_ms_min` / `retention_bytes_min`
-//!   accept a finite retention at least that long.
+//!   accept a finite retention at least that long, and a topic `open` creates gets
+//!   `retention_ms` (then also the shortest accepted when no minimum is given).
 //! - `message.timestamp.type` = `LogAppendTime`: a record's timestamp is the engine's clock
 //!   (holds expire by it). With `CreateTime` it would be whatever each producer's host clock
 //!   (or a producer's choice) says, so one ingress with a skewed clock would move expiry for
@@ -88,6 +89,10 @@ pub struct KafkaOptions {
     /// The shortest `retention.ms` an existing topic may have; `None` (the default): the
     /// topic must keep records for ever (`-1`), as replay from offset 0 needs.
     pub retention_ms_min: Option<u64>,
+    /// `retention.ms` of a topic created by `open`; `None` (the default): unlimited (`-1`).
+    /// A finite one also accepts an existing topic that keeps records at least as long
+    /// (when `retention_ms_min` is `None`). Issue 23: logs are not kept for ever.
+    pub retention_ms: Option<u64>,
     /// The smallest `retention.bytes` an existing topic may have; `None` (the default): no
     /// size limit (`-1`).
     pub retention_bytes_min: Option<u64>,
@@ -124,6 +129,7 @@ impl KafkaOptions {
             replication_factor: 1,
             min_insync_replicas: 1,
             retention_ms_min: None,
+            retention_ms: None,
             retention_bytes_min: None,
             transactional_id: None,
             payload_size_max_bytes: 1024 * 1024,
@@ -316,6 +322,9 @@ fn create_topic(
 ) -> Result<(), LogError> {
     let max_message_bytes = (options.payload_size_max_bytes + BATCH_OVERHEAD_BYTES).to_string();
     let min_insync_replicas = options.min_insync_replicas.to_string();
+    let retention_ms = options
+        .retention_ms
+        .map_or_else(|| "-1".to_string(), |retention| retention.to_string());
     let topic = NewTopic::new(
         &options.topic,
         1,
@@ -324,8 +333,9 @@ fn create_topic(
     // The broker stamps each batch: timestamps are monotonic per partition and do not
     // depend on the clocks of the ingress hosts.
     .set("message.timestamp.type", "LogAppendTime")
-    // A request log is the system of record: never expire it.
-    .set("retention.ms", "-1")
+    // Kept for ever unless a retention is configured (issue 23: personal data is not
+    // kept longer than needed; a restart then needs snapshots newer than the retention).
+    .set("retention.ms", &retention_ms)
     .set("retention.bytes", "-1")
     .set("cleanup.policy", "delete")
     .set("unclean.leader.election.enable", "false")
@@ -459,7 +469,11 @@ fn check_topic(
         ));
     }
     let retentions = [
-        ("retention.ms", options.retention_ms_min, "ms"),
+        (
+            "retention.ms",
+            options.retention_ms_min.or(options.retention_ms),
+            "ms",
+        ),
         ("retention.bytes", options.retention_bytes_min, "bytes"),
     ];
     for (setting, minimum, unit) in retentions {
@@ -1274,6 +1288,26 @@ mod tests {
             &[("retention.bytes", "1099511627775")],
             Some("retention.bytes"),
         );
+    }
+
+    /// A topic created with the configured retention (issue 23) passes its own check, and
+    /// so does one that keeps records longer; a shorter one does not.
+    #[test]
+    fn the_configured_retention_is_the_minimum_when_none_is_given() {
+        let mut options = options();
+        options.retention_ms = Some(30 * 24 * 3_600_000);
+        check(&options, 3, &[("retention.ms", "2592000000")], None);
+        check(&options, 3, &[("retention.ms", "2592000001")], None);
+        check(&options, 3, &[("retention.ms", "-1")], None);
+        check(
+            &options,
+            3,
+            &[("retention.ms", "2591999999")],
+            Some("retention.ms"),
+        );
+        // An explicit minimum still decides.
+        options.retention_ms_min = Some(1_000);
+        check(&options, 3, &[("retention.ms", "1000")], None);
     }
 
     #[test]

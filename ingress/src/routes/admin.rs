@@ -3,7 +3,7 @@
 
 use super::{rejection, submit, unexpected, with_location};
 use crate::api::*;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath, IdempotencyKey, TenantAdmin};
 use crate::read_model::EventFilter;
 use crate::state::AppState;
@@ -255,11 +255,15 @@ pub(crate) async fn attendees(
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let attendees = views::attendees(&model, event);
+    let mut attendees = views::attendees(&model, event);
+    let applied_offset = model.applied_offset;
+    // Not holding the read model (the follower's writes) across the store's reads.
+    drop(model);
+    resolve_attendees(&state, &mut attendees)?;
     if wants_csv {
         let mut response = answer(
             StatusCode::OK,
-            model.applied_offset,
+            applied_offset,
             views::attendees_csv(&attendees),
         );
         response.headers_mut().insert(
@@ -276,12 +280,40 @@ pub(crate) async fn attendees(
     }
     Ok(answer(
         StatusCode::OK,
-        model.applied_offset,
+        applied_offset,
         Json(AttendeesResponse {
             event_id: id.to_string(),
             attendees,
         }),
     ))
+}
+
+/// Fills in each attendee's user id from the personal-data store (`personal_data`):
+/// `known`, `erased` (its key destroyed by a `UserErased` record) or `unknown`.
+fn resolve_attendees(state: &AppState, attendees: &mut [Attendee]) -> Result<(), AppError> {
+    use crate::personal_data::Identity;
+    let shared = &state.shared;
+    for attendee in attendees {
+        if shared.control.is_erased(&attendee.pseudonym) {
+            attendee.identity = "erased".into();
+            continue;
+        }
+        let identity = shared
+            .personal
+            .resolve(&attendee.pseudonym)
+            .map_err(|error| {
+                tracing::error!(%error, "the personal-data store failed");
+                AppError::unavailable(
+                    Reason::PersonalDataUnavailable,
+                    "the personal-data store cannot be read; try again",
+                )
+            })?;
+        if let Identity::Known(user) = identity {
+            attendee.user = Some(user);
+            attendee.identity = "known".into();
+        }
+    }
+    Ok(())
 }
 
 // ---- service desks ------------------------------------------------------------------------

@@ -356,3 +356,135 @@ pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
     );
     response
 }
+
+/// Erase a user (crypto-shredding)
+///
+/// Appends a `UserErased` record to the control log; every ingress that applies it
+/// destroys the key that seals the user's id in its personal-data store, so attendee
+/// exports show the user's bookings as `erased` and no replay brings the identity back.
+/// The bookings themselves stay (seats stay sold, under the pseudonym); a user who comes
+/// back gets a new pseudonym. Answered once this ingress has applied the record. The user
+/// is named in the body, never in the URL (which access logs keep).
+#[utoipa::path(post, path = "/v1/operator/users/erase", tag = "operations",
+    request_body = EraseUserBody,
+    responses((status = 200, description = "Recorded in the control log and applied here", body = UserErasure), (status = 400, description = "Neither or both of `user_id` and `pseudonym`, or a malformed one", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "unknown_user: no booking, hold or stored identity of that user here", body = ErrorBody), (status = 409, description = "user_erased: erased already", body = ErrorBody), (status = 422, description = "erased_users_max", body = ErrorBody), (status = 503, description = "The control log cannot be written or read", body = ErrorBody)),
+    security(("operator_key" = [])))]
+pub(crate) async fn erase_user(
+    State(state): State<AppState>,
+    _operator: Operator,
+    ApiJson(body): ApiJson<EraseUserBody>,
+) -> Result<Json<UserErasure>, AppError> {
+    use crate::control::EraseError;
+    use crate::privacy::{is_pseudonym, TokenScope, PSEUDONYM_CHARS};
+    let shared = &state.shared;
+    if body.tenant_id.is_some() && body.user_id.is_none() {
+        return Err(AppError::field(
+            "tenant_id",
+            "tenant_id goes with user_id (a pseudonym names its scope already)",
+        ));
+    }
+    if let Some(tenant) = &body.tenant_id {
+        configured_tenant(&state, tenant)?;
+    }
+    let scope = match &body.tenant_id {
+        Some(tenant) => TokenScope::Tenant(tenant),
+        None => TokenScope::Deployment,
+    };
+    let pseudonym = match (body.user_id, body.pseudonym) {
+        (Some(user_id), None) => {
+            if user_id.trim().is_empty()
+                || user_id.len() > crate::USER_ID_BYTES_MAX
+                || user_id.chars().any(char::is_control)
+            {
+                return Err(AppError::field(
+                    "user_id",
+                    format!(
+                        "user_id must be a user id of 1 to {} bytes without control characters",
+                        crate::USER_ID_BYTES_MAX
+                    ),
+                ));
+            }
+            // The current generation: the one the user's requests act as today.
+            shared
+                .pseudonyms
+                .current(scope, &user_id, |pseudonym| {
+                    shared.control.is_erased(pseudonym)
+                })
+                .ok_or_else(|| AppError::conflict(Reason::UserErased, "this user is erased"))?
+        }
+        (None, Some(pseudonym)) => {
+            if !is_pseudonym(&pseudonym) {
+                return Err(AppError::bad_request(
+                    Reason::MalformedPseudonym,
+                    format!(
+                        "pseudonym must be u_ and {} lowercase base32 characters",
+                        PSEUDONYM_CHARS - 2
+                    ),
+                )
+                .with_details(serde_json::json!({ "field": "pseudonym" })));
+            }
+            pseudonym
+        }
+        _ => {
+            return Err(AppError::bad_request(
+                Reason::InvalidBody,
+                "give exactly one of user_id and pseudonym",
+            ))
+        }
+    };
+    if shared.control.is_erased(&pseudonym) {
+        return Err(AppError::conflict(
+            Reason::UserErased,
+            format!("{pseudonym} is erased already"),
+        ));
+    }
+    let stored = shared.personal.knows(&pseudonym).map_err(|error| {
+        tracing::error!(%error, "the personal-data store failed");
+        AppError::unavailable(
+            Reason::PersonalDataUnavailable,
+            "the personal-data store cannot be read; try again",
+        )
+    })?;
+    let known = stored
+        || state
+            .models()
+            .iter()
+            .any(|model| model.user_bookings(&pseudonym).next().is_some());
+    if !known {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            Reason::UnknownUser,
+            "no booking or stored identity of that user on this ingress",
+        ));
+    }
+    let control_offset = shared
+        .control
+        .erase_user(&pseudonym, state.config().outcome_timeout)
+        .await
+        .map_err(|error| match error {
+            EraseError::NoControlLog => AppError::unavailable(
+                Reason::NoControlLog,
+                "this ingress has no control log to record the erasure in",
+            ),
+            EraseError::AlreadyErased => {
+                AppError::conflict(Reason::UserErased, format!("{pseudonym} is erased already"))
+            }
+            EraseError::TooMany => AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "limit_exceeded",
+                Reason::ErasedUsersMax,
+                format!(
+                    "at most {} users may be erased",
+                    crate::control::ERASED_USERS_MAX
+                ),
+            ),
+            EraseError::Log(error) => {
+                AppError::unavailable(Reason::LogNotWritable, format!("the control log: {error}"))
+            }
+        })?;
+    Ok(Json(UserErasure {
+        pseudonym,
+        control_offset,
+    }))
+}

@@ -26,6 +26,12 @@ pub fn token(user: &str) -> String {
     ingress::mint_user_token(SECRET, user, 3600)
 }
 
+/// What the logs, webhooks and notifications name `user` by (issue 23: the ingress turns a
+/// token's `sub` into a pseudonym before anything is appended).
+pub fn pseudonym(user: &str) -> String {
+    ingress::deployment_pseudonym(ingress::DEVELOPMENT_PSEUDONYM_KEY, user)
+}
+
 pub fn config() -> IngressConfig {
     let mut config = IngressConfig::default();
     config.tenants.push(ingress::Tenant {

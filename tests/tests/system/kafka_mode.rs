@@ -269,3 +269,76 @@ async fn a_key_revoked_on_one_ingress_is_refused_on_the_other() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Issue 23 with two ingresses: an erasure recorded through one is applied by the other
+/// (both follow the control topic). Each ingress's personal-data store knows the users
+/// whose requests it took, so the second resolves only what came through it (PRIVACY.md,
+/// "Not built yet"); once erased, both show the booking `erased`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_through_one_ingress_is_applied_by_every_ingress() {
+    let Some(first) = Service::kafka("erasure").await else {
+        return;
+    };
+    let event = first.create_event(event_body("Erase", 3, 300)).await;
+    let user = "dora.kafka-erasure@example.org";
+    let held = first
+        .send(
+            Method::POST,
+            &format!("/v1/events/{event}/holds"),
+            Some(&token(user)),
+            Some(json!({"seats": ["A-1-1"]})),
+        )
+        .await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+    let hold = held.body["hold_id"].as_str().unwrap();
+    let booked = first
+        .send(
+            Method::POST,
+            &format!("/v1/holds/{hold}/confirm"),
+            Some(&token(user)),
+            Some(json!({"payment_ref": "p"})),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.text);
+    let second = first.another_ingress().await;
+    assert_eq!(export(&first, &event).await, (json!(user), json!("known")));
+    assert_eq!(
+        export(&second, &event).await,
+        (json!(null), json!("unknown"))
+    );
+
+    // Erased through the second ingress, by the user id: it knows the pseudonym's
+    // booking from its read model.
+    let erased = second
+        .send(
+            Method::POST,
+            "/v1/operator/users/erase",
+            Some(http_suite::OPERATOR),
+            Some(json!({"user_id": user})),
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
+    assert_eq!(
+        export(&second, &event).await,
+        (json!(null), json!("erased"))
+    );
+    let began = Instant::now();
+    while export(&first, &event).await != (json!(null), json!("erased")) {
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the first ingress never applied the erasure"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.wait_ready().await;
+    second.wait_ready().await;
+}
+
+/// The first attendee of `event` as `service`'s export shows them: (user, identity).
+async fn export(service: &Service, event: &str) -> (serde_json::Value, serde_json::Value) {
+    let path = format!("/v1/admin/events/{event}/attendees");
+    let (status, body) = service.get(&path, Some(http_suite::ADMIN)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let attendee = body["attendees"][0].clone();
+    (attendee["user"].clone(), attendee["identity"].clone())
+}

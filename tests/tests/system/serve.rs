@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use boxoffice_system_tests::default_config as config;
 
-fn boxoffice() -> Command {
+pub(crate) fn boxoffice() -> Command {
     let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
     command
         .arg("--config")
@@ -21,11 +21,11 @@ fn boxoffice() -> Command {
 }
 
 /// Starts `serve` and returns it with the address it printed once ready.
-fn serve(data_dir: &std::path::Path) -> (Child, String) {
+pub(crate) fn serve(data_dir: &std::path::Path) -> (Child, String) {
     serve_with(boxoffice(), data_dir)
 }
 
-fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, String) {
+pub(crate) fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, String) {
     let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -51,7 +51,7 @@ fn serve_with(mut command: Command, data_dir: &std::path::Path) -> (Child, Strin
 }
 
 /// SIGTERM, then the exit status (a graceful stop exits 0).
-fn stop(mut child: Child) {
+pub(crate) fn stop(mut child: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -64,7 +64,7 @@ fn stop(mut child: Child) {
 }
 
 /// One HTTP/1.1 request; returns the status and the body.
-fn http(
+pub(crate) fn http(
     address: &str,
     method: &str,
     path: &str,
@@ -224,7 +224,8 @@ fn production_refuses_demo_secrets_and_has_no_demo_endpoint() {
         .replace("demo-operator-key", "prod-operator-key-0b7f")
         .replace("demo-user-secret", "prod-user-secret-91ac")
         .replace("demo-admin-key", "prod-admin-key-44d2")
-        .replace("demo-ticket-secret", "prod-ticket-secret-7e13");
+        .replace("demo-ticket-secret", "prod-ticket-secret-7e13")
+        .replace("demo-pseudonym-key", "prod-pseudonym-key-5c1e");
     let production = data_dir.path().join("production.toml");
     std::fs::write(&production, text).unwrap();
     let mut command = Command::new(boxoffice_system_tests::boxoffice_bin());
@@ -268,6 +269,7 @@ fn check_refused(output: &std::process::Output) {
         "auth.user_token_secret",
         "auth.tenants.admin_key",
         "engine.ticket_secret",
+        "privacy.pseudonym_key",
     ] {
         assert!(stderr.contains(key), "{key} named in: {stderr}");
     }
@@ -297,6 +299,7 @@ fn the_binary_runs_from_anywhere_and_shows_its_configuration() {
         "demo-user-secret",
         "demo-admin-key",
         "demo-ticket-secret",
+        "demo-pseudonym-key",
     ] {
         assert!(!shown.contains(secret), "{secret} in:\n{shown}");
     }
