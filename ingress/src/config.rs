@@ -73,6 +73,8 @@ pub struct IngressConfig {
     pub snapshot_interval: Duration,
     /// Read-model snapshots kept per slot (the newest).
     pub snapshots_keep: usize,
+    /// ISO 4217: the currency of events created without one (`payments.currency`).
+    pub currency_default: String,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -142,6 +144,7 @@ impl Default for IngressConfig {
             snapshot_every_outcomes: 1_000_000,
             snapshot_interval: Duration::from_secs(60),
             snapshots_keep: 2,
+            currency_default: "EUR".into(),
         }
     }
 }
@@ -157,6 +160,12 @@ const _: () = assert!(
 impl IngressConfig {
     /// Checks relationships between settings; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if !engine::terms::currency_valid(&self.currency_default) {
+            return Err(format!(
+                "payments.currency = {:?}: an ISO 4217 currency code, upper case (EUR)",
+                self.currency_default
+            ));
+        }
         if self.body_bytes_max == 0 || self.body_bytes_max > BODY_BYTES_CAP {
             return Err(format!(
                 "http.body_bytes_max must be from 1 to {BODY_BYTES_CAP}"

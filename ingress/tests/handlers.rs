@@ -430,7 +430,7 @@ async fn hold_confirm_book_and_cancel() {
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(
         lines[0],
-        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in"
+        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,payment_ref,refund_id"
     );
     assert!(
         lines[1].starts_with(&format!(

@@ -19,6 +19,7 @@ mod engine_tools;
 mod failover;
 mod kafka_mode;
 mod loadgen_end_to_end;
+mod refunds_kill;
 mod replay_timeline;
 mod serve;
 mod serve_suite;
