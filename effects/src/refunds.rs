@@ -264,8 +264,8 @@ pub(crate) fn observe(
             .map_err(error_text)?
             .unwrap_or_else(|| EventTerms::without_terms(currency_default));
         // An organiser's cancellation always refunds in full; a user's, as the policy says.
-        let refunded = reason == "event_canceled"
-            || terms.cancellation.refund == CancellationRefund::Full;
+        let refunded =
+            reason == "event_canceled" || terms.cancellation.refund == CancellationRefund::Full;
         for booking in canceled {
             forgotten.push(booking);
             let Some(payment) = store.booking_payment(booking).map_err(error_text)? else {

@@ -291,7 +291,9 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
                 terms
                     .cancellation
                     .until_hours_before_start
-                    .map_or("any time".to_string(), |hours| format!("until {hours}h before")),
+                    .map_or("any time".to_string(), |hours| format!(
+                        "until {hours}h before"
+                    )),
                 terms.cancellation.refund.as_str()
             ),
         });

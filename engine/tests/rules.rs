@@ -1955,13 +1955,20 @@ fn cancel_booking(user: &str, booking: u64) -> Command {
 }
 
 /// Creates an event with terms and returns its id and the rendered effects.
-fn create_event_with_terms(h: &mut Harness, spec: EventSpec, terms: EventTerms) -> (EventId, String) {
+fn create_event_with_terms(
+    h: &mut Harness,
+    spec: EventSpec,
+    terms: EventTerms,
+) -> (EventId, String) {
     let outcome = h.run(create_with_terms(spec, terms));
     let rendered = render(&h.engine, &outcome);
     match outcome.result {
         Ok(Reply::EventCreated { event, .. }) => (
             event,
-            rendered.split_once(" | ").map_or("", |(_, effects)| effects).to_string(),
+            rendered
+                .split_once(" | ")
+                .map_or("", |(_, effects)| effects)
+                .to_string(),
         ),
         other => panic!("create failed: {other:?}"),
     }
@@ -1976,7 +1983,10 @@ fn a_user_may_cancel_until_the_events_cutoff_and_not_at_it() {
         theatre(1, 4),
         terms("JPY", Some(12), CancellationRefund::None),
     );
-    assert_eq!(effects, "terms of ev_0: JPY cancel until 12h before refund none");
+    assert_eq!(
+        effects,
+        "terms of ev_0: JPY cancel until 12h before refund none"
+    );
     check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
     check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1] 5000c");
     check(&mut h, hold("ann", ev, &["A-1-2"]), "held h_2 [A-1-2]");
@@ -2008,13 +2018,16 @@ fn a_user_may_cancel_until_the_events_cutoff_and_not_at_it() {
                 ..EventPatch::default()
             },
         },
-        &format!("{:?}", Reply::EventUpdated {
-            event: ev,
-            patch: Box::new(EventPatch {
-                starts_at_ms: Some(T0 + 48 * 3_600_000),
-                ..EventPatch::default()
-            }),
-        }),
+        &format!(
+            "{:?}",
+            Reply::EventUpdated {
+                event: ev,
+                patch: Box::new(EventPatch {
+                    starts_at_ms: Some(T0 + 48 * 3_600_000),
+                    ..EventPatch::default()
+                }),
+            }
+        ),
     );
     check(&mut h, cancel_booking("ann", 2), "canceled b_2 [A-1-2]");
     // The organiser's cancellation is not a user's: it ends every booking after any cut-off.
@@ -2057,7 +2070,11 @@ fn bad_terms_are_refused_and_create_nothing() {
             "currency: \"eur\" is not an ISO 4217 currency code (upper case, like EUR)",
         ),
         (
-            terms("EUR", Some(terms::CANCELLATION_HOURS_MAX + 1), CancellationRefund::Full),
+            terms(
+                "EUR",
+                Some(terms::CANCELLATION_HOURS_MAX + 1),
+                CancellationRefund::Full,
+            ),
             "cancellation.until_hours_before_start: must be from 0 to 8760 hours",
         ),
     ] {

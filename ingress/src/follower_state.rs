@@ -347,7 +347,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x04");
+        assert_eq!(&bytes[..5], b"BXRM\x05");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(

@@ -234,9 +234,9 @@ pub(crate) fn event_terms(
             .unwrap_or_else(|| currency_default.to_string()),
         cancellation,
     };
-    terms
-        .check()
-        .map_err(|error| AppError::field(error.field, format!("{}: {}", error.field, error.reason)))?;
+    terms.check().map_err(|error| {
+        AppError::field(error.field, format!("{}: {}", error.field, error.reason))
+    })?;
     Ok(Some(terms))
 }
 

@@ -124,7 +124,11 @@ pub(crate) fn event_summary(event: &EventRecord, now_ms: u64) -> EventSummary {
 
 /// `currency_default`: the deployment's (`IngressConfig::currency_default`), for an event
 /// created without terms.
-pub(crate) fn event_detail(event: &EventRecord, now_ms: u64, currency_default: &str) -> EventDetail {
+pub(crate) fn event_detail(
+    event: &EventRecord,
+    now_ms: u64,
+    currency_default: &str,
+) -> EventDetail {
     let spec = &event.spec;
     let terms = event.terms(currency_default);
     EventDetail {

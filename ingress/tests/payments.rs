@@ -967,7 +967,12 @@ async fn an_event_s_terms_set_its_currency_and_what_a_cancellation_refunds() {
         None,
     )
     .await;
-    assert_eq!(event_canceled.status, StatusCode::OK, "{}", event_canceled.text);
+    assert_eq!(
+        event_canceled.status,
+        StatusCode::OK,
+        "{}",
+        event_canceled.text
+    );
     let deadline = Instant::now() + PATIENCE;
     loop {
         let shown = call(
@@ -1001,7 +1006,11 @@ async fn an_event_s_terms_set_its_currency_and_what_a_cancellation_refunds() {
         .collect();
     assert_eq!(
         due,
-        [(second_payment.clone(), "JPY".to_string(), "event_canceled".to_string())]
+        [(
+            second_payment.clone(),
+            "JPY".to_string(),
+            "event_canceled".to_string()
+        )]
     );
     let refunds = setup.fake.refunds();
     assert_eq!(refunds.len(), 1, "{refunds:?}");
@@ -1009,7 +1018,9 @@ async fn an_event_s_terms_set_its_currency_and_what_a_cancellation_refunds() {
         (refunds[0].payment_id.as_str(), refunds[0].amount_cents),
         (second_payment.as_str(), 5000)
     );
-    assert!(refunds.iter().all(|refund| refund.payment_id != first_payment));
+    assert!(refunds
+        .iter()
+        .all(|refund| refund.payment_id != first_payment));
     // The organiser sees the refund on the attendees list (JSON and CSV).
     let attendees = call(
         &setup.router(),
@@ -1133,7 +1144,11 @@ async fn cancellations_close_at_the_cutoff_and_bad_terms_are_refused() {
         )
         .await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
-        assert_eq!(answer.body["error"]["details"]["field"], field, "{}", answer.text);
+        assert_eq!(
+            answer.body["error"]["details"]["field"], field,
+            "{}",
+            answer.text
+        );
     }
     assert_eq!(setup.log_ends(), before, "nothing appended");
 }

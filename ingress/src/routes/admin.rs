@@ -110,7 +110,11 @@ pub(crate) async fn get_event(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::event_detail(event, model.time_ms, &state.config().currency_default)),
+        Json(views::event_detail(
+            event,
+            model.time_ms,
+            &state.config().currency_default,
+        )),
     ))
 }
 
@@ -151,7 +155,11 @@ pub(crate) async fn patch_event(
             Ok(answer(
                 StatusCode::OK,
                 Some(outcome.offset),
-                Json(views::event_detail(event, model.time_ms, &state.config().currency_default)),
+                Json(views::event_detail(
+                    event,
+                    model.time_ms,
+                    &state.config().currency_default,
+                )),
             ))
         }
         Ok(other) => Err(unexpected(other)),

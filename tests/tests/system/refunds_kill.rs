@@ -112,8 +112,14 @@ async fn a_worker_killed_between_the_refund_and_its_record_refunds_once() {
     let payments_env = vec![
         ("BOXOFFICE_PAYMENTS_GATEWAY", "stripe".to_string()),
         ("BOXOFFICE_PAYMENTS_STRIPE_API_BASE", fake.url()),
-        ("BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY", SECRET_KEY.to_string()),
-        ("BOXOFFICE_PAYMENTS_WEBHOOK_SECRET", WEBHOOK_SECRET.to_string()),
+        (
+            "BOXOFFICE_PAYMENTS_STRIPE_SECRET_KEY",
+            SECRET_KEY.to_string(),
+        ),
+        (
+            "BOXOFFICE_PAYMENTS_WEBHOOK_SECRET",
+            WEBHOOK_SECRET.to_string(),
+        ),
     ];
     let Some(service) = Service::kafka_with_env("refund-kill", payments_env).await else {
         return;
@@ -155,6 +161,9 @@ async fn a_worker_killed_between_the_refund_and_its_record_refunds_once() {
         .iter()
         .find(|refund| refund.payment_id == second_payment)
         .unwrap();
-    assert_eq!((second.id.as_str(), second.amount_cents), (second_refund.as_str(), 5000));
+    assert_eq!(
+        (second.id.as_str(), second.amount_cents),
+        (second_refund.as_str(), 5000)
+    );
     let _ = ADMIN;
 }
