@@ -9,7 +9,8 @@
 //! shard's position moves past the outcome, so a crash between the two appends it again
 //! (and a payment is refunded once all the same). An event's cancellation refunds in
 //! full; a user's, as the event's terms say (`refund: none`: nothing), which the worker
-//! keeps from the event's `EventTermsSet` (`Store::remember_event_terms`), with the
+//! keeps from the event's `EventTermsSet` (`Store::remember_event_terms`, with or without a
+//! gateway), with the
 //! event's currency. A canceled booking's payment is then forgotten, so the store keeps
 //! only the payments of bookings that may still be canceled.
 //!
@@ -179,25 +180,35 @@ pub struct RefundGateway {
     pub currency: String,
 }
 
-/// Whether [`observe`] needs this outcome: an event's terms, a confirmation (its payment)
-/// or a cancellation.
+/// Whether [`observe`] needs this outcome: a confirmation (its payment) or a
+/// cancellation.
 pub(crate) fn relevant(outcome: &Outcome) -> bool {
     !outcome.replayed
-        && (matches!(
+        && matches!(
             outcome.result,
             Ok(Reply::HoldConfirmed(_)
                 | Reply::BookingCanceled { .. }
                 | Reply::EventCanceled { .. })
-        ) || outcome
-            .effects
-            .iter()
-            .any(|effect| matches!(effect, Effect::EventTermsSet { .. })))
+        )
 }
 
-/// Remembers the events' terms and the bookings' payments of `outcomes` and appends a
-/// `PaymentRefundDue` for every paid booking they cancel: in full when its event is
-/// canceled, as the event's cancellation policy says when its user cancels it (nothing
-/// for `refund: none`). A canceled booking's payment is then forgotten: no refund can be
+/// The terms of sale an outcome gives an event (`Effect::EventTermsSet`): the worker keeps
+/// them (`Store::remember_event_terms`) before it routes the outcome, gateway or not.
+pub(crate) fn terms_set(outcome: &Outcome) -> Vec<(EventId, EventTerms)> {
+    outcome
+        .effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::EventTermsSet { event, terms } => Some((*event, terms.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Remembers the bookings' payments of `outcomes` and appends a `PaymentRefundDue` for
+/// every paid booking they cancel: in full when its event is canceled, as the event's
+/// cancellation policy says (its terms, kept by the follower first) when its user cancels
+/// it (nothing for `refund: none`). A canceled booking's payment is then forgotten: no refund can be
 /// due for it again. Idempotent: called again for the same outcomes (after a crash) it
 /// writes the same values and appends records the refunds skip (or, once the payment is
 /// forgotten, none: the first call appended them before forgetting).
@@ -208,17 +219,6 @@ pub(crate) fn observe(
     outcomes: &[Outcome],
 ) -> Result<(), String> {
     let error_text = |error: StoreError| error.to_string();
-    let terms: Vec<(EventId, EventTerms)> = outcomes
-        .iter()
-        .flat_map(|outcome| &outcome.effects)
-        .filter_map(|effect| match effect {
-            Effect::EventTermsSet { event, terms } => Some((*event, terms.clone())),
-            _ => None,
-        })
-        .collect();
-    if !terms.is_empty() {
-        store.remember_event_terms(&terms).map_err(error_text)?;
-    }
     let confirmed: Vec<(u64, BookingPayment)> = outcomes
         .iter()
         .filter_map(|outcome| match &outcome.result {

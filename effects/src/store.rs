@@ -209,6 +209,9 @@ impl Store {
         &self,
         terms: &[(engine::EventId, engine::EventTerms)],
     ) -> Result<(), StoreError> {
+        if terms.is_empty() {
+            return Ok(());
+        }
         let mut batch = WriteBatch::default();
         for (event, terms) in terms {
             batch.put(terms_key(*event), encode(terms));

@@ -137,9 +137,8 @@ pub(crate) struct EventDetail {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CancellationBody {
     /// A user may cancel until this many hours before the event's start (0 to 8760);
-    /// `null`: at any time (events created without a policy). At the cut-off and after, a
-    /// cancel is 409 with `details.reason` `cancellation_closed`.
-    #[schema(required)]
+    /// `null` or absent: at any time (as events created without a policy). At the cut-off
+    /// and after, a cancel is 409 with `details.reason` `cancellation_closed`.
     pub(crate) until_hours_before_start: Option<u32>,
     /// `full` (the booking's payment) or `none` (the seats go back on sale, the money
     /// stays).
