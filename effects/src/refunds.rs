@@ -9,10 +9,9 @@
 //! shard's position moves past the outcome, so a crash between the two appends it again
 //! (and a payment is refunded once all the same). An event's cancellation refunds in
 //! full; a user's, as the event's terms say (`refund: none`: nothing), which the worker
-//! keeps from the event's `EventTermsSet` (`Store::remember_event_terms`, with or without a
-//! gateway), with the
-//! event's currency. A canceled booking's payment is then forgotten, so the store keeps
-//! only the payments of bookings that may still be canceled.
+//! keeps from the event's `EventTermsSet` (`Store::remember_event_terms`, with or without
+//! a gateway), in the event's currency. A canceled booking's payment is then forgotten, so
+//! the store keeps only the payments of bookings that may still be canceled.
 //!
 //! Exactly once: the gateway's idempotency key is `refund_<payment id>`, so a payment is
 //! refunded at most once whatever happens: a due record appended twice (the gateway
