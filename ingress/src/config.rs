@@ -61,6 +61,8 @@ pub struct IngressConfig {
     /// Webhook endpoints may be private, loopback or link-local addresses (the SSRF guard
     /// is off): development mode, or `effects.private_addresses_allowed`.
     pub webhook_private_addresses_allowed: bool,
+    /// ISO 4217: the currency of events created without one (`payments.currency`).
+    pub currency_default: String,
     /// Where the follower keeps its state: a slot per running ingress under it, each with
     /// the idempotency index (window `engine.idempotency_window_ms`) and, for an ingress
     /// started with its outcomes log's identity (`Ingress::start_resuming`), read-model
@@ -73,8 +75,6 @@ pub struct IngressConfig {
     pub snapshot_interval: Duration,
     /// Read-model snapshots kept per slot (the newest).
     pub snapshots_keep: usize,
-    /// ISO 4217: the currency of events created without one (`payments.currency`).
-    pub currency_default: String,
 }
 
 /// The development default user-token secret (`config/default.toml`). Anyone can mint
@@ -140,11 +140,11 @@ impl Default for IngressConfig {
             trusted_proxies: Vec::new(),
             development: false,
             webhook_private_addresses_allowed: false,
+            currency_default: "EUR".into(),
             state_dir: None,
             snapshot_every_outcomes: 1_000_000,
             snapshot_interval: Duration::from_secs(60),
             snapshots_keep: 2,
-            currency_default: "EUR".into(),
         }
     }
 }
