@@ -403,6 +403,60 @@ mod tests {
         }
     }
 
+    fn outcome(offset: u64, reply: Reply) -> Outcome {
+        Outcome {
+            offset,
+            time_ms: offset,
+            replayed: false,
+            result: Ok(reply),
+            effects: Vec::new(),
+            idempotency: None,
+        }
+    }
+
+    /// A canceled booking's payment is forgotten once its refund is due (the store keeps
+    /// live bookings' payments only); observing the same outcomes again (a crash before
+    /// the position moved) appends nothing that was not already appended.
+    #[test]
+    fn a_canceled_booking_s_payment_is_forgotten_once_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let control = requestlog::MemoryLog::new("control", requestlog::FaultPlan::default(), 1);
+        let items = engine::Items::Pool {
+            category: 0,
+            quantity: 1,
+        };
+        let confirmed = outcome(
+            0,
+            Reply::HoldConfirmed(engine::BookingView {
+                booking: engine::BookingId(4),
+                hold: HoldId(3),
+                event: EventId(0),
+                user: "ana".into(),
+                items: items.clone(),
+                total_cents: 500,
+                payment_ref: "pi_1".into(),
+                booked_at_ms: 0,
+            }),
+        );
+        let canceled = outcome(
+            1,
+            Reply::BookingCanceled {
+                booking: engine::BookingId(4),
+                event: EventId(0),
+                user: "ana".into(),
+                items,
+            },
+        );
+        observe(&store, &control.writer(), "EUR", &[confirmed]).unwrap();
+        assert!(store.booking_payment(4).unwrap().is_some());
+        observe(&store, &control.writer(), "EUR", &[canceled.clone()]).unwrap();
+        assert_eq!(store.booking_payment(4).unwrap(), None);
+        assert_eq!(control.writer().end_offset().unwrap(), 1, "one refund due");
+        observe(&store, &control.writer(), "EUR", &[canceled]).unwrap();
+        assert_eq!(control.writer().end_offset().unwrap(), 1, "nothing more");
+    }
+
     #[test]
     fn a_payment_is_due_once_until_its_refund_is_recorded() {
         let shared = RefundsShared::default();
