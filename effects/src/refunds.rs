@@ -450,7 +450,13 @@ mod tests {
         );
         observe(&store, &control.writer(), "EUR", &[confirmed]).unwrap();
         assert!(store.booking_payment(4).unwrap().is_some());
-        observe(&store, &control.writer(), "EUR", &[canceled.clone()]).unwrap();
+        observe(
+            &store,
+            &control.writer(),
+            "EUR",
+            std::slice::from_ref(&canceled),
+        )
+        .unwrap();
         assert_eq!(store.booking_payment(4).unwrap(), None);
         assert_eq!(control.writer().end_offset().unwrap(), 1, "one refund due");
         observe(&store, &control.writer(), "EUR", &[canceled]).unwrap();
