@@ -60,6 +60,7 @@ pub(crate) fn ingress_config(settings: &Settings) -> Result<IngressConfig, Strin
         snapshot_every_outcomes: settings.snapshot.ingress_every_outcomes,
         snapshot_interval: Duration::from_millis(settings.snapshot.ingress_every_ms),
         snapshots_keep: settings.snapshot.ingress_keep,
+        currency_default: settings.payments.currency.clone(),
         ..IngressConfig::default()
     })
 }

@@ -468,7 +468,7 @@ pub(crate) struct PaymentsSettings {
     /// `stripe`, or `test` (development only: an in-memory gateway where every payment
     /// succeeds at once, `payments::instant`; in `serve`, whose ingress and worker share it).
     pub(crate) gateway: String,
-    /// ISO 4217: every event's currency.
+    /// ISO 4217: the currency of events created without one (an event may name its own).
     pub(crate) currency: String,
     /// Stripe's API (`https://api.stripe.com`; stripe-mock or a fake in tests).
     pub(crate) stripe_api_base: String,
@@ -520,9 +520,9 @@ impl PaymentsSettings {
         &self,
         development: bool,
     ) -> Result<Option<std::sync::Arc<dyn payments::PaymentGateway>>, String> {
-        if !payments::currency_valid(&self.currency) {
+        if !engine::terms::currency_valid(&self.currency) {
             return Err(format!(
-                "payments.currency = {:?}: an ISO 4217 code of three upper-case letters (EUR)",
+                "payments.currency = {:?}: an ISO 4217 currency code, upper case (EUR)",
                 self.currency
             ));
         }
@@ -561,7 +561,6 @@ impl PaymentsSettings {
             gateway,
             webhook_secret: self.webhook_secret.clone(),
             webhook_tolerance_s: self.webhook_tolerance_s,
-            currency: self.currency.clone(),
         }
     }
 }

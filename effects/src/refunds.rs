@@ -7,8 +7,11 @@
 //! payment (`Store::remember_booking_payments`) and, for a booking canceled by its user or
 //! with its event, append `PaymentRefundDue` to the control log ([`observe`]) before the
 //! shard's position moves past the outcome, so a crash between the two appends it again
-//! (and a payment is refunded once all the same). A cancellation is refunded in full; a
-//! per-event cancellation policy is not built.
+//! (and a payment is refunded once all the same). An event's cancellation refunds in
+//! full; a user's, as the event's terms say (`refund: none`: nothing), which the worker
+//! keeps from the event's `EventTermsSet` (`Store::remember_event_terms`, with or without
+//! a gateway), in the event's currency. A canceled booking's payment is then forgotten, so
+//! the store keeps only the payments of bookings that may still be canceled.
 //!
 //! Exactly once: the gateway's idempotency key is `refund_<payment id>`, so a payment is
 //! refunded at most once whatever happens: a due record appended twice (the gateway
@@ -19,7 +22,7 @@
 
 use crate::store::{BookingPayment, Store, StoreError};
 use engine::control::{encode_control, ControlRecord};
-use engine::{HoldId, Outcome, Reply};
+use engine::{CancellationRefund, Effect, EventId, EventTerms, HoldId, Outcome, Reply};
 use payments::{GatewayError, NewRefund, PaymentGateway};
 use requestlog::LogWriter;
 use std::collections::{BTreeMap, BTreeSet};
@@ -168,14 +171,16 @@ impl RefundsShared {
     }
 }
 
-/// The gateway the worker refunds through, and the deployment's currency (ISO 4217).
+/// The gateway the worker refunds through, and the deployment's currency (ISO 4217): the
+/// currency of events created without terms.
 #[derive(Clone)]
 pub struct RefundGateway {
     pub gateway: Arc<dyn PaymentGateway>,
     pub currency: String,
 }
 
-/// Whether [`observe`] needs this outcome: a confirmation (its payment) or a cancellation.
+/// Whether [`observe`] needs this outcome: a confirmation (its payment) or a
+/// cancellation.
 pub(crate) fn relevant(outcome: &Outcome) -> bool {
     !outcome.replayed
         && matches!(
@@ -186,15 +191,33 @@ pub(crate) fn relevant(outcome: &Outcome) -> bool {
         )
 }
 
-/// Remembers the bookings' payments of `outcomes` and appends a `PaymentRefundDue` for every
-/// paid booking they cancel. Idempotent: called again for the same outcomes (after a crash)
-/// it writes the same values and appends records the refunds skip.
+/// The terms of sale an outcome gives an event (`Effect::EventTermsSet`): the worker keeps
+/// them (`Store::remember_event_terms`) before it routes the outcome, gateway or not.
+pub(crate) fn terms_set(outcome: &Outcome) -> Vec<(EventId, EventTerms)> {
+    outcome
+        .effects
+        .iter()
+        .filter_map(|effect| match effect {
+            Effect::EventTermsSet { event, terms } => Some((*event, terms.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Remembers the bookings' payments of `outcomes` and appends a `PaymentRefundDue` for
+/// every paid booking they cancel: in full when its event is canceled, as the event's
+/// cancellation policy says (its terms, kept by the follower first) when its user cancels
+/// it (nothing for `refund: none`). A canceled booking's payment is then forgotten: no refund can be
+/// due for it again. Idempotent: called again for the same outcomes (after a crash) it
+/// writes the same values and appends records the refunds skip (or, once the payment is
+/// forgotten, none: the first call appended them before forgetting).
 pub(crate) fn observe(
     store: &Store,
     control_writer: &dyn LogWriter,
-    currency: &str,
+    currency_default: &str,
     outcomes: &[Outcome],
 ) -> Result<(), String> {
+    let error_text = |error: StoreError| error.to_string();
     let confirmed: Vec<(u64, BookingPayment)> = outcomes
         .iter()
         .filter_map(|outcome| match &outcome.result {
@@ -212,17 +235,21 @@ pub(crate) fn observe(
     if !confirmed.is_empty() {
         store
             .remember_booking_payments(&confirmed)
-            .map_err(|error: StoreError| error.to_string())?;
+            .map_err(error_text)?;
     }
     let mut due = Vec::new();
+    let mut forgotten = Vec::new();
     for outcome in outcomes {
-        let (canceled, reason): (Vec<u64>, &str) = match &outcome.result {
-            Ok(Reply::BookingCanceled { booking, .. }) => {
-                (vec![(*booking).into()], "booking_canceled")
+        let (event, canceled, reason): (EventId, Vec<u64>, &str) = match &outcome.result {
+            Ok(Reply::BookingCanceled { booking, event, .. }) => {
+                (*event, vec![(*booking).into()], "booking_canceled")
             }
             Ok(Reply::EventCanceled {
-                canceled_bookings, ..
+                event,
+                canceled_bookings,
+                ..
             }) => (
+                *event,
                 canceled_bookings
                     .iter()
                     .map(|booking| (*booking).into())
@@ -231,25 +258,41 @@ pub(crate) fn observe(
             ),
             _ => continue,
         };
+        let terms = store
+            .event_terms(event)
+            .map_err(error_text)?
+            .unwrap_or_else(|| EventTerms::without_terms(currency_default));
+        // An organiser's cancellation always refunds in full; a user's, as the policy says.
+        let refunded =
+            reason == "event_canceled" || terms.cancellation.refund == CancellationRefund::Full;
         for booking in canceled {
-            if let Some(payment) = store
-                .booking_payment(booking)
-                .map_err(|error| error.to_string())?
-            {
-                due.push(encode_control(&ControlRecord::PaymentRefundDue {
-                    hold: HoldId(payment.hold),
-                    payment_id: payment.payment_id,
-                    amount_cents: payment.amount_cents,
-                    currency: currency.to_string(),
-                    reason: reason.to_string(),
-                }));
+            forgotten.push(booking);
+            let Some(payment) = store.booking_payment(booking).map_err(error_text)? else {
+                continue;
+            };
+            if !refunded {
+                tracing::info!(booking, payment = payment.payment_id, %event, "a booking canceled under a no-refund policy: nothing is due back");
+                continue;
             }
+            due.push(encode_control(&ControlRecord::PaymentRefundDue {
+                hold: HoldId(payment.hold),
+                payment_id: payment.payment_id,
+                amount_cents: payment.amount_cents,
+                currency: terms.currency.clone(),
+                reason: reason.to_string(),
+            }));
         }
     }
     if !due.is_empty() {
         control_writer
             .append(due)
             .map_err(|error| error.to_string())?;
+    }
+    // After the append: a crash before this finds the payments again and appends again.
+    if !forgotten.is_empty() {
+        store
+            .forget_booking_payments(&forgotten)
+            .map_err(error_text)?;
     }
     Ok(())
 }
@@ -358,6 +401,66 @@ mod tests {
             amount_cents: 100,
             currency: "EUR".into(),
         }
+    }
+
+    fn outcome(offset: u64, reply: Reply) -> Outcome {
+        Outcome {
+            offset,
+            time_ms: offset,
+            replayed: false,
+            result: Ok(reply),
+            effects: Vec::new(),
+            idempotency: None,
+        }
+    }
+
+    /// A canceled booking's payment is forgotten once its refund is due (the store keeps
+    /// live bookings' payments only); observing the same outcomes again (a crash before
+    /// the position moved) appends nothing that was not already appended.
+    #[test]
+    fn a_canceled_booking_s_payment_is_forgotten_once_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let control = requestlog::MemoryLog::new("control", requestlog::FaultPlan::default(), 1);
+        let items = engine::Items::Pool {
+            category: 0,
+            quantity: 1,
+        };
+        let confirmed = outcome(
+            0,
+            Reply::HoldConfirmed(engine::BookingView {
+                booking: engine::BookingId(4),
+                hold: HoldId(3),
+                event: EventId(0),
+                user: "ana".into(),
+                items: items.clone(),
+                total_cents: 500,
+                payment_ref: "pi_1".into(),
+                booked_at_ms: 0,
+            }),
+        );
+        let canceled = outcome(
+            1,
+            Reply::BookingCanceled {
+                booking: engine::BookingId(4),
+                event: EventId(0),
+                user: "ana".into(),
+                items,
+            },
+        );
+        observe(&store, &control.writer(), "EUR", &[confirmed]).unwrap();
+        assert!(store.booking_payment(4).unwrap().is_some());
+        observe(
+            &store,
+            &control.writer(),
+            "EUR",
+            std::slice::from_ref(&canceled),
+        )
+        .unwrap();
+        assert_eq!(store.booking_payment(4).unwrap(), None);
+        assert_eq!(control.writer().end_offset().unwrap(), 1, "one refund due");
+        observe(&store, &control.writer(), "EUR", &[canceled]).unwrap();
+        assert_eq!(control.writer().end_offset().unwrap(), 1, "nothing more");
     }
 
     #[test]

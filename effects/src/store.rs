@@ -10,7 +10,9 @@
 //! `h<endpoint>` the oldest undelivered sequence number, `t<endpoint>` the next one;
 //! `m<endpoint>\0<seq>` a message with its attempts. Messages before the head are the
 //! delivery log, the newest [`HISTORY_KEPT`] kept. `b<booking>` a booking's payment
-//! (`refunds`: what to give back when it is canceled).
+//! (`refunds`: what to give back when it is canceled; forgotten once it was canceled, when
+//! no refund can be due for it any more). `e<event>` an event's terms of sale, for an event
+//! created with them (`refunds`: its currency and cancellation refund).
 
 use crate::messages::Owner;
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
@@ -109,6 +111,10 @@ fn booking_key(booking: u64) -> Vec<u8> {
     [&b"b"[..], &booking.to_be_bytes()].concat()
 }
 
+fn terms_key(event: engine::EventId) -> Vec<u8> {
+    [&b"e"[..], &event.0.to_be_bytes()].concat()
+}
+
 fn position_key(shard: u32) -> Vec<u8> {
     [&b"p"[..], &shard.to_be_bytes()].concat()
 }
@@ -187,6 +193,41 @@ impl Store {
             batch.put(booking_key(*booking), encode(payment));
         }
         Ok(self.db.write(batch)?)
+    }
+
+    /// Forgets canceled bookings' payments (their refunds, if due, are in the control log).
+    pub fn forget_booking_payments(&self, bookings: &[u64]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for booking in bookings {
+            batch.delete(booking_key(*booking));
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Records events' terms of sale (idempotent).
+    pub fn remember_event_terms(
+        &self,
+        terms: &[(engine::EventId, engine::EventTerms)],
+    ) -> Result<(), StoreError> {
+        if terms.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (event, terms) in terms {
+            batch.put(terms_key(*event), encode(terms));
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// An event's terms, if it was created with them.
+    pub fn event_terms(
+        &self,
+        event: engine::EventId,
+    ) -> Result<Option<engine::EventTerms>, StoreError> {
+        self.db
+            .get(terms_key(event))?
+            .map(|bytes| decode("event terms", &bytes))
+            .transpose()
     }
 
     pub fn booking_payment(&self, booking: u64) -> Result<Option<BookingPayment>, StoreError> {

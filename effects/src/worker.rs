@@ -389,6 +389,7 @@ fn follow_outcomes(
         let mut owners = Vec::new();
         let mut messages = Vec::new();
         let mut payment_outcomes = Vec::new();
+        let mut terms = Vec::new();
         let mut next = position;
         let mut routed_outcomes = 0;
         // With no endpoint anywhere no message can be routed: skip building them (JSON
@@ -409,6 +410,7 @@ fn follow_outcomes(
                     next.offset = Some(outcome.offset);
                     routed_outcomes += 1;
                     owners.extend(owners_created(&outcome));
+                    terms.extend(crate::refunds::terms_set(&outcome));
                     if any_endpoint {
                         messages.extend(messages_of(shard, &outcome));
                     }
@@ -425,7 +427,15 @@ fn follow_outcomes(
         if next == position {
             continue;
         }
+        // Kept with or without a gateway (one configured later refunds as the terms say).
         // Before the position moves past them: a crash does this again, never skips it.
+        while let Err(error) = shared.store.remember_event_terms(&terms) {
+            tracing::error!(%error, shard, "cannot record events' terms; retrying");
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(ERROR_BACKOFF);
+        }
         if let (Some((control_writer, currency)), false) = (&payments, payment_outcomes.is_empty())
         {
             while let Err(error) = crate::refunds::observe(

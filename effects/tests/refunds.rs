@@ -80,6 +80,13 @@ impl Setup {
     }
 
     fn worker(&self) -> Worker {
+        self.worker_with(Some(RefundGateway {
+            gateway: self.gateway.clone() as Arc<dyn PaymentGateway>,
+            currency: "EUR".into(),
+        }))
+    }
+
+    fn worker_with(&self, gateway: Option<RefundGateway>) -> Worker {
         Worker::start_with_gateway(
             WorkerConfig {
                 state_dir: self.dir.path().join("effects"),
@@ -99,10 +106,7 @@ impl Setup {
                 control_reader: Box::new(self.control.reader()),
                 control_writer: Arc::new(self.control.writer()),
             },
-            Some(RefundGateway {
-                gateway: self.gateway.clone() as Arc<dyn PaymentGateway>,
-                currency: "EUR".into(),
-            }),
+            gateway,
         )
         .unwrap()
     }
@@ -232,12 +236,22 @@ fn outcome(offset: u64, reply: engine::Reply) -> engine::Outcome {
 }
 
 fn confirmed(offset: u64, booking: u64, hold: u64, payment_ref: &str) -> engine::Outcome {
+    confirmed_of(offset, 0, booking, hold, payment_ref)
+}
+
+fn confirmed_of(
+    offset: u64,
+    event: u32,
+    booking: u64,
+    hold: u64,
+    payment_ref: &str,
+) -> engine::Outcome {
     outcome(
         offset,
         engine::Reply::HoldConfirmed(engine::BookingView {
             booking: engine::BookingId(booking),
             hold: HoldId(hold),
-            event: engine::EventId(0),
+            event: engine::EventId(event),
             user: "ana".into(),
             items: engine::Items::Pool {
                 category: 0,
@@ -360,4 +374,148 @@ async fn canceled_paid_bookings_are_refunded_once() {
     );
     worker.stop();
     assert_eq!(setup.fake.refunds().len(), 2);
+}
+
+fn created(offset: u64, event: u32, terms: Option<engine::EventTerms>) -> engine::Outcome {
+    let mut created = outcome(
+        offset,
+        engine::Reply::EventCreated {
+            event: engine::EventId(event),
+            tenant: "acme".into(),
+            spec: Box::new(engine::EventSpec {
+                name: "Show".into(),
+                description: String::new(),
+                city: "Lyon".into(),
+                country: "FR".into(),
+                venue: "Opera".into(),
+                starts_at_ms: 2_000_000_000_000,
+                ends_at_ms: None,
+                sales_open_at_ms: None,
+                sales_close_at_ms: None,
+                hold_ttl_ms: 60_000,
+                seats_per_order_max: 4,
+                seats_per_user_max: None,
+                waitlist_policy: engine::WaitlistPolicy::Strict,
+                categories: vec![],
+                sections: vec![],
+                general_admission: vec![],
+            }),
+        },
+    );
+    created.effects = terms
+        .map(|terms| engine::Effect::EventTermsSet {
+            event: engine::EventId(event),
+            terms,
+        })
+        .into_iter()
+        .collect();
+    created
+}
+
+fn user_canceled(offset: u64, event: u32, booking: u64) -> engine::Outcome {
+    outcome(
+        offset,
+        engine::Reply::BookingCanceled {
+            booking: engine::BookingId(booking),
+            event: engine::EventId(event),
+            user: "ana".into(),
+            items: engine::Items::Pool {
+                category: 0,
+                quantity: 1,
+            },
+        },
+    )
+}
+
+/// A user's cancellation is refunded as its event's terms say (`refund: none`: nothing), an
+/// organiser's in full, each in its event's currency (the deployment's for an event without
+/// terms). The terms are kept by a worker without a gateway too, so one configured later
+/// refunds by them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_are_refunded_as_their_event_s_terms_say() {
+    let setup = Setup::new().await;
+    let no_refund = engine::EventTerms {
+        currency: "JPY".into(),
+        cancellation: engine::CancellationPolicy {
+            until_hours_before_start: Some(24),
+            refund: engine::CancellationRefund::None,
+        },
+    };
+    setup.publish([created(0, 0, Some(no_refund)), created(1, 1, None)]);
+    let worker = setup.worker_with(None);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while worker
+        .metrics()
+        .outcomes_routed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "never routed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop();
+    drop(worker);
+
+    let (kept, event_canceled, refunded) = (
+        setup.paid(20, 5000).await,
+        setup.paid(21, 5000).await,
+        setup.paid(22, 5000).await,
+    );
+    setup.publish([
+        confirmed_of(2, 0, 30, 20, &kept),
+        confirmed_of(3, 0, 31, 21, &event_canceled),
+        confirmed_of(4, 1, 32, 22, &refunded),
+        user_canceled(5, 0, 30),
+        user_canceled(6, 1, 32),
+        outcome(
+            7,
+            engine::Reply::EventCanceled {
+                event: engine::EventId(0),
+                released_holds: vec![],
+                canceled_bookings: vec![engine::BookingId(31)],
+                ended_waiters: vec![],
+            },
+        ),
+    ]);
+    let worker = setup.worker();
+    let records = setup.refunded_records(2).await;
+    worker.stop();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let mut reader = setup.control.reader();
+    let end = reader.end_offset().unwrap();
+    let mut due = Vec::new();
+    while reader.position() < end {
+        for record in reader.poll(64, Duration::from_millis(100)).unwrap() {
+            if let Ok(ControlRecord::PaymentRefundDue {
+                payment_id,
+                currency,
+                reason,
+                ..
+            }) = decode_control(&record.payload)
+            {
+                due.push((payment_id, currency, reason));
+            }
+        }
+    }
+    assert_eq!(
+        due,
+        [
+            (refunded.clone(), "EUR".into(), "booking_canceled".into()),
+            (
+                event_canceled.clone(),
+                "JPY".into(),
+                "event_canceled".into()
+            ),
+        ]
+    );
+    let mut paid_back: Vec<String> = setup
+        .fake
+        .refunds()
+        .into_iter()
+        .map(|refund| refund.payment_id)
+        .collect();
+    paid_back.sort();
+    let mut expected = vec![event_canceled, refunded];
+    expected.sort();
+    assert_eq!(paid_back, expected, "{kept} is kept");
 }

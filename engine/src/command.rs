@@ -159,6 +159,16 @@ pub enum Command {
         event: EventId,
         seed: [u8; crate::draw::DRAW_BYTES],
     },
+    /// An event with its terms of sale (`crate::terms`: currency, cancellation policy) and,
+    /// optionally, an arrival window as `CreateEventWithDraw` has. A variant of its own so
+    /// `CreateEvent` and `CreateEventWithDraw` records decode as before; events they
+    /// create have `EventTerms::without_terms`.
+    CreateEventWithTerms {
+        tenant: String,
+        spec: EventSpec,
+        draw: Option<crate::draw::DrawSpec>,
+        terms: crate::terms::EventTerms,
+    },
 }
 
 impl Command {
@@ -171,6 +181,7 @@ impl Command {
             | Command::CheckIn { tenant, .. }
             | Command::CheckInTicket { tenant, .. }
             | Command::CreateEventWithDraw { tenant, .. }
+            | Command::CreateEventWithTerms { tenant, .. }
             | Command::RevealDrawSeed { tenant, .. }
             | Command::OpenArrivalWindow { tenant, .. }
             | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),

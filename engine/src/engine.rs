@@ -344,8 +344,14 @@ impl Engine {
             // before this record (`logged_config_mismatch`).
             Command::Configure { .. } => Ok(Reply::Configured),
             Command::CreateEventWithDraw { tenant, spec, draw } => {
-                self.create_event_with_draw(tenant, spec, draw)
+                self.create_event_with(tenant, spec, Some(draw), None)
             }
+            Command::CreateEventWithTerms {
+                tenant,
+                spec,
+                draw,
+                terms,
+            } => self.create_event_with(tenant, spec, draw.as_ref(), Some(terms)),
             Command::RevealDrawSeed {
                 tenant,
                 event,

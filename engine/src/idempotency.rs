@@ -50,6 +50,7 @@ impl IdempotencyScope {
             | Command::CancelDeskTicket { desk, .. } => IdempotencyScope::Desk(*desk),
             Command::CreateEvent { .. }
             | Command::CreateEventWithDraw { .. }
+            | Command::CreateEventWithTerms { .. }
             | Command::ConfirmHold { .. }
             | Command::ReleaseHold { .. }
             | Command::CancelBooking { .. }

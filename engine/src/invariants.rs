@@ -257,6 +257,11 @@ pub(crate) fn check(engine: &Engine) {
     }
     let queued: u32 = state.events.iter().map(|event| event.waiting).sum();
     let mut entered = 0usize;
+    for event in &state.events {
+        if let Some(terms) = &event.terms {
+            assert_eq!(terms.check(), Ok(()), "an event's terms were checked");
+        }
+    }
     for (index, event) in state.events.iter().enumerate() {
         let Some(draw) = &event.draw else { continue };
         let event_id = engine.event_id_at(index);

@@ -37,6 +37,8 @@
 //!   engine's `event_index`, `booking_index` and `desk_index` are the one translation
 //!   from an id to a table row.
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
+//! - [`terms`]: an event's terms of sale (currency, cancellation policy), validated in one
+//!   place for the ingress and the engine.
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
 //! - [`snapshot`]: the state's snapshot encoding, and the copy-on-write storage that
 //!   keeps `State::clone` cheap for the runtime's snapshot hand-off.
@@ -56,6 +58,7 @@ pub mod messages;
 pub mod outcome;
 pub mod query;
 pub mod snapshot;
+pub mod terms;
 pub mod tickets;
 pub mod webhook;
 pub mod wire;
@@ -67,3 +70,4 @@ pub use engine::{Engine, State};
 pub use idempotency::{IdempotencyScope, IdempotencyStamp};
 pub use ids::*;
 pub use outcome::*;
+pub use terms::{CancellationPolicy, CancellationRefund, EventTerms};

@@ -351,9 +351,10 @@ fn effect_message(effect: &Effect) -> Option<Made<'_>> {
             about: About::User(user),
         },
         // Not webhook types (yet): a draw's entries learn their places by reading them.
-        Effect::DeskHoldExpired { .. } | Effect::DrawOpened { .. } | Effect::DrawMade { .. } => {
-            return None
-        }
+        Effect::DeskHoldExpired { .. }
+        | Effect::DrawOpened { .. }
+        | Effect::DrawMade { .. }
+        | Effect::EventTermsSet { .. } => return None,
     })
 }
 

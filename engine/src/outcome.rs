@@ -326,6 +326,9 @@ pub enum ConflictReason {
     DeskTicketAllocated,
     /// The event's draw was made: its seed can no longer be revealed.
     DrawMade,
+    /// The event's cancellation policy no longer lets its user cancel the booking (past
+    /// its cut-off before the start).
+    CancellationClosed,
 }
 
 /// Why sales are closed.
@@ -378,5 +381,11 @@ pub enum Effect {
         seed: [u8; crate::draw::DRAW_BYTES],
         source: crate::draw::DrawSeedSource,
         order: Vec<WaiterId>,
+    },
+    /// The event was created with terms of sale (`Command::CreateEventWithTerms`); an
+    /// event without this effect has `EventTerms::without_terms`.
+    EventTermsSet {
+        event: EventId,
+        terms: crate::terms::EventTerms,
     },
 }

@@ -33,7 +33,8 @@ use std::sync::Arc;
 /// booked seat names nobody); holds keep their slot.
 /// 5: arrival windows and their draws (`Event::draw`, `State::draws_pending`); waiters
 /// keep their place, queues map place → waiter.
-pub const STATE_VERSION: u8 = 5;
+/// 6: events' terms of sale (`Event::terms`).
+pub const STATE_VERSION: u8 = 6;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

@@ -350,6 +350,66 @@ mod tests {
         assert_eq!(decode_request(&bytes), Ok(request));
     }
 
+    /// `CreateEventWithTerms` is variant 21, after every older one (which decode as
+    /// before); its terms follow the spec and the optional draw.
+    #[test]
+    fn golden_bytes_of_an_event_with_terms() {
+        use crate::command::{CategorySpec, EventSpec, PoolSpec, WaitlistPolicy};
+        use crate::terms::{CancellationPolicy, CancellationRefund, EventTerms};
+        let request = Request::new(Command::CreateEventWithTerms {
+            tenant: "t".into(),
+            spec: EventSpec {
+                name: "n".into(),
+                description: String::new(),
+                city: "c".into(),
+                country: "FR".into(),
+                venue: "v".into(),
+                starts_at_ms: 5,
+                ends_at_ms: None,
+                sales_open_at_ms: None,
+                sales_close_at_ms: None,
+                hold_ttl_ms: 6,
+                seats_per_order_max: 2,
+                seats_per_user_max: None,
+                waitlist_policy: WaitlistPolicy::Strict,
+                categories: vec![CategorySpec {
+                    name: "s".into(),
+                    price_cents: 7,
+                }],
+                sections: vec![],
+                general_admission: vec![PoolSpec {
+                    category: "s".into(),
+                    capacity: 8,
+                }],
+            },
+            draw: None,
+            terms: EventTerms {
+                currency: "EUR".into(),
+                cancellation: CancellationPolicy {
+                    until_hours_before_start: Some(48),
+                    refund: CancellationRefund::None,
+                },
+            },
+        });
+        let bytes = encode_request(&request);
+        #[rustfmt::skip]
+        let expected = [
+            1, // version
+            0, // no idempotency key
+            21, // CreateEventWithTerms
+            1, b't',
+            1, b'n', 0, 1, b'c', 2, b'F', b'R', 1, b'v', // texts
+            5, 0, 0, 0, 6, 2, 0, 0, // times, TTL, limits, Strict
+            1, 1, b's', 7, // categories
+            0, // sections
+            1, 1, b's', 8, // general admission
+            0, // no draw
+            3, b'E', b'U', b'R', 1, 48, 1, // currency, Some(48) hours, refund None
+        ];
+        assert_eq!(bytes, expected);
+        assert_eq!(decode_request(&bytes), Ok(request));
+    }
+
     #[test]
     fn bad_records_are_errors_not_panics() {
         assert!(decode_request(&[]).is_err());

@@ -285,6 +285,17 @@ pub fn render(engine: &Engine, outcome: &Outcome) -> String {
                     .collect::<Vec<_>>()
                     .join(",")
             ),
+            Effect::EventTermsSet { event, terms } => format!(
+                "terms of {event}: {} cancel {} refund {}",
+                terms.currency,
+                terms
+                    .cancellation
+                    .until_hours_before_start
+                    .map_or("any time".to_string(), |hours| format!(
+                        "until {hours}h before"
+                    )),
+                terms.cancellation.refund.as_str()
+            ),
         });
     }
     line
@@ -553,6 +564,7 @@ pub fn map_command_ids(
         }
         Command::CreateEvent { .. }
         | Command::CreateEventWithDraw { .. }
+        | Command::CreateEventWithTerms { .. }
         | Command::CreateDesk { .. }
         | Command::Tick
         | Command::Promote { .. }
@@ -657,7 +669,9 @@ pub fn map_outcome_ids(outcome: &Outcome, id: &mut dyn FnMut(u64) -> u64) -> Out
                 *desk = map_desk(*desk, id);
                 ticket.0 = id(ticket.0);
             }
-            Effect::DrawOpened { event, .. } => *event = map_event(*event, id),
+            Effect::DrawOpened { event, .. } | Effect::EventTermsSet { event, .. } => {
+                *event = map_event(*event, id)
+            }
             Effect::DrawMade { event, order, .. } => {
                 *event = map_event(*event, id);
                 order.iter_mut().for_each(|waiter| waiter.0 = id(waiter.0));

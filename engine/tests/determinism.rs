@@ -494,14 +494,15 @@ fn the_log_generator_is_itself_deterministic_and_seed_sensitive() {
 /// for 4-byte seat words naming hold slots: the outcomes digest did not move. Re-pinned
 /// (state version 5) for arrival windows: every event encodes its (absent) draw, every
 /// waiter its place in its queue, the state its pending draws; the log has no draw, and
-/// the outcomes digest did not move.
+/// the outcomes digest did not move. Re-pinned (state version 6) for events' terms of
+/// sale: every event encodes its (absent) terms; the outcomes digest did not move.
 #[test]
 fn the_state_hash_of_a_fixed_log_is_pinned() {
     let report = replay(&generate(SEEDS[1], RECORDS));
     assert_eq!(
         (report.state.as_str(), report.outcomes.as_str()),
         (
-            "d7ece80d505a53f02bc091593029f7a27b8b1f14a3fcf9ae6488c4a012dd8253",
+            "ceadad47ef774dc1a15a6f0155170ba839188d5a1be9b67a21f80c1852f93880",
             "8195e1eea63339cb57c719e5ac33d8201dab6a19e8bff29010d73cc2d1ca2c16"
         )
     );

@@ -1927,3 +1927,181 @@ fn one_user_holds_at_most_four_open_tickets_per_desk() {
         "rejected LimitExceeded { limit: DeskTicketsPerUser, max: 4 }",
     );
 }
+
+fn terms(currency: &str, hours: Option<u32>, refund: CancellationRefund) -> EventTerms {
+    EventTerms {
+        currency: currency.into(),
+        cancellation: CancellationPolicy {
+            until_hours_before_start: hours,
+            refund,
+        },
+    }
+}
+
+fn create_with_terms(spec: EventSpec, terms: EventTerms) -> Command {
+    Command::CreateEventWithTerms {
+        tenant: "t1".into(),
+        spec,
+        draw: None,
+        terms,
+    }
+}
+
+fn cancel_booking(user: &str, booking: u64) -> Command {
+    Command::CancelBooking {
+        user: user.into(),
+        booking: BookingId(booking),
+    }
+}
+
+/// Creates an event with terms and returns its id and the rendered effects.
+fn create_event_with_terms(
+    h: &mut Harness,
+    spec: EventSpec,
+    terms: EventTerms,
+) -> (EventId, String) {
+    let outcome = h.run(create_with_terms(spec, terms));
+    let rendered = render(&h.engine, &outcome);
+    match outcome.result {
+        Ok(Reply::EventCreated { event, .. }) => (
+            event,
+            rendered
+                .split_once(" | ")
+                .map_or("", |(_, effects)| effects)
+                .to_string(),
+        ),
+        other => panic!("create failed: {other:?}"),
+    }
+}
+
+#[test]
+fn a_user_may_cancel_until_the_events_cutoff_and_not_at_it() {
+    let mut h = Harness::new();
+    // The theatre starts 24 hours after T0; cancellations close 12 hours before.
+    let (ev, effects) = create_event_with_terms(
+        &mut h,
+        theatre(1, 4),
+        terms("JPY", Some(12), CancellationRefund::None),
+    );
+    assert_eq!(
+        effects,
+        "terms of ev_0: JPY cancel until 12h before refund none"
+    );
+    check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
+    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1] 5000c");
+    check(&mut h, hold("ann", ev, &["A-1-2"]), "held h_2 [A-1-2]");
+    check(&mut h, confirm("ann", 2), "booked b_2 [A-1-2] 5000c");
+    check(&mut h, cancel_booking("ann", 1), "canceled b_1 [A-1-1]");
+    h.now_ms = T0 + 12 * 3_600_000 - 1;
+    check(&mut h, hold("bob", ev, &["A-1-1"]), "held h_3 [A-1-1]");
+    check(&mut h, confirm("bob", 3), "booked b_3 [A-1-1] 5000c");
+    // At the cut-off: refused, nothing changes.
+    h.now_ms = T0 + 12 * 3_600_000;
+    check(
+        &mut h,
+        cancel_booking("ann", 2),
+        "rejected Conflict { reason: CancellationClosed }",
+    );
+    check(
+        &mut h,
+        hold("cat", ev, &["A-1-2"]),
+        "rejected seats_unavailable [A-1-2]",
+    );
+    // The cut-off follows the start as the organiser moves it.
+    check(
+        &mut h,
+        Command::UpdateEvent {
+            tenant: "t1".into(),
+            event: ev,
+            patch: EventPatch {
+                starts_at_ms: Some(T0 + 48 * 3_600_000),
+                ..EventPatch::default()
+            },
+        },
+        &format!(
+            "{:?}",
+            Reply::EventUpdated {
+                event: ev,
+                patch: Box::new(EventPatch {
+                    starts_at_ms: Some(T0 + 48 * 3_600_000),
+                    ..EventPatch::default()
+                }),
+            }
+        ),
+    );
+    check(&mut h, cancel_booking("ann", 2), "canceled b_2 [A-1-2]");
+    // The organiser's cancellation is not a user's: it ends every booking after any cut-off.
+    h.now_ms = T0 + 47 * 3_600_000;
+    check(
+        &mut h,
+        cancel_booking("bob", 3),
+        "rejected Conflict { reason: CancellationClosed }",
+    );
+    check(
+        &mut h,
+        Command::CancelEvent {
+            tenant: "t1".into(),
+            event: ev,
+        },
+        "event canceled holds=[] bookings=[BookingId(3)] waiters=[]",
+    );
+}
+
+#[test]
+fn an_event_without_terms_may_be_canceled_at_any_time() {
+    let mut h = Harness::new();
+    let ev = h.create(theatre(1, 4));
+    check(&mut h, hold("ann", ev, &["A-1-1"]), "held h_1 [A-1-1]");
+    check(&mut h, confirm("ann", 1), "booked b_1 [A-1-1] 5000c");
+    // After the start, as before terms existed (old logs replay to the same outcomes).
+    h.now_ms = T0 + 48 * 3_600_000;
+    check(&mut h, cancel_booking("ann", 1), "canceled b_1 [A-1-1]");
+}
+
+#[test]
+fn bad_terms_are_refused_and_create_nothing() {
+    for (bad, reason) in [
+        (
+            terms("XYZ", None, CancellationRefund::Full),
+            "currency: \"XYZ\" is not an ISO 4217 currency code (upper case, like EUR)",
+        ),
+        (
+            terms("eur", None, CancellationRefund::Full),
+            "currency: \"eur\" is not an ISO 4217 currency code (upper case, like EUR)",
+        ),
+        (
+            terms(
+                "EUR",
+                Some(terms::CANCELLATION_HOURS_MAX + 1),
+                CancellationRefund::Full,
+            ),
+            "cancellation.until_hours_before_start: must be from 0 to 8760 hours",
+        ),
+    ] {
+        let mut h = Harness::new();
+        check(
+            &mut h,
+            create_with_terms(theatre(1, 4), bad),
+            &format!("rejected Invalid {{ reason: {reason:?} }}"),
+        );
+        assert_eq!(h.engine.event_count(), 0);
+    }
+    // With an arrival window too: both effects, terms first.
+    let mut h = Harness::new();
+    let mut spec = theatre(1, 4);
+    spec.sales_open_at_ms = Some(T0 + 3_600_000);
+    let outcome = h.run(Command::CreateEventWithTerms {
+        tenant: "t1".into(),
+        spec,
+        draw: Some(engine::draw::DrawSpec {
+            arrival_window_ms: 600_000,
+            commitment: engine::draw::commitment_of(&[7; engine::draw::DRAW_BYTES]),
+        }),
+        terms: terms("EUR", Some(0), CancellationRefund::Full),
+    });
+    let rendered = render(&h.engine, &outcome);
+    assert!(
+        rendered.ends_with(" | terms of ev_0: EUR cancel until 0h before refund full | draw of ev_0 opens +00:50:00 draws +01:00:00"),
+        "{rendered}"
+    );
+}

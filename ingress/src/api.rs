@@ -125,6 +125,24 @@ pub(crate) struct EventDetail {
     pub(crate) availability: Vec<Availability>,
     /// Waitlist entries still waiting.
     pub(crate) waiting: u64,
+    /// ISO 4217: every price of the event, its payments and refunds (the deployment's
+    /// `payments.currency` for an event created without one).
+    pub(crate) currency: String,
+    pub(crate) cancellation: CancellationBody,
+}
+
+/// When a user may cancel a booking and what they get back. An organiser's event
+/// cancellation always refunds every booking in full.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CancellationBody {
+    /// A user may cancel until this many hours before the event's start (0 to 8760);
+    /// `null` or absent: at any time (as events created without a policy). At the cut-off
+    /// and after, a cancel is 409 with `details.reason` `cancellation_closed`.
+    pub(crate) until_hours_before_start: Option<u32>,
+    /// `full` (the booking's payment) or `none` (the seats go back on sale, the money
+    /// stays).
+    pub(crate) refund: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -264,6 +282,11 @@ pub(crate) struct CreateEventBody {
     /// SHA-256 of the draw's secret seed (64 hex digits); the seed is revealed before
     /// opening with `POST /v1/admin/events/{event_id}/draw/reveal`.
     pub(crate) draw_commitment: Option<String>,
+    /// ISO 4217 (`EUR`): the event's prices, payments and refunds. Default: the
+    /// deployment's `payments.currency`.
+    pub(crate) currency: Option<String>,
+    /// Default: cancel at any time, refunded in full.
+    pub(crate) cancellation: Option<CancellationBody>,
 }
 
 /// An arrival window for an existing event whose `sales_open_at` is in the future.
@@ -402,6 +425,11 @@ pub(crate) struct Attendee {
     pub(crate) total_cents: u64,
     pub(crate) booked_at: String,
     pub(crate) tickets: Vec<AttendeeTicket>,
+    /// The gateway's payment (the booking's `payment_ref`).
+    pub(crate) payment_ref: String,
+    /// The gateway's refund of the payment, once a canceled booking was refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) refund_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

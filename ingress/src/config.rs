@@ -65,6 +65,8 @@ pub struct IngressConfig {
     /// Webhook endpoints may be private, loopback or link-local addresses (the SSRF guard
     /// is off): development mode, or `effects.private_addresses_allowed`.
     pub webhook_private_addresses_allowed: bool,
+    /// ISO 4217: the currency of events created without one (`payments.currency`).
+    pub currency_default: String,
     /// Where the follower keeps its state: a slot per running ingress under it, each with
     /// the idempotency index (window `engine.idempotency_window_ms`) and, for an ingress
     /// started with its outcomes log's identity (`Ingress::start_resuming`), read-model
@@ -150,6 +152,7 @@ impl Default for IngressConfig {
             trusted_proxies: Vec::new(),
             development: false,
             webhook_private_addresses_allowed: false,
+            currency_default: "EUR".into(),
             state_dir: None,
             snapshot_every_outcomes: 1_000_000,
             snapshot_interval: Duration::from_secs(60),
@@ -170,6 +173,12 @@ const _: () = assert!(
 impl IngressConfig {
     /// Checks relationships between settings; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
+        if !engine::terms::currency_valid(&self.currency_default) {
+            return Err(format!(
+                "payments.currency = {:?}: an ISO 4217 currency code, upper case (EUR)",
+                self.currency_default
+            ));
+        }
         if self.body_bytes_max == 0 || self.body_bytes_max > BODY_BYTES_CAP {
             return Err(format!(
                 "http.body_bytes_max must be from 1 to {BODY_BYTES_CAP}"

@@ -129,6 +129,8 @@ reasons! {
     DeskTicketAllocated = "desk_ticket_allocated",
     /// The event's draw was made: its seed can no longer be revealed.
     DrawMade = "draw_made",
+    /// The event's cancellation policy no longer lets the user cancel the booking.
+    CancellationClosed = "cancellation_closed",
     /// The Idempotency-Key was used for a different request.
     IdempotencyKeyReused = "idempotency_key_reused",
     /// The operator's promotion was refused (already primary, ...).
@@ -622,6 +624,10 @@ impl AppError {
                     ConflictReason::DrawMade => (
                         Reason::DrawMade,
                         "the event's draw was made: its seed can no longer be revealed",
+                    ),
+                    ConflictReason::CancellationClosed => (
+                        Reason::CancellationClosed,
+                        "the event's cancellation policy no longer allows cancelling this booking",
                     ),
                 };
                 AppError::conflict(reason, message)

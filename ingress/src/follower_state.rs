@@ -46,7 +46,8 @@ const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// 3: the model keeps each user's notifications (an older snapshot is skipped, and the
 /// model rebuilt from the outcomes log, notifications included).
 /// 4: waiters keep their place and queues map place → waiter; events keep their draw.
-const STATE_VERSION: u8 = 4;
+/// 5: events keep their terms of sale.
+const STATE_VERSION: u8 = 5;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -346,7 +347,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x04");
+        assert_eq!(&bytes[..5], b"BXRM\x05");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(

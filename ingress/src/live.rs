@@ -51,7 +51,9 @@ pub(crate) fn touched_events(outcome: &Outcome, events: &mut Vec<EventId>) {
             }
             Effect::WaitlistOffered { hold, .. } => events.push(hold.event),
             Effect::DrawMade { event, .. } => events.push(*event),
-            Effect::DeskHoldExpired { .. } | Effect::DrawOpened { .. } => {}
+            Effect::DeskHoldExpired { .. }
+            | Effect::DrawOpened { .. }
+            | Effect::EventTermsSet { .. } => {}
         }
     }
 }

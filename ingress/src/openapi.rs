@@ -389,6 +389,24 @@ fn limits_table(limits: &EngineConfig) -> Vec<(&'static str, &'static str, Value
         ),
         (
             "CreateEventBody",
+            "currency",
+            json!({
+                "pattern": "^[A-Z]{3}$",
+                "description": "An ISO 4217 currency code (the server checks it is one)",
+            }),
+        ),
+        (
+            "CancellationBody",
+            "until_hours_before_start",
+            range(0, u64::from(engine::terms::CANCELLATION_HOURS_MAX)),
+        ),
+        (
+            "CancellationBody",
+            "refund",
+            json!({ "enum": ["full", "none"] }),
+        ),
+        (
+            "CreateEventBody",
             "waitlist_policy",
             json!({ "enum": ["strict", "skip_ahead", null] }),
         ),
@@ -903,7 +921,7 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         "ticket_qr" => vec![(404, vec![BookingNotFound, TicketNotFound])],
         "cancel_booking" => vec![
             (404, vec![BookingNotFound]),
-            (409, vec![BookingCanceled, AlreadyUsed]),
+            (409, vec![BookingCanceled, AlreadyUsed, CancellationClosed]),
         ],
         "get_waitlist" => vec![
             (400, vec![InvalidField]),
@@ -1170,6 +1188,7 @@ mod tests {
             ConflictReason::BookingCanceled,
             ConflictReason::DeskTicketAllocated,
             ConflictReason::DrawMade,
+            ConflictReason::CancellationClosed,
         ] {
             rejections.push(Rejection::Conflict { reason });
         }

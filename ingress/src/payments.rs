@@ -4,7 +4,7 @@
 //! `payments_not_configured` and a confirm's `payment_ref` is taken as the client says.
 //!
 //! - `POST /v1/holds/{id}/payment` creates the gateway payment for exactly the hold's total
-//!   in the deployment's currency, with `hold_<id>` as the gateway's idempotency key (one
+//!   in its event's currency, with `hold_<id>` as the gateway's idempotency key (one
 //!   payment per hold, whatever the retries), and answers its client secret.
 //! - `POST /v1/payments/webhook` takes the gateway's signed events. A
 //!   `payment_intent.succeeded` for a held hold, of its amount and currency, appends the
@@ -28,8 +28,7 @@ pub struct PaymentsConfig {
     pub webhook_secret: String,
     /// How far a webhook's signed timestamp may be from now, either side.
     pub webhook_tolerance_s: u64,
-    /// ISO 4217: every event's currency (one per deployment for now).
-    pub currency: String,
+    // No currency: each event has its own (`EventRecord::terms`).
 }
 
 impl std::fmt::Debug for PaymentsConfig {
@@ -38,7 +37,6 @@ impl std::fmt::Debug for PaymentsConfig {
             .debug_struct("PaymentsConfig")
             .field("webhook_secret", &"<redacted>")
             .field("webhook_tolerance_s", &self.webhook_tolerance_s)
-            .field("currency", &self.currency)
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,9 @@ pub(crate) struct EventRecord {
     pub(crate) bookings: Vec<BookingId>,
     /// The arrival window's draw, for an event created with one.
     pub(crate) draw: Option<DrawRecord>,
+    /// Its terms of sale, for an event created with them (`None`: the deployment's
+    /// currency, cancellation at any time with a full refund: `EventTerms::without_terms`).
+    pub(crate) terms: Option<engine::EventTerms>,
 }
 
 /// An event's draw as its outcomes told it (`GET /v1/events/{id}/draw`).
@@ -108,6 +111,14 @@ pub(crate) struct DrawRecord {
 }
 
 impl EventRecord {
+    /// The event's terms of sale; `currency_default` is the deployment's, for an event
+    /// created without terms.
+    pub(crate) fn terms(&self, currency_default: &str) -> engine::EventTerms {
+        self.terms
+            .clone()
+            .unwrap_or_else(|| engine::EventTerms::without_terms(currency_default))
+    }
+
     pub(crate) fn seat_owner(&self, seat: u32) -> SeatOwner {
         self.seats
             .get(seat as usize)
@@ -782,6 +793,10 @@ impl ReadModel {
                 source,
                 order,
             } => self.make_draw(*event, seed, *source, order, changes),
+            Effect::EventTermsSet { event, terms } => match self.events.get_mut(event) {
+                Some(record) => record.terms = Some(terms.clone()),
+                None => self.anomaly("terms for an unknown event"),
+            },
         }
     }
 
@@ -873,6 +888,7 @@ impl ReadModel {
             waiting: 0,
             bookings: Vec::new(),
             draw: None,
+            terms: None,
         };
         if self.events.insert(id, record).is_some() {
             self.anomaly("an event id was created twice");

@@ -205,6 +205,41 @@ pub(crate) fn draw_fields(
     }))
 }
 
+/// The terms of a create, if it gives any (`currency`, `cancellation`): what it leaves
+/// out is the default (`currency_default`; cancel at any time, refunded in full). Checked
+/// by `EventTerms::check`, the engine's own rule, so a 400 names the field.
+pub(crate) fn event_terms(
+    body: &CreateEventBody,
+    currency_default: &str,
+) -> Result<Option<engine::EventTerms>, AppError> {
+    if body.currency.is_none() && body.cancellation.is_none() {
+        return Ok(None);
+    }
+    let cancellation = match &body.cancellation {
+        None => engine::CancellationPolicy::ANY_TIME_FULL_REFUND,
+        Some(cancellation) => engine::CancellationPolicy {
+            until_hours_before_start: cancellation.until_hours_before_start,
+            refund: engine::CancellationRefund::parse(&cancellation.refund).ok_or_else(|| {
+                AppError::field(
+                    "cancellation.refund",
+                    "cancellation.refund must be \"full\" or \"none\"",
+                )
+            })?,
+        },
+    };
+    let terms = engine::EventTerms {
+        currency: body
+            .currency
+            .clone()
+            .unwrap_or_else(|| currency_default.to_string()),
+        cancellation,
+    };
+    terms.check().map_err(|error| {
+        AppError::field(error.field, format!("{}: {}", error.field, error.reason))
+    })?;
+    Ok(Some(terms))
+}
+
 /// A revealed seed: 64 hex digits whose SHA-256 is `commitment`.
 pub(crate) fn draw_seed(
     seed: &str,

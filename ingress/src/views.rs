@@ -122,9 +122,21 @@ pub(crate) fn event_summary(event: &EventRecord, now_ms: u64) -> EventSummary {
     }
 }
 
-pub(crate) fn event_detail(event: &EventRecord, now_ms: u64) -> EventDetail {
+/// `currency_default`: the deployment's (`IngressConfig::currency_default`), for an event
+/// created without terms.
+pub(crate) fn event_detail(
+    event: &EventRecord,
+    now_ms: u64,
+    currency_default: &str,
+) -> EventDetail {
     let spec = &event.spec;
+    let terms = event.terms(currency_default);
     EventDetail {
+        currency: terms.currency,
+        cancellation: CancellationBody {
+            until_hours_before_start: terms.cancellation.until_hours_before_start,
+            refund: terms.cancellation.refund.as_str().to_string(),
+        },
         summary: event_summary(event, now_ms),
         hold_ttl_seconds: spec.hold_ttl_ms / 1000,
         max_seats_per_order: spec.seats_per_order_max,
@@ -330,7 +342,13 @@ pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> Waitl
     }
 }
 
-pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee> {
+/// `refund_of(hold, payment_ref)`: the refund id of a canceled booking's payment, once
+/// refunded (the control log's, `ControlState::refund_of`).
+pub(crate) fn attendees(
+    model: &ReadModel,
+    event: &EventRecord,
+    refund_of: impl Fn(engine::HoldId, &str) -> Option<String>,
+) -> Vec<Attendee> {
     event
         .bookings
         .iter()
@@ -367,6 +385,11 @@ pub(crate) fn attendees(model: &ReadModel, event: &EventRecord) -> Vec<Attendee>
                         checked_in: booking.tickets_used.get(index).copied().unwrap_or(false),
                     })
                     .collect(),
+                payment_ref: view.payment_ref.clone(),
+                refund_id: booking
+                    .canceled
+                    .then(|| refund_of(view.hold, &view.payment_ref))
+                    .flatten(),
             }
         })
         .collect()
@@ -388,7 +411,7 @@ pub(crate) fn csv_field(text: &str) -> String {
 
 pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
     let mut out = String::from(
-        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,pseudonym,identity\n",
+        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,pseudonym,identity,payment_ref,refund_id\n",
     );
     for attendee in attendees {
         let checked_in = attendee
@@ -408,6 +431,8 @@ pub(crate) fn attendees_csv(attendees: &[Attendee]) -> String {
             checked_in.to_string(),
             csv_field(&attendee.pseudonym),
             csv_field(&attendee.identity),
+            csv_field(&attendee.payment_ref),
+            csv_field(attendee.refund_id.as_deref().unwrap_or("")),
         ];
         out.push_str(&row.join(","));
         out.push('\n');

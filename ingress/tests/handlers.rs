@@ -430,9 +430,9 @@ async fn hold_confirm_book_and_cancel() {
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(
         lines[0],
-        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,pseudonym,identity"
+        "booking_id,user,status,quantity,seats,categories,total_cents,booked_at,checked_in,pseudonym,identity,payment_ref,refund_id"
     );
-    assert!(lines[1].ends_with(",known"), "{}", lines[1]);
+    assert!(lines[1].ends_with(",known,pay_123,"), "{}", lines[1]);
     assert!(
         lines[1].starts_with(&format!(
             "{booking},alice,confirmed,2,A-1-2 A-1-3,Gold Gold,10000,"

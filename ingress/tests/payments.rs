@@ -111,7 +111,6 @@ impl Setup {
             gateway: self.gateway.clone(),
             webhook_secret: WEBHOOK_SECRET.into(),
             webhook_tolerance_s: 300,
-            currency: "EUR".into(),
         });
     }
 
@@ -900,4 +899,256 @@ async fn canceled_bookings_are_refunded_with_their_event_or_by_their_user() {
         .collect();
     reasons.sort();
     assert_eq!(reasons, ["booking_canceled", "event_canceled"]);
+}
+
+/// Pays `hold` through the fake gateway and confirms it by webhook; (booking, payment).
+async fn paid_booking(setup: &Setup, hold: &str, user: &str) -> (String, String) {
+    let paid = setup.pay(hold, user).await;
+    assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.text);
+    let payment = paid.body["payment_id"].as_str().unwrap().to_string();
+    let confirmed = setup.webhook(&setup.fake.succeed(&payment)).await;
+    assert_eq!(confirmed.body["result"], "confirmed", "{}", confirmed.text);
+    (
+        confirmed.body["booking_id"].as_str().unwrap().to_string(),
+        payment,
+    )
+}
+
+/// An event's terms (issue "Payments through a real gateway"): its currency is the
+/// payment's and the refund's; a user's cancellation under `refund: none` gives nothing
+/// back, the organiser's cancellation of the event refunds in full all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_s_terms_set_its_currency_and_what_a_cancellation_refunds() {
+    let mut setup = Setup::start(true).await;
+    setup.start_worker();
+    let mut body = event_body("Yen show", 10, 300);
+    body["currency"] = json!("JPY");
+    body["cancellation"] = json!({"until_hours_before_start": 24, "refund": "none"});
+    let event = create_event(&setup.router(), body).await;
+    let shown = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (&shown.body["currency"], &shown.body["cancellation"]),
+        (
+            &json!("JPY"),
+            &json!({"until_hours_before_start": 24, "refund": "none"})
+        ),
+        "{}",
+        shown.text
+    );
+    let first_hold = setup.hold(&event, "ana", &["A-1-1"]).await;
+    let paid = setup.pay(&first_hold, "ana").await;
+    assert_eq!(paid.body["currency"], "JPY", "{}", paid.text);
+    let (first_booking, first_payment) = paid_booking(&setup, &first_hold, "ana").await;
+    let second_hold = setup.hold(&event, "ana", &["A-1-2"]).await;
+    let (second_booking, second_payment) = paid_booking(&setup, &second_hold, "ana").await;
+    // The user cancels the first (before the cut-off): no refund under `refund: none`.
+    let canceled = call(
+        &setup.router(),
+        Method::DELETE,
+        &format!("/v1/bookings/{first_booking}"),
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text);
+    // The organiser cancels the event: the second is refunded in full, in yen.
+    let event_canceled = call(
+        &setup.router(),
+        Method::DELETE,
+        &format!("/v1/admin/events/{event}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        event_canceled.status,
+        StatusCode::OK,
+        "{}",
+        event_canceled.text
+    );
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let shown = call(
+            &setup.router(),
+            Method::GET,
+            &format!("/v1/bookings/{second_booking}"),
+            Some(&token("ana")),
+            None,
+        )
+        .await;
+        if shown.body.get("refund_id").is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refunded: {}", shown.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker follows outcomes in order: had the first cancellation been due back, its
+    // record would be in the control log before the second's.
+    let due: Vec<(String, String, String)> = setup
+        .control_records()
+        .into_iter()
+        .filter_map(|record| match record {
+            ControlRecord::PaymentRefundDue {
+                payment_id,
+                currency,
+                reason,
+                ..
+            } => Some((payment_id, currency, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        due,
+        [(
+            second_payment.clone(),
+            "JPY".to_string(),
+            "event_canceled".to_string()
+        )]
+    );
+    let refunds = setup.fake.refunds();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(
+        (refunds[0].payment_id.as_str(), refunds[0].amount_cents),
+        (second_payment.as_str(), 5000)
+    );
+    assert!(refunds
+        .iter()
+        .all(|refund| refund.payment_id != first_payment));
+    // The organiser sees the refund on the attendees list (JSON and CSV).
+    let attendees = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/admin/events/{event}/attendees"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let listed: Vec<(Value, Value, Value)> = attendees.body["attendees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attendee| {
+            (
+                attendee["booking_id"].clone(),
+                attendee["payment_ref"].clone(),
+                attendee.get("refund_id").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (json!(first_booking), json!(first_payment), Value::Null),
+            (
+                json!(second_booking),
+                json!(second_payment),
+                json!(refunds[0].id)
+            ),
+        ],
+        "{}",
+        attendees.text
+    );
+    let csv = call_with(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/admin/events/{event}/attendees"),
+        Some(ADMIN),
+        &[("accept", "text/csv")],
+        None,
+    )
+    .await;
+    assert!(
+        csv.text
+            .lines()
+            .any(|line| line.ends_with(&format!(",{second_payment},{}", refunds[0].id))),
+        "{}",
+        csv.text
+    );
+}
+
+/// Past the cut-off a user's cancel is refused with its reason and changes nothing; bad
+/// terms are 400 naming the field, with nothing appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellations_close_at_the_cutoff_and_bad_terms_are_refused() {
+    let setup = Setup::start(true).await;
+    // Starts in an hour; cancellations closed two hours before the start: already closed.
+    let mut body = event_body("Soon", 10, 300);
+    body["starts_at"] = json!(rfc3339(now_s() + 3_600));
+    body["cancellation"] = json!({"until_hours_before_start": 2, "refund": "full"});
+    let event = create_event(&setup.router(), body).await;
+    let shown = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/events/{event}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(shown.body["currency"], "EUR", "the deployment's default");
+    let hold = setup.hold(&event, "ana", &["A-1-1"]).await;
+    let (booking, _) = paid_booking(&setup, &hold, "ana").await;
+    let refused = call(
+        &setup.router(),
+        Method::DELETE,
+        &format!("/v1/bookings/{booking}"),
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.reason()),
+        (StatusCode::CONFLICT, "cancellation_closed"),
+        "{}",
+        refused.text
+    );
+    let still = call(
+        &setup.router(),
+        Method::GET,
+        &format!("/v1/bookings/{booking}"),
+        Some(&token("ana")),
+        None,
+    )
+    .await;
+    assert_eq!(still.body["status"], "confirmed", "{}", still.text);
+
+    let before = setup.log_ends();
+    for (terms, field) in [
+        (json!({"currency": "XYZ"}), "currency"),
+        (json!({"currency": "eur"}), "currency"),
+        (
+            json!({"cancellation": {"until_hours_before_start": 8761, "refund": "full"}}),
+            "cancellation.until_hours_before_start",
+        ),
+        (
+            json!({"cancellation": {"until_hours_before_start": 1, "refund": "half"}}),
+            "cancellation.refund",
+        ),
+    ] {
+        let mut body = event_body("Bad terms", 10, 300);
+        for (key, value) in terms.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let answer = call(
+            &setup.router(),
+            Method::POST,
+            "/v1/admin/events",
+            Some(ADMIN),
+            Some(body),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.text);
+        assert_eq!(
+            answer.body["error"]["details"]["field"], field,
+            "{}",
+            answer.text
+        );
+    }
+    assert_eq!(setup.log_ends(), before, "nothing appended");
 }

@@ -126,7 +126,12 @@
     delete box.dataset.code;
   }
 
-  const money = (cents) => `€${(cents / 100).toFixed(2)}`;
+  // Amounts are in the currency's minor unit (`*_cents`); the open event's currency
+  // (ISO 4217, `GET /v1/events/{id}`), EUR where no event is open (the list).
+  const money = (cents, currency = (state.event && state.event.currency) || 'EUR') => {
+    const format = new Intl.NumberFormat('en', { style: 'currency', currency });
+    return format.format(cents / 10 ** format.resolvedOptions().maximumFractionDigits);
+  };
   const when = (iso) => new Date(iso).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
   const element = (tag, className, text) => {
     const node = document.createElement(tag);

@@ -251,6 +251,13 @@ pub struct HoldsSpec {
     /// Best-available holds name no category this often (any category will do).
     #[serde(default)]
     pub any_category_probability: f64,
+    /// Pay each hold through the payment flow before its confirm: `POST
+    /// /v1/holds/{id}/payment`, then the confirm with the payment's id as `payment_ref`
+    /// (checked against the gateway). Needs a gateway whose payments succeed at once: the
+    /// development gateway (`payments.gateway = "test"`, `--dev`). Reported under
+    /// `confirm`. Off: confirms carry references of their own (no gateway needed).
+    #[serde(default)]
+    pub pay: bool,
 }
 
 fn one_u32() -> u32 {
@@ -273,6 +280,7 @@ impl Default for HoldsSpec {
             together_probability: 1.0,
             wait_probability: 0.0,
             any_category_probability: 0.0,
+            pay: false,
         }
     }
 }

@@ -67,6 +67,10 @@ pub enum Action {
     Confirm {
         hold: String,
     },
+    /// `holds.pay`: the hold's payment (`POST /v1/holds/{id}/payment`), before its confirm.
+    Pay {
+        hold: String,
+    },
     Release {
         hold: String,
     },
@@ -96,7 +100,8 @@ impl Action {
         match self {
             Action::HoldExact { .. } => Kind::HoldExact,
             Action::HoldBest { .. } => Kind::HoldBest,
-            Action::Confirm { .. } => Kind::Confirm,
+            // Paying is the first half of a confirm: reported with it.
+            Action::Confirm { .. } | Action::Pay { .. } => Kind::Confirm,
             Action::Release { .. } => Kind::Release,
             Action::Cancel { .. } => Kind::Cancel,
             Action::WaitlistJoin { .. } => Kind::WaitlistJoin,
@@ -185,6 +190,8 @@ pub struct Workload {
     next_user: u64,
     sequence: u64,
     payment_sequence: u64,
+    /// `holds.pay`: each paid hold's gateway payment, its confirm's `payment_ref`.
+    payments: BTreeMap<String, String>,
     holds_due: Due,
     bookings_due: Due,
     waiters_due: Due,
@@ -218,6 +225,7 @@ impl Workload {
             next_user: 1,
             sequence: 0,
             payment_sequence: 0,
+            payments: BTreeMap::new(),
             holds_due: Due::new(),
             bookings_due: Due::new(),
             waiters_due: Due::new(),
@@ -310,7 +318,7 @@ impl Workload {
             Kind::Confirm | Kind::Release => {
                 Workload::take_due(&mut self.holds_due, now).map(|hold| {
                     if kind == Kind::Confirm {
-                        Action::Confirm { hold }
+                        self.confirm_or_pay(hold)
                     } else {
                         Action::Release { hold }
                     }
@@ -353,9 +361,18 @@ impl Workload {
         }
     }
 
+    /// A due hold's confirm, or with `holds.pay` its payment first.
+    fn confirm_or_pay(&self, hold: String) -> Action {
+        if self.scenario.holds.pay && !self.payments.contains_key(&hold) {
+            Action::Pay { hold }
+        } else {
+            Action::Confirm { hold }
+        }
+    }
+
     fn any_due(&mut self, now: Duration) -> Option<Action> {
         if let Some(hold) = Workload::take_due(&mut self.holds_due, now) {
-            return Some(Action::Confirm { hold });
+            return Some(self.confirm_or_pay(hold));
         }
         if let Some(waiter) = Workload::take_due(&mut self.waiters_due, now) {
             return Some(Action::WaitlistRead { waiter });
@@ -500,14 +517,27 @@ impl Workload {
                 )
             }
             Action::Confirm { hold } => {
-                self.payment_sequence += 1;
                 let user = user_of_hold(&self.granted, hold);
+                let payment_ref = match self.payments.remove(hold) {
+                    Some(payment) => payment,
+                    None => {
+                        self.payment_sequence += 1;
+                        format!("loadgen-{}", self.payment_sequence)
+                    }
+                };
                 Call::post(
                     format!("/v1/holds/{hold}/confirm"),
                     Auth::User(user),
-                    json!({ "payment_ref": format!("loadgen-{}", self.payment_sequence) }),
+                    json!({ "payment_ref": payment_ref }),
                 )
             }
+            Action::Pay { hold } => Call {
+                method: "POST".into(),
+                path: format!("/v1/holds/{hold}/payment"),
+                auth: Auth::User(user_of_hold(&self.granted, hold)),
+                idempotency_key: None,
+                body: None,
+            },
             Action::Release { hold } => Call::delete(
                 format!("/v1/holds/{hold}"),
                 Auth::User(user_of_hold(&self.granted, hold)),
@@ -564,7 +594,7 @@ impl Workload {
     pub fn abandon(&mut self, action: &Action, now: Duration) {
         self.in_flight = self.in_flight.saturating_sub(1);
         match action {
-            Action::Confirm { hold } | Action::Release { hold } => {
+            Action::Confirm { hold } | Action::Pay { hold } | Action::Release { hold } => {
                 Workload::schedule(&mut self.holds_due, &mut self.sequence, now, hold.clone())
             }
             Action::Cancel { booking } => Workload::schedule(
@@ -634,6 +664,27 @@ impl Workload {
                     }
                 } else if let Some(tracked) = tracked {
                     self.free_seats(tracked.event, &tracked.seats);
+                }
+            }
+            Action::Pay { hold } => {
+                let payment = answer.text("/payment_id").map(str::to_string);
+                match payment {
+                    // Paid: its confirm is due at once (the gateway's word is in).
+                    Some(payment) if answer.status == 201 => {
+                        self.payments.insert(hold.clone(), payment);
+                        Workload::schedule(
+                            &mut self.holds_due,
+                            &mut self.sequence,
+                            now,
+                            hold.clone(),
+                        );
+                    }
+                    // Refused (expired, released) or unknown: the hold is over for the run.
+                    _ => {
+                        if let Some(tracked) = self.granted.holds.remove(hold) {
+                            self.free_seats(tracked.event, &tracked.seats);
+                        }
+                    }
                 }
             }
             Action::Release { hold } => {

@@ -73,6 +73,13 @@ struct Inner {
     state: Mutex<FakeState>,
     secret_key: String,
     webhook_secret: String,
+    /// While true, a refund is made but its answer waits until this turns false (a crash
+    /// test kills the caller in between: [`FakeGateway::hold_refund_answers`]).
+    refund_answers_held: tokio::sync::watch::Sender<bool>,
+    /// Refund answers held so far (the test's sign that the window is open).
+    refund_answers_withheld: tokio::sync::watch::Sender<usize>,
+    /// The Idempotency-Key of every refund request, in arrival order (retries included).
+    refund_keys: Mutex<Vec<String>>,
 }
 
 impl Inner {
@@ -116,6 +123,9 @@ impl FakeGateway {
             }),
             secret_key: secret_key.to_string(),
             webhook_secret: webhook_secret.to_string(),
+            refund_answers_held: tokio::sync::watch::Sender::new(false),
+            refund_answers_withheld: tokio::sync::watch::Sender::new(0),
+            refund_keys: Mutex::new(Vec::new()),
         });
         let router = Router::new()
             .route(
@@ -223,6 +233,29 @@ impl FakeGateway {
                 reason: refund.reason.clone(),
             })
             .collect()
+    }
+
+    /// While `held`, every refund request is carried out (the refund exists) but its answer
+    /// waits until `hold_refund_answers(false)`: the window between a gateway's refund and
+    /// the caller's record of it, for a crash test to kill the caller in.
+    pub fn hold_refund_answers(&self, held: bool) {
+        self.inner.refund_answers_held.send_replace(held);
+    }
+
+    /// Waits until at least `count` refund answers were held (see
+    /// [`FakeGateway::hold_refund_answers`]).
+    pub async fn refund_answers_withheld(&self, count: usize) {
+        let mut withheld = self.inner.refund_answers_withheld.subscribe();
+        let _ = withheld.wait_for(|withheld| *withheld >= count).await;
+    }
+
+    /// The Idempotency-Key of every refund request so far, retries included.
+    pub fn refund_keys(&self) -> Vec<String> {
+        self.inner
+            .refund_keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// How many payments exist (idempotent retries create none).
@@ -423,7 +456,31 @@ async fn create_refund(
     if let Err(response) = authorized(&inner, &headers) {
         return *response;
     }
-    idempotent(&inner, "/v1/refunds", &headers, form, |state, form| {
+    inner
+        .refund_keys
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(
+            headers
+                .get("idempotency-key")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    let response = refund(&inner, &headers, form);
+    let mut held = inner.refund_answers_held.subscribe();
+    if *held.borrow_and_update() {
+        inner
+            .refund_answers_withheld
+            .send_modify(|withheld| *withheld += 1);
+        // A caller killed meanwhile drops the connection; the refund stays made.
+        let _ = held.wait_for(|held| !*held).await;
+    }
+    response
+}
+
+fn refund(inner: &Inner, headers: &HeaderMap, form: Vec<(String, String)>) -> Response {
+    idempotent(inner, "/v1/refunds", headers, form, |state, form| {
         let Some(payment_id) = parameter(form, "payment_intent") else {
             return (
                 400,

@@ -211,11 +211,7 @@ pub fn test_stripe_mock_url(what: &str) -> Option<String> {
         }
     }
 }
-
-/// ISO 4217 as Boxoffice spells it: three ASCII upper-case letters.
-pub fn currency_valid(currency: &str) -> bool {
-    currency.len() == 3 && currency.bytes().all(|byte| byte.is_ascii_uppercase())
-}
+// Currencies are validated in one place, `engine::terms::currency_valid` (ISO 4217).
 
 #[cfg(test)]
 mod tests {
@@ -226,19 +222,5 @@ mod tests {
         let key = SecretKey::new("sk_test_very_secret");
         assert_eq!(format!("{key:?}"), "SecretKey(<redacted>)");
         assert!(!format!("{:?}", Some(&key)).contains("very_secret"));
-    }
-
-    #[test]
-    fn currencies_are_three_upper_case_letters() {
-        for (currency, valid) in [
-            ("EUR", true),
-            ("USD", true),
-            ("eur", false),
-            ("EURO", false),
-            ("E1R", false),
-            ("", false),
-        ] {
-            assert_eq!(currency_valid(currency), valid, "{currency}");
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! bookings.
 
 use super::*;
+use crate::terms::CancellationPolicy;
 
 impl Engine {
     // ---- bookings ------------------------------------------------------------------
@@ -147,6 +148,16 @@ impl Engine {
             return Err(Rejection::AlreadyUsed);
         }
         let (event, items, user) = (booking.event, booking.items.clone(), booking.user);
+        let event_state = &self.state.events[self.known_event_index(event)];
+        let policy = event_state
+            .terms
+            .as_ref()
+            .map_or(CancellationPolicy::ANY_TIME_FULL_REFUND, |terms| {
+                terms.cancellation
+            });
+        if !policy.user_may_cancel(self.state.now_ms, event_state.spec.starts_at_ms) {
+            return Err(conflict(ConflictReason::CancellationClosed));
+        }
         self.free_booking(booking_id);
         self.serve_waitlist(event);
         Ok(Reply::BookingCanceled {

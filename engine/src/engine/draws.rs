@@ -1,31 +1,11 @@
-//! The arrival window's draw (`crate::draw` has the pure rules): creating an event with
-//! one, entering it, the organiser's reveal, chaining the last second's records for the
+//! The arrival window's draw (`crate::draw` has the pure rules): giving an event one
+//! (at creation: `events`), entering it, the organiser's reveal, chaining the last second's records for the
 //! fallback seed, and making the draw at opening.
 
 use super::*;
 use crate::draw::{self, DrawSeedSource, DrawSpec, DRAW_BYTES};
 
 impl Engine {
-    pub(super) fn create_event_with_draw(
-        &mut self,
-        tenant: &str,
-        spec: &EventSpec,
-        draw: &DrawSpec,
-    ) -> Answer {
-        self.check_text("tenant", tenant, true)?;
-        self.validate_event(spec)?;
-        let draws_at_ms = self.validate_draw(spec, draw)?;
-        let reply = self.create_event(tenant, spec)?;
-        let Reply::EventCreated {
-            event: event_id, ..
-        } = &reply
-        else {
-            unreachable!("a created event is answered EventCreated");
-        };
-        self.set_draw(*event_id, draws_at_ms, draw);
-        Ok(reply)
-    }
-
     pub(super) fn open_arrival_window(
         &mut self,
         tenant: &str,
@@ -45,7 +25,7 @@ impl Engine {
     }
 
     /// Gives a validated event its draw, due at `draws_at_ms`.
-    fn set_draw(&mut self, event_id: EventId, draws_at_ms: u64, draw: &DrawSpec) {
+    pub(super) fn set_draw(&mut self, event_id: EventId, draws_at_ms: u64, draw: &DrawSpec) {
         let opens_at_ms = draws_at_ms.saturating_sub(draw.arrival_window_ms);
         let event_index = self.known_event_index(event_id);
         self.state.events[event_index].draw = Some(Box::new(Draw {

@@ -1,6 +1,8 @@
 //! Events: spec validation, create, update, cancel, and check-in at the door.
 
 use super::*;
+use crate::draw::DrawSpec;
+use crate::terms::EventTerms;
 use std::sync::Arc;
 
 impl Engine {
@@ -200,6 +202,46 @@ impl Engine {
         Ok(())
     }
 
+    /// `CreateEventWithDraw` and `CreateEventWithTerms`: an event with an arrival window,
+    /// terms of sale, or both; everything is checked before anything changes.
+    pub(super) fn create_event_with(
+        &mut self,
+        tenant: &str,
+        spec: &EventSpec,
+        draw: Option<&DrawSpec>,
+        terms: Option<&EventTerms>,
+    ) -> Answer {
+        self.check_text("tenant", tenant, true)?;
+        self.validate_event(spec)?;
+        if let Some(terms) = terms {
+            terms
+                .check()
+                .map_err(|error| invalid(format!("{}: {}", error.field, error.reason)))?;
+        }
+        let draws_at_ms = draw
+            .map(|draw| self.validate_draw(spec, draw))
+            .transpose()?;
+        let reply = self.create_event(tenant, spec)?;
+        let Reply::EventCreated {
+            event: event_id, ..
+        } = &reply
+        else {
+            unreachable!("a created event is answered EventCreated");
+        };
+        if let Some(terms) = terms {
+            let event_index = self.known_event_index(*event_id);
+            self.state.events[event_index].terms = Some(Box::new(terms.clone()));
+            self.effects.push(Effect::EventTermsSet {
+                event: *event_id,
+                terms: terms.clone(),
+            });
+        }
+        if let (Some(draw), Some(draws_at_ms)) = (draw, draws_at_ms) {
+            self.set_draw(*event_id, draws_at_ms, draw);
+        }
+        Ok(reply)
+    }
+
     pub(super) fn create_event(&mut self, tenant: &str, spec: &EventSpec) -> Answer {
         self.check_text("tenant", tenant, true)?;
         self.validate_event(spec)?;
@@ -273,6 +315,7 @@ impl Engine {
             hold_slots: Vec::new(),
             free_hold_slots: Vec::new(),
             draw: None,
+            terms: None,
         });
         Ok(Reply::EventCreated {
             event: event_id,

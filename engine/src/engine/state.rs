@@ -167,6 +167,9 @@ pub(crate) struct Event {
     pub(crate) free_hold_slots: Vec<u32>,
     /// The arrival window's draw, for an event created with one.
     pub(crate) draw: Option<Box<Draw>>,
+    /// Its terms of sale, for an event created with them (`None`:
+    /// `EventTerms::without_terms`: the deployment's currency, cancel at any time).
+    pub(crate) terms: Option<Box<crate::terms::EventTerms>>,
 }
 
 /// An event's arrival window and its draw (see `crate::draw`).

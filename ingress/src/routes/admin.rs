@@ -36,10 +36,17 @@ pub(crate) async fn create_event(
     ApiJson(body): ApiJson<CreateEventBody>,
 ) -> Result<Response, AppError> {
     let draw = validate::draw_spec(&body)?;
+    let terms = validate::event_terms(&body, &state.config().currency_default)?;
     let spec = validate::event_spec(body, &state.config().engine)?;
-    let command = match draw {
-        Some(draw) => Command::CreateEventWithDraw { tenant, spec, draw },
-        None => Command::CreateEvent { tenant, spec },
+    let command = match (draw, terms) {
+        (draw, Some(terms)) => Command::CreateEventWithTerms {
+            tenant,
+            spec,
+            draw,
+            terms,
+        },
+        (Some(draw), None) => Command::CreateEventWithDraw { tenant, spec, draw },
+        (None, None) => Command::CreateEvent { tenant, spec },
     };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
@@ -103,7 +110,11 @@ pub(crate) async fn get_event(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::event_detail(event, model.time_ms)),
+        Json(views::event_detail(
+            event,
+            model.time_ms,
+            &state.config().currency_default,
+        )),
     ))
 }
 
@@ -144,7 +155,11 @@ pub(crate) async fn patch_event(
             Ok(answer(
                 StatusCode::OK,
                 Some(outcome.offset),
-                Json(views::event_detail(event, model.time_ms)),
+                Json(views::event_detail(
+                    event,
+                    model.time_ms,
+                    &state.config().currency_default,
+                )),
             ))
         }
         Ok(other) => Err(unexpected(other)),
@@ -255,7 +270,14 @@ pub(crate) async fn attendees(
     let event = model
         .event(id)
         .ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    let mut attendees = views::attendees(&model, event);
+    let mut attendees = views::attendees(&model, event, |hold, payment_ref| {
+        state
+            .shared
+            .control
+            .refund_of(hold)
+            .filter(|refund| refund.payment_id == payment_ref)
+            .and_then(|refund| refund.refund_id)
+    });
     let applied_offset = model.applied_offset;
     // Not holding the read model (the follower's writes) across the store's reads.
     drop(model);

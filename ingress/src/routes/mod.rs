@@ -84,6 +84,7 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
     match command {
         Command::CreateEvent { tenant, .. }
         | Command::CreateEventWithDraw { tenant, .. }
+        | Command::CreateEventWithTerms { tenant, .. }
         | Command::CreateDesk { tenant, .. } => {
             let request = engine::wire::encode_request(&Request::new(command.clone()));
             state

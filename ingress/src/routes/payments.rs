@@ -42,6 +42,8 @@ fn gateway_failed(error: &GatewayError) -> AppError {
 struct HoldPrice {
     user: String,
     total_cents: u64,
+    /// The event's (ISO 4217).
+    currency: String,
     status: HoldStatus,
     booking_payment_ref: Option<String>,
 }
@@ -49,9 +51,13 @@ struct HoldPrice {
 fn hold_price(state: &AppState, hold: HoldId) -> Option<HoldPrice> {
     let model = state.model_of(hold);
     let record = model.hold(hold)?;
-    let total_cents = model
-        .event(record.view.event)
-        .map_or(0, |event| event.price_of(&record.view.items));
+    let event = model.event(record.view.event);
+    let total_cents = event.map_or(0, |event| event.price_of(&record.view.items));
+    let currency_default = &state.config().currency_default;
+    let currency = event.map_or_else(
+        || currency_default.clone(),
+        |event| event.terms(currency_default).currency,
+    );
     let booking_payment_ref = match record.status {
         HoldStatus::Confirmed(booking) => model
             .booking(booking)
@@ -61,6 +67,7 @@ fn hold_price(state: &AppState, hold: HoldId) -> Option<HoldPrice> {
     Some(HoldPrice {
         user: record.view.user.to_string(),
         total_cents,
+        currency,
         status: record.status,
         booking_payment_ref,
     })
@@ -85,7 +92,7 @@ fn not_held(status: HoldStatus) -> AppError {
 }
 
 #[utoipa::path(post, path = "/v1/holds/{hold_id}/payment", tag = "holds", params(("hold_id" = String, Path)),
-    description = "Creates the gateway payment for exactly the hold's total and the deployment's currency, once per hold \
+    description = "Creates the gateway payment for exactly the hold's total in its event's currency, once per hold \
         (the hold id is the gateway's idempotency key: a repeat answers the same payment). Pay it with the client secret \
         (Stripe.js); the gateway's webhook then confirms the hold.",
     responses((status = 201, description = "The hold's payment", body = PaymentResponse), (status = 404, body = ErrorBody),
@@ -109,7 +116,7 @@ pub(crate) async fn create_payment(
         .gateway
         .create_payment(&NewPayment {
             amount_cents: price.total_cents,
-            currency: payments.currency.clone(),
+            currency: price.currency.clone(),
             hold_id: hold.to_string(),
             idempotency_key: payment_key(hold),
         })
@@ -206,7 +213,7 @@ pub(crate) async fn webhook(
         .and_then(HoldId::parse)
         .ok_or_else(|| AppError::not_found(NotFound::Hold))?;
     let price = hold_price(&state, hold).ok_or_else(|| AppError::not_found(NotFound::Hold))?;
-    if payment.currency != payments.currency {
+    if payment.currency != price.currency {
         return refund_due(&state, hold, &payment, Reason::PaymentCurrencyMismatch).await;
     }
     if payment.amount_received_cents != price.total_cents {
@@ -318,22 +325,24 @@ pub(crate) async fn check_payment_ref(
             format!("the payment is {}, not succeeded", payment.status.name()),
         ));
     }
-    let total_cents = hold_price(state, hold).map_or(0, |price| price.total_cents);
-    if payment.currency != payments.currency {
+    let Some(price) = hold_price(state, hold) else {
+        return Err(AppError::not_found(NotFound::Hold));
+    };
+    if payment.currency != price.currency {
         return Err(AppError::conflict(
             Reason::PaymentCurrencyMismatch,
             format!(
                 "the payment is in {}, the hold's event in {}",
-                payment.currency, payments.currency
+                payment.currency, price.currency
             ),
         ));
     }
-    if payment.amount_received_cents != total_cents {
+    if payment.amount_received_cents != price.total_cents {
         return Err(AppError::conflict(
             Reason::PaymentAmountMismatch,
             format!(
-                "the payment is {} {}, the hold costs {total_cents} {}",
-                payment.amount_received_cents, payment.currency, payments.currency
+                "the payment is {} {}, the hold costs {} {}",
+                payment.amount_received_cents, payment.currency, price.total_cents, price.currency
             ),
         ));
     }
@@ -357,12 +366,15 @@ struct LoggedBooking {
     total_cents: u64,
     canceled: bool,
     booked_at_ms: u64,
+    /// The event's (ISO 4217).
+    currency: String,
 }
 
 fn tenant_bookings(state: &AppState, tenant: &str) -> Vec<LoggedBooking> {
     let mut bookings = Vec::new();
     for model in state.models() {
         for event in model.events().filter(|event| event.tenant == tenant) {
+            let currency = event.terms(&state.config().currency_default).currency;
             for booking in event.bookings.iter().filter_map(|id| model.booking(*id)) {
                 bookings.push(LoggedBooking {
                     event: event.id,
@@ -372,6 +384,7 @@ fn tenant_bookings(state: &AppState, tenant: &str) -> Vec<LoggedBooking> {
                     total_cents: booking.view.total_cents,
                     canceled: booking.canceled,
                     booked_at_ms: booking.view.booked_at_ms,
+                    currency: currency.clone(),
                 });
             }
         }
@@ -520,10 +533,10 @@ pub(crate) async fn reconciliation(
             paid_cents: payment.map_or(0, |payment| payment.amount_received_cents),
             booked_cents: booking.map_or(0, |booking| booking.total_cents),
             refunded_cents: refund.map_or(0, |refund| refund.amount_cents),
-            currency: payment.map_or_else(
-                || payments.currency.clone(),
-                |payment| payment.currency.clone(),
-            ),
+            currency: payment
+                .map(|payment| payment.currency.clone())
+                .or_else(|| booking.map(|booking| booking.currency.clone()))
+                .unwrap_or_else(|| state.config().currency_default.clone()),
         });
     };
     for payment in paid

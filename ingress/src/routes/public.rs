@@ -156,7 +156,11 @@ pub(crate) async fn event(
     Ok(answer(
         StatusCode::OK,
         model.applied_offset,
-        Json(views::event_detail(event, model.time_ms)),
+        Json(views::event_detail(
+            event,
+            model.time_ms,
+            &state.config().currency_default,
+        )),
     ))
 }
 

@@ -152,7 +152,7 @@ async fn next_frame(mut feed: Feed) -> Option<(Result<Event, Infallible>, Feed)>
         LiveFrame {
             event_id: event.id.to_string(),
             log_offset: model.applied_offset,
-            event: views::event_detail(event, model.time_ms),
+            event: views::event_detail(event, model.time_ms, &feed.state.config().currency_default),
             seats: (!event.spec.sections.is_empty()).then(|| views::seat_map(event)),
         }
     };

@@ -38,6 +38,11 @@ impl Server {
 
     /// A server on the configuration file `config` (over the built-in defaults).
     pub(crate) fn start_with(data_dir: &Path, config: &Path) -> Server {
+        Server::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`Server::start_with`] with more environment (`BOXOFFICE_…` overrides).
+    pub(crate) fn start_with_env(data_dir: &Path, config: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(boxoffice_bin())
             .current_dir(workspace_root())
             .arg("--config")
@@ -46,6 +51,7 @@ impl Server {
             .arg(data_dir)
             .env("BOXOFFICE_RATE_LIMIT_ENABLED", "false")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -208,6 +214,50 @@ async fn an_open_loop_run_verifies_and_its_counts_match_the_server_metrics() {
             report.measurements.by_route.get(route),
             "{route}: server vs loadgen"
         );
+    }
+    server.stop();
+}
+
+/// `holds.pay`: every hold is paid through the payment flow (the development gateway,
+/// whose payments succeed at once) and confirmed with its payment, which the server checks
+/// against the gateway: a confirm with a reference of the run's own would be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_pays_through_the_flow_books_every_ticket() {
+    let directory = tempfile::tempdir().unwrap();
+    let server = Server::start_with_env(
+        &directory.path().join("data"),
+        Path::new("config/default.toml"),
+        &[("BOXOFFICE_PAYMENTS_GATEWAY", "test")],
+    );
+    let client = server.client();
+    let mut flash = scenario("flash-sale", 0.002);
+    flash.load.rate_per_second = 100.0;
+    flash.load.duration_seconds = 10.0;
+    flash.holds.pay = true;
+    let out = directory.path().join("out");
+    let report = run_scenario(client.clone(), options(flash, Mode::Open, None, &out))
+        .await
+        .expect("the run completes");
+    let verification = report.verification.clone().expect("verified");
+    assert!(verification.passed, "{}", verification.summary());
+    assert_eq!(
+        report.granted.clone().unwrap().bookings_granted,
+        10,
+        "every ticket sold once, paid: {}",
+        report.table()
+    );
+    let metrics = parse_http_metrics(&client.get_text("/metrics").await.expect("metrics"));
+    for route in [
+        "POST /v1/holds/{hold_id}/payment",
+        "POST /v1/holds/{hold_id}/confirm",
+    ] {
+        let answers = report.measurements.by_route.get(route);
+        assert_eq!(
+            answers.and_then(|statuses| statuses.get("201")),
+            Some(&10),
+            "{route}: {answers:?}"
+        );
+        assert_eq!(metrics.get(route), answers, "{route}: server vs loadgen");
     }
     server.stop();
 }

@@ -20,6 +20,7 @@ mod failover;
 mod kafka_mode;
 mod loadgen_end_to_end;
 mod privacy;
+mod refunds_kill;
 mod replay_timeline;
 mod serve;
 mod serve_suite;

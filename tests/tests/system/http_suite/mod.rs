@@ -237,6 +237,14 @@ impl Service {
     /// `KAFKA_BOOTSTRAP`. `None` (with a note) when it is not set on a developer's machine;
     /// in CI (`CI=true`) an unset `KAFKA_BOOTSTRAP` fails the test: never skipped there.
     pub async fn kafka(test: &str) -> Option<Service> {
+        Service::kafka_with_env(test, Vec::new()).await
+    }
+
+    /// [`Service::kafka`] with more environment for every process (`[payments]`, say).
+    pub async fn kafka_with_env(
+        test: &str,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Option<Service> {
         let brokers = requestlog::test_kafka_bootstrap(&format!("the Kafka run of {test}"))?;
         let unique = unique_suffix();
         let requests_topic = format!("http-suite-{test}-requests-{unique}");
@@ -250,7 +258,10 @@ impl Service {
                 "BOXOFFICE_KAFKA_TRANSACTIONAL_ID",
                 format!("http-suite-{test}-{unique}"),
             ),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_env)
+        .collect::<Vec<_>>();
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path());
         // The probe opens (and so creates) the requests topic before either process starts.
@@ -317,6 +328,20 @@ impl Service {
         });
         deployment.processes.lock().unwrap().push(process);
         address
+    }
+
+    /// Kills `boxoffice effects` with SIGKILL (nothing of it runs after: its store is left
+    /// as the kill found it) and waits for it to be gone.
+    pub fn kill_effects(&self) {
+        let mut processes = self.deployment.processes.lock().unwrap();
+        let index = processes
+            .iter()
+            .position(|process| process.name == "effects")
+            .expect("an effects process was started");
+        let mut process = processes.remove(index);
+        // `Child::kill` is SIGKILL on Unix.
+        process.child.kill().unwrap();
+        process.child.wait().unwrap();
     }
 
     /// Polls `/readyz` until it answers 200 (bounded).
