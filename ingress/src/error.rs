@@ -84,6 +84,8 @@ reasons! {
     DeskNotFound = "desk_not_found",
     DeskTicketNotFound = "desk_ticket_not_found",
     WebhookNotFound = "webhook_not_found",
+    VenueNotFound = "venue_not_found",
+    TitleNotFound = "title_not_found",
     /// The event has no arrival window, so no draw.
     DrawNotFound = "draw_not_found",
     /// The effects worker no longer holds that message for the endpoint.
@@ -157,6 +159,10 @@ reasons! {
     DeskTicketsPerUserMax = "desk_tickets_per_user_max",
     /// Webhook endpoints one tenant may have (`engine::webhook::WEBHOOKS_PER_TENANT_MAX`).
     WebhooksPerTenantMax = "webhooks_per_tenant_max",
+    /// Venues one tenant may have (`catalog::VENUES_PER_TENANT_MAX`).
+    VenuesPerTenantMax = "venues_per_tenant_max",
+    /// Titles one tenant may have (`catalog::TITLES_PER_TENANT_MAX`).
+    TitlesPerTenantMax = "titles_per_tenant_max",
     /// Gateway objects one reconciliation report reads
     /// (`routes::payments::RECONCILIATION_OBJECTS_MAX`): ask for a shorter period.
     ReconciliationObjectsMax = "reconciliation_objects_max",

@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::extract::IDEMPOTENCY_KEY_CHARS_MAX;
-use crate::routes::{admin, ops, payments, public, user, web, webhooks};
+use crate::routes::{admin, catalog, ops, payments, public, user, web, webhooks};
 use crate::validate;
 use engine::EngineConfig;
 use serde_json::{json, Value};
@@ -41,6 +41,7 @@ impl Modify for Security {
         public::cities, public::events, public::venues, public::event, public::seats, public::draw, web::stream,
         admin::create_event, admin::open_arrival_window, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
+        catalog::create_venue, catalog::list_venues, catalog::get_venue, catalog::patch_venue, catalog::create_title, catalog::list_titles, catalog::put_listing, catalog::titles, catalog::shows,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         payments::create_payment, payments::webhook, payments::reconciliation,

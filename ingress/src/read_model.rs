@@ -335,6 +335,37 @@ pub(crate) struct EventFilter {
     pub(crate) include_canceled: bool,
 }
 
+impl EventFilter {
+    /// Whether the filter selects the event.
+    pub(crate) fn admits(&self, event: &EventRecord) -> bool {
+        let same = |wanted: &Option<String>, actual: &str| {
+            wanted
+                .as_ref()
+                .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
+        };
+        (self.include_canceled || !event.canceled)
+            && self
+                .tenant
+                .as_ref()
+                .is_none_or(|tenant| *tenant == event.tenant)
+            && same(&self.city, &event.spec.city)
+            && same(&self.country, &event.spec.country)
+            && same(&self.venue, &event.spec.venue)
+            && self
+                .from_ms
+                .is_none_or(|from| event.spec.starts_at_ms >= from)
+            && self.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to)
+            && (self.words.is_empty() || {
+                let text = format!(
+                    "{} {} {}",
+                    event.spec.name, event.spec.description, event.spec.venue
+                )
+                .to_lowercase();
+                self.words.iter().all(|word| text.contains(word.as_str()))
+            })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EventSort {
     Date,
@@ -493,43 +524,20 @@ impl ReadModel {
 
     /// The events `filter` selects, in no particular order.
     pub(crate) fn matching(&self, filter: &EventFilter) -> Vec<&EventRecord> {
-        let same = |wanted: &Option<String>, actual: &str| {
-            wanted
-                .as_ref()
-                .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
-        };
         self.events
             .values()
-            .filter(|event| filter.include_canceled || !event.canceled)
-            .filter(|event| {
-                filter
-                    .tenant
-                    .as_ref()
-                    .is_none_or(|tenant| *tenant == event.tenant)
-            })
-            .filter(|event| {
-                same(&filter.city, &event.spec.city)
-                    && same(&filter.country, &event.spec.country)
-                    && same(&filter.venue, &event.spec.venue)
-            })
-            .filter(|event| {
-                filter
-                    .from_ms
-                    .is_none_or(|from| event.spec.starts_at_ms >= from)
-                    && filter.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to)
-            })
-            .filter(|event| {
-                if filter.words.is_empty() {
-                    return true;
-                }
-                let text = format!(
-                    "{} {} {}",
-                    event.spec.name, event.spec.description, event.spec.venue
-                )
-                .to_lowercase();
-                filter.words.iter().all(|word| text.contains(word.as_str()))
-            })
+            .filter(|event| filter.admits(event))
             .collect()
+    }
+
+    /// Every event, canceled ones included.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &EventRecord> + '_ {
+        self.events.values()
+    }
+
+    /// Every event's id, canceled ones included.
+    pub(crate) fn event_ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.events.keys().copied()
     }
 
     /// (city, country) → events not canceled, ordered by city.

@@ -33,17 +33,29 @@ pub(crate) async fn create_event(
     State(state): State<AppState>,
     TenantAdmin(tenant): TenantAdmin,
     IdempotencyKey(key): IdempotencyKey,
-    ApiJson(body): ApiJson<CreateEventBody>,
+    ApiJson(mut body): ApiJson<CreateEventBody>,
 ) -> Result<Response, AppError> {
+    // From a venue's hall: its current chart as the seating (`routes::catalog`).
+    let listing = super::catalog::from_hall(&state, &tenant, &mut body)?;
     let draw = validate::draw_spec(&body)?;
     let spec = validate::event_spec(body, &state.config().engine)?;
     let command = match draw {
-        Some(draw) => Command::CreateEventWithDraw { tenant, spec, draw },
-        None => Command::CreateEvent { tenant, spec },
+        Some(draw) => Command::CreateEventWithDraw {
+            tenant: tenant.clone(),
+            spec,
+            draw,
+        },
+        None => Command::CreateEvent {
+            tenant: tenant.clone(),
+            spec,
+        },
     };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
         Ok(Reply::EventCreated { event, .. }) => {
+            if let Some(listing) = listing {
+                super::catalog::record_listing(&state, &tenant, *event, listing).await?;
+            }
             let response = answer(
                 StatusCode::CREATED,
                 Some(outcome.offset),

@@ -2,6 +2,7 @@
 //! command, submits it and answers from its outcome; reads answer from the read model.
 
 pub(crate) mod admin;
+pub(crate) mod catalog;
 pub(crate) mod ops;
 pub(crate) mod payments;
 pub(crate) mod public;
