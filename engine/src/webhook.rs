@@ -115,7 +115,10 @@ impl Webhooks {
         match record {
             ControlRecord::PlaceTenant { .. }
             | ControlRecord::PaymentRefundDue { .. }
-            | ControlRecord::PaymentRefunded { .. } => Ok(()),
+            | ControlRecord::PaymentRefunded { .. }
+            | ControlRecord::VenueSaved { .. }
+            | ControlRecord::TitleSaved { .. }
+            | ControlRecord::EventListed { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

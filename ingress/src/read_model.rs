@@ -369,7 +369,6 @@ impl EventFilter {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EventSort {
     Date,
-    Name,
 }
 
 /// `found` in `sort` order (ties by id), and page `page` (from 1) of `per_page` of it,
@@ -382,9 +381,6 @@ pub(crate) fn sort_and_page(
 ) -> (Vec<&EventRecord>, u64) {
     match sort {
         EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
-        EventSort::Name => {
-            found.sort_by_cached_key(|event| (event.spec.name.to_lowercase(), event.id))
-        }
     }
     let total = found.len() as u64;
     let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
@@ -528,11 +524,6 @@ impl ReadModel {
             .values()
             .filter(|event| filter.admits(event))
             .collect()
-    }
-
-    /// Every event, canceled ones included.
-    pub(crate) fn events(&self) -> impl Iterator<Item = &EventRecord> + '_ {
-        self.events.values()
     }
 
     /// Every event's id, canceled ones included.
@@ -1467,7 +1458,7 @@ mod tests {
             city: Some("LYON".into()),
             ..EventFilter::default()
         };
-        let (page, total) = model.search(&filter, EventSort::Name, 1, 20);
+        let (page, total) = model.search(&filter, EventSort::Date, 1, 20);
         assert_eq!(total, 2);
         assert_eq!(
             page.iter()

@@ -106,7 +106,6 @@ struct Fields {
 }
 
 struct Indexed {
-    index: Index,
     writer: IndexWriter,
     reader: IndexReader,
     fields: Fields,
@@ -214,7 +213,6 @@ impl Indexed {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(Indexed {
-            index,
             writer,
             reader,
             fields,
@@ -293,7 +291,7 @@ impl SearchIndex {
         models: &[&ReadModel],
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
-    ) -> tantivy::Result<(IndexReader, Field, Field, Field)> {
+    ) -> tantivy::Result<(IndexReader, Field, Field)> {
         let mut guard = self
             .indexed
             .lock()
@@ -337,7 +335,7 @@ impl SearchIndex {
             indexed.dirty = false;
         }
         let fields = &indexed.fields;
-        Ok((indexed.reader.clone(), fields.kind, fields.id, fields.text))
+        Ok((indexed.reader.clone(), fields.kind, fields.text))
     }
 
     /// The events or titles (by ordinal) whose words match every word of `query`, each
@@ -351,7 +349,7 @@ impl SearchIndex {
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
     ) -> tantivy::Result<TextMatch<u64>> {
-        let (reader, kind_field, id_field, text_field) =
+        let (reader, kind_field, text_field) =
             self.refresh(models, catalog, catalog_changes)?;
         let searcher = reader.searcher();
         let words: Vec<String> = words(query).into_iter().take(QUERY_WORDS_MAX).collect();

@@ -165,8 +165,9 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
         body[field] = value;
         body
     };
-    let too_many_rows = json!([{"name": "Huge", "seating": {"sections": [{"name": "A",
-        "rows": (0..2001).map(|row| json!({"label": row.to_string(), "seats": 1, "category": "Std"})).collect::<Vec<_>>()}]}}]);
+    let too_many_sections = json!([{"name": "Huge", "seating": {"sections": (0..201)
+        .map(|section| json!({"name": format!("S{section}"), "rows": [{"label": "1", "seats": 1, "category": "Std"}]}))
+        .collect::<Vec<_>>()}}]);
     let twice = json!([hall("Main", 1, 1), hall("Main", 1, 1)]);
     let empty_row = json!([{"name": "Main", "seating": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 0, "category": "Std"}]}]}}]);
     for (body, field) in [
@@ -174,7 +175,7 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
         (with("longitude", json!(-181)), "longitude"),
         (with("postal_code", json!("75#09")), "postal_code"),
         (with("halls", json!([])), "halls"),
-        (with("halls", too_many_rows), "halls[0].seating"),
+        (with("halls", too_many_sections), "halls[0].seating"),
         (with("halls", twice), "halls[1].name"),
         (with("halls", empty_row), "halls[0].seating.sections[0].rows[0].seats"),
         (with("name", json!(" ")), "name"),
@@ -187,6 +188,25 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
 
     let venue = make(&router, ADMIN, "/v1/admin/venues", good.clone()).await;
     let id = venue["venue_id"].as_str().unwrap();
+    // Halls added one by one until the venue would not fit one control record.
+    let big_hall = |name: &str| json!({"name": name, "seating": {"sections": [{"name": "A",
+        "rows": (0..1000).map(|row| json!({"label": row.to_string(), "seats": 1, "category": "S"})).collect::<Vec<_>>()}]}});
+    let mut refused = None;
+    for hall in 0..20 {
+        let answer = call(&router, Method::PATCH, &format!("/v1/admin/venues/{id}"), Some(ADMIN),
+            Some(json!({"halls": [big_hall(&format!("Big {hall}"))]}))).await;
+        if answer.status != StatusCode::OK {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a venue past one control record is refused");
+    assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, "halls"), "{}", refused.text);
+    // Every hall accepted before is there: nothing was skipped silently.
+    let now = call(&router, Method::GET, &format!("/v1/admin/venues/{id}"), Some(ADMIN), None).await;
+    let halls = now.body["halls"].as_array().unwrap();
+    assert!(halls.len() >= 3, "{}", now.text);
+    assert_eq!(halls.last().unwrap()["name"], json!(format!("Big {}", halls.len() - 3)));
     let mut inline_too = show(id, "Main", None, "Both", "2030-05-01T20:00:00Z");
     inline_too["seating"] = json!({"sections": [{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Gold"}]}]});
     let mut unpriced = show(id, "Main", None, "Unpriced", "2030-05-01T20:00:00Z");
@@ -196,7 +216,7 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
         (show(id, "Balcony", None, "X", "2030-05-01T20:00:00Z"), "hall"),
         (show(id, "Main", Some("tt_nope"), "X", "2030-05-01T20:00:00Z"), "title_id"),
         (inline_too, "seating"),
-        (unpriced, "category"),
+        (unpriced, "categories"),
     ] {
         let refused = call(&router, Method::POST, "/v1/admin/events", Some(ADMIN), Some(body)).await;
         assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, field), "{}", refused.text);

@@ -519,20 +519,23 @@ fn place_fields(
     Ok(())
 }
 
-/// A venue record must fit one control record; its halls are what makes it large.
+/// A venue record must fit one control record, as every reader decodes it (the decoder's
+/// limit counts the record's size in memory, not only its bytes); its halls are what
+/// makes it large. A record past it would be skipped by every reader: refused here.
 fn fits(tenant: &str, venue: &str, record: &VenueRecord) -> Result<(), AppError> {
     let encoded = engine::control::encode_control(&ControlRecord::VenueSaved {
         tenant: tenant.to_string(),
         venue: venue.to_string(),
         record: record.clone(),
     });
-    if encoded.len() > engine::control::CONTROL_RECORD_BYTES_MAX {
+    if encoded.len() > engine::control::CONTROL_RECORD_BYTES_MAX
+        || engine::control::decode_control(&encoded).is_err()
+    {
         return Err(AppError::field(
             "halls",
             format!(
-                "the venue's halls take {} bytes; at most {} (fewer or shorter rows)",
-                encoded.len(),
-                engine::control::CONTROL_RECORD_BYTES_MAX
+                "the venue's halls do not fit one control record ({} KiB as read): fewer or shorter rows, or fewer halls",
+                engine::control::CONTROL_RECORD_BYTES_MAX / 1024
             ),
         ));
     }
@@ -853,6 +856,16 @@ pub(crate) fn from_hall(
         return Err(AppError::field(
             "seating",
             "seating comes from the hall's chart: give either seating or venue_id and hall",
+        ));
+    }
+    if let Some(unpriced) = chart
+        .categories()
+        .into_iter()
+        .find(|name| !body.categories.iter().any(|category| category.name == *name))
+    {
+        return Err(AppError::field(
+            "categories",
+            format!("the hall's chart has category {unpriced:?}: price it in categories"),
         ));
     }
     body.seating = Some(seating_of(chart));
