@@ -779,7 +779,12 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (429, vec![StreamsPerAddressMax]),
             (503, vec![TooManyStreams]),
         ],
-        "create_event" => vec![(400, vec![CategoryNotFound]), (422, vec![EventsMax])],
+        // 503: an event made from a hall whose listing could not be recorded.
+        "create_event" => vec![
+            (400, vec![CategoryNotFound]),
+            (422, vec![EventsMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
         "patch_event" => vec![
             (400, vec![EmptyPatch, CategoryNotFound]),
             (404, vec![EventNotFound]),
@@ -917,6 +922,27 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         ],
         "demo_token" => vec![(404, vec![RouteNotFound])],
         "get_placement" => vec![(404, vec![TenantNotFound])],
+        "list_venues" | "list_titles" => vec![],
+        "create_venue" => vec![
+            (422, vec![VenuesPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "get_venue" => vec![(404, vec![VenueNotFound])],
+        "patch_venue" => vec![
+            (400, vec![EmptyPatch]),
+            (404, vec![VenueNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "create_title" => vec![
+            (422, vec![TitlesPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "put_listing" => vec![
+            (404, vec![EventNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "titles" => vec![(400, vec![InvalidField])],
+        "shows" => vec![(400, vec![InvalidField]), (404, vec![TitleNotFound])],
         "list_webhooks" => vec![],
         "create_webhook" => vec![
             (400, vec![WebhookUrlUnreachable, WebhookAddressPrivate]),

@@ -596,9 +596,9 @@ fn tenant_venue(state: &AppState, tenant: &str, venue: &str) -> Result<VenueResp
 
 #[utoipa::path(post, path = "/v1/admin/venues", tag = "admin", request_body = CreateVenueBody,
     responses((status = 201, description = "Created; each hall's chart is version 1", body = VenueResponse),
-        (status = 400, description = "invalid_field: details.field names it (a chart over the limits: halls[i].seating...)", body = ErrorBody),
-        (status = 422, description = "venues_per_tenant_max", body = ErrorBody),
-        (status = 503, description = "no_control_log, log_not_writable", body = ErrorBody)),
+        (status = 400, description = "A field is invalid: details.field names it (a chart over the limits: halls[i].seating...)", body = ErrorBody),
+        (status = 422, description = "The tenant has its most venues", body = ErrorBody),
+        (status = 503, description = "The control log cannot be written", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn create_venue(
     State(state): State<AppState>,
@@ -659,7 +659,7 @@ pub(crate) async fn list_venues(
 }
 
 #[utoipa::path(get, path = "/v1/admin/venues/{venue_id}", tag = "admin", params(("venue_id" = String, Path)),
-    responses((status = 200, description = "The venue", body = VenueResponse), (status = 404, description = "venue_not_found", body = ErrorBody)),
+    responses((status = 200, description = "The venue", body = VenueResponse), (status = 404, description = "No such venue of this tenant", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn get_venue(
     State(state): State<AppState>,
@@ -671,9 +671,9 @@ pub(crate) async fn get_venue(
 
 #[utoipa::path(patch, path = "/v1/admin/venues/{venue_id}", tag = "admin", params(("venue_id" = String, Path)), request_body = PatchVenueBody,
     responses((status = 200, description = "The venue; a hall whose chart changed has the next chart version", body = VenueResponse),
-        (status = 400, description = "invalid_field, empty_patch", body = ErrorBody),
-        (status = 404, description = "venue_not_found", body = ErrorBody),
-        (status = 503, description = "no_control_log, log_not_writable", body = ErrorBody)),
+        (status = 400, description = "A field is invalid, or the patch changes nothing", body = ErrorBody),
+        (status = 404, description = "No such venue of this tenant", body = ErrorBody),
+        (status = 503, description = "The control log cannot be written", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn patch_venue(
     State(state): State<AppState>,
@@ -750,9 +750,9 @@ fn title_response(id: &str, title: &TitleRecord) -> TitleResponse {
 
 #[utoipa::path(post, path = "/v1/admin/titles", tag = "admin", request_body = CreateTitleBody,
     responses((status = 201, description = "Created", body = TitleResponse),
-        (status = 400, description = "invalid_field", body = ErrorBody),
-        (status = 422, description = "titles_per_tenant_max", body = ErrorBody),
-        (status = 503, description = "no_control_log, log_not_writable", body = ErrorBody)),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 422, description = "The tenant has its most titles", body = ErrorBody),
+        (status = 503, description = "The control log cannot be written", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn create_title(
     State(state): State<AppState>,
@@ -922,9 +922,9 @@ pub(crate) async fn record_listing(
 
 #[utoipa::path(put, path = "/v1/admin/events/{event_id}/listing", tag = "admin", params(("event_id" = String, Path)), request_body = ListingBody,
     responses((status = 200, description = "The event's listing", body = ListingResponse),
-        (status = 400, description = "invalid_field: an unknown venue_id, hall, title_id or chart_version", body = ErrorBody),
-        (status = 404, description = "event_not_found", body = ErrorBody),
-        (status = 503, description = "no_control_log, log_not_writable", body = ErrorBody)),
+        (status = 400, description = "An unknown venue_id, hall, title_id or chart_version", body = ErrorBody),
+        (status = 404, description = "No such event of this tenant", body = ErrorBody),
+        (status = 503, description = "The control log cannot be written", body = ErrorBody)),
     security(("admin_key" = [])))]
 pub(crate) async fn put_listing(
     State(state): State<AppState>,
@@ -1033,7 +1033,7 @@ struct TitleFound<'a> {
 
 #[utoipa::path(get, path = "/v1/titles", tag = "public", params(TitlesQuery),
     responses((status = 200, description = "A page of titles with shows matching the search", body = TitlesResponse),
-        (status = 400, description = "invalid_field: details.field names it (lat, lng, radius_km, postal_code, sort, ...)", body = ErrorBody)))]
+        (status = 400, description = "A parameter is invalid: details.field names it (lat, lng, radius_km, postal_code, sort, ...)", body = ErrorBody)))]
 pub(crate) async fn titles(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TitlesQuery>,
@@ -1161,8 +1161,8 @@ fn day(text: &str) -> Result<(u64, u64), AppError> {
 
 #[utoipa::path(get, path = "/v1/titles/{title_id}/shows", tag = "public", params(("title_id" = String, Path), ShowsQuery),
     responses((status = 200, description = "The title's shows (not canceled) by venue, each with its seat map's address", body = ShowsResponse),
-        (status = 400, description = "invalid_field: date", body = ErrorBody),
-        (status = 404, description = "title_not_found", body = ErrorBody)))]
+        (status = 400, description = "date is not a day", body = ErrorBody),
+        (status = 404, description = "No such title", body = ErrorBody)))]
 pub(crate) async fn shows(
     State(state): State<AppState>,
     ApiPath(title_id): ApiPath<String>,
