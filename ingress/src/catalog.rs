@@ -282,6 +282,9 @@ mod tests {
         catalog.list("acme", listing("tt_1"));
         catalog.list("acme", listing("tt_2"));
         assert_eq!(catalog.shows("acme", "tt_1").count(), 0);
-        assert_eq!(catalog.shows("acme", "tt_2").collect::<Vec<_>>(), [EventId(4)]);
+        assert_eq!(
+            catalog.shows("acme", "tt_2").collect::<Vec<_>>(),
+            [EventId(4)]
+        );
     }
 }

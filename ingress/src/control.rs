@@ -326,8 +326,12 @@ impl Control {
             }
         }
         let (tenant, saved) = match &record {
-            ControlRecord::VenueSaved { tenant, venue, .. } => (tenant.clone(), Some((true, venue.clone()))),
-            ControlRecord::TitleSaved { tenant, title, .. } => (tenant.clone(), Some((false, title.clone()))),
+            ControlRecord::VenueSaved { tenant, venue, .. } => {
+                (tenant.clone(), Some((true, venue.clone())))
+            }
+            ControlRecord::TitleSaved { tenant, title, .. } => {
+                (tenant.clone(), Some((false, title.clone())))
+            }
             _ => (String::new(), None),
         };
         self.append_applied(writer, &record, timeout)
@@ -450,7 +454,9 @@ impl Control {
                     .save_title(&tenant, &title, record);
                 match saved {
                     Ok(()) => self.search_changes.note_title(&tenant, &title),
-                    Err(skipped) => tracing::warn!(offset, ?skipped, "title control record skipped"),
+                    Err(skipped) => {
+                        tracing::warn!(offset, ?skipped, "title control record skipped")
+                    }
                 }
             }
             Ok(ControlRecord::EventListed { tenant, listing }) => {

@@ -221,7 +221,13 @@ impl Indexed {
         })
     }
 
-    fn put_event(&mut self, models: &[&ReadModel], shard_count: u32, event: EventId, catalog: &Catalog) {
+    fn put_event(
+        &mut self,
+        models: &[&ReadModel],
+        shard_count: u32,
+        event: EventId,
+        catalog: &Catalog,
+    ) {
         let key = format!("e{}", u64::from(event));
         self.dirty = true;
         self.writer
@@ -349,8 +355,7 @@ impl SearchIndex {
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
     ) -> tantivy::Result<TextMatch<u64>> {
-        let (reader, kind_field, text_field) =
-            self.refresh(models, catalog, catalog_changes)?;
+        let (reader, kind_field, text_field) = self.refresh(models, catalog, catalog_changes)?;
         let searcher = reader.searcher();
         let words: Vec<String> = words(query).into_iter().take(QUERY_WORDS_MAX).collect();
         let of_kind: Box<dyn Query> = Box::new(TermQuery::new(
@@ -406,7 +411,10 @@ impl SearchIndex {
                     Box::new(FuzzyTermQuery::new(term, distance_for(word).max(1), true)),
                 ),
             ]);
-            let top = searcher.search(&near, &TopDocs::with_limit(SUGGESTION_DOCS_MAX).order_by_score())?;
+            let top = searcher.search(
+                &near,
+                &TopDocs::with_limit(SUGGESTION_DOCS_MAX).order_by_score(),
+            )?;
             let mut counts: HashMap<String, usize> = HashMap::new();
             for (_, address) in top {
                 let doc: TantivyDocument = searcher.doc(address)?;
@@ -419,7 +427,11 @@ impl SearchIndex {
             let best = counts
                 .into_iter()
                 .map(|(candidate, count)| {
-                    (strsim::damerau_levenshtein(word, &candidate), std::cmp::Reverse(count), candidate)
+                    (
+                        strsim::damerau_levenshtein(word, &candidate),
+                        std::cmp::Reverse(count),
+                        candidate,
+                    )
                 })
                 .filter(|(distance, _, _)| *distance > 0 && *distance <= 2)
                 .min();

@@ -108,51 +108,129 @@ fn names(answer: &Answer) -> Vec<String> {
 async fn venues_are_per_tenant_and_charts_are_versioned() {
     let discovery = Discovery::start(config());
     let router = discovery.router();
-    let venue = make(&router, ADMIN, "/v1/admin/venues", venue_body("Olympia", "Paris", "75009", 48.8703, 2.3286)).await;
+    let venue = make(
+        &router,
+        ADMIN,
+        "/v1/admin/venues",
+        venue_body("Olympia", "Paris", "75009", 48.8703, 2.3286),
+    )
+    .await;
     let id = venue["venue_id"].as_str().unwrap().to_string();
     assert!(id.starts_with("vn_"), "{id}");
     assert_eq!(
-        (&venue["halls"][0]["chart_version"], &venue["halls"][0]["seats"], &venue["latitude"]),
+        (
+            &venue["halls"][0]["chart_version"],
+            &venue["halls"][0]["seats"],
+            &venue["latitude"]
+        ),
         (&json!(1), &json!(10), &json!(48.8703))
     );
 
     // An event from the hall takes its chart and the venue's place.
-    let event = create_event(&router, show(&id, "Main", None, "Concert", "2030-05-01T20:00:00Z")).await;
+    let event = create_event(
+        &router,
+        show(&id, "Main", None, "Concert", "2030-05-01T20:00:00Z"),
+    )
+    .await;
     let detail = get(&router, &format!("/v1/events/{event}")).await;
     assert_eq!(
-        (&detail.body["venue"], &detail.body["city"], &detail.body["capacity"]),
+        (
+            &detail.body["venue"],
+            &detail.body["city"],
+            &detail.body["capacity"]
+        ),
         (&json!("Olympia"), &json!("Paris"), &json!(10))
     );
 
     // A changed chart is version 2; the event keeps version 1's seats.
-    let patched = call(&router, Method::PATCH, &format!("/v1/admin/venues/{id}"), Some(ADMIN),
-        Some(json!({"halls": [hall("Main", 3, 5)], "postal_code": "75 009"}))).await;
+    let patched = call(
+        &router,
+        Method::PATCH,
+        &format!("/v1/admin/venues/{id}"),
+        Some(ADMIN),
+        Some(json!({"halls": [hall("Main", 3, 5)], "postal_code": "75 009"})),
+    )
+    .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
     assert_eq!(
-        (&patched.body["halls"][0]["chart_version"], &patched.body["halls"][0]["seats"], &patched.body["halls"][1]["chart_version"]),
+        (
+            &patched.body["halls"][0]["chart_version"],
+            &patched.body["halls"][0]["seats"],
+            &patched.body["halls"][1]["chart_version"]
+        ),
         (&json!(2), &json!(15), &json!(1))
     );
     let again = get(&router, &format!("/v1/events/{event}")).await;
     assert_eq!(again.body["capacity"], json!(10));
-    let newer = create_event(&router, show(&id, "Main", None, "Encore", "2030-05-02T20:00:00Z")).await;
-    assert_eq!(get(&router, &format!("/v1/events/{newer}")).await.body["capacity"], json!(15));
-    let unchanged = call(&router, Method::PATCH, &format!("/v1/admin/venues/{id}"), Some(ADMIN),
-        Some(json!({"halls": [hall("Main", 3, 5)]}))).await;
-    assert_eq!((unchanged.status, unchanged.reason()), (StatusCode::BAD_REQUEST, "empty_patch"));
+    let newer = create_event(
+        &router,
+        show(&id, "Main", None, "Encore", "2030-05-02T20:00:00Z"),
+    )
+    .await;
+    assert_eq!(
+        get(&router, &format!("/v1/events/{newer}")).await.body["capacity"],
+        json!(15)
+    );
+    let unchanged = call(
+        &router,
+        Method::PATCH,
+        &format!("/v1/admin/venues/{id}"),
+        Some(ADMIN),
+        Some(json!({"halls": [hall("Main", 3, 5)]})),
+    )
+    .await;
+    assert_eq!(
+        (unchanged.status, unchanged.reason()),
+        (StatusCode::BAD_REQUEST, "empty_patch")
+    );
 
     // Tenant isolation: the other tenant neither lists, reads, changes nor uses it.
-    let theirs = call(&router, Method::GET, "/v1/admin/venues", Some(OTHER_ADMIN), None).await;
+    let theirs = call(
+        &router,
+        Method::GET,
+        "/v1/admin/venues",
+        Some(OTHER_ADMIN),
+        None,
+    )
+    .await;
     assert_eq!(theirs.body["venues"], json!([]));
     let mine = call(&router, Method::GET, "/v1/admin/venues", Some(ADMIN), None).await;
     assert_eq!(mine.body["venues"].as_array().unwrap().len(), 1);
-    for (method, body) in [(Method::GET, None), (Method::PATCH, Some(json!({"name": "Mine now"})))] {
-        let other = call(&router, method, &format!("/v1/admin/venues/{id}"), Some(OTHER_ADMIN), body).await;
-        assert_eq!((other.status, other.reason()), (StatusCode::NOT_FOUND, "venue_not_found"), "{}", other.text);
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(json!({"name": "Mine now"}))),
+    ] {
+        let other = call(
+            &router,
+            method,
+            &format!("/v1/admin/venues/{id}"),
+            Some(OTHER_ADMIN),
+            body,
+        )
+        .await;
+        assert_eq!(
+            (other.status, other.reason()),
+            (StatusCode::NOT_FOUND, "venue_not_found"),
+            "{}",
+            other.text
+        );
     }
-    let borrowed = call(&router, Method::POST, "/v1/admin/events", Some(OTHER_ADMIN),
-        Some(show(&id, "Main", None, "Stolen", "2030-05-01T20:00:00Z"))).await;
-    assert_eq!((borrowed.status, borrowed.field()), (StatusCode::BAD_REQUEST, "venue_id"));
-    assert_eq!(get(&router, &format!("/v1/admin/venues/{id}")).await.status, StatusCode::UNAUTHORIZED);
+    let borrowed = call(
+        &router,
+        Method::POST,
+        "/v1/admin/events",
+        Some(OTHER_ADMIN),
+        Some(show(&id, "Main", None, "Stolen", "2030-05-01T20:00:00Z")),
+    )
+    .await;
+    assert_eq!(
+        (borrowed.status, borrowed.field()),
+        (StatusCode::BAD_REQUEST, "venue_id")
+    );
+    assert_eq!(
+        get(&router, &format!("/v1/admin/venues/{id}")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,11 +255,26 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
         (with("halls", json!([])), "halls"),
         (with("halls", too_many_sections), "halls[0].seating"),
         (with("halls", twice), "halls[1].name"),
-        (with("halls", empty_row), "halls[0].seating.sections[0].rows[0].seats"),
+        (
+            with("halls", empty_row),
+            "halls[0].seating.sections[0].rows[0].seats",
+        ),
         (with("name", json!(" ")), "name"),
     ] {
-        let refused = call(&router, Method::POST, "/v1/admin/venues", Some(ADMIN), Some(body)).await;
-        assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, field), "{}", refused.text);
+        let refused = call(
+            &router,
+            Method::POST,
+            "/v1/admin/venues",
+            Some(ADMIN),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (StatusCode::BAD_REQUEST, field),
+            "{}",
+            refused.text
+        );
     }
     let listed = call(&router, Method::GET, "/v1/admin/venues", Some(ADMIN), None).await;
     assert_eq!(listed.body["venues"], json!([]), "nothing recorded");
@@ -189,37 +282,81 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
     let venue = make(&router, ADMIN, "/v1/admin/venues", good.clone()).await;
     let id = venue["venue_id"].as_str().unwrap();
     // Halls added one by one until the venue would not fit one control record.
-    let big_hall = |name: &str| json!({"name": name, "seating": {"sections": [{"name": "A",
-        "rows": (0..1000).map(|row| json!({"label": row.to_string(), "seats": 1, "category": "S"})).collect::<Vec<_>>()}]}});
+    let big_hall = |name: &str| {
+        json!({"name": name, "seating": {"sections": [{"name": "A",
+        "rows": (0..1000).map(|row| json!({"label": row.to_string(), "seats": 1, "category": "S"})).collect::<Vec<_>>()}]}})
+    };
     let mut refused = None;
     for hall in 0..20 {
-        let answer = call(&router, Method::PATCH, &format!("/v1/admin/venues/{id}"), Some(ADMIN),
-            Some(json!({"halls": [big_hall(&format!("Big {hall}"))]}))).await;
+        let answer = call(
+            &router,
+            Method::PATCH,
+            &format!("/v1/admin/venues/{id}"),
+            Some(ADMIN),
+            Some(json!({"halls": [big_hall(&format!("Big {hall}"))]})),
+        )
+        .await;
         if answer.status != StatusCode::OK {
             refused = Some(answer);
             break;
         }
     }
     let refused = refused.expect("a venue past one control record is refused");
-    assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, "halls"), "{}", refused.text);
+    assert_eq!(
+        (refused.status, refused.field()),
+        (StatusCode::BAD_REQUEST, "halls"),
+        "{}",
+        refused.text
+    );
     // Every hall accepted before is there: nothing was skipped silently.
-    let now = call(&router, Method::GET, &format!("/v1/admin/venues/{id}"), Some(ADMIN), None).await;
+    let now = call(
+        &router,
+        Method::GET,
+        &format!("/v1/admin/venues/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
     let halls = now.body["halls"].as_array().unwrap();
     assert!(halls.len() >= 3, "{}", now.text);
-    assert_eq!(halls.last().unwrap()["name"], json!(format!("Big {}", halls.len() - 3)));
+    assert_eq!(
+        halls.last().unwrap()["name"],
+        json!(format!("Big {}", halls.len() - 3))
+    );
     let mut inline_too = show(id, "Main", None, "Both", "2030-05-01T20:00:00Z");
     inline_too["seating"] = json!({"sections": [{"name": "A", "rows": [{"label": "1", "seats": 1, "category": "Gold"}]}]});
     let mut unpriced = show(id, "Main", None, "Unpriced", "2030-05-01T20:00:00Z");
     unpriced["categories"] = json!([{"name": "Gold", "price_cents": 3000}]);
     for (body, field) in [
-        (show("vn_nope", "Main", None, "X", "2030-05-01T20:00:00Z"), "venue_id"),
-        (show(id, "Balcony", None, "X", "2030-05-01T20:00:00Z"), "hall"),
-        (show(id, "Main", Some("tt_nope"), "X", "2030-05-01T20:00:00Z"), "title_id"),
+        (
+            show("vn_nope", "Main", None, "X", "2030-05-01T20:00:00Z"),
+            "venue_id",
+        ),
+        (
+            show(id, "Balcony", None, "X", "2030-05-01T20:00:00Z"),
+            "hall",
+        ),
+        (
+            show(id, "Main", Some("tt_nope"), "X", "2030-05-01T20:00:00Z"),
+            "title_id",
+        ),
         (inline_too, "seating"),
         (unpriced, "categories"),
     ] {
-        let refused = call(&router, Method::POST, "/v1/admin/events", Some(ADMIN), Some(body)).await;
-        assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, field), "{}", refused.text);
+        let refused = call(
+            &router,
+            Method::POST,
+            "/v1/admin/events",
+            Some(ADMIN),
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (refused.status, refused.field()),
+            (StatusCode::BAD_REQUEST, field),
+            "{}",
+            refused.text
+        );
     }
     for (query, field) in [
         ("lat=91&lng=2", "lat"),
@@ -237,13 +374,21 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
     ] {
         for path in ["/v1/events", "/v1/titles"] {
             let refused = get(&router, &format!("{path}?{query}")).await;
-            assert_eq!((refused.status, refused.field()), (StatusCode::BAD_REQUEST, field), "{path}?{query}: {}", refused.text);
+            assert_eq!(
+                (refused.status, refused.field()),
+                (StatusCode::BAD_REQUEST, field),
+                "{path}?{query}: {}",
+                refused.text
+            );
         }
     }
     let day = get(&router, "/v1/titles/tt_nope/shows?date=2030-13-01").await;
     assert_eq!(day.status, StatusCode::BAD_REQUEST);
     let unknown = get(&router, "/v1/titles/tt_nope/shows").await;
-    assert_eq!((unknown.status, unknown.reason()), (StatusCode::NOT_FOUND, "title_not_found"));
+    assert_eq!(
+        (unknown.status, unknown.reason()),
+        (StatusCode::NOT_FOUND, "title_not_found")
+    );
 }
 
 /// Three venues, two titles, shows on two days; the searches of seed 002.
@@ -251,22 +396,92 @@ async fn bad_venues_and_events_are_400s_naming_the_field() {
 async fn search_by_words_place_distance_and_the_title_flow() {
     let discovery = Discovery::start(config());
     let router = discovery.router();
-    let paris = make(&router, ADMIN, "/v1/admin/venues", venue_body("Olympia", "Paris", "75009", 48.8703, 2.3286)).await;
-    let lyon = make(&router, ADMIN, "/v1/admin/venues", venue_body("Halle Tony Garnier", "Lyon", "69007", 45.7640, 4.8357)).await;
-    let marseille = make(&router, ADMIN, "/v1/admin/venues", venue_body("Le Dôme", "Marseille", "13004", 43.2965, 5.3698)).await;
+    let paris = make(
+        &router,
+        ADMIN,
+        "/v1/admin/venues",
+        venue_body("Olympia", "Paris", "75009", 48.8703, 2.3286),
+    )
+    .await;
+    let lyon = make(
+        &router,
+        ADMIN,
+        "/v1/admin/venues",
+        venue_body("Halle Tony Garnier", "Lyon", "69007", 45.7640, 4.8357),
+    )
+    .await;
+    let marseille = make(
+        &router,
+        ADMIN,
+        "/v1/admin/venues",
+        venue_body("Le Dôme", "Marseille", "13004", 43.2965, 5.3698),
+    )
+    .await;
     let (paris, lyon, marseille) = (
         paris["venue_id"].as_str().unwrap(),
         lyon["venue_id"].as_str().unwrap(),
         marseille["venue_id"].as_str().unwrap(),
     );
-    let avengers = make(&router, ADMIN, "/v1/admin/titles", json!({"name": "Avengers Endgame", "kind": "film"})).await;
+    let avengers = make(
+        &router,
+        ADMIN,
+        "/v1/admin/titles",
+        json!({"name": "Avengers Endgame", "kind": "film"}),
+    )
+    .await;
     let avengers = avengers["title_id"].as_str().unwrap();
-    let jazz = make(&router, ADMIN, "/v1/admin/titles", json!({"name": "Jazz à Vienne", "kind": "festival"})).await;
+    let jazz = make(
+        &router,
+        ADMIN,
+        "/v1/admin/titles",
+        json!({"name": "Jazz à Vienne", "kind": "festival"}),
+    )
+    .await;
     let jazz = jazz["title_id"].as_str().unwrap();
-    create_event(&router, show(paris, "Main", Some(avengers), "Avengers Endgame", "2030-05-01T18:00:00Z")).await;
-    create_event(&router, show(paris, "Studio", Some(avengers), "Avengers Endgame", "2030-05-01T21:00:00Z")).await;
-    create_event(&router, show(lyon, "Main", Some(avengers), "Avengers Endgame", "2030-05-02T20:00:00Z")).await;
-    create_event(&router, show(marseille, "Main", Some(jazz), "Jazz Night", "2030-04-01T20:00:00Z")).await;
+    create_event(
+        &router,
+        show(
+            paris,
+            "Main",
+            Some(avengers),
+            "Avengers Endgame",
+            "2030-05-01T18:00:00Z",
+        ),
+    )
+    .await;
+    create_event(
+        &router,
+        show(
+            paris,
+            "Studio",
+            Some(avengers),
+            "Avengers Endgame",
+            "2030-05-01T21:00:00Z",
+        ),
+    )
+    .await;
+    create_event(
+        &router,
+        show(
+            lyon,
+            "Main",
+            Some(avengers),
+            "Avengers Endgame",
+            "2030-05-02T20:00:00Z",
+        ),
+    )
+    .await;
+    create_event(
+        &router,
+        show(
+            marseille,
+            "Main",
+            Some(jazz),
+            "Jazz Night",
+            "2030-04-01T20:00:00Z",
+        ),
+    )
+    .await;
     // An inline event (no venue: no place) still answers the old searches.
     create_event(&router, event_body("Tests Live", 2, 300)).await;
 
@@ -275,21 +490,53 @@ async fn search_by_words_place_distance_and_the_title_flow() {
     assert_eq!(typo.body["total"], json!(3), "{}", typo.text);
     assert_eq!(typo.body["did_you_mean"], json!("avengers"));
     let exact = get(&router, "/v1/events?q=avengers%20endgame").await;
-    assert_eq!((exact.body["total"].as_u64(), exact.body.get("did_you_mean")), (Some(3), None));
-    assert_eq!(get(&router, "/v1/events?q=endg").await.body["total"], json!(3), "a prefix");
-    assert_eq!(get(&router, "/v1/events?q=zzyzx").await.body["total"], json!(0));
+    assert_eq!(
+        (exact.body["total"].as_u64(), exact.body.get("did_you_mean")),
+        (Some(3), None)
+    );
+    assert_eq!(
+        get(&router, "/v1/events?q=endg").await.body["total"],
+        json!(3),
+        "a prefix"
+    );
+    assert_eq!(
+        get(&router, "/v1/events?q=zzyzx").await.body["total"],
+        json!(0)
+    );
     let titles = get(&router, "/v1/titles?q=Avengrs%20endgme").await;
-    assert_eq!(titles.body["titles"][0]["title_id"], json!(avengers), "{}", titles.text);
+    assert_eq!(
+        titles.body["titles"][0]["title_id"],
+        json!(avengers),
+        "{}",
+        titles.text
+    );
     assert_eq!(titles.body["did_you_mean"], json!("avengers endgame"));
-    assert_eq!(get(&router, "/v1/titles?q=vienne").await.body["titles"][0]["title_id"], json!(jazz));
-    assert_eq!(get(&router, "/v1/events?q=dome").await.body["total"], json!(1), "accents folded");
+    assert_eq!(
+        get(&router, "/v1/titles?q=vienne").await.body["titles"][0]["title_id"],
+        json!(jazz)
+    );
+    assert_eq!(
+        get(&router, "/v1/events?q=dome").await.body["total"],
+        json!(1),
+        "accents folded"
+    );
 
     // Radius: Lyon is 391.5 km from the Olympia, Marseille 661 km.
-    let near = |radius: &str| format!("/v1/events?lat=48.8703&lng=2.3286&radius_km={radius}&sort=distance,date");
+    let near = |radius: &str| {
+        format!("/v1/events?lat=48.8703&lng=2.3286&radius_km={radius}&sort=distance,date")
+    };
     let close = get(&router, &near("1")).await;
-    assert_eq!(names(&close), ["Avengers Endgame", "Avengers Endgame"], "{}", close.text);
+    assert_eq!(
+        names(&close),
+        ["Avengers Endgame", "Avengers Endgame"],
+        "{}",
+        close.text
+    );
     assert_eq!(close.body["events"][0]["distance_km"], json!(0.0));
-    assert_eq!(close.body["events"][0]["starts_at"], json!("2030-05-01T18:00:00Z"));
+    assert_eq!(
+        close.body["events"][0]["starts_at"],
+        json!("2030-05-01T18:00:00Z")
+    );
     let to_lyon = distance(&get(&router, &near("1000")).await, 2);
     assert!((385.0..400.0).contains(&to_lyon), "{to_lyon}");
     let inside = get(&router, &near(&format!("{:.3}", to_lyon + 0.001))).await;
@@ -297,14 +544,23 @@ async fn search_by_words_place_distance_and_the_title_flow() {
     let outside = get(&router, &near(&format!("{:.3}", to_lyon - 0.01))).await;
     assert_eq!(outside.body["total"], json!(2));
     let all_places = get(&router, &near("1000")).await;
-    assert_eq!(all_places.body["total"], json!(4), "the inline event has no place");
+    assert_eq!(
+        all_places.body["total"],
+        json!(4),
+        "the inline event has no place"
+    );
     assert_eq!(all_places.body["events"][3]["name"], json!("Jazz Night"));
 
     // Postal code (spaces and case ignored), sort orders and paging.
     let postal = get(&router, "/v1/events?postal_code=69%20007").await;
     assert_eq!(postal.body["total"], json!(1), "{}", postal.text);
     let by_name = get(&router, "/v1/events?sort=name,date&per_page=2&page=2").await;
-    assert_eq!(names(&by_name), ["Avengers Endgame", "Jazz Night"], "{}", by_name.text);
+    assert_eq!(
+        names(&by_name),
+        ["Avengers Endgame", "Jazz Night"],
+        "{}",
+        by_name.text
+    );
     assert_eq!(by_name.body["total"], json!(5));
     let by_date = get(&router, "/v1/events?sort=date&per_page=1").await;
     assert_eq!(names(&by_date), ["Jazz Night"]);
@@ -314,36 +570,138 @@ async fn search_by_words_place_distance_and_the_title_flow() {
     // Seed 002's flow: a city → titles showing there → venues and show times → a seat map.
     let in_paris = get(&router, "/v1/titles?city=paris").await;
     assert_eq!(in_paris.body["total"], json!(1), "{}", in_paris.text);
-    assert_eq!((&in_paris.body["titles"][0]["shows"], &in_paris.body["titles"][0]["next_show_at"]),
-        (&json!(2), &json!("2030-05-01T18:00:00Z")));
+    assert_eq!(
+        (
+            &in_paris.body["titles"][0]["shows"],
+            &in_paris.body["titles"][0]["next_show_at"]
+        ),
+        (&json!(2), &json!("2030-05-01T18:00:00Z"))
+    );
     let by_distance = get(&router, "/v1/titles?lat=43.3&lng=5.37&sort=distance").await;
-    assert_eq!(by_distance.body["titles"][0]["title_id"], json!(jazz), "{}", by_distance.text);
-    let shows = get(&router, &format!("/v1/titles/{avengers}/shows?city=Paris&date=2030-05-01")).await;
+    assert_eq!(
+        by_distance.body["titles"][0]["title_id"],
+        json!(jazz),
+        "{}",
+        by_distance.text
+    );
+    let shows = get(
+        &router,
+        &format!("/v1/titles/{avengers}/shows?city=Paris&date=2030-05-01"),
+    )
+    .await;
     assert_eq!(shows.status, StatusCode::OK, "{}", shows.text);
     let venues = shows.body["venues"].as_array().unwrap();
     assert_eq!(venues.len(), 1);
     assert_eq!(venues[0]["venue_id"], json!(paris));
-    let times: Vec<&str> = venues[0]["shows"].as_array().unwrap().iter().map(|show| show["starts_at"].as_str().unwrap()).collect();
+    let times: Vec<&str> = venues[0]["shows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|show| show["starts_at"].as_str().unwrap())
+        .collect();
     assert_eq!(times, ["2030-05-01T18:00:00Z", "2030-05-01T21:00:00Z"]);
     assert_eq!(venues[0]["shows"][1]["hall"], json!("Studio"));
-    let seats = get(&router, venues[0]["shows"][0]["seats_url"].as_str().unwrap()).await;
-    assert_eq!(seats.body["sections"][0]["name"], json!("Stalls"), "{}", seats.text);
-    let next_day = get(&router, &format!("/v1/titles/{avengers}/shows?date=2030-05-02")).await;
+    let seats = get(
+        &router,
+        venues[0]["shows"][0]["seats_url"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        seats.body["sections"][0]["name"],
+        json!("Stalls"),
+        "{}",
+        seats.text
+    );
+    let next_day = get(
+        &router,
+        &format!("/v1/titles/{avengers}/shows?date=2030-05-02"),
+    )
+    .await;
     assert_eq!(next_day.body["venues"][0]["venue_id"], json!(lyon));
 
     // Titles are per tenant for their admins; re-listing moves a show between titles.
-    let theirs = call(&router, Method::GET, "/v1/admin/titles", Some(OTHER_ADMIN), None).await;
+    let theirs = call(
+        &router,
+        Method::GET,
+        "/v1/admin/titles",
+        Some(OTHER_ADMIN),
+        None,
+    )
+    .await;
     assert_eq!(theirs.body["titles"], json!([]));
-    let jazz_night = get(&router, "/v1/events?q=jazz").await.body["events"][0]["event_id"].as_str().unwrap().to_string();
-    let relisted = call(&router, Method::PUT, &format!("/v1/admin/events/{jazz_night}/listing"), Some(ADMIN),
-        Some(json!({"venue_id": marseille, "hall": "Main", "title_id": avengers}))).await;
-    assert_eq!((relisted.status, &relisted.body["chart_version"]), (StatusCode::OK, &json!(1)), "{}", relisted.text);
+    let jazz_night = get(&router, "/v1/events?q=jazz").await.body["events"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let relisted = call(
+        &router,
+        Method::PUT,
+        &format!("/v1/admin/events/{jazz_night}/listing"),
+        Some(ADMIN),
+        Some(json!({"venue_id": marseille, "hall": "Main", "title_id": avengers})),
+    )
+    .await;
+    assert_eq!(
+        (relisted.status, &relisted.body["chart_version"]),
+        (StatusCode::OK, &json!(1)),
+        "{}",
+        relisted.text
+    );
     let moved = get(&router, &format!("/v1/titles/{avengers}/shows")).await;
-    assert_eq!(moved.body["venues"].as_array().unwrap().len(), 3, "{}", moved.text);
-    assert_eq!(get(&router, "/v1/events?q=avengers").await.body["total"], json!(4), "re-indexed with its title");
-    let not_theirs = call(&router, Method::PUT, &format!("/v1/admin/events/{jazz_night}/listing"), Some(OTHER_ADMIN),
-        Some(json!({"venue_id": marseille, "hall": "Main"}))).await;
+    assert_eq!(
+        moved.body["venues"].as_array().unwrap().len(),
+        3,
+        "{}",
+        moved.text
+    );
+    assert_eq!(
+        get(&router, "/v1/events?q=avengers").await.body["total"],
+        json!(4),
+        "re-indexed with its title"
+    );
+    let not_theirs = call(
+        &router,
+        Method::PUT,
+        &format!("/v1/admin/events/{jazz_night}/listing"),
+        Some(OTHER_ADMIN),
+        Some(json!({"venue_id": marseille, "hall": "Main"})),
+    )
+    .await;
     assert_eq!(not_theirs.status, StatusCode::NOT_FOUND);
+
+    // A renamed event is found by its new words, a canceled one only when asked for.
+    let renamed = call(
+        &router,
+        Method::PATCH,
+        &format!("/v1/admin/events/{jazz_night}"),
+        Some(ADMIN),
+        Some(json!({"name": "Saxophone Evening"})),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    assert_eq!(
+        names(&get(&router, "/v1/events?q=saxophon").await),
+        ["Saxophone Evening"]
+    );
+    let canceled = call(
+        &router,
+        Method::DELETE,
+        &format!("/v1/admin/events/{jazz_night}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text);
+    assert_eq!(
+        get(&router, "/v1/events?q=saxophone").await.body["total"],
+        json!(0)
+    );
+    assert_eq!(
+        get(&router, "/v1/events?q=saxophone&include_canceled=true")
+            .await
+            .body["total"],
+        json!(1)
+    );
 }
 
 fn distance(answer: &Answer, index: usize) -> f64 {

@@ -7,7 +7,9 @@
 //! index only.
 
 use crate::api::*;
-use crate::catalog::{Catalog, Skipped, Venue, CHART_ROWS_MAX, CHART_SECTIONS_MAX, HALLS_PER_VENUE_MAX};
+use crate::catalog::{
+    Catalog, Skipped, Venue, CHART_ROWS_MAX, CHART_SECTIONS_MAX, HALLS_PER_VENUE_MAX,
+};
 use crate::control::CatalogError;
 use crate::error::{AppError, ErrorBody, Reason};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, TenantAdmin};
@@ -19,7 +21,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use engine::catalog::{Chart, ChartRow, ChartSection, HallRecord, Listing, TitleRecord, VenueRecord};
+use engine::catalog::{
+    Chart, ChartRow, ChartSection, HallRecord, Listing, TitleRecord, VenueRecord,
+};
 use engine::control::ControlRecord;
 use engine::{EventId, NotFound};
 use std::cmp::Ordering;
@@ -65,10 +69,7 @@ pub(crate) fn near(
     let (lat, lng) = match (lat, lng) {
         (None, None) => {
             if radius_km.is_some() {
-                return Err(AppError::field(
-                    "radius_km",
-                    "radius_km needs lat and lng",
-                ));
+                return Err(AppError::field("radius_km", "radius_km needs lat and lng"));
             }
             return Ok(None);
         }
@@ -90,7 +91,11 @@ pub(crate) fn near(
                 })
         })
         .transpose()?;
-    Ok(Some(Near { lat, lng, radius_km }))
+    Ok(Some(Near {
+        lat,
+        lng,
+        radius_km,
+    }))
 }
 
 /// Great-circle distance (haversine), in kilometres.
@@ -277,7 +282,12 @@ pub(crate) fn search_events(
         if !search.filter.admits(event) {
             return None;
         }
-        place_of(catalog, event.id, search.near, search.postal_code.as_deref())
+        place_of(
+            catalog,
+            event.id,
+            search.near,
+            search.postal_code.as_deref(),
+        )
     };
     let found: Vec<Found<'_>> = match &search.text {
         Some(ids) => ids
@@ -385,7 +395,11 @@ fn under(prefix: &str, mut error: AppError) -> AppError {
 
 /// A hall's chart, checked by the rules an event's inline seating is (section and row
 /// names, seats, the engine's limits), plus the chart limits.
-fn hall(index: usize, body: HallBody, limits: &engine::EngineConfig) -> Result<HallRecord, AppError> {
+fn hall(
+    index: usize,
+    body: HallBody,
+    limits: &engine::EngineConfig,
+) -> Result<HallRecord, AppError> {
     let prefix = format!("halls[{index}]");
     let name = validate::text(&format!("{prefix}.name"), &body.name, true, limits)?;
     let sections = &body.seating.sections;
@@ -469,7 +483,10 @@ fn seating_of(chart: &Chart) -> SeatingBody {
     }
 }
 
-fn halls(bodies: Vec<HallBody>, limits: &engine::EngineConfig) -> Result<Vec<HallRecord>, AppError> {
+fn halls(
+    bodies: Vec<HallBody>,
+    limits: &engine::EngineConfig,
+) -> Result<Vec<HallRecord>, AppError> {
     if bodies.is_empty() || bodies.len() > HALLS_PER_VENUE_MAX {
         return Err(AppError::field(
             "halls",
@@ -498,13 +515,19 @@ fn place_fields(
 ) -> Result<(), AppError> {
     if let Some(latitude) = latitude {
         if !latitude.is_finite() || latitude.abs() > 90.0 {
-            return Err(AppError::field("latitude", "latitude must be from -90 to 90"));
+            return Err(AppError::field(
+                "latitude",
+                "latitude must be from -90 to 90",
+            ));
         }
         record.lat_microdeg = microdeg(latitude);
     }
     if let Some(longitude) = longitude {
         if !longitude.is_finite() || longitude.abs() > 180.0 {
-            return Err(AppError::field("longitude", "longitude must be from -180 to 180"));
+            return Err(AppError::field(
+                "longitude",
+                "longitude must be from -180 to 180",
+            ));
         }
         record.lng_microdeg = microdeg(longitude);
     }
@@ -557,12 +580,19 @@ fn venue_response(id: &str, venue: &Venue) -> VenueResponse {
             .halls
             .iter()
             .map(|hall| {
-                let version = venue.current_chart(&hall.name).map_or(1, |(version, _)| version);
+                let version = venue
+                    .current_chart(&hall.name)
+                    .map_or(1, |(version, _)| version);
                 HallResponse {
                     name: hall.name.clone(),
                     chart_version: version,
                     seats: hall.chart.seat_count(),
-                    categories: hall.chart.categories().into_iter().map(str::to_string).collect(),
+                    categories: hall
+                        .chart
+                        .categories()
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
                     sections: hall
                         .chart
                         .sections
@@ -608,7 +638,12 @@ pub(crate) async fn create_venue(
     let limits = &state.config().engine;
     let mut record = VenueRecord {
         name: validate::text("name", &body.name, true, limits)?,
-        address: validate::text("address", body.address.as_deref().unwrap_or(""), false, limits)?,
+        address: validate::text(
+            "address",
+            body.address.as_deref().unwrap_or(""),
+            false,
+            limits,
+        )?,
         city: validate::text("city", &body.city, true, limits)?,
         country: validate::text("country", &body.country, true, limits)?,
         postal_code: String::new(),
@@ -640,7 +675,10 @@ pub(crate) async fn create_venue(
         .map_err(catalog_error)?;
     let made = tenant_venue(&state, &tenant, &venue)?;
     let response = (StatusCode::CREATED, Json(made)).into_response();
-    Ok(super::with_location(response, &format!("/v1/admin/venues/{venue}")))
+    Ok(super::with_location(
+        response,
+        &format!("/v1/admin/venues/{venue}"),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/admin/venues", tag = "admin",
@@ -702,10 +740,19 @@ pub(crate) async fn patch_venue(
     if let Some(address) = &body.address {
         record.address = validate::text("address", address, false, limits)?;
     }
-    place_fields(&mut record, body.latitude, body.longitude, body.postal_code.as_deref())?;
+    place_fields(
+        &mut record,
+        body.latitude,
+        body.longitude,
+        body.postal_code.as_deref(),
+    )?;
     if let Some(bodies) = body.halls {
         for changed in halls(bodies, limits)? {
-            match record.halls.iter_mut().find(|hall| hall.name == changed.name) {
+            match record
+                .halls
+                .iter_mut()
+                .find(|hall| hall.name == changed.name)
+            {
                 Some(hall) => *hall = changed,
                 None => record.halls.push(changed),
             }
@@ -718,7 +765,10 @@ pub(crate) async fn patch_venue(
         }
     }
     if record == before {
-        return Err(AppError::bad_request(Reason::EmptyPatch, "the patch changes nothing"));
+        return Err(AppError::bad_request(
+            Reason::EmptyPatch,
+            "the patch changes nothing",
+        ));
     }
     fits(&tenant, &venue, &record)?;
     state
@@ -786,7 +836,10 @@ pub(crate) async fn create_title(
         .await
         .map_err(catalog_error)?;
     let response = (StatusCode::CREATED, Json(made)).into_response();
-    Ok(super::with_location(response, &format!("/v1/titles/{title}/shows")))
+    Ok(super::with_location(
+        response,
+        &format!("/v1/titles/{title}/shows"),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/admin/titles", tag = "admin",
@@ -827,7 +880,10 @@ pub(crate) fn from_hall(
     let catalog = state.shared.control.catalog();
     if let Some(title) = &body.title_id {
         if catalog.title(tenant, title).is_none() {
-            return Err(AppError::field("title_id", "title_id: no such title of this tenant"));
+            return Err(AppError::field(
+                "title_id",
+                "title_id: no such title of this tenant",
+            ));
         }
     }
     let Some(venue_id) = body.venue_id.clone() else {
@@ -835,7 +891,10 @@ pub(crate) fn from_hall(
             return Err(AppError::field("hall", "hall needs venue_id"));
         }
         if body.title_id.is_some() {
-            return Err(AppError::field("venue_id", "an event listed under a title needs venue_id and hall"));
+            return Err(AppError::field(
+                "venue_id",
+                "an event listed under a title needs venue_id and hall",
+            ));
         }
         return Ok(None);
     };
@@ -850,7 +909,10 @@ pub(crate) fn from_hall(
         .current_chart(&hall)
         .filter(|_| venue.record.halls.iter().any(|known| known.name == hall))
         .ok_or_else(|| {
-            AppError::field("hall", format!("hall: the venue has no hall named {hall:?}"))
+            AppError::field(
+                "hall",
+                format!("hall: the venue has no hall named {hall:?}"),
+            )
         })?;
     if body.seating.is_some() {
         return Err(AppError::field(
@@ -858,11 +920,12 @@ pub(crate) fn from_hall(
             "seating comes from the hall's chart: give either seating or venue_id and hall",
         ));
     }
-    if let Some(unpriced) = chart
-        .categories()
-        .into_iter()
-        .find(|name| !body.categories.iter().any(|category| category.name == *name))
-    {
+    if let Some(unpriced) = chart.categories().into_iter().find(|name| {
+        !body
+            .categories
+            .iter()
+            .any(|category| category.name == *name)
+    }) {
         return Err(AppError::field(
             "categories",
             format!("the hall's chart has category {unpriced:?}: price it in categories"),
@@ -933,10 +996,10 @@ pub(crate) async fn put_listing(
     ApiJson(body): ApiJson<ListingBody>,
 ) -> Result<Response, AppError> {
     let event = EventId::parse(&event_id).ok_or_else(|| AppError::not_found(NotFound::Event))?;
-    if !state
+    if state
         .model_of(event)
         .event(event)
-        .is_some_and(|record| record.tenant == tenant)
+        .is_none_or(|record| record.tenant != tenant)
     {
         return Err(AppError::not_found(NotFound::Event));
     }
@@ -944,7 +1007,10 @@ pub(crate) async fn put_listing(
         let catalog = state.shared.control.catalog();
         if let Some(title) = &body.title_id {
             if catalog.title(&tenant, title).is_none() {
-                return Err(AppError::field("title_id", "title_id: no such title of this tenant"));
+                return Err(AppError::field(
+                    "title_id",
+                    "title_id: no such title of this tenant",
+                ));
             }
         }
         let venue = catalog
@@ -1039,15 +1105,31 @@ pub(crate) async fn titles(
     ApiQuery(query): ApiQuery<TitlesQuery>,
 ) -> Result<Response, AppError> {
     let (page, per_page) = page_and_size(query.page, query.per_page)?;
-    text_length(&[("q", &query.q), ("city", &query.city), ("country", &query.country)])?;
-    let near = near(query.lat.as_deref(), query.lng.as_deref(), query.radius_km.as_deref())?;
+    text_length(&[
+        ("q", &query.q),
+        ("city", &query.city),
+        ("country", &query.country),
+    ])?;
+    let near = near(
+        query.lat.as_deref(),
+        query.lng.as_deref(),
+        query.radius_km.as_deref(),
+    )?;
     let postal_code = postal_code(query.postal_code.as_deref())?;
     let sort = sort_keys(query.sort.as_deref(), SortKey::Name, near)?;
     let filter = EventFilter {
         city: query.city,
         country: query.country,
-        from_ms: query.from.as_deref().map(|from| crate::times::parse("from", from)).transpose()?,
-        to_ms: query.to.as_deref().map(|to| crate::times::parse("to", to)).transpose()?,
+        from_ms: query
+            .from
+            .as_deref()
+            .map(|from| crate::times::parse("from", from))
+            .transpose()?,
+        to_ms: query
+            .to
+            .as_deref()
+            .map(|to| crate::times::parse("to", to))
+            .transpose()?,
         ..EventFilter::default()
     };
     let shows_filtered = filter.city.is_some()
@@ -1062,7 +1144,12 @@ pub(crate) async fn titles(
     let catalog = control.catalog();
     let (text, did_you_mean) = match query.q.as_deref().filter(|q| !q.trim().is_empty()) {
         Some(q) => {
-            let matched = searched(state.shared.search.titles(q, &refs, &catalog, &control.search_changes))?;
+            let matched = searched(state.shared.search.titles(
+                q,
+                &refs,
+                &catalog,
+                &control.search_changes,
+            ))?;
             (Some(matched.found), matched.did_you_mean)
         }
         None => (None, None),
@@ -1085,7 +1172,8 @@ pub(crate) async fn titles(
             distance_km: None,
         };
         for event in catalog.shows(tenant, id) {
-            let Some(record) = refs[engine::shard_of(event.into(), count) as usize].event(event) else {
+            let Some(record) = refs[engine::shard_of(event.into(), count) as usize].event(event)
+            else {
                 continue;
             };
             if !filter.admits(record) {
@@ -1095,9 +1183,16 @@ pub(crate) async fn titles(
                 continue;
             };
             title.shows += 1;
-            title.next_show_ms = Some(title.next_show_ms.map_or(record.spec.starts_at_ms, |next| next.min(record.spec.starts_at_ms)));
+            title.next_show_ms =
+                Some(title.next_show_ms.map_or(record.spec.starts_at_ms, |next| {
+                    next.min(record.spec.starts_at_ms)
+                }));
             if let Some(distance) = distance {
-                title.distance_km = Some(title.distance_km.map_or(distance, |nearest: f64| nearest.min(distance)));
+                title.distance_km = Some(
+                    title
+                        .distance_km
+                        .map_or(distance, |nearest: f64| nearest.min(distance)),
+                );
             }
         }
         if shows_filtered && title.shows == 0 {
@@ -1108,7 +1203,11 @@ pub(crate) async fn titles(
     let (page_found, total) = sort_page(found, page, per_page, |a, b| {
         for key in &sort {
             let order = match key {
-                SortKey::Name => a.record.name.to_lowercase().cmp(&b.record.name.to_lowercase()),
+                SortKey::Name => a
+                    .record
+                    .name
+                    .to_lowercase()
+                    .cmp(&b.record.name.to_lowercase()),
                 SortKey::Date => a
                     .next_show_ms
                     .unwrap_or(u64::MAX)
@@ -1186,7 +1285,8 @@ pub(crate) async fn shows(
     let mut venues: Vec<ShowVenue> = Vec::new();
     for event in catalog.shows(tenant, &title_id) {
         let model = &models[engine::shard_of(event.into(), count) as usize];
-        let (Some(record), Some((_, listing))) = (model.event(event), catalog.listing(event)) else {
+        let (Some(record), Some((_, listing))) = (model.event(event), catalog.listing(event))
+        else {
             continue;
         };
         if !filter.admits(record) {
@@ -1205,7 +1305,10 @@ pub(crate) async fn shows(
             price_from_cents: summary.price_from_cents,
             seats_url: format!("/v1/events/{event}/seats"),
         };
-        match venues.iter_mut().find(|known| known.venue_id == listing.venue) {
+        match venues
+            .iter_mut()
+            .find(|known| known.venue_id == listing.venue)
+        {
             Some(known) => known.shows.push(show),
             None => {
                 let (latitude, longitude) = venue_point(venue);
@@ -1225,7 +1328,9 @@ pub(crate) async fn shows(
     venues.sort_by(|a, b| (&a.name, &a.venue_id).cmp(&(&b.name, &b.venue_id)));
     for venue in &mut venues {
         // RFC 3339 in UTC sorts as time does.
-        venue.shows.sort_by(|a, b| (&a.starts_at, &a.event_id).cmp(&(&b.starts_at, &b.event_id)));
+        venue
+            .shows
+            .sort_by(|a, b| (&a.starts_at, &a.event_id).cmp(&(&b.starts_at, &b.event_id)));
     }
     Ok(answer_merged(
         StatusCode::OK,

@@ -1,10 +1,10 @@
 //! Public reads, answered from the read model: no token, no log.
 
+use super::catalog;
 use crate::api::*;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::read_model::EventFilter;
-use super::catalog;
 use crate::state::AppState;
 use crate::times;
 use crate::views::{self, answer, answer_merged};
