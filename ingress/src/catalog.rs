@@ -30,6 +30,16 @@ pub(crate) struct Venue {
     pub(crate) record: VenueRecord,
     /// Hall name → (version, chart) of every version kept.
     pub(crate) charts: BTreeMap<String, Vec<(u32, Chart)>>,
+    /// The postal code as searches compare it ([`postal_key`]).
+    pub(crate) postal_key: String,
+}
+
+/// Postal codes compare without spaces and case.
+pub(crate) fn postal_key(code: &str) -> String {
+    code.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_uppercase)
+        .collect()
 }
 
 impl Venue {
@@ -44,8 +54,11 @@ impl Venue {
 
 #[derive(Default)]
 pub(crate) struct Catalog {
-    venues: BTreeMap<(String, String), Venue>,
-    titles: BTreeMap<(String, String), TitleRecord>,
+    /// Tenant → venue id → venue (nested, so a look-up by `&str` allocates nothing: a
+    /// search looks up the venue of every event it considers).
+    venues: BTreeMap<String, BTreeMap<String, Venue>>,
+    /// Tenant → title id → title.
+    titles: BTreeMap<String, BTreeMap<String, TitleRecord>>,
     /// Title id → its tenant (ids are random, so unique), for the public reads.
     title_owners: HashMap<String, String>,
     listings: HashMap<EventId, (String, Listing)>,
@@ -67,7 +80,7 @@ fn key(tenant: &str, id: &str) -> (String, String) {
 
 impl Catalog {
     pub(crate) fn venue(&self, tenant: &str, venue: &str) -> Option<&Venue> {
-        self.venues.get(&key(tenant, venue))
+        self.venues.get(tenant)?.get(venue)
     }
 
     pub(crate) fn venues_of<'a>(
@@ -75,13 +88,14 @@ impl Catalog {
         tenant: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a Venue)> + 'a {
         self.venues
-            .range(key(tenant, "")..)
-            .take_while(move |((owner, _), _)| owner == tenant)
-            .map(|((_, id), venue)| (id.as_str(), venue))
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|(id, venue)| (id.as_str(), venue))
     }
 
     pub(crate) fn title(&self, tenant: &str, title: &str) -> Option<&TitleRecord> {
-        self.titles.get(&key(tenant, title))
+        self.titles.get(tenant)?.get(title)
     }
 
     pub(crate) fn titles_of<'a>(
@@ -89,9 +103,10 @@ impl Catalog {
         tenant: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a TitleRecord)> + 'a {
         self.titles
-            .range(key(tenant, "")..)
-            .take_while(move |((owner, _), _)| owner == tenant)
-            .map(|((_, id), title)| (id.as_str(), title))
+            .get(tenant)
+            .into_iter()
+            .flatten()
+            .map(|(id, title)| (id.as_str(), title))
     }
 
     /// A title by id alone (the public reads): its tenant and record.
@@ -102,9 +117,11 @@ impl Catalog {
 
     /// Every tenant's titles: (tenant, id, title).
     pub(crate) fn all_titles(&self) -> impl Iterator<Item = (&str, &str, &TitleRecord)> {
-        self.titles
-            .iter()
-            .map(|((tenant, id), title)| (tenant.as_str(), id.as_str(), title))
+        self.titles.iter().flat_map(|(tenant, titles)| {
+            titles
+                .iter()
+                .map(move |(id, title)| (tenant.as_str(), id.as_str(), title))
+        })
     }
 
     /// The event's listing and its tenant.
@@ -129,11 +146,11 @@ impl Catalog {
     }
 
     pub(crate) fn venue_count(&self, tenant: &str) -> usize {
-        self.venues_of(tenant).count()
+        self.venues.get(tenant).map_or(0, BTreeMap::len)
     }
 
     pub(crate) fn title_count(&self, tenant: &str) -> usize {
-        self.titles_of(tenant).count()
+        self.titles.get(tenant).map_or(0, BTreeMap::len)
     }
 
     /// A venue made or changed: halls whose chart differs from their current one get the
@@ -144,16 +161,19 @@ impl Catalog {
         venue: &str,
         record: VenueRecord,
     ) -> Result<(), Skipped> {
-        let existing = self.venues.contains_key(&key(tenant, venue));
+        let existing = self.venue(tenant, venue).is_some();
         if !existing && self.venue_count(tenant) >= VENUES_PER_TENANT_MAX {
             return Err(Skipped::TooManyVenues);
         }
         let entry = self
             .venues
-            .entry(key(tenant, venue))
+            .entry(tenant.to_string())
+            .or_default()
+            .entry(venue.to_string())
             .or_insert_with(|| Venue {
                 record: record.clone(),
                 charts: BTreeMap::new(),
+                postal_key: String::new(),
             });
         for hall in &record.halls {
             let versions = entry.charts.entry(hall.name.clone()).or_default();
@@ -169,6 +189,7 @@ impl Catalog {
                 }
             }
         }
+        entry.postal_key = postal_key(&record.postal_code);
         entry.record = record;
         Ok(())
     }
@@ -179,7 +200,7 @@ impl Catalog {
         title: &str,
         record: TitleRecord,
     ) -> Result<(), Skipped> {
-        let existing = self.titles.contains_key(&key(tenant, title));
+        let existing = self.title(tenant, title).is_some();
         if !existing && self.title_count(tenant) >= TITLES_PER_TENANT_MAX {
             return Err(Skipped::TooManyTitles);
         }
@@ -191,7 +212,10 @@ impl Catalog {
         }
         self.title_owners
             .insert(title.to_string(), tenant.to_string());
-        self.titles.insert(key(tenant, title), record);
+        self.titles
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(title.to_string(), record);
         Ok(())
     }
 

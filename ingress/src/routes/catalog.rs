@@ -8,7 +8,7 @@
 
 use crate::api::*;
 use crate::catalog::{
-    Catalog, Skipped, Venue, CHART_ROWS_MAX, CHART_SECTIONS_MAX, HALLS_PER_VENUE_MAX,
+    postal_key, Catalog, Skipped, Venue, CHART_ROWS_MAX, CHART_SECTIONS_MAX, HALLS_PER_VENUE_MAX,
 };
 use crate::control::CatalogError;
 use crate::error::{AppError, ErrorBody, Reason};
@@ -122,14 +122,6 @@ fn venue_point(venue: &Venue) -> (f64, f64) {
     )
 }
 
-/// Postal codes compare without spaces and case.
-fn postal_key(code: &str) -> String {
-    code.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_uppercase)
-        .collect()
-}
-
 pub(crate) fn postal_code(text: Option<&str>) -> Result<Option<String>, AppError> {
     let Some(text) = text else { return Ok(None) };
     let key = postal_key(text);
@@ -235,7 +227,7 @@ fn place_of(
         return Some(None);
     }
     let venue = catalog.venue_of(event)?;
-    if postal_code.is_some_and(|code| postal_key(&venue.record.postal_code) != code) {
+    if postal_code.is_some_and(|code| venue.postal_key != code) {
         return None;
     }
     match near {
