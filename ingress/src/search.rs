@@ -488,3 +488,20 @@ impl SearchIndex {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_folded_and_typos_allowed_by_length() {
+        assert_eq!(
+            words("Le Dôme, CAFÉ-théâtre"),
+            ["le", "dome", "cafe", "theatre"]
+        );
+        assert_eq!(
+            ["abc", "abcd", "abcdef", "abcdefg"].map(distance_for),
+            [0, 1, 1, 2]
+        );
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 struct Discovery {
     ingress: Option<Ingress>,
-    engine: Option<runtime::Runtime>,
+    engines: Vec<runtime::Runtime>,
     _dir: tempfile::TempDir,
 }
 
@@ -22,7 +22,7 @@ impl Drop for Discovery {
         if let Some(ingress) = self.ingress.take() {
             ingress.stop();
         }
-        if let Some(engine) = self.engine.take() {
+        for engine in self.engines.drain(..) {
             let _ = engine.shutdown();
         }
     }
@@ -30,20 +30,43 @@ impl Drop for Discovery {
 
 impl Discovery {
     fn start(config: IngressConfig) -> Discovery {
+        Discovery::sharded(config, 1)
+    }
+
+    /// `shards` engine runtimes, each on its own logs, and one ingress over them.
+    fn sharded(config: IngressConfig, shards: u32) -> Discovery {
         let dir = tempfile::tempdir().unwrap();
         let open = |name: &str| {
             Arc::new(EmbeddedLog::open(dir.path().join(name), EmbeddedOptions::default()).unwrap())
         };
-        let (requests, outcomes, control) = (open("requests"), open("outcomes"), open("control"));
-        let engine = start_runtime(requests.clone(), outcomes.clone(), config.engine.clone());
-        let ingress = Ingress::start_shards(
-            config,
-            vec![ShardLogs {
+        let mut engines = Vec::new();
+        let mut logs = Vec::new();
+        for index in 0..shards {
+            let requests = open(&format!("requests-{index}"));
+            let outcomes = open(&format!("outcomes-{index}"));
+            let engine_config = engine::EngineConfig {
+                shard: engine::ShardPlace {
+                    index,
+                    count: shards,
+                },
+                ..config.engine.clone()
+            };
+            engines.push(start_runtime(
+                requests.clone(),
+                outcomes.clone(),
+                engine_config,
+            ));
+            logs.push(ShardLogs {
                 writer: Arc::new(requests.writer()),
                 outcomes: Box::new(outcomes.reader()),
                 outcomes_log_id: None,
                 engine: None,
-            }],
+            });
+        }
+        let control = open("control");
+        let ingress = Ingress::start_shards(
+            config,
+            logs,
             Some(ControlLogs {
                 writer: Arc::new(control.writer()),
                 reader: Box::new(control.reader()),
@@ -52,7 +75,7 @@ impl Discovery {
         .unwrap();
         Discovery {
             ingress: Some(ingress),
-            engine: Some(engine),
+            engines,
             _dir: dir,
         }
     }
@@ -708,4 +731,77 @@ fn distance(answer: &Answer, index: usize) -> f64 {
     answer.body["events"][index]["distance_km"]
         .as_f64()
         .unwrap_or_else(|| panic!("{}", answer.text))
+}
+
+/// Over three shards: one title's shows land on every shard (placed by their keys), and
+/// the search, the title's list and its shows merge them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_merge_every_shard() {
+    let discovery = Discovery::sharded(config(), 3);
+    let router = discovery.router();
+    let venue = make(
+        &router,
+        ADMIN,
+        "/v1/admin/venues",
+        venue_body("Olympia", "Paris", "75009", 48.8703, 2.3286),
+    )
+    .await;
+    let venue = venue["venue_id"].as_str().unwrap();
+    let title = make(
+        &router,
+        ADMIN,
+        "/v1/admin/titles",
+        json!({"name": "Avengers Endgame"}),
+    )
+    .await;
+    let title = title["title_id"].as_str().unwrap();
+    let mut shards = std::collections::BTreeSet::new();
+    for show_index in 0..9 {
+        let made = call_with(
+            &router,
+            Method::POST,
+            "/v1/admin/events",
+            Some(ADMIN),
+            &[("idempotency-key", &format!("show-{show_index}"))],
+            Some(
+                show(
+                    venue,
+                    "Main",
+                    Some(title),
+                    "Avengers Endgame",
+                    &format!("2030-05-0{}T20:00:00Z", show_index + 1),
+                )
+                .to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+        let event: u64 = made.body["event_id"].as_str().unwrap()[3..]
+            .parse()
+            .unwrap();
+        shards.insert(engine::shard_of(event, 3));
+    }
+    assert_eq!(shards.len(), 3, "the shows are on every shard");
+    let found = get(&router, "/v1/events?q=avngers&sort=date&per_page=4&page=2").await;
+    assert_eq!(found.body["total"], json!(9), "{}", found.text);
+    assert_eq!(
+        found.body["events"][0]["starts_at"],
+        json!("2030-05-05T20:00:00Z")
+    );
+    let near = get(&router, "/v1/events?lat=48.87&lng=2.33&radius_km=5").await;
+    assert_eq!(near.body["total"], json!(9), "{}", near.text);
+    let titles = get(&router, "/v1/titles?city=paris").await;
+    assert_eq!(
+        titles.body["titles"][0]["shows"],
+        json!(9),
+        "{}",
+        titles.text
+    );
+    let shows = get(&router, &format!("/v1/titles/{title}/shows")).await;
+    assert_eq!(
+        shows.body["venues"][0]["shows"].as_array().unwrap().len(),
+        9,
+        "{}",
+        shows.text
+    );
 }

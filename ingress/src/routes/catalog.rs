@@ -1334,3 +1334,58 @@ pub(crate) async fn shows(
         }),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn great_circle_distances() {
+        // Paris (Notre-Dame) to London (Trafalgar Square): 343.5 km by the IUGG mean radius.
+        let km = distance_km(48.8530, 2.3499, 51.5080, -0.1281);
+        assert!((343.0..344.0).contains(&km), "{km}");
+        assert_eq!(distance_km(10.0, 20.0, 10.0, 20.0), 0.0);
+        // Antipodes: half the circumference, no NaN from rounding.
+        let half = distance_km(0.0, 0.0, 0.0, 180.0);
+        assert!(
+            (half - std::f64::consts::PI * EARTH_RADIUS_KM).abs() < 1e-6,
+            "{half}"
+        );
+    }
+
+    #[test]
+    fn a_page_sorts_only_up_to_its_end_and_counts_everything() {
+        let found: Vec<u32> = (0..100).rev().collect();
+        let (page, total) = sort_page(found.clone(), 3, 10, |a, b| a.cmp(b));
+        assert_eq!((page, total), ((20..30).collect::<Vec<_>>(), 100));
+        let (past, total) = sort_page(found, 11, 10, |a, b| a.cmp(b));
+        assert_eq!((past.len(), total), (0, 100));
+    }
+
+    #[test]
+    fn coordinates_and_sorts_are_checked() {
+        assert!(near(Some("48.5"), Some("-2"), Some("1000"))
+            .unwrap()
+            .is_some());
+        assert_eq!(near(None, None, None).unwrap().map(|near| near.lat), None);
+        for (lat, lng, radius, field) in [
+            (Some("-90.01"), Some("0"), None, "lat"),
+            (Some("inf"), Some("0"), None, "lat"),
+            (Some("0"), Some("1e3"), None, "lng"),
+            (Some("0"), Some("0"), Some("-1"), "radius_km"),
+        ] {
+            let refused = near(lat, lng, radius).unwrap_err();
+            assert_eq!(refused.details.unwrap()["field"], field);
+        }
+        assert_eq!(
+            sort_keys(
+                Some("distance, name"),
+                SortKey::Date,
+                near(Some("1"), Some("1"), None).unwrap()
+            )
+            .unwrap(),
+            [SortKey::Distance, SortKey::Name]
+        );
+        assert!(sort_keys(Some("price"), SortKey::Date, None).is_err());
+    }
+}
