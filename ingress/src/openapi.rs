@@ -1443,7 +1443,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(writes, 16, "the writes that take an Idempotency-Key");
+        assert_eq!(writes, 18, "the writes that take an Idempotency-Key");
     }
 
     /// Every operation lists the answers any request may get, and the documented limits are

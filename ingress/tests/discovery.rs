@@ -194,6 +194,49 @@ async fn venues_are_per_tenant_and_charts_are_versioned() {
         get(&router, &format!("/v1/events/{newer}")).await.body["capacity"],
         json!(15)
     );
+    // A retried creation under its Idempotency-Key answers the venue made first; the key
+    // with another body is refused.
+    let keyed = |body: Value| {
+        call_with(
+            &router,
+            Method::POST,
+            "/v1/admin/venues",
+            Some(ADMIN),
+            &[("idempotency-key", "venue-1")],
+            Some(body.to_string()),
+        )
+    };
+    let first = keyed(venue_body("Zenith", "Paris", "75019", 48.894, 2.393)).await;
+    let retry = keyed(venue_body("Zenith", "Paris", "75019", 48.894, 2.393)).await;
+    assert_eq!(
+        (first.status, retry.status, &retry.body["venue_id"]),
+        (
+            StatusCode::CREATED,
+            StatusCode::CREATED,
+            &first.body["venue_id"]
+        )
+    );
+    let other = keyed(venue_body("Bercy", "Paris", "75012", 48.838, 2.378)).await;
+    assert_eq!(
+        (other.status, other.reason()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    let title = |name: &str| {
+        call_with(
+            &router,
+            Method::POST,
+            "/v1/admin/titles",
+            Some(ADMIN),
+            &[("idempotency-key", "title-1")],
+            Some(json!({"name": name}).to_string()),
+        )
+    };
+    let (made, again) = (title("Dune").await, title("Dune").await);
+    assert_eq!(
+        (again.status, &again.body["title_id"]),
+        (StatusCode::CREATED, &made.body["title_id"])
+    );
+    assert_eq!(title("Dune II").await.reason(), "idempotency_key_reused");
     let unchanged = call(
         &router,
         Method::PATCH,
@@ -218,7 +261,7 @@ async fn venues_are_per_tenant_and_charts_are_versioned() {
     .await;
     assert_eq!(theirs.body["venues"], json!([]));
     let mine = call(&router, Method::GET, "/v1/admin/venues", Some(ADMIN), None).await;
-    assert_eq!(mine.body["venues"].as_array().unwrap().len(), 1);
+    assert_eq!(mine.body["venues"].as_array().unwrap().len(), 2);
     for (method, body) in [
         (Method::GET, None),
         (Method::PATCH, Some(json!({"name": "Mine now"}))),

@@ -12,7 +12,7 @@ use crate::catalog::{
 };
 use crate::control::CatalogError;
 use crate::error::{AppError, ErrorBody, Reason};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, TenantAdmin};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyKey, TenantAdmin};
 use crate::read_model::{EventFilter, EventRecord, ReadModel};
 use crate::state::AppState;
 use crate::validate;
@@ -357,6 +357,24 @@ fn catalog_error(error: CatalogError) -> AppError {
     }
 }
 
+/// A new venue's or title's id: random, or, under an `Idempotency-Key`, derived from the
+/// tenant and the key, so a retry names the same id and finds it made.
+fn new_id(prefix: &str, tenant: &str, key: Option<&str>) -> String {
+    let number = match key {
+        None => rand::random::<u128>(),
+        Some(key) => {
+            let mut hasher = blake3::Hasher::new();
+            for part in [prefix, tenant, key] {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part.as_bytes());
+            }
+            let digest = hasher.finalize();
+            u128::from_le_bytes(digest.as_bytes()[..16].try_into().expect("16 bytes"))
+        }
+    };
+    format!("{prefix}_{number:032x}")
+}
+
 fn venue_not_found() -> AppError {
     AppError::new(
         StatusCode::NOT_FOUND,
@@ -617,6 +635,7 @@ fn tenant_venue(state: &AppState, tenant: &str, venue: &str) -> Result<VenueResp
 }
 
 #[utoipa::path(post, path = "/v1/admin/venues", tag = "admin", request_body = CreateVenueBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters: a retry answers the venue made first")),
     responses((status = 201, description = "Created; each hall's chart is version 1", body = VenueResponse),
         (status = 400, description = "A field is invalid: details.field names it (a chart over the limits: halls[i].seating...)", body = ErrorBody),
         (status = 422, description = "The tenant has its most venues", body = ErrorBody),
@@ -625,6 +644,7 @@ fn tenant_venue(state: &AppState, tenant: &str, venue: &str) -> Result<VenueResp
 pub(crate) async fn create_venue(
     State(state): State<AppState>,
     TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateVenueBody>,
 ) -> Result<Response, AppError> {
     let limits = &state.config().engine;
@@ -650,7 +670,18 @@ pub(crate) async fn create_venue(
         body.postal_code.as_deref(),
     )?;
     record.halls = halls(body.halls, limits)?;
-    let venue = format!("vn_{:032x}", rand::random::<u128>());
+    let venue = new_id("vn", &tenant, key.as_deref());
+    if let Some(made) = state.shared.control.catalog().venue(&tenant, &venue) {
+        // A retry: the first answer if the request is the same (the venue as it now is).
+        if made.record != record {
+            return Err(AppError::idempotency_key_reused());
+        }
+        let response = (StatusCode::CREATED, Json(venue_response(&venue, made))).into_response();
+        return Ok(super::with_location(
+            response,
+            &format!("/v1/admin/venues/{venue}"),
+        ));
+    }
     fits(&tenant, &venue, &record)?;
     state
         .shared
@@ -791,6 +822,7 @@ fn title_response(id: &str, title: &TitleRecord) -> TitleResponse {
 }
 
 #[utoipa::path(post, path = "/v1/admin/titles", tag = "admin", request_body = CreateTitleBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Up to 64 characters: a retry answers the title made first")),
     responses((status = 201, description = "Created", body = TitleResponse),
         (status = 400, description = "A field is invalid", body = ErrorBody),
         (status = 422, description = "The tenant has its most titles", body = ErrorBody),
@@ -799,6 +831,7 @@ fn title_response(id: &str, title: &TitleRecord) -> TitleResponse {
 pub(crate) async fn create_title(
     State(state): State<AppState>,
     TenantAdmin(tenant): TenantAdmin,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(body): ApiJson<CreateTitleBody>,
 ) -> Result<Response, AppError> {
     let limits = &state.config().engine;
@@ -812,7 +845,17 @@ pub(crate) async fn create_title(
             limits,
         )?,
     };
-    let title = format!("tt_{:032x}", rand::random::<u128>());
+    let title = new_id("tt", &tenant, key.as_deref());
+    if let Some(made) = state.shared.control.catalog().title(&tenant, &title) {
+        if *made != record {
+            return Err(AppError::idempotency_key_reused());
+        }
+        let response = (StatusCode::CREATED, Json(title_response(&title, made))).into_response();
+        return Ok(super::with_location(
+            response,
+            &format!("/v1/titles/{title}/shows"),
+        ));
+    }
     let made = title_response(&title, &record);
     state
         .shared
