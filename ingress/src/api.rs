@@ -38,13 +38,16 @@ pub(crate) struct EventsQuery {
     pub(crate) country: Option<String>,
     /// Venue, case-insensitive.
     pub(crate) venue: Option<String>,
-    /// Words that must all appear in the name, description or venue.
+    /// Words that must all match the name, title, venue, city or description: each as a
+    /// prefix or within one or two typos (by its length); `did_you_mean` suggests the
+    /// closest indexed spelling of a word the index does not hold.
     pub(crate) q: Option<String>,
     /// Events starting at or after this time (RFC 3339).
     pub(crate) from: Option<String>,
     /// Events starting at or before this time (RFC 3339).
     pub(crate) to: Option<String>,
-    /// `date` (default) or `name`.
+    /// `date` (default), `name`, `distance` (needs `lat`,`lng`; events without a place
+    /// last), or several, comma-separated (`distance,date`).
     pub(crate) sort: Option<String>,
     /// From 1.
     pub(crate) page: Option<u32>,
