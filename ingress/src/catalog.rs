@@ -64,6 +64,9 @@ pub(crate) struct Catalog {
     listings: HashMap<EventId, (String, Listing)>,
     /// (tenant, title) → its listed events.
     shows: BTreeMap<(String, String), BTreeSet<EventId>>,
+    /// (tenant, venue) → the events listed there: a search by place looks at the venues
+    /// first, then only at their events.
+    at_venue: HashMap<(String, String), BTreeSet<EventId>>,
 }
 
 /// Why a catalog record was skipped (identically on every ingress).
@@ -135,6 +138,27 @@ impl Catalog {
     pub(crate) fn shows(&self, tenant: &str, title: &str) -> impl Iterator<Item = EventId> + '_ {
         self.shows
             .get(&key(tenant, title))
+            .into_iter()
+            .flat_map(|events| events.iter().copied())
+    }
+
+    /// Every tenant's venues: (tenant, id, venue).
+    pub(crate) fn all_venues(&self) -> impl Iterator<Item = (&str, &str, &Venue)> {
+        self.venues.iter().flat_map(|(tenant, venues)| {
+            venues
+                .iter()
+                .map(move |(id, venue)| (tenant.as_str(), id.as_str(), venue))
+        })
+    }
+
+    /// The events listed at the venue.
+    pub(crate) fn events_at(
+        &self,
+        tenant: &str,
+        venue: &str,
+    ) -> impl Iterator<Item = EventId> + '_ {
+        self.at_venue
+            .get(&key(tenant, venue))
             .into_iter()
             .flat_map(|events| events.iter().copied())
     }
@@ -228,7 +252,14 @@ impl Catalog {
                     events.remove(&event);
                 }
             }
+            if let Some(events) = self.at_venue.get_mut(&key(&old_tenant, &old.venue)) {
+                events.remove(&event);
+            }
         }
+        self.at_venue
+            .entry(key(tenant, &listing.venue))
+            .or_default()
+            .insert(event);
         if let Some(title) = &listing.title {
             self.shows
                 .entry(key(tenant, title))
@@ -306,6 +337,10 @@ mod tests {
         catalog.list("acme", listing("tt_1"));
         catalog.list("acme", listing("tt_2"));
         assert_eq!(catalog.shows("acme", "tt_1").count(), 0);
+        assert_eq!(
+            catalog.events_at("acme", "vn_1").collect::<Vec<_>>(),
+            [EventId(4)]
+        );
         assert_eq!(
             catalog.shows("acme", "tt_2").collect::<Vec<_>>(),
             [EventId(4)]

@@ -338,10 +338,14 @@ pub(crate) struct EventFilter {
 impl EventFilter {
     /// Whether the filter selects the event.
     pub(crate) fn admits(&self, event: &EventRecord) -> bool {
+        // Case-insensitive without allocating: a search compares every event.
         let same = |wanted: &Option<String>, actual: &str| {
-            wanted
-                .as_ref()
-                .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
+            wanted.as_ref().is_none_or(|wanted| {
+                wanted
+                    .chars()
+                    .flat_map(char::to_lowercase)
+                    .eq(actual.chars().flat_map(char::to_lowercase))
+            })
         };
         (self.include_canceled || !event.canceled)
             && self

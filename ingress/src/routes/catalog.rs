@@ -213,7 +213,37 @@ pub(crate) struct EventSearch {
 struct Found<'a> {
     event: &'a EventRecord,
     distance_km: Option<f64>,
-    name: Option<String>,
+}
+
+/// Names in case-insensitive order, without allocating (a sort compares many).
+fn compare_names(a: &str, b: &str) -> Ordering {
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .cmp(b.chars().flat_map(char::to_lowercase))
+}
+
+/// The venues that pass the place filters, each with its distance.
+fn places<'a>(
+    catalog: &'a Catalog,
+    near: Option<Near>,
+    postal_code: Option<&str>,
+) -> Vec<(&'a str, &'a str, Option<f64>)> {
+    catalog
+        .all_venues()
+        .filter(|(_, _, venue)| postal_code.is_none_or(|code| venue.postal_key == code))
+        .filter_map(|(tenant, id, venue)| match near {
+            None => Some((tenant, id, None)),
+            Some(near) => {
+                let (lat, lng) = venue_point(venue);
+                let distance = distance_km(near.lat, near.lng, lat, lng);
+                (near.radius_km.is_none_or(|radius| distance <= radius)).then_some((
+                    tenant,
+                    id,
+                    Some(distance),
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Whether a listed event's venue passes the place filters; its distance.
@@ -247,7 +277,7 @@ fn compare_found(keys: &[SortKey], a: &Found<'_>, b: &Found<'_>) -> Ordering {
     for key in keys {
         let order = match key {
             SortKey::Date => a.event.spec.starts_at_ms.cmp(&b.event.spec.starts_at_ms),
-            SortKey::Name => a.name.cmp(&b.name),
+            SortKey::Name => compare_names(&a.event.spec.name, &b.event.spec.name),
             SortKey::Distance => a
                 .distance_km
                 .unwrap_or(f64::INFINITY)
@@ -269,39 +299,34 @@ pub(crate) fn search_events(
     per_page: u32,
 ) -> (Vec<EventSummary>, u64) {
     let count = models.len() as u32;
-    let by_name = search.sort.contains(&SortKey::Name);
-    let admit = |event: &EventRecord| -> Option<Option<f64>> {
-        if !search.filter.admits(event) {
-            return None;
-        }
-        place_of(
-            catalog,
-            event.id,
-            search.near,
-            search.postal_code.as_deref(),
-        )
-    };
-    let found: Vec<Found<'_>> = match &search.text {
-        Some(ids) => ids
-            .iter()
-            .filter_map(|id| models[engine::shard_of((*id).into(), count) as usize].event(*id))
-            .filter_map(|event| admit(event).map(|distance| (event, distance)))
-            .map(|(event, distance_km)| Found {
-                event,
-                distance_km,
-                name: by_name.then(|| event.spec.name.to_lowercase()),
+    let event_of = |id: EventId| models[engine::shard_of(id.into(), count) as usize].event(id);
+    let found: Vec<Found<'_>> = if search.near.is_some() || search.postal_code.is_some() {
+        // By place: the venues first, then only the events listed there.
+        places(catalog, search.near, search.postal_code.as_deref())
+            .into_iter()
+            .flat_map(|(tenant, venue, distance_km)| {
+                catalog
+                    .events_at(tenant, venue)
+                    .map(move |event| (event, distance_km))
             })
-            .collect(),
-        None => models
-            .iter()
-            .flat_map(|model| model.events())
-            .filter_map(|event| admit(event).map(|distance| (event, distance)))
-            .map(|(event, distance_km)| Found {
-                event,
-                distance_km,
-                name: by_name.then(|| event.spec.name.to_lowercase()),
+            .filter(|(event, _)| search.text.as_ref().is_none_or(|ids| ids.contains(event)))
+            .filter_map(|(event, distance_km)| {
+                event_of(event)
+                    .filter(|event| search.filter.admits(event))
+                    .map(|event| Found { event, distance_km })
             })
-            .collect(),
+            .collect()
+    } else {
+        let all: Box<dyn Iterator<Item = &EventRecord>> = match &search.text {
+            Some(ids) => Box::new(ids.iter().filter_map(|id| event_of(*id))),
+            None => Box::new(models.iter().flat_map(|model| model.events())),
+        };
+        all.filter(|event| search.filter.admits(event))
+            .map(|event| Found {
+                event,
+                distance_km: None,
+            })
+            .collect()
     };
     let (page, total) = sort_page(found, page, per_page, |a, b| {
         compare_found(&search.sort, a, b)
