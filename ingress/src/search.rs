@@ -103,6 +103,8 @@ struct Fields {
     /// The event id or the title's ordinal ([`Indexed::titles`]).
     id: Field,
     text: Field,
+    /// An event's city, lower case: `city=` selects from the index, not by a walk.
+    city: Field,
 }
 
 struct Indexed {
@@ -143,6 +145,7 @@ fn schema() -> (Schema, Fields) {
         )
         .set_stored();
     let text = builder.add_text_field("text", text_options);
+    let city = builder.add_text_field("city", STRING);
     (
         builder.build(),
         Fields {
@@ -150,6 +153,7 @@ fn schema() -> (Schema, Fields) {
             kind,
             id,
             text,
+            city,
         },
     )
 }
@@ -239,6 +243,7 @@ impl Indexed {
             doc.add_text(self.fields.kind, Kind::Event.word());
             doc.add_u64(self.fields.id, event.into());
             doc.add_text(self.fields.text, event_text(record, catalog));
+            doc.add_text(self.fields.city, record.spec.city.to_lowercase());
             // Only fails once the writer's threads died: a bug.
             self.writer
                 .add_document(doc)
@@ -297,7 +302,7 @@ impl SearchIndex {
         models: &[&ReadModel],
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
-    ) -> tantivy::Result<(IndexReader, Field, Field)> {
+    ) -> tantivy::Result<(IndexReader, Field, Field, Field)> {
         let mut guard = self
             .indexed
             .lock()
@@ -341,21 +346,29 @@ impl SearchIndex {
             indexed.dirty = false;
         }
         let fields = &indexed.fields;
-        Ok((indexed.reader.clone(), fields.kind, fields.text))
+        Ok((
+            indexed.reader.clone(),
+            fields.kind,
+            fields.text,
+            fields.city,
+        ))
     }
 
     /// The events or titles (by ordinal) whose words match every word of `query`, each
     /// within its typo distance or as a prefix; and, when a word is not in the index as
-    /// typed, the query with it replaced by the closest word that is.
+    /// typed, the query with it replaced by the closest word that is. `city`: only events
+    /// in it (case-insensitive).
     fn search(
         &self,
         kind: Kind,
         query: &str,
+        city: Option<&str>,
         models: &[&ReadModel],
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
     ) -> tantivy::Result<TextMatch<u64>> {
-        let (reader, kind_field, text_field) = self.refresh(models, catalog, catalog_changes)?;
+        let (reader, kind_field, text_field, city_field) =
+            self.refresh(models, catalog, catalog_changes)?;
         let searcher = reader.searcher();
         let words: Vec<String> = words(query).into_iter().take(QUERY_WORDS_MAX).collect();
         let of_kind: Box<dyn Query> = Box::new(TermQuery::new(
@@ -363,6 +376,15 @@ impl SearchIndex {
             IndexRecordOption::Basic,
         ));
         let mut clauses = vec![(Occur::Must, of_kind.box_clone())];
+        if let Some(city) = city {
+            clauses.push((
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(city_field, &city.to_lowercase()),
+                    IndexRecordOption::Basic,
+                )),
+            ));
+        }
         for word in &words {
             let term = Term::from_field_text(text_field, word);
             let either: Vec<(Occur, Box<dyn Query>)> = vec![
@@ -446,15 +468,16 @@ impl SearchIndex {
         })
     }
 
-    /// The events matching `query` (see [`SearchIndex::search`]).
+    /// The events matching `query` (see [`SearchIndex::search`]), in `city` if given.
     pub(crate) fn events(
         &self,
         query: &str,
+        city: Option<&str>,
         models: &[&ReadModel],
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
     ) -> tantivy::Result<TextMatch<EventId>> {
-        let matched = self.search(Kind::Event, query, models, catalog, catalog_changes)?;
+        let matched = self.search(Kind::Event, query, city, models, catalog, catalog_changes)?;
         Ok(TextMatch {
             found: matched
                 .found
@@ -473,7 +496,7 @@ impl SearchIndex {
         catalog: &Catalog,
         catalog_changes: &SearchChanges,
     ) -> tantivy::Result<TextMatch<(String, String)>> {
-        let matched = self.search(Kind::Title, query, models, catalog, catalog_changes)?;
+        let matched = self.search(Kind::Title, query, None, models, catalog, catalog_changes)?;
         let titles = self
             .titles
             .read()

@@ -103,17 +103,28 @@ pub(crate) async fn events(
     let refs: Vec<&crate::read_model::ReadModel> = models.iter().map(|model| &**model).collect();
     let control = &state.shared.control;
     let catalog = control.catalog();
-    // `q` is the search index's: words with typos and prefixes (`crate::search`).
-    let (text, did_you_mean) = match query.q.as_deref().filter(|q| !q.trim().is_empty()) {
-        Some(q) => {
-            let matched = state
-                .shared
-                .search
-                .events(q, &refs, &catalog, &control.search_changes)
-                .map_err(|error| AppError::internal(format!("the search index: {error}")))?;
-            (Some(matched.found), matched.did_you_mean)
-        }
-        None => (None, None),
+    // `q` is the search index's: words with typos and prefixes (`crate::search`); so is
+    // `city`, unless the search is by place (then the venues select first).
+    let q = query.q.as_deref().filter(|q| !q.trim().is_empty());
+    let city = filter
+        .city
+        .as_deref()
+        .filter(|_| near.is_none() && postal_code.is_none());
+    let (text, did_you_mean) = if q.is_some() || city.is_some() {
+        let matched = state
+            .shared
+            .search
+            .events(
+                q.unwrap_or_default(),
+                city,
+                &refs,
+                &catalog,
+                &control.search_changes,
+            )
+            .map_err(|error| AppError::internal(format!("the search index: {error}")))?;
+        (Some(matched.found), matched.did_you_mean)
+    } else {
+        (None, None)
     };
     let search = catalog::EventSearch {
         filter,
