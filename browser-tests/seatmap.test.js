@@ -281,6 +281,39 @@ test('search by city and date finds the event and opens it', async () => {
   await context.close();
 });
 
+test('a misspelt search finds the event, offers the spelling, and a postal code narrows it', async () => {
+  const venue = await admin('POST', '/v1/admin/venues', {
+    name: 'Salle Pleyel', city: 'Paris', country: 'FR', postal_code: '75008', latitude: 48.8777, longitude: 2.3004,
+    halls: [{ name: 'Grande', seating: { sections: [{ name: 'Parterre', rows: [{ label: 'A', seats: 4, category: 'Std' }] }] } }],
+  });
+  assert.equal(venue.status, 201, JSON.stringify(venue.body));
+  await createEvent({
+    name: 'Philharmonic Serenade', venue_id: venue.body.venue_id, hall: 'Grande', starts_at: '2031-09-01T19:00:00Z',
+    categories: [{ name: 'Std', price_cents: 2500 }],
+  });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(error.message));
+  await page.goto(`${BASE_URL}/`);
+  await page.fill('#search-q', 'Philharmnic');
+  await page.click('#search-form button[type="submit"]');
+  await page.locator('#results a:has-text("Philharmonic Serenade")').waitFor();
+  await page.locator('#did-you-mean-link', { hasText: 'philharmonic' }).waitFor();
+  await page.click('#did-you-mean-link');
+  await page.waitForFunction(() => document.querySelector('#search-q').value === 'philharmonic');
+  await page.locator('#did-you-mean').waitFor({ state: 'hidden' });
+  await page.fill('#search-postal', '75 008');
+  await page.click('#search-form button[type="submit"]');
+  await page.locator('#search-total', { hasText: /^1 event$/ }).waitFor();
+  await page.fill('#search-postal', '69007');
+  await page.click('#search-form button[type="submit"]');
+  await page.locator('#search-total', { hasText: /^0 events$/ }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('every error code of the API has a clear message; limits and closed sales are shown', async () => {
   const now = Date.now();
   const eventId = await createEvent({

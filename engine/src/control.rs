@@ -7,7 +7,8 @@
 //!
 //! Today it holds tenant placements, webhook endpoints (`crate::webhook`), refunds due
 //! and made (`payments`), organiser accounts (tenants, their API keys (hashes only) and
-//! their user-token keys) and user erasures (issue 23). Nothing in it decides an engine's outcome yet, so
+//! their user-token keys), user erasures (issue 23) and the tenants' catalogs (venues,
+//! titles, listings: `crate::catalog`). Nothing in it decides an engine's outcome yet, so
 //! engines do not follow it; a record that does (a later issue) must reach each shard's
 //! engine at one offset of that shard's requests log (a barrier record), or two replicas
 //! of one shard could apply it at different points of their history.
@@ -122,6 +123,26 @@ pub enum ControlRecord {
     /// resolves again. The record names only the pseudonym: the identity is not logged.
     UserErased {
         pseudonym: String,
+    },
+    /// A tenant's admin made or changed a venue (`crate::catalog`): the whole venue as it
+    /// now is. Every reader gives a hall whose chart differs from its last one the next
+    /// chart version (from 1), so versions follow log order everywhere.
+    VenueSaved {
+        tenant: String,
+        venue: String,
+        record: crate::catalog::VenueRecord,
+    },
+    /// A tenant's admin made or changed a title.
+    TitleSaved {
+        tenant: String,
+        title: String,
+        record: crate::catalog::TitleRecord,
+    },
+    /// The event (made by the engine first) is listed under a title, venue and hall; a
+    /// later record for the same event replaces it.
+    EventListed {
+        tenant: String,
+        listing: crate::catalog::Listing,
     },
 }
 
@@ -278,6 +299,51 @@ mod tests {
             },
             ControlRecord::UserErased {
                 pseudonym: "u_aaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            },
+            ControlRecord::VenueSaved {
+                tenant: "acme".into(),
+                venue: "vn_1".into(),
+                record: crate::catalog::VenueRecord {
+                    name: "Olympia".into(),
+                    address: "28 Bd des Capucines".into(),
+                    city: "Paris".into(),
+                    country: "FR".into(),
+                    postal_code: "75009".into(),
+                    lat_microdeg: 48_870_300,
+                    lng_microdeg: 2_328_600,
+                    halls: vec![crate::catalog::HallRecord {
+                        name: "Main".into(),
+                        chart: crate::catalog::Chart {
+                            sections: vec![crate::catalog::ChartSection {
+                                name: "A".into(),
+                                rows: vec![crate::catalog::ChartRow {
+                                    label: "1".into(),
+                                    seats: 10,
+                                    category: "Gold".into(),
+                                }],
+                            }],
+                        },
+                    }],
+                },
+            },
+            ControlRecord::TitleSaved {
+                tenant: "acme".into(),
+                title: "tt_1".into(),
+                record: crate::catalog::TitleRecord {
+                    name: "Avengers Endgame".into(),
+                    kind: "film".into(),
+                    description: String::new(),
+                },
+            },
+            ControlRecord::EventListed {
+                tenant: "acme".into(),
+                listing: crate::catalog::Listing {
+                    event: crate::EventId(3),
+                    title: Some("tt_1".into()),
+                    venue: "vn_1".into(),
+                    hall: "Main".into(),
+                    chart_version: 2,
+                },
             },
         ] {
             assert_eq!(decode_control(&encode_control(&record)), Ok(record));

@@ -44,6 +44,7 @@
 //!   keeps `State::clone` cheap for the runtime's snapshot hand-off.
 
 mod allocate;
+pub mod catalog;
 pub mod command;
 pub mod config;
 pub mod control;

@@ -123,7 +123,10 @@ impl Webhooks {
             | ControlRecord::ApiKeyRevoked { .. }
             | ControlRecord::UserTokenKeySet { .. }
             | ControlRecord::UserTokenKeyRemoved { .. }
-            | ControlRecord::UserErased { .. } => Ok(()),
+            | ControlRecord::UserErased { .. }
+            | ControlRecord::VenueSaved { .. }
+            | ControlRecord::TitleSaved { .. }
+            | ControlRecord::EventListed { .. } => Ok(()),
             ControlRecord::WebhookCreated {
                 tenant,
                 webhook,

@@ -38,13 +38,16 @@ pub(crate) struct EventsQuery {
     pub(crate) country: Option<String>,
     /// Venue, case-insensitive.
     pub(crate) venue: Option<String>,
-    /// Words that must all appear in the name, description or venue.
+    /// Words that must all match the name, title, venue, city or description: each as a
+    /// prefix or within one or two typos (by its length); `did_you_mean` suggests the
+    /// closest indexed spelling of a word the index does not hold.
     pub(crate) q: Option<String>,
     /// Events starting at or after this time (RFC 3339).
     pub(crate) from: Option<String>,
     /// Events starting at or before this time (RFC 3339).
     pub(crate) to: Option<String>,
-    /// `date` (default) or `name`.
+    /// `date` (default), `name`, `distance` (needs `lat`,`lng`; events without a place
+    /// last), or several, comma-separated (`distance,date`).
     pub(crate) sort: Option<String>,
     /// From 1.
     pub(crate) page: Option<u32>,
@@ -52,6 +55,14 @@ pub(crate) struct EventsQuery {
     pub(crate) per_page: Option<u32>,
     /// Include canceled events (default false).
     pub(crate) include_canceled: Option<bool>,
+    /// Latitude in degrees, from -90 to 90 (with `lng`): events at venues near it.
+    pub(crate) lat: Option<String>,
+    /// Longitude in degrees, from -180 to 180 (with `lat`).
+    pub(crate) lng: Option<String>,
+    /// Kilometres around `lat`,`lng` (above 0, at most 1000); none: any distance.
+    pub(crate) radius_km: Option<String>,
+    /// The venue's postal code (spaces and case ignored).
+    pub(crate) postal_code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,6 +71,9 @@ pub(crate) struct EventsResponse {
     pub(crate) page: u32,
     pub(crate) per_page: u32,
     pub(crate) total: u64,
+    /// `q` with a word the index does not hold replaced by the closest one it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) did_you_mean: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -86,6 +100,14 @@ pub(crate) struct EventSummary {
     /// Seats and places not held or booked.
     pub(crate) free: u64,
     pub(crate) capacity: u64,
+    /// The venue (`POST /v1/admin/venues`) the event is listed at, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) venue_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) title_id: Option<String>,
+    /// From the search's `lat`,`lng`, when the event's venue has coordinates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) distance_km: Option<f64>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -257,9 +279,22 @@ pub(crate) struct RowBody {
 pub(crate) struct CreateEventBody {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
+    /// Required unless `venue_id` is given (then the venue's).
+    #[serde(default)]
     pub(crate) city: String,
+    /// Required unless `venue_id` is given (then the venue's).
+    #[serde(default)]
     pub(crate) country: String,
+    /// The venue's name; required unless `venue_id` is given (then the venue's).
+    #[serde(default)]
     pub(crate) venue: String,
+    /// A venue of this tenant (`POST /v1/admin/venues`); with `hall`, the event takes
+    /// that hall's current seat chart instead of inline `seating`.
+    pub(crate) venue_id: Option<String>,
+    /// A hall of `venue_id`.
+    pub(crate) hall: Option<String>,
+    /// A title of this tenant (`POST /v1/admin/titles`): the event is one of its shows.
+    pub(crate) title_id: Option<String>,
     pub(crate) starts_at: String,
     pub(crate) ends_at: Option<String>,
     pub(crate) sales_open_at: Option<String>,
@@ -1071,4 +1106,227 @@ pub(crate) struct UserErasure {
     pub(crate) pseudonym: String,
     /// The `UserErased` record's offset in the control log.
     pub(crate) control_offset: u64,
+}
+
+// ---- catalog: venues, titles, discovery --------------------------------------------------
+
+/// A hall and its seat chart (as an event's inline `seating`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HallBody {
+    pub(crate) name: String,
+    pub(crate) seating: SeatingBody,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateVenueBody {
+    pub(crate) name: String,
+    pub(crate) address: Option<String>,
+    pub(crate) city: String,
+    /// ISO 3166-1 alpha-2.
+    pub(crate) country: String,
+    pub(crate) postal_code: Option<String>,
+    /// Degrees, from -90 to 90.
+    pub(crate) latitude: f64,
+    /// Degrees, from -180 to 180.
+    pub(crate) longitude: f64,
+    /// From 1 to 50 halls, each with its seat chart.
+    pub(crate) halls: Vec<HallBody>,
+}
+
+/// What changes; a hall named here replaces the hall of that name (its chart gets the
+/// next version when it differs) or is added; halls not named stay.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchVenueBody {
+    pub(crate) name: Option<String>,
+    pub(crate) address: Option<String>,
+    pub(crate) city: Option<String>,
+    pub(crate) country: Option<String>,
+    pub(crate) postal_code: Option<String>,
+    pub(crate) latitude: Option<f64>,
+    pub(crate) longitude: Option<f64>,
+    pub(crate) halls: Option<Vec<HallBody>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChartRowResponse {
+    pub(crate) label: String,
+    pub(crate) seats: u32,
+    pub(crate) category: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChartSectionResponse {
+    pub(crate) name: String,
+    pub(crate) rows: Vec<ChartRowResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HallResponse {
+    pub(crate) name: String,
+    /// From 1; an event keeps the version it was made with.
+    pub(crate) chart_version: u32,
+    pub(crate) seats: u64,
+    pub(crate) categories: Vec<String>,
+    pub(crate) sections: Vec<ChartSectionResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VenueResponse {
+    pub(crate) venue_id: String,
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) city: String,
+    pub(crate) country: String,
+    pub(crate) postal_code: String,
+    pub(crate) latitude: f64,
+    pub(crate) longitude: f64,
+    pub(crate) halls: Vec<HallResponse>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AdminVenuesResponse {
+    pub(crate) venues: Vec<VenueResponse>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateTitleBody {
+    pub(crate) name: String,
+    /// A free word: `film`, `tour`, `festival`, …
+    pub(crate) kind: Option<String>,
+    pub(crate) description: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TitleResponse {
+    pub(crate) title_id: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) description: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AdminTitlesResponse {
+    pub(crate) titles: Vec<TitleResponse>,
+}
+
+/// Lists (or re-lists) an event under a venue, hall and title. The event's seating is not
+/// changed: `chart_version` says which version of the hall's chart the listing names.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListingBody {
+    pub(crate) venue_id: String,
+    pub(crate) hall: String,
+    pub(crate) title_id: Option<String>,
+    /// Default: the hall's current version.
+    pub(crate) chart_version: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ListingResponse {
+    pub(crate) event_id: String,
+    pub(crate) venue_id: String,
+    pub(crate) hall: String,
+    pub(crate) chart_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) title_id: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TitlesQuery {
+    /// Words of the title (typos tolerated).
+    pub(crate) q: Option<String>,
+    /// Titles with a show in this city (case-insensitive).
+    pub(crate) city: Option<String>,
+    pub(crate) country: Option<String>,
+    /// With `lng`: titles with a show at a venue near it.
+    pub(crate) lat: Option<String>,
+    pub(crate) lng: Option<String>,
+    pub(crate) radius_km: Option<String>,
+    pub(crate) postal_code: Option<String>,
+    /// Titles with a show starting at or after this time (RFC 3339).
+    pub(crate) from: Option<String>,
+    /// Titles with a show starting at or before this time (RFC 3339).
+    pub(crate) to: Option<String>,
+    /// `name` (default), `date` (next show first), `distance` (nearest show first), or
+    /// several, comma-separated (`distance,date`).
+    pub(crate) sort: Option<String>,
+    pub(crate) page: Option<u32>,
+    /// From 1 to 100, default 20.
+    pub(crate) per_page: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PublicTitle {
+    pub(crate) title_id: String,
+    pub(crate) name: String,
+    pub(crate) kind: String,
+    pub(crate) description: String,
+    /// Shows that match the search (not canceled).
+    pub(crate) shows: u64,
+    /// The first of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) next_show_at: Option<String>,
+    /// To the nearest of them, when the search gave `lat`,`lng`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) distance_km: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TitlesResponse {
+    pub(crate) titles: Vec<PublicTitle>,
+    pub(crate) page: u32,
+    pub(crate) per_page: u32,
+    pub(crate) total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) did_you_mean: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShowsQuery {
+    /// Case-insensitive.
+    pub(crate) city: Option<String>,
+    /// A day, `YYYY-MM-DD` (UTC): shows starting that day.
+    pub(crate) date: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Show {
+    pub(crate) event_id: String,
+    pub(crate) hall: String,
+    pub(crate) starts_at: String,
+    /// `upcoming`, `open` or `closed`.
+    pub(crate) sales: String,
+    pub(crate) free: u64,
+    pub(crate) price_from_cents: u64,
+    /// The show's seat map.
+    pub(crate) seats_url: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ShowVenue {
+    pub(crate) venue_id: String,
+    pub(crate) name: String,
+    pub(crate) address: String,
+    pub(crate) city: String,
+    pub(crate) postal_code: String,
+    pub(crate) latitude: f64,
+    pub(crate) longitude: f64,
+    /// By start time.
+    pub(crate) shows: Vec<Show>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ShowsResponse {
+    pub(crate) title_id: String,
+    pub(crate) name: String,
+    /// Venues with a matching show, by name.
+    pub(crate) venues: Vec<ShowVenue>,
 }

@@ -55,6 +55,10 @@ pub(crate) struct Control {
     erased: RwLock<HashSet<String>>,
     /// This ingress's personal-data store: an erasure destroys the user's key in it.
     personal: Arc<PersonalData>,
+    /// The tenants' venues, titles and listings (`crate::catalog`).
+    catalog: RwLock<crate::catalog::Catalog>,
+    /// Events relisted and titles changed, for the search index (`crate::search`).
+    pub(crate) search_changes: crate::search::SearchChanges,
     /// The control log's offset after the last record applied.
     applied: watch::Sender<u64>,
 }
@@ -69,6 +73,16 @@ pub(crate) enum EraseError {
     NoControlLog,
     AlreadyErased,
     TooMany,
+    Log(String),
+}
+
+/// Why a venue, title or listing could not be recorded.
+#[derive(Debug)]
+pub(crate) enum CatalogError {
+    NoControlLog,
+    /// The tenant has its cap of venues or titles (`crate::catalog`), also when a creation
+    /// racing this one took the last place.
+    TooMany(crate::catalog::Skipped),
     Log(String),
 }
 
@@ -145,6 +159,8 @@ impl Control {
             accounts: RwLock::new(Accounts::new(bootstrap_tenants)),
             freshness,
             caught_up: std::sync::Condvar::new(),
+            catalog: RwLock::new(crate::catalog::Catalog::default()),
+            search_changes: crate::search::SearchChanges::default(),
             applied: watch::channel(0).0,
         }
     }
@@ -389,6 +405,68 @@ impl Control {
         Ok(self.webhook(&tenant, &webhook_id))
     }
 
+    /// The catalog, for a short read (never held across an `.await`).
+    pub(crate) fn catalog(&self) -> std::sync::RwLockReadGuard<'_, crate::catalog::Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a catalog record (`VenueSaved`, `TitleSaved`, `EventListed`) and waits
+    /// until this ingress applied it.
+    pub(crate) async fn save_catalog(
+        &self,
+        record: ControlRecord,
+        timeout: Duration,
+    ) -> Result<(), CatalogError> {
+        use crate::catalog::Skipped;
+        let writer = self.writer.clone().ok_or(CatalogError::NoControlLog)?;
+        {
+            let catalog = self.catalog();
+            match &record {
+                ControlRecord::VenueSaved { tenant, venue, .. }
+                    if catalog.venue(tenant, venue).is_none()
+                        && catalog.venue_count(tenant) >= crate::catalog::VENUES_PER_TENANT_MAX =>
+                {
+                    return Err(CatalogError::TooMany(Skipped::TooManyVenues));
+                }
+                ControlRecord::TitleSaved { tenant, title, .. }
+                    if catalog.title(tenant, title).is_none()
+                        && catalog.title_count(tenant) >= crate::catalog::TITLES_PER_TENANT_MAX =>
+                {
+                    return Err(CatalogError::TooMany(Skipped::TooManyTitles));
+                }
+                ControlRecord::VenueSaved { .. }
+                | ControlRecord::TitleSaved { .. }
+                | ControlRecord::EventListed { .. } => {}
+                other => panic!("not a catalog record: {other:?}"),
+            }
+        }
+        let (tenant, saved) = match &record {
+            ControlRecord::VenueSaved { tenant, venue, .. } => {
+                (tenant.clone(), Some((true, venue.clone())))
+            }
+            ControlRecord::TitleSaved { tenant, title, .. } => {
+                (tenant.clone(), Some((false, title.clone())))
+            }
+            _ => (String::new(), None),
+        };
+        self.append_applied(writer, &record, timeout)
+            .await
+            .map_err(CatalogError::Log)?;
+        // A creation that lost the race for the last place was skipped everywhere.
+        let catalog = self.catalog();
+        match saved {
+            Some((true, venue)) if catalog.venue(&tenant, &venue).is_none() => {
+                Err(CatalogError::TooMany(Skipped::TooManyVenues))
+            }
+            Some((false, title)) if catalog.title(&tenant, &title).is_none() => {
+                Err(CatalogError::TooMany(Skipped::TooManyTitles))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The hold's refund, if its payment is due back or was refunded.
     pub(crate) fn refund_of(&self, hold: engine::HoldId) -> Option<HoldRefund> {
         self.refunds
@@ -522,6 +600,45 @@ impl Control {
                 if let Err(skipped) = applied {
                     tracing::warn!(offset, ?skipped, "webhook control record skipped");
                 }
+            }
+            Ok(ControlRecord::VenueSaved {
+                tenant,
+                venue,
+                record,
+            }) => {
+                let saved = self
+                    .catalog
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .save_venue(&tenant, &venue, record);
+                if let Err(skipped) = saved {
+                    tracing::warn!(offset, ?skipped, "venue control record skipped");
+                }
+            }
+            Ok(ControlRecord::TitleSaved {
+                tenant,
+                title,
+                record,
+            }) => {
+                let saved = self
+                    .catalog
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .save_title(&tenant, &title, record);
+                match saved {
+                    Ok(()) => self.search_changes.note_title(&tenant, &title),
+                    Err(skipped) => {
+                        tracing::warn!(offset, ?skipped, "title control record skipped")
+                    }
+                }
+            }
+            Ok(ControlRecord::EventListed { tenant, listing }) => {
+                let event = listing.event;
+                self.catalog
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .list(&tenant, listing);
+                self.search_changes.note_event(event);
             }
             Ok(ControlRecord::PlaceTenant { tenant, shard }) => {
                 let mut pins = self

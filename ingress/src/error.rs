@@ -97,6 +97,8 @@ reasons! {
     KeyNotFound = "key_not_found",
     /// The tenant registered no user-token key.
     UserTokenKeyNotFound = "user_token_key_not_found",
+    VenueNotFound = "venue_not_found",
+    TitleNotFound = "title_not_found",
     /// The event has no arrival window, so no draw.
     DrawNotFound = "draw_not_found",
     /// The effects worker no longer holds that message for the endpoint.
@@ -190,6 +192,10 @@ reasons! {
     KeysPerTenantMax = "keys_per_tenant_max",
     /// Tenants the control log may make (`accounts::TENANTS_MAX`).
     TenantsMax = "tenants_max",
+    /// Venues one tenant may have (`catalog::VENUES_PER_TENANT_MAX`).
+    VenuesPerTenantMax = "venues_per_tenant_max",
+    /// Titles one tenant may have (`catalog::TITLES_PER_TENANT_MAX`).
+    TitlesPerTenantMax = "titles_per_tenant_max",
     /// Gateway objects one reconciliation report reads
     /// (`routes::payments::RECONCILIATION_OBJECTS_MAX`): ask for a shorter period.
     ReconciliationObjectsMax = "reconciliation_objects_max",

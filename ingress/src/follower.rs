@@ -61,6 +61,8 @@ pub(crate) struct Follower {
     pub(crate) status: Arc<FollowerStatus>,
     /// Seat-map streams, woken per event after the model applied a change to it.
     pub(crate) feeds: Arc<EventFeeds>,
+    /// Events made, changed or canceled, for the search index (`crate::search`).
+    pub(crate) search_changes: Arc<crate::search::SearchChanges>,
     pub(crate) snapshots: SnapshotTrigger,
     /// The outcomes log record after the one that completed the last outcome read.
     pub(crate) resume_position: u64,
@@ -231,6 +233,9 @@ impl Follower {
                 } else {
                     self.metrics.outcomes_applied.inc();
                     let changes = model.apply(&outcome);
+                    if let Ok(reply) = &outcome.result {
+                        self.search_changes.note_reply(reply);
+                    }
                     changed_waiters.extend(changes.waiters);
                     told_users.extend(changes.users);
                     live::touched_events(&outcome, &mut changed_events);

@@ -34,6 +34,7 @@
 mod accounts;
 mod api;
 mod auth;
+mod catalog;
 mod client_address;
 mod config;
 mod control;
@@ -55,6 +56,7 @@ mod privacy;
 mod rate_limit;
 mod read_model;
 mod routes;
+mod search;
 mod state;
 mod times;
 mod validate;
@@ -92,7 +94,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use requestlog::{LogReader, LogWriter};
 use std::net::SocketAddr;
@@ -212,6 +214,7 @@ impl Ingress {
         let watchers = Arc::new(Watchers::default());
         let user_watchers = Arc::new(Watchers::default());
         let feeds = Arc::new(EventFeeds::new(config.streams_max));
+        let search = search::SearchIndex::default();
         let stop = Arc::new(AtomicBool::new(false));
         let mut shard_states = Vec::new();
         let mut followers = Vec::new();
@@ -230,6 +233,7 @@ impl Ingress {
                     watchers: &watchers,
                     user_watchers: &user_watchers,
                     feeds: &feeds,
+                    search_changes: &search.changes,
                     stop: &stop,
                 },
             )
@@ -318,6 +322,7 @@ impl Ingress {
             watchers,
             user_watchers,
             feeds,
+            search,
             metrics,
             shutdown: tokio::sync::watch::channel(false).0,
             effects: std::sync::OnceLock::new(),
@@ -399,6 +404,7 @@ struct SharedParts<'a> {
     watchers: &'a Arc<Watchers<engine::WaiterId>>,
     user_watchers: &'a Arc<Watchers<String>>,
     feeds: &'a Arc<EventFeeds>,
+    search_changes: &'a Arc<search::SearchChanges>,
     stop: &'a Arc<AtomicBool>,
 }
 
@@ -510,6 +516,7 @@ fn start_shard(
         metrics: Arc::clone(parts.metrics),
         status: Arc::clone(&follower_status),
         feeds: Arc::clone(parts.feeds),
+        search_changes: Arc::clone(parts.search_changes),
         snapshots,
         resume_position,
     }
@@ -721,6 +728,24 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
                 .put(routes::accounts::put_user_token_key)
                 .delete(routes::accounts::delete_user_token_key),
         )
+        .route(
+            "/v1/admin/venues",
+            get(routes::catalog::list_venues).post(routes::catalog::create_venue),
+        )
+        .route(
+            "/v1/admin/venues/{venue_id}",
+            get(routes::catalog::get_venue).patch(routes::catalog::patch_venue),
+        )
+        .route(
+            "/v1/admin/titles",
+            get(routes::catalog::list_titles).post(routes::catalog::create_title),
+        )
+        .route(
+            "/v1/admin/events/{event_id}/listing",
+            put(routes::catalog::put_listing),
+        )
+        .route("/v1/titles", get(routes::catalog::titles))
+        .route("/v1/titles/{title_id}/shows", get(routes::catalog::shows))
         .route("/v1/admin/desks", post(routes::admin::create_desk))
         .route("/v1/admin/desks/{desk_id}", get(routes::admin::desk))
         .fallback(|| async { AppError::no_route() })

@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorBody, ErrorDetails, ErrorObject, Reason};
 use crate::extract::IDEMPOTENCY_KEY_CHARS_MAX;
-use crate::routes::{accounts, admin, ops, payments, public, user, web, webhooks};
+use crate::routes::{accounts, admin, catalog, ops, payments, public, user, web, webhooks};
 use crate::validate;
 use engine::EngineConfig;
 use serde_json::{json, Value};
@@ -41,6 +41,7 @@ impl Modify for Security {
         public::cities, public::events, public::venues, public::event, public::seats, public::draw, web::stream,
         admin::create_event, admin::open_arrival_window, admin::reveal_draw_seed, admin::list_events, admin::get_event, admin::patch_event, admin::cancel_event, admin::checkin, admin::attendees,
         admin::create_desk, admin::desk,
+        catalog::create_venue, catalog::list_venues, catalog::get_venue, catalog::patch_venue, catalog::create_title, catalog::list_titles, catalog::put_listing, catalog::titles, catalog::shows,
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::delete_webhook, webhooks::enable_webhook, webhooks::deliveries, webhooks::resend,
         user::place_hold, user::get_hold, user::confirm_hold, user::release_hold,
         payments::create_payment, payments::webhook, payments::reconciliation,
@@ -825,7 +826,12 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
             (429, vec![StreamsPerAddressMax]),
             (503, vec![TooManyStreams]),
         ],
-        "create_event" => vec![(400, vec![CategoryNotFound]), (422, vec![EventsMax])],
+        // 503: an event made from a hall whose listing could not be recorded.
+        "create_event" => vec![
+            (400, vec![CategoryNotFound]),
+            (422, vec![EventsMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
         "patch_event" => vec![
             (400, vec![EmptyPatch, CategoryNotFound]),
             (404, vec![EventNotFound]),
@@ -963,6 +969,27 @@ fn operation_reasons(operation_id: &str) -> Vec<(u16, Vec<Reason>)> {
         ],
         "demo_token" => vec![(404, vec![RouteNotFound])],
         "get_placement" => vec![(404, vec![TenantNotFound])],
+        "list_venues" | "list_titles" => vec![],
+        "create_venue" => vec![
+            (422, vec![VenuesPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "get_venue" => vec![(404, vec![VenueNotFound])],
+        "patch_venue" => vec![
+            (400, vec![EmptyPatch]),
+            (404, vec![VenueNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "create_title" => vec![
+            (422, vec![TitlesPerTenantMax]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "put_listing" => vec![
+            (404, vec![EventNotFound]),
+            (503, vec![LogNotWritable, NoControlLog]),
+        ],
+        "titles" => vec![(400, vec![InvalidField])],
+        "shows" => vec![(400, vec![InvalidField]), (404, vec![TitleNotFound])],
         "list_webhooks" => vec![],
         "create_webhook" => vec![
             (400, vec![WebhookUrlUnreachable, WebhookAddressPrivate]),
@@ -1517,7 +1544,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(writes, 16, "the writes that take an Idempotency-Key");
+        assert_eq!(writes, 18, "the writes that take an Idempotency-Key");
     }
 
     /// Every operation lists the answers any request may get, and the documented limits are

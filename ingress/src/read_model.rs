@@ -346,10 +346,44 @@ pub(crate) struct EventFilter {
     pub(crate) include_canceled: bool,
 }
 
+impl EventFilter {
+    /// Whether the filter selects the event.
+    pub(crate) fn admits(&self, event: &EventRecord) -> bool {
+        // Case-insensitive without allocating: a search compares every event.
+        let same = |wanted: &Option<String>, actual: &str| {
+            wanted.as_ref().is_none_or(|wanted| {
+                wanted
+                    .chars()
+                    .flat_map(char::to_lowercase)
+                    .eq(actual.chars().flat_map(char::to_lowercase))
+            })
+        };
+        (self.include_canceled || !event.canceled)
+            && self
+                .tenant
+                .as_ref()
+                .is_none_or(|tenant| *tenant == event.tenant)
+            && same(&self.city, &event.spec.city)
+            && same(&self.country, &event.spec.country)
+            && same(&self.venue, &event.spec.venue)
+            && self
+                .from_ms
+                .is_none_or(|from| event.spec.starts_at_ms >= from)
+            && self.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to)
+            && (self.words.is_empty() || {
+                let text = format!(
+                    "{} {} {}",
+                    event.spec.name, event.spec.description, event.spec.venue
+                )
+                .to_lowercase();
+                self.words.iter().all(|word| text.contains(word.as_str()))
+            })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum EventSort {
     Date,
-    Name,
 }
 
 /// `found` in `sort` order (ties by id), and page `page` (from 1) of `per_page` of it,
@@ -362,9 +396,6 @@ pub(crate) fn sort_and_page(
 ) -> (Vec<&EventRecord>, u64) {
     match sort {
         EventSort::Date => found.sort_by_key(|event| (event.spec.starts_at_ms, event.id)),
-        EventSort::Name => {
-            found.sort_by_cached_key(|event| (event.spec.name.to_lowercase(), event.id))
-        }
     }
     let total = found.len() as u64;
     let start = (u64::from(page.max(1)) - 1).saturating_mul(u64::from(per_page));
@@ -504,43 +535,15 @@ impl ReadModel {
 
     /// The events `filter` selects, in no particular order.
     pub(crate) fn matching(&self, filter: &EventFilter) -> Vec<&EventRecord> {
-        let same = |wanted: &Option<String>, actual: &str| {
-            wanted
-                .as_ref()
-                .is_none_or(|wanted| wanted.to_lowercase() == actual.to_lowercase())
-        };
         self.events
             .values()
-            .filter(|event| filter.include_canceled || !event.canceled)
-            .filter(|event| {
-                filter
-                    .tenant
-                    .as_ref()
-                    .is_none_or(|tenant| *tenant == event.tenant)
-            })
-            .filter(|event| {
-                same(&filter.city, &event.spec.city)
-                    && same(&filter.country, &event.spec.country)
-                    && same(&filter.venue, &event.spec.venue)
-            })
-            .filter(|event| {
-                filter
-                    .from_ms
-                    .is_none_or(|from| event.spec.starts_at_ms >= from)
-                    && filter.to_ms.is_none_or(|to| event.spec.starts_at_ms <= to)
-            })
-            .filter(|event| {
-                if filter.words.is_empty() {
-                    return true;
-                }
-                let text = format!(
-                    "{} {} {}",
-                    event.spec.name, event.spec.description, event.spec.venue
-                )
-                .to_lowercase();
-                filter.words.iter().all(|word| text.contains(word.as_str()))
-            })
+            .filter(|event| filter.admits(event))
             .collect()
+    }
+
+    /// Every event's id, canceled ones included.
+    pub(crate) fn event_ids(&self) -> impl Iterator<Item = EventId> + '_ {
+        self.events.keys().copied()
     }
 
     /// (city, country) → events not canceled, ordered by city.
@@ -1475,7 +1478,7 @@ mod tests {
             city: Some("LYON".into()),
             ..EventFilter::default()
         };
-        let (page, total) = model.search(&filter, EventSort::Name, 1, 20);
+        let (page, total) = model.search(&filter, EventSort::Date, 1, 20);
         assert_eq!(total, 2);
         assert_eq!(
             page.iter()

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) user_watchers: Arc<Watchers<String>>,
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
     pub(crate) feeds: Arc<EventFeeds>,
+    /// Full-text search over events and titles (`crate::search`).
+    pub(crate) search: crate::search::SearchIndex,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) user_limiter: RateLimiter<String>,
     /// Keyed by [`ClientAddress::limit_key`] (an IPv6 client by its /64).

@@ -41,7 +41,7 @@ pub(crate) fn seat_id_chars_max(limits: &EngineConfig) -> usize {
 
 /// A text field: blank (only whitespace, `char::is_whitespace`) refused when required,
 /// and at most [`text_chars_max`] characters.
-fn text(
+pub(crate) fn text(
     field: &str,
     value: &str,
     required: bool,

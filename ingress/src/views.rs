@@ -119,6 +119,9 @@ pub(crate) fn event_summary(event: &EventRecord, now_ms: u64) -> EventSummary {
             .unwrap_or(0),
         free: event.free_total(),
         capacity: event.capacity_total(),
+        venue_id: None,
+        title_id: None,
+        distance_km: None,
     }
 }
 

@@ -1,6 +1,7 @@
 // Boxoffice reference client: everything a seat-booking frontend does, against API v1.
 //
-//   search      GET /v1/cities, GET /v1/events?city=&from=&to=&q=
+//   search      GET /v1/cities, GET /v1/events?city=&from=&to=&q=&postal_code= (q tolerates
+//               typos and answers did_you_mean)
 //   seat map    GET /v1/events/{id} and /seats, then live: GET /v1/events/{id}/stream (SSE)
 //   buy         POST /v1/events/{id}/holds, POST /v1/holds/{id}/payment (when a gateway is
 //               configured), POST /v1/holds/{id}/confirm, DELETE /v1/holds/{id}
@@ -197,6 +198,11 @@
       submit.preventDefault();
       search();
     });
+    $('did-you-mean-link').addEventListener('click', (click) => {
+      click.preventDefault();
+      $('search-q').value = $('did-you-mean-link').textContent;
+      search();
+    });
     search();
   }
 
@@ -206,10 +212,13 @@
     if ($('search-from').value) query.set('from', `${$('search-from').value}T00:00:00Z`);
     if ($('search-to').value) query.set('to', `${$('search-to').value}T23:59:59Z`);
     if ($('search-q').value.trim()) query.set('q', $('search-q').value.trim());
+    if ($('search-postal').value.trim()) query.set('postal_code', $('search-postal').value.trim());
     try {
       const answer = await api('GET', `/v1/events?${query}`);
       const list = $('results');
       list.replaceChildren();
+      $('did-you-mean').hidden = !answer.body.did_you_mean;
+      $('did-you-mean-link').textContent = answer.body.did_you_mean || '';
       $('search-total').textContent = `${answer.body.total} event${answer.body.total === 1 ? '' : 's'}`;
       for (const event of answer.body.events) {
         const item = element('li');

@@ -33,24 +33,36 @@ pub(crate) async fn create_event(
     State(state): State<AppState>,
     TenantAdmin(tenant): TenantAdmin,
     IdempotencyKey(key): IdempotencyKey,
-    ApiJson(body): ApiJson<CreateEventBody>,
+    ApiJson(mut body): ApiJson<CreateEventBody>,
 ) -> Result<Response, AppError> {
+    // From a venue's hall: its current chart as the seating (`routes::catalog`).
+    let listing = super::catalog::from_hall(&state, &tenant, &mut body)?;
     let draw = validate::draw_spec(&body)?;
     let terms = validate::event_terms(&body, &state.config().currency_default)?;
     let spec = validate::event_spec(body, &state.config().engine)?;
     let command = match (draw, terms) {
         (draw, Some(terms)) => Command::CreateEventWithTerms {
-            tenant,
+            tenant: tenant.clone(),
             spec,
             draw,
             terms,
         },
-        (Some(draw), None) => Command::CreateEventWithDraw { tenant, spec, draw },
-        (None, None) => Command::CreateEvent { tenant, spec },
+        (Some(draw), None) => Command::CreateEventWithDraw {
+            tenant: tenant.clone(),
+            spec,
+            draw,
+        },
+        (None, None) => Command::CreateEvent {
+            tenant: tenant.clone(),
+            spec,
+        },
     };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
         Ok(Reply::EventCreated { event, .. }) => {
+            if let Some(listing) = listing {
+                super::catalog::record_listing(&state, &tenant, *event, listing).await?;
+            }
             let response = answer(
                 StatusCode::CREATED,
                 Some(outcome.offset),

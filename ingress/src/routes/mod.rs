@@ -3,6 +3,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
+pub(crate) mod catalog;
 pub(crate) mod ops;
 pub(crate) mod payments;
 pub(crate) mod public;

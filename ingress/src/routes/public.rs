@@ -1,9 +1,10 @@
 //! Public reads, answered from the read model: no token, no log.
 
+use super::catalog;
 use crate::api::*;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{ApiPath, ApiQuery};
-use crate::read_model::{EventFilter, EventSort};
+use crate::read_model::EventFilter;
 use crate::state::AppState;
 use crate::times;
 use crate::views::{self, answer, answer_merged};
@@ -57,11 +58,6 @@ pub(crate) async fn events(
             format!("per_page must be from 1 to {PER_PAGE_MAX}"),
         ));
     }
-    let sort = match query.sort.as_deref() {
-        None | Some("date") => EventSort::Date,
-        Some("name") => EventSort::Name,
-        Some(_) => return Err(AppError::field("sort", "sort must be date or name")),
-    };
     for (field, value) in [
         ("q", &query.q),
         ("city", &query.city),
@@ -78,16 +74,18 @@ pub(crate) async fn events(
             ));
         }
     }
+    let near = catalog::near(
+        query.lat.as_deref(),
+        query.lng.as_deref(),
+        query.radius_km.as_deref(),
+    )?;
+    let postal_code = catalog::postal_code(query.postal_code.as_deref())?;
+    let sort = catalog::sort_keys(query.sort.as_deref(), catalog::SortKey::Date, near)?;
     let filter = EventFilter {
         city: query.city,
         country: query.country,
         venue: query.venue,
-        words: query
-            .q
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_lowercase)
-            .collect(),
+        words: Vec::new(),
         from_ms: query
             .from
             .as_deref()
@@ -102,9 +100,43 @@ pub(crate) async fn events(
         include_canceled: query.include_canceled.unwrap_or(false),
     };
     let models = state.models();
+    let refs: Vec<&crate::read_model::ReadModel> = models.iter().map(|model| &**model).collect();
+    let control = &state.shared.control;
+    let catalog = control.catalog();
+    // `q` is the search index's: words with typos and prefixes (`crate::search`); so is
+    // `city`, unless the search is by place (then the venues select first).
+    let q = query.q.as_deref().filter(|q| !q.trim().is_empty());
+    let city = filter
+        .city
+        .as_deref()
+        .filter(|_| near.is_none() && postal_code.is_none());
+    let (text, did_you_mean) = if q.is_some() || city.is_some() {
+        let matched = state
+            .shared
+            .search
+            .events(
+                q.unwrap_or_default(),
+                city,
+                &refs,
+                &catalog,
+                &control.search_changes,
+            )
+            .map_err(|error| AppError::internal(format!("the search index: {error}")))?;
+        (Some(matched.found), matched.did_you_mean)
+    } else {
+        (None, None)
+    };
+    let search = catalog::EventSearch {
+        filter,
+        text,
+        near,
+        postal_code,
+        sort,
+    };
     // Each shard's log time, as its engine decides sales windows; never this machine's
     // clock.
-    let (events, total) = views::search_all(&models, &filter, sort, page, per_page);
+    let (events, total) = catalog::search_events(&refs, &catalog, &search, page, per_page);
+    drop(catalog);
     Ok(answer_merged(
         StatusCode::OK,
         &models,
@@ -113,6 +145,7 @@ pub(crate) async fn events(
             page,
             per_page,
             total,
+            did_you_mean,
         }),
     ))
 }
