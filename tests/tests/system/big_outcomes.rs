@@ -64,9 +64,11 @@ fn waiters_ended_by_one_confirm(backend: Backend) {
     let mut payloads = vec![
         create_event(seated_event(1, 10, 600_000)),
         create_event(seated_event(1, 1, 600_000)),
-        hold_seat("holder", BIG, "A-1-1"),
+        hold_seat(&logged_user("holder"), BIG, "A-1-1"),
     ];
-    payloads.extend((0..WAITERS).map(|index| join_waitlist(&format!("waiter-{index}"), BIG)));
+    payloads.extend(
+        (0..WAITERS).map(|index| join_waitlist(&logged_user(&format!("waiter-{index}")), BIG)),
+    );
     let end = stack.append(payloads);
     stack.wait_read_model(end - 1);
     stack.say("the read model has every waiter");
@@ -138,8 +140,13 @@ fn bookings_cancelled_with_their_event(backend: Backend) {
         create_event(seated_event(1, 10, 600_000)),
         create_event(seated_event(BOOKINGS / 1_000, 1_000, 600_000)),
     ];
-    payloads.extend((0..BOOKINGS).map(|index| hold_seat(&user(index), BIG, &seat(index))));
-    payloads.extend((0..BOOKINGS).map(|index| confirm(&user(index), HoldId(u64::from(index) + 1))));
+    payloads.extend(
+        (0..BOOKINGS).map(|index| hold_seat(&logged_user(&user(index)), BIG, &seat(index))),
+    );
+    payloads.extend(
+        (0..BOOKINGS)
+            .map(|index| confirm(&logged_user(&user(index)), HoldId(u64::from(index) + 1))),
+    );
     let end = stack.append(payloads);
     stack.wait_read_model(end - 1);
     stack.say("the read model has every booking");

@@ -583,6 +583,13 @@ pub fn seated_event(rows: u32, seats_per_row: u32, hold_ttl_ms: u64) -> EventSpe
     }
 }
 
+/// The user id a request of `name`'s token carries in the log: its pseudonym (issue 23) under
+/// the development pseudonym key, so records appended straight to the log act as the
+/// same user as HTTP requests with `token(name)`.
+pub fn logged_user(name: &str) -> String {
+    ingress::deployment_pseudonym(ingress::DEVELOPMENT_PSEUDONYM_KEY, name)
+}
+
 pub fn request(command: Command) -> Vec<u8> {
     engine::wire::encode_request(&Request::new(command))
 }
