@@ -1040,7 +1040,7 @@ pub(crate) struct TenantAccountBody {
 pub(crate) struct CreateApiKeyBody {
     /// `admin` (everything of the tenant), `checkin` (only checks tickets in) or
     /// `reports` (reads only).
-    #[schema(example = "checkin")]
+    #[schema(example = "checkin", pattern = "^(admin|checkin|reports)$")]
     pub(crate) role: String,
     /// A display name (e.g. "door 3 scanner"), at most 200 bytes.
     #[serde(default)]
@@ -1067,7 +1067,7 @@ pub(crate) struct ApiKeyBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserTokenKeyBody {
     /// `HS256`, `RS256` or `EdDSA`.
-    #[schema(example = "EdDSA")]
+    #[schema(example = "EdDSA", pattern = "^(HS256|RS256|EdDSA)$")]
     pub(crate) algorithm: String,
     /// The HS256 secret (at least 32 bytes), or the RS256 / EdDSA public key in PEM.
     #[schema(min_length = 1, max_length = 8192)]
