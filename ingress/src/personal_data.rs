@@ -45,19 +45,60 @@ pub(crate) enum PersonalDataError {
     Rocks(#[from] rocksdb::Error),
     #[error("the personal-data store holds a damaged entry for {pseudonym}")]
     Damaged { pseudonym: String },
+    #[error("the personal-data store's sync: {0}")]
+    Sync(String),
 }
 
 /// One user's entry: the key, and the nonce and ciphertext of the user id.
 type SealedEntry = ([u8; KEY_BYTES], Vec<u8>);
 
 enum Backing {
-    Rocks(DB),
+    Rocks(std::sync::Arc<DB>),
     /// For an ingress without a state directory (tests, tools).
     Memory(Mutex<BTreeMap<String, SealedEntry>>),
 }
 
 pub(crate) struct PersonalData {
     backing: Backing,
+    /// Group commit of new entries (`remember_grouped`): waiters for the next fsync of the
+    /// store's write-ahead log, taken in bulk by the `personal-data-sync` thread. The
+    /// thread ends when the store is dropped (this sender with it).
+    sync_waiters: Option<Mutex<std::sync::mpsc::Sender<SyncWaiter>>>,
+    /// Entries written but not yet synced: a second request of the same new user waits
+    /// for the same sync rather than being appended before its user is durable.
+    unsynced: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Told once the write-ahead log holding an entry (of the pseudonym) is on disk (or why
+/// not).
+type SyncWaiter = (String, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Syncs the write-ahead log once for every waiter that arrived before the sync began: a
+/// flash sale's thousands of new users a second cost one fsync per batch, not one each.
+fn run_syncer(
+    db: std::sync::Weak<DB>,
+    waiters: std::sync::mpsc::Receiver<SyncWaiter>,
+    unsynced: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
+) {
+    while let Ok(first) = waiters.recv() {
+        let mut batch = vec![first];
+        batch.extend(waiters.try_iter());
+        let Some(db) = db.upgrade() else {
+            return;
+        };
+        let result = db.flush_wal(true).map_err(|error| error.to_string());
+        drop(db);
+        if result.is_ok() {
+            let mut unsynced = lock(&unsynced);
+            for (pseudonym, _) in &batch {
+                unsynced.remove(pseudonym);
+            }
+        }
+        for (_, waiter) in batch {
+            // A request that gave up waiting has nobody to tell.
+            let _ = waiter.send(result.clone());
+        }
+    }
 }
 
 impl PersonalData {
@@ -68,9 +109,19 @@ impl PersonalData {
         options.create_missing_column_families(true);
         let families =
             [KEYS, IDENTITIES].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        let db = DB::open_cf_descriptors(&options, dir, families)?;
+        let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let weak = std::sync::Arc::downgrade(&db);
+        let unsynced = std::sync::Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let syncer_unsynced = std::sync::Arc::clone(&unsynced);
+        std::thread::Builder::new()
+            .name("personal-data-sync".into())
+            .spawn(move || run_syncer(weak, receiver, syncer_unsynced))
+            .map_err(|error| PersonalDataError::Sync(error.to_string()))?;
         Ok(PersonalData {
             backing: Backing::Rocks(db),
+            sync_waiters: Some(Mutex::new(sender)),
+            unsynced,
         })
     }
 
@@ -78,6 +129,8 @@ impl PersonalData {
     pub(crate) fn in_memory() -> PersonalData {
         PersonalData {
             backing: Backing::Memory(Mutex::new(BTreeMap::new())),
+            sync_waiters: None,
+            unsynced: std::sync::Arc::default(),
         }
     }
 
@@ -93,11 +146,63 @@ impl PersonalData {
     }
 
     /// Records that `pseudonym` is `user`, under a fresh key, durably (fsync) unless it is
-    /// known already. Blocking: call it off the async threads.
+    /// known already. Blocking (tests; requests use `remember_grouped`).
+    #[cfg(test)]
     pub(crate) fn remember(&self, pseudonym: &str, user: &str) -> Result<(), PersonalDataError> {
         if self.knows(pseudonym)? {
             return Ok(());
         }
+        self.write_entry(pseudonym, user, true)
+    }
+
+    /// Records that `pseudonym` is `user` like [`PersonalData::remember`], without waiting
+    /// for the disk on the calling thread: the entry is written (unsynced, a few
+    /// microseconds), and the answer says when the next group fsync of the write-ahead log
+    /// made it durable (`None`: durable already, or nothing to write). The caller appends
+    /// the user's request only after that.
+    pub(crate) fn remember_grouped(
+        &self,
+        pseudonym: &str,
+        user: &str,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, PersonalDataError> {
+        let Some(waiters) = &self.sync_waiters else {
+            if !self.knows(pseudonym)? {
+                self.write_entry(pseudonym, user, true)?;
+            }
+            return Ok(None);
+        };
+        // Known and synced: nothing to wait for. Known but not synced yet (another request
+        // of this user just wrote it): wait for the same sync.
+        let write = {
+            let mut unsynced = lock(&self.unsynced);
+            if unsynced.contains(pseudonym) {
+                false
+            } else if self.knows(pseudonym)? {
+                return Ok(None);
+            } else {
+                unsynced.insert(pseudonym.to_string());
+                true
+            }
+        };
+        if write {
+            if let Err(error) = self.write_entry(pseudonym, user, false) {
+                lock(&self.unsynced).remove(pseudonym);
+                return Err(error);
+            }
+        }
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        lock(waiters)
+            .send((pseudonym.to_string(), sender))
+            .map_err(|_| PersonalDataError::Sync("the sync thread has stopped".into()))?;
+        Ok(Some(receiver))
+    }
+
+    fn write_entry(
+        &self,
+        pseudonym: &str,
+        user: &str,
+        sync: bool,
+    ) -> Result<(), PersonalDataError> {
         let key: [u8; KEY_BYTES] = rand::random();
         let nonce: [u8; NONCE_BYTES] = rand::random();
         let sealed = ChaCha20Poly1305::new(Key::from_slice(&key))
@@ -121,9 +226,10 @@ impl PersonalData {
                     stored,
                 );
                 let mut write = WriteOptions::default();
-                // The user's request is appended after this returns: a log record whose
-                // user this store could lose in a crash would be an unknown attendee.
-                write.set_sync(true);
+                // The user's request is appended once this is durable (here, or by the
+                // group sync of `remember_grouped`): a log record whose user this store
+                // could lose in a crash would be an unknown attendee.
+                write.set_sync(sync);
                 db.write_opt(batch, &write)?;
             }
             Backing::Memory(entries) => {
@@ -277,5 +383,37 @@ mod tests {
             store.resolve("u_b"),
             Err(PersonalDataError::Damaged { .. })
         ));
+    }
+
+    /// New entries are made durable by one group sync; a second request of the same new
+    /// user waits for that sync too; once synced, nothing more is waited for.
+    #[tokio::test]
+    async fn new_entries_wait_for_one_group_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PersonalData::open(&dir.path().join("personal")).unwrap();
+        let first = store.remember_grouped("u_a", "alice@example.com").unwrap();
+        let again = store.remember_grouped("u_a", "alice@example.com").unwrap();
+        let other = store.remember_grouped("u_b", "bob@example.com").unwrap();
+        for waiter in [first, again, other] {
+            waiter
+                .expect("an unsynced entry is waited for")
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert!(store
+            .remember_grouped("u_a", "alice@example.com")
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store.resolve("u_a").unwrap(),
+            Identity::Known("alice@example.com".into())
+        );
+        let memory = PersonalData::in_memory();
+        assert!(memory.remember_grouped("u_a", "alice").unwrap().is_none());
+        assert_eq!(
+            memory.resolve("u_a").unwrap(),
+            Identity::Known("alice".into())
+        );
     }
 }

@@ -165,29 +165,23 @@ pub(crate) async fn pseudonym_of_user(
                     format!("this user was erased more than {GENERATIONS_MAX} times"),
                 )
             })?;
-        if shared
+        // The entry is written here (unsynced, microseconds: the lock above is held only
+        // for a set look-up) and made durable by the store's group sync, awaited before the
+        // request can be appended: one fsync per batch of new users, not one each.
+        let durable = shared
             .personal
-            .knows(&pseudonym)
-            .map_err(|error| store_failed(error.to_string()))?
-        {
-            return Ok(pseudonym);
+            .remember_grouped(&pseudonym, sub)
+            .map_err(|error| store_failed(error.to_string()))?;
+        if let Some(durable) = durable {
+            durable
+                .await
+                .map_err(|error| store_failed(error.to_string()))?
+                .map_err(store_failed)?;
         }
-        let (personal, remembered, sub_owned) = (
-            std::sync::Arc::clone(&shared.personal),
-            pseudonym.clone(),
-            sub.to_string(),
-        );
-        let erased_meanwhile = tokio::task::spawn_blocking(move || {
-            personal.remember(&remembered, &sub_owned)?;
-            // An erasure applied while this request was on its way marks the pseudonym
-            // erased before it destroys the key: seen here, the entry just written is
-            // destroyed too, and the user goes on under the next generation.
-            Ok::<_, crate::personal_data::PersonalDataError>(())
-        })
-        .await
-        .map_err(|error| store_failed(error.to_string()))?
-        .map_err(|error| store_failed(error.to_string()))
-        .map(|()| shared.control.is_erased(&pseudonym))?;
+        // An erasure applied while this request was on its way marks the pseudonym erased
+        // before it destroys the key: seen here, the entry just written is destroyed too,
+        // and the user goes on under the next generation.
+        let erased_meanwhile = shared.control.is_erased(&pseudonym);
         if !erased_meanwhile {
             return Ok(pseudonym);
         }
