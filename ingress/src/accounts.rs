@@ -164,14 +164,6 @@ pub(crate) fn new_key_secret(key_id: Option<&str>) -> (String, String, [u8; 32])
     (id, secret, hash)
 }
 
-/// Compares two hashes in time independent of where they differ.
-fn same_hash(left: &[u8; 32], right: &[u8; 32]) -> bool {
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (left, right)| difference | (left ^ right))
-        == 0
-}
-
 impl Accounts {
     pub(crate) fn new(bootstrap: Vec<String>) -> Accounts {
         Accounts {
@@ -226,7 +218,7 @@ impl Accounts {
         let (id, _) = secret.split_once('.')?;
         let key = self.keys.get(id)?;
         let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        same_hash(&hash, &key.secret_sha256).then_some(key)
+        crate::auth::same_secret(&hash, &key.secret_sha256).then_some(key)
     }
 
     pub(crate) fn token_key(&self, tenant: &str) -> Option<&TenantTokenKey> {

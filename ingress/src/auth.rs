@@ -66,9 +66,9 @@ fn issuer_of(token: &str) -> Option<String> {
     serde_json::from_slice::<Issuer>(&bytes).ok()?.iss
 }
 
-/// Compares secrets in time independent of where they differ.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+/// Compares secrets (or their hashes) in time independent of where they differ: the one
+/// comparison of admin keys, the operator key and API keys' hashes (`crate::accounts`).
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let mut difference = given.len() ^ expected.len();
     for (index, byte) in expected.iter().enumerate() {
         difference |= usize::from(given.get(index).copied().unwrap_or(0) ^ byte);
@@ -130,14 +130,14 @@ impl Auth {
         // Check every key so the time taken does not tell which one is close.
         let mut found = None;
         for tenant in &self.tenants {
-            if same_secret(token, &tenant.admin_key) {
+            if same_secret(token.as_bytes(), tenant.admin_key.as_bytes()) {
                 found = Some(AdminKey::Tenant {
                     tenant: tenant.id.clone(),
                     role: ApiKeyRole::Admin,
                 });
             }
         }
-        if same_secret(token, &self.operator_key) {
+        if same_secret(token.as_bytes(), self.operator_key.as_bytes()) {
             found = Some(AdminKey::Operator);
         }
         found.ok_or_else(|| AppError::unauthorized(Reason::UnknownAdminKey, "unknown admin key"))
