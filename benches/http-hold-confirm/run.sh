@@ -40,8 +40,11 @@ HERE=benches/http-hold-confirm
 # The broker's pid, for its CPU figure (scripts/kafka.sh writes it; empty when absent).
 KAFKA_PID="$(cat "${KAFKA_PID_FILE:-$HOME/.cache/boxoffice/kafka/run-${KAFKA##*:}/kafka.pid}" 2>/dev/null || true)"
 
-cargo build --release -q -p boxoffice
-BOXOFFICE="$CARGO_TARGET_DIR/release/boxoffice"
+# BOXOFFICE_BIN: a binary built before (to compare two commits in one sequence).
+if [[ -z "${BOXOFFICE_BIN:-}" ]]; then
+  cargo build --release -q -p boxoffice
+fi
+BOXOFFICE="${BOXOFFICE_BIN:-$CARGO_TARGET_DIR/release/boxoffice}"
 if [[ "$SIDES" == *hook* ]]; then
   cargo build --release -q -p boxoffice-benches --bin webhook_receiver
 fi

@@ -263,6 +263,10 @@ impl Ingress {
                 .map_err(|error| error.to_string())?,
             None => personal_data::PersonalData::in_memory(),
         });
+        // A new user's entry is made durable before any commit that could hold its request.
+        for shard in &shard_states {
+            shard.writes.sync_before_commits(personal.before_commit());
+        }
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
                 let control = Arc::new(control::Control::new(

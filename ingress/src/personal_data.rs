@@ -45,8 +45,6 @@ pub(crate) enum PersonalDataError {
     Rocks(#[from] rocksdb::Error),
     #[error("the personal-data store holds a damaged entry for {pseudonym}")]
     Damaged { pseudonym: String },
-    #[error("the personal-data store's sync: {0}")]
-    Sync(String),
 }
 
 /// One user's entry: the key, and the nonce and ciphertext of the user id.
@@ -60,45 +58,24 @@ enum Backing {
 
 pub(crate) struct PersonalData {
     backing: Backing,
-    /// Group commit of new entries (`remember_grouped`): waiters for the next fsync of the
-    /// store's write-ahead log, taken in bulk by the `personal-data-sync` thread. The
-    /// thread ends when the store is dropped (this sender with it).
-    sync_waiters: Option<Mutex<std::sync::mpsc::Sender<SyncWaiter>>>,
-    /// Entries written but not yet synced: a second request of the same new user waits
-    /// for the same sync rather than being appended before its user is durable.
-    unsynced: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
+    /// New entries are written unsynced and made durable by [`PersonalData::sync_written`],
+    /// which the requests log's writer runs before each commit (or an appender thread before
+    /// each append): a new user's entry and request share one trip through the writer.
+    sync: SyncState,
 }
 
-/// Told once the write-ahead log holding an entry (of the pseudonym) is on disk (or why
-/// not).
-type SyncWaiter = (String, tokio::sync::oneshot::Sender<Result<(), String>>);
-
-/// Syncs the write-ahead log once for every waiter that arrived before the sync began: a
-/// flash sale's thousands of new users a second cost one fsync per batch, not one each.
-fn run_syncer(
-    db: std::sync::Weak<DB>,
-    waiters: std::sync::mpsc::Receiver<SyncWaiter>,
-    unsynced: std::sync::Arc<Mutex<std::collections::HashSet<String>>>,
-) {
-    while let Ok(first) = waiters.recv() {
-        let mut batch = vec![first];
-        batch.extend(waiters.try_iter());
-        let Some(db) = db.upgrade() else {
-            return;
-        };
-        let result = db.flush_wal(true).map_err(|error| error.to_string());
-        drop(db);
-        if result.is_ok() {
-            let mut unsynced = lock(&unsynced);
-            for (pseudonym, _) in &batch {
-                unsynced.remove(pseudonym);
-            }
-        }
-        for (_, waiter) in batch {
-            // A request that gave up waiting has nobody to tell.
-            let _ = waiter.send(result.clone());
-        }
-    }
+/// How far the store's write-ahead log is known durable, in entries written.
+#[derive(Default)]
+struct SyncState {
+    /// Entries written so far. Held across the look-up and the write of a new entry, so
+    /// that whoever sees an entry (another request of the same user) also sees it counted:
+    /// a commit that follows its request then syncs it.
+    written: Mutex<u64>,
+    /// Entries known durable; held across a sync, so commits of several shards' writers
+    /// that need the same entries share one fsync (the later ones find them durable).
+    durable: Mutex<u64>,
+    /// Syncs done (tests count them).
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 impl PersonalData {
@@ -110,18 +87,9 @@ impl PersonalData {
         let families =
             [KEYS, IDENTITIES].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let weak = std::sync::Arc::downgrade(&db);
-        let unsynced = std::sync::Arc::new(Mutex::new(std::collections::HashSet::new()));
-        let syncer_unsynced = std::sync::Arc::clone(&unsynced);
-        std::thread::Builder::new()
-            .name("personal-data-sync".into())
-            .spawn(move || run_syncer(weak, receiver, syncer_unsynced))
-            .map_err(|error| PersonalDataError::Sync(error.to_string()))?;
         Ok(PersonalData {
             backing: Backing::Rocks(db),
-            sync_waiters: Some(Mutex::new(sender)),
-            unsynced,
+            sync: SyncState::default(),
         })
     }
 
@@ -129,8 +97,7 @@ impl PersonalData {
     pub(crate) fn in_memory() -> PersonalData {
         PersonalData {
             backing: Backing::Memory(Mutex::new(BTreeMap::new())),
-            sync_waiters: None,
-            unsynced: std::sync::Arc::default(),
+            sync: SyncState::default(),
         }
     }
 
@@ -156,45 +123,50 @@ impl PersonalData {
     }
 
     /// Records that `pseudonym` is `user` like [`PersonalData::remember`], without waiting
-    /// for the disk on the calling thread: the entry is written (unsynced, a few
-    /// microseconds), and the answer says when the next group fsync of the write-ahead log
-    /// made it durable (`None`: durable already, or nothing to write). The caller appends
-    /// the user's request only after that.
-    pub(crate) fn remember_grouped(
+    /// for the disk: the entry is written (unsynced, a few microseconds) and counted, and
+    /// the next [`PersonalData::sync_written`] makes it durable. The caller appends the
+    /// user's request to a log whose commits run that first (`Writes`), so no record of
+    /// the request is durable before its user's entry.
+    pub(crate) fn remember_unsynced(
         &self,
         pseudonym: &str,
         user: &str,
-    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), String>>>, PersonalDataError> {
-        let Some(waiters) = &self.sync_waiters else {
-            if !self.knows(pseudonym)? {
-                self.write_entry(pseudonym, user, true)?;
-            }
-            return Ok(None);
-        };
-        // Known and synced: nothing to wait for. Known but not synced yet (another request
-        // of this user just wrote it): wait for the same sync.
-        let write = {
-            let mut unsynced = lock(&self.unsynced);
-            if unsynced.contains(pseudonym) {
-                false
-            } else if self.knows(pseudonym)? {
-                return Ok(None);
-            } else {
-                unsynced.insert(pseudonym.to_string());
-                true
-            }
-        };
-        if write {
-            if let Err(error) = self.write_entry(pseudonym, user, false) {
-                lock(&self.unsynced).remove(pseudonym);
-                return Err(error);
-            }
+    ) -> Result<(), PersonalDataError> {
+        // Known already (written by this or an earlier request, counted under this lock):
+        // nothing to write.
+        let mut written = lock(&self.sync.written);
+        if self.knows(pseudonym)? {
+            return Ok(());
         }
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        lock(waiters)
-            .send((pseudonym.to_string(), sender))
-            .map_err(|_| PersonalDataError::Sync("the sync thread has stopped".into()))?;
-        Ok(Some(receiver))
+        self.write_entry(pseudonym, user, false)?;
+        *written += 1;
+        Ok(())
+    }
+
+    /// Makes every entry written so far durable (one fsync of the write-ahead log, none
+    /// when nothing new was written). Run before each commit of the requests logs.
+    pub(crate) fn sync_written(&self) -> Result<(), String> {
+        let target = *lock(&self.sync.written);
+        let mut durable = lock(&self.sync.durable);
+        if *durable >= target {
+            return Ok(());
+        }
+        if let Backing::Rocks(db) = &self.backing {
+            db.flush_wal(true).map_err(|error| {
+                format!("the personal-data store cannot sync its new entries: {error}")
+            })?;
+        }
+        self.sync
+            .syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *durable = target;
+        Ok(())
+    }
+
+    /// [`PersonalData::sync_written`] as a requests log's hook.
+    pub(crate) fn before_commit(self: &std::sync::Arc<Self>) -> requestlog::BeforeCommit {
+        let store = std::sync::Arc::clone(self);
+        std::sync::Arc::new(move || store.sync_written())
     }
 
     fn write_entry(
@@ -385,32 +357,34 @@ mod tests {
         ));
     }
 
-    /// New entries are made durable by one group sync; a second request of the same new
-    /// user waits for that sync too; once synced, nothing more is waited for.
-    #[tokio::test]
-    async fn new_entries_wait_for_one_group_sync() {
+    /// New entries are written unsynced and counted; one sync makes every entry written
+    /// before it durable, and a sync with nothing new written does nothing. A second
+    /// request of the same user writes nothing.
+    #[test]
+    fn new_entries_are_synced_once_before_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = PersonalData::open(&dir.path().join("personal")).unwrap();
-        let first = store.remember_grouped("u_a", "alice@example.com").unwrap();
-        let again = store.remember_grouped("u_a", "alice@example.com").unwrap();
-        let other = store.remember_grouped("u_b", "bob@example.com").unwrap();
-        for waiter in [first, again, other] {
-            waiter
-                .expect("an unsynced entry is waited for")
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        assert!(store
-            .remember_grouped("u_a", "alice@example.com")
-            .unwrap()
-            .is_none());
+        let syncs =
+            |store: &PersonalData| store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        store.sync_written().unwrap();
+        assert_eq!(syncs(&store), 0, "nothing written, nothing synced");
+        store.remember_unsynced("u_a", "alice@example.com").unwrap();
+        store.remember_unsynced("u_a", "alice@example.com").unwrap();
+        store.remember_unsynced("u_b", "bob@example.com").unwrap();
+        assert_eq!(*lock(&store.sync.written), 2, "one entry per user");
+        store.sync_written().unwrap();
+        store.sync_written().unwrap();
+        assert_eq!(syncs(&store), 1, "one sync for both, none after");
+        store.remember_unsynced("u_a", "alice@example.com").unwrap();
+        store.sync_written().unwrap();
+        assert_eq!(syncs(&store), 1, "a known user writes nothing");
         assert_eq!(
             store.resolve("u_a").unwrap(),
             Identity::Known("alice@example.com".into())
         );
         let memory = PersonalData::in_memory();
-        assert!(memory.remember_grouped("u_a", "alice").unwrap().is_none());
+        memory.remember_unsynced("u_a", "alice").unwrap();
+        memory.sync_written().unwrap();
         assert_eq!(
             memory.resolve("u_a").unwrap(),
             Identity::Known("alice".into())

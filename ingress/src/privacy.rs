@@ -140,8 +140,8 @@ pub(crate) fn is_pseudonym(text: &str) -> bool {
 }
 
 /// The pseudonym a request of the user `sub` (a verified token's) acts as: its current
-/// generation, remembered in the personal-data store (durably, before anything of the
-/// request is appended) the first time this ingress sees it.
+/// generation, remembered in the personal-data store (durable before any record of the
+/// request is) the first time this ingress sees it.
 pub(crate) async fn pseudonym_of_user(
     state: &AppState,
     scope: TokenScope<'_>,
@@ -165,19 +165,13 @@ pub(crate) async fn pseudonym_of_user(
                     format!("this user was erased more than {GENERATIONS_MAX} times"),
                 )
             })?;
-        // The entry is written here (unsynced, microseconds: the lock above is held only
-        // for a set look-up) and made durable by the store's group sync, awaited before the
-        // request can be appended: one fsync per batch of new users, not one each.
-        let durable = shared
+        // The entry is written here, unsynced (microseconds); the requests log's writer
+        // makes it durable before the commit that holds this request (`Writes`), so the
+        // request costs one trip through the log's group commit, new user or not.
+        shared
             .personal
-            .remember_grouped(&pseudonym, sub)
+            .remember_unsynced(&pseudonym, sub)
             .map_err(|error| store_failed(error.to_string()))?;
-        if let Some(durable) = durable {
-            durable
-                .await
-                .map_err(|error| store_failed(error.to_string()))?
-                .map_err(store_failed)?;
-        }
         // An erasure applied while this request was on its way marks the pseudonym erased
         // before it destroys the key: seen here, the entry just written is destroyed too,
         // and the user goes on under the next generation.

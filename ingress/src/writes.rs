@@ -18,7 +18,7 @@
 use crate::error::{AppError, Reason};
 use crate::metrics::Metrics;
 use engine::{Outcome, Reply, Request};
-use requestlog::{AppendDone, Appended, LogWriter};
+use requestlog::{AppendDone, Appended, BeforeCommit, LogWriter};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -143,6 +143,11 @@ pub(crate) struct Writes {
     /// come within the outcome timeout): with the follower's last outcome, whether the
     /// shard is answering (`ShardState::down`).
     timed_out_at: Mutex<Option<Instant>>,
+    /// What the appender threads make durable before each append, when the log's own
+    /// writer does not ([`Writes::sync_before_commits`]).
+    before_append: Arc<std::sync::OnceLock<BeforeCommit>>,
+    /// The hook the log's writer runs (it holds it weakly: this keeps it alive).
+    before_commit: std::sync::OnceLock<BeforeCommit>,
 }
 
 impl Writes {
@@ -159,16 +164,18 @@ impl Writes {
     ) -> Writes {
         let (jobs, receiver) = mpsc::channel(queue_depth);
         let receiver = Arc::new(Mutex::new(receiver));
+        let before_append = Arc::new(std::sync::OnceLock::new());
         let appenders = (0..threads)
             .map(|index| {
-                let (writer, receiver, metrics) = (
+                let (writer, receiver, metrics, before) = (
                     Arc::clone(&writer),
                     Arc::clone(&receiver),
                     Arc::clone(&metrics),
+                    Arc::clone(&before_append),
                 );
                 std::thread::Builder::new()
                     .name(format!("ingress-appender-{index}"))
-                    .spawn(move || append_loop(&*writer, &receiver, &metrics, batch_max))
+                    .spawn(move || append_loop(&*writer, &receiver, &metrics, &before, batch_max))
                     .expect("spawning an appender thread")
             })
             .collect();
@@ -180,7 +187,20 @@ impl Writes {
             metrics,
             writer,
             timed_out_at: Mutex::new(None),
+            before_append,
+            before_commit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes `hook` run before every commit of this shard's requests: in the log's writer
+    /// thread where it has one (embedded), else in the appender threads before each append
+    /// (Kafka). Set once, before the first request.
+    pub(crate) fn sync_before_commits(&self, hook: BeforeCommit) {
+        let set = match self.writer.sync_before_commit(&hook) {
+            true => self.before_commit.set(hook),
+            false => self.before_append.set(hook),
+        };
+        assert!(set.is_ok(), "one hook before commits");
     }
 
     /// When a write of this ingress last gave up waiting, if one ever did.
@@ -361,6 +381,7 @@ fn append_loop(
     writer: &dyn LogWriter,
     receiver: &Mutex<mpsc::Receiver<AppendJob>>,
     metrics: &Metrics,
+    before_append: &std::sync::OnceLock<BeforeCommit>,
     batch_max: usize,
 ) {
     loop {
@@ -393,7 +414,10 @@ fn append_loop(
             .unzip();
         let count = payloads.len();
         let started = Instant::now();
-        let result = writer.append(payloads);
+        let result = match before_append.get().map(|hook| hook()) {
+            Some(Err(reason)) => Err(requestlog::LogError::BeforeCommit(reason)),
+            Some(Ok(())) | None => writer.append(payloads),
+        };
         metrics.log_append.observe(started.elapsed().as_secs_f64());
         match result {
             Ok(appended) => {
@@ -476,6 +500,74 @@ mod tests {
             self.held.lock().unwrap().push((payloads.len(), done));
             Ok(())
         }
+    }
+
+    /// A log with neither `start_append` nor hooks (as Kafka): what happens, in order.
+    #[derive(Default)]
+    struct RecordingLog {
+        events: Arc<Mutex<Vec<&'static str>>>,
+    }
+
+    impl LogWriter for RecordingLog {
+        fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<Appended>, requestlog::LogError> {
+            self.events.lock().unwrap().push("append");
+            Ok((0..payloads.len() as u64)
+                .map(|offset| Appended {
+                    offset,
+                    timestamp_ms: 1,
+                })
+                .collect())
+        }
+
+        fn end_offset(&self) -> Result<u64, requestlog::LogError> {
+            Ok(0)
+        }
+    }
+
+    /// Where the log's writer cannot run it, the appender makes what must precede a commit
+    /// durable before each append, and a failure of it appends nothing and answers 503.
+    #[tokio::test]
+    async fn the_appender_syncs_what_must_precede_a_commit_before_appending() {
+        let log = Arc::new(RecordingLog::default());
+        let events = Arc::clone(&log.events);
+        let pending = Arc::new(Pending::new(16));
+        let writes = Writes::start(
+            Arc::clone(&log) as Arc<dyn LogWriter>,
+            Arc::clone(&pending),
+            Arc::new(Metrics::default()),
+            Duration::from_secs(60),
+            16,
+            16,
+            1,
+        );
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (hook_events, hook_failing) = (Arc::clone(&events), Arc::clone(&failing));
+        writes.sync_before_commits(Arc::new(move || {
+            hook_events.lock().unwrap().push("sync");
+            match hook_failing.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err("no space left".into()),
+                false => Ok(()),
+            }
+        }));
+        pending.complete(outcome(0));
+        let request = Request::new(engine::Command::Tick);
+        let answered = writes
+            .submit(&request)
+            .await
+            .expect("appended and answered");
+        assert_eq!(answered.offset, 0);
+        assert_eq!(*events.lock().unwrap(), ["sync", "append"]);
+
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let refused = writes.submit(&request).await.expect_err("refused");
+        assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.reason, Reason::LogNotWritable);
+        assert_eq!(
+            *events.lock().unwrap(),
+            ["sync", "append", "sync"],
+            "nothing appended after a failed sync"
+        );
+        writes.close();
     }
 
     fn poll<F: std::future::Future>(

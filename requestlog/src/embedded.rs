@@ -38,7 +38,9 @@ use rocksdb::{
 
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
 use crate::EMBEDDED_LOG_ID_PREFIX;
-use crate::{AppendDone, Appended, LogError, LogReader, LogRecord, LogWriter, StartRefused};
+use crate::{
+    AppendDone, Appended, BeforeCommit, LogError, LogReader, LogRecord, LogWriter, StartRefused,
+};
 
 /// Limits of an [`EmbeddedLog`].
 #[derive(Clone, Debug)]
@@ -132,6 +134,9 @@ struct Shared {
     /// The newest group commits, oldest first, every one published (or being published:
     /// readers never look past `end_offset`).
     tail: Mutex<TailCache>,
+    /// Made durable before each synced commit ([`LogWriter::sync_before_commit`]): weak, so
+    /// a hook ends with whoever set it (an ingress stopped and started again on this log).
+    before_commit: Mutex<Vec<std::sync::Weak<crate::BeforeCommitFn>>>,
 }
 
 /// The newest records, as the writer thread wrote them.
@@ -281,6 +286,7 @@ impl EmbeddedLog {
                 bytes_max: options.tail_cache_bytes_max,
                 ..TailCache::default()
             }),
+            before_commit: Mutex::new(Vec::new()),
         });
         let (sender, receiver) = crossbeam_channel::bounded(options.queue_depth_max);
         let core = Arc::new(Mutex::new(WriterCore {
@@ -374,6 +380,21 @@ impl LogWriter for EmbeddedWriter {
 
     fn end_offset(&self) -> Result<u64, LogError> {
         Ok(self.handle.shared.lock_published().end_offset)
+    }
+
+    /// Taken on logs whose appends are synced (the writer thread's group commit), for as
+    /// long as the caller keeps `hook`.
+    fn sync_before_commit(&self, hook: &BeforeCommit) -> bool {
+        if !self.handle.options.sync_appends {
+            return false;
+        }
+        self.handle
+            .shared
+            .before_commit
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::downgrade(hook));
+        true
     }
 
     /// Queues the append for the writer thread, which calls `done` after its group commit:
@@ -586,6 +607,29 @@ impl WriterCore {
                 request.reply.send(Err(LogError::Storage(failure.clone())));
             }
             return;
+        }
+        // Before the write: a record must never be durable while what it refers to (a new
+        // user's personal-data entry) could still be lost. A failure refuses this commit
+        // only; the log itself is fine.
+        if self.sync_appends {
+            let hooks: Vec<BeforeCommit> = {
+                let mut hooks = self
+                    .shared
+                    .before_commit
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                hooks.retain(|hook| hook.strong_count() > 0);
+                hooks.iter().filter_map(std::sync::Weak::upgrade).collect()
+            };
+            if let Some(Err(reason)) = hooks.iter().map(|hook| hook()).find(Result::is_err) {
+                tracing::error!(%reason, "what must precede a commit is not durable; commit refused");
+                for request in batch {
+                    request
+                        .reply
+                        .send(Err(LogError::BeforeCommit(reason.clone())));
+                }
+                return;
+            }
         }
         let first_offset = self.next_offset;
         let timestamp_ms = self.last_timestamp_ms.max(wall_clock_ms());

@@ -64,6 +64,11 @@ pub enum LogError {
         required: String,
     },
 
+    /// What must be durable before a commit ([`crate::BeforeCommit`]) could not be made so:
+    /// the commit was refused whole, nothing of it written. Later appends are tried again.
+    #[error("cannot commit: {0}")]
+    BeforeCommit(String),
+
     /// RocksDB failed. After a failed write the embedded writer refuses further appends.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),

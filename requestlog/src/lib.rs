@@ -66,6 +66,7 @@ mod kafka;
 mod memory;
 mod record_format;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
@@ -155,7 +156,26 @@ pub trait LogWriter: Send + Sync {
     fn start_append(&self, payloads: Vec<Vec<u8>>, done: AppendDone) -> Result<(), StartRefused> {
         Err(StartRefused { payloads, done })
     }
+
+    /// Runs `hook` on the log's writer thread before each durable commit from now on, for
+    /// as long as the caller keeps it (the log holds it weakly); its error refuses that
+    /// commit whole with [`LogError::BeforeCommit`]. Says whether it will: false when this
+    /// log commits nothing in this process (Kafka: the caller runs the hook itself before
+    /// appending) or when its appends are not durable anyway. The ingress's personal-data
+    /// store makes its new entries durable here: one trip through the writer for a new
+    /// user's entry and request, not two group commits in series.
+    fn sync_before_commit(&self, hook: &BeforeCommit) -> bool {
+        let _ = hook;
+        false
+    }
 }
+
+/// What must be made durable before a commit of the log ([`LogWriter::sync_before_commit`]).
+/// It runs on the log's writer thread: it may block on the disk, briefly.
+pub type BeforeCommit = Arc<BeforeCommitFn>;
+
+/// The function behind a [`BeforeCommit`].
+pub type BeforeCommitFn = dyn Fn() -> Result<(), String> + Send + Sync;
 
 /// Called once with an append's result ([`LogWriter::start_append`]). It runs on the log's
 /// own thread: it must not block.

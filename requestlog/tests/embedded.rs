@@ -611,3 +611,74 @@ fn start_append_calls_back_after_the_commit() {
     ));
     assert_eq!(log.end_offset(), 2);
 }
+
+/// The hook runs before each synced commit, once per commit; while it fails, commits are
+/// refused whole (nothing written, the reason said) and the log goes on once it succeeds.
+/// A hook dropped by its owner runs no more.
+#[test]
+fn what_must_precede_a_commit_runs_first_and_its_failure_refuses_the_commit() {
+    use std::sync::atomic::AtomicBool;
+    let dir = TempDir::new();
+    let log = open(dir.path());
+    let writer = log.writer();
+    let runs = Arc::new(AtomicU64::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let (hook_runs, hook_failing) = (Arc::clone(&runs), Arc::clone(&failing));
+    let hook: requestlog::BeforeCommit = Arc::new(move || {
+        hook_runs.fetch_add(1, Ordering::SeqCst);
+        match hook_failing.load(Ordering::SeqCst) {
+            true => Err("the disk is full".to_string()),
+            false => Ok(()),
+        }
+    });
+    assert!(writer.sync_before_commit(&hook));
+
+    assert_eq!(
+        offsets(&writer.append(payloads(&["a", "b"])).unwrap()),
+        [0, 1]
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    failing.store(true, Ordering::SeqCst);
+    match writer.append(payloads(&["lost"])) {
+        Err(LogError::BeforeCommit(reason)) => assert_eq!(reason, "the disk is full"),
+        other => panic!("expected the commit refused, got {other:?}"),
+    }
+    assert_eq!(
+        writer.end_offset().unwrap(),
+        2,
+        "nothing of a refused commit is written"
+    );
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(offsets(&writer.append(payloads(&["c"])).unwrap()), [2]);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // The log holds the hook only while its owner does.
+    drop(hook);
+    assert_eq!(offsets(&writer.append(payloads(&["d"])).unwrap()), [3]);
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    drop(writer);
+    drop(log);
+    let reopened = open(dir.path());
+    let mut reader = reopened.reader();
+    assert_eq!(
+        texts(&reader.poll(10, NO_WAIT).unwrap()),
+        [
+            (0, "a".into()),
+            (1, "b".into()),
+            (2, "c".into()),
+            (3, "d".into())
+        ]
+    );
+
+    // A log whose appends are not synced takes no hook: the caller keeps its own sync.
+    let unsynced_dir = TempDir::new();
+    let unsynced = EmbeddedLog::open(
+        unsynced_dir.path(),
+        EmbeddedOptions {
+            sync_appends: false,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .unwrap();
+    let hook: requestlog::BeforeCommit = Arc::new(|| Ok(()));
+    assert!(!unsynced.writer().sync_before_commit(&hook));
+}
