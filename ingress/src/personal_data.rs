@@ -113,7 +113,7 @@ impl PersonalData {
     }
 
     /// Records that `pseudonym` is `user`, under a fresh key, durably (fsync) unless it is
-    /// known already. Blocking (tests; requests use `remember_grouped`).
+    /// known already. Blocking (tests; requests use `remember_unsynced`).
     #[cfg(test)]
     pub(crate) fn remember(&self, pseudonym: &str, user: &str) -> Result<(), PersonalDataError> {
         if self.knows(pseudonym)? {
@@ -198,9 +198,9 @@ impl PersonalData {
                     stored,
                 );
                 let mut write = WriteOptions::default();
-                // The user's request is appended once this is durable (here, or by the
-                // group sync of `remember_grouped`): a log record whose user this store
-                // could lose in a crash would be an unknown attendee.
+                // No record of the user's request is durable before this is (here, or by
+                // `sync_written` before the log's commit): a log record whose user this
+                // store could lose in a crash would be an unknown attendee.
                 write.set_sync(sync);
                 db.write_opt(batch, &write)?;
             }
