@@ -15,10 +15,19 @@
 #   BOXOFFICE_CACHE         cache root (default: $HOME/.cache/boxoffice)
 #   KAFKA_PORT              client listener port on 127.0.0.1 (default: 19092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller port on 127.0.0.1 (default: KAFKA_PORT + 1)
+#   KAFKA_PROXIED_PORT      a second client listener on 127.0.0.1 (default: KAFKA_PORT + 2)
+#                           that advertises KAFKA_PROXIED_ADVERTISED_PORT (default:
+#                           KAFKA_PORT + 3), where nothing listens until a test puts a proxy
+#                           there: a client bootstrapped through that proxy reaches the broker
+#                           only through it, so pausing the proxy cuts that client off
+#                           (tests/tests/system/common/proxy.rs)
 #   KAFKA_START_TIMEOUT_S   how long `start` waits for the broker (default: 90)
 #   KAFKA_HEAP_OPTS         JVM heap flags (default: -Xms256m -Xmx512m)
 #
-# Clients connect to 127.0.0.1:$KAFKA_PORT (e.g. KAFKA_BOOTSTRAP=127.0.0.1:19092).
+# Clients connect to 127.0.0.1:$KAFKA_PORT (e.g. KAFKA_BOOTSTRAP=127.0.0.1:19092). Tests
+# find the second listener in KAFKA_PROXIED_BROKER (127.0.0.1:$KAFKA_PROXIED_PORT) and the
+# address it advertises in KAFKA_PROXIED_BOOTSTRAP (127.0.0.1:$KAFKA_PROXIED_ADVERTISED_PORT);
+# scripts/test.sh exports all three.
 set -euo pipefail
 
 readonly KAFKA_VERSION="4.3.1"
@@ -32,6 +41,8 @@ readonly LIBS_DIR="$CACHE_DIR/libs"
 readonly LIBS_STAMP="$LIBS_DIR/.complete-$KAFKA_VERSION"
 readonly PORT="${KAFKA_PORT:-19092}"
 readonly CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+readonly PROXIED_PORT="${KAFKA_PROXIED_PORT:-$((PORT + 2))}"
+readonly PROXIED_ADVERTISED_PORT="${KAFKA_PROXIED_ADVERTISED_PORT:-$((PORT + 3))}"
 readonly RUN_DIR="$CACHE_DIR/run-$PORT"
 readonly PID_FILE="$RUN_DIR/kafka.pid"
 readonly LOG_FILE="$RUN_DIR/kafka.log"
@@ -127,11 +138,15 @@ node.id=1
 # A static quorum of one voter: storage is formatted with a cluster id only (no --standalone
 # or --initial-controllers, which are for the dynamic quorums of KIP-853).
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+# PROXIED is PLAINTEXT again, for tests that cut one client off the broker: it advertises
+# a port where the test runs a pausable proxy to it. A client learns the brokers' addresses
+# from the listener it asked (librdkafka then connects to those), so a client bootstrapped
+# through the proxy makes every connection through it.
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,PROXIED://127.0.0.1:$PROXIED_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,PROXIED://127.0.0.1:$PROXIED_ADVERTISED_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
 log.dirs=$RUN_DIR/data
 num.partitions=1
 default.replication.factor=1
@@ -194,9 +209,10 @@ cmd_start() {
         return 0
     fi
     local port
-    for port in "$PORT" "$CONTROLLER_PORT"; do
+    # The advertised port too: a test binds its proxy there.
+    for port in "$PORT" "$CONTROLLER_PORT" "$PROXIED_PORT" "$PROXIED_ADVERTISED_PORT"; do
         if port_open "$port"; then
-            die "port $port is in use by another process; set KAFKA_PORT / KAFKA_CONTROLLER_PORT"
+            die "port $port is in use by another process; set KAFKA_PORT (or KAFKA_CONTROLLER_PORT, KAFKA_PROXIED_PORT, KAFKA_PROXIED_ADVERTISED_PORT)"
         fi
     done
     cmd_fetch
@@ -240,7 +256,7 @@ cmd_start() {
         sleep 1
     done
     say "Kafka $KAFKA_VERSION up on 127.0.0.1:$PORT (pid $pid) in $(elapsed_s "$start_ms") s"
-    say "use KAFKA_BOOTSTRAP=127.0.0.1:$PORT"
+    say "use KAFKA_BOOTSTRAP=127.0.0.1:$PORT KAFKA_PROXIED_BROKER=127.0.0.1:$PROXIED_PORT KAFKA_PROXIED_BOOTSTRAP=127.0.0.1:$PROXIED_ADVERTISED_PORT"
 }
 
 cmd_stop() {

@@ -13,6 +13,10 @@ scripts/kafka.sh start
 trap 'scripts/kafka.sh stop || true; scripts/stripe-mock.sh stop || true' EXIT
 scripts/stripe-mock.sh start
 export KAFKA_BOOTSTRAP="127.0.0.1:${KAFKA_PORT:-19092}"
+# The broker's second listener, and the address it advertises, where a test runs a
+# pausable proxy to it (defaults as in scripts/kafka.sh).
+export KAFKA_PROXIED_BROKER="127.0.0.1:${KAFKA_PROXIED_PORT:-$((${KAFKA_PORT:-19092} + 2))}"
+export KAFKA_PROXIED_BOOTSTRAP="127.0.0.1:${KAFKA_PROXIED_ADVERTISED_PORT:-$((${KAFKA_PORT:-19092} + 3))}"
 export STRIPE_MOCK_URL="http://127.0.0.1:${STRIPE_MOCK_PORT:-12111}"
 
 # The system tests (tests/) run the `boxoffice` binary and would build it on first use;

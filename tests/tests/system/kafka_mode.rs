@@ -2,6 +2,7 @@
 //! `boxoffice ingress` as two processes per scenario, on fresh topics of the real broker
 //! at `KAFKA_BOOTSTRAP`. With `CI=true` an unset `KAFKA_BOOTSTRAP` fails every test.
 
+use crate::common::proxy::{kafka_proxied_listener, PausableProxy};
 use crate::http_suite;
 
 suite!(http_suite::Service::kafka);
@@ -200,8 +201,8 @@ async fn the_effects_process_delivers_and_serves_its_delivery_log() {
 /// Organiser accounts on Kafka with two ingress processes (issue "Discovery like a real
 /// box office, and organiser accounts by API"): a key made through one ingress works on the
 /// other once its control follower applied the record, and a key revoked through one is
-/// refused on the other. (An ingress behind its control log refusing tenant keys is shown
-/// in-process: `ingress/tests/accounts.rs`.)
+/// refused on the other. (An ingress behind its control log refusing tenant keys:
+/// `an_ingress_cut_off_from_the_broker_refuses_admin_keys_until_it_catches_up`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_revoked_on_one_ingress_is_refused_on_the_other() {
     let Some(first) = Service::kafka("revoked-key").await else {
@@ -268,6 +269,204 @@ async fn a_key_revoked_on_one_ingress_is_refused_on_the_other() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Organiser accounts on Kafka, with the second ingress reaching the broker only through a
+/// proxy that the test pauses (its network path cut, nothing in the process told): once it
+/// is further behind the control log than `http.control_lag_ms_max` it refuses tenant keys
+/// with 503 `control_log_behind`, so a key revoked meanwhile through the first ingress is
+/// refused there although it does not know of the revocation; once the proxy resumes it
+/// catches up, a key made while it was cut off works, and the revoked one is 401, never
+/// accepted in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_cut_off_from_the_broker_refuses_admin_keys_until_it_catches_up() {
+    // The second ingress's `http.control_lag_ms_max`: well above how stale a connected
+    // ingress gets between two looks at the log's end (a few hundred ms), so only the cut
+    // makes it refuse.
+    const CONTROL_LAG_MAX: Duration = Duration::from_millis(1500);
+    let test = "the lagging-ingress test";
+    let Some(proxied) = kafka_proxied_listener(test) else {
+        return;
+    };
+    let Some(first) = Service::kafka("lagging-ingress").await else {
+        return;
+    };
+    first.wait_ready().await;
+    let proxy = PausableProxy::start(&proxied.bootstrap, &proxied.broker, DEADLINE).await;
+    let second = first
+        .another_ingress_with_env(vec![
+            ("BOXOFFICE_KAFKA_BROKERS", proxied.bootstrap.clone()),
+            (
+                "BOXOFFICE_HTTP_CONTROL_LAG_MS_MAX",
+                CONTROL_LAG_MAX.as_millis().to_string(),
+            ),
+        ])
+        .await;
+    let admin_events = "/v1/admin/events";
+    let made = first
+        .send(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(http_suite::ADMIN),
+            Some(json!({"role": "reports", "name": "revoked while cut off"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let revoked_id = made.body["key_id"].as_str().unwrap().to_string();
+    let revoked = made.body["secret"].as_str().unwrap().to_string();
+    let began = Instant::now();
+    loop {
+        let there = second
+            .send(Method::GET, admin_events, Some(&revoked), None)
+            .await;
+        if there.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the key never worked on the second ingress: {}",
+            there.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    proxy.pause();
+    // Behind by more than the bound: every tenant key is refused, the config file's too.
+    let began = Instant::now();
+    let behind = loop {
+        let there = second
+            .send(Method::GET, admin_events, Some(http_suite::ADMIN), None)
+            .await;
+        if there.status == StatusCode::SERVICE_UNAVAILABLE {
+            break there;
+        }
+        assert_eq!(there.status, StatusCode::OK, "{}", there.text);
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the second ingress, cut off, still takes admin keys"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (behind.code(), behind.reason()),
+        ("unavailable", "control_log_behind"),
+        "{}",
+        behind.text
+    );
+    // Revoked, and a new key made, through the first ingress, while the second cannot see it.
+    let answer = first
+        .send(
+            Method::DELETE,
+            &format!("/v1/admin/keys/{revoked_id}"),
+            Some(http_suite::ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", answer.text);
+    let revoked_at = Instant::now();
+    let here = first
+        .send(Method::GET, admin_events, Some(&revoked), None)
+        .await;
+    assert_eq!(
+        (here.status, here.reason()),
+        (StatusCode::UNAUTHORIZED, "unknown_admin_key"),
+        "{}",
+        here.text
+    );
+    let made = first
+        .send(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(http_suite::ADMIN),
+            Some(json!({"role": "admin", "name": "made while cut off"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let fresh = made.body["secret"].as_str().unwrap().to_string();
+    let here = first
+        .send(Method::GET, admin_events, Some(&fresh), None)
+        .await;
+    assert_eq!(here.status, StatusCode::OK, "{}", here.text);
+    // The bound promises that a revoked key is refused everywhere `lag_max` after its
+    // revocation, not at once: an answer of the broker's that the proxy held when it paused
+    // can tell the second, once resumed, that it had caught up as of just before the
+    // revocation, fresh enough for a moment. So the second stays cut off until `lag_max`
+    // has passed since the revocation; all along it still holds the revoked key as valid
+    // but refuses it, being behind, and does not know the new key.
+    loop {
+        let there = second
+            .send(Method::GET, admin_events, Some(&revoked), None)
+            .await;
+        assert_eq!(
+            (there.status, there.reason()),
+            (StatusCode::SERVICE_UNAVAILABLE, "control_log_behind"),
+            "the revoked key on the cut-off ingress: {}",
+            there.text
+        );
+        let there = second
+            .send(Method::GET, admin_events, Some(&fresh), None)
+            .await;
+        assert_eq!(
+            (there.status, there.reason()),
+            (StatusCode::UNAUTHORIZED, "unknown_admin_key"),
+            "the new key on the cut-off ingress: {}",
+            there.text
+        );
+        if revoked_at.elapsed() > CONTROL_LAG_MAX {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    proxy.resume();
+    // Until the new key works there (the second applied the records after the
+    // revocation), the revoked key is refused at every look: 503 while behind, 401 after.
+    let began = Instant::now();
+    loop {
+        let there = second
+            .send(Method::GET, admin_events, Some(&revoked), None)
+            .await;
+        assert!(
+            [
+                (StatusCode::SERVICE_UNAVAILABLE, "control_log_behind"),
+                (StatusCode::UNAUTHORIZED, "unknown_admin_key"),
+            ]
+            .contains(&(there.status, there.reason())),
+            "the revoked key on the second ingress: {}",
+            there.text
+        );
+        let there = second
+            .send(Method::GET, admin_events, Some(&fresh), None)
+            .await;
+        if there.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            [
+                (StatusCode::SERVICE_UNAVAILABLE, "control_log_behind"),
+                (StatusCode::UNAUTHORIZED, "unknown_admin_key"),
+            ]
+            .contains(&(there.status, there.reason())),
+            "the new key on the second ingress: {}",
+            there.text
+        );
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the second ingress never caught up once its proxy resumed: {}",
+            there.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let there = second
+        .send(Method::GET, admin_events, Some(&revoked), None)
+        .await;
+    assert_eq!(
+        (there.status, there.reason()),
+        (StatusCode::UNAUTHORIZED, "unknown_admin_key"),
+        "{}",
+        there.text
+    );
+    second.wait_ready().await;
 }
 
 /// Issue 23 with two ingresses: an erasure recorded through one is applied by the other

@@ -1,7 +1,10 @@
 //! Shared by the runtime's tests: the logs to run on (embedded in a tempdir, or Kafka when
-//! `KAFKA_BOOTSTRAP` is set), a seeded workload, and the checks every scenario ends with.
+//! `KAFKA_BOOTSTRAP` is set), a seeded workload, and the checks every scenario ends with;
+//! and, for the tests of processes, a pausable TCP proxy that cuts one off the broker
+//! (`proxy`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proxy;
 pub mod stack;
 
 use engine::{

@@ -288,18 +288,27 @@ impl Service {
             config,
             dir,
         });
-        let address = start_ingress(&deployment, "ingress");
+        let address = start_ingress(&deployment, "ingress", Vec::new());
         Some(Service::ready(address, deployment).await)
     }
 
     /// Starts one more `boxoffice ingress` on this deployment's topics (Kafka only) and
     /// returns it once it says it listens (its read model has caught up) and `/readyz` is 200.
     pub async fn another_ingress(&self) -> Service {
+        self.another_ingress_with_env(Vec::new()).await
+    }
+
+    /// [`Service::another_ingress`] with more environment for that ingress alone, over the
+    /// deployment's (its own `BOXOFFICE_KAFKA_BROKERS`, say).
+    pub async fn another_ingress_with_env(
+        &self,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Service {
         assert!(
             !self.deployment.kafka_env.is_empty(),
             "only a Kafka deployment runs ingresses of its own"
         );
-        let address = start_ingress(&self.deployment, "second-ingress");
+        let address = start_ingress(&self.deployment, "second-ingress", extra_env);
         Service::ready(address, Arc::clone(&self.deployment)).await
     }
 
@@ -483,9 +492,13 @@ impl Service {
     }
 }
 
-/// Starts a `boxoffice ingress` on the deployment's topics; returns where it listens once it
-/// said so.
-fn start_ingress(deployment: &Deployment, name: &'static str) -> String {
+/// Starts a `boxoffice ingress` on the deployment's topics, with `extra_env` over the
+/// deployment's environment; returns where it listens once it said so.
+fn start_ingress(
+    deployment: &Deployment,
+    name: &'static str,
+    extra_env: Vec<(&'static str, String)>,
+) -> String {
     let mut command = boxoffice(&deployment.config);
     command
         .args(["ingress", "--listen", "127.0.0.1:0"])
@@ -496,7 +509,9 @@ fn start_ingress(deployment: &Deployment, name: &'static str) -> String {
                 .map(|(name, value)| (name, value)),
         )
         // Its idempotency index (a slot per ingress) stays in the test's directory.
-        .env("BOXOFFICE_DATA_DIR", deployment.dir.path().join("ingress"));
+        .env("BOXOFFICE_DATA_DIR", deployment.dir.path().join("ingress"))
+        // Last, so that they override (`Command::env` keeps the last value of a name).
+        .envs(extra_env);
     let (mut process, listening) = start(name, command, deployment.dir.path());
     let address = wait_line(&mut process, &listening, listening_address);
     deployment.processes.lock().unwrap().push(process);
@@ -560,6 +575,13 @@ impl Answer {
 
     pub fn field(&self) -> &str {
         self.body["error"]["details"]["field"]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    /// The refusal's reason (`error.details.reason`), `""` without one.
+    pub fn reason(&self) -> &str {
+        self.body["error"]["details"]["reason"]
             .as_str()
             .unwrap_or("")
     }
