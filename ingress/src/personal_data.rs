@@ -62,7 +62,15 @@ pub(crate) struct PersonalData {
     /// which the requests log's writer runs before each commit (or an appender thread before
     /// each append): a new user's entry and request share one trip through the writer.
     sync: SyncState,
+    /// Pseudonyms known to have an entry (written, or found), so that a known user's
+    /// request does not search RocksDB's memtable (a skip list of every new user) again.
+    /// Bounded: cleared when full (a miss only costs the look-up). An entry is added only
+    /// after it is counted in `sync.written`, and removed by `forget`.
+    known: Mutex<std::collections::HashSet<Box<str>>>,
 }
+
+/// Pseudonyms [`PersonalData::known`] keeps (about 60 bytes each).
+const KNOWN_CACHED_MAX: usize = 500_000;
 
 /// How far the store's write-ahead log is known durable, in entries written.
 #[derive(Default)]
@@ -90,6 +98,7 @@ impl PersonalData {
         Ok(PersonalData {
             backing: Backing::Rocks(db),
             sync: SyncState::default(),
+            known: Mutex::default(),
         })
     }
 
@@ -98,6 +107,7 @@ impl PersonalData {
         PersonalData {
             backing: Backing::Memory(Mutex::new(BTreeMap::new())),
             sync: SyncState::default(),
+            known: Mutex::default(),
         }
     }
 
@@ -132,14 +142,22 @@ impl PersonalData {
         pseudonym: &str,
         user: &str,
     ) -> Result<(), PersonalDataError> {
+        if lock(&self.known).contains(pseudonym) {
+            return Ok(());
+        }
         // Known already (written by this or an earlier request, counted under this lock):
         // nothing to write.
         let mut written = lock(&self.sync.written);
-        if self.knows(pseudonym)? {
-            return Ok(());
+        if !self.knows(pseudonym)? {
+            self.write_entry(pseudonym, user, false)?;
+            *written += 1;
         }
-        self.write_entry(pseudonym, user, false)?;
-        *written += 1;
+        // Cached under the same lock that `forget` deletes under: no stale "known".
+        let mut known = lock(&self.known);
+        if known.len() >= KNOWN_CACHED_MAX {
+            known.clear();
+        }
+        known.insert(pseudonym.into());
         Ok(())
     }
 
@@ -252,6 +270,9 @@ impl PersonalData {
     /// Destroys `pseudonym`'s key and its sealed user id, so that nothing in this store
     /// can tell who it was any more (a no-op for a pseudonym it never held).
     pub(crate) fn forget(&self, pseudonym: &str) -> Result<(), PersonalDataError> {
+        // Under the lock `remember_unsynced` writes and caches under.
+        let written = lock(&self.sync.written);
+        lock(&self.known).remove(pseudonym);
         match &self.backing {
             Backing::Rocks(db) => {
                 let keys = db.cf_handle(KEYS).expect("keys");
@@ -265,6 +286,7 @@ impl PersonalData {
                 let mut write = WriteOptions::default();
                 write.set_sync(true);
                 db.write_opt(batch, &write)?;
+                drop(written);
                 // The key must not outlive the erasure anywhere on disk: flushing retires
                 // the write-ahead log that carried it, and compacting the keys family
                 // (small: 32 bytes a user) rewrites every table file without it.
@@ -378,6 +400,18 @@ mod tests {
         store.remember_unsynced("u_a", "alice@example.com").unwrap();
         store.sync_written().unwrap();
         assert_eq!(syncs(&store), 1, "a known user writes nothing");
+        assert_eq!(
+            store.resolve("u_a").unwrap(),
+            Identity::Known("alice@example.com".into())
+        );
+        // Forgotten, the pseudonym is not "known" any more (the cache neither): a later
+        // request writes a new entry, which the next commit syncs.
+        store.forget("u_a").unwrap();
+        assert_eq!(store.resolve("u_a").unwrap(), Identity::Unknown);
+        store.remember_unsynced("u_a", "alice@example.com").unwrap();
+        assert_eq!(*lock(&store.sync.written), 3);
+        store.sync_written().unwrap();
+        assert_eq!(syncs(&store), 2);
         assert_eq!(
             store.resolve("u_a").unwrap(),
             Identity::Known("alice@example.com".into())
