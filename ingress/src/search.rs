@@ -21,7 +21,9 @@ use std::ops::Bound;
 use std::sync::{Mutex, RwLock};
 use tantivy::collector::sort_key::{SortByStaticFastValue, SortByString};
 use tantivy::collector::{Count, DocSetCollector, SortKeyComputer, TopDocs};
-use tantivy::query::{BooleanQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, STRING,
 };
@@ -29,7 +31,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term,
+    DocAddress, DocSet, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher,
+    TantivyDocument, Term, TERMINATED,
 };
 
 /// Words of a query that are searched (more are ignored: a query is a few words).
@@ -339,6 +342,10 @@ impl Indexed {
                 self.fields.text,
                 format!("{} {} {}", record.name, record.kind, record.description),
             );
+            // Never selected by an events search; present so that every document has
+            // them (a column of one value each reads fastest).
+            doc.add_u64(self.fields.starts_at, 0);
+            doc.add_text(self.fields.name, fold(&record.name));
             self.writer
                 .add_document(doc)
                 .expect("the search index writer accepts documents");
@@ -617,6 +624,30 @@ where
     ))
 }
 
+/// The first `limit` documents `query` selects, in index order, without scoring them:
+/// what a top `limit` by score gives when every score is equal (a term every document of
+/// a kind holds once, and a fuzzy term's constant score), ties going to the lower address.
+fn first_matches(
+    searcher: &Searcher,
+    query: &dyn Query,
+    limit: usize,
+) -> tantivy::Result<Vec<DocAddress>> {
+    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let mut found = Vec::with_capacity(limit);
+    for (segment_ord, segment) in searcher.segment_readers().iter().enumerate() {
+        let mut scorer = weight.scorer(segment, 1.0)?;
+        let alive = segment.alive_bitset();
+        let mut doc = scorer.doc();
+        while doc != TERMINATED && found.len() < limit {
+            if alive.is_none_or(|alive| alive.is_alive(doc)) {
+                found.push(DocAddress::new(segment_ord as u32, doc));
+            }
+            doc = scorer.advance();
+        }
+    }
+    Ok(found)
+}
+
 /// The words of a query that are searched.
 fn query_words(query: &str) -> Vec<String> {
     words(query).into_iter().take(QUERY_WORDS_MAX).collect()
@@ -680,12 +711,8 @@ fn suggestion(
                 Box::new(FuzzyTermQuery::new(term, distance_for(word).max(1), true)),
             ),
         ]);
-        let top = searcher.search(
-            &near,
-            &TopDocs::with_limit(SUGGESTION_DOCS_MAX).order_by_score(),
-        )?;
         let mut counts: HashMap<String, usize> = HashMap::new();
-        for (_, address) in top {
+        for address in first_matches(searcher, &near, SUGGESTION_DOCS_MAX)? {
             let doc: TantivyDocument = searcher.doc(address)?;
             if let Some(text) = doc.get_first(fields.text).and_then(|value| value.as_str()) {
                 for candidate in self::words(text) {

@@ -1047,3 +1047,92 @@ async fn the_index_follows_changes_in_every_sort_order() {
         far.text
     );
 }
+
+/// Titles by place: the shows' places come from the venues that pass when those hold
+/// fewer events than the shows to look at, else show by show; both answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_by_place_count_the_shows_there_either_way() {
+    let discovery = Discovery::start(config());
+    let router = discovery.router();
+    let venue = |name: &str, city: &str, postal: &str, lat: f64, lng: f64| {
+        let router = router.clone();
+        let body = venue_body(name, city, postal, lat, lng);
+        async move {
+            make(&router, ADMIN, "/v1/admin/venues", body).await["venue_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let paris = venue("Olympia", "Paris", "75009", 48.8703, 2.3286).await;
+    let lyon = venue("Halle Tony Garnier", "Lyon", "69007", 45.7640, 4.8357).await;
+    let title = |name: &str| {
+        let router = router.clone();
+        let body = json!({"name": name});
+        async move {
+            make(&router, ADMIN, "/v1/admin/titles", body).await["title_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (dune, alien) = (title("Dune").await, title("Alien").await);
+    for (venue, title, starts_at) in [
+        (&paris, Some(&dune), "2030-05-01T18:00:00Z"),
+        (&lyon, Some(&dune), "2030-05-03T20:00:00Z"),
+        (&lyon, Some(&dune), "2030-05-02T20:00:00Z"),
+        (&lyon, Some(&alien), "2030-05-04T20:00:00Z"),
+        (&lyon, Some(&alien), "2030-05-05T20:00:00Z"),
+        (&lyon, None, "2030-05-06T20:00:00Z"),
+    ] {
+        create_event(
+            &router,
+            show(venue, "Main", title.map(String::as_str), "Show", starts_at),
+        )
+        .await;
+    }
+    let summary = |answer: &Answer| -> Vec<(String, u64, String, Option<f64>)> {
+        answer.body["titles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", answer.text))
+            .iter()
+            .map(|title| {
+                (
+                    title["name"].as_str().unwrap().to_string(),
+                    title["shows"].as_u64().unwrap(),
+                    title["next_show_at"].as_str().unwrap().to_string(),
+                    title["distance_km"].as_f64(),
+                )
+            })
+            .collect()
+    };
+    // Paris: one event there, five shows to look at (from the venue).
+    let near_paris = get(&router, "/v1/titles?lat=48.8703&lng=2.3286&radius_km=10").await;
+    assert_eq!(
+        summary(&near_paris),
+        [("Dune".into(), 1, "2030-05-01T18:00:00Z".into(), Some(0.0))]
+    );
+    let in_75009 = get(&router, "/v1/titles?postal_code=75009").await;
+    assert_eq!(
+        summary(&in_75009),
+        [("Dune".into(), 1, "2030-05-01T18:00:00Z".into(), None)]
+    );
+    // Lyon: five events there, three shows of Dune to look at (show by show).
+    let dune_in_lyon = get(
+        &router,
+        "/v1/titles?q=dune&lat=45.764&lng=4.8357&radius_km=10",
+    )
+    .await;
+    assert_eq!(
+        summary(&dune_in_lyon),
+        [("Dune".into(), 2, "2030-05-02T20:00:00Z".into(), Some(0.0))]
+    );
+    let in_69007 = get(&router, "/v1/titles?postal_code=69007&sort=name").await;
+    assert_eq!(
+        summary(&in_69007),
+        [
+            ("Alien".into(), 2, "2030-05-04T20:00:00Z".into(), None),
+            ("Dune".into(), 2, "2030-05-02T20:00:00Z".into(), None)
+        ]
+    );
+}

@@ -27,7 +27,7 @@ use engine::catalog::{
 use engine::control::ControlRecord;
 use engine::{EventId, NotFound};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The largest search radius.
 pub(crate) const RADIUS_KM_MAX: f64 = 1000.0;
@@ -1229,14 +1229,42 @@ pub(crate) async fn titles(
         None => (None, None),
     };
     let count = refs.len() as u32;
+    let matched: Vec<(&str, &str, &TitleRecord)> = catalog
+        .all_titles()
+        .filter(|(tenant, id, _)| {
+            text.as_ref()
+                .is_none_or(|text| text.contains(&(tenant.to_string(), id.to_string())))
+        })
+        .collect();
+    // Where the shows are, when the search names a place: from the venues that pass (the
+    // catalog's events per venue) when they hold fewer events than the shows to look at;
+    // else each show's venue in turn.
+    let at_places: Option<HashMap<EventId, Option<f64>>> = (near.is_some()
+        || postal_code.is_some())
+    .then(|| places(&catalog, near, postal_code.as_deref()))
+    .filter(|venues| {
+        let at_venues: usize = venues
+            .iter()
+            .map(|(tenant, venue, _)| catalog.event_count_at(tenant, venue))
+            .sum();
+        let shows: usize = matched
+            .iter()
+            .map(|(tenant, id, _)| catalog.show_count(tenant, id))
+            .sum();
+        at_venues < shows
+    })
+    .map(|venues| {
+        venues
+            .into_iter()
+            .flat_map(|(tenant, venue, distance_km)| {
+                catalog
+                    .events_at(tenant, venue)
+                    .map(move |event| (event, distance_km))
+            })
+            .collect()
+    });
     let mut found = Vec::new();
-    for (tenant, id, record) in catalog.all_titles() {
-        if text
-            .as_ref()
-            .is_some_and(|text| !text.contains(&(tenant.to_string(), id.to_string())))
-        {
-            continue;
-        }
+    for (tenant, id, record) in matched {
         let mut title = TitleFound {
             tenant,
             id,
@@ -1246,6 +1274,13 @@ pub(crate) async fn titles(
             distance_km: None,
         };
         for event in catalog.shows(tenant, id) {
+            let place = match &at_places {
+                Some(at_places) => at_places.get(&event).copied(),
+                None => place_of(&catalog, event, near, postal_code.as_deref()),
+            };
+            let Some(distance) = place else {
+                continue;
+            };
             let Some(record) = refs[engine::shard_of(event.into(), count) as usize].event(event)
             else {
                 continue;
@@ -1253,9 +1288,6 @@ pub(crate) async fn titles(
             if !filter.admits(record) {
                 continue;
             }
-            let Some(distance) = place_of(&catalog, event, near, postal_code.as_deref()) else {
-                continue;
-            };
             title.shows += 1;
             title.next_show_ms =
                 Some(title.next_show_ms.map_or(record.spec.starts_at_ms, |next| {
