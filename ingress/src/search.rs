@@ -16,11 +16,15 @@ use crate::read_model::EventFilter;
 use crate::read_model::ReadModel;
 use crate::routes::catalog::SortKey;
 use engine::{EventId, Reply};
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::{Mutex, RwLock};
-use tantivy::collector::sort_key::{SortByStaticFastValue, SortByString};
-use tantivy::collector::{Count, DocSetCollector, SortKeyComputer, TopDocs};
+use tantivy::collector::sort_key::{NaturalComparator, SortByStaticFastValue, SortByString};
+use tantivy::collector::{
+    Count, DocSetCollector, SegmentSortKeyComputer, SortKeyComputer, TopDocs,
+};
+use tantivy::fastfield::Column;
 use tantivy::query::{
     BooleanQuery, EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
 };
@@ -31,8 +35,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, DocSet, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher,
-    TantivyDocument, Term, TERMINATED,
+    DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Score,
+    Searcher, SegmentReader, TantivyDocument, Term, TERMINATED,
 };
 
 /// Words of a query that are searched (more are ignored: a query is a few words).
@@ -530,7 +534,7 @@ impl SearchIndex {
             let by_id = (SortByStaticFastValue::<u64>::for_field(ID), Order::Asc);
             match query.sort {
                 [SortKey::Date] => {
-                    ranked(&searcher, &selection, top, (by_date, by_id), |key| key.1)?
+                    ranked(&searcher, &selection, top, ByStart, |key| Some(key.0 .1))?
                 }
                 [SortKey::Name] => {
                     ranked(&searcher, &selection, top, (by_name, by_id), |key| key.1)?
@@ -646,6 +650,49 @@ fn first_matches(
         }
     }
     Ok(found)
+}
+
+/// Events by start, then id, ascending: the most common order (`GET /v1/events`'s
+/// default) read as one pair per document and compared at once (tantivy's tuple of
+/// optional keys, each in its own order, compares part by part through an enum).
+struct ByStart;
+
+impl SortKeyComputer for ByStart {
+    /// Reversed: a top-k keeps the greatest keys.
+    type SortKey = Reverse<(u64, u64)>;
+    type Child = ByStartInSegment;
+    type Comparator = NaturalComparator;
+
+    fn segment_sort_key_computer(&self, segment: &SegmentReader) -> tantivy::Result<Self::Child> {
+        let fast_fields = segment.fast_fields();
+        Ok(ByStartInSegment {
+            starts_at: fast_fields.u64(STARTS_AT)?,
+            id: fast_fields.u64(ID)?,
+        })
+    }
+}
+
+struct ByStartInSegment {
+    starts_at: Column<u64>,
+    id: Column<u64>,
+}
+
+impl SegmentSortKeyComputer for ByStartInSegment {
+    type SortKey = Reverse<(u64, u64)>;
+    type SegmentSortKey = Reverse<(u64, u64)>;
+    type SegmentComparator = NaturalComparator;
+
+    fn segment_sort_key(&mut self, doc: DocId, _score: Score) -> Self::SegmentSortKey {
+        // Every document has both (a title's start is 0: never selected here).
+        Reverse((
+            self.starts_at.first(doc).unwrap_or(u64::MAX),
+            self.id.first(doc).unwrap_or(u64::MAX),
+        ))
+    }
+
+    fn convert_segment_sort_key(&self, key: Self::SegmentSortKey) -> Self::SortKey {
+        key
+    }
 }
 
 /// The words of a query that are searched.
