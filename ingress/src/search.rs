@@ -1,15 +1,21 @@
 //! Full-text search on the read side (`GET /v1/events?q=`, `GET /v1/titles?q=`): an
 //! in-RAM `tantivy` index of every event's and title's words, with typo tolerance (each
 //! word matches terms within an edit distance that grows with its length, transpositions
-//! counting one, and as a prefix) and `did_you_mean` suggestions. The index answers which
-//! events or titles match the words; everything else (city, dates, places, distance,
-//! sorting, paging, availability) is answered from the read models and the catalog.
+//! counting one, and as a prefix) and `did_you_mean` suggestions. An events search
+//! without a place is the index's alone ([`SearchIndex::event_page`]): it also holds each
+//! event's city, country, venue, canceled flag, start and folded name, and ranks only the
+//! page out of the matches (a top-k on fast fields, with a count). Places, distances and
+//! titles' shows are answered from the read models and the catalog, with the index saying
+//! which events or titles match the words.
 //!
 //! The index follows the read models lazily: the shard followers note the events that an
 //! outcome made, changed or canceled, the control follower notes relisted events and
 //! changed titles ([`SearchChanges`]), and a search first re-indexes what was noted since
 //! the last one (one commit), so a search never misses a change applied before it began.
 //! The first search indexes everything (a read model restored from a snapshot included).
+//! A shard follower notes under its model's write lock and a search refreshes while it
+//! holds every model's read lock, so the index it ranks with agrees with the models it
+//! then reads the page's events from.
 
 use crate::catalog::Catalog;
 use crate::read_model::EventFilter;
