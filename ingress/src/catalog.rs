@@ -163,6 +163,18 @@ impl Catalog {
             .flat_map(|events| events.iter().copied())
     }
 
+    /// How many events are listed at the venue.
+    pub(crate) fn event_count_at(&self, tenant: &str, venue: &str) -> usize {
+        self.at_venue
+            .get(&key(tenant, venue))
+            .map_or(0, BTreeSet::len)
+    }
+
+    /// How many events are listed under the title.
+    pub(crate) fn show_count(&self, tenant: &str, title: &str) -> usize {
+        self.shows.get(&key(tenant, title)).map_or(0, BTreeSet::len)
+    }
+
     /// The venue an event is listed at.
     pub(crate) fn venue_of(&self, event: EventId) -> Option<&Venue> {
         let (tenant, listing) = self.listing(event)?;

@@ -848,3 +848,291 @@ async fn searches_merge_every_shard() {
         shows.text
     );
 }
+
+/// One event as the test knows it, to compute each search's expected answer.
+#[derive(Clone)]
+struct Known {
+    id: u64,
+    name: String,
+    city: String,
+    starts_at: String,
+    description: String,
+    canceled: bool,
+}
+
+impl Known {
+    fn folded_name(&self) -> String {
+        self.name.chars().flat_map(char::to_lowercase).collect()
+    }
+}
+
+/// What `GET /v1/events?{query}` must answer over `known`: the ids of page `page` of
+/// `per_page` and the total, each sort key in turn and ties by event id.
+fn expected(
+    known: &[Known],
+    sort: &[&str],
+    select: impl Fn(&Known) -> bool,
+    page: usize,
+    per_page: usize,
+) -> (Vec<String>, usize) {
+    let mut found: Vec<&Known> = known.iter().filter(|event| select(event)).collect();
+    found.sort_by(|a, b| {
+        sort.iter()
+            .map(|key| match *key {
+                "date" => a.starts_at.cmp(&b.starts_at),
+                "name" => a.folded_name().cmp(&b.folded_name()),
+                other => panic!("{other}"),
+            })
+            .fold(std::cmp::Ordering::Equal, std::cmp::Ordering::then)
+            .then(a.id.cmp(&b.id))
+    });
+    let ids = found
+        .iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .map(|event| format!("ev_{}", event.id))
+        .collect();
+    (ids, found.len())
+}
+
+/// Every sort order, with and without filters, page by page, against the test's own
+/// list of the events.
+async fn check_every_order(router: &axum::Router, known: &[Known]) {
+    type Select = fn(&Known) -> bool;
+    let filters: [(&str, Select); 6] = [
+        ("", |event| !event.canceled),
+        ("&city=LYON", |event| {
+            !event.canceled && event.city == "Lyon"
+        }),
+        ("&q=jazz", |event| {
+            !event.canceled && event.description.contains("jazz")
+        }),
+        ("&include_canceled=true", |_| true),
+        (
+            "&from=2030-05-02T00:00:00Z&to=2030-05-03T20:00:00Z",
+            |event| {
+                !event.canceled
+                    && event.starts_at.as_str() >= "2030-05-02T00:00:00Z"
+                    && event.starts_at.as_str() <= "2030-05-03T20:00:00Z"
+            },
+        ),
+        ("&country=fr&venue=halle%20tony%20garnier", |event| {
+            !event.canceled
+        }),
+    ];
+    let per_page = 2;
+    for sort in [
+        vec!["date"],
+        vec!["name"],
+        vec!["date", "name"],
+        vec!["name", "date"],
+    ] {
+        for (filter, select) in &filters {
+            let pages = known.len().div_ceil(per_page) + 1;
+            for page in 1..=pages {
+                let uri = format!(
+                    "/v1/events?sort={}&per_page={per_page}&page={page}{filter}",
+                    sort.join(",")
+                );
+                let answer = get(router, &uri).await;
+                let ids: Vec<String> = answer.body["events"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{uri}: {}", answer.text))
+                    .iter()
+                    .map(|event| event["event_id"].as_str().unwrap().to_string())
+                    .collect();
+                let (want, total) = expected(known, &sort, select, page, per_page);
+                assert_eq!(
+                    (ids, answer.body["total"].as_u64()),
+                    (want, Some(total as u64)),
+                    "{uri}"
+                );
+            }
+        }
+    }
+}
+
+/// The index keeps each event's filters and sort keys: an event changed, canceled or
+/// added after a search is found as it now is, in every order, ties broken by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_follows_changes_in_every_sort_order() {
+    let discovery = Discovery::sharded(config(), 2);
+    let router = discovery.router();
+    let mut known = Vec::new();
+    // Names equal but for case, dates shared by several, accents past `z`.
+    let events = [
+        ("beta", "Lyon", "2030-05-02T20:00:00Z", "jazz evening"),
+        ("Beta", "Paris", "2030-05-01T20:00:00Z", "rock evening"),
+        ("alpha", "Lyon", "2030-05-02T20:00:00Z", "jazz matinee"),
+        ("Été", "Lyon", "2030-05-03T20:00:00Z", "rock matinee"),
+        ("gamma", "Paris", "2030-05-02T20:00:00Z", "jazz night"),
+        ("ALPHA", "Lyon", "2030-05-04T20:00:00Z", "rock night"),
+    ];
+    let body = |name: &str, city: &str, starts_at: &str, description: &str| {
+        let mut body = event_body(name, 2, 300);
+        body["city"] = json!(city);
+        body["starts_at"] = json!(starts_at);
+        body["description"] = json!(description);
+        body
+    };
+    let id_of = |event: &str| event[3..].parse::<u64>().unwrap();
+    for (name, city, starts_at, description) in events {
+        let event = create_event(&router, body(name, city, starts_at, description)).await;
+        known.push(Known {
+            id: id_of(&event),
+            name: name.into(),
+            city: city.into(),
+            starts_at: starts_at.into(),
+            description: description.into(),
+            canceled: false,
+        });
+    }
+    check_every_order(&router, &known).await;
+
+    // Renamed and moved; described anew; canceled; added (tied with others).
+    let patch = |event: u64, body: Value| {
+        let router = router.clone();
+        async move {
+            let patched = call(
+                &router,
+                Method::PATCH,
+                &format!("/v1/admin/events/ev_{event}"),
+                Some(ADMIN),
+                Some(body),
+            )
+            .await;
+            assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        }
+    };
+    patch(
+        known[2].id,
+        json!({"name": "Zulu", "starts_at": "2030-04-30T20:00:00Z"}),
+    )
+    .await;
+    known[2].name = "Zulu".into();
+    known[2].starts_at = "2030-04-30T20:00:00Z".into();
+    patch(known[1].id, json!({"description": "jazz at last"})).await;
+    known[1].description = "jazz at last".into();
+    let canceled = call(
+        &router,
+        Method::DELETE,
+        &format!("/v1/admin/events/ev_{}", known[0].id),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text);
+    known[0].canceled = true;
+    let added = create_event(
+        &router,
+        body("beta", "Lyon", "2030-05-01T20:00:00Z", "jazz encore"),
+    )
+    .await;
+    known.push(Known {
+        id: id_of(&added),
+        name: "beta".into(),
+        city: "Lyon".into(),
+        starts_at: "2030-05-01T20:00:00Z".into(),
+        description: "jazz encore".into(),
+        canceled: false,
+    });
+    check_every_order(&router, &known).await;
+
+    // A page far past the end is empty and still counts everything.
+    let far = get(&router, "/v1/events?sort=name&page=4000000000&per_page=100").await;
+    assert_eq!(
+        (far.body["events"].clone(), far.body["total"].clone()),
+        (json!([]), json!(6)),
+        "{}",
+        far.text
+    );
+}
+
+/// Titles by place: the shows' places come from the venues that pass when those hold
+/// fewer events than the shows to look at, else show by show; both answer alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titles_by_place_count_the_shows_there_either_way() {
+    let discovery = Discovery::start(config());
+    let router = discovery.router();
+    let venue = |name: &str, city: &str, postal: &str, lat: f64, lng: f64| {
+        let router = router.clone();
+        let body = venue_body(name, city, postal, lat, lng);
+        async move {
+            make(&router, ADMIN, "/v1/admin/venues", body).await["venue_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let paris = venue("Olympia", "Paris", "75009", 48.8703, 2.3286).await;
+    let lyon = venue("Halle Tony Garnier", "Lyon", "69007", 45.7640, 4.8357).await;
+    let title = |name: &str| {
+        let router = router.clone();
+        let body = json!({"name": name});
+        async move {
+            make(&router, ADMIN, "/v1/admin/titles", body).await["title_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (dune, alien) = (title("Dune").await, title("Alien").await);
+    for (venue, title, starts_at) in [
+        (&paris, Some(&dune), "2030-05-01T18:00:00Z"),
+        (&lyon, Some(&dune), "2030-05-03T20:00:00Z"),
+        (&lyon, Some(&dune), "2030-05-02T20:00:00Z"),
+        (&lyon, Some(&alien), "2030-05-04T20:00:00Z"),
+        (&lyon, Some(&alien), "2030-05-05T20:00:00Z"),
+        (&lyon, None, "2030-05-06T20:00:00Z"),
+    ] {
+        create_event(
+            &router,
+            show(venue, "Main", title.map(String::as_str), "Show", starts_at),
+        )
+        .await;
+    }
+    let summary = |answer: &Answer| -> Vec<(String, u64, String, Option<f64>)> {
+        answer.body["titles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}", answer.text))
+            .iter()
+            .map(|title| {
+                (
+                    title["name"].as_str().unwrap().to_string(),
+                    title["shows"].as_u64().unwrap(),
+                    title["next_show_at"].as_str().unwrap().to_string(),
+                    title["distance_km"].as_f64(),
+                )
+            })
+            .collect()
+    };
+    // Paris: one event there, five shows to look at (from the venue).
+    let near_paris = get(&router, "/v1/titles?lat=48.8703&lng=2.3286&radius_km=10").await;
+    assert_eq!(
+        summary(&near_paris),
+        [("Dune".into(), 1, "2030-05-01T18:00:00Z".into(), Some(0.0))]
+    );
+    let in_75009 = get(&router, "/v1/titles?postal_code=75009").await;
+    assert_eq!(
+        summary(&in_75009),
+        [("Dune".into(), 1, "2030-05-01T18:00:00Z".into(), None)]
+    );
+    // Lyon: five events there, three shows of Dune to look at (show by show).
+    let dune_in_lyon = get(
+        &router,
+        "/v1/titles?q=dune&lat=45.764&lng=4.8357&radius_km=10",
+    )
+    .await;
+    assert_eq!(
+        summary(&dune_in_lyon),
+        [("Dune".into(), 2, "2030-05-02T20:00:00Z".into(), Some(0.0))]
+    );
+    let in_69007 = get(&router, "/v1/titles?postal_code=69007&sort=name").await;
+    assert_eq!(
+        summary(&in_69007),
+        [
+            ("Alien".into(), 2, "2030-05-04T20:00:00Z".into(), None),
+            ("Dune".into(), 2, "2030-05-02T20:00:00Z".into(), None)
+        ]
+    );
+}

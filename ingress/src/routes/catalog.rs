@@ -27,7 +27,7 @@ use engine::catalog::{
 use engine::control::ControlRecord;
 use engine::{EventId, NotFound};
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The largest search radius.
 pub(crate) const RADIUS_KM_MAX: f64 = 1000.0;
@@ -290,7 +290,10 @@ fn compare_found(keys: &[SortKey], a: &Found<'_>, b: &Found<'_>) -> Ordering {
     a.event.id.cmp(&b.event.id)
 }
 
-/// Every shard's events the search selects, sorted and paged as one list; and the total.
+/// Every shard's events a search by place selects (`near` or `postal_code`: the venues
+/// select first, then only the events listed there), sorted and paged as one list; and
+/// the total. A search without a place is the search index's
+/// (`crate::search::SearchIndex::event_page`).
 pub(crate) fn search_events(
     models: &[&ReadModel],
     catalog: &Catalog,
@@ -298,53 +301,62 @@ pub(crate) fn search_events(
     page: u32,
     per_page: u32,
 ) -> (Vec<EventSummary>, u64) {
+    assert!(
+        search.near.is_some() || search.postal_code.is_some(),
+        "a search without a place is the search index's"
+    );
     let count = models.len() as u32;
     let event_of = |id: EventId| models[engine::shard_of(id.into(), count) as usize].event(id);
-    let found: Vec<Found<'_>> = if search.near.is_some() || search.postal_code.is_some() {
-        // By place: the venues first, then only the events listed there.
-        places(catalog, search.near, search.postal_code.as_deref())
-            .into_iter()
-            .flat_map(|(tenant, venue, distance_km)| {
-                catalog
-                    .events_at(tenant, venue)
-                    .map(move |event| (event, distance_km))
-            })
-            .filter(|(event, _)| search.text.as_ref().is_none_or(|ids| ids.contains(event)))
-            .filter_map(|(event, distance_km)| {
-                event_of(event)
-                    .filter(|event| search.filter.admits(event))
-                    .map(|event| Found { event, distance_km })
-            })
-            .collect()
-    } else {
-        let all: Box<dyn Iterator<Item = &EventRecord>> = match &search.text {
-            Some(ids) => Box::new(ids.iter().filter_map(|id| event_of(*id))),
-            None => Box::new(models.iter().flat_map(|model| model.events())),
-        };
-        all.filter(|event| search.filter.admits(event))
-            .map(|event| Found {
-                event,
-                distance_km: None,
-            })
-            .collect()
-    };
+    let found: Vec<Found<'_>> = places(catalog, search.near, search.postal_code.as_deref())
+        .into_iter()
+        .flat_map(|(tenant, venue, distance_km)| {
+            catalog
+                .events_at(tenant, venue)
+                .map(move |event| (event, distance_km))
+        })
+        .filter(|(event, _)| search.text.as_ref().is_none_or(|ids| ids.contains(event)))
+        .filter_map(|(event, distance_km)| {
+            event_of(event)
+                .filter(|event| search.filter.admits(event))
+                .map(|event| Found { event, distance_km })
+        })
+        .collect();
     let (page, total) = sort_page(found, page, per_page, |a, b| {
         compare_found(&search.sort, a, b)
     });
-    let summaries = page
-        .into_iter()
-        .map(|found| {
-            let now_ms = models[engine::shard_of(found.event.id.into(), count) as usize].time_ms;
-            let mut summary = views::event_summary(found.event, now_ms);
-            if let Some((_, listing)) = catalog.listing(found.event.id) {
+    let page: Vec<(EventId, Option<f64>)> = page
+        .iter()
+        .map(|found| (found.event.id, found.distance_km))
+        .collect();
+    (event_summaries(models, catalog, &page), total)
+}
+
+/// The summaries of a page of events, each with its distance if searched by place (each
+/// at its shard's log time), with their listing. An id the read models do not hold is a
+/// bug (the index follows them) and is left out.
+pub(crate) fn event_summaries(
+    models: &[&ReadModel],
+    catalog: &Catalog,
+    page: &[(EventId, Option<f64>)],
+) -> Vec<EventSummary> {
+    let count = models.len() as u32;
+    page.iter()
+        .filter_map(|&(id, distance_km)| {
+            let model = models[engine::shard_of(id.into(), count) as usize];
+            let event = model.event(id);
+            debug_assert!(
+                event.is_some(),
+                "event {id} is searched but not in its read model"
+            );
+            let mut summary = views::event_summary(event?, model.time_ms);
+            if let Some((_, listing)) = catalog.listing(id) {
                 summary.venue_id = Some(listing.venue.clone());
                 summary.title_id = listing.title.clone();
             }
-            summary.distance_km = found.distance_km.map(|km| (km * 1000.0).round() / 1000.0);
-            summary
+            summary.distance_km = distance_km.map(|km| (km * 1000.0).round() / 1000.0);
+            Some(summary)
         })
-        .collect();
-    (summaries, total)
+        .collect()
 }
 
 // ---- venues --------------------------------------------------------------------------------
@@ -1217,14 +1229,42 @@ pub(crate) async fn titles(
         None => (None, None),
     };
     let count = refs.len() as u32;
+    let matched: Vec<(&str, &str, &TitleRecord)> = catalog
+        .all_titles()
+        .filter(|(tenant, id, _)| {
+            text.as_ref()
+                .is_none_or(|text| text.contains(&(tenant.to_string(), id.to_string())))
+        })
+        .collect();
+    // Where the shows are, when the search names a place: from the venues that pass (the
+    // catalog's events per venue) when they hold fewer events than the shows to look at;
+    // else each show's venue in turn.
+    let at_places: Option<HashMap<EventId, Option<f64>>> = (near.is_some()
+        || postal_code.is_some())
+    .then(|| places(&catalog, near, postal_code.as_deref()))
+    .filter(|venues| {
+        let at_venues: usize = venues
+            .iter()
+            .map(|(tenant, venue, _)| catalog.event_count_at(tenant, venue))
+            .sum();
+        let shows: usize = matched
+            .iter()
+            .map(|(tenant, id, _)| catalog.show_count(tenant, id))
+            .sum();
+        at_venues < shows
+    })
+    .map(|venues| {
+        venues
+            .into_iter()
+            .flat_map(|(tenant, venue, distance_km)| {
+                catalog
+                    .events_at(tenant, venue)
+                    .map(move |event| (event, distance_km))
+            })
+            .collect()
+    });
     let mut found = Vec::new();
-    for (tenant, id, record) in catalog.all_titles() {
-        if text
-            .as_ref()
-            .is_some_and(|text| !text.contains(&(tenant.to_string(), id.to_string())))
-        {
-            continue;
-        }
+    for (tenant, id, record) in matched {
         let mut title = TitleFound {
             tenant,
             id,
@@ -1234,6 +1274,13 @@ pub(crate) async fn titles(
             distance_km: None,
         };
         for event in catalog.shows(tenant, id) {
+            let place = match &at_places {
+                Some(at_places) => at_places.get(&event).copied(),
+                None => place_of(&catalog, event, near, postal_code.as_deref()),
+            };
+            let Some(distance) = place else {
+                continue;
+            };
             let Some(record) = refs[engine::shard_of(event.into(), count) as usize].event(event)
             else {
                 continue;
@@ -1241,9 +1288,6 @@ pub(crate) async fn titles(
             if !filter.admits(record) {
                 continue;
             }
-            let Some(distance) = place_of(&catalog, event, near, postal_code.as_deref()) else {
-                continue;
-            };
             title.shows += 1;
             title.next_show_ms =
                 Some(title.next_show_ms.map_or(record.spec.starts_at_ms, |next| {

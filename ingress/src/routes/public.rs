@@ -103,39 +103,55 @@ pub(crate) async fn events(
     let refs: Vec<&crate::read_model::ReadModel> = models.iter().map(|model| &**model).collect();
     let control = &state.shared.control;
     let catalog = control.catalog();
-    // `q` is the search index's: words with typos and prefixes (`crate::search`); so is
-    // `city`, unless the search is by place (then the venues select first).
     let q = query.q.as_deref().filter(|q| !q.trim().is_empty());
-    let city = filter
-        .city
-        .as_deref()
-        .filter(|_| near.is_none() && postal_code.is_none());
-    let (text, did_you_mean) = if q.is_some() || city.is_some() {
-        let matched = state
+    // Each shard's log time, as its engine decides sales windows; never this machine's
+    // clock.
+    let (events, total, did_you_mean) = if near.is_none() && postal_code.is_none() {
+        // Words (with typos and prefixes), filters and order: the search index's
+        // (`crate::search`), which ranks only the page.
+        let found = state
             .shared
             .search
-            .events(
-                q.unwrap_or_default(),
-                city,
+            .event_page(
+                &crate::search::EventQuery {
+                    words: q,
+                    filter: &filter,
+                    sort: &sort,
+                    page,
+                    per_page,
+                },
                 &refs,
                 &catalog,
                 &control.search_changes,
             )
             .map_err(|error| AppError::internal(format!("the search index: {error}")))?;
-        (Some(matched.found), matched.did_you_mean)
+        let page: Vec<(EventId, Option<f64>)> =
+            found.events.iter().map(|&event| (event, None)).collect();
+        let events = catalog::event_summaries(&refs, &catalog, &page);
+        (events, found.total, found.did_you_mean)
     } else {
-        (None, None)
+        // By place: the venues select first; `q` is the search index's.
+        let (text, did_you_mean) = match q {
+            Some(q) => {
+                let matched = state
+                    .shared
+                    .search
+                    .events(q, &refs, &catalog, &control.search_changes)
+                    .map_err(|error| AppError::internal(format!("the search index: {error}")))?;
+                (Some(matched.found), matched.did_you_mean)
+            }
+            None => (None, None),
+        };
+        let search = catalog::EventSearch {
+            filter,
+            text,
+            near,
+            postal_code,
+            sort,
+        };
+        let (events, total) = catalog::search_events(&refs, &catalog, &search, page, per_page);
+        (events, total, did_you_mean)
     };
-    let search = catalog::EventSearch {
-        filter,
-        text,
-        near,
-        postal_code,
-        sort,
-    };
-    // Each shard's log time, as its engine decides sales windows; never this machine's
-    // clock.
-    let (events, total) = catalog::search_events(&refs, &catalog, &search, page, per_page);
     drop(catalog);
     Ok(answer_merged(
         StatusCode::OK,
