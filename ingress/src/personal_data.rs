@@ -45,6 +45,8 @@ pub(crate) enum PersonalDataError {
     Rocks(#[from] rocksdb::Error),
     #[error("the personal-data store holds a damaged entry for {pseudonym}")]
     Damaged { pseudonym: String },
+    #[error("{0}")]
+    Sync(String),
 }
 
 /// One user's entry: the key, and the nonce and ciphertext of the user id.
@@ -58,31 +60,39 @@ enum Backing {
 
 pub(crate) struct PersonalData {
     backing: Backing,
-    /// New entries are written unsynced and made durable by [`PersonalData::sync_written`],
-    /// which the requests log's writer runs before each commit (or an appender thread before
-    /// each append): a new user's entry and request share one trip through the writer.
+    /// New entries wait in memory until [`PersonalData::sync_written`] writes them, all in
+    /// one synced write, which the requests log's writer runs before each commit (or an
+    /// appender thread before each append): a new user costs no disk write of its own on
+    /// the request's thread, and its entry and request share one trip through the writer.
     sync: SyncState,
-    /// Pseudonyms known to have an entry (written, or found), so that a known user's
+    /// Pseudonyms known to have an entry (pending or stored), so that a known user's
     /// request does not search RocksDB's memtable (a skip list of every new user) again.
-    /// Bounded: cleared when full (a miss only costs the look-up). An entry is added only
-    /// after it is counted in `sync.written`, and removed by `forget`.
+    /// Bounded: cleared when full (a miss only costs the look-up). Filled under
+    /// `sync.pending`'s lock, emptied of a pseudonym by `forget` under the same lock.
     known: Mutex<std::collections::HashSet<Box<str>>>,
 }
 
 /// Pseudonyms [`PersonalData::known`] keeps (about 60 bytes each).
 const KNOWN_CACHED_MAX: usize = 500_000;
+/// New entries held in memory at most: past it, the request that adds one writes them
+/// (synced) itself. Commits write them long before that unless requests of new users
+/// arrive and none is appended (each one refused after its user was seen).
+const PENDING_MAX: usize = 10_000;
 
-/// How far the store's write-ahead log is known durable, in entries written.
+/// A new entry waiting to be written: the pseudonym, its key and its sealed user id.
+type PendingEntry = (Box<str>, SealedEntry);
+
 #[derive(Default)]
 struct SyncState {
-    /// Entries written so far. Held across the look-up and the write of a new entry, so
-    /// that whoever sees an entry (another request of the same user) also sees it counted:
-    /// a commit that follows its request then syncs it.
-    written: Mutex<u64>,
-    /// Entries known durable; held across a sync, so commits of several shards' writers
-    /// that need the same entries share one fsync (the later ones find them durable).
-    durable: Mutex<u64>,
-    /// Syncs done (tests count them).
+    /// Entries not yet written. Held across the look-up and the queuing of a new entry,
+    /// so whoever sees an entry in `known` (another request of the same user) finds it
+    /// here or written: the commit that follows its request writes it, or waits for the
+    /// write that took it.
+    pending: Mutex<Vec<PendingEntry>>,
+    /// Held across taking and writing the pending entries, so a commit (of any shard's
+    /// writer) that needs entries another commit took waits until they are durable.
+    writing: Mutex<()>,
+    /// Synced writes done (tests count them).
     syncs: std::sync::atomic::AtomicU64,
 }
 
@@ -111,8 +121,19 @@ impl PersonalData {
         }
     }
 
-    /// Whether the store holds a key for `pseudonym`.
+    /// Whether the store holds a key for `pseudonym` (written or about to be).
     pub(crate) fn knows(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
+        if lock(&self.sync.pending)
+            .iter()
+            .any(|(pending, _)| &**pending == pseudonym)
+        {
+            return Ok(true);
+        }
+        self.stored(pseudonym)
+    }
+
+    /// Whether a key for `pseudonym` is written.
+    fn stored(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
         match &self.backing {
             Backing::Rocks(db) => {
                 let keys = db.cf_handle(KEYS).expect("the keys family");
@@ -129,14 +150,14 @@ impl PersonalData {
         if self.knows(pseudonym)? {
             return Ok(());
         }
-        self.write_entry(pseudonym, user, true)
+        self.write_entries(&[(pseudonym.into(), seal(pseudonym, user))], true)
     }
 
     /// Records that `pseudonym` is `user` like [`PersonalData::remember`], without waiting
-    /// for the disk: the entry is written (unsynced, a few microseconds) and counted, and
-    /// the next [`PersonalData::sync_written`] makes it durable. The caller appends the
-    /// user's request to a log whose commits run that first (`Writes`), so no record of
-    /// the request is durable before its user's entry.
+    /// for the disk: a new entry is sealed and kept in memory, and the next
+    /// [`PersonalData::sync_written`] writes it durably. The caller appends the user's
+    /// request to a log whose commits run that first (`Writes`), so no record of the
+    /// request is durable before its user's entry.
     pub(crate) fn remember_unsynced(
         &self,
         pseudonym: &str,
@@ -145,39 +166,46 @@ impl PersonalData {
         if lock(&self.known).contains(pseudonym) {
             return Ok(());
         }
-        // Known already (written by this or an earlier request, counted under this lock):
-        // nothing to write.
-        let mut written = lock(&self.sync.written);
-        if !self.knows(pseudonym)? {
-            self.write_entry(pseudonym, user, false)?;
-            *written += 1;
+        let mut pending = lock(&self.sync.pending);
+        let queued = pending.iter().any(|(queued, _)| &**queued == pseudonym);
+        if !queued && !self.stored(pseudonym)? {
+            pending.push((pseudonym.into(), seal(pseudonym, user)));
         }
-        // Cached under the same lock that `forget` deletes under: no stale "known".
-        let mut known = lock(&self.known);
-        if known.len() >= KNOWN_CACHED_MAX {
-            known.clear();
+        let full = pending.len() >= PENDING_MAX;
+        {
+            let mut known = lock(&self.known);
+            if known.len() >= KNOWN_CACHED_MAX {
+                known.clear();
+            }
+            known.insert(pseudonym.into());
         }
-        known.insert(pseudonym.into());
+        drop(pending);
+        if full {
+            self.sync_written().map_err(PersonalDataError::Sync)?;
+        }
         Ok(())
     }
 
-    /// Makes every entry written so far durable (one fsync of the write-ahead log, none
-    /// when nothing new was written). Run before each commit of the requests logs.
+    /// Writes every pending entry durably (one synced write; nothing when none is
+    /// pending, after waiting for a write in progress). Run before each commit of the
+    /// requests logs. On failure the entries stay pending for the next commit.
     pub(crate) fn sync_written(&self) -> Result<(), String> {
-        let target = *lock(&self.sync.written);
-        let mut durable = lock(&self.sync.durable);
-        if *durable >= target {
+        let _writing = lock(&self.sync.writing);
+        let entries = std::mem::take(&mut *lock(&self.sync.pending));
+        if entries.is_empty() {
             return Ok(());
         }
-        if let Backing::Rocks(db) = &self.backing {
-            db.flush_wal(true).map_err(|error| {
-                format!("the personal-data store cannot sync its new entries: {error}")
-            })?;
+        if let Err(error) = self.write_entries(&entries, true) {
+            let mut pending = lock(&self.sync.pending);
+            let newer = std::mem::replace(&mut *pending, entries);
+            pending.extend(newer);
+            return Err(format!(
+                "the personal-data store cannot write its new entries: {error}"
+            ));
         }
         self.sync
             .syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *durable = target;
         Ok(())
     }
 
@@ -187,43 +215,29 @@ impl PersonalData {
         std::sync::Arc::new(move || store.sync_written())
     }
 
-    fn write_entry(
-        &self,
-        pseudonym: &str,
-        user: &str,
-        sync: bool,
-    ) -> Result<(), PersonalDataError> {
-        let key: [u8; KEY_BYTES] = rand::random();
-        let nonce: [u8; NONCE_BYTES] = rand::random();
-        let sealed = ChaCha20Poly1305::new(Key::from_slice(&key))
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: user.as_bytes(),
-                    aad: pseudonym.as_bytes(),
-                },
-            )
-            .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
-        let mut stored = nonce.to_vec();
-        stored.extend_from_slice(&sealed);
+    fn write_entries(&self, entries: &[PendingEntry], sync: bool) -> Result<(), PersonalDataError> {
         match &self.backing {
             Backing::Rocks(db) => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(&db.cf_handle(KEYS).expect("keys"), pseudonym, key);
-                batch.put_cf(
-                    &db.cf_handle(IDENTITIES).expect("identities"),
-                    pseudonym,
-                    stored,
+                let (keys, identities) = (
+                    db.cf_handle(KEYS).expect("keys"),
+                    db.cf_handle(IDENTITIES).expect("identities"),
                 );
+                let mut batch = WriteBatch::default();
+                for (pseudonym, (key, stored)) in entries {
+                    batch.put_cf(&keys, &**pseudonym, key);
+                    batch.put_cf(&identities, &**pseudonym, stored);
+                }
                 let mut write = WriteOptions::default();
-                // No record of the user's request is durable before this is (here, or by
-                // `sync_written` before the log's commit): a log record whose user this
-                // store could lose in a crash would be an unknown attendee.
+                // No record of a user's request is durable before this is: a log record
+                // whose user this store could lose in a crash would be an unknown attendee.
                 write.set_sync(sync);
                 db.write_opt(batch, &write)?;
             }
-            Backing::Memory(entries) => {
-                lock(entries).insert(pseudonym.to_string(), (key, stored));
+            Backing::Memory(stored) => {
+                let mut stored = lock(stored);
+                for (pseudonym, entry) in entries {
+                    stored.insert(pseudonym.to_string(), entry.clone());
+                }
             }
         }
         Ok(())
@@ -231,8 +245,13 @@ impl PersonalData {
 
     /// The user id behind `pseudonym`, if this store holds its key.
     pub(crate) fn resolve(&self, pseudonym: &str) -> Result<Identity, PersonalDataError> {
-        let (key, stored) = match &self.backing {
-            Backing::Rocks(db) => {
+        let pending = lock(&self.sync.pending)
+            .iter()
+            .find(|(pending, _)| &**pending == pseudonym)
+            .map(|(_, (key, stored))| (key.to_vec(), stored.clone()));
+        let (key, stored) = match (pending, &self.backing) {
+            (Some(entry), _) => entry,
+            (None, Backing::Rocks(db)) => {
                 let key = db.get_cf(&db.cf_handle(KEYS).expect("keys"), pseudonym)?;
                 let stored =
                     db.get_cf(&db.cf_handle(IDENTITIES).expect("identities"), pseudonym)?;
@@ -241,7 +260,7 @@ impl PersonalData {
                     _ => return Ok(Identity::Unknown),
                 }
             }
-            Backing::Memory(entries) => match lock(entries).get(pseudonym) {
+            (None, Backing::Memory(entries)) => match lock(entries).get(pseudonym) {
                 Some((key, stored)) => (key.to_vec(), stored.clone()),
                 None => return Ok(Identity::Unknown),
             },
@@ -270,8 +289,12 @@ impl PersonalData {
     /// Destroys `pseudonym`'s key and its sealed user id, so that nothing in this store
     /// can tell who it was any more (a no-op for a pseudonym it never held).
     pub(crate) fn forget(&self, pseudonym: &str) -> Result<(), PersonalDataError> {
-        // Under the lock `remember_unsynced` writes and caches under.
-        let written = lock(&self.sync.written);
+        // No write of pending entries in progress (it could hold this one), and none
+        // queued or cached meanwhile: under the locks `sync_written` and
+        // `remember_unsynced` take.
+        let writing = lock(&self.sync.writing);
+        let mut pending = lock(&self.sync.pending);
+        pending.retain(|(queued, _)| &**queued != pseudonym);
         lock(&self.known).remove(pseudonym);
         match &self.backing {
             Backing::Rocks(db) => {
@@ -286,7 +309,8 @@ impl PersonalData {
                 let mut write = WriteOptions::default();
                 write.set_sync(true);
                 db.write_opt(batch, &write)?;
-                drop(written);
+                drop(pending);
+                drop(writing);
                 // The key must not outlive the erasure anywhere on disk: flushing retires
                 // the write-ahead log that carried it, and compacting the keys family
                 // (small: 32 bytes a user) rewrites every table file without it.
@@ -301,6 +325,24 @@ impl PersonalData {
         }
         Ok(())
     }
+}
+
+/// `user` sealed for `pseudonym` under a fresh random key: (key, nonce ‖ ciphertext).
+fn seal(pseudonym: &str, user: &str) -> SealedEntry {
+    let key: [u8; KEY_BYTES] = rand::random();
+    let nonce: [u8; NONCE_BYTES] = rand::random();
+    let sealed = ChaCha20Poly1305::new(Key::from_slice(&key))
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: user.as_bytes(),
+                aad: pseudonym.as_bytes(),
+            },
+        )
+        .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
+    let mut stored = nonce.to_vec();
+    stored.extend_from_slice(&sealed);
+    (key, stored)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -379,43 +421,56 @@ mod tests {
         ));
     }
 
-    /// New entries are written unsynced and counted; one sync makes every entry written
-    /// before it durable, and a sync with nothing new written does nothing. A second
-    /// request of the same user writes nothing.
+    /// New entries wait in memory (and resolve from there) until one synced write takes
+    /// them all; with nothing pending a sync writes nothing. A second request of the same
+    /// user adds nothing; a forgotten pseudonym is neither pending nor "known" any more.
     #[test]
-    fn new_entries_are_synced_once_before_the_next_commit() {
+    fn new_entries_are_written_together_before_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = PersonalData::open(&dir.path().join("personal")).unwrap();
+        let path = dir.path().join("personal");
+        let store = PersonalData::open(&path).unwrap();
         let syncs =
             |store: &PersonalData| store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed);
+        let pending = |store: &PersonalData| lock(&store.sync.pending).len();
         store.sync_written().unwrap();
-        assert_eq!(syncs(&store), 0, "nothing written, nothing synced");
+        assert_eq!(syncs(&store), 0, "nothing pending, nothing written");
         store.remember_unsynced("u_a", "alice@example.com").unwrap();
         store.remember_unsynced("u_a", "alice@example.com").unwrap();
         store.remember_unsynced("u_b", "bob@example.com").unwrap();
-        assert_eq!(*lock(&store.sync.written), 2, "one entry per user");
-        store.sync_written().unwrap();
-        store.sync_written().unwrap();
-        assert_eq!(syncs(&store), 1, "one sync for both, none after");
-        store.remember_unsynced("u_a", "alice@example.com").unwrap();
-        store.sync_written().unwrap();
-        assert_eq!(syncs(&store), 1, "a known user writes nothing");
+        assert_eq!(pending(&store), 2, "one entry per user");
+        assert!(store.knows("u_a").unwrap());
+        assert!(!store.stored("u_a").unwrap(), "not written before the sync");
         assert_eq!(
             store.resolve("u_a").unwrap(),
             Identity::Known("alice@example.com".into())
         );
-        // Forgotten, the pseudonym is not "known" any more (the cache neither): a later
-        // request writes a new entry, which the next commit syncs.
+        store.sync_written().unwrap();
+        store.sync_written().unwrap();
+        assert_eq!(syncs(&store), 1, "one write for both, none after");
+        assert_eq!(pending(&store), 0);
+        assert!(store.stored("u_a").unwrap() && store.stored("u_b").unwrap());
+        store.remember_unsynced("u_a", "alice@example.com").unwrap();
+        assert_eq!(pending(&store), 0, "a known user adds nothing");
+
+        // Forgotten while pending: never written.
+        store.remember_unsynced("u_c", "carol@example.com").unwrap();
+        store.forget("u_c").unwrap();
+        assert!(!store.knows("u_c").unwrap());
+        // Forgotten once written: a later request queues a new entry.
         store.forget("u_a").unwrap();
         assert_eq!(store.resolve("u_a").unwrap(), Identity::Unknown);
         store.remember_unsynced("u_a", "alice@example.com").unwrap();
-        assert_eq!(*lock(&store.sync.written), 3);
+        assert_eq!(pending(&store), 1);
         store.sync_written().unwrap();
         assert_eq!(syncs(&store), 2);
+        drop(store);
+        let reopened = PersonalData::open(&path).unwrap();
         assert_eq!(
-            store.resolve("u_a").unwrap(),
+            reopened.resolve("u_a").unwrap(),
             Identity::Known("alice@example.com".into())
         );
+        assert_eq!(reopened.resolve("u_c").unwrap(), Identity::Unknown);
+
         let memory = PersonalData::in_memory();
         memory.remember_unsynced("u_a", "alice").unwrap();
         memory.sync_written().unwrap();
