@@ -20,7 +20,7 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
@@ -102,8 +102,20 @@ impl PersonalData {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
-        let families =
-            [KEYS, IDENTITIES].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        // Most look-ups of `keys` are of a new user's pseudonym, which is nowhere: a Bloom
+        // filter over whole keys in the memtable and in table files answers "absent"
+        // without walking the memtable's skip list or reading a block.
+        let mut keys = Options::default();
+        keys.set_memtable_prefix_bloom_ratio(0.1);
+        keys.set_memtable_whole_key_filtering(true);
+        let mut tables = BlockBasedOptions::default();
+        tables.set_bloom_filter(10.0, false);
+        tables.set_whole_key_filtering(true);
+        keys.set_block_based_table_factory(&tables);
+        let families = [
+            ColumnFamilyDescriptor::new(KEYS, keys),
+            ColumnFamilyDescriptor::new(IDENTITIES, Options::default()),
+        ];
         let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
         Ok(PersonalData {
             backing: Backing::Rocks(db),
