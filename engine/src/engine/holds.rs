@@ -143,10 +143,7 @@ impl Engine {
         };
         let (user, name) = match entry {
             Some(entry) => entry,
-            None => {
-                let id = self.intern_user(user);
-                (id, self.user_shared(id))
-            }
+            None => self.intern_user_shared(user),
         };
         let view = self.create_hold(event_id, user, name, items, None);
         Ok(Reply::HoldPlaced(view))

@@ -61,12 +61,20 @@ impl Engine {
         if let Some(id) = self.user_id(name) {
             return id;
         }
+        self.intern_user_shared(name).0
+    }
+
+    /// [`Engine::intern_user`], with the user's shared name for an outcome.
+    pub(super) fn intern_user_shared(&mut self, name: &str) -> (UserId, UserName) {
+        if let Some(entry) = self.user_entry(name) {
+            return entry;
+        }
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
         self.state.users.push(name.clone());
-        self.users.0.insert(name, id);
+        self.users.0.insert(name.clone(), id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
-        id
+        (id, name)
     }
 
     pub(crate) fn user_name(&self, id: UserId) -> &str {
