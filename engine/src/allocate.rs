@@ -16,8 +16,10 @@
 //! not booked ([`open_run`]). A waiter that could use nothing ([`servable_ever`] is false)
 //! can never be served.
 
-use crate::engine::{is_booked, Category, Event, FREE};
+use crate::engine::{is_booked, Category, Event, SeatState, FREE, SEAT_CHUNK};
+use crate::layout::Layout;
 use crate::outcome::Items;
+use crate::snapshot::CowVec;
 
 /// What `quantity` seats or places of `category` (any when `None`) would be granted now,
 /// taking only from `allowed` categories, or `None` when the request cannot be met. Pure:
@@ -196,10 +198,20 @@ fn obtainable(entry: &Category) -> u64 {
 /// The longest run of seats in a row that are not booked: the largest `together`
 /// request the row could ever serve.
 pub(crate) fn open_run(event: &Event, row: usize) -> u32 {
-    let row = &event.layout.rows[row];
+    open_run_in(&event.layout, &event.seats, row)
+}
+
+/// [`open_run`] from the parts of an event it reads, so that a caller can write the
+/// event's other fields meanwhile.
+pub(crate) fn open_run_in(
+    layout: &Layout,
+    seat_states: &CowVec<SeatState, SEAT_CHUNK>,
+    row: usize,
+) -> u32 {
+    let row = &layout.rows[row];
     let seats = row.first_seat as usize..(row.first_seat + row.seat_count) as usize;
     let (mut longest, mut current) = (0, 0);
-    for &seat in event.seats.slices(seats).flatten() {
+    for &seat in seat_states.slices(seats).flatten() {
         if is_booked(seat) {
             current = 0;
         } else {

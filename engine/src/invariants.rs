@@ -317,7 +317,7 @@ pub(crate) fn check(engine: &Engine) {
             waiter_id.0
         )));
     }
-    for &(due, kind, id) in state.timers.iter() {
+    for (due, kind, id) in state.timers.iter() {
         match kind {
             TimerKind::HoldExpiry => assert!(state
                 .holds

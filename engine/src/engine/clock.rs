@@ -15,7 +15,7 @@ impl Engine {
             .now_ms
             .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
-        while let Some(&(due, kind, id)) = self.state.timers.first() {
+        while let Some((due, kind, id)) = self.state.timers.first() {
             if due >= now_ms {
                 break;
             }

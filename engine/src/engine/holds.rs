@@ -80,7 +80,8 @@ impl Engine {
         wait: bool,
     ) -> Answer {
         // Perf: one look-up of the user; a known name passed this check when interned.
-        let known = self.user_id(user);
+        let entry = self.user_entry(user);
+        let known = entry.as_ref().map(|(id, _)| *id);
         if known.is_none() {
             self.check_text("user", user, true)?;
         }
@@ -140,11 +141,11 @@ impl Engine {
                 }
             }
         };
-        let user = match known {
-            Some(id) => id,
-            None => self.intern_user(user),
+        let (user, name) = match entry {
+            Some(entry) => entry,
+            None => self.intern_user_shared(user),
         };
-        let view = self.create_hold(event_id, user, items, None);
+        let view = self.create_hold(event_id, user, name, items, None);
         Ok(Reply::HoldPlaced(view))
     }
 
@@ -279,13 +280,16 @@ impl Engine {
     }
 
     /// Marks the items held and files the hold; the caller has checked availability.
+    /// `name` is `user`'s shared name (the caller has it at hand, in cache).
     pub(super) fn create_hold(
         &mut self,
         event_id: EventId,
         user: UserId,
+        name: UserName,
         items: Items,
         waiter: Option<WaiterId>,
     ) -> HoldView {
+        debug_assert_eq!(&*name, self.user_name(user), "the name is the user's");
         let hold_id = HoldId(self.sequence_id(self.state.next_hold));
         self.state.next_hold += 1;
         let now_ms = self.state.now_ms;
@@ -331,7 +335,7 @@ impl Engine {
         let view = HoldView {
             hold: hold_id,
             event: event_id,
-            user: self.user_shared(user),
+            user: name,
             items: hold.items.clone(),
             created_at_ms: now_ms,
             expires_at_ms,

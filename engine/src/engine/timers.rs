@@ -8,7 +8,8 @@
 //! so the state's copy for a snapshot is a memory copy.
 //!
 //! The encoding is the live timers in order, exactly like the `BTreeSet` this replaced,
-//! so the state hash does not depend on how many stale entries the heap holds.
+//! so the state hash does not depend on how many stale entries the heap holds. Inside,
+//! a timer is one 128-bit key that orders like the tuple (see `key`).
 
 use super::state::{FastSet, TimerKind};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -17,46 +18,79 @@ use std::collections::{BTreeSet, BinaryHeap};
 
 pub(crate) type Timer = (u64, TimerKind, u64);
 
+/// A timer packed into one integer that orders exactly like the tuple: the due time in
+/// the high 64 bits, then the kind (2 bits, in declaration order, as the derived `Ord`),
+/// then the id (62 bits). Perf: a heap entry is 16 bytes instead of 24 and compares in
+/// one integer comparison; the heap's pops were 5% of the standard mix.
+type Key = u128;
+
+const ID_BITS: u32 = 62;
+
+fn key((due, kind, id): Timer) -> Key {
+    // Ids are sequence numbers (times the shard count) or event indices: 2^62 of them
+    // would take longer than the universe to give out.
+    assert!(
+        id < 1 << ID_BITS,
+        "a timer's id fits in {ID_BITS} bits: {id}"
+    );
+    (u128::from(due) << 64) | (u128::from(kind as u8) << ID_BITS) | u128::from(id)
+}
+
+fn timer(key: Key) -> Timer {
+    let kind = match (key >> ID_BITS) & 0b11 {
+        0 => TimerKind::HoldExpiry,
+        1 => TimerKind::WaiterExpiry,
+        2 => TimerKind::DeskHoldExpiry,
+        _ => TimerKind::Draw,
+    };
+    (
+        (key >> 64) as u64,
+        kind,
+        (key as u64) & ((1 << ID_BITS) - 1),
+    )
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<Timer>>,
-    live: FastSet<Timer>,
+    heap: BinaryHeap<Reverse<Key>>,
+    live: FastSet<Key>,
 }
 
 impl Timers {
     pub(crate) fn insert(&mut self, timer: Timer) {
-        let new = self.live.insert(timer);
+        let key = key(timer);
+        let new = self.live.insert(key);
         assert!(new, "a timer is filed once: {timer:?}");
-        self.heap.push(Reverse(timer));
+        self.heap.push(Reverse(key));
     }
 
     /// Cancels a timer; whether it was pending.
     pub(crate) fn remove(&mut self, timer: &Timer) -> bool {
-        let removed = self.live.remove(timer);
+        let removed = self.live.remove(&key(*timer));
         self.drop_stale_top();
         removed
     }
 
     /// The next timer to fire.
-    pub(crate) fn first(&self) -> Option<&Timer> {
-        self.heap.peek().map(|Reverse(timer)| timer)
+    pub(crate) fn first(&self) -> Option<Timer> {
+        self.heap.peek().map(|Reverse(key)| timer(*key))
     }
 
     /// Takes the next timer to fire.
     pub(crate) fn pop_first(&mut self) -> Option<Timer> {
-        let Reverse(timer) = self.heap.pop()?;
-        assert!(self.live.remove(&timer), "the heap's top is live");
+        let Reverse(key) = self.heap.pop()?;
+        assert!(self.live.remove(&key), "the heap's top is live");
         self.drop_stale_top();
-        Some(timer)
+        Some(timer(key))
     }
 
     pub(crate) fn contains(&self, timer: &Timer) -> bool {
-        self.live.contains(timer)
+        self.live.contains(&key(*timer))
     }
 
     /// The pending timers, in no particular order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Timer> {
-        self.live.iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Timer> + '_ {
+        self.live.iter().map(|key| timer(*key))
     }
 
     #[cfg(test)]
@@ -74,7 +108,7 @@ impl Timers {
     }
 
     fn sorted(&self) -> BTreeSet<Timer> {
-        self.live.iter().copied().collect()
+        self.iter().collect()
     }
 }
 
@@ -95,9 +129,14 @@ impl Serialize for Timers {
 impl<'de> Deserialize<'de> for Timers {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Timers, D::Error> {
         let sorted = BTreeSet::<Timer>::deserialize(deserializer)?;
+        if let Some(&(_, _, id)) = sorted.iter().find(|(_, _, id)| *id >= 1 << ID_BITS) {
+            return Err(serde::de::Error::custom(format!(
+                "a timer's id does not fit in {ID_BITS} bits: {id}"
+            )));
+        }
         Ok(Timers {
-            heap: sorted.iter().copied().map(Reverse).collect(),
-            live: sorted.into_iter().collect(),
+            heap: sorted.iter().map(|&timer| Reverse(key(timer))).collect(),
+            live: sorted.into_iter().map(key).collect(),
         })
     }
 }
@@ -141,7 +180,7 @@ mod tests {
                 }
                 _ => assert_eq!(timers.pop_first(), model.pop_first()),
             }
-            assert_eq!(timers.first(), model.first());
+            assert_eq!(timers.first().as_ref(), model.first());
             assert_eq!(timers.len(), model.len());
         }
         assert_eq!(bytes(&timers), bytes(&model));
@@ -150,11 +189,49 @@ mod tests {
                 .unwrap()
                 .0;
         assert_eq!(decoded, timers);
-        assert_eq!(decoded.first(), model.first());
+        assert_eq!(decoded.first().as_ref(), model.first());
     }
 
     fn bytes<T: Serialize>(value: &T) -> Vec<u8> {
         bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    /// The packed key orders exactly like the tuple, at the extremes of every field,
+    /// and unpacks to the same timer.
+    #[test]
+    fn keys_order_like_timers() {
+        let kinds = [
+            TimerKind::HoldExpiry,
+            TimerKind::WaiterExpiry,
+            TimerKind::DeskHoldExpiry,
+            TimerKind::Draw,
+        ];
+        let mut all = Vec::new();
+        for due in [0, 1, u64::MAX - 1, u64::MAX] {
+            for kind in kinds {
+                for id in [0, 1, (1 << ID_BITS) - 2, (1 << ID_BITS) - 1] {
+                    all.push((due, kind, id));
+                }
+            }
+        }
+        for a in &all {
+            assert_eq!(timer(key(*a)), *a);
+            for b in &all {
+                assert_eq!(key(*a).cmp(&key(*b)), a.cmp(b), "{a:?} against {b:?}");
+            }
+        }
+    }
+
+    /// A snapshot naming a timer id past 62 bits is refused with a reason, not packed
+    /// into another timer.
+    #[test]
+    fn a_timer_id_past_62_bits_does_not_decode() {
+        let mut model: BTreeSet<Timer> = BTreeSet::new();
+        model.insert((5, TimerKind::HoldExpiry, 1 << ID_BITS));
+        let decoded: Result<(Timers, usize), _> =
+            bincode::serde::decode_from_slice(&bytes(&model), bincode::config::standard());
+        let error = decoded.expect_err("refused").to_string();
+        assert!(error.contains("does not fit in 62 bits"), "{error}");
     }
 
     #[test]

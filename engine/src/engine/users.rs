@@ -19,8 +19,11 @@ pub(crate) struct UserId(pub(crate) u32);
 /// Name → id, for the users in `State::users`. Names are chosen outside (an identity
 /// provider), so the hasher is seeded per process (no chosen-collision flood), and fast
 /// (foldhash rather than SipHash: this lookup runs for nearly every command).
+/// Perf: the keys are the state's own shared names, not copies: interning allocates the
+/// name once, and the look-up's comparison brings into cache the very name an outcome
+/// then shares ([`Engine::user_entry`]).
 #[derive(Default)]
-pub(crate) struct UserIndex(HashMap<String, UserId, foldhash::fast::RandomState>);
+pub(crate) struct UserIndex(HashMap<UserName, UserId, foldhash::fast::RandomState>);
 
 impl UserIndex {
     pub(crate) fn of(names: &CowVec<UserName, USER_CHUNK>) -> UserIndex {
@@ -28,7 +31,7 @@ impl UserIndex {
             HashMap::with_capacity_and_hasher(names.len(), foldhash::fast::RandomState::default());
         for (id, name) in names.iter().enumerate() {
             let id = UserId(u32::try_from(id).expect("user ids fit in u32"));
-            let previous = index.insert(name.to_string(), id);
+            let previous = index.insert(name.clone(), id);
             assert!(previous.is_none(), "a user is interned once: {name:?}");
         }
         UserIndex(index)
@@ -45,16 +48,33 @@ impl Engine {
         self.users.0.get(name).copied()
     }
 
+    /// The user's id and shared name if the user has ever had state here.
+    pub(crate) fn user_entry(&self, name: &str) -> Option<(UserId, UserName)> {
+        self.users
+            .0
+            .get_key_value(name)
+            .map(|(shared, id)| (*id, shared.clone()))
+    }
+
     /// The user's id, assigned now (the next dense id) if the user is new.
     pub(super) fn intern_user(&mut self, name: &str) -> UserId {
         if let Some(id) = self.user_id(name) {
             return id;
         }
+        self.intern_user_shared(name).0
+    }
+
+    /// [`Engine::intern_user`], with the user's shared name for an outcome.
+    pub(super) fn intern_user_shared(&mut self, name: &str) -> (UserId, UserName) {
+        if let Some(entry) = self.user_entry(name) {
+            return entry;
+        }
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
-        self.state.users.push(UserName::from(name));
-        self.users.0.insert(name.to_string(), id);
+        let name = UserName::from(name);
+        self.state.users.push(name.clone());
+        self.users.0.insert(name.clone(), id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
-        id
+        (id, name)
     }
 
     pub(crate) fn user_name(&self, id: UserId) -> &str {

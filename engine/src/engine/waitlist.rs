@@ -311,7 +311,8 @@ impl Engine {
                 continue;
             }
             let waiter = self.remove_waiter(waiter_id);
-            let hold = self.create_hold(event_id, waiter.user, items, Some(waiter_id));
+            let name = self.user_shared(waiter.user);
+            let hold = self.create_hold(event_id, waiter.user, name, items, Some(waiter_id));
             self.effects.push(Effect::WaitlistOffered {
                 waiter: waiter_id,
                 hold,
