@@ -210,37 +210,13 @@ async fn a_key_revoked_on_one_ingress_is_refused_on_the_other() {
     };
     first.wait_ready().await;
     let second = first.another_ingress().await;
-    let made = first
-        .send(
-            Method::POST,
-            "/v1/admin/keys",
-            Some(http_suite::ADMIN),
-            Some(json!({"role": "reports", "name": "dashboards"})),
-        )
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-    let key_id = made.body["key_id"].as_str().unwrap().to_string();
-    let secret = made.body["secret"].as_str().unwrap().to_string();
+    let (key_id, secret) = make_key(&first, "reports", "dashboards").await;
     // The first ingress answered once it applied the record: the key works there at once.
     let here = first
         .send(Method::GET, "/v1/admin/events", Some(&secret), None)
         .await;
     assert_eq!(here.status, StatusCode::OK, "{}", here.text);
-    let began = Instant::now();
-    loop {
-        let there = second
-            .send(Method::GET, "/v1/admin/events", Some(&secret), None)
-            .await;
-        if there.status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            began.elapsed() < DEADLINE,
-            "the key never worked on the second ingress: {}",
-            there.text
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_the_key_works(&second, &secret).await;
     let revoked = first
         .send(
             Method::DELETE,
@@ -303,32 +279,8 @@ async fn an_ingress_cut_off_from_the_broker_refuses_admin_keys_until_it_catches_
         ])
         .await;
     let admin_events = "/v1/admin/events";
-    let made = first
-        .send(
-            Method::POST,
-            "/v1/admin/keys",
-            Some(http_suite::ADMIN),
-            Some(json!({"role": "reports", "name": "revoked while cut off"})),
-        )
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-    let revoked_id = made.body["key_id"].as_str().unwrap().to_string();
-    let revoked = made.body["secret"].as_str().unwrap().to_string();
-    let began = Instant::now();
-    loop {
-        let there = second
-            .send(Method::GET, admin_events, Some(&revoked), None)
-            .await;
-        if there.status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            began.elapsed() < DEADLINE,
-            "the key never worked on the second ingress: {}",
-            there.text
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (revoked_id, revoked) = make_key(&first, "reports", "revoked while cut off").await;
+    until_the_key_works(&second, &revoked).await;
 
     proxy.pause();
     // Behind by more than the bound: every tenant key is refused, the config file's too.
@@ -373,16 +325,7 @@ async fn an_ingress_cut_off_from_the_broker_refuses_admin_keys_until_it_catches_
         "{}",
         here.text
     );
-    let made = first
-        .send(
-            Method::POST,
-            "/v1/admin/keys",
-            Some(http_suite::ADMIN),
-            Some(json!({"role": "admin", "name": "made while cut off"})),
-        )
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
-    let fresh = made.body["secret"].as_str().unwrap().to_string();
+    let (_, fresh) = make_key(&first, "admin", "made while cut off").await;
     let here = first
         .send(Method::GET, admin_events, Some(&fresh), None)
         .await;
@@ -540,4 +483,39 @@ async fn export(service: &Service, event: &str) -> (serde_json::Value, serde_jso
     assert_eq!(status, StatusCode::OK, "{body}");
     let attendee = body["attendees"][0].clone();
     (attendee["user"].clone(), attendee["identity"].clone())
+}
+
+/// A tenant key made through `ingress` with the demo admin key: (key id, secret).
+async fn make_key(ingress: &Service, role: &str, name: &str) -> (String, String) {
+    let made = ingress
+        .send(
+            Method::POST,
+            "/v1/admin/keys",
+            Some(http_suite::ADMIN),
+            Some(json!({"role": role, "name": name})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let field = |name: &str| made.body[name].as_str().unwrap().to_string();
+    (field("key_id"), field("secret"))
+}
+
+/// Waits (bounded) until `ingress` takes `secret`, as it does once its control follower
+/// applied the key's record.
+async fn until_the_key_works(ingress: &Service, secret: &str) {
+    let began = Instant::now();
+    loop {
+        let there = ingress
+            .send(Method::GET, "/v1/admin/events", Some(secret), None)
+            .await;
+        if there.status == StatusCode::OK {
+            return;
+        }
+        assert!(
+            began.elapsed() < DEADLINE,
+            "the key never worked on the second ingress: {}",
+            there.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
