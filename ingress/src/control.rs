@@ -406,6 +406,12 @@ impl Control {
     }
 
     /// The catalog, for a short read (never held across an `.await`).
+    /// The catalog's lock, for a reader that takes it for short moments in turn
+    /// (`SearchIndex::prepare`).
+    pub(crate) fn catalog_lock(&self) -> &RwLock<crate::catalog::Catalog> {
+        &self.catalog
+    }
+
     pub(crate) fn catalog(&self) -> std::sync::RwLockReadGuard<'_, crate::catalog::Catalog> {
         self.catalog
             .read()

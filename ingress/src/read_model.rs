@@ -1443,6 +1443,35 @@ mod tests {
         assert_eq!(check.model.live_holds, 0);
     }
 
+    /// The first build of the search index holds the read models' locks for a thousand
+    /// events at a time, never for the whole build (the shard followers apply outcomes in
+    /// between), and indexes every event; built, it holds nothing again.
+    #[test]
+    fn the_search_index_is_first_built_in_short_holds_of_the_models() {
+        let mut model = ReadModel::new(10);
+        for index in 0..2_500u32 {
+            model.apply(&Outcome {
+                offset: u64::from(index),
+                time_ms: 0,
+                replayed: false,
+                result: Ok(Reply::EventCreated {
+                    event: EventId(index),
+                    tenant: "demo".into(),
+                    spec: Box::new(spec()),
+                }),
+                effects: vec![],
+                idempotency: None,
+            });
+        }
+        let model = std::sync::RwLock::new(model);
+        let catalog = std::sync::RwLock::new(crate::catalog::Catalog::default());
+        let index = crate::search::SearchIndex::default();
+        assert_eq!(index.indexed_docs(), None);
+        assert_eq!(index.prepare(&[&model], &catalog).unwrap(), 3);
+        assert_eq!(index.indexed_docs(), Some(2_500));
+        assert_eq!(index.prepare(&[&model], &catalog).unwrap(), 0);
+    }
+
     #[test]
     fn search_filters_sorts_and_pages() {
         let mut model = ReadModel::new(10);

@@ -363,6 +363,84 @@ impl Indexed {
     }
 }
 
+/// Events indexed per hold of the read models' locks while the index is first built.
+const BUILD_EVENTS_PER_LOCK: usize = 1_000;
+
+impl SearchIndex {
+    /// Builds the index the first time without holding the read models' locks for the whole
+    /// build (about a second at 100,000 events, during which the shard followers could not
+    /// apply an outcome, so no write would be answered): they are taken for
+    /// [`BUILD_EVENTS_PER_LOCK`] events at a time, models first and then the catalog, in
+    /// the order every handler takes them. What the followers change meanwhile is noted
+    /// and indexed by the search's own refresh, under the locks. Searches wait for the
+    /// build (the index's own lock), writes do not: so a search calls this *before* it
+    /// takes the read models' locks. A no-op once built. Says how many times it held the
+    /// models' locks to index events.
+    pub(crate) fn prepare(
+        &self,
+        models: &[&RwLock<ReadModel>],
+        catalog: &RwLock<Catalog>,
+    ) -> tantivy::Result<usize> {
+        let mut guard = self
+            .indexed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if guard.is_some() {
+            return Ok(0);
+        }
+        // Everything from here on is read after this: changes noted before are covered.
+        drop(self.changes.take());
+        fn read(model: &RwLock<ReadModel>) -> std::sync::RwLockReadGuard<'_, ReadModel> {
+            model
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+        let catalog = || {
+            catalog
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        let shard_count = models.len() as u32;
+        let mut indexed = Indexed::new()?;
+        let mut holds = 0;
+        for model in models {
+            let events: Vec<EventId> = read(model).event_ids().collect();
+            for chunk in events.chunks(BUILD_EVENTS_PER_LOCK) {
+                holds += 1;
+                let held: Vec<_> = models.iter().map(|model| read(model)).collect();
+                let refs: Vec<&ReadModel> = held.iter().map(|model| &**model).collect();
+                let catalog = catalog();
+                for &event in chunk {
+                    indexed.put_event(&refs, shard_count, event, &catalog);
+                }
+            }
+        }
+        {
+            let catalog = catalog();
+            for (tenant, title, _) in catalog.all_titles() {
+                indexed.put_title(&self.titles, tenant, title, &catalog);
+            }
+        }
+        indexed.writer.commit()?;
+        indexed.reader.reload()?;
+        indexed.dirty = false;
+        *guard = Some(indexed);
+        Ok(holds)
+    }
+
+    /// Documents in the index, if it is built.
+    #[cfg(test)]
+    pub(crate) fn indexed_docs(&self) -> Option<u64> {
+        let guard = self
+            .indexed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard
+            .as_ref()
+            .map(|indexed| indexed.reader.searcher().num_docs())
+    }
+}
+
 impl SearchIndex {
     /// Brings the index up to date with the read models and the catalog: everything the
     /// first time, then what was noted since (`catalog_changes`: the control follower's

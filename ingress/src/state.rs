@@ -306,6 +306,22 @@ impl AppState {
     }
 
     /// Every shard's read model, in shard order, each read-locked for a short read.
+    /// Builds the search index if it is not yet, before a search takes the read models'
+    /// locks (`SearchIndex::prepare`): a 500 if tantivy fails.
+    pub(crate) fn prepare_search(&self) -> Result<(), crate::error::AppError> {
+        let models: Vec<&std::sync::RwLock<ReadModel>> = self
+            .shared
+            .shards
+            .iter()
+            .map(|shard| &*shard.model)
+            .collect();
+        self.shared
+            .search
+            .prepare(&models, self.shared.control.catalog_lock())
+            .map(drop)
+            .map_err(|error| crate::error::AppError::internal(format!("the search index: {error}")))
+    }
+
     pub(crate) fn models(&self) -> Vec<RwLockReadGuard<'_, ReadModel>> {
         self.shared.shards.iter().map(ShardState::model).collect()
     }

@@ -1212,6 +1212,10 @@ pub(crate) async fn titles(
         || filter.to_ms.is_some()
         || near.is_some()
         || postal_code.is_some();
+    if query.q.as_deref().is_some_and(|q| !q.trim().is_empty()) {
+        // Built (the first time) before the models' locks are taken.
+        state.prepare_search()?;
+    }
     let models = state.models();
     let refs: Vec<&ReadModel> = models.iter().map(|model| &**model).collect();
     let control = &state.shared.control;

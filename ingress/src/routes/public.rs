@@ -99,6 +99,9 @@ pub(crate) async fn events(
         tenant: None,
         include_canceled: query.include_canceled.unwrap_or(false),
     };
+    // Built (the first time) before the models' locks are taken: the shard followers
+    // are not held back while it is.
+    state.prepare_search()?;
     let models = state.models();
     let refs: Vec<&crate::read_model::ReadModel> = models.iter().map(|model| &**model).collect();
     let control = &state.shared.control;
