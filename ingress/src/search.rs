@@ -15,7 +15,10 @@
 //! The first search indexes everything (a read model restored from a snapshot included).
 //! A shard follower notes under its model's write lock and a search refreshes while it
 //! holds every model's read lock, so the index it ranks with agrees with the models it
-//! then reads the page's events from.
+//! then reads the page's events from. The first build (everything) is the exception: it
+//! runs before the search takes those locks and holds them a thousand events at a time
+//! ([`SearchIndex::prepare`]), so it never keeps the followers from applying outcomes for
+//! long; the search's refresh then indexes what they changed meanwhile.
 
 use crate::catalog::Catalog;
 use crate::read_model::EventFilter;
