@@ -49,6 +49,39 @@ fn outcomes_durable(reader: &dyn LogReader) -> bool {
     }
 }
 
+/// The outcomes log's end as last looked up (every [`END_CHECK_INTERVAL`] once the
+/// reader has drained what it could), and whether the reader has reached it. The verdict
+/// is taken against the last end after every poll, not only at the look-up: on Kafka the
+/// end counts a transaction's commit marker, which the reader steps over on a later poll,
+/// so a verdict taken at the look-up alone said "catching up" for a whole interval after
+/// every outcome.
+#[derive(Default)]
+struct EndCheck {
+    checked_at: Option<Instant>,
+    /// `None` before the first look-up and after a failed one: not caught up.
+    end_offset: Option<u64>,
+}
+
+impl EndCheck {
+    fn check_due(&self, now: Instant) -> bool {
+        self.checked_at
+            .is_none_or(|checked| now.duration_since(checked) >= END_CHECK_INTERVAL)
+    }
+
+    fn looked_up(&mut self, end_offset: u64, now: Instant) {
+        self.end_offset = Some(end_offset);
+        self.checked_at = Some(now);
+    }
+
+    fn failed(&mut self) {
+        self.end_offset = None;
+    }
+
+    fn caught_up(&self, position: u64) -> bool {
+        self.end_offset.is_some_and(|end| position >= end)
+    }
+}
+
 pub(crate) struct Follower {
     pub(crate) model: Arc<RwLock<ReadModel>>,
     pub(crate) pending: Arc<Pending>,
@@ -89,7 +122,7 @@ impl Follower {
     }
 
     fn run(&mut self, reader: &mut dyn LogReader, stop: &AtomicBool) {
-        let mut last_end_check: Option<Instant> = None;
+        let mut end = EndCheck::default();
         let mut assembler = OutcomeAssembler::new();
         while !stop.load(Ordering::Acquire) {
             let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
@@ -126,23 +159,21 @@ impl Follower {
             self.status
                 .position
                 .store(reader.position(), Ordering::Release);
-            if drained
-                && last_end_check.is_none_or(|checked| checked.elapsed() >= END_CHECK_INTERVAL)
-            {
+            if drained && end.check_due(Instant::now()) {
                 match reader.end_offset() {
-                    Ok(end) => {
-                        self.status.end_offset.store(end, Ordering::Release);
-                        self.status
-                            .caught_up
-                            .store(reader.position() >= end, Ordering::Release);
-                        last_end_check = Some(Instant::now());
+                    Ok(offset) => {
+                        self.status.end_offset.store(offset, Ordering::Release);
+                        end.looked_up(offset, Instant::now());
                     }
                     Err(error) => {
                         tracing::warn!(%error, "cannot read the outcomes log's end offset");
-                        self.status.caught_up.store(false, Ordering::Release);
+                        end.failed();
                     }
                 }
             }
+            self.status
+                .caught_up
+                .store(end.caught_up(reader.position()), Ordering::Release);
         }
     }
 
@@ -257,5 +288,27 @@ impl Follower {
         self.watchers.notify(&changed_waiters);
         self.user_watchers.notify(&told_users);
         self.feeds.notify(&mut changed_events, applied_offset);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_is_caught_up_once_past_the_end_last_looked_up() {
+        let start = Instant::now();
+        let mut end = EndCheck::default();
+        assert!(end.check_due(start) && !end.caught_up(0), "nothing looked up yet");
+        // Kafka: the outcome ends at offset 4, its commit marker is offset 5, the end 6.
+        end.looked_up(6, start);
+        assert!(!end.caught_up(5));
+        assert!(!end.check_due(start + END_CHECK_INTERVAL / 2));
+        // The next poll steps over the marker, before the next look-up is due.
+        assert!(end.caught_up(6));
+        assert!(end.check_due(start + END_CHECK_INTERVAL));
+        // A failed look-up: not caught up, whatever the position.
+        end.failed();
+        assert!(!end.caught_up(6));
     }
 }

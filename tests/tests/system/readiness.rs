@@ -31,17 +31,21 @@ fn options() -> RuntimeOptions {
 }
 
 /// Polls `/readyz` until it answers `expected` (the follower looks at the outcomes log's
-/// end twice a second); returns the last body.
-fn wait_readyz(stack: &Stack, expected: StatusCode) -> Value {
+/// end twice a second) and, when it is a 503, with `reason` in its details; returns the
+/// last body. Not ready for another reason on the way is no failure: on Kafka a brief
+/// `catching_up` follows an outcome until the follower has stepped over its commit marker.
+fn wait_readyz(stack: &Stack, expected: StatusCode, reason: Option<&str>) -> Value {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let (status, body) = stack.call(Method::GET, "/readyz", None, None);
-        if status == expected {
+        if status == expected
+            && reason.is_none_or(|reason| body["error"]["details"]["reason"] == json!(reason))
+        {
             return body;
         }
         assert!(
             Instant::now() < deadline,
-            "/readyz stayed {status}, not {expected}: {body}"
+            "/readyz stayed {status}, not {expected} {reason:?}: {body}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -51,10 +55,14 @@ fn readiness_follows_the_engine(backend: Backend) {
     let mut stack = Stack::start(backend, None, options(), OUTCOME_TIMEOUT);
     let end = stack.append(vec![create_event(seated_event(1, 10, 600_000))]);
     stack.wait_read_model(end - 1);
-    let ready = wait_readyz(&stack, StatusCode::OK);
-    assert_eq!(
-        (&ready["engine_answering"], &ready["requests_end_offset"]),
-        (&json!(true), &json!(end))
+    let ready = wait_readyz(&stack, StatusCode::OK, None);
+    // Past `end` only by readiness's own probes (a `Tick` once the engine has been silent
+    // for the outcome timeout: a slow machine may take that long to get here).
+    assert_eq!(ready["engine_answering"], json!(true), "{ready}");
+    assert!(
+        ready["requests_end_offset"].as_u64().unwrap() >= end
+            && ready["applied_offset"].as_u64().unwrap() >= end - 1,
+        "{ready}"
     );
 
     // The engine stops (its process is gone): a write goes unanswered.
@@ -95,7 +103,7 @@ fn readiness_follows_the_engine(backend: Backend) {
         )
         .unwrap(),
     );
-    let ready = wait_readyz(&stack, StatusCode::OK);
+    let ready = wait_readyz(&stack, StatusCode::OK, None);
     // The hold, then perhaps the restarted primary's `Configure` record.
     assert!(ready["applied_offset"].as_u64().unwrap() >= end, "{ready}");
     let (_, map) = stack.call(Method::GET, "/v1/events/ev_0/seats", None, None);
@@ -126,10 +134,14 @@ fn readiness_notices_an_engine_gone_while_idle(backend: Backend) {
     let mut stack = Stack::start(backend, None, options(), OUTCOME_TIMEOUT);
     let end = stack.append(vec![create_event(seated_event(1, 10, 600_000))]);
     stack.wait_read_model(end - 1);
-    wait_readyz(&stack, StatusCode::OK);
+    wait_readyz(&stack, StatusCode::OK, None);
 
     stack.runtime.take().unwrap().shutdown().unwrap();
-    let body = wait_readyz(&stack, StatusCode::SERVICE_UNAVAILABLE);
+    let body = wait_readyz(
+        &stack,
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some("engine_not_answering"),
+    );
     let details = &body["error"]["details"];
     assert_eq!(
         (&details["reason"], &details["engine_answering"]),
@@ -148,7 +160,7 @@ fn readiness_notices_an_engine_gone_while_idle(backend: Backend) {
         )
         .unwrap(),
     );
-    wait_readyz(&stack, StatusCode::OK);
+    wait_readyz(&stack, StatusCode::OK, None);
     stack.stop();
 }
 
