@@ -299,7 +299,10 @@ mod tests {
     fn the_reader_is_caught_up_once_past_the_end_last_looked_up() {
         let start = Instant::now();
         let mut end = EndCheck::default();
-        assert!(end.check_due(start) && !end.caught_up(0), "nothing looked up yet");
+        assert!(
+            end.check_due(start) && !end.caught_up(0),
+            "nothing looked up yet"
+        );
         // Kafka: the outcome ends at offset 4, its commit marker is offset 5, the end 6.
         end.looked_up(6, start);
         assert!(!end.caught_up(5));
