@@ -33,6 +33,75 @@ pub(crate) struct Auth {
     operator_key: String,
     decoding_key: DecodingKey,
     validation: Validation,
+    verified: VerifiedTokens,
+}
+
+/// How long after its `exp` a token is still taken (clock skew between the frontend that
+/// signs it and this ingress).
+const TOKEN_LEEWAY_SECONDS: u64 = 30;
+
+/// User tokens whose signature was checked lately. A client sends the same token with
+/// every request until it expires, and checking it (an HMAC, or a public-key signature for
+/// a tenant's RS256 or EdDSA key) was a few percent of a write's CPU: a token seen again
+/// is taken from here while it is unexpired and, for a tenant's token, while that
+/// tenant's key is the one that checked it. Keyed by the whole token, so a token that
+/// differs in any byte is checked afresh. Bounded: emptied when full (a miss costs one
+/// check).
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, Verified>>,
+}
+
+/// Verified tokens [`VerifiedTokens`] keeps (a token is a few hundred bytes).
+const VERIFIED_TOKENS_MAX: usize = 50_000;
+
+struct Verified {
+    sub: String,
+    issuer: Option<String>,
+    /// The token's `exp` (seconds since the epoch).
+    exp_seconds: u64,
+    /// The fingerprint of the tenant key that checked it (`None`: the deployment's secret).
+    key_fingerprint: Option<String>,
+}
+
+impl VerifiedTokens {
+    fn get(&self, token: &str, now_seconds: u64, accounts: &Accounts) -> Option<User> {
+        let tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let verified = tokens.get(token)?;
+        let key_unchanged = match (&verified.issuer, &verified.key_fingerprint) {
+            (Some(tenant), Some(fingerprint)) => accounts
+                .token_key(tenant)
+                .is_some_and(|key| key.fingerprint == *fingerprint),
+            (None, None) => true,
+            _ => false,
+        };
+        (key_unchanged && now_seconds <= verified.exp_seconds.saturating_add(TOKEN_LEEWAY_SECONDS))
+            .then(|| User {
+                sub: verified.sub.clone(),
+                issuer: verified.issuer.clone(),
+            })
+    }
+
+    fn insert(&self, token: &str, verified: Verified) {
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tokens.len() >= VERIFIED_TOKENS_MAX {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), verified);
+    }
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
 }
 
 /// What an admin-area key turned out to be.
@@ -80,12 +149,13 @@ impl Auth {
     pub(crate) fn new(tenants: Vec<Tenant>, operator_key: String, user_token_secret: &str) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
+        validation.leeway = TOKEN_LEEWAY_SECONDS;
         Auth {
             tenants,
             operator_key,
             decoding_key: DecodingKey::from_secret(user_token_secret.as_bytes()),
             validation,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -146,10 +216,14 @@ impl Auth {
     /// The user of a valid user token, or 401. A token with an `iss` is verified with
     /// that tenant's registered key only.
     pub(crate) fn user(&self, token: &str, accounts: &Accounts) -> Result<User, AppError> {
+        let now_seconds = now_seconds();
+        if let Some(user) = self.verified.get(token, now_seconds, accounts) {
+            return Ok(user);
+        }
         let invalid = |error: jsonwebtoken::errors::Error| {
             AppError::unauthorized(Reason::InvalidToken, format!("invalid user token: {error}"))
         };
-        let (claims, issuer) = match issuer_of(token) {
+        let (claims, issuer, key_fingerprint) = match issuer_of(token) {
             Some(tenant) => {
                 let key = accounts.token_key(&tenant).ok_or_else(|| {
                     AppError::unauthorized(
@@ -160,13 +234,13 @@ impl Auth {
                 let validation = crate::accounts::tenant_validation(key.algorithm, &tenant);
                 let data = jsonwebtoken::decode::<Claims>(token, &key.decoding_key, &validation)
                     .map_err(invalid)?;
-                (data.claims, Some(tenant))
+                (data.claims, Some(tenant), Some(key.fingerprint.clone()))
             }
             None => {
                 let data =
                     jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
                         .map_err(invalid)?;
-                (data.claims, None)
+                (data.claims, None, None)
             }
         };
         let user = claims.sub;
@@ -179,6 +253,15 @@ impl Auth {
                 format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"),
             ));
         }
+        self.verified.insert(
+            token,
+            Verified {
+                sub: user.clone(),
+                issuer: issuer.clone(),
+                exp_seconds: claims.exp,
+                key_fingerprint,
+            },
+        );
         Ok(User { sub: user, issuer })
     }
 }
@@ -302,6 +385,64 @@ mod tests {
         assert!(auth
             .user(&mint(&tenant_secret, "other"), &accounts)
             .is_err());
+    }
+
+    /// A token seen again is taken from the cache of verified tokens, but never past its
+    /// `exp` (and the leeway), and a tenant's token not after that tenant's key changed.
+    #[test]
+    fn a_verified_token_is_taken_again_only_while_it_and_its_key_hold() {
+        let auth = auth();
+        let mut accounts = Accounts::new(vec!["demo".into()]);
+        let set_key = |accounts: &mut Accounts, offset: u64, secret: &str| {
+            accounts
+                .apply(
+                    offset,
+                    &engine::control::ControlRecord::UserTokenKeySet {
+                        tenant: "demo".into(),
+                        algorithm: engine::control::UserTokenAlgorithm::Hs256,
+                        key: secret.into(),
+                    },
+                )
+                .unwrap();
+        };
+        let (first, second) = ("f".repeat(32), "s".repeat(32));
+        set_key(&mut accounts, 1, &first);
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "alice".into(),
+                exp: 4_000_000_000,
+                iat: None,
+                iss: Some("demo".into()),
+            },
+            &EncodingKey::from_secret(first.as_bytes()),
+        )
+        .unwrap();
+        let alice = User {
+            sub: "alice".into(),
+            issuer: Some("demo".into()),
+        };
+        assert_eq!(auth.user(&token, &accounts).unwrap(), alice);
+        assert_eq!(
+            auth.user(&token, &accounts).unwrap(),
+            alice,
+            "from the cache"
+        );
+        // The tenant's key is replaced: the cached verdict no longer counts.
+        set_key(&mut accounts, 2, &second);
+        assert_eq!(
+            auth.user(&token, &accounts).unwrap_err().code,
+            "unauthorized"
+        );
+
+        // The cache itself, at times around a token's `exp`.
+        let deployment = mint_user_token("secret", "bob", 60);
+        assert!(auth.user(&deployment, &accounts).is_ok());
+        let exp = auth.verified.tokens.lock().unwrap()[deployment.as_str()].exp_seconds;
+        let at = |now: u64| auth.verified.get(&deployment, now, &accounts);
+        assert!(at(exp - 60).is_some());
+        assert!(at(exp + TOKEN_LEEWAY_SECONDS).is_some());
+        assert!(at(exp + TOKEN_LEEWAY_SECONDS + 2).is_none(), "expired");
     }
 
     #[test]
