@@ -267,8 +267,6 @@ impl Ingress {
         for shard in &shard_states {
             shard.writes.sync_before_commits(personal.before_commit());
         }
-        // ...and written ahead of that commit where it can be (joined with the followers).
-        followers.extend(personal.write_ahead(Arc::clone(&stop)));
         let control = match control {
             Some(ControlLogs { writer, reader }) => {
                 let control = Arc::new(control::Control::new(

@@ -64,7 +64,7 @@ pub(crate) struct PersonalData {
     /// one synced write, which the requests log's writer runs before each commit (or an
     /// appender thread before each append): a new user costs no disk write of its own on
     /// the request's thread, and its entry and request share one trip through the writer.
-    sync: std::sync::Arc<SyncState>,
+    sync: SyncState,
     /// Pseudonyms known to have an entry (pending or stored), so that a known user's
     /// request does not search RocksDB's memtable (a skip list of every new user) again.
     /// Bounded: cleared when full (a miss only costs the look-up). Filled under
@@ -94,26 +94,7 @@ struct SyncState {
     writing: Mutex<()>,
     /// Synced writes done (tests count them).
     syncs: std::sync::atomic::AtomicU64,
-    /// Signalled (with `pending`) when an entry is queued: wakes the write-ahead thread
-    /// ([`PersonalData::write_ahead`]).
-    queued: std::sync::Condvar,
 }
-
-impl SyncState {
-    /// Waits up to `timeout` for a pending entry; whether there is one.
-    fn wait_for_queued(&self, timeout: std::time::Duration) -> bool {
-        let pending = lock(&self.pending);
-        let (pending, _) = self
-            .queued
-            .wait_timeout_while(pending, timeout, |pending| pending.is_empty())
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        !pending.is_empty()
-    }
-}
-
-/// How long the write-ahead thread waits for an entry before it looks whether it should
-/// stop (and, after a failed write, before it tries again).
-const WRITE_AHEAD_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl PersonalData {
     /// The store in `dir` (created if missing).
@@ -138,7 +119,7 @@ impl PersonalData {
         let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
         Ok(PersonalData {
             backing: Backing::Rocks(db),
-            sync: std::sync::Arc::default(),
+            sync: SyncState::default(),
             known: Mutex::default(),
         })
     }
@@ -147,7 +128,7 @@ impl PersonalData {
     pub(crate) fn in_memory() -> PersonalData {
         PersonalData {
             backing: Backing::Memory(Mutex::new(BTreeMap::new())),
-            sync: std::sync::Arc::default(),
+            sync: SyncState::default(),
             known: Mutex::default(),
         }
     }
@@ -201,7 +182,6 @@ impl PersonalData {
         let queued = pending.iter().any(|(queued, _)| &**queued == pseudonym);
         if !queued && !self.stored(pseudonym)? {
             pending.push((pseudonym.into(), seal(pseudonym, user)));
-            self.sync.queued.notify_one();
         }
         let full = pending.len() >= PENDING_MAX;
         {
@@ -239,49 +219,6 @@ impl PersonalData {
             .syncs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Writes new entries as soon as they are queued, on a thread of its own, until
-    /// `stop` is set or the store is dropped. Why: the hook before each commit of the
-    /// requests log ([`PersonalData::before_commit`]) must find its requests' users'
-    /// entries durable; written here, their fsync runs while the log's writer is still busy
-    /// with the commit before theirs, so the hook finds them written (or waits for the end
-    /// of a write already under way) and a commit costs about one fsync's time instead of
-    /// two in series. The hook still writes whatever this thread has not taken: the
-    /// guarantee is the hook's, this thread only makes it cheap. Nothing to do for a store
-    /// in memory (`None`).
-    pub(crate) fn write_ahead(
-        self: &std::sync::Arc<Self>,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ) -> Option<std::thread::JoinHandle<()>> {
-        if matches!(self.backing, Backing::Memory(_)) {
-            return None;
-        }
-        // Held weakly, strongly only for a write: dropping the ingress closes the store.
-        let store = std::sync::Arc::downgrade(self);
-        let sync = std::sync::Arc::clone(&self.sync);
-        let thread = std::thread::Builder::new()
-            .name("personal-write-ahead".into())
-            .spawn(move || {
-                while !stop.load(std::sync::atomic::Ordering::Acquire) {
-                    if !sync.wait_for_queued(WRITE_AHEAD_IDLE) {
-                        if store.strong_count() == 0 {
-                            return;
-                        }
-                        continue;
-                    }
-                    let Some(store) = store.upgrade() else { return };
-                    if let Err(error) = store.sync_written() {
-                        // The hook before the next commit meets the same failure and
-                        // refuses that commit: nothing is acknowledged without its entry.
-                        tracing::warn!(%error, "writing new personal-data entries ahead failed");
-                        drop(store);
-                        std::thread::sleep(WRITE_AHEAD_IDLE);
-                    }
-                }
-            })
-            .expect("spawning the personal-data write-ahead thread");
-        Some(thread)
     }
 
     /// [`PersonalData::sync_written`] as a requests log's hook.
@@ -553,46 +490,5 @@ mod tests {
             memory.resolve("u_a").unwrap(),
             Identity::Known("alice".into())
         );
-    }
-
-    /// The write-ahead thread writes a queued entry without waiting for a commit's hook
-    /// (which then has nothing left to write), ends when told to stop, and ends by itself
-    /// once the store is dropped, never keeping it open.
-    #[test]
-    fn queued_entries_are_written_ahead_of_the_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("personal");
-        let store = std::sync::Arc::new(PersonalData::open(&path).unwrap());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = store.write_ahead(std::sync::Arc::clone(&stop)).unwrap();
-        store.remember_unsynced("u_a", "alice@example.com").unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !store.stored("u_a").unwrap() {
-            assert!(std::time::Instant::now() < deadline, "never written ahead");
-            std::thread::yield_now();
-        }
-        let syncs = store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed);
-        store.sync_written().unwrap();
-        assert_eq!(
-            store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed),
-            syncs,
-            "the hook had nothing left to write"
-        );
-        stop.store(true, std::sync::atomic::Ordering::Release);
-        thread.join().unwrap();
-
-        // Dropped: the thread lets go, and the store opens again at once.
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let thread = store.write_ahead(stop).unwrap();
-        drop(store);
-        thread.join().unwrap();
-        let reopened = PersonalData::open(&path).unwrap();
-        assert_eq!(
-            reopened.resolve("u_a").unwrap(),
-            Identity::Known("alice@example.com".into())
-        );
-        assert!(std::sync::Arc::new(PersonalData::in_memory())
-            .write_ahead(std::sync::Arc::default())
-            .is_none());
     }
 }
