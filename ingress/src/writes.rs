@@ -126,7 +126,28 @@ impl Pending {
 
 struct AppendJob {
     payload: Vec<u8>,
-    reply: oneshot::Sender<Result<Appended, String>>,
+    reply: oneshot::Sender<Result<Appended, AppendFailed>>,
+}
+
+/// Why an append gave no offset, as its writer is told.
+#[derive(Clone, Debug)]
+enum AppendFailed {
+    /// What must precede the commit (a new user's personal-data entry) could not be made
+    /// durable: the commit was refused whole, so nothing of the request was written.
+    NothingWritten(String),
+    /// The log failed: the record may or may not be in it (a Kafka delivery timeout, say).
+    MaybeWritten(String),
+}
+
+impl From<&requestlog::LogError> for AppendFailed {
+    fn from(error: &requestlog::LogError) -> AppendFailed {
+        match error {
+            requestlog::LogError::BeforeCommit(reason) => {
+                AppendFailed::NothingWritten(reason.clone())
+            }
+            error => AppendFailed::MaybeWritten(error.to_string()),
+        }
+    }
 }
 
 /// Appends requests and waits for their outcomes.
@@ -277,7 +298,7 @@ impl Writes {
     }
 
     /// A `start_append` callback: counts the append and hands its offset to `reply`.
-    fn completion(&self, reply: oneshot::Sender<Result<Appended, String>>) -> AppendDone {
+    fn completion(&self, reply: oneshot::Sender<Result<Appended, AppendFailed>>) -> AppendDone {
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
         Box::new(move |result| {
@@ -290,7 +311,7 @@ impl Writes {
                 Err(error) => {
                     metrics.log_append_errors.inc();
                     tracing::error!(%error, "appending to the requests log failed");
-                    Err(error.to_string())
+                    Err(AppendFailed::from(&error))
                 }
             };
             let _ = reply.send(result);
@@ -330,7 +351,7 @@ impl Writes {
     async fn wait(
         &self,
         deadline: tokio::time::Instant,
-        replied: oneshot::Receiver<Result<Appended, String>>,
+        replied: oneshot::Receiver<Result<Appended, AppendFailed>>,
     ) -> Result<Arc<Outcome>, AppError> {
         let timed_out = || self.timed_out();
         let appended = match tokio::time::timeout_at(deadline, replied).await {
@@ -342,8 +363,16 @@ impl Writes {
                     "the service is shutting down",
                 ))
             }
+            // Refused before anything was written: a definite failure, safe to retry.
+            Ok(Ok(Err(AppendFailed::NothingWritten(reason)))) => {
+                tracing::warn!(%reason, "append refused before its commit");
+                return Err(AppError::unavailable(
+                    Reason::PersonalDataUnavailable,
+                    "the personal-data store cannot be written; nothing was applied, try again",
+                ));
+            }
             // A failed append (a Kafka delivery timeout, say) may still have written it.
-            Ok(Ok(Err(error))) => {
+            Ok(Ok(Err(AppendFailed::MaybeWritten(error)))) => {
                 tracing::warn!(%error, "append failed");
                 return Err(AppError::outcome_unknown(
                     Reason::LogNotWritable,
@@ -430,9 +459,9 @@ fn append_loop(
             Err(error) => {
                 metrics.log_append_errors.inc();
                 tracing::error!(%error, records = count, "appending to the requests log failed");
-                let message = error.to_string();
+                let failed = AppendFailed::from(&error);
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(failed.clone()));
                 }
             }
         }
@@ -560,8 +589,10 @@ mod tests {
 
         failing.store(true, std::sync::atomic::Ordering::SeqCst);
         let refused = writes.submit(&request).await.expect_err("refused");
+        // Nothing was written: a definite 503 to retry, not "outcome unknown".
         assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(refused.reason, Reason::LogNotWritable);
+        assert_eq!(refused.reason, Reason::PersonalDataUnavailable);
+        assert!(refused.message.contains("nothing was applied"), "{}", refused.message);
         assert_eq!(
             *events.lock().unwrap(),
             ["sync", "append", "sync"],
