@@ -525,6 +525,79 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_the_server_s_templates() {
+        let check = |path: &str, expected: &str| {
+            assert_eq!(Call::get(path, Auth::None).route(), expected, "{path}");
+        };
+        check("/v1/events/ev_3/holds", "/v1/events/{event_id}/holds");
+        check("/v1/holds/h_1/confirm", "/v1/holds/{hold_id}/confirm");
+        check("/v1/bookings/b_2?x=1", "/v1/bookings/{booking_id}");
+        check("/v1/waitlist/w_4", "/v1/waitlist/{waitlist_id}");
+        check(
+            "/v1/events/ev_1/waitlist/w_4",
+            "/v1/events/{event_id}/waitlist/w_4",
+        );
+        check("/healthz", "/healthz");
+        check("/", "/");
+    }
+
+    #[test]
+    fn target_paths_are_kept_in_call_uris() {
+        let client = Client::new(
+            "http://127.0.0.1:8080/api/",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(client.base(), "http://127.0.0.1:8080/api");
+        assert_eq!(
+            client.base.uri("/v1/events?limit=2").unwrap().to_string(),
+            "http://127.0.0.1:8080/api/v1/events?limit=2"
+        );
+        let client = Client::new(
+            "http://localhost:8080",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            client.base.uri("/healthz").unwrap().to_string(),
+            "http://localhost:8080/healthz"
+        );
+    }
+
+    #[test]
+    fn authorizations_follow_the_call_s_auth() {
+        let client = Client::new(
+            "http://127.0.0.1:8080",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(client.authorization(&Auth::None), None);
+        assert_eq!(
+            client.authorization(&Auth::Admin("demo".into())).unwrap(),
+            "Bearer admin"
+        );
+        assert_eq!(
+            client.authorization(&Auth::Admin("other".into())).unwrap(),
+            "Bearer admin",
+            "an unknown tenant uses the first key"
+        );
+        assert_eq!(
+            client.authorization(&Auth::Operator).unwrap(),
+            "Bearer operator"
+        );
+        let user = client.authorization(&Auth::User("u_1".into())).unwrap();
+        assert!(user.to_str().unwrap().starts_with("Bearer ey"));
+        assert_eq!(
+            client.authorization(&Auth::User("u_1".into())).unwrap(),
+            user,
+            "one token per user"
+        );
+    }
+
+    #[test]
     fn operator_calls_go_to_the_engine_when_it_has_its_own_endpoint() {
         let client = Client::new(
             "http://127.0.0.1:8080",
