@@ -274,11 +274,11 @@ impl Base {
         } else {
             PathAndQuery::try_from(format!("{}{path}", self.path_prefix))?
         };
-        Ok(Uri::builder()
+        Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
-            .build()?)
+            .build()
     }
 }
 
