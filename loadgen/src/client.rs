@@ -121,15 +121,6 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
-    pub fn transport(error: &reqwest::Error) -> Answer {
-        let code = if error.is_timeout() {
-            "timeout"
-        } else {
-            "transport"
-        };
-        Answer::unanswered(code, error)
-    }
-
     /// No HTTP answer came: `code` is `transport` or `timeout`; the body says why, with
     /// the error's causes.
     pub fn unanswered(code: &str, error: &dyn std::error::Error) -> Answer {
