@@ -1,5 +1,20 @@
 //! The HTTP side: one API call as data ([`Call`]), user tokens, and the answer reduced
 //! to what the load tester needs ([`Answer`]: status, error code, JSON body).
+//!
+//! Calls go out over hyper's pooled HTTP/1 client, not reqwest: the load generator shares
+//! the machine with the server it measures, and reqwest's per-call URL parsing, redirect
+//! policy and request building cost about as much CPU as everything else it does per call.
+//! The target is parsed once ([`Client::new`]), each call's URI is built from its path, and
+//! authorization headers are made once per user. reqwest stays for the operator's long
+//! line-by-line reads, which are not on the hot path.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use jsonwebtoken::{EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -70,20 +85,24 @@ impl Call {
     /// The route template the server's metrics use (`/v1/holds/{hold_id}/confirm`).
     pub fn route(&self) -> String {
         let path = self.path.split('?').next().unwrap_or("");
-        let segments: Vec<&str> = path.split('/').collect();
-        let mut route = Vec::with_capacity(segments.len());
-        for (index, segment) in segments.iter().enumerate() {
-            let parent = if index > 0 { segments[index - 1] } else { "" };
+        let mut route = String::with_capacity(path.len() + 16);
+        let mut parent = "";
+        for (index, segment) in path.split('/').enumerate() {
+            if index > 0 {
+                route.push('/');
+            }
             let templated = match parent {
+                _ if segment.is_empty() => "",
                 "events" => "{event_id}",
                 "holds" => "{hold_id}",
                 "bookings" => "{booking_id}",
                 "waitlist" if index == 3 => "{waitlist_id}",
                 _ => segment,
             };
-            route.push(if segment.is_empty() { "" } else { templated });
+            route.push_str(templated);
+            parent = segment;
         }
-        route.join("/")
+        route
     }
 }
 
@@ -102,16 +121,20 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
-    pub fn transport(error: &reqwest::Error) -> Answer {
-        let code = if error.is_timeout() {
-            "timeout"
-        } else {
-            "transport"
-        };
+    /// No HTTP answer came: `code` is `transport` or `timeout`; the body says why, with
+    /// the error's causes.
+    pub fn unanswered(code: &str, error: &dyn std::error::Error) -> Answer {
+        let mut reason = error.to_string();
+        let mut cause = error.source();
+        while let Some(source) = cause {
+            reason.push_str(": ");
+            reason.push_str(&source.to_string());
+            cause = source.source();
+        }
         Answer {
             status: 0,
             code: code.into(),
-            body: Value::String(error.to_string()),
+            body: Value::String(reason),
         }
     }
 
@@ -157,10 +180,11 @@ struct Claims<'a> {
     exp: u64,
 }
 
-/// Mints HS256 user tokens and caches one per user.
+/// Mints HS256 user tokens and caches each user's `Authorization` header (a cheap,
+/// reference-counted clone per call).
 pub struct Tokens {
     key: EncodingKey,
-    cache: Mutex<HashMap<String, String>>,
+    cache: Mutex<HashMap<String, HeaderValue>>,
 }
 
 /// Tokens stay valid this long (a run is bounded to an hour).
@@ -174,13 +198,14 @@ impl Tokens {
         }
     }
 
-    pub fn token(&self, user: &str) -> String {
+    /// `Bearer <token>` for `user`, minted on first use.
+    pub fn authorization(&self, user: &str) -> HeaderValue {
         let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(token) = cache.get(user) {
-            return token.clone();
+        if let Some(authorization) = cache.get(user) {
+            return authorization.clone();
         }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -193,8 +218,58 @@ impl Tokens {
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.key)
             .expect("HS256 signing cannot fail");
-        cache.insert(user.to_string(), token.clone());
-        token
+        let authorization = bearer(&token).expect("a JWT is printable ASCII");
+        cache.insert(user.to_string(), authorization.clone());
+        authorization
+    }
+}
+
+/// `Bearer <secret>` as a header value; `None` when the secret cannot be sent in a header.
+fn bearer(secret: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {secret}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// A target parsed once: every call's URI is built from it and the call's path.
+#[derive(Clone, Debug)]
+struct Base {
+    /// The URL as given, without a trailing `/` (reports and request logs name it).
+    text: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// A path the API is mounted under, without a trailing `/` (usually empty).
+    path_prefix: String,
+}
+
+impl Base {
+    fn parse(target: &str) -> Result<Base, TargetError> {
+        let invalid = || TargetError::Invalid(target.to_string());
+        let text = loopback_target(target)?
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let uri: Uri = text.parse().map_err(|_| invalid())?;
+        Ok(Base {
+            scheme: uri.scheme().cloned().ok_or_else(invalid)?,
+            authority: uri.authority().cloned().ok_or_else(invalid)?,
+            path_prefix: uri.path().trim_end_matches('/').to_string(),
+            text,
+        })
+    }
+
+    /// The URI of `path` (path and query) on this target.
+    fn uri(&self, path: &str) -> Result<Uri, http::Error> {
+        let path_and_query = if self.path_prefix.is_empty() {
+            PathAndQuery::try_from(path)?
+        } else {
+            PathAndQuery::try_from(format!("{}{path}", self.path_prefix))?
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
     }
 }
 
@@ -229,14 +304,25 @@ const LINES_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Sends [`Call`]s to one loopback server.
 pub struct Client {
-    http: reqwest::Client,
-    base: String,
+    /// The hot path: pooled keep-alive connections, no redirects (the API never redirects).
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+    /// The operator's long line-by-line reads and `/metrics`.
+    http_reqwest: reqwest::Client,
+    /// How long one call may take, from sending to its whole answer.
+    timeout: Duration,
+    base: Base,
     /// Where operator calls go when the engine is not behind the target (Kafka mode: the
     /// `boxoffice engine` operator endpoint); `None` sends them to `base`.
-    operator_base: Option<String>,
+    operator_base: Option<Base>,
     tokens: Tokens,
+    /// `Authorization` of each tenant's admin key, in `credentials.admin_keys` order.
+    admin_authorizations: Vec<(String, Option<HeaderValue>)>,
+    operator_authorization: Option<HeaderValue>,
     credentials: Credentials,
 }
+
+/// Idle connections kept per host: one per closed-loop user and then some.
+const POOL_IDLE_PER_HOST_MAX: usize = 4_096;
 
 impl Client {
     pub fn new(
@@ -244,47 +330,71 @@ impl Client {
         credentials: Credentials,
         timeout: Duration,
     ) -> Result<Client, TargetError> {
-        let base = loopback_target(target)?
-            .as_str()
-            .trim_end_matches('/')
-            .to_string();
-        let http = reqwest::Client::builder()
+        let base = Base::parse(target)?;
+        let http_reqwest = reqwest::Client::builder()
             .timeout(timeout)
-            .pool_max_idle_per_host(4_096)
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .tcp_nodelay(true)
             .no_proxy()
             .build()
             .expect("a plain HTTP client always builds");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
+            .build(connector);
+        let admin_authorizations = credentials
+            .admin_keys
+            .iter()
+            .map(|(tenant, key)| (tenant.clone(), bearer(key)))
+            .collect();
+        let operator_authorization = credentials.operator_key.as_deref().and_then(bearer);
         Ok(Client {
             http,
+            http_reqwest,
+            timeout,
             base,
             operator_base: None,
             tokens: Tokens::new(&credentials.user_token_secret),
+            admin_authorizations,
+            operator_authorization,
             credentials,
         })
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        &self.base.text
     }
 
     /// Sends operator calls (`Auth::Operator`: the engine's status) to `target` instead of
     /// the ingress: in Kafka mode the engine runs in its own process with its own operator
     /// endpoint (`boxoffice engine --operator-listen`).
     pub fn with_operator_target(mut self, target: &str) -> Result<Client, TargetError> {
-        let base = loopback_target(target)?
-            .as_str()
-            .trim_end_matches('/')
-            .to_string();
-        self.operator_base = Some(base);
+        self.operator_base = Some(Base::parse(target)?);
         Ok(self)
     }
 
-    /// The base URL a call goes to.
-    fn base_for(&self, call: &Call) -> &str {
+    /// The target a call goes to.
+    fn base_for(&self, call: &Call) -> &Base {
         match (&call.auth, &self.operator_base) {
             (Auth::Operator, Some(operator_base)) => operator_base,
             _ => &self.base,
+        }
+    }
+
+    /// The `Authorization` header a call carries, if any.
+    fn authorization(&self, auth: &Auth) -> Option<HeaderValue> {
+        match auth {
+            Auth::None => None,
+            Auth::User(user) => Some(self.tokens.authorization(user)),
+            Auth::Admin(tenant) => self
+                .admin_authorizations
+                .iter()
+                .find(|(name, _)| name == tenant)
+                .or(self.admin_authorizations.first())
+                .and_then(|(_, authorization)| authorization.clone()),
+            Auth::Operator => self.operator_authorization.clone(),
         }
     }
 
@@ -294,48 +404,43 @@ impl Client {
 
     /// Sends one call; never fails: transport errors become an [`Answer`] with status 0.
     pub async fn send(&self, call: &Call) -> Answer {
-        let url = format!("{}{}", self.base_for(call), call.path);
-        let method =
-            reqwest::Method::from_bytes(call.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut request = self.http.request(method, url);
-        match &call.auth {
-            Auth::None => {}
-            Auth::User(user) => request = request.bearer_auth(self.tokens.token(user)),
-            Auth::Admin(tenant) => {
-                let key = self
-                    .credentials
-                    .admin_keys
-                    .iter()
-                    .find(|(name, _)| name == tenant)
-                    .or(self.credentials.admin_keys.first());
-                if let Some((_, key)) = key {
-                    request = request.bearer_auth(key);
-                }
-            }
-            Auth::Operator => {
-                if let Some(key) = &self.credentials.operator_key {
-                    request = request.bearer_auth(key);
-                }
-            }
+        match tokio::time::timeout(self.timeout, self.exchange(call)).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => Answer::unanswered("transport", &*error),
+            Err(elapsed) => Answer::unanswered("timeout", &elapsed),
+        }
+    }
+
+    /// One request and its whole answer.
+    async fn exchange(
+        &self,
+        call: &Call,
+    ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
+        let method = Method::from_bytes(call.method.as_bytes()).unwrap_or(Method::GET);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(self.base_for(call).uri(&call.path)?);
+        if let Some(authorization) = self.authorization(&call.auth) {
+            request = request.header(AUTHORIZATION, authorization);
         }
         if let Some(key) = &call.idempotency_key {
-            request = request.header("Idempotency-Key", key);
+            request = request.header("Idempotency-Key", key.as_str());
         }
-        if let Some(body) = &call.body {
-            request = request.json(body);
-        }
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(error) => return Answer::transport(&error),
+        let body = match &call.body {
+            Some(body) => {
+                request =
+                    request.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Bytes::from(serde_json::to_vec(body)?)
+            }
+            None => Bytes::new(),
         };
+        let response = self.http.request(request.body(Full::new(body))?).await?;
         let status = response.status().as_u16();
-        match response.bytes().await {
-            Ok(bytes) => Answer::from_parts(
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            ),
-            Err(error) => Answer::transport(&error),
-        }
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok(Answer::from_parts(
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     }
 
     /// A GET with the operator key answered as lines (`application/x-ndjson`), handed to
@@ -349,8 +454,8 @@ impl Client {
         let call = Call::get(path, Auth::Operator);
         // A long log takes longer than one API call may: the read has its own bound.
         let mut request = self
-            .http
-            .get(format!("{}{}", self.base_for(&call), path))
+            .http_reqwest
+            .get(format!("{}{}", self.base_for(&call).text, path))
             .timeout(LINES_TIMEOUT);
         if let Some(key) = &self.credentials.operator_key {
             request = request.bearer_auth(key);
@@ -388,8 +493,8 @@ impl Client {
 
     /// A GET answered as text (for `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, reqwest::Error> {
-        self.http
-            .get(format!("{}{}", self.base, path))
+        self.http_reqwest
+            .get(format!("{}{}", self.base.text, path))
             .send()
             .await?
             .error_for_status()?
@@ -411,6 +516,79 @@ mod tests {
     }
 
     #[test]
+    fn routes_are_the_server_s_templates() {
+        let check = |path: &str, expected: &str| {
+            assert_eq!(Call::get(path, Auth::None).route(), expected, "{path}");
+        };
+        check("/v1/events/ev_3/holds", "/v1/events/{event_id}/holds");
+        check("/v1/holds/h_1/confirm", "/v1/holds/{hold_id}/confirm");
+        check("/v1/bookings/b_2?x=1", "/v1/bookings/{booking_id}");
+        check("/v1/waitlist/w_4", "/v1/waitlist/{waitlist_id}");
+        check(
+            "/v1/events/ev_1/waitlist/w_4",
+            "/v1/events/{event_id}/waitlist/w_4",
+        );
+        check("/healthz", "/healthz");
+        check("/", "/");
+    }
+
+    #[test]
+    fn target_paths_are_kept_in_call_uris() {
+        let client = Client::new(
+            "http://127.0.0.1:8080/api/",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(client.base(), "http://127.0.0.1:8080/api");
+        assert_eq!(
+            client.base.uri("/v1/events?limit=2").unwrap().to_string(),
+            "http://127.0.0.1:8080/api/v1/events?limit=2"
+        );
+        let client = Client::new(
+            "http://localhost:8080",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            client.base.uri("/healthz").unwrap().to_string(),
+            "http://localhost:8080/healthz"
+        );
+    }
+
+    #[test]
+    fn authorizations_follow_the_call_s_auth() {
+        let client = Client::new(
+            "http://127.0.0.1:8080",
+            credentials(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(client.authorization(&Auth::None), None);
+        assert_eq!(
+            client.authorization(&Auth::Admin("demo".into())).unwrap(),
+            "Bearer admin"
+        );
+        assert_eq!(
+            client.authorization(&Auth::Admin("other".into())).unwrap(),
+            "Bearer admin",
+            "an unknown tenant uses the first key"
+        );
+        assert_eq!(
+            client.authorization(&Auth::Operator).unwrap(),
+            "Bearer operator"
+        );
+        let user = client.authorization(&Auth::User("u_1".into())).unwrap();
+        assert!(user.to_str().unwrap().starts_with("Bearer ey"));
+        assert_eq!(
+            client.authorization(&Auth::User("u_1".into())).unwrap(),
+            user,
+            "one token per user"
+        );
+    }
+
+    #[test]
     fn operator_calls_go_to_the_engine_when_it_has_its_own_endpoint() {
         let client = Client::new(
             "http://127.0.0.1:8080",
@@ -420,12 +598,12 @@ mod tests {
         .unwrap();
         let status = Call::get("/v1/admin/engine", Auth::Operator);
         let seats = Call::get("/v1/events/ev_0/seats", Auth::None);
-        assert_eq!(client.base_for(&status), "http://127.0.0.1:8080");
+        assert_eq!(client.base_for(&status).text, "http://127.0.0.1:8080");
         let client = client
             .with_operator_target("http://127.0.0.1:8081/")
             .unwrap();
-        assert_eq!(client.base_for(&status), "http://127.0.0.1:8081");
-        assert_eq!(client.base_for(&seats), "http://127.0.0.1:8080");
+        assert_eq!(client.base_for(&status).text, "http://127.0.0.1:8081");
+        assert_eq!(client.base_for(&seats).text, "http://127.0.0.1:8080");
         assert!(
             Client::new(
                 "http://127.0.0.1:8080",

@@ -24,6 +24,22 @@ fn record(histogram: &mut Histogram<u64>, latency: Duration) {
         .expect("clamped into the histogram's range");
 }
 
+/// The decimal text of an HTTP status, without an allocation for the usual ones.
+fn status_text(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        201 => "201".into(),
+        204 => "204".into(),
+        400 => "400".into(),
+        404 => "404".into(),
+        409 => "409".into(),
+        422 => "422".into(),
+        429 => "429".into(),
+        503 => "503".into(),
+        other => other.to_string().into(),
+    }
+}
+
 /// Collects samples during a run.
 pub struct Recorder {
     kinds: BTreeMap<Kind, KindRecorder>,
@@ -76,8 +92,10 @@ impl Recorder {
         entry.count += 1;
         if code == "ok" {
             entry.ok += 1;
+        } else if let Some(count) = entry.errors.get_mut(code) {
+            *count += 1;
         } else {
-            *entry.errors.entry(code.to_string()).or_default() += 1;
+            entry.errors.insert(code.to_string(), 1);
         }
         record(&mut entry.histogram, latency);
         record(&mut self.overall, latency);
@@ -91,12 +109,19 @@ impl Recorder {
             self.timeline.insert(position, (second, new_histogram()));
         }
         record(&mut self.timeline[position].1, latency);
-        *self
-            .routes
-            .entry(route.to_string())
-            .or_default()
-            .entry(status.to_string())
-            .or_default() += 1;
+        // Looked up before inserting: the keys are allocated once per route and status,
+        // not once per answer.
+        let statuses = match self.routes.get_mut(route) {
+            Some(statuses) => statuses,
+            None => self.routes.entry(route.to_string()).or_default(),
+        };
+        let status = status_text(status);
+        match statuses.get_mut(status.as_ref()) {
+            Some(count) => *count += 1,
+            None => {
+                statuses.insert(status.into_owned(), 1);
+            }
+        }
     }
 
     pub fn overall_p99(&self) -> Duration {
