@@ -592,7 +592,11 @@ mod tests {
         // Nothing was written: a definite 503 to retry, not "outcome unknown".
         assert_eq!(refused.status, axum::http::StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.reason, Reason::PersonalDataUnavailable);
-        assert!(refused.message.contains("nothing was applied"), "{}", refused.message);
+        assert!(
+            refused.message.contains("nothing was applied"),
+            "{}",
+            refused.message
+        );
         assert_eq!(
             *events.lock().unwrap(),
             ["sync", "append", "sync"],
