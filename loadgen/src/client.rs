@@ -416,7 +416,8 @@ impl Client {
         &self,
         call: &Call,
     ) -> Result<Answer, Box<dyn std::error::Error + Send + Sync>> {
-        let method = Method::from_bytes(call.method.as_bytes()).unwrap_or(Method::GET);
+        // A recorded call with a method HTTP does not allow is an error, never silently a GET.
+        let method = Method::from_bytes(call.method.as_bytes())?;
         let mut request = http::Request::builder()
             .method(method)
             .uri(self.base_for(call).uri(&call.path)?);
