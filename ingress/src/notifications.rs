@@ -95,24 +95,21 @@ impl Notifications {
         while self.users.len() > users_max {
             self.forget_least_recent();
         }
-        let users: Vec<String> = self.users.keys().cloned().collect();
-        for user in users {
-            self.trim(&user);
+        for record in self.users.values_mut() {
+            Self::trim(record, per_user_max);
         }
     }
 
     /// Keeps the messages one outcome told its users (in its order); returns the users
-    /// told something, for their long-polls.
+    /// told something (each once, in name order), for their long-polls.
     pub(crate) fn record(
         &mut self,
         offset: u64,
         time_ms: u64,
         messages: Vec<UserMessage>,
     ) -> Vec<String> {
-        let mut told: Vec<String> = Vec::new();
-        // One outcome may tell 200,000 users (a confirm that ends every waiter): a set,
-        // not a scan of the list, says who was told already.
-        let mut told_set: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let per_user_max = self.per_user_max;
+        let mut told: Vec<String> = Vec::with_capacity(messages.len());
         for message in messages {
             let user: &str = &message.user;
             let notification = Notification {
@@ -123,18 +120,21 @@ impl Notifications {
                 time_ms,
                 body: String::from_utf8(message.body).expect("JSON bodies are UTF-8"),
             };
-            self.touch(user);
-            let record = self.users.get_mut(user).expect("touched");
+            // Perf: one look-up of the user per message (this runs on the follower, before
+            // the writers of the batch are answered).
+            let record = self.touch(user);
             debug_assert!(record
                 .kept
                 .back()
                 .is_none_or(|last| last.place < notification.place));
             record.kept.push_back(notification);
-            self.trim(user);
-            if told_set.insert(user.to_string()) {
-                told.push(user.to_string());
-            }
+            Self::trim(record, per_user_max);
+            told.push(user.to_string());
         }
+        // One outcome may tell 200,000 users (a confirm that ends every waiter): duplicates
+        // go in one sort at the end, not through a set (or a scan) per message.
+        told.sort_unstable();
+        told.dedup();
         told
     }
 
@@ -158,27 +158,28 @@ impl Notifications {
     }
 
     /// Makes `user` the most recently told, creating their record (forgetting the least
-    /// recent user when the shard is full).
-    fn touch(&mut self, user: &str) {
+    /// recent user when the shard is full), and returns it.
+    fn touch(&mut self, user: &str) -> &mut UserNotifications {
         self.touches += 1;
         let touched = self.touches;
-        if let Some(record) = self.users.get_mut(user) {
-            self.recency.remove(&record.touched);
-            record.touched = touched;
-        } else {
-            if self.users.len() >= self.users_max {
-                self.forget_least_recent();
-            }
-            self.users.insert(
-                user.to_string(),
-                UserNotifications {
-                    kept: VecDeque::new(),
-                    dropped_through: self.forgotten_through,
-                    touched,
-                },
-            );
+        let known = self.users.contains_key(user);
+        if !known && self.users.len() >= self.users_max {
+            self.forget_least_recent();
         }
         self.recency.insert(touched, user.to_string());
+        if known {
+            let record = self.users.get_mut(user).expect("just found");
+            let previous = std::mem::replace(&mut record.touched, touched);
+            self.recency.remove(&previous);
+            return record;
+        }
+        self.users
+            .entry(user.to_string())
+            .or_insert(UserNotifications {
+                kept: VecDeque::new(),
+                dropped_through: self.forgotten_through,
+                touched,
+            })
     }
 
     fn forget_least_recent(&mut self) {
@@ -194,9 +195,9 @@ impl Notifications {
         self.forgotten_through = self.forgotten_through.max(newest);
     }
 
-    fn trim(&mut self, user: &str) {
-        let per_user_max = self.per_user_max;
-        let record = self.users.get_mut(user).expect("a kept user");
+    /// Drops a user's oldest notifications past `per_user_max`, remembering the newest
+    /// place dropped.
+    fn trim(record: &mut UserNotifications, per_user_max: usize) {
         while record.kept.len() > per_user_max {
             let dropped = record.kept.pop_front().expect("over the cap");
             record.dropped_through = record.dropped_through.max(Some(dropped.place));
