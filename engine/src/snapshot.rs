@@ -149,13 +149,16 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
     /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
     pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
-        let mut slices = self.slices(range.clone());
-        match (slices.next(), slices.next()) {
-            (Some(only), None) => std::borrow::Cow::Borrowed(only),
-            (None, _) => std::borrow::Cow::Borrowed(&[]),
-            (Some(_), Some(_)) => {
-                std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
-            }
+        assert!(range.start <= range.end && range.end <= self.len);
+        if range.is_empty() {
+            return std::borrow::Cow::Borrowed(&[]);
+        }
+        let chunk = range.start / CHUNK;
+        if chunk == (range.end - 1) / CHUNK {
+            let base = chunk * CHUNK;
+            std::borrow::Cow::Borrowed(&self.chunks[chunk][range.start - base..range.end - base])
+        } else {
+            std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
         }
     }
 
