@@ -143,7 +143,8 @@ impl Engine {
         };
         let (user, name) = match entry {
             Some(entry) => entry,
-            None => self.intern_user_shared(user),
+            // Perf: looked up above (nothing since has interned anyone).
+            None => self.intern_new_user(user),
         };
         let view = self.create_hold(event_id, user, name, items, None);
         Ok(Reply::HoldPlaced(view))
