@@ -97,9 +97,10 @@ impl Timers {
         self.next().map(timer)
     }
 
-    /// Takes the next timer to fire.
-    pub(crate) fn pop_first(&mut self) -> Option<Timer> {
-        let key = self.next()?;
+    /// Takes the next timer to fire if it falls due before `now_ms`. Perf: one look at
+    /// the fronts per timer fired, where `first` then a pop looked twice.
+    pub(crate) fn pop_due_before(&mut self, now_ms: u64) -> Option<Timer> {
+        let key = self.next().filter(|key| timer(*key).0 < now_ms)?;
         assert!(self.live.remove(&key), "every front is live");
         // Its own entry is a stale front now: dropped with the stale ones behind it.
         self.drop_stale_fronts(key);
@@ -238,7 +239,12 @@ mod tests {
                     };
                     assert_eq!(timers.remove(&timer), model.remove(&timer));
                 }
-                _ => assert_eq!(timers.pop_first(), model.pop_first()),
+                _ => {
+                    let before = next(clock + 600);
+                    let due = model.first().is_some_and(|(due, _, _)| *due < before);
+                    let expected = if due { model.pop_first() } else { None };
+                    assert_eq!(timers.pop_due_before(before), expected);
+                }
             }
             assert_eq!(timers.first().as_ref(), model.first());
             assert_eq!(timers.len(), model.len());
