@@ -248,6 +248,11 @@ mod tests {
             }
             assert_eq!(timers.first().as_ref(), model.first());
             assert_eq!(timers.len(), model.len());
+            let probe = match model.iter().nth(next(model.len() as u64 + 1) as usize) {
+                Some(&timer) if next(2) == 0 => timer,
+                _ => (next(clock + 500), kinds[next(3) as usize], next(1_000)),
+            };
+            assert_eq!(timers.contains(&probe), model.contains(&probe), "{probe:?}");
             laned |= timers.lanes.iter().any(|lane| lane.len() > 1);
             heaped |= timers.heap.len() > 1;
         }
