@@ -145,6 +145,23 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
 }
 
 impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
+    /// The elements of `range` as one slice: borrowed from its chunk when the range lies
+    /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
+    /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
+    pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
+        assert!(range.start <= range.end && range.end <= self.len);
+        if range.is_empty() {
+            return std::borrow::Cow::Borrowed(&[]);
+        }
+        let chunk = range.start / CHUNK;
+        if chunk == (range.end - 1) / CHUNK {
+            let base = chunk * CHUNK;
+            std::borrow::Cow::Borrowed(&self.chunks[chunk][range.start - base..range.end - base])
+        } else {
+            std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
+        }
+    }
+
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
         let mut vec = Self::new();
         while vec.len < len {
@@ -526,7 +543,7 @@ mod tests {
     }
 
     #[test]
-    fn slices_cover_exactly_a_range_across_chunks() {
+    fn slices_and_contiguous_cover_exactly_a_range_across_chunks() {
         let mut vec: CowVec<u32, 4> = CowVec::new();
         for value in 0..11 {
             vec.push(value);
@@ -535,6 +552,10 @@ mod tests {
             for end in start..=11 {
                 let seen: Vec<u32> = vec.slices(start..end).flatten().copied().collect();
                 assert_eq!(seen, (start as u32..end as u32).collect::<Vec<_>>());
+                assert_eq!(*vec.contiguous(start..end), seen[..]);
+                let within_one_chunk = end - start <= 1 || start / 4 == (end - 1) / 4;
+                let borrowed = matches!(vec.contiguous(start..end), std::borrow::Cow::Borrowed(_));
+                assert_eq!(borrowed, within_one_chunk, "{start}..{end}");
             }
         }
     }

@@ -25,12 +25,10 @@ impl Engine {
         let event = &mut self.state.events[event_index];
         let total_cents = match &hold.items {
             Items::Seats(seats) => {
-                let category_of =
-                    |seat: u32| event.layout.rows[event.layout.row_of(seat) as usize].category;
-                let total_cents =
-                    order_total_cents(seats.iter().map(|&seat| {
-                        (event.categories[category_of(seat) as usize].price_cents, 1)
-                    }));
+                let total_cents = order_total_cents(
+                    Event::seat_rows_of(&event.layout, seats)
+                        .map(|(_, category)| (event.categories[category].price_cents, 1)),
+                );
                 let held = held_in(hold.slot.expect("a hold of seats has a slot"));
                 event
                     .seats

@@ -15,11 +15,7 @@ impl Engine {
             .now_ms
             .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
-        while let Some((due, kind, id)) = self.state.timers.first() {
-            if due >= now_ms {
-                break;
-            }
-            self.state.timers.pop_first();
+        while let Some((_, kind, id)) = self.state.timers.pop_due_before(now_ms) {
             match kind {
                 TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
                 TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),

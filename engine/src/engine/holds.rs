@@ -143,7 +143,8 @@ impl Engine {
         };
         let (user, name) = match entry {
             Some(entry) => entry,
-            None => self.intern_user_shared(user),
+            // Perf: looked up above (nothing since has interned anyone).
+            None => self.intern_new_user(user),
         };
         let view = self.create_hold(event_id, user, name, items, None);
         Ok(Reply::HoldPlaced(view))
@@ -350,12 +351,15 @@ impl Engine {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
         // The only owner but for a snapshot copy still being encoded.
         let hold = std::sync::Arc::unwrap_or_clone(hold);
-        // An expiring hold's timer was popped already; the others are still filed.
-        let filed = self
-            .state
-            .timers
-            .remove(&(hold.due_ms, TimerKind::HoldExpiry, hold_id.0));
-        debug_assert!(filed || end == HoldEnd::Expired);
+        // An expiring hold's timer was popped already (perf: not looked for again); the
+        // others are still filed.
+        let timer = (hold.due_ms, TimerKind::HoldExpiry, hold_id.0);
+        if end == HoldEnd::Expired {
+            debug_assert!(!self.state.timers.contains(&timer));
+        } else {
+            let filed = self.state.timers.remove(&timer);
+            assert!(filed, "a live hold's timer is filed");
+        }
         let event_index = self.known_event_index(hold.event);
         let event = &mut self.state.events[event_index];
         if let Some(slot) = hold.slot {

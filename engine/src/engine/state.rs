@@ -265,28 +265,36 @@ impl Event {
         }
     }
 
-    /// Calls `f(row index, category index)` for each seat of `seats`, in order. Perf: a
-    /// hold's seats are mostly in one row, so a seat in the row of the one before it is
-    /// placed without the binary search of `Layout::row_of`.
+    /// Calls `f(row index, category index)` for each seat of `seats`, in order (see
+    /// [`Event::seat_rows_of`]).
     pub(super) fn seat_rows(layout: &Layout, seats: &[u32], mut f: impl FnMut(usize, usize)) {
-        let mut last: Option<(std::ops::Range<u32>, usize, usize)> = None;
-        for &seat in seats {
-            let (row, category) = match &last {
-                Some((range, row, category)) if range.contains(&seat) => (*row, *category),
-                _ => {
-                    let row = layout.row_of(seat) as usize;
-                    let found = &layout.rows[row];
-                    let category = found.category as usize;
-                    last = Some((
-                        found.first_seat..found.first_seat + found.seat_count,
-                        row,
-                        category,
-                    ));
-                    (row, category)
-                }
-            };
+        for (row, category) in Event::seat_rows_of(layout, seats) {
             f(row, category);
         }
+    }
+
+    /// `(row index, category index)` of each seat of `seats`, in order. Perf: a hold's
+    /// seats are mostly in one row, so a seat in the row of the one before it is placed
+    /// without the binary search of `Layout::row_of`.
+    pub(super) fn seat_rows_of<'a>(
+        layout: &'a Layout,
+        seats: &'a [u32],
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
+        let mut last: Option<(std::ops::Range<u32>, usize, usize)> = None;
+        seats.iter().map(move |&seat| match &last {
+            Some((range, row, category)) if range.contains(&seat) => (*row, *category),
+            _ => {
+                let row = layout.row_of(seat) as usize;
+                let found = &layout.rows[row];
+                let category = found.category as usize;
+                last = Some((
+                    found.first_seat..found.first_seat + found.seat_count,
+                    row,
+                    category,
+                ));
+                (row, category)
+            }
+        })
     }
 
     /// Recomputes the open runs of the rows `items` has seats in, after they were booked

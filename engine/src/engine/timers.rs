@@ -1,20 +1,25 @@
 //! Pending expiries (holds, waitlist entries, desk holds), fired in (due, kind, id) order.
 //!
-//! A binary heap of timers plus the set of timers still live. Cancelling a timer (a hold
-//! confirmed or released, a waiter served) only removes it from the set; the heap drops
-//! such stale entries when they reach its top, so the top is always live. Perf: a push
-//! and a cancel cost a heap push and two hash-set operations, where an ordered set paid a
-//! tree insert and a tree removal per hold. Both parts are flat arrays of plain entries,
-//! so the state's copy for a snapshot is a memory copy.
+//! Timers are filed in FIFO lanes (one per kind) and a binary heap, plus the set of
+//! timers still live. A timer that comes after every timer of its lane (by key) joins the
+//! lane's back; any other goes to the heap. Holds of one time-to-live arrive in key order
+//! (the due time is the clock plus a fixed delay, the id a sequence number), so a hold's
+//! timer costs a queue push and a queue pop instead of a heap sift each way (perf: the
+//! heap's pops, each a sift through its whole depth, were 6% of the standard mix).
+//! Each lane is sorted, so the next timer is the least of the lanes' fronts and the
+//! heap's top. Cancelling a timer (a hold confirmed or released, a waiter served) only
+//! removes it from the set; the lanes and the heap drop such stale entries when they
+//! reach their front, so every front is live. Every part is a flat array of plain
+//! entries, so the state's copy for a snapshot is a memory copy.
 //!
 //! The encoding is the live timers in order, exactly like the `BTreeSet` this replaced,
-//! so the state hash does not depend on how many stale entries the heap holds. Inside,
-//! a timer is one 128-bit key that orders like the tuple (see `key`).
+//! so the state hash does not depend on how many stale entries are queued or where.
+//! Inside, a timer is one 128-bit key that orders like the tuple (see `key`).
 
 use super::state::{FastSet, TimerKind};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 pub(crate) type Timer = (u64, TimerKind, u64);
 
@@ -25,6 +30,8 @@ pub(crate) type Timer = (u64, TimerKind, u64);
 type Key = u128;
 
 const ID_BITS: u32 = 62;
+/// One lane per timer kind (the kind is 2 bits of the key).
+const LANES: usize = 4;
 
 fn key((due, kind, id): Timer) -> Key {
     // Ids are sequence numbers (times the shard count) or event indices: 2^62 of them
@@ -36,8 +43,13 @@ fn key((due, kind, id): Timer) -> Key {
     (u128::from(due) << 64) | (u128::from(kind as u8) << ID_BITS) | u128::from(id)
 }
 
+/// The kind's index in a key (its declaration order): also its lane.
+fn lane_of(key: Key) -> usize {
+    ((key >> ID_BITS) & 0b11) as usize
+}
+
 fn timer(key: Key) -> Timer {
-    let kind = match (key >> ID_BITS) & 0b11 {
+    let kind = match lane_of(key) {
         0 => TimerKind::HoldExpiry,
         1 => TimerKind::WaiterExpiry,
         2 => TimerKind::DeskHoldExpiry,
@@ -52,6 +64,9 @@ fn timer(key: Key) -> Timer {
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
+    /// Per kind, timers in strictly increasing key order.
+    lanes: [VecDeque<Key>; LANES],
+    /// The timers that came out of their lane's order.
     heap: BinaryHeap<Reverse<Key>>,
     live: FastSet<Key>,
 }
@@ -61,26 +76,34 @@ impl Timers {
         let key = key(timer);
         let new = self.live.insert(key);
         assert!(new, "a timer is filed once: {timer:?}");
-        self.heap.push(Reverse(key));
+        let lane = &mut self.lanes[lane_of(key)];
+        if lane.back().is_none_or(|back| *back < key) {
+            lane.push_back(key);
+        } else {
+            self.heap.push(Reverse(key));
+        }
     }
 
     /// Cancels a timer; whether it was pending.
     pub(crate) fn remove(&mut self, timer: &Timer) -> bool {
-        let removed = self.live.remove(&key(*timer));
-        self.drop_stale_top();
+        let key = key(*timer);
+        let removed = self.live.remove(&key);
+        self.drop_stale_fronts(key);
         removed
     }
 
     /// The next timer to fire.
     pub(crate) fn first(&self) -> Option<Timer> {
-        self.heap.peek().map(|Reverse(key)| timer(*key))
+        self.next().map(timer)
     }
 
-    /// Takes the next timer to fire.
-    pub(crate) fn pop_first(&mut self) -> Option<Timer> {
-        let Reverse(key) = self.heap.pop()?;
-        assert!(self.live.remove(&key), "the heap's top is live");
-        self.drop_stale_top();
+    /// Takes the next timer to fire if it falls due before `now_ms`. Perf: one look at
+    /// the fronts per timer fired, where `first` then a pop looked twice.
+    pub(crate) fn pop_due_before(&mut self, now_ms: u64) -> Option<Timer> {
+        let key = self.next().filter(|key| timer(*key).0 < now_ms)?;
+        assert!(self.live.remove(&key), "every front is live");
+        // Its own entry is a stale front now: dropped with the stale ones behind it.
+        self.drop_stale_fronts(key);
         Some(timer(key))
     }
 
@@ -98,12 +121,31 @@ impl Timers {
         self.live.len()
     }
 
-    fn drop_stale_top(&mut self) {
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if self.live.contains(top) {
-                break;
+    /// The least front (every front is live).
+    fn next(&self) -> Option<Key> {
+        let lanes = self.lanes.iter().filter_map(|lane| lane.front().copied());
+        let heap = self.heap.peek().map(|Reverse(key)| *key);
+        lanes.chain(heap).min()
+    }
+
+    /// Drops the stale entries at the fronts that `key` (no longer live) was at, and the
+    /// stale ones behind them. Only a front equal to `key` can have turned stale (every
+    /// other front is still live), and `key` is only ever in its kind's lane or the heap.
+    fn drop_stale_fronts(&mut self, key: Key) {
+        let lane = &mut self.lanes[lane_of(key)];
+        if lane.front() == Some(&key) {
+            while lane.front().is_some_and(|front| !self.live.contains(front)) {
+                lane.pop_front();
             }
-            self.heap.pop();
+        }
+        if self.heap.peek() == Some(&Reverse(key)) {
+            while self
+                .heap
+                .peek()
+                .is_some_and(|Reverse(top)| !self.live.contains(top))
+            {
+                self.heap.pop();
+            }
         }
     }
 
@@ -134,10 +176,11 @@ impl<'de> Deserialize<'de> for Timers {
                 "a timer's id does not fit in {ID_BITS} bits: {id}"
             )));
         }
-        Ok(Timers {
-            heap: sorted.iter().map(|&timer| Reverse(key(timer))).collect(),
-            live: sorted.into_iter().map(key).collect(),
-        })
+        let mut timers = Timers::default();
+        for timer in sorted {
+            timers.insert(timer);
+        }
+        Ok(timers)
     }
 }
 
@@ -146,7 +189,10 @@ mod tests {
     use super::*;
 
     /// Against a `BTreeSet` (what the queue replaced): the same answers for every
-    /// operation of a seeded random sequence, and the same encoding at every step.
+    /// operation of a seeded random sequence, and the same encoding at every step. Half
+    /// the timers are filed like holds (a clock that only moves forward plus a fixed delay,
+    /// increasing ids: the lanes), the others at random (the heap), and re-filed timers
+    /// after a cancel (stale copies of a live key).
     #[test]
     fn timers_behave_like_an_ordered_set() {
         let mut timers = Timers::default();
@@ -163,11 +209,26 @@ mod tests {
             TimerKind::WaiterExpiry,
             TimerKind::DeskHoldExpiry,
         ];
+        let (mut clock, mut sequence) = (0, 1_000);
+        let (mut laned, mut heaped) = (false, false);
         for _ in 0..20_000 {
-            match next(4) {
+            match next(5) {
                 0 | 1 => {
-                    let timer = (next(500), kinds[next(3) as usize], next(1_000));
+                    let timer = if next(2) == 0 {
+                        clock += next(3);
+                        sequence += 1;
+                        (clock + 100, kinds[next(3) as usize], sequence)
+                    } else {
+                        (next(clock + 500), kinds[next(3) as usize], next(1_000))
+                    };
                     if model.insert(timer) {
+                        timers.insert(timer);
+                    }
+                }
+                4 => {
+                    // A timer cancelled, then filed again: its stale copy stays queued.
+                    if let Some(&timer) = model.iter().nth(next(model.len() as u64 + 1) as usize) {
+                        assert!(timers.remove(&timer));
                         timers.insert(timer);
                     }
                 }
@@ -178,11 +239,27 @@ mod tests {
                     };
                     assert_eq!(timers.remove(&timer), model.remove(&timer));
                 }
-                _ => assert_eq!(timers.pop_first(), model.pop_first()),
+                _ => {
+                    let before = next(clock + 600);
+                    let due = model.first().is_some_and(|(due, _, _)| *due < before);
+                    let expected = if due { model.pop_first() } else { None };
+                    assert_eq!(timers.pop_due_before(before), expected);
+                }
             }
             assert_eq!(timers.first().as_ref(), model.first());
             assert_eq!(timers.len(), model.len());
+            let probe = match model.iter().nth(next(model.len() as u64 + 1) as usize) {
+                Some(&timer) if next(2) == 0 => timer,
+                _ => (next(clock + 500), kinds[next(3) as usize], next(1_000)),
+            };
+            assert_eq!(timers.contains(&probe), model.contains(&probe), "{probe:?}");
+            laned |= timers.lanes.iter().any(|lane| lane.len() > 1);
+            heaped |= timers.heap.len() > 1;
         }
+        assert!(
+            laned && heaped,
+            "both the lanes and the heap were exercised"
+        );
         assert_eq!(bytes(&timers), bytes(&model));
         let decoded: Timers =
             bincode::serde::decode_from_slice(&bytes(&timers), bincode::config::standard())

@@ -58,21 +58,20 @@ impl Engine {
 
     /// The user's id, assigned now (the next dense id) if the user is new.
     pub(super) fn intern_user(&mut self, name: &str) -> UserId {
-        if let Some(id) = self.user_id(name) {
-            return id;
+        match self.user_id(name) {
+            Some(id) => id,
+            None => self.intern_new_user(name).0,
         }
-        self.intern_user_shared(name).0
     }
 
-    /// [`Engine::intern_user`], with the user's shared name for an outcome.
-    pub(super) fn intern_user_shared(&mut self, name: &str) -> (UserId, UserName) {
-        if let Some(entry) = self.user_entry(name) {
-            return entry;
-        }
+    /// Interns a user the caller has just looked up and not found, with its shared name
+    /// for an outcome. Perf: no second look-up (the index's insert asserts the name new).
+    pub(super) fn intern_new_user(&mut self, name: &str) -> (UserId, UserName) {
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
         self.state.users.push(name.clone());
-        self.users.0.insert(name.clone(), id);
+        let previous = self.users.0.insert(name.clone(), id);
+        assert!(previous.is_none(), "a user is interned once: {name:?}");
         debug_assert_eq!(self.users.len(), self.state.users.len());
         (id, name)
     }
