@@ -516,6 +516,11 @@ mod tests {
         }
     }
 
+    /// A client of `target` with the test credentials.
+    fn client_of(target: &str) -> Client {
+        Client::new(target, credentials(), Duration::from_secs(1)).unwrap()
+    }
+
     #[test]
     fn routes_are_the_server_s_templates() {
         let check = |path: &str, expected: &str| {
@@ -535,23 +540,13 @@ mod tests {
 
     #[test]
     fn target_paths_are_kept_in_call_uris() {
-        let client = Client::new(
-            "http://127.0.0.1:8080/api/",
-            credentials(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let client = client_of("http://127.0.0.1:8080/api/");
         assert_eq!(client.base(), "http://127.0.0.1:8080/api");
         assert_eq!(
             client.base.uri("/v1/events?limit=2").unwrap().to_string(),
             "http://127.0.0.1:8080/api/v1/events?limit=2"
         );
-        let client = Client::new(
-            "http://localhost:8080",
-            credentials(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let client = client_of("http://localhost:8080");
         assert_eq!(
             client.base.uri("/healthz").unwrap().to_string(),
             "http://localhost:8080/healthz"
@@ -560,12 +555,7 @@ mod tests {
 
     #[test]
     fn authorizations_follow_the_call_s_auth() {
-        let client = Client::new(
-            "http://127.0.0.1:8080",
-            credentials(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let client = client_of("http://127.0.0.1:8080");
         assert_eq!(client.authorization(&Auth::None), None);
         assert_eq!(
             client.authorization(&Auth::Admin("demo".into())).unwrap(),
@@ -591,12 +581,7 @@ mod tests {
 
     #[test]
     fn operator_calls_go_to_the_engine_when_it_has_its_own_endpoint() {
-        let client = Client::new(
-            "http://127.0.0.1:8080",
-            credentials(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+        let client = client_of("http://127.0.0.1:8080");
         let status = Call::get("/v1/admin/engine", Auth::Operator);
         let seats = Call::get("/v1/events/ev_0/seats", Auth::None);
         assert_eq!(client.base_for(&status).text, "http://127.0.0.1:8080");
@@ -606,14 +591,9 @@ mod tests {
         assert_eq!(client.base_for(&status).text, "http://127.0.0.1:8081");
         assert_eq!(client.base_for(&seats).text, "http://127.0.0.1:8080");
         assert!(
-            Client::new(
-                "http://127.0.0.1:8080",
-                credentials(),
-                Duration::from_secs(1)
-            )
-            .unwrap()
-            .with_operator_target("http://example.com:8081")
-            .is_err(),
+            client_of("http://127.0.0.1:8080")
+                .with_operator_target("http://example.com:8081")
+                .is_err(),
             "only loopback targets"
         );
     }
