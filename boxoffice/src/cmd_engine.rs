@@ -93,7 +93,16 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
         LogKind::Embedded => {
             create_data_dir(data_dir)?;
             Ok(ConfiguredLogs {
-                requests: embedded(data_dir.join("requests"), EmbeddedOptions::default())?,
+                // The ingress's personal-data store lives in the requests log's database
+                // (`ingress::PERSONAL_DATA_TABLES`): a new user's entry is written in the
+                // commit of its request, one fsync for both.
+                requests: embedded(
+                    data_dir.join("requests"),
+                    EmbeddedOptions {
+                        hosted_tables: ingress::PERSONAL_DATA_TABLES.map(String::from).to_vec(),
+                        ..EmbeddedOptions::default()
+                    },
+                )?,
                 // Outcomes are a function of the requests log: only the requests log is
                 // fsync'd on the write path; the snapshot thread makes outcomes durable
                 // before a snapshot claims them, and a restart publishes what a machine

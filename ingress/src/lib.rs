@@ -76,6 +76,7 @@ pub use error::{AppError, Reason};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;
+pub use personal_data::HOSTED_TABLES as PERSONAL_DATA_TABLES;
 pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
@@ -258,10 +259,25 @@ impl Ingress {
             .first()
             .and_then(|shard| shard.idempotency.path())
             .map(std::path::Path::to_path_buf);
-        let personal = Arc::new(match slot {
-            Some(slot) => personal_data::PersonalData::open(&slot.join("personal"))
+        // In shard 0's requests log when that log can hold it (`serve`'s embedded log,
+        // opened with `PERSONAL_DATA_TABLES`): a new user's entry is then written in the
+        // commit of its request (one fsync for both), and a store kept apart by an earlier
+        // version moves in.
+        let legacy = slot.as_ref().map(|slot| slot.join("personal"));
+        let hosted = match shard_states
+            .first()
+            .and_then(|shard| shard.writes.hosted_tables())
+        {
+            Some(tables) => personal_data::PersonalData::hosted(tables, legacy.as_deref())
                 .map_err(|error| error.to_string())?,
-            None => personal_data::PersonalData::in_memory(),
+            None => None,
+        };
+        let personal = Arc::new(match (hosted, legacy) {
+            (Some(hosted), _) => hosted,
+            (None, Some(dir)) => {
+                personal_data::PersonalData::open(&dir).map_err(|error| error.to_string())?
+            }
+            (None, None) => personal_data::PersonalData::in_memory(),
         });
         // A new user's entry is made durable before any commit that could hold its request.
         for shard in &shard_states {

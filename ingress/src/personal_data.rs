@@ -20,13 +20,17 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use requestlog::{CommitCompanion, HostedTables, TableBatch};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 const KEYS: &str = "keys";
 const IDENTITIES: &str = "identities";
+/// The store's two tables when the requests log hosts them ([`PersonalData::hosted`]):
+/// `serve` opens its embedded requests log with these ([`requestlog::EmbeddedOptions::hosted_tables`]).
+pub const HOSTED_TABLES: [&str; 2] = ["personal-data.keys", "personal-data.identities"];
 const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 12;
 
@@ -43,8 +47,12 @@ pub(crate) enum Identity {
 pub(crate) enum PersonalDataError {
     #[error("the personal-data store: {0}")]
     Rocks(#[from] rocksdb::Error),
+    #[error("the personal-data store: {0}")]
+    Log(#[from] requestlog::LogError),
     #[error("the personal-data store holds a damaged entry for {pseudonym}")]
     Damaged { pseudonym: String },
+    #[error("the personal-data store cannot move its entries from {dir}: {reason}")]
+    Migration { dir: String, reason: String },
     #[error("{0}")]
     Sync(String),
 }
@@ -53,22 +61,29 @@ pub(crate) enum PersonalDataError {
 type SealedEntry = ([u8; KEY_BYTES], Vec<u8>);
 
 enum Backing {
+    /// A RocksDB of its own (an ingress whose requests log cannot hold it: Kafka).
     Rocks(std::sync::Arc<DB>),
+    /// Two tables in the database of the requests log (`serve`'s embedded log, shard 0's):
+    /// new entries are written in the log's own commits, durable by the same fsync as the
+    /// records that name their users.
+    Hosted(HostedTables),
     /// For an ingress without a state directory (tests, tools).
     Memory(Mutex<BTreeMap<String, SealedEntry>>),
 }
 
 pub(crate) struct PersonalData {
     backing: Backing,
-    /// New entries wait in memory until [`PersonalData::sync_written`] writes them, all in
-    /// one synced write, which the requests log's writer runs before each commit (or an
-    /// appender thread before each append): a new user costs no disk write of its own on
-    /// the request's thread, and its entry and request share one trip through the writer.
+    /// New entries wait in memory until a commit of the requests log takes them: written
+    /// in that commit's own batch when the log hosts the store, else by one synced write of
+    /// their own just before it ([`CommitCompanion::before_commit`], run by the log's writer
+    /// thread, or by an appender thread before each Kafka append). A new user costs no disk
+    /// write on the request's thread, and its entry and request share one trip through the
+    /// writer.
     sync: SyncState,
     /// Pseudonyms known to have an entry (pending or stored), so that a known user's
     /// request does not search RocksDB's memtable (a skip list of every new user) again.
     /// Bounded: cleared when full (a miss only costs the look-up). Filled under
-    /// `sync.pending`'s lock, emptied of a pseudonym by `forget` under the same lock.
+    /// `sync.entries`' lock, emptied of a pseudonym by `forget` under the same lock.
     known: Mutex<std::collections::HashSet<Box<str>>>,
 }
 
@@ -84,16 +99,39 @@ type PendingEntry = (Box<str>, SealedEntry);
 
 #[derive(Default)]
 struct SyncState {
-    /// Entries not yet written. Held across the look-up and the queuing of a new entry,
-    /// so whoever sees an entry in `known` (another request of the same user) finds it
-    /// here or written: the commit that follows its request writes it, or waits for the
-    /// write that took it.
-    pending: Mutex<Vec<PendingEntry>>,
-    /// Held across taking and writing the pending entries, so a commit (of any shard's
-    /// writer) that needs entries another commit took waits until they are durable.
-    writing: Mutex<()>,
-    /// Synced writes done (tests count them).
+    /// Held across the look-up and the queuing of a new entry, so whoever sees an entry in
+    /// `known` (another request of the same user) finds it here or written: the commit that
+    /// follows its request writes it, or waits for the write that took it.
+    entries: Mutex<Entries>,
+    /// Signalled when a write ends (`Entries::busy` falls).
+    idle: Condvar,
+    /// Writes of new entries done (tests count them).
     syncs: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Entries not yet written.
+    pending: Vec<PendingEntry>,
+    /// Entries a write in progress took: found here until they are durable, and put back
+    /// in front of `pending` if the write fails.
+    writing: Vec<PendingEntry>,
+    /// A write of entries is in progress; a commit (of any shard's writer) that needs
+    /// entries it took waits until they are durable.
+    busy: bool,
+    /// The write in progress is a commit of the hosting log, which ends it with
+    /// [`CommitCompanion::after_commit`].
+    riding: bool,
+}
+
+impl Entries {
+    fn find(&self, pseudonym: &str) -> Option<&SealedEntry> {
+        self.writing
+            .iter()
+            .chain(&self.pending)
+            .find(|(queued, _)| &**queued == pseudonym)
+            .map(|(_, entry)| entry)
+    }
 }
 
 impl PersonalData {
@@ -117,17 +155,63 @@ impl PersonalData {
             ColumnFamilyDescriptor::new(IDENTITIES, Options::default()),
         ];
         let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
-        Ok(PersonalData {
-            backing: Backing::Rocks(db),
-            sync: SyncState::default(),
-            known: Mutex::default(),
-        })
+        Ok(PersonalData::with(Backing::Rocks(db)))
+    }
+
+    /// The store in the requests log's own tables, if `tables` has them ([`HOSTED_TABLES`]).
+    /// A store of the earlier kind left in `legacy_dir` (an ingress's slot, from a version
+    /// that kept it apart) moves in first: its entries are written to the tables (synced),
+    /// then its directory is deleted.
+    pub(crate) fn hosted(
+        tables: HostedTables,
+        legacy_dir: Option<&Path>,
+    ) -> Result<Option<PersonalData>, PersonalDataError> {
+        if !HOSTED_TABLES.iter().all(|table| tables.has(table)) {
+            return Ok(None);
+        }
+        if let Some(dir) = legacy_dir.filter(|dir| dir.exists()) {
+            let migration = |reason: String| PersonalDataError::Migration {
+                dir: dir.display().to_string(),
+                reason,
+            };
+            let legacy = PersonalData::open(dir)?;
+            let Backing::Rocks(db) = &legacy.backing else {
+                unreachable!("opened from a directory")
+            };
+            let keys = db.cf_handle(KEYS).expect("keys");
+            let identities = db.cf_handle(IDENTITIES).expect("identities");
+            let mut entries = Vec::new();
+            for entry in db.iterator_cf(&keys, rocksdb::IteratorMode::Start) {
+                let (pseudonym, key) = entry?;
+                if let Some(stored) = db.get_cf(&identities, &pseudonym)? {
+                    entries.push((pseudonym, key, stored));
+                }
+            }
+            tables.write(true, |batch| {
+                for (pseudonym, key, stored) in &entries {
+                    batch.put(HOSTED_TABLES[0], pseudonym, key);
+                    batch.put(HOSTED_TABLES[1], pseudonym, stored);
+                }
+            })?;
+            drop(legacy);
+            std::fs::remove_dir_all(dir).map_err(|error| migration(error.to_string()))?;
+            tracing::info!(
+                users = entries.len(),
+                from = %dir.display(),
+                "the personal-data store moved into the requests log's database"
+            );
+        }
+        Ok(Some(PersonalData::with(Backing::Hosted(tables))))
     }
 
     /// A store in memory.
     pub(crate) fn in_memory() -> PersonalData {
+        PersonalData::with(Backing::Memory(Mutex::new(BTreeMap::new())))
+    }
+
+    fn with(backing: Backing) -> PersonalData {
         PersonalData {
-            backing: Backing::Memory(Mutex::new(BTreeMap::new())),
+            backing,
             sync: SyncState::default(),
             known: Mutex::default(),
         }
@@ -135,10 +219,8 @@ impl PersonalData {
 
     /// Whether the store holds a key for `pseudonym` (written or about to be).
     pub(crate) fn knows(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
-        if lock(&self.sync.pending)
-            .iter()
-            .any(|(pending, _)| &**pending == pseudonym)
-        {
+        let entries = lock(&self.sync.entries);
+        if entries.find(pseudonym).is_some() {
             return Ok(true);
         }
         self.stored(pseudonym)
@@ -151,6 +233,7 @@ impl PersonalData {
                 let keys = db.cf_handle(KEYS).expect("the keys family");
                 Ok(db.get_pinned_cf(&keys, pseudonym)?.is_some())
             }
+            Backing::Hosted(tables) => Ok(tables.contains(HOSTED_TABLES[0], pseudonym.as_bytes())?),
             Backing::Memory(entries) => Ok(lock(entries).contains_key(pseudonym)),
         }
     }
@@ -166,10 +249,10 @@ impl PersonalData {
     }
 
     /// Records that `pseudonym` is `user` like [`PersonalData::remember`], without waiting
-    /// for the disk: a new entry is sealed and kept in memory, and the next
-    /// [`PersonalData::sync_written`] writes it durably. The caller appends the user's
-    /// request to a log whose commits run that first (`Writes`), so no record of the
-    /// request is durable before its user's entry.
+    /// for the disk: a new entry is sealed and kept in memory, and the next commit of the
+    /// requests log makes it durable first (or with it). The caller appends the user's
+    /// request to a log whose commits run [`CommitCompanion::before_commit`] (`Writes`), so
+    /// no record of the request is durable before its user's entry.
     pub(crate) fn remember_unsynced(
         &self,
         pseudonym: &str,
@@ -178,12 +261,13 @@ impl PersonalData {
         if lock(&self.known).contains(pseudonym) {
             return Ok(());
         }
-        let mut pending = lock(&self.sync.pending);
-        let queued = pending.iter().any(|(queued, _)| &**queued == pseudonym);
-        if !queued && !self.stored(pseudonym)? {
-            pending.push((pseudonym.into(), seal(pseudonym, user)));
+        let mut entries = lock(&self.sync.entries);
+        if entries.find(pseudonym).is_none() && !self.stored(pseudonym)? {
+            entries
+                .pending
+                .push((pseudonym.into(), seal(pseudonym, user)));
         }
-        let full = pending.len() >= PENDING_MAX;
+        let full = entries.pending.len() >= PENDING_MAX;
         {
             let mut known = lock(&self.known);
             if known.len() >= KNOWN_CACHED_MAX {
@@ -191,40 +275,60 @@ impl PersonalData {
             }
             known.insert(pseudonym.into());
         }
-        drop(pending);
+        drop(entries);
         if full {
             self.sync_written().map_err(PersonalDataError::Sync)?;
         }
         Ok(())
     }
 
-    /// Writes every pending entry durably (one synced write; nothing when none is
-    /// pending, after waiting for a write in progress). Run before each commit of the
-    /// requests logs. On failure the entries stay pending for the next commit.
-    pub(crate) fn sync_written(&self) -> Result<(), String> {
-        let _writing = lock(&self.sync.writing);
-        let entries = std::mem::take(&mut *lock(&self.sync.pending));
-        if entries.is_empty() {
-            return Ok(());
-        }
-        if let Err(error) = self.write_entries(&entries, true) {
-            let mut pending = lock(&self.sync.pending);
-            let newer = std::mem::replace(&mut *pending, entries);
-            pending.extend(newer);
-            return Err(format!(
-                "the personal-data store cannot write its new entries: {error}"
-            ));
-        }
+    /// The entries' lock, once no write of entries is in progress.
+    fn lock_idle(&self) -> MutexGuard<'_, Entries> {
+        let entries = lock(&self.sync.entries);
         self.sync
-            .syncs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+            .idle
+            .wait_while(entries, |entries| entries.busy)
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// [`PersonalData::sync_written`] as a requests log's hook.
+    /// Ends a write of the entries it took: durable, or back in front of the pending ones.
+    fn end_write(&self, entries: &mut Entries, durable: bool) {
+        assert!(entries.busy, "a write of entries is in progress");
+        let written = std::mem::take(&mut entries.writing);
+        if durable {
+            self.sync
+                .syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            let newer = std::mem::replace(&mut entries.pending, written);
+            entries.pending.extend(newer);
+        }
+        (entries.busy, entries.riding) = (false, false);
+        self.sync.idle.notify_all();
+    }
+
+    /// Writes every pending entry durably (one synced write; nothing when none is
+    /// pending, after waiting for a write in progress). On failure the entries stay
+    /// pending for the next commit.
+    pub(crate) fn sync_written(&self) -> Result<(), String> {
+        let mut entries = self.lock_idle();
+        if entries.pending.is_empty() {
+            return Ok(());
+        }
+        entries.writing = std::mem::take(&mut entries.pending);
+        entries.busy = true;
+        let writing = entries.writing.clone();
+        drop(entries);
+        let written = self.write_entries(&writing, true);
+        self.end_write(&mut lock(&self.sync.entries), written.is_ok());
+        written.map_err(|error| {
+            format!("the personal-data store cannot write its new entries: {error}")
+        })
+    }
+
+    /// This store as the requests logs' [`CommitCompanion`].
     pub(crate) fn before_commit(self: &std::sync::Arc<Self>) -> requestlog::BeforeCommit {
-        let store = std::sync::Arc::clone(self);
-        std::sync::Arc::new(move || store.sync_written())
+        std::sync::Arc::clone(self) as requestlog::BeforeCommit
     }
 
     fn write_entries(&self, entries: &[PendingEntry], sync: bool) -> Result<(), PersonalDataError> {
@@ -245,6 +349,9 @@ impl PersonalData {
                 write.set_sync(sync);
                 db.write_opt(batch, &write)?;
             }
+            Backing::Hosted(tables) => {
+                tables.write(sync, |batch| put_entries(batch, entries))?;
+            }
             Backing::Memory(stored) => {
                 let mut stored = lock(stored);
                 for (pseudonym, entry) in entries {
@@ -257,16 +364,23 @@ impl PersonalData {
 
     /// The user id behind `pseudonym`, if this store holds its key.
     pub(crate) fn resolve(&self, pseudonym: &str) -> Result<Identity, PersonalDataError> {
-        let pending = lock(&self.sync.pending)
-            .iter()
-            .find(|(pending, _)| &**pending == pseudonym)
-            .map(|(_, (key, stored))| (key.to_vec(), stored.clone()));
-        let (key, stored) = match (pending, &self.backing) {
+        let queued = lock(&self.sync.entries)
+            .find(pseudonym)
+            .map(|(key, stored)| (key.to_vec(), stored.clone()));
+        let (key, stored) = match (queued, &self.backing) {
             (Some(entry), _) => entry,
             (None, Backing::Rocks(db)) => {
                 let key = db.get_cf(&db.cf_handle(KEYS).expect("keys"), pseudonym)?;
                 let stored =
                     db.get_cf(&db.cf_handle(IDENTITIES).expect("identities"), pseudonym)?;
+                match (key, stored) {
+                    (Some(key), Some(stored)) => (key, stored),
+                    _ => return Ok(Identity::Unknown),
+                }
+            }
+            (None, Backing::Hosted(tables)) => {
+                let key = tables.get(HOSTED_TABLES[0], pseudonym.as_bytes())?;
+                let stored = tables.get(HOSTED_TABLES[1], pseudonym.as_bytes())?;
                 match (key, stored) {
                     (Some(key), Some(stored)) => (key, stored),
                     _ => return Ok(Identity::Unknown),
@@ -301,41 +415,90 @@ impl PersonalData {
     /// Destroys `pseudonym`'s key and its sealed user id, so that nothing in this store
     /// can tell who it was any more (a no-op for a pseudonym it never held).
     pub(crate) fn forget(&self, pseudonym: &str) -> Result<(), PersonalDataError> {
-        // No write of pending entries in progress (it could hold this one), and none
-        // queued or cached meanwhile: under the locks `sync_written` and
-        // `remember_unsynced` take.
-        let writing = lock(&self.sync.writing);
-        let mut pending = lock(&self.sync.pending);
-        pending.retain(|(queued, _)| &**queued != pseudonym);
+        // No write of entries in progress (it could hold this one), and none queued or
+        // cached meanwhile: under the lock `remember_unsynced` and the commits take.
+        let mut entries = self.lock_idle();
+        entries.pending.retain(|(queued, _)| &**queued != pseudonym);
         lock(&self.known).remove(pseudonym);
+        if !self.stored(pseudonym)? {
+            return Ok(());
+        }
         match &self.backing {
             Backing::Rocks(db) => {
                 let keys = db.cf_handle(KEYS).expect("keys");
                 let identities = db.cf_handle(IDENTITIES).expect("identities");
-                if db.get_pinned_cf(&keys, pseudonym)?.is_none() {
-                    return Ok(());
-                }
                 let mut batch = WriteBatch::default();
                 batch.delete_cf(&keys, pseudonym);
                 batch.delete_cf(&identities, pseudonym);
                 let mut write = WriteOptions::default();
                 write.set_sync(true);
                 db.write_opt(batch, &write)?;
-                drop(pending);
-                drop(writing);
+                drop(entries);
                 // The key must not outlive the erasure anywhere on disk: flushing retires
                 // the write-ahead log that carried it, and compacting the keys family
                 // (small: 32 bytes a user) rewrites every table file without it.
+                // Forced down to the last level: without it RocksDB may move table files
+                // there as they are (a "trivial move"), the deleted key in them.
                 db.flush_cf(&keys)?;
                 db.flush_cf(&identities)?;
-                db.compact_range_cf(&keys, None::<&[u8]>, None::<&[u8]>);
-                db.compact_range_cf(&identities, None::<&[u8]>, None::<&[u8]>);
+                let mut compaction = rocksdb::CompactOptions::default();
+                compaction
+                    .set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+                for family in [&keys, &identities] {
+                    db.compact_range_cf_opt(family, None::<&[u8]>, None::<&[u8]>, &compaction);
+                }
             }
-            Backing::Memory(entries) => {
-                lock(entries).remove(pseudonym);
+            Backing::Hosted(tables) => {
+                tables.write(true, |batch| {
+                    for table in HOSTED_TABLES {
+                        batch.delete(table, pseudonym.as_bytes());
+                    }
+                })?;
+                drop(entries);
+                // As above, in the log's database: the write-ahead log that carried the key
+                // also carried records, so every family of the database is flushed.
+                tables.retire_deleted(&HOSTED_TABLES)?;
+            }
+            Backing::Memory(stored) => {
+                lock(stored).remove(pseudonym);
             }
         }
         Ok(())
+    }
+}
+
+/// The store beside the requests log's commits: the log's writer thread calls it before
+/// each commit (and an appender thread before each Kafka append, with no tables).
+impl CommitCompanion for PersonalData {
+    fn before_commit(&self, tables: Option<&mut TableBatch<'_>>) -> Result<bool, String> {
+        match (tables, &self.backing) {
+            (Some(batch), Backing::Hosted(host)) if batch.is_of(host) => {
+                let mut entries = self.lock_idle();
+                if entries.pending.is_empty() {
+                    return Ok(false);
+                }
+                entries.writing = std::mem::take(&mut entries.pending);
+                put_entries(batch, &entries.writing);
+                (entries.busy, entries.riding) = (true, true);
+                Ok(true)
+            }
+            // Another shard's log, or a store of its own: written before the commit.
+            _ => self.sync_written().map(|()| false),
+        }
+    }
+
+    fn after_commit(&self, durable: bool) {
+        let mut entries = lock(&self.sync.entries);
+        assert!(entries.riding, "after a commit the store rode");
+        self.end_write(&mut entries, durable);
+    }
+}
+
+/// Adds `entries` to `batch` of the hosted tables.
+fn put_entries(batch: &mut TableBatch<'_>, entries: &[PendingEntry]) {
+    for (pseudonym, (key, stored)) in entries {
+        batch.put(HOSTED_TABLES[0], pseudonym.as_bytes(), key);
+        batch.put(HOSTED_TABLES[1], pseudonym.as_bytes(), stored);
     }
 }
 
@@ -357,7 +520,7 @@ fn seal(pseudonym: &str, user: &str) -> SealedEntry {
     (key, stored)
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -369,6 +532,161 @@ mod tests {
 
     fn stores(dir: &Path) -> [PersonalData; 2] {
         [PersonalData::open(dir).unwrap(), PersonalData::in_memory()]
+    }
+
+    /// An embedded requests log that hosts the store's tables, as `serve` opens it.
+    fn hosting_log(dir: &Path) -> requestlog::EmbeddedLog {
+        requestlog::EmbeddedLog::open(
+            dir,
+            requestlog::EmbeddedOptions {
+                hosted_tables: HOSTED_TABLES.map(String::from).to_vec(),
+                ..requestlog::EmbeddedOptions::default()
+            },
+        )
+        .unwrap()
+    }
+
+    fn hosted_store(log: &requestlog::EmbeddedLog) -> PersonalData {
+        use requestlog::LogWriter;
+        PersonalData::hosted(log.writer().hosted_tables().unwrap(), None)
+            .unwrap()
+            .expect("the log hosts the store's tables")
+    }
+
+    /// The stored key of `pseudonym` (the bytes erasure must leave on no file).
+    fn stored_key(store: &PersonalData, pseudonym: &str) -> Vec<u8> {
+        match &store.backing {
+            Backing::Rocks(db) => db
+                .get_cf(&db.cf_handle(KEYS).unwrap(), pseudonym)
+                .unwrap()
+                .unwrap(),
+            Backing::Hosted(tables) => tables
+                .get(HOSTED_TABLES[0], pseudonym.as_bytes())
+                .unwrap()
+                .unwrap(),
+            Backing::Memory(entries) => lock(entries).get(pseudonym).unwrap().0.to_vec(),
+        }
+    }
+
+    /// Whether some file of `dir` holds `bytes`.
+    fn on_some_file(dir: &Path, bytes: &[u8]) -> bool {
+        std::fs::read_dir(dir).unwrap().any(|entry| {
+            let content = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+            content.windows(bytes.len()).any(|window| window == bytes)
+        })
+    }
+
+    /// Forgetting leaves the key on no file of the store's directory (the log's, when it
+    /// hosts the store): not in a write-ahead log, not in a table file moved down as it was.
+    #[test]
+    fn a_forgotten_key_is_on_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = hosting_log(&dir.path().join("requests"));
+        for (store, path) in [
+            (PersonalData::open(&dir.path().join("own")).unwrap(), "own"),
+            (hosted_store(&log), "requests"),
+        ] {
+            let path = dir.path().join(path);
+            store.remember("u_a", "alice@example.com").unwrap();
+            store.remember("u_b", "bob@example.com").unwrap();
+            let key = stored_key(&store, "u_a");
+            assert!(on_some_file(&path, &key), "written, so on a file");
+            // In a table file, as an entry is once its user has been around a while.
+            match &store.backing {
+                Backing::Rocks(db) => db.flush_cf(&db.cf_handle(KEYS).unwrap()).unwrap(),
+                Backing::Hosted(tables) => tables.retire_deleted(&[]).unwrap(),
+                Backing::Memory(_) => unreachable!(),
+            }
+            store.remember("u_c", "carol@example.com").unwrap();
+            store.forget("u_a").unwrap();
+            assert!(!on_some_file(&path, &key), "{path:?} still holds the key");
+            assert_eq!(
+                store.resolve("u_b").unwrap(),
+                Identity::Known("bob@example.com".into())
+            );
+        }
+    }
+
+    /// In the log's tables, new entries are written in the commit of the request that
+    /// names their user: no write of their own, resolvable throughout, written once the
+    /// append returns. A commit refused by another companion leaves them pending for the
+    /// next one.
+    #[test]
+    fn hosted_entries_ride_the_commit_of_their_request() {
+        use requestlog::LogWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let log = hosting_log(dir.path());
+        let writer = log.writer();
+        let store = std::sync::Arc::new(hosted_store(&log));
+        let companion = store.before_commit();
+        assert!(writer.sync_before_commit(&companion));
+        let syncs =
+            |store: &PersonalData| store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed);
+
+        store.remember_unsynced("u_a", "alice").unwrap();
+        assert!(!store.stored("u_a").unwrap());
+        assert_eq!(
+            store.resolve("u_a").unwrap(),
+            Identity::Known("alice".into())
+        );
+        writer.append(vec![b"hold".to_vec()]).unwrap();
+        assert!(store.stored("u_a").unwrap(), "written with the record");
+        assert_eq!(syncs(&store), 1);
+        writer.append(vec![b"confirm".to_vec()]).unwrap();
+        assert_eq!(syncs(&store), 1, "nothing new, nothing written");
+
+        store.remember_unsynced("u_b", "bob").unwrap();
+        let refusing: requestlog::BeforeCommit = std::sync::Arc::new(|| Err("full".to_string()));
+        assert!(writer.sync_before_commit(&refusing));
+        assert!(writer.append(vec![b"lost".to_vec()]).is_err());
+        assert!(!store.stored("u_b").unwrap());
+        assert_eq!(lock(&store.sync.entries).pending.len(), 1, "pending again");
+        assert_eq!(store.resolve("u_b").unwrap(), Identity::Known("bob".into()));
+        drop(refusing);
+        writer.append(vec![b"hold".to_vec()]).unwrap();
+        assert!(store.stored("u_b").unwrap());
+        assert_eq!(syncs(&store), 2);
+
+        // Another log's commit (another shard's) cannot carry them: written before it.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = hosting_log(other_dir.path());
+        assert!(other.writer().sync_before_commit(&companion));
+        store.remember_unsynced("u_c", "carol").unwrap();
+        other.writer().append(vec![b"hold".to_vec()]).unwrap();
+        assert!(store.stored("u_c").unwrap());
+        assert_eq!(syncs(&store), 3);
+    }
+
+    /// A store an earlier version kept apart (in the ingress's slot) moves into the log's
+    /// tables: every entry resolves there, and its directory is gone.
+    #[test]
+    fn a_store_kept_apart_moves_into_the_log() {
+        use requestlog::LogWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = dir.path().join("personal");
+        {
+            let own = PersonalData::open(&legacy).unwrap();
+            own.remember("u_a", "alice").unwrap();
+            own.remember("u_b", "bob").unwrap();
+            own.forget("u_b").unwrap();
+        }
+        let log = hosting_log(&dir.path().join("requests"));
+        let store = PersonalData::hosted(log.writer().hosted_tables().unwrap(), Some(&legacy))
+            .unwrap()
+            .unwrap();
+        assert!(!legacy.exists());
+        assert_eq!(
+            store.resolve("u_a").unwrap(),
+            Identity::Known("alice".into())
+        );
+        assert_eq!(store.resolve("u_b").unwrap(), Identity::Unknown);
+        // A log without the tables hosts nothing.
+        let plain = requestlog::EmbeddedLog::open(
+            dir.path().join("plain"),
+            requestlog::EmbeddedOptions::default(),
+        )
+        .unwrap();
+        assert!(plain.writer().hosted_tables().is_none());
     }
 
     #[test]
@@ -443,7 +761,7 @@ mod tests {
         let store = PersonalData::open(&path).unwrap();
         let syncs =
             |store: &PersonalData| store.sync.syncs.load(std::sync::atomic::Ordering::Relaxed);
-        let pending = |store: &PersonalData| lock(&store.sync.pending).len();
+        let pending = |store: &PersonalData| lock(&store.sync.entries).pending.len();
         store.sync_written().unwrap();
         assert_eq!(syncs(&store), 0, "nothing pending, nothing written");
         store.remember_unsynced("u_a", "alice@example.com").unwrap();

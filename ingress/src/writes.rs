@@ -224,6 +224,11 @@ impl Writes {
         assert!(set.is_ok(), "one hook before commits");
     }
 
+    /// The tables this shard's requests log keeps beside its records, if it keeps any.
+    pub(crate) fn hosted_tables(&self) -> Option<requestlog::HostedTables> {
+        self.writer.hosted_tables()
+    }
+
     /// When a write of this ingress last gave up waiting, if one ever did.
     pub(crate) fn timed_out_at(&self) -> Option<Instant> {
         *self
@@ -443,9 +448,14 @@ fn append_loop(
             .unzip();
         let count = payloads.len();
         let started = Instant::now();
-        let result = match before_append.get().map(|hook| hook()) {
+        // No tables of this log to add to: the hook makes its writes durable itself.
+        let result = match before_append.get().map(|hook| hook.before_commit(None)) {
             Some(Err(reason)) => Err(requestlog::LogError::BeforeCommit(reason)),
-            Some(Ok(())) | None => writer.append(payloads),
+            Some(Ok(added)) => {
+                assert!(!added, "nothing is added to a commit without tables");
+                writer.append(payloads)
+            }
+            None => writer.append(payloads),
         };
         metrics.log_append.observe(started.elapsed().as_secs_f64());
         match result {

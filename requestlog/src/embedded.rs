@@ -66,6 +66,11 @@ pub struct EmbeddedOptions {
     pub tail_cache_records_max: usize,
     /// Same as `tail_cache_records_max`, in payload bytes.
     pub tail_cache_bytes_max: usize,
+    /// Tables (RocksDB column families) kept in the log's database beside its records, for
+    /// what must be durable with them ([`HostedTables`], [`crate::CommitCompanion`]):
+    /// created when missing. Tables made by an earlier opening are opened whether named
+    /// here or not.
+    pub hosted_tables: Vec<String>,
 }
 
 impl Default for EmbeddedOptions {
@@ -79,6 +84,7 @@ impl Default for EmbeddedOptions {
             sync_appends: true,
             tail_cache_records_max: 65_536,
             tail_cache_bytes_max: 32 * 1024 * 1024,
+            hosted_tables: Vec::new(),
         }
     }
 }
@@ -96,6 +102,14 @@ impl EmbeddedOptions {
             "one payload must fit a batch"
         );
         assert!(self.queue_depth_max > 0);
+        for table in &self.hosted_tables {
+            assert!(
+                !table.is_empty()
+                    && table != META_COLUMN_FAMILY
+                    && table != rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+                "a hosted table is named apart from the log's own families"
+            );
+        }
     }
 }
 
@@ -264,7 +278,7 @@ impl EmbeddedLog {
     /// checksum is verified.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedLog, LogError> {
         options.assert_valid();
-        let db = open_db(dir.as_ref())?;
+        let db = open_db(dir.as_ref(), &options.hosted_tables)?;
         let tail = recover_tail(&db)?;
         let log_id = read_or_create_log_id(&db)?;
         tracing::info!(
@@ -382,6 +396,14 @@ impl LogWriter for EmbeddedWriter {
         Ok(self.handle.shared.lock_published().end_offset)
     }
 
+    fn hosted_tables(&self) -> Option<HostedTables> {
+        let names = &self.handle.options.hosted_tables;
+        (self.handle.options.sync_appends && !names.is_empty()).then(|| HostedTables {
+            shared: Arc::clone(&self.handle.shared),
+            names: names.clone().into(),
+        })
+    }
+
     /// Taken on logs whose appends are synced (the writer thread's group commit), for as
     /// long as the caller keeps `hook`.
     fn sync_before_commit(&self, hook: &BeforeCommit) -> bool {
@@ -464,6 +486,17 @@ impl Drop for WriterHandle {
 }
 
 impl Shared {
+    /// A hosted table's family: one the log was opened with (asked for another, a bug).
+    fn family(&self, table: &str) -> &rocksdb::ColumnFamily {
+        assert!(
+            table != META_COLUMN_FAMILY && table != rocksdb::DEFAULT_COLUMN_FAMILY_NAME,
+            "not a hosted table: {table}"
+        );
+        self.db
+            .cf_handle(table)
+            .unwrap_or_else(|| panic!("the log hosts no table {table}"))
+    }
+
     fn sync(&self) -> Result<(), LogError> {
         self.db.flush_wal(true)?;
         Ok(())
@@ -483,15 +516,166 @@ impl Shared {
 }
 
 /// The log's RocksDB, as every opener of an embedded log opens it (the log itself, and
-/// [`EmbeddedLog::import`] in `import.rs`).
-pub(crate) fn open_db(dir: &Path) -> Result<DB, LogError> {
+/// [`EmbeddedLog::import`] in `import.rs`): its records (the default column family), its
+/// `meta` family, every hosted table it already has (RocksDB refuses to open a database
+/// without all of its families) and the `hosted` ones, created if missing.
+pub(crate) fn open_db(dir: &Path, hosted: &[String]) -> Result<DB, LogError> {
     let mut db_options = rocksdb::Options::default();
     db_options.create_if_missing(true);
     db_options.set_paranoid_checks(true);
     db_options.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     db_options.set_compression_type(DBCompressionType::Lz4);
     db_options.create_missing_column_families(true);
-    Ok(DB::open_cf(&db_options, dir, [META_COLUMN_FAMILY])?)
+    // A new directory has no families to list.
+    let existing = DB::list_cf(&db_options, dir).unwrap_or_default();
+    let mut tables: Vec<String> = existing
+        .into_iter()
+        .chain(hosted.iter().cloned())
+        .filter(|name| name != META_COLUMN_FAMILY && name != rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+        .collect();
+    tables.sort();
+    tables.dedup();
+    let families = [META_COLUMN_FAMILY.to_string()]
+        .into_iter()
+        .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, rocksdb::Options::default()))
+        .chain(
+            tables
+                .into_iter()
+                .map(|name| rocksdb::ColumnFamilyDescriptor::new(name, hosted_table_options())),
+        );
+    Ok(DB::open_cf_descriptors(&db_options, dir, families)?)
+}
+
+/// A hosted table's options: tables of small entries looked up by key, most often a key
+/// that is nowhere (a new user), which a Bloom filter over whole keys (in the memtable and
+/// in table files) answers without walking the memtable's skip list or reading a block.
+fn hosted_table_options() -> rocksdb::Options {
+    let mut options = rocksdb::Options::default();
+    options.set_memtable_prefix_bloom_ratio(0.1);
+    options.set_memtable_whole_key_filtering(true);
+    let mut tables = rocksdb::BlockBasedOptions::default();
+    tables.set_bloom_filter(10.0, false);
+    tables.set_whole_key_filtering(true);
+    options.set_block_based_table_factory(&tables);
+    options
+}
+
+/// Tables kept in an embedded log's database beside its records
+/// ([`EmbeddedOptions::hosted_tables`]): point reads, writes of their own, and writes added
+/// to the log's commits by a [`CommitCompanion`] (atomic with the records and durable by the
+/// same fsync). Holding it keeps the database open.
+#[derive(Clone)]
+pub struct HostedTables {
+    shared: Arc<Shared>,
+    names: Arc<[String]>,
+}
+
+/// A (key, value) of a hosted table.
+pub type TableEntry = (Vec<u8>, Vec<u8>);
+
+/// Writes to [`HostedTables`]: of a commit of the log (given to
+/// [`CommitCompanion::before_commit`]) or of their own ([`HostedTables::write`]).
+pub struct TableBatch<'a> {
+    shared: &'a Shared,
+    batch: &'a mut WriteBatch,
+}
+
+impl HostedTables {
+    /// Whether `table` is one of them.
+    pub fn has(&self, table: &str) -> bool {
+        self.names.iter().any(|name| name == table)
+    }
+
+    fn family(&self, table: &str) -> &rocksdb::ColumnFamily {
+        self.shared.family(table)
+    }
+
+    /// The value of `key` in `table`.
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.shared.db.get_cf(self.family(table), key)?)
+    }
+
+    /// Whether `table` holds `key`.
+    pub fn contains(&self, table: &str, key: &[u8]) -> Result<bool, LogError> {
+        Ok(self
+            .shared
+            .db
+            .get_pinned_cf(self.family(table), key)?
+            .is_some())
+    }
+
+    /// Every (key, value) of `table`, in key order.
+    pub fn entries(&self, table: &str) -> Result<Vec<TableEntry>, LogError> {
+        self.shared
+            .db
+            .iterator_cf(self.family(table), IteratorMode::Start)
+            .map(|entry| {
+                let (key, value) = entry?;
+                Ok((key.into_vec(), value.into_vec()))
+            })
+            .collect()
+    }
+
+    /// One write of what `fill` adds, fsync'd when `sync`.
+    pub fn write(
+        &self,
+        sync: bool,
+        fill: impl FnOnce(&mut TableBatch<'_>),
+    ) -> Result<(), LogError> {
+        let mut batch = WriteBatch::default();
+        fill(&mut TableBatch {
+            shared: &self.shared,
+            batch: &mut batch,
+        });
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        Ok(self.shared.db.write_opt(batch, &write_options)?)
+    }
+
+    /// Makes sure nothing deleted from these tables so far is left in a file the database
+    /// keeps: flushes every column family of the database (records included: a
+    /// write-ahead log file is deleted only once every family with data in it is flushed)
+    /// and compacts `tables` (rewriting their table files without what was deleted).
+    pub fn retire_deleted(&self, tables: &[&str]) -> Result<(), LogError> {
+        let db = &self.shared.db;
+        let mut families = vec![
+            db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+                .expect("the default family"),
+            db.cf_handle(META_COLUMN_FAMILY).expect("the meta family"),
+        ];
+        families.extend(self.names.iter().map(|name| self.family(name)));
+        db.flush_cfs_opt(&families, &rocksdb::FlushOptions::default())?;
+        // Forced down to the last level: without it RocksDB may move the table files
+        // to the last level as they are (a "trivial move"), deleted values and all.
+        let mut compaction = rocksdb::CompactOptions::default();
+        compaction.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for table in tables {
+            db.compact_range_cf_opt(
+                self.family(table),
+                None::<&[u8]>,
+                None::<&[u8]>,
+                &compaction,
+            );
+        }
+        Ok(())
+    }
+}
+
+impl TableBatch<'_> {
+    /// Puts `key` → `value` in `table`.
+    pub fn put(&mut self, table: &str, key: &[u8], value: &[u8]) {
+        self.batch.put_cf(self.shared.family(table), key, value);
+    }
+
+    /// Deletes `key` from `table`.
+    pub fn delete(&mut self, table: &str, key: &[u8]) {
+        self.batch.delete_cf(self.shared.family(table), key);
+    }
+
+    /// Whether this batch writes to `tables` (the same log's database).
+    pub fn is_of(&self, tables: &HostedTables) -> bool {
+        std::ptr::eq(self.shared, &*tables.shared)
+    }
 }
 
 /// Reads the log's id, or makes one (random) and writes it, synced, before any record can be
@@ -608,9 +792,14 @@ impl WriterCore {
             }
             return;
         }
-        // Before the write: a record must never be durable while what it refers to (a new
-        // user's personal-data entry) could still be lost. A failure refuses this commit
-        // only; the log itself is fine.
+        let first_offset = self.next_offset;
+        let timestamp_ms = self.last_timestamp_ms.max(wall_clock_ms());
+        let mut write_batch = WriteBatch::default();
+        // Before the records: a record must never be durable while what it refers to (a new
+        // user's personal-data entry) could still be lost. A companion makes that durable
+        // itself or adds it to this very batch; a failure refuses this commit only (the log
+        // itself is fine).
+        let mut riding: Vec<BeforeCommit> = Vec::new();
         if self.sync_appends {
             let hooks: Vec<BeforeCommit> = {
                 let mut hooks = self
@@ -621,19 +810,27 @@ impl WriterCore {
                 hooks.retain(|hook| hook.strong_count() > 0);
                 hooks.iter().filter_map(std::sync::Weak::upgrade).collect()
             };
-            if let Some(Err(reason)) = hooks.iter().map(|hook| hook()).find(Result::is_err) {
-                tracing::error!(%reason, "what must precede a commit is not durable; commit refused");
-                for request in batch {
-                    request
-                        .reply
-                        .send(Err(LogError::BeforeCommit(reason.clone())));
+            for hook in hooks {
+                let mut tables = TableBatch {
+                    shared: &self.shared,
+                    batch: &mut write_batch,
+                };
+                match hook.before_commit(Some(&mut tables)) {
+                    Ok(true) => riding.push(hook),
+                    Ok(false) => {}
+                    Err(reason) => {
+                        tracing::error!(%reason, "what must precede a commit is not durable; commit refused");
+                        riding.iter().for_each(|hook| hook.after_commit(false));
+                        for request in batch {
+                            request
+                                .reply
+                                .send(Err(LogError::BeforeCommit(reason.clone())));
+                        }
+                        return;
+                    }
                 }
-                return;
             }
         }
-        let first_offset = self.next_offset;
-        let timestamp_ms = self.last_timestamp_ms.max(wall_clock_ms());
-        let mut write_batch = WriteBatch::default();
         let mut offset = first_offset;
         for request in &batch {
             for payload in &request.payloads {
@@ -646,7 +843,11 @@ impl WriterCore {
         }
         let mut write_options = WriteOptions::default();
         write_options.set_sync(self.sync_appends);
-        if let Err(error) = self.shared.db.write_opt(write_batch, &write_options) {
+        let written = self.shared.db.write_opt(write_batch, &write_options);
+        riding
+            .iter()
+            .for_each(|hook| hook.after_commit(written.is_ok()));
+        if let Err(error) = written {
             tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
             for request in batch {
                 request.reply.send(Err(LogError::Storage(error.clone())));

@@ -89,7 +89,7 @@ impl EmbeddedLog {
             dir: dir.display().to_string(),
             source,
         })?;
-        let db = open_db(dir).map_err(log_error)?;
+        let db = open_db(dir, &options.hosted_tables).map_err(log_error)?;
         if let Some(last) = db.iterator(IteratorMode::End).next() {
             let (key, _) = last.map_err(|error| log_error(error.into()))?;
             let end_offset = crate::record_format::decode_key(&key).map_or(0, |last| last + 1);

@@ -69,7 +69,10 @@ mod record_format;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use embedded::{EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter};
+pub use embedded::{
+    EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter, HostedTables, TableBatch,
+    TableEntry,
+};
 pub use error::LogError;
 pub use import::{ImportError, Imported};
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
@@ -168,14 +171,51 @@ pub trait LogWriter: Send + Sync {
         let _ = hook;
         false
     }
+
+    /// The tables this log keeps beside its records, in its own storage, when it was opened
+    /// with some ([`EmbeddedOptions::hosted_tables`]) and its commits are durable: a
+    /// [`CommitCompanion`] writing there rides the log's own commits (one fsync for both).
+    fn hosted_tables(&self) -> Option<HostedTables> {
+        None
+    }
 }
 
 /// What must be made durable before a commit of the log ([`LogWriter::sync_before_commit`]).
-/// It runs on the log's writer thread: it may block on the disk, briefly.
 pub type BeforeCommit = Arc<BeforeCommitFn>;
 
-/// The function behind a [`BeforeCommit`].
-pub type BeforeCommitFn = dyn Fn() -> Result<(), String> + Send + Sync;
+/// The trait object behind a [`BeforeCommit`].
+pub type BeforeCommitFn = dyn CommitCompanion;
+
+/// Runs around the commits of a log whose records refer to something kept elsewhere (the
+/// ingress's personal-data store: a record names a user whose entry must be durable first).
+/// Both calls run on the log's writer thread: they may block on the disk, briefly.
+pub trait CommitCompanion: Send + Sync {
+    /// Before a commit: makes durable what the commit's records may refer to, either by a
+    /// write of its own or, when `tables` is the commit's own batch of tables it keeps in
+    /// this log ([`HostedTables`], [`TableBatch::is_of`]), by adding its writes to the
+    /// commit (atomic with the records, durable with the same fsync). Returns whether it
+    /// added anything: then [`CommitCompanion::after_commit`] follows. An error refuses the
+    /// commit whole ([`LogError::BeforeCommit`]). `tables` is `None` where the log has no
+    /// tables (Kafka, whose appender threads call this before each append).
+    fn before_commit(&self, tables: Option<&mut TableBatch<'_>>) -> Result<bool, String>;
+
+    /// After a commit to which [`CommitCompanion::before_commit`] added writes: whether
+    /// they are durable (false: the commit was refused or failed, and nothing of it was
+    /// written).
+    fn after_commit(&self, durable: bool) {
+        let _ = durable;
+    }
+}
+
+/// A companion from a function that makes its writes durable itself.
+impl<F> CommitCompanion for F
+where
+    F: Fn() -> Result<(), String> + Send + Sync,
+{
+    fn before_commit(&self, _tables: Option<&mut TableBatch<'_>>) -> Result<bool, String> {
+        self().map(|()| false)
+    }
+}
 
 /// Called once with an append's result ([`LogWriter::start_append`]). It runs on the log's
 /// own thread: it must not block.

@@ -682,3 +682,151 @@ fn what_must_precede_a_commit_runs_first_and_its_failure_refuses_the_commit() {
     let hook: requestlog::BeforeCommit = Arc::new(|| Ok(()));
     assert!(!unsynced.writer().sync_before_commit(&hook));
 }
+
+/// Writes into tables of the log, added to a commit by a companion and told once whether
+/// they became durable.
+struct TableCompanion {
+    next: std::sync::Mutex<Vec<(&'static str, &'static str)>>,
+    told: std::sync::Mutex<Vec<bool>>,
+}
+
+impl requestlog::CommitCompanion for TableCompanion {
+    fn before_commit(
+        &self,
+        tables: Option<&mut requestlog::TableBatch<'_>>,
+    ) -> Result<bool, String> {
+        let tables = tables.expect("an embedded log's commit carries its tables");
+        let next = std::mem::take(&mut *self.next.lock().unwrap());
+        for (key, value) in &next {
+            tables.put("people", key.as_bytes(), value.as_bytes());
+        }
+        Ok(!next.is_empty())
+    }
+
+    fn after_commit(&self, durable: bool) {
+        self.told.lock().unwrap().push(durable);
+    }
+}
+
+fn hosting(dir: &Path) -> EmbeddedLog {
+    EmbeddedLog::open(
+        dir,
+        EmbeddedOptions {
+            hosted_tables: vec!["people".into()],
+            ..EmbeddedOptions::default()
+        },
+    )
+    .expect("open embedded log")
+}
+
+/// A companion's writes to the log's own tables ride the commit of the records: readable
+/// once the append returns, the companion told they are durable; when another companion
+/// refuses the commit, neither the records nor the table writes are written and the first
+/// is told so. The tables outlast a reopening, also by a version that does not name them.
+#[test]
+fn a_companion_s_table_writes_ride_the_log_s_commit() {
+    let dir = TempDir::new();
+    let log = hosting(dir.path());
+    let writer = log.writer();
+    let tables = writer.hosted_tables().expect("the log hosts tables");
+    assert!(tables.has("people") && !tables.has("meta"));
+    let companion = Arc::new(TableCompanion {
+        next: std::sync::Mutex::new(vec![("u_a", "alice")]),
+        told: std::sync::Mutex::default(),
+    });
+    let hook: requestlog::BeforeCommit = companion.clone();
+    assert!(writer.sync_before_commit(&hook));
+
+    assert_eq!(offsets(&writer.append(payloads(&["a"])).unwrap()), [0]);
+    assert_eq!(
+        tables.get("people", b"u_a").unwrap(),
+        Some(b"alice".to_vec())
+    );
+    assert_eq!(*companion.told.lock().unwrap(), [true]);
+    // Nothing to add: not told.
+    assert_eq!(offsets(&writer.append(payloads(&["b"])).unwrap()), [1]);
+    assert_eq!(*companion.told.lock().unwrap(), [true]);
+
+    // A second companion refuses: the first one's writes are not made.
+    companion.next.lock().unwrap().push(("u_b", "bob"));
+    let refusing: requestlog::BeforeCommit = Arc::new(|| Err("the disk is full".to_string()));
+    assert!(writer.sync_before_commit(&refusing));
+    assert!(matches!(
+        writer.append(payloads(&["lost"])),
+        Err(LogError::BeforeCommit(_))
+    ));
+    assert_eq!(*companion.told.lock().unwrap(), [true, false]);
+    assert_eq!(tables.get("people", b"u_b").unwrap(), None);
+    assert_eq!(writer.end_offset().unwrap(), 2);
+    drop(refusing);
+
+    // A write of the tables' own.
+    tables
+        .write(true, |batch| batch.put("people", b"u_c", b"carol"))
+        .unwrap();
+    drop((hook, tables, writer, log));
+    let reopened = open(dir.path());
+    assert!(
+        reopened.writer().hosted_tables().is_none(),
+        "opened without naming them: kept, not offered"
+    );
+    assert_eq!(reopened.reader().poll(10, NO_WAIT).unwrap().len(), 2);
+    drop(reopened);
+    let reopened = hosting(dir.path());
+    let tables = reopened.writer().hosted_tables().unwrap();
+    assert_eq!(
+        tables.entries("people").unwrap(),
+        [
+            (b"u_a".to_vec(), b"alice".to_vec()),
+            (b"u_c".to_vec(), b"carol".to_vec())
+        ]
+    );
+
+    // A log whose appends are not synced offers no tables.
+    let unsynced_dir = TempDir::new();
+    let unsynced = EmbeddedLog::open(
+        unsynced_dir.path(),
+        EmbeddedOptions {
+            sync_appends: false,
+            hosted_tables: vec!["people".into()],
+            ..EmbeddedOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(unsynced.writer().hosted_tables().is_none());
+}
+
+/// What is deleted from a hosted table is, after `retire_deleted`, in no file of the log's
+/// directory: not in the write-ahead log that carried it (with records), not in a table file.
+#[test]
+fn a_value_deleted_and_retired_is_on_no_file() {
+    let secret = b"secret-7f3a9c1e5b2d";
+    let on_some_file = |dir: &Path| {
+        std::fs::read_dir(dir).unwrap().any(|entry| {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+            bytes.windows(secret.len()).any(|window| window == secret)
+        })
+    };
+    let dir = TempDir::new();
+    let log = hosting(dir.path());
+    let writer = log.writer();
+    let tables = writer.hosted_tables().unwrap();
+    tables
+        .write(true, |batch| batch.put("people", b"u_a", secret))
+        .unwrap();
+    writer.append(payloads(&["a", "b"])).unwrap();
+    assert!(on_some_file(dir.path()), "written, so on a file");
+    // Flushed into a table file too, before the delete.
+    tables.retire_deleted(&[]).unwrap();
+    writer.append(payloads(&["c"])).unwrap();
+    assert!(on_some_file(dir.path()));
+
+    tables
+        .write(true, |batch| batch.delete("people", b"u_a"))
+        .unwrap();
+    writer.append(payloads(&["d"])).unwrap();
+    tables.retire_deleted(&["people"]).unwrap();
+    assert!(!on_some_file(dir.path()), "retired");
+    assert_eq!(tables.get("people", b"u_a").unwrap(), None);
+    assert_eq!(log.reader().poll(10, NO_WAIT).unwrap().len(), 4);
+}
