@@ -320,19 +320,32 @@ fn no_email_reaches_the_data_directory_and_an_erased_user_stays_erased() {
 
     // No e-mail anywhere in the data directory (logs, engine and read-model snapshots,
     // idempotency index, personal-data store, effects store); the same search finds the
-    // event's name, so it can see through the stores' files.
+    // event's name, so it can see through the stores' files. The personal-data store is
+    // in the requests log's database (its tables ride the log's commits), not apart.
     let all = files(&data_dir);
-    for part in [
-        "snapshots",
-        "personal",
-        "index",
-        "requests",
-        "outcomes",
-        "control",
-    ] {
+    for part in ["snapshots", "index", "requests", "outcomes", "control"] {
         assert!(
             all.iter().any(|path| path.to_string_lossy().contains(part)),
             "no {part} in {all:?}"
+        );
+    }
+    assert!(
+        !all.iter()
+            .any(|path| path.to_string_lossy().contains("personal")),
+        "a personal-data store apart: {all:?}"
+    );
+    let requests_options = all
+        .iter()
+        .filter(|path| {
+            path.parent().is_some_and(|dir| dir.ends_with("requests"))
+                && path.to_string_lossy().contains("OPTIONS-")
+        })
+        .map(|path| std::fs::read_to_string(path).unwrap_or_default())
+        .collect::<String>();
+    for table in ingress::PERSONAL_DATA_TABLES {
+        assert!(
+            requests_options.contains(table),
+            "the requests log hosts {table}"
         );
     }
     assert!(
