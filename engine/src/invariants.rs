@@ -60,7 +60,7 @@ pub(crate) fn check(engine: &Engine) {
                     Some(&hold_id.0),
                     "hold {hold_id} owns its slot {slot}"
                 );
-                for &seat in seats {
+                for &seat in seats.iter() {
                     assert_eq!(
                         Engine::seat_owner(event.seats[seat as usize]),
                         Some((true, slot)),
@@ -92,7 +92,7 @@ pub(crate) fn check(engine: &Engine) {
             continue;
         }
         if let Items::Seats(seats) = &booking.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert_eq!(
                     Engine::seat_owner(event.seats[seat as usize]),
                     Some((false, 0)),

@@ -432,10 +432,11 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    /// Live holds. Behind `Arc`s (a hold never changes once made), so the state's copy
-    /// for a snapshot copies pointers, not each hold's seats.
+    /// Live holds, inline: a hold's seats are a shared list ([`SeatList`]), so the
+    /// state's copy for a snapshot copies the entries and a pointer per hold, not its
+    /// seats (perf: no box per hold, and the hold's outcome shares the same list).
     #[serde(with = "sorted_map")]
-    pub(crate) holds: FastMap<HoldId, Arc<Hold>>,
+    pub(crate) holds: FastMap<HoldId, Hold>,
     #[serde(with = "sorted_map")]
     pub(crate) ended_holds: FastMap<HoldId, EndedHold>,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
