@@ -86,6 +86,7 @@ pub(crate) fn check(engine: &Engine) {
         let booking_id = engine.booking_id_at(index);
         assert_eq!(engine.booking_index(booking_id), Some(index));
         assert_eq!(booking.tickets_used.len() as u32, booking.items.quantity());
+        booking.tickets_used.check();
         sequence(booking.hold.0, state.next_hold, "booking's hold");
         let event = engine.known_event(booking.event);
         if booking.canceled {
