@@ -120,7 +120,7 @@ fn outcomes() -> Vec<Outcome> {
                 hold: HoldId(5),
                 event,
                 user: "ana".into(),
-                items: Items::Seats(vec![1, 2]),
+                items: Items::Seats(vec![1, 2].into()),
                 total_cents: 4000,
                 payment_ref: "pay_1".into(),
                 booked_at_ms: 1_700_000_000_123,

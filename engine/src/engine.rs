@@ -526,7 +526,7 @@ impl Engine {
         for booking_id in event.bookings.iter() {
             let booking = self.booking(*booking_id);
             if let (false, Items::Seats(seats)) = (booking.canceled, &booking.items) {
-                for &seat in seats {
+                for &seat in seats.iter() {
                     holders[seat as usize] = SeatHolder::Booked(*booking_id);
                 }
             }

@@ -60,7 +60,7 @@ pub(crate) fn check(engine: &Engine) {
                     Some(&hold_id.0),
                     "hold {hold_id} owns its slot {slot}"
                 );
-                for &seat in seats {
+                for &seat in seats.iter() {
                     assert_eq!(
                         Engine::seat_owner(event.seats[seat as usize]),
                         Some((true, slot)),
@@ -86,13 +86,14 @@ pub(crate) fn check(engine: &Engine) {
         let booking_id = engine.booking_id_at(index);
         assert_eq!(engine.booking_index(booking_id), Some(index));
         assert_eq!(booking.tickets_used.len() as u32, booking.items.quantity());
+        booking.tickets_used.check();
         sequence(booking.hold.0, state.next_hold, "booking's hold");
         let event = engine.known_event(booking.event);
         if booking.canceled {
             continue;
         }
         if let Items::Seats(seats) = &booking.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert_eq!(
                     Engine::seat_owner(event.seats[seat as usize]),
                     Some((false, 0)),

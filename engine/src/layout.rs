@@ -33,7 +33,16 @@ pub struct Layout {
     /// the stadium's premium request used to walk past all of its standard rows.
     #[serde(skip)]
     category_rows: Vec<Range<u32>>,
+    /// Per block of [`ROW_BLOCK_SEATS`] seats, the row of the block's first seat. Derived
+    /// from `rows` (not encoded: rebuilt on decode). Perf: [`Layout::row_of`] searches
+    /// only the few rows a block spans instead of every row (a stadium has 2,000).
+    #[serde(skip)]
+    block_rows: Vec<u32>,
 }
+
+/// Seats per entry of `Layout::block_rows`: 0.25 bytes per seat of the layout (shared by
+/// every event with the same seating).
+const ROW_BLOCK_SEATS: u32 = 16;
 
 /// What a [`Layout`] encodes: every field but the derived `category_rows`, in order.
 #[derive(Deserialize)]
@@ -49,6 +58,7 @@ impl From<EncodedLayout> for Layout {
     fn from(encoded: EncodedLayout) -> Layout {
         Layout {
             category_rows: category_rows(&encoded.rows),
+            block_rows: block_rows(&encoded.rows, encoded.seat_count),
             section_names: encoded.section_names,
             rows: encoded.rows,
             row_index: encoded.row_index,
@@ -75,6 +85,22 @@ fn category_rows(rows: &[Row]) -> Vec<Range<u32>> {
         }
     }
     spans
+}
+
+/// Per block of `ROW_BLOCK_SEATS` seats, the row of the block's first seat (the row
+/// `Layout::row_of` finds by searching all rows).
+fn block_rows(rows: &[Row], seat_count: u32) -> Vec<u32> {
+    let mut blocks = Vec::with_capacity(seat_count.div_ceil(ROW_BLOCK_SEATS) as usize);
+    for (index, row) in rows.iter().enumerate() {
+        let index = u32::try_from(index).expect("rows were validated");
+        // The blocks whose first seat is in this row (none for a row without seats).
+        while (blocks.len() as u32) * ROW_BLOCK_SEATS < row.first_seat + row.seat_count {
+            assert!(blocks.len() as u32 * ROW_BLOCK_SEATS >= row.first_seat);
+            blocks.push(index);
+        }
+    }
+    assert_eq!(blocks.len(), seat_count.div_ceil(ROW_BLOCK_SEATS) as usize);
+    blocks
 }
 
 impl Layout {
@@ -104,6 +130,7 @@ impl Layout {
             }
         }
         layout.category_rows = category_rows(&layout.rows);
+        layout.block_rows = block_rows(&layout.rows, layout.seat_count);
         layout
     }
 
@@ -134,15 +161,36 @@ impl Layout {
             .then(|| row.first_seat + number - 1)
     }
 
-    /// The row that holds a seat (binary search over the rows' first seats).
+    /// The row that holds a seat: a binary search over the rows' first seats, among the
+    /// rows from the one of the seat's block's first seat to the one of the next block's.
     pub fn row_of(&self, seat: u32) -> u32 {
         assert!(seat < self.seat_count, "seat index out of range");
-        let position = self.rows.partition_point(|row| row.first_seat <= seat);
+        let block = (seat / ROW_BLOCK_SEATS) as usize;
+        let low = self.block_rows[block] as usize;
+        let high = self
+            .block_rows
+            .get(block + 1)
+            .map_or(self.rows.len(), |&next| next as usize + 1);
+        // Every row before `low` starts at or before the seat, every row from `high` on
+        // after it: the seat's row is the last of `low..high` that starts at or before it.
+        // Perf: a block spans a few rows, stepped through; a binary search only past that
+        // (rows without seats).
+        let mut row = low;
+        if high - low <= 8 {
+            while row + 1 < high && self.rows[row + 1].first_seat <= seat {
+                row += 1;
+            }
+        } else {
+            row += self.rows[low..high].partition_point(|row| row.first_seat <= seat) - 1;
+        }
         // Rows with zero seats share a first_seat with their successor; skip back over them.
-        let mut row = position - 1;
         while self.rows[row].seat_count == 0 {
             row -= 1;
         }
+        debug_assert!({
+            let found = &self.rows[row];
+            (found.first_seat..found.first_seat + found.seat_count).contains(&seat)
+        });
         row as u32
     }
 
@@ -206,6 +254,46 @@ mod tests {
             "Balcony-AA-x",
         ] {
             assert_eq!(layout.seat_of(bad), None, "{bad:?}");
+        }
+    }
+
+    /// `row_of` through the block index finds the row a search of every row finds, for
+    /// every seat, with rows shorter and longer than a block and rows without seats.
+    #[test]
+    fn row_of_finds_every_seat_s_row() {
+        let row = |label: usize, seats| RowSpec {
+            label: label.to_string(),
+            seats,
+            category: "Gold".into(),
+        };
+        // Blocks of one to a dozen rows (the short ones are stepped through, the long
+        // ones searched).
+        let sizes = [
+            0, 1, 0, 0, 3, 16, 15, 17, 0, 1, 1, 40, 2, 0, 33, 5, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1,
+            1, 0, 0, 2, 7, 0,
+        ];
+        let sections = vec![SectionSpec {
+            name: "A".into(),
+            rows: sizes
+                .iter()
+                .enumerate()
+                .map(|(label, seats)| row(label, *seats))
+                .collect(),
+        }];
+        let layout = Layout::build(&sections, |_| 0);
+        assert_eq!(layout.seat_count, sizes.iter().sum::<u32>());
+        let spans = layout
+            .block_rows
+            .windows(2)
+            .map(|pair| pair[1] - pair[0] + 1);
+        assert!(spans.clone().any(|span| span > 8) && spans.clone().any(|span| span <= 8));
+        for seat in 0..layout.seat_count {
+            let expected = layout
+                .rows
+                .iter()
+                .position(|row| (row.first_seat..row.first_seat + row.seat_count).contains(&seat))
+                .unwrap();
+            assert_eq!(layout.row_of(seat) as usize, expected, "seat {seat}");
         }
     }
 

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// not a copy per outcome). Encodes exactly like a `String`.
 pub type UserName = std::sync::Arc<str>;
 
+/// A hold's or booking's seat indices, shared by the hold, the booking it becomes and
+/// every outcome that names them (a reference count, not a copy per outcome). Encodes
+/// exactly like a `Vec<u32>` (a length, then the indices).
+pub type SeatList = std::sync::Arc<[u32]>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The log offset of the request this answers.
@@ -35,7 +40,7 @@ pub struct Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Items {
     /// Reserved seats, as seat indices of the event's layout.
-    Seats(Vec<u32>),
+    Seats(SeatList),
     /// A quantity from a general-admission pool, by category index.
     Pool { category: u16, quantity: u32 },
 }
@@ -388,4 +393,36 @@ pub enum Effect {
         event: EventId,
         terms: crate::terms::EventTerms,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared seat list encodes exactly like the `Vec<u32>` it replaced, in the log's
+    /// binary format and in JSON, and decodes back.
+    #[test]
+    fn a_seat_list_encodes_like_a_vec() {
+        let config = bincode::config::standard();
+        for seats in [vec![], vec![7], vec![0, 1, 300, 70_000, u32::MAX]] {
+            let shared = Items::Seats(seats.clone().into());
+            #[derive(Serialize)]
+            enum Before {
+                Seats(Vec<u32>),
+            }
+            let before = Before::Seats(seats);
+            let bytes = bincode::serde::encode_to_vec(&shared, config).unwrap();
+            assert_eq!(
+                bytes,
+                bincode::serde::encode_to_vec(&before, config).unwrap()
+            );
+            assert_eq!(
+                serde_json::to_string(&shared).unwrap(),
+                serde_json::to_string(&before).unwrap()
+            );
+            let (decoded, _): (Items, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(decoded, shared);
+        }
+    }
 }

@@ -867,7 +867,7 @@ impl Model {
             })
             .take(quantity as usize)
             .collect();
-        (seats.len() == quantity as usize).then_some(Items::Seats(seats))
+        (seats.len() == quantity as usize).then_some(Items::Seats(seats.into()))
     }
 
     /// Under the strict policy, the categories some waiter of the event could use.
@@ -1078,7 +1078,7 @@ impl Model {
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
-        Ok(Items::Seats(seats))
+        Ok(Items::Seats(seats.into()))
     }
 
     fn create_hold(
@@ -1091,7 +1091,7 @@ impl Model {
         let hold = HoldId(self.next_hold);
         self.next_hold += 1;
         if let Items::Seats(seats) = &items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert!(
                     self.seats
                         .insert((event.0, seat), Owner::Held(hold))
@@ -1125,7 +1125,7 @@ impl Model {
     fn take_hold(&mut self, id: HoldId, end: End) -> ModelHold {
         let hold = self.holds.remove(&id).unwrap();
         if let (Items::Seats(seats), false) = (&hold.items, end == End::Confirmed) {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert_eq!(
                     self.seats.remove(&(hold.event.0, seat)),
                     Some(Owner::Held(id))
@@ -1174,7 +1174,7 @@ impl Model {
             }
         };
         if let Items::Seats(seats) = &hold.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert_eq!(
                     self.seats
                         .insert((hold.event.0, seat), Owner::Booked(booking)),
@@ -1228,7 +1228,7 @@ impl Model {
         let booking = &mut self.bookings[id.0 as usize - 1];
         booking.canceled = true;
         if let Items::Seats(seats) = &booking.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 assert_eq!(
                     self.seats.remove(&(booking.event.0, seat)),
                     Some(Owner::Booked(id))
@@ -2388,11 +2388,14 @@ fn the_model_harness_itself_follows_a_known_story() {
         Ok(Reply::HoldPlaced(view)) => (view.hold, view.items.clone()),
         other => panic!("expected a hold, got {other:?}"),
     };
-    assert_eq!(held(&outcomes[0]), (HoldId(1), Items::Seats(vec![0, 1])));
+    assert_eq!(
+        held(&outcomes[0]),
+        (HoldId(1), Items::Seats(vec![0, 1].into()))
+    );
     // Row 1 has two seats left: four together go to row 2 (seats 4..8).
     assert_eq!(
         held(&outcomes[1]),
-        (HoldId(2), Items::Seats(vec![4, 5, 6, 7]))
+        (HoldId(2), Items::Seats(vec![4, 5, 6, 7].into()))
     );
     assert!(
         matches!(&outcomes[2].result, Ok(Reply::HoldConfirmed(view)) if view.booking == BookingId(1) && view.total_cents == 10_000)

@@ -954,7 +954,7 @@ fn records_stamped_at_the_ends_of_time_are_applied() {
         )),
     );
     assert!(
-        matches!(&placed.result, Ok(Reply::HoldPlaced(view)) if view.items == Items::Seats(vec![0, 1])),
+        matches!(&placed.result, Ok(Reply::HoldPlaced(view)) if view.items == Items::Seats(vec![0, 1].into())),
         "{placed:?}"
     );
     let joined = harness.apply(

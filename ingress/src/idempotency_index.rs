@@ -465,7 +465,7 @@ mod tests {
                 hold: HoldId(offset),
                 event: EventId(1),
                 user: "ann".into(),
-                items: Items::Seats(vec![1, 2]),
+                items: Items::Seats(vec![1, 2].into()),
             }),
             effects: Vec::new(),
             idempotency: stamp,

@@ -171,7 +171,7 @@ impl EventRecord {
         match items {
             Items::Seats(seats) => {
                 let mut counts: BTreeMap<u16, u64> = BTreeMap::new();
-                for &seat in seats {
+                for &seat in seats.iter() {
                     if seat < self.layout.seat_count {
                         *counts.entry(self.seat_category(seat)).or_default() += 1;
                     }
@@ -926,7 +926,7 @@ impl ReadModel {
             return self.anomaly("a hold on an unknown event");
         };
         if let Items::Seats(seats) = &view.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 if let Some(state) = event.seats.get_mut(seat as usize) {
                     *state = pack(SeatOwner::Held(view.hold));
                 }
@@ -959,7 +959,7 @@ impl ReadModel {
         let (event_id, items) = (hold.view.event, hold.view.items.clone());
         if let Some(event) = self.events.get_mut(&event_id) {
             if let Items::Seats(seats) = &items {
-                for &seat in seats {
+                for &seat in seats.iter() {
                     if let Some(state) = event.seats.get_mut(seat as usize) {
                         if unpack(*state) == SeatOwner::Held(hold_id) {
                             *state = pack(SeatOwner::Free);
@@ -1001,7 +1001,7 @@ impl ReadModel {
             return self.anomaly("a booking on an unknown event");
         };
         if let Items::Seats(seats) = &view.items {
-            for &seat in seats {
+            for &seat in seats.iter() {
                 if let Some(state) = event.seats.get_mut(seat as usize) {
                     *state = pack(SeatOwner::Booked(view.booking));
                 }
@@ -1041,7 +1041,7 @@ impl ReadModel {
         let (event_id, items) = (booking.view.event, booking.view.items.clone());
         if let Some(event) = self.events.get_mut(&event_id) {
             if let Items::Seats(seats) = &items {
-                for &seat in seats {
+                for &seat in seats.iter() {
                     if let Some(state) = event.seats.get_mut(seat as usize) {
                         if unpack(*state) == SeatOwner::Booked(booking_id) {
                             *state = pack(SeatOwner::Free);

@@ -52,6 +52,7 @@ impl Engine {
         };
         event.refresh_open_runs(&hold.items);
         event.bookings.push(booking_id);
+        let quantity = hold.items.quantity();
         let booking = Booking {
             hold: hold_id,
             event: event_id,
@@ -60,14 +61,10 @@ impl Engine {
             total_cents,
             payment_ref: payment_ref.to_string(),
             booked_at_ms: self.state.now_ms,
-            tickets_used: vec![false; 0],
+            tickets_used: TicketsUsed::unused(quantity),
             canceled: false,
         };
-        let quantity = booking.items.quantity();
-        self.state.bookings.push(Booking {
-            tickets_used: vec![false; quantity as usize],
-            ..booking
-        });
+        self.state.bookings.push(booking);
         // Held seats became booked: some waiters may now be impossible to serve.
         self.serve_waitlist(event_id);
         Ok(Reply::HoldConfirmed(self.booking_view(booking_id)))
@@ -142,7 +139,7 @@ impl Engine {
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));
         }
-        if booking.tickets_used.iter().any(|used| *used) {
+        if booking.tickets_used.any() {
             return Err(Rejection::AlreadyUsed);
         }
         let (event, items, user) = (booking.event, booking.items.clone(), booking.user);

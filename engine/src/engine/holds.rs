@@ -277,7 +277,7 @@ impl Engine {
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
-        Ok(Items::Seats(seats.to_vec()))
+        Ok(Items::Seats(seats.into()))
     }
 
     /// Marks the items held and files the hold; the caller has checked availability.
@@ -337,20 +337,20 @@ impl Engine {
             hold: hold_id,
             event: event_id,
             user: name,
+            // Perf: shares the hold's seat list (a reference count, no copy).
             items: hold.items.clone(),
             created_at_ms: now_ms,
             expires_at_ms,
             waiter,
         };
-        self.state.holds.insert(hold_id, std::sync::Arc::new(hold));
+        let previous = self.state.holds.insert(hold_id, hold);
+        assert!(previous.is_none(), "a hold id is given out once");
         view
     }
 
     /// Removes a live hold, returning its seats to free, and remembers how it ended.
     pub(super) fn take_hold(&mut self, hold_id: HoldId, end: HoldEnd) -> Hold {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
-        // The only owner but for a snapshot copy still being encoded.
-        let hold = std::sync::Arc::unwrap_or_clone(hold);
         // An expiring hold's timer was popped already (perf: not looked for again); the
         // others are still filed.
         let timer = (hold.due_ms, TimerKind::HoldExpiry, hold_id.0);

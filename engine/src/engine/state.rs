@@ -385,8 +385,88 @@ pub(crate) struct Booking {
     pub(crate) total_cents: u64,
     pub(crate) payment_ref: String,
     pub(crate) booked_at_ms: u64,
-    pub(crate) tickets_used: Vec<bool>,
+    pub(crate) tickets_used: TicketsUsed,
     pub(crate) canceled: bool,
+}
+
+/// Which of a booking's tickets were checked in, by ticket index from 0. Encodes exactly
+/// like the `Vec<bool>` it replaces (a length, then a flag per ticket). Perf: a booking
+/// none of whose tickets is used (every booking until its event's doors open) keeps no
+/// flags, so confirming a hold allocates none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TicketsUsed {
+    count: u32,
+    /// Empty while no ticket is used (one canonical form, so equal states compare
+    /// equal); otherwise `count` flags.
+    used: Vec<bool>,
+}
+
+impl TicketsUsed {
+    /// `count` tickets, none used.
+    pub(crate) fn unused(count: u32) -> TicketsUsed {
+        TicketsUsed {
+            count,
+            used: Vec::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        !self.used.is_empty()
+    }
+
+    /// Whether ticket `index` is used; `None` when the booking has no such ticket.
+    pub(crate) fn get(&self, index: usize) -> Option<bool> {
+        (index < self.len()).then(|| self.used.get(index).copied().unwrap_or(false))
+    }
+
+    /// Asserts the one canonical form (for `check_invariants`).
+    pub(crate) fn check(&self) {
+        assert!(
+            self.used.is_empty() || (self.used.len() == self.len() && self.used.contains(&true)),
+            "ticket flags are kept only once a ticket is used, one per ticket"
+        );
+    }
+
+    /// Marks ticket `index` (which exists) used.
+    pub(crate) fn set_used(&mut self, index: usize) {
+        assert!(index < self.len(), "the booking has ticket {index}");
+        if self.used.is_empty() {
+            self.used = vec![false; self.len()];
+        }
+        self.used[index] = true;
+        debug_assert!(self.used.len() == self.len() && self.any());
+    }
+}
+
+impl Serialize for TicketsUsed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut flags = serializer.serialize_seq(Some(self.len()))?;
+        for index in 0..self.len() {
+            flags.serialize_element(&self.get(index).expect("in range"))?;
+        }
+        flags.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TicketsUsed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TicketsUsed, D::Error> {
+        let flags = Vec::<bool>::deserialize(deserializer)?;
+        let count = u32::try_from(flags.len())
+            .map_err(|_| serde::de::Error::custom("a booking has fewer than 2^32 tickets"))?;
+        Ok(TicketsUsed {
+            count,
+            used: if flags.contains(&true) {
+                flags
+            } else {
+                Vec::new()
+            },
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,10 +512,11 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    /// Live holds. Behind `Arc`s (a hold never changes once made), so the state's copy
-    /// for a snapshot copies pointers, not each hold's seats.
+    /// Live holds, inline: a hold's seats are a shared list ([`SeatList`]), so the
+    /// state's copy for a snapshot copies the entries and a pointer per hold, not its
+    /// seats (perf: no box per hold, and the hold's outcome shares the same list).
     #[serde(with = "sorted_map")]
-    pub(crate) holds: FastMap<HoldId, Arc<Hold>>,
+    pub(crate) holds: FastMap<HoldId, Hold>,
     #[serde(with = "sorted_map")]
     pub(crate) ended_holds: FastMap<HoldId, EndedHold>,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
@@ -479,3 +560,37 @@ impl State {
 }
 
 pub(crate) const FREE: SeatState = SEAT_FREE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ticket flags encode exactly like the `Vec<bool>` they replaced, and decode to the
+    /// one canonical form (no flags kept while none is used).
+    #[test]
+    fn ticket_flags_encode_like_a_vec_of_bools() {
+        let config = bincode::config::standard();
+        for (count, used) in [(0, vec![]), (1, vec![]), (3, vec![1]), (200, vec![0, 199])] {
+            let mut flags = TicketsUsed::unused(count);
+            let mut expected = vec![false; count as usize];
+            for index in used {
+                flags.set_used(index);
+                expected[index] = true;
+            }
+            flags.check();
+            let bytes = bincode::serde::encode_to_vec(&flags, config).unwrap();
+            assert_eq!(
+                bytes,
+                bincode::serde::encode_to_vec(&expected, config).unwrap()
+            );
+            let (decoded, _): (TicketsUsed, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(decoded, flags);
+            decoded.check();
+            for (index, used) in expected.iter().enumerate() {
+                assert_eq!(flags.get(index), Some(*used));
+            }
+            assert_eq!(flags.get(count as usize), None);
+        }
+    }
+}

@@ -10,7 +10,6 @@
 
 use super::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// A user's dense id: its index in `State::users`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -21,39 +20,75 @@ pub(crate) struct UserId(pub(crate) u32);
 /// (foldhash rather than SipHash: this lookup runs for nearly every command).
 /// Perf: the keys are the state's own shared names, not copies: interning allocates the
 /// name once, and the look-up's comparison brings into cache the very name an outcome
-/// then shares ([`Engine::user_entry`]).
+/// then shares ([`Engine::user_entry`]). Each entry keeps its name's hash, so growing the
+/// table (it grows with every new user) reads no name and hashes nothing again.
 #[derive(Default)]
-pub(crate) struct UserIndex(HashMap<UserName, UserId, foldhash::fast::RandomState>);
+pub(crate) struct UserIndex {
+    hasher: foldhash::fast::RandomState,
+    /// (the name's hash, the shared name, its id).
+    names: hashbrown::HashTable<(u64, UserName, UserId)>,
+}
 
 impl UserIndex {
     pub(crate) fn of(names: &CowVec<UserName, USER_CHUNK>) -> UserIndex {
-        let mut index =
-            HashMap::with_capacity_and_hasher(names.len(), foldhash::fast::RandomState::default());
+        let mut index = UserIndex {
+            hasher: foldhash::fast::RandomState::default(),
+            names: hashbrown::HashTable::with_capacity(names.len()),
+        };
         for (id, name) in names.iter().enumerate() {
             let id = UserId(u32::try_from(id).expect("user ids fit in u32"));
-            let previous = index.insert(name.clone(), id);
-            assert!(previous.is_none(), "a user is interned once: {name:?}");
+            index.insert_new(name.clone(), id);
         }
-        UserIndex(index)
+        index
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.names.len()
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(name)
+    }
+
+    /// The entry of `name`, if interned.
+    fn get(&self, name: &str) -> Option<&(u64, UserName, UserId)> {
+        let hash = self.hash(name);
+        self.names.find(hash, |(entry_hash, entry_name, _)| {
+            *entry_hash == hash && **entry_name == *name
+        })
+    }
+
+    /// Files a name that is not interned yet (asserted: one probe, as an insert).
+    fn insert_new(&mut self, name: UserName, id: UserId) {
+        let hash = self.hash(&name);
+        let entry = self.names.entry(
+            hash,
+            |(entry_hash, entry_name, _)| *entry_hash == hash && *entry_name == name,
+            |(entry_hash, _, _)| *entry_hash,
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert((hash, name, id));
+            }
+            hashbrown::hash_table::Entry::Occupied(_) => {
+                panic!("a user is interned once: {name:?}")
+            }
+        }
     }
 }
 
 impl Engine {
     /// The user's id if the user has ever had state here.
     pub(crate) fn user_id(&self, name: &str) -> Option<UserId> {
-        self.users.0.get(name).copied()
+        self.users.get(name).map(|(_, _, id)| *id)
     }
 
     /// The user's id and shared name if the user has ever had state here.
     pub(crate) fn user_entry(&self, name: &str) -> Option<(UserId, UserName)> {
         self.users
-            .0
-            .get_key_value(name)
-            .map(|(shared, id)| (*id, shared.clone()))
+            .get(name)
+            .map(|(_, shared, id)| (*id, shared.clone()))
     }
 
     /// The user's id, assigned now (the next dense id) if the user is new.
@@ -70,8 +105,7 @@ impl Engine {
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
         self.state.users.push(name.clone());
-        let previous = self.users.0.insert(name.clone(), id);
-        assert!(previous.is_none(), "a user is interned once: {name:?}");
+        self.users.insert_new(name.clone(), id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
         (id, name)
     }

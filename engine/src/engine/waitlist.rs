@@ -34,20 +34,79 @@ impl Engine {
         self.open_event(event_id)?;
         let category = self.resolve_category(event_id, category)?;
         self.check_quantity(event_id, self.user_id(user), quantity)?;
+        let event = self.known_event(event_id);
+        if event.waiting == 0 {
+            // Nobody waits ahead: the new waiter is the first `serve_waitlist` looks at,
+            // with every category allowed. Perf: when seats are free for it, it is offered
+            // them at once, without being filed (queue, needs, timer, waiter) and taken
+            // out again: the same answer, effects and state.
+            let allowed = Self::allowed_for_newcomers(event);
+            if let Some(items) =
+                crate::allocate::find(event, quantity, category, together, &allowed)
+            {
+                return self
+                    .join_served_at_once(user, event_id, quantity, category, together, items);
+            }
+        }
         let reply = self.enqueue(user, event_id, quantity, category, together)?;
         // Seats may be free right now (nobody waits ahead): offer at once.
         self.serve_waitlist(event_id);
         Ok(reply)
     }
 
-    pub(super) fn enqueue(
+    /// A join that nobody waits ahead of and that `items` (free now) serve: the join's
+    /// checks, its waiter id, then the offer `serve_waitlist` would make it, in the same
+    /// order as filing the waiter and serving it would.
+    fn join_served_at_once(
         &mut self,
         user: &str,
         event_id: EventId,
         quantity: u32,
         category: Option<u16>,
         together: bool,
+        items: Items,
     ) -> Answer {
+        assert_eq!(self.known_event(event_id).waiting, 0, "nobody waits ahead");
+        self.check_join(user, event_id, quantity, category, together)?;
+        let user_id = self.intern_user(user);
+        let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
+        self.state.next_waiter += 1;
+        // `serve_waitlist` would end it over the per-user limit instead; `check_quantity`
+        // refused that already, and nothing has changed the user's usage since.
+        let event = self.known_event(event_id);
+        assert!(
+            event.spec.seats_per_user_max.is_none_or(|max| {
+                u64::from(self.user_usage_of(event_id, user_id)) + u64::from(quantity)
+                    <= u64::from(max)
+            }),
+            "a join within the per-user limit is served within it"
+        );
+        let name = self.user_shared(user_id);
+        let hold = self.create_hold(event_id, user_id, name.clone(), items, Some(waiter_id));
+        self.effects.push(Effect::WaitlistOffered {
+            waiter: waiter_id,
+            hold,
+        });
+        Ok(Reply::WaitlistJoined {
+            waiter: waiter_id,
+            event: event_id,
+            user: name,
+            quantity,
+            category,
+            // First in an empty waitlist.
+            position: 1,
+        })
+    }
+
+    /// The refusals of a waitlist entry, in order.
+    fn check_join(
+        &self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Result<(), Rejection> {
         let event = self.known_event(event_id);
         // A request that could never be served would only keep others waiting.
         if !crate::allocate::servable_ever(event, quantity, category, together) {
@@ -65,6 +124,18 @@ impl Engine {
                 max: self.config.waitlist_length_max,
             });
         }
+        Ok(())
+    }
+
+    pub(super) fn enqueue(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Answer {
+        self.check_join(user, event_id, quantity, category, together)?;
         // Interned only now that the entry is made: a refusal leaves no trace.
         let user_id = self.intern_user(user);
         let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
