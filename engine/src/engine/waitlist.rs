@@ -67,10 +67,8 @@ impl Engine {
         items: Items,
     ) -> Answer {
         assert_eq!(self.known_event(event_id).waiting, 0, "nobody waits ahead");
-        self.check_join(user, event_id, quantity, category, together)?;
-        let user_id = self.intern_user(user);
-        let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
-        self.state.next_waiter += 1;
+        let (user_id, waiter_id) =
+            self.admit_waiter(user, event_id, quantity, category, together)?;
         // `serve_waitlist` would end it over the per-user limit instead; `check_quantity`
         // refused that already, and nothing has changed the user's usage since.
         let event = self.known_event(event_id);
@@ -96,6 +94,23 @@ impl Engine {
             // First in an empty waitlist.
             position: 1,
         })
+    }
+
+    /// A waitlist entry's checks, then its user (interned only now that the entry is
+    /// made: a refusal leaves no trace) and its new waiter id.
+    fn admit_waiter(
+        &mut self,
+        user: &str,
+        event_id: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    ) -> Result<(UserId, WaiterId), Rejection> {
+        self.check_join(user, event_id, quantity, category, together)?;
+        let user_id = self.intern_user(user);
+        let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
+        self.state.next_waiter += 1;
+        Ok((user_id, waiter_id))
     }
 
     /// The refusals of a waitlist entry, in order.
@@ -135,11 +150,8 @@ impl Engine {
         category: Option<u16>,
         together: bool,
     ) -> Answer {
-        self.check_join(user, event_id, quantity, category, together)?;
-        // Interned only now that the entry is made: a refusal leaves no trace.
-        let user_id = self.intern_user(user);
-        let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
-        self.state.next_waiter += 1;
+        let (user_id, waiter_id) =
+            self.admit_waiter(user, event_id, quantity, category, together)?;
         let expires_at_ms = self.state.now_ms + self.config.waitlist_wait_max_ms;
         let event_index = self.known_event_index(event_id);
         let event = &mut self.state.events[event_index];
