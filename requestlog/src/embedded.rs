@@ -22,7 +22,9 @@
 //!
 //! The records live in RocksDB's default column family; the `meta` column family holds the
 //! log's identity ([`EmbeddedLog::log_id`]), a random id written once, when a log is first
-//! opened by a version that knows it, and kept for the life of the directory.
+//! opened by a version that knows it, and kept for the life of the directory. Hosted tables
+//! ([`EmbeddedOptions::hosted_tables`]) are further column families, written with the
+//! records in one batch by the commits' companions ([`crate::CommitCompanion`]).
 
 use std::collections::VecDeque;
 use std::path::Path;

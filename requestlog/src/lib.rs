@@ -13,7 +13,9 @@
 //!   one fsync per batch of concurrent appends, which callers may also queue without waiting
 //!   ([`LogWriter::start_append`]); its newest records stay in memory for the readers that
 //!   follow it. Its record format lives in `record_format.rs`
-//!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate).
+//!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate). It may
+//!   host tables beside its records ([`HostedTables`]) that a [`CommitCompanion`] writes in
+//!   the log's own commits: what the records refer to, durable by the same fsync.
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
 //! - [`EmbeddedLog::import`] (`import.rs`): an exact copy of another log's records (their
