@@ -587,7 +587,7 @@ const HOSTED_MEMTABLE_BUCKETS: usize = 1 << 16;
 
 /// Tables kept in an embedded log's database beside its records
 /// ([`EmbeddedOptions::hosted_tables`]): point reads, writes of their own, and writes added
-/// to the log's commits by a [`CommitCompanion`] (atomic with the records and durable by the
+/// to the log's commits by a [`crate::CommitCompanion`] (atomic with the records and durable by the
 /// same fsync). Holding it keeps the database open.
 #[derive(Clone)]
 pub struct HostedTables {
@@ -599,7 +599,7 @@ pub struct HostedTables {
 pub type TableEntry = (Vec<u8>, Vec<u8>);
 
 /// Writes to [`HostedTables`]: of a commit of the log (given to
-/// [`CommitCompanion::before_commit`]) or of their own ([`HostedTables::write`]).
+/// [`crate::CommitCompanion::before_commit`]) or of their own ([`HostedTables::write`]).
 pub struct TableBatch<'a> {
     shared: &'a Shared,
     batch: &'a mut WriteBatch,
