@@ -595,9 +595,6 @@ pub struct HostedTables {
     names: Arc<[String]>,
 }
 
-/// A (key, value) of a hosted table.
-pub type TableEntry = (Vec<u8>, Vec<u8>);
-
 /// Writes to [`HostedTables`]: of a commit of the log (given to
 /// [`crate::CommitCompanion::before_commit`]) or of their own ([`HostedTables::write`]).
 pub struct TableBatch<'a> {
@@ -627,21 +624,6 @@ impl HostedTables {
             .db
             .get_pinned_cf(self.family(table), key)?
             .is_some())
-    }
-
-    /// Every (key, value) of `table`, in key order.
-    pub fn entries(&self, table: &str) -> Result<Vec<TableEntry>, LogError> {
-        // In key order across prefixes, not within the first key's prefix.
-        let mut read = ReadOptions::default();
-        read.set_total_order_seek(true);
-        self.shared
-            .db
-            .iterator_cf_opt(self.family(table), read, IteratorMode::Start)
-            .map(|entry| {
-                let (key, value) = entry?;
-                Ok((key.into_vec(), value.into_vec()))
-            })
-            .collect()
     }
 
     /// One write of what `fill` adds, fsync'd when `sync`.

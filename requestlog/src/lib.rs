@@ -73,7 +73,6 @@ use std::time::Duration;
 
 pub use embedded::{
     EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter, HostedTables, TableBatch,
-    TableEntry,
 };
 pub use error::LogError;
 pub use import::{ImportError, Imported};
