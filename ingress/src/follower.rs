@@ -282,9 +282,7 @@ impl Follower {
         if !fresh.is_empty() {
             self.status.note_outcome();
         }
-        for outcome in fresh {
-            self.pending.complete(outcome);
-        }
+        self.pending.complete(fresh);
         self.watchers.notify(&changed_waiters);
         self.user_watchers.notify(&told_users);
         self.feeds.notify(&mut changed_events, applied_offset);

@@ -17,7 +17,9 @@
 
 use engine::messages::UserMessage;
 use serde::{Deserialize, Serialize};
+use crate::read_model::{sorted, FastMap};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// Notifications a user keeps (`http.notifications_per_user_max`).
 pub(crate) const PER_USER_MAX_DEFAULT: usize = 100;
@@ -55,9 +57,13 @@ struct UserNotifications {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Notifications {
-    users: BTreeMap<String, UserNotifications>,
-    /// Users by when they were last told something, the least recent first.
-    recency: BTreeMap<u64, String>,
+    /// Hashed, not ordered: each message looks its user up, and a shard full of users
+    /// forgets one per new user (encoded in name order all the same).
+    #[serde(serialize_with = "sorted")]
+    users: FastMap<Arc<str>, UserNotifications>,
+    /// Users by when they were last told something, the least recent first (the same
+    /// names as `users`' keys, shared).
+    recency: BTreeMap<u64, Arc<str>>,
     touches: u64,
     /// The newest place any forgotten user had kept or dropped.
     forgotten_through: Option<Place>,
@@ -75,7 +81,7 @@ pub(crate) struct Page<'a> {
 impl Notifications {
     pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
         let mut notifications = Notifications {
-            users: BTreeMap::new(),
+            users: FastMap::default(),
             recency: BTreeMap::new(),
             touches: 0,
             forgotten_through: None,
@@ -162,31 +168,35 @@ impl Notifications {
     fn touch(&mut self, user: &str) -> &mut UserNotifications {
         self.touches += 1;
         let touched = self.touches;
-        let known = self.users.contains_key(user);
-        if !known && self.users.len() >= self.users_max {
-            self.forget_least_recent();
-        }
-        self.recency.insert(touched, user.to_string());
-        if known {
-            let record = self.users.get_mut(user).expect("just found");
-            let previous = std::mem::replace(&mut record.touched, touched);
-            self.recency.remove(&previous);
-            return record;
-        }
-        self.users
-            .entry(user.to_string())
-            .or_insert(UserNotifications {
+        if !self.users.contains_key(user) {
+            if self.users.len() >= self.users_max {
+                self.forget_least_recent();
+            }
+            let name: Arc<str> = Arc::from(user);
+            self.recency.insert(touched, Arc::clone(&name));
+            return self.users.entry(name).or_insert(UserNotifications {
                 kept: VecDeque::new(),
                 dropped_through: self.forgotten_through,
                 touched,
-            })
+            });
+        }
+        let (name, record) = self
+            .users
+            .get_key_value(user)
+            .expect("just found");
+        let (name, previous) = (Arc::clone(name), record.touched);
+        self.recency.remove(&previous);
+        self.recency.insert(touched, name);
+        let record = self.users.get_mut(user).expect("just found");
+        record.touched = touched;
+        record
     }
 
     fn forget_least_recent(&mut self) {
         let Some((_, user)) = self.recency.pop_first() else {
             return;
         };
-        let record = self.users.remove(&user).expect("recency names kept users");
+        let record = self.users.remove(&*user).expect("recency names kept users");
         let newest = record
             .kept
             .back()

@@ -4,21 +4,26 @@
 //! handler ──start_append──▶ the log's own queue (embedded: its writer thread's group commit)
 //!    │       or, when the log has no such path or its queue is full:
 //!    │ ──job──▶ bounded queue ──▶ appender threads (batch, LogWriter::append: durable)
-//!    │                                   │ offset
-//!    ◀───────────────────────────────────┘
-//!    │ register(offset) in Pending ◀── follower: read model applied, then complete(outcome)
+//!    │                                   │ durable at `offset`: Pending::attach(offset, answer)
+//!    │                                   ▼
+//!    │                 Pending ◀── follower: read model applied, then complete(outcomes)
+//!    ◀──── one answer: the outcome, or why none comes
 //!    ▼
 //! answer from the outcome (or 503 after outcome_timeout)
 //! ```
 //!
-//! The follower may complete an offset before its writer registers (the append's reply and
-//! the outcome race): completed outcomes nobody waited for are kept, a bounded number of
-//! them, and looked up under the same lock as registration, so no outcome is missed.
+//! The handler waits on one channel, woken once: whoever learns that the record is durable
+//! (the log's writer thread, or an appender thread) files the handler's answer channel in
+//! [`Pending`] under the record's offset, and the follower answers it there. The follower
+//! may complete an offset before it is filed (durability's report and the outcome race):
+//! completed outcomes nobody waited for are kept, a bounded number of them, and looked up
+//! under the same lock as filing, so no outcome is missed; and an answer is never sent
+//! before the record is durable, since it is filed only then.
 
 use crate::error::{AppError, Reason};
 use crate::metrics::Metrics;
 use engine::{Outcome, Reply, Request};
-use requestlog::{AppendDone, Appended, BeforeCommit, LogWriter};
+use requestlog::{AppendDone, BeforeCommit, LogWriter};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,16 +36,25 @@ pub(crate) struct Pending {
 }
 
 struct PendingInner {
-    waiters: HashMap<u64, oneshot::Sender<Arc<Outcome>>>,
+    waiters: HashMap<u64, oneshot::Sender<Answer>>,
+    /// `waiters` is swept of answers nobody waits for any more (their writer gave up)
+    /// when it grows past this.
+    sweep_at: usize,
     completed: HashMap<u64, Arc<Outcome>>,
     completed_order: VecDeque<u64>,
     /// The highest input offset completed so far.
     completed_offset: Option<u64>,
 }
 
-pub(crate) enum Registration {
-    Ready(Arc<Outcome>),
-    Wait(oneshot::Receiver<Arc<Outcome>>),
+/// The fewest waiters worth sweeping for writers that gave up.
+const SWEEP_AT_MIN: usize = 1024;
+
+/// What a write's handler is told, once: its outcome, or why none will come.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Outcome(Arc<Outcome>),
+    /// The append failed: nothing (or perhaps something) was written.
+    Failed(AppendFailed),
     /// The outcome came and was forgotten (the completed cache overflowed).
     Gone,
 }
@@ -51,6 +65,7 @@ impl Pending {
         Pending {
             inner: Mutex::new(PendingInner {
                 waiters: HashMap::new(),
+                sweep_at: SWEEP_AT_MIN,
                 completed: HashMap::new(),
                 completed_order: VecDeque::new(),
                 completed_offset: None,
@@ -65,31 +80,43 @@ impl Pending {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn register(&self, offset: u64) -> Registration {
+    /// The request at `offset` is durable: `answer` gets its outcome, at once when the
+    /// follower already completed it, else when it does. Called only once the record is
+    /// durable, so nothing is answered before that.
+    pub(crate) fn attach(&self, offset: u64, answer: oneshot::Sender<Answer>) {
         let mut inner = self.lock();
         if let Some(outcome) = inner.completed.remove(&offset) {
-            return Registration::Ready(outcome);
+            drop(inner);
+            let _ = answer.send(Answer::Outcome(outcome));
+            return;
         }
         if inner
             .completed_offset
             .is_some_and(|completed| completed >= offset)
         {
-            return Registration::Gone;
+            drop(inner);
+            let _ = answer.send(Answer::Gone);
+            return;
         }
-        let (sender, receiver) = oneshot::channel();
-        let previous = inner.waiters.insert(offset, sender);
+        if inner.waiters.len() >= inner.sweep_at {
+            // Writers that timed out leave their entry (they never learn their offset);
+            // an outcome that never comes (a stopped engine) must not keep it forever.
+            inner.waiters.retain(|_, waiter| !waiter.is_closed());
+            inner.sweep_at = (inner.waiters.len() * 2).max(SWEEP_AT_MIN);
+        }
+        let previous = inner.waiters.insert(offset, answer);
         assert!(previous.is_none(), "one writer per offset");
-        Registration::Wait(receiver)
     }
 
-    /// A writer gave up waiting.
-    pub(crate) fn cancel(&self, offset: u64) {
-        self.lock().waiters.remove(&offset);
-    }
-
-    /// Called by the follower after the read model applied the outcome.
-    pub(crate) fn complete(&self, outcome: Arc<Outcome>) {
+    /// Called by the follower after the read model applied the outcomes, in one lock.
+    pub(crate) fn complete(&self, outcomes: impl IntoIterator<Item = Arc<Outcome>>) {
         let mut inner = self.lock();
+        for outcome in outcomes {
+            self.complete_one(&mut inner, outcome);
+        }
+    }
+
+    fn complete_one(&self, inner: &mut PendingInner, outcome: Arc<Outcome>) {
         let offset = outcome.offset;
         inner.completed_offset = Some(
             inner
@@ -98,7 +125,7 @@ impl Pending {
         );
         if let Some(waiter) = inner.waiters.remove(&offset) {
             // The writer may have timed out meanwhile; then nobody needs it.
-            let _ = waiter.send(outcome);
+            let _ = waiter.send(Answer::Outcome(outcome));
             return;
         }
         // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
@@ -119,19 +146,24 @@ impl Pending {
         }
     }
 
+    /// Writes waiting for their outcome (a writer that gave up is not counted).
     pub(crate) fn waiting(&self) -> usize {
-        self.lock().waiters.len()
+        self.lock()
+            .waiters
+            .values()
+            .filter(|waiter| !waiter.is_closed())
+            .count()
     }
 }
 
 struct AppendJob {
     payload: Vec<u8>,
-    reply: oneshot::Sender<Result<Appended, AppendFailed>>,
+    answer: oneshot::Sender<Answer>,
 }
 
 /// Why an append gave no offset, as its writer is told.
 #[derive(Clone, Debug)]
-enum AppendFailed {
+pub(crate) enum AppendFailed {
     /// What must precede the commit (a new user's personal-data entry) could not be made
     /// durable: the commit was refused whole, so nothing of the request was written.
     NothingWritten(String),
@@ -188,15 +220,18 @@ impl Writes {
         let before_append = Arc::new(std::sync::OnceLock::new());
         let appenders = (0..threads)
             .map(|index| {
-                let (writer, receiver, metrics, before) = (
+                let (writer, receiver, pending, metrics, before) = (
                     Arc::clone(&writer),
                     Arc::clone(&receiver),
+                    Arc::clone(&pending),
                     Arc::clone(&metrics),
                     Arc::clone(&before_append),
                 );
                 std::thread::Builder::new()
                     .name(format!("ingress-appender-{index}"))
-                    .spawn(move || append_loop(&*writer, &receiver, &metrics, &before, batch_max))
+                    .spawn(move || {
+                        append_loop(&*writer, &receiver, &pending, &metrics, &before, batch_max)
+                    })
                     .expect("spawning an appender thread")
             })
             .collect();
@@ -268,7 +303,7 @@ impl Writes {
                 payload.len()
             )));
         }
-        let (reply, mut replied) = oneshot::channel();
+        let (answer, mut answered) = oneshot::channel();
         let jobs = self
             .jobs
             .lock()
@@ -282,44 +317,47 @@ impl Writes {
         })?;
         let payload = match self
             .writer
-            .start_append(vec![payload], self.completion(reply))
+            .start_append(vec![payload], self.completion(answer))
         {
             Ok(()) => None,
             Err(refused) => {
-                // Through an appender thread, with a reply of its own (`done` owns the
-                // first one).
+                // Through an appender thread, with an answer channel of its own (`done`
+                // owns the first one).
                 drop(refused.done);
-                let (reply, fallback) = oneshot::channel();
-                replied = fallback;
+                let (answer, fallback) = oneshot::channel();
+                answered = fallback;
                 let payload = refused.payloads.into_iter().next();
-                Some((payload.expect("one payload handed back"), reply))
+                Some((payload.expect("one payload handed back"), answer))
             }
         };
-        if let Some((payload, reply)) = payload {
-            self.queue(&jobs, deadline, AppendJob { payload, reply })
+        if let Some((payload, answer)) = payload {
+            self.queue(&jobs, deadline, AppendJob { payload, answer })
                 .await?;
         }
-        self.wait(deadline, replied).await
+        self.wait(deadline, answered).await
     }
 
-    /// A `start_append` callback: counts the append and hands its offset to `reply`.
-    fn completion(&self, reply: oneshot::Sender<Result<Appended, AppendFailed>>) -> AppendDone {
+    /// A `start_append` callback (run by the log's writer thread once the record is
+    /// durable, or failed): counts the append and files `answer` under the record's offset,
+    /// where the follower answers it (the handler is woken once, by the outcome).
+    fn completion(&self, answer: oneshot::Sender<Answer>) -> AppendDone {
         let metrics = Arc::clone(&self.metrics);
+        let pending = Arc::clone(&self.pending);
         let started = Instant::now();
         Box::new(move |result| {
             metrics.log_append.observe(started.elapsed().as_secs_f64());
-            let result = match result {
+            match result {
                 Ok(appended) => {
                     metrics.log_appended_records.inc();
-                    Ok(appended.into_iter().next().expect("one record appended"))
+                    let appended = appended.into_iter().next().expect("one record appended");
+                    pending.attach(appended.offset, answer);
                 }
                 Err(error) => {
                     metrics.log_append_errors.inc();
                     tracing::error!(%error, "appending to the requests log failed");
-                    Err(AppendFailed::from(&error))
+                    let _ = answer.send(Answer::Failed(AppendFailed::from(&error)));
                 }
-            };
-            let _ = reply.send(result);
+            }
         })
     }
 
@@ -352,61 +390,42 @@ impl Writes {
         )
     }
 
-    /// Waits for the append's offset, then for its outcome.
+    /// Waits for the one answer: the outcome (filed once the record was durable), or why
+    /// none comes.
     async fn wait(
         &self,
         deadline: tokio::time::Instant,
-        replied: oneshot::Receiver<Result<Appended, AppendFailed>>,
+        answered: oneshot::Receiver<Answer>,
     ) -> Result<Arc<Outcome>, AppError> {
-        let timed_out = || self.timed_out();
-        let appended = match tokio::time::timeout_at(deadline, replied).await {
-            Err(_) => return Err(timed_out()),
-            // The appender took the job: the record may be in the log.
-            Ok(Err(_)) => {
-                return Err(AppError::outcome_unknown(
-                    Reason::ShuttingDown,
-                    "the service is shutting down",
-                ))
-            }
+        match tokio::time::timeout_at(deadline, answered).await {
+            // The record may be in the log; its filed answer is swept once nobody waits.
+            Err(_) => Err(self.timed_out()),
+            // The appender (or the log's writer) dropped it: the record may be in the log.
+            Ok(Err(_)) => Err(AppError::outcome_unknown(
+                Reason::ShuttingDown,
+                "the service is shutting down",
+            )),
+            Ok(Ok(Answer::Outcome(outcome))) => Ok(outcome),
             // Refused before anything was written: a definite failure, safe to retry.
-            Ok(Ok(Err(AppendFailed::NothingWritten(reason)))) => {
+            Ok(Ok(Answer::Failed(AppendFailed::NothingWritten(reason)))) => {
                 tracing::warn!(%reason, "append refused before its commit");
-                return Err(AppError::unavailable(
+                Err(AppError::unavailable(
                     Reason::PersonalDataUnavailable,
                     "the personal-data store cannot be written; nothing was applied, try again",
-                ));
-            }
-            // A failed append (a Kafka delivery timeout, say) may still have written it.
-            Ok(Ok(Err(AppendFailed::MaybeWritten(error)))) => {
-                tracing::warn!(%error, "append failed");
-                return Err(AppError::outcome_unknown(
-                    Reason::LogNotWritable,
-                    "the request log is not writable",
-                ));
-            }
-            Ok(Ok(Ok(appended))) => appended,
-        };
-
-        let receiver = match self.pending.register(appended.offset) {
-            Registration::Ready(outcome) => return Ok(outcome),
-            Registration::Gone => {
-                return Err(AppError::outcome_unknown(
-                    Reason::OutcomeMissed,
-                    "the outcome was missed",
                 ))
             }
-            Registration::Wait(receiver) => receiver,
-        };
-        match tokio::time::timeout_at(deadline, receiver).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(_)) => Err(AppError::outcome_unknown(
-                Reason::FollowerStopped,
-                "the outcome follower stopped",
-            )),
-            Err(_) => {
-                self.pending.cancel(appended.offset);
-                Err(timed_out())
+            // A failed append (a Kafka delivery timeout, say) may still have written it.
+            Ok(Ok(Answer::Failed(AppendFailed::MaybeWritten(error)))) => {
+                tracing::warn!(%error, "append failed");
+                Err(AppError::outcome_unknown(
+                    Reason::LogNotWritable,
+                    "the request log is not writable",
+                ))
             }
+            Ok(Ok(Answer::Gone)) => Err(AppError::outcome_unknown(
+                Reason::OutcomeMissed,
+                "the outcome was missed",
+            )),
         }
     }
 }
@@ -414,6 +433,7 @@ impl Writes {
 fn append_loop(
     writer: &dyn LogWriter,
     receiver: &Mutex<mpsc::Receiver<AppendJob>>,
+    pending: &Pending,
     metrics: &Metrics,
     before_append: &std::sync::OnceLock<BeforeCommit>,
     batch_max: usize,
@@ -438,13 +458,13 @@ fn append_loop(
         }
         // A writer that gave up before its record was written is dropped here: nothing of it
         // reaches the log.
-        batch.retain(|job| !job.reply.is_closed());
+        batch.retain(|job| !job.answer.is_closed());
         if batch.is_empty() {
             continue;
         }
-        let (payloads, replies): (Vec<Vec<u8>>, Vec<_>) = batch
+        let (payloads, answers): (Vec<Vec<u8>>, Vec<_>) = batch
             .into_iter()
-            .map(|job| (job.payload, job.reply))
+            .map(|job| (job.payload, job.answer))
             .unzip();
         let count = payloads.len();
         let started = Instant::now();
@@ -462,16 +482,16 @@ fn append_loop(
             Ok(appended) => {
                 assert_eq!(appended.len(), count, "one Appended per payload");
                 metrics.log_appended_records.inc_by(count as u64);
-                for (reply, appended) in replies.into_iter().zip(appended) {
-                    let _ = reply.send(Ok(appended));
+                for (answer, appended) in answers.into_iter().zip(appended) {
+                    pending.attach(appended.offset, answer);
                 }
             }
             Err(error) => {
                 metrics.log_append_errors.inc();
                 tracing::error!(%error, records = count, "appending to the requests log failed");
                 let failed = AppendFailed::from(&error);
-                for reply in replies {
-                    let _ = reply.send(Err(failed.clone()));
+                for answer in answers {
+                    let _ = answer.send(Answer::Failed(failed.clone()));
                 }
             }
         }
@@ -481,6 +501,7 @@ fn append_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use requestlog::Appended;
 
     fn outcome(offset: u64) -> Arc<Outcome> {
         Arc::new(Outcome {
@@ -496,23 +517,54 @@ mod tests {
         })
     }
 
+    fn attached(pending: &Pending, offset: u64) -> oneshot::Receiver<Answer> {
+        let (answer, answered) = oneshot::channel();
+        pending.attach(offset, answer);
+        answered
+    }
+
+    fn outcome_offset(answered: &mut oneshot::Receiver<Answer>) -> Option<u64> {
+        match answered.try_recv() {
+            Ok(Answer::Outcome(outcome)) => Some(outcome.offset),
+            _ => None,
+        }
+    }
+
     #[test]
     fn an_outcome_before_its_writer_registers_is_not_lost() {
         let pending = Pending::new(2);
-        pending.complete(outcome(5));
-        assert!(matches!(pending.register(5), Registration::Ready(found) if found.offset == 5));
-        let Registration::Wait(mut receiver) = pending.register(6) else {
-            panic!()
-        };
-        pending.complete(outcome(6));
-        assert_eq!(receiver.try_recv().unwrap().offset, 6);
-        for offset in 7..10 {
-            pending.complete(outcome(offset));
-        }
+        pending.complete([outcome(5)]);
+        assert_eq!(outcome_offset(&mut attached(&pending, 5)), Some(5));
+        let mut waiting = attached(&pending, 6);
+        assert!(waiting.try_recv().is_err(), "not answered before its outcome");
+        pending.complete([outcome(6)]);
+        assert_eq!(outcome_offset(&mut waiting), Some(6));
+        pending.complete((7..10).map(outcome));
         // Only the last two are kept; an older one is known to be gone.
-        assert!(matches!(pending.register(7), Registration::Gone));
-        assert!(matches!(pending.register(9), Registration::Ready(_)));
+        assert!(matches!(
+            attached(&pending, 7).try_recv(),
+            Ok(Answer::Gone)
+        ));
+        assert_eq!(outcome_offset(&mut attached(&pending, 9)), Some(9));
         assert_eq!(pending.waiting(), 0);
+    }
+
+    /// A writer that gave up (its outcome never came: a stopped engine) leaves its filed
+    /// answer; those are swept, so they cannot pile up, and the others still get theirs.
+    #[test]
+    fn answers_nobody_waits_for_are_swept() {
+        let pending = Pending::new(2);
+        for offset in 0..SWEEP_AT_MIN as u64 {
+            drop(attached(&pending, offset));
+        }
+        let mut alive = attached(&pending, 5_000);
+        assert_eq!(pending.waiting(), 1, "given-up writers are not counted");
+        assert!(
+            pending.lock().waiters.len() <= 1,
+            "swept when the table reached {SWEEP_AT_MIN}"
+        );
+        pending.complete([outcome(5_000)]);
+        assert_eq!(outcome_offset(&mut alive), Some(5_000));
     }
 
     /// A log whose `start_append` keeps the callback until the test says the record is
@@ -588,7 +640,7 @@ mod tests {
                 false => Ok(()),
             }
         }));
-        pending.complete(outcome(0));
+        pending.complete([outcome(0)]);
         let request = Request::new(engine::Command::Tick);
         let answered = writes
             .submit(&request)
@@ -643,7 +695,7 @@ mod tests {
         assert!(poll(&mut submitted).is_pending());
         // The outcome may even come first (the follower raced ahead): still not answered,
         // since the append has not said "durable".
-        pending.complete(outcome(7));
+        pending.complete([outcome(7)]);
         assert!(poll(&mut submitted).is_pending());
         let (count, done) = log.held.lock().unwrap().pop().expect("the append started");
         assert_eq!(count, 1);
@@ -673,7 +725,7 @@ mod tests {
             "durable, outcome unknown"
         );
         assert_eq!(pending.waiting(), 1);
-        pending.complete(outcome(8));
+        pending.complete([outcome(8)]);
         assert!(
             matches!(poll(&mut submitted), std::task::Poll::Ready(Ok(found)) if found.offset == 8)
         );
