@@ -375,9 +375,10 @@ impl Engine {
             });
         };
         assert!(
-            self.state
-                .timers
-                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0)),
+            self.state.timers.remove(
+                &(expires, TimerKind::DeskHoldExpiry, ticket_id.0),
+                |due, id| crate::engine::hold_timer_live(&self.state.holds, due, id)
+            ),
             "a held desk ticket has a timer"
         );
         self.state
@@ -418,9 +419,10 @@ impl Engine {
     ) -> Result<Reply, Rejection> {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         if let Some(expires) = ticket.hold_expires_at_ms {
-            self.state
-                .timers
-                .remove(&(expires, TimerKind::DeskHoldExpiry, ticket_id.0));
+            self.state.timers.remove(
+                &(expires, TimerKind::DeskHoldExpiry, ticket_id.0),
+                |due, id| crate::engine::hold_timer_live(&self.state.holds, due, id),
+            );
         }
         self.remove_desk_ticket(ticket_id);
         Ok(Reply::DeskTicketCanceled {

@@ -75,7 +75,9 @@ pub(crate) fn check(engine: &Engine) {
         assert!(
             state
                 .timers
-                .contains(&(due, TimerKind::HoldExpiry, hold_id.0)),
+                .contains(&(due, TimerKind::HoldExpiry, hold_id.0), |due, id| {
+                    crate::engine::hold_timer_live(&state.holds, due, id)
+                }),
             "hold {hold_id} is in the expiry index"
         );
         interned(hold.user);
@@ -312,13 +314,15 @@ pub(crate) fn check(engine: &Engine) {
         "per-user waiter counts match the waiters"
     );
     for (waiter_id, waiter) in &state.waiters {
-        assert!(state.timers.contains(&(
-            waiter.expires_at_ms,
-            TimerKind::WaiterExpiry,
-            waiter_id.0
-        )));
+        assert!(state.timers.contains(
+            &(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0),
+            |due, id| crate::engine::hold_timer_live(&state.holds, due, id)
+        ));
     }
-    for (due, kind, id) in state.timers.iter() {
+    let timers = state
+        .timers
+        .sorted_with(|due, id| crate::engine::hold_timer_live(&state.holds, due, id));
+    for (due, kind, id) in timers {
         match kind {
             TimerKind::HoldExpiry => assert!(state
                 .holds

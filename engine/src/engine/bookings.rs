@@ -25,20 +25,32 @@ impl Engine {
         let event = &mut self.state.events[event_index];
         let total_cents = match &hold.items {
             Items::Seats(seats) => {
-                let total_cents = order_total_cents(
-                    Event::seat_rows_of(&event.layout, seats)
-                        .map(|(_, category)| (event.categories[category].price_cents, 1)),
-                );
                 let held = held_in(hold.slot.expect("a hold of seats has a slot"));
                 event
                     .seats
                     .swap_each(seats, held, SEAT_BOOKED, "the hold owns its seats");
-                Event::seat_rows(&event.layout, seats, |_, category| {
-                    let category = &mut event.categories[category];
-                    category.held -= 1;
-                    category.booked += 1;
-                });
-                total_cents
+                // Perf: one pass places each seat in its row (three did): its category's
+                // price for the total and its counts, and its row's open run, recomputed
+                // once per run of seats in a row now that they are booked (as
+                // `Event::refresh_open_runs` does).
+                let Event {
+                    layout,
+                    seats: seat_states,
+                    categories,
+                    row_open_run,
+                    ..
+                } = &mut *event;
+                let mut last_row = None;
+                order_total_cents(Event::seat_rows_of(layout, seats).map(|(row, category)| {
+                    let entry = &mut categories[category];
+                    entry.held -= 1;
+                    entry.booked += 1;
+                    if last_row != Some(row) {
+                        row_open_run[row] = crate::allocate::open_run_in(layout, seat_states, row);
+                        last_row = Some(row);
+                    }
+                    (entry.price_cents, 1)
+                }))
             }
             Items::Pool { category, quantity } => {
                 let entry = &mut event.categories[*category as usize];
@@ -50,7 +62,7 @@ impl Engine {
                 order_total_cents([(entry.price_cents, *quantity)])
             }
         };
-        event.refresh_open_runs(&hold.items);
+        // (A pool's places have no open runs to refresh; seats' were refreshed above.)
         event.bookings.push(booking_id);
         let quantity = hold.items.quantity();
         let booking = Booking {

@@ -15,7 +15,9 @@ impl Engine {
             .now_ms
             .max(time_ms.min(crate::config::TIME_MS_MAX));
         let now_ms = self.state.now_ms;
-        while let Some((_, kind, id)) = self.state.timers.pop_due_before(now_ms) {
+        while let Some((_, kind, id)) = self.state.timers.pop_due_before(now_ms, |due, id| {
+            hold_timer_live(&self.state.holds, due, id)
+        }) {
             match kind {
                 TimerKind::HoldExpiry => self.expire_hold(HoldId(id)),
                 TimerKind::WaiterExpiry => self.end_waiter(WaiterId(id), WaitEnd::TimedOut),

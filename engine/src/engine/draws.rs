@@ -214,9 +214,10 @@ impl Engine {
 
     /// Forgets a pending draw (its event was canceled; its entries end with it).
     pub(super) fn cancel_draw(&mut self, event_id: EventId, draws_at_ms: u64) {
-        self.state
-            .timers
-            .remove(&(draws_at_ms - 1, TimerKind::Draw, u64::from(event_id.0)));
+        self.state.timers.remove(
+            &(draws_at_ms - 1, TimerKind::Draw, u64::from(event_id.0)),
+            |due, id| hold_timer_live(&self.state.holds, due, id),
+        );
         self.state.draws_pending.remove(&(draws_at_ms, event_id));
     }
 

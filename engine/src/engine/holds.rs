@@ -351,14 +351,14 @@ impl Engine {
     /// Removes a live hold, returning its seats to free, and remembers how it ended.
     pub(super) fn take_hold(&mut self, hold_id: HoldId, end: HoldEnd) -> Hold {
         let hold = self.state.holds.remove(&hold_id).expect("the hold is live");
-        // An expiring hold's timer was popped already (perf: not looked for again); the
-        // others are still filed.
-        let timer = (hold.due_ms, TimerKind::HoldExpiry, hold_id.0);
-        if end == HoldEnd::Expired {
-            debug_assert!(!self.state.timers.contains(&timer));
-        } else {
-            let filed = self.state.timers.remove(&timer);
-            assert!(filed, "a live hold's timer is filed");
+        // An expiring hold's timer was popped already; the others end with the hold
+        // (the hold table says which hold timers are live) and may leave stale fronts.
+        if end != HoldEnd::Expired {
+            let timer = (hold.due_ms, TimerKind::HoldExpiry, hold_id.0);
+            let holds = &self.state.holds;
+            self.state
+                .timers
+                .cancel_hold(&timer, |due, id| hold_timer_live(holds, due, id));
         }
         let event_index = self.known_event_index(hold.event);
         let event = &mut self.state.events[event_index];

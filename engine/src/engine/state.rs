@@ -506,7 +506,9 @@ pub(crate) struct IdempotencyEntry {
 
 /// Everything that is replicated: the snapshot is exactly this, and `state_hash` is a
 /// digest of its canonical encoding (ordered maps only, so no hash-order leaks in).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Encoded through `StateEncoding` (the same fields in the same order), which asks the
+/// hold table which hold timers are live.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 pub struct State {
     pub(crate) now_ms: u64,
     /// The offset of the last applied record; `None` before the first.
@@ -550,6 +552,110 @@ pub struct State {
     pub(crate) config: ConfigStamp,
     /// Draws not made yet, by (draw time, event): whose last second chains records.
     pub(crate) draws_pending: std::collections::BTreeSet<(u64, EventId)>,
+}
+
+/// `State`'s encoding: its fields in order, by reference, exactly as the derived
+/// encoding wrote them, except that the timers are written from the timer queues and the
+/// hold table together (a hold's timer is live while its hold is: see `timers`).
+#[derive(Serialize)]
+#[serde(rename = "State")]
+struct StateEncoding<'a> {
+    now_ms: u64,
+    applied_offset: Option<u64>,
+    events: &'a Vec<Event>,
+    #[serde(serialize_with = "sorted_map_ref")]
+    holds: &'a FastMap<HoldId, Hold>,
+    #[serde(serialize_with = "sorted_map_ref")]
+    ended_holds: &'a FastMap<HoldId, EndedHold>,
+    ended_hold_queue: &'a VecDeque<(u64, HoldId)>,
+    bookings: &'a CowVec<Booking, BOOKING_CHUNK>,
+    #[serde(serialize_with = "sorted_map_ref")]
+    waiters: &'a FastMap<WaiterId, Waiter>,
+    /// Encodes like the `BTreeSet<(u64, TimerKind, u64)>` the timers once were.
+    timers: Vec<super::timers::Timer>,
+    #[serde(serialize_with = "sorted_map_ref")]
+    usage: &'a FastMap<(EventId, UserId), u32>,
+    #[serde(serialize_with = "sorted_map_ref")]
+    waiters_by_user: &'a FastMap<(EventId, UserId), u32>,
+    idempotency: &'a Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
+    idempotency_queue: &'a Queue<(u64, [u8; DIGEST_BYTES])>,
+    users: &'a CowVec<UserName, USER_CHUNK>,
+    next_hold: u64,
+    next_waiter: u64,
+    desks: &'a crate::desk::Desks,
+    epoch: u64,
+    primary: &'a Option<String>,
+    config: &'a ConfigStamp,
+    draws_pending: &'a std::collections::BTreeSet<(u64, EventId)>,
+}
+
+fn sorted_map_ref<K: Ord + Serialize, V: Serialize, S: serde::Serializer>(
+    map: &&FastMap<K, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    sorted_map::serialize(map, serializer)
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Every field, by name: a field added to `State` and not encoded fails to compile.
+        let State {
+            now_ms,
+            applied_offset,
+            events,
+            holds,
+            ended_holds,
+            ended_hold_queue,
+            bookings,
+            waiters,
+            timers,
+            usage,
+            waiters_by_user,
+            idempotency,
+            idempotency_queue,
+            users,
+            next_hold,
+            next_waiter,
+            desks,
+            epoch,
+            primary,
+            config,
+            draws_pending,
+        } = self;
+        StateEncoding {
+            now_ms: *now_ms,
+            applied_offset: *applied_offset,
+            events,
+            holds,
+            ended_holds,
+            ended_hold_queue,
+            bookings,
+            waiters,
+            timers: timers.sorted_with(|due, id| hold_timer_live(holds, due, id)),
+            usage,
+            waiters_by_user,
+            idempotency,
+            idempotency_queue,
+            users,
+            next_hold: *next_hold,
+            next_waiter: *next_waiter,
+            desks,
+            epoch: *epoch,
+            primary,
+            config,
+            draws_pending,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Whether the hold timer `(due, id)` is live: its hold is, with that due time (see
+/// `timers`).
+#[inline]
+pub(crate) fn hold_timer_live(holds: &FastMap<HoldId, Hold>, due_ms: u64, id: u64) -> bool {
+    holds
+        .get(&HoldId(id))
+        .is_some_and(|hold| hold.due_ms == due_ms)
 }
 
 impl State {

@@ -228,9 +228,10 @@ impl Engine {
             self.state.waiters_by_user.remove(&key);
         }
         // A timed-out waiter's timer was popped already.
-        self.state
-            .timers
-            .remove(&(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
+        self.state.timers.remove(
+            &(waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0),
+            |due, id| hold_timer_live(&self.state.holds, due, id),
+        );
         waiter
     }
 
