@@ -13,6 +13,7 @@ use crate::webhook::WebhookEventType;
 use crate::{
     BookingId, DeskId, Effect, EventId, HoldId, Outcome, Reply, UserName, WaitEnd, WaiterId,
 };
+use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
 
 /// Whose a message is: the event or desk it is about (its tenant's endpoints get it).
@@ -77,8 +78,97 @@ enum About<'a> {
 struct Made<'a> {
     owner: Owner,
     kind: WebhookEventType,
-    data: Value,
+    data: Data<'a>,
     about: About<'a>,
+}
+
+/// A message's `data`: a JSON value, or, for the messages of every confirmation, expiry
+/// and offer (the hot ones: one per sale), a struct serialized straight to bytes. A
+/// struct's fields are declared in name order, so its bytes are the value's (a JSON
+/// object's keys serialize sorted): a test compares the two.
+enum Data<'a> {
+    Value(Value),
+    BookingCreated(BookingCreated<'a>),
+    HoldExpired(HoldExpiredData<'a>),
+    WaitlistOffered(WaitlistOfferedData<'a>),
+}
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Value(value) => value.serialize(serializer),
+            Data::BookingCreated(data) => data.serialize(serializer),
+            Data::HoldExpired(data) => data.serialize(serializer),
+            Data::WaitlistOffered(data) => data.serialize(serializer),
+        }
+    }
+}
+
+/// An id as its display form (`bkg_3`), without a `String` in between.
+fn display<T: std::fmt::Display, S: Serializer>(id: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
+fn display_some<T: std::fmt::Display, S: Serializer>(
+    id: &Option<T>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => serializer.collect_str(id),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Fields in name order (see [`Data`]).
+#[derive(Serialize)]
+struct BookingCreated<'a> {
+    booked_at: String,
+    #[serde(serialize_with = "display")]
+    booking_id: BookingId,
+    #[serde(serialize_with = "display")]
+    event_id: EventId,
+    #[serde(serialize_with = "display")]
+    hold_id: HoldId,
+    payment_ref: &'a str,
+    quantity: u32,
+    total_cents: u64,
+    user_id: &'a str,
+}
+
+/// Fields in name order (see [`Data`]).
+#[derive(Serialize)]
+struct HoldExpiredData<'a> {
+    #[serde(serialize_with = "display")]
+    event_id: EventId,
+    #[serde(serialize_with = "display")]
+    hold_id: HoldId,
+    quantity: u32,
+    user_id: &'a str,
+    #[serde(serialize_with = "display_some")]
+    waitlist_id: Option<WaiterId>,
+}
+
+/// Fields in name order (see [`Data`]).
+#[derive(Serialize)]
+struct WaitlistOfferedData<'a> {
+    #[serde(serialize_with = "display")]
+    event_id: EventId,
+    expires_at: String,
+    #[serde(serialize_with = "display")]
+    hold_id: HoldId,
+    quantity: u32,
+    user_id: &'a str,
+    #[serde(serialize_with = "display")]
+    waitlist_id: WaiterId,
+}
+
+/// A message's body; fields in name order, as `json!` would order them.
+#[derive(Serialize)]
+struct Body<'a> {
+    data: &'a Data<'a>,
+    timestamp: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// The events and desks an outcome creates, with their tenants: the worker records them
@@ -111,13 +201,13 @@ fn made_of(outcome: &Outcome) -> Vec<Made<'_>> {
     made
 }
 
-fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "type": kind.as_str(),
-        "timestamp": rfc3339(outcome.time_ms),
-        "data": data,
-    }))
-    .expect("JSON values serialize")
+fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Data<'_>) -> Vec<u8> {
+    serde_json::to_vec(&Body {
+        data,
+        timestamp: rfc3339(outcome.time_ms),
+        kind: kind.as_str(),
+    })
+    .expect("message bodies serialize")
 }
 
 fn index_of(index: usize) -> u32 {
@@ -153,7 +243,7 @@ pub fn user_messages_of(
     let mut told = Vec::new();
     for (index, made) in made_of(outcome).into_iter().enumerate() {
         let index = index_of(index);
-        let message = |user: UserName, data: &Value| UserMessage {
+        let message = |user: UserName, data: &Data<'_>| UserMessage {
             user,
             index,
             kind: made.kind,
@@ -192,7 +282,7 @@ pub fn user_messages_of(
                 }
                 for (user, (holds, bookings, waiters)) in by_user {
                     let data = event_canceled_data(event, &holds, &bookings, &waiters);
-                    told.push(message(user, &data));
+                    told.push(message(user, &Data::Value(data)));
                 }
             }
         }
@@ -219,15 +309,15 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
         Reply::HoldConfirmed(booking) => Made {
             owner: Owner::Event(booking.event),
             kind: WebhookEventType::BookingCreated,
-            data: json!({
-                "booking_id": booking.booking.to_string(),
-                "hold_id": booking.hold.to_string(),
-                "event_id": booking.event.to_string(),
-                "user_id": &*booking.user,
-                "quantity": booking.items.quantity(),
-                "total_cents": booking.total_cents,
-                "payment_ref": booking.payment_ref,
-                "booked_at": rfc3339(booking.booked_at_ms),
+            data: Data::BookingCreated(BookingCreated {
+                booked_at: rfc3339(booking.booked_at_ms),
+                booking_id: booking.booking,
+                event_id: booking.event,
+                hold_id: booking.hold,
+                payment_ref: &booking.payment_ref,
+                quantity: booking.items.quantity(),
+                total_cents: booking.total_cents,
+                user_id: &booking.user,
             }),
             about: About::User(&booking.user),
         },
@@ -239,12 +329,12 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
         } => Made {
             owner: Owner::Event(*event),
             kind: WebhookEventType::BookingCanceled,
-            data: json!({
+            data: Data::Value(json!({
                 "booking_id": booking.to_string(),
                 "event_id": event.to_string(),
                 "user_id": &**user,
                 "quantity": items.quantity(),
-            }),
+            })),
             about: About::User(user),
         },
         Reply::EventCanceled {
@@ -255,7 +345,12 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
         } => Made {
             owner: Owner::Event(*event),
             kind: WebhookEventType::EventCanceled,
-            data: event_canceled_data(*event, released_holds, canceled_bookings, ended_waiters),
+            data: Data::Value(event_canceled_data(
+                *event,
+                released_holds,
+                canceled_bookings,
+                ended_waiters,
+            )),
             about: About::Canceled {
                 event: *event,
                 holds: released_holds,
@@ -266,11 +361,11 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
         Reply::CheckedIn { event, ticket } => Made {
             owner: Owner::Event(*event),
             kind: WebhookEventType::CheckinUsed,
-            data: json!({
+            data: Data::Value(json!({
                 "event_id": event.to_string(),
                 "ticket_id": ticket.to_string(),
                 "booking_id": ticket.booking.to_string(),
-            }),
+            })),
             about: About::Booking(ticket.booking),
         },
         // A ticket made without a hold has its slot at once; a held one when confirmed.
@@ -280,14 +375,14 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
             Made {
                 owner: Owner::Desk(ticket.desk),
                 kind: WebhookEventType::DeskTicketAllocated,
-                data: json!({
+                data: Data::Value(json!({
                     "desk_id": ticket.desk.to_string(),
                     "desk_ticket_id": ticket.ticket.to_string(),
                     "user_id": &*ticket.user,
                     "agent": ticket.agent,
                     "slot_start": rfc3339(ticket.slot_start_ms),
                     "slot_end": rfc3339(ticket.slot_end_ms),
-                }),
+                })),
                 about: About::User(&ticket.user),
             }
         }
@@ -306,25 +401,25 @@ fn effect_message(effect: &Effect) -> Option<Made<'_>> {
         } => Made {
             owner: Owner::Event(*event),
             kind: WebhookEventType::HoldExpired,
-            data: json!({
-                "hold_id": hold.to_string(),
-                "event_id": event.to_string(),
-                "user_id": &**user,
-                "quantity": items.quantity(),
-                "waitlist_id": waiter.map(|waiter| waiter.to_string()),
+            data: Data::HoldExpired(HoldExpiredData {
+                event_id: *event,
+                hold_id: *hold,
+                quantity: items.quantity(),
+                user_id: user,
+                waitlist_id: *waiter,
             }),
             about: About::User(user),
         },
         Effect::WaitlistOffered { waiter, hold } => Made {
             owner: Owner::Event(hold.event),
             kind: WebhookEventType::WaitlistOffered,
-            data: json!({
-                "waitlist_id": waiter.to_string(),
-                "hold_id": hold.hold.to_string(),
-                "event_id": hold.event.to_string(),
-                "user_id": &*hold.user,
-                "quantity": hold.items.quantity(),
-                "expires_at": rfc3339(hold.expires_at_ms),
+            data: Data::WaitlistOffered(WaitlistOfferedData {
+                event_id: hold.event,
+                expires_at: rfc3339(hold.expires_at_ms),
+                hold_id: hold.hold,
+                quantity: hold.items.quantity(),
+                user_id: &hold.user,
+                waitlist_id: *waiter,
             }),
             about: About::User(&hold.user),
         },
@@ -336,7 +431,7 @@ fn effect_message(effect: &Effect) -> Option<Made<'_>> {
         } => Made {
             owner: Owner::Event(*event),
             kind: WebhookEventType::WaitlistEnded,
-            data: json!({
+            data: Data::Value(json!({
                 "waitlist_id": waiter.to_string(),
                 "event_id": event.to_string(),
                 "user_id": &**user,
@@ -347,7 +442,7 @@ fn effect_message(effect: &Effect) -> Option<Made<'_>> {
                     WaitEnd::EventCanceled => "event_canceled",
                     WaitEnd::NoRowLongEnough => "no_row_long_enough",
                 },
-            }),
+            })),
             about: About::User(user),
         },
         // Not webhook types (yet): a draw's entries learn their places by reading them.
@@ -388,6 +483,106 @@ mod tests {
 
     fn body(message: &Message) -> Value {
         serde_json::from_slice(&message.body).unwrap()
+    }
+
+    /// The hot messages' data, serialized from structs, are byte for byte the JSON values
+    /// they replaced (keys sorted, ids in display form, `null` for a missing waiter).
+    #[test]
+    fn typed_data_has_the_bytes_of_the_json_values_it_replaced() {
+        let booking = BookingView {
+            booking: BookingId(3),
+            hold: HoldId(9),
+            event: EventId(2),
+            user: "ana \"the\" \u{e9}".into(),
+            items: Items::Seats(vec![4, 5].into()),
+            total_cents: 5000,
+            payment_ref: "pay_\n1".into(),
+            booked_at_ms: 1_700_000_000_123,
+        };
+        let held = HoldView {
+            hold: HoldId(11),
+            event: EventId(2),
+            user: "bo".into(),
+            items: Items::Pool {
+                category: 0,
+                quantity: 3,
+            },
+            created_at_ms: 1_700_000_000_000,
+            expires_at_ms: 1_700_000_300_000,
+            waiter: Some(WaiterId(5)),
+        };
+        let cases: Vec<(Outcome, Vec<Value>)> = vec![
+            (
+                outcome(1, Ok(Reply::HoldConfirmed(booking.clone())), vec![]),
+                vec![json!({
+                    "booking_id": booking.booking.to_string(),
+                    "hold_id": booking.hold.to_string(),
+                    "event_id": booking.event.to_string(),
+                    "user_id": &*booking.user,
+                    "quantity": booking.items.quantity(),
+                    "total_cents": booking.total_cents,
+                    "payment_ref": booking.payment_ref,
+                    "booked_at": rfc3339(booking.booked_at_ms),
+                })],
+            ),
+            (
+                outcome(
+                    2,
+                    Ok(Reply::Ticked),
+                    vec![
+                        Effect::HoldExpired {
+                            hold: HoldId(7),
+                            event: EventId(2),
+                            user: "cy".into(),
+                            items: Items::Seats(vec![1].into()),
+                            waiter: None,
+                        },
+                        Effect::HoldExpired {
+                            hold: HoldId(8),
+                            event: EventId(2),
+                            user: "di".into(),
+                            items: Items::Seats(vec![2, 3].into()),
+                            waiter: Some(WaiterId(4)),
+                        },
+                        Effect::WaitlistOffered {
+                            waiter: WaiterId(5),
+                            hold: held.clone(),
+                        },
+                    ],
+                ),
+                vec![
+                    json!({"hold_id": HoldId(7).to_string(), "event_id": EventId(2).to_string(), "user_id": "cy",
+                           "quantity": 1, "waitlist_id": Option::<String>::None}),
+                    json!({"hold_id": HoldId(8).to_string(), "event_id": EventId(2).to_string(),
+                           "user_id": "di", "quantity": 2,
+                           "waitlist_id": Some(WaiterId(4).to_string())}),
+                    json!({
+                        "waitlist_id": WaiterId(5).to_string(),
+                        "hold_id": held.hold.to_string(),
+                        "event_id": held.event.to_string(),
+                        "user_id": &*held.user,
+                        "quantity": held.items.quantity(),
+                        "expires_at": rfc3339(held.expires_at_ms),
+                    }),
+                ],
+            ),
+        ];
+        for (outcome, data) in cases {
+            let messages = messages_of(0, &outcome);
+            assert_eq!(messages.len(), data.len());
+            for (message, data) in messages.iter().zip(data) {
+                let expected = serde_json::to_vec(&json!({
+                    "type": message.kind.as_str(),
+                    "timestamp": rfc3339(outcome.time_ms),
+                    "data": data,
+                }))
+                .unwrap();
+                assert_eq!(
+                    String::from_utf8(message.body.clone()).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

@@ -15,9 +15,9 @@
 //! notification read (or none), so shards merge without a clock: a read returns every
 //! kept notification after each shard's place.
 
+use crate::read_model::{sorted, FastMap};
 use engine::messages::UserMessage;
 use serde::{Deserialize, Serialize};
-use crate::read_model::{sorted, FastMap};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -180,10 +180,7 @@ impl Notifications {
                 touched,
             });
         }
-        let (name, record) = self
-            .users
-            .get_key_value(user)
-            .expect("just found");
+        let (name, record) = self.users.get_key_value(user).expect("just found");
         let (name, previous) = (Arc::clone(name), record.touched);
         self.recency.remove(&previous);
         self.recency.insert(touched, name);

@@ -108,15 +108,31 @@ impl Pending {
         assert!(previous.is_none(), "one writer per offset");
     }
 
-    /// Called by the follower after the read model applied the outcomes, in one lock.
+    /// Called by the follower after the read model applied the outcomes: one lock for
+    /// the batch, and the writers are woken after it is released (a wake-up is a system
+    /// call, and the log's writer thread takes this lock to file answers).
     pub(crate) fn complete(&self, outcomes: impl IntoIterator<Item = Arc<Outcome>>) {
-        let mut inner = self.lock();
-        for outcome in outcomes {
-            self.complete_one(&mut inner, outcome);
+        let mut answers = Vec::new();
+        {
+            let mut inner = self.lock();
+            for outcome in outcomes {
+                if let Some(answer) = self.complete_one(&mut inner, outcome) {
+                    answers.push(answer);
+                }
+            }
+        }
+        for (waiter, outcome) in answers {
+            // The writer may have timed out meanwhile; then nobody needs it.
+            let _ = waiter.send(Answer::Outcome(outcome));
         }
     }
 
-    fn complete_one(&self, inner: &mut PendingInner, outcome: Arc<Outcome>) {
+    /// Completes one outcome; its waiter, if one is filed, to be answered.
+    fn complete_one(
+        &self,
+        inner: &mut PendingInner,
+        outcome: Arc<Outcome>,
+    ) -> Option<(oneshot::Sender<Answer>, Arc<Outcome>)> {
         let offset = outcome.offset;
         inner.completed_offset = Some(
             inner
@@ -124,16 +140,14 @@ impl Pending {
                 .map_or(offset, |completed| completed.max(offset)),
         );
         if let Some(waiter) = inner.waiters.remove(&offset) {
-            // The writer may have timed out meanwhile; then nobody needs it.
-            let _ = waiter.send(Answer::Outcome(outcome));
-            return;
+            return Some((waiter, outcome));
         }
         // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
         if matches!(
             outcome.result,
             Ok(Reply::Ticked | Reply::Promoted { .. } | Reply::Configured)
         ) {
-            return;
+            return None;
         }
         inner.completed.insert(offset, outcome);
         inner.completed_order.push_back(offset);
@@ -144,6 +158,7 @@ impl Pending {
                 .expect("longer than the maximum");
             inner.completed.remove(&oldest);
         }
+        None
     }
 
     /// Writes waiting for their outcome (a writer that gave up is not counted).
@@ -536,15 +551,15 @@ mod tests {
         pending.complete([outcome(5)]);
         assert_eq!(outcome_offset(&mut attached(&pending, 5)), Some(5));
         let mut waiting = attached(&pending, 6);
-        assert!(waiting.try_recv().is_err(), "not answered before its outcome");
+        assert!(
+            waiting.try_recv().is_err(),
+            "not answered before its outcome"
+        );
         pending.complete([outcome(6)]);
         assert_eq!(outcome_offset(&mut waiting), Some(6));
         pending.complete((7..10).map(outcome));
         // Only the last two are kept; an older one is known to be gone.
-        assert!(matches!(
-            attached(&pending, 7).try_recv(),
-            Ok(Answer::Gone)
-        ));
+        assert!(matches!(attached(&pending, 7).try_recv(), Ok(Answer::Gone)));
         assert_eq!(outcome_offset(&mut attached(&pending, 9)), Some(9));
         assert_eq!(pending.waiting(), 0);
     }
