@@ -49,7 +49,9 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// check).
 #[derive(Default)]
 struct VerifiedTokens {
-    tokens: std::sync::Mutex<std::collections::HashMap<Box<str>, Verified>>,
+    /// foldhash, randomly seeded: only verified tokens go in, and hashing a token of a
+    /// few hundred bytes with SipHash was most of a repeated token's look-up.
+    tokens: std::sync::Mutex<crate::read_model::FastMap<Box<str>, Verified>>,
 }
 
 /// Verified tokens [`VerifiedTokens`] keeps (a token is a few hundred bytes).

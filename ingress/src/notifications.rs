@@ -17,7 +17,8 @@
 
 use crate::read_model::{sorted, FastMap};
 use engine::messages::UserMessage;
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -55,15 +56,20 @@ struct UserNotifications {
     touched: u64,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "Decoded")]
 pub(crate) struct Notifications {
     /// Hashed, not ordered: each message looks its user up, and a shard full of users
     /// forgets one per new user (encoded in name order all the same).
-    #[serde(serialize_with = "sorted")]
     users: FastMap<Arc<str>, UserNotifications>,
-    /// Users by when they were last told something, the least recent first (the same
-    /// names as `users`' keys, shared).
-    recency: BTreeMap<u64, Arc<str>>,
+    /// Users by when they were last told something, the least recent first: a touch
+    /// pushes `(touched, name)` at the back (the same names as `users`' keys, shared) and
+    /// leaves the user's earlier entry where it is, stale (its `touched` is not the user's
+    /// any more). Stale entries are skipped when the front is forgotten and dropped when
+    /// they outnumber the users ([`Notifications::compact_recency`]). A queue, not an
+    /// ordered map: a touch is a push instead of a removal and an insertion in a tree
+    /// (with a shard full of users, every booking forgot one user and told another).
+    recency: VecDeque<(u64, Arc<str>)>,
     touches: u64,
     /// The newest place any forgotten user had kept or dropped.
     forgotten_through: Option<Place>,
@@ -82,7 +88,7 @@ impl Notifications {
     pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
         let mut notifications = Notifications {
             users: FastMap::default(),
-            recency: BTreeMap::new(),
+            recency: VecDeque::new(),
             touches: 0,
             forgotten_through: None,
             per_user_max,
@@ -168,38 +174,59 @@ impl Notifications {
     fn touch(&mut self, user: &str) -> &mut UserNotifications {
         self.touches += 1;
         let touched = self.touches;
-        if !self.users.contains_key(user) {
+        if self.recency.len() >= 2 * self.users.len() + 64 {
+            self.compact_recency();
+        }
+        let Some((name, _)) = self.users.get_key_value(user) else {
             if self.users.len() >= self.users_max {
                 self.forget_least_recent();
             }
             let name: Arc<str> = Arc::from(user);
-            self.recency.insert(touched, Arc::clone(&name));
+            self.recency.push_back((touched, Arc::clone(&name)));
             return self.users.entry(name).or_insert(UserNotifications {
                 kept: VecDeque::new(),
                 dropped_through: self.forgotten_through,
                 touched,
             });
-        }
-        let (name, record) = self.users.get_key_value(user).expect("just found");
-        let (name, previous) = (Arc::clone(name), record.touched);
-        self.recency.remove(&previous);
-        self.recency.insert(touched, name);
+        };
+        self.recency.push_back((touched, Arc::clone(name)));
         let record = self.users.get_mut(user).expect("just found");
         record.touched = touched;
         record
     }
 
+    /// Whether a recency entry is its user's latest touch (not stale).
+    fn is_current(&self, (touched, user): &(u64, Arc<str>)) -> bool {
+        self.users
+            .get(&**user)
+            .is_some_and(|record| record.touched == *touched)
+    }
+
+    /// Drops the stale recency entries: at most one entry per user remains.
+    fn compact_recency(&mut self) {
+        let mut recency = std::mem::take(&mut self.recency);
+        recency.retain(|entry| self.is_current(entry));
+        self.recency = recency;
+        debug_assert_eq!(self.recency.len(), self.users.len());
+    }
+
     fn forget_least_recent(&mut self) {
-        let Some((_, user)) = self.recency.pop_first() else {
+        while let Some(entry) = self.recency.pop_front() {
+            if !self.is_current(&entry) {
+                continue;
+            }
+            let record = self
+                .users
+                .remove(&*entry.1)
+                .expect("current entries name kept users");
+            let newest = record
+                .kept
+                .back()
+                .map(|notification| notification.place)
+                .max(record.dropped_through);
+            self.forgotten_through = self.forgotten_through.max(newest);
             return;
-        };
-        let record = self.users.remove(&*user).expect("recency names kept users");
-        let newest = record
-            .kept
-            .back()
-            .map(|notification| notification.place)
-            .max(record.dropped_through);
-        self.forgotten_through = self.forgotten_through.max(newest);
+        }
     }
 
     /// Drops a user's oldest notifications past `per_user_max`, remembering the newest
@@ -214,6 +241,86 @@ impl Notifications {
     #[cfg(test)]
     fn users(&self) -> usize {
         self.users.len()
+    }
+}
+
+/// Encoded with the users in name order and the recency as a map from each user's
+/// latest touch to their name (stale entries left out): the bytes of the `BTreeMap` the
+/// recency was before it became a queue.
+impl Serialize for Notifications {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut encoded = serializer.serialize_struct("Notifications", 6)?;
+        encoded.serialize_field("users", &Sorted(&self.users))?;
+        encoded.serialize_field("recency", &CurrentRecency(self))?;
+        encoded.serialize_field("touches", &self.touches)?;
+        encoded.serialize_field("forgotten_through", &self.forgotten_through)?;
+        encoded.serialize_field("per_user_max", &self.per_user_max)?;
+        encoded.serialize_field("users_max", &self.users_max)?;
+        encoded.end()
+    }
+}
+
+struct Sorted<'a>(&'a FastMap<Arc<str>, UserNotifications>);
+
+impl Serialize for Sorted<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        sorted(self.0, serializer)
+    }
+}
+
+/// The recency's current entries (one per user, in order of touch).
+struct CurrentRecency<'a>(&'a Notifications);
+
+impl Serialize for CurrentRecency<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let notifications = self.0;
+        let mut map = serializer.serialize_map(Some(notifications.users.len()))?;
+        let mut written = 0;
+        for entry in &notifications.recency {
+            if notifications.is_current(entry) {
+                map.serialize_entry(&entry.0, &entry.1)?;
+                written += 1;
+            }
+        }
+        assert_eq!(
+            written,
+            notifications.users.len(),
+            "one current entry per user"
+        );
+        map.end()
+    }
+}
+
+/// [`Notifications`] as [`Notifications::serialize`] wrote it.
+#[derive(Deserialize)]
+struct Decoded {
+    users: FastMap<Arc<str>, UserNotifications>,
+    recency: BTreeMap<u64, Arc<str>>,
+    touches: u64,
+    forgotten_through: Option<Place>,
+    per_user_max: usize,
+    users_max: usize,
+}
+
+impl From<Decoded> for Notifications {
+    fn from(decoded: Decoded) -> Notifications {
+        let Decoded {
+            users,
+            recency,
+            touches,
+            forgotten_through,
+            per_user_max,
+            users_max,
+        } = decoded;
+        Notifications {
+            users,
+            // In order of touch: the map's key order.
+            recency: recency.into_iter().collect(),
+            touches,
+            forgotten_through,
+            per_user_max,
+            users_max,
+        }
     }
 }
 
@@ -348,6 +455,65 @@ mod tests {
         notifications.set_limits(1, 1);
         assert_eq!(notifications.users(), 1);
         assert_eq!(places(&notifications.after("cy", None)), [(4, 0)]);
+    }
+
+    /// The recency queue against the ordered map it replaced: the same user forgotten at
+    /// every step, and the same encoding (users and the map of latest touches) at every
+    /// step, also after a decode.
+    #[test]
+    fn the_recency_queue_forgets_and_encodes_as_the_ordered_map_did() {
+        use std::collections::{BTreeSet, HashMap};
+        let users_max = 7;
+        let mut notifications = Notifications::new(2, users_max);
+        // The reference: the latest touch of each kept user, and the users by it.
+        let (mut touched, mut recency) = (HashMap::new(), BTreeMap::new());
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 1..=5_000u64 {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            // Skewed: a few users are told often (stale entries pile up), many rarely.
+            let user = if random % 3 == 0 {
+                random % 4
+            } else {
+                random % 40
+            };
+            let user = format!("user-{user}");
+            if let Some(previous) = touched.insert(user.clone(), step) {
+                recency.remove(&previous);
+            } else if recency.len() == users_max {
+                let (_, forgotten) = recency.pop_first().expect("full");
+                touched.remove(&forgotten);
+            }
+            recency.insert(step, user.clone());
+            notifications.record(step, step, vec![told(&user, 0)]);
+            let encoded = serde_json::to_value(&notifications).expect("encodes");
+            assert_eq!(
+                encoded["recency"],
+                serde_json::json!(recency),
+                "step {step}"
+            );
+            let users: BTreeSet<&String> = touched.keys().collect();
+            let kept: Vec<&String> = users.into_iter().collect();
+            let names: Vec<String> = encoded["users"]
+                .as_object()
+                .expect("a map")
+                .keys()
+                .cloned()
+                .collect();
+            assert_eq!(names.iter().collect::<Vec<_>>(), kept, "step {step}");
+            assert!(notifications.recency.len() <= 2 * notifications.users.len() + 64 + 1);
+            if step % 1_000 == 0 {
+                let bytes =
+                    bincode::serde::encode_to_vec(&notifications, bincode::config::standard())
+                        .expect("encodes");
+                let (decoded, _): (Notifications, usize) =
+                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
+                        .expect("decodes");
+                assert_eq!(decoded.recency.len(), users_max);
+                notifications = decoded;
+            }
+        }
     }
 
     #[test]

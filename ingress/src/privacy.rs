@@ -45,8 +45,9 @@ pub(crate) struct Pseudonyms {
     deployment_key: Vec<u8>,
     /// The deployment scope's key, derived once: most requests are of that scope.
     deployment_scope: HmacSha256,
-    /// Current pseudonyms derived lately, by scope and `sub` ([`Pseudonyms::current`]).
-    current: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Box<str>, String>>>,
+    /// Current pseudonyms derived lately, by scope and `sub` ([`Pseudonyms::current`]);
+    /// foldhash, randomly seeded (a look-up per request; `sub`s come from verified tokens).
+    current: std::sync::Arc<std::sync::Mutex<crate::read_model::FastMap<Box<str>, String>>>,
 }
 
 /// Current pseudonyms [`Pseudonyms`] keeps: emptied when full (a miss costs one HMAC).
