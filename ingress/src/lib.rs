@@ -793,16 +793,16 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
 /// still running at the configured timeout (the handler is dropped, the answer still
 /// counted and logged); finds the client's address and applies its rate limit
 /// ([`admit`]).
-async fn front(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let response = match admit(&state, request) {
-        Err(refused) => refused,
-        Ok(request) => {
+    let response = match admit(&state, &mut request) {
+        Err(refused) => refused.into_response(),
+        Ok(()) => {
             match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
                 Ok(response) => response,
                 Err(_elapsed) => AppError::outcome_unknown(
@@ -830,8 +830,8 @@ async fn front(State(state): State<AppState>, request: Request, next: Next) -> R
 /// Finds the client's address (`client_address`: the peer, or behind a trusted proxy
 /// the `X-Forwarded-For` hop it saw), keeps it in the request's extensions for the caps
 /// on long-polls and streams, and applies its rate limit (health and metrics are exempt):
-/// the request, or the answer refusing it.
-fn admit(state: &AppState, mut request: Request) -> Result<Request, Response> {
+/// what refuses the request, if anything does.
+fn admit(state: &AppState, request: &mut Request) -> Result<(), AppError> {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -845,12 +845,10 @@ fn admit(state: &AppState, mut request: Request) -> Result<Request, Response> {
         request.extensions_mut().insert(address);
         let exempt = matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics");
         if !exempt {
-            state
-                .check_address_rate(address)
-                .map_err(IntoResponse::into_response)?;
+            state.check_address_rate(address)?;
         }
     }
-    Ok(request)
+    Ok(())
 }
 
 /// Serves the API on `listener` until `shutdown` completes; in-flight requests finish

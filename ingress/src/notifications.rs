@@ -473,7 +473,7 @@ mod tests {
             random ^= random >> 7;
             random ^= random << 17;
             // Skewed: a few users are told often (stale entries pile up), many rarely.
-            let user = if random % 3 == 0 {
+            let user = if random.is_multiple_of(3) {
                 random % 4
             } else {
                 random % 40
