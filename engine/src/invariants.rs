@@ -117,7 +117,7 @@ pub(crate) fn check(engine: &Engine) {
         state
             .usage
             .iter()
-            .map(|(key, count)| (*key, *count))
+            .map(|(key, count)| (key.pair(), *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );
@@ -309,7 +309,7 @@ pub(crate) fn check(engine: &Engine) {
         state
             .waiters_by_user
             .iter()
-            .map(|(key, count)| (*key, *count))
+            .map(|(key, count)| (key.pair(), *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user waiter counts match the waiters"
     );

@@ -7,12 +7,12 @@ impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
-        self.state.usage.get(&(event, user)).copied().unwrap_or(0)
+        self.state.usage.get(&EventUser::new(event, user)).copied().unwrap_or(0)
     }
 
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
         use std::collections::hash_map::Entry;
-        match self.state.usage.entry((event, user)) {
+        match self.state.usage.entry(EventUser::new(event, user)) {
             Entry::Occupied(mut usage) => {
                 let next = i64::from(*usage.get()) + delta;
                 assert!(next >= 0, "usage went negative");
