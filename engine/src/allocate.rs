@@ -109,7 +109,7 @@ fn find_seats(
         .all(|row| !in_category(row.category)));
     let row_free = &event.row_free[..rows.end];
     let mut stranding = None;
-    let mut scattered = Vec::with_capacity(if together { 0 } else { quantity as usize });
+    let mut scattered = Gathered::new(if together { 0 } else { quantity as usize });
     let scattering = !together;
     let mut next = rows.start;
     loop {
@@ -149,7 +149,58 @@ fn find_seats(
     if let Some(start) = stranding {
         return Some(run_of(event, start, quantity));
     }
-    (scattering && scattered.len() == quantity as usize).then(|| Items::Seats(scattered.into()))
+    (scattering && scattered.len() == quantity as usize)
+        .then(|| Items::Seats(scattered.as_slice().into()))
+}
+
+/// The scattered seats gathered while looking for a run: on the stack for an order of up
+/// to [`Gathered::INLINE`] seats. Perf: a request without `together` nearly always gets a
+/// run, and the `Vec` it gathered into cost an allocation and a free every time.
+struct Gathered {
+    inline: [u32; Gathered::INLINE],
+    /// Only for a larger order (its capacity the order's size); empty otherwise.
+    spilled: Vec<u32>,
+    len: usize,
+}
+
+impl Gathered {
+    const INLINE: usize = 16;
+
+    /// Room for `quantity` seats.
+    fn new(quantity: usize) -> Gathered {
+        Gathered {
+            inline: [0; Gathered::INLINE],
+            spilled: if quantity > Gathered::INLINE {
+                Vec::with_capacity(quantity)
+            } else {
+                Vec::new()
+            },
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds a seat; the caller never gathers more than the quantity it gave `new`.
+    fn push(&mut self, seat: u32) {
+        if self.spilled.capacity() == 0 {
+            self.inline[self.len] = seat;
+        } else {
+            assert!(self.spilled.len() < self.spilled.capacity(), "within the order");
+            self.spilled.push(seat);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        if self.spilled.capacity() == 0 {
+            &self.inline[..self.len]
+        } else {
+            &self.spilled
+        }
+    }
 }
 
 /// The first row at or after `from` with at least `enough` free seats. Perf: the free
