@@ -188,7 +188,10 @@ impl Gathered {
         if self.spilled.capacity() == 0 {
             self.inline[self.len] = seat;
         } else {
-            assert!(self.spilled.len() < self.spilled.capacity(), "within the order");
+            assert!(
+                self.spilled.len() < self.spilled.capacity(),
+                "within the order"
+            );
             self.spilled.push(seat);
         }
         self.len += 1;
@@ -298,7 +301,10 @@ fn next_free(states: &[SeatState], from: usize) -> usize {
     const BLOCK: usize = 8;
     let mut seat = from;
     while let Some(block) = states.get(seat..seat + BLOCK) {
-        if block.iter().fold(false, |any, state| any | (*state == FREE)) {
+        if block
+            .iter()
+            .fold(false, |any, state| any | (*state == FREE))
+        {
             break;
         }
         seat += BLOCK;

@@ -82,7 +82,10 @@ impl UserIndex {
     /// for the name, only for a free slot (the probe was about a sixth of interning a
     /// user); `check_invariants` checks that every name maps to its own id.
     fn insert_new(&mut self, name: UserName, id: UserId) {
-        debug_assert!(self.get(&name).is_none(), "a user is interned once: {name:?}");
+        debug_assert!(
+            self.get(&name).is_none(),
+            "a user is interned once: {name:?}"
+        );
         let hash = self.hash(&name);
         self.names
             .insert_unique(hash, (hash, name, id), |(entry_hash, _, _)| *entry_hash);
