@@ -47,6 +47,25 @@ pub(crate) fn check(engine: &Engine) {
             "user {user:?} is interned"
         );
     };
+    // Ended holds: the window is canonical, every id one this shard gave out, none live,
+    // and exactly those in the retention queue.
+    state.ended_holds.check();
+    for (hold_id, ended) in state.ended_holds.iter() {
+        sequence(hold_id.0, state.next_hold, "ended hold");
+        interned(ended.user);
+        assert!(!state.holds.contains_key(&hold_id), "hold {hold_id} ended");
+    }
+    assert_eq!(
+        state.ended_holds.len(),
+        state.ended_hold_queue.len(),
+        "every kept ended hold is queued for its end once"
+    );
+    for (_, hold_id) in &state.ended_hold_queue {
+        assert!(
+            state.ended_holds.get(*hold_id).is_some(),
+            "hold {hold_id} is kept"
+        );
+    }
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
     for (&hold_id, hold) in &state.holds {

@@ -419,6 +419,161 @@ pub(crate) struct EndedHold {
     pub(crate) end: HoldEnd,
 }
 
+/// The ended holds kept (for the answer to a confirm or release of a hold that has
+/// ended), by id: a window of slots from the least kept id to the greatest. Perf: holds
+/// end in nearly the order they were made (within their time to live) and are kept for
+/// a day, so the kept ids are dense: filing one is a write at the window's back, where
+/// the hash map it replaces cost a hash insert (and the growth of a table that holds a
+/// day of holds): 3% of the standard mix. The window spans at most the holds made
+/// between the oldest kept one's creation and now, each slot 8 bytes (a hash map entry
+/// took about 19).
+///
+/// Encoded as the map it replaces (`sorted_map`): entries in id order, so snapshots
+/// and the state hash are unchanged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EndedHolds {
+    /// The id of `slots[0]`; 0 while the window is empty (one canonical form).
+    first: u64,
+    /// `slots[i]` is the ended hold of id `first + i`, if it is kept. The first and the
+    /// last slots are filled (the window is trimmed to its kept ids).
+    slots: VecDeque<Option<EndedHold>>,
+    /// The filled slots.
+    len: usize,
+}
+
+/// The widest window a decoded state may ask for: 2^32 slots (32 GiB). A snapshot
+/// asking for more is corrupt; refusing it keeps decoding from allocating without bound.
+const ENDED_HOLDS_SPAN_MAX: u64 = 1 << 32;
+
+const _: () = assert!(
+    std::mem::size_of::<Option<EndedHold>>() == 8,
+    "an ended hold's slot is 8 bytes"
+);
+
+impl EndedHolds {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The slot of `id`, if the window covers it.
+    fn offset(&self, id: HoldId) -> Option<usize> {
+        let offset = usize::try_from(id.0.checked_sub(self.first)?).ok()?;
+        (offset < self.slots.len()).then_some(offset)
+    }
+
+    pub(crate) fn get(&self, id: HoldId) -> Option<&EndedHold> {
+        self.slots[self.offset(id)?].as_ref()
+    }
+
+    /// Files a hold that has just ended (a hold ends once).
+    pub(crate) fn insert(&mut self, id: HoldId, ended: EndedHold) {
+        if self.slots.is_empty() {
+            self.first = id.0;
+            self.slots.push_back(Some(ended));
+        } else if id.0 < self.first {
+            // A hold older than every kept one (it lived longer than those after it).
+            let gap = usize::try_from(self.first - id.0).expect("the window fits in memory");
+            self.slots.reserve(gap);
+            for _ in 1..gap {
+                self.slots.push_front(None);
+            }
+            self.slots.push_front(Some(ended));
+            self.first = id.0;
+        } else {
+            let offset = usize::try_from(id.0 - self.first).expect("the window fits in memory");
+            if offset < self.slots.len() {
+                let slot = &mut self.slots[offset];
+                assert!(slot.is_none(), "a hold ends once: {id:?}");
+                *slot = Some(ended);
+            } else {
+                // The common case: the newest hold to end so far.
+                self.slots.resize(offset, None);
+                self.slots.push_back(Some(ended));
+            }
+        }
+        self.len += 1;
+        debug_assert!(self.is_trimmed());
+    }
+
+    /// Forgets an ended hold; what it was, if it was kept.
+    pub(crate) fn remove(&mut self, id: HoldId) -> Option<EndedHold> {
+        let offset = self.offset(id)?;
+        let removed = self.slots[offset].take()?;
+        self.len -= 1;
+        // Holds are forgotten in the order they ended, so nearly always from the front.
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        while let Some(None) = self.slots.back() {
+            self.slots.pop_back();
+        }
+        if self.slots.is_empty() {
+            self.first = 0;
+        }
+        debug_assert!(self.is_trimmed());
+        Some(removed)
+    }
+
+    /// The kept ended holds in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (HoldId, &EndedHold)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(offset, slot)| {
+            slot.as_ref()
+                .map(|ended| (HoldId(self.first + offset as u64), ended))
+        })
+    }
+
+    /// The window's one canonical form: trimmed, `first` 0 when empty (checked after
+    /// every change in debug builds; `check` also counts).
+    fn is_trimmed(&self) -> bool {
+        self.slots.front().is_none_or(Option::is_some)
+            && self.slots.back().is_none_or(Option::is_some)
+            && (!self.slots.is_empty() || self.first == 0)
+            && self.len <= self.slots.len()
+    }
+
+    /// Asserts the canonical form and the count (for `check_invariants`).
+    pub(crate) fn check(&self) {
+        assert!(self.is_trimmed(), "the ended holds' window is trimmed");
+        assert_eq!(
+            self.len,
+            self.slots.iter().filter(|slot| slot.is_some()).count(),
+            "the ended holds are counted"
+        );
+    }
+}
+
+impl Serialize for EndedHolds {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut encoded = serializer.serialize_map(Some(self.len))?;
+        for (id, ended) in self.iter() {
+            encoded.serialize_entry(&id, ended)?;
+        }
+        encoded.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EndedHolds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EndedHolds, D::Error> {
+        let entries = BTreeMap::<HoldId, EndedHold>::deserialize(deserializer)?;
+        let mut ended_holds = EndedHolds::default();
+        if let (Some((least, _)), Some((greatest, _))) =
+            (entries.first_key_value(), entries.last_key_value())
+        {
+            if greatest.0 - least.0 >= ENDED_HOLDS_SPAN_MAX {
+                return Err(serde::de::Error::custom(
+                    "the ended holds span more than 2^32 ids",
+                ));
+            }
+        }
+        for (id, ended) in entries {
+            ended_holds.insert(id, ended);
+        }
+        Ok(ended_holds)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Booking {
     pub(crate) hold: HoldId,
@@ -562,8 +717,7 @@ pub struct State {
     /// seats (perf: no box per hold, and the hold's outcome shares the same list).
     #[serde(with = "sorted_map")]
     pub(crate) holds: FastMap<HoldId, Hold>,
-    #[serde(with = "sorted_map")]
-    pub(crate) ended_holds: FastMap<HoldId, EndedHold>,
+    pub(crate) ended_holds: EndedHolds,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
     #[serde(with = "sorted_map")]
@@ -608,8 +762,7 @@ struct StateEncoding<'a> {
     events: &'a Vec<Event>,
     #[serde(serialize_with = "sorted_map_ref")]
     holds: &'a FastMap<HoldId, Hold>,
-    #[serde(serialize_with = "sorted_map_ref")]
-    ended_holds: &'a FastMap<HoldId, EndedHold>,
+    ended_holds: &'a EndedHolds,
     ended_hold_queue: &'a VecDeque<(u64, HoldId)>,
     bookings: &'a CowVec<Booking, BOOKING_CHUNK>,
     #[serde(serialize_with = "sorted_map_ref")]
@@ -763,6 +916,77 @@ mod tests {
             bincode::serde::encode_to_vec(Sorted(&map), config).unwrap(),
             bincode::serde::encode_to_vec(&btree, config).unwrap()
         );
+    }
+
+    /// The ended holds' window answers, encodes (bincode and JSON) and decodes exactly
+    /// like the sorted hash map it replaced, whatever the order of ends and removals
+    /// (holds ending out of id order, before the window's first id, removed from its
+    /// middle and ends), and keeps one canonical form.
+    #[test]
+    fn ended_holds_behave_and_encode_like_the_map() {
+        #[derive(Serialize)]
+        struct Sorted<'a>(
+            #[serde(serialize_with = "sorted_map_ref")] &'a FastMap<HoldId, EndedHold>,
+        );
+        let config = bincode::config::standard();
+        let ended = |user: u32, end: HoldEnd| EndedHold {
+            user: UserId(user),
+            end,
+        };
+        // (insert?, id): a deterministic mix of ends and removals.
+        let mut steps = Vec::new();
+        let mut seed = 7u64;
+        for round in 0..2_000u64 {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let id = 1 + (seed >> 33) % (40 + round / 10);
+            steps.push(((seed >> 20) % 3 != 0, id));
+        }
+        let mut window = EndedHolds::default();
+        let mut map: FastMap<HoldId, EndedHold> = FastMap::default();
+        for (index, (insert, id)) in steps.into_iter().enumerate() {
+            let id = HoldId(id);
+            if insert && !map.contains_key(&id) {
+                let value = ended(
+                    index as u32,
+                    [HoldEnd::Confirmed, HoldEnd::Released, HoldEnd::Expired][index % 3],
+                );
+                window.insert(id, value.clone());
+                map.insert(id, value);
+            } else {
+                assert_eq!(window.remove(id), map.remove(&id));
+            }
+            window.check();
+            assert_eq!(window.len(), map.len());
+            assert_eq!(window.get(id), map.get(&id));
+            assert_eq!(window.get(HoldId(0)), None);
+            assert_eq!(window.get(HoldId(u64::MAX)), None);
+            if index % 97 == 0 {
+                let bytes = bincode::serde::encode_to_vec(&window, config).unwrap();
+                assert_eq!(
+                    bytes,
+                    bincode::serde::encode_to_vec(Sorted(&map), config).unwrap()
+                );
+                assert_eq!(
+                    serde_json::to_string(&window).unwrap(),
+                    serde_json::to_string(&Sorted(&map)).unwrap()
+                );
+                let (decoded, _): (EndedHolds, usize) =
+                    bincode::serde::decode_from_slice(&bytes, config).unwrap();
+                assert_eq!(decoded, window, "one canonical form");
+            }
+        }
+        for id in map.keys().copied().collect::<Vec<_>>() {
+            assert_eq!(window.remove(id), map.remove(&id));
+        }
+        assert_eq!(window, EndedHolds::default());
+        // A corrupt snapshot asking for an unbounded window is an error, not an allocation.
+        let mut sparse = FastMap::default();
+        sparse.insert(HoldId(1), ended(0, HoldEnd::Expired));
+        sparse.insert(HoldId(1 << 40), ended(0, HoldEnd::Expired));
+        let bytes = bincode::serde::encode_to_vec(Sorted(&sparse), config).unwrap();
+        assert!(bincode::serde::decode_from_slice::<EndedHolds, _>(&bytes, config).is_err());
     }
 
     /// Ticket flags encode exactly like the `Vec<bool>` they replaced, and decode to the
