@@ -53,19 +53,28 @@ pub(crate) fn check(engine: &Engine) {
     for (hold_id, ended) in state.ended_holds.iter() {
         sequence(hold_id.0, state.next_hold, "ended hold");
         interned(ended.user);
-        assert!(!state.holds.contains_key(&hold_id), "hold {hold_id} ended");
-    }
-    assert_eq!(
-        state.ended_holds.len(),
-        state.ended_hold_queue.len(),
-        "every kept ended hold is queued for its end once"
-    );
-    for (_, hold_id) in &state.ended_hold_queue {
         assert!(
-            state.ended_holds.get(*hold_id).is_some(),
-            "hold {hold_id} is kept"
+            !state.holds.contains_key(&hold_id),
+            "ended hold {hold_id} is not live"
         );
     }
+    let queued: std::collections::BTreeSet<HoldId> = state
+        .ended_hold_queue
+        .iter()
+        .map(|(_, hold_id)| *hold_id)
+        .collect();
+    assert_eq!(
+        queued.len(),
+        state.ended_hold_queue.len(),
+        "an ended hold is queued once"
+    );
+    assert!(
+        queued
+            .iter()
+            .copied()
+            .eq(state.ended_holds.iter().map(|(hold_id, _)| hold_id)),
+        "the kept ended holds are exactly the queued ones"
+    );
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
     for (&hold_id, hold) in &state.holds {
