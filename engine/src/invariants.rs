@@ -47,6 +47,34 @@ pub(crate) fn check(engine: &Engine) {
             "user {user:?} is interned"
         );
     };
+    // Ended holds: the window is canonical, every id one this shard gave out, none live,
+    // and exactly those in the retention queue.
+    state.ended_holds.check();
+    for (hold_id, ended) in state.ended_holds.iter() {
+        sequence(hold_id.0, state.next_hold, "ended hold");
+        interned(ended.user);
+        assert!(
+            !state.holds.contains_key(&hold_id),
+            "ended hold {hold_id} is not live"
+        );
+    }
+    let queued: std::collections::BTreeSet<HoldId> = state
+        .ended_hold_queue
+        .iter()
+        .map(|(_, hold_id)| *hold_id)
+        .collect();
+    assert_eq!(
+        queued.len(),
+        state.ended_hold_queue.len(),
+        "an ended hold is queued once"
+    );
+    assert!(
+        queued
+            .iter()
+            .copied()
+            .eq(state.ended_holds.iter().map(|(hold_id, _)| hold_id)),
+        "the kept ended holds are exactly the queued ones"
+    );
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
     for (&hold_id, hold) in &state.holds {
@@ -117,7 +145,7 @@ pub(crate) fn check(engine: &Engine) {
         state
             .usage
             .iter()
-            .map(|(key, count)| (*key, *count))
+            .map(|(key, count)| (key.pair(), *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );
@@ -309,7 +337,7 @@ pub(crate) fn check(engine: &Engine) {
         state
             .waiters_by_user
             .iter()
-            .map(|(key, count)| (*key, *count))
+            .map(|(key, count)| (key.pair(), *count))
             .collect::<BTreeMap<_, _>>(),
         "per-user waiter counts match the waiters"
     );

@@ -45,7 +45,7 @@ impl Engine {
             .is_some_and(|(ended, _)| *ended < horizon)
         {
             let (_, hold) = self.state.ended_hold_queue.pop_front().expect("checked");
-            self.state.ended_holds.remove(&hold);
+            self.state.ended_holds.remove(hold);
         }
     }
 

@@ -7,12 +7,16 @@ impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
-        self.state.usage.get(&(event, user)).copied().unwrap_or(0)
+        self.state
+            .usage
+            .get(&EventUser::new(event, user))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
         use std::collections::hash_map::Entry;
-        match self.state.usage.entry((event, user)) {
+        match self.state.usage.entry(EventUser::new(event, user)) {
             Entry::Occupied(mut usage) => {
                 let next = i64::from(*usage.get()) + delta;
                 assert!(next >= 0, "usage went negative");
@@ -392,7 +396,7 @@ impl Engine {
         }
         if self.state.ended_holds.len() >= self.config.ended_holds_max {
             if let Some((_, oldest)) = self.state.ended_hold_queue.pop_front() {
-                self.state.ended_holds.remove(&oldest);
+                self.state.ended_holds.remove(oldest);
             }
         }
         self.state.ended_holds.insert(
@@ -421,7 +425,7 @@ impl Engine {
         match self
             .state
             .ended_holds
-            .get(&hold_id)
+            .get(hold_id)
             .filter(|ended| self.user_name(ended.user) == user)
         {
             Some(EndedHold {

@@ -9,7 +9,7 @@ impl Engine {
         *self
             .state
             .waiters_by_user
-            .entry((waiter.event, waiter.user))
+            .entry(EventUser::new(waiter.event, waiter.user))
             .or_default() += 1;
         self.state
             .timers
@@ -217,7 +217,7 @@ impl Engine {
                 draw.entries.remove(at);
             }
         }
-        let key = (waiter.event, waiter.user);
+        let key = EventUser::new(waiter.event, waiter.user);
         let count = self
             .state
             .waiters_by_user
@@ -267,7 +267,7 @@ impl Engine {
         self.user_id(user).map_or(0, |user| {
             self.state
                 .waiters_by_user
-                .get(&(event, user))
+                .get(&EventUser::new(event, user))
                 .copied()
                 .unwrap_or(0)
         })
