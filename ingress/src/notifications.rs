@@ -52,7 +52,8 @@ struct UserNotifications {
     /// The newest place dropped from `kept`, or that may have been this user's when the
     /// record was made (see the module's doc); `None`: nothing was.
     dropped_through: Option<Place>,
-    /// This user's key in `Notifications::recency`.
+    /// This user's latest touch: the one entry of theirs in `Notifications::recency`
+    /// that is not stale.
     touched: u64,
 }
 

@@ -84,7 +84,7 @@ pub(crate) struct PersonalData {
     /// request does not search RocksDB's memtable (a skip list of every new user) again.
     /// Bounded: cleared when full (a miss only costs the look-up). Filled under
     /// `sync.entries`' lock, emptied of a pseudonym by `forget` under the same lock.
-    known: Mutex<std::collections::HashSet<Box<str>, foldhash::fast::RandomState>>,
+    known: Mutex<crate::read_model::FastSet<Box<str>>>,
 }
 
 /// Pseudonyms [`PersonalData::known`] keeps (about 60 bytes each).

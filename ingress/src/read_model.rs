@@ -25,6 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 /// look-ups, one or more per outcome), seeded at random per process since clients name
 /// users; nothing iterates these maps in hash order: they encode sorted.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// [`FastMap`]'s set.
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 /// Serializes a hash map in key order, so one model always encodes to the same bytes
 /// (snapshots are compared and checksummed as bytes).
