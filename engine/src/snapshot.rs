@@ -50,10 +50,19 @@ fn config() -> bincode::config::Configuration<
 
 /// Encodes a state: `STATE_VERSION`, then bincode.
 pub fn encode_state(state: &State) -> Vec<u8> {
-    let mut bytes = vec![STATE_VERSION];
-    bincode::serde::encode_into_std_write(state, &mut bytes, config())
-        .expect("encoding into a Vec cannot fail");
+    let mut bytes = Vec::new();
+    encode_state_into(state, &mut bytes);
     bytes
+}
+
+/// [`encode_state`] into `bytes` (cleared first), reusing its capacity: the snapshot
+/// thread encodes the whole state every few seconds under load, and a fresh `Vec` grown
+/// to hundreds of megabytes spent most of that time in the kernel zeroing new pages.
+pub fn encode_state_into(state: &State, bytes: &mut Vec<u8>) {
+    bytes.clear();
+    bytes.push(STATE_VERSION);
+    bincode::serde::encode_into_std_write(state, bytes, config())
+        .expect("encoding into a Vec cannot fail");
 }
 
 /// Decodes what [`encode_state`] wrote. The error is a sentence for operators.

@@ -74,20 +74,31 @@ impl Snapshot {
     /// Encodes a state that has applied at least one record of the log `log_id`. O(state):
     /// the runtime calls it on its snapshot thread, on a copy of the state.
     pub fn of_state(state: &State, created_at_ms: u64, log_id: &str) -> Snapshot {
+        Snapshot::of_state_in(state, created_at_ms, log_id, Vec::new())
+    }
+
+    /// [`Snapshot::of_state`], encoded into `buffer` (its capacity reused: pass the state
+    /// bytes of the previous snapshot once it is written).
+    pub fn of_state_in(
+        state: &State,
+        created_at_ms: u64,
+        log_id: &str,
+        mut buffer: Vec<u8>,
+    ) -> Snapshot {
         let offset =
             engine::snapshot::applied_offset(state).expect("a snapshot covers at least one record");
         assert!(
             (1..=LOG_ID_BYTES_MAX).contains(&log_id.len()),
             "log id {log_id:?}"
         );
-        let encoded = engine::snapshot::encode_state(state);
-        let state_hash = engine::snapshot::state_hash_of_encoded(&encoded);
+        engine::snapshot::encode_state_into(state, &mut buffer);
+        let state_hash = engine::snapshot::state_hash_of_encoded(&buffer);
         Snapshot {
             offset,
             created_at_ms,
             log_id: Some(log_id.to_string()),
             state_hash,
-            state: encoded,
+            state: buffer,
         }
     }
 }

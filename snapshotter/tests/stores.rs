@@ -244,6 +244,21 @@ fn intact_bytes_with_the_wrong_state_hash_do_not_load() {
 }
 
 #[test]
+fn a_snapshot_encoded_into_a_used_buffer_equals_a_fresh_one() {
+    let (engine_30, _) = engine_through(30);
+    let (engine_20, _) = engine_through(20);
+    // The larger state's bytes first: what the snapshot thread would hand back.
+    let used = Snapshot::of_state(engine_30.state(), 1, LOG_ID).state;
+    let capacity = used.capacity();
+    let reused = Snapshot::of_state_in(engine_20.state(), 2, LOG_ID, used);
+    let fresh = Snapshot::of_state(engine_20.state(), 2, LOG_ID);
+    assert_eq!(reused, fresh);
+    assert_eq!(reused.state_hash, engine_20.state_hash());
+    assert!(reused.state.len() < capacity, "the larger state's bytes were cleared");
+    assert_eq!(reused.state.capacity(), capacity, "its capacity was reused");
+}
+
+#[test]
 fn a_failed_write_changes_nothing_and_only_the_newest_are_kept() {
     let mut store = MemoryStore::new(2);
     let hashes = write_three(&mut store);
