@@ -126,9 +126,15 @@ pub fn encode_outcome_body(outcome: &Outcome) -> Vec<u8> {
 /// The outcome as outcomes-log records: one frame when it is at most
 /// [`OUTCOME_FRAME_BODY_BYTES_MAX`] bytes (nearly always), else as many as it takes, each
 /// at most [`OUTCOME_FRAME_BYTES_MAX`] bytes. Append them in order.
+/// The first frame's initial capacity ([`encode_outcome_frames`]).
+const OUTCOME_FIRST_FRAME_CAPACITY_BYTES: usize = 512;
+
 pub fn encode_outcome_frames(outcome: &Outcome) -> Vec<Vec<u8>> {
-    // Encoded after room for the header, so the usual single frame is never copied.
-    let mut first = vec![0; OUTCOME_FRAME_HEADER_BYTES];
+    // Encoded after room for the header, so the usual single frame is never copied; with
+    // room for a usual outcome (a hold or a booking: 100-300 bytes), which grew from the
+    // header's 17 bytes through four reallocations.
+    let mut first = Vec::with_capacity(OUTCOME_FIRST_FRAME_CAPACITY_BYTES);
+    first.resize(OUTCOME_FRAME_HEADER_BYTES, 0);
     bincode::serde::encode_into_std_write(outcome, &mut first, bincode::config::standard())
         .expect("encoding into a Vec cannot fail");
     let body_bytes = first.len() - OUTCOME_FRAME_HEADER_BYTES;
