@@ -99,7 +99,7 @@ enum Commands {
     },
     /// Load tester: scenarios, open-loop load, record and replay, verification
     /// (loadgen/REHEARSE.md).
-    Loadgen(loadgen::Args),
+    Loadgen(Box<loadgen::Args>),
     /// Prints the effective configuration (defaults, file, environment), secrets masked.
     Config,
     /// The engine runtime alone on the configured log (`--role standby` for a hot standby).
@@ -268,7 +268,7 @@ fn main() {
         Commands::Token { user, ttl_seconds } => {
             exit_on_error(cmd_token::run(&settings, &user, ttl_seconds))
         }
-        Commands::Loadgen(args) => cmd_loadgen::run(args),
+        Commands::Loadgen(args) => cmd_loadgen::run(*args),
         Commands::Config => print!("{}", settings.effective_toml()),
         Commands::Engine {
             role,

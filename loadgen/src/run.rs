@@ -152,18 +152,32 @@ fn progress_bar(enabled: bool, length: u64) -> ProgressBar {
     bar
 }
 
-/// One open-loop phase at `rate` for `duration` (at most `requests_max` slots); true with
-/// it when the workload ran out (every user done) before the phase did.
+/// One open-loop phase: its rate, length, request budget, arrivals' seed and start.
+struct OpenPhase {
+    rate: f64,
+    duration: Duration,
+    /// At most this many requests (slots with nothing due are free).
+    requests_max: u64,
+    seed: u64,
+    start: Instant,
+}
+
+/// One open-loop phase at `phase.rate` for `phase.duration` (at most `phase.requests_max`
+/// requests); true with it when the workload ran out (every user done) before the phase
+/// did.
 async fn open_phase(
     client: &Arc<Client>,
     shared: &Arc<Shared>,
-    rate: f64,
-    duration: Duration,
-    requests_max: u64,
-    seed: u64,
+    phase: OpenPhase,
     scenario: &Scenario,
-    phase_start: Instant,
 ) -> (DriveSummary, bool) {
+    let OpenPhase {
+        rate,
+        duration,
+        requests_max,
+        seed,
+        start: phase_start,
+    } = phase;
     // The budget counts requests, not slots: slots with nothing due are free.
     let pacer = Pacer::new(rate, scenario.load.arrivals, seed, u64::MAX, duration);
     let planner = shared.clone();
@@ -401,12 +415,14 @@ pub async fn run_scenario(
             open_phase(
                 &client,
                 &shared,
-                scenario.load.rate_per_second,
-                duration,
-                requests_max,
-                scenario.seed,
+                OpenPhase {
+                    rate: scenario.load.rate_per_second,
+                    duration,
+                    requests_max,
+                    seed: scenario.seed,
+                    start: shared.start,
+                },
                 &scenario,
-                shared.start,
             )
             .await
             .0
@@ -442,12 +458,14 @@ pub async fn run_scenario(
                 let (phase, users_ran_out) = open_phase(
                     &client,
                     &shared,
-                    rate,
-                    step,
-                    budget,
-                    scenario.seed.wrapping_add(step_index),
+                    OpenPhase {
+                        rate,
+                        duration: step,
+                        requests_max: budget,
+                        seed: scenario.seed.wrapping_add(step_index),
+                        start: phase_start,
+                    },
                     &scenario,
-                    phase_start,
                 )
                 .await;
                 let elapsed = phase_start.elapsed().as_secs_f64();

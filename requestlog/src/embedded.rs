@@ -1101,7 +1101,9 @@ mod tests {
     #[test]
     fn covering_gives_exactly_the_commits_a_range_overlaps() {
         let cache = cache(&[3, 1, 5, 2]);
-        let cases: [((u64, u64), Option<Vec<u64>>); 9] = [
+        // ((from, until), the first offsets of the commits it gets)
+        type Case = ((u64, u64), Option<Vec<u64>>);
+        let cases: [Case; 9] = [
             ((100, 111), Some(vec![100, 103, 104, 109])),
             ((100, 101), Some(vec![100])),
             ((102, 104), Some(vec![100, 103])),
