@@ -941,7 +941,7 @@ mod tests {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let id = 1 + (seed >> 33) % (40 + round / 10);
-            steps.push(((seed >> 20) % 3 != 0, id));
+            steps.push((!(seed >> 20).is_multiple_of(3), id));
         }
         let mut window = EndedHolds::default();
         let mut map: FastMap<HoldId, EndedHold> = FastMap::default();
