@@ -18,11 +18,13 @@ mod clock;
 mod draws;
 mod events;
 mod holds;
+mod live_holds;
 mod state;
 mod timers;
 mod users;
 mod waitlist;
 
+pub(crate) use live_holds::LiveHolds;
 pub use state::State;
 pub(crate) use state::*;
 pub(crate) use users::{UserId, UserIndex};

@@ -77,7 +77,8 @@ pub(crate) fn check(engine: &Engine) {
     );
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
-    for (&hold_id, hold) in &state.holds {
+    state.holds.check();
+    for (hold_id, hold) in state.holds.iter() {
         sequence(hold_id.0, state.next_hold, "hold");
         let event = engine.known_event(hold.event);
         assert!(!event.canceled, "a canceled event has no holds");

@@ -424,15 +424,14 @@ impl Engine {
         if let Some(draws_at_ms) = pending_draw {
             self.cancel_draw(event_id, draws_at_ms);
         }
-        // Sorted: `holds` is a hash map, whose order must not leak into anything.
-        let mut hold_ids: Vec<HoldId> = self
+        // In id order (the live holds iterate in it).
+        let hold_ids: Vec<HoldId> = self
             .state
             .holds
             .iter()
             .filter(|(_, hold)| hold.event == event_id)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
-        hold_ids.sort_unstable();
         for &hold in &hold_ids {
             self.take_hold(hold, HoldEnd::Released);
         }
