@@ -203,7 +203,7 @@ impl Engine {
             Some(name) => event
                 .category_index(name)
                 .map(Some)
-                .ok_or(not_found(NotFound::Category)),
+                .ok_or_else(|| not_found(NotFound::Category)),
         }
     }
 
