@@ -141,12 +141,14 @@ pub(crate) fn check(engine: &Engine) {
         interned(booking.user);
         *usage.entry((booking.event, booking.user)).or_default() += booking.items.quantity();
     }
+    state.usage.check();
     assert_eq!(
         usage,
         state
             .usage
-            .iter()
-            .map(|(key, count)| (key.pair(), *count))
+            .sorted()
+            .into_iter()
+            .map(|(key, count)| (key.pair(), count))
             .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );

@@ -7,32 +7,11 @@ impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
-        self.state
-            .usage
-            .get(&EventUser::new(event, user))
-            .copied()
-            .unwrap_or(0)
+        self.state.usage.get(event, user)
     }
 
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
-        use std::collections::hash_map::Entry;
-        match self.state.usage.entry(EventUser::new(event, user)) {
-            Entry::Occupied(mut usage) => {
-                let next = i64::from(*usage.get()) + delta;
-                assert!(next >= 0, "usage went negative");
-                if next == 0 {
-                    usage.remove();
-                } else {
-                    *usage.get_mut() = next as u32;
-                }
-            }
-            Entry::Vacant(usage) => {
-                assert!(delta >= 0, "usage went negative");
-                if delta > 0 {
-                    usage.insert(delta as u32);
-                }
-            }
-        }
+        self.state.usage.add(event, user, delta);
     }
 
     /// Checks a request's size against the per-order and per-user limits.

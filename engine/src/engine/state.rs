@@ -728,10 +728,9 @@ pub struct State {
     pub(crate) waiters: FastMap<WaiterId, Waiter>,
     /// Every pending expiry, in firing order (see `timers`).
     pub(crate) timers: super::timers::Timers,
-    /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
-    /// are removed so equal states encode equally.
-    #[serde(with = "sorted_map")]
-    pub(crate) usage: FastMap<EventUser, u32>,
+    /// Seats held plus booked per (event, user), for the per-user limit (see `usage`).
+    /// Zero counters are not kept, so equal states encode equally.
+    pub(crate) usage: super::Usage,
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
     #[serde(with = "sorted_map")]
@@ -772,8 +771,7 @@ struct StateEncoding<'a> {
     waiters: &'a FastMap<WaiterId, Waiter>,
     /// Encodes like the `BTreeSet<(u64, TimerKind, u64)>` the timers once were.
     timers: Vec<super::timers::Timer>,
-    #[serde(serialize_with = "sorted_map_ref")]
-    usage: &'a FastMap<EventUser, u32>,
+    usage: &'a super::Usage,
     #[serde(serialize_with = "sorted_map_ref")]
     waiters_by_user: &'a FastMap<EventUser, u32>,
     idempotency: &'a Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
