@@ -1,6 +1,7 @@
 //! Seats held plus booked per (event, user), for the per-user limit (`State::usage`): by
 //! user id, a user's first two counters inline; a user's further counters (seats in a
-//! third event at once) in a hash map beside.
+//! third event at once) in a hash map beside, which is probed only for a user that has
+//! some there (each user counts them).
 //!
 //! Perf: every hold reads its user's counter (the limit check), adds to it, and every
 //! hold that ends without a booking takes from it; in the hash map this replaces, each of
@@ -38,10 +39,24 @@ const EMPTY: Counter = Counter {
     count: 0,
 };
 
+/// A user's counters kept inline, and how many more of them the map beside keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct UserCounters {
+    slots: [Counter; INLINE],
+    /// The user's counters in `Usage::more` (perf: a user with none, nearly every user,
+    /// never costs a probe of the map).
+    spilled: u32,
+}
+
+const NO_COUNTERS: UserCounters = UserCounters {
+    slots: [EMPTY; INLINE],
+    spilled: 0,
+};
+
 #[derive(Clone, Default)]
 pub(crate) struct Usage {
     /// By user id, the user's counters (those that are not in `more`).
-    by_user: Vec<[Counter; INLINE]>,
+    by_user: Vec<UserCounters>,
     /// The counters that found no free inline slot: never zero, never also inline.
     more: FastMap<EventUser, u32>,
     /// The counters (all non-zero).
@@ -57,15 +72,19 @@ impl Usage {
     /// Seats `user` holds plus has booked in `event` (0 when none).
     #[inline]
     pub(crate) fn get(&self, event: EventId, user: UserId) -> u32 {
-        if let Some(slots) = self.by_user.get(user.0 as usize) {
-            for counter in slots {
-                if counter.count > 0 && counter.event == event {
-                    return counter.count;
+        match self.by_user.get(user.0 as usize) {
+            Some(counters) => {
+                for counter in &counters.slots {
+                    if counter.count > 0 && counter.event == event {
+                        return counter.count;
+                    }
+                }
+                if counters.spilled == 0 {
+                    return 0;
                 }
             }
-        }
-        if self.more.is_empty() {
-            return 0;
+            None if self.more.is_empty() => return 0,
+            None => {}
         }
         self.more
             .get(&EventUser::new(event, user))
@@ -79,49 +98,70 @@ impl Usage {
     pub(crate) fn add(&mut self, event: EventId, user: UserId, delta: i64) {
         let index = user.0 as usize;
         if index >= self.by_user.len() && index < self.by_user.len() + GROWTH_MAX {
-            self.by_user.resize(index + 1, [EMPTY; INLINE]);
+            self.by_user.resize(index + 1, NO_COUNTERS);
         }
-        let mut slots = self.by_user.get_mut(index);
-        if let Some(counter) = slots.as_mut().and_then(|slots| {
-            slots
-                .iter_mut()
-                .find(|counter| counter.count > 0 && counter.event == event)
-        }) {
-            let next = i64::from(counter.count) + delta;
-            assert!(next >= 0, "usage went negative");
-            counter.count = u32::try_from(next).expect("a user's seats fit in u32");
-            if next == 0 {
-                self.len -= 1;
-            }
-            return;
-        }
-        let key = EventUser::new(event, user);
-        if !self.more.is_empty() {
-            if let std::collections::hash_map::Entry::Occupied(mut counter) = self.more.entry(key) {
-                let next = i64::from(*counter.get()) + delta;
+        let Some(counters) = self.by_user.get_mut(index) else {
+            // A far user id (a corrupt state's): its counters live in the map.
+            return self.add_beside(EventUser::new(event, user), delta, None);
+        };
+        for counter in &mut counters.slots {
+            if counter.count > 0 && counter.event == event {
+                let next = i64::from(counter.count) + delta;
                 assert!(next >= 0, "usage went negative");
+                counter.count = u32::try_from(next).expect("a user's seats fit in u32");
                 if next == 0 {
-                    counter.remove();
                     self.len -= 1;
-                } else {
-                    *counter.get_mut() = u32::try_from(next).expect("a user's seats fit in u32");
                 }
                 return;
             }
         }
+        if counters.spilled > 0 {
+            let key = EventUser::new(event, user);
+            if self.more.contains_key(&key) {
+                return self.add_beside(key, delta, Some(index));
+            }
+        }
+        // A new counter.
         assert!(delta >= 0, "usage went negative");
         if delta == 0 {
             return;
         }
         let count = u32::try_from(delta).expect("a user's seats fit in u32");
         self.len += 1;
-        match slots
-            .as_mut()
-            .and_then(|slots| slots.iter_mut().find(|counter| counter.count == 0))
-        {
+        match counters.slots.iter_mut().find(|counter| counter.count == 0) {
             Some(free) => *free = Counter { event, count },
             None => {
-                self.more.insert(key, count);
+                counters.spilled += 1;
+                self.more.insert(EventUser::new(event, user), count);
+            }
+        }
+    }
+
+    /// [`Usage::add`] for a counter in the map beside: of the user at `index`, or (`None`)
+    /// of a far user id, whose counters all live there (then it may be new).
+    fn add_beside(&mut self, key: EventUser, delta: i64, index: Option<usize>) {
+        use std::collections::hash_map::Entry;
+        match self.more.entry(key) {
+            Entry::Occupied(mut counter) => {
+                let next = i64::from(*counter.get()) + delta;
+                assert!(next >= 0, "usage went negative");
+                if next == 0 {
+                    counter.remove();
+                    self.len -= 1;
+                    if let Some(index) = index {
+                        self.by_user[index].spilled -= 1;
+                    }
+                } else {
+                    *counter.get_mut() = u32::try_from(next).expect("a user's seats fit in u32");
+                }
+            }
+            Entry::Vacant(counter) => {
+                assert!(delta >= 0, "usage went negative");
+                assert!(index.is_none(), "a spilled counter is in the map");
+                if delta > 0 {
+                    counter.insert(u32::try_from(delta).expect("a user's seats fit in u32"));
+                    self.len += 1;
+                }
             }
         }
     }
@@ -132,8 +172,9 @@ impl Usage {
             .by_user
             .iter()
             .enumerate()
-            .flat_map(|(user, slots)| {
-                slots
+            .flat_map(|(user, counters)| {
+                counters
+                    .slots
                     .iter()
                     .filter(|counter| counter.count > 0)
                     .map(move |counter| {
@@ -161,6 +202,19 @@ impl Usage {
         assert!(
             self.more.values().all(|count| *count > 0),
             "no zero usage counter is kept"
+        );
+        let mut spilled = vec![0u32; self.by_user.len()];
+        for key in self.more.keys() {
+            if let Some(count) = spilled.get_mut(key.user().0 as usize) {
+                *count += 1;
+            }
+        }
+        assert!(
+            self.by_user
+                .iter()
+                .zip(&spilled)
+                .all(|(counters, spilled)| counters.spilled == *spilled),
+            "each user's counters in the map are counted"
         );
     }
 }
