@@ -23,8 +23,9 @@ use std::collections::BTreeMap;
 /// A user's counters kept inline.
 const INLINE: usize = 2;
 /// A user id this far past the inline table's end keeps its counters in the map (only a
-/// corrupt state has one: users are interned densely), so a decoded state cannot make the
-/// table allocate without bound.
+/// corrupt state has one: users are interned densely), so one decoded counter cannot make
+/// the table allocate for 2^32 users (a state whose counters step their way up can, as a
+/// state naming 2^32 users could: 20 bytes each, like the ended holds' bound).
 const GROWTH_MAX: usize = 1 << 20;
 
 /// One counter; `count` 0: an empty slot.
@@ -98,7 +99,15 @@ impl Usage {
     pub(crate) fn add(&mut self, event: EventId, user: UserId, delta: i64) {
         let index = user.0 as usize;
         if index >= self.by_user.len() && index < self.by_user.len() + GROWTH_MAX {
-            self.by_user.resize(index + 1, NO_COUNTERS);
+            // Perf: for the next user id (users are dense ids, and a new one nearly
+            // always takes the next), room for the users after it as well, so growing is
+            // not a call per user.
+            let len = if index == self.by_user.len() {
+                (2 * index).max(64)
+            } else {
+                index + 1
+            };
+            self.by_user.resize(len, NO_COUNTERS);
         }
         let Some(counters) = self.by_user.get_mut(index) else {
             // A far user id (a corrupt state's): its counters live in the map.
