@@ -274,6 +274,7 @@ const _: () = assert!(
 
 /// The exact total of an order given as `(price_cents, places)` lines: the engine's
 /// booking totals and the read side's hold totals both come from here.
+#[inline]
 pub fn order_total_cents(lines: impl IntoIterator<Item = (u64, u32)>) -> u64 {
     let (mut places, mut total_cents) = (0u32, 0u64);
     for (price_cents, count) in lines {

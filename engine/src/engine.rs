@@ -18,13 +18,17 @@ mod clock;
 mod draws;
 mod events;
 mod holds;
+mod live_holds;
 mod state;
 mod timers;
+mod usage;
 mod users;
 mod waitlist;
 
+pub(crate) use live_holds::LiveHolds;
 pub use state::State;
 pub(crate) use state::*;
+pub(crate) use usage::Usage;
 pub(crate) use users::{UserId, UserIndex};
 
 /// The booking engine. Deterministic: the same requests at the same offsets and

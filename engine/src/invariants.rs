@@ -77,7 +77,8 @@ pub(crate) fn check(engine: &Engine) {
     );
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
     // Every live hold owns exactly its seats and is in the expiry index.
-    for (&hold_id, hold) in &state.holds {
+    state.holds.check();
+    for (hold_id, hold) in state.holds.iter() {
         sequence(hold_id.0, state.next_hold, "hold");
         let event = engine.known_event(hold.event);
         assert!(!event.canceled, "a canceled event has no holds");
@@ -140,12 +141,14 @@ pub(crate) fn check(engine: &Engine) {
         interned(booking.user);
         *usage.entry((booking.event, booking.user)).or_default() += booking.items.quantity();
     }
+    state.usage.check();
     assert_eq!(
         usage,
         state
             .usage
-            .iter()
-            .map(|(key, count)| (key.pair(), *count))
+            .sorted()
+            .into_iter()
+            .map(|(key, count)| (key.pair(), count))
             .collect::<BTreeMap<_, _>>(),
         "per-user usage matches holds and bookings"
     );

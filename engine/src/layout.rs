@@ -161,12 +161,19 @@ impl Layout {
             .then(|| row.first_seat + number - 1)
     }
 
-    /// The row that holds a seat: a binary search over the rows' first seats, among the
-    /// rows from the one of the seat's block's first seat to the one of the next block's.
+    /// The row that holds a seat: the row of its block's first seat when the seat is in it
+    /// too (most often), else a search over the rows' first seats, among the rows from
+    /// that one to the one of the next block's first seat.
     pub fn row_of(&self, seat: u32) -> u32 {
         assert!(seat < self.seat_count, "seat index out of range");
         let block = (seat / ROW_BLOCK_SEATS) as usize;
         let low = self.block_rows[block] as usize;
+        // Perf: most often the seat is in the row of its block's first seat (a row with
+        // seats, starting at or before the seat): one comparison, no search.
+        let first = &self.rows[low];
+        if seat - first.first_seat < first.seat_count {
+            return low as u32;
+        }
         let high = self
             .block_rows
             .get(block + 1)

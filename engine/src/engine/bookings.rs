@@ -147,7 +147,7 @@ impl Engine {
             .booking_index(booking_id)
             .map(|index| &self.state.bookings[index])
             .filter(|booking| self.user_name(booking.user) == user)
-            .ok_or(not_found(NotFound::Booking))?;
+            .ok_or_else(|| not_found(NotFound::Booking))?;
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));
         }

@@ -332,13 +332,13 @@ impl Engine {
         self.event_index(event)
             .map(|index| &self.state.events[index])
             .filter(|found| found.tenant == tenant)
-            .ok_or(not_found(NotFound::Event))
+            .ok_or_else(|| not_found(NotFound::Event))
     }
 
     pub(super) fn event(&self, event: EventId) -> Result<&Event, Rejection> {
         self.event_index(event)
             .map(|index| &self.state.events[index])
-            .ok_or(not_found(NotFound::Event))
+            .ok_or_else(|| not_found(NotFound::Event))
     }
 
     pub(super) fn update_event(
@@ -424,15 +424,14 @@ impl Engine {
         if let Some(draws_at_ms) = pending_draw {
             self.cancel_draw(event_id, draws_at_ms);
         }
-        // Sorted: `holds` is a hash map, whose order must not leak into anything.
-        let mut hold_ids: Vec<HoldId> = self
+        // In id order (the live holds iterate in it).
+        let hold_ids: Vec<HoldId> = self
             .state
             .holds
             .iter()
             .filter(|(_, hold)| hold.event == event_id)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
-        hold_ids.sort_unstable();
         for &hold in &hold_ids {
             self.take_hold(hold, HoldEnd::Released);
         }
@@ -462,7 +461,7 @@ impl Engine {
     pub(super) fn check_in_code(&mut self, tenant: &str, event_id: EventId, code: &str) -> Answer {
         self.tenant_event(tenant, event_id)?;
         let ticket = crate::tickets::verify(&self.config.ticket_secret, code)
-            .ok_or(not_found(NotFound::Ticket))?;
+            .ok_or_else(|| not_found(NotFound::Ticket))?;
         self.check_in(tenant, event_id, ticket)
     }
 
@@ -472,12 +471,12 @@ impl Engine {
             .booking_index(ticket.booking)
             .and_then(|index| self.state.bookings.get_mut(index))
             .filter(|booking| booking.event == event_id)
-            .ok_or(not_found(NotFound::Ticket))?;
+            .ok_or_else(|| not_found(NotFound::Ticket))?;
         let index = (ticket.index as usize).wrapping_sub(1);
         let used = booking
             .tickets_used
             .get(index)
-            .ok_or(not_found(NotFound::Ticket))?;
+            .ok_or_else(|| not_found(NotFound::Ticket))?;
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));
         }

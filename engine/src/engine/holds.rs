@@ -7,32 +7,11 @@ impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
-        self.state
-            .usage
-            .get(&EventUser::new(event, user))
-            .copied()
-            .unwrap_or(0)
+        self.state.usage.get(event, user)
     }
 
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
-        use std::collections::hash_map::Entry;
-        match self.state.usage.entry(EventUser::new(event, user)) {
-            Entry::Occupied(mut usage) => {
-                let next = i64::from(*usage.get()) + delta;
-                assert!(next >= 0, "usage went negative");
-                if next == 0 {
-                    usage.remove();
-                } else {
-                    *usage.get_mut() = next as u32;
-                }
-            }
-            Entry::Vacant(usage) => {
-                assert!(delta >= 0, "usage went negative");
-                if delta > 0 {
-                    usage.insert(delta as u32);
-                }
-            }
-        }
+        self.state.usage.add(event, user, delta);
     }
 
     /// Checks a request's size against the per-order and per-user limits.
@@ -203,7 +182,7 @@ impl Engine {
             Some(name) => event
                 .category_index(name)
                 .map(Some)
-                .ok_or(not_found(NotFound::Category)),
+                .ok_or_else(|| not_found(NotFound::Category)),
         }
     }
 
@@ -347,8 +326,7 @@ impl Engine {
             expires_at_ms,
             waiter,
         };
-        let previous = self.state.holds.insert(hold_id, hold);
-        assert!(previous.is_none(), "a hold id is given out once");
+        self.state.holds.insert(hold_id, hold);
         view
     }
 

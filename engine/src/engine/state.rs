@@ -244,6 +244,7 @@ impl Draw {
 
 impl Event {
     /// A slot for a new hold of seats.
+    #[inline]
     pub(super) fn take_hold_slot(&mut self, hold: HoldId) -> u32 {
         assert!(hold.0 != 0, "hold ids start at 1");
         match self.free_hold_slots.pop() {
@@ -261,6 +262,7 @@ impl Event {
     }
 
     /// Frees a hold's slot (the hold ended).
+    #[inline]
     pub(super) fn free_hold_slot(&mut self, slot: u32, hold: HoldId) {
         assert_eq!(
             self.hold_slots[slot as usize], hold.0,
@@ -310,6 +312,7 @@ impl Event {
 
     /// Calls `f(row index, category index)` for each seat of `seats`, in order (see
     /// [`Event::seat_rows_of`]).
+    #[inline]
     pub(super) fn seat_rows(layout: &Layout, seats: &[u32], mut f: impl FnMut(usize, usize)) {
         for (row, category) in Event::seat_rows_of(layout, seats) {
             f(row, category);
@@ -319,6 +322,7 @@ impl Event {
     /// `(row index, category index)` of each seat of `seats`, in order. Perf: a hold's
     /// seats are mostly in one row, so a seat in the row of the one before it is placed
     /// without the binary search of `Layout::row_of`.
+    #[inline]
     pub(super) fn seat_rows_of<'a>(
         layout: &'a Layout,
         seats: &'a [u32],
@@ -712,11 +716,11 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    /// Live holds, inline: a hold's seats are a shared list ([`SeatList`]), so the
-    /// state's copy for a snapshot copies the entries and a pointer per hold, not its
-    /// seats (perf: no box per hold, and the hold's outcome shares the same list).
-    #[serde(with = "sorted_map")]
-    pub(crate) holds: FastMap<HoldId, Hold>,
+    /// Live holds, inline in a slab (see `live_holds`): a hold's seats are a shared list
+    /// ([`SeatList`]), so the state's copy for a snapshot copies the entries and a
+    /// pointer per hold, not its seats (perf: no box per hold, and the hold's outcome
+    /// shares the same list).
+    pub(crate) holds: super::LiveHolds,
     pub(crate) ended_holds: EndedHolds,
     pub(crate) ended_hold_queue: VecDeque<(u64, HoldId)>,
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
@@ -724,10 +728,9 @@ pub struct State {
     pub(crate) waiters: FastMap<WaiterId, Waiter>,
     /// Every pending expiry, in firing order (see `timers`).
     pub(crate) timers: super::timers::Timers,
-    /// Seats held plus booked per (event, user), for the per-user limit. Zero entries
-    /// are removed so equal states encode equally.
-    #[serde(with = "sorted_map")]
-    pub(crate) usage: FastMap<EventUser, u32>,
+    /// Seats held plus booked per (event, user), for the per-user limit (see `usage`).
+    /// Zero counters are not kept, so equal states encode equally.
+    pub(crate) usage: super::Usage,
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
     #[serde(with = "sorted_map")]
@@ -760,8 +763,7 @@ struct StateEncoding<'a> {
     now_ms: u64,
     applied_offset: Option<u64>,
     events: &'a Vec<Event>,
-    #[serde(serialize_with = "sorted_map_ref")]
-    holds: &'a FastMap<HoldId, Hold>,
+    holds: &'a super::LiveHolds,
     ended_holds: &'a EndedHolds,
     ended_hold_queue: &'a VecDeque<(u64, HoldId)>,
     bookings: &'a CowVec<Booking, BOOKING_CHUNK>,
@@ -769,8 +771,7 @@ struct StateEncoding<'a> {
     waiters: &'a FastMap<WaiterId, Waiter>,
     /// Encodes like the `BTreeSet<(u64, TimerKind, u64)>` the timers once were.
     timers: Vec<super::timers::Timer>,
-    #[serde(serialize_with = "sorted_map_ref")]
-    usage: &'a FastMap<EventUser, u32>,
+    usage: &'a super::Usage,
     #[serde(serialize_with = "sorted_map_ref")]
     waiters_by_user: &'a FastMap<EventUser, u32>,
     idempotency: &'a Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
@@ -848,7 +849,7 @@ impl Serialize for State {
 /// Whether the hold timer `(due, id)` is live: its hold is, with that due time (see
 /// `timers`).
 #[inline]
-pub(crate) fn hold_timer_live(holds: &FastMap<HoldId, Hold>, due_ms: u64, id: u64) -> bool {
+pub(crate) fn hold_timer_live(holds: &super::LiveHolds, due_ms: u64, id: u64) -> bool {
     holds
         .get(&HoldId(id))
         .is_some_and(|hold| hold.due_ms == due_ms)
@@ -941,7 +942,7 @@ mod tests {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let id = 1 + (seed >> 33) % (40 + round / 10);
-            steps.push(((seed >> 20) % 3 != 0, id));
+            steps.push((!(seed >> 20).is_multiple_of(3), id));
         }
         let mut window = EndedHolds::default();
         let mut map: FastMap<HoldId, EndedHold> = FastMap::default();

@@ -131,6 +131,7 @@ impl Timers {
     /// Takes the next timer to fire if it falls due before `now_ms`. Perf: one look at
     /// the fronts per timer fired, where `first` then a pop looked twice. A hold's timer
     /// is live until the caller ends its hold.
+    #[inline]
     pub(crate) fn pop_due_before(
         &mut self,
         now_ms: u64,

@@ -251,7 +251,7 @@ impl Engine {
             .waiters
             .get(&waiter_id)
             .filter(|waiter| self.user_name(waiter.user) == user)
-            .ok_or(not_found(NotFound::Waiter))?;
+            .ok_or_else(|| not_found(NotFound::Waiter))?;
         let (event, user) = (waiter.event, waiter.user);
         self.remove_waiter(waiter_id);
         // The head may have been the one blocking a strict queue.
