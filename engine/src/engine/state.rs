@@ -17,14 +17,15 @@ use std::collections::{BTreeMap, VecDeque};
 /// its answer) and the waitlist queues: a clone shares structure and costs O(1), so the
 /// engine thread's pause to hand a state copy to the snapshot thread does not grow with
 /// them. They encode exactly like `BTreeMap` and `VecDeque` (ordered, length
-/// prefixed). The hot tables (holds, waiters, usage) are `FastMap`s instead: a lookup there
-/// costs a fraction of a persistent map's, and their copy is a flat copy of small entries.
+/// prefixed). The hot tables (holds, waiters, usage) are flat instead (`LiveHolds`,
+/// `FastMap`, `Usage`): a lookup there costs a fraction of a persistent map's, and their
+/// copy is a flat copy of small entries.
 pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
 pub(crate) type Queue<T> = imbl::Vector<T>;
 use std::sync::Arc;
 
-/// The hot tables (live holds, waiters, per-user counters): hash maps with a fixed,
-/// fast hasher for integer keys, looked up but never iterated on the engine thread.
+/// Hash maps of the hot tables (the waiters, per-user counters past the two inline ones):
+/// a fixed, fast hasher for integer keys, looked up but never iterated on the engine thread.
 /// Their copy for a snapshot is a flat copy of plain entries (no pointers to chase, no
 /// allocation per entry). They encode sorted by key, exactly like a `BTreeMap`
 /// (`sorted_map`), so the encoding, and with it `state_hash`, has one canonical form.
