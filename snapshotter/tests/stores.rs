@@ -254,7 +254,10 @@ fn a_snapshot_encoded_into_a_used_buffer_equals_a_fresh_one() {
     let fresh = Snapshot::of_state(engine_20.state(), 2, LOG_ID);
     assert_eq!(reused, fresh);
     assert_eq!(reused.state_hash, engine_20.state_hash());
-    assert!(reused.state.len() < capacity, "the larger state's bytes were cleared");
+    assert!(
+        reused.state.len() < capacity,
+        "the larger state's bytes were cleared"
+    );
     assert_eq!(reused.state.capacity(), capacity, "its capacity was reused");
 }
 
