@@ -353,12 +353,7 @@ impl std::ops::Index<&HoldId> for LiveHolds {
 
 impl Serialize for LiveHolds {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut encoded = serializer.serialize_map(Some(self.len()))?;
-        for (id, hold) in self.iter() {
-            encoded.serialize_entry(&id, hold)?;
-        }
-        encoded.end()
+        super::state::sorted_map::serialize_entries(serializer, self.len(), self.iter())
     }
 }
 

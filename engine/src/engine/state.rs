@@ -46,9 +46,19 @@ pub(crate) mod sorted_map {
     ) -> Result<S::Ok, S::Error> {
         let mut entries: Vec<(&K, &V)> = map.iter().collect();
         entries.sort_unstable_by(|left, right| left.0.cmp(right.0));
-        let mut encoded = serializer.serialize_map(Some(entries.len()))?;
+        serialize_entries(serializer, entries.len(), entries)
+    }
+
+    /// `len` entries, already in key order, encoded as a map (like a `BTreeMap`'s): the
+    /// one encoding of every table that replaces a sorted map.
+    pub(crate) fn serialize_entries<K: Serialize, V: Serialize, S: Serializer>(
+        serializer: S,
+        len: usize,
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<S::Ok, S::Error> {
+        let mut encoded = serializer.serialize_map(Some(len))?;
         for (key, value) in entries {
-            encoded.serialize_entry(key, value)?;
+            encoded.serialize_entry(&key, &value)?;
         }
         encoded.end()
     }
@@ -550,12 +560,7 @@ impl EndedHolds {
 
 impl Serialize for EndedHolds {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut encoded = serializer.serialize_map(Some(self.len))?;
-        for (id, ended) in self.iter() {
-            encoded.serialize_entry(&id, ended)?;
-        }
-        encoded.end()
+        sorted_map::serialize_entries(serializer, self.len, self.iter())
     }
 }
 

@@ -244,13 +244,8 @@ impl std::fmt::Debug for Usage {
 
 impl Serialize for Usage {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
         let counters = self.sorted();
-        let mut encoded = serializer.serialize_map(Some(counters.len()))?;
-        for (key, count) in &counters {
-            encoded.serialize_entry(key, count)?;
-        }
-        encoded.end()
+        super::state::sorted_map::serialize_entries(serializer, counters.len(), counters)
     }
 }
 
