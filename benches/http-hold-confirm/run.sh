@@ -26,6 +26,12 @@
 # (`webhook_receiver`, benches/src/bin): the row adds the deliveries received during the
 # load and after the backlog drained; `hookdead` is the same with a receiver that accepts
 # and never answers (the engine's and serve's throughput beside `embedded`'s).
+# KAFKA_WARMUP (seconds, default 120; 0 skips it): before the sequence, when a side runs on
+# Kafka, one discarded run of that long warms the broker. A broker fresh from
+# `scripts/kafka.sh start` runs cold (its JVM compiles as it goes): its CPU per response
+# fell from 567 to 83 us over its first 35 runs of 8 s, and the Kafka side's requests/s rose
+# from 1.6k to 5.5k with it (BENCHMARKS.md, "HTTP hold + confirm, session 16"), so without
+# it the first sequence on a new broker measures the JIT, not Boxoffice.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
@@ -152,6 +158,17 @@ start_kafka() {
   unset BOXOFFICE_LOG_KIND BOXOFFICE_KAFKA_BROKERS BOXOFFICE_KAFKA_REQUESTS_TOPIC \
     BOXOFFICE_KAFKA_OUTCOMES_TOPIC BOXOFFICE_KAFKA_TRANSACTIONAL_ID
 }
+
+KAFKA_WARMUP="${KAFKA_WARMUP:-120}"
+if [[ "$SIDES" == *kafka* ]] && ((KAFKA_WARMUP > 0)); then
+  start_kafka warmup
+  echo "== kafka warm-up, ${KAFKA_WARMUP} s, discarded: $TARGET"
+  "$BOXOFFICE" loadgen run "$HERE/hold-confirm.toml" --target "$TARGET" --mode closed \
+    --concurrency "$CLIENTS" --no-think --duration "$KAFKA_WARMUP" --quiet --no-plots \
+    "${CPU_OF[@]}" --out "$WORK/warmup" >"$WORK/warmup.loadgen" || { cat "$WORK/warmup.loadgen"; exit 1; }
+  grep -E "requests/s|^cpu" "$WORK/warmup.loadgen" || true
+  stop_all
+fi
 
 RESULTS="$WORK/results.jsonl"
 for run in $(seq 1 "$RUNS"); do
