@@ -31,7 +31,9 @@
 # `scripts/kafka.sh start` runs cold (its JVM compiles as it goes): its CPU per response
 # fell from 567 to 83 us over its first 35 runs of 8 s, and the Kafka side's requests/s rose
 # from 1.6k to 5.5k with it (BENCHMARKS.md, "HTTP hold + confirm, session 16"), so without
-# it the first sequence on a new broker measures the JIT, not Boxoffice.
+# it the first sequence on a new broker measures the JIT, not Boxoffice. 120 s takes a cold
+# broker past the worst of it (186 us per response on average over the warm-up), not all
+# the way: for figures against the issue's bars, warm a new broker longer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/env.sh
