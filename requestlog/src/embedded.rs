@@ -3,14 +3,16 @@
 //! ```text
 //!  appenders ──(payloads, reply)──► bounded channel ──► writer thread
 //!                                                        │ drain up to the batch caps
-//!                                                        │ one WriteBatch, sync = true (fsync)
+//!                                                        │ one WriteBatch to RocksDB, unsynced,
+//!                                                        │ and to the journal, fsync'd
 //!                                                        │ publish end_offset, notify readers
 //!  appenders ◄──────── Vec<Appended> ───────────────────┘
 //!  readers: wait on a Condvar for end_offset to pass their position, then iterate RocksDB
 //! ```
 //!
 //! Readers never look past the published `end_offset`, which the writer thread advances only
-//! after RocksDB's synced write has returned: a reader cannot see a record that is not durable.
+//! after the commit is durable (the journal's `fdatasync`, `journal.rs`; RocksDB's synced
+//! write for a commit too large for it): a reader cannot see a record that is not durable.
 //! A log opened with `sync_appends: false` (the outcomes log, which is re-derived from the
 //! requests log after a crash) skips the fsync: its records survive a crash of the process
 //! (they are in the operating system's cache) but a crash of the machine only once
@@ -38,6 +40,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
+use crate::journal::{self, Journal};
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
 use crate::EMBEDDED_LOG_ID_PREFIX;
 use crate::{
@@ -73,6 +76,12 @@ pub struct EmbeddedOptions {
     /// created when missing. Tables made by an earlier opening are opened whether named
     /// here or not.
     pub hosted_tables: Vec<String>,
+    /// Size of the journal of a log with `sync_appends` (`journal.rs`): a file of fixed
+    /// size whose `fdatasync`, an overwrite, acknowledges each group commit, instead of an
+    /// `fdatasync` of RocksDB's growing write-ahead log (which writes the file's size too).
+    /// 0: no journal, RocksDB syncs every commit. A commit larger than half of it is
+    /// synced by RocksDB.
+    pub journal_size_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -87,6 +96,7 @@ impl Default for EmbeddedOptions {
             tail_cache_records_max: 65_536,
             tail_cache_bytes_max: 32 * 1024 * 1024,
             hosted_tables: Vec::new(),
+            journal_size_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -104,6 +114,11 @@ impl EmbeddedOptions {
             "one payload must fit a batch"
         );
         assert!(self.queue_depth_max > 0);
+        assert!(
+            self.journal_size_bytes == 0
+                || self.journal_size_bytes >= crate::journal::JOURNAL_SIZE_MIN_BYTES,
+            "a journal holds two halves of some size"
+        );
         for table in &self.hosted_tables {
             assert!(
                 !table.is_empty()
@@ -153,6 +168,9 @@ struct Shared {
     /// Made durable before each synced commit ([`LogWriter::sync_before_commit`]): weak, so
     /// a hook ends with whoever set it (an ingress stopped and started again on this log).
     before_commit: Mutex<Vec<std::sync::Weak<crate::BeforeCommitFn>>>,
+    /// The writer's state, for [`HostedTables::retire_deleted`] to scrub its journal: weak,
+    /// since the writer's journal holds this (its syncing thread syncs the database).
+    core: std::sync::OnceLock<std::sync::Weak<Mutex<WriterCore>>>,
 }
 
 /// The newest records, as the writer thread wrote them.
@@ -278,13 +296,16 @@ impl EmbeddedLog {
     ///
     /// Recovery is RocksDB's: its write-ahead log is replayed with point-in-time recovery, so a
     /// write torn by a crash is dropped whole (it was never acknowledged, since acknowledgement
-    /// waits for the fsync). The end offset is then the last key plus one, and the last record's
-    /// checksum is verified.
+    /// waits for the fsync). Then the journal's: its commits past RocksDB's last record (lost
+    /// with the unsynced tail of RocksDB's log in a crash of the machine) are written back,
+    /// synced. The end offset is then the last key plus one, and the last record's checksum
+    /// is verified.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedLog, LogError> {
         options.assert_valid();
         let db = open_db(dir.as_ref(), &options.hosted_tables)?;
-        let tail = recover_tail(&db)?;
         let log_id = read_or_create_log_id(&db)?;
+        recover_journal(&db, dir.as_ref(), &log_id)?;
+        let tail = recover_tail(&db)?;
         tracing::info!(
             dir = %dir.as_ref().display(),
             end_offset = tail.end_offset,
@@ -305,15 +326,39 @@ impl EmbeddedLog {
                 ..TailCache::default()
             }),
             before_commit: Mutex::new(Vec::new()),
+            core: std::sync::OnceLock::new(),
         });
+        let journal = if options.sync_appends && options.journal_size_bytes > 0 {
+            let syncing = Arc::clone(&shared);
+            let journal = Journal::create(
+                dir.as_ref(),
+                options.journal_size_bytes,
+                journal::log_tag(&log_id),
+                Box::new(move || syncing.sync().map_err(|error| error.to_string())),
+            )
+            .map_err(|error| LogError::Journal(format!("creating the journal: {error}")))?;
+            Some(journal)
+        } else {
+            match std::fs::remove_file(dir.as_ref().join(journal::JOURNAL_FILE)) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(LogError::Journal(format!("removing the journal: {error}")))
+                }
+                _ => None, // recovered above: nothing in it is missing from RocksDB
+            }
+        };
         let (sender, receiver) = crossbeam_channel::bounded(options.queue_depth_max);
         let core = Arc::new(Mutex::new(WriterCore {
             shared: Arc::clone(&shared),
+            journal,
             sync_appends: options.sync_appends,
             next_offset: tail.end_offset,
             last_timestamp_ms: tail.last_timestamp_ms,
             failure: None,
         }));
+        assert!(
+            shared.core.set(Arc::downgrade(&core)).is_ok(),
+            "set once, here"
+        );
         let writer_thread = WriterThread {
             receiver,
             batch_records_max: options.batch_records_max,
@@ -651,6 +696,11 @@ impl HostedTables {
     /// write-ahead log file is deleted only once every family with data in it is flushed)
     /// and compacts `tables` (rewriting their table files without what was deleted).
     pub fn retire_deleted(&self, tables: &[&str]) -> Result<(), LogError> {
+        // The journal holds what rode the log's commits (a new user's key, say) until it is
+        // overwritten: it is made durable elsewhere and zeroed first.
+        if let Some(core) = self.shared.core.get().and_then(std::sync::Weak::upgrade) {
+            lock_core(&core).scrub_journal()?;
+        }
         let db = &self.shared.db;
         let mut families = vec![
             db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
@@ -711,6 +761,38 @@ pub(crate) fn read_or_create_log_id(db: &DB) -> Result<String, LogError> {
     Ok(log_id)
 }
 
+/// Writes back, synced, the journal's entries that RocksDB lost with the tail of its
+/// write-ahead log (a crash of the machine), then syncs RocksDB's log: after it RocksDB
+/// durably holds every entry, and the journal may be overwritten. A run of entries that
+/// breaks off past RocksDB's records is corruption (an acknowledged commit is missing).
+fn recover_journal(db: &DB, dir: &Path, log_id: &str) -> Result<(), LogError> {
+    let entries = journal::read_entries(dir, journal::log_tag(log_id))
+        .map_err(|error| LogError::Journal(format!("reading the journal: {error}")))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let end_offset = recover_tail(db)?.end_offset;
+    let missing =
+        journal::missing_from(entries, end_offset).map_err(|offset| LogError::Corrupt {
+            offset,
+            reason: "the journal's commits past the stored records do not follow them",
+        })?;
+    if !missing.is_empty() {
+        tracing::warn!(
+            end_offset,
+            commits = missing.len(),
+            "writing back commits the journal holds and RocksDB lost"
+        );
+    }
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    for entry in &missing {
+        db.write_opt(WriteBatch::from_data(&entry.batch), &write_options)?;
+    }
+    db.flush_wal(true)?;
+    Ok(())
+}
+
 struct Tail {
     end_offset: u64,
     last_timestamp_ms: u64,
@@ -749,12 +831,30 @@ struct WriterThread {
 /// thread switches).
 struct WriterCore {
     shared: Arc<Shared>,
+    /// Where a synced log's commits are made durable (`journal.rs`); none: by RocksDB.
+    journal: Option<Journal>,
     sync_appends: bool,
     next_offset: u64,
     last_timestamp_ms: u64,
     /// After a failed write the on-disk state is unknown (RocksDB may hold part of the batch, or
     /// be in its read-only error mode), so every later append is refused with this error.
-    failure: Option<rocksdb::Error>,
+    failure: Option<Failure>,
+}
+
+/// Why a writer refuses every append.
+#[derive(Clone)]
+enum Failure {
+    Storage(rocksdb::Error),
+    Journal(String),
+}
+
+impl Failure {
+    fn error(&self) -> LogError {
+        match self {
+            Failure::Storage(error) => LogError::Storage(error.clone()),
+            Failure::Journal(reason) => LogError::Journal(reason.clone()),
+        }
+    }
 }
 
 impl WriterThread {
@@ -797,12 +897,21 @@ fn lock_core(core: &Mutex<WriterCore>) -> MutexGuard<'_, WriterCore> {
 }
 
 impl WriterCore {
+    /// Zeroes the journal once RocksDB's log durably holds everything in it.
+    fn scrub_journal(&mut self) -> Result<(), LogError> {
+        let Some(journal) = self.journal.as_mut() else {
+            return Ok(());
+        };
+        self.shared.sync()?;
+        journal.clear().map_err(LogError::Journal)
+    }
+
     /// Writes the batch with one write (synced with `sync_appends`), publishes it, then
     /// answers every appender.
     fn commit(&mut self, batch: Vec<AppendRequest>) {
         if let Some(failure) = &self.failure {
             for request in batch {
-                request.reply.send(Err(LogError::Storage(failure.clone())));
+                request.reply.send(Err(failure.error()));
             }
             return;
         }
@@ -855,18 +964,37 @@ impl WriterCore {
                 offset += 1;
             }
         }
+        // Durable by the journal's fsync when the batch fits it, else by RocksDB's.
+        let journal = self
+            .journal
+            .as_mut()
+            .filter(|journal| journal.fits(write_batch.data().len()));
+        let count = u32::try_from(offset - first_offset).expect("a batch's records fit a u32");
         let mut write_options = WriteOptions::default();
-        write_options.set_sync(self.sync_appends);
-        let written = self.shared.db.write_opt(write_batch, &write_options);
+        write_options.set_sync(self.sync_appends && journal.is_none());
+        let written = match journal {
+            None => {
+                (self.shared.db.write_opt(write_batch, &write_options)).map_err(Failure::Storage)
+            }
+            Some(journal) => journal
+                .write(first_offset, count, write_batch.data())
+                .map_err(Failure::Journal)
+                .and_then(|()| {
+                    (self.shared.db.write_opt(write_batch, &write_options))
+                        .map_err(Failure::Storage)
+                })
+                .and_then(|()| journal.sync().map_err(Failure::Journal)),
+        };
         riding
             .iter()
             .for_each(|hook| hook.after_commit(written.is_ok()));
-        if let Err(error) = written {
+        if let Err(failure) = written {
+            let error = failure.error();
             tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
             for request in batch {
-                request.reply.send(Err(LogError::Storage(error.clone())));
+                request.reply.send(Err(failure.error()));
             }
-            self.failure = Some(error);
+            self.failure = Some(failure);
             return;
         }
 

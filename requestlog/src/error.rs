@@ -69,6 +69,11 @@ pub enum LogError {
     #[error("cannot commit: {0}")]
     BeforeCommit(String),
 
+    /// The embedded log's journal (`journal.rs`) could not be written or synced. As after
+    /// a failed RocksDB write, the embedded writer refuses further appends.
+    #[error("journal: {0}")]
+    Journal(String),
+
     /// RocksDB failed. After a failed write the embedded writer refuses further appends.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),

@@ -10,7 +10,8 @@
 //! - [`LogWriter`] / [`LogReader`] (this file): the two traits every log implements, with
 //!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
 //! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
-//!   one fsync per batch of concurrent appends, which callers may also queue without waiting
+//!   one fsync per batch of concurrent appends (of its journal, `journal.rs`: a fixed-size
+//!   file overwritten in place), which callers may also queue without waiting
 //!   ([`LogWriter::start_append`]); its newest records stay in memory for the readers that
 //!   follow it. Its record format lives in `record_format.rs`
 //!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate). It may
@@ -26,8 +27,9 @@
 //!
 //! # Guarantees
 //!
-//! - **Durable before acknowledged.** `append` returns only once its records are durable: fsync'd
-//!   by RocksDB (`sync = true`), or acknowledged by all in-sync Kafka replicas (`acks=all`).
+//! - **Durable before acknowledged.** `append` returns only once its records are durable: the
+//!   commit's entry in the embedded log's journal fsync'd (or RocksDB's write-ahead log, for a
+//!   commit too large for the journal or a log without one), or acknowledged by all in-sync Kafka replicas (`acks=all`).
 //!   The one exception is an embedded log opened with `sync_appends: false` (the outcomes
 //!   log of `serve` and of an embedded `engine`, whose records are a function of the requests
 //!   log): its appends survive a process crash, and a machine crash once
@@ -58,12 +60,14 @@
 //!   configured, unclean leader election) with [`LogError::TopicSetting`], naming the setting.
 //!
 //! Recovery of the embedded log is RocksDB's write-ahead log (point-in-time recovery: a write
-//! torn by a crash is dropped whole; it was never acknowledged). The end offset is the last key
-//! plus one.
+//! torn by a crash is dropped whole; it was never acknowledged), then the journal's entries
+//! past RocksDB's last record, written back synced (a machine crash can lose the tail of
+//! RocksDB's log, which commits no longer sync). The end offset is the last key plus one.
 
 mod embedded;
 mod error;
 mod import;
+mod journal;
 mod kafka;
 mod memory;
 mod record_format;

@@ -800,6 +800,121 @@ fn a_companion_s_table_writes_ride_the_log_s_commit() {
 
 /// What is deleted from a hosted table is, after `retire_deleted`, in no file of the log's
 /// directory: not in the write-ahead log that carried it (with records), not in a table file.
+/// The journal's file in a log's directory (`requestlog/src/journal.rs`).
+const JOURNAL_FILE: &str = "BOXOFFICE-JOURNAL";
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// A crash of the machine may lose the tail of RocksDB's write-ahead log, which commits no
+/// longer sync: the journal, synced by every commit, holds them, and opening the log writes
+/// them back. Simulated with RocksDB's files as they were after a first run and the journal
+/// as it is after a second.
+#[test]
+fn commits_rocksdb_lost_are_written_back_from_the_journal() {
+    let dir = TempDir::new();
+    let earlier = TempDir::new();
+    {
+        let log = open(dir.path());
+        log.writer().append(payloads(&["one", "two"])).unwrap();
+    }
+    copy_dir(dir.path(), earlier.path());
+    {
+        let log = open(dir.path());
+        let writer = log.writer();
+        writer.append(payloads(&["three"])).unwrap();
+        writer.append(payloads(&["four", "five"])).unwrap();
+    }
+    std::fs::copy(
+        dir.path().join(JOURNAL_FILE),
+        earlier.path().join(JOURNAL_FILE),
+    )
+    .unwrap();
+
+    let log = open(earlier.path());
+    assert_eq!(log.end_offset(), 5);
+    let expected = [
+        (0, "one".into()),
+        (1, "two".into()),
+        (2, "three".into()),
+        (3, "four".into()),
+        (4, "five".into()),
+    ];
+    assert_eq!(texts(&log.reader().poll(10, NO_WAIT).unwrap()), expected);
+    assert_eq!(
+        offsets(&log.writer().append(payloads(&["six"])).unwrap()),
+        [5]
+    );
+    drop(log);
+    // Written back durably: the journal, overwritten since, is not needed again.
+    let log = open(earlier.path());
+    assert_eq!(log.end_offset(), 6);
+}
+
+/// Journal entries that do not follow RocksDB's last record mean an acknowledged commit is
+/// lost: opening fails loudly, naming the first missing offset.
+#[test]
+fn a_journal_that_does_not_follow_the_records_fails_open() {
+    let dir = TempDir::new();
+    let empty = TempDir::new();
+    drop(open(dir.path()));
+    copy_dir(dir.path(), empty.path());
+    {
+        let log = open(dir.path());
+        log.writer().append(payloads(&["a"])).unwrap();
+        log.writer().append(payloads(&["b"])).unwrap();
+    }
+    {
+        let log = open(dir.path());
+        log.writer().append(payloads(&["c"])).unwrap();
+    }
+    // RocksDB with no record, a journal whose commits start at offset 1 or 2.
+    std::fs::copy(
+        dir.path().join(JOURNAL_FILE),
+        empty.path().join(JOURNAL_FILE),
+    )
+    .unwrap();
+    match EmbeddedLog::open(empty.path(), EmbeddedOptions::default()) {
+        Err(LogError::Corrupt { offset: 0, .. }) => {}
+        other => panic!(
+            "expected corruption at offset 0, got {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+/// A commit larger than half the journal is synced by RocksDB itself; smaller ones that
+/// wrap the journal many times keep every record.
+#[test]
+fn commits_larger_than_half_the_journal_and_many_laps_of_it_keep_every_record() {
+    let dir = TempDir::new();
+    let options = EmbeddedOptions {
+        journal_size_bytes: 64 * 1024,
+        ..EmbeddedOptions::default()
+    };
+    {
+        let log = EmbeddedLog::open(dir.path(), options.clone()).unwrap();
+        let writer = log.writer();
+        writer.append(vec![vec![7u8; 40_000]]).unwrap();
+        for index in 0..100u32 {
+            writer
+                .append(vec![index.to_le_bytes().repeat(1000)])
+                .unwrap();
+        }
+    }
+    let log = EmbeddedLog::open(dir.path(), options).unwrap();
+    let records = log.reader().poll(200, NO_WAIT).unwrap();
+    assert_eq!(records.len(), 101);
+    assert_eq!(records[0].payload, vec![7u8; 40_000]);
+    for (index, record) in records[1..].iter().enumerate() {
+        assert_eq!(record.payload, (index as u32).to_le_bytes().repeat(1000));
+    }
+}
+
 #[test]
 fn a_value_deleted_and_retired_is_on_no_file() {
     let secret = b"secret-7f3a9c1e5b2d";
@@ -818,17 +933,36 @@ fn a_value_deleted_and_retired_is_on_no_file() {
         .unwrap();
     writer.append(payloads(&["a", "b"])).unwrap();
     assert!(on_some_file(dir.path()), "written, so on a file");
+    // The same value riding a commit of the log, so in its journal too.
+    let companion = Arc::new(TableCompanion {
+        next: std::sync::Mutex::new(vec![("u_b", std::str::from_utf8(secret).unwrap())]),
+        told: std::sync::Mutex::default(),
+    });
+    let hook: requestlog::BeforeCommit = companion.clone();
+    assert!(writer.sync_before_commit(&hook));
+    writer.append(payloads(&["rides"])).unwrap();
+    assert_eq!(*companion.told.lock().unwrap(), [true]);
+    let journal = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+    assert!(journal.windows(secret.len()).any(|window| window == secret));
     // Flushed into a table file too, before the delete.
     tables.retire_deleted(&[]).unwrap();
     writer.append(payloads(&["c"])).unwrap();
     assert!(on_some_file(dir.path()));
 
     tables
-        .write(true, |batch| batch.delete("people", b"u_a"))
+        .write(true, |batch| {
+            batch.delete("people", b"u_a");
+            batch.delete("people", b"u_b");
+        })
         .unwrap();
     writer.append(payloads(&["d"])).unwrap();
     tables.retire_deleted(&["people"]).unwrap();
     assert!(!on_some_file(dir.path()), "retired");
     assert_eq!(tables.get("people", b"u_a").unwrap(), None);
-    assert_eq!(log.reader().poll(10, NO_WAIT).unwrap().len(), 4);
+    assert_eq!(tables.get("people", b"u_b").unwrap(), None);
+    assert_eq!(log.reader().poll(10, NO_WAIT).unwrap().len(), 5);
+    // The log goes on, its journal too.
+    assert_eq!(offsets(&writer.append(payloads(&["e"])).unwrap()), [5]);
+    drop((hook, tables, writer, log));
+    assert_eq!(open(dir.path()).end_offset(), 6);
 }

@@ -350,6 +350,7 @@ impl Publisher {
                     error @ (LogError::Fenced
                     | LogError::Closed
                     | LogError::Storage(_)
+                    | LogError::Journal(_)
                     | LogError::PayloadTooLarge { .. }
                     | LogError::TooManyRecords { .. }),
                 ) => {
