@@ -100,7 +100,7 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
                     data_dir.join("requests"),
                     EmbeddedOptions {
                         hosted_tables: ingress::PERSONAL_DATA_TABLES.map(String::from).to_vec(),
-                        ..EmbeddedOptions::default()
+                        ..settings.synced_log_options()
                     },
                 )?,
                 // Outcomes are a function of the requests log: only the requests log is
@@ -140,7 +140,7 @@ pub(crate) fn open_control_log(
     match settings.log.kind {
         LogKind::Embedded => {
             create_data_dir(data_dir)?;
-            embedded(data_dir.join("control"), EmbeddedOptions::default())
+            embedded(data_dir.join("control"), settings.synced_log_options())
         }
         LogKind::Kafka => kafka(&settings.kafka, &settings.kafka.control_topic(), None),
     }

@@ -188,6 +188,7 @@ fn main() {
     settings.development = cli.dev;
     if let Err(error) = settings
         .check_shards()
+        .and_then(|()| settings.check_log())
         .and_then(|()| settings.engine_config().validate())
     {
         eprintln!("error: {error}");

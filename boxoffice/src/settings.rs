@@ -277,6 +277,15 @@ pub(crate) enum LogKind {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub(crate) struct LogSettings {
     pub(crate) kind: LogKind,
+    /// The journal of each synced embedded log (`requestlog/src/journal.rs`): 0 for none
+    /// (RocksDB syncs every commit), else from `requestlog::JOURNAL_SIZE_MIN_BYTES` to
+    /// `requestlog::JOURNAL_SIZE_MAX_BYTES` ([`Settings::check_log`]).
+    #[serde(default = "default_journal_size_bytes")]
+    pub(crate) journal_size_bytes: u64,
+}
+
+fn default_journal_size_bytes() -> u64 {
+    requestlog::EmbeddedOptions::default().journal_size_bytes
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -712,6 +721,29 @@ impl Settings {
         kafka.outcomes_topic = shard_name(&self.kafka.outcomes_topic, shard);
         kafka.transactional_id = shard_name(&self.kafka.transactional_id, shard);
         Ok(settings)
+    }
+
+    /// `log.journal_size_bytes`: 0, or within the journal's bounds.
+    pub(crate) fn check_log(&self) -> Result<(), String> {
+        let size = self.log.journal_size_bytes;
+        let bounds = requestlog::JOURNAL_SIZE_MIN_BYTES..=requestlog::JOURNAL_SIZE_MAX_BYTES;
+        if size == 0 || bounds.contains(&size) {
+            Ok(())
+        } else {
+            Err(format!(
+                "log.journal_size_bytes is {size}; it must be 0 (no journal) or from {} to {}",
+                bounds.start(),
+                bounds.end()
+            ))
+        }
+    }
+
+    /// Options of a synced embedded log (requests, control) as configured.
+    pub(crate) fn synced_log_options(&self) -> requestlog::EmbeddedOptions {
+        requestlog::EmbeddedOptions {
+            journal_size_bytes: self.log.journal_size_bytes,
+            ..requestlog::EmbeddedOptions::default()
+        }
     }
 
     /// Checks what no single key can: `shards` from 1 to `engine::SHARDS_MAX`.
@@ -1172,6 +1204,43 @@ mod tests {
             error.contains("security.protocol") && error.contains("carrier_pigeon"),
             "{error}"
         );
+    }
+
+    /// `log.journal_size_bytes`: 8 MiB by default, set by file or environment, 0 turns the
+    /// journal off, and a size outside its bounds is refused naming the key.
+    #[test]
+    fn the_journal_size_is_configured_and_bounded() {
+        let path = Path::new("site.toml");
+        let defaults = Settings::parse(DEFAULT, [], path).unwrap();
+        defaults.check_log().unwrap();
+        assert_eq!(defaults.synced_log_options().journal_size_bytes, 8 << 20);
+        let env = |bytes: &str| {
+            [(
+                "BOXOFFICE_LOG_JOURNAL_SIZE_BYTES".to_string(),
+                bytes.to_string(),
+            )]
+        };
+        let off = Settings::parse(DEFAULT, env("0"), path).unwrap();
+        off.check_log().unwrap();
+        assert_eq!(off.synced_log_options().journal_size_bytes, 0);
+        let large = Settings::parse(
+            "[log]\nkind = \"embedded\"\njournal_size_bytes = 67108864",
+            [],
+            path,
+        )
+        .unwrap();
+        large.check_log().unwrap();
+        assert_eq!(large.synced_log_options().journal_size_bytes, 64 << 20);
+        for refused in ["1000", "2147483648"] {
+            let error = Settings::parse(DEFAULT, env(refused), path)
+                .unwrap()
+                .check_log()
+                .unwrap_err();
+            assert!(
+                error.starts_with(&format!("log.journal_size_bytes is {refused}")),
+                "{error}"
+            );
+        }
     }
 
     /// Shard K's settings: its topics, transactional id, data directory and engine place;

@@ -41,7 +41,9 @@ pub(crate) const JOURNAL_FILE: &str = "BOXOFFICE-JOURNAL";
 const MAGIC: u32 = 0x4c4e_524a; // "JRNL"
 pub(crate) const HEADER_BYTES: usize = 28;
 /// The smallest journal accepted: two halves that each hold a commit of some size.
-pub(crate) const JOURNAL_SIZE_MIN_BYTES: u64 = 64 * 1024;
+pub const JOURNAL_SIZE_MIN_BYTES: u64 = 64 * 1024;
+/// The largest journal accepted (it is written full of zeros when made, and on an erasure).
+pub const JOURNAL_SIZE_MAX_BYTES: u64 = 1 << 30;
 
 /// One journal entry: a group commit's RocksDB batch and the offsets it wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
