@@ -45,6 +45,9 @@ pub const JOURNAL_SIZE_MIN_BYTES: u64 = 64 * 1024;
 /// The largest journal accepted (it is written full of zeros when made, and on an erasure).
 pub const JOURNAL_SIZE_MAX_BYTES: u64 = 1 << 30;
 
+/// A wait this long for RocksDB's log before a half is reused is logged.
+const SLOW_SYNC_WARNING: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One journal entry: a group commit's RocksDB batch and the offsets it wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -323,7 +326,18 @@ impl Journal {
             // RocksDB, then wait for what made the other one's so.
             self.covering[half] = self.syncer.request();
             let other = 1 - half;
+            let waiting = std::time::Instant::now();
             self.syncer.wait(self.covering[other])?;
+            let waited = waiting.elapsed();
+            if waited >= SLOW_SYNC_WARNING {
+                // The commits stood still meanwhile: RocksDB's log took longer to sync than
+                // the commits took to fill half the journal.
+                tracing::warn!(
+                    waited_ms = waited.as_millis() as u64,
+                    half_bytes = self.half_bytes,
+                    "commits waited for RocksDB's log to sync before reusing half of the journal; a larger log.journal_size_bytes gives the sync longer"
+                );
+            }
             self.head = other as u64 * self.half_bytes;
         }
         self.file
