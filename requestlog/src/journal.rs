@@ -265,6 +265,10 @@ pub(crate) struct Journal {
     tag: u32,
     /// Where the next entry goes.
     head: u64,
+    /// The half being written (0 or 1). Kept, not derived from `head`: an entry that ends
+    /// exactly at a half's end leaves `head` on the next half's first byte, which must
+    /// still be entered through the sync protocol.
+    half: usize,
     /// For each half, the sync that covers every entry written into it (0: none needed).
     covering: [u64; 2],
     syncer: WalSyncer,
@@ -295,6 +299,7 @@ impl Journal {
             half_bytes: size_bytes / 2,
             tag,
             head: 0,
+            half: 0,
             covering: [0, 0],
             syncer: WalSyncer::start(sync_wal)?,
             entry: Vec::new(),
@@ -319,7 +324,7 @@ impl Journal {
         );
         encode_entry(self.tag, first_offset, count, batch, &mut self.entry);
         let length = self.entry.len() as u64;
-        let half = (self.head / self.half_bytes) as usize;
+        let half = self.half;
         let half_end = (half as u64 + 1) * self.half_bytes;
         if self.head + length > half_end {
             // Into the other half: first ask for what makes this one's entries durable in
@@ -339,6 +344,7 @@ impl Journal {
                 );
             }
             self.head = other as u64 * self.half_bytes;
+            self.half = other;
         }
         self.file
             .write_all_at(&self.entry, self.head)
@@ -362,6 +368,7 @@ impl Journal {
         }
         self.sync()?;
         self.head = 0;
+        self.half = 0;
         self.covering = [0, 0];
         Ok(())
     }
@@ -478,6 +485,42 @@ mod tests {
         }
         journal.write(6, 1, &[0; 10 * 1024]).unwrap(); // back into the first: waits for it
         assert!(*synced.lock().unwrap() >= 1);
+    }
+
+    /// Entries that fill a half to its last byte: the next one enters the other half
+    /// through the same protocol (it used to be taken for already in it, and an entry
+    /// ending at the file's end named a third half).
+    #[test]
+    fn entries_that_fill_a_half_exactly_still_wait_for_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let synced = Arc::new(Mutex::new(0u32));
+        let counter = Arc::clone(&synced);
+        let mut journal = Journal::create(
+            dir.path(),
+            JOURNAL_SIZE_MIN_BYTES,
+            1,
+            Box::new(move || {
+                *counter.lock().unwrap() += 1;
+                Ok(())
+            }),
+        )
+        .unwrap();
+        // Four entries of a quarter of a half each fill it exactly.
+        let batch = vec![5u8; (JOURNAL_SIZE_MIN_BYTES / 8) as usize - HEADER_BYTES];
+        for offset in 0..8 {
+            journal.write(offset, 1, &batch).unwrap();
+        }
+        assert_eq!(
+            *synced.lock().unwrap(),
+            0,
+            "both halves written once, nothing reused"
+        );
+        journal.write(8, 1, &batch).unwrap(); // reuses the first half: waited for its sync
+        assert!(*synced.lock().unwrap() >= 1);
+        journal.sync().unwrap();
+        let read = read_entries(dir.path(), 1).unwrap();
+        let offsets: Vec<u64> = read.iter().map(|entry| entry.first_offset).collect();
+        assert_eq!(offsets, [1, 2, 3, 4, 5, 6, 7, 8]);
     }
 
     #[test]
