@@ -460,12 +460,12 @@ mod tests {
         assert_eq!(missing_from(vec![entry(4, 1, 0, 1)], 2), Err(2));
     }
 
-    #[test]
-    fn a_half_is_written_again_only_after_the_sync_asked_when_it_was_left() {
+    /// A journal of the smallest size tagged 1, and how many syncs of RocksDB it asked.
+    fn counting_journal() -> (tempfile::TempDir, Journal, Arc<Mutex<u32>>) {
         let dir = tempfile::tempdir().unwrap();
         let synced = Arc::new(Mutex::new(0u32));
         let counter = Arc::clone(&synced);
-        let mut journal = Journal::create(
+        let journal = Journal::create(
             dir.path(),
             JOURNAL_SIZE_MIN_BYTES,
             1,
@@ -475,6 +475,12 @@ mod tests {
             }),
         )
         .unwrap();
+        (dir, journal, synced)
+    }
+
+    #[test]
+    fn a_half_is_written_again_only_after_the_sync_asked_when_it_was_left() {
+        let (_dir, mut journal, synced) = counting_journal();
         for offset in 0..3 {
             journal.write(offset, 1, &[0; 10 * 1024]).unwrap();
         }
@@ -492,19 +498,7 @@ mod tests {
     /// ending at the file's end named a third half).
     #[test]
     fn entries_that_fill_a_half_exactly_still_wait_for_its_sync() {
-        let dir = tempfile::tempdir().unwrap();
-        let synced = Arc::new(Mutex::new(0u32));
-        let counter = Arc::clone(&synced);
-        let mut journal = Journal::create(
-            dir.path(),
-            JOURNAL_SIZE_MIN_BYTES,
-            1,
-            Box::new(move || {
-                *counter.lock().unwrap() += 1;
-                Ok(())
-            }),
-        )
-        .unwrap();
+        let (dir, mut journal, synced) = counting_journal();
         // Four entries of a quarter of a half each fill it exactly.
         let batch = vec![5u8; (JOURNAL_SIZE_MIN_BYTES / 8) as usize - HEADER_BYTES];
         for offset in 0..8 {
