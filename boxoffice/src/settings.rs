@@ -726,14 +726,13 @@ impl Settings {
     /// `log.journal_size_bytes`: 0, or within the journal's bounds.
     pub(crate) fn check_log(&self) -> Result<(), String> {
         let size = self.log.journal_size_bytes;
-        let bounds = requestlog::JOURNAL_SIZE_MIN_BYTES..=requestlog::JOURNAL_SIZE_MAX_BYTES;
-        if size == 0 || bounds.contains(&size) {
+        if requestlog::journal_size_allowed(size) {
             Ok(())
         } else {
             Err(format!(
                 "log.journal_size_bytes is {size}; it must be 0 (no journal) or from {} to {}",
-                bounds.start(),
-                bounds.end()
+                requestlog::JOURNAL_SIZE_MIN_BYTES,
+                requestlog::JOURNAL_SIZE_MAX_BYTES
             ))
         }
     }

@@ -115,10 +115,7 @@ impl EmbeddedOptions {
         );
         assert!(self.queue_depth_max > 0);
         assert!(
-            self.journal_size_bytes == 0
-                || (crate::journal::JOURNAL_SIZE_MIN_BYTES
-                    ..=crate::journal::JOURNAL_SIZE_MAX_BYTES)
-                    .contains(&self.journal_size_bytes),
+            journal::journal_size_allowed(self.journal_size_bytes),
             "a journal holds two halves of some size, and is bounded"
         );
         for table in &self.hosted_tables {

@@ -45,6 +45,12 @@ pub const JOURNAL_SIZE_MIN_BYTES: u64 = 64 * 1024;
 /// The largest journal accepted (it is written full of zeros when made, and on an erasure).
 pub const JOURNAL_SIZE_MAX_BYTES: u64 = 1 << 30;
 
+/// Whether `bytes` may size a log's journal: 0 (none), or within the bounds above. The one
+/// rule, for the log's options and the deployment's configuration alike.
+pub fn journal_size_allowed(bytes: u64) -> bool {
+    bytes == 0 || (JOURNAL_SIZE_MIN_BYTES..=JOURNAL_SIZE_MAX_BYTES).contains(&bytes)
+}
+
 /// A wait this long for RocksDB's log before a half is reused is logged.
 const SLOW_SYNC_WARNING: std::time::Duration = std::time::Duration::from_millis(100);
 

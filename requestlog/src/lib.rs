@@ -80,7 +80,7 @@ pub use embedded::{
 };
 pub use error::LogError;
 pub use import::{ImportError, Imported};
-pub use journal::{JOURNAL_SIZE_MAX_BYTES, JOURNAL_SIZE_MIN_BYTES};
+pub use journal::{journal_size_allowed, JOURNAL_SIZE_MAX_BYTES, JOURNAL_SIZE_MIN_BYTES};
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
 pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
 

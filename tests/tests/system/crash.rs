@@ -322,17 +322,17 @@ fn crash_and_recover(backend: Backend, scratch: &std::path::Path, seed: u64, cra
     assert!(!acked.is_empty());
 }
 
+/// [`crash_and_recover`] on a fresh embedded deployment per seed.
+fn crash_embedded(seeds: std::ops::RangeInclusive<u64>, crash: Crash) {
+    for seed in seeds {
+        let dir = tempfile::tempdir().unwrap();
+        crash_and_recover(Backend::embedded(dir.path()), dir.path(), seed, crash);
+    }
+}
+
 #[test]
 fn embedded_engine_survives_kill_9() {
-    for seed in 11..=16 {
-        let dir = tempfile::tempdir().unwrap();
-        crash_and_recover(
-            Backend::embedded(dir.path()),
-            dir.path(),
-            seed,
-            Crash::Process,
-        );
-    }
+    crash_embedded(11..=16, Crash::Process);
 }
 
 /// A crash of the machine, not only of the process: after each kill the requests log's
@@ -342,15 +342,7 @@ fn embedded_engine_survives_kill_9() {
 /// replay's: opening the log writes back from the journal what RocksDB lost.
 #[test]
 fn embedded_engine_survives_a_machine_crash_that_loses_rocksdb_s_unsynced_tail() {
-    for seed in 31..=34 {
-        let dir = tempfile::tempdir().unwrap();
-        crash_and_recover(
-            Backend::embedded(dir.path()),
-            dir.path(),
-            seed,
-            Crash::Machine,
-        );
-    }
+    crash_embedded(31..=34, Crash::Machine);
 }
 
 #[test]
