@@ -510,11 +510,8 @@ mod tests {
         for offset in 0..8 {
             journal.write(offset, 1, &batch).unwrap();
         }
-        assert_eq!(
-            *synced.lock().unwrap(),
-            0,
-            "both halves written once, nothing reused"
-        );
+        // (The sync asked when the first half was left may have run already: it is the
+        // syncing thread's.)
         journal.write(8, 1, &batch).unwrap(); // reuses the first half: waited for its sync
         assert!(*synced.lock().unwrap() >= 1);
         journal.sync().unwrap();
