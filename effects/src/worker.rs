@@ -30,6 +30,13 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 /// The longest the delivery loop sleeps without looking (stop, endpoint changes).
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// After routing a batch that did not fill a poll, the outcome follower waits this long
+/// before it polls again, so that a busy log is routed in batches of many commits (one
+/// store write and one wake-up each) instead of one per commit: under load it woke once
+/// per group commit of the outcomes log, and the wake-up and the store's write cost more
+/// than routing the outcomes. A webhook leaves at most this much later; an idle log
+/// still wakes the follower at once (the poll waits for the first record).
+const ROUTE_LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -535,6 +542,9 @@ fn follow_outcomes(
             }
         }
         position = next;
+        if records.len() < POLL_RECORDS_MAX && !stop.load(Ordering::Acquire) {
+            std::thread::sleep(ROUTE_LINGER);
+        }
     }
 }
 

@@ -128,7 +128,8 @@ pub struct RuntimeOptions {
     pub publish_bytes_max: usize,
     /// How long the engine waits for a record before it counts as idle.
     pub idle_ms: u64,
-    /// When idle, the state hash in the status is refreshed at most this often.
+    /// Once the log is quiet (five `idle_ms` waits without a record), the state hash in
+    /// the status is refreshed, at most this often.
     pub idle_hash_every_ms: u64,
     /// The newest outcomes a standby keeps, to publish if it is promoted.
     pub standby_outcomes_max: usize,
@@ -145,7 +146,7 @@ impl RuntimeOptions {
             role: Role::Primary,
             node: "engine".to_string(),
             tick_interval_ms: 500,
-            snapshot_every_records: 100_000,
+            snapshot_every_records: 1_000_000,
             snapshot_every_ms: 60_000,
             batch_records_max: 4_096,
             channel_batches_max: 16,
