@@ -170,6 +170,7 @@ pub fn text_chars_max(config: &EngineConfig) -> usize {
 
 impl SpecRules {
     /// The engine's rules under `config`.
+    #[inline]
     pub fn engine(config: &EngineConfig) -> SpecRules {
         SpecRules {
             bounds: Bounds::Engine,
@@ -230,6 +231,7 @@ impl SpecRules {
     /// A text field: not blank when `required`, and at most the bound. `field` is the
     /// JSON field; `noun` the engine's name for it in a reason ("category name"), which
     /// the contract's reasons replace by the field itself.
+    #[inline]
     pub fn text(
         &self,
         field: &str,
@@ -619,4 +621,106 @@ pub fn waitlist_policy_named(name: &str) -> Option<WaitlistPolicy> {
     [WaitlistPolicy::Strict, WaitlistPolicy::SkipAhead]
         .into_iter()
         .find(|policy| waitlist_policy_name(*policy) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the contract accepts, the engine accepts: its bounds lie inside the
+    /// engine's, and the widest inside none.
+    #[test]
+    fn the_contract_is_inside_the_engine_and_the_engine_inside_the_widest() {
+        let wide_ttl = EngineConfig {
+            hold_ttl_min_ms: 500,
+            hold_ttl_max_ms: 86_400_000,
+            ..EngineConfig::default()
+        };
+        let narrow_ttl = EngineConfig {
+            hold_ttl_min_ms: 1_500,
+            hold_ttl_max_ms: 60_000,
+            text_bytes_max: 10,
+            ..EngineConfig::default()
+        };
+        for config in [EngineConfig::default(), wide_ttl, narrow_ttl] {
+            let engine = SpecRules::engine(&config);
+            let contract = SpecRules::contract(&config);
+            let widest = SpecRules::widest();
+            for (inner, outer) in [(contract, engine), (engine, widest)] {
+                assert!(inner.hold_ttl_min_ms >= outer.hold_ttl_min_ms);
+                assert!(inner.hold_ttl_max_ms <= outer.hold_ttl_max_ms);
+                assert!(inner.seats_per_order_cap <= outer.seats_per_order_cap);
+                assert!(inner.event_seats_max <= outer.event_seats_max);
+                assert!(inner.event_rows_max <= outer.event_rows_max);
+                assert!(inner.pool_capacity_max <= outer.pool_capacity_max);
+                assert!(inner.event_categories_max <= outer.event_categories_max);
+            }
+            // Characters at most four bytes each.
+            assert!(contract.text_max * 4 <= engine.text_max);
+        }
+        let (minimum, maximum) =
+            SpecRules::contract(&EngineConfig::default()).hold_ttl_seconds_range();
+        assert_eq!(
+            (minimum, maximum),
+            (HOLD_TTL_SECONDS_MIN, HOLD_TTL_SECONDS_MAX)
+        );
+        let (minimum, maximum) = SpecRules::contract(&EngineConfig {
+            hold_ttl_min_ms: 1_500,
+            hold_ttl_max_ms: 60_000,
+            ..EngineConfig::default()
+        })
+        .hold_ttl_seconds_range();
+        assert_eq!((minimum, maximum), (2, 60));
+    }
+
+    /// One text rule, two measures: the engine counts bytes and names its own nouns, the
+    /// contract counts characters and names the field.
+    #[test]
+    fn texts_are_measured_in_bytes_by_the_engine_and_in_characters_by_the_contract() {
+        let config = EngineConfig {
+            text_bytes_max: 8,
+            ..EngineConfig::default()
+        };
+        let engine = SpecRules::engine(&config);
+        let contract = SpecRules::contract(&config);
+        let field = "categories[0].name";
+        assert_eq!(engine.text(field, "category name", "ééé", true), Ok(()));
+        let refused = contract
+            .text(field, "category name", "ééé", true)
+            .unwrap_err();
+        assert_eq!(
+            (refused.rule, refused.reason.as_str(), refused.limit),
+            (
+                Rule::TextTooLong,
+                "categories[0].name is longer than 2 characters",
+                Some(2)
+            )
+        );
+        let refused = engine
+            .text(field, "category name", "ééééé", true)
+            .unwrap_err();
+        assert_eq!(
+            (refused.field.as_str(), refused.reason.as_str()),
+            (field, "category name is longer than 8 bytes")
+        );
+        let blank = engine
+            .text(field, "category name", " \u{3000}", true)
+            .unwrap_err();
+        assert_eq!(
+            (blank.rule, blank.reason.as_str()),
+            (Rule::TextBlank, "category name must not be empty")
+        );
+        assert_eq!(engine.text(field, "category name", "", false), Ok(()));
+    }
+
+    #[test]
+    fn waitlist_policies_have_one_name_each() {
+        for policy in [WaitlistPolicy::Strict, WaitlistPolicy::SkipAhead] {
+            assert_eq!(
+                waitlist_policy_named(waitlist_policy_name(policy)),
+                Some(policy)
+            );
+        }
+        assert_eq!(waitlist_policy_named("lottery"), None);
+    }
 }
