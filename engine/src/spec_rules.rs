@@ -506,7 +506,11 @@ impl SpecRules {
                     self.event_seats_max, self.event_rows_max
                 ),
             )
-            .limit(u64::from(self.event_seats_max)));
+            .limit(if seats > u64::from(self.event_seats_max) {
+                u64::from(self.event_seats_max)
+            } else {
+                u64::from(self.event_rows_max)
+            }));
         }
         Ok(())
     }
