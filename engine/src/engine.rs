@@ -11,7 +11,7 @@ use crate::ids::*;
 use crate::layout::Layout;
 use crate::outcome::*;
 use crate::snapshot::CowVec;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 mod bookings;
 mod clock;

@@ -37,6 +37,9 @@
 //!   engine's `event_index`, `booking_index` and `desk_index` are the one translation
 //!   from an id to a table row.
 //! - `invariants`: the full state walk behind [`Engine::check_invariants`].
+//! - [`spec_rules`]: every rule about the values of an event's spec and of a patch, one
+//!   table for the engine (`Invalid`), the ingress (400s naming the JSON field) and
+//!   loadgen.
 //! - [`terms`]: an event's terms of sale (currency, cancellation policy), validated in one
 //!   place for the ingress and the engine.
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
@@ -59,6 +62,7 @@ pub mod messages;
 pub mod outcome;
 pub mod query;
 pub mod snapshot;
+pub mod spec_rules;
 pub mod terms;
 pub mod tickets;
 pub mod webhook;

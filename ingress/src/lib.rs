@@ -19,7 +19,7 @@
 //! - `routes/`: handlers (`public`, `admin`, `user`, `ops`, and `web`: the seat-map page,
 //!   its live stream and the demo user switcher; the page itself is in `ingress/web/`);
 //!   `live`: which events an outcome changed, and a watch per event for the streams;
-//!   `validate`: request bodies to engine commands; `views`: records to response bodies; `api`: the bodies themselves.
+//!   `validate`: request bodies to engine commands (an event spec's values by `engine::spec_rules`); `views`: records to response bodies; `api`: the bodies themselves.
 //! - `extract`, `auth`, `client_address` (trusted proxies, `X-Forwarded-For`),
 //!   `rate_limit` (`governor`), `open_caps` (open long-polls and streams), `metrics`
 //!   (`prometheus-client`), `error`, `times`: edge concerns. Every request passes

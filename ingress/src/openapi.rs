@@ -309,10 +309,10 @@ fn range(minimum: u64, maximum: u64) -> Value {
     json!({ "minimum": minimum, "maximum": maximum })
 }
 
-/// The hold TTL range: the contract's, narrowed by the engine's.
+/// The hold TTL range: the contract's, narrowed by the engine's (the spec rules' range).
 fn hold_ttl_seconds(limits: &EngineConfig) -> Value {
-    let minimum = validate::HOLD_TTL_SECONDS_MIN.max(limits.hold_ttl_min_ms.div_ceil(1000));
-    let maximum = validate::HOLD_TTL_SECONDS_MAX.min(limits.hold_ttl_max_ms / 1000);
+    let (minimum, maximum) =
+        engine::spec_rules::SpecRules::contract(limits).hold_ttl_seconds_range();
     range(minimum, maximum)
 }
 

@@ -1,22 +1,22 @@
 //! Input validation that turns request bodies into engine commands. It refuses everything
 //! the engine would refuse as `Invalid`, with a 400 naming the field, so nothing invalid
-//! reaches the log. The engine's limits come from the same `EngineConfig`.
+//! reaches the log. What a body says is parsed here (types, RFC 3339 times, names of
+//! enumerations, defaults); whether the values of an event's spec or patch are allowed is
+//! decided by `engine::spec_rules`, the engine's own table, with the contract's bounds
+//! (`SpecRules::contract`: text in characters, the TTL in whole seconds), so a 400 and the
+//! engine's `Invalid` come from one rule.
 
 use crate::api::{CreateDeskBody, CreateEventBody, HoldBody, PatchEventBody};
 use crate::error::{AppError, Reason};
 use crate::times;
+use engine::spec_rules::{self, SpecRules, Violation, HOLD_TTL_SECONDS_DEFAULT};
 use engine::{
     CategorySpec, DeskSpec, EngineConfig, EventPatch, EventSpec, LevelSpec, Limit, PoolSpec,
-    RowSpec, SectionSpec, Selection, WaitlistPolicy, PRICE_CENTS_MAX,
+    RowSpec, SectionSpec, Selection, WaitlistPolicy,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// The contract's hold TTL range, in seconds.
-pub(crate) const HOLD_TTL_SECONDS_MIN: u64 = 1;
-pub(crate) const HOLD_TTL_SECONDS_MAX: u64 = 7200;
-pub(crate) const HOLD_TTL_SECONDS_DEFAULT: u64 = 300;
-pub(crate) const SEATS_PER_ORDER_DEFAULT: u32 = 10;
 /// A desk's limits (the OpenAPI document states them from these).
 pub(crate) const DESK_AGENTS_MAX: u32 = 10_000;
 pub(crate) const SLOT_MINUTES_MAX: u64 = 24 * 60;
@@ -24,13 +24,9 @@ pub(crate) const HORIZON_HOURS_MAX: u64 = 24 * 365;
 pub(crate) const DESK_LEVELS_MAX: usize = 16;
 pub(crate) const DEADLINE_MINUTES_MAX: u64 = 24 * 60 * 365;
 
-/// The longest text field, in characters. The contract counts characters, as JSON
-/// Schema's `maxLength` does; the engine bounds text in UTF-8 bytes
-/// (`engine.text_bytes_max`), and a character takes at most four, so text of this many
-/// characters always fits and the engine never refuses what the ingress accepted.
-pub(crate) fn text_chars_max(limits: &EngineConfig) -> usize {
-    limits.text_bytes_max / 4
-}
+/// The longest text field, in characters (the spec rules' contract bound: a quarter of
+/// `engine.text_bytes_max`, so the engine never refuses what the ingress accepted).
+pub(crate) use engine::spec_rules::text_chars_max;
 
 /// The longest seat id (`<section>-<row>-<number>`), in characters: the longest section
 /// name and row label, two dashes and a `u32` seat number, so every seat of every event
@@ -39,109 +35,46 @@ pub(crate) fn seat_id_chars_max(limits: &EngineConfig) -> usize {
     2 * text_chars_max(limits) + 2 + u32::MAX.to_string().len()
 }
 
+/// A spec rule's violation as the contract answers it: 400 naming the field.
+pub(crate) fn refusal(violation: Violation) -> AppError {
+    AppError::field(&violation.field, violation.reason)
+}
+
 /// A text field: blank (only whitespace, `char::is_whitespace`) refused when required,
-/// and at most [`text_chars_max`] characters.
+/// and at most [`text_chars_max`] characters (the spec rules' text rule).
 pub(crate) fn text(
     field: &str,
     value: &str,
     required: bool,
     limits: &EngineConfig,
 ) -> Result<String, AppError> {
-    if required && value.trim().is_empty() {
-        return Err(AppError::field(field, format!("{field} must not be empty")));
-    }
-    let chars_max = text_chars_max(limits);
-    if value.chars().count() > chars_max {
-        return Err(AppError::field(
-            field,
-            format!("{field} is longer than {chars_max} characters"),
-        ));
-    }
+    SpecRules::contract(limits)
+        .text(field, field, value, required)
+        .map_err(refusal)?;
     Ok(value.to_string())
 }
 
+/// `hold_ttl_seconds` in milliseconds, in the contract's range (the spec rules' TTL rule).
 fn hold_ttl_ms(seconds: u64, limits: &EngineConfig) -> Result<u64, AppError> {
+    // Saturating: a huge number of seconds is out of range, not an overflow.
     let millis = seconds.saturating_mul(1000);
-    if !(HOLD_TTL_SECONDS_MIN..=HOLD_TTL_SECONDS_MAX).contains(&seconds)
-        || !(limits.hold_ttl_min_ms..=limits.hold_ttl_max_ms).contains(&millis)
-    {
-        return Err(AppError::field(
-            "hold_ttl_seconds",
-            format!(
-                "hold_ttl_seconds must be from {HOLD_TTL_SECONDS_MIN} to {HOLD_TTL_SECONDS_MAX}"
-            ),
-        ));
-    }
+    SpecRules::contract(limits)
+        .hold_ttl(millis)
+        .map_err(refusal)?;
     Ok(millis)
 }
 
-fn seats_per_order(value: u32, limits: &EngineConfig) -> Result<u32, AppError> {
-    if value == 0 || value > limits.seats_per_order_cap {
-        return Err(AppError::field(
-            "max_seats_per_order",
-            format!(
-                "max_seats_per_order must be from 1 to {}",
-                limits.seats_per_order_cap
-            ),
-        ));
-    }
-    Ok(value)
-}
-
-fn seats_per_user(value: Option<u32>) -> Result<Option<u32>, AppError> {
-    if value == Some(0) {
-        return Err(AppError::field(
-            "max_seats_per_user",
-            "max_seats_per_user must be at least 1",
-        ));
-    }
-    Ok(value)
-}
-
 fn policy(value: &str) -> Result<WaitlistPolicy, AppError> {
-    match value {
-        "strict" => Ok(WaitlistPolicy::Strict),
-        "skip_ahead" => Ok(WaitlistPolicy::SkipAhead),
-        _ => Err(AppError::field(
+    spec_rules::waitlist_policy_named(value).ok_or_else(|| {
+        AppError::field(
             "waitlist_policy",
             "waitlist_policy must be strict or skip_ahead",
-        )),
-    }
+        )
+    })
 }
 
 fn optional_time(field: &str, value: Option<&str>) -> Result<Option<u64>, AppError> {
     value.map(|value| times::parse(field, value)).transpose()
-}
-
-/// The time relationships the engine checks.
-fn check_times(
-    starts_at_ms: u64,
-    ends_at_ms: Option<u64>,
-    open: Option<u64>,
-    close: Option<u64>,
-) -> Result<(), AppError> {
-    if ends_at_ms.is_some_and(|ends| ends < starts_at_ms) {
-        return Err(AppError::field("ends_at", "ends_at is before starts_at"));
-    }
-    if let (Some(open), Some(close)) = (open, close) {
-        if close <= open {
-            return Err(AppError::field(
-                "sales_close_at",
-                "sales_close_at is not after sales_open_at",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn no_dash(field: &str, value: &str) -> Result<(), AppError> {
-    if value.contains('-') {
-        return Err(AppError::field(
-            field,
-            format!("{field} must not contain '-' (seat ids are <section>-<row>-<number>)"),
-        ));
-    }
-    Ok(())
 }
 
 /// The arrival window of a create, if it asks for one: both fields or neither, a window
@@ -256,231 +189,100 @@ pub(crate) fn draw_seed(
     Ok(seed)
 }
 
+/// A create's spec: the body parsed (times, the policy's name, defaults), then checked by
+/// the spec rules.
 pub(crate) fn event_spec(
     body: CreateEventBody,
     limits: &EngineConfig,
 ) -> Result<EventSpec, AppError> {
-    let name = text("name", &body.name, true, limits)?;
-    let description = text(
-        "description",
-        body.description.as_deref().unwrap_or(""),
-        false,
-        limits,
-    )?;
-    let city = text("city", &body.city, true, limits)?;
-    let country = text("country", &body.country, true, limits)?;
-    let venue = text("venue", &body.venue, true, limits)?;
+    let rules = SpecRules::contract(limits);
     let starts_at_ms = times::parse("starts_at", &body.starts_at)?;
     let ends_at_ms = optional_time("ends_at", body.ends_at.as_deref())?;
     let sales_open_at_ms = optional_time("sales_open_at", body.sales_open_at.as_deref())?;
     let sales_close_at_ms = optional_time("sales_close_at", body.sales_close_at.as_deref())?;
-    check_times(
-        starts_at_ms,
-        ends_at_ms,
-        sales_open_at_ms,
-        sales_close_at_ms,
-    )?;
-    let hold_ttl_ms = hold_ttl_ms(
-        body.hold_ttl_seconds.unwrap_or(HOLD_TTL_SECONDS_DEFAULT),
-        limits,
-    )?;
-    let seats_per_order_max = seats_per_order(
-        body.max_seats_per_order
-            .unwrap_or(SEATS_PER_ORDER_DEFAULT.min(limits.seats_per_order_cap)),
-        limits,
-    )?;
-    let seats_per_user_max = seats_per_user(body.max_seats_per_user)?;
     let waitlist_policy = body
         .waitlist_policy
         .as_deref()
         .map(policy)
         .transpose()?
         .unwrap_or_default();
-
-    if body.categories.is_empty() || body.categories.len() > limits.event_categories_max as usize {
-        return Err(AppError::field(
-            "categories",
-            format!(
-                "an event needs from 1 to {} categories",
-                limits.event_categories_max
-            ),
-        ));
-    }
-    let mut names = BTreeSet::new();
-    let mut categories = Vec::with_capacity(body.categories.len());
-    for (index, category) in body.categories.iter().enumerate() {
-        let field = format!("categories[{index}].name");
-        let name = text(&field, &category.name, true, limits)?;
-        if !names.insert(name.clone()) {
-            return Err(AppError::field(
-                &field,
-                format!("category {name:?} is named twice"),
-            ));
-        }
-        if category.price_cents > PRICE_CENTS_MAX {
-            return Err(AppError::field(
-                &format!("categories[{index}].price_cents"),
-                format!("price_cents must be from 0 to {PRICE_CENTS_MAX}"),
-            ));
-        }
-        categories.push(CategorySpec {
-            name,
-            price_cents: category.price_cents,
-        });
-    }
-
-    let sections_body = body
-        .seating
-        .map(|seating| seating.sections)
-        .unwrap_or_default();
-    let pools_body = body.general_admission.unwrap_or_default();
-    if sections_body.is_empty() && pools_body.is_empty() {
-        return Err(AppError::field(
-            "seating",
-            "an event needs seating (with at least one section), general_admission, or both",
-        ));
-    }
-    let (mut seat_total, mut row_total) = (0u64, 0u64);
-    let mut section_names = BTreeSet::new();
-    let mut seated_categories = BTreeSet::new();
-    let mut sections = Vec::with_capacity(sections_body.len());
-    for (section_index, section) in sections_body.iter().enumerate() {
-        let field = format!("seating.sections[{section_index}]");
-        let section_name = text(&format!("{field}.name"), &section.name, true, limits)?;
-        no_dash(&format!("{field}.name"), &section_name)?;
-        if !section_names.insert(section_name.clone()) {
-            return Err(AppError::field(
-                &format!("{field}.name"),
-                format!("section {section_name:?} is named twice"),
-            ));
-        }
-        if section.rows.is_empty() {
-            return Err(AppError::field(
-                &format!("{field}.rows"),
-                "a section needs at least one row",
-            ));
-        }
-        let mut labels = BTreeSet::new();
-        let mut rows = Vec::with_capacity(section.rows.len());
-        for (row_index, row) in section.rows.iter().enumerate() {
-            let field = format!("{field}.rows[{row_index}]");
-            let label = text(&format!("{field}.label"), &row.label, true, limits)?;
-            no_dash(&format!("{field}.label"), &label)?;
-            if !labels.insert(label.clone()) {
-                return Err(AppError::field(
-                    &format!("{field}.label"),
-                    format!("row {label:?} appears twice in section {section_name:?}"),
-                ));
-            }
-            if row.seats == 0 {
-                return Err(AppError::field(
-                    &format!("{field}.seats"),
-                    "a row needs at least one seat",
-                ));
-            }
-            if !names.contains(&row.category) {
-                return Err(AppError::field(
-                    &format!("{field}.category"),
-                    format!("category {:?} is not in categories", row.category),
-                ));
-            }
-            seated_categories.insert(row.category.clone());
-            seat_total += u64::from(row.seats);
-            row_total += 1;
-            if seat_total > u64::from(limits.event_seats_max)
-                || row_total > u64::from(limits.event_rows_max)
-            {
-                return Err(AppError::field(
-                    "seating",
-                    format!(
-                        "an event has at most {} seats in {} rows",
-                        limits.event_seats_max, limits.event_rows_max
-                    ),
-                ));
-            }
-            rows.push(RowSpec {
-                label,
-                seats: row.seats,
-                category: row.category.clone(),
-            });
-        }
-        sections.push(SectionSpec {
-            name: section_name,
-            rows,
-        });
-    }
-    let mut pooled = BTreeSet::new();
-    let mut general_admission = Vec::with_capacity(pools_body.len());
-    for (index, pool) in pools_body.iter().enumerate() {
-        let field = format!("general_admission[{index}]");
-        if !names.contains(&pool.category) {
-            return Err(AppError::field(
-                &format!("{field}.category"),
-                format!("category {:?} is not in categories", pool.category),
-            ));
-        }
-        if !pooled.insert(pool.category.clone()) {
-            return Err(AppError::field(
-                &format!("{field}.category"),
-                format!(
-                    "category {:?} has two general-admission pools",
-                    pool.category
-                ),
-            ));
-        }
-        if seated_categories.contains(&pool.category) {
-            return Err(AppError::field(
-                &format!("{field}.category"),
-                format!(
-                    "category {:?} is both seated and general admission",
-                    pool.category
-                ),
-            ));
-        }
-        if pool.capacity == 0 || pool.capacity > limits.pool_capacity_max {
-            return Err(AppError::field(
-                &format!("{field}.capacity"),
-                format!("capacity must be from 1 to {}", limits.pool_capacity_max),
-            ));
-        }
-        general_admission.push(PoolSpec {
-            category: pool.category.clone(),
-            capacity: pool.capacity,
-        });
-    }
-    Ok(EventSpec {
-        name,
-        description,
-        city,
-        country,
-        venue,
+    let spec = EventSpec {
+        name: body.name,
+        description: body.description.unwrap_or_default(),
+        city: body.city,
+        country: body.country,
+        venue: body.venue,
         starts_at_ms,
         ends_at_ms,
         sales_open_at_ms,
         sales_close_at_ms,
-        hold_ttl_ms,
-        seats_per_order_max,
-        seats_per_user_max,
+        // Saturating: a huge number of seconds is out of range, not an overflow.
+        hold_ttl_ms: body
+            .hold_ttl_seconds
+            .unwrap_or(HOLD_TTL_SECONDS_DEFAULT)
+            .saturating_mul(1000),
+        seats_per_order_max: body
+            .max_seats_per_order
+            .unwrap_or_else(|| rules.seats_per_order_default()),
+        seats_per_user_max: body.max_seats_per_user,
         waitlist_policy,
-        categories,
-        sections,
-        general_admission,
-    })
+        categories: body
+            .categories
+            .into_iter()
+            .map(|category| CategorySpec {
+                name: category.name,
+                price_cents: category.price_cents,
+            })
+            .collect(),
+        sections: body
+            .seating
+            .map(|seating| seating.sections)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|section| SectionSpec {
+                name: section.name,
+                rows: section
+                    .rows
+                    .into_iter()
+                    .map(|row| RowSpec {
+                        label: row.label,
+                        seats: row.seats,
+                        category: row.category,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        general_admission: body
+            .general_admission
+            .unwrap_or_default()
+            .into_iter()
+            .map(|pool| PoolSpec {
+                category: pool.category,
+                capacity: pool.capacity,
+            })
+            .collect(),
+    };
+    rules.check_event(&spec).map_err(refusal)?;
+    Ok(spec)
 }
 
-/// A patch, checked against the event as it is now (the engine checks again).
+/// A patch, checked by the spec rules against the event as it is now (the engine checks
+/// again, by the same rules).
 pub(crate) fn event_patch(
     body: PatchEventBody,
     current: &EventSpec,
     limits: &EngineConfig,
 ) -> Result<EventPatch, AppError> {
-    let mut patch = EventPatch::default();
-    if let Some(name) = &body.name {
-        patch.name = Some(text("name", name, true, limits)?);
-    }
-    if let Some(description) = &body.description {
-        patch.description = Some(text("description", description, false, limits)?);
-    }
+    let mut patch = EventPatch {
+        name: body.name,
+        description: body.description,
+        hold_ttl_ms: body
+            .hold_ttl_seconds
+            .map(|seconds| seconds.saturating_mul(1000)),
+        seats_per_order_max: body.max_seats_per_order,
+        seats_per_user_max: body.max_seats_per_user,
+        ..EventPatch::default()
+    };
     if let Some(starts_at) = &body.starts_at {
         patch.starts_at_ms = Some(times::parse("starts_at", starts_at)?);
     }
@@ -493,15 +295,6 @@ pub(crate) fn event_patch(
     if let Some(close) = &body.sales_close_at {
         patch.sales_close_at_ms = Some(optional_time("sales_close_at", close.as_deref())?);
     }
-    if let Some(seconds) = body.hold_ttl_seconds {
-        patch.hold_ttl_ms = Some(hold_ttl_ms(seconds, limits)?);
-    }
-    if let Some(value) = body.max_seats_per_order {
-        patch.seats_per_order_max = Some(seats_per_order(value, limits)?);
-    }
-    if let Some(value) = body.max_seats_per_user {
-        patch.seats_per_user_max = Some(seats_per_user(value)?);
-    }
     if let Some(value) = &body.waitlist_policy {
         patch.waitlist_policy = Some(policy(value)?);
     }
@@ -511,12 +304,9 @@ pub(crate) fn event_patch(
             "the patch changes nothing: give at least one field",
         ));
     }
-    check_times(
-        patch.starts_at_ms.unwrap_or(current.starts_at_ms),
-        patch.ends_at_ms.unwrap_or(current.ends_at_ms),
-        patch.sales_open_at_ms.unwrap_or(current.sales_open_at_ms),
-        patch.sales_close_at_ms.unwrap_or(current.sales_close_at_ms),
-    )?;
+    SpecRules::contract(limits)
+        .check_patch(current, &patch)
+        .map_err(refusal)?;
     Ok(patch)
 }
 
@@ -719,6 +509,7 @@ pub(crate) fn desk_spec(
 mod tests {
     use super::*;
     use crate::extract::parse_json;
+    use engine::spec_rules::Rule;
 
     fn field_of(body: serde_json::Value) -> String {
         let body: CreateEventBody = parse_json(body.to_string().as_bytes()).unwrap();
@@ -913,6 +704,362 @@ mod tests {
         ];
         for (body, field) in cases {
             assert_eq!(field_of(body.clone()), field, "{body}");
+        }
+    }
+
+    /// The body a client would send for `spec` (the contract's fields and units).
+    fn body_of(spec: &EventSpec) -> serde_json::Value {
+        use serde_json::json;
+        let mut body = json!({
+            "name": spec.name, "description": spec.description, "city": spec.city,
+            "country": spec.country, "venue": spec.venue,
+            "starts_at": times::format(spec.starts_at_ms),
+            "hold_ttl_seconds": spec.hold_ttl_ms / 1000,
+            "max_seats_per_order": spec.seats_per_order_max,
+            "max_seats_per_user": spec.seats_per_user_max,
+            "waitlist_policy": spec_rules::waitlist_policy_name(spec.waitlist_policy),
+            "categories": spec.categories.iter().map(|category| json!({"name": category.name, "price_cents": category.price_cents})).collect::<Vec<_>>(),
+            "seating": {"sections": spec.sections.iter().map(|section| json!({"name": section.name, "rows": section.rows.iter().map(|row| json!({"label": row.label, "seats": row.seats, "category": row.category})).collect::<Vec<_>>()})).collect::<Vec<_>>()},
+            "general_admission": spec.general_admission.iter().map(|pool| json!({"category": pool.category, "capacity": pool.capacity})).collect::<Vec<_>>(),
+        });
+        for (field, value) in [
+            ("ends_at", spec.ends_at_ms),
+            ("sales_open_at", spec.sales_open_at_ms),
+            ("sales_close_at", spec.sales_close_at_ms),
+        ] {
+            if let Some(millis) = value {
+                body[field] = json!(times::format(millis));
+            }
+        }
+        body
+    }
+
+    fn valid_spec() -> EventSpec {
+        let body: CreateEventBody = parse_json(base().to_string().as_bytes()).unwrap();
+        event_spec(body, &EngineConfig::default()).unwrap()
+    }
+
+    fn create(spec: &EventSpec) -> engine::Outcome {
+        engine::Engine::new(EngineConfig::default()).apply(
+            0,
+            0,
+            &engine::Request::new(engine::Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: spec.clone(),
+            }),
+        )
+    }
+
+    /// What the engine answers a violation with: `Invalid` with the table's reason, but
+    /// "not found" for a category `categories` does not have (as it always was).
+    fn engine_rejection(violation: &Violation) -> engine::Rejection {
+        match violation.rule {
+            Rule::UnknownCategory => engine::Rejection::NotFound {
+                what: engine::NotFound::Category,
+            },
+            _ => engine::Rejection::Invalid {
+                reason: violation.reason.clone(),
+            },
+        }
+    }
+
+    /// One rule, three callers: `spec` (a valid spec changed to break exactly `rule`) is
+    /// refused by the table (engine and contract bounds) naming `field`, by the engine
+    /// with that violation, and by the ingress with a 400 naming the same field.
+    fn check(rule: Rule, field: &str, change: impl FnOnce(&mut EventSpec)) {
+        let limits = EngineConfig::default();
+        let mut spec = valid_spec();
+        change(&mut spec);
+        let violation = SpecRules::engine(&limits).check_event(&spec).unwrap_err();
+        assert_eq!((violation.rule, violation.field.as_str()), (rule, field));
+        let contract = SpecRules::contract(&limits).check_event(&spec).unwrap_err();
+        assert_eq!((contract.rule, contract.field.as_str()), (rule, field));
+        assert_eq!(
+            create(&spec).result,
+            Err(engine_rejection(&violation)),
+            "{rule:?}"
+        );
+        let body: CreateEventBody = parse_json(body_of(&spec).to_string().as_bytes()).unwrap();
+        let error = event_spec(body, &limits).unwrap_err();
+        assert_eq!(
+            (
+                error.status.as_u16(),
+                error.code,
+                error.details.unwrap()["field"].clone()
+            ),
+            (400, "bad_request", serde_json::json!(field)),
+            "{rule:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_spec_passes_the_table_the_engine_and_the_ingress() {
+        let limits = EngineConfig::default();
+        let spec = valid_spec();
+        assert_eq!(SpecRules::engine(&limits).check_event(&spec), Ok(()));
+        assert_eq!(SpecRules::contract(&limits).check_event(&spec), Ok(()));
+        assert_eq!(SpecRules::widest().check_event(&spec), Ok(()));
+        assert!(create(&spec).result.is_ok());
+        let body: CreateEventBody = parse_json(body_of(&spec).to_string().as_bytes()).unwrap();
+        assert_eq!(event_spec(body, &limits).unwrap(), spec);
+    }
+
+    #[test]
+    fn every_spec_rule_refuses_alike_in_the_table_the_engine_and_the_ingress() {
+        use engine::{PoolSpec, SectionSpec, PRICE_CENTS_MAX};
+        let row = |label: &str, seats: u32, category: &str| RowSpec {
+            label: label.into(),
+            seats,
+            category: category.into(),
+        };
+        let section = |name: &str, rows: Vec<RowSpec>| SectionSpec {
+            name: name.into(),
+            rows,
+        };
+        let mut covered = BTreeSet::new();
+        let mut case = |rule: Rule, field: &str, change: &dyn Fn(&mut EventSpec)| {
+            covered.insert(rule);
+            check(rule, field, change);
+        };
+        case(Rule::TextBlank, "name", &|spec| spec.name = " \t".into());
+        case(
+            Rule::TextBlank,
+            "seating.sections[0].rows[0].label",
+            &|spec| spec.sections[0].rows[0].label = "".into(),
+        );
+        case(Rule::TextTooLong, "description", &|spec| {
+            spec.description = "x".repeat(1025)
+        });
+        case(Rule::TextTooLong, "seating.sections[0].name", &|spec| {
+            spec.sections[0].name = "A".repeat(1025)
+        });
+        case(Rule::HoldTtlRange, "hold_ttl_seconds", &|spec| {
+            spec.hold_ttl_ms = 0
+        });
+        case(Rule::HoldTtlRange, "hold_ttl_seconds", &|spec| {
+            spec.hold_ttl_ms = 7_201_000
+        });
+        case(Rule::SeatsPerOrderRange, "max_seats_per_order", &|spec| {
+            spec.seats_per_order_max = 0
+        });
+        case(Rule::SeatsPerOrderRange, "max_seats_per_order", &|spec| {
+            spec.seats_per_order_max = 101
+        });
+        case(Rule::SeatsPerUserZero, "max_seats_per_user", &|spec| {
+            spec.seats_per_user_max = Some(0)
+        });
+        case(Rule::EndsBeforeStart, "ends_at", &|spec| {
+            spec.ends_at_ms = Some(spec.starts_at_ms - 3_600_000)
+        });
+        case(Rule::SalesCloseNotAfterOpen, "sales_close_at", &|spec| {
+            spec.sales_open_at_ms = Some(spec.starts_at_ms - 7_200_000);
+            spec.sales_close_at_ms = spec.sales_open_at_ms;
+        });
+        case(Rule::CategoriesCount, "categories", &|spec| {
+            spec.categories.clear()
+        });
+        case(Rule::CategoriesCount, "categories", &|spec| {
+            for index in 0..63 {
+                spec.categories.push(CategorySpec {
+                    name: format!("Extra {index}"),
+                    price_cents: 1,
+                });
+            }
+        });
+        case(Rule::PriceTooHigh, "categories[1].price_cents", &|spec| {
+            spec.categories[1].price_cents = PRICE_CENTS_MAX + 1
+        });
+        case(Rule::CategoryNamedTwice, "categories[2].name", &|spec| {
+            spec.categories.push(spec.categories[0].clone())
+        });
+        case(Rule::NoSeatingNorAdmission, "seating", &|spec| {
+            spec.sections.clear();
+            spec.general_admission.clear();
+        });
+        case(Rule::SectionsCount, "seating.sections", &|spec| {
+            spec.sections = (0..=u16::MAX as usize)
+                .map(|index| section(&format!("S{index}"), vec![row("1", 1, "Gold")]))
+                .collect();
+        });
+        case(Rule::NameWithDash, "seating.sections[0].name", &|spec| {
+            spec.sections[0].name = "A-B".into()
+        });
+        case(
+            Rule::NameWithDash,
+            "seating.sections[0].rows[0].label",
+            &|spec| spec.sections[0].rows[0].label = "1-2".into(),
+        );
+        case(Rule::NameUsedTwice, "seating.sections[1].name", &|spec| {
+            spec.sections.push(section("A", vec![row("2", 1, "Gold")]))
+        });
+        case(
+            Rule::NameUsedTwice,
+            "seating.sections[0].rows[1].label",
+            &|spec| spec.sections[0].rows.push(row("1", 1, "Gold")),
+        );
+        case(
+            Rule::SectionWithoutRows,
+            "seating.sections[0].rows",
+            &|spec| spec.sections[0].rows.clear(),
+        );
+        case(
+            Rule::RowWithoutSeats,
+            "seating.sections[0].rows[0].seats",
+            &|spec| spec.sections[0].rows[0].seats = 0,
+        );
+        case(
+            Rule::UnknownCategory,
+            "seating.sections[0].rows[0].category",
+            &|spec| spec.sections[0].rows[0].category = "Nope".into(),
+        );
+        case(
+            Rule::UnknownCategory,
+            "general_admission[0].category",
+            &|spec| spec.general_admission[0].category = "Nope".into(),
+        );
+        case(Rule::SeatsOrRowsCount, "seating", &|spec| {
+            spec.sections[0].rows[0].seats = 1_000_001
+        });
+        case(Rule::PoolTwice, "general_admission[1].category", &|spec| {
+            spec.general_admission.push(PoolSpec {
+                category: "Floor".into(),
+                capacity: 1,
+            })
+        });
+        case(
+            Rule::PoolCapacityRange,
+            "general_admission[0].capacity",
+            &|spec| spec.general_admission[0].capacity = 0,
+        );
+        case(
+            Rule::PoolCapacityRange,
+            "general_admission[0].capacity",
+            &|spec| spec.general_admission[0].capacity = 10_000_001,
+        );
+        case(
+            Rule::SeatedAndAdmission,
+            "general_admission[0].category",
+            &|spec| spec.general_admission[0].category = "Gold".into(),
+        );
+        assert_eq!(
+            covered,
+            Rule::ALL.into_iter().collect(),
+            "a case for every rule"
+        );
+    }
+
+    /// The patch's rules, the same way: refused by the table, by the engine's
+    /// `UpdateEvent` and by the ingress, naming one field.
+    #[test]
+    fn every_patch_rule_refuses_alike_in_the_table_the_engine_and_the_ingress() {
+        use serde_json::json;
+        let limits = EngineConfig::default();
+        let spec = valid_spec();
+        let starts_at_ms = spec.starts_at_ms;
+        let cases: Vec<(Rule, &str, EventPatch, serde_json::Value)> = vec![
+            (
+                Rule::TextBlank,
+                "name",
+                EventPatch {
+                    name: Some(" ".into()),
+                    ..EventPatch::default()
+                },
+                json!({"name": " "}),
+            ),
+            (
+                Rule::TextTooLong,
+                "description",
+                EventPatch {
+                    description: Some("x".repeat(1025)),
+                    ..EventPatch::default()
+                },
+                json!({"description": "x".repeat(1025)}),
+            ),
+            (
+                Rule::HoldTtlRange,
+                "hold_ttl_seconds",
+                EventPatch {
+                    hold_ttl_ms: Some(7_201_000),
+                    ..EventPatch::default()
+                },
+                json!({"hold_ttl_seconds": 7201}),
+            ),
+            (
+                Rule::SeatsPerOrderRange,
+                "max_seats_per_order",
+                EventPatch {
+                    seats_per_order_max: Some(0),
+                    ..EventPatch::default()
+                },
+                json!({"max_seats_per_order": 0}),
+            ),
+            (
+                Rule::SeatsPerUserZero,
+                "max_seats_per_user",
+                EventPatch {
+                    seats_per_user_max: Some(Some(0)),
+                    ..EventPatch::default()
+                },
+                json!({"max_seats_per_user": 0}),
+            ),
+            (
+                Rule::EndsBeforeStart,
+                "ends_at",
+                EventPatch {
+                    ends_at_ms: Some(Some(starts_at_ms - 1_000)),
+                    ..EventPatch::default()
+                },
+                json!({"ends_at": times::format(starts_at_ms - 1_000)}),
+            ),
+            (
+                Rule::SalesCloseNotAfterOpen,
+                "sales_close_at",
+                EventPatch {
+                    sales_open_at_ms: Some(Some(starts_at_ms)),
+                    sales_close_at_ms: Some(Some(starts_at_ms)),
+                    ..EventPatch::default()
+                },
+                json!({"sales_open_at": times::format(starts_at_ms), "sales_close_at": times::format(starts_at_ms)}),
+            ),
+        ];
+        for (rule, field, patch, body) in cases {
+            let violation = SpecRules::engine(&limits)
+                .check_patch(&spec, &patch)
+                .unwrap_err();
+            assert_eq!((violation.rule, violation.field.as_str()), (rule, field));
+            let mut engine = engine::Engine::new(limits.clone());
+            let created = engine.apply(
+                0,
+                0,
+                &engine::Request::new(engine::Command::CreateEvent {
+                    tenant: "demo".into(),
+                    spec: spec.clone(),
+                }),
+            );
+            let Ok(engine::Reply::EventCreated { event, .. }) = created.result else {
+                panic!("{created:?}");
+            };
+            let updated = engine.apply(
+                1,
+                0,
+                &engine::Request::new(engine::Command::UpdateEvent {
+                    tenant: "demo".into(),
+                    event,
+                    patch: patch.clone(),
+                }),
+            );
+            assert_eq!(
+                updated.result,
+                Err(engine_rejection(&violation)),
+                "{rule:?}"
+            );
+            let error = event_patch(
+                parse_json(body.to_string().as_bytes()).unwrap(),
+                &spec,
+                &limits,
+            )
+            .unwrap_err();
+            assert_eq!(error.details.unwrap()["field"], field, "{rule:?}");
         }
     }
 

@@ -1,8 +1,11 @@
 //! Between the two forms of a request: an HTTP call of API v1 and the engine's
 //! `Request`. The HTTP → engine direction follows the ingress's rules (defaults for
 //! absent fields, RFC 3339 → milliseconds); it is what lets a recorded HTTP run be
-//! replayed straight into the requests log. Reads have no engine form.
+//! replayed straight into the requests log. Reads have no engine form. The defaults, the
+//! waitlist policies' names and whether a spec can be an event at all come from
+//! `engine::spec_rules`, the table the ingress and the engine check, not from copies here.
 
+use engine::spec_rules::{self, SpecRules, HOLD_TTL_SECONDS_DEFAULT, SEATS_PER_ORDER_DEFAULT};
 use engine::{
     BookingId, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request, RowSpec,
     SectionSpec, Selection, WaiterId, WaitlistPolicy,
@@ -11,9 +14,6 @@ use serde_json::{json, Value};
 
 use crate::client::{Auth, Call};
 use crate::setup::{parse_rfc3339_ms, rfc3339};
-
-const HOLD_TTL_DEFAULT_SECONDS: u64 = 300;
-const SEATS_PER_ORDER_DEFAULT: u32 = 10;
 
 /// The engine request of an HTTP call; `None` for reads and calls with no engine form.
 pub fn http_to_engine(call: &Call) -> Option<Request> {
@@ -168,8 +168,8 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
         hold_ttl_ms: body
             .get("hold_ttl_seconds")
             .and_then(Value::as_u64)
-            .unwrap_or(HOLD_TTL_DEFAULT_SECONDS)
-            * 1_000,
+            .unwrap_or(HOLD_TTL_SECONDS_DEFAULT)
+            .saturating_mul(1_000),
         seats_per_order_max: body
             .get("max_seats_per_order")
             .and_then(Value::as_u64)
@@ -179,9 +179,10 @@ fn event_spec(body: &Value) -> Option<EventSpec> {
             .get("max_seats_per_user")
             .and_then(Value::as_u64)
             .and_then(|max| u32::try_from(max).ok()),
-        waitlist_policy: match text("waitlist_policy").as_deref() {
-            Some("skip_ahead") => WaitlistPolicy::SkipAhead,
-            _ => WaitlistPolicy::Strict,
+        // An unknown name is a 400 at the ingress: no engine form.
+        waitlist_policy: match text("waitlist_policy") {
+            Some(name) => spec_rules::waitlist_policy_named(&name)?,
+            None => WaitlistPolicy::default(),
         },
         categories,
         sections,
@@ -221,19 +222,14 @@ impl SeatLabels {
     }
 }
 
-/// The layout of a spec, or `None` for one no engine would accept (too many sections
-/// or seats to index).
+/// The layout of a spec, or `None` for one no engine would accept: refused by the spec
+/// rules with the widest bounds any configuration allows (this log's configuration is
+/// not known here), which also keeps `Layout::build`'s preconditions.
 fn layout_of(spec: &EventSpec) -> Option<engine::layout::Layout> {
-    let rows: usize = spec.sections.iter().map(|section| section.rows.len()).sum();
-    let seats = spec
-        .sections
-        .iter()
-        .flat_map(|section| &section.rows)
-        .try_fold(0u32, |total, row| total.checked_add(row.seats));
-    (spec.sections.len() <= usize::from(u16::MAX) && u32::try_from(rows).is_ok())
-        .then_some(seats)
-        .flatten()
-        .map(|_| engine::layout::Layout::build(&spec.sections, |_| 0))
+    SpecRules::widest()
+        .check_event(spec)
+        .ok()
+        .map(|()| engine::layout::Layout::build(&spec.sections, |_| 0))
 }
 
 /// The HTTP call of an engine request (from `boxoffice log export`); `None` for ticks,
@@ -345,7 +341,7 @@ fn event_body(spec: &EventSpec) -> Value {
         "starts_at": rfc3339(spec.starts_at_ms),
         "hold_ttl_seconds": spec.hold_ttl_ms / 1_000,
         "max_seats_per_order": spec.seats_per_order_max,
-        "waitlist_policy": match spec.waitlist_policy { WaitlistPolicy::Strict => "strict", WaitlistPolicy::SkipAhead => "skip_ahead" },
+        "waitlist_policy": spec_rules::waitlist_policy_name(spec.waitlist_policy),
         "categories": spec.categories.iter().map(|category| json!({"name": category.name, "price_cents": category.price_cents})).collect::<Vec<_>>(),
     });
     for (field, value) in [

@@ -1,207 +1,43 @@
-//! Events: spec validation, create, update, cancel, and check-in at the door.
+//! Events: create (checked by `spec_rules`), update, cancel, and check-in at the door.
 
 use super::*;
 use crate::draw::DrawSpec;
+use crate::spec_rules::{Rule, SpecRules, Violation};
 use crate::terms::EventTerms;
 use std::sync::Arc;
+
+/// A spec rule's violation as the engine answers it: a row or pool of a category the
+/// event does not have is "not found", as it always was; every other rule is `Invalid`
+/// with the table's reason.
+fn rejection_of(violation: Violation) -> Rejection {
+    match violation.rule {
+        Rule::UnknownCategory => not_found(NotFound::Category),
+        _ => invalid(violation.reason),
+    }
+}
 
 impl Engine {
     // ---- events ---------------------------------------------------------------------
 
+    /// A text field of any command (user names, payment references, an event's
+    /// tenant): the spec rules' text rule, with the engine's bounds.
     pub(super) fn check_text(
         &self,
         field: &str,
         text: &str,
         required: bool,
     ) -> Result<(), Rejection> {
-        // Perf: `all` stops at the first character that is not white space, where
-        // `trim` walks in from both ends; the same rule (Unicode White_Space).
-        if required && text.chars().all(char::is_whitespace) {
-            return Err(invalid(format!("{field} must not be empty")));
-        }
-        if text.len() > self.config.text_bytes_max {
-            return Err(invalid(format!(
-                "{field} is longer than {} bytes",
-                self.config.text_bytes_max
-            )));
-        }
-        Ok(())
+        SpecRules::engine(&self.config)
+            .text(field, field, text, required)
+            .map_err(rejection_of)
     }
 
-    pub(super) fn check_limits(
-        &self,
-        spec_ttl: u64,
-        per_order: u32,
-        per_user: Option<u32>,
-    ) -> Result<(), Rejection> {
-        if !(self.config.hold_ttl_min_ms..=self.config.hold_ttl_max_ms).contains(&spec_ttl) {
-            return Err(invalid(format!(
-                "hold TTL must be from {} to {} ms",
-                self.config.hold_ttl_min_ms, self.config.hold_ttl_max_ms
-            )));
-        }
-        if per_order == 0 || per_order > self.config.seats_per_order_cap {
-            return Err(invalid(format!(
-                "seats per order must be from 1 to {}",
-                self.config.seats_per_order_cap
-            )));
-        }
-        if per_user == Some(0) {
-            return Err(invalid("seats per user must be at least 1"));
-        }
-        Ok(())
-    }
-
-    pub(super) fn check_times(
-        starts_at_ms: u64,
-        ends_at_ms: Option<u64>,
-        open: Option<u64>,
-        close: Option<u64>,
-    ) -> Result<(), Rejection> {
-        if ends_at_ms.is_some_and(|ends| ends < starts_at_ms) {
-            return Err(invalid("ends_at is before starts_at"));
-        }
-        if let (Some(open), Some(close)) = (open, close) {
-            if close <= open {
-                return Err(invalid("sales_close_at is not after sales_open_at"));
-            }
-        }
-        Ok(())
-    }
-
+    /// A new event's spec: every rule is in `spec_rules`, the one table the ingress and
+    /// loadgen check too.
     pub(super) fn validate_event(&self, spec: &EventSpec) -> Result<(), Rejection> {
-        for (field, text, required) in [
-            ("name", &spec.name, true),
-            ("description", &spec.description, false),
-            ("city", &spec.city, true),
-            ("country", &spec.country, true),
-            ("venue", &spec.venue, true),
-        ] {
-            self.check_text(field, text, required)?;
-        }
-        self.check_limits(
-            spec.hold_ttl_ms,
-            spec.seats_per_order_max,
-            spec.seats_per_user_max,
-        )?;
-        Self::check_times(
-            spec.starts_at_ms,
-            spec.ends_at_ms,
-            spec.sales_open_at_ms,
-            spec.sales_close_at_ms,
-        )?;
-        if spec.categories.is_empty()
-            || spec.categories.len() > self.config.event_categories_max as usize
-        {
-            return Err(invalid(format!(
-                "an event needs from 1 to {} categories",
-                self.config.event_categories_max
-            )));
-        }
-        let mut names = BTreeSet::new();
-        for category in &spec.categories {
-            self.check_text("category name", &category.name, true)?;
-            if category.price_cents > PRICE_CENTS_MAX {
-                return Err(invalid(format!(
-                    "category {:?} costs more than {PRICE_CENTS_MAX} cents",
-                    category.name
-                )));
-            }
-            if !names.insert(category.name.as_str()) {
-                return Err(invalid(format!(
-                    "category {:?} is named twice",
-                    category.name
-                )));
-            }
-        }
-        if spec.sections.is_empty() && spec.general_admission.is_empty() {
-            return Err(invalid(
-                "an event needs seating, general admission, or both",
-            ));
-        }
-        // Fix: section indices are u16 in the layout, and the section count was never
-        // checked (70,000 empty sections panicked in `Layout::build`).
-        if spec.sections.len() > usize::from(u16::MAX) {
-            return Err(invalid(format!(
-                "an event has at most {} sections",
-                u16::MAX
-            )));
-        }
-        let (mut seats, mut rows) = (0u64, 0u64);
-        let mut section_names = BTreeSet::new();
-        for section in &spec.sections {
-            self.check_text("section name", &section.name, true)?;
-            if section.name.contains('-') || !section_names.insert(section.name.as_str()) {
-                return Err(invalid(format!(
-                    "section name {:?} contains '-' or is used twice",
-                    section.name
-                )));
-            }
-            // Fix: empty sections let an event with no seats and no pools through the
-            // "needs seating" rule above (the ingress already refuses them).
-            if section.rows.is_empty() {
-                return Err(invalid(format!("section {:?} has no rows", section.name)));
-            }
-            let mut labels = BTreeSet::new();
-            for row in &section.rows {
-                self.check_text("row label", &row.label, true)?;
-                if row.label.contains('-') || !labels.insert(row.label.as_str()) {
-                    return Err(invalid(format!(
-                        "row label {:?} in section {:?} contains '-' or is used twice",
-                        row.label, section.name
-                    )));
-                }
-                if row.seats == 0 {
-                    return Err(invalid(format!(
-                        "row {:?} in section {:?} has no seats",
-                        row.label, section.name
-                    )));
-                }
-                if !names.contains(row.category.as_str()) {
-                    return Err(not_found(NotFound::Category));
-                }
-                seats += u64::from(row.seats);
-                rows += 1;
-            }
-        }
-        if seats > u64::from(self.config.event_seats_max)
-            || rows > u64::from(self.config.event_rows_max)
-        {
-            return Err(invalid(format!(
-                "an event has at most {} seats in {} rows",
-                self.config.event_seats_max, self.config.event_rows_max
-            )));
-        }
-        let mut pooled = BTreeSet::new();
-        for pool in &spec.general_admission {
-            if !names.contains(pool.category.as_str()) {
-                return Err(not_found(NotFound::Category));
-            }
-            if !pooled.insert(pool.category.as_str()) {
-                return Err(invalid(format!(
-                    "category {:?} has two general-admission pools",
-                    pool.category
-                )));
-            }
-            if pool.capacity == 0 || pool.capacity > self.config.pool_capacity_max {
-                return Err(invalid(format!(
-                    "a pool's capacity must be from 1 to {}",
-                    self.config.pool_capacity_max
-                )));
-            }
-            if spec
-                .sections
-                .iter()
-                .flat_map(|section| &section.rows)
-                .any(|row| row.category == pool.category)
-            {
-                return Err(invalid(format!(
-                    "category {:?} is both seated and general admission",
-                    pool.category
-                )));
-            }
-        }
-        Ok(())
+        SpecRules::engine(&self.config)
+            .check_event(spec)
+            .map_err(rejection_of)
     }
 
     /// `CreateEventWithDraw` and `CreateEventWithTerms`: an event with an arrival window,
@@ -361,36 +197,9 @@ impl Engine {
                 "sales_open_at cannot move while its arrival window's draw is pending",
             ));
         }
-        let mut spec = event.spec.clone();
-        if let Some(name) = &patch.name {
-            self.check_text("name", name, true)?;
-            spec.name = name.clone();
-        }
-        if let Some(description) = &patch.description {
-            self.check_text("description", description, false)?;
-            spec.description = description.clone();
-        }
-        spec.starts_at_ms = patch.starts_at_ms.unwrap_or(spec.starts_at_ms);
-        spec.ends_at_ms = patch.ends_at_ms.unwrap_or(spec.ends_at_ms);
-        spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
-        spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
-        spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
-        spec.seats_per_order_max = patch
-            .seats_per_order_max
-            .unwrap_or(spec.seats_per_order_max);
-        spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
-        spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
-        self.check_limits(
-            spec.hold_ttl_ms,
-            spec.seats_per_order_max,
-            spec.seats_per_user_max,
-        )?;
-        Self::check_times(
-            spec.starts_at_ms,
-            spec.ends_at_ms,
-            spec.sales_open_at_ms,
-            spec.sales_close_at_ms,
-        )?;
+        let spec = SpecRules::engine(&self.config)
+            .check_patch(&event.spec, patch)
+            .map_err(rejection_of)?;
         let event_index = self.known_event_index(event_id);
         let policy_changed =
             spec.waitlist_policy != self.state.events[event_index].spec.waitlist_policy;
