@@ -105,7 +105,7 @@ pub fn http_to_engine(call: &Call) -> Option<Request> {
     })
 }
 
-fn event_spec(body: &Value) -> Option<EventSpec> {
+pub(crate) fn event_spec(body: &Value) -> Option<EventSpec> {
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
     let time = |field: &str| text(field).and_then(|value| parse_rfc3339_ms(&value));
     let categories = body

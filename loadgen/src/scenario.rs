@@ -14,6 +14,8 @@
 //! [think]     delays between a user's dependent requests
 //! ```
 
+use engine::spec_rules::SpecRules;
+use engine::EngineConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -21,8 +23,6 @@ use std::path::Path;
 pub const USERS_MAX: u64 = 10_000_000;
 /// Most events a scenario may create.
 pub const EVENTS_MAX: u64 = 100_000;
-/// Most seats in one event (the engine's own cap is larger; this keeps setup bodies small).
-pub const EVENT_SEATS_MAX: u64 = 1_000_000;
 /// Longest a run may last, whatever a scenario or flag asks.
 pub const DURATION_MAX_SECONDS: f64 = 3_600.0;
 /// `--scale` below 1 shortens a run, never below this many seconds (a dry run's length).
@@ -516,64 +516,16 @@ impl EventTemplate {
         if self.count == 0 {
             return Err("count must be at least 1".into());
         }
-        if self.categories.is_empty() {
-            return Err("at least one category is needed".into());
-        }
-        if self.sections.is_empty() && self.general_admission.is_empty() {
-            return Err("an event needs sections, general_admission or both".into());
-        }
-        let known = |name: &str| self.categories.iter().any(|category| category.name == name);
-        for section in &self.sections {
-            // Seat ids are `<section>-<row>-<number>`: a dash in the name would be ambiguous.
-            if section.name.is_empty() || section.name.contains('-') {
-                return Err(format!(
-                    "section {:?}: the name must be non-empty and have no '-'",
-                    section.name
-                ));
-            }
-            if section.rows == 0 || section.seats_per_row == 0 {
-                return Err(format!(
-                    "section {:?}: rows and seats_per_row must be positive",
-                    section.name
-                ));
-            }
-            if !known(&section.category) {
-                return Err(format!(
-                    "section {:?}: unknown category {:?}",
-                    section.name, section.category
-                ));
-            }
-        }
-        for pool in &self.general_admission {
-            if pool.capacity == 0 || !known(&pool.category) {
-                return Err(format!(
-                    "general_admission {:?}: needs a known category and a positive capacity",
-                    pool.category
-                ));
-            }
-            if self
-                .sections
-                .iter()
-                .any(|section| section.category == pool.category)
-            {
-                return Err(format!(
-                    "category {:?} is both seated and general admission",
-                    pool.category
-                ));
-            }
-        }
-        if self.capacity() > EVENT_SEATS_MAX {
-            return Err(format!(
-                "{} seats is over the {EVENT_SEATS_MAX} limit",
-                self.capacity()
-            ));
-        }
-        if let (Some(open), Some(close)) = (self.sales_open_in_seconds, self.sales_close_in_seconds)
-        {
-            if close <= open {
-                return Err("sales_close_in_seconds must be after sales_open_in_seconds".into());
-            }
-        }
+        // The spec's rules are the engine's, in one table (`engine::spec_rules`): checked
+        // on the body this template makes, with the bounds of a default deployment's
+        // ingress, so a scenario that passes here is one its ingress accepts (the sales
+        // window is relative to the setup's time: any time gives the same order).
+        let body = crate::setup::create_event_body(self, 0, 0);
+        let spec = crate::convert::event_spec(&body)
+            .ok_or("the event it makes is not one the API takes (an unknown waitlist_policy?)")?;
+        SpecRules::contract(&EngineConfig::default())
+            .check_event(&spec)
+            .map_err(|violation| format!("{}: {}", violation.field, violation.reason))?;
         if let Some(window) = self.arrival_window_seconds {
             let window_max = engine::draw::ARRIVAL_WINDOW_MS_MAX / 1000;
             if !(1..=window_max).contains(&window) {

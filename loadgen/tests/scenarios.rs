@@ -208,3 +208,51 @@ fn invalid_scenarios_are_clear_errors() {
         );
     }
 }
+
+/// An event template is checked by the engine's one table of spec rules
+/// (`engine::spec_rules`), on the body it makes: the error names the API's field.
+#[test]
+fn event_templates_are_checked_by_the_engine_s_spec_rules() {
+    let base = std::fs::read_to_string(scenarios_dir().join("theatre.toml")).unwrap();
+    for (text, expected) in [
+        (
+            base.replace("{ name = \"Stalls\"", "{ name = \"Sta-lls\""),
+            "seating.sections[0].name",
+        ),
+        (
+            base.replace(
+                "name = \"Circle\", rows = 15",
+                "name = \"Stalls\", rows = 15",
+            ),
+            "seating.sections[1].name",
+        ),
+        (
+            base.replace(
+                "rows = 25, seats_per_row = 40",
+                "rows = 25, seats_per_row = 0",
+            ),
+            "seating.sections[0].rows[0].seats",
+        ),
+        (
+            base.replace(
+                "rows = 25, seats_per_row = 40",
+                "rows = 1000, seats_per_row = 1001",
+            ),
+            "seating",
+        ),
+        (
+            base.replace("category = \"Balcony\" }", "category = \"Gods\" }"),
+            "Gods",
+        ),
+    ] {
+        let error = Scenario::parse(&text, "case").expect_err(expected);
+        assert!(
+            matches!(error, ScenarioError::Invalid { .. }),
+            "{error} is a refusal of the scenario"
+        );
+        assert!(
+            error.to_string().contains(expected),
+            "{error} should name {expected}"
+        );
+    }
+}
