@@ -328,6 +328,28 @@ pub struct EventPatch {
     pub waitlist_policy: Option<WaitlistPolicy>,
 }
 
+impl EventPatch {
+    /// Sets on `spec` every field this patch sets: the one definition of what a patch
+    /// does, for the engine's check (`spec_rules::SpecRules::check_patch`) and the
+    /// ingress's read model alike. It checks nothing.
+    pub fn apply_to(&self, spec: &mut EventSpec) {
+        if let Some(name) = &self.name {
+            spec.name = name.clone();
+        }
+        if let Some(description) = &self.description {
+            spec.description = description.clone();
+        }
+        spec.starts_at_ms = self.starts_at_ms.unwrap_or(spec.starts_at_ms);
+        spec.ends_at_ms = self.ends_at_ms.unwrap_or(spec.ends_at_ms);
+        spec.sales_open_at_ms = self.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
+        spec.sales_close_at_ms = self.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
+        spec.hold_ttl_ms = self.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
+        spec.seats_per_order_max = self.seats_per_order_max.unwrap_or(spec.seats_per_order_max);
+        spec.seats_per_user_max = self.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
+        spec.waitlist_policy = self.waitlist_policy.unwrap_or(spec.waitlist_policy);
+    }
+}
+
 /// A service desk: `agents` parallel lanes of fixed-length slots.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeskSpec {

@@ -570,25 +570,14 @@ impl SpecRules {
         current: &EventSpec,
         patch: &EventPatch,
     ) -> Result<EventSpec, Violation> {
-        let mut spec = current.clone();
         if let Some(name) = &patch.name {
             self.text("name", "name", name, true)?;
-            spec.name = name.clone();
         }
         if let Some(description) = &patch.description {
             self.text("description", "description", description, false)?;
-            spec.description = description.clone();
         }
-        spec.starts_at_ms = patch.starts_at_ms.unwrap_or(spec.starts_at_ms);
-        spec.ends_at_ms = patch.ends_at_ms.unwrap_or(spec.ends_at_ms);
-        spec.sales_open_at_ms = patch.sales_open_at_ms.unwrap_or(spec.sales_open_at_ms);
-        spec.sales_close_at_ms = patch.sales_close_at_ms.unwrap_or(spec.sales_close_at_ms);
-        spec.hold_ttl_ms = patch.hold_ttl_ms.unwrap_or(spec.hold_ttl_ms);
-        spec.seats_per_order_max = patch
-            .seats_per_order_max
-            .unwrap_or(spec.seats_per_order_max);
-        spec.seats_per_user_max = patch.seats_per_user_max.unwrap_or(spec.seats_per_user_max);
-        spec.waitlist_policy = patch.waitlist_policy.unwrap_or(spec.waitlist_policy);
+        let mut spec = current.clone();
+        patch.apply_to(&mut spec);
         self.limits(
             spec.hold_ttl_ms,
             spec.seats_per_order_max,
