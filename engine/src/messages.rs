@@ -46,6 +46,21 @@ pub struct UserMessage {
     pub body: Vec<u8>,
 }
 
+/// A message of an outcome as a user-side store keeps it ([`user_notes_of`]): its body
+/// only when it is this user's alone (an event cancel's, which lists only their holds,
+/// bookings and waitlist entries); otherwise `None`, and the body is the outcome's
+/// message as everyone is told it, [`message_body`] of the outcome and `index`, rendered
+/// when it is read (most messages are never read: rendering each on the read model's
+/// follower cost a tenth of that thread).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserNote {
+    pub user: UserName,
+    /// Its place among the outcome's messages: its id is [`message_id`] of it.
+    pub index: u32,
+    pub kind: WebhookEventType,
+    pub body: Option<Vec<u8>>,
+}
+
 /// What a user-side reader is asked about: whose hold, booking or waitlist entry an id
 /// is (the outcome names the user of most messages; an event cancel and a check-in name
 /// only ids).
@@ -240,20 +255,39 @@ pub fn user_messages_of(
     outcome: &Outcome,
     whose: &dyn Fn(Subject) -> Option<UserName>,
 ) -> Vec<UserMessage> {
+    user_notes_of(outcome, whose)
+        .into_iter()
+        .map(|note| UserMessage {
+            body: note.body.unwrap_or_else(|| {
+                message_body(outcome, note.index).expect("a note without a body is a message")
+            }),
+            user: note.user,
+            index: note.index,
+            kind: note.kind,
+        })
+        .collect()
+}
+
+/// [`user_messages_of`], with the bodies that are not the user's alone left to
+/// [`message_body`] (see [`UserNote`]).
+pub fn user_notes_of(
+    outcome: &Outcome,
+    whose: &dyn Fn(Subject) -> Option<UserName>,
+) -> Vec<UserNote> {
     let mut told = Vec::new();
     for (index, made) in made_of(outcome).into_iter().enumerate() {
         let index = index_of(index);
-        let message = |user: UserName, data: &Data<'_>| UserMessage {
+        let note = |user: UserName, body: Option<Vec<u8>>| UserNote {
             user,
             index,
             kind: made.kind,
-            body: body_of(outcome, made.kind, data),
+            body,
         };
         match made.about {
-            About::User(user) => told.push(message(user.clone(), &made.data)),
+            About::User(user) => told.push(note(user.clone(), None)),
             About::Booking(booking) => {
                 if let Some(user) = whose(Subject::Booking(booking)) {
-                    told.push(message(user, &made.data));
+                    told.push(note(user, None));
                 }
             }
             About::Canceled {
@@ -282,12 +316,20 @@ pub fn user_messages_of(
                 }
                 for (user, (holds, bookings, waiters)) in by_user {
                     let data = event_canceled_data(event, &holds, &bookings, &waiters);
-                    told.push(message(user, &Data::Value(data)));
+                    let body = body_of(outcome, made.kind, &Data::Value(data));
+                    told.push(note(user, Some(body)));
                 }
             }
         }
     }
     told
+}
+
+/// The body of message `index` of `outcome` as everyone is told it (a webhook's body,
+/// byte for byte); `None` when the outcome has no such message.
+pub fn message_body(outcome: &Outcome, index: u32) -> Option<Vec<u8>> {
+    let made = made_of(outcome).into_iter().nth(index as usize)?;
+    Some(body_of(outcome, made.kind, &made.data))
 }
 
 fn event_canceled_data(

@@ -258,6 +258,7 @@ impl Follower {
                 if outcome.offset > expected {
                     self.status.note_gap(expected, outcome.offset);
                 }
+                let outcome = Arc::new(outcome);
                 if outcome.replayed {
                     self.metrics.outcomes_replayed.inc();
                     model.note_processed(&outcome);
@@ -271,7 +272,7 @@ impl Follower {
                     told_users.extend(changes.users);
                     live::touched_events(&outcome, &mut changed_events);
                 }
-                fresh.push(Arc::new(outcome));
+                fresh.push(outcome);
             }
             applied_offset = model.applied_offset.unwrap_or(0);
         }

@@ -16,9 +16,11 @@
 //! kept notification after each shard's place.
 
 use crate::read_model::{sorted, FastMap};
-use engine::messages::UserMessage;
+use engine::messages::UserNote;
+use engine::Outcome;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -36,13 +38,53 @@ pub(crate) struct Place {
     pub(crate) index: u32,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub(crate) struct Notification {
     pub(crate) place: Place,
     /// The engine's log time of its outcome (merges shards in time order).
     pub(crate) time_ms: u64,
-    /// `{"type", "timestamp", "data"}`, as `engine::messages` made it.
-    pub(crate) body: String,
+    /// `{"type", "timestamp", "data"}`, as `engine::messages` makes it: kept as the
+    /// outcome it is rendered from when read ([`Notification::body`]), or as text (a
+    /// body that is the user's alone, or one loaded from a snapshot). Encoded as its text
+    /// either way, so snapshots are unchanged.
+    #[serde(deserialize_with = "text_body")]
+    body: Body,
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    Text(Box<str>),
+    /// Message `place.index` of this outcome, as everyone is told it.
+    Of(Arc<Outcome>),
+}
+
+impl Notification {
+    /// `{"type", "timestamp", "data"}`.
+    pub(crate) fn body(&self) -> Cow<'_, str> {
+        match &self.body {
+            Body::Text(text) => Cow::Borrowed(text),
+            Body::Of(outcome) => {
+                let bytes = engine::messages::message_body(outcome, self.place.index)
+                    .expect("a notification names a message of its outcome");
+                Cow::Owned(String::from_utf8(bytes).expect("JSON bodies are UTF-8"))
+            }
+        }
+    }
+}
+
+/// As the derived form did with a `String` body (snapshots keep their bytes).
+impl Serialize for Notification {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields = serializer.serialize_struct("Notification", 3)?;
+        fields.serialize_field("place", &self.place)?;
+        fields.serialize_field("time_ms", &self.time_ms)?;
+        fields.serialize_field("body", &*self.body())?;
+        fields.end()
+    }
+}
+
+fn text_body<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, D::Error> {
+    Ok(Body::Text(String::deserialize(deserializer)?.into()))
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,9 +159,8 @@ impl Notifications {
     /// told something (each once, in name order), for their long-polls.
     pub(crate) fn record(
         &mut self,
-        offset: u64,
-        time_ms: u64,
-        messages: Vec<UserMessage>,
+        outcome: &Arc<Outcome>,
+        messages: Vec<UserNote>,
     ) -> Vec<String> {
         let per_user_max = self.per_user_max;
         let mut told: Vec<String> = Vec::with_capacity(messages.len());
@@ -127,11 +168,18 @@ impl Notifications {
             let user: &str = &message.user;
             let notification = Notification {
                 place: Place {
-                    offset,
+                    offset: outcome.offset,
                     index: message.index,
                 },
-                time_ms,
-                body: String::from_utf8(message.body).expect("JSON bodies are UTF-8"),
+                time_ms: outcome.time_ms,
+                body: match message.body {
+                    Some(body) => Body::Text(
+                        String::from_utf8(body)
+                            .expect("JSON bodies are UTF-8")
+                            .into(),
+                    ),
+                    None => Body::Of(Arc::clone(outcome)),
+                },
             };
             // Perf: one look-up of the user per message (this runs on the follower, before
             // the writers of the batch are answered).
@@ -377,13 +425,25 @@ pub(crate) fn format_cursor(places: &[Option<Place>]) -> String {
 mod tests {
     use super::*;
 
-    fn told(user: &str, index: u32) -> UserMessage {
-        UserMessage {
+    fn told(user: &str, index: u32) -> UserNote {
+        UserNote {
             user: user.into(),
             index,
             kind: engine::webhook::WebhookEventType::HoldExpired,
-            body: format!("{{\"n\":{index}}}").into_bytes(),
+            body: Some(format!("{{\"n\":{index}}}").into_bytes()),
         }
+    }
+
+    /// An outcome at `offset` and `time_ms` (the notes carry their own bodies).
+    fn at_offset(offset: u64, time_ms: u64) -> Arc<Outcome> {
+        Arc::new(Outcome {
+            offset,
+            time_ms,
+            replayed: false,
+            result: Ok(engine::Reply::Ticked),
+            effects: Vec::new(),
+            idempotency: None,
+        })
     }
 
     fn places(page: &Page<'_>) -> Vec<(u64, u32)> {
@@ -401,10 +461,13 @@ mod tests {
     fn a_user_reads_their_own_after_a_place_and_hears_of_what_was_dropped() {
         let mut notifications = Notifications::new(3, 10);
         assert_eq!(
-            notifications.record(1, 10, vec![told("ana", 0), told("bo", 1), told("ana", 2)]),
+            notifications.record(
+                &at_offset(1, 10),
+                vec![told("ana", 0), told("bo", 1), told("ana", 2)]
+            ),
             ["ana", "bo"]
         );
-        notifications.record(4, 20, vec![told("ana", 0)]);
+        notifications.record(&at_offset(4, 20), vec![told("ana", 0)]);
         let page = notifications.after("ana", None);
         assert_eq!(places(&page), [(1, 0), (1, 2), (4, 0)]);
         assert!(!page.older_dropped);
@@ -424,7 +487,7 @@ mod tests {
         assert_eq!(places(&notifications.after("bo", None)), [(1, 1)]);
         assert!(notifications.after("cy", None).notifications.is_empty());
         // A fourth drops the oldest: a read from before it says so, one after it does not.
-        notifications.record(6, 30, vec![told("ana", 0)]);
+        notifications.record(&at_offset(6, 30), vec![told("ana", 0)]);
         let page = notifications.after("ana", None);
         assert_eq!(places(&page), [(1, 2), (4, 0), (6, 0)]);
         assert!(page.older_dropped);
@@ -437,11 +500,11 @@ mod tests {
     #[test]
     fn the_least_recently_told_user_is_forgotten_and_later_users_hear_so() {
         let mut notifications = Notifications::new(5, 2);
-        notifications.record(1, 1, vec![told("ana", 0)]);
-        notifications.record(2, 2, vec![told("bo", 0)]);
-        notifications.record(3, 3, vec![told("ana", 0)]);
+        notifications.record(&at_offset(1, 1), vec![told("ana", 0)]);
+        notifications.record(&at_offset(2, 2), vec![told("bo", 0)]);
+        notifications.record(&at_offset(3, 3), vec![told("ana", 0)]);
         // cy makes three: bo, told least recently, is forgotten.
-        notifications.record(4, 4, vec![told("cy", 0)]);
+        notifications.record(&at_offset(4, 4), vec![told("cy", 0)]);
         assert_eq!(notifications.users(), 2);
         assert_eq!(places(&notifications.after("ana", None)), [(1, 0), (3, 0)]);
         assert!(!notifications.after("ana", None).older_dropped);
@@ -487,7 +550,7 @@ mod tests {
                 touched.remove(&forgotten);
             }
             recency.insert(step, user.clone());
-            notifications.record(step, step, vec![told(&user, 0)]);
+            notifications.record(&at_offset(step, step), vec![told(&user, 0)]);
             let encoded = serde_json::to_value(&notifications).expect("encodes");
             assert_eq!(
                 encoded["recency"],

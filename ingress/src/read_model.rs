@@ -20,6 +20,7 @@ use engine::{
 };
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// The model's hash maps: foldhash (faster than the default SipHash on the follower's
 /// look-ups, one or more per outcome), seeded at random per process since clients name
@@ -595,7 +596,7 @@ impl ReadModel {
     // ---- writes (the follower thread) -----------------------------------------------
 
     /// Applies one outcome that is not a replay. Returns what changed for long-polls.
-    pub(crate) fn apply(&mut self, outcome: &Outcome) -> Changes {
+    pub(crate) fn apply(&mut self, outcome: &Arc<Outcome>) -> Changes {
         debug_assert!(
             !outcome.replayed,
             "a replayed outcome's result was applied the first time"
@@ -606,16 +607,14 @@ impl ReadModel {
         let mut changes = Changes::default();
         // Before the outcome is applied: an event cancel names holds and bookings whose
         // users are looked up here.
-        let told = engine::messages::user_messages_of(outcome, &|subject| self.user_of(subject));
+        let told = engine::messages::user_notes_of(outcome, &|subject| self.user_of(subject));
         if let Ok(reply) = &outcome.result {
             self.apply_reply(reply, &mut changes);
         }
         for effect in &outcome.effects {
             self.apply_effect(effect, &mut changes);
         }
-        changes.users = self
-            .notifications
-            .record(outcome.offset, outcome.time_ms, told);
+        changes.users = self.notifications.record(outcome, told);
         self.note_processed(outcome);
         changes
     }
@@ -1245,6 +1244,9 @@ mod tests {
         engine: engine::Engine,
         model: ReadModel,
         offset: u64,
+        /// Every user's messages as `engine::messages` renders them, in order: what their
+        /// notifications must read.
+        told: BTreeMap<String, Vec<String>>,
     }
 
     impl Check {
@@ -1256,6 +1258,7 @@ mod tests {
                 }),
                 model: ReadModel::new(100),
                 offset: 0,
+                told: BTreeMap::new(),
             }
         }
 
@@ -1264,7 +1267,15 @@ mod tests {
                 .engine
                 .apply(self.offset, time_ms, &Request::new(command));
             self.offset += 1;
-            self.model.apply(&outcome);
+            for message in
+                engine::messages::user_messages_of(&outcome, &|subject| self.model.user_of(subject))
+            {
+                self.told
+                    .entry(message.user.to_string())
+                    .or_default()
+                    .push(String::from_utf8(message.body).unwrap());
+            }
+            self.model.apply(&Arc::new(outcome.clone()));
             assert_eq!(self.model.anomalies, 0);
             let event = self.model.event(EventId(0)).unwrap();
             let availability = self.engine.availability(EventId(0)).unwrap();
@@ -1436,6 +1447,30 @@ mod tests {
         );
         assert!(check.model.event(EventId(0)).unwrap().canceled);
         assert_eq!(check.model.live_holds, 0);
+        // Notifications read what the messages said (bodies rendered from their outcome
+        // when read, or kept as text: an event cancel's), and read the same after a
+        // snapshot's encoding, which keeps them as text.
+        let read = |notifications: &Notifications, user: &str| -> Vec<String> {
+            notifications
+                .after(user, None)
+                .notifications
+                .iter()
+                .map(|notification| notification.body().into_owned())
+                .collect()
+        };
+        assert!(check.told.len() >= 4, "{:?}", check.told.keys());
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&check.model.notifications, config).unwrap();
+        let (decoded, _): (Notifications, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(
+            bincode::serde::encode_to_vec(&decoded, config).unwrap(),
+            bytes
+        );
+        for (user, told) in &check.told {
+            assert_eq!(&read(&check.model.notifications, user), told, "{user}");
+            assert_eq!(&read(&decoded, user), told, "{user}, decoded");
+        }
     }
 
     /// The first build of the search index holds the read models' locks for a thousand
@@ -1445,7 +1480,7 @@ mod tests {
     fn the_search_index_is_first_built_in_short_holds_of_the_models() {
         let mut model = ReadModel::new(10);
         for index in 0..2_500u32 {
-            model.apply(&Outcome {
+            model.apply(&Arc::new(Outcome {
                 offset: u64::from(index),
                 time_ms: 0,
                 replayed: false,
@@ -1456,7 +1491,7 @@ mod tests {
                 }),
                 effects: vec![],
                 idempotency: None,
-            });
+            }));
         }
         let model = std::sync::RwLock::new(model);
         let catalog = std::sync::RwLock::new(crate::catalog::Catalog::default());
@@ -1496,7 +1531,7 @@ mod tests {
                 effects: vec![],
                 idempotency: None,
             };
-            model.apply(&outcome);
+            model.apply(&Arc::new(outcome));
         }
         let filter = EventFilter {
             city: Some("LYON".into()),

@@ -561,7 +561,7 @@ pub(crate) fn notification(
         timestamp: String,
         data: serde_json::Value,
     }
-    let body: Body = serde_json::from_str(&notification.body)
+    let body: Body = serde_json::from_str(&notification.body())
         .expect("a notification's body is the JSON engine::messages made");
     NotificationResponse {
         id: engine::messages::message_id(
