@@ -49,7 +49,7 @@ pub struct UserMessage {
 /// A message of an outcome as a user-side store keeps it ([`user_notes_of`]): its body
 /// only when it is this user's alone (an event cancel's, which lists only their holds,
 /// bookings and waitlist entries); otherwise `None`, and the body is the outcome's
-/// message as everyone is told it, [`message_body`] of the outcome and `index`, rendered
+/// message as everyone is told it, [`message_body`] of the outcome and its source, rendered
 /// when it is read (most messages are never read: rendering each on the read model's
 /// follower cost a tenth of that thread).
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +57,8 @@ pub struct UserNote {
     pub user: UserName,
     /// Its place among the outcome's messages: its id is [`message_id`] of it.
     pub index: u32,
+    /// What made it: its body is [`message_body`] of the outcome and this.
+    pub source: MessageSource,
     pub kind: WebhookEventType,
     pub body: Option<Vec<u8>>,
 }
@@ -200,20 +202,40 @@ pub fn owners_created(outcome: &Outcome) -> Vec<(Owner, String)> {
     }
 }
 
-/// An outcome's messages, in order: its reply's, then its effects'. A replayed outcome
-/// (an idempotent repeat) made nothing happen: none.
-fn made_of(outcome: &Outcome) -> Vec<Made<'_>> {
+/// What part of an outcome made a message: its reply, or one of its effects (by index).
+/// Each makes at most one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageSource {
+    Reply,
+    Effect(u32),
+}
+
+/// An outcome's messages, in order: its reply's, then its effects', each with its source.
+/// A replayed outcome (an idempotent repeat) made nothing happen: none.
+fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
     if outcome.replayed {
         return Vec::new();
     }
     let mut made = Vec::new();
     if let Ok(reply) = &outcome.result {
-        made.extend(reply_message(reply));
+        made.extend(reply_message(reply).map(|made| (MessageSource::Reply, made)));
     }
-    for effect in &outcome.effects {
-        made.extend(effect_message(effect));
+    for (index, effect) in outcome.effects.iter().enumerate() {
+        let source = MessageSource::Effect(index_of(index));
+        made.extend(effect_message(effect).map(|made| (source, made)));
     }
     made
+}
+
+/// The message `source` made of `outcome`, alone (an outcome may have millions).
+fn made_by(outcome: &Outcome, source: MessageSource) -> Option<Made<'_>> {
+    if outcome.replayed {
+        return None;
+    }
+    match source {
+        MessageSource::Reply => reply_message(outcome.result.as_ref().ok()?),
+        MessageSource::Effect(index) => effect_message(outcome.effects.get(index as usize)?),
+    }
 }
 
 fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Data<'_>) -> Vec<u8> {
@@ -235,7 +257,7 @@ pub fn messages_of(shard: u32, outcome: &Outcome) -> Vec<Message> {
     made_of(outcome)
         .into_iter()
         .enumerate()
-        .map(|(index, made)| Message {
+        .map(|(index, (_, made))| Message {
             id: message_id(shard, outcome.offset, index_of(index)),
             owner: made.owner,
             kind: made.kind,
@@ -259,7 +281,7 @@ pub fn user_messages_of(
         .into_iter()
         .map(|note| UserMessage {
             body: note.body.unwrap_or_else(|| {
-                message_body(outcome, note.index).expect("a note without a body is a message")
+                message_body(outcome, note.source).expect("a note without a body is a message")
             }),
             user: note.user,
             index: note.index,
@@ -275,11 +297,12 @@ pub fn user_notes_of(
     whose: &dyn Fn(Subject) -> Option<UserName>,
 ) -> Vec<UserNote> {
     let mut told = Vec::new();
-    for (index, made) in made_of(outcome).into_iter().enumerate() {
+    for (index, (source, made)) in made_of(outcome).into_iter().enumerate() {
         let index = index_of(index);
         let note = |user: UserName, body: Option<Vec<u8>>| UserNote {
             user,
             index,
+            source,
             kind: made.kind,
             body,
         };
@@ -325,10 +348,10 @@ pub fn user_notes_of(
     told
 }
 
-/// The body of message `index` of `outcome` as everyone is told it (a webhook's body,
-/// byte for byte); `None` when the outcome has no such message.
-pub fn message_body(outcome: &Outcome, index: u32) -> Option<Vec<u8>> {
-    let made = made_of(outcome).into_iter().nth(index as usize)?;
+/// The body of the message `source` made of `outcome`, as everyone is told it (a
+/// webhook's body, byte for byte); `None` when it made none.
+pub fn message_body(outcome: &Outcome, source: MessageSource) -> Option<Vec<u8>> {
+    let made = made_by(outcome, source)?;
     Some(body_of(outcome, made.kind, &made.data))
 }
 

@@ -16,7 +16,7 @@
 //! kept notification after each shard's place.
 
 use crate::read_model::{sorted, FastMap};
-use engine::messages::UserNote;
+use engine::messages::{MessageSource, UserNote};
 use engine::Outcome;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
@@ -54,8 +54,8 @@ pub(crate) struct Notification {
 #[derive(Clone, Debug)]
 enum Body {
     Text(Box<str>),
-    /// Message `place.index` of this outcome, as everyone is told it.
-    Of(Arc<Outcome>),
+    /// The message this part of the outcome made, as everyone is told it.
+    Of(Arc<Outcome>, MessageSource),
 }
 
 impl Notification {
@@ -63,8 +63,8 @@ impl Notification {
     pub(crate) fn body(&self) -> Cow<'_, str> {
         match &self.body {
             Body::Text(text) => Cow::Borrowed(text),
-            Body::Of(outcome) => {
-                let bytes = engine::messages::message_body(outcome, self.place.index)
+            Body::Of(outcome, source) => {
+                let bytes = engine::messages::message_body(outcome, *source)
                     .expect("a notification names a message of its outcome");
                 Cow::Owned(String::from_utf8(bytes).expect("JSON bodies are UTF-8"))
             }
@@ -178,7 +178,7 @@ impl Notifications {
                             .expect("JSON bodies are UTF-8")
                             .into(),
                     ),
-                    None => Body::Of(Arc::clone(outcome)),
+                    None => Body::Of(Arc::clone(outcome), message.source),
                 },
             };
             // Perf: one look-up of the user per message (this runs on the follower, before
@@ -429,6 +429,7 @@ mod tests {
         UserNote {
             user: user.into(),
             index,
+            source: MessageSource::Reply,
             kind: engine::webhook::WebhookEventType::HoldExpired,
             body: Some(format!("{{\"n\":{index}}}").into_bytes()),
         }
