@@ -18,6 +18,7 @@ mod clock;
 mod draws;
 mod events;
 mod holds;
+mod idempotency_window;
 mod live_holds;
 mod state;
 mod timers;
@@ -25,6 +26,7 @@ mod usage;
 mod users;
 mod waitlist;
 
+pub(crate) use idempotency_window::IdempotencyWindow;
 pub(crate) use live_holds::LiveHolds;
 pub use state::State;
 pub(crate) use state::*;
@@ -255,36 +257,18 @@ impl Engine {
 
     fn remember(&mut self, stamp: &IdempotencyStamp, result: &Answer) {
         if self.state.idempotency.len() >= self.config.idempotency_entries_max {
-            self.forget_oldest_key();
+            self.state.idempotency.forget_oldest();
         }
-        let now_ms = self.state.now_ms;
-        self.state
-            .idempotency_queue
-            .push_back((now_ms, stamp.key_digest));
-        let previous = self.state.idempotency.insert(
+        // Asserts the key is new and the window stays in time order.
+        self.state.idempotency.push(
             stamp.key_digest,
             IdempotencyEntry {
-                stored_at_ms: now_ms,
+                stored_at_ms: self.state.now_ms,
                 fingerprint: stamp.fingerprint,
                 result: result.clone(),
             },
         );
-        assert!(
-            previous.is_none(),
-            "a remembered key is answered, not stored again"
-        );
-    }
-
-    fn forget_oldest_key(&mut self) {
-        let (_, key_digest) = self
-            .state
-            .idempotency_queue
-            .pop_front()
-            .expect("the queue mirrors the map");
-        self.state
-            .idempotency
-            .remove(&key_digest)
-            .expect("the queue mirrors the map");
+        assert!(self.state.idempotency.len() <= self.config.idempotency_entries_max);
     }
 
     // ---- the one match ------------------------------------------------------------

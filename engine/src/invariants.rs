@@ -261,6 +261,7 @@ pub(crate) fn check(engine: &Engine) {
         let mut needs: BTreeMap<(Option<u16>, bool, u32), u32> = BTreeMap::new();
         for (category, queue) in &event.queues {
             assert!(!queue.is_empty(), "empty queues are removed");
+            queue.check();
             for (queue_place, waiter_id) in queue {
                 let waiter = &state.waiters[waiter_id];
                 assert!(
@@ -381,7 +382,8 @@ pub(crate) fn check(engine: &Engine) {
                 .is_some_and(|ticket| ticket.hold_expires_at_ms == Some(due))),
         }
     }
-    assert_eq!(state.idempotency.len(), state.idempotency_queue.len());
+    // One index entry per stored key, naming its own entry; stored in time order.
+    state.idempotency.check();
     for desk in &state.desks.desks {
         for (slot, busy) in &desk.busy {
             let full = busy.len() as u32 == desk.spec.agents;

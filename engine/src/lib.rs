@@ -20,7 +20,7 @@
 //! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
 //!   submodules each own one part: `state` (the replicated [`State`] and seat tags),
 //!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `draws`, `users` (user
-//!   names interned to dense ids in log order).
+//!   names interned to dense ids in log order), `idempotency_window` (the answered keys).
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`draw`]: an arrival window's draw (commit–reveal, the keyed order, the fallback
 //!   seed), pure functions anyone can use to recompute a published draw; the engine's
@@ -44,10 +44,12 @@
 //!   place for the ingress and the engine.
 //! - [`query`]: read-only views used by tests, tools and the read side's bootstrap.
 //! - [`snapshot`]: the state's snapshot encoding, and the copy-on-write storage that
-//!   keeps `State::clone` cheap for the runtime's snapshot hand-off.
+//!   keeps `State::clone` cheap for the runtime's snapshot hand-off (`CowVec`); `chunked`:
+//!   its ordered map and queue of shared chunks (the idempotency window, waitlist queues).
 
 mod allocate;
 pub mod catalog;
+mod chunked;
 pub mod command;
 pub mod config;
 pub mod control;

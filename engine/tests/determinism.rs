@@ -507,3 +507,159 @@ fn the_state_hash_of_a_fixed_log_is_pinned() {
         )
     );
 }
+
+/// A log that keeps the idempotency window and the waitlist queues wide: every request is
+/// keyed (about 3,000 keys live at once, the oldest forgotten by time, a few repeated), and
+/// thousands of waiters queue in three queues of one sold-out event (joining, leaving,
+/// served as holds are released or expire). Generated closed-loop (it learns waiter and
+/// hold ids from the engine's answers) so that leaves and releases hit.
+fn wide_log(count: usize) -> Vec<(u64, Vec<u8>)> {
+    let mut rng = Rng(0x91de);
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut log: Vec<(u64, Vec<u8>)> = Vec::with_capacity(count);
+    let mut clock_ms = T0;
+    let mut keyed: Vec<Request> = Vec::new();
+    let mut waiters: Vec<(WaiterId, String)> = Vec::new();
+    let mut holds: Vec<(HoldId, String)> = Vec::new();
+    let mut users_of_waiters = std::collections::BTreeMap::new();
+    let (mut longest_queue, mut replayed) = (0, 0);
+    let mut spec = mixed_event();
+    spec.seats_per_user_max = None;
+    let create = Request::with_key(
+        Command::CreateEvent {
+            tenant: "t1".into(),
+            spec,
+        },
+        "create",
+    );
+    while log.len() < count {
+        let index = log.len();
+        clock_ms += 100;
+        let user = format!("u{}", rng.below(3_000));
+        let category = (*rng.pick(&[None, Some("Gold"), Some("Floor")])).map(String::from);
+        let request = if index == 0 {
+            create.clone()
+        } else if rng.chance(4) && !keyed.is_empty() {
+            // A repeat: the same request (answered from the window while its key is
+            // there), or another one under its key.
+            let mut repeat = rng.pick(&keyed).clone();
+            if rng.chance(30) {
+                repeat.command = Command::Tick;
+            }
+            repeat
+        } else {
+            let command = match rng.below(100) {
+                0..=14 => Command::PlaceHold {
+                    user,
+                    event: EventId(0),
+                    selection: Selection::Best {
+                        quantity: 1 + rng.below(2) as u32,
+                        category,
+                        together: false,
+                    },
+                    wait: rng.chance(20),
+                },
+                15..=69 => Command::JoinWaitlist {
+                    user,
+                    event: EventId(0),
+                    quantity: 1 + rng.below(2) as u32,
+                    category,
+                    together: rng.chance(20),
+                },
+                70..=79 if !waiters.is_empty() => {
+                    let (waiter, user) =
+                        waiters.swap_remove(rng.below(waiters.len() as u64) as usize);
+                    Command::LeaveWaitlist { user, waiter }
+                }
+                80..=89 if !holds.is_empty() => {
+                    let (hold, user) = holds.swap_remove(rng.below(holds.len() as u64) as usize);
+                    Command::ReleaseHold { user, hold }
+                }
+                _ => Command::Tick,
+            };
+            Request::with_key(command, format!("w{index}"))
+        };
+        if index > 0 && request.idempotency_key.as_deref() == Some(&format!("w{index}")) {
+            keyed.push(request.clone());
+        }
+        let bytes = wire::encode_request(&request);
+        let outcome = engine.apply(index as u64, clock_ms, &request);
+        replayed += usize::from(outcome.replayed);
+        if !outcome.replayed {
+            match &outcome.result {
+                Ok(Reply::HoldPlaced(view)) => holds.push((view.hold, view.user.to_string())),
+                Ok(Reply::WaitlistJoined {
+                    waiter,
+                    user,
+                    position,
+                    ..
+                })
+                | Ok(Reply::Waitlisted {
+                    waiter,
+                    user,
+                    position,
+                    ..
+                }) => {
+                    longest_queue = longest_queue.max(*position);
+                    waiters.push((*waiter, user.to_string()));
+                    users_of_waiters.insert(*waiter, user.to_string());
+                }
+                _ => {}
+            }
+        }
+        for effect in &outcome.effects {
+            if let Effect::WaitlistOffered { waiter, hold } = effect {
+                holds.push((hold.hold, users_of_waiters[waiter].clone()));
+            }
+        }
+        log.push((clock_ms, bytes));
+    }
+    engine.check_invariants();
+    // Queues past a chunk of waiters (512), repeats answered from the window.
+    assert!(
+        longest_queue > 1_000 && replayed > 50,
+        "{longest_queue} {replayed}"
+    );
+    log
+}
+
+/// The idempotency window and the waitlist queues left `imbl`'s persistent maps for
+/// copy-on-write chunks (`engine::chunked`); their encoding must not move by a byte. The
+/// state hash of `wide_log` was pinned with the `imbl` engine (commit ca6d41d): about
+/// 3,000 keys in the window (several chunks of it and of its index), queues of
+/// hundreds of waiters (several chunks each).
+#[test]
+fn the_state_hash_of_a_wide_window_and_long_queues_is_pinned() {
+    let log = wide_log(12_000);
+    let report = replay(&log);
+    // The hash along the way, and each state through a snapshot's encoding and back.
+    let mut engine = Engine::new(EngineConfig::default());
+    let mut hashes = Vec::new();
+    for (offset, (time_ms, bytes)) in log.iter().enumerate() {
+        engine.apply(
+            offset as u64,
+            *time_ms,
+            &wire::decode_request(bytes).unwrap(),
+        );
+        if (offset + 1) % 3_000 == 0 {
+            let encoded = snapshot::encode_state(engine.state());
+            let decoded = snapshot::decode_state(&encoded).unwrap();
+            assert_eq!(&decoded, engine.state());
+            assert_eq!(snapshot::encode_state(&decoded), encoded);
+            hashes.push(engine.state_hash_hex()[..16].to_string());
+        }
+    }
+    assert_eq!(
+        (report.state.as_str(), report.outcomes.as_str(), hashes),
+        (
+            "b01ae9e3458b8492478f0cfa0cfb9a24954a8440db93d991a548026731ae487d",
+            "7bd2cb5a31a48dfd9153aaf7e5bd85fa6ee89f1d9afa0fbb60c00afcb2bd4256",
+            vec![
+                "81690323291a163c".to_string(),
+                "be46069c8c4f87dd".into(),
+                "e8efd089eb89d34d".into(),
+                "b01ae9e3458b8492".into(),
+            ]
+        )
+    );
+}

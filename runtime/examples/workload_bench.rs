@@ -3,10 +3,13 @@
 //! ```text
 //! cargo run --release -p runtime --example workload_bench -- fill <dir> <events> <seats per event> <records> <ticks|mixed> [--keys]
 //!     appends a workload to <dir>/requests (then: boxoffice replay --data-dir <dir>)
-//! cargo run --release -p runtime --example workload_bench -- snapshot <dir> <events> <seats per event> <holds> [--keys]
+//! cargo run --release -p runtime --example workload_bench -- snapshot <dir> <events> <seats per event> <holds> [--keys] [--keyed=N]
 //!     fills <dir> with events and holds (every other one confirmed), runs the runtime until
 //!     it has written one snapshot of the whole state, and prints the engine's pause, the
-//!     encode and write times and the size; then restarts from it and prints the times
+//!     encode and write times and the size; then restarts from it and prints the times.
+//!     `--keyed=N` appends N keyed requests that change nothing but the idempotency window
+//!     (releases of a hold that does not exist, each refused and its answer kept): with
+//!     N = 2,000,000 the window is full (`idempotency_entries_max`) at the snapshot
 //! ```
 
 use engine::{
@@ -198,7 +201,7 @@ fn options(records: u64) -> RuntimeOptions {
     }
 }
 
-fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
+fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: u64) {
     let (requests, outcomes) = (open(dir, "requests"), open(dir, "outcomes"));
     let writer = requests.writer();
     let started = Instant::now();
@@ -231,7 +234,22 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
         });
         std::iter::once(place).chain(confirm)
     });
-    let count = append_all(&writer, create_events(events, seats, keys).chain(workload));
+    let refused = (0..keyed).map(|index| {
+        request(
+            Command::ReleaseHold {
+                user: format!("user{}", index % 100_000),
+                hold: HoldId(1 << 40),
+            },
+            true,
+            1_000_000_000 + index,
+        )
+    });
+    let count = append_all(
+        &writer,
+        create_events(events, seats, keys)
+            .chain(workload)
+            .chain(refused),
+    );
     println!(
         "appended {count} records in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -313,10 +331,14 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let keys = args.iter().any(|arg| arg == "--keys");
+    let keyed: u64 = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--keyed="))
+        .map_or(0, |count| count.parse().unwrap());
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|arg| *arg != "--keys")
+        .filter(|arg| *arg != "--keys" && !arg.starts_with("--keyed="))
         .collect();
     match args.as_slice() {
         [_, "fill", dir, events, seats, records, mix] => fill(
@@ -333,6 +355,7 @@ fn main() {
             seats.parse().unwrap(),
             holds.parse().unwrap(),
             keys,
+            keyed,
         ),
         _ => {
             eprintln!("usage: see the top of runtime/examples/workload_bench.rs");

@@ -28,17 +28,16 @@ impl Engine {
             }
         }
         // Past its short window a key is the ingress index's to answer (`idempotency`).
-        // Perf: the map's size first (a field), before the persistent queue's front (a
-        // walk into its tree); most logs carry no keys at all.
+        // Perf: the window's size first (a field); most logs carry no keys at all.
         let horizon = now_ms.saturating_sub(self.config.idempotency_engine_window_ms);
         while !self.state.idempotency.is_empty()
             && self
                 .state
-                .idempotency_queue
-                .front()
-                .is_some_and(|(stored, _)| *stored < horizon)
+                .idempotency
+                .oldest_stored_ms()
+                .is_some_and(|stored| stored < horizon)
         {
-            self.forget_oldest_key();
+            self.state.idempotency.forget_oldest();
         }
         let horizon = now_ms.saturating_sub(self.config.ended_hold_retention_ms);
         while self

@@ -13,15 +13,12 @@ use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-/// Persistent collections for the idempotency window (up to millions of keys, each with
-/// its answer) and the waitlist queues: a clone shares structure and costs O(1), so the
-/// engine thread's pause to hand a state copy to the snapshot thread does not grow with
-/// them. They encode exactly like `BTreeMap` and `VecDeque` (ordered, length
-/// prefixed). The hot tables (holds, waiters, usage) are flat instead (`LiveHolds`,
-/// `FastMap`, `Usage`): a lookup there costs a fraction of a persistent map's, and their
-/// copy is a flat copy of small entries.
-pub(crate) type Map<K, V> = imbl::OrdMap<K, V>;
-pub(crate) type Queue<T> = imbl::Vector<T>;
+/// A waitlist queue: place → waiter, in place order (see `Event::queues`). Sorted chunks
+/// shared by copies (see `chunked`): a queue may hold `waitlist_length_max` (200,000 by
+/// default) waiters, and a snapshot's copy copies a pointer per chunk of it.
+pub(crate) type WaitQueue = crate::chunked::ChunkedMap<u64, WaiterId, WAIT_QUEUE_CHUNK>;
+/// Waiters per chunk of a queue, at most (16 bytes each).
+pub(crate) const WAIT_QUEUE_CHUNK: usize = 512;
 use std::sync::Arc;
 
 /// Hash maps of the hot tables (the waiters, per-user counters past the two inline ones):
@@ -208,7 +205,7 @@ pub(crate) struct Event {
     /// waiter's place is its id (arrival order), except a draw's entries, whose places
     /// are their ids in draw order (see `Waiter::place`). Places are unique across the
     /// event's queues, which are served merged by place.
-    pub(crate) queues: BTreeMap<Option<u16>, Map<u64, WaiterId>>,
+    pub(crate) queues: BTreeMap<Option<u16>, WaitQueue>,
     /// Waiters per (queue, together, quantity): a queue's largest and smallest requests
     /// without walking it. Zero counts are removed.
     pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
@@ -715,8 +712,10 @@ pub(crate) struct IdempotencyEntry {
 /// Everything that is replicated: the snapshot is exactly this, and `state_hash` is a
 /// digest of its canonical encoding (ordered maps only, so no hash-order leaks in).
 /// Encoded through `StateEncoding` (the same fields in the same order), which asks the
-/// hold table which hold timers are live.
+/// hold table which hold timers are live, and decoded through `StateDecoding`, which
+/// joins the idempotency window's two encoded halves.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "StateDecoding")]
 pub struct State {
     pub(crate) now_ms: u64,
     /// The offset of the last applied record; `None` before the first.
@@ -742,10 +741,9 @@ pub struct State {
     #[serde(with = "sorted_map")]
     pub(crate) waiters_by_user: FastMap<EventUser, u32>,
     /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
-    /// (the raw key is not kept).
-    pub(crate) idempotency: Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
-    /// The same keys by the time they were stored, oldest first.
-    pub(crate) idempotency_queue: Queue<(u64, [u8; DIGEST_BYTES])>,
+    /// (the raw key is not kept), and in the order they were stored. Encoded as two
+    /// fields: `idempotency` (the map) and `idempotency_queue` (the order).
+    pub(crate) idempotency: super::IdempotencyWindow,
     /// Every user that ever had state here, by `UserId` (see `users`).
     pub(crate) users: CowVec<UserName, USER_CHUNK>,
     pub(crate) next_hold: u64,
@@ -780,8 +778,11 @@ struct StateEncoding<'a> {
     usage: &'a super::Usage,
     #[serde(serialize_with = "sorted_map_ref")]
     waiters_by_user: &'a FastMap<EventUser, u32>,
-    idempotency: &'a Map<[u8; DIGEST_BYTES], IdempotencyEntry>,
-    idempotency_queue: &'a Queue<(u64, [u8; DIGEST_BYTES])>,
+    /// Encodes like the `BTreeMap` of key digest → entry it once was.
+    idempotency: super::idempotency_window::ByKey<'a>,
+    /// Encodes like the `VecDeque<(u64, [u8; DIGEST_BYTES])>` (stored at, key digest),
+    /// oldest first, it once was.
+    idempotency_queue: super::idempotency_window::ByTime<'a>,
     users: &'a CowVec<UserName, USER_CHUNK>,
     next_hold: u64,
     next_waiter: u64,
@@ -815,7 +816,6 @@ impl Serialize for State {
             usage,
             waiters_by_user,
             idempotency,
-            idempotency_queue,
             users,
             next_hold,
             next_waiter,
@@ -837,8 +837,8 @@ impl Serialize for State {
             timers: timers.sorted_with(|due, id| hold_timer_live(holds, due, id)),
             usage,
             waiters_by_user,
-            idempotency,
-            idempotency_queue,
+            idempotency: idempotency.by_key(),
+            idempotency_queue: idempotency.by_time(),
             users,
             next_hold: *next_hold,
             next_waiter: *next_waiter,
@@ -849,6 +849,90 @@ impl Serialize for State {
             draws_pending,
         }
         .serialize(serializer)
+    }
+}
+
+/// `State`'s decoding: the fields [`StateEncoding`] writes, owned, with the idempotency
+/// window's two encoded halves as they were written (joined by `TryFrom`).
+#[derive(Deserialize)]
+#[serde(rename = "State")]
+struct StateDecoding {
+    now_ms: u64,
+    applied_offset: Option<u64>,
+    events: Vec<Event>,
+    holds: super::LiveHolds,
+    ended_holds: EndedHolds,
+    ended_hold_queue: VecDeque<(u64, HoldId)>,
+    bookings: CowVec<Booking, BOOKING_CHUNK>,
+    #[serde(with = "sorted_map")]
+    waiters: FastMap<WaiterId, Waiter>,
+    timers: super::timers::Timers,
+    usage: super::Usage,
+    #[serde(with = "sorted_map")]
+    waiters_by_user: FastMap<EventUser, u32>,
+    #[serde(deserialize_with = "super::idempotency_window::pairs")]
+    idempotency: Vec<([u8; DIGEST_BYTES], IdempotencyEntry)>,
+    idempotency_queue: Vec<(u64, [u8; DIGEST_BYTES])>,
+    users: CowVec<UserName, USER_CHUNK>,
+    next_hold: u64,
+    next_waiter: u64,
+    desks: crate::desk::Desks,
+    epoch: u64,
+    primary: Option<String>,
+    config: ConfigStamp,
+    draws_pending: std::collections::BTreeSet<(u64, EventId)>,
+}
+
+impl TryFrom<StateDecoding> for State {
+    type Error = String;
+
+    fn try_from(decoded: StateDecoding) -> Result<State, String> {
+        // Every field, by name: a field added to `State` and not decoded fails to compile.
+        let StateDecoding {
+            now_ms,
+            applied_offset,
+            events,
+            holds,
+            ended_holds,
+            ended_hold_queue,
+            bookings,
+            waiters,
+            timers,
+            usage,
+            waiters_by_user,
+            idempotency,
+            idempotency_queue,
+            users,
+            next_hold,
+            next_waiter,
+            desks,
+            epoch,
+            primary,
+            config,
+            draws_pending,
+        } = decoded;
+        Ok(State {
+            now_ms,
+            applied_offset,
+            events,
+            holds,
+            ended_holds,
+            ended_hold_queue,
+            bookings,
+            waiters,
+            timers,
+            usage,
+            waiters_by_user,
+            idempotency: super::IdempotencyWindow::from_encoded(idempotency, idempotency_queue)?,
+            users,
+            next_hold,
+            next_waiter,
+            desks,
+            epoch,
+            primary,
+            config,
+            draws_pending,
+        })
     }
 }
 

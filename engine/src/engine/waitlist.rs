@@ -345,8 +345,7 @@ impl Engine {
                 .filter_map(|(index, (queue, cursor))| {
                     let queue = event.queues.get(queue)?;
                     queue
-                        .range(*cursor..)
-                        .next()
+                        .first_from(cursor)
                         .map(|(place, id)| (*place, *id, index))
                 })
                 .min();

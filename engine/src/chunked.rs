@@ -1,0 +1,581 @@
+//! Copy-on-write containers made of fixed-capacity chunks behind `Arc`s, beside
+//! [`crate::snapshot::CowVec`]: a copy of one copies a pointer per chunk, and the first
+//! write to a chunk after a copy copies that chunk alone (`Arc::make_mut`). They replace
+//! the persistent maps (`imbl`) the idempotency window and the waitlist queues were, so
+//! the engine thread's pause to hand a state copy to the snapshot thread grows with the
+//! number of chunks, never with the entries, and no operation costs more than a chunk.
+//!
+//! - [`ChunkedMap`]: an ordered map as a list of sorted chunks (a two-level B-tree whose
+//!   leaves are shared). Iterated in key order; encodes exactly like a `BTreeMap` (and
+//!   like the `imbl::OrdMap` it replaces).
+//! - [`ChunkedDeque`]: a queue that grows at the back and shrinks at the front (the
+//!   idempotency window, oldest first), indexed by position.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+/// An ordered map stored as sorted chunks of at most `CHUNK` entries behind `Arc`s,
+/// every key of a chunk below every key of the next, no chunk empty.
+///
+/// Costs (n entries, c = n / CHUNK chunks): `clone` copies c pointers; a look-up is a
+/// binary search over the chunks' first keys, then within one chunk; an insert or a
+/// removal shifts at most one chunk's entries, and copies that chunk first if a copy
+/// shares it, and may insert or remove one pointer in the list of chunks (O(c) pointer
+/// moves). Any two neighbouring chunks hold more than `CHUNK / 2` entries together
+/// (smaller pairs are merged), so c stays below `4n / CHUNK + 1` whatever the order of
+/// inserts and removals.
+#[derive(Clone)]
+pub(crate) struct ChunkedMap<K, V, const CHUNK: usize> {
+    chunks: Vec<Arc<Vec<(K, V)>>>,
+    len: usize,
+}
+
+impl<K, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
+    const CHUNK_HOLDS_FOUR: () = assert!(CHUNK >= 4, "a chunk splits in two halves of 2+");
+
+    pub(crate) fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHUNK_HOLDS_FOUR;
+        ChunkedMap {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entries in key order.
+    pub(crate) fn iter(&self) -> Iter<'_, K, V> {
+        fn pair<K, V>((key, value): &(K, V)) -> (&K, &V) {
+            (key, value)
+        }
+        fn entries<K, V>(chunk: &Arc<Vec<(K, V)>>) -> EntryIter<'_, K, V> {
+            chunk.iter().map(pair)
+        }
+        self.chunks.iter().flat_map(entries)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.iter().map(|(_, value)| value)
+    }
+
+    /// How many chunks hold the entries (what a copy copies).
+    #[cfg(test)]
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+}
+
+impl<K: Ord, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
+    /// The chunk that holds `key` if any does: the last one whose first key is at most
+    /// `key` (the first chunk for a key below every key). `None` while empty.
+    fn chunk_of(&self, key: &K) -> Option<usize> {
+        if self.chunks.is_empty() {
+            return None;
+        }
+        let after = self.chunks.partition_point(|chunk| chunk[0].0 <= *key);
+        Some(after.saturating_sub(1))
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let chunk = &self.chunks[self.chunk_of(key)?];
+        let at = chunk.binary_search_by(|(probe, _)| probe.cmp(key)).ok()?;
+        Some(&chunk[at].1)
+    }
+
+    /// The first entry whose key is at least `key` (`BTreeMap::range(key..).next()`).
+    pub(crate) fn first_from(&self, key: &K) -> Option<(&K, &V)> {
+        let index = self.chunk_of(key)?;
+        let chunk = &self.chunks[index];
+        let at = chunk.partition_point(|(probe, _)| probe < key);
+        chunk
+            .get(at)
+            .or_else(|| self.chunks.get(index + 1).map(|next| &next[0]))
+            .map(|(key, value)| (key, value))
+    }
+
+    /// Asserts the structure's invariants (for `check_invariants`): chunks non-empty and
+    /// within capacity, keys strictly increasing across chunks, neighbours not both small,
+    /// and the length.
+    pub(crate) fn check(&self) {
+        let mut counted = 0;
+        for (index, chunk) in self.chunks.iter().enumerate() {
+            assert!(
+                !chunk.is_empty() && chunk.len() <= CHUNK,
+                "chunk sizes in 1..=CHUNK"
+            );
+            assert!(
+                chunk.windows(2).all(|pair| pair[0].0 < pair[1].0),
+                "keys increase within a chunk"
+            );
+            if let Some(next) = self.chunks.get(index + 1) {
+                assert!(
+                    chunk.last().expect("non-empty").0 < next[0].0,
+                    "keys increase across chunks"
+                );
+                assert!(
+                    chunk.len() + next.len() > CHUNK / 2,
+                    "small neighbouring chunks are merged"
+                );
+            }
+            counted += chunk.len();
+        }
+        assert_eq!(counted, self.len, "the length counts the entries");
+    }
+}
+
+impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
+    /// Inserts `value` under `key`, returning the value it replaces.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let Some(index) = self.chunk_of(&key) else {
+            self.chunks.push(Arc::new(vec![(key, value)]));
+            self.len = 1;
+            return None;
+        };
+        let last = index + 1 == self.chunks.len();
+        let chunk = Arc::make_mut(&mut self.chunks[index]);
+        let at = match chunk.binary_search_by(|(probe, _)| probe.cmp(&key)) {
+            Ok(at) => return Some(std::mem::replace(&mut chunk[at].1, value)),
+            Err(at) => at,
+        };
+        self.len += 1;
+        if chunk.len() < CHUNK {
+            chunk.insert(at, (key, value));
+        } else if last && at == CHUNK {
+            // Appending to a full last chunk (a queue's newest place) starts a new one,
+            // so a map filled in key order keeps full chunks.
+            let mut next = Vec::with_capacity(CHUNK);
+            next.push((key, value));
+            self.chunks.push(Arc::new(next));
+        } else {
+            let mut right = Vec::with_capacity(CHUNK);
+            right.extend(chunk.drain(CHUNK / 2..));
+            if at <= CHUNK / 2 {
+                chunk.insert(at, (key, value));
+            } else {
+                right.insert(at - CHUNK / 2, (key, value));
+            }
+            self.chunks.insert(index + 1, Arc::new(right));
+        }
+        None
+    }
+
+    /// Removes `key`, returning its value. A key that is not there copies nothing.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let index = self.chunk_of(key)?;
+        let at = self.chunks[index]
+            .binary_search_by(|(probe, _)| probe.cmp(key))
+            .ok()?;
+        let chunk = Arc::make_mut(&mut self.chunks[index]);
+        let (_, value) = chunk.remove(at);
+        self.len -= 1;
+        if chunk.is_empty() {
+            self.chunks.remove(index);
+            // Its neighbours are neighbours now.
+            if index > 0 {
+                self.merge_if_small(index - 1);
+            }
+        } else {
+            self.merge_if_small(index);
+            if index > 0 {
+                self.merge_if_small(index - 1);
+            }
+        }
+        Some(value)
+    }
+
+    /// Merges chunk `index + 1` into chunk `index` when both together hold at most
+    /// `CHUNK / 2` entries (so neighbours are never both small).
+    fn merge_if_small(&mut self, index: usize) {
+        let Some(next) = self.chunks.get(index + 1) else {
+            return;
+        };
+        if self.chunks[index].len() + next.len() > CHUNK / 2 {
+            return;
+        }
+        let next = self.chunks.remove(index + 1);
+        let chunk = Arc::make_mut(&mut self.chunks[index]);
+        match Arc::try_unwrap(next) {
+            Ok(entries) => chunk.extend(entries),
+            Err(shared) => chunk.extend(shared.iter().cloned()),
+        }
+    }
+
+    /// A map of `entries`, which must be in strictly increasing key order.
+    pub(crate) fn from_sorted(entries: impl IntoIterator<Item = (K, V)>) -> Self {
+        let mut map = Self::new();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for (key, value) in entries {
+            let previous = chunk
+                .last()
+                .or_else(|| map.chunks.last().and_then(|last| last.last()));
+            if let Some((previous, _)) = previous {
+                assert!(*previous < key, "entries in strictly increasing key order");
+            }
+            chunk.push((key, value));
+            if chunk.len() == CHUNK {
+                map.len += CHUNK;
+                map.chunks.push(Arc::new(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(CHUNK),
+                )));
+            }
+        }
+        if !chunk.is_empty() {
+            map.len += chunk.len();
+            map.chunks.push(Arc::new(chunk));
+        }
+        map
+    }
+}
+
+impl<K, V, const CHUNK: usize> Default for ChunkedMap<K, V, CHUNK> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Equal entries in the same order, however they are chunked.
+impl<K: PartialEq, V: PartialEq, const CHUNK: usize> PartialEq for ChunkedMap<K, V, CHUNK> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<K: Eq, V: Eq, const CHUNK: usize> Eq for ChunkedMap<K, V, CHUNK> {}
+
+impl<K: fmt::Debug, V: fmt::Debug, const CHUNK: usize> fmt::Debug for ChunkedMap<K, V, CHUNK> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// A chunk's entries as pairs of references.
+type EntryIter<'a, K, V> =
+    std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+/// A [`ChunkedMap`]'s entries in key order.
+pub(crate) type Iter<'a, K, V> = std::iter::FlatMap<
+    std::slice::Iter<'a, Arc<Vec<(K, V)>>>,
+    EntryIter<'a, K, V>,
+    fn(&'a Arc<Vec<(K, V)>>) -> EntryIter<'a, K, V>,
+>;
+
+impl<'a, K, V, const CHUNK: usize> IntoIterator for &'a ChunkedMap<K, V, CHUNK> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Encodes like a `BTreeMap` (length, then the entries in key order).
+impl<K: Serialize, V: Serialize, const CHUNK: usize> Serialize for ChunkedMap<K, V, CHUNK> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        crate::engine::sorted_map::serialize_entries(serializer, self.len, self.iter())
+    }
+}
+
+/// Decodes what a `BTreeMap` (or an `imbl::OrdMap`) wrote.
+impl<'de, K, V, const CHUNK: usize> Deserialize<'de> for ChunkedMap<K, V, CHUNK>
+where
+    K: Ord + Clone + Deserialize<'de>,
+    V: Clone + Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_sorted(BTreeMap::<K, V>::deserialize(
+            deserializer,
+        )?))
+    }
+}
+
+/// A queue stored as chunks of `CHUNK` elements behind `Arc`s: pushed at the back, popped
+/// at the front, read by position. Every chunk but the last is full; the first one's
+/// first `head` elements are popped already (kept until the whole chunk is, at most
+/// `CHUNK - 1` of them).
+///
+/// Costs: `clone` copies a pointer per chunk; a push writes into the last chunk, copying
+/// it first if a copy shares it; a pop writes nothing (it moves `head`, and drops the
+/// first chunk once it is all popped); a read by position is two index operations.
+#[derive(Clone)]
+pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
+    chunks: VecDeque<Arc<Vec<T>>>,
+    head: usize,
+    len: usize,
+}
+
+impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
+    const CHUNK_IS_POWER_OF_TWO: () = assert!(CHUNK.is_power_of_two());
+
+    pub(crate) fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::CHUNK_IS_POWER_OF_TWO;
+        ChunkedDeque {
+            chunks: VecDeque::new(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The element `index` places behind the front.
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+        (index < self.len).then(|| {
+            let at = self.head + index;
+            &self.chunks[at / CHUNK][at % CHUNK]
+        })
+    }
+
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.get(0)
+    }
+
+    pub(crate) fn back(&self) -> Option<&T> {
+        self.len.checked_sub(1).and_then(|last| self.get(last))
+    }
+
+    /// Drops the front element (it stays in its chunk, unreachable, until the chunk goes).
+    pub(crate) fn pop_front(&mut self) {
+        assert!(self.len > 0, "pop from an empty queue");
+        self.head += 1;
+        self.len -= 1;
+        if self.head == self.chunks[0].len() {
+            // All popped: a full chunk, or the last one (then the queue is empty).
+            self.chunks.pop_front();
+            self.head = 0;
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.chunks
+            .iter()
+            .flat_map(|chunk| chunk.iter())
+            .skip(self.head)
+    }
+
+    /// How many chunks hold the elements (what a copy copies).
+    #[cfg(test)]
+    pub(crate) fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Asserts the layout: every chunk but the last full, `head` inside the first one.
+    pub(crate) fn check(&self) {
+        let count = self.chunks.len();
+        for (index, chunk) in self.chunks.iter().enumerate() {
+            assert!(
+                chunk.len() == CHUNK || (index + 1 == count && !chunk.is_empty()),
+                "every chunk but the last is full"
+            );
+        }
+        let stored: usize = self.chunks.iter().map(|chunk| chunk.len()).sum();
+        assert!(
+            self.head < CHUNK,
+            "the popped part is inside the first chunk"
+        );
+        assert_eq!(
+            stored,
+            self.head + self.len,
+            "the length counts the elements"
+        );
+    }
+}
+
+impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
+    pub(crate) fn push_back(&mut self, value: T) {
+        if self.chunks.back().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push_back(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        Arc::make_mut(self.chunks.back_mut().expect("a chunk with room")).push(value);
+        self.len += 1;
+    }
+}
+
+impl<T, const CHUNK: usize> Default for ChunkedDeque<T, CHUNK> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: PartialEq, const CHUNK: usize> PartialEq for ChunkedDeque<T, CHUNK> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<T: Eq, const CHUNK: usize> Eq for ChunkedDeque<T, CHUNK> {}
+
+impl<T: fmt::Debug, const CHUNK: usize> fmt::Debug for ChunkedDeque<T, CHUNK> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A seeded generator (the tests' own: no dependency).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % bound
+        }
+    }
+
+    fn bytes<T: Serialize>(value: &T) -> Vec<u8> {
+        bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap()
+    }
+
+    /// A chunked map answers every operation like a `BTreeMap` (the reference model),
+    /// keeps its structure (chunk sizes, key order, no two small neighbours, so at most
+    /// `4n / CHUNK + 1` chunks), encodes byte for byte like it (bincode and JSON, which is
+    /// how `imbl::OrdMap` encoded too: a length-prefixed map in key order) and decodes
+    /// back; copies taken mid-sequence never change when the original does. Runs of
+    /// appends (a queue's new places), removals from the front (its head served), random
+    /// inserts and removals (a draw's places, leavers) and runs that empty the map.
+    #[test]
+    fn a_chunked_map_behaves_and_encodes_like_a_btree_map() {
+        const CHUNK: usize = 8;
+        for seed in 0..6 {
+            let mut random = Lcg(seed);
+            let mut map = ChunkedMap::<u64, u64, CHUNK>::new();
+            let mut model = BTreeMap::new();
+            let mut copies = Vec::new();
+            let mut next_append = 1_000u64;
+            for step in 0..6_000u64 {
+                let phase = (step / 500) % 4;
+                let key_space = 40 + seed * 150;
+                match (phase, random.below(10)) {
+                    (0, 0..=7) | (1, 0..=2) => {
+                        next_append += 1 + random.below(3);
+                        let value = random.below(1_000);
+                        assert_eq!(
+                            map.insert(next_append, value),
+                            model.insert(next_append, value)
+                        );
+                    }
+                    (1, _) | (3, 0..=8) => {
+                        let key = if random.below(2) == 0 {
+                            model.keys().next().copied().unwrap_or(0)
+                        } else {
+                            random.below(next_append + 10)
+                        };
+                        assert_eq!(map.remove(&key), model.remove(&key));
+                    }
+                    _ => {
+                        let key = random.below(key_space) * 7 + random.below(7);
+                        let value = random.below(1_000);
+                        assert_eq!(map.insert(key, value), model.insert(key, value));
+                    }
+                }
+                map.check();
+                assert_eq!(map.len(), model.len());
+                assert_eq!(map.is_empty(), model.is_empty());
+                assert!(map.chunk_count() <= 4 * map.len() / CHUNK + 1);
+                let probe = random.below(next_append + 10);
+                assert_eq!(map.get(&probe), model.get(&probe));
+                assert_eq!(map.first_from(&probe), model.range(probe..).next());
+                if step % 53 == 0 {
+                    assert!(map.iter().eq(model.iter()));
+                    assert!(map.values().eq(model.values()));
+                    assert!((&map).into_iter().eq(model.iter()));
+                    assert_eq!(bytes(&map), bytes(&model));
+                    assert_eq!(
+                        serde_json::to_string(&map).unwrap(),
+                        serde_json::to_string(&model).unwrap()
+                    );
+                    let (decoded, _): (ChunkedMap<u64, u64, CHUNK>, usize) =
+                        bincode::serde::decode_from_slice(
+                            &bytes(&map),
+                            bincode::config::standard(),
+                        )
+                        .unwrap();
+                    decoded.check();
+                    assert_eq!(decoded, map);
+                }
+                if step % 97 == 0 {
+                    copies.push((map.clone(), model.clone()));
+                }
+                if step % 251 == 0 {
+                    for (copy, then) in &copies {
+                        copy.check();
+                        assert!(copy.iter().eq(then.iter()), "a copy keeps what it held");
+                    }
+                }
+            }
+            for (copy, then) in &copies {
+                assert!(copy.iter().eq(then.iter()));
+                assert_eq!(bytes(copy), bytes(then));
+            }
+        }
+    }
+
+    /// A chunked deque answers like a `VecDeque` (pushes at the back, pops at the front,
+    /// reads by position), keeps every chunk but the last full, encodes its elements in
+    /// order, and copies taken mid-sequence never change.
+    #[test]
+    fn a_chunked_deque_behaves_like_a_vec_deque() {
+        const CHUNK: usize = 4;
+        let mut random = Lcg(11);
+        let mut deque = ChunkedDeque::<u64, CHUNK>::new();
+        let mut model = VecDeque::new();
+        let mut copies = Vec::new();
+        for step in 0..5_000u64 {
+            // Phases that grow, shrink and empty it.
+            let push = match (step / 400) % 3 {
+                0 => random.below(4) != 0,
+                1 => random.below(4) == 0,
+                _ => random.below(2) == 0,
+            };
+            if push || model.is_empty() {
+                deque.push_back(step);
+                model.push_back(step);
+            } else {
+                deque.pop_front();
+                model.pop_front();
+            }
+            deque.check();
+            assert_eq!(
+                (deque.len(), deque.is_empty()),
+                (model.len(), model.is_empty())
+            );
+            assert_eq!((deque.front(), deque.back()), (model.front(), model.back()));
+            assert!(deque.chunk_count() <= deque.len().div_ceil(CHUNK) + 1);
+            let at = random.below(model.len() as u64 + 2) as usize;
+            assert_eq!(deque.get(at), model.get(at));
+            if step % 41 == 0 {
+                assert!(deque.iter().eq(model.iter()));
+            }
+            if step % 89 == 0 {
+                copies.push((deque.clone(), model.clone()));
+            }
+        }
+        for (copy, then) in &copies {
+            copy.check();
+            assert!(copy.iter().eq(then.iter()), "a copy keeps what it held");
+            assert_eq!(copy, &copy.clone());
+        }
+    }
+}
