@@ -347,16 +347,8 @@ impl SpecRules {
     }
 
     /// Every rule of a new event's spec, in the engine's order.
-    pub fn check_event(&self, spec: &EventSpec) -> Result<(), Violation> {
-        for (field, text, required) in [
-            ("name", &spec.name, true),
-            ("description", &spec.description, false),
-            ("city", &spec.city, true),
-            ("country", &spec.country, true),
-            ("venue", &spec.venue, true),
-        ] {
-            self.text(field, field, text, required)?;
-        }
+    /// The limits and times of a whole spec (a created one, or one a patch made).
+    fn limits_and_times(&self, spec: &EventSpec) -> Result<(), Violation> {
         self.limits(
             spec.hold_ttl_ms,
             spec.seats_per_order_max,
@@ -367,7 +359,20 @@ impl SpecRules {
             spec.ends_at_ms,
             spec.sales_open_at_ms,
             spec.sales_close_at_ms,
-        )?;
+        )
+    }
+
+    pub fn check_event(&self, spec: &EventSpec) -> Result<(), Violation> {
+        for (field, text, required) in [
+            ("name", &spec.name, true),
+            ("description", &spec.description, false),
+            ("city", &spec.city, true),
+            ("country", &spec.country, true),
+            ("venue", &spec.venue, true),
+        ] {
+            self.text(field, field, text, required)?;
+        }
+        self.limits_and_times(spec)?;
         let names = self.categories(spec)?;
         self.seating(spec, &names)?;
         self.general_admission(spec, &names)
@@ -578,17 +583,7 @@ impl SpecRules {
         }
         let mut spec = current.clone();
         patch.apply_to(&mut spec);
-        self.limits(
-            spec.hold_ttl_ms,
-            spec.seats_per_order_max,
-            spec.seats_per_user_max,
-        )?;
-        self.times(
-            spec.starts_at_ms,
-            spec.ends_at_ms,
-            spec.sales_open_at_ms,
-            spec.sales_close_at_ms,
-        )?;
+        self.limits_and_times(&spec)?;
         Ok(spec)
     }
 }
