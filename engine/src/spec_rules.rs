@@ -168,6 +168,24 @@ pub fn text_chars_max(config: &EngineConfig) -> usize {
     config.text_bytes_max / 4
 }
 
+/// A section name or row label: no `-` (seat ids are `<section>-<row>-<number>`) and
+/// not one `seen` already has; `said` gives the field and the reason of a refusal.
+fn named_once<'a>(
+    name: &'a str,
+    seen: &mut BTreeSet<&'a str>,
+    said: impl FnOnce() -> (String, String),
+) -> Result<(), Violation> {
+    let rule = if name.contains('-') {
+        Rule::NameWithDash
+    } else if !seen.insert(name) {
+        Rule::NameUsedTwice
+    } else {
+        return Ok(());
+    };
+    let (field, reason) = said();
+    Err(Violation::new(field, rule, reason))
+}
+
 impl SpecRules {
     /// The engine's rules under `config`.
     #[inline]
@@ -442,21 +460,15 @@ impl SpecRules {
         for (section_index, section) in spec.sections.iter().enumerate() {
             let field = |part: &str| format!("seating.sections[{section_index}].{part}");
             self.text(&field("name"), "section name", &section.name, true)?;
-            if section.name.contains('-') || !section_names.insert(section.name.as_str()) {
-                let rule = if section.name.contains('-') {
-                    Rule::NameWithDash
-                } else {
-                    Rule::NameUsedTwice
-                };
-                return Err(Violation::new(
+            named_once(&section.name, &mut section_names, || {
+                (
                     field("name"),
-                    rule,
                     format!(
                         "section name {:?} contains '-' or is used twice",
                         section.name
                     ),
-                ));
-            }
+                )
+            })?;
             // Fix: empty sections let an event with no seats and no pools through the
             // "needs seating" rule above.
             if section.rows.is_empty() {
@@ -470,21 +482,15 @@ impl SpecRules {
             for (row_index, row) in section.rows.iter().enumerate() {
                 let field = |part: &str| field(&format!("rows[{row_index}].{part}"));
                 self.text(&field("label"), "row label", &row.label, true)?;
-                if row.label.contains('-') || !labels.insert(row.label.as_str()) {
-                    let rule = if row.label.contains('-') {
-                        Rule::NameWithDash
-                    } else {
-                        Rule::NameUsedTwice
-                    };
-                    return Err(Violation::new(
+                named_once(&row.label, &mut labels, || {
+                    (
                         field("label"),
-                        rule,
                         format!(
                             "row label {:?} in section {:?} contains '-' or is used twice",
                             row.label, section.name
                         ),
-                    ));
-                }
+                    )
+                })?;
                 if row.seats == 0 {
                     return Err(Violation::new(
                         field("seats"),
