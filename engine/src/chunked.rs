@@ -8,8 +8,9 @@
 //! - [`ChunkedMap`]: an ordered map as a list of sorted chunks (a two-level B-tree whose
 //!   leaves are shared). Iterated in key order; encodes exactly like a `BTreeMap` (and
 //!   like the `imbl::OrdMap` it replaces).
-//! - [`ChunkedDeque`]: a queue that grows at the back and shrinks at the front (the
-//!   idempotency window, oldest first), indexed by position.
+//! - [`ChunkedDeque`]: a double-ended queue indexed by position, used mostly as a queue
+//!   that grows at the back and shrinks at the front (the idempotency window, the ended
+//!   holds and their queue, the timer lanes). Encodes exactly like a `VecDeque`.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, VecDeque};
@@ -299,13 +300,14 @@ where
 }
 
 /// A queue stored as chunks of `CHUNK` elements behind `Arc`s: pushed at the back, popped
-/// at the front, read by position. Every chunk but the last is full; the first one's
-/// first `head` elements are popped already (kept until the whole chunk is, at most
-/// `CHUNK - 1` of them).
+/// at the front, read by position; pushed at the front and popped at the back too. Every
+/// chunk but the last is full; the first one's first `head` elements are popped already
+/// (kept until the whole chunk is, at most `CHUNK - 1` of them).
 ///
-/// Costs: `clone` copies a pointer per chunk; a push writes into the last chunk, copying
-/// it first if a copy shares it; a pop writes nothing (it moves `head`, and drops the
-/// first chunk once it is all popped); a read by position is two index operations.
+/// Costs: `clone` copies a pointer per chunk; a push writes into the last chunk (the first,
+/// at the front), copying it first if a copy shares it; a pop at the front writes nothing
+/// (it moves `head`, and drops the first chunk once it is all popped); a read by position
+/// is two index operations.
 #[derive(Clone)]
 pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
     chunks: VecDeque<Arc<Vec<T>>>,
@@ -362,6 +364,12 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         }
     }
 
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.head = 0;
+        self.len = 0;
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks
             .iter()
@@ -404,6 +412,83 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         }
         Arc::make_mut(self.chunks.back_mut().expect("a chunk with room")).push(value);
         self.len += 1;
+    }
+
+    /// Puts `value` before the front: into the first chunk's popped part, or a new first
+    /// chunk (full: its other places are copies of `value`, popped already).
+    pub(crate) fn push_front(&mut self, value: T) {
+        if self.len == 0 {
+            self.clear();
+            self.push_back(value);
+            return;
+        }
+        if self.head == 0 {
+            self.chunks.push_front(Arc::new(vec![value.clone(); CHUNK]));
+            self.head = CHUNK;
+        }
+        self.head -= 1;
+        Arc::make_mut(&mut self.chunks[0])[self.head] = value;
+        self.len += 1;
+    }
+
+    /// The front element, removed.
+    pub(crate) fn take_front(&mut self) -> Option<T> {
+        let front = self.front()?.clone();
+        self.pop_front();
+        Some(front)
+    }
+
+    /// The back element, removed.
+    pub(crate) fn pop_back(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        let last = self
+            .chunks
+            .back_mut()
+            .expect("a queue with elements has chunks");
+        let value = Arc::make_mut(last).pop().expect("no chunk is empty");
+        if last.is_empty() {
+            self.chunks.pop_back();
+        }
+        self.len -= 1;
+        if self.len == 0 {
+            self.clear();
+        }
+        Some(value)
+    }
+
+    /// The element `index` places behind the front, to change (its chunk copied first if a
+    /// copy shares it).
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        (index < self.len).then(|| {
+            let at = self.head + index;
+            &mut Arc::make_mut(&mut self.chunks[at / CHUNK])[at % CHUNK]
+        })
+    }
+}
+
+impl<T: Serialize, const CHUNK: usize> Serialize for ChunkedDeque<T, CHUNK> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for element in self.iter() {
+            seq.serialize_element(element)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Clone, const CHUNK: usize> Deserialize<'de>
+    for ChunkedDeque<T, CHUNK>
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let elements = Vec::<T>::deserialize(deserializer)?;
+        let mut deque = ChunkedDeque::new();
+        for element in elements {
+            deque.push_back(element);
+        }
+        Ok(deque)
     }
 }
 
@@ -536,7 +621,7 @@ mod tests {
     /// reads by position), keeps every chunk but the last full, encodes its elements in
     /// order, and copies taken mid-sequence never change.
     #[test]
-    fn a_chunked_deque_behaves_like_a_vec_deque() {
+    fn a_chunked_deque_behaves_and_encodes_like_a_vec_deque() {
         const CHUNK: usize = 4;
         let mut random = Lcg(11);
         let mut deque = ChunkedDeque::<u64, CHUNK>::new();
@@ -549,13 +634,30 @@ mod tests {
                 1 => random.below(4) == 0,
                 _ => random.below(2) == 0,
             };
+            // Mostly a queue; now and then the other end, or a change in place.
+            let other_end = random.below(8) == 0;
             if push || model.is_empty() {
-                deque.push_back(step);
-                model.push_back(step);
+                if other_end {
+                    deque.push_front(step);
+                    model.push_front(step);
+                } else {
+                    deque.push_back(step);
+                    model.push_back(step);
+                }
+            } else if other_end {
+                assert_eq!(deque.pop_back(), model.pop_back());
+            } else if random.below(2) == 0 {
+                assert_eq!(deque.take_front(), model.pop_front());
             } else {
                 deque.pop_front();
                 model.pop_front();
             }
+            if !model.is_empty() && random.below(5) == 0 {
+                let at = random.below(model.len() as u64) as usize;
+                *deque.get_mut(at).unwrap() += 1_000_000;
+                model[at] += 1_000_000;
+            }
+            assert_eq!(deque.get_mut(model.len()), None);
             deque.check();
             assert_eq!(
                 (deque.len(), deque.is_empty()),
@@ -576,6 +678,17 @@ mod tests {
             copy.check();
             assert!(copy.iter().eq(then.iter()), "a copy keeps what it held");
             assert_eq!(copy, &copy.clone());
+            assert_eq!(bytes(copy), bytes(then), "encodes like a VecDeque");
+            let decoded: ChunkedDeque<u64, CHUNK> =
+                bincode::serde::decode_from_slice(&bytes(copy), bincode::config::standard())
+                    .unwrap()
+                    .0;
+            decoded.check();
+            assert_eq!(&decoded, copy);
+            assert_eq!(
+                serde_json::to_string(copy).unwrap(),
+                serde_json::to_string(then).unwrap()
+            );
         }
     }
 }

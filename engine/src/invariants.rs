@@ -166,7 +166,7 @@ pub(crate) fn check(engine: &Engine) {
         let mut held = vec![0u64; event.categories.len()];
         let mut booked = vec![0u64; event.categories.len()];
         // The slot table: every used slot is its live hold's, every free one is listed once.
-        let mut free_slots: Vec<u32> = event.free_hold_slots.clone();
+        let mut free_slots: Vec<u32> = event.free_hold_slots.iter().copied().collect();
         free_slots.sort_unstable();
         free_slots.dedup();
         assert_eq!(

@@ -98,13 +98,20 @@ pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
     *blake3::hash(&encoded[1..]).as_bytes()
 }
 
-/// A vector stored as fixed-size chunks behind `Arc`s. `clone` copies `len / CHUNK`
-/// pointers; the first write to a shared chunk copies that chunk alone
-/// (`Arc::make_mut`). Encodes exactly like a `Vec<T>`.
+/// A vector stored as full chunks of `CHUNK` elements behind `Arc`s, then an owned tail of
+/// fewer than `CHUNK`. `clone` copies `len / CHUNK` pointers and the tail; the first write
+/// to a shared chunk after a clone copies that chunk alone (`Arc::make_mut`). Encodes
+/// exactly like a `Vec<T>`.
+///
+/// Perf: `Arc::make_mut` is an atomic compare-and-swap, which also keeps the processor
+/// from overlapping the memory accesses around it; pushes, pops and writes in the tail
+/// take none (a stack, or a table growing at its back, writes mostly there).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct CowVec<T, const CHUNK: usize> {
-    chunks: Vec<Arc<Vec<T>>>,
-    len: usize,
+    /// Full chunks. Perf: `Arc<[T]>` keeps the elements in the `Arc`'s own allocation,
+    /// one pointer less to follow per access than an `Arc<Vec<T>>`.
+    chunks: Vec<Arc<[T]>>,
+    tail: Vec<T>,
 }
 
 impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
@@ -115,41 +122,78 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
         let () = Self::CHUNK_IS_POWER_OF_TWO;
         CowVec {
             chunks: Vec::new(),
-            len: 0,
+            tail: Vec::new(),
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    /// Where the tail starts.
+    #[inline]
+    fn shared_len(&self) -> usize {
+        self.chunks.len() * CHUNK
     }
 
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.shared_len() + self.tail.len()
+    }
+
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
-        (index < self.len).then(|| &self.chunks[index / CHUNK][index % CHUNK])
+        match self.chunks.get(index / CHUNK) {
+            Some(chunk) => Some(&chunk[index % CHUNK]),
+            None => self.tail.get(index - self.shared_len()),
+        }
+    }
+
+    pub(crate) fn last(&self) -> Option<&T> {
+        match self.tail.last() {
+            Some(last) => Some(last),
+            None => self.chunks.last().and_then(|chunk| chunk.last()),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+    }
+
+    /// Drops the first `count` chunks (full ones): the element at `count * CHUNK` becomes
+    /// the first. Perf: moves chunk pointers only, so a queue-like use (a window of ids
+    /// whose front ends) sheds its front without copying its elements.
+    pub(crate) fn drop_front_chunks(&mut self, count: usize) {
+        assert!(count <= self.chunks.len(), "only whole chunks are dropped");
+        self.chunks.drain(..count);
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.chunks.iter().flat_map(|chunk| chunk.iter())
+        self.into_iter()
     }
 
-    /// The elements of `range`, as the slices of the chunks it spans. Perf: a scan over
-    /// them has no chunk lookup and no bounds check per element.
+    /// The elements of `range`, as the slices of the chunks (and the tail) it spans.
+    /// Perf: a scan over them has no chunk lookup and no bounds check per element.
     pub(crate) fn slices(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = &[T]> + '_ {
-        assert!(range.start <= range.end && range.end <= self.len);
+        assert!(range.start <= range.end && range.end <= self.len());
         let first = range.start / CHUNK;
-        let chunks = if range.is_empty() {
+        let count = if range.is_empty() {
             0
         } else {
             (range.end - 1) / CHUNK + 1 - first
         };
-        self.chunks[first..first + chunks]
-            .iter()
-            .enumerate()
-            .map(move |(index, chunk)| {
-                let base = (first + index) * CHUNK;
-                let start = range.start.max(base) - base;
-                let end = range.end.min(base + CHUNK) - base;
-                &chunk[start..end]
-            })
+        (first..first + count).map(move |index| {
+            let base = index * CHUNK;
+            let start = range.start.max(base) - base;
+            let end = range.end.min(base + CHUNK) - base;
+            &self.block(index)[start..end]
+        })
+    }
+
+    /// Block `index`: a chunk, or the tail after the last one.
+    #[inline]
+    fn block(&self, index: usize) -> &[T] {
+        match self.chunks.get(index) {
+            Some(chunk) => chunk,
+            None => &self.tail,
+        }
     }
 }
 
@@ -158,14 +202,14 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
     /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
     pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
-        assert!(range.start <= range.end && range.end <= self.len);
+        assert!(range.start <= range.end && range.end <= self.len());
         if range.is_empty() {
             return std::borrow::Cow::Borrowed(&[]);
         }
-        let chunk = range.start / CHUNK;
-        if chunk == (range.end - 1) / CHUNK {
-            let base = chunk * CHUNK;
-            std::borrow::Cow::Borrowed(&self.chunks[chunk][range.start - base..range.end - base])
+        let block = range.start / CHUNK;
+        if block == (range.end - 1) / CHUNK {
+            let base = block * CHUNK;
+            std::borrow::Cow::Borrowed(&self.block(block)[range.start - base..range.end - base])
         } else {
             std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
         }
@@ -173,17 +217,24 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
 
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
         let mut vec = Self::new();
-        while vec.len < len {
-            let size = CHUNK.min(len - vec.len);
-            vec.chunks.push(Arc::new(vec![value.clone(); size]));
-            vec.len += size;
+        while vec.shared_len() + CHUNK <= len {
+            vec.chunks.push(Arc::from(vec![value.clone(); CHUNK]));
         }
+        vec.tail = vec![value; len - vec.shared_len()];
         vec
     }
 
+    /// Block `index` to write: a chunk (copied first if a copy shares it), or the tail.
+    #[inline]
+    fn block_mut(&mut self, index: usize) -> &mut [T] {
+        match self.chunks.get_mut(index) {
+            Some(chunk) => Arc::make_mut(chunk),
+            None => &mut self.tail,
+        }
+    }
+
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        (index < self.len)
-            .then(|| &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK])
+        (index < self.len()).then(|| &mut self.block_mut(index / CHUNK)[index % CHUNK])
     }
 
     /// Sets every element of `indices` from `from` to `to`, asserting each was `from`
@@ -193,15 +244,21 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     where
         T: Copy + PartialEq + fmt::Debug,
     {
+        let len = self.len();
         let mut next = 0;
         while next < indices.len() {
-            let chunk_index = indices[next] as usize / CHUNK;
-            let chunk = Arc::make_mut(&mut self.chunks[chunk_index]);
+            let block_index = indices[next] as usize / CHUNK;
+            assert!(
+                (indices[next] as usize) < len,
+                "{what}: element {} exists",
+                indices[next]
+            );
+            let block = self.block_mut(block_index);
             while let Some(&index) = indices.get(next) {
-                if index as usize / CHUNK != chunk_index {
+                if index as usize / CHUNK != block_index {
                     break;
                 }
-                let value = &mut chunk[index as usize % CHUNK];
+                let value = &mut block[index as usize % CHUNK];
                 assert_eq!(*value, from, "{what}: element {index}");
                 *value = to;
                 next += 1;
@@ -209,12 +266,25 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, value: T) {
-        if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        if self.tail.capacity() == 0 {
+            self.tail.reserve_exact(CHUNK);
         }
-        Arc::make_mut(self.chunks.last_mut().expect("a chunk with room")).push(value);
-        self.len += 1;
+        self.tail.push(value);
+        if self.tail.len() == CHUNK {
+            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(CHUNK));
+            self.chunks.push(Arc::from(full));
+        }
+    }
+
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<T> {
+        if self.tail.is_empty() {
+            let last = self.chunks.pop()?;
+            self.tail = last.to_vec();
+        }
+        self.tail.pop()
     }
 }
 
@@ -229,37 +299,37 @@ impl<T, const CHUNK: usize> Index<usize> for CowVec<T, CHUNK> {
 
     #[inline]
     fn index(&self, index: usize) -> &T {
-        assert!(
-            index < self.len,
-            "index {index} out of range for length {}",
-            self.len
-        );
-        &self.chunks[index / CHUNK][index % CHUNK]
+        match self.get(index) {
+            Some(value) => value,
+            None => panic!("index {index} out of range for length {}", self.len()),
+        }
     }
 }
 
 impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
+    #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
-        assert!(
-            index < self.len,
-            "index {index} out of range for length {}",
-            self.len
-        );
-        &mut Arc::make_mut(&mut self.chunks[index / CHUNK])[index % CHUNK]
+        let len = self.len();
+        match self.get_mut(index) {
+            Some(value) => value,
+            None => panic!("index {index} out of range for length {len}"),
+        }
     }
 }
 
 impl<'a, T, const CHUNK: usize> IntoIterator for &'a CowVec<T, CHUNK> {
     type Item = &'a T;
-    type IntoIter = std::iter::FlatMap<
-        std::slice::Iter<'a, Arc<Vec<T>>>,
-        &'a Vec<T>,
-        fn(&'a Arc<Vec<T>>) -> &'a Vec<T>,
+    type IntoIter = std::iter::Chain<
+        std::iter::FlatMap<std::slice::Iter<'a, Arc<[T]>>, &'a [T], fn(&'a Arc<[T]>) -> &'a [T]>,
+        std::slice::Iter<'a, T>,
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        let as_vec: fn(&'a Arc<Vec<T>>) -> &'a Vec<T> = |chunk| chunk;
-        self.chunks.iter().flat_map(as_vec)
+        let as_slice: fn(&'a Arc<[T]>) -> &'a [T] = |chunk| chunk;
+        self.chunks
+            .iter()
+            .flat_map(as_slice)
+            .chain(self.tail.iter())
     }
 }
 
@@ -271,7 +341,7 @@ impl<T: fmt::Debug, const CHUNK: usize> fmt::Debug for CowVec<T, CHUNK> {
 
 impl<T: Serialize, const CHUNK: usize> Serialize for CowVec<T, CHUNK> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
         for value in self.iter() {
             seq.serialize_element(value)?;
         }
@@ -293,20 +363,13 @@ impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut vec = CowVec::new();
                 // Never trust a length prefix for more than one chunk of allocation.
-                let mut chunk = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(CHUNK));
+                vec.tail = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(CHUNK));
                 while let Some(value) = seq.next_element()? {
-                    chunk.push(value);
-                    if chunk.len() == CHUNK {
-                        vec.len += CHUNK;
-                        vec.chunks.push(Arc::new(std::mem::replace(
-                            &mut chunk,
-                            Vec::with_capacity(CHUNK),
-                        )));
+                    vec.tail.push(value);
+                    if vec.tail.len() == CHUNK {
+                        let full = std::mem::replace(&mut vec.tail, Vec::with_capacity(CHUNK));
+                        vec.chunks.push(Arc::from(full));
                     }
-                }
-                if !chunk.is_empty() {
-                    vec.len += chunk.len();
-                    vec.chunks.push(Arc::new(chunk));
                 }
                 Ok(vec)
             }
@@ -385,12 +448,12 @@ mod tests {
     /// touches are copied, and a value other than the expected one stops the process.
     #[test]
     fn swap_each_sets_what_it_expects_and_copies_only_touched_chunks() {
-        let mut original: CowVec<u32, 4> = CowVec::from_elem(0, 10);
+        let mut original: CowVec<u32, 4> = CowVec::from_elem(0, 12);
         let mut copy = original.clone();
         copy.swap_each(&[1, 2, 5], 0, 7, "free");
         assert_eq!(
             copy.iter().copied().collect::<Vec<_>>(),
-            [0, 7, 7, 0, 0, 7, 0, 0, 0, 0]
+            [0, 7, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0]
         );
         assert!(original.iter().all(|value| *value == 0));
         assert!(!Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
@@ -402,6 +465,56 @@ mod tests {
         }));
         let message = *refused.unwrap_err().downcast::<String>().unwrap();
         assert!(message.contains("free: element 2"), "{message}");
+    }
+
+    /// The tail (the elements after the last full chunk) is owned: pushes, pops and writes
+    /// there change no copy, a push that fills it makes a shared chunk, and a pop past it
+    /// takes the last chunk back; the elements and their encoding stay a `Vec`'s.
+    #[test]
+    fn the_tail_is_owned_and_copies_keep_their_contents() {
+        let config = bincode::config::standard();
+        let mut vec: CowVec<u32, 4> = CowVec::new();
+        let mut model: Vec<u32> = Vec::new();
+        let mut copies: Vec<(CowVec<u32, 4>, Vec<u32>)> = Vec::new();
+        let mut seed = 5u64;
+        for step in 0..2_000u32 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let roll = (seed >> 33) % 10;
+            if roll < 6 || model.is_empty() {
+                vec.push(step);
+                model.push(step);
+            } else if roll < 9 {
+                assert_eq!(vec.pop(), model.pop());
+            } else {
+                let at = (seed >> 40) as usize % model.len();
+                vec[at] = step;
+                model[at] = step;
+            }
+            assert_eq!(vec.len(), model.len());
+            assert_eq!(vec.last(), model.last());
+            assert_eq!(
+                vec.chunks.len(),
+                model.len() / 4,
+                "only full chunks are shared"
+            );
+            if step % 37 == 0 {
+                copies.push((vec.clone(), model.clone()));
+            }
+        }
+        for (copy, then) in copies {
+            assert!(copy.iter().eq(then.iter()), "a copy keeps what it held");
+            assert_eq!(
+                bincode::serde::encode_to_vec(&copy, config).unwrap(),
+                bincode::serde::encode_to_vec(&then, config).unwrap()
+            );
+            let decoded: CowVec<u32, 4> = bincode::serde::decode_from_slice(
+                &bincode::serde::encode_to_vec(&then, config).unwrap(),
+                config,
+            )
+            .unwrap()
+            .0;
+            assert_eq!(decoded, copy, "one layout per contents");
+        }
     }
 
     /// Events with the same seating (the shows of one hall) share one layout in memory,

@@ -46,7 +46,7 @@ impl Engine {
             .front()
             .is_some_and(|(ended, _)| *ended < horizon)
         {
-            let (_, hold) = self.state.ended_hold_queue.pop_front().expect("checked");
+            let (_, hold) = self.state.ended_hold_queue.take_front().expect("checked");
             self.state.ended_holds.remove(hold);
         }
     }

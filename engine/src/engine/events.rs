@@ -150,8 +150,8 @@ impl Engine {
             waiter_needs: BTreeMap::new(),
             waiting: 0,
             bookings: CowVec::new(),
-            hold_slots: Vec::new(),
-            free_hold_slots: Vec::new(),
+            hold_slots: CowVec::new(),
+            free_hold_slots: CowVec::new(),
             draw: None,
             terms: None,
         });

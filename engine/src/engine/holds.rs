@@ -373,7 +373,7 @@ impl Engine {
             self.add_usage(hold.event, hold.user, -i64::from(quantity));
         }
         if self.state.ended_holds.len() >= self.config.ended_holds_max {
-            if let Some((_, oldest)) = self.state.ended_hold_queue.pop_front() {
+            if let Some((_, oldest)) = self.state.ended_hold_queue.take_front() {
                 self.state.ended_holds.remove(oldest);
             }
         }
