@@ -92,6 +92,10 @@ impl<K: Ord, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         Some(&chunk[at].1)
     }
 
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
     /// The first entry whose key is at least `key` (`BTreeMap::range(key..).next()`).
     pub(crate) fn first_from(&self, key: &K) -> Option<(&K, &V)> {
         let index = self.chunk_of(key)?;
@@ -169,6 +173,16 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         None
     }
 
+    /// The value under `key`, to change (its chunk copied first if a copy shares it). A
+    /// key that is not there copies nothing.
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let index = self.chunk_of(key)?;
+        let at = self.chunks[index]
+            .binary_search_by(|(probe, _)| probe.cmp(key))
+            .ok()?;
+        Some(&mut Arc::make_mut(&mut self.chunks[index])[at].1)
+    }
+
     /// Removes `key`, returning its value. A key that is not there copies nothing.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let index = self.chunk_of(key)?;
@@ -235,6 +249,14 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
             map.chunks.push(Arc::new(chunk));
         }
         map
+    }
+}
+
+impl<K: Ord, V, const CHUNK: usize> std::ops::Index<&K> for ChunkedMap<K, V, CHUNK> {
+    type Output = V;
+
+    fn index(&self, key: &K) -> &V {
+        self.get(key).expect("the key is in the map")
     }
 }
 

@@ -19,28 +19,30 @@ use std::collections::BTreeMap;
 pub(crate) type WaitQueue = crate::chunked::ChunkedMap<u64, WaiterId, WAIT_QUEUE_CHUNK>;
 /// Waiters per chunk of a queue, at most (16 bytes each).
 pub(crate) const WAIT_QUEUE_CHUNK: usize = 512;
+/// Live waiters by id. Encodes like the sorted map it was.
+pub(crate) type Waiters = crate::chunked::ChunkedMap<WaiterId, Waiter, 512>;
+/// Live waiters per (event, user). Encodes like the sorted map it was.
+pub(crate) type WaitersByUser = crate::chunked::ChunkedMap<EventUser, u32, 1024>;
 /// Ended holds, by when they ended. Encodes like the `VecDeque` it was.
 pub(crate) type EndedHoldQueue = crate::chunked::ChunkedDeque<(u64, HoldId), 4096>;
 use std::sync::Arc;
 
-/// Hash maps of the hot tables (the waiters, per-user counters past the two inline ones):
-/// a fixed, fast hasher for integer keys, looked up but never iterated on the engine thread.
-/// Their copy for a snapshot is a flat copy of plain entries (no pointers to chase, no
-/// allocation per entry). They encode sorted by key, exactly like a `BTreeMap`
-/// (`sorted_map`), so the encoding, and with it `state_hash`, has one canonical form.
+/// Hash maps and sets with a fixed, fast hasher for integer keys (the live timers other
+/// than holds'), looked up but never iterated on the engine thread. The tables that were
+/// such maps (holds, ended holds, waiters, per-user counters) encode sorted by key,
+/// exactly like a `BTreeMap` (`sorted_map`), so the encoding, and with it `state_hash`,
+/// has one canonical form; their tests compare them with the maps they replaced.
 pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 pub(crate) type FastSet<T> = rustc_hash::FxHashSet<T>;
 
 /// `#[serde(with = "sorted_map")]`: a [`FastMap`] encoded in key order, like a `BTreeMap`.
 pub(crate) mod sorted_map {
-    use super::FastMap;
     use serde::ser::SerializeMap;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
-    use std::hash::Hash;
+    use serde::{Serialize, Serializer};
 
+    #[cfg(test)]
     pub(crate) fn serialize<K: Ord + Serialize, V: Serialize, S: Serializer>(
-        map: &FastMap<K, V>,
+        map: &super::FastMap<K, V>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
         let mut entries: Vec<(&K, &V)> = map.iter().collect();
@@ -60,17 +62,6 @@ pub(crate) mod sorted_map {
             encoded.serialize_entry(&key, &value)?;
         }
         encoded.end()
-    }
-
-    pub(crate) fn deserialize<'de, K, V, D>(deserializer: D) -> Result<FastMap<K, V>, D::Error>
-    where
-        K: Ord + Hash + Deserialize<'de>,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(BTreeMap::<K, V>::deserialize(deserializer)?
-            .into_iter()
-            .collect())
     }
 }
 
@@ -748,8 +739,9 @@ pub struct State {
     /// that grows with the holds, so a snapshot's copy stays a pointer per chunk.
     pub(crate) ended_hold_queue: EndedHoldQueue,
     pub(crate) bookings: CowVec<Booking, BOOKING_CHUNK>,
-    #[serde(with = "sorted_map")]
-    pub(crate) waiters: FastMap<WaiterId, Waiter>,
+    /// Live waiters by id: ordered chunks (a crowd of waiters copies a pointer per
+    /// chunk into a snapshot; ids are given out in order, so filing one appends).
+    pub(crate) waiters: Waiters,
     /// Every pending expiry, in firing order (see `timers`).
     pub(crate) timers: super::timers::Timers,
     /// Seats held plus booked per (event, user), for the per-user limit (see `usage`).
@@ -757,8 +749,7 @@ pub struct State {
     pub(crate) usage: super::Usage,
     /// Live waitlist entries per (event, user), for `waiters_per_user_max`. Zero entries
     /// are removed.
-    #[serde(with = "sorted_map")]
-    pub(crate) waiters_by_user: FastMap<EventUser, u32>,
+    pub(crate) waiters_by_user: WaitersByUser,
     /// Keys answered within `idempotency_engine_window_ms`, by their stamp's key digest
     /// (the raw key is not kept), and in the order they were stored. Encoded as two
     /// fields: `idempotency` (the map) and `idempotency_queue` (the order).
@@ -790,13 +781,11 @@ struct StateEncoding<'a> {
     ended_holds: &'a EndedHolds,
     ended_hold_queue: &'a EndedHoldQueue,
     bookings: &'a CowVec<Booking, BOOKING_CHUNK>,
-    #[serde(serialize_with = "sorted_map_ref")]
-    waiters: &'a FastMap<WaiterId, Waiter>,
+    waiters: &'a Waiters,
     /// Encodes like the `BTreeSet<(u64, TimerKind, u64)>` the timers once were.
     timers: Vec<super::timers::Timer>,
     usage: &'a super::Usage,
-    #[serde(serialize_with = "sorted_map_ref")]
-    waiters_by_user: &'a FastMap<EventUser, u32>,
+    waiters_by_user: &'a WaitersByUser,
     /// Encodes like the `BTreeMap` of key digest → entry it once was.
     idempotency: super::idempotency_window::ByKey<'a>,
     /// Encodes like the `VecDeque<(u64, [u8; DIGEST_BYTES])>` (stored at, key digest),
@@ -812,6 +801,7 @@ struct StateEncoding<'a> {
     draws_pending: &'a std::collections::BTreeSet<(u64, EventId)>,
 }
 
+#[cfg(test)]
 fn sorted_map_ref<K: Ord + Serialize, V: Serialize, S: serde::Serializer>(
     map: &&FastMap<K, V>,
     serializer: S,
@@ -883,12 +873,10 @@ struct StateDecoding {
     ended_holds: EndedHolds,
     ended_hold_queue: EndedHoldQueue,
     bookings: CowVec<Booking, BOOKING_CHUNK>,
-    #[serde(with = "sorted_map")]
-    waiters: FastMap<WaiterId, Waiter>,
+    waiters: Waiters,
     timers: super::timers::Timers,
     usage: super::Usage,
-    #[serde(with = "sorted_map")]
-    waiters_by_user: FastMap<EventUser, u32>,
+    waiters_by_user: WaitersByUser,
     #[serde(deserialize_with = "super::idempotency_window::pairs")]
     idempotency: Vec<([u8; DIGEST_BYTES], IdempotencyEntry)>,
     idempotency_queue: Vec<(u64, [u8; DIGEST_BYTES])>,

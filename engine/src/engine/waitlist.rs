@@ -6,11 +6,9 @@ impl Engine {
     /// Files a new waiter: counted for its user, its expiry timer set, kept by id (both
     /// a queued waitlist entry and a draw's entry are filed so).
     pub(super) fn file_waiter(&mut self, waiter_id: WaiterId, waiter: Waiter) {
-        *self
-            .state
-            .waiters_by_user
-            .entry(EventUser::new(waiter.event, waiter.user))
-            .or_default() += 1;
+        let key = EventUser::new(waiter.event, waiter.user);
+        let count = self.state.waiters_by_user.get(&key).copied().unwrap_or(0);
+        self.state.waiters_by_user.insert(key, count + 1);
         self.state
             .timers
             .insert((waiter.expires_at_ms, TimerKind::WaiterExpiry, waiter_id.0));
@@ -218,14 +216,15 @@ impl Engine {
             }
         }
         let key = EventUser::new(waiter.event, waiter.user);
-        let count = self
+        let count = *self
             .state
             .waiters_by_user
-            .get_mut(&key)
+            .get(&key)
             .expect("every waiter is counted for its user");
-        *count -= 1;
-        if *count == 0 {
+        if count == 1 {
             self.state.waiters_by_user.remove(&key);
+        } else {
+            self.state.waiters_by_user.insert(key, count - 1);
         }
         // A timed-out waiter's timer was popped already.
         self.state.timers.remove(
