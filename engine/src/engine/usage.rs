@@ -17,11 +17,14 @@
 use super::state::{EventUser, FastMap};
 use super::users::UserId;
 use crate::ids::EventId;
+use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A user's counters kept inline.
 const INLINE: usize = 2;
+/// Users per chunk of the table.
+const USAGE_CHUNK: usize = 4096;
 /// A user id this far past the inline table's end keeps its counters in the map (only a
 /// corrupt state has one: users are interned densely), so one decoded counter cannot make
 /// the table allocate for 2^32 users (a state whose counters step their way up can, as a
@@ -56,8 +59,10 @@ const NO_COUNTERS: UserCounters = UserCounters {
 
 #[derive(Clone, Default)]
 pub(crate) struct Usage {
-    /// By user id, the user's counters (those that are not in `more`).
-    by_user: Vec<UserCounters>,
+    /// By user id, the user's counters (those that are not in `more`). Copy-on-write
+    /// chunks: users are never forgotten, so a flat table would make every snapshot's
+    /// copy grow with every user ever seen.
+    by_user: CowVec<UserCounters, USAGE_CHUNK>,
     /// The counters that found no free inline slot: never zero, never also inline.
     more: FastMap<EventUser, u32>,
     /// The counters (all non-zero).
@@ -107,7 +112,9 @@ impl Usage {
             } else {
                 index + 1
             };
-            self.by_user.resize(len, NO_COUNTERS);
+            while self.by_user.len() < len {
+                self.by_user.push(NO_COUNTERS);
+            }
         }
         let Some(counters) = self.by_user.get_mut(index) else {
             // A far user id (a corrupt state's): its counters live in the map.
@@ -221,7 +228,7 @@ impl Usage {
         assert!(
             self.by_user
                 .iter()
-                .zip(&spilled)
+                .zip(spilled.iter())
                 .all(|(counters, spilled)| counters.spilled == *spilled),
             "each user's counters in the map are counted"
         );
