@@ -3,13 +3,14 @@
 //! ```text
 //! cargo run --release -p runtime --example workload_bench -- fill <dir> <events> <seats per event> <records> <ticks|mixed> [--keys]
 //!     appends a workload to <dir>/requests (then: boxoffice replay --data-dir <dir>)
-//! cargo run --release -p runtime --example workload_bench -- snapshot <dir> <events> <seats per event> <holds> [--keys] [--keyed=N]
+//! cargo run --release -p runtime --example workload_bench -- snapshot <dir> <events> <seats per event> <holds> [--keys] [--keyed=N] [--waiters=N]
 //!     fills <dir> with events and holds (every other one confirmed), runs the runtime until
 //!     it has written one snapshot of the whole state, and prints the engine's pause, the
 //!     encode and write times and the size; then restarts from it and prints the times.
 //!     `--keyed=N` appends N keyed requests that change nothing but the idempotency window
 //!     (releases of a hold that does not exist, each refused and its answer kept): with
-//!     N = 2,000,000 the window is full (`idempotency_entries_max`) at the snapshot
+//!     N = 2,000,000 the window is full (`idempotency_entries_max`) at the snapshot;
+//!     `--waiters=N` adds a sold-out event of 10,000 seats and N users waiting for it
 //! ```
 
 use engine::{
@@ -201,7 +202,7 @@ fn options(records: u64) -> RuntimeOptions {
     }
 }
 
-fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: u64) {
+fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: u64, waiters: u64) {
     let (requests, outcomes) = (open(dir, "requests"), open(dir, "outcomes"));
     let writer = requests.writer();
     let started = Instant::now();
@@ -244,11 +245,55 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
             1_000_000_000 + index,
         )
     });
+    // A crowd: an event sold out by 2,500 holds of 4, then `waiters` users waiting.
+    let crowd_event = EventId(events);
+    let crowd = (waiters > 0)
+        .then(|| {
+            request(
+                Command::CreateEvent {
+                    tenant: "demo".into(),
+                    spec: event_spec(10_000),
+                },
+                keys,
+                3_000_000_000,
+            )
+        })
+        .into_iter()
+        .chain((0..waiters.min(1) * 2_500).map(move |index| {
+            request(
+                Command::PlaceHold {
+                    user: format!("filler{index}"),
+                    event: crowd_event,
+                    selection: Selection::Best {
+                        quantity: 4,
+                        category: None,
+                        together: false,
+                    },
+                    wait: false,
+                },
+                keys,
+                3_000_000_001 + index,
+            )
+        }))
+        .chain((0..waiters).map(move |index| {
+            request(
+                Command::JoinWaitlist {
+                    user: format!("waiter{index}"),
+                    event: crowd_event,
+                    quantity: 2,
+                    category: None,
+                    together: false,
+                },
+                keys,
+                4_000_000_000 + index,
+            )
+        }));
     let count = append_all(
         &writer,
         create_events(events, seats, keys)
             .chain(workload)
-            .chain(refused),
+            .chain(refused)
+            .chain(crowd),
     );
     println!(
         "appended {count} records in {:.1} s",
@@ -335,10 +380,16 @@ fn main() {
         .iter()
         .find_map(|arg| arg.strip_prefix("--keyed="))
         .map_or(0, |count| count.parse().unwrap());
+    let waiters: u64 = args
+        .iter()
+        .find_map(|arg| arg.strip_prefix("--waiters="))
+        .map_or(0, |count| count.parse().unwrap());
     let args: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|arg| *arg != "--keys" && !arg.starts_with("--keyed="))
+        .filter(|arg| {
+            *arg != "--keys" && !arg.starts_with("--keyed=") && !arg.starts_with("--waiters=")
+        })
         .collect();
     match args.as_slice() {
         [_, "fill", dir, events, seats, records, mix] => fill(
@@ -356,6 +407,7 @@ fn main() {
             holds.parse().unwrap(),
             keys,
             keyed,
+            waiters,
         ),
         _ => {
             eprintln!("usage: see the top of runtime/examples/workload_bench.rs");
