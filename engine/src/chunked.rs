@@ -92,6 +92,12 @@ impl<K: Ord, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         Some(&chunk[at].1)
     }
 
+    /// The entry with the greatest key.
+    pub(crate) fn last_key_value(&self) -> Option<(&K, &V)> {
+        let (key, value) = self.chunks.last()?.last()?;
+        Some((key, value))
+    }
+
     pub(crate) fn contains_key(&self, key: &K) -> bool {
         self.get(key).is_some()
     }

@@ -1,6 +1,6 @@
 //! The live holds by id (`State::holds`): a slab of holds (a slot per live hold, free
 //! slots reused) and, for the ids, a window of slot numbers from the least live id to the
-//! greatest, with the ids that fell far behind in a small ordered map.
+//! greatest, with the ids that fell far behind in an ordered map.
 //!
 //! Holds are made in id order and mostly end within their time to live, so the live ids
 //! are dense near the newest: filing a hold is a write at the window's back, finding one
@@ -11,7 +11,8 @@
 //! is small: about 1M fewer instructions per 200,000 commands (0.3%), with or without LTO.
 //! What it buys besides: no hash map to iterate (the id order is the table's own).
 //!
-//! Every part is copy-on-write chunks ([`CowVec`]), so the state's copy for a snapshot
+//! Every part is copy-on-write chunks ([`CowVec`], and a [`ChunkedMap`] for `old`: many
+//! holds of a long time to live among short ones can fill it), so the state's copy for a snapshot
 //! copies a pointer per chunk, whatever the number of live holds, and the first write to
 //! a chunk after a copy copies that chunk alone. (Flat arrays cost the engine thread a
 //! pause of 60-100 ms per copy with 1.33M live holds, up to 0.7 s in a running engine:
@@ -31,6 +32,7 @@
 
 use super::state::Hold;
 use crate::ids::HoldId;
+use crate::chunked::ChunkedMap;
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -43,6 +45,9 @@ const SPAN_SLACK: usize = 256;
 const SLAB_CHUNK: usize = 512;
 /// Slot numbers per chunk of the window and of the free list.
 const SLOT_CHUNK: usize = 4096;
+
+/// Entries per chunk of `old`.
+const OLD_CHUNK: usize = 512;
 
 /// A window entry without a live hold.
 const NONE: u32 = 0;
@@ -64,7 +69,7 @@ pub(crate) struct LiveHolds {
     in_window: usize,
     /// The live holds moved out of the window, id → slot. While the window is not empty,
     /// every id here is less than its first.
-    old: BTreeMap<HoldId, u32>,
+    old: ChunkedMap<HoldId, u32, OLD_CHUNK>,
 }
 
 impl LiveHolds {
