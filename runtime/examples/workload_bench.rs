@@ -10,7 +10,8 @@
 //!     `--keyed=N` appends N keyed requests that change nothing but the idempotency window
 //!     (releases of a hold that does not exist, each refused and its answer kept): with
 //!     N = 2,000,000 the window is full (`idempotency_entries_max`) at the snapshot;
-//!     `--waiters=N` adds a sold-out event of 10,000 seats and N users waiting for it
+//!     `--waiters=N` adds N users waiting for sold-out events of 10,000 seats (as many
+//!     events as `waitlist_length_max` asks)
 //! ```
 
 use engine::{
@@ -245,41 +246,44 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
             1_000_000_000 + index,
         )
     });
-    // A crowd: an event sold out by 2,500 holds of 4, then `waiters` users waiting.
-    let crowd_event = EventId(events);
-    let crowd = (waiters > 0)
-        .then(|| {
-            request(
+    // A crowd: events sold out by 2,500 holds of 4 each, then `waiters` users waiting,
+    // `waitlist_length_max` per event.
+    let per_event = u64::from(EngineConfig::default().waitlist_length_max);
+    let crowd_events = waiters.div_ceil(per_event);
+    let crowd_event = move |index: u64| EventId(events + index as u32);
+    let crowd = (0..crowd_events)
+        .flat_map(move |event| {
+            let create = request(
                 Command::CreateEvent {
                     tenant: "demo".into(),
                     spec: event_spec(10_000),
                 },
                 keys,
-                3_000_000_000,
-            )
-        })
-        .into_iter()
-        .chain((0..waiters.min(1) * 2_500).map(move |index| {
-            request(
-                Command::PlaceHold {
-                    user: format!("filler{index}"),
-                    event: crowd_event,
-                    selection: Selection::Best {
-                        quantity: 4,
-                        category: None,
-                        together: false,
+                3_000_000_000 + event,
+            );
+            let fill = (0..2_500).map(move |index| {
+                request(
+                    Command::PlaceHold {
+                        user: format!("filler{event}-{index}"),
+                        event: crowd_event(event),
+                        selection: Selection::Best {
+                            quantity: 4,
+                            category: None,
+                            together: false,
+                        },
+                        wait: false,
                     },
-                    wait: false,
-                },
-                keys,
-                3_000_000_001 + index,
-            )
-        }))
+                    keys,
+                    3_100_000_000 + event * 10_000 + index,
+                )
+            });
+            std::iter::once(create).chain(fill)
+        })
         .chain((0..waiters).map(move |index| {
             request(
                 Command::JoinWaitlist {
                     user: format!("waiter{index}"),
-                    event: crowd_event,
+                    event: crowd_event(index / per_event),
                     quantity: 2,
                     category: None,
                     together: false,

@@ -31,8 +31,8 @@
 //! history and is not part of the state's value: equality compares the holds by id.
 
 use super::state::Hold;
-use crate::ids::HoldId;
 use crate::chunked::ChunkedMap;
+use crate::ids::HoldId;
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

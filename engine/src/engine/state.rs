@@ -27,13 +27,12 @@ pub(crate) type WaitersByUser = crate::chunked::ChunkedMap<EventUser, u32, 1024>
 pub(crate) type EndedHoldQueue = crate::chunked::ChunkedDeque<(u64, HoldId), 4096>;
 use std::sync::Arc;
 
-/// Hash maps and sets with a fixed, fast hasher for integer keys (the live timers other
-/// than holds'), looked up but never iterated on the engine thread. The tables that were
+/// Hash maps with a fixed, fast hasher for integer keys (the counters of users holding in
+/// three events or more at once), looked up but never iterated on the engine thread. The tables that were
 /// such maps (holds, ended holds, waiters, per-user counters) encode sorted by key,
 /// exactly like a `BTreeMap` (`sorted_map`), so the encoding, and with it `state_hash`,
 /// has one canonical form; their tests compare them with the maps they replaced.
 pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
-pub(crate) type FastSet<T> = rustc_hash::FxHashSet<T>;
 
 /// `#[serde(with = "sorted_map")]`: a [`FastMap`] encoded in key order, like a `BTreeMap`.
 pub(crate) mod sorted_map {

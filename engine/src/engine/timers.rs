@@ -11,25 +11,27 @@
 //! Each lane is sorted, so the next timer is the least of the lanes' fronts and the
 //! heap's top. Cancelling a timer (a hold confirmed or released, a waiter served) only
 //! removes it from the set; the lanes and the heap drop such stale entries when they
-//! reach their front, so every front is live. The lanes, which grow with the live holds,
-//! are copy-on-write chunks, so the state's copy for a snapshot copies a pointer per chunk
-//! (flat, 1.33M holds' timers cost the engine thread about 1 ms per copy); the heap and
-//! the set, which hold only timers filed out of order and those other than holds', are
-//! flat arrays of plain entries.
+//! reach their front, so every front is live. The lanes (which grow with the live holds)
+//! and the set of live timers other than holds' (which grows with the waiters: 1M waiters,
+//! 2.4 ms per copy as a flat hash set) are copy-on-write chunks, so the state's copy for a
+//! snapshot copies a pointer per chunk; the heap, which holds only timers filed out of
+//! their lane's order, is a flat array of plain entries.
 //!
 //! The encoding is the live timers in order, exactly like the `BTreeSet` this replaced,
 //! so the state hash does not depend on how many stale entries are queued or where
 //! (`State`'s encoding asks the hold table which hold timers are live: `sorted_with`).
 //! Inside, a timer is one 128-bit key that orders like the tuple (see `key`).
 
-use super::state::{FastSet, TimerKind};
-use crate::chunked::ChunkedDeque;
+use super::state::TimerKind;
+use crate::chunked::{ChunkedDeque, ChunkedMap};
 use serde::{Deserialize, Deserializer};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
 /// Keys (16 bytes) per chunk of a lane.
 const LANE_CHUNK: usize = 2048;
+/// Keys per chunk of the live set.
+const LIVE_CHUNK: usize = 1024;
 
 pub(crate) type Timer = (u64, TimerKind, u64);
 
@@ -87,7 +89,7 @@ pub(crate) struct Timers {
     /// The timers that came out of their lane's order.
     heap: BinaryHeap<Reverse<Key>>,
     /// The live timers other than holds' (those the hold table answers for).
-    live: FastSet<Key>,
+    live: ChunkedMap<Key, (), LIVE_CHUNK>,
     /// The least front of the lanes and the heap (`None` when all are empty). Perf: kept
     /// as fronts change, so the check made before every command (is anything due?) is
     /// one comparison instead of a look at every front.
@@ -100,7 +102,7 @@ impl Timers {
     pub(crate) fn insert(&mut self, timer: Timer) {
         let key = key(timer);
         if lane_of(key) != HOLD_LANE {
-            let new = self.live.insert(key);
+            let new = self.live.insert(key, ()).is_none();
             assert!(new, "a timer is filed once: {timer:?}");
         }
         let lane = &mut self.lanes[lane_of(key)];
@@ -116,7 +118,7 @@ impl Timers {
     pub(crate) fn remove(&mut self, timer: &Timer, hold_live: impl HoldLive) -> bool {
         let key = key(*timer);
         assert_ne!(lane_of(key), HOLD_LANE, "a hold's timer ends with its hold");
-        let removed = self.live.remove(&key);
+        let removed = self.live.remove(&key).is_some();
         self.drop_stale_fronts(key, &hold_live);
         removed
     }
@@ -159,7 +161,7 @@ impl Timers {
             );
         }
         if lane_of(key) != HOLD_LANE {
-            assert!(self.live.remove(&key), "every front is live");
+            assert!(self.live.remove(&key).is_some(), "every front is live");
         }
         // Its entry is gone: the stale entries behind it go too.
         self.drop_stale_fronts(key, &hold_live);
@@ -176,7 +178,7 @@ impl Timers {
         if lane_of(key) == HOLD_LANE {
             hold_live(timer.0, timer.2) && self.queued().any(|queued| queued == key)
         } else {
-            self.live.contains(&key)
+            self.live.contains_key(&key)
         }
     }
 
@@ -185,7 +187,7 @@ impl Timers {
         let mut keys: Vec<Key> = self
             .live
             .iter()
-            .copied()
+            .map(|(key, ())| *key)
             .filter(|key| lane_of(*key) != HOLD_LANE)
             .chain(self.queued().filter(|key| {
                 let (due, _, id) = timer(*key);
@@ -216,7 +218,7 @@ impl Timers {
             let (due, _, id) = timer(key);
             hold_live(due, id)
         } else {
-            self.live.contains(&key)
+            self.live.contains_key(&key)
         }
     }
 
