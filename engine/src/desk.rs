@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Desks {
     pub(crate) desks: Vec<Desk>,
-    pub(crate) tickets: BTreeMap<DeskTicketId, DeskTicket>,
+    /// Ordered copy-on-write chunks: tickets are kept once confirmed, so the table grows
+    /// with traffic, and a snapshot's copy of it is a pointer per chunk.
+    pub(crate) tickets: crate::chunked::ChunkedMap<DeskTicketId, DeskTicket, 256>,
     pub(crate) next_ticket: u64,
     /// Per (desk, user), the user's live tickets there that were open when last looked
     /// at: every open ticket is here; one whose slot has ended since is dropped at the
