@@ -99,14 +99,16 @@ pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
 }
 
 /// A vector stored as full chunks of `CHUNK` elements behind `Arc`s, then an owned tail of
-/// fewer than `CHUNK`. `clone` copies `len / CHUNK` pointers and the tail; the first write
-/// to a shared chunk after a clone copies that chunk alone (`Arc::make_mut`). Encodes
-/// exactly like a `Vec<T>`.
+/// fewer than `2 * CHUNK`. `clone` copies `len / CHUNK` pointers and the tail; the first
+/// write to a shared chunk after a clone copies that chunk alone (`Arc::make_mut`).
+/// Encodes exactly like a `Vec<T>`.
 ///
 /// Perf: `Arc::make_mut` is an atomic compare-and-swap, which also keeps the processor
 /// from overlapping the memory accesses around it; pushes, pops and writes in the tail
-/// take none (a stack, or a table growing at its back, writes mostly there).
-#[derive(Clone, PartialEq, Eq)]
+/// take none (a stack, or a table growing at its back, writes mostly there). The tail is
+/// sealed into a chunk only when it holds two, and a chunk comes back into it only when
+/// it is empty, so a stack going up and down across a chunk's boundary copies nothing.
+#[derive(Clone)]
 pub(crate) struct CowVec<T, const CHUNK: usize> {
     /// Full chunks. Perf: `Arc<[T]>` keeps the elements in the `Arc`'s own allocation,
     /// one pointer less to follow per access than an `Arc<Vec<T>>`.
@@ -187,12 +189,16 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
         })
     }
 
-    /// Block `index`: a chunk, or the tail after the last one.
+    /// Block `index` (`CHUNK` elements from `index * CHUNK`, fewer at the end): a chunk,
+    /// or a part of the tail after the last one.
     #[inline]
     fn block(&self, index: usize) -> &[T] {
         match self.chunks.get(index) {
             Some(chunk) => chunk,
-            None => &self.tail,
+            None => {
+                let start = (index - self.chunks.len()) * CHUNK;
+                &self.tail[start..self.tail.len().min(start + CHUNK)]
+            }
         }
     }
 }
@@ -227,9 +233,14 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// Block `index` to write: a chunk (copied first if a copy shares it), or the tail.
     #[inline]
     fn block_mut(&mut self, index: usize) -> &mut [T] {
+        let shared = self.chunks.len();
         match self.chunks.get_mut(index) {
             Some(chunk) => Arc::make_mut(chunk),
-            None => &mut self.tail,
+            None => {
+                let start = (index - shared) * CHUNK;
+                let end = self.tail.len().min(start + CHUNK);
+                &mut self.tail[start..end]
+            }
         }
     }
 
@@ -268,13 +279,11 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
 
     #[inline]
     pub(crate) fn push(&mut self, value: T) {
-        if self.tail.capacity() == 0 {
-            self.tail.reserve_exact(CHUNK);
-        }
         self.tail.push(value);
-        if self.tail.len() == CHUNK {
-            let full = std::mem::replace(&mut self.tail, Vec::with_capacity(CHUNK));
-            self.chunks.push(Arc::from(full));
+        if self.tail.len() == 2 * CHUNK {
+            // Seal the first half: the buffer stays (no allocation but the chunk's).
+            self.chunks.push(Arc::from(&self.tail[..CHUNK]));
+            self.tail.drain(..CHUNK);
         }
     }
 
@@ -287,6 +296,26 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         self.tail.pop()
     }
 }
+
+/// Equal contents, whatever the layout (where the tail starts depends on history).
+/// Perf: chunks shared by two copies compare by pointer.
+impl<T: PartialEq, const CHUNK: usize> PartialEq for CowVec<T, CHUNK> {
+    fn eq(&self, other: &Self) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        if self.chunks.len() != other.chunks.len() {
+            return self.iter().eq(other.iter());
+        }
+        self.chunks
+            .iter()
+            .zip(&other.chunks)
+            .all(|(left, right)| Arc::ptr_eq(left, right) || left == right)
+            && self.tail == other.tail
+    }
+}
+
+impl<T: Eq, const CHUNK: usize> Eq for CowVec<T, CHUNK> {}
 
 impl<T, const CHUNK: usize> Default for CowVec<T, CHUNK> {
     fn default() -> Self {
@@ -371,6 +400,7 @@ impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T
                         vec.chunks.push(Arc::from(full));
                     }
                 }
+                // One canonical layout for a content: a tail shorter than a chunk.
                 Ok(vec)
             }
         }
@@ -492,10 +522,9 @@ mod tests {
             }
             assert_eq!(vec.len(), model.len());
             assert_eq!(vec.last(), model.last());
-            assert_eq!(
-                vec.chunks.len(),
-                model.len() / 4,
-                "only full chunks are shared"
+            assert!(
+                vec.tail.len() < 8 && vec.chunks.len() * 4 + vec.tail.len() == model.len(),
+                "full chunks shared, a tail of less than two"
             );
             if step % 37 == 0 {
                 copies.push((vec.clone(), model.clone()));
@@ -513,7 +542,12 @@ mod tests {
             )
             .unwrap()
             .0;
-            assert_eq!(decoded, copy, "one layout per contents");
+            assert_eq!(decoded, copy, "equal contents, whatever the layout");
+            assert_eq!(
+                decoded.tail.len(),
+                then.len() % 4,
+                "decoded: a tail under a chunk"
+            );
         }
     }
 
