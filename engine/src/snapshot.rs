@@ -159,12 +159,15 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
         self.tail.clear();
     }
 
-    /// Drops the first `count` chunks (full ones): the element at `count * CHUNK` becomes
-    /// the first. Perf: moves chunk pointers only, so a queue-like use (a window of ids
-    /// whose front ends) sheds its front without copying its elements.
+    /// Drops the first `count` blocks of `CHUNK` elements: the element at `count * CHUNK`
+    /// becomes the first. Perf: moves chunk pointers (and at most a chunk of the tail),
+    /// so a queue-like use (a window of ids whose front ends) sheds its front without
+    /// copying its elements.
     pub(crate) fn drop_front_chunks(&mut self, count: usize) {
-        assert!(count <= self.chunks.len(), "only whole chunks are dropped");
-        self.chunks.drain(..count);
+        assert!(count * CHUNK <= self.len(), "only whole blocks are dropped");
+        let shared = count.min(self.chunks.len());
+        self.chunks.drain(..shared);
+        self.tail.drain(..(count - shared) * CHUNK);
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
