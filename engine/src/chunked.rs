@@ -327,18 +327,21 @@ where
     }
 }
 
-/// A queue stored as chunks of `CHUNK` elements behind `Arc`s: pushed at the back, popped
-/// at the front, read by position; pushed at the front and popped at the back too. Every
-/// chunk but the last is full; the first one's first `head` elements are popped already
-/// (kept until the whole chunk is, at most `CHUNK - 1` of them).
+/// A queue stored as full chunks of `CHUNK` elements behind `Arc`s, then an owned back of
+/// fewer than `2 * CHUNK`: pushed at the back, popped at the front, read by position;
+/// pushed at the front and popped at the back too. The first block's (the first chunk's,
+/// or the back's when there is no chunk) first `head` elements are popped already (kept
+/// until the whole block is).
 ///
-/// Costs: `clone` copies a pointer per chunk; a push writes into the last chunk (the first,
-/// at the front), copying it first if a copy shares it; a pop at the front writes nothing
-/// (it moves `head`, and drops the first chunk once it is all popped); a read by position
-/// is two index operations.
+/// Costs: `clone` copies a pointer per chunk and the back; a push at the back writes into
+/// the back (no atomic: `Arc::make_mut` is a compare-and-swap) and seals its first half
+/// into a chunk once it holds two; a pop at the front writes nothing (it moves `head`, and
+/// drops the first chunk once it is all popped); a read by position is two index
+/// operations.
 #[derive(Clone)]
 pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
     chunks: VecDeque<Arc<Vec<T>>>,
+    back: Vec<T>,
     head: usize,
     len: usize,
 }
@@ -351,6 +354,7 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         let () = Self::CHUNK_IS_POWER_OF_TWO;
         ChunkedDeque {
             chunks: VecDeque::new(),
+            back: Vec::new(),
             head: 0,
             len: 0,
         }
@@ -368,7 +372,10 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
         (index < self.len).then(|| {
             let at = self.head + index;
-            &self.chunks[at / CHUNK][at % CHUNK]
+            match self.chunks.get(at / CHUNK) {
+                Some(chunk) => &chunk[at % CHUNK],
+                None => &self.back[at - self.chunks.len() * CHUNK],
+            }
         })
     }
 
@@ -380,13 +387,14 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         self.len.checked_sub(1).and_then(|last| self.get(last))
     }
 
-    /// Drops the front element (it stays in its chunk, unreachable, until the chunk goes).
+    /// Drops the front element (it stays in its block, unreachable, until the block goes).
     pub(crate) fn pop_front(&mut self) {
         assert!(self.len > 0, "pop from an empty queue");
         self.head += 1;
         self.len -= 1;
-        if self.head == self.chunks[0].len() {
-            // All popped: a full chunk, or the last one (then the queue is empty).
+        if self.len == 0 {
+            self.clear();
+        } else if !self.chunks.is_empty() && self.head == CHUNK {
             self.chunks.pop_front();
             self.head = 0;
         }
@@ -394,6 +402,7 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
+        self.back.clear();
         self.head = 0;
         self.len = 0;
     }
@@ -402,31 +411,38 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         self.chunks
             .iter()
             .flat_map(|chunk| chunk.iter())
+            .chain(self.back.iter())
             .skip(self.head)
     }
 
-    /// How many chunks hold the elements (what a copy copies).
+    /// How many chunks hold the elements (what a copy copies, beside the back).
     #[cfg(test)]
     pub(crate) fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
 
-    /// Asserts the layout: every chunk but the last full, `head` inside the first one.
+    /// Asserts the layout: every chunk full, the back under two, `head` inside the first
+    /// block, the length.
     pub(crate) fn check(&self) {
-        let count = self.chunks.len();
-        for (index, chunk) in self.chunks.iter().enumerate() {
-            assert!(
-                chunk.len() == CHUNK || (index + 1 == count && !chunk.is_empty()),
-                "every chunk but the last is full"
-            );
-        }
-        let stored: usize = self.chunks.iter().map(|chunk| chunk.len()).sum();
         assert!(
-            self.head < CHUNK,
-            "the popped part is inside the first chunk"
+            self.chunks.iter().all(|chunk| chunk.len() == CHUNK),
+            "every chunk is full"
+        );
+        assert!(
+            self.back.len() < 2 * CHUNK,
+            "the back holds less than two chunks"
+        );
+        let first_block = if self.chunks.is_empty() {
+            self.back.len().max(1)
+        } else {
+            CHUNK
+        };
+        assert!(
+            self.head < first_block,
+            "the popped part is inside the first block"
         );
         assert_eq!(
-            stored,
+            self.chunks.len() * CHUNK + self.back.len(),
             self.head + self.len,
             "the length counts the elements"
         );
@@ -435,14 +451,21 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 
 impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     pub(crate) fn push_back(&mut self, value: T) {
-        if self.chunks.back().is_none_or(|chunk| chunk.len() == CHUNK) {
-            self.chunks.push_back(Arc::new(Vec::with_capacity(CHUNK)));
-        }
-        Arc::make_mut(self.chunks.back_mut().expect("a chunk with room")).push(value);
+        self.back.push(value);
         self.len += 1;
+        if self.back.len() == 2 * CHUNK {
+            if self.chunks.is_empty() && self.head >= CHUNK {
+                // The first half is all popped: dropped, not sealed.
+                self.back.drain(..CHUNK);
+                self.head -= CHUNK;
+            } else {
+                self.chunks.push_back(Arc::new(self.back[..CHUNK].to_vec()));
+                self.back.drain(..CHUNK);
+            }
+        }
     }
 
-    /// Puts `value` before the front: into the first chunk's popped part, or a new first
+    /// Puts `value` before the front: into the first block's popped part, or a new first
     /// chunk (full: its other places are copies of `value`, popped already).
     pub(crate) fn push_front(&mut self, value: T) {
         if self.len == 0 {
@@ -455,7 +478,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
             self.head = CHUNK;
         }
         self.head -= 1;
-        Arc::make_mut(&mut self.chunks[0])[self.head] = value;
+        *self.slot_mut(self.head) = value;
         self.len += 1;
     }
 
@@ -471,14 +494,14 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         if self.len == 0 {
             return None;
         }
-        let last = self
-            .chunks
-            .back_mut()
-            .expect("a queue with elements has chunks");
-        let value = Arc::make_mut(last).pop().expect("no chunk is empty");
-        if last.is_empty() {
-            self.chunks.pop_back();
+        if self.back.is_empty() {
+            let last = self
+                .chunks
+                .pop_back()
+                .expect("elements are in a chunk or the back");
+            self.back = Arc::unwrap_or_clone(last);
         }
+        let value = self.back.pop().expect("the back has the last element");
         self.len -= 1;
         if self.len == 0 {
             self.clear();
@@ -489,10 +512,16 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     /// The element `index` places behind the front, to change (its chunk copied first if a
     /// copy shares it).
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        (index < self.len).then(|| {
-            let at = self.head + index;
-            &mut Arc::make_mut(&mut self.chunks[at / CHUNK])[at % CHUNK]
-        })
+        (index < self.len).then(|| self.slot_mut(self.head + index))
+    }
+
+    /// The stored place `at` (counting the popped part), to write.
+    fn slot_mut(&mut self, at: usize) -> &mut T {
+        let shared = self.chunks.len();
+        match self.chunks.get_mut(at / CHUNK) {
+            Some(chunk) => &mut Arc::make_mut(chunk)[at % CHUNK],
+            None => &mut self.back[at - shared * CHUNK],
+        }
     }
 }
 
