@@ -605,14 +605,29 @@ impl ReadModel {
             .applied_offset
             .is_none_or(|applied| outcome.offset > applied));
         let mut changes = Changes::default();
-        // Before the outcome is applied: an event cancel names holds and bookings whose
-        // users are looked up here.
+        // An event cancel's effects all happened before it: they are the clock's (expiries,
+        // and the offers those made; `cancel_event` adds none), and its reply names what
+        // they made: an offer's hold, released by the cancel. Applied after the reply, that
+        // hold was unknown when released and then stayed held on a canceled event (found
+        // by `the_read_model_agrees_with_the_engine_on_random_sequences`). Any other
+        // reply comes first: its effects follow it (a release's offers), or name nothing
+        // it names.
+        let effects_first = matches!(outcome.result, Ok(Reply::EventCanceled { .. }));
+        if effects_first {
+            for effect in &outcome.effects {
+                self.apply_effect(effect, &mut changes);
+            }
+        }
+        // Before the reply is applied: an event cancel names holds and bookings whose users
+        // are looked up here.
         let told = engine::messages::user_notes_of(outcome, &|subject| self.user_of(subject));
         if let Ok(reply) = &outcome.result {
             self.apply_reply(reply, &mut changes);
         }
-        for effect in &outcome.effects {
-            self.apply_effect(effect, &mut changes);
+        if !effects_first {
+            for effect in &outcome.effects {
+                self.apply_effect(effect, &mut changes);
+            }
         }
         changes.users = self.notifications.record(outcome, told);
         self.note_processed(outcome);
@@ -1198,6 +1213,7 @@ mod tests {
         CategorySpec, Command, EngineConfig, Request, RowSpec, SectionSpec, Selection,
         WaitlistPolicy,
     };
+    use proptest::prelude::*;
 
     fn spec() -> EventSpec {
         EventSpec {
@@ -1247,6 +1263,9 @@ mod tests {
         /// Every user's messages as `engine::messages` renders them, in order: what their
         /// notifications must read.
         told: BTreeMap<String, Vec<String>>,
+        /// Whose each hold, booking and waitlist entry is, learnt from the outcomes here
+        /// (not from the model under test): who a message about only an id goes to.
+        owners: BTreeMap<String, engine::UserName>,
     }
 
     impl Check {
@@ -1259,6 +1278,29 @@ mod tests {
                 model: ReadModel::new(100),
                 offset: 0,
                 told: BTreeMap::new(),
+                owners: BTreeMap::new(),
+            }
+        }
+
+        /// Learns the owners an outcome names (all of them first: an event cancel releases
+        /// the hold an expiry's offer made in the same outcome).
+        fn learn_owners(&mut self, outcome: &Outcome) {
+            let mut learn = |subject: Subject, user: &engine::UserName| {
+                self.owners.insert(format!("{subject:?}"), user.clone());
+            };
+            match &outcome.result {
+                Ok(Reply::HoldPlaced(view)) => learn(Subject::Hold(view.hold), &view.user),
+                Ok(Reply::HoldConfirmed(view)) => learn(Subject::Booking(view.booking), &view.user),
+                Ok(Reply::Waitlisted { waiter, user, .. })
+                | Ok(Reply::WaitlistJoined { waiter, user, .. }) => {
+                    learn(Subject::Waiter(*waiter), user)
+                }
+                _ => {}
+            }
+            for effect in &outcome.effects {
+                if let Effect::WaitlistOffered { hold, .. } = effect {
+                    learn(Subject::Hold(hold.hold), &hold.user);
+                }
             }
         }
 
@@ -1267,9 +1309,11 @@ mod tests {
                 .engine
                 .apply(self.offset, time_ms, &Request::new(command));
             self.offset += 1;
-            for message in
-                engine::messages::user_messages_of(&outcome, &|subject| self.model.user_of(subject))
-            {
+            self.learn_owners(&outcome);
+            let owners = &self.owners;
+            for message in engine::messages::user_messages_of(&outcome, &|subject| {
+                owners.get(&format!("{subject:?}")).cloned()
+            }) {
                 self.told
                     .entry(message.user.to_string())
                     .or_default()
@@ -1301,6 +1345,17 @@ mod tests {
                 self.engine.live_hold_count()
             );
             assert_eq!(self.model.waiting as usize, self.engine.waiting_count());
+            // Every hold the model calls held is live in the engine with the same items,
+            // and the model holds all of them (the counts agree above).
+            for (id, hold) in &self.model.holds {
+                if hold.status == HoldStatus::Held {
+                    assert_eq!(
+                        self.engine.hold_items(*id),
+                        Some(&hold.view.items),
+                        "hold {id:?}"
+                    );
+                }
+            }
             outcome
         }
     }
@@ -1470,6 +1525,258 @@ mod tests {
         for (user, told) in &check.told {
             assert_eq!(&read(&check.model.notifications, user), told, "{user}");
             assert_eq!(&read(&decoded, user), told, "{user}, decoded");
+        }
+    }
+
+    /// An event canceled when a hold has just expired: the expiry's offer and the cancel
+    /// come in one outcome, and the cancel releases the hold the offer made.
+    #[test]
+    fn a_cancel_releases_the_hold_an_expiry_offered_in_the_same_outcome() {
+        let mut check = Check::new();
+        let create = Command::CreateEvent {
+            tenant: "demo".into(),
+            spec: spec(),
+        };
+        check.run(1_000, create);
+        let gold = |quantity| Selection::Best {
+            quantity,
+            category: Some("Gold".into()),
+            together: false,
+        };
+        let first = check.run(1_000, hold("u1", gold(4), false));
+        assert!(
+            matches!(first.result, Ok(Reply::HoldPlaced(_))),
+            "{first:?}"
+        );
+        let waited = check.run(1_000, hold("u2", gold(2), true));
+        assert!(
+            matches!(waited.result, Ok(Reply::Waitlisted { .. })),
+            "{waited:?}"
+        );
+        // Past u1's expiry (TTL 1 s, no grace): u1's hold expires, u2 is offered two
+        // seats, and the cancel releases that offer, all in this outcome.
+        let cancel = Command::CancelEvent {
+            tenant: "demo".into(),
+            event: EventId(0),
+        };
+        let canceled = check.run(2_500, cancel);
+        let offered = canceled
+            .effects
+            .iter()
+            .find_map(|effect| match effect {
+                Effect::WaitlistOffered { hold, .. } => Some(hold.hold),
+                _ => None,
+            })
+            .expect("the expiry made an offer");
+        let Ok(Reply::EventCanceled { released_holds, .. }) = &canceled.result else {
+            panic!("{canceled:?}")
+        };
+        assert_eq!(released_holds, &vec![offered]);
+        assert_eq!(
+            check.model.hold(offered).unwrap().status,
+            HoldStatus::Released
+        );
+        assert_eq!(check.model.live_holds, 0);
+        // u2 is told of the offer and of its release.
+        assert_eq!(check.told["u2"].len(), 2, "{:?}", check.told["u2"]);
+        let read = check
+            .model
+            .notifications
+            .after("u2", None)
+            .notifications
+            .len();
+        assert_eq!(read, 2);
+    }
+
+    /// What a random sequence does, resolved against what earlier outcomes granted.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Exact {
+            user: usize,
+            first: u32,
+            count: u32,
+        },
+        Best {
+            user: usize,
+            quantity: u32,
+            category: usize,
+            together: bool,
+            wait: bool,
+        },
+        Join {
+            user: usize,
+            quantity: u32,
+            category: usize,
+            together: bool,
+        },
+        /// The `pick`-th hold granted so far; by its owner or, when `stranger`, someone else.
+        Confirm {
+            pick: usize,
+            stranger: bool,
+        },
+        Release {
+            pick: usize,
+        },
+        Cancel {
+            pick: usize,
+        },
+        Leave {
+            pick: usize,
+        },
+        Tick {
+            step_ms: u64,
+        },
+        CancelEvent,
+    }
+
+    const USERS: [&str; 3] = ["ann", "bob", "cat"];
+    const CATEGORIES: [Option<&str>; 3] = [None, Some("Gold"), Some("Floor")];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let user = 0..USERS.len();
+        let category = 0..CATEGORIES.len();
+        prop_oneof![
+            3 => (user.clone(), 0u32..7, 1u32..4)
+                .prop_map(|(user, first, count)| Op::Exact { user, first, count }),
+            4 => (user.clone(), 1u32..5, category.clone(), any::<bool>(), any::<bool>())
+                .prop_map(|(user, quantity, category, together, wait)| Op::Best {
+                    user, quantity, category, together, wait
+                }),
+            2 => (user, 1u32..4, category, any::<bool>())
+                .prop_map(|(user, quantity, category, together)| Op::Join {
+                    user, quantity, category, together
+                }),
+            3 => (any::<usize>(), proptest::bool::weighted(0.1))
+                .prop_map(|(pick, stranger)| Op::Confirm { pick, stranger }),
+            2 => any::<usize>().prop_map(|pick| Op::Release { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+            1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
+            3 => (0u64..2_500).prop_map(|step_ms| Op::Tick { step_ms }),
+            // Rare: a canceled event ends the sequence's interesting part.
+            1 => Just(Op::CancelEvent).prop_filter("rare", |_| true),
+        ]
+    }
+
+    /// Two rows of Gold seats (4 and 3) and a Floor pool of 5: small enough that events
+    /// sell out, waitlists form and offers follow releases and expiries.
+    fn small_spec(policy: WaitlistPolicy) -> EventSpec {
+        let mut spec = spec();
+        spec.waitlist_policy = policy;
+        spec.sections[0].rows.push(RowSpec {
+            label: "2".into(),
+            seats: 3,
+            category: "Gold".into(),
+        });
+        spec
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// The read model, fed each outcome, agrees with the engine after every step of a
+        /// random sequence (seat by seat, category counts, live holds and their items,
+        /// waiters): the model re-implements the engine's seat accounting from outcomes,
+        /// and this is where the two implementations are held to each other.
+        #[test]
+        fn the_read_model_agrees_with_the_engine_on_random_sequences(
+            strict in any::<bool>(),
+            // Each command comes some time after the one before: expiries (and the offers
+            // they make) then happen inside any command, not only in ticks.
+            ops in proptest::collection::vec((op(), 0u64..1_500), 1..60),
+        ) {
+            let policy = if strict { WaitlistPolicy::Strict } else { WaitlistPolicy::SkipAhead };
+            let mut check = Check::new();
+            let mut now_ms = 1_000;
+            let created = check.run(now_ms, Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: small_spec(policy),
+            });
+            prop_assert!(created.result.is_ok(), "{:?}", created.result);
+            let mut holds: Vec<(HoldId, String)> = Vec::new();
+            let mut bookings: Vec<(BookingId, String)> = Vec::new();
+            let mut waiters: Vec<(WaiterId, String)> = Vec::new();
+            for (op, step_ms) in ops {
+                now_ms += step_ms;
+                let command = match op {
+                    Op::Exact { user, first, count } => hold(
+                        USERS[user],
+                        Selection::SeatIndices((first..(first + count).min(7)).collect()),
+                        false,
+                    ),
+                    Op::Best { user, quantity, category, together, wait } => hold(
+                        USERS[user],
+                        Selection::Best {
+                            quantity,
+                            category: CATEGORIES[category].map(str::to_string),
+                            together,
+                        },
+                        wait,
+                    ),
+                    Op::Join { user, quantity, category, together } => Command::JoinWaitlist {
+                        user: USERS[user].into(),
+                        event: EventId(0),
+                        quantity,
+                        category: CATEGORIES[category].map(str::to_string),
+                        together,
+                    },
+                    Op::Confirm { pick, stranger } if !holds.is_empty() => {
+                        let (hold, user) = holds[pick % holds.len()].clone();
+                        let user = if stranger { format!("{user}-not") } else { user };
+                        Command::ConfirmHold { user, hold, payment_ref: "p".into() }
+                    }
+                    Op::Release { pick } if !holds.is_empty() => {
+                        let (hold, user) = holds[pick % holds.len()].clone();
+                        Command::ReleaseHold { user, hold }
+                    }
+                    Op::Cancel { pick } if !bookings.is_empty() => {
+                        let (booking, user) = bookings[pick % bookings.len()].clone();
+                        Command::CancelBooking { user, booking }
+                    }
+                    Op::Leave { pick } if !waiters.is_empty() => {
+                        let (waiter, user) = waiters[pick % waiters.len()].clone();
+                        Command::LeaveWaitlist { user, waiter }
+                    }
+                    Op::CancelEvent => Command::CancelEvent {
+                        tenant: "demo".into(),
+                        event: EventId(0),
+                    },
+                    Op::Tick { step_ms } => {
+                        now_ms += step_ms;
+                        Command::Tick
+                    }
+                    // Nothing granted yet to act on.
+                    _ => Command::Tick,
+                };
+                let outcome = check.run(now_ms, command);
+                match &outcome.result {
+                    Ok(Reply::HoldPlaced(view)) => holds.push((view.hold, view.user.to_string())),
+                    Ok(Reply::HoldConfirmed(view)) => {
+                        bookings.push((view.booking, view.user.to_string()))
+                    }
+                    Ok(Reply::Waitlisted { waiter, user, .. })
+                    | Ok(Reply::WaitlistJoined { waiter, user, .. }) => {
+                        waiters.push((*waiter, user.to_string()))
+                    }
+                    _ => {}
+                }
+                for effect in &outcome.effects {
+                    if let Effect::WaitlistOffered { hold, .. } = effect {
+                        holds.push((hold.hold, hold.user.to_string()));
+                    }
+                }
+            }
+            // Each user's notifications read what the outcomes told them, in order.
+            for (user, told) in &check.told {
+                let read: Vec<String> = check
+                    .model
+                    .notifications
+                    .after(user, None)
+                    .notifications
+                    .iter()
+                    .map(|notification| notification.body().into_owned())
+                    .collect();
+                prop_assert_eq!(&read, told, "{}", user);
+            }
         }
     }
 
