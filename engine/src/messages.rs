@@ -217,12 +217,22 @@ fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
         return Vec::new();
     }
     let mut made = Vec::new();
-    if let Ok(reply) = &outcome.result {
-        made.extend(reply_message(reply).map(|made| (MessageSource::Reply, made)));
-    }
-    for (index, effect) in outcome.effects.iter().enumerate() {
-        let source = MessageSource::Effect(index_of(index));
-        made.extend(effect_message(effect).map(|made| (source, made)));
+    let reply = outcome.result.as_ref().ok().and_then(reply_message);
+    let effects = outcome
+        .effects
+        .iter()
+        .enumerate()
+        .filter_map(|(index, effect)| {
+            effect_message(effect).map(|made| (MessageSource::Effect(index_of(index)), made))
+        });
+    // In the order it happened (an event cancel after the expiries and offers its
+    // outcome's clock made: `Outcome::effects_first`).
+    if outcome.effects_first() {
+        made.extend(effects);
+        made.extend(reply.map(|made| (MessageSource::Reply, made)));
+    } else {
+        made.extend(reply.map(|made| (MessageSource::Reply, made)));
+        made.extend(effects);
     }
     made
 }

@@ -36,6 +36,19 @@ pub struct Outcome {
     pub idempotency: Option<IdempotencyStamp>,
 }
 
+impl Outcome {
+    /// Whether all of this outcome's effects happened before its reply's change, so that
+    /// whoever applies an outcome in parts (the ingress's read model) or tells of it in
+    /// order (`messages`) takes the effects first. An event cancel's effects are all the
+    /// clock's (expiries, and the offers those made, before the command runs;
+    /// `cancel_event` makes none), and its reply names what they made: the hold of an
+    /// offer, released by the cancel. Any other reply comes first: its effects follow it
+    /// (a release's offers), or name nothing it names.
+    pub fn effects_first(&self) -> bool {
+        matches!(self.result, Ok(Reply::EventCanceled { .. }))
+    }
+}
+
 /// The items a hold or booking covers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Items {
