@@ -1626,6 +1626,12 @@ mod tests {
         Tick {
             step_ms: u64,
         },
+        /// A patch of the hold TTL, the waitlist policy (true: strict) or the per-user cap.
+        Update {
+            hold_ttl_ms: Option<u64>,
+            strict: Option<bool>,
+            seats_per_user_max: Option<Option<u32>>,
+        },
         CancelEvent,
     }
 
@@ -1652,6 +1658,14 @@ mod tests {
             1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
             1 => any::<usize>().prop_map(|pick| Op::Leave { pick }),
             3 => (0u64..2_500).prop_map(|step_ms| Op::Tick { step_ms }),
+            1 => (
+                proptest::option::of(200u64..3_000),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of(proptest::option::of(1u32..6)),
+            )
+                .prop_map(|(hold_ttl_ms, strict, seats_per_user_max)| Op::Update {
+                    hold_ttl_ms, strict, seats_per_user_max
+                }),
             // Rare: a canceled event ends the sequence's interesting part.
             1 => Just(Op::CancelEvent).prop_filter("rare", |_| true),
         ]
@@ -1675,8 +1689,13 @@ mod tests {
 
         /// The read model, fed each outcome, agrees with the engine after every step of a
         /// random sequence (seat by seat, category counts, live holds and their items,
-        /// waiters): the model re-implements the engine's seat accounting from outcomes,
-        /// and this is where the two implementations are held to each other.
+        /// waiters, and at the end each user's notifications): the model re-implements the
+        /// engine's seat accounting from outcomes, and this is where the two
+        /// implementations are held to each other. Holds (exact, best, general admission,
+        /// waiting), confirms (some by the wrong user), releases, booking cancels,
+        /// waitlist joins and leaves, event patches (TTL, policy, per-user cap), event
+        /// cancels, and time passing before each command, so that expiries and their
+        /// offers land inside any command.
         #[test]
         fn the_read_model_agrees_with_the_engine_on_random_sequences(
             strict in any::<bool>(),
@@ -1736,6 +1755,18 @@ mod tests {
                         let (waiter, user) = waiters[pick % waiters.len()].clone();
                         Command::LeaveWaitlist { user, waiter }
                     }
+                    Op::Update { hold_ttl_ms, strict, seats_per_user_max } => Command::UpdateEvent {
+                        tenant: "demo".into(),
+                        event: EventId(0),
+                        patch: EventPatch {
+                            hold_ttl_ms,
+                            waitlist_policy: strict.map(|strict| {
+                                if strict { WaitlistPolicy::Strict } else { WaitlistPolicy::SkipAhead }
+                            }),
+                            seats_per_user_max,
+                            ..EventPatch::default()
+                        },
+                    },
                     Op::CancelEvent => Command::CancelEvent {
                         tenant: "demo".into(),
                         event: EventId(0),
