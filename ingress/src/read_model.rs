@@ -1267,9 +1267,15 @@ mod tests {
 
     impl Check {
         fn new() -> Check {
+            Check::with_grace(0)
+        }
+
+        /// With `confirm_grace_ms`: a hold past its expiry can still be confirmed that
+        /// long, and expires only after it.
+        fn with_grace(confirm_grace_ms: u64) -> Check {
             Check {
                 engine: engine::Engine::new(EngineConfig {
-                    confirm_grace_ms: 0,
+                    confirm_grace_ms,
                     ..EngineConfig::default()
                 }),
                 model: ReadModel::new(100),
@@ -1695,16 +1701,18 @@ mod tests {
         /// waiting), confirms (some by the wrong user), releases, booking cancels,
         /// waitlist joins and leaves, event patches (TTL, policy, per-user cap), event
         /// cancels, and time passing before each command, so that expiries and their
-        /// offers land inside any command.
+        /// offers land inside any command; with or without a confirm grace (a hold
+        /// confirmable past its expiry, expiring after it).
         #[test]
         fn the_read_model_agrees_with_the_engine_on_random_sequences(
             strict in any::<bool>(),
+            confirm_grace_ms in prop_oneof![Just(0u64), 1u64..1_500],
             // Each command comes some time after the one before: expiries (and the offers
             // they make) then happen inside any command, not only in ticks.
             ops in proptest::collection::vec((op(), 0u64..1_500), 1..60),
         ) {
             let policy = if strict { WaitlistPolicy::Strict } else { WaitlistPolicy::SkipAhead };
-            let mut check = Check::new();
+            let mut check = Check::with_grace(confirm_grace_ms);
             let mut now_ms = 1_000;
             let created = check.run(now_ms, Command::CreateEvent {
                 tenant: "demo".into(),
