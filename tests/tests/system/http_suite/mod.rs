@@ -281,6 +281,18 @@ impl Service {
         wait_line(&mut engine, &lines, |line| {
             (line.starts_with("node ") && line.ends_with(" is primary")).then_some(())
         });
+        // A primary writes its `Configure` record once it has caught up, a moment after it
+        // says it is primary: the first record of these fresh topics. Scenarios that count
+        // offsets start after it (it once landed between a scenario's two reads of the
+        // log's end, on a loaded machine).
+        let began = Instant::now();
+        while requestlog::LogReader::end_offset(&probe).expect("the requests topic's end") < 1 {
+            assert!(
+                began.elapsed() < DEADLINE,
+                "the engine wrote no Configure record"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let deployment = Arc::new(Deployment {
             processes: std::sync::Mutex::new(vec![engine]),
             probe: std::sync::Mutex::new(LogProbe::Kafka(probe)),
