@@ -51,21 +51,32 @@ fn embedded(dir: PathBuf, options: EmbeddedOptions) -> Result<Arc<dyn OpenLog>, 
     Ok(Arc::new(log))
 }
 
-fn kafka(
-    settings: &KafkaSettings,
-    topic: &str,
-    transactional_id: Option<&str>,
-) -> Result<Arc<dyn OpenLog>, ToolError> {
-    Ok(Arc::new(kafka_log(settings, topic, transactional_id)?))
+fn kafka(settings: &KafkaSettings, topic: &str) -> Result<Arc<dyn OpenLog>, ToolError> {
+    Ok(Arc::new(kafka_log(settings, topic)?))
 }
 
-fn kafka_log(
-    settings: &KafkaSettings,
-    topic: &str,
-    transactional_id: Option<&str>,
-) -> Result<KafkaLog, ToolError> {
+/// The engine's outcomes topic: its one writer is the primary's publisher, which appends
+/// one batch at a time and waits for it, so nothing else could join a batch and a linger
+/// would only delay each one (transactional or not).
+fn kafka_outcomes(settings: &KafkaSettings) -> Result<Arc<dyn OpenLog>, ToolError> {
+    let topic = &settings.outcomes_topic;
     let mut options = settings.options(topic);
-    options.transactional_id = transactional_id.map(str::to_string);
+    options.linger = std::time::Duration::ZERO;
+    if settings.outcomes_transactional {
+        options.transactional_id = Some(settings.transactional_id.clone());
+    }
+    Ok(Arc::new(open_kafka(settings, options)?))
+}
+
+fn kafka_log(settings: &KafkaSettings, topic: &str) -> Result<KafkaLog, ToolError> {
+    open_kafka(settings, settings.options(topic))
+}
+
+fn open_kafka(
+    settings: &KafkaSettings,
+    options: requestlog::KafkaOptions,
+) -> Result<KafkaLog, ToolError> {
+    let topic = options.topic.clone();
     KafkaLog::open(options).map_err(log_error(format!(
         "cannot open Kafka topic {topic} on {}",
         settings.brokers
@@ -76,7 +87,7 @@ fn kafka_log(
 /// its node there ([`requestlog::ReplicaAnnouncer`]) and `promote` refuses a node none
 /// has announced.
 pub(crate) fn requests_topic(settings: &Settings) -> Result<KafkaLog, ToolError> {
-    kafka_log(&settings.kafka, &settings.kafka.requests_topic, None)
+    kafka_log(&settings.kafka, &settings.kafka.requests_topic)
 }
 
 pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
@@ -86,8 +97,9 @@ pub(crate) fn create_data_dir(data_dir: &Path) -> Result<(), ToolError> {
     })
 }
 
-/// Opens the requests and outcomes logs per `[log]` (and `[kafka]`). In Kafka mode the
-/// outcomes writer is transactional, so a second engine fences the first.
+/// Opens the requests and outcomes logs per `[log]` (and `[kafka]`). In Kafka mode with
+/// `kafka.outcomes_transactional` the outcomes writer is transactional, so a second engine
+/// fences the first.
 pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<ConfiguredLogs, ToolError> {
     match settings.log.kind {
         LogKind::Embedded => {
@@ -119,12 +131,8 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
         LogKind::Kafka => {
             let kafka_settings = &settings.kafka;
             Ok(ConfiguredLogs {
-                requests: kafka(kafka_settings, &kafka_settings.requests_topic, None)?,
-                outcomes: kafka(
-                    kafka_settings,
-                    &kafka_settings.outcomes_topic,
-                    Some(&kafka_settings.transactional_id),
-                )?,
+                requests: kafka(kafka_settings, &kafka_settings.requests_topic)?,
+                outcomes: kafka_outcomes(kafka_settings)?,
             })
         }
     }
@@ -142,7 +150,7 @@ pub(crate) fn open_control_log(
             create_data_dir(data_dir)?;
             embedded(data_dir.join("control"), settings.synced_log_options())
         }
-        LogKind::Kafka => kafka(&settings.kafka, &settings.kafka.control_topic(), None),
+        LogKind::Kafka => kafka(&settings.kafka, &settings.kafka.control_topic()),
     }
 }
 

@@ -293,6 +293,15 @@ pub(crate) struct KafkaSettings {
     pub(crate) brokers: String,
     pub(crate) requests_topic: String,
     pub(crate) outcomes_topic: String,
+    /// The engine's outcomes producer writes in transactions under `transactional_id`, and
+    /// opening one fences every older producer with that id. Off (the default): an
+    /// idempotent producer, no transactions; an old primary that has not read the
+    /// `Promote` replacing it yet writes at most the outcomes up to that record, byte for
+    /// byte the new primary's, which readers drop by request offset (ARCHITECTURE.md,
+    /// "Fail-over"). Transactions cost the broker a coordinator round trip and a commit
+    /// marker per append: about half the throughput (BENCHMARKS.md, session 21).
+    #[serde(default)]
+    pub(crate) outcomes_transactional: bool,
     pub(crate) transactional_id: String,
     /// Replicas of a topic Boxoffice creates, and the fewest an existing topic may have.
     #[serde(default = "default_one")]

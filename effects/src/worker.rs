@@ -410,7 +410,10 @@ fn follow_outcomes(
         for record in &records {
             match assembler.push(&record.payload) {
                 Ok(Some(outcome)) => {
-                    next.record = record.offset + 1;
+                    // Not inside another copy: a restart there would lose its first frames.
+                    if assembler.unfinished_offset().is_none() {
+                        next.record = record.offset + 1;
+                    }
                     if next.offset.is_some_and(|offset| outcome.offset <= offset) {
                         continue; // published again (a fail-over): routed already
                     }

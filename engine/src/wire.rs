@@ -17,9 +17,11 @@
 //!  bytes 17..    this frame's share of the outcome's bincode bytes
 //! ```
 //!
-//! Readers reassemble with an [`OutcomeAssembler`]: a frame with index 0 starts an outcome
-//! (a publisher that stopped in the middle of one publishes it again from frame 0), and a
-//! frame that does not continue the outcome being assembled is ignored. [`frame_header`]
+//! Readers reassemble with an [`OutcomeAssembler`]: a frame with index 0 starts a copy of
+//! an outcome (a publisher that stopped in the middle of one publishes it again from frame
+//! 0; two publishers writing at once interleave their copies), a frame continues the copies
+//! of its request offset, the first copy to complete is the outcome, and a frame that
+//! continues nothing is ignored. [`frame_header`]
 //! reads the header alone, for tools that only need the offset.
 //!
 //! Changing a format is deliberate: bump the version and update the golden bytes in the
@@ -249,22 +251,39 @@ fn decode_outcome_body(offset: u64, body: &[u8]) -> Result<Outcome, String> {
 
 /// Reassembles outcomes from frames read in log order (sans-io: push records, take
 /// outcomes). Rules:
-/// - a frame with index 0 starts a new outcome, dropping any unfinished one (a publisher
-///   that stopped in the middle of an outcome publishes it again from frame 0);
-/// - a frame that does not continue the unfinished outcome (another request offset,
-///   another count, not the next index) is ignored;
+/// - a frame with index 0 starts a copy of an outcome (a publisher that stopped in the
+///   middle of an outcome publishes it again from frame 0);
+/// - a frame continues every copy of its request offset with the same count whose next
+///   index it is; it is ignored when it continues none;
+/// - the first copy to complete is the outcome; the other copies of it, and any copy of
+///   an earlier request offset, are dropped with it (outcomes complete in request order,
+///   below, so those are copies of outcomes already made);
+/// - why copies: two publishers may write at the same time (an old primary that has not
+///   yet read the `Promote` that replaced it, and the new one), their frames interleaved,
+///   one of them perhaps stopping inside an outcome. Their outcomes are byte for byte the
+///   same (a pure function of the requests log), so a frame of either continues a copy of
+///   the other; and since every publisher's own copy completes by its last frame,
+///   outcomes complete in request order whatever the interleaving;
+/// - at most [`OUTCOME_COPIES_MAX`] copies are assembled at once; past it the oldest
+///   unfinished one is dropped;
 /// - frames that end up in no outcome are counted ([`OutcomeAssembler::frames_ignored`]).
 ///
-/// An unfinished outcome holds at most the bytes of one outcome, which the engine held
-/// in memory to produce it.
+/// A copy holds at most the bytes of one outcome, which the engine held in memory to
+/// produce it.
 #[derive(Debug, Default)]
 pub struct OutcomeAssembler {
-    partial: Option<Partial>,
+    /// Unfinished copies, oldest first.
+    copies: Vec<OutcomeCopy>,
     frames_ignored: u64,
+    dropped_last: Option<u64>,
 }
 
+/// How many unfinished outcome copies an [`OutcomeAssembler`] keeps (a few publishers
+/// writing at once, and copies cut short).
+pub const OUTCOME_COPIES_MAX: usize = 8;
+
 #[derive(Debug)]
-struct Partial {
+struct OutcomeCopy {
     offset: u64,
     count: u32,
     next_index: u32,
@@ -283,11 +302,14 @@ impl OutcomeAssembler {
         let header = frame_header(record)?;
         let body = &record[OUTCOME_FRAME_HEADER_BYTES..];
         if header.index == 0 {
-            self.drop_partial();
             if header.count == 1 {
+                self.drop_copies_through(header.offset);
                 return decode_outcome_body(header.offset, body).map(Some);
             }
-            self.partial = Some(Partial {
+            if self.copies.len() == OUTCOME_COPIES_MAX {
+                self.drop_copy(0);
+            }
+            self.copies.push(OutcomeCopy {
                 offset: header.offset,
                 count: header.count,
                 next_index: 1,
@@ -295,20 +317,32 @@ impl OutcomeAssembler {
             });
             return Ok(None);
         }
-        let Some(partial) = self.partial.as_mut().filter(|partial| {
-            (partial.offset, partial.count, partial.next_index)
-                == (header.offset, header.count, header.index)
-        }) else {
+        let mut continued = false;
+        let mut completed = None;
+        for (at, copy) in self.copies.iter_mut().enumerate() {
+            if (copy.offset, copy.count, copy.next_index)
+                != (header.offset, header.count, header.index)
+            {
+                continue;
+            }
+            continued = true;
+            copy.body.extend_from_slice(body);
+            copy.next_index += 1;
+            if copy.next_index == copy.count {
+                completed = Some(at);
+                break;
+            }
+        }
+        if !continued {
             self.frames_ignored += 1;
             return Ok(None);
-        };
-        partial.body.extend_from_slice(body);
-        partial.next_index += 1;
-        if partial.next_index < partial.count {
-            return Ok(None);
         }
-        let partial = self.partial.take().expect("just extended");
-        decode_outcome_body(partial.offset, &partial.body).map(Some)
+        let Some(at) = completed else {
+            return Ok(None);
+        };
+        let copy = self.copies.remove(at);
+        self.drop_copies_through(copy.offset);
+        decode_outcome_body(copy.offset, &copy.body).map(Some)
     }
 
     /// Frames that made no outcome: those that continued nothing, and those of outcomes
@@ -317,15 +351,31 @@ impl OutcomeAssembler {
         self.frames_ignored
     }
 
-    /// The request offset of the outcome being assembled, if one is unfinished.
+    /// The request offset of the oldest unfinished copy, if any. A reader that remembers
+    /// where to resume moves it past a record only when none is unfinished: resuming
+    /// inside a copy would lose its first frames.
     pub fn unfinished_offset(&self) -> Option<u64> {
-        self.partial.as_ref().map(|partial| partial.offset)
+        self.copies.first().map(|copy| copy.offset)
     }
 
-    fn drop_partial(&mut self) {
-        if let Some(partial) = self.partial.take() {
-            self.frames_ignored += u64::from(partial.next_index);
+    /// The request offset of the last unfinished copy dropped (an outcome cut short and
+    /// published again, or completed by another copy), if any was.
+    pub fn dropped_last(&self) -> Option<u64> {
+        self.dropped_last
+    }
+
+    /// Drops the copies of outcomes up to `offset`, which has just completed: outcomes
+    /// complete in request order, so those are copies of outcomes already made.
+    fn drop_copies_through(&mut self, offset: u64) {
+        while let Some(at) = self.copies.iter().position(|copy| copy.offset <= offset) {
+            self.drop_copy(at);
         }
+    }
+
+    fn drop_copy(&mut self, at: usize) {
+        let copy = self.copies.remove(at);
+        self.frames_ignored += u64::from(copy.next_index);
+        self.dropped_last = Some(copy.offset);
     }
 }
 
@@ -557,6 +607,84 @@ mod tests {
         assert_eq!(assembler.frames_ignored(), 5);
         // The outcome being assembled was kept through all that.
         assert_eq!(assembler.push(&frames[2]), Ok(Some(big)));
+    }
+
+    /// Two publishers writing at once (an old primary that has not read the `Promote` yet,
+    /// and the new one): their frames interleave, a copy may be cut short, the old one
+    /// repeats outcomes already published. Every outcome still comes out whole, in the
+    /// order of its first completion, whatever the interleaving.
+    #[test]
+    fn frames_of_two_publishers_interleaved_make_every_outcome() {
+        let outcomes: Vec<Outcome> = (10..14)
+            .map(|offset| match offset % 2 {
+                0 => big_outcome(offset, 600 << 10),
+                _ => tick_outcome(offset),
+            })
+            .collect();
+        let frames: Vec<Vec<u8>> = outcomes.iter().flat_map(encode_outcome_frames).collect();
+        // The new primary publishes 10..14; the old one 10..12, stopping inside 12.
+        let old: Vec<Vec<u8>> = frames[..frames.len() - 3].to_vec();
+        assert!(frame_header(old.last().unwrap()).unwrap().offset == 12);
+        let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..64 {
+            // A random interleaving of the two sequences, each in its own order.
+            let (mut new_next, mut old_next) = (0, 0);
+            let mut log = Vec::new();
+            while new_next < frames.len() || old_next < old.len() {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let take_old = old_next < old.len() && (new_next == frames.len() || rng % 2 == 0);
+                if take_old {
+                    log.push(&old[old_next]);
+                    old_next += 1;
+                } else {
+                    log.push(&frames[new_next]);
+                    new_next += 1;
+                }
+            }
+            let mut assembler = OutcomeAssembler::new();
+            let mut seen = Vec::new();
+            for record in log {
+                if let Some(outcome) = assembler.push(record).unwrap() {
+                    // Readers drop an outcome they already have (by request offset).
+                    if seen
+                        .last()
+                        .is_none_or(|last: &Outcome| outcome.offset > last.offset)
+                    {
+                        seen.push(outcome);
+                    }
+                }
+            }
+            assert_eq!(seen, outcomes);
+        }
+    }
+
+    /// Unfinished copies are bounded: past `OUTCOME_COPIES_MAX` the oldest is dropped.
+    #[test]
+    fn at_most_a_few_outcomes_are_assembled_at_once() {
+        let mut assembler = OutcomeAssembler::new();
+        let firsts: Vec<Vec<u8>> = (0..=OUTCOME_COPIES_MAX as u64)
+            .map(|offset| encode_outcome_frames(&big_outcome(offset, 600 << 10)).remove(0))
+            .collect();
+        for first in &firsts {
+            assert_eq!(assembler.push(first), Ok(None));
+        }
+        assert_eq!(assembler.copies.len(), OUTCOME_COPIES_MAX);
+        assert_eq!(
+            (assembler.unfinished_offset(), assembler.dropped_last()),
+            (Some(1), Some(0))
+        );
+        assert_eq!(assembler.frames_ignored(), 1);
+        // A single-frame outcome of an offset being assembled completes it: its copies go.
+        assert_eq!(
+            assembler.push(&encode_outcome_frames(&tick_outcome(1))[0]),
+            Ok(Some(tick_outcome(1)))
+        );
+        assert_eq!(
+            (assembler.unfinished_offset(), assembler.frames_ignored()),
+            (Some(2), 2)
+        );
     }
 
     #[test]

@@ -191,7 +191,10 @@ impl Follower {
             match assembler.push(&record.payload) {
                 Ok(Some(outcome)) => {
                     outcomes.push(outcome);
-                    self.resume_position = record.offset + 1;
+                    // Not inside another copy: a restart there would lose its first frames.
+                    if assembler.unfinished_offset().is_none() {
+                        self.resume_position = record.offset + 1;
+                    }
                 }
                 Ok(None) => {}
                 Err(reason) => {

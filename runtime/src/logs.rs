@@ -130,8 +130,8 @@ pub fn last_published_offset(outcomes: &dyn OpenLog) -> Result<Option<u64>, Runt
     }
 }
 
-/// Reads from the reader's position to `end` and returns the request offset of the last
-/// frame there that completes its outcome.
+/// Reads from the reader's position to `end` and returns the highest request offset
+/// whose outcome's last frame is there.
 fn last_complete(reader: &mut dyn LogReader, end: u64) -> Result<Option<u64>, RuntimeError> {
     let deadline = Instant::now() + TAIL_DEADLINE;
     let mut last = None;
@@ -155,7 +155,9 @@ fn last_complete(reader: &mut dyn LogReader, end: u64) -> Result<Option<u64>, Ru
                 }
             })?;
             if header.is_last() {
-                last = Some(header.offset);
+                // The highest, not the latest: a second publisher writing at the same time
+                // (an old primary that has not read its `Promote` yet) may be behind.
+                last = last.max(Some(header.offset));
             }
         }
         if Instant::now() > deadline {

@@ -28,8 +28,11 @@ pub(crate) struct Publishing {
 }
 
 impl Publishing {
-    /// Opens the writer first (in Kafka this fences any older writer), then reads the
-    /// log's tail, which no one else can extend any more.
+    /// Opens the writer first (a fencing log, such as Kafka with
+    /// `kafka.outcomes_transactional`, fences any older writer there), then reads the log's
+    /// tail. Without fencing an old primary that has not read its `Promote` yet may still
+    /// append after that read: only outcomes up to the `Promote`, byte for byte the ones
+    /// this replica publishes, which readers drop by request offset.
     pub(crate) fn open(outcomes: &dyn OpenLog) -> Result<Publishing, RuntimeError> {
         let writer = outcomes.open_writer().map_err(RuntimeError::OutcomesLog)?;
         let last_published = last_published_offset(outcomes)?;

@@ -82,6 +82,10 @@ fn seeds() {
             totals.appends_torn > 0 && totals.fsyncs_failed > 0,
             "{totals:?}"
         );
+        assert!(
+            totals.seeds_without_fencing > 0 && totals.outcomes_published_twice > 0,
+            "{totals:?}"
+        );
     }
 }
 
@@ -179,6 +183,11 @@ struct Summary {
     appends_torn: u64,
     fsyncs_failed: u64,
     writers_fenced: u64,
+    /// Seeds whose outcomes log does not fence (Kafka's idempotent producer, the default).
+    seeds_without_fencing: u64,
+    /// Outcomes published a second time (seen again by a reader, identical): by an old
+    /// primary that had not read its `Promote` yet, on a log that does not fence.
+    outcomes_published_twice: u64,
 }
 
 impl Summary {
@@ -195,6 +204,8 @@ impl Summary {
         self.appends_torn += other.appends_torn;
         self.fsyncs_failed += other.fsyncs_failed;
         self.writers_fenced += other.writers_fenced;
+        self.seeds_without_fencing += other.seeds_without_fencing;
+        self.outcomes_published_twice += other.outcomes_published_twice;
     }
 }
 
@@ -249,6 +260,10 @@ struct Clients {
 
 /// Follows the outcomes log as a client would, and checks its order as it goes.
 struct Observer {
+    /// The outcomes log fences older writers (a transactional Kafka producer): every
+    /// outcome is published once. Otherwise an old primary may publish again, identically,
+    /// outcomes up to the `Promote` that replaced it, which readers drop by offset.
+    fencing: bool,
     reader: requestlog::MemoryReader,
     assembler: OutcomeAssembler,
     /// Every outcome seen (acknowledged to a client), by request offset.
@@ -287,7 +302,14 @@ impl Simulation {
             visibility_delay_steps_max: 0,
         };
         let requests = MemoryLog::new("memory:requests", requests_faults, random.next());
-        let outcomes = MemoryLog::fencing("memory:outcomes", outcomes_faults, random.next());
+        // Odd seeds: an outcomes log that does not fence (Kafka's default idempotent
+        // producer). By the seed, not a draw, so that even seeds run as they always did.
+        let fencing = seed % 2 == 0;
+        let outcomes = if fencing {
+            MemoryLog::fencing("memory:outcomes", outcomes_faults, random.next())
+        } else {
+            MemoryLog::new("memory:outcomes", outcomes_faults, random.next())
+        };
         requests.set_now_ms(START_MS);
         outcomes.set_now_ms(START_MS);
         let config = EngineConfig::default();
@@ -301,6 +323,7 @@ impl Simulation {
             .collect();
         let client_writer: Arc<dyn LogWriter> = Arc::new(requests.writer());
         let observer = Observer {
+            fencing,
             reader: outcomes.reader(),
             assembler: OutcomeAssembler::new(),
             seen: BTreeMap::new(),
@@ -333,6 +356,7 @@ impl Simulation {
         self.summary.appends_torn = requests.appends_torn + outcomes.appends_torn;
         self.summary.fsyncs_failed = requests.fsyncs_failed + outcomes.fsyncs_failed;
         self.summary.writers_fenced = outcomes.writers_fenced;
+        self.summary.seeds_without_fencing = u64::from(!self.observer.fencing);
         self.summary.requests = self.requests.visible_records().len() as u64;
         self.summary.outcomes_seen = self.observer.seen.len() as u64;
         self.summary
@@ -637,6 +661,17 @@ impl Simulation {
                 .seen
                 .last_key_value()
                 .map_or(0, |(offset, _)| offset + 1);
+            if !self.observer.fencing && outcome.offset < expected {
+                assert_eq!(
+                    self.observer.seen.get(&outcome.offset),
+                    Some(&outcome),
+                    "the outcomes log's record {} holds the outcome of offset {} again, and not as first published",
+                    record.offset,
+                    outcome.offset
+                );
+                self.summary.outcomes_published_twice += 1;
+                continue;
+            }
             assert_eq!(
                 outcome.offset, expected,
                 "the outcomes log's record {} holds the outcome of offset {} where {expected} was due",
@@ -800,14 +835,26 @@ impl Simulation {
             expected.push(outcome);
         }
         reference.check_invariants();
-        // Exactly one whole outcome per offset, each the reference's.
+        // Exactly one whole outcome per offset, each the reference's (without fencing:
+        // the first of each offset, in order; a later one is a copy of it).
         let mut assembler = OutcomeAssembler::new();
-        let mut published = Vec::new();
+        let mut published: Vec<Outcome> = Vec::new();
         for record in self.outcomes.visible_records() {
             if let Some(outcome) = assembler
                 .push(&record.payload)
                 .expect("outcome frames decode")
             {
+                let again = published
+                    .last()
+                    .is_some_and(|last| outcome.offset <= last.offset);
+                if again && !self.observer.fencing {
+                    assert_eq!(
+                        Some(&outcome),
+                        published.get(outcome.offset as usize),
+                        "an outcome published again differs from the first"
+                    );
+                    continue;
+                }
                 published.push(outcome);
             }
         }
