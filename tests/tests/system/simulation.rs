@@ -304,7 +304,7 @@ impl Simulation {
         let requests = MemoryLog::new("memory:requests", requests_faults, random.next());
         // Odd seeds: an outcomes log that does not fence (Kafka's default idempotent
         // producer). By the seed, not a draw, so that even seeds run as they always did.
-        let fencing = seed % 2 == 0;
+        let fencing = seed.is_multiple_of(2);
         let outcomes = if fencing {
             MemoryLog::fencing("memory:outcomes", outcomes_faults, random.next())
         } else {
