@@ -634,7 +634,8 @@ mod tests {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                let take_old = old_next < old.len() && (new_next == frames.len() || rng % 2 == 0);
+                let take_old =
+                    old_next < old.len() && (new_next == frames.len() || rng.is_multiple_of(2));
                 if take_old {
                     log.push(&old[old_next]);
                     old_next += 1;
