@@ -408,11 +408,10 @@ fn follow_outcomes(
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .is_empty();
         for record in &records {
-            match assembler.push(&record.payload) {
+            match assembler.push_at(record.offset, &record.payload) {
                 Ok(Some(outcome)) => {
-                    // Not inside another copy: a restart there would lose its first frames.
-                    if assembler.unfinished_offset().is_none() {
-                        next.record = record.offset + 1;
+                    if let Some(resume) = assembler.resume_position() {
+                        next.record = resume;
                     }
                     if next.offset.is_some_and(|offset| outcome.offset <= offset) {
                         continue; // published again (a fail-over): routed already

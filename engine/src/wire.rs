@@ -276,6 +276,8 @@ pub struct OutcomeAssembler {
     copies: Vec<OutcomeCopy>,
     frames_ignored: u64,
     dropped_last: Option<u64>,
+    /// Where a reader of the log resumes ([`OutcomeAssembler::push_at`]).
+    resume_position: Option<u64>,
 }
 
 /// How many unfinished outcome copies an [`OutcomeAssembler`] keeps (a few publishers
@@ -345,15 +347,31 @@ impl OutcomeAssembler {
         decode_outcome_body(copy.offset, &copy.body).map(Some)
     }
 
+    /// [`OutcomeAssembler::push`] of the log's record at `position`, keeping where a
+    /// reader that stops here resumes: after the last record that completed an outcome
+    /// with no other copy unfinished ([`OutcomeAssembler::resume_position`]). Resuming
+    /// inside a copy would lose its first frames: an outcome that no one publishes again.
+    pub fn push_at(&mut self, position: u64, record: &[u8]) -> Result<Option<Outcome>, String> {
+        let pushed = self.push(record);
+        if matches!(pushed, Ok(Some(_))) && self.copies.is_empty() {
+            self.resume_position = Some(position + 1);
+        }
+        pushed
+    }
+
+    /// The log position to resume reading from (see [`OutcomeAssembler::push_at`]); `None`
+    /// before any.
+    pub fn resume_position(&self) -> Option<u64> {
+        self.resume_position
+    }
+
     /// Frames that made no outcome: those that continued nothing, and those of outcomes
     /// dropped unfinished.
     pub fn frames_ignored(&self) -> u64 {
         self.frames_ignored
     }
 
-    /// The request offset of the oldest unfinished copy, if any. A reader that remembers
-    /// where to resume moves it past a record only when none is unfinished: resuming
-    /// inside a copy would lose its first frames.
+    /// The request offset of the oldest unfinished copy, if any.
     pub fn unfinished_offset(&self) -> Option<u64> {
         self.copies.first().map(|copy| copy.offset)
     }
@@ -659,6 +677,26 @@ mod tests {
             }
             assert_eq!(seen, outcomes);
         }
+    }
+
+    /// A reader resumes after the last record that completed an outcome outside any
+    /// other copy: here an old primary's repeat of outcome 4 lands inside the new one's
+    /// outcome 5, and resuming after it would lose 5's first frame.
+    #[test]
+    fn a_reader_never_resumes_inside_a_copy() {
+        let five = encode_outcome_frames(&big_outcome(5, 300 << 10));
+        assert_eq!(five.len(), 2);
+        let four = encode_outcome_frames(&tick_outcome(4)).remove(0);
+        let mut assembler = OutcomeAssembler::new();
+        assert_eq!(assembler.push_at(99, &four), Ok(Some(tick_outcome(4))));
+        assert_eq!(assembler.resume_position(), Some(100));
+        assert_eq!(assembler.push_at(100, &five[0]), Ok(None));
+        assert_eq!(assembler.push_at(101, &four), Ok(Some(tick_outcome(4))));
+        assert_eq!(assembler.resume_position(), Some(100), "5 is unfinished");
+        assert!(
+            matches!(assembler.push_at(102, &five[1]), Ok(Some(outcome)) if outcome.offset == 5)
+        );
+        assert_eq!(assembler.resume_position(), Some(103));
     }
 
     /// Unfinished copies are bounded: past `OUTCOME_COPIES_MAX` the oldest is dropped.

@@ -97,7 +97,8 @@ pub(crate) struct Follower {
     /// Events made, changed or canceled, for the search index (`crate::search`).
     pub(crate) search_changes: Arc<crate::search::SearchChanges>,
     pub(crate) snapshots: SnapshotTrigger,
-    /// The outcomes log record after the one that completed the last outcome read.
+    /// The outcomes log record after the last one that completed an outcome outside any
+    /// other copy (`OutcomeAssembler::push_at`): where a restart resumes.
     pub(crate) resume_position: u64,
 }
 
@@ -188,12 +189,11 @@ impl Follower {
         let mut outcomes = Vec::new();
         for record in records {
             let ignored_before = assembler.frames_ignored();
-            match assembler.push(&record.payload) {
+            match assembler.push_at(record.offset, &record.payload) {
                 Ok(Some(outcome)) => {
                     outcomes.push(outcome);
-                    // Not inside another copy: a restart there would lose its first frames.
-                    if assembler.unfinished_offset().is_none() {
-                        self.resume_position = record.offset + 1;
+                    if let Some(position) = assembler.resume_position() {
+                        self.resume_position = position;
                     }
                 }
                 Ok(None) => {}
