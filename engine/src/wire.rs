@@ -253,8 +253,9 @@ fn decode_outcome_body(offset: u64, body: &[u8]) -> Result<Outcome, String> {
 /// outcomes). Rules:
 /// - a frame with index 0 starts a copy of an outcome (a publisher that stopped in the
 ///   middle of an outcome publishes it again from frame 0);
-/// - a frame continues every copy of its request offset with the same count whose next
-///   index it is; it is ignored when it continues none;
+/// - a frame continues the copy of its request offset with the same count whose next
+///   index it is; it is ignored when it continues none; two copies that reach the same
+///   frame are one from then on (the newer is dropped);
 /// - the first copy to complete is the outcome; the other copies of it, and any copy of
 ///   an earlier request offset, are dropped with it (outcomes complete in request order,
 ///   below, so those are copies of outcomes already made);
@@ -317,34 +318,40 @@ impl OutcomeAssembler {
                 next_index: 1,
                 body: body.to_vec(),
             });
+            self.merge(self.copies.len() - 1);
             return Ok(None);
         }
-        let mut continued = false;
-        let mut completed = None;
-        for (at, copy) in self.copies.iter_mut().enumerate() {
-            if (copy.offset, copy.count, copy.next_index)
-                != (header.offset, header.count, header.index)
-            {
-                continue;
-            }
-            continued = true;
-            copy.body.extend_from_slice(body);
-            copy.next_index += 1;
-            if copy.next_index == copy.count {
-                completed = Some(at);
-                break;
-            }
-        }
-        if !continued {
+        // At most one copy is in any one state (`merge`).
+        let Some(at) = self.copies.iter().position(|copy| {
+            (copy.offset, copy.count, copy.next_index)
+                == (header.offset, header.count, header.index)
+        }) else {
             self.frames_ignored += 1;
             return Ok(None);
-        }
-        let Some(at) = completed else {
-            return Ok(None);
         };
+        let copy = &mut self.copies[at];
+        copy.body.extend_from_slice(body);
+        copy.next_index += 1;
+        if copy.next_index < copy.count {
+            self.merge(at);
+            return Ok(None);
+        }
         let copy = self.copies.remove(at);
         self.drop_copies_through(copy.offset);
         decode_outcome_body(copy.offset, &copy.body).map(Some)
+    }
+
+    /// Copy `at` has just moved: if another copy is now at the same frame of the same
+    /// outcome, the two hold the same bytes (a publisher's repeat of its frames, from frame
+    /// 0 again or from a second publisher); the newer goes, its frames counted as ignored.
+    fn merge(&mut self, at: usize) {
+        let state = |copy: &OutcomeCopy| (copy.offset, copy.count, copy.next_index);
+        let moved = state(&self.copies[at]);
+        if let Some(twin) =
+            (0..self.copies.len()).find(|&other| other != at && state(&self.copies[other]) == moved)
+        {
+            self.drop_copy(at.max(twin));
+        }
     }
 
     /// [`OutcomeAssembler::push`] of the log's record at `position`, keeping where a
