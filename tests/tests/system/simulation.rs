@@ -844,19 +844,11 @@ impl Simulation {
                 .push(&record.payload)
                 .expect("outcome frames decode")
             {
-                let again = published
-                    .last()
-                    .is_some_and(|last| outcome.offset <= last.offset);
-                if again && !self.observer.fencing {
-                    assert_eq!(
-                        Some(&outcome),
-                        published.get(outcome.offset as usize),
-                        "an outcome published again differs from the first"
-                    );
-                    continue;
-                }
                 published.push(outcome);
             }
+        }
+        if !self.observer.fencing {
+            published = crate::common::first_of_each_offset(published);
         }
         let offsets: Vec<u64> = published.iter().map(|outcome| outcome.offset).collect();
         assert_eq!(

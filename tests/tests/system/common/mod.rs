@@ -403,6 +403,13 @@ pub fn check_exactly_once_after_tears(backend: &Backend, status: &EngineStatus) 
 pub fn check_at_least_once_identical(backend: &Backend, status: &EngineStatus) {
     let (_, outcomes_log) = backend.open();
     let outcomes = decode_outcomes(&read_all(outcomes_log.as_ref()));
+    check_outcomes(backend, status, first_of_each_offset(outcomes));
+}
+
+/// The first outcome of each request offset, in log order, where a later one of an offset
+/// already seen must be byte for byte the first (a re-publication around a promotion, or
+/// an old primary's before it read its `Promote`); fails the test otherwise.
+pub fn first_of_each_offset(outcomes: Vec<Outcome>) -> Vec<Outcome> {
     let mut unique: Vec<Outcome> = Vec::with_capacity(outcomes.len());
     for outcome in outcomes {
         match unique.last() {
@@ -422,7 +429,7 @@ pub fn check_at_least_once_identical(backend: &Backend, status: &EngineStatus) {
             _ => unique.push(outcome),
         }
     }
-    check_outcomes(backend, status, unique);
+    unique
 }
 
 fn check_outcomes(backend: &Backend, status: &EngineStatus, outcomes: Vec<Outcome>) {
