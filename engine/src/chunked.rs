@@ -1,6 +1,7 @@
 //! Copy-on-write containers made of fixed-capacity chunks behind `Arc`s, beside
 //! [`crate::snapshot::CowVec`]: a copy of one copies a pointer per chunk, and the first
-//! write to a chunk after a copy copies that chunk alone (`Arc::make_mut`). They replace
+//! write to a chunk after a copy copies that chunk alone (`Chunk::make_mut`, a load of the
+//! count: see [`crate::snapshot::CowVec`]). They replace
 //! the persistent maps (`imbl`) the idempotency window and the waitlist queues were, so
 //! the engine thread's pause to hand a state copy to the snapshot thread grows with the
 //! number of chunks, never with the entries, and no operation costs more than a chunk.
@@ -15,7 +16,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
+use crate::snapshot::Chunk;
 
 /// An ordered map stored as sorted chunks of at most `CHUNK` entries behind `Arc`s,
 /// every key of a chunk below every key of the next, no chunk empty.
@@ -29,7 +30,7 @@ use std::sync::Arc;
 /// inserts and removals.
 #[derive(Clone)]
 pub(crate) struct ChunkedMap<K, V, const CHUNK: usize> {
-    chunks: Vec<Arc<Vec<(K, V)>>>,
+    chunks: Vec<Chunk<Vec<(K, V)>>>,
     len: usize,
 }
 
@@ -58,7 +59,7 @@ impl<K, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         fn pair<K, V>((key, value): &(K, V)) -> (&K, &V) {
             (key, value)
         }
-        fn entries<K, V>(chunk: &Arc<Vec<(K, V)>>) -> EntryIter<'_, K, V> {
+        fn entries<K, V>(chunk: &Chunk<Vec<(K, V)>>) -> EntryIter<'_, K, V> {
             chunk.iter().map(pair)
         }
         self.chunks.iter().flat_map(entries)
@@ -147,12 +148,12 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
     /// Inserts `value` under `key`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         let Some(index) = self.chunk_of(&key) else {
-            self.chunks.push(Arc::new(vec![(key, value)]));
+            self.chunks.push(Chunk::new(vec![(key, value)]));
             self.len = 1;
             return None;
         };
         let last = index + 1 == self.chunks.len();
-        let chunk = Arc::make_mut(&mut self.chunks[index]);
+        let chunk = Chunk::make_mut(&mut self.chunks[index]);
         let at = match chunk.binary_search_by(|(probe, _)| probe.cmp(&key)) {
             Ok(at) => return Some(std::mem::replace(&mut chunk[at].1, value)),
             Err(at) => at,
@@ -165,7 +166,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
             // so a map filled in key order keeps full chunks.
             let mut next = Vec::with_capacity(CHUNK);
             next.push((key, value));
-            self.chunks.push(Arc::new(next));
+            self.chunks.push(Chunk::new(next));
         } else {
             let mut right = Vec::with_capacity(CHUNK);
             right.extend(chunk.drain(CHUNK / 2..));
@@ -174,7 +175,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
             } else {
                 right.insert(at - CHUNK / 2, (key, value));
             }
-            self.chunks.insert(index + 1, Arc::new(right));
+            self.chunks.insert(index + 1, Chunk::new(right));
         }
         None
     }
@@ -186,7 +187,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         let at = self.chunks[index]
             .binary_search_by(|(probe, _)| probe.cmp(key))
             .ok()?;
-        Some(&mut Arc::make_mut(&mut self.chunks[index])[at].1)
+        Some(&mut Chunk::make_mut(&mut self.chunks[index])[at].1)
     }
 
     /// Removes `key`, returning its value. A key that is not there copies nothing.
@@ -195,7 +196,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         let at = self.chunks[index]
             .binary_search_by(|(probe, _)| probe.cmp(key))
             .ok()?;
-        let chunk = Arc::make_mut(&mut self.chunks[index]);
+        let chunk = Chunk::make_mut(&mut self.chunks[index]);
         let (_, value) = chunk.remove(at);
         self.len -= 1;
         if chunk.is_empty() {
@@ -223,8 +224,8 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
             return;
         }
         let next = self.chunks.remove(index + 1);
-        let chunk = Arc::make_mut(&mut self.chunks[index]);
-        match Arc::try_unwrap(next) {
+        let chunk = Chunk::make_mut(&mut self.chunks[index]);
+        match Chunk::try_unwrap(next) {
             Ok(entries) => chunk.extend(entries),
             Err(shared) => chunk.extend(shared.iter().cloned()),
         }
@@ -244,7 +245,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
             chunk.push((key, value));
             if chunk.len() == CHUNK {
                 map.len += CHUNK;
-                map.chunks.push(Arc::new(std::mem::replace(
+                map.chunks.push(Chunk::new(std::mem::replace(
                     &mut chunk,
                     Vec::with_capacity(CHUNK),
                 )));
@@ -252,7 +253,7 @@ impl<K: Ord + Clone, V: Clone, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         }
         if !chunk.is_empty() {
             map.len += chunk.len();
-            map.chunks.push(Arc::new(chunk));
+            map.chunks.push(Chunk::new(chunk));
         }
         map
     }
@@ -293,9 +294,9 @@ type EntryIter<'a, K, V> =
 
 /// A [`ChunkedMap`]'s entries in key order.
 pub(crate) type Iter<'a, K, V> = std::iter::FlatMap<
-    std::slice::Iter<'a, Arc<Vec<(K, V)>>>,
+    std::slice::Iter<'a, Chunk<Vec<(K, V)>>>,
     EntryIter<'a, K, V>,
-    fn(&'a Arc<Vec<(K, V)>>) -> EntryIter<'a, K, V>,
+    fn(&'a Chunk<Vec<(K, V)>>) -> EntryIter<'a, K, V>,
 >;
 
 impl<'a, K, V, const CHUNK: usize> IntoIterator for &'a ChunkedMap<K, V, CHUNK> {
@@ -334,13 +335,13 @@ where
 /// until the whole block is).
 ///
 /// Costs: `clone` copies a pointer per chunk and the back; a push at the back writes into
-/// the back (no atomic: `Arc::make_mut` is a compare-and-swap) and seals its first half
+/// the back (no check of a chunk's count) and seals its first half
 /// into a chunk once it holds two; a pop at the front writes nothing (it moves `head`, and
 /// drops the first chunk once it is all popped); a read by position is two index
 /// operations.
 #[derive(Clone)]
 pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
-    chunks: VecDeque<Arc<Vec<T>>>,
+    chunks: VecDeque<Chunk<Vec<T>>>,
     back: Vec<T>,
     head: usize,
     len: usize,
@@ -459,7 +460,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
                 self.back.drain(..CHUNK);
                 self.head -= CHUNK;
             } else {
-                self.chunks.push_back(Arc::new(self.back[..CHUNK].to_vec()));
+                self.chunks.push_back(Chunk::new(self.back[..CHUNK].to_vec()));
                 self.back.drain(..CHUNK);
             }
         }
@@ -474,7 +475,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
             return;
         }
         if self.head == 0 {
-            self.chunks.push_front(Arc::new(vec![value.clone(); CHUNK]));
+            self.chunks.push_front(Chunk::new(vec![value.clone(); CHUNK]));
             self.head = CHUNK;
         }
         self.head -= 1;
@@ -499,7 +500,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
                 .chunks
                 .pop_back()
                 .expect("elements are in a chunk or the back");
-            self.back = Arc::unwrap_or_clone(last);
+            self.back = Chunk::unwrap_or_clone(last);
         }
         let value = self.back.pop().expect("the back has the last element");
         self.len -= 1;
@@ -519,7 +520,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     fn slot_mut(&mut self, at: usize) -> &mut T {
         let shared = self.chunks.len();
         match self.chunks.get_mut(at / CHUNK) {
-            Some(chunk) => &mut Arc::make_mut(chunk)[at % CHUNK],
+            Some(chunk) => &mut Chunk::make_mut(chunk)[at % CHUNK],
             None => &mut self.back[at - shared * CHUNK],
         }
     }

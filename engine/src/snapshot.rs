@@ -22,7 +22,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Index, IndexMut};
-use std::sync::Arc;
+/// The shared chunks of the copy-on-write containers (see [`CowVec`]).
+pub(crate) use triomphe::Arc as Chunk;
 
 /// The version byte in front of an encoded state.
 /// 2: the configuration stamp, holds' due times, waiter indexes, and idempotency entries
@@ -103,16 +104,19 @@ pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
 /// write to a shared chunk after a clone copies that chunk alone (`Arc::make_mut`).
 /// Encodes exactly like a `Vec<T>`.
 ///
-/// Perf: `Arc::make_mut` is an atomic compare-and-swap, which also keeps the processor
-/// from overlapping the memory accesses around it; pushes, pops and writes in the tail
-/// take none (a stack, or a table growing at its back, writes mostly there). The tail is
+/// Perf: the chunks are `triomphe::Arc`s, whose uniqueness check before a write is a load
+/// of the count (they have no weak references); `std::sync::Arc::make_mut` is an atomic
+/// compare-and-swap, which also keeps the processor from overlapping the memory accesses
+/// around it, and took a visible share of the engine's time on every seat write. Pushes,
+/// pops and writes in the tail check nothing (a stack, or a table growing at its back,
+/// writes mostly there). The tail is
 /// sealed into a chunk only when it holds two, and a chunk comes back into it only when
 /// it is empty, so a stack going up and down across a chunk's boundary copies nothing.
 #[derive(Clone)]
 pub(crate) struct CowVec<T, const CHUNK: usize> {
     /// Full chunks. Perf: `Arc<[T]>` keeps the elements in the `Arc`'s own allocation,
     /// one pointer less to follow per access than an `Arc<Vec<T>>`.
-    chunks: Vec<Arc<[T]>>,
+    chunks: Vec<Chunk<[T]>>,
     tail: Vec<T>,
 }
 
@@ -227,7 +231,7 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
         let mut vec = Self::new();
         while vec.shared_len() + CHUNK <= len {
-            vec.chunks.push(Arc::from(vec![value.clone(); CHUNK]));
+            vec.chunks.push(Chunk::from(vec![value.clone(); CHUNK]));
         }
         vec.tail = vec![value; len - vec.shared_len()];
         vec
@@ -238,7 +242,12 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     fn block_mut(&mut self, index: usize) -> &mut [T] {
         let shared = self.chunks.len();
         match self.chunks.get_mut(index) {
-            Some(chunk) => Arc::make_mut(chunk),
+            Some(chunk) => {
+                if !chunk.is_unique() {
+                    *chunk = chunk.iter().cloned().collect();
+                }
+                Chunk::get_mut(chunk).expect("a chunk is unique once copied")
+            }
             None => {
                 let start = (index - shared) * CHUNK;
                 let end = self.tail.len().min(start + CHUNK);
@@ -285,8 +294,7 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         self.tail.push(value);
         if self.tail.len() == 2 * CHUNK {
             // Seal the first half: the buffer stays (no allocation but the chunk's).
-            self.chunks.push(Arc::from(&self.tail[..CHUNK]));
-            self.tail.drain(..CHUNK);
+            self.chunks.push(self.tail.drain(..CHUNK).collect());
         }
     }
 
@@ -313,7 +321,7 @@ impl<T: PartialEq, const CHUNK: usize> PartialEq for CowVec<T, CHUNK> {
         self.chunks
             .iter()
             .zip(&other.chunks)
-            .all(|(left, right)| Arc::ptr_eq(left, right) || left == right)
+            .all(|(left, right)| Chunk::ptr_eq(left, right) || left == right)
             && self.tail == other.tail
     }
 }
@@ -352,12 +360,12 @@ impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
 impl<'a, T, const CHUNK: usize> IntoIterator for &'a CowVec<T, CHUNK> {
     type Item = &'a T;
     type IntoIter = std::iter::Chain<
-        std::iter::FlatMap<std::slice::Iter<'a, Arc<[T]>>, &'a [T], fn(&'a Arc<[T]>) -> &'a [T]>,
+        std::iter::FlatMap<std::slice::Iter<'a, Chunk<[T]>>, &'a [T], fn(&'a Chunk<[T]>) -> &'a [T]>,
         std::slice::Iter<'a, T>,
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        let as_slice: fn(&'a Arc<[T]>) -> &'a [T] = |chunk| chunk;
+        let as_slice: fn(&'a Chunk<[T]>) -> &'a [T] = |chunk| chunk;
         self.chunks
             .iter()
             .flat_map(as_slice)
@@ -400,7 +408,7 @@ impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T
                     vec.tail.push(value);
                     if vec.tail.len() == CHUNK {
                         let full = std::mem::replace(&mut vec.tail, Vec::with_capacity(CHUNK));
-                        vec.chunks.push(Arc::from(full));
+                        vec.chunks.push(Chunk::from(full));
                     }
                 }
                 // One canonical layout for a content: a tail shorter than a chunk.
@@ -473,8 +481,8 @@ mod tests {
         );
         assert_eq!((copy.get(10), copy.get(11)), (Some(&10), None));
         // Only the written chunks were copied.
-        assert!(Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
-        assert!(!Arc::ptr_eq(&original.chunks[1], &copy.chunks[1]));
+        assert!(Chunk::ptr_eq(&original.chunks[0], &copy.chunks[0]));
+        assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
     }
 
     /// `swap_each` writes through copy-on-write like `IndexMut`: only the chunks it
@@ -489,9 +497,9 @@ mod tests {
             [0, 7, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0]
         );
         assert!(original.iter().all(|value| *value == 0));
-        assert!(!Arc::ptr_eq(&original.chunks[0], &copy.chunks[0]));
-        assert!(!Arc::ptr_eq(&original.chunks[1], &copy.chunks[1]));
-        assert!(Arc::ptr_eq(&original.chunks[2], &copy.chunks[2]));
+        assert!(!Chunk::ptr_eq(&original.chunks[0], &copy.chunks[0]));
+        assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
+        assert!(Chunk::ptr_eq(&original.chunks[2], &copy.chunks[2]));
         let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             original.swap_each(&[3, 2], 0, 1, "free");
             original.swap_each(&[2], 0, 1, "free");
@@ -573,8 +581,8 @@ mod tests {
         let shared = |engine: &Engine| {
             let events = &engine.state().events;
             (
-                Arc::ptr_eq(&events[0].layout, &events[1].layout),
-                Arc::ptr_eq(&events[0].layout, &events[2].layout),
+                std::sync::Arc::ptr_eq(&events[0].layout, &events[1].layout),
+                std::sync::Arc::ptr_eq(&events[0].layout, &events[2].layout),
             )
         };
         assert_eq!(shared(&engine), (true, false));
