@@ -13,10 +13,10 @@
 //!   that grows at the back and shrinks at the front (the idempotency window, the ended
 //!   holds and their queue, the timer lanes). Encodes exactly like a `VecDeque`.
 
+use crate::snapshot::Chunk;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use crate::snapshot::Chunk;
 
 /// An ordered map stored as sorted chunks of at most `CHUNK` entries behind `Arc`s,
 /// every key of a chunk below every key of the next, no chunk empty.
@@ -460,7 +460,8 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
                 self.back.drain(..CHUNK);
                 self.head -= CHUNK;
             } else {
-                self.chunks.push_back(Chunk::new(self.back[..CHUNK].to_vec()));
+                self.chunks
+                    .push_back(Chunk::new(self.back[..CHUNK].to_vec()));
                 self.back.drain(..CHUNK);
             }
         }
@@ -475,7 +476,8 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
             return;
         }
         if self.head == 0 {
-            self.chunks.push_front(Chunk::new(vec![value.clone(); CHUNK]));
+            self.chunks
+                .push_front(Chunk::new(vec![value.clone(); CHUNK]));
             self.head = CHUNK;
         }
         self.head -= 1;

@@ -360,7 +360,11 @@ impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
 impl<'a, T, const CHUNK: usize> IntoIterator for &'a CowVec<T, CHUNK> {
     type Item = &'a T;
     type IntoIter = std::iter::Chain<
-        std::iter::FlatMap<std::slice::Iter<'a, Chunk<[T]>>, &'a [T], fn(&'a Chunk<[T]>) -> &'a [T]>,
+        std::iter::FlatMap<
+            std::slice::Iter<'a, Chunk<[T]>>,
+            &'a [T],
+            fn(&'a Chunk<[T]>) -> &'a [T],
+        >,
         std::slice::Iter<'a, T>,
     >;
 
