@@ -1,8 +1,8 @@
 //! Copy-on-write containers made of fixed-capacity chunks behind `Arc`s, beside
 //! [`crate::snapshot::CowVec`]: a copy of one copies a pointer per chunk, and the first
-//! write to a chunk after a copy copies that chunk alone (`Chunk::make_mut`, a load of the
-//! count: see [`crate::snapshot::CowVec`]). They replace
-//! the persistent maps (`imbl`) the idempotency window and the waitlist queues were, so
+//! write to a chunk after a copy copies that chunk alone (`Chunk::make_mut`, whose check
+//! is a load of the count: see [`crate::snapshot::CowVec`]). They replace the persistent
+//! maps (`imbl`) the idempotency window and the waitlist queues were, so
 //! the engine thread's pause to hand a state copy to the snapshot thread grows with the
 //! number of chunks, never with the entries, and no operation costs more than a chunk.
 //!
@@ -335,8 +335,8 @@ where
 /// until the whole block is).
 ///
 /// Costs: `clone` copies a pointer per chunk and the back; a push at the back writes into
-/// the back (no check of a chunk's count) and seals its first half
-/// into a chunk once it holds two; a pop at the front writes nothing (it moves `head`, and
+/// the back (no check of a chunk's count) and seals its first half into a chunk once it
+/// holds two; a pop at the front writes nothing (it moves `head`, and
 /// drops the first chunk once it is all popped); a read by position is two index
 /// operations.
 #[derive(Clone)]

@@ -101,7 +101,7 @@ pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
 
 /// A vector stored as full chunks of `CHUNK` elements behind `Arc`s, then an owned tail of
 /// fewer than `2 * CHUNK`. `clone` copies `len / CHUNK` pointers and the tail; the first
-/// write to a shared chunk after a clone copies that chunk alone (`Arc::make_mut`).
+/// write to a shared chunk after a clone copies that chunk alone.
 /// Encodes exactly like a `Vec<T>`.
 ///
 /// Perf: the chunks are `triomphe::Arc`s, whose uniqueness check before a write is a load
@@ -109,9 +109,9 @@ pub fn state_hash_of_encoded(encoded: &[u8]) -> [u8; 32] {
 /// compare-and-swap, which also keeps the processor from overlapping the memory accesses
 /// around it, and took a visible share of the engine's time on every seat write. Pushes,
 /// pops and writes in the tail check nothing (a stack, or a table growing at its back,
-/// writes mostly there). The tail is
-/// sealed into a chunk only when it holds two, and a chunk comes back into it only when
-/// it is empty, so a stack going up and down across a chunk's boundary copies nothing.
+/// writes mostly there). The tail is sealed into a chunk only when it holds two, and a
+/// chunk comes back into it only when it is empty, so a stack going up and down across a
+/// chunk's boundary copies nothing.
 #[derive(Clone)]
 pub(crate) struct CowVec<T, const CHUNK: usize> {
     /// Full chunks. Perf: `Arc<[T]>` keeps the elements in the `Arc`'s own allocation,

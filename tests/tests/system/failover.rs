@@ -278,19 +278,12 @@ impl Cluster {
         what: &str,
         condition: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let status = self.operator_status(replica).await;
-            if condition(&status) {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} never {what}: {status}",
-                replica.process.name
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        poll_until(
+            async || self.operator_status(replica).await,
+            condition,
+            |status| format!("{} never {what}: {status}", replica.process.name),
+        )
+        .await
     }
 
     /// Runs a `boxoffice` tool (`args`, then `--data-dir` a scratch directory of the
@@ -340,24 +333,44 @@ impl Cluster {
         first: &Replica,
         second: &Replica,
     ) -> (Value, Value) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let first_status = self.operator_status(first).await;
-            let second_status = self.operator_status(second).await;
-            if settled(&first_status)
-                && settled(&second_status)
-                && first_status["applied_offset"] == second_status["applied_offset"]
-            {
-                return (first_status, second_status);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} and {} never applied the same last record: {first_status} {second_status}",
-                first.process.name,
-                second.process.name
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        poll_until(
+            async || {
+                (
+                    self.operator_status(first).await,
+                    self.operator_status(second).await,
+                )
+            },
+            |(first_status, second_status)| {
+                settled(first_status)
+                    && settled(second_status)
+                    && first_status["applied_offset"] == second_status["applied_offset"]
+            },
+            |(first_status, second_status)| {
+                format!(
+                    "{} and {} never applied the same last record: {first_status} {second_status}",
+                    first.process.name, second.process.name
+                )
+            },
+        )
+        .await
+    }
+}
+
+/// Reads with `read` every 50 ms until `done` holds of what it read; past [`DEADLINE`],
+/// fails with `failure` of the last read.
+async fn poll_until<T>(
+    mut read: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+    failure: impl Fn(&T) -> String,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let value = read().await;
+        if done(&value) {
+            return value;
         }
+        assert!(Instant::now() < deadline, "{}", failure(&value));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
