@@ -82,10 +82,19 @@ impl Call {
         }
     }
 
-    /// The route template the server's metrics use (`/v1/holds/{hold_id}/confirm`).
-    pub fn route(&self) -> String {
+    /// `METHOD /route/{template}` (the route template the server's metrics use, as in
+    /// `POST /v1/holds/{hold_id}/confirm`), as the reports key their answers, into `out` (cleared
+    /// first). Perf: the load generator keys every answer by it; a buffer kept by the
+    /// caller makes it allocation-free.
+    pub fn method_route_into(&self, out: &mut String) {
+        out.clear();
+        out.push_str(&self.method);
+        out.push(' ');
+        self.push_route(out);
+    }
+
+    fn push_route(&self, route: &mut String) {
         let path = self.path.split('?').next().unwrap_or("");
-        let mut route = String::with_capacity(path.len() + 16);
         let mut parent = "";
         for (index, segment) in path.split('/').enumerate() {
             if index > 0 {
@@ -102,7 +111,6 @@ impl Call {
             route.push_str(templated);
             parent = segment;
         }
-        route
     }
 }
 
@@ -195,6 +203,15 @@ impl Tokens {
         Tokens {
             key: EncodingKey::from_secret(secret.as_bytes()),
             cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Mints and caches the tokens of `users` now (those not cached yet), so that a run
+    /// does not sign them while it measures: a real crowd's tokens come from its identity
+    /// provider, not from the clients' CPU.
+    pub fn mint(&self, users: impl IntoIterator<Item = String>) {
+        for user in users {
+            self.authorization(&user);
         }
     }
 
@@ -398,6 +415,11 @@ impl Client {
         }
     }
 
+    /// Mints the user tokens of `users` ahead of a run ([`Tokens::mint`]).
+    pub fn mint_user_tokens(&self, users: impl IntoIterator<Item = String>) {
+        self.tokens.mint(users);
+    }
+
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
@@ -524,7 +546,9 @@ mod tests {
     #[test]
     fn routes_are_the_server_s_templates() {
         let check = |path: &str, expected: &str| {
-            assert_eq!(Call::get(path, Auth::None).route(), expected, "{path}");
+            let mut route = String::new();
+            Call::get(path, Auth::None).method_route_into(&mut route);
+            assert_eq!(route, format!("GET {expected}"), "{path}");
         };
         check("/v1/events/ev_3/holds", "/v1/events/{event_id}/holds");
         check("/v1/holds/h_1/confirm", "/v1/holds/{hold_id}/confirm");
@@ -535,6 +559,9 @@ mod tests {
             "/v1/events/{event_id}/waitlist/w_4",
         );
         check("/healthz", "/healthz");
+        let mut buffer = String::from("left over");
+        Call::post("/v1/holds/h_1/confirm", Auth::None, Value::Null).method_route_into(&mut buffer);
+        assert_eq!(buffer, "POST /v1/holds/{hold_id}/confirm");
         check("/", "/");
     }
 

@@ -312,7 +312,8 @@ pub async fn replay_http(
             let completed = Instant::now();
             fulfil(promised, &answer);
             drop(permit);
-            let route = format!("{} {}", call.method, call.route());
+            let mut route = String::new();
+            call.method_route_into(&mut route);
             let latency = completed.saturating_duration_since(intended);
             recorder
                 .lock()

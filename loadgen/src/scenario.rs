@@ -120,6 +120,13 @@ pub struct UsersSpec {
     pub one_attempt_each: bool,
 }
 
+impl UsersSpec {
+    /// User `number`'s id (`<prefix><number>`, numbers from 1).
+    pub fn name(&self, number: u64) -> String {
+        format!("{}{number}", self.prefix)
+    }
+}
+
 fn default_user_prefix() -> String {
     "user-".into()
 }

@@ -284,7 +284,7 @@ impl Workload {
         } else {
             self.rng.random_range(1..=users.count)
         };
-        Some(format!("{}{number}", users.prefix))
+        Some(users.name(number))
     }
 
     fn think(&mut self, range: DelayRange) -> Duration {
