@@ -95,7 +95,7 @@ impl HttpRecord {
             times,
             status: Some(answer.status),
             code: (answer.code != "ok").then(|| answer.code.clone()),
-            shape: Some(crate::timeline::shape_of(&answer.body)),
+            shape: Some(crate::timeline::shape_of(answer.body())),
             created: ids_in(answer),
             line: 0,
         }

@@ -135,7 +135,7 @@ async fn setup(
         let Some(event_id) = answer.text("/event_id").filter(|_| answer.status == 201) else {
             return Err(LoadgenError::Setup(format!(
                 "POST /v1/admin/events answered {} {}: {}",
-                answer.status, answer.code, answer.body
+                answer.status, answer.code, answer.body()
             )));
         };
         layout.event_id = event_id.to_string();
@@ -763,7 +763,7 @@ async fn draw_spreads(
         };
         let seed_source = answer.text("/seed_source").unwrap_or_default().to_string();
         let places: BTreeMap<String, u64> = answer
-            .body
+            .body()
             .pointer("/entries")
             .and_then(Value::as_array)
             .into_iter()

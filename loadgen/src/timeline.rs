@@ -204,7 +204,7 @@ impl Outcome {
         Outcome {
             status: answer.status,
             code: answer.code.clone(),
-            shape: Some(shape_of(&answer.body)),
+            shape: Some(shape_of(answer.body())),
         }
     }
 

@@ -163,7 +163,7 @@ async fn get_json(client: &Client, path: &str, auth: Auth) -> Result<Value, Veri
             code: answer.code,
         });
     }
-    Ok(answer.body)
+    Ok(answer.into_body())
 }
 
 /// Per category: (capacity, free, held, booked).

@@ -12,6 +12,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -178,6 +179,64 @@ pub struct Granted {
 
 /// Follow-ups due at a time; the sequence number breaks ties in order of scheduling.
 type Due = BTreeMap<(Duration, u64), String>;
+
+/// What the workload reads of a granted hold: the hold's answer, or the hold inside a
+/// waitlist answer. Borrowed from the body where it can be (no JSON tree per answer).
+/// The API gives these fields these types; a body that does not (a server's bug) tracks
+/// no hold, and the run's verification then says what it could not account for.
+#[derive(Debug, Default, Deserialize)]
+struct HeldView<'a> {
+    #[serde(borrow, default)]
+    hold_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    seats: Option<Vec<Text<'a>>>,
+    quantity: Option<u64>,
+    #[serde(borrow, default)]
+    categories: Option<Vec<Text<'a>>>,
+    #[serde(borrow, default)]
+    expires_at: Option<Text<'a>>,
+}
+
+/// What the workload reads of a confirm's answer.
+#[derive(Debug, Default, Deserialize)]
+struct BookedView<'a> {
+    #[serde(borrow, default)]
+    booking_id: Option<Text<'a>>,
+}
+
+/// A JSON string borrowed from the body when it has no escapes, copied when it has.
+/// (`Cow<str>` borrows only as a struct's own field, not inside an `Option` or a `Vec`.)
+#[derive(Debug)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'a>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 pub struct Workload {
     scenario: Scenario,
@@ -629,19 +688,21 @@ impl Workload {
         match action {
             Action::HoldExact { user, event, .. } | Action::HoldBest { user, event, .. } => {
                 if answer.status == 201 {
-                    self.track_hold(user, *event, &answer.body, now);
+                    let held = answer.decode().unwrap_or_default();
+                    self.track_hold(user, *event, &held, now);
                 } else if answer.status == 202 {
-                    self.track_waiter(user, *event, &answer.body, now);
+                    self.track_waiter(user, *event, answer.body(), now);
                 } else if answer.code == "seats_unavailable" {
-                    self.learn_taken(*event, &answer.body);
+                    self.learn_taken(*event, answer.body());
                 }
             }
             Action::Confirm { hold } => {
                 let tracked = self.granted.holds.remove(hold);
                 if answer.status == 201 {
-                    if let (Some(tracked), Some(booking)) = (tracked, answer.text("/booking_id")) {
+                    let booked = answer.decode::<BookedView>().and_then(|view| view.booking_id);
+                    if let (Some(tracked), Some(booking)) = (tracked, booked) {
                         self.granted.bookings_granted += 1;
-                        let booking = booking.to_string();
+                        let booking = booking.0.into_owned();
                         if self.cancels() {
                             let booking_think = self.scenario.think.booking_ms;
                             let at = now + self.think(booking_think);
@@ -704,7 +765,7 @@ impl Workload {
             }
             Action::WaitlistJoin { user, event, .. } => {
                 if answer.is_success() {
-                    self.track_waiter(user, *event, &answer.body, now);
+                    self.track_waiter(user, *event, answer.body(), now);
                 }
             }
             Action::WaitlistRead { waiter } => {
@@ -724,9 +785,9 @@ impl Workload {
                     }
                     Some("offered") => {
                         self.granted.waiters.remove(waiter);
-                        if let Some(hold) = answer.body.get("hold") {
-                            let hold = hold.clone();
-                            self.track_hold(&tracked.user, tracked.event, &hold, now);
+                        if let Some(hold) = answer.body().get("hold") {
+                            let held = HeldView::deserialize(hold).unwrap_or_default();
+                            self.track_hold(&tracked.user, tracked.event, &held, now);
                         }
                     }
                     _ => {
@@ -738,40 +799,37 @@ impl Workload {
         }
     }
 
-    fn track_hold(&mut self, user: &str, event: usize, body: &Value, now: Duration) {
-        let Some(hold) = body.get("hold_id").and_then(Value::as_str) else {
+    fn track_hold(&mut self, user: &str, event: usize, held: &HeldView, now: Duration) {
+        let Some(hold) = held.hold_id.as_deref() else {
             return;
         };
         if self.granted.holds.contains_key(hold) {
             return;
         }
         let layout = &self.events[event];
-        let seats: Vec<u32> = body
-            .get("seats")
-            .and_then(Value::as_array)
-            .into_iter()
+        let seats: Vec<u32> = held
+            .seats
+            .iter()
             .flatten()
-            .filter_map(Value::as_str)
             .filter_map(|label| layout.seat_index(label))
             .collect();
-        let quantity = body
-            .get("quantity")
-            .and_then(Value::as_u64)
-            .unwrap_or(seats.len() as u64) as u32;
+        let quantity = held.quantity.unwrap_or(seats.len() as u64) as u32;
         let pool = if seats.is_empty() {
-            let category = body
-                .pointer("/categories/0")
-                .and_then(Value::as_str)
-                .map(str::to_string)
+            let category = held
+                .categories
+                .iter()
+                .flatten()
+                .next()
+                .map(|category| category.to_string())
                 .or_else(|| layout.pools.first().cloned())
                 .unwrap_or_default();
             Some((category, quantity))
         } else {
             None
         };
-        let expires_at_ms = body
-            .get("expires_at")
-            .and_then(Value::as_str)
+        let expires_at_ms = held
+            .expires_at
+            .as_deref()
             .and_then(parse_rfc3339_ms)
             .unwrap_or(0);
         for &seat in &seats {
@@ -811,8 +869,8 @@ impl Workload {
             });
         }
         if let Some(hold) = body.get("hold").filter(|hold| hold.is_object()) {
-            let hold = hold.clone();
-            self.track_hold(user, event, &hold, now);
+            let held = HeldView::deserialize(hold).unwrap_or_default();
+            self.track_hold(user, event, &held, now);
             return;
         }
         self.granted.waiters.insert(
@@ -860,5 +918,39 @@ impl Workload {
             self.bookings_due.len(),
             self.waiters_due.len(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_is_read_from_its_answer_borrowed_or_with_escapes() {
+        let raw = br#"{"hold_id":"h_1","seats":["A-1-1","B\"2"],"quantity":2,"expires_at":"2026-12-03T10:00:00Z","status":"held"}"#;
+        let answer = Answer::from_bytes(201, bytes::Bytes::from_static(raw));
+        let held = answer.decode::<HeldView>().expect("a hold");
+        assert!(matches!(
+            held.hold_id.as_ref().map(|id| &id.0),
+            Some(Cow::Borrowed("h_1"))
+        ));
+        let seats: Vec<&str> = held.seats.iter().flatten().map(|seat| &**seat).collect();
+        assert_eq!(seats, ["A-1-1", "B\"2"]);
+        let escaped = &held.seats.as_ref().expect("seats")[1].0;
+        assert!(matches!(escaped, Cow::Owned(_)), "an escaped string is copied");
+        assert_eq!(held.quantity, Some(2));
+        assert_eq!(held.expires_at.as_deref(), Some("2026-12-03T10:00:00Z"));
+        // A general-admission hold: no seats, its category; read from a parsed body too.
+        let pooled = Answer::from_parts(
+            201,
+            json!({"hold_id": "h_2", "seats": null, "quantity": 3, "categories": ["Floor"]}),
+        );
+        let held = pooled.decode::<HeldView>().expect("a hold");
+        assert!(held.seats.is_none());
+        let category = held.categories.iter().flatten().next().map(|c| &**c);
+        assert_eq!(category, Some("Floor"));
+        let booked = Answer::from_bytes(201, bytes::Bytes::from_static(br#"{"booking_id":"b_9"}"#));
+        let booking = booked.decode::<BookedView>().and_then(|view| view.booking_id);
+        assert_eq!(booking.as_deref(), Some("b_9"));
     }
 }
