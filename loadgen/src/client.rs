@@ -196,8 +196,10 @@ impl Answer {
         let code = if (200..300).contains(&status) {
             "ok".to_string()
         } else {
-            serde_json::from_slice::<ErrorAnswer>(&raw)
-                .map_or_else(|_| format!("http_{status}"), |answer| answer.error.code.into_owned())
+            serde_json::from_slice::<ErrorAnswer>(&raw).map_or_else(
+                |_| format!("http_{status}"),
+                |answer| answer.error.code.into_owned(),
+            )
         };
         Answer {
             status,
@@ -604,7 +606,10 @@ mod tests {
         );
         assert_eq!(refused.code, "seats_unavailable");
         let not_json = Answer::from_bytes(502, Bytes::from_static(b"Bad Gateway"));
-        assert_eq!((not_json.code.as_str(), not_json.body()), ("http_502", &Value::Null));
+        assert_eq!(
+            (not_json.code.as_str(), not_json.body()),
+            ("http_502", &Value::Null)
+        );
 
         #[derive(Deserialize)]
         struct Hold<'a> {
@@ -614,7 +619,10 @@ mod tests {
         let raw = br#"{"hold_id":"h_7","quantity":2,"seats":["A-1-1","A-1-2"]}"#;
         let held = Answer::from_bytes(201, Bytes::from_static(raw));
         let hold = held.decode::<Hold>().expect("the hold's fields");
-        assert_eq!((held.code.as_str(), hold.hold_id, hold.quantity), ("ok", "h_7", 2));
+        assert_eq!(
+            (held.code.as_str(), hold.hold_id, hold.quantity),
+            ("ok", "h_7", 2)
+        );
         assert!(held.decode::<Vec<u64>>().is_none(), "another shape is None");
         // The same answer built from its JSON compares equal, parsed or not.
         let value: Value = serde_json::from_slice(raw).unwrap();

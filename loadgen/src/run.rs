@@ -135,7 +135,9 @@ async fn setup(
         let Some(event_id) = answer.text("/event_id").filter(|_| answer.status == 201) else {
             return Err(LoadgenError::Setup(format!(
                 "POST /v1/admin/events answered {} {}: {}",
-                answer.status, answer.code, answer.body()
+                answer.status,
+                answer.code,
+                answer.body()
             )));
         };
         layout.event_id = event_id.to_string();

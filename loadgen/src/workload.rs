@@ -699,7 +699,9 @@ impl Workload {
             Action::Confirm { hold } => {
                 let tracked = self.granted.holds.remove(hold);
                 if answer.status == 201 {
-                    let booked = answer.decode::<BookedView>().and_then(|view| view.booking_id);
+                    let booked = answer
+                        .decode::<BookedView>()
+                        .and_then(|view| view.booking_id);
                     if let (Some(tracked), Some(booking)) = (tracked, booked) {
                         self.granted.bookings_granted += 1;
                         let booking = booking.0.into_owned();
@@ -937,7 +939,10 @@ mod tests {
         let seats: Vec<&str> = held.seats.iter().flatten().map(|seat| &**seat).collect();
         assert_eq!(seats, ["A-1-1", "B\"2"]);
         let escaped = &held.seats.as_ref().expect("seats")[1].0;
-        assert!(matches!(escaped, Cow::Owned(_)), "an escaped string is copied");
+        assert!(
+            matches!(escaped, Cow::Owned(_)),
+            "an escaped string is copied"
+        );
         assert_eq!(held.quantity, Some(2));
         assert_eq!(held.expires_at.as_deref(), Some("2026-12-03T10:00:00Z"));
         // A general-admission hold: no seats, its category; read from a parsed body too.
@@ -950,7 +955,9 @@ mod tests {
         let category = held.categories.iter().flatten().next().map(|c| &**c);
         assert_eq!(category, Some("Floor"));
         let booked = Answer::from_bytes(201, bytes::Bytes::from_static(br#"{"booking_id":"b_9"}"#));
-        let booking = booked.decode::<BookedView>().and_then(|view| view.booking_id);
+        let booking = booked
+            .decode::<BookedView>()
+            .and_then(|view| view.booking_id);
         assert_eq!(booking.as_deref(), Some("b_9"));
     }
 }
