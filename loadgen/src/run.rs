@@ -92,22 +92,16 @@ impl Shared {
         lock(&self.workload).observe(&action, &answer, now);
         ROUTE.with_borrow_mut(|route| {
             call.method_route_into(route);
-            lock(&self.recorder).record(
-                action.kind(),
-                &answer.code,
-                latency,
-                now,
-                route,
-                answer.status,
-            );
-            lock(&self.step_recorder).record(
-                action.kind(),
-                &answer.code,
-                latency,
-                now,
-                route,
-                answer.status,
-            );
+            for recorder in [&self.recorder, &self.step_recorder] {
+                lock(recorder).record(
+                    action.kind(),
+                    &answer.code,
+                    latency,
+                    now,
+                    route,
+                    answer.status,
+                );
+            }
         });
         if let Some(writer) = &self.writer {
             let at = self.timeline_offset + slot.intended;
