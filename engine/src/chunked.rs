@@ -11,7 +11,9 @@
 //!   like the `imbl::OrdMap` it replaces).
 //! - [`ChunkedDeque`]: a double-ended queue indexed by position, used mostly as a queue
 //!   that grows at the back and shrinks at the front (the idempotency window, the ended
-//!   holds and their queue, the timer lanes). Encodes exactly like a `VecDeque`.
+//!   holds and their queue, the timer lanes; in the ingress's read model, the order in
+//!   which holds, waitlist entries and desk tickets ended). Encodes exactly like a
+//!   `VecDeque`. The one public item of this module.
 
 use crate::snapshot::Chunk;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -340,7 +342,7 @@ where
 /// drops the first chunk once it is all popped); a read by position is two index
 /// operations.
 #[derive(Clone)]
-pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
+pub struct ChunkedDeque<T, const CHUNK: usize> {
     chunks: VecDeque<Chunk<Vec<T>>>,
     back: Vec<T>,
     head: usize,
@@ -350,7 +352,7 @@ pub(crate) struct ChunkedDeque<T, const CHUNK: usize> {
 impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     const CHUNK_IS_POWER_OF_TWO: () = assert!(CHUNK.is_power_of_two());
 
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::CHUNK_IS_POWER_OF_TWO;
         ChunkedDeque {
@@ -361,16 +363,16 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The element `index` places behind the front.
-    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+    pub fn get(&self, index: usize) -> Option<&T> {
         (index < self.len).then(|| {
             let at = self.head + index;
             match self.chunks.get(at / CHUNK) {
@@ -380,16 +382,16 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         })
     }
 
-    pub(crate) fn front(&self) -> Option<&T> {
+    pub fn front(&self) -> Option<&T> {
         self.get(0)
     }
 
-    pub(crate) fn back(&self) -> Option<&T> {
+    pub fn back(&self) -> Option<&T> {
         self.len.checked_sub(1).and_then(|last| self.get(last))
     }
 
     /// Drops the front element (it stays in its block, unreachable, until the block goes).
-    pub(crate) fn pop_front(&mut self) {
+    pub fn pop_front(&mut self) {
         assert!(self.len > 0, "pop from an empty queue");
         self.head += 1;
         self.len -= 1;
@@ -401,14 +403,14 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.chunks.clear();
         self.back.clear();
         self.head = 0;
         self.len = 0;
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks
             .iter()
             .flat_map(|chunk| chunk.iter())
@@ -418,13 +420,13 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 
     /// How many chunks hold the elements (what a copy copies, beside the back).
     #[cfg(test)]
-    pub(crate) fn chunk_count(&self) -> usize {
+    pub fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
 
     /// Asserts the layout: every chunk full, the back under two, `head` inside the first
     /// block, the length.
-    pub(crate) fn check(&self) {
+    pub fn check(&self) {
         assert!(
             self.chunks.iter().all(|chunk| chunk.len() == CHUNK),
             "every chunk is full"
@@ -451,7 +453,7 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 }
 
 impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
-    pub(crate) fn push_back(&mut self, value: T) {
+    pub fn push_back(&mut self, value: T) {
         self.back.push(value);
         self.len += 1;
         if self.back.len() == 2 * CHUNK {
@@ -469,7 +471,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 
     /// Puts `value` before the front: into the first block's popped part, or a new first
     /// chunk (full: its other places are copies of `value`, popped already).
-    pub(crate) fn push_front(&mut self, value: T) {
+    pub fn push_front(&mut self, value: T) {
         if self.len == 0 {
             self.clear();
             self.push_back(value);
@@ -486,14 +488,14 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     }
 
     /// The front element, removed.
-    pub(crate) fn take_front(&mut self) -> Option<T> {
+    pub fn take_front(&mut self) -> Option<T> {
         let front = self.front()?.clone();
         self.pop_front();
         Some(front)
     }
 
     /// The back element, removed.
-    pub(crate) fn pop_back(&mut self) -> Option<T> {
+    pub fn pop_back(&mut self) -> Option<T> {
         if self.len == 0 {
             return None;
         }
@@ -514,7 +516,7 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 
     /// The element `index` places behind the front, to change (its chunk copied first if a
     /// copy shares it).
-    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+    pub fn get_mut(&mut self, index: usize) -> Option<&mut T> {
         (index < self.len).then(|| self.slot_mut(self.head + index))
     }
 

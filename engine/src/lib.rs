@@ -49,7 +49,7 @@
 
 mod allocate;
 pub mod catalog;
-mod chunked;
+pub mod chunked;
 pub mod command;
 pub mod config;
 pub mod control;

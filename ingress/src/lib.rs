@@ -38,6 +38,7 @@ mod catalog;
 mod client_address;
 mod config;
 mod control;
+mod cow_map;
 pub mod effects_control;
 pub mod engine_control;
 mod error;
@@ -78,6 +79,8 @@ pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;
 pub use personal_data::HOSTED_TABLES as PERSONAL_DATA_TABLES;
 pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
+#[doc(hidden)]
+pub use read_model::{copy_pause_bench, CopyPause};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 

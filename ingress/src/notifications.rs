@@ -15,7 +15,7 @@
 //! notification read (or none), so shards merge without a clock: a read returns every
 //! kept notification after each shard's place.
 
-use crate::read_model::{sorted, FastMap};
+use crate::cow_map::CowMap;
 use engine::messages::{MessageSource, UserNote};
 use engine::Outcome;
 use serde::ser::{SerializeMap, SerializeStruct};
@@ -87,6 +87,9 @@ fn text_body<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, 
     Ok(Body::Text(String::deserialize(deserializer)?.into()))
 }
 
+/// Users by touch: see [`Notifications`]'s `recency`.
+type Recency = engine::chunked::ChunkedDeque<(u64, Arc<str>), 1024>;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct UserNotifications {
     /// Oldest first.
@@ -104,7 +107,9 @@ struct UserNotifications {
 pub(crate) struct Notifications {
     /// Hashed, not ordered: each message looks its user up, and a shard full of users
     /// forgets one per new user (encoded in name order all the same).
-    users: FastMap<Arc<str>, UserNotifications>,
+    /// In shards behind `Arc`s (`cow_map`), like the recency's chunks: the read model's
+    /// copy for its snapshot copies pointers, not every user's notifications.
+    users: CowMap<Arc<str>, UserNotifications>,
     /// Users by when they were last told something, the least recent first: a touch
     /// pushes `(touched, name)` at the back (the same names as `users`' keys, shared) and
     /// leaves the user's earlier entry where it is, stale (its `touched` is not the user's
@@ -112,7 +117,7 @@ pub(crate) struct Notifications {
     /// they outnumber the users ([`Notifications::compact_recency`]). A queue, not an
     /// ordered map: a touch is a push instead of a removal and an insertion in a tree
     /// (with a shard full of users, every booking forgot one user and told another).
-    recency: VecDeque<(u64, Arc<str>)>,
+    recency: Recency,
     touches: u64,
     /// The newest place any forgotten user had kept or dropped.
     forgotten_through: Option<Place>,
@@ -130,8 +135,8 @@ pub(crate) struct Page<'a> {
 impl Notifications {
     pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
         let mut notifications = Notifications {
-            users: FastMap::default(),
-            recency: VecDeque::new(),
+            users: CowMap::default(),
+            recency: Recency::new(),
             touches: 0,
             forgotten_through: None,
             per_user_max,
@@ -232,11 +237,15 @@ impl Notifications {
             }
             let name: Arc<str> = Arc::from(user);
             self.recency.push_back((touched, Arc::clone(&name)));
-            return self.users.entry(name).or_insert(UserNotifications {
-                kept: VecDeque::new(),
-                dropped_through: self.forgotten_through,
-                touched,
-            });
+            self.users.insert(
+                Arc::clone(&name),
+                UserNotifications {
+                    kept: VecDeque::new(),
+                    dropped_through: self.forgotten_through,
+                    touched,
+                },
+            );
+            return self.users.get_mut(&*name).expect("just inserted");
         };
         self.recency.push_back((touched, Arc::clone(name)));
         let record = self.users.get_mut(user).expect("just found");
@@ -253,14 +262,18 @@ impl Notifications {
 
     /// Drops the stale recency entries: at most one entry per user remains.
     fn compact_recency(&mut self) {
-        let mut recency = std::mem::take(&mut self.recency);
-        recency.retain(|entry| self.is_current(entry));
-        self.recency = recency;
+        let mut current = Recency::new();
+        for entry in self.recency.iter() {
+            if self.is_current(entry) {
+                current.push_back(entry.clone());
+            }
+        }
+        self.recency = current;
         debug_assert_eq!(self.recency.len(), self.users.len());
     }
 
     fn forget_least_recent(&mut self) {
-        while let Some(entry) = self.recency.pop_front() {
+        while let Some(entry) = self.recency.take_front() {
             if !self.is_current(&entry) {
                 continue;
             }
@@ -309,11 +322,11 @@ impl Serialize for Notifications {
     }
 }
 
-struct Sorted<'a>(&'a FastMap<Arc<str>, UserNotifications>);
+struct Sorted<'a>(&'a CowMap<Arc<str>, UserNotifications>);
 
 impl Serialize for Sorted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        sorted(self.0, serializer)
+        self.0.serialize(serializer)
     }
 }
 
@@ -325,7 +338,7 @@ impl Serialize for CurrentRecency<'_> {
         let notifications = self.0;
         let mut map = serializer.serialize_map(Some(notifications.users.len()))?;
         let mut written = 0;
-        for entry in &notifications.recency {
+        for entry in notifications.recency.iter() {
             if notifications.is_current(entry) {
                 map.serialize_entry(&entry.0, &entry.1)?;
                 written += 1;
@@ -343,7 +356,7 @@ impl Serialize for CurrentRecency<'_> {
 /// [`Notifications`] as [`Notifications::serialize`] wrote it.
 #[derive(Deserialize)]
 struct Decoded {
-    users: FastMap<Arc<str>, UserNotifications>,
+    users: CowMap<Arc<str>, UserNotifications>,
     recency: BTreeMap<u64, Arc<str>>,
     touches: u64,
     forgotten_through: Option<Place>,
@@ -364,7 +377,12 @@ impl From<Decoded> for Notifications {
         Notifications {
             users,
             // In order of touch: the map's key order.
-            recency: recency.into_iter().collect(),
+            recency: recency
+                .into_iter()
+                .fold(Recency::new(), |mut queue, entry| {
+                    queue.push_back(entry);
+                    queue
+                }),
             touches,
             forgotten_through,
             per_user_max,

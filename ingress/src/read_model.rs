@@ -10,6 +10,7 @@
 //! A broken expectation here (an outcome about a hold the model never saw) is a bug in
 //! the engine or the model: it is counted and logged, and stops debug builds.
 
+use crate::cow_map::CowMap;
 use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
 use engine::messages::Subject;
@@ -18,8 +19,8 @@ use engine::{
     BookingId, BookingView, DeskId, DeskSpec, DeskTicketId, DeskTicketView, Effect, EventId,
     EventPatch, EventSpec, HoldId, HoldView, Items, Outcome, Reply, WaitEnd, WaiterId,
 };
-use serde::{Deserialize, Serialize, Serializer};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The model's hash maps: foldhash (faster than the default SipHash on the follower's
@@ -29,20 +30,14 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// [`FastMap`]'s set.
 pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
-/// Serializes a hash map in key order, so one model always encodes to the same bytes
-/// (snapshots are compared and checksummed as bytes).
-pub(crate) fn sorted<K: Ord + Serialize, V: Serialize, H, S: Serializer>(
-    map: &HashMap<K, V, H>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    map.iter()
-        .collect::<BTreeMap<&K, &V>>()
-        .serialize(serializer)
-}
-
 const TAG_HELD: u64 = 1 << 62;
 const TAG_BOOKED: u64 = 2 << 62;
 const TAG_MASK: u64 = 3 << 62;
+
+/// The ids of ended holds, waitlist entries or desk tickets, oldest first: the entries
+/// past `ended_entries_max` are forgotten from the front. In chunks behind `Arc`s, like the
+/// tables (`cow_map`): a copy of the model copies a pointer per chunk.
+type EndedIds<T> = engine::chunked::ChunkedDeque<T, 1024>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SeatOwner {
@@ -430,21 +425,18 @@ pub(crate) struct ReadModel {
     pub(crate) applied_offset: Option<u64>,
     /// The engine's clock at that outcome.
     pub(crate) time_ms: u64,
-    events: BTreeMap<EventId, EventRecord>,
-    #[serde(serialize_with = "sorted")]
-    holds: FastMap<HoldId, HoldRecord>,
-    ended_holds: VecDeque<HoldId>,
-    #[serde(serialize_with = "sorted")]
-    bookings: FastMap<BookingId, BookingRecord>,
-    #[serde(serialize_with = "sorted")]
-    user_bookings: FastMap<String, Vec<BookingId>>,
-    #[serde(serialize_with = "sorted")]
-    waiters: FastMap<WaiterId, WaiterRecord>,
-    ended_waiters: VecDeque<WaiterId>,
+    /// Each behind an `Arc`, copied on its first change after a copy of the model (the
+    /// snapshot's), like the shards of the tables below (`cow_map`).
+    events: BTreeMap<EventId, Arc<EventRecord>>,
+    holds: CowMap<HoldId, HoldRecord>,
+    ended_holds: EndedIds<HoldId>,
+    bookings: CowMap<BookingId, BookingRecord>,
+    user_bookings: CowMap<String, Vec<BookingId>>,
+    waiters: CowMap<WaiterId, WaiterRecord>,
+    ended_waiters: EndedIds<WaiterId>,
     desks: BTreeMap<DeskId, DeskRecord>,
-    #[serde(serialize_with = "sorted")]
-    desk_tickets: FastMap<DeskTicketId, DeskTicketRecord>,
-    ended_desk_tickets: VecDeque<DeskTicketId>,
+    desk_tickets: CowMap<DeskTicketId, DeskTicketRecord>,
+    ended_desk_tickets: EndedIds<DeskTicketId>,
     pub(crate) live_holds: u64,
     pub(crate) live_bookings: u64,
     pub(crate) waiting: u64,
@@ -463,15 +455,15 @@ impl ReadModel {
             applied_offset: None,
             time_ms: 0,
             events: BTreeMap::new(),
-            holds: FastMap::default(),
-            ended_holds: VecDeque::new(),
-            bookings: FastMap::default(),
-            user_bookings: FastMap::default(),
-            waiters: FastMap::default(),
-            ended_waiters: VecDeque::new(),
+            holds: CowMap::default(),
+            ended_holds: EndedIds::new(),
+            bookings: CowMap::default(),
+            user_bookings: CowMap::default(),
+            waiters: CowMap::default(),
+            ended_waiters: EndedIds::new(),
             desks: BTreeMap::new(),
-            desk_tickets: FastMap::default(),
-            ended_desk_tickets: VecDeque::new(),
+            desk_tickets: CowMap::default(),
+            ended_desk_tickets: EndedIds::new(),
             live_holds: 0,
             live_bookings: 0,
             waiting: 0,
@@ -494,11 +486,11 @@ impl ReadModel {
     // ---- reads -----------------------------------------------------------------------
 
     pub(crate) fn event(&self, id: EventId) -> Option<&EventRecord> {
-        self.events.get(&id)
+        self.events.get(&id).map(Arc::as_ref)
     }
 
     pub(crate) fn events(&self) -> impl Iterator<Item = &EventRecord> {
-        self.events.values()
+        self.events.values().map(Arc::as_ref)
     }
 
     pub(crate) fn hold(&self, id: HoldId) -> Option<&HoldRecord> {
@@ -545,6 +537,7 @@ impl ReadModel {
     pub(crate) fn matching(&self, filter: &EventFilter) -> Vec<&EventRecord> {
         self.events
             .values()
+            .map(Arc::as_ref)
             .filter(|event| filter.admits(event))
             .collect()
     }
@@ -688,7 +681,7 @@ impl ReadModel {
                         changes,
                     );
                 }
-                match self.events.get_mut(event) {
+                match self.events.get_mut(event).map(Arc::make_mut) {
                     Some(record) => record.canceled = true,
                     None => self.anomaly("canceled an unknown event"),
                 }
@@ -732,6 +725,7 @@ impl ReadModel {
                 match self
                     .events
                     .get_mut(event)
+                    .map(Arc::make_mut)
                     .and_then(|record| record.draw.as_mut())
                 {
                     Some(draw) => draw.seed = Some(*seed),
@@ -795,7 +789,7 @@ impl ReadModel {
                 opens_at_ms,
                 draws_at_ms,
                 commitment,
-            } => match self.events.get_mut(event) {
+            } => match self.events.get_mut(event).map(Arc::make_mut) {
                 Some(record) => {
                     record.draw = Some(DrawRecord {
                         opens_at_ms: *opens_at_ms,
@@ -814,10 +808,12 @@ impl ReadModel {
                 source,
                 order,
             } => self.make_draw(*event, seed, *source, order, changes),
-            Effect::EventTermsSet { event, terms } => match self.events.get_mut(event) {
-                Some(record) => record.terms = Some(terms.clone()),
-                None => self.anomaly("terms for an unknown event"),
-            },
+            Effect::EventTermsSet { event, terms } => {
+                match self.events.get_mut(event).map(Arc::make_mut) {
+                    Some(record) => record.terms = Some(terms.clone()),
+                    None => self.anomaly("terms for an unknown event"),
+                }
+            }
         }
     }
 
@@ -833,7 +829,7 @@ impl ReadModel {
     ) {
         let mut places: Vec<u64> = order.iter().map(|waiter| waiter.0).collect();
         places.sort_unstable();
-        let Some(event) = self.events.get_mut(&event_id) else {
+        let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) else {
             return self.anomaly("a draw for an unknown event");
         };
         let Some(draw) = event.draw.as_mut() else {
@@ -911,20 +907,20 @@ impl ReadModel {
             draw: None,
             terms: None,
         };
-        if self.events.insert(id, record).is_some() {
+        if self.events.insert(id, Arc::new(record)).is_some() {
             self.anomaly("an event id was created twice");
         }
     }
 
     fn update_event(&mut self, id: EventId, patch: &EventPatch) {
-        let Some(event) = self.events.get_mut(&id) else {
+        let Some(event) = self.events.get_mut(&id).map(Arc::make_mut) else {
             return self.anomaly("updated an unknown event");
         };
         patch.apply_to(&mut event.spec);
     }
 
     fn add_hold(&mut self, view: &HoldView) {
-        let Some(event) = self.events.get_mut(&view.event) else {
+        let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
             return self.anomaly("a hold on an unknown event");
         };
         if let Items::Seats(seats) = &view.items {
@@ -959,7 +955,7 @@ impl ReadModel {
         }
         hold.status = end;
         let (event_id, items) = (hold.view.event, hold.view.items.clone());
-        if let Some(event) = self.events.get_mut(&event_id) {
+        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
             if let Items::Seats(seats) = &items {
                 for &seat in seats.iter() {
                     if let Some(state) = event.seats.get_mut(seat as usize) {
@@ -984,7 +980,7 @@ impl ReadModel {
         while self.ended_holds.len() > self.ended_entries_max {
             let oldest = self
                 .ended_holds
-                .pop_front()
+                .take_front()
                 .expect("longer than the maximum");
             self.holds.remove(&oldest);
         }
@@ -999,7 +995,7 @@ impl ReadModel {
         }
         self.live_holds = self.live_holds.saturating_sub(1);
         self.remember_ended_hold(view.hold);
-        let Some(event) = self.events.get_mut(&view.event) else {
+        let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
             return self.anomaly("a booking on an unknown event");
         };
         if let Items::Seats(seats) = &view.items {
@@ -1045,7 +1041,7 @@ impl ReadModel {
         }
         booking.canceled = true;
         let (event_id, items) = (booking.view.event, booking.view.items.clone());
-        if let Some(event) = self.events.get_mut(&event_id) {
+        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
             if let Items::Seats(seats) = &items {
                 for &seat in seats.iter() {
                     if let Some(state) = event.seats.get_mut(seat as usize) {
@@ -1073,7 +1069,7 @@ impl ReadModel {
         category: Option<u16>,
         entered: bool,
     ) {
-        let Some(event) = self.events.get_mut(&event_id) else {
+        let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) else {
             return self.anomaly("a waitlist entry on an unknown event");
         };
         let (status, place) = if entered {
@@ -1112,7 +1108,7 @@ impl ReadModel {
         }
         waiter.status = end;
         let (event_id, category, place) = (waiter.event, waiter.category, waiter.place);
-        if let Some(event) = self.events.get_mut(&event_id) {
+        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
             if was == WaiterStatus::Entered {
                 if let Some(draw) = event.draw.as_mut() {
                     draw.entries.retain(|entry| *entry != id);
@@ -1135,7 +1131,7 @@ impl ReadModel {
         while self.ended_waiters.len() > self.ended_entries_max {
             let oldest = self
                 .ended_waiters
-                .pop_front()
+                .take_front()
                 .expect("longer than the maximum");
             self.waiters.remove(&oldest);
         }
@@ -1196,7 +1192,7 @@ impl ReadModel {
         while self.ended_desk_tickets.len() > self.ended_entries_max {
             let oldest = self
                 .ended_desk_tickets
-                .pop_front()
+                .take_front()
                 .expect("longer than the maximum");
             self.desk_tickets.remove(&oldest);
         }
@@ -1350,7 +1346,7 @@ mod tests {
             assert_eq!(self.model.waiting as usize, self.engine.waiting_count());
             // Every hold the model calls held is live in the engine with the same items,
             // and the model holds all of them (the counts agree above).
-            for (id, hold) in &self.model.holds {
+            for (id, hold) in self.model.holds.iter() {
                 if hold.status == HoldStatus::Held {
                     assert_eq!(
                         self.engine.hold_items(*id),
@@ -1905,4 +1901,148 @@ mod tests {
             ]
         );
     }
+}
+
+/// What `benches/src/bin/read_model_copy.rs` measures (not part of the API): the pause a
+/// copy of the read model costs the outcome follower (its snapshot hand-off), after
+/// `purchases` best-available holds of 1-2 seats and their confirms, by 200,000 users
+/// over 120 arenas of 10,000 seats (every hold granted); and what the first writes after
+/// a copy cost, against the same writes without one (the copied shards).
+#[doc(hidden)]
+pub fn copy_pause_bench(purchases: u64) -> CopyPause {
+    use engine::{CategorySpec, Command, EngineConfig, Request, RowSpec, SectionSpec};
+    use engine::{Selection, WaitlistPolicy};
+    use std::time::Instant;
+    const ARENAS: u32 = 120;
+    const USERS: u64 = 200_000;
+    struct Driver {
+        engine: engine::Engine,
+        model: ReadModel,
+        offset: u64,
+        time_ms: u64,
+    }
+    impl Driver {
+        fn apply(&mut self, command: Command) -> Outcome {
+            let outcome = self
+                .engine
+                .apply(self.offset, self.time_ms, &Request::new(command));
+            self.offset += 1;
+            self.model.apply(&Arc::new(outcome.clone()));
+            outcome
+        }
+        /// Purchase `n` of the run: a hold, then its confirm.
+        fn purchase(&mut self, n: u64) {
+            self.time_ms += 1;
+            let user = format!("buyer-{}", n % USERS);
+            let placed = self.apply(Command::PlaceHold {
+                user: user.clone(),
+                event: EventId((n % u64::from(ARENAS)) as u32),
+                selection: Selection::Best {
+                    quantity: 1 + (n % 2) as u32,
+                    category: None,
+                    together: true,
+                },
+                wait: false,
+            });
+            let Ok(Reply::HoldPlaced(view)) = &placed.result else {
+                panic!("the arenas never sell out: {:?}", placed.result);
+            };
+            let hold = view.hold;
+            let confirmed = self.apply(Command::ConfirmHold {
+                user,
+                hold,
+                payment_ref: "pay".into(),
+            });
+            assert!(confirmed.result.is_ok(), "{:?}", confirmed.result);
+        }
+    }
+    let mut driver = Driver {
+        engine: engine::Engine::new(EngineConfig::default()),
+        model: ReadModel::new(1_000_000),
+        offset: 0,
+        time_ms: 1_000_000,
+    };
+    for arena in 0..ARENAS {
+        let spec = EventSpec {
+            name: format!("Arena {arena}"),
+            description: String::new(),
+            city: "Lyon".into(),
+            country: "FR".into(),
+            venue: "Arena".into(),
+            starts_at_ms: 10_000_000_000,
+            ends_at_ms: None,
+            sales_open_at_ms: None,
+            sales_close_at_ms: None,
+            hold_ttl_ms: 300_000,
+            seats_per_order_max: 4,
+            seats_per_user_max: None,
+            waitlist_policy: WaitlistPolicy::Strict,
+            categories: vec![CategorySpec {
+                name: "Floor".into(),
+                price_cents: 5000,
+            }],
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: (0..100)
+                    .map(|row| RowSpec {
+                        label: row.to_string(),
+                        seats: 100,
+                        category: "Floor".into(),
+                    })
+                    .collect(),
+            }],
+            general_admission: vec![],
+        };
+        let made = driver.apply(Command::CreateEvent {
+            tenant: "bench".into(),
+            spec,
+        });
+        assert!(made.result.is_ok(), "{:?}", made.result);
+    }
+    const AFTER: u64 = 10_000;
+    assert!(purchases >= AFTER, "at least {AFTER} purchases");
+    for n in 0..purchases - AFTER {
+        driver.purchase(n);
+    }
+    let started = Instant::now();
+    for n in purchases - AFTER..purchases {
+        driver.purchase(n);
+    }
+    let before_copy = started.elapsed();
+    let started = Instant::now();
+    let copy = driver.model.clone();
+    let copy_pause = started.elapsed();
+    let started = Instant::now();
+    for n in purchases..purchases + AFTER {
+        driver.purchase(n);
+    }
+    let after_copy = started.elapsed();
+    drop(copy);
+    let started = Instant::now();
+    for n in purchases + AFTER..purchases + 2 * AFTER {
+        driver.purchase(n);
+    }
+    let without_copy = started.elapsed();
+    CopyPause {
+        copy_pause,
+        purchases_after: AFTER,
+        before_copy,
+        after_copy,
+        without_copy,
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CopyPause {
+    /// The model's `clone`: how long the follower answers nothing.
+    pub copy_pause: std::time::Duration,
+    /// How many purchases each of the three timings below applies.
+    pub purchases_after: u64,
+    /// The last `purchases_after` purchases before the copy.
+    pub before_copy: std::time::Duration,
+    /// The next `purchases_after` purchases, right after the copy (engine included).
+    pub after_copy: std::time::Duration,
+    /// The next `purchases_after`, the copy dropped.
+    pub without_copy: std::time::Duration,
 }
