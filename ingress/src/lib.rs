@@ -12,7 +12,8 @@
 //!   the log has that path, the embedded one; else appender threads, batched, blocking
 //!   `LogWriter::append`) and the pending writes waiting for their outcomes.
 //! - `follower`: the outcome follower thread; `read_model`: what it maintains, with
-//!   `notifications` (each user's webhook messages, `GET /v1/me/notifications`);
+//!   `notifications` (each user's webhook messages, `GET /v1/me/notifications`), their
+//!   large tables `cow_map`s (copied a pointer per shard for the snapshots);
 //!   [`follower_state`]: its snapshots, so a restart reads only the outcomes after one;
 //!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
 //!   (RocksDB), which it feeds too.
