@@ -22,7 +22,7 @@
 use crate::read_model::FastMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
@@ -70,10 +70,13 @@ impl ShardKey for Arc<str> {
     }
 }
 
-/// See the module docs. No shard is empty.
+/// See the module docs. Shard `first + i` is at place `i`, `None` while it holds nothing;
+/// the first and last places hold shards. Perf: shard numbers are dense (ids by range, names
+/// below [`NAME_SHARDS`]), so finding a shard is an index, not a hash look-up.
 #[derive(Clone, Debug)]
 pub(crate) struct CowMap<K, V> {
-    shards: FastMap<u64, Arc<FastMap<K, V>>>,
+    shards: VecDeque<Option<Arc<FastMap<K, V>>>>,
+    first: u64,
     /// Chooses a name's shard; cloned with the map, so a copy finds what the original does.
     hasher: foldhash::fast::RandomState,
     len: usize,
@@ -87,7 +90,8 @@ pub(crate) struct CowMap<K, V> {
 impl<K, V> Default for CowMap<K, V> {
     fn default() -> Self {
         CowMap {
-            shards: FastMap::default(),
+            shards: VecDeque::new(),
+            first: 0,
             hasher: foldhash::fast::RandomState::default(),
             len: 0,
             shard_len_max: 0,
@@ -100,12 +104,23 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         self.len
     }
 
+    /// The place of shard `shard` in `shards`, if it is within them.
+    fn place(&self, shard: u64) -> Option<usize> {
+        let place = usize::try_from(shard.checked_sub(self.first)?).ok()?;
+        (place < self.shards.len()).then_some(place)
+    }
+
+    fn shard_of<Q: ShardKey + ?Sized>(&self, key: &Q) -> Option<&Arc<FastMap<K, V>>> {
+        let place = self.place(key.shard(&self.hasher))?;
+        self.shards[place].as_ref()
+    }
+
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        self.shards.get(&key.shard(&self.hasher))?.get(key)
+        self.shard_of(key)?.get(key)
     }
 
     pub(crate) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
@@ -113,9 +128,7 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        self.shards
-            .get(&key.shard(&self.hasher))?
-            .get_key_value(key)
+        self.shard_of(key)?.get_key_value(key)
     }
 
     /// The value under `key`, to change: its shard is copied first if a copy of the map
@@ -125,7 +138,8 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        let shard = self.shards.get_mut(&key.shard(&self.hasher))?;
+        let place = self.place(key.shard(&self.hasher))?;
+        let shard = self.shards[place].as_mut()?;
         // Perf: one probe when no copy shares the shard (nearly always).
         if Arc::get_mut(shard).is_none() && !shard.contains_key(key) {
             return None;
@@ -135,16 +149,25 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
 
     /// Inserts `value` under `key`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let index = key.shard(&self.hasher);
+        if self.shards.is_empty() {
+            self.first = index;
+        }
+        while index < self.first {
+            self.shards.push_front(None);
+            self.first -= 1;
+        }
+        let place = usize::try_from(index - self.first).expect("shards are dense");
+        while self.shards.len() <= place {
+            self.shards.push_back(None);
+        }
         let capacity = self.shard_len_max;
-        let shard = self
-            .shards
-            .entry(key.shard(&self.hasher))
-            .or_insert_with(|| {
-                Arc::new(FastMap::with_capacity_and_hasher(
-                    capacity,
-                    Default::default(),
-                ))
-            });
+        let shard = self.shards[place].get_or_insert_with(|| {
+            Arc::new(FastMap::with_capacity_and_hasher(
+                capacity,
+                Default::default(),
+            ))
+        });
         let shard = Arc::make_mut(shard);
         let replaced = shard.insert(key, value);
         if replaced.is_none() {
@@ -160,37 +183,43 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        let index = key.shard(&self.hasher);
-        let shard = self.shards.get_mut(&index)?;
+        let place = self.place(key.shard(&self.hasher))?;
+        let shard = self.shards[place].as_mut()?;
         if Arc::get_mut(shard).is_none() && !shard.contains_key(key) {
             return None;
         }
-        let removed = Arc::make_mut(shard).remove(key);
+        let removed = Arc::make_mut(shard).remove(key)?;
+        self.len -= 1;
         if shard.is_empty() {
-            self.shards.remove(&index);
+            self.shards[place] = None;
+            while matches!(self.shards.front(), Some(None)) {
+                self.shards.pop_front();
+                self.first += 1;
+            }
+            while matches!(self.shards.back(), Some(None)) {
+                self.shards.pop_back();
+            }
         }
-        if removed.is_some() {
-            self.len -= 1;
-        }
-        removed
+        Some(removed)
     }
 
     /// Every entry, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.shards.values().flat_map(|shard| shard.iter())
+        self.shards.iter().flatten().flat_map(|shard| shard.iter())
     }
 
     /// Every value, to change (every shard a copy shares is copied).
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
         self.shards
-            .values_mut()
+            .iter_mut()
+            .flatten()
             .flat_map(|shard| Arc::make_mut(shard).values_mut())
     }
 
     /// How many shards a copy clones (tests).
     #[cfg(test)]
     fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.shards.iter().flatten().count()
     }
 }
 
@@ -248,13 +277,35 @@ mod tests {
         let shared = map
             .shards
             .iter()
-            .filter(|(index, shard)| {
-                copy.shards
-                    .get(index)
-                    .is_some_and(|theirs| Arc::ptr_eq(shard, theirs))
+            .zip(&copy.shards)
+            .filter(|(ours, theirs)| match (ours, theirs) {
+                (Some(ours), Some(theirs)) => Arc::ptr_eq(ours, theirs),
+                _ => false,
             })
             .count();
         assert_eq!(shared, 3, "shards 1, 2, 3 untouched");
+    }
+
+    #[test]
+    fn shards_emptied_at_the_front_go_and_far_keys_are_simply_absent() {
+        let mut map: CowMap<BookingId, u64> = CowMap::default();
+        for id in 1_000..4_000 {
+            map.insert(BookingId(id), id);
+        }
+        // Forgotten oldest first, as the ended holds are.
+        for id in 1_000..2_100 {
+            assert_eq!(map.remove(&BookingId(id)), Some(id));
+        }
+        assert_eq!((map.first, map.shards.len(), map.len()), (2, 2, 1_900));
+        assert_eq!(map.get(&BookingId(2_099)), None);
+        assert_eq!(map.get(&BookingId(2_100)), Some(&2_100));
+        assert_eq!(map.get(&BookingId(u64::MAX)), None);
+        assert_eq!(map.get_mut(&BookingId(7)), None);
+        assert_eq!(map.remove(&BookingId(1 << 40)), None);
+        // An older id than the first shard's still goes in (in front).
+        map.insert(BookingId(5), 5);
+        assert_eq!((map.first, map.get(&BookingId(5))), (0, Some(&5)));
+        assert_eq!(map.iter().count(), 1_901);
     }
 
     #[test]
@@ -264,10 +315,8 @@ mod tests {
         let copy = map.clone();
         assert_eq!(map.get_mut("bob"), None);
         assert_eq!(map.remove("bob"), None);
-        assert!(Arc::ptr_eq(
-            map.shards.values().next().unwrap(),
-            copy.shards.values().next().unwrap()
-        ));
+        let only = |map: &CowMap<String, u32>| map.shards.iter().flatten().next().unwrap().clone();
+        assert!(Arc::ptr_eq(&only(&map), &only(&copy)));
         assert_eq!(map.remove("alice"), Some(1));
         assert_eq!((map.len(), map.shard_count()), (0, 0));
         assert_eq!(copy.get("alice"), Some(&1));
