@@ -1,9 +1,10 @@
 //! A hash map whose copy costs a pointer per shard: the read model's large tables
-//! (holds, bookings, waitlist entries, desk tickets, each user's bookings).
+//! (holds, bookings, waitlist entries, desk tickets, each user's bookings, the users whose
+//! notifications are kept).
 //!
 //! Why: the outcome follower hands a copy of the whole read model to its snapshot thread
 //! (`follower_state`), and while it copies, no write is answered. With deep copies that
-//! pause grew with the model: 0.47-0.65 s after 500,000 purchases (BENCHMARKS.md, "Read-model
+//! pause grew with the model: 0.6-0.8 s after 500,000 purchases (BENCHMARKS.md, "Read-model
 //! snapshot pause"), every `snapshot_every_outcomes` or `snapshot_interval`. Here the
 //! entries live in shards behind `Arc`s: a copy clones the shard pointers, and the first
 //! write to a shard after a copy copies that shard alone (`Arc::make_mut`).
@@ -13,7 +14,8 @@
 //! in them; names by hash (a seeded hasher, as the model's other maps, since clients
 //! choose names). Not `engine::chunked::ChunkedMap`: its look-up is a binary search over
 //! the chunks' first keys, a cache miss per step at a million entries, on the follower's
-//! path; here a look-up is two hash probes.
+//! path; here a look-up finds the shard by its place (shard numbers are dense) and probes
+//! its hash map once.
 //!
 //! Encodes exactly like the `FastMap`s it replaces did (a map in key order, as a `BTreeMap`
 //! encodes, so one model always encodes to the same bytes: snapshots are compared and
