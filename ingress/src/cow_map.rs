@@ -140,13 +140,23 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
+        self.shard_to_change(key)?.1.get_mut(key)
+    }
+
+    /// The place and the shard of `key`, to change (copied first if a copy of the map shares
+    /// it), when it may hold `key`; `None` when it surely does not, copying nothing.
+    fn shard_to_change<Q>(&mut self, key: &Q) -> Option<(usize, &mut FastMap<K, V>)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ShardKey + ?Sized,
+    {
         let place = self.place(key.shard(&self.hasher))?;
         let shard = self.shards[place].as_mut()?;
-        // Perf: one probe when no copy shares the shard (nearly always).
+        // Perf: no probe here when no copy shares the shard (nearly always).
         if Arc::get_mut(shard).is_none() && !shard.contains_key(key) {
             return None;
         }
-        Arc::make_mut(shard).get_mut(key)
+        Some((place, Arc::make_mut(shard)))
     }
 
     /// Inserts `value` under `key`, returning the value it replaces.
@@ -185,14 +195,11 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        let place = self.place(key.shard(&self.hasher))?;
-        let shard = self.shards[place].as_mut()?;
-        if Arc::get_mut(shard).is_none() && !shard.contains_key(key) {
-            return None;
-        }
-        let removed = Arc::make_mut(shard).remove(key)?;
+        let (place, shard) = self.shard_to_change(key)?;
+        let removed = shard.remove(key)?;
+        let emptied = shard.is_empty();
         self.len -= 1;
-        if shard.is_empty() {
+        if emptied {
             self.shards[place] = None;
             while matches!(self.shards.front(), Some(None)) {
                 self.shards.pop_front();

@@ -57,6 +57,7 @@ mod personal_data;
 mod privacy;
 mod rate_limit;
 mod read_model;
+mod read_model_bench;
 mod routes;
 mod search;
 mod state;
@@ -81,7 +82,7 @@ pub use payments::PaymentsConfig;
 pub use personal_data::HOSTED_TABLES as PERSONAL_DATA_TABLES;
 pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 #[doc(hidden)]
-pub use read_model::{copy_pause_bench, CopyPause};
+pub use read_model_bench::{copy_pause_bench, CopyPause};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 
