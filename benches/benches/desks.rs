@@ -78,7 +78,7 @@ fn prepared() -> (Engine, u64) {
             let outcome = apply(
                 &mut engine,
                 Command::CreateDeskTicket {
-                    user: user.clone(),
+                    user: engine::UserRef::Name(user.clone()),
                     desk: DeskId(desk),
                     level: "bronze".into(),
                     hold_only: false,
@@ -95,7 +95,7 @@ fn prepared() -> (Engine, u64) {
     for (desk, ticket, user) in tickets.into_iter().step_by(3) {
         let outcome = apply(
             &mut engine,
-            Command::CancelDeskTicket { user, desk, ticket },
+            Command::CancelDeskTicket { user: user.into(), desk, ticket },
         );
         assert!(matches!(
             outcome.result,
@@ -112,7 +112,7 @@ fn requests() -> Vec<Request> {
     (0..REQUESTS_PER_ENGINE)
         .map(|index| {
             Request::new(Command::CreateDeskTicket {
-                user: format!("user-{index}"),
+                user: format!("user-{index}").into(),
                 desk: DeskId((index % u64::from(DESKS)) as u32),
                 level: LEVELS[(index / u64::from(DESKS)) as usize % LEVELS.len()].into(),
                 hold_only: false,
@@ -185,7 +185,7 @@ fn refuse(c: &mut Criterion) {
     loop {
         // Other users fill the window: the per-user cap must not be what refuses.
         let filler = Request::new(Command::CreateDeskTicket {
-            user: format!("filler-{}", last.0),
+            user: format!("filler-{}", last.0).into(),
             desk: DeskId(0),
             level: "gold".into(),
             hold_only: false,

@@ -17,7 +17,7 @@ fn main() {
     for index in 0..keys {
         let request = Request::with_key(
             Command::ReleaseHold {
-                user: format!("user{}", index % 100_000),
+                user: format!("user{}", index % 100_000).into(),
                 hold: HoldId(1 << 40),
             },
             format!("key-{index}"),

@@ -8,12 +8,83 @@ use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, WaiterId};
 use serde::{Deserialize, Serialize};
 
 /// One log record's content: a command plus who sent it and its idempotency key.
+pub type Request = RequestOf<UserRef>;
+
+/// A request whose user is named by `U`: [`Request`] (a [`UserRef`], requests-log
+/// version 2) or [`NamedRequest`] (a name, version 1, and the form idempotency stamps
+/// digest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
+pub struct RequestOf<U> {
     /// A repeat of `(principal, key)` within the idempotency window returns the first
     /// outcome and changes nothing.
     pub idempotency_key: Option<String>,
-    pub command: Command,
+    pub command: CommandOf<U>,
+}
+
+/// A request as the requests log's version 1 wrote it: every user by name.
+pub type NamedRequest = RequestOf<String>;
+
+impl NamedRequest {
+    /// The same request in today's form (every user by name).
+    pub fn into_request(self) -> Request {
+        RequestOf {
+            idempotency_key: self.idempotency_key,
+            command: self.command.map_user(UserRef::Name),
+        }
+    }
+}
+
+/// Who a user command acts for: the user's name (the pseudonym the ingress derived), or
+/// the dense id the engine gave that name when it first gave the user state (a hold, a
+/// booking or a waitlist entry). Ids are assigned in log order, so every replica agrees
+/// on them; a request names its user by id only once its writer has learnt the id, and
+/// an id the engine has not assigned is refused (`Rejection::Invalid`). Both forms of
+/// one user are the same principal and the same request for idempotency (stamps digest
+/// the named form, [`Command::named`]).
+///
+/// Perf: an id is resolved with one bounds check, where a name is hashed, probed and
+/// compared (two cache misses on a crowd of users: the index entry and the name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum UserRef {
+    Name(String),
+    Id(u32),
+}
+
+impl UserRef {
+    /// The name, when the user is named by name.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            UserRef::Name(name) => Some(name),
+            UserRef::Id(_) => None,
+        }
+    }
+}
+
+impl From<String> for UserRef {
+    fn from(name: String) -> Self {
+        UserRef::Name(name)
+    }
+}
+
+impl From<&str> for UserRef {
+    fn from(name: &str) -> Self {
+        UserRef::Name(name.to_string())
+    }
+}
+
+impl From<&String> for UserRef {
+    fn from(name: &String) -> Self {
+        UserRef::Name(name.clone())
+    }
+}
+
+impl std::fmt::Display for UserRef {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserRef::Name(name) => formatter.write_str(name),
+            UserRef::Id(id) => write!(formatter, "#{id}"),
+        }
+    }
 }
 
 impl Request {
@@ -42,8 +113,17 @@ pub enum Principal {
     System,
 }
 
+/// A command; its users are [`UserRef`]s.
+pub type Command = CommandOf<UserRef>;
+
+/// A command as the requests log's version 1 wrote it, every user by name: what
+/// idempotency stamps digest ([`Command::named`]).
+pub type NamedCommand = CommandOf<String>;
+
+/// A command whose users are named by `U` (see [`Command`] and [`NamedCommand`]): one
+/// definition for both wire versions, so they cannot drift apart.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
+pub enum CommandOf<U> {
     CreateEvent {
         tenant: String,
         spec: EventSpec,
@@ -63,33 +143,33 @@ pub enum Command {
         code: String,
     },
     PlaceHold {
-        user: String,
+        user: U,
         event: EventId,
         selection: Selection,
         wait: bool,
     },
     ConfirmHold {
-        user: String,
+        user: U,
         hold: HoldId,
         payment_ref: String,
     },
     ReleaseHold {
-        user: String,
+        user: U,
         hold: HoldId,
     },
     CancelBooking {
-        user: String,
+        user: U,
         booking: BookingId,
     },
     JoinWaitlist {
-        user: String,
+        user: U,
         event: EventId,
         quantity: u32,
         category: Option<String>,
         together: bool,
     },
     LeaveWaitlist {
-        user: String,
+        user: U,
         waiter: WaiterId,
     },
     CreateDesk {
@@ -97,18 +177,18 @@ pub enum Command {
         spec: DeskSpec,
     },
     CreateDeskTicket {
-        user: String,
+        user: U,
         desk: DeskId,
         level: String,
         hold_only: bool,
     },
     ConfirmDeskTicket {
-        user: String,
+        user: U,
         desk: DeskId,
         ticket: DeskTicketId,
     },
     CancelDeskTicket {
-        user: String,
+        user: U,
         desk: DeskId,
         ticket: DeskTicketId,
     },
@@ -171,30 +251,203 @@ pub enum Command {
     },
 }
 
+impl<U> CommandOf<U> {
+    /// The user this command acts for, if it is a user's command.
+    pub fn user(&self) -> Option<&U> {
+        match self {
+            CommandOf::PlaceHold { user, .. }
+            | CommandOf::ConfirmHold { user, .. }
+            | CommandOf::ReleaseHold { user, .. }
+            | CommandOf::CancelBooking { user, .. }
+            | CommandOf::JoinWaitlist { user, .. }
+            | CommandOf::LeaveWaitlist { user, .. }
+            | CommandOf::CreateDeskTicket { user, .. }
+            | CommandOf::ConfirmDeskTicket { user, .. }
+            | CommandOf::CancelDeskTicket { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// The same command with its user (if any) named by `map(user)`.
+    pub fn map_user<V>(self, map: impl FnOnce(U) -> V) -> CommandOf<V> {
+        use CommandOf as C;
+        match self {
+            C::PlaceHold {
+                user,
+                event,
+                selection,
+                wait,
+            } => C::PlaceHold {
+                user: map(user),
+                event,
+                selection,
+                wait,
+            },
+            C::ConfirmHold {
+                user,
+                hold,
+                payment_ref,
+            } => C::ConfirmHold {
+                user: map(user),
+                hold,
+                payment_ref,
+            },
+            C::ReleaseHold { user, hold } => C::ReleaseHold {
+                user: map(user),
+                hold,
+            },
+            C::CancelBooking { user, booking } => C::CancelBooking {
+                user: map(user),
+                booking,
+            },
+            C::JoinWaitlist {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => C::JoinWaitlist {
+                user: map(user),
+                event,
+                quantity,
+                category,
+                together,
+            },
+            C::LeaveWaitlist { user, waiter } => C::LeaveWaitlist {
+                user: map(user),
+                waiter,
+            },
+            C::CreateDeskTicket {
+                user,
+                desk,
+                level,
+                hold_only,
+            } => C::CreateDeskTicket {
+                user: map(user),
+                desk,
+                level,
+                hold_only,
+            },
+            C::ConfirmDeskTicket { user, desk, ticket } => C::ConfirmDeskTicket {
+                user: map(user),
+                desk,
+                ticket,
+            },
+            C::CancelDeskTicket { user, desk, ticket } => C::CancelDeskTicket {
+                user: map(user),
+                desk,
+                ticket,
+            },
+            C::CreateEvent { tenant, spec } => C::CreateEvent { tenant, spec },
+            C::UpdateEvent {
+                tenant,
+                event,
+                patch,
+            } => C::UpdateEvent {
+                tenant,
+                event,
+                patch,
+            },
+            C::CancelEvent { tenant, event } => C::CancelEvent { tenant, event },
+            C::CheckIn {
+                tenant,
+                event,
+                code,
+            } => C::CheckIn {
+                tenant,
+                event,
+                code,
+            },
+            C::CreateDesk { tenant, spec } => C::CreateDesk { tenant, spec },
+            C::Tick => C::Tick,
+            C::Promote { node } => C::Promote { node },
+            C::Configure { stamp } => C::Configure { stamp },
+            C::CheckInTicket {
+                tenant,
+                event,
+                ticket,
+            } => C::CheckInTicket {
+                tenant,
+                event,
+                ticket,
+            },
+            C::CreateEventWithDraw { tenant, spec, draw } => {
+                C::CreateEventWithDraw { tenant, spec, draw }
+            }
+            C::OpenArrivalWindow {
+                tenant,
+                event,
+                draw,
+            } => C::OpenArrivalWindow {
+                tenant,
+                event,
+                draw,
+            },
+            C::RevealDrawSeed {
+                tenant,
+                event,
+                seed,
+            } => C::RevealDrawSeed {
+                tenant,
+                event,
+                seed,
+            },
+            C::CreateEventWithTerms {
+                tenant,
+                spec,
+                draw,
+                terms,
+            } => C::CreateEventWithTerms {
+                tenant,
+                spec,
+                draw,
+                terms,
+            },
+        }
+    }
+}
+
 impl Command {
+    /// This command with its user by name: `name_of` names a user given by id (the
+    /// engine's table; `None` if it has no such user). The form idempotency stamps and
+    /// principals are of, so a repeat naming its user by id is the request that first
+    /// named it by name. A copy: only keyed requests pay it.
+    pub fn named(&self, name_of: impl FnOnce(u32) -> Option<String>) -> Option<NamedCommand> {
+        let name = match self.user() {
+            Some(UserRef::Id(id)) => Some(name_of(*id)?),
+            _ => None,
+        };
+        Some(self.clone().map_user(|user| match user {
+            UserRef::Name(named) => named,
+            UserRef::Id(_) => name.expect("named above"),
+        }))
+    }
+}
+
+impl NamedCommand {
     /// The principal whose idempotency keys this command lives under.
     pub fn principal(&self) -> Principal {
         match self {
-            Command::CreateEvent { tenant, .. }
-            | Command::UpdateEvent { tenant, .. }
-            | Command::CancelEvent { tenant, .. }
-            | Command::CheckIn { tenant, .. }
-            | Command::CheckInTicket { tenant, .. }
-            | Command::CreateEventWithDraw { tenant, .. }
-            | Command::CreateEventWithTerms { tenant, .. }
-            | Command::RevealDrawSeed { tenant, .. }
-            | Command::OpenArrivalWindow { tenant, .. }
-            | Command::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
-            Command::PlaceHold { user, .. }
-            | Command::ConfirmHold { user, .. }
-            | Command::ReleaseHold { user, .. }
-            | Command::CancelBooking { user, .. }
-            | Command::JoinWaitlist { user, .. }
-            | Command::LeaveWaitlist { user, .. }
-            | Command::CreateDeskTicket { user, .. }
-            | Command::ConfirmDeskTicket { user, .. }
-            | Command::CancelDeskTicket { user, .. } => Principal::User(user.clone()),
-            Command::Tick | Command::Promote { .. } | Command::Configure { .. } => {
+            CommandOf::CreateEvent { tenant, .. }
+            | CommandOf::UpdateEvent { tenant, .. }
+            | CommandOf::CancelEvent { tenant, .. }
+            | CommandOf::CheckIn { tenant, .. }
+            | CommandOf::CheckInTicket { tenant, .. }
+            | CommandOf::CreateEventWithDraw { tenant, .. }
+            | CommandOf::CreateEventWithTerms { tenant, .. }
+            | CommandOf::RevealDrawSeed { tenant, .. }
+            | CommandOf::OpenArrivalWindow { tenant, .. }
+            | CommandOf::CreateDesk { tenant, .. } => Principal::Admin(tenant.clone()),
+            CommandOf::PlaceHold { user, .. }
+            | CommandOf::ConfirmHold { user, .. }
+            | CommandOf::ReleaseHold { user, .. }
+            | CommandOf::CancelBooking { user, .. }
+            | CommandOf::JoinWaitlist { user, .. }
+            | CommandOf::LeaveWaitlist { user, .. }
+            | CommandOf::CreateDeskTicket { user, .. }
+            | CommandOf::ConfirmDeskTicket { user, .. }
+            | CommandOf::CancelDeskTicket { user, .. } => Principal::User(user.clone()),
+            CommandOf::Tick | CommandOf::Promote { .. } | CommandOf::Configure { .. } => {
                 Principal::System
             }
         }

@@ -13,7 +13,7 @@
 //! stamps of first answers in the outcomes log, for the rest of the contract's 24 hours.
 //! Neither stores the raw key: only the stamp's two digests.
 
-use crate::command::Command;
+use crate::command::{Command, CommandOf, NamedCommand};
 use crate::ids::{DeskId, EventId};
 use crate::Principal;
 use serde::{Deserialize, Serialize};
@@ -35,30 +35,30 @@ pub enum IdempotencyScope {
 impl IdempotencyScope {
     /// The event or desk the command names; a pure function of the command, so the engine
     /// and the ingress always agree on it.
-    pub fn of(command: &Command) -> IdempotencyScope {
+    pub fn of<U>(command: &CommandOf<U>) -> IdempotencyScope {
         match command {
-            Command::UpdateEvent { event, .. }
-            | Command::CancelEvent { event, .. }
-            | Command::CheckIn { event, .. }
-            | Command::CheckInTicket { event, .. }
-            | Command::PlaceHold { event, .. }
-            | Command::RevealDrawSeed { event, .. }
-            | Command::OpenArrivalWindow { event, .. }
-            | Command::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
-            Command::CreateDeskTicket { desk, .. }
-            | Command::ConfirmDeskTicket { desk, .. }
-            | Command::CancelDeskTicket { desk, .. } => IdempotencyScope::Desk(*desk),
-            Command::CreateEvent { .. }
-            | Command::CreateEventWithDraw { .. }
-            | Command::CreateEventWithTerms { .. }
-            | Command::ConfirmHold { .. }
-            | Command::ReleaseHold { .. }
-            | Command::CancelBooking { .. }
-            | Command::LeaveWaitlist { .. }
-            | Command::CreateDesk { .. }
-            | Command::Tick
-            | Command::Promote { .. }
-            | Command::Configure { .. } => IdempotencyScope::Principal,
+            CommandOf::UpdateEvent { event, .. }
+            | CommandOf::CancelEvent { event, .. }
+            | CommandOf::CheckIn { event, .. }
+            | CommandOf::CheckInTicket { event, .. }
+            | CommandOf::PlaceHold { event, .. }
+            | CommandOf::RevealDrawSeed { event, .. }
+            | CommandOf::OpenArrivalWindow { event, .. }
+            | CommandOf::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
+            CommandOf::CreateDeskTicket { desk, .. }
+            | CommandOf::ConfirmDeskTicket { desk, .. }
+            | CommandOf::CancelDeskTicket { desk, .. } => IdempotencyScope::Desk(*desk),
+            CommandOf::CreateEvent { .. }
+            | CommandOf::CreateEventWithDraw { .. }
+            | CommandOf::CreateEventWithTerms { .. }
+            | CommandOf::ConfirmHold { .. }
+            | CommandOf::ReleaseHold { .. }
+            | CommandOf::CancelBooking { .. }
+            | CommandOf::LeaveWaitlist { .. }
+            | CommandOf::CreateDesk { .. }
+            | CommandOf::Tick
+            | CommandOf::Promote { .. }
+            | CommandOf::Configure { .. } => IdempotencyScope::Principal,
         }
     }
 }
@@ -76,7 +76,19 @@ pub struct IdempotencyStamp {
 impl IdempotencyStamp {
     /// The stamp of a keyed request; `None` for the runtime's own records (ticks,
     /// promotions), which no client can repeat.
+    /// For a command that names its user by name (or has none): what every writer of
+    /// the log builds today. A command naming its user by id has its stamp from the
+    /// engine, which alone can name that user ([`IdempotencyStamp::of_named`]).
     pub fn of(command: &Command, key: &str) -> Option<IdempotencyStamp> {
+        let named = command
+            .named(|id| panic!("a stamp of a command by user id {id} needs the engine's table"))
+            .expect("named by name");
+        Self::of_named(&named, key)
+    }
+
+    /// The stamp of a keyed request in its named form (`Command::named`): the same for
+    /// a user given by name or by id, and the same bytes as before ids existed.
+    pub fn of_named(command: &NamedCommand, key: &str) -> Option<IdempotencyStamp> {
         let principal = command.principal();
         if principal == Principal::System {
             return None;
@@ -92,7 +104,7 @@ impl IdempotencyStamp {
 /// The request's fingerprint: the command's bincode (standard configuration, as in the
 /// log) digested. Changing the command's encoding changes fingerprints, so a repeat that
 /// straddles such an upgrade is refused as reused rather than answered wrongly.
-pub fn fingerprint(command: &Command) -> [u8; DIGEST_BYTES] {
+pub fn fingerprint(command: &NamedCommand) -> [u8; DIGEST_BYTES] {
     digest("boxoffice 2026 idempotency fingerprint", command)
 }
 

@@ -658,7 +658,7 @@ mod tests {
             let outcome = apply(
                 &mut engine,
                 Command::PlaceHold {
-                    user: format!("u{user}"),
+                    user: format!("u{user}").into(),
                     event: crate::EventId(0),
                     selection,
                     wait: false,
@@ -671,7 +671,7 @@ mod tests {
                 apply(
                     &mut engine,
                     Command::ConfirmHold {
-                        user: format!("u{user}"),
+                        user: format!("u{user}").into(),
                         hold: hold.hold,
                         payment_ref: "pay".into(),
                     },

@@ -34,8 +34,14 @@
 use crate::command::Request;
 use crate::outcome::Outcome;
 
-/// The requests log's record version.
-pub const VERSION: u8 = 1;
+/// The requests log's record version. Version 2: a user command's user is a
+/// [`crate::UserRef`] (a name, or the id the engine gave that name). Version 1 (every user
+/// a name) still decodes, to the same requests by name, so old logs replay to the same
+/// decisions. A binary that reads version 1 only stops at the first version-2 record
+/// with an `Undecodable` rejection: upgrade the engines before the ingresses.
+pub const VERSION: u8 = 2;
+/// The requests log's first record version: users by name ([`crate::NamedRequest`]).
+pub const VERSION_NAMED: u8 = 1;
 /// The largest record the engine will decode; the ingress never writes a larger one.
 pub const RECORD_BYTES_MAX: usize = 256 * 1024;
 
@@ -111,8 +117,14 @@ pub fn encode_request(request: &Request) -> Vec<u8> {
     encode_versioned::<_, RECORD_BYTES_MAX>(VERSION, request)
 }
 
-/// Decodes a record. The error is a sentence that becomes the `Undecodable` reason.
+/// Decodes a record of either version. The error is a sentence that becomes the
+/// `Undecodable` reason.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
+    if bytes.first() == Some(&VERSION_NAMED) {
+        let named: crate::NamedRequest =
+            decode_versioned::<_, RECORD_BYTES_MAX>(bytes, VERSION_NAMED, "record")?;
+        return Ok(named.into_request());
+    }
     decode_versioned::<_, RECORD_BYTES_MAX>(bytes, VERSION, "record")
 }
 
@@ -423,12 +435,37 @@ mod tests {
             "k",
         );
         let bytes = encode_request(&request);
-        // Version 1; Some("k"); variant 4 (PlaceHold); "u1"; event 3; Seats(["A-1-7"]); wait false.
+        // Version 2; Some("k"); variant 4 (PlaceHold); Name (0) "u1"; event 3;
+        // Seats(["A-1-7"]); wait false.
         assert_eq!(
             bytes,
-            [1, 1, 1, b'k', 4, 2, b'u', b'1', 3, 0, 1, 5, b'A', b'-', b'1', b'-', b'7', 0]
+            [2, 1, 1, b'k', 4, 0, 2, b'u', b'1', 3, 0, 1, 5, b'A', b'-', b'1', b'-', b'7', 0]
         );
+        assert_eq!(decode_request(&bytes), Ok(request.clone()));
+        // Version 1, as every log before ids was written: the same request, by name.
+        let version_1 = [
+            1, 1, 1, b'k', 4, 2, b'u', b'1', 3, 0, 1, 5, b'A', b'-', b'1', b'-', b'7', 0,
+        ];
+        assert_eq!(decode_request(&version_1), Ok(request));
+    }
+
+    /// A user by id: variant 1 of `UserRef`, the id as a varint.
+    #[test]
+    fn golden_bytes_of_a_confirm_by_user_id() {
+        let request = Request::new(Command::ConfirmHold {
+            user: crate::UserRef::Id(300),
+            hold: crate::ids::HoldId(7),
+            payment_ref: "p".into(),
+        });
+        let bytes = encode_request(&request);
+        // Version 2; None; variant 5 (ConfirmHold); Id (1) 300 (varint 251, u16 LE);
+        // hold 7; "p".
+        assert_eq!(bytes, [2, 0, 5, 1, 251, 44, 1, 7, 1, b'p']);
         assert_eq!(decode_request(&bytes), Ok(request));
+        // Version 1 has no ids: the same bytes there are not a request.
+        let mut version_1 = bytes.clone();
+        version_1[0] = 1;
+        assert!(decode_request(&version_1).is_err());
     }
 
     /// `CreateEventWithTerms` is variant 21, after every older one (which decode as
@@ -475,7 +512,7 @@ mod tests {
         let bytes = encode_request(&request);
         #[rustfmt::skip]
         let expected = [
-            1, // version
+            2, // version
             0, // no idempotency key
             21, // CreateEventWithTerms
             1, b't',
@@ -488,7 +525,11 @@ mod tests {
             3, b'E', b'U', b'R', 1, 48, 1, // currency, Some(48) hours, refund None
         ];
         assert_eq!(bytes, expected);
-        assert_eq!(decode_request(&bytes), Ok(request));
+        assert_eq!(decode_request(&bytes), Ok(request.clone()));
+        // Version 1 has a user-less command in the same bytes.
+        let mut version_1 = expected;
+        version_1[0] = 1;
+        assert_eq!(decode_request(&version_1), Ok(request));
     }
 
     #[test]

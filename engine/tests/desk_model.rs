@@ -136,9 +136,9 @@ impl Model {
                 desk,
                 level,
                 hold_only,
-            } => self.create_ticket(user, *desk, level, *hold_only),
+            } => self.create_ticket(named(user), *desk, level, *hold_only),
             Command::ConfirmDeskTicket { user, desk, ticket } => {
-                self.owned(user, *desk, *ticket)?;
+                self.owned(named(user), *desk, *ticket)?;
                 let record = self.tickets.get_mut(ticket).unwrap();
                 if record.hold_expires_at_ms.is_none() {
                     return Err(Rejection::Conflict {
@@ -149,12 +149,12 @@ impl Model {
                 Ok(Reply::DeskTicketConfirmed(self.view(*ticket)))
             }
             Command::CancelDeskTicket { user, desk, ticket } => {
-                self.owned(user, *desk, *ticket)?;
+                self.owned(named(user), *desk, *ticket)?;
                 self.tickets.remove(ticket);
                 Ok(Reply::DeskTicketCanceled {
                     desk: *desk,
                     ticket: *ticket,
-                    user: user.as_str().into(),
+                    user: named(user).into(),
                 })
             }
             Command::Tick => Ok(Reply::Ticked),
@@ -609,12 +609,20 @@ fn resolve(model: &Model, issued: &Issued, op: &Op) -> Request {
         },
         Op::Allocate(reference) => {
             ticket_command(model, issued, desks, reference, |user, desk, ticket| {
-                Command::ConfirmDeskTicket { user, desk, ticket }
+                Command::ConfirmDeskTicket {
+                    user: user.into(),
+                    desk,
+                    ticket,
+                }
             })
         }
         Op::Cancel(reference) => {
             ticket_command(model, issued, desks, reference, |user, desk, ticket| {
-                Command::CancelDeskTicket { user, desk, ticket }
+                Command::CancelDeskTicket {
+                    user: user.into(),
+                    desk,
+                    ticket,
+                }
             })
         }
         Op::Tick => Command::Tick,
@@ -848,4 +856,9 @@ fn the_generator_reaches_every_kind_of_outcome() {
             "{kind} happened too rarely: {counts:?}"
         );
     }
+}
+
+/// The name of a user the model's commands name (they never give ids).
+fn named(user: &engine::UserRef) -> &str {
+    user.name().expect("the model's commands name their users")
 }

@@ -181,7 +181,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
                     .collect();
                 holds_issued += 1;
                 Command::PlaceHold {
-                    user,
+                    user: user.into(),
                     event: EventId(event_index),
                     selection: Selection::Seats(labels),
                     wait: false,
@@ -195,7 +195,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
                     together: rng.chance(50),
                 };
                 Command::PlaceHold {
-                    user,
+                    user: user.into(),
                     event: EventId(event_index),
                     selection,
                     wait: rng.chance(20),
@@ -204,23 +204,23 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
             38..=52 => {
                 confirms_issued += 1;
                 Command::ConfirmHold {
-                    user,
+                    user: user.into(),
                     hold: HoldId(1 + rng.below(holds_issued + 2)),
                     payment_ref: format!("pay-{}", rng.below(1_000)),
                 }
             }
             53..=58 => Command::ReleaseHold {
-                user,
+                user: user.into(),
                 hold: HoldId(1 + rng.below(holds_issued + 2)),
             },
             59..=62 => Command::CancelBooking {
-                user,
+                user: user.into(),
                 booking: BookingId(1 + rng.below(confirms_issued / 3 + 1)),
             },
             63..=67 => {
                 waiters_issued += 1;
                 Command::JoinWaitlist {
-                    user,
+                    user: user.into(),
                     event: EventId(event_index),
                     quantity: 1 + rng.below(3) as u32,
                     category,
@@ -228,7 +228,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
                 }
             }
             68..=69 => Command::LeaveWaitlist {
-                user,
+                user: user.into(),
                 waiter: WaiterId(1 + rng.below(waiters_issued + 1)),
             },
             70..=72 => {
@@ -265,19 +265,19 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
             75..=77 => {
                 desk_tickets_issued += 1;
                 Command::CreateDeskTicket {
-                    user,
+                    user: user.into(),
                     desk: DeskId(rng.below(2) as u32),
                     level: rng.pick(&["Gold", "Std", "Nope"]).to_string(),
                     hold_only: rng.chance(50),
                 }
             }
             78 => Command::ConfirmDeskTicket {
-                user,
+                user: user.into(),
                 desk: DeskId(0),
                 ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)),
             },
             79 => Command::CancelDeskTicket {
-                user,
+                user: user.into(),
                 desk: DeskId(0),
                 ticket: DeskTicketId(1 + rng.below(desk_tickets_issued + 1)),
             },
@@ -550,7 +550,7 @@ fn wide_log(count: usize) -> Vec<(u64, Vec<u8>)> {
         } else {
             let command = match rng.below(100) {
                 0..=14 => Command::PlaceHold {
-                    user,
+                    user: user.into(),
                     event: EventId(0),
                     selection: Selection::Best {
                         quantity: 1 + rng.below(2) as u32,
@@ -560,7 +560,7 @@ fn wide_log(count: usize) -> Vec<(u64, Vec<u8>)> {
                     wait: rng.chance(20),
                 },
                 15..=69 => Command::JoinWaitlist {
-                    user,
+                    user: user.into(),
                     event: EventId(0),
                     quantity: 1 + rng.below(2) as u32,
                     category,
@@ -569,11 +569,17 @@ fn wide_log(count: usize) -> Vec<(u64, Vec<u8>)> {
                 70..=79 if !waiters.is_empty() => {
                     let (waiter, user) =
                         waiters.swap_remove(rng.below(waiters.len() as u64) as usize);
-                    Command::LeaveWaitlist { user, waiter }
+                    Command::LeaveWaitlist {
+                        user: user.into(),
+                        waiter,
+                    }
                 }
                 80..=89 if !holds.is_empty() => {
                     let (hold, user) = holds.swap_remove(rng.below(holds.len() as u64) as usize);
-                    Command::ReleaseHold { user, hold }
+                    Command::ReleaseHold {
+                        user: user.into(),
+                        hold,
+                    }
                 }
                 _ => Command::Tick,
             };

@@ -22,6 +22,16 @@ use std::collections::BTreeMap;
 
 // ---- generators ------------------------------------------------------------------------
 
+/// A user by name (any text) or by id (assigned or not: ids below 8 are the first users
+/// the run gives state, larger ones never assigned).
+fn user_ref() -> impl Strategy<Value = UserRef> {
+    prop_oneof![
+        4 => text().prop_map(UserRef::Name),
+        1 => (0u32..8).prop_map(UserRef::Id),
+        1 => any::<u32>().prop_map(UserRef::Id),
+    ]
+}
+
 fn text() -> impl Strategy<Value = String> {
     prop_oneof![
         2 => Just(String::new()),
@@ -210,17 +220,17 @@ fn command() -> impl Strategy<Value = Command> {
         1 => (text(), event_id()).prop_map(|(tenant, event)| Command::CancelEvent { tenant, event }),
         1 => (text(), event_id(), text()).prop_map(|(tenant, event, code)| Command::CheckIn { tenant, event, code }),
         1 => (text(), event_id(), any::<u64>(), any::<u32>()).prop_map(|(tenant, event, booking, index)| Command::CheckInTicket { tenant, event, ticket: TicketId { booking: BookingId(booking), index } }),
-        6 => (text(), event_id(), selection(), any::<bool>()).prop_map(|(user, event, selection, wait)| Command::PlaceHold { user, event, selection, wait }),
-        3 => (text(), small_u64(), text()).prop_map(|(user, hold, payment_ref)| Command::ConfirmHold { user, hold: HoldId(hold), payment_ref }),
-        2 => (text(), small_u64()).prop_map(|(user, hold)| Command::ReleaseHold { user, hold: HoldId(hold) }),
-        2 => (text(), small_u64()).prop_map(|(user, booking)| Command::CancelBooking { user, booking: BookingId(booking) }),
+        6 => (user_ref(), event_id(), selection(), any::<bool>()).prop_map(|(user, event, selection, wait)| Command::PlaceHold { user, event, selection, wait }),
+        3 => (user_ref(), small_u64(), text()).prop_map(|(user, hold, payment_ref)| Command::ConfirmHold { user, hold: HoldId(hold), payment_ref }),
+        2 => (user_ref(), small_u64()).prop_map(|(user, hold)| Command::ReleaseHold { user, hold: HoldId(hold) }),
+        2 => (user_ref(), small_u64()).prop_map(|(user, booking)| Command::CancelBooking { user, booking: BookingId(booking) }),
         2 => (text(), event_id(), small_u32(), proptest::option::of(name()), any::<bool>())
-            .prop_map(|(user, event, quantity, category, together)| Command::JoinWaitlist { user, event, quantity, category, together }),
-        1 => (text(), small_u64()).prop_map(|(user, waiter)| Command::LeaveWaitlist { user, waiter: WaiterId(waiter) }),
+            .prop_map(|(user, event, quantity, category, together)| Command::JoinWaitlist { user: user.into(), event, quantity, category, together }),
+        1 => (text(), small_u64()).prop_map(|(user, waiter)| Command::LeaveWaitlist { user: user.into(), waiter: WaiterId(waiter) }),
         1 => (text(), desk_spec()).prop_map(|(tenant, spec)| Command::CreateDesk { tenant, spec }),
-        2 => (text(), small_u32(), name(), any::<bool>()).prop_map(|(user, desk, level, hold_only)| Command::CreateDeskTicket { user, desk: DeskId(desk), level, hold_only }),
-        1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::ConfirmDeskTicket { user, desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
-        1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::CancelDeskTicket { user, desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
+        2 => (text(), small_u32(), name(), any::<bool>()).prop_map(|(user, desk, level, hold_only)| Command::CreateDeskTicket { user: user.into(), desk: DeskId(desk), level, hold_only }),
+        1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::ConfirmDeskTicket { user: user.into(), desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
+        1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::CancelDeskTicket { user: user.into(), desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
         1 => Just(Command::Tick),
         1 => text().prop_map(|node| Command::Promote { node }),
     ]
@@ -329,6 +339,13 @@ fn text_rejection(field: &str, text: &str) -> Option<Rejection> {
 fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option<Rejection> {
     let no_event = |event: &EventId| event.0 >= engine.event_count();
     let not_found = |what| Some(Rejection::NotFound { what });
+    // An id the engine never gave a user names nobody: refused first, whatever else.
+    if let Some(UserRef::Id(id)) = command.user() {
+        if engine.user_name_of(*id).is_none() {
+            let reason = format!("user id {id} was never assigned");
+            return Some(Rejection::Invalid { reason });
+        }
+    }
     match command {
         Command::CreateEvent { tenant, .. } => text_rejection("tenant", tenant),
         Command::Promote { node } => text_rejection("node", node),
@@ -358,15 +375,16 @@ fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option
         Command::CheckIn { tenant, event, .. } if seen.tenants.get(event) == Some(tenant) => {
             not_found(NotFound::Ticket)
         }
-        Command::PlaceHold { user, event, .. } | Command::JoinWaitlist { user, event, .. } => {
-            text_rejection("user", user).or_else(|| {
+        Command::PlaceHold { user, event, .. } | Command::JoinWaitlist { user, event, .. } => user
+            .name()
+            .and_then(|name| text_rejection("user", name))
+            .or_else(|| {
                 if no_event(event) {
                     not_found(NotFound::Event)
                 } else {
                     None
                 }
-            })
-        }
+            }),
         Command::ConfirmHold {
             hold, payment_ref, ..
         } => text_rejection("payment_ref", payment_ref).or_else(|| {

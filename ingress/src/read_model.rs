@@ -1745,19 +1745,19 @@ mod tests {
                     Op::Confirm { pick, stranger } if !holds.is_empty() => {
                         let (hold, user) = holds[pick % holds.len()].clone();
                         let user = if stranger { format!("{user}-not") } else { user };
-                        Command::ConfirmHold { user, hold, payment_ref: "p".into() }
+                        Command::ConfirmHold { user: user.into(), hold, payment_ref: "p".into() }
                     }
                     Op::Release { pick } if !holds.is_empty() => {
                         let (hold, user) = holds[pick % holds.len()].clone();
-                        Command::ReleaseHold { user, hold }
+                        Command::ReleaseHold { user: user.into(), hold }
                     }
                     Op::Cancel { pick } if !bookings.is_empty() => {
                         let (booking, user) = bookings[pick % bookings.len()].clone();
-                        Command::CancelBooking { user, booking }
+                        Command::CancelBooking { user: user.into(), booking }
                     }
                     Op::Leave { pick } if !waiters.is_empty() => {
                         let (waiter, user) = waiters[pick % waiters.len()].clone();
-                        Command::LeaveWaitlist { user, waiter }
+                        Command::LeaveWaitlist { user: user.into(), waiter }
                     }
                     Op::Update { hold_ttl_ms, strict, seats_per_user_max } => Command::UpdateEvent {
                         tenant: "demo".into(),

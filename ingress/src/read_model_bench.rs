@@ -37,7 +37,7 @@ pub fn copy_pause_bench(purchases: u64) -> CopyPause {
             self.time_ms += 1;
             let user = format!("buyer-{}", n % USERS);
             let placed = self.apply(Command::PlaceHold {
-                user: user.clone(),
+                user: engine::UserRef::Name(user.clone()),
                 event: EventId((n % u64::from(ARENAS)) as u32),
                 selection: Selection::Best {
                     quantity: 1 + (n % 2) as u32,
@@ -51,7 +51,7 @@ pub fn copy_pause_bench(purchases: u64) -> CopyPause {
             };
             let hold = view.hold;
             let confirmed = self.apply(Command::ConfirmHold {
-                user,
+                user: user.into(),
                 hold,
                 payment_ref: "pay".into(),
             });

@@ -64,27 +64,27 @@ pub fn http_to_engine(call: &Call) -> Option<Request> {
             };
             let wait = body.get("wait").and_then(Value::as_bool).unwrap_or(false);
             Command::PlaceHold {
-                user: user()?,
+                user: engine::UserRef::Name(user()?),
                 event: EventId::parse(event)?,
                 selection,
                 wait,
             }
         }
         ("POST", ["v1", "holds", hold, "confirm"]) => Command::ConfirmHold {
-            user: user()?,
+            user: engine::UserRef::Name(user()?),
             hold: HoldId::parse(hold)?,
             payment_ref: text("payment_ref")?,
         },
         ("DELETE", ["v1", "holds", hold]) => Command::ReleaseHold {
-            user: user()?,
+            user: engine::UserRef::Name(user()?),
             hold: HoldId::parse(hold)?,
         },
         ("DELETE", ["v1", "bookings", booking]) => Command::CancelBooking {
-            user: user()?,
+            user: engine::UserRef::Name(user()?),
             booking: BookingId::parse(booking)?,
         },
         ("POST", ["v1", "events", event, "waitlist"]) => Command::JoinWaitlist {
-            user: user()?,
+            user: engine::UserRef::Name(user()?),
             event: EventId::parse(event)?,
             quantity: u32::try_from(number("quantity")?).ok()?,
             category: text("category"),
@@ -94,7 +94,7 @@ pub fn http_to_engine(call: &Call) -> Option<Request> {
                 .unwrap_or(false),
         },
         ("DELETE", ["v1", "waitlist", waiter]) => Command::LeaveWaitlist {
-            user: user()?,
+            user: engine::UserRef::Name(user()?),
             waiter: WaiterId::parse(waiter)?,
         },
         _ => return None,
@@ -233,9 +233,12 @@ fn layout_of(spec: &EventSpec) -> Option<engine::layout::Layout> {
 }
 
 /// The HTTP call of an engine request (from `boxoffice log export`); `None` for ticks,
-/// desks and updates, which a load replay leaves out. `labels` names the seats of holds
+/// desks and updates, which a load replay leaves out, and for a request naming its user
+/// by id: ids are the engine's (assigned as it grants), so only its user table names
+/// them, and the ingress writes every user by name. `labels` names the seats of holds
 /// appended by index.
 pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
+    let user_auth = |user: &engine::UserRef| Some(Auth::User(user.name()?.to_string()));
     let mut call = match &request.command {
         Command::CreateEvent { tenant, spec } => Call::post(
             "/v1/admin/events",
@@ -286,7 +289,7 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             }
             Call::post(
                 format!("/v1/events/{event}/holds"),
-                Auth::User(user.clone()),
+                user_auth(user)?,
                 body,
             )
         }
@@ -296,14 +299,14 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             payment_ref,
         } => Call::post(
             format!("/v1/holds/{hold}/confirm"),
-            Auth::User(user.clone()),
+            user_auth(user)?,
             json!({ "payment_ref": payment_ref }),
         ),
         Command::ReleaseHold { user, hold } => {
-            Call::delete(format!("/v1/holds/{hold}"), Auth::User(user.clone()))
+            Call::delete(format!("/v1/holds/{hold}"), user_auth(user)?)
         }
         Command::CancelBooking { user, booking } => {
-            Call::delete(format!("/v1/bookings/{booking}"), Auth::User(user.clone()))
+            Call::delete(format!("/v1/bookings/{booking}"), user_auth(user)?)
         }
         Command::JoinWaitlist {
             user,
@@ -318,12 +321,12 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             }
             Call::post(
                 format!("/v1/events/{event}/waitlist"),
-                Auth::User(user.clone()),
+                user_auth(user)?,
                 body,
             )
         }
         Command::LeaveWaitlist { user, waiter } => {
-            Call::delete(format!("/v1/waitlist/{waiter}"), Auth::User(user.clone()))
+            Call::delete(format!("/v1/waitlist/{waiter}"), user_auth(user)?)
         }
         _ => return None,
     };

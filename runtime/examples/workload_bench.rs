@@ -160,7 +160,7 @@ fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bo
                 0..=11 => {
                     placed += 1;
                     Command::PlaceHold {
-                        user,
+                        user: user.into(),
                         event,
                         selection: Selection::Best {
                             quantity: 1 + rng.below(4) as u32,
@@ -171,12 +171,12 @@ fn fill(dir: &Path, events: u32, seats: u32, records: u64, mixed: bool, keys: bo
                     }
                 }
                 12..=16 => Command::ConfirmHold {
-                    user,
+                    user: user.into(),
                     hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)),
                     payment_ref: "pay".into(),
                 },
                 17..=18 => Command::ReleaseHold {
-                    user,
+                    user: user.into(),
                     hold: HoldId(placed.saturating_sub(rng.below(1_000)).max(1)),
                 },
                 _ => Command::Tick,
@@ -211,7 +211,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
         let user = format!("user{}", hold % 100_000);
         let place = request(
             Command::PlaceHold {
-                user: user.clone(),
+                user: engine::UserRef::Name(user.clone()),
                 event: EventId((hold % u64::from(events)) as u32),
                 selection: Selection::Best {
                     quantity: 4,
@@ -226,7 +226,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
         let confirm = (hold % 2 == 0).then(|| {
             request(
                 Command::ConfirmHold {
-                    user,
+                    user: user.into(),
                     hold: HoldId(hold),
                     payment_ref: "pay".into(),
                 },
@@ -239,7 +239,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
     let refused = (0..keyed).map(|index| {
         request(
             Command::ReleaseHold {
-                user: format!("user{}", index % 100_000),
+                user: format!("user{}", index % 100_000).into(),
                 hold: HoldId(1 << 40),
             },
             true,
@@ -264,7 +264,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
             let fill = (0..2_500).map(move |index| {
                 request(
                     Command::PlaceHold {
-                        user: format!("filler{event}-{index}"),
+                        user: format!("filler{event}-{index}").into(),
                         event: crowd_event(event),
                         selection: Selection::Best {
                             quantity: 4,
@@ -282,7 +282,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
         .chain((0..waiters).map(move |index| {
             request(
                 Command::JoinWaitlist {
-                    user: format!("waiter{index}"),
+                    user: format!("waiter{index}").into(),
                     event: crowd_event(index / per_event),
                     quantity: 2,
                     category: None,

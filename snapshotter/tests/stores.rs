@@ -73,7 +73,7 @@ fn engine_through(last: u64) -> (Engine, Vec<[u8; 32]>) {
             }
         } else {
             Command::PlaceHold {
-                user: format!("u{offset}"),
+                user: format!("u{offset}").into(),
                 event: EventId(0),
                 selection: Selection::Best {
                     quantity: 2,

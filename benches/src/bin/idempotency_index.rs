@@ -35,7 +35,7 @@ fn user(i: u64) -> String {
 
 fn stamp(i: u64) -> IdempotencyStamp {
     let command = Command::PlaceHold {
-        user: user(i),
+        user: engine::UserRef::Name(user(i)),
         event: EventId((i % 20) as u32),
         selection: Selection::Best {
             quantity: 2,

@@ -9,7 +9,7 @@ impl Engine {
 
     pub(super) fn confirm_hold(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         hold_id: HoldId,
         payment_ref: &str,
     ) -> Answer {
@@ -96,7 +96,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn release_hold(&mut self, user: &str, hold_id: HoldId) -> Answer {
+    pub(super) fn release_hold(&mut self, user: Who<'_>, hold_id: HoldId) -> Answer {
         self.owned_hold(user, hold_id)?;
         let hold = self.take_hold(hold_id, HoldEnd::Released);
         let event = hold.event;
@@ -142,11 +142,11 @@ impl Engine {
         self.add_usage(event_id, user, -i64::from(quantity));
     }
 
-    pub(super) fn cancel_booking(&mut self, user: &str, booking_id: BookingId) -> Answer {
+    pub(super) fn cancel_booking(&mut self, user: Who<'_>, booking_id: BookingId) -> Answer {
         let booking = self
             .booking_index(booking_id)
             .map(|index| &self.state.bookings[index])
-            .filter(|booking| self.user_name(booking.user) == user)
+            .filter(|booking| self.is_who(booking.user, user))
             .ok_or_else(|| not_found(NotFound::Booking))?;
         if booking.canceled {
             return Err(conflict(ConflictReason::BookingCanceled));

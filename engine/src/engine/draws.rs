@@ -90,16 +90,16 @@ impl Engine {
     /// event; the order and per-user limits apply as to a join.
     pub(super) fn enter_draw(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<&str>,
         together: bool,
         hold_requested: bool,
     ) -> Answer {
-        self.check_text("user", user, true)?;
+        self.check_who(user)?;
         let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, self.user_id(user), quantity)?;
+        self.check_quantity(event_id, self.who_id(user), quantity)?;
         let event = self.known_event(event_id);
         if !crate::allocate::servable_ever(event, quantity, category, together) {
             return Err(event.sold_out(category));
@@ -120,7 +120,7 @@ impl Engine {
         }
         // The wait is counted from the draw: nobody times out before having a place.
         let expires_at_ms = draw.draws_at_ms + self.config.waitlist_wait_max_ms;
-        let user_id = self.intern_user(user);
+        let user_id = self.intern_who(user);
         let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
         self.state.next_waiter += 1;
         let event_index = self.known_event_index(event_id);

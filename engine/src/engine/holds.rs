@@ -57,16 +57,17 @@ impl Engine {
 
     pub(super) fn place_hold(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         selection: &Selection,
         wait: bool,
     ) -> Answer {
-        // Perf: one look-up of the user; a known name passed this check when interned.
-        let entry = self.user_entry(user);
+        // Perf: one look-up of the user (none by id); a known name passed this check
+        // when interned.
+        let entry = self.who_entry(user);
         let known = entry.as_ref().map(|(id, _)| *id);
         if known.is_none() {
-            self.check_text("user", user, true)?;
+            self.check_who(user)?;
         }
         if let (
             true,
@@ -127,7 +128,10 @@ impl Engine {
         let (user, name) = match entry {
             Some(entry) => entry,
             // Perf: looked up above (nothing since has interned anyone).
-            None => self.intern_new_user(user),
+            None => match user {
+                Who::Name(name) => self.intern_new_user(name),
+                Who::Id(_) => unreachable!("an assigned id has an entry"),
+            },
         };
         let view = self.create_hold(event_id, user, name, items, None);
         Ok(Reply::HoldPlaced(view))
@@ -391,12 +395,12 @@ impl Engine {
     }
 
     /// A live hold owned by `user`, or the reason it cannot be used.
-    pub(super) fn owned_hold(&self, user: &str, hold_id: HoldId) -> Result<&Hold, Rejection> {
+    pub(super) fn owned_hold(&self, user: Who<'_>, hold_id: HoldId) -> Result<&Hold, Rejection> {
         if let Some(hold) = self
             .state
             .holds
             .get(&hold_id)
-            .filter(|hold| self.user_name(hold.user) == user)
+            .filter(|hold| self.is_who(hold.user, user))
         {
             return Ok(hold);
         }
@@ -404,7 +408,7 @@ impl Engine {
             .state
             .ended_holds
             .get(hold_id)
-            .filter(|ended| self.user_name(ended.user) == user)
+            .filter(|ended| self.is_who(ended.user, user))
         {
             Some(EndedHold {
                 end: HoldEnd::Expired,

@@ -133,3 +133,88 @@ impl Engine {
         self.state.users[id.0 as usize].clone()
     }
 }
+
+/// A command's user as `apply` resolved it: by name (looked up where a handler needs
+/// its id), or by an id the engine has assigned (`apply` refuses any other before a
+/// handler runs).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Who<'a> {
+    Name(&'a str),
+    Id(UserId),
+}
+
+impl Engine {
+    /// Whether `id` is an assigned user id.
+    pub(crate) fn user_assigned(&self, id: u32) -> bool {
+        (id as usize) < self.state.users.len()
+    }
+
+    /// The user of a command, resolved; `None` for an id the engine never assigned.
+    pub(crate) fn who<'a>(&self, user: &'a UserRef) -> Option<Who<'a>> {
+        match user {
+            UserRef::Name(name) => Some(Who::Name(name)),
+            UserRef::Id(id) => self.user_assigned(*id).then_some(Who::Id(UserId(*id))),
+        }
+    }
+
+    /// The user's id if the user has ever had state here.
+    pub(crate) fn who_id(&self, who: Who<'_>) -> Option<UserId> {
+        match who {
+            Who::Name(name) => self.user_id(name),
+            Who::Id(id) => Some(id),
+        }
+    }
+
+    /// The user's id and shared name if the user has ever had state here.
+    pub(crate) fn who_entry(&self, who: Who<'_>) -> Option<(UserId, UserName)> {
+        match who {
+            Who::Name(name) => self.user_entry(name),
+            Who::Id(id) => Some((id, self.user_shared(id))),
+        }
+    }
+
+    /// Whether the user `id` is `who`. Perf: by name, one comparison of names (no
+    /// look-up); by id, of integers.
+    pub(crate) fn is_who(&self, id: UserId, who: Who<'_>) -> bool {
+        match who {
+            Who::Name(name) => self.user_name(id) == name,
+            Who::Id(who) => who == id,
+        }
+    }
+
+    /// The user's id, assigned now if the user is new (a name never seen).
+    pub(super) fn intern_who(&mut self, who: Who<'_>) -> UserId {
+        match who {
+            Who::Name(name) => self.intern_user(name),
+            Who::Id(id) => id,
+        }
+    }
+
+    /// A user by name must be a valid name; an assigned id was one when it was assigned.
+    pub(super) fn check_who(&self, who: Who<'_>) -> Result<(), Rejection> {
+        match who {
+            Who::Name(name) => self.check_text("user", name, true),
+            Who::Id(_) => Ok(()),
+        }
+    }
+
+    /// The user's name (shared): desk tickets keep their users by name.
+    pub(crate) fn who_name(&self, who: Who<'_>) -> UserName {
+        match who {
+            Who::Name(name) => UserName::from(name),
+            Who::Id(id) => self.user_shared(id),
+        }
+    }
+
+    /// The name of an assigned user id, for tools and tests that learn ids (the
+    /// standard-mix generator names known users by id, as a writer that learnt them
+    /// would). `None` for an id never assigned.
+    pub fn user_name_of(&self, id: u32) -> Option<&str> {
+        self.user_assigned(id).then(|| self.user_name(UserId(id)))
+    }
+
+    /// The id the engine gave `name`, if the user has ever had state here.
+    pub fn user_number(&self, name: &str) -> Option<u32> {
+        self.user_id(name).map(|id| id.0)
+    }
+}

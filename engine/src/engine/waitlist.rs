@@ -19,19 +19,19 @@ impl Engine {
 
     pub(super) fn join_waitlist(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<&str>,
         together: bool,
     ) -> Answer {
-        self.check_text("user", user, true)?;
+        self.check_who(user)?;
         if self.in_arrival_window(event_id) {
             return self.enter_draw(user, event_id, quantity, category, together, false);
         }
         self.open_event(event_id)?;
         let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, self.user_id(user), quantity)?;
+        self.check_quantity(event_id, self.who_id(user), quantity)?;
         let event = self.known_event(event_id);
         if event.waiting == 0 {
             // Nobody waits ahead: the new waiter is the first `serve_waitlist` looks at,
@@ -57,7 +57,7 @@ impl Engine {
     /// order as filing the waiter and serving it would.
     fn join_served_at_once(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<u16>,
@@ -98,14 +98,14 @@ impl Engine {
     /// made: a refusal leaves no trace) and its new waiter id.
     fn admit_waiter(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<u16>,
         together: bool,
     ) -> Result<(UserId, WaiterId), Rejection> {
         self.check_join(user, event_id, quantity, category, together)?;
-        let user_id = self.intern_user(user);
+        let user_id = self.intern_who(user);
         let waiter_id = WaiterId(self.sequence_id(self.state.next_waiter));
         self.state.next_waiter += 1;
         Ok((user_id, waiter_id))
@@ -114,7 +114,7 @@ impl Engine {
     /// The refusals of a waitlist entry, in order.
     fn check_join(
         &self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<u16>,
@@ -142,7 +142,7 @@ impl Engine {
 
     pub(super) fn enqueue(
         &mut self,
-        user: &str,
+        user: Who<'_>,
         event_id: EventId,
         quantity: u32,
         category: Option<u16>,
@@ -244,12 +244,12 @@ impl Engine {
         });
     }
 
-    pub(super) fn leave_waitlist(&mut self, user: &str, waiter_id: WaiterId) -> Answer {
+    pub(super) fn leave_waitlist(&mut self, user: Who<'_>, waiter_id: WaiterId) -> Answer {
         let waiter = self
             .state
             .waiters
             .get(&waiter_id)
-            .filter(|waiter| self.user_name(waiter.user) == user)
+            .filter(|waiter| self.is_who(waiter.user, user))
             .ok_or_else(|| not_found(NotFound::Waiter))?;
         let (event, user) = (waiter.event, waiter.user);
         self.remove_waiter(waiter_id);
@@ -262,8 +262,8 @@ impl Engine {
         })
     }
 
-    pub(super) fn user_waiters(&self, event: EventId, user: &str) -> u32 {
-        self.user_id(user).map_or(0, |user| {
+    pub(super) fn user_waiters(&self, event: EventId, user: Who<'_>) -> u32 {
+        self.who_id(user).map_or(0, |user| {
             self.state
                 .waiters_by_user
                 .get(&EventUser::new(event, user))

@@ -230,7 +230,7 @@ pub(crate) async fn webhook(
         &state,
         Some(confirm_key(&payment.id)),
         Command::ConfirmHold {
-            user: price.user,
+            user: price.user.into(),
             hold,
             payment_ref: payment.id.clone(),
         },

@@ -156,7 +156,7 @@ pub(crate) async fn place_hold(
         &state,
         key,
         Command::PlaceHold {
-            user,
+            user: user.into(),
             event: id,
             selection,
             wait,
@@ -243,7 +243,7 @@ pub(crate) async fn confirm_hold(
         &state,
         key,
         Command::ConfirmHold {
-            user,
+            user: user.into(),
             hold: id,
             payment_ref,
         },
@@ -282,7 +282,7 @@ pub(crate) async fn release_hold(
     ApiPath(hold_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
-    let outcome = submit(&state, key, Command::ReleaseHold { user, hold: id }).await?;
+    let outcome = submit(&state, key, Command::ReleaseHold { user: user.into(), hold: id }).await?;
     match &outcome.result {
         Ok(Reply::HoldReleased { hold, .. }) => {
             let model = state.model_of(id);
@@ -401,7 +401,7 @@ pub(crate) async fn cancel_booking(
     ApiPath(booking_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
-    let outcome = submit(&state, key, Command::CancelBooking { user, booking: id }).await?;
+    let outcome = submit(&state, key, Command::CancelBooking { user: user.into(), booking: id }).await?;
     match &outcome.result {
         Ok(Reply::BookingCanceled { booking, .. }) => {
             let model = state.model_of(id);
@@ -464,7 +464,7 @@ pub(crate) async fn join_waitlist(
         }
     }
     let command = Command::JoinWaitlist {
-        user,
+        user: user.into(),
         event: id,
         quantity: body.quantity,
         category: body.category,
@@ -688,7 +688,7 @@ pub(crate) async fn leave_waitlist(
     ApiPath(waitlist_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_waiter(&state, &user, &waitlist_id)?;
-    let outcome = submit(&state, key, Command::LeaveWaitlist { user, waiter: id }).await?;
+    let outcome = submit(&state, key, Command::LeaveWaitlist { user: user.into(), waiter: id }).await?;
     match &outcome.result {
         Ok(Reply::WaitlistLeft { waiter, .. }) => {
             let model = state.model_of(id);
@@ -749,7 +749,7 @@ pub(crate) async fn create_desk_ticket(
         &state,
         key,
         Command::CreateDeskTicket {
-            user,
+            user: user.into(),
             desk,
             level,
             hold_only: body.hold.unwrap_or(false),
@@ -793,7 +793,7 @@ pub(crate) async fn confirm_desk_ticket(
     let outcome = submit(
         &state,
         key,
-        Command::ConfirmDeskTicket { user, desk, ticket },
+        Command::ConfirmDeskTicket { user: user.into(), desk, ticket },
     )
     .await?;
     match &outcome.result {
@@ -855,7 +855,7 @@ pub(crate) async fn cancel_desk_ticket(
     let outcome = submit(
         &state,
         key,
-        Command::CancelDeskTicket { user, desk, ticket },
+        Command::CancelDeskTicket { user: user.into(), desk, ticket },
     )
     .await?;
     match &outcome.result {

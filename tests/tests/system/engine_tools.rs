@@ -97,7 +97,7 @@ fn fill(data_dir: &Path) {
     ))];
     for index in 1..RECORDS - 1 {
         let hold = Command::PlaceHold {
-            user: format!("u{index}"),
+            user: format!("u{index}").into(),
             event: EventId(0),
             selection: Selection::Best {
                 quantity: 2,

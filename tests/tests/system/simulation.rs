@@ -572,7 +572,7 @@ impl Simulation {
             _ if self.clients.events == 0 => self.create_event(),
             0..=4 => self.create_event(),
             5..=44 => Command::PlaceHold {
-                user,
+                user: user.into(),
                 event,
                 selection: Selection::Best {
                     quantity: 1 + self.random.below(4) as u32,
@@ -583,29 +583,29 @@ impl Simulation {
             },
             45..=64 => match self.pick_owned(|clients| &clients.holds) {
                 Some((user, hold)) => Command::ConfirmHold {
-                    user,
+                    user: user.into(),
                     hold,
                     payment_ref: "pay".to_string(),
                 },
                 None => Command::Tick,
             },
             65..=74 => match self.pick_owned(|clients| &clients.holds) {
-                Some((user, hold)) => Command::ReleaseHold { user, hold },
+                Some((user, hold)) => Command::ReleaseHold { user: user.into(), hold },
                 None => Command::Tick,
             },
             75..=84 => Command::JoinWaitlist {
-                user,
+                user: user.into(),
                 event,
                 quantity: 1 + self.random.below(3) as u32,
                 category: None,
                 together: false,
             },
             85..=89 => match self.pick_owned(|clients| &clients.waiters) {
-                Some((user, waiter)) => Command::LeaveWaitlist { user, waiter },
+                Some((user, waiter)) => Command::LeaveWaitlist { user: user.into(), waiter },
                 None => Command::Tick,
             },
             90..=94 => match self.pick_owned(|clients| &clients.bookings) {
-                Some((user, booking)) => Command::CancelBooking { user, booking },
+                Some((user, booking)) => Command::CancelBooking { user: user.into(), booking },
                 None => Command::Tick,
             },
             _ => Command::Tick,

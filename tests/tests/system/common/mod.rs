@@ -245,7 +245,7 @@ pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
     let command = match rng.below(20) {
         0 => return vec![9, 9, 9],
         1..=6 => Command::PlaceHold {
-            user,
+            user: user.into(),
             event: EventId(0),
             selection: Selection::Best {
                 quantity: 1 + rng.below(4) as u32,
@@ -259,18 +259,18 @@ pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
                 .map(|_| format!("A-{}-{}", 1 + rng.below(20), 1 + rng.below(25)))
                 .collect();
             Command::PlaceHold {
-                user,
+                user: user.into(),
                 event: EventId(0),
                 selection: Selection::Seats(seats),
                 wait: false,
             }
         }
         11..=14 => Command::ConfirmHold {
-            user,
+            user: user.into(),
             hold,
             payment_ref: format!("pay-{index}"),
         },
-        15..=17 => Command::ReleaseHold { user, hold },
+        15..=17 => Command::ReleaseHold { user: user.into(), hold },
         _ => Command::Tick,
     };
     // Now and then a key that an earlier record used: half of those retry that record
