@@ -95,7 +95,11 @@ fn prepared() -> (Engine, u64) {
     for (desk, ticket, user) in tickets.into_iter().step_by(3) {
         let outcome = apply(
             &mut engine,
-            Command::CancelDeskTicket { user: user.into(), desk, ticket },
+            Command::CancelDeskTicket {
+                user: user.into(),
+                desk,
+                ticket,
+            },
         );
         assert!(matches!(
             outcome.result,

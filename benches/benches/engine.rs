@@ -3,7 +3,9 @@
 //! - `engine/standard_mix`: the standard mix (see `boxoffice_benches`) on the standard
 //!   venues (one 50,000-seat stadium, 200 shows of 2,000 seats). A 200,000-command log
 //!   is recorded once; each iteration replays it on a freshly built engine, so only
-//!   `Engine::apply` is timed. Throughput is in commands.
+//!   `Engine::apply` is timed. Throughput is in commands. Users are named by id once the
+//!   engine has given them one, as a writer that learns ids sends them;
+//!   `engine/standard_mix_by_name` is the same log with every user by name.
 //! - `best_available_nearly_full/*`: a granted best-available hold (2 together, 4
 //!   together, 4 anywhere) on the stadium with ~1% of its seats free, scattered, and four
 //!   rows with a run of 4 free. Only the hold is timed (`iter_custom`, an `Instant` pair
@@ -12,7 +14,7 @@
 //!
 //! Run: `cargo bench -p boxoffice-benches -- --warm-up-time 1 --measurement-time 5`
 
-use boxoffice_benches::{fill_stadium_with_runs, record, replay, Venues};
+use boxoffice_benches::{fill_stadium_with_runs, record_in, replay, UserForm, Venues};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::{Command, EventId, Reply, Request, Selection};
 use std::hint::black_box;
@@ -23,22 +25,27 @@ const SEED: u64 = 42;
 
 fn standard_mix(c: &mut Criterion) {
     let venues = Venues::standard();
-    let log = record(&venues, SEED, MIX_COMMANDS);
     let mut group = c.benchmark_group("engine");
-    group.throughput(Throughput::Elements(log.len() as u64));
     group.sample_size(10);
-    group.bench_function("standard_mix", |bencher| {
-        bencher.iter_batched(
-            // A freshly built engine, not a clone: a clone shares its seat chunks
-            // (copy-on-write, for snapshots), and the first writes would copy them.
-            || venues.build(),
-            |mut engine| {
-                black_box(replay(&mut engine, &log));
-                engine
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, form) in [
+        ("standard_mix", UserForm::ById),
+        ("standard_mix_by_name", UserForm::ByName),
+    ] {
+        let log = record_in(&venues, SEED, MIX_COMMANDS, form);
+        group.throughput(Throughput::Elements(log.len() as u64));
+        group.bench_function(name, |bencher| {
+            bencher.iter_batched(
+                // A freshly built engine, not a clone: a clone shares its seat chunks
+                // (copy-on-write, for snapshots), and the first writes would copy them.
+                || venues.build(),
+                |mut engine| {
+                    black_box(replay(&mut engine, &log));
+                    engine
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.finish();
 }
 

@@ -434,7 +434,10 @@ impl Generator {
                     hold,
                     payment_ref: format!("pay-{}", hold.0),
                 },
-                Some((hold, user)) => Command::ReleaseHold { user: user.into(), hold },
+                Some((hold, user)) => Command::ReleaseHold {
+                    user: user.into(),
+                    hold,
+                },
                 None => self.hold(
                     event,
                     Selection::Best {
@@ -448,7 +451,10 @@ impl Generator {
             Kind::CancelBooking if !self.bookings.is_empty() => {
                 let index = self.rng.below(self.bookings.len() as u64) as usize;
                 let (booking, user) = self.bookings.swap_remove(index);
-                Command::CancelBooking { user: user.into(), booking }
+                Command::CancelBooking {
+                    user: user.into(),
+                    booking,
+                }
             }
             Kind::CancelBooking => self.hold(
                 event,

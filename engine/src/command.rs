@@ -1,8 +1,9 @@
 //! Commands: what the engine is asked to do. One command is one log record.
 //!
 //! Commands carry names as the outside world spells them (seat labels, category
-//! names); the engine resolves them, so a command is meaningful without any other
-//! state and a replica needs nothing but the log.
+//! names) or ids that earlier records of the same log fixed (seat indices of the event's
+//! layout, a user's dense id: [`UserRef`]); the engine resolves them, so a command is
+//! meaningful with nothing but the log before it, and a replica needs nothing else.
 
 use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, WaiterId};
 use serde::{Deserialize, Serialize};

@@ -31,7 +31,7 @@ pub(crate) use live_holds::LiveHolds;
 pub use state::State;
 pub(crate) use state::*;
 pub(crate) use usage::Usage;
-pub(crate) use users::{UserId, UserIndex, Who};
+pub(crate) use users::{unassigned_user, UserId, UserIndex, Who};
 
 /// The booking engine. Deterministic: the same requests at the same offsets and
 /// times give the same outcomes and the same `state_hash`.
@@ -187,22 +187,25 @@ impl Engine {
         if !self.state.draws_pending.is_empty() {
             self.chain_draw_records(offset, request);
         }
-        // A user named by an id the engine never assigned names nobody: refused before
-        // its key is looked up (no principal to look it up under).
-        if let Some(UserRef::Id(id)) = request.command.user() {
-            if !self.user_assigned(*id) {
-                let reason = format!("user id {id} was never assigned");
-                return self.finish(offset, false, Err(Rejection::Invalid { reason }), None);
+        // Perf: stamps (two digests of the command by name) only for keyed requests. A
+        // user named by an id the engine never assigned names nobody: refused before its
+        // key is looked up (no principal to look it up under), as `execute` refuses it
+        // without a key.
+        let stamp = match &request.idempotency_key {
+            None => None,
+            Some(key) => {
+                let named = request
+                    .command
+                    .named(|id| self.user_name_of(id).map(str::to_string));
+                match (named, request.command.user()) {
+                    (Some(named), _) => IdempotencyStamp::of_named(&named, key),
+                    (None, Some(UserRef::Id(id))) => {
+                        return self.finish(offset, false, Err(unassigned_user(*id)), None);
+                    }
+                    (None, _) => unreachable!("only a user by id can be unnamed"),
+                }
             }
-        }
-        // Perf: stamps (two digests of the command by name) only for keyed requests.
-        let stamp = request.idempotency_key.as_ref().and_then(|key| {
-            let named = request
-                .command
-                .named(|id| self.user_name_of(id).map(str::to_string))
-                .expect("an assigned id has a name");
-            IdempotencyStamp::of_named(&named, key)
-        });
+        };
         if let Some(stamp) = &stamp {
             if let Some(entry) = self.state.idempotency.get(&stamp.key_digest) {
                 if entry.fingerprint == stamp.fingerprint {
@@ -308,17 +311,15 @@ impl Engine {
                 event,
                 selection,
                 wait,
-            } => self.place_hold(Self::assigned(self.who(user)), *event, selection, *wait),
+            } => self.place_hold(self.who(user)?, *event, selection, *wait),
             Command::ConfirmHold {
                 user,
                 hold,
                 payment_ref,
-            } => self.confirm_hold(Self::assigned(self.who(user)), *hold, payment_ref),
-            Command::ReleaseHold { user, hold } => {
-                self.release_hold(Self::assigned(self.who(user)), *hold)
-            }
+            } => self.confirm_hold(self.who(user)?, *hold, payment_ref),
+            Command::ReleaseHold { user, hold } => self.release_hold(self.who(user)?, *hold),
             Command::CancelBooking { user, booking } => {
-                self.cancel_booking(Self::assigned(self.who(user)), *booking)
+                self.cancel_booking(self.who(user)?, *booking)
             }
             Command::JoinWaitlist {
                 user,
@@ -327,14 +328,14 @@ impl Engine {
                 category,
                 together,
             } => self.join_waitlist(
-                Self::assigned(self.who(user)),
+                self.who(user)?,
                 *event,
                 *quantity,
                 category.as_deref(),
                 *together,
             ),
             Command::LeaveWaitlist { user, waiter } => {
-                self.leave_waitlist(Self::assigned(self.who(user)), *waiter)
+                self.leave_waitlist(self.who(user)?, *waiter)
             }
             Command::CreateDesk { tenant, spec } => self.create_desk(tenant, spec),
             Command::CreateDeskTicket {
@@ -343,15 +344,15 @@ impl Engine {
                 level,
                 hold_only,
             } => {
-                let name = self.desk_user(user);
+                let name = self.desk_user(user)?;
                 self.create_desk_ticket(&name, *desk, level, *hold_only)
             }
             Command::ConfirmDeskTicket { user, desk, ticket } => {
-                let name = self.desk_user(user);
+                let name = self.desk_user(user)?;
                 self.confirm_desk_ticket(&name, *desk, *ticket)
             }
             Command::CancelDeskTicket { user, desk, ticket } => {
-                let name = self.desk_user(user);
+                let name = self.desk_user(user)?;
                 self.cancel_desk_ticket(&name, *desk, *ticket)
             }
             Command::Tick => Ok(Reply::Ticked),
@@ -381,18 +382,13 @@ impl Engine {
         }
     }
 
-    /// A resolved user: `apply` refused every id the engine never assigned.
-    fn assigned(who: Option<users::Who<'_>>) -> users::Who<'_> {
-        who.expect("apply refuses unassigned user ids")
-    }
-
     /// A desk command's user by name (desk tickets keep names): borrowed when the
     /// command names it, the state's shared name when it gives an id.
-    fn desk_user<'a>(&self, user: &'a UserRef) -> std::borrow::Cow<'a, str> {
-        match Self::assigned(self.who(user)) {
+    fn desk_user<'a>(&self, user: &'a UserRef) -> Result<std::borrow::Cow<'a, str>, Rejection> {
+        Ok(match self.who(user)? {
             users::Who::Name(name) => std::borrow::Cow::Borrowed(name),
             who => std::borrow::Cow::Owned(self.who_name(who).to_string()),
-        }
+        })
     }
 
     fn promote(&mut self, node: &str) -> Answer {

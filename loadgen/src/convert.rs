@@ -287,11 +287,7 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             if *wait {
                 body["wait"] = json!(true);
             }
-            Call::post(
-                format!("/v1/events/{event}/holds"),
-                user_auth(user)?,
-                body,
-            )
+            Call::post(format!("/v1/events/{event}/holds"), user_auth(user)?, body)
         }
         Command::ConfirmHold {
             user,

@@ -52,6 +52,7 @@ impl UserIndex {
     }
 
     /// The entry of `name`, if interned.
+    #[inline]
     fn get(&self, name: &str) -> Option<&(u64, UserName, UserId)> {
         let hash = self.hash(name);
         self.names.find(hash, |(entry_hash, entry_name, _)| {
@@ -94,11 +95,13 @@ impl UserIndex {
 
 impl Engine {
     /// The user's id if the user has ever had state here.
+    #[inline]
     pub(crate) fn user_id(&self, name: &str) -> Option<UserId> {
         self.users.get(name).map(|(_, _, id)| *id)
     }
 
     /// The user's id and shared name if the user has ever had state here.
+    #[inline]
     pub(crate) fn user_entry(&self, name: &str) -> Option<(UserId, UserName)> {
         self.users
             .get(name)
@@ -134,9 +137,16 @@ impl Engine {
     }
 }
 
+/// The rejection of a command naming its user by an id the engine never assigned.
+pub(crate) fn unassigned_user(id: u32) -> Rejection {
+    Rejection::Invalid {
+        reason: format!("user id {id} was never assigned"),
+    }
+}
+
 /// A command's user as `apply` resolved it: by name (looked up where a handler needs
-/// its id), or by an id the engine has assigned (`apply` refuses any other before a
-/// handler runs).
+/// its id), or by an id the engine has assigned (`Engine::who` refuses any other before
+/// a handler runs).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Who<'a> {
     Name(&'a str),
@@ -145,19 +155,25 @@ pub(crate) enum Who<'a> {
 
 impl Engine {
     /// Whether `id` is an assigned user id.
+    #[inline]
     pub(crate) fn user_assigned(&self, id: u32) -> bool {
         (id as usize) < self.state.users.len()
     }
 
-    /// The user of a command, resolved; `None` for an id the engine never assigned.
-    pub(crate) fn who<'a>(&self, user: &'a UserRef) -> Option<Who<'a>> {
+    /// The user of a command, resolved: an id the engine never assigned names nobody,
+    /// and is refused before anything else (`apply` refuses it before a keyed request's
+    /// key is looked up, with the same rejection).
+    #[inline]
+    pub(crate) fn who<'a>(&self, user: &'a UserRef) -> Result<Who<'a>, Rejection> {
         match user {
-            UserRef::Name(name) => Some(Who::Name(name)),
-            UserRef::Id(id) => self.user_assigned(*id).then_some(Who::Id(UserId(*id))),
+            UserRef::Name(name) => Ok(Who::Name(name)),
+            UserRef::Id(id) if self.user_assigned(*id) => Ok(Who::Id(UserId(*id))),
+            UserRef::Id(id) => Err(unassigned_user(*id)),
         }
     }
 
     /// The user's id if the user has ever had state here.
+    #[inline]
     pub(crate) fn who_id(&self, who: Who<'_>) -> Option<UserId> {
         match who {
             Who::Name(name) => self.user_id(name),
@@ -166,6 +182,7 @@ impl Engine {
     }
 
     /// The user's id and shared name if the user has ever had state here.
+    #[inline]
     pub(crate) fn who_entry(&self, who: Who<'_>) -> Option<(UserId, UserName)> {
         match who {
             Who::Name(name) => self.user_entry(name),
@@ -175,6 +192,7 @@ impl Engine {
 
     /// Whether the user `id` is `who`. Perf: by name, one comparison of names (no
     /// look-up); by id, of integers.
+    #[inline]
     pub(crate) fn is_who(&self, id: UserId, who: Who<'_>) -> bool {
         match who {
             Who::Name(name) => self.user_name(id) == name,
@@ -183,6 +201,7 @@ impl Engine {
     }
 
     /// The user's id, assigned now if the user is new (a name never seen).
+    #[inline]
     pub(super) fn intern_who(&mut self, who: Who<'_>) -> UserId {
         match who {
             Who::Name(name) => self.intern_user(name),
@@ -191,6 +210,7 @@ impl Engine {
     }
 
     /// A user by name must be a valid name; an assigned id was one when it was assigned.
+    #[inline]
     pub(super) fn check_who(&self, who: Who<'_>) -> Result<(), Rejection> {
         match who {
             Who::Name(name) => self.check_text("user", name, true),

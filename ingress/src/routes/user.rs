@@ -282,7 +282,15 @@ pub(crate) async fn release_hold(
     ApiPath(hold_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_hold(&state, &user, &hold_id)?;
-    let outcome = submit(&state, key, Command::ReleaseHold { user: user.into(), hold: id }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::ReleaseHold {
+            user: user.into(),
+            hold: id,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::HoldReleased { hold, .. }) => {
             let model = state.model_of(id);
@@ -401,7 +409,15 @@ pub(crate) async fn cancel_booking(
     ApiPath(booking_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_booking(&state, &user, &booking_id)?;
-    let outcome = submit(&state, key, Command::CancelBooking { user: user.into(), booking: id }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::CancelBooking {
+            user: user.into(),
+            booking: id,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::BookingCanceled { booking, .. }) => {
             let model = state.model_of(id);
@@ -688,7 +704,15 @@ pub(crate) async fn leave_waitlist(
     ApiPath(waitlist_id): ApiPath<String>,
 ) -> Result<Response, AppError> {
     let id = own_waiter(&state, &user, &waitlist_id)?;
-    let outcome = submit(&state, key, Command::LeaveWaitlist { user: user.into(), waiter: id }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::LeaveWaitlist {
+            user: user.into(),
+            waiter: id,
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::WaitlistLeft { waiter, .. }) => {
             let model = state.model_of(id);
@@ -793,7 +817,11 @@ pub(crate) async fn confirm_desk_ticket(
     let outcome = submit(
         &state,
         key,
-        Command::ConfirmDeskTicket { user: user.into(), desk, ticket },
+        Command::ConfirmDeskTicket {
+            user: user.into(),
+            desk,
+            ticket,
+        },
     )
     .await?;
     match &outcome.result {
@@ -855,7 +883,11 @@ pub(crate) async fn cancel_desk_ticket(
     let outcome = submit(
         &state,
         key,
-        Command::CancelDeskTicket { user: user.into(), desk, ticket },
+        Command::CancelDeskTicket {
+            user: user.into(),
+            desk,
+            ticket,
+        },
     )
     .await?;
     match &outcome.result {

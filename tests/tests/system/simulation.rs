@@ -590,7 +590,10 @@ impl Simulation {
                 None => Command::Tick,
             },
             65..=74 => match self.pick_owned(|clients| &clients.holds) {
-                Some((user, hold)) => Command::ReleaseHold { user: user.into(), hold },
+                Some((user, hold)) => Command::ReleaseHold {
+                    user: user.into(),
+                    hold,
+                },
                 None => Command::Tick,
             },
             75..=84 => Command::JoinWaitlist {
@@ -601,11 +604,17 @@ impl Simulation {
                 together: false,
             },
             85..=89 => match self.pick_owned(|clients| &clients.waiters) {
-                Some((user, waiter)) => Command::LeaveWaitlist { user: user.into(), waiter },
+                Some((user, waiter)) => Command::LeaveWaitlist {
+                    user: user.into(),
+                    waiter,
+                },
                 None => Command::Tick,
             },
             90..=94 => match self.pick_owned(|clients| &clients.bookings) {
-                Some((user, booking)) => Command::CancelBooking { user: user.into(), booking },
+                Some((user, booking)) => Command::CancelBooking {
+                    user: user.into(),
+                    booking,
+                },
                 None => Command::Tick,
             },
             _ => Command::Tick,

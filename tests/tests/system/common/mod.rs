@@ -270,7 +270,10 @@ pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
             hold,
             payment_ref: format!("pay-{index}"),
         },
-        15..=17 => Command::ReleaseHold { user: user.into(), hold },
+        15..=17 => Command::ReleaseHold {
+            user: user.into(),
+            hold,
+        },
         _ => Command::Tick,
     };
     // Now and then a key that an earlier record used: half of those retry that record
