@@ -45,10 +45,59 @@ impl NamedRequest {
 ///
 /// Perf: an id is resolved with one bounds check, where a name is hashed, probed and
 /// compared (two cache misses on a crowd of users: the index entry and the name).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// In the log (bincode) it is an enum (variant 0 a name, 1 an id); in JSON (`boxoffice log
+/// export`, recordings) a name is a plain string, as the user field was before ids, and
+/// an id a number.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum UserRef {
     Name(String),
     Id(u32),
+}
+
+impl Serialize for UserRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self, serializer.is_human_readable()) {
+            (UserRef::Name(name), true) => serializer.serialize_str(name),
+            (UserRef::Id(id), true) => serializer.serialize_u32(*id),
+            (UserRef::Name(name), false) => {
+                serializer.serialize_newtype_variant("UserRef", 0, "Name", name)
+            }
+            (UserRef::Id(id), false) => {
+                serializer.serialize_newtype_variant("UserRef", 1, "Id", id)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UserRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The log's form: the enum a derive would read.
+        #[derive(Deserialize)]
+        #[serde(rename = "UserRef")]
+        enum Tagged {
+            Name(String),
+            Id(u32),
+        }
+        /// JSON's form: a string or a number.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Plain {
+            Name(String),
+            Id(u32),
+        }
+        Ok(if deserializer.is_human_readable() {
+            match Plain::deserialize(deserializer)? {
+                Plain::Name(name) => UserRef::Name(name),
+                Plain::Id(id) => UserRef::Id(id),
+            }
+        } else {
+            match Tagged::deserialize(deserializer)? {
+                Tagged::Name(name) => UserRef::Name(name),
+                Tagged::Id(id) => UserRef::Id(id),
+            }
+        })
+    }
 }
 
 impl UserRef {
@@ -622,4 +671,30 @@ pub struct LevelSpec {
     pub name: String,
     /// A ticket of this level must be resolved (its slot must end) by now + deadline.
     pub deadline_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// JSON keeps a user by name as the plain string it was before ids; the log's bincode
+    /// is the enum (golden bytes in `wire`).
+    #[test]
+    fn a_user_ref_is_a_string_or_a_number_in_json() {
+        let by_name = UserRef::Name("u1".into());
+        let by_id = UserRef::Id(7);
+        assert_eq!(serde_json::to_string(&by_name).unwrap(), r#""u1""#);
+        assert_eq!(serde_json::to_string(&by_id).unwrap(), "7");
+        assert_eq!(serde_json::from_str::<UserRef>(r#""u1""#).unwrap(), by_name);
+        assert_eq!(serde_json::from_str::<UserRef>("7").unwrap(), by_id);
+        assert!(serde_json::from_str::<UserRef>("-1").is_err());
+        assert!(serde_json::from_str::<UserRef>(r#"{"Name":"u1"}"#).is_err());
+        let config = bincode::config::standard();
+        for user in [by_name, by_id] {
+            let bytes = bincode::serde::encode_to_vec(&user, config).unwrap();
+            let (back, _): (UserRef, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(back, user);
+        }
+    }
 }
