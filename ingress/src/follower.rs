@@ -36,19 +36,6 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const END_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 
-/// A snapshot records a position in the outcomes log: what it covers must survive a
-/// machine crash (an embedded outcomes log does not fsync each append), or a restart would
-/// find the log shorter than the snapshot. False (logged) when it cannot be made so.
-fn outcomes_durable(reader: &dyn LogReader) -> bool {
-    match reader.make_durable() {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::warn!(%error, "no read-model snapshot: the outcomes log cannot be made durable");
-            false
-        }
-    }
-}
-
 /// The outcomes log's end as last looked up (every [`END_CHECK_INTERVAL`] once the
 /// reader has drained what it could), and whether the reader has reached it. The verdict
 /// is taken against the last end after every poll, not only at the look-up: on Kafka the
@@ -116,7 +103,7 @@ impl Follower {
                 self.run(&mut *reader, &stop);
                 self.status.running.store(false, Ordering::Release);
                 // The last snapshot: a restart after a clean stop reads nothing again.
-                let job = self.snapshot_job().filter(|_| outcomes_durable(&*reader));
+                let job = self.snapshot_job(reader.durability());
                 self.snapshots.finish(job);
             })
             .expect("spawning the outcome follower")
@@ -152,8 +139,8 @@ impl Follower {
                 .fetch_add(count, Ordering::Relaxed);
             self.apply(outcomes);
             self.snapshots.note_outcomes(count);
-            if self.snapshots.due() && outcomes_durable(reader) {
-                if let Some(job) = self.snapshot_job() {
+            if self.snapshots.due() {
+                if let Some(job) = self.snapshot_job(reader.durability()) {
                     self.snapshots.offer(job);
                 }
             }
@@ -215,8 +202,10 @@ impl Follower {
     }
 
     /// A copy of the model for a snapshot; `None` when there is nothing to snapshot, or the
-    /// model is stale (a gap: a restart must not resume from it).
-    fn snapshot_job(&self) -> Option<SnapshotJob> {
+    /// model is stale (a gap: a restart must not resume from it). `durable` makes the
+    /// outcomes it covers durable: the snapshot thread calls it before it writes (see
+    /// `SnapshotJob`), so this thread never waits for the disk.
+    fn snapshot_job(&self, durable: Option<requestlog::Durability>) -> Option<SnapshotJob> {
         if !self.snapshots.pending() || self.status.gap().is_some() {
             return None;
         }
@@ -230,6 +219,7 @@ impl Follower {
         Some(SnapshotJob {
             model,
             position: self.resume_position,
+            durable,
         })
     }
 

@@ -194,6 +194,13 @@ fn read(store: &dyn SnapshotStore, offset: u64) -> Result<FollowerState, String>
 pub(crate) struct SnapshotJob {
     pub(crate) model: ReadModel,
     pub(crate) position: u64,
+    /// A snapshot records a position in the outcomes log: what it covers must survive a
+    /// machine crash (an embedded outcomes log does not fsync each append), or a restart
+    /// would find the log shorter than the snapshot. The snapshot thread makes it so
+    /// before it writes (a flush of everything appended since the last one: 16-19 ms
+    /// every 200,000 outcomes under load, which the follower once spent with every answer
+    /// waiting); `None`: the log shows only durable records.
+    pub(crate) durable: Option<requestlog::Durability>,
 }
 
 /// The follower's side of the snapshot thread: when to take one, and the hand-off.
@@ -313,6 +320,11 @@ fn write_loop(
 ) {
     while let Ok(job) = receiver.recv() {
         let started = Instant::now();
+        if let Some(Err(error)) = job.durable.as_ref().map(requestlog::Durability::sync) {
+            tracing::warn!(%error, "no read-model snapshot: the outcomes log cannot be made durable");
+            busy.store(false, Ordering::Release);
+            continue;
+        }
         let snapshot = snapshot_of(job.position, &job.model, log_id);
         drop(job);
         // The index must cover the snapshot before the snapshot exists (see the module).

@@ -8,12 +8,14 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::*;
 use ingress::{Ingress, IngressConfig};
-use requestlog::{EmbeddedLog, EmbeddedOptions, LogError, LogReader, LogRecord, LogWriter};
+use requestlog::{
+    Durability, EmbeddedLog, EmbeddedOptions, LogError, LogReader, LogRecord, LogWriter,
+};
 use serde_json::{json, Value};
 use snapshotter::{RocksStore, RocksStoreOptions, Snapshot, SnapshotStore};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Embedded logs and the engine runtime, which outlive the ingresses started on them.
@@ -505,4 +507,85 @@ async fn a_snapshot_of_another_log_is_refused_a_corrupt_one_is_skipped_for_an_ol
         repeat.text
     );
     stop(rebuilt_here);
+}
+
+/// Reads `inner`; its records are made durable only once `gate` is free, and each sync
+/// says on `begun` that it has started.
+struct GatedSync {
+    inner: Box<dyn LogReader>,
+    gate: Arc<Mutex<()>>,
+    begun: std::sync::mpsc::SyncSender<()>,
+}
+
+impl LogReader for GatedSync {
+    fn seek(&mut self, offset: u64) -> Result<(), LogError> {
+        self.inner.seek(offset)
+    }
+
+    fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError> {
+        self.inner.poll(max_records, timeout)
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+
+    fn end_offset(&self) -> Result<u64, LogError> {
+        self.inner.end_offset()
+    }
+
+    fn durability(&self) -> Option<Durability> {
+        let inner = self.inner.durability().expect("an embedded log syncs");
+        let (gate, begun) = (Arc::clone(&self.gate), self.begun.clone());
+        Some(Durability::new(move || {
+            let _ = begun.try_send(());
+            let _open = gate.lock().unwrap();
+            inner.sync()
+        }))
+    }
+}
+
+/// A snapshot covers outcomes that must be durable first (the embedded outcomes log does
+/// not fsync its appends); that flush is the snapshot thread's, so while it is slow the
+/// follower goes on answering, and the snapshot is written once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sync_of_the_outcomes_for_a_snapshot_holds_up_no_answer() {
+    let logs = Logs::open();
+    let gate = Arc::new(Mutex::new(()));
+    let (begun, syncing) = std::sync::mpsc::sync_channel(16);
+    let closed = gate.lock().unwrap();
+    let reader = GatedSync {
+        inner: Box::new(logs.outcomes.reader()),
+        gate: Arc::clone(&gate),
+        begun,
+    };
+    let ingress = logs.resume(Box::new(reader)).unwrap();
+    ready(&ingress).await;
+    // Five outcomes: a snapshot (one every 3) is due, and its sync waits at the gate.
+    let (event, _, _) = history(&ingress).await;
+    let syncing =
+        tokio::task::spawn_blocking(move || syncing.recv_timeout(CATCH_UP).map(|()| syncing))
+            .await
+            .unwrap()
+            .expect("a snapshot's sync began");
+    assert_eq!(
+        ingress.state().snapshot_written(),
+        None,
+        "nothing written yet"
+    );
+    // Writes are answered meanwhile (their outcomes applied by the follower).
+    for key in ["s1", "s2", "s3", "s4"] {
+        let answer = hold(&ingress.router(), &event, 1, key).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    }
+    assert_eq!(
+        ingress.state().snapshot_written(),
+        None,
+        "still waiting for the sync"
+    );
+    drop(closed);
+    // The last snapshot covers every outcome, the ones answered during the sync too.
+    let last = stop(ingress).expect("a snapshot once the sync is done");
+    assert!(last >= logs.outcomes.end_offset() - 1, "{last}");
+    drop(syncing);
 }

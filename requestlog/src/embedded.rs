@@ -1187,8 +1187,9 @@ impl LogReader for EmbeddedReader {
         Ok(self.shared.lock_published().end_offset)
     }
 
-    fn make_durable(&self) -> Result<(), LogError> {
-        self.shared.sync()
+    fn durability(&self) -> Option<crate::Durability> {
+        let shared = Arc::clone(&self.shared);
+        Some(crate::Durability::new(move || shared.sync()))
     }
 }
 

@@ -250,9 +250,35 @@ pub trait LogReader: Send {
     /// Offset of the next record to be written.
     fn end_offset(&self) -> Result<u64, LogError>;
 
-    /// Makes every record this reader can see durable. Every log but an embedded one opened
-    /// without `sync_appends` shows only durable records, so this is a no-op there.
+    /// What makes every record this reader can see durable, callable from another thread:
+    /// a snapshot thread calls it before it records a position in the log, so the reader's
+    /// own thread (an ingress's follower, answering requests) never waits for that flush.
+    /// `None` where there is nothing to do: every log but an embedded one shows only
+    /// durable records.
+    fn durability(&self) -> Option<Durability> {
+        None
+    }
+
+    /// Makes every record this reader can see durable, on this thread.
     fn make_durable(&self) -> Result<(), LogError> {
-        Ok(())
+        self.durability()
+            .map_or(Ok(()), |durability| durability.sync())
+    }
+}
+
+/// A handle that makes the records a reader could see durable ([`LogReader::durability`]),
+/// from any thread.
+#[derive(Clone)]
+pub struct Durability(Arc<dyn Fn() -> Result<(), LogError> + Send + Sync>);
+
+impl Durability {
+    pub fn new(sync: impl Fn() -> Result<(), LogError> + Send + Sync + 'static) -> Durability {
+        Durability(Arc::new(sync))
+    }
+
+    /// Makes every record appended so far durable (and so every one the reader had seen
+    /// when it handed this out).
+    pub fn sync(&self) -> Result<(), LogError> {
+        (self.0)()
     }
 }
