@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use snapshotter::{RocksStore, RocksStoreOptions, Snapshot, SnapshotStore};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Embedded logs and the engine runtime, which outlive the ingresses started on them.
@@ -509,11 +509,11 @@ async fn a_snapshot_of_another_log_is_refused_a_corrupt_one_is_skipped_for_an_ol
     stop(rebuilt_here);
 }
 
-/// Reads `inner`; its records are made durable only once `gate` is free, and each sync
+/// Reads `inner`; its records are made durable only once `gate` is open, and each sync
 /// says on `begun` that it has started.
 struct GatedSync {
     inner: Box<dyn LogReader>,
-    gate: Arc<Mutex<()>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
     begun: std::sync::mpsc::SyncSender<()>,
 }
 
@@ -539,7 +539,12 @@ impl LogReader for GatedSync {
         let (gate, begun) = (Arc::clone(&self.gate), self.begun.clone());
         Some(Durability::new(move || {
             let _ = begun.try_send(());
-            let _open = gate.lock().unwrap();
+            let (open, opened) = &*gate;
+            drop(
+                opened
+                    .wait_while(open.lock().unwrap(), |open| !*open)
+                    .unwrap(),
+            );
             inner.sync()
         }))
     }
@@ -551,9 +556,8 @@ impl LogReader for GatedSync {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_sync_of_the_outcomes_for_a_snapshot_holds_up_no_answer() {
     let logs = Logs::open();
-    let gate = Arc::new(Mutex::new(()));
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
     let (begun, syncing) = std::sync::mpsc::sync_channel(16);
-    let closed = gate.lock().unwrap();
     let reader = GatedSync {
         inner: Box::new(logs.outcomes.reader()),
         gate: Arc::clone(&gate),
@@ -583,7 +587,8 @@ async fn a_slow_sync_of_the_outcomes_for_a_snapshot_holds_up_no_answer() {
         None,
         "still waiting for the sync"
     );
-    drop(closed);
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
     // The last snapshot covers every outcome, the ones answered during the sync too.
     let last = stop(ingress).expect("a snapshot once the sync is done");
     assert!(last >= logs.outcomes.end_offset() - 1, "{last}");
