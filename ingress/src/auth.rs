@@ -64,39 +64,6 @@ struct Verified {
     exp_seconds: u64,
     /// The fingerprint of the tenant key that checked it (`None`: the deployment's secret).
     key_fingerprint: Option<String>,
-    /// The pseudonym the token's user acted as on its last request ([`User::kept`]).
-    kept: KeptPseudonym,
-}
-
-/// The pseudonym a token's user acts as, kept with the verified token once a request of
-/// it derived the pseudonym and remembered its personal-data entry
-/// (`privacy::pseudonym_of_user`), so that the token's next requests take it from here:
-/// one look-up of the token instead of three of shared tables (the derived pseudonyms,
-/// the personal-data store's known entries) and the key each needs built. Still checked
-/// against erasures on every request: an erased one is derived again.
-#[derive(Clone, Default)]
-pub(crate) struct KeptPseudonym(std::sync::Arc<std::sync::Mutex<Option<String>>>);
-
-impl KeptPseudonym {
-    pub(crate) fn get(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    pub(crate) fn keep(&self, pseudonym: &str) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(pseudonym.to_string());
-    }
-}
-
-impl std::fmt::Debug for KeptPseudonym {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("KeptPseudonym")
-    }
 }
 
 impl VerifiedTokens {
@@ -117,7 +84,6 @@ impl VerifiedTokens {
             .then(|| User {
                 sub: verified.sub.clone(),
                 issuer: verified.issuer.clone(),
-                kept: verified.kept.clone(),
             })
     }
 
@@ -148,23 +114,13 @@ pub(crate) enum AdminKey {
 }
 
 /// A user, from a valid user token.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct User {
     /// The token's `sub` (an e-mail, a name...: never logged, `crate::privacy`).
     pub(crate) sub: String,
     /// The tenant whose key signed the token; `None`: the deployment's secret.
     pub(crate) issuer: Option<String>,
-    /// The pseudonym this token acted as (a cache: not part of who the user is).
-    pub(crate) kept: KeptPseudonym,
 }
-
-impl PartialEq for User {
-    fn eq(&self, other: &User) -> bool {
-        (&self.sub, &self.issuer) == (&other.sub, &other.issuer)
-    }
-}
-
-impl Eq for User {}
 
 #[derive(Deserialize)]
 struct Issuer {
@@ -299,7 +255,6 @@ impl Auth {
                 format!("the token's sub must be a user id of 1 to {USER_ID_BYTES_MAX} bytes"),
             ));
         }
-        let kept = KeptPseudonym::default();
         self.verified.insert(
             token,
             Verified {
@@ -307,14 +262,9 @@ impl Auth {
                 issuer: issuer.clone(),
                 exp_seconds: claims.exp,
                 key_fingerprint,
-                kept: kept.clone(),
             },
         );
-        Ok(User {
-            sub: user,
-            issuer,
-            kept,
-        })
+        Ok(User { sub: user, issuer })
     }
 }
 
@@ -379,8 +329,7 @@ mod tests {
                 .unwrap(),
             User {
                 sub: "alice".into(),
-                issuer: None,
-                kept: KeptPseudonym::default(),
+                issuer: None
             }
         );
         assert_eq!(
@@ -429,8 +378,7 @@ mod tests {
             auth.user(&mint(&tenant_secret, "demo"), &accounts).unwrap(),
             User {
                 sub: "alice".into(),
-                issuer: Some("demo".into()),
-                kept: KeptPseudonym::default(),
+                issuer: Some("demo".into())
             }
         );
         // Signed with the deployment secret but claiming the tenant: refused.
@@ -475,7 +423,6 @@ mod tests {
         let alice = User {
             sub: "alice".into(),
             issuer: Some("demo".into()),
-            kept: KeptPseudonym::default(),
         };
         assert_eq!(auth.user(&token, &accounts).unwrap(), alice);
         assert_eq!(

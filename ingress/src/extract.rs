@@ -223,8 +223,7 @@ impl FromRequestParts<AppState> for UserId {
             Some(tenant) => crate::privacy::TokenScope::Tenant(tenant),
             None => crate::privacy::TokenScope::Deployment,
         };
-        let pseudonym =
-            crate::privacy::pseudonym_of_user(state, scope, &user.sub, &user.kept).await?;
+        let pseudonym = crate::privacy::pseudonym_of_user(state, scope, &user.sub).await?;
         state.check_user_rate(&pseudonym)?;
         Ok(UserId(pseudonym))
     }

@@ -176,16 +176,8 @@ pub(crate) async fn pseudonym_of_user(
     state: &AppState,
     scope: TokenScope<'_>,
     sub: &str,
-    kept: &crate::auth::KeptPseudonym,
 ) -> Result<String, AppError> {
     let shared = &state.shared;
-    // The token's earlier request derived it and remembered its entry (below), which
-    // only an erasure takes away; an erasure marks the pseudonym erased first.
-    if let Some(pseudonym) = kept.get() {
-        if !shared.control.is_erased(&pseudonym) {
-            return Ok(pseudonym);
-        }
-    }
     let store_failed = |error: String| {
         tracing::error!(%error, "the personal-data store failed");
         AppError::unavailable(
@@ -215,7 +207,6 @@ pub(crate) async fn pseudonym_of_user(
         // and the user goes on under the next generation.
         let erased_meanwhile = shared.control.is_erased(&pseudonym);
         if !erased_meanwhile {
-            kept.keep(&pseudonym);
             return Ok(pseudonym);
         }
         let (personal, forgotten) = (std::sync::Arc::clone(&shared.personal), pseudonym);
