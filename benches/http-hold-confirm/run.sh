@@ -6,7 +6,8 @@
 # Each run starts fresh processes (release build, rate limits off) and drives them with
 # `boxoffice loadgen run hold-confirm.toml --mode closed --concurrency $CLIENTS --no-think`
 # for $DURATION seconds (with `--cpu-of` for every service process and the broker, so each
-# figure comes with the CPU microseconds per response of each process and of loadgen),
+# figure comes with the CPU microseconds per response of each process and of loadgen, and
+# of each process's threads by name: where a response's CPU goes, stage by stage),
 # then verifies the server's state through the API:
 #   embedded: `boxoffice serve` on a temporary data directory;
 #   kafka:    `boxoffice engine` and `boxoffice ingress` (two processes) on fresh topics of
@@ -210,6 +211,9 @@ row["overall"] = {"p50_ms": overall["p50_us"] / 1000, "p99_ms": overall["p99_us"
                   "p999_ms": overall["p999_us"] / 1000}
 # CPU per response of each process over the measured phase (loadgen --cpu-of).
 row["cpu_us_per_response"] = {p["name"]: p["cpu_us_per_response"] for p in report.get("cpu", [])}
+# ... and split by thread name: where a response's CPU goes, stage by stage.
+row["cpu_threads"] = {p["name"]: {t["name"]: t["cpu_us_per_response"] for t in p.get("threads", [])}
+                      for p in report.get("cpu", [])}
 if os.path.exists(hook):
     during, after, drain_seconds = open(hook).read().split()
     row["webhooks"] = {"during_load": int(during), "total": int(after),
@@ -242,6 +246,20 @@ for side in dict.fromkeys(row["side"] for row in rows):
     names = sorted({name for row in mine for name in row.get("cpu_us_per_response", {})})
     cpu = ", ".join(f"{name} {median(lambda row: row['cpu_us_per_response'].get(name, 0)):.0f}" for name in names)
     print(f"| {side} | **{median(lambda row: row['requests_per_second']):,.0f}** ({rates}) | {cells[0]} | {cells[1]} | {cells[2]} | {cpu} |")
+PY
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+print()
+for side in dict.fromkeys(row["side"] for row in rows):
+    mine = [row for row in rows if row["side"] == side]
+    for process in sorted({name for row in mine for name in row.get("cpu_threads", {})}):
+        split = [row["cpu_threads"].get(process, {}) for row in mine]
+        names = {name for threads in split for name in threads}
+        medians = sorted(((statistics.median(threads.get(name, 0) for threads in split), name) for name in names),
+                         reverse=True)
+        cells = ", ".join(f"{name} {us:.1f}" for us, name in medians if us >= 0.1)
+        print(f"{side} {process} by thread (median us per response): {cells}")
 PY
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys

@@ -7,6 +7,12 @@
 //! clock ticks of `USER_HZ`, which the kernel's ABI fixes at 100 on every architecture
 //! Linux runs on (the `sysconf(_SC_CLK_TCK)` answer), so a tick is 10 ms and a run of a
 //! few seconds gives a figure to about a percent.
+//!
+//! Each process's figure is also split by thread name (`/proc/PID/task/TID/stat`, the
+//! same fields for one thread; threads of one name summed, e.g. every HTTP worker), so a
+//! run says where a response's CPU goes: which stage of a pipeline of threads costs what.
+//! A thread that ended during the phase took its time with it (what the process used
+//! beyond its living threads is reported as `(ended)`).
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +55,35 @@ impl Watched {
         }
     }
 
+    fn task_dir(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("/proc/{pid}/task"),
+            None => "/proc/self/task".into(),
+        }
+    }
+
+    /// CPU ticks of each living thread: (thread id, name, ticks). A thread that ends
+    /// while the directory is read is skipped.
+    fn thread_ticks(&self) -> Result<Vec<(u32, String, u64)>, String> {
+        let dir = self.task_dir();
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|error| format!("reading {dir} for {:?}: {error}", self.name))?;
+        let mut threads = Vec::new();
+        for entry in entries.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|tid| tid.parse().ok()) else {
+                continue;
+            };
+            let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue; // ended meanwhile
+            };
+            if let (Some(name), Some(ticks)) = (parse_stat_name(&text), parse_stat_cpu_ticks(&text))
+            {
+                threads.push((tid, name.to_string(), ticks));
+            }
+        }
+        Ok(threads)
+    }
+
     /// CPU time (user + system) the process has used so far, in milliseconds.
     pub fn cpu_ms(&self) -> Result<u64, String> {
         let path = self.stat_path();
@@ -72,6 +107,14 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(user + system)
 }
 
+/// The thread name (`comm`, field 2) of a `/proc/.../stat` line: between the first `(`
+/// and the last `)`.
+pub fn parse_stat_name(stat: &str) -> Option<&str> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    (open < close).then(|| &stat[open + 1..close])
+}
+
 /// What one process used during the measured phase.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProcessCpu {
@@ -81,11 +124,53 @@ pub struct ProcessCpu {
     pub cpu_ms: u64,
     /// `cpu_ms` over the phase's responses, in microseconds.
     pub cpu_us_per_response: f64,
+    /// The same split by thread name, most first (threads of one name summed; `(ended)`:
+    /// what threads that ended during the phase used). Empty in reports from before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadCpu>,
 }
+
+/// What the threads of one name in a process used during the measured phase.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    pub cpu_ms: u64,
+    pub cpu_us_per_response: f64,
+}
+
+/// The name under which [`ProcessCpu::threads`] reports what ended threads used.
+pub const ENDED_THREADS: &str = "(ended)";
 
 /// CPU readings taken at the start of the measured phase.
 pub struct CpuStart {
-    readings: Vec<(Watched, u64)>,
+    readings: Vec<(Watched, u64, std::collections::BTreeMap<u32, u64>)>,
+}
+
+/// The per-thread-name split of a process's phase: ticks used since `start` by each
+/// thread living at the end (a thread born during the phase counts from zero), summed by
+/// name, plus what the process used beyond them as [`ENDED_THREADS`]; most first.
+fn split_by_thread(
+    start: &std::collections::BTreeMap<u32, u64>,
+    end: &[(u32, String, u64)],
+    process_ticks: u64,
+) -> Vec<(String, u64)> {
+    let mut by_name = std::collections::BTreeMap::<&str, u64>::new();
+    for (tid, name, ticks) in end {
+        let used = ticks.saturating_sub(start.get(tid).copied().unwrap_or(0));
+        *by_name.entry(name).or_default() += used;
+    }
+    let living: u64 = by_name.values().sum();
+    let mut split: Vec<(String, u64)> = by_name
+        .into_iter()
+        .filter(|(_, ticks)| *ticks > 0)
+        .map(|(name, ticks)| (name.to_string(), ticks))
+        .collect();
+    if process_ticks > living {
+        split.push((ENDED_THREADS.to_string(), process_ticks - living));
+    }
+    // Stable: equal figures stay in name order.
+    split.sort_by(|a, b| b.1.cmp(&a.1));
+    split
 }
 
 impl CpuStart {
@@ -99,22 +184,48 @@ impl CpuStart {
         });
         let readings = all
             .into_iter()
-            .map(|process| process.cpu_ms().map(|ms| (process, ms)))
+            .map(|process| {
+                let threads = process
+                    .thread_ticks()?
+                    .into_iter()
+                    .map(|(tid, _, ticks)| (tid, ticks))
+                    .collect();
+                process.cpu_ms().map(|ms| (process, ms, threads))
+            })
             .collect::<Result<_, _>>()?;
         Ok(CpuStart { readings })
     }
 
-    /// The CPU each process used since [`CpuStart::take`], per response.
+    /// The CPU each process used since [`CpuStart::take`], per response, and its split by
+    /// thread name.
     pub fn finish(self, responses: u64) -> Result<Vec<ProcessCpu>, String> {
+        let per_response = |ms: u64| ms as f64 * 1_000.0 / responses.max(1) as f64;
         self.readings
             .into_iter()
-            .map(|(process, start_ms)| {
+            .map(|(process, start_ms, start_threads)| {
+                let end_threads = process.thread_ticks()?;
                 let cpu_ms = process.cpu_ms()?.saturating_sub(start_ms);
+                let threads = split_by_thread(
+                    &start_threads,
+                    &end_threads,
+                    cpu_ms * TICKS_PER_SECOND / 1_000,
+                )
+                .into_iter()
+                .map(|(name, ticks)| {
+                    let cpu_ms = ticks * 1_000 / TICKS_PER_SECOND;
+                    ThreadCpu {
+                        name,
+                        cpu_ms,
+                        cpu_us_per_response: per_response(cpu_ms),
+                    }
+                })
+                .collect();
                 Ok(ProcessCpu {
                     name: process.name,
                     pid: process.pid,
                     cpu_ms,
-                    cpu_us_per_response: cpu_ms as f64 * 1_000.0 / responses.max(1) as f64,
+                    cpu_us_per_response: per_response(cpu_ms),
+                    threads,
                 })
             })
             .collect()
@@ -133,6 +244,80 @@ mod tests {
         assert_eq!(parse_stat_cpu_ticks(line), Some(1234 + 567));
         assert_eq!(parse_stat_cpu_ticks("4242 (x) S 1"), None);
         assert_eq!(parse_stat_cpu_ticks("no name here"), None);
+    }
+
+    #[test]
+    fn thread_names_parse_between_the_first_and_last_parenthesis() {
+        assert_eq!(
+            parse_stat_name("4242 (tokio (rt) x) S 1 4242"),
+            Some("tokio (rt) x")
+        );
+        assert_eq!(parse_stat_name("4242 (http) S"), Some("http"));
+        assert_eq!(parse_stat_name("4242 )x( S"), None);
+        assert_eq!(parse_stat_name("no name here"), None);
+    }
+
+    #[test]
+    fn a_phase_splits_by_thread_name_with_what_ended_threads_used() {
+        // Threads 1 and 2 are both "http"; 3 was born during the phase; 4 ended during
+        // it (gone at the end); the process used 100 ticks in all.
+        let start = [(1, 10), (2, 20), (4, 5)].into_iter().collect();
+        let end = vec![
+            (1, "http".to_string(), 40),
+            (2, "http".to_string(), 30),
+            (3, "writer".to_string(), 25),
+            (5, "idle".to_string(), 0),
+        ];
+        assert_eq!(
+            split_by_thread(&start, &end, 100),
+            vec![
+                ("http".to_string(), 40),
+                (ENDED_THREADS.to_string(), 35),
+                ("writer".to_string(), 25),
+            ]
+        );
+        // Nothing beyond the living threads: no `(ended)` line.
+        assert_eq!(
+            split_by_thread(&start, &end, 65),
+            vec![("http".to_string(), 40), ("writer".to_string(), 25)]
+        );
+    }
+
+    #[test]
+    fn a_busy_thread_of_this_process_shows_under_its_name() {
+        let start = CpuStart::take(&[]).unwrap();
+        let me = Watched {
+            name: "me".into(),
+            pid: None,
+        };
+        let before = me.cpu_ms().unwrap();
+        let busy = std::thread::Builder::new()
+            .name("cpu-test-busy".into())
+            .spawn(move || {
+                let mut spin = 0u64;
+                while me.cpu_ms().unwrap() < before + 30 {
+                    spin = spin.wrapping_add(std::hint::black_box(1));
+                }
+                spin
+            })
+            .unwrap();
+        // Read while the thread still lives: a thread's time leaves its name when it ends.
+        while !busy.is_finished() {
+            std::hint::spin_loop();
+        }
+        let used = start.finish(10).unwrap();
+        assert!(busy.join().unwrap() > 0);
+        let threads = &used[0].threads;
+        // Every tick the process used is under some name (threads' own figures are rounded
+        // apart, so they may add up to a tick more than the process's).
+        let named: u64 = threads.iter().map(|thread| thread.cpu_ms).sum();
+        assert!(named >= used[0].cpu_ms, "{threads:?} {used:?}");
+        assert!(
+            threads
+                .iter()
+                .any(|thread| thread.name == "cpu-test-busy" || thread.name == ENDED_THREADS),
+            "{threads:?}"
+        );
     }
 
     #[test]

@@ -531,6 +531,18 @@ impl Report {
                 process.cpu_ms,
                 process.cpu_us_per_response
             ));
+            if !process.threads.is_empty() {
+                let threads: Vec<String> = process
+                    .threads
+                    .iter()
+                    .map(|thread| format!("{} {:.1}", thread.name, thread.cpu_us_per_response))
+                    .collect();
+                out.push_str(&format!(
+                    "cpu {} by thread, us per response: {}\n",
+                    process.name,
+                    threads.join(", ")
+                ));
+            }
         }
         for draw in &self.draws {
             out.push_str(&format!(

@@ -72,6 +72,18 @@ fn sample_report() -> Report {
             pid: Some(4242),
             cpu_ms: 1_190,
             cpu_us_per_response: 119.0,
+            threads: vec![
+                loadgen::cpu::ThreadCpu {
+                    name: "http".into(),
+                    cpu_ms: 900,
+                    cpu_us_per_response: 90.0,
+                },
+                loadgen::cpu::ThreadCpu {
+                    name: "requestlog-writ".into(),
+                    cpu_ms: 290,
+                    cpu_us_per_response: 29.0,
+                },
+            ],
         }],
         replay: None,
         draws: vec![loadgen::report::DrawSpread {
@@ -132,6 +144,19 @@ fn the_report_json_round_trips() {
         "{}",
         report.table()
     );
+    assert!(
+        report
+            .table()
+            .contains("cpu serve by thread, us per response: http 90.0, requestlog-writ 29.0"),
+        "{}",
+        report.table()
+    );
+    // A report written before the split by thread still reads (no threads).
+    let mut unsplit: serde_json::Value = serde_json::from_str(&text).unwrap();
+    unsplit["cpu"][0].as_object_mut().unwrap().remove("threads");
+    assert!(Report::from_json(&unsplit.to_string()).unwrap().cpu[0]
+        .threads
+        .is_empty());
     // A report written before CPU figures existed still reads.
     let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
     old.as_object_mut().unwrap().remove("cpu");
