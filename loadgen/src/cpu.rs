@@ -169,7 +169,7 @@ fn split_by_thread(
         split.push((ENDED_THREADS.to_string(), process_ticks - living));
     }
     // Stable: equal figures stay in name order.
-    split.sort_by(|a, b| b.1.cmp(&a.1));
+    split.sort_by_key(|(_, ticks)| std::cmp::Reverse(*ticks));
     split
 }
 
