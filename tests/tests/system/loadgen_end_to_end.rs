@@ -179,6 +179,17 @@ async fn an_open_loop_run_verifies_and_its_counts_match_the_server_metrics() {
     assert!(report
         .table()
         .contains(&format!("cpu serve (pid {server_pid}):")));
+    // Split by thread name: every tick of the server's is under some name, and its
+    // threads are the server's own (the HTTP workers serve every request).
+    let threads = &report.cpu[0].threads;
+    let named: u64 = threads.iter().map(|thread| thread.cpu_ms).sum();
+    assert!(named >= report.cpu[0].cpu_ms, "{threads:?}");
+    assert!(
+        threads
+            .iter()
+            .any(|thread| thread.name == "http" && thread.cpu_ms > 0),
+        "{threads:?}"
+    );
     let verification = report.verification.clone().expect("verified");
     assert!(verification.passed, "{}", verification.summary());
     let granted = report.granted.clone().unwrap();
