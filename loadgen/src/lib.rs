@@ -222,7 +222,8 @@ pub struct RunArgs {
     pub quiet: bool,
     /// Report the CPU time of this process over the measured phase, per response:
     /// `NAME=PID`, repeatable (e.g. `--cpu-of serve=$(pgrep -f 'boxoffice.*serve')`).
-    /// The load generator's own is always reported.
+    /// The load generator's own is always reported. Each process's figure is also split
+    /// by thread name (threads of one name summed), so a run says which stage costs what.
     #[arg(long, value_name = "NAME=PID", value_parser = cpu::Watched::parse)]
     pub cpu_of: Vec<cpu::Watched>,
 }
