@@ -49,24 +49,18 @@ impl Watched {
         })
     }
 
-    fn stat_path(&self) -> String {
+    /// The process's `/proc` directory.
+    fn proc_dir(&self) -> String {
         match self.pid {
-            Some(pid) => format!("/proc/{pid}/stat"),
-            None => "/proc/self/stat".into(),
-        }
-    }
-
-    fn task_dir(&self) -> String {
-        match self.pid {
-            Some(pid) => format!("/proc/{pid}/task"),
-            None => "/proc/self/task".into(),
+            Some(pid) => format!("/proc/{pid}"),
+            None => "/proc/self".into(),
         }
     }
 
     /// CPU ticks of each living thread: (thread id, name, ticks). A thread that ends
     /// while the directory is read is skipped.
     fn thread_ticks(&self) -> Result<Vec<(u32, String, u64)>, String> {
-        let dir = self.task_dir();
+        let dir = format!("{}/task", self.proc_dir());
         let entries = std::fs::read_dir(&dir)
             .map_err(|error| format!("reading {dir} for {:?}: {error}", self.name))?;
         let mut threads = Vec::new();
@@ -85,15 +79,23 @@ impl Watched {
         Ok(threads)
     }
 
-    /// CPU time (user + system) the process has used so far, in milliseconds.
-    pub fn cpu_ms(&self) -> Result<u64, String> {
-        let path = self.stat_path();
+    /// CPU time (user + system) the process has used so far, in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64, String> {
+        let path = format!("{}/stat", self.proc_dir());
         let text = std::fs::read_to_string(&path)
             .map_err(|error| format!("reading {path} for {:?}: {error}", self.name))?;
         parse_stat_cpu_ticks(&text)
-            .map(|ticks| ticks * 1_000 / TICKS_PER_SECOND)
             .ok_or_else(|| format!("{path} for {:?} does not parse", self.name))
     }
+
+    /// CPU time (user + system) the process has used so far, in milliseconds.
+    pub fn cpu_ms(&self) -> Result<u64, String> {
+        self.cpu_ticks().map(ticks_ms)
+    }
+}
+
+fn ticks_ms(ticks: u64) -> u64 {
+    ticks * 1_000 / TICKS_PER_SECOND
 }
 
 /// `utime + stime` of a `/proc/PID/stat` line. The command name (field 2) is in
@@ -144,6 +146,7 @@ pub const ENDED_THREADS: &str = "(ended)";
 
 /// CPU readings taken at the start of the measured phase.
 pub struct CpuStart {
+    /// Each process, its CPU ticks and its living threads' ticks by thread id.
     readings: Vec<(Watched, u64, std::collections::BTreeMap<u32, u64>)>,
 }
 
@@ -191,7 +194,7 @@ impl CpuStart {
                     .into_iter()
                     .map(|(tid, _, ticks)| (tid, ticks))
                     .collect();
-                process.cpu_ms().map(|ms| (process, ms, threads))
+                process.cpu_ticks().map(|ticks| (process, ticks, threads))
             })
             .collect::<Result<_, _>>()?;
         Ok(CpuStart { readings })
@@ -203,24 +206,21 @@ impl CpuStart {
         let per_response = |ms: u64| ms as f64 * 1_000.0 / responses.max(1) as f64;
         self.readings
             .into_iter()
-            .map(|(process, start_ms, start_threads)| {
+            .map(|(process, start_ticks, start_threads)| {
                 let end_threads = process.thread_ticks()?;
-                let cpu_ms = process.cpu_ms()?.saturating_sub(start_ms);
-                let threads = split_by_thread(
-                    &start_threads,
-                    &end_threads,
-                    cpu_ms * TICKS_PER_SECOND / 1_000,
-                )
-                .into_iter()
-                .map(|(name, ticks)| {
-                    let cpu_ms = ticks * 1_000 / TICKS_PER_SECOND;
-                    ThreadCpu {
-                        name,
-                        cpu_ms,
-                        cpu_us_per_response: per_response(cpu_ms),
-                    }
-                })
-                .collect();
+                let ticks = process.cpu_ticks()?.saturating_sub(start_ticks);
+                let cpu_ms = ticks_ms(ticks);
+                let threads = split_by_thread(&start_threads, &end_threads, ticks)
+                    .into_iter()
+                    .map(|(name, ticks)| {
+                        let cpu_ms = ticks_ms(ticks);
+                        ThreadCpu {
+                            name,
+                            cpu_ms,
+                            cpu_us_per_response: per_response(cpu_ms),
+                        }
+                    })
+                    .collect();
                 Ok(ProcessCpu {
                     name: process.name,
                     pid: process.pid,
@@ -290,7 +290,7 @@ mod tests {
     fn burn_cpu_ms(ms: u64) -> u64 {
         let mine = || {
             let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-            parse_stat_cpu_ticks(&stat).unwrap() * 1_000 / TICKS_PER_SECOND
+            ticks_ms(parse_stat_cpu_ticks(&stat).unwrap())
         };
         let before = mine();
         let mut spin = 0u64;
