@@ -73,6 +73,14 @@ const _: () = {
     assert!(total == 100, "the mix is in percent");
 };
 
+/// The median of `values` (the upper one of an even count), for the bench binaries'
+/// repeated rounds.
+pub fn median(values: &mut [f64]) -> f64 {
+    assert!(!values.is_empty(), "a median of something");
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// splitmix64: small, fast, and the same on every machine.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -6,7 +6,9 @@
 //!
 //! Run in release: `cargo run --release -p boxoffice-benches --bin engine_scale [commands]`
 
-use boxoffice_benches::{memory_kib, record, record_on, replay, thread_cpu_ns, Record, Venues};
+use boxoffice_benches::{
+    median, memory_kib, record, record_on, replay, thread_cpu_ns, Record, Venues,
+};
 use engine::Engine;
 use std::time::Instant;
 
@@ -27,11 +29,6 @@ fn timed_replay(engine: &mut Engine, log: &[Record]) -> (u64, f64, f64) {
         log.len() as f64 / wall_s,
         log.len() as f64 / cpu_s,
     )
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn standard_mix(rounds: usize) {

@@ -9,7 +9,7 @@
 //! (printed as `timer`); the untimed replay's commands/s is printed beside, so the sum can
 //! be checked against it.
 
-use boxoffice_benches::{record_in, replay, Kind, UserForm, Venues};
+use boxoffice_benches::{median, record_in, replay, Kind, UserForm, Venues};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
@@ -22,11 +22,6 @@ struct Tally {
     count: u64,
     accepted: u64,
     ns: u64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
@@ -78,13 +73,13 @@ fn main() {
     let kinds: Vec<Kind> = rounds_by_kind[0].keys().copied().collect();
     let mean_ns = |kind: Kind| {
         median(
-            rounds_by_kind
+            &mut rounds_by_kind
                 .iter()
                 .map(|by_kind| {
                     let tally = by_kind[&kind];
                     (tally.ns as f64 / tally.count as f64 - timer_ns).max(0.0)
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         )
     };
     let total_ns: f64 = kinds
@@ -98,7 +93,7 @@ fn main() {
     );
     println!(
         "untimed replay: {:.2} M commands/s; timed, less the timer ({timer_ns:.1} ns a pair): {:.2} M commands/s ({:.0} ns per command)",
-        median(untimed) / 1e6,
+        median(&mut untimed) / 1e6,
         commands / total_ns * 1e3,
         total_ns / commands
     );
