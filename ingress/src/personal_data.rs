@@ -18,8 +18,7 @@
 //! whose requests it takes; see ARCHITECTURE.md ("Privacy") for what that means with
 //! several ingresses.
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use requestlog::{CommitCompanion, HostedTables, TableBatch};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::collections::BTreeMap;
@@ -397,16 +396,7 @@ impl PersonalData {
         if key.len() != KEY_BYTES || stored.len() < NONCE_BYTES {
             return Err(damaged());
         }
-        let (nonce, sealed) = stored.split_at(NONCE_BYTES);
-        let user = ChaCha20Poly1305::new(Key::from_slice(&key))
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: pseudonym.as_bytes(),
-                },
-            )
-            .map_err(|_| damaged())?;
+        let user = open(&key, &stored, pseudonym).ok_or_else(damaged)?;
         String::from_utf8(user)
             .map(Identity::Known)
             .map_err(|_| damaged())
@@ -506,18 +496,43 @@ fn put_entries(batch: &mut TableBatch<'_>, entries: &[PendingEntry]) {
 fn seal(pseudonym: &str, user: &str) -> SealedEntry {
     let key: [u8; KEY_BYTES] = rand::random();
     let nonce: [u8; NONCE_BYTES] = rand::random();
-    let sealed = ChaCha20Poly1305::new(Key::from_slice(&key))
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: user.as_bytes(),
-                aad: pseudonym.as_bytes(),
-            },
-        )
-        .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
-    let mut stored = nonce.to_vec();
+    (key, seal_with(&key, nonce, pseudonym, user))
+}
+
+/// ChaCha20-Poly1305 (RFC 8439) of `user` with `pseudonym` as associated data: nonce ‖
+/// ciphertext ‖ tag. Perf: `ring`'s, not RustCrypto's `chacha20poly1305` (the same
+/// bytes: `sealed_entries_are_rfc_8439_as_before`), which took 1.7 us for a user id of a
+/// few bytes against ring's 0.3 us, on the HTTP thread of every new user's first request.
+fn seal_with(key: &[u8; KEY_BYTES], nonce: [u8; NONCE_BYTES], pseudonym: &str, user: &str) -> Vec<u8> {
+    let key = LessSafeKey::new(
+        UnboundKey::new(&CHACHA20_POLY1305, key).expect("a ChaCha20-Poly1305 key is 32 bytes"),
+    );
+    let mut stored = Vec::with_capacity(NONCE_BYTES + user.len() + CHACHA20_POLY1305.tag_len());
+    stored.extend_from_slice(&nonce);
+    let mut sealed = user.as_bytes().to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(pseudonym.as_bytes()),
+        &mut sealed,
+    )
+    .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
     stored.extend_from_slice(&sealed);
-    (key, stored)
+    stored
+}
+
+/// The user id [`seal_with`] sealed in `stored` for `pseudonym` under `key`; `None` when
+/// the key, the nonce, the ciphertext or the pseudonym does not match.
+fn open(key: &[u8], stored: &[u8], pseudonym: &str) -> Option<Vec<u8>> {
+    let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).ok()?);
+    let (nonce, sealed) = stored.split_at_checked(NONCE_BYTES)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut sealed = sealed.to_vec();
+    let user = key
+        .open_in_place(nonce, Aad::from(pseudonym.as_bytes()), &mut sealed)
+        .ok()?;
+    let length = user.len();
+    sealed.truncate(length);
+    Some(sealed)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -529,6 +544,52 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sealed entries are ChaCha20-Poly1305 exactly as the store always wrote them
+    /// (RustCrypto's `chacha20poly1305` until session 28): a store written before the
+    /// switch to `ring` still opens, and an entry sealed now is the same bytes.
+    #[test]
+    fn sealed_entries_are_rfc_8439_as_before() {
+        let (key, nonce) = ([0x42; KEY_BYTES], [0x24; NONCE_BYTES]);
+        // Sealed by `chacha20poly1305` 0.10.1 (nonce, then ciphertext and tag).
+        let before = "242424242424242424242424\
+                      8672fc6b99f36fe13c1128acdd3d2a9bc4796342fe2c92";
+        let stored = seal_with(&key, nonce, "u_abcdefghijklmnopqrstuvwx", "buyer-7");
+        let hex: String = stored.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, before.replace(char::is_whitespace, ""));
+        assert_eq!(
+            open(&key, &stored, "u_abcdefghijklmnopqrstuvwx").as_deref(),
+            Some(&b"buyer-7"[..])
+        );
+        // RFC 8439, 2.8.2: the AEAD's own test vector.
+        let key: [u8; KEY_BYTES] = std::array::from_fn(|index| 0x80 + index as u8);
+        let nonce = [0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47];
+        let aad = [0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7];
+        let plaintext = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
+        let sealed = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap());
+        let mut in_out = plaintext.as_bytes().to_vec();
+        sealed
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut in_out)
+            .unwrap();
+        let tag: String = in_out[in_out.len() - 16..].iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(tag, "1ae10b594f09e26a7e902ecbd0600691");
+        let first: String = in_out[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(first, "d31a8d34648e60db");
+    }
+
+    #[test]
+    fn an_entry_opens_only_with_its_key_and_pseudonym() {
+        let (key, nonce) = ([9; KEY_BYTES], [3; NONCE_BYTES]);
+        let stored = seal_with(&key, nonce, "u_a", "alice");
+        assert_eq!(open(&key, &stored, "u_a").as_deref(), Some(&b"alice"[..]));
+        assert_eq!(open(&[8; KEY_BYTES], &stored, "u_a"), None, "another key");
+        assert_eq!(open(&key, &stored, "u_b"), None, "another pseudonym");
+        assert_eq!(open(&key[..31], &stored, "u_a"), None, "a short key");
+        assert_eq!(open(&key, &stored[..NONCE_BYTES - 1], "u_a"), None, "no nonce");
+        let mut flipped = stored.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(open(&key, &flipped, "u_a"), None, "a damaged tag");
+    }
 
     fn stores(dir: &Path) -> [PersonalData; 2] {
         [PersonalData::open(dir).unwrap(), PersonalData::in_memory()]
