@@ -18,8 +18,8 @@
 //! whose requests it takes; see ARCHITECTURE.md ("Privacy") for what that means with
 //! several ingresses.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use requestlog::{CommitCompanion, HostedTables, TableBatch};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -503,7 +503,12 @@ fn seal(pseudonym: &str, user: &str) -> SealedEntry {
 /// ciphertext ‖ tag. Perf: `ring`'s, not RustCrypto's `chacha20poly1305` (the same
 /// bytes: `sealed_entries_are_rfc_8439_as_before`), which took 1.7 us for a user id of a
 /// few bytes against ring's 0.3 us, on the HTTP thread of every new user's first request.
-fn seal_with(key: &[u8; KEY_BYTES], nonce: [u8; NONCE_BYTES], pseudonym: &str, user: &str) -> Vec<u8> {
+fn seal_with(
+    key: &[u8; KEY_BYTES],
+    nonce: [u8; NONCE_BYTES],
+    pseudonym: &str,
+    user: &str,
+) -> Vec<u8> {
     let key = LessSafeKey::new(
         UnboundKey::new(&CHACHA20_POLY1305, key).expect("a ChaCha20-Poly1305 key is 32 bytes"),
     );
@@ -563,17 +568,31 @@ mod tests {
         );
         // RFC 8439, 2.8.2: the AEAD's own test vector.
         let key: [u8; KEY_BYTES] = std::array::from_fn(|index| 0x80 + index as u8);
-        let nonce = [0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47];
-        let aad = [0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7];
+        let nonce = [
+            0x07, 0, 0, 0, 0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+        ];
+        let aad = [
+            0x50, 0x51, 0x52, 0x53, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+        ];
         let plaintext = "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.";
         let sealed = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).unwrap());
         let mut in_out = plaintext.as_bytes().to_vec();
         sealed
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut in_out)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut in_out,
+            )
             .unwrap();
-        let tag: String = in_out[in_out.len() - 16..].iter().map(|byte| format!("{byte:02x}")).collect();
+        let tag: String = in_out[in_out.len() - 16..]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         assert_eq!(tag, "1ae10b594f09e26a7e902ecbd0600691");
-        let first: String = in_out[..8].iter().map(|byte| format!("{byte:02x}")).collect();
+        let first: String = in_out[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
         assert_eq!(first, "d31a8d34648e60db");
     }
 
@@ -585,7 +604,11 @@ mod tests {
         assert_eq!(open(&[8; KEY_BYTES], &stored, "u_a"), None, "another key");
         assert_eq!(open(&key, &stored, "u_b"), None, "another pseudonym");
         assert_eq!(open(&key[..31], &stored, "u_a"), None, "a short key");
-        assert_eq!(open(&key, &stored[..NONCE_BYTES - 1], "u_a"), None, "no nonce");
+        assert_eq!(
+            open(&key, &stored[..NONCE_BYTES - 1], "u_a"),
+            None,
+            "no nonce"
+        );
         let mut flipped = stored.clone();
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(open(&key, &flipped, "u_a"), None, "a damaged tag");
