@@ -47,6 +47,7 @@ mod extract;
 mod follower;
 pub mod follower_state;
 pub mod idempotency_index;
+mod identity_bench;
 mod live;
 mod metrics;
 mod notifications;
@@ -76,6 +77,8 @@ pub use config::{
 pub use effects_control::{EffectsControl, WebhookAttempt, WebhookDelivery};
 pub use engine_control::EngineControl;
 pub use error::{AppError, Reason};
+#[doc(hidden)]
+pub use identity_bench::{identity_steps_bench, IdentitySteps};
 pub use openapi::document as openapi_document;
 pub use openapi::webhooks as openapi_webhooks;
 pub use payments::PaymentsConfig;

@@ -226,6 +226,12 @@ impl PersonalData {
     }
 
     /// Whether a key for `pseudonym` is written.
+    /// Whether the store holds `pseudonym` (not counting entries waiting for a commit).
+    #[doc(hidden)]
+    pub(crate) fn holds(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
+        self.stored(pseudonym)
+    }
+
     fn stored(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
         match &self.backing {
             Backing::Rocks(db) => {
@@ -493,7 +499,7 @@ fn put_entries(batch: &mut TableBatch<'_>, entries: &[PendingEntry]) {
 }
 
 /// `user` sealed for `pseudonym` under a fresh random key: (key, nonce ‖ ciphertext).
-fn seal(pseudonym: &str, user: &str) -> SealedEntry {
+pub(crate) fn seal(pseudonym: &str, user: &str) -> SealedEntry {
     let key: [u8; KEY_BYTES] = rand::random();
     let nonce: [u8; NONCE_BYTES] = rand::random();
     (key, seal_with(&key, nonce, pseudonym, user))

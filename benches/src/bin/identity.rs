@@ -1,0 +1,53 @@
+//! What turning a bearer token into a pseudonym costs on the HTTP thread, step by step,
+//! for users the ingress has not seen and for users it has (`ingress::identity_steps_bench`):
+//! the token's check, the pseudonym, the personal-data store's sealed entry and its look-up.
+//! The median of RUNS runs of USERS users each.
+//!
+//! ```sh
+//! cargo run --release -p boxoffice-benches --bin identity -- 20000 5
+//! ```
+
+// The `boxoffice` binary's allocator (mimalloc), set by the benches' library.
+use boxoffice_benches as _;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let users: usize = args
+        .next()
+        .map_or(20_000, |arg| arg.parse().expect("USERS"));
+    let runs: usize = args.next().map_or(5, |arg| arg.parse().expect("RUNS"));
+    let steps: Vec<ingress::IdentitySteps> = (0..runs)
+        .map(|_| {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            ingress::identity_steps_bench(users, dir.path())
+        })
+        .collect();
+    let median = |of: fn(&ingress::IdentitySteps) -> f64| {
+        boxoffice_benches::median(&mut steps.iter().map(of).collect::<Vec<_>>())
+    };
+    println!("{users} users, median of {runs} runs, ns per call:");
+    println!(
+        "  token, new (verified, cached):   {:7.0}",
+        median(|s| s.token_new_ns)
+    );
+    println!(
+        "  token, known (cache look-up):    {:7.0}",
+        median(|s| s.token_known_ns)
+    );
+    println!(
+        "  pseudonym, new (HMAC, kept):     {:7.0}",
+        median(|s| s.pseudonym_new_ns)
+    );
+    println!(
+        "  pseudonym, known:                {:7.0}",
+        median(|s| s.pseudonym_known_ns)
+    );
+    println!(
+        "  personal data, seal (new user):  {:7.0}",
+        median(|s| s.seal_ns)
+    );
+    println!(
+        "  personal data, is it stored:     {:7.0}",
+        median(|s| s.stored_ns)
+    );
+}

@@ -1,0 +1,81 @@
+//! What `benches/src/bin/identity.rs` measures (not part of the API): the steps that turn
+//! a request's bearer token into the pseudonym it acts as (`extract::UserId`), for a user
+//! this ingress has not seen (every cache missed) and for one it has. A crowd's first
+//! requests pay the first kind: on the HTTP thread, before anything is appended.
+
+use crate::accounts::Accounts;
+use crate::auth::{mint_user_token, Auth};
+use crate::personal_data::PersonalData;
+use crate::privacy::{Pseudonyms, TokenScope};
+use std::time::{Duration, Instant};
+
+/// Nanoseconds per call of each step, over `users` users.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct IdentitySteps {
+    /// A token not verified before: its signature, claims and the cache's insert.
+    pub token_new_ns: f64,
+    /// A token verified before (the cache's look-up).
+    pub token_known_ns: f64,
+    /// A user's pseudonym derived (HMAC) and kept.
+    pub pseudonym_new_ns: f64,
+    /// A kept pseudonym.
+    pub pseudonym_known_ns: f64,
+    /// Sealing a new user's entry of the personal-data store (ChaCha20-Poly1305 under a
+    /// fresh key).
+    pub seal_ns: f64,
+    /// Whether the personal-data store holds a pseudonym (one it does not: RocksDB).
+    pub stored_ns: f64,
+}
+
+/// See [`IdentitySteps`]; the personal-data store is a RocksDB in `dir`.
+#[doc(hidden)]
+pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentitySteps {
+    let secret = crate::config::DEVELOPMENT_USER_TOKEN_SECRET;
+    let names: Vec<String> = (0..users).map(|user| format!("buyer-{user}")).collect();
+    let tokens: Vec<String> = names
+        .iter()
+        .map(|name| mint_user_token(secret, name, 3_600))
+        .collect();
+    let per_call = |elapsed: Duration| elapsed.as_nanos() as f64 / users as f64;
+    let time = |step: &mut dyn FnMut(usize)| {
+        let started = Instant::now();
+        (0..users).for_each(&mut *step);
+        per_call(started.elapsed())
+    };
+    let auth = Auth::new(Vec::new(), String::new(), secret);
+    let accounts = Accounts::default();
+    let token_new_ns = time(&mut |user| {
+        std::hint::black_box(auth.user(&tokens[user], &accounts).expect("valid"));
+    });
+    let token_known_ns = time(&mut |user| {
+        std::hint::black_box(auth.user(&tokens[user], &accounts).expect("valid"));
+    });
+    let pseudonyms = Pseudonyms::new(crate::config::DEVELOPMENT_PSEUDONYM_KEY);
+    let mut derived = Vec::with_capacity(users);
+    let pseudonym_new_ns = time(&mut |user| {
+        derived.push(
+            pseudonyms
+                .current(TokenScope::Deployment, &names[user], |_| false)
+                .expect("not erased"),
+        );
+    });
+    let pseudonym_known_ns = time(&mut |user| {
+        std::hint::black_box(pseudonyms.current(TokenScope::Deployment, &names[user], |_| false));
+    });
+    let seal_ns = time(&mut |user| {
+        std::hint::black_box(crate::personal_data::seal(&derived[user], &names[user]));
+    });
+    let store = PersonalData::open(dir).expect("a personal-data store");
+    let stored_ns = time(&mut |user| {
+        std::hint::black_box(store.holds(&derived[user]).expect("readable"));
+    });
+    IdentitySteps {
+        token_new_ns,
+        token_known_ns,
+        pseudonym_new_ns,
+        pseudonym_known_ns,
+        seal_ns,
+        stored_ns,
+    }
+}
