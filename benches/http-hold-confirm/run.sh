@@ -27,6 +27,10 @@
 # (`webhook_receiver`, benches/src/bin): the row adds the deliveries received during the
 # load and after the backlog drained; `hookdead` is the same with a receiver that accepts
 # and never answers (the engine's and serve's throughput beside `embedded`'s).
+# BOXOFFICE_BIN_B: a second binary, which the side `embeddedb` serves with (`embedded`
+# serves with BOXOFFICE_BIN; loadgen is always BOXOFFICE_BIN's): two commits compared in
+# one sequence, SIDES="embedded embeddedb" RUNS=6, alternated run by run; the summary
+# gives each pair's ratio of the server's CPU per response and its median.
 # KAFKA_WARMUP (seconds, default 120; 0 skips it): before the sequence, when a side runs on
 # Kafka, one discarded run of that long warms the broker. A broker fresh from
 # `scripts/kafka.sh start` runs cold (its JVM compiles as it goes): its CPU per response
@@ -133,6 +137,14 @@ hook_drain() {
     sleep 0.1
   done
   echo "$during $after $(echo "$(date +%s.%N) - $started - 2" | bc)" >"$WORK/$1.hook"
+}
+
+BOXOFFICE_B="${BOXOFFICE_BIN_B:-$BOXOFFICE}"
+start_embeddedb() {
+  local served_by="$BOXOFFICE"
+  BOXOFFICE="$BOXOFFICE_B"
+  start_embedded "$1"
+  BOXOFFICE="$served_by"
 }
 
 start_noop() {
@@ -271,6 +283,18 @@ if "noop" in rate:
     for side in sorted(rate):
         if side != "noop":
             print(f"{side}: {rate[side] / rate['noop']:.0%} of the no-op endpoint's requests/s")
+PY
+python3 - "$RESULTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+serve = lambda side: [row["cpu_us_per_response"].get("serve") for row in rows if row["side"] == side]
+pairs = [(a, b) for a, b in zip(serve("embedded"), serve("embeddedb")) if a and b]
+if pairs:
+    ratios = [b / a for a, b in pairs]
+    print()
+    print("embeddedb / embedded, serve's CPU per response, run by run: "
+          + ", ".join(f"{b:.1f}/{a:.1f} = {ratio:.2f}" for (a, b), ratio in zip(pairs, ratios))
+          + f"; median {statistics.median(ratios):.2f}, embeddedb lower in {sum(r < 1 for r in ratios)} of {len(ratios)}")
 PY
 python3 - "$RESULTS" "$DURATION" <<'PY'
 import json, statistics, sys

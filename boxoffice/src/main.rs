@@ -33,50 +33,6 @@ use std::path::PathBuf;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The one `unsafe` of the workspace (its lint is `deny`, not `forbid`, for this): two
-/// functions of the mimalloc library linked above, taking and returning integers.
-#[allow(unsafe_code)]
-mod allocator_options {
-    use std::ffi::{c_int, c_long};
-
-    /// `mi_option_purge_delay` in mimalloc 3's `mi_option_t` (`mimalloc.h`;
-    /// libmimalloc-sys names it only behind a feature whose dependency this build lacks).
-    /// `purge_delay_is_the_option_it_names` checks it against the option's default.
-    pub(crate) const PURGE_DELAY: c_int = 15;
-
-    extern "C" {
-        #[cfg(test)]
-        fn mi_option_get(option: c_int) -> c_long;
-        fn mi_option_set(option: c_int, value: c_long);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn get(option: c_int) -> c_long {
-        // SAFETY: reads one of mimalloc's options (an index it range-checks).
-        unsafe { mi_option_get(option) }
-    }
-
-    pub(crate) fn set(option: c_int, value: c_long) {
-        // SAFETY: sets one of mimalloc's options (an index it range-checks), which
-        // mimalloc reads with atomic loads.
-        unsafe { mi_option_set(option, value) }
-    }
-}
-
-/// mimalloc purges memory it has kept free for `purge_delay` (1 s): it gives the pages
-/// back to the kernel, and the next allocation there faults them in again, zeroed (2 MiB
-/// at a time with transparent huge pages). Under load the same memory is freed and
-/// reused all the time, so purging turned into page faults: `clear_page_erms` was 3.4%
-/// of `serve`'s CPU, and `serve` with purging off used 4% less CPU per response (median
-/// of 10 alternated pairs, 9 won: BENCHMARKS.md, "Session 28"). Off, the process keeps
-/// its peak of free memory for reuse instead of returning it. `MIMALLOC_PURGE_DELAY`
-/// (read by mimalloc at start) still decides when set.
-fn configure_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        allocator_options::set(allocator_options::PURGE_DELAY, -1);
-    }
-}
-
 #[derive(Parser, Debug)]
 #[command(
     name = "boxoffice",
@@ -215,7 +171,6 @@ fn exit_on_error(result: Result<(), cmd_engine::ToolError>) {
 }
 
 fn main() {
-    configure_allocator();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -369,21 +324,6 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The option index is mimalloc 3's purge delay: its default (1000 ms) is what the
-    /// index reads before `configure_allocator`, and -1 (never) after.
-    #[test]
-    fn purge_delay_is_the_option_it_names() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
-            || std::env::var_os("MIMALLOC_RESET_DELAY").is_some()
-        {
-            return; // the environment chose a value; nothing of ours to check
-        }
-        assert_eq!(allocator_options::get(allocator_options::PURGE_DELAY), 1000);
-        configure_allocator();
-        assert_eq!(allocator_options::get(allocator_options::PURGE_DELAY), -1);
-        allocator_options::set(allocator_options::PURGE_DELAY, 1000);
-    }
 
     /// `ingress` keeps state since it restarts from snapshots: like `serve` and `engine`,
     /// it takes the directory on the command line (fix: it could only use `data_dir`
