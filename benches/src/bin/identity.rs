@@ -22,32 +22,22 @@ fn main() {
             ingress::identity_steps_bench(users, dir.path())
         })
         .collect();
-    let median = |of: fn(&ingress::IdentitySteps) -> f64| {
-        boxoffice_benches::median(&mut steps.iter().map(of).collect::<Vec<_>>())
-    };
+    type Step = fn(&ingress::IdentitySteps) -> f64;
+    let rows: [(&str, Step); 6] = [
+        ("token, new (verified, cached)", |s| s.token_new_ns),
+        ("token, known (cache look-up)", |s| s.token_known_ns),
+        ("pseudonym, new (HMAC, kept)", |s| s.pseudonym_new_ns),
+        ("pseudonym, known", |s| s.pseudonym_known_ns),
+        ("personal data, seal (new user)", |s| s.seal_ns),
+        ("personal data, is it stored", |s| s.stored_ns),
+    ];
     println!("{users} users, median of {runs} runs, ns per call:");
-    println!(
-        "  token, new (verified, cached):   {:7.0}",
-        median(|s| s.token_new_ns)
-    );
-    println!(
-        "  token, known (cache look-up):    {:7.0}",
-        median(|s| s.token_known_ns)
-    );
-    println!(
-        "  pseudonym, new (HMAC, kept):     {:7.0}",
-        median(|s| s.pseudonym_new_ns)
-    );
-    println!(
-        "  pseudonym, known:                {:7.0}",
-        median(|s| s.pseudonym_known_ns)
-    );
-    println!(
-        "  personal data, seal (new user):  {:7.0}",
-        median(|s| s.seal_ns)
-    );
-    println!(
-        "  personal data, is it stored:     {:7.0}",
-        median(|s| s.stored_ns)
-    );
+    for (label, of) in rows {
+        let mut values: Vec<f64> = steps.iter().map(of).collect();
+        println!(
+            "  {:<33} {:7.0}",
+            format!("{label}:"),
+            boxoffice_benches::median(&mut values)
+        );
+    }
 }
