@@ -9,6 +9,7 @@
 use crate::accounts::Accounts;
 use crate::config::Tenant;
 use crate::error::{AppError, Reason};
+use crate::generations::Generations;
 use axum::http::{header, HeaderMap};
 use engine::control::ApiKeyRole;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -45,13 +46,20 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// a tenant's RS256 or EdDSA key) was a few percent of a write's CPU: a token seen again
 /// is taken from here while it is unexpired and, for a tenant's token, while that
 /// tenant's key is the one that checked it. Keyed by the whole token, so a token that
-/// differs in any byte is checked afresh. Bounded: emptied when full (a miss costs one
-/// check).
-#[derive(Default)]
+/// differs in any byte is checked afresh. Bounded by generations (`generations.rs`: a
+/// miss costs one check).
 struct VerifiedTokens {
     /// foldhash, randomly seeded: only verified tokens go in, and hashing a token of a
     /// few hundred bytes with SipHash was most of a repeated token's look-up.
-    tokens: std::sync::Mutex<crate::read_model::FastMap<Box<str>, Verified>>,
+    tokens: std::sync::Mutex<Generations<Box<str>, Verified>>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> VerifiedTokens {
+        VerifiedTokens {
+            tokens: std::sync::Mutex::new(Generations::new(VERIFIED_TOKENS_MAX)),
+        }
+    }
 }
 
 /// Verified tokens [`VerifiedTokens`] keeps (a token is a few hundred bytes).
@@ -68,34 +76,34 @@ struct Verified {
 
 impl VerifiedTokens {
     fn get(&self, token: &str, now_seconds: u64, accounts: &Accounts) -> Option<User> {
-        let tokens = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let verified = tokens.get(token)?;
-        let key_unchanged = match (&verified.issuer, &verified.key_fingerprint) {
-            (Some(tenant), Some(fingerprint)) => accounts
-                .token_key(tenant)
-                .is_some_and(|key| key.fingerprint == *fingerprint),
-            (None, None) => true,
-            _ => false,
-        };
-        (key_unchanged && now_seconds <= verified.exp_seconds.saturating_add(TOKEN_LEEWAY_SECONDS))
-            .then(|| User {
-                sub: verified.sub.clone(),
-                issuer: verified.issuer.clone(),
-            })
-    }
-
-    fn insert(&self, token: &str, verified: Verified) {
         let mut tokens = self
             .tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if tokens.len() >= VERIFIED_TOKENS_MAX {
-            tokens.clear();
-        }
-        tokens.insert(token.into(), verified);
+        tokens
+            .get(token, |verified| {
+                let key_unchanged = match (&verified.issuer, &verified.key_fingerprint) {
+                    (Some(tenant), Some(fingerprint)) => accounts
+                        .token_key(tenant)
+                        .is_some_and(|key| key.fingerprint == *fingerprint),
+                    (None, None) => true,
+                    _ => false,
+                };
+                (key_unchanged
+                    && now_seconds <= verified.exp_seconds.saturating_add(TOKEN_LEEWAY_SECONDS))
+                .then(|| User {
+                    sub: verified.sub.clone(),
+                    issuer: verified.issuer.clone(),
+                })
+            })
+            .flatten()
+    }
+
+    fn insert(&self, token: &str, verified: Verified) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(token.into(), verified);
     }
 }
 
@@ -440,7 +448,9 @@ mod tests {
         // The cache itself, at times around a token's `exp`.
         let deployment = mint_user_token("secret", "bob", 60);
         assert!(auth.user(&deployment, &accounts).is_ok());
-        let exp = auth.verified.tokens.lock().unwrap()[deployment.as_str()].exp_seconds;
+        let exp = (auth.verified.tokens.lock().unwrap())
+            .get(deployment.as_str(), |verified| verified.exp_seconds)
+            .expect("cached");
         let at = |now: u64| auth.verified.get(&deployment, now, &accounts);
         assert!(at(exp - 60).is_some());
         assert!(at(exp + TOKEN_LEEWAY_SECONDS).is_some());

@@ -46,6 +46,7 @@ mod error;
 mod extract;
 mod follower;
 pub mod follower_state;
+mod generations;
 pub mod idempotency_index;
 mod identity_bench;
 mod live;

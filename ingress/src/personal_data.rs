@@ -18,6 +18,7 @@
 //! whose requests it takes; see ARCHITECTURE.md ("Privacy") for what that means with
 //! several ingresses.
 
+use crate::generations::Generations;
 use requestlog::{CommitCompanion, HostedTables, TableBatch};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -81,9 +82,9 @@ pub(crate) struct PersonalData {
     sync: SyncState,
     /// Pseudonyms known to have an entry (pending or stored), so that a known user's
     /// request does not search RocksDB's memtable (a skip list of every new user) again.
-    /// Bounded: cleared when full (a miss only costs the look-up). Filled under
-    /// `sync.entries`' lock, emptied of a pseudonym by `forget` under the same lock.
-    known: Mutex<crate::read_model::FastSet<Box<str>>>,
+    /// Bounded by generations (`generations.rs`: a miss only costs the look-up). Filled
+    /// under `sync.entries`' lock, emptied of a pseudonym by `forget` under the same lock.
+    known: Mutex<Generations<Box<str>, ()>>,
 }
 
 /// Pseudonyms [`PersonalData::known`] keeps (about 60 bytes each).
@@ -212,7 +213,7 @@ impl PersonalData {
         PersonalData {
             backing,
             sync: SyncState::default(),
-            known: Mutex::default(),
+            known: Mutex::new(Generations::new(KNOWN_CACHED_MAX)),
         }
     }
 
@@ -263,7 +264,7 @@ impl PersonalData {
         pseudonym: &str,
         user: &str,
     ) -> Result<(), PersonalDataError> {
-        if lock(&self.known).contains(pseudonym) {
+        if lock(&self.known).get(pseudonym, |()| ()).is_some() {
             return Ok(());
         }
         let mut entries = lock(&self.sync.entries);
@@ -274,11 +275,7 @@ impl PersonalData {
         }
         let full = entries.pending.len() >= PENDING_MAX;
         {
-            let mut known = lock(&self.known);
-            if known.len() >= KNOWN_CACHED_MAX {
-                known.clear();
-            }
-            known.insert(pseudonym.into());
+            lock(&self.known).insert(pseudonym.into(), ());
         }
         drop(entries);
         if full {

@@ -21,6 +21,7 @@
 //! so the bookings made before the erasure stay unlinked from the identity that comes back.
 
 use crate::error::{AppError, Reason};
+use crate::generations::Generations;
 use crate::state::AppState;
 use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, Mac};
@@ -47,10 +48,11 @@ pub(crate) struct Pseudonyms {
     deployment_scope: HmacSha256,
     /// Current pseudonyms derived lately, by scope and `sub` ([`Pseudonyms::current`]);
     /// foldhash, randomly seeded (a look-up per request; `sub`s come from verified tokens).
-    current: std::sync::Arc<std::sync::Mutex<crate::read_model::FastMap<Box<str>, String>>>,
+    current: std::sync::Arc<std::sync::Mutex<Generations<Box<str>, String>>>,
 }
 
-/// Current pseudonyms [`Pseudonyms`] keeps: emptied when full (a miss costs one HMAC).
+/// Current pseudonyms [`Pseudonyms`] keeps, by generations (`generations.rs`: a miss
+/// costs one HMAC).
 const CURRENT_CACHED_MAX: usize = 100_000;
 
 /// Whose tokens a pseudonym is for: the deployment's shared user-token secret, or a
@@ -66,7 +68,9 @@ impl Pseudonyms {
         Pseudonyms {
             deployment_key: pseudonym_key.as_bytes().to_vec(),
             deployment_scope: derive_scope_key(pseudonym_key.as_bytes(), TokenScope::Deployment),
-            current: std::sync::Arc::default(),
+            current: std::sync::Arc::new(std::sync::Mutex::new(Generations::new(
+                CURRENT_CACHED_MAX,
+            ))),
         }
     }
 
@@ -137,18 +141,14 @@ impl Pseudonyms {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
-        let kept = lock().get(&key).cloned();
+        let kept = lock().get(&key, String::clone);
         if let Some(pseudonym) = kept.filter(|pseudonym| !erased(pseudonym)) {
             return Some(pseudonym);
         }
         let pseudonym = (0..GENERATIONS_MAX)
             .map(|generation| self.pseudonym(scope, sub, generation))
             .find(|pseudonym| !erased(pseudonym))?;
-        let mut current = lock();
-        if current.len() >= CURRENT_CACHED_MAX {
-            current.clear();
-        }
-        current.insert(key, pseudonym.clone());
+        lock().insert(key, pseudonym.clone());
         Some(pseudonym)
     }
 }

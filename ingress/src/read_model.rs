@@ -27,8 +27,6 @@ use std::sync::Arc;
 /// look-ups, one or more per outcome), seeded at random per process since clients name
 /// users; nothing iterates these maps in hash order: they encode sorted.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-/// [`FastMap`]'s set.
-pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 
 const TAG_HELD: u64 = 1 << 62;
 const TAG_BOOKED: u64 = 2 << 62;
