@@ -47,6 +47,15 @@ impl<K: Hash + Eq, V> Generations<K, V> {
         Some(read)
     }
 
+    /// Whether `key` is kept (as [`Generations::get`]: an old one turns young).
+    pub(crate) fn contains<Q>(&mut self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.get(key, |_| ()).is_some()
+    }
+
     /// Keeps `value` for `key` (replacing what was kept for it).
     pub(crate) fn insert(&mut self, key: K, value: V) {
         self.old.remove(&key);

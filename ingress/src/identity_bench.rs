@@ -7,7 +7,7 @@ use crate::accounts::Accounts;
 use crate::auth::{mint_user_token, Auth};
 use crate::personal_data::PersonalData;
 use crate::privacy::{Pseudonyms, TokenScope};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Nanoseconds per call of each step, over `users` users.
 #[doc(hidden)]
@@ -37,11 +37,10 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
         .iter()
         .map(|name| mint_user_token(secret, name, 3_600))
         .collect();
-    let per_call = |elapsed: Duration| elapsed.as_nanos() as f64 / users as f64;
     let time = |step: &mut dyn FnMut(usize)| {
         let started = Instant::now();
         (0..users).for_each(&mut *step);
-        per_call(started.elapsed())
+        started.elapsed().as_nanos() as f64 / users as f64
     };
     let auth = Auth::new(Vec::new(), String::new(), secret);
     let accounts = Accounts::default();
@@ -68,7 +67,7 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
     });
     let store = PersonalData::open(dir).expect("a personal-data store");
     let stored_ns = time(&mut |user| {
-        std::hint::black_box(store.holds(&derived[user]).expect("readable"));
+        std::hint::black_box(store.stored(&derived[user]).expect("readable"));
     });
     IdentitySteps {
         token_new_ns,

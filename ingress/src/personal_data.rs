@@ -226,14 +226,9 @@ impl PersonalData {
         self.stored(pseudonym)
     }
 
-    /// Whether a key for `pseudonym` is written.
-    /// Whether the store holds `pseudonym` (not counting entries waiting for a commit).
-    #[doc(hidden)]
-    pub(crate) fn holds(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
-        self.stored(pseudonym)
-    }
-
-    fn stored(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
+    /// Whether a key for `pseudonym` is written (not counting entries waiting for a
+    /// commit).
+    pub(crate) fn stored(&self, pseudonym: &str) -> Result<bool, PersonalDataError> {
         match &self.backing {
             Backing::Rocks(db) => {
                 let keys = db.cf_handle(KEYS).expect("the keys family");
@@ -264,7 +259,7 @@ impl PersonalData {
         pseudonym: &str,
         user: &str,
     ) -> Result<(), PersonalDataError> {
-        if lock(&self.known).get(pseudonym, |()| ()).is_some() {
+        if lock(&self.known).contains(pseudonym) {
             return Ok(());
         }
         let mut entries = lock(&self.sync.entries);
@@ -517,14 +512,15 @@ fn seal_with(
     );
     let mut stored = Vec::with_capacity(NONCE_BYTES + user.len() + CHACHA20_POLY1305.tag_len());
     stored.extend_from_slice(&nonce);
-    let mut sealed = user.as_bytes().to_vec();
-    key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        Aad::from(pseudonym.as_bytes()),
-        &mut sealed,
-    )
-    .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
-    stored.extend_from_slice(&sealed);
+    stored.extend_from_slice(user.as_bytes());
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(pseudonym.as_bytes()),
+            &mut stored[NONCE_BYTES..],
+        )
+        .expect("ChaCha20-Poly1305 seals any message below 256 GiB");
+    stored.extend_from_slice(tag.as_ref());
     stored
 }
 
@@ -552,6 +548,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::draw::to_hex;
 
     /// The sealed entries are ChaCha20-Poly1305 exactly as the store always wrote them
     /// (RustCrypto's `chacha20poly1305` until session 28): a store written before the
@@ -563,8 +560,7 @@ mod tests {
         let before = "242424242424242424242424\
                       8672fc6b99f36fe13c1128acdd3d2a9bc4796342fe2c92";
         let stored = seal_with(&key, nonce, "u_abcdefghijklmnopqrstuvwx", "buyer-7");
-        let hex: String = stored.iter().map(|byte| format!("{byte:02x}")).collect();
-        assert_eq!(hex, before.replace(char::is_whitespace, ""));
+        assert_eq!(to_hex(&stored), before.replace(char::is_whitespace, ""));
         assert_eq!(
             open(&key, &stored, "u_abcdefghijklmnopqrstuvwx").as_deref(),
             Some(&b"buyer-7"[..])
@@ -587,16 +583,11 @@ mod tests {
                 &mut in_out,
             )
             .unwrap();
-        let tag: String = in_out[in_out.len() - 16..]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        assert_eq!(tag, "1ae10b594f09e26a7e902ecbd0600691");
-        let first: String = in_out[..8]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        assert_eq!(first, "d31a8d34648e60db");
+        assert_eq!(
+            to_hex(&in_out[in_out.len() - 16..]),
+            "1ae10b594f09e26a7e902ecbd0600691"
+        );
+        assert_eq!(to_hex(&in_out[..8]), "d31a8d34648e60db");
     }
 
     #[test]
