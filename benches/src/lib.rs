@@ -564,6 +564,7 @@ pub fn record_on_in(
         let mut record = generator.next_record();
         record.request = form.apply(engine, record.request);
         let outcome = engine.apply(offset, record.time_ms, &record.request);
+        let outcome = engine.named(outcome);
         generator.observe(&outcome);
         tally.add(record.kind, &outcome);
         log.push(record);
@@ -618,6 +619,7 @@ pub fn decisions_in(venues: &Venues, seed: u64, count: usize, form: UserForm) ->
         let mut record = generator.next_record();
         record.request = form.apply(&engine, record.request);
         let outcome = engine.apply(offset, record.time_ms, &record.request);
+        let outcome = engine.named(outcome);
         digest.update(decided(&outcome).as_bytes());
         accepted += u64::from(outcome.result.is_ok());
         generator.observe(&outcome);

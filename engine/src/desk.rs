@@ -181,11 +181,11 @@ impl Desk {
 }
 
 impl Engine {
-    pub(crate) fn create_desk(
+    pub(crate) fn create_desk<U>(
         &mut self,
         tenant: &str,
         spec: &DeskSpec,
-    ) -> Result<Reply, Rejection> {
+    ) -> Result<Reply<U>, Rejection> {
         let invalid = |reason: &str| {
             Err(Rejection::Invalid {
                 reason: reason.to_string(),
@@ -258,13 +258,13 @@ impl Engine {
         })
     }
 
-    pub(crate) fn create_desk_ticket(
+    pub(crate) fn create_desk_ticket<U>(
         &mut self,
         user: &str,
         desk_id: DeskId,
         level: &str,
         hold_only: bool,
-    ) -> Result<Reply, Rejection> {
+    ) -> Result<Reply<U>, Rejection> {
         let now_ms = self.state.now_ms;
         let place = self.config.shard;
         let desk_index = self.desk_index(desk_id).ok_or(Rejection::NotFound {
@@ -364,12 +364,12 @@ impl Engine {
             })
     }
 
-    pub(crate) fn confirm_desk_ticket(
+    pub(crate) fn confirm_desk_ticket<U>(
         &mut self,
         user: &str,
         desk: DeskId,
         ticket_id: DeskTicketId,
-    ) -> Result<Reply, Rejection> {
+    ) -> Result<Reply<U>, Rejection> {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         let Some(expires) = ticket.hold_expires_at_ms else {
             return Err(Rejection::Conflict {
@@ -413,12 +413,12 @@ impl Engine {
         ticket
     }
 
-    pub(crate) fn cancel_desk_ticket(
+    pub(crate) fn cancel_desk_ticket<U>(
         &mut self,
         user: &str,
         desk: DeskId,
         ticket_id: DeskTicketId,
-    ) -> Result<Reply, Rejection> {
+    ) -> Result<Reply<U>, Rejection> {
         let ticket = self.owned_desk_ticket(user, desk, ticket_id)?;
         if let Some(expires) = ticket.hold_expires_at_ms {
             self.state.timers.remove(

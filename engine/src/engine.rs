@@ -39,7 +39,7 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) state: State,
     /// Effects of the request being applied; drained into its outcome.
-    pub(crate) effects: Vec<Effect>,
+    pub(crate) effects: Vec<Effect<UserNumber>>,
     /// User name → id for `state.users` (derived: rebuilt by `from_state`).
     pub(crate) users: UserIndex,
     /// Layouts by content, so events with the same seating (the shows of one hall) share
@@ -68,7 +68,7 @@ impl LayoutIndex {
     }
 }
 
-type Answer = Result<Reply, Rejection>;
+type Answer = Result<Reply<UserNumber>, Rejection>;
 
 /// A seat's holder in terms of the public model (see [`Engine::seat_holders`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +182,7 @@ impl Engine {
 
     /// Applies one log record. Offsets must strictly increase: anything else is a bug
     /// in the shell, so it stops the process.
-    pub fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
+    pub fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome<UserNumber> {
         self.begin(offset, time_ms);
         if !self.state.draws_pending.is_empty() {
             self.chain_draw_records(offset, request);
@@ -224,7 +224,12 @@ impl Engine {
 
     /// A record that did not decode still takes its place in the log: time advances and
     /// the answer is a rejection, identical on every replica.
-    pub fn apply_undecodable(&mut self, offset: u64, time_ms: u64, reason: &str) -> Outcome {
+    pub fn apply_undecodable(
+        &mut self,
+        offset: u64,
+        time_ms: u64,
+        reason: &str,
+    ) -> Outcome<UserNumber> {
         self.begin(offset, time_ms);
         self.finish(
             offset,
@@ -255,7 +260,7 @@ impl Engine {
         replayed: bool,
         result: Answer,
         idempotency: Option<IdempotencyStamp>,
-    ) -> Outcome {
+    ) -> Outcome<UserNumber> {
         #[cfg(debug_assertions)]
         self.check_counters();
         debug_assert!(!(replayed && idempotency.is_some()));

@@ -3,6 +3,11 @@
 //! An outcome carries enough data for a read model and for notifications to follow
 //! the engine's state without asking it: a created event carries its whole spec, a
 //! hold carries its seats, an expiry names what it freed.
+//!
+//! Users: the engine makes `Outcome<UserNumber>` (each user by the number it gave them);
+//! the publisher names them (`Outcome<UserName>`, the default, through [`UserNames`]), and
+//! that is what the outcomes log carries and every reader sees. Desk tickets name their
+//! users in both (desk users are not numbered).
 
 use crate::command::{DeskSpec, EventPatch, EventSpec};
 use crate::idempotency::IdempotencyStamp;
@@ -13,13 +18,70 @@ use serde::{Deserialize, Serialize};
 /// not a copy per outcome). Encodes exactly like a `String`.
 pub type UserName = std::sync::Arc<str>;
 
+/// A user as the engine's own outcomes name them: the dense id it gave the user
+/// (`Engine::user_number`), not the name. Perf: an id costs the engine thread nothing to
+/// copy, where sharing the name touched the name's reference count, a cache miss on a
+/// crowd of users (about 8% of the standard mix). Whoever publishes outcomes names them
+/// ([`UserNames`]); the outcomes log and everyone reading it see names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UserNumber(pub u32);
+
+/// The engine's users by number, as a publisher keeps them: the engine's table when it
+/// started ([`crate::Engine::user_names`]), then the users each applied batch added
+/// ([`crate::Engine::user_names_from`]), in the order the engine numbered them.
+#[derive(Clone, Debug, Default)]
+pub struct UserNames {
+    names: Vec<UserName>,
+}
+
+impl UserNames {
+    pub fn new(names: Vec<UserName>) -> UserNames {
+        UserNames { names }
+    }
+
+    /// How many users are named: the number the next new user gets.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds the users numbered from `first` on. Users arrive once each, in order: a gap
+    /// or an overlap means the publisher missed a batch, and stops the process.
+    pub fn extend(&mut self, first: usize, names: impl IntoIterator<Item = UserName>) {
+        assert_eq!(first, self.names.len(), "users are named in number order");
+        self.names.extend(names);
+    }
+
+    /// The name of user `number`. Every number an engine puts in an outcome was
+    /// assigned before it, so a number without a name stops the process.
+    pub fn name(&self, number: UserNumber) -> UserName {
+        self.names
+            .get(number.0 as usize)
+            .unwrap_or_else(|| panic!("user {} is named before an outcome names it", number.0))
+            .clone()
+    }
+
+    /// `outcome` with its users by name: what the outcomes log carries.
+    pub fn outcome(&self, outcome: Outcome<UserNumber>) -> Outcome {
+        outcome.map_users(&mut |number| self.name(number))
+    }
+
+    /// `reply` with its users by name.
+    pub fn reply(&self, reply: Reply<UserNumber>) -> Reply {
+        reply.map_users(&mut |number| self.name(number))
+    }
+}
+
 /// A hold's or booking's seat indices, shared by the hold, the booking it becomes and
 /// every outcome that names them (a reference count, not a copy per outcome). Encodes
 /// exactly like a `Vec<u32>` (a length, then the indices).
 pub type SeatList = std::sync::Arc<[u32]>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
+pub struct Outcome<U = UserName> {
     /// The log offset of the request this answers.
     pub offset: u64,
     /// The engine's clock when it applied the request (log time, never earlier than
@@ -27,16 +89,16 @@ pub struct Outcome {
     pub time_ms: u64,
     /// True when this is the stored first answer to a repeated idempotency key.
     pub replayed: bool,
-    pub result: Result<Reply, Rejection>,
+    pub result: Result<Reply<U>, Rejection>,
     /// What happened because time passed or seats were freed, in the order it happened.
-    pub effects: Vec<Effect>,
+    pub effects: Vec<Effect<U>>,
     /// Set on the first answer to a keyed request (never on a replay or a refusal of a
     /// reused key): the ingress's idempotency index records it, so a repeat after the
     /// engine's short window is still answered (see `idempotency`).
     pub idempotency: Option<IdempotencyStamp>,
 }
 
-impl Outcome {
+impl<U> Outcome<U> {
     /// Whether all of this outcome's effects happened before its reply's change, so that
     /// whoever applies an outcome in parts (the ingress's read model) or tells of it in
     /// order (`messages`) takes the effects first. An event cancel's effects are all the
@@ -68,10 +130,10 @@ impl Items {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HoldView {
+pub struct HoldView<U = UserName> {
     pub hold: HoldId,
     pub event: EventId,
-    pub user: UserName,
+    pub user: U,
     pub items: Items,
     pub created_at_ms: u64,
     pub expires_at_ms: u64,
@@ -89,11 +151,11 @@ pub struct TicketView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BookingView {
+pub struct BookingView<U = UserName> {
     pub booking: BookingId,
     pub hold: HoldId,
     pub event: EventId,
-    pub user: UserName,
+    pub user: U,
     pub items: Items,
     pub total_cents: u64,
     pub payment_ref: String,
@@ -101,7 +163,7 @@ pub struct BookingView {
     // No ticket list: a booking's tickets follow from it ([`BookingView::tickets`]).
 }
 
-impl BookingView {
+impl<U> BookingView<U> {
     /// The booking's tickets, one per seat or place: ticket `i` (from 1) is the `i`-th
     /// item, with its seat for reserved seating. Derived, so outcomes do not carry them.
     pub fn tickets(&self) -> impl Iterator<Item = TicketView> + '_ {
@@ -119,6 +181,8 @@ impl BookingView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Desk tickets keep their users by name (`Desks`: desk users are not numbered, so
+/// these name them in every outcome).
 pub struct DeskTicketView {
     pub desk: DeskId,
     pub ticket: DeskTicketId,
@@ -133,7 +197,7 @@ pub struct DeskTicketView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Reply {
+pub enum Reply<U = UserName> {
     EventCreated {
         event: EventId,
         tenant: String,
@@ -153,33 +217,33 @@ pub enum Reply {
         event: EventId,
         ticket: TicketId,
     },
-    HoldPlaced(HoldView),
+    HoldPlaced(HoldView<U>),
     /// `wait` was set and not enough was free: the request joined the waitlist.
     Waitlisted {
         waiter: WaiterId,
         event: EventId,
-        user: UserName,
+        user: U,
         quantity: u32,
         category: Option<u16>,
         position: u32,
     },
-    HoldConfirmed(BookingView),
+    HoldConfirmed(BookingView<U>),
     HoldReleased {
         hold: HoldId,
         event: EventId,
-        user: UserName,
+        user: U,
         items: Items,
     },
     BookingCanceled {
         booking: BookingId,
         event: EventId,
-        user: UserName,
+        user: U,
         items: Items,
     },
     WaitlistJoined {
         waiter: WaiterId,
         event: EventId,
-        user: UserName,
+        user: U,
         quantity: u32,
         category: Option<u16>,
         position: u32,
@@ -187,7 +251,7 @@ pub enum Reply {
     WaitlistLeft {
         waiter: WaiterId,
         event: EventId,
-        user: UserName,
+        user: U,
     },
     DeskCreated {
         desk: DeskId,
@@ -215,7 +279,7 @@ pub enum Reply {
     Entered {
         waiter: WaiterId,
         event: EventId,
-        user: UserName,
+        user: U,
         quantity: u32,
         category: Option<u16>,
         hold_requested: bool,
@@ -359,22 +423,22 @@ pub enum SalesClosedReason {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Effect {
+pub enum Effect<U = UserName> {
     HoldExpired {
         hold: HoldId,
         event: EventId,
-        user: UserName,
+        user: U,
         items: Items,
         waiter: Option<WaiterId>,
     },
     WaitlistOffered {
         waiter: WaiterId,
-        hold: HoldView,
+        hold: HoldView<U>,
     },
     WaitlistEnded {
         waiter: WaiterId,
         event: EventId,
-        user: UserName,
+        user: U,
         reason: WaitEnd,
     },
     DeskHoldExpired {
@@ -408,9 +472,332 @@ pub enum Effect {
     },
 }
 
+impl<U> Outcome<U> {
+    /// The same outcome with every user mapped by `f` (numbers to names).
+    pub fn map_users<V>(self, f: &mut impl FnMut(U) -> V) -> Outcome<V> {
+        Outcome {
+            offset: self.offset,
+            time_ms: self.time_ms,
+            replayed: self.replayed,
+            result: self.result.map(|reply| reply.map_users(f)),
+            effects: self
+                .effects
+                .into_iter()
+                .map(|effect| effect.map_users(f))
+                .collect(),
+            idempotency: self.idempotency,
+        }
+    }
+}
+
+impl<U> HoldView<U> {
+    pub fn map_users<V>(self, f: &mut impl FnMut(U) -> V) -> HoldView<V> {
+        HoldView {
+            hold: self.hold,
+            event: self.event,
+            user: f(self.user),
+            items: self.items,
+            created_at_ms: self.created_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            waiter: self.waiter,
+        }
+    }
+}
+
+impl<U> BookingView<U> {
+    pub fn map_users<V>(self, f: &mut impl FnMut(U) -> V) -> BookingView<V> {
+        BookingView {
+            booking: self.booking,
+            hold: self.hold,
+            event: self.event,
+            user: f(self.user),
+            items: self.items,
+            total_cents: self.total_cents,
+            payment_ref: self.payment_ref,
+            booked_at_ms: self.booked_at_ms,
+        }
+    }
+}
+
+impl<U> Reply<U> {
+    pub fn map_users<V>(self, f: &mut impl FnMut(U) -> V) -> Reply<V> {
+        match self {
+            Reply::EventCreated {
+                event,
+                tenant,
+                spec,
+            } => Reply::EventCreated {
+                event,
+                tenant,
+                spec,
+            },
+            Reply::EventUpdated { event, patch } => Reply::EventUpdated { event, patch },
+            Reply::EventCanceled {
+                event,
+                released_holds,
+                canceled_bookings,
+                ended_waiters,
+            } => Reply::EventCanceled {
+                event,
+                released_holds,
+                canceled_bookings,
+                ended_waiters,
+            },
+            Reply::CheckedIn { event, ticket } => Reply::CheckedIn { event, ticket },
+            Reply::HoldPlaced(hold) => Reply::HoldPlaced(hold.map_users(f)),
+            Reply::Waitlisted {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                position,
+            } => Reply::Waitlisted {
+                waiter,
+                event,
+                user: f(user),
+                quantity,
+                category,
+                position,
+            },
+            Reply::HoldConfirmed(booking) => Reply::HoldConfirmed(booking.map_users(f)),
+            Reply::HoldReleased {
+                hold,
+                event,
+                user,
+                items,
+            } => Reply::HoldReleased {
+                hold,
+                event,
+                user: f(user),
+                items,
+            },
+            Reply::BookingCanceled {
+                booking,
+                event,
+                user,
+                items,
+            } => Reply::BookingCanceled {
+                booking,
+                event,
+                user: f(user),
+                items,
+            },
+            Reply::WaitlistJoined {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                position,
+            } => Reply::WaitlistJoined {
+                waiter,
+                event,
+                user: f(user),
+                quantity,
+                category,
+                position,
+            },
+            Reply::WaitlistLeft {
+                waiter,
+                event,
+                user,
+            } => Reply::WaitlistLeft {
+                waiter,
+                event,
+                user: f(user),
+            },
+            Reply::DeskCreated { desk, tenant, spec } => Reply::DeskCreated { desk, tenant, spec },
+            Reply::DeskTicketCreated(ticket) => Reply::DeskTicketCreated(ticket),
+            Reply::DeskTicketConfirmed(ticket) => Reply::DeskTicketConfirmed(ticket),
+            Reply::DeskTicketCanceled { desk, ticket, user } => {
+                Reply::DeskTicketCanceled { desk, ticket, user }
+            }
+            Reply::Ticked => Reply::Ticked,
+            Reply::Promoted { epoch, node } => Reply::Promoted { epoch, node },
+            Reply::Configured => Reply::Configured,
+            Reply::Entered {
+                waiter,
+                event,
+                user,
+                quantity,
+                category,
+                hold_requested,
+            } => Reply::Entered {
+                waiter,
+                event,
+                user: f(user),
+                quantity,
+                category,
+                hold_requested,
+            },
+            Reply::ArrivalWindowOpened { event } => Reply::ArrivalWindowOpened { event },
+            Reply::DrawSeedRevealed { event, seed } => Reply::DrawSeedRevealed { event, seed },
+        }
+    }
+}
+
+impl<U> Effect<U> {
+    pub fn map_users<V>(self, f: &mut impl FnMut(U) -> V) -> Effect<V> {
+        match self {
+            Effect::HoldExpired {
+                hold,
+                event,
+                user,
+                items,
+                waiter,
+            } => Effect::HoldExpired {
+                hold,
+                event,
+                user: f(user),
+                items,
+                waiter,
+            },
+            Effect::WaitlistOffered { waiter, hold } => Effect::WaitlistOffered {
+                waiter,
+                hold: hold.map_users(f),
+            },
+            Effect::WaitlistEnded {
+                waiter,
+                event,
+                user,
+                reason,
+            } => Effect::WaitlistEnded {
+                waiter,
+                event,
+                user: f(user),
+                reason,
+            },
+            Effect::DeskHoldExpired { desk, ticket, user } => {
+                Effect::DeskHoldExpired { desk, ticket, user }
+            }
+            Effect::DrawOpened {
+                event,
+                opens_at_ms,
+                draws_at_ms,
+                commitment,
+            } => Effect::DrawOpened {
+                event,
+                opens_at_ms,
+                draws_at_ms,
+                commitment,
+            },
+            Effect::DrawMade {
+                event,
+                seed,
+                source,
+                order,
+            } => Effect::DrawMade {
+                event,
+                seed,
+                source,
+                order,
+            },
+            Effect::EventTermsSet { event, terms } => Effect::EventTermsSet { event, terms },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hold(user: UserNumber) -> HoldView<UserNumber> {
+        HoldView {
+            hold: HoldId(1),
+            event: EventId(0),
+            user,
+            items: Items::Pool {
+                category: 0,
+                quantity: 2,
+            },
+            created_at_ms: 5,
+            expires_at_ms: 10,
+            waiter: None,
+        }
+    }
+
+    /// Naming an outcome names every user in it (reply and effects) and changes nothing
+    /// else; users learnt batch by batch are named like users known from the start.
+    #[test]
+    fn naming_an_outcome_names_each_user_and_keeps_the_rest() {
+        let mut names = UserNames::new(vec!["ana".into(), "bo".into()]);
+        names.extend(2, ["cy".into()]);
+        assert_eq!(names.len(), 3);
+        let outcome = Outcome {
+            offset: 7,
+            time_ms: 9,
+            replayed: false,
+            result: Ok(Reply::HoldPlaced(hold(UserNumber(2)))),
+            effects: vec![
+                Effect::HoldExpired {
+                    hold: HoldId(0),
+                    event: EventId(0),
+                    user: UserNumber(0),
+                    items: Items::Seats(vec![3, 4].into()),
+                    waiter: None,
+                },
+                Effect::WaitlistOffered {
+                    waiter: WaiterId(4),
+                    hold: hold(UserNumber(1)),
+                },
+                Effect::DeskHoldExpired {
+                    desk: DeskId(0),
+                    ticket: DeskTicketId(1),
+                    user: "desk-user".into(),
+                },
+            ],
+            idempotency: None,
+        };
+        let named = names.outcome(outcome.clone());
+        let users = |outcome: &Outcome| -> Vec<String> {
+            let mut users = Vec::new();
+            if let Ok(Reply::HoldPlaced(hold)) = &outcome.result {
+                users.push(hold.user.to_string());
+            }
+            for effect in &outcome.effects {
+                match effect {
+                    Effect::HoldExpired { user, .. } | Effect::DeskHoldExpired { user, .. } => {
+                        users.push(user.to_string())
+                    }
+                    Effect::WaitlistOffered { hold, .. } => users.push(hold.user.to_string()),
+                    _ => {}
+                }
+            }
+            users
+        };
+        assert_eq!(users(&named), ["cy", "ana", "bo", "desk-user"]);
+        // Back to numbers, it is the outcome it was.
+        let index = |name: UserName| {
+            UserNumber(
+                ["ana", "bo", "cy"]
+                    .iter()
+                    .position(|n| **n == *name)
+                    .unwrap() as u32,
+            )
+        };
+        assert_eq!(named.map_users(&mut |name| index(name)), outcome);
+    }
+
+    /// Users are learnt once each, in number order; a number nobody was given is a bug.
+    #[test]
+    fn users_are_learnt_in_order_and_an_unknown_number_stops() {
+        let mut names = UserNames::default();
+        names.extend(0, ["ana".into()]);
+        let gap = std::panic::catch_unwind(|| {
+            let mut names = names.clone();
+            names.extend(2, ["cy".into()]);
+        });
+        assert!(gap.is_err(), "a gap in the numbers is refused");
+        let overlap = std::panic::catch_unwind(|| {
+            let mut names = names.clone();
+            names.extend(0, ["ana".into()]);
+        });
+        assert!(overlap.is_err(), "a user learnt twice is refused");
+        let unknown = std::panic::catch_unwind(|| names.name(UserNumber(1)));
+        assert!(unknown.is_err(), "a number never given has no name");
+        assert_eq!(&*names.name(UserNumber(0)), "ana");
+    }
 
     /// A shared seat list encodes exactly like the `Vec<u32>` it replaced, in the log's
     /// binary format and in JSON, and decodes back.

@@ -35,7 +35,9 @@ pub(crate) use triomphe::Arc as Chunk;
 /// 5: arrival windows and their draws (`Event::draw`, `State::draws_pending`); waiters
 /// keep their place, queues map place → waiter.
 /// 6: events' terms of sale (`Event::terms`).
-pub const STATE_VERSION: u8 = 6;
+/// 7: the idempotency window's stored answers name their users by number
+/// (`outcome::UserNumber`), as the engine's outcomes do.
+pub const STATE_VERSION: u8 = 7;
 
 /// The largest state `decode_state` accepts (a bound on what a corrupt length prefix can
 /// make it allocate, on top of the checksum the snapshot store verifies first).

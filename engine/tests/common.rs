@@ -43,7 +43,7 @@ impl Harness {
         let outcome = self.engine.apply(self.offset, self.now_ms, &request);
         self.offset += 1;
         self.engine.check_invariants();
-        outcome
+        self.engine.named(outcome)
     }
 
     pub fn advance(&mut self, ms: u64) -> Outcome {
@@ -736,6 +736,7 @@ pub fn assert_shards_decide_alike(config: &EngineConfig, log: &[(u64, u64, Reque
         });
         for (offset, time_ms, request) in log {
             let expected = single.apply(*offset, *time_ms, request);
+            let expected = single.named(expected);
             let translated = Request {
                 idempotency_key: request.idempotency_key.clone(),
                 command: map_command_ids(
@@ -745,6 +746,7 @@ pub fn assert_shards_decide_alike(config: &EngineConfig, log: &[(u64, u64, Reque
                 ),
             };
             let outcome = shard.apply(*offset, *time_ms, &translated);
+            let outcome = shard.named(outcome);
             map_outcome_ids(&outcome, &mut |id| {
                 assert_eq!(
                     id % u64::from(count),

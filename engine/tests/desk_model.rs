@@ -689,6 +689,7 @@ fn run_logged(steps: &[Step], log: &mut Vec<(u64, u64, Request)>) -> Vec<Outcome
         let request = resolve(&model, &issued, &step.op);
         let expected = model.apply(offset, stamp_ms, &request);
         let outcome = engine.apply(offset, stamp_ms, &request);
+        let outcome = engine.named(outcome);
         assert_eq!(outcome, expected, "step {offset}: {request:?}");
         check_properties(&engine, &model, &request, &outcome);
         if let Ok(Reply::DeskTicketCreated(view)) = &outcome.result {

@@ -115,7 +115,7 @@ fn a_draw_from_window_to_offers() {
         reveal(SEED),
         &format!(
             "{:?}",
-            Reply::DrawSeedRevealed {
+            Reply::<engine::UserName>::DrawSeedRevealed {
                 event: ev,
                 seed: SEED
             }
@@ -442,7 +442,7 @@ fn a_window_can_be_opened_on_an_existing_event() {
         open(ev, "t1"),
         &format!(
             "{:?} | draw of ev_0 opens +00:00:30 draws +00:01:00",
-            Reply::ArrivalWindowOpened { event: ev }
+            Reply::<engine::UserName>::ArrivalWindowOpened { event: ev }
         ),
     );
     assert_eq!(opened.effects.len(), 1);

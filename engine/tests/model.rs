@@ -2246,6 +2246,7 @@ fn run_observed(
             spec,
         });
         let outcome = engine.apply(offset, clock_ms, &request);
+        let outcome = engine.named(outcome);
         assert!(
             matches!(outcome.result, Ok(Reply::EventCreated { .. })),
             "{outcome:?}"
@@ -2271,6 +2272,7 @@ fn run_observed(
         } else {
             engine.apply(offset, stamp_ms, &request)
         };
+        let outcome = engine.named(outcome);
         assert_eq!(outcome, expected, "step {index}: {request:?}");
         assert_same_state(&engine, &model);
         observe(&model, &request, &outcome);

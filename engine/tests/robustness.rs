@@ -484,7 +484,9 @@ impl Harness {
         let mut twin =
             Engine::from_state(self.engine.config().clone(), self.engine.state().clone());
         let outcome = self.engine.apply(self.offset, time_ms, request);
+        let outcome = self.engine.named(outcome);
         let twin_outcome = twin.apply(self.offset, time_ms, &Request::new(Command::Tick));
+        let twin_outcome = twin.named(twin_outcome);
         self.offset += 1;
         self.engine.check_invariants();
         assert_eq!(outcome.offset, self.offset - 1);
@@ -558,7 +560,9 @@ impl Harness {
                 let mut twin =
                     Engine::from_state(self.engine.config().clone(), self.engine.state().clone());
                 let outcome = self.engine.apply_undecodable(self.offset, time_ms, &reason);
+                let outcome = self.engine.named(outcome);
                 let twin_outcome = twin.apply(self.offset, time_ms, &Request::new(Command::Tick));
+                let twin_outcome = twin.named(twin_outcome);
                 self.offset += 1;
                 self.engine.check_invariants();
                 assert_eq!(outcome.result, Err(Rejection::Undecodable { reason }));

@@ -2020,7 +2020,7 @@ fn a_user_may_cancel_until_the_events_cutoff_and_not_at_it() {
         },
         &format!(
             "{:?}",
-            Reply::EventUpdated {
+            Reply::<engine::UserName>::EventUpdated {
                 event: ev,
                 patch: Box::new(EventPatch {
                     starts_at_ms: Some(T0 + 48 * 3_600_000),

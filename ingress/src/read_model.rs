@@ -1305,6 +1305,7 @@ mod tests {
             let outcome = self
                 .engine
                 .apply(self.offset, time_ms, &Request::new(command));
+            let outcome = self.engine.named(outcome);
             self.offset += 1;
             self.learn_owners(&outcome);
             let owners = &self.owners;

@@ -28,6 +28,7 @@ pub fn copy_pause_bench(purchases: u64) -> CopyPause {
             let outcome = self
                 .engine
                 .apply(self.offset, self.time_ms, &Request::new(command));
+            let outcome = self.engine.named(outcome);
             self.offset += 1;
             self.model.apply(&Arc::new(outcome.clone()));
             outcome

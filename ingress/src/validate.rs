@@ -739,7 +739,7 @@ mod tests {
         event_spec(body, &EngineConfig::default()).unwrap()
     }
 
-    fn create(spec: &EventSpec) -> engine::Outcome {
+    fn create(spec: &EventSpec) -> engine::Outcome<engine::UserNumber> {
         engine::Engine::new(EngineConfig::default()).apply(
             0,
             0,

@@ -2355,8 +2355,10 @@ async fn a_gap_in_the_outcomes_log_makes_the_ingress_not_ready() {
     let tick = engine::Request::new(engine::Command::Tick);
     let mut engine = engine::Engine::new(harness.engine_config.clone());
     let first = engine.apply(0, 1_000, &tick);
+    let first = engine.named(first);
     let mut later = engine::Engine::new(harness.engine_config.clone());
     let third = later.apply(2, 1_000, &tick);
+    let third = later.named(third);
     let frames: Vec<Vec<u8>> = [first, third]
         .iter()
         .flat_map(engine::wire::encode_outcome_frames)

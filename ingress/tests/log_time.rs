@@ -85,13 +85,13 @@ async fn sales_status_follows_log_time_not_the_wall_clock() {
         }),
     );
     assert!(created.result.is_ok(), "{created:?}");
-    publish(&created);
+    publish(&engine.named(created));
     // The wall clock is before OPEN_MS; the log's clock is past it: open, as the engine
     // would decide a hold applied now.
     assert_eq!(sales_after(&harness, 0).await, "open");
 
     // Log time passes the close; the wall clock does not.
     let ticked = engine.apply(1, LOG_TIME_MS + 2 * HOUR_MS, &Request::new(Command::Tick));
-    publish(&ticked);
+    publish(&engine.named(ticked));
     assert_eq!(sales_after(&harness, 1).await, "closed");
 }

@@ -9,7 +9,7 @@ use crate::{Progress, RuntimeOptions};
 // Records in and outcomes out through std's channels: their blocking receive spins briefly
 // and then parks, where crossbeam's snoozes with `sched_yield` first (4-9% of `serve`'s CPU
 // under load, BENCHMARKS.md "HTTP hold + confirm").
-use engine::{Engine, Outcome};
+use engine::{Engine, Outcome, UserName, UserNumber};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -19,11 +19,21 @@ use std::time::{Duration, Instant};
 /// refresh the state hash ([`Applier::on_idle`]).
 const IDLE_HASH_QUIET_IDLES: u64 = 5;
 
+/// One applied batch, for the publisher: the outcomes as the engine made them (users by
+/// number), and the names of the users the batch numbered (the publisher names outcomes
+/// from its own table, so the engine thread never touches a name for an outcome).
+pub(crate) struct Applied {
+    pub(crate) outcomes: Vec<Outcome<UserNumber>>,
+    /// The number of `users[0]`.
+    pub(crate) users_from: usize,
+    pub(crate) users: Vec<UserName>,
+}
+
 pub(crate) struct Applier {
     shared: Arc<Shared>,
     engine: Engine,
     records: Receiver<Vec<Record>>,
-    outcomes: SyncSender<Vec<Outcome>>,
+    outcomes: SyncSender<Applied>,
     jobs: crossbeam_channel::Sender<Job>,
     snapshot_every_records: u64,
     snapshot_every_ms: u64,
@@ -38,7 +48,7 @@ pub(crate) struct Applier {
     /// When the last batch came (the step's clock).
     last_batch_at_ms: u64,
     /// Outcomes the publisher's channel had no room for yet.
-    outbox: Option<Vec<Outcome>>,
+    outbox: Option<Applied>,
     /// Set when a record must not be applied (a `Configure` mismatch): the runtime fails
     /// with it once the outcomes before that record are handed over.
     failure: Option<String>,
@@ -49,7 +59,7 @@ impl Applier {
         shared: Arc<Shared>,
         engine: Engine,
         records: Receiver<Vec<Record>>,
-        outcomes: SyncSender<Vec<Outcome>>,
+        outcomes: SyncSender<Applied>,
         jobs: crossbeam_channel::Sender<Job>,
         options: &RuntimeOptions,
         now_ms: u64,
@@ -135,7 +145,7 @@ impl Applier {
     }
 
     /// Hands outcomes to the publisher without waiting; keeps them when the channel is full.
-    fn send(&mut self, outcomes: Vec<Outcome>) -> Progress {
+    fn send(&mut self, outcomes: Applied) -> Progress {
         match self.outcomes.try_send(outcomes) {
             Ok(()) => Progress::Worked,
             Err(TrySendError::Full(outcomes)) => {
@@ -149,7 +159,8 @@ impl Applier {
 
     /// Applies one batch, up to a record this configuration must not apply (which sets
     /// `failure`), and returns its outcomes.
-    fn apply(&mut self, batch: Vec<Record>) -> Vec<Outcome> {
+    fn apply(&mut self, batch: Vec<Record>) -> Applied {
+        let users_from = self.engine.users_len();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut stop = None;
         for record in batch {
@@ -193,7 +204,11 @@ impl Applier {
             status.applied_log_time_ms = applied_log_time_ms;
         });
         self.failure = stop;
-        outcomes
+        Applied {
+            outcomes,
+            users_from,
+            users: self.engine.user_names_from(users_from),
+        }
     }
 
     fn snapshot_due(&self, now_ms: u64) -> bool {

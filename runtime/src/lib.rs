@@ -17,8 +17,10 @@
 //! - **engine** (`applier.rs`): owns the [`Engine`]; applies strictly in offset order, in
 //!   batches; does no I/O (its only waits are on channels: a slow publisher pushes back).
 //!   It hands copies of the state to the snapshot thread (`try_send`, never waiting) and,
-//!   when idle, asks it for the state hash of the current state.
-//! - **publisher** (`publisher.rs`): encodes outcomes as frames
+//!   when idle, asks it for the state hash of the current state. Its outcomes name users by
+//!   number; each batch goes with the names of the users it numbered (`applier::Applied`).
+//! - **publisher** (`publisher.rs`): names the outcomes' users from its own table
+//!   (`engine::UserNames`), then encodes outcomes as frames
 //!   (`engine::wire::encode_outcome_frames`: an outcome of any size becomes records of at
 //!   most `OUTCOME_FRAME_BYTES_MAX` bytes) and appends them to the outcomes log in appends
 //!   bounded in records and bytes, when this replica is primary. Who is
@@ -566,6 +568,7 @@ impl Parts {
             Driver::Threads => (monotonic_ms(), publisher::APPEND_RETRY_PAUSE),
             Driver::Simulator { now_ms } => (now_ms, Duration::ZERO),
         };
+        let users = engine.user_names();
         let (records_sender, records) = std::sync::mpsc::sync_channel(options.channel_batches_max);
         let (outcomes_sender, outcomes) =
             std::sync::mpsc::sync_channel(options.channel_batches_max);
@@ -602,6 +605,7 @@ impl Parts {
                     published_at_start,
                     next_offset,
                     actions: start_actions,
+                    users,
                 },
                 &options,
                 append_retry_pause,

@@ -3,11 +3,12 @@
 //! step function (one batch of outcomes) driven by its own thread in production and by the
 //! simulator in tests.
 
+use crate::applier::Applied;
 use crate::logs::{last_published_offset, OpenLog};
 use crate::role::Action;
 use crate::shared::{PanicGuard, Shared};
 use crate::{Progress, RuntimeError, RuntimeOptions};
-use engine::{EngineConfig, Outcome, Reply};
+use engine::{EngineConfig, Outcome, Reply, UserNames};
 use requestlog::{LogError, LogWriter};
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -59,6 +60,8 @@ pub(crate) struct PublisherStart {
     pub(crate) next_offset: u64,
     /// What the role machine decided at start (nothing to replay: caught up at once).
     pub(crate) actions: Vec<Action>,
+    /// The engine's users when it started ([`engine::Engine::user_names`]).
+    pub(crate) users: UserNames,
 }
 
 /// Publishes outcomes while the role machine (`role.rs`) says this replica is primary,
@@ -70,7 +73,9 @@ pub(crate) struct Publisher {
     requests_log: Arc<dyn OpenLog>,
     /// Every replica applies the log with this configuration (`Configure` records check it).
     engine_config: EngineConfig,
-    outcomes: Receiver<Vec<Outcome>>,
+    outcomes: Receiver<Applied>,
+    /// The engine's users by number, to name its outcomes with.
+    users: UserNames,
     /// The offset of the next outcome the engine hands over.
     next_offset: u64,
     /// The open outcomes writer, while primary.
@@ -96,7 +101,7 @@ impl Publisher {
     pub(crate) fn new(
         shared: Arc<Shared>,
         logs: PublisherLogs,
-        outcomes: Receiver<Vec<Outcome>>,
+        outcomes: Receiver<Applied>,
         start: PublisherStart,
         options: &RuntimeOptions,
         append_retry_pause: Duration,
@@ -105,6 +110,7 @@ impl Publisher {
             published_at_start,
             next_offset,
             actions: start_actions,
+            users,
         } = start;
         Publisher {
             shared,
@@ -112,6 +118,7 @@ impl Publisher {
             requests_log: logs.requests,
             engine_config: options.engine.clone(),
             outcomes,
+            users,
             next_offset,
             writer: None,
             node: options.node.clone(),
@@ -157,21 +164,34 @@ impl Publisher {
             return Ok(Progress::Worked);
         }
         let first = match self.outcomes.recv_timeout(wait) {
-            Ok(batch) => batch,
+            Ok(applied) => applied,
             Err(RecvTimeoutError::Timeout) => return Ok(Progress::Idle),
             // The engine stopped and everything it applied has been handled.
             Err(RecvTimeoutError::Disconnected) => return Ok(Progress::Stopped),
         };
         // Whatever else is already waiting joins this append (group commit).
-        let mut batch = first;
+        let mut batch = Vec::with_capacity(first.outcomes.len());
+        self.name(first, &mut batch);
         while batch.len() < self.publish_records_max {
             match self.outcomes.try_recv() {
-                Ok(more) => batch.extend(more),
+                Ok(more) => self.name(more, &mut batch),
                 Err(_) => break,
             }
         }
         self.handle(batch)?;
         Ok(Progress::Worked)
+    }
+
+    /// Names the users of an applied batch's outcomes (learning the users it numbered
+    /// first) into `batch`.
+    fn name(&mut self, applied: Applied, batch: &mut Vec<Outcome>) {
+        self.users.extend(applied.users_from, applied.users);
+        batch.extend(
+            applied
+                .outcomes
+                .into_iter()
+                .map(|outcome| self.users.outcome(outcome)),
+        );
     }
 
     /// Delivers a batch in order, cutting it after every outcome that can change the role
@@ -315,6 +335,7 @@ impl Publisher {
                         engine.apply_undecodable(record.offset, record.timestamp_ms, reason)
                     }
                 };
+                let outcome = engine.named(outcome);
                 next = record.offset + 1;
                 if outcome.offset >= from {
                     derived.push(outcome);

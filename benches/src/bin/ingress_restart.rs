@@ -35,6 +35,7 @@ impl Filler {
         let mut frames = Vec::new();
         for (offset, request) in (0..).zip(venues.setup()) {
             let outcome = engine.apply(offset, START_MS, &request);
+            let outcome = engine.named(outcome);
             frames.extend(engine::wire::encode_outcome_frames(&outcome));
         }
         let next_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
@@ -57,6 +58,7 @@ impl Filler {
             let outcome = self
                 .engine
                 .apply(self.next_offset, record.time_ms, &record.request);
+            let outcome = self.engine.named(outcome);
             self.generator.observe(&outcome);
             frames.extend(engine::wire::encode_outcome_frames(&outcome));
             self.next_offset += 1;

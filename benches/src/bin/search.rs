@@ -207,7 +207,7 @@ fn main() {
                 chart_version: 1,
             },
         }));
-        frames.extend(engine::wire::encode_outcome_frames(&outcome));
+        frames.extend(engine::wire::encode_outcome_frames(&engine.named(outcome)));
     }
     for chunk in frames.chunks(APPEND_RECORDS_MAX) {
         outcomes

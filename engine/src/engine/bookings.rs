@@ -82,13 +82,13 @@ impl Engine {
         Ok(Reply::HoldConfirmed(self.booking_view(booking_id)))
     }
 
-    pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView {
+    pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView<UserNumber> {
         let booking = self.booking(booking_id);
         BookingView {
             booking: booking_id,
             hold: booking.hold,
             event: booking.event,
-            user: self.user_shared(booking.user),
+            user: booking.user.number(),
             items: booking.items.clone(),
             total_cents: booking.total_cents,
             payment_ref: booking.payment_ref.clone(),
@@ -104,7 +104,7 @@ impl Engine {
         Ok(Reply::HoldReleased {
             hold: hold_id,
             event,
-            user: self.user_shared(hold.user),
+            user: hold.user.number(),
             items: hold.items,
         })
     }
@@ -170,7 +170,7 @@ impl Engine {
         Ok(Reply::BookingCanceled {
             booking: booking_id,
             event,
-            user: self.user_shared(user),
+            user: user.number(),
             items,
         })
     }

@@ -57,7 +57,7 @@ impl Engine {
         self.effects.push(Effect::HoldExpired {
             hold: hold_id,
             event,
-            user: self.user_shared(hold.user),
+            user: hold.user.number(),
             items: hold.items,
             waiter: hold.waiter,
         });

@@ -145,7 +145,7 @@ impl Engine {
         Ok(Reply::Entered {
             waiter: waiter_id,
             event: event_id,
-            user: self.user_shared(user_id),
+            user: user_id.number(),
             quantity,
             category,
             hold_requested,

@@ -64,8 +64,7 @@ impl Engine {
     ) -> Answer {
         // Perf: one look-up of the user (none by id); a known name passed this check
         // when interned.
-        let entry = self.who_entry(user);
-        let known = entry.as_ref().map(|(id, _)| *id);
+        let known = self.who_id(user);
         if known.is_none() {
             self.check_who(user)?;
         }
@@ -125,15 +124,15 @@ impl Engine {
                 }
             }
         };
-        let (user, name) = match entry {
-            Some(entry) => entry,
+        let user = match known {
+            Some(id) => id,
             // Perf: looked up above (nothing since has interned anyone).
             None => match user {
                 Who::Name(name) => self.intern_new_user(name),
                 Who::Id(_) => unreachable!("an assigned id has an entry"),
             },
         };
-        let view = self.create_hold(event_id, user, name, items, None);
+        let view = self.create_hold(event_id, user, items, None);
         Ok(Reply::HoldPlaced(view))
     }
 
@@ -268,16 +267,13 @@ impl Engine {
     }
 
     /// Marks the items held and files the hold; the caller has checked availability.
-    /// `name` is `user`'s shared name (the caller has it at hand, in cache).
     pub(super) fn create_hold(
         &mut self,
         event_id: EventId,
         user: UserId,
-        name: UserName,
         items: Items,
         waiter: Option<WaiterId>,
-    ) -> HoldView {
-        debug_assert_eq!(&*name, self.user_name(user), "the name is the user's");
+    ) -> HoldView<UserNumber> {
         let hold_id = HoldId(self.sequence_id(self.state.next_hold));
         self.state.next_hold += 1;
         let now_ms = self.state.now_ms;
@@ -323,7 +319,7 @@ impl Engine {
         let view = HoldView {
             hold: hold_id,
             event: event_id,
-            user: name,
+            user: user.number(),
             // Perf: shares the hold's seat list (a reference count, no copy).
             items: hold.items.clone(),
             created_at_ms: now_ms,

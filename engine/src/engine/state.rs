@@ -713,7 +713,7 @@ pub(crate) enum TimerKind {
 pub(crate) struct IdempotencyEntry {
     pub(crate) stored_at_ms: u64,
     pub(crate) fingerprint: [u8; DIGEST_BYTES],
-    pub(crate) result: Result<Reply, Rejection>,
+    pub(crate) result: Result<Reply<UserNumber>, Rejection>,
 }
 
 /// Everything that is replicated: the snapshot is exactly this, and `state_hash` is a

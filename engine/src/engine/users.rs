@@ -2,7 +2,9 @@
 //! booking or a waitlist entry): every replica assigns the same ids. The state keeps the
 //! names by id (`State::users`, copy-on-write chunks, so a snapshot copy stays cheap);
 //! holds, bookings, waiters and the per-user counters keep the 4-byte id, so the hot
-//! paths compare integers instead of names and store no name per hold.
+//! paths compare integers instead of names and store no name per hold. The engine's
+//! outcomes carry the id too ([`UserNumber`]); whoever publishes them names the users
+//! from a table of its own ([`UserNames`], fed by [`Engine::user_names_from`]).
 //!
 //! The name → id index is derived data: it lives in the [`Engine`], not in the
 //! replicated state, and [`Engine::from_state`] rebuilds it. It is a hash map that is
@@ -15,13 +17,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub(crate) struct UserId(pub(crate) u32);
 
+impl UserId {
+    /// The user as outcomes name them.
+    #[inline]
+    pub(crate) fn number(self) -> UserNumber {
+        UserNumber(self.0)
+    }
+}
+
 /// Name → id, for the users in `State::users`. Names are chosen outside (an identity
 /// provider), so the hasher is seeded per process (no chosen-collision flood), and fast
 /// (foldhash rather than SipHash: this lookup runs for nearly every command).
 /// Perf: the keys are the state's own shared names, not copies: interning allocates the
-/// name once, and the look-up's comparison brings into cache the very name an outcome
-/// then shares ([`Engine::user_entry`]). Each entry keeps its name's hash, so growing the
-/// table (it grows with every new user) reads no name and hashes nothing again.
+/// name once. Each entry keeps its name's hash, so growing the table (it grows with every
+/// new user) reads no name and hashes nothing again. Outcomes name users by number
+/// ([`UserNumber`]), so nothing on the engine thread touches a name after its look-up.
 #[derive(Default)]
 pub(crate) struct UserIndex {
     hasher: foldhash::fast::RandomState,
@@ -100,40 +110,56 @@ impl Engine {
         self.users.get(name).map(|(_, _, id)| *id)
     }
 
-    /// The user's id and shared name if the user has ever had state here.
-    #[inline]
-    pub(crate) fn user_entry(&self, name: &str) -> Option<(UserId, UserName)> {
-        self.users
-            .get(name)
-            .map(|(_, shared, id)| (*id, shared.clone()))
-    }
-
     /// The user's id, assigned now (the next dense id) if the user is new.
     pub(super) fn intern_user(&mut self, name: &str) -> UserId {
         match self.user_id(name) {
             Some(id) => id,
-            None => self.intern_new_user(name).0,
+            None => self.intern_new_user(name),
         }
     }
 
-    /// Interns a user the caller has just looked up and not found, with its shared name
-    /// for an outcome. Perf: no second look-up (the index's insert asserts the name new).
-    pub(super) fn intern_new_user(&mut self, name: &str) -> (UserId, UserName) {
+    /// Interns a user the caller has just looked up and not found. Perf: no second
+    /// look-up (the index's insert asserts the name new).
+    pub(super) fn intern_new_user(&mut self, name: &str) -> UserId {
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
         self.state.users.push(name.clone());
         self.users.insert_new(name.clone(), id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
-        (id, name)
+        id
     }
 
     pub(crate) fn user_name(&self, id: UserId) -> &str {
         &self.state.users[id.0 as usize]
     }
 
-    /// The user's name to put in an outcome: shared, not copied.
+    /// The user's shared name.
     pub(crate) fn user_shared(&self, id: UserId) -> UserName {
         self.state.users[id.0 as usize].clone()
+    }
+
+    /// Every user's name, by number: what a publisher starts naming outcomes with.
+    pub fn user_names(&self) -> UserNames {
+        UserNames::new(self.state.users.iter().cloned().collect())
+    }
+
+    /// How many users the engine has numbered.
+    pub fn users_len(&self) -> usize {
+        self.state.users.len()
+    }
+
+    /// The names of the users numbered from `first` on (the ones a batch of commands
+    /// added, for a publisher's [`UserNames::extend`]).
+    pub fn user_names_from(&self, first: usize) -> Vec<UserName> {
+        (first..self.state.users.len())
+            .map(|index| self.state.users[index].clone())
+            .collect()
+    }
+
+    /// `outcome` with its users by name, from this engine's own table: for tools and
+    /// tests that apply commands themselves. A publisher keeps its own [`UserNames`].
+    pub fn named(&self, outcome: Outcome<UserNumber>) -> Outcome {
+        outcome.map_users(&mut |number| self.state.users[number.0 as usize].clone())
     }
 }
 
@@ -178,15 +204,6 @@ impl Engine {
         match who {
             Who::Name(name) => self.user_id(name),
             Who::Id(id) => Some(id),
-        }
-    }
-
-    /// The user's id and shared name if the user has ever had state here.
-    #[inline]
-    pub(crate) fn who_entry(&self, who: Who<'_>) -> Option<(UserId, UserName)> {
-        match who {
-            Who::Name(name) => self.user_entry(name),
-            Who::Id(id) => Some((id, self.user_shared(id))),
         }
     }
 

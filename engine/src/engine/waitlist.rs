@@ -77,8 +77,7 @@ impl Engine {
             }),
             "a join within the per-user limit is served within it"
         );
-        let name = self.user_shared(user_id);
-        let hold = self.create_hold(event_id, user_id, name.clone(), items, Some(waiter_id));
+        let hold = self.create_hold(event_id, user_id, items, Some(waiter_id));
         self.effects.push(Effect::WaitlistOffered {
             waiter: waiter_id,
             hold,
@@ -86,7 +85,7 @@ impl Engine {
         Ok(Reply::WaitlistJoined {
             waiter: waiter_id,
             event: event_id,
-            user: name,
+            user: user_id.number(),
             quantity,
             category,
             // First in an empty waitlist.
@@ -173,7 +172,7 @@ impl Engine {
         Ok(Reply::WaitlistJoined {
             waiter: waiter_id,
             event: event_id,
-            user: self.user_shared(user_id),
+            user: user_id.number(),
             quantity,
             category,
             position,
@@ -239,7 +238,7 @@ impl Engine {
         self.effects.push(Effect::WaitlistEnded {
             waiter: waiter_id,
             event: waiter.event,
-            user: self.user_shared(waiter.user),
+            user: waiter.user.number(),
             reason,
         });
     }
@@ -258,7 +257,7 @@ impl Engine {
         Ok(Reply::WaitlistLeft {
             waiter: waiter_id,
             event,
-            user: self.user_shared(user),
+            user: user.number(),
         })
     }
 
@@ -393,8 +392,7 @@ impl Engine {
                 continue;
             }
             let waiter = self.remove_waiter(waiter_id);
-            let name = self.user_shared(waiter.user);
-            let hold = self.create_hold(event_id, waiter.user, name, items, Some(waiter_id));
+            let hold = self.create_hold(event_id, waiter.user, items, Some(waiter_id));
             self.effects.push(Effect::WaitlistOffered {
                 waiter: waiter_id,
                 hold,

@@ -841,7 +841,7 @@ impl Simulation {
                     reference.apply_undecodable(record.offset, record.timestamp_ms, &reason)
                 }
             };
-            expected.push(outcome);
+            expected.push(reference.named(outcome));
         }
         reference.check_invariants();
         // Exactly one whole outcome per offset, each the reference's (without fencing:

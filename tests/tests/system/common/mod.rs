@@ -356,10 +356,11 @@ pub fn replay_from_scratch(requests: &[LogRecord], last_offset: u64) -> (Engine,
         .iter()
         .filter(|record| record.offset <= last_offset)
     {
-        outcomes.push(match engine::wire::decode_request(&record.payload) {
+        let outcome = match engine::wire::decode_request(&record.payload) {
             Ok(request) => engine.apply(record.offset, record.timestamp_ms, &request),
             Err(reason) => engine.apply_undecodable(record.offset, record.timestamp_ms, &reason),
-        });
+        };
+        outcomes.push(engine.named(outcome));
     }
     engine.check_invariants();
     (engine, outcomes)
