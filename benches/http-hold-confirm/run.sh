@@ -15,7 +15,10 @@
 #   noop:     `boxoffice serve` as for embedded, driven the same way with `noop.toml`
 #             (`GET /healthz` only): the same HTTP stack with no write behind it, the
 #             baseline the two write paths are compared with.
-# The sides alternate ($RUNS runs each) and the medians are printed at the end.
+# The sides alternate ($RUNS runs each) and the medians are printed at the end. Every
+# other run takes the sides in reverse order (A B, B A, A B, ...): on this machine the side
+# that runs second in a pair was the cheaper one in 16 of 22 pairs, whichever binary it was
+# (BENCHMARKS.md, "Session 29"), so a fixed order favours one side by about 10%.
 #
 # Environment: RUNS (default 3), CLIENTS (32), DURATION (20), KAFKA_BOOTSTRAP
 # (127.0.0.1:19092; start one with scripts/kafka.sh start), SIDES ("embedded kafka noop"),
@@ -187,7 +190,9 @@ fi
 
 RESULTS="$WORK/results.jsonl"
 for run in $(seq 1 "$RUNS"); do
-  for side in $SIDES; do
+  order="$SIDES"
+  if ((run % 2 == 0)); then order="$(echo "$SIDES" | tr ' ' '\n' | tac | tr '\n' ' ')"; fi
+  for side in $order; do
     base="$side"
     if [[ "$side" =~ ^(embedded|kafka)x([0-9]+)$ ]]; then
       base="${BASH_REMATCH[1]}"
@@ -294,7 +299,8 @@ if pairs:
     print()
     print("embeddedb / embedded, serve's CPU per response, run by run: "
           + ", ".join(f"{b:.1f}/{a:.1f} = {ratio:.2f}" for (a, b), ratio in zip(pairs, ratios))
-          + f"; median {statistics.median(ratios):.2f}, embeddedb lower in {sum(r < 1 for r in ratios)} of {len(ratios)}")
+          + f"; median {statistics.median(ratios):.2f}, embeddedb lower in {sum(r < 1 for r in ratios)} of {len(ratios)}"
+          + " (the sides swap order every other run)")
 PY
 python3 - "$RESULTS" "$DURATION" <<'PY'
 import json, statistics, sys

@@ -1,4 +1,4 @@
-//! The state machine: `Engine::apply(offset, time, request) -> Outcome`.
+//! The state machine: `Engine::apply(offset, time, request) -> Outcome<UserNumber>`.
 //!
 //! One `match` in `execute` owns control flow; each command has one handler. Helpers
 //! compute, handlers mutate. Time only moves through `advance_clock`, which fires due
