@@ -68,11 +68,6 @@ impl UserNames {
     pub fn outcome(&self, outcome: Outcome<UserNumber>) -> Outcome {
         outcome.map_users(&mut |number| self.name(number))
     }
-
-    /// `reply` with its users by name.
-    pub fn reply(&self, reply: Reply<UserNumber>) -> Reply {
-        reply.map_users(&mut |number| self.name(number))
-    }
 }
 
 /// A hold's or booking's seat indices, shared by the hold, the booking it becomes and
