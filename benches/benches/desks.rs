@@ -65,7 +65,7 @@ fn prepared() -> (Engine, u64) {
             &mut engine,
             Command::CreateDesk {
                 tenant: format!("tenant-{}", index % 10),
-                spec: spec(index),
+                spec: Box::new(spec(index)),
             },
         );
         assert!(matches!(outcome.result, Ok(Reply::DeskCreated { .. })));
@@ -175,7 +175,7 @@ fn refuse(c: &mut Criterion) {
         T0,
         &Request::new(Command::CreateDesk {
             tenant: "tenant-0".into(),
-            spec: spec(0),
+            spec: Box::new(spec(0)),
         }),
     );
     offset += 1;

@@ -267,7 +267,7 @@ impl Venues {
             .map(|(index, shape)| {
                 Request::new(Command::CreateEvent {
                     tenant: "bench".into(),
-                    spec: shape.spec(&format!("Event {index}")),
+                    spec: Box::new(shape.spec(&format!("Event {index}"))),
                 })
             })
             .collect()

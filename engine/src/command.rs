@@ -172,16 +172,22 @@ pub type NamedCommand = CommandOf<String>;
 
 /// A command whose users are named by `U` (see [`Command`] and [`NamedCommand`]): one
 /// definition for both wire versions, so they cannot drift apart.
+///
+/// Perf: the specs of the rare organiser commands are boxed (a `Box<T>` encodes exactly as
+/// `T`, so the wire is unchanged), so a request is 144 bytes instead of 408: the holds and
+/// confirms that are nearly every record span about two cache lines, not six (+10% on the
+/// standard mix, whose log of 200,000 decoded records is read once: BENCHMARKS.md,
+/// "Session 29").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOf<U> {
     CreateEvent {
         tenant: String,
-        spec: EventSpec,
+        spec: Box<EventSpec>,
     },
     UpdateEvent {
         tenant: String,
         event: EventId,
-        patch: EventPatch,
+        patch: Box<EventPatch>,
     },
     CancelEvent {
         tenant: String,
@@ -224,7 +230,7 @@ pub enum CommandOf<U> {
     },
     CreateDesk {
         tenant: String,
-        spec: DeskSpec,
+        spec: Box<DeskSpec>,
     },
     CreateDeskTicket {
         user: U,
@@ -271,7 +277,7 @@ pub enum CommandOf<U> {
     /// (`crate::draw`). A variant of its own so `CreateEvent` records decode as before.
     CreateEventWithDraw {
         tenant: String,
-        spec: EventSpec,
+        spec: Box<EventSpec>,
         draw: crate::draw::DrawSpec,
     },
     /// Opens an arrival window on an existing event (one without one, whose
@@ -295,7 +301,7 @@ pub enum CommandOf<U> {
     /// create have `EventTerms::without_terms`.
     CreateEventWithTerms {
         tenant: String,
-        spec: EventSpec,
+        spec: Box<EventSpec>,
         draw: Option<crate::draw::DrawSpec>,
         terms: crate::terms::EventTerms,
     },
@@ -676,6 +682,18 @@ pub struct LevelSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A request stays small: the large, rare variants keep their specs boxed (a request
+    /// of 408 bytes cost the standard mix 10%).
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_request_fits_in_three_cache_lines() {
+        assert!(
+            std::mem::size_of::<Request>() <= 3 * 64,
+            "{}",
+            std::mem::size_of::<Request>()
+        );
+    }
 
     /// JSON keeps a user by name as the plain string it was before ids; the log's bincode
     /// is the enum (golden bytes in `wire`).

@@ -579,7 +579,7 @@ mod tests {
                 1_000,
                 &Request::new(Command::CreateEvent {
                     tenant: "demo".into(),
-                    spec: show_spec(seats),
+                    spec: Box::new(show_spec(seats)),
                 }),
             );
             assert!(outcome.result.is_ok(), "{outcome:?}");
@@ -648,7 +648,7 @@ mod tests {
             &mut engine,
             Command::CreateEvent {
                 tenant: "demo".into(),
-                spec,
+                spec: Box::new(spec),
             },
         );
         for user in 0..6 {

@@ -476,7 +476,7 @@ mod tests {
         use crate::terms::{CancellationPolicy, CancellationRefund, EventTerms};
         let request = Request::new(Command::CreateEventWithTerms {
             tenant: "t".into(),
-            spec: EventSpec {
+            spec: Box::new(EventSpec {
                 name: "n".into(),
                 description: String::new(),
                 city: "c".into(),
@@ -499,7 +499,7 @@ mod tests {
                     category: "s".into(),
                     capacity: 8,
                 }],
-            },
+            }),
             draw: None,
             terms: EventTerms {
                 currency: "EUR".into(),

@@ -55,7 +55,7 @@ impl Harness {
         match self
             .run(Command::CreateEvent {
                 tenant: "t1".into(),
-                spec,
+                spec: Box::new(spec),
             })
             .result
         {
@@ -353,7 +353,7 @@ pub fn desk_spec(agents: u32, slot_minutes: u64) -> DeskSpec {
 pub fn create_desk(tenant: &str, spec: DeskSpec) -> Command {
     Command::CreateDesk {
         tenant: tenant.into(),
-        spec,
+        spec: Box::new(spec),
     }
 }
 

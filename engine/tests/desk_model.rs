@@ -124,11 +124,11 @@ impl Model {
         match command {
             Command::CreateDesk { tenant, spec } => {
                 let desk = DeskId(self.desks.len() as u32);
-                self.desks.push((tenant.clone(), spec.clone()));
+                self.desks.push((tenant.clone(), (**spec).clone()));
                 Ok(Reply::DeskCreated {
                     desk,
                     tenant: tenant.clone(),
-                    spec: Box::new(spec.clone()),
+                    spec: spec.clone(),
                 })
             }
             Command::CreateDeskTicket {
@@ -587,14 +587,14 @@ fn resolve(model: &Model, issued: &Issued, op: &Op) -> Request {
             hold_ttl_ms,
         } => Command::CreateDesk {
             tenant: TENANTS[*tenant].into(),
-            spec: desk_spec(
+            spec: Box::new(desk_spec(
                 *agents,
                 *slot,
                 *horizon_slots,
                 *horizon_extra,
                 levels,
                 *hold_ttl_ms,
-            ),
+            )),
         },
         Op::Ticket {
             user,

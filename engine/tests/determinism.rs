@@ -115,7 +115,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
             clock_ms,
             wire::encode_request(&Request::new(Command::CreateEvent {
                 tenant: (*tenant).into(),
-                spec: spec.clone(),
+                spec: Box::new(spec.clone()),
             })),
         ));
     }
@@ -140,7 +140,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
         clock_ms,
         wire::encode_request(&Request::new(Command::CreateDesk {
             tenant: "t1".into(),
-            spec: desk,
+            spec: Box::new(desk),
         })),
     ));
     let (mut holds_issued, mut confirms_issued, mut waiters_issued, mut desk_tickets_issued) =
@@ -255,7 +255,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
                 Command::UpdateEvent {
                     tenant: tenant.into(),
                     event: EventId(event_index),
-                    patch,
+                    patch: Box::new(patch),
                 }
             }
             74 if rng.chance(10) => Command::CancelEvent {
@@ -531,7 +531,7 @@ fn wide_log(count: usize) -> Vec<(u64, Vec<u8>)> {
     let create = Request::with_key(
         Command::CreateEvent {
             tenant: "t1".into(),
-            spec,
+            spec: Box::new(spec),
         },
         "create",
     );

@@ -17,7 +17,7 @@ const SEED: [u8; 32] = [7; 32];
 fn create_with_draw(h: &mut Harness, spec: EventSpec, seed: &[u8; 32]) -> Outcome {
     h.run(Command::CreateEventWithDraw {
         tenant: "t1".into(),
-        spec,
+        spec: Box::new(spec),
         draw: DrawSpec {
             arrival_window_ms: WINDOW_MS,
             commitment: draw::commitment_of(seed),
@@ -155,7 +155,7 @@ fn an_arrival_window_needs_an_opening_in_the_future_and_a_bounded_length() {
     let refused = |h: &mut Harness, spec: EventSpec, arrival_window_ms: u64| {
         h.run(Command::CreateEventWithDraw {
             tenant: "t1".into(),
-            spec,
+            spec: Box::new(spec),
             draw: DrawSpec {
                 arrival_window_ms,
                 commitment: [0; 32],
@@ -222,10 +222,10 @@ fn a_pending_draw_fixes_the_opening_and_ends_with_its_event() {
         Command::UpdateEvent {
             tenant: "t1".into(),
             event: ev,
-            patch: EventPatch {
+            patch: Box::new(EventPatch {
                 sales_open_at_ms: Some(Some(OPEN_MS + 1)),
                 ..EventPatch::default()
-            },
+            }),
         },
         "rejected Invalid { reason: \"sales_open_at cannot move while its arrival window's draw is pending\" }",
     );
@@ -430,10 +430,10 @@ fn a_window_can_be_opened_on_an_existing_event() {
     let moved = h.run(Command::UpdateEvent {
         tenant: "t1".into(),
         event: ev,
-        patch: EventPatch {
+        patch: Box::new(EventPatch {
             sales_open_at_ms: Some(Some(OPEN_MS)),
             ..EventPatch::default()
-        },
+        }),
     });
     assert!(moved.result.is_ok(), "{moved:?}");
     check(&mut h, open(ev, "t2"), "rejected NotFound { what: Event }");

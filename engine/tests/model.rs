@@ -522,7 +522,7 @@ impl Model {
                 Ok(Reply::EventCreated {
                     event,
                     tenant: tenant.clone(),
-                    spec: Box::new(spec.clone()),
+                    spec: spec.clone(),
                 })
             }
             Command::UpdateEvent {
@@ -2178,7 +2178,7 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
                     TENANTS[*tenant].into()
                 },
                 event: EventId(*event),
-                patch: patch.clone(),
+                patch: Box::new(patch.clone()),
             }
         }
         Op::CancelEvent { event, tenant } => {
@@ -2243,7 +2243,7 @@ fn run_observed(
     for (tenant, spec) in events(crowded) {
         let request = Request::new(Command::CreateEvent {
             tenant: tenant.into(),
-            spec,
+            spec: Box::new(spec),
         });
         let outcome = engine.apply(offset, clock_ms, &request);
         let outcome = engine.named(outcome);
@@ -2311,7 +2311,7 @@ fn run_on_shards(steps: &[Step], crowded: bool) {
         .map(|(offset, (tenant, spec))| {
             let command = Command::CreateEvent {
                 tenant: tenant.into(),
-                spec,
+                spec: Box::new(spec),
             };
             (offset as u64, T0, Request::new(command))
         })

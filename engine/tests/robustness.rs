@@ -215,8 +215,8 @@ fn selection() -> impl Strategy<Value = Selection> {
 
 fn command() -> impl Strategy<Value = Command> {
     prop_oneof![
-        1 => (text(), event_spec()).prop_map(|(tenant, spec)| Command::CreateEvent { tenant, spec }),
-        1 => (text(), event_id(), patch()).prop_map(|(tenant, event, patch)| Command::UpdateEvent { tenant, event, patch }),
+        1 => (text(), event_spec()).prop_map(|(tenant, spec)| Command::CreateEvent { tenant, spec: Box::new(spec) }),
+        1 => (text(), event_id(), patch()).prop_map(|(tenant, event, patch)| Command::UpdateEvent { tenant, event, patch: Box::new(patch) }),
         1 => (text(), event_id()).prop_map(|(tenant, event)| Command::CancelEvent { tenant, event }),
         1 => (text(), event_id(), text()).prop_map(|(tenant, event, code)| Command::CheckIn { tenant, event, code }),
         1 => (text(), event_id(), any::<u64>(), any::<u32>()).prop_map(|(tenant, event, booking, index)| Command::CheckInTicket { tenant, event, ticket: TicketId { booking: BookingId(booking), index } }),
@@ -227,7 +227,7 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (text(), event_id(), small_u32(), proptest::option::of(name()), any::<bool>())
             .prop_map(|(user, event, quantity, category, together)| Command::JoinWaitlist { user: user.into(), event, quantity, category, together }),
         1 => (text(), small_u64()).prop_map(|(user, waiter)| Command::LeaveWaitlist { user: user.into(), waiter: WaiterId(waiter) }),
-        1 => (text(), desk_spec()).prop_map(|(tenant, spec)| Command::CreateDesk { tenant, spec }),
+        1 => (text(), desk_spec()).prop_map(|(tenant, spec)| Command::CreateDesk { tenant, spec: Box::new(spec) }),
         2 => (text(), small_u32(), name(), any::<bool>()).prop_map(|(user, desk, level, hold_only)| Command::CreateDeskTicket { user: user.into(), desk: DeskId(desk), level, hold_only }),
         1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::ConfirmDeskTicket { user: user.into(), desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
         1 => (text(), small_u32(), small_u64()).prop_map(|(user, desk, ticket)| Command::CancelDeskTicket { user: user.into(), desk: DeskId(desk), ticket: DeskTicketId(ticket) }),
@@ -438,7 +438,7 @@ impl Harness {
                 T0,
                 &Request::new(Command::CreateEvent {
                     tenant: tenant.into(),
-                    spec,
+                    spec: Box::new(spec),
                 }),
             );
             assert!(outcome.result.is_ok(), "{outcome:?}");
@@ -459,7 +459,7 @@ impl Harness {
                 T0,
                 &Request::new(Command::CreateDesk {
                     tenant: "a".into(),
-                    spec: desk
+                    spec: Box::new(desk)
                 })
             )
             .result
@@ -814,10 +814,10 @@ fn nonsensical_commands_get_precise_rejections() {
             Command::UpdateEvent {
                 tenant: "a".into(),
                 event: EventId(0),
-                patch: EventPatch {
+                patch: Box::new(EventPatch {
                     seats_per_user_max: Some(Some(0)),
                     ..EventPatch::default()
-                },
+                }),
             },
             invalid("seats per user must be at least 1"),
         ),
@@ -825,11 +825,11 @@ fn nonsensical_commands_get_precise_rejections() {
             Command::UpdateEvent {
                 tenant: "a".into(),
                 event: EventId(0),
-                patch: EventPatch {
+                patch: Box::new(EventPatch {
                     sales_open_at_ms: Some(Some(5)),
                     sales_close_at_ms: Some(Some(5)),
                     ..EventPatch::default()
-                },
+                }),
             },
             invalid("sales_close_at is not after sales_open_at"),
         ),
@@ -870,69 +870,69 @@ fn nonsensical_commands_get_precise_rejections() {
         (
             Command::CreateEvent {
                 tenant: " ".into(),
-                spec: common::theatre(1, 1),
+                spec: Box::new(common::theatre(1, 1)),
             },
             invalid("tenant must not be empty"),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: EventSpec {
+                spec: Box::new(EventSpec {
                     hold_ttl_ms: u64::MAX,
                     ..common::theatre(1, 1)
-                },
+                }),
             },
             invalid("hold TTL must be from 1000 to 7200000 ms"),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: EventSpec {
+                spec: Box::new(EventSpec {
                     seats_per_order_max: u32::MAX,
                     ..common::theatre(1, 1)
-                },
+                }),
             },
             invalid("seats per order must be from 1 to 100"),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: common::festival(u32::MAX),
+                spec: Box::new(common::festival(u32::MAX)),
             },
             invalid("a pool's capacity must be from 1 to 10000000"),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: common::theatre(1, u32::MAX),
+                spec: Box::new(common::theatre(1, u32::MAX)),
             },
             invalid("an event has at most 1000000 seats in 100000 rows"),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: common::theatre(1, 0),
+                spec: Box::new(common::theatre(1, 0)),
             },
             invalid(r#"row "1" in section "A" has no seats"#),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: priced(PRICE_CENTS_MAX + 1),
+                spec: Box::new(priced(PRICE_CENTS_MAX + 1)),
             },
             invalid(r#"category "Standard" costs more than 1000000000 cents"#),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: priced(1 << 63),
+                spec: Box::new(priced(1 << 63)),
             },
             invalid(r#"category "Standard" costs more than 1000000000 cents"#),
         ),
         (
             Command::CreateEvent {
                 tenant: "a".into(),
-                spec: priced(u64::MAX),
+                spec: Box::new(priced(u64::MAX)),
             },
             invalid(r#"category "Standard" costs more than 1000000000 cents"#),
         ),
@@ -1055,7 +1055,7 @@ fn desk_specs_with_extreme_durations_are_refused_and_bounded_ones_never_overflow
             T0,
             &Request::new(Command::CreateDesk {
                 tenant: "a".into(),
-                spec: spec(slot_ms, horizon_ms, deadline_ms),
+                spec: Box::new(spec(slot_ms, horizon_ms, deadline_ms)),
             }),
         );
         assert_eq!(created.result, too_long);
@@ -1065,7 +1065,7 @@ fn desk_specs_with_extreme_durations_are_refused_and_bounded_ones_never_overflow
         T0,
         &Request::new(Command::CreateDesk {
             tenant: "a".into(),
-            spec: spec(longest / 4, longest, longest),
+            spec: Box::new(spec(longest / 4, longest, longest)),
         }),
     );
     let Ok(Reply::DeskCreated { desk, .. }) = created.result else {
@@ -1103,7 +1103,7 @@ fn an_event_with_more_sections_than_a_section_index_holds_is_refused() {
         T0,
         &Request::new(Command::CreateEvent {
             tenant: "a".into(),
-            spec,
+            spec: Box::new(spec),
         }),
     );
     assert_eq!(
@@ -1123,7 +1123,7 @@ fn an_event_with_more_sections_than_a_section_index_holds_is_refused() {
         T0,
         &Request::new(Command::CreateEvent {
             tenant: "a".into(),
-            spec,
+            spec: Box::new(spec),
         }),
     );
     assert_eq!(

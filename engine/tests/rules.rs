@@ -271,7 +271,7 @@ fn totals_are_exact_at_the_maximum_price() {
         let mut h = Harness::new();
         let created = h.run(Command::CreateEvent {
             tenant: "t1".into(),
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
         });
         let total = match created.result {
             Ok(Reply::EventCreated { event, .. }) => {
@@ -1215,14 +1215,14 @@ fn event_updates_change_limits_and_windows_but_not_seats() {
         Command::UpdateEvent {
             tenant: "t2".into(),
             event: ev,
-            patch: patch.clone(),
+            patch: Box::new(patch.clone()),
         },
         "rejected NotFound { what: Event }",
     );
     let outcome = h.run(Command::UpdateEvent {
         tenant: "t1".into(),
         event: ev,
-        patch,
+        patch: Box::new(patch),
     });
     assert!(matches!(outcome.result, Ok(Reply::EventUpdated { .. })));
     check(
@@ -1239,7 +1239,7 @@ fn event_updates_change_limits_and_windows_but_not_seats() {
         Command::UpdateEvent {
             tenant: "t1".into(),
             event: ev,
-            patch: bad,
+            patch: Box::new(bad),
         },
         r#"rejected Invalid { reason: "hold TTL must be from 1000 to 7200000 ms" }"#,
     );
@@ -1306,7 +1306,7 @@ fn invalid_event_specs_are_rejected() {
     for (spec, reason) in cases {
         let outcome = h.run(Command::CreateEvent {
             tenant: "t1".into(),
-            spec,
+            spec: Box::new(spec),
         });
         assert_eq!(
             outcome.result,
@@ -1320,7 +1320,7 @@ fn invalid_event_specs_are_rejected() {
     assert_eq!(
         h.run(Command::CreateEvent {
             tenant: "t1".into(),
-            spec
+            spec: Box::new(spec)
         })
         .result,
         Err(Rejection::NotFound {
@@ -1941,7 +1941,7 @@ fn terms(currency: &str, hours: Option<u32>, refund: CancellationRefund) -> Even
 fn create_with_terms(spec: EventSpec, terms: EventTerms) -> Command {
     Command::CreateEventWithTerms {
         tenant: "t1".into(),
-        spec,
+        spec: Box::new(spec),
         draw: None,
         terms,
     }
@@ -2013,10 +2013,10 @@ fn a_user_may_cancel_until_the_events_cutoff_and_not_at_it() {
         Command::UpdateEvent {
             tenant: "t1".into(),
             event: ev,
-            patch: EventPatch {
+            patch: Box::new(EventPatch {
                 starts_at_ms: Some(T0 + 48 * 3_600_000),
                 ..EventPatch::default()
-            },
+            }),
         },
         &format!(
             "{:?}",
@@ -2092,7 +2092,7 @@ fn bad_terms_are_refused_and_create_nothing() {
     spec.sales_open_at_ms = Some(T0 + 3_600_000);
     let outcome = h.run(Command::CreateEventWithTerms {
         tenant: "t1".into(),
-        spec,
+        spec: Box::new(spec),
         draw: Some(engine::draw::DrawSpec {
             arrival_window_ms: 600_000,
             commitment: engine::draw::commitment_of(&[7; engine::draw::DRAW_BYTES]),

@@ -90,7 +90,7 @@ fn a_shard_gives_out_its_own_ids_and_refuses_every_other_as_not_found() {
             Command::UpdateEvent {
                 tenant: tenant(),
                 event: other,
-                patch: EventPatch::default(),
+                patch: Box::new(EventPatch::default()),
             },
             Command::CancelEvent {
                 tenant: tenant(),

@@ -1374,7 +1374,7 @@ mod tests {
             1_000,
             Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: spec(),
+                spec: Box::new(spec()),
             },
         );
         let first = check.run(
@@ -1533,7 +1533,7 @@ mod tests {
         let mut check = Check::new();
         let create = Command::CreateEvent {
             tenant: "demo".into(),
-            spec: spec(),
+            spec: Box::new(spec()),
         };
         check.run(1_000, create);
         let gold = |quantity| Selection::Best {
@@ -1711,7 +1711,7 @@ mod tests {
             let mut now_ms = 1_000;
             let created = check.run(now_ms, Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: small_spec(policy),
+                spec: Box::new(small_spec(policy)),
             });
             prop_assert!(created.result.is_ok(), "{:?}", created.result);
             let mut holds: Vec<(HoldId, String)> = Vec::new();
@@ -1761,14 +1761,14 @@ mod tests {
                     Op::Update { hold_ttl_ms, strict, seats_per_user_max } => Command::UpdateEvent {
                         tenant: "demo".into(),
                         event: EventId(0),
-                        patch: EventPatch {
+                        patch: Box::new(EventPatch {
                             hold_ttl_ms,
                             waitlist_policy: strict.map(|strict| {
                                 if strict { WaitlistPolicy::Strict } else { WaitlistPolicy::SkipAhead }
                             }),
                             seats_per_user_max,
                             ..EventPatch::default()
-                        },
+                        }),
                     },
                     Op::CancelEvent => Command::CancelEvent {
                         tenant: "demo".into(),

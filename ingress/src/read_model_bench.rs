@@ -98,7 +98,7 @@ pub fn copy_pause_bench(purchases: u64) -> CopyPause {
         };
         let made = driver.apply(Command::CreateEvent {
             tenant: "bench".into(),
-            spec,
+            spec: Box::new(spec),
         });
         assert!(made.result.is_ok(), "{:?}", made.result);
     }

@@ -560,7 +560,7 @@ mod tests {
             0,
             &engine::Request::new(engine::Command::CreateEvent {
                 tenant: "demo".into(),
-                spec,
+                spec: Box::new(spec),
             }),
         );
         assert!(outcome.result.is_ok(), "{outcome:?}");
@@ -745,7 +745,7 @@ mod tests {
             0,
             &engine::Request::new(engine::Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: spec.clone(),
+                spec: Box::new(spec.clone()),
             }),
         )
     }
@@ -1033,7 +1033,7 @@ mod tests {
                 0,
                 &engine::Request::new(engine::Command::CreateEvent {
                     tenant: "demo".into(),
-                    spec: spec.clone(),
+                    spec: Box::new(spec.clone()),
                 }),
             );
             let Ok(engine::Reply::EventCreated { event, .. }) = created.result else {
@@ -1045,7 +1045,7 @@ mod tests {
                 &engine::Request::new(engine::Command::UpdateEvent {
                     tenant: "demo".into(),
                     event,
-                    patch: patch.clone(),
+                    patch: Box::new(patch.clone()),
                 }),
             );
             assert_eq!(

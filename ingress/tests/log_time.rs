@@ -81,7 +81,7 @@ async fn sales_status_follows_log_time_not_the_wall_clock() {
         LOG_TIME_MS,
         &Request::new(Command::CreateEvent {
             tenant: "demo".into(),
-            spec: spec(),
+            spec: Box::new(spec()),
         }),
     );
     assert!(created.result.is_ok(), "{created:?}");

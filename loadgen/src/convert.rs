@@ -33,7 +33,7 @@ pub fn http_to_engine(call: &Call) -> Option<Request> {
     let command = match (call.method.as_str(), segments.as_slice()) {
         ("POST", ["v1", "admin", "events"]) => Command::CreateEvent {
             tenant: tenant()?,
-            spec: event_spec(&body)?,
+            spec: Box::new(event_spec(&body)?),
         },
         ("DELETE", ["v1", "admin", "events", event]) => Command::CancelEvent {
             tenant: tenant()?,

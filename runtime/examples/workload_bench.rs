@@ -121,7 +121,7 @@ fn create_events(events: u32, seats: u32, keys: bool) -> impl Iterator<Item = Ve
         request(
             Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: event_spec(seats),
+                spec: Box::new(event_spec(seats)),
             },
             keys,
             u64::from(event),
@@ -256,7 +256,7 @@ fn snapshot(dir: &Path, events: u32, seats: u32, holds: u64, keys: bool, keyed: 
             let create = request(
                 Command::CreateEvent {
                     tenant: "demo".into(),
-                    spec: event_spec(10_000),
+                    spec: Box::new(event_spec(10_000)),
                 },
                 keys,
                 3_000_000_000 + event,

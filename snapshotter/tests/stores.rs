@@ -69,7 +69,7 @@ fn engine_through(last: u64) -> (Engine, Vec<[u8; 32]>) {
         let command = if offset == 0 {
             Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: event_spec(),
+                spec: Box::new(event_spec()),
             }
         } else {
             Command::PlaceHold {

@@ -191,7 +191,7 @@ fn main() {
             START_MS,
             &engine::Request::new(Command::CreateEvent {
                 tenant: "demo".into(),
-                spec,
+                spec: Box::new(spec),
             }),
         );
         let Ok(Reply::EventCreated { event, .. }) = &outcome.result else {

@@ -43,18 +43,18 @@ pub(crate) async fn create_event(
     let command = match (draw, terms) {
         (draw, Some(terms)) => Command::CreateEventWithTerms {
             tenant: tenant.clone(),
-            spec,
+            spec: Box::new(spec),
             draw,
             terms,
         },
         (Some(draw), None) => Command::CreateEventWithDraw {
             tenant: tenant.clone(),
-            spec,
+            spec: Box::new(spec),
             draw,
         },
         (None, None) => Command::CreateEvent {
             tenant: tenant.clone(),
-            spec,
+            spec: Box::new(spec),
         },
     };
     let outcome = submit(&state, key, command).await?;
@@ -154,7 +154,7 @@ pub(crate) async fn patch_event(
         Command::UpdateEvent {
             tenant,
             event: id,
-            patch,
+            patch: Box::new(patch),
         },
     )
     .await?;
@@ -369,7 +369,15 @@ pub(crate) async fn create_desk(
     ApiJson(body): ApiJson<CreateDeskBody>,
 ) -> Result<Response, AppError> {
     let spec = validate::desk_spec(body, &state.config().engine, state.config().desk_hold_ttl)?;
-    let outcome = submit(&state, key, Command::CreateDesk { tenant, spec }).await?;
+    let outcome = submit(
+        &state,
+        key,
+        Command::CreateDesk {
+            tenant,
+            spec: Box::new(spec),
+        },
+    )
+    .await?;
     match &outcome.result {
         Ok(Reply::DeskCreated { desk, .. }) => {
             let response = answer(

@@ -29,7 +29,7 @@ fn append_event_and_hold(logs: &runtime::Logs) -> u64 {
     let records = vec![
         engine::wire::encode_request(&Request::new(Command::CreateEvent {
             tenant: "demo".into(),
-            spec: event_spec(3_600_000),
+            spec: Box::new(event_spec(3_600_000)),
         })),
         engine::wire::encode_request(&Request::new(Command::PlaceHold {
             user: "alice".into(),

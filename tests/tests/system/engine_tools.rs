@@ -91,7 +91,7 @@ fn fill(data_dir: &Path) {
     let mut payloads = vec![engine::wire::encode_request(&Request::with_key(
         Command::CreateEvent {
             tenant: "demo".into(),
-            spec,
+            spec: Box::new(spec),
         },
         "create",
     ))];

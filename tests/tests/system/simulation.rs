@@ -644,7 +644,7 @@ impl Simulation {
         let seats = 2 + self.random.below(5) as u32;
         Command::CreateEvent {
             tenant: "tenant".to_string(),
-            spec: event_spec(rows, seats, 1_000 + self.random.below(3_000)),
+            spec: Box::new(event_spec(rows, seats, 1_000 + self.random.below(3_000))),
         }
     }
 

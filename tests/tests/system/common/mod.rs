@@ -234,7 +234,7 @@ pub fn workload_record(seed: u64, index: u64, hold_ttl_ms: u64) -> Vec<u8> {
         return engine::wire::encode_request(&Request::with_key(
             Command::CreateEvent {
                 tenant: "demo".into(),
-                spec: event_spec(hold_ttl_ms),
+                spec: Box::new(event_spec(hold_ttl_ms)),
             },
             "create",
         ));
@@ -611,7 +611,7 @@ pub fn request(command: Command) -> Vec<u8> {
 pub fn create_event(spec: EventSpec) -> Vec<u8> {
     request(Command::CreateEvent {
         tenant: "demo".into(),
-        spec,
+        spec: Box::new(spec),
     })
 }
 
