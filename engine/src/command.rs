@@ -173,11 +173,11 @@ pub type NamedCommand = CommandOf<String>;
 /// A command whose users are named by `U` (see [`Command`] and [`NamedCommand`]): one
 /// definition for both wire versions, so they cannot drift apart.
 ///
-/// Perf: the specs of the rare organiser commands are boxed (a `Box<T>` encodes exactly as
-/// `T`, so the wire is unchanged), so a request is 144 bytes instead of 408: the holds and
-/// confirms that are nearly every record span about two cache lines, not six (+10% on the
-/// standard mix, whose log of 200,000 decoded records is read once: BENCHMARKS.md,
-/// "Session 29").
+/// Perf: the specs, draws, terms and seeds of the rare organiser commands are boxed (a
+/// `Box<T>` encodes exactly as `T`, so the wire is unchanged), so a request is 88 bytes
+/// instead of 408: the holds and confirms that are nearly every record span one or two
+/// cache lines, not six or seven (+10%, then +3%, on the standard mix, whose log of
+/// 200,000 decoded records is read once: BENCHMARKS.md, "Session 29").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOf<U> {
     CreateEvent {
@@ -278,7 +278,7 @@ pub enum CommandOf<U> {
     CreateEventWithDraw {
         tenant: String,
         spec: Box<EventSpec>,
-        draw: crate::draw::DrawSpec,
+        draw: Box<crate::draw::DrawSpec>,
     },
     /// Opens an arrival window on an existing event (one without one, whose
     /// `sales_open_at` is in the future): as `CreateEventWithDraw` does at creation.
@@ -286,14 +286,14 @@ pub enum CommandOf<U> {
     OpenArrivalWindow {
         tenant: String,
         event: EventId,
-        draw: crate::draw::DrawSpec,
+        draw: Box<crate::draw::DrawSpec>,
     },
     /// The organiser reveals the draw's seed (before opening); it must match the
     /// commitment.
     RevealDrawSeed {
         tenant: String,
         event: EventId,
-        seed: [u8; crate::draw::DRAW_BYTES],
+        seed: Box<[u8; crate::draw::DRAW_BYTES]>,
     },
     /// An event with its terms of sale (`crate::terms`: currency, cancellation policy) and,
     /// optionally, an arrival window as `CreateEventWithDraw` has. A variant of its own so
@@ -302,8 +302,8 @@ pub enum CommandOf<U> {
     CreateEventWithTerms {
         tenant: String,
         spec: Box<EventSpec>,
-        draw: Option<crate::draw::DrawSpec>,
-        terms: crate::terms::EventTerms,
+        draw: Option<Box<crate::draw::DrawSpec>>,
+        terms: Box<crate::terms::EventTerms>,
     },
 }
 
@@ -683,13 +683,13 @@ pub struct LevelSpec {
 mod tests {
     use super::*;
 
-    /// A request stays small: the large, rare variants keep their specs boxed (a request
-    /// of 408 bytes cost the standard mix 10%).
+    /// A request stays small: the large, rare variants keep their payloads boxed (a
+    /// request of 408 bytes cost the standard mix 13%).
     #[cfg(target_pointer_width = "64")]
     #[test]
-    fn a_request_fits_in_three_cache_lines() {
+    fn a_request_fits_in_two_cache_lines() {
         assert!(
-            std::mem::size_of::<Request>() <= 3 * 64,
+            std::mem::size_of::<Request>() <= 2 * 64,
             "{}",
             std::mem::size_of::<Request>()
         );

@@ -373,7 +373,7 @@ impl Engine {
                 spec,
                 draw,
                 terms,
-            } => self.create_event_with(tenant, spec, draw.as_ref(), Some(terms)),
+            } => self.create_event_with(tenant, spec, draw.as_deref(), Some(terms)),
             Command::RevealDrawSeed {
                 tenant,
                 event,

@@ -501,13 +501,13 @@ mod tests {
                 }],
             }),
             draw: None,
-            terms: EventTerms {
+            terms: Box::new(EventTerms {
                 currency: "EUR".into(),
                 cancellation: CancellationPolicy {
                     until_hours_before_start: Some(48),
                     refund: CancellationRefund::None,
                 },
-            },
+            }),
         });
         let bytes = encode_request(&request);
         #[rustfmt::skip]

@@ -18,10 +18,10 @@ fn create_with_draw(h: &mut Harness, spec: EventSpec, seed: &[u8; 32]) -> Outcom
     h.run(Command::CreateEventWithDraw {
         tenant: "t1".into(),
         spec: Box::new(spec),
-        draw: DrawSpec {
+        draw: Box::new(DrawSpec {
             arrival_window_ms: WINDOW_MS,
             commitment: draw::commitment_of(seed),
-        },
+        }),
     })
 }
 
@@ -36,7 +36,7 @@ fn reveal(seed: [u8; 32]) -> Command {
     Command::RevealDrawSeed {
         tenant: "t1".into(),
         event: EventId(0),
-        seed,
+        seed: Box::new(seed),
     }
 }
 
@@ -156,10 +156,10 @@ fn an_arrival_window_needs_an_opening_in_the_future_and_a_bounded_length() {
         h.run(Command::CreateEventWithDraw {
             tenant: "t1".into(),
             spec: Box::new(spec),
-            draw: DrawSpec {
+            draw: Box::new(DrawSpec {
                 arrival_window_ms,
                 commitment: [0; 32],
-            },
+            }),
         })
         .result
         .unwrap_err()
@@ -410,10 +410,10 @@ fn a_window_can_be_opened_on_an_existing_event() {
     let open = |event: EventId, tenant: &str| Command::OpenArrivalWindow {
         tenant: tenant.into(),
         event,
-        draw: DrawSpec {
+        draw: Box::new(DrawSpec {
             arrival_window_ms: WINDOW_MS,
             commitment: draw::commitment_of(&SEED),
-        },
+        }),
     };
     check(
         &mut h,

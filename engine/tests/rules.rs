@@ -1943,7 +1943,7 @@ fn create_with_terms(spec: EventSpec, terms: EventTerms) -> Command {
         tenant: "t1".into(),
         spec: Box::new(spec),
         draw: None,
-        terms,
+        terms: Box::new(terms),
     }
 }
 
@@ -2093,11 +2093,11 @@ fn bad_terms_are_refused_and_create_nothing() {
     let outcome = h.run(Command::CreateEventWithTerms {
         tenant: "t1".into(),
         spec: Box::new(spec),
-        draw: Some(engine::draw::DrawSpec {
+        draw: Some(Box::new(engine::draw::DrawSpec {
             arrival_window_ms: 600_000,
             commitment: engine::draw::commitment_of(&[7; engine::draw::DRAW_BYTES]),
-        }),
-        terms: terms("EUR", Some(0), CancellationRefund::Full),
+        })),
+        terms: Box::new(terms("EUR", Some(0), CancellationRefund::Full)),
     });
     let rendered = render(&h.engine, &outcome);
     assert!(

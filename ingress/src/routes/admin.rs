@@ -44,13 +44,13 @@ pub(crate) async fn create_event(
         (draw, Some(terms)) => Command::CreateEventWithTerms {
             tenant: tenant.clone(),
             spec: Box::new(spec),
-            draw,
-            terms,
+            draw: draw.map(Box::new),
+            terms: Box::new(terms),
         },
         (Some(draw), None) => Command::CreateEventWithDraw {
             tenant: tenant.clone(),
             spec: Box::new(spec),
-            draw,
+            draw: Box::new(draw),
         },
         (None, None) => Command::CreateEvent {
             tenant: tenant.clone(),
@@ -448,7 +448,7 @@ pub(crate) async fn open_arrival_window(
     let command = Command::OpenArrivalWindow {
         tenant,
         event: id,
-        draw,
+        draw: Box::new(draw),
     };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
@@ -493,7 +493,7 @@ pub(crate) async fn reveal_draw_seed(
     let command = Command::RevealDrawSeed {
         tenant,
         event: id,
-        seed,
+        seed: Box::new(seed),
     };
     let outcome = submit(&state, key, command).await?;
     match &outcome.result {
