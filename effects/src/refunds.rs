@@ -225,7 +225,7 @@ pub(crate) fn observe(
                 view.booking.into(),
                 BookingPayment {
                     hold: view.hold.into(),
-                    payment_id: view.payment_ref.clone(),
+                    payment_id: view.payment_ref.to_string(),
                     amount_cents: view.total_cents,
                 },
             )),

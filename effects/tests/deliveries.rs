@@ -153,7 +153,7 @@ fn sale(offset: u64) -> Outcome {
                 quantity: 1,
             },
             total_cents: 100,
-            payment_ref: String::new(),
+            payment_ref: "".into(),
             booked_at_ms: 1_700_000_000_000,
         }),
         vec![Effect::HoldExpired {

@@ -75,6 +75,10 @@ impl UserNames {
 /// exactly like a `Vec<u32>` (a length, then the indices).
 pub type SeatList = std::sync::Arc<[u32]>;
 
+/// A booking's payment reference as the confirmation gave it. Shared: the engine's booking
+/// and every view of it hold the same text. Encodes exactly like a `String`.
+pub type PaymentRef = std::sync::Arc<str>;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome<U = UserName> {
     /// The log offset of the request this answers.
@@ -153,7 +157,9 @@ pub struct BookingView<U = UserName> {
     pub user: U,
     pub items: Items,
     pub total_cents: u64,
-    pub payment_ref: String,
+    /// Shared with the engine's booking (encoded as a string): a confirmation copies the
+    /// reference once, into the booking, and its view counts one more owner.
+    pub payment_ref: PaymentRef,
     pub booked_at_ms: u64,
     // No ticket list: a booking's tickets follow from it ([`BookingView::tickets`]).
 }

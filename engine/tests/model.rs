@@ -1216,7 +1216,7 @@ impl Model {
             user: booking.user.as_str().into(),
             items: booking.items.clone(),
             total_cents: booking.total_cents,
-            payment_ref: booking.payment_ref.clone(),
+            payment_ref: booking.payment_ref.as_str().into(),
             booked_at_ms: booking.booked_at_ms,
         }
     }

@@ -287,7 +287,7 @@ pub(crate) fn booking_response(
             .unwrap_or_default(),
         quantity: view.items.quantity(),
         total_cents: view.total_cents,
-        payment_ref: view.payment_ref.clone(),
+        payment_ref: view.payment_ref.to_string(),
         booked_at: times::format(view.booked_at_ms),
         status: if canceled { "canceled" } else { "confirmed" }.to_string(),
         tickets: view
@@ -388,7 +388,7 @@ pub(crate) fn attendees(
                         checked_in: booking.tickets_used.get(index).copied().unwrap_or(false),
                     })
                     .collect(),
-                payment_ref: view.payment_ref.clone(),
+                payment_ref: view.payment_ref.to_string(),
                 refund_id: booking
                     .canceled
                     .then(|| refund_of(view.hold, &view.payment_ref))

@@ -68,7 +68,7 @@ fn answer(kind: &str, i: u64) -> Result<Reply, engine::Rejection> {
             user: user(i).into(),
             items: Items::Seats(vec![seat, seat + 1].into()),
             total_cents: 10_000,
-            payment_ref: format!("pay_{:016x}", i * 104_729),
+            payment_ref: format!("pay_{:016x}", i * 104_729).into(),
             booked_at_ms: T0 + i / 25,
         })),
         other => panic!("unknown kind {other}"),

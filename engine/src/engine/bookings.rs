@@ -71,7 +71,7 @@ impl Engine {
             user: hold.user,
             items: hold.items,
             total_cents,
-            payment_ref: payment_ref.to_string(),
+            payment_ref: PaymentRef::from(payment_ref),
             booked_at_ms: self.state.now_ms,
             tickets_used: TicketsUsed::unused(quantity),
             canceled: false,

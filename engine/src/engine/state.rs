@@ -595,7 +595,7 @@ pub(crate) struct Booking {
     pub(crate) user: UserId,
     pub(crate) items: Items,
     pub(crate) total_cents: u64,
-    pub(crate) payment_ref: String,
+    pub(crate) payment_ref: PaymentRef,
     pub(crate) booked_at_ms: u64,
     pub(crate) tickets_used: TicketsUsed,
     pub(crate) canceled: bool,

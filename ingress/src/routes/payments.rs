@@ -61,7 +61,7 @@ fn hold_price(state: &AppState, hold: HoldId) -> Option<HoldPrice> {
     let booking_payment_ref = match record.status {
         HoldStatus::Confirmed(booking) => model
             .booking(booking)
-            .map(|booking| booking.view.payment_ref.clone()),
+            .map(|booking| booking.view.payment_ref.to_string()),
         _ => None,
     };
     Some(HoldPrice {
@@ -380,7 +380,7 @@ fn tenant_bookings(state: &AppState, tenant: &str) -> Vec<LoggedBooking> {
                     event: event.id,
                     hold: booking.view.hold,
                     booking: booking.view.booking,
-                    payment_ref: booking.view.payment_ref.clone(),
+                    payment_ref: booking.view.payment_ref.to_string(),
                     total_cents: booking.view.total_cents,
                     canceled: booking.canceled,
                     booked_at_ms: booking.view.booked_at_ms,

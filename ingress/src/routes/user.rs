@@ -350,7 +350,7 @@ pub(crate) async fn get_booking(
         .shared
         .control
         .refund_of(booking.view.hold)
-        .filter(|refund| booking.canceled && refund.payment_id == booking.view.payment_ref)
+        .filter(|refund| booking.canceled && *refund.payment_id == *booking.view.payment_ref)
         .and_then(|refund| refund.refund_id);
     Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
 }
