@@ -404,13 +404,12 @@ impl Generator {
                 self.hold(event, Selection::SeatIndices(seats), false)
             }
             Kind::HoldBestTogether | Kind::HoldBestAny => {
-                let category = self
-                    .rng
-                    .chance(50)
-                    .then(|| shape.categories()[self.rng.below(2) as usize].to_string());
+                // Premium or Standard by index (`Shape::categories`' order), as the
+                // ingress appends them (it resolves the names).
+                let category = self.rng.chance(50).then(|| self.rng.below(2) as u16);
                 self.hold(
                     event,
-                    Selection::Best {
+                    Selection::BestIndexed {
                         quantity,
                         category,
                         together: kind == Kind::HoldBestTogether,
@@ -421,14 +420,11 @@ impl Generator {
             Kind::HoldGeneralAdmission => {
                 // Shows have no standing pool; the stadium (event 0) has.
                 let event = if shape.standing > 0 { event } else { 0 };
-                let category = if self.venues.shapes[event as usize].standing > 0 {
-                    Some("Standing".to_string())
-                } else {
-                    None
-                };
+                // Standing is the third category (`Shape::categories`).
+                let category = (self.venues.shapes[event as usize].standing > 0).then_some(2);
                 self.hold(
                     event,
-                    Selection::Best {
+                    Selection::BestIndexed {
                         quantity,
                         category,
                         together: false,
@@ -448,7 +444,7 @@ impl Generator {
                 },
                 None => self.hold(
                     event,
-                    Selection::Best {
+                    Selection::BestIndexed {
                         quantity,
                         category: None,
                         together: false,
@@ -466,14 +462,14 @@ impl Generator {
             }
             Kind::CancelBooking => self.hold(
                 event,
-                Selection::Best {
+                Selection::BestIndexed {
                     quantity,
                     category: None,
                     together: false,
                 },
                 false,
             ),
-            Kind::JoinWaitlist => Command::JoinWaitlist {
+            Kind::JoinWaitlist => Command::JoinWaitlistIndexed {
                 user: self.user().into(),
                 event: EventId(event),
                 quantity: quantity.min(2),

@@ -2,7 +2,8 @@
 //!
 //! Commands carry names as the outside world spells them (seat labels, category
 //! names) or ids that earlier records of the same log fixed (seat indices of the event's
-//! layout, a user's dense id: [`UserRef`]); the engine resolves them, so a command is
+//! layout, category indices of its spec: [`CategoryRef`], a user's dense id: [`UserRef`]);
+//! the engine resolves them, so a command is
 //! meaningful with nothing but the log before it, and a replica needs nothing else.
 
 use crate::ids::{BookingId, DeskId, DeskTicketId, EventId, HoldId, WaiterId};
@@ -305,6 +306,16 @@ pub enum CommandOf<U> {
         draw: Option<Box<crate::draw::DrawSpec>>,
         terms: Box<crate::terms::EventTerms>,
     },
+    /// `JoinWaitlist` with the category by index (see [`Selection::BestIndexed`]): what
+    /// the ingress appends. A variant of its own so `JoinWaitlist` records decode as
+    /// before and are decided the same way.
+    JoinWaitlistIndexed {
+        user: U,
+        event: EventId,
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    },
 }
 
 impl<U> CommandOf<U> {
@@ -316,6 +327,7 @@ impl<U> CommandOf<U> {
             | CommandOf::ReleaseHold { user, .. }
             | CommandOf::CancelBooking { user, .. }
             | CommandOf::JoinWaitlist { user, .. }
+            | CommandOf::JoinWaitlistIndexed { user, .. }
             | CommandOf::LeaveWaitlist { user, .. }
             | CommandOf::CreateDeskTicket { user, .. }
             | CommandOf::ConfirmDeskTicket { user, .. }
@@ -363,6 +375,19 @@ impl<U> CommandOf<U> {
                 category,
                 together,
             } => C::JoinWaitlist {
+                user: map(user),
+                event,
+                quantity,
+                category,
+                together,
+            },
+            C::JoinWaitlistIndexed {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => C::JoinWaitlistIndexed {
                 user: map(user),
                 event,
                 quantity,
@@ -499,6 +524,7 @@ impl NamedCommand {
             | CommandOf::ReleaseHold { user, .. }
             | CommandOf::CancelBooking { user, .. }
             | CommandOf::JoinWaitlist { user, .. }
+            | CommandOf::JoinWaitlistIndexed { user, .. }
             | CommandOf::LeaveWaitlist { user, .. }
             | CommandOf::CreateDeskTicket { user, .. }
             | CommandOf::ConfirmDeskTicket { user, .. }
@@ -527,6 +553,49 @@ pub enum Selection {
     /// engine thread parses no label. An index past the layout is an unknown seat,
     /// named `#<index>`. `Seats` (by label) stays decodable and is decided the same way.
     SeatIndices(Vec<u32>),
+    /// Best available with the category by its index in the event's categories (as the
+    /// spec lists them): what the ingress appends, having resolved the name against its
+    /// copy of the event (category names never change), so the record carries no name and
+    /// the engine thread compares none. An index past the event's categories is an
+    /// unknown category. `Best` (by name) stays decodable and is decided the same way.
+    BestIndexed {
+        quantity: u32,
+        category: Option<u16>,
+        together: bool,
+    },
+}
+
+impl Selection {
+    /// Best available (by category name or index): its quantity, category and whether
+    /// together; `None` for exact seats.
+    pub fn best(&self) -> Option<(u32, Option<CategoryRef<'_>>, bool)> {
+        match self {
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            } => Some((
+                *quantity,
+                category.as_deref().map(CategoryRef::Name),
+                *together,
+            )),
+            Selection::BestIndexed {
+                quantity,
+                category,
+                together,
+            } => Some((*quantity, category.map(CategoryRef::Index), *together)),
+            Selection::Seats(_) | Selection::SeatIndices(_) => None,
+        }
+    }
+}
+
+/// A category as a command names it: by name, as clients spell it, or by index in the
+/// event's categories, as the ingress appends it. The engine resolves either at the same
+/// step of a command, to the same index or the same `NotFound::Category`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CategoryRef<'a> {
+    Name(&'a str),
+    Index(u16),
 }
 
 /// When the head of a waitlist queue cannot be served yet but a later, smaller request

@@ -336,7 +336,20 @@ impl Engine {
                 self.who(user)?,
                 *event,
                 *quantity,
-                category.as_deref(),
+                category.as_deref().map(CategoryRef::Name),
+                *together,
+            ),
+            Command::JoinWaitlistIndexed {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => self.join_waitlist(
+                self.who(user)?,
+                *event,
+                *quantity,
+                category.map(CategoryRef::Index),
                 *together,
             ),
             Command::LeaveWaitlist { user, waiter } => {

@@ -44,7 +44,8 @@ impl IdempotencyScope {
             | CommandOf::PlaceHold { event, .. }
             | CommandOf::RevealDrawSeed { event, .. }
             | CommandOf::OpenArrivalWindow { event, .. }
-            | CommandOf::JoinWaitlist { event, .. } => IdempotencyScope::Event(*event),
+            | CommandOf::JoinWaitlist { event, .. }
+            | CommandOf::JoinWaitlistIndexed { event, .. } => IdempotencyScope::Event(*event),
             CommandOf::CreateDeskTicket { desk, .. }
             | CommandOf::ConfirmDeskTicket { desk, .. }
             | CommandOf::CancelDeskTicket { desk, .. } => IdempotencyScope::Desk(*desk),

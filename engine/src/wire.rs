@@ -468,6 +468,39 @@ mod tests {
         assert!(decode_request(&version_1).is_err());
     }
 
+    /// Categories by index, as the ingress appends them: `Selection::BestIndexed` is
+    /// variant 3 of `Selection` and `JoinWaitlistIndexed` variant 22 of `Command`, after
+    /// every older one (which decode as before); the index is an optional varint.
+    #[test]
+    fn golden_bytes_of_categories_by_index() {
+        let hold = Request::new(Command::PlaceHold {
+            user: crate::UserRef::Id(5),
+            event: EventId(3),
+            selection: Selection::BestIndexed {
+                quantity: 2,
+                category: Some(1),
+                together: true,
+            },
+            wait: false,
+        });
+        let bytes = encode_request(&hold);
+        // Version 2; None; variant 4 (PlaceHold); Id (1) 5; event 3; BestIndexed (3)
+        // quantity 2, Some (1) category 1, together; wait false.
+        assert_eq!(bytes, [2, 0, 4, 1, 5, 3, 3, 2, 1, 1, 1, 0]);
+        assert_eq!(decode_request(&bytes), Ok(hold));
+        let join = Request::new(Command::JoinWaitlistIndexed {
+            user: crate::UserRef::Id(5),
+            event: EventId(3),
+            quantity: 2,
+            category: None,
+            together: false,
+        });
+        let bytes = encode_request(&join);
+        // Version 2; None; variant 22; Id (1) 5; event 3; quantity 2; None; not together.
+        assert_eq!(bytes, [2, 0, 22, 1, 5, 3, 2, 0, 0]);
+        assert_eq!(decode_request(&bytes), Ok(join));
+    }
+
     /// `CreateEventWithTerms` is variant 21, after every older one (which decode as
     /// before); its terms follow the spec and the optional draw.
     #[test]

@@ -533,7 +533,8 @@ pub fn map_command_ids(
         | Command::PlaceHold { event, .. }
         | Command::RevealDrawSeed { event, .. }
         | Command::OpenArrivalWindow { event, .. }
-        | Command::JoinWaitlist { event, .. } => *event = map_event(*event, id),
+        | Command::JoinWaitlist { event, .. }
+        | Command::JoinWaitlistIndexed { event, .. } => *event = map_event(*event, id),
         Command::CheckIn { event, code, .. } => {
             *event = map_event(*event, id);
             *code = match tickets::verify(secret, code) {

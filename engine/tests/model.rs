@@ -62,7 +62,8 @@ fn scope(command: &Command) -> Option<(bool, u32)> {
         | Command::CheckIn { event, .. }
         | Command::CheckInTicket { event, .. }
         | Command::PlaceHold { event, .. }
-        | Command::JoinWaitlist { event, .. } => Some((false, event.0)),
+        | Command::JoinWaitlist { event, .. }
+        | Command::JoinWaitlistIndexed { event, .. } => Some((false, event.0)),
         Command::CreateDeskTicket { desk, .. }
         | Command::ConfirmDeskTicket { desk, .. }
         | Command::CancelDeskTicket { desk, .. } => Some((true, desk.0)),
@@ -564,7 +565,20 @@ impl Model {
                 named(user),
                 *event,
                 *quantity,
-                category.as_deref(),
+                category.as_deref().map(CategoryRef::Name),
+                *together,
+            ),
+            Command::JoinWaitlistIndexed {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => self.join(
+                named(user),
+                *event,
+                *quantity,
+                category.map(CategoryRef::Index),
                 *together,
             ),
             Command::LeaveWaitlist { user, waiter } => self.leave(named(user), *waiter),
@@ -936,17 +950,19 @@ impl Model {
     fn resolve_category(
         &self,
         event: EventId,
-        name: Option<&str>,
+        category: Option<CategoryRef<'_>>,
     ) -> Result<Option<u16>, Rejection> {
-        match name {
+        let categories = &self.event(event).spec.categories;
+        match category {
             None => Ok(None),
-            Some(name) => self
-                .event(event)
-                .spec
-                .categories
+            Some(CategoryRef::Name(name)) => categories
                 .iter()
                 .position(|category| category.name == name)
                 .map(|index| Some(index as u16))
+                .ok_or(not_found(NotFound::Category)),
+            // By index (what the ingress appends): the category at that place of the spec.
+            Some(CategoryRef::Index(index)) => (usize::from(index) < categories.len())
+                .then_some(Some(index))
                 .ok_or(not_found(NotFound::Category)),
         }
     }
@@ -1008,12 +1024,25 @@ impl Model {
                     .collect();
                 self.pick_exact(event, user, &named)?
             }
-            Selection::Best {
-                quantity,
-                category,
-                together,
-            } => {
-                let category = self.resolve_category(event, category.as_deref())?;
+            Selection::Best { .. } | Selection::BestIndexed { .. } => {
+                let (quantity, category, together) = match selection {
+                    Selection::Best {
+                        quantity,
+                        category,
+                        together,
+                    } => (
+                        quantity,
+                        category.as_deref().map(CategoryRef::Name),
+                        together,
+                    ),
+                    Selection::BestIndexed {
+                        quantity,
+                        category,
+                        together,
+                    } => (quantity, category.map(CategoryRef::Index), together),
+                    _ => unreachable!(),
+                };
+                let category = self.resolve_category(event, category)?;
                 self.check_quantity(event, user, *quantity)?;
                 // Under the strict policy nobody takes what a waiter could use.
                 let kept = self.kept_for_waiters(event);
@@ -1333,7 +1362,7 @@ impl Model {
         user: &str,
         event: EventId,
         quantity: u32,
-        category: Option<&str>,
+        category: Option<CategoryRef<'_>>,
         together: bool,
     ) -> Answer {
         self.check_text("user", user)?;
@@ -1682,6 +1711,9 @@ enum Op {
         category: CategoryPick,
         together: bool,
         wait: bool,
+        /// The category by index (`BestIndexed`, what the ingress appends) instead of by
+        /// name; an unknown pick is then the index just past the event's categories.
+        by_index: bool,
     },
     Confirm {
         who: Who,
@@ -1702,6 +1734,8 @@ enum Op {
         quantity: u32,
         category: CategoryPick,
         together: bool,
+        /// As `Best::by_index` (`JoinWaitlistIndexed`).
+        by_index: bool,
     },
     Leave {
         who: Who,
@@ -1901,12 +1935,12 @@ fn op(weights: Weights) -> impl Strategy<Value = Op> {
     let seat = prop_oneof![8 => (0..64usize).prop_map(SeatPick::Seat), 1 => (0..GARBAGE_LABELS.len()).prop_map(SeatPick::Garbage)];
     prop_oneof![
         weights.exact => (who(), event_index(weights.mixed), prop_oneof![9 => proptest::collection::vec(seat, 1..4), 1 => Just(vec![])]).prop_map(|(who, event, seats)| (who, event, seats)).prop_flat_map(|(who, event, seats)| any::<bool>().prop_map(move |by_index| Op::Exact { who: who.clone(), event, seats: seats.clone(), by_index })),
-        weights.best => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>(), proptest::bool::weighted(weights.wait))
-            .prop_map(|(who, event, quantity, category, together, wait)| Op::Best { who, event, quantity, category, together, wait }),
+        weights.best => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>(), proptest::bool::weighted(weights.wait), any::<bool>())
+            .prop_map(|(who, event, quantity, category, together, wait, by_index)| Op::Best { who, event, quantity, category, together, wait, by_index }),
         weights.confirm => (who(), reference(), proptest::bool::weighted(0.95)).prop_map(|(who, hold, paid)| Op::Confirm { who, hold, paid }),
         weights.release => (who(), reference()).prop_map(|(who, hold)| Op::Release { who, hold }),
         weights.cancel_booking => (who(), reference()).prop_map(|(who, booking)| Op::CancelBooking { who, booking }),
-        weights.join => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>()).prop_map(|(who, event, quantity, category, together)| Op::Join { who, event, quantity, category, together }),
+        weights.join => (who(), event_index(weights.mixed), quantity(weights.mixed), category_pick(weights.mixed), any::<bool>(), any::<bool>()).prop_map(|(who, event, quantity, category, together, by_index)| Op::Join { who, event, quantity, category, together, by_index }),
         weights.leave => (who(), reference()).prop_map(|(who, waiter)| Op::Leave { who, waiter }),
         weights.check_in => (event_index(weights.mixed), reference(), 1..4u32, proptest::bool::weighted(0.8), any::<bool>()).prop_map(|(event, booking, index, genuine, by_id)| Op::CheckIn { event, booking, index, genuine, by_id }),
         weights.update => (event_index(weights.mixed), prop_oneof![4 => Just(0usize), 1 => 1..3usize], patch()).prop_map(|(event, tenant, patch)| Op::Update { event, tenant, patch }),
@@ -1999,6 +2033,21 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             CategoryPick::Unknown => Some("Nope".into()),
         }
     };
+    // The same pick by index: the named category's place in its event's spec, and for an
+    // unknown one the index just past the event's categories.
+    let category_index_of = |event: u32, pick: &CategoryPick| -> Option<u16> {
+        let categories = &model
+            .events
+            .get(event as usize)
+            .unwrap_or(&model.events[0])
+            .spec
+            .categories;
+        match pick {
+            CategoryPick::Any => None,
+            CategoryPick::Named(index) => Some((index % categories.len()) as u16),
+            CategoryPick::Unknown => Some(categories.len() as u16),
+        }
+    };
     let command = match &step.op {
         Op::Exact {
             who,
@@ -2053,13 +2102,22 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             category,
             together,
             wait,
+            by_index,
         } => Command::PlaceHold {
             user: engine::UserRef::Name(user(who, None)),
             event: EventId(*event),
-            selection: Selection::Best {
-                quantity: *quantity,
-                category: category_of(*event, category),
-                together: *together,
+            selection: if *by_index {
+                Selection::BestIndexed {
+                    quantity: *quantity,
+                    category: category_index_of(*event, category),
+                    together: *together,
+                }
+            } else {
+                Selection::Best {
+                    quantity: *quantity,
+                    category: category_of(*event, category),
+                    together: *together,
+                }
             },
             wait: *wait,
         },
@@ -2097,11 +2155,26 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             quantity,
             category,
             together,
+            by_index: false,
         } => Command::JoinWaitlist {
             user: engine::UserRef::Name(user(who, None)),
             event: EventId(*event),
             quantity: *quantity,
             category: category_of(*event, category),
+            together: *together,
+        },
+        Op::Join {
+            who,
+            event,
+            quantity,
+            category,
+            together,
+            by_index: true,
+        } => Command::JoinWaitlistIndexed {
+            user: engine::UserRef::Name(user(who, None)),
+            event: EventId(*event),
+            quantity: *quantity,
+            category: category_index_of(*event, category),
             together: *together,
         },
         Op::Leave { who, waiter } => {
@@ -2364,6 +2437,7 @@ fn the_model_harness_itself_follows_a_known_story() {
                 category: CategoryPick::Any,
                 together: true,
                 wait: false,
+                by_index: false,
             },
         },
         Step {
@@ -2389,6 +2463,7 @@ fn the_model_harness_itself_follows_a_known_story() {
                 quantity: 2,
                 category: CategoryPick::Named(1),
                 together: false,
+                by_index: true,
             },
         },
         Step {

@@ -210,7 +210,13 @@ fn selection() -> impl Strategy<Value = Selection> {
         4 => (proptest::collection::vec(text(), 0..4)).prop_map(Selection::Seats),
         1 => (101usize..103).prop_map(|count| Selection::Seats((1..=count).map(|seat| format!("A-1-{seat}")).collect())),
         4 => (small_u32(), proptest::option::of(name()), any::<bool>()).prop_map(|(quantity, category, together)| Selection::Best { quantity, category, together }),
+        2 => (small_u32(), proptest::option::of(category_index()), any::<bool>()).prop_map(|(quantity, category, together)| Selection::BestIndexed { quantity, category, together }),
     ]
+}
+
+/// A category by index: mostly one an event may have, sometimes far past any.
+fn category_index() -> impl Strategy<Value = u16> {
+    prop_oneof![8 => 0..4u16, 1 => Just(u16::MAX)]
 }
 
 fn command() -> impl Strategy<Value = Command> {
@@ -226,6 +232,8 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (user_ref(), small_u64()).prop_map(|(user, booking)| Command::CancelBooking { user, booking: BookingId(booking) }),
         2 => (text(), event_id(), small_u32(), proptest::option::of(name()), any::<bool>())
             .prop_map(|(user, event, quantity, category, together)| Command::JoinWaitlist { user: user.into(), event, quantity, category, together }),
+        1 => (text(), event_id(), small_u32(), proptest::option::of(category_index()), any::<bool>())
+            .prop_map(|(user, event, quantity, category, together)| Command::JoinWaitlistIndexed { user: user.into(), event, quantity, category, together }),
         1 => (text(), small_u64()).prop_map(|(user, waiter)| Command::LeaveWaitlist { user: user.into(), waiter: WaiterId(waiter) }),
         1 => (text(), desk_spec()).prop_map(|(tenant, spec)| Command::CreateDesk { tenant, spec: Box::new(spec) }),
         2 => (text(), small_u32(), name(), any::<bool>()).prop_map(|(user, desk, level, hold_only)| Command::CreateDeskTicket { user: user.into(), desk: DeskId(desk), level, hold_only }),
@@ -375,7 +383,9 @@ fn expected_rejection(engine: &Engine, seen: &Seen, command: &Command) -> Option
         Command::CheckIn { tenant, event, .. } if seen.tenants.get(event) == Some(tenant) => {
             not_found(NotFound::Ticket)
         }
-        Command::PlaceHold { user, event, .. } | Command::JoinWaitlist { user, event, .. } => user
+        Command::PlaceHold { user, event, .. }
+        | Command::JoinWaitlist { user, event, .. }
+        | Command::JoinWaitlistIndexed { user, event, .. } => user
             .name()
             .and_then(|name| text_rejection("user", name))
             .or_else(|| {

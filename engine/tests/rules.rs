@@ -154,6 +154,65 @@ fn best_available_without_a_category_takes_seats_then_pools_in_category_order() 
     );
 }
 
+/// The ingress appends categories by index (`Selection::BestIndexed`,
+/// `Command::JoinWaitlistIndexed`): each is decided as the same category by name, and an
+/// index the event lacks is an unknown category, as an unknown name is.
+#[test]
+fn a_category_by_index_is_decided_as_the_category_by_name() {
+    let mut h = Harness::new();
+    let ev = h.create(arena(1, 2, 3));
+    let by_index = |user: &str, quantity, category| Command::PlaceHold {
+        user: user.into(),
+        event: ev,
+        selection: Selection::BestIndexed {
+            quantity,
+            category,
+            together: false,
+        },
+        wait: false,
+    };
+    let join_by_index = |user: &str, category| Command::JoinWaitlistIndexed {
+        user: user.into(),
+        event: ev,
+        quantity: 1,
+        category,
+        together: false,
+    };
+    // Category 1 is Floor (the pool), 0 Standard (the seats).
+    check(&mut h, by_index("ann", 2, Some(1)), "held h_1 [pool1 x2]");
+    check(
+        &mut h,
+        best_of("bob", ev, 1, Some("Floor"), false),
+        "held h_2 [pool1 x1]",
+    );
+    check(
+        &mut h,
+        by_index("cat", 2, Some(0)),
+        "held h_3 [A-1-1,A-1-2]",
+    );
+    check(
+        &mut h,
+        by_index("dan", 1, Some(0)),
+        "rejected SoldOut { category: Some(0), free: 0 }",
+    );
+    check(
+        &mut h,
+        by_index("dan", 1, None),
+        "rejected SoldOut { category: None, free: 0 }",
+    );
+    check(
+        &mut h,
+        by_index("dan", 1, Some(2)),
+        "rejected NotFound { what: Category }",
+    );
+    check(&mut h, join_by_index("dan", Some(0)), "joined w_1 #1");
+    check(
+        &mut h,
+        join_by_index("eve", Some(u16::MAX)),
+        "rejected NotFound { what: Category }",
+    );
+}
+
 #[test]
 fn general_admission_holds_a_quantity() {
     let mut h = Harness::new();

@@ -2385,3 +2385,82 @@ async fn a_gap_in_the_outcomes_log_makes_the_ingress_not_ready() {
         answer.text
     );
 }
+
+/// The ingress resolves what never changes and appends ids: seat labels as seat indices,
+/// category names as category indices (`Selection::BestIndexed`,
+/// `Command::JoinWaitlistIndexed`); an unknown category is a 400 and appends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn seats_and_categories_are_appended_by_index() {
+    use requestlog::LogReader;
+    let h = Harness::start();
+    let router = h.router();
+    let event = create_event(&router, event_body("Indexed", 4, 300)).await;
+    let ann = token("ann");
+    let holds = format!("/v1/events/{event}/holds");
+    for body in [
+        json!({"seats": ["A-2-3"]}),
+        json!({"quantity": 2, "category": "Floor"}),
+        json!({"quantity": 1}),
+    ] {
+        let held = call(&router, Method::POST, &holds, Some(&ann), Some(body)).await;
+        assert_eq!(held.status, StatusCode::CREATED, "{}", held.text);
+    }
+    let joined = call(
+        &router,
+        Method::POST,
+        &format!("/v1/events/{event}/waitlist"),
+        Some(&ann),
+        Some(json!({"quantity": 1, "category": "Gold"})),
+    )
+    .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.text);
+    let end = h.requests_end();
+    let unknown = call(
+        &router,
+        Method::POST,
+        &holds,
+        Some(&ann),
+        Some(json!({"quantity": 1, "category": "Nope"})),
+    )
+    .await;
+    assert_eq!(
+        (unknown.status, unknown.reason(), unknown.field()),
+        (StatusCode::BAD_REQUEST, "category_not_found", "category"),
+        "{}",
+        unknown.text
+    );
+    assert_eq!(h.requests_end(), end, "a refused request appends nothing");
+
+    let mut reader = h.requests.reader();
+    let mut commands = Vec::new();
+    while reader.position() < end {
+        for record in reader.poll(64, Duration::from_millis(100)).unwrap() {
+            commands.push(
+                engine::wire::decode_request(&record.payload)
+                    .unwrap()
+                    .command,
+            );
+        }
+    }
+    let appended: Vec<String> = commands
+        .iter()
+        .filter_map(|command| match command {
+            engine::Command::PlaceHold { selection, .. } => Some(format!("{selection:?}")),
+            engine::Command::JoinWaitlistIndexed { category, .. } => {
+                Some(format!("join {category:?}"))
+            }
+            engine::Command::JoinWaitlist { .. } => Some("join by name".into()),
+            _ => None,
+        })
+        .collect();
+    // Gold is category 0 and Floor 1 (the spec's order); A-2-3 is seat 4 + 2.
+    assert_eq!(
+        appended,
+        [
+            "SeatIndices([6])",
+            "BestIndexed { quantity: 2, category: Some(1), together: false }",
+            "BestIndexed { quantity: 1, category: None, together: false }",
+            "join Some(0)",
+        ]
+    );
+}

@@ -190,26 +190,57 @@ pub(crate) fn event_spec(body: &Value) -> Option<EventSpec> {
     })
 }
 
-/// Seat labels of the events an engine log creates, for the holds it appends by seat
-/// index (`Selection::SeatIndices`, what the ingress appends): the k-th `CreateEvent` of
-/// the log is taken to be event k, as on the fresh server a replay runs against (a
-/// replay of a log whose creations failed sends other ids anyway).
+/// Seat labels and category names of the events an engine log creates, for the holds
+/// and waitlist joins it appends by seat and category index (`Selection::SeatIndices`,
+/// `Selection::BestIndexed`, `Command::JoinWaitlistIndexed`: what the ingress appends):
+/// the k-th `CreateEvent` of the log is taken to be event k, as on the fresh server a
+/// replay runs against (a replay of a log whose creations failed sends other ids anyway).
 #[derive(Default)]
 pub struct SeatLabels {
     layouts: Vec<Option<engine::layout::Layout>>,
+    /// Per event, its categories' names in index order.
+    categories: Vec<Vec<String>>,
 }
 
 impl SeatLabels {
-    /// The layouts of the events `requests` create, in order.
+    /// The layouts and category names of the events `requests` create, in order.
     pub fn of<'a>(requests: impl IntoIterator<Item = &'a Request>) -> SeatLabels {
-        let layouts = requests
+        let (layouts, categories) = requests
             .into_iter()
             .filter_map(|request| match &request.command {
-                Command::CreateEvent { spec, .. } => Some(layout_of(spec)),
+                Command::CreateEvent { spec, .. } => Some((
+                    layout_of(spec),
+                    spec.categories
+                        .iter()
+                        .map(|category| category.name.clone())
+                        .collect(),
+                )),
                 _ => None,
             })
-            .collect();
-        SeatLabels { layouts }
+            .unzip();
+        SeatLabels {
+            layouts,
+            categories,
+        }
+    }
+
+    /// The name of category `index` of `event`; for a category no created event has, a
+    /// name none has (`#<index>`), so the replay is refused as unknown, as the index was.
+    fn category(&self, event: EventId, index: u16) -> String {
+        self.categories
+            .get(event.0 as usize)
+            .and_then(|names| names.get(usize::from(index)))
+            .cloned()
+            .unwrap_or_else(|| format!("#{index}"))
+    }
+
+    /// A best-available or waitlist body: quantity, together, and the category if any.
+    fn best_body(&self, quantity: u32, category: Option<String>, together: bool) -> Value {
+        let mut body = json!({ "quantity": quantity, "together": together });
+        if let Some(category) = category {
+            body["category"] = json!(category);
+        }
+        body
     }
 
     fn label(&self, event: EventId, seat: u32) -> String {
@@ -276,13 +307,16 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
                     quantity,
                     category,
                     together,
-                } => {
-                    let mut body = json!({ "quantity": quantity, "together": together });
-                    if let Some(category) = category {
-                        body["category"] = json!(category);
-                    }
-                    body
-                }
+                } => labels.best_body(*quantity, category.clone(), *together),
+                Selection::BestIndexed {
+                    quantity,
+                    category,
+                    together,
+                } => labels.best_body(
+                    *quantity,
+                    category.map(|index| labels.category(*event, index)),
+                    *together,
+                ),
             };
             if *wait {
                 body["wait"] = json!(true);
@@ -310,17 +344,26 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             quantity,
             category,
             together,
-        } => {
-            let mut body = json!({ "quantity": quantity, "together": together });
-            if let Some(category) = category {
-                body["category"] = json!(category);
-            }
-            Call::post(
-                format!("/v1/events/{event}/waitlist"),
-                user_auth(user)?,
-                body,
-            )
-        }
+        } => Call::post(
+            format!("/v1/events/{event}/waitlist"),
+            user_auth(user)?,
+            labels.best_body(*quantity, category.clone(), *together),
+        ),
+        Command::JoinWaitlistIndexed {
+            user,
+            event,
+            quantity,
+            category,
+            together,
+        } => Call::post(
+            format!("/v1/events/{event}/waitlist"),
+            user_auth(user)?,
+            labels.best_body(
+                *quantity,
+                category.map(|index| labels.category(*event, index)),
+                *together,
+            ),
+        ),
         Command::LeaveWaitlist { user, waiter } => {
             Call::delete(format!("/v1/waitlist/{waiter}"), user_auth(user)?)
         }

@@ -93,7 +93,7 @@ impl Engine {
         user: Who<'_>,
         event_id: EventId,
         quantity: u32,
-        category: Option<&str>,
+        category: Option<CategoryRef<'_>>,
         together: bool,
         hold_requested: bool,
     ) -> Answer {

@@ -68,30 +68,19 @@ impl Engine {
         if known.is_none() {
             self.check_who(user)?;
         }
-        if let (
-            true,
-            Selection::Best {
-                quantity,
-                category,
-                together,
-            },
-        ) = (wait, selection)
-        {
+        if let (true, Some((quantity, category, together))) = (wait, selection.best()) {
             if self.in_arrival_window(event_id) {
-                let category = category.as_deref();
-                return self.enter_draw(user, event_id, *quantity, category, *together, true);
+                return self.enter_draw(user, event_id, quantity, category, together, true);
             }
         }
         self.open_event(event_id)?;
         let items = match selection {
             Selection::Seats(labels) => self.pick_labels(event_id, known, labels)?,
             Selection::SeatIndices(seats) => self.pick_exact(event_id, known, seats)?,
-            Selection::Best {
-                quantity,
-                category,
-                together,
-            } => {
-                let category = self.resolve_category(event_id, category.as_deref())?;
+            Selection::Best { .. } | Selection::BestIndexed { .. } => {
+                let (quantity, category, together) = selection.best().expect("best available");
+                let (quantity, together) = (&quantity, &together);
+                let category = self.resolve_category(event_id, category)?;
                 self.check_quantity(event_id, known, *quantity)?;
                 let event = self.known_event(event_id);
                 let allowed = Self::allowed_for_newcomers(event);
@@ -174,19 +163,22 @@ impl Engine {
         allowed.into()
     }
 
+    /// A command's category as the event's index: by name or checked by index, the same
+    /// answer for the same category, and `NotFound::Category` for one the event lacks.
     pub(super) fn resolve_category(
         &self,
         event_id: EventId,
-        name: Option<&str>,
+        category: Option<CategoryRef<'_>>,
     ) -> Result<Option<u16>, Rejection> {
         let event = self.known_event(event_id);
-        match name {
-            None => Ok(None),
-            Some(name) => event
-                .category_index(name)
-                .map(Some)
-                .ok_or_else(|| not_found(NotFound::Category)),
-        }
+        let index = match category {
+            None => return Ok(None),
+            Some(CategoryRef::Name(name)) => event.category_index(name),
+            Some(CategoryRef::Index(index)) => {
+                (usize::from(index) < event.categories.len()).then_some(index)
+            }
+        };
+        index.map(Some).ok_or_else(|| not_found(NotFound::Category))
     }
 
     /// Exact seats by label: resolved to indices, then [`Engine::pick_exact`].

@@ -22,7 +22,7 @@ impl Engine {
         user: Who<'_>,
         event_id: EventId,
         quantity: u32,
-        category: Option<&str>,
+        category: Option<CategoryRef<'_>>,
         together: bool,
     ) -> Answer {
         self.check_who(user)?;

@@ -100,7 +100,8 @@ fn shard_of_command(state: &AppState, idempotency_key: Option<&str>, command: &C
         | Command::PlaceHold { event, .. }
         | Command::RevealDrawSeed { event, .. }
         | Command::OpenArrivalWindow { event, .. }
-        | Command::JoinWaitlist { event, .. } => of((*event).into()),
+        | Command::JoinWaitlist { event, .. }
+        | Command::JoinWaitlistIndexed { event, .. } => of((*event).into()),
         Command::ConfirmHold { hold, .. } | Command::ReleaseHold { hold, .. } => of((*hold).into()),
         Command::CancelBooking { booking, .. } => of((*booking).into()),
         Command::LeaveWaitlist { waiter, .. } => of((*waiter).into()),

@@ -92,6 +92,26 @@ fn own_desk_ticket(
 
 // ---- holds ----------------------------------------------------------------------------------
 
+/// A request's category as the event's index, which the ingress appends instead of the
+/// name (category names never change): the engine thread compares no name, and the record
+/// carries none. An unknown name is a 400 naming the field, never a record.
+fn category_index(
+    id: EventId,
+    event: &crate::read_model::EventRecord,
+    name: Option<&str>,
+) -> Result<Option<u16>, AppError> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match event.category_index(name) {
+        Some(index) => Ok(Some(index)),
+        None => Err(
+            AppError::field("category", format!("event {id} has no category {name:?}"))
+                .because(Reason::CategoryNotFound),
+        ),
+    }
+}
+
 #[utoipa::path(post, path = "/v1/events/{event_id}/holds", tag = "holds", request_body = HoldBody,
     params(("event_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses(
@@ -138,18 +158,20 @@ pub(crate) async fn place_hold(
                         .collect(),
                 );
             }
-            Selection::SeatIndices(_) => unreachable!("validation gives labels"),
-            Selection::Best {
-                category: Some(category),
-                ..
-            } if event.category_index(category).is_none() => {
-                return Err(AppError::field(
-                    "category",
-                    format!("event {id} has no category {category:?}"),
-                )
-                .because(Reason::CategoryNotFound));
+            Selection::SeatIndices(_) | Selection::BestIndexed { .. } => {
+                unreachable!("validation gives labels and category names")
             }
-            Selection::Best { .. } => {}
+            Selection::Best {
+                quantity,
+                category,
+                together,
+            } => {
+                selection = Selection::BestIndexed {
+                    quantity: *quantity,
+                    category: category_index(id, event, category.as_deref())?,
+                    together: *together,
+                };
+            }
         }
     }
     let outcome = submit(
@@ -464,26 +486,18 @@ pub(crate) async fn join_waitlist(
             u64::from(limits.seats_per_order_cap),
         ));
     }
-    {
+    let category = {
         let model = state.model_of(id);
         let event = model
             .event(id)
             .ok_or_else(|| AppError::not_found(NotFound::Event))?;
-        if let Some(category) = &body.category {
-            if event.category_index(category).is_none() {
-                return Err(AppError::field(
-                    "category",
-                    format!("event {id} has no category {category:?}"),
-                )
-                .because(Reason::CategoryNotFound));
-            }
-        }
-    }
-    let command = Command::JoinWaitlist {
+        category_index(id, event, body.category.as_deref())?
+    };
+    let command = Command::JoinWaitlistIndexed {
         user: user.into(),
         event: id,
         quantity: body.quantity,
-        category: body.category,
+        category,
         together: body.together.unwrap_or(false),
     };
     let outcome = submit(&state, key, command).await?;
