@@ -9,14 +9,13 @@
 # of warm-up, and prints both figures and B's throughput over A's; the summary gives the
 # median ratio and how many pairs B won.
 #
-# Why this shape (BENCHMARKS.md, "Session 30"): on this 2-core machine a run is faster when
-# it has the machine to itself (the other core's run shares the last-level cache and the
-# memory bus), so in a plain pair the side whose measurement ends last, i.e. the one
-# launched second, was the faster one: one binary against itself won 6 of 6 pairs by about
-# 5% from the second place. Here each side, once its measurement is done, keeps running the
-# same bench as filler until the other's is done too, so both measure under the same
-# contention from start to end; and the side launched first alternates every pair, the
-# cores every two pairs, so what bias is left falls on both sides equally.
+# Why this shape (BENCHMARKS.md, "Session 30"): on this 2-core machine the side launched
+# second measures faster: one binary against itself won 6 of 6 plain pairs by about 5%
+# from the second place. Each side here, once its measurement is done, keeps running the
+# same bench as filler until the other's is done too (so neither ends alone), but the
+# launch order still shows by 5-15%; so the side launched first alternates every pair (and
+# the cores every two pairs), and each two pairs, one in either order, give one
+# order-balanced ratio, the geometric mean of the two: the figure to read.
 set -euo pipefail
 A="$1"
 B="$2"
@@ -74,8 +73,14 @@ for pair in $(seq 1 "$PAIRS"); do
   echo "pair $pair (first $first, A on core $core_a): A $a  B $b  B/A $ratio"
 done
 python3 - "${ratios[@]}" <<'PY'
-import statistics, sys
+import math, statistics, sys
 ratios = [float(r) for r in sys.argv[1:]]
 print(f"B/A: median {statistics.median(ratios):.3f}, B higher in {sum(r > 1 for r in ratios)} of {len(ratios)} "
       "(throughput: higher is faster; for a time-only bench, higher is slower)")
+# Pairs 1+2, 3+4, ...: one launched each way, so the launch order's bias cancels.
+balanced = [math.sqrt(a * b) for a, b in zip(ratios[0::2], ratios[1::2])]
+if balanced:
+    shown = ", ".join(f"{r:.3f}" for r in balanced)
+    print(f"order-balanced B/A (two pairs each): {shown}; median {statistics.median(balanced):.3f}, "
+          f"B higher in {sum(r > 1 for r in balanced)} of {len(balanced)}")
 PY

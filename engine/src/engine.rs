@@ -78,16 +78,23 @@ pub(crate) enum SeatHolder {
     Booked(BookingId),
 }
 
+// Perf: refusals by these three are rare in any mix (a hold on taken seats or a sold-out
+// category is refused otherwise), so they are cold: the branches to them are laid out
+// after the hot path.
+
+#[cold]
 fn not_found(what: NotFound) -> Rejection {
     Rejection::NotFound { what }
 }
 
+#[cold]
 fn invalid(reason: impl Into<String>) -> Rejection {
     Rejection::Invalid {
         reason: reason.into(),
     }
 }
 
+#[cold]
 fn conflict(reason: ConflictReason) -> Rejection {
     Rejection::Conflict { reason }
 }
