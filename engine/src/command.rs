@@ -319,6 +319,40 @@ pub enum CommandOf<U> {
 }
 
 impl<U> CommandOf<U> {
+    /// A waitlist join, by category name or index: its user, event, quantity, category
+    /// and whether together; `None` for any other command.
+    pub fn waitlist_join(&self) -> Option<(&U, EventId, u32, Option<CategoryRef<'_>>, bool)> {
+        match self {
+            CommandOf::JoinWaitlist {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => Some((
+                user,
+                *event,
+                *quantity,
+                category.as_deref().map(CategoryRef::Name),
+                *together,
+            )),
+            CommandOf::JoinWaitlistIndexed {
+                user,
+                event,
+                quantity,
+                category,
+                together,
+            } => Some((
+                user,
+                *event,
+                *quantity,
+                category.map(CategoryRef::Index),
+                *together,
+            )),
+            _ => None,
+        }
+    }
+
     /// The user this command acts for, if it is a user's command.
     pub fn user(&self) -> Option<&U> {
         match self {

@@ -333,32 +333,11 @@ impl Engine {
             Command::CancelBooking { user, booking } => {
                 self.cancel_booking(self.who(user)?, *booking)
             }
-            Command::JoinWaitlist {
-                user,
-                event,
-                quantity,
-                category,
-                together,
-            } => self.join_waitlist(
-                self.who(user)?,
-                *event,
-                *quantity,
-                category.as_deref().map(CategoryRef::Name),
-                *together,
-            ),
-            Command::JoinWaitlistIndexed {
-                user,
-                event,
-                quantity,
-                category,
-                together,
-            } => self.join_waitlist(
-                self.who(user)?,
-                *event,
-                *quantity,
-                category.map(CategoryRef::Index),
-                *together,
-            ),
+            Command::JoinWaitlist { .. } | Command::JoinWaitlistIndexed { .. } => {
+                let (user, event, quantity, category, together) =
+                    command.waitlist_join().expect("a waitlist join");
+                self.join_waitlist(self.who(user)?, event, quantity, category, together)
+            }
             Command::LeaveWaitlist { user, waiter } => {
                 self.leave_waitlist(self.who(user)?, *waiter)
             }

@@ -555,32 +555,11 @@ impl Model {
             } => self.confirm(named(user), *hold, payment_ref),
             Command::ReleaseHold { user, hold } => self.release(named(user), *hold),
             Command::CancelBooking { user, booking } => self.cancel_booking(named(user), *booking),
-            Command::JoinWaitlist {
-                user,
-                event,
-                quantity,
-                category,
-                together,
-            } => self.join(
-                named(user),
-                *event,
-                *quantity,
-                category.as_deref().map(CategoryRef::Name),
-                *together,
-            ),
-            Command::JoinWaitlistIndexed {
-                user,
-                event,
-                quantity,
-                category,
-                together,
-            } => self.join(
-                named(user),
-                *event,
-                *quantity,
-                category.map(CategoryRef::Index),
-                *together,
-            ),
+            Command::JoinWaitlist { .. } | Command::JoinWaitlistIndexed { .. } => {
+                let (user, event, quantity, category, together) =
+                    command.waitlist_join().expect("a waitlist join");
+                self.join(named(user), event, quantity, category, together)
+            }
             Command::LeaveWaitlist { user, waiter } => self.leave(named(user), *waiter),
             Command::Tick => Ok(Reply::Ticked),
             other => unreachable!("the model test does not generate {other:?}"),

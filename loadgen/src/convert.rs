@@ -7,8 +7,8 @@
 
 use engine::spec_rules::{self, SpecRules, HOLD_TTL_SECONDS_DEFAULT, SEATS_PER_ORDER_DEFAULT};
 use engine::{
-    BookingId, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request, RowSpec,
-    SectionSpec, Selection, WaiterId, WaitlistPolicy,
+    BookingId, CategoryRef, CategorySpec, Command, EventId, EventSpec, HoldId, PoolSpec, Request,
+    RowSpec, SectionSpec, Selection, WaiterId, WaitlistPolicy,
 };
 use serde_json::{json, Value};
 
@@ -224,14 +224,19 @@ impl SeatLabels {
         }
     }
 
-    /// The name of category `index` of `event`; for a category no created event has, a
-    /// name none has (`#<index>`), so the replay is refused as unknown, as the index was.
-    fn category(&self, event: EventId, index: u16) -> String {
-        self.categories
-            .get(event.0 as usize)
-            .and_then(|names| names.get(usize::from(index)))
-            .cloned()
-            .unwrap_or_else(|| format!("#{index}"))
+    /// A command's category by name; one by index named from `event`'s categories, and
+    /// for a category no created event has, a name none has (`#<index>`), so the replay
+    /// is refused as unknown, as the index was.
+    fn category_name(&self, event: EventId, category: Option<CategoryRef<'_>>) -> Option<String> {
+        Some(match category? {
+            CategoryRef::Name(name) => name.to_string(),
+            CategoryRef::Index(index) => self
+                .categories
+                .get(event.0 as usize)
+                .and_then(|names| names.get(usize::from(index)))
+                .cloned()
+                .unwrap_or_else(|| format!("#{index}")),
+        })
     }
 
     /// A best-available or waitlist body: quantity, together, and the category if any.
@@ -303,20 +308,10 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
                         .map(|seat| labels.label(*event, *seat))
                         .collect::<Vec<_>>()
                 }),
-                Selection::Best {
-                    quantity,
-                    category,
-                    together,
-                } => labels.best_body(*quantity, category.clone(), *together),
-                Selection::BestIndexed {
-                    quantity,
-                    category,
-                    together,
-                } => labels.best_body(
-                    *quantity,
-                    category.map(|index| labels.category(*event, index)),
-                    *together,
-                ),
+                Selection::Best { .. } | Selection::BestIndexed { .. } => {
+                    let (quantity, category, together) = selection.best().expect("best");
+                    labels.best_body(quantity, labels.category_name(*event, category), together)
+                }
             };
             if *wait {
                 body["wait"] = json!(true);
@@ -338,32 +333,15 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
         Command::CancelBooking { user, booking } => {
             Call::delete(format!("/v1/bookings/{booking}"), user_auth(user)?)
         }
-        Command::JoinWaitlist {
-            user,
-            event,
-            quantity,
-            category,
-            together,
-        } => Call::post(
-            format!("/v1/events/{event}/waitlist"),
-            user_auth(user)?,
-            labels.best_body(*quantity, category.clone(), *together),
-        ),
-        Command::JoinWaitlistIndexed {
-            user,
-            event,
-            quantity,
-            category,
-            together,
-        } => Call::post(
-            format!("/v1/events/{event}/waitlist"),
-            user_auth(user)?,
-            labels.best_body(
-                *quantity,
-                category.map(|index| labels.category(*event, index)),
-                *together,
-            ),
-        ),
+        Command::JoinWaitlist { .. } | Command::JoinWaitlistIndexed { .. } => {
+            let (user, event, quantity, category, together) =
+                request.command.waitlist_join().expect("a waitlist join");
+            Call::post(
+                format!("/v1/events/{event}/waitlist"),
+                user_auth(user)?,
+                labels.best_body(quantity, labels.category_name(event, category), together),
+            )
+        }
         Command::LeaveWaitlist { user, waiter } => {
             Call::delete(format!("/v1/waitlist/{waiter}"), user_auth(user)?)
         }

@@ -506,3 +506,57 @@ fn the_draw_spread_buckets_places_by_arrival_time() {
         .iter()
         .all(|bucket| bucket.entries == 0 && bucket.mean_place_fraction == 0.0));
 }
+
+/// Holds and waitlist joins the ingress appended with category indices replay as the names
+/// of the log's own events; an index no created event has becomes a name none has, so the
+/// replay is refused as unknown, as the index was.
+#[test]
+fn categories_by_index_convert_to_the_events_names() {
+    let create = http_to_engine(&Call::post(
+        "/v1/admin/events",
+        Auth::Admin("demo".into()),
+        json!({"name": "n", "city": "c", "country": "FR", "venue": "v", "starts_at": "2030-01-01T00:00:00Z",
+               "categories": [{"name": "Gold", "price_cents": 1}, {"name": "Floor", "price_cents": 1}],
+               "general_admission": [{"category": "Floor", "capacity": 5}]}),
+    ))
+    .unwrap();
+    let labels = SeatLabels::of([&create]);
+    let hold = |category| {
+        engine::Request::new(engine::Command::PlaceHold {
+            user: "u1".into(),
+            event: engine::EventId(0),
+            selection: engine::Selection::BestIndexed {
+                quantity: 2,
+                category,
+                together: false,
+            },
+            wait: false,
+        })
+    };
+    let join = |category| {
+        engine::Request::new(engine::Command::JoinWaitlistIndexed {
+            user: "u2".into(),
+            event: engine::EventId(0),
+            quantity: 1,
+            category,
+            together: true,
+        })
+    };
+    let body = |request: engine::Request| engine_to_http(&request, &labels).unwrap().body;
+    assert_eq!(
+        body(hold(Some(1))),
+        Some(json!({"quantity": 2, "together": false, "category": "Floor"}))
+    );
+    assert_eq!(
+        body(hold(None)),
+        Some(json!({"quantity": 2, "together": false}))
+    );
+    assert_eq!(
+        body(hold(Some(7))),
+        Some(json!({"quantity": 2, "together": false, "category": "#7"}))
+    );
+    assert_eq!(
+        body(join(Some(0))),
+        Some(json!({"quantity": 1, "together": true, "category": "Gold"}))
+    );
+}

@@ -79,17 +79,16 @@ impl Engine {
             Selection::SeatIndices(seats) => self.pick_exact(event_id, known, seats)?,
             Selection::Best { .. } | Selection::BestIndexed { .. } => {
                 let (quantity, category, together) = selection.best().expect("best available");
-                let (quantity, together) = (&quantity, &together);
                 let category = self.resolve_category(event_id, category)?;
-                self.check_quantity(event_id, known, *quantity)?;
+                self.check_quantity(event_id, known, quantity)?;
                 let event = self.known_event(event_id);
                 let allowed = Self::allowed_for_newcomers(event);
-                let found = crate::allocate::find(event, *quantity, category, *together, &allowed);
+                let found = crate::allocate::find(event, quantity, category, together, &allowed);
                 match found {
                     Some(items) => items,
                     None if wait => {
                         return self
-                            .enqueue(user, event_id, *quantity, category, *together)
+                            .enqueue(user, event_id, quantity, category, together)
                             .map(|reply| match reply {
                                 Reply::WaitlistJoined {
                                     waiter,
