@@ -177,8 +177,9 @@ pub type NamedCommand = CommandOf<String>;
 /// Perf: the specs, draws, terms and seeds of the rare organiser commands are boxed (a
 /// `Box<T>` encodes exactly as `T`, so the wire is unchanged), so a request is 88 bytes
 /// instead of 408: the holds and confirms that are nearly every record span one or two
-/// cache lines, not six or seven (+10%, then +3%, on the standard mix, whose log of
-/// 200,000 decoded records is read once: BENCHMARKS.md, "Session 29").
+/// cache lines, not six or seven (the standard mix reads its log of 200,000 decoded
+/// records once: 82 MB of them before, 29 MB after; BENCHMARKS.md, "Session 29", and the
+/// session's gain re-measured without the pairs' order bias in "Session 30").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOf<U> {
     CreateEvent {
@@ -787,7 +788,7 @@ mod tests {
     use super::*;
 
     /// A request stays small: the large, rare variants keep their payloads boxed (a
-    /// request of 408 bytes cost the standard mix 13%).
+    /// request of 408 bytes spanned six or seven cache lines; BENCHMARKS.md, "Session 29").
     #[cfg(target_pointer_width = "64")]
     #[test]
     fn a_request_fits_in_two_cache_lines() {
