@@ -2134,28 +2134,32 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             quantity,
             category,
             together,
-            by_index: false,
-        } => Command::JoinWaitlist {
-            user: engine::UserRef::Name(user(who, None)),
-            event: EventId(*event),
-            quantity: *quantity,
-            category: category_of(*event, category),
-            together: *together,
-        },
-        Op::Join {
-            who,
-            event,
-            quantity,
-            category,
-            together,
-            by_index: true,
-        } => Command::JoinWaitlistIndexed {
-            user: engine::UserRef::Name(user(who, None)),
-            event: EventId(*event),
-            quantity: *quantity,
-            category: category_index_of(*event, category),
-            together: *together,
-        },
+            by_index,
+        } => {
+            let (user, event, quantity, together) = (
+                engine::UserRef::Name(user(who, None)),
+                EventId(*event),
+                *quantity,
+                *together,
+            );
+            if *by_index {
+                Command::JoinWaitlistIndexed {
+                    user,
+                    event,
+                    quantity,
+                    category: category_index_of(event.0, category),
+                    together,
+                }
+            } else {
+                Command::JoinWaitlist {
+                    user,
+                    event,
+                    quantity,
+                    category: category_of(event.0, category),
+                    together,
+                }
+            }
+        }
         Op::Leave { who, waiter } => {
             let waiter = waiter_of(waiter);
             let owner = model

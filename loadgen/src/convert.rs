@@ -239,15 +239,6 @@ impl SeatLabels {
         })
     }
 
-    /// A best-available or waitlist body: quantity, together, and the category if any.
-    fn best_body(&self, quantity: u32, category: Option<String>, together: bool) -> Value {
-        let mut body = json!({ "quantity": quantity, "together": together });
-        if let Some(category) = category {
-            body["category"] = json!(category);
-        }
-        body
-    }
-
     fn label(&self, event: EventId, seat: u32) -> String {
         match self.layouts.get(event.0 as usize) {
             Some(Some(layout)) if seat < layout.seat_count => layout.label_of(seat),
@@ -256,6 +247,15 @@ impl SeatLabels {
             _ => format!("#{seat}"),
         }
     }
+}
+
+/// A best-available or waitlist body: quantity, together, and the category if any.
+fn best_body(quantity: u32, category: Option<String>, together: bool) -> Value {
+    let mut body = json!({ "quantity": quantity, "together": together });
+    if let Some(category) = category {
+        body["category"] = json!(category);
+    }
+    body
 }
 
 /// The layout of a spec, or `None` for one no engine would accept: refused by the spec
@@ -310,7 +310,7 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
                 }),
                 Selection::Best { .. } | Selection::BestIndexed { .. } => {
                     let (quantity, category, together) = selection.best().expect("best");
-                    labels.best_body(quantity, labels.category_name(*event, category), together)
+                    best_body(quantity, labels.category_name(*event, category), together)
                 }
             };
             if *wait {
@@ -339,7 +339,7 @@ pub fn engine_to_http(request: &Request, labels: &SeatLabels) -> Option<Call> {
             Call::post(
                 format!("/v1/events/{event}/waitlist"),
                 user_auth(user)?,
-                labels.best_body(quantity, labels.category_name(event, category), together),
+                best_body(quantity, labels.category_name(event, category), together),
             )
         }
         Command::LeaveWaitlist { user, waiter } => {
