@@ -583,10 +583,13 @@ pub struct Decisions {
 /// An outcome as decided, in a rendering that does not depend on its wire format: its
 /// `Debug` form without ticket lists (outcomes of version 2 carried one per booking, with
 /// a code per ticket; since version 3 both follow from the booking's id and items and are
-/// derived where they are shown), so the same decisions give the same text before and
-/// after that change.
+/// derived where they are shown) and without `effects_before_reply` (version 4 added
+/// it: it says in which order the effects happened, not what was decided), so the same
+/// decisions give the same text before and after those changes.
 pub fn decided(outcome: &engine::Outcome) -> String {
     let text = format!("{outcome:?}");
+    let marker = format!(", effects_before_reply: {}", outcome.effects_before_reply);
+    let text = text.replacen(&marker, "", 1);
     let mut decided = String::with_capacity(text.len());
     let mut rest = text.as_str();
     while let Some(start) = rest.find(", tickets: [") {

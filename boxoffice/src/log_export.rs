@@ -195,6 +195,7 @@ mod tests {
             offset: 5,
             time_ms: 9,
             replayed: false,
+            effects_before_reply: 0,
             idempotency: None,
             result: Ok(Reply::Ticked),
             effects: (0..30_000)

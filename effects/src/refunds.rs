@@ -410,6 +410,7 @@ mod tests {
             replayed: false,
             result: Ok(reply),
             effects: Vec::new(),
+            effects_before_reply: 0,
             idempotency: None,
         }
     }

@@ -135,6 +135,7 @@ fn outcome(offset: u64, result: Reply, effects: Vec<Effect>) -> Outcome {
         replayed: false,
         result: Ok(result),
         effects,
+        effects_before_reply: 0,
         idempotency: None,
     }
 }

@@ -97,6 +97,7 @@ fn outcome(offset: u64, result: Result<Reply, engine::Rejection>, effects: Vec<E
         replayed: false,
         result,
         effects,
+        effects_before_reply: 0,
         idempotency: None,
     }
 }

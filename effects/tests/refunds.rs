@@ -231,6 +231,7 @@ fn outcome(offset: u64, reply: engine::Reply) -> engine::Outcome {
         replayed: false,
         result: Ok(reply),
         effects: vec![],
+        effects_before_reply: 0,
         idempotency: None,
     }
 }

@@ -13,7 +13,7 @@
 //! waiter before it could use: `allowed`, indexed by category. What a waiter could use is
 //! what could ever come free for it ([`usable_categories`]): seats and places that are
 //! free or held, never booked ones, and for `together` a run of seats in one row that are
-//! not booked ([`open_run`]). A waiter that could use nothing ([`servable_ever`] is false)
+//! not booked ([`open_run_in`], kept per row by the ledger). A waiter that could use nothing ([`servable_ever`] is false)
 //! can never be served.
 
 use crate::engine::{is_booked, Category, Event, SeatState, FREE, SEAT_CHUNK};
@@ -31,18 +31,18 @@ pub(crate) fn find(
     together: bool,
     allowed: &[bool],
 ) -> Option<Items> {
-    assert_eq!(allowed.len(), event.categories.len());
+    assert_eq!(allowed.len(), event.ledger.categories.len());
     if quantity == 0 {
         return None;
     }
     let found = match category {
         Some(category) => {
-            let entry = &event.categories[category as usize];
+            let entry = &event.ledger.categories[category as usize];
             if !allowed[category as usize] || entry.free() < u64::from(quantity) {
                 return None;
             }
             match entry.pool {
-                Some(pool) => (event.pools[pool as usize].free() >= quantity)
+                Some(pool) => (event.ledger.pools[pool as usize].free() >= quantity)
                     .then_some(Items::Pool { category, quantity }),
                 None => {
                     let rows = event.layout.rows_of_category(category);
@@ -52,6 +52,7 @@ pub(crate) fn find(
         }
         None => {
             let seats_free: u64 = event
+                .ledger
                 .categories
                 .iter()
                 .zip(allowed)
@@ -76,6 +77,7 @@ pub(crate) fn find(
 /// The first pool, in category order, that is allowed and has `quantity` places free.
 fn first_pool(event: &Event, quantity: u32, allowed: &[bool]) -> Option<Items> {
     event
+        .ledger
         .categories
         .iter()
         .enumerate()
@@ -83,7 +85,7 @@ fn first_pool(event: &Event, quantity: u32, allowed: &[bool]) -> Option<Items> {
             allowed[*index]
                 && entry
                     .pool
-                    .is_some_and(|pool| event.pools[pool as usize].free() >= quantity)
+                    .is_some_and(|pool| event.ledger.pools[pool as usize].free() >= quantity)
         })
         .map(|(index, _)| Items::Pool {
             category: index as u16,
@@ -107,7 +109,7 @@ fn find_seats(
         .iter()
         .chain(&event.layout.rows[rows.end..])
         .all(|row| !in_category(row.category)));
-    let row_free = &event.row_free[..rows.end];
+    let row_free = &event.ledger.row_free[..rows.end];
     let mut stranding = None;
     let mut scattered = Gathered::new(if together { 0 } else { quantity as usize });
     let scattering = !together;
@@ -123,8 +125,8 @@ fn find_seats(
         if !in_category(row.category) {
             continue;
         }
-        let free = event.row_free[index];
-        let states = row_states(&event.seats, row);
+        let free = event.ledger.row_free[index];
+        let states = row_states(&event.ledger.seats, row);
         if gathering {
             for (offset, &state) in states.iter().enumerate() {
                 if state == FREE {
@@ -247,7 +249,9 @@ fn row_states<'a>(
 fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
     // Perf: collected straight into the shared list (one allocation, the length known).
     let seats: crate::outcome::SeatList = (start..start + quantity).collect();
-    debug_assert!(seats.iter().all(|&seat| event.seats[seat as usize] == FREE));
+    debug_assert!(seats
+        .iter()
+        .all(|&seat| event.ledger.seats[seat as usize] == FREE));
     debug_assert_eq!(
         event.layout.row_of(start),
         event.layout.row_of(start + quantity - 1),
@@ -328,13 +332,7 @@ fn obtainable(entry: &Category) -> u64 {
 }
 
 /// The longest run of seats in a row that are not booked: the largest `together`
-/// request the row could ever serve.
-pub(crate) fn open_run(event: &Event, row: usize) -> u32 {
-    open_run_in(&event.layout, &event.seats, row)
-}
-
-/// [`open_run`] from the parts of an event it reads, so that a caller can write the
-/// event's other fields meanwhile.
+/// request the row could ever serve (the ledger keeps it per row, `row_open_run`).
 pub(crate) fn open_run_in(
     layout: &Layout,
     seat_states: &CowVec<SeatState, SEAT_CHUNK>,
@@ -360,13 +358,14 @@ fn most_seats(event: &Event, in_category: &dyn Fn(u16) -> bool, together: bool) 
             .layout
             .rows
             .iter()
-            .zip(&event.row_open_run)
+            .zip(&event.ledger.row_open_run)
             .filter(|(row, _)| in_category(row.category))
             .map(|(_, run)| u64::from(*run))
             .max()
             .unwrap_or(0)
     } else {
         event
+            .ledger
             .categories
             .iter()
             .enumerate()
@@ -395,7 +394,7 @@ pub(crate) fn servable_ever(
 ) -> bool {
     match category {
         Some(category) => {
-            let entry = &event.categories[category as usize];
+            let entry = &event.ledger.categories[category as usize];
             if entry.pool.is_some() {
                 obtainable(entry) >= u64::from(quantity)
             } else {
@@ -405,6 +404,7 @@ pub(crate) fn servable_ever(
         None => {
             seats_servable_ever(event, quantity, &|_| true, together)
                 || event
+                    .ledger
                     .categories
                     .iter()
                     .any(|entry| entry.pool.is_some() && obtainable(entry) >= u64::from(quantity))
@@ -419,7 +419,7 @@ pub(crate) fn most_servable(event: &Event, category: Option<u16>, together: bool
     let seats = |in_category: &dyn Fn(u16) -> bool| most_seats(event, in_category, together);
     match category {
         Some(category) => {
-            let entry = &event.categories[category as usize];
+            let entry = &event.ledger.categories[category as usize];
             if entry.pool.is_some() {
                 obtainable(entry)
             } else {
@@ -427,6 +427,7 @@ pub(crate) fn most_servable(event: &Event, category: Option<u16>, together: bool
             }
         }
         None => event
+            .ledger
             .categories
             .iter()
             .filter(|entry| entry.pool.is_some())
@@ -451,9 +452,9 @@ pub(crate) fn usable_categories(
             }
         }
         None => {
-            let mut seated = vec![false; event.categories.len()];
+            let mut seated = vec![false; event.ledger.categories.len()];
             if together {
-                for (row, run) in event.layout.rows.iter().zip(&event.row_open_run) {
+                for (row, run) in event.layout.rows.iter().zip(&event.ledger.row_open_run) {
                     if *run >= quantity {
                         seated[row.category as usize] = true;
                     }
@@ -461,11 +462,11 @@ pub(crate) fn usable_categories(
             } else if seats_servable_ever(event, quantity, &|_| true, false) {
                 // Scattered seats may mix categories: every seated category that could
                 // still give a seat may be part of the answer.
-                for (index, entry) in event.categories.iter().enumerate() {
+                for (index, entry) in event.ledger.categories.iter().enumerate() {
                     seated[index] = entry.has_seats && obtainable(entry) > 0;
                 }
             }
-            for (index, entry) in event.categories.iter().enumerate() {
+            for (index, entry) in event.ledger.categories.iter().enumerate() {
                 let pooled = entry.pool.is_some() && obtainable(entry) >= u64::from(quantity);
                 if seated[index] || pooled {
                     usable(index as u16);

@@ -40,6 +40,9 @@ pub struct Engine {
     pub(crate) state: State,
     /// Effects of the request being applied; drained into its outcome.
     pub(crate) effects: Vec<Effect<UserNumber>>,
+    /// How many of `effects` the clock made before the request ran
+    /// (`Outcome::effects_before_reply`).
+    pub(crate) clock_effects: usize,
     /// User name → id for `state.users` (derived: rebuilt by `from_state`).
     pub(crate) users: UserIndex,
     /// Layouts by content, so events with the same seating (the shows of one hall) share
@@ -116,6 +119,7 @@ impl Engine {
                 ..State::default()
             },
             effects: Vec::new(),
+            clock_effects: 0,
             users: UserIndex::default(),
             layouts: LayoutIndex::default(),
         }
@@ -161,6 +165,7 @@ impl Engine {
             users: UserIndex::of(&state.users),
             state,
             effects: Vec::new(),
+            clock_effects: 0,
             layouts,
         }
     }
@@ -259,6 +264,7 @@ impl Engine {
         assert!(self.effects.is_empty());
         self.state.applied_offset = Some(offset);
         self.advance_clock(time_ms);
+        self.clock_effects = self.effects.len();
     }
 
     fn finish(
@@ -276,6 +282,8 @@ impl Engine {
             time_ms: self.state.now_ms,
             replayed,
             result,
+            effects_before_reply: u32::try_from(self.clock_effects)
+                .expect("an outcome's effects are counted in a u32"),
             effects: std::mem::take(&mut self.effects),
             idempotency,
         }
@@ -503,7 +511,7 @@ impl Engine {
     #[cfg(debug_assertions)]
     fn check_counters(&self) {
         for event in &self.state.events {
-            for category in &event.categories {
+            for category in &event.ledger.categories {
                 debug_assert!(category.held + category.booked <= category.capacity);
             }
         }
@@ -562,8 +570,8 @@ impl Engine {
             }
         }
         for (seat, holder) in holders.iter_mut().enumerate() {
-            if let Some((true, slot)) = Engine::seat_owner(event.seats[seat]) {
-                *holder = SeatHolder::Held(HoldId(event.hold_slots[slot as usize]));
+            if let Some((true, slot)) = Engine::seat_owner(event.ledger.seats[seat]) {
+                *holder = SeatHolder::Held(HoldId(event.ledger.hold_slots[slot as usize]));
             }
         }
         holders

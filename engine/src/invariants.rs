@@ -85,13 +85,13 @@ pub(crate) fn check(engine: &Engine) {
         match (&hold.items, hold.slot) {
             (Items::Seats(seats), Some(slot)) => {
                 assert_eq!(
-                    event.hold_slots.get(slot as usize),
+                    event.ledger.hold_slots.get(slot as usize),
                     Some(&hold_id.0),
                     "hold {hold_id} owns its slot {slot}"
                 );
                 for &seat in seats.iter() {
                     assert_eq!(
-                        Engine::seat_owner(event.seats[seat as usize]),
+                        Engine::seat_owner(event.ledger.seats[seat as usize]),
                         Some((true, slot)),
                         "hold {hold_id} owns seat {seat}"
                     );
@@ -126,7 +126,7 @@ pub(crate) fn check(engine: &Engine) {
         if let Items::Seats(seats) = &booking.items {
             for &seat in seats.iter() {
                 assert_eq!(
-                    Engine::seat_owner(event.seats[seat as usize]),
+                    Engine::seat_owner(event.ledger.seats[seat as usize]),
                     Some((false, 0)),
                     "booking {booking_id}'s seat {seat} is booked"
                 );
@@ -163,60 +163,38 @@ pub(crate) fn check(engine: &Engine) {
                 "an event lists its own bookings"
             );
         }
-        let mut held = vec![0u64; event.categories.len()];
-        let mut booked = vec![0u64; event.categories.len()];
-        // The slot table: every used slot is its live hold's, every free one is listed once.
-        let mut free_slots: Vec<u32> = event.free_hold_slots.iter().copied().collect();
-        free_slots.sort_unstable();
-        free_slots.dedup();
-        assert_eq!(
-            free_slots.len(),
-            event.free_hold_slots.len(),
-            "a slot is freed once"
-        );
-        for (slot, &hold_id) in event.hold_slots.iter().enumerate() {
-            let free = free_slots.binary_search(&(slot as u32)).is_ok();
-            if hold_id == 0 {
-                assert!(free, "an empty slot {slot} is free");
-            } else {
-                assert!(!free, "a used slot {slot} is not free");
+        // The ledger's own rules (counts, rows, pools, slots), then that its seats are the
+        // live holds' and bookings' and nobody else's.
+        for (slot, seats) in event.ledger.check(&event.layout) {
+            let hold_id = HoldId(event.ledger.hold_slots[slot as usize]);
+            let hold = &state.holds[&hold_id];
+            assert_eq!(hold.event, event_id, "a seat's hold is of its event");
+            assert_eq!(hold.slot, Some(slot), "a seat's slot is its hold's");
+            assert_eq!(
+                hold.items.quantity(),
+                seats,
+                "hold {hold_id} has only its seats"
+            );
+        }
+        for (slot, &hold_id) in event.ledger.hold_slots.iter().enumerate() {
+            if hold_id != 0 {
                 let hold = &state.holds[&HoldId(hold_id)];
                 assert_eq!((hold.event, hold.slot), (event_id, Some(slot as u32)));
             }
         }
-        for (row_index, row) in event.layout.rows.iter().enumerate() {
-            let mut free = 0;
-            for seat in row.first_seat..row.first_seat + row.seat_count {
-                match Engine::seat_owner(event.seats[seat as usize]) {
-                    None => free += 1,
-                    Some((true, slot)) => {
-                        let hold_id = HoldId(event.hold_slots[slot as usize]);
-                        let hold = &state.holds[&hold_id];
-                        assert_eq!(hold.event, event_id, "a seat's hold is of its event");
-                        assert_eq!(hold.slot, Some(slot), "a seat's slot is its hold's");
-                        held[row.category as usize] += 1;
-                    }
-                    Some((false, _)) => {
-                        assert!(
-                            booked_seats.contains(&(event_id, seat)),
-                            "a booked seat is in a live booking of its event"
-                        );
-                        booked[row.category as usize] += 1;
-                    }
-                }
-            }
-            assert_eq!(event.row_free[row_index], free, "row free count");
-            assert_eq!(
-                event.row_open_run[row_index],
-                crate::allocate::open_run(event, row_index),
-                "row open run"
-            );
-        }
-        for pool in &event.pools {
-            assert!(pool.held + pool.booked <= pool.capacity);
-            held[pool.category as usize] += u64::from(pool.held);
-            booked[pool.category as usize] += u64::from(pool.booked);
-        }
+        let booked_here = event
+            .ledger
+            .seats
+            .iter()
+            .filter(|state| crate::ledger::is_booked(**state))
+            .count();
+        assert_eq!(
+            booked_here,
+            booked_seats
+                .range((event_id, 0)..=(event_id, u32::MAX))
+                .count(),
+            "a booked seat is in a live booking of its event"
+        );
         let pool_held: BTreeMap<u16, u64> = state
             .holds
             .values()
@@ -227,28 +205,14 @@ pub(crate) fn check(engine: &Engine) {
                 }
                 sums
             });
-        for (category_index, category) in event.categories.iter().enumerate() {
-            assert_eq!(
-                category.held, held[category_index],
-                "held count of {}",
-                category.name
-            );
-            assert_eq!(
-                category.booked, booked[category_index],
-                "booked count of {}",
-                category.name
-            );
-            assert!(
-                category.held + category.booked <= category.capacity,
-                "held + booked + free = capacity"
-            );
+        for (category_index, category) in event.ledger.categories.iter().enumerate() {
             assert!(
                 category.price_cents <= crate::command::PRICE_CENTS_MAX,
                 "prices are at most PRICE_CENTS_MAX, so every order's total fits"
             );
             if let Some(pool) = category.pool {
                 assert_eq!(
-                    u64::from(event.pools[pool as usize].held),
+                    u64::from(event.ledger.pools[pool as usize].held),
                     pool_held
                         .get(&(category_index as u16))
                         .copied()

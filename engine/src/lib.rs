@@ -18,9 +18,13 @@
 //! - [`command`]: what can be asked ([`Request`], [`Command`], specs).
 //! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
 //! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
-//!   submodules each own one part: `state` (the replicated [`State`] and seat tags),
+//!   submodules each own one part: `state` (the replicated [`State`]),
 //!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `draws`, `users` (user
 //!   names interned to dense ids in log order), `idempotency_window` (the answered keys).
+//! - [`ledger`]: seat accounting, the one implementation ([`ledger::SeatLedger`]: per-seat
+//!   tags, hold slots, counts per category, pool and row, and the four transitions hold,
+//!   release, book, unbook), which the engine asserts and the ingress's read model applies
+//!   outcomes through.
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`draw`]: an arrival window's draw (commit–reveal, the keyed order, the fallback
 //!   seed), pure functions anyone can use to recompute a published draw; the engine's
@@ -60,6 +64,7 @@ pub mod idempotency;
 pub mod ids;
 mod invariants;
 pub mod layout;
+pub mod ledger;
 pub mod messages;
 pub mod outcome;
 pub mod query;

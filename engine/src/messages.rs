@@ -211,13 +211,14 @@ pub enum MessageSource {
 }
 
 /// An outcome's messages, in order: its reply's, then its effects', each with its source.
-/// A replayed outcome (an idempotent repeat) made nothing happen: none.
+/// A replayed outcome (an idempotent repeat) answers what was decided before: its reply
+/// makes none, but its effects are new (its clock ran: an expiry at the repeat's time).
 fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
-    if outcome.replayed {
-        return Vec::new();
-    }
     let mut made = Vec::new();
-    let reply = outcome.result.as_ref().ok().and_then(reply_message);
+    let reply = match outcome.replayed {
+        true => None,
+        false => outcome.result.as_ref().ok().and_then(reply_message),
+    };
     let effects = outcome
         .effects
         .iter()
@@ -239,10 +240,8 @@ fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
 
 /// The message `source` made of `outcome`, alone (an outcome may have millions).
 fn made_by(outcome: &Outcome, source: MessageSource) -> Option<Made<'_>> {
-    if outcome.replayed {
-        return None;
-    }
     match source {
+        MessageSource::Reply if outcome.replayed => None,
         MessageSource::Reply => reply_message(outcome.result.as_ref().ok()?),
         MessageSource::Effect(index) => effect_message(outcome.effects.get(index as usize)?),
     }
@@ -262,7 +261,7 @@ fn index_of(index: usize) -> u32 {
 }
 
 /// The messages of one outcome of shard `shard`. A replayed outcome (an idempotent repeat)
-/// made nothing happen: none.
+/// has its effects' alone.
 pub fn messages_of(shard: u32, outcome: &Outcome) -> Vec<Message> {
     made_of(outcome)
         .into_iter()
@@ -552,6 +551,7 @@ mod tests {
             replayed: false,
             result,
             effects,
+            effects_before_reply: 0,
             idempotency: None,
         }
     }
@@ -730,12 +730,14 @@ mod tests {
             .all(|message| message.owner == Owner::Event(EventId(2))));
         // The same outcome, the same bytes.
         assert_eq!(messages_of(2, &confirmed), messages);
-        // A replayed answer made nothing happen.
+        // A replayed answer makes no message of its own; its effects (its clock's, in a
+        // real repeat) make theirs.
         let replayed = Outcome {
             replayed: true,
             ..confirmed
         };
-        assert!(messages_of(2, &replayed).is_empty());
+        let kinds = |messages: &[Message]| messages.iter().map(|m| m.kind).collect::<Vec<_>>();
+        assert_eq!(kinds(&messages_of(2, &replayed)), kinds(&messages[1..]));
     }
 
     #[test]
@@ -754,6 +756,43 @@ mod tests {
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].id, "msg_0_5_0");
         assert_eq!(body(&messages[0])["data"]["reason"], "sold_out");
+    }
+
+    /// An idempotent repeat answers the first decision again (no message of its reply),
+    /// but its log time ran the clock: the expiry that made is told like any other.
+    #[test]
+    fn a_replayed_outcome_tells_its_clock_s_effects_alone() {
+        let repeat = Outcome {
+            replayed: true,
+            effects_before_reply: 1,
+            ..outcome(
+                9,
+                Ok(Reply::HoldReleased {
+                    hold: HoldId(4),
+                    event: EventId(0),
+                    user: "ana".into(),
+                    items: Items::Seats(vec![2].into()),
+                }),
+                vec![Effect::HoldExpired {
+                    hold: HoldId(1),
+                    event: EventId(0),
+                    user: "bo".into(),
+                    items: Items::Seats(vec![1].into()),
+                    waiter: None,
+                }],
+            )
+        };
+        let messages = messages_of(0, &repeat);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].kind, WebhookEventType::HoldExpired);
+        assert_eq!(body(&messages[0])["data"]["hold_id"], "h_1");
+        let told = user_messages_of(&repeat, &|_| None);
+        assert_eq!(
+            told.iter()
+                .map(|message| message.user.to_string())
+                .collect::<Vec<_>>(),
+            ["bo"]
+        );
     }
 
     #[test]

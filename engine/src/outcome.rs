@@ -91,6 +91,12 @@ pub struct Outcome<U = UserName> {
     pub result: Result<Reply<U>, Rejection>,
     /// What happened because time passed or seats were freed, in the order it happened.
     pub effects: Vec<Effect<U>>,
+    /// How many of `effects`, from the first, happened before the reply's change: the
+    /// engine's clock's (expiries, and the offers and ends they made), which run before
+    /// the request. Whoever applies an outcome's changes (the ingress's read model,
+    /// through the same `ledger` as the engine) applies these, then the reply, then the
+    /// rest (the offers a release made, ...), as the engine did.
+    pub effects_before_reply: u32,
     /// Set on the first answer to a keyed request (never on a replay or a refusal of a
     /// reused key): the ingress's idempotency index records it, so a repeat after the
     /// engine's short window is still answered (see `idempotency`).
@@ -481,6 +487,7 @@ impl<U> Outcome<U> {
             time_ms: self.time_ms,
             replayed: self.replayed,
             result: self.result.map(|reply| reply.map_users(f)),
+            effects_before_reply: self.effects_before_reply,
             effects: self
                 .effects
                 .into_iter()
@@ -748,6 +755,7 @@ mod tests {
                     user: "desk-user".into(),
                 },
             ],
+            effects_before_reply: 1,
             idempotency: None,
         };
         let named = names.outcome(outcome.clone());

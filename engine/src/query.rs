@@ -41,6 +41,7 @@ impl Engine {
 
     pub fn seat_status(&self, event: EventId, seat: u32) -> Option<SeatStatus> {
         let state = *self.state.events[self.event_index(event)?]
+            .ledger
             .seats
             .get(seat as usize)?;
         Some(match Engine::seat_owner(state) {
@@ -48,6 +49,11 @@ impl Engine {
             Some((true, _)) => SeatStatus::Held,
             Some((false, _)) => SeatStatus::Booked,
         })
+    }
+
+    /// An event's seat accounting, as a read model that follows the outcomes keeps it too.
+    pub fn seat_ledger(&self, event: EventId) -> Option<&crate::ledger::SeatLedger> {
+        Some(&self.state.events[self.event_index(event)?].ledger)
     }
 
     pub fn seat_label(&self, event: EventId, seat: u32) -> Option<String> {
@@ -59,6 +65,7 @@ impl Engine {
         let event = &self.state.events[self.event_index(event)?];
         Some(
             event
+                .ledger
                 .categories
                 .iter()
                 .map(|category| CategoryAvailability {
@@ -95,8 +102,8 @@ impl Engine {
             .events
             .iter()
             .map(|event| {
-                event.seats.len() * std::mem::size_of::<crate::engine::SeatState>()
-                    + event.row_free.len() * 4
+                event.ledger.seats.len() * std::mem::size_of::<crate::engine::SeatState>()
+                    + event.ledger.row_free.len() * 4
             })
             .sum()
     }
@@ -118,12 +125,12 @@ impl Engine {
                 hasher.update(&[tag]);
                 hasher.update(&id.to_le_bytes());
             }
-            for category in &event.categories {
+            for category in &event.ledger.categories {
                 for count in [category.capacity, category.held, category.booked] {
                     hasher.update(&count.to_le_bytes());
                 }
             }
-            for pool in &event.pools {
+            for pool in &event.ledger.pools {
                 for count in [pool.capacity, pool.held, pool.booked] {
                     hasher.update(&count.to_le_bytes());
                 }

@@ -262,33 +262,48 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         (index < self.len()).then(|| &mut self.block_mut(index / CHUNK)[index % CHUNK])
     }
 
-    /// Sets every element of `indices` from `from` to `to`, asserting each was `from`
-    /// (`what` names the rule in the panic). Perf: one copy-on-write check per chunk
-    /// touched, not per element (a hold's seats are nearly always in one chunk).
-    pub(crate) fn swap_each(&mut self, indices: &[u32], from: T, to: T, what: &str)
+    /// Sets every element of `indices` from `from` to `to`, when each was `from`. At the
+    /// first element that is missing or not `from`, the elements set so far are set back
+    /// to `from` and its index is returned, so a refused swap changes nothing. Perf: one
+    /// copy-on-write check per chunk touched, not per element (a hold's seats are nearly
+    /// always in one chunk).
+    pub(crate) fn try_swap_each(&mut self, indices: &[u32], from: T, to: T) -> Result<(), u32>
     where
-        T: Copy + PartialEq + fmt::Debug,
+        T: Copy + PartialEq,
     {
         let len = self.len();
         let mut next = 0;
         while next < indices.len() {
             let block_index = indices[next] as usize / CHUNK;
-            assert!(
-                (indices[next] as usize) < len,
-                "{what}: element {} exists",
-                indices[next]
-            );
+            if indices[next] as usize >= len {
+                return Err(self.undo_swaps(&indices[..next], from, indices[next]));
+            }
             let block = self.block_mut(block_index);
             while let Some(&index) = indices.get(next) {
                 if index as usize / CHUNK != block_index {
                     break;
                 }
                 let value = &mut block[index as usize % CHUNK];
-                assert_eq!(*value, from, "{what}: element {index}");
+                if *value != from {
+                    return Err(self.undo_swaps(&indices[..next], from, index));
+                }
                 *value = to;
                 next += 1;
             }
         }
+        Ok(())
+    }
+
+    /// Sets `done` back to `from` (a refused `try_swap_each`), returning `refused`.
+    #[cold]
+    fn undo_swaps(&mut self, done: &[u32], from: T, refused: u32) -> u32
+    where
+        T: Copy,
+    {
+        for &index in done {
+            self[index as usize] = from;
+        }
+        refused
     }
 
     #[inline]
@@ -426,18 +441,12 @@ impl<'de, T: Deserialize<'de>, const CHUNK: usize> Deserialize<'de> for CowVec<T
     }
 }
 
-/// `#[serde(with = "crate::snapshot::shared")]` for an `Arc<T>` that encodes as its `T`.
+/// `#[serde(deserialize_with = "crate::snapshot::shared::deserialize")]`: an `Arc<T>` that encodes as its `T`.
 pub(crate) mod shared {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde::{Deserialize, Deserializer};
     use std::sync::Arc;
 
-    pub(crate) fn serialize<T: Serialize, S: Serializer>(
-        value: &Arc<T>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        T::serialize(value, serializer)
-    }
-
+    // (Encoding needs nothing: an `Arc<T>`, or the `&T` in it, encodes as the `T`.)
     pub(crate) fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Arc<T>, D::Error> {
@@ -491,13 +500,14 @@ mod tests {
         assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
     }
 
-    /// `swap_each` writes through copy-on-write like `IndexMut`: only the chunks it
-    /// touches are copied, and a value other than the expected one stops the process.
+    /// `try_swap_each` writes through copy-on-write like `IndexMut`: only the chunks it
+    /// touches are copied, and a value other than the expected one (or a missing one, or
+    /// an index named twice) refuses the whole swap, naming it, and changes nothing.
     #[test]
     fn swap_each_sets_what_it_expects_and_copies_only_touched_chunks() {
         let mut original: CowVec<u32, 4> = CowVec::from_elem(0, 12);
         let mut copy = original.clone();
-        copy.swap_each(&[1, 2, 5], 0, 7, "free");
+        assert_eq!(copy.try_swap_each(&[1, 2, 5], 0, 7), Ok(()));
         assert_eq!(
             copy.iter().copied().collect::<Vec<_>>(),
             [0, 7, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0]
@@ -506,12 +516,19 @@ mod tests {
         assert!(!Chunk::ptr_eq(&original.chunks[0], &copy.chunks[0]));
         assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
         assert!(Chunk::ptr_eq(&original.chunks[2], &copy.chunks[2]));
-        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            original.swap_each(&[3, 2], 0, 1, "free");
-            original.swap_each(&[2], 0, 1, "free");
-        }));
-        let message = *refused.unwrap_err().downcast::<String>().unwrap();
-        assert!(message.contains("free: element 2"), "{message}");
+        assert_eq!(original.try_swap_each(&[3, 2], 0, 1), Ok(()));
+        let before: Vec<u32> = original.iter().copied().collect();
+        // Refused at the second index, the third's chunk, a missing one, a repeated one:
+        // each time every element is as it was.
+        for (indices, refused) in [
+            (&[4, 2, 6][..], 2),
+            (&[4, 6, 9, 3][..], 3),
+            (&[4, 12][..], 12),
+            (&[5, 5][..], 5),
+        ] {
+            assert_eq!(original.try_swap_each(indices, 0, 1), Err(refused));
+            assert!(original.iter().copied().eq(before.iter().copied()));
+        }
     }
 
     /// The tail (the elements after the last full chunk) is owned: pushes, pops and writes

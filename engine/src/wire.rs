@@ -10,7 +10,7 @@
 //! fixed header of [`OUTCOME_FRAME_HEADER_BYTES`] bytes:
 //!
 //! ```text
-//!  byte  0       version (OUTCOME_VERSION = 3)
+//!  byte  0       version (OUTCOME_VERSION = 4)
 //!  bytes 1..9    the request offset the outcome answers, u64 little-endian
 //!  bytes 9..13   this frame's index, u32 little-endian (0 first)
 //!  bytes 13..17  the outcome's frame count, u32 little-endian (at least 1)
@@ -25,9 +25,10 @@
 //! reads the header alone, for tools that only need the offset.
 //!
 //! Changing a format is deliberate: bump the version and update the golden bytes in the
-//! tests. Outcome records of version 1 (one whole outcome per record) and 2 (framed, with
-//! ticket lists and codes in confirmations) are refused rather than decoded: the `Outcome` type has
-//! changed since, and outcomes are a pure function of
+//! tests. Outcome records of version 1 (one whole outcome per record), 2 (framed, with
+//! ticket lists and codes in confirmations) and 3 (without `effects_before_reply`) are
+//! refused rather than decoded: the `Outcome` type has changed since, and outcomes are a
+//! pure function of
 //! the requests log, so an old outcomes log is re-derived by replaying the requests log
 //! from offset 0 (remove the outcomes log and the snapshots, then start the engine).
 
@@ -47,8 +48,10 @@ pub const RECORD_BYTES_MAX: usize = 256 * 1024;
 
 /// The outcomes log's record version: every record is one frame of an outcome.
 /// Version 3: a confirmation carries no ticket list and no codes (both follow from the
-/// booking's id and items; the read side derives them, codes with its secret).
-pub const OUTCOME_VERSION: u8 = 3;
+/// booking's id and items; the read side derives them, codes with its secret). Version 4:
+/// an outcome says how many of its effects came before its reply
+/// (`Outcome::effects_before_reply`), so a read model applies it in the engine's order.
+pub const OUTCOME_VERSION: u8 = 4;
 /// Version byte, request offset (u64), frame index (u32), frame count (u32).
 pub const OUTCOME_FRAME_HEADER_BYTES: usize = 1 + 8 + 4 + 4;
 /// The largest outcome record, header included.
@@ -201,9 +204,11 @@ impl FrameHeader {
 }
 
 /// The sentence for an outcome record of version 1.
-const VERSION_1_REFUSED: &str = "outcome record version 1 (one record per outcome) is no longer read: outcomes are now framed (version 3); outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
+const VERSION_1_REFUSED: &str = "outcome record version 1 (one record per outcome) is no longer read: outcomes are now framed (version 4); outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots and start the engine to re-derive them by replay";
 /// The sentence for an outcome record of version 2.
-const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket lists and codes in confirmations) is no longer read: outcomes are now version 3; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots (and each ingress's data directory, whose read model and idempotency index are derived from the outcomes) and start the engine to re-derive them by replay";
+const VERSION_2_REFUSED: &str = "outcome record version 2 (ticket lists and codes in confirmations) is no longer read: outcomes are now version 4; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots (and each ingress's data directory, whose read model and idempotency index are derived from the outcomes) and start the engine to re-derive them by replay";
+/// The sentence for an outcome record of version 3.
+const VERSION_3_REFUSED: &str = "outcome record version 3 (effects without the count of those before the reply) is no longer read: outcomes are now version 4; outcomes are a pure function of the requests log, so remove the outcomes log and the snapshots (and each ingress's data directory, whose read model and idempotency index are derived from the outcomes) and start the engine to re-derive them by replay";
 
 /// Reads a frame's header without touching its body. The error is a sentence.
 pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {
@@ -211,6 +216,7 @@ pub fn frame_header(record: &[u8]) -> Result<FrameHeader, String> {
         None => return Err("empty outcome record".into()),
         Some(1) => return Err(VERSION_1_REFUSED.into()),
         Some(2) => return Err(VERSION_2_REFUSED.into()),
+        Some(3) => return Err(VERSION_3_REFUSED.into()),
         Some(&OUTCOME_VERSION) => {}
         Some(version) => return Err(format!("unknown outcome record version {version}")),
     }
@@ -584,6 +590,7 @@ mod tests {
             replayed: false,
             result: Ok(Reply::Ticked),
             effects: Vec::new(),
+            effects_before_reply: 0,
             idempotency: None,
         }
     }
@@ -617,15 +624,15 @@ mod tests {
         let frames = encode_outcome_frames(&outcome);
         assert_eq!(frames.len(), 1);
         let (header, body) = frames[0].split_at(OUTCOME_FRAME_HEADER_BYTES);
-        // Version 3; request offset 0x0102 (u64 LE); frame 0 (u32 LE); of 1 (u32 LE).
+        // Version 4; request offset 0x0102 (u64 LE); frame 0 (u32 LE); of 1 (u32 LE).
         assert_eq!(
             header,
-            [3, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+            [4, 0x02, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
         );
         // The outcome's bincode (it changes with the `Outcome` type; the header does not):
         // offset 0x0102 (varint 251 + u16 LE); time 7; replayed false; Ok; Reply::Ticked
-        // (variant 15); no effects; no idempotency stamp.
-        assert_eq!(body, [251, 0x02, 0x01, 7, 0, 0, 15, 0, 0]);
+        // (variant 15); no effects, none before the reply; no idempotency stamp.
+        assert_eq!(body, [251, 0x02, 0x01, 7, 0, 0, 15, 0, 0, 0]);
         assert_eq!(body, encode_outcome_body(&outcome));
         assert_eq!(
             frame_header(&frames[0]),
@@ -820,7 +827,7 @@ mod tests {
         let check = |record: &[u8], expected: &str| {
             check_in(&mut OutcomeAssembler::new(), record, expected)
         };
-        let mut header = vec![3, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
+        let mut header = vec![4, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0];
         check(&[], "empty");
         check(&[9, 0, 0], "unknown outcome record version 9");
         // Version 1 is refused with what to do about it.
@@ -830,6 +837,9 @@ mod tests {
         let version_2 = [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
         check(&version_2, "version 2");
         check(&version_2, "re-derive them by replay");
+        let version_3 = [3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0];
+        check(&version_3, "version 3");
+        check(&version_3, "re-derive them by replay");
         check(&header[..10], "shorter than the 17-byte frame header");
         // Frame 1 of 1, and a count of 0.
         header[9] = 1;
@@ -855,7 +865,7 @@ mod tests {
         oversized.resize(OUTCOME_FRAME_BYTES_MAX + 1, 0);
         check(&oversized, "over the 262144-byte limit");
         // Frames of garbage split over two records are an error at the last one.
-        let mut first = vec![3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0xff];
+        let mut first = vec![4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0xff];
         assert_eq!(assembler.push(&first), Ok(None));
         first[9] = 1;
         check_in(&mut assembler, &first, "undecodable outcome of request 5");

@@ -86,6 +86,7 @@ impl Model {
     fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.now_ms = self.now_ms.max(time_ms.min(config::TIME_MS_MAX));
         self.expire_holds();
+        let effects_before_reply = self.effects.len() as u32;
         let result = self.execute(&request.command);
         Outcome {
             offset,
@@ -93,6 +94,7 @@ impl Model {
             replayed: false,
             result,
             effects: std::mem::take(&mut self.effects),
+            effects_before_reply,
             idempotency: None,
         }
     }

@@ -369,6 +369,8 @@ struct Model {
     next_hold: u64,
     next_waiter: u64,
     effects: Vec<Effect>,
+    /// How many of `effects` the clock made (`Outcome::effects_before_reply`).
+    clock_effects: u32,
 }
 
 fn invalid(reason: &str) -> Rejection {
@@ -400,11 +402,14 @@ impl Model {
             next_hold: 1,
             next_waiter: 1,
             effects: Vec::new(),
+            clock_effects: 0,
         }
     }
 
     fn apply(&mut self, offset: u64, time_ms: u64, request: &Request) -> Outcome {
         self.advance(time_ms);
+        // The clock's effects come first and are counted apart (`effects_before_reply`).
+        self.clock_effects = self.effects.len() as u32;
         let command = &request.command;
         let principal = command
             .named(|_| None)
@@ -460,6 +465,7 @@ impl Model {
             replayed,
             result,
             effects: std::mem::take(&mut self.effects),
+            effects_before_reply: self.clock_effects,
             idempotency,
         }
     }

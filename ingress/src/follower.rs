@@ -252,19 +252,20 @@ impl Follower {
                     self.status.note_gap(expected, outcome.offset);
                 }
                 let outcome = Arc::new(outcome);
+                // A replayed outcome's reply was applied the first time, but its clock's
+                // effects (an expiry at the repeat's log time) are new: applied too.
+                let changes = model.apply(&outcome);
                 if outcome.replayed {
                     self.metrics.outcomes_replayed.inc();
-                    model.note_processed(&outcome);
                 } else {
                     self.metrics.outcomes_applied.inc();
-                    let changes = model.apply(&outcome);
                     if let Ok(reply) = &outcome.result {
                         self.search_changes.note_reply(reply);
                     }
-                    changed_waiters.extend(changes.waiters);
-                    told_users.extend(changes.users);
-                    live::touched_events(&outcome, &mut changed_events);
                 }
+                changed_waiters.extend(changes.waiters);
+                told_users.extend(changes.users);
+                live::touched_events(&outcome, &mut changed_events);
                 fresh.push(outcome);
             }
             applied_offset = model.applied_offset.unwrap_or(0);

@@ -47,7 +47,8 @@ const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// model rebuilt from the outcomes log, notifications included).
 /// 4: waiters keep their place and queues map place → waiter; events keep their draw.
 /// 5: events keep their terms of sale.
-const STATE_VERSION: u8 = 5;
+/// 6: events keep the engine's seat ledger (`engine::ledger`), holds their slot in it.
+const STATE_VERSION: u8 = 6;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -359,7 +360,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x05");
+        assert_eq!(&bytes[..5], b"BXRM\x06");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(

@@ -103,6 +103,7 @@ impl IndexedAnswer {
             replayed: true,
             result: self.result,
             effects: Vec::new(),
+            effects_before_reply: 0,
             idempotency: None,
         }
     }
@@ -468,6 +469,7 @@ mod tests {
                 items: Items::Seats(vec![1, 2].into()),
             }),
             effects: Vec::new(),
+            effects_before_reply: 0,
             idempotency: stamp,
         }
     }

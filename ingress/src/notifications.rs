@@ -461,6 +461,7 @@ mod tests {
             replayed: false,
             result: Ok(engine::Reply::Ticked),
             effects: Vec::new(),
+            effects_before_reply: 0,
             idempotency: None,
         })
     }

@@ -2,10 +2,13 @@
 //! bookings, waitlist entries and desks, kept in memory for reads. It is written only by
 //! the outcome follower thread, in outcome order, and read by handlers under a shared lock.
 //!
-//! Applying an outcome: its result first, then its effects in order. Seat ownership is
-//! tagged with the owning hold or booking, and freeing a seat only frees it when the
-//! ender still owns it, so a hold placed on seats freed by an expiry in the same outcome
-//! (timers fire before the command) ends up right whatever the order.
+//! Applying an outcome: in the order the engine made it (`Outcome::effects_before_reply`):
+//! the effects its clock made before the request, then its reply, then the rest of its
+//! effects (a replayed outcome's reply was applied the first time: only its effects).
+//! Seats, places and their counts are kept by the engine's own seat accounting
+//! (`engine::ledger::SeatLedger`), through the same transitions the engine made, so there
+//! is one implementation of those rules and a model that followed every outcome holds
+//! the engine's very ledger (hold slots included).
 //!
 //! A broken expectation here (an outcome about a hold the model never saw) is a bug in
 //! the engine or the model: it is counted and logged, and stops debug builds.
@@ -13,6 +16,7 @@
 use crate::cow_map::CowMap;
 use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
+use engine::ledger::{Category, SeatLedger, SeatStatus};
 use engine::messages::Subject;
 use engine::UserName;
 use engine::{
@@ -28,52 +32,10 @@ use std::sync::Arc;
 /// users; nothing iterates these maps in hash order: they encode sorted.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-const TAG_HELD: u64 = 1 << 62;
-const TAG_BOOKED: u64 = 2 << 62;
-const TAG_MASK: u64 = 3 << 62;
-
 /// The ids of ended holds, waitlist entries or desk tickets, oldest first: the entries
 /// past `ended_entries_max` are forgotten from the front. In chunks behind `Arc`s, like the
 /// tables (`cow_map`): a copy of the model copies a pointer per chunk.
 type EndedIds<T> = engine::chunked::ChunkedDeque<T, 1024>;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SeatOwner {
-    Free,
-    Held(HoldId),
-    Booked(BookingId),
-}
-
-fn pack(owner: SeatOwner) -> u64 {
-    match owner {
-        SeatOwner::Free => 0,
-        SeatOwner::Held(hold) => TAG_HELD | hold.0,
-        SeatOwner::Booked(booking) => TAG_BOOKED | booking.0,
-    }
-}
-
-fn unpack(state: u64) -> SeatOwner {
-    match state & TAG_MASK {
-        0 => SeatOwner::Free,
-        TAG_HELD => SeatOwner::Held(HoldId(state & !TAG_MASK)),
-        _ => SeatOwner::Booked(BookingId(state & !TAG_MASK)),
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct CategoryCounts {
-    pub(crate) name: String,
-    pub(crate) price_cents: u64,
-    pub(crate) capacity: u64,
-    pub(crate) held: u64,
-    pub(crate) booked: u64,
-}
-
-impl CategoryCounts {
-    pub(crate) fn free(&self) -> u64 {
-        self.capacity.saturating_sub(self.held + self.booked)
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct EventRecord {
@@ -83,8 +45,8 @@ pub(crate) struct EventRecord {
     pub(crate) spec: EventSpec,
     pub(crate) canceled: bool,
     pub(crate) layout: Layout,
-    seats: Vec<u64>,
-    pub(crate) categories: Vec<CategoryCounts>,
+    /// Its seats, places and counts, as the engine keeps them.
+    pub(crate) ledger: SeatLedger,
     /// FCFS queues by requested category, place → waiter, as the engine keeps them.
     queues: BTreeMap<Option<u16>, BTreeMap<u64, WaiterId>>,
     pub(crate) waiting: u64,
@@ -120,10 +82,12 @@ impl EventRecord {
             .unwrap_or_else(|| engine::EventTerms::without_terms(currency_default))
     }
 
-    pub(crate) fn seat_owner(&self, seat: u32) -> SeatOwner {
-        self.seats
-            .get(seat as usize)
-            .map_or(SeatOwner::Free, |state| unpack(*state))
+    pub(crate) fn seat(&self, seat: u32) -> SeatStatus {
+        self.ledger.seat(seat)
+    }
+
+    pub(crate) fn categories(&self) -> &[Category] {
+        self.ledger.categories()
     }
 
     pub(crate) fn seat_category(&self, seat: u32) -> u16 {
@@ -131,14 +95,14 @@ impl EventRecord {
     }
 
     pub(crate) fn category_index(&self, name: &str) -> Option<u16> {
-        self.categories
+        self.categories()
             .iter()
             .position(|category| category.name == name)
             .map(|index| index as u16)
     }
 
     pub(crate) fn category_name(&self, index: u16) -> String {
-        self.categories
+        self.categories()
             .get(index as usize)
             .map(|category| category.name.clone())
             .unwrap_or_default()
@@ -188,7 +152,7 @@ impl EventRecord {
         engine::order_total_cents(self.category_counts(items).into_iter().map(
             |(category, count)| {
                 let price_cents = self
-                    .categories
+                    .categories()
                     .get(category as usize)
                     .map_or(0, |entry| entry.price_cents);
                 let count = u32::try_from(count).expect("items count at most u32::MAX places");
@@ -198,11 +162,11 @@ impl EventRecord {
     }
 
     pub(crate) fn free_total(&self) -> u64 {
-        self.categories.iter().map(CategoryCounts::free).sum()
+        self.ledger.free(None)
     }
 
     pub(crate) fn capacity_total(&self) -> u64 {
-        self.categories
+        self.categories()
             .iter()
             .map(|category| category.capacity)
             .sum()
@@ -244,6 +208,8 @@ impl HoldStatus {
 pub(crate) struct HoldRecord {
     pub(crate) view: HoldView,
     pub(crate) status: HoldStatus,
+    /// Its slot in its event's ledger, while it holds seats.
+    pub(crate) slot: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -588,34 +554,27 @@ impl ReadModel {
 
     /// Applies one outcome that is not a replay. Returns what changed for long-polls.
     pub(crate) fn apply(&mut self, outcome: &Arc<Outcome>) -> Changes {
-        debug_assert!(
-            !outcome.replayed,
-            "a replayed outcome's result was applied the first time"
-        );
         debug_assert!(self
             .applied_offset
             .is_none_or(|applied| outcome.offset > applied));
         let mut changes = Changes::default();
-        // In the order it happened (`Outcome::effects_first`): an event cancel's reply
-        // releases the hold its outcome's expiry offered. Applied after the reply, that
-        // hold was unknown when released and then stayed held on a canceled event (found
-        // by `the_read_model_agrees_with_the_engine_on_random_sequences`).
-        let effects_first = outcome.effects_first();
-        if effects_first {
-            for effect in &outcome.effects {
-                self.apply_effect(effect, &mut changes);
-            }
+        // In the order it happened: the clock's effects, the reply, the rest. (An event
+        // cancel's reply releases the hold its outcome's expiry offered; a hold may take
+        // seats its outcome's expiry freed.)
+        let before = (outcome.effects_before_reply as usize).min(outcome.effects.len());
+        let (clock, after) = outcome.effects.split_at(before);
+        for effect in clock {
+            self.apply_effect(effect, &mut changes);
         }
         // Before the reply is applied: an event cancel names holds and bookings whose users
         // are looked up here.
         let told = engine::messages::user_notes_of(outcome, &|subject| self.user_of(subject));
-        if let Ok(reply) = &outcome.result {
+        // A replayed outcome's reply was applied the first time; its clock's effects are new.
+        if let (Ok(reply), false) = (&outcome.result, outcome.replayed) {
             self.apply_reply(reply, &mut changes);
         }
-        if !effects_first {
-            for effect in &outcome.effects {
-                self.apply_effect(effect, &mut changes);
-            }
+        for effect in after {
+            self.apply_effect(effect, &mut changes);
         }
         changes.users = self.notifications.record(outcome, told);
         self.note_processed(outcome);
@@ -869,36 +828,14 @@ impl ReadModel {
                 .unwrap_or(0) as u16
         };
         let layout = Layout::build(&spec.sections, category_of);
-        let mut categories: Vec<CategoryCounts> = spec
-            .categories
-            .iter()
-            .map(|category| CategoryCounts {
-                name: category.name.clone(),
-                price_cents: category.price_cents,
-                capacity: 0,
-                held: 0,
-                booked: 0,
-            })
-            .collect();
-        for row in &layout.rows {
-            if let Some(category) = categories.get_mut(row.category as usize) {
-                category.capacity += u64::from(row.seat_count);
-            }
-        }
-        for pool in &spec.general_admission {
-            let index = category_of(&pool.category) as usize;
-            if let Some(category) = categories.get_mut(index) {
-                category.capacity += u64::from(pool.capacity);
-            }
-        }
+        let ledger = SeatLedger::new(&layout, spec);
         let record = EventRecord {
             id,
             tenant: tenant.to_string(),
             spec: spec.clone(),
             canceled: false,
-            seats: vec![0; layout.seat_count as usize],
+            ledger,
             layout,
-            categories,
             queues: BTreeMap::new(),
             waiting: 0,
             bookings: Vec::new(),
@@ -921,29 +858,22 @@ impl ReadModel {
         let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
             return self.anomaly("a hold on an unknown event");
         };
-        if let Items::Seats(seats) = &view.items {
-            for &seat in seats.iter() {
-                if let Some(state) = event.seats.get_mut(seat as usize) {
-                    *state = pack(SeatOwner::Held(view.hold));
-                }
-            }
-        }
-        for (category, count) in event.category_counts(&view.items) {
-            if let Some(entry) = event.categories.get_mut(category as usize) {
-                entry.held += count;
-            }
-        }
+        let slot = match event.ledger.hold(&event.layout, view.hold, &view.items) {
+            Ok(slot) => slot,
+            Err(_) => return self.anomaly("a hold on items that are not free"),
+        };
         self.holds.insert(
             view.hold,
             HoldRecord {
                 view: view.clone(),
                 status: HoldStatus::Held,
+                slot,
             },
         );
         self.live_holds += 1;
     }
 
-    /// Ends a live hold as released or expired: its seats are free again (those it still owns).
+    /// Ends a live hold as released or expired: its seats are free again.
     fn end_hold(&mut self, hold_id: HoldId, end: HoldStatus) {
         let Some(hold) = self.holds.get_mut(&hold_id) else {
             return self.anomaly("ended an unknown hold");
@@ -952,22 +882,16 @@ impl ReadModel {
             return self.anomaly("ended a hold that was not held");
         }
         hold.status = end;
-        let (event_id, items) = (hold.view.event, hold.view.items.clone());
-        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
-            if let Items::Seats(seats) = &items {
-                for &seat in seats.iter() {
-                    if let Some(state) = event.seats.get_mut(seat as usize) {
-                        if unpack(*state) == SeatOwner::Held(hold_id) {
-                            *state = pack(SeatOwner::Free);
-                        }
-                    }
-                }
-            }
-            for (category, count) in event.category_counts(&items) {
-                if let Some(entry) = event.categories.get_mut(category as usize) {
-                    entry.held = entry.held.saturating_sub(count);
-                }
-            }
+        let (event_id, slot) = (hold.view.event, hold.slot.take());
+        let released = match self.events.get_mut(&event_id).map(Arc::make_mut) {
+            Some(event) => event
+                .ledger
+                .release(&event.layout, hold_id, slot, &hold.view.items)
+                .is_ok(),
+            None => false,
+        };
+        if !released {
+            self.anomaly("released a hold's items it did not hold");
         }
         self.live_holds = self.live_holds.saturating_sub(1);
         self.remember_ended_hold(hold_id);
@@ -985,31 +909,27 @@ impl ReadModel {
     }
 
     fn confirm(&mut self, view: &BookingView) {
-        match self.holds.get_mut(&view.hold) {
+        let slot = match self.holds.get_mut(&view.hold) {
             Some(hold) if hold.status == HoldStatus::Held => {
-                hold.status = HoldStatus::Confirmed(view.booking)
+                hold.status = HoldStatus::Confirmed(view.booking);
+                hold.slot.take()
             }
             _ => return self.anomaly("confirmed a hold that was not held"),
-        }
+        };
         self.live_holds = self.live_holds.saturating_sub(1);
         self.remember_ended_hold(view.hold);
         let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
             return self.anomaly("a booking on an unknown event");
         };
-        if let Items::Seats(seats) = &view.items {
-            for &seat in seats.iter() {
-                if let Some(state) = event.seats.get_mut(seat as usize) {
-                    *state = pack(SeatOwner::Booked(view.booking));
-                }
-            }
-        }
-        for (category, count) in event.category_counts(&view.items) {
-            if let Some(entry) = event.categories.get_mut(category as usize) {
-                entry.held = entry.held.saturating_sub(count);
-                entry.booked += count;
-            }
-        }
+        let booked = event
+            .ledger
+            .book(&event.layout, view.hold, slot, &view.items);
         event.bookings.push(view.booking);
+        match booked {
+            Ok(total_cents) if total_cents == view.total_cents => {}
+            Ok(_) => self.anomaly("a booking's total is not its items' price"),
+            Err(_) => self.anomaly("booked items its hold did not hold"),
+        }
         // A known user's list is found without making a key.
         match self.user_bookings.get_mut(&*view.user) {
             Some(bookings) => bookings.push(view.booking),
@@ -1038,22 +958,16 @@ impl ReadModel {
             return self.anomaly("canceled a booking twice");
         }
         booking.canceled = true;
-        let (event_id, items) = (booking.view.event, booking.view.items.clone());
-        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
-            if let Items::Seats(seats) = &items {
-                for &seat in seats.iter() {
-                    if let Some(state) = event.seats.get_mut(seat as usize) {
-                        if unpack(*state) == SeatOwner::Booked(booking_id) {
-                            *state = pack(SeatOwner::Free);
-                        }
-                    }
-                }
-            }
-            for (category, count) in event.category_counts(&items) {
-                if let Some(entry) = event.categories.get_mut(category as usize) {
-                    entry.booked = entry.booked.saturating_sub(count);
-                }
-            }
+        let event_id = booking.view.event;
+        let unbooked = match self.events.get_mut(&event_id).map(Arc::make_mut) {
+            Some(event) => event
+                .ledger
+                .unbook(&event.layout, &booking.view.items)
+                .is_ok(),
+            None => false,
+        };
+        if !unbooked {
+            self.anomaly("canceled a booking whose items were not booked");
         }
         self.live_bookings = self.live_bookings.saturating_sub(1);
     }
@@ -1302,9 +1216,11 @@ mod tests {
         }
 
         fn run(&mut self, time_ms: u64, command: Command) -> Outcome {
-            let outcome = self
-                .engine
-                .apply(self.offset, time_ms, &Request::new(command));
+            self.run_request(time_ms, Request::new(command))
+        }
+
+        fn run_request(&mut self, time_ms: u64, request: Request) -> Outcome {
+            let outcome = self.engine.apply(self.offset, time_ms, &request);
             let outcome = self.engine.named(outcome);
             self.offset += 1;
             self.learn_owners(&outcome);
@@ -1320,24 +1236,15 @@ mod tests {
             self.model.apply(&Arc::new(outcome.clone()));
             assert_eq!(self.model.anomalies, 0);
             let event = self.model.event(EventId(0)).unwrap();
-            let availability = self.engine.availability(EventId(0)).unwrap();
-            for (model, engine) in event.categories.iter().zip(&availability) {
-                assert_eq!(
-                    (model.capacity, model.held, model.booked),
-                    (engine.capacity, engine.held, engine.booked),
-                    "{}",
-                    model.name
-                );
-            }
-            for seat in 0..event.layout.seat_count {
-                let expected = self.engine.seat_status(EventId(0), seat).unwrap();
-                let actual = match event.seat_owner(seat) {
-                    SeatOwner::Free => engine::query::SeatStatus::Free,
-                    SeatOwner::Held(_) => engine::query::SeatStatus::Held,
-                    SeatOwner::Booked(_) => engine::query::SeatStatus::Booked,
-                };
-                assert_eq!(actual, expected, "seat {seat}");
-            }
+            // The model's seat accounting is the engine's, through the same transitions in
+            // the same order: equal ledgers (every seat, count and hold slot), and its own
+            // rules hold.
+            assert_eq!(
+                Some(&event.ledger),
+                self.engine.seat_ledger(EventId(0)),
+                "the model's ledger is the engine's"
+            );
+            event.ledger.check(&event.layout);
             assert_eq!(
                 self.model.live_holds as usize,
                 self.engine.live_hold_count()
@@ -1365,6 +1272,49 @@ mod tests {
             selection,
             wait,
         }
+    }
+
+    /// An idempotent repeat is answered as first decided, but its log time runs the
+    /// engine's clock: the expiry in its outcome is applied like any other (the follower
+    /// used to skip a repeat's outcome whole, leaving that hold held in the model for good).
+    #[test]
+    fn a_repeat_s_outcome_applies_the_expiries_its_clock_made() {
+        let mut check = Check::new();
+        check.run(
+            1_000,
+            Command::CreateEvent {
+                tenant: "demo".into(),
+                spec: Box::new(spec()),
+            },
+        );
+        let first = check.run(
+            1_000,
+            hold("u1", Selection::Seats(vec!["A-1-1".into()]), false),
+        );
+        let Ok(Reply::HoldPlaced(first)) = first.result else {
+            panic!("{first:?}")
+        };
+        let keyed = Request {
+            idempotency_key: Some("k".into()),
+            command: hold("u2", Selection::Seats(vec!["A-1-2".into()]), false),
+        };
+        let answered = check.run_request(1_500, keyed.clone());
+        assert!(answered.result.is_ok(), "{answered:?}");
+        // Past the first hold's expiry, before the keyed one's.
+        let repeat = check.run_request(first.expires_at_ms + 1, keyed);
+        assert!(repeat.replayed);
+        assert_eq!(repeat.result, answered.result);
+        assert!(
+            matches!(&repeat.effects[..], [Effect::HoldExpired { hold, .. }] if *hold == first.hold),
+            "{repeat:?}"
+        );
+        assert_eq!(repeat.effects_before_reply, 1);
+        assert_eq!(
+            check.model.hold(first.hold).unwrap().status,
+            HoldStatus::Expired
+        );
+        // (`run` compared the model's ledger with the engine's after each outcome.)
+        assert_eq!(check.model.event(EventId(0)).unwrap().free_total(), 8);
     }
 
     #[test]
@@ -1689,10 +1639,11 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
 
         /// The read model, fed each outcome, agrees with the engine after every step of a
-        /// random sequence (seat by seat, category counts, live holds and their items,
-        /// waiters, and at the end each user's notifications): the model re-implements the
-        /// engine's seat accounting from outcomes, and this is where the two
-        /// implementations are held to each other. Holds (exact, best, general admission,
+        /// random sequence (its seat ledger equal to the engine's, every seat, count and
+        /// hold slot; live holds and their items, waiters, and at the end each user's
+        /// notifications): the model applies outcomes through the engine's own seat
+        /// accounting (`engine::ledger`), in the engine's order, so a model that gets an
+        /// outcome's order wrong is refused by the ledger or differs from it here. Holds (exact, best, general admission,
         /// waiting), confirms (some by the wrong user), releases, booking cancels,
         /// waitlist joins and leaves, event patches (TTL, policy, per-user cap), event
         /// cancels, and time passing before each command, so that expiries and their
@@ -1831,6 +1782,7 @@ mod tests {
                     spec: Box::new(spec()),
                 }),
                 effects: vec![],
+                effects_before_reply: 0,
                 idempotency: None,
             }));
         }
@@ -1870,6 +1822,7 @@ mod tests {
                     spec: Box::new(spec),
                 }),
                 effects: vec![],
+                effects_before_reply: 0,
                 idempotency: None,
             };
             model.apply(&Arc::new(outcome));

@@ -111,7 +111,7 @@ pub(crate) fn event_summary(event: &EventRecord, now_ms: u64) -> EventSummary {
         .to_string(),
         sales: sales.to_string(),
         price_from_cents: event
-            .categories
+            .categories()
             .iter()
             .filter(|category| category.capacity > 0)
             .map(|category| category.price_cents)
@@ -167,7 +167,7 @@ pub(crate) fn event_detail(
             })
             .collect(),
         availability: event
-            .categories
+            .categories()
             .iter()
             .map(|category| Availability {
                 category: category.name.clone(),
@@ -183,7 +183,7 @@ pub(crate) fn event_detail(
 }
 
 pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
-    use crate::read_model::SeatOwner;
+    use engine::ledger::SeatStatus;
     let layout = &event.layout;
     let mut sections: Vec<SeatMapSection> = layout
         .section_names
@@ -199,10 +199,10 @@ pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
         let seats = (0..row.seat_count)
             .map(|number| {
                 let seat = row.first_seat + number;
-                let status = match event.seat_owner(seat) {
-                    SeatOwner::Free => "free",
-                    SeatOwner::Held(_) => "held",
-                    SeatOwner::Booked(_) => "booked",
+                let status = match event.seat(seat) {
+                    SeatStatus::Free => "free",
+                    SeatStatus::Held(_) => "held",
+                    SeatStatus::Booked => "booked",
                 };
                 SeatMapSeat {
                     id: format!("{section_name}-{}-{}", row.label, number + 1),

@@ -528,6 +528,7 @@ mod tests {
                 free: 0,
             }),
             effects: vec![],
+            effects_before_reply: 0,
             idempotency: None,
         })
     }

@@ -516,6 +516,7 @@ mod tests {
             offset,
             time_ms: 1,
             replayed: false,
+            effects_before_reply: 0,
             idempotency: None,
             result: Ok(Reply::Ticked),
             effects: (0..bytes as u64 / 24)

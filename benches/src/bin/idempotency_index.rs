@@ -82,6 +82,7 @@ fn outcome(kind: &str, i: u64) -> Outcome {
         replayed: false,
         result: answer(kind, i),
         effects: Vec::new(),
+        effects_before_reply: 0,
         idempotency: Some(stamp(i)),
     }
 }

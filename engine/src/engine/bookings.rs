@@ -23,46 +23,10 @@ impl Engine {
         let booking_id = self.booking_id_at(self.state.bookings.len());
         let event_index = self.known_event_index(event_id);
         let event = &mut self.state.events[event_index];
-        let total_cents = match &hold.items {
-            Items::Seats(seats) => {
-                let held = held_in(hold.slot.expect("a hold of seats has a slot"));
-                event
-                    .seats
-                    .swap_each(seats, held, SEAT_BOOKED, "the hold owns its seats");
-                // Perf: one pass places each seat in its row (three did): its category's
-                // price for the total and its counts, and its row's open run, recomputed
-                // once per run of seats in a row now that they are booked (as
-                // `Event::refresh_open_runs` does).
-                let Event {
-                    layout,
-                    seats: seat_states,
-                    categories,
-                    row_open_run,
-                    ..
-                } = &mut *event;
-                let mut last_row = None;
-                order_total_cents(Event::seat_rows_of(layout, seats).map(|(row, category)| {
-                    let entry = &mut categories[category];
-                    entry.held -= 1;
-                    entry.booked += 1;
-                    if last_row != Some(row) {
-                        row_open_run[row] = crate::allocate::open_run_in(layout, seat_states, row);
-                        last_row = Some(row);
-                    }
-                    (entry.price_cents, 1)
-                }))
-            }
-            Items::Pool { category, quantity } => {
-                let entry = &mut event.categories[*category as usize];
-                let pool = &mut event.pools[entry.pool.expect("pool category") as usize];
-                pool.held -= quantity;
-                pool.booked += quantity;
-                entry.held -= u64::from(*quantity);
-                entry.booked += u64::from(*quantity);
-                order_total_cents([(entry.price_cents, *quantity)])
-            }
-        };
-        // (A pool's places have no open runs to refresh; seats' were refreshed above.)
+        let total_cents = event
+            .ledger
+            .book(&event.layout, hold_id, hold.slot, &hold.items)
+            .unwrap_or_else(|refused| panic!("the hold owns its seats: {refused}"));
         event.bookings.push(booking_id);
         let quantity = hold.items.quantity();
         let booking = Booking {
@@ -117,27 +81,11 @@ impl Engine {
         assert!(!booking.canceled);
         booking.canceled = true;
         let event = &mut self.state.events[event_index];
-        match &booking.items {
-            Items::Seats(seats) => {
-                // Which booking a seat's is, `check_invariants` verifies for all.
-                event.seats.swap_each(
-                    seats,
-                    SEAT_BOOKED,
-                    SEAT_FREE,
-                    "the booking's seats are booked",
-                );
-                Event::seat_rows(&event.layout, seats, |row, category| {
-                    event.row_free[row] += 1;
-                    event.categories[category].booked -= 1;
-                });
-            }
-            Items::Pool { category, quantity } => {
-                let entry = &mut event.categories[*category as usize];
-                event.pools[entry.pool.expect("pool category") as usize].booked -= quantity;
-                entry.booked -= u64::from(*quantity);
-            }
-        }
-        event.refresh_open_runs(&booking.items);
+        // Which booking a seat's is, `check_invariants` verifies for all.
+        event
+            .ledger
+            .unbook(&event.layout, &booking.items)
+            .unwrap_or_else(|refused| panic!("the booking's seats are booked: {refused}"));
         let (event_id, user, quantity) = (booking.event, booking.user, booking.items.quantity());
         self.add_usage(event_id, user, -i64::from(quantity));
     }

@@ -98,40 +98,7 @@ impl Engine {
         let layout = self
             .layouts
             .share(Arc::new(Layout::build(&spec.sections, category_of)));
-        let mut categories: Vec<Category> = spec
-            .categories
-            .iter()
-            .map(|category| Category {
-                name: category.name.clone(),
-                price_cents: category.price_cents,
-                capacity: 0,
-                held: 0,
-                booked: 0,
-                pool: None,
-                has_seats: false,
-            })
-            .collect();
-        for row in &layout.rows {
-            let category = &mut categories[row.category as usize];
-            category.capacity += u64::from(row.seat_count);
-            category.has_seats = true;
-        }
-        let pools: Vec<Pool> = spec
-            .general_admission
-            .iter()
-            .enumerate()
-            .map(|(index, pool)| {
-                let category = category_of(&pool.category);
-                categories[category as usize].capacity += u64::from(pool.capacity);
-                categories[category as usize].pool = Some(index as u16);
-                Pool {
-                    category,
-                    capacity: pool.capacity,
-                    held: 0,
-                    booked: 0,
-                }
-            })
-            .collect();
+        let ledger = SeatLedger::new(&layout, spec);
         let event_id = self.event_id_at(self.state.events.len());
         self.state.events.push(Event {
             tenant: tenant.to_string(),
@@ -140,18 +107,12 @@ impl Engine {
                 ..spec.clone()
             },
             canceled: false,
-            categories,
-            seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
-            row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
-            row_open_run: layout.rows.iter().map(|row| row.seat_count).collect(),
+            ledger,
             layout,
-            pools,
             queues: BTreeMap::new(),
             waiter_needs: BTreeMap::new(),
             waiting: 0,
             bookings: CowVec::new(),
-            hold_slots: CowVec::new(),
-            free_hold_slots: CowVec::new(),
             draw: None,
             terms: None,
         });

@@ -132,7 +132,7 @@ impl Engine {
     pub(super) fn allowed_for_newcomers(event: &Event) -> std::borrow::Cow<'static, [bool]> {
         /// Perf: no allocation when nothing is kept (no waiter, or `skip_ahead`).
         const EVERY: [bool; 64] = [true; 64];
-        let categories = event.categories.len();
+        let categories = event.ledger.categories.len();
         let kept = event.spec.waitlist_policy == WaitlistPolicy::Strict && event.waiting > 0;
         if !kept && categories <= EVERY.len() {
             return std::borrow::Cow::Borrowed(&EVERY[..categories]);
@@ -174,7 +174,7 @@ impl Engine {
             None => return Ok(None),
             Some(CategoryRef::Name(name)) => event.category_index(name),
             Some(CategoryRef::Index(index)) => {
-                (usize::from(index) < event.categories.len()).then_some(index)
+                (usize::from(index) < event.ledger.categories.len()).then_some(index)
             }
         };
         index.map(Some).ok_or_else(|| not_found(NotFound::Category))
@@ -249,7 +249,7 @@ impl Engine {
         let taken: Vec<u32> = seats
             .iter()
             .copied()
-            .filter(|&seat| event.seats[seat as usize] != SEAT_FREE)
+            .filter(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE)
             .collect();
         if !taken.is_empty() {
             return Err(Rejection::SeatsUnavailable { seats: taken });
@@ -271,27 +271,10 @@ impl Engine {
         let event_index = self.known_event_index(event_id);
         let event = &mut self.state.events[event_index];
         let expires_at_ms = now_ms + event.spec.hold_ttl_ms;
-        let mut slot = None;
-        match &items {
-            Items::Seats(seats) => {
-                let held = held_in(*slot.insert(event.take_hold_slot(hold_id)));
-                event
-                    .seats
-                    .swap_each(seats, SEAT_FREE, held, "a seat has at most one owner");
-                Event::seat_rows(&event.layout, seats, |row, category| {
-                    event.row_free[row] -= 1;
-                    event.categories[category].held += 1;
-                });
-            }
-            Items::Pool { category, quantity } => {
-                let pool = &mut event.pools[event.categories[*category as usize]
-                    .pool
-                    .expect("pool category") as usize];
-                assert!(pool.free() >= *quantity);
-                pool.held += quantity;
-                event.categories[*category as usize].held += u64::from(*quantity);
-            }
-        }
+        let slot = event
+            .ledger
+            .hold(&event.layout, hold_id, &items)
+            .unwrap_or_else(|refused| panic!("the caller checked availability: {refused}"));
         self.add_usage(event_id, user, i64::from(items.quantity()));
         let due_ms = expires_at_ms + self.config.confirm_grace_ms;
         self.state
@@ -335,31 +318,12 @@ impl Engine {
         }
         let event_index = self.known_event_index(hold.event);
         let event = &mut self.state.events[event_index];
-        if let Some(slot) = hold.slot {
-            // A confirmed hold's seats still name the slot: the caller books them next.
-            event.free_hold_slot(slot, hold_id);
-        }
+        // A confirmed hold's seats stay held: the caller books them next (`SeatLedger::book`).
         if end != HoldEnd::Confirmed {
-            match &hold.items {
-                Items::Seats(seats) => {
-                    let held = held_in(hold.slot.expect("a hold of seats has a slot"));
-                    event
-                        .seats
-                        .swap_each(seats, held, SEAT_FREE, "the hold owns its seats");
-                    Event::seat_rows(&event.layout, seats, |row, category| {
-                        event.row_free[row] += 1;
-                        event.categories[category].held -= 1;
-                    });
-                }
-                Items::Pool { category, quantity } => {
-                    let pool = &mut event.pools[event.categories[*category as usize]
-                        .pool
-                        .expect("pool category")
-                        as usize];
-                    pool.held -= quantity;
-                    event.categories[*category as usize].held -= u64::from(*quantity);
-                }
-            }
+            event
+                .ledger
+                .release(&event.layout, hold_id, hold.slot, &hold.items)
+                .unwrap_or_else(|refused| panic!("the hold owns its seats: {refused}"));
             let quantity = hold.items.quantity();
             self.add_usage(hold.event, hold.user, -i64::from(quantity));
         }

@@ -107,94 +107,27 @@ impl<'de> Deserialize<'de> for EventUser {
     }
 }
 
-/// Per-seat state in 4 bytes: 0 is free; the top two bits say held or booked. A held
-/// seat's low 30 bits are its hold's slot in the event's `hold_slots` (dense and reused,
-/// so they fit however many holds the log has made); a booked seat's are zero (its
-/// booking is found from the bookings, which only queries and checks need).
-pub(crate) type SeatState = u32;
-pub(super) const SEAT_FREE: SeatState = 0;
-pub(super) const TAG_HELD: SeatState = 1 << 30;
-pub(super) const TAG_BOOKED: SeatState = 2 << 30;
-pub(super) const TAG_MASK: SeatState = 3 << 30;
-pub(super) const OWNER_MASK: SeatState = !TAG_MASK;
-pub(super) const SEAT_BOOKED: SeatState = TAG_BOOKED;
-/// The most seats an event may have: every held seat's hold must have a slot.
-pub(crate) const EVENT_SEATS_LIMIT: u32 = OWNER_MASK;
+pub(crate) use crate::ledger::{
+    is_booked, Category, Pool, SeatLedger, SeatState, EVENT_SEATS_LIMIT, HOLD_SLOT_CHUNK,
+    OWNER_MASK, SEAT_CHUNK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
+};
 
-const _: () = assert!(
-    std::mem::size_of::<SeatState>() <= 4,
-    "the per-seat budget is 4 bytes"
-);
-const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
-
-/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
-/// (256 KiB of seats, a few hundred bookings), never a whole event or the whole state.
-pub(crate) const SEAT_CHUNK: usize = 32 * 1024;
+/// Copy-on-write chunk sizes (see `snapshot`; the seats' are the ledger's): a write after a
+/// snapshot copies one chunk (a few hundred bookings), never a whole event or the state.
 pub(super) const BOOKING_CHUNK: usize = 256;
 pub(super) const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
 pub(crate) const USER_CHUNK: usize = 1024;
-/// Hold slots (and free slot numbers) per chunk of an event's slot table.
-pub(crate) const HOLD_SLOT_CHUNK: usize = 4096;
 
-/// A seat held by the hold in `slot` of its event's `hold_slots`.
-pub(super) fn held_in(slot: u32) -> SeatState {
-    assert!(slot <= OWNER_MASK, "hold slots fit in 30 bits");
-    TAG_HELD | slot
-}
-
-/// Whether a seat is booked (sold for good, unless the booking is canceled).
-pub(crate) fn is_booked(state: SeatState) -> bool {
-    state & TAG_MASK == TAG_BOOKED
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Category {
-    pub(crate) name: String,
-    pub(crate) price_cents: u64,
-    pub(crate) capacity: u64,
-    pub(crate) held: u64,
-    pub(crate) booked: u64,
-    /// Index into the event's pools when the category is general admission.
-    pub(crate) pool: Option<u16>,
-    pub(crate) has_seats: bool,
-}
-
-impl Category {
-    pub(crate) fn free(&self) -> u64 {
-        self.capacity - self.held - self.booked
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Pool {
-    pub(crate) category: u16,
-    pub(crate) capacity: u32,
-    pub(crate) held: u32,
-    pub(crate) booked: u32,
-}
-
-impl Pool {
-    pub(crate) fn free(&self) -> u32 {
-        self.capacity - self.held - self.booked
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Event {
     pub(crate) tenant: String,
     /// The spec as last updated, without its sections (the layout has them).
     pub(crate) spec: EventSpec,
     pub(crate) canceled: bool,
-    pub(crate) categories: Vec<Category>,
     /// Shared by snapshot copies: a layout never changes once built.
-    #[serde(with = "crate::snapshot::shared")]
     pub(crate) layout: Arc<Layout>,
-    pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
-    pub(crate) row_free: Vec<u32>,
-    /// Per row, the longest run of seats that are not booked (free or held): the largest
-    /// `together` request the row could ever serve (see `allocate::open_run`).
-    pub(crate) row_open_run: Vec<u32>,
-    pub(crate) pools: Vec<Pool>,
+    /// Its seats, places and counts (`ledger`: the one implementation of seat accounting).
+    pub(crate) ledger: SeatLedger,
     /// FCFS queues by requested category (`None`: any category), place → waiter. A
     /// waiter's place is its id (arrival order), except a draw's entries, whose places
     /// are their ids in draw order (see `Waiter::place`). Places are unique across the
@@ -205,18 +138,111 @@ pub(crate) struct Event {
     pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
     pub(crate) waiting: u32,
     pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
-    /// Slot → id of the live hold of seats in it (0: a free slot). A held seat names its
-    /// hold's slot, not its id (see `SeatState`). At most one slot per held seat.
-    /// Copy-on-write chunks, like the free list, so a snapshot's copy of an event with
-    /// a million live holds is a few hundred pointers. Encodes like a `Vec`.
-    pub(crate) hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
-    /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
-    pub(crate) free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
     /// The arrival window's draw, for an event created with one.
     pub(crate) draw: Option<Box<Draw>>,
     /// Its terms of sale, for an event created with them (`None`:
     /// `EventTerms::without_terms`: the deployment's currency, cancel at any time).
     pub(crate) terms: Option<Box<crate::terms::EventTerms>>,
+}
+
+/// An event as snapshots encode it: the ledger's fields among the event's, in the order
+/// they had before the ledger gathered them, so the snapshot format and `state_hash`
+/// stay what they were.
+#[derive(Serialize)]
+struct EventEncoding<'a> {
+    tenant: &'a String,
+    spec: &'a EventSpec,
+    canceled: bool,
+    categories: &'a Vec<Category>,
+    layout: &'a Layout,
+    seats: &'a CowVec<SeatState, SEAT_CHUNK>,
+    row_free: &'a Vec<u32>,
+    row_open_run: &'a Vec<u32>,
+    pools: &'a Vec<Pool>,
+    queues: &'a BTreeMap<Option<u16>, WaitQueue>,
+    waiter_needs: &'a BTreeMap<(Option<u16>, bool, u32), u32>,
+    waiting: u32,
+    bookings: &'a CowVec<BookingId, EVENT_BOOKING_CHUNK>,
+    hold_slots: &'a CowVec<u64, HOLD_SLOT_CHUNK>,
+    free_hold_slots: &'a CowVec<u32, HOLD_SLOT_CHUNK>,
+    draw: &'a Option<Box<Draw>>,
+    terms: &'a Option<Box<crate::terms::EventTerms>>,
+}
+
+/// [`EventEncoding`], decoded.
+#[derive(Deserialize)]
+struct EventDecoding {
+    tenant: String,
+    spec: EventSpec,
+    canceled: bool,
+    categories: Vec<Category>,
+    #[serde(deserialize_with = "crate::snapshot::shared::deserialize")]
+    layout: Arc<Layout>,
+    seats: CowVec<SeatState, SEAT_CHUNK>,
+    row_free: Vec<u32>,
+    row_open_run: Vec<u32>,
+    pools: Vec<Pool>,
+    queues: BTreeMap<Option<u16>, WaitQueue>,
+    waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
+    waiting: u32,
+    bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
+    hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
+    free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
+    draw: Option<Box<Draw>>,
+    terms: Option<Box<crate::terms::EventTerms>>,
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ledger = &self.ledger;
+        EventEncoding {
+            tenant: &self.tenant,
+            spec: &self.spec,
+            canceled: self.canceled,
+            categories: &ledger.categories,
+            layout: &self.layout,
+            seats: &ledger.seats,
+            row_free: &ledger.row_free,
+            row_open_run: &ledger.row_open_run,
+            pools: &ledger.pools,
+            queues: &self.queues,
+            waiter_needs: &self.waiter_needs,
+            waiting: self.waiting,
+            bookings: &self.bookings,
+            hold_slots: &ledger.hold_slots,
+            free_hold_slots: &ledger.free_hold_slots,
+            draw: &self.draw,
+            terms: &self.terms,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
+        let decoded = EventDecoding::deserialize(deserializer)?;
+        Ok(Event {
+            tenant: decoded.tenant,
+            spec: decoded.spec,
+            canceled: decoded.canceled,
+            layout: decoded.layout,
+            ledger: SeatLedger {
+                categories: decoded.categories,
+                seats: decoded.seats,
+                row_free: decoded.row_free,
+                row_open_run: decoded.row_open_run,
+                pools: decoded.pools,
+                hold_slots: decoded.hold_slots,
+                free_hold_slots: decoded.free_hold_slots,
+            },
+            queues: decoded.queues,
+            waiter_needs: decoded.waiter_needs,
+            waiting: decoded.waiting,
+            bookings: decoded.bookings,
+            draw: decoded.draw,
+            terms: decoded.terms,
+        })
+    }
 }
 
 /// An event's arrival window and its draw (see `crate::draw`).
@@ -247,37 +273,9 @@ impl Draw {
 }
 
 impl Event {
-    /// A slot for a new hold of seats.
-    #[inline]
-    pub(super) fn take_hold_slot(&mut self, hold: HoldId) -> u32 {
-        assert!(hold.0 != 0, "hold ids start at 1");
-        match self.free_hold_slots.pop() {
-            Some(slot) => {
-                assert_eq!(self.hold_slots[slot as usize], 0, "a free slot is empty");
-                self.hold_slots[slot as usize] = hold.0;
-                slot
-            }
-            None => {
-                let slot = u32::try_from(self.hold_slots.len()).expect("fewer slots than seats");
-                self.hold_slots.push(hold.0);
-                slot
-            }
-        }
-    }
-
-    /// Frees a hold's slot (the hold ended).
-    #[inline]
-    pub(super) fn free_hold_slot(&mut self, slot: u32, hold: HoldId) {
-        assert_eq!(
-            self.hold_slots[slot as usize], hold.0,
-            "the hold owns its slot"
-        );
-        self.hold_slots[slot as usize] = 0;
-        self.free_hold_slots.push(slot);
-    }
-
     pub(super) fn category_index(&self, name: &str) -> Option<u16> {
-        self.categories
+        self.ledger
+            .categories
             .iter()
             .position(|category| category.name == name)
             .map(|index| index as u16)
@@ -300,10 +298,7 @@ impl Event {
 
     /// Seats free right now in a category (in every category for `None`).
     pub(super) fn free(&self, category: Option<u16>) -> u64 {
-        match category {
-            Some(category) => self.categories[category as usize].free(),
-            None => self.categories.iter().map(Category::free).sum(),
-        }
+        self.ledger.free(category)
     }
 
     /// The refusal of a request for `category` that cannot be met, saying what is left.
@@ -312,65 +307,6 @@ impl Event {
             category,
             free: self.free(category),
         }
-    }
-
-    /// Calls `f(row index, category index)` for each seat of `seats`, in order (see
-    /// [`Event::seat_rows_of`]).
-    #[inline]
-    pub(super) fn seat_rows(layout: &Layout, seats: &[u32], mut f: impl FnMut(usize, usize)) {
-        for (row, category) in Event::seat_rows_of(layout, seats) {
-            f(row, category);
-        }
-    }
-
-    /// `(row index, category index)` of each seat of `seats`, in order. Perf: a hold's
-    /// seats are mostly in one row, so a seat in the row of the one before it is placed
-    /// without the binary search of `Layout::row_of`.
-    #[inline]
-    pub(super) fn seat_rows_of<'a>(
-        layout: &'a Layout,
-        seats: &'a [u32],
-    ) -> impl Iterator<Item = (usize, usize)> + 'a {
-        let mut last: Option<(std::ops::Range<u32>, usize, usize)> = None;
-        seats.iter().map(move |&seat| match &last {
-            Some((range, row, category)) if range.contains(&seat) => (*row, *category),
-            _ => {
-                let row = layout.row_of(seat) as usize;
-                let found = &layout.rows[row];
-                let category = found.category as usize;
-                last = Some((
-                    found.first_seat..found.first_seat + found.seat_count,
-                    row,
-                    category,
-                ));
-                (row, category)
-            }
-        })
-    }
-
-    /// Recomputes the open runs of the rows `items` has seats in, after they were booked
-    /// or their booking canceled.
-    pub(super) fn refresh_open_runs(&mut self, items: &Items) {
-        let Items::Seats(seats) = items else {
-            return;
-        };
-        // Each row is scanned once per run of seats in it (a row seen again, in a hold
-        // that goes back and forth between rows, is scanned again: same result).
-        // Perf: borrows the fields it reads and writes apart, rather than cloning the
-        // shared layout's `Arc` (two atomic operations per booking).
-        let Event {
-            layout,
-            seats: seat_states,
-            row_open_run,
-            ..
-        } = self;
-        let mut last_row = None;
-        Event::seat_rows(layout, seats, |row, _| {
-            if last_row != Some(row) {
-                row_open_run[row] = crate::allocate::open_run_in(layout, seat_states, row);
-                last_row = Some(row);
-            }
-        });
     }
 
     /// The count of waiters of (queue, together, quantity) moves by one.

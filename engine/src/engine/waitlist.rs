@@ -323,13 +323,14 @@ impl Engine {
         self.end_hopeless_waiters(event_id);
         let event = self.known_event(event_id);
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
-        let mut allowed = vec![true; event.categories.len()];
+        let mut allowed = vec![true; event.ledger.categories.len()];
         // Per live queue, the first place not yet looked at.
         let mut cursors: Vec<(Option<u16>, u64)> =
             event.queues.keys().map(|queue| (*queue, 0)).collect();
         loop {
             let event = self.known_event(event_id);
             let anything_to_give = event
+                .ledger
                 .categories
                 .iter()
                 .zip(&allowed)

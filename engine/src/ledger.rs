@@ -1,0 +1,551 @@
+//! Seat accounting, in one place: which seats of an event are free, held (by which hold)
+//! or booked, which general-admission places are, and the counts per category, pool and
+//! row that follow. The engine changes an event's seats only through a [`SeatLedger`]'s
+//! four transitions ([`hold`](SeatLedger::hold), [`release`](SeatLedger::release),
+//! [`book`](SeatLedger::book), [`unbook`](SeatLedger::unbook)) and asserts each; the
+//! ingress's read model applies the engine's outcomes through the same transitions, in
+//! the order the engine made them (`Outcome::effects_before_reply`), and counts a refused
+//! one as an anomaly. So there is one implementation of the rules (a seat has one owner;
+//! per category free + held + booked = capacity), and a read model that followed every
+//! outcome holds a ledger equal to the engine's, hold slots included
+//! (`the_read_model_agrees_with_the_engine_on_random_sequences` compares them).
+//!
+//! A transition checks before it changes anything: a refused one returns a
+//! [`LedgerError`] and leaves the ledger as it was.
+
+use crate::command::{order_total_cents, EventSpec};
+use crate::ids::HoldId;
+use crate::layout::Layout;
+use crate::outcome::Items;
+use crate::snapshot::CowVec;
+use serde::{Deserialize, Serialize};
+
+/// Per-seat state in 4 bytes: 0 is free; the top two bits say held or booked. A held
+/// seat's low 30 bits are its hold's slot in the ledger's `hold_slots` (dense and reused,
+/// so they fit however many holds the log has made); a booked seat's are zero (its
+/// booking is found from the bookings, which only queries and checks need).
+pub(crate) type SeatState = u32;
+pub(crate) const SEAT_FREE: SeatState = 0;
+pub(crate) const TAG_HELD: SeatState = 1 << 30;
+pub(crate) const TAG_BOOKED: SeatState = 2 << 30;
+pub(crate) const TAG_MASK: SeatState = 3 << 30;
+pub(crate) const OWNER_MASK: SeatState = !TAG_MASK;
+pub(crate) const SEAT_BOOKED: SeatState = TAG_BOOKED;
+/// The most seats an event may have: every held seat's hold must have a slot.
+pub(crate) const EVENT_SEATS_LIMIT: u32 = OWNER_MASK;
+
+const _: () = assert!(
+    std::mem::size_of::<SeatState>() <= 4,
+    "the per-seat budget is 4 bytes"
+);
+const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
+
+/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
+/// (256 KiB of seats), never a whole event.
+pub(crate) const SEAT_CHUNK: usize = 32 * 1024;
+/// Hold slots (and free slot numbers) per chunk of an event's slot table.
+pub(crate) const HOLD_SLOT_CHUNK: usize = 4096;
+
+/// A seat held by the hold in `slot` of its event's `hold_slots`.
+#[inline]
+pub(crate) fn held_in(slot: u32) -> SeatState {
+    assert!(slot <= OWNER_MASK, "hold slots fit in 30 bits");
+    TAG_HELD | slot
+}
+
+/// Whether a seat is booked (sold for good, unless the booking is canceled).
+#[inline]
+pub(crate) fn is_booked(state: SeatState) -> bool {
+    state & TAG_MASK == TAG_BOOKED
+}
+
+/// A category's name, price and counts. Read-only outside the engine crate: the counts
+/// change only with the ledger's transitions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Category {
+    pub name: String,
+    pub price_cents: u64,
+    pub capacity: u64,
+    pub held: u64,
+    pub booked: u64,
+    /// Index into the event's pools when the category is general admission.
+    pub pool: Option<u16>,
+    pub has_seats: bool,
+}
+
+impl Category {
+    pub fn free(&self) -> u64 {
+        self.capacity - self.held - self.booked
+    }
+}
+
+/// A general-admission pool's counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pool {
+    pub category: u16,
+    pub capacity: u32,
+    pub held: u32,
+    pub booked: u32,
+}
+
+impl Pool {
+    pub fn free(&self) -> u32 {
+        self.capacity - self.held - self.booked
+    }
+}
+
+/// A seat as the ledger has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeatStatus {
+    Free,
+    Held(HoldId),
+    Booked,
+}
+
+/// Why a transition was refused (the ledger is unchanged). In the engine this is a bug
+/// (asserted); in a read model, an outcome that does not fit the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerError {
+    /// A seat the event does not have, or not in the state the transition needs.
+    Seat(u32),
+    /// A category the event does not have, or one without a pool for places.
+    Category(u16),
+    /// A pool without that many places in the state the transition needs.
+    Places(u16),
+    /// A slot that is not the hold's.
+    Slot(u32),
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::Seat(seat) => write!(f, "seat {seat} is not in the state needed"),
+            LedgerError::Category(category) => write!(f, "no such category or pool: {category}"),
+            LedgerError::Places(category) => {
+                write!(f, "the pool of category {category} has too few places")
+            }
+            LedgerError::Slot(slot) => write!(f, "hold slot {slot} is not the hold's"),
+        }
+    }
+}
+
+/// An event's seat accounting (see the module's documentation). Encodes its fields in
+/// order; the engine's `Event` encodes them among its own, where they always were.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatLedger {
+    pub(crate) categories: Vec<Category>,
+    pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
+    /// Per row, its free seats.
+    pub(crate) row_free: Vec<u32>,
+    /// Per row, the longest run of seats that are not booked (free or held): the largest
+    /// `together` request the row could ever serve (see `allocate::open_run_in`).
+    pub(crate) row_open_run: Vec<u32>,
+    pub(crate) pools: Vec<Pool>,
+    /// Slot → id of the live hold of seats in it (0: a free slot). A held seat names its
+    /// hold's slot, not its id (see `SeatState`). At most one slot per held seat.
+    /// Copy-on-write chunks, like the free list, so a snapshot's copy of an event with
+    /// a million live holds is a few hundred pointers. Encodes like a `Vec`.
+    pub(crate) hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
+    /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
+    pub(crate) free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
+}
+
+impl SeatLedger {
+    /// Everything free: the capacities of `spec`'s categories from `layout` (built from
+    /// its sections) and its general-admission pools. `spec` is valid (`spec_rules`).
+    pub fn new(layout: &Layout, spec: &EventSpec) -> SeatLedger {
+        let category_of = |name: &str| {
+            spec.categories
+                .iter()
+                .position(|category| category.name == name)
+                .expect("a valid spec's pools name its categories") as u16
+        };
+        let mut categories: Vec<Category> = spec
+            .categories
+            .iter()
+            .map(|category| Category {
+                name: category.name.clone(),
+                price_cents: category.price_cents,
+                capacity: 0,
+                held: 0,
+                booked: 0,
+                pool: None,
+                has_seats: false,
+            })
+            .collect();
+        for row in &layout.rows {
+            let category = &mut categories[row.category as usize];
+            category.capacity += u64::from(row.seat_count);
+            category.has_seats = true;
+        }
+        let pools = spec
+            .general_admission
+            .iter()
+            .enumerate()
+            .map(|(index, pool)| {
+                let category = category_of(&pool.category);
+                categories[category as usize].capacity += u64::from(pool.capacity);
+                categories[category as usize].pool = Some(index as u16);
+                Pool {
+                    category,
+                    capacity: pool.capacity,
+                    held: 0,
+                    booked: 0,
+                }
+            })
+            .collect();
+        SeatLedger {
+            categories,
+            seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
+            row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
+            row_open_run: layout.rows.iter().map(|row| row.seat_count).collect(),
+            pools,
+            hold_slots: CowVec::new(),
+            free_hold_slots: CowVec::new(),
+        }
+    }
+
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    pub fn seat_count(&self) -> usize {
+        self.seats.len()
+    }
+
+    /// A seat's state (`Free` for a seat the event does not have).
+    pub fn seat(&self, seat: u32) -> SeatStatus {
+        match self.seats.get(seat as usize).copied().unwrap_or(SEAT_FREE) & TAG_MASK {
+            SEAT_FREE => SeatStatus::Free,
+            TAG_HELD => {
+                let slot = self.seats[seat as usize] & OWNER_MASK;
+                SeatStatus::Held(HoldId(self.hold_slots[slot as usize]))
+            }
+            _ => SeatStatus::Booked,
+        }
+    }
+
+    /// Places `hold` on `items`, every seat of which is free (or that many places of a
+    /// pool): the seats name the slot the hold takes, returned (`None` for places).
+    #[inline]
+    pub fn hold(
+        &mut self,
+        layout: &Layout,
+        hold: HoldId,
+        items: &Items,
+    ) -> Result<Option<u32>, LedgerError> {
+        match items {
+            Items::Seats(seats) => {
+                let slot = self.next_hold_slot();
+                self.seats.try_swap_each(seats, SEAT_FREE, held_in(slot))?;
+                assert_eq!(self.take_hold_slot(hold), slot);
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.row_free[row] -= 1;
+                    self.categories[category].held += 1;
+                }
+                Ok(Some(slot))
+            }
+            Items::Pool { category, quantity } => {
+                let (category, pool) = self.pool_of(*category)?;
+                if self.pools[pool].free() < *quantity {
+                    return Err(LedgerError::Places(category as u16));
+                }
+                self.pools[pool].held += quantity;
+                self.categories[category].held += u64::from(*quantity);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Returns the items of `hold` (in `slot`, for seats) to free: the hold was released
+    /// or expired.
+    #[inline]
+    pub fn release(
+        &mut self,
+        layout: &Layout,
+        hold: HoldId,
+        slot: Option<u32>,
+        items: &Items,
+    ) -> Result<(), LedgerError> {
+        match items {
+            Items::Seats(seats) => {
+                let slot = self.hold_slot_of(hold, slot)?;
+                self.seats.try_swap_each(seats, held_in(slot), SEAT_FREE)?;
+                self.free_hold_slot(slot, hold);
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.row_free[row] += 1;
+                    self.categories[category].held -= 1;
+                }
+            }
+            Items::Pool { category, quantity } => {
+                let (category, pool) = self.pool_of(*category)?;
+                if self.pools[pool].held < *quantity {
+                    return Err(LedgerError::Places(category as u16));
+                }
+                self.pools[pool].held -= quantity;
+                self.categories[category].held -= u64::from(*quantity);
+            }
+        }
+        Ok(())
+    }
+
+    /// Books the items `hold` holds (in `slot`, for seats): the hold was confirmed.
+    /// Returns the order's total at the categories' prices.
+    #[inline]
+    pub fn book(
+        &mut self,
+        layout: &Layout,
+        hold: HoldId,
+        slot: Option<u32>,
+        items: &Items,
+    ) -> Result<u64, LedgerError> {
+        match items {
+            Items::Seats(seats) => {
+                let slot = self.hold_slot_of(hold, slot)?;
+                self.seats
+                    .try_swap_each(seats, held_in(slot), SEAT_BOOKED)?;
+                self.free_hold_slot(slot, hold);
+                // Perf: one pass places each seat in its row: its category's price for
+                // the total and its counts, and its row's open run, recomputed once per
+                // run of seats in a row now that they are booked.
+                let SeatLedger {
+                    seats: seat_states,
+                    categories,
+                    row_open_run,
+                    ..
+                } = self;
+                let mut last_row = None;
+                Ok(order_total_cents(seat_rows_of(layout, seats).map(
+                    |(row, category)| {
+                        let entry = &mut categories[category];
+                        entry.held -= 1;
+                        entry.booked += 1;
+                        if last_row != Some(row) {
+                            row_open_run[row] =
+                                crate::allocate::open_run_in(layout, seat_states, row);
+                            last_row = Some(row);
+                        }
+                        (entry.price_cents, 1)
+                    },
+                )))
+            }
+            Items::Pool { category, quantity } => {
+                let (category, pool) = self.pool_of(*category)?;
+                if self.pools[pool].held < *quantity {
+                    return Err(LedgerError::Places(category as u16));
+                }
+                self.pools[pool].held -= quantity;
+                self.pools[pool].booked += quantity;
+                let entry = &mut self.categories[category];
+                entry.held -= u64::from(*quantity);
+                entry.booked += u64::from(*quantity);
+                Ok(order_total_cents([(entry.price_cents, *quantity)]))
+            }
+        }
+    }
+
+    /// Returns booked items to free: their booking was canceled.
+    pub fn unbook(&mut self, layout: &Layout, items: &Items) -> Result<(), LedgerError> {
+        match items {
+            Items::Seats(seats) => {
+                self.seats.try_swap_each(seats, SEAT_BOOKED, SEAT_FREE)?;
+                let mut last_row = None;
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.row_free[row] += 1;
+                    self.categories[category].booked -= 1;
+                    // Each row is scanned once per run of seats in it (a row seen again
+                    // is scanned again: same result).
+                    if last_row != Some(row) {
+                        self.row_open_run[row] =
+                            crate::allocate::open_run_in(layout, &self.seats, row);
+                        last_row = Some(row);
+                    }
+                }
+            }
+            Items::Pool { category, quantity } => {
+                let (category, pool) = self.pool_of(*category)?;
+                if self.pools[pool].booked < *quantity {
+                    return Err(LedgerError::Places(category as u16));
+                }
+                self.pools[pool].booked -= quantity;
+                self.categories[category].booked -= u64::from(*quantity);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seats free right now in a category (in every category for `None`).
+    pub fn free(&self, category: Option<u16>) -> u64 {
+        match category {
+            Some(category) => self.categories[category as usize].free(),
+            None => self.categories.iter().map(Category::free).sum(),
+        }
+    }
+
+    /// The category's index and its pool's.
+    fn pool_of(&self, category: u16) -> Result<(usize, usize), LedgerError> {
+        self.categories
+            .get(category as usize)
+            .and_then(|entry| entry.pool)
+            .map(|pool| (category as usize, pool as usize))
+            .filter(|(_, pool)| *pool < self.pools.len())
+            .ok_or(LedgerError::Category(category))
+    }
+
+    /// The slot a hold of seats would take now.
+    #[inline]
+    fn next_hold_slot(&self) -> u32 {
+        match self.free_hold_slots.last() {
+            Some(slot) => *slot,
+            None => u32::try_from(self.hold_slots.len()).expect("fewer slots than seats"),
+        }
+    }
+
+    /// A slot for a new hold of seats.
+    #[inline]
+    fn take_hold_slot(&mut self, hold: HoldId) -> u32 {
+        assert!(hold.0 != 0, "hold ids start at 1");
+        match self.free_hold_slots.pop() {
+            Some(slot) => {
+                assert_eq!(self.hold_slots[slot as usize], 0, "a free slot is empty");
+                self.hold_slots[slot as usize] = hold.0;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.hold_slots.len()).expect("fewer slots than seats");
+                self.hold_slots.push(hold.0);
+                slot
+            }
+        }
+    }
+
+    /// `slot`, when it is `hold`'s.
+    #[inline]
+    fn hold_slot_of(&self, hold: HoldId, slot: Option<u32>) -> Result<u32, LedgerError> {
+        match slot {
+            Some(slot) if self.hold_slots.get(slot as usize) == Some(&hold.0) => Ok(slot),
+            _ => Err(LedgerError::Slot(slot.unwrap_or(u32::MAX))),
+        }
+    }
+
+    /// Frees a hold's slot (the hold ended).
+    #[inline]
+    fn free_hold_slot(&mut self, slot: u32, hold: HoldId) {
+        assert_eq!(
+            self.hold_slots[slot as usize], hold.0,
+            "the hold owns its slot"
+        );
+        self.hold_slots[slot as usize] = 0;
+        self.free_hold_slots.push(slot);
+    }
+
+    /// The ledger's own invariants, recounted from its seats: per category free + held +
+    /// booked = capacity and the seats' counts agree; per row its free seats and open run;
+    /// per pool its counts fit its capacity and agree with its category; every held
+    /// seat's slot names a hold, every free slot is empty and listed once. Returns, per
+    /// slot in use, how many seats name it (for checks against the holds).
+    pub fn check(&self, layout: &Layout) -> Vec<(u32, u32)> {
+        assert_eq!(self.seats.len(), layout.seat_count as usize);
+        assert_eq!(self.row_free.len(), layout.rows.len());
+        let mut held = vec![0u64; self.categories.len()];
+        let mut booked = vec![0u64; self.categories.len()];
+        let mut seats_in_slot = std::collections::BTreeMap::<u32, u32>::new();
+        for (index, row) in layout.rows.iter().enumerate() {
+            let mut free = 0;
+            for seat in row.first_seat..row.first_seat + row.seat_count {
+                let state = self.seats[seat as usize];
+                match state & TAG_MASK {
+                    SEAT_FREE => free += 1,
+                    TAG_HELD => {
+                        held[row.category as usize] += 1;
+                        let slot = state & OWNER_MASK;
+                        assert_ne!(
+                            self.hold_slots.get(slot as usize).copied().unwrap_or(0),
+                            0,
+                            "a held seat's slot names a hold"
+                        );
+                        *seats_in_slot.entry(slot).or_default() += 1;
+                    }
+                    TAG_BOOKED => {
+                        assert_eq!(state & OWNER_MASK, 0, "a booked seat names nobody");
+                        booked[row.category as usize] += 1;
+                    }
+                    _ => panic!("corrupt seat state {state:#x}"),
+                }
+            }
+            assert_eq!(self.row_free[index], free, "row {index}'s free seats");
+            assert_eq!(
+                self.row_open_run[index],
+                crate::allocate::open_run_in(layout, &self.seats, index),
+                "row {index}'s open run"
+            );
+        }
+        for pool in &self.pools {
+            assert!(
+                pool.held + pool.booked <= pool.capacity,
+                "a pool's counts fit"
+            );
+            held[pool.category as usize] += u64::from(pool.held);
+            booked[pool.category as usize] += u64::from(pool.booked);
+        }
+        for (index, category) in self.categories.iter().enumerate() {
+            assert!(
+                category.held + category.booked <= category.capacity,
+                "free + held + booked = capacity"
+            );
+            assert_eq!(category.held, held[index], "category {index}'s held seats");
+            assert_eq!(
+                category.booked, booked[index],
+                "category {index}'s booked seats"
+            );
+        }
+        let mut free_slots = std::collections::BTreeSet::new();
+        for &slot in self.free_hold_slots.iter() {
+            assert!(free_slots.insert(slot), "a free slot is listed once");
+            assert_eq!(self.hold_slots[slot as usize], 0, "a free slot is empty");
+        }
+        let in_use = self.hold_slots.iter().filter(|id| **id != 0).count();
+        assert_eq!(
+            in_use + free_slots.len(),
+            self.hold_slots.len(),
+            "every slot is in use or free"
+        );
+        seats_in_slot.into_iter().collect()
+    }
+}
+
+/// `(row index, category index)` of each seat of `seats`, in order. Perf: a hold's seats
+/// are mostly in one row, so a seat in the row of the one before it is placed without
+/// the binary search of `Layout::row_of`.
+#[inline]
+pub(crate) fn seat_rows_of<'a>(
+    layout: &'a Layout,
+    seats: &'a [u32],
+) -> impl Iterator<Item = (usize, usize)> + 'a {
+    let mut last: Option<(std::ops::Range<u32>, usize, usize)> = None;
+    seats.iter().map(move |&seat| match &last {
+        Some((range, row, category)) if range.contains(&seat) => (*row, *category),
+        _ => {
+            let row = layout.row_of(seat) as usize;
+            let found = &layout.rows[row];
+            let category = found.category as usize;
+            last = Some((
+                found.first_seat..found.first_seat + found.seat_count,
+                row,
+                category,
+            ));
+            (row, category)
+        }
+    })
+}
+
+impl From<u32> for LedgerError {
+    /// A refused seat swap (`CowVec::try_swap_each`) names the seat.
+    fn from(seat: u32) -> LedgerError {
+        LedgerError::Seat(seat)
+    }
+}
