@@ -432,14 +432,12 @@ impl SeatLedger {
         }
     }
 
-    /// Frees a hold's slot (the hold ended).
+    /// Frees a hold's slot (the hold ended; `hold_slot_of` found the slot the hold's).
     #[inline]
     fn free_hold_slot(&mut self, slot: u32, hold: HoldId) {
-        assert_eq!(
-            self.hold_slots[slot as usize], hold.0,
-            "the hold owns its slot"
-        );
-        self.hold_slots[slot as usize] = 0;
+        let owner = &mut self.hold_slots[slot as usize];
+        debug_assert_eq!(*owner, hold.0, "the hold owns its slot");
+        *owner = 0;
         self.free_hold_slots.push(slot);
     }
 

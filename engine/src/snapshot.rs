@@ -216,6 +216,7 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// The elements of `range` as one slice: borrowed from its chunk when the range lies
     /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
     /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
+    #[inline]
     pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
         assert!(range.start <= range.end && range.end <= self.len());
         if range.is_empty() {
