@@ -547,3 +547,164 @@ impl From<u32> for LedgerError {
         LedgerError::Seat(seat)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{CategorySpec, PoolSpec, RowSpec, SectionSpec, WaitlistPolicy};
+
+    /// Two rows of three seats (Gold, Silver) and a pool of five places (Floor).
+    fn event() -> (Layout, SeatLedger) {
+        let category = |name: &str| CategorySpec {
+            name: name.into(),
+            price_cents: 100 * (name.len() as u64),
+        };
+        let row = |label: &str, category: &str| RowSpec {
+            label: label.into(),
+            seats: 3,
+            category: category.into(),
+        };
+        let spec = EventSpec {
+            name: "Show".into(),
+            description: String::new(),
+            city: "Lyon".into(),
+            country: "FR".into(),
+            venue: "Hall".into(),
+            starts_at_ms: 1,
+            ends_at_ms: None,
+            sales_open_at_ms: None,
+            sales_close_at_ms: None,
+            hold_ttl_ms: 1_000,
+            seats_per_order_max: 10,
+            seats_per_user_max: None,
+            waitlist_policy: WaitlistPolicy::Strict,
+            categories: vec![category("Gold"), category("Silver"), category("Floor")],
+            sections: vec![SectionSpec {
+                name: "A".into(),
+                rows: vec![row("1", "Gold"), row("2", "Silver")],
+            }],
+            general_admission: vec![PoolSpec {
+                category: "Floor".into(),
+                capacity: 5,
+            }],
+        };
+        let names = ["Gold", "Silver", "Floor"];
+        let layout = Layout::build(&spec.sections, |name| {
+            names.iter().position(|known| *known == name).unwrap() as u16
+        });
+        let ledger = SeatLedger::new(&layout, &spec);
+        (layout, ledger)
+    }
+
+    enum Step {
+        Hold(u64, Items),
+        Release(u64, Option<u32>, Items),
+        Book(u64, Option<u32>, Items),
+        Unbook(Items),
+    }
+
+    fn seats(seats: &[u32]) -> Items {
+        Items::Seats(seats.into())
+    }
+
+    fn places(category: u16, quantity: u32) -> Items {
+        Items::Pool { category, quantity }
+    }
+
+    /// Runs `steps` in order, each expected to answer as given: a granted step changes
+    /// the ledger, a refused one leaves it exactly as it was; the ledger keeps its rules
+    /// after every step. Returns the ledger.
+    fn check(steps: Vec<(Step, Result<u64, LedgerError>)>) -> SeatLedger {
+        let (layout, mut ledger) = event();
+        for (index, (step, expected)) in steps.into_iter().enumerate() {
+            let before = ledger.clone();
+            let answer = match &step {
+                Step::Hold(hold, items) => ledger
+                    .hold(&layout, HoldId(*hold), items)
+                    .map(|slot| u64::from(slot.unwrap_or(u32::MAX))),
+                Step::Release(hold, slot, items) => ledger
+                    .release(&layout, HoldId(*hold), *slot, items)
+                    .map(|()| 0),
+                Step::Book(hold, slot, items) => ledger.book(&layout, HoldId(*hold), *slot, items),
+                Step::Unbook(items) => ledger.unbook(&layout, items).map(|()| 0),
+            };
+            assert_eq!(answer, expected, "step {index}");
+            if answer.is_err() {
+                assert_eq!(
+                    ledger, before,
+                    "step {index} was refused and changed nothing"
+                );
+            } else {
+                assert_ne!(ledger, before, "step {index} changed the ledger");
+            }
+            ledger.check(&layout);
+        }
+        ledger
+    }
+
+    /// Seats: a hold takes a slot (freed slots are reused), a release or a booking needs
+    /// the hold's own slot and seats, a cancel needs booked seats; a refusal names the
+    /// seat or slot and changes nothing (not even the seats before it in the list).
+    #[test]
+    fn seats_move_only_from_the_state_each_transition_needs() {
+        let ledger = check(vec![
+            (Step::Hold(1, seats(&[0, 1])), Ok(0)),
+            // Seat 1 is held: refused, seat 2 left free.
+            (Step::Hold(2, seats(&[2, 1])), Err(LedgerError::Seat(1))),
+            (Step::Hold(2, seats(&[7])), Err(LedgerError::Seat(7))),
+            (Step::Hold(2, seats(&[2, 2])), Err(LedgerError::Seat(2))),
+            (Step::Hold(2, seats(&[2, 3])), Ok(1)),
+            (
+                Step::Release(1, Some(1), seats(&[0, 1])),
+                Err(LedgerError::Slot(1)),
+            ),
+            (
+                Step::Release(1, None, seats(&[0, 1])),
+                Err(LedgerError::Slot(u32::MAX)),
+            ),
+            (
+                Step::Release(1, Some(0), seats(&[0, 2])),
+                Err(LedgerError::Seat(2)),
+            ),
+            (Step::Release(1, Some(0), seats(&[0, 1])), Ok(0)),
+            // Slot 0 is free again: the next hold takes it.
+            (Step::Hold(3, seats(&[4])), Ok(0)),
+            // Gold 400 cents a seat, Silver 600: seats 2 (Gold) and 3 (Silver).
+            (Step::Book(2, Some(1), seats(&[2, 3])), Ok(1_000)),
+            (
+                Step::Book(2, Some(1), seats(&[2, 3])),
+                Err(LedgerError::Slot(1)),
+            ),
+            (Step::Unbook(seats(&[2, 4])), Err(LedgerError::Seat(4))),
+            (Step::Unbook(seats(&[2, 3])), Ok(0)),
+            (Step::Unbook(seats(&[2])), Err(LedgerError::Seat(2))),
+        ]);
+        assert_eq!(ledger.seat(4), SeatStatus::Held(HoldId(3)));
+        assert_eq!(ledger.seat(2), SeatStatus::Free);
+        assert_eq!(ledger.free(None), 3 + 3 + 5 - 1);
+    }
+
+    /// Places: counted per pool and category, never past what the pool has in the state
+    /// the transition needs; a category without a pool (or none) is refused.
+    #[test]
+    fn places_move_only_within_what_the_pool_has() {
+        let ledger = check(vec![
+            (Step::Hold(1, places(2, 4)), Ok(u64::from(u32::MAX))),
+            (Step::Hold(2, places(2, 2)), Err(LedgerError::Places(2))),
+            (Step::Hold(2, places(0, 1)), Err(LedgerError::Category(0))),
+            (Step::Hold(2, places(9, 1)), Err(LedgerError::Category(9))),
+            (Step::Hold(2, places(2, 1)), Ok(u64::from(u32::MAX))),
+            (Step::Release(2, None, places(2, 2)), Ok(0)),
+            (
+                Step::Release(2, None, places(2, 4)),
+                Err(LedgerError::Places(2)),
+            ),
+            // Floor: 500 cents a place.
+            (Step::Book(1, None, places(2, 3)), Ok(1_500)),
+            (Step::Unbook(places(2, 4)), Err(LedgerError::Places(2))),
+            (Step::Unbook(places(2, 3)), Ok(0)),
+        ]);
+        assert_eq!(ledger.pools()[0].free(), 5);
+        assert_eq!(ledger.categories()[2].free(), 5);
+    }
+}

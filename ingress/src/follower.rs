@@ -76,7 +76,7 @@ pub(crate) struct Follower {
     pub(crate) idempotency: Arc<IdempotencyIndex>,
     pub(crate) watchers: Arc<Watchers<engine::WaiterId>>,
     /// Notification long-polls, woken per user told something.
-    pub(crate) user_watchers: Arc<Watchers<String>>,
+    pub(crate) user_watchers: Arc<Watchers<engine::UserName>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) status: Arc<FollowerStatus>,
     /// Seat-map streams, woken per event after the model applied a change to it.

@@ -430,7 +430,7 @@ impl Drop for Ingress {
 struct SharedParts<'a> {
     metrics: &'a Arc<Metrics>,
     watchers: &'a Arc<Watchers<engine::WaiterId>>,
-    user_watchers: &'a Arc<Watchers<String>>,
+    user_watchers: &'a Arc<Watchers<engine::UserName>>,
     feeds: &'a Arc<EventFeeds>,
     search_changes: &'a Arc<search::SearchChanges>,
     stop: &'a Arc<AtomicBool>,

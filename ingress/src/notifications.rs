@@ -17,7 +17,7 @@
 
 use crate::cow_map::CowMap;
 use engine::messages::{MessageSource, UserNote};
-use engine::Outcome;
+use engine::{Outcome, UserName};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
@@ -166,11 +166,11 @@ impl Notifications {
         &mut self,
         outcome: &Arc<Outcome>,
         messages: Vec<UserNote>,
-    ) -> Vec<String> {
+    ) -> Vec<UserName> {
         let per_user_max = self.per_user_max;
-        let mut told: Vec<String> = Vec::with_capacity(messages.len());
+        let mut told: Vec<UserName> = Vec::with_capacity(messages.len());
         for message in messages {
-            let user: &str = &message.user;
+            let user = &message.user;
             let notification = Notification {
                 place: Place {
                     offset: outcome.offset,
@@ -195,7 +195,7 @@ impl Notifications {
                 .is_none_or(|last| last.place < notification.place));
             record.kept.push_back(notification);
             Self::trim(record, per_user_max);
-            told.push(user.to_string());
+            told.push(Arc::clone(user));
         }
         // One outcome may tell 200,000 users (a confirm that ends every waiter): duplicates
         // go in one sort at the end, not through a set (or a scan) per message.
@@ -225,17 +225,18 @@ impl Notifications {
 
     /// Makes `user` the most recently told, creating their record (forgetting the least
     /// recent user when the shard is full), and returns it.
-    fn touch(&mut self, user: &str) -> &mut UserNotifications {
+    /// Perf: the user's name is the outcome's (shared), kept without a copy.
+    fn touch(&mut self, user: &UserName) -> &mut UserNotifications {
         self.touches += 1;
         let touched = self.touches;
         if self.recency.len() >= 2 * self.users.len() + 64 {
             self.compact_recency();
         }
-        let Some((name, _)) = self.users.get_key_value(user) else {
+        let Some((name, _)) = self.users.get_key_value(&**user) else {
             if self.users.len() >= self.users_max {
                 self.forget_least_recent();
             }
-            let name: Arc<str> = Arc::from(user);
+            let name: Arc<str> = Arc::clone(user);
             self.recency.push_back((touched, Arc::clone(&name)));
             self.users.insert(
                 Arc::clone(&name),
@@ -248,7 +249,7 @@ impl Notifications {
             return self.users.get_mut(&*name).expect("just inserted");
         };
         self.recency.push_back((touched, Arc::clone(name)));
-        let record = self.users.get_mut(user).expect("just found");
+        let record = self.users.get_mut(&**user).expect("just found");
         record.touched = touched;
         record
     }
@@ -485,7 +486,7 @@ mod tests {
                 &at_offset(1, 10),
                 vec![told("ana", 0), told("bo", 1), told("ana", 2)]
             ),
-            ["ana", "bo"]
+            [UserName::from("ana"), UserName::from("bo")]
         );
         notifications.record(&at_offset(4, 20), vec![told("ana", 0)]);
         let page = notifications.after("ana", None);

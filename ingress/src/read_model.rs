@@ -380,7 +380,7 @@ pub(crate) struct Changes {
     /// Waitlist entries whose status changed (offered, expired, left).
     pub(crate) waiters: Vec<WaiterId>,
     /// Users who were told something (`notifications`).
-    pub(crate) users: Vec<String>,
+    pub(crate) users: Vec<UserName>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

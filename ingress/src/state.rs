@@ -94,7 +94,7 @@ pub(crate) struct Shared {
     pub(crate) control: Arc<crate::control::Control>,
     pub(crate) watchers: Arc<Watchers<WaiterId>>,
     /// Notification long-polls, by user (`GET /v1/me/notifications`).
-    pub(crate) user_watchers: Arc<Watchers<String>>,
+    pub(crate) user_watchers: Arc<Watchers<engine::UserName>>,
     /// Seat-map streams per event (`GET /v1/events/{id}/stream`).
     pub(crate) feeds: Arc<EventFeeds>,
     /// Full-text search over events and titles (`crate::search`).

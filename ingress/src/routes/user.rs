@@ -644,8 +644,9 @@ pub(crate) async fn list_notifications(
     // Held until this answers: a long-poll counts against its user's and address's caps.
     let (_places, deadline) = long_poll(&state, &user, client, query.wait_seconds)?;
     let mut shutdown = state.shared.shutdown.subscribe();
+    let watched = engine::UserName::from(user.as_str());
     loop {
-        let notify = state.shared.user_watchers.watch(&user);
+        let notify = state.shared.user_watchers.watch(&watched);
         let answered = {
             // Register before looking, so one told between the look and the wait is not missed.
             let notified = notify.notified();
@@ -665,7 +666,7 @@ pub(crate) async fn list_notifications(
         };
         drop(notify);
         if let Some(response) = answered {
-            state.shared.user_watchers.release(&user);
+            state.shared.user_watchers.release(&watched);
             return Ok(response);
         }
     }
