@@ -552,7 +552,8 @@ impl ReadModel {
 
     // ---- writes (the follower thread) -----------------------------------------------
 
-    /// Applies one outcome that is not a replay. Returns what changed for long-polls.
+    /// Applies one outcome (of a replay, only its effects: its reply was applied the first
+    /// time). Returns what changed for long-polls.
     pub(crate) fn apply(&mut self, outcome: &Arc<Outcome>) -> Changes {
         debug_assert!(self
             .applied_offset
