@@ -105,6 +105,16 @@ impl<K: Ord, V, const CHUNK: usize> ChunkedMap<K, V, CHUNK> {
         self.get(key).is_some()
     }
 
+    /// How many entries have keys at most `key` (`BTreeMap::range(..=key).count()`), in a
+    /// binary search per chunk boundary, not a walk over the entries.
+    pub(crate) fn count_through(&self, key: &K) -> usize {
+        let Some(index) = self.chunk_of(key) else {
+            return 0;
+        };
+        let before: usize = self.chunks[..index].iter().map(|chunk| chunk.len()).sum();
+        before + self.chunks[index].partition_point(|(probe, _)| probe <= key)
+    }
+
     /// The first entry whose key is at least `key` (`BTreeMap::range(key..).next()`).
     pub(crate) fn first_from(&self, key: &K) -> Option<(&K, &V)> {
         let index = self.chunk_of(key)?;
@@ -644,6 +654,7 @@ mod tests {
                 let probe = random.below(next_append + 10);
                 assert_eq!(map.get(&probe), model.get(&probe));
                 assert_eq!(map.first_from(&probe), model.range(probe..).next());
+                assert_eq!(map.count_through(&probe), model.range(..=probe).count());
                 if step % 53 == 0 {
                     assert!(map.iter().eq(model.iter()));
                     assert!(map.values().eq(model.values()));

@@ -220,12 +220,11 @@ pub(crate) fn check(engine: &Engine) {
                 );
             }
         }
-        let queued: usize = event.queues.values().map(|queue| queue.len()).sum();
-        assert_eq!(queued as u32, event.waiting, "waiting count");
+        // The queues' own rules (no empty queue, a place in one queue, the count), then
+        // that each waiter in them is live, in its own queue at its own place.
+        event.waitlist.check();
         let mut needs: BTreeMap<(Option<u16>, bool, u32), u32> = BTreeMap::new();
-        for (category, queue) in &event.queues {
-            assert!(!queue.is_empty(), "empty queues are removed");
-            queue.check();
+        for (category, queue) in &event.waitlist.queues {
             for (queue_place, waiter_id) in queue {
                 let waiter = &state.waiters[waiter_id];
                 assert!(
@@ -254,7 +253,11 @@ pub(crate) fn check(engine: &Engine) {
         }
         assert_eq!(needs, event.waiter_needs, "waiter needs count the queues");
     }
-    let queued: u32 = state.events.iter().map(|event| event.waiting).sum();
+    let queued: u32 = state
+        .events
+        .iter()
+        .map(|event| event.waitlist.waiting)
+        .sum();
     let mut entered = 0usize;
     for event in &state.events {
         if let Some(terms) = &event.terms {

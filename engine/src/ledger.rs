@@ -12,9 +12,15 @@
 //!
 //! A transition checks before it changes anything: a refused one returns a
 //! [`LedgerError`] and leaves the ledger as it was.
+//!
+//! An event's waitlist queues ([`WaitQueues`]) are kept the same way: the engine and the
+//! read model change them only by [`join`](WaitQueues::join) and
+//! [`leave`](WaitQueues::leave). (The engine's index of what its waiters need, by queue,
+//! `together` and quantity, stays the engine's: the outcomes do not say `together`, and
+//! only the engine's decisions read it.)
 
 use crate::command::{order_total_cents, EventSpec};
-use crate::ids::HoldId;
+use crate::ids::{HoldId, WaiterId};
 use crate::layout::Layout;
 use crate::outcome::Items;
 use crate::snapshot::CowVec;
@@ -516,6 +522,105 @@ impl SeatLedger {
     }
 }
 
+/// A waitlist queue: place → waiter, in place order. Sorted chunks shared by copies (see
+/// `chunked`): a queue may hold `waitlist_length_max` (200,000 by default) waiters, and a
+/// snapshot's copy copies a pointer per chunk of it.
+pub(crate) type WaitQueue = crate::chunked::ChunkedMap<u64, WaiterId, WAIT_QUEUE_CHUNK>;
+/// Waiters per chunk of a queue, at most (16 bytes each).
+pub(crate) const WAIT_QUEUE_CHUNK: usize = 512;
+
+/// An event's waitlist queues, in one place like its seats: by requested category (`None`:
+/// any category), place → waiter, and how many wait. A waiter's place is its id (arrival
+/// order), except a draw's entries, whose places are their ids in draw order. Places are
+/// unique across the event's queues, which the engine serves merged by place. The engine
+/// asserts each change; the read model applies the outcomes' joins, draws, offers and ends
+/// through the same two (`join`, `leave`) and counts a refused one as an anomaly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitQueues {
+    pub(crate) queues: std::collections::BTreeMap<Option<u16>, WaitQueue>,
+    pub(crate) waiting: u32,
+}
+
+/// Why a queue change was refused (the queues are unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueError {
+    /// The place is taken (joining) or is not the waiter's (leaving).
+    Place(u64),
+}
+
+impl WaitQueues {
+    /// Queues `waiter` at `place` in the queue of `category`; returns its position there
+    /// (from 1).
+    pub fn join(
+        &mut self,
+        category: Option<u16>,
+        place: u64,
+        waiter: WaiterId,
+    ) -> Result<u32, QueueError> {
+        if self.queues.values().any(|queue| queue.contains_key(&place)) {
+            return Err(QueueError::Place(place));
+        }
+        let queue = self.queues.entry(category).or_default();
+        queue.insert(place, waiter);
+        self.waiting += 1;
+        Ok(queue.count_through(&place) as u32)
+    }
+
+    /// Takes `waiter` out of its place in the queue of `category` (an empty queue goes).
+    pub fn leave(
+        &mut self,
+        category: Option<u16>,
+        place: u64,
+        waiter: WaiterId,
+    ) -> Result<(), QueueError> {
+        let Some(queue) = self.queues.get_mut(&category) else {
+            return Err(QueueError::Place(place));
+        };
+        if queue.get(&place) != Some(&waiter) {
+            return Err(QueueError::Place(place));
+        }
+        queue.remove(&place);
+        if queue.is_empty() {
+            self.queues.remove(&category);
+        }
+        self.waiting -= 1;
+        Ok(())
+    }
+
+    /// How many wait, in every queue.
+    pub fn waiting(&self) -> u32 {
+        self.waiting
+    }
+
+    /// The live position (from 1) of the waiter at `place` in the queue of `category`.
+    pub fn position(&self, category: Option<u16>, place: u64) -> Option<u32> {
+        let queue = self.queues.get(&category)?;
+        queue
+            .contains_key(&place)
+            .then(|| queue.count_through(&place) as u32)
+    }
+
+    /// Every waiting waiter, queue by queue, each in place order.
+    pub fn waiters(&self) -> impl Iterator<Item = WaiterId> + '_ {
+        self.queues
+            .values()
+            .flat_map(|queue| queue.values().copied())
+    }
+
+    /// The queues' own rules: no empty queue, every place in one queue, the count.
+    pub fn check(&self) {
+        let mut places = std::collections::BTreeSet::new();
+        for queue in self.queues.values() {
+            assert!(!queue.is_empty(), "empty queues are removed");
+            queue.check();
+            for (place, _) in queue {
+                assert!(places.insert(*place), "a place is in one queue");
+            }
+        }
+        assert_eq!(places.len(), self.waiting as usize, "waiting count");
+    }
+}
+
 /// `(row index, category index)` of each seat of `seats`, in order. Perf: a hold's seats
 /// are mostly in one row, so a seat in the row of the one before it is placed without
 /// the binary search of `Layout::row_of`.
@@ -682,6 +787,39 @@ mod tests {
         assert_eq!(ledger.seat(4), SeatStatus::Held(HoldId(3)));
         assert_eq!(ledger.seat(2), SeatStatus::Free);
         assert_eq!(ledger.free(None), 3 + 3 + 5 - 1);
+    }
+
+    /// Queues: a place is in one queue at most, a waiter leaves only its own place, an
+    /// emptied queue goes, and a refusal changes nothing.
+    #[test]
+    fn waiters_join_free_places_and_leave_their_own() {
+        let mut queues = WaitQueues::default();
+        let waiter = WaiterId;
+        assert_eq!(queues.join(Some(0), 5, waiter(5)), Ok(1));
+        assert_eq!(queues.join(None, 3, waiter(3)), Ok(1));
+        assert_eq!(queues.join(Some(0), 2, waiter(2)), Ok(1));
+        assert_eq!(queues.join(Some(0), 9, waiter(9)), Ok(3));
+        let before = queues.clone();
+        for (category, place, id) in [(Some(0), 5, 6), (None, 5, 5), (Some(1), 5, 5)] {
+            assert_eq!(
+                queues.join(category, place, waiter(id)),
+                Err(QueueError::Place(place))
+            );
+            assert_eq!(
+                queues.leave(category, place, waiter(id)),
+                Err(QueueError::Place(place))
+            );
+            assert_eq!(queues, before);
+        }
+        assert_eq!(queues.position(Some(0), 9), Some(3));
+        assert_eq!(queues.position(Some(0), 3), None);
+        assert_eq!(queues.leave(Some(0), 5, waiter(5)), Ok(()));
+        assert_eq!(queues.position(Some(0), 9), Some(2));
+        assert_eq!(queues.leave(None, 3, waiter(3)), Ok(()));
+        assert!(!queues.queues.contains_key(&None), "an emptied queue goes");
+        assert_eq!(queues.waiting(), 2);
+        assert_eq!(queues.waiters().collect::<Vec<_>>(), [waiter(2), waiter(9)]);
+        queues.check();
     }
 
     /// Places: counted per pool and category, never past what the pool has in the state

@@ -23,8 +23,9 @@
 //!   names interned to dense ids in log order), `idempotency_window` (the answered keys).
 //! - [`ledger`]: seat accounting, the one implementation ([`ledger::SeatLedger`]: per-seat
 //!   tags, hold slots, counts per category, pool and row, and the four transitions hold,
-//!   release, book, unbook), which the engine asserts and the ingress's read model applies
-//!   outcomes through.
+//!   release, book, unbook), and the waitlist queues ([`ledger::WaitQueues`]: join,
+//!   leave), which the engine asserts and the ingress's read model applies outcomes
+//!   through.
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`draw`]: an arrival window's draw (commit–reveal, the keyed order, the fallback
 //!   seed), pure functions anyone can use to recompute a published draw; the engine's

@@ -56,6 +56,11 @@ impl Engine {
         Some(&self.state.events[self.event_index(event)?].ledger)
     }
 
+    /// An event's waitlist queues, as a read model that follows the outcomes keeps them too.
+    pub fn wait_queues(&self, event: EventId) -> Option<&crate::ledger::WaitQueues> {
+        Some(&self.state.events[self.event_index(event)?].waitlist)
+    }
+
     pub fn seat_label(&self, event: EventId, seat: u32) -> Option<String> {
         let event = &self.state.events[self.event_index(event)?];
         (seat < event.layout.seat_count).then(|| event.layout.label_of(seat))

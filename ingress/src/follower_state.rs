@@ -47,7 +47,8 @@ const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// model rebuilt from the outcomes log, notifications included).
 /// 4: waiters keep their place and queues map place → waiter; events keep their draw.
 /// 5: events keep their terms of sale.
-/// 6: events keep the engine's seat ledger (`engine::ledger`), holds their slot in it.
+/// 6: events keep the engine's seat ledger and waitlist queues (`engine::ledger`), holds
+/// their slot in the ledger.
 const STATE_VERSION: u8 = 6;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";

@@ -16,7 +16,7 @@
 use crate::cow_map::CowMap;
 use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
-use engine::ledger::{Category, SeatLedger, SeatStatus};
+use engine::ledger::{Category, SeatLedger, SeatStatus, WaitQueues};
 use engine::messages::Subject;
 use engine::UserName;
 use engine::{
@@ -48,8 +48,7 @@ pub(crate) struct EventRecord {
     /// Its seats, places and counts, as the engine keeps them.
     pub(crate) ledger: SeatLedger,
     /// FCFS queues by requested category, place → waiter, as the engine keeps them.
-    queues: BTreeMap<Option<u16>, BTreeMap<u64, WaiterId>>,
-    pub(crate) waiting: u64,
+    pub(crate) waitlist: WaitQueues,
     pub(crate) bookings: Vec<BookingId>,
     /// The arrival window's draw, for an event created with one.
     pub(crate) draw: Option<DrawRecord>,
@@ -174,14 +173,9 @@ impl EventRecord {
 
     /// Live place of a waiting entry in its queue, from 1 (0 for one with no place).
     pub(crate) fn position(&self, place: Option<u64>, category: Option<u16>) -> u32 {
-        let Some(place) = place else { return 0 };
-        self.queues.get(&category).map_or(0, |queue| {
-            if queue.contains_key(&place) {
-                queue.range(..=place).count() as u32
-            } else {
-                0
-            }
-        })
+        place
+            .and_then(|place| self.waitlist.position(category, place))
+            .unwrap_or(0)
     }
 }
 
@@ -804,20 +798,21 @@ impl ReadModel {
             if waiter.status != WaiterStatus::Entered {
                 continue;
             }
+            if event
+                .waitlist
+                .join(waiter.category, place, *waiter_id)
+                .is_err()
+            {
+                continue;
+            }
             waiter.status = WaiterStatus::Waiting;
             waiter.place = Some(place);
-            event
-                .queues
-                .entry(waiter.category)
-                .or_default()
-                .insert(place, *waiter_id);
-            event.waiting += 1;
             queued += 1;
             changes.waiters.push(*waiter_id);
         }
         self.waiting += queued;
         if queued != order.len() as u64 {
-            self.anomaly("a drawn entry was not entered");
+            self.anomaly("a drawn entry was not entered, or its place was taken");
         }
     }
 
@@ -837,8 +832,7 @@ impl ReadModel {
             canceled: false,
             ledger,
             layout,
-            queues: BTreeMap::new(),
-            waiting: 0,
+            waitlist: WaitQueues::default(),
             bookings: Vec::new(),
             draw: None,
             terms: None,
@@ -992,8 +986,9 @@ impl ReadModel {
             }
             (WaiterStatus::Entered, None)
         } else {
-            event.queues.entry(category).or_default().insert(id.0, id);
-            event.waiting += 1;
+            if event.waitlist.join(category, id.0, id).is_err() {
+                return self.anomaly("a waitlist entry at a place taken");
+            }
             self.waiting += 1;
             (WaiterStatus::Waiting, Some(id.0))
         };
@@ -1021,20 +1016,18 @@ impl ReadModel {
         }
         waiter.status = end;
         let (event_id, category, place) = (waiter.event, waiter.category, waiter.place);
+        let mut left = true;
         if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
             if was == WaiterStatus::Entered {
                 if let Some(draw) = event.draw.as_mut() {
                     draw.entries.retain(|entry| *entry != id);
                 }
             } else {
-                if let Some(queue) = event.queues.get_mut(&category) {
-                    place.map(|place| queue.remove(&place));
-                    if queue.is_empty() {
-                        event.queues.remove(&category);
-                    }
-                }
-                event.waiting = event.waiting.saturating_sub(1);
+                left = place.is_some_and(|place| event.waitlist.leave(category, place, id).is_ok());
             }
+        }
+        if !left {
+            self.anomaly("a waitlist entry ended that was not in its queue");
         }
         if was == WaiterStatus::Waiting {
             self.waiting = self.waiting.saturating_sub(1);
@@ -1246,6 +1239,12 @@ mod tests {
                 "the model's ledger is the engine's"
             );
             event.ledger.check(&event.layout);
+            assert_eq!(
+                Some(&event.waitlist),
+                self.engine.wait_queues(EventId(0)),
+                "the model's waitlist queues are the engine's"
+            );
+            event.waitlist.check();
             assert_eq!(
                 self.model.live_holds as usize,
                 self.engine.live_hold_count()
@@ -1641,8 +1640,8 @@ mod tests {
 
         /// The read model, fed each outcome, agrees with the engine after every step of a
         /// random sequence (its seat ledger equal to the engine's, every seat, count and
-        /// hold slot; live holds and their items, waiters, and at the end each user's
-        /// notifications): the model applies outcomes through the engine's own seat
+        /// hold slot, and its waitlist queues; live holds and their items, waiters, and at
+        /// the end each user's notifications): the model applies outcomes through the engine's own seat
         /// accounting (`engine::ledger`), in the engine's order, so a model that gets an
         /// outcome's order wrong is refused by the ledger or differs from it here. Holds (exact, best, general admission,
         /// waiting), confirms (some by the wrong user), releases, booking cancels,

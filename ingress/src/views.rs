@@ -178,7 +178,7 @@ pub(crate) fn event_detail(
                 booked: category.booked,
             })
             .collect(),
-        waiting: event.waiting,
+        waiting: u64::from(event.waitlist.waiting()),
     }
 }
 

@@ -112,7 +112,7 @@ impl Engine {
         }
         let draw = event.draw.as_ref().expect("in the window");
         let entries = u32::try_from(draw.entries.len()).expect("entries are bounded");
-        if event.waiting + entries >= self.config.waitlist_length_max {
+        if event.waitlist.waiting + entries >= self.config.waitlist_length_max {
             return Err(Rejection::LimitExceeded {
                 limit: Limit::WaitlistLength,
                 max: self.config.waitlist_length_max,
@@ -263,11 +263,9 @@ impl Engine {
             let need = (waiter.category, waiter.together, waiter.quantity);
             let event = &mut self.state.events[event_index];
             event
-                .queues
-                .entry(need.0)
-                .or_default()
-                .insert(place, waiter_id);
-            event.waiting += 1;
+                .waitlist
+                .join(need.0, place, waiter_id)
+                .unwrap_or_else(|refused| panic!("draw places are new: {refused:?}"));
             event.count_need(need, true);
         }
         self.effects.push(Effect::DrawMade {

@@ -109,9 +109,8 @@ impl Engine {
             canceled: false,
             ledger,
             layout,
-            queues: BTreeMap::new(),
+            waitlist: WaitQueues::default(),
             waiter_needs: BTreeMap::new(),
-            waiting: 0,
             bookings: CowVec::new(),
             draw: None,
             terms: None,
@@ -180,12 +179,7 @@ impl Engine {
             return Err(conflict(ConflictReason::EventCanceled));
         }
         let booking_ids = event.bookings.clone();
-        let mut waiter_ids: Vec<WaiterId> = event
-            .queues
-            .values()
-            .flat_map(|queue| queue.values())
-            .copied()
-            .collect();
+        let mut waiter_ids: Vec<WaiterId> = event.waitlist.waiters().collect();
         // A pending draw's entries end with the event, and so does the draw.
         let pending_draw = event.draw.as_ref().filter(|draw| !draw.made).map(|draw| {
             waiter_ids.extend(draw.entries.iter().copied());

@@ -133,7 +133,8 @@ impl Engine {
         /// Perf: no allocation when nothing is kept (no waiter, or `skip_ahead`).
         const EVERY: [bool; 64] = [true; 64];
         let categories = event.ledger.categories.len();
-        let kept = event.spec.waitlist_policy == WaitlistPolicy::Strict && event.waiting > 0;
+        let kept =
+            event.spec.waitlist_policy == WaitlistPolicy::Strict && event.waitlist.waiting > 0;
         if !kept && categories <= EVERY.len() {
             return std::borrow::Cow::Borrowed(&EVERY[..categories]);
         }
@@ -141,7 +142,7 @@ impl Engine {
         if !kept {
             return allowed.into();
         }
-        for queue in event.queues.keys() {
+        for queue in event.waitlist.queues.keys() {
             match queue {
                 Some(category) => allowed[*category as usize] = false,
                 None => {

@@ -13,12 +13,6 @@ use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// A waitlist queue: place → waiter, in place order (see `Event::queues`). Sorted chunks
-/// shared by copies (see `chunked`): a queue may hold `waitlist_length_max` (200,000 by
-/// default) waiters, and a snapshot's copy copies a pointer per chunk of it.
-pub(crate) type WaitQueue = crate::chunked::ChunkedMap<u64, WaiterId, WAIT_QUEUE_CHUNK>;
-/// Waiters per chunk of a queue, at most (16 bytes each).
-pub(crate) const WAIT_QUEUE_CHUNK: usize = 512;
 /// Live waiters by id. Encodes like the sorted map it was.
 pub(crate) type Waiters = crate::chunked::ChunkedMap<WaiterId, Waiter, 512>;
 /// Live waiters per (event, user). Encodes like the sorted map it was.
@@ -108,8 +102,8 @@ impl<'de> Deserialize<'de> for EventUser {
 }
 
 pub(crate) use crate::ledger::{
-    is_booked, Category, Pool, SeatLedger, SeatState, EVENT_SEATS_LIMIT, HOLD_SLOT_CHUNK,
-    OWNER_MASK, SEAT_CHUNK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
+    is_booked, Category, Pool, SeatLedger, SeatState, WaitQueue, WaitQueues, EVENT_SEATS_LIMIT,
+    HOLD_SLOT_CHUNK, OWNER_MASK, SEAT_CHUNK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
 };
 
 /// Copy-on-write chunk sizes (see `snapshot`; the seats' are the ledger's): a write after a
@@ -128,15 +122,12 @@ pub(crate) struct Event {
     pub(crate) layout: Arc<Layout>,
     /// Its seats, places and counts (`ledger`: the one implementation of seat accounting).
     pub(crate) ledger: SeatLedger,
-    /// FCFS queues by requested category (`None`: any category), place → waiter. A
-    /// waiter's place is its id (arrival order), except a draw's entries, whose places
-    /// are their ids in draw order (see `Waiter::place`). Places are unique across the
-    /// event's queues, which are served merged by place.
-    pub(crate) queues: BTreeMap<Option<u16>, WaitQueue>,
+    /// FCFS queues by requested category (`ledger::WaitQueues`: the one implementation,
+    /// which the read model applies outcomes through too).
+    pub(crate) waitlist: WaitQueues,
     /// Waiters per (queue, together, quantity): a queue's largest and smallest requests
     /// without walking it. Zero counts are removed.
     pub(crate) waiter_needs: BTreeMap<(Option<u16>, bool, u32), u32>,
-    pub(crate) waiting: u32,
     pub(crate) bookings: CowVec<BookingId, EVENT_BOOKING_CHUNK>,
     /// The arrival window's draw, for an event created with one.
     pub(crate) draw: Option<Box<Draw>>,
@@ -205,9 +196,9 @@ impl Serialize for Event {
             row_free: &ledger.row_free,
             row_open_run: &ledger.row_open_run,
             pools: &ledger.pools,
-            queues: &self.queues,
+            queues: &self.waitlist.queues,
             waiter_needs: &self.waiter_needs,
-            waiting: self.waiting,
+            waiting: self.waitlist.waiting,
             bookings: &self.bookings,
             hold_slots: &ledger.hold_slots,
             free_hold_slots: &ledger.free_hold_slots,
@@ -235,9 +226,11 @@ impl<'de> Deserialize<'de> for Event {
                 hold_slots: decoded.hold_slots,
                 free_hold_slots: decoded.free_hold_slots,
             },
-            queues: decoded.queues,
+            waitlist: WaitQueues {
+                queues: decoded.queues,
+                waiting: decoded.waiting,
+            },
             waiter_needs: decoded.waiter_needs,
-            waiting: decoded.waiting,
             bookings: decoded.bookings,
             draw: decoded.draw,
             terms: decoded.terms,

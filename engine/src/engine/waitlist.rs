@@ -33,7 +33,7 @@ impl Engine {
         let category = self.resolve_category(event_id, category)?;
         self.check_quantity(event_id, self.who_id(user), quantity)?;
         let event = self.known_event(event_id);
-        if event.waiting == 0 {
+        if event.waitlist.waiting == 0 {
             // Nobody waits ahead: the new waiter is the first `serve_waitlist` looks at,
             // with every category allowed. Perf: when seats are free for it, it is offered
             // them at once, without being filed (queue, needs, timer, waiter) and taken
@@ -64,7 +64,11 @@ impl Engine {
         together: bool,
         items: Items,
     ) -> Answer {
-        assert_eq!(self.known_event(event_id).waiting, 0, "nobody waits ahead");
+        assert_eq!(
+            self.known_event(event_id).waitlist.waiting,
+            0,
+            "nobody waits ahead"
+        );
         let (user_id, waiter_id) =
             self.admit_waiter(user, event_id, quantity, category, together)?;
         // `serve_waitlist` would end it over the per-user limit instead; `check_quantity`
@@ -130,7 +134,7 @@ impl Engine {
                 max: self.config.waiters_per_user_max,
             });
         }
-        if event.waiting >= self.config.waitlist_length_max {
+        if event.waitlist.waiting >= self.config.waitlist_length_max {
             return Err(Rejection::LimitExceeded {
                 limit: Limit::WaitlistLength,
                 max: self.config.waitlist_length_max,
@@ -152,10 +156,11 @@ impl Engine {
         let expires_at_ms = self.state.now_ms + self.config.waitlist_wait_max_ms;
         let event_index = self.known_event_index(event_id);
         let event = &mut self.state.events[event_index];
-        let queue = event.queues.entry(category).or_default();
-        queue.insert(waiter_id.0, waiter_id);
-        let position = queue.len() as u32;
-        event.waiting += 1;
+        // A new waiter's place is its id, past every place: last in its queue.
+        let position = event
+            .waitlist
+            .join(category, waiter_id.0, waiter_id)
+            .unwrap_or_else(|refused| panic!("a new waiter's place is new: {refused:?}"));
         event.count_need((category, together, quantity), true);
         self.file_waiter(
             waiter_id,
@@ -189,18 +194,12 @@ impl Engine {
         let event = &mut self.state.events[event_index];
         match waiter.place {
             Some(place) => {
-                let queue = event
-                    .queues
-                    .get_mut(&waiter.category)
-                    .expect("the waiter's queue exists");
-                assert!(
-                    queue.remove(&place) == Some(waiter_id),
-                    "every waiter is in its queue at its place"
-                );
-                if queue.is_empty() {
-                    event.queues.remove(&waiter.category);
-                }
-                event.waiting -= 1;
+                event
+                    .waitlist
+                    .leave(waiter.category, place, waiter_id)
+                    .unwrap_or_else(|refused| {
+                        panic!("every waiter is in its queue at its place: {refused:?}")
+                    });
                 event.count_need((waiter.category, waiter.together, waiter.quantity), false);
             }
             None => {
@@ -289,7 +288,7 @@ impl Engine {
             }
             let most = crate::allocate::most_servable(event, queue, together);
             let before = hopeless.len();
-            for (place, waiter_id) in &event.queues[&queue] {
+            for (place, waiter_id) in &event.waitlist.queues[&queue] {
                 let waiter = &self.state.waiters[waiter_id];
                 if waiter.together == together && u64::from(waiter.quantity) > most {
                     let scattered =
@@ -317,7 +316,7 @@ impl Engine {
     /// still take from a category it could never use.
     pub(super) fn serve_waitlist(&mut self, event_id: EventId) {
         let event = self.known_event(event_id);
-        if event.waiting == 0 || event.canceled {
+        if event.waitlist.waiting == 0 || event.canceled {
             return;
         }
         self.end_hopeless_waiters(event_id);
@@ -325,8 +324,12 @@ impl Engine {
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
         let mut allowed = vec![true; event.ledger.categories.len()];
         // Per live queue, the first place not yet looked at.
-        let mut cursors: Vec<(Option<u16>, u64)> =
-            event.queues.keys().map(|queue| (*queue, 0)).collect();
+        let mut cursors: Vec<(Option<u16>, u64)> = event
+            .waitlist
+            .queues
+            .keys()
+            .map(|queue| (*queue, 0))
+            .collect();
         loop {
             let event = self.known_event(event_id);
             let anything_to_give = event
@@ -342,7 +345,7 @@ impl Engine {
                 .iter()
                 .enumerate()
                 .filter_map(|(index, (queue, cursor))| {
-                    let queue = event.queues.get(queue)?;
+                    let queue = event.waitlist.queues.get(queue)?;
                     queue
                         .first_from(cursor)
                         .map(|(place, id)| (*place, *id, index))
