@@ -1172,6 +1172,19 @@ mod tests {
             Check::with_grace(0)
         }
 
+        /// With event 0 of [`spec`] created at 1,000 ms.
+        fn with_event() -> Check {
+            let mut check = Check::new();
+            check.run(
+                1_000,
+                Command::CreateEvent {
+                    tenant: "demo".into(),
+                    spec: Box::new(spec()),
+                },
+            );
+            check
+        }
+
         /// With `confirm_grace_ms`: a hold past its expiry can still be confirmed that
         /// long, and expires only after it.
         fn with_grace(confirm_grace_ms: u64) -> Check {
@@ -1279,14 +1292,7 @@ mod tests {
     /// used to skip a repeat's outcome whole, leaving that hold held in the model for good).
     #[test]
     fn a_repeat_s_outcome_applies_the_expiries_its_clock_made() {
-        let mut check = Check::new();
-        check.run(
-            1_000,
-            Command::CreateEvent {
-                tenant: "demo".into(),
-                spec: Box::new(spec()),
-            },
-        );
+        let mut check = Check::with_event();
         let first = check.run(
             1_000,
             hold("u1", Selection::Seats(vec!["A-1-1".into()]), false),
@@ -1319,14 +1325,7 @@ mod tests {
 
     #[test]
     fn follows_the_engine_through_holds_expiry_offers_and_cancels() {
-        let mut check = Check::new();
-        check.run(
-            1_000,
-            Command::CreateEvent {
-                tenant: "demo".into(),
-                spec: Box::new(spec()),
-            },
-        );
+        let mut check = Check::with_event();
         let first = check.run(
             1_000,
             hold(
@@ -1480,12 +1479,7 @@ mod tests {
     /// come in one outcome, and the cancel releases the hold the offer made.
     #[test]
     fn a_cancel_releases_the_hold_an_expiry_offered_in_the_same_outcome() {
-        let mut check = Check::new();
-        let create = Command::CreateEvent {
-            tenant: "demo".into(),
-            spec: Box::new(spec()),
-        };
-        check.run(1_000, create);
+        let mut check = Check::with_event();
         let gold = |quantity| Selection::Best {
             quantity,
             category: Some("Gold".into()),
