@@ -7,7 +7,9 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::*;
-use engine::{CategorySpec, Command, Engine, EventSpec, PoolSpec, Request, WaitlistPolicy};
+use engine::{
+    CategorySpec, Command, Effect, Engine, EventSpec, PoolSpec, Request, Selection, WaitlistPolicy,
+};
 use requestlog::LogWriter;
 use std::time::{Duration, Instant};
 
@@ -94,4 +96,76 @@ async fn sales_status_follows_log_time_not_the_wall_clock() {
     let ticked = engine.apply(1, LOG_TIME_MS + 2 * HOUR_MS, &Request::new(Command::Tick));
     publish(&engine.named(ticked));
     assert_eq!(sales_after(&harness, 1).await, "closed");
+}
+
+/// The free places of event 0 once the ingress has applied the outcome of `offset`.
+async fn free_after(harness: &Harness, offset: i64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = call(
+            &harness.router(),
+            Method::GET,
+            "/v1/events/ev_0",
+            None,
+            None,
+        )
+        .await;
+        if answer.status == StatusCode::OK && answer.log_offset() >= offset {
+            return answer.body["availability"][0]["free"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "outcome {offset} never applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An idempotent repeat's outcome (`replayed`) carries the expiries its record's log time
+/// set off: the ingress's follower applies them (it used to skip a repeat's outcome whole,
+/// and the expired hold's places stayed held on the read side for good).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeat_s_outcome_frees_what_its_clock_expired() {
+    let harness = Harness::with_config(config(), false);
+    let mut engine = Engine::new(engine_config());
+    let publish = |outcome: &engine::Outcome| {
+        harness
+            .outcomes
+            .writer()
+            .append(engine::wire::encode_outcome_frames(outcome))
+            .unwrap();
+    };
+    let hold = |user: &str, quantity| Command::PlaceHold {
+        user: user.into(),
+        event: engine::EventId(0),
+        selection: Selection::Best {
+            quantity,
+            category: None,
+            together: false,
+        },
+        wait: false,
+    };
+    let create = Request::new(Command::CreateEvent {
+        tenant: "demo".into(),
+        spec: Box::new(spec()),
+    });
+    let first = engine.apply(0, LOG_TIME_MS, &create);
+    publish(&engine.named(first));
+    let held = engine.apply(1, LOG_TIME_MS, &Request::new(hold("ana", 3)));
+    assert!(held.result.is_ok(), "{held:?}");
+    publish(&engine.named(held));
+    let keyed = Request {
+        idempotency_key: Some("k-1".into()),
+        command: hold("bo", 2),
+    };
+    let answered = engine.apply(2, LOG_TIME_MS + 1_000, &keyed);
+    assert!(answered.result.is_ok(), "{answered:?}");
+    publish(&engine.named(answered));
+    assert_eq!(free_after(&harness, 2).await, 10 - 3 - 2);
+    // Repeated past ana's hold's expiry (60 s), before bo's.
+    let repeat = engine.apply(3, LOG_TIME_MS + 60_500, &keyed);
+    assert!(repeat.replayed, "{repeat:?}");
+    assert!(
+        matches!(&repeat.effects[..], [Effect::HoldExpired { .. }]),
+        "{repeat:?}"
+    );
+    publish(&engine.named(repeat));
+    assert_eq!(free_after(&harness, 3).await, 10 - 2);
 }
