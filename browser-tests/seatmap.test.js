@@ -267,6 +267,15 @@ test('search by city and date finds the event and opens it', async () => {
   page.setDefaultTimeout(WAIT_MS);
   const problems = [];
   page.on('pageerror', (error) => problems.push(error.message));
+  // The page's own first search (no filter) is held until the buyer's has been answered:
+  // its late answer must not replace the buyer's (searches answer out of order; this once
+  // failed by chance).
+  let releaseFirst;
+  const firstHeld = new Promise((resolve) => { releaseFirst = resolve; });
+  await page.route((url) => url.pathname === '/v1/events' && !url.searchParams.has('city'), async (route) => {
+    await firstHeld;
+    await route.continue();
+  });
   await page.goto(`${BASE_URL}/`);
   await page.locator('#search-city option[value="Lyon"]').waitFor({ state: 'attached' });
   await page.selectOption('#search-city', 'Lyon');
@@ -274,6 +283,9 @@ test('search by city and date finds the event and opens it', async () => {
   await page.fill('#search-to', '2031-06-21');
   await page.click('#search-form button[type="submit"]');
   await page.locator('#search-total', { hasText: /^1 event$/ }).waitFor();
+  releaseFirst();
+  await page.locator('body[data-searches-answered="2"]').waitFor({ state: 'attached' });
+  assert.equal(await page.locator('#search-total').textContent(), '1 event');
   await page.click('#results a:has-text("Browser Night")');
   await page.locator('#event-name', { hasText: 'Browser Night' }).waitFor();
   await page.locator('[data-seat="Stalls-A-1"]').waitFor();
