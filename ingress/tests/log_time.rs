@@ -47,8 +47,8 @@ fn spec() -> EventSpec {
     }
 }
 
-/// Waits until the ingress has applied the outcome of `offset`, then reads the event.
-async fn sales_after(harness: &Harness, offset: i64) -> String {
+/// Waits until the ingress has applied the outcome of `offset`, then reads event 0.
+async fn event_after(harness: &Harness, offset: i64) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answer = call(
@@ -60,24 +60,34 @@ async fn sales_after(harness: &Harness, offset: i64) -> String {
         )
         .await;
         if answer.status == StatusCode::OK && answer.log_offset() >= offset {
-            return answer.body["sales"].as_str().unwrap().to_string();
+            return answer.body;
         }
         assert!(Instant::now() < deadline, "outcome {offset} never applied");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
+async fn sales_after(harness: &Harness, offset: i64) -> String {
+    event_after(harness, offset).await["sales"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Appends a real engine's outcome (its users named) to the outcomes log the ingress
+/// follows.
+fn publish(harness: &Harness, engine: &Engine, outcome: engine::Outcome<engine::UserNumber>) {
+    harness
+        .outcomes
+        .writer()
+        .append(engine::wire::encode_outcome_frames(&engine.named(outcome)))
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sales_status_follows_log_time_not_the_wall_clock() {
     let harness = Harness::with_config(config(), false);
     let mut engine = Engine::new(engine_config());
-    let publish = |outcome: &engine::Outcome| {
-        harness
-            .outcomes
-            .writer()
-            .append(engine::wire::encode_outcome_frames(outcome))
-            .unwrap();
-    };
     let created = engine.apply(
         0,
         LOG_TIME_MS,
@@ -87,35 +97,15 @@ async fn sales_status_follows_log_time_not_the_wall_clock() {
         }),
     );
     assert!(created.result.is_ok(), "{created:?}");
-    publish(&engine.named(created));
+    publish(&harness, &engine, created);
     // The wall clock is before OPEN_MS; the log's clock is past it: open, as the engine
     // would decide a hold applied now.
     assert_eq!(sales_after(&harness, 0).await, "open");
 
     // Log time passes the close; the wall clock does not.
     let ticked = engine.apply(1, LOG_TIME_MS + 2 * HOUR_MS, &Request::new(Command::Tick));
-    publish(&engine.named(ticked));
+    publish(&harness, &engine, ticked);
     assert_eq!(sales_after(&harness, 1).await, "closed");
-}
-
-/// The free places of event 0 once the ingress has applied the outcome of `offset`.
-async fn free_after(harness: &Harness, offset: i64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = call(
-            &harness.router(),
-            Method::GET,
-            "/v1/events/ev_0",
-            None,
-            None,
-        )
-        .await;
-        if answer.status == StatusCode::OK && answer.log_offset() >= offset {
-            return answer.body["availability"][0]["free"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "outcome {offset} never applied");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// An idempotent repeat's outcome (`replayed`) carries the expiries its record's log time
@@ -125,13 +115,6 @@ async fn free_after(harness: &Harness, offset: i64) -> u64 {
 async fn a_repeat_s_outcome_frees_what_its_clock_expired() {
     let harness = Harness::with_config(config(), false);
     let mut engine = Engine::new(engine_config());
-    let publish = |outcome: &engine::Outcome| {
-        harness
-            .outcomes
-            .writer()
-            .append(engine::wire::encode_outcome_frames(outcome))
-            .unwrap();
-    };
     let hold = |user: &str, quantity| Command::PlaceHold {
         user: user.into(),
         event: engine::EventId(0),
@@ -147,18 +130,21 @@ async fn a_repeat_s_outcome_frees_what_its_clock_expired() {
         spec: Box::new(spec()),
     });
     let first = engine.apply(0, LOG_TIME_MS, &create);
-    publish(&engine.named(first));
+    publish(&harness, &engine, first);
     let held = engine.apply(1, LOG_TIME_MS, &Request::new(hold("ana", 3)));
     assert!(held.result.is_ok(), "{held:?}");
-    publish(&engine.named(held));
+    publish(&harness, &engine, held);
     let keyed = Request {
         idempotency_key: Some("k-1".into()),
         command: hold("bo", 2),
     };
     let answered = engine.apply(2, LOG_TIME_MS + 1_000, &keyed);
     assert!(answered.result.is_ok(), "{answered:?}");
-    publish(&engine.named(answered));
-    assert_eq!(free_after(&harness, 2).await, 10 - 3 - 2);
+    publish(&harness, &engine, answered);
+    assert_eq!(
+        event_after(&harness, 2).await["availability"][0]["free"],
+        10 - 3 - 2
+    );
     // Repeated past ana's hold's expiry (60 s), before bo's.
     let repeat = engine.apply(3, LOG_TIME_MS + 60_500, &keyed);
     assert!(repeat.replayed, "{repeat:?}");
@@ -166,6 +152,9 @@ async fn a_repeat_s_outcome_frees_what_its_clock_expired() {
         matches!(&repeat.effects[..], [Effect::HoldExpired { .. }]),
         "{repeat:?}"
     );
-    publish(&engine.named(repeat));
-    assert_eq!(free_after(&harness, 3).await, 10 - 2);
+    publish(&harness, &engine, repeat);
+    assert_eq!(
+        event_after(&harness, 3).await["availability"][0]["free"],
+        10 - 2
+    );
 }
