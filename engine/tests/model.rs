@@ -2003,34 +2003,30 @@ fn resolve(model: &Model, history: &[Request], step: &Step) -> Request {
             Ref::Id(id) => WaiterId(*id),
         }
     };
-    let category_of = |event: u32, pick: &CategoryPick| -> Option<String> {
-        match pick {
-            CategoryPick::Any => None,
-            CategoryPick::Named(index) => {
-                let categories = &model
-                    .events
-                    .get(event as usize)
-                    .unwrap_or(&model.events[0])
-                    .spec
-                    .categories;
-                Some(categories[index % categories.len()].name.clone())
-            }
-            CategoryPick::Unknown => Some("Nope".into()),
-        }
-    };
-    // The same pick by index: the named category's place in its event's spec, and for an
-    // unknown one the index just past the event's categories.
-    let category_index_of = |event: u32, pick: &CategoryPick| -> Option<u16> {
-        let categories = &model
+    // A pick by index: the named category's place in its event's spec, and for an unknown
+    // one the index just past the event's categories.
+    let categories_of = |event: u32| {
+        &model
             .events
             .get(event as usize)
             .unwrap_or(&model.events[0])
             .spec
-            .categories;
+            .categories
+    };
+    let category_index_of = |event: u32, pick: &CategoryPick| -> Option<u16> {
+        let categories = categories_of(event);
         match pick {
             CategoryPick::Any => None,
             CategoryPick::Named(index) => Some((index % categories.len()) as u16),
             CategoryPick::Unknown => Some(categories.len() as u16),
+        }
+    };
+    // The same pick by name.
+    let category_of = |event: u32, pick: &CategoryPick| -> Option<String> {
+        match pick {
+            CategoryPick::Unknown => Some("Nope".into()),
+            _ => category_index_of(event, pick)
+                .map(|index| categories_of(event)[usize::from(index)].name.clone()),
         }
     };
     let command = match &step.op {
