@@ -76,7 +76,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use embedded::{
-    EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter, HostedTables, TableBatch,
+    EmbeddedLog, EmbeddedOptions, EmbeddedReader, EmbeddedWriter, GroupCommits, HostedTables,
+    TableBatch, GROUP_COMMIT_DELAY_MAX_US,
 };
 pub use error::LogError;
 pub use import::{ImportError, Imported};

@@ -8,7 +8,10 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use requestlog::{EmbeddedLog, EmbeddedOptions, LogError, LogReader, LogRecord, LogWriter};
+use requestlog::{
+    EmbeddedLog, EmbeddedOptions, GroupCommits, LogError, LogReader, LogRecord, LogWriter,
+    GROUP_COMMIT_DELAY_MAX_US,
+};
 
 const NO_WAIT: Duration = Duration::ZERO;
 
@@ -610,6 +613,93 @@ fn start_append_calls_back_after_the_commit() {
         Err(LogError::PayloadTooLarge { index: 0, .. })
     ));
     assert_eq!(log.end_offset(), 2);
+}
+
+/// A lone append never waits for siblings, however long the delay: with the longest delay
+/// allowed and a load of two appends to turn it on, five appends one after another make five
+/// commits, none of which waited.
+#[test]
+fn a_lone_append_never_waits_for_siblings() {
+    let dir = TempDir::new();
+    let log = EmbeddedLog::open(
+        dir.path(),
+        EmbeddedOptions {
+            group_commit_delay_us: GROUP_COMMIT_DELAY_MAX_US,
+            group_commit_siblings: 2,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .unwrap();
+    let writer = log.writer();
+    for (offset, text) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let appended = writer.append(payloads(&[text])).unwrap();
+        assert_eq!(offsets(&appended), vec![offset as u64]);
+    }
+    assert_eq!(
+        log.group_commits(),
+        GroupCommits {
+            commits: 5,
+            delayed: 0
+        }
+    );
+}
+
+/// Under load (here any commit before counts: one sibling) a commit waits the delay after
+/// taking its first append, and the appends queued meanwhile ride the same commit: after a
+/// first commit, four appends started together make one more commit, which waited, with
+/// the next four offsets in the order they were started.
+#[test]
+fn under_load_a_commit_waits_and_gathers_the_appends_queued_meanwhile() {
+    let dir = TempDir::new();
+    let log = EmbeddedLog::open(
+        dir.path(),
+        EmbeddedOptions {
+            group_commit_delay_us: GROUP_COMMIT_DELAY_MAX_US,
+            group_commit_siblings: 1,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .unwrap();
+    let writer = log.writer();
+    assert_eq!(
+        offsets(&writer.append(payloads(&["first"])).unwrap()),
+        vec![0]
+    );
+    assert_eq!(
+        log.group_commits(),
+        GroupCommits {
+            commits: 1,
+            delayed: 0
+        }
+    );
+    let (sender, results) = crossbeam_channel::unbounded();
+    for index in 0..4_u64 {
+        let sender = sender.clone();
+        let started = writer.start_append(
+            payloads(&["sibling"]),
+            Box::new(move |result| sender.send((index, result)).unwrap()),
+        );
+        assert!(started.is_ok());
+    }
+    let mut answers: Vec<(u64, Vec<u64>)> = (0..4)
+        .map(|_| {
+            let (index, result) = results.recv().unwrap();
+            (index, offsets(&result.unwrap()))
+        })
+        .collect();
+    answers.sort();
+    assert_eq!(
+        answers,
+        vec![(0, vec![1]), (1, vec![2]), (2, vec![3]), (3, vec![4])]
+    );
+    assert_eq!(
+        log.group_commits(),
+        GroupCommits {
+            commits: 2,
+            delayed: 1
+        }
+    );
+    assert_eq!(log.reader().poll(10, NO_WAIT).unwrap().len(), 5);
 }
 
 /// The hook runs before each synced commit, once per commit; while it fails, commits are
