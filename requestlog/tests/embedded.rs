@@ -615,33 +615,34 @@ fn start_append_calls_back_after_the_commit() {
     assert_eq!(log.end_offset(), 2);
 }
 
+/// A log whose commits wait the longest delay allowed once the commit before held
+/// `siblings` appends.
+fn open_waiting_longest(dir: &Path, siblings: usize) -> EmbeddedLog {
+    let options = EmbeddedOptions {
+        group_commit_delay_us: GROUP_COMMIT_DELAY_MAX_US,
+        group_commit_siblings: siblings,
+        ..EmbeddedOptions::default()
+    };
+    EmbeddedLog::open(dir, options).unwrap()
+}
+
 /// A lone append never waits for siblings, however long the delay: with the longest delay
 /// allowed and a load of two appends to turn it on, five appends one after another make five
 /// commits, none of which waited.
 #[test]
 fn a_lone_append_never_waits_for_siblings() {
     let dir = TempDir::new();
-    let log = EmbeddedLog::open(
-        dir.path(),
-        EmbeddedOptions {
-            group_commit_delay_us: GROUP_COMMIT_DELAY_MAX_US,
-            group_commit_siblings: 2,
-            ..EmbeddedOptions::default()
-        },
-    )
-    .unwrap();
+    let log = open_waiting_longest(dir.path(), 2);
     let writer = log.writer();
     for (offset, text) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
         let appended = writer.append(payloads(&[text])).unwrap();
         assert_eq!(offsets(&appended), vec![offset as u64]);
     }
-    assert_eq!(
-        log.group_commits(),
-        GroupCommits {
-            commits: 5,
-            delayed: 0
-        }
-    );
+    let expected = GroupCommits {
+        commits: 5,
+        delayed: 0,
+    };
+    assert_eq!(log.group_commits(), expected);
 }
 
 /// Under load (here any commit before counts: one sibling) a commit waits the delay after
@@ -651,15 +652,7 @@ fn a_lone_append_never_waits_for_siblings() {
 #[test]
 fn under_load_a_commit_waits_and_gathers_the_appends_queued_meanwhile() {
     let dir = TempDir::new();
-    let log = EmbeddedLog::open(
-        dir.path(),
-        EmbeddedOptions {
-            group_commit_delay_us: GROUP_COMMIT_DELAY_MAX_US,
-            group_commit_siblings: 1,
-            ..EmbeddedOptions::default()
-        },
-    )
-    .unwrap();
+    let log = open_waiting_longest(dir.path(), 1);
     let writer = log.writer();
     assert_eq!(
         offsets(&writer.append(payloads(&["first"])).unwrap()),
