@@ -38,6 +38,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,7 +48,6 @@ use rocksdb::{
     DBCompressionType, DBRecoveryMode, Direction, IteratorMode, ReadOptions, WriteBatch,
     WriteOptions, DB,
 };
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use crate::journal::{self, Journal};
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
