@@ -415,7 +415,7 @@ impl EmbeddedLog {
             receiver,
             batch_records_max: options.batch_records_max,
             batch_size_max_bytes: options.batch_size_max_bytes,
-            group_commit_delay: Duration::from_micros(options.group_commit_delay_us),
+            group_commit_delay_us: options.group_commit_delay_us,
             group_commit_siblings: options.group_commit_siblings,
             core: Arc::clone(&core),
         };
@@ -885,7 +885,7 @@ struct WriterThread {
     receiver: Receiver<WriterMessage>,
     batch_records_max: usize,
     batch_size_max_bytes: usize,
-    group_commit_delay: Duration,
+    group_commit_delay_us: u64,
     group_commit_siblings: usize,
     core: Arc<Mutex<WriterCore>>,
 }
@@ -933,12 +933,12 @@ impl WriterThread {
                 Ok(WriterMessage::Shutdown) | Err(_) => break,
             }
             let waits = group_commit_waits(
-                u64::try_from(self.group_commit_delay.as_micros()).unwrap_or(u64::MAX),
+                self.group_commit_delay_us,
                 self.group_commit_siblings,
                 previous_appends,
             );
             if waits {
-                thread::sleep(self.group_commit_delay);
+                thread::sleep(Duration::from_micros(self.group_commit_delay_us));
             }
             shutdown = self.drain(&mut batch);
             previous_appends = batch.len();
