@@ -11,10 +11,10 @@
 //! How: each group commit writes RocksDB's batch (records and hosted-table writes, in
 //! RocksDB's own batch format) without syncing RocksDB's log, and the same bytes as one
 //! journal entry, which is `fdatasync`'d before the commit is published or acknowledged.
-//! A crash of the process loses nothing RocksDB was given (it is in the operating system's
-//! cache); a crash of the machine may lose the tail of RocksDB's log, and
-//! [`EmbeddedLog::open`](crate::EmbeddedLog::open) writes back, synced, every journal
-//! entry past the records RocksDB recovered ([`recover`]).
+//! A crash may lose the tail of RocksDB's log (of the process: what RocksDB still held in
+//! its log's buffer, `set_manual_wal_flush`; of the machine: what the operating system had
+//! not written either), and [`EmbeddedLog::open`](crate::EmbeddedLog::open) writes back,
+//! synced, every journal entry past the records RocksDB recovered ([`recover`]).
 //!
 //! The file is two halves used in turn, entries never straddling them. Before the writer
 //! leaves a half it asks a background thread to sync RocksDB's log (everything written so

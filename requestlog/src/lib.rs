@@ -32,8 +32,8 @@
 //!   commit too large for the journal or a log without one), or acknowledged by all in-sync Kafka replicas (`acks=all`).
 //!   The one exception is an embedded log opened with `sync_appends: false` (the outcomes
 //!   log of `serve` and of an embedded `engine`, whose records are a function of the requests
-//!   log): its appends survive a process crash, and a machine crash once
-//!   [`LogReader::make_durable`] (or [`EmbeddedLog::sync`]) has returned.
+//!   log): its appends survive a crash (of the process or of the machine) once
+//!   [`LogReader::make_durable`] (or [`EmbeddedLog::sync`]) has returned, and a clean close.
 //! - **Never read before durable.** An embedded reader sees a record only after the fsync that
 //!   wrote it has returned (only after RocksDB's write, without `sync_appends`). A Kafka reader sees records below the high watermark, i.e.
 //!   replicated to the in-sync set, and (with `read_committed`) only committed transactions.
