@@ -29,14 +29,29 @@ pub struct UserNumber(pub u32);
 /// The engine's users by number, as a publisher keeps them: the engine's table when it
 /// started ([`crate::Engine::user_names`]), then the users each applied batch added
 /// ([`crate::Engine::user_names_from`]), in the order the engine numbered them.
+///
+/// In chunks ([`crate::snapshot::CowVec`], as the engine's own table): a `Vec` of every
+/// name grew by copying all of them into one twice the size, 16 MB on the publisher's
+/// thread at the millionth user, with every outcome behind it waiting.
 #[derive(Clone, Debug, Default)]
 pub struct UserNames {
-    names: Vec<UserName>,
+    names: crate::snapshot::CowVec<UserName, { crate::engine::USER_CHUNK }>,
 }
 
 impl UserNames {
     pub fn new(names: Vec<UserName>) -> UserNames {
-        UserNames { names }
+        let mut table = crate::snapshot::CowVec::new();
+        names.into_iter().for_each(|name| table.push(name));
+        UserNames { names: table }
+    }
+
+    /// The engine's own table, shared chunk by chunk (a pointer per chunk).
+    pub(crate) fn of_table(
+        names: &crate::snapshot::CowVec<UserName, { crate::engine::USER_CHUNK }>,
+    ) -> UserNames {
+        UserNames {
+            names: names.clone(),
+        }
     }
 
     /// How many users are named: the number the next new user gets.
@@ -45,14 +60,14 @@ impl UserNames {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.names.len() == 0
     }
 
     /// Adds the users numbered from `first` on. Users arrive once each, in order: a gap
     /// or an overlap means the publisher missed a batch, and stops the process.
     pub fn extend(&mut self, first: usize, names: impl IntoIterator<Item = UserName>) {
         assert_eq!(first, self.names.len(), "users are named in number order");
-        self.names.extend(names);
+        names.into_iter().for_each(|name| self.names.push(name));
     }
 
     /// The name of user `number`. Every number an engine puts in an outcome was

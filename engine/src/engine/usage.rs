@@ -105,10 +105,12 @@ impl Usage {
         let index = user.0 as usize;
         if index >= self.by_user.len() && index < self.by_user.len() + GROWTH_MAX {
             // Perf: for the next user id (users are dense ids, and a new one nearly
-            // always takes the next), room for the users after it as well, so growing is
-            // not a call per user.
+            // always takes the next), room for the users after it up to the end of its
+            // chunk as well, so growing is not a call per user. Never more: doubling the
+            // table here pushed 1,048,576 empty counters in the millionth user's command,
+            // 43-55 ms of the engine thread (`engine_new_users`, BENCHMARKS.md).
             let len = if index == self.by_user.len() {
-                (2 * index).max(64)
+                (index + 1).next_multiple_of(USAGE_CHUNK)
             } else {
                 index + 1
             };
