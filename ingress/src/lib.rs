@@ -454,7 +454,10 @@ fn start_shard(
         outcomes_log_id,
         engine,
     } = logs;
-    let pending = Arc::new(Pending::new(config.completed_outcomes_max));
+    let pending = Arc::new(
+        Pending::new(config.completed_outcomes_max)
+            .observing(parts.metrics.outcome_after_durable.clone()),
+    );
     let follower_status = Arc::new(FollowerStatus::default());
     let window_ms = config.engine.idempotency_window_ms;
     let (idempotency, resumed, store) = match (state_dir, outcomes_log_id.as_deref()) {

@@ -76,6 +76,10 @@ pub(crate) struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub(crate) log_append: Histogram,
+    /// From a write's record durable to its outcome applied to the read model: the
+    /// engine, the outcomes log and the follower (`writes::Pending`). With the append's
+    /// and the request's own, says which stage a slow request waited in.
+    pub(crate) outcome_after_durable: Histogram,
     pub(crate) log_appended_records: Counter,
     pub(crate) log_append_errors: Counter,
     pub(crate) outcome_timeouts: Counter,
@@ -214,6 +218,12 @@ impl Metrics {
             "Latency of one durable append (a batch) to the requests log",
             log_append.clone(),
         );
+        let outcome_after_durable = latency_histogram();
+        registry.register(
+            "boxoffice_outcome_after_durable_seconds",
+            "From a write's record durable in the requests log to its outcome applied to the read model",
+            outcome_after_durable.clone(),
+        );
         let mut counter = |name: &str, help: &str| {
             let counter = Counter::default();
             registry.register(name, help, counter.clone());
@@ -328,6 +338,7 @@ impl Metrics {
             http_requests,
             http_duration,
             log_append,
+            outcome_after_durable,
             log_appended_records,
             log_append_errors,
             outcome_timeouts,
@@ -433,6 +444,7 @@ mod tests {
         metrics.observe_http("/v1/events/{event_id}", get, 200, Duration::from_millis(3));
         metrics.observe_http("/v1/events/{event_id}", get, 200, Duration::from_millis(30));
         metrics.log_append.observe(0.0002);
+        metrics.outcome_after_durable.observe(0.0004);
         metrics.log_appended_records.inc_by(3);
         let text = metrics.render(&[gauges()], 0, 0);
         for expected in [
@@ -440,6 +452,7 @@ mod tests {
             "boxoffice_http_request_duration_seconds_bucket{le=\"0.005\",route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 1\n",
             "le=\"0.05\",route=\"/v1/events/{event_id}\",method=\"GET\",status=\"200\"} 2\n",
             "boxoffice_log_append_duration_seconds_count 1\n",
+            "boxoffice_outcome_after_durable_seconds_count 1\n",
             "boxoffice_log_appended_records_total 3\n",
             "boxoffice_outcomes_lag_records 2\n",
             "boxoffice_read_model_applied_offset 4\n",

@@ -33,10 +33,13 @@ use tokio::sync::{mpsc, oneshot};
 pub(crate) struct Pending {
     inner: Mutex<PendingInner>,
     completed_max: usize,
+    /// Observes, per answered write, how long its outcome took once its record was durable.
+    after_durable: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 struct PendingInner {
-    waiters: HashMap<u64, oneshot::Sender<Answer>>,
+    /// Each with when its record was known durable.
+    waiters: HashMap<u64, (oneshot::Sender<Answer>, Instant)>,
     /// `waiters` is swept of answers nobody waits for any more (their writer gave up)
     /// when it grows past this.
     sweep_at: usize,
@@ -71,6 +74,19 @@ impl Pending {
                 completed_offset: None,
             }),
             completed_max,
+            after_durable: None,
+        }
+    }
+
+    /// The same, observing into `histogram` how long each answered write's outcome took
+    /// once its record was durable (`boxoffice_outcome_after_durable_seconds`).
+    pub(crate) fn observing(
+        self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) -> Pending {
+        Pending {
+            after_durable: Some(histogram),
+            ..self
         }
     }
 
@@ -87,6 +103,9 @@ impl Pending {
         let mut inner = self.lock();
         if let Some(outcome) = inner.completed.remove(&offset) {
             drop(inner);
+            if let Some(histogram) = &self.after_durable {
+                histogram.observe(0.0); // known before its record was (reported) durable
+            }
             let _ = answer.send(Answer::Outcome(outcome));
             return;
         }
@@ -101,10 +120,10 @@ impl Pending {
         if inner.waiters.len() >= inner.sweep_at {
             // Writers that timed out leave their entry (they never learn their offset);
             // an outcome that never comes (a stopped engine) must not keep it forever.
-            inner.waiters.retain(|_, waiter| !waiter.is_closed());
+            inner.waiters.retain(|_, (waiter, _)| !waiter.is_closed());
             inner.sweep_at = (inner.waiters.len() * 2).max(SWEEP_AT_MIN);
         }
-        let previous = inner.waiters.insert(offset, answer);
+        let previous = inner.waiters.insert(offset, (answer, Instant::now()));
         assert!(previous.is_none(), "one writer per offset");
     }
 
@@ -139,7 +158,10 @@ impl Pending {
                 .completed_offset
                 .map_or(offset, |completed| completed.max(offset)),
         );
-        if let Some(waiter) = inner.waiters.remove(&offset) {
+        if let Some((waiter, durable_at)) = inner.waiters.remove(&offset) {
+            if let Some(histogram) = &self.after_durable {
+                histogram.observe(durable_at.elapsed().as_secs_f64());
+            }
             return Some((waiter, outcome));
         }
         // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
@@ -166,7 +188,7 @@ impl Pending {
         self.lock()
             .waiters
             .values()
-            .filter(|waiter| !waiter.is_closed())
+            .filter(|(waiter, _)| !waiter.is_closed())
             .count()
     }
 }
@@ -563,6 +585,28 @@ mod tests {
         assert!(matches!(attached(&pending, 7).try_recv(), Ok(Answer::Gone)));
         assert_eq!(outcome_offset(&mut attached(&pending, 9)), Some(9));
         assert_eq!(pending.waiting(), 0);
+    }
+
+    #[test]
+    fn every_answered_write_observes_how_long_its_outcome_took_once_durable() {
+        let histogram = prometheus_client::metrics::histogram::Histogram::new([0.001, 1.0]);
+        let pending = Pending::new(4).observing(histogram.clone());
+        pending.complete([outcome(1)]); // before its writer registers: observed as 0
+        assert_eq!(outcome_offset(&mut attached(&pending, 1)), Some(1));
+        let mut waiting = attached(&pending, 2);
+        let _given_up = attached(&pending, 3);
+        pending.complete([outcome(2), outcome(3), outcome(4)]); // 4: nobody waits
+        assert_eq!(outcome_offset(&mut waiting), Some(2));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("after_durable", "", histogram);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        // 1 (at once), 2 and 3 (its writer gone, the outcome came all the same): not 4.
+        assert!(text.contains("after_durable_count 3\n"), "{text}");
+        assert!(
+            text.contains("after_durable_bucket{le=\"1.0\"} 3\n"),
+            "{text}"
+        );
     }
 
     /// A writer that gave up (its outcome never came: a stopped engine) leaves its filed

@@ -2162,6 +2162,7 @@ async fn operations_health_metrics_engine_and_openapi() {
         "boxoffice_http_requests_total{route=\"/v1/events/{event_id}/holds\",method=\"POST\",status=\"201\"} 1",
         "boxoffice_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/v1/admin/events\",method=\"POST\",status=\"201\"} 1",
         "boxoffice_log_append_duration_seconds_count",
+        "boxoffice_outcome_after_durable_seconds_count 2\n",
         "boxoffice_holds_active 1",
         "boxoffice_read_model_applied_offset",
         "boxoffice_outcomes_lag_records",
