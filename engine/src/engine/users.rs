@@ -43,7 +43,6 @@ pub(crate) struct UserIndex {
     /// (the name's hash, the shared name, its id), in the shard its hash chooses.
     /// Perf: an array, so that indexing by a masked hash checks no bound.
     shards: Box<[hashbrown::HashTable<(u64, UserName, UserId)>; USER_INDEX_SHARDS]>,
-    len: usize,
 }
 
 /// How many tables [`UserIndex`] spreads its users over (a power of two).
@@ -54,7 +53,6 @@ impl Default for UserIndex {
         UserIndex {
             hasher: foldhash::fast::RandomState::default(),
             shards: Box::new(std::array::from_fn(|_| hashbrown::HashTable::new())),
-            len: 0,
         }
     }
 }
@@ -73,8 +71,9 @@ impl UserIndex {
         index
     }
 
+    /// (A sum over the shards: for checks, not for a hot path.)
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(hashbrown::HashTable::len).sum()
     }
 
     fn hash(&self, name: &str) -> u64 {
@@ -112,7 +111,6 @@ impl UserIndex {
         match entry {
             hashbrown::hash_table::Entry::Vacant(vacant) => {
                 vacant.insert((hash, name, id));
-                self.len += 1;
             }
             hashbrown::hash_table::Entry::Occupied(_) => {
                 panic!("a user is interned once: {name:?}")
@@ -131,7 +129,6 @@ impl UserIndex {
         let hash = self.hash(&name);
         let shard = self.shard(hash);
         self.shards[shard].insert_unique(hash, (hash, name, id), |(entry_hash, _, _)| *entry_hash);
-        self.len += 1;
     }
 
     /// The most users one shard holds (the largest table an insert may have to grow).
