@@ -140,7 +140,11 @@ impl Pending {
                 }
             }
         }
-        for (waiter, outcome) in answers {
+        for (waiter, outcome, durable_at) in answers {
+            // Observed out of the lock (a histogram takes a lock of its own).
+            if let Some(histogram) = &self.after_durable {
+                histogram.observe(durable_at.elapsed().as_secs_f64());
+            }
             // The writer may have timed out meanwhile; then nobody needs it.
             let _ = waiter.send(Answer::Outcome(outcome));
         }
@@ -151,7 +155,7 @@ impl Pending {
         &self,
         inner: &mut PendingInner,
         outcome: Arc<Outcome>,
-    ) -> Option<(oneshot::Sender<Answer>, Arc<Outcome>)> {
+    ) -> Option<(oneshot::Sender<Answer>, Arc<Outcome>, Instant)> {
         let offset = outcome.offset;
         inner.completed_offset = Some(
             inner
@@ -159,10 +163,7 @@ impl Pending {
                 .map_or(offset, |completed| completed.max(offset)),
         );
         if let Some((waiter, durable_at)) = inner.waiters.remove(&offset) {
-            if let Some(histogram) = &self.after_durable {
-                histogram.observe(durable_at.elapsed().as_secs_f64());
-            }
-            return Some((waiter, outcome));
+            return Some((waiter, outcome, durable_at));
         }
         // Ticks and promotions are appended by the engine runtime; no ingress waits for them.
         if matches!(
