@@ -16,7 +16,8 @@
 //!
 //! Layout:
 //! - [`command`]: what can be asked ([`Request`], [`Command`], specs).
-//! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]).
+//! - [`outcome`]: what is answered ([`Outcome`], [`Reply`], [`Rejection`], [`Effect`]);
+//!   [`seat_list`]: a hold's or booking's seats, inline when few.
 //! - `engine`: [`Engine::apply`] and the one `match` that dispatches a command; its
 //!   submodules each own one part: `state` (the replicated [`State`]),
 //!   `clock` (time and timers), `events`, `holds`, `bookings`, `waitlist`, `draws`, `users` (user
@@ -69,6 +70,7 @@ pub mod ledger;
 pub mod messages;
 pub mod outcome;
 pub mod query;
+pub mod seat_list;
 pub mod snapshot;
 pub mod spec_rules;
 pub mod terms;

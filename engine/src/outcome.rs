@@ -85,10 +85,7 @@ impl UserNames {
     }
 }
 
-/// A hold's or booking's seat indices, shared by the hold, the booking it becomes and
-/// every outcome that names them (a reference count, not a copy per outcome). Encodes
-/// exactly like a `Vec<u32>` (a length, then the indices).
-pub type SeatList = std::sync::Arc<[u32]>;
+pub use crate::seat_list::SeatList;
 
 /// A booking's payment reference as the confirmation gave it. Shared: the engine's booking
 /// and every view of it hold the same text. Encodes exactly like a `String`.
@@ -821,32 +818,5 @@ mod tests {
         let unknown = std::panic::catch_unwind(|| names.name(UserNumber(1)));
         assert!(unknown.is_err(), "a number never given has no name");
         assert_eq!(&*names.name(UserNumber(0)), "ana");
-    }
-
-    /// A shared seat list encodes exactly like the `Vec<u32>` it replaced, in the log's
-    /// binary format and in JSON, and decodes back.
-    #[test]
-    fn a_seat_list_encodes_like_a_vec() {
-        let config = bincode::config::standard();
-        for seats in [vec![], vec![7], vec![0, 1, 300, 70_000, u32::MAX]] {
-            let shared = Items::Seats(seats.clone().into());
-            #[derive(Serialize)]
-            enum Before {
-                Seats(Vec<u32>),
-            }
-            let before = Before::Seats(seats);
-            let bytes = bincode::serde::encode_to_vec(&shared, config).unwrap();
-            assert_eq!(
-                bytes,
-                bincode::serde::encode_to_vec(&before, config).unwrap()
-            );
-            assert_eq!(
-                serde_json::to_string(&shared).unwrap(),
-                serde_json::to_string(&before).unwrap()
-            );
-            let (decoded, _): (Items, usize) =
-                bincode::serde::decode_from_slice(&bytes, config).unwrap();
-            assert_eq!(decoded, shared);
-        }
     }
 }

@@ -162,8 +162,11 @@ impl Engine {
     pub(super) fn intern_new_user(&mut self, name: &str) -> UserId {
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
+        // Perf: two references, not three: every clone and drop of a shared name is a
+        // locked instruction, which waits for the index's pending stores (a new user's
+        // slot in a table just grown, a cache miss) before the engine goes on.
         self.state.users.push(name.clone());
-        self.users.insert_new(name.clone(), id);
+        self.users.insert_new(name, id);
         debug_assert_eq!(self.users.len(), self.state.users.len());
         id
     }
