@@ -295,7 +295,7 @@ impl Engine {
             hold: hold_id,
             event: event_id,
             user: user.number(),
-            // Perf: shares the hold's seat list (a reference count, no copy).
+            // Perf: up to five seats copied inline, a longer list shared (no allocation).
             items: hold.items.clone(),
             created_at_ms: now_ms,
             expires_at_ms,

@@ -657,10 +657,10 @@ pub struct State {
     /// The offset of the last applied record; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
     pub(crate) events: Vec<Event>,
-    /// Live holds, inline in a slab (see `live_holds`): a hold's seats are a shared list
-    /// ([`SeatList`]), so the state's copy for a snapshot copies the entries and a
-    /// pointer per hold, not its seats (perf: no box per hold, and the hold's outcome
-    /// shares the same list).
+    /// Live holds, inline in a slab (see `live_holds`): a hold's seats are a
+    /// [`SeatList`], up to five inline and a shared list beyond, so the state's copy for a
+    /// snapshot copies the entries (and a pointer for a longer list), not a list per hold
+    /// (perf: no box per hold; the hold's outcome copies or shares the same list).
     pub(crate) holds: super::LiveHolds,
     pub(crate) ended_holds: EndedHolds,
     /// (ended at, hold), in the order they ended: copy-on-write chunks, like every table
