@@ -48,6 +48,12 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// tenant's key is the one that checked it. Keyed by the whole token, so a token that
 /// differs in any byte is checked afresh. Bounded by generations (`generations.rs`: a
 /// miss costs one check).
+///
+/// The entry also keeps the pseudonym the token last acted as ([`Auth::acted_as`]), so a
+/// returning user's request finds who it is in one look-up, where it took three (this
+/// cache, the current pseudonyms of `privacy` and the personal-data store's known
+/// pseudonyms), each a probe of a large table that misses the processor's caches: about
+/// 1.5 us of a write's CPU in `serve` (BENCHMARKS.md, "Session 35").
 struct VerifiedTokens {
     /// foldhash, randomly seeded: only verified tokens go in, and hashing a token of a
     /// few hundred bytes with SipHash was most of a repeated token's look-up.
@@ -72,6 +78,9 @@ struct Verified {
     exp_seconds: u64,
     /// The fingerprint of the tenant key that checked it (`None`: the deployment's secret).
     key_fingerprint: Option<String>,
+    /// The pseudonym a request with this token last acted as, once its personal-data
+    /// entry was remembered (`privacy::pseudonym_of_user`).
+    acted_as: Option<Box<str>>,
 }
 
 impl VerifiedTokens {
@@ -94,6 +103,7 @@ impl VerifiedTokens {
                 .then(|| User {
                     sub: verified.sub.clone(),
                     issuer: verified.issuer.clone(),
+                    acted_as: verified.acted_as.as_deref().map(str::to_string),
                 })
             })
             .flatten()
@@ -104,6 +114,13 @@ impl VerifiedTokens {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(token.into(), verified);
+    }
+
+    fn act_as(&self, token: &str, pseudonym: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .update(token, |verified| verified.acted_as = Some(pseudonym.into()));
     }
 }
 
@@ -128,6 +145,10 @@ pub(crate) struct User {
     pub(crate) sub: String,
     /// The tenant whose key signed the token; `None`: the deployment's secret.
     pub(crate) issuer: Option<String>,
+    /// The pseudonym the same token acted as before ([`Auth::acted_as`]), if this
+    /// ingress still keeps it: the user's current pseudonym unless it was erased since,
+    /// which the caller checks. `None` for a token verified now.
+    pub(crate) acted_as: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -270,9 +291,21 @@ impl Auth {
                 issuer: issuer.clone(),
                 exp_seconds: claims.exp,
                 key_fingerprint,
+                acted_as: None,
             },
         );
-        Ok(User { sub: user, issuer })
+        Ok(User {
+            sub: user,
+            issuer,
+            acted_as: None,
+        })
+    }
+
+    /// Keeps `pseudonym` as what `token` acts as, once its user's personal-data entry is
+    /// remembered: the token's next request skips deriving it and looking it up in the
+    /// personal-data store (it is kept with the verified token, and forgotten with it).
+    pub(crate) fn acted_as(&self, token: &str, pseudonym: &str) {
+        self.verified.act_as(token, pseudonym);
     }
 }
 
@@ -337,7 +370,8 @@ mod tests {
                 .unwrap(),
             User {
                 sub: "alice".into(),
-                issuer: None
+                issuer: None,
+                acted_as: None,
             }
         );
         assert_eq!(
@@ -386,7 +420,8 @@ mod tests {
             auth.user(&mint(&tenant_secret, "demo"), &accounts).unwrap(),
             User {
                 sub: "alice".into(),
-                issuer: Some("demo".into())
+                issuer: Some("demo".into()),
+                acted_as: None,
             }
         );
         // Signed with the deployment secret but claiming the tenant: refused.
@@ -431,6 +466,7 @@ mod tests {
         let alice = User {
             sub: "alice".into(),
             issuer: Some("demo".into()),
+            acted_as: None,
         };
         assert_eq!(auth.user(&token, &accounts).unwrap(), alice);
         assert_eq!(
@@ -438,12 +474,33 @@ mod tests {
             alice,
             "from the cache"
         );
+        // The pseudonym it acted as is kept with it, for this token only.
+        auth.acted_as(&token, "u_alice");
+        assert_eq!(
+            auth.user(&token, &accounts).unwrap().acted_as.as_deref(),
+            Some("u_alice")
+        );
+        let other_token = mint_user_token("secret", "alice", 60);
+        assert_eq!(auth.user(&other_token, &accounts).unwrap().acted_as, None);
         // The tenant's key is replaced: the cached verdict no longer counts.
         set_key(&mut accounts, 2, &second);
         assert_eq!(
             auth.user(&token, &accounts).unwrap_err().code,
             "unauthorized"
         );
+        // ... and what it acted as with it: a token of the new key starts afresh.
+        let renewed = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Claims {
+                sub: "alice".into(),
+                exp: 4_000_000_001,
+                iat: None,
+                iss: Some("demo".into()),
+            },
+            &EncodingKey::from_secret(second.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(auth.user(&renewed, &accounts).unwrap(), alice);
 
         // The cache itself, at times around a token's `exp`.
         let deployment = mint_user_token("secret", "bob", 60);

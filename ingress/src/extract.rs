@@ -211,19 +211,34 @@ impl FromRequestParts<AppState> for UserId {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        // The route's tenant first: finding it takes `parts` mutably, the token borrows it.
+        let route_tenant = tenant_of_route(parts, state).await;
         let token = Auth::bearer(&parts.headers)?;
         let user = {
             let accounts = state.shared.control.accounts();
             state.shared.auth.user(token, &accounts)?
         };
-        if let Some(tenant) = tenant_of_route(parts, state).await {
+        if let Some(tenant) = route_tenant {
             check_user_tenant(state, user.issuer.as_deref(), &tenant)?;
         }
-        let scope = match &user.issuer {
-            Some(tenant) => crate::privacy::TokenScope::Tenant(tenant),
-            None => crate::privacy::TokenScope::Deployment,
+        // A returning token's pseudonym, kept with it, is its user's current one while it
+        // is not erased (an erasure is for good, and marks the pseudonym erased before it
+        // destroys its personal-data entry), and its entry was remembered when it was kept.
+        let kept = user
+            .acted_as
+            .filter(|pseudonym| !state.shared.control.is_erased(pseudonym));
+        let pseudonym = match kept {
+            Some(pseudonym) => pseudonym,
+            None => {
+                let scope = match &user.issuer {
+                    Some(tenant) => crate::privacy::TokenScope::Tenant(tenant),
+                    None => crate::privacy::TokenScope::Deployment,
+                };
+                let pseudonym = crate::privacy::pseudonym_of_user(state, scope, &user.sub).await?;
+                state.shared.auth.acted_as(token, &pseudonym);
+                pseudonym
+            }
         };
-        let pseudonym = crate::privacy::pseudonym_of_user(state, scope, &user.sub).await?;
         state.check_user_rate(&pseudonym)?;
         Ok(UserId(pseudonym))
     }

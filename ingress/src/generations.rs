@@ -55,6 +55,21 @@ impl<K: Hash + Eq, V> Generations<K, V> {
         Some(read)
     }
 
+    /// `write` to `key`'s value, if kept (as [`Generations::get`]: an old one turns young).
+    pub(crate) fn update<Q, R>(&mut self, key: &Q, write: impl FnOnce(&mut V) -> R) -> Option<R>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(value) = self.young.get_mut(key) {
+            return Some(write(value));
+        }
+        let (key, mut value) = self.old.remove_entry(key)?;
+        let written = write(&mut value);
+        self.insert(key, value);
+        Some(written)
+    }
+
     /// Whether `key` is kept (as [`Generations::get`]: an old one turns young).
     pub(crate) fn contains<Q>(&mut self, key: &Q) -> bool
     where
@@ -152,5 +167,19 @@ mod tests {
         assert!(cache.len() <= 4);
         cache.remove("a");
         assert_eq!(cache.get("a", |value| *value), None);
+        // An update writes the kept value in place, an old one turning young; a key not
+        // kept is left out.
+        cache.insert("e", 5); // young: e; old: d, c
+        assert_eq!(
+            cache.update("c", |value| std::mem::replace(value, 30)),
+            Some(3)
+        );
+        assert_eq!(cache.get("c", |value| *value), Some(30));
+        assert!(
+            cache.young.contains_key("c"),
+            "an old entry updated turns young"
+        );
+        assert_eq!(cache.update("zz", |value| *value), None);
+        assert_eq!(cache.get("zz", |value| *value), None);
     }
 }
