@@ -125,14 +125,6 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         self.shard_of(key)?.get(key)
     }
 
-    pub(crate) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ShardKey + ?Sized,
-    {
-        self.shard_of(key)?.get_key_value(key)
-    }
-
     /// The value under `key`, to change: its shard is copied first if a copy of the map
     /// shares it. A key that is not there copies nothing.
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>

@@ -186,15 +186,7 @@ impl Notifications {
                     None => Body::Of(Arc::clone(outcome), message.source),
                 },
             };
-            // Perf: one look-up of the user per message (this runs on the follower, before
-            // the writers of the batch are answered).
-            let record = self.touch(user);
-            debug_assert!(record
-                .kept
-                .back()
-                .is_none_or(|last| last.place < notification.place));
-            record.kept.push_back(notification);
-            Self::trim(record, per_user_max);
+            self.tell(user, notification, per_user_max);
             told.push(Arc::clone(user));
         }
         // One outcome may tell 200,000 users (a confirm that ends every waiter): duplicates
@@ -223,35 +215,44 @@ impl Notifications {
         }
     }
 
-    /// Makes `user` the most recently told, creating their record (forgetting the least
-    /// recent user when the shard is full), and returns it.
-    /// Perf: the user's name is the outcome's (shared), kept without a copy.
-    fn touch(&mut self, user: &UserName) -> &mut UserNotifications {
+    /// Keeps `notification` for `user`, the user's newest touch.
+    ///
+    /// Perf: this runs on the follower, before the writers of the batch are answered. A
+    /// user already kept (most messages under load: a hold, then its confirm) is found,
+    /// marked and told in one probe of the users' map; a new one in one probe and one
+    /// insert (and the forgetting of the least recent user, when full). The recency queue
+    /// names a user by the message's own name: equal to the map's key, if not the same
+    /// allocation.
+    fn tell(&mut self, user: &UserName, notification: Notification, per_user_max: usize) {
         self.touches += 1;
         let touched = self.touches;
         if self.recency.len() >= 2 * self.users.len() + 64 {
             self.compact_recency();
         }
-        let Some((name, _)) = self.users.get_key_value(&**user) else {
+        let keep = |record: &mut UserNotifications, notification: Notification| {
+            debug_assert!(record
+                .kept
+                .back()
+                .is_none_or(|last| last.place < notification.place));
+            record.kept.push_back(notification);
+            Self::trim(record, per_user_max);
+        };
+        if let Some(record) = self.users.get_mut(&**user) {
+            record.touched = touched;
+            keep(record, notification);
+        } else {
             if self.users.len() >= self.users_max {
                 self.forget_least_recent();
             }
-            let name: Arc<str> = Arc::clone(user);
-            self.recency.push_back((touched, Arc::clone(&name)));
-            self.users.insert(
-                Arc::clone(&name),
-                UserNotifications {
-                    kept: VecDeque::new(),
-                    dropped_through: self.forgotten_through,
-                    touched,
-                },
-            );
-            return self.users.get_mut(&*name).expect("just inserted");
-        };
-        self.recency.push_back((touched, Arc::clone(name)));
-        let record = self.users.get_mut(&**user).expect("just found");
-        record.touched = touched;
-        record
+            let mut record = UserNotifications {
+                kept: VecDeque::new(),
+                dropped_through: self.forgotten_through,
+                touched,
+            };
+            keep(&mut record, notification);
+            self.users.insert(Arc::clone(user), record);
+        }
+        self.recency.push_back((touched, Arc::clone(user)));
     }
 
     /// Whether a recency entry is its user's latest touch (not stale).
