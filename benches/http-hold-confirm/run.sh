@@ -199,6 +199,11 @@ for run in $(seq 1 "$RUNS"); do
       SHARDS="${BASH_REMATCH[2]}"
       export BOXOFFICE_SHARDS="$SHARDS"
     fi
+    # Dirty pages of earlier work (a build, the run before) are written back for up to
+    # 30 s after it: behind them every fsync of the measured run waits (a 4 KiB overwrite
+    # with O_DSYNC took 1.35 ms during a build's write-back against 0.15 ms quiet,
+    # BENCHMARKS.md "Session 35"). Each run starts with the disk's queue empty.
+    sync
     "start_$base" "$side-$run"
     scenario=hold-confirm
     if [[ "$side" == noop ]]; then scenario=noop; fi
