@@ -26,6 +26,12 @@ pub struct IdentitySteps {
     pub seal_ns: f64,
     /// Whether the personal-data store holds a pseudonym (one it does not: RocksDB).
     pub stored_ns: f64,
+    /// A returning user's whole identity as it was found until session 35: the token's
+    /// cache, then the kept pseudonym, then the personal-data store's known pseudonyms.
+    pub returning_three_ns: f64,
+    /// The same as it is found now: the pseudonym kept with the verified token
+    /// ([`Auth::acted_as`]; the request then checks it is not erased).
+    pub returning_kept_ns: f64,
 }
 
 /// See [`IdentitySteps`]; the personal-data store is a RocksDB in `dir`.
@@ -69,7 +75,43 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
     let stored_ns = time(&mut |user| {
         std::hint::black_box(store.stored(&derived[user]).expect("readable"));
     });
+    for user in 0..users {
+        store
+            .remember_unsynced(&derived[user], &names[user])
+            .expect("remembered");
+    }
+    let returning_three_ns = time(&mut |user| {
+        let verified = auth.user(&tokens[user], &accounts).expect("valid");
+        let pseudonym = pseudonyms
+            .current(TokenScope::Deployment, &verified.sub, |_| false)
+            .expect("not erased");
+        store
+            .remember_unsynced(&pseudonym, &verified.sub)
+            .expect("known");
+        std::hint::black_box(pseudonym);
+    });
+    for user in 0..users {
+        auth.acted_as(&tokens[user], &derived[user]);
+    }
+    let returning_kept_ns = time(&mut |user| {
+        let verified = auth.user(&tokens[user], &accounts).expect("valid");
+        // As a request does: a token the cache no longer keeps (more users than its
+        // bound) finds its pseudonym the long way, and keeps it again.
+        let pseudonym = verified.acted_as.unwrap_or_else(|| {
+            let pseudonym = pseudonyms
+                .current(TokenScope::Deployment, &verified.sub, |_| false)
+                .expect("not erased");
+            store
+                .remember_unsynced(&pseudonym, &verified.sub)
+                .expect("known");
+            auth.acted_as(&tokens[user], &pseudonym);
+            pseudonym
+        });
+        std::hint::black_box(pseudonym);
+    });
     IdentitySteps {
+        returning_three_ns,
+        returning_kept_ns,
         token_new_ns,
         token_known_ns,
         pseudonym_new_ns,

@@ -1,6 +1,8 @@
 //! What turning a bearer token into a pseudonym costs on the HTTP thread, step by step,
 //! for users the ingress has not seen and for users it has (`ingress::identity_steps_bench`):
-//! the token's check, the pseudonym, the personal-data store's sealed entry and its look-up.
+//! the token's check, the pseudonym, the personal-data store's sealed entry and its look-up,
+//! and a returning user's whole identity, as it was found in three look-ups and as it is
+//! found now, kept with the verified token.
 //! The median of RUNS runs of USERS users each.
 //!
 //! ```sh
@@ -23,13 +25,15 @@ fn main() {
         })
         .collect();
     type Step = fn(&ingress::IdentitySteps) -> f64;
-    let rows: [(&str, Step); 6] = [
+    let rows: [(&str, Step); 8] = [
         ("token, new (verified, cached)", |s| s.token_new_ns),
         ("token, known (cache look-up)", |s| s.token_known_ns),
         ("pseudonym, new (HMAC, kept)", |s| s.pseudonym_new_ns),
         ("pseudonym, known", |s| s.pseudonym_known_ns),
         ("personal data, seal (new user)", |s| s.seal_ns),
         ("personal data, is it stored", |s| s.stored_ns),
+        ("returning user, three look-ups", |s| s.returning_three_ns),
+        ("returning user, kept with token", |s| s.returning_kept_ns),
     ];
     println!("{users} users, median of {runs} runs, ns per call:");
     for (label, of) in rows {
