@@ -452,17 +452,20 @@ mod tests {
         };
         let (first, second) = ("f".repeat(32), "s".repeat(32));
         set_key(&mut accounts, 1, &first);
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "alice".into(),
-                exp: 4_000_000_000,
-                iat: None,
-                iss: Some("demo".into()),
-            },
-            &EncodingKey::from_secret(first.as_bytes()),
-        )
-        .unwrap();
+        let alice_of_demo = |secret: &str, exp: u64| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &Claims {
+                    sub: "alice".into(),
+                    exp,
+                    iat: None,
+                    iss: Some("demo".into()),
+                },
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        let token = alice_of_demo(&first, 4_000_000_000);
         let alice = User {
             sub: "alice".into(),
             issuer: Some("demo".into()),
@@ -489,17 +492,7 @@ mod tests {
             "unauthorized"
         );
         // ... and what it acted as with it: a token of the new key starts afresh.
-        let renewed = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &Claims {
-                sub: "alice".into(),
-                exp: 4_000_000_001,
-                iat: None,
-                iss: Some("demo".into()),
-            },
-            &EncodingKey::from_secret(second.as_bytes()),
-        )
-        .unwrap();
+        let renewed = alice_of_demo(&second, 4_000_000_001);
         assert_eq!(auth.user(&renewed, &accounts).unwrap(), alice);
 
         // The cache itself, at times around a token's `exp`.

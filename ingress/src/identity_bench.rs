@@ -80,15 +80,17 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
             .remember_unsynced(&derived[user], &names[user])
             .expect("remembered");
     }
+    // A kept pseudonym, then the store's known pseudonyms.
+    let the_long_way = |sub: &str| {
+        let pseudonym = pseudonyms
+            .current(TokenScope::Deployment, sub, |_| false)
+            .expect("not erased");
+        store.remember_unsynced(&pseudonym, sub).expect("known");
+        pseudonym
+    };
     let returning_three_ns = time(&mut |user| {
         let verified = auth.user(&tokens[user], &accounts).expect("valid");
-        let pseudonym = pseudonyms
-            .current(TokenScope::Deployment, &verified.sub, |_| false)
-            .expect("not erased");
-        store
-            .remember_unsynced(&pseudonym, &verified.sub)
-            .expect("known");
-        std::hint::black_box(pseudonym);
+        std::hint::black_box(the_long_way(&verified.sub));
     });
     for user in 0..users {
         auth.acted_as(&tokens[user], &derived[user]);
@@ -98,12 +100,7 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
         // As a request does: a token the cache no longer keeps (more users than its
         // bound) finds its pseudonym the long way, and keeps it again.
         let pseudonym = verified.acted_as.unwrap_or_else(|| {
-            let pseudonym = pseudonyms
-                .current(TokenScope::Deployment, &verified.sub, |_| false)
-                .expect("not erased");
-            store
-                .remember_unsynced(&pseudonym, &verified.sub)
-                .expect("known");
+            let pseudonym = the_long_way(&verified.sub);
             auth.acted_as(&tokens[user], &pseudonym);
             pseudonym
         });
