@@ -239,6 +239,7 @@ fn next_row_with(row_free: &[u32], from: usize, enough: u32) -> Option<usize> {
 }
 
 /// A row's seat states as one slice (see `CowVec::contiguous`).
+#[inline]
 fn row_states<'a>(
     seat_states: &'a CowVec<SeatState, SEAT_CHUNK>,
     row: &Row,

@@ -216,19 +216,34 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// The elements of `range` as one slice: borrowed from its chunk when the range lies
     /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
     /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
-    #[inline]
+    // Perf: always inlined: a call per row looked at (best available, open runs) cost
+    // more than the look itself, and the compiler kept it out of line.
+    #[inline(always)]
     pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
+        let block = range.start / CHUNK;
+        if range.start < range.end && block == (range.end - 1) / CHUNK {
+            // Perf: the slice's bounds check is the range check (the end is in the block,
+            // and the block within the chunks or the tail).
+            let base = block * CHUNK;
+            let elements: &[T] = match self.chunks.get(block) {
+                Some(chunk) => chunk,
+                None => &self.tail[(block - self.chunks.len()) * CHUNK..],
+            };
+            return std::borrow::Cow::Borrowed(&elements[range.start - base..range.end - base]);
+        }
         assert!(range.start <= range.end && range.end <= self.len());
         if range.is_empty() {
             return std::borrow::Cow::Borrowed(&[]);
         }
-        let block = range.start / CHUNK;
-        if block == (range.end - 1) / CHUNK {
-            let base = block * CHUNK;
-            std::borrow::Cow::Borrowed(&self.block(block)[range.start - base..range.end - base])
-        } else {
-            std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
-        }
+        std::borrow::Cow::Owned(self.gathered(range))
+    }
+
+    /// The elements of a range that spans blocks, copied. Perf: out of line, so that
+    /// `contiguous` (a row's seats, on every look at a row) inlines.
+    #[cold]
+    #[inline(never)]
+    fn gathered(&self, range: std::ops::Range<usize>) -> Vec<T> {
+        self.slices(range).flatten().cloned().collect()
     }
 
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
