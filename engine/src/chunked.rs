@@ -382,6 +382,7 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     }
 
     /// The element `index` places behind the front.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
         (index < self.len).then(|| {
             let at = self.head + index;
@@ -392,25 +393,51 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
         })
     }
 
+    /// Perf: the first block's place `head`, without `get`'s arithmetic (the timer lanes
+    /// and the ended holds look at their fronts on every command).
+    #[inline]
     pub fn front(&self) -> Option<&T> {
-        self.get(0)
+        if self.len == 0 {
+            return None;
+        }
+        match self.chunks.front() {
+            Some(chunk) => chunk.get(self.head),
+            None => self.back.get(self.head),
+        }
     }
 
+    /// Perf: the last stored element (the popped ones are at the front), without `get`'s
+    /// arithmetic (a timer is filed after a look at its lane's back).
+    #[inline]
     pub fn back(&self) -> Option<&T> {
-        self.len.checked_sub(1).and_then(|last| self.get(last))
+        if self.len == 0 {
+            return None;
+        }
+        match self.back.last() {
+            Some(last) => Some(last),
+            None => self.chunks.back().and_then(|chunk| chunk.last()),
+        }
     }
 
     /// Drops the front element (it stays in its block, unreachable, until the block goes).
+    #[inline]
     pub fn pop_front(&mut self) {
         assert!(self.len > 0, "pop from an empty queue");
         self.head += 1;
         self.len -= 1;
         if self.len == 0 {
             self.clear();
-        } else if !self.chunks.is_empty() && self.head == CHUNK {
-            self.chunks.pop_front();
-            self.head = 0;
+        } else if self.head == CHUNK && !self.chunks.is_empty() {
+            self.drop_front_chunk();
         }
+    }
+
+    /// Perf: out of line, once per `CHUNK` pops.
+    #[cold]
+    #[inline(never)]
+    fn drop_front_chunk(&mut self) {
+        self.chunks.pop_front();
+        self.head = 0;
     }
 
     pub fn clear(&mut self) {
@@ -463,19 +490,28 @@ impl<T, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
 }
 
 impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
+    #[inline]
     pub fn push_back(&mut self, value: T) {
         self.back.push(value);
         self.len += 1;
         if self.back.len() == 2 * CHUNK {
-            if self.chunks.is_empty() && self.head >= CHUNK {
-                // The first half is all popped: dropped, not sealed.
-                self.back.drain(..CHUNK);
-                self.head -= CHUNK;
-            } else {
-                self.chunks
-                    .push_back(Chunk::new(self.back[..CHUNK].to_vec()));
-                self.back.drain(..CHUNK);
-            }
+            self.seal_back();
+        }
+    }
+
+    /// Seals the first half of a full back into a chunk (or drops it, all popped). Perf:
+    /// out of line, once per `CHUNK` pushes, so that a push inlines.
+    #[cold]
+    #[inline(never)]
+    fn seal_back(&mut self) {
+        if self.chunks.is_empty() && self.head >= CHUNK {
+            // The first half is all popped: dropped, not sealed.
+            self.back.drain(..CHUNK);
+            self.head -= CHUNK;
+        } else {
+            self.chunks
+                .push_back(Chunk::new(self.back[..CHUNK].to_vec()));
+            self.back.drain(..CHUNK);
         }
     }
 
@@ -531,12 +567,25 @@ impl<T: Clone, const CHUNK: usize> ChunkedDeque<T, CHUNK> {
     }
 
     /// The stored place `at` (counting the popped part), to write.
+    #[inline]
     fn slot_mut(&mut self, at: usize) -> &mut T {
         let shared = self.chunks.len();
         match self.chunks.get_mut(at / CHUNK) {
-            Some(chunk) => &mut Chunk::make_mut(chunk)[at % CHUNK],
+            Some(chunk) => {
+                // Perf: the copy (only after a snapshot's clone) out of line.
+                if !chunk.is_unique() {
+                    Self::unshare(chunk);
+                }
+                &mut Chunk::get_mut(chunk).expect("a chunk is unique once copied")[at % CHUNK]
+            }
             None => &mut self.back[at - shared * CHUNK],
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unshare(chunk: &mut Chunk<Vec<T>>) {
+        Chunk::make_mut(chunk);
     }
 }
 

@@ -216,19 +216,34 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     /// The elements of `range` as one slice: borrowed from its chunk when the range lies
     /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
     /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
-    #[inline]
+    // Perf: always inlined: a call per row looked at (best available, open runs) cost
+    // more than the look itself, and the compiler kept it out of line.
+    #[inline(always)]
     pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
+        let block = range.start / CHUNK;
+        if range.start < range.end && block == (range.end - 1) / CHUNK {
+            // Perf: the slice's bounds check is the range check (the end is in the block,
+            // and the block within the chunks or the tail).
+            let base = block * CHUNK;
+            let elements: &[T] = match self.chunks.get(block) {
+                Some(chunk) => chunk,
+                None => &self.tail[(block - self.chunks.len()) * CHUNK..],
+            };
+            return std::borrow::Cow::Borrowed(&elements[range.start - base..range.end - base]);
+        }
         assert!(range.start <= range.end && range.end <= self.len());
         if range.is_empty() {
             return std::borrow::Cow::Borrowed(&[]);
         }
-        let block = range.start / CHUNK;
-        if block == (range.end - 1) / CHUNK {
-            let base = block * CHUNK;
-            std::borrow::Cow::Borrowed(&self.block(block)[range.start - base..range.end - base])
-        } else {
-            std::borrow::Cow::Owned(self.slices(range).flatten().cloned().collect())
-        }
+        std::borrow::Cow::Owned(self.gathered(range))
+    }
+
+    /// The elements of a range that spans blocks, copied. Perf: out of line, so that
+    /// `contiguous` (a row's seats, on every look at a row) inlines.
+    #[cold]
+    #[inline(never)]
+    fn gathered(&self, range: std::ops::Range<usize>) -> Vec<T> {
+        self.slices(range).flatten().cloned().collect()
     }
 
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
@@ -245,12 +260,7 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     fn block_mut(&mut self, index: usize) -> &mut [T] {
         let shared = self.chunks.len();
         match self.chunks.get_mut(index) {
-            Some(chunk) => {
-                if !chunk.is_unique() {
-                    *chunk = chunk.iter().cloned().collect();
-                }
-                Chunk::get_mut(chunk).expect("a chunk is unique once copied")
-            }
+            Some(chunk) => Self::chunk_mut(chunk),
             None => {
                 let start = (index - shared) * CHUNK;
                 let end = self.tail.len().min(start + CHUNK);
@@ -259,8 +269,32 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         }
     }
 
+    /// A chunk's elements to write, the chunk copied first if a copy shares it. Perf: the
+    /// check is a load of the count, inlined at every write; the copy (only after a
+    /// snapshot's clone) is out of line.
+    #[inline]
+    fn chunk_mut(chunk: &mut Chunk<[T]>) -> &mut [T] {
+        if !chunk.is_unique() {
+            Self::unshare(chunk);
+        }
+        Chunk::get_mut(chunk).expect("a chunk is unique once copied")
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unshare(chunk: &mut Chunk<[T]>) {
+        *chunk = chunk.iter().cloned().collect();
+    }
+
+    /// Perf: one comparison says chunk or tail; the tail's own bounds check is the
+    /// range check (no length computed first).
+    #[inline]
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        (index < self.len()).then(|| &mut self.block_mut(index / CHUNK)[index % CHUNK])
+        let shared = self.chunks.len();
+        match self.chunks.get_mut(index / CHUNK) {
+            Some(chunk) => Some(&mut Self::chunk_mut(chunk)[index % CHUNK]),
+            None => self.tail.get_mut(index - shared * CHUNK),
+        }
     }
 
     /// Sets every element of `indices` from `from` to `to`, when each was `from`. At the
@@ -311,18 +345,34 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
     pub(crate) fn push(&mut self, value: T) {
         self.tail.push(value);
         if self.tail.len() == 2 * CHUNK {
-            // Seal the first half: the buffer stays (no allocation but the chunk's).
-            self.chunks.push(self.tail.drain(..CHUNK).collect());
+            self.seal_tail();
         }
+    }
+
+    /// Seals the first half of a full tail into a chunk: the buffer stays (no allocation
+    /// but the chunk's). Out of line: once per `CHUNK` pushes.
+    #[cold]
+    #[inline(never)]
+    fn seal_tail(&mut self) {
+        self.chunks.push(self.tail.drain(..CHUNK).collect());
     }
 
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<T> {
         if self.tail.is_empty() {
-            let last = self.chunks.pop()?;
-            self.tail = last.to_vec();
+            self.unseal_last()?;
         }
         self.tail.pop()
+    }
+
+    /// Brings the last chunk back into an empty tail (`None` when there is none). Out of
+    /// line: once per `CHUNK` pops.
+    #[cold]
+    #[inline(never)]
+    fn unseal_last(&mut self) -> Option<()> {
+        let last = self.chunks.pop()?;
+        self.tail = last.to_vec();
+        Some(())
     }
 }
 
@@ -355,22 +405,25 @@ impl<T, const CHUNK: usize> Default for CowVec<T, CHUNK> {
 impl<T, const CHUNK: usize> Index<usize> for CowVec<T, CHUNK> {
     type Output = T;
 
+    /// Perf: the slices' own bounds checks (no panic message formatted here).
     #[inline]
     fn index(&self, index: usize) -> &T {
-        match self.get(index) {
-            Some(value) => value,
-            None => panic!("index {index} out of range for length {}", self.len()),
+        match self.chunks.get(index / CHUNK) {
+            Some(chunk) => &chunk[index % CHUNK],
+            None => &self.tail[index - self.shared_len()],
         }
     }
 }
 
 impl<T: Clone, const CHUNK: usize> IndexMut<usize> for CowVec<T, CHUNK> {
+    /// Perf: as `get_mut`, with the slices' own bounds checks (no length computed first,
+    /// no panic message formatted here).
     #[inline]
     fn index_mut(&mut self, index: usize) -> &mut T {
-        let len = self.len();
-        match self.get_mut(index) {
-            Some(value) => value,
-            None => panic!("index {index} out of range for length {len}"),
+        let shared = self.chunks.len();
+        match self.chunks.get_mut(index / CHUNK) {
+            Some(chunk) => &mut Self::chunk_mut(chunk)[index % CHUNK],
+            None => &mut self.tail[index - shared * CHUNK],
         }
     }
 }

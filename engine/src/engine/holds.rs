@@ -63,11 +63,12 @@ impl Engine {
         wait: bool,
     ) -> Answer {
         // Perf: one look-up of the user (none by id); a known name passed this check
-        // when interned.
-        let known = self.who_id(user);
-        if known.is_none() {
+        // when interned. A new name's hash is kept for interning it below.
+        let found = self.who_found(user);
+        if found.is_err() {
             self.check_who(user)?;
         }
+        let known = found.ok();
         if let (true, Some((quantity, category, together))) = (wait, selection.best()) {
             if self.in_arrival_window(event_id) {
                 return self.enter_draw(user, event_id, quantity, category, together, true);
@@ -112,11 +113,11 @@ impl Engine {
                 }
             }
         };
-        let user = match known {
-            Some(id) => id,
+        let user = match found {
+            Ok(id) => id,
             // Perf: looked up above (nothing since has interned anyone).
-            None => match user {
-                Who::Name(name) => self.intern_new_user(name),
+            Err(hash) => match user {
+                Who::Name(name) => self.intern_new_user(name, hash),
                 Who::Id(_) => unreachable!("an assigned id has an entry"),
             },
         };

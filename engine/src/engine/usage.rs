@@ -102,6 +102,38 @@ impl Usage {
     /// that reaches zero is gone.
     #[inline]
     pub(crate) fn add(&mut self, event: EventId, user: UserId, delta: i64) {
+        // Perf: the common cases inline (a counter of the user's inline slots moves, or a
+        // new one takes a free slot of a user with none beside); anything else, the table
+        // growing for a new user included, in `add_other`. The same steps either way.
+        if let Some(counters) = self.by_user.get_mut(user.0 as usize) {
+            let slots = &mut counters.slots;
+            if let Some(counter) = slots
+                .iter_mut()
+                .find(|counter| counter.count > 0 && counter.event == event)
+            {
+                let next = i64::from(counter.count) + delta;
+                assert!(next >= 0, "usage went negative");
+                counter.count = u32::try_from(next).expect("a user's seats fit in u32");
+                if next == 0 {
+                    self.len -= 1;
+                }
+                return;
+            }
+            if counters.spilled == 0 && delta > 0 {
+                if let Some(free) = slots.iter_mut().find(|counter| counter.count == 0) {
+                    let count = u32::try_from(delta).expect("a user's seats fit in u32");
+                    *free = Counter { event, count };
+                    self.len += 1;
+                    return;
+                }
+            }
+        }
+        self.add_other(event, user, delta);
+    }
+
+    /// [`Usage::add`] in full.
+    #[inline(never)]
+    fn add_other(&mut self, event: EventId, user: UserId, delta: i64) {
         let index = user.0 as usize;
         if index >= self.by_user.len() && index < self.by_user.len() + GROWTH_MAX {
             // Perf: for the next user id (users are dense ids, and a new one nearly

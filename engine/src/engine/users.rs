@@ -92,10 +92,26 @@ impl UserIndex {
     /// The entry of `name`, if interned.
     #[inline]
     fn get(&self, name: &str) -> Option<&(u64, UserName, UserId)> {
-        let hash = self.hash(name);
+        self.get_hashed(name, self.hash(name))
+    }
+
+    /// The entry of `name`, whose hash is `hash`, if interned.
+    #[inline]
+    fn get_hashed(&self, name: &str, hash: u64) -> Option<&(u64, UserName, UserId)> {
         self.shards[self.shard(hash)].find(hash, |(entry_hash, entry_name, _)| {
             *entry_hash == hash && **entry_name == *name
         })
+    }
+
+    /// The id of `name`, or, when it is not interned, its hash for the insert that may
+    /// follow ([`UserIndex::insert_new`]).
+    #[inline]
+    fn find(&self, name: &str) -> Result<UserId, NameHash> {
+        let hash = self.hash(name);
+        match self.get_hashed(name, hash) {
+            Some((_, _, id)) => Ok(*id),
+            None => Err(NameHash(hash)),
+        }
     }
 
     /// Files a name read from a state (a restore), checking it is not there yet: a state
@@ -118,15 +134,17 @@ impl UserIndex {
         }
     }
 
-    /// Files a name the caller has just looked up and not found. Perf: no second probe
-    /// for the name, only for a free slot (the probe was about a sixth of interning a
-    /// user); `check_invariants` checks that every name maps to its own id.
-    fn insert_new(&mut self, name: UserName, id: UserId) {
+    /// Files a name the caller has just looked up and not found (`hash` is what the
+    /// look-up gave). Perf: no second probe for the name, only for a free slot (the probe
+    /// was about a sixth of interning a user), and no second hash of it;
+    /// `check_invariants` checks that every name maps to its own id.
+    fn insert_new(&mut self, name: UserName, id: UserId, hash: NameHash) {
         debug_assert!(
             self.get(&name).is_none(),
             "a user is interned once: {name:?}"
         );
-        let hash = self.hash(&name);
+        debug_assert_eq!(hash.0, self.hash(&name), "the name's own hash");
+        let hash = hash.0;
         let shard = self.shard(hash);
         self.shards[shard].insert_unique(hash, (hash, name, id), |(entry_hash, _, _)| *entry_hash);
     }
@@ -142,6 +160,11 @@ impl UserIndex {
     }
 }
 
+/// A user name's hash in the [`UserIndex`]: what a look-up that found nothing hands to
+/// the interning that may follow it, so that a new user's name is hashed once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NameHash(u64);
+
 impl Engine {
     /// The user's id if the user has ever had state here.
     #[inline]
@@ -151,22 +174,22 @@ impl Engine {
 
     /// The user's id, assigned now (the next dense id) if the user is new.
     pub(super) fn intern_user(&mut self, name: &str) -> UserId {
-        match self.user_id(name) {
-            Some(id) => id,
-            None => self.intern_new_user(name),
+        match self.users.find(name) {
+            Ok(id) => id,
+            Err(hash) => self.intern_new_user(name, hash),
         }
     }
 
-    /// Interns a user the caller has just looked up and not found. Perf: no second
-    /// look-up (the index's insert asserts the name new).
-    pub(super) fn intern_new_user(&mut self, name: &str) -> UserId {
+    /// Interns a user the caller has just looked up and not found (`hash`: what the
+    /// look-up gave). Perf: no second look-up (the index's insert asserts the name new).
+    pub(super) fn intern_new_user(&mut self, name: &str, hash: NameHash) -> UserId {
         let id = UserId(u32::try_from(self.state.users.len()).expect("fewer than 2^32 users"));
         let name = UserName::from(name);
         // Perf: two references, not three: every clone and drop of a shared name is a
         // locked instruction, which waits for the index's pending stores (a new user's
         // slot in a table just grown, a cache miss) before the engine goes on.
         self.state.users.push(name.clone());
-        self.users.insert_new(name, id);
+        self.users.insert_new(name, id, hash);
         debug_assert_eq!(self.users.len(), self.state.users.len());
         id
     }
@@ -249,6 +272,16 @@ impl Engine {
         }
     }
 
+    /// [`Engine::who_id`], or for a name never interned, the hash to intern it under
+    /// ([`Engine::intern_new_user`]).
+    #[inline]
+    pub(crate) fn who_found(&self, who: Who<'_>) -> Result<UserId, NameHash> {
+        match who {
+            Who::Name(name) => self.users.find(name),
+            Who::Id(id) => Ok(id),
+        }
+    }
+
     /// Whether the user `id` is `who`. Perf: by name, one comparison of names (no
     /// look-up); by id, of integers.
     #[inline]
@@ -310,7 +343,8 @@ mod tests {
         for id in 0..users {
             let name = UserName::from(format!("buyer-{id}").as_str());
             names.push(name.clone());
-            index.insert_new(name, UserId(id as u32));
+            let hash = index.find(&name).expect_err("a new name");
+            index.insert_new(name, UserId(id as u32), hash);
         }
         assert_eq!(index.len(), users);
         // A shard chosen from bits the tables use would pile users up (or leave tags
