@@ -52,8 +52,9 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// The entry also keeps the pseudonym the token last acted as ([`Auth::acted_as`]), so a
 /// returning user's request finds who it is in one look-up, where it took three (this
 /// cache, the current pseudonyms of `privacy` and the personal-data store's known
-/// pseudonyms), each a probe of a large table that misses the processor's caches: about
-/// 1.5 us of a write's CPU in `serve` (BENCHMARKS.md, "Session 35").
+/// pseudonyms), each a probe of a large table that misses the processor's caches: 1.24 us
+/// against 0.26 us at 20,000 users (`benches/src/bin/identity.rs`, BENCHMARKS.md,
+/// "Session 35").
 struct VerifiedTokens {
     /// foldhash, randomly seeded: only verified tokens go in, and hashing a token of a
     /// few hundred bytes with SipHash was most of a repeated token's look-up.
