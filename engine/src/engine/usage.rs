@@ -69,6 +69,18 @@ pub(crate) struct Usage {
     len: usize,
 }
 
+/// Moves an inline `counter` (not zero) by `delta`; `len` counts one fewer when it reaches
+/// zero (its slot is then free).
+#[inline]
+fn move_counter(counter: &mut Counter, delta: i64, len: &mut usize) {
+    let next = i64::from(counter.count) + delta;
+    assert!(next >= 0, "usage went negative");
+    counter.count = u32::try_from(next).expect("a user's seats fit in u32");
+    if next == 0 {
+        *len -= 1;
+    }
+}
+
 impl Usage {
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -111,13 +123,7 @@ impl Usage {
                 .iter_mut()
                 .find(|counter| counter.count > 0 && counter.event == event)
             {
-                let next = i64::from(counter.count) + delta;
-                assert!(next >= 0, "usage went negative");
-                counter.count = u32::try_from(next).expect("a user's seats fit in u32");
-                if next == 0 {
-                    self.len -= 1;
-                }
-                return;
+                return move_counter(counter, delta, &mut self.len);
             }
             if counters.spilled == 0 && delta > 0 {
                 if let Some(free) = slots.iter_mut().find(|counter| counter.count == 0) {
@@ -156,13 +162,7 @@ impl Usage {
         };
         for counter in &mut counters.slots {
             if counter.count > 0 && counter.event == event {
-                let next = i64::from(counter.count) + delta;
-                assert!(next >= 0, "usage went negative");
-                counter.count = u32::try_from(next).expect("a user's seats fit in u32");
-                if next == 0 {
-                    self.len -= 1;
-                }
-                return;
+                return move_counter(counter, delta, &mut self.len);
             }
         }
         if counters.spilled > 0 {
