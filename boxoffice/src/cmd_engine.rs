@@ -173,6 +173,7 @@ pub(crate) fn runtime_options(settings: &Settings, role: Role) -> RuntimeOptions
         tick_interval_ms: settings.engine.tick_interval_ms,
         snapshot_every_records: settings.snapshot.every_records,
         snapshot_every_ms: settings.snapshot.every_ms,
+        apply_before_durable: settings.engine.apply_before_durable,
         ..RuntimeOptions::new(settings.engine_config())
     }
 }

@@ -233,6 +233,11 @@ pub(crate) struct EngineSettings {
     /// applied have gone unanswered (the outcomes log not growing) for this long.
     #[serde(default)]
     pub(crate) auto_promote_after_ms: u64,
+    /// The engine applies a commit of an embedded requests log while its fdatasync is in
+    /// flight, releasing nothing it derived before the records are durable
+    /// (`runtime::RuntimeOptions::apply_before_durable`). Optional in a file (on).
+    #[serde(default = "default_apply_before_durable")]
+    pub(crate) apply_before_durable: bool,
     /// How long a repeated Idempotency-Key returns the first answer (the contract's 24 h;
     /// the ingress's index keeps keys this long).
     #[serde(default = "default_idempotency_window_ms")]
@@ -241,6 +246,10 @@ pub(crate) struct EngineSettings {
     /// the ingress has indexed the first answer.
     #[serde(default = "default_idempotency_engine_window_ms")]
     pub(crate) idempotency_engine_window_ms: u64,
+}
+
+fn default_apply_before_durable() -> bool {
+    true
 }
 
 fn default_idempotency_window_ms() -> u64 {

@@ -14,6 +14,9 @@
 //! Readers never look past the published `end_offset`, which the writer thread advances only
 //! after the commit is durable (the journal's `fdatasync`, `journal.rs`; RocksDB's synced
 //! write for a commit too large for it): a reader cannot see a record that is not durable.
+//! A speculative reader ([`EmbeddedLog::speculative_reader`], the engine's) is the one
+//! exception: it sees a journaled commit once written, while its `fdatasync` is in flight,
+//! and its owner holds back what it derives until [`DurableEnd`] covers it.
 //! A log opened with `sync_appends: false` (the outcomes log, which is re-derived from the
 //! requests log after a crash) skips the fsync: its records survive a crash (of the process
 //! or of the machine) only once [`EmbeddedLog::sync`] has returned (RocksDB keeps its
@@ -54,7 +57,8 @@ use crate::journal::{self, Journal};
 use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
 use crate::EMBEDDED_LOG_ID_PREFIX;
 use crate::{
-    AppendDone, Appended, BeforeCommit, LogError, LogReader, LogRecord, LogWriter, StartRefused,
+    AppendDone, Appended, BeforeCommit, DurableEnd, LogError, LogReader, LogRecord, LogWriter,
+    StartRefused,
 };
 
 /// Limits of an [`EmbeddedLog`].
@@ -190,6 +194,58 @@ pub struct EmbeddedWriter {
 pub struct EmbeddedReader {
     shared: Arc<Shared>,
     position: u64,
+    /// Sees records once written, before their commit is durable
+    /// ([`EmbeddedLog::speculative_reader`]).
+    speculative: bool,
+}
+
+/// How far an embedded log's records are durable ([`DurableEnd`] for a speculative
+/// reader).
+struct EmbeddedDurableEnd {
+    shared: Arc<Shared>,
+}
+
+impl crate::DurableWatch for EmbeddedDurableEnd {
+    fn covers(&self, offset: u64) -> Result<bool, LogError> {
+        covers(&self.shared.lock_published(), offset)
+    }
+
+    fn wait_for(&self, offset: u64, timeout: Duration) -> Result<bool, LogError> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut published = self.shared.lock_published();
+        loop {
+            if covers(&published, offset)? {
+                return Ok(true);
+            }
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if remaining.is_zero() {
+                return Ok(false);
+            }
+            published = self
+                .shared
+                .published_changed
+                .wait_timeout(published, remaining)
+                .expect("published state poisoned: the writer thread panicked")
+                .0;
+        }
+    }
+}
+
+fn covers(published: &Published, offset: u64) -> Result<bool, LogError> {
+    if offset < published.end_offset {
+        return Ok(true);
+    }
+    match &published.failed {
+        Some(reason) => Err(LogError::Journal(format!(
+            "the commit of offset {offset} was read before it was durable, and its sync failed: {reason}"
+        ))),
+        // Every commit ends durable or failed before the writer stops.
+        None if published.closed => Err(LogError::Closed),
+        None => Ok(false),
+    }
 }
 
 /// State shared by the writer thread and the readers.
@@ -197,8 +253,8 @@ struct Shared {
     db: DB,
     published: Mutex<Published>,
     published_changed: Condvar,
-    /// The newest group commits, oldest first, every one published (or being published:
-    /// readers never look past `end_offset`).
+    /// The newest group commits, oldest first, every one written (readers never look past
+    /// `end_offset`, or a speculative one past `written_offset`).
     tail: Mutex<TailCache>,
     /// Made durable before each synced commit ([`LogWriter::sync_before_commit`]): weak, so
     /// a hook ends with whoever set it (an ingress stopped and started again on this log).
@@ -293,12 +349,20 @@ impl TailCache {
     }
 }
 
-/// What readers may see. Changed only by the writer thread, after a synced write.
+/// What readers may see. Changed only by the writer thread.
 struct Published {
     /// Offset of the next record to be written; every record below it is durable.
     end_offset: u64,
+    /// Every record below it is written (to RocksDB's memtable, the tail cache and the
+    /// journal's file) but perhaps not yet durable: at least `end_offset`, and past it only
+    /// while a commit's journal `fdatasync` is in flight. What a speculative reader sees
+    /// ([`EmbeddedLog::speculative_reader`]).
+    written_offset: u64,
     /// The writer thread has stopped: no record will ever be added.
     closed: bool,
+    /// A commit's sync failed: the records in `end_offset..written_offset` may never become
+    /// durable, and nothing else will be written.
+    failed: Option<String>,
 }
 
 /// Owns the writer thread: dropping the last handle stops and joins it.
@@ -368,7 +432,9 @@ impl EmbeddedLog {
             db,
             published: Mutex::new(Published {
                 end_offset: tail.end_offset,
+                written_offset: tail.end_offset,
                 closed: false,
+                failed: None,
             }),
             published_changed: Condvar::new(),
             tail: Mutex::new(TailCache {
@@ -407,6 +473,8 @@ impl EmbeddedLog {
             next_offset: tail.end_offset,
             last_timestamp_ms: tail.last_timestamp_ms,
             failure: None,
+            #[cfg(test)]
+            before_sync: None,
         }));
         assert!(
             shared.core.set(Arc::downgrade(&core)).is_ok(),
@@ -456,7 +524,29 @@ impl EmbeddedLog {
         EmbeddedReader {
             shared: Arc::clone(&self.writer.handle.shared),
             position: 0,
+            speculative: false,
         }
+    }
+
+    /// A reader positioned at offset 0 that sees each group commit once it is written,
+    /// while its `fdatasync` is still in flight (LMAX's business logic beside its
+    /// journaller): the engine applies a batch in the time its records take to become
+    /// durable. Whoever reads with it must release nothing derived from a record before
+    /// [`DurableEnd`] covers it; if the sync fails, the reader's `poll` and the
+    /// [`DurableEnd`] fail, and what was derived must be thrown away. A log that commits
+    /// with RocksDB's own sync (no journal, or a commit too large for it) shows those
+    /// commits only once durable.
+    pub fn speculative_reader(&self) -> (EmbeddedReader, DurableEnd) {
+        let shared = Arc::clone(&self.writer.handle.shared);
+        let durable = DurableEnd::new(EmbeddedDurableEnd {
+            shared: Arc::clone(&shared),
+        });
+        let reader = EmbeddedReader {
+            shared,
+            position: 0,
+            speculative: true,
+        };
+        (reader, durable)
     }
 
     /// Offset of the next record to be written.
@@ -924,6 +1014,9 @@ struct WriterCore {
     /// After a failed write the on-disk state is unknown (RocksDB may hold part of the batch, or
     /// be in its read-only error mode), so every later append is refused with this error.
     failure: Option<Failure>,
+    /// Tests: runs before each journal sync, and fails it with its error.
+    #[cfg(test)]
+    before_sync: Option<Box<dyn FnMut() -> Result<(), String> + Send>>,
 }
 
 /// Why a writer refuses every append.
@@ -1080,6 +1173,9 @@ impl WriterCore {
         let count = u32::try_from(offset - first_offset).expect("a batch's records fit a u32");
         let mut write_options = WriteOptions::default();
         write_options.set_sync(self.sync_appends && journal.is_none());
+        // Whether the commit is written but not yet durable once RocksDB has it: only with
+        // the journal, whose sync follows.
+        let sync_follows = journal.is_some();
         let written = match journal {
             None => {
                 (self.shared.db.write_opt(write_batch, &write_options)).map_err(Failure::Storage)
@@ -1090,19 +1186,11 @@ impl WriterCore {
                 .and_then(|()| {
                     (self.shared.db.write_opt(write_batch, &write_options))
                         .map_err(Failure::Storage)
-                })
-                .and_then(|()| journal.sync().map_err(Failure::Journal)),
+                }),
         };
-        riding
-            .iter()
-            .for_each(|hook| hook.after_commit(written.is_ok()));
         if let Err(failure) = written {
-            let error = failure.error();
-            tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
-            for request in batch {
-                request.reply.send(Err(failure.error()));
-            }
-            self.failure = Some(failure);
+            riding.iter().for_each(|hook| hook.after_commit(false));
+            self.refuse_from_now(failure, first_offset, batch);
             return;
         }
 
@@ -1112,9 +1200,7 @@ impl WriterCore {
             first_offset,
             "group commit"
         );
-        self.next_offset = offset;
-        self.last_timestamp_ms = timestamp_ms;
-        // Into the cache before end_offset moves, so a reader woken by it finds them there.
+        // Into the cache before written_offset moves, so a reader woken by it finds them.
         let counts: Vec<usize> = batch.iter().map(|request| request.payloads.len()).collect();
         let mut payloads = Vec::with_capacity(counts.iter().sum());
         let mut replies = Vec::with_capacity(batch.len());
@@ -1129,6 +1215,33 @@ impl WriterCore {
             payloads: Arc::new(payloads),
             bytes,
         });
+        if sync_follows {
+            // Speculative readers (the engine) start on the batch while it syncs.
+            self.shared.lock_published().written_offset = offset;
+            self.shared.published_changed.notify_all();
+            #[cfg(test)]
+            let before_sync = self.before_sync.as_mut().map_or(Ok(()), |hook| hook());
+            #[cfg(not(test))]
+            let before_sync = Ok(());
+            let synced = before_sync
+                .and_then(|()| self.journal.as_ref().expect("a journaled commit").sync())
+                .map_err(Failure::Journal);
+            riding
+                .iter()
+                .for_each(|hook| hook.after_commit(synced.is_ok()));
+            if let Err(failure) = synced {
+                let failed = replies.into_iter().map(|reply| AppendRequest {
+                    payloads: Vec::new(),
+                    reply,
+                });
+                self.refuse_from_now(failure, first_offset, failed.collect());
+                return;
+            }
+        } else {
+            riding.iter().for_each(|hook| hook.after_commit(true));
+        }
+        self.next_offset = offset;
+        self.last_timestamp_ms = timestamp_ms;
         {
             let mut published = self.shared.lock_published();
             assert_eq!(
@@ -1136,6 +1249,7 @@ impl WriterCore {
                 "only commits advance end_offset, one at a time"
             );
             published.end_offset = offset;
+            published.written_offset = offset;
         }
         self.shared.published_changed.notify_all();
 
@@ -1152,6 +1266,20 @@ impl WriterCore {
         }
         assert_eq!(offset, self.next_offset);
     }
+
+    /// A write or sync failed: the on-disk state is unknown, so this commit's appends and
+    /// every later one are refused, and speculative readers are told (the records they may
+    /// have seen may never become durable).
+    fn refuse_from_now(&mut self, failure: Failure, first_offset: u64, batch: Vec<AppendRequest>) {
+        let error = failure.error();
+        tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
+        self.shared.lock_published().failed = Some(error.to_string());
+        self.shared.published_changed.notify_all();
+        for request in batch {
+            request.reply.send(Err(failure.error()));
+        }
+        self.failure = Some(failure);
+    }
 }
 
 fn wall_clock_ms() -> u64 {
@@ -1163,23 +1291,36 @@ fn wall_clock_ms() -> u64 {
 
 impl EmbeddedReader {
     /// Waits until a record exists at `position` (or the deadline passes, or the log closes).
-    /// Returns the published end offset if there is something to read.
-    fn wait_for_records(&self, timeout: Duration) -> Option<u64> {
+    /// Returns the end of what this reader may read if there is something to read: the
+    /// durable end, or for a speculative reader the written one (an error once a commit
+    /// failed: what it read may never become durable).
+    fn wait_for_records(&self, timeout: Duration) -> Result<Option<u64>, LogError> {
         let deadline = Instant::now().checked_add(timeout);
         let mut published = self.shared.lock_published();
         loop {
-            if published.end_offset > self.position {
-                return Some(published.end_offset);
+            let visible = match self.speculative {
+                true => published.written_offset,
+                false => published.end_offset,
+            };
+            if self.speculative {
+                if let Some(reason) = &published.failed {
+                    return Err(LogError::Journal(format!(
+                        "a commit failed after it was read, before it was durable: {reason}"
+                    )));
+                }
+            }
+            if visible > self.position {
+                return Ok(Some(visible));
             }
             if published.closed {
-                return None;
+                return Ok(None);
             }
             let remaining = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
                 None => Duration::MAX, // a timeout too large to represent: wait for ever
             };
             if remaining.is_zero() {
-                return None;
+                return Ok(None);
             }
             published = self
                 .shared
@@ -1260,7 +1401,7 @@ impl EmbeddedReader {
 
 impl LogReader for EmbeddedReader {
     fn seek(&mut self, offset: u64) -> Result<(), LogError> {
-        let end_offset = self.shared.lock_published().end_offset;
+        let end_offset = self.end_offset()?;
         if offset > end_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -1276,7 +1417,7 @@ impl LogReader for EmbeddedReader {
         if max_records == 0 {
             return Ok(Vec::new());
         }
-        let Some(end_offset) = self.wait_for_records(timeout) else {
+        let Some(end_offset) = self.wait_for_records(timeout)? else {
             return Ok(Vec::new());
         };
         let until = end_offset.min(self.position.saturating_add(max_records as u64));
@@ -1293,7 +1434,11 @@ impl LogReader for EmbeddedReader {
     }
 
     fn end_offset(&self) -> Result<u64, LogError> {
-        Ok(self.shared.lock_published().end_offset)
+        let published = self.shared.lock_published();
+        Ok(match self.speculative {
+            true => published.written_offset,
+            false => published.end_offset,
+        })
     }
 
     fn durability(&self) -> Option<crate::Durability> {
@@ -1305,6 +1450,122 @@ impl LogReader for EmbeddedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log whose journal syncs wait for a word on `release` (`Ok` syncs, `Err` fails the
+    /// sync with it), and tell `syncing` when one starts.
+    fn gated_log(
+        dir: &Path,
+    ) -> (
+        EmbeddedLog,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<Result<(), String>>,
+    ) {
+        let log = EmbeddedLog::open(dir, EmbeddedOptions::default()).unwrap();
+        let (syncing, sync_started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<Result<(), String>>();
+        let released = Mutex::new(released);
+        lock_core(&log.writer.handle.core).before_sync = Some(Box::new(move || {
+            let _ = syncing.send(());
+            released.lock().unwrap().recv().unwrap_or(Ok(()))
+        }));
+        (log, sync_started, release)
+    }
+
+    fn started_append(
+        log: &EmbeddedLog,
+        payload: &[u8],
+    ) -> std::sync::mpsc::Receiver<Result<Vec<Appended>, LogError>> {
+        let (done, appended) = std::sync::mpsc::channel();
+        log.writer()
+            .start_append(
+                vec![payload.to_vec()],
+                Box::new(move |result| {
+                    let _ = done.send(result);
+                }),
+            )
+            .unwrap_or_else(|_| panic!("the writer's queue has room"));
+        appended
+    }
+
+    #[test]
+    fn a_speculative_reader_sees_a_commit_while_it_syncs_and_the_durable_end_follows_the_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sync_started, release) = gated_log(dir.path());
+        let (mut speculative, durable) = log.speculative_reader();
+        let mut reader = log.reader();
+        let appended = started_append(&log, b"first");
+        sync_started.recv().unwrap();
+
+        // Written, not durable: only the speculative reader has it.
+        let records = speculative.poll(10, Duration::from_secs(10)).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].offset, &records[0].payload[..]),
+            (0, &b"first"[..])
+        );
+        assert_eq!(speculative.end_offset().unwrap(), 1);
+        assert!(!durable.covers(0).unwrap());
+        assert!(!durable.wait_for(0, Duration::ZERO).unwrap());
+        assert_eq!(reader.end_offset().unwrap(), 0);
+        assert_eq!(log.end_offset(), 0);
+        assert!(matches!(
+            appended.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Empty)
+        ));
+
+        release.send(Ok(())).unwrap();
+        assert_eq!(appended.recv().unwrap().unwrap()[0].offset, 0);
+        assert!(durable.covers(0).unwrap());
+        assert!(!durable.covers(1).unwrap());
+        let records = reader.poll(10, Duration::from_secs(10)).unwrap();
+        assert_eq!(records.len(), 1);
+
+        // The next commit, with the sync let through at once.
+        release.send(Ok(())).unwrap();
+        let appended = started_append(&log, b"second");
+        assert!(durable.wait_for(1, Duration::from_secs(10)).unwrap());
+        assert_eq!(appended.recv().unwrap().unwrap()[0].offset, 1);
+        assert_eq!(
+            speculative.poll(10, Duration::from_secs(10)).unwrap()[0].offset,
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_fails_the_speculative_reader_and_the_durable_end_and_is_never_read_as_durable()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, sync_started, release) = gated_log(dir.path());
+        release.send(Ok(())).unwrap();
+        started_append(&log, b"durable").recv().unwrap().unwrap();
+        let (mut speculative, durable) = log.speculative_reader();
+        assert_eq!(
+            speculative.poll(10, Duration::from_secs(10)).unwrap().len(),
+            1
+        );
+        sync_started.recv().unwrap();
+
+        let appended = started_append(&log, b"lost");
+        sync_started.recv().unwrap();
+        let seen = speculative.poll(10, Duration::from_secs(10)).unwrap();
+        assert_eq!(seen[0].offset, 1, "read while its sync is in flight");
+        release.send(Err("the disk is gone".into())).unwrap();
+
+        assert!(matches!(
+            appended.recv().unwrap(),
+            Err(LogError::Journal(_))
+        ));
+        assert!(durable.covers(0).unwrap(), "what was durable stays so");
+        let error = durable.covers(1).unwrap_err().to_string();
+        assert!(error.contains("the disk is gone"), "{error}");
+        assert!(durable.wait_for(1, Duration::from_secs(10)).is_err());
+        assert!(speculative.poll(10, Duration::from_secs(10)).is_err());
+        // A plain reader never sees the record whose sync failed, and later appends fail.
+        let mut reader = log.reader();
+        assert_eq!(reader.poll(10, Duration::ZERO).unwrap().len(), 1);
+        assert_eq!(reader.end_offset().unwrap(), 1);
+        assert!(started_append(&log, b"after").recv().unwrap().is_err());
+    }
 
     fn cache(sizes: &[usize]) -> TailCache {
         let mut cache = TailCache {

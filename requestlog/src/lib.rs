@@ -267,6 +267,39 @@ pub trait LogReader: Send {
     }
 }
 
+/// How far a log's records are durable: for whoever acts on records a speculative reader
+/// ([`EmbeddedLog::speculative_reader`]) handed over before they were, and must let nothing
+/// derived from them out of the process until they are. Clones share one log's.
+#[derive(Clone)]
+pub struct DurableEnd(Arc<dyn DurableWatch>);
+
+/// What a [`DurableEnd`] asks of its log.
+pub trait DurableWatch: Send + Sync {
+    /// Whether the record at `offset` is durable. An error once a commit's sync failed
+    /// and the record is not durable: it may never be, and what was derived from it must
+    /// be dropped (the process restarts from the log).
+    fn covers(&self, offset: u64) -> Result<bool, LogError>;
+    /// Waits up to `timeout` until the record at `offset` is durable: true once it is,
+    /// false when the time ran out first. An error as for `covers`.
+    fn wait_for(&self, offset: u64, timeout: Duration) -> Result<bool, LogError>;
+}
+
+impl DurableEnd {
+    pub fn new(watch: impl DurableWatch + 'static) -> DurableEnd {
+        DurableEnd(Arc::new(watch))
+    }
+
+    /// See [`DurableWatch::covers`].
+    pub fn covers(&self, offset: u64) -> Result<bool, LogError> {
+        self.0.covers(offset)
+    }
+
+    /// See [`DurableWatch::wait_for`].
+    pub fn wait_for(&self, offset: u64, timeout: Duration) -> Result<bool, LogError> {
+        self.0.wait_for(offset, timeout)
+    }
+}
+
 /// A handle that makes the records a reader could see durable ([`LogReader::durability`]),
 /// from any thread.
 #[derive(Clone)]

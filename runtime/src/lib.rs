@@ -14,6 +14,10 @@
 //! - **reader** (`reader.rs`): polls the requests [`requestlog::LogReader`] and decodes each record
 //!   with `engine::wire::decode_request`. A record that does not decode still goes on, as
 //!   an error the engine answers with `apply_undecodable`: never a crash, never a skip.
+//!   With [`RuntimeOptions::apply_before_durable`] on a log that allows it (embedded), the
+//!   reader is speculative: it sees a group commit while its fsync is in flight, and the
+//!   publisher and the snapshot thread hold what the engine derived until the log's
+//!   [`requestlog::DurableEnd`] covers it (a failed sync stops the runtime).
 //! - **engine** (`applier.rs`): owns the [`Engine`]; applies strictly in offset order, in
 //!   batches; does no I/O (its only waits are on channels: a slow publisher pushes back).
 //!   It hands copies of the state to the snapshot thread (`try_send`, never waiting) and,
@@ -139,6 +143,12 @@ pub struct RuntimeOptions {
     /// unanswered by the outcomes log for this long (`role.rs`; the driver calls
     /// [`RuntimeHandle::auto_promote`]). 0: off.
     pub auto_promote_after_ms: u64,
+    /// The engine applies a group commit of the requests log while its `fdatasync` is in
+    /// flight, where the log allows it (an embedded log: `OpenLog::open_speculative_reader`);
+    /// the publisher and the snapshot thread hold back whatever it derived until the
+    /// records are durable, and a failed sync stops the runtime. Saves the engine's share
+    /// of a write's latency; changes no outcome.
+    pub apply_before_durable: bool,
 }
 
 impl RuntimeOptions {
@@ -158,6 +168,7 @@ impl RuntimeOptions {
             idle_hash_every_ms: 1_000,
             standby_outcomes_max: 1_000_000,
             auto_promote_after_ms: 0,
+            apply_before_durable: false,
         }
     }
 
@@ -512,6 +523,15 @@ impl Parts {
             start_offset <= log_end_offset,
             "a loaded snapshot fits the log"
         );
+        // The snapshot fits the durable log (above); the engine may read further.
+        let durable = match options.apply_before_durable {
+            true => logs.requests.open_speculative_reader(),
+            false => None,
+        };
+        let durable = durable.map(|(speculative, durable)| {
+            reader = speculative;
+            durable
+        });
         if start_offset != reader.position() {
             reader
                 .seek(start_offset)
@@ -609,6 +629,7 @@ impl Parts {
                 },
                 &options,
                 append_retry_pause,
+                durable.clone(),
             ),
             snapshots: snapshots::SnapshotThread::new(
                 Arc::clone(&shared),
@@ -616,6 +637,7 @@ impl Parts {
                 jobs,
                 logs.requests.log_id(),
                 Arc::clone(&logs.outcomes),
+                durable,
             ),
             ticker: ticker::Ticker {
                 shared,

@@ -4,7 +4,7 @@
 //! the outcomes writer (in Kafka it is transactional, and opening it fences the primary).
 
 use crate::RuntimeError;
-use requestlog::{EmbeddedLog, KafkaLog, LogError, LogReader, LogWriter, MemoryLog};
+use requestlog::{DurableEnd, EmbeddedLog, KafkaLog, LogError, LogReader, LogWriter, MemoryLog};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,12 @@ pub trait OpenLog: Send + Sync {
     /// does not fsync its appends (`EmbeddedOptions::sync_appends`).
     fn make_durable(&self) -> Result<(), LogError> {
         Ok(())
+    }
+    /// A reader positioned at offset 0 that sees records before they are durable, and
+    /// what says when they are ([`EmbeddedLog::speculative_reader`]); `None` where the
+    /// log has no such reader.
+    fn open_speculative_reader(&self) -> Option<(Box<dyn LogReader>, DurableEnd)> {
+        None
     }
 }
 
@@ -39,6 +45,11 @@ impl OpenLog for EmbeddedLog {
 
     fn make_durable(&self) -> Result<(), LogError> {
         self.sync()
+    }
+
+    fn open_speculative_reader(&self) -> Option<(Box<dyn LogReader>, DurableEnd)> {
+        let (reader, durable) = self.speculative_reader();
+        Some((Box::new(reader), durable))
     }
 }
 
@@ -87,6 +98,10 @@ impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
 
     fn make_durable(&self) -> Result<(), LogError> {
         (**self).make_durable()
+    }
+
+    fn open_speculative_reader(&self) -> Option<(Box<dyn LogReader>, DurableEnd)> {
+        (**self).open_speculative_reader()
     }
 }
 

@@ -95,6 +95,12 @@ pub(crate) struct Publisher {
     append_retry_pause: Duration,
     /// The role machine's decision at start, until the first step carries it out.
     start_actions: Option<Vec<Action>>,
+    /// When the engine applies records before they are durable
+    /// (`RuntimeOptions::apply_before_durable`): no outcome is handled (published,
+    /// retained, or shown to the role machine) before its record is durable.
+    durable: Option<requestlog::DurableEnd>,
+    /// A batch waiting for its records to be durable.
+    held: Option<Vec<Outcome>>,
 }
 
 impl Publisher {
@@ -105,6 +111,7 @@ impl Publisher {
         start: PublisherStart,
         options: &RuntimeOptions,
         append_retry_pause: Duration,
+        durable: Option<requestlog::DurableEnd>,
     ) -> Publisher {
         let PublisherStart {
             published_at_start,
@@ -132,6 +139,8 @@ impl Publisher {
             },
             append_retry_pause,
             start_actions: Some(start_actions),
+            durable,
+            held: None,
         }
     }
 
@@ -142,7 +151,20 @@ impl Publisher {
             shared: &shared,
             thread: "publisher",
         };
-        while self.step(ROLE_CHECK) != Progress::Stopped {}
+        loop {
+            match self.step(ROLE_CHECK) {
+                Progress::Stopped => return,
+                // Waits for the held batch's records to be durable (a failure is the next
+                // step's to report).
+                Progress::Blocked => {
+                    let durable = self.durable.as_ref().expect("blocked on durability");
+                    let held = self.held.as_ref().expect("blocked on a held batch");
+                    let last = held.last().expect("a held batch is not empty").offset;
+                    let _ = durable.wait_for(last, ROLE_CHECK);
+                }
+                Progress::Worked | Progress::Idle => {}
+            }
+        }
     }
 
     /// Handles one batch of outcomes (waiting up to `wait` for it), with whatever else is
@@ -163,19 +185,35 @@ impl Publisher {
             self.carry_out(actions)?;
             return Ok(Progress::Worked);
         }
-        let first = match self.outcomes.recv_timeout(wait) {
-            Ok(applied) => applied,
-            Err(RecvTimeoutError::Timeout) => return Ok(Progress::Idle),
-            // The engine stopped and everything it applied has been handled.
-            Err(RecvTimeoutError::Disconnected) => return Ok(Progress::Stopped),
+        let batch = match self.held.take() {
+            Some(batch) => batch,
+            None => {
+                let first = match self.outcomes.recv_timeout(wait) {
+                    Ok(applied) => applied,
+                    Err(RecvTimeoutError::Timeout) => return Ok(Progress::Idle),
+                    // The engine stopped and everything it applied has been handled.
+                    Err(RecvTimeoutError::Disconnected) => return Ok(Progress::Stopped),
+                };
+                // Whatever else is already waiting joins this append (group commit).
+                let mut batch = Vec::with_capacity(first.outcomes.len());
+                self.name(first, &mut batch);
+                while batch.len() < self.publish_records_max {
+                    match self.outcomes.try_recv() {
+                        Ok(more) => self.name(more, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+                batch
+            }
         };
-        // Whatever else is already waiting joins this append (group commit).
-        let mut batch = Vec::with_capacity(first.outcomes.len());
-        self.name(first, &mut batch);
-        while batch.len() < self.publish_records_max {
-            match self.outcomes.try_recv() {
-                Ok(more) => self.name(more, &mut batch),
-                Err(_) => break,
+        if let (Some(durable), Some(last)) = (&self.durable, batch.last()) {
+            // Records are durable in offset order: the last one's durability is the batch's.
+            if !durable
+                .covers(last.offset)
+                .map_err(RuntimeError::RequestsLog)?
+            {
+                self.held = Some(batch);
+                return Ok(Progress::Blocked);
             }
         }
         self.handle(batch)?;

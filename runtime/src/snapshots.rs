@@ -42,6 +42,9 @@ pub(crate) struct SnapshotThread {
     /// Made durable before a snapshot claims its outcomes (an embedded outcomes log does
     /// not fsync its appends).
     outcomes: Arc<dyn OpenLog>,
+    /// When the engine applies records before they are durable
+    /// (`RuntimeOptions::apply_before_durable`): a snapshot waits until they are.
+    durable: Option<requestlog::DurableEnd>,
     waiting: Option<Waiting>,
     /// The last encoded state's bytes, cleared and encoded into again: keeps its pages
     /// (a state of hundreds of megabytes, encoded every few seconds under load; fresh
@@ -56,6 +59,7 @@ impl SnapshotThread {
         jobs: Receiver<Job>,
         log_id: String,
         outcomes: Arc<dyn OpenLog>,
+        durable: Option<requestlog::DurableEnd>,
     ) -> SnapshotThread {
         SnapshotThread {
             shared,
@@ -63,6 +67,7 @@ impl SnapshotThread {
             jobs,
             log_id,
             outcomes,
+            durable,
             waiting: None,
             spare: Vec::new(),
         }
@@ -148,9 +153,14 @@ impl SnapshotThread {
 
     /// A snapshot must never cover an outcome that is not in the outcomes log: a restart
     /// from it would never publish that outcome. A standby publishes nothing and waits for
-    /// nothing.
+    /// nothing but its records' durability (a snapshot past the durable log would not fit
+    /// it after a crash; a failed sync stops the runtime, so this waits for ever then).
     fn published(&self, status: &crate::EngineStatus, offset: u64) -> bool {
-        self.shared.publishes_nothing() || status.published_offset >= Some(offset)
+        let durable = self
+            .durable
+            .as_ref()
+            .is_none_or(|durable| durable.covers(offset).unwrap_or(false));
+        durable && (self.shared.publishes_nothing() || status.published_offset >= Some(offset))
     }
 
     fn write(&mut self, snapshot: &Snapshot, pause_us: u64, encode_ms: u64) {

@@ -985,3 +985,126 @@ fn event_spec(rows: u32, seats_per_row: u32, hold_ttl_ms: u64) -> EventSpec {
         }],
     }
 }
+
+/// A requests log whose durable end the test moves by hand, read by a speculative reader
+/// (`RuntimeOptions::apply_before_durable`): the engine applies what the log holds at once.
+struct EarlyLog {
+    log: MemoryLog,
+    /// The first offset that is not durable, or why the sync failed.
+    durable_end: Arc<std::sync::Mutex<Result<u64, String>>>,
+}
+
+struct Watermark(Arc<std::sync::Mutex<Result<u64, String>>>);
+
+impl requestlog::DurableWatch for Watermark {
+    fn covers(&self, offset: u64) -> Result<bool, requestlog::LogError> {
+        match &*self.0.lock().unwrap() {
+            Ok(end) => Ok(offset < *end),
+            Err(reason) => Err(requestlog::LogError::Journal(reason.clone())),
+        }
+    }
+
+    fn wait_for(&self, offset: u64, _timeout: Duration) -> Result<bool, requestlog::LogError> {
+        self.covers(offset)
+    }
+}
+
+impl runtime::OpenLog for EarlyLog {
+    fn open_reader(&self) -> Result<Box<dyn LogReader>, requestlog::LogError> {
+        Ok(Box::new(self.log.reader()))
+    }
+
+    fn open_writer(&self) -> Result<Arc<dyn LogWriter>, requestlog::LogError> {
+        Ok(Arc::new(self.log.writer()))
+    }
+
+    fn log_id(&self) -> String {
+        self.log.log_id()
+    }
+
+    fn open_speculative_reader(&self) -> Option<(Box<dyn LogReader>, requestlog::DurableEnd)> {
+        let durable = requestlog::DurableEnd::new(Watermark(Arc::clone(&self.durable_end)));
+        Some((Box::new(self.log.reader()), durable))
+    }
+}
+
+/// The request offsets whose outcome's last frame is in the outcomes log.
+fn published_offsets(outcomes: &MemoryLog) -> Vec<u64> {
+    let mut reader = outcomes.reader();
+    let records = reader.poll(1_000, Duration::ZERO).unwrap();
+    records
+        .iter()
+        .map(|record| engine::wire::frame_header(&record.payload).unwrap())
+        .filter(|header| header.is_last())
+        .map(|header| header.offset)
+        .collect()
+}
+
+/// Every component stepped until none works.
+fn settle(replica: &mut SteppedRuntime) {
+    for _ in 0..100 {
+        let worked = [Component::Reader, Component::Engine, Component::Publisher]
+            .into_iter()
+            .filter(|&component| replica.step(component, START_MS) == runtime::Progress::Worked)
+            .count();
+        if worked == 0 {
+            return;
+        }
+    }
+    panic!("the runtime never settled");
+}
+
+/// With the engine applying records before they are durable, no outcome reaches the
+/// outcomes log before its record is durable (a batch waits for its last record), and a
+/// sync that fails stops the runtime with nothing derived from the lost records published.
+#[test]
+fn an_engine_applying_before_durable_publishes_only_what_is_durable_and_stops_on_a_failed_sync() {
+    for sync_fails in [false, true] {
+        let requests = MemoryLog::new("memory:requests", FaultPlan::NONE, 1);
+        let outcomes = MemoryLog::fencing("memory:outcomes", FaultPlan::NONE, 1);
+        let durable_end = Arc::new(std::sync::Mutex::new(Ok(0)));
+        let early = EarlyLog {
+            log: requests.clone(),
+            durable_end: Arc::clone(&durable_end),
+        };
+        let mut options = RuntimeOptions::new(EngineConfig::default());
+        options.apply_before_durable = true;
+        let logs = Logs {
+            requests: Arc::new(early),
+            outcomes: Arc::new(outcomes.clone()),
+        };
+        let store = Box::new(MemoryStore::new(1));
+        let mut replica = SteppedRuntime::start(options, logs, store, START_MS).unwrap();
+        let tick = engine::wire::encode_request(&Request::new(Command::Tick));
+        requests.writer().append(vec![tick; 3]).unwrap();
+
+        settle(&mut replica);
+        assert_eq!(
+            replica.handle().status().applied_offset,
+            Some(2),
+            "applied at once"
+        );
+        assert_eq!(published_offsets(&outcomes), Vec::<u64>::new());
+        // Two of the three durable: the batch still waits for its last.
+        *durable_end.lock().unwrap() = Ok(2);
+        settle(&mut replica);
+        assert_eq!(published_offsets(&outcomes), Vec::<u64>::new());
+
+        if sync_fails {
+            *durable_end.lock().unwrap() = Err("the disk is gone".to_string());
+            replica.step(Component::Publisher, START_MS);
+            let failure = replica
+                .handle()
+                .status()
+                .failure
+                .expect("the runtime failed");
+            assert!(failure.contains("the disk is gone"), "{failure}");
+            assert_eq!(published_offsets(&outcomes), Vec::<u64>::new());
+        } else {
+            *durable_end.lock().unwrap() = Ok(3);
+            settle(&mut replica);
+            assert_eq!(published_offsets(&outcomes), vec![0, 1, 2]);
+            assert_eq!(replica.handle().status().published_offset, Some(2));
+        }
+    }
+}
