@@ -264,7 +264,9 @@ struct Claims<'a> {
 /// reference-counted clone per call).
 pub struct Tokens {
     key: EncodingKey,
-    cache: Mutex<HashMap<String, HeaderValue>>,
+    /// foldhash, not SipHash: the look-up of one of 200,000 users' tokens per call was
+    /// 5% of the load generator's CPU (BENCHMARKS.md, session 36), and these keys are ours.
+    cache: Mutex<HashMap<String, HeaderValue, foldhash::fast::FixedState>>,
 }
 
 /// Tokens stay valid this long (a run is bounded to an hour).
@@ -274,7 +276,7 @@ impl Tokens {
     pub fn new(secret: &str) -> Tokens {
         Tokens {
             key: EncodingKey::from_secret(secret.as_bytes()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(HashMap::default()),
         }
     }
 
