@@ -264,8 +264,12 @@ struct Claims<'a> {
 /// reference-counted clone per call).
 pub struct Tokens {
     key: EncodingKey,
-    /// foldhash, not SipHash: the look-up of one of 200,000 users' tokens per call was
-    /// 5% of the load generator's CPU (BENCHMARKS.md, session 36), and these keys are ours.
+    /// The numbered users' tokens ([`Tokens::mint_numbered`]): `<prefix><n>`'s at `n - 1`,
+    /// found without a lock or a look-up of the name. The look-up of one of 200,000 names
+    /// in the map below was 5-6% of the load generator's CPU under the hold + confirm
+    /// load (cache misses on the table, the name and the value; BENCHMARKS.md, session 36).
+    numbered: std::sync::OnceLock<(String, Vec<HeaderValue>)>,
+    /// Every other user's, minted on first use.
     cache: Mutex<HashMap<String, HeaderValue, foldhash::fast::FixedState>>,
 }
 
@@ -276,8 +280,33 @@ impl Tokens {
     pub fn new(secret: &str) -> Tokens {
         Tokens {
             key: EncodingKey::from_secret(secret.as_bytes()),
+            numbered: std::sync::OnceLock::new(),
             cache: Mutex::new(HashMap::default()),
         }
+    }
+
+    /// Mints the tokens of the users `<prefix>1` to `<prefix><count>` now (a scenario's
+    /// users), kept by number. Once per `Tokens`; a second call mints into the map.
+    pub fn mint_numbered(&self, prefix: &str, count: u64) {
+        if self.numbered.get().is_some() {
+            return self.mint((1..=count).map(|number| format!("{prefix}{number}")));
+        }
+        let tokens = (1..=count)
+            .map(|number| self.mint_one(&format!("{prefix}{number}")))
+            .collect();
+        let _ = self.numbered.set((prefix.to_string(), tokens));
+    }
+
+    /// A numbered user's token, if `user` is one.
+    fn numbered(&self, user: &str) -> Option<HeaderValue> {
+        let (prefix, tokens) = self.numbered.get()?;
+        let digits = user.strip_prefix(prefix.as_str())?;
+        // `<prefix>01` is not user 1: only the canonical spelling is numbered.
+        if digits.starts_with('0') || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        let number: usize = digits.parse().ok()?;
+        tokens.get(number.checked_sub(1)?).cloned()
     }
 
     /// Mints and caches the tokens of `users` now (those not cached yet), so that a run
@@ -291,6 +320,9 @@ impl Tokens {
 
     /// `Bearer <token>` for `user`, minted on first use.
     pub fn authorization(&self, user: &str) -> HeaderValue {
+        if let Some(authorization) = self.numbered(user) {
+            return authorization;
+        }
         let mut cache = self
             .cache
             .lock()
@@ -298,6 +330,13 @@ impl Tokens {
         if let Some(authorization) = cache.get(user) {
             return authorization.clone();
         }
+        let authorization = self.mint_one(user);
+        cache.insert(user.to_string(), authorization.clone());
+        authorization
+    }
+
+    /// A fresh token for `user`, as its `Authorization` header.
+    fn mint_one(&self, user: &str) -> HeaderValue {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -309,9 +348,7 @@ impl Tokens {
         };
         let token = jsonwebtoken::encode(&Header::default(), &claims, &self.key)
             .expect("HS256 signing cannot fail");
-        let authorization = bearer(&token).expect("a JWT is printable ASCII");
-        cache.insert(user.to_string(), authorization.clone());
-        authorization
+        bearer(&token).expect("a JWT is printable ASCII")
     }
 }
 
@@ -490,8 +527,10 @@ impl Client {
     }
 
     /// Mints the user tokens of `users` ahead of a run ([`Tokens::mint`]).
-    pub fn mint_user_tokens(&self, users: impl IntoIterator<Item = String>) {
-        self.tokens.mint(users);
+    /// Mints the tokens of the users `<prefix>1` to `<prefix><count>` ahead of a run
+    /// ([`Tokens::mint_numbered`]).
+    pub fn mint_numbered_user_tokens(&self, prefix: &str, count: u64) {
+        self.tokens.mint_numbered(prefix, count);
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -709,6 +748,47 @@ mod tests {
             user,
             "one token per user"
         );
+    }
+
+    /// The token a user's `sub` names, as the server reads it (signature not checked).
+    fn subject(authorization: &HeaderValue) -> String {
+        let token = authorization
+            .to_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.insecure_disable_signature_validation();
+        let claims = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(b""),
+            &validation,
+        )
+        .unwrap()
+        .claims;
+        claims["sub"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn numbered_users_get_their_own_minted_token_and_other_names_one_on_first_use() {
+        let tokens = Tokens::new("secret");
+        tokens.mint_numbered("buyer-", 12);
+        for user in ["buyer-1", "buyer-7", "buyer-12"] {
+            let token = tokens.authorization(user);
+            assert_eq!(subject(&token), user);
+            assert_eq!(tokens.authorization(user), token, "the one minted ahead");
+        }
+        // Past the count, spelt otherwise, or of another prefix: minted on first use.
+        for user in [
+            "buyer-13", "buyer-0", "buyer-07", "buyer-", "buyer-1x", "seller-1", "b",
+        ] {
+            let token = tokens.authorization(user);
+            assert_eq!(subject(&token), user);
+            assert_eq!(tokens.authorization(user), token, "kept once minted");
+        }
+        // A second numbered set mints into the map.
+        tokens.mint_numbered("fan-", 2);
+        assert_eq!(subject(&tokens.authorization("fan-2")), "fan-2");
     }
 
     #[test]

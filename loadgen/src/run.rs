@@ -377,7 +377,7 @@ pub async fn run_scenario(
     };
     if scenario.users.count <= USERS_TOKENS_MINTED_AHEAD_MAX {
         let users = &scenario.users;
-        client.mint_user_tokens((1..=users.count).map(|number| users.name(number)));
+        client.mint_numbered_user_tokens(&users.prefix, users.count);
     }
     let layouts = setup(
         &client,
