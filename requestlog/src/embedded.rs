@@ -252,7 +252,14 @@ fn covers(published: &Published, offset: u64) -> Result<bool, LogError> {
 struct Shared {
     db: DB,
     published: Mutex<Published>,
+    /// Signalled when `end_offset` moves (and on failure or close): what plain readers
+    /// and [`DurableEnd`]s wait for.
     published_changed: Condvar,
+    /// Signalled when `written_offset` moves (and on failure or close): what speculative
+    /// readers wait for. Apart, so that neither kind wakes for the other's news: a journaled
+    /// commit moves the two at its write and at its sync, each a futex wake-up and a
+    /// thread switch for every waiter told.
+    written_changed: Condvar,
     /// The newest group commits, oldest first, every one written (readers never look past
     /// `end_offset`, or a speculative one past `written_offset`).
     tail: Mutex<TailCache>,
@@ -437,6 +444,7 @@ impl EmbeddedLog {
                 failed: None,
             }),
             published_changed: Condvar::new(),
+            written_changed: Condvar::new(),
             tail: Mutex::new(TailCache {
                 records_max: options.tail_cache_records_max,
                 bytes_max: options.tail_cache_bytes_max,
@@ -1065,6 +1073,7 @@ impl WriterThread {
         let core = lock_core(&self.core);
         core.shared.lock_published().closed = true;
         core.shared.published_changed.notify_all();
+        core.shared.written_changed.notify_all();
         tracing::debug!(end_offset = core.next_offset, "embedded log writer stopped");
     }
 
@@ -1218,7 +1227,7 @@ impl WriterCore {
         if sync_follows {
             // Speculative readers (the engine) start on the batch while it syncs.
             self.shared.lock_published().written_offset = offset;
-            self.shared.published_changed.notify_all();
+            self.shared.written_changed.notify_all();
             #[cfg(test)]
             let before_sync = self.before_sync.as_mut().map_or(Ok(()), |hook| hook());
             #[cfg(not(test))]
@@ -1252,6 +1261,10 @@ impl WriterCore {
             published.written_offset = offset;
         }
         self.shared.published_changed.notify_all();
+        if !sync_follows {
+            // Written and durable at once: speculative readers learn it now.
+            self.shared.written_changed.notify_all();
+        }
 
         let mut offset = first_offset;
         for (reply, count) in replies.into_iter().zip(counts) {
@@ -1275,6 +1288,7 @@ impl WriterCore {
         tracing::error!(%error, first_offset, "embedded log write failed; refusing further appends");
         self.shared.lock_published().failed = Some(error.to_string());
         self.shared.published_changed.notify_all();
+        self.shared.written_changed.notify_all();
         for request in batch {
             request.reply.send(Err(failure.error()));
         }
@@ -1322,9 +1336,11 @@ impl EmbeddedReader {
             if remaining.is_zero() {
                 return Ok(None);
             }
-            published = self
-                .shared
-                .published_changed
+            let changed = match self.speculative {
+                true => &self.shared.written_changed,
+                false => &self.shared.published_changed,
+            };
+            published = changed
                 .wait_timeout(published, remaining)
                 .expect("published state poisoned: the writer thread panicked")
                 .0;
