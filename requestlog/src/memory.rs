@@ -17,13 +17,19 @@
 //!   watermark), always as a prefix: a reader never sees a gap.
 //! - **Crash**: [`MemoryLog::crash`] drops every record that is not durable.
 //!
+//! A speculative reader ([`MemoryLog::speculative_reader`], as the embedded log's) sees every
+//! written record, durable or not (here: the records of a failed fsync, until the crash
+//! drops them), with a [`DurableEnd`] that fails for them: the runtime that read them must
+//! stop, never publish from them, and never read on past them into offsets that a restarted
+//! log gives to other records.
+//!
 //! Nothing here blocks or sleeps: `poll` returns what is visible at once whatever its
 //! timeout, because the simulator that drives it is single-threaded and nothing could
 //! arrive while it waited. Time is an input too ([`MemoryLog::set_now_ms`]): records are
 //! stamped with the simulator's virtual clock, made non-decreasing like the embedded log's.
 //! Clones share one log.
 
-use crate::{Appended, LogError, LogReader, LogRecord, LogWriter};
+use crate::{Appended, DurableEnd, DurableWatch, LogError, LogReader, LogRecord, LogWriter};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -97,6 +103,8 @@ struct Inner {
     fencing: bool,
     /// An fsync failed: appends are refused until the next crash (restart).
     broken: bool,
+    /// How many times the log crashed (restarted).
+    crashes: u64,
     faults: FaultPlan,
     random: SplitMix64,
     counts: FaultCounts,
@@ -119,6 +127,7 @@ impl MemoryLog {
                 writer_epoch: 0,
                 fencing: false,
                 broken: false,
+                crashes: 0,
                 faults,
                 random: SplitMix64(seed),
                 counts: FaultCounts::default(),
@@ -159,7 +168,24 @@ impl MemoryLog {
         MemoryReader {
             log: self.clone(),
             position: 0,
+            speculative: None,
         }
+    }
+
+    /// A reader at offset 0 that sees every written record, durable or not, and what says
+    /// which are durable (see the module's documentation).
+    pub fn speculative_reader(&self) -> (MemoryReader, DurableEnd) {
+        let early = Arc::new(Mutex::new(None));
+        let reader = MemoryReader {
+            log: self.clone(),
+            position: 0,
+            speculative: Some(Arc::clone(&early)),
+        };
+        let durable = DurableEnd::new(MemoryDurableEnd {
+            log: self.clone(),
+            early,
+        });
+        (reader, durable)
     }
 
     /// The virtual clock: records appended from now on are stamped with at least `now_ms`.
@@ -195,6 +221,7 @@ impl MemoryLog {
     pub fn crash(&self) {
         let mut inner = self.lock();
         inner.broken = false;
+        inner.crashes += 1;
         let durable_end = inner.durable_end as usize;
         let lost = inner.records.len() - durable_end;
         inner.counts.records_lost_in_crashes += lost as u64;
@@ -319,15 +346,62 @@ impl LogWriter for MemoryWriter {
     }
 }
 
-/// A reader of a [`MemoryLog`]: sees the visible prefix only.
+/// A reader of a [`MemoryLog`]: sees the visible prefix only, or, speculative, every
+/// written record.
 pub struct MemoryReader {
     log: MemoryLog,
     position: u64,
+    /// Shared with its [`DurableEnd`]: the first record read before it was durable, and how
+    /// many times the log had crashed then.
+    speculative: Option<Arc<Mutex<Option<EarlyRead>>>>,
+}
+
+/// The first record a speculative reader read before it was durable.
+#[derive(Clone, Copy)]
+struct EarlyRead {
+    offset: u64,
+    crashes: u64,
+}
+
+/// Records read early that the log may never keep: its fsync failed (it is broken) or it
+/// crashed since (they are gone, and their offsets go to other records).
+fn lost_early(early: Option<EarlyRead>, inner: &Inner) -> Option<u64> {
+    early
+        .filter(|early| inner.broken || inner.crashes != early.crashes)
+        .map(|early| early.offset)
+}
+
+fn lost_error(offset: u64) -> LogError {
+    LogError::Journal(format!(
+        "the record at offset {offset} was read before it was durable, and its fsync failed (injected)"
+    ))
+}
+
+/// The [`DurableEnd`] of a speculative [`MemoryReader`].
+struct MemoryDurableEnd {
+    log: MemoryLog,
+    early: Arc<Mutex<Option<EarlyRead>>>,
+}
+
+impl DurableWatch for MemoryDurableEnd {
+    fn covers(&self, offset: u64) -> Result<bool, LogError> {
+        let inner = self.log.lock();
+        let early = *self.early.lock().expect("early reads poisoned");
+        match lost_early(early, &inner) {
+            Some(lost) if offset >= lost => Err(lost_error(lost)),
+            _ => Ok(offset < inner.durable_end),
+        }
+    }
+
+    /// Never waits (see the module's documentation).
+    fn wait_for(&self, offset: u64, _timeout: Duration) -> Result<bool, LogError> {
+        self.covers(offset)
+    }
 }
 
 impl LogReader for MemoryReader {
     fn seek(&mut self, offset: u64) -> Result<(), LogError> {
-        let visible_end = self.log.lock().visible_end;
+        let visible_end = self.end_offset()?;
         if offset > visible_end {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -342,9 +416,27 @@ impl LogReader for MemoryReader {
     /// Never waits (see the module's documentation).
     fn poll(&mut self, max_records: usize, _timeout: Duration) -> Result<Vec<LogRecord>, LogError> {
         let inner = self.log.lock();
-        let until = inner
-            .visible_end
-            .min(self.position.saturating_add(max_records as u64));
+        let visible_end = match &self.speculative {
+            None => inner.visible_end,
+            Some(early) => {
+                let mut early = early.lock().expect("early reads poisoned");
+                if let Some(lost) = lost_early(*early, &inner) {
+                    return Err(lost_error(lost));
+                }
+                let written = inner.records.len() as u64;
+                if early.is_none() && written > inner.durable_end && self.position < written {
+                    let offset = self.position.max(inner.durable_end);
+                    if offset < self.position.saturating_add(max_records as u64) {
+                        *early = Some(EarlyRead {
+                            offset,
+                            crashes: inner.crashes,
+                        });
+                    }
+                }
+                written
+            }
+        };
+        let until = visible_end.min(self.position.saturating_add(max_records as u64));
         let records: Vec<LogRecord> = (self.position..until)
             .map(|offset| inner.record(offset))
             .collect();
@@ -357,7 +449,11 @@ impl LogReader for MemoryReader {
     }
 
     fn end_offset(&self) -> Result<u64, LogError> {
-        Ok(self.log.lock().visible_end)
+        let inner = self.log.lock();
+        Ok(match self.speculative {
+            None => inner.visible_end,
+            Some(_) => inner.records.len() as u64,
+        })
     }
 }
 
@@ -432,6 +528,39 @@ mod tests {
         assert_eq!(appended[0].offset, 0);
         assert_eq!(log.visible_records().len(), 1);
         assert_eq!(log.fault_counts().records_lost_in_crashes, 2);
+    }
+
+    #[test]
+    fn a_speculative_reader_sees_a_failed_fsync_s_records_and_its_durable_end_fails_for_them() {
+        let log = MemoryLog::new("memory:test", FaultPlan::NONE, 1);
+        let writer = log.writer();
+        writer.append(payloads(2)).unwrap();
+        let (mut reader, durable) = log.speculative_reader();
+        assert_eq!(reader.poll(10, Duration::ZERO).unwrap().len(), 2);
+        assert!(durable.covers(1).unwrap() && !durable.covers(2).unwrap());
+        log.set_faults(FaultPlan {
+            fsync_failed_per_mille: 1000,
+            ..FaultPlan::NONE
+        });
+        assert!(writer.append(payloads(3)).is_err());
+        assert_eq!(reader.end_offset().unwrap(), 5, "written, not durable");
+        let early = reader.poll(10, Duration::ZERO).unwrap();
+        assert_eq!(early.iter().map(|r| r.offset).collect::<Vec<_>>(), [2, 3, 4]);
+        assert!(durable.covers(1).unwrap(), "the durable ones stay so");
+        assert!(durable.covers(2).unwrap_err().to_string().contains("injected"));
+        // The log restarts without them and gives their offsets to other records: the
+        // reader does not read on, and its durable end still fails for them.
+        log.set_faults(FaultPlan::NONE);
+        log.crash();
+        writer.append(payloads(4)).unwrap();
+        assert!(durable.covers(2).is_err());
+        assert!(reader.poll(10, Duration::ZERO).is_err());
+        // A reader that read nothing early is not concerned by a crash.
+        let (mut fresh, fresh_durable) = log.speculative_reader();
+        assert_eq!(fresh.poll(10, Duration::ZERO).unwrap().len(), 6);
+        log.crash();
+        assert!(fresh_durable.covers(5).unwrap());
+        assert!(fresh.poll(10, Duration::ZERO).unwrap().is_empty());
     }
 
     #[test]

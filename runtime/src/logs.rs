@@ -81,6 +81,11 @@ impl OpenLog for MemoryLog {
     fn log_id(&self) -> String {
         MemoryLog::log_id(self)
     }
+
+    fn open_speculative_reader(&self) -> Option<(Box<dyn LogReader>, DurableEnd)> {
+        let (reader, durable) = self.speculative_reader();
+        Some((Box::new(reader), durable))
+    }
 }
 
 impl<T: OpenLog + ?Sized> OpenLog for Arc<T> {
