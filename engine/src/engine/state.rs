@@ -217,15 +217,16 @@ impl<'de> Deserialize<'de> for Event {
             spec: decoded.spec,
             canceled: decoded.canceled,
             layout: decoded.layout,
-            ledger: SeatLedger {
-                categories: decoded.categories,
-                seats: decoded.seats,
-                row_free: decoded.row_free,
-                row_open_run: decoded.row_open_run,
-                pools: decoded.pools,
-                hold_slots: decoded.hold_slots,
-                free_hold_slots: decoded.free_hold_slots,
-            },
+            // The ledger's derived bits are rebuilt from its seats.
+            ledger: SeatLedger::of_parts(
+                decoded.categories,
+                decoded.seats,
+                decoded.row_free,
+                decoded.row_open_run,
+                decoded.pools,
+                decoded.hold_slots,
+                decoded.free_hold_slots,
+            ),
             waitlist: WaitQueues {
                 queues: decoded.queues,
                 waiting: decoded.waiting,
