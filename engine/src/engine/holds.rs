@@ -14,15 +14,16 @@ impl Engine {
         self.state.usage.add(event, user, delta);
     }
 
-    /// Checks a request's size against the per-order and per-user limits.
-    /// `user` is the requester's id when it has one (a user never seen has no usage).
+    /// Checks a request's size against the per-order and per-user limits of `event` (of
+    /// id `event_id`). `user` is the requester's id when it has one (a user never seen has
+    /// no usage). Perf: the caller's event, not looked up again by id.
     pub(super) fn check_quantity(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         quantity: u32,
     ) -> Result<(), Rejection> {
-        let event = self.known_event(event_id);
         if quantity == 0 {
             return Err(invalid("quantity must be at least 1"));
         }
@@ -74,15 +75,15 @@ impl Engine {
                 return self.enter_draw(user, event_id, quantity, category, together, true);
             }
         }
-        self.open_event(event_id)?;
+        // Perf: the event is looked up once for every check and the search.
+        let event = self.open_event(event_id)?;
         let items = match selection {
-            Selection::Seats(labels) => self.pick_labels(event_id, known, labels)?,
-            Selection::SeatIndices(seats) => self.pick_exact(event_id, known, seats)?,
+            Selection::Seats(labels) => self.pick_labels(event, event_id, known, labels)?,
+            Selection::SeatIndices(seats) => self.pick_exact(event, event_id, known, seats)?,
             Selection::Best { .. } | Selection::BestIndexed { .. } => {
                 let (quantity, category, together) = selection.best().expect("best available");
-                let category = self.resolve_category(event_id, category)?;
-                self.check_quantity(event_id, known, quantity)?;
-                let event = self.known_event(event_id);
+                let category = Self::resolve_category(event, category)?;
+                self.check_quantity(event, event_id, known, quantity)?;
                 let allowed = Self::allowed_for_newcomers(event);
                 let found = crate::allocate::find(event, quantity, category, together, &allowed);
                 match found {
@@ -167,11 +168,9 @@ impl Engine {
     /// A command's category as the event's index: by name or checked by index, the same
     /// answer for the same category, and `NotFound::Category` for one the event lacks.
     pub(super) fn resolve_category(
-        &self,
-        event_id: EventId,
+        event: &Event,
         category: Option<CategoryRef<'_>>,
     ) -> Result<Option<u16>, Rejection> {
-        let event = self.known_event(event_id);
         let index = match category {
             None => return Ok(None),
             Some(CategoryRef::Name(name)) => event.category_index(name),
@@ -185,11 +184,11 @@ impl Engine {
     /// Exact seats by label: resolved to indices, then [`Engine::pick_exact`].
     pub(super) fn pick_labels(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         labels: &[String],
     ) -> Result<Items, Rejection> {
-        let event = self.known_event(event_id);
         self.check_order_size(event, labels.len())?;
         let mut seats = Vec::with_capacity(labels.len());
         let mut unknown = Vec::new();
@@ -202,7 +201,7 @@ impl Engine {
         if !unknown.is_empty() {
             return Err(Rejection::UnknownSeats { seats: unknown });
         }
-        self.pick_exact(event_id, user, &seats)
+        self.pick_exact(event, event_id, user, &seats)
     }
 
     /// The order-size cap, checked before anything is done per seat.
@@ -216,14 +215,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Exact seats by index: every seat known, none twice, within the limits, all free.
+    /// Exact seats by index of `event` (of id `event_id`): every seat known, none twice,
+    /// within the limits, all free.
     pub(super) fn pick_exact(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         seats: &[u32],
     ) -> Result<Items, Rejection> {
-        let event = self.known_event(event_id);
         self.check_order_size(event, seats.len())?;
         let seat_count = event.layout.seat_count;
         if seats.iter().any(|&seat| seat >= seat_count) {
@@ -247,7 +247,7 @@ impl Engine {
         if repeated {
             return Err(invalid("a seat is requested twice"));
         }
-        self.check_quantity(event_id, user, seats.len() as u32)?;
+        self.check_quantity(event, event_id, user, seats.len() as u32)?;
         let taken: Vec<u32> = seats
             .iter()
             .copied()

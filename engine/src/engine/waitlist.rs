@@ -29,10 +29,9 @@ impl Engine {
         if self.in_arrival_window(event_id) {
             return self.enter_draw(user, event_id, quantity, category, together, false);
         }
-        self.open_event(event_id)?;
-        let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, self.who_id(user), quantity)?;
-        let event = self.known_event(event_id);
+        let event = self.open_event(event_id)?;
+        let category = Self::resolve_category(event, category)?;
+        self.check_quantity(event, event_id, self.who_id(user), quantity)?;
         if event.waitlist.waiting == 0 {
             // Nobody waits ahead: the new waiter is the first `serve_waitlist` looks at,
             // with every category allowed. Perf: when seats are free for it, it is offered
