@@ -113,11 +113,13 @@ fn find_seats(
     let row_free = &event.ledger.row_free[..rows.end];
     let bits = &event.ledger.bits;
     let mut stranding = None;
-    let mut scattered = Gathered::new(if together { 0 } else { quantity as usize });
-    let scattering = !together;
+    // Perf: nothing to gather (nor to set up) for `together`.
+    let mut scattered = (!together).then(|| Gathered::new(quantity as usize));
     let mut next = rows.start;
     loop {
-        let gathering = scattering && scattered.len() < quantity as usize;
+        let gathering = scattered
+            .as_ref()
+            .is_some_and(|scattered| scattered.len() < quantity as usize);
         let enough = if gathering { 1 } else { quantity };
         let found = if SeatBits::keeps(enough) {
             bits.next_row_with(next, rows.end, enough)
@@ -150,6 +152,7 @@ fn find_seats(
                 }
             }
             if gathering {
+                let scattered = scattered.as_mut().expect("gathering");
                 let mut rest = free_bits;
                 while rest != 0 && scattered.len() < quantity as usize {
                     scattered.push(row.first_seat + rest.trailing_zeros());
@@ -174,6 +177,7 @@ fn find_seats(
         // clean run (nearly every request) gathers nothing; the seats gathered, row after
         // row, are the same.
         if gathering {
+            let scattered = scattered.as_mut().expect("gathering");
             for (offset, &state) in states.iter().enumerate() {
                 if state == FREE {
                     scattered.push(row.first_seat + offset as u32);
@@ -187,8 +191,9 @@ fn find_seats(
     if let Some(start) = stranding {
         return Some(run_of(event, start, quantity));
     }
-    (scattering && scattered.len() == quantity as usize)
-        .then(|| Items::Seats(scattered.as_slice().into()))
+    scattered
+        .filter(|scattered| scattered.len() == quantity as usize)
+        .map(|scattered| Items::Seats(scattered.as_slice().into()))
 }
 
 /// The scattered seats gathered while looking for a run: on the stack for an order of up
@@ -284,8 +289,7 @@ fn row_states<'a>(
 }
 
 fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
-    // Perf: collected straight into the shared list (one allocation, the length known).
-    let seats: crate::outcome::SeatList = (start..start + quantity).collect();
+    let seats = crate::outcome::SeatList::run(start, quantity);
     debug_assert!(seats
         .iter()
         .all(|&seat| event.ledger.seats[seat as usize] == FREE));
