@@ -6,10 +6,13 @@ use super::*;
 impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
+    #[inline]
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
         self.state.usage.get(event, user)
     }
 
+    /// Perf: always inlined, like the move it makes (`Usage::add`).
+    #[inline(always)]
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
         self.state.usage.add(event, user, delta);
     }
