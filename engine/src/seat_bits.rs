@@ -81,6 +81,12 @@ impl SeatBits {
         }
     }
 
+    /// Whether seat `s` is free (it must be one of the ledger's seats).
+    #[inline]
+    pub(crate) fn is_free(&self, seat: u32) -> bool {
+        self.free[seat as usize / 64] >> (seat % 64) & 1 == 1
+    }
+
     /// A free seat of `row` was taken (held): the row has `free` free seats now.
     #[inline]
     pub(crate) fn taken(&mut self, seat: u32, row: usize, free: u32) {

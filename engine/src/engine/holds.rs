@@ -261,14 +261,23 @@ impl Engine {
             return Err(invalid("a seat is requested twice"));
         }
         self.check_quantity(event, event_id, user, seats.len() as u32)?;
-        let taken: Vec<u32> = seats
-            .iter()
-            .copied()
-            .filter(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE)
-            .collect();
-        if !taken.is_empty() {
+        // Perf: a bit per seat (`seat_bits`), not a seat word through its chunk; the
+        // taken seats are listed only for a refusal.
+        let bits = &event.ledger.bits;
+        if !seats.iter().all(|&seat| bits.is_free(seat)) {
+            let taken: Vec<u32> = seats
+                .iter()
+                .copied()
+                .filter(|&seat| !bits.is_free(seat))
+                .collect();
+            debug_assert!(taken
+                .iter()
+                .all(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE));
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
+        debug_assert!(seats
+            .iter()
+            .all(|&seat| event.ledger.seats[seat as usize] == SEAT_FREE));
         Ok(Items::Seats(seats.into()))
     }
 
