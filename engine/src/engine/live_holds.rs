@@ -246,7 +246,9 @@ impl LiveHolds {
         Some(hold)
     }
 
-    /// Drops the window's ended ends.
+    /// Drops the window's ended ends. Perf: always inlined (nearly every expiry ends the
+    /// window's first hold; the call was a third of the trim).
+    #[inline(always)]
     fn trim(&mut self) {
         // Holds mostly end oldest first (by expiry), so nearly always at the front. Perf:
         // `get` is the range check (no length computed per step).
