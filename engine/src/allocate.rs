@@ -19,6 +19,7 @@
 use crate::engine::{is_booked, Category, Event, SeatState, FREE, SEAT_CHUNK};
 use crate::layout::{Layout, Row};
 use crate::outcome::Items;
+use crate::seat_bits::{SeatBits, ROW_BITS_MAX};
 use crate::snapshot::CowVec;
 
 /// What `quantity` seats or places of `category` (any when `None`) would be granted now,
@@ -110,22 +111,56 @@ fn find_seats(
         .chain(&event.layout.rows[rows.end..])
         .all(|row| !in_category(row.category)));
     let row_free = &event.ledger.row_free[..rows.end];
+    let bits = &event.ledger.bits;
     let mut stranding = None;
-    let mut scattered = Gathered::new(if together { 0 } else { quantity as usize });
-    let scattering = !together;
+    // Perf: nothing to gather (nor to set up) for `together`.
+    let mut scattered = (!together).then(|| Gathered::new(quantity as usize));
     let mut next = rows.start;
     loop {
-        let gathering = scattering && scattered.len() < quantity as usize;
+        let gathering = scattered
+            .as_ref()
+            .is_some_and(|scattered| scattered.len() < quantity as usize);
         let enough = if gathering { 1 } else { quantity };
-        let Some(index) = next_row_with(row_free, next, enough) else {
+        let found = if SeatBits::keeps(enough) {
+            bits.next_row_with(next, rows.end, enough)
+        } else {
+            next_row_with(row_free, next, enough)
+        };
+        let Some(index) = found else {
             break;
         };
+        debug_assert_eq!(Some(index), next_row_with(row_free, next, enough));
         next = index + 1;
         let row = &event.layout.rows[index];
         if !in_category(row.category) {
             continue;
         }
         let free = event.ledger.row_free[index];
+        if row.seat_count <= ROW_BITS_MAX {
+            // Perf: the row's free seats as one word (see `seat_bits`).
+            let free_bits = bits.row_free(row.first_seat, row.seat_count);
+            debug_assert_eq!(free_bits, bits_of(&row_states(&event.ledger.seats, row)));
+            if free >= quantity {
+                match find_run_in_bits(free_bits, quantity) {
+                    Run::Clean(offset) => {
+                        return Some(run_of(event, row.first_seat + offset, quantity))
+                    }
+                    Run::Stranding(offset) => {
+                        stranding.get_or_insert(row.first_seat + offset);
+                    }
+                    Run::None => {}
+                }
+            }
+            if gathering {
+                let scattered = scattered.as_mut().expect("gathering");
+                let mut rest = free_bits;
+                while rest != 0 && scattered.len() < quantity as usize {
+                    scattered.push(row.first_seat + rest.trailing_zeros());
+                    rest &= rest - 1;
+                }
+            }
+            continue;
+        }
         let states = row_states(&event.ledger.seats, row);
         if free >= quantity {
             match find_run(&states, quantity) {
@@ -142,6 +177,7 @@ fn find_seats(
         // clean run (nearly every request) gathers nothing; the seats gathered, row after
         // row, are the same.
         if gathering {
+            let scattered = scattered.as_mut().expect("gathering");
             for (offset, &state) in states.iter().enumerate() {
                 if state == FREE {
                     scattered.push(row.first_seat + offset as u32);
@@ -155,8 +191,9 @@ fn find_seats(
     if let Some(start) = stranding {
         return Some(run_of(event, start, quantity));
     }
-    (scattering && scattered.len() == quantity as usize)
-        .then(|| Items::Seats(scattered.as_slice().into()))
+    scattered
+        .filter(|scattered| scattered.len() == quantity as usize)
+        .map(|scattered| Items::Seats(scattered.as_slice().into()))
 }
 
 /// The scattered seats gathered while looking for a run: on the stack for an order of up
@@ -252,8 +289,7 @@ fn row_states<'a>(
 }
 
 fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
-    // Perf: collected straight into the shared list (one allocation, the length known).
-    let seats: crate::outcome::SeatList = (start..start + quantity).collect();
+    let seats = crate::outcome::SeatList::run(start, quantity);
     debug_assert!(seats
         .iter()
         .all(|&seat| event.ledger.seats[seat as usize] == FREE));
@@ -265,7 +301,49 @@ fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
     Items::Seats(seats)
 }
 
+/// The free seats of a row's `states` as bits (bit `i`: seat `i`), for checks.
+fn bits_of(states: &[SeatState]) -> u64 {
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, state)| **state == FREE)
+        .fold(0, |bits, (offset, _)| bits | 1 << offset)
+}
+
+/// [`find_run`] on a row of at most 64 seats given as its free bits (bit `i`: the row's
+/// seat `i` is free). The same answer: the first maximal run of free seats of exactly
+/// `quantity` or of at least `quantity + 2`, else the first of `quantity + 1`. Perf: a
+/// few shifts and masks for the whole row, where the seat-by-seat scan stepped through
+/// every run.
+fn find_run_in_bits(free: u64, quantity: u32) -> Run {
+    debug_assert!(quantity >= 1);
+    // A seat past the row (or past 64) is not free.
+    let shifted = |bits: u64, by: u32| bits.checked_shr(by).unwrap_or(0);
+    // The seats that start a maximal run.
+    let starts = free & !(free << 1);
+    // Bit `s` of `at_least`: the `quantity` seats from `s` on are free.
+    let mut at_least = free;
+    for offset in 1..quantity {
+        if at_least == 0 {
+            return Run::None;
+        }
+        at_least &= shifted(free, offset);
+    }
+    let one_more = at_least & shifted(free, quantity);
+    let two_more = one_more & shifted(free, quantity + 1);
+    let clean = starts & ((at_least & !one_more) | two_more);
+    if clean != 0 {
+        return Run::Clean(clean.trailing_zeros());
+    }
+    let stranding = starts & one_more & !two_more;
+    if stranding != 0 {
+        return Run::Stranding(stranding.trailing_zeros());
+    }
+    Run::None
+}
+
 /// The best run of `quantity` free seats within one row's seats, by offset in the row.
+#[derive(Debug, PartialEq, Eq)]
 enum Run {
     /// The first that fits exactly or leaves at least two seats.
     Clean(u32),
@@ -520,6 +598,57 @@ mod tests {
             longest = longest.max(current);
         }
         longest
+    }
+
+    /// Every row of up to 12 seats (each free or taken), and longer ones up to 64 seats
+    /// from a fixed pseudo-random walk: the run found from the bits is the one found seat
+    /// by seat, for every quantity.
+    #[test]
+    fn the_run_found_from_the_bits_is_the_seat_by_seat_one() {
+        let check = |states: &[SeatState]| {
+            let bits = bits_of(states);
+            for quantity in 1..=states.len() as u32 + 3 {
+                assert_eq!(
+                    find_run_in_bits(bits, quantity),
+                    find_run(states, quantity),
+                    "{bits:#b} for {quantity}"
+                );
+            }
+        };
+        for length in 1..=12u32 {
+            for pattern in 0..1u64 << length {
+                let states: Vec<SeatState> = (0..length)
+                    .map(|seat| {
+                        if pattern >> seat & 1 == 1 {
+                            FREE
+                        } else {
+                            held_in(3)
+                        }
+                    })
+                    .collect();
+                check(&states);
+            }
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for length in [13, 25, 50, 63, 64] {
+            for free_percent in [5, 30, 60, 80, 95, 100] {
+                for _ in 0..200 {
+                    let states: Vec<SeatState> = (0..length)
+                        .map(|_| {
+                            seed ^= seed << 13;
+                            seed ^= seed >> 7;
+                            seed ^= seed << 17;
+                            if seed % 100 < free_percent {
+                                FREE
+                            } else {
+                                SEAT_BOOKED
+                            }
+                        })
+                        .collect();
+                    check(&states);
+                }
+            }
+        }
     }
 
     #[test]

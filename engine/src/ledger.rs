@@ -23,6 +23,7 @@ use crate::command::{order_total_cents, EventSpec};
 use crate::ids::{HoldId, WaiterId};
 use crate::layout::Layout;
 use crate::outcome::Items;
+use crate::seat_bits::{longest_run, SeatBits, ROW_BITS_MAX};
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 
@@ -135,9 +136,9 @@ impl std::fmt::Display for LedgerError {
     }
 }
 
-/// An event's seat accounting (see the module's documentation). Encodes its fields in
-/// order; the engine's `Event` encodes them among its own, where they always were.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An event's seat accounting (see the module's documentation). The engine's `Event`
+/// encodes its fields (but the derived `bits`) among its own, where they always were.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeatLedger {
     pub(crate) categories: Vec<Category>,
     pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
@@ -154,6 +155,64 @@ pub struct SeatLedger {
     pub(crate) hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
     /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
     pub(crate) free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
+    /// The seats as bits, for best available and the open runs (`seat_bits`). Derived
+    /// from `seats` and `row_free`: not encoded, rebuilt on decode ([`SeatLedger::of_parts`]).
+    pub(crate) bits: SeatBits,
+}
+
+/// A ledger as it encodes: its fields in order, without the derived bits (the encoding
+/// the derived `Serialize` gave before there were any).
+#[derive(Serialize)]
+struct LedgerEncoding<'a> {
+    categories: &'a Vec<Category>,
+    seats: &'a CowVec<SeatState, SEAT_CHUNK>,
+    row_free: &'a Vec<u32>,
+    row_open_run: &'a Vec<u32>,
+    pools: &'a Vec<Pool>,
+    hold_slots: &'a CowVec<u64, HOLD_SLOT_CHUNK>,
+    free_hold_slots: &'a CowVec<u32, HOLD_SLOT_CHUNK>,
+}
+
+/// [`LedgerEncoding`], decoded.
+#[derive(Deserialize)]
+struct LedgerDecoding {
+    categories: Vec<Category>,
+    seats: CowVec<SeatState, SEAT_CHUNK>,
+    row_free: Vec<u32>,
+    row_open_run: Vec<u32>,
+    pools: Vec<Pool>,
+    hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
+    free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
+}
+
+impl Serialize for SeatLedger {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        LedgerEncoding {
+            categories: &self.categories,
+            seats: &self.seats,
+            row_free: &self.row_free,
+            row_open_run: &self.row_open_run,
+            pools: &self.pools,
+            hold_slots: &self.hold_slots,
+            free_hold_slots: &self.free_hold_slots,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SeatLedger {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SeatLedger, D::Error> {
+        let decoded = LedgerDecoding::deserialize(deserializer)?;
+        Ok(SeatLedger::of_parts(
+            decoded.categories,
+            decoded.seats,
+            decoded.row_free,
+            decoded.row_open_run,
+            decoded.pools,
+            decoded.hold_slots,
+            decoded.free_hold_slots,
+        ))
+    }
 }
 
 impl SeatLedger {
@@ -200,14 +259,65 @@ impl SeatLedger {
                 }
             })
             .collect();
+        SeatLedger::of_parts(
+            categories,
+            CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
+            layout.rows.iter().map(|row| row.seat_count).collect(),
+            layout.rows.iter().map(|row| row.seat_count).collect(),
+            pools,
+            CowVec::new(),
+            CowVec::new(),
+        )
+    }
+
+    /// A ledger of these parts (a decoded state's), its derived bits built from them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn of_parts(
+        categories: Vec<Category>,
+        seats: CowVec<SeatState, SEAT_CHUNK>,
+        row_free: Vec<u32>,
+        row_open_run: Vec<u32>,
+        pools: Vec<Pool>,
+        hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
+        free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
+    ) -> SeatLedger {
+        let bits = SeatBits::of(&seats, &row_free);
         SeatLedger {
             categories,
-            seats: CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
-            row_free: layout.rows.iter().map(|row| row.seat_count).collect(),
-            row_open_run: layout.rows.iter().map(|row| row.seat_count).collect(),
+            seats,
+            row_free,
+            row_open_run,
             pools,
-            hold_slots: CowVec::new(),
-            free_hold_slots: CowVec::new(),
+            hold_slots,
+            free_hold_slots,
+            bits,
+        }
+    }
+
+    /// A free seat of `row` is taken (held): its row's free count and the bits follow.
+    #[inline]
+    fn seat_taken(&mut self, row: usize, seat: u32) {
+        self.row_free[row] -= 1;
+        self.bits.taken(seat, row, self.row_free[row]);
+    }
+
+    /// A seat of `row` comes free (released, or unbooked: `was_booked`): its row's free
+    /// count and the bits follow.
+    #[inline]
+    fn seat_freed(&mut self, row: usize, seat: u32, was_booked: bool) {
+        self.row_free[row] += 1;
+        self.bits.freed(seat, row, self.row_free[row], was_booked);
+    }
+
+    /// The longest run of seats of `row` that are not booked (`row_open_run`'s value).
+    /// Perf: a row of up to 64 seats from its bits, a longer one seat by seat.
+    #[inline]
+    fn open_run(&self, layout: &Layout, row: usize) -> u32 {
+        let found = &layout.rows[row];
+        if found.seat_count <= ROW_BITS_MAX {
+            longest_run(self.bits.row_open(found.first_seat, found.seat_count))
+        } else {
+            crate::allocate::open_run_in(layout, &self.seats, row)
         }
     }
 
@@ -249,8 +359,8 @@ impl SeatLedger {
                 let slot = self.next_hold_slot();
                 self.seats.try_swap_each(seats, SEAT_FREE, held_in(slot))?;
                 assert_eq!(self.take_hold_slot(hold), slot);
-                for (row, category) in seat_rows_of(layout, seats) {
-                    self.row_free[row] -= 1;
+                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
+                    self.seat_taken(row, seat);
                     self.categories[category].held += 1;
                 }
                 Ok(Some(slot))
@@ -282,8 +392,8 @@ impl SeatLedger {
                 let slot = self.hold_slot_of(hold, slot)?;
                 self.seats.try_swap_each(seats, held_in(slot), SEAT_FREE)?;
                 self.free_hold_slot(slot, hold);
-                for (row, category) in seat_rows_of(layout, seats) {
-                    self.row_free[row] += 1;
+                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
+                    self.seat_freed(row, seat, false);
                     self.categories[category].held -= 1;
                 }
             }
@@ -315,29 +425,25 @@ impl SeatLedger {
                 self.seats
                     .try_swap_each(seats, held_in(slot), SEAT_BOOKED)?;
                 self.free_hold_slot(slot, hold);
+                for &seat in seats.iter() {
+                    self.bits.booked(seat);
+                }
                 // Perf: one pass places each seat in its row: its category's price for
                 // the total and its counts, and its row's open run, recomputed once per
-                // run of seats in a row now that they are booked.
-                let SeatLedger {
-                    seats: seat_states,
-                    categories,
-                    row_open_run,
-                    ..
-                } = self;
+                // run of seats in a row now that they are booked (the bits are).
                 let mut last_row = None;
-                Ok(order_total_cents(seat_rows_of(layout, seats).map(
-                    |(row, category)| {
-                        let entry = &mut categories[category];
-                        entry.held -= 1;
-                        entry.booked += 1;
-                        if last_row != Some(row) {
-                            row_open_run[row] =
-                                crate::allocate::open_run_in(layout, seat_states, row);
-                            last_row = Some(row);
-                        }
-                        (entry.price_cents, 1)
-                    },
-                )))
+                let mut rows = seat_rows_of(layout, seats);
+                Ok(order_total_cents(std::iter::from_fn(|| {
+                    let (row, category) = rows.next()?;
+                    if last_row != Some(row) {
+                        self.row_open_run[row] = self.open_run(layout, row);
+                        last_row = Some(row);
+                    }
+                    let entry = &mut self.categories[category];
+                    entry.held -= 1;
+                    entry.booked += 1;
+                    Some((entry.price_cents, 1))
+                })))
             }
             Items::Pool { category, quantity } => {
                 let (category, pool) = self.pool_of(*category)?;
@@ -359,15 +465,16 @@ impl SeatLedger {
         match items {
             Items::Seats(seats) => {
                 self.seats.try_swap_each(seats, SEAT_BOOKED, SEAT_FREE)?;
-                let mut last_row = None;
-                for (row, category) in seat_rows_of(layout, seats) {
-                    self.row_free[row] += 1;
+                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
+                    self.seat_freed(row, seat, true);
                     self.categories[category].booked -= 1;
-                    // Each row is scanned once per run of seats in it (a row seen again
-                    // is scanned again: same result).
+                }
+                // Each row once per run of seats in it (a row seen again is counted
+                // again: same result), once its seats are all unbooked.
+                let mut last_row = None;
+                for (row, _) in seat_rows_of(layout, seats) {
                     if last_row != Some(row) {
-                        self.row_open_run[row] =
-                            crate::allocate::open_run_in(layout, &self.seats, row);
+                        self.row_open_run[row] = self.open_run(layout, row);
                         last_row = Some(row);
                     }
                 }
@@ -487,7 +594,17 @@ impl SeatLedger {
                 crate::allocate::open_run_in(layout, &self.seats, index),
                 "row {index}'s open run"
             );
+            assert_eq!(
+                self.open_run(layout, index),
+                self.row_open_run[index],
+                "row {index}'s open run from the bits"
+            );
         }
+        assert_eq!(
+            self.bits,
+            SeatBits::of(&self.seats, &self.row_free),
+            "the bits are the seats'"
+        );
         for pool in &self.pools {
             assert!(
                 pool.held + pool.booked <= pool.capacity,
@@ -743,6 +860,12 @@ mod tests {
                 assert_ne!(ledger, before, "step {index} changed the ledger");
             }
             ledger.check(&layout);
+            // Decoded, the ledger is the same, its derived bits rebuilt from its seats.
+            let config = bincode::config::standard();
+            let bytes = bincode::serde::encode_to_vec(&ledger, config).expect("encodes");
+            let (decoded, _): (SeatLedger, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).expect("decodes");
+            assert_eq!(decoded, ledger, "step {index}: decoded alike");
         }
         ledger
     }

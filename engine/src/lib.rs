@@ -26,7 +26,8 @@
 //!   tags, hold slots, counts per category, pool and row, and the four transitions hold,
 //!   release, book, unbook), and the waitlist queues ([`ledger::WaitQueues`]: join,
 //!   leave), which the engine asserts and the ingress's read model applies outcomes
-//!   through.
+//!   through; `seat_bits`: the ledger's derived free-seat and booked-seat bitmasks and
+//!   rows-with-k-free sets (best available and open runs in a few word operations).
 //! - `allocate`: best-available seat search; `desk`: service-desk slots.
 //! - [`draw`]: an arrival window's draw (commit–reveal, the keyed order, the fallback
 //!   seed), pure functions anyone can use to recompute a published draw; the engine's
@@ -70,6 +71,7 @@ pub mod ledger;
 pub mod messages;
 pub mod outcome;
 pub mod query;
+mod seat_bits;
 pub mod seat_list;
 pub mod snapshot;
 pub mod spec_rules;

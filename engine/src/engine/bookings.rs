@@ -40,10 +40,23 @@ impl Engine {
             tickets_used: TicketsUsed::unused(quantity),
             canceled: false,
         };
+        // Perf: the view from the booking at hand, not from a look-up of it by id once
+        // filed (`booking_view`, which a debug build checks it against).
+        let view = BookingView {
+            booking: booking_id,
+            hold: hold_id,
+            event: event_id,
+            user: booking.user.number(),
+            items: booking.items.clone(),
+            total_cents,
+            payment_ref: booking.payment_ref.clone(),
+            booked_at_ms: booking.booked_at_ms,
+        };
         self.state.bookings.push(booking);
+        debug_assert_eq!(view, self.booking_view(booking_id));
         // Held seats became booked: some waiters may now be impossible to serve.
         self.serve_waitlist(event_id);
-        Ok(Reply::HoldConfirmed(self.booking_view(booking_id)))
+        Ok(Reply::HoldConfirmed(view))
     }
 
     pub(crate) fn booking_view(&self, booking_id: BookingId) -> BookingView<UserNumber> {

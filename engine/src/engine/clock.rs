@@ -40,12 +40,7 @@ impl Engine {
             self.state.idempotency.forget_oldest();
         }
         let horizon = now_ms.saturating_sub(self.config.ended_hold_retention_ms);
-        while self
-            .state
-            .ended_hold_queue
-            .front()
-            .is_some_and(|(ended, _)| *ended < horizon)
-        {
+        while self.state.ended_hold_queue.first_ended_ms() < horizon {
             let (_, hold) = self.state.ended_hold_queue.take_front().expect("checked");
             self.state.ended_holds.remove(hold);
         }

@@ -98,9 +98,9 @@ impl Engine {
         hold_requested: bool,
     ) -> Answer {
         self.check_who(user)?;
-        let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, self.who_id(user), quantity)?;
         let event = self.known_event(event_id);
+        let category = Self::resolve_category(event, category)?;
+        self.check_quantity(event, event_id, self.who_id(user), quantity)?;
         if !crate::allocate::servable_ever(event, quantity, category, together) {
             return Err(event.sold_out(category));
         }

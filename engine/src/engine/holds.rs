@@ -6,23 +6,27 @@ use super::*;
 impl Engine {
     // ---- holds ----------------------------------------------------------------------
 
+    #[inline]
     pub(super) fn user_usage_of(&self, event: EventId, user: UserId) -> u32 {
         self.state.usage.get(event, user)
     }
 
+    /// Perf: always inlined, like the move it makes (`Usage::add`).
+    #[inline(always)]
     pub(super) fn add_usage(&mut self, event: EventId, user: UserId, delta: i64) {
         self.state.usage.add(event, user, delta);
     }
 
-    /// Checks a request's size against the per-order and per-user limits.
-    /// `user` is the requester's id when it has one (a user never seen has no usage).
+    /// Checks a request's size against the per-order and per-user limits of `event` (of
+    /// id `event_id`). `user` is the requester's id when it has one (a user never seen has
+    /// no usage). Perf: the caller's event, not looked up again by id.
     pub(super) fn check_quantity(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         quantity: u32,
     ) -> Result<(), Rejection> {
-        let event = self.known_event(event_id);
         if quantity == 0 {
             return Err(invalid("quantity must be at least 1"));
         }
@@ -74,15 +78,15 @@ impl Engine {
                 return self.enter_draw(user, event_id, quantity, category, together, true);
             }
         }
-        self.open_event(event_id)?;
+        // Perf: the event is looked up once for every check and the search.
+        let event = self.open_event(event_id)?;
         let items = match selection {
-            Selection::Seats(labels) => self.pick_labels(event_id, known, labels)?,
-            Selection::SeatIndices(seats) => self.pick_exact(event_id, known, seats)?,
+            Selection::Seats(labels) => self.pick_labels(event, event_id, known, labels)?,
+            Selection::SeatIndices(seats) => self.pick_exact(event, event_id, known, seats)?,
             Selection::Best { .. } | Selection::BestIndexed { .. } => {
                 let (quantity, category, together) = selection.best().expect("best available");
-                let category = self.resolve_category(event_id, category)?;
-                self.check_quantity(event_id, known, quantity)?;
-                let event = self.known_event(event_id);
+                let category = Self::resolve_category(event, category)?;
+                self.check_quantity(event, event_id, known, quantity)?;
                 let allowed = Self::allowed_for_newcomers(event);
                 let found = crate::allocate::find(event, quantity, category, together, &allowed);
                 match found {
@@ -130,6 +134,7 @@ impl Engine {
     /// waiters; the rest (what no waiter could use) is open to newcomers. A category's
     /// queue keeps its category; the any-category queue keeps what its smallest request
     /// of each kind could use (a larger request could use no more).
+    #[inline]
     pub(super) fn allowed_for_newcomers(event: &Event) -> std::borrow::Cow<'static, [bool]> {
         /// Perf: no allocation when nothing is kept (no waiter, or `skip_ahead`).
         const EVERY: [bool; 64] = [true; 64];
@@ -139,6 +144,15 @@ impl Engine {
         if !kept && categories <= EVERY.len() {
             return std::borrow::Cow::Borrowed(&EVERY[..categories]);
         }
+        Self::allowed_when_kept(event, kept)
+    }
+
+    /// [`Engine::allowed_for_newcomers`] past its common case (nobody waits, or nothing
+    /// is kept, with few categories). Perf: out of line, so that the common case inlines
+    /// (a call that set up this frame was about 1% of every hold).
+    #[inline(never)]
+    fn allowed_when_kept(event: &Event, kept: bool) -> std::borrow::Cow<'static, [bool]> {
+        let categories = event.ledger.categories.len();
         let mut allowed = vec![true; categories];
         if !kept {
             return allowed.into();
@@ -167,11 +181,9 @@ impl Engine {
     /// A command's category as the event's index: by name or checked by index, the same
     /// answer for the same category, and `NotFound::Category` for one the event lacks.
     pub(super) fn resolve_category(
-        &self,
-        event_id: EventId,
+        event: &Event,
         category: Option<CategoryRef<'_>>,
     ) -> Result<Option<u16>, Rejection> {
-        let event = self.known_event(event_id);
         let index = match category {
             None => return Ok(None),
             Some(CategoryRef::Name(name)) => event.category_index(name),
@@ -185,11 +197,11 @@ impl Engine {
     /// Exact seats by label: resolved to indices, then [`Engine::pick_exact`].
     pub(super) fn pick_labels(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         labels: &[String],
     ) -> Result<Items, Rejection> {
-        let event = self.known_event(event_id);
         self.check_order_size(event, labels.len())?;
         let mut seats = Vec::with_capacity(labels.len());
         let mut unknown = Vec::new();
@@ -202,7 +214,7 @@ impl Engine {
         if !unknown.is_empty() {
             return Err(Rejection::UnknownSeats { seats: unknown });
         }
-        self.pick_exact(event_id, user, &seats)
+        self.pick_exact(event, event_id, user, &seats)
     }
 
     /// The order-size cap, checked before anything is done per seat.
@@ -216,14 +228,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Exact seats by index: every seat known, none twice, within the limits, all free.
+    /// Exact seats by index of `event` (of id `event_id`): every seat known, none twice,
+    /// within the limits, all free.
     pub(super) fn pick_exact(
         &self,
+        event: &Event,
         event_id: EventId,
         user: Option<UserId>,
         seats: &[u32],
     ) -> Result<Items, Rejection> {
-        let event = self.known_event(event_id);
         self.check_order_size(event, seats.len())?;
         let seat_count = event.layout.seat_count;
         if seats.iter().any(|&seat| seat >= seat_count) {
@@ -247,15 +260,24 @@ impl Engine {
         if repeated {
             return Err(invalid("a seat is requested twice"));
         }
-        self.check_quantity(event_id, user, seats.len() as u32)?;
-        let taken: Vec<u32> = seats
-            .iter()
-            .copied()
-            .filter(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE)
-            .collect();
-        if !taken.is_empty() {
+        self.check_quantity(event, event_id, user, seats.len() as u32)?;
+        // Perf: a bit per seat (`seat_bits`), not a seat word through its chunk; the
+        // taken seats are listed only for a refusal.
+        let bits = &event.ledger.bits;
+        if !seats.iter().all(|&seat| bits.is_free(seat)) {
+            let taken: Vec<u32> = seats
+                .iter()
+                .copied()
+                .filter(|&seat| !bits.is_free(seat))
+                .collect();
+            debug_assert!(taken
+                .iter()
+                .all(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE));
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
+        debug_assert!(seats
+            .iter()
+            .all(|&seat| event.ledger.seats[seat as usize] == SEAT_FREE));
         Ok(Items::Seats(seats.into()))
     }
 
@@ -347,7 +369,9 @@ impl Engine {
         hold
     }
 
-    /// A live hold owned by `user`, or the reason it cannot be used.
+    /// A live hold owned by `user`, or the reason it cannot be used. Perf: inlined, the
+    /// reason out of line (every confirm and release finds its hold).
+    #[inline]
     pub(super) fn owned_hold(&self, user: Who<'_>, hold_id: HoldId) -> Result<&Hold, Rejection> {
         if let Some(hold) = self
             .state
@@ -357,6 +381,13 @@ impl Engine {
         {
             return Ok(hold);
         }
+        Err(self.unowned_hold(user, hold_id))
+    }
+
+    /// Why `hold_id` is no live hold of `user`'s.
+    #[cold]
+    #[inline(never)]
+    fn unowned_hold(&self, user: Who<'_>, hold_id: HoldId) -> Rejection {
         match self
             .state
             .ended_holds
@@ -366,16 +397,16 @@ impl Engine {
             Some(EndedHold {
                 end: HoldEnd::Expired,
                 ..
-            }) => Err(Rejection::HoldExpired),
+            }) => Rejection::HoldExpired,
             Some(EndedHold {
                 end: HoldEnd::Released,
                 ..
-            }) => Err(conflict(ConflictReason::HoldReleased)),
+            }) => conflict(ConflictReason::HoldReleased),
             Some(EndedHold {
                 end: HoldEnd::Confirmed,
                 ..
-            }) => Err(conflict(ConflictReason::HoldAlreadyConfirmed)),
-            None => Err(not_found(NotFound::Hold)),
+            }) => conflict(ConflictReason::HoldAlreadyConfirmed),
+            None => not_found(NotFound::Hold),
         }
     }
 }

@@ -29,10 +29,9 @@ impl Engine {
         if self.in_arrival_window(event_id) {
             return self.enter_draw(user, event_id, quantity, category, together, false);
         }
-        self.open_event(event_id)?;
-        let category = self.resolve_category(event_id, category)?;
-        self.check_quantity(event_id, self.who_id(user), quantity)?;
-        let event = self.known_event(event_id);
+        let event = self.open_event(event_id)?;
+        let category = Self::resolve_category(event, category)?;
+        self.check_quantity(event, event_id, self.who_id(user), quantity)?;
         if event.waitlist.waiting == 0 {
             // Nobody waits ahead: the new waiter is the first `serve_waitlist` looks at,
             // with every category allowed. Perf: when seats are free for it, it is offered
@@ -314,11 +313,21 @@ impl Engine {
     /// served yet keeps every category it could ever use for itself: nobody after it
     /// takes from those (so a category's queue stops at its head), but a later waiter may
     /// still take from a category it could never use.
+    ///
+    /// Perf: the check for nobody waiting (nearly every confirm, release and expiry)
+    /// inlines; the serving is out of line.
+    #[inline]
     pub(super) fn serve_waitlist(&mut self, event_id: EventId) {
         let event = self.known_event(event_id);
         if event.waitlist.waiting == 0 || event.canceled {
             return;
         }
+        self.serve_waiters(event_id);
+    }
+
+    /// [`Engine::serve_waitlist`] for an event with waiters.
+    #[inline(never)]
+    fn serve_waiters(&mut self, event_id: EventId) {
         self.end_hopeless_waiters(event_id);
         let event = self.known_event(event_id);
         let strict = event.spec.waitlist_policy == WaitlistPolicy::Strict;
