@@ -17,9 +17,9 @@
 //!   watermark), always as a prefix: a reader never sees a gap.
 //! - **Crash**: [`MemoryLog::crash`] drops every record that is not durable.
 //!
-//! A speculative reader ([`MemoryLog::speculative_reader`], as the embedded log's) sees every
-//! written record, durable or not (here: the records of a failed fsync, until the crash
-//! drops them), with a [`DurableEnd`] that fails for them: the runtime that read them must
+//! A speculative reader ([`MemoryLog::speculative_reader`], as the embedded log's) sees the
+//! written records past the durable ones too (here: the records of a failed fsync, until the
+//! crash drops them), with a [`DurableEnd`] that fails for them: the runtime that read them must
 //! stop, never publish from them, and never read on past them into offsets that a restarted
 //! log gives to other records.
 //!
@@ -423,7 +423,13 @@ impl LogReader for MemoryReader {
                 if let Some(lost) = lost_early(*early, &inner) {
                     return Err(lost_error(lost));
                 }
-                let written = inner.records.len() as u64;
+                // Durable records only once visible (a plain reader, such as a publisher
+                // re-deriving outcomes, must reach whatever this one read); past them the
+                // written tail (a failed fsync's records).
+                let written = match inner.visible_end == inner.durable_end {
+                    true => inner.records.len() as u64,
+                    false => inner.visible_end,
+                };
                 if early.is_none() && written > inner.durable_end && self.position < written {
                     let offset = self.position.max(inner.durable_end);
                     if offset < self.position.saturating_add(max_records as u64) {
@@ -448,11 +454,13 @@ impl LogReader for MemoryReader {
         self.position
     }
 
+    /// The visible end; for a speculative reader the durable one (what it reads past it is
+    /// not the log's yet: a failed fsync's records, which a restart drops).
     fn end_offset(&self) -> Result<u64, LogError> {
         let inner = self.log.lock();
         Ok(match self.speculative {
             None => inner.visible_end,
-            Some(_) => inner.records.len() as u64,
+            Some(_) => inner.durable_end,
         })
     }
 }
@@ -543,11 +551,18 @@ mod tests {
             ..FaultPlan::NONE
         });
         assert!(writer.append(payloads(3)).is_err());
-        assert_eq!(reader.end_offset().unwrap(), 5, "written, not durable");
+        assert_eq!(reader.end_offset().unwrap(), 2, "the durable end");
         let early = reader.poll(10, Duration::ZERO).unwrap();
-        assert_eq!(early.iter().map(|r| r.offset).collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(
+            early.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
         assert!(durable.covers(1).unwrap(), "the durable ones stay so");
-        assert!(durable.covers(2).unwrap_err().to_string().contains("injected"));
+        assert!(durable
+            .covers(2)
+            .unwrap_err()
+            .to_string()
+            .contains("injected"));
         // The log restarts without them and gives their offsets to other records: the
         // reader does not read on, and its durable end still fails for them.
         log.set_faults(FaultPlan::NONE);
