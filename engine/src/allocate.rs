@@ -141,14 +141,9 @@ fn find_seats(
             let free_bits = bits.row_free(row.first_seat, row.seat_count);
             debug_assert_eq!(free_bits, bits_of(&row_states(&event.ledger.seats, row)));
             if free >= quantity {
-                match find_run_in_bits(free_bits, quantity) {
-                    Run::Clean(offset) => {
-                        return Some(run_of(event, row.first_seat + offset, quantity))
-                    }
-                    Run::Stranding(offset) => {
-                        stranding.get_or_insert(row.first_seat + offset);
-                    }
-                    Run::None => {}
+                let run = find_run_in_bits(free_bits, quantity);
+                if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
+                    return Some(run_of(event, first, quantity));
                 }
             }
             if gathering {
@@ -163,14 +158,9 @@ fn find_seats(
         }
         let states = row_states(&event.ledger.seats, row);
         if free >= quantity {
-            match find_run(&states, quantity) {
-                Run::Clean(offset) => {
-                    return Some(run_of(event, row.first_seat + offset, quantity))
-                }
-                Run::Stranding(offset) => {
-                    stranding.get_or_insert(row.first_seat + offset);
-                }
-                Run::None => {}
+            let run = find_run(&states, quantity);
+            if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
+                return Some(run_of(event, first, quantity));
             }
         }
         // Perf: gathered after the row's run is looked for, so a row that answers with a
@@ -350,6 +340,20 @@ enum Run {
     /// None does; this one would leave exactly one seat stranded.
     Stranding(u32),
     None,
+}
+
+/// A row's run as best available takes it: the first seat of a clean run, or `None`,
+/// noting the first run that would strand a seat (taken when no row has a clean one).
+#[inline(always)]
+fn clean_run(run: Run, first_seat: u32, stranding: &mut Option<u32>) -> Option<u32> {
+    match run {
+        Run::Clean(offset) => Some(first_seat + offset),
+        Run::Stranding(offset) => {
+            stranding.get_or_insert(first_seat + offset);
+            None
+        }
+        Run::None => None,
+    }
 }
 
 fn find_run(states: &[SeatState], quantity: u32) -> Run {
@@ -633,22 +637,27 @@ mod tests {
         for length in [13, 25, 50, 63, 64] {
             for free_percent in [5, 30, 60, 80, 95, 100] {
                 for _ in 0..200 {
-                    let states: Vec<SeatState> = (0..length)
-                        .map(|_| {
-                            seed ^= seed << 13;
-                            seed ^= seed >> 7;
-                            seed ^= seed << 17;
-                            if seed % 100 < free_percent {
-                                FREE
-                            } else {
-                                SEAT_BOOKED
-                            }
-                        })
-                        .collect();
-                    check(&states);
+                    check(&random_row(&mut seed, length, 100 - free_percent));
                 }
             }
         }
+    }
+
+    /// A row of `length` seats from a xorshift walk on `seed`, each booked with
+    /// `booked_percent` chances in a hundred, else free.
+    fn random_row(seed: &mut u64, length: u32, booked_percent: u64) -> Vec<SeatState> {
+        (0..length)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                if *seed % 100 < booked_percent {
+                    SEAT_BOOKED
+                } else {
+                    FREE
+                }
+            })
+            .collect()
     }
 
     #[test]
@@ -671,18 +680,7 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         for length in [25, 50, 63, 64, 65, 100] {
             for booked_percent in [0, 5, 20, 50, 90, 100] {
-                let states: Vec<SeatState> = (0..length)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        if seed % 100 < booked_percent {
-                            SEAT_BOOKED
-                        } else {
-                            FREE
-                        }
-                    })
-                    .collect();
+                let states = random_row(&mut seed, length, booked_percent);
                 assert_eq!(
                     longest_open_run(&states),
                     longest_open_run_by_seat(&states),
