@@ -136,10 +136,22 @@ fn display_some<T: std::fmt::Display, S: Serializer>(
     }
 }
 
+/// A time (ms since the epoch) that serializes as [`rfc3339`]: formatted only when a
+/// body is written, not when a message is made (the follower makes one for every
+/// confirmation to learn whom it tells, and keeps the outcome rather than the body).
+#[derive(Clone, Copy)]
+struct Rfc3339Ms(u64);
+
+impl Serialize for Rfc3339Ms {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&rfc3339(self.0))
+    }
+}
+
 /// Fields in name order (see [`Data`]).
 #[derive(Serialize)]
 struct BookingCreated<'a> {
-    booked_at: String,
+    booked_at: Rfc3339Ms,
     #[serde(serialize_with = "display")]
     booking_id: BookingId,
     #[serde(serialize_with = "display")]
@@ -170,7 +182,7 @@ struct HoldExpiredData<'a> {
 struct WaitlistOfferedData<'a> {
     #[serde(serialize_with = "display")]
     event_id: EventId,
-    expires_at: String,
+    expires_at: Rfc3339Ms,
     #[serde(serialize_with = "display")]
     hold_id: HoldId,
     quantity: u32,
@@ -183,7 +195,7 @@ struct WaitlistOfferedData<'a> {
 #[derive(Serialize)]
 struct Body<'a> {
     data: &'a Data<'a>,
-    timestamp: String,
+    timestamp: Rfc3339Ms,
     #[serde(rename = "type")]
     kind: &'static str,
 }
@@ -250,7 +262,7 @@ fn made_by(outcome: &Outcome, source: MessageSource) -> Option<Made<'_>> {
 fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Data<'_>) -> Vec<u8> {
     serde_json::to_vec(&Body {
         data,
-        timestamp: rfc3339(outcome.time_ms),
+        timestamp: Rfc3339Ms(outcome.time_ms),
         kind: kind.as_str(),
     })
     .expect("message bodies serialize")
@@ -384,7 +396,7 @@ fn reply_message(reply: &Reply) -> Option<Made<'_>> {
             owner: Owner::Event(booking.event),
             kind: WebhookEventType::BookingCreated,
             data: Data::BookingCreated(BookingCreated {
-                booked_at: rfc3339(booking.booked_at_ms),
+                booked_at: Rfc3339Ms(booking.booked_at_ms),
                 booking_id: booking.booking,
                 event_id: booking.event,
                 hold_id: booking.hold,
@@ -489,7 +501,7 @@ fn effect_message(effect: &Effect) -> Option<Made<'_>> {
             kind: WebhookEventType::WaitlistOffered,
             data: Data::WaitlistOffered(WaitlistOfferedData {
                 event_id: hold.event,
-                expires_at: rfc3339(hold.expires_at_ms),
+                expires_at: Rfc3339Ms(hold.expires_at_ms),
                 hold_id: hold.hold,
                 quantity: hold.items.quantity(),
                 user_id: &hold.user,

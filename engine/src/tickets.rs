@@ -7,44 +7,77 @@ use sha2::Sha256;
 
 const MAC_HEX_DIGITS: usize = 16;
 
-fn mac(secret: &[u8], ticket: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(ticket.as_bytes());
-    mac
+/// The ticket secret's HMAC with its key already absorbed: a code then hashes two blocks
+/// instead of four (the keyed inner and outer pads are cloned, not hashed again). The
+/// read side makes one per process and derives every ticket's code from it.
+#[derive(Clone)]
+pub struct TicketMac {
+    keyed: Hmac<Sha256>,
 }
 
+impl TicketMac {
+    pub fn new(secret: &[u8]) -> TicketMac {
+        TicketMac {
+            keyed: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    fn mac(&self, ticket: &str) -> Hmac<Sha256> {
+        let mut mac = self.keyed.clone();
+        mac.update(ticket.as_bytes());
+        mac
+    }
+
+    /// `<ticket id>.<first 16 hex digits of HMAC-SHA256(secret, ticket id)>`.
+    pub fn code(&self, ticket: TicketId) -> String {
+        // Perf: one string, grown in place (this runs once per ticket of every booking).
+        let mut code = ticket.to_string();
+        let digest = self.mac(&code).finalize().into_bytes();
+        code.reserve(1 + MAC_HEX_DIGITS);
+        code.push('.');
+        for byte in &digest[..MAC_HEX_DIGITS / 2] {
+            code.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+            code.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+        }
+        code
+    }
+
+    /// The ticket a code names, if the code is genuine.
+    pub fn verify(&self, code: &str) -> Option<TicketId> {
+        let (ticket, hex) = code.split_once('.')?;
+        let ticket = TicketId::parse(ticket)?;
+        if hex.len() != MAC_HEX_DIGITS
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return None;
+        }
+        let bytes: Vec<u8> = (0..MAC_HEX_DIGITS / 2)
+            .map(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        self.mac(&ticket.to_string())
+            .verify_truncated_left(&bytes)
+            .ok()?;
+        Some(ticket)
+    }
+}
+
+impl std::fmt::Debug for TicketMac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketMac(..)")
+    }
+}
+
+/// [`TicketMac::code`] under `secret` (one code: the key is absorbed for it alone).
 pub fn code(secret: &[u8], ticket: TicketId) -> String {
-    // Perf: one string, grown in place (this runs once per ticket of every booking).
-    let mut code = ticket.to_string();
-    let digest = mac(secret, &code).finalize().into_bytes();
-    code.reserve(1 + MAC_HEX_DIGITS);
-    code.push('.');
-    for byte in &digest[..MAC_HEX_DIGITS / 2] {
-        code.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        code.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
-    }
-    code
+    TicketMac::new(secret).code(ticket)
 }
 
-/// The ticket a code names, if the code is genuine.
+/// [`TicketMac::verify`] under `secret`.
 pub fn verify(secret: &[u8], code: &str) -> Option<TicketId> {
-    let (ticket, hex) = code.split_once('.')?;
-    let ticket = TicketId::parse(ticket)?;
-    if hex.len() != MAC_HEX_DIGITS
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..MAC_HEX_DIGITS / 2)
-        .map(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    mac(secret, &ticket.to_string())
-        .verify_truncated_left(&bytes)
-        .ok()?;
-    Some(ticket)
+    TicketMac::new(secret).verify(code)
 }
 
 #[cfg(test)]
@@ -68,6 +101,14 @@ mod tests {
         };
         let forged = format!("{other}{}", &genuine[genuine.find('.').unwrap()..]);
         assert_eq!(verify(b"secret", &forged), None);
+        let mac = TicketMac::new(b"secret");
+        assert_eq!(
+            mac.code(ticket),
+            genuine,
+            "the prepared key makes the same code"
+        );
+        assert_eq!(mac.verify(&genuine), Some(ticket));
+        assert_eq!(mac.verify(&forged), None);
         for bad in [
             "",
             "t_7_2",

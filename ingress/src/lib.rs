@@ -344,6 +344,7 @@ impl Ingress {
             long_polls_per_user: Arc::new(OpenCounts::new(config.long_polls_per_user_max)),
             long_polls_per_address: Arc::new(OpenCounts::new(config.long_polls_per_address_max)),
             streams_per_address: Arc::new(OpenCounts::new(config.streams_per_address_max)),
+            ticket_mac: engine::tickets::TicketMac::new(&config.engine.ticket_secret),
             config,
             shards: shard_states,
             control,

@@ -83,6 +83,8 @@ impl ShardState {
 
 pub(crate) struct Shared {
     pub(crate) config: IngressConfig,
+    /// Ticket codes' MAC under `config.engine.ticket_secret`, its key absorbed once.
+    pub(crate) ticket_mac: engine::tickets::TicketMac,
     pub(crate) auth: Auth,
     /// Token `sub` → pseudonym, the only user id that reaches a log (`privacy`).
     pub(crate) pseudonyms: crate::privacy::Pseudonyms,
@@ -279,6 +281,11 @@ impl<K: Hash + Eq + Clone> Watchers<K> {
 impl AppState {
     pub(crate) fn config(&self) -> &IngressConfig {
         &self.shared.config
+    }
+
+    /// Derives and checks ticket codes (`engine::tickets`).
+    pub(crate) fn ticket_mac(&self) -> &engine::tickets::TicketMac {
+        &self.shared.ticket_mac
     }
 
     pub(crate) fn shards(&self) -> &[ShardState] {

@@ -266,12 +266,12 @@ pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<Ho
 }
 
 /// A booking as the API shows it. Ticket codes are derived here from the ticket ids and
-/// `ticket_secret` (the engine keeps ids only: an HMAC per ticket is read-side work).
+/// the ticket secret's MAC (the engine keeps ids only: an HMAC per ticket is read-side work).
 pub(crate) fn booking_response(
     event: Option<&EventRecord>,
     view: &BookingView,
     canceled: bool,
-    ticket_secret: &[u8],
+    ticket_mac: &engine::tickets::TicketMac,
 ) -> BookingResponse {
     let label = |seat: u32| {
         event
@@ -295,7 +295,7 @@ pub(crate) fn booking_response(
             .map(|ticket| TicketBody {
                 ticket_id: ticket.ticket.to_string(),
                 seat: ticket.seat.and_then(label),
-                code: engine::tickets::code(ticket_secret, ticket.ticket),
+                code: ticket_mac.code(ticket.ticket),
             })
             .collect(),
         refund_id: None,
@@ -305,13 +305,13 @@ pub(crate) fn booking_response(
 pub(crate) fn current_booking(
     model: &ReadModel,
     record: &BookingRecord,
-    ticket_secret: &[u8],
+    ticket_mac: &engine::tickets::TicketMac,
 ) -> BookingResponse {
     booking_response(
         model.event(record.view.event),
         &record.view,
         record.canceled,
-        ticket_secret,
+        ticket_mac,
     )
 }
 

@@ -227,7 +227,9 @@ pub(crate) async fn checkin(
     let id = tenant_event(&state, &tenant, &event_id)?;
     let code = validate::required_text("code", &body.code, &state.config().engine)?;
     // A forged code, or one of another event, never reaches the log.
-    let ticket = engine::tickets::verify(&state.config().engine.ticket_secret, &code)
+    let ticket = state
+        .ticket_mac()
+        .verify(&code)
         .ok_or_else(|| AppError::not_found(NotFound::Ticket))?;
     if state
         .model_of(ticket.booking)

@@ -274,12 +274,8 @@ pub(crate) async fn confirm_hold(
     match &outcome.result {
         Ok(Reply::HoldConfirmed(view)) => {
             let model = state.model_of(id);
-            let body = views::booking_response(
-                model.event(view.event),
-                view,
-                false,
-                &state.config().engine.ticket_secret,
-            );
+            let body =
+                views::booking_response(model.event(view.event), view, false, state.ticket_mac());
             Ok(with_location(
                 answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
                 &format!("/v1/bookings/{}", view.booking),
@@ -340,9 +336,9 @@ pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): U
     let mut bookings: Vec<BookingResponse> = models
         .iter()
         .flat_map(|model| {
-            model.user_bookings(&user).map(|booking| {
-                views::current_booking(model, booking, &state.config().engine.ticket_secret)
-            })
+            model
+                .user_bookings(&user)
+                .map(|booking| views::current_booking(model, booking, state.ticket_mac()))
         })
         .collect();
     if models.len() > 1 {
@@ -366,7 +362,7 @@ pub(crate) async fn get_booking(
     let booking = model
         .booking(id)
         .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-    let mut body = views::current_booking(&model, booking, &state.config().engine.ticket_secret);
+    let mut body = views::current_booking(&model, booking, state.ticket_mac());
     // A canceled booking's payment, once the effects worker gave it back.
     body.refund_id = state
         .shared
@@ -394,7 +390,7 @@ pub(crate) async fn ticket_qr(
         let booking = model
             .booking(id)
             .ok_or_else(|| AppError::not_found(NotFound::Booking))?;
-        views::current_booking(&model, booking, &state.config().engine.ticket_secret)
+        views::current_booking(&model, booking, state.ticket_mac())
             .tickets
             .into_iter()
             .find(|ticket| ticket.ticket_id == ticket_id)
@@ -453,7 +449,7 @@ pub(crate) async fn cancel_booking(
                     model.event(record.view.event),
                     &record.view,
                     true,
-                    &state.config().engine.ticket_secret,
+                    state.ticket_mac(),
                 )),
             ))
         }
