@@ -217,12 +217,29 @@ impl Layout {
 
     pub fn label_of(&self, seat: u32) -> String {
         let row = &self.rows[self.row_of(seat) as usize];
-        format!(
-            "{}-{}-{}",
-            self.section_names[row.section as usize],
-            row.label,
-            seat - row.first_seat + 1
-        )
+        let section = &self.section_names[row.section as usize];
+        // Perf: pieces pushed into one exact-size string, not `format!` (every hold's and
+        // booking's answer names its seats, a confirmation's twice: seats and tickets).
+        let number = seat - row.first_seat + 1;
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        let mut rest = number;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let digits = std::str::from_utf8(&digits[start..]).expect("ASCII digits");
+        let mut label = String::with_capacity(section.len() + row.label.len() + 2 + digits.len());
+        label.push_str(section);
+        label.push('-');
+        label.push_str(&row.label);
+        label.push('-');
+        label.push_str(digits);
+        label
     }
 }
 
@@ -259,6 +276,24 @@ mod tests {
         assert_eq!(layout.seat_of("A-1-1"), Some(0));
         assert_eq!(layout.seat_of("A-2-2"), Some(4));
         assert_eq!(layout.seat_of("Balcony-AA-4"), Some(8));
+        assert_eq!(layout.label_of(0), "A-1-1");
+        assert_eq!(layout.label_of(8), "Balcony-AA-4");
+        // Seat numbers of several digits, up to u32's ten.
+        let wide = |seats| {
+            Layout::build(
+                &[SectionSpec {
+                    name: "S".into(),
+                    rows: vec![RowSpec {
+                        label: "R".into(),
+                        seats,
+                        category: "Gold".into(),
+                    }],
+                }],
+                |_| 0,
+            )
+        };
+        assert_eq!(wide(1_234).label_of(1_233), "S-R-1234");
+        assert_eq!(wide(1_234).label_of(9), "S-R-10");
         assert_eq!(layout.rows[2].category, 1);
         assert_eq!(layout.rows_of_category(0), 0..1);
         assert_eq!(layout.rows_of_category(1), 1..3);
