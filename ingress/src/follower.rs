@@ -145,7 +145,8 @@ impl Follower {
                 .fetch_add(count, Ordering::Relaxed);
             let mut outcomes = outcomes.into_iter().peekable();
             while outcomes.peek().is_some() {
-                self.apply(outcomes.by_ref().take(APPLY_CHUNK_OUTCOMES).collect());
+                let chunk = outcomes.by_ref().take(APPLY_CHUNK_OUTCOMES).collect();
+                self.apply(chunk, outcomes.peek().is_none());
             }
             self.snapshots.note_outcomes(count);
             if self.snapshots.due() {
@@ -232,8 +233,10 @@ impl Follower {
         })
     }
 
-    /// Applies a batch under one write lock, then answers waiters and long-polls.
-    pub(crate) fn apply(&self, outcomes: Vec<Outcome>) {
+    /// Applies a batch under one write lock, then answers waiters and long-polls. `last`:
+    /// the last batch of a poll, whose index write records how far the index covers
+    /// (before a snapshot can be taken of the model: see `follower_state`).
+    pub(crate) fn apply(&self, outcomes: Vec<Outcome>, last: bool) {
         if outcomes.is_empty() {
             return;
         }
@@ -279,7 +282,13 @@ impl Follower {
             }
             applied_offset = model.applied_offset.unwrap_or(0);
         }
-        if let Err(error) = self.idempotency.record(fresh.iter().map(Arc::as_ref)) {
+        let recorded = match last {
+            true => self.idempotency.record(fresh.iter().map(Arc::as_ref)),
+            false => self
+                .idempotency
+                .record_stamped(fresh.iter().map(Arc::as_ref)),
+        };
+        if let Err(error) = recorded {
             self.metrics.idempotency_index_errors.inc();
             tracing::error!(%error, "recording outcomes in the idempotency index failed");
         }

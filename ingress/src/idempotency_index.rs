@@ -266,6 +266,27 @@ impl IdempotencyIndex {
         &self,
         outcomes: impl IntoIterator<Item = &'a Outcome>,
     ) -> Result<(), IndexError> {
+        self.record_with(outcomes, true)
+    }
+
+    /// Like [`IdempotencyIndex::record`], but writes to RocksDB only when one of the
+    /// outcomes is stamped (their coverage with them); without one it only moves the
+    /// clock, and leaves the coverage to the caller's next `record`. The follower calls it
+    /// for every chunk of a poll but the last: one write a group commit, not one a chunk,
+    /// when no request carries a key. A crash in between leaves `covered` behind entries
+    /// already written, which are then recorded again (the same values).
+    pub fn record_stamped<'a>(
+        &self,
+        outcomes: impl IntoIterator<Item = &'a Outcome>,
+    ) -> Result<(), IndexError> {
+        self.record_with(outcomes, false)
+    }
+
+    fn record_with<'a>(
+        &self,
+        outcomes: impl IntoIterator<Item = &'a Outcome>,
+        cover: bool,
+    ) -> Result<(), IndexError> {
         let mut batch = WriteBatch::default();
         let mut clock_ms = self.clock_ms();
         let mut last_offset = None;
@@ -277,6 +298,10 @@ impl IdempotencyIndex {
             };
             debug_assert!(!outcome.replayed);
             batch.put(entry_key(stamp), encode_entry(outcome, stamp));
+        }
+        if !cover && batch.is_empty() {
+            self.set_clock(clock_ms);
+            return Ok(());
         }
         if let Some(offset) = last_offset {
             let mut covered = [0; 16];
@@ -589,6 +614,38 @@ mod tests {
         let (_, covered) =
             IdempotencyIndex::open_resumable(dir.path(), WINDOW_MS, "embedded:a").unwrap();
         assert_eq!(covered, None);
+    }
+
+    /// The follower's chunks but the last of a poll: without a stamp nothing is written
+    /// (the coverage stays where the last `record` put it, the clock moves); with one, its
+    /// entry and the coverage up to it are written together.
+    #[test]
+    fn chunks_without_a_stamp_write_nothing_and_leave_the_coverage_to_the_last() {
+        let index = IdempotencyIndex::open(None, WINDOW_MS).unwrap();
+        let covered = |offset, clock_ms| Some(Covered { offset, clock_ms });
+        index.record([&tick(1, T0)]).unwrap();
+        assert_eq!(index.covered().unwrap(), covered(1, T0));
+        index
+            .record_stamped([&tick(2, T0 + 1), &tick(3, T0 + 2)])
+            .unwrap();
+        assert_eq!(index.covered().unwrap(), covered(1, T0), "nothing written");
+        assert_eq!(index.clock_ms(), T0 + 2, "the clock moved");
+        let stamp = IdempotencyStamp::of(&hold(2), "k1").unwrap();
+        index
+            .record_stamped([&released(4, T0 + 3, Some(stamp)), &tick(5, T0 + 4)])
+            .unwrap();
+        assert_eq!(index.covered().unwrap(), covered(5, T0 + 4));
+        assert!(matches!(
+            index.look_up(&stamp).unwrap(),
+            Some(Found::Answer(_))
+        ));
+        index.record_stamped([&tick(6, T0 + 5)]).unwrap();
+        index.record([&tick(7, T0 + 6)]).unwrap();
+        assert_eq!(
+            index.covered().unwrap(),
+            covered(7, T0 + 6),
+            "the last chunk covers"
+        );
     }
 
     #[test]
