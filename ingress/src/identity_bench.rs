@@ -26,6 +26,9 @@ pub struct IdentitySteps {
     pub seal_ns: f64,
     /// Whether the personal-data store holds a pseudonym (one it does not: RocksDB).
     pub stored_ns: f64,
+    /// The same as a new user's request asks it: its queued entries, then the filter of
+    /// held pseudonyms (`stored_filter`), which answers "no" without RocksDB.
+    pub knows_new_ns: f64,
     /// A returning user's whole identity as it was found until session 35: the token's
     /// cache, then the kept pseudonym, then the personal-data store's known pseudonyms.
     pub returning_three_ns: f64,
@@ -75,6 +78,9 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
     let stored_ns = time(&mut |user| {
         std::hint::black_box(store.stored(&derived[user]).expect("readable"));
     });
+    let knows_new_ns = time(&mut |user| {
+        assert!(!store.knows(&derived[user]).expect("readable"));
+    });
     for user in 0..users {
         store
             .remember_unsynced(&derived[user], &names[user])
@@ -115,5 +121,6 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
         pseudonym_known_ns,
         seal_ns,
         stored_ns,
+        knows_new_ns,
     }
 }

@@ -63,6 +63,7 @@ mod read_model_bench;
 mod routes;
 mod search;
 mod state;
+mod stored_filter;
 mod times;
 mod validate;
 mod views;

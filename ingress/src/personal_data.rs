@@ -19,6 +19,7 @@
 //! several ingresses.
 
 use crate::generations::Generations;
+use crate::stored_filter::StoredFilter;
 use requestlog::{CommitCompanion, HostedTables, TableBatch};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -122,6 +123,9 @@ struct Entries {
     /// The write in progress is a commit of the hosting log, which ends it with
     /// [`CommitCompanion::after_commit`].
     riding: bool,
+    /// Every pseudonym the store holds or is about to (and some it does not): a new user's
+    /// is answered "not held" without reading the store.
+    held: StoredFilter,
 }
 
 impl Entries {
@@ -155,7 +159,7 @@ impl PersonalData {
             ColumnFamilyDescriptor::new(IDENTITIES, Options::default()),
         ];
         let db = std::sync::Arc::new(DB::open_cf_descriptors(&options, dir, families)?);
-        Ok(PersonalData::with(Backing::Rocks(db)))
+        PersonalData::with(Backing::Rocks(db))
     }
 
     /// The store in the requests log's own tables, if `tables` has them ([`HOSTED_TABLES`]).
@@ -201,20 +205,54 @@ impl PersonalData {
                 "the personal-data store moved into the requests log's database"
             );
         }
-        Ok(Some(PersonalData::with(Backing::Hosted(tables))))
+        Ok(Some(PersonalData::with(Backing::Hosted(tables))?))
     }
 
     /// A store in memory.
     pub(crate) fn in_memory() -> PersonalData {
         PersonalData::with(Backing::Memory(Mutex::new(BTreeMap::new())))
+            .expect("an empty store in memory opens")
     }
 
-    fn with(backing: Backing) -> PersonalData {
-        PersonalData {
+    fn with(backing: Backing) -> Result<PersonalData, PersonalDataError> {
+        let held = Self::held_filter(&backing)?;
+        let store = PersonalData {
             backing,
             sync: SyncState::default(),
             known: Mutex::new(Generations::new(KNOWN_CACHED_MAX)),
+        };
+        lock(&store.sync.entries).held = held;
+        Ok(store)
+    }
+
+    /// The filter of the pseudonyms `backing` holds: one scan of its keys (at start).
+    fn held_filter(backing: &Backing) -> Result<StoredFilter, PersonalDataError> {
+        let mut held: Vec<Box<[u8]>> = Vec::new();
+        match backing {
+            Backing::Rocks(db) => {
+                let keys = db.cf_handle(KEYS).expect("the keys family");
+                for entry in db.iterator_cf(&keys, rocksdb::IteratorMode::Start) {
+                    held.push(entry?.0);
+                }
+            }
+            Backing::Hosted(tables) => {
+                tables.for_each_key(HOSTED_TABLES[0], |key| held.push(key.into()))?;
+            }
+            Backing::Memory(entries) => {
+                held.extend(lock(entries).keys().map(|key| key.as_bytes().into()));
+            }
         }
+        Ok(StoredFilter::with_held(held.iter().map(|key| &**key)))
+    }
+
+    /// Whether a key for `pseudonym` may be written: the filter's certain "no", else
+    /// [`PersonalData::stored`]. Under the entries' lock (`entries`), which every insert
+    /// into the filter holds too.
+    fn maybe_stored(&self, entries: &Entries, pseudonym: &str) -> Result<bool, PersonalDataError> {
+        if !entries.held.may_hold(pseudonym.as_bytes()) {
+            return Ok(false);
+        }
+        self.stored(pseudonym)
     }
 
     /// Whether the store holds a key for `pseudonym` (written or about to be).
@@ -223,7 +261,7 @@ impl PersonalData {
         if entries.find(pseudonym).is_some() {
             return Ok(true);
         }
-        self.stored(pseudonym)
+        self.maybe_stored(&entries, pseudonym)
     }
 
     /// Whether a key for `pseudonym` is written (not counting entries waiting for a
@@ -246,6 +284,7 @@ impl PersonalData {
         if self.knows(pseudonym)? {
             return Ok(());
         }
+        lock(&self.sync.entries).held.insert(pseudonym.as_bytes());
         self.write_entries(&[(pseudonym.into(), seal(pseudonym, user))], true)
     }
 
@@ -263,7 +302,8 @@ impl PersonalData {
             return Ok(());
         }
         let mut entries = lock(&self.sync.entries);
-        if entries.find(pseudonym).is_none() && !self.stored(pseudonym)? {
+        if entries.find(pseudonym).is_none() && !self.maybe_stored(&entries, pseudonym)? {
+            entries.held.insert(pseudonym.as_bytes());
             entries
                 .pending
                 .push((pseudonym.into(), seal(pseudonym, user)));
@@ -735,6 +775,47 @@ mod tests {
         assert_eq!(syncs(&store), 3);
     }
 
+    /// A reopened store's filter of held pseudonyms is built from its keys: a user it
+    /// held is known again (never sealed under a second key), a new one is queued, and an
+    /// erased one is not held (the filter's "maybe" checked against the store). For a
+    /// store of its own and for one the requests log hosts.
+    #[test]
+    fn a_reopened_store_knows_whom_it_held() {
+        use requestlog::LogWriter;
+        let pending = |store: &PersonalData| lock(&store.sync.entries).pending.len();
+        let dir = tempfile::tempdir().unwrap();
+        let own = dir.path().join("own");
+        {
+            let store = PersonalData::open(&own).unwrap();
+            store.remember("u_a", "alice").unwrap();
+            store.remember("u_b", "bob").unwrap();
+            store.forget("u_b").unwrap();
+        }
+        let log_dir = dir.path().join("requests");
+        {
+            let log = hosting_log(&log_dir);
+            let store = std::sync::Arc::new(hosted_store(&log));
+            let companion = store.before_commit();
+            assert!(log.writer().sync_before_commit(&companion));
+            store.remember_unsynced("u_a", "alice").unwrap();
+            store.remember_unsynced("u_b", "bob").unwrap();
+            log.writer().append(vec![b"hold".to_vec()]).unwrap();
+            store.forget("u_b").unwrap();
+        }
+        let log = hosting_log(&log_dir);
+        for store in [PersonalData::open(&own).unwrap(), hosted_store(&log)] {
+            let key = stored_key(&store, "u_a");
+            assert!(store.knows("u_a").unwrap());
+            store.remember_unsynced("u_a", "alice").unwrap();
+            assert_eq!(pending(&store), 0, "a held user is not sealed again");
+            assert_eq!(stored_key(&store, "u_a"), key);
+            assert!(!store.knows("u_b").unwrap(), "erased");
+            store.remember_unsynced("u_new", "nina").unwrap();
+            assert_eq!(pending(&store), 1);
+            assert!(store.knows("u_new").unwrap());
+        }
+    }
+
     /// A store an earlier version kept apart (in the ingress's slot) moves into the log's
     /// tables: every entry resolves there, and its directory is gone.
     #[test]
@@ -756,6 +837,10 @@ mod tests {
         assert_eq!(
             store.resolve("u_a").unwrap(),
             Identity::Known("alice".into())
+        );
+        assert!(
+            store.knows("u_a").unwrap(),
+            "in the filter built after the move"
         );
         assert_eq!(store.resolve("u_b").unwrap(), Identity::Unknown);
         // A log without the tables hosts nothing.

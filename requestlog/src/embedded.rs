@@ -856,6 +856,24 @@ impl HostedTables {
             .is_some())
     }
 
+    /// Calls `each` with every key of `table`, in key order (a scan of the whole table:
+    /// at start, not on a request's path).
+    pub fn for_each_key(&self, table: &str, mut each: impl FnMut(&[u8])) -> Result<(), LogError> {
+        let mut options = ReadOptions::default();
+        // The tables' prefix extractor would otherwise confine the scan to one prefix.
+        options.set_total_order_seek(true);
+        let mut keys = self
+            .shared
+            .db
+            .raw_iterator_cf_opt(self.family(table), options);
+        keys.seek_to_first();
+        while let Some(key) = keys.key() {
+            each(key);
+            keys.next();
+        }
+        Ok(keys.status()?)
+    }
+
     /// One write of what `fill` adds, fsync'd when `sync`.
     pub fn write(
         &self,
