@@ -19,7 +19,7 @@
 //! several ingresses.
 
 use crate::generations::Generations;
-use crate::stored_filter::StoredFilter;
+use crate::stored_filter::{self, StoredFilter};
 use requestlog::{CommitCompanion, HostedTables, TableBatch};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -227,22 +227,26 @@ impl PersonalData {
 
     /// The filter of the pseudonyms `backing` holds: one scan of its keys (at start).
     fn held_filter(backing: &Backing) -> Result<StoredFilter, PersonalDataError> {
-        let mut held: Vec<Box<[u8]>> = Vec::new();
+        let mut held: Vec<u64> = Vec::new();
         match backing {
             Backing::Rocks(db) => {
                 let keys = db.cf_handle(KEYS).expect("the keys family");
                 for entry in db.iterator_cf(&keys, rocksdb::IteratorMode::Start) {
-                    held.push(entry?.0);
+                    held.push(stored_filter::hash(&entry?.0));
                 }
             }
             Backing::Hosted(tables) => {
-                tables.for_each_key(HOSTED_TABLES[0], |key| held.push(key.into()))?;
+                tables.for_each_key(HOSTED_TABLES[0], |key| held.push(stored_filter::hash(key)))?;
             }
             Backing::Memory(entries) => {
-                held.extend(lock(entries).keys().map(|key| key.as_bytes().into()));
+                held.extend(
+                    lock(entries)
+                        .keys()
+                        .map(|key| stored_filter::hash(key.as_bytes())),
+                );
             }
         }
-        Ok(StoredFilter::with_held(held.iter().map(|key| &**key)))
+        Ok(StoredFilter::with_held_hashes(held))
     }
 
     /// Whether a key for `pseudonym` may be written: the filter's certain "no", else

@@ -6,9 +6,9 @@
 //! cost about 4% of the HTTP thread under 64 hold + confirm clients (BENCHMARKS.md). A
 //! filter answers it from one or two cache lines.
 //!
-//! Complete by construction: every key in the store at start is inserted (`with_held`), and
-//! every new entry is inserted before it is queued for writing, under the same lock. An
-//! erased entry stays in (a false "held", checked). The filters grow as a chain: when the
+//! Complete by construction: every key in the store at start is inserted
+//! (`with_held_hashes`), and every new entry is inserted before it is queued for writing,
+//! under the same lock. An erased entry stays in (a false "held", checked). The filters grow as a chain: when the
 //! newest is full, a four times larger one takes the new pseudonyms, so a look-up probes one
 //! filter per quadrupling (the first holds a million), and nothing is ever rebuilt from the
 //! store while requests wait.
@@ -46,25 +46,25 @@ impl Filter {
 }
 
 /// The pseudonym's hash the filters take (fixed seed: only this process reads them).
-fn hash(pseudonym: &[u8]) -> u64 {
+pub(crate) fn hash(pseudonym: &[u8]) -> u64 {
     foldhash::quality::FixedState::with_seed(0x626f_786f_6666_6963).hash_one(pseudonym)
 }
 
 impl Default for StoredFilter {
     fn default() -> StoredFilter {
-        StoredFilter::with_held(std::iter::empty::<&[u8]>())
+        StoredFilter::with_held_hashes(Vec::new())
     }
 }
 
 impl StoredFilter {
-    /// A filter of the pseudonyms `held` (the store's keys at start), with room for as
-    /// many again (and at least a million).
-    pub(crate) fn with_held<'a>(held: impl IntoIterator<Item = &'a [u8]>) -> StoredFilter {
-        StoredFilter::build(held, FIRST_CAPACITY_MIN)
+    /// A filter of the pseudonyms whose [`hash`]es these are (the store's keys at start:
+    /// a scan of a large store keeps 8 bytes a key, not the keys), with room for as many
+    /// again (and at least a million).
+    pub(crate) fn with_held_hashes(hashes: Vec<u64>) -> StoredFilter {
+        StoredFilter::build(hashes, FIRST_CAPACITY_MIN)
     }
 
-    fn build<'a>(held: impl IntoIterator<Item = &'a [u8]>, capacity_min: u64) -> StoredFilter {
-        let hashes: Vec<u64> = held.into_iter().map(hash).collect();
+    fn build(hashes: Vec<u64>, capacity_min: u64) -> StoredFilter {
         let capacity = (2 * hashes.len() as u64).max(capacity_min);
         let mut first = Filter::new(capacity);
         for hash in &hashes {
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn what_is_held_is_never_denied_and_most_of_the_rest_is() {
         let held: Vec<Vec<u8>> = (0..1_000).map(pseudonym).collect();
-        let mut filter = StoredFilter::build(held.iter().map(Vec::as_slice), 10_000);
+        let mut filter = StoredFilter::build(held.iter().map(|p| hash(p)).collect(), 10_000);
         assert!(held.iter().all(|p| filter.may_hold(p)));
         // Past the first filter's capacity: a second, four times larger, takes the rest.
         let inserted = 10_000 + 1_000;
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn the_first_filter_has_room_for_as_many_again_as_were_held() {
         let held: Vec<Vec<u8>> = (0..3_000).map(pseudonym).collect();
-        let mut filter = StoredFilter::build(held.iter().map(Vec::as_slice), 1_000);
+        let mut filter = StoredFilter::build(held.iter().map(|p| hash(p)).collect(), 1_000);
         for n in 3_000..6_000 {
             filter.insert(&pseudonym(n));
         }
