@@ -154,7 +154,7 @@ impl Usage {
                 index + 1
             };
             while self.by_user.len() < len {
-                self.by_user.push(NO_COUNTERS);
+                self.by_user.append(NO_COUNTERS);
             }
         }
         let Some(counters) = self.by_user.get_mut(index) else {

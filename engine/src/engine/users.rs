@@ -218,7 +218,7 @@ impl Engine {
         );
         debug_assert_eq!(hash.0, self.users.hash(name), "the name's own hash");
         // Perf: one reference to the name, the state's (the index keeps the id).
-        self.state.users.push(UserName::from(name));
+        self.state.users.append(UserName::from(name));
         self.users.insert_new(id, hash);
         debug_assert_eq!(self.users.len(), self.state.users.len());
         id
