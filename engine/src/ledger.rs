@@ -530,7 +530,7 @@ impl SeatLedger {
             }
             None => {
                 let slot = u32::try_from(self.hold_slots.len()).expect("fewer slots than seats");
-                self.hold_slots.push(hold.0);
+                self.hold_slots.append(hold.0);
                 slot
             }
         }

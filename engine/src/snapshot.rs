@@ -349,8 +349,39 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         }
     }
 
-    /// Seals the first half of a full tail into a chunk: the buffer stays (no allocation
-    /// but the chunk's). Out of line: once per `CHUNK` pushes.
+    /// [`CowVec::push`] for a table that only grows at its back (never popped: bookings,
+    /// users, per-user counters): the tail is sealed whole once it holds a chunk, so each
+    /// element is copied once, into its chunk, and the tail starts over in the same
+    /// buffer. Perf: `push` keeps a stack's hysteresis (it seals half of a tail of two
+    /// chunks and moves the other half to the front), and for a table that only grows
+    /// that move was as much copying again: the standard mix's bookings (112 bytes each)
+    /// moved 28 KB per 256 confirms, about 1.5% of its instructions. The tail stays under
+    /// a chunk, the layout a decoded vector has.
+    #[inline]
+    pub(crate) fn append(&mut self, value: T) {
+        self.tail.push(value);
+        if self.tail.len() >= CHUNK {
+            self.seal_tail();
+        }
+    }
+
+    /// Appends `CHUNK` copies of `value`: one chunk, sealed as it is made when the tail is
+    /// empty (else one element at a time). Perf: each element is written once, into its
+    /// chunk; appended one by one, a table grown a chunk ahead (the per-user counters, 80
+    /// KB per 4,096 users) was written into the tail and copied again into the chunk.
+    pub(crate) fn append_chunk_of(&mut self, value: T) {
+        if self.tail.is_empty() {
+            self.chunks
+                .push(std::iter::repeat_n(value, CHUNK).collect());
+        } else {
+            for _ in 0..CHUNK {
+                self.append(value.clone());
+            }
+        }
+    }
+
+    /// Seals the first `CHUNK` elements of the tail into a chunk: the buffer stays (no
+    /// allocation but the chunk's). Out of line: once per `CHUNK` pushes.
     #[cold]
     #[inline(never)]
     fn seal_tail(&mut self) {
@@ -637,6 +668,49 @@ mod tests {
                 "decoded: a tail under a chunk"
             );
         }
+    }
+
+    /// `append` and `append_chunk_of` (a table that only grows) keep the tail under a
+    /// chunk, and the vector a `Vec`'s elements and encoding, whatever mix of `push` and
+    /// appends built it.
+    #[test]
+    fn appending_seals_whole_tails_and_keeps_a_vecs_contents() {
+        let config = bincode::config::standard();
+        let mut vec: CowVec<u32, 4> = CowVec::new();
+        let mut model: Vec<u32> = Vec::new();
+        for value in 0..50u32 {
+            if value % 7 == 3 {
+                vec.push(value);
+            } else {
+                vec.append(value);
+            }
+            model.push(value);
+            assert!(vec.iter().eq(model.iter()));
+            assert!(vec.tail.len() < 8 && vec.chunks.len() * 4 + vec.tail.len() == model.len());
+            if value % 7 != 3 {
+                assert!(vec.tail.len() < 4, "an append leaves a tail under a chunk");
+            }
+        }
+        // A chunk of copies: sealed whole from an empty tail, one by one after a partial one.
+        while !vec.tail.is_empty() {
+            vec.append(50);
+            model.push(50);
+        }
+        for partial in [false, true] {
+            if partial {
+                vec.append(99);
+                model.push(99);
+            }
+            assert_eq!(vec.tail.is_empty(), !partial);
+            vec.append_chunk_of(7);
+            model.extend([7; 4]);
+            assert!(vec.iter().eq(model.iter()));
+            assert!(vec.tail.len() < 4 && vec.chunks.len() * 4 + vec.tail.len() == model.len());
+        }
+        assert_eq!(
+            bincode::serde::encode_to_vec(&vec, config).unwrap(),
+            bincode::serde::encode_to_vec(&model, config).unwrap()
+        );
     }
 
     /// Events with the same seating (the shows of one hall) share one layout in memory,

@@ -27,7 +27,7 @@ impl Engine {
             .ledger
             .book(&event.layout, hold_id, hold.slot, &hold.items)
             .unwrap_or_else(|refused| panic!("the hold owns its seats: {refused}"));
-        event.bookings.push(booking_id);
+        event.bookings.append(booking_id);
         let quantity = hold.items.quantity();
         let booking = Booking {
             hold: hold_id,
@@ -52,7 +52,7 @@ impl Engine {
             payment_ref: booking.payment_ref.clone(),
             booked_at_ms: booking.booked_at_ms,
         };
-        self.state.bookings.push(booking);
+        self.state.bookings.append(booking);
         debug_assert_eq!(view, self.booking_view(booking_id));
         // Held seats became booked: some waiters may now be impossible to serve.
         self.serve_waitlist(event_id);

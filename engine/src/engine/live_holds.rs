@@ -138,7 +138,7 @@ impl LiveHolds {
                     .ok()
                     .filter(|slot| *slot < u32::MAX)
                     .expect("fewer than 2^32 - 1 live holds");
-                self.slab.push(Some(hold));
+                self.slab.append(Some(hold));
                 slot
             }
         }

@@ -154,7 +154,11 @@ impl Usage {
                 index + 1
             };
             while self.by_user.len() < len {
-                self.by_user.push(NO_COUNTERS);
+                if len - self.by_user.len() >= USAGE_CHUNK {
+                    self.by_user.append_chunk_of(NO_COUNTERS);
+                } else {
+                    self.by_user.append(NO_COUNTERS);
+                }
             }
         }
         let Some(counters) = self.by_user.get_mut(index) else {
