@@ -98,7 +98,6 @@ const PENDING_MAX: usize = 10_000;
 /// A new entry waiting to be written: the pseudonym, its key and its sealed user id.
 type PendingEntry = (Box<str>, SealedEntry);
 
-#[derive(Default)]
 struct SyncState {
     /// Held across the look-up and the queuing of a new entry, so whoever sees an entry in
     /// `known` (another request of the same user) finds it here or written: the commit that
@@ -110,7 +109,6 @@ struct SyncState {
     syncs: std::sync::atomic::AtomicU64,
 }
 
-#[derive(Default)]
 struct Entries {
     /// Entries not yet written.
     pending: Vec<PendingEntry>,
@@ -215,14 +213,23 @@ impl PersonalData {
     }
 
     fn with(backing: Backing) -> Result<PersonalData, PersonalDataError> {
+        // Built before the store exists: no filter is ever empty of what the store holds.
         let held = Self::held_filter(&backing)?;
-        let store = PersonalData {
+        Ok(PersonalData {
             backing,
-            sync: SyncState::default(),
+            sync: SyncState {
+                entries: Mutex::new(Entries {
+                    pending: Vec::new(),
+                    writing: Vec::new(),
+                    busy: false,
+                    riding: false,
+                    held,
+                }),
+                idle: Condvar::new(),
+                syncs: std::sync::atomic::AtomicU64::new(0),
+            },
             known: Mutex::new(Generations::new(KNOWN_CACHED_MAX)),
-        };
-        lock(&store.sync.entries).held = held;
-        Ok(store)
+        })
     }
 
     /// The filter of the pseudonyms `backing` holds: one scan of its keys (at start).

@@ -50,12 +50,6 @@ pub(crate) fn hash(pseudonym: &[u8]) -> u64 {
     foldhash::quality::FixedState::with_seed(0x626f_786f_6666_6963).hash_one(pseudonym)
 }
 
-impl Default for StoredFilter {
-    fn default() -> StoredFilter {
-        StoredFilter::with_held_hashes(Vec::new())
-    }
-}
-
 impl StoredFilter {
     /// A filter of the pseudonyms whose [`hash`]es these are (the store's keys at start:
     /// a scan of a large store keeps 8 bytes a key, not the keys), with room for as many
@@ -152,7 +146,7 @@ mod tests {
         assert_eq!(filter.filters(), 2);
         // An empty store's first filter is the minimum's.
         assert_eq!(
-            StoredFilter::default().filters[0].capacity,
+            StoredFilter::with_held_hashes(Vec::new()).filters[0].capacity,
             FIRST_CAPACITY_MIN
         );
     }
