@@ -260,8 +260,9 @@ impl SeatBits {
     /// [`SeatBits::row_freed`]). Perf: a seat's two bits share a cache line (the masks are
     /// interleaved), and one copy-on-write check covers the whole list; the 4-byte seat
     /// word each transition read and wrote was a cache miss on nearly every seat (12% of
-    /// the standard mix, session 38).
-    #[inline]
+    /// the standard mix, session 38). Always inlined: each caller's kinds are constants,
+    /// so a seat is a test of its pair of words against one value and two writes.
+    #[inline(always)]
     pub(crate) fn try_move_each(
         &mut self,
         seats: &[u32],
@@ -269,20 +270,24 @@ impl SeatBits {
         to: SeatKind,
     ) -> Result<(), u32> {
         let seat_count = self.seat_count;
-        let ((from_free, from_booked), (to_free, to_booked)) = (from.bits(), to.bits());
+        let (from_free, from_booked) = from.bits();
+        let (to_free, to_booked) = to.bits();
         let masks = self.masks_mut();
         for (done, &seat) in seats.iter().enumerate() {
-            if seat >= seat_count {
-                return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat));
-            }
-            let (index, shift) = (free_word(seat), seat % 64);
-            let (free, booked) = (masks[index] >> shift & 1, masks[index + 1] >> shift & 1);
-            if (free, booked) != (from_free, from_booked) {
-                return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat));
-            }
+            let index = free_word(seat);
+            // One bounds check for the pair (a seat past the masks is no seat either).
+            let pair = match masks.get_mut(index..index + 2) {
+                Some(pair) if seat < seat_count => pair,
+                _ => return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat)),
+            };
+            let shift = seat % 64;
             let bit = 1u64 << shift;
-            masks[index] = masks[index] & !bit | to_free << shift;
-            masks[index + 1] = masks[index + 1] & !bit | to_booked << shift;
+            let (free, booked) = (pair[0] & bit, pair[1] & bit);
+            if (free, booked) != (from_free << shift, from_booked << shift) {
+                return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat));
+            }
+            pair[0] = pair[0] & !bit | to_free << shift;
+            pair[1] = pair[1] & !bit | to_booked << shift;
         }
         Ok(())
     }
@@ -290,6 +295,7 @@ impl SeatBits {
     /// Moves `done` back to kind `from` (a refused [`SeatBits::try_move_each`]), returning
     /// `refused`.
     #[cold]
+    #[inline(never)]
     fn undo_moves(masks: &mut [u64], done: &[u32], from: SeatKind, refused: u32) -> u32 {
         let (free, booked) = from.bits();
         for &seat in done {
