@@ -16,11 +16,10 @@
 //! not booked ([`open_run_in`], kept per row by the ledger). A waiter that could use nothing ([`servable_ever`] is false)
 //! can never be served.
 
-use crate::engine::{is_booked, Category, Event, SeatState, FREE, SEAT_CHUNK};
+use crate::engine::{is_booked, Category, Event, SeatState, FREE};
 use crate::layout::{Layout, Row};
 use crate::outcome::Items;
 use crate::seat_bits::{SeatBits, ROW_BITS_MAX};
-use crate::snapshot::CowVec;
 
 /// What `quantity` seats or places of `category` (any when `None`) would be granted now,
 /// taking only from `allowed` categories, or `None` when the request cannot be met. Pure:
@@ -139,7 +138,7 @@ fn find_seats(
         if row.seat_count <= ROW_BITS_MAX {
             // Perf: the row's free seats as one word (see `seat_bits`).
             let free_bits = bits.row_free(row.first_seat, row.seat_count);
-            debug_assert_eq!(free_bits, bits_of(&row_states(&event.ledger.seats, row)));
+            debug_assert_eq!(free_bits, bits_of(&row_states(bits, row)));
             if free >= quantity {
                 let run = find_run_in_bits(free_bits, quantity);
                 if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
@@ -156,7 +155,7 @@ fn find_seats(
             }
             continue;
         }
-        let states = row_states(&event.ledger.seats, row);
+        let states = row_states(bits, row);
         if free >= quantity {
             let run = find_run(&states, quantity);
             if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
@@ -269,20 +268,15 @@ fn next_row_with(row_free: &[u32], from: usize, enough: u32) -> Option<usize> {
     found
 }
 
-/// A row's seat states as one slice (see `CowVec::contiguous`).
-#[inline]
-fn row_states<'a>(
-    seat_states: &'a CowVec<SeatState, SEAT_CHUNK>,
-    row: &Row,
-) -> std::borrow::Cow<'a, [SeatState]> {
-    seat_states.contiguous(row.first_seat as usize..(row.first_seat + row.seat_count) as usize)
+/// A row's seat states (their kinds), for the seat-by-seat paths of a row longer than a
+/// word of the bits (rare: the standard mix's rows are 25 and 50 seats).
+fn row_states(bits: &SeatBits, row: &Row) -> Vec<SeatState> {
+    bits.states(row.first_seat, row.seat_count)
 }
 
 fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
     let seats = crate::outcome::SeatList::run(start, quantity);
-    debug_assert!(seats
-        .iter()
-        .all(|&seat| event.ledger.seats[seat as usize] == FREE));
+    debug_assert!(seats.iter().all(|&seat| event.ledger.bits.is_free(seat)));
     debug_assert_eq!(
         event.layout.row_of(start),
         event.layout.row_of(start + quantity - 1),
@@ -420,13 +414,9 @@ fn obtainable(entry: &Category) -> u64 {
 
 /// The longest run of seats in a row that are not booked: the largest `together`
 /// request the row could ever serve (the ledger keeps it per row, `row_open_run`).
-pub(crate) fn open_run_in(
-    layout: &Layout,
-    seat_states: &CowVec<SeatState, SEAT_CHUNK>,
-    row: usize,
-) -> u32 {
+pub(crate) fn open_run_in(layout: &Layout, bits: &SeatBits, row: usize) -> u32 {
     let row = &layout.rows[row];
-    let longest = longest_open_run(&row_states(seat_states, row));
+    let longest = longest_open_run(&row_states(bits, row));
     debug_assert!(longest <= row.seat_count);
     longest
 }
@@ -592,7 +582,7 @@ pub(crate) fn usable_categories(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{held_in, SEAT_BOOKED};
+    use crate::ledger::{SEAT_BOOKED, SEAT_HELD};
 
     /// Seat by seat, as the ledger's rule says: the longest run of seats not booked.
     fn longest_open_run_by_seat(states: &[SeatState]) -> u32 {
@@ -626,7 +616,7 @@ mod tests {
                         if pattern >> seat & 1 == 1 {
                             FREE
                         } else {
-                            held_in(3)
+                            SEAT_HELD
                         }
                     })
                     .collect();
@@ -664,7 +654,7 @@ mod tests {
     fn the_longest_open_run_skipping_blocks_is_the_seat_by_seat_one() {
         // Every row of up to 12 seats whose seats are each free, held or booked by the
         // bits of a counter (base 3), and longer rows from a fixed pseudo-random walk.
-        let kinds = [FREE, held_in(7), SEAT_BOOKED];
+        let kinds = [FREE, SEAT_HELD, SEAT_BOOKED];
         for length in 0..=12u32 {
             for pattern in 0..3u64.pow(length.min(9)) {
                 let states: Vec<SeatState> = (0..length)

@@ -543,22 +543,10 @@ impl Engine {
             .collect()
     }
 
-    /// What a seat word says: free (`None`), held by the hold in slot `n`
-    /// (`Some((true, n))`) or booked (`Some((false, 0))`).
-    pub(crate) fn seat_owner(state: SeatState) -> Option<(bool, u32)> {
-        match state & TAG_MASK {
-            0 => None,
-            TAG_HELD => Some((true, state & OWNER_MASK)),
-            TAG_BOOKED => {
-                assert_eq!(state & OWNER_MASK, 0, "a booked seat names nobody");
-                Some((false, 0))
-            }
-            _ => panic!("corrupt seat state {state:#x}"),
-        }
-    }
-
     /// Who holds each seat of an event: the live hold's id or the live booking's id, in
-    /// terms of the public model (for queries and checks: O(the event's bookings)).
+    /// terms of the public model (for queries and checks: O(the event's bookings and live
+    /// holds)). A held seat's hold is found from the event's hold slots and the holds'
+    /// seats (the ledger keeps only that the seat is held).
     pub(crate) fn seat_holders(&self, event: &Event) -> Vec<SeatHolder> {
         let mut holders = vec![SeatHolder::Free; event.layout.seat_count as usize];
         for booking_id in event.bookings.iter() {
@@ -569,9 +557,17 @@ impl Engine {
                 }
             }
         }
-        for (seat, holder) in holders.iter_mut().enumerate() {
-            if let Some((true, slot)) = Engine::seat_owner(event.ledger.seats[seat]) {
-                *holder = SeatHolder::Held(HoldId(event.ledger.hold_slots[slot as usize]));
+        for &hold_id in event.ledger.hold_slots.iter().filter(|id| **id != 0) {
+            let hold_id = HoldId(hold_id);
+            let hold = self
+                .state
+                .holds
+                .get(&hold_id)
+                .unwrap_or_else(|| panic!("hold slot names {hold_id}, which is not live"));
+            if let Items::Seats(seats) = &hold.items {
+                for &seat in seats.iter() {
+                    holders[seat as usize] = SeatHolder::Held(hold_id);
+                }
             }
         }
         holders

@@ -2,6 +2,7 @@
 
 use crate::engine::{Engine, TimerKind, UserId, UserIndex};
 use crate::ids::{EventId, HoldId};
+use crate::ledger::SeatKind;
 use crate::outcome::Items;
 use std::collections::BTreeMap;
 
@@ -76,7 +77,10 @@ pub(crate) fn check(engine: &Engine) {
         "the kept ended holds are exactly the queued ones"
     );
     let mut usage: BTreeMap<(EventId, UserId), u32> = BTreeMap::new();
-    // Every live hold owns exactly its seats and is in the expiry index.
+    // Every live hold owns exactly its seats and is in the expiry index: each of its seats
+    // is held, and in no other live hold (the ledger keeps only that a seat is held; the
+    // count per event below says no held seat is without a hold).
+    let mut held_seats = std::collections::BTreeSet::new();
     state.holds.check();
     for (hold_id, hold) in state.holds.iter() {
         sequence(hold_id.0, state.next_hold, "hold");
@@ -91,9 +95,14 @@ pub(crate) fn check(engine: &Engine) {
                 );
                 for &seat in seats.iter() {
                     assert_eq!(
-                        Engine::seat_owner(event.ledger.seats[seat as usize]),
-                        Some((true, slot)),
-                        "hold {hold_id} owns seat {seat}"
+                        event.ledger.kind(seat),
+                        SeatKind::Held,
+                        "hold {hold_id}'s seat {seat} is held"
+                    );
+                    assert!(
+                        held_seats.insert((hold.event, seat)),
+                        "seat {seat} of {} is in two live holds",
+                        hold.event
                     );
                 }
             }
@@ -126,8 +135,8 @@ pub(crate) fn check(engine: &Engine) {
         if let Items::Seats(seats) = &booking.items {
             for &seat in seats.iter() {
                 assert_eq!(
-                    Engine::seat_owner(event.ledger.seats[seat as usize]),
-                    Some((false, 0)),
+                    event.ledger.kind(seat),
+                    SeatKind::Booked,
                     "booking {booking_id}'s seat {seat} is booked"
                 );
                 // One owner per seat: no other live booking of the event has it.
@@ -164,18 +173,17 @@ pub(crate) fn check(engine: &Engine) {
             );
         }
         // The ledger's own rules (counts, rows, pools, slots), then that its seats are the
-        // live holds' and bookings' and nobody else's.
-        for (slot, seats) in event.ledger.check(&event.layout) {
-            let hold_id = HoldId(event.ledger.hold_slots[slot as usize]);
-            let hold = &state.holds[&hold_id];
-            assert_eq!(hold.event, event_id, "a seat's hold is of its event");
-            assert_eq!(hold.slot, Some(slot), "a seat's slot is its hold's");
-            assert_eq!(
-                hold.items.quantity(),
-                seats,
-                "hold {hold_id} has only its seats"
-            );
-        }
+        // live holds' and bookings' and nobody else's: every held seat is one of a live
+        // hold's (the holds' seats are held and distinct, above), every slot in use a live
+        // hold's of this event.
+        let held_here = event.ledger.check(&event.layout);
+        assert_eq!(
+            held_here,
+            held_seats
+                .range((event_id, 0)..=(event_id, u32::MAX))
+                .count() as u64,
+            "a held seat is in a live hold of its event"
+        );
         for (slot, &hold_id) in event.ledger.hold_slots.iter().enumerate() {
             if hold_id != 0 {
                 let hold = &state.holds[&HoldId(hold_id)];
@@ -184,9 +192,9 @@ pub(crate) fn check(engine: &Engine) {
         }
         let booked_here = event
             .ledger
-            .seats
-            .iter()
-            .filter(|state| crate::ledger::is_booked(**state))
+            .bits
+            .kinds()
+            .filter(|kind| *kind == SeatKind::Booked)
             .count();
         assert_eq!(
             booked_here,

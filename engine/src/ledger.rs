@@ -1,5 +1,4 @@
-//! Seat accounting, in one place: which seats of an event are free, held (by which hold)
-//! or booked, which general-admission places are, and the counts per category, pool and
+//! Seat accounting, in one place: which seats of an event are free, held or booked, which general-admission places are, and the counts per category, pool and
 //! row that follow. The engine changes an event's seats only through a [`SeatLedger`]'s
 //! four transitions ([`hold`](SeatLedger::hold), [`release`](SeatLedger::release),
 //! [`book`](SeatLedger::book), [`unbook`](SeatLedger::unbook)) and asserts each; the
@@ -11,7 +10,18 @@
 //! (`the_read_model_agrees_with_the_engine_on_random_sequences` compares them).
 //!
 //! A transition checks before it changes anything: a refused one returns a
-//! [`LedgerError`] and leaves the ledger as it was.
+//! [`LedgerError`] and leaves the ledger as it was. It checks each seat's state (free,
+//! held or booked) and that the hold's slot is the hold's; which hold holds a seat is
+//! the hold's own record (its seats), which the ledger does not keep again: the engine
+//! passes a hold's items from that record, and `Engine::check_invariants` checks, from
+//! the live holds, that every held seat is exactly one live hold's.
+//!
+//! The seats themselves are two bits each (`seat_bits`: free, booked, or neither: held).
+//! Perf: the 4-byte seat word per seat they replace (a held seat's word named its hold's
+//! slot) was a cache miss on nearly every seat of every hold, release, confirm and
+//! cancel (12% of the standard mix, session 38), and 4 of the 4.16 bytes of engine state
+//! per seat. A snapshot still encodes the words (`Event`'s encoding derives a held
+//! seat's from its hold's slot), so the state's encoding and hash did not change.
 //!
 //! An event's waitlist queues ([`WaitQueues`]) are kept the same way: the engine and the
 //! read model change them only by [`join`](WaitQueues::join) and
@@ -23,33 +33,29 @@ use crate::command::{order_total_cents, EventSpec};
 use crate::ids::{HoldId, WaiterId};
 use crate::layout::Layout;
 use crate::outcome::Items;
+pub(crate) use crate::seat_bits::SeatKind;
 use crate::seat_bits::{longest_run, SeatBits, ROW_BITS_MAX};
 use crate::snapshot::CowVec;
 use serde::{Deserialize, Serialize};
 
-/// Per-seat state in 4 bytes: 0 is free; the top two bits say held or booked. A held
-/// seat's low 30 bits are its hold's slot in the ledger's `hold_slots` (dense and reused,
-/// so they fit however many holds the log has made); a booked seat's are zero (its
-/// booking is found from the bookings, which only queries and checks need).
+/// A seat as a snapshot encodes it, in 4 bytes: 0 is free; the top two bits say held or
+/// booked. A held seat's low 30 bits are its hold's slot in the ledger's `hold_slots`
+/// (dense and reused, so they fit however many holds the log has made); a booked seat's
+/// are zero (its booking is found from the bookings, which only queries and checks need).
+/// The ledger keeps only the kind (`seat_bits`); the slot comes from the hold.
 pub(crate) type SeatState = u32;
 pub(crate) const SEAT_FREE: SeatState = 0;
 pub(crate) const TAG_HELD: SeatState = 1 << 30;
 pub(crate) const TAG_BOOKED: SeatState = 2 << 30;
 pub(crate) const TAG_MASK: SeatState = 3 << 30;
 pub(crate) const OWNER_MASK: SeatState = !TAG_MASK;
+#[cfg(test)]
 pub(crate) const SEAT_BOOKED: SeatState = TAG_BOOKED;
 /// The most seats an event may have: every held seat's hold must have a slot.
 pub(crate) const EVENT_SEATS_LIMIT: u32 = OWNER_MASK;
 
-const _: () = assert!(
-    std::mem::size_of::<SeatState>() <= 4,
-    "the per-seat budget is 4 bytes"
-);
 const _: () = assert!(TAG_HELD & OWNER_MASK == 0 && TAG_BOOKED & OWNER_MASK == 0);
 
-/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
-/// (256 KiB of seats), never a whole event.
-pub(crate) const SEAT_CHUNK: usize = 32 * 1024;
 /// Hold slots (and free slot numbers) per chunk of an event's slot table.
 pub(crate) const HOLD_SLOT_CHUNK: usize = 4096;
 
@@ -65,6 +71,10 @@ pub(crate) fn held_in(slot: u32) -> SeatState {
 pub(crate) fn is_booked(state: SeatState) -> bool {
     state & TAG_MASK == TAG_BOOKED
 }
+
+/// A held seat, as the seat-by-seat paths that look at kinds only see it (`SeatKind::state`).
+#[cfg(test)]
+pub(crate) const SEAT_HELD: SeatState = TAG_HELD;
 
 /// A category's name, price and counts. Read-only outside the engine crate: the counts
 /// change only with the ledger's transitions.
@@ -105,7 +115,8 @@ impl Pool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeatStatus {
     Free,
-    Held(HoldId),
+    /// Held by a live hold (which one: the holds' seats say).
+    Held,
     Booked,
 }
 
@@ -141,31 +152,33 @@ impl std::fmt::Display for LedgerError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeatLedger {
     pub(crate) categories: Vec<Category>,
-    pub(crate) seats: CowVec<SeatState, SEAT_CHUNK>,
     /// Per row, its free seats.
     pub(crate) row_free: Vec<u32>,
     /// Per row, the longest run of seats that are not booked (free or held): the largest
     /// `together` request the row could ever serve (see `allocate::open_run_in`).
     pub(crate) row_open_run: Vec<u32>,
     pub(crate) pools: Vec<Pool>,
-    /// Slot → id of the live hold of seats in it (0: a free slot). A held seat names its
-    /// hold's slot, not its id (see `SeatState`). At most one slot per held seat.
+    /// Slot → id of the live hold of seats in it (0: a free slot). An encoded held seat
+    /// names its hold's slot, not its id (see `SeatState`). At most one slot per held seat.
     /// Copy-on-write chunks, like the free list, so a snapshot's copy of an event with
     /// a million live holds is a few hundred pointers. Encodes like a `Vec`.
     pub(crate) hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
     /// Free slots of `hold_slots`, the last freed reused first (a deterministic order).
     pub(crate) free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
-    /// The seats as bits, for best available and the open runs (`seat_bits`). Derived
-    /// from `seats` and `row_free`: not encoded, rebuilt on decode ([`SeatLedger::of_parts`]).
+    /// The seats, two bits each (free, held or booked: `seat_bits`), and per `k` the rows
+    /// with `k` free seats (derived from `row_free`, rebuilt on decode).
     pub(crate) bits: SeatBits,
 }
 
-/// A ledger as it encodes: its fields in order, without the derived bits (the encoding
-/// the derived `Serialize` gave before there were any).
+/// A ledger alone as it encodes (the ingress's read model keeps one per event): its
+/// fields in order, the seats as their interleaved masks (`seat_bits`: two bits a seat).
+/// A state encodes an event's ledger among the event's fields instead, the seats as
+/// words (see `Event`'s encoding).
 #[derive(Serialize)]
 struct LedgerEncoding<'a> {
     categories: &'a Vec<Category>,
-    seats: &'a CowVec<SeatState, SEAT_CHUNK>,
+    seat_count: u32,
+    seat_masks: &'a [u64],
     row_free: &'a Vec<u32>,
     row_open_run: &'a Vec<u32>,
     pools: &'a Vec<Pool>,
@@ -177,7 +190,8 @@ struct LedgerEncoding<'a> {
 #[derive(Deserialize)]
 struct LedgerDecoding {
     categories: Vec<Category>,
-    seats: CowVec<SeatState, SEAT_CHUNK>,
+    seat_count: u32,
+    seat_masks: Vec<u64>,
     row_free: Vec<u32>,
     row_open_run: Vec<u32>,
     pools: Vec<Pool>,
@@ -189,7 +203,8 @@ impl Serialize for SeatLedger {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         LedgerEncoding {
             categories: &self.categories,
-            seats: &self.seats,
+            seat_count: self.bits.seat_count(),
+            seat_masks: self.bits.masks(),
             row_free: &self.row_free,
             row_open_run: &self.row_open_run,
             pools: &self.pools,
@@ -203,15 +218,18 @@ impl Serialize for SeatLedger {
 impl<'de> Deserialize<'de> for SeatLedger {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SeatLedger, D::Error> {
         let decoded = LedgerDecoding::deserialize(deserializer)?;
-        Ok(SeatLedger::of_parts(
-            decoded.categories,
-            decoded.seats,
-            decoded.row_free,
-            decoded.row_open_run,
-            decoded.pools,
-            decoded.hold_slots,
-            decoded.free_hold_slots,
-        ))
+        let bits =
+            SeatBits::of_decoded_masks(decoded.seat_count, decoded.seat_masks, &decoded.row_free)
+                .map_err(serde::de::Error::custom)?;
+        Ok(SeatLedger {
+            categories: decoded.categories,
+            row_free: decoded.row_free,
+            row_open_run: decoded.row_open_run,
+            pools: decoded.pools,
+            hold_slots: decoded.hold_slots,
+            free_hold_slots: decoded.free_hold_slots,
+            bits,
+        })
     }
 }
 
@@ -261,7 +279,8 @@ impl SeatLedger {
             .collect();
         SeatLedger::of_parts(
             categories,
-            CowVec::from_elem(SEAT_FREE, layout.seat_count as usize),
+            std::iter::repeat_n(SeatKind::Free, layout.seat_count as usize),
+            layout.seat_count,
             layout.rows.iter().map(|row| row.seat_count).collect(),
             layout.rows.iter().map(|row| row.seat_count).collect(),
             pools,
@@ -270,21 +289,22 @@ impl SeatLedger {
         )
     }
 
-    /// A ledger of these parts (a decoded state's), its derived bits built from them.
+    /// A ledger of these parts (a decoded state's: its seats' kinds in seat order), its
+    /// bits built from them.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn of_parts(
         categories: Vec<Category>,
-        seats: CowVec<SeatState, SEAT_CHUNK>,
+        seats: impl IntoIterator<Item = SeatKind>,
+        seat_count: u32,
         row_free: Vec<u32>,
         row_open_run: Vec<u32>,
         pools: Vec<Pool>,
         hold_slots: CowVec<u64, HOLD_SLOT_CHUNK>,
         free_hold_slots: CowVec<u32, HOLD_SLOT_CHUNK>,
     ) -> SeatLedger {
-        let bits = SeatBits::of(&seats, &row_free);
+        let bits = SeatBits::of(seat_count, seats, &row_free);
         SeatLedger {
             categories,
-            seats,
             row_free,
             row_open_run,
             pools,
@@ -294,19 +314,20 @@ impl SeatLedger {
         }
     }
 
-    /// A free seat of `row` is taken (held): its row's free count and the bits follow.
+    /// A free seat of `row` was taken (held; its bits moved): its row's free count and
+    /// sets follow.
     #[inline]
-    fn seat_taken(&mut self, row: usize, seat: u32) {
+    fn seat_taken(&mut self, row: usize) {
         self.row_free[row] -= 1;
-        self.bits.taken(seat, row, self.row_free[row]);
+        self.bits.row_taken(row, self.row_free[row]);
     }
 
-    /// A seat of `row` comes free (released, or unbooked: `was_booked`): its row's free
-    /// count and the bits follow.
+    /// A seat of `row` came free (released or unbooked; its bits moved): its row's free
+    /// count and sets follow.
     #[inline]
-    fn seat_freed(&mut self, row: usize, seat: u32, was_booked: bool) {
+    fn seat_freed(&mut self, row: usize) {
         self.row_free[row] += 1;
-        self.bits.freed(seat, row, self.row_free[row], was_booked);
+        self.bits.row_freed(row, self.row_free[row]);
     }
 
     /// The longest run of seats of `row` that are not booked (`row_open_run`'s value).
@@ -317,7 +338,7 @@ impl SeatLedger {
         if found.seat_count <= ROW_BITS_MAX {
             longest_run(self.bits.row_open(found.first_seat, found.seat_count))
         } else {
-            crate::allocate::open_run_in(layout, &self.seats, row)
+            crate::allocate::open_run_in(layout, &self.bits, row)
         }
     }
 
@@ -330,23 +351,34 @@ impl SeatLedger {
     }
 
     pub fn seat_count(&self) -> usize {
-        self.seats.len()
+        self.bits.seat_count() as usize
     }
 
     /// A seat's state (`Free` for a seat the event does not have).
     pub fn seat(&self, seat: u32) -> SeatStatus {
-        match self.seats.get(seat as usize).copied().unwrap_or(SEAT_FREE) & TAG_MASK {
-            SEAT_FREE => SeatStatus::Free,
-            TAG_HELD => {
-                let slot = self.seats[seat as usize] & OWNER_MASK;
-                SeatStatus::Held(HoldId(self.hold_slots[slot as usize]))
-            }
-            _ => SeatStatus::Booked,
+        if seat >= self.bits.seat_count() {
+            return SeatStatus::Free;
+        }
+        match self.bits.kind(seat) {
+            SeatKind::Free => SeatStatus::Free,
+            SeatKind::Held => SeatStatus::Held,
+            SeatKind::Booked => SeatStatus::Booked,
         }
     }
 
+    /// Bytes of the ledger's per-seat and per-row state: the seats' bits, the rows' sets
+    /// and free counts.
+    pub(crate) fn seat_state_bytes(&self) -> usize {
+        self.bits.bytes() + self.row_free.len() * std::mem::size_of::<u32>()
+    }
+
+    /// A seat's kind (it must be one of the event's seats).
+    pub(crate) fn kind(&self, seat: u32) -> SeatKind {
+        self.bits.kind(seat)
+    }
+
     /// Places `hold` on `items`, every seat of which is free (or that many places of a
-    /// pool): the seats name the slot the hold takes, returned (`None` for places).
+    /// pool): the hold takes a slot, returned (`None` for places).
     #[inline]
     pub fn hold(
         &mut self,
@@ -356,11 +388,12 @@ impl SeatLedger {
     ) -> Result<Option<u32>, LedgerError> {
         match items {
             Items::Seats(seats) => {
-                let slot = self.next_hold_slot();
-                self.seats.try_swap_each(seats, SEAT_FREE, held_in(slot))?;
-                assert_eq!(self.take_hold_slot(hold), slot);
-                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
-                    self.seat_taken(row, seat);
+                assert!(hold.0 != 0, "hold ids start at 1");
+                self.bits
+                    .try_move_each(seats, SeatKind::Free, SeatKind::Held)?;
+                let slot = self.take_hold_slot(hold);
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.seat_taken(row);
                     self.categories[category].held += 1;
                 }
                 Ok(Some(slot))
@@ -390,10 +423,11 @@ impl SeatLedger {
         match items {
             Items::Seats(seats) => {
                 let slot = self.hold_slot_of(hold, slot)?;
-                self.seats.try_swap_each(seats, held_in(slot), SEAT_FREE)?;
+                self.bits
+                    .try_move_each(seats, SeatKind::Held, SeatKind::Free)?;
                 self.free_hold_slot(slot, hold);
-                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
-                    self.seat_freed(row, seat, false);
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.seat_freed(row);
                     self.categories[category].held -= 1;
                 }
             }
@@ -422,12 +456,9 @@ impl SeatLedger {
         match items {
             Items::Seats(seats) => {
                 let slot = self.hold_slot_of(hold, slot)?;
-                self.seats
-                    .try_swap_each(seats, held_in(slot), SEAT_BOOKED)?;
+                self.bits
+                    .try_move_each(seats, SeatKind::Held, SeatKind::Booked)?;
                 self.free_hold_slot(slot, hold);
-                for &seat in seats.iter() {
-                    self.bits.booked(seat);
-                }
                 // Perf: one pass places each seat in its row: its category's price for
                 // the total and its counts, and its row's open run, recomputed once per
                 // run of seats in a row now that they are booked (the bits are).
@@ -464,9 +495,10 @@ impl SeatLedger {
     pub fn unbook(&mut self, layout: &Layout, items: &Items) -> Result<(), LedgerError> {
         match items {
             Items::Seats(seats) => {
-                self.seats.try_swap_each(seats, SEAT_BOOKED, SEAT_FREE)?;
-                for ((row, category), &seat) in seat_rows_of(layout, seats).zip(seats.iter()) {
-                    self.seat_freed(row, seat, true);
+                self.bits
+                    .try_move_each(seats, SeatKind::Booked, SeatKind::Free)?;
+                for (row, category) in seat_rows_of(layout, seats) {
+                    self.seat_freed(row);
                     self.categories[category].booked -= 1;
                 }
                 // Each row once per run of seats in it (a row seen again is counted
@@ -509,15 +541,6 @@ impl SeatLedger {
             .ok_or(LedgerError::Category(category))
     }
 
-    /// The slot a hold of seats would take now.
-    #[inline]
-    fn next_hold_slot(&self) -> u32 {
-        match self.free_hold_slots.last() {
-            Some(slot) => *slot,
-            None => u32::try_from(self.hold_slots.len()).expect("fewer slots than seats"),
-        }
-    }
-
     /// A slot for a new hold of seats.
     #[inline]
     fn take_hold_slot(&mut self, hold: HoldId) -> u32 {
@@ -530,6 +553,7 @@ impl SeatLedger {
             }
             None => {
                 let slot = u32::try_from(self.hold_slots.len()).expect("fewer slots than seats");
+                assert!(slot <= OWNER_MASK, "hold slots fit in 30 bits");
                 self.hold_slots.append(hold.0);
                 slot
             }
@@ -556,42 +580,36 @@ impl SeatLedger {
 
     /// The ledger's own invariants, recounted from its seats: per category free + held +
     /// booked = capacity and the seats' counts agree; per row its free seats and open run;
-    /// per pool its counts fit its capacity and agree with its category; every held
-    /// seat's slot names a hold, every free slot is empty and listed once. Returns, per
-    /// slot in use, how many seats name it (for checks against the holds).
-    pub fn check(&self, layout: &Layout) -> Vec<(u32, u32)> {
-        assert_eq!(self.seats.len(), layout.seat_count as usize);
+    /// per pool its counts fit its capacity and agree with its category; every free slot
+    /// is empty and listed once. Which live hold holds each held seat is the holds'
+    /// (`Engine::check_invariants` checks it). Returns how many seats are held.
+    pub fn check(&self, layout: &Layout) -> u64 {
+        assert_eq!(self.bits.seat_count(), layout.seat_count);
+        assert_eq!(
+            SeatBits::check_masks(self.bits.seat_count(), self.bits.masks()),
+            Ok(()),
+            "the seat masks are well formed"
+        );
         assert_eq!(self.row_free.len(), layout.rows.len());
         let mut held = vec![0u64; self.categories.len()];
         let mut booked = vec![0u64; self.categories.len()];
-        let mut seats_in_slot = std::collections::BTreeMap::<u32, u32>::new();
+        let mut held_seats = 0;
         for (index, row) in layout.rows.iter().enumerate() {
             let mut free = 0;
             for seat in row.first_seat..row.first_seat + row.seat_count {
-                let state = self.seats[seat as usize];
-                match state & TAG_MASK {
-                    SEAT_FREE => free += 1,
-                    TAG_HELD => {
+                match self.bits.kind(seat) {
+                    SeatKind::Free => free += 1,
+                    SeatKind::Held => {
                         held[row.category as usize] += 1;
-                        let slot = state & OWNER_MASK;
-                        assert_ne!(
-                            self.hold_slots.get(slot as usize).copied().unwrap_or(0),
-                            0,
-                            "a held seat's slot names a hold"
-                        );
-                        *seats_in_slot.entry(slot).or_default() += 1;
+                        held_seats += 1;
                     }
-                    TAG_BOOKED => {
-                        assert_eq!(state & OWNER_MASK, 0, "a booked seat names nobody");
-                        booked[row.category as usize] += 1;
-                    }
-                    _ => panic!("corrupt seat state {state:#x}"),
+                    SeatKind::Booked => booked[row.category as usize] += 1,
                 }
             }
             assert_eq!(self.row_free[index], free, "row {index}'s free seats");
             assert_eq!(
                 self.row_open_run[index],
-                crate::allocate::open_run_in(layout, &self.seats, index),
+                crate::allocate::open_run_in(layout, &self.bits, index),
                 "row {index}'s open run"
             );
             assert_eq!(
@@ -602,8 +620,8 @@ impl SeatLedger {
         }
         assert_eq!(
             self.bits,
-            SeatBits::of(&self.seats, &self.row_free),
-            "the bits are the seats'"
+            SeatBits::of(self.bits.seat_count(), self.bits.kinds(), &self.row_free),
+            "the rows' sets are the free counts'"
         );
         for pool in &self.pools {
             assert!(
@@ -635,7 +653,7 @@ impl SeatLedger {
             self.hold_slots.len(),
             "every slot is in use or free"
         );
-        seats_in_slot.into_iter().collect()
+        held_seats
     }
 }
 
@@ -764,7 +782,7 @@ pub(crate) fn seat_rows_of<'a>(
 }
 
 impl From<u32> for LedgerError {
-    /// A refused seat swap (`CowVec::try_swap_each`) names the seat.
+    /// A refused seat move (`SeatBits::try_move_each`) names the seat.
     fn from(seat: u32) -> LedgerError {
         LedgerError::Seat(seat)
     }
@@ -890,9 +908,10 @@ mod tests {
                 Step::Release(1, None, seats(&[0, 1])),
                 Err(LedgerError::Slot(u32::MAX)),
             ),
+            // Seat 5 is free (which hold holds a held seat is the holds' to say).
             (
-                Step::Release(1, Some(0), seats(&[0, 2])),
-                Err(LedgerError::Seat(2)),
+                Step::Release(1, Some(0), seats(&[0, 5])),
+                Err(LedgerError::Seat(5)),
             ),
             (Step::Release(1, Some(0), seats(&[0, 1])), Ok(0)),
             // Slot 0 is free again: the next hold takes it.
@@ -907,7 +926,7 @@ mod tests {
             (Step::Unbook(seats(&[2, 3])), Ok(0)),
             (Step::Unbook(seats(&[2])), Err(LedgerError::Seat(2))),
         ]);
-        assert_eq!(ledger.seat(4), SeatStatus::Held(HoldId(3)));
+        assert_eq!(ledger.seat(4), SeatStatus::Held);
         assert_eq!(ledger.seat(2), SeatStatus::Free);
         assert_eq!(ledger.free(None), 3 + 3 + 5 - 1);
     }

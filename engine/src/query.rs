@@ -40,14 +40,14 @@ impl Engine {
     }
 
     pub fn seat_status(&self, event: EventId, seat: u32) -> Option<SeatStatus> {
-        let state = *self.state.events[self.event_index(event)?]
-            .ledger
-            .seats
-            .get(seat as usize)?;
-        Some(match Engine::seat_owner(state) {
-            None => SeatStatus::Free,
-            Some((true, _)) => SeatStatus::Held,
-            Some((false, _)) => SeatStatus::Booked,
+        let ledger = &self.state.events[self.event_index(event)?].ledger;
+        if seat as usize >= ledger.seat_count() {
+            return None;
+        }
+        Some(match ledger.kind(seat) {
+            crate::ledger::SeatKind::Free => SeatStatus::Free,
+            crate::ledger::SeatKind::Held => SeatStatus::Held,
+            crate::ledger::SeatKind::Booked => SeatStatus::Booked,
         })
     }
 
@@ -106,10 +106,7 @@ impl Engine {
         self.state
             .events
             .iter()
-            .map(|event| {
-                event.ledger.seats.len() * std::mem::size_of::<crate::engine::SeatState>()
-                    + event.ledger.row_free.len() * 4
-            })
+            .map(|event| event.ledger.seat_state_bytes())
             .sum()
     }
 

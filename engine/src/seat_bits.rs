@@ -29,8 +29,8 @@
 //! available's row scan 6% more instructions (callgrind, session 37). The row sets stay
 //! vectors (16 bits a row: 1 KB for a 50,000-seat stadium), copied with the state.
 
-use crate::ledger::{SeatState, SEAT_CHUNK, SEAT_FREE, TAG_BOOKED, TAG_MASK};
-use crate::snapshot::{Chunk, CowVec};
+use crate::ledger::{SeatState, SEAT_FREE, TAG_BOOKED, TAG_HELD};
+use crate::snapshot::Chunk;
 
 /// The largest `k` whose rows-with-`k`-free set is kept: requests for more seats
 /// together (rare: orders are capped per event, 8 by default) scan the free counts.
@@ -52,18 +52,54 @@ fn free_word(seat: u32) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct SeatBits {
     /// Bit `s % 64` of word `2 * (s / 64)`: seat `s` is free; of the word after it: seat
-    /// `s` is booked.
+    /// `s` is booked. A seat neither free nor booked is held; none is both, and no bit
+    /// past the last seat is set.
     masks: Masks,
+    /// How many seats the masks have (the rest of the last word is no seat).
+    seat_count: u32,
     /// `ROWS_WITH_MAX` sets of rows, `row_words` words each: bit `r % 64` of word
     /// `(k - 1) * row_words + r / 64` says row `r` has at least `k` free seats.
     rows_with: Vec<u64>,
     row_words: usize,
 }
 
+/// A seat's state as its two bits say it: `(free, booked)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SeatKind {
+    Free,
+    Held,
+    Booked,
+}
+
+impl SeatKind {
+    /// The kind's bits: `(free, booked)`.
+    #[inline(always)]
+    fn bits(self) -> (u64, u64) {
+        match self {
+            SeatKind::Free => (1, 0),
+            SeatKind::Held => (0, 0),
+            SeatKind::Booked => (0, 1),
+        }
+    }
+
+    /// The seat word of the kind, as a snapshot encodes a free or booked seat (a held
+    /// seat's word also names its hold's slot: see `SeatLedger`'s encoding) and as the
+    /// seat-by-seat paths of `allocate` read a long row.
+    #[inline]
+    pub(crate) fn state(self) -> SeatState {
+        match self {
+            SeatKind::Free => SEAT_FREE,
+            SeatKind::Held => TAG_HELD,
+            SeatKind::Booked => TAG_BOOKED,
+        }
+    }
+}
+
 impl Default for SeatBits {
     fn default() -> SeatBits {
         SeatBits {
             masks: Masks::from(Vec::new()),
+            seat_count: 0,
             rows_with: Vec::new(),
             row_words: 0,
         }
@@ -71,21 +107,34 @@ impl Default for SeatBits {
 }
 
 impl SeatBits {
-    /// The bits of `seats`, whose rows have `row_free` free seats each.
-    pub(crate) fn of(seats: &CowVec<SeatState, SEAT_CHUNK>, row_free: &[u32]) -> SeatBits {
-        let words = seats.len().div_ceil(64);
-        let row_words = row_free.len().div_ceil(64);
+    /// The bits of `seat_count` seats of the kinds `kinds` gives in seat order, whose rows
+    /// have `row_free` free seats each.
+    pub(crate) fn of(
+        seat_count: u32,
+        kinds: impl IntoIterator<Item = SeatKind>,
+        row_free: &[u32],
+    ) -> SeatBits {
+        let words = (seat_count as usize).div_ceil(64);
         let mut masks = vec![0u64; 2 * words];
-        for (seat, state) in seats.iter().enumerate() {
-            let (word, bit) = (free_word(seat as u32), 1u64 << (seat % 64));
-            if *state == SEAT_FREE {
-                masks[word] |= bit;
-            } else if *state & TAG_MASK == TAG_BOOKED {
-                masks[word + 1] |= bit;
-            }
+        let mut counted = 0u32;
+        for (seat, kind) in kinds.into_iter().enumerate() {
+            let (word, shift) = (free_word(seat as u32), seat % 64);
+            let (free, booked) = kind.bits();
+            masks[word] |= free << shift;
+            masks[word + 1] |= booked << shift;
+            counted += 1;
         }
+        assert_eq!(counted, seat_count, "a kind per seat");
+        SeatBits::of_masks(seat_count, Masks::from(masks), row_free)
+    }
+
+    /// Bits of these masks (interleaved, as [`SeatBits::masks`] keeps them), whose rows
+    /// have `row_free` free seats each. The masks must be well formed ([`SeatBits::check_masks`]).
+    fn of_masks(seat_count: u32, masks: Masks, row_free: &[u32]) -> SeatBits {
+        let row_words = row_free.len().div_ceil(64);
         let mut bits = SeatBits {
-            masks: Masks::from(masks),
+            masks,
+            seat_count,
             rows_with: vec![0; row_words * ROWS_WITH_MAX as usize],
             row_words,
         };
@@ -95,6 +144,50 @@ impl SeatBits {
             }
         }
         bits
+    }
+
+    /// Why `masks` cannot be the masks of `seat_count` seats: the wrong length, a seat
+    /// both free and booked, or a bit past the last seat.
+    pub(crate) fn check_masks(seat_count: u32, masks: &[u64]) -> Result<(), &'static str> {
+        if masks.len() != 2 * (seat_count as usize).div_ceil(64) {
+            return Err("the seat masks' length is not the seats'");
+        }
+        for (pair, words) in masks.chunks_exact(2).enumerate() {
+            if words[0] & words[1] != 0 {
+                return Err("a seat is both free and booked");
+            }
+            let first_seat = pair as u64 * 64;
+            let past = u64::from(seat_count).saturating_sub(first_seat).min(64);
+            let outside = if past == 64 { 0 } else { u64::MAX << past };
+            if (words[0] | words[1]) & outside != 0 {
+                return Err("a seat mask has a bit past the last seat");
+            }
+        }
+        Ok(())
+    }
+
+    /// The interleaved masks (for an encoding of the ledger alone).
+    pub(crate) fn masks(&self) -> &[u64] {
+        &self.masks
+    }
+
+    /// [`SeatBits::of_masks`] from decoded words, checked first.
+    pub(crate) fn of_decoded_masks(
+        seat_count: u32,
+        masks: Vec<u64>,
+        row_free: &[u32],
+    ) -> Result<SeatBits, &'static str> {
+        SeatBits::check_masks(seat_count, &masks)?;
+        Ok(SeatBits::of_masks(seat_count, Masks::from(masks), row_free))
+    }
+
+    pub(crate) fn seat_count(&self) -> u32 {
+        self.seat_count
+    }
+
+    /// The bytes the masks and the rows' sets take.
+    pub(crate) fn bytes(&self) -> usize {
+        (self.masks.len() + self.rows_with.len()) * std::mem::size_of::<u64>()
     }
 
     #[inline]
@@ -132,42 +225,102 @@ impl SeatBits {
         self.masks[free_word(seat)] >> (seat % 64) & 1 == 1
     }
 
-    /// A free seat of `row` was taken (held): the row has `free` free seats now.
+    /// Seat `seat`'s kind (it must be one of the ledger's seats).
     #[inline]
-    pub(crate) fn taken(&mut self, seat: u32, row: usize, free: u32) {
-        let word = &mut self.masks_mut()[free_word(seat)];
-        let bit = 1u64 << (seat % 64);
-        debug_assert!(*word & bit != 0, "seat {seat} was free");
-        *word &= !bit;
+    pub(crate) fn kind(&self, seat: u32) -> SeatKind {
+        assert!(seat < self.seat_count, "seat {seat} is one of the seats");
+        let (index, shift) = (free_word(seat), seat % 64);
+        match (
+            self.masks[index] >> shift & 1,
+            self.masks[index + 1] >> shift & 1,
+        ) {
+            (1, _) => SeatKind::Free,
+            (_, 1) => SeatKind::Booked,
+            _ => SeatKind::Held,
+        }
+    }
+
+    /// Every seat's kind, in seat order.
+    pub(crate) fn kinds(&self) -> impl Iterator<Item = SeatKind> + '_ {
+        (0..self.seat_count).map(|seat| self.kind(seat))
+    }
+
+    /// The seat words of the `count` seats from `first` (see [`SeatKind::state`]), for
+    /// the seat-by-seat paths of a row longer than a word.
+    pub(crate) fn states(&self, first: u32, count: u32) -> Vec<SeatState> {
+        (first..first + count)
+            .map(|seat| self.kind(seat).state())
+            .collect()
+    }
+
+    /// Moves every seat of `seats` from kind `from` to kind `to`, when each is one of the
+    /// seats and of kind `from`. At the first that is not (a seat listed twice is not, the
+    /// second time), the seats moved so far are moved back and it is returned, so a
+    /// refused move changes nothing. The rows' sets are the caller's ([`SeatBits::row_taken`],
+    /// [`SeatBits::row_freed`]). Perf: a seat's two bits share a cache line (the masks are
+    /// interleaved), and one copy-on-write check covers the whole list; the 4-byte seat
+    /// word each transition read and wrote was a cache miss on nearly every seat (12% of
+    /// the standard mix, session 38). Always inlined: each caller's kinds are constants,
+    /// so a seat is a test of its pair of words against one value and two writes.
+    #[inline(always)]
+    pub(crate) fn try_move_each(
+        &mut self,
+        seats: &[u32],
+        from: SeatKind,
+        to: SeatKind,
+    ) -> Result<(), u32> {
+        let seat_count = self.seat_count;
+        let (from_free, from_booked) = from.bits();
+        let (to_free, to_booked) = to.bits();
+        let masks = self.masks_mut();
+        for (done, &seat) in seats.iter().enumerate() {
+            let index = free_word(seat);
+            // One bounds check for the pair (a seat past the masks is no seat either).
+            let pair = match masks.get_mut(index..index + 2) {
+                Some(pair) if seat < seat_count => pair,
+                _ => return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat)),
+            };
+            let shift = seat % 64;
+            let bit = 1u64 << shift;
+            let (free, booked) = (pair[0] & bit, pair[1] & bit);
+            if (free, booked) != (from_free << shift, from_booked << shift) {
+                return Err(SeatBits::undo_moves(masks, &seats[..done], from, seat));
+            }
+            pair[0] = pair[0] & !bit | to_free << shift;
+            pair[1] = pair[1] & !bit | to_booked << shift;
+        }
+        Ok(())
+    }
+
+    /// Moves `done` back to kind `from` (a refused [`SeatBits::try_move_each`]), returning
+    /// `refused`.
+    #[cold]
+    #[inline(never)]
+    fn undo_moves(masks: &mut [u64], done: &[u32], from: SeatKind, refused: u32) -> u32 {
+        let (free, booked) = from.bits();
+        for &seat in done {
+            let (index, shift) = (free_word(seat), seat % 64);
+            let bit = 1u64 << shift;
+            masks[index] = masks[index] & !bit | free << shift;
+            masks[index + 1] = masks[index + 1] & !bit | booked << shift;
+        }
+        refused
+    }
+
+    /// A seat of `row` was taken (held): the row has `free` free seats now.
+    #[inline]
+    pub(crate) fn row_taken(&mut self, row: usize, free: u32) {
         if free < ROWS_WITH_MAX {
             self.set_row_with(free + 1, row, false);
         }
     }
 
-    /// A seat of `row` came free (released, or its booking canceled: `was_booked`): the
-    /// row has `free` free seats now.
+    /// A seat of `row` came free: the row has `free` free seats now.
     #[inline]
-    pub(crate) fn freed(&mut self, seat: u32, row: usize, free: u32, was_booked: bool) {
-        let (index, bit) = (free_word(seat), 1u64 << (seat % 64));
-        let masks = self.masks_mut();
-        debug_assert!(masks[index] & bit == 0, "seat {seat} was taken");
-        masks[index] |= bit;
-        if was_booked {
-            debug_assert!(masks[index + 1] & bit != 0, "seat {seat} was booked");
-            masks[index + 1] &= !bit;
-        }
+    pub(crate) fn row_freed(&mut self, row: usize, free: u32) {
         if free <= ROWS_WITH_MAX {
             self.set_row_with(free, row, true);
         }
-    }
-
-    /// A held seat was booked (it was not free, and stays so).
-    #[inline]
-    pub(crate) fn booked(&mut self, seat: u32) {
-        let word = &mut self.masks_mut()[free_word(seat) + 1];
-        let bit = 1u64 << (seat % 64);
-        debug_assert!(*word & bit == 0, "seat {seat} was not booked");
-        *word |= bit;
     }
 
     /// The `count` bits of one of `masks`' two masks (`booked`: 0 the free one, 1 the
@@ -306,16 +459,54 @@ mod tests {
     /// and shares them until then.
     #[test]
     fn a_copy_keeps_its_bits() {
-        let seats = CowVec::<SeatState, SEAT_CHUNK>::from_elem(SEAT_FREE, 3 * 4096);
+        let seat_count = 3 * 4096;
         let row_free = vec![64; 3 * 4096 / 64];
-        let mut bits = SeatBits::of(&seats, &row_free);
+        let all_free = || std::iter::repeat_n(SeatKind::Free, seat_count as usize);
+        let mut bits = SeatBits::of(seat_count, all_free(), &row_free);
         let copy = bits.clone();
         assert!(!bits.masks.is_unique(), "shared by the copy");
-        bits.taken(5_000, 5_000 / 64, 63);
-        bits.booked(5_000);
+        assert_eq!(
+            bits.try_move_each(&[5_000], SeatKind::Free, SeatKind::Held),
+            Ok(())
+        );
+        bits.row_taken(5_000 / 64, 63);
+        assert_eq!(
+            bits.try_move_each(&[5_000], SeatKind::Held, SeatKind::Booked),
+            Ok(())
+        );
         assert!(bits.masks.is_unique(), "copied at the first write");
         assert!(!bits.is_free(5_000) && copy.is_free(5_000));
-        assert_eq!(copy, SeatBits::of(&seats, &row_free));
+        assert_eq!(bits.kind(5_000), SeatKind::Booked);
+        assert_eq!(copy, SeatBits::of(seat_count, all_free(), &row_free));
         assert_ne!(bits, copy);
+    }
+
+    /// A move changes each listed seat from its kind to the next, or, at the first seat
+    /// that is not of the kind (or is no seat, or is listed again), nothing at all.
+    #[test]
+    fn a_refused_move_changes_nothing() {
+        use SeatKind::{Booked, Free, Held};
+        let kinds = [Free, Free, Held, Booked, Free, Held, Free];
+        let mut bits = SeatBits::of(7, kinds, &[4, 3]);
+        let before = bits.clone();
+        for (seats, from, to, refused) in [
+            (&[0, 1, 2][..], Free, Held, 2),
+            (&[0, 4, 0][..], Free, Held, 0),
+            (&[6, 7][..], Free, Held, 7),
+            (&[2, 5, 3][..], Held, Free, 3),
+            (&[3, 3][..], Booked, Free, 3),
+            (&[2, 64][..], Held, Booked, 64),
+        ] {
+            assert_eq!(bits.try_move_each(seats, from, to), Err(refused));
+            assert_eq!(bits, before, "{seats:?} refused at {refused}");
+        }
+        assert_eq!(bits.try_move_each(&[5, 2], Held, Booked), Ok(()));
+        assert_eq!(bits.try_move_each(&[3], Booked, Free), Ok(()));
+        let after: Vec<SeatKind> = bits.kinds().collect();
+        assert_eq!(after, [Free, Free, Booked, Free, Free, Booked, Free]);
+        assert_eq!(SeatBits::check_masks(7, bits.masks()), Ok(()));
+        assert!(SeatBits::check_masks(7, &[0b1000_0000, 0]).is_err());
+        assert!(SeatBits::check_masks(7, &[1, 1]).is_err());
+        assert!(SeatBits::check_masks(65, &[0, 0]).is_err());
     }
 }

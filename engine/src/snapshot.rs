@@ -213,39 +213,7 @@ impl<T, const CHUNK: usize> CowVec<T, CHUNK> {
 }
 
 impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
-    /// The elements of `range` as one slice: borrowed from its chunk when the range lies
-    /// in one (a row of seats nearly always does), else gathered into a copy. Perf: a scan
-    /// over it is a plain slice loop (no chunk lookup, no bounds check per element).
-    // Perf: always inlined: a call per row looked at (best available, open runs) cost
-    // more than the look itself, and the compiler kept it out of line.
-    #[inline(always)]
-    pub(crate) fn contiguous(&self, range: std::ops::Range<usize>) -> std::borrow::Cow<'_, [T]> {
-        let block = range.start / CHUNK;
-        if range.start < range.end && block == (range.end - 1) / CHUNK {
-            // Perf: the slice's bounds check is the range check (the end is in the block,
-            // and the block within the chunks or the tail).
-            let base = block * CHUNK;
-            let elements: &[T] = match self.chunks.get(block) {
-                Some(chunk) => chunk,
-                None => &self.tail[(block - self.chunks.len()) * CHUNK..],
-            };
-            return std::borrow::Cow::Borrowed(&elements[range.start - base..range.end - base]);
-        }
-        assert!(range.start <= range.end && range.end <= self.len());
-        if range.is_empty() {
-            return std::borrow::Cow::Borrowed(&[]);
-        }
-        std::borrow::Cow::Owned(self.gathered(range))
-    }
-
-    /// The elements of a range that spans blocks, copied. Perf: out of line, so that
-    /// `contiguous` (a row's seats, on every look at a row) inlines.
-    #[cold]
-    #[inline(never)]
-    fn gathered(&self, range: std::ops::Range<usize>) -> Vec<T> {
-        self.slices(range).flatten().cloned().collect()
-    }
-
+    #[cfg(test)]
     pub(crate) fn from_elem(value: T, len: usize) -> Self {
         let mut vec = Self::new();
         while vec.shared_len() + CHUNK <= len {
@@ -253,20 +221,6 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
         }
         vec.tail = vec![value; len - vec.shared_len()];
         vec
-    }
-
-    /// Block `index` to write: a chunk (copied first if a copy shares it), or the tail.
-    #[inline]
-    fn block_mut(&mut self, index: usize) -> &mut [T] {
-        let shared = self.chunks.len();
-        match self.chunks.get_mut(index) {
-            Some(chunk) => Self::chunk_mut(chunk),
-            None => {
-                let start = (index - shared) * CHUNK;
-                let end = self.tail.len().min(start + CHUNK);
-                &mut self.tail[start..end]
-            }
-        }
     }
 
     /// A chunk's elements to write, the chunk copied first if a copy shares it. Perf: the
@@ -295,50 +249,6 @@ impl<T: Clone, const CHUNK: usize> CowVec<T, CHUNK> {
             Some(chunk) => Some(&mut Self::chunk_mut(chunk)[index % CHUNK]),
             None => self.tail.get_mut(index - shared * CHUNK),
         }
-    }
-
-    /// Sets every element of `indices` from `from` to `to`, when each was `from`. At the
-    /// first element that is missing or not `from`, the elements set so far are set back
-    /// to `from` and its index is returned, so a refused swap changes nothing. Perf: one
-    /// copy-on-write check per chunk touched, not per element (a hold's seats are nearly
-    /// always in one chunk).
-    pub(crate) fn try_swap_each(&mut self, indices: &[u32], from: T, to: T) -> Result<(), u32>
-    where
-        T: Copy + PartialEq,
-    {
-        let len = self.len();
-        let mut next = 0;
-        while next < indices.len() {
-            let block_index = indices[next] as usize / CHUNK;
-            if indices[next] as usize >= len {
-                return Err(self.undo_swaps(&indices[..next], from, indices[next]));
-            }
-            let block = self.block_mut(block_index);
-            while let Some(&index) = indices.get(next) {
-                if index as usize / CHUNK != block_index {
-                    break;
-                }
-                let value = &mut block[index as usize % CHUNK];
-                if *value != from {
-                    return Err(self.undo_swaps(&indices[..next], from, index));
-                }
-                *value = to;
-                next += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// Sets `done` back to `from` (a refused `try_swap_each`), returning `refused`.
-    #[cold]
-    fn undo_swaps(&mut self, done: &[u32], from: T, refused: u32) -> u32
-    where
-        T: Copy,
-    {
-        for &index in done {
-            self[index as usize] = from;
-        }
-        refused
     }
 
     #[inline]
@@ -583,37 +493,6 @@ mod tests {
         // Only the written chunks were copied.
         assert!(Chunk::ptr_eq(&original.chunks[0], &copy.chunks[0]));
         assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
-    }
-
-    /// `try_swap_each` writes through copy-on-write like `IndexMut`: only the chunks it
-    /// touches are copied, and a value other than the expected one (or a missing one, or
-    /// an index named twice) refuses the whole swap, naming it, and changes nothing.
-    #[test]
-    fn swap_each_sets_what_it_expects_and_copies_only_touched_chunks() {
-        let mut original: CowVec<u32, 4> = CowVec::from_elem(0, 12);
-        let mut copy = original.clone();
-        assert_eq!(copy.try_swap_each(&[1, 2, 5], 0, 7), Ok(()));
-        assert_eq!(
-            copy.iter().copied().collect::<Vec<_>>(),
-            [0, 7, 7, 0, 0, 7, 0, 0, 0, 0, 0, 0]
-        );
-        assert!(original.iter().all(|value| *value == 0));
-        assert!(!Chunk::ptr_eq(&original.chunks[0], &copy.chunks[0]));
-        assert!(!Chunk::ptr_eq(&original.chunks[1], &copy.chunks[1]));
-        assert!(Chunk::ptr_eq(&original.chunks[2], &copy.chunks[2]));
-        assert_eq!(original.try_swap_each(&[3, 2], 0, 1), Ok(()));
-        let before: Vec<u32> = original.iter().copied().collect();
-        // Refused at the second index, the third's chunk, a missing one, a repeated one:
-        // each time every element is as it was.
-        for (indices, refused) in [
-            (&[4, 2, 6][..], 2),
-            (&[4, 6, 9, 3][..], 3),
-            (&[4, 12][..], 12),
-            (&[5, 5][..], 5),
-        ] {
-            assert_eq!(original.try_swap_each(indices, 0, 1), Err(refused));
-            assert!(original.iter().copied().eq(before.iter().copied()));
-        }
     }
 
     /// The tail (the elements after the last full chunk) is owned: pushes, pops and writes
@@ -861,7 +740,7 @@ mod tests {
     }
 
     #[test]
-    fn slices_and_contiguous_cover_exactly_a_range_across_chunks() {
+    fn slices_cover_exactly_a_range_across_chunks() {
         let mut vec: CowVec<u32, 4> = CowVec::new();
         for value in 0..11 {
             vec.push(value);
@@ -870,10 +749,6 @@ mod tests {
             for end in start..=11 {
                 let seen: Vec<u32> = vec.slices(start..end).flatten().copied().collect();
                 assert_eq!(seen, (start as u32..end as u32).collect::<Vec<_>>());
-                assert_eq!(*vec.contiguous(start..end), seen[..]);
-                let within_one_chunk = end - start <= 1 || start / 4 == (end - 1) / 4;
-                let borrowed = matches!(vec.contiguous(start..end), std::borrow::Cow::Borrowed(_));
-                assert_eq!(borrowed, within_one_chunk, "{start}..{end}");
             }
         }
     }

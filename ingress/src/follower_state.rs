@@ -49,7 +49,10 @@ const STATE_MAGIC: [u8; 4] = *b"BXRM";
 /// 5: events keep their terms of sale.
 /// 6: events keep the engine's seat ledger and waitlist queues (`engine::ledger`), holds
 /// their slot in the ledger.
-const STATE_VERSION: u8 = 6;
+/// 7: a ledger encodes its seats as two bits each (free, booked; neither: held), not as
+/// 4-byte words naming the holds' slots (an older snapshot is skipped, and the model
+/// rebuilt from the outcomes log).
+const STATE_VERSION: u8 = 7;
 /// The snapshots directory inside a slot.
 pub(crate) const SNAPSHOTS_DIR: &str = "snapshots";
 
@@ -361,7 +364,7 @@ mod tests {
     fn a_state_decodes_back_and_anything_else_is_refused_with_a_reason() {
         let model = ReadModel::new(10);
         let bytes = encode(42, &model);
-        assert_eq!(&bytes[..5], b"BXRM\x06");
+        assert_eq!(&bytes[..5], b"BXRM\x07");
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.position, 42);
         assert_eq!(

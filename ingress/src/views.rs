@@ -201,7 +201,7 @@ pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
                 let seat = row.first_seat + number;
                 let status = match event.seat(seat) {
                     SeatStatus::Free => "free",
-                    SeatStatus::Held(_) => "held",
+                    SeatStatus::Held => "held",
                     SeatStatus::Booked => "booked",
                 };
                 SeatMapSeat {

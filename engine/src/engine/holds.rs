@@ -270,14 +270,8 @@ impl Engine {
                 .copied()
                 .filter(|&seat| !bits.is_free(seat))
                 .collect();
-            debug_assert!(taken
-                .iter()
-                .all(|&seat| event.ledger.seats[seat as usize] != SEAT_FREE));
             return Err(Rejection::SeatsUnavailable { seats: taken });
         }
-        debug_assert!(seats
-            .iter()
-            .all(|&seat| event.ledger.seats[seat as usize] == SEAT_FREE));
         Ok(Items::Seats(seats.into()))
     }
 

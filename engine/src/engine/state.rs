@@ -169,12 +169,12 @@ impl<'de> Deserialize<'de> for EventUser {
 }
 
 pub(crate) use crate::ledger::{
-    is_booked, Category, Pool, SeatLedger, SeatState, WaitQueue, WaitQueues, EVENT_SEATS_LIMIT,
-    HOLD_SLOT_CHUNK, OWNER_MASK, SEAT_CHUNK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
+    held_in, is_booked, Category, Pool, SeatKind, SeatLedger, SeatState, WaitQueue, WaitQueues,
+    EVENT_SEATS_LIMIT, HOLD_SLOT_CHUNK, OWNER_MASK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
 };
 
-/// Copy-on-write chunk sizes (see `snapshot`; the seats' are the ledger's): a write after a
-/// snapshot copies one chunk (a few hundred bookings), never a whole event or the state.
+/// Copy-on-write chunk sizes (see `snapshot`): a write after a snapshot copies one chunk
+/// (a few hundred bookings), never a whole event or the state.
 pub(super) const BOOKING_CHUNK: usize = 256;
 pub(super) const EVENT_BOOKING_CHUNK: usize = 4 * 1024;
 pub(crate) const USER_CHUNK: usize = 1024;
@@ -214,7 +214,8 @@ pub(crate) struct Event {
 
 /// An event as snapshots encode it: the ledger's fields among the event's, in the order
 /// they had before the ledger gathered them, so the snapshot format and `state_hash`
-/// stay what they were.
+/// stay what they were. The seats are encoded as the words the ledger once kept
+/// ([`SeatWords`]).
 #[derive(Serialize)]
 struct EventEncoding<'a> {
     tenant: &'a String,
@@ -222,7 +223,7 @@ struct EventEncoding<'a> {
     canceled: bool,
     categories: &'a Vec<Category>,
     layout: &'a Layout,
-    seats: &'a CowVec<SeatState, SEAT_CHUNK>,
+    seats: SeatWords<'a>,
     row_free: &'a Vec<u32>,
     row_open_run: &'a Vec<u32>,
     pools: &'a Vec<Pool>,
@@ -245,7 +246,7 @@ struct EventDecoding {
     categories: Vec<Category>,
     #[serde(deserialize_with = "crate::snapshot::shared::deserialize")]
     layout: Arc<Layout>,
-    seats: CowVec<SeatState, SEAT_CHUNK>,
+    seats: DecodedSeatWords,
     row_free: Vec<u32>,
     row_open_run: Vec<u32>,
     pools: Vec<Pool>,
@@ -259,58 +260,208 @@ struct EventDecoding {
     terms: Option<Box<crate::terms::EventTerms>>,
 }
 
-impl Serialize for Event {
+/// The (seat, slot) of every seat held by a live hold of `ledger`'s event, by seat: each
+/// slot in use names a live hold, whose seats it holds. `Err` names a slot's hold that
+/// is not live.
+fn held_seat_slots(
+    ledger: &SeatLedger,
+    holds: &super::LiveHolds,
+) -> Result<Vec<(u32, u32)>, HoldId> {
+    let mut held = Vec::new();
+    for (slot, &hold_id) in ledger.hold_slots.iter().enumerate() {
+        if hold_id == 0 {
+            continue;
+        }
+        let hold = holds.get(&HoldId(hold_id)).ok_or(HoldId(hold_id))?;
+        if let Items::Seats(seats) = &hold.items {
+            held.extend(seats.iter().map(|&seat| (seat, slot as u32)));
+        }
+    }
+    held.sort_unstable();
+    Ok(held)
+}
+
+/// An event's seats as a snapshot encodes them: a [`SeatState`] word per seat, a held
+/// seat's naming its hold's slot (from the live holds: [`held_seat_slots`]). Encodes
+/// exactly like the `Vec<SeatState>` the ledger kept until session 38.
+struct SeatWords<'a> {
+    ledger: &'a SeatLedger,
+    /// The held seats with their holds' slots, by seat.
+    held: Vec<(u32, u32)>,
+}
+
+impl Serialize for SeatWords<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let ledger = &self.ledger;
+        use serde::ser::SerializeSeq;
+        let mut encoded = serializer.serialize_seq(Some(self.ledger.seat_count()))?;
+        let mut held = self.held.iter();
+        for (seat, kind) in self.ledger.bits.kinds().enumerate() {
+            let word = match kind {
+                SeatKind::Free => SEAT_FREE,
+                SeatKind::Booked => TAG_BOOKED,
+                SeatKind::Held => {
+                    let (held_seat, slot) = held.next().expect("a held seat is a live hold's");
+                    assert_eq!(*held_seat, seat as u32, "a held seat is a live hold's");
+                    held_in(*slot)
+                }
+            };
+            encoded.serialize_element(&word)?;
+        }
+        assert!(held.next().is_none(), "a live hold's seats are held");
+        encoded.end()
+    }
+}
+
+/// [`SeatWords`], decoded: the seats' kinds, and the held ones' slots (checked against
+/// the live holds once they are decoded: `State`'s `TryFrom`).
+struct DecodedSeatWords {
+    kinds: Vec<SeatKind>,
+    held: Vec<(u32, u32)>,
+}
+
+impl<'de> Deserialize<'de> for DecodedSeatWords {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WordsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for WordsVisitor {
+            type Value = DecodedSeatWords;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a sequence of seat words")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut words: A,
+            ) -> Result<DecodedSeatWords, A::Error> {
+                // Perf: a kind is a byte; the words (4 bytes) are not kept.
+                let mut kinds = Vec::with_capacity(words.size_hint().unwrap_or(0).min(1 << 20));
+                let mut held = Vec::new();
+                while let Some(word) = words.next_element::<SeatState>()? {
+                    let seat = u32::try_from(kinds.len())
+                        .ok()
+                        .filter(|seat| *seat < EVENT_SEATS_LIMIT)
+                        .ok_or_else(|| serde::de::Error::custom("too many seats"))?;
+                    let kind = match word & TAG_MASK {
+                        SEAT_FREE if word == SEAT_FREE => SeatKind::Free,
+                        TAG_BOOKED if word & OWNER_MASK == 0 => SeatKind::Booked,
+                        TAG_HELD => {
+                            held.push((seat, word & OWNER_MASK));
+                            SeatKind::Held
+                        }
+                        _ => {
+                            return Err(serde::de::Error::custom(format!(
+                                "corrupt seat word {word:#x}"
+                            )))
+                        }
+                    };
+                    kinds.push(kind);
+                }
+                Ok(DecodedSeatWords { kinds, held })
+            }
+        }
+
+        deserializer.deserialize_seq(WordsVisitor)
+    }
+}
+
+/// An event of a state's encoding, with its seats (see [`SeatWords`]).
+struct EventWithHolds<'a> {
+    event: &'a Event,
+    holds: &'a super::LiveHolds,
+}
+
+impl Serialize for EventWithHolds<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (event, ledger) = (self.event, &self.event.ledger);
         EventEncoding {
-            tenant: &self.tenant,
-            spec: &self.spec,
-            canceled: self.canceled,
+            tenant: &event.tenant,
+            spec: &event.spec,
+            canceled: event.canceled,
             categories: &ledger.categories,
-            layout: &self.layout,
-            seats: &ledger.seats,
+            layout: &event.layout,
+            seats: SeatWords {
+                ledger,
+                held: held_seat_slots(ledger, self.holds)
+                    .unwrap_or_else(|hold| panic!("a hold slot names {hold}, not live")),
+            },
             row_free: &ledger.row_free,
             row_open_run: &ledger.row_open_run,
             pools: &ledger.pools,
-            queues: &self.waitlist.queues,
-            waiter_needs: &self.waiter_needs,
-            waiting: self.waitlist.waiting,
-            bookings: &self.bookings,
+            queues: &event.waitlist.queues,
+            waiter_needs: &event.waiter_needs,
+            waiting: event.waitlist.waiting,
+            bookings: &event.bookings,
             hold_slots: &ledger.hold_slots,
             free_hold_slots: &ledger.free_hold_slots,
-            draw: &self.draw,
-            terms: &self.terms,
+            draw: &event.draw,
+            terms: &event.terms,
         }
         .serialize(serializer)
     }
 }
 
-impl<'de> Deserialize<'de> for Event {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Event, D::Error> {
-        let decoded = EventDecoding::deserialize(deserializer)?;
+/// A state's events as it encodes them (a sequence, like the `Vec<Event>` it is).
+struct EventsEncoding<'a> {
+    events: &'a [Event],
+    holds: &'a super::LiveHolds,
+}
+
+impl Serialize for EventsEncoding<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut encoded = serializer.serialize_seq(Some(self.events.len()))?;
+        for event in self.events {
+            encoded.serialize_element(&EventWithHolds {
+                event,
+                holds: self.holds,
+            })?;
+        }
+        encoded.end()
+    }
+}
+
+impl EventDecoding {
+    /// The event, once the live holds are decoded: its held seats' slots must be the
+    /// slots of the live holds that hold them (as [`SeatWords`] wrote them), so that the
+    /// state encodes again to the same bytes.
+    fn into_event(self, holds: &super::LiveHolds) -> Result<Event, String> {
+        let seat_count = u32::try_from(self.seats.kinds.len()).expect("under EVENT_SEATS_LIMIT");
+        if seat_count != self.layout.seat_count {
+            return Err(format!(
+                "an event has {seat_count} seat words for {} seats",
+                self.layout.seat_count
+            ));
+        }
+        let ledger = SeatLedger::of_parts(
+            self.categories,
+            self.seats.kinds,
+            seat_count,
+            self.row_free,
+            self.row_open_run,
+            self.pools,
+            self.hold_slots,
+            self.free_hold_slots,
+        );
+        let expected = held_seat_slots(&ledger, holds)
+            .map_err(|hold| format!("a hold slot names {hold}, which is not live"))?;
+        if expected != self.seats.held {
+            return Err("the held seats are not the live holds' seats".to_string());
+        }
         Ok(Event {
-            tenant: decoded.tenant,
-            spec: decoded.spec,
-            canceled: decoded.canceled,
-            layout: decoded.layout,
-            // The ledger's derived bits are rebuilt from its seats.
-            ledger: SeatLedger::of_parts(
-                decoded.categories,
-                decoded.seats,
-                decoded.row_free,
-                decoded.row_open_run,
-                decoded.pools,
-                decoded.hold_slots,
-                decoded.free_hold_slots,
-            ),
+            tenant: self.tenant,
+            spec: self.spec,
+            canceled: self.canceled,
+            layout: self.layout,
+            ledger,
             waitlist: WaitQueues {
-                queues: decoded.queues,
-                waiting: decoded.waiting,
+                queues: self.queues,
+                waiting: self.waiting,
             },
-            waiter_needs: decoded.waiter_needs,
-            bookings: decoded.bookings,
-            draw: decoded.draw,
-            terms: decoded.terms,
+            waiter_needs: self.waiter_needs,
+            bookings: self.bookings,
+            draw: self.draw,
+            terms: self.terms,
         })
     }
 }
@@ -781,7 +932,7 @@ pub struct State {
 struct StateEncoding<'a> {
     now_ms: u64,
     applied_offset: Option<u64>,
-    events: &'a Vec<Event>,
+    events: EventsEncoding<'a>,
     holds: &'a super::LiveHolds,
     ended_holds: &'a EndedHolds,
     ended_hold_queue: &'a EndedHoldQueue,
@@ -842,7 +993,7 @@ impl Serialize for State {
         StateEncoding {
             now_ms: *now_ms,
             applied_offset: *applied_offset,
-            events,
+            events: EventsEncoding { events, holds },
             holds,
             ended_holds,
             ended_hold_queue,
@@ -873,7 +1024,7 @@ impl Serialize for State {
 struct StateDecoding {
     now_ms: u64,
     applied_offset: Option<u64>,
-    events: Vec<Event>,
+    events: Vec<EventDecoding>,
     holds: super::LiveHolds,
     ended_holds: EndedHolds,
     ended_hold_queue: EndedHoldQueue,
@@ -923,6 +1074,10 @@ impl TryFrom<StateDecoding> for State {
             config,
             draws_pending,
         } = decoded;
+        let events = events
+            .into_iter()
+            .map(|event| event.into_event(&holds))
+            .collect::<Result<Vec<Event>, String>>()?;
         Ok(State {
             now_ms,
             applied_offset,
