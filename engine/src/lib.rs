@@ -70,6 +70,7 @@ pub mod layout;
 pub mod ledger;
 pub mod messages;
 pub mod outcome;
+pub mod payment_ref;
 pub mod query;
 mod seat_bits;
 pub mod seat_list;

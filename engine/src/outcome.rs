@@ -87,9 +87,7 @@ impl UserNames {
 
 pub use crate::seat_list::SeatList;
 
-/// A booking's payment reference as the confirmation gave it. Shared: the engine's booking
-/// and every view of it hold the same text. Encodes exactly like a `String`.
-pub type PaymentRef = std::sync::Arc<str>;
+pub use crate::payment_ref::PaymentRef;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome<U = UserName> {
