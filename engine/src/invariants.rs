@@ -6,6 +6,30 @@ use crate::ledger::SeatKind;
 use crate::outcome::Items;
 use std::collections::BTreeMap;
 
+/// Every seat of `owner` (a live hold or booking of `event_id`) is of `kind` in the ledger,
+/// and no other owner in `owned` (the live holds' or bookings' seats so far) has it: one
+/// owner per seat.
+fn one_owner(
+    event: &crate::engine::Event,
+    event_id: EventId,
+    seats: &[u32],
+    kind: SeatKind,
+    owned: &mut std::collections::BTreeSet<(EventId, u32)>,
+    owner: &str,
+) {
+    for &seat in seats {
+        assert_eq!(
+            event.ledger.kind(seat),
+            kind,
+            "{owner}'s seat {seat} is {kind:?}"
+        );
+        assert!(
+            owned.insert((event_id, seat)),
+            "seat {seat} of {event_id} is {kind:?} by two live owners, {owner} one of them"
+        );
+    }
+}
+
 pub(crate) fn check(engine: &Engine) {
     let state = &engine.state;
     let place = engine.config.shard;
@@ -93,18 +117,14 @@ pub(crate) fn check(engine: &Engine) {
                     Some(&hold_id.0),
                     "hold {hold_id} owns its slot {slot}"
                 );
-                for &seat in seats.iter() {
-                    assert_eq!(
-                        event.ledger.kind(seat),
-                        SeatKind::Held,
-                        "hold {hold_id}'s seat {seat} is held"
-                    );
-                    assert!(
-                        held_seats.insert((hold.event, seat)),
-                        "seat {seat} of {} is in two live holds",
-                        hold.event
-                    );
-                }
+                one_owner(
+                    event,
+                    hold.event,
+                    seats,
+                    SeatKind::Held,
+                    &mut held_seats,
+                    &format!("hold {hold_id}"),
+                );
             }
             (Items::Pool { .. }, None) => {}
             (_, slot) => panic!("hold {hold_id}: slot {slot:?} does not match its items"),
@@ -133,19 +153,14 @@ pub(crate) fn check(engine: &Engine) {
             continue;
         }
         if let Items::Seats(seats) = &booking.items {
-            for &seat in seats.iter() {
-                assert_eq!(
-                    event.ledger.kind(seat),
-                    SeatKind::Booked,
-                    "booking {booking_id}'s seat {seat} is booked"
-                );
-                // One owner per seat: no other live booking of the event has it.
-                assert!(
-                    booked_seats.insert((booking.event, seat)),
-                    "seat {seat} of {} is in two live bookings",
-                    booking.event
-                );
-            }
+            one_owner(
+                event,
+                booking.event,
+                seats,
+                SeatKind::Booked,
+                &mut booked_seats,
+                &format!("booking {booking_id}"),
+            );
         }
         interned(booking.user);
         *usage.entry((booking.event, booking.user)).or_default() += booking.items.quantity();
