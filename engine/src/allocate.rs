@@ -16,7 +16,9 @@
 //! not booked ([`open_run_in`], kept per row by the ledger). A waiter that could use nothing ([`servable_ever`] is false)
 //! can never be served.
 
-use crate::engine::{is_booked, Category, Event, SeatState, FREE};
+use crate::engine::{Category, Event, SeatState, FREE};
+use std::ops::ControlFlow;
+
 use crate::layout::{Layout, Row};
 use crate::outcome::Items;
 use crate::seat_bits::{SeatBits, ROW_BITS_MAX};
@@ -138,7 +140,10 @@ fn find_seats(
         if row.seat_count <= ROW_BITS_MAX {
             // Perf: the row's free seats as one word (see `seat_bits`).
             let free_bits = bits.row_free(row.first_seat, row.seat_count);
-            debug_assert_eq!(free_bits, bits_of(&row_states(bits, row)));
+            debug_assert_eq!(
+                free_bits,
+                bits_of(&bits.states(row.first_seat, row.seat_count))
+            );
             if free >= quantity {
                 let run = find_run_in_bits(free_bits, quantity);
                 if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
@@ -155,9 +160,9 @@ fn find_seats(
             }
             continue;
         }
-        let states = row_states(bits, row);
+        // A row longer than a word: its runs of free seats, word by word.
         if free >= quantity {
-            let run = find_run(&states, quantity);
+            let run = find_run_in_long_row(bits, row, quantity);
             if let Some(first) = clean_run(run, row.first_seat, &mut stranding) {
                 return Some(run_of(event, first, quantity));
             }
@@ -167,14 +172,15 @@ fn find_seats(
         // row, are the same.
         if gathering {
             let scattered = scattered.as_mut().expect("gathering");
-            for (offset, &state) in states.iter().enumerate() {
-                if state == FREE {
-                    scattered.push(row.first_seat + offset as u32);
+            bits.each_run(row.first_seat, row.seat_count, false, |offset, length| {
+                for seat in offset..offset + length {
                     if scattered.len() == quantity as usize {
-                        break;
+                        return ControlFlow::Break(());
                     }
+                    scattered.push(row.first_seat + seat);
                 }
-            }
+                ControlFlow::Continue(())
+            });
         }
     }
     if let Some(start) = stranding {
@@ -268,12 +274,6 @@ fn next_row_with(row_free: &[u32], from: usize, enough: u32) -> Option<usize> {
     found
 }
 
-/// A row's seat states (their kinds), for the seat-by-seat paths of a row longer than a
-/// word of the bits (rare: the standard mix's rows are 25 and 50 seats).
-fn row_states(bits: &SeatBits, row: &Row) -> Vec<SeatState> {
-    bits.states(row.first_seat, row.seat_count)
-}
-
 fn run_of(event: &Event, start: u32, quantity: u32) -> Items {
     let seats = crate::outcome::SeatList::run(start, quantity);
     debug_assert!(seats.iter().all(|&seat| event.ledger.bits.is_free(seat)));
@@ -350,61 +350,21 @@ fn clean_run(run: Run, first_seat: u32, stranding: &mut Option<u32>) -> Option<u
     }
 }
 
-fn find_run(states: &[SeatState], quantity: u32) -> Run {
-    let quantity = quantity as usize;
-    // A run this long is clean whatever follows it. Perf: a run is counted only up to
-    // here, not to its end (a mostly free row of 50 seats took 50 steps for a pair).
-    let clean_from = quantity + 2;
-    let mut stranding = None;
-    let end = states.len();
-    let mut seat = next_free(states, 0);
-    while seat < end {
-        debug_assert_eq!(states[seat], FREE);
-        let start = seat;
-        let counted_to = end.min(start + clean_from);
-        while seat < counted_to && states[seat] == FREE {
-            seat += 1;
+/// [`find_run_in_bits`] for a row longer than a word: the same answer from the row's
+/// maximal runs of free seats, read a word at a time.
+fn find_run_in_long_row(bits: &SeatBits, row: &Row, quantity: u32) -> Run {
+    let mut found = Run::None;
+    bits.each_run(row.first_seat, row.seat_count, false, |offset, length| {
+        if length == quantity || length >= quantity + 2 {
+            found = Run::Clean(offset);
+            return ControlFlow::Break(());
         }
-        let run = seat - start;
-        debug_assert!(run <= clean_from);
-        if run == quantity || run == clean_from {
-            return Run::Clean(start as u32);
+        if length == quantity + 1 && found == Run::None {
+            found = Run::Stranding(offset);
         }
-        if run == quantity + 1 && stranding.is_none() {
-            stranding = Some(start as u32);
-        }
-        seat = next_free(states, seat);
-    }
-    stranding.map_or(Run::None, Run::Stranding)
-}
-
-/// The first free seat at or after `from` (`states.len()` when none). Perf: the seats are
-/// tested a block at a time (a test the compiler vectorizes), so the taken seats of a
-/// busy row are skipped eight at a time: stepping over them one by one was most of
-/// best available's own cost.
-fn next_free(states: &[SeatState], from: usize) -> usize {
-    const BLOCK: usize = 8;
-    let mut seat = from;
-    while let Some(block) = states.get(seat..seat + BLOCK) {
-        if block
-            .iter()
-            .fold(false, |any, state| any | (*state == FREE))
-        {
-            break;
-        }
-        seat += BLOCK;
-    }
-    while seat < states.len() && states[seat] != FREE {
-        seat += 1;
-    }
-    debug_assert_eq!(
-        seat,
-        states[from.min(states.len())..]
-            .iter()
-            .position(|state| *state == FREE)
-            .map_or(states.len(), |offset| from + offset)
-    );
-    seat
+        ControlFlow::Continue(())
+    });
+    found
 }
 
 /// Seats or places of a category that are free or held: what could still come free.
@@ -415,41 +375,18 @@ fn obtainable(entry: &Category) -> u64 {
 /// The longest run of seats in a row that are not booked: the largest `together`
 /// request the row could ever serve (the ledger keeps it per row, `row_open_run`).
 pub(crate) fn open_run_in(layout: &Layout, bits: &SeatBits, row: usize) -> u32 {
-    let row = &layout.rows[row];
-    let longest = longest_open_run(&row_states(bits, row));
-    debug_assert!(longest <= row.seat_count);
-    longest
+    longest_open_run(bits, &layout.rows[row])
 }
 
-/// The longest run of `states` that are not booked. Perf: a block of seats none of which
-/// is booked (a test the compiler vectorizes) extends the run whole; only a block with a
-/// booked seat is stepped through seat by seat (a row was about 6 instructions a seat).
-fn longest_open_run(states: &[SeatState]) -> u32 {
-    const BLOCK: usize = 8;
-    let (mut longest, mut current) = (0, 0);
-    let mut blocks = states.chunks_exact(BLOCK);
-    for block in &mut blocks {
-        if !block
-            .iter()
-            .fold(false, |any, state| any | is_booked(*state))
-        {
-            current += BLOCK as u32;
-            continue;
-        }
-        // The run so far may end at this block's first seat (and below, at the rest's).
-        longest = longest.max(current);
-        for &state in block {
-            // Without a branch per seat: a booked seat resets the run.
-            current = (current + 1) * u32::from(!is_booked(state));
-            longest = longest.max(current);
-        }
-    }
-    longest = longest.max(current);
-    for &state in blocks.remainder() {
-        current = (current + 1) * u32::from(!is_booked(state));
-        longest = longest.max(current);
-    }
-    longest.max(current)
+/// The longest run of a row's seats that are not booked, a word at a time.
+fn longest_open_run(bits: &SeatBits, row: &Row) -> u32 {
+    let mut longest = 0;
+    bits.each_run(row.first_seat, row.seat_count, true, |_, length| {
+        longest = longest.max(length);
+        ControlFlow::Continue(())
+    });
+    debug_assert!(longest <= row.seat_count);
+    longest
 }
 
 /// The most seats of the categories `in_category` accepts that one request could ever be
@@ -582,7 +519,95 @@ pub(crate) fn usable_categories(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{SEAT_BOOKED, SEAT_HELD};
+    use crate::ledger::{is_booked, SEAT_BOOKED, SEAT_HELD};
+
+    /// The seat-by-seat search `find_run_in_bits` and `find_run_in_long_row` must agree
+    /// with: the first maximal run of free seats of exactly `quantity` or of at least
+    /// `quantity + 2`, else the first of `quantity + 1`.
+    fn find_run(states: &[SeatState], quantity: u32) -> Run {
+        let quantity = quantity as usize;
+        // A run this long is clean whatever follows it. Perf: a run is counted only up to
+        // here, not to its end (a mostly free row of 50 seats took 50 steps for a pair).
+        let clean_from = quantity + 2;
+        let mut stranding = None;
+        let end = states.len();
+        let mut seat = next_free(states, 0);
+        while seat < end {
+            debug_assert_eq!(states[seat], FREE);
+            let start = seat;
+            let counted_to = end.min(start + clean_from);
+            while seat < counted_to && states[seat] == FREE {
+                seat += 1;
+            }
+            let run = seat - start;
+            debug_assert!(run <= clean_from);
+            if run == quantity || run == clean_from {
+                return Run::Clean(start as u32);
+            }
+            if run == quantity + 1 && stranding.is_none() {
+                stranding = Some(start as u32);
+            }
+            seat = next_free(states, seat);
+        }
+        stranding.map_or(Run::None, Run::Stranding)
+    }
+    fn next_free(states: &[SeatState], from: usize) -> usize {
+        const BLOCK: usize = 8;
+        let mut seat = from;
+        while let Some(block) = states.get(seat..seat + BLOCK) {
+            if block
+                .iter()
+                .fold(false, |any, state| any | (*state == FREE))
+            {
+                break;
+            }
+            seat += BLOCK;
+        }
+        while seat < states.len() && states[seat] != FREE {
+            seat += 1;
+        }
+        debug_assert_eq!(
+            seat,
+            states[from.min(states.len())..]
+                .iter()
+                .position(|state| *state == FREE)
+                .map_or(states.len(), |offset| from + offset)
+        );
+        seat
+    }
+
+    /// The block-skipping count that rows longer than a word once took (kept as a second
+    /// reference).
+    /// The longest run of `states` that are not booked. Perf: a block of seats none of which
+    /// is booked (a test the compiler vectorizes) extends the run whole; only a block with a
+    /// booked seat is stepped through seat by seat (a row was about 6 instructions a seat).
+    fn longest_open_run_by_blocks(states: &[SeatState]) -> u32 {
+        const BLOCK: usize = 8;
+        let (mut longest, mut current) = (0, 0);
+        let mut blocks = states.chunks_exact(BLOCK);
+        for block in &mut blocks {
+            if !block
+                .iter()
+                .fold(false, |any, state| any | is_booked(*state))
+            {
+                current += BLOCK as u32;
+                continue;
+            }
+            // The run so far may end at this block's first seat (and below, at the rest's).
+            longest = longest.max(current);
+            for &state in block {
+                // Without a branch per seat: a booked seat resets the run.
+                current = (current + 1) * u32::from(!is_booked(state));
+                longest = longest.max(current);
+            }
+        }
+        longest = longest.max(current);
+        for &state in blocks.remainder() {
+            current = (current + 1) * u32::from(!is_booked(state));
+            longest = longest.max(current);
+        }
+        longest.max(current)
+    }
 
     /// Seat by seat, as the ledger's rule says: the longest run of seats not booked.
     fn longest_open_run_by_seat(states: &[SeatState]) -> u32 {
@@ -661,7 +686,7 @@ mod tests {
                     .map(|seat| kinds[(pattern / 3u64.pow(seat % 9) % 3) as usize])
                     .collect();
                 assert_eq!(
-                    longest_open_run(&states),
+                    longest_open_run_by_blocks(&states),
                     longest_open_run_by_seat(&states),
                     "{states:?}"
                 );
@@ -672,10 +697,71 @@ mod tests {
             for booked_percent in [0, 5, 20, 50, 90, 100] {
                 let states = random_row(&mut seed, length, booked_percent);
                 assert_eq!(
-                    longest_open_run(&states),
+                    longest_open_run_by_blocks(&states),
                     longest_open_run_by_seat(&states),
                     "{states:?}"
                 );
+            }
+        }
+    }
+
+    /// Rows longer than a word (across word boundaries, at an offset in the masks): the
+    /// runs read a word at a time answer as the seat-by-seat search for every quantity,
+    /// give the same longest open run and gather the same free seats.
+    #[test]
+    fn a_long_row_is_read_a_word_at_a_time_alike() {
+        use crate::seat_bits::SeatKind;
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for length in [65, 100, 127, 128, 129, 191, 256, 300] {
+            for first_seat in [0, 1, 37, 64] {
+                for taken_percent in [0, 3, 30, 60, 95, 100] {
+                    let kinds: Vec<SeatKind> = (0..first_seat + length + 5)
+                        .map(|_| match next() % 100 {
+                            r if r >= taken_percent => SeatKind::Free,
+                            r if r % 2 == 0 => SeatKind::Held,
+                            _ => SeatKind::Booked,
+                        })
+                        .collect();
+                    let bits = SeatBits::of(kinds.len() as u32, kinds.iter().copied(), &[]);
+                    let row = Row {
+                        section: 0,
+                        label: String::new(),
+                        first_seat,
+                        seat_count: length,
+                        category: 0,
+                    };
+                    let states = bits.states(first_seat, length);
+                    for quantity in 1..=length + 3 {
+                        assert_eq!(
+                            find_run_in_long_row(&bits, &row, quantity),
+                            find_run(&states, quantity),
+                            "{quantity} in {states:?}"
+                        );
+                    }
+                    assert_eq!(
+                        longest_open_run(&bits, &row),
+                        longest_open_run_by_seat(&states)
+                    );
+                    assert_eq!(
+                        longest_open_run_by_blocks(&states),
+                        longest_open_run_by_seat(&states)
+                    );
+                    let mut gathered = Vec::new();
+                    bits.each_run(first_seat, length, false, |offset, run| {
+                        gathered.extend(offset..offset + run);
+                        ControlFlow::Continue(())
+                    });
+                    let free: Vec<u32> = (0..length)
+                        .filter(|offset| states[*offset as usize] == FREE)
+                        .collect();
+                    assert_eq!(gathered, free);
+                }
             }
         }
     }

@@ -66,8 +66,9 @@ pub(crate) fn held_in(slot: u32) -> SeatState {
     TAG_HELD | slot
 }
 
-/// Whether a seat is booked (sold for good, unless the booking is canceled).
-#[inline]
+/// Whether a seat is booked (sold for good, unless the booking is canceled): the
+/// seat-by-seat reference `allocate`'s tests compare the bits with.
+#[cfg(test)]
 pub(crate) fn is_booked(state: SeatState) -> bool {
     state & TAG_MASK == TAG_BOOKED
 }
@@ -331,7 +332,7 @@ impl SeatLedger {
     }
 
     /// The longest run of seats of `row` that are not booked (`row_open_run`'s value).
-    /// Perf: a row of up to 64 seats from its bits, a longer one seat by seat.
+    /// Perf: a row of up to 64 seats from its bits, a longer one a word at a time.
     #[inline]
     fn open_run(&self, layout: &Layout, row: usize) -> u32 {
         let found = &layout.rows[row];

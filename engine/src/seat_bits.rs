@@ -13,9 +13,10 @@
 //! free count from the first, and recounted a row's longest open run seat by seat after
 //! each booking: together about 14% of the standard mix. A row of up to 64 seats is now
 //! one word of each mask (a few shifts find a run, a few bit scans the open run), and
-//! the rows with enough free seats are found 64 rows per word. A longer row (or a
-//! request above [`ROWS_WITH_MAX`]) takes the seat-by-seat path, which gives the same
-//! answers (`allocate`'s tests compare the two).
+//! the rows with enough free seats are found 64 rows per word. A longer row is read a
+//! word at a time as its maximal runs ([`SeatBits::each_run`]); a request above
+//! [`ROWS_WITH_MAX`] scans the rows' free counts. Both give the seat-by-seat answers
+//! (`allocate`'s tests compare them).
 //!
 //! Memory: 2 bits per seat and `ROWS_WITH_MAX` bits per row. The two seat masks are
 //! interleaved word by word (a seat's free and booked bits in one cache line) in one
@@ -246,7 +247,8 @@ impl SeatBits {
     }
 
     /// The seat words of the `count` seats from `first` (see [`SeatKind::state`]), for
-    /// the seat-by-seat paths of a row longer than a word.
+    /// checks against the seat-by-seat references (debug builds and tests only: it
+    /// allocates).
     pub(crate) fn states(&self, first: u32, count: u32) -> Vec<SeatState> {
         (first..first + count)
             .map(|seat| self.kind(seat).state())
@@ -349,6 +351,66 @@ impl SeatBits {
     #[inline]
     pub(crate) fn row_open(&self, first: u32, count: u32) -> u64 {
         !SeatBits::span(&self.masks, 1, first, count) & (u64::MAX >> (64 - count))
+    }
+
+    /// Calls `visit(offset, length)` for each maximal run of the row of `count` seats
+    /// from `first` (of any length) whose seats are free (`open` false) or not booked
+    /// (`open` true), in seat order (`offset` from the row's first seat), until it
+    /// breaks. Perf: a word of 64 seats at a time, a bit scan a run; a run across words is
+    /// one run. For rows longer than [`ROW_BITS_MAX`] (which once built a vector of the
+    /// row's seat words per call: a row of a million seats, 4 MB per booking).
+    pub(crate) fn each_run(
+        &self,
+        first: u32,
+        count: u32,
+        open: bool,
+        mut visit: impl FnMut(u32, u32) -> std::ops::ControlFlow<()>,
+    ) {
+        // A run reaching the end of the previous word: it may go on in this one.
+        let mut pending: Option<(u32, u32)> = None;
+        let mut offset = 0;
+        while offset < count {
+            let width = (count - offset).min(ROW_BITS_MAX);
+            let word = if open {
+                self.row_open(first + offset, width)
+            } else {
+                self.row_free(first + offset, width)
+            };
+            let mut rest = word;
+            while rest != 0 {
+                let start = rest.trailing_zeros();
+                let length = (!(rest >> start)).trailing_zeros().min(width - start);
+                // Adding the run's lowest bit carries through it: the run clears.
+                rest &= rest.wrapping_add(1 << start);
+                let run = match pending.take() {
+                    Some((from, so_far)) if start == 0 => (from, so_far + length),
+                    Some(ended) => {
+                        if visit(ended.0, ended.1).is_break() {
+                            return;
+                        }
+                        (offset + start, length)
+                    }
+                    None => (offset + start, length),
+                };
+                if start + length == width && offset + width < count {
+                    pending = Some(run);
+                } else if visit(run.0, run.1).is_break() {
+                    return;
+                }
+            }
+            if word == 0 {
+                // No run in this word to continue the pending one (or to end it above).
+                if let Some(ended) = pending.take() {
+                    if visit(ended.0, ended.1).is_break() {
+                        return;
+                    }
+                }
+            }
+            offset += width;
+        }
+        if let Some(ended) = pending {
+            let _ = visit(ended.0, ended.1);
+        }
     }
 
     /// Whether the rows with at least `enough` free seats are kept.

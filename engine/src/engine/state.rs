@@ -169,7 +169,7 @@ impl<'de> Deserialize<'de> for EventUser {
 }
 
 pub(crate) use crate::ledger::{
-    held_in, is_booked, Category, Pool, SeatKind, SeatLedger, SeatState, WaitQueue, WaitQueues,
+    held_in, Category, Pool, SeatKind, SeatLedger, SeatState, WaitQueue, WaitQueues,
     EVENT_SEATS_LIMIT, HOLD_SLOT_CHUNK, OWNER_MASK, SEAT_FREE, TAG_BOOKED, TAG_HELD, TAG_MASK,
 };
 
