@@ -17,10 +17,14 @@
 //!   rows with a run of 4 free. Only the hold is timed (`iter_custom`, an `Instant` pair
 //!   around `Engine::apply`); the release that follows it, untimed, gives every iteration
 //!   the same venue.
+//! - `long_row/hold_confirm_cancel/{100,1000,1000000}`: one row of that many seats; a
+//!   best-available hold of 2, its confirm and the booking's cancel, per iteration.
 //!
 //! Run: `cargo bench -p boxoffice-benches -- --warm-up-time 1 --measurement-time 5`
 
-use boxoffice_benches::{fill_stadium_with_runs, record_in, replay, UserForm, Venues};
+use boxoffice_benches::{
+    fill_stadium_with_runs, record_in, replay, Shape, UserForm, Venues, START_MS,
+};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use engine::{Command, EventId, Reply, Request, Selection};
 use std::hint::black_box;
@@ -145,5 +149,79 @@ fn best_available_nearly_full(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, standard_mix, best_available_nearly_full);
+/// One event of one row of `seats` seats: a best-available hold of 2 together, its confirm
+/// and the booking's cancel, timed together (the confirm and the cancel each recount the
+/// row's longest run of seats not booked; the hold looks for a run). Rows longer than 64
+/// seats are read a word at a time (`SeatBits::each_run`); until session 39 each of those
+/// steps built a vector of the row's seat words (4 MB for a row of a million seats).
+fn long_row(c: &mut Criterion) {
+    let mut group = c.benchmark_group("long_row");
+    group.throughput(Throughput::Elements(1));
+    for seats in [100u32, 1_000, 1_000_000] {
+        let shape = Shape {
+            sections: 1,
+            rows_per_section: 1,
+            seats_per_row: seats,
+            premium_sections: 1,
+            standing: 0,
+        };
+        let mut engine = engine::Engine::new(engine::EngineConfig::default());
+        let created = engine.apply(
+            0,
+            START_MS,
+            &Request::new(Command::CreateEvent {
+                tenant: "bench".into(),
+                spec: Box::new(shape.spec("Long row")),
+            }),
+        );
+        let Ok(Reply::EventCreated { event, .. }) = created.result else {
+            panic!("{:?}", created.result)
+        };
+        let mut offset = 1;
+        let mut apply = |engine: &mut engine::Engine, command: Command| {
+            let outcome = engine.apply(offset, START_MS, &Request::new(command));
+            offset += 1;
+            outcome.result.expect("granted")
+        };
+        group.bench_function(format!("hold_confirm_cancel/{seats}"), |bencher| {
+            bencher.iter(|| {
+                let Reply::HoldPlaced(hold) = apply(
+                    &mut engine,
+                    Command::PlaceHold {
+                        user: "buyer".into(),
+                        event,
+                        selection: Selection::BestIndexed {
+                            quantity: 2,
+                            category: None,
+                            together: true,
+                        },
+                        wait: false,
+                    },
+                ) else {
+                    panic!("a hold")
+                };
+                let Reply::HoldConfirmed(booking) = apply(
+                    &mut engine,
+                    Command::ConfirmHold {
+                        user: "buyer".into(),
+                        hold: hold.hold,
+                        payment_ref: "pay".into(),
+                    },
+                ) else {
+                    panic!("a booking")
+                };
+                black_box(apply(
+                    &mut engine,
+                    Command::CancelBooking {
+                        user: "buyer".into(),
+                        booking: booking.booking,
+                    },
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, standard_mix, best_available_nearly_full, long_row);
 criterion_main!(benches);

@@ -597,8 +597,12 @@ impl SeatLedger {
         let mut held_seats = 0;
         for (index, row) in layout.rows.iter().enumerate() {
             let mut free = 0;
+            // The longest run not booked, seat by seat: the reference the word-at-a-time
+            // count (`allocate::open_run_in`) is checked against.
+            let (mut open_run, mut longest_open_run) = (0, 0);
             for seat in row.first_seat..row.first_seat + row.seat_count {
-                match self.bits.kind(seat) {
+                let kind = self.bits.kind(seat);
+                match kind {
                     SeatKind::Free => free += 1,
                     SeatKind::Held => {
                         held[row.category as usize] += 1;
@@ -606,12 +610,22 @@ impl SeatLedger {
                     }
                     SeatKind::Booked => booked[row.category as usize] += 1,
                 }
+                open_run = if kind == SeatKind::Booked {
+                    0
+                } else {
+                    open_run + 1
+                };
+                longest_open_run = longest_open_run.max(open_run);
             }
             assert_eq!(self.row_free[index], free, "row {index}'s free seats");
             assert_eq!(
-                self.row_open_run[index],
-                crate::allocate::open_run_in(layout, &self.bits, index),
+                self.row_open_run[index], longest_open_run,
                 "row {index}'s open run"
+            );
+            assert_eq!(
+                crate::allocate::open_run_in(layout, &self.bits, index),
+                longest_open_run,
+                "row {index}'s open run, counted a word at a time"
             );
             assert_eq!(
                 self.open_run(layout, index),

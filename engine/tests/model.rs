@@ -155,7 +155,10 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
                 ..base_spec()
             },
         ),
-        // A plain theatre with a skip-ahead waitlist and no per-user limit.
+        // A plain theatre with a skip-ahead waitlist and no per-user limit; roomy, its
+        // last row is longer than two words of the seat masks (140 seats: read a word at a
+        // time, `SeatBits::each_run`), so runs are found and open runs recounted across
+        // words against the model's seat-by-seat answers.
         (
             "t1",
             EventSpec {
@@ -167,7 +170,7 @@ fn events(crowded: bool) -> Vec<(&'static str, EventSpec)> {
                     rows: vec![
                         row("1", size(4, 3), "Standard"),
                         row("2", size(4, 3), "Standard"),
-                        row("3", size(4, 1), "Standard"),
+                        row("3", size(140, 1), "Standard"),
                     ],
                 }],
                 ..base_spec()
