@@ -353,6 +353,39 @@ impl SeatBits {
         !SeatBits::span(&self.masks, 1, first, count) & (u64::MAX >> (64 - count))
     }
 
+    /// The longest run of seats not booked among the `count` seats from `first` (a row of
+    /// any length). Perf: the booked mask alone, a word at a time, and a word with no
+    /// booked seat (a long row's open stretch) is one test and one add: a row of a
+    /// million seats was recounted through [`SeatBits::each_run`] at about 3 ns a word
+    /// (both masks read, a bit scan), 50 us a booking.
+    pub(crate) fn longest_open_run(&self, first: u32, count: u32) -> u32 {
+        // (the longest run so far, the run going on at the last seat fed)
+        let mut runs = (0u32, 0u32);
+        let end = first + count;
+        let mut seat = first;
+        // The head, up to the first word boundary.
+        if seat % 64 != 0 && seat < end {
+            let width = (64 - seat % 64).min(end - seat);
+            feed_open(&mut runs, self.row_open(seat, width), width);
+            seat += width;
+        }
+        // Whole words: the booked word of each.
+        while seat + 64 <= end {
+            let booked = self.masks[free_word(seat) + 1];
+            if booked == 0 {
+                runs.1 += 64;
+            } else {
+                feed_open(&mut runs, !booked, 64);
+            }
+            seat += 64;
+        }
+        if seat < end {
+            let width = end - seat;
+            feed_open(&mut runs, self.row_open(seat, width), width);
+        }
+        runs.0.max(runs.1)
+    }
+
     /// Calls `visit(offset, length)` for each maximal run of the row of `count` seats
     /// from `first` (of any length) whose seats are free (`open` false) or not booked
     /// (`open` true), in seat order (`offset` from the row's first seat), until it
@@ -453,6 +486,22 @@ impl SeatBits {
             word = set[index];
         }
     }
+}
+
+/// Feeds the next `width` seats' open bits (bit `i`: seat `i` of them) to `runs`: (the
+/// longest run so far, the run going on at the last seat fed).
+#[inline]
+fn feed_open(runs: &mut (u32, u32), open: u64, width: u32) {
+    let (longest, current) = runs;
+    if open == u64::MAX >> (64 - width) {
+        *current += width;
+        return;
+    }
+    *longest = (*longest)
+        .max(*current + open.trailing_ones())
+        .max(longest_run(open));
+    // The open seats at the word's end start the next run.
+    *current = (open << (64 - width)).leading_ones();
 }
 
 /// The longest run of set bits in `bits`. Perf: one step per run (a bit scan, a shift
