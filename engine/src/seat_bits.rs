@@ -364,7 +364,7 @@ impl SeatBits {
         let end = first + count;
         let mut seat = first;
         // The head, up to the first word boundary.
-        if seat % 64 != 0 && seat < end {
+        if !seat.is_multiple_of(64) && seat < end {
             let width = (64 - seat % 64).min(end - seat);
             feed_open(&mut runs, self.row_open(seat, width), width);
             seat += width;
