@@ -356,7 +356,7 @@ fn search_long_row(
     // clean run (nearly every request) gathers nothing; the seats gathered, row after
     // row, are the same.
     if let Some(scattered) = scattered {
-        bits.each_run(row.first_seat, row.seat_count, false, |offset, length| {
+        bits.each_free_run(row.first_seat, row.seat_count, |offset, length| {
             for seat in offset..offset + length {
                 if scattered.len() == quantity as usize {
                     return ControlFlow::Break(());
@@ -373,7 +373,7 @@ fn search_long_row(
 /// maximal runs of free seats, read a word at a time.
 fn find_run_in_long_row(bits: &SeatBits, row: &Row, quantity: u32) -> Run {
     let mut found = Run::None;
-    bits.each_run(row.first_seat, row.seat_count, false, |offset, length| {
+    bits.each_free_run(row.first_seat, row.seat_count, |offset, length| {
         if length == quantity || length >= quantity + 2 {
             found = Run::Clean(offset);
             return ControlFlow::Break(());
@@ -772,7 +772,7 @@ mod tests {
                         longest_open_run_by_seat(&states)
                     );
                     let mut gathered = Vec::new();
-                    bits.each_run(first_seat, length, false, |offset, run| {
+                    bits.each_free_run(first_seat, length, |offset, run| {
                         gathered.extend(offset..offset + run);
                         ControlFlow::Continue(())
                     });

@@ -14,7 +14,7 @@
 //! each booking: together about 14% of the standard mix. A row of up to 64 seats is now
 //! one word of each mask (a few shifts find a run, a few bit scans the open run), and
 //! the rows with enough free seats are found 64 rows per word. A longer row is read a
-//! word at a time as its maximal runs ([`SeatBits::each_run`]); a request above
+//! word at a time as its maximal runs ([`SeatBits::each_free_run`]); a request above
 //! [`ROWS_WITH_MAX`] scans the rows' free counts. Both give the seat-by-seat answers
 //! (`allocate`'s tests compare them).
 //!
@@ -356,7 +356,7 @@ impl SeatBits {
     /// The longest run of seats not booked among the `count` seats from `first` (a row of
     /// any length). Perf: the booked mask alone, a word at a time, and a word with no
     /// booked seat (a long row's open stretch) is one test and one add: a row of a
-    /// million seats was recounted through [`SeatBits::each_run`] at about 3 ns a word
+    /// million seats was recounted through [`SeatBits::each_free_run`] at about 3 ns a word
     /// (both masks read, a bit scan), 50 us a booking.
     pub(crate) fn longest_open_run(&self, first: u32, count: u32) -> u32 {
         // (the longest run so far, the run going on at the last seat fed)
@@ -386,17 +386,16 @@ impl SeatBits {
         runs.0.max(runs.1)
     }
 
-    /// Calls `visit(offset, length)` for each maximal run of the row of `count` seats
-    /// from `first` (of any length) whose seats are free (`open` false) or not booked
-    /// (`open` true), in seat order (`offset` from the row's first seat), until it
-    /// breaks. Perf: a word of 64 seats at a time, a bit scan a run; a run across words is
+    /// Calls `visit(offset, length)` for each maximal run of free seats of the row of
+    /// `count` seats from `first` (of any length), in seat order (`offset` from the row's
+    /// first seat), until it breaks (the runs not booked are counted by
+    /// [`SeatBits::longest_open_run`]). Perf: a word of 64 seats at a time, a bit scan a run; a run across words is
     /// one run. For rows longer than [`ROW_BITS_MAX`] (which once built a vector of the
     /// row's seat words per call: a row of a million seats, 4 MB per booking).
-    pub(crate) fn each_run(
+    pub(crate) fn each_free_run(
         &self,
         first: u32,
         count: u32,
-        open: bool,
         mut visit: impl FnMut(u32, u32) -> std::ops::ControlFlow<()>,
     ) {
         // A run reaching the end of the previous word: it may go on in this one.
@@ -404,11 +403,7 @@ impl SeatBits {
         let mut offset = 0;
         while offset < count {
             let width = (count - offset).min(ROW_BITS_MAX);
-            let word = if open {
-                self.row_open(first + offset, width)
-            } else {
-                self.row_free(first + offset, width)
-            };
+            let word = self.row_free(first + offset, width);
             // Perf: a word all of whose seats are in the run (a free stretch of a long
             // row) extends it whole, without a bit scan (a row of a million seats was 5 ns
             // a word through the scan).
