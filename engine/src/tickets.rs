@@ -1,8 +1,10 @@
 //! Ticket codes: `<ticket id>.<first 16 hex digits of HMAC-SHA256(secret, ticket id)>`.
 //! Every replica derives the same code; without the secret a code cannot be forged.
+//! And [`TicketsUsed`]: which of a booking's tickets were checked in.
 
 use crate::ids::TicketId;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 const MAC_HEX_DIGITS: usize = 16;
@@ -80,6 +82,95 @@ pub fn verify(secret: &[u8], code: &str) -> Option<TicketId> {
     TicketMac::new(secret).verify(code)
 }
 
+/// Which of a booking's tickets were checked in, by ticket index from 0: the engine's
+/// bookings and the ingress's read model keep them alike. Encodes exactly like the
+/// `Vec<bool>` it replaces (a length, then a flag per ticket). Perf: a booking none of
+/// whose tickets is used (every booking until its event's doors open) keeps no flags, so
+/// confirming a hold allocates none (the read model's `vec![false; n]` was an allocation
+/// per booking on the outcome follower).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketsUsed {
+    count: u32,
+    /// Empty while no ticket is used (one canonical form, so equal states compare
+    /// equal); otherwise `count` flags.
+    used: Vec<bool>,
+}
+
+impl TicketsUsed {
+    /// `count` tickets, none used.
+    pub fn unused(count: u32) -> TicketsUsed {
+        TicketsUsed {
+            count,
+            used: Vec::new(),
+        }
+    }
+
+    /// How many tickets the booking has.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the booking has no ticket (never for a booking the engine made).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether any ticket was checked in.
+    pub fn any(&self) -> bool {
+        !self.used.is_empty()
+    }
+
+    /// Whether ticket `index` is used; `None` when the booking has no such ticket.
+    pub fn get(&self, index: usize) -> Option<bool> {
+        (index < self.len()).then(|| self.used.get(index).copied().unwrap_or(false))
+    }
+
+    /// Asserts the one canonical form (for `check_invariants`).
+    pub fn check(&self) {
+        assert!(
+            self.used.is_empty() || (self.used.len() == self.len() && self.used.contains(&true)),
+            "ticket flags are kept only once a ticket is used, one per ticket"
+        );
+    }
+
+    /// Marks ticket `index` (which exists) used.
+    pub fn set_used(&mut self, index: usize) {
+        assert!(index < self.len(), "the booking has ticket {index}");
+        if self.used.is_empty() {
+            self.used = vec![false; self.len()];
+        }
+        self.used[index] = true;
+        debug_assert!(self.used.len() == self.len() && self.any());
+    }
+}
+
+impl Serialize for TicketsUsed {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut flags = serializer.serialize_seq(Some(self.len()))?;
+        for index in 0..self.len() {
+            flags.serialize_element(&self.get(index).expect("in range"))?;
+        }
+        flags.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TicketsUsed {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TicketsUsed, D::Error> {
+        let flags = Vec::<bool>::deserialize(deserializer)?;
+        let count = u32::try_from(flags.len())
+            .map_err(|_| serde::de::Error::custom("a booking has fewer than 2^32 tickets"))?;
+        Ok(TicketsUsed {
+            count,
+            used: if flags.contains(&true) {
+                flags
+            } else {
+                Vec::new()
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +208,35 @@ mod tests {
             "x.0123456789abcdef",
         ] {
             assert_eq!(verify(b"secret", bad), None, "{bad:?}");
+        }
+    }
+
+    /// Ticket flags encode exactly like the `Vec<bool>` they replaced, and decode to the
+    /// one canonical form (no flags kept while none is used).
+    #[test]
+    fn ticket_flags_encode_like_a_vec_of_bools() {
+        let config = bincode::config::standard();
+        for (count, used) in [(0, vec![]), (1, vec![]), (3, vec![1]), (200, vec![0, 199])] {
+            let mut flags = TicketsUsed::unused(count);
+            let mut expected = vec![false; count as usize];
+            for index in used {
+                flags.set_used(index);
+                expected[index] = true;
+            }
+            flags.check();
+            let bytes = bincode::serde::encode_to_vec(&flags, config).unwrap();
+            assert_eq!(
+                bytes,
+                bincode::serde::encode_to_vec(&expected, config).unwrap()
+            );
+            let (decoded, _): (TicketsUsed, usize) =
+                bincode::serde::decode_from_slice(&bytes, config).unwrap();
+            assert_eq!(decoded, flags);
+            decoded.check();
+            for (index, used) in expected.iter().enumerate() {
+                assert_eq!(flags.get(index), Some(*used));
+            }
+            assert_eq!(flags.get(count as usize), None);
         }
     }
 }

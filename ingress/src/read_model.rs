@@ -210,7 +210,9 @@ pub(crate) struct HoldRecord {
 pub(crate) struct BookingRecord {
     pub(crate) view: BookingView,
     pub(crate) canceled: bool,
-    pub(crate) tickets_used: Vec<bool>,
+    /// The engine's own flags (`engine::tickets::TicketsUsed`): none kept, and nothing
+    /// allocated, until a ticket is checked in; encoded like the `Vec<bool>` they replace.
+    pub(crate) tickets_used: engine::tickets::TicketsUsed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -639,13 +641,14 @@ impl ReadModel {
                 }
             }
             Reply::CheckedIn { ticket, .. } => {
-                let used = self
+                let index = (ticket.index as usize).checked_sub(1);
+                let flags = self
                     .bookings
                     .get_mut(&ticket.booking)
-                    .and_then(|booking| booking.tickets_used.get_mut(ticket.index as usize - 1));
-                match used {
-                    Some(used) => *used = true,
-                    None => self.anomaly("checked in an unknown ticket"),
+                    .map(|booking| &mut booking.tickets_used);
+                match (flags, index) {
+                    (Some(flags), Some(index)) if index < flags.len() => flags.set_used(index),
+                    _ => self.anomaly("checked in an unknown ticket"),
                 }
             }
             Reply::HoldPlaced(view) => self.add_hold(view),
@@ -933,7 +936,7 @@ impl ReadModel {
                     .insert(view.user.to_string(), vec![view.booking]);
             }
         }
-        let tickets_used = vec![false; view.items.quantity() as usize];
+        let tickets_used = engine::tickets::TicketsUsed::unused(view.items.quantity());
         self.bookings.insert(
             view.booking,
             BookingRecord {

@@ -385,7 +385,7 @@ pub(crate) fn attendees(
                             .seat
                             .filter(|seat| *seat < event.layout.seat_count)
                             .map(|seat| event.layout.label_of(seat)),
-                        checked_in: booking.tickets_used.get(index).copied().unwrap_or(false),
+                        checked_in: booking.tickets_used.get(index).unwrap_or(false),
                     })
                     .collect(),
                 payment_ref: view.payment_ref.to_string(),
