@@ -390,8 +390,9 @@ impl SeatBits {
     /// `count` seats from `first` (of any length), in seat order (`offset` from the row's
     /// first seat), until it breaks (the runs not booked are counted by
     /// [`SeatBits::longest_open_run`]). Perf: a word of 64 seats at a time, a bit scan a
-    /// run; a run across words is one run. For rows longer than [`ROW_BITS_MAX`] (which once built a vector of the
-    /// row's seat words per call: a row of a million seats, 4 MB per booking).
+    /// run; a run across words is one run. For rows longer than [`ROW_BITS_MAX`] (which
+    /// once built a vector of the row's seat words per call: a row of a million seats, 4
+    /// MB per booking).
     pub(crate) fn each_free_run(
         &self,
         first: u32,
