@@ -1,27 +1,32 @@
-//! The embedded log: RocksDB on local disk, one writer thread doing group commit.
+//! The embedded log: segment files and a RocksDB database on local disk, one writer thread
+//! doing group commit.
 //!
 //! ```text
 //!  appenders ──(payloads, reply)──► bounded channel ──► writer thread
 //!                                                        │ under load, wait group_commit_delay_us
 //!                                                        │ drain up to the batch caps
-//!                                                        │ one WriteBatch to RocksDB, unsynced,
-//!                                                        │ and to the journal, fsync'd
+//!                                                        │ the records as one segment entry:
+//!                                                        │ to the journal, and to the newest
+//!                                                        │ segment file, unsynced; the hosted
+//!                                                        │ tables' writes to RocksDB, unsynced
+//!                                                        │ fsync the journal
 //!                                                        │ publish end_offset, notify readers
 //!  appenders ◄──────── Vec<Appended> ───────────────────┘
-//!  readers: wait on a Condvar for end_offset to pass their position, then iterate RocksDB
+//!  readers: wait on a Condvar for end_offset to pass their position, then take the records
+//!           from the tail cache, or read them from the segment files
 //! ```
 //!
 //! Readers never look past the published `end_offset`, which the writer thread advances only
-//! after the commit is durable (the journal's `fdatasync`, `journal.rs`; RocksDB's synced
-//! write for a commit too large for it): a reader cannot see a record that is not durable.
+//! after the commit is durable (the journal's `fdatasync`, `journal.rs`; for a commit too
+//! large for it, a sync of the segment files, `segments.rs`): a reader cannot see a record
+//! that is not durable.
 //! A speculative reader ([`EmbeddedLog::speculative_reader`], the engine's) is the one
 //! exception: it sees a journaled commit once written, while its `fdatasync` is in flight,
 //! and its owner holds back what it derives until [`DurableEnd`] covers it.
 //! A log opened with `sync_appends: false` (the outcomes log, which is re-derived from the
-//! requests log after a crash) skips the fsync: its records survive a crash (of the process
-//! or of the machine) only once [`EmbeddedLog::sync`] has returned (RocksDB keeps its
-//! write-ahead log's appends in memory until then: `set_manual_wal_flush`), and a clean
-//! close.
+//! requests log after a crash) skips the fsync, and commits on its caller's thread: its
+//! records survive a crash (of the process or of the machine) only once
+//! [`EmbeddedLog::sync`] has returned, and a clean close.
 //!
 //! Under load (the commit before held at least `group_commit_siblings` appends) the writer
 //! waits `group_commit_delay_us` after taking a commit's first append, so that commits
@@ -31,13 +36,14 @@
 //!
 //! The newest group commits also stay in memory (`tail_cache_records_max`), so a reader that
 //! follows the writer (the engine's reader, an outcome follower) takes them from there instead
-//! of reading RocksDB again and checking and decoding what the writer just encoded.
+//! of reading the files again and checking and decoding what the writer just encoded.
 //!
-//! The records live in RocksDB's default column family; the `meta` column family holds the
-//! log's identity ([`EmbeddedLog::log_id`]), a random id written once, when a log is first
-//! opened by a version that knows it, and kept for the life of the directory. Hosted tables
-//! ([`EmbeddedOptions::hosted_tables`]) are further column families, written with the
-//! records in one batch by the commits' companions ([`crate::CommitCompanion`]).
+//! RocksDB holds the rest: the `meta` column family the log's identity
+//! ([`EmbeddedLog::log_id`]), a random id written once, when a log is first opened by a
+//! version that knows it, and kept for the life of the directory; hosted tables
+//! ([`EmbeddedOptions::hosted_tables`]) are further column families, written in the
+//! commits by their companions ([`crate::CommitCompanion`]). Versions before segment files
+//! kept the records in its default family, from which opening moves them.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -54,7 +60,8 @@ use rocksdb::{
 };
 
 use crate::journal::{self, Journal};
-use crate::record_format::{decode_key, decode_value, encode_key, encode_value};
+use crate::record_format::{decode_key, decode_value, encode_key};
+use crate::segments::{self, Cursor, Segments, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES};
 use crate::EMBEDDED_LOG_ID_PREFIX;
 use crate::{
     AppendDone, Appended, BeforeCommit, DurableEnd, LogError, LogReader, LogRecord, LogWriter,
@@ -78,8 +85,8 @@ pub struct EmbeddedOptions {
     pub queue_depth_max: usize,
     /// Every group commit is fsync'd before it is acknowledged or read (true: a log that is
     /// the source of truth). False for a log whose records can be derived again from
-    /// another (the outcomes log): appends then return once RocksDB has written them to the
-    /// operating system, and [`EmbeddedLog::sync`] makes them durable.
+    /// another (the outcomes log): appends then return once written to the operating
+    /// system, and [`EmbeddedLog::sync`] makes them durable.
     pub sync_appends: bool,
     /// The newest records kept in memory for readers that follow the writer (0: none).
     pub tail_cache_records_max: usize,
@@ -92,9 +99,9 @@ pub struct EmbeddedOptions {
     pub hosted_tables: Vec<String>,
     /// Size of the journal of a log with `sync_appends` (`journal.rs`): a file of fixed
     /// size whose `fdatasync`, an overwrite, acknowledges each group commit, instead of an
-    /// `fdatasync` of RocksDB's growing write-ahead log (which writes the file's size too).
-    /// 0: no journal, RocksDB syncs every commit. A commit larger than half of it is
-    /// synced by RocksDB.
+    /// `fdatasync` of the growing segment file (which writes the file's size too).
+    /// 0: no journal, every commit syncs the segment files. A commit larger than half of
+    /// it is synced so too.
     pub journal_size_bytes: u64,
     /// Under load, how long the writer thread waits after taking a commit's first append
     /// before it drains the queue and commits (PostgreSQL's `commit_delay`): a commit then
@@ -106,6 +113,9 @@ pub struct EmbeddedOptions {
     /// only when the one before it held at least this many appends, so a lone append, or a
     /// log written now and then (the control log), never waits. At least 1.
     pub group_commit_siblings: usize,
+    /// Size of the record files (`segments.rs`): a commit starts a new file once the newest
+    /// holds this much. Within [`SEGMENT_SIZE_MIN_BYTES`]..=[`SEGMENT_SIZE_MAX_BYTES`].
+    pub segment_size_bytes: u64,
 }
 
 /// The longest [`EmbeddedOptions::group_commit_delay_us`]: 100 ms (PostgreSQL's bound for
@@ -135,6 +145,7 @@ impl Default for EmbeddedOptions {
             // 32): commits of about 48 appends instead of 24, 6% less CPU per request.
             group_commit_delay_us: 400,
             group_commit_siblings: 8,
+            segment_size_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -154,6 +165,10 @@ impl EmbeddedOptions {
         assert!(self.queue_depth_max > 0);
         assert!(self.group_commit_delay_us <= GROUP_COMMIT_DELAY_MAX_US);
         assert!(self.group_commit_siblings > 0);
+        assert!(
+            (SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX_BYTES).contains(&self.segment_size_bytes),
+            "record files of some size, bounded"
+        );
         assert!(
             journal::journal_size_allowed(self.journal_size_bytes),
             "a journal holds two halves of some size, and is bounded"
@@ -194,6 +209,8 @@ pub struct EmbeddedWriter {
 pub struct EmbeddedReader {
     shared: Arc<Shared>,
     position: u64,
+    /// Where it last read the record files (a reader reading on starts there).
+    cursor: Option<Cursor>,
     /// Sees records once written, before their commit is durable
     /// ([`EmbeddedLog::speculative_reader`]).
     speculative: bool,
@@ -251,6 +268,8 @@ fn covers(published: &Published, offset: u64) -> Result<bool, LogError> {
 /// State shared by the writer thread and the readers.
 struct Shared {
     db: DB,
+    /// The records (`segments.rs`).
+    segments: Segments,
     published: Mutex<Published>,
     /// Signalled when `end_offset` moves (and on failure or close): what plain readers
     /// and [`DurableEnd`]s wait for.
@@ -309,7 +328,7 @@ struct CachedCommit {
 impl TailCache {
     fn push(&mut self, commit: CachedCommit) {
         if commit.payloads.len() > self.records_max || commit.bytes > self.bytes_max {
-            // Larger than the whole cache: readers read it from RocksDB, and nothing older
+            // Larger than the whole cache: readers read it from the files, and nothing older
             // may stay (the cache holds a contiguous run of offsets).
             self.commits.clear();
             (self.records, self.bytes) = (0, 0);
@@ -360,7 +379,7 @@ impl TailCache {
 struct Published {
     /// Offset of the next record to be written; every record below it is durable.
     end_offset: u64,
-    /// Every record below it is written (to RocksDB's memtable, the tail cache and the
+    /// Every record below it is written (to the segment file, the tail cache and the
     /// journal's file) but perhaps not yet durable: at least `end_offset`, and past it only
     /// while a commit's journal `fdatasync` is in flight. What a speculative reader sees
     /// ([`EmbeddedLog::speculative_reader`]).
@@ -416,18 +435,25 @@ impl Reply {
 impl EmbeddedLog {
     /// Opens (creating if needed) the log stored in `dir` and starts its writer thread.
     ///
-    /// Recovery is RocksDB's: its write-ahead log is replayed with point-in-time recovery, so a
-    /// write torn by a crash is dropped whole (it was never acknowledged, since acknowledgement
-    /// waits for the fsync). Then the journal's: its commits past RocksDB's last record (lost
-    /// with the unsynced tail of RocksDB's log in a crash of the machine) are written back,
-    /// synced. The end offset is then the last key plus one, and the last record's checksum
-    /// is verified.
+    /// Recovery: the segment files are walked from what their last sync made durable, and a
+    /// commit torn by a crash is cut off with everything after it (it was never
+    /// acknowledged, since acknowledgement waits for the fsync); RocksDB replays its
+    /// write-ahead log to a point in time. Then the journal's: its commits past the files'
+    /// end, and the hosted tables' writes of those past RocksDB's, are written back, synced.
+    /// The end offset is then the last record's plus one, and that record's checksum is
+    /// verified. Records a version before segment files kept in RocksDB are moved into them.
     pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedLog, LogError> {
         options.assert_valid();
         let db = open_db(dir.as_ref(), &options.hosted_tables)?;
         let log_id = read_or_create_log_id(&db)?;
-        recover_journal(&db, dir.as_ref(), &log_id)?;
-        let tail = recover_tail(&db)?;
+        let segments = Segments::open(dir.as_ref(), options.segment_size_bytes)?;
+        recover_legacy_journal(&db, dir.as_ref(), &log_id, segments.written_end())?;
+        migrate_legacy_records(&db, &segments)?;
+        recover_journal(&db, dir.as_ref(), &log_id, &segments)?;
+        let tail = Tail {
+            end_offset: segments.written_end(),
+            last_timestamp_ms: segments.last_timestamp_ms()?.unwrap_or(0),
+        };
         tracing::info!(
             dir = %dir.as_ref().display(),
             end_offset = tail.end_offset,
@@ -437,6 +463,7 @@ impl EmbeddedLog {
 
         let shared = Arc::new(Shared {
             db,
+            segments,
             published: Mutex::new(Published {
                 end_offset: tail.end_offset,
                 written_offset: tail.end_offset,
@@ -460,7 +487,7 @@ impl EmbeddedLog {
             let journal = Journal::create(
                 dir.as_ref(),
                 options.journal_size_bytes,
-                journal::log_tag(&log_id),
+                journal::segment_log_tag(&log_id),
                 Box::new(move || syncing.sync().map_err(|error| error.to_string())),
             )
             .map_err(|error| LogError::Journal(format!("creating the journal: {error}")))?;
@@ -470,7 +497,7 @@ impl EmbeddedLog {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
                     return Err(LogError::Journal(format!("removing the journal: {error}")))
                 }
-                _ => None, // recovered above: nothing in it is missing from RocksDB
+                _ => None, // recovered above: nothing in it is missing from the files
             }
         };
         let (sender, receiver) = std::sync::mpsc::sync_channel(options.queue_depth_max);
@@ -481,6 +508,7 @@ impl EmbeddedLog {
             next_offset: tail.end_offset,
             last_timestamp_ms: tail.last_timestamp_ms,
             failure: None,
+            entry: Vec::new(),
             #[cfg(test)]
             before_sync: None,
         }));
@@ -532,6 +560,7 @@ impl EmbeddedLog {
         EmbeddedReader {
             shared: Arc::clone(&self.writer.handle.shared),
             position: 0,
+            cursor: None,
             speculative: false,
         }
     }
@@ -542,8 +571,8 @@ impl EmbeddedLog {
     /// durable. Whoever reads with it must release nothing derived from a record before
     /// [`DurableEnd`] covers it; if the sync fails, the reader's `poll` and the
     /// [`DurableEnd`] fail, and what was derived must be thrown away. A log that commits
-    /// with RocksDB's own sync (no journal, or a commit too large for it) shows those
-    /// commits only once durable.
+    /// without its journal (none, or a commit too large for it) shows those commits only
+    /// once durable.
     pub fn speculative_reader(&self) -> (EmbeddedReader, DurableEnd) {
         let shared = Arc::clone(&self.writer.handle.shared);
         let durable = DurableEnd::new(EmbeddedDurableEnd {
@@ -552,6 +581,7 @@ impl EmbeddedLog {
         let reader = EmbeddedReader {
             shared,
             position: 0,
+            cursor: None,
             speculative: true,
         };
         (reader, durable)
@@ -571,8 +601,9 @@ impl EmbeddedLog {
         }
     }
 
-    /// Makes every record appended so far durable (fsync of RocksDB's write-ahead log). A
-    /// no-op in effect for a log with `sync_appends`, whose appends are durable already.
+    /// Makes every record appended so far durable (fsync of the segment files written
+    /// since the last, and of RocksDB's write-ahead log). A log with `sync_appends` has its
+    /// appends durable already (by the journal); this makes the files hold them too.
     pub fn sync(&self) -> Result<(), LogError> {
         self.writer.handle.shared.sync()
     }
@@ -693,6 +724,11 @@ impl Drop for WriterHandle {
                 tracing::error!("embedded log writer thread panicked");
             }
         }
+        // A clean close leaves the record files durable, and says so in their `SYNCED`:
+        // the next opening walks no more than the newest file.
+        if let Err(error) = self.shared.segments.sync() {
+            tracing::warn!(%error, "embedded log: syncing the record files at close failed");
+        }
     }
 }
 
@@ -718,7 +754,10 @@ impl Shared {
             .unwrap_or_else(|| panic!("the log hosts no table {table}"))
     }
 
+    /// Makes everything written durable: the record files, then RocksDB's log (the
+    /// hosted tables).
     fn sync(&self) -> Result<(), LogError> {
+        self.segments.sync()?;
         self.db.flush_wal(true)?;
         Ok(())
     }
@@ -754,10 +793,10 @@ pub(crate) fn open_db(dir: &Path, hosted: &[String]) -> Result<DB, LogError> {
     // when the buffer fills, by a synced write, or by `flush_wal` (`Shared::sync`, the
     // journal's syncing thread, the log's drop), not by every write. Perf: a `write(2)`
     // per commit of each log (the requests log's writer, the outcomes log's publisher)
-    // was a fifth of RocksDB's share of their threads under load. Nothing relies on an
-    // unsynced write reaching the file: a synced log's commits are durable by its journal,
-    // which writes back whatever RocksDB lost, in a crash of the process as of the machine;
-    // the outcomes log is re-derived past what was made durable.
+    // was a fifth of RocksDB's share of their threads under load (when it held the
+    // records). Nothing relies on an unsynced write reaching the file: a synced log's
+    // commits are durable by its journal, which writes back whatever RocksDB lost, in a
+    // crash of the process as of the machine.
     db_options.set_manual_wal_flush(true);
     // A new directory has no families to list.
     let existing = DB::list_cf(&db_options, dir).unwrap_or_default();
@@ -960,17 +999,23 @@ pub(crate) fn read_or_create_log_id(db: &DB) -> Result<String, LogError> {
     Ok(log_id)
 }
 
-/// Writes back, synced, the journal's entries that RocksDB lost with the tail of its
-/// write-ahead log (a crash of the machine), then syncs RocksDB's log: after it RocksDB
-/// durably holds every entry, and the journal may be overwritten. A run of entries that
-/// breaks off past RocksDB's records is corruption (an acknowledged commit is missing).
-fn recover_journal(db: &DB, dir: &Path, log_id: &str) -> Result<(), LogError> {
+/// A journal left by a version that kept the records in RocksDB (entries of
+/// [`journal::log_tag`], RocksDB batches of records and hosted-table writes): writes back,
+/// synced, its entries past both RocksDB's records and the segment files' (`written_end`),
+/// which [`migrate_legacy_records`] then moves into the files. A run of entries that breaks
+/// off past them is corruption (an acknowledged commit is missing).
+fn recover_legacy_journal(
+    db: &DB,
+    dir: &Path,
+    log_id: &str,
+    written_end: u64,
+) -> Result<(), LogError> {
     let entries = journal::read_entries(dir, journal::log_tag(log_id))
         .map_err(|error| LogError::Journal(format!("reading the journal: {error}")))?;
     if entries.is_empty() {
         return Ok(());
     }
-    let end_offset = recover_tail(db)?.end_offset;
+    let end_offset = legacy_tail(db)?.end_offset.max(written_end);
     let missing =
         journal::missing_from(entries, end_offset).map_err(|offset| LogError::Corrupt {
             offset,
@@ -992,12 +1037,161 @@ fn recover_journal(db: &DB, dir: &Path, log_id: &str) -> Result<(), LogError> {
     Ok(())
 }
 
+/// Moves the records a version before segment files kept in RocksDB's default family into
+/// the files (those past what the files hold: a move cut short by a crash goes on), makes
+/// them durable, then deletes them from RocksDB.
+fn migrate_legacy_records(db: &DB, segments: &Segments) -> Result<(), LogError> {
+    let legacy_end = legacy_tail(db)?.end_offset;
+    if legacy_end == 0 {
+        return Ok(());
+    }
+    let written_end = segments.written_end();
+    if written_end < legacy_end {
+        tracing::info!(
+            from = written_end,
+            to = legacy_end,
+            "moving the log's records from RocksDB into segment files"
+        );
+        let mut read_options = ReadOptions::default();
+        read_options.set_verify_checksums(true);
+        let start_key = encode_key(written_end);
+        let stored = db.iterator_opt(
+            IteratorMode::From(&start_key, Direction::Forward),
+            read_options,
+        );
+        let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut first_offset = written_end;
+        let mut entry = Vec::new();
+        let mut flush = |first_offset: u64, records: &mut Vec<(u64, Vec<u8>)>| {
+            entry.clear();
+            segments::encode_entry(
+                first_offset,
+                records
+                    .iter()
+                    .map(|(timestamp_ms, payload)| (*timestamp_ms, payload.as_slice())),
+                &mut entry,
+            );
+            records.clear();
+            segments.append(first_offset, &entry)
+        };
+        for (expected, item) in (written_end..).zip(stored) {
+            let (key, value) = item?;
+            if decode_key(&key) != Some(expected) {
+                return Err(LogError::Corrupt {
+                    offset: expected,
+                    reason: "record missing",
+                });
+            }
+            let (timestamp_ms, payload) = decode_value(expected, &value)?;
+            records.push((timestamp_ms, payload.to_vec()));
+            if records.len() >= 4096 {
+                flush(first_offset, &mut records)?;
+                first_offset = expected + 1;
+            }
+        }
+        if !records.is_empty() {
+            flush(first_offset, &mut records)?;
+        }
+        if segments.written_end() != legacy_end {
+            return Err(LogError::Corrupt {
+                offset: segments.written_end(),
+                reason: "record missing",
+            });
+        }
+        segments.sync()?;
+    }
+    let records = db
+        .cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME)
+        .expect("the default family");
+    let mut delete = WriteBatch::default();
+    delete.delete_range_cf(records, encode_key(0), encode_key(legacy_end));
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    db.write_opt(delete, &write_options)?;
+    Ok(())
+}
+
+/// Where RocksDB records through which offset the hosted-table writes of the log's commits
+/// are in it: written in the batch of every commit that has some.
+const HOSTED_THROUGH_KEY: &[u8] = b"hosted_through";
+
+/// Writes back what the journal holds and a crash lost: the segment entries past the
+/// files' end (which must follow it without a gap), and the hosted-table writes of the
+/// commits past what RocksDB holds ([`HOSTED_THROUGH_KEY`]). Then makes both durable: after
+/// it the journal may be overwritten.
+fn recover_journal(db: &DB, dir: &Path, log_id: &str, segments: &Segments) -> Result<(), LogError> {
+    let entries = journal::read_entries(dir, journal::segment_log_tag(log_id))
+        .map_err(|error| LogError::Journal(format!("reading the journal: {error}")))?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let meta = db
+        .cf_handle(META_COLUMN_FAMILY)
+        .expect("the meta column family is opened with the log");
+    let hosted_through = match db.get_cf(meta, HOSTED_THROUGH_KEY)? {
+        Some(bytes) => {
+            u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| LogError::Corrupt {
+                offset: 0,
+                reason: "the hosted tables' offset is not 8 bytes",
+            })?)
+        }
+        None => 0,
+    };
+    let split = |entry: &journal::Entry| -> Result<(usize, u64), LogError> {
+        let corrupt = || LogError::Corrupt {
+            offset: entry.first_offset,
+            reason: "a journal entry does not start with a segment entry",
+        };
+        let header = segments::Header::decode(&entry.batch).ok_or_else(corrupt)?;
+        let records_bytes = header.entry_bytes() as usize;
+        if records_bytes > entry.batch.len()
+            || header.first_offset != entry.first_offset
+            || header.count != entry.count
+        {
+            return Err(corrupt());
+        }
+        Ok((records_bytes, header.end_offset()))
+    };
+    for entry in &entries {
+        let (records_bytes, end_offset) = split(entry)?;
+        let hosted = &entry.batch[records_bytes..];
+        if end_offset > hosted_through && !hosted.is_empty() {
+            db.write(WriteBatch::from_data(hosted))?;
+        }
+    }
+    let written_end = segments.written_end();
+    let missing =
+        journal::missing_from(entries, written_end).map_err(|offset| LogError::Corrupt {
+            offset,
+            reason: "the journal's commits past the stored records do not follow them",
+        })?;
+    if !missing.is_empty() {
+        tracing::warn!(
+            end_offset = written_end,
+            commits = missing.len(),
+            "writing back commits the journal holds and the segment files lost"
+        );
+    }
+    for entry in &missing {
+        let (records_bytes, _) = split(entry)?;
+        segments.append(entry.first_offset, &entry.batch[..records_bytes])?;
+    }
+    segments.sync()?;
+    db.flush_wal(true)?;
+    Ok(())
+}
+
 struct Tail {
     end_offset: u64,
     last_timestamp_ms: u64,
 }
 
-fn recover_tail(db: &DB) -> Result<Tail, LogError> {
+/// The end of the records a version before segment files kept in RocksDB (none: 0).
+pub(crate) fn legacy_end_offset(db: &DB) -> Result<u64, LogError> {
+    Ok(legacy_tail(db)?.end_offset)
+}
+
+fn legacy_tail(db: &DB) -> Result<Tail, LogError> {
     let Some(last) = db.iterator(IteratorMode::End).next() else {
         return Ok(Tail {
             end_offset: 0,
@@ -1032,14 +1226,18 @@ struct WriterThread {
 /// thread switches).
 struct WriterCore {
     shared: Arc<Shared>,
-    /// Where a synced log's commits are made durable (`journal.rs`); none: by RocksDB.
+    /// Where a synced log's commits are made durable (`journal.rs`); none: by syncs of
+    /// the segment files.
     journal: Option<Journal>,
     sync_appends: bool,
     next_offset: u64,
     last_timestamp_ms: u64,
-    /// After a failed write the on-disk state is unknown (RocksDB may hold part of the batch, or
-    /// be in its read-only error mode), so every later append is refused with this error.
+    /// After a failed write the on-disk state is unknown (a file may hold part of the commit,
+    /// or RocksDB be in its read-only error mode), so every later append is refused with
+    /// this error.
     failure: Option<Failure>,
+    /// The segment entry being made (kept for its allocation).
+    entry: Vec<u8>,
     /// Tests: runs before each journal sync, and fails it with its error.
     #[cfg(test)]
     before_sync: Option<Box<dyn FnMut() -> Result<(), String> + Send>>,
@@ -1125,7 +1323,8 @@ fn lock_core(core: &Mutex<WriterCore>) -> MutexGuard<'_, WriterCore> {
 }
 
 impl WriterCore {
-    /// Zeroes the journal once RocksDB's log durably holds everything in it.
+    /// Zeroes the journal once the segment files and RocksDB's log durably hold everything
+    /// in it.
     fn scrub_journal(&mut self) -> Result<(), LogError> {
         let Some(journal) = self.journal.as_mut() else {
             return Ok(());
@@ -1182,39 +1381,64 @@ impl WriterCore {
                 }
             }
         }
-        let mut offset = first_offset;
-        for request in &batch {
-            for payload in &request.payloads {
-                write_batch.put(
-                    encode_key(offset),
-                    encode_value(offset, timestamp_ms, payload),
-                );
-                offset += 1;
-            }
+        // The records as one segment entry; the tables' writes, if any, say through which
+        // offset RocksDB holds the commits' (what recovery writes back, `recover_journal`).
+        let mut entry = std::mem::take(&mut self.entry);
+        entry.clear();
+        segments::encode_entry(
+            first_offset,
+            batch
+                .iter()
+                .flat_map(|request| &request.payloads)
+                .map(|payload| (timestamp_ms, payload.as_slice())),
+            &mut entry,
+        );
+        let count: usize = batch.iter().map(|request| request.payloads.len()).sum();
+        let offset = first_offset + count as u64;
+        let count = u32::try_from(count).expect("a batch's records fit a u32");
+        let hosted = !write_batch.is_empty();
+        if hosted {
+            let meta = self
+                .shared
+                .db
+                .cf_handle(META_COLUMN_FAMILY)
+                .expect("the meta family");
+            write_batch.put_cf(meta, HOSTED_THROUGH_KEY, offset.to_be_bytes());
         }
-        // Durable by the journal's fsync when the batch fits it, else by RocksDB's.
+        // Durable by the journal's fsync when the commit fits it, else by syncs of its own.
         let journal = self
             .journal
             .as_mut()
-            .filter(|journal| journal.fits(write_batch.data().len()));
-        let count = u32::try_from(offset - first_offset).expect("a batch's records fit a u32");
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(self.sync_appends && journal.is_none());
-        // Whether the commit is written but not yet durable once RocksDB has it: only with
-        // the journal, whose sync follows.
+            .filter(|journal| journal.fits(entry.len() + write_batch.data().len()));
         let sync_follows = journal.is_some();
-        let written = match journal {
-            None => {
-                (self.shared.db.write_opt(write_batch, &write_options)).map_err(Failure::Storage)
-            }
-            Some(journal) => journal
-                .write(first_offset, count, write_batch.data())
-                .map_err(Failure::Journal)
-                .and_then(|()| {
-                    (self.shared.db.write_opt(write_batch, &write_options))
-                        .map_err(Failure::Storage)
-                }),
+        let shared = &self.shared;
+        let write_tables = |write_batch: WriteBatch, sync: bool| {
+            let mut write_options = WriteOptions::default();
+            write_options.set_sync(sync);
+            (shared.db.write_opt(write_batch, &write_options)).map_err(Failure::Storage)
         };
+        let log_failure = |error: LogError| Failure::Journal(error.to_string());
+        let written = match journal {
+            Some(journal) => journal
+                .write(first_offset, count, &[&entry, write_batch.data()])
+                .map_err(Failure::Journal)
+                .and_then(|()| (shared.segments.append(first_offset, &entry)).map_err(log_failure))
+                .and_then(|()| match hosted {
+                    true => write_tables(write_batch, false),
+                    false => Ok(()),
+                }),
+            // What the records refer to first, then the records.
+            None => match hosted {
+                true => write_tables(write_batch, self.sync_appends),
+                false => Ok(()),
+            }
+            .and_then(|()| (shared.segments.append(first_offset, &entry)).map_err(log_failure))
+            .and_then(|()| match self.sync_appends {
+                true => shared.segments.sync().map_err(log_failure),
+                false => Ok(()),
+            }),
+        };
+        self.entry = entry;
         if let Err(failure) = written {
             riding.iter().for_each(|hook| hook.after_commit(false));
             self.refuse_from_now(failure, first_offset, batch);
@@ -1366,8 +1590,8 @@ impl EmbeddedReader {
     }
 
     /// Reads `[self.position, until)`, which must all be published: from the tail cache
-    /// when it holds all of it, otherwise from RocksDB.
-    fn read_range(&self, until: u64) -> Result<Vec<LogRecord>, LogError> {
+    /// when it holds all of it, otherwise from the record files.
+    fn read_range(&mut self, until: u64) -> Result<Vec<LogRecord>, LogError> {
         let cached = self.shared.lock_tail().covering(self.position, until);
         if let Some(commits) = cached {
             let mut records = Vec::with_capacity((until - self.position) as usize);
@@ -1392,43 +1616,14 @@ impl EmbeddedReader {
         self.read_range_stored(until)
     }
 
-    fn read_range_stored(&self, until: u64) -> Result<Vec<LogRecord>, LogError> {
-        let mut read_options = ReadOptions::default();
-        read_options.set_verify_checksums(true);
-        read_options.set_iterate_upper_bound(encode_key(until).to_vec());
-        let start_key = encode_key(self.position);
-        let iterator = self.shared.db.iterator_opt(
-            IteratorMode::From(&start_key, Direction::Forward),
-            read_options,
-        );
+    fn read_range_stored(&mut self, until: u64) -> Result<Vec<LogRecord>, LogError> {
         let mut records = Vec::with_capacity((until - self.position) as usize);
-        let mut expected_offset = self.position;
-        for item in iterator {
-            let (key, value) = item?;
-            let offset = decode_key(&key).ok_or(LogError::Corrupt {
-                offset: expected_offset,
-                reason: "key is not an offset",
-            })?;
-            if offset != expected_offset {
-                return Err(LogError::Corrupt {
-                    offset: expected_offset,
-                    reason: "record missing",
-                });
-            }
-            let (timestamp_ms, payload) = decode_value(offset, &value)?;
-            records.push(LogRecord {
-                offset,
-                timestamp_ms,
-                payload: payload.to_vec(),
-            });
-            expected_offset += 1;
-        }
-        if expected_offset != until {
-            return Err(LogError::Corrupt {
-                offset: expected_offset,
-                reason: "record missing",
-            });
-        }
+        (self.shared.segments).read(&mut self.cursor, self.position, until, &mut records)?;
+        assert_eq!(
+            records.len() as u64,
+            until - self.position,
+            "a contiguous run"
+        );
         Ok(records)
     }
 }

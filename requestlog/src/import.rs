@@ -15,10 +15,8 @@
 
 use std::path::Path;
 
-use rocksdb::{IteratorMode, WriteBatch, WriteOptions};
-
-use crate::embedded::{open_db, read_or_create_log_id};
-use crate::record_format::{encode_key, encode_value};
+use crate::embedded::{legacy_end_offset, open_db, read_or_create_log_id};
+use crate::segments::{self, Segments};
 use crate::{EmbeddedLog, EmbeddedOptions, LogError, LogRecord};
 
 /// What an import wrote.
@@ -72,8 +70,8 @@ impl EmbeddedLog {
     /// Writes `records` (their offsets, timestamps and payloads, unchanged) as the whole
     /// content of the embedded log in `dir`, which must be empty or not exist yet. Refused,
     /// with nothing written, unless the offsets run 0, 1, 2, ... and the timestamps never
-    /// decrease and every payload fits `options`. Durable when it returns (synced writes of
-    /// at most `options.batch_records_max` records or `batch_size_max_bytes` each).
+    /// decrease and every payload fits `options`. Durable when it returns (commits of at
+    /// most `options.batch_records_max` records or `batch_size_max_bytes` each, synced).
     pub fn import(
         dir: impl AsRef<Path>,
         options: &EmbeddedOptions,
@@ -90,38 +88,42 @@ impl EmbeddedLog {
             source,
         })?;
         let db = open_db(dir, &options.hosted_tables).map_err(log_error)?;
-        if let Some(last) = db.iterator(IteratorMode::End).next() {
-            let (key, _) = last.map_err(|error| log_error(error.into()))?;
-            let end_offset = crate::record_format::decode_key(&key).map_or(0, |last| last + 1);
+        let segments = Segments::open(dir, options.segment_size_bytes).map_err(log_error)?;
+        let end_offset = legacy_end_offset(&db)
+            .map_err(log_error)?
+            .max(segments.written_end());
+        if end_offset > 0 {
             return Err(ImportError::NotEmpty {
                 dir: dir.display().to_string(),
                 end_offset,
             });
         }
         let log_id = read_or_create_log_id(&db).map_err(log_error)?;
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(true);
-        let mut batch = WriteBatch::default();
-        let (mut batch_records, mut batch_bytes) = (0, 0);
-        for record in records {
-            batch.put(
-                encode_key(record.offset),
-                encode_value(record.offset, record.timestamp_ms, &record.payload),
-            );
-            batch_records += 1;
-            batch_bytes += record.payload.len();
-            if batch_records >= options.batch_records_max
-                || batch_bytes >= options.batch_size_max_bytes
+        // Commits as the log's writer would make them: at most a batch's records and bytes.
+        let mut entry = Vec::new();
+        let mut first = 0;
+        while first < records.len() {
+            let mut end = first;
+            let mut bytes = 0;
+            while end < records.len()
+                && end - first < options.batch_records_max
+                && bytes < options.batch_size_max_bytes
             {
-                db.write_opt(std::mem::take(&mut batch), &write_options)
-                    .map_err(|error| log_error(error.into()))?;
-                (batch_records, batch_bytes) = (0, 0);
+                bytes += records[end].payload.len();
+                end += 1;
             }
+            entry.clear();
+            segments::encode_entry(
+                first as u64,
+                records[first..end]
+                    .iter()
+                    .map(|record| (record.timestamp_ms, record.payload.as_slice())),
+                &mut entry,
+            );
+            segments.append(first as u64, &entry).map_err(log_error)?;
+            first = end;
         }
-        if batch_records > 0 {
-            db.write_opt(batch, &write_options)
-                .map_err(|error| log_error(error.into()))?;
-        }
+        segments.sync().map_err(log_error)?;
         tracing::info!(
             dir = %dir.display(),
             records = records.len(),

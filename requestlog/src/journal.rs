@@ -1,32 +1,34 @@
 //! The journal of a synced embedded log: the one file whose `fdatasync` acknowledges a commit.
 //!
-//! Why: a synced RocksDB write appends to its write-ahead log and `fdatasync`s it. On this
-//! machine's ext4 an append changes the file's size, so every `fdatasync` writes the inode
-//! too, a second disk round trip after the data's (`ext4_write_inode` under
+//! Why: an `fdatasync` of a file that grows (a segment file, `segments.rs`, or a
+//! write-ahead log) writes the file's size too: on this machine's ext4 an append changes
+//! the inode, a second disk round trip after the data's (`ext4_write_inode` under
 //! `ext4_sync_file`): 157-220 us at the median against 102-113 us for an overwrite of the
 //! same bytes, idle, and 225 against 126 us under load (BENCHMARKS.md, "HTTP hold +
 //! confirm, session 16"). The journal is a file of fixed size, written full of zeros when it
 //! is made, that commits overwrite in place: its `fdatasync` writes the data alone.
 //!
-//! How: each group commit writes RocksDB's batch (records and hosted-table writes, in
-//! RocksDB's own batch format) without syncing RocksDB's log, and the same bytes as one
-//! journal entry, which is `fdatasync`'d before the commit is published or acknowledged.
-//! A crash may lose the tail of RocksDB's log (of the process: what RocksDB still held in
-//! its log's buffer, `set_manual_wal_flush`; of the machine: what the operating system had
-//! not written either), and [`EmbeddedLog::open`](crate::EmbeddedLog::open) writes back,
-//! synced, every journal entry past the records RocksDB recovered ([`recover`]).
+//! How: each group commit writes its records as a segment entry to the newest segment
+//! file and its hosted tables' writes (a RocksDB batch) to RocksDB, neither synced, and
+//! both as one journal entry, which is `fdatasync`'d before the commit is published or
+//! acknowledged. A crash may lose the unsynced tail of either (of the process: what RocksDB
+//! still held in its log's buffer, `set_manual_wal_flush`; of the machine: what the
+//! operating system had not written), and [`EmbeddedLog::open`](crate::EmbeddedLog::open)
+//! writes back, synced, every journal entry past what they recovered.
 //!
 //! The file is two halves used in turn, entries never straddling them. Before the writer
-//! leaves a half it asks a background thread to sync RocksDB's log (everything written so
-//! far, so every entry of that half), and before it writes into a half again it waits for
-//! the sync asked for when it last left it: an entry is overwritten only once RocksDB holds
-//! it durably. A commit too large for a half is written by RocksDB with its own sync.
+//! leaves a half it asks a background thread to sync the segment files and RocksDB's log
+//! (everything written so far, so every entry of that half), and before it writes into a
+//! half again it waits for the sync asked for when it last left it: an entry is
+//! overwritten only once the files and RocksDB hold it durably. A commit too large for a
+//! half is synced in the files themselves.
 //!
 //! Entry layout (little-endian): magic `u32`, log tag `u32` (CRC-32C of the log's id, so a
-//! journal is never applied to another log), first offset `u64`, record count `u32`,
-//! batch length `u32`, CRC-32C `u32` of the 24 bytes before it and of the batch, then the
-//! batch. Recovery walks each half from its start while entries are whole and valid; what
-//! follows the newest entry is an older lap's, whose entries RocksDB already holds.
+//! journal is never applied to another log, and of the entry's kind: [`segment_log_tag`]),
+//! first offset `u64`, record count `u32`, batch length `u32`, CRC-32C `u32` of the 24
+//! bytes before it and of the batch, then the batch. Recovery walks each half from its
+//! start while entries are whole and valid; what follows the newest entry is an older
+//! lap's, whose entries the files already hold.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -51,10 +53,11 @@ pub fn journal_size_allowed(bytes: u64) -> bool {
     bytes == 0 || (JOURNAL_SIZE_MIN_BYTES..=JOURNAL_SIZE_MAX_BYTES).contains(&bytes)
 }
 
-/// A wait this long for RocksDB's log before a half is reused is logged.
+/// A wait this long for the log's storage to sync before a half is reused is logged.
 const SLOW_SYNC_WARNING: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// One journal entry: a group commit's RocksDB batch and the offsets it wrote.
+/// One journal entry: a group commit's batch (see [`segment_log_tag`]) and the offsets it
+/// wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     pub first_offset: u64,
@@ -62,22 +65,35 @@ pub(crate) struct Entry {
     pub batch: Vec<u8>,
 }
 
-/// The tag of a log's entries: CRC-32C of its id.
+/// The tag of a log's entries as versions before segment files wrote them (a RocksDB
+/// batch of records and hosted-table writes): CRC-32C of its id.
 pub(crate) fn log_tag(log_id: &str) -> u32 {
     crc32c::crc32c(log_id.as_bytes())
 }
 
-fn encode_entry(tag: u32, first_offset: u64, count: u32, batch: &[u8], out: &mut Vec<u8>) {
+/// The tag of a log's entries since segment files (`segments.rs`): a segment entry, then
+/// the RocksDB batch of the commit's hosted-table writes (perhaps empty). Another tag than
+/// [`log_tag`], so an entry of either kind is never read as the other.
+pub(crate) fn segment_log_tag(log_id: &str) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(b"segments:"), log_id.as_bytes())
+}
+
+fn encode_entry(tag: u32, first_offset: u64, count: u32, parts: &[&[u8]], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&first_offset.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
-    let length = u32::try_from(batch.len()).expect("a journaled batch fits a half of the journal");
+    let batch_bytes: usize = parts.iter().map(|part| part.len()).sum();
+    let length = u32::try_from(batch_bytes).expect("a journaled batch fits a half of the journal");
     out.extend_from_slice(&length.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[..24]), batch);
+    let crc = parts.iter().fold(crc32c::crc32c(&out[..24]), |crc, part| {
+        crc32c::crc32c_append(crc, part)
+    });
     out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(batch);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -125,7 +141,7 @@ pub(crate) fn read_entries(dir: &Path, tag: u32) -> io::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// The entries RocksDB lacks, given that it holds every offset below `end_offset`: those
+/// The entries the store lacks, given that it holds every offset below `end_offset`: those
 /// from `end_offset` on, which must follow each other without a gap (an entry is written
 /// only after every earlier one was durable, so a gap is a lost acknowledged commit).
 /// `Err` names the offset where the run breaks.
@@ -135,7 +151,7 @@ pub(crate) fn missing_from(entries: Vec<Entry>, end_offset: u64) -> Result<Vec<E
     for entry in entries {
         let entry_end = entry.first_offset + u64::from(entry.count);
         if entry_end <= end_offset {
-            continue; // RocksDB holds it
+            continue; // the store holds it
         }
         if entry.first_offset != next {
             return Err(next);
@@ -166,7 +182,8 @@ fn create_file(dir: &Path, size_bytes: u64) -> io::Result<File> {
     OpenOptions::new().read(true).write(true).open(&path)
 }
 
-/// Asks for syncs of RocksDB's log on a thread of its own and tells when one is done.
+/// Asks for syncs of the log's storage (its segment files and RocksDB's log) on a thread
+/// of its own and tells when one is done.
 struct WalSyncer {
     state: Arc<(Mutex<SyncState>, Condvar)>,
     thread: Option<JoinHandle<()>>,
@@ -180,7 +197,7 @@ struct SyncState {
     stopping: bool,
 }
 
-/// Syncs RocksDB's write-ahead log (`DB::flush_wal(true)`).
+/// Syncs the log's storage: its segment files and RocksDB's write-ahead log.
 pub(crate) type SyncWal = Box<dyn Fn() -> Result<(), String> + Send>;
 
 impl WalSyncer {
@@ -243,7 +260,7 @@ impl WalSyncer {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         match &state.failed {
-            Some(reason) => Err(format!("syncing RocksDB's write-ahead log: {reason}")),
+            Some(reason) => Err(format!("syncing the log's files: {reason}")),
             None => Ok(()),
         }
     }
@@ -283,8 +300,8 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// A fresh journal of `size_bytes` for the log tagged `tag`, written from its start.
-    /// Call it only once RocksDB holds every entry of the old one durably (after
-    /// [`recover`]-ing them and syncing RocksDB's log).
+    /// Call it only once the log's storage holds every entry of the old one durably
+    /// (after recovering them and syncing it).
     pub(crate) fn create(
         dir: &Path,
         size_bytes: u64,
@@ -294,7 +311,7 @@ impl Journal {
         assert!(size_bytes >= JOURNAL_SIZE_MIN_BYTES);
         let path = dir.join(JOURNAL_FILE);
         let file = match std::fs::metadata(&path) {
-            // Same size: overwritten in place (its entries are all in RocksDB now).
+            // Same size: overwritten in place (its entries are all stored now).
             Ok(metadata) if metadata.len() == size_bytes => {
                 OpenOptions::new().read(true).write(true).open(&path)?
             }
@@ -312,41 +329,42 @@ impl Journal {
         })
     }
 
-    /// Whether a batch of `batch_bytes` fits a half (else RocksDB syncs it itself).
+    /// Whether a batch of `batch_bytes` fits a half (else the commit syncs the files).
     pub(crate) fn fits(&self, batch_bytes: usize) -> bool {
         (HEADER_BYTES + batch_bytes) as u64 <= self.half_bytes
     }
 
-    /// Writes a commit's entry (not yet durable: [`Journal::sync`]).
+    /// Writes a commit's entry, its batch the concatenation of `parts` (not yet durable:
+    /// [`Journal::sync`]).
     pub(crate) fn write(
         &mut self,
         first_offset: u64,
         count: u32,
-        batch: &[u8],
+        parts: &[&[u8]],
     ) -> Result<(), String> {
         assert!(
-            self.fits(batch.len()),
+            self.fits(parts.iter().map(|part| part.len()).sum()),
             "the caller checks that the batch fits"
         );
-        encode_entry(self.tag, first_offset, count, batch, &mut self.entry);
+        encode_entry(self.tag, first_offset, count, parts, &mut self.entry);
         let length = self.entry.len() as u64;
         let half = self.half;
         let half_end = (half as u64 + 1) * self.half_bytes;
         if self.head + length > half_end {
             // Into the other half: first ask for what makes this one's entries durable in
-            // RocksDB, then wait for what made the other one's so.
+            // the log's storage, then wait for what made the other one's so.
             self.covering[half] = self.syncer.request();
             let other = 1 - half;
             let waiting = std::time::Instant::now();
             self.syncer.wait(self.covering[other])?;
             let waited = waiting.elapsed();
             if waited >= SLOW_SYNC_WARNING {
-                // The commits stood still meanwhile: RocksDB's log took longer to sync than
+                // The commits stood still meanwhile: the log's storage took longer to sync than
                 // the commits took to fill half the journal.
                 tracing::warn!(
                     waited_ms = waited.as_millis() as u64,
                     half_bytes = self.half_bytes,
-                    "commits waited for RocksDB's log to sync before reusing half of the journal; a larger log.journal_size_bytes gives the sync longer"
+                    "commits waited for the log's files to sync before reusing half of the journal; a larger log.journal_size_bytes gives the sync longer"
                 );
             }
             self.head = other as u64 * self.half_bytes;
@@ -359,7 +377,7 @@ impl Journal {
         Ok(())
     }
 
-    /// Zeroes the whole file and starts again from its start. Only once RocksDB durably
+    /// Zeroes the whole file and starts again from its start. Only once the storage durably
     /// holds every entry (the caller synced its log).
     pub(crate) fn clear(&mut self) -> Result<(), String> {
         let size_bytes = 2 * self.half_bytes;
@@ -414,7 +432,7 @@ mod tests {
         // 10 KiB entries: a 32 KiB half holds three, so this wraps the file once.
         for fill in 0..8u8 {
             let e = entry(offset, 2, fill, 10 * 1024);
-            journal.write(e.first_offset, e.count, &e.batch).unwrap();
+            journal.write(e.first_offset, e.count, &[&e.batch]).unwrap();
             offset += 2;
             written.push(e);
         }
@@ -436,9 +454,9 @@ mod tests {
         let tag = log_tag("embedded:a");
         let mut journal =
             Journal::create(dir.path(), JOURNAL_SIZE_MIN_BYTES, tag, no_sync()).unwrap();
-        journal.write(0, 1, &[1; 100]).unwrap();
-        journal.write(1, 1, &[2; 100]).unwrap();
-        journal.write(2, 1, &[3; 100]).unwrap();
+        journal.write(0, 1, &[&[1; 100]]).unwrap();
+        journal.write(1, 1, &[&[2; 100]]).unwrap();
+        journal.write(2, 1, &[&[3; 100]]).unwrap();
         journal.sync().unwrap();
         // Tear the second entry: one byte of its batch.
         let file = OpenOptions::new()
@@ -488,14 +506,14 @@ mod tests {
     fn a_half_is_written_again_only_after_the_sync_asked_when_it_was_left() {
         let (_dir, mut journal, synced) = counting_journal();
         for offset in 0..3 {
-            journal.write(offset, 1, &[0; 10 * 1024]).unwrap();
+            journal.write(offset, 1, &[&[0; 10 * 1024]]).unwrap();
         }
         assert_eq!(*synced.lock().unwrap(), 0, "still in the first half");
-        journal.write(3, 1, &[0; 10 * 1024]).unwrap(); // into the second half
+        journal.write(3, 1, &[&[0; 10 * 1024]]).unwrap(); // into the second half
         for offset in 4..6 {
-            journal.write(offset, 1, &[0; 10 * 1024]).unwrap();
+            journal.write(offset, 1, &[&[0; 10 * 1024]]).unwrap();
         }
-        journal.write(6, 1, &[0; 10 * 1024]).unwrap(); // back into the first: waits for it
+        journal.write(6, 1, &[&[0; 10 * 1024]]).unwrap(); // back into the first: waits for it
         assert!(*synced.lock().unwrap() >= 1);
     }
 
@@ -508,11 +526,11 @@ mod tests {
         // Four entries of a quarter of a half each fill it exactly.
         let batch = vec![5u8; (JOURNAL_SIZE_MIN_BYTES / 8) as usize - HEADER_BYTES];
         for offset in 0..8 {
-            journal.write(offset, 1, &batch).unwrap();
+            journal.write(offset, 1, &[&batch]).unwrap();
         }
         // (The sync asked when the first half was left may have run already: it is the
         // syncing thread's.)
-        journal.write(8, 1, &batch).unwrap(); // reuses the first half: waited for its sync
+        journal.write(8, 1, &[&batch]).unwrap(); // reuses the first half: waited for its sync
         assert!(*synced.lock().unwrap() >= 1);
         journal.sync().unwrap();
         let read = read_entries(dir.path(), 1).unwrap();
@@ -531,9 +549,9 @@ mod tests {
         )
         .unwrap();
         for offset in 0..6 {
-            journal.write(offset, 1, &[0; 10 * 1024]).unwrap();
+            journal.write(offset, 1, &[&[0; 10 * 1024]]).unwrap();
         }
-        let refused = journal.write(6, 1, &[0; 10 * 1024]).unwrap_err();
+        let refused = journal.write(6, 1, &[&[0; 10 * 1024]]).unwrap_err();
         assert!(refused.contains("disk gone"), "{refused}");
     }
 }

@@ -9,14 +9,16 @@
 //!
 //! - [`LogWriter`] / [`LogReader`] (this file): the two traits every log implements, with
 //!   [`LogRecord`], [`Appended`] and the boundary's one error type, [`LogError`] (`error.rs`).
-//! - [`EmbeddedLog`] (`embedded.rs`): RocksDB on local disk; a writer thread does group commit,
+//! - [`EmbeddedLog`] (`embedded.rs`): on local disk; a writer thread does group commit,
 //!   one fsync per batch of concurrent appends (of its journal, `journal.rs`: a fixed-size
 //!   file overwritten in place), which callers may also queue without waiting
 //!   ([`LogWriter::start_append`]); its newest records stay in memory for the readers that
-//!   follow it. Its record format lives in `record_format.rs`
-//!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate). It may
-//!   host tables beside its records ([`HostedTables`]) that a [`CommitCompanion`] writes in
-//!   the log's own commits: what the records refer to, durable by the same fsync.
+//!   follow it. Its records live in append-only segment files (`segments.rs`, one entry
+//!   per commit, synced behind the journal), each in the format of `record_format.rs`
+//!   (versioned, CRC-32C per record, hardware-accelerated by the `crc32c` crate). A
+//!   RocksDB database beside them holds the log's identity and the tables it may host
+//!   ([`HostedTables`]), which a [`CommitCompanion`] writes in the log's own commits: what
+//!   the records refer to, durable by the same fsync.
 //! - [`KafkaLog`] (`kafka.rs`): a one-partition Kafka topic; an idempotent (optionally
 //!   transactional) producer writes, an assigned consumer reads.
 //! - [`EmbeddedLog::import`] (`import.rs`): an exact copy of another log's records (their
@@ -28,14 +30,14 @@
 //! # Guarantees
 //!
 //! - **Durable before acknowledged.** `append` returns only once its records are durable: the
-//!   commit's entry in the embedded log's journal fsync'd (or RocksDB's write-ahead log, for a
+//!   commit's entry in the embedded log's journal fsync'd (or its segment file, for a
 //!   commit too large for the journal or a log without one), or acknowledged by all in-sync Kafka replicas (`acks=all`).
 //!   The one exception is an embedded log opened with `sync_appends: false` (the outcomes
 //!   log of `serve` and of an embedded `engine`, whose records are a function of the requests
 //!   log): its appends survive a crash (of the process or of the machine) once
 //!   [`LogReader::make_durable`] (or [`EmbeddedLog::sync`]) has returned, and a clean close.
 //! - **Never read before durable.** An embedded reader sees a record only after the fsync that
-//!   wrote it has returned (only after RocksDB's write, without `sync_appends`). A Kafka reader sees records below the high watermark, i.e.
+//!   wrote it has returned (only after its write, without `sync_appends`). A Kafka reader sees records below the high watermark, i.e.
 //!   replicated to the in-sync set, and (with `read_committed`) only committed transactions.
 //! - **One order.** Offsets start at 0 and increase by one per record; each `append`'s records
 //!   are contiguous and in the order given. Readers return records in offset order with no gaps
@@ -59,10 +61,12 @@
 //!   than configured, `CreateTime` timestamps, fewer replicas or in-sync replicas than
 //!   configured, unclean leader election) with [`LogError::TopicSetting`], naming the setting.
 //!
-//! Recovery of the embedded log is RocksDB's write-ahead log (point-in-time recovery: a write
-//! torn by a crash is dropped whole; it was never acknowledged), then the journal's entries
-//! past RocksDB's last record, written back synced (a machine crash can lose the tail of
-//! RocksDB's log, which commits no longer sync). The end offset is the last key plus one.
+//! Recovery of the embedded log walks its newest segment files from what their last sync
+//! made durable, cutting off a commit torn by a crash (it was never acknowledged), then
+//! writes back the journal's entries past them, and the hosted tables' writes RocksDB lost
+//! (its write-ahead log is recovered to a point in time, and commits do not sync it). The
+//! end offset is the last record's plus one. A log a version before segment files wrote
+//! (its records in RocksDB) has them moved into segment files when first opened.
 
 mod embedded;
 mod error;
@@ -71,6 +75,7 @@ mod journal;
 mod kafka;
 mod memory;
 mod record_format;
+mod segments;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +89,7 @@ pub use import::{ImportError, Imported};
 pub use journal::{journal_size_allowed, JOURNAL_SIZE_MAX_BYTES, JOURNAL_SIZE_MIN_BYTES};
 pub use kafka::{KafkaLog, KafkaOptions, KafkaReader, KafkaWriter, ReplicaAnnouncer};
 pub use memory::{FaultCounts, FaultPlan, MemoryLog, MemoryReader, MemoryWriter};
+pub use segments::{newest_record_file_synced, SEGMENT_SIZE_MAX_BYTES, SEGMENT_SIZE_MIN_BYTES};
 
 /// The Kafka broker a test runs against: `KAFKA_BOOTSTRAP`, the one rule every crate's
 /// Kafka tests follow. Unset on a developer's machine, the test is skipped with a note

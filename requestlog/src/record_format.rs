@@ -28,15 +28,22 @@ pub(crate) fn decode_key(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes))
 }
 
+#[cfg(test)]
 pub(crate) fn encode_value(offset: u64, timestamp_ms: u64, payload: &[u8]) -> Vec<u8> {
     let mut value = Vec::with_capacity(HEADER_SIZE + payload.len());
-    value.extend_from_slice(&[0; CHECKSUM_SIZE]);
-    value.push(FORMAT_VERSION);
-    value.extend_from_slice(&timestamp_ms.to_be_bytes());
-    value.extend_from_slice(payload);
-    let checksum = checksum(offset, &value[CHECKSUM_SIZE..]);
-    value[..CHECKSUM_SIZE].copy_from_slice(&checksum.to_be_bytes());
+    encode_value_into(offset, timestamp_ms, payload, &mut value);
     value
+}
+
+/// [`encode_value`], appended to `out`.
+pub(crate) fn encode_value_into(offset: u64, timestamp_ms: u64, payload: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; CHECKSUM_SIZE]);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&timestamp_ms.to_be_bytes());
+    out.extend_from_slice(payload);
+    let checksum = checksum(offset, &out[start + CHECKSUM_SIZE..]);
+    out[start..start + CHECKSUM_SIZE].copy_from_slice(&checksum.to_be_bytes());
 }
 
 /// A decoded value: `(timestamp_ms, payload)`.

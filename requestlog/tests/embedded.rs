@@ -1,4 +1,4 @@
-//! The embedded (RocksDB) log against its contract: dense offsets, durability across reopen,
+//! The embedded log (segment files, RocksDB beside them) against its contract: dense offsets, durability across reopen,
 //! group commit under concurrency, prompt reader wake-up, corruption detection, limits.
 
 use std::collections::HashMap;
@@ -70,12 +70,74 @@ fn offsets(appended: &[requestlog::Appended]) -> Vec<u64> {
     appended.iter().map(|appended| appended.offset).collect()
 }
 
-/// Opens the RocksDB directory directly, as an operator (or a disk) could. The records are
-/// in the default column family.
+/// Opens (creating if needed) the log's RocksDB directly, as an operator (or a disk, or
+/// a version before segment files, which kept the records in its default column family)
+/// could.
 fn open_raw(dir: &Path) -> rocksdb::DB {
     let mut options = rocksdb::Options::default();
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.create_if_missing(true);
+    options.create_missing_column_families(true);
     rocksdb::DB::open_cf(&options, dir, ["meta"]).expect("open rocksdb directly")
+}
+
+/// A record as versions before segment files stored it in RocksDB: under its offset
+/// (big-endian), CRC-32C over key and the rest, format version 1, timestamp, payload.
+fn legacy_record(offset: u64, timestamp_ms: u64, payload: &[u8]) -> ([u8; 8], Vec<u8>) {
+    let mut rest = vec![1u8];
+    rest.extend_from_slice(&timestamp_ms.to_be_bytes());
+    rest.extend_from_slice(payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&offset.to_be_bytes()), &rest);
+    let mut value = crc.to_be_bytes().to_vec();
+    value.extend_from_slice(&rest);
+    (offset.to_be_bytes(), value)
+}
+
+/// Records a version before segment files kept in RocksDB are moved into segment files
+/// when the log is first opened, with their offsets and times; appends follow them, and
+/// RocksDB no longer holds them.
+#[test]
+fn a_log_written_before_segment_files_has_its_records_moved_into_them() {
+    let dir = TempDir::new();
+    {
+        let raw = open_raw(dir.path());
+        for (offset, text) in ["a", "b", "c"].iter().enumerate() {
+            let (key, value) = legacy_record(offset as u64, 1_000 + offset as u64, text.as_bytes());
+            raw.put(key, value).unwrap();
+        }
+    }
+    {
+        let log = open(dir.path());
+        assert_eq!(log.end_offset(), 3);
+        let records = log.reader().poll(10, NO_WAIT).unwrap();
+        assert_eq!(
+            texts(&records),
+            [(0, "a".into()), (1, "b".into()), (2, "c".into())]
+        );
+        let times: Vec<u64> = records.iter().map(|record| record.timestamp_ms).collect();
+        assert_eq!(times, [1_000, 1_001, 1_002]);
+        let appended = log.writer().append(payloads(&["d"])).unwrap();
+        assert_eq!(offsets(&appended), [3]);
+        assert!(appended[0].timestamp_ms >= 1_002);
+    }
+    assert!(
+        open_raw(dir.path())
+            .iterator(rocksdb::IteratorMode::Start)
+            .next()
+            .is_none(),
+        "moved out of RocksDB"
+    );
+    assert!(!record_files(dir.path()).is_empty());
+    let log = open(dir.path());
+    assert_eq!(
+        texts(&log.reader().poll(10, NO_WAIT).unwrap()),
+        [
+            (0, "a".into()),
+            (1, "b".into()),
+            (2, "c".into()),
+            (3, "d".into())
+        ]
+    );
 }
 
 #[test]
@@ -108,8 +170,8 @@ fn a_log_written_before_logs_had_an_identity_gets_one_and_keeps_its_records() {
     let dir = TempDir::new();
     {
         // An old log: records in the default column family, nothing else.
-        let log = open(dir.path());
-        log.writer().append(payloads(&["old"])).unwrap();
+        let (key, value) = legacy_record(0, 1_000, b"old");
+        open_raw(dir.path()).put(key, value).unwrap();
     }
     {
         let mut raw = open_raw(dir.path());
@@ -230,7 +292,7 @@ fn records_survive_reopen() {
         writer.append(payloads(&["one", "two"])).unwrap();
         let appended = writer.append(payloads(&["three"])).unwrap();
         appended[0].timestamp_ms
-        // log, writer dropped: the writer thread stops and RocksDB closes
+        // log, writer dropped: the writer thread stops and the files close
     };
 
     let log = open(dir.path());
@@ -384,88 +446,155 @@ fn reader_returns_when_the_log_closes() {
     assert_eq!(waiting.join().unwrap(), vec![]);
 }
 
+/// Record files of the smallest size, so that a few records make several.
+fn small_files() -> EmbeddedOptions {
+    EmbeddedOptions {
+        segment_size_bytes: requestlog::SEGMENT_SIZE_MIN_BYTES,
+        ..EmbeddedOptions::default()
+    }
+}
+
+/// Three record files: offsets 0..2 ("zero", a filler), 2..4 ("one", a filler), 4..5
+/// ("two"), each record its own commit. Closed cleanly.
+fn three_files(dir: &Path) {
+    let log = EmbeddedLog::open(dir, small_files()).unwrap();
+    let writer = log.writer();
+    for text in ["zero", "one"] {
+        writer.append(payloads(&[text])).unwrap();
+        writer.append(vec![vec![b'.'; 5000]]).unwrap();
+    }
+    writer.append(payloads(&["two"])).unwrap();
+}
+
+/// The record files of a log, oldest first.
+fn record_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Flips a bit of the first occurrence of `text` in `file`.
+fn damage(file: &Path, text: &[u8]) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let at = bytes
+        .windows(text.len())
+        .position(|window| window == text)
+        .expect("the text is in the file");
+    bytes[at + text.len() - 1] ^= 0x20;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// A damaged record in an older record file (trusted at open) fails the read that reaches
+/// it, naming its offset; the records around it still read.
 #[test]
 fn corrupted_value_is_detected() {
     let dir = TempDir::new();
-    {
-        let log = open(dir.path());
-        log.writer()
-            .append(payloads(&["zero", "one", "two"]))
-            .unwrap();
-    }
-    {
-        let db = open_raw(dir.path());
-        let key = 1u64.to_be_bytes();
-        let mut value = db
-            .get(key)
-            .unwrap()
-            .expect("record 1 stored under its big-endian offset");
-        *value.last_mut().unwrap() ^= 0x20; // "one" -> "onE"
-        db.put(key, value).unwrap();
-    }
+    three_files(dir.path());
+    let files = record_files(dir.path());
+    assert_eq!(files.len(), 3);
+    damage(&files[1], b"one"); // "one" -> "onE"
 
-    let log = open(dir.path());
+    let log = EmbeddedLog::open(dir.path(), small_files()).unwrap();
     let mut reader = log.reader();
     assert_eq!(
         texts(&reader.poll(1, NO_WAIT).unwrap()),
         [(0, "zero".into())]
     );
+    reader.seek(2).unwrap();
     match reader.poll(10, NO_WAIT) {
         Err(LogError::Corrupt {
-            offset: 1,
+            offset: 2,
             reason: "checksum mismatch",
         }) => {}
-        other => panic!("expected Corrupt at offset 1, got {other:?}"),
+        other => panic!("expected Corrupt at offset 2, got {other:?}"),
     }
-    assert_eq!(reader.position(), 1, "a failed poll does not advance");
-    reader.seek(2).unwrap();
+    assert_eq!(reader.position(), 2, "a failed poll does not advance");
+    reader.seek(4).unwrap();
     assert_eq!(
         texts(&reader.poll(10, NO_WAIT).unwrap()),
-        [(2, "two".into())]
+        [(4, "two".into())]
     );
 }
 
+/// A record file gone is a gap in the offsets, found by the read that reaches it.
 #[test]
 fn missing_record_is_detected() {
     let dir = TempDir::new();
-    {
-        let log = open(dir.path());
-        log.writer()
-            .append(payloads(&["zero", "one", "two"]))
-            .unwrap();
-    }
-    open_raw(dir.path()).delete(1u64.to_be_bytes()).unwrap();
+    three_files(dir.path());
+    std::fs::remove_file(&record_files(dir.path())[1]).unwrap();
 
-    let log = open(dir.path());
+    let log = EmbeddedLog::open(dir.path(), small_files()).unwrap();
     let mut reader = log.reader();
     match reader.poll(10, NO_WAIT) {
         Err(LogError::Corrupt {
-            offset: 1,
+            offset: 2,
             reason: "record missing",
         }) => {}
-        other => panic!("expected a missing record at offset 1, got {other:?}"),
+        other => panic!("expected a missing record at offset 2, got {other:?}"),
     }
 }
 
+/// The newest records, made durable (here by a clean close), are checked at open: damaged,
+/// the log does not open. Past what was made durable, a damaged or torn commit is the
+/// tail a crash tore, cut off (`a_torn_tail_past_what_was_synced_is_cut_and_the_log_goes_on`).
 #[test]
 fn corrupted_last_record_fails_open() {
     let dir = TempDir::new();
     {
         let log = open(dir.path());
-        log.writer().append(payloads(&["zero", "one"])).unwrap();
+        log.writer().append(payloads(&["zero"])).unwrap();
+        log.writer().append(payloads(&["one"])).unwrap();
     }
-    {
-        let db = open_raw(dir.path());
-        let key = 1u64.to_be_bytes();
-        let mut value = db.get(key).unwrap().unwrap();
-        value[5] ^= 0xFF; // inside the timestamp
-        db.put(key, value).unwrap();
-    }
+    damage(&record_files(dir.path())[0], b"one");
     match EmbeddedLog::open(dir.path(), EmbeddedOptions::default()) {
         Err(LogError::Corrupt { offset: 1, .. }) => {}
         Err(other) => panic!("expected Corrupt, got {other:?}"),
         Ok(_) => panic!("expected Corrupt, got an open log"),
     }
+}
+
+/// An unsynced log's records past its last sync may be torn by a crash of the machine:
+/// opening cuts the torn commit off, keeps what came before it, and appends after it.
+#[test]
+fn a_torn_tail_past_what_was_synced_is_cut_and_the_log_goes_on() {
+    let dir = TempDir::new();
+    let unsynced = EmbeddedOptions {
+        sync_appends: false,
+        ..EmbeddedOptions::default()
+    };
+    let torn = TempDir::new();
+    {
+        let log = EmbeddedLog::open(dir.path(), unsynced.clone()).unwrap();
+        log.writer().append(payloads(&["zero", "one"])).unwrap();
+        log.sync().unwrap();
+        log.writer().append(payloads(&["two"])).unwrap();
+        log.writer().append(payloads(&["three"])).unwrap();
+        // The files as a crash left them, before the clean close below syncs them.
+        copy_dir(dir.path(), torn.path());
+    }
+    let file = &record_files(torn.path())[0];
+    let length = std::fs::metadata(file).unwrap().len();
+    let bytes = std::fs::read(file).unwrap();
+    std::fs::write(file, &bytes[..length as usize - 3]).unwrap(); // "three" torn
+    let log = EmbeddedLog::open(torn.path(), unsynced).unwrap();
+    assert_eq!(log.end_offset(), 3);
+    assert_eq!(
+        offsets(&log.writer().append(payloads(&["new"])).unwrap()),
+        [3]
+    );
+    assert_eq!(
+        texts(&log.reader().poll(10, NO_WAIT).unwrap()),
+        [
+            (0, "zero".into()),
+            (1, "one".into()),
+            (2, "two".into()),
+            (3, "new".into())
+        ]
+    );
 }
 
 #[test]
@@ -506,7 +635,8 @@ fn limits_are_enforced() {
 }
 
 /// The tail cache: a reader that follows the writer takes records from memory, one that
-/// lags behind it (or a commit larger than the cache) from RocksDB; both read the same.
+/// lags behind it (or a commit larger than the cache) from the record files; both read
+/// the same.
 #[test]
 fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
     let dir = TempDir::new();
@@ -918,19 +1048,26 @@ fn a_companion_s_table_writes_ride_the_log_s_commit() {
 /// The journal's file in a log's directory (`requestlog/src/journal.rs`).
 const JOURNAL_FILE: &str = "BOXOFFICE-JOURNAL";
 
+/// Copies the files of `from` into `to`, directories too.
 fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }
 
-/// A crash of the machine may lose the tail of RocksDB's write-ahead log, which commits no
-/// longer sync: the journal, synced by every commit, holds them, and opening the log writes
-/// them back. Simulated with RocksDB's files as they were after a first run and the journal
-/// as it is after a second.
+/// A crash of the machine may lose the tail of the record files (and of RocksDB's
+/// write-ahead log), which commits do not sync: the journal, synced by every commit, holds
+/// them, and opening the log writes them back. Simulated with the log's files as they were
+/// after a first run and the journal as it is after a second.
 #[test]
-fn commits_rocksdb_lost_are_written_back_from_the_journal() {
+fn commits_the_files_lost_are_written_back_from_the_journal() {
     let dir = TempDir::new();
     let earlier = TempDir::new();
     {
@@ -970,11 +1107,11 @@ fn commits_rocksdb_lost_are_written_back_from_the_journal() {
     assert_eq!(log.end_offset(), 6);
 }
 
-/// Any earlier state of RocksDB's files with the newest journal (what a machine crash could
-/// leave, and worse: states older than the journal covers) opens to exactly the records
-/// written, or is refused as corrupt; never to other records or a silent gap. Seeded: six
-/// sessions of random commits through a 64-KiB journal (many laps each), RocksDB's files
-/// copied after each.
+/// Any earlier state of the log's files (records and RocksDB) with the newest journal (what
+/// a machine crash could leave, and worse: states older than the journal covers) opens to
+/// exactly the records written, or is refused as corrupt; never to other records or a
+/// silent gap. Seeded: six sessions of random commits through a 64-KiB journal (many laps
+/// each), the files copied after each.
 #[test]
 fn any_earlier_rocksdb_state_with_the_journal_recovers_exactly_or_is_refused() {
     use rand::rngs::StdRng;
@@ -1037,8 +1174,8 @@ fn any_earlier_rocksdb_state_with_the_journal_recovers_exactly_or_is_refused() {
     assert_eq!((recovered, refused), (2, 4));
 }
 
-/// Journal entries that do not follow RocksDB's last record mean an acknowledged commit is
-/// lost: opening fails loudly, naming the first missing offset.
+/// Journal entries that do not follow the files' last record mean an acknowledged commit
+/// is lost: opening fails loudly, naming the first missing offset.
 #[test]
 fn a_journal_that_does_not_follow_the_records_fails_open() {
     let dir = TempDir::new();
@@ -1054,7 +1191,7 @@ fn a_journal_that_does_not_follow_the_records_fails_open() {
         let log = open(dir.path());
         log.writer().append(payloads(&["c"])).unwrap();
     }
-    // RocksDB with no record, a journal whose commits start at offset 1 or 2.
+    // Files with no record, a journal whose commits start at offset 1 or 2.
     std::fs::copy(
         dir.path().join(JOURNAL_FILE),
         empty.path().join(JOURNAL_FILE),
@@ -1069,7 +1206,7 @@ fn a_journal_that_does_not_follow_the_records_fails_open() {
     }
 }
 
-/// A commit larger than half the journal is synced by RocksDB itself; smaller ones that
+/// A commit larger than half the journal syncs the record files itself; smaller ones that
 /// wrap the journal many times keep every record.
 #[test]
 fn commits_larger_than_half_the_journal_and_many_laps_of_it_keep_every_record() {

@@ -87,12 +87,12 @@ fn crash_child() {
     let logs = backend.logs();
     let writer = logs.requests.open_writer().unwrap();
     // The requests log is open and recovered and nothing of this run is written yet: all
-    // its write-ahead log holds is durable (written back synced, or synced at the open).
-    // What RocksDB writes to it from here on is unsynced (the journal is synced instead):
-    // a crash of the machine may lose any tail of it (`lose_tail` below).
+    // its newest record file holds is durable (written back synced, or synced at the
+    // open). What the log writes to it from here on is unsynced (the journal is synced
+    // instead): a crash of the machine may lose any tail of it (`Crash::Machine` below).
     if let Backend::Embedded { dir, .. } = &backend {
-        let (wal, bytes) = newest_write_ahead_log(&dir.join("requests"));
-        say(&format!("wal {} {bytes}", wal.display()));
+        let (file, bytes) = newest_record_file(&dir.join("requests"));
+        say(&format!("records {} {bytes}", file.display()));
     }
     let runtime = Runtime::start(
         child_options(),
@@ -128,23 +128,25 @@ fn crash_child() {
     }
 }
 
-/// The newest write-ahead log file of a RocksDB directory (RocksDB's `<number>.log`) and
-/// its size.
-fn newest_write_ahead_log(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
-        .filter_map(|path| {
-            let number: u64 = path.file_stem()?.to_str()?.parse().ok()?;
-            Some((number, path))
+/// The newest record file of an embedded log's directory (`requestlog`'s segment files)
+/// and its size; the first one's name and 0 when there is none yet.
+fn newest_record_file(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
+    let segments = dir.join("segments");
+    let newest = std::fs::read_dir(&segments)
+        .map(|entries| {
+            entries
+                .map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+                .max()
         })
-        .max()
-        .map(|(_, path)| {
+        .unwrap_or(None);
+    match newest {
+        Some(path) => {
             let bytes = std::fs::metadata(&path).unwrap().len();
             (path, bytes)
-        })
-        .expect("an open RocksDB has a write-ahead log")
+        }
+        None => (segments.join(format!("{:020}.seg", 0)), 0),
+    }
 }
 
 /// What the parent learnt from one child's stdout.
@@ -152,7 +154,7 @@ fn newest_write_ahead_log(dir: &std::path::Path) -> (std::path::PathBuf, u64) {
 struct ChildReport {
     acked: BTreeSet<u64>,
     /// The requests log's write-ahead log file, and its durable size when the run began.
-    wal: Option<(std::path::PathBuf, u64)>,
+    records: Option<(std::path::PathBuf, u64)>,
     /// How each run started: which snapshot it loaded, what was already published.
     starts: Vec<String>,
     snapshots_begun: u64,
@@ -202,8 +204,8 @@ fn run_child_until_killed(
                 .acked
                 .extend(first.parse::<u64>().unwrap()..=last.parse::<u64>().unwrap()),
             ["snapshot-begin", _] => report.snapshots_begun += 1,
-            ["wal", path, bytes] => {
-                report.wal = Some((path.into(), bytes.parse().unwrap()));
+            ["records", path, bytes] => {
+                report.records = Some((path.into(), bytes.parse().unwrap()));
             }
             ["started", ..] => report.starts.push(event.to_string()),
             _ => {}
@@ -241,8 +243,8 @@ fn run_child_until_killed(
 enum Crash {
     /// The process dies; the operating system keeps what it was given.
     Process,
-    /// The machine dies: a seeded tail of what RocksDB wrote unsynced since the run began
-    /// is lost (cut anywhere, mid-record too).
+    /// The machine dies: a seeded tail of what the requests log wrote unsynced to its
+    /// newest record file since the run began is lost (cut anywhere, mid-record too).
     Machine,
 }
 
@@ -262,15 +264,30 @@ fn crash_and_recover(backend: Backend, scratch: &std::path::Path, seed: u64, cra
             KillPoint::AtSnapshot(count) => format!("at snapshot {count}"),
         });
         if crash == Crash::Machine {
-            let (wal, durable) = report.wal.clone().expect("an embedded child names its log");
-            let written = std::fs::metadata(&wal).unwrap().len();
+            let (file, durable) = report
+                .records
+                .clone()
+                .expect("an embedded child names its log");
+            // A file made in this run may not exist yet: nothing was written to lose. What
+            // the log synced during the run (leaving a half of its journal) is kept.
+            let written = std::fs::metadata(&file).map_or(durable, |metadata| metadata.len());
+            let durable = match requestlog::newest_record_file_synced(
+                file.parent().and_then(std::path::Path::parent).unwrap(),
+            )
+            .unwrap()
+            {
+                Some((synced_file, synced)) if synced_file == file => durable.max(synced),
+                _ => durable,
+            };
             let kept = durable + rng.below(written - durable + 1);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&wal)
-                .unwrap()
-                .set_len(kept)
-                .unwrap();
+            if written > durable {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .unwrap()
+                    .set_len(kept)
+                    .unwrap();
+            }
             kills.push(format!(
                 "lost {} of {} unsynced bytes",
                 written - kept,
@@ -336,12 +353,12 @@ fn embedded_engine_survives_kill_9() {
 }
 
 /// A crash of the machine, not only of the process: after each kill the requests log's
-/// write-ahead log loses a seeded tail of what RocksDB wrote to it unsynced in that run
-/// (commits are made durable by the log's journal, not by syncing RocksDB's log). Every
-/// acknowledged record must still be there, each with one outcome, the state hash a
-/// replay's: opening the log writes back from the journal what RocksDB lost.
+/// newest record file loses a seeded tail of what was written to it unsynced in that run
+/// (commits are made durable by the log's journal, not by syncing the record files).
+/// Every acknowledged record must still be there, each with one outcome, the state hash a
+/// replay's: opening the log writes back from the journal what the file lost.
 #[test]
-fn embedded_engine_survives_a_machine_crash_that_loses_rocksdb_s_unsynced_tail() {
+fn embedded_engine_survives_a_machine_crash_that_loses_the_record_files_unsynced_tail() {
     crash_embedded(31..=34, Crash::Machine);
 }
 
