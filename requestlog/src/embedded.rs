@@ -1016,6 +1016,23 @@ fn recover_legacy_journal(
         return Ok(());
     }
     let end_offset = legacy_tail(db)?.end_offset.max(written_end);
+    let missing = missing_past(entries, end_offset, "RocksDB")?;
+    let mut write_options = WriteOptions::default();
+    write_options.set_sync(true);
+    for entry in &missing {
+        db.write_opt(WriteBatch::from_data(&entry.batch), &write_options)?;
+    }
+    db.flush_wal(true)?;
+    Ok(())
+}
+
+/// The journal's entries past `end_offset`, which the store (`store`, for the log) lacks:
+/// a run that does not follow it is corruption (an acknowledged commit is missing).
+fn missing_past(
+    entries: Vec<journal::Entry>,
+    end_offset: u64,
+    store: &str,
+) -> Result<Vec<journal::Entry>, LogError> {
     let missing =
         journal::missing_from(entries, end_offset).map_err(|offset| LogError::Corrupt {
             offset,
@@ -1025,16 +1042,10 @@ fn recover_legacy_journal(
         tracing::warn!(
             end_offset,
             commits = missing.len(),
-            "writing back commits the journal holds and RocksDB lost"
+            "writing back commits the journal holds and {store} lost"
         );
     }
-    let mut write_options = WriteOptions::default();
-    write_options.set_sync(true);
-    for entry in &missing {
-        db.write_opt(WriteBatch::from_data(&entry.batch), &write_options)?;
-    }
-    db.flush_wal(true)?;
-    Ok(())
+    Ok(missing)
 }
 
 /// Moves the records a version before segment files kept in RocksDB's default family into
@@ -1159,19 +1170,7 @@ fn recover_journal(db: &DB, dir: &Path, log_id: &str, segments: &Segments) -> Re
             db.write(WriteBatch::from_data(hosted))?;
         }
     }
-    let written_end = segments.written_end();
-    let missing =
-        journal::missing_from(entries, written_end).map_err(|offset| LogError::Corrupt {
-            offset,
-            reason: "the journal's commits past the stored records do not follow them",
-        })?;
-    if !missing.is_empty() {
-        tracing::warn!(
-            end_offset = written_end,
-            commits = missing.len(),
-            "writing back commits the journal holds and the segment files lost"
-        );
-    }
+    let missing = missing_past(entries, segments.written_end(), "the segment files")?;
     for entry in &missing {
         let (records_bytes, _) = split(entry)?;
         segments.append(entry.first_offset, &entry.batch[..records_bytes])?;
