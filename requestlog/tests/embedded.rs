@@ -1043,6 +1043,87 @@ fn a_companion_s_table_writes_ride_the_log_s_commit() {
     assert!(unsynced.writer().hosted_tables().is_none());
 }
 
+/// A companion's writes ride the journal with the records: what RocksDB lost in a crash
+/// (its write-ahead log is not synced by commits) is written back from the journal when
+/// the log opens, whether the record files kept their records or lost them too; and what
+/// RocksDB durably holds is not written again over a later change (an erased entry stays
+/// erased). Simulated with the log's files as they were after a first run and the journal
+/// (and record files) as they are after a second.
+#[test]
+fn a_companion_s_writes_rocksdb_lost_are_written_back_from_the_journal() {
+    let dir = TempDir::new();
+    let run = |dir: &Path, entries: Vec<(&'static str, &'static str)>, texts: &[&str]| {
+        let log = hosting(dir);
+        let writer = log.writer();
+        let companion = Arc::new(TableCompanion {
+            next: std::sync::Mutex::new(Vec::new()),
+            told: std::sync::Mutex::default(),
+        });
+        let hook: requestlog::BeforeCommit = companion.clone();
+        assert!(writer.sync_before_commit(&hook));
+        for (entry, text) in entries.into_iter().zip(texts) {
+            companion.next.lock().unwrap().push(entry);
+            writer.append(payloads(&[text])).unwrap();
+        }
+    };
+    run(dir.path(), vec![("u_a", "alice")], &["a"]);
+    let earlier = TempDir::new();
+    let earlier_with_records = TempDir::new();
+    copy_dir(dir.path(), earlier.path());
+    copy_dir(dir.path(), earlier_with_records.path());
+    run(
+        dir.path(),
+        vec![("u_b", "bob"), ("u_c", "carol")],
+        &["b", "c"],
+    );
+    std::fs::copy(
+        dir.path().join(JOURNAL_FILE),
+        earlier.path().join(JOURNAL_FILE),
+    )
+    .unwrap();
+    std::fs::copy(
+        dir.path().join(JOURNAL_FILE),
+        earlier_with_records.path().join(JOURNAL_FILE),
+    )
+    .unwrap();
+    copy_dir(
+        &dir.path().join("segments"),
+        &earlier_with_records.path().join("segments"),
+    );
+    for copy in [earlier.path(), earlier_with_records.path()] {
+        let log = hosting(copy);
+        assert_eq!(
+            texts(&log.reader().poll(10, NO_WAIT).unwrap()),
+            [(0, "a".into()), (1, "b".into()), (2, "c".into())]
+        );
+        let tables = log.writer().hosted_tables().unwrap();
+        for (key, value) in [("u_a", "alice"), ("u_b", "bob"), ("u_c", "carol")] {
+            assert_eq!(
+                tables.get("people", key.as_bytes()).unwrap(),
+                Some(value.as_bytes().to_vec()),
+                "{key} in {}",
+                copy.display()
+            );
+        }
+    }
+    // Erased after the commits that wrote it, which the journal still holds: opening
+    // does not bring it back.
+    {
+        let log = hosting(dir.path());
+        let tables = log.writer().hosted_tables().unwrap();
+        tables
+            .write(true, |batch| batch.delete("people", b"u_b"))
+            .unwrap();
+    }
+    let log = hosting(dir.path());
+    let tables = log.writer().hosted_tables().unwrap();
+    assert_eq!(tables.get("people", b"u_b").unwrap(), None);
+    assert_eq!(
+        tables.get("people", b"u_c").unwrap(),
+        Some(b"carol".to_vec())
+    );
+}
+
 /// What is deleted from a hosted table is, after `retire_deleted`, in no file of the log's
 /// directory: not in the write-ahead log that carried it (with records), not in a table file.
 /// The journal's file in a log's directory (`requestlog/src/journal.rs`).
