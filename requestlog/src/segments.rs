@@ -296,6 +296,16 @@ impl Segments {
                 reason: "record missing",
             });
         }
+        // Files walked past `SYNCED` were written by an earlier process and may still be
+        // only in the operating system's cache: the next sync covers them (and the
+        // directory, whose entries for them may be unsynced too) before `SYNCED` passes
+        // them.
+        let mut unsynced = Vec::new();
+        for &start in starts.iter().skip(walk_from).rev().skip(1) {
+            let file = File::open(dir.join(segment_name(start)))
+                .map_err(io_error("opening a segment file"))?;
+            unsynced.push(Arc::new(file));
+        }
         let current = match starts.last() {
             Some(&start) => {
                 let file = OpenOptions::new()
@@ -318,8 +328,8 @@ impl Segments {
                 starts,
                 current,
                 written_end: expected,
-                unsynced: Vec::new(),
-                dir_unsynced: false,
+                unsynced,
+                dir_unsynced: true,
                 files_made: 0,
             }),
             syncing: Mutex::new(SyncSlot {
@@ -820,6 +830,30 @@ mod tests {
             }) => assert_eq!(offset, starts[1]),
             other => panic!("expected a missing record, got {other:?}"),
         }
+    }
+
+    /// Files an earlier process wrote past `SYNCED` are synced by the next sync before it
+    /// records them durable (they may have been in the operating system's cache only).
+    #[test]
+    fn files_walked_past_synced_at_open_are_synced_by_the_next_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(filled(dir.path(), 40)); // never synced
+        let files = list_starts(&dir.path().join(SEGMENTS_DIR)).unwrap().len();
+        assert!(files > 3);
+        let segments = Segments::open(dir.path(), SEGMENT_SIZE_MIN_BYTES).unwrap();
+        {
+            let state = segments.lock_files();
+            assert_eq!(
+                state.unsynced.len(),
+                files - 1,
+                "all but the newest, kept apart"
+            );
+            assert!(state.dir_unsynced);
+        }
+        segments.sync().unwrap();
+        assert!(segments.lock_files().unsynced.is_empty());
+        assert!(!segments.lock_files().dir_unsynced);
+        assert_eq!(read_synced(&dir.path().join(SEGMENTS_DIR)).unwrap().0, 120);
     }
 
     #[test]
