@@ -1247,6 +1247,7 @@ struct WriterCore {
 enum Failure {
     Storage(rocksdb::Error),
     Journal(String),
+    Files(String),
 }
 
 impl Failure {
@@ -1254,6 +1255,7 @@ impl Failure {
         match self {
             Failure::Storage(error) => LogError::Storage(error.clone()),
             Failure::Journal(reason) => LogError::Journal(reason.clone()),
+            Failure::Files(reason) => LogError::Files(reason.clone()),
         }
     }
 }
@@ -1416,7 +1418,10 @@ impl WriterCore {
             write_options.set_sync(sync);
             (shared.db.write_opt(write_batch, &write_options)).map_err(Failure::Storage)
         };
-        let log_failure = |error: LogError| Failure::Journal(error.to_string());
+        let log_failure = |error: LogError| match error {
+            LogError::Files(reason) => Failure::Files(reason),
+            other => Failure::Files(other.to_string()),
+        };
         let written = match journal {
             Some(journal) => journal
                 .write(first_offset, count, &[&entry, write_batch.data()])

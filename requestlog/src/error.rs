@@ -74,6 +74,11 @@ pub enum LogError {
     #[error("journal: {0}")]
     Journal(String),
 
+    /// The embedded log's record files (`segments.rs`) could not be read, written or
+    /// synced. As after a failed RocksDB write, the embedded writer refuses further appends.
+    #[error("log files: {0}")]
+    Files(String),
+
     /// RocksDB failed. After a failed write the embedded writer refuses further appends.
     #[error("storage: {0}")]
     Storage(#[from] rocksdb::Error),

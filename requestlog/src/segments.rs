@@ -163,7 +163,7 @@ fn segment_name(first_offset: u64) -> String {
 }
 
 fn io_error(what: &str) -> impl Fn(io::Error) -> LogError + '_ {
-    move |error| LogError::Journal(format!("{what}: {error}"))
+    move |error| LogError::Files(format!("{what}: {error}"))
 }
 
 /// The segment files of one log: written by its one writer at a time, read by any reader,

@@ -413,6 +413,7 @@ impl Publisher {
                     | LogError::Closed
                     | LogError::Storage(_)
                     | LogError::Journal(_)
+                    | LogError::Files(_)
                     | LogError::PayloadTooLarge { .. }
                     | LogError::TooManyRecords { .. }),
                 ) => {
