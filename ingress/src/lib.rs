@@ -40,6 +40,7 @@ mod client_address;
 mod config;
 mod control;
 mod cow_map;
+mod dense_map;
 pub mod effects_control;
 pub mod engine_control;
 mod error;
@@ -245,6 +246,7 @@ impl Ingress {
                     feeds: &feeds,
                     search_changes: &search.changes,
                     stop: &stop,
+                    shard_count,
                 },
             )
             .map_err(|error| match shard_count {
@@ -436,6 +438,8 @@ struct SharedParts<'a> {
     feeds: &'a Arc<EventFeeds>,
     search_changes: &'a Arc<search::SearchChanges>,
     stop: &'a Arc<AtomicBool>,
+    /// How many engine shards there are (the spacing of one shard's ids).
+    shard_count: u32,
 }
 
 /// A shard's state, its follower thread and its snapshot thread (when it takes snapshots).
@@ -506,6 +510,7 @@ fn start_shard(
             store.as_ref().map(|_| 0),
         ),
     };
+    model.set_shard_count(parts.shard_count);
     model.notifications.set_limits(
         config.notifications_per_user_max,
         config.notification_users_max,

@@ -14,6 +14,7 @@
 //! the engine or the model: it is counted and logged, and stops debug builds.
 
 use crate::cow_map::CowMap;
+use crate::dense_map::DenseMap;
 use crate::notifications::{self, Notifications};
 use engine::layout::Layout;
 use engine::ledger::{Category, SeatLedger, SeatStatus, WaitQueues};
@@ -388,14 +389,14 @@ pub(crate) struct ReadModel {
     /// Each behind an `Arc`, copied on its first change after a copy of the model (the
     /// snapshot's), like the shards of the tables below (`cow_map`).
     events: BTreeMap<EventId, Arc<EventRecord>>,
-    holds: CowMap<HoldId, HoldRecord>,
+    holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
-    bookings: CowMap<BookingId, BookingRecord>,
+    bookings: DenseMap<BookingId, BookingRecord>,
     user_bookings: CowMap<String, Vec<BookingId>>,
-    waiters: CowMap<WaiterId, WaiterRecord>,
+    waiters: DenseMap<WaiterId, WaiterRecord>,
     ended_waiters: EndedIds<WaiterId>,
     desks: BTreeMap<DeskId, DeskRecord>,
-    desk_tickets: CowMap<DeskTicketId, DeskTicketRecord>,
+    desk_tickets: DenseMap<DeskTicketId, DeskTicketRecord>,
     ended_desk_tickets: EndedIds<DeskTicketId>,
     pub(crate) live_holds: u64,
     pub(crate) live_bookings: u64,
@@ -415,14 +416,14 @@ impl ReadModel {
             applied_offset: None,
             time_ms: 0,
             events: BTreeMap::new(),
-            holds: CowMap::default(),
+            holds: DenseMap::default(),
             ended_holds: EndedIds::new(),
-            bookings: CowMap::default(),
+            bookings: DenseMap::default(),
             user_bookings: CowMap::default(),
-            waiters: CowMap::default(),
+            waiters: DenseMap::default(),
             ended_waiters: EndedIds::new(),
             desks: BTreeMap::new(),
-            desk_tickets: CowMap::default(),
+            desk_tickets: DenseMap::default(),
             ended_desk_tickets: EndedIds::new(),
             live_holds: 0,
             live_bookings: 0,
@@ -441,6 +442,16 @@ impl ReadModel {
     pub(crate) fn set_ended_entries_max(&mut self, ended_entries_max: usize) {
         assert!(ended_entries_max > 0);
         self.ended_entries_max = ended_entries_max;
+    }
+
+    /// The model follows one engine shard of `shard_count`, whose ids are `shard_count`
+    /// apart: its id tables lay their slots out so (`dense_map`).
+    pub(crate) fn set_shard_count(&mut self, shard_count: u32) {
+        let stride = u64::from(shard_count.max(1));
+        self.holds.set_stride(stride);
+        self.bookings.set_stride(stride);
+        self.waiters.set_stride(stride);
+        self.desk_tickets.set_stride(stride);
     }
 
     // ---- reads -----------------------------------------------------------------------
