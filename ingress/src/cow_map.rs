@@ -1,6 +1,6 @@
-//! A hash map whose copy costs a pointer per shard: the read model's large tables
-//! (holds, bookings, waitlist entries, desk tickets, each user's bookings, the users whose
-//! notifications are kept).
+//! A hash map whose copy costs a pointer per shard: the read model's large tables keyed
+//! by name (each user's bookings, the users whose notifications are kept); those keyed by
+//! an engine id are `dense_map`s (arrays by id, the same copies).
 //!
 //! Why: the outcome follower hands a copy of the whole read model to its snapshot thread
 //! (`follower_state`), and while it copies, no write is answered. With deep copies that

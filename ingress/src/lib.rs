@@ -13,7 +13,8 @@
 //!   `LogWriter::append`) and the pending writes waiting for their outcomes.
 //! - `follower`: the outcome follower thread; `read_model`: what it maintains, with
 //!   `notifications` (each user's webhook messages, `GET /v1/me/notifications`), their
-//!   large tables `cow_map`s (copied a pointer per shard for the snapshots);
+//!   large tables `dense_map`s (by id) and `cow_map`s (by name), copied a pointer per
+//!   block or shard for the snapshots;
 //!   [`follower_state`]: its snapshots, so a restart reads only the outcomes after one;
 //!   [`idempotency_index`]: first answers to keyed requests for the contract's 24 hours
 //!   (RocksDB), which it feeds too.

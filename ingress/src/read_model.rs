@@ -35,7 +35,7 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The ids of ended holds, waitlist entries or desk tickets, oldest first: the entries
 /// past `ended_entries_max` are forgotten from the front. In chunks behind `Arc`s, like the
-/// tables (`cow_map`): a copy of the model copies a pointer per chunk.
+/// tables (`dense_map`, `cow_map`): a copy of the model copies a pointer per chunk.
 type EndedIds<T> = engine::chunked::ChunkedDeque<T, 1024>;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -387,7 +387,7 @@ pub(crate) struct ReadModel {
     /// The engine's clock at that outcome.
     pub(crate) time_ms: u64,
     /// Each behind an `Arc`, copied on its first change after a copy of the model (the
-    /// snapshot's), like the shards of the tables below (`cow_map`).
+    /// snapshot's), like the blocks and shards of the tables below (`dense_map`, `cow_map`).
     events: BTreeMap<EventId, Arc<EventRecord>>,
     holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
