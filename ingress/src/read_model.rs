@@ -135,13 +135,18 @@ impl EventRecord {
     fn category_counts(&self, items: &Items) -> Vec<(u16, u64)> {
         match items {
             Items::Seats(seats) => {
-                let mut counts: BTreeMap<u16, u64> = BTreeMap::new();
+                // In category order; a scan, not a tree: an order has a few categories.
+                let mut counts: Vec<(u16, u64)> = Vec::new();
                 for &seat in seats.iter() {
                     if seat < self.layout.seat_count {
-                        *counts.entry(self.seat_category(seat)).or_default() += 1;
+                        let category = self.seat_category(seat);
+                        match counts.binary_search_by_key(&category, |(known, _)| *known) {
+                            Ok(at) => counts[at].1 += 1,
+                            Err(at) => counts.insert(at, (category, 1)),
+                        }
                     }
                 }
-                counts.into_iter().collect()
+                counts
             }
             Items::Pool { category, quantity } => vec![(*category, u64::from(*quantity))],
         }
