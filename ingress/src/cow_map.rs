@@ -9,10 +9,8 @@
 //! entries live in shards behind `Arc`s: a copy clones the shard pointers, and the first
 //! write to a shard after a copy copies that shard alone (`Arc::make_mut`).
 //!
-//! Which shard a key is in ([`ShardKey`]): ids by range (`id >> 10`), so the entries a busy
-//! model writes (the newest holds and bookings) share few shards and a copy's cost stays
-//! in them; names by hash (a seeded hasher, as the model's other maps, since clients
-//! choose names). Not `engine::chunked::ChunkedMap`: its look-up is a binary search over
+//! Which shard a key is in ([`ShardKey`]): by the name's hash (a seeded hasher, as the
+//! model's other maps, since clients choose names). Not `engine::chunked::ChunkedMap`: its look-up is a binary search over
 //! the chunks' first keys, a cache miss per step at a million entries, on the follower's
 //! path; here a look-up finds the shard by its place (shard numbers are dense) and probes
 //! its hash map once.
@@ -28,8 +26,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-/// How many ids share a shard (`id >> ID_SHARD_BITS`).
-const ID_SHARD_BITS: u32 = 10;
 /// How many shards names are spread over.
 const NAME_SHARDS: u64 = 1024;
 
@@ -37,22 +33,6 @@ const NAME_SHARDS: u64 = 1024;
 pub(crate) trait ShardKey {
     fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64;
 }
-
-macro_rules! id_shard {
-    ($($id:ty),*) => {$(
-        impl ShardKey for $id {
-            fn shard(&self, _: &foldhash::fast::RandomState) -> u64 {
-                u64::from(self.0) >> ID_SHARD_BITS
-            }
-        }
-    )*};
-}
-id_shard!(
-    engine::HoldId,
-    engine::BookingId,
-    engine::WaiterId,
-    engine::DeskTicketId
-);
 
 impl ShardKey for str {
     fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64 {
@@ -253,61 +233,31 @@ where
     }
 }
 
+/// Tests of the read model's maps: `map`, holding `entries`, encodes as a `BTreeMap` of
+/// them (what the model's maps were written as), and what that wrote decodes into a map
+/// that encodes the same bytes again; returns that map.
+#[cfg(test)]
+pub(crate) fn check_encodes_as_btree_map<K, V, M>(entries: &[(K, V)], map: &M) -> M
+where
+    K: Serialize + Ord + Clone,
+    V: Serialize + Clone,
+    M: Serialize + serde::de::DeserializeOwned,
+{
+    let config = bincode::config::standard();
+    let before: BTreeMap<K, V> = entries.iter().cloned().collect();
+    let bytes = bincode::serde::encode_to_vec(&before, config).unwrap();
+    assert_eq!(bincode::serde::encode_to_vec(map, config).unwrap(), bytes);
+    let (decoded, _): (M, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
+    assert_eq!(
+        bincode::serde::encode_to_vec(&decoded, config).unwrap(),
+        bytes
+    );
+    decoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::BookingId;
-
-    #[test]
-    fn a_copy_keeps_its_entries_while_the_original_changes() {
-        let mut map: CowMap<BookingId, String> = CowMap::default();
-        for id in 0..5_000 {
-            map.insert(BookingId(id), format!("b{id}"));
-        }
-        assert_eq!(map.shard_count(), 5, "ids share a shard by range");
-        let copy = map.clone();
-        *map.get_mut(&BookingId(7)).unwrap() = "changed".into();
-        assert_eq!(map.remove(&BookingId(4_999)), Some("b4999".into()));
-        map.insert(BookingId(9_000), "new".into());
-        assert_eq!(copy.get(&BookingId(7)).unwrap(), "b7");
-        assert_eq!(copy.get(&BookingId(4_999)).unwrap(), "b4999");
-        assert_eq!(copy.get(&BookingId(9_000)), None);
-        assert_eq!((copy.len(), map.len()), (5_000, 5_000));
-        assert_eq!(map.get(&BookingId(7)).unwrap(), "changed");
-        // Only the shards written were copied: the others are still shared.
-        let shared = map
-            .shards
-            .iter()
-            .zip(&copy.shards)
-            .filter(|(ours, theirs)| match (ours, theirs) {
-                (Some(ours), Some(theirs)) => Arc::ptr_eq(ours, theirs),
-                _ => false,
-            })
-            .count();
-        assert_eq!(shared, 3, "shards 1, 2, 3 untouched");
-    }
-
-    #[test]
-    fn shards_emptied_at_the_front_go_and_far_keys_are_simply_absent() {
-        let mut map: CowMap<BookingId, u64> = CowMap::default();
-        for id in 1_000..4_000 {
-            map.insert(BookingId(id), id);
-        }
-        // Forgotten oldest first, as the ended holds are.
-        for id in 1_000..2_100 {
-            assert_eq!(map.remove(&BookingId(id)), Some(id));
-        }
-        assert_eq!((map.first, map.shards.len(), map.len()), (2, 2, 1_900));
-        assert_eq!(map.get(&BookingId(2_099)), None);
-        assert_eq!(map.get(&BookingId(2_100)), Some(&2_100));
-        assert_eq!(map.get(&BookingId(u64::MAX)), None);
-        assert_eq!(map.get_mut(&BookingId(7)), None);
-        assert_eq!(map.remove(&BookingId(1 << 40)), None);
-        // An older id than the first shard's still goes in (in front).
-        map.insert(BookingId(5), 5);
-        assert_eq!((map.first, map.get(&BookingId(5))), (0, Some(&5)));
-        assert_eq!(map.iter().count(), 1_901);
-    }
 
     #[test]
     fn an_emptied_shard_is_dropped_and_missing_keys_copy_nothing() {
@@ -325,41 +275,17 @@ mod tests {
 
     #[test]
     fn it_encodes_its_entries_in_key_order_as_the_map_it_replaces_and_decodes_that() {
-        /// What the read model's maps were written as: the hash map's entries in key order.
-        #[derive(Serialize)]
-        struct Before {
-            map: BTreeMap<BookingId, String>,
-        }
-        #[derive(Serialize, Deserialize)]
-        struct After {
-            map: CowMap<BookingId, String>,
-        }
-        let entries: Vec<(BookingId, String)> = [3_000u64, 5, 1_024, 1, 77_777]
+        let entries: Vec<(String, u64)> = ["mia", "ana", "zoe", "bo", "lea"]
             .into_iter()
-            .map(|id| (BookingId(id), format!("b{id}")))
+            .zip(1..)
+            .map(|(name, number)| (name.to_string(), number))
             .collect();
-        let before = Before {
-            map: entries.iter().cloned().collect(),
-        };
-        let mut after = After {
-            map: CowMap::default(),
-        };
-        for (key, value) in entries {
-            after.map.insert(key, value);
+        let mut map = CowMap::default();
+        for (key, value) in entries.iter().cloned() {
+            map.insert(key, value);
         }
-        let config = bincode::config::standard();
-        let bytes = bincode::serde::encode_to_vec(&before, config).unwrap();
-        assert_eq!(
-            bincode::serde::encode_to_vec(&after, config).unwrap(),
-            bytes
-        );
-        let (decoded, _): (After, usize) =
-            bincode::serde::decode_from_slice(&bytes, config).unwrap();
-        assert_eq!(decoded.map.len(), 5);
-        assert_eq!(decoded.map.get(&BookingId(77_777)).unwrap(), "b77777");
-        assert_eq!(
-            bincode::serde::encode_to_vec(&decoded, config).unwrap(),
-            bytes
-        );
+        let decoded = check_encodes_as_btree_map(&entries, &map);
+        assert_eq!(decoded.len(), 5);
+        assert_eq!(decoded.get("zoe"), Some(&3));
     }
 }
