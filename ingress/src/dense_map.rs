@@ -403,4 +403,77 @@ mod tests {
             crate::cow_map::check_encodes_as_btree_map(nothing, &DenseMap::default());
         assert_eq!((empty.len(), empty.stride), (0, 1));
     }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Insert(u64, u32),
+        Remove(u64),
+        /// Takes a copy (as the snapshot does) and checks it after the next steps.
+        Copy,
+        Stride(u64),
+    }
+
+    fn step(
+        ids: impl proptest::strategy::Strategy<Value = u64> + Clone,
+    ) -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (ids.clone(), any::<u32>()).prop_map(|(id, value)| Step::Insert(id, value)),
+            3 => ids.prop_map(Step::Remove),
+            1 => Just(Step::Copy),
+            1 => (1u64..6).prop_map(Step::Stride),
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// The map against a `BTreeMap` (the reference), with copies that must not see
+        /// later changes and strides that may or may not fit the ids: the same entries,
+        /// in the same order, after every step.
+        #[test]
+        fn behaves_as_an_ordered_map(
+            steps in proptest::collection::vec(
+                step(proptest::prop_oneof![0u64..3_000, (0u64..40).prop_map(|n| n * 5 + 1)]),
+                1..400,
+            ),
+        ) {
+            let mut map: DenseMap<HoldId, u32> = DenseMap::default();
+            let mut reference: BTreeMap<u64, u32> = BTreeMap::new();
+            let mut copies: Vec<(DenseMap<HoldId, u32>, BTreeMap<u64, u32>)> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Insert(id, value) => {
+                        proptest::prop_assert_eq!(
+                            map.insert(HoldId(id), value),
+                            reference.insert(id, value)
+                        );
+                    }
+                    Step::Remove(id) => {
+                        proptest::prop_assert_eq!(map.remove(&HoldId(id)), reference.remove(&id));
+                    }
+                    Step::Copy => copies.push((map.clone(), reference.clone())),
+                    Step::Stride(stride) => map.set_stride(stride),
+                }
+                proptest::prop_assert_eq!(map.len(), reference.len());
+                let entries: Vec<(u64, u32)> = map.iter().map(|(key, value)| (key.0, *value)).collect();
+                let expected: Vec<(u64, u32)> = reference.iter().map(|(key, value)| (*key, *value)).collect();
+                proptest::prop_assert_eq!(entries, expected);
+            }
+            for id in 0..3_200 {
+                proptest::prop_assert_eq!(map.get(&HoldId(id)), reference.get(&id));
+            }
+            // Emptied, it holds no block (nothing kept for ids long gone).
+            let mut emptied = map.clone();
+            for id in reference.keys() {
+                emptied.remove(&HoldId(*id));
+            }
+            proptest::prop_assert_eq!((emptied.len(), emptied.blocks.len()), (0, 0));
+            for (copy, expected) in copies {
+                let entries: Vec<(u64, u32)> = copy.iter().map(|(key, value)| (key.0, *value)).collect();
+                let expected: Vec<(u64, u32)> = expected.into_iter().collect();
+                proptest::prop_assert_eq!(entries, expected);
+            }
+        }
+    }
 }
