@@ -119,13 +119,7 @@ pub(crate) fn open_logs(settings: &Settings, data_dir: &Path) -> Result<Configur
                 // fsync'd on the write path; the snapshot thread makes outcomes durable
                 // before a snapshot claims them, and a restart publishes what a machine
                 // crash lost again (`runtime`).
-                outcomes: embedded(
-                    data_dir.join("outcomes"),
-                    EmbeddedOptions {
-                        sync_appends: false,
-                        ..EmbeddedOptions::default()
-                    },
-                )?,
+                outcomes: embedded(data_dir.join("outcomes"), settings.unsynced_log_options())?,
             })
         }
         LogKind::Kafka => {

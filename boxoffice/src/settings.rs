@@ -299,6 +299,11 @@ pub(crate) struct LogSettings {
     /// The appends in the commit before that make it wait (at least 1).
     #[serde(default = "default_group_commit_siblings")]
     pub(crate) group_commit_siblings: usize,
+    /// Each embedded log's record files start a new one past this size
+    /// (`requestlog::EmbeddedOptions::segment_size_bytes`): from
+    /// `requestlog::SEGMENT_SIZE_MIN_BYTES` to `requestlog::SEGMENT_SIZE_MAX_BYTES`.
+    #[serde(default = "default_segment_size_bytes")]
+    pub(crate) segment_size_bytes: u64,
 }
 
 fn default_journal_size_bytes() -> u64 {
@@ -311,6 +316,10 @@ fn default_group_commit_delay_us() -> u64 {
 
 fn default_group_commit_siblings() -> usize {
     requestlog::EmbeddedOptions::default().group_commit_siblings
+}
+
+fn default_segment_size_bytes() -> u64 {
+    requestlog::EmbeddedOptions::default().segment_size_bytes
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -778,7 +787,27 @@ impl Settings {
         if self.log.group_commit_siblings == 0 {
             return Err("log.group_commit_siblings is 0; it must be at least 1".to_string());
         }
+        let segment = self.log.segment_size_bytes;
+        if !(requestlog::SEGMENT_SIZE_MIN_BYTES..=requestlog::SEGMENT_SIZE_MAX_BYTES)
+            .contains(&segment)
+        {
+            return Err(format!(
+                "log.segment_size_bytes is {segment}; it must be from {} to {}",
+                requestlog::SEGMENT_SIZE_MIN_BYTES,
+                requestlog::SEGMENT_SIZE_MAX_BYTES
+            ));
+        }
         Ok(())
+    }
+
+    /// Options of an embedded log that is not synced on its writes (the outcomes log) as
+    /// configured.
+    pub(crate) fn unsynced_log_options(&self) -> requestlog::EmbeddedOptions {
+        requestlog::EmbeddedOptions {
+            sync_appends: false,
+            segment_size_bytes: self.log.segment_size_bytes,
+            ..requestlog::EmbeddedOptions::default()
+        }
     }
 
     /// Options of a synced embedded log (requests, control) as configured.
@@ -787,6 +816,7 @@ impl Settings {
             journal_size_bytes: self.log.journal_size_bytes,
             group_commit_delay_us: self.log.group_commit_delay_us,
             group_commit_siblings: self.log.group_commit_siblings,
+            segment_size_bytes: self.log.segment_size_bytes,
             ..requestlog::EmbeddedOptions::default()
         }
     }
@@ -1346,6 +1376,44 @@ mod tests {
             error.starts_with("log.group_commit_siblings is 0"),
             "{error}"
         );
+    }
+
+    /// `log.segment_size_bytes`: the library's 64 MiB by default, for the synced logs and
+    /// the outcomes log alike; set by file or environment; outside its bounds refused,
+    /// naming the key.
+    #[test]
+    fn the_record_files_size_is_configured_and_bounded() {
+        let path = Path::new("site.toml");
+        let defaults = Settings::parse(DEFAULT, [], path).unwrap();
+        defaults.check_log().unwrap();
+        assert_eq!(defaults.synced_log_options().segment_size_bytes, 64 << 20);
+        let outcomes = defaults.unsynced_log_options();
+        assert_eq!(
+            (outcomes.segment_size_bytes, outcomes.sync_appends),
+            (64 << 20, false)
+        );
+        let env = |value: &str| {
+            [(
+                "BOXOFFICE_LOG_SEGMENT_SIZE_BYTES".to_string(),
+                value.to_string(),
+            )]
+        };
+        let set = Settings::parse(DEFAULT, env("1048576"), path).unwrap();
+        set.check_log().unwrap();
+        assert_eq!(set.synced_log_options().segment_size_bytes, 1 << 20);
+        assert_eq!(set.unsynced_log_options().segment_size_bytes, 1 << 20);
+        for (value, bad) in [("4095", "4095"), ("1073741825", "1073741825")] {
+            let error = Settings::parse(DEFAULT, env(value), path)
+                .unwrap()
+                .check_log()
+                .unwrap_err();
+            assert!(
+                error.starts_with(&format!(
+                    "log.segment_size_bytes is {bad}; it must be from 4096 to 1073741824"
+                )),
+                "{error}"
+            );
+        }
     }
 
     /// Shard K's settings: its topics, transactional id, data directory and engine place;

@@ -122,34 +122,46 @@ fn unchunk(mut rest: &str) -> String {
     body
 }
 
-#[test]
-fn serve_answers_stops_gracefully_and_keeps_its_data() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let output = boxoffice()
-        .args(["token", "--user", "alice"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
-    assert_eq!(token.split('.').count(), 3, "a JWT");
-
-    let (child, address) = serve(data_dir.path());
-    assert_eq!(http(&address, "GET", "/healthz", None, None).0, 200);
-    let event = r#"{"name": "Serve", "city": "Lyon", "country": "FR", "venue": "Halle", "starts_at": "2030-05-01T20:00:00Z",
-        "categories": [{"name": "Gold", "price_cents": 100}],
-        "seating": {"sections": [{"name": "A", "rows": [{"label": "1", "seats": 3, "category": "Gold"}]}]}}"#;
+/// Creates event `ev_0` on a fresh `serve`: one row of `seats` Gold seats (`A-1-1`...).
+fn create_row_event(address: &str, seats: u32) {
+    let event = format!(
+        r#"{{"name": "Serve", "city": "Lyon", "country": "FR", "venue": "Halle", "starts_at": "2030-05-01T20:00:00Z",
+        "categories": [{{"name": "Gold", "price_cents": 100}}],
+        "seating": {{"sections": [{{"name": "A", "rows": [{{"label": "1", "seats": {seats}, "category": "Gold"}}]}}]}}}}"#
+    );
     let (status, created) = http(
-        &address,
+        address,
         "POST",
         "/v1/admin/events",
         Some("demo-admin-key"),
-        Some(event),
+        Some(&event),
     );
     assert_eq!(
         (status, created["event_id"].as_str()),
         (201, Some("ev_0")),
         "{created}"
     );
+}
+
+/// A user token for `user`, as `boxoffice token` mints it.
+fn token(user: &str) -> String {
+    let output = boxoffice()
+        .args(["token", "--user", user])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn serve_answers_stops_gracefully_and_keeps_its_data() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let token = token("alice");
+    assert_eq!(token.split('.').count(), 3, "a JWT");
+
+    let (child, address) = serve(data_dir.path());
+    assert_eq!(http(&address, "GET", "/healthz", None, None).0, 200);
+    create_row_event(&address, 3);
     let (status, held) = http(
         &address,
         "POST",
@@ -313,4 +325,99 @@ fn the_binary_runs_from_anywhere_and_shows_its_configuration() {
     let (status, _) = http(&address, "GET", "/healthz", None, None);
     assert_eq!(status, 200);
     stop(child);
+}
+
+/// `log.segment_size_bytes` reaches the logs: with small record files, the requests and
+/// outcomes logs each roll over to several, and a restart reads them all back; a size out
+/// of bounds stops start-up, naming the key.
+#[test]
+fn the_record_files_size_is_configured_and_a_bad_one_is_refused() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut command = boxoffice();
+    command.env("BOXOFFICE_LOG_SEGMENT_SIZE_BYTES", "4096");
+    let (child, address) = serve_with(command, data_dir.path());
+    create_row_event(&address, 60);
+    let mut holds = Vec::new();
+    for seat in 1..=40 {
+        let (status, held) = http(
+            &address,
+            "POST",
+            "/v1/events/ev_0/holds",
+            Some(&token(&format!("buyer-{seat}"))),
+            Some(&format!(r#"{{"seats": ["A-1-{seat}"]}}"#)),
+        );
+        assert_eq!(status, 201, "{held}");
+        holds.push((seat, held["hold_id"].as_str().unwrap().to_string()));
+    }
+    // And the first 30 released: more records than one 4 KiB file holds.
+    for (seat, hold) in holds.drain(..30) {
+        let (status, released) = http(
+            &address,
+            "DELETE",
+            &format!("/v1/holds/{hold}"),
+            Some(&token(&format!("buyer-{seat}"))),
+            None,
+        );
+        assert_eq!(status, 200, "{released}");
+    }
+    stop(child);
+    // Every embedded log's record files, by log directory.
+    let mut files: std::collections::BTreeMap<std::path::PathBuf, usize> = Default::default();
+    let mut dirs = vec![data_dir.path().to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "seg") {
+                *files
+                    .entry(path.parent().unwrap().to_path_buf())
+                    .or_default() += 1;
+            }
+        }
+    }
+    let rolled: Vec<_> = files.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        rolled.len() >= 2,
+        "the requests and outcomes logs each in several files: {files:?}"
+    );
+    // Read back across the files: every hold is there after a restart.
+    let mut command = boxoffice();
+    command.env("BOXOFFICE_LOG_SEGMENT_SIZE_BYTES", "4096");
+    let (child, address) = serve_with(command, data_dir.path());
+    let (_, map) = http(&address, "GET", "/v1/events/ev_0/seats", None, None);
+    let held = map["sections"][0]["rows"][0]["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|seat| seat["status"] == "held")
+        .count();
+    assert_eq!(held, holds.len(), "{map}");
+    let (seat, hold) = &holds[holds.len() - 1];
+    let (status, body) = http(
+        &address,
+        "GET",
+        &format!("/v1/holds/{hold}"),
+        Some(&token(&format!("buyer-{seat}"))),
+        None,
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("held")),
+        "{body}"
+    );
+    stop(child);
+
+    let output = boxoffice()
+        .env("BOXOFFICE_LOG_SEGMENT_SIZE_BYTES", "100")
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("log.segment_size_bytes is 100; it must be from 4096 to 1073741824"),
+        "{stderr}"
+    );
 }
