@@ -52,12 +52,26 @@ dense_key!(
     engine::DeskTicketId
 );
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Block<K, V> {
     /// Up to the highest slot ever written (at most [`BLOCK_SLOTS`]), made at that
     /// capacity at once so it never moves.
     slots: Vec<Option<(K, V)>>,
     len: usize,
+}
+
+/// A copy (the first write to a block a snapshot shares) keeps the whole capacity: the
+/// newest block goes on filling after it, and a `Vec`'s own clone would grow it again by
+/// doubling.
+impl<K: Clone, V: Clone> Clone for Block<K, V> {
+    fn clone(&self) -> Self {
+        let mut slots = Vec::with_capacity(BLOCK_SLOTS);
+        slots.extend(self.slots.iter().cloned());
+        Block {
+            slots,
+            len: self.len,
+        }
+    }
 }
 
 /// See the module docs. Block `first + i` is at place `i`, `None` while it holds nothing;
@@ -306,6 +320,12 @@ mod tests {
         assert_eq!(copy.get(&BookingId(9_000)), None);
         assert_eq!((copy.len(), map.len()), (5_000, 5_000));
         assert_eq!(map.get(&BookingId(7)).unwrap(), "changed");
+        let written = map.blocks[4].as_ref().unwrap();
+        assert_eq!(
+            written.slots.capacity(),
+            BLOCK_SLOTS,
+            "a copied block keeps its room"
+        );
         // Only the blocks written were copied: the others are still shared.
         let shared = map
             .blocks
