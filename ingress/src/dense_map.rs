@@ -133,22 +133,27 @@ impl<K: DenseKey, V: Clone> DenseMap<K, V> {
         (place < self.blocks.len()).then_some(place)
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    /// The place of `key`'s block and its slot, if the key is there.
+    fn find(&self, key: &K) -> Option<(usize, usize)> {
         let (block, slot) = self.locate(*key);
-        let block = self.blocks[self.place(block)?].as_ref()?;
-        match block.slots.get(slot)? {
-            Some((stored, value)) if stored == key => Some(value),
+        let place = self.place(block)?;
+        match self.blocks[place].as_ref()?.slots.get(slot)? {
+            Some((stored, _)) if stored == key => Some((place, slot)),
             _ => None,
         }
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let (place, slot) = self.find(key)?;
+        let block = self.blocks[place].as_ref().expect("found");
+        block.slots[slot].as_ref().map(|(_, value)| value)
     }
 
     /// The value under `key`, to change: its block is copied first if a copy of the map
     /// shares it. A key that is not there copies nothing.
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.get(key)?;
-        let (block, slot) = self.locate(*key);
-        let place = self.place(block).expect("found above");
-        let block = Arc::make_mut(self.blocks[place].as_mut().expect("found above"));
+        let (place, slot) = self.find(key)?;
+        let block = Arc::make_mut(self.blocks[place].as_mut().expect("found"));
         block.slots[slot].as_mut().map(|(_, value)| value)
     }
 
@@ -199,11 +204,9 @@ impl<K: DenseKey, V: Clone> DenseMap<K, V> {
 
     /// Removes `key`, returning its value (and the block, once empty).
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        self.get(key)?;
-        let (block, slot) = self.locate(*key);
-        let place = self.place(block).expect("found above");
-        let block = Arc::make_mut(self.blocks[place].as_mut().expect("found above"));
-        let (_, removed) = block.slots[slot].take().expect("found above");
+        let (place, slot) = self.find(key)?;
+        let block = Arc::make_mut(self.blocks[place].as_mut().expect("found"));
+        let (_, removed) = block.slots[slot].take().expect("found");
         block.len -= 1;
         self.len -= 1;
         if block.len == 0 {
