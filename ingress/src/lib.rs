@@ -103,8 +103,7 @@ use crate::rate_limit::RateLimiter;
 use crate::read_model::ReadModel;
 use crate::state::{FollowerStatus, ShardState, Shared, Watchers};
 use crate::writes::{Pending, Writes};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -803,7 +802,7 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
         // does what the four did, in their order, cloning the route once.
         .layer(
             tower::ServiceBuilder::new()
-                .layer(middleware::from_fn_with_state(state, front))
+                .layer(FrontLayer { state })
                 .layer(DefaultBodyLimit::max(body_limit)),
         )
 }
@@ -813,38 +812,133 @@ pub fn app_with(state: AppState, extra: Router) -> Router {
 /// still running at the configured timeout (the handler is dropped, the answer still
 /// counted and logged); finds the client's address and applies its rate limit
 /// ([`admit`]).
-async fn front(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
-    let response = match admit(&state, &mut request) {
-        Err(refused) => refused.into_response(),
-        Ok(()) => {
-            match tokio::time::timeout(state.config().request_timeout, next.run(request)).await {
-                Ok(response) => response,
+///
+/// A tower layer of its own rather than `middleware::from_fn`: that one clones the route
+/// below it (a boxed service: an allocation), boxes it again into a `Next` and boxes
+/// the middleware's future, three allocations a request on the HTTP threads (6% of
+/// their samples under hold + confirm with `front` as an `async fn`, BENCHMARKS.md
+/// "Session 43"). Here the route is called in place (axum's routes are always ready) and
+/// the answer is finished in [`FrontFuture`], a plain future with the route's inside.
+#[derive(Clone)]
+struct FrontLayer {
+    state: AppState,
+}
+
+impl<S> tower::Layer<S> for FrontLayer {
+    type Service = Front<S>;
+
+    fn layer(&self, inner: S) -> Front<S> {
+        Front {
+            state: self.state.clone(),
+            inner,
+        }
+    }
+}
+
+/// [`FrontLayer`]'s service around one route.
+#[derive(Clone)]
+struct Front<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Front<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = FrontFuture<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let (handler, refused) = match admit(&self.state, &mut request) {
+            Err(refused) => (None, Some(refused.into_response())),
+            Ok(()) => (
+                Some(tokio::time::timeout(
+                    self.state.config().request_timeout,
+                    self.inner.call(request),
+                )),
+                None,
+            ),
+        };
+        FrontFuture {
+            handler,
+            refused,
+            started,
+            method,
+            route,
+            state: self.state.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request under [`Front`]: its handler under the request timeout (or the answer
+    /// that refused it), then the answer counted and logged.
+    struct FrontFuture<F> {
+        #[pin]
+        handler: Option<tokio::time::Timeout<F>>,
+        refused: Option<Response>,
+        started: Instant,
+        method: axum::http::Method,
+        route: Option<MatchedPath>,
+        state: AppState,
+    }
+}
+
+impl<F> std::future::Future for FrontFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, std::convert::Infallible>>,
+{
+    type Output = Result<Response, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.handler.as_pin_mut() {
+            None => this
+                .refused
+                .take()
+                .expect("a refused request's future is polled to its answer once"),
+            Some(handler) => match std::task::ready!(handler.poll(context)) {
+                Ok(Ok(response)) => response,
+                Ok(Err(never)) => match never {},
                 Err(_elapsed) => AppError::outcome_unknown(
                     error::Reason::RequestTimeout,
                     "the request was not answered in time",
                 )
                 .into_response(),
-            }
+            },
+        };
+        let elapsed = this.started.elapsed();
+        let status = response.status();
+        let method = &*this.method;
+        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        this.state.shared.metrics.observe_http(
+            route,
+            MethodLabel::of(method),
+            status.as_u16(),
+            elapsed,
+        );
+        if status.is_server_error() {
+            tracing::warn!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+        } else {
+            tracing::debug!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request");
         }
-    };
-    let elapsed = started.elapsed();
-    let status = response.status();
-    state
-        .shared
-        .metrics
-        .observe_http(&route, MethodLabel::of(&method), status.as_u16(), elapsed);
-    if status.is_server_error() {
-        tracing::warn!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request failed");
-    } else {
-        tracing::debug!(%method, %route, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request");
+        std::task::Poll::Ready(Ok(response))
     }
-    response
 }
 
 /// Finds the client's address (`client_address`: the peer, or behind a trusted proxy
