@@ -3,6 +3,7 @@
 //! never serialized to clients directly. Request bodies refuse unknown fields, so a typo is
 //! a 400 naming the field instead of a silently ignored setting.
 
+pub(crate) use crate::times::Rfc3339Time;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -497,25 +498,31 @@ pub(crate) struct HoldBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct HoldResponse {
-    pub(crate) hold_id: String,
-    pub(crate) event_id: String,
+    #[schema(value_type = String)]
+    pub(crate) hold_id: Shown<engine::HoldId>,
+    #[schema(value_type = String)]
+    pub(crate) event_id: Shown<engine::EventId>,
     /// Seat ids (empty for general admission).
     pub(crate) seats: Vec<String>,
     pub(crate) quantity: u32,
     /// Categories of the held items, in seat order (one entry for general admission).
     pub(crate) categories: Vec<String>,
     pub(crate) total_cents: u64,
-    pub(crate) created_at: String,
-    pub(crate) expires_at: String,
+    #[schema(value_type = String)]
+    pub(crate) created_at: Rfc3339Time,
+    #[schema(value_type = String)]
+    pub(crate) expires_at: Rfc3339Time,
     /// `held`, `confirmed`, `released`, `expired` or `refunded` (a payment came for it
     /// too late, or not of its amount, and was given back: `refund_id`).
-    pub(crate) status: String,
+    pub(crate) status: &'static str,
     /// Set when the hold was offered to this waitlist entry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) waitlist_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub(crate) waitlist_id: Option<Shown<engine::WaiterId>>,
     /// Set once confirmed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) booking_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub(crate) booking_id: Option<Shown<engine::BookingId>>,
     /// The gateway's refund of a payment for this hold, once refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) refund_id: Option<String>,
@@ -557,16 +564,21 @@ pub(crate) struct ConfirmBody {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct BookingResponse {
-    pub(crate) booking_id: String,
-    pub(crate) hold_id: String,
-    pub(crate) event_id: String,
+    #[schema(value_type = String)]
+    pub(crate) booking_id: Shown<engine::BookingId>,
+    #[schema(value_type = String)]
+    pub(crate) hold_id: Shown<engine::HoldId>,
+    #[schema(value_type = String)]
+    pub(crate) event_id: Shown<engine::EventId>,
     pub(crate) seats: Vec<String>,
     pub(crate) quantity: u32,
     pub(crate) total_cents: u64,
-    pub(crate) payment_ref: String,
-    pub(crate) booked_at: String,
+    #[schema(value_type = String)]
+    pub(crate) payment_ref: engine::payment_ref::PaymentRef,
+    #[schema(value_type = String)]
+    pub(crate) booked_at: Rfc3339Time,
     /// `confirmed` or `canceled`.
-    pub(crate) status: String,
+    pub(crate) status: &'static str,
     pub(crate) tickets: Vec<TicketBody>,
     /// The gateway's refund of its payment, once a canceled booking was refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -575,11 +587,26 @@ pub(crate) struct BookingResponse {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct TicketBody {
-    pub(crate) ticket_id: String,
+    #[schema(value_type = String)]
+    pub(crate) ticket_id: Shown<engine::TicketId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) seat: Option<String>,
     /// Shown at the door; checked in by `POST /v1/admin/events/{id}/checkin`.
-    pub(crate) code: String,
+    #[schema(value_type = String)]
+    pub(crate) code: engine::tickets::TicketCode,
+}
+
+/// A value an answer shows as its text (an id): written into the JSON as the answer is
+/// serialized, not made a `String` first. Perf: a hold's or a booking's answer made a
+/// `String` for each of its ids, times and ticket codes, a dozen allocations on the HTTP
+/// thread for a booking of two seats (BENCHMARKS.md, "Session 43").
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shown<T>(pub(crate) T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -397,7 +397,8 @@ pub(crate) struct ReadModel {
     holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
     bookings: DenseMap<BookingId, BookingRecord>,
-    user_bookings: CowMap<String, Vec<BookingId>>,
+    /// Keyed by the outcomes' shared names (a new buyer's first booking makes no `String`).
+    user_bookings: CowMap<Arc<str>, Vec<BookingId>>,
     waiters: DenseMap<WaiterId, WaiterRecord>,
     ended_waiters: EndedIds<WaiterId>,
     desks: BTreeMap<DeskId, DeskRecord>,
@@ -949,7 +950,7 @@ impl ReadModel {
             Some(bookings) => bookings.push(view.booking),
             None => {
                 self.user_bookings
-                    .insert(view.user.to_string(), vec![view.booking]);
+                    .insert(view.user.clone(), vec![view.booking]);
             }
         }
         let tickets_used = engine::tickets::TicketsUsed::unused(view.items.quantity());

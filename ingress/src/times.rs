@@ -27,13 +27,21 @@ pub(crate) fn parse(field: &str, text: &str) -> Result<u64, AppError> {
 /// formats two or three of these, and the general formatter (a description walked per
 /// call, an `OffsetDateTime` built first) took several times as long.
 pub(crate) fn format(millis: u64) -> String {
+    let mut text = [0u8; RFC3339_BYTES_MAX];
+    write(millis, &mut text).to_string()
+}
+
+/// The longest text [`format`] writes (`2030-05-01T20:00:00.123Z`).
+const RFC3339_BYTES_MAX: usize = 24;
+
+/// [`format`]'s text, written into `text` (or the fallback past year 9999).
+fn write(millis: u64, text: &mut [u8; RFC3339_BYTES_MAX]) -> &str {
     let seconds = millis / 1000;
     let (year, month, day) = civil_from_days(seconds / 86_400);
     if year > 9999 {
-        return "9999-12-31T23:59:59Z".to_string();
+        return "9999-12-31T23:59:59Z";
     }
     let second_of_day = seconds % 86_400;
-    let mut text = [0u8; 24];
     let mut put = |at: usize, value: u64, digits: usize| {
         let mut value = value;
         for place in (at..at + digits).rev() {
@@ -67,7 +75,19 @@ pub(crate) fn format(millis: u64) -> String {
         end = 19;
     }
     text[end] = b'Z';
-    String::from_utf8(text[..=end].to_vec()).expect("ASCII digits and separators")
+    std::str::from_utf8(&text[..=end]).expect("ASCII digits and separators")
+}
+
+/// A time an answer shows: epoch milliseconds, serialized as [`format`]'s text, written
+/// on the stack as the answer is serialized (no `String` per time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Rfc3339Time(pub(crate) u64);
+
+impl serde::Serialize for Rfc3339Time {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; RFC3339_BYTES_MAX];
+        serializer.serialize_str(write(self.0, &mut text))
+    }
 }
 
 /// The civil date (year, month, day) of a count of days since 1970-01-01, in the
@@ -141,7 +161,14 @@ mod tests {
             cases.push(state % (last + 10_000_000_000));
         }
         for millis in cases {
-            assert_eq!(format(millis), format_with_time(millis), "{millis}");
+            let expected = format_with_time(millis);
+            assert_eq!(format(millis), expected, "{millis}");
+            // An answer's time serializes as the same text.
+            assert_eq!(
+                serde_json::to_string(&Rfc3339Time(millis)).expect("serializes"),
+                format!("\"{expected}\""),
+                "{millis}"
+            );
         }
     }
 

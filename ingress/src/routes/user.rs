@@ -190,7 +190,11 @@ pub(crate) async fn place_hold(
             let model = state.model_of(id);
             let body = views::hold_response(model.event(view.event), view, "held", None);
             Ok(with_location(
-                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                answer(
+                    StatusCode::CREATED,
+                    Some(outcome.offset),
+                    views::SizedJson(body),
+                ),
                 &format!("/v1/holds/{}", view.hold),
             ))
         }
@@ -239,11 +243,15 @@ pub(crate) async fn get_hold(
     // A payment given back for a hold that is not booked (one that is keeps its booking).
     if let Some(refund_id) = refund.and_then(|refund| refund.refund_id) {
         if body.booking_id.is_none() {
-            body.status = "refunded".to_string();
+            body.status = "refunded";
             body.refund_id = Some(refund_id);
         }
     }
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        views::SizedJson(body),
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/holds/{hold_id}/confirm", tag = "holds", request_body = ConfirmBody,
@@ -277,7 +285,11 @@ pub(crate) async fn confirm_hold(
             let body =
                 views::booking_response(model.event(view.event), view, false, state.ticket_mac());
             Ok(with_location(
-                answer(StatusCode::CREATED, Some(outcome.offset), Json(body)),
+                answer(
+                    StatusCode::CREATED,
+                    Some(outcome.offset),
+                    views::SizedJson(body),
+                ),
                 &format!("/v1/bookings/{}", view.booking),
             ))
         }
@@ -315,8 +327,12 @@ pub(crate) async fn release_hold(
             let mut body = views::current_hold(&model, *hold).ok_or_else(|| {
                 AppError::internal("a released hold is missing from the read model")
             })?;
-            body.status = HoldStatus::Released.name().to_string();
-            Ok(answer(StatusCode::OK, Some(outcome.offset), Json(body)))
+            body.status = HoldStatus::Released.name();
+            Ok(answer(
+                StatusCode::OK,
+                Some(outcome.offset),
+                views::SizedJson(body),
+            ))
         }
         Ok(other) => Err(unexpected(other)),
         Err(error) => {
@@ -342,8 +358,7 @@ pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): U
         })
         .collect();
     if models.len() > 1 {
-        // Each shard's are in booking order; merged, in booking time (RFC 3339 strings
-        // of one format order as their times do).
+        // Each shard's are in booking order; merged, in booking time.
         bookings.sort_by(|a, b| a.booked_at.cmp(&b.booked_at));
     }
     views::answer_merged(StatusCode::OK, &models, Json(BookingsResponse { bookings }))
@@ -370,7 +385,11 @@ pub(crate) async fn get_booking(
         .refund_of(booking.view.hold)
         .filter(|refund| booking.canceled && *refund.payment_id == *booking.view.payment_ref)
         .and_then(|refund| refund.refund_id);
-    Ok(answer(StatusCode::OK, model.applied_offset, Json(body)))
+    Ok(answer(
+        StatusCode::OK,
+        model.applied_offset,
+        views::SizedJson(body),
+    ))
 }
 
 /// Rendered on the server (the `qrcode` crate), so the page needs no QR code library:
@@ -393,9 +412,10 @@ pub(crate) async fn ticket_qr(
         views::current_booking(&model, booking, state.ticket_mac())
             .tickets
             .into_iter()
-            .find(|ticket| ticket.ticket_id == ticket_id)
+            .find(|ticket| ticket.ticket_id.0.to_string() == ticket_id)
             .ok_or_else(|| AppError::not_found(NotFound::Ticket))?
             .code
+            .to_string()
     };
     let qr = qrcode::QrCode::with_error_correction_level(code.as_bytes(), qrcode::EcLevel::M)
         .map_err(|error| {
