@@ -359,7 +359,7 @@ pub(crate) async fn list_bookings(State(state): State<AppState>, UserId(user): U
         .collect();
     if models.len() > 1 {
         // Each shard's are in booking order; merged, in booking time.
-        bookings.sort_by(|a, b| a.booked_at.cmp(&b.booked_at));
+        bookings.sort_by_key(|booking| booking.booked_at);
     }
     views::answer_merged(StatusCode::OK, &models, Json(BookingsResponse { bookings }))
 }
