@@ -45,9 +45,16 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// every request until it expires, and checking it (an HMAC, or a public-key signature for
 /// a tenant's RS256 or EdDSA key) was a few percent of a write's CPU: a token seen again
 /// is taken from here while it is unexpired and, for a tenant's token, while that
-/// tenant's key is the one that checked it. Keyed by the whole token, so a token that
-/// differs in any byte is checked afresh. Bounded by generations (`generations.rs`: a
+/// tenant's key is the one that checked it. Bounded by generations (`generations.rs`: a
 /// miss costs one check).
+///
+/// Keyed by the token's [`TokenDigest`], not the token: a token differing in any byte has
+/// another digest, so it is checked afresh. Perf: keyed by the whole token (a few hundred
+/// bytes), a look-up hashed it once per probe (a new token took five), a hit compared it
+/// against the kept copy (several cache lines, cold), and every new token was copied onto
+/// the heap: 5% of the HTTP thread under new buyers in `Generations` alone (BENCHMARKS.md,
+/// "Session 43"). A digest is hashed once per request, compared in one 16-byte load and
+/// kept in its entry (50,000 tokens: about 15 MB less).
 ///
 /// The entry also keeps the pseudonym the token last acted as ([`Auth::acted_as`]), so a
 /// returning user's request finds who it is in one look-up, where it took three (this
@@ -56,20 +63,30 @@ const TOKEN_LEEWAY_SECONDS: u64 = 30;
 /// against 0.26 us at 20,000 users (`benches/src/bin/identity.rs`, BENCHMARKS.md,
 /// "Session 35").
 struct VerifiedTokens {
-    /// foldhash, randomly seeded: only verified tokens go in, and hashing a token of a
-    /// few hundred bytes with SipHash was most of a repeated token's look-up.
-    tokens: std::sync::Mutex<Generations<Box<str>, Verified>>,
+    /// The digest's key, random per process.
+    digest_keys: (u64, u64),
+    tokens: std::sync::Mutex<Generations<TokenDigest, Verified>>,
 }
+
+/// A token's SipHash-2-4 with 128 bits of output under [`VerifiedTokens`]' secret random
+/// key: a pseudorandom function of the token, so two tokens share a digest with
+/// probability 2^-128, and nobody without the key (it never leaves the process) can make
+/// a token whose digest is another's (a forged token that took a verified one's entry
+/// would act as its user: 64 bits would leave that at about 2^-48 per try against 50,000
+/// kept tokens, 128 put it out of reach).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct TokenDigest(u128);
 
 impl Default for VerifiedTokens {
     fn default() -> VerifiedTokens {
         VerifiedTokens {
+            digest_keys: (rand::random(), rand::random()),
             tokens: std::sync::Mutex::new(Generations::new(VERIFIED_TOKENS_MAX)),
         }
     }
 }
 
-/// Verified tokens [`VerifiedTokens`] keeps (a token is a few hundred bytes).
+/// Verified tokens [`VerifiedTokens`] keeps.
 const VERIFIED_TOKENS_MAX: usize = 50_000;
 
 struct Verified {
@@ -85,13 +102,22 @@ struct Verified {
 }
 
 impl VerifiedTokens {
-    fn get(&self, token: &str, now_seconds: u64, accounts: &Accounts) -> Option<User> {
+    fn digest(&self, token: &str) -> TokenDigest {
+        let (key0, key1) = self.digest_keys;
+        TokenDigest(
+            siphasher::sip128::SipHasher24::new_with_keys(key0, key1)
+                .hash(token.as_bytes())
+                .as_u128(),
+        )
+    }
+
+    fn get(&self, token: TokenDigest, now_seconds: u64, accounts: &Accounts) -> Option<User> {
         let mut tokens = self
             .tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         tokens
-            .get(token, |verified| {
+            .get(&token, |verified| {
                 let key_unchanged = match (&verified.issuer, &verified.key_fingerprint) {
                     (Some(tenant), Some(fingerprint)) => accounts
                         .token_key(tenant)
@@ -110,18 +136,20 @@ impl VerifiedTokens {
             .flatten()
     }
 
-    fn insert(&self, token: &str, verified: Verified) {
+    fn insert(&self, token: TokenDigest, verified: Verified) {
         self.tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(token.into(), verified);
+            .insert(token, verified);
     }
 
-    fn act_as(&self, token: &str, pseudonym: &str) {
+    fn act_as(&self, token: TokenDigest, pseudonym: &str) {
         self.tokens
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .update(token, |verified| verified.acted_as = Some(pseudonym.into()));
+            .update(&token, |verified| {
+                verified.acted_as = Some(pseudonym.into())
+            });
     }
 }
 
@@ -249,7 +277,8 @@ impl Auth {
     /// that tenant's registered key only.
     pub(crate) fn user(&self, token: &str, accounts: &Accounts) -> Result<User, AppError> {
         let now_seconds = now_seconds();
-        if let Some(user) = self.verified.get(token, now_seconds, accounts) {
+        let digest = self.verified.digest(token);
+        if let Some(user) = self.verified.get(digest, now_seconds, accounts) {
             return Ok(user);
         }
         let invalid = |error: jsonwebtoken::errors::Error| {
@@ -286,7 +315,7 @@ impl Auth {
             ));
         }
         self.verified.insert(
-            token,
+            digest,
             Verified {
                 sub: user.clone(),
                 issuer: issuer.clone(),
@@ -306,7 +335,7 @@ impl Auth {
     /// remembered: the token's next request skips deriving it and looking it up in the
     /// personal-data store (it is kept with the verified token, and forgotten with it).
     pub(crate) fn acted_as(&self, token: &str, pseudonym: &str) {
-        self.verified.act_as(token, pseudonym);
+        self.verified.act_as(self.verified.digest(token), pseudonym);
     }
 }
 
@@ -486,6 +515,31 @@ mod tests {
         );
         let other_token = mint_user_token("secret", "alice", 60);
         assert_eq!(auth.user(&other_token, &accounts).unwrap().acted_as, None);
+        // The cache is keyed by the token's digest: the verified token with one byte of
+        // its signature changed is checked afresh, and refused.
+        let mut forged = token.clone().into_bytes();
+        let signature = token.rfind('.').unwrap() + 1;
+        forged[signature] = if forged[signature] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_ne!(auth.verified.digest(&forged), auth.verified.digest(&token));
+        assert_eq!(
+            auth.user(&forged, &accounts).unwrap_err().code,
+            "unauthorized",
+            "a token one byte away from a verified one is not taken from the cache"
+        );
+        assert_eq!(
+            auth.user(&token, &accounts).unwrap(),
+            User {
+                sub: "alice".into(),
+                issuer: Some("demo".into()),
+                acted_as: Some("u_alice".into()),
+            },
+            "the genuine one still is"
+        );
         // The tenant's key is replaced: the cached verdict no longer counts.
         set_key(&mut accounts, 2, &second);
         assert_eq!(
@@ -499,10 +553,11 @@ mod tests {
         // The cache itself, at times around a token's `exp`.
         let deployment = mint_user_token("secret", "bob", 60);
         assert!(auth.user(&deployment, &accounts).is_ok());
+        let digest = auth.verified.digest(&deployment);
         let exp = (auth.verified.tokens.lock().unwrap())
-            .get(deployment.as_str(), |verified| verified.exp_seconds)
+            .get(&digest, |verified| verified.exp_seconds)
             .expect("cached");
-        let at = |now: u64| auth.verified.get(&deployment, now, &accounts);
+        let at = |now: u64| auth.verified.get(digest, now, &accounts);
         assert!(at(exp - 60).is_some());
         assert!(at(exp + TOKEN_LEEWAY_SECONDS).is_some());
         assert!(at(exp + TOKEN_LEEWAY_SECONDS + 2).is_none(), "expired");
