@@ -172,6 +172,19 @@ mod tests {
         }
     }
 
+    /// Answers from several shards are merged by their times (`GET /v1/bookings`): by
+    /// the instant, where the texts would put `...:01.5Z` before `...:01Z` (`.` sorts
+    /// before `Z`), as the merge by text did.
+    #[test]
+    fn times_order_as_their_instants_where_their_texts_do_not() {
+        let (whole, half_past) = (Rfc3339Time(1_000), Rfc3339Time(1_500));
+        assert!(format(1_500) < format(1_000), "the texts' order");
+        assert!(whole < half_past);
+        let mut merged = vec![half_past, whole, Rfc3339Time(999)];
+        merged.sort_unstable();
+        assert_eq!(merged, [Rfc3339Time(999), whole, half_past]);
+    }
+
     #[test]
     fn round_trip_and_offsets() {
         assert_eq!(parse("t", "1970-01-01T00:00:01Z").unwrap(), 1000);
