@@ -11,6 +11,8 @@
 //!   the expected ones;
 //! - a rejected command changes nothing: the state equals that of a twin engine that
 //!   was given a `Tick` at the same offset and time instead.
+//! - the prefetch hints (`Request::prefetch`, `Engine::prefetch`) run before every
+//!   command and never panic.
 
 mod common;
 
@@ -493,6 +495,10 @@ impl Harness {
         let expected = expected_rejection(&self.engine, &self.seen, &request.command);
         let mut twin =
             Engine::from_state(self.engine.config().clone(), self.engine.state().clone());
+        // The prefetch hints run ahead of every command a shell applies, whatever it
+        // holds (an unknown hold, booking or user id, any name): they must never panic.
+        request.prefetch();
+        self.engine.prefetch(request);
         let outcome = self.engine.apply(self.offset, time_ms, request);
         let outcome = self.engine.named(outcome);
         let twin_outcome = twin.apply(self.offset, time_ms, &Request::new(Command::Tick));

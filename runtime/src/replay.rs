@@ -98,7 +98,12 @@ pub fn replay(
             let batches = batches;
             let mut stopped = None;
             'batches: for batch in batches.iter() {
-                for record in batch {
+                for (index, record) in batch.iter().enumerate() {
+                    engine.prefetch_ahead(index, |index| {
+                        batch
+                            .get(index)
+                            .and_then(|record| record.request.as_ref().ok())
+                    });
                     let outcome = match &record.request {
                         Ok(request) => {
                             if let Some(mismatch) = engine.logged_config_mismatch(request) {

@@ -112,6 +112,14 @@ impl LiveHolds {
         }
     }
 
+    /// Asks the cache for live hold `id`'s slot ([`super::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, id: HoldId) {
+        if let Some(slot) = self.slot(id) {
+            super::prefetch::hint(&self.slab[slot as usize]);
+        }
+    }
+
     #[inline]
     pub(crate) fn get(&self, id: &HoldId) -> Option<&Hold> {
         let slot = self.slot(*id)?;

@@ -87,6 +87,14 @@ impl Usage {
         self.len
     }
 
+    /// Asks the cache for `user`'s counters ([`super::prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, user: UserId) {
+        if let Some(counters) = self.by_user.get(user.0 as usize) {
+            super::prefetch::hint(counters);
+        }
+    }
+
     /// Seats `user` holds plus has booked in `event` (0 when none).
     #[inline]
     pub(crate) fn get(&self, event: EventId, user: UserId) -> u32 {
