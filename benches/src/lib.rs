@@ -673,13 +673,20 @@ pub fn record_in(venues: &Venues, seed: u64, count: usize, form: UserForm) -> Ve
 
 /// Applies a recorded log to `engine` (which must be where the log was recorded from),
 /// with the prefetch hints the runtime's engine thread gives as it applies a batch
-/// (`Engine::prefetch_ahead`; `engine_hints` measures them). Returns how many commands
-/// were accepted.
+/// (`Engine::prefetch_ahead`). Returns how many commands were accepted.
 pub fn replay(engine: &mut Engine, log: &[Record]) -> u64 {
+    replay_hinted(engine, log, true)
+}
+
+/// [`replay`], with the prefetch hints or without (`engine_hints` compares the two).
+#[inline]
+pub fn replay_hinted(engine: &mut Engine, log: &[Record], hints: bool) -> u64 {
     let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
     let mut accepted = 0;
     for (offset, (index, record)) in (first_offset..).zip(log.iter().enumerate()) {
-        engine.prefetch_ahead(index, |index| log.get(index).map(|record| &record.request));
+        if hints {
+            engine.prefetch_ahead(index, |index| log.get(index).map(|record| &record.request));
+        }
         accepted += u64::from(
             engine
                 .apply(offset, record.time_ms, &record.request)

@@ -8,30 +8,12 @@
 //! (default 20). Prints each side's median commands/s and the median of the rounds'
 //! speed-ups (without / with, in time), with how many rounds the hints won.
 
-use boxoffice_benches::{median, record_in, Record, UserForm, Venues};
+use boxoffice_benches::{median, record_in, replay_hinted, UserForm, Venues};
 use std::hint::black_box;
 use std::time::Instant;
 
 const MIX_COMMANDS: usize = 200_000;
 const SEED: u64 = 42;
-
-/// `boxoffice_benches::replay`, with the hints or without.
-fn replay(engine: &mut engine::Engine, log: &[Record], hints: bool) -> u64 {
-    let first_offset = engine.applied_offset().map_or(0, |applied| applied + 1);
-    let mut accepted = 0;
-    for (offset, (index, record)) in (first_offset..).zip(log.iter().enumerate()) {
-        if hints {
-            engine.prefetch_ahead(index, |index| log.get(index).map(|record| &record.request));
-        }
-        accepted += u64::from(
-            engine
-                .apply(offset, record.time_ms, &record.request)
-                .result
-                .is_ok(),
-        );
-    }
-    accepted
-}
 
 fn main() {
     let rounds: usize = std::env::args()
@@ -48,7 +30,7 @@ fn main() {
             let hints = (round + step) % 2 == 0;
             let mut engine = venues.build();
             let start = Instant::now();
-            let accepted = black_box(replay(&mut engine, &log, hints));
+            let accepted = black_box(replay_hinted(&mut engine, &log, hints));
             seconds[usize::from(hints)] = start.elapsed().as_secs_f64();
             assert!(accepted > 0);
         }
