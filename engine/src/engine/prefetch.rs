@@ -5,16 +5,20 @@
 //!
 //! Perf: most of the standard mix's stalls were a few loads that missed at the start of
 //! a command, each at an address the command itself names: a returning user's counters,
-//! a hold's slot, a booking, a new user's entry in the name index, and the command's own
-//! text on the heap (a name, a payment reference, a seat list). A command takes a few
-//! hundred cycles, about a memory round trip, so the hints run ahead of the command
-//! being applied, in two steps, because the second reads what the first asks for:
+//! a hold's slot, a booking, and the command's own data on the heap (a name, a payment
+//! reference, a seat list). A command takes a few hundred cycles, about a memory round
+//! trip, so the hints run ahead of the command being applied:
 //!
-//! - [`Request::prefetch`], two commands ahead: the command's own heap data;
+//! - [`Request::prefetch`], two commands ahead (the earlier, the surer): the command's
+//!   own heap data;
 //! - [`Engine::prefetch`], one command ahead: the engine state the command reads first
-//!   (for a user by name, the index entry its name's hash leads to).
+//!   (found through tables the engine keeps hot: the live holds' id window, the
+//!   bookings' and the counters' chunk pointers).
 //!
-//! A shell applying a batch calls both as it goes ([`Engine::prefetch_ahead`]).
+//! A new user's probe of the name index is not hinted: hashbrown's table has no address
+//! to ask for, and a table of our own that had one lost more without hints than the hint
+//! gave back (BENCHMARKS.md, session 44). A shell applying a batch calls both as it goes
+//! ([`Engine::prefetch_ahead`]).
 
 use super::*;
 
@@ -90,7 +94,9 @@ impl Engine {
         };
         match user {
             UserRef::Id(id) => self.state.usage.prefetch(UserId(*id)),
-            UserRef::Name(name) => self.users.prefetch(name),
+            // A new name's probe of the user index (hashbrown's table) has no address to
+            // ask for; its bytes were asked for a command earlier (`Request::prefetch`).
+            UserRef::Name(_) => {}
         }
     }
 

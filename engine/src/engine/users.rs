@@ -27,22 +27,15 @@ impl UserId {
 
 /// Name → id, for the users in `State::users`. Names are chosen outside (an identity
 /// provider), so the hasher is seeded per process (no chosen-collision flood), and fast
-/// (foldhash rather than SipHash: this lookup runs for every command naming a new user).
-///
+/// (foldhash rather than SipHash: this lookup runs for nearly every command).
 /// Perf: an entry is 8 bytes, the low half of its name's hash and its id; the name is the
 /// state's own (`State::users[id]`), read only when the 32 bits match. Entries of (hash,
 /// shared name, id), 32 bytes, made the index 4 MB at 100,000 users, kept a second
 /// reference to every name, and grew from empty through fresh tables twice the size:
 /// with them the standard mix wrote 239,478 cache lines never touched before per
 /// 200,000 commands, with these 75,388, and missed a 2 MB cache 13% less (callgrind,
-/// session 37). Growing a table reads no name and hashes nothing again (an entry's place
-/// is chosen by the 32 bits it keeps).
-///
-/// A table of its own (open addressing over groups of eight entries, a cache line each)
-/// rather than `hashbrown`'s: a name's place is one address computed from its hash, so
-/// [`Engine::prefetch`] can ask for it one command ahead (the look-up of a new user's
-/// name missed the cache on `hashbrown`'s control bytes for about 5% of the standard mix,
-/// session 44), and a look-up reads one line, not a control group and then an entry.
+/// session 37). Growing a table reads no name and hashes nothing again (the table's
+/// hash is made from the 32 bits kept, [`table_hash`]).
 ///
 /// In [`USER_INDEX_SHARDS`] tables by the name's hash, so that no insert stalls the engine
 /// for long: a hash table grows by moving every entry into a table twice the size, in
@@ -53,129 +46,44 @@ pub(crate) struct UserIndex {
     hasher: foldhash::fast::RandomState,
     /// The users, in the shard their name's hash chooses.
     /// Perf: an array, so that indexing by a masked hash checks no bound.
-    shards: Box<[IndexShard; USER_INDEX_SHARDS]>,
+    shards: Box<[hashbrown::HashTable<IndexEntry>; USER_INDEX_SHARDS]>,
 }
 
-/// One shard of the [`UserIndex`]: groups of entries, a power of two of them, filled to
-/// at most [`LOAD_NUMERATOR`]/[`LOAD_DENOMINATOR`] of their entries. A name's entry is in
-/// the first group, from the one its hash names on (wrapping), that had a free entry when
-/// it was filed; entries are never removed, so a look-up that meets a free entry has
-/// passed every group the name could be in.
-#[derive(Clone)]
-struct IndexShard {
-    groups: Vec<IndexGroup>,
-    len: usize,
+/// A user in the [`UserIndex`]: the low 32 bits of its name's hash, and its id.
+#[derive(Clone, Copy, Debug)]
+struct IndexEntry {
+    hash_low: u32,
+    id: UserId,
 }
 
-/// Eight entries on one cache line. An entry is the low 32 bits of a name's hash (high
-/// half) and 1 + its user's id (low half); 0 is a free entry.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct IndexGroup([u64; GROUP_ENTRIES]);
+const _: () = assert!(std::mem::size_of::<IndexEntry>() == 8);
 
-const GROUP_ENTRIES: usize = 8;
-const FREE: u64 = 0;
-
-const _: () = assert!(std::mem::size_of::<IndexGroup>() == 64);
-
-/// A shard grows past this share of its entries: with groups of eight, a look-up reads
-/// its first group alone nearly always (one in a few hundred spills into the next group
-/// at this load).
-const LOAD_NUMERATOR: usize = 3;
-const LOAD_DENOMINATOR: usize = 4;
+/// The hash a shard's table files an entry under, from the 32 bits the entry keeps:
+/// hashbrown takes a bucket from the low bits and a tag from the top seven, so both
+/// halves are the kept bits (a shard's table never has 2^25 buckets, so the tag's bits
+/// are not the bucket's).
+#[inline]
+fn table_hash(hash_low: u32) -> u64 {
+    u64::from(hash_low) | (u64::from(hash_low) << 32)
+}
 
 /// How many tables [`UserIndex`] spreads its users over (a power of two).
 pub(crate) const USER_INDEX_SHARDS: usize = 1024;
 
-/// The groups each shard starts with: 256 entries, room for 192 users, so the index takes
-/// its first 196,608 users (an on-sale's crowd) without moving an entry, for 2 MB an
-/// engine (of which only the lines touched are ever paged in). Perf: the shards grew from
-/// empty, doubling five times to hold a hundred thousand users; those moves were 2-3% of
-/// the standard mix, whose 200,000 commands bring most of its 100,000 users (session 38).
-const SHARD_GROUPS_START: usize = 32;
-
-/// An entry for user `id` under hash bits `hash_low`.
-#[inline]
-fn entry_of(hash_low: u32, id: UserId) -> u64 {
-    (u64::from(hash_low) << 32) | u64::from(id.0.checked_add(1).expect("fewer than 2^32 - 1 users"))
-}
-
-impl IndexShard {
-    fn new() -> IndexShard {
-        IndexShard {
-            groups: vec![IndexGroup([FREE; GROUP_ENTRIES]); SHARD_GROUPS_START],
-            len: 0,
-        }
-    }
-
-    /// The group a name's look-up starts at.
-    #[inline]
-    fn home(&self, hash_low: u32) -> usize {
-        hash_low as usize & (self.groups.len() - 1)
-    }
-
-    /// The id of the entry whose hash bits are `hash_low` and for which `is_name` holds.
-    #[inline]
-    fn find(&self, hash_low: u32, is_name: impl Fn(UserId) -> bool) -> Option<UserId> {
-        let mask = self.groups.len() - 1;
-        let mut group = self.home(hash_low);
-        loop {
-            for &entry in &self.groups[group].0 {
-                if entry == FREE {
-                    return None;
-                }
-                if (entry >> 32) as u32 == hash_low {
-                    let id = UserId(entry as u32 - 1);
-                    if is_name(id) {
-                        return Some(id);
-                    }
-                }
-            }
-            // The load bound leaves free entries, so the walk ends.
-            group = (group + 1) & mask;
-        }
-    }
-
-    /// Files `entry` (not in the shard) in the first free place from its home group on.
-    #[inline]
-    fn place(groups: &mut [IndexGroup], entry: u64) {
-        let mask = groups.len() - 1;
-        let mut group = (entry >> 32) as usize & mask;
-        loop {
-            if let Some(free) = groups[group].0.iter_mut().find(|slot| **slot == FREE) {
-                *free = entry;
-                return;
-            }
-            group = (group + 1) & mask;
-        }
-    }
-
-    fn insert(&mut self, entry: u64) {
-        if (self.len + 1) * LOAD_DENOMINATOR > self.groups.len() * GROUP_ENTRIES * LOAD_NUMERATOR {
-            self.grow();
-        }
-        Self::place(&mut self.groups, entry);
-        self.len += 1;
-    }
-
-    /// Doubles the groups, filing every entry again from the hash bits it keeps.
-    #[cold]
-    fn grow(&mut self) {
-        let mut groups = vec![IndexGroup([FREE; GROUP_ENTRIES]); self.groups.len() * 2];
-        for group in &self.groups {
-            for &entry in group.0.iter().filter(|entry| **entry != FREE) {
-                Self::place(&mut groups, entry);
-            }
-        }
-        self.groups = groups;
-    }
-}
+/// The users each shard has room for from the start: 128 buckets at hashbrown's load of
+/// 7/8, so the index takes its first 114,688 users (an on-sale's crowd) without moving an
+/// entry, for 1.2 MB an engine. Perf: the shards grew from empty, doubling five times to
+/// hold a hundred thousand users; those moves were 2-3% of the standard mix, whose
+/// 200,000 commands bring most of its 100,000 users (session 38).
+const USER_INDEX_SHARD_ROOM: usize = 112;
 
 impl Default for UserIndex {
     fn default() -> UserIndex {
         UserIndex {
             hasher: foldhash::fast::RandomState::default(),
-            shards: Box::new(std::array::from_fn(|_| IndexShard::new())),
+            shards: Box::new(std::array::from_fn(|_| {
+                hashbrown::HashTable::with_capacity(USER_INDEX_SHARD_ROOM)
+            })),
         }
     }
 }
@@ -183,6 +91,10 @@ impl Default for UserIndex {
 impl UserIndex {
     pub(crate) fn of(names: &CowVec<UserName, USER_CHUNK>) -> UserIndex {
         let mut index = UserIndex::default();
+        let per_shard = names.len().div_ceil(USER_INDEX_SHARDS);
+        for shard in index.shards.iter_mut() {
+            shard.reserve(per_shard, |entry| table_hash(entry.hash_low));
+        }
         for (id, name) in names.iter().enumerate() {
             let id = UserId(u32::try_from(id).expect("user ids fit in u32"));
             index.insert_checked(names, name, id);
@@ -192,7 +104,7 @@ impl UserIndex {
 
     /// (A sum over the shards: for checks, not for a hot path.)
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.len).sum()
+        self.shards.iter().map(hashbrown::HashTable::len).sum()
     }
 
     fn hash(&self, name: &str) -> u64 {
@@ -200,17 +112,12 @@ impl UserIndex {
         self.hasher.hash_one(name)
     }
 
-    /// The shard of a name's hash. From bits the tables do not use: a shard's groups are
-    /// chosen by the low 32 bits, so a shard chosen by them would leave its groups'
-    /// homes alike.
+    /// The shard of a name's hash. From bits the tables do not use: a table's hash is
+    /// made from the low 32 bits ([`table_hash`]), so a shard chosen by them would leave
+    /// its table's buckets or tags all alike.
     #[inline]
-    fn shard(&self, hash: u64) -> &IndexShard {
-        &self.shards[(hash >> 32) as usize & (USER_INDEX_SHARDS - 1)]
-    }
-
-    #[inline]
-    fn shard_mut(&mut self, hash: u64) -> &mut IndexShard {
-        &mut self.shards[(hash >> 32) as usize & (USER_INDEX_SHARDS - 1)]
+    fn shard(&self, hash: u64) -> usize {
+        (hash >> 32) as usize & (USER_INDEX_SHARDS - 1)
     }
 
     /// The id of `name`, whose hash is `hash`, if interned (`names`: the state's table,
@@ -222,8 +129,12 @@ impl UserIndex {
         name: &str,
         hash: u64,
     ) -> Option<UserId> {
-        self.shard(hash)
-            .find(hash as u32, |id| *names[id.0 as usize] == *name)
+        let hash_low = hash as u32;
+        self.shards[self.shard(hash)]
+            .find(table_hash(hash_low), |entry| {
+                entry.hash_low == hash_low && *names[entry.id.0 as usize] == *name
+            })
+            .map(|entry| entry.id)
     }
 
     /// The id of `name`, if interned.
@@ -240,38 +151,50 @@ impl UserIndex {
         self.get_hashed(names, name, hash).ok_or(NameHash(hash))
     }
 
-    /// Asks the cache for the group where a look-up of `name` starts ([`super::prefetch`]).
-    #[inline]
-    pub(crate) fn prefetch(&self, name: &str) {
-        let hash = self.hash(name);
-        let shard = self.shard(hash);
-        super::prefetch::hint(&shard.groups[shard.home(hash as u32)]);
-    }
-
     /// Files a name read from a state (a restore), checking it is not there yet: a state
     /// naming a user twice stops the process. `names[id]` is `name`.
     fn insert_checked(&mut self, names: &CowVec<UserName, USER_CHUNK>, name: &str, id: UserId) {
         let hash = self.hash(name);
-        assert!(
-            self.get_hashed(names, name, hash).is_none(),
-            "a user is interned once: {name:?}"
+        let hash_low = hash as u32;
+        let shard = self.shard(hash);
+        let entry = self.shards[shard].entry(
+            table_hash(hash_low),
+            |entry| entry.hash_low == hash_low && *names[entry.id.0 as usize] == *name,
+            |entry| table_hash(entry.hash_low),
         );
-        self.shard_mut(hash).insert(entry_of(hash as u32, id));
+        match entry {
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(IndexEntry { hash_low, id });
+            }
+            hashbrown::hash_table::Entry::Occupied(_) => {
+                panic!("a user is interned once: {name:?}")
+            }
+        }
     }
 
     /// Files the user `id` the caller has just looked up by name and not found (`hash`
     /// is what the look-up gave). Perf: no second probe for the name, only for a free
-    /// entry, and no second hash of it; `check_invariants` checks that every name maps to
-    /// its own id.
+    /// slot (the probe was about a sixth of interning a user), and no second hash of it;
+    /// `check_invariants` checks that every name maps to its own id.
     fn insert_new(&mut self, id: UserId, hash: NameHash) {
         let hash = hash.0;
-        self.shard_mut(hash).insert(entry_of(hash as u32, id));
+        let hash_low = hash as u32;
+        let shard = self.shard(hash);
+        self.shards[shard].insert_unique(
+            table_hash(hash_low),
+            IndexEntry { hash_low, id },
+            |entry| table_hash(entry.hash_low),
+        );
     }
 
     /// The most users one shard holds (the largest table an insert may have to grow).
     #[cfg(test)]
     pub(crate) fn shard_len_max(&self) -> usize {
-        self.shards.iter().map(|shard| shard.len).max().unwrap_or(0)
+        self.shards
+            .iter()
+            .map(hashbrown::HashTable::len)
+            .max()
+            .unwrap_or(0)
     }
 }
 
