@@ -20,7 +20,7 @@ mod events;
 mod holds;
 mod idempotency_window;
 mod live_holds;
-mod prefetch;
+pub(crate) mod prefetch;
 mod state;
 mod timers;
 mod usage;
