@@ -80,7 +80,7 @@ impl Engine {
             }),
             "a join within the per-user limit is served within it"
         );
-        let hold = self.create_hold(event_id, user_id, items, Some(waiter_id));
+        let hold = self.create_hold(event_id, user_id, items, Some(waiter_id), |view| view);
         self.effects.push(Effect::WaitlistOffered {
             waiter: waiter_id,
             hold,
@@ -405,7 +405,7 @@ impl Engine {
                 continue;
             }
             let waiter = self.remove_waiter(waiter_id);
-            let hold = self.create_hold(event_id, waiter.user, items, Some(waiter_id));
+            let hold = self.create_hold(event_id, waiter.user, items, Some(waiter_id), |view| view);
             self.effects.push(Effect::WaitlistOffered {
                 waiter: waiter_id,
                 hold,
