@@ -561,23 +561,6 @@ impl SeatLedger {
         }
     }
 
-    /// Hint: the places a hold of `seat` (or of seats not known yet) writes first.
-    #[inline]
-    pub(crate) fn prefetch_hold(&self, seat: Option<u32>) {
-        if let Some(seat) = seat {
-            if let Some(word) = self.bits.masks().get(2 * (seat as usize / 64)) {
-                crate::engine::prefetch::hint(word);
-            }
-        }
-        let slot = match self.free_hold_slots.last() {
-            Some(slot) => *slot as usize,
-            None => self.hold_slots.len(),
-        };
-        if let Some(place) = self.hold_slots.get(slot) {
-            crate::engine::prefetch::hint(place);
-        }
-    }
-
     /// `slot`, when it is `hold`'s.
     #[inline]
     fn hold_slot_of(&self, hold: HoldId, slot: Option<u32>) -> Result<u32, LedgerError> {

@@ -13,8 +13,7 @@
 //!   own heap data;
 //! - [`Engine::prefetch`], one command ahead: the engine state the command reads first
 //!   (found through tables the engine keeps hot: the live holds' id window, the
-//!   bookings' and the counters' chunk pointers), and for a hold the places in its
-//!   event it writes first (`SeatLedger::prefetch_hold`);
+//!   bookings' and the counters' chunk pointers);
 //! - the record itself, four commands ahead (the batch's array, read two commands ahead
 //!   by the first hint);
 //! - and, outside this module, the next places of a queue filled at its back
@@ -82,26 +81,7 @@ impl Engine {
     #[inline]
     pub fn prefetch(&self, request: &Request) {
         let user = match &request.command {
-            Command::PlaceHold {
-                user,
-                event,
-                selection,
-                ..
-            } => {
-                // The event's places a hold writes first (its first seat's word, the
-                // hold slot it will take) and the spec line its expiry reads: about 1%
-                // of the standard mix in one process (session 46).
-                if let Some(index) = self.event_index(*event) {
-                    let event = &self.state.events[index];
-                    hint(&event.spec.hold_ttl_ms);
-                    event.ledger.prefetch_hold(match selection {
-                        Selection::SeatIndices(seats) => seats.first().copied(),
-                        _ => None,
-                    });
-                }
-                user
-            }
-            Command::JoinWaitlist { user, .. } => user,
+            Command::PlaceHold { user, .. } | Command::JoinWaitlist { user, .. } => user,
             Command::ConfirmHold { user, hold, .. } | Command::ReleaseHold { user, hold } => {
                 self.state.holds.prefetch(*hold);
                 user
