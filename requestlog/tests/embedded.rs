@@ -775,10 +775,11 @@ fn a_lone_append_never_waits_for_siblings() {
     assert_eq!(log.group_commits(), expected);
 }
 
-/// Under load (here any commit before counts: one sibling) a commit waits the delay after
-/// taking its first append, and the appends queued meanwhile ride the same commit: after a
-/// first commit, four appends started together make one more commit, which waited, with
-/// the next four offsets in the order they were started.
+/// Under load (here any commit before counts: one sibling) a commit waits the delay (from
+/// the end of the commit before, or, if none came by then, from its first append), and
+/// the appends queued meanwhile ride the same commit: after a first commit, four appends
+/// started together make one more commit, which waited, with the next four offsets in the
+/// order they were started (whether they came within the delay or after it).
 #[test]
 fn under_load_a_commit_waits_and_gathers_the_appends_queued_meanwhile() {
     let dir = TempDir::new();
