@@ -225,10 +225,15 @@ fn serve_operator(
 ) -> Result<std::thread::JoinHandle<()>, ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
     let listen = settings.engine.operator_listen.clone();
-    let http = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(1)
         .enable_all()
-        .thread_name("operator-http")
+        .thread_name("operator-http");
+    if settings.http.background_threads_batch {
+        builder.on_thread_start(crate::scheduling::answering);
+    }
+    let http = builder
         .build()
         .map_err(io_error("cannot start the operator HTTP runtime".into()))?;
     let listener = http
@@ -308,6 +313,10 @@ impl AutoPromote {
 }
 
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
+    if settings.http.background_threads_batch {
+        // Before any thread starts: they inherit it (`scheduling`).
+        crate::scheduling::background();
+    }
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
     let mut auto_promote = match settings.engine.auto_promote_after_ms {

@@ -75,19 +75,33 @@ pub(crate) fn ingress_state_dir(data_dir: &std::path::Path) -> std::path::PathBu
 /// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
 /// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
 /// waits for its engine there).
+/// The HTTP runtime: `worker_threads` threads named `http`, which answer under the default
+/// scheduling policy when the process's other threads run as batch (`crate::scheduling`).
+pub(crate) fn http_runtime(
+    worker_threads: usize,
+    background_threads_batch: bool,
+) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
+        .worker_threads(worker_threads)
+        .enable_all()
+        .thread_name("http");
+    if background_threads_batch {
+        builder.on_thread_start(crate::scheduling::answering);
+    }
+    builder.build()
+}
+
 pub(crate) fn serve_http(
     listen: &str,
     ingress: &Ingress,
     extra: axum::Router,
     worker_threads: usize,
+    background_threads_batch: bool,
     before_ready: impl FnOnce() + Send,
 ) -> Result<(), ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads)
-        .enable_all()
-        .thread_name("http")
-        .build()
+    let runtime = http_runtime(worker_threads, background_threads_batch)
         .map_err(io_error("cannot start the HTTP runtime".into()))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(io_error(format!("cannot listen on {listen}")))?;
@@ -127,6 +141,9 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
+    if settings.http.background_threads_batch {
+        crate::scheduling::background();
+    }
     let config = ingress_config(settings).map_err(ToolError::Invalid)?;
     config.validate().map_err(ToolError::Invalid)?;
     // Every shard's requests topic (written) and outcomes topic (followed): ids say their
@@ -178,6 +195,7 @@ pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), Too
         &ingress,
         axum::Router::new(),
         settings.http.worker_threads_resolved(),
+        settings.http.background_threads_batch,
         || {},
     );
     ingress.stop();

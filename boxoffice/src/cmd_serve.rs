@@ -36,6 +36,10 @@ pub(crate) fn run(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> Result<(), ToolError> {
+    if settings.http.background_threads_batch {
+        // Before any thread starts: they inherit it (`scheduling`).
+        crate::scheduling::background();
+    }
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let ingress_config = IngressConfig {
@@ -174,6 +178,7 @@ pub(crate) fn run(
         &ingress,
         operator,
         settings.http.worker_threads_resolved(),
+        settings.http.background_threads_batch,
         wait_for_engine,
     );
     ingress.stop();

@@ -21,6 +21,7 @@ mod cmd_snapshot;
 mod cmd_token;
 mod log_export;
 mod operator_http;
+mod scheduling;
 mod settings;
 
 use clap::{Parser, Subcommand};

@@ -93,6 +93,14 @@ pub(crate) struct HttpSettings {
     /// the log writer, the engine's threads and the outcome follower).
     #[serde(default)]
     pub(crate) worker_threads: usize,
+    /// Every thread of the process but the HTTP runtime's under Linux's `SCHED_BATCH`, so
+    /// that a woken pipeline thread does not preempt a running one (`scheduling.rs`).
+    #[serde(default = "default_background_threads_batch")]
+    pub(crate) background_threads_batch: bool,
+}
+
+fn default_background_threads_batch() -> bool {
+    true
 }
 
 impl HttpSettings {

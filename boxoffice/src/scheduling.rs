@@ -1,0 +1,153 @@
+//! Which threads of a serving process may preempt which (Linux's scheduling policies).
+//!
+//! Under load every group commit wakes a chain of threads: the requests log's writer, the
+//! engine's reader, the engine, the publisher, the outcome follower, the effects worker.
+//! Woken under the default policy (`SCHED_OTHER`), each may preempt whatever runs on its
+//! CPU: the HTTP thread in the middle of an answer, or the writer between telling the
+//! engine's reader about a batch and the `fdatasync` that makes the batch durable. Under
+//! `SCHED_BATCH` a woken thread does not preempt a running one: it runs at once on an idle
+//! CPU, or when the running thread blocks or its slice ends; its share of the CPU (its
+//! nice value) is unchanged.
+//!
+//! So a process that answers HTTP (`serve`, `ingress`, `engine`) runs every thread under
+//! `SCHED_BATCH` except its HTTP runtime's workers, which answer clients: [`background`]
+//! on the main thread before it starts any other (a thread inherits its creator's policy,
+//! so RocksDB's, librdkafka's and the pipeline's threads all follow), and [`answering`] in
+//! the HTTP runtimes' `on_thread_start`. `http.background_threads_batch = false` keeps the
+//! default policy everywhere. Measured: BENCHMARKS.md, session 48 (`serve` under 64
+//! hold + confirm clients: about 13% less CPU a response and 8-15% more requests a second).
+//!
+//! A thread whose nice value is not 0 (a process started with `nice`) is left as it is:
+//! the policy is set with the thread's nice value kept, which the library used here
+//! expresses only for 0.
+
+/// The calling thread, and every thread it starts from now on, under `SCHED_BATCH`.
+pub(crate) fn background() {
+    set(Policy::Batch);
+}
+
+/// The calling thread under the default policy (`SCHED_OTHER`): a thread that answers
+/// requests, started by a thread under [`background`]'s policy.
+pub(crate) fn answering() {
+    set(Policy::Default);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    Default,
+    Batch,
+}
+
+#[cfg(target_os = "linux")]
+fn set(policy: Policy) {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityOsValue};
+    // `setpriority` on a thread's own id (0): its nice value, which must stay.
+    match rustix::process::getpriority_process(None) {
+        Ok(0) => {}
+        Ok(nice) => {
+            tracing::info!(
+                nice,
+                ?policy,
+                "a thread with a nice value other than 0 keeps its scheduling policy"
+            );
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, ?policy, "cannot read the thread's nice value; its scheduling policy is unchanged");
+            return;
+        }
+    }
+    let normal = match policy {
+        Policy::Default => NormalThreadSchedulePolicy::Other,
+        Policy::Batch => NormalThreadSchedulePolicy::Batch,
+    };
+    if let Err(error) = set_thread_priority_and_policy(
+        thread_native_id(),
+        // Nice 0, as read above.
+        ThreadPriority::Os(ThreadPriorityOsValue::default()),
+        ThreadSchedulePolicy::Normal(normal),
+    ) {
+        tracing::warn!(?error, ?policy, "cannot set the thread's scheduling policy");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set(_policy: Policy) {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use thread_priority::unix::{
+        thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+    };
+
+    fn policy() -> ThreadSchedulePolicy {
+        thread_schedule_policy().expect("the thread's policy")
+    }
+
+    const BATCH: ThreadSchedulePolicy =
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+    const OTHER: ThreadSchedulePolicy =
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+
+    /// Whether this test process runs at nice 0, where the policies are set (a thread at
+    /// another nice value keeps its policy: checked instead).
+    fn at_nice_zero() -> bool {
+        let nice = rustix::process::getpriority_process(None).expect("the nice value");
+        if nice != 0 {
+            let before = policy();
+            std::thread::spawn(background).join().expect("the thread");
+            std::thread::spawn(move || {
+                background();
+                assert_eq!(policy(), before, "a thread at nice {nice} keeps its policy");
+            })
+            .join()
+            .expect("the thread");
+        }
+        nice == 0
+    }
+
+    /// A thread under `background` starts its threads under it, and one of them can
+    /// return to the default policy (as the HTTP runtime's workers do).
+    #[test]
+    fn background_threads_pass_batch_on_and_an_answering_thread_leaves_it() {
+        if !at_nice_zero() {
+            return;
+        }
+        let seen = std::thread::spawn(|| {
+            background();
+            let inherited = std::thread::spawn(policy).join().expect("the child");
+            let answering = std::thread::spawn(|| {
+                answering();
+                policy()
+            })
+            .join()
+            .expect("the answering thread");
+            (policy(), inherited, answering)
+        })
+        .join()
+        .expect("the background thread");
+        assert_eq!(seen, (BATCH, BATCH, OTHER));
+    }
+
+    /// The HTTP runtime's workers answer under the default policy, though the thread that
+    /// builds the runtime runs under `background`'s.
+    #[test]
+    fn the_http_runtime_workers_run_under_the_default_policy() {
+        if !at_nice_zero() {
+            return;
+        }
+        let seen = std::thread::spawn(|| {
+            background();
+            let runtime = crate::cmd_ingress::http_runtime(1, true).expect("the runtime");
+            runtime.block_on(async { tokio::spawn(async { policy() }).await.expect("the task") })
+        })
+        .join()
+        .expect("the background thread");
+        assert_eq!(seen, OTHER);
+    }
+}
