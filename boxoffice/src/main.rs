@@ -8,6 +8,7 @@
 //! - `token`: mints a user token with the configured secret.
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
+//! `scheduling`: the serving commands' threads under `SCHED_BATCH` but HTTP's.
 
 mod cmd_effects;
 mod cmd_engine;
