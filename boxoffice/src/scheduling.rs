@@ -94,32 +94,30 @@ mod tests {
     const OTHER: ThreadSchedulePolicy =
         ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
 
-    /// Whether this test process runs at nice 0, where the policies are set (a thread at
-    /// another nice value keeps its policy: checked instead).
-    fn at_nice_zero() -> bool {
+    /// `body`'s result on a new thread under [`background`]'s policy; `None` when this test
+    /// process runs at a nice value other than 0, where the policy is left alone (checked
+    /// instead).
+    fn in_background<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let nice = rustix::process::getpriority_process(None).expect("the nice value");
-        if nice != 0 {
-            let before = policy();
-            std::thread::spawn(background).join().expect("the thread");
-            std::thread::spawn(move || {
-                background();
+        let before = policy();
+        std::thread::spawn(move || {
+            background();
+            if nice != 0 {
                 assert_eq!(policy(), before, "a thread at nice {nice} keeps its policy");
-            })
-            .join()
-            .expect("the thread");
-        }
-        nice == 0
+                return None;
+            }
+            assert_eq!(policy(), BATCH);
+            Some(body())
+        })
+        .join()
+        .expect("the background thread")
     }
 
     /// A thread under `background` starts its threads under it, and one of them can
     /// return to the default policy (as the HTTP runtime's workers do).
     #[test]
     fn background_threads_pass_batch_on_and_an_answering_thread_leaves_it() {
-        if !at_nice_zero() {
-            return;
-        }
-        let seen = std::thread::spawn(|| {
-            background();
+        let seen = in_background(|| {
             let inherited = std::thread::spawn(policy).join().expect("the child");
             let answering = std::thread::spawn(|| {
                 answering();
@@ -127,27 +125,23 @@ mod tests {
             })
             .join()
             .expect("the answering thread");
-            (policy(), inherited, answering)
-        })
-        .join()
-        .expect("the background thread");
-        assert_eq!(seen, (BATCH, BATCH, OTHER));
+            (inherited, answering)
+        });
+        if let Some(seen) = seen {
+            assert_eq!(seen, (BATCH, OTHER));
+        }
     }
 
     /// The HTTP runtime's workers answer under the default policy, though the thread that
     /// builds the runtime runs under `background`'s.
     #[test]
     fn the_http_runtime_workers_run_under_the_default_policy() {
-        if !at_nice_zero() {
-            return;
-        }
-        let seen = std::thread::spawn(|| {
-            background();
+        let seen = in_background(|| {
             let runtime = crate::cmd_ingress::http_runtime(1, true).expect("the runtime");
             runtime.block_on(async { tokio::spawn(async { policy() }).await.expect("the task") })
-        })
-        .join()
-        .expect("the background thread");
-        assert_eq!(seen, OTHER);
+        });
+        if let Some(seen) = seen {
+            assert_eq!(seen, OTHER);
+        }
     }
 }
