@@ -225,17 +225,12 @@ fn serve_operator(
 ) -> Result<std::thread::JoinHandle<()>, ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
     let listen = settings.engine.operator_listen.clone();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("operator-http");
-    if settings.http.background_threads_batch {
-        builder.on_thread_start(crate::scheduling::answering);
-    }
-    let http = builder
-        .build()
-        .map_err(io_error("cannot start the operator HTTP runtime".into()))?;
+    let http = crate::cmd_ingress::http_runtime(
+        "operator-http",
+        1,
+        settings.http.background_threads_batch,
+    )
+    .map_err(io_error("cannot start the operator HTTP runtime".into()))?;
     let listener = http
         .block_on(tokio::net::TcpListener::bind(&listen))
         .map_err(io_error(format!("cannot listen on {listen}")))?;

@@ -71,13 +71,10 @@ pub(crate) fn ingress_state_dir(data_dir: &std::path::Path) -> std::path::PathBu
     data_dir.join("ingress")
 }
 
-/// Binds `listen`, waits until the read model has caught up with the outcomes log, prints
-/// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
-/// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
-/// waits for its engine there).
-/// The HTTP runtime: `worker_threads` threads named `http`, which answer under the default
+/// An HTTP runtime: `worker_threads` threads named `name`, which answer under the default
 /// scheduling policy when the process's other threads run as batch (`crate::scheduling`).
 pub(crate) fn http_runtime(
+    name: &str,
     worker_threads: usize,
     background_threads_batch: bool,
 ) -> std::io::Result<tokio::runtime::Runtime> {
@@ -85,13 +82,17 @@ pub(crate) fn http_runtime(
     builder
         .worker_threads(worker_threads)
         .enable_all()
-        .thread_name("http");
+        .thread_name(name);
     if background_threads_batch {
         builder.on_thread_start(crate::scheduling::answering);
     }
     builder.build()
 }
 
+/// Binds `listen`, waits until the read model has caught up with the outcomes log, prints
+/// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
+/// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
+/// waits for its engine there).
 pub(crate) fn serve_http(
     listen: &str,
     ingress: &Ingress,
@@ -101,7 +102,7 @@ pub(crate) fn serve_http(
     before_ready: impl FnOnce() + Send,
 ) -> Result<(), ToolError> {
     let io_error = |what: String| move |source| ToolError::Io { what, source };
-    let runtime = http_runtime(worker_threads, background_threads_batch)
+    let runtime = http_runtime("http", worker_threads, background_threads_batch)
         .map_err(io_error("cannot start the HTTP runtime".into()))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(io_error(format!("cannot listen on {listen}")))?;

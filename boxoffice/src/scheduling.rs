@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn the_http_runtime_workers_run_under_the_default_policy() {
         let seen = in_background(|| {
-            let runtime = crate::cmd_ingress::http_runtime(1, true).expect("the runtime");
+            let runtime = crate::cmd_ingress::http_runtime("http", 1, true).expect("the runtime");
             runtime.block_on(async { tokio::spawn(async { policy() }).await.expect("the task") })
         });
         if let Some(seen) = seen {

@@ -1555,6 +1555,47 @@ mod tests {
         }
     }
 
+    /// `http.background_threads_batch`: on by default, off by file or environment, and a
+    /// value that is not a boolean is refused naming it.
+    #[test]
+    fn background_threads_batch_is_on_by_default_and_can_be_turned_off() {
+        let path = Path::new("site.toml");
+        let env = |value: &str| {
+            [(
+                "BOXOFFICE_HTTP_BACKGROUND_THREADS_BATCH".to_string(),
+                value.to_string(),
+            )]
+        };
+        assert!(
+            Settings::parse(DEFAULT, [], path)
+                .unwrap()
+                .http
+                .background_threads_batch
+        );
+        assert!(
+            !Settings::parse(DEFAULT, env("false"), path)
+                .unwrap()
+                .http
+                .background_threads_batch
+        );
+        let file = DEFAULT.replace(
+            "background_threads_batch = true",
+            "background_threads_batch = false",
+        );
+        assert_ne!(file, DEFAULT, "the default configuration names the key");
+        assert!(
+            !Settings::parse(&file, [], path)
+                .unwrap()
+                .http
+                .background_threads_batch
+        );
+        let error = Settings::parse(DEFAULT, env("sometimes"), path).unwrap_err();
+        assert!(
+            error.to_string().contains("background_threads_batch"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn a_bad_value_is_a_clear_error() {
         let env = [("BOXOFFICE_LOG_KIND".to_string(), "floppy".to_string())];
