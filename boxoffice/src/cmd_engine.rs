@@ -249,7 +249,7 @@ fn serve_operator(
     std::thread::Builder::new()
         .name("operator-http".into())
         .spawn(move || {
-            http.block_on(async move {
+            crate::cmd_ingress::serve_on_workers(&http, async move {
                 let stopped = async move {
                     let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
                 };

@@ -89,6 +89,30 @@ pub(crate) fn http_runtime(
     builder.build()
 }
 
+/// Runs `serving` (a server's accept loop) as a task on `runtime`'s workers and waits for
+/// it on this thread. Not `block_on(serving)`: a `block_on` future runs on the thread that
+/// calls it, which in `serve`, `ingress` and `engine` runs under `SCHED_BATCH` with the
+/// pipeline (`crate::scheduling`), so a new connection would wait for a running thread's
+/// slice before it was accepted whenever every core is busy; the workers answer under
+/// the default policy. A panic of the task is resumed here.
+pub(crate) fn serve_on_workers<F>(runtime: &tokio::runtime::Runtime, serving: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime.block_on(async {
+        match tokio::spawn(serving).await {
+            Ok(output) => output,
+            Err(error) => match error.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // The task is only cancelled by the runtime's shutdown, which cannot
+                // begin while this `block_on` holds the runtime.
+                Err(error) => panic!("the accept loop's task ended without an answer: {error}"),
+            },
+        }
+    })
+}
+
 /// Binds `listen`, waits until the read model has caught up with the outcomes log, prints
 /// `listening on http://ADDR`, and serves until SIGINT or SIGTERM; in-flight requests
 /// finish first. `before_ready` runs on the HTTP runtime before the catch-up wait (serve
@@ -104,7 +128,7 @@ pub(crate) fn serve_http(
     let io_error = |what: String| move |source| ToolError::Io { what, source };
     let runtime = http_runtime("http", worker_threads, background_threads_batch)
         .map_err(io_error("cannot start the HTTP runtime".into()))?;
-    runtime.block_on(async {
+    let listener = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(io_error(format!("cannot listen on {listen}")))?;
         let address = listener.local_addr().map_err(io_error("cannot read the listening address".into()))?;
         before_ready();
@@ -113,8 +137,13 @@ pub(crate) fn serve_http(
         }
         println!("listening on http://{address}");
         tracing::info!(%address, "ready");
-        ingress::serve_with(listener, ingress.state(), extra, shutdown_signal()).await.map_err(io_error("the HTTP server failed".into()))
-    })
+        Ok::<_, ToolError>(listener)
+    })?;
+    serve_on_workers(
+        &runtime,
+        ingress::serve_with(listener, ingress.state(), extra, shutdown_signal()),
+    )
+    .map_err(io_error("the HTTP server failed".into()))
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

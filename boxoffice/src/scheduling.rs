@@ -144,4 +144,34 @@ mod tests {
             assert_eq!(seen, OTHER);
         }
     }
+
+    /// A server's accept loop runs on the HTTP runtime's workers, under the default
+    /// policy, though the thread that waits for it runs under `background`'s; a panic in
+    /// it reaches that thread.
+    #[test]
+    fn an_accept_loop_runs_on_the_workers() {
+        let seen = in_background(|| {
+            let runtime = crate::cmd_ingress::http_runtime("http", 1, true).expect("the runtime");
+            let on = crate::cmd_ingress::serve_on_workers(&runtime, async {
+                (std::thread::current().name().map(str::to_string), policy())
+            });
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::cmd_ingress::serve_on_workers(&runtime, async { panic!("the loop failed") })
+            }));
+            let message = panicked
+                .expect_err("the task's panic is resumed")
+                .downcast::<&str>()
+                .map(|message| message.to_string());
+            (on, message.ok())
+        });
+        if let Some(seen) = seen {
+            assert_eq!(
+                seen,
+                (
+                    (Some("http".to_string()), OTHER),
+                    Some("the loop failed".to_string())
+                )
+            );
+        }
+    }
 }
