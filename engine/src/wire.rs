@@ -69,6 +69,9 @@ pub const LOG_RECORD_BYTES_DEFAULT_MIN: usize = 1_000_000;
 const _: () = assert!(OUTCOME_FRAME_BYTES_MAX * 2 <= LOG_RECORD_BYTES_DEFAULT_MIN);
 const _: () = assert!(OUTCOME_FRAME_BODY_BYTES_MAX >= 64 * 1024);
 
+/// The first capacity of an encoded record ([`encode_versioned`]).
+const RECORD_CAPACITY_BYTES: usize = 128;
+
 /// Encodes `value` in one of the logs' versioned record formats: the `version` byte, then
 /// bincode (varint, little-endian) of at most `LIMIT` bytes. The requests log's records
 /// ([`encode_request`]) and the control log's (`control::encode_control`) share it.
@@ -76,7 +79,11 @@ pub(crate) fn encode_versioned<T: serde::Serialize, const LIMIT: usize>(
     version: u8,
     value: &T,
 ) -> Vec<u8> {
-    let mut bytes = vec![version];
+    // Perf: room for a usual record (a hold or a confirm with a new user's pseudonym:
+    // 40-100 bytes), which grew from one byte through four reallocations on the HTTP
+    // thread (1% of its samples under hold + confirm, BENCHMARKS.md "Session 49").
+    let mut bytes = Vec::with_capacity(RECORD_CAPACITY_BYTES);
+    bytes.push(version);
     bincode::serde::encode_into_std_write(
         value,
         &mut bytes,
