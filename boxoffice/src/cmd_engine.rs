@@ -308,10 +308,7 @@ impl AutoPromote {
 }
 
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
-    if settings.http.background_threads_batch {
-        // Before any thread starts: they inherit it (`scheduling`).
-        crate::scheduling::background();
-    }
+    crate::scheduling::serving_process(settings);
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
     let mut auto_promote = match settings.engine.auto_promote_after_ms {

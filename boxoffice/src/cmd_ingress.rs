@@ -171,9 +171,7 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
-    if settings.http.background_threads_batch {
-        crate::scheduling::background();
-    }
+    crate::scheduling::serving_process(settings);
     let config = ingress_config(settings).map_err(ToolError::Invalid)?;
     config.validate().map_err(ToolError::Invalid)?;
     // Every shard's requests topic (written) and outcomes topic (followed): ids say their

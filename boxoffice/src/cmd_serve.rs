@@ -36,10 +36,7 @@ pub(crate) fn run(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> Result<(), ToolError> {
-    if settings.http.background_threads_batch {
-        // Before any thread starts: they inherit it (`scheduling`).
-        crate::scheduling::background();
-    }
+    crate::scheduling::serving_process(settings);
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let ingress_config = IngressConfig {

@@ -21,6 +21,15 @@
 //! the policy is set with the thread's nice value kept, which the library used here
 //! expresses only for 0.
 
+/// What a serving command (`serve`, `ingress`, `engine`) calls first on its main thread,
+/// before it starts any other (they inherit the policy): [`background`] unless
+/// `http.background_threads_batch` is off.
+pub(crate) fn serving_process(settings: &crate::settings::Settings) {
+    if settings.http.background_threads_batch {
+        background();
+    }
+}
+
 /// The calling thread, and every thread it starts from now on, under `SCHED_BATCH`.
 pub(crate) fn background() {
     set(Policy::Batch);
