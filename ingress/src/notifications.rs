@@ -87,9 +87,8 @@ fn text_body<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, 
     Ok(Body::Text(String::deserialize(deserializer)?.into()))
 }
 
-/// Users by touch: see [`Notifications`]'s `recency`. An entry is `(touched, user)`, the
-/// user `None` once they were touched again (a tombstone).
-type Recency = engine::chunked::ChunkedDeque<(u64, Option<Arc<str>>), 1024>;
+/// Users by touch: see [`Notifications`]'s `recency`.
+type Recency = engine::chunked::ChunkedDeque<(u64, Arc<str>), 1024>;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct UserNotifications {
@@ -99,13 +98,8 @@ struct UserNotifications {
     /// record was made (see the module's doc); `None`: nothing was.
     dropped_through: Option<Place>,
     /// This user's latest touch: the one entry of theirs in `Notifications::recency`
-    /// that is not a tombstone.
+    /// that is not stale.
     touched: u64,
-    /// Where that entry is: its number among every entry the recency queue has taken
-    /// (`Notifications::recency_front` numbers its front). Not encoded: made again when
-    /// a snapshot is loaded.
-    #[serde(skip)]
-    place: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -118,17 +112,12 @@ pub(crate) struct Notifications {
     users: CowMap<Arc<str>, UserNotifications>,
     /// Users by when they were last told something, the least recent first: a touch
     /// pushes `(touched, name)` at the back (the same names as `users`' keys, shared) and
-    /// makes the user's earlier entry a tombstone, found by its place (the user's
-    /// `place`), not by a look-up. Tombstones are skipped when the front is forgotten and
-    /// dropped when they outnumber the users ([`Notifications::compact_recency`]). A
-    /// queue, not an ordered map: a touch is a push instead of a removal and an insertion
-    /// in a tree (with a shard full of users, every booking forgot one user and told
-    /// another). Perf: entries left stale, each checked against the users' map, took two
-    /// hashes of a name for every stale entry and four for the forgotten user (8% of the
-    /// follower under hold + confirm, BENCHMARKS.md "Session 50"); a tombstone takes none.
+    /// leaves the user's earlier entry where it is, stale (its `touched` is not the user's
+    /// any more). Stale entries are skipped when the front is forgotten and dropped when
+    /// they outnumber the users ([`Notifications::compact_recency`]). A queue, not an
+    /// ordered map: a touch is a push instead of a removal and an insertion in a tree
+    /// (with a shard full of users, every booking forgot one user and told another).
     recency: Recency,
-    /// The place (see `UserNotifications::place`) of the recency queue's front entry.
-    recency_front: u64,
     touches: u64,
     /// The newest place any forgotten user had kept or dropped.
     forgotten_through: Option<Place>,
@@ -148,7 +137,6 @@ impl Notifications {
         let mut notifications = Notifications {
             users: CowMap::default(),
             recency: Recency::new(),
-            recency_front: 0,
             touches: 0,
             forgotten_through: None,
             per_user_max,
@@ -249,19 +237,8 @@ impl Notifications {
             record.kept.push_back(notification);
             Self::trim(record, per_user_max);
         };
-        let place = self.recency_front + self.recency.len() as u64;
         if let Some(record) = self.users.get_mut(&**user) {
-            let earlier = usize::try_from(record.place - self.recency_front)
-                .expect("a user's entry is in the queue");
-            let entry = self
-                .recency
-                .get_mut(earlier)
-                .expect("a user's entry is in the queue");
-            debug_assert_eq!(entry.0, record.touched);
-            debug_assert_eq!(entry.1.as_deref(), Some(&**user));
-            entry.1 = None;
             record.touched = touched;
-            record.place = place;
             keep(record, notification);
         } else {
             if self.users.len() >= self.users_max {
@@ -271,65 +248,41 @@ impl Notifications {
                 kept: VecDeque::new(),
                 dropped_through: self.forgotten_through,
                 touched,
-                // Forgetting pops the front, which moves no place.
-                place: self.recency_front + self.recency.len() as u64,
             };
             keep(&mut record, notification);
             self.users.insert(Arc::clone(user), record);
         }
-        self.recency.push_back((touched, Some(Arc::clone(user))));
+        self.recency.push_back((touched, Arc::clone(user)));
     }
 
-    /// Makes the recency queue the users' current entries alone, in order of touch, and
-    /// files each user's place in it; an error if they are not one latest touch per kept
-    /// user.
-    fn rebuild_recency(
-        &mut self,
-        current: impl IntoIterator<Item = (u64, Arc<str>)>,
-    ) -> Result<(), String> {
-        let mut queue = Recency::new();
-        for (place, (touched, user)) in (0u64..).zip(current) {
-            let record = self
-                .users
-                .get_mut(&*user)
-                .filter(|record| record.touched == touched)
-                .ok_or_else(|| format!("touch {touched} is not a kept user's latest"))?;
-            record.place = place;
-            queue.push_back((touched, Some(user)));
-        }
-        if queue.len() != self.users.len() {
-            return Err(format!(
-                "{} latest touches for {} users",
-                queue.len(),
-                self.users.len()
-            ));
-        }
-        self.recency = queue;
-        self.recency_front = 0;
-        Ok(())
+    /// Whether a recency entry is its user's latest touch (not stale).
+    fn is_current(&self, (touched, user): &(u64, Arc<str>)) -> bool {
+        self.users
+            .get(&**user)
+            .is_some_and(|record| record.touched == *touched)
     }
 
-    /// Drops the tombstones: one entry per user remains.
+    /// Drops the stale recency entries: at most one entry per user remains.
     fn compact_recency(&mut self) {
-        let current: Vec<(u64, Arc<str>)> = self
-            .recency
-            .iter()
-            .filter_map(|(touched, user)| Some((*touched, Arc::clone(user.as_ref()?))))
-            .collect();
-        self.rebuild_recency(current)
-            .expect("the queue holds one latest touch per kept user");
+        let mut current = Recency::new();
+        for entry in self.recency.iter() {
+            if self.is_current(entry) {
+                current.push_back(entry.clone());
+            }
+        }
+        self.recency = current;
+        debug_assert_eq!(self.recency.len(), self.users.len());
     }
 
     fn forget_least_recent(&mut self) {
-        while let Some((_, user)) = self.recency.take_front() {
-            self.recency_front += 1;
-            let Some(user) = user else {
+        while let Some(entry) = self.recency.take_front() {
+            if !self.is_current(&entry) {
                 continue;
-            };
+            }
             let record = self
                 .users
-                .remove(&*user)
-                .expect("entries that are not tombstones name kept users");
+                .remove(&*entry.1)
+                .expect("current entries name kept users");
             let newest = record
                 .kept
                 .back()
@@ -352,20 +305,6 @@ impl Notifications {
     #[cfg(test)]
     fn users(&self) -> usize {
         self.users.len()
-    }
-
-    /// Every kept user has one entry that is not a tombstone, at the place they keep.
-    #[cfg(test)]
-    fn check_recency(&self) {
-        let mut current = 0;
-        for (index, (touched, user)) in self.recency.iter().enumerate() {
-            let Some(user) = user else { continue };
-            let record = self.users.get(&**user).expect("a current entry's user is kept");
-            assert_eq!(record.touched, *touched);
-            assert_eq!(record.place, self.recency_front + index as u64);
-            current += 1;
-        }
-        assert_eq!(current, self.users.len());
     }
 }
 
@@ -401,9 +340,9 @@ impl Serialize for CurrentRecency<'_> {
         let notifications = self.0;
         let mut map = serializer.serialize_map(Some(notifications.users.len()))?;
         let mut written = 0;
-        for (touched, user) in notifications.recency.iter() {
-            if let Some(user) = user {
-                map.serialize_entry(touched, user)?;
+        for entry in notifications.recency.iter() {
+            if notifications.is_current(entry) {
+                map.serialize_entry(&entry.0, &entry.1)?;
                 written += 1;
             }
         }
@@ -427,6 +366,9 @@ struct Decoded {
     users_max: usize,
 }
 
+/// Refuses a recency that is not one latest touch per kept user (each kept user's
+/// `touched`): taken as it was, it would leave a user without a current entry, and the
+/// next encoding's check of one entry per user would panic on the follower.
 impl TryFrom<Decoded> for Notifications {
     type Error = String;
 
@@ -439,18 +381,35 @@ impl TryFrom<Decoded> for Notifications {
             per_user_max,
             users_max,
         } = decoded;
-        let mut notifications = Notifications {
+        for (touched, user) in &recency {
+            if users
+                .get(&**user)
+                .is_none_or(|record| record.touched != *touched)
+            {
+                return Err(format!("touch {touched} is not a kept user's latest"));
+            }
+        }
+        if recency.len() != users.len() {
+            return Err(format!(
+                "{} latest touches for {} users",
+                recency.len(),
+                users.len()
+            ));
+        }
+        Ok(Notifications {
             users,
-            recency: Recency::new(),
-            recency_front: 0,
+            // In order of touch: the map's key order.
+            recency: recency
+                .into_iter()
+                .fold(Recency::new(), |mut queue, entry| {
+                    queue.push_back(entry);
+                    queue
+                }),
             touches,
             forgotten_through,
             per_user_max,
             users_max,
-        };
-        // In order of touch: the map's key order.
-        notifications.rebuild_recency(recency)?;
-        Ok(notifications)
+        })
     }
 }
 
@@ -650,7 +609,6 @@ mod tests {
                 .collect();
             assert_eq!(names.iter().collect::<Vec<_>>(), kept, "step {step}");
             assert!(notifications.recency.len() <= 2 * notifications.users.len() + 64 + 1);
-            notifications.check_recency();
             if step % 1_000 == 0 {
                 let bytes =
                     bincode::serde::encode_to_vec(&notifications, bincode::config::standard())
@@ -659,14 +617,14 @@ mod tests {
                     bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
                         .expect("decodes");
                 assert_eq!(decoded.recency.len(), users_max);
-                decoded.check_recency();
                 notifications = decoded;
             }
         }
     }
 
     /// A snapshot whose recency is not one latest touch per kept user is refused with an
-    /// error (the model is then rebuilt from the log), not taken or a panic.
+    /// error (the follower then loads an older snapshot or rebuilds from the log), not
+    /// taken: taken, the next encoding panicked on its check of one entry per user.
     #[test]
     fn a_snapshot_whose_recency_does_not_match_its_users_is_refused() {
         let mut notifications = Notifications::new(5, 10);
@@ -674,13 +632,25 @@ mod tests {
         notifications.record(&at_offset(2, 2), vec![told("bo", 0)]);
         notifications.record(&at_offset(3, 3), vec![told("ana", 0)]);
         let encoded = serde_json::to_value(&notifications).expect("encodes");
-        assert_eq!(encoded["recency"], serde_json::json!({"2": "bo", "3": "ana"}));
+        assert_eq!(
+            encoded["recency"],
+            serde_json::json!({"2": "bo", "3": "ana"})
+        );
         let decoded: Notifications = serde_json::from_value(encoded.clone()).expect("decodes");
-        decoded.check_recency();
+        assert_eq!(serde_json::to_value(&decoded).expect("encodes"), encoded);
         for (recency, why) in [
-            (serde_json::json!({"2": "bo", "1": "ana"}), "not a kept user's latest"),
-            (serde_json::json!({"2": "bo", "3": "cy"}), "not a kept user's latest"),
-            (serde_json::json!({"3": "ana"}), "1 latest touches for 2 users"),
+            (
+                serde_json::json!({"2": "bo", "1": "ana"}),
+                "touch 1 is not a kept user's latest",
+            ),
+            (
+                serde_json::json!({"2": "bo", "3": "cy"}),
+                "touch 3 is not a kept user's latest",
+            ),
+            (
+                serde_json::json!({"3": "ana"}),
+                "1 latest touches for 2 users",
+            ),
         ] {
             let mut damaged = encoded.clone();
             damaged["recency"] = recency;
