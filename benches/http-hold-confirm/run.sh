@@ -7,7 +7,8 @@
 # `boxoffice loadgen run hold-confirm.toml --mode closed --concurrency $CLIENTS --no-think`
 # for $DURATION seconds (with `--cpu-of` for every service process and the broker, so each
 # figure comes with the CPU microseconds per response of each process and of loadgen, and
-# of each process's threads by name: where a response's CPU goes, stage by stage),
+# of each process's threads by name: where a response's CPU goes, stage by stage, and
+# with the CPU time the VM's host took from it, its steal, during the run),
 # then verifies the server's state through the API:
 #   embedded: `boxoffice serve` on a temporary data directory;
 #   kafka:    `boxoffice engine` and `boxoffice ingress` (two processes) on fresh topics of
@@ -177,6 +178,12 @@ start_kafka() {
     BOXOFFICE_KAFKA_OUTCOMES_TOPIC BOXOFFICE_KAFKA_TRANSACTIONAL_ID
 }
 
+# The VM's steal time so far, in clock ticks (`/proc/stat`'s eighth CPU column: time the
+# host ran other guests while this one wanted a CPU). A run's figure comes with the
+# milliseconds stolen during it: on a shared host a slow stretch is often this, not the
+# code (BENCHMARKS.md, "Session 50").
+steal_ticks() { awk '/^cpu /{print $9}' /proc/stat; }
+
 KAFKA_WARMUP="${KAFKA_WARMUP:-120}"
 if [[ "$SIDES" == *kafka* ]] && ((KAFKA_WARMUP > 0)); then
   start_kafka warmup
@@ -208,19 +215,22 @@ for run in $(seq 1 "$RUNS"); do
     scenario=hold-confirm
     if [[ "$side" == noop ]]; then scenario=noop; fi
     echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    steal_before="$(steal_ticks)"
     "$BOXOFFICE" loadgen run "$HERE/$scenario.toml" --target "$TARGET" --mode closed \
       --concurrency "$CLIENTS" --no-think --duration "$DURATION" --quiet --no-plots --verify \
       "${CPU_OF[@]}" --out "$WORK/$side-$run" >"$WORK/$side-$run.loadgen" || { cat "$WORK/$side-$run.loadgen"; exit 1; }
+    echo $((($(steal_ticks) - steal_before) * 1000 / $(getconf CLK_TCK))) >"$WORK/$side-$run.steal"
     grep -E "^verification" "$WORK/$side-$run.loadgen" || true
     if [[ "$base" == hooklive ]]; then hook_drain "$side-$run"; fi
     stop_all
-    python3 - "$side" "$WORK/$side-$run/report.json" "$WORK/$side-$run.hook" "$DURATION" >>"$RESULTS" <<'PY'
+    python3 - "$side" "$WORK/$side-$run/report.json" "$WORK/$side-$run.hook" "$DURATION" "$WORK/$side-$run.steal" >>"$RESULTS" <<'PY'
 import json, os, sys
-side, path, hook, duration = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+side, path, hook, duration, steal = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]
 report = json.load(open(path))
 kinds = report["measurements"]["kinds"]
 row = {"side": side, "requests_per_second": report["achieved_rate_per_second"],
-       "errors": report["measurements"].get("errors_by_code", {})}
+       "errors": report["measurements"].get("errors_by_code", {}),
+       "steal_ms": int(open(steal).read())}
 for kind in ("hold_best", "confirm", "noop"):
     if kind not in kinds:
         continue
@@ -293,6 +303,10 @@ if "noop" in rate:
     for side in sorted(rate):
         if side != "noop":
             print(f"{side}: {rate[side] / rate['noop']:.0%} of the no-op endpoint's requests/s")
+print()
+for side in dict.fromkeys(row["side"] for row in rows):
+    stolen = ", ".join(str(row["steal_ms"]) for row in rows if row["side"] == side)
+    print(f"{side}: CPU time the VM's host took (steal) during each run, ms: {stolen}")
 PY
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
