@@ -539,12 +539,19 @@ mod tests {
         assert!(!notifications.after("ana", at(1, 2)).older_dropped);
     }
 
-    #[test]
-    fn the_least_recently_told_user_is_forgotten_and_later_users_hear_so() {
-        let mut notifications = Notifications::new(5, 2);
+    /// A shard of at most `users_max` users told ana, then bo, then ana again (up to 5
+    /// notifications each).
+    fn ana_bo_ana(users_max: usize) -> Notifications {
+        let mut notifications = Notifications::new(5, users_max);
         notifications.record(&at_offset(1, 1), vec![told("ana", 0)]);
         notifications.record(&at_offset(2, 2), vec![told("bo", 0)]);
         notifications.record(&at_offset(3, 3), vec![told("ana", 0)]);
+        notifications
+    }
+
+    #[test]
+    fn the_least_recently_told_user_is_forgotten_and_later_users_hear_so() {
+        let mut notifications = ana_bo_ana(2);
         // cy makes three: bo, told least recently, is forgotten.
         notifications.record(&at_offset(4, 4), vec![told("cy", 0)]);
         assert_eq!(notifications.users(), 2);
@@ -627,10 +634,7 @@ mod tests {
     /// taken: taken, the next encoding panicked on its check of one entry per user.
     #[test]
     fn a_snapshot_whose_recency_does_not_match_its_users_is_refused() {
-        let mut notifications = Notifications::new(5, 10);
-        notifications.record(&at_offset(1, 1), vec![told("ana", 0)]);
-        notifications.record(&at_offset(2, 2), vec![told("bo", 0)]);
-        notifications.record(&at_offset(3, 3), vec![told("ana", 0)]);
+        let notifications = ana_bo_ana(10);
         let encoded = serde_json::to_value(&notifications).expect("encodes");
         assert_eq!(
             encoded["recency"],
