@@ -97,6 +97,10 @@ pub(crate) struct HttpSettings {
     /// that a woken pipeline thread does not preempt a running one (`scheduling.rs`).
     #[serde(default = "default_background_threads_batch")]
     pub(crate) background_threads_batch: bool,
+    /// Whether the process may take transparent huge pages (`scheduling.rs`): off by
+    /// default, as Redis does, for the latency of the threads that fault them in.
+    #[serde(default)]
+    pub(crate) transparent_huge_pages: bool,
 }
 
 fn default_background_threads_batch() -> bool {
@@ -1593,6 +1597,30 @@ mod tests {
         assert!(
             error.to_string().contains("background_threads_batch"),
             "{error}"
+        );
+    }
+
+    /// `http.transparent_huge_pages`: off by default (the default configuration names the
+    /// key), on by environment.
+    #[test]
+    fn transparent_huge_pages_are_off_by_default_and_can_be_turned_on() {
+        let path = Path::new("site.toml");
+        assert!(DEFAULT.contains("transparent_huge_pages = false"));
+        assert!(
+            !Settings::parse(DEFAULT, [], path)
+                .unwrap()
+                .http
+                .transparent_huge_pages
+        );
+        let env = [(
+            "BOXOFFICE_HTTP_TRANSPARENT_HUGE_PAGES".to_string(),
+            "true".to_string(),
+        )];
+        assert!(
+            Settings::parse(DEFAULT, env, path)
+                .unwrap()
+                .http
+                .transparent_huge_pages
         );
     }
 
