@@ -8,7 +8,8 @@
 //! - `token`: mints a user token with the configured secret.
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
-//! `scheduling`: the serving commands' threads under `SCHED_BATCH` but HTTP's.
+//! `scheduling`: the serving commands' threads under `SCHED_BATCH` but HTTP's, and no
+//! transparent huge pages.
 
 mod cmd_effects;
 mod cmd_engine;

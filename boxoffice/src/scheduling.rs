@@ -20,6 +20,10 @@
 //! A thread whose nice value is not 0 (a process started with `nice`) is left as it is:
 //! the policy is set with the thread's nice value kept, which the library used here
 //! expresses only for 0.
+//!
+//! The same first call turns transparent huge pages off for the process
+//! ([`without_transparent_huge_pages`]) unless `http.transparent_huge_pages` is on: a
+//! huge page's zeroing at its first touch paused whichever pipeline thread grew a table.
 
 /// What a serving command (`serve`, `ingress`, `engine`) calls first on its main thread,
 /// before it starts any other (they inherit the policy): [`background`] unless
