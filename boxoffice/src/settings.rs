@@ -1601,7 +1601,7 @@ mod tests {
     }
 
     /// `http.transparent_huge_pages`: off by default (the default configuration names the
-    /// key), on by environment.
+    /// key), on by environment, and a value that is not a boolean is refused naming it.
     #[test]
     fn transparent_huge_pages_are_off_by_default_and_can_be_turned_on() {
         let path = Path::new("site.toml");
@@ -1621,6 +1621,15 @@ mod tests {
                 .unwrap()
                 .http
                 .transparent_huge_pages
+        );
+        let env = [(
+            "BOXOFFICE_HTTP_TRANSPARENT_HUGE_PAGES".to_string(),
+            "madvise".to_string(),
+        )];
+        let error = Settings::parse(DEFAULT, env, path).unwrap_err();
+        assert!(
+            error.to_string().contains("transparent_huge_pages"),
+            "{error}"
         );
     }
 
