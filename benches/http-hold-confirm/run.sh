@@ -35,6 +35,9 @@
 # serves with BOXOFFICE_BIN; loadgen is always BOXOFFICE_BIN's): two commits compared in
 # one sequence, SIDES="embedded embeddedb" RUNS=6, alternated run by run; the summary
 # gives each pair's ratio of the server's CPU per response and its median.
+# SERVE_CPUS (default empty: anywhere): the CPUs every `serve` side runs on
+# (`http.cpus`, e.g. 0: the HTTP thread and the pipeline together on one CPU, the load
+# generator on the other; BENCHMARKS.md, "Session 52"). Kafka's processes are not confined.
 # KAFKA_WARMUP (seconds, default 120; 0 skips it): before the sequence, when a side runs on
 # Kafka, one discarded run of that long warms the broker. A broker fresh from
 # `scripts/kafka.sh start` runs cold (its JVM compiles as it goes): its CPU per response
@@ -52,6 +55,7 @@ DURATION="${DURATION:-20}"
 KAFKA="${KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
 SIDES="${SIDES:-embedded kafka noop}"
 SHARDS="${SHARDS:-1}"
+SERVE_CPUS="${SERVE_CPUS:-}"
 export BOXOFFICE_SHARDS="$SHARDS"
 HERE=benches/http-hold-confirm
 # The broker's pid, for its CPU figure (scripts/kafka.sh writes it; empty when absent).
@@ -88,7 +92,7 @@ wait_for() {
 
 start_embedded() {
   local run="$1"
-  "$BOXOFFICE" --dev serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
+  BOXOFFICE_HTTP_CPUS="$SERVE_CPUS" "$BOXOFFICE" --dev serve --listen 127.0.0.1:0 --data-dir "$WORK/embedded-$run" \
     >"$WORK/serve-$run.out" 2>"$WORK/serve-$run.err" &
   PIDS+=($!)
   CPU_OF=(--cpu-of "serve=$!")

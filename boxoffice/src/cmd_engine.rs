@@ -308,7 +308,7 @@ impl AutoPromote {
 }
 
 pub(crate) fn run(settings: &Settings, data_dir: &Path, role: Role) -> Result<(), ToolError> {
-    crate::scheduling::serving_process(settings);
+    crate::scheduling::serving_process(settings).map_err(ToolError::Invalid)?;
     let logs = open_logs(settings, data_dir)?;
     let store = open_snapshots(settings, data_dir)?;
     let mut auto_promote = match settings.engine.auto_promote_after_ms {

@@ -171,7 +171,7 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn run(settings: &Settings, listen: Option<String>) -> Result<(), ToolError> {
-    crate::scheduling::serving_process(settings);
+    crate::scheduling::serving_process(settings).map_err(ToolError::Invalid)?;
     let config = ingress_config(settings).map_err(ToolError::Invalid)?;
     config.validate().map_err(ToolError::Invalid)?;
     // Every shard's requests topic (written) and outcomes topic (followed): ids say their

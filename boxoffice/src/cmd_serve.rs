@@ -36,7 +36,7 @@ pub(crate) fn run(
     listen: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> Result<(), ToolError> {
-    crate::scheduling::serving_process(settings);
+    crate::scheduling::serving_process(settings).map_err(ToolError::Invalid)?;
     let data_dir = data_dir.unwrap_or_else(|| settings.data_dir.clone());
     let listen = listen.unwrap_or_else(|| settings.http.listen.clone());
     let ingress_config = IngressConfig {

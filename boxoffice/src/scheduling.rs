@@ -21,20 +21,63 @@
 //! the policy is set with the thread's nice value kept, which the library used here
 //! expresses only for 0.
 //!
-//! The same first call turns transparent huge pages off for the process
+//! The same first call confines the process to the CPUs `http.cpus` names, if any
+//! ([`run_on`]): one CPU keeps the HTTP thread and the pipeline together, so a hand-off
+//! wakes a thread on its own CPU rather than another one's (on this project's 2-vCPU VM a
+//! wake across vCPUs cost about 8 times one on the same vCPU: BENCHMARKS.md, sessions 47
+//! and 52).
+//!
+//! It also turns transparent huge pages off for the process
 //! ([`without_transparent_huge_pages`]) unless `http.transparent_huge_pages` is on: a
 //! huge page's zeroing at its first touch paused whichever pipeline thread grew a table.
 
 /// What a serving command (`serve`, `ingress`, `engine`) calls first on its main thread,
-/// before it starts any other (they inherit the policy): [`background`] unless
-/// `http.background_threads_batch` is off.
-pub(crate) fn serving_process(settings: &crate::settings::Settings) {
+/// before it starts any other (they inherit its CPUs and policy): [`run_on`] with
+/// `http.cpus` when it names any, [`background`] unless `http.background_threads_batch`
+/// is off. Fails when the process may not run on the CPUs named.
+pub(crate) fn serving_process(settings: &crate::settings::Settings) -> Result<(), String> {
+    if !settings.http.cpus.is_empty() {
+        run_on(&settings.http.cpus)?;
+    }
     if settings.http.background_threads_batch {
         background();
     }
     if !settings.http.transparent_huge_pages {
         without_transparent_huge_pages();
     }
+    Ok(())
+}
+
+/// The calling thread, and every thread it starts from now on, on `cpus` only
+/// (`sched_setaffinity`). Fails, naming the setting and the CPUs it may use, when the
+/// kernel refuses them (none of them is online or in the process's cpuset).
+#[cfg(target_os = "linux")]
+pub(crate) fn run_on(cpus: &[usize]) -> Result<(), String> {
+    use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu);
+    }
+    sched_setaffinity(None, &set).map_err(|error| {
+        let allowed = sched_getaffinity(None).map_or_else(
+            |error| format!("unknown: {error}"),
+            |allowed| {
+                let allowed: Vec<String> = (0..CpuSet::MAX_CPU)
+                    .filter(|&cpu| allowed.is_set(cpu))
+                    .map(|cpu| cpu.to_string())
+                    .collect();
+                allowed.join(",")
+            },
+        );
+        format!("http.cpus = {cpus:?}: this process cannot run there ({error}); the CPUs it may use: {allowed}")
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn run_on(cpus: &[usize]) -> Result<(), String> {
+    Err(format!(
+        "http.cpus = {cpus:?}: CPU affinity is set on Linux only"
+    ))
 }
 
 /// No transparent huge pages for this process from now on (`prctl(PR_SET_THP_DISABLE)`,
@@ -141,6 +184,53 @@ mod tests {
         })
         .join()
         .expect("the background thread")
+    }
+
+    /// The CPUs the calling thread may run on, by number.
+    fn affinity() -> Vec<usize> {
+        let set = rustix::thread::sched_getaffinity(None).expect("the thread's CPUs");
+        (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&cpu| set.is_set(cpu))
+            .collect()
+    }
+
+    /// A thread confined to one CPU runs there, and so do the threads it starts (as the
+    /// HTTP runtime's, the log's and the engine's threads do, started after
+    /// `serving_process`).
+    #[test]
+    fn a_thread_on_one_cpu_starts_its_threads_there() {
+        let (own, started) = std::thread::spawn(|| {
+            let cpu = *affinity().last().expect("some CPU to run on");
+            run_on(&[cpu]).expect("a CPU the process may use");
+            let started = std::thread::spawn(|| (affinity(), rustix::thread::sched_getcpu()))
+                .join()
+                .expect("the started thread");
+            ((affinity(), cpu), started)
+        })
+        .join()
+        .expect("the confined thread");
+        let (own, cpu) = own;
+        assert_eq!(own, vec![cpu]);
+        assert_eq!(started, (vec![cpu], cpu));
+    }
+
+    /// A CPU the process may not use (past the machine's) is refused, naming the setting,
+    /// and the thread keeps the CPUs it had.
+    #[test]
+    fn a_cpu_the_process_may_not_use_is_refused_naming_the_setting() {
+        std::thread::spawn(|| {
+            let before = affinity();
+            let absent = rustix::thread::CpuSet::MAX_CPU - 1;
+            assert!(!before.contains(&absent), "a machine with {absent} CPUs");
+            let error = run_on(&[absent]).expect_err("no such CPU");
+            assert!(
+                error.contains("http.cpus") && error.contains(&absent.to_string()),
+                "{error}"
+            );
+            assert_eq!(affinity(), before);
+        })
+        .join()
+        .expect("the thread");
     }
 
     /// Turned off for the whole process, whichever thread asks.

@@ -89,8 +89,9 @@ pub(crate) struct HttpSettings {
     pub(crate) notifications_per_user_max: usize,
     #[serde(default = "default_notification_users_max")]
     pub(crate) notification_users_max: usize,
-    /// Threads of the HTTP runtime; 0: half the cores, at least one (the other half runs
-    /// the log writer, the engine's threads and the outcome follower).
+    /// Threads of the HTTP runtime; 0: half the cores the process may use (`cpus`), at
+    /// least one (the other half runs the log writer, the engine's threads and the outcome
+    /// follower).
     #[serde(default)]
     pub(crate) worker_threads: usize,
     /// Every thread of the process but the HTTP runtime's under Linux's `SCHED_BATCH`, so
@@ -101,6 +102,12 @@ pub(crate) struct HttpSettings {
     /// default, as Redis does, for the latency of the threads that fault them in.
     #[serde(default)]
     pub(crate) transparent_huge_pages: bool,
+    /// The CPUs every thread of the process runs on (its affinity, set before it starts
+    /// any thread: `scheduling.rs`); empty: wherever the kernel puts them. A list of CPU
+    /// numbers in a file; in the environment one number or a text like taskset's
+    /// (`BOXOFFICE_HTTP_CPUS=0` or `0,2-3`).
+    #[serde(default, deserialize_with = "cpu_list")]
+    pub(crate) cpus: Vec<usize>,
 }
 
 fn default_background_threads_batch() -> bool {
@@ -188,6 +195,84 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
             .map(str::to_string)
             .collect(),
     })
+}
+
+/// CPU numbers: one, a list of them, or a text of comma-separated numbers and ranges
+/// (`"0,2-3"`, as `taskset -c` takes them), each below the kernel's limit of
+/// [`rustix::thread::CpuSet::MAX_CPU`].
+fn cpu_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<usize>, D::Error> {
+    struct Cpus;
+    fn checked<E: serde::de::Error>(cpu: u64) -> Result<usize, E> {
+        usize::try_from(cpu)
+            .ok()
+            .filter(|&cpu| cpu < rustix::thread::CpuSet::MAX_CPU)
+            .ok_or_else(|| {
+                E::custom(format!(
+                    "CPU {cpu} is past the last one a CPU set can name ({})",
+                    rustix::thread::CpuSet::MAX_CPU - 1
+                ))
+            })
+    }
+    fn number<E: serde::de::Error>(text: &str) -> Result<usize, E> {
+        let cpu = text
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| E::custom(format!("{text:?} is not a CPU number")))?;
+        checked(cpu)
+    }
+    impl<'de> serde::de::Visitor<'de> for Cpus {
+        type Value = Vec<usize>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter
+                .write_str("a CPU number, a list of them, or a text such as \"0\" or \"0,2-3\"")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, cpu: u64) -> Result<Vec<usize>, E> {
+            Ok(vec![checked(cpu)?])
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, cpu: i64) -> Result<Vec<usize>, E> {
+            let cpu =
+                u64::try_from(cpu).map_err(|_| E::custom(format!("{cpu} is not a CPU number")))?;
+            self.visit_u64(cpu)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<usize>, E> {
+            let mut cpus = Vec::new();
+            for item in text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+            {
+                match item.split_once('-') {
+                    None => cpus.push(number(item)?),
+                    Some((first, last)) => {
+                        let (first, last) = (number::<E>(first)?, number::<E>(last)?);
+                        if first > last {
+                            return Err(E::custom(format!(
+                                "the range {item:?} ends before it starts"
+                            )));
+                        }
+                        cpus.extend(first..=last);
+                    }
+                }
+            }
+            Ok(cpus)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<usize>, A::Error> {
+            let mut cpus = Vec::new();
+            while let Some(cpu) = seq.next_element::<u64>()? {
+                cpus.push(checked(cpu)?);
+            }
+            Ok(cpus)
+        }
+    }
+    deserializer.deserialize_any(Cpus)
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -1631,6 +1716,29 @@ mod tests {
             error.to_string().contains("transparent_huge_pages"),
             "{error}"
         );
+    }
+
+    /// `http.cpus`: none by default; a list in a file; one number, or numbers and ranges
+    /// as `taskset -c` takes them, in the environment; anything else refused, naming it.
+    #[test]
+    fn cpus_are_any_by_default_and_can_be_named() {
+        let path = Path::new("site.toml");
+        let cpus = |env: Option<&str>| {
+            let env = env.map(|value| ("BOXOFFICE_HTTP_CPUS".to_string(), value.to_string()));
+            Settings::parse(DEFAULT, env, path).map(|settings| settings.http.cpus)
+        };
+        assert!(DEFAULT.contains("cpus = []"));
+        assert_eq!(cpus(None).unwrap(), Vec::<usize>::new());
+        assert_eq!(cpus(Some("")).unwrap(), Vec::<usize>::new());
+        assert_eq!(cpus(Some("1")).unwrap(), vec![1]);
+        assert_eq!(cpus(Some("0, 2-4")).unwrap(), vec![0, 2, 3, 4]);
+        let file = DEFAULT.replace("cpus = []", "cpus = [3, 1]");
+        let settings = Settings::parse(&file, [], path).unwrap();
+        assert_eq!(settings.http.cpus, vec![3, 1]);
+        for bad in ["one", "4-2", "-1", "0,x", "1024", "true"] {
+            let error = cpus(Some(bad)).unwrap_err().to_string();
+            assert!(error.contains("cpus"), "{bad}: {error}");
+        }
     }
 
     #[test]
