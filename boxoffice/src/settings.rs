@@ -782,6 +782,7 @@ impl Settings {
             .filter(|(name, _)| name.starts_with("BOXOFFICE_"))
             .collect();
         overrides.sort();
+        let overridden: Vec<String> = overrides.iter().map(|(name, _)| name.clone()).collect();
         for (name, value) in overrides {
             let key = name["BOXOFFICE_".len()..].to_ascii_lowercase();
             if let Some(property) = key.strip_prefix(CLIENT_PROPERTY_PREFIX) {
@@ -795,9 +796,21 @@ impl Settings {
             };
             apply_override(&mut root, &key, &value);
         }
+        // A value from the environment is named by its variable too: the file (or the
+        // defaults) named in the error may not be where the value came from.
         toml::Value::Table(root)
             .try_into()
-            .map_err(|error: toml::de::Error| invalid(error.to_string()))
+            .map_err(|error: toml::de::Error| {
+                let message = error.to_string();
+                if overridden.is_empty() {
+                    return invalid(message);
+                }
+                invalid(format!(
+                    "{} (the environment sets {})",
+                    message.trim_end(),
+                    overridden.join(", ")
+                ))
+            })
     }
 
     /// Outside development mode no development default secret may protect anything.
@@ -1737,7 +1750,10 @@ mod tests {
         assert_eq!(settings.http.cpus, vec![3, 1]);
         for bad in ["one", "4-2", "-1", "0,x", "1024", "true"] {
             let error = cpus(Some(bad)).unwrap_err().to_string();
-            assert!(error.contains("cpus"), "{bad}: {error}");
+            assert!(
+                error.contains("http.cpus") && error.contains("BOXOFFICE_HTTP_CPUS"),
+                "{bad}: {error}"
+            );
         }
     }
 
