@@ -49,27 +49,42 @@ pub(crate) fn serving_process(settings: &crate::settings::Settings) -> Result<()
 }
 
 /// The calling thread, and every thread it starts from now on, on `cpus` only
-/// (`sched_setaffinity`). Fails, naming the setting and the CPUs it may use, when the
-/// kernel refuses them (none of them is online or in the process's cpuset).
+/// (`sched_setaffinity`). Fails, naming the setting and the CPUs it may use, when any of
+/// them is one the process may not use (offline, absent, or outside its cpuset): the
+/// kernel would take the others silently, and the operator asked for those.
 #[cfg(target_os = "linux")]
 pub(crate) fn run_on(cpus: &[usize]) -> Result<(), String> {
     use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+    let allowed = sched_getaffinity(None).map_err(|error| {
+        format!("http.cpus: cannot read the CPUs this process may use: {error}")
+    })?;
+    let refused: Vec<usize> = cpus
+        .iter()
+        .copied()
+        .filter(|&cpu| cpu >= CpuSet::MAX_CPU || !allowed.is_set(cpu))
+        .collect();
+    let may_use = || {
+        let may_use: Vec<String> = (0..CpuSet::MAX_CPU)
+            .filter(|&cpu| allowed.is_set(cpu))
+            .map(|cpu| cpu.to_string())
+            .collect();
+        may_use.join(",")
+    };
+    if !refused.is_empty() {
+        return Err(format!(
+            "http.cpus = {cpus:?}: this process may not run on {refused:?}; the CPUs it may use: {}",
+            may_use()
+        ));
+    }
     let mut set = CpuSet::new();
     for &cpu in cpus {
         set.set(cpu);
     }
     sched_setaffinity(None, &set).map_err(|error| {
-        let allowed = sched_getaffinity(None).map_or_else(
-            |error| format!("unknown: {error}"),
-            |allowed| {
-                let allowed: Vec<String> = (0..CpuSet::MAX_CPU)
-                    .filter(|&cpu| allowed.is_set(cpu))
-                    .map(|cpu| cpu.to_string())
-                    .collect();
-                allowed.join(",")
-            },
-        );
-        format!("http.cpus = {cpus:?}: this process cannot run there ({error}); the CPUs it may use: {allowed}")
+        format!(
+            "http.cpus = {cpus:?}: this process cannot run there ({error}); the CPUs it may use: {}",
+            may_use()
+        )
     })
 }
 
@@ -214,20 +229,22 @@ mod tests {
         assert_eq!(started, (vec![cpu], cpu));
     }
 
-    /// A CPU the process may not use (past the machine's) is refused, naming the setting,
-    /// and the thread keeps the CPUs it had.
+    /// A CPU the process may not use (past the machine's) is refused, alone or beside one
+    /// it may use, naming the setting and the CPU; the thread keeps the CPUs it had.
     #[test]
     fn a_cpu_the_process_may_not_use_is_refused_naming_the_setting() {
         std::thread::spawn(|| {
             let before = affinity();
             let absent = rustix::thread::CpuSet::MAX_CPU - 1;
             assert!(!before.contains(&absent), "a machine with {absent} CPUs");
-            let error = run_on(&[absent]).expect_err("no such CPU");
-            assert!(
-                error.contains("http.cpus") && error.contains(&absent.to_string()),
-                "{error}"
-            );
-            assert_eq!(affinity(), before);
+            for cpus in [vec![absent], vec![before[0], absent]] {
+                let error = run_on(&cpus).expect_err("no such CPU");
+                assert!(
+                    error.contains("http.cpus") && error.contains(&format!("[{absent}]")),
+                    "{error}"
+                );
+                assert_eq!(affinity(), before);
+            }
         })
         .join()
         .expect("the thread");
