@@ -1657,27 +1657,23 @@ mod tests {
         }
     }
 
+    /// The `[http]` settings of the default configuration with `variable` set to `value`
+    /// in the environment (none when `value` is `None`).
+    fn http_with(variable: &str, value: Option<&str>) -> Result<HttpSettings, SettingsError> {
+        let env = value.map(|value| (variable.to_string(), value.to_string()));
+        Settings::parse(DEFAULT, env, Path::new("site.toml")).map(|settings| settings.http)
+    }
+
     /// `http.background_threads_batch`: on by default, off by file or environment, and a
     /// value that is not a boolean is refused naming it.
     #[test]
     fn background_threads_batch_is_on_by_default_and_can_be_turned_off() {
+        const VARIABLE: &str = "BOXOFFICE_HTTP_BACKGROUND_THREADS_BATCH";
         let path = Path::new("site.toml");
-        let env = |value: &str| {
-            [(
-                "BOXOFFICE_HTTP_BACKGROUND_THREADS_BATCH".to_string(),
-                value.to_string(),
-            )]
-        };
+        assert!(http_with(VARIABLE, None).unwrap().background_threads_batch);
         assert!(
-            Settings::parse(DEFAULT, [], path)
+            !http_with(VARIABLE, Some("false"))
                 .unwrap()
-                .http
-                .background_threads_batch
-        );
-        assert!(
-            !Settings::parse(DEFAULT, env("false"), path)
-                .unwrap()
-                .http
                 .background_threads_batch
         );
         let file = DEFAULT.replace(
@@ -1691,7 +1687,7 @@ mod tests {
                 .http
                 .background_threads_batch
         );
-        let error = Settings::parse(DEFAULT, env("sometimes"), path).unwrap_err();
+        let error = http_with(VARIABLE, Some("sometimes")).unwrap_err();
         assert!(
             error.to_string().contains("background_threads_batch"),
             "{error}"
@@ -1702,29 +1698,15 @@ mod tests {
     /// key), on by environment, and a value that is not a boolean is refused naming it.
     #[test]
     fn transparent_huge_pages_are_off_by_default_and_can_be_turned_on() {
-        let path = Path::new("site.toml");
+        const VARIABLE: &str = "BOXOFFICE_HTTP_TRANSPARENT_HUGE_PAGES";
         assert!(DEFAULT.contains("transparent_huge_pages = false"));
+        assert!(!http_with(VARIABLE, None).unwrap().transparent_huge_pages);
         assert!(
-            !Settings::parse(DEFAULT, [], path)
+            http_with(VARIABLE, Some("true"))
                 .unwrap()
-                .http
                 .transparent_huge_pages
         );
-        let env = [(
-            "BOXOFFICE_HTTP_TRANSPARENT_HUGE_PAGES".to_string(),
-            "true".to_string(),
-        )];
-        assert!(
-            Settings::parse(DEFAULT, env, path)
-                .unwrap()
-                .http
-                .transparent_huge_pages
-        );
-        let env = [(
-            "BOXOFFICE_HTTP_TRANSPARENT_HUGE_PAGES".to_string(),
-            "madvise".to_string(),
-        )];
-        let error = Settings::parse(DEFAULT, env, path).unwrap_err();
+        let error = http_with(VARIABLE, Some("madvise")).unwrap_err();
         assert!(
             error.to_string().contains("transparent_huge_pages"),
             "{error}"
@@ -1736,10 +1718,8 @@ mod tests {
     #[test]
     fn cpus_are_any_by_default_and_can_be_named() {
         let path = Path::new("site.toml");
-        let cpus = |env: Option<&str>| {
-            let env = env.map(|value| ("BOXOFFICE_HTTP_CPUS".to_string(), value.to_string()));
-            Settings::parse(DEFAULT, env, path).map(|settings| settings.http.cpus)
-        };
+        let cpus =
+            |value: Option<&str>| http_with("BOXOFFICE_HTTP_CPUS", value).map(|http| http.cpus);
         assert!(DEFAULT.contains("cpus = []"));
         assert_eq!(cpus(None).unwrap(), Vec::<usize>::new());
         assert_eq!(cpus(Some("")).unwrap(), Vec::<usize>::new());
