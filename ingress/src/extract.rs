@@ -224,23 +224,23 @@ impl FromRequestParts<AppState> for UserId {
             state.shared.auth.user(token, &accounts)?
         };
         if let Some(tenant) = route_tenant {
-            check_user_tenant(state, user.issuer.as_deref(), &tenant)?;
+            check_user_tenant(state, user.issuer(), &tenant)?;
         }
         // A returning token's pseudonym, kept with it, is its user's current one while it
         // is not erased (an erasure is for good, and marks the pseudonym erased before it
         // destroys its personal-data entry), and its entry was remembered when it was kept.
         let kept = user
-            .acted_as
+            .acted_as()
             .filter(|pseudonym| !state.shared.control.is_erased(pseudonym));
         let pseudonym = match kept {
-            Some(pseudonym) => pseudonym,
+            Some(pseudonym) => pseudonym.to_string(),
             None => {
-                let scope = match &user.issuer {
+                let scope = match user.issuer() {
                     Some(tenant) => crate::privacy::TokenScope::Tenant(tenant),
                     None => crate::privacy::TokenScope::Deployment,
                 };
-                let pseudonym = crate::privacy::pseudonym_of_user(state, scope, &user.sub).await?;
-                state.shared.auth.acted_as(token, &pseudonym);
+                let pseudonym = crate::privacy::pseudonym_of_user(state, scope, user.sub()).await?;
+                state.shared.auth.acted_as(&user, &pseudonym);
                 pseudonym
             }
         };
