@@ -94,7 +94,7 @@ impl Default for VerifiedTokens {
 /// Verified tokens [`VerifiedTokens`] keeps.
 const VERIFIED_TOKENS_MAX: usize = 50_000;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Verified {
     sub: Box<str>,
     issuer: Option<Box<str>>,
@@ -178,7 +178,7 @@ pub(crate) enum AdminKey {
 }
 
 /// A user, from a valid user token: the verified token's entry, shared with the cache.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct User {
     verified: Arc<Verified>,
     /// The token's digest, for [`Auth::acted_as`] (a token is digested once a request).
