@@ -349,9 +349,10 @@ impl Auth {
         Ok(User { verified, digest })
     }
 
-    /// Keeps `pseudonym` as what `token` acts as, once its user's personal-data entry is
+    /// Keeps `pseudonym` as what `user`'s token acts as, once its personal-data entry is
     /// remembered: the token's next request skips deriving it and looking it up in the
     /// personal-data store (it is kept with the verified token, and forgotten with it).
+    /// Found by the digest the token's look-up made, not by hashing the token again.
     pub(crate) fn acted_as(&self, user: &User, pseudonym: &str) {
         self.verified.act_as(user.digest, pseudonym);
     }
