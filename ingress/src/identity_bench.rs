@@ -29,6 +29,10 @@ pub struct IdentitySteps {
     /// The same as a new user's request asks it: its queued entries, then the filter of
     /// held pseudonyms (`stored_filter`), which answers "no" without RocksDB.
     pub knows_new_ns: f64,
+    /// A new user's entry queued for the next commit (`remember_unsynced`: sealed, the
+    /// filter told, kept pending), while up to 9,999 others wait, as behind a stalled
+    /// commit (below the pending entries' bound, so no write is timed).
+    pub remember_new_ns: f64,
     /// A returning user's whole identity as it was found until session 35: the token's
     /// cache, then the kept pseudonym, then the personal-data store's known pseudonyms.
     pub returning_three_ns: f64,
@@ -81,7 +85,15 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
     let knows_new_ns = time(&mut |user| {
         assert!(!store.knows(&derived[user]).expect("readable"));
     });
-    for user in 0..users {
+    let queued = users.min(crate::personal_data::PENDING_MAX - 1);
+    let started = Instant::now();
+    for user in 0..queued {
+        store
+            .remember_unsynced(&derived[user], &names[user])
+            .expect("remembered");
+    }
+    let remember_new_ns = started.elapsed().as_nanos() as f64 / queued.max(1) as f64;
+    for user in queued..users {
         store
             .remember_unsynced(&derived[user], &names[user])
             .expect("remembered");
@@ -123,5 +135,6 @@ pub fn identity_steps_bench(users: usize, dir: &std::path::Path) -> IdentityStep
         seal_ns,
         stored_ns,
         knows_new_ns,
+        remember_new_ns,
     }
 }

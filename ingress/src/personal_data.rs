@@ -93,7 +93,7 @@ const KNOWN_CACHED_MAX: usize = 500_000;
 /// New entries held in memory at most: past it, the request that adds one writes them
 /// (synced) itself. Commits write them long before that unless requests of new users
 /// arrive and none is appended (each one refused after its user was seen).
-const PENDING_MAX: usize = 10_000;
+pub(crate) const PENDING_MAX: usize = 10_000;
 
 /// A new entry waiting to be written: the pseudonym, its key and its sealed user id.
 type PendingEntry = (Box<str>, SealedEntry);

@@ -25,7 +25,7 @@ fn main() {
         })
         .collect();
     type Step = fn(&ingress::IdentitySteps) -> f64;
-    let rows: [(&str, Step); 9] = [
+    let rows: [(&str, Step); 10] = [
         ("token, new (verified, cached)", |s| s.token_new_ns),
         ("token, known (cache look-up)", |s| s.token_known_ns),
         ("pseudonym, new (HMAC, kept)", |s| s.pseudonym_new_ns),
@@ -33,6 +33,7 @@ fn main() {
         ("personal data, seal (new user)", |s| s.seal_ns),
         ("personal data, is it stored", |s| s.stored_ns),
         ("personal data, new user (filter)", |s| s.knows_new_ns),
+        ("personal data, new entry queued", |s| s.remember_new_ns),
         ("returning user, three look-ups", |s| s.returning_three_ns),
         ("returning user, kept with token", |s| s.returning_kept_ns),
     ];
