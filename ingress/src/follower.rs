@@ -31,15 +31,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const POLL_RECORDS_MAX: usize = 1024;
-/// Outcomes applied (under one write lock) before their writers are answered: a poll's
-/// outcomes (a group commit's, or a few commits' when the follower lags) at once, up to
-/// this many, so a catching-up follower still lets the model's readers in every few
-/// milliseconds. Each chunk pays its lock, its idempotency-index write (a RocksDB batch)
-/// and its wakes: answering 8 at a time (session 36, before the pipeline's threads ran
-/// under `SCHED_BATCH`) cost 6-7% more CPU a response and 7-15% fewer requests/s than a
-/// whole poll at once under 64 hold + confirm clients, on one CPU and anywhere alike
-/// (BENCHMARKS.md, "Session 54").
-const APPLY_CHUNK_OUTCOMES: usize = 256;
+/// Outcomes applied (under one write lock) before their writers are answered: a group
+/// commit's outcomes arrive together, and answering them a few at a time lets the HTTP
+/// threads send the first responses while this thread applies the rest. Under 64 hold +
+/// confirm clients, 6-16 gave 3-8% more requests/s than a whole batch at once, at the same
+/// CPU per request (BENCHMARKS.md, session 36). A whole poll at once instead (one lock,
+/// one index write and one wake a group commit), re-measured with `serve` on one CPU and
+/// its pipeline under `SCHED_BATCH`: no difference told from the machine's noise (44
+/// pairs, median 0.98 of the CPU a response, from 0.93 to 1.08 by sequence; session 54).
+const APPLY_CHUNK_OUTCOMES: usize = 8;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How often the outcomes log's end is looked up while records keep coming.
 const END_CHECK_INTERVAL: Duration = Duration::from_millis(500);
