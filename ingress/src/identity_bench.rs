@@ -17,9 +17,9 @@ pub struct IdentitySteps {
     pub token_new_ns: f64,
     /// A token verified before (the cache's look-up).
     pub token_known_ns: f64,
-    /// A user's pseudonym derived (HMAC) and kept.
+    /// A new user's pseudonym (an HMAC: only an erased identity's later generation is kept).
     pub pseudonym_new_ns: f64,
-    /// A kept pseudonym.
+    /// A user's pseudonym again (the same HMAC).
     pub pseudonym_known_ns: f64,
     /// Sealing a new user's entry of the personal-data store (ChaCha20-Poly1305 under a
     /// fresh key).
@@ -34,7 +34,8 @@ pub struct IdentitySteps {
     /// commit (below the pending entries' bound, so no write is timed).
     pub remember_new_ns: f64,
     /// A returning user's whole identity as it was found until session 35: the token's
-    /// cache, then the kept pseudonym, then the personal-data store's known pseudonyms.
+    /// cache, then the pseudonym (kept until session 55, derived since), then the
+    /// personal-data store's known pseudonyms.
     pub returning_three_ns: f64,
     /// The same as it is found now: the pseudonym kept with the verified token
     /// ([`Auth::acted_as`]; the request then checks it is not erased).

@@ -46,14 +46,21 @@ pub(crate) struct Pseudonyms {
     deployment_key: Vec<u8>,
     /// The deployment scope's key, derived once: most requests are of that scope.
     deployment_scope: HmacSha256,
-    /// Current pseudonyms derived lately, by scope and `sub` ([`Pseudonyms::current`]);
-    /// foldhash, randomly seeded (a look-up per request; `sub`s come from verified tokens).
-    current: std::sync::Arc<std::sync::Mutex<Generations<Box<str>, String>>>,
+    /// Tenant scopes' keys, derived once each (two HMACs a derivation); by tenant id.
+    tenant_scopes: std::sync::Arc<std::sync::Mutex<Generations<Box<str>, HmacSha256>>>,
+    /// The current pseudonyms of identities erased at least once, by scope and `sub`
+    /// ([`Pseudonyms::current`]): deriving one takes an HMAC and an erasure check per
+    /// generation before it. Only those: the first generation is derived every time.
+    later_generations: std::sync::Arc<std::sync::Mutex<Generations<Box<str>, String>>>,
 }
 
-/// Current pseudonyms [`Pseudonyms`] keeps, by generations (`generations.rs`: a miss
-/// costs one HMAC).
-const CURRENT_CACHED_MAX: usize = 100_000;
+/// Tenant scopes' keys [`Pseudonyms`] keeps, by generations (`generations.rs`: a miss
+/// costs two HMACs).
+const TENANT_SCOPES_KEPT_MAX: usize = 1_024;
+
+/// Current pseudonyms of erased identities [`Pseudonyms`] keeps, by generations (a miss
+/// costs an HMAC and an erasure check for each generation before the current one).
+const LATER_GENERATIONS_KEPT_MAX: usize = 10_000;
 
 /// Whose tokens a pseudonym is for: the deployment's shared user-token secret, or a
 /// tenant's own token key (issue 22's per-tenant user-token keys).
@@ -68,8 +75,11 @@ impl Pseudonyms {
         Pseudonyms {
             deployment_key: pseudonym_key.as_bytes().to_vec(),
             deployment_scope: derive_scope_key(pseudonym_key.as_bytes(), TokenScope::Deployment),
-            current: std::sync::Arc::new(std::sync::Mutex::new(Generations::new(
-                CURRENT_CACHED_MAX,
+            tenant_scopes: std::sync::Arc::new(std::sync::Mutex::new(Generations::new(
+                TENANT_SCOPES_KEPT_MAX,
+            ))),
+            later_generations: std::sync::Arc::new(std::sync::Mutex::new(Generations::new(
+                LATER_GENERATIONS_KEPT_MAX,
             ))),
         }
     }
@@ -77,7 +87,19 @@ impl Pseudonyms {
     fn scope_key(&self, scope: TokenScope<'_>) -> HmacSha256 {
         match scope {
             TokenScope::Deployment => self.deployment_scope.clone(),
-            TokenScope::Tenant(_) => derive_scope_key(&self.deployment_key, scope),
+            TokenScope::Tenant(tenant) => {
+                let lock = || {
+                    self.tenant_scopes
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                };
+                if let Some(key) = lock().get(tenant, HmacSha256::clone) {
+                    return key;
+                }
+                let key = derive_scope_key(&self.deployment_key, scope);
+                lock().insert(tenant.into(), key.clone());
+                key
+            }
         }
     }
 }
@@ -121,15 +143,24 @@ impl Pseudonyms {
     }
 
     /// The current pseudonym of `sub` in `scope`: the first generation not `erased`, or
-    /// `None` past [`GENERATIONS_MAX`] erasures. Derived once and kept (an HMAC per request
-    /// was a few percent of a write's CPU): the kept one is still current while it is not
-    /// erased, because an erasure is for good, so the generations before it stay erased.
+    /// `None` past [`GENERATIONS_MAX`] erasures. Runs once per new token (a token's next
+    /// requests find the pseudonym it acted as in `auth`'s verified tokens), so the first
+    /// generation is derived every time: one HMAC, where a table of every recent user
+    /// cost a look-up that missed the caches and an insert for each new user, more than
+    /// the HMAC it saved a returning one (BENCHMARKS.md, "Session 55"). The current
+    /// generation of an identity erased before is kept (an erasure is for good, so the
+    /// generations before a kept one stay erased): finding it again takes an HMAC and a
+    /// check per erasure.
     pub(crate) fn current(
         &self,
         scope: TokenScope<'_>,
         sub: &str,
         erased: impl Fn(&str) -> bool,
     ) -> Option<String> {
+        let first = self.pseudonym(scope, sub, 0);
+        if !erased(&first) {
+            return Some(first);
+        }
         // A `sub` holds no control character (`auth`): 0 ends the scope unambiguously.
         let key: Box<str> = match scope {
             TokenScope::Deployment => format!("\0{sub}"),
@@ -137,7 +168,7 @@ impl Pseudonyms {
         }
         .into();
         let lock = || {
-            self.current
+            self.later_generations
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
         };
@@ -145,7 +176,7 @@ impl Pseudonyms {
         if let Some(pseudonym) = kept.filter(|pseudonym| !erased(pseudonym)) {
             return Some(pseudonym);
         }
-        let pseudonym = (0..GENERATIONS_MAX)
+        let pseudonym = (1..GENERATIONS_MAX)
             .map(|generation| self.pseudonym(scope, sub, generation))
             .find(|pseudonym| !erased(pseudonym))?;
         lock().insert(key, pseudonym.clone());
@@ -273,6 +304,28 @@ mod tests {
         assert_eq!(
             pseudonyms.current(TokenScope::Deployment, "alice", |_| true),
             None
+        );
+        // The kept later generation is taken while it is current, and passed over once
+        // it is erased too.
+        let third = pseudonyms.pseudonym(TokenScope::Deployment, "alice", 2);
+        assert_eq!(
+            pseudonyms.current(TokenScope::Deployment, "alice", |p| p == first),
+            Some(pseudonyms.pseudonym(TokenScope::Deployment, "alice", 1))
+        );
+        let first_two = [
+            first.clone(),
+            pseudonyms.pseudonym(TokenScope::Deployment, "alice", 1),
+        ];
+        assert_eq!(
+            pseudonyms.current(TokenScope::Deployment, "alice", |p| first_two
+                .iter()
+                .any(|erased| erased == p)),
+            Some(third)
+        );
+        // A tenant's scope key, derived once and kept, is the one a fresh derivation gives.
+        assert_eq!(
+            pseudonyms.pseudonym(TokenScope::Tenant("acme"), "bob", 0),
+            Pseudonyms::new("key").pseudonym(TokenScope::Tenant("acme"), "bob", 0)
         );
     }
 

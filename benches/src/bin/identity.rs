@@ -28,8 +28,8 @@ fn main() {
     let rows: [(&str, Step); 10] = [
         ("token, new (verified, cached)", |s| s.token_new_ns),
         ("token, known (cache look-up)", |s| s.token_known_ns),
-        ("pseudonym, new (HMAC, kept)", |s| s.pseudonym_new_ns),
-        ("pseudonym, known", |s| s.pseudonym_known_ns),
+        ("pseudonym, new (one HMAC)", |s| s.pseudonym_new_ns),
+        ("pseudonym, known (one HMAC)", |s| s.pseudonym_known_ns),
         ("personal data, seal (new user)", |s| s.seal_ns),
         ("personal data, is it stored", |s| s.stored_ns),
         ("personal data, new user (filter)", |s| s.knows_new_ns),
