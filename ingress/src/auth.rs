@@ -10,10 +10,12 @@ use crate::accounts::Accounts;
 use crate::config::Tenant;
 use crate::error::{AppError, Reason};
 use crate::generations::Generations;
+use crate::user_token::{self, DeploymentKey};
 use axum::http::{header, HeaderMap};
 use engine::control::ApiKeyRole;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -33,8 +35,8 @@ struct Claims {
 pub(crate) struct Auth {
     tenants: Vec<Tenant>,
     operator_key: String,
-    decoding_key: DecodingKey,
-    validation: Validation,
+    /// The deployment's user-token secret (`crate::user_token`).
+    deployment_key: DeploymentKey,
     verified: VerifiedTokens,
 }
 
@@ -204,21 +206,6 @@ impl User {
     }
 }
 
-#[derive(Deserialize)]
-struct Issuer {
-    #[serde(default)]
-    iss: Option<String>,
-}
-
-/// The `iss` claim of a token, read before its signature is checked only to choose the
-/// key that checks it (the validation then requires that same `iss`).
-fn issuer_of(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes =
-        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
-    serde_json::from_slice::<Issuer>(&bytes).ok()?.iss
-}
-
 /// Compares secrets (or their hashes) in time independent of where they differ: the one
 /// comparison of admin keys, the operator key and API keys' hashes (`crate::accounts`).
 pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
@@ -231,14 +218,10 @@ pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 
 impl Auth {
     pub(crate) fn new(tenants: Vec<Tenant>, operator_key: String, user_token_secret: &str) -> Auth {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = TOKEN_LEEWAY_SECONDS;
         Auth {
             tenants,
             operator_key,
-            decoding_key: DecodingKey::from_secret(user_token_secret.as_bytes()),
-            validation,
+            deployment_key: DeploymentKey::new(user_token_secret.as_bytes()),
             verified: VerifiedTokens::default(),
         }
     }
@@ -305,30 +288,39 @@ impl Auth {
         if let Some(user) = self.verified.get(digest, now_seconds, accounts) {
             return Ok(user);
         }
-        let invalid = |error: jsonwebtoken::errors::Error| {
+        let invalid = |error: &dyn std::fmt::Display| {
             AppError::unauthorized(Reason::InvalidToken, format!("invalid user token: {error}"))
         };
-        let (claims, issuer, key_fingerprint) = match issuer_of(token) {
+        // The claims, parsed once and unverified, name the issuer whose key checks them:
+        // a tenant's (`jsonwebtoken`, with that tenant's key only), or the deployment's
+        // secret (`user_token`, HS256).
+        let mut payload = Vec::new();
+        let parsed = user_token::parse(token, &mut payload).map_err(|error| invalid(&error))?;
+        let (user, exp, issuer, key_fingerprint) = match parsed.claims.issuer() {
             Some(tenant) => {
-                let key = accounts.token_key(&tenant).ok_or_else(|| {
+                let key = accounts.token_key(tenant).ok_or_else(|| {
                     AppError::unauthorized(
                         Reason::InvalidToken,
                         format!("invalid user token: its issuer {tenant:?} is not a tenant with a user-token key"),
                     )
                 })?;
-                let validation = crate::accounts::tenant_validation(key.algorithm, &tenant);
+                let validation = crate::accounts::tenant_validation(key.algorithm, tenant);
                 let data = jsonwebtoken::decode::<Claims>(token, &key.decoding_key, &validation)
-                    .map_err(invalid)?;
-                (data.claims, Some(tenant), Some(key.fingerprint.clone()))
+                    .map_err(|error| invalid(&error))?;
+                (
+                    Cow::Owned(data.claims.sub),
+                    data.claims.exp,
+                    Some(tenant.into()),
+                    Some(key.fingerprint.clone()),
+                )
             }
             None => {
-                let data =
-                    jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
-                        .map_err(invalid)?;
-                (data.claims, None, None)
+                let (sub, exp) = parsed
+                    .verify(&self.deployment_key, now_seconds, TOKEN_LEEWAY_SECONDS)
+                    .map_err(|error| invalid(&error))?;
+                (sub, exp, None, None)
             }
         };
-        let user = claims.sub;
         if user.trim().is_empty()
             || user.len() > USER_ID_BYTES_MAX
             || user.chars().any(char::is_control)
@@ -340,8 +332,8 @@ impl Auth {
         }
         let verified = Arc::new(Verified {
             sub: user.into(),
-            issuer: issuer.map(String::into_boxed_str),
-            exp_seconds: claims.exp,
+            issuer,
+            exp_seconds: exp,
             key_fingerprint,
             acted_as: None,
         });

@@ -67,6 +67,7 @@ mod search;
 mod state;
 mod stored_filter;
 mod times;
+mod user_token;
 mod validate;
 mod views;
 mod writes;
