@@ -17,6 +17,43 @@ pub struct Row {
     pub category: u16,
 }
 
+/// A seat's label ([`Layout::label`]): its section's name, its row's label and its number
+/// in the row, joined by `-` when shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeatLabel<'a> {
+    pub section: &'a str,
+    pub row: &'a str,
+    pub number: u32,
+}
+
+impl SeatLabel<'_> {
+    /// The number's decimal digits, written into `buffer`.
+    fn digits<'b>(&self, buffer: &'b mut [u8; 10]) -> &'b str {
+        let mut start = buffer.len();
+        let mut rest = self.number;
+        loop {
+            start -= 1;
+            buffer[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&buffer[start..]).expect("ASCII digits")
+    }
+}
+
+impl std::fmt::Display for SeatLabel<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut digits = [0u8; 10];
+        formatter.write_str(self.section)?;
+        formatter.write_str("-")?;
+        formatter.write_str(self.row)?;
+        formatter.write_str("-")?;
+        formatter.write_str(self.digits(&mut digits))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "EncodedLayout")]
 pub struct Layout {
@@ -215,31 +252,31 @@ impl Layout {
         row as u32
     }
 
-    pub fn label_of(&self, seat: u32) -> String {
+    /// A seat's label, `<section>-<row>-<number>` (the number from 1 in its row): shown
+    /// where it is written (`Display`), with no `String` made for it.
+    pub fn label(&self, seat: u32) -> SeatLabel<'_> {
         let row = &self.rows[self.row_of(seat) as usize];
-        let section = &self.section_names[row.section as usize];
-        // Perf: pieces pushed into one exact-size string, not `format!` (every hold's and
-        // booking's answer names its seats, a confirmation's twice: seats and tickets).
-        let number = seat - row.first_seat + 1;
-        let mut digits = [0u8; 10];
-        let mut start = digits.len();
-        let mut rest = number;
-        loop {
-            start -= 1;
-            digits[start] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
+        SeatLabel {
+            section: &self.section_names[row.section as usize],
+            row: &row.label,
+            number: seat - row.first_seat + 1,
         }
-        let digits = std::str::from_utf8(&digits[start..]).expect("ASCII digits");
-        let mut label = String::with_capacity(section.len() + row.label.len() + 2 + digits.len());
-        label.push_str(section);
-        label.push('-');
-        label.push_str(&row.label);
-        label.push('-');
-        label.push_str(digits);
-        label
+    }
+
+    /// [`Layout::label`] as a `String`.
+    pub fn label_of(&self, seat: u32) -> String {
+        let label = self.label(seat);
+        // Perf: pieces pushed into one exact-size string, not `format!`.
+        let mut digits = [0u8; 10];
+        let digits = label.digits(&mut digits);
+        let mut text =
+            String::with_capacity(label.section.len() + label.row.len() + 2 + digits.len());
+        text.push_str(label.section);
+        text.push('-');
+        text.push_str(label.row);
+        text.push('-');
+        text.push_str(digits);
+        text
     }
 }
 
@@ -272,6 +309,8 @@ mod tests {
         assert_eq!(layout.seat_count, 9);
         for seat in 0..layout.seat_count {
             assert_eq!(layout.seat_of(&layout.label_of(seat)), Some(seat));
+            // Shown, the label is the same text.
+            assert_eq!(layout.label(seat).to_string(), layout.label_of(seat));
         }
         assert_eq!(layout.seat_of("A-1-1"), Some(0));
         assert_eq!(layout.seat_of("A-2-2"), Some(4));
@@ -294,6 +333,7 @@ mod tests {
         };
         assert_eq!(wide(1_234).label_of(1_233), "S-R-1234");
         assert_eq!(wide(1_234).label_of(9), "S-R-10");
+        assert_eq!(wide(1_234).label(1_233).to_string(), "S-R-1234");
         assert_eq!(layout.rows[2].category, 1);
         assert_eq!(layout.rows_of_category(0), 0..1);
         assert_eq!(layout.rows_of_category(1), 1..3);

@@ -497,16 +497,18 @@ pub(crate) struct HoldBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct HoldResponse {
+pub(crate) struct HoldResponse<'a> {
     #[schema(value_type = String)]
     pub(crate) hold_id: Shown<engine::HoldId>,
     #[schema(value_type = String)]
     pub(crate) event_id: Shown<engine::EventId>,
     /// Seat ids (empty for general admission).
-    pub(crate) seats: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub(crate) seats: SeatLabels<'a>,
     pub(crate) quantity: u32,
     /// Categories of the held items, in seat order (one entry for general admission).
-    pub(crate) categories: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub(crate) categories: ItemCategories<'a>,
     pub(crate) total_cents: u64,
     #[schema(value_type = String)]
     pub(crate) created_at: Rfc3339Time,
@@ -563,14 +565,15 @@ pub(crate) struct ConfirmBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct BookingResponse {
+pub(crate) struct BookingResponse<'a> {
     #[schema(value_type = String)]
     pub(crate) booking_id: Shown<engine::BookingId>,
     #[schema(value_type = String)]
     pub(crate) hold_id: Shown<engine::HoldId>,
     #[schema(value_type = String)]
     pub(crate) event_id: Shown<engine::EventId>,
-    pub(crate) seats: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub(crate) seats: SeatLabels<'a>,
     pub(crate) quantity: u32,
     pub(crate) total_cents: u64,
     #[schema(value_type = String)]
@@ -579,18 +582,19 @@ pub(crate) struct BookingResponse {
     pub(crate) booked_at: Rfc3339Time,
     /// `confirmed` or `canceled`.
     pub(crate) status: &'static str,
-    pub(crate) tickets: Vec<TicketBody>,
+    pub(crate) tickets: Vec<TicketBody<'a>>,
     /// The gateway's refund of its payment, once a canceled booking was refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) refund_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct TicketBody {
+pub(crate) struct TicketBody<'a> {
     #[schema(value_type = String)]
     pub(crate) ticket_id: Shown<engine::TicketId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) seat: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub(crate) seat: Option<Shown<engine::layout::SeatLabel<'a>>>,
     /// Shown at the door; checked in by `POST /v1/admin/events/{id}/checkin`.
     #[schema(value_type = String)]
     pub(crate) code: engine::tickets::TicketCode,
@@ -610,8 +614,59 @@ impl<T: std::fmt::Display> Serialize for Shown<T> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct BookingsResponse {
-    pub(crate) bookings: Vec<BookingResponse>,
+pub(crate) struct BookingsResponse<'a> {
+    pub(crate) bookings: Vec<BookingResponse<'a>>,
+}
+
+/// A hold's or a booking's seats as their labels (`Layout::label`), written into the JSON
+/// as the answer is serialized. Perf: a `String` a seat, and another a ticket, were a
+/// third of the allocations of a hold's or a booking's answer on the HTTP thread
+/// (BENCHMARKS.md, "Session 55").
+pub(crate) struct SeatLabels<'a> {
+    /// `None` for an event the read model does not know: no labels.
+    pub(crate) layout: Option<&'a engine::layout::Layout>,
+    pub(crate) items: &'a engine::Items,
+}
+
+impl Serialize for SeatLabels<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut labels = serializer.serialize_seq(None)?;
+        if let (Some(layout), engine::Items::Seats(seats)) = (self.layout, self.items) {
+            for &seat in seats.iter().filter(|&&seat| seat < layout.seat_count) {
+                labels.serialize_element(&Shown(layout.label(seat)))?;
+            }
+        }
+        labels.end()
+    }
+}
+
+/// The categories of a hold's items, one a seat in seat order (one for a pool), by name,
+/// written as the answer is serialized (no `String` a seat).
+pub(crate) struct ItemCategories<'a> {
+    /// `None` for an event the read model does not know: no categories.
+    pub(crate) event: Option<&'a crate::read_model::EventRecord>,
+    pub(crate) items: &'a engine::Items,
+}
+
+impl Serialize for ItemCategories<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut names = serializer.serialize_seq(None)?;
+        if let Some(event) = self.event {
+            match self.items {
+                engine::Items::Seats(seats) => {
+                    for &seat in seats.iter().filter(|&&seat| seat < event.layout.seat_count) {
+                        names.serialize_element(event.category_str(event.seat_category(seat)))?;
+                    }
+                }
+                engine::Items::Pool { category, .. } => {
+                    names.serialize_element(event.category_str(*category))?;
+                }
+            }
+        }
+        names.end()
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -624,7 +679,7 @@ pub(crate) struct WaitlistBody {
 
 /// The answer to joining a waitlist (201) or to a hold that had to wait (202).
 #[derive(Serialize, ToSchema)]
-pub(crate) struct WaitlistJoined {
+pub(crate) struct WaitlistJoined<'a> {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
     /// Place in the FCFS queue, from 1 (0 once no longer waiting, or while `entered`).
@@ -633,7 +688,7 @@ pub(crate) struct WaitlistJoined {
     /// draw at `sales_open_at`).
     pub(crate) status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hold: Option<HoldResponse>,
+    pub(crate) hold: Option<HoldResponse<'a>>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -691,7 +746,7 @@ pub(crate) struct NotificationResponse {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct WaitlistStatus {
+pub(crate) struct WaitlistStatus<'a> {
     pub(crate) waitlist_id: String,
     pub(crate) event_id: String,
     /// `waiting`, `entered` (in an arrival window's draw, not made yet: no position),
@@ -708,7 +763,7 @@ pub(crate) struct WaitlistStatus {
     pub(crate) reason: Option<String>,
     /// The hold offered to this entry.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hold: Option<HoldResponse>,
+    pub(crate) hold: Option<HoldResponse<'a>>,
 }
 
 // ---- service desks ------------------------------------------------------------------------

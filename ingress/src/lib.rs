@@ -22,7 +22,8 @@
 //!   its live stream and the demo user switcher; the page itself is in `ingress/web/`);
 //!   `live`: which events an outcome changed, and a watch per event for the streams;
 //!   `validate`: request bodies to engine commands (an event spec's values by `engine::spec_rules`); `views`: records to response bodies; `api`: the bodies themselves.
-//! - `extract`, `auth`, `client_address` (trusted proxies, `X-Forwarded-For`),
+//! - `extract`, `auth` (with `user_token`: the deployment's HS256 tokens), `privacy`
+//!   (pseudonyms), `personal_data`, `client_address` (trusted proxies, `X-Forwarded-For`),
 //!   `rate_limit` (`governor`), `open_caps` (open long-polls and streams), `metrics`
 //!   (`prometheus-client`), `error`, `times`: edge concerns. Every request passes
 //!   [`app`]'s layers: metrics and logging, the request timeout, the client address and

@@ -102,10 +102,14 @@ impl EventRecord {
     }
 
     pub(crate) fn category_name(&self, index: u16) -> String {
+        self.category_str(index).to_string()
+    }
+
+    /// The name of category `index` ("" for none such).
+    pub(crate) fn category_str(&self, index: u16) -> &str {
         self.categories()
             .get(index as usize)
-            .map(|category| category.name.clone())
-            .unwrap_or_default()
+            .map_or("", |category| category.name.as_str())
     }
 
     pub(crate) fn labels(&self, items: &Items) -> Vec<String> {

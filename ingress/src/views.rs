@@ -251,22 +251,24 @@ pub(crate) fn seat_map(event: &EventRecord) -> SeatMap {
 
 /// A hold as answered; `status` and `booking` come from the caller (the outcome or the
 /// read model).
-pub(crate) fn hold_response(
-    event: Option<&EventRecord>,
-    view: &HoldView,
+pub(crate) fn hold_response<'a>(
+    event: Option<&'a EventRecord>,
+    view: &'a HoldView,
     status: &'static str,
     booking: Option<engine::BookingId>,
-) -> HoldResponse {
+) -> HoldResponse<'a> {
     HoldResponse {
         hold_id: Shown(view.hold),
         event_id: Shown(view.event),
-        seats: event
-            .map(|event| event.labels(&view.items))
-            .unwrap_or_default(),
+        seats: SeatLabels {
+            layout: event.map(|event| &event.layout),
+            items: &view.items,
+        },
         quantity: view.items.quantity(),
-        categories: event
-            .map(|event| event.item_categories(&view.items))
-            .unwrap_or_default(),
+        categories: ItemCategories {
+            event,
+            items: &view.items,
+        },
         total_cents: event.map_or(0, |event| event.price_of(&view.items)),
         created_at: Rfc3339Time(view.created_at_ms),
         expires_at: Rfc3339Time(view.expires_at_ms),
@@ -278,7 +280,7 @@ pub(crate) fn hold_response(
 }
 
 /// The hold as the read model knows it now.
-pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<HoldResponse> {
+pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<HoldResponse<'_>> {
     let record = model.hold(hold)?;
     let booking = match record.status {
         crate::read_model::HoldStatus::Confirmed(booking) => Some(booking),
@@ -294,24 +296,25 @@ pub(crate) fn current_hold(model: &ReadModel, hold: engine::HoldId) -> Option<Ho
 
 /// A booking as the API shows it. Ticket codes are derived here from the ticket ids and
 /// the ticket secret's MAC (the engine keeps ids only: an HMAC per ticket is read-side work).
-pub(crate) fn booking_response(
-    event: Option<&EventRecord>,
-    view: &BookingView,
+pub(crate) fn booking_response<'a>(
+    event: Option<&'a EventRecord>,
+    view: &'a BookingView,
     canceled: bool,
     ticket_mac: &engine::tickets::TicketMac,
-) -> BookingResponse {
+) -> BookingResponse<'a> {
     let label = |seat: u32| {
         event
             .filter(|event| seat < event.layout.seat_count)
-            .map(|event| event.layout.label_of(seat))
+            .map(|event| Shown(event.layout.label(seat)))
     };
     BookingResponse {
         booking_id: Shown(view.booking),
         hold_id: Shown(view.hold),
         event_id: Shown(view.event),
-        seats: event
-            .map(|event| event.labels(&view.items))
-            .unwrap_or_default(),
+        seats: SeatLabels {
+            layout: event.map(|event| &event.layout),
+            items: &view.items,
+        },
         quantity: view.items.quantity(),
         total_cents: view.total_cents,
         payment_ref: view.payment_ref.clone(),
@@ -329,11 +332,11 @@ pub(crate) fn booking_response(
     }
 }
 
-pub(crate) fn current_booking(
-    model: &ReadModel,
-    record: &BookingRecord,
+pub(crate) fn current_booking<'a>(
+    model: &'a ReadModel,
+    record: &'a BookingRecord,
     ticket_mac: &engine::tickets::TicketMac,
-) -> BookingResponse {
+) -> BookingResponse<'a> {
     booking_response(
         model.event(record.view.event),
         &record.view,
@@ -342,7 +345,10 @@ pub(crate) fn current_booking(
     )
 }
 
-pub(crate) fn waitlist_status(model: &ReadModel, waiter: &WaiterRecord) -> WaitlistStatus {
+pub(crate) fn waitlist_status<'a>(
+    model: &'a ReadModel,
+    waiter: &WaiterRecord,
+) -> WaitlistStatus<'a> {
     let event = model.event(waiter.event);
     let (position, reason, hold) = match waiter.status {
         WaiterStatus::Waiting => (

@@ -597,25 +597,29 @@ pub(crate) async fn get_waitlist(
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The answer is made while the model is read (its body borrows from it).
             let looked = {
                 let model = state.model_of(id);
                 model.waiter(id).map(|waiter| {
                     (
-                        model.applied_offset,
                         waiter.status,
-                        views::waitlist_status(&model, waiter),
+                        answer(
+                            StatusCode::OK,
+                            model.applied_offset,
+                            Json(views::waitlist_status(&model, waiter)),
+                        ),
                     )
                 })
             };
             match looked {
                 None => Some(Err(AppError::not_found(NotFound::Waiter))),
-                Some((offset, status, body))
+                Some((status, response))
                     if !matches!(status, WaiterStatus::Waiting | WaiterStatus::Entered)
                         || *first_status.get_or_insert(status) != status
                         || tokio::time::Instant::now() >= deadline
                         || *shutdown.borrow() =>
                 {
-                    Some(Ok(answer(StatusCode::OK, offset, Json(body))))
+                    Some(Ok(response))
                 }
                 Some(_) => {
                     tokio::select! {
