@@ -619,9 +619,9 @@ pub(crate) struct BookingsResponse<'a> {
 }
 
 /// A hold's or a booking's seats as their labels (`Layout::label`), written into the JSON
-/// as the answer is serialized. Perf: a `String` a seat, and another a ticket, were a
-/// third of the allocations of a hold's or a booking's answer on the HTTP thread
-/// (BENCHMARKS.md, "Session 55").
+/// as the answer is serialized. Perf: a `String` a seat and a `Vec` of them, for a hold's
+/// labels and categories, and for a booking's labels and each ticket's seat, were about
+/// six allocations a response on the HTTP thread (BENCHMARKS.md, "Session 55").
 pub(crate) struct SeatLabels<'a> {
     /// `None` for an event the read model does not know: no labels.
     pub(crate) layout: Option<&'a engine::layout::Layout>,
