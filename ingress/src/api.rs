@@ -624,20 +624,19 @@ pub(crate) struct BookingsResponse<'a> {
 /// six allocations a response on the HTTP thread (BENCHMARKS.md, "Session 55").
 pub(crate) struct SeatLabels<'a> {
     /// `None` for an event the read model does not know: no labels.
-    pub(crate) layout: Option<&'a engine::layout::Layout>,
+    pub(crate) event: Option<&'a crate::read_model::EventRecord>,
     pub(crate) items: &'a engine::Items,
 }
 
 impl Serialize for SeatLabels<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut labels = serializer.serialize_seq(None)?;
-        if let (Some(layout), engine::Items::Seats(seats)) = (self.layout, self.items) {
-            for &seat in seats.iter().filter(|&&seat| seat < layout.seat_count) {
-                labels.serialize_element(&Shown(layout.label(seat)))?;
-            }
-        }
-        labels.end()
+        let items = self.items;
+        serializer.collect_seq(
+            self.event
+                .into_iter()
+                .flat_map(|event| event.seat_labels(items))
+                .map(Shown),
+        )
     }
 }
 
@@ -651,21 +650,12 @@ pub(crate) struct ItemCategories<'a> {
 
 impl Serialize for ItemCategories<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut names = serializer.serialize_seq(None)?;
-        if let Some(event) = self.event {
-            match self.items {
-                engine::Items::Seats(seats) => {
-                    for &seat in seats.iter().filter(|&&seat| seat < event.layout.seat_count) {
-                        names.serialize_element(event.category_str(event.seat_category(seat)))?;
-                    }
-                }
-                engine::Items::Pool { category, .. } => {
-                    names.serialize_element(event.category_str(*category))?;
-                }
-            }
-        }
-        names.end()
+        let items = self.items;
+        serializer.collect_seq(
+            self.event
+                .into_iter()
+                .flat_map(|event| event.category_names(items)),
+        )
     }
 }
 

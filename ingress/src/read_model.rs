@@ -112,27 +112,49 @@ impl EventRecord {
             .map_or("", |category| category.name.as_str())
     }
 
+    /// The items' seats of this event's layout, in seat order (none for a pool).
+    fn item_seats<'a>(&'a self, items: &'a Items) -> impl Iterator<Item = u32> + 'a {
+        let seats: &[u32] = match items {
+            Items::Seats(seats) => seats,
+            Items::Pool { .. } => &[],
+        };
+        seats
+            .iter()
+            .copied()
+            .filter(|&seat| seat < self.layout.seat_count)
+    }
+
+    /// The labels of the items' seats, in seat order (none for a pool).
+    pub(crate) fn seat_labels<'a>(
+        &'a self,
+        items: &'a Items,
+    ) -> impl Iterator<Item = engine::layout::SeatLabel<'a>> + 'a {
+        self.item_seats(items).map(|seat| self.layout.label(seat))
+    }
+
+    /// Category names of the items, one per seat in seat order (one for a pool).
+    pub(crate) fn category_names<'a>(
+        &'a self,
+        items: &'a Items,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let pool = match items {
+            Items::Pool { category, .. } => Some(self.category_str(*category)),
+            Items::Seats(_) => None,
+        };
+        self.item_seats(items)
+            .map(|seat| self.category_str(self.seat_category(seat)))
+            .chain(pool)
+    }
+
     pub(crate) fn labels(&self, items: &Items) -> Vec<String> {
-        match items {
-            Items::Seats(seats) => seats
-                .iter()
-                .filter(|seat| **seat < self.layout.seat_count)
-                .map(|seat| self.layout.label_of(*seat))
-                .collect(),
-            Items::Pool { .. } => Vec::new(),
-        }
+        self.seat_labels(items)
+            .map(|label| label.to_string())
+            .collect()
     }
 
     /// Category names of the items, one per seat (one for a pool).
     pub(crate) fn item_categories(&self, items: &Items) -> Vec<String> {
-        match items {
-            Items::Seats(seats) => seats
-                .iter()
-                .filter(|seat| **seat < self.layout.seat_count)
-                .map(|seat| self.category_name(self.seat_category(*seat)))
-                .collect(),
-            Items::Pool { category, .. } => vec![self.category_name(*category)],
-        }
+        self.category_names(items).map(str::to_string).collect()
     }
 
     /// (category, count) pairs of some items.

@@ -261,7 +261,7 @@ pub(crate) fn hold_response<'a>(
         hold_id: Shown(view.hold),
         event_id: Shown(view.event),
         seats: SeatLabels {
-            layout: event.map(|event| &event.layout),
+            event,
             items: &view.items,
         },
         quantity: view.items.quantity(),
@@ -312,7 +312,7 @@ pub(crate) fn booking_response<'a>(
         hold_id: Shown(view.hold),
         event_id: Shown(view.event),
         seats: SeatLabels {
-            layout: event.map(|event| &event.layout),
+            event,
             items: &view.items,
         },
         quantity: view.items.quantity(),
