@@ -429,6 +429,18 @@ mod tests {
         assert!(auth
             .user(&mint_user_token("secret", "", 60), &accounts)
             .is_err());
+        // A deployment token naming an audience is refused (401, `invalid_token`).
+        let with_audience = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "alice", "exp": now_seconds() + 60, "aud": "them"}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap();
+        let refused = auth.user(&with_audience, &accounts).unwrap_err();
+        assert_eq!(
+            (refused.status.as_u16(), refused.reason),
+            (401, Reason::InvalidToken)
+        );
     }
 
     /// A tenant's token is checked with that tenant's key only, and names its issuer. The
