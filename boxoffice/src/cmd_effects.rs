@@ -131,6 +131,8 @@ pub(crate) fn run(settings: &Settings) -> Result<(), ToolError> {
             control_writer: control
                 .open_writer()
                 .map_err(log_error("cannot open the control topic's writer"))?,
+            // The engine runs in another process: its outcomes are decoded.
+            recent_outcomes: Vec::new(),
         },
         gateway,
     )

@@ -26,6 +26,10 @@ impl EngineControl for RuntimeControl {
     fn failure(&self) -> Option<String> {
         self.0.status().failure
     }
+
+    fn recent_outcomes(&self) -> Option<engine::wire::SharedRecentOutcomes> {
+        Some(self.0.recent_outcomes())
+    }
 }
 
 /// How often start-up reports the engine's replay progress.
@@ -129,6 +133,10 @@ pub(crate) fn run(
                     control_writer: control_log
                         .open_writer()
                         .map_err(log_error("cannot open the control log's writer"))?,
+                    recent_outcomes: runtimes
+                        .iter()
+                        .map(|(_, runtime)| runtime.handle().recent_outcomes())
+                        .collect(),
                 },
                 payments_gateway
                     .clone()

@@ -215,12 +215,13 @@ pub(crate) fn observe(
     store: &Store,
     control_writer: &dyn LogWriter,
     currency_default: &str,
-    outcomes: &[Outcome],
+    outcomes: &[impl std::borrow::Borrow<Outcome>],
 ) -> Result<(), String> {
     let error_text = |error: StoreError| error.to_string();
     let confirmed: Vec<(u64, BookingPayment)> = outcomes
         .iter()
-        .filter_map(|outcome| match &outcome.result {
+        .map(std::borrow::Borrow::borrow)
+        .filter_map(|outcome: &Outcome| match &outcome.result {
             Ok(Reply::HoldConfirmed(view)) if !view.payment_ref.is_empty() => Some((
                 view.booking.into(),
                 BookingPayment {
@@ -239,7 +240,8 @@ pub(crate) fn observe(
     }
     let mut due = Vec::new();
     let mut forgotten = Vec::new();
-    for outcome in outcomes {
+    for outcome in outcomes.iter().map(std::borrow::Borrow::borrow) {
+        let outcome: &Outcome = outcome;
         let (event, canceled, reason): (EventId, Vec<u64>, &str) = match &outcome.result {
             Ok(Reply::BookingCanceled { booking, event, .. }) => {
                 (*event, vec![(*booking).into()], "booking_canceled")

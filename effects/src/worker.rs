@@ -13,7 +13,7 @@ use crate::signing::signature;
 use crate::store::{Attempt, Position, Routed, Store, StoreError, StoredMessage};
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::webhook::{address_public, Webhooks};
-use engine::wire::OutcomeAssembler;
+use engine::wire::{OutcomeAssembler, SharedRecentOutcomes};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use requestlog::{LogReader, LogWriter};
@@ -59,6 +59,10 @@ pub struct WorkerLogs {
     pub control_reader: Box<dyn LogReader>,
     /// Where the worker records an endpoint it disabled.
     pub control_writer: Arc<dyn LogWriter>,
+    /// Shard k's outcomes as its publisher appended them last, at index k, when that
+    /// publisher runs in this process (`serve`): taken instead of decoding the records
+    /// read (`engine::wire::OutcomeAssembler::push_at_known`). Empty: decode everything.
+    pub recent_outcomes: Vec<SharedRecentOutcomes>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +140,7 @@ impl Worker {
             outcomes,
             mut control_reader,
             control_writer,
+            recent_outcomes,
         } = logs;
         let control_end = control_reader.end_offset()?;
         while control_reader.position() < control_end {
@@ -166,14 +171,18 @@ impl Worker {
             let payments = gateway
                 .as_ref()
                 .map(|gateway| (Arc::clone(&control_writer), gateway.currency.clone()));
+            let recent = recent_outcomes.get(shard as usize).cloned();
             threads.push(spawn(
                 format!("effects-shard-{shard}"),
                 Box::new(move || {
                     follow_outcomes(
                         &shared,
-                        shard,
-                        position,
-                        reader,
+                        ShardReader {
+                            shard,
+                            position,
+                            reader,
+                            recent,
+                        },
                         backlog_max,
                         payments,
                         &stop,
@@ -370,12 +379,24 @@ fn follow_control(shared: &Shared, mut reader: Box<dyn LogReader>, stop: &Atomic
     );
 }
 
+/// A shard's outcomes log as the worker reads it: from `position`, taking the outcomes
+/// `recent` still holds instead of decoding them.
+struct ShardReader {
+    shard: u32,
+    position: Position,
+    reader: Box<dyn LogReader>,
+    recent: Option<SharedRecentOutcomes>,
+}
+
 /// Routes shard `shard`'s outcomes from `position` on, one atomic store batch per poll.
 fn follow_outcomes(
     shared: &Shared,
-    shard: u32,
-    mut position: Position,
-    mut reader: Box<dyn LogReader>,
+    ShardReader {
+        shard,
+        mut position,
+        mut reader,
+        recent,
+    }: ShardReader,
     backlog_max: u64,
     payments: Option<(Arc<dyn LogWriter>, String)>,
     stop: &AtomicBool,
@@ -407,30 +428,40 @@ fn follow_outcomes(
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .is_empty();
-        for record in &records {
-            match assembler.push_at(record.offset, &record.payload) {
-                Ok(Some(outcome)) => {
-                    if let Some(resume) = assembler.resume_position() {
-                        next.record = resume;
-                    }
-                    if next.offset.is_some_and(|offset| outcome.offset <= offset) {
-                        continue; // published again (a fail-over): routed already
-                    }
-                    next.offset = Some(outcome.offset);
-                    routed_outcomes += 1;
-                    owners.extend(owners_created(&outcome));
-                    terms.extend(crate::refunds::terms_set(&outcome));
-                    if any_endpoint {
-                        messages.extend(messages_of(shard, &outcome));
-                    }
-                    if payments.is_some() && crate::refunds::relevant(&outcome) {
-                        payment_outcomes.push(outcome);
+        // Assembled under the publisher's lock (when there is one), used after it.
+        let mut assembled = Vec::with_capacity(records.len());
+        {
+            let known = recent.as_ref().map(|recent| {
+                recent
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+            });
+            for record in &records {
+                match assembler.push_at_known(record.offset, &record.payload, known.as_deref()) {
+                    Ok(Some(outcome)) => assembled.push((outcome, assembler.resume_position())),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        tracing::error!(shard, offset = record.offset, %reason, "an outcome record could not be decoded; skipped");
                     }
                 }
-                Ok(None) => {}
-                Err(reason) => {
-                    tracing::error!(shard, offset = record.offset, %reason, "an outcome record could not be decoded; skipped");
-                }
+            }
+        }
+        for (outcome, resume) in assembled {
+            if let Some(resume) = resume {
+                next.record = resume;
+            }
+            if next.offset.is_some_and(|offset| outcome.offset <= offset) {
+                continue; // published again (a fail-over): routed already
+            }
+            next.offset = Some(outcome.offset);
+            routed_outcomes += 1;
+            owners.extend(owners_created(&outcome));
+            terms.extend(crate::refunds::terms_set(&outcome));
+            if any_endpoint {
+                messages.extend(messages_of(shard, &outcome));
+            }
+            if payments.is_some() && crate::refunds::relevant(&outcome) {
+                payment_outcomes.push(outcome);
             }
         }
         if next == position {

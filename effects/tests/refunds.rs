@@ -105,6 +105,7 @@ impl Setup {
                 outcomes: vec![Box::new(self.outcomes.reader())],
                 control_reader: Box::new(self.control.reader()),
                 control_writer: Arc::new(self.control.writer()),
+                recent_outcomes: Vec::new(),
             },
             gateway,
         )

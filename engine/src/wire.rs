@@ -34,6 +34,8 @@
 
 use crate::command::Request;
 use crate::outcome::Outcome;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 /// The requests log's record version. Version 2: a user command's user is a
 /// [`crate::UserRef`] (a name, or the id the engine gave that name). Version 1 (every user
@@ -391,6 +393,37 @@ impl OutcomeAssembler {
         pushed
     }
 
+    /// [`OutcomeAssembler::push_at`], taking a one-frame outcome from `known` instead of
+    /// decoding it when `known` holds its request offset: a reader in the process whose
+    /// publisher appended it (the outcome is that publisher's, the one it encoded, which a
+    /// decode gives back: checked in debug builds). Outcomes are a pure function of the
+    /// requests log, so the outcome a request offset has is the same in every copy.
+    pub fn push_at_known(
+        &mut self,
+        position: u64,
+        record: &[u8],
+        known: Option<&RecentOutcomes>,
+    ) -> Result<Option<Arc<Outcome>>, String> {
+        if let Some(known) = known {
+            let header = frame_header(record)?;
+            if let (0, 1, Some(outcome)) = (header.index, header.count, known.get(header.offset)) {
+                debug_assert_eq!(
+                    decode_outcome_body(header.offset, &record[OUTCOME_FRAME_HEADER_BYTES..])
+                        .as_ref(),
+                    Ok(&**outcome),
+                    "a published outcome decodes to itself"
+                );
+                // What `push` and `push_at` do with a one-frame outcome, but its decode.
+                self.drop_copies_through(header.offset);
+                if self.copies.is_empty() {
+                    self.resume_position = Some(position + 1);
+                }
+                return Ok(Some(Arc::clone(outcome)));
+            }
+        }
+        Ok(self.push_at(position, record)?.map(Arc::new))
+    }
+
     /// The log position to resume reading from (see [`OutcomeAssembler::push_at`]); `None`
     /// before any.
     pub fn resume_position(&self) -> Option<u64> {
@@ -426,6 +459,75 @@ impl OutcomeAssembler {
         let copy = self.copies.remove(at);
         self.frames_ignored += u64::from(copy.next_index);
         self.dropped_last = Some(copy.offset);
+    }
+}
+
+/// The outcomes a publisher has just appended to its outcomes log, newest last, by request
+/// offset: the readers of that log in the same process (`serve`'s outcome follower and
+/// effects worker) take them from here instead of decoding what they read
+/// ([`OutcomeAssembler::push_at_known`]). Bounded: the oldest go first; a reader further
+/// behind decodes, as every reader in another process does.
+#[derive(Debug)]
+pub struct RecentOutcomes {
+    /// Request offsets strictly increasing.
+    outcomes: VecDeque<Arc<Outcome>>,
+    capacity: usize,
+}
+
+/// A publisher's [`RecentOutcomes`], shared with the readers in its process (each locks it
+/// once a batch).
+pub type SharedRecentOutcomes = Arc<Mutex<RecentOutcomes>>;
+
+impl RecentOutcomes {
+    pub fn new(capacity: usize) -> RecentOutcomes {
+        assert!(capacity > 0);
+        RecentOutcomes {
+            outcomes: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Keeps outcomes just appended, in request order. One at or below the newest kept is
+    /// not kept again (a publisher that publishes an outcome a second time: the same
+    /// outcome, since outcomes are a pure function of the requests log).
+    pub fn extend(&mut self, outcomes: impl IntoIterator<Item = Arc<Outcome>>) {
+        for outcome in outcomes {
+            if self
+                .outcomes
+                .back()
+                .is_some_and(|newest| newest.offset >= outcome.offset)
+            {
+                continue;
+            }
+            if self.outcomes.len() == self.capacity {
+                self.outcomes.pop_front();
+            }
+            self.outcomes.push_back(outcome);
+        }
+    }
+
+    /// The kept outcome of the request at `offset`.
+    pub fn get(&self, offset: u64) -> Option<&Arc<Outcome>> {
+        let oldest = self.outcomes.front()?.offset;
+        // Offsets are consecutive but where a publisher skipped some (outcomes the log
+        // already had): the place they would have is tried first.
+        let guess = usize::try_from(offset.checked_sub(oldest)?).ok()?;
+        match self.outcomes.get(guess) {
+            Some(outcome) if outcome.offset == offset => Some(outcome),
+            _ => self
+                .outcomes
+                .binary_search_by_key(&offset, |outcome| outcome.offset)
+                .ok()
+                .map(|at| &self.outcomes[at]),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
     }
 }
 
@@ -650,6 +752,57 @@ mod tests {
             })
         );
         assert_eq!(OutcomeAssembler::new().push(&frames[0]), Ok(Some(outcome)));
+    }
+
+    /// A reader that knows a publisher's recent outcomes takes them (the same `Arc`) for
+    /// one-frame outcomes, decodes what it does not know and what comes in frames, and
+    /// resumes from the same positions as a reader that decodes everything.
+    #[test]
+    fn a_known_outcome_is_taken_not_decoded_and_the_rest_decode_as_before() {
+        let mut known = RecentOutcomes::new(3);
+        let kept: Vec<Arc<Outcome>> = [5, 6, 8, 9]
+            .map(|offset| Arc::new(tick_outcome(offset)))
+            .into();
+        known.extend(kept.iter().cloned());
+        // Capacity 3: 5 went; 6 again (a publisher that published it twice) is not kept twice.
+        known.extend([Arc::new(tick_outcome(6))]);
+        assert_eq!(known.len(), 3);
+        assert!(known.get(5).is_none() && known.get(7).is_none() && known.get(10).is_none());
+        for (offset, outcome) in [(6, &kept[1]), (8, &kept[2]), (9, &kept[3])] {
+            assert!(Arc::ptr_eq(known.get(offset).unwrap(), outcome), "{offset}");
+        }
+        let big = big_outcome(7, 1 << 20);
+        let mut log = encode_outcome_frames(&tick_outcome(5));
+        log.extend(encode_outcome_frames(&tick_outcome(6)));
+        log.extend(encode_outcome_frames(&big));
+        log.extend(encode_outcome_frames(&tick_outcome(8)));
+        log.extend(encode_outcome_frames(&tick_outcome(9)));
+        let (mut plain, mut knowing) = (OutcomeAssembler::new(), OutcomeAssembler::new());
+        let mut taken = Vec::new();
+        for (position, record) in (100..).zip(&log) {
+            let decoded = plain.push_at(position, record).unwrap();
+            let shared = knowing
+                .push_at_known(position, record, Some(&known))
+                .unwrap();
+            assert_eq!(decoded.as_ref(), shared.as_deref(), "at {position}");
+            assert_eq!(plain.resume_position(), knowing.resume_position());
+            taken.extend(shared);
+        }
+        let offsets: Vec<u64> = taken.iter().map(|outcome| outcome.offset).collect();
+        assert_eq!(offsets, [5, 6, 7, 8, 9]);
+        assert!(
+            !Arc::ptr_eq(&taken[0], &kept[0]),
+            "5 was no longer kept: decoded"
+        );
+        assert!(Arc::ptr_eq(&taken[1], &kept[1]) && Arc::ptr_eq(&taken[4], &kept[3]));
+        assert_eq!(*taken[2], big, "in frames: decoded");
+        // Not a frame: refused as `push` refuses it, known outcomes or not.
+        assert_eq!(
+            knowing.push_at_known(200, &[9, 9], Some(&known)),
+            plain
+                .push_at(200, &[9, 9])
+                .map(|outcome| outcome.map(Arc::new))
+        );
     }
 
     #[test]

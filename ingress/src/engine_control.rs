@@ -10,4 +10,11 @@ pub trait EngineControl: Send + Sync {
     /// Set when the engine runtime has stopped on a failure (the reason, a sentence): it
     /// applies and publishes nothing more, and readiness says so.
     fn failure(&self) -> Option<String>;
+
+    /// The outcomes its publisher appended last, which the outcome follower takes instead
+    /// of decoding the records it reads (`engine::wire::OutcomeAssembler::push_at_known`).
+    /// `None`: the follower decodes everything.
+    fn recent_outcomes(&self) -> Option<engine::wire::SharedRecentOutcomes> {
+        None
+    }
 }

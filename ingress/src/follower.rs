@@ -96,6 +96,9 @@ pub(crate) struct Follower {
     /// The outcomes log record after the last one that completed an outcome outside any
     /// other copy (`OutcomeAssembler::push_at`): where a restart resumes.
     pub(crate) resume_position: u64,
+    /// The outcomes the engine in this process published last (`serve`): taken, not
+    /// decoded, when a record is one of them.
+    pub(crate) recent_outcomes: Option<engine::wire::SharedRecentOutcomes>,
 }
 
 impl Follower {
@@ -185,11 +188,19 @@ impl Follower {
         &mut self,
         assembler: &mut OutcomeAssembler,
         records: &[LogRecord],
-    ) -> Vec<Outcome> {
+    ) -> Vec<Arc<Outcome>> {
         let mut outcomes = Vec::new();
+        if records.is_empty() {
+            return outcomes;
+        }
+        let recent = self.recent_outcomes.as_ref().map(|recent| {
+            recent
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        });
         for record in records {
             let ignored_before = assembler.frames_ignored();
-            match assembler.push_at(record.offset, &record.payload) {
+            match assembler.push_at_known(record.offset, &record.payload, recent.as_deref()) {
                 Ok(Some(outcome)) => {
                     outcomes.push(outcome);
                     if let Some(position) = assembler.resume_position() {
@@ -239,7 +250,7 @@ impl Follower {
     /// Applies a batch under one write lock, then answers waiters and long-polls. `last`:
     /// the last batch of a poll, whose index write records how far the index covers
     /// (before a snapshot can be taken of the model: see `follower_state`).
-    pub(crate) fn apply(&self, outcomes: Vec<Outcome>, last: bool) {
+    pub(crate) fn apply(&self, outcomes: Vec<Arc<Outcome>>, last: bool) {
         if outcomes.is_empty() {
             return;
         }
@@ -266,7 +277,6 @@ impl Follower {
                 if outcome.offset > expected {
                     self.status.note_gap(expected, outcome.offset);
                 }
-                let outcome = Arc::new(outcome);
                 // A replayed outcome's reply was applied the first time, but its clock's
                 // effects (an expiry at the repeat's log time) are new: applied too.
                 let changes = model.apply(&outcome);

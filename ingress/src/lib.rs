@@ -559,6 +559,7 @@ fn start_shard(
         search_changes: Arc::clone(parts.search_changes),
         snapshots,
         resume_position,
+        recent_outcomes: engine.as_ref().and_then(|engine| engine.recent_outcomes()),
     }
     .spawn(outcomes, Arc::clone(parts.stop));
     let shard = ShardState {

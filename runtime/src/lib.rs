@@ -97,13 +97,19 @@ pub use replay::{replay, ReplayProgress, ReplaySummary};
 pub use role::Role;
 pub use stepped::{Component, Progress, SteppedRuntime};
 
+use engine::wire::{RecentOutcomes, SharedRecentOutcomes};
 use engine::{Engine, EngineConfig};
 use requestlog::LogError;
 use shared::Shared;
 use snapshotter::{SnapshotError, SnapshotStore};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// The outcomes a publisher keeps for the readers in its process
+/// ([`RuntimeHandle::recent_outcomes`]): a few group commits' worth under load (a reader
+/// further behind decodes what it reads, as it does at start).
+pub const RECENT_OUTCOMES_MAX: usize = 4096;
 
 /// How a runtime runs.
 #[derive(Clone, Debug)]
@@ -297,6 +303,18 @@ pub struct RuntimeHandle {
 impl RuntimeHandle {
     pub fn status(&self) -> EngineStatus {
         self.shared.status()
+    }
+
+    /// The outcomes this runtime's publisher appended last (the newest
+    /// [`RECENT_OUTCOMES_MAX`]), for the readers of its outcomes log in this process, which
+    /// take them instead of decoding what they read
+    /// ([`engine::wire::OutcomeAssembler::push_at_known`]). Kept from the first call on.
+    pub fn recent_outcomes(&self) -> SharedRecentOutcomes {
+        Arc::clone(
+            self.shared
+                .recent_outcomes
+                .get_or_init(|| Arc::new(Mutex::new(RecentOutcomes::new(RECENT_OUTCOMES_MAX)))),
+        )
     }
 
     /// Asks for this standby to become primary: appends a `Promote` record naming this

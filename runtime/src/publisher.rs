@@ -282,7 +282,16 @@ impl Publisher {
             self.retain(outcomes);
             return Ok(());
         }
-        match self.publish(&outcomes) {
+        let published = self.publish(&outcomes);
+        if let (Ok(()), Some(recent)) = (&published, self.shared.recent_outcomes.get()) {
+            // Appended, every one: the readers in this process may take them from here.
+            recent
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend(outcomes.into_iter().map(Arc::new));
+            return Ok(());
+        }
+        match published {
             Err(RuntimeError::OutcomesLog(LogError::Fenced)) => {
                 tracing::warn!("fenced: another replica opened the outcomes writer");
                 let ((), actions) = self.shared.role_input(|role| role.fenced());

@@ -3,8 +3,9 @@
 
 use crate::role::{Action, RoleMachine};
 use crate::{EngineStatus, SnapshotStatus};
+use engine::wire::SharedRecentOutcomes;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// `next_due_ms` when the engine has no timer.
@@ -20,6 +21,9 @@ pub(crate) struct Shared {
     role_now: AtomicU8,
     /// The engine's `next_due_ms()` after its last batch, for the ticker.
     pub(crate) next_due_ms: AtomicU64,
+    /// The outcomes the publisher appended last, once a reader in this process asked for
+    /// them ([`crate::RuntimeHandle::recent_outcomes`]); none kept before.
+    pub(crate) recent_outcomes: OnceLock<SharedRecentOutcomes>,
 }
 
 /// Publishing outcomes and ticking.
@@ -49,6 +53,7 @@ impl Shared {
             role_now: AtomicU8::new(role_now(&role)),
             role: Mutex::new(role),
             next_due_ms: AtomicU64::new(NO_TIMER),
+            recent_outcomes: OnceLock::new(),
         }
     }
 

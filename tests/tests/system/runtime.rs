@@ -58,6 +58,7 @@ fn rocks_store(dir: &std::path::Path) -> Box<dyn SnapshotStore> {
 fn requests_become_outcomes(backend: Backend, store_dir: &std::path::Path) {
     let logs = backend.logs();
     let runtime = Runtime::start(options(), backend.logs(), rocks_store(store_dir)).unwrap();
+    let recent = runtime.handle().recent_outcomes();
     let end = append_workload(&logs, 1, 0, 300);
     let status = wait_settled(&runtime.handle(), end);
     let status_after = runtime.shutdown().unwrap();
@@ -65,6 +66,24 @@ fn requests_become_outcomes(backend: Backend, store_dir: &std::path::Path) {
     check_exactly_once(&backend, &status);
     // The garbage records were answered, not skipped.
     let outcomes = decode_outcomes(&read_all(logs.outcomes.as_ref()));
+    // What the publisher kept for readers in its process is what it appended: a reader
+    // that takes them gets every outcome a reader that decodes gets.
+    let recent = recent.lock().unwrap();
+    assert_eq!(recent.len(), outcomes.len());
+    let mut knowing = engine::wire::OutcomeAssembler::new();
+    let mut taken = Vec::new();
+    for record in read_all(logs.outcomes.as_ref()) {
+        taken.extend(
+            knowing
+                .push_at_known(record.offset, &record.payload, Some(&recent))
+                .unwrap(),
+        );
+    }
+    assert_eq!(taken.len(), outcomes.len());
+    for (taken, decoded) in taken.iter().zip(&outcomes) {
+        assert_eq!(**taken, *decoded);
+        assert!(Arc::ptr_eq(taken, recent.get(decoded.offset).unwrap()));
+    }
     assert!(outcomes
         .iter()
         .any(|outcome| matches!(outcome.result, Err(Rejection::Undecodable { .. }))));
