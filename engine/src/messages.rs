@@ -225,12 +225,14 @@ pub enum MessageSource {
 /// An outcome's messages, in order: its reply's, then its effects', each with its source.
 /// A replayed outcome (an idempotent repeat) answers what was decided before: its reply
 /// makes none, but its effects are new (its clock ran: an expiry at the repeat's time).
-fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
-    let mut made = Vec::new();
+/// Perf: an iterator, not a list (the follower makes an outcome's user notes on its path,
+/// mostly of one message).
+fn made_of(outcome: &Outcome) -> impl Iterator<Item = (MessageSource, Made<'_>)> {
     let reply = match outcome.replayed {
         true => None,
         false => outcome.result.as_ref().ok().and_then(reply_message),
-    };
+    }
+    .map(|made| (MessageSource::Reply, made));
     let effects = outcome
         .effects
         .iter()
@@ -240,14 +242,11 @@ fn made_of(outcome: &Outcome) -> Vec<(MessageSource, Made<'_>)> {
         });
     // In the order it happened (an event cancel after the expiries and offers its
     // outcome's clock made: `Outcome::effects_first`).
-    if outcome.effects_first() {
-        made.extend(effects);
-        made.extend(reply.map(|made| (MessageSource::Reply, made)));
-    } else {
-        made.extend(reply.map(|made| (MessageSource::Reply, made)));
-        made.extend(effects);
-    }
-    made
+    let (before, after) = match outcome.effects_first() {
+        true => (None, reply),
+        false => (reply, None),
+    };
+    before.into_iter().chain(effects).chain(after)
 }
 
 /// The message `source` made of `outcome`, alone (an outcome may have millions).
@@ -276,7 +275,6 @@ fn index_of(index: usize) -> u32 {
 /// has its effects' alone.
 pub fn messages_of(shard: u32, outcome: &Outcome) -> Vec<Message> {
     made_of(outcome)
-        .into_iter()
         .enumerate()
         .map(|(index, (_, made))| Message {
             id: message_id(shard, outcome.offset, index_of(index)),
@@ -318,7 +316,7 @@ pub fn user_notes_of(
     whose: &dyn Fn(Subject) -> Option<UserName>,
 ) -> Vec<UserNote> {
     let mut told = Vec::new();
-    for (index, (source, made)) in made_of(outcome).into_iter().enumerate() {
+    for (index, (source, made)) in made_of(outcome).enumerate() {
         let index = index_of(index);
         let note = |user: UserName, body: Option<Vec<u8>>| UserNote {
             user,
