@@ -1,6 +1,7 @@
 //! The shell: threads, logs, HTTP. A control-log follower keeps the endpoints
 //! (`engine::webhook::Webhooks`); one follower per shard routes that shard's outcomes
-//! into the store ([`Store::route`]); one delivery thread (a small tokio runtime) drives
+//! into the store ([`Store::route`]; in `serve`, taking the outcomes its publisher still
+//! holds rather than decoding them: [`WorkerLogs::recent_outcomes`]); one delivery thread (a small tokio runtime) drives
 //! the [`Scheduler`] on the wall clock and sends with `reqwest` (no redirects; with the
 //! SSRF guard on, a resolver that refuses private addresses and a check of literal ones).
 //!

@@ -2,7 +2,9 @@
 //! the snapshot it resumed from: `follower_state`), reassembles
 //! each outcome from its frames (`engine::wire::OutcomeAssembler`: an outcome of any size
 //! spans several records), applies it to the read model (each user's notifications included), then completes
-//! the write waiting on its offset and wakes long-polls.
+//! the write waiting on its offset and wakes long-polls. Next to the engine (`serve`), a
+//! record whose outcome the publisher still holds gives that outcome, not a decode of its
+//! bytes (`EngineControl::recent_outcomes`, `OutcomeAssembler::push_at_known`).
 //!
 //! Architecture invariant: a waiter is completed only after the read model applied its
 //! outcome (read-your-writes: after a 201 hold, the seat map already shows the seats held).
