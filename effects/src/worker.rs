@@ -404,15 +404,35 @@ fn follow_outcomes(
 ) {
     let mut assembler = OutcomeAssembler::new();
     while !stop.load(Ordering::Acquire) {
-        let records = match reader.poll(POLL_RECORDS_MAX, POLL_WAIT) {
-            Ok(records) => records,
+        // The records are lent (`LogReader::poll_each`) and assembled under the publisher's
+        // lock (when there is one), taken once records have come; the outcomes are used
+        // after it.
+        let mut assembled = Vec::new();
+        let mut known = None;
+        let polled = reader.poll_each(POLL_RECORDS_MAX, POLL_WAIT, &mut |offset, _, payload| {
+            let known = known.get_or_insert_with(|| {
+                recent
+                    .as_ref()
+                    .map(|recent| recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+            });
+            match assembler.push_at_known(offset, payload, known.as_deref()) {
+                Ok(Some(outcome)) => assembled.push((outcome, assembler.resume_position())),
+                Ok(None) => {}
+                Err(reason) => {
+                    tracing::error!(shard, offset, %reason, "an outcome record could not be decoded; skipped");
+                }
+            }
+        });
+        drop(known);
+        let polled = match polled {
+            Ok(polled) => polled,
             Err(error) => {
                 tracing::error!(%error, shard, "reading the outcomes log failed; retrying");
                 std::thread::sleep(ERROR_BACKOFF);
                 continue;
             }
         };
-        if records.is_empty() {
+        if polled == 0 {
             continue;
         }
         let mut owners = Vec::new();
@@ -429,24 +449,6 @@ fn follow_outcomes(
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .is_empty();
-        // Assembled under the publisher's lock (when there is one), used after it.
-        let mut assembled = Vec::with_capacity(records.len());
-        {
-            let known = recent.as_ref().map(|recent| {
-                recent
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-            });
-            for record in &records {
-                match assembler.push_at_known(record.offset, &record.payload, known.as_deref()) {
-                    Ok(Some(outcome)) => assembled.push((outcome, assembler.resume_position())),
-                    Ok(None) => {}
-                    Err(reason) => {
-                        tracing::error!(shard, offset = record.offset, %reason, "an outcome record could not be decoded; skipped");
-                    }
-                }
-            }
-        }
         for (outcome, resume) in assembled {
             if let Some(resume) = resume {
                 next.record = resume;
@@ -576,7 +578,7 @@ fn follow_outcomes(
             }
         }
         position = next;
-        if records.len() < POLL_RECORDS_MAX && !stop.load(Ordering::Acquire) {
+        if polled < POLL_RECORDS_MAX && !stop.load(Ordering::Acquire) {
             std::thread::sleep(ROUTE_LINGER);
         }
     }

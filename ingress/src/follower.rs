@@ -26,7 +26,7 @@ use crate::state::{FollowerStatus, Watchers};
 use crate::writes::Pending;
 use engine::wire::OutcomeAssembler;
 use engine::Outcome;
-use requestlog::{LogReader, LogRecord};
+use requestlog::LogReader;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -127,8 +127,10 @@ impl Follower {
         let mut end = EndCheck::default();
         let mut assembler = OutcomeAssembler::new();
         while !stop.load(Ordering::Acquire) {
-            let records = match reader.poll(POLL_RECORDS_MAX, POLL_TIMEOUT) {
-                Ok(records) => records,
+            let mut outcomes = Vec::new();
+            let polled = self.assemble(reader, &mut assembler, &mut outcomes);
+            let polled = match polled {
+                Ok(polled) => polled,
                 Err(requestlog::LogError::OffsetOutOfRange { start_offset, .. })
                     if reader.position() < start_offset =>
                 {
@@ -145,8 +147,7 @@ impl Follower {
                     continue;
                 }
             };
-            let drained = records.len() < POLL_RECORDS_MAX;
-            let outcomes = self.assemble(&mut assembler, &records);
+            let drained = polled < POLL_RECORDS_MAX;
             let count = outcomes.len() as u64;
             self.status
                 .outcomes_read
@@ -183,48 +184,55 @@ impl Follower {
         }
     }
 
-    /// The outcomes that `records` complete. A record that is not a frame, or frames that
-    /// do not decode, are counted and logged; frames that continue no outcome (a torn
-    /// outcome, published again from frame 0) are logged.
+    /// One poll of the outcomes log: the outcomes its records complete go to `outcomes`;
+    /// returns how many records it read. A record that is not a frame, or frames that do
+    /// not decode, are counted and logged; frames that continue no outcome (a torn
+    /// outcome, published again from frame 0) are logged. The records are lent, not
+    /// copied (`LogReader::poll_each`), and the publisher's recent outcomes locked once
+    /// records have come, not while the poll waits for them.
     fn assemble(
         &mut self,
+        reader: &mut dyn LogReader,
         assembler: &mut OutcomeAssembler,
-        records: &[LogRecord],
-    ) -> Vec<Arc<Outcome>> {
-        let mut outcomes = Vec::new();
-        if records.is_empty() {
-            return outcomes;
-        }
-        let recent = self.recent_outcomes.as_ref().map(|recent| {
-            recent
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        });
-        for record in records {
-            let ignored_before = assembler.frames_ignored();
-            match assembler.push_at_known(record.offset, &record.payload, recent.as_deref()) {
-                Ok(Some(outcome)) => {
-                    outcomes.push(outcome);
-                    if let Some(position) = assembler.resume_position() {
-                        self.resume_position = position;
+        outcomes: &mut Vec<Arc<Outcome>>,
+    ) -> Result<usize, requestlog::LogError> {
+        let recent = self.recent_outcomes.clone();
+        let mut known = None;
+        reader.poll_each(
+            POLL_RECORDS_MAX,
+            POLL_TIMEOUT,
+            &mut |offset, _timestamp_ms, payload| {
+                let known = known.get_or_insert_with(|| {
+                    recent.as_ref().map(|recent| {
+                        recent
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    })
+                });
+                let ignored_before = assembler.frames_ignored();
+                match assembler.push_at_known(offset, payload, known.as_deref()) {
+                    Ok(Some(outcome)) => {
+                        outcomes.push(outcome);
+                        if let Some(position) = assembler.resume_position() {
+                            self.resume_position = position;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(reason) => {
+                        self.metrics.outcomes_undecodable.inc();
+                        tracing::error!(offset, %reason, "an outcome record could not be decoded");
                     }
                 }
-                Ok(None) => {}
-                Err(reason) => {
-                    self.metrics.outcomes_undecodable.inc();
-                    tracing::error!(offset = record.offset, %reason, "an outcome record could not be decoded");
+                let ignored = assembler.frames_ignored() - ignored_before;
+                if ignored > 0 {
+                    tracing::warn!(
+                        offset,
+                        ignored,
+                        "outcome frames that complete no outcome were skipped"
+                    );
                 }
-            }
-            let ignored = assembler.frames_ignored() - ignored_before;
-            if ignored > 0 {
-                tracing::warn!(
-                    offset = record.offset,
-                    ignored,
-                    "outcome frames that complete no outcome were skipped"
-                );
-            }
-        }
-        outcomes
+            },
+        )
     }
 
     /// A copy of the model for a snapshot; `None` when there is nothing to snapshot, or the

@@ -1686,6 +1686,47 @@ impl LogReader for EmbeddedReader {
         Ok(records)
     }
 
+    fn poll_each(
+        &mut self,
+        max_records: usize,
+        timeout: Duration,
+        each: &mut dyn FnMut(u64, u64, &[u8]),
+    ) -> Result<usize, LogError> {
+        if max_records == 0 {
+            return Ok(0);
+        }
+        let Some(end_offset) = self.wait_for_records(timeout)? else {
+            return Ok(0);
+        };
+        let until = end_offset.min(self.position.saturating_add(max_records as u64));
+        let cached = self.shared.lock_tail().covering(self.position, until);
+        match cached {
+            Some(commits) => {
+                let mut next = self.position;
+                for (first_offset, timestamp_ms, payloads) in commits {
+                    let to = until.min(first_offset + payloads.len() as u64);
+                    for offset in next.max(first_offset)..to {
+                        each(
+                            offset,
+                            timestamp_ms,
+                            &payloads[(offset - first_offset) as usize],
+                        );
+                    }
+                    next = to;
+                }
+                assert_eq!(next, until, "a contiguous run");
+            }
+            None => {
+                for record in self.read_range_stored(until)? {
+                    each(record.offset, record.timestamp_ms, &record.payload);
+                }
+            }
+        }
+        let count = (until - self.position) as usize;
+        self.position = until;
+        Ok(count)
+    }
+
     fn position(&self) -> u64 {
         self.position
     }

@@ -251,6 +251,24 @@ pub trait LogReader: Send {
     /// promptly when a record is appended.
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError>;
 
+    /// [`LogReader::poll`], lending each record to `each` (its offset, timestamp and
+    /// payload) in order instead of returning copies; returns how many there were. For a
+    /// reader that only decodes them: the embedded log lends its newest records from its
+    /// tail cache without copying them (a reader of `serve`'s pipeline copied every
+    /// record it read).
+    fn poll_each(
+        &mut self,
+        max_records: usize,
+        timeout: Duration,
+        each: &mut dyn FnMut(u64, u64, &[u8]),
+    ) -> Result<usize, LogError> {
+        let records = self.poll(max_records, timeout)?;
+        for record in &records {
+            each(record.offset, record.timestamp_ms, &record.payload);
+        }
+        Ok(records.len())
+    }
+
     /// Offset of the next record `poll` will return (or wait for).
     fn position(&self) -> u64;
 

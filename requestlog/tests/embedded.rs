@@ -634,9 +634,30 @@ fn limits_are_enforced() {
     );
 }
 
+/// `poll_each`'s records, as `LogRecord`s (`poll`'s).
+fn lent(reader: &mut dyn LogReader, max_records: usize) -> Vec<LogRecord> {
+    let mut records = Vec::new();
+    let count = reader
+        .poll_each(
+            max_records,
+            NO_WAIT,
+            &mut |offset, timestamp_ms, payload| {
+                records.push(LogRecord {
+                    offset,
+                    timestamp_ms,
+                    payload: payload.to_vec(),
+                })
+            },
+        )
+        .unwrap();
+    assert_eq!(count, records.len());
+    records
+}
+
 /// The tail cache: a reader that follows the writer takes records from memory, one that
 /// lags behind it (or a commit larger than the cache) from the record files; both read
-/// the same.
+/// the same, whether they copy the records (`poll`) or are lent them (`poll_each`, here
+/// also a few at a time, cutting commits).
 #[test]
 fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
     let dir = TempDir::new();
@@ -649,7 +670,9 @@ fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
     let writer = log.writer();
     let mut following = log.reader();
     let mut lagging = log.reader();
+    let (mut following_lent, mut lagging_lent) = (log.reader(), log.reader());
     let mut followed = Vec::new();
+    let mut followed_lent = Vec::new();
     let mut expected = Vec::new();
     for (round, size) in [1usize, 3, 5, 20, 2, 7, 1, 9, 4].into_iter().enumerate() {
         let batch: Vec<Vec<u8>> = (0..size)
@@ -658,10 +681,21 @@ fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
         expected.extend(batch.iter().cloned());
         writer.append(batch).unwrap();
         followed.extend(following.poll(1000, NO_WAIT).unwrap());
+        loop {
+            let some = lent(&mut following_lent, 3);
+            if some.is_empty() {
+                break;
+            }
+            followed_lent.extend(some);
+        }
     }
     assert_eq!(following.position(), expected.len() as u64);
+    assert_eq!(following_lent.position(), expected.len() as u64);
+    assert_eq!(followed_lent, followed);
     let lagged = lagging.poll(1000, NO_WAIT).unwrap();
     assert_eq!(lagged, followed);
+    assert_eq!(lent(&mut lagging_lent, 1000), followed);
+    assert_eq!(lagging_lent.position(), expected.len() as u64);
     assert_eq!(
         followed
             .iter()
@@ -669,7 +703,14 @@ fn readers_from_the_tail_cache_and_from_disk_read_the_same_records() {
             .collect::<Vec<_>>(),
         expected
     );
-    drop((writer, following, lagging, log));
+    drop((
+        writer,
+        following,
+        lagging,
+        following_lent,
+        lagging_lent,
+        log,
+    ));
     let reopened = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
     let from_disk = reopened.reader().poll(1000, NO_WAIT).unwrap();
     assert_eq!(from_disk, followed, "the cache gave what the disk holds");

@@ -38,10 +38,15 @@ pub(crate) struct Reader {
 }
 
 pub(crate) fn decode(record: requestlog::LogRecord) -> Record {
+    decode_lent(record.offset, record.timestamp_ms, &record.payload)
+}
+
+/// [`decode`], of a record the log lends (`LogReader::poll_each`).
+pub(crate) fn decode_lent(offset: u64, timestamp_ms: u64, payload: &[u8]) -> Record {
     Record {
-        offset: record.offset,
-        timestamp_ms: record.timestamp_ms,
-        request: engine::wire::decode_request(&record.payload),
+        offset,
+        timestamp_ms,
+        request: engine::wire::decode_request(payload),
     }
 }
 
@@ -80,10 +85,18 @@ impl Reader {
         if let Some(batch) = self.outbox.take() {
             return self.send(batch);
         }
-        let records = match self.reader.poll(self.batch_records_max, poll_timeout) {
-            Ok(records) => {
+        // Decoded as the log lends them (`poll_each`: no copy of each record first).
+        let mut records = Vec::new();
+        let polled = self.reader.poll_each(
+            self.batch_records_max,
+            poll_timeout,
+            &mut |offset, timestamp_ms, payload| {
+                records.push(decode_lent(offset, timestamp_ms, payload))
+            },
+        );
+        match polled {
+            Ok(_) => {
                 self.failures = 0;
-                records
             }
             Err(error) if self.failures < POLL_RETRIES_MAX && retryable(&error) => {
                 self.failures += 1;
@@ -110,7 +123,7 @@ impl Reader {
         if records.is_empty() {
             return Progress::Idle;
         }
-        self.send(records.into_iter().map(decode).collect())
+        self.send(records)
     }
 
     fn refresh_end_offset(&self, last_read: Option<u64>) {
