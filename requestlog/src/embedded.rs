@@ -1617,6 +1617,17 @@ impl EmbeddedReader {
         }
     }
 
+    /// The end of the next poll's records (`[self.position, until)`, at most
+    /// `max_records`), once there are any; `None` when none came within `timeout`.
+    fn next_range(&self, max_records: usize, timeout: Duration) -> Result<Option<u64>, LogError> {
+        if max_records == 0 {
+            return Ok(None);
+        }
+        Ok(self
+            .wait_for_records(timeout)?
+            .map(|end_offset| end_offset.min(self.position.saturating_add(max_records as u64))))
+    }
+
     /// Reads `[self.position, until)`, which must all be published: from the tail cache
     /// when it holds all of it, otherwise from the record files.
     fn read_range(&mut self, until: u64) -> Result<Vec<LogRecord>, LogError> {
@@ -1671,13 +1682,9 @@ impl LogReader for EmbeddedReader {
     }
 
     fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<LogRecord>, LogError> {
-        if max_records == 0 {
-            return Ok(Vec::new());
-        }
-        let Some(end_offset) = self.wait_for_records(timeout)? else {
+        let Some(until) = self.next_range(max_records, timeout)? else {
             return Ok(Vec::new());
         };
-        let until = end_offset.min(self.position.saturating_add(max_records as u64));
         let records = self.read_range(until)?;
         debug_assert!(records
             .windows(2)
@@ -1692,13 +1699,9 @@ impl LogReader for EmbeddedReader {
         timeout: Duration,
         each: &mut dyn FnMut(u64, u64, &[u8]),
     ) -> Result<usize, LogError> {
-        if max_records == 0 {
-            return Ok(0);
-        }
-        let Some(end_offset) = self.wait_for_records(timeout)? else {
+        let Some(until) = self.next_range(max_records, timeout)? else {
             return Ok(0);
         };
-        let until = end_offset.min(self.position.saturating_add(max_records as u64));
         let cached = self.shared.lock_tail().covering(self.position, until);
         match cached {
             Some(commits) => {
