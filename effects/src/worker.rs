@@ -14,7 +14,7 @@ use crate::signing::signature;
 use crate::store::{Attempt, Position, Routed, Store, StoreError, StoredMessage};
 use engine::control::{decode_control, encode_control, ControlRecord};
 use engine::webhook::{address_public, Webhooks};
-use engine::wire::{OutcomeAssembler, SharedRecentOutcomes};
+use engine::wire::{lock_recent, OutcomeAssembler, SharedRecentOutcomes};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use requestlog::{LogReader, LogWriter};
@@ -410,11 +410,7 @@ fn follow_outcomes(
         let mut assembled = Vec::new();
         let mut known = None;
         let polled = reader.poll_each(POLL_RECORDS_MAX, POLL_WAIT, &mut |offset, _, payload| {
-            let known = known.get_or_insert_with(|| {
-                recent
-                    .as_ref()
-                    .map(|recent| recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-            });
+            let known = known.get_or_insert_with(|| recent.as_ref().map(lock_recent));
             match assembler.push_at_known(offset, payload, known.as_deref()) {
                 Ok(Some(outcome)) => assembled.push((outcome, assembler.resume_position())),
                 Ok(None) => {}

@@ -478,6 +478,14 @@ pub struct RecentOutcomes {
 /// once a batch).
 pub type SharedRecentOutcomes = Arc<Mutex<RecentOutcomes>>;
 
+/// Locks a publisher's [`SharedRecentOutcomes`]. A holder that panicked left it whole (its
+/// one change, [`RecentOutcomes::extend`], keeps it ordered at every step), so it is used.
+pub fn lock_recent(recent: &SharedRecentOutcomes) -> std::sync::MutexGuard<'_, RecentOutcomes> {
+    recent
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl RecentOutcomes {
     pub fn new(capacity: usize) -> RecentOutcomes {
         assert!(capacity > 0);

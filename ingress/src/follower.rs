@@ -202,13 +202,8 @@ impl Follower {
             POLL_RECORDS_MAX,
             POLL_TIMEOUT,
             &mut |offset, _timestamp_ms, payload| {
-                let known = known.get_or_insert_with(|| {
-                    recent.as_ref().map(|recent| {
-                        recent
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    })
-                });
+                let known =
+                    known.get_or_insert_with(|| recent.as_ref().map(engine::wire::lock_recent));
                 let ignored_before = assembler.frames_ignored();
                 match assembler.push_at_known(offset, payload, known.as_deref()) {
                     Ok(Some(outcome)) => {

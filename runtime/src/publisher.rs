@@ -285,10 +285,7 @@ impl Publisher {
         let published = self.publish(&outcomes);
         if let (Ok(()), Some(recent)) = (&published, self.shared.recent_outcomes.get()) {
             // Appended, every one: the readers in this process may take them from here.
-            recent
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .extend(outcomes.into_iter().map(Arc::new));
+            engine::wire::lock_recent(recent).extend(outcomes.into_iter().map(Arc::new));
             return Ok(());
         }
         match published {
