@@ -259,9 +259,13 @@ fn made_by(outcome: &Outcome, source: MessageSource) -> Option<Made<'_>> {
 }
 
 fn body_of(outcome: &Outcome, kind: WebhookEventType, data: &Data<'_>) -> Vec<u8> {
+    body_at(outcome.time_ms, kind, data)
+}
+
+fn body_at(time_ms: u64, kind: WebhookEventType, data: &Data<'_>) -> Vec<u8> {
     serde_json::to_vec(&Body {
         data,
-        timestamp: Rfc3339Ms(outcome.time_ms),
+        timestamp: Rfc3339Ms(time_ms),
         kind: kind.as_str(),
     })
     .expect("message bodies serialize")
@@ -372,6 +376,55 @@ pub fn user_notes_of(
 pub fn message_body(outcome: &Outcome, source: MessageSource) -> Option<Vec<u8>> {
     let made = made_by(outcome, source)?;
     Some(body_of(outcome, made.kind, &made.data))
+}
+
+/// One message of an outcome, kept apart from it to be rendered later: the reply or the
+/// effect that made it, and the outcome's time. Its body ([`KeptMessage::body`]) is
+/// [`message_body`] of the outcome and source it was taken from, byte for byte.
+///
+/// Why not the outcome itself: a user-side store (the ingress's notifications) keeps a
+/// message as long as its user is among the recent ones, thousands of outcomes later.
+/// Keeping the shared outcome kept all of it alive that long, and freed it then on the
+/// store's thread, cold, though another thread made it (in `serve`, the engine's
+/// publisher, whose allocator then handed out cold blocks): a copy of the one part is
+/// the store's own, made and freed on its thread.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeptMessage {
+    time_ms: u64,
+    part: KeptPart,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum KeptPart {
+    Reply(Reply),
+    Effect(Effect),
+}
+
+impl KeptMessage {
+    /// The part of `outcome` that made message `source`; `None` when it made none.
+    pub fn of(outcome: &Outcome, source: MessageSource) -> Option<KeptMessage> {
+        made_by(outcome, source)?;
+        let part = match source {
+            MessageSource::Reply => KeptPart::Reply(outcome.result.as_ref().ok()?.clone()),
+            MessageSource::Effect(index) => {
+                KeptPart::Effect(outcome.effects.get(index as usize)?.clone())
+            }
+        };
+        Some(KeptMessage {
+            time_ms: outcome.time_ms,
+            part,
+        })
+    }
+
+    /// `{"type", "timestamp", "data"}`, as [`message_body`] renders it.
+    pub fn body(&self) -> Vec<u8> {
+        let made = match &self.part {
+            KeptPart::Reply(reply) => reply_message(reply),
+            KeptPart::Effect(effect) => effect_message(effect),
+        }
+        .expect("a kept part made a message");
+        body_at(self.time_ms, made.kind, &made.data)
+    }
 }
 
 fn event_canceled_data(
@@ -748,6 +801,57 @@ mod tests {
         };
         let kinds = |messages: &[Message]| messages.iter().map(|m| m.kind).collect::<Vec<_>>();
         assert_eq!(kinds(&messages_of(2, &replayed)), kinds(&messages[1..]));
+    }
+
+    /// Every message an outcome makes, kept apart from it, renders the outcome's bytes;
+    /// a source that made none keeps nothing.
+    #[test]
+    fn a_kept_message_renders_its_outcome_s_bytes() {
+        let user: UserName = "ana".into();
+        let confirmed = outcome(
+            41,
+            Ok(Reply::HoldConfirmed(BookingView {
+                booking: BookingId(3),
+                hold: HoldId(9),
+                event: EventId(2),
+                user: user.clone(),
+                items: Items::Seats(vec![4, 5].into()),
+                total_cents: 5000,
+                payment_ref: "pay_1".into(),
+                booked_at_ms: 1_700_000_000_123,
+            })),
+            vec![
+                Effect::HoldExpired {
+                    hold: HoldId(7),
+                    event: EventId(2),
+                    user: user.clone(),
+                    items: Items::Seats(vec![1].into()),
+                    waiter: None,
+                },
+                Effect::WaitlistEnded {
+                    waiter: WaiterId(1),
+                    event: EventId(2),
+                    user,
+                    reason: WaitEnd::SoldOut,
+                },
+            ],
+        );
+        let sources = made_of(&confirmed)
+            .map(|(source, _)| source)
+            .collect::<Vec<_>>();
+        assert_eq!(sources.len(), 3);
+        for source in sources {
+            let kept = KeptMessage::of(&confirmed, source).expect("it made a message");
+            assert_eq!(Some(kept.body()), message_body(&confirmed, source));
+        }
+        let replayed = Outcome {
+            replayed: true,
+            ..confirmed.clone()
+        };
+        assert_eq!(KeptMessage::of(&replayed, MessageSource::Reply), None);
+        assert_eq!(KeptMessage::of(&confirmed, MessageSource::Effect(2)), None);
+        let ticked = outcome(42, Ok(Reply::Ticked), Vec::new());
+        assert_eq!(KeptMessage::of(&ticked, MessageSource::Reply), None);
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! kept notification after each shard's place.
 
 use crate::cow_map::CowMap;
-use engine::messages::{MessageSource, UserNote};
+use engine::messages::{KeptMessage, UserNote};
 use engine::{Outcome, UserName};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
@@ -44,7 +44,8 @@ pub(crate) struct Notification {
     /// The engine's log time of its outcome (merges shards in time order).
     pub(crate) time_ms: u64,
     /// `{"type", "timestamp", "data"}`, as `engine::messages` makes it: kept as the
-    /// outcome it is rendered from when read ([`Notification::body`]), or as text (a
+    /// part of its outcome it is rendered from when read ([`Notification::body`]: most
+    /// are never read), or as text (a
     /// body that is the user's alone, or one loaded from a snapshot). Encoded as its text
     /// either way, so snapshots are unchanged.
     #[serde(deserialize_with = "text_body")]
@@ -54,8 +55,9 @@ pub(crate) struct Notification {
 #[derive(Clone, Debug)]
 enum Body {
     Text(Box<str>),
-    /// The message this part of the outcome made, as everyone is told it.
-    Of(Arc<Outcome>, MessageSource),
+    /// The message this part of its outcome made, as everyone is told it: the part
+    /// alone, not the shared outcome (see `KeptMessage`).
+    Kept(Box<KeptMessage>),
 }
 
 impl Notification {
@@ -63,11 +65,9 @@ impl Notification {
     pub(crate) fn body(&self) -> Cow<'_, str> {
         match &self.body {
             Body::Text(text) => Cow::Borrowed(text),
-            Body::Of(outcome, source) => {
-                let bytes = engine::messages::message_body(outcome, *source)
-                    .expect("a notification names a message of its outcome");
-                Cow::Owned(String::from_utf8(bytes).expect("JSON bodies are UTF-8"))
-            }
+            Body::Kept(message) => Cow::Owned(
+                String::from_utf8(message.body()).expect("JSON bodies are UTF-8"),
+            ),
         }
     }
 }
@@ -183,7 +183,10 @@ impl Notifications {
                             .expect("JSON bodies are UTF-8")
                             .into(),
                     ),
-                    None => Body::Of(Arc::clone(outcome), message.source),
+                    None => Body::Kept(Box::new(
+                        KeptMessage::of(outcome, message.source)
+                            .expect("a note names a message of its outcome"),
+                    )),
                 },
             };
             self.tell(user, notification, per_user_max);
@@ -464,6 +467,7 @@ pub(crate) fn format_cursor(places: &[Option<Place>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::messages::MessageSource;
 
     fn told(user: &str, index: u32) -> UserNote {
         UserNote {
