@@ -305,15 +305,10 @@ impl PersonalData {
         pseudonym: &str,
         user: &str,
     ) -> Result<(), PersonalDataError> {
-        let mut entries = lock(&self.sync.entries);
-        // Perf: `known` holds only pseudonyms the filter was given (it is filled below,
-        // after the filter, which forgets nothing), so one the filter never held is not
-        // looked up in it. Nearly every call is a token's first request, mostly a new
-        // user's, whose two misses in `known`'s generations were two cold probes; the
-        // filter's answer is one cache line.
-        if entries.held.may_hold(pseudonym.as_bytes()) && lock(&self.known).contains(pseudonym) {
+        if lock(&self.known).contains(pseudonym) {
             return Ok(());
         }
+        let mut entries = lock(&self.sync.entries);
         if !self.holds(&entries, pseudonym)? {
             entries.held.insert(pseudonym.as_bytes());
             entries
