@@ -65,9 +65,9 @@ impl Notification {
     pub(crate) fn body(&self) -> Cow<'_, str> {
         match &self.body {
             Body::Text(text) => Cow::Borrowed(text),
-            Body::Kept(message) => Cow::Owned(
-                String::from_utf8(message.body()).expect("JSON bodies are UTF-8"),
-            ),
+            Body::Kept(message) => {
+                Cow::Owned(String::from_utf8(message.body()).expect("JSON bodies are UTF-8"))
+            }
         }
     }
 }
