@@ -91,7 +91,7 @@ pub use payments::PaymentsConfig;
 pub use personal_data::HOSTED_TABLES as PERSONAL_DATA_TABLES;
 pub use privacy::{deployment_pseudonym, PSEUDONYM_CHARS, PSEUDONYM_PREFIX};
 #[doc(hidden)]
-pub use read_model_bench::{copy_pause_bench, CopyPause};
+pub use read_model_bench::{apply_bench as read_model_apply_bench, copy_pause_bench, CopyPause};
 pub use routes::webhooks::effects_router;
 pub use state::AppState;
 
