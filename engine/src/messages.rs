@@ -723,10 +723,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_outcome_makes_its_reply_s_message_then_its_effects_with_stable_ids() {
+    /// A confirm's outcome at offset 41 whose reply and first two effects make messages
+    /// (booking.created, hold.expired, waitlist.offered) and whose third makes none.
+    fn confirmed_with_effects() -> Outcome {
         let user: UserName = "ana".into();
-        let confirmed = outcome(
+        outcome(
             41,
             Ok(Reply::HoldConfirmed(BookingView {
                 booking: BookingId(3),
@@ -770,7 +771,12 @@ mod tests {
                     user,
                 },
             ],
-        );
+        )
+    }
+
+    #[test]
+    fn an_outcome_makes_its_reply_s_message_then_its_effects_with_stable_ids() {
+        let confirmed = confirmed_with_effects();
         let messages = messages_of(2, &confirmed);
         let ids: Vec<&str> = messages.iter().map(|message| message.id.as_str()).collect();
         assert_eq!(ids, ["msg_2_41_0", "msg_2_41_1", "msg_2_41_2"]);
@@ -807,35 +813,7 @@ mod tests {
     /// a source that made none keeps nothing.
     #[test]
     fn a_kept_message_renders_its_outcome_s_bytes() {
-        let user: UserName = "ana".into();
-        let confirmed = outcome(
-            41,
-            Ok(Reply::HoldConfirmed(BookingView {
-                booking: BookingId(3),
-                hold: HoldId(9),
-                event: EventId(2),
-                user: user.clone(),
-                items: Items::Seats(vec![4, 5].into()),
-                total_cents: 5000,
-                payment_ref: "pay_1".into(),
-                booked_at_ms: 1_700_000_000_123,
-            })),
-            vec![
-                Effect::HoldExpired {
-                    hold: HoldId(7),
-                    event: EventId(2),
-                    user: user.clone(),
-                    items: Items::Seats(vec![1].into()),
-                    waiter: None,
-                },
-                Effect::WaitlistEnded {
-                    waiter: WaiterId(1),
-                    event: EventId(2),
-                    user,
-                    reason: WaitEnd::SoldOut,
-                },
-            ],
-        );
+        let confirmed = confirmed_with_effects();
         let sources = made_of(&confirmed)
             .map(|(source, _)| source)
             .collect::<Vec<_>>();
@@ -850,6 +828,7 @@ mod tests {
         };
         assert_eq!(KeptMessage::of(&replayed, MessageSource::Reply), None);
         assert_eq!(KeptMessage::of(&confirmed, MessageSource::Effect(2)), None);
+        assert_eq!(KeptMessage::of(&confirmed, MessageSource::Effect(3)), None);
         let ticked = outcome(42, Ok(Reply::Ticked), Vec::new());
         assert_eq!(KeptMessage::of(&ticked, MessageSource::Reply), None);
     }
