@@ -9,6 +9,13 @@
 //! created after others were forgotten cannot know whether some forgotten ones were
 //! theirs, so a read answers `older_dropped` for them too (conservative, never silent).
 //!
+//! The same table keeps each user's bookings (`GET /v1/me/bookings`), which are never
+//! forgotten: one record a user, so that a confirm finds its buyer once for both (a new
+//! buyer's record is made by the booking and found again, warm, by its message; two
+//! tables of users cost the follower a second cold probe and insert a confirm). Encoded
+//! as the two tables they were (the read model's `user_bookings` and this type's
+//! `users`), so snapshots are unchanged.
+//!
 //! Cursors: a notification's place in its shard is its outcome's input offset and its
 //! index among the outcome's messages (its id `msg_<shard>_<offset>_<index>`), in the
 //! order things happened. A cursor says, for every shard, the place of the last
@@ -17,7 +24,7 @@
 
 use crate::cow_map::CowMap;
 use engine::messages::{KeptMessage, UserNote};
-use engine::{Outcome, UserName};
+use engine::{BookingId, Outcome, UserName};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
@@ -90,6 +97,16 @@ fn text_body<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, 
 /// Users by touch: see [`Notifications`]'s `recency`.
 type Recency = engine::chunked::ChunkedDeque<(u64, Arc<str>), 1024>;
 
+/// What a shard keeps of one user: their bookings, and their notifications while they
+/// are among the `users_max` told most recently. A record with neither is removed.
+#[derive(Clone, Debug, Default)]
+struct UserRecord {
+    /// In the order they were made (`GET /v1/me/bookings`); never forgotten.
+    bookings: Vec<BookingId>,
+    /// Boxed: most users' notifications are forgotten while their bookings stay.
+    notes: Option<Box<UserNotifications>>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct UserNotifications {
     /// Oldest first.
@@ -109,7 +126,10 @@ pub(crate) struct Notifications {
     /// forgets one per new user (encoded in name order all the same).
     /// In shards behind `Arc`s (`cow_map`), like the recency's chunks: the read model's
     /// copy for its snapshot copies pointers, not every user's notifications.
-    users: CowMap<Arc<str>, UserNotifications>,
+    /// Every user with bookings or kept notifications (see the module's doc).
+    users: CowMap<Arc<str>, UserRecord>,
+    /// How many of `users` keep notifications (at most `users_max`).
+    told_users: usize,
     /// Users by when they were last told something, the least recent first: a touch
     /// pushes `(touched, name)` at the back (the same names as `users`' keys, shared) and
     /// leaves the user's earlier entry where it is, stale (its `touched` is not the user's
@@ -136,6 +156,7 @@ impl Notifications {
     pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
         let mut notifications = Notifications {
             users: CowMap::default(),
+            told_users: 0,
             recency: Recency::new(),
             touches: 0,
             forgotten_through: None,
@@ -152,12 +173,40 @@ impl Notifications {
         assert!(per_user_max > 0 && users_max > 0);
         self.per_user_max = per_user_max;
         self.users_max = users_max;
-        while self.users.len() > users_max {
+        while self.told_users > users_max {
             self.forget_least_recent();
         }
-        for record in self.users.values_mut() {
-            Self::trim(record, per_user_max);
+        for notes in self
+            .users
+            .values_mut()
+            .filter_map(|record| record.notes.as_deref_mut())
+        {
+            Self::trim(notes, per_user_max);
         }
+    }
+
+    /// Adds `booking` to `user`'s bookings.
+    pub(crate) fn add_booking(&mut self, user: &UserName, booking: BookingId) {
+        // A known user's record is found without making a key.
+        match self.users.get_mut(&**user) {
+            Some(record) => record.bookings.push(booking),
+            None => {
+                self.users.insert(
+                    Arc::clone(user),
+                    UserRecord {
+                        bookings: vec![booking],
+                        notes: None,
+                    },
+                );
+            }
+        }
+    }
+
+    /// `user`'s bookings, in the order they were made.
+    pub(crate) fn bookings(&self, user: &str) -> &[BookingId] {
+        self.users
+            .get(user)
+            .map_or(&[], |record| record.bookings.as_slice())
     }
 
     /// Keeps the messages one outcome told its users (in its order); returns the users
@@ -201,7 +250,11 @@ impl Notifications {
 
     /// `user`'s kept notifications after `after` (all of them without it), oldest first.
     pub(crate) fn after(&self, user: &str, after: Option<Place>) -> Page<'_> {
-        let Some(record) = self.users.get(user) else {
+        let Some(record) = self
+            .users
+            .get(user)
+            .and_then(|record| record.notes.as_deref())
+        else {
             return Page {
                 notifications: Vec::new(),
                 older_dropped: self.forgotten_through > after,
@@ -221,39 +274,56 @@ impl Notifications {
     /// Keeps `notification` for `user`, the user's newest touch.
     ///
     /// Perf: this runs on the follower, before the writers of the batch are answered. A
-    /// user already kept (most messages under load: a hold, then its confirm) is found,
-    /// marked and told in one probe of the users' map; a new one in one probe and one
-    /// insert (and the forgetting of the least recent user, when full). The recency queue
+    /// user already told (most messages under load) is found, marked and told in one
+    /// probe of the users' map; a known user not told lately (a new buyer: the booking
+    /// made their record just before) in one more, warm, after forgetting the least
+    /// recent user when full; a new one in one probe and one insert. The recency queue
     /// names a user by the message's own name: equal to the map's key, if not the same
     /// allocation.
     fn tell(&mut self, user: &UserName, notification: Notification, per_user_max: usize) {
         self.touches += 1;
         let touched = self.touches;
-        if self.recency.len() >= 2 * self.users.len() + 64 {
+        if self.recency.len() >= 2 * self.told_users + 64 {
             self.compact_recency();
         }
-        let keep = |record: &mut UserNotifications, notification: Notification| {
-            debug_assert!(record
+        let keep = |notes: &mut UserNotifications, notification: Notification| {
+            debug_assert!(notes
                 .kept
                 .back()
                 .is_none_or(|last| last.place < notification.place));
-            record.kept.push_back(notification);
-            Self::trim(record, per_user_max);
+            notes.kept.push_back(notification);
+            Self::trim(notes, per_user_max);
         };
-        if let Some(record) = self.users.get_mut(&**user) {
-            record.touched = touched;
-            keep(record, notification);
+        if let Some(UserRecord {
+            notes: Some(notes), ..
+        }) = self.users.get_mut(&**user)
+        {
+            notes.touched = touched;
+            keep(notes, notification);
         } else {
-            if self.users.len() >= self.users_max {
+            // Forgotten first: the forgetting may remove a record (and move others).
+            if self.told_users >= self.users_max {
                 self.forget_least_recent();
             }
-            let mut record = UserNotifications {
+            let mut notes = Box::new(UserNotifications {
                 kept: VecDeque::new(),
                 dropped_through: self.forgotten_through,
                 touched,
-            };
-            keep(&mut record, notification);
-            self.users.insert(Arc::clone(user), record);
+            });
+            keep(&mut notes, notification);
+            match self.users.get_mut(&**user) {
+                Some(record) => record.notes = Some(notes),
+                None => {
+                    self.users.insert(
+                        Arc::clone(user),
+                        UserRecord {
+                            bookings: Vec::new(),
+                            notes: Some(notes),
+                        },
+                    );
+                }
+            }
+            self.told_users += 1;
         }
         self.recency.push_back((touched, Arc::clone(user)));
     }
@@ -262,7 +332,8 @@ impl Notifications {
     fn is_current(&self, (touched, user): &(u64, Arc<str>)) -> bool {
         self.users
             .get(&**user)
-            .is_some_and(|record| record.touched == *touched)
+            .and_then(|record| record.notes.as_deref())
+            .is_some_and(|notes| notes.touched == *touched)
     }
 
     /// Drops the stale recency entries: at most one entry per user remains.
@@ -274,7 +345,7 @@ impl Notifications {
             }
         }
         self.recency = current;
-        debug_assert_eq!(self.recency.len(), self.users.len());
+        debug_assert_eq!(self.recency.len(), self.told_users);
     }
 
     fn forget_least_recent(&mut self) {
@@ -282,15 +353,24 @@ impl Notifications {
             if !self.is_current(&entry) {
                 continue;
             }
+            // A buyer's record stays for their bookings; one told without a booking goes.
             let record = self
                 .users
-                .remove(&*entry.1)
+                .get_mut(&*entry.1)
                 .expect("current entries name kept users");
-            let newest = record
+            let notes = record
+                .notes
+                .take()
+                .expect("current entries name told users");
+            if record.bookings.is_empty() {
+                self.users.remove(&*entry.1);
+            }
+            self.told_users -= 1;
+            let newest = notes
                 .kept
                 .back()
                 .map(|notification| notification.place)
-                .max(record.dropped_through);
+                .max(notes.dropped_through);
             self.forgotten_through = self.forgotten_through.max(newest);
             return;
         }
@@ -298,16 +378,48 @@ impl Notifications {
 
     /// Drops a user's oldest notifications past `per_user_max`, remembering the newest
     /// place dropped.
-    fn trim(record: &mut UserNotifications, per_user_max: usize) {
-        while record.kept.len() > per_user_max {
-            let dropped = record.kept.pop_front().expect("over the cap");
-            record.dropped_through = record.dropped_through.max(Some(dropped.place));
+    fn trim(notes: &mut UserNotifications, per_user_max: usize) {
+        while notes.kept.len() > per_user_max {
+            let dropped = notes.kept.pop_front().expect("over the cap");
+            notes.dropped_through = notes.dropped_through.max(Some(dropped.place));
         }
     }
 
     #[cfg(test)]
     fn users(&self) -> usize {
-        self.users.len()
+        self.told_users
+    }
+
+    /// The bookings' half, encoded as the read model's `user_bookings` was: a map from
+    /// each user with bookings to them, in name order.
+    pub(crate) fn bookings_encoded(&self) -> impl Serialize + '_ {
+        Sorted(
+            self.users
+                .iter()
+                .filter(|(_, record)| !record.bookings.is_empty())
+                .map(|(user, record)| (user, &record.bookings))
+                .collect(),
+        )
+    }
+
+    /// Gives each user of `bookings` (the read model's `user_bookings`, as decoded) their
+    /// bookings: how a model loaded from a snapshot gets them back.
+    pub(crate) fn with_bookings(mut self, bookings: CowMap<Arc<str>, Vec<BookingId>>) -> Self {
+        for (user, bookings) in bookings.iter() {
+            match self.users.get_mut(&**user) {
+                Some(record) => record.bookings.clone_from(bookings),
+                None => {
+                    self.users.insert(
+                        Arc::clone(user),
+                        UserRecord {
+                            bookings: bookings.clone(),
+                            notes: None,
+                        },
+                    );
+                }
+            }
+        }
+        self
     }
 }
 
@@ -317,7 +429,15 @@ impl Notifications {
 impl Serialize for Notifications {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut encoded = serializer.serialize_struct("Notifications", 6)?;
-        encoded.serialize_field("users", &Sorted(&self.users))?;
+        encoded.serialize_field(
+            "users",
+            &Sorted(
+                self.users
+                    .iter()
+                    .filter_map(|(user, record)| Some((user, record.notes.as_deref()?)))
+                    .collect(),
+            ),
+        )?;
         encoded.serialize_field("recency", &CurrentRecency(self))?;
         encoded.serialize_field("touches", &self.touches)?;
         encoded.serialize_field("forgotten_through", &self.forgotten_through)?;
@@ -327,9 +447,10 @@ impl Serialize for Notifications {
     }
 }
 
-struct Sorted<'a>(&'a CowMap<Arc<str>, UserNotifications>);
+/// Entries in name order: the bytes `CowMap` (and the `BTreeMap` before it) wrote.
+struct Sorted<'a, V>(BTreeMap<&'a Arc<str>, V>);
 
-impl Serialize for Sorted<'_> {
+impl<V: Serialize> Serialize for Sorted<'_, V> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)
     }
@@ -341,7 +462,7 @@ struct CurrentRecency<'a>(&'a Notifications);
 impl Serialize for CurrentRecency<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let notifications = self.0;
-        let mut map = serializer.serialize_map(Some(notifications.users.len()))?;
+        let mut map = serializer.serialize_map(Some(notifications.told_users))?;
         let mut written = 0;
         for entry in notifications.recency.iter() {
             if notifications.is_current(entry) {
@@ -350,8 +471,7 @@ impl Serialize for CurrentRecency<'_> {
             }
         }
         assert_eq!(
-            written,
-            notifications.users.len(),
+            written, notifications.told_users,
             "one current entry per user"
         );
         map.end()
@@ -361,7 +481,7 @@ impl Serialize for CurrentRecency<'_> {
 /// [`Notifications`] as [`Notifications::serialize`] wrote it.
 #[derive(Deserialize)]
 struct Decoded {
-    users: CowMap<Arc<str>, UserNotifications>,
+    users: BTreeMap<Arc<str>, UserNotifications>,
     recency: BTreeMap<u64, Arc<str>>,
     touches: u64,
     forgotten_through: Option<Place>,
@@ -399,8 +519,20 @@ impl TryFrom<Decoded> for Notifications {
                 users.len()
             ));
         }
+        let told_users = users.len();
+        let mut records = CowMap::default();
+        for (user, notes) in users {
+            records.insert(
+                user,
+                UserRecord {
+                    bookings: Vec::new(),
+                    notes: Some(Box::new(notes)),
+                },
+            );
+        }
         Ok(Notifications {
-            users,
+            users: records,
+            told_users,
             // In order of touch: the map's key order.
             recency: recency
                 .into_iter()
@@ -619,7 +751,7 @@ mod tests {
                 .cloned()
                 .collect();
             assert_eq!(names.iter().collect::<Vec<_>>(), kept, "step {step}");
-            assert!(notifications.recency.len() <= 2 * notifications.users.len() + 64 + 1);
+            assert!(notifications.recency.len() <= 2 * notifications.told_users + 64 + 1);
             if step % 1_000 == 0 {
                 let bytes =
                     bincode::serde::encode_to_vec(&notifications, bincode::config::standard())

@@ -411,7 +411,8 @@ pub(crate) struct Changes {
     pub(crate) users: Vec<UserName>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "Decoded")]
 pub(crate) struct ReadModel {
     /// Input offset of the last applied outcome; `None` before the first.
     pub(crate) applied_offset: Option<u64>,
@@ -423,8 +424,6 @@ pub(crate) struct ReadModel {
     holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
     bookings: DenseMap<BookingId, BookingRecord>,
-    /// Keyed by the outcomes' shared names (a new buyer's first booking makes no `String`).
-    user_bookings: CowMap<Arc<str>, Vec<BookingId>>,
     waiters: DenseMap<WaiterId, WaiterRecord>,
     ended_waiters: EndedIds<WaiterId>,
     desks: BTreeMap<DeskId, DeskRecord>,
@@ -437,8 +436,87 @@ pub(crate) struct ReadModel {
     pub(crate) anomalies: u64,
     ended_entries_max: usize,
     /// Each user's messages (`GET /v1/me/notifications`), kept here so they survive a
-    /// restart in the model's snapshots.
+    /// restart in the model's snapshots; and each user's bookings, in the same record
+    /// (see `notifications`), encoded where the model's own table of them was.
     pub(crate) notifications: Notifications,
+}
+
+/// Field by field as the derived encoding wrote the model when it kept each user's
+/// bookings in a table of its own (`user_bookings`, now in `notifications`' records):
+/// snapshots are unchanged.
+impl Serialize for ReadModel {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("ReadModel", 18)?;
+        fields.serialize_field("applied_offset", &self.applied_offset)?;
+        fields.serialize_field("time_ms", &self.time_ms)?;
+        fields.serialize_field("events", &self.events)?;
+        fields.serialize_field("holds", &self.holds)?;
+        fields.serialize_field("ended_holds", &self.ended_holds)?;
+        fields.serialize_field("bookings", &self.bookings)?;
+        fields.serialize_field("user_bookings", &self.notifications.bookings_encoded())?;
+        fields.serialize_field("waiters", &self.waiters)?;
+        fields.serialize_field("ended_waiters", &self.ended_waiters)?;
+        fields.serialize_field("desks", &self.desks)?;
+        fields.serialize_field("desk_tickets", &self.desk_tickets)?;
+        fields.serialize_field("ended_desk_tickets", &self.ended_desk_tickets)?;
+        fields.serialize_field("live_holds", &self.live_holds)?;
+        fields.serialize_field("live_bookings", &self.live_bookings)?;
+        fields.serialize_field("waiting", &self.waiting)?;
+        fields.serialize_field("anomalies", &self.anomalies)?;
+        fields.serialize_field("ended_entries_max", &self.ended_entries_max)?;
+        fields.serialize_field("notifications", &self.notifications)?;
+        fields.end()
+    }
+}
+
+/// A model as [`ReadModel::serialize`] writes it (the layout's encoding when derived:
+/// the tests compare the two).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Decoded {
+    applied_offset: Option<u64>,
+    time_ms: u64,
+    events: BTreeMap<EventId, Arc<EventRecord>>,
+    holds: DenseMap<HoldId, HoldRecord>,
+    ended_holds: EndedIds<HoldId>,
+    bookings: DenseMap<BookingId, BookingRecord>,
+    user_bookings: CowMap<Arc<str>, Vec<BookingId>>,
+    waiters: DenseMap<WaiterId, WaiterRecord>,
+    ended_waiters: EndedIds<WaiterId>,
+    desks: BTreeMap<DeskId, DeskRecord>,
+    desk_tickets: DenseMap<DeskTicketId, DeskTicketRecord>,
+    ended_desk_tickets: EndedIds<DeskTicketId>,
+    live_holds: u64,
+    live_bookings: u64,
+    waiting: u64,
+    anomalies: u64,
+    ended_entries_max: usize,
+    notifications: Notifications,
+}
+
+impl From<Decoded> for ReadModel {
+    fn from(decoded: Decoded) -> ReadModel {
+        ReadModel {
+            applied_offset: decoded.applied_offset,
+            time_ms: decoded.time_ms,
+            events: decoded.events,
+            holds: decoded.holds,
+            ended_holds: decoded.ended_holds,
+            bookings: decoded.bookings,
+            waiters: decoded.waiters,
+            ended_waiters: decoded.ended_waiters,
+            desks: decoded.desks,
+            desk_tickets: decoded.desk_tickets,
+            ended_desk_tickets: decoded.ended_desk_tickets,
+            live_holds: decoded.live_holds,
+            live_bookings: decoded.live_bookings,
+            waiting: decoded.waiting,
+            anomalies: decoded.anomalies,
+            ended_entries_max: decoded.ended_entries_max,
+            notifications: decoded.notifications.with_bookings(decoded.user_bookings),
+        }
+    }
 }
 
 impl ReadModel {
@@ -451,7 +529,6 @@ impl ReadModel {
             holds: DenseMap::default(),
             ended_holds: EndedIds::new(),
             bookings: DenseMap::default(),
-            user_bookings: CowMap::default(),
             waiters: DenseMap::default(),
             ended_waiters: EndedIds::new(),
             desks: BTreeMap::new(),
@@ -505,10 +582,9 @@ impl ReadModel {
     }
 
     pub(crate) fn user_bookings(&self, user: &str) -> impl Iterator<Item = &BookingRecord> {
-        self.user_bookings
-            .get(user)
-            .into_iter()
-            .flatten()
+        self.notifications
+            .bookings(user)
+            .iter()
             .filter_map(|id| self.bookings.get(id))
     }
 
@@ -971,14 +1047,7 @@ impl ReadModel {
             Ok(_) => self.anomaly("a booking's total is not its items' price"),
             Err(_) => self.anomaly("booked items its hold did not hold"),
         }
-        // A known user's list is found without making a key.
-        match self.user_bookings.get_mut(&*view.user) {
-            Some(bookings) => bookings.push(view.booking),
-            None => {
-                self.user_bookings
-                    .insert(view.user.clone(), vec![view.booking]);
-            }
-        }
+        self.notifications.add_booking(&view.user, view.booking);
         let tickets_used = engine::tickets::TicketsUsed::unused(view.items.quantity());
         self.bookings.insert(
             view.booking,
@@ -1519,6 +1588,92 @@ mod tests {
             assert_eq!(&read(&check.model.notifications, user), told, "{user}");
             assert_eq!(&read(&decoded, user), told, "{user}, decoded");
         }
+    }
+
+    /// A user's bookings share a record with their notifications (one probe of the name
+    /// a confirm): they outlive the forgetting of the notifications, and a snapshot
+    /// encodes them where the model's own table of them was, byte for byte the derived
+    /// encoding of that layout, and decodes back to the same answers.
+    #[test]
+    fn bookings_outlive_forgotten_notifications_and_encode_as_their_own_table() {
+        let mut check = Check::with_event();
+        // One user's notifications kept: each buyer told forgets the one before.
+        check.model.notifications.set_limits(10, 1);
+        let mut booked = BTreeMap::new();
+        for (user, time_ms) in [("ana", 2_000), ("bo", 2_100), ("ana", 2_200)] {
+            let placed = check.run(
+                time_ms,
+                Command::PlaceHold {
+                    user: user.into(),
+                    event: EventId(0),
+                    selection: Selection::Best {
+                        quantity: 1,
+                        category: None,
+                        together: false,
+                    },
+                    wait: false,
+                },
+            );
+            let Ok(Reply::HoldPlaced(placed)) = placed.result else {
+                panic!("{placed:?}")
+            };
+            let confirmed = check.run(
+                time_ms + 10,
+                Command::ConfirmHold {
+                    user: user.into(),
+                    hold: placed.hold,
+                    payment_ref: "p".into(),
+                },
+            );
+            let Ok(Reply::HoldConfirmed(view)) = confirmed.result else {
+                panic!("{confirmed:?}")
+            };
+            booked
+                .entry(Arc::<str>::from(user))
+                .or_insert_with(Vec::new)
+                .push(view.booking);
+        }
+        let answers = |model: &ReadModel| {
+            ["ana", "bo", "cy"].map(|user| {
+                let bookings: Vec<BookingId> = model
+                    .user_bookings(user)
+                    .map(|booking| booking.view.booking)
+                    .collect();
+                (
+                    bookings,
+                    model.notifications.after(user, None).notifications.len(),
+                )
+            })
+        };
+        // Ana's first message was forgotten when Bo was told, Bo when Ana was told
+        // again; both keep their bookings.
+        let expected = [
+            (booked[&Arc::<str>::from("ana")].clone(), 1),
+            (booked[&Arc::<str>::from("bo")].clone(), 0),
+            (Vec::new(), 0),
+        ];
+        assert_eq!(answers(&check.model), expected);
+        let config = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&check.model, config).unwrap();
+        let (layout, _): (Decoded, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        let user_bookings: BTreeMap<Arc<str>, Vec<BookingId>> = layout
+            .user_bookings
+            .iter()
+            .map(|(user, bookings)| (user.clone(), bookings.clone()))
+            .collect();
+        assert_eq!(user_bookings, booked);
+        assert_eq!(
+            bincode::serde::encode_to_vec(&layout, config).unwrap(),
+            bytes
+        );
+        let (decoded, _): (ReadModel, usize) =
+            bincode::serde::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!(answers(&decoded), expected);
+        assert_eq!(
+            bincode::serde::encode_to_vec(&decoded, config).unwrap(),
+            bytes
+        );
     }
 
     /// An event canceled when a hold has just expired: the expiry's offer and the cancel
