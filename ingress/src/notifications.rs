@@ -349,21 +349,22 @@ impl Notifications {
     }
 
     fn forget_least_recent(&mut self) {
-        while let Some(entry) = self.recency.take_front() {
-            if !self.is_current(&entry) {
+        while let Some((touched, user)) = self.recency.take_front() {
+            // One probe for the check and the change.
+            let Some(record) = self.users.get_mut(&*user) else {
                 continue;
-            }
-            // A buyer's record stays for their bookings; one told without a booking goes.
-            let record = self
-                .users
-                .get_mut(&*entry.1)
-                .expect("current entries name kept users");
-            let notes = record
+            };
+            if record
                 .notes
-                .take()
-                .expect("current entries name told users");
+                .as_ref()
+                .is_none_or(|notes| notes.touched != touched)
+            {
+                continue; // stale: the user was told since, or forgotten
+            }
+            let notes = record.notes.take().expect("checked above");
+            // A buyer's record stays for their bookings; one told without a booking goes.
             if record.bookings.is_empty() {
-                self.users.remove(&*entry.1);
+                self.users.remove(&*user);
             }
             self.told_users -= 1;
             let newest = notes
