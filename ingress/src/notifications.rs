@@ -407,17 +407,8 @@ impl Notifications {
     /// bookings: how a model loaded from a snapshot gets them back.
     pub(crate) fn with_bookings(mut self, bookings: CowMap<Arc<str>, Vec<BookingId>>) -> Self {
         for (user, bookings) in bookings.iter() {
-            match self.users.get_mut(&**user) {
-                Some(record) => record.bookings.clone_from(bookings),
-                None => {
-                    self.users.insert(
-                        Arc::clone(user),
-                        UserRecord {
-                            bookings: bookings.clone(),
-                            notes: None,
-                        },
-                    );
-                }
+            for booking in bookings {
+                self.add_booking(user, *booking);
             }
         }
         self
