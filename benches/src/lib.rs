@@ -73,6 +73,19 @@ const _: () = {
     assert!(total == 100, "the mix is in percent");
 };
 
+/// The next of a bench binary's positional arguments, parsed, or `default` when it is
+/// not given; a malformed one stops the binary, naming the argument (`name`).
+pub fn next_arg<T>(args: &mut impl Iterator<Item = String>, default: T, name: &str) -> T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Debug,
+{
+    args.next().map_or(default, |arg| {
+        arg.parse()
+            .unwrap_or_else(|error| panic!("{name} {arg:?}: {error:?}"))
+    })
+}
+
 /// The median of `values` (the upper one of an even count), for the bench binaries'
 /// repeated rounds.
 pub fn median(values: &mut [f64]) -> f64 {

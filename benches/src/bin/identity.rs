@@ -14,10 +14,8 @@ use boxoffice_benches as _;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let users: usize = args
-        .next()
-        .map_or(20_000, |arg| arg.parse().expect("USERS"));
-    let runs: usize = args.next().map_or(5, |arg| arg.parse().expect("RUNS"));
+    let users: usize = boxoffice_benches::next_arg(&mut args, 20_000, "USERS");
+    let runs: usize = boxoffice_benches::next_arg(&mut args, 5, "RUNS");
     let steps: Vec<ingress::IdentitySteps> = (0..runs)
         .map(|_| {
             let dir = tempfile::tempdir().expect("a temporary directory");

@@ -14,10 +14,8 @@ use boxoffice_benches as _;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let purchases: u64 = args
-        .next()
-        .map_or(100_000, |arg| arg.parse().expect("PURCHASES"));
-    let runs: usize = args.next().map_or(5, |arg| arg.parse().expect("RUNS"));
+    let purchases: u64 = boxoffice_benches::next_arg(&mut args, 100_000, "PURCHASES");
+    let runs: usize = boxoffice_benches::next_arg(&mut args, 5, "RUNS");
     let mut ns: Vec<f64> = (0..runs)
         .map(|_| ingress::read_model_apply_bench(purchases))
         .collect();

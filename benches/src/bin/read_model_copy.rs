@@ -11,10 +11,8 @@ use boxoffice_benches as _;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let purchases: u64 = args
-        .next()
-        .map_or(500_000, |arg| arg.parse().expect("PURCHASES"));
-    let runs: u32 = args.next().map_or(3, |arg| arg.parse().expect("RUNS"));
+    let purchases: u64 = boxoffice_benches::next_arg(&mut args, 500_000, "PURCHASES");
+    let runs: u32 = boxoffice_benches::next_arg(&mut args, 3, "RUNS");
     for run in 1..=runs {
         let pause = ingress::copy_pause_bench(purchases);
         println!(

@@ -82,10 +82,8 @@ const EVENTS_PER_TITLE: usize = 50;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let events: usize = args
-        .next()
-        .map_or(100_000, |arg| arg.parse().expect("EVENTS"));
-    let rounds: usize = args.next().map_or(200, |arg| arg.parse().expect("ROUNDS"));
+    let events: usize = boxoffice_benches::next_arg(&mut args, 100_000, "EVENTS");
+    let rounds: usize = boxoffice_benches::next_arg(&mut args, 200, "ROUNDS");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let open = |name: &str| {
         Arc::new(EmbeddedLog::open(dir.path().join(name), EmbeddedOptions::default()).expect("log"))
