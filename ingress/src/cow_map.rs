@@ -9,17 +9,24 @@
 //! entries live in shards behind `Arc`s: a copy clones the shard pointers, and the first
 //! write to a shard after a copy copies that shard alone (`Arc::make_mut`).
 //!
-//! Which shard a key is in ([`ShardKey`]): by the name's hash (a seeded hasher, as the
-//! model's other maps, since clients choose names). Not `engine::chunked::ChunkedMap`: its look-up is a binary search over
-//! the chunks' first keys, a cache miss per step at a million entries, on the follower's
-//! path; here a look-up finds the shard by its place (shard numbers are dense) and probes
-//! its hash map once.
+//! Which shard a key is in: by the name's hash (a seeded hasher, as the model's other maps,
+//! since clients choose names), bits 32 and up; the shard's table files the key under the
+//! same hash (its low bits choose a bucket, its top seven the tag), so a look-up hashes
+//! the name once. Perf: the shards were `HashMap`s, which hash again, and a new buyer's
+//! notification looked its name up four or five times (the table, the least recently told
+//! user's record, the insert), two hashes of a 43-byte pseudonym each. Not
+//! `engine::chunked::ChunkedMap`: its look-up is a binary search over the chunks' first
+//! keys, a cache miss per step at a million entries, on the follower's path; here a
+//! look-up finds the shard by its place (shard numbers are dense) and probes its table
+//! once.
 //!
 //! Encodes exactly like the `FastMap`s it replaces did (a map in key order, as a `BTreeMap`
 //! encodes, so one model always encodes to the same bytes: snapshots are compared and
 //! checksummed as bytes), and decodes what they wrote, so snapshots are unchanged.
 
 use crate::read_model::FastMap;
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, VecDeque};
@@ -29,42 +36,30 @@ use std::sync::Arc;
 /// How many shards names are spread over.
 const NAME_SHARDS: u64 = 1024;
 
-/// The shard a key belongs to. `hasher` is the map's own (seeded per process).
-pub(crate) trait ShardKey {
-    fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64;
+/// The shard of a key whose hash is `hash`: bits the shard's own table does not use for
+/// a bucket (the low ones) or a tag (the top seven).
+#[inline]
+fn shard_number(hash: u64) -> u64 {
+    (hash >> 32) % NAME_SHARDS
 }
 
-impl ShardKey for str {
-    fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64 {
-        hasher.hash_one(self) % NAME_SHARDS
-    }
-}
-
-impl ShardKey for String {
-    fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64 {
-        self.as_str().shard(hasher)
-    }
-}
-
-impl ShardKey for Arc<str> {
-    fn shard(&self, hasher: &foldhash::fast::RandomState) -> u64 {
-        (**self).shard(hasher)
-    }
-}
+/// A shard's entries, filed under the map's hash of their key.
+type Shard<K, V> = HashTable<(K, V)>;
 
 /// See the module docs. Shard `first + i` is at place `i`, `None` while it holds nothing;
-/// the first and last places hold shards. Perf: shard numbers are dense (ids by range, names
-/// below [`NAME_SHARDS`]), so finding a shard is an index, not a hash look-up.
+/// the first and last places hold shards. Perf: shard numbers are dense (below
+/// [`NAME_SHARDS`]), so finding a shard is an index, not a hash look-up.
 #[derive(Clone, Debug)]
 pub(crate) struct CowMap<K, V> {
-    shards: VecDeque<Option<Arc<FastMap<K, V>>>>,
+    shards: VecDeque<Option<Arc<Shard<K, V>>>>,
     first: u64,
-    /// Chooses a name's shard; cloned with the map, so a copy finds what the original does.
+    /// Hashes the keys (for their shard and within it); cloned with the map, so a copy
+    /// finds what the original does.
     hasher: foldhash::fast::RandomState,
-    /// The most entries a shard has held: a new shard is made this large at once. Perf:
-    /// ids fill their shards one after the other to the same size, and a shard grown by
-    /// doubling rehashed into fresh tables every time (a fifth of the follower's time went
-    /// to zeroing their new pages).
+    /// The most entries a shard has held (counting a key's second insert as one more): a
+    /// new shard is made this large at once. Perf:
+    /// a shard grown by doubling rehashed into fresh tables every time (a fifth of the
+    /// follower's time went to zeroing their new pages).
     shard_len_max: usize,
 }
 
@@ -79,7 +74,7 @@ impl<K, V> Default for CowMap<K, V> {
     }
 }
 
-impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
+impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
     /// (A count over the shards: for tests.)
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -92,17 +87,23 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         (place < self.shards.len()).then_some(place)
     }
 
-    fn shard_of<Q: ShardKey + ?Sized>(&self, key: &Q) -> Option<&Arc<FastMap<K, V>>> {
-        let place = self.place(key.shard(&self.hasher))?;
-        self.shards[place].as_ref()
+    /// The key's hash: the one hash a look-up makes (`K: Borrow<Q>` hashes alike).
+    #[inline]
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.hasher.hash_one(key)
     }
 
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ShardKey + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        self.shard_of(key)?.get(key)
+        let hash = self.hash(key);
+        let place = self.place(shard_number(hash))?;
+        let (_, value) = self.shards[place]
+            .as_ref()?
+            .find(hash, |(stored, _)| stored.borrow() == key)?;
+        Some(value)
     }
 
     /// The value under `key`, to change: its shard is copied first if a copy of the map
@@ -110,64 +111,104 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ShardKey + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        self.shard_to_change(key)?.1.get_mut(key)
+        let hash = self.hash(key);
+        let (_, shard) = self.shard_to_change(key, hash)?;
+        let (_, value) = shard.find_mut(hash, |(stored, _)| stored.borrow() == key)?;
+        Some(value)
     }
 
-    /// The place and the shard of `key`, to change (copied first if a copy of the map shares
-    /// it), when it may hold `key`; `None` when it surely does not, copying nothing.
-    fn shard_to_change<Q>(&mut self, key: &Q) -> Option<(usize, &mut FastMap<K, V>)>
+    /// The place and the shard of `key` (whose hash is `hash`), to change (copied first if
+    /// a copy of the map shares it), when it may hold `key`; `None` when it surely does
+    /// not, copying nothing.
+    fn shard_to_change<Q>(&mut self, key: &Q, hash: u64) -> Option<(usize, &mut Shard<K, V>)>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ShardKey + ?Sized,
+        Q: Eq + ?Sized,
     {
-        let place = self.place(key.shard(&self.hasher))?;
+        let place = self.place(shard_number(hash))?;
         let shard = self.shards[place].as_mut()?;
         // Perf: no probe here when no copy shares the shard (nearly always).
-        if Arc::get_mut(shard).is_none() && !shard.contains_key(key) {
+        if Arc::get_mut(shard).is_none()
+            && shard
+                .find(hash, |(stored, _)| stored.borrow() == key)
+                .is_none()
+        {
             return None;
         }
         Some((place, Arc::make_mut(shard)))
     }
 
-    /// Inserts `value` under `key`, returning the value it replaces.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let index = key.shard(&self.hasher);
+    /// The place of shard `shard`, made (empty places around it too) if it is not there.
+    fn place_to_insert(&mut self, shard: u64) -> usize {
         if self.shards.is_empty() {
-            self.first = index;
+            self.first = shard;
         }
-        while index < self.first {
+        while shard < self.first {
             self.shards.push_front(None);
             self.first -= 1;
         }
-        let place = usize::try_from(index - self.first).expect("shards are dense");
+        let place = usize::try_from(shard - self.first).expect("shards are dense");
         while self.shards.len() <= place {
             self.shards.push_back(None);
         }
+        place
+    }
+
+    /// The entry of `key` (whose hash is `hash`) in its shard, to change: the shard made
+    /// if there is none, copied first if a copy of the map shares it.
+    fn entry(&mut self, key: &K, hash: u64) -> Entry<'_, (K, V)> {
+        let place = self.place_to_insert(shard_number(hash));
         let capacity = self.shard_len_max;
-        let shard = self.shards[place].get_or_insert_with(|| {
-            Arc::new(FastMap::with_capacity_and_hasher(
-                capacity,
-                Default::default(),
-            ))
-        });
+        let shard =
+            self.shards[place].get_or_insert_with(|| Arc::new(HashTable::with_capacity(capacity)));
         let shard = Arc::make_mut(shard);
-        let replaced = shard.insert(key, value);
-        if replaced.is_none() {
-            self.shard_len_max = self.shard_len_max.max(shard.len());
+        // A shard this large is made this large from the start (see `shard_len_max`).
+        self.shard_len_max = self.shard_len_max.max(shard.len() + 1);
+        let hasher = &self.hasher;
+        shard.entry(
+            hash,
+            |(stored, _)| stored == key,
+            |(stored, _)| hasher.hash_one(stored),
+        )
+    }
+
+    /// Inserts `value` under `key`, returning the value it replaces.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let hash = self.hash(&key);
+        match self.entry(&key, hash) {
+            Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
+            Entry::Vacant(entry) => {
+                entry.insert((key, value));
+                None
+            }
         }
-        replaced
+    }
+
+    /// The value under `key`, to change; `make` makes it (under a clone of `key`) when
+    /// there is none. One hash and one probe, where `get_mut` then `insert` made two.
+    pub(crate) fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(key);
+        let (_, value) = match self.entry(key, hash) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert((key.clone(), make())).into_mut(),
+        };
+        value
     }
 
     /// Removes `key`, returning its value (and the shard, once empty).
     pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ShardKey + ?Sized,
+        Q: Hash + Eq + ?Sized,
     {
-        let (place, shard) = self.shard_to_change(key)?;
-        let removed = shard.remove(key)?;
+        let hash = self.hash(key);
+        let (place, shard) = self.shard_to_change(key, hash)?;
+        let ((_, removed), _) = shard
+            .find_entry(hash, |(stored, _)| stored.borrow() == key)
+            .ok()?
+            .remove();
         let emptied = shard.is_empty();
         if emptied {
             self.shards[place] = None;
@@ -184,7 +225,10 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
 
     /// Every entry, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.shards.iter().flatten().flat_map(|shard| shard.iter())
+        self.shards
+            .iter()
+            .flatten()
+            .flat_map(|shard| shard.iter().map(|(key, value)| (key, value)))
     }
 
     /// Every value, to change (every shard a copy shares is copied).
@@ -192,7 +236,7 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
         self.shards
             .iter_mut()
             .flatten()
-            .flat_map(|shard| Arc::make_mut(shard).values_mut())
+            .flat_map(|shard| Arc::make_mut(shard).iter_mut().map(|(_, value)| value))
     }
 
     /// How many shards a copy clones (tests).
@@ -205,7 +249,7 @@ impl<K: Hash + Eq + ShardKey + Clone, V: Clone> CowMap<K, V> {
 /// Encodes like a `BTreeMap` of the entries (length, then the entries in key order).
 impl<K, V> Serialize for CowMap<K, V>
 where
-    K: Serialize + Ord + Hash + Eq + ShardKey + Clone,
+    K: Serialize + Ord + Hash + Eq + Clone,
     V: Serialize + Clone,
 {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -218,7 +262,7 @@ where
 /// Decodes what a map of the entries wrote (this map, or the `FastMap` before it).
 impl<'de, K, V> Deserialize<'de> for CowMap<K, V>
 where
-    K: Deserialize<'de> + Hash + Eq + ShardKey + Clone,
+    K: Deserialize<'de> + Hash + Eq + Clone,
     V: Deserialize<'de> + Clone,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -187,19 +187,15 @@ impl Notifications {
 
     /// Adds `booking` to `user`'s bookings.
     pub(crate) fn add_booking(&mut self, user: &UserName, booking: BookingId) {
-        // A known user's record is found without making a key.
-        match self.users.get_mut(&**user) {
-            Some(record) => record.bookings.push(booking),
-            None => {
-                self.users.insert(
-                    Arc::clone(user),
-                    UserRecord {
-                        bookings: vec![booking],
-                        notes: None,
-                    },
-                );
-            }
+        // One probe, a known user's record or a new one (its key the outcome's `Arc`).
+        let bookings = &mut self
+            .users
+            .get_or_insert_with(user, UserRecord::default)
+            .bookings;
+        if bookings.is_empty() {
+            bookings.reserve_exact(1); // most buyers book once: 8 bytes, not a Vec's first 32
         }
+        bookings.push(booking);
     }
 
     /// `user`'s bookings, in the order they were made.
@@ -311,18 +307,9 @@ impl Notifications {
                 touched,
             });
             keep(&mut notes, notification);
-            match self.users.get_mut(&**user) {
-                Some(record) => record.notes = Some(notes),
-                None => {
-                    self.users.insert(
-                        Arc::clone(user),
-                        UserRecord {
-                            bookings: Vec::new(),
-                            notes: Some(notes),
-                        },
-                    );
-                }
-            }
+            self.users
+                .get_or_insert_with(user, UserRecord::default)
+                .notes = Some(notes);
             self.told_users += 1;
         }
         self.recency.push_back((touched, Arc::clone(user)));
