@@ -56,8 +56,7 @@ pub(crate) struct CowMap<K, V> {
     /// Hashes the keys (for their shard and within it); cloned with the map, so a copy
     /// finds what the original does.
     hasher: foldhash::fast::RandomState,
-    /// The most entries a shard has held (counting a key's second insert as one more): a
-    /// new shard is made this large at once. Perf:
+    /// The most entries a shard has held: a new shard is made this large at once. Perf:
     /// a shard grown by doubling rehashed into fresh tables every time (a fifth of the
     /// follower's time went to zeroing their new pages).
     shard_len_max: usize,
@@ -156,31 +155,22 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         place
     }
 
-    /// The entry of `key` (whose hash is `hash`) in its shard, to change: the shard made
-    /// if there is none, copied first if a copy of the map shares it.
-    fn entry(&mut self, key: &K, hash: u64) -> Entry<'_, (K, V)> {
-        let place = self.place_to_insert(shard_number(hash));
-        let capacity = self.shard_len_max;
-        let shard =
-            self.shards[place].get_or_insert_with(|| Arc::new(HashTable::with_capacity(capacity)));
-        let shard = Arc::make_mut(shard);
-        // A shard this large is made this large from the start (see `shard_len_max`).
-        self.shard_len_max = self.shard_len_max.max(shard.len() + 1);
-        let hasher = &self.hasher;
-        shard.entry(
-            hash,
-            |(stored, _)| stored == key,
-            |(stored, _)| hasher.hash_one(stored),
-        )
-    }
-
     /// Inserts `value` under `key`, returning the value it replaces.
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
-        match self.entry(&key, hash) {
+        let place = self.place_to_insert(shard_number(hash));
+        let (entry, len) = shard_entry(
+            &mut self.shards[place],
+            self.shard_len_max,
+            &self.hasher,
+            &key,
+            hash,
+        );
+        match entry {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 entry.insert((key, value));
+                self.shard_len_max = self.shard_len_max.max(len + 1);
                 None
             }
         }
@@ -190,9 +180,20 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
     /// there is none. One hash and one probe, where `get_mut` then `insert` made two.
     pub(crate) fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V {
         let hash = self.hash(key);
-        let (_, value) = match self.entry(key, hash) {
+        let place = self.place_to_insert(shard_number(hash));
+        let (entry, len) = shard_entry(
+            &mut self.shards[place],
+            self.shard_len_max,
+            &self.hasher,
+            key,
+            hash,
+        );
+        let (_, value) = match entry {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert((key.clone(), make())).into_mut(),
+            Entry::Vacant(entry) => {
+                self.shard_len_max = self.shard_len_max.max(len + 1);
+                entry.insert((key.clone(), make())).into_mut()
+            }
         };
         value
     }
@@ -244,6 +245,27 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
     fn shard_count(&self) -> usize {
         self.shards.iter().flatten().count()
     }
+}
+
+/// The entry of `key` (whose hash is `hash`) in the shard at `place`, to change: the
+/// shard made (with room for `capacity` entries) if there is none, copied first if a copy
+/// of the map shares it; and how many entries the shard had.
+fn shard_entry<'a, K: Eq + Hash + Clone, V: Clone>(
+    place: &'a mut Option<Arc<Shard<K, V>>>,
+    capacity: usize,
+    hasher: &foldhash::fast::RandomState,
+    key: &K,
+    hash: u64,
+) -> (Entry<'a, (K, V)>, usize) {
+    let shard =
+        Arc::make_mut(place.get_or_insert_with(|| Arc::new(HashTable::with_capacity(capacity))));
+    let len = shard.len();
+    let entry = shard.entry(
+        hash,
+        |(stored, _)| stored == key,
+        |(stored, _)| hasher.hash_one(stored),
+    );
+    (entry, len)
 }
 
 /// Encodes like a `BTreeMap` of the entries (length, then the entries in key order).
