@@ -352,4 +352,31 @@ mod tests {
         assert_eq!(decoded.len(), 5);
         assert_eq!(decoded.get("zoe"), Some(&3));
     }
+
+    #[test]
+    fn get_or_insert_with_makes_a_value_once_and_copies_a_shared_shard_first() {
+        let mut map: CowMap<String, Vec<u32>> = CowMap::default();
+        let ana = "ana".to_string();
+        map.get_or_insert_with(&ana, Vec::new).push(1);
+        let copy = map.clone();
+        // Found, not made again; the shard the copy shares is copied before the change.
+        map.get_or_insert_with(&ana, || unreachable!("ana has a value"))
+            .push(2);
+        map.get_or_insert_with(&"bo".to_string(), || vec![7])
+            .push(8);
+        assert_eq!(map.get("ana"), Some(&vec![1, 2]));
+        assert_eq!(map.get("bo"), Some(&vec![7, 8]));
+        assert_eq!(copy.get("ana"), Some(&vec![1]));
+        assert_eq!(copy.get("bo"), None);
+        assert_eq!((map.len(), copy.len()), (2, 1));
+        // Many names over many shards, each found again under the one hash.
+        for n in 0..5_000 {
+            map.get_or_insert_with(&format!("user-{n}"), || vec![n]);
+        }
+        for n in 0..5_000 {
+            assert_eq!(map.get(format!("user-{n}").as_str()), Some(&vec![n]));
+            assert_eq!(map.remove(format!("user-{n}").as_str()), Some(vec![n]));
+        }
+        assert_eq!(map.len(), 2);
+    }
 }
