@@ -155,25 +155,12 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         place
     }
 
-    /// Inserts `value` under `key`, returning the value it replaces.
+    /// Inserts `value` under `key`, returning the value it replaces. (Decoding and tests:
+    /// the follower's changes go through `get_or_insert_with`.)
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let hash = self.hash(&key);
-        let place = self.place_to_insert(shard_number(hash));
-        let (entry, len) = shard_entry(
-            &mut self.shards[place],
-            self.shard_len_max,
-            &self.hasher,
-            &key,
-            hash,
-        );
-        match entry {
-            Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
-            Entry::Vacant(entry) => {
-                entry.insert((key, value));
-                self.shard_len_max = self.shard_len_max.max(len + 1);
-                None
-            }
-        }
+        let mut new = Some(value);
+        let slot = self.get_or_insert_with(&key, || new.take().expect("made once"));
+        new.map(|value| std::mem::replace(slot, value))
     }
 
     /// The value under `key`, to change; `make` makes it (under a clone of `key`) when
