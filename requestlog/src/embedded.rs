@@ -698,23 +698,11 @@ impl LogWriter for EmbeddedWriter {
 }
 
 fn check_append_limits(payloads: &[Vec<u8>], options: &EmbeddedOptions) -> Result<(), LogError> {
-    if payloads.len() > options.append_records_max {
-        return Err(LogError::TooManyRecords {
-            count: payloads.len(),
-            count_max: options.append_records_max,
-        });
-    }
-    match payloads
-        .iter()
-        .position(|payload| payload.len() > options.payload_size_max_bytes)
-    {
-        Some(index) => Err(LogError::PayloadTooLarge {
-            index,
-            size_bytes: payloads[index].len(),
-            size_max_bytes: options.payload_size_max_bytes,
-        }),
-        None => Ok(()),
-    }
+    crate::error::check_append_limits(
+        payloads,
+        options.append_records_max,
+        options.payload_size_max_bytes,
+    )
 }
 
 impl Drop for WriterHandle {

@@ -87,3 +87,59 @@ pub enum LogError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
 }
+
+/// The one check of an append against a log's limits (`append_records_max`,
+/// `payload_size_max_bytes`), before anything is written: the embedded and the Kafka
+/// writers refuse the same appends with the same errors.
+pub(crate) fn check_append_limits(
+    payloads: &[Vec<u8>],
+    append_records_max: usize,
+    payload_size_max_bytes: usize,
+) -> Result<(), LogError> {
+    if payloads.len() > append_records_max {
+        return Err(LogError::TooManyRecords {
+            count: payloads.len(),
+            count_max: append_records_max,
+        });
+    }
+    match payloads
+        .iter()
+        .position(|payload| payload.len() > payload_size_max_bytes)
+    {
+        Some(index) => Err(LogError::PayloadTooLarge {
+            index,
+            size_bytes: payloads[index].len(),
+            size_max_bytes: payload_size_max_bytes,
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An append at each limit passes; one record or one byte over is refused, naming
+    /// the first payload over the size limit.
+    #[test]
+    fn appends_over_a_limit_are_refused_with_what_was_over() {
+        let check = |payloads: &[Vec<u8>]| check_append_limits(payloads, 3, 4);
+        assert!(check(&[]).is_ok());
+        assert!(check(&[vec![0; 4], vec![0; 4], vec![]]).is_ok());
+        assert!(matches!(
+            check(&[vec![], vec![], vec![], vec![]]),
+            Err(LogError::TooManyRecords {
+                count: 4,
+                count_max: 3
+            })
+        ));
+        assert!(matches!(
+            check(&[vec![0; 4], vec![0; 5], vec![0; 6]]),
+            Err(LogError::PayloadTooLarge {
+                index: 1,
+                size_bytes: 5,
+                size_max_bytes: 4
+            })
+        ));
+    }
+}
