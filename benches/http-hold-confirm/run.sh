@@ -16,6 +16,9 @@
 #   noop:     `boxoffice serve` as for embedded, driven the same way with `noop.toml`
 #             (`GET /healthz` only): the same HTTP stack with no write behind it, the
 #             baseline the two write paths are compared with.
+#   returning: `boxoffice serve` as for embedded, driven with `hold-confirm-returning.toml`
+#             (2,000 buyers, not 200,000: every request after the first seconds is a known
+#             user's): beside `embedded`, what the standard run's fresh buyers cost.
 # The sides alternate ($RUNS runs each) and the medians are printed at the end. Every
 # other run takes the sides in reverse order (A B, B A, A B, ...): on this machine the side
 # that runs second in a pair was the cheaper one in 16 of 22 pairs, whichever binary it was
@@ -159,6 +162,10 @@ start_noop() {
   start_embedded "noop-$1"
 }
 
+start_returning() {
+  start_embedded "returning-$1"
+}
+
 start_kafka() {
   local run="$1" unique="http-bench-$$-$1-$(date +%s%N)"
   export BOXOFFICE_LOG_KIND=kafka BOXOFFICE_KAFKA_BROKERS="$KAFKA" \
@@ -218,6 +225,7 @@ for run in $(seq 1 "$RUNS"); do
     "start_$base" "$side-$run"
     scenario=hold-confirm
     if [[ "$side" == noop ]]; then scenario=noop; fi
+    if [[ "$side" == returning ]]; then scenario=hold-confirm-returning; fi
     echo "== $side, run $run: $TARGET (load $(cut -d' ' -f1-3 /proc/loadavg))"
     steal_before="$(steal_ticks)"
     "$BOXOFFICE" loadgen run "$HERE/$scenario.toml" --target "$TARGET" --mode closed \
