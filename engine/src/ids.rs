@@ -48,9 +48,25 @@ macro_rules! id_type {
             }
         }
 
+        impl $name {
+            /// The string form (`<prefix><number>`), on the stack.
+            pub fn text(self) -> IdText {
+                let mut text = IdText::default();
+                text.push($prefix);
+                text.push_number(u64::from(self.0));
+                text
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}{}", $prefix, self.0)
+                f.write_str(&self.text())
+            }
+        }
+
+        impl From<$name> for IdText {
+            fn from(id: $name) -> IdText {
+                id.text()
             }
         }
     };
@@ -108,9 +124,85 @@ impl TicketId {
     }
 }
 
+impl TicketId {
+    /// `t_<booking>_<index>`, on the stack.
+    pub fn text(self) -> IdText {
+        let mut text = IdText::default();
+        text.push("t_");
+        text.push_number(self.booking.0);
+        text.push("_");
+        text.push_number(u64::from(self.index));
+        text
+    }
+}
+
 impl fmt::Display for TicketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t_{}_{}", self.booking.0, self.index)
+        f.write_str(&self.text())
+    }
+}
+
+impl From<TicketId> for IdText {
+    fn from(id: TicketId) -> IdText {
+        id.text()
+    }
+}
+
+/// An id's string form written on the stack (`h_7`, `t_3_1`, a ticket code): what its
+/// `Display` shows, made without `core::fmt`. Perf: a booking's answer shows half a dozen
+/// ids and a code a ticket, and each went through `fmt::write` (serde's `collect_str`,
+/// and a `write!` nested in a code's), about 2.5% of the HTTP thread under hold +
+/// confirm (BENCHMARKS.md, "Session 61"); answers and message bodies now write
+/// [`IdText`]s with one `serialize_str` each.
+#[derive(Clone, Copy)]
+pub struct IdText {
+    len: u8,
+    bytes: [u8; IdText::CAPACITY],
+}
+
+impl IdText {
+    /// The longest text: a ticket code, `t_` + a `u64`'s 20 digits + `_` + a `u32`'s 10
+    /// + `.` + 16 hex digits = 50.
+    pub const CAPACITY: usize = 56;
+
+    /// Appends ASCII `text`. Panics past [`IdText::CAPACITY`]: every id's longest text
+    /// fits, so that would be a bug.
+    pub(crate) fn push(&mut self, text: &str) {
+        assert!(text.is_ascii());
+        let start = usize::from(self.len);
+        let end = start + text.len();
+        self.bytes[start..end].copy_from_slice(text.as_bytes());
+        self.len = u8::try_from(end).expect("CAPACITY < 256");
+    }
+
+    pub(crate) fn push_number(&mut self, number: u64) {
+        self.push(itoa::Buffer::new().format(number));
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).expect("pushed as ASCII")
+    }
+}
+
+impl Default for IdText {
+    fn default() -> IdText {
+        IdText {
+            len: 0,
+            bytes: [0; IdText::CAPACITY],
+        }
+    }
+}
+
+impl std::ops::Deref for IdText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for IdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -234,6 +326,35 @@ mod tests {
         assert_eq!(TicketId::parse("t_5_2"), Some(ticket));
         assert_eq!(TicketId::parse("t_5_0"), None);
         assert_eq!(TicketId::parse("t_5"), None);
+    }
+
+    /// The text written on the stack is the text `format!` writes, up to the longest.
+    #[test]
+    fn ids_written_on_the_stack_read_as_formatted() {
+        for number in [0, 1, 9, 10, 42, u64::from(u32::MAX), u64::MAX] {
+            let narrow = u32::try_from(number).unwrap_or(u32::MAX);
+            for (text, expected) in [
+                (HoldId(number).text(), format!("h_{number}")),
+                (BookingId(number).text(), format!("b_{number}")),
+                (WaiterId(number).text(), format!("w_{number}")),
+                (DeskTicketId(number).text(), format!("dt_{number}")),
+                (EventId(narrow).text(), format!("ev_{narrow}")),
+                (DeskId(narrow).text(), format!("desk_{narrow}")),
+                (
+                    TicketId {
+                        booking: BookingId(number),
+                        index: narrow,
+                    }
+                    .text(),
+                    format!("t_{number}_{narrow}"),
+                ),
+            ] {
+                assert_eq!(text.as_str(), expected);
+                assert_eq!(&*text, expected.as_str());
+            }
+        }
+        assert_eq!(HoldId(7).to_string(), "h_7");
+        assert_eq!(format!("{:?}", HoldId(7).text()), "\"h_7\"");
     }
 
     #[test]

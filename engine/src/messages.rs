@@ -9,6 +9,7 @@
 //! read model keeps [`user_messages_of`] for `GET /v1/me/notifications`, the same types,
 //! bodies and ids, each given to the user it is about.
 
+use crate::ids::IdText;
 use crate::webhook::WebhookEventType;
 use crate::{
     BookingId, DeskId, Effect, EventId, HoldId, Outcome, Reply, UserName, WaitEnd, WaiterId,
@@ -121,17 +122,20 @@ impl Serialize for Data<'_> {
     }
 }
 
-/// An id as its display form (`bkg_3`), without a `String` in between.
-fn display<T: std::fmt::Display, S: Serializer>(id: &T, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
+/// An id as its display form (`b_3`), written on the stack (`IdText`), not a `String`.
+fn display<T: Copy + Into<IdText>, S: Serializer>(
+    id: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&(*id).into())
 }
 
-fn display_some<T: std::fmt::Display, S: Serializer>(
+fn display_some<T: Copy + Into<IdText>, S: Serializer>(
     id: &Option<T>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     match id {
-        Some(id) => serializer.collect_str(id),
+        Some(id) => display(id, serializer),
         None => serializer.serialize_none(),
     }
 }

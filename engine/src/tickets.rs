@@ -2,16 +2,12 @@
 //! Every replica derives the same code; without the secret a code cannot be forged.
 //! And [`TicketsUsed`]: which of a booking's tickets were checked in.
 
-use crate::ids::TicketId;
+use crate::ids::{IdText, TicketId};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 const MAC_HEX_DIGITS: usize = 16;
-
-/// The longest text of a ticket id: `t_`, a booking id's digits (a `u64`), `_`, a
-/// ticket index's (a `u32`).
-const TICKET_ID_BYTES_MAX: usize = 2 + 20 + 1 + 10;
 
 /// A ticket's code ([`TicketMac::code_of`]): displays as `<ticket id>.<16 hex digits>`,
 /// and serializes as that text.
@@ -22,21 +18,30 @@ pub struct TicketCode {
     mac_prefix: [u8; MAC_HEX_DIGITS / 2],
 }
 
-impl std::fmt::Display for TicketCode {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl TicketCode {
+    /// `<ticket id>.<16 hex digits>`, on the stack.
+    pub fn text(&self) -> IdText {
         let mut hex = [0u8; MAC_HEX_DIGITS];
         for (index, byte) in self.mac_prefix.iter().enumerate() {
             hex[2 * index] = b"0123456789abcdef"[usize::from(byte >> 4)];
             hex[2 * index + 1] = b"0123456789abcdef"[usize::from(byte & 0xf)];
         }
-        let hex = std::str::from_utf8(&hex).expect("hex digits are ASCII");
-        write!(formatter, "{}.{hex}", self.ticket)
+        let mut text = self.ticket.text();
+        text.push(".");
+        text.push(std::str::from_utf8(&hex).expect("hex digits are ASCII"));
+        text
+    }
+}
+
+impl std::fmt::Display for TicketCode {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.text())
     }
 }
 
 impl Serialize for TicketCode {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.text())
     }
 }
 
@@ -70,15 +75,8 @@ impl TicketMac {
     /// JSON), without a `String` made for it. Perf: the ticket id is written for the MAC
     /// on the stack (this runs once per ticket of every booking answer).
     pub fn code_of(&self, ticket: TicketId) -> TicketCode {
-        let mut id = [0u8; TICKET_ID_BYTES_MAX];
-        let len = {
-            let mut rest = &mut id[..];
-            std::io::Write::write_fmt(&mut rest, format_args!("{ticket}"))
-                .expect("a ticket id fits its longest text");
-            TICKET_ID_BYTES_MAX - rest.len()
-        };
         let mut mac = self.keyed.clone();
-        mac.update(&id[..len]);
+        mac.update(ticket.text().as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut prefix = [0u8; MAC_HEX_DIGITS / 2];
         prefix.copy_from_slice(&digest[..MAC_HEX_DIGITS / 2]);
@@ -103,7 +101,7 @@ impl TicketMac {
             .map(|index| u8::from_str_radix(&hex[index * 2..index * 2 + 2], 16))
             .collect::<Result<_, _>>()
             .ok()?;
-        self.mac(&ticket.to_string())
+        self.mac(&ticket.text())
             .verify_truncated_left(&bytes)
             .ok()?;
         Some(ticket)

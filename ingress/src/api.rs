@@ -603,13 +603,44 @@ pub(crate) struct TicketBody<'a> {
 /// A value an answer shows as its text (an id): written into the JSON as the answer is
 /// serialized, not made a `String` first. Perf: a hold's or a booking's answer made a
 /// `String` for each of its ids, times and ticket codes, a dozen allocations on the HTTP
-/// thread for a booking of two seats (BENCHMARKS.md, "Session 43").
+/// thread for a booking of two seats (BENCHMARKS.md, "Session 43"); ids are written on
+/// the stack (`engine::ids::IdText`), not through `core::fmt` ("Session 61").
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shown<T>(pub(crate) T);
 
-impl<T: std::fmt::Display> Serialize for Shown<T> {
+/// What [`Shown`] can show.
+pub(crate) trait ShowText {
+    fn show<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error>;
+}
+
+macro_rules! show_id_text {
+    ($($id:ty),*) => {$(
+        impl ShowText for $id {
+            fn show<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.text())
+            }
+        }
+    )*};
+}
+
+show_id_text!(
+    engine::EventId,
+    engine::HoldId,
+    engine::BookingId,
+    engine::WaiterId,
+    engine::TicketId
+);
+
+/// A label's parts are the event's own text, written as they are.
+impl ShowText for engine::layout::SeatLabel<'_> {
+    fn show<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<T: ShowText> Serialize for Shown<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+        self.0.show(serializer)
     }
 }
 
