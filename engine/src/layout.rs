@@ -43,6 +43,26 @@ impl SeatLabel<'_> {
     }
 }
 
+impl<'a> SeatLabel<'a> {
+    /// The label as text in `buffer`, if it fits (`None` if not): written without
+    /// `core::fmt`, for answers that show a label with one `serialize_str` (see
+    /// `ids::IdText`).
+    pub fn write_into<'b>(&self, buffer: &'b mut [u8]) -> Option<&'b str> {
+        let mut digits = [0u8; 10];
+        let digits = self.digits(&mut digits);
+        let len = self.section.len() + 1 + self.row.len() + 1 + digits.len();
+        let text = buffer.get_mut(..len)?;
+        let (section, rest) = text.split_at_mut(self.section.len());
+        section.copy_from_slice(self.section.as_bytes());
+        rest[0] = b'-';
+        let (row, rest) = rest[1..].split_at_mut(self.row.len());
+        row.copy_from_slice(self.row.as_bytes());
+        rest[0] = b'-';
+        rest[1..].copy_from_slice(digits.as_bytes());
+        Some(std::str::from_utf8(text).expect("UTF-8 parts joined by ASCII"))
+    }
+}
+
 impl std::fmt::Display for SeatLabel<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut digits = [0u8; 10];
@@ -309,8 +329,17 @@ mod tests {
         assert_eq!(layout.seat_count, 9);
         for seat in 0..layout.seat_count {
             assert_eq!(layout.seat_of(&layout.label_of(seat)), Some(seat));
-            // Shown, the label is the same text.
-            assert_eq!(layout.label(seat).to_string(), layout.label_of(seat));
+            // Shown, the label is the same text; written into a buffer, too, when it fits.
+            let label = layout.label(seat);
+            assert_eq!(label.to_string(), layout.label_of(seat));
+            let mut buffer = [0u8; 64];
+            assert_eq!(label.write_into(&mut buffer), Some(&*layout.label_of(seat)));
+            let len = layout.label_of(seat).len();
+            assert_eq!(
+                label.write_into(&mut buffer[..len]),
+                Some(&*layout.label_of(seat))
+            );
+            assert_eq!(label.write_into(&mut buffer[..len - 1]), None);
         }
         assert_eq!(layout.seat_of("A-1-1"), Some(0));
         assert_eq!(layout.seat_of("A-2-2"), Some(4));

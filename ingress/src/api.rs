@@ -631,10 +631,15 @@ show_id_text!(
     engine::TicketId
 );
 
-/// A label's parts are the event's own text, written as they are.
+/// Written on the stack when it fits (most labels are short), like an id; a long one
+/// through `core::fmt`.
 impl ShowText for engine::layout::SeatLabel<'_> {
     fn show<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut text = [0u8; 64];
+        match self.write_into(&mut text) {
+            Some(label) => serializer.serialize_str(label),
+            None => serializer.collect_str(self),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What an answer's ids cost to write into its JSON: a booking of two seats shows a
-//! booking, hold and event id, and a ticket id and code a ticket. Written through
+//! booking, hold and event id, its seats' labels, and a ticket id, code and seat label a
+//! ticket. Written through
 //! `core::fmt` (serde's `collect_str` of a `write!`-based `Display`, as answers did until
 //! session 61) and on the stack (`engine::ids::IdText`, one `serialize_str` each). The
 //! median of RUNS runs of ANSWERS answers, nanoseconds an answer's ids.
@@ -11,6 +12,7 @@
 // The `boxoffice` binary's allocator (mimalloc), set by the benches' library.
 use boxoffice_benches as _;
 
+use engine::layout::SeatLabel;
 use engine::tickets::{TicketCode, TicketMac};
 use engine::{BookingId, EventId, HoldId, TicketId};
 use serde::{Serialize, Serializer};
@@ -44,19 +46,24 @@ struct Ids {
     hold: HoldId,
     event: EventId,
     tickets: [(TicketId, TicketCode); 2],
+    seats: [SeatLabel<'static>; 2],
 }
 
 impl Serialize for ThroughFmt<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let ids = self.0;
-        let mut seq = serializer.serialize_seq(Some(7))?;
+        let mut seq = serializer.serialize_seq(Some(11))?;
         seq.serialize_element(&Collected(format_args!("b_{}", ids.booking.0)))?;
         seq.serialize_element(&Collected(format_args!("h_{}", ids.hold.0)))?;
         seq.serialize_element(&Collected(format_args!("ev_{}", ids.event.0)))?;
-        for (ticket, code) in &ids.tickets {
+        for seat in &ids.seats {
+            seq.serialize_element(&Collected(seat))?;
+        }
+        for ((ticket, code), seat) in ids.tickets.iter().zip(&ids.seats) {
             seq.serialize_element(&Collected(FmtTicket(*ticket)))?;
             seq.serialize_element(&Collected(FmtCode(*code)))?;
+            seq.serialize_element(&Collected(seat))?;
         }
         seq.end()
     }
@@ -75,15 +82,32 @@ impl Serialize for OnStack<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let ids = self.0;
-        let mut seq = serializer.serialize_seq(Some(7))?;
+        let mut seq = serializer.serialize_seq(Some(11))?;
         seq.serialize_element(&*ids.booking.text())?;
         seq.serialize_element(&*ids.hold.text())?;
         seq.serialize_element(&*ids.event.text())?;
-        for (ticket, code) in &ids.tickets {
+        for seat in &ids.seats {
+            seq.serialize_element(&OnStackLabel(seat))?;
+        }
+        for ((ticket, code), seat) in ids.tickets.iter().zip(&ids.seats) {
             seq.serialize_element(&*ticket.text())?;
             seq.serialize_element(code)?;
+            seq.serialize_element(&OnStackLabel(seat))?;
         }
         seq.end()
+    }
+}
+
+/// As `ingress::api::ShowText` writes a label: on the stack when it fits.
+struct OnStackLabel<'a>(&'a SeatLabel<'a>);
+
+impl Serialize for OnStackLabel<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = [0u8; 64];
+        match self.0.write_into(&mut text) {
+            Some(label) => serializer.serialize_str(label),
+            None => serializer.collect_str(self.0),
+        }
     }
 }
 
@@ -101,6 +125,11 @@ fn main() {
                 hold: HoldId(2_000_000 + 7 * n),
                 event: EventId(u32::try_from(n % 120).expect("small")),
                 tickets: [1, 2].map(|index| (ticket(index), mac.code_of(ticket(index)))),
+                seats: [0, 1].map(|seat| SeatLabel {
+                    section: "Floor",
+                    row: "12",
+                    number: u32::try_from(2 * (n % 500) + seat + 1).expect("small"),
+                }),
             }
         })
         .collect();
@@ -131,7 +160,7 @@ fn main() {
         time(&|out, ids| serde_json::to_writer(out, &ThroughFmt(ids)).expect("writes"));
     let on_stack = time(&|out, ids| serde_json::to_writer(out, &OnStack(ids)).expect("writes"));
     println!(
-        "{answers} answers' ids (3 ids, 2 tickets and their codes), median of {runs} runs: \
+        "{answers} answers' ids (3 ids, 2 seats, 2 tickets with their codes and seats), median of {runs} runs: \
          through core::fmt {through_fmt:.0} ns, on the stack {on_stack:.0} ns ({:.2}x)",
         on_stack / through_fmt
     );
