@@ -105,40 +105,6 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         Some(value)
     }
 
-    /// The value under `key`, to change: its shard is copied first if a copy of the map
-    /// shares it. A key that is not there copies nothing.
-    pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.hash(key);
-        let (_, shard) = self.shard_to_change(key, hash)?;
-        let (_, value) = shard.find_mut(hash, |(stored, _)| stored.borrow() == key)?;
-        Some(value)
-    }
-
-    /// The place and the shard of `key` (whose hash is `hash`), to change (copied first if
-    /// a copy of the map shares it), when it may hold `key`; `None` when it surely does
-    /// not, copying nothing.
-    fn shard_to_change<Q>(&mut self, key: &Q, hash: u64) -> Option<(usize, &mut Shard<K, V>)>
-    where
-        K: Borrow<Q>,
-        Q: Eq + ?Sized,
-    {
-        let place = self.place(shard_number(hash))?;
-        let shard = self.shards[place].as_mut()?;
-        // Perf: no probe here when no copy shares the shard (nearly always).
-        if Arc::get_mut(shard).is_none()
-            && shard
-                .find(hash, |(stored, _)| stored.borrow() == key)
-                .is_none()
-        {
-            return None;
-        }
-        Some((place, Arc::make_mut(shard)))
-    }
-
     /// The place of shard `shard`, made (empty places around it too) if it is not there.
     fn place_to_insert(&mut self, shard: u64) -> usize {
         if self.shards.is_empty() {
@@ -185,32 +151,6 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         value
     }
 
-    /// Removes `key`, returning its value (and the shard, once empty).
-    pub(crate) fn remove<Q>(&mut self, key: &Q) -> Option<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let hash = self.hash(key);
-        let (place, shard) = self.shard_to_change(key, hash)?;
-        let ((_, removed), _) = shard
-            .find_entry(hash, |(stored, _)| stored.borrow() == key)
-            .ok()?
-            .remove();
-        let emptied = shard.is_empty();
-        if emptied {
-            self.shards[place] = None;
-            while matches!(self.shards.front(), Some(None)) {
-                self.shards.pop_front();
-                self.first += 1;
-            }
-            while matches!(self.shards.back(), Some(None)) {
-                self.shards.pop_back();
-            }
-        }
-        Some(removed)
-    }
-
     /// Every entry, in no particular order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
         self.shards
@@ -219,12 +159,27 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
             .flat_map(|shard| shard.iter().map(|(key, value)| (key, value)))
     }
 
-    /// Every value, to change (every shard a copy shares is copied).
-    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
-        self.shards
-            .iter_mut()
-            .flatten()
-            .flat_map(|shard| Arc::make_mut(shard).iter_mut().map(|(_, value)| value))
+    /// Keeps the entries `keep` says to keep (it may change them) and returns how many
+    /// there are. Every shard is visited, copied first if a copy shares it.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) -> usize {
+        let mut kept = 0;
+        for place in self.shards.iter_mut() {
+            let Some(shard) = place else { continue };
+            let table = Arc::make_mut(shard);
+            table.retain(|(key, value)| keep(key, value));
+            kept += table.len();
+            if table.is_empty() {
+                *place = None;
+            }
+        }
+        while matches!(self.shards.front(), Some(None)) {
+            self.shards.pop_front();
+            self.first += 1;
+        }
+        while matches!(self.shards.back(), Some(None)) {
+            self.shards.pop_back();
+        }
+        kept
     }
 
     /// How many shards a copy clones (tests).
@@ -311,17 +266,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_emptied_shard_is_dropped_and_missing_keys_copy_nothing() {
+    fn retain_changes_and_drops_entries_emptied_shards_go_and_a_copy_keeps_its_own() {
         let mut map: CowMap<String, u32> = CowMap::default();
         map.insert("alice".into(), 1);
+        map.insert("bob".into(), 2);
         let copy = map.clone();
-        assert_eq!(map.get_mut("bob"), None);
-        assert_eq!(map.remove("bob"), None);
-        let only = |map: &CowMap<String, u32>| map.shards.iter().flatten().next().unwrap().clone();
-        assert!(Arc::ptr_eq(&only(&map), &only(&copy)));
-        assert_eq!(map.remove("alice"), Some(1));
+        let kept = map.retain(|name, value| {
+            *value += 10;
+            name == "bob"
+        });
+        assert_eq!(kept, 1);
+        assert_eq!((map.get("alice"), map.get("bob")), (None, Some(&12)));
+        assert_eq!((copy.get("alice"), copy.get("bob")), (Some(&1), Some(&2)));
+        assert_eq!(map.retain(|_, _| false), 0);
         assert_eq!((map.len(), map.shard_count()), (0, 0));
-        assert_eq!(copy.get("alice"), Some(&1));
+        assert_eq!(copy.len(), 2);
     }
 
     #[test]
@@ -362,8 +321,8 @@ mod tests {
         }
         for n in 0..5_000 {
             assert_eq!(map.get(format!("user-{n}").as_str()), Some(&vec![n]));
-            assert_eq!(map.remove(format!("user-{n}").as_str()), Some(vec![n]));
         }
+        assert_eq!(map.retain(|name, _| !name.starts_with("user-")), 2);
         assert_eq!(map.len(), 2);
     }
 }

@@ -29,6 +29,7 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// Notifications a user keeps (`http.notifications_per_user_max`).
@@ -94,17 +95,28 @@ fn text_body<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Body, 
     Ok(Body::Text(String::deserialize(deserializer)?.into()))
 }
 
-/// Users by touch: see [`Notifications`]'s `recency`.
-type Recency = engine::chunked::ChunkedDeque<(u64, Arc<str>), 1024>;
+/// Users by touch: see [`Kept`]'s `recency`.
+type Recency = engine::chunked::ChunkedDeque<(u64, u32), 1024>;
 
-/// What a shard keeps of one user: their bookings, and their notifications while they
-/// are among the `users_max` told most recently. A record with neither is removed.
+/// Where a user's notifications are kept: a slot of [`Kept`]'s, and the slot's
+/// generation when they were put there. The slot's generation moves on when they are
+/// forgotten, so a record whose notifications are gone is known by a look at the slot:
+/// the forgetting neither finds nor writes the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NotesRef {
+    slot: u32,
+    generation: NonZeroU32,
+}
+
+/// What a shard keeps of one user: their bookings, and where their notifications are
+/// kept while they are among the `users_max` told most recently. A record with neither
+/// is removed by the next sweep ([`Notifications::sweep_if_due`]).
 #[derive(Clone, Debug, Default)]
 struct UserRecord {
     /// In the order they were made (`GET /v1/me/bookings`); never forgotten.
     bookings: Vec<BookingId>,
-    /// Boxed: most users' notifications are forgotten while their bookings stay.
-    notes: Option<Box<UserNotifications>>,
+    /// Stale once its slot's generation has moved on (the notifications were forgotten).
+    notes: Option<NotesRef>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -114,36 +126,188 @@ struct UserNotifications {
     /// The newest place dropped from `kept`, or that may have been this user's when the
     /// record was made (see the module's doc); `None`: nothing was.
     dropped_through: Option<Place>,
-    /// This user's latest touch: the one entry of theirs in `Notifications::recency`
-    /// that is not stale.
+    /// This user's latest touch: the one entry of theirs in `Kept::recency` that is not
+    /// stale.
     touched: u64,
+}
+
+/// A place for one user's notifications.
+#[derive(Clone, Debug)]
+struct Slot {
+    /// Moves on (from 1) each time the slot's notifications are forgotten; a slot whose
+    /// every generation was given out is retired, never used again.
+    generation: NonZeroU32,
+    /// While the slot is free: the next free one.
+    next_free: Option<u32>,
+    /// `None` while the slot is free (or retired).
+    notes: Option<UserNotifications>,
+}
+
+/// Slots a chunk: the copy of a written chunk after a snapshot's copy is a few dozen
+/// users' notifications, not thousands.
+const SLOTS_CHUNK: usize = 256;
+
+/// The users' kept notifications and the order in which they were told: everything the
+/// forgetting of the least recently told user touches (not the users' records).
+///
+/// Perf: the notifications were boxed in the users' records and the recency named users by
+/// name, so forgetting the least recently told user (once per new user told when the shard
+/// is full: nearly every new buyer) probed the users' table for that user's record, cold:
+/// about a third of its misses, and half of the forgetting's share of the follower (a fifth
+/// of the follower under hold + confirm; BENCHMARKS.md, "Session 60" and "Session 61").
+/// Here the recency names a slot, and a record learns that its notifications are gone from
+/// the slot's generation when it is next looked up.
+#[derive(Clone, Debug)]
+struct Kept {
+    /// In chunks behind `Arc`s, like the users' table and the recency: the read model's copy
+    /// for its snapshot copies pointers, not every user's notifications.
+    slots: engine::chunked::ChunkedDeque<Slot, SLOTS_CHUNK>,
+    /// The first free slot; free slots are listed through their `next_free`.
+    free: Option<u32>,
+    /// Users by when they were last told something, the least recent first: a touch
+    /// pushes `(touched, slot)` at the back and leaves the user's earlier entry where it
+    /// is, stale (its `touched` is not the slot's any more). Stale entries are skipped when
+    /// the front is forgotten and dropped when they outnumber the users
+    /// ([`Kept::compact_recency`]). A queue, not an ordered map: a touch is a push instead
+    /// of a removal and an insertion in a tree (with a shard full of users, every booking
+    /// forgot one user and told another).
+    recency: Recency,
+    /// How many slots keep notifications (at most `users_max`).
+    told_users: usize,
+    /// The newest place any forgotten user had kept or dropped.
+    forgotten_through: Option<Place>,
+}
+
+impl Kept {
+    fn new() -> Kept {
+        Kept {
+            slots: engine::chunked::ChunkedDeque::new(),
+            free: None,
+            recency: Recency::new(),
+            told_users: 0,
+            forgotten_through: None,
+        }
+    }
+
+    /// The notifications `at` names, if they are still kept.
+    fn notes(&self, at: NotesRef) -> Option<&UserNotifications> {
+        let slot = self
+            .slots
+            .get(at.slot as usize)
+            .expect("a record names a slot");
+        if slot.generation != at.generation {
+            return None;
+        }
+        slot.notes.as_ref()
+    }
+
+    fn notes_mut(&mut self, at: NotesRef) -> Option<&mut UserNotifications> {
+        self.notes(at)?;
+        let slot = self
+            .slots
+            .get_mut(at.slot as usize)
+            .expect("a record names a slot");
+        slot.notes.as_mut()
+    }
+
+    /// Keeps a user's `notes` in a free slot (or a new one).
+    fn keep(&mut self, notes: UserNotifications) -> NotesRef {
+        self.told_users += 1;
+        match self.free {
+            Some(free) => {
+                let slot = self.slots.get_mut(free as usize).expect("a free slot");
+                assert!(slot.notes.is_none(), "a free slot keeps nothing");
+                self.free = slot.next_free.take();
+                slot.notes = Some(notes);
+                NotesRef {
+                    slot: free,
+                    generation: slot.generation,
+                }
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len()).expect("under 2^32 users kept");
+                self.slots.push_back(Slot {
+                    generation: NonZeroU32::MIN,
+                    next_free: None,
+                    notes: Some(notes),
+                });
+                NotesRef {
+                    slot,
+                    generation: NonZeroU32::MIN,
+                }
+            }
+        }
+    }
+
+    /// Whether a recency entry is its user's latest touch (not stale).
+    fn is_current(&self, (touched, slot): (u64, u32)) -> bool {
+        self.slots
+            .get(slot as usize)
+            .and_then(|slot| slot.notes.as_ref())
+            .is_some_and(|notes| notes.touched == touched)
+    }
+
+    /// Drops the stale recency entries: at most one entry per user remains.
+    fn compact_recency(&mut self) {
+        let mut current = Recency::new();
+        for &entry in self.recency.iter() {
+            if self.is_current(entry) {
+                current.push_back(entry);
+            }
+        }
+        self.recency = current;
+        debug_assert_eq!(self.recency.len(), self.told_users);
+    }
+
+    /// Forgets the notifications of the user told least recently. Their record (if it
+    /// stays, for its bookings) is not touched: its `NotesRef` is stale from now on.
+    fn forget_least_recent(&mut self) {
+        while let Some((touched, slot)) = self.recency.take_front() {
+            if !self.is_current((touched, slot)) {
+                continue; // stale: the user was told since, or forgotten
+            }
+            let free = self.free;
+            let place = self.slots.get_mut(slot as usize).expect("a current slot");
+            let notes = place.notes.take().expect("a current slot keeps notes");
+            if let Some(next) = place.generation.checked_add(1) {
+                place.generation = next;
+                place.next_free = free;
+                self.free = Some(slot);
+            } // else retired: a record may still name its last generation
+            self.told_users -= 1;
+            let newest = notes
+                .kept
+                .back()
+                .map(|notification| notification.place)
+                .max(notes.dropped_through);
+            self.forgotten_through = self.forgotten_through.max(newest);
+            return;
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(try_from = "Decoded")]
 pub(crate) struct Notifications {
-    /// Hashed, not ordered: each message looks its user up, and a shard full of users
-    /// forgets one per new user (encoded in name order all the same).
-    /// In shards behind `Arc`s (`cow_map`), like the recency's chunks: the read model's
-    /// copy for its snapshot copies pointers, not every user's notifications.
-    /// Every user with bookings or kept notifications (see the module's doc).
+    /// Hashed, not ordered: each message looks its user up (encoded in name order all the
+    /// same). In shards behind `Arc`s (`cow_map`), like the slots' chunks: the read model's
+    /// copy for its snapshot copies pointers, not every user's record.
+    /// Every user with bookings or kept notifications (see the module's doc), and users
+    /// whose notifications were forgotten until the next sweep.
     users: CowMap<Arc<str>, UserRecord>,
-    /// How many of `users` keep notifications (at most `users_max`).
-    told_users: usize,
-    /// Users by when they were last told something, the least recent first: a touch
-    /// pushes `(touched, name)` at the back (the same names as `users`' keys, shared) and
-    /// leaves the user's earlier entry where it is, stale (its `touched` is not the user's
-    /// any more). Stale entries are skipped when the front is forgotten and dropped when
-    /// they outnumber the users ([`Notifications::compact_recency`]). A queue, not an
-    /// ordered map: a touch is a push instead of a removal and an insertion in a tree
-    /// (with a shard full of users, every booking forgot one user and told another).
-    recency: Recency,
+    /// How many records `users` has.
+    records: usize,
+    /// How many of them have bookings (never forgotten).
+    buyers: usize,
+    kept: Kept,
     touches: u64,
-    /// The newest place any forgotten user had kept or dropped.
-    forgotten_through: Option<Place>,
     per_user_max: usize,
     users_max: usize,
 }
+
+/// Records without bookings or kept notifications a sweep lets pile up beyond the others
+/// (fewer in tests, so that they sweep often).
+const SWEEP_SLACK: usize = if cfg!(test) { 64 } else { 1024 };
 
 /// A user's notifications after a place.
 pub(crate) struct Page<'a> {
@@ -156,10 +320,10 @@ impl Notifications {
     pub(crate) fn new(per_user_max: usize, users_max: usize) -> Notifications {
         let mut notifications = Notifications {
             users: CowMap::default(),
-            told_users: 0,
-            recency: Recency::new(),
+            records: 0,
+            buyers: 0,
+            kept: Kept::new(),
             touches: 0,
-            forgotten_through: None,
             per_user_max,
             users_max,
         };
@@ -173,29 +337,35 @@ impl Notifications {
         assert!(per_user_max > 0 && users_max > 0);
         self.per_user_max = per_user_max;
         self.users_max = users_max;
-        while self.told_users > users_max {
-            self.forget_least_recent();
+        while self.kept.told_users > users_max {
+            self.kept.forget_least_recent();
         }
-        for notes in self
-            .users
-            .values_mut()
-            .filter_map(|record| record.notes.as_deref_mut())
-        {
-            Self::trim(notes, per_user_max);
+        for index in 0..self.kept.slots.len() {
+            let slot = self.kept.slots.get_mut(index).expect("in range");
+            if let Some(notes) = slot.notes.as_mut() {
+                Self::trim(notes, per_user_max);
+            }
         }
+        self.sweep_if_due();
     }
 
     /// Adds `booking` to `user`'s bookings.
     pub(crate) fn add_booking(&mut self, user: &UserName, booking: BookingId) {
         // One probe, a known user's record or a new one (its key the outcome's `Arc`).
+        let mut made = false;
         let bookings = &mut self
             .users
-            .get_or_insert_with(user, UserRecord::default)
+            .get_or_insert_with(user, || {
+                made = true;
+                UserRecord::default()
+            })
             .bookings;
         if bookings.is_empty() {
             bookings.reserve_exact(1); // most buyers book once: 8 bytes, not a Vec's first 32
+            self.buyers += 1;
         }
         bookings.push(booking);
+        self.records += usize::from(made);
     }
 
     /// `user`'s bookings, in the order they were made.
@@ -249,11 +419,11 @@ impl Notifications {
         let Some(record) = self
             .users
             .get(user)
-            .and_then(|record| record.notes.as_deref())
+            .and_then(|record| self.kept.notes(record.notes?))
         else {
             return Page {
                 notifications: Vec::new(),
-                older_dropped: self.forgotten_through > after,
+                older_dropped: self.kept.forgotten_through > after,
             };
         };
         let start = after.map_or(0, |after| {
@@ -270,17 +440,15 @@ impl Notifications {
     /// Keeps `notification` for `user`, the user's newest touch.
     ///
     /// Perf: this runs on the follower, before the writers of the batch are answered. A
-    /// user already told (most messages under load) is found, marked and told in one
-    /// probe of the users' map; a known user not told lately (a new buyer: the booking
-    /// made their record just before) in one more, warm, after forgetting the least
-    /// recent user when full; a new one in one probe and one insert. The recency queue
-    /// names a user by the message's own name: equal to the map's key, if not the same
-    /// allocation.
+    /// user already told (most messages under load) is found and told in one probe of the
+    /// users' map and a look at their slot; a known user not told lately (a new buyer: the
+    /// booking made their record just before) in the same probe, after forgetting the least
+    /// recent user when full (which probes nothing); a new one in one probe and one insert.
     fn tell(&mut self, user: &UserName, notification: Notification, per_user_max: usize) {
         self.touches += 1;
         let touched = self.touches;
-        if self.recency.len() >= 2 * self.told_users + 64 {
-            self.compact_recency();
+        if self.kept.recency.len() >= 2 * self.kept.told_users + 64 {
+            self.kept.compact_recency();
         }
         let keep = |notes: &mut UserNotifications, notification: Notification| {
             debug_assert!(notes
@@ -290,78 +458,57 @@ impl Notifications {
             notes.kept.push_back(notification);
             Self::trim(notes, per_user_max);
         };
-        if let Some(UserRecord {
-            notes: Some(notes), ..
-        }) = self.users.get_mut(&**user)
-        {
-            notes.touched = touched;
-            keep(notes, notification);
-        } else {
-            // Forgotten first: the forgetting may remove a record (and move others).
-            if self.told_users >= self.users_max {
-                self.forget_least_recent();
+        let mut made = false;
+        let record = self.users.get_or_insert_with(user, || {
+            made = true;
+            UserRecord::default()
+        });
+        let kept = &mut self.kept;
+        let slot = match record.notes.filter(|at| kept.notes(*at).is_some()) {
+            Some(at) => {
+                let notes = kept.notes_mut(at).expect("checked above");
+                notes.touched = touched;
+                keep(notes, notification);
+                at.slot
             }
-            let mut notes = Box::new(UserNotifications {
-                kept: VecDeque::new(),
-                dropped_through: self.forgotten_through,
-                touched,
-            });
-            keep(&mut notes, notification);
-            self.users
-                .get_or_insert_with(user, UserRecord::default)
-                .notes = Some(notes);
-            self.told_users += 1;
+            None => {
+                // Forgotten first: the new user's notes start past what it forgot.
+                if kept.told_users >= self.users_max {
+                    kept.forget_least_recent();
+                }
+                let mut notes = UserNotifications {
+                    kept: VecDeque::new(),
+                    dropped_through: kept.forgotten_through,
+                    touched,
+                };
+                keep(&mut notes, notification);
+                let at = kept.keep(notes);
+                record.notes = Some(at);
+                at.slot
+            }
+        };
+        kept.recency.push_back((touched, slot));
+        if made {
+            self.records += 1;
+            self.sweep_if_due();
         }
-        self.recency.push_back((touched, Arc::clone(user)));
     }
 
-    /// Whether a recency entry is its user's latest touch (not stale).
-    fn is_current(&self, (touched, user): &(u64, Arc<str>)) -> bool {
-        self.users
-            .get(&**user)
-            .and_then(|record| record.notes.as_deref())
-            .is_some_and(|notes| notes.touched == *touched)
-    }
-
-    /// Drops the stale recency entries: at most one entry per user remains.
-    fn compact_recency(&mut self) {
-        let mut current = Recency::new();
-        for entry in self.recency.iter() {
-            if self.is_current(entry) {
-                current.push_back(entry.clone());
-            }
-        }
-        self.recency = current;
-        debug_assert_eq!(self.recency.len(), self.told_users);
-    }
-
-    fn forget_least_recent(&mut self) {
-        while let Some((touched, user)) = self.recency.take_front() {
-            // One probe for the check and the change.
-            let Some(record) = self.users.get_mut(&*user) else {
-                continue;
-            };
-            if record
-                .notes
-                .as_ref()
-                .is_none_or(|notes| notes.touched != touched)
-            {
-                continue; // stale: the user was told since, or forgotten
-            }
-            let notes = record.notes.take().expect("checked above");
-            // A buyer's record stays for their bookings; one told without a booking goes.
-            if record.bookings.is_empty() {
-                self.users.remove(&*user);
-            }
-            self.told_users -= 1;
-            let newest = notes
-                .kept
-                .back()
-                .map(|notification| notification.place)
-                .max(notes.dropped_through);
-            self.forgotten_through = self.forgotten_through.max(newest);
+    /// Removes the records with neither bookings nor kept notifications once they may
+    /// outnumber the others (and clears stale `NotesRef`s in those that stay): a sweep over
+    /// `records` entries after at least `records / 2` new ones, so O(1) a record amortized.
+    fn sweep_if_due(&mut self) {
+        if self.records < 2 * (self.buyers + self.kept.told_users) + SWEEP_SLACK {
             return;
         }
+        let kept = &self.kept;
+        self.records = self.users.retain(|_, record| {
+            if record.notes.is_some_and(|at| kept.notes(at).is_none()) {
+                record.notes = None;
+            }
+            record.notes.is_some() || !record.bookings.is_empty()
+        });
+        debug_assert!(self.records <= self.buyers + self.kept.told_users);
     }
 
     /// Drops a user's oldest notifications past `per_user_max`, remembering the newest
@@ -375,7 +522,14 @@ impl Notifications {
 
     #[cfg(test)]
     fn users(&self) -> usize {
-        self.told_users
+        self.kept.told_users
+    }
+
+    /// The users with kept notifications, by name.
+    fn told(&self) -> impl Iterator<Item = (&Arc<str>, &UserNotifications)> + '_ {
+        self.users
+            .iter()
+            .filter_map(|(user, record)| Some((user, self.kept.notes(record.notes?)?)))
     }
 
     /// The bookings' half, encoded as the read model's `user_bookings` was: a map from
@@ -404,22 +558,15 @@ impl Notifications {
 
 /// Encoded with the users in name order and the recency as a map from each user's
 /// latest touch to their name (stale entries left out): the bytes of the `BTreeMap` the
-/// recency was before it became a queue.
+/// recency was before it became a queue, and of the model before its notifications moved
+/// into slots.
 impl Serialize for Notifications {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut encoded = serializer.serialize_struct("Notifications", 6)?;
-        encoded.serialize_field(
-            "users",
-            &Sorted(
-                self.users
-                    .iter()
-                    .filter_map(|(user, record)| Some((user, record.notes.as_deref()?)))
-                    .collect(),
-            ),
-        )?;
+        encoded.serialize_field("users", &Sorted(self.told().collect()))?;
         encoded.serialize_field("recency", &CurrentRecency(self))?;
         encoded.serialize_field("touches", &self.touches)?;
-        encoded.serialize_field("forgotten_through", &self.forgotten_through)?;
+        encoded.serialize_field("forgotten_through", &self.kept.forgotten_through)?;
         encoded.serialize_field("per_user_max", &self.per_user_max)?;
         encoded.serialize_field("users_max", &self.users_max)?;
         encoded.end()
@@ -435,24 +582,31 @@ impl<V: Serialize> Serialize for Sorted<'_, V> {
     }
 }
 
-/// The recency's current entries (one per user, in order of touch).
+/// The recency's current entries (one per user, in order of touch), by name.
 struct CurrentRecency<'a>(&'a Notifications);
 
 impl Serialize for CurrentRecency<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let notifications = self.0;
-        let mut map = serializer.serialize_map(Some(notifications.told_users))?;
+        let kept = &notifications.kept;
+        // Each slot's user, by the records that name it (a snapshot's work, not a touch's).
+        let mut names: Vec<Option<&Arc<str>>> = vec![None; kept.slots.len()];
+        for (user, record) in notifications.users.iter() {
+            if let Some(at) = record.notes.filter(|at| kept.notes(*at).is_some()) {
+                assert!(names[at.slot as usize].is_none(), "one user a slot");
+                names[at.slot as usize] = Some(user);
+            }
+        }
+        let mut map = serializer.serialize_map(Some(kept.told_users))?;
         let mut written = 0;
-        for entry in notifications.recency.iter() {
-            if notifications.is_current(entry) {
-                map.serialize_entry(&entry.0, &entry.1)?;
+        for &(touched, slot) in kept.recency.iter() {
+            if kept.is_current((touched, slot)) {
+                let name = names[slot as usize].expect("a kept slot's user has a record");
+                map.serialize_entry(&touched, name)?;
                 written += 1;
             }
         }
-        assert_eq!(
-            written, notifications.told_users,
-            "one current entry per user"
-        );
+        assert_eq!(written, kept.told_users, "one current entry per user");
         map.end()
     }
 }
@@ -498,29 +652,31 @@ impl TryFrom<Decoded> for Notifications {
                 users.len()
             ));
         }
-        let told_users = users.len();
+        let mut kept = Kept::new();
+        kept.forgotten_through = forgotten_through;
         let mut records = CowMap::default();
+        let mut slot_of: BTreeMap<Arc<str>, u32> = BTreeMap::new();
         for (user, notes) in users {
+            let at = kept.keep(notes);
+            slot_of.insert(Arc::clone(&user), at.slot);
             records.insert(
                 user,
                 UserRecord {
                     bookings: Vec::new(),
-                    notes: Some(Box::new(notes)),
+                    notes: Some(at),
                 },
             );
         }
+        // In order of touch: the map's key order.
+        for (touched, user) in recency {
+            kept.recency.push_back((touched, slot_of[&user]));
+        }
         Ok(Notifications {
             users: records,
-            told_users,
-            // In order of touch: the map's key order.
-            recency: recency
-                .into_iter()
-                .fold(Recency::new(), |mut queue, entry| {
-                    queue.push_back(entry);
-                    queue
-                }),
+            records: slot_of.len(),
+            buyers: 0,
+            kept,
             touches,
-            forgotten_through,
             per_user_max,
             users_max,
         })
@@ -685,28 +841,41 @@ mod tests {
         assert_eq!(places(&notifications.after("cy", None)), [(4, 0)]);
     }
 
-    /// The recency queue against the ordered map it replaced: the same user forgotten at
-    /// every step, and the same encoding (users and the map of latest touches) at every
-    /// step, also after a decode.
+    /// The recency queue and the slots against the ordered map the recency was: the same
+    /// user forgotten at every step, and the same encoding (users and the map of latest
+    /// touches) at every step, also after a decode (with the bookings, as the read model
+    /// gives them back). Some users buy: their bookings stay after their notifications are
+    /// forgotten; the records of the others are swept, and never outnumber the rest by more
+    /// than the slack.
     #[test]
     fn the_recency_queue_forgets_and_encodes_as_the_ordered_map_did() {
         use std::collections::{BTreeSet, HashMap};
         let users_max = 7;
         let mut notifications = Notifications::new(2, users_max);
-        // The reference: the latest touch of each kept user, and the users by it.
+        // The reference: the latest touch of each kept user, the users by it, and bookings.
         let (mut touched, mut recency) = (HashMap::new(), BTreeMap::new());
+        let mut bookings: BTreeMap<String, Vec<BookingId>> = BTreeMap::new();
         let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut sweeps = 0;
         for step in 1..=5_000u64 {
             random ^= random << 13;
             random ^= random >> 7;
             random ^= random << 17;
-            // Skewed: a few users are told often (stale entries pile up), many rarely.
-            let user = if random.is_multiple_of(3) {
-                random % 4
-            } else {
-                random % 40
+            // Skewed: a few users are told often (stale entries pile up), many rarely, and
+            // many once or twice (their records pile up until a sweep).
+            let user = match random % 3 {
+                0 => random % 4,
+                1 => random % 40,
+                _ => random % 2_000,
             };
             let user = format!("user-{user}");
+            if random.is_multiple_of(11) {
+                notifications.add_booking(&UserName::from(user.as_str()), BookingId(step));
+                bookings
+                    .entry(user.clone())
+                    .or_default()
+                    .push(BookingId(step));
+            }
             if let Some(previous) = touched.insert(user.clone(), step) {
                 recency.remove(&previous);
             } else if recency.len() == users_max {
@@ -714,7 +883,9 @@ mod tests {
                 touched.remove(&forgotten);
             }
             recency.insert(step, user.clone());
+            let records = notifications.records;
             notifications.record(&at_offset(step, step), vec![told(&user, 0)]);
+            sweeps += usize::from(notifications.records < records);
             let encoded = serde_json::to_value(&notifications).expect("encodes");
             assert_eq!(
                 encoded["recency"],
@@ -730,18 +901,78 @@ mod tests {
                 .cloned()
                 .collect();
             assert_eq!(names.iter().collect::<Vec<_>>(), kept, "step {step}");
-            assert!(notifications.recency.len() <= 2 * notifications.told_users + 64 + 1);
+            assert!(notifications.kept.recency.len() <= 2 * notifications.kept.told_users + 64 + 1);
+            assert!(
+                notifications.records
+                    <= 2 * (notifications.buyers + notifications.kept.told_users) + SWEEP_SLACK
+            );
+            assert_eq!(notifications.buyers, bookings.len());
             if step % 1_000 == 0 {
-                let bytes =
-                    bincode::serde::encode_to_vec(&notifications, bincode::config::standard())
+                assert_eq!(
+                    serde_json::to_value(notifications.bookings_encoded()).expect("encodes"),
+                    serde_json::json!(bookings)
+                );
+                for (user, booked) in &bookings {
+                    assert_eq!(notifications.bookings(user), booked.as_slice());
+                }
+                let config = bincode::config::standard();
+                let bytes = bincode::serde::encode_to_vec(&notifications, config).expect("encodes");
+                let booked =
+                    bincode::serde::encode_to_vec(notifications.bookings_encoded(), config)
                         .expect("encodes");
                 let (decoded, _): (Notifications, usize) =
-                    bincode::serde::decode_from_slice(&bytes, bincode::config::standard())
-                        .expect("decodes");
-                assert_eq!(decoded.recency.len(), users_max);
-                notifications = decoded;
+                    bincode::serde::decode_from_slice(&bytes, config).expect("decodes");
+                let (booked, _): (CowMap<Arc<str>, Vec<BookingId>>, usize) =
+                    bincode::serde::decode_from_slice(&booked, config).expect("decodes");
+                assert_eq!(decoded.kept.recency.len(), users_max);
+                notifications = decoded.with_bookings(booked);
+                assert_eq!(
+                    bincode::serde::encode_to_vec(&notifications, config).expect("encodes"),
+                    bytes
+                );
             }
         }
+        assert!(sweeps >= 5, "{sweeps} sweeps");
+    }
+
+    /// A freed slot is reused for the next user told, and the forgotten user's record (kept
+    /// for a booking) sees its notifications gone; a slot whose every generation was given
+    /// out is never used again.
+    #[test]
+    fn a_forgotten_user_s_slot_is_reused_and_a_worn_out_one_retired() {
+        let mut notifications = Notifications::new(5, 1);
+        notifications.add_booking(&UserName::from("ana"), BookingId(1));
+        notifications.record(&at_offset(1, 1), vec![told("ana", 0)]);
+        assert_eq!(notifications.kept.slots.len(), 1);
+        notifications.record(&at_offset(2, 2), vec![told("bo", 0)]);
+        // bo took ana's slot; ana's record stays, naming the slot's first generation.
+        assert_eq!(notifications.kept.slots.len(), 1);
+        assert_eq!(places(&notifications.after("bo", None)), [(2, 0)]);
+        let ana = notifications.after("ana", None);
+        assert!(ana.notifications.is_empty() && ana.older_dropped);
+        assert_eq!(notifications.bookings("ana"), [BookingId(1)]);
+        // The slot's last generation: forgotten, it is retired, and a new one is made.
+        notifications
+            .kept
+            .slots
+            .get_mut(0)
+            .expect("one slot")
+            .generation = NonZeroU32::MAX;
+        notifications
+            .users
+            .get_or_insert_with(&UserName::from("bo"), || unreachable!())
+            .notes = Some(NotesRef {
+            slot: 0,
+            generation: NonZeroU32::MAX,
+        });
+        notifications.record(&at_offset(3, 3), vec![told("cy", 0)]);
+        assert_eq!(notifications.kept.slots.len(), 2);
+        assert_eq!(notifications.kept.free, None);
+        assert!(notifications.after("bo", None).notifications.is_empty());
+        assert_eq!(places(&notifications.after("cy", None)), [(3, 0)]);
+        notifications.record(&at_offset(4, 4), vec![told("ana", 0)]);
+        assert_eq!(notifications.kept.slots.len(), 2, "cy's slot is reused");
+        assert_eq!(places(&notifications.after("ana", None)), [(4, 0)]);
     }
 
     /// A snapshot whose recency is not one latest touch per kept user is refused with an
