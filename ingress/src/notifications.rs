@@ -110,7 +110,7 @@ struct NotesRef {
 
 /// What a shard keeps of one user: their bookings, and where their notifications are
 /// kept while they are among the `users_max` told most recently. A record with neither
-/// is removed by the next sweep ([`Notifications::sweep_if_due`]).
+/// is removed by the sweep ([`Notifications::sweep`]).
 #[derive(Clone, Debug, Default)]
 struct UserRecord {
     /// In the order they were made (`GET /v1/me/bookings`); never forgotten.
@@ -139,6 +139,10 @@ struct Slot {
     generation: NonZeroU32,
     /// While the slot is free: the next free one.
     next_free: Option<u32>,
+    /// Whether the user had bookings when last told: if so, their record stays when their
+    /// notifications are forgotten (bookings are never forgotten); if not, it may be left
+    /// with neither, for the sweep.
+    buyer: bool,
     /// `None` while the slot is free (or retired).
     notes: Option<UserNotifications>,
 }
@@ -201,17 +205,8 @@ impl Kept {
         slot.notes.as_ref()
     }
 
-    fn notes_mut(&mut self, at: NotesRef) -> Option<&mut UserNotifications> {
-        self.notes(at)?;
-        let slot = self
-            .slots
-            .get_mut(at.slot as usize)
-            .expect("a record names a slot");
-        slot.notes.as_mut()
-    }
-
     /// Keeps a user's `notes` in a free slot (or a new one).
-    fn keep(&mut self, notes: UserNotifications) -> NotesRef {
+    fn keep(&mut self, notes: UserNotifications, buyer: bool) -> NotesRef {
         self.told_users += 1;
         match self.free {
             Some(free) => {
@@ -219,6 +214,7 @@ impl Kept {
                 assert!(slot.notes.is_none(), "a free slot keeps nothing");
                 self.free = slot.next_free.take();
                 slot.notes = Some(notes);
+                slot.buyer = buyer;
                 NotesRef {
                     slot: free,
                     generation: slot.generation,
@@ -229,6 +225,7 @@ impl Kept {
                 self.slots.push_back(Slot {
                     generation: NonZeroU32::MIN,
                     next_free: None,
+                    buyer,
                     notes: Some(notes),
                 });
                 NotesRef {
@@ -259,9 +256,11 @@ impl Kept {
         debug_assert_eq!(self.recency.len(), self.told_users);
     }
 
-    /// Forgets the notifications of the user told least recently. Their record (if it
-    /// stays, for its bookings) is not touched: its `NotesRef` is stale from now on.
-    fn forget_least_recent(&mut self) {
+    /// Forgets the notifications of the user told least recently. Their record is not
+    /// touched: its `NotesRef` is stale from now on. Returns whether the record may be
+    /// left with neither bookings nor notifications (the user had no bookings when last
+    /// told), for the sweep; `None` when no user was told.
+    fn forget_least_recent(&mut self) -> Option<bool> {
         while let Some((touched, slot)) = self.recency.take_front() {
             if !self.is_current((touched, slot)) {
                 continue; // stale: the user was told since, or forgotten
@@ -269,6 +268,7 @@ impl Kept {
             let free = self.free;
             let place = self.slots.get_mut(slot as usize).expect("a current slot");
             let notes = place.notes.take().expect("a current slot keeps notes");
+            let left_bare = !place.buyer;
             if let Some(next) = place.generation.checked_add(1) {
                 place.generation = next;
                 place.next_free = free;
@@ -281,8 +281,9 @@ impl Kept {
                 .map(|notification| notification.place)
                 .max(notes.dropped_through);
             self.forgotten_through = self.forgotten_through.max(newest);
-            return;
+            return Some(left_bare);
         }
+        None
     }
 }
 
@@ -300,14 +301,17 @@ pub(crate) struct Notifications {
     /// How many of them have bookings (never forgotten).
     buyers: usize,
     kept: Kept,
+    /// The sweep's next shard of `users`, and the entries it owes: see
+    /// [`Notifications::sweep`].
+    sweep_shard: u64,
+    sweep_owed: usize,
     touches: u64,
     per_user_max: usize,
     users_max: usize,
 }
 
-/// Records without bookings or kept notifications a sweep lets pile up beyond the others
-/// (fewer in tests, so that they sweep often).
-const SWEEP_SLACK: usize = if cfg!(test) { 64 } else { 1024 };
+/// Records the sweep visits for each forgotten user who may have left a bare record.
+const SWEEP_VISITS_PER_FORGOTTEN: usize = 4;
 
 /// A user's notifications after a place.
 pub(crate) struct Page<'a> {
@@ -323,6 +327,8 @@ impl Notifications {
             records: 0,
             buyers: 0,
             kept: Kept::new(),
+            sweep_shard: 0,
+            sweep_owed: 0,
             touches: 0,
             per_user_max,
             users_max,
@@ -338,7 +344,7 @@ impl Notifications {
         self.per_user_max = per_user_max;
         self.users_max = users_max;
         while self.kept.told_users > users_max {
-            self.kept.forget_least_recent();
+            self.forget_least_recent();
         }
         for index in 0..self.kept.slots.len() {
             let slot = self.kept.slots.get_mut(index).expect("in range");
@@ -346,7 +352,13 @@ impl Notifications {
                 Self::trim(notes, per_user_max);
             }
         }
-        self.sweep_if_due();
+        self.sweep();
+    }
+
+    fn forget_least_recent(&mut self) {
+        if self.kept.forget_least_recent() == Some(true) {
+            self.sweep_owed += SWEEP_VISITS_PER_FORGOTTEN;
+        }
     }
 
     /// Adds `booking` to `user`'s bookings.
@@ -463,18 +475,25 @@ impl Notifications {
             made = true;
             UserRecord::default()
         });
+        self.records += usize::from(made);
+        let buyer = !record.bookings.is_empty();
         let kept = &mut self.kept;
         let slot = match record.notes.filter(|at| kept.notes(*at).is_some()) {
             Some(at) => {
-                let notes = kept.notes_mut(at).expect("checked above");
+                let slot = kept
+                    .slots
+                    .get_mut(at.slot as usize)
+                    .expect("a record names a slot");
+                slot.buyer = buyer;
+                let notes = slot.notes.as_mut().expect("checked above");
                 notes.touched = touched;
                 keep(notes, notification);
                 at.slot
             }
             None => {
                 // Forgotten first: the new user's notes start past what it forgot.
-                if kept.told_users >= self.users_max {
-                    kept.forget_least_recent();
+                if kept.told_users >= self.users_max && kept.forget_least_recent() == Some(true) {
+                    self.sweep_owed += SWEEP_VISITS_PER_FORGOTTEN;
                 }
                 let mut notes = UserNotifications {
                     kept: VecDeque::new(),
@@ -482,33 +501,42 @@ impl Notifications {
                     touched,
                 };
                 keep(&mut notes, notification);
-                let at = kept.keep(notes);
+                let at = kept.keep(notes, buyer);
                 record.notes = Some(at);
                 at.slot
             }
         };
         kept.recency.push_back((touched, slot));
-        if made {
-            self.records += 1;
-            self.sweep_if_due();
+        if self.sweep_owed > 0 {
+            self.sweep();
         }
     }
 
-    /// Removes the records with neither bookings nor kept notifications once they may
-    /// outnumber the others (and clears stale `NotesRef`s in those that stay): a sweep over
-    /// `records` entries after at least `records / 2` new ones, so O(1) a record amortized.
-    fn sweep_if_due(&mut self) {
-        if self.records < 2 * (self.buyers + self.kept.told_users) + SWEEP_SLACK {
-            return;
+    /// Removes records with neither bookings nor kept notifications (and clears stale
+    /// `NotesRef`s in those that stay), a shard of `users` at a time, while it owes
+    /// visits: each forgotten user who may have left such a record owes
+    /// [`SWEEP_VISITS_PER_FORGOTTEN`], and a shard pays what it holds (an empty one, one).
+    /// So a pass over all shards is paid for by a quarter as many such users as it visits:
+    /// fewer were left bare meanwhile, and the bare records never outnumber half of the
+    /// others (plus the shard count). A step's pause is one shard's entries (a 1,024th of
+    /// the users), never the whole table; buyers forgotten (nearly every forgotten user
+    /// under hold + confirm) owe nothing.
+    fn sweep(&mut self) {
+        while self.sweep_owed > 0 {
+            let kept = &self.kept;
+            let mut removed = 0;
+            let visited = self.users.retain_in_shard(self.sweep_shard, |_, record| {
+                if record.notes.is_some_and(|at| kept.notes(at).is_none()) {
+                    record.notes = None;
+                }
+                let stays = record.notes.is_some() || !record.bookings.is_empty();
+                removed += usize::from(!stays);
+                stays
+            });
+            self.records -= removed;
+            self.sweep_owed = self.sweep_owed.saturating_sub(visited.max(1));
+            self.sweep_shard = (self.sweep_shard + 1) % CowMap::<Arc<str>, UserRecord>::SHARDS;
         }
-        let kept = &self.kept;
-        self.records = self.users.retain(|_, record| {
-            if record.notes.is_some_and(|at| kept.notes(at).is_none()) {
-                record.notes = None;
-            }
-            record.notes.is_some() || !record.bookings.is_empty()
-        });
-        debug_assert!(self.records <= self.buyers + self.kept.told_users);
     }
 
     /// Drops a user's oldest notifications past `per_user_max`, remembering the newest
@@ -657,7 +685,9 @@ impl TryFrom<Decoded> for Notifications {
         let mut records = CowMap::default();
         let mut slot_of: BTreeMap<Arc<str>, u32> = BTreeMap::new();
         for (user, notes) in users {
-            let at = kept.keep(notes);
+            // Not known to be a buyer (the bookings come after, `with_bookings`): a record
+            // left bare is swept, one that is not is only visited.
+            let at = kept.keep(notes, false);
             slot_of.insert(Arc::clone(&user), at.slot);
             records.insert(
                 user,
@@ -676,6 +706,8 @@ impl TryFrom<Decoded> for Notifications {
             records: slot_of.len(),
             buyers: 0,
             kept,
+            sweep_shard: 0,
+            sweep_owed: 0,
             touches,
             per_user_max,
             users_max,
@@ -902,9 +934,10 @@ mod tests {
                 .collect();
             assert_eq!(names.iter().collect::<Vec<_>>(), kept, "step {step}");
             assert!(notifications.kept.recency.len() <= 2 * notifications.kept.told_users + 64 + 1);
+            // The bare records never outnumber half of the others, plus the shard count.
             assert!(
                 notifications.records
-                    <= 2 * (notifications.buyers + notifications.kept.told_users) + SWEEP_SLACK
+                    <= 2 * (notifications.buyers + notifications.kept.told_users) + 1_024
             );
             assert_eq!(notifications.buyers, bookings.len());
             if step % 1_000 == 0 {

@@ -27,6 +27,8 @@ use engine::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+/// An event of the model, copied on write (see `ReadModel::events`).
+type EventArc = triomphe::Arc<EventRecord>;
 
 /// The model's hash maps: foldhash (faster than the default SipHash on the follower's
 /// look-ups, one or more per outcome), seeded at random per process since clients name
@@ -419,8 +421,9 @@ pub(crate) struct ReadModel {
     /// The engine's clock at that outcome.
     pub(crate) time_ms: u64,
     /// Each behind an `Arc`, copied on its first change after a copy of the model (the
-    /// snapshot's), like the blocks and shards of the tables below (`dense_map`, `cow_map`).
-    events: BTreeMap<EventId, Arc<EventRecord>>,
+    /// snapshot's), like the blocks and shards of the tables below (`dense_map`, `cow_map`);
+    /// `triomphe`'s, as theirs: an outcome's `make_mut` checks the count with a load.
+    events: BTreeMap<EventId, EventArc>,
     holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
     bookings: DenseMap<BookingId, BookingRecord>,
@@ -477,7 +480,7 @@ impl Serialize for ReadModel {
 struct Decoded {
     applied_offset: Option<u64>,
     time_ms: u64,
-    events: BTreeMap<EventId, Arc<EventRecord>>,
+    events: BTreeMap<EventId, EventArc>,
     holds: DenseMap<HoldId, HoldRecord>,
     ended_holds: EndedIds<HoldId>,
     bookings: DenseMap<BookingId, BookingRecord>,
@@ -566,11 +569,11 @@ impl ReadModel {
     // ---- reads -----------------------------------------------------------------------
 
     pub(crate) fn event(&self, id: EventId) -> Option<&EventRecord> {
-        self.events.get(&id).map(Arc::as_ref)
+        self.events.get(&id).map(EventArc::as_ref)
     }
 
     pub(crate) fn events(&self) -> impl Iterator<Item = &EventRecord> {
-        self.events.values().map(Arc::as_ref)
+        self.events.values().map(EventArc::as_ref)
     }
 
     pub(crate) fn hold(&self, id: HoldId) -> Option<&HoldRecord> {
@@ -616,7 +619,7 @@ impl ReadModel {
     pub(crate) fn matching(&self, filter: &EventFilter) -> Vec<&EventRecord> {
         self.events
             .values()
-            .map(Arc::as_ref)
+            .map(EventArc::as_ref)
             .filter(|event| filter.admits(event))
             .collect()
     }
@@ -754,7 +757,7 @@ impl ReadModel {
                         changes,
                     );
                 }
-                match self.events.get_mut(event).map(Arc::make_mut) {
+                match self.events.get_mut(event).map(EventArc::make_mut) {
                     Some(record) => record.canceled = true,
                     None => self.anomaly("canceled an unknown event"),
                 }
@@ -799,7 +802,7 @@ impl ReadModel {
                 match self
                     .events
                     .get_mut(event)
-                    .map(Arc::make_mut)
+                    .map(EventArc::make_mut)
                     .and_then(|record| record.draw.as_mut())
                 {
                     Some(draw) => draw.seed = Some(*seed),
@@ -863,7 +866,7 @@ impl ReadModel {
                 opens_at_ms,
                 draws_at_ms,
                 commitment,
-            } => match self.events.get_mut(event).map(Arc::make_mut) {
+            } => match self.events.get_mut(event).map(EventArc::make_mut) {
                 Some(record) => {
                     record.draw = Some(DrawRecord {
                         opens_at_ms: *opens_at_ms,
@@ -883,7 +886,7 @@ impl ReadModel {
                 order,
             } => self.make_draw(*event, seed, *source, order, changes),
             Effect::EventTermsSet { event, terms } => {
-                match self.events.get_mut(event).map(Arc::make_mut) {
+                match self.events.get_mut(event).map(EventArc::make_mut) {
                     Some(record) => record.terms = Some(terms.clone()),
                     None => self.anomaly("terms for an unknown event"),
                 }
@@ -903,7 +906,7 @@ impl ReadModel {
     ) {
         let mut places: Vec<u64> = order.iter().map(|waiter| waiter.0).collect();
         places.sort_unstable();
-        let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) else {
+        let Some(event) = self.events.get_mut(&event_id).map(EventArc::make_mut) else {
             return self.anomaly("a draw for an unknown event");
         };
         let Some(draw) = event.draw.as_mut() else {
@@ -959,20 +962,20 @@ impl ReadModel {
             draw: None,
             terms: None,
         };
-        if self.events.insert(id, Arc::new(record)).is_some() {
+        if self.events.insert(id, EventArc::new(record)).is_some() {
             self.anomaly("an event id was created twice");
         }
     }
 
     fn update_event(&mut self, id: EventId, patch: &EventPatch) {
-        let Some(event) = self.events.get_mut(&id).map(Arc::make_mut) else {
+        let Some(event) = self.events.get_mut(&id).map(EventArc::make_mut) else {
             return self.anomaly("updated an unknown event");
         };
         patch.apply_to(&mut event.spec);
     }
 
     fn add_hold(&mut self, view: &HoldView) {
-        let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
+        let Some(event) = self.events.get_mut(&view.event).map(EventArc::make_mut) else {
             return self.anomaly("a hold on an unknown event");
         };
         let slot = match event.ledger.hold(&event.layout, view.hold, &view.items) {
@@ -1000,7 +1003,7 @@ impl ReadModel {
         }
         hold.status = end;
         let (event_id, slot) = (hold.view.event, hold.slot.take());
-        let released = match self.events.get_mut(&event_id).map(Arc::make_mut) {
+        let released = match self.events.get_mut(&event_id).map(EventArc::make_mut) {
             Some(event) => event
                 .ledger
                 .release(&event.layout, hold_id, slot, &hold.view.items)
@@ -1035,7 +1038,7 @@ impl ReadModel {
         };
         self.live_holds = self.live_holds.saturating_sub(1);
         self.remember_ended_hold(view.hold);
-        let Some(event) = self.events.get_mut(&view.event).map(Arc::make_mut) else {
+        let Some(event) = self.events.get_mut(&view.event).map(EventArc::make_mut) else {
             return self.anomaly("a booking on an unknown event");
         };
         let booked = event
@@ -1069,7 +1072,7 @@ impl ReadModel {
         }
         booking.canceled = true;
         let event_id = booking.view.event;
-        let unbooked = match self.events.get_mut(&event_id).map(Arc::make_mut) {
+        let unbooked = match self.events.get_mut(&event_id).map(EventArc::make_mut) {
             Some(event) => event
                 .ledger
                 .unbook(&event.layout, &booking.view.items)
@@ -1091,7 +1094,7 @@ impl ReadModel {
         category: Option<u16>,
         entered: bool,
     ) {
-        let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) else {
+        let Some(event) = self.events.get_mut(&event_id).map(EventArc::make_mut) else {
             return self.anomaly("a waitlist entry on an unknown event");
         };
         let (status, place) = if entered {
@@ -1132,7 +1135,7 @@ impl ReadModel {
         waiter.status = end;
         let (event_id, category, place) = (waiter.event, waiter.category, waiter.place);
         let mut left = true;
-        if let Some(event) = self.events.get_mut(&event_id).map(Arc::make_mut) {
+        if let Some(event) = self.events.get_mut(&event_id).map(EventArc::make_mut) {
             if was == WaiterStatus::Entered {
                 if let Some(draw) = event.draw.as_mut() {
                     draw.entries.retain(|entry| *entry != id);
