@@ -37,7 +37,7 @@ use std::hash::{BuildHasher, Hash};
 use triomphe::Arc;
 
 /// How many shards names are spread over.
-const NAME_SHARDS: u64 = 1024;
+pub(crate) const NAME_SHARDS: u64 = 1024;
 
 /// The shard of a key whose hash is `hash`: bits the shard's own table does not use for
 /// a bucket (the low ones) or a tag (the top seven).
@@ -162,10 +162,7 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
             .flat_map(|shard| shard.iter().map(|(key, value)| (key, value)))
     }
 
-    /// How many shards there may be: [`CowMap::retain_in_shard`] takes shard numbers below it.
-    pub(crate) const SHARDS: u64 = NAME_SHARDS;
-
-    /// Keeps the entries of shard `shard` that `keep` says to keep (it may change them);
+    /// Keeps the entries of shard `shard` (below [`NAME_SHARDS`]) that `keep` says to keep (it may change them);
     /// returns how many the shard had (0 when there is none). A step of an incremental
     /// sweep: the pause is one shard's entries, not the map's. The shard is copied first
     /// if a copy of the map shares it.
@@ -284,7 +281,7 @@ mod tests {
         map: &mut CowMap<String, u32>,
         mut keep: impl FnMut(&String, &mut u32) -> bool,
     ) -> usize {
-        (0..CowMap::<String, u32>::SHARDS)
+        (0..NAME_SHARDS)
             .map(|shard| map.retain_in_shard(shard, &mut keep))
             .sum()
     }
@@ -305,10 +302,7 @@ mod tests {
         assert_eq!(retain_all(&mut map, |_, _| false), 1);
         assert_eq!((map.len(), map.shard_count()), (0, 0));
         assert_eq!(copy.len(), 2);
-        assert_eq!(
-            map.retain_in_shard(CowMap::<String, u32>::SHARDS + 1, |_, _| true),
-            0
-        );
+        assert_eq!(map.retain_in_shard(NAME_SHARDS + 1, |_, _| true), 0);
     }
 
     #[test]

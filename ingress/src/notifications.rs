@@ -180,6 +180,8 @@ struct Kept {
     told_users: usize,
     /// The newest place any forgotten user had kept or dropped.
     forgotten_through: Option<Place>,
+    /// Records the sweep owes a visit (see [`Notifications::sweep`]).
+    sweep_owed: usize,
 }
 
 impl Kept {
@@ -190,6 +192,7 @@ impl Kept {
             recency: Recency::new(),
             told_users: 0,
             forgotten_through: None,
+            sweep_owed: 0,
         }
     }
 
@@ -257,10 +260,10 @@ impl Kept {
     }
 
     /// Forgets the notifications of the user told least recently. Their record is not
-    /// touched: its `NotesRef` is stale from now on. Returns whether the record may be
-    /// left with neither bookings nor notifications (the user had no bookings when last
-    /// told), for the sweep; `None` when no user was told.
-    fn forget_least_recent(&mut self) -> Option<bool> {
+    /// touched: its `NotesRef` is stale from now on. A user without bookings when last
+    /// told may leave a record with neither bookings nor notifications: the sweep is owed
+    /// its visits ([`Notifications::sweep`]).
+    fn forget_least_recent(&mut self) {
         while let Some((touched, slot)) = self.recency.take_front() {
             if !self.is_current((touched, slot)) {
                 continue; // stale: the user was told since, or forgotten
@@ -268,7 +271,9 @@ impl Kept {
             let free = self.free;
             let place = self.slots.get_mut(slot as usize).expect("a current slot");
             let notes = place.notes.take().expect("a current slot keeps notes");
-            let left_bare = !place.buyer;
+            if !place.buyer {
+                self.sweep_owed += SWEEP_VISITS_PER_FORGOTTEN;
+            }
             if let Some(next) = place.generation.checked_add(1) {
                 place.generation = next;
                 place.next_free = free;
@@ -281,9 +286,8 @@ impl Kept {
                 .map(|notification| notification.place)
                 .max(notes.dropped_through);
             self.forgotten_through = self.forgotten_through.max(newest);
-            return Some(left_bare);
+            return;
         }
-        None
     }
 }
 
@@ -301,10 +305,8 @@ pub(crate) struct Notifications {
     /// How many of them have bookings (never forgotten).
     buyers: usize,
     kept: Kept,
-    /// The sweep's next shard of `users`, and the entries it owes: see
-    /// [`Notifications::sweep`].
+    /// The sweep's next shard of `users` (see [`Notifications::sweep`]).
     sweep_shard: u64,
-    sweep_owed: usize,
     touches: u64,
     per_user_max: usize,
     users_max: usize,
@@ -328,7 +330,6 @@ impl Notifications {
             buyers: 0,
             kept: Kept::new(),
             sweep_shard: 0,
-            sweep_owed: 0,
             touches: 0,
             per_user_max,
             users_max,
@@ -344,7 +345,7 @@ impl Notifications {
         self.per_user_max = per_user_max;
         self.users_max = users_max;
         while self.kept.told_users > users_max {
-            self.forget_least_recent();
+            self.kept.forget_least_recent();
         }
         for index in 0..self.kept.slots.len() {
             let slot = self.kept.slots.get_mut(index).expect("in range");
@@ -353,12 +354,6 @@ impl Notifications {
             }
         }
         self.sweep();
-    }
-
-    fn forget_least_recent(&mut self) {
-        if self.kept.forget_least_recent() == Some(true) {
-            self.sweep_owed += SWEEP_VISITS_PER_FORGOTTEN;
-        }
     }
 
     /// Adds `booking` to `user`'s bookings.
@@ -492,8 +487,8 @@ impl Notifications {
             }
             None => {
                 // Forgotten first: the new user's notes start past what it forgot.
-                if kept.told_users >= self.users_max && kept.forget_least_recent() == Some(true) {
-                    self.sweep_owed += SWEEP_VISITS_PER_FORGOTTEN;
+                if kept.told_users >= self.users_max {
+                    kept.forget_least_recent();
                 }
                 let mut notes = UserNotifications {
                     kept: VecDeque::new(),
@@ -507,7 +502,7 @@ impl Notifications {
             }
         };
         kept.recency.push_back((touched, slot));
-        if self.sweep_owed > 0 {
+        if kept.sweep_owed > 0 {
             self.sweep();
         }
     }
@@ -522,7 +517,7 @@ impl Notifications {
     /// the users), never the whole table; buyers forgotten (nearly every forgotten user
     /// under hold + confirm) owe nothing.
     fn sweep(&mut self) {
-        while self.sweep_owed > 0 {
+        while self.kept.sweep_owed > 0 {
             let kept = &self.kept;
             let mut removed = 0;
             let visited = self.users.retain_in_shard(self.sweep_shard, |_, record| {
@@ -534,8 +529,8 @@ impl Notifications {
                 stays
             });
             self.records -= removed;
-            self.sweep_owed = self.sweep_owed.saturating_sub(visited.max(1));
-            self.sweep_shard = (self.sweep_shard + 1) % CowMap::<Arc<str>, UserRecord>::SHARDS;
+            self.kept.sweep_owed = self.kept.sweep_owed.saturating_sub(visited.max(1));
+            self.sweep_shard = (self.sweep_shard + 1) % crate::cow_map::NAME_SHARDS;
         }
     }
 
@@ -707,7 +702,6 @@ impl TryFrom<Decoded> for Notifications {
             buyers: 0,
             kept,
             sweep_shard: 0,
-            sweep_owed: 0,
             touches,
             per_user_max,
             users_max,
